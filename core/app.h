@@ -1,0 +1,41 @@
+/* app — one running baton: the configuration, the plugins it names and an
+ * instance for every configured use, brought up in order and taken down
+ * in reverse. Every command starts here. */
+#ifndef BATON_APP_H
+#define BATON_APP_H
+
+#include "config/config.h"
+#include "diag.h"
+#include "plugin_host.h"
+
+enum {
+    APP_PLUGINS = 1, /* load plugins and validate their settings */
+    APP_INIT = 2,    /* and run init on every instance */
+};
+
+typedef struct app {
+    conf conf;
+    plugin_registry reg;
+    char **path; /* plugin_path, then the defaults */
+    size_t npath;
+    instance **inst;
+    size_t ninst;
+    int started;
+} app;
+
+/* 0 when the configuration (and what flags ask for) is free of errors;
+ * every error goes to d. a must be closed with app_close either way. */
+int app_open(app *a, const char *config_path, unsigned flags, diag *d);
+/* The instance of section.name, or NULL (disabled channels have none). */
+instance *app_find(app *a, const char *section, const char *name);
+/* Start every instance (sources, actions, channels, then events); on a
+ * failure stop what started and return -1 with the error in d. */
+int app_start(app *a, diag *d);
+void app_stop(app *a);
+void app_close(app *a);
+
+/* The configuration file to read: -c FILE, else $BATON_CONFIG, else
+ * conf/baton.cfg. */
+const char *app_default_config(void);
+
+#endif

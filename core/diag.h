@@ -1,0 +1,31 @@
+/* diag — the errors and warnings found in user input, collected so that
+ * every one is reported at once as "file:line: message". */
+#ifndef BATON_DIAG_H
+#define BATON_DIAG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct diag_entry {
+    char *file; /* may be NULL */
+    int line;   /* 0 when unknown */
+    int warning;
+    char *msg;
+} diag_entry;
+
+typedef struct diag {
+    diag_entry *v;
+    size_t n, cap;
+    size_t errors;
+} diag;
+
+void diag_init(diag *d);
+void diag_free(diag *d);
+void diag_error(diag *d, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void diag_warn(diag *d, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Print every entry, in the order found, one per line. */
+void diag_print(const diag *d, FILE *out);
+
+#endif

@@ -1,0 +1,18 @@
+/* expr/host_api — expressions and templates as the SDK's host table
+ * offers them to plugins (baton_host.expr_* and template_*). */
+#ifndef BATON_EXPR_HOST_API_H
+#define BATON_EXPR_HOST_API_H
+
+#include <baton/baton.h>
+
+baton_expr *host_expr_compile(baton_instance *inst, const char *text, const char *scope,
+                              char *err, size_t errlen);
+int host_expr_eval(const baton_expr *e, const baton_record *r, baton_value *out,
+                   baton_buf *scratch);
+void host_expr_free(baton_expr *e);
+baton_template *host_template_compile(baton_instance *inst, const char *text, int html,
+                                      char *err, size_t errlen);
+int host_template_render(const baton_template *t, const baton_record *r, baton_buf *out);
+void host_template_free(baton_template *t);
+
+#endif

@@ -1,0 +1,642 @@
+#include "plugin_host.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "expr/host_api.h"
+#include "log.h"
+#include "mem.h"
+#include "record.h"
+#include "suggest.h"
+
+/* ------------------------------------------------------------------ */
+/* Finding and loading                                                 */
+/* ------------------------------------------------------------------ */
+
+void plugin_default_path(char ***dirs, size_t *n)
+{
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    *dirs = NULL;
+    *n = 0;
+    if (len <= 0)
+        return;
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    *dirs = xcalloc(3, sizeof **dirs);
+    (*dirs)[(*n)++] = xasprintf("%s/plugins", exe);
+    (*dirs)[(*n)++] = xasprintf("%s/../lib/baton/plugins", exe);
+}
+
+int plugin_abi_check(unsigned major, unsigned minor, char *err, size_t errlen)
+{
+    if (major != BATON_ABI_MAJOR) {
+        snprintf(err, errlen,
+                 "built for baton ABI %u.%u, but this host speaks ABI %d.%d; rebuild it against baton-sdk %d.x",
+                 major, minor, BATON_ABI_MAJOR, BATON_ABI_MINOR, BATON_ABI_MAJOR);
+        return -1;
+    }
+    if (minor > BATON_ABI_MINOR) {
+        snprintf(err, errlen,
+                 "built for baton ABI %u.%u, newer than this host's ABI %d.%d; upgrade baton or rebuild the plugin against baton-sdk %d.%d",
+                 major, minor, BATON_ABI_MAJOR, BATON_ABI_MINOR, BATON_ABI_MAJOR, BATON_ABI_MINOR);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *kind_name(baton_kind k) { return conf_kind_name(k); }
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The callbacks every plugin of a kind must have. */
+static const char *missing_callback(const baton_plugin *d)
+{
+    if (!d->init)
+        return "init";
+    if (!d->destroy)
+        return "destroy";
+    switch (d->kind) {
+    case BATON_KIND_CHANNEL: {
+        const baton_channel_ops *o = d->ops;
+        if (!o)
+            return "ops (baton_channel_ops)";
+        if (!o->format)
+            return "ops.format";
+        if (!o->deliver)
+            return "ops.deliver";
+        break;
+    }
+    case BATON_KIND_ACTION: {
+        const baton_action_ops *o = d->ops;
+        if (!o)
+            return "ops (baton_action_ops)";
+        if (!o->invoke)
+            return "ops.invoke";
+        break;
+    }
+    case BATON_KIND_SOURCE: {
+        const baton_source_ops *o = d->ops;
+        if (!o)
+            return "ops (baton_source_ops)";
+        if (!o->exec && !o->lookup)
+            return "ops.exec or ops.lookup";
+        break;
+    }
+    case BATON_KIND_EVENT:
+        if (!d->start)
+            return "start";
+        if (!d->stop)
+            return "stop";
+        break;
+    case BATON_KIND_ACTIVITY:
+        if (!d->activities || !d->activities[0].name)
+            return "activities";
+        for (const baton_activity_type *t = d->activities; t->name; t++)
+            if (!t->run)
+                return "activities[].run";
+        break;
+    }
+    return NULL;
+}
+
+static int resolve(const plugin_registry *reg, const char *name, char *path,
+                   size_t pathlen, char *err, size_t errlen)
+{
+    struct stat st;
+    if (strchr(name, '/')) {
+        snprintf(path, pathlen, "%s", name);
+        if (stat(path, &st) != 0) {
+            snprintf(err, errlen, "%s: cannot open plugin: %s", path, strerror(errno));
+            return -1;
+        }
+        goto found;
+    }
+    for (size_t i = 0; i < reg->npath; i++) {
+        snprintf(path, pathlen, "%s/%s.so", reg->path[i], name);
+        if (stat(path, &st) == 0)
+            goto found;
+    }
+    /* not found: say where we looked, and suggest a near name */
+    buf where;
+    buf_init(&where);
+    const char *cands[128];
+    char *owned[128];
+    size_t nc = 0;
+    for (size_t i = 0; i < reg->npath; i++) {
+        buf_addf(&where, "%s%s", i ? ", " : "", reg->path[i]);
+        DIR *dir = opendir(reg->path[i]);
+        struct dirent *e;
+        while (dir && (e = readdir(dir)) && nc < 128) {
+            size_t l = strlen(e->d_name);
+            if (l > 3 && strcmp(e->d_name + l - 3, ".so") == 0) {
+                owned[nc] = xstrndup(e->d_name, l - 3);
+                cands[nc] = owned[nc];
+                nc++;
+            }
+        }
+        if (dir)
+            closedir(dir);
+    }
+    const char *near = suggest_nearest(name, cands, nc);
+    snprintf(err, errlen, "plugin '%s' not found (looked for %s.so in: %s)%s%s%s", name, name,
+             where.data ? where.data : "no folder", near ? "; did you mean '" : "",
+             near ? near : "", near ? "'?" : "");
+    for (size_t i = 0; i < nc; i++)
+        free(owned[i]);
+    buf_free(&where);
+    return -1;
+found:
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file; refusing to load it", path);
+        return -1;
+    }
+    return 0;
+}
+
+static char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *b = slash ? slash + 1 : path;
+    size_t l = strlen(b);
+    if (l > 3 && strcmp(b + l - 3, ".so") == 0)
+        l -= 3;
+    return xstrndup(b, l);
+}
+
+plugin *plugin_load(plugin_registry *reg, const char *name, char *err, size_t errlen)
+{
+    char *want = base_name(name);
+    for (plugin *p = reg->head; p; p = p->next)
+        if (strcmp(p->name, want) == 0 && (!strchr(name, '/') || strcmp(p->path, name) == 0)) {
+            free(want);
+            return p;
+        }
+    char path[PATH_MAX];
+    if (resolve(reg, name, path, sizeof path, err, errlen)) {
+        free(want);
+        return NULL;
+    }
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        snprintf(err, errlen, "%s: cannot load: %s", path, dlerror());
+        free(want);
+        return NULL;
+    }
+    baton_plugin_entry_fn entry;
+    *(void **)&entry = dlsym(dl, BATON_ENTRY_SYMBOL);
+    const baton_plugin *d = entry ? entry() : NULL;
+    char why[400];
+    if (!entry) {
+        snprintf(err, errlen, "%s: not a baton plugin (no %s symbol)", path, BATON_ENTRY_SYMBOL);
+        goto fail;
+    }
+    if (!d) {
+        snprintf(err, errlen, "%s: %s() returned no descriptor", path, BATON_ENTRY_SYMBOL);
+        goto fail;
+    }
+    /* size first: the ABI members sit right after it in every version */
+    if (d->size < offsetof(baton_plugin, ops)) {
+        snprintf(err, errlen, "%s: descriptor of %u bytes is too small to be a baton plugin", path,
+                 (unsigned)d->size);
+        goto fail;
+    }
+    if (plugin_abi_check(d->abi_major, d->abi_minor, why, sizeof why)) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        goto fail;
+    }
+    plugin *p = xcalloc(1, sizeof *p);
+    memcpy(&p->desc, d, d->size < sizeof p->desc ? d->size : sizeof p->desc);
+    p->desc.size = (uint32_t)sizeof p->desc;
+    if (!p->desc.name || !p->desc.version) {
+        snprintf(err, errlen, "%s: descriptor has no %s", path, p->desc.name ? "version" : "name");
+        free(p);
+        goto fail;
+    }
+    if (p->desc.kind < BATON_KIND_ACTIVITY || p->desc.kind > BATON_KIND_EVENT) {
+        snprintf(err, errlen, "%s: unknown plugin kind %d", path, (int)p->desc.kind);
+        free(p);
+        goto fail;
+    }
+    const char *miss = missing_callback(&p->desc);
+    if (miss) {
+        snprintf(err, errlen, "%s: missing callback '%s', required of %s plugins", path, miss,
+                 kind_name(p->desc.kind));
+        free(p);
+        goto fail;
+    }
+    for (const baton_config_key *k = p->desc.config; k && k->name; k++) {
+        if (k->type < BATON_CFG_STRING || k->type > BATON_CFG_TEMPLATE) {
+            snprintf(err, errlen, "%s: config key '%s' has an unknown type %d", path, k->name,
+                     (int)k->type);
+            free(p);
+            goto fail;
+        }
+    }
+    p->name = want;
+    p->path = xstrdup(path);
+    p->dl = dl;
+    p->next = reg->head;
+    reg->head = p;
+    return p;
+fail:
+    dlclose(dl);
+    free(want);
+    return NULL;
+}
+
+void plugin_registry_free(plugin_registry *reg)
+{
+    plugin **pp = &reg->head;
+    while (*pp) {
+        plugin *p = *pp;
+        if (p->running || p->live) {
+            /* Redis learned it: code still running in a plugin must keep
+             * its text mapped. Leak the handle rather than crash. */
+            log_warn("not unloading %s: %zu instance(s) still alive", p->path, p->live);
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        dlclose(p->dl);
+        free(p->name);
+        free(p->path);
+        free(p);
+    }
+}
+
+void plugin_registry_scan(const plugin_registry *reg,
+                          void (*fn)(void *ud, const char *name, const char *path), void *ud)
+{
+    char **seen = NULL;
+    size_t nseen = 0;
+    for (size_t i = 0; i < reg->npath; i++) {
+        DIR *dir = opendir(reg->path[i]);
+        if (!dir)
+            continue;
+        struct dirent *e;
+        char **names = NULL;
+        size_t nn = 0;
+        while ((e = readdir(dir))) {
+            size_t l = strlen(e->d_name);
+            if (l <= 3 || strcmp(e->d_name + l - 3, ".so") != 0)
+                continue;
+            names = xrealloc(names, (nn + 1) * sizeof *names);
+            names[nn++] = xstrndup(e->d_name, l - 3);
+        }
+        closedir(dir);
+        qsort(names, nn, sizeof *names, cmp_str);
+        for (size_t j = 0; j < nn; j++) {
+            int dup = 0;
+            for (size_t k = 0; k < nseen; k++)
+                dup |= strcmp(seen[k], names[j]) == 0;
+            if (dup) {
+                free(names[j]);
+                continue;
+            }
+            char *path = xasprintf("%s/%s.so", reg->path[i], names[j]);
+            fn(ud, names[j], path);
+            free(path);
+            seen = xrealloc(seen, (nseen + 1) * sizeof *seen);
+            seen[nseen++] = names[j];
+        }
+        free(names);
+    }
+    for (size_t k = 0; k < nseen; k++)
+        free(seen[k]);
+    free(seen);
+}
+
+/* ------------------------------------------------------------------ */
+/* Host-owned keys                                                     */
+/* ------------------------------------------------------------------ */
+
+static const baton_config_key plugin_key[] = {
+    {.name = "plugin", .type = BATON_CFG_STRING, .required = 1,
+     .help = "the plugin that runs this entry"},
+    {0}};
+static const baton_config_key channel_keys[] = {
+    {.name = "plugin", .type = BATON_CFG_STRING, .required = 1,
+     .help = "the plugin that runs this entry"},
+    {.name = "enabled", .type = BATON_CFG_BOOL, .default_value = "true",
+     .help = "false: loaded by no one; sends on it are refused or skipped"},
+    {.name = "rate", .type = BATON_CFG_FLOAT, .default_value = "0", .has_range = 1, .min = 0,
+     .max = 1e7, .help = "messages per second at most (0: no limit)"},
+    {.name = "connections", .type = BATON_CFG_INT, .default_value = "1", .has_range = 1,
+     .min = 1, .max = 256, .help = "delivery workers, each with its own connection"},
+    {.name = "batch", .type = BATON_CFG_INT, .default_value = "100", .has_range = 1, .min = 1,
+     .max = 10000, .help = "messages handed to one deliver() call at most"},
+    {.name = "retries", .type = BATON_CFG_INT, .default_value = "5", .has_range = 1, .min = 0,
+     .max = 100, .help = "attempts after the first, for transient failures"},
+    {.name = "retry_backoff", .type = BATON_CFG_DURATION, .default_value = "1s",
+     .help = "first retry delay; doubles each attempt, with jitter"},
+    {.name = "queue", .type = BATON_CFG_INT, .default_value = "10000", .has_range = 1,
+     .min = 1, .max = 10000000, .help = "messages waiting for a worker at most (backpressure)"},
+    {.name = "address", .type = BATON_CFG_STRING,
+     .help = "the profiles field holding the recipient's address"},
+    {.name = "consent", .type = BATON_CFG_STRING,
+     .help = "the boolean profiles field that must be true for a message to go out"},
+    {0}};
+static const baton_config_key action_keys[] = {
+    {.name = "plugin", .type = BATON_CFG_STRING, .required = 1,
+     .help = "the plugin that runs this entry"},
+    {.name = "timeout", .type = BATON_CFG_DURATION, .default_value = "10s",
+     .help = "one call's time limit"},
+    {.name = "retries", .type = BATON_CFG_INT, .default_value = "3", .has_range = 1, .min = 0,
+     .max = 100, .help = "attempts after the first, for transient failures"},
+    {.name = "rate", .type = BATON_CFG_FLOAT, .default_value = "0", .has_range = 1, .min = 0,
+     .max = 1e7, .help = "calls per second at most (0: no limit)"},
+    {0}};
+
+const baton_config_key *plugin_host_keys(baton_kind kind)
+{
+    switch (kind) {
+    case BATON_KIND_CHANNEL: return channel_keys;
+    case BATON_KIND_ACTION: return action_keys;
+    default: return plugin_key;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Instances and their lifecycle                                       */
+/* ------------------------------------------------------------------ */
+
+instance *instance_create(plugin *p, const conf_use *use, const char *dir, diag *d)
+{
+    if (p->desc.kind != use->kind) {
+        diag_error(d, use->file, use->line, "%s: plugin '%s' is a %s plugin; %s needs a %s plugin",
+                   use->where, p->name, kind_name(p->desc.kind), use->section,
+                   kind_name(use->kind));
+        return NULL;
+    }
+    instance *inst = xcalloc(1, sizeof *inst);
+    inst->name = xstrdup(use->name);
+    inst->where = xstrdup(use->where);
+    inst->who = xasprintf("%s %s", kind_name(use->kind), use->name);
+    inst->kind = use->kind;
+    inst->plugin = p;
+    inst->file = use->file;
+    inst->line = use->line;
+    const baton_config_key *maps[] = {plugin_host_keys(use->kind), p->desc.config};
+    if (keymap_validate(use->group, use->where, maps, 2, NULL, dir, &inst->values, d)) {
+        instance_destroy(inst);
+        return NULL;
+    }
+    return inst;
+}
+
+int instance_init(instance *inst)
+{
+    if (inst->phase != INSTANCE_NEW)
+        return inst->phase == INSTANCE_STOPPED ? -1 : 0;
+    inst->error[0] = '\0';
+    void *state = NULL;
+    if (inst->plugin->desc.init(inst, plugin_host_api(), &state) != 0) {
+        if (!inst->error[0])
+            snprintf(inst->error, sizeof inst->error, "init failed (the plugin gave no reason)");
+        return -1;
+    }
+    inst->state = state;
+    inst->phase = INSTANCE_READY;
+    inst->plugin->live++;
+    return 0;
+}
+
+int instance_start(instance *inst)
+{
+    if (inst->phase != INSTANCE_READY)
+        return inst->phase == INSTANCE_RUNNING ? 0 : -1;
+    if (inst->plugin->desc.start && inst->plugin->desc.start(inst->state) != 0) {
+        if (!inst->error[0])
+            snprintf(inst->error, sizeof inst->error, "start failed (the plugin gave no reason)");
+        return -1;
+    }
+    inst->phase = INSTANCE_RUNNING;
+    inst->plugin->running++;
+    return 0;
+}
+
+void instance_stop(instance *inst)
+{
+    if (inst->phase != INSTANCE_RUNNING)
+        return;
+    if (inst->plugin->desc.stop)
+        inst->plugin->desc.stop(inst->state);
+    inst->phase = INSTANCE_STOPPED;
+    inst->plugin->running--;
+}
+
+void instance_destroy(instance *inst)
+{
+    if (!inst)
+        return;
+    instance_stop(inst);
+    if (inst->phase == INSTANCE_READY || inst->phase == INSTANCE_STOPPED) {
+        inst->plugin->desc.destroy(inst->state);
+        inst->plugin->live--;
+    }
+    keymap_values_free(&inst->values);
+    for (size_t i = 0; i < inst->ncounters; i++) {
+        free(inst->counters[i]->name);
+        free(inst->counters[i]);
+    }
+    free(inst->name);
+    free(inst->where);
+    free(inst->who);
+    free(inst);
+}
+
+const baton_channel_ops *instance_channel(const instance *inst)
+{
+    return inst->kind == BATON_KIND_CHANNEL ? inst->plugin->desc.ops : NULL;
+}
+const baton_action_ops *instance_action(const instance *inst)
+{
+    return inst->kind == BATON_KIND_ACTION ? inst->plugin->desc.ops : NULL;
+}
+const baton_source_ops *instance_source(const instance *inst)
+{
+    return inst->kind == BATON_KIND_SOURCE ? inst->plugin->desc.ops : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* The host table                                                      */
+/* ------------------------------------------------------------------ */
+
+static void h_log(baton_instance *inst, baton_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(level, inst ? inst->who : "plugin", fmt, ap);
+    va_end(ap);
+}
+
+static void h_set_error(baton_instance *inst, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(inst->error, sizeof inst->error, fmt, ap);
+    va_end(ap);
+}
+
+static const char *h_instance_name(baton_instance *inst) { return inst->name; }
+
+static const keymap_value *val(baton_instance *inst, const char *key)
+{
+    return inst ? keymap_get(&inst->values, key) : NULL;
+}
+
+static const char *h_config_string(baton_instance *inst, const char *key)
+{
+    const keymap_value *v = val(inst, key);
+    return v ? v->s : NULL;
+}
+static int64_t h_config_int(baton_instance *inst, const char *key)
+{
+    const keymap_value *v = val(inst, key);
+    return v ? v->i : 0;
+}
+static double h_config_float(baton_instance *inst, const char *key)
+{
+    const keymap_value *v = val(inst, key);
+    return v ? v->f : 0;
+}
+static int h_config_bool(baton_instance *inst, const char *key)
+{
+    const keymap_value *v = val(inst, key);
+    return v ? (int)v->i : 0;
+}
+static int64_t h_config_duration_ms(baton_instance *inst, const char *key)
+{
+    const keymap_value *v = val(inst, key);
+    return v && v->key->type == BATON_CFG_DURATION ? v->i : 0;
+}
+static size_t h_config_list_count(baton_instance *inst, const char *key)
+{
+    const keymap_value *v = val(inst, key);
+    return v ? v->nlist : 0;
+}
+static const char *h_config_list_item(baton_instance *inst, const char *key, size_t i)
+{
+    const keymap_value *v = val(inst, key);
+    return v && i < v->nlist ? v->list[i] : NULL;
+}
+
+static baton_counter *h_counter(baton_instance *inst, const char *name)
+{
+    size_t n = inst->ncounters;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(inst->counters[i]->name, name) == 0)
+            return (baton_counter *)inst->counters[i];
+    if (n == sizeof inst->counters / sizeof inst->counters[0])
+        return NULL;
+    instance_counter *c = xcalloc(1, sizeof *c);
+    c->name = xstrdup(name);
+    inst->counters[n] = c;
+    inst->ncounters = n + 1;
+    return (baton_counter *)c;
+}
+
+static void h_counter_add(baton_counter *c, uint64_t n)
+{
+    if (c)
+        atomic_fetch_add(&((instance_counter *)c)->value, n);
+}
+
+static void h_buf_append(baton_buf *b, const void *data, size_t len) { buf_add(b, data, len); }
+static void h_buf_printf(baton_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vaddf(b, fmt, ap);
+    va_end(ap);
+}
+static const char *h_buf_data(const baton_buf *b, size_t *len)
+{
+    if (len)
+        *len = b->len;
+    return b->data ? b->data : "";
+}
+
+static int h_record_get(const baton_record *r, const char *name, baton_value *out)
+{
+    return record_get(r, name, out);
+}
+static size_t h_record_count(const baton_record *r) { return r ? r->n : 0; }
+static const char *h_record_name(const baton_record *r, size_t i)
+{
+    return r && i < r->n ? r->v[i].name : NULL;
+}
+static baton_record *h_record_new(void) { return record_new(); }
+static void h_record_set(baton_record *r, const char *name, const baton_value *v)
+{
+    record_set(r, name, v);
+}
+static void h_record_free(baton_record *r) { record_free(r); }
+
+static event_sink_fn g_sink;
+static void *g_sink_ud;
+
+void plugin_host_set_event_sink(event_sink_fn fn, void *ud)
+{
+    g_sink = fn;
+    g_sink_ud = ud;
+}
+
+static int h_event_submit(baton_instance *inst, const char *json, size_t len,
+                          void (*ack)(void *), void *ack_ctx)
+{
+    if (!g_sink)
+        return -1;
+    return g_sink(g_sink_ud, inst, json, len, ack, ack_ctx);
+}
+
+static const baton_host host_api = {
+    .size = sizeof(baton_host),
+    .abi_major = BATON_ABI_MAJOR,
+    .abi_minor = BATON_ABI_MINOR,
+    .log = h_log,
+    .set_error = h_set_error,
+    .instance_name = h_instance_name,
+    .config_string = h_config_string,
+    .config_int = h_config_int,
+    .config_float = h_config_float,
+    .config_bool = h_config_bool,
+    .config_duration_ms = h_config_duration_ms,
+    .config_list_count = h_config_list_count,
+    .config_list_item = h_config_list_item,
+    .counter = h_counter,
+    .counter_add = h_counter_add,
+    .buf_append = h_buf_append,
+    .buf_printf = h_buf_printf,
+    .buf_data = h_buf_data,
+    .record_get = h_record_get,
+    .record_count = h_record_count,
+    .record_name = h_record_name,
+    .record_new = h_record_new,
+    .record_set = h_record_set,
+    .record_free = h_record_free,
+    .expr_compile = host_expr_compile,
+    .expr_eval = host_expr_eval,
+    .expr_free = host_expr_free,
+    .template_compile = host_template_compile,
+    .template_render = host_template_render,
+    .template_free = host_template_free,
+    .event_submit = h_event_submit,
+};
+
+const baton_host *plugin_host_api(void) { return &host_api; }

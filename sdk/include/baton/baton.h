@@ -1,0 +1,440 @@
+/*
+ * baton/baton.h — the baton plugin SDK. This header is the whole surface a
+ * plugin sees: a plugin includes it and the C library, links against nothing
+ * of baton's, and reaches the host only through the baton_host table it is
+ * handed at init.
+ *
+ * ABI rules
+ *   - BATON_ABI_MAJOR changes only when an existing member changes meaning
+ *     or place. The host refuses a plugin of another major.
+ *   - BATON_ABI_MINOR grows when members are appended. The host refuses a
+ *     plugin whose minor is newer than its own, and loads older ones: every
+ *     boundary struct starts with its size, so the host never reads past
+ *     what the plugin was compiled with, and a plugin checks
+ *     host->abi_minor before calling a member added after 1.0.
+ *   - Members are only ever appended (or take a reserved slot); each one
+ *     says the version that added it.
+ *
+ * Ownership: unless a member says otherwise, pointers passed to a plugin are
+ * borrowed for the duration of the call, and pointers a plugin returns in a
+ * descriptor must stay valid until the plugin is unloaded (static data).
+ *
+ * Threads: the host calls init/start/stop/destroy on its main thread. Kind
+ * callbacks say which thread calls them and whether they may block.
+ */
+#ifndef BATON_BATON_H
+#define BATON_BATON_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BATON_ABI_MAJOR 1
+#define BATON_ABI_MINOR 0
+
+/* The one symbol a plugin exports: a function returning its descriptor. */
+#define BATON_ENTRY_SYMBOL "baton_plugin_entry"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define BATON_EXPORT __attribute__((visibility("default")))
+#define BATON_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define BATON_EXPORT
+#define BATON_PRINTF(f, a)
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Values                                                              */
+/* ------------------------------------------------------------------ */
+
+typedef enum baton_type {
+    BATON_T_NULL = 0,
+    BATON_T_BOOL,
+    BATON_T_INT,
+    BATON_T_FLOAT,
+    BATON_T_STRING,
+    BATON_T_DATE,      /* days since 1970-01-01 */
+    BATON_T_TIMESTAMP, /* seconds since 1970-01-01T00:00:00Z */
+    BATON_T_DURATION   /* seconds */
+} baton_type;
+
+/* A typed value. Strings are UTF-8, not necessarily NUL-terminated: use
+ * len. A string value is borrowed from whoever produced it. */
+typedef struct baton_value {
+    baton_type type;
+    union {
+        int b;
+        int64_t i;
+        double f;
+        struct {
+            const char *ptr;
+            size_t len;
+        } s;
+        int64_t date;
+        int64_t ts;
+        int64_t dur;
+    } v;
+} baton_value;
+
+/* A record: named values (a row of an audience, an event, a profile, an
+ * action's response). Opaque; read and built through the host table. */
+typedef struct baton_record baton_record;
+
+/* A growable byte buffer owned by the host; plugins append through the
+ * host table. */
+typedef struct baton_buf baton_buf;
+
+/* One configured use of a plugin: the channel "email", the source "crm".
+ * Opaque; every host call that concerns an instance takes it. */
+typedef struct baton_instance baton_instance;
+
+/* Compiled expression and template, owned by the host. */
+typedef struct baton_expr baton_expr;
+typedef struct baton_template baton_template;
+
+/* A metrics counter, owned by the host, valid until the plugin unloads. */
+typedef struct baton_counter baton_counter;
+
+/* ------------------------------------------------------------------ */
+/* Declarative configuration                                           */
+/* ------------------------------------------------------------------ */
+
+typedef enum baton_cfg_type {
+    BATON_CFG_STRING = 1,
+    BATON_CFG_INT,
+    BATON_CFG_FLOAT,    /* accepts an int too */
+    BATON_CFG_BOOL,
+    BATON_CFG_DURATION, /* "90s" "15m" "12h" "7d" "2w" (and "250ms") */
+    BATON_CFG_ENUM,     /* a string among `choices` */
+    BATON_CFG_LIST,     /* an array of strings */
+    BATON_CFG_PATH,     /* a string; relative paths are resolved against the
+                           directory of the file that holds the setting */
+    BATON_CFG_TEMPLATE  /* a string holding {{ }} placeholders */
+} baton_cfg_type;
+
+/* One key of a plugin's configuration. The host validates the plugin's
+ * group against these before init: unknown keys, wrong types, missing
+ * required keys, out-of-range numbers and unknown enum values are all
+ * reported with file:line, and `baton plugins --describe` prints them.
+ * A map ends with an entry whose name is NULL. */
+typedef struct baton_config_key {
+    const char *name;
+    baton_cfg_type type;
+    const char *default_value; /* as it would be written in the file, or NULL */
+    int required;
+    int has_range;             /* INT, FLOAT, DURATION (in seconds) */
+    double min;
+    double max;
+    const char *const *choices; /* ENUM: NULL-terminated */
+    const char *help;
+} baton_config_key;
+
+/* ------------------------------------------------------------------ */
+/* Status of a delivery or a call                                      */
+/* ------------------------------------------------------------------ */
+
+typedef enum baton_status {
+    BATON_OK = 0,    /* done; provider_id says the provider's id, if any */
+    BATON_RETRY = 1, /* transient: the core retries with backoff */
+    BATON_ERROR = 2  /* permanent: recorded with its reason, not retried */
+} baton_status;
+
+typedef enum baton_log_level {
+    BATON_LOG_ERROR = 0,
+    BATON_LOG_WARN,
+    BATON_LOG_INFO,
+    BATON_LOG_DEBUG
+} baton_log_level;
+
+/* ------------------------------------------------------------------ */
+/* Kinds                                                               */
+/* ------------------------------------------------------------------ */
+
+typedef enum baton_kind {
+    BATON_KIND_ACTIVITY = 1,
+    BATON_KIND_SOURCE,
+    BATON_KIND_CHANNEL,
+    BATON_KIND_ACTION,
+    BATON_KIND_EVENT
+} baton_kind;
+
+/* --- channel ------------------------------------------------------- */
+
+/* One message to deliver. Every member is owned by the host and valid
+ * until deliver() returns. */
+typedef struct baton_message {
+    uint32_t size;          /* sizeof(baton_message) as the host built it */
+    const char *key;        /* idempotency key: unique per message, stable
+                               across retries and resumed runs */
+    const char *recipient;  /* the address: email, phone number, device... */
+    const char *profile_id; /* the profile the message reaches */
+    size_t nparts;          /* rendered content: subject, text, html, ... */
+    const char *const *part_names;
+    const char *const *part_values;
+    const baton_record *row; /* the row the message was rendered from */
+    void *reserved[4];
+} baton_message;
+
+/* Per message, filled by deliver(). */
+typedef struct baton_delivery {
+    baton_status status;
+    char provider_id[128]; /* the provider's message id, when OK */
+    char reason[256];      /* the provider's words, when RETRY or ERROR */
+    uint32_t segments;     /* SMS segments, 0 where it does not apply */
+    uint32_t reserved[7];
+} baton_delivery;
+
+typedef struct baton_channel_ops {
+    uint32_t size;
+    /* Content parts the channel renders, NULL-terminated ("subject",
+     * "text", "html"); a send activity or node sets them. */
+    const char *const *parts;
+    /* Pure: the exact bytes (or request) the channel would send for msg,
+     * appended to out. No I/O. Any thread; may not block. Returns 0, or -1
+     * with err filled. */
+    int (*format)(void *state, const baton_message *msg, baton_buf *out,
+                  char *err, size_t errlen);
+    /* Per delivery worker: open what a worker keeps between batches (an
+     * SMTP session, a curl multi handle). Called on that worker's thread;
+     * may block. May be NULL. Returns the worker's connection or NULL. */
+    void *(*worker_open)(void *state);
+    void (*worker_close)(void *state, void *conn);
+    /* Deliver n messages, filling out[i] for each. Called on a channel
+     * worker thread, never the engine's; may block, within the channel's
+     * timeouts. conn is what worker_open returned. */
+    void (*deliver)(void *state, void *conn, const baton_message *const *msgs,
+                    size_t n, baton_delivery *out);
+    void *reserved[8];
+} baton_channel_ops;
+
+/* --- action -------------------------------------------------------- */
+
+typedef struct baton_action_call {
+    uint32_t size;
+    const char *key;             /* idempotency key of this call */
+    const char *profile_id;
+    const baton_record *context; /* profile, event and earlier results */
+    void *reserved[4];
+} baton_action_call;
+
+typedef struct baton_action_ops {
+    uint32_t size;
+    /* Perform the call. Called on an action worker thread; may block up to
+     * the action's timeout. Write the response body (JSON, if any) to
+     * response and a reason to reason on failure. */
+    baton_status (*invoke)(void *state, const baton_action_call *call,
+                           baton_buf *response, char *reason, size_t reasonlen);
+    void *reserved[8];
+} baton_action_ops;
+
+/* --- source -------------------------------------------------------- */
+
+/* Called once per result row; return nonzero to stop. */
+typedef int (*baton_row_fn)(void *ud, size_t ncols, const char *const *names,
+                            const baton_value *values);
+
+typedef struct baton_source_ops {
+    uint32_t size;
+    /* "sqlite", "postgresql": the SQL dialect of exec(); NULL for a lookup
+     * source. */
+    const char *dialect;
+    /* Run one SQL statement with bound parameters. Called on the engine's
+     * thread or a campaign worker, one at a time per instance; may block.
+     * Returns 0, or -1 with err filled. */
+    int (*exec)(void *state, const char *sql, const baton_value *params,
+                size_t nparams, baton_row_fn fn, void *ud, char *err,
+                size_t errlen);
+    /* Lookup sources: fill out with the fields found for the context (a
+     * profile and an event). Any thread; may block up to the source's
+     * timeout. Returns 0 found, 1 not found, -1 failure (err filled). */
+    int (*lookup)(void *state, const baton_record *context, baton_record *out,
+                  char *err, size_t errlen);
+    void *reserved[8];
+} baton_source_ops;
+
+/* --- event --------------------------------------------------------- */
+
+/* Event sources push events to the host with host->event_submit from their
+ * own threads between start() and stop(). */
+typedef struct baton_event_ops {
+    uint32_t size;
+    void *reserved[8];
+} baton_event_ops;
+
+/* --- activity ------------------------------------------------------ */
+
+typedef struct baton_activity_ctx baton_activity_ctx;
+
+/* One activity type a plugin provides ("build_audience", "combine"). */
+typedef struct baton_activity_type {
+    uint32_t size;
+    const char *name;
+    const char *help;
+    const baton_config_key *keys; /* settings in the campaign file */
+    /* Validate settings and inputs; no data access. Engine thread. */
+    int (*check)(void *state, baton_activity_ctx *ctx);
+    /* Compute the activity's outputs in the data source. Engine thread;
+     * may block. */
+    int (*run)(void *state, baton_activity_ctx *ctx);
+    void *reserved[8];
+} baton_activity_type;
+
+/* ------------------------------------------------------------------ */
+/* The host table                                                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct baton_host {
+    uint32_t size;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+
+    /* 1.0 — logging, prefixed with the instance name. Any thread. */
+    void (*log)(baton_instance *inst, baton_log_level level, const char *fmt,
+                ...) BATON_PRINTF(3, 4);
+    /* 1.0 — the message init() failed with; the host prints it. */
+    void (*set_error)(baton_instance *inst, const char *fmt, ...)
+        BATON_PRINTF(2, 3);
+    /* 1.0 — the instance's name ("email", "crm"). */
+    const char *(*instance_name)(baton_instance *inst);
+
+    /* 1.0 — validated configuration, defaults applied. Strings are owned by
+     * the host and valid until destroy. A key the plugin did not declare
+     * returns NULL / 0. Any thread. */
+    const char *(*config_string)(baton_instance *inst, const char *key);
+    int64_t (*config_int)(baton_instance *inst, const char *key);
+    double (*config_float)(baton_instance *inst, const char *key);
+    int (*config_bool)(baton_instance *inst, const char *key);
+    int64_t (*config_duration_ms)(baton_instance *inst, const char *key);
+    size_t (*config_list_count)(baton_instance *inst, const char *key);
+    const char *(*config_list_item)(baton_instance *inst, const char *key,
+                                    size_t i);
+
+    /* 1.0 — metrics. counter() is called in init; counter_add from any
+     * thread. */
+    baton_counter *(*counter)(baton_instance *inst, const char *name);
+    void (*counter_add)(baton_counter *c, uint64_t n);
+
+    /* 1.0 — buffers. */
+    void (*buf_append)(baton_buf *b, const void *data, size_t len);
+    void (*buf_printf)(baton_buf *b, const char *fmt, ...) BATON_PRINTF(2, 3);
+    const char *(*buf_data)(const baton_buf *b, size_t *len);
+
+    /* 1.0 — records. record_get returns 0 and fills out (borrowed from the
+     * record) when the field exists, -1 otherwise. Dotted names follow
+     * nested records ("profile.city"). record_new/record_set build a
+     * record the plugin owns until record_free; set copies the value. */
+    int (*record_get)(const baton_record *r, const char *name,
+                      baton_value *out);
+    size_t (*record_count)(const baton_record *r);
+    const char *(*record_name)(const baton_record *r, size_t i);
+    baton_record *(*record_new)(void);
+    void (*record_set)(baton_record *r, const char *name,
+                       const baton_value *v);
+    void (*record_free)(baton_record *r);
+
+    /* 1.0 — expressions and templates (FORMATS.md §Expressions). compile
+     * checks against the fields a record of `scope` carries ("profiles",
+     * "journey") and fills err ("1:9: unknown field ...") on failure.
+     * eval/render may run on any thread; compiled objects are immutable. */
+    baton_expr *(*expr_compile)(baton_instance *inst, const char *text,
+                                const char *scope, char *err, size_t errlen);
+    int (*expr_eval)(const baton_expr *e, const baton_record *r,
+                     baton_value *out, baton_buf *scratch);
+    void (*expr_free)(baton_expr *e);
+    baton_template *(*template_compile)(baton_instance *inst, const char *text,
+                                        int html, char *err, size_t errlen);
+    int (*template_render)(const baton_template *t, const baton_record *r,
+                           baton_buf *out);
+    void (*template_free)(baton_template *t);
+
+    /* 1.0 — events: hand one raw event (JSON) to the host. The host calls
+     * ack(ack_ctx) once the event is durable (or dead-lettered); only then
+     * may the source acknowledge it upstream. Returns 0 queued, 1 queue
+     * full (retry later: backpressure), -1 refused. Source thread. */
+    int (*event_submit)(baton_instance *inst, const char *json, size_t len,
+                        void (*ack)(void *ack_ctx), void *ack_ctx);
+
+    void *reserved[24];
+} baton_host;
+
+/* ------------------------------------------------------------------ */
+/* The descriptor                                                      */
+/* ------------------------------------------------------------------ */
+
+typedef struct baton_plugin {
+    uint32_t size;      /* sizeof(baton_plugin) as the plugin compiled it */
+    uint16_t abi_major; /* BATON_ABI_MAJOR the plugin was built against */
+    uint16_t abi_minor;
+    const char *name;   /* matches the file name: channel_email */
+    const char *version;
+    const char *description;
+    baton_kind kind;
+    const baton_config_key *config; /* per-instance keys, or NULL */
+
+    /* Lifecycle, per configured instance, on the host's main thread.
+     * init: validate and allocate, no threads or connections; *state is
+     *   handed to every later call. Returns 0, or -1 after
+     *   host->set_error(). host stays valid until destroy returns.
+     * start: open connections, start threads. 0 or -1 (set_error).
+     * stop: finish or hand back in-flight work, join every thread the
+     *   plugin started, cancel timers. After stop no plugin code runs on
+     *   any thread. Must not fail.
+     * destroy: free state. */
+    int (*init)(baton_instance *inst, const baton_host *host, void **state);
+    int (*start)(void *state);
+    void (*stop)(void *state);
+    void (*destroy)(void *state);
+
+    /* Kind operations: baton_channel_ops, baton_action_ops,
+     * baton_source_ops or baton_event_ops, matching kind. */
+    const void *ops;
+    /* BATON_KIND_ACTIVITY: the activity types, ending with a NULL name. */
+    const baton_activity_type *activities;
+
+    void *reserved[8];
+} baton_plugin;
+
+typedef const baton_plugin *(*baton_plugin_entry_fn)(void);
+
+/* Define the plugin's descriptor and its entry symbol. Every slot not
+ * named is zero:
+ *
+ *   BATON_PLUGIN(.name = "action_jsonl", .version = "1.0.0",
+ *                .kind = BATON_KIND_ACTION, .config = keys,
+ *                .init = my_init, .destroy = my_destroy, .ops = &my_ops);
+ */
+#define BATON_PLUGIN(...)                                                     \
+    BATON_EXPORT const baton_plugin *baton_plugin_entry(void);               \
+    BATON_EXPORT const baton_plugin *baton_plugin_entry(void)                \
+    {                                                                         \
+        static const baton_plugin desc_ = {.size = sizeof(baton_plugin),     \
+                                           .abi_major = BATON_ABI_MAJOR,     \
+                                           .abi_minor = BATON_ABI_MINOR,     \
+                                           __VA_ARGS__};                     \
+        return &desc_;                                                        \
+    }
+
+/* Read a content part of a message by name; NULL when absent. */
+static inline const char *baton_message_part(const baton_message *m,
+                                             const char *name)
+{
+    for (size_t i = 0; i < m->nparts; i++) {
+        const char *a = m->part_names[i], *b = name;
+        while (*a && *a == *b) {
+            a++;
+            b++;
+        }
+        if (*a == *b)
+            return m->part_values[i];
+    }
+    return NULL;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif
