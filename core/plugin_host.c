@@ -378,8 +378,9 @@ const baton_config_key *plugin_host_keys(baton_kind kind)
 instance *instance_create(plugin *p, const conf_use *use, const char *dir, diag *d)
 {
     if (p->desc.kind != use->kind) {
-        diag_error(d, use->file, use->line, "%s: plugin '%s' is a %s plugin; %s needs a %s plugin",
-                   use->where, p->name, kind_name(p->desc.kind), use->section,
+        const char *k = kind_name(p->desc.kind);
+        diag_error(d, use->file, use->line, "%s: plugin '%s' is %s %s plugin; %s needs a %s plugin",
+                   use->where, p->name, strchr("aeiou", k[0]) ? "an" : "a", k, use->section,
                    kind_name(use->kind));
         return NULL;
     }

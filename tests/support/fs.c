@@ -1,0 +1,94 @@
+#include "support/fs.h"
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+char *tmpdir_make(const char *tag)
+{
+    const char *base = getenv("TMPDIR");
+    char *tmpl;
+    if (asprintf(&tmpl, "%s/baton-%s-XXXXXX", base && *base ? base : "/tmp", tag) < 0)
+        abort();
+    if (!mkdtemp(tmpl)) {
+        perror("mkdtemp");
+        abort();
+    }
+    return tmpl;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void tmpdir_remove(const char *dir)
+{
+    if (dir)
+        nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *file_write(const char *dir, const char *name, const char *text)
+{
+    char *path;
+    if (dir ? asprintf(&path, "%s/%s", dir, name) < 0 : !(path = strdup(name)))
+        abort();
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        perror(path);
+        abort();
+    }
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+char *file_read(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *data = malloc(cap);
+    size_t got;
+    while ((got = fread(data + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (cap - n - 1 == 0)
+            data = realloc(data, cap *= 2);
+    }
+    fclose(f);
+    data[n] = '\0';
+    if (len)
+        *len = n;
+    return data;
+}
+
+int run_capture(const char *cmd, char **out, char **err)
+{
+    char outp[] = "/tmp/baton-run-out-XXXXXX", errp[] = "/tmp/baton-run-err-XXXXXX";
+    int fo = mkstemp(outp), fe = mkstemp(errp);
+    if (fo < 0 || fe < 0)
+        abort();
+    close(fo);
+    close(fe);
+    char *full;
+    if (asprintf(&full, "(%s) >%s 2>%s", cmd, outp, errp) < 0)
+        abort();
+    int st = system(full);
+    free(full);
+    if (out)
+        *out = file_read(outp, NULL);
+    if (err)
+        *err = file_read(errp, NULL);
+    unlink(outp);
+    unlink(errp);
+    if (st == -1 || !WIFEXITED(st))
+        return -1;
+    return WEXITSTATUS(st);
+}

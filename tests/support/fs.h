@@ -1,0 +1,21 @@
+/* Test helpers: temporary directories and whole-file I/O. */
+#ifndef BATON_TEST_FS_H
+#define BATON_TEST_FS_H
+
+#include <stddef.h>
+
+/* A fresh directory under $TMPDIR (or /tmp); free() the result after
+ * tmpdir_remove(). */
+char *tmpdir_make(const char *tag);
+/* rm -rf */
+void tmpdir_remove(const char *dir);
+/* Write text to dir/name (dir may be NULL for an absolute name); returns
+ * the full path (free it). Aborts on failure: a test cannot go on. */
+char *file_write(const char *dir, const char *name, const char *text);
+/* The whole file, NUL-terminated (free it), or NULL. */
+char *file_read(const char *path, size_t *len);
+/* Run a shell command, capturing stdout and stderr (each may be NULL);
+ * returns the exit status (or -1). */
+int run_capture(const char *cmd, char **out, char **err);
+
+#endif

@@ -1,0 +1,217 @@
+/* The loader: what it refuses, with which words, and what it must keep
+ * loading. Fixtures are in tests/fixtures/plugins/. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "buf.h"
+#include "plugin_host.h"
+#include "support/fs.h"
+
+static char *fixtures;
+static plugin_registry reg;
+static config_t lc;
+
+static int setup(void **st)
+{
+    const char *f = getenv("BATON_FIXTURES");
+    fixtures = strdup(f ? f : "build/tests/fixtures");
+    memset(&reg, 0, sizeof reg);
+    config_init(&lc);
+    reg.path = &fixtures;
+    reg.npath = 1;
+    return 0;
+}
+
+static int teardown(void **st)
+{
+    plugin_registry_free(&reg);
+    config_destroy(&lc);
+    free(fixtures);
+    return 0;
+}
+
+/* A conf_use for section.name whose group is parsed from text. */
+static conf_use use_of(const char *section, const char *name, baton_kind kind, const char *text)
+{
+    config_destroy(&lc);
+    config_init(&lc);
+    assert_true(config_read_string(&lc, text));
+    static char where[128];
+    snprintf(where, sizeof where, "%s.%s", section, name);
+    conf_use u = {.section = section, .name = (char *)name, .where = where, .kind = kind,
+                  .enabled = 1, .group = config_lookup(&lc, name)};
+    assert_non_null(u.group);
+    return u;
+}
+
+static void expect_refusal(const char *name, const char *tail)
+{
+    char err[1024] = "";
+    plugin *p = plugin_load(&reg, name, err, sizeof err);
+    assert_null(p);
+    char want[1200];
+    snprintf(want, sizeof want, "%s/%s.so: %s", fixtures, name, tail);
+    assert_string_equal(err, want);
+}
+
+static void test_abi_check(void **st)
+{
+    char err[512];
+    assert_int_equal(plugin_abi_check(BATON_ABI_MAJOR, 0, err, sizeof err), 0);
+    assert_int_equal(plugin_abi_check(BATON_ABI_MAJOR, BATON_ABI_MINOR, err, sizeof err), 0);
+    assert_int_equal(plugin_abi_check(2, 0, err, sizeof err), -1);
+    assert_string_equal(err, "built for baton ABI 2.0, but this host speaks ABI 1.0; rebuild it "
+                             "against baton-sdk 1.x");
+    assert_int_equal(plugin_abi_check(0, 9, err, sizeof err), -1);
+    assert_int_equal(plugin_abi_check(1, BATON_ABI_MINOR + 1, err, sizeof err), -1);
+    assert_non_null(strstr(err, "newer than this host's ABI 1.0"));
+}
+
+static void test_valid_plugin_loads(void **st)
+{
+    char err[1024] = "";
+    plugin *p = plugin_load(&reg, "fx_action", err, sizeof err);
+    assert_non_null(p);
+    assert_string_equal(err, "");
+    assert_string_equal(p->name, "fx_action");
+    assert_string_equal(p->desc.version, "1.2.3");
+    assert_int_equal(p->desc.kind, BATON_KIND_ACTION);
+    /* cached: the same object the second time */
+    assert_ptr_equal(plugin_load(&reg, "fx_action", err, sizeof err), p);
+}
+
+static void test_refusals(void **st)
+{
+    expect_refusal("fx_no_entry", "not a baton plugin (no baton_plugin_entry symbol)");
+    expect_refusal("fx_wrong_major", "built for baton ABI 2.0, but this host speaks ABI 1.0; "
+                                     "rebuild it against baton-sdk 1.x");
+    expect_refusal("fx_newer_minor", "built for baton ABI 1.1, newer than this host's ABI 1.0; "
+                                     "upgrade baton or rebuild the plugin against baton-sdk 1.0");
+    expect_refusal("fx_missing_callback",
+                   "missing callback 'ops.deliver', required of channel plugins");
+}
+
+static void test_not_found_suggests(void **st)
+{
+    char err[1024];
+    assert_null(plugin_load(&reg, "fx_actoin", err, sizeof err));
+    char want[1200];
+    snprintf(want, sizeof want,
+             "plugin 'fx_actoin' not found (looked for fx_actoin.so in: %s); did you mean "
+             "'fx_action'?",
+             fixtures);
+    assert_string_equal(err, want);
+}
+
+static void test_not_a_regular_file(void **st)
+{
+    char *dir = tmpdir_make("loader");
+    char *sub = malloc(strlen(dir) + 16);
+    sprintf(sub, "%s/evil.so", dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    char err[1024];
+    assert_null(plugin_load(&reg, sub, err, sizeof err));
+    char want[1200];
+    snprintf(want, sizeof want, "%s: not a regular file; refusing to load it", sub);
+    assert_string_equal(err, want);
+    /* a file that is not a shared object */
+    char *junk = file_write(dir, "junk.so", "not an ELF file\n");
+    assert_null(plugin_load(&reg, junk, err, sizeof err));
+    assert_non_null(strstr(err, "cannot load:"));
+    free(junk);
+    free(sub);
+    tmpdir_remove(dir);
+    free(dir);
+}
+
+static void test_old_minor_still_loads_and_runs(void **st)
+{
+    char err[1024] = "";
+    plugin *p = plugin_load(&reg, "fx_old_minor", err, sizeof err);
+    assert_non_null(p);
+    /* members past its short descriptor read as absent */
+    assert_null(p->desc.activities);
+    conf_use use = use_of("actions", "old", BATON_KIND_ACTION, "old: { plugin = \"fx_old_minor\"; };");
+    diag d;
+    diag_init(&d);
+    instance *inst = instance_create(p, &use, ".", &d);
+    assert_non_null(inst);
+    assert_int_equal(instance_init(inst), 0);
+    buf response;
+    buf_init(&response);
+    char reason[128];
+    baton_action_call call = {.size = sizeof call, .key = "k1", .profile_id = "p1"};
+    assert_int_equal(instance_action(inst)->invoke(inst->state, &call, &response, reason,
+                                                   sizeof reason),
+                     BATON_OK);
+    assert_string_equal(response.data, "old plugin ran");
+    buf_free(&response);
+    instance_destroy(inst);
+    diag_free(&d);
+}
+
+static void test_lifecycle_never_unloads_running(void **st)
+{
+    char err[1024];
+    plugin *p = plugin_load(&reg, "fx_action", err, sizeof err);
+    assert_non_null(p);
+    conf_use use = use_of("actions", "g", BATON_KIND_ACTION,
+                          "g: { plugin = \"fx_action\"; url = \"http://x\"; };");
+    diag d;
+    diag_init(&d);
+    instance *inst = instance_create(p, &use, ".", &d);
+    assert_non_null(inst);
+    assert_int_equal(instance_init(inst), 0);
+    assert_int_equal(instance_start(inst), 0);
+    assert_int_equal(p->running, 1);
+    plugin_registry_free(&reg); /* must keep fx_action mapped */
+    int found = 0;
+    for (plugin *q = reg.head; q; q = q->next)
+        found |= q == p;
+    assert_true(found);
+    instance_stop(inst);
+    assert_int_equal(p->running, 0);
+    instance_destroy(inst);
+    assert_int_equal(p->live, 0);
+    diag_free(&d);
+}
+
+static void test_failing_init_message(void **st)
+{
+    char err[1024];
+    plugin *p = plugin_load(&reg, "fx_failing_init", err, sizeof err);
+    assert_non_null(p);
+    conf_use use = use_of("actions", "f", BATON_KIND_ACTION, "f: { plugin = \"fx_failing_init\"; };");
+    diag d;
+    diag_init(&d);
+    instance *inst = instance_create(p, &use, ".", &d);
+    assert_non_null(inst);
+    assert_int_equal(instance_init(inst), -1);
+    assert_string_equal(inst->error, "cannot reach the license server at 127.0.0.1:9");
+    assert_int_equal(p->live, 0);
+    instance_destroy(inst);
+    diag_free(&d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_abi_check),
+        cmocka_unit_test(test_valid_plugin_loads),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_not_found_suggests),
+        cmocka_unit_test(test_not_a_regular_file),
+        cmocka_unit_test(test_old_minor_still_loads_and_runs),
+        cmocka_unit_test(test_lifecycle_never_unloads_running),
+        cmocka_unit_test(test_failing_init_message),
+    };
+    return cmocka_run_group_tests_name("plugin_host", tests, setup, teardown);
+}
