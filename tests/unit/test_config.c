@@ -1,0 +1,328 @@
+/* The main configuration: structure, ${env:...}, relative paths, caps, and
+ * plugin settings checked against key maps — each error with its exact
+ * words on its own file:line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "buf.h"
+#include "support/fs.h"
+
+static char *dir;
+
+static int setup(void **st)
+{
+    dir = tmpdir_make("config");
+    return 0;
+}
+
+static int teardown(void **st)
+{
+    tmpdir_remove(dir);
+    free(dir);
+    return 0;
+}
+
+/* Write the config, load it with flags, return the diagnostics printed as
+ * text (one "file:line: message" per line), with the temp dir shown as
+ * DIR so expectations read plainly. */
+static char *load(const char *text, unsigned flags, app *a)
+{
+    char *path = file_write(dir, "baton.cfg", text);
+    diag d;
+    diag_init(&d);
+    app_open(a, path, flags, &d);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    diag_print(&d, f);
+    fclose(f);
+    diag_free(&d);
+    free(path);
+    /* replace the temp dir with DIR */
+    buf b;
+    buf_init(&b);
+    size_t dl = strlen(dir);
+    for (const char *p = out; *p;) {
+        if (strncmp(p, dir, dl) == 0) {
+            buf_adds(&b, "DIR");
+            p += dl;
+        } else {
+            buf_addc(&b, *p++);
+        }
+    }
+    free(out);
+    return b.data ? buf_steal(&b) : strdup("");
+}
+
+static void expect(const char *text, unsigned flags, const char *want)
+{
+    app a;
+    char *got = load(text, flags, &a);
+    assert_string_equal(got, want);
+    free(got);
+    app_close(&a);
+}
+
+static void test_minimal_is_valid(void **st)
+{
+    app a;
+    char *got = load("baton: { data_dir = \"var\"; };\n", 0, &a);
+    assert_string_equal(got, "");
+    char want[512];
+    snprintf(want, sizeof want, "%s/var", dir);
+    assert_string_equal(a.conf.data_dir, want);
+    assert_int_equal(a.conf.log_level, BATON_LOG_INFO);
+    free(got);
+    app_close(&a);
+}
+
+static void test_syntax_error_has_line(void **st)
+{
+    expect("baton: {\n  data_dir = ;\n};\n", 0, "DIR/baton.cfg:2: syntax error\n");
+}
+
+static void test_unknown_settings_suggest(void **st)
+{
+    expect("baton: { data_dir = \"var\"; };\nchanels: { };\ncaps: { per_profil = (); };\n", 0,
+           "DIR/baton.cfg:2: unknown setting 'chanels' (did you mean 'channels'?); known "
+           "settings: baton, sources, profiles, channels, actions, events, caps, campaigns, "
+           "journeys\n"
+           "DIR/baton.cfg:3: caps: unknown key 'per_profil' (did you mean 'per_profile'?); "
+           "known keys: per_profile, quiet_hours\n");
+}
+
+static void test_baton_section_types(void **st)
+{
+    expect("baton: {\n data_dir = 3;\n log = { level = \"loud\"; format = \"xml\"; };\n};\n", 0,
+           "DIR/baton.cfg:2: baton: data_dir must be a string, not an integer\n"
+           "DIR/baton.cfg:3: baton.log: level = \"loud\" is not one of: error, warn, info, debug\n"
+           "DIR/baton.cfg:3: baton.log: format = \"xml\" is not one of: text, json\n");
+}
+
+static void test_env_substitution(void **st)
+{
+    setenv("BATON_TEST_DIR", "/srv/baton", 1);
+    unsetenv("BATON_TEST_MISSING");
+    app a;
+    char *got = load("baton: { data_dir = \"${env:BATON_TEST_DIR}/var\"; };\n", 0, &a);
+    assert_string_equal(got, "");
+    assert_string_equal(a.conf.data_dir, "/srv/baton/var");
+    free(got);
+    app_close(&a);
+    expect("baton: {\n  data_dir = \"${env:BATON_TEST_MISSING}\";\n};\n", 0,
+           "DIR/baton.cfg:2: environment variable 'BATON_TEST_MISSING' is not set (used by "
+           "'data_dir')\n");
+}
+
+static void test_relative_paths(void **st)
+{
+    app a;
+    char *got = load("baton: { data_dir = \"/abs/var\"; plugin_path = [ \"plugins\", \"/opt/p\" ]; };\n"
+                     "campaigns = [ \"campaigns\" ];\njourneys = \"journeys\";\n",
+                     0, &a);
+    assert_string_equal(got, "");
+    char want[512];
+    assert_string_equal(a.conf.data_dir, "/abs/var");
+    assert_int_equal(a.conf.nplugin_path, 2);
+    snprintf(want, sizeof want, "%s/plugins", dir);
+    assert_string_equal(a.conf.plugin_path[0], want);
+    assert_string_equal(a.conf.plugin_path[1], "/opt/p");
+    snprintf(want, sizeof want, "%s/campaigns", dir);
+    assert_string_equal(a.conf.campaigns[0], want);
+    snprintf(want, sizeof want, "%s/journeys", dir);
+    assert_string_equal(a.conf.journeys[0], want);
+    free(got);
+    app_close(&a);
+}
+
+static void test_uses_and_profiles(void **st)
+{
+    expect("sources: { crm: { path = \"x.db\"; }; };\n"
+           "profiles = \"crn\";\n"
+           "channels: { sms: { plugin = \"x\"; enabled = \"no\"; }; };\n"
+           "actions: { a: { plugin = \"y\"; enabled = false; }; };\n",
+           0,
+           "DIR/baton.cfg:1: sources.crm: missing required key 'plugin' (the plugin that runs "
+           "it, e.g. \"source_...\")\n"
+           "DIR/baton.cfg:3: channels.sms: enabled must be true or false\n"
+           "DIR/baton.cfg:4: actions.a: 'enabled' applies to channels only\n"
+           "DIR/baton.cfg:2: profiles = \"crn\" names no configured source (did you mean "
+           "'crm'?)\n");
+}
+
+static void test_caps(void **st)
+{
+    app a;
+    char *got = load("caps: {\n per_profile = ( { channel = \"*\"; max = 3; per = \"7d\"; } );\n"
+                     " quiet_hours = { from = \"21:00\"; to = \"08:00\"; timezone = \"Europe/Paris\"; };\n};\n",
+                     0, &a);
+    assert_string_equal(got, "");
+    assert_int_equal(a.conf.ncaps, 1);
+    assert_string_equal(a.conf.caps[0].channel, "*");
+    assert_int_equal(a.conf.caps[0].max, 3);
+    assert_int_equal(a.conf.caps[0].per_s, 7 * 86400);
+    assert_true(a.conf.quiet);
+    assert_int_equal(a.conf.quiet_from_min, 21 * 60);
+    assert_int_equal(a.conf.quiet_to_min, 8 * 60);
+    assert_string_equal(a.conf.quiet_tz, "Europe/Paris");
+    free(got);
+    app_close(&a);
+    expect("caps: {\n per_profile = ( { channel = \"*\"; per = \"soon\"; } );\n"
+           " quiet_hours = { from = \"25:00\"; to = \"08:00\"; };\n};\n",
+           0,
+           "DIR/baton.cfg:2: caps.per_profile[0]: per = \"soon\" is not a duration; expected a "
+           "duration such as \"90s\", \"15m\", \"12h\", \"7d\"\n"
+           "DIR/baton.cfg:2: caps.per_profile[0]: missing required key 'max'\n"
+           "DIR/baton.cfg:3: caps.quiet_hours: from = \"25:00\" is not a time of day; expected "
+           "\"HH:MM\"\n");
+}
+
+/* ---- plugin settings, against the fixtures' key maps ---- */
+
+static char *with_fixtures(const char *body)
+{
+    const char *f = getenv("BATON_FIXTURES");
+    char *s;
+    if (asprintf(&s, "baton: { plugin_path = [ \"%s\" ]; };\n%s", f ? f : "build/tests/fixtures",
+                 body) < 0)
+        abort();
+    return s;
+}
+
+static void test_plugin_settings_all_errors(void **st)
+{
+    char *cfg = with_fixtures("actions: {\n"
+                              "  a: { plugin = \"fx_action\";\n"
+                              "       urll = \"http://x\";\n"
+                              "       port = \"80\";\n"
+                              "       ratio = 70000;\n"
+                              "       mode = \"turbo\";\n"
+                              "       every = \"soon\";\n"
+                              "       tags = ( \"x\", 3 );\n"
+                              "       timeout = 5; };\n"
+                              "  b: { plugin = \"fx_action\"; url = \"u\"; port = 70000; };\n"
+                              "};\n");
+    expect(cfg, APP_PLUGINS,
+           "DIR/baton.cfg:4: actions.a: unknown key 'urll' (did you mean 'url'?); known keys: "
+           "plugin, timeout, retries, rate, url, port, ratio, verbose, every, mode, tags, file\n"
+           "DIR/baton.cfg:5: actions.a: port must be an integer, not a string\n"
+           "DIR/baton.cfg:7: actions.a: mode = \"turbo\" is not one of: fast, safe\n"
+           "DIR/baton.cfg:8: actions.a: every = \"soon\" is not a duration; expected a duration "
+           "such as \"90s\", \"15m\", \"12h\", \"7d\"\n"
+           "DIR/baton.cfg:9: actions.a: tags[1] must be a string, not an integer\n"
+           "DIR/baton.cfg:10: actions.a: timeout must be a duration such as \"90s\", \"15m\", "
+           "\"12h\", \"7d\", not an integer\n"
+           "DIR/baton.cfg:3: actions.a: missing required key 'url' (where to call)\n"
+           "DIR/baton.cfg:11: actions.b: port = 70000 is out of range (1 to 65535)\n");
+    free(cfg);
+}
+
+static void test_plugin_load_errors_in_config(void **st)
+{
+    char *cfg = with_fixtures("channels: {\n"
+                              "  c: { plugin = \"fx_action\"; };\n"
+                              "  off: { plugin = \"fx_wrong_major\"; enabled = false; };\n"
+                              "};\n"
+                              "actions: {\n"
+                              "  m: { plugin = \"fx_acton\"; };\n"
+                              "  w: { plugin = \"fx_wrong_major\"; };\n"
+                              "};\n");
+    const char *f = getenv("BATON_FIXTURES");
+    char want[4096];
+    snprintf(want, sizeof want,
+             "DIR/baton.cfg:3: channels.c: plugin 'fx_action' is an action plugin; channels "
+             "needs a channel plugin\n"
+             "DIR/baton.cfg:7: actions.m: plugin 'fx_acton' not found (looked for fx_acton.so "
+             "in: %s, %%EXE%%); did you mean 'fx_action'?\n"
+             "DIR/baton.cfg:8: actions.w: %s/fx_wrong_major.so: built for baton ABI 2.0, but "
+             "this host speaks ABI 1.0; rebuild it against baton-sdk 1.x\n",
+             f, f);
+    app a;
+    char *got = load(cfg, APP_PLUGINS, &a);
+    /* the default folders after the configured one depend on where the
+     * test binary is: cut them out */
+    char *p = strstr(got, ", ");
+    char *end = p ? strstr(p, "); did you mean") : NULL;
+    assert_non_null(end);
+    memmove(p + 2, end, strlen(end) + 1);
+    buf fixed;
+    buf_init(&fixed);
+    buf_add(&fixed, got, (size_t)(p + 2 - got));
+    buf_adds(&fixed, "%EXE%");
+    buf_adds(&fixed, p + 2);
+    assert_string_equal(fixed.data, want);
+    buf_free(&fixed);
+    free(got);
+    app_close(&a);
+    free(cfg);
+}
+
+static void test_defaults_paths_and_init(void **st)
+{
+    char *cfg = with_fixtures("actions: {\n"
+                              "  a: { plugin = \"fx_action\"; url = \"http://x\"; tags = [\"t1\", \"t2\"]; };\n"
+                              "  f: { plugin = \"fx_failing_init\"; };\n"
+                              "};\n");
+    const char *f = getenv("BATON_FIXTURES");
+    char want[2048];
+    snprintf(want, sizeof want,
+             "DIR/baton.cfg:4: actions.f: %s/fx_failing_init.so: init failed: cannot reach the "
+             "license server at 127.0.0.1:9\n",
+             f);
+    expect(cfg, APP_INIT, want);
+    free(cfg);
+
+    /* a valid one: defaults applied, the PATH default resolved against the
+     * file's folder, and the plugin reads them through the host table */
+    cfg = with_fixtures("actions: { a: { plugin = \"fx_action\"; url = \"http://x\";\n"
+                        "  tags = [\"t1\", \"t2\"]; mode = \"fast\"; timeout = \"250ms\"; }; };\n");
+    app a;
+    char *got = load(cfg, APP_INIT, &a);
+    assert_string_equal(got, "");
+    instance *inst = app_find(&a, "actions", "a");
+    assert_non_null(inst);
+    buf response;
+    buf_init(&response);
+    char reason[64];
+    baton_action_call call = {.size = sizeof call, .key = "k"};
+    assert_int_equal(instance_action(inst)->invoke(inst->state, &call, &response, reason,
+                                                   sizeof reason),
+                     BATON_OK);
+    snprintf(want, sizeof want,
+             "url=http://x port=8080 ratio=0.5 verbose=0 every=90000 mode=fast tags=2 file=%s/out.jsonl",
+             dir);
+    assert_string_equal(response.data, want);
+    assert_int_equal(plugin_host_api()->config_duration_ms(inst, "timeout"), 250);
+    assert_int_equal(plugin_host_api()->config_int(inst, "retries"), 3);
+    assert_null(plugin_host_api()->config_string(inst, "no_such_key"));
+    buf_free(&response);
+    free(got);
+    app_close(&a);
+    free(cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_minimal_is_valid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_syntax_error_has_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_settings_suggest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_baton_section_types, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_env_substitution, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_relative_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uses_and_profiles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_caps, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plugin_settings_all_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plugin_load_errors_in_config, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_defaults_paths_and_init, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
