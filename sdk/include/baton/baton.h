@@ -176,6 +176,13 @@ typedef struct baton_message {
     const char *const *part_names;
     const char *const *part_values;
     const baton_record *row; /* the row the message was rendered from */
+    /* 1.0 — when the message was accepted (seconds since the epoch, UTC),
+     * stable across retries: format() uses it for dates (an email's Date
+     * header) so that it stays pure. */
+    int64_t time;
+    /* 1.0 — 1 on the first deliver() of this message, 2 on the first
+     * retry... */
+    uint32_t attempt;
     void *reserved[4];
 } baton_message;
 
