@@ -131,7 +131,7 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/baton/plugins \
 	  $(DESTDIR)$(PREFIX)/include/baton $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 755 $(BATON) $(DESTDIR)$(PREFIX)/bin/baton
-	install -m 755 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/baton/plugins/
+	$(if $(PLUGIN_SO),install -m 755 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/baton/plugins/)
 	install -m 644 sdk/include/baton/*.h $(DESTDIR)$(PREFIX)/include/baton/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sdk/baton-sdk.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/baton-sdk.pc

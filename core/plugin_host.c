@@ -573,6 +573,16 @@ static const char *h_buf_data(const baton_buf *b, size_t *len)
     return b->data ? b->data : "";
 }
 
+static baton_buf *h_buf_new(void) { return xcalloc(1, sizeof(buf)); }
+static void h_buf_reset(baton_buf *b) { buf_reset(b); }
+static void h_buf_free(baton_buf *b)
+{
+    if (b) {
+        buf_free(b);
+        free(b);
+    }
+}
+
 static int h_record_get(const baton_record *r, const char *name, baton_value *out)
 {
     return record_get(r, name, out);
@@ -625,6 +635,9 @@ static const baton_host host_api = {
     .buf_append = h_buf_append,
     .buf_printf = h_buf_printf,
     .buf_data = h_buf_data,
+    .buf_new = h_buf_new,
+    .buf_reset = h_buf_reset,
+    .buf_free = h_buf_free,
     .record_get = h_record_get,
     .record_count = h_record_count,
     .record_name = h_record_name,

@@ -8,6 +8,8 @@ export BATON_BIN="$top/$BUILD/baton"
 export BATON_PLUGINS="$top/$BUILD/plugins"
 export BATON_FIXTURES="$top/$BUILD/tests/fixtures"
 export BATON_BUILD="$top/$BUILD"
+# tests that run make themselves (the SDK install test) build the same way
+case "$BUILD" in build-san) export BATON_MAKEFLAGS="SANITIZE=1" ;; *) export BATON_MAKEFLAGS="" ;; esac
 passed=0; failed=0; broken=""
 log=$(mktemp)
 for t in "$@"; do

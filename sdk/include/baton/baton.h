@@ -325,10 +325,16 @@ typedef struct baton_host {
     baton_counter *(*counter)(baton_instance *inst, const char *name);
     void (*counter_add)(baton_counter *c, uint64_t n);
 
-    /* 1.0 — buffers. */
+    /* 1.0 — buffers. The host hands buffers to callbacks (owned by the
+     * host); a plugin that needs its own makes one with buf_new and frees
+     * it with buf_free. buf_data is NUL-terminated. Any thread; a buffer
+     * is used by one thread at a time. */
     void (*buf_append)(baton_buf *b, const void *data, size_t len);
     void (*buf_printf)(baton_buf *b, const char *fmt, ...) BATON_PRINTF(2, 3);
     const char *(*buf_data)(const baton_buf *b, size_t *len);
+    baton_buf *(*buf_new)(void);
+    void (*buf_reset)(baton_buf *b);
+    void (*buf_free)(baton_buf *b);
 
     /* 1.0 — records. record_get returns 0 and fills out (borrowed from the
      * record) when the field exists, -1 otherwise. Dotted names follow
