@@ -112,6 +112,7 @@ $(BUILD)/tests/bench/%: tests/bench/%.c $(CORE_LIB) $(TEST_SUPPORT)
 	$(test_recipe)
 
 test: all $(FIXTURE_SO) $(TEST_BIN)
+	@sh scripts/check-exports.sh $(PLUGIN_SO)
 	@BUILD=$(BUILD) sh scripts/run-tests.sh $(TEST_BIN)
 
 demo: all

@@ -11,5 +11,5 @@ for so in "$@"; do
         bad=1
     fi
 done
-[ $bad -eq 0 ] && echo "check-exports: $# plugins export only baton_plugin_entry"
+[ $bad -eq 0 ] && echo "check-exports: $# plugin(s) export only baton_plugin_entry"
 exit $bad
