@@ -349,10 +349,29 @@ typedef struct baton_host {
                        const baton_value *v);
     void (*record_free)(baton_record *r);
 
-    /* 1.0 — expressions and templates (FORMATS.md §Expressions). compile
-     * checks against the fields a record of `scope` carries ("profiles",
-     * "journey") and fills err ("1:9: unknown field ...") on failure.
-     * eval/render may run on any thread; compiled objects are immutable. */
+    /* 1.0 — expressions and templates (FORMATS.md §Expressions).
+     * expr_compile checks text against `scope` and fills err ("1:9:
+     * unknown field 'tierr' in profiles (did you mean 'tier'?)") on
+     * failure, returning NULL. scope:
+     *   NULL        every name is an untyped field of the record given to
+     *               expr_eval, looked up by its full dotted path at run
+     *               time ("tier", "profile.city", "event.total");
+     *   "journey"   the journey scope: profile.* typed by the schema's
+     *               profiles entity, event.* untyped (event.time a
+     *               timestamp), any other prefix untyped;
+     *   an entity   of the profiles source's schema ("profiles",
+     *               "orders"): bare fields and many-to-one links of that
+     *               entity, typed; the record carries them by path
+     *               ("tier", "store.city").
+     * Aggregates over one-to-many links need rows a record cannot carry:
+     * through this table they fail at eval. now() is the host's clock.
+     * expr_eval returns 0 with *out filled (a string result is copied into
+     * scratch, which is reset first, and valid until scratch changes), or
+     * -1. template_compile takes html = 1 to HTML-escape {{ }} values;
+     * names are resolved as for a NULL scope; template_render appends to
+     * out and returns 0, or -1. Compiled objects are immutable and owned
+     * by the plugin until *_free; compile, eval and render may run on any
+     * thread and do not block. */
     baton_expr *(*expr_compile)(baton_instance *inst, const char *text,
                                 const char *scope, char *err, size_t errlen);
     int (*expr_eval)(const baton_expr *e, const baton_record *r,
