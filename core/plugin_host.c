@@ -299,7 +299,8 @@ void plugin_registry_scan(const plugin_registry *reg,
             names[nn++] = xstrndup(e->d_name, l - 3);
         }
         closedir(dir);
-        qsort(names, nn, sizeof *names, cmp_str);
+        if (nn)
+            qsort(names, nn, sizeof *names, cmp_str);
         for (size_t j = 0; j < nn; j++) {
             int dup = 0;
             for (size_t k = 0; k < nseen; k++)
