@@ -215,7 +215,16 @@ typedef struct baton_channel_ops {
      * timeouts. conn is what worker_open returned. */
     void (*deliver)(void *state, void *conn, const baton_message *const *msgs,
                     size_t n, baton_delivery *out);
-    void *reserved[8];
+    /* 1.0 — a campaign send is complete. The idempotency key of a
+     * campaign message is "<campaign>/<run>/<activity>/<row key>" ('/' and
+     * '%' in the row key written %2F and %25), and its batch is the key up
+     * to its last '/'. batch_end says every message of `batch` was
+     * delivered, `count` in all (those of an earlier, interrupted attempt
+     * included). A channel that writes files finishes them here. Engine thread, after the last deliver() of the
+     * batch returned; may block. May be NULL. Returns 0, or -1 with err. */
+    int (*batch_end)(void *state, const char *batch, uint64_t count, char *err,
+                     size_t errlen);
+    void *reserved[7];
 } baton_channel_ops;
 
 /* --- action -------------------------------------------------------- */
@@ -260,7 +269,14 @@ typedef struct baton_source_ops {
      * timeout. Returns 0 found, 1 not found, -1 failure (err filled). */
     int (*lookup)(void *state, const baton_record *context, baton_record *out,
                   char *err, size_t errlen);
-    void *reserved[8];
+    /* 1.0 — the columns of a table, for checking the schema against the
+     * database: fn is called once per column with two string values,
+     * "name" and "type" (the declared type, may be empty). Returns 0, 1
+     * when the table does not exist, -1 on failure (err filled). Same
+     * threads as exec. May be NULL (lookup sources). */
+    int (*columns)(void *state, const char *table, baton_row_fn fn, void *ud,
+                   char *err, size_t errlen);
+    void *reserved[7];
 } baton_source_ops;
 
 /* --- event --------------------------------------------------------- */
@@ -274,6 +290,15 @@ typedef struct baton_event_ops {
 
 /* --- activity ------------------------------------------------------ */
 
+/* One activity of one campaign as the host sees it while check() or run()
+ * is called: its settings (the activity's group in the campaign file), its
+ * inputs (work tables in the campaign's data source, each of a dimension:
+ * the entity one row stands for) and its outputs. Opaque; used through the
+ * host table's act_* members, and valid only during that call.
+ *
+ * A work table has the column `_key` (the key of the dimension's entity,
+ * unique per table) and the extra columns the activities before it added
+ * (enrich); an activity that passes rows through keeps those columns. */
 typedef struct baton_activity_ctx baton_activity_ctx;
 
 /* One activity type a plugin provides ("build_audience", "combine"). */
@@ -281,11 +306,20 @@ typedef struct baton_activity_type {
     uint32_t size;
     const char *name;
     const char *help;
-    const baton_config_key *keys; /* settings in the campaign file */
-    /* Validate settings and inputs; no data access. Engine thread. */
+    /* Settings in the campaign file besides id, type, input and inputs.
+     * The host rejects unknown keys (listing these) and checks the types
+     * of scalar keys; BATON_CFG_LIST accepts a list of groups too, which
+     * check() validates itself. */
+    const baton_config_key *keys;
+    /* Validate settings (act_error for each problem, all of them) and
+     * declare every output with act_output (and its extra columns), from
+     * the inputs' dimensions and columns. No data access. Engine thread.
+     * Returns 0, or -1 when it reported errors. */
     int (*check)(void *state, baton_activity_ctx *ctx);
-    /* Compute the activity's outputs in the data source. Engine thread;
-     * may block. */
+    /* Compute the outputs declared by check(): create each
+     * act_output_table() with SQL run through act_sql(). Set work only:
+     * no row-by-row loops. Engine thread; may block. Returns 0, or -1
+     * after act_error. The host counts the rows of each output. */
     int (*run)(void *state, baton_activity_ctx *ctx);
     void *reserved[8];
 } baton_activity_type;
@@ -389,6 +423,101 @@ typedef struct baton_host {
      * full (retry later: backpressure), -1 refused. Source thread. */
     int (*event_submit)(baton_instance *inst, const char *json, size_t len,
                         void (*ack)(void *ack_ctx), void *ack_ctx);
+
+    /* 1.0 — campaign activities (BATON_KIND_ACTIVITY). Every act_* member
+     * takes the ctx handed to check() or run() and is called on that
+     * call's thread (the engine's); strings it returns are owned by the
+     * host and valid until that call returns.
+     *
+     * Settings are read by path into the activity's group: "filter",
+     * "by.1", "branches.0.percent". act_setting_count: the elements of a
+     * list, array or group, 0 for a scalar, -1 when absent.
+     * act_setting_string: NULL when absent or not a string.
+     * act_setting_number / act_setting_bool: 0 and *out, or -1 when
+     * absent or of another type. act_error: one error reported as
+     * file:line of that setting (the activity's line when path is NULL or
+     * absent), prefixed with the activity's id; every error is kept. */
+    const char *(*act_id)(baton_activity_ctx *ctx);
+    int (*act_setting_count)(baton_activity_ctx *ctx, const char *path);
+    const char *(*act_setting_string)(baton_activity_ctx *ctx, const char *path);
+    int (*act_setting_number)(baton_activity_ctx *ctx, const char *path, double *out);
+    int (*act_setting_bool)(baton_activity_ctx *ctx, const char *path, int *out);
+    void (*act_error)(baton_activity_ctx *ctx, const char *path, const char *fmt, ...)
+        BATON_PRINTF(3, 4);
+
+    /* 1.0 — inputs, in the order of `input` / `inputs`. act_input_table
+     * is the work table to read in run(), NULL in check(). Columns are
+     * the extra columns beyond _key. */
+    size_t (*act_input_count)(baton_activity_ctx *ctx);
+    const char *(*act_input_dimension)(baton_activity_ctx *ctx, size_t i);
+    const char *(*act_input_table)(baton_activity_ctx *ctx, size_t i);
+    size_t (*act_input_column_count)(baton_activity_ctx *ctx, size_t i);
+    const char *(*act_input_column)(baton_activity_ctx *ctx, size_t i, size_t col,
+                                    baton_type *type);
+
+    /* 1.0 — outputs. In check(): act_output declares one (name NULL for
+     * the single output, else a named one: "a" makes the transition
+     * "split_id.a") of a dimension, with the columns of input `like`
+     * (-1: none); act_output_column adds an extra column to it. Returns 0,
+     * -1 on a duplicate name. In run(): act_output_table is the table to
+     * create for that output (CREATE TABLE <it> AS SELECT _key, ...). */
+    int (*act_output)(baton_activity_ctx *ctx, const char *name, const char *dimension,
+                      int like);
+    int (*act_output_column)(baton_activity_ctx *ctx, const char *name,
+                             const char *column, baton_type type);
+    const char *(*act_output_table)(baton_activity_ctx *ctx, const char *name);
+    /* A named audience's table (save_audience, read_audience), and in
+     * *dimension the dimension it was saved with (NULL when it was never
+     * saved). NULL when name is not a valid audience name (letters,
+     * digits, '_' and '-'). act_audience_saved records that the table now
+     * holds the audience, of that dimension. */
+    const char *(*act_audience_table)(baton_activity_ctx *ctx, const char *name,
+                                      const char **dimension);
+    int (*act_audience_saved)(baton_activity_ctx *ctx, const char *name,
+                              const char *dimension);
+    /* 1 in `campaign plan` (compute counts, change nothing that outlives
+     * the plan), 0 in a run. */
+    int (*act_is_plan)(baton_activity_ctx *ctx);
+    /* A line of report that plan and run print under the activity
+     * (reconcile's unmatched rows); at most a bounded number are kept. */
+    void (*act_note)(baton_activity_ctx *ctx, const char *fmt, ...) BATON_PRINTF(2, 3);
+
+    /* 1.0 — the schema. act_entity: the table and key of an entity
+     * (-1 unknown). act_field_type: a field's type, -1 when the entity
+     * has no such field. act_link: how rows of `from` reach rows of `to`
+     * over one declared link, in either direction: from.from_col =
+     * to.to_col; returns 1 when many rows of `to` match one of `from`
+     * (the reverse side), 0 when at most one, -1 when no link joins
+     * them. act_entity_name: the i-th entity, NULL past the last. */
+    int (*act_entity)(baton_activity_ctx *ctx, const char *dimension, const char **table,
+                      const char **key);
+    int (*act_field_type)(baton_activity_ctx *ctx, const char *dimension,
+                          const char *field);
+    int (*act_link)(baton_activity_ctx *ctx, const char *from, const char *to,
+                    const char **from_col, const char **to_col);
+
+    /* 1.0 — SQL on the campaign's data source. act_expr_sql compiles an
+     * expression (FORMATS.md §Expressions; `text`, or the setting at
+     * `path` when text is NULL) in the scope of `dimension`, whose row is
+     * aliased `alias`, and whose work-table columns (of input `input`,
+     * -1: none) are read from alias `w`; it appends the SQL to out and
+     * binds its literals as parameters of the ctx. want is the type the
+     * expression must have (BATON_T_BOOL for a filter; BATON_T_NULL: any)
+     * and *type (may be NULL) receives the type it has. Errors are
+     * reported at the setting with line:col. act_param binds one more
+     * value and appends its placeholder. act_sql runs one statement with
+     * every parameter bound so far, then forgets them; fn may be NULL.
+     * act_dialect: "sqlite", "postgresql". Each returns 0, or -1 after
+     * reporting the error. */
+    int (*act_expr_sql)(baton_activity_ctx *ctx, const char *path, const char *text,
+                        const char *dimension, const char *alias, int input,
+                        baton_type want, baton_type *type, baton_buf *out);
+    void (*act_param)(baton_activity_ctx *ctx, const baton_value *v, baton_buf *out);
+    int (*act_sql)(baton_activity_ctx *ctx, const char *sql, baton_row_fn fn, void *ud);
+    const char *(*act_dialect)(baton_activity_ctx *ctx);
+    /* The file a setting names, resolved against the campaign file's
+     * directory (reconcile's CSV). NULL when the setting is absent. */
+    const char *(*act_setting_path)(baton_activity_ctx *ctx, const char *path);
 
     void *reserved[24];
 } baton_host;

@@ -1,0 +1,92 @@
+/* campaign — one campaign file (FORMATS.md §Campaigns): its activities,
+ * their settings and the graph their inputs make. Parsing and graph checks
+ * need no data: every problem is collected as file:line. */
+#ifndef BATON_CAMPAIGN_H
+#define BATON_CAMPAIGN_H
+
+#include <libconfig.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <baton/baton.h>
+
+#include "diag.h"
+
+struct act_type;
+
+/* A column a work table carries beyond _key. */
+typedef struct camp_column {
+    char *name;
+    baton_type type;
+} camp_column;
+
+/* One output of an activity: the transition "id" or "id.name". */
+typedef struct camp_output {
+    char *name;       /* NULL for the single output */
+    char *transition; /* "lapsed", "ab.a" */
+    char *dimension;  /* entity one row stands for; NULL for flow */
+    camp_column *cols;
+    size_t ncols;
+} camp_output;
+
+typedef struct camp_input {
+    char *text;     /* as written: "ab.a" */
+    int line;
+    int act;        /* producer's index, -1 unresolved */
+    int out;        /* producer's output index, -1 unresolved */
+} camp_input;
+
+typedef struct camp_activity {
+    char *id;
+    char *type_name;
+    int line;
+    config_setting_t *group;
+    const struct act_type *type; /* NULL when unknown */
+    camp_input *inputs;
+    size_t ninputs;
+    camp_output *outs;
+    size_t nouts;
+    int checked; /* check() passed */
+} camp_activity;
+
+typedef struct campaign {
+    config_t lc;
+    char *file; /* as found */
+    char *dir;  /* its directory, for relative paths */
+    char *name;
+    char *source; /* NULL: the configured profiles source */
+    int has_schedule;
+    int64_t at;       /* seconds since epoch */
+    int64_t repeat_s; /* 0: once */
+    char *timezone;
+    camp_activity *acts;
+    size_t nacts;
+    size_t *order; /* topological order, when the graph is acyclic */
+    size_t norder;
+} campaign;
+
+/* Parse a campaign file: structure, ids, inputs, schedule. Errors go to d;
+ * returns 0 when none. c is freed with campaign_free either way. */
+int campaign_parse(campaign *c, const char *path, diag *d);
+void campaign_free(campaign *c);
+
+/* Resolve input ids, reject unknown ones and cycles, and compute the
+ * topological order. Errors go to d; returns 0 when none. */
+int campaign_graph(campaign *c, diag *d);
+
+/* The activity with this id, or -1. */
+int campaign_find(const campaign *c, const char *id);
+/* Output by name (NULL for the single one), or -1. */
+int campaign_output(const camp_activity *a, const char *name);
+/* The input's producer output. */
+const camp_output *campaign_input_output(const campaign *c, const camp_input *in);
+
+/* The setting at a dotted path ("branches.0.name") under g, or NULL. */
+config_setting_t *campaign_setting(config_setting_t *g, const char *path);
+
+/* Campaign files named by a list of files and folders (folders: every
+ * *.cfg in them, sorted). Returns a NULL-terminated array of new strings. */
+char **campaign_files(char *const *paths, size_t n, size_t *count);
+void campaign_files_free(char **files);
+
+#endif

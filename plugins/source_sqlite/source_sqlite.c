@@ -1,0 +1,281 @@
+/* source_sqlite — the embedded default data source: one SQLite database
+ * file. The campaign engine pushes targeting down to it as SQL (work
+ * tables, joins, set operations) through exec() with bound parameters;
+ * columns() lets the host check the schema against the real tables.
+ *
+ * Storage conventions (FORMATS.md): timestamps are ISO 8601 UTC text
+ * ("2026-11-23T10:00:00Z"), dates "YYYY-MM-DD", bools 0/1 — bound
+ * parameters of those types are written the same way, so comparisons in
+ * SQL are plain text or integer comparisons. */
+#include <baton/baton.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct src {
+    const baton_host *host;
+    baton_instance *inst;
+    sqlite3 *db;
+    char *path;
+} src;
+
+static const baton_config_key keys[] = {
+    {.name = "path", .type = BATON_CFG_PATH, .required = 1,
+     .help = "the SQLite database file (created when missing)"},
+    {.name = "schema", .type = BATON_CFG_PATH,
+     .help = "the schema file (FORMATS.md §Schema) describing its tables"},
+    {.name = "cache_mb", .type = BATON_CFG_INT, .default_value = "64", .has_range = 1, .min = 1,
+     .max = 65536, .help = "page cache size in MiB"},
+    {.name = "timeout", .type = BATON_CFG_DURATION, .default_value = "10s",
+     .help = "how long a statement waits for a lock held by another process"},
+    {0}};
+
+/* A stable 63-bit hash of (seed, text): random splits are reproducible
+ * from their seed, on any machine (FNV-1a, then a final mix). */
+static void fn_hash(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)sqlite3_value_int64(argv[0]);
+    h *= 1099511628211ull;
+    const unsigned char *t = sqlite3_value_text(argv[1]);
+    int n = sqlite3_value_bytes(argv[1]);
+    for (int i = 0; t && i < n; i++) {
+        h ^= t[i];
+        h *= 1099511628211ull;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    sqlite3_result_int64(ctx, (sqlite3_int64)(h >> 1));
+}
+
+static int src_init(baton_instance *inst, const baton_host *host, void **state)
+{
+    src *s = calloc(1, sizeof *s);
+    if (!s) {
+        host->set_error(inst, "out of memory");
+        return -1;
+    }
+    s->host = host;
+    s->inst = inst;
+    s->path = strdup(host->config_string(inst, "path"));
+    *state = s;
+    return 0;
+}
+
+static int src_start(void *state)
+{
+    src *s = state;
+    if (sqlite3_open_v2(s->path, &s->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        s->host->set_error(s->inst, "%s: cannot open: %s", s->path,
+                           s->db ? sqlite3_errmsg(s->db) : "out of memory");
+        sqlite3_close(s->db);
+        s->db = NULL;
+        return -1;
+    }
+    sqlite3_busy_timeout(s->db, (int)s->host->config_duration_ms(s->inst, "timeout"));
+    char pragmas[160];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-%lld;",
+             (long long)s->host->config_int(s->inst, "cache_mb") * 1024);
+    char *err = NULL;
+    if (sqlite3_exec(s->db, pragmas, NULL, NULL, &err) != SQLITE_OK) {
+        s->host->set_error(s->inst, "%s: %s", s->path, err ? err : "cannot configure");
+        sqlite3_free(err);
+        sqlite3_close(s->db);
+        s->db = NULL;
+        return -1;
+    }
+    sqlite3_create_function(s->db, "baton_hash", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+                            fn_hash, NULL, NULL);
+    return 0;
+}
+
+static void src_stop(void *state)
+{
+    src *s = state;
+    sqlite3_close(s->db);
+    s->db = NULL;
+}
+
+static void src_destroy(void *state)
+{
+    src *s = state;
+    if (s->db)
+        sqlite3_close(s->db);
+    free(s->path);
+    free(s);
+}
+
+static void civil(int64_t z, int *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+static int64_t fdiv(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+static int bind(sqlite3_stmt *st, int idx, const baton_value *v)
+{
+    char tmp[32];
+    int y, m, d;
+    switch (v->type) {
+    case BATON_T_NULL: return sqlite3_bind_null(st, idx);
+    case BATON_T_BOOL: return sqlite3_bind_int(st, idx, v->v.b != 0);
+    case BATON_T_INT: return sqlite3_bind_int64(st, idx, v->v.i);
+    case BATON_T_DURATION: return sqlite3_bind_int64(st, idx, v->v.dur);
+    case BATON_T_FLOAT: return sqlite3_bind_double(st, idx, v->v.f);
+    case BATON_T_STRING:
+        return sqlite3_bind_text(st, idx, v->v.s.ptr ? v->v.s.ptr : "", (int)v->v.s.len,
+                                 SQLITE_TRANSIENT);
+    case BATON_T_DATE:
+        civil(v->v.date, &y, &m, &d);
+        snprintf(tmp, sizeof tmp, "%04d-%02d-%02d", y, m, d);
+        return sqlite3_bind_text(st, idx, tmp, -1, SQLITE_TRANSIENT);
+    case BATON_T_TIMESTAMP: {
+        int64_t days = fdiv(v->v.ts, 86400), sec = v->v.ts - days * 86400;
+        civil(days, &y, &m, &d);
+        snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02dZ", y, m, d, (int)(sec / 3600),
+                 (int)(sec / 60 % 60), (int)(sec % 60));
+        return sqlite3_bind_text(st, idx, tmp, -1, SQLITE_TRANSIENT);
+    }
+    }
+    return SQLITE_MISUSE;
+}
+
+/* Run every statement of sql in turn (parameters go to the statement that
+ * names them: ?NNN numbers are global); rows of each go to fn. */
+static int src_exec(void *state, const char *sql, const baton_value *params, size_t nparams,
+                    baton_row_fn fn, void *ud, char *err, size_t errlen)
+{
+    src *s = state;
+    if (!s->db) {
+        snprintf(err, errlen, "%s: the source is not started", s->path);
+        return -1;
+    }
+    const char *tail = sql;
+    size_t next_param = 0;
+    while (tail && *tail) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(s->db, tail, -1, &st, &tail) != SQLITE_OK) {
+            snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
+            return -1;
+        }
+        if (!st)
+            continue; /* whitespace or a comment */
+        int np = sqlite3_bind_parameter_count(st);
+        for (int i = 1; i <= np; i++) {
+            const char *pn = sqlite3_bind_parameter_name(st, i);
+            size_t pi = pn && pn[0] == '?' ? (size_t)atol(pn + 1) - 1 : next_param++;
+            if (pi >= nparams) {
+                snprintf(err, errlen, "parameter %d of %zu bound is missing", i, nparams);
+                sqlite3_finalize(st);
+                return -1;
+            }
+            if (bind(st, i, &params[pi]) != SQLITE_OK) {
+                snprintf(err, errlen, "cannot bind parameter %d: %s", i, sqlite3_errmsg(s->db));
+                sqlite3_finalize(st);
+                return -1;
+            }
+        }
+        int ncol = sqlite3_column_count(st);
+        const char **names = ncol ? calloc((size_t)ncol, sizeof *names) : NULL;
+        baton_value *vals = ncol ? calloc((size_t)ncol, sizeof *vals) : NULL;
+        for (int c = 0; c < ncol; c++)
+            names[c] = sqlite3_column_name(st, c);
+        int rc, stop = 0;
+        while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (!fn)
+                continue;
+            for (int c = 0; c < ncol; c++) {
+                switch (sqlite3_column_type(st, c)) {
+                case SQLITE_INTEGER:
+                    vals[c] = (baton_value){.type = BATON_T_INT, .v.i = sqlite3_column_int64(st, c)};
+                    break;
+                case SQLITE_FLOAT:
+                    vals[c] = (baton_value){.type = BATON_T_FLOAT,
+                                            .v.f = sqlite3_column_double(st, c)};
+                    break;
+                case SQLITE_NULL: vals[c] = (baton_value){.type = BATON_T_NULL}; break;
+                default: {
+                    const char *t = (const char *)sqlite3_column_text(st, c);
+                    vals[c] = (baton_value){.type = BATON_T_STRING,
+                                            .v.s = {t, (size_t)sqlite3_column_bytes(st, c)}};
+                }
+                }
+            }
+            stop = fn(ud, (size_t)ncol, names, vals) != 0;
+        }
+        free(names);
+        free(vals);
+        if (!stop && rc != SQLITE_DONE) {
+            snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
+            sqlite3_finalize(st);
+            return -1;
+        }
+        sqlite3_finalize(st);
+        if (stop)
+            break;
+    }
+    return 0;
+}
+
+static int src_columns(void *state, const char *table, baton_row_fn fn, void *ud, char *err,
+                       size_t errlen)
+{
+    src *s = state;
+    if (!s->db) {
+        snprintf(err, errlen, "%s: the source is not started", s->path);
+        return -1;
+    }
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db, "SELECT name, type FROM pragma_table_info(?1)", -1, &st,
+                           NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
+        return -1;
+    }
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_TRANSIENT);
+    int found = 0, rc;
+    static const char *const names[] = {"name", "type"};
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        found = 1;
+        const char *n = (const char *)sqlite3_column_text(st, 0);
+        const char *t = (const char *)sqlite3_column_text(st, 1);
+        baton_value v[2] = {{.type = BATON_T_STRING, .v.s = {n, strlen(n)}},
+                            {.type = BATON_T_STRING, .v.s = {t ? t : "", t ? strlen(t) : 0}}};
+        if (fn && fn(ud, 2, names, v))
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
+        sqlite3_finalize(st);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    return found ? 0 : 1;
+}
+
+static const baton_source_ops ops = {
+    .size = sizeof ops,
+    .dialect = "sqlite",
+    .exec = src_exec,
+    .columns = src_columns,
+};
+
+BATON_PLUGIN(.name = "source_sqlite", .version = "1.0.0",
+             .description = "the embedded default data source: one SQLite database file",
+             .kind = BATON_KIND_SOURCE, .config = keys, .init = src_init, .start = src_start,
+             .stop = src_stop, .destroy = src_destroy, .ops = &ops)
