@@ -18,8 +18,8 @@ void diag_free(diag *d)
     memset(d, 0, sizeof *d);
 }
 
-static void add(diag *d, const char *file, int line, int warning,
-                const char *fmt, va_list ap)
+__attribute__((format(printf, 5, 0))) static void add(diag *d, const char *file, int line,
+                                                      int warning, const char *fmt, va_list ap)
 {
     if (d->n == d->cap) {
         d->cap = d->cap ? d->cap * 2 : 8;

@@ -479,7 +479,7 @@ const baton_source_ops *instance_source(const instance *inst)
 /* The host table                                                      */
 /* ------------------------------------------------------------------ */
 
-static void h_log(baton_instance *inst, baton_log_level level, const char *fmt, ...)
+BATON_PRINTF(3, 4) static void h_log(baton_instance *inst, baton_log_level level, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -487,7 +487,7 @@ static void h_log(baton_instance *inst, baton_log_level level, const char *fmt, 
     va_end(ap);
 }
 
-static void h_set_error(baton_instance *inst, const char *fmt, ...)
+BATON_PRINTF(2, 3) static void h_set_error(baton_instance *inst, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -560,7 +560,7 @@ static void h_counter_add(baton_counter *c, uint64_t n)
 }
 
 static void h_buf_append(baton_buf *b, const void *data, size_t len) { buf_add(b, data, len); }
-static void h_buf_printf(baton_buf *b, const char *fmt, ...)
+BATON_PRINTF(2, 3) static void h_buf_printf(baton_buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
