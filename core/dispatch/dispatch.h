@@ -171,6 +171,8 @@ typedef struct dispatch_stats {
     uint64_t sent, failed, capped, deferred, duplicates, dry_run;
     uint64_t retries;    /* RETRY outcomes (one message may have several) */
     uint64_t attempts;   /* messages handed to deliver() */
+    uint64_t throttled;  /* times the channel paused after a batch of
+                            mostly transient failures (a 429 storm) */
     size_t pending;      /* in memory now: queued + in flight + retrying */
 } dispatch_stats;
 void dispatch_get_stats(dispatcher *d, dispatch_stats *st);

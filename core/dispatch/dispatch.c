@@ -1,0 +1,963 @@
+/* The dispatcher: a bounded in-memory queue in front of `connections`
+ * worker threads, a retry heap, a token bucket, and a pump that brings
+ * rows from the delivery log (deferred, or left by an earlier dispatcher)
+ * back into the queue when they are due. */
+#include "dispatch/dispatch.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "dispatch/dlog.h"
+#include "log.h"
+#include "mem.h"
+#include "record.h"
+
+#define PUMP_MS 250
+#define MAX_BACKOFF_MS (3600 * 1000LL)
+#define MAX_PAUSE_MS (30 * 1000LL)
+
+typedef struct qmsg {
+    struct qmsg *next;
+    char *key, *recipient, *profile_id;
+    size_t nparts;
+    char **names, **values;
+    record *row;
+    int64_t time; /* accepted, UTC s */
+    unsigned attempts;
+    unsigned flags;
+    int64_t due_ms; /* retry: monotonic ms */
+} qmsg;
+
+struct dispatcher {
+    instance *inst;
+    const baton_channel_ops *ops;
+    char *channel;
+    store *s;
+    dlog *log;
+    dispatch_opts o;
+    int64_t owner;
+
+    double rate;
+    int nworkers;
+    size_t batch, cap;
+    unsigned retries;
+    int64_t backoff_ms;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work, room, idle;
+    qmsg *head, *tail;
+    qmsg **heap; /* retries, by due_ms */
+    size_t nheap, heapcap;
+    size_t pending; /* queued + in flight + retrying */
+    int closing;    /* submit refuses */
+    int stop;       /* workers exit after their batch */
+    int64_t pause_until_ms;
+    unsigned pause_level;
+
+    pthread_mutex_t bucket_mu;
+    double tokens, cur_rate;
+    int64_t bucket_ns;
+
+    dispatch_stats st;
+    pthread_t *workers;
+    int nstarted;
+    pthread_t pump;
+    int pump_started;
+    unsigned seed;
+};
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+static int64_t mono_ms(void) { return mono_ns() / 1000000; }
+
+static int64_t now_s(const dispatcher *d)
+{
+    if (d->o.clock)
+        return d->o.clock(d->o.ud);
+    return (int64_t)time(NULL);
+}
+
+static void deadline(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static void sleep_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+const char *dispatch_channel(const dispatcher *d) { return d->channel; }
+
+/* ------------------------------------------------------------------ */
+/* Messages                                                            */
+/* ------------------------------------------------------------------ */
+
+static void qmsg_free(qmsg *m)
+{
+    if (!m)
+        return;
+    free(m->key);
+    free(m->recipient);
+    free(m->profile_id);
+    for (size_t i = 0; i < m->nparts; i++) {
+        free(m->names[i]);
+        free(m->values[i]);
+    }
+    free(m->names);
+    free(m->values);
+    record_free(m->row);
+    free(m);
+}
+
+static record *row_copy(const baton_record *r)
+{
+    if (!r)
+        return NULL;
+    record *c = record_new();
+    for (size_t i = 0; i < r->n; i++)
+        record_set(c, r->v[i].name, &r->v[i].value);
+    return c;
+}
+
+static qmsg *qmsg_from(const dispatch_msg *m, int64_t t)
+{
+    qmsg *q = xcalloc(1, sizeof *q);
+    q->key = xstrdup(m->key);
+    q->recipient = xstrdup(m->recipient ? m->recipient : "");
+    q->profile_id = m->profile_id ? xstrdup(m->profile_id) : NULL;
+    q->nparts = m->nparts;
+    q->names = xcalloc(m->nparts + 1, sizeof *q->names);
+    q->values = xcalloc(m->nparts + 1, sizeof *q->values);
+    for (size_t i = 0; i < m->nparts; i++) {
+        q->names[i] = xstrdup(m->part_names[i]);
+        q->values[i] = xstrdup(m->part_values[i] ? m->part_values[i] : "");
+    }
+    q->row = row_copy(m->row);
+    q->time = t;
+    q->flags = m->flags;
+    return q;
+}
+
+/* The message as the delivery log keeps it until it is final. */
+static char *content_json(const qmsg *q)
+{
+    json_t *o = json_object(), *parts = json_array();
+    for (size_t i = 0; i < q->nparts; i++)
+        json_array_append_new(parts, json_pack("[ss]", q->names[i], q->values[i]));
+    json_object_set_new(o, "parts", parts);
+    if (q->row) {
+        json_t *row = json_object();
+        for (size_t i = 0; i < q->row->n; i++) {
+            const baton_value *v = &q->row->v[i].value;
+            json_t *j;
+            switch (v->type) {
+            case BATON_T_BOOL: j = json_boolean(v->v.b); break;
+            case BATON_T_INT: j = json_integer(v->v.i); break;
+            case BATON_T_FLOAT: j = json_real(v->v.f); break;
+            case BATON_T_STRING: j = json_stringn(v->v.s.ptr, v->v.s.len); break;
+            case BATON_T_DATE: j = json_pack("{sI}", "date", (json_int_t)v->v.date); break;
+            case BATON_T_TIMESTAMP: j = json_pack("{sI}", "ts", (json_int_t)v->v.ts); break;
+            case BATON_T_DURATION: j = json_pack("{sI}", "dur", (json_int_t)v->v.dur); break;
+            default: j = json_null(); break;
+            }
+            json_object_set_new(row, q->row->v[i].name, j ? j : json_null());
+        }
+        json_object_set_new(o, "row", row);
+    }
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+static int content_parse(qmsg *q, const char *text)
+{
+    json_t *o = text ? json_loads(text, 0, NULL) : NULL;
+    json_t *parts = json_object_get(o, "parts");
+    if (!json_is_array(parts)) {
+        json_decref(o);
+        return -1;
+    }
+    size_t n = json_array_size(parts);
+    q->names = xcalloc(n + 1, sizeof *q->names);
+    q->values = xcalloc(n + 1, sizeof *q->values);
+    for (size_t i = 0; i < n; i++) {
+        json_t *p = json_array_get(parts, i);
+        q->names[q->nparts] = xstrdup(json_string_value(json_array_get(p, 0)) ?: "");
+        q->values[q->nparts++] = xstrdup(json_string_value(json_array_get(p, 1)) ?: "");
+    }
+    json_t *row = json_object_get(o, "row");
+    if (json_is_object(row)) {
+        q->row = record_new();
+        const char *name;
+        json_t *j;
+        json_object_foreach(row, name, j)
+        {
+            baton_value v = {.type = BATON_T_NULL};
+            json_t *x;
+            if (json_is_boolean(j))
+                v = (baton_value){.type = BATON_T_BOOL, .v.b = json_is_true(j)};
+            else if (json_is_integer(j))
+                v = (baton_value){.type = BATON_T_INT, .v.i = json_integer_value(j)};
+            else if (json_is_real(j))
+                v = (baton_value){.type = BATON_T_FLOAT, .v.f = json_real_value(j)};
+            else if (json_is_string(j))
+                v = (baton_value){.type = BATON_T_STRING,
+                                  .v.s = {json_string_value(j), json_string_length(j)}};
+            else if ((x = json_object_get(j, "date")))
+                v = (baton_value){.type = BATON_T_DATE, .v.date = json_integer_value(x)};
+            else if ((x = json_object_get(j, "ts")))
+                v = (baton_value){.type = BATON_T_TIMESTAMP, .v.ts = json_integer_value(x)};
+            else if ((x = json_object_get(j, "dur")))
+                v = (baton_value){.type = BATON_T_DURATION, .v.dur = json_integer_value(x)};
+            record_set(q->row, name, &v);
+        }
+    }
+    json_decref(o);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Queue and retry heap (under d->mu)                                  */
+/* ------------------------------------------------------------------ */
+
+static void push_tail(dispatcher *d, qmsg *m)
+{
+    m->next = NULL;
+    if (d->tail)
+        d->tail->next = m;
+    else
+        d->head = m;
+    d->tail = m;
+}
+
+static void heap_push(dispatcher *d, qmsg *m)
+{
+    if (d->nheap == d->heapcap) {
+        d->heapcap = d->heapcap ? d->heapcap * 2 : 64;
+        d->heap = xrealloc(d->heap, d->heapcap * sizeof *d->heap);
+    }
+    size_t i = d->nheap++;
+    while (i && d->heap[(i - 1) / 2]->due_ms > m->due_ms) {
+        d->heap[i] = d->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    d->heap[i] = m;
+}
+
+static qmsg *heap_pop(dispatcher *d)
+{
+    qmsg *top = d->heap[0], *last = d->heap[--d->nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= d->nheap)
+            break;
+        if (c + 1 < d->nheap && d->heap[c + 1]->due_ms < d->heap[c]->due_ms)
+            c++;
+        if (d->heap[c]->due_ms >= last->due_ms)
+            break;
+        d->heap[i] = d->heap[c];
+        i = c;
+    }
+    if (d->nheap)
+        d->heap[i] = last;
+    return top;
+}
+
+/* Due retries go to the front: they have waited already. */
+static void release_due(dispatcher *d, int64_t now, int all)
+{
+    while (d->nheap && (all || d->heap[0]->due_ms <= now)) {
+        qmsg *m = heap_pop(d);
+        m->next = d->head;
+        d->head = m;
+        if (!d->tail)
+            d->tail = m;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Rate                                                                */
+/* ------------------------------------------------------------------ */
+
+static void rate_acquire(dispatcher *d, size_t n)
+{
+    if (d->rate <= 0)
+        return;
+    pthread_mutex_lock(&d->bucket_mu);
+    int64_t now = mono_ns();
+    double r = d->cur_rate, burst = r * 0.1 > 1 ? r * 0.1 : 1;
+    d->tokens += (double)(now - d->bucket_ns) / 1e9 * r;
+    if (d->tokens > burst)
+        d->tokens = burst;
+    d->bucket_ns = now;
+    d->tokens -= (double)n;
+    double wait = d->tokens < 0 ? -d->tokens / r : 0;
+    pthread_mutex_unlock(&d->bucket_mu);
+    sleep_ms((int64_t)(wait * 1000));
+}
+
+/* A batch mostly answered RETRY (429s, a server gone): pause the whole
+ * channel and halve the rate; a clean batch undoes it step by step. */
+static void adapt(dispatcher *d, size_t n, size_t nretry)
+{
+    int storm = nretry > 0 && nretry * 2 >= n;
+    pthread_mutex_lock(&d->mu);
+    if (storm) {
+        d->pause_level = d->pause_level < 16 ? d->pause_level + 1 : 16;
+        int64_t p = d->backoff_ms << (d->pause_level - 1);
+        if (p > MAX_PAUSE_MS || p <= 0)
+            p = MAX_PAUSE_MS;
+        p = p / 2 + (int64_t)(rand_r(&d->seed) % (unsigned)(p / 2 + 1));
+        d->pause_until_ms = mono_ms() + p;
+        d->st.throttled++;
+    } else if (nretry == 0) {
+        d->pause_level = 0;
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (d->rate <= 0)
+        return;
+    pthread_mutex_lock(&d->bucket_mu);
+    if (storm)
+        d->cur_rate = fmax(d->rate / 64, d->cur_rate / 2);
+    else if (nretry == 0)
+        d->cur_rate = fmin(d->rate, d->cur_rate * 1.25 + 1);
+    pthread_mutex_unlock(&d->bucket_mu);
+}
+
+/* ------------------------------------------------------------------ */
+/* Workers                                                             */
+/* ------------------------------------------------------------------ */
+
+static void emit(dispatcher *d, const qmsg *m, dispatch_status st, const char *pid,
+                 const char *reason, unsigned segments, int64_t next_at, const char *fmt,
+                 size_t fmtlen)
+{
+    if (!d->o.on_outcome)
+        return;
+    dispatch_outcome o = {.channel = d->channel, .key = m->key, .recipient = m->recipient,
+                          .profile_id = m->profile_id, .status = st,
+                          .provider_id = pid ? pid : "", .reason = reason ? reason : "",
+                          .attempts = m->attempts, .segments = segments, .next_at = next_at,
+                          .formatted = fmt, .formatted_len = fmtlen};
+    d->o.on_outcome(d->o.ud, &o);
+}
+
+static void fill_message(const qmsg *q, baton_message *bm)
+{
+    memset(bm, 0, sizeof *bm);
+    bm->size = sizeof *bm;
+    bm->key = q->key;
+    bm->recipient = q->recipient;
+    bm->profile_id = q->profile_id;
+    bm->nparts = q->nparts;
+    bm->part_names = (const char *const *)q->names;
+    bm->part_values = (const char *const *)q->values;
+    bm->row = q->row;
+    bm->time = q->time;
+    bm->attempt = q->attempts;
+}
+
+static int64_t retry_delay_ms(dispatcher *d, unsigned attempt)
+{
+    int64_t ms = d->backoff_ms > 0 ? d->backoff_ms : 1;
+    for (unsigned i = 1; i < attempt && ms < MAX_BACKOFF_MS; i++)
+        ms *= 2;
+    if (ms > MAX_BACKOFF_MS)
+        ms = MAX_BACKOFF_MS;
+    pthread_mutex_lock(&d->mu);
+    unsigned r = (unsigned)rand_r(&d->seed);
+    pthread_mutex_unlock(&d->mu);
+    return ms / 2 + (int64_t)(r % (uint64_t)(ms / 2 + 1)); /* jitter: [ms/2, ms] */
+}
+
+static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
+{
+    baton_message *bms = xcalloc(n, sizeof *bms);
+    const baton_message **ptrs = xcalloc(n, sizeof *ptrs);
+    baton_delivery *out = xcalloc(n, sizeof *out);
+    for (size_t i = 0; i < n; i++) {
+        batch[i]->attempts++;
+        fill_message(batch[i], &bms[i]);
+        ptrs[i] = &bms[i];
+        out[i].status = BATON_RETRY;
+        snprintf(out[i].reason, sizeof out[i].reason, "the channel gave no answer");
+    }
+    d->ops->deliver(d->inst->state, conn, ptrs, n, out);
+
+    int64_t now = now_s(d), mnow = mono_ms();
+    size_t nretry = 0, logged = 0;
+    dispatch_status *fin = xcalloc(n, sizeof *fin);
+    int64_t *due = xcalloc(n, sizeof *due);
+    for (size_t i = 0; i < n; i++) {
+        qmsg *m = batch[i];
+        out[i].provider_id[sizeof out[i].provider_id - 1] = '\0';
+        out[i].reason[sizeof out[i].reason - 1] = '\0';
+        if (out[i].status == BATON_OK) {
+            fin[i] = DISPATCH_SENT;
+        } else if (out[i].status == BATON_RETRY && m->attempts <= d->retries) {
+            fin[i] = DISPATCH_RETRY;
+            nretry++;
+            due[i] = retry_delay_ms(d, m->attempts);
+        } else {
+            fin[i] = DISPATCH_FAILED;
+            if (out[i].status == BATON_RETRY) {
+                char r[sizeof out[i].reason + 64];
+                int k = snprintf(r, sizeof r, "gave up after %u attempts: ", m->attempts);
+                snprintf(r + k, sizeof r - (size_t)k, "%s", out[i].reason);
+                size_t len = strlen(r) < sizeof out[i].reason - 1 ? strlen(r)
+                                                                    : sizeof out[i].reason - 1;
+                memcpy(out[i].reason, r, len);
+                out[i].reason[len] = '\0';
+                nretry++;
+            }
+        }
+        logged += !(m->flags & DISPATCH_F_PROOF);
+    }
+    if (logged && !d->o.dry_run) {
+        pthread_mutex_lock(&d->log->mu);
+        for (size_t i = 0; i < n; i++) {
+            qmsg *m = batch[i];
+            if (m->flags & DISPATCH_F_PROOF)
+                continue;
+            dlog_update(d->log, m->key, fin[i], out[i].provider_id, out[i].reason, m->attempts,
+                        out[i].segments, now,
+                        fin[i] == DISPATCH_RETRY ? now + (due[i] + 999) / 1000 : 0, d->owner);
+        }
+        pthread_mutex_unlock(&d->log->mu);
+    }
+    for (size_t i = 0; i < n; i++)
+        emit(d, batch[i], fin[i], out[i].provider_id, out[i].reason, out[i].segments,
+             fin[i] == DISPATCH_RETRY ? now + (due[i] + 999) / 1000 : 0, NULL, 0);
+    adapt(d, n, nretry);
+
+    pthread_mutex_lock(&d->mu);
+    d->st.attempts += n;
+    for (size_t i = 0; i < n; i++) {
+        qmsg *m = batch[i];
+        switch (fin[i]) {
+        case DISPATCH_SENT: d->st.sent++; break;
+        case DISPATCH_FAILED: d->st.failed++; break;
+        default: break;
+        }
+        if (fin[i] == DISPATCH_RETRY || out[i].status == BATON_RETRY)
+            d->st.retries++;
+        if (fin[i] == DISPATCH_RETRY) {
+            m->due_ms = mnow + due[i];
+            heap_push(d, m);
+        } else {
+            d->pending--;
+            qmsg_free(m);
+        }
+    }
+    pthread_cond_broadcast(&d->room);
+    if (d->pending == 0)
+        pthread_cond_broadcast(&d->idle);
+    if (d->nheap)
+        pthread_cond_signal(&d->work); /* someone must watch the heap's clock */
+    pthread_mutex_unlock(&d->mu);
+    free(fin);
+    free(due);
+    free(bms);
+    free(ptrs);
+    free(out);
+}
+
+static void *worker(void *arg)
+{
+    dispatcher *d = arg;
+    void *conn = d->ops->worker_open ? d->ops->worker_open(d->inst->state) : NULL;
+    size_t max = d->batch;
+    if (d->rate > 0 && max > (size_t)ceil(d->rate))
+        max = (size_t)ceil(d->rate); /* at most a second's worth at once */
+    qmsg **batch = xcalloc(max, sizeof *batch);
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        if (d->stop)
+            break;
+        int64_t now = mono_ms();
+        release_due(d, now, 0);
+        int64_t wait = -1;
+        if (d->pause_until_ms > now)
+            wait = d->pause_until_ms - now;
+        else if (!d->head && d->nheap)
+            wait = d->heap[0]->due_ms - now;
+        if (wait >= 0 || !d->head) {
+            struct timespec ts;
+            deadline(&ts, wait >= 0 ? (wait ? wait : 1) : 1000);
+            pthread_cond_timedwait(&d->work, &d->mu, &ts);
+            continue;
+        }
+        size_t n = 0;
+        while (d->head && n < max) {
+            batch[n++] = d->head;
+            d->head = d->head->next;
+        }
+        if (!d->head)
+            d->tail = NULL;
+        if (d->head)
+            pthread_cond_signal(&d->work);
+        pthread_mutex_unlock(&d->mu);
+        rate_acquire(d, n);
+        run_batch(d, conn, batch, n);
+        pthread_mutex_lock(&d->mu);
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (d->ops->worker_close)
+        d->ops->worker_close(d->inst->state, conn);
+    free(batch);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* The pump: due rows of the log back into memory                      */
+/* ------------------------------------------------------------------ */
+
+static size_t pump_once(dispatcher *d)
+{
+    pthread_mutex_lock(&d->mu);
+    size_t room = d->cap > d->pending ? d->cap - d->pending : 0;
+    int stop = d->stop || d->closing;
+    pthread_mutex_unlock(&d->mu);
+    if (!room || stop)
+        return 0;
+    if (room > 1000)
+        room = 1000;
+    int64_t now = now_s(d);
+    qmsg *got = NULL, **tailp = &got;
+    size_t n = 0;
+    pthread_mutex_lock(&d->log->mu);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->log->db,
+                           "SELECT key, recipient, profile_id, attempts, created_at, content"
+                           " FROM deliveries WHERE channel = ?1 AND owner = 0 AND status IN"
+                           " ('queued', 'retry', 'deferred') AND next_at <= ?2"
+                           " ORDER BY next_at LIMIT ?3",
+                           -1, &st, NULL) != SQLITE_OK) {
+        pthread_mutex_unlock(&d->log->mu);
+        return 0;
+    }
+    sqlite3_bind_text(st, 1, d->channel, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)room);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        qmsg *q = xcalloc(1, sizeof *q);
+        q->key = xstrdup((const char *)sqlite3_column_text(st, 0));
+        q->recipient = xstrdup((const char *)sqlite3_column_text(st, 1) ?: "");
+        const unsigned char *pid = sqlite3_column_text(st, 2);
+        q->profile_id = pid ? xstrdup((const char *)pid) : NULL;
+        q->attempts = (unsigned)sqlite3_column_int(st, 3);
+        q->time = sqlite3_column_int64(st, 4);
+        if (content_parse(q, (const char *)sqlite3_column_text(st, 5)) != 0) {
+            dlog_update(d->log, q->key, DISPATCH_FAILED, NULL,
+                        "the message's content is missing from the delivery log", q->attempts,
+                        0, now, 0, 0);
+            qmsg_free(q);
+            continue;
+        }
+        *tailp = q;
+        tailp = &q->next;
+        n++;
+    }
+    sqlite3_finalize(st);
+    for (qmsg *q = got; q; q = q->next)
+        dlog_update(d->log, q->key, DISPATCH_QUEUED, NULL, NULL, q->attempts, 0, now, 0,
+                    d->owner);
+    pthread_mutex_unlock(&d->log->mu);
+    if (!n)
+        return 0;
+    pthread_mutex_lock(&d->mu);
+    while (got) {
+        qmsg *q = got;
+        got = got->next;
+        push_tail(d, q);
+        d->pending++;
+    }
+    pthread_cond_broadcast(&d->work);
+    pthread_mutex_unlock(&d->mu);
+    return n;
+}
+
+static void *pump(void *arg)
+{
+    dispatcher *d = arg;
+    pthread_mutex_lock(&d->mu);
+    while (!d->stop) {
+        pthread_mutex_unlock(&d->mu);
+        size_t n = pump_once(d);
+        pthread_mutex_lock(&d->mu);
+        if (n)
+            continue; /* more may be due */
+        struct timespec ts;
+        deadline(&ts, PUMP_MS);
+        pthread_cond_timedwait(&d->room, &d->mu, &ts);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Open, submit, flush, close                                          */
+/* ------------------------------------------------------------------ */
+
+static double cfg_f(const instance *inst, const char *k, double def)
+{
+    const keymap_value *v = keymap_get(&inst->values, k);
+    return v ? v->f : def;
+}
+static int64_t cfg_i(const instance *inst, const char *k, int64_t def)
+{
+    const keymap_value *v = keymap_get(&inst->values, k);
+    return v ? v->i : def;
+}
+
+dispatcher *dispatch_open(instance *inst, store *s, const dispatch_opts *opts, char *err,
+                          size_t errlen)
+{
+    const baton_channel_ops *ops = instance_channel(inst);
+    if (!ops) {
+        snprintf(err, errlen, "%s: not a channel", inst->where);
+        return NULL;
+    }
+    if (!opts || !opts->dry_run) {
+        if (inst->phase != INSTANCE_RUNNING) {
+            snprintf(err, errlen, "%s: the channel is not started", inst->where);
+            return NULL;
+        }
+    }
+    dispatcher *d = xcalloc(1, sizeof *d);
+    d->inst = inst;
+    d->ops = ops;
+    d->channel = xstrdup(inst->name);
+    d->s = s;
+    if (opts)
+        d->o = *opts;
+    d->rate = cfg_f(inst, "rate", 0);
+    d->cur_rate = d->rate;
+    d->nworkers = (int)cfg_i(inst, "connections", 1);
+    d->batch = (size_t)cfg_i(inst, "batch", 100);
+    d->retries = (unsigned)cfg_i(inst, "retries", 5);
+    d->backoff_ms = cfg_i(inst, "retry_backoff", 1000);
+    d->cap = (size_t)cfg_i(inst, "queue", 10000);
+    if (d->nworkers < 1)
+        d->nworkers = 1;
+    if (d->batch < 1)
+        d->batch = 1;
+    if (d->cap < d->batch)
+        d->cap = d->batch;
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != sizeof r)
+        r = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);
+    d->owner = (int64_t)(r & 0x7fffffffffffffffULL) | 1;
+    d->seed = (unsigned)r;
+    d->bucket_ns = mono_ns();
+    d->tokens = 1;
+    pthread_mutex_init(&d->mu, NULL);
+    pthread_mutex_init(&d->bucket_mu, NULL);
+    pthread_cond_init(&d->work, NULL);
+    pthread_cond_init(&d->room, NULL);
+    pthread_cond_init(&d->idle, NULL);
+    if (d->o.dry_run) { /* no threads, no writes: submit formats inline */
+        if (s && dispatch_log_init(s, err, errlen) != 0)
+            goto fail; /* caps read the log */
+        return d;
+    }
+    if (!(d->log = dlog_attach(s, err, errlen)))
+        goto fail;
+    /* Rows held by a dispatcher that is gone (a restart, a reload) are
+     * this channel's to finish: hand them to the pump. */
+    pthread_mutex_lock(&d->log->mu);
+    dlog_begin(d->log);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->log->db,
+                           "UPDATE deliveries SET owner = 0 WHERE channel = ?1 AND owner != 0"
+                           " AND status IN ('queued', 'retry', 'deferred')",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, d->channel, -1, SQLITE_STATIC);
+        sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&d->log->mu);
+    d->workers = xcalloc((size_t)d->nworkers, sizeof *d->workers);
+    for (int i = 0; i < d->nworkers; i++) {
+        if (pthread_create(&d->workers[i], NULL, worker, d) != 0) {
+            snprintf(err, errlen, "%s: cannot start a delivery worker: %s", inst->where,
+                     strerror(errno));
+            goto fail;
+        }
+        d->nstarted++;
+    }
+    if (pthread_create(&d->pump, NULL, pump, d) != 0) {
+        snprintf(err, errlen, "%s: cannot start the delivery pump: %s", inst->where,
+                 strerror(errno));
+        goto fail;
+    }
+    d->pump_started = 1;
+    return d;
+fail:
+    dispatch_close(d, 0, 0);
+    return NULL;
+}
+
+static dispatch_submit_rc submit_dry(dispatcher *d, const dispatch_msg *m, char *err,
+                                     size_t errlen)
+{
+    qmsg *q = qmsg_from(m, now_s(d));
+    dispatch_submit_rc rc = DISPATCH_ACCEPTED;
+    char reason[256] = "";
+    int64_t until = 0;
+    dispatch_cap cap = DISPATCH_CAP_OK;
+    if (!(m->flags & (DISPATCH_F_NOCAPS | DISPATCH_F_PROOF)))
+        cap = dispatch_caps_check(d->s, d->o.caps, d->channel, m->profile_id, q->time, &until,
+                                  reason, sizeof reason);
+    baton_message bm;
+    fill_message(q, &bm);
+    buf out;
+    buf_init(&out);
+    char ferr[256] = "";
+    if (d->ops->format(d->inst->state, &bm, &out, ferr, sizeof ferr) != 0) {
+        if (err)
+            snprintf(err, errlen, "%s: %s: format: %s", d->channel, m->key,
+                     ferr[0] ? ferr : "failed");
+        rc = DISPATCH_INVALID;
+    } else {
+        dispatch_status st = cap == DISPATCH_CAP_CAPPED  ? DISPATCH_CAPPED
+                             : cap == DISPATCH_CAP_QUIET ? DISPATCH_DEFERRED
+                                                         : DISPATCH_DRY_RUN;
+        rc = cap == DISPATCH_CAP_CAPPED  ? DISPATCH_REFUSED_CAPPED
+             : cap == DISPATCH_CAP_QUIET ? DISPATCH_ACCEPTED_DEFERRED
+                                         : DISPATCH_ACCEPTED;
+        emit(d, q, st, NULL, reason, 0, until, out.data ? out.data : "", out.len);
+        pthread_mutex_lock(&d->mu);
+        d->st.submitted += rc != DISPATCH_REFUSED_CAPPED;
+        d->st.dry_run += st == DISPATCH_DRY_RUN;
+        d->st.capped += st == DISPATCH_CAPPED;
+        d->st.deferred += st == DISPATCH_DEFERRED;
+        pthread_mutex_unlock(&d->mu);
+    }
+    buf_free(&out);
+    qmsg_free(q);
+    return rc;
+}
+
+dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t timeout_ms,
+                                   char *err, size_t errlen)
+{
+    if (!m->key || !*m->key) {
+        if (err)
+            snprintf(err, errlen, "%s: a message without an idempotency key", d->channel);
+        return DISPATCH_INVALID;
+    }
+    if (d->closing)
+        return DISPATCH_CLOSED;
+    if (d->o.dry_run)
+        return submit_dry(d, m, err, errlen);
+    int proof = (m->flags & DISPATCH_F_PROOF) != 0;
+    int64_t now = now_s(d);
+    char reason[256] = "";
+    int64_t until = 0;
+    dispatch_cap cap = DISPATCH_CAP_OK;
+    if (!(m->flags & DISPATCH_F_NOCAPS) && !proof)
+        cap = dispatch_caps_check(d->s, d->o.caps, d->channel, m->profile_id, now, &until,
+                                  reason, sizeof reason);
+    qmsg *q = qmsg_from(m, now);
+    if (cap != DISPATCH_CAP_OK) {
+        char *content = cap == DISPATCH_CAP_QUIET ? content_json(q) : NULL;
+        pthread_mutex_lock(&d->log->mu);
+        int ins = dlog_insert(d->log, q->key, d->channel, q->recipient, q->profile_id,
+                              cap == DISPATCH_CAP_QUIET ? DISPATCH_DEFERRED : DISPATCH_CAPPED,
+                              now, until, 0, content);
+        if (ins == 1)
+            dlog_update(d->log, q->key,
+                        cap == DISPATCH_CAP_QUIET ? DISPATCH_DEFERRED : DISPATCH_CAPPED, NULL,
+                        reason, 0, 0, now, until, 0);
+        pthread_mutex_unlock(&d->log->mu);
+        free(content);
+        dispatch_submit_rc rc;
+        pthread_mutex_lock(&d->mu);
+        if (ins != 1) {
+            d->st.duplicates++;
+            rc = DISPATCH_REFUSED_DUPLICATE;
+        } else if (cap == DISPATCH_CAP_QUIET) {
+            d->st.submitted++;
+            d->st.deferred++;
+            rc = DISPATCH_ACCEPTED_DEFERRED;
+        } else {
+            d->st.capped++;
+            rc = DISPATCH_REFUSED_CAPPED;
+        }
+        pthread_mutex_unlock(&d->mu);
+        if (ins == 1)
+            emit(d, q,
+                 cap == DISPATCH_CAP_QUIET ? DISPATCH_DEFERRED : DISPATCH_CAPPED, NULL, reason,
+                 0, until, NULL, 0);
+        qmsg_free(q);
+        return rc;
+    }
+
+    /* room first, so that a full queue leaves nothing recorded */
+    pthread_mutex_lock(&d->mu);
+    if (d->pending >= d->cap && timeout_ms != 0) {
+        struct timespec ts;
+        if (timeout_ms > 0)
+            deadline(&ts, timeout_ms);
+        while (d->pending >= d->cap && !d->closing) {
+            if (timeout_ms > 0) {
+                if (pthread_cond_timedwait(&d->room, &d->mu, &ts) == ETIMEDOUT)
+                    break;
+            } else {
+                pthread_cond_wait(&d->room, &d->mu);
+            }
+        }
+    }
+    if (d->closing || d->pending >= d->cap) {
+        dispatch_submit_rc rc = d->closing ? DISPATCH_CLOSED : DISPATCH_FULL;
+        pthread_mutex_unlock(&d->mu);
+        qmsg_free(q);
+        return rc;
+    }
+    d->pending++;
+    pthread_mutex_unlock(&d->mu);
+
+    int ins = 1;
+    if (!proof) {
+        char *content = content_json(q);
+        pthread_mutex_lock(&d->log->mu);
+        ins = dlog_insert(d->log, q->key, d->channel, q->recipient, q->profile_id,
+                          DISPATCH_QUEUED, now, 0, d->owner, content);
+        pthread_mutex_unlock(&d->log->mu);
+        free(content);
+    }
+    pthread_mutex_lock(&d->mu);
+    if (ins != 1) {
+        d->pending--;
+        d->st.duplicates += ins == 0;
+        pthread_cond_broadcast(&d->room);
+        if (d->pending == 0)
+            pthread_cond_broadcast(&d->idle);
+        pthread_mutex_unlock(&d->mu);
+        qmsg_free(q);
+        if (ins < 0 && err)
+            snprintf(err, errlen, "%s: %s: the delivery log refused the message", d->channel,
+                     m->key);
+        return ins == 0 ? DISPATCH_REFUSED_DUPLICATE : DISPATCH_INVALID;
+    }
+    d->st.submitted++;
+    push_tail(d, q);
+    pthread_cond_signal(&d->work);
+    pthread_mutex_unlock(&d->mu);
+    return DISPATCH_ACCEPTED;
+}
+
+int dispatch_flush(dispatcher *d, int64_t timeout_ms)
+{
+    pthread_mutex_lock(&d->mu);
+    struct timespec ts;
+    if (timeout_ms >= 0)
+        deadline(&ts, timeout_ms);
+    int rc = 0;
+    while (d->pending > 0) {
+        if (timeout_ms >= 0) {
+            if (pthread_cond_timedwait(&d->idle, &d->mu, &ts) == ETIMEDOUT) {
+                rc = d->pending ? -1 : 0;
+                break;
+            }
+        } else {
+            pthread_cond_wait(&d->idle, &d->mu);
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (d->log)
+        dlog_commit(d->log);
+    return rc;
+}
+
+void dispatch_get_stats(dispatcher *d, dispatch_stats *st)
+{
+    pthread_mutex_lock(&d->mu);
+    *st = d->st;
+    st->pending = d->pending;
+    pthread_mutex_unlock(&d->mu);
+}
+
+void dispatch_close(dispatcher *d, int drain, int64_t drain_ms)
+{
+    if (!d)
+        return;
+    pthread_mutex_lock(&d->mu);
+    d->closing = 1;
+    pthread_cond_broadcast(&d->room);
+    if (drain && d->nstarted) {
+        /* retries go now rather than wait out their backoff */
+        release_due(d, 0, 1);
+        d->pause_until_ms = 0;
+        pthread_cond_broadcast(&d->work);
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (drain && d->nstarted)
+        dispatch_flush(d, drain_ms);
+    pthread_mutex_lock(&d->mu);
+    d->stop = 1;
+    pthread_cond_broadcast(&d->work);
+    pthread_cond_broadcast(&d->room);
+    pthread_mutex_unlock(&d->mu);
+    for (int i = 0; i < d->nstarted; i++)
+        pthread_join(d->workers[i], NULL);
+    if (d->pump_started)
+        pthread_join(d->pump, NULL);
+    if (d->log) {
+        /* what is left in memory stays in the log for the next dispatcher */
+        pthread_mutex_lock(&d->log->mu);
+        dlog_begin(d->log);
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(d->log->db, "UPDATE deliveries SET owner = 0 WHERE owner = ?1", -1,
+                               &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_int64(st, 1, d->owner);
+            sqlite3_step(st);
+            sqlite3_finalize(st);
+        }
+        pthread_mutex_unlock(&d->log->mu);
+        dlog_commit(d->log);
+        dlog_detach(d->log);
+    }
+    while (d->head) {
+        qmsg *m = d->head;
+        d->head = m->next;
+        qmsg_free(m);
+    }
+    for (size_t i = 0; i < d->nheap; i++)
+        qmsg_free(d->heap[i]);
+    free(d->heap);
+    free(d->workers);
+    pthread_mutex_destroy(&d->mu);
+    pthread_mutex_destroy(&d->bucket_mu);
+    pthread_cond_destroy(&d->work);
+    pthread_cond_destroy(&d->room);
+    pthread_cond_destroy(&d->idle);
+    free(d->channel);
+    free(d);
+}

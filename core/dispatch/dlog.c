@@ -1,0 +1,458 @@
+/* The delivery log: tables, the group-committing writer, and the public
+ * queries of dispatch.h. */
+#include "dispatch/dlog.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "mem.h"
+
+/* How long a group transaction stays open at most, and how many writes. */
+#define COMMIT_MS 20
+#define COMMIT_WRITES 20000
+
+static const char *const status_names[DISPATCH_NSTATUS] = {
+    "queued", "retry", "deferred", "sent", "failed", "capped", "dry_run", "duplicate"};
+
+const char *dispatch_status_name(dispatch_status s)
+{
+    return (unsigned)s < DISPATCH_NSTATUS ? status_names[s] : "unknown";
+}
+
+dispatch_status dispatch_status_parse(const char *s)
+{
+    for (int i = 0; i < DISPATCH_NSTATUS; i++)
+        if (s && strcmp(s, status_names[i]) == 0)
+            return (dispatch_status)i;
+    return DISPATCH_FAILED;
+}
+
+static const char *const ddl =
+    "CREATE TABLE IF NOT EXISTS deliveries ("
+    " key TEXT PRIMARY KEY, channel TEXT NOT NULL, recipient TEXT NOT NULL, profile_id TEXT,"
+    " status TEXT NOT NULL, provider_id TEXT, reason TEXT,"
+    " attempts INTEGER NOT NULL DEFAULT 0, segments INTEGER NOT NULL DEFAULT 0,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    " next_at INTEGER NOT NULL DEFAULT 0,"
+    " owner INTEGER NOT NULL DEFAULT 0," /* the dispatcher holding it in memory; 0: none */
+    " content TEXT);"                   /* the message, while it is not final */
+    "CREATE INDEX IF NOT EXISTS deliveries_profile ON deliveries(profile_id, created_at);"
+    "CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(channel, next_at)"
+    " WHERE owner = 0 AND status IN ('queued', 'retry', 'deferred')";
+
+int dispatch_log_init(store *s, char *err, size_t errlen)
+{
+    return store_migrate(s, "dispatch", 1, ddl, err, errlen);
+}
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static dlog *reg_head;
+
+void dlog_registry_lock(void) { pthread_mutex_lock(&reg_mu); }
+void dlog_registry_unlock(void) { pthread_mutex_unlock(&reg_mu); }
+
+dlog *dlog_find(store *s)
+{
+    for (dlog *l = reg_head; l; l = l->next)
+        if (l->s == s)
+            return l;
+    return NULL;
+}
+
+static void commit_locked(dlog *l)
+{
+    if (!l->in_txn)
+        return;
+    char *msg = NULL;
+    if (sqlite3_exec(l->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
+        log_error("delivery log: commit failed: %s", msg ? msg : sqlite3_errmsg(l->db));
+        sqlite3_free(msg);
+        sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    l->in_txn = 0;
+    l->writes = 0;
+}
+
+void dlog_begin(dlog *l)
+{
+    if (l->in_txn) {
+        if (++l->writes < COMMIT_WRITES)
+            return;
+        commit_locked(l);
+    }
+    if (sqlite3_exec(l->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
+        l->in_txn = 1;
+        l->writes = 1;
+    }
+}
+
+void dlog_commit(dlog *l)
+{
+    pthread_mutex_lock(&l->mu);
+    commit_locked(l);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void *committer(void *arg)
+{
+    dlog *l = arg;
+    pthread_mutex_lock(&l->mu);
+    while (!l->stopping) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += COMMIT_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&l->wake, &l->mu, &ts);
+        commit_locked(l);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+static int prepare(dlog *l, const char *sql, sqlite3_stmt **st, char *err, size_t errlen)
+{
+    if (sqlite3_prepare_v3(l->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "delivery log: %s", sqlite3_errmsg(l->db));
+        return -1;
+    }
+    return 0;
+}
+
+static void dlog_free(dlog *l)
+{
+    sqlite3_finalize(l->ins);
+    sqlite3_finalize(l->upd);
+    sqlite3_finalize(l->get);
+    sqlite3_finalize(l->cap_all);
+    sqlite3_finalize(l->cap_chan);
+    if (l->own_db)
+        sqlite3_close(l->db);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->wake);
+    free(l);
+}
+
+#define ROW_COLS                                                                              \
+    "key, channel, recipient, coalesce(profile_id, ''), status, coalesce(provider_id, ''),"   \
+    " coalesce(reason, ''), attempts, segments, created_at, updated_at, next_at"
+
+dlog *dlog_attach(store *s, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&reg_mu);
+    dlog *l = dlog_find(s);
+    if (l) {
+        l->refs++;
+        pthread_mutex_unlock(&reg_mu);
+        return l;
+    }
+    if (dispatch_log_init(s, err, errlen) != 0) {
+        pthread_mutex_unlock(&reg_mu);
+        return NULL;
+    }
+    l = xcalloc(1, sizeof *l);
+    l->s = s;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->wake, NULL);
+    if (!s->path || !strcmp(s->path, ":memory:") || !strncmp(s->path, "file:", 5)) {
+        l->db = s->db;
+    } else if (sqlite3_open_v2(s->path, &l->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                               NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: delivery log: %s", s->path,
+                 l->db ? sqlite3_errmsg(l->db) : "out of memory");
+        sqlite3_close(l->db);
+        l->db = NULL;
+        dlog_free(l);
+        pthread_mutex_unlock(&reg_mu);
+        return NULL;
+    } else {
+        l->own_db = 1;
+        sqlite3_busy_timeout(l->db, 10000);
+        sqlite3_exec(l->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+    }
+    if (prepare(l,
+                "INSERT INTO deliveries (key, channel, recipient, profile_id, status, created_at,"
+                " updated_at, next_at, owner, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)"
+                " ON CONFLICT(key) DO NOTHING",
+                &l->ins, err, errlen) ||
+        prepare(l,
+                "UPDATE deliveries SET status = ?2, provider_id = ?3, reason = ?4, attempts = ?5,"
+                " segments = ?6, updated_at = ?7, next_at = ?8, owner = ?9,"
+                " content = CASE WHEN ?10 THEN NULL ELSE content END WHERE key = ?1",
+                &l->upd, err, errlen) ||
+        prepare(l, "SELECT " ROW_COLS " FROM deliveries WHERE key = ?1", &l->get, err, errlen) ||
+        prepare(l,
+                "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND created_at > ?2"
+                " AND status IN ('queued', 'retry', 'deferred', 'sent')",
+                &l->cap_all, err, errlen) ||
+        prepare(l,
+                "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND created_at > ?2"
+                " AND status IN ('queued', 'retry', 'deferred', 'sent') AND channel = ?3",
+                &l->cap_chan, err, errlen)) {
+        dlog_free(l);
+        pthread_mutex_unlock(&reg_mu);
+        return NULL;
+    }
+    if (pthread_create(&l->committer, NULL, committer, l) != 0) {
+        snprintf(err, errlen, "delivery log: cannot start its committer: %s", strerror(errno));
+        dlog_free(l);
+        pthread_mutex_unlock(&reg_mu);
+        return NULL;
+    }
+    l->refs = 1;
+    l->next = reg_head;
+    reg_head = l;
+    pthread_mutex_unlock(&reg_mu);
+    return l;
+}
+
+void dlog_detach(dlog *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&reg_mu);
+    if (--l->refs > 0) {
+        pthread_mutex_unlock(&reg_mu);
+        return;
+    }
+    for (dlog **pp = &reg_head; *pp; pp = &(*pp)->next)
+        if (*pp == l) {
+            *pp = l->next;
+            break;
+        }
+    pthread_mutex_unlock(&reg_mu);
+    pthread_mutex_lock(&l->mu);
+    l->stopping = 1;
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(&l->mu);
+    pthread_join(l->committer, NULL);
+    commit_locked(l);
+    dlog_free(l);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+int dlog_insert(dlog *l, const char *key, const char *channel, const char *recipient,
+                const char *profile_id, dispatch_status st, int64_t now, int64_t next_at,
+                int64_t owner, const char *content)
+{
+    dlog_begin(l);
+    sqlite3_stmt *s = l->ins;
+    bind_text(s, 1, key);
+    bind_text(s, 2, channel);
+    bind_text(s, 3, recipient ? recipient : "");
+    bind_text(s, 4, profile_id);
+    bind_text(s, 5, dispatch_status_name(st));
+    sqlite3_bind_int64(s, 6, now);
+    sqlite3_bind_int64(s, 7, next_at);
+    sqlite3_bind_int64(s, 8, owner);
+    bind_text(s, 9, content);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) {
+        log_error("delivery log: insert %s: %s", key, sqlite3_errmsg(l->db));
+        return -1;
+    }
+    return sqlite3_changes(l->db) > 0;
+}
+
+void dlog_update(dlog *l, const char *key, dispatch_status st, const char *provider_id,
+                 const char *reason, unsigned attempts, unsigned segments, int64_t now,
+                 int64_t next_at, int64_t owner)
+{
+    int final = st == DISPATCH_SENT || st == DISPATCH_FAILED || st == DISPATCH_CAPPED;
+    dlog_begin(l);
+    sqlite3_stmt *s = l->upd;
+    bind_text(s, 1, key);
+    bind_text(s, 2, dispatch_status_name(st));
+    bind_text(s, 3, provider_id && *provider_id ? provider_id : NULL);
+    bind_text(s, 4, reason && *reason ? reason : NULL);
+    sqlite3_bind_int(s, 5, (int)attempts);
+    sqlite3_bind_int(s, 6, (int)segments);
+    sqlite3_bind_int64(s, 7, now);
+    sqlite3_bind_int64(s, 8, next_at);
+    sqlite3_bind_int64(s, 9, final ? 0 : owner);
+    sqlite3_bind_int(s, 10, final);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        log_error("delivery log: update %s: %s", key, sqlite3_errmsg(l->db));
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Queries                                                             */
+/* ------------------------------------------------------------------ */
+
+static void copy_col(char *dst, size_t n, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(dst, n, "%s", t ? (const char *)t : "");
+}
+
+static int read_row(sqlite3_stmt *st, dispatch_log_row *row)
+{
+    if (!row)
+        return 1;
+    memset(row, 0, sizeof *row);
+    copy_col(row->key, sizeof row->key, st, 0);
+    copy_col(row->channel, sizeof row->channel, st, 1);
+    copy_col(row->recipient, sizeof row->recipient, st, 2);
+    copy_col(row->profile_id, sizeof row->profile_id, st, 3);
+    row->status = dispatch_status_parse((const char *)sqlite3_column_text(st, 4));
+    copy_col(row->provider_id, sizeof row->provider_id, st, 5);
+    copy_col(row->reason, sizeof row->reason, st, 6);
+    row->attempts = (unsigned)sqlite3_column_int(st, 7);
+    row->segments = (unsigned)sqlite3_column_int(st, 8);
+    row->created_at = sqlite3_column_int64(st, 9);
+    row->updated_at = sqlite3_column_int64(st, 10);
+    row->next_at = sqlite3_column_int64(st, 11);
+    return 1;
+}
+
+/* Run fn with the connection that sees pending writes: the attached
+ * log's (under its lock), else the store's own. */
+typedef int (*with_db_fn)(sqlite3 *db, dlog *l, void *ud);
+static int with_db(store *s, with_db_fn fn, void *ud)
+{
+    dlog_registry_lock();
+    dlog *l = dlog_find(s);
+    int rc;
+    if (l) {
+        pthread_mutex_lock(&l->mu);
+        rc = fn(l->db, l, ud);
+        pthread_mutex_unlock(&l->mu);
+    } else {
+        rc = fn(s->db, NULL, ud);
+    }
+    dlog_registry_unlock();
+    return rc;
+}
+
+typedef struct get_args {
+    const char *key;
+    dispatch_log_row *row;
+} get_args;
+
+static int get_fn(sqlite3 *db, dlog *l, void *ud)
+{
+    get_args *a = ud;
+    sqlite3_stmt *st = l ? l->get : NULL;
+    if (!st && sqlite3_prepare_v2(db, "SELECT " ROW_COLS " FROM deliveries WHERE key = ?1", -1,
+                                  &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, a->key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int out = rc == SQLITE_ROW ? read_row(st, a->row) : rc == SQLITE_DONE ? 0 : -1;
+    if (l)
+        sqlite3_reset(st);
+    else
+        sqlite3_finalize(st);
+    return out;
+}
+
+int dispatch_log_get(store *s, const char *key, dispatch_log_row *row)
+{
+    get_args a = {key, row};
+    return with_db(s, get_fn, &a);
+}
+
+int dispatch_log_delivered(store *s, const char *key)
+{
+    dispatch_log_row row;
+    return dispatch_log_get(s, key, &row) == 1 && row.status == DISPATCH_SENT;
+}
+
+typedef struct count_args {
+    const char *prefix, *channel;
+    uint64_t *counts;
+} count_args;
+
+static int count_fn(sqlite3 *db, dlog *l, void *ud)
+{
+    count_args *a = ud;
+    sqlite3_stmt *st;
+    /* a key range, so the primary key index serves the prefix */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT status, count(*) FROM deliveries WHERE (?1 = '' OR"
+                           " (key >= ?1 AND key < ?1 || x'f48fbfbf'))"
+                           " AND (?2 IS NULL OR channel = ?2) GROUP BY status",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, a->prefix ? a->prefix : "", -1, SQLITE_STATIC);
+    bind_text(st, 2, a->channel);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        a->counts[dispatch_status_parse((const char *)sqlite3_column_text(st, 0))] +=
+            (uint64_t)sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int dispatch_log_counts(store *s, const char *key_prefix, const char *channel,
+                        uint64_t counts[DISPATCH_NSTATUS])
+{
+    memset(counts, 0, sizeof(uint64_t) * DISPATCH_NSTATUS);
+    count_args a = {key_prefix, channel, counts};
+    return with_db(s, count_fn, &a);
+}
+
+void dispatch_log_sync(store *s)
+{
+    dlog_registry_lock();
+    dlog *l = dlog_find(s);
+    if (l)
+        dlog_commit(l);
+    dlog_registry_unlock();
+}
+
+typedef struct cap_args {
+    const char *profile, *channel;
+    int64_t since;
+    long long n;
+} cap_args;
+
+static int cap_fn(sqlite3 *db, dlog *l, void *ud)
+{
+    cap_args *a = ud;
+    const char *sql = a->channel ? "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND"
+                                   " created_at > ?2 AND status IN ('queued', 'retry',"
+                                   " 'deferred', 'sent') AND channel = ?3"
+                                 : "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND"
+                                   " created_at > ?2 AND status IN ('queued', 'retry',"
+                                   " 'deferred', 'sent')";
+    sqlite3_stmt *st = l ? (a->channel ? l->cap_chan : l->cap_all) : NULL;
+    if (!st && sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, a->profile, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, a->since);
+    if (a->channel)
+        sqlite3_bind_text(st, 3, a->channel, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    a->n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (l)
+        sqlite3_reset(st);
+    else
+        sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+long long dlog_cap_count(store *s, const char *profile, const char *channel, int64_t since)
+{
+    cap_args a = {profile, channel, since, 0};
+    if (with_db(s, cap_fn, &a) != 0)
+        return 0;
+    return a.n;
+}

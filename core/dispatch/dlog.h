@@ -1,0 +1,62 @@
+/* dlog — the delivery log's writer: one per store, shared by every
+ * dispatcher on it (refcounted). It has its own SQLite connection (so its
+ * open transaction never captures other modules' statements) and commits
+ * in groups: a transaction stays open while writes come in and a
+ * committer thread closes it every few milliseconds. Reads through it see
+ * the pending writes. Internal to core/dispatch. */
+#ifndef BATON_DISPATCH_DLOG_H
+#define BATON_DISPATCH_DLOG_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdint.h>
+
+#include "dispatch/dispatch.h"
+#include "store/store.h"
+
+typedef struct dlog {
+    store *s;
+    sqlite3 *db;  /* own connection, or s->db for an in-memory store */
+    int own_db;
+    pthread_mutex_t mu; /* every use of db */
+    int in_txn;
+    unsigned writes; /* since the transaction began */
+    pthread_t committer;
+    pthread_cond_t wake;
+    int stopping;
+    int refs;
+    sqlite3_stmt *ins, *upd, *get, *cap_all, *cap_chan;
+    struct dlog *next;
+} dlog;
+
+/* The log of s, created on first use (and its tables). NULL with err. */
+dlog *dlog_attach(store *s, char *err, size_t errlen);
+void dlog_detach(dlog *l);
+/* The attached log of s, or NULL; its reference is not counted. Callers
+ * hold dlog_registry_lock() while they use it. */
+dlog *dlog_find(store *s);
+void dlog_registry_lock(void);
+void dlog_registry_unlock(void);
+
+/* Under l->mu: open the group transaction if none is open. */
+void dlog_begin(dlog *l);
+/* Commit now (takes l->mu). */
+void dlog_commit(dlog *l);
+
+/* Under l->mu. 1 inserted, 0 the key exists, -1 error. */
+int dlog_insert(dlog *l, const char *key, const char *channel, const char *recipient,
+                const char *profile_id, dispatch_status st, int64_t now, int64_t next_at,
+                int64_t owner, const char *content);
+/* Under l->mu. Set a row's outcome; a final status clears the content
+ * and the owner. */
+void dlog_update(dlog *l, const char *key, dispatch_status st, const char *provider_id,
+                 const char *reason, unsigned attempts, unsigned segments, int64_t now,
+                 int64_t next_at, int64_t owner);
+
+dispatch_status dispatch_status_parse(const char *s);
+
+/* Rows of profile counting against a frequency cap (queued, retry,
+ * deferred, sent) created after since, on channel (NULL: any). */
+long long dlog_cap_count(store *s, const char *profile, const char *channel, int64_t since);
+
+#endif

@@ -1,0 +1,196 @@
+#include "support/fake_channel.h"
+
+#include <libconfig.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+
+typedef struct entry {
+    char *key;
+    unsigned sent, attempts;
+    struct entry *next;
+} entry;
+
+#define NB 8192
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static entry *tab[NB];
+static unsigned long total, batches;
+static size_t max_batch;
+static int down, gate;
+
+static entry *get(const char *key)
+{
+    unsigned h = 5381;
+    for (const char *p = key; *p; p++)
+        h = h * 33 + (unsigned char)*p;
+    entry **pp = &tab[h % NB];
+    for (entry *e = *pp; e; e = e->next)
+        if (!strcmp(e->key, key))
+            return e;
+    entry *e = calloc(1, sizeof *e);
+    e->key = strdup(key);
+    e->next = *pp;
+    *pp = e;
+    return e;
+}
+
+unsigned fake_channel_sent(const char *key)
+{
+    pthread_mutex_lock(&mu);
+    unsigned n = get(key)->sent;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+unsigned long fake_channel_total(void)
+{
+    pthread_mutex_lock(&mu);
+    unsigned long n = total;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+unsigned long fake_channel_batches(void)
+{
+    pthread_mutex_lock(&mu);
+    unsigned long n = batches;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+size_t fake_channel_max_batch(void)
+{
+    pthread_mutex_lock(&mu);
+    size_t n = max_batch;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
+void fake_channel_reset(void)
+{
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < NB; i++)
+        while (tab[i]) {
+            entry *e = tab[i];
+            tab[i] = e->next;
+            free(e->key);
+            free(e);
+        }
+    total = batches = 0;
+    max_batch = 0;
+    down = gate = 0;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&mu);
+}
+void fake_channel_set_down(int d)
+{
+    pthread_mutex_lock(&mu);
+    down = d;
+    pthread_mutex_unlock(&mu);
+}
+void fake_channel_set_gate(int closed)
+{
+    pthread_mutex_lock(&mu);
+    gate = closed;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&mu);
+}
+
+static const baton_host *host;
+static int f_init(baton_instance *i, const baton_host *h, void **s)
+{
+    host = h;
+    *s = i;
+    return 0;
+}
+static void f_destroy(void *s) {}
+
+static int f_format(void *st, const baton_message *m, baton_buf *out, char *err, size_t n)
+{
+    host->buf_printf(out, "%s", m->recipient);
+    for (size_t i = 0; i < m->nparts; i++)
+        host->buf_printf(out, "|%s=%s", m->part_names[i], m->part_values[i]);
+    return 0;
+}
+
+static void f_deliver(void *st, void *conn, const baton_message *const *msgs, size_t n,
+                      baton_delivery *out)
+{
+    pthread_mutex_lock(&mu);
+    while (gate)
+        pthread_cond_wait(&gate_cv, &mu);
+    batches++;
+    if (n > max_batch)
+        max_batch = n;
+    for (size_t i = 0; i < n; i++) {
+        const char *k = msgs[i]->key;
+        entry *e = get(k);
+        e->attempts++;
+        const char *r = strstr(k, "retry");
+        memset(&out[i], 0, sizeof out[i]);
+        if (down) {
+            out[i].status = BATON_RETRY;
+            snprintf(out[i].reason, sizeof out[i].reason, "connection refused (fake)");
+        } else if (strstr(k, "perm")) {
+            out[i].status = BATON_ERROR;
+            snprintf(out[i].reason, sizeof out[i].reason, "550 permanent (fake)");
+        } else if (strstr(k, "always") ||
+                   (r && r[5] >= '1' && r[5] <= '9' && e->attempts <= (unsigned)(r[5] - '0'))) {
+            out[i].status = BATON_RETRY;
+            snprintf(out[i].reason, sizeof out[i].reason, "451 try again (fake)");
+        } else {
+            out[i].status = BATON_OK;
+            snprintf(out[i].provider_id, sizeof out[i].provider_id, "fake-%.100s", k);
+            e->sent++;
+            total++;
+        }
+    }
+    pthread_mutex_unlock(&mu);
+}
+
+static const char *const parts[] = {"subject", "text", NULL};
+static const baton_channel_ops ops = {.size = sizeof ops, .parts = parts, .format = f_format,
+                                      .deliver = f_deliver};
+static plugin fake_plugin = {
+    .name = "fake_channel",
+    .path = "(in-process)",
+    .desc = {.size = sizeof(baton_plugin), .abi_major = BATON_ABI_MAJOR,
+             .abi_minor = BATON_ABI_MINOR, .name = "fake_channel", .version = "1.0.0",
+             .kind = BATON_KIND_CHANNEL, .init = f_init, .destroy = f_destroy, .ops = &ops},
+};
+
+instance *fake_channel_new(const char *name, const char *settings, char *err, size_t errlen)
+{
+    config_t lc;
+    config_init(&lc);
+    char *text;
+    if (asprintf(&text, "%s: { plugin = \"fake_channel\"; %s };", name, settings) < 0)
+        abort();
+    instance *inst = NULL;
+    if (!config_read_string(&lc, text)) {
+        snprintf(err, errlen, "line %d: %s", config_error_line(&lc), config_error_text(&lc));
+        goto out;
+    }
+    char where[128];
+    snprintf(where, sizeof where, "channels.%s", name);
+    conf_use u = {.section = "channels", .name = (char *)name, .where = where,
+                  .kind = BATON_KIND_CHANNEL, .plugin = "fake_channel", .enabled = 1,
+                  .group = config_lookup(&lc, name), .file = "test", .line = 1};
+    diag d;
+    diag_init(&d);
+    inst = instance_create(&fake_plugin, &u, ".", &d);
+    if (!inst && d.n)
+        snprintf(err, errlen, "%s", d.v[0].msg);
+    diag_free(&d);
+    if (inst && (instance_init(inst) || instance_start(inst))) {
+        snprintf(err, errlen, "%s", inst->error);
+        instance_destroy(inst);
+        inst = NULL;
+    }
+out:
+    config_destroy(&lc);
+    free(text);
+    return inst;
+}
+
+void fake_channel_free(instance *inst) { instance_destroy(inst); }
