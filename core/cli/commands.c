@@ -14,10 +14,27 @@ const cli_command cli_commands[] = {
      "  --json           one JSON object: {\"plugins\": [...]}\n"
      "  --describe NAME  the plugin's settings: type, default, range and help\n",
      cmd_plugins},
+    {"journey", "test NAME|FILE --events FILE [--json] [--until TS] | status NAME [--json]",
+     "simulate a journey over an events file, or show where profiles are in it",
+     "journey test NAME|FILE --events FILE [--json] [--until TS]\n"
+     "  Run the journey over a JSON-lines events file (in time order) with a\n"
+     "  simulated clock that jumps to each next event or timer, until nothing is\n"
+     "  pending or until --until. Nothing is sent: channel and action nodes are\n"
+     "  recorded. Prints each profile's state, path and sends; --json prints\n"
+     "  {\"journey\", \"profiles\": {ID: {\"state\", \"path\", \"sent\"}}, \"dead_letters\"}.\n"
+     "journey status NAME [--json]\n"
+     "  Profiles at and through each node of a running journey (from the state\n"
+     "  store in data_dir), and how many are active, completed, exited, failed.\n",
+     cmd_journey},
+    {"profile", "ID [--json]", "the journeys a profile is in, and what it was sent",
+     "The journeys the profile entered (state, node, path) and every send and\n"
+     "action journeys made for it, with their status, from the state store.\n",
+     cmd_profile},
     {0},
 };
 
 const check_hook check_hooks[] = {
+    check_journeys,
     NULL,
 };
 

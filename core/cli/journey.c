@@ -1,0 +1,243 @@
+/* baton journey test|status — a journey over an events file with a
+ * simulated clock, and where profiles are in a running one. Also the
+ * `baton check` hook that validates every journey file. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "cli/cli.h"
+#include "journey/journey.h"
+#include "journey/report.h"
+#include "journey/sim.h"
+#include "journey/source.h"
+#include "timefmt.h"
+
+static int is_file_arg(const char *s)
+{
+    size_t l = strlen(s);
+    struct stat st;
+    return strchr(s, '/') || (l > 4 && !strcmp(s + l - 4, ".cfg")) ||
+           (stat(s, &st) == 0 && S_ISREG(st.st_mode));
+}
+
+static void print_json(json_t *o)
+{
+    char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    printf("%s\n", s);
+    free(s);
+}
+
+/* The journey named (or the file given), with the configuration when
+ * there is one. */
+static journey *open_journey(const cli_ctx *ctx, const char *what, app *a, int *have_app,
+                             journey ***all, size_t *nall, diag *d)
+{
+    *have_app = 0;
+    *all = NULL;
+    *nall = 0;
+    int file = is_file_arg(what);
+    if (!file || access(ctx->config, R_OK) == 0) {
+        if (app_open(a, ctx->config, 0, d) != 0)
+            return NULL;
+        *have_app = 1;
+    }
+    if (file)
+        return journey_load(what, *have_app ? a : NULL, d);
+    *all = journey_load_all(a->conf.journeys, a->conf.njourneys, a, d, nall);
+    journey *j = journey_find(*all, *nall, what);
+    if (!j && d->errors == 0) {
+        diag_error(d, ctx->config, 0, "no journey named '%s' in the journeys of this configuration",
+                   what);
+    }
+    return j;
+}
+
+static int journey_test(const cli_ctx *ctx, int argc, char **argv)
+{
+    const char *what = NULL, *events = NULL;
+    int json = 0;
+    int64_t until = INT64_MAX;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else if (!strcmp(argv[i], "--events") && i + 1 < argc)
+            events = argv[++i];
+        else if (!strcmp(argv[i], "--until") && i + 1 < argc) {
+            int64_t s;
+            if (timestamp_parse(argv[i + 1], strlen(argv[i + 1]), &s)) {
+                fprintf(stderr, "baton journey test: --until %s is not an ISO 8601 timestamp\n",
+                        argv[i + 1]);
+                return EXIT_USAGE;
+            }
+            until = s * 1000;
+            i++;
+        } else if (argv[i][0] != '-' && !what)
+            what = argv[i];
+        else {
+            fprintf(stderr, "baton journey test: unexpected argument '%s'\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!what || !events) {
+        fprintf(stderr, "usage: baton journey test NAME|FILE --events FILE [--json] [--until TS]\n");
+        return EXIT_USAGE;
+    }
+    diag d;
+    diag_init(&d);
+    app a;
+    memset(&a, 0, sizeof a);
+    int have_app;
+    journey **all;
+    size_t nall;
+    journey *j = open_journey(ctx, what, &a, &have_app, &all, &nall, &d);
+    int rc = EXIT_OK;
+    json_t *out = NULL;
+    jsource *src = NULL;
+    if (j && d.errors == 0) {
+        jengine_ops ops = {0};
+        if (have_app) {
+            src = jsource_open(&a, &d);
+            jsource_ops(src, &ops);
+        }
+        char err[512];
+        if (d.errors == 0 && journey_simulate(j, &ops, events, until, &out, &d, err, sizeof err)) {
+            fprintf(stderr, "baton journey test: %s\n", err);
+            rc = EXIT_RUNTIME;
+        }
+    }
+    diag_print(&d, stderr);
+    if (d.errors)
+        rc = EXIT_USAGE;
+    if (out && rc == EXIT_OK) {
+        if (json) {
+            print_json(out);
+        } else {
+            printf("journey %s\n", j->name);
+            const char *pid;
+            json_t *p;
+            json_object_foreach(json_object_get(out, "profiles"), pid, p) {
+                printf("  %-12s %-10s", pid, json_string_value(json_object_get(p, "state")));
+                size_t i;
+                json_t *v;
+                json_array_foreach(json_object_get(p, "path"), i, v)
+                    printf("%s%s", i ? " > " : "", json_string_value(v));
+                json_array_foreach(json_object_get(p, "sent"), i, v) {
+                    json_t *ch = json_object_get(v, "channel");
+                    printf("%s%s (%s %s)", i ? ", " : "   sent: ",
+                           json_string_value(json_object_get(v, "node")), ch ? "channel" : "action",
+                           json_string_value(ch ? ch : json_object_get(v, "action")));
+                }
+                printf("\n");
+            }
+            printf("dead letters: %lld\n",
+                   (long long)json_integer_value(json_object_get(out, "dead_letters")));
+        }
+    }
+    json_decref(out);
+    jsource_close(src);
+    if (all)
+        journey_free_all(all, nall);
+    else
+        journey_free(j);
+    if (have_app)
+        app_close(&a);
+    diag_free(&d);
+    return rc;
+}
+
+static int journey_status(const cli_ctx *ctx, int argc, char **argv)
+{
+    const char *what = NULL;
+    int json = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            json = 1;
+        else if (argv[i][0] != '-' && !what)
+            what = argv[i];
+        else {
+            fprintf(stderr, "baton journey status: unexpected argument '%s'\n", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    if (!what) {
+        fprintf(stderr, "usage: baton journey status NAME [--json]\n");
+        return EXIT_USAGE;
+    }
+    diag d;
+    diag_init(&d);
+    app a;
+    memset(&a, 0, sizeof a);
+    int have_app;
+    journey **all;
+    size_t nall;
+    journey *j = open_journey(ctx, what, &a, &have_app, &all, &nall, &d);
+    int rc = EXIT_OK;
+    if (!j || d.errors) {
+        diag_print(&d, stderr);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    store st;
+    char err[512];
+    if (store_open(&st, have_app ? a.conf.data_dir : "var", err, sizeof err)) {
+        fprintf(stderr, "baton journey status: %s\n", err);
+        rc = EXIT_RUNTIME;
+        goto out;
+    }
+    json_t *o = jreport_status(&st, j);
+    store_close(&st);
+    if (json) {
+        print_json(o);
+    } else {
+        json_t *s = json_object_get(o, "states");
+        printf("journey %s: %lld profile(s): %lld active, %lld completed, %lld exited, %lld failed\n",
+               j->name, (long long)json_integer_value(json_object_get(o, "profiles")),
+               (long long)json_integer_value(json_object_get(s, "active")),
+               (long long)json_integer_value(json_object_get(s, "completed")),
+               (long long)json_integer_value(json_object_get(s, "exited")),
+               (long long)json_integer_value(json_object_get(s, "failed")));
+        printf("  %-16s %-11s %10s %10s\n", "node", "type", "at", "through");
+        const char *id;
+        json_t *n;
+        json_object_foreach(json_object_get(o, "nodes"), id, n)
+            printf("  %-16s %-11s %10lld %10lld\n", id,
+                   json_string_value(json_object_get(n, "type")),
+                   (long long)json_integer_value(json_object_get(n, "at")),
+                   (long long)json_integer_value(json_object_get(n, "through")));
+    }
+    json_decref(o);
+out:
+    if (all)
+        journey_free_all(all, nall);
+    else
+        journey_free(j);
+    if (have_app)
+        app_close(&a);
+    diag_free(&d);
+    return rc;
+}
+
+int cmd_journey(const cli_ctx *ctx, int argc, char **argv)
+{
+    if (argc >= 2 && !strcmp(argv[1], "test"))
+        return journey_test(ctx, argc, argv);
+    if (argc >= 2 && !strcmp(argv[1], "status"))
+        return journey_status(ctx, argc, argv);
+    fprintf(stderr, "baton journey: expected 'test' or 'status'%s%s\n", argc >= 2 ? ", not " : "",
+            argc >= 2 ? argv[1] : "");
+    return EXIT_USAGE;
+}
+
+void check_journeys(struct app *a, struct diag *d, FILE *out)
+{
+    size_t n;
+    size_t before = d->errors;
+    journey **js = journey_load_all(a->conf.journeys, a->conf.njourneys, a, d, &n);
+    if (d->errors == before && a->conf.njourneys)
+        fprintf(out, "journeys: ok: %zu journey(s)\n", n);
+    journey_free_all(js, n);
+}

@@ -1,0 +1,841 @@
+#include "journey/engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "journey/cond.h"
+#include "log.h"
+#include "mem.h"
+#include "timefmt.h"
+
+static const char *const ddl =
+    "CREATE TABLE IF NOT EXISTS journey_inbox ("
+    " seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,"
+    " profile TEXT NOT NULL, time INTEGER NOT NULL, received INTEGER NOT NULL,"
+    " source TEXT, body TEXT);"
+    "CREATE TABLE IF NOT EXISTS journey_dead_letters ("
+    " seq INTEGER PRIMARY KEY, received INTEGER NOT NULL, source TEXT,"
+    " reason TEXT NOT NULL, body TEXT);"
+    "CREATE TABLE IF NOT EXISTS journey_instances ("
+    " id INTEGER PRIMARY KEY, journey TEXT NOT NULL, profile TEXT NOT NULL,"
+    " state TEXT NOT NULL, node TEXT, wait TEXT, due INTEGER,"
+    " entered INTEGER NOT NULL, updated INTEGER NOT NULL, path TEXT NOT NULL,"
+    " event TEXT NOT NULL, results TEXT, reason TEXT);"
+    "CREATE INDEX IF NOT EXISTS journey_instances_profile ON journey_instances(profile);"
+    "CREATE INDEX IF NOT EXISTS journey_instances_journey ON journey_instances(journey, state);"
+    "CREATE TABLE IF NOT EXISTS journey_sends ("
+    " key TEXT PRIMARY KEY, instance INTEGER NOT NULL, journey TEXT NOT NULL,"
+    " profile TEXT NOT NULL, node TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL,"
+    " status TEXT NOT NULL, at INTEGER NOT NULL, step INTEGER NOT NULL, response TEXT)"
+    " WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS journey_sends_profile ON journey_sends(profile);"
+    "CREATE INDEX IF NOT EXISTS journey_sends_pending ON journey_sends(status)"
+    " WHERE status = 'pending'";
+
+enum {
+    S_INBOX,
+    S_DEAD,
+    S_BY_PROFILE,
+    S_BY_ID,
+    S_UPSERT,
+    S_SEND_INS,
+    S_SEND_STATUS,
+    S_SEND_GET,
+    S_SEND_RESPONSE,
+    S_NSTMT
+};
+
+static const char *const sql[S_NSTMT] = {
+    [S_INBOX] = "INSERT OR IGNORE INTO journey_inbox(id, type, profile, time, received, source,"
+                " body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    [S_DEAD] = "INSERT INTO journey_dead_letters(received, source, reason, body)"
+               " VALUES (?, ?, ?, ?)",
+    [S_BY_PROFILE] = "SELECT id, journey, state, node, wait, due, entered, path, event,"
+                     " results, reason FROM journey_instances WHERE profile = ? ORDER BY id",
+    [S_BY_ID] = "SELECT id, journey, state, node, wait, due, entered, path, event, results,"
+                " reason, profile FROM journey_instances WHERE id = ?",
+    [S_UPSERT] = "INSERT OR REPLACE INTO journey_instances(id, journey, profile, state, node,"
+                 " wait, due, entered, updated, path, event, results, reason)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [S_SEND_INS] = "INSERT OR IGNORE INTO journey_sends(key, instance, journey, profile, node,"
+                   " kind, target, status, at, step) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [S_SEND_STATUS] = "UPDATE journey_sends SET status = ? WHERE key = ?",
+    [S_SEND_GET] = "SELECT instance, node, status FROM journey_sends WHERE key = ?",
+    [S_SEND_RESPONSE] = "UPDATE journey_sends SET status = ?, response = ? WHERE key = ?",
+};
+
+/* One instance while it is being worked on. */
+typedef struct jinst {
+    int64_t id;
+    journey *j;
+    char *profile;
+    const char *state; /* static strings */
+    int node;          /* index in j->nodes, -1 none */
+    const char *wait;  /* "timer", "event", "action" or NULL */
+    int64_t due;       /* ms, or -1 */
+    int64_t entered;
+    buf path;
+    size_t steps; /* nodes in path */
+    json_t *event;
+    json_t *results;
+    char *reason;
+    char *stored_node; /* node id as stored, when the journey no longer has it */
+} jinst;
+
+static void inst_free(jinst *in)
+{
+    free(in->profile);
+    buf_free(&in->path);
+    json_decref(in->event);
+    json_decref(in->results);
+    free(in->reason);
+    free(in->stored_node);
+    memset(in, 0, sizeof *in);
+}
+
+static int sqlfail(jengine *e, char *err, size_t errlen, const char *what)
+{
+    snprintf(err, errlen, "state store: %s: %s", what, sqlite3_errmsg(e->st->db));
+    return -1;
+}
+
+static journey *find_journey(jengine *e, const char *name)
+{
+    for (size_t i = 0; i < e->njs; i++)
+        if (!strcmp(e->js[i]->name, name))
+            return e->js[i];
+    return NULL;
+}
+
+static int64_t max_id(jengine *e)
+{
+    sqlite3_stmt *st;
+    int64_t id = 0;
+    if (sqlite3_prepare_v2(e->st->db, "SELECT max(id) FROM journey_instances", -1, &st, NULL) ==
+        SQLITE_OK) {
+        if (sqlite3_step(st) == SQLITE_ROW)
+            id = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    return id;
+}
+
+static int rebuild_timers(jengine *e, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(e->st->db,
+                           "SELECT id, due FROM journey_instances WHERE state = 'active' AND"
+                           " due IS NOT NULL",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sqlfail(e, err, errlen, "timers");
+    jtimers_free(&e->timers);
+    jtimers_init(&e->timers);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        jtimers_push(&e->timers, sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 0));
+    sqlite3_finalize(st);
+    return 0;
+}
+
+int jengine_open(jengine *e, store *st, journey **js, size_t njs, const jengine_ops *ops,
+                 char *err, size_t errlen)
+{
+    memset(e, 0, sizeof *e);
+    e->st = st;
+    e->js = js;
+    e->njs = njs;
+    if (ops)
+        e->ops = *ops;
+    jtimers_init(&e->timers);
+    if (store_migrate(st, "journey", JOURNEY_DDL_VERSION, ddl, err, errlen))
+        return -1;
+    for (int i = 0; i < S_NSTMT; i++)
+        if (sqlite3_prepare_v3(st->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &e->stmt[i],
+                               NULL) != SQLITE_OK) {
+            sqlfail(e, err, errlen, "prepare");
+            jengine_close(e);
+            return -1;
+        }
+    e->next_id = max_id(e) + 1;
+    if (rebuild_timers(e, err, errlen)) {
+        jengine_close(e);
+        return -1;
+    }
+    return 0;
+}
+
+void jengine_close(jengine *e)
+{
+    for (int i = 0; i < S_NSTMT; i++)
+        sqlite3_finalize(e->stmt[i]);
+    jtimers_free(&e->timers);
+    memset(e, 0, sizeof *e);
+}
+
+void jengine_set_journeys(jengine *e, journey **js, size_t njs)
+{
+    e->js = js;
+    e->njs = njs;
+}
+
+int jengine_begin(jengine *e, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&e->st->write_lock);
+    if (sqlite3_exec(e->st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        pthread_mutex_unlock(&e->st->write_lock);
+        return sqlfail(e, err, errlen, "begin");
+    }
+    e->in_txn = 1;
+    return 0;
+}
+
+int jengine_commit(jengine *e, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (sqlite3_exec(e->st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = sqlfail(e, err, errlen, "commit");
+        sqlite3_exec(e->st->db, "ROLLBACK", NULL, NULL, NULL);
+        e->next_id = max_id(e) + 1;
+        rebuild_timers(e, err, errlen);
+    }
+    e->in_txn = 0;
+    pthread_mutex_unlock(&e->st->write_lock);
+    return rc;
+}
+
+void jengine_rollback(jengine *e)
+{
+    char err[256];
+    sqlite3_exec(e->st->db, "ROLLBACK", NULL, NULL, NULL);
+    e->next_id = max_id(e) + 1;
+    rebuild_timers(e, err, sizeof err);
+    e->in_txn = 0;
+    pthread_mutex_unlock(&e->st->write_lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* Instances in the store                                              */
+/* ------------------------------------------------------------------ */
+
+static const char *intern_state(const char *s)
+{
+    static const char *const states[] = {"active", "completed", "exited", "failed", NULL};
+    for (int i = 0; states[i]; i++)
+        if (!strcmp(states[i], s))
+            return states[i];
+    return "failed";
+}
+
+static const char *intern_wait(const char *s)
+{
+    if (!s)
+        return NULL;
+    if (!strcmp(s, "timer"))
+        return "timer";
+    if (!strcmp(s, "event"))
+        return "event";
+    if (!strcmp(s, "action"))
+        return "action";
+    return NULL;
+}
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+    return (const char *)sqlite3_column_text(st, i);
+}
+
+/* Columns: id, journey, state, node, wait, due, entered, path, event,
+ * results, reason. */
+static void inst_from_row(jengine *e, sqlite3_stmt *st, journey *j, const char *profile,
+                          jinst *in)
+{
+    memset(in, 0, sizeof *in);
+    in->id = sqlite3_column_int64(st, 0);
+    in->j = j;
+    in->profile = xstrdup(profile);
+    in->state = intern_state(col_text(st, 2));
+    const char *node = col_text(st, 3);
+    in->node = node && j ? journey_node(j, node) : -1;
+    if (node && in->node < 0)
+        in->stored_node = xstrdup(node);
+    in->wait = intern_wait(col_text(st, 4));
+    in->due = sqlite3_column_type(st, 5) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 5);
+    in->entered = sqlite3_column_int64(st, 6);
+    buf_init(&in->path);
+    const char *path = col_text(st, 7);
+    if (path && *path) {
+        buf_adds(&in->path, path);
+        in->steps = 1;
+        for (const char *p = path; *p; p++)
+            in->steps += *p == ' ';
+    }
+    const char *ev = col_text(st, 8);
+    in->event = ev ? json_loads(ev, 0, NULL) : NULL;
+    if (!in->event)
+        in->event = json_object();
+    const char *res = col_text(st, 9);
+    in->results = res ? json_loads(res, 0, NULL) : NULL;
+    const char *reason = col_text(st, 10);
+    in->reason = reason ? xstrdup(reason) : NULL;
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+}
+
+static int inst_save(jengine *e, jinst *in, int64_t now, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = e->stmt[S_UPSERT];
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, in->id);
+    bind_text(st, 2, in->j->name);
+    bind_text(st, 3, in->profile);
+    bind_text(st, 4, in->state);
+    bind_text(st, 5, in->node >= 0 ? in->j->nodes[in->node].id : in->stored_node);
+    bind_text(st, 6, in->wait);
+    if (in->due >= 0)
+        sqlite3_bind_int64(st, 7, in->due);
+    else
+        sqlite3_bind_null(st, 7);
+    sqlite3_bind_int64(st, 8, in->entered);
+    sqlite3_bind_int64(st, 9, now);
+    bind_text(st, 10, in->path.data ? in->path.data : "");
+    char *ev = json_dumps(in->event, JSON_COMPACT);
+    char *res = in->results ? json_dumps(in->results, JSON_COMPACT) : NULL;
+    sqlite3_bind_text(st, 11, ev, -1, free);
+    if (res)
+        sqlite3_bind_text(st, 12, res, -1, free);
+    else
+        sqlite3_bind_null(st, 12);
+    bind_text(st, 13, in->reason);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return sqlfail(e, err, errlen, "save instance");
+    if (in->due >= 0 && in->state[0] == 'a')
+        jtimers_push(&e->timers, in->due, in->id);
+    return 0;
+}
+
+static int send_row(jengine *e, jinst *in, const jnode *n, const char *key, const char *kind,
+                    const char *target, const char *status, int64_t now, char *err,
+                    size_t errlen)
+{
+    sqlite3_stmt *st = e->stmt[S_SEND_INS];
+    sqlite3_reset(st);
+    bind_text(st, 1, key);
+    sqlite3_bind_int64(st, 2, in->id);
+    bind_text(st, 3, in->j->name);
+    bind_text(st, 4, in->profile);
+    bind_text(st, 5, n->id);
+    bind_text(st, 6, kind);
+    bind_text(st, 7, target);
+    bind_text(st, 8, status);
+    sqlite3_bind_int64(st, 9, now);
+    sqlite3_bind_int64(st, 10, (int64_t)in->steps);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : sqlfail(e, err, errlen, "record send");
+}
+
+/* ------------------------------------------------------------------ */
+/* Stepping                                                            */
+/* ------------------------------------------------------------------ */
+
+static uint64_t fnv1a(const char *s, uint64_t h)
+{
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+/* Stable per profile: the same profile takes the same branch of a split
+ * every time, on every machine. */
+static const jbranch *split_pick(const journey *j, const jnode *n, const char *profile)
+{
+    uint64_t h = 1469598103934665603ULL;
+    h = fnv1a(j->name, h);
+    h = fnv1a("\x1f", h);
+    h = fnv1a(n->id, h);
+    h = fnv1a("\x1f", h);
+    h = fnv1a(profile, h);
+    h ^= h >> 33; /* mix: FNV's low bits are weak */
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    double point = (double)(h % 1000000) / 10000.0; /* 0..100 */
+    double acc = 0;
+    for (size_t i = 0; i < n->nbr; i++) {
+        acc += n->br[i].percent;
+        if (point < acc)
+            return &n->br[i];
+    }
+    return n->nbr ? &n->br[n->nbr - 1] : NULL;
+}
+
+static void scope_for(jengine *e, jinst *in, json_t *event, jscope *s)
+{
+    memset(s, 0, sizeof *s);
+    s->profile_id = in->profile;
+    s->event = event ? event : in->event;
+    s->results = in->results;
+    s->profile = e->ops.profile;
+    s->lookup = e->ops.lookup;
+    s->ud = e->ops.ud;
+}
+
+static void set_failed(jengine *e, jinst *in, const char *prefix, const char *what)
+{
+    in->state = "failed";
+    in->wait = NULL;
+    in->due = -1;
+    free(in->reason);
+    in->reason = xasprintf("%s%s%s", prefix ? prefix : "", prefix ? ": " : "", what);
+    e->stats.failed++;
+    log_msg(BATON_LOG_WARN, "journey", "%s: profile %s failed at node '%s': %s", in->j->name,
+            in->profile, in->node >= 0 ? in->j->nodes[in->node].id : "?", in->reason);
+}
+
+static void path_add(jinst *in, const char *id)
+{
+    if (in->path.len)
+        buf_addc(&in->path, ' ');
+    buf_adds(&in->path, id);
+    in->steps++;
+}
+
+/* Move the instance into node `at` and on, until it waits or ends; then
+ * save it. */
+static int run_from(jengine *e, jinst *in, int at, int64_t now, char *err, size_t errlen)
+{
+    in->wait = NULL;
+    in->due = -1;
+    for (int guard = 0;; guard++) {
+        if (at < 0) { /* a condition with no otherwise and no true branch */
+            in->state = "completed";
+            e->stats.completed++;
+            break;
+        }
+        if (guard > 1000) {
+            set_failed(e, in, NULL, "more than 1000 nodes in a row without waiting");
+            break;
+        }
+        const jnode *n = &in->j->nodes[at];
+        in->node = at;
+        path_add(in, n->id);
+        jscope sc;
+        scope_for(e, in, NULL, &sc);
+        char why[512];
+        if (n->type == JN_CONDITION) {
+            int next = n->otherwise, failed = 0;
+            for (size_t b = 0; b < n->nbr; b++) {
+                int t;
+                if (jcond_truth(&n->br[b].when, &sc, &t, why, sizeof why)) {
+                    set_failed(e, in, "condition", why);
+                    failed = 1;
+                    break;
+                }
+                if (t) {
+                    next = n->br[b].next;
+                    break;
+                }
+            }
+            if (failed)
+                break;
+            at = next;
+            if (at < 0) {
+                in->state = "completed";
+                e->stats.completed++;
+                break;
+            }
+        } else if (n->type == JN_SPLIT) {
+            const jbranch *b = split_pick(in->j, n, in->profile);
+            at = b ? b->next : -1;
+        } else if (n->type == JN_WAIT) {
+            int64_t due;
+            if (n->duration_ms >= 0) {
+                due = now + n->duration_ms;
+            } else if (jcond_timestamp(&n->until, &sc, &due, why, sizeof why)) {
+                set_failed(e, in, "until", why);
+                break;
+            }
+            if (due <= now) {
+                at = n->next;
+                continue;
+            }
+            in->wait = "timer";
+            in->due = due;
+            break;
+        } else if (n->type == JN_WAIT_EVENT) {
+            in->wait = "event";
+            in->due = n->timeout_ms >= 0 ? now + n->timeout_ms : -1;
+            break;
+        } else if (n->type == JN_SEND || n->type == JN_ACTION) {
+            char key[256];
+            snprintf(key, sizeof key, "j:%s:%lld:%s:%zu", in->j->name, (long long)in->id, n->id,
+                     in->steps);
+            jsend_req r = {key, in->id, in->j, n, in->profile, in->event, in->results};
+            if (n->type == JN_SEND) {
+                int on = !e->ops.channel_enabled || e->ops.channel_enabled(e->ops.ud, n->channel);
+                if (send_row(e, in, n, key, "send", n->channel,
+                             on ? "pending" : "skipped: channel disabled", now, err, errlen))
+                    return -1;
+                if (on) {
+                    e->stats.sends++;
+                    if (e->ops.send)
+                        e->ops.send(e->ops.ud, &r);
+                } else {
+                    e->stats.skipped++;
+                }
+                at = n->next;
+            } else {
+                e->stats.actions++;
+                if (send_row(e, in, n, key, "action", n->action,
+                             e->ops.action ? "pending" : "recorded", now, err, errlen))
+                    return -1;
+                if (!e->ops.action) {
+                    at = n->next;
+                    continue;
+                }
+                e->ops.action(e->ops.ud, &r);
+                in->wait = "action";
+                break;
+            }
+        } else { /* JN_END */
+            in->state = "completed";
+            e->stats.completed++;
+            break;
+        }
+    }
+    return inst_save(e, in, now, err, errlen);
+}
+
+/* ------------------------------------------------------------------ */
+/* Events                                                              */
+/* ------------------------------------------------------------------ */
+
+static json_t *event_json(const jevent *ev)
+{
+    char ts[21];
+    timestamp_format(ev->time_ms / 1000, ts);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "id", ev->id, "type", ev->type, "profile",
+                          ev->profile, "time", ts);
+    json_object_set(o, "data", ev->data ? ev->data : json_object());
+    if (!ev->data)
+        json_decref(json_object_get(o, "data"));
+    return o;
+}
+
+static int truth_or_log(jengine *e, const jcond *c, jinst *in, json_t *event, const char *what)
+{
+    jscope sc;
+    scope_for(e, in, event, &sc);
+    char why[512];
+    int t = 0;
+    if (jcond_truth(c, &sc, &t, why, sizeof why)) {
+        log_msg(BATON_LOG_WARN, "journey", "%s: %s for profile %s: %s (taken as false)",
+                in->j->name, what, in->profile, why);
+        return 0;
+    }
+    return t;
+}
+
+/* The instance an event finds for one journey. The reaction a wait_event
+ * node is waiting for comes first (FORMATS.md: a cart journey that exits
+ * on order_placed still completes through its wait for order_placed);
+ * otherwise an exit rule ends the instance wherever it is. */
+static int route_active(jengine *e, jinst *in, const jevent *ev, json_t *evj, int64_t now,
+                        char *err, size_t errlen)
+{
+    if (in->node >= 0 && in->wait && !strcmp(in->wait, "event")) {
+        const jnode *n = &in->j->nodes[in->node];
+        if (n->type == JN_WAIT_EVENT && !strcmp(n->event, ev->type) &&
+            truth_or_log(e, &n->filter, in, evj, "wait_event filter"))
+            return run_from(e, in, n->on_event, now, err, errlen);
+    }
+    for (size_t x = 0; x < in->j->nexits; x++) {
+        const jexit *xr = &in->j->exits[x];
+        if (strcmp(xr->event, ev->type) || !truth_or_log(e, &xr->filter, in, evj, "exit filter"))
+            continue;
+        in->state = "exited";
+        in->wait = NULL;
+        in->due = -1;
+        free(in->reason);
+        in->reason = xasprintf("exit event '%s' (%s)", ev->type, ev->id);
+        e->stats.exited++;
+        return inst_save(e, in, now, err, errlen);
+    }
+    return 0;
+}
+
+static int may_enter(const journey *j, const jinst *last, int64_t now)
+{
+    if (!last)
+        return 1;
+    if (!strcmp(last->state, "active"))
+        return 0; /* one instance at a time per profile and journey */
+    switch (j->reentry) {
+    case JR_NEVER: return 0;
+    case JR_ALWAYS: return 1;
+    case JR_AFTER: return now - last->entered >= j->reentry_after_ms;
+    }
+    return 0;
+}
+
+static int enter(jengine *e, journey *j, const jevent *ev, json_t *evj, int64_t now,
+                 char *err, size_t errlen)
+{
+    jinst in = {0};
+    in.id = e->next_id;
+    in.j = j;
+    in.profile = xstrdup(ev->profile);
+    in.state = "active";
+    in.node = -1;
+    in.due = -1;
+    in.entered = now;
+    buf_init(&in.path);
+    in.event = json_incref(evj);
+    if (!truth_or_log(e, &j->entry_filter, &in, evj, "entry filter")) {
+        inst_free(&in);
+        return 0;
+    }
+    e->next_id++;
+    e->stats.entered++;
+    int rc = run_from(e, &in, j->start, now, err, errlen);
+    inst_free(&in);
+    return rc;
+}
+
+int jengine_event(jengine *e, const jevent *ev, const char *source, int64_t now_ms,
+                  int *duplicate, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = e->stmt[S_INBOX];
+    sqlite3_reset(st);
+    bind_text(st, 1, ev->id);
+    bind_text(st, 2, ev->type);
+    bind_text(st, 3, ev->profile);
+    sqlite3_bind_int64(st, 4, ev->time_ms);
+    sqlite3_bind_int64(st, 5, now_ms);
+    bind_text(st, 6, source);
+    sqlite3_bind_text(st, 7, ev->raw, (int)ev->rawlen, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return sqlfail(e, err, errlen, "inbox");
+    *duplicate = sqlite3_changes(e->st->db) == 0;
+    if (*duplicate) {
+        e->stats.duplicates++;
+        return 0;
+    }
+    e->stats.events++;
+
+    /* The latest instance of each journey for this profile. */
+    size_t nj = e->njs;
+    jinst *last = xcalloc(nj + 1, sizeof *last);
+    char *have = xcalloc(nj + 1, 1);
+    st = e->stmt[S_BY_PROFILE];
+    sqlite3_reset(st);
+    bind_text(st, 1, ev->profile);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *jn = col_text(st, 1);
+        for (size_t i = 0; i < nj; i++) {
+            if (strcmp(e->js[i]->name, jn))
+                continue;
+            if (have[i])
+                inst_free(&last[i]);
+            inst_from_row(e, st, e->js[i], ev->profile, &last[i]);
+            have[i] = 1;
+        }
+    }
+    sqlite3_reset(st);
+    int out = 0;
+    if (rc != SQLITE_DONE)
+        out = sqlfail(e, err, errlen, "instances");
+    json_t *evj = out ? NULL : event_json(ev);
+    for (size_t i = 0; i < nj && !out; i++) {
+        journey *j = e->js[i];
+        if (have[i] && !strcmp(last[i].state, "active"))
+            out = route_active(e, &last[i], ev, evj, now_ms, err, errlen);
+        else if (!strcmp(j->entry_event, ev->type) && may_enter(j, have[i] ? &last[i] : NULL, now_ms))
+            out = enter(e, j, ev, evj, now_ms, err, errlen);
+    }
+    json_decref(evj);
+    for (size_t i = 0; i < nj; i++)
+        if (have[i])
+            inst_free(&last[i]);
+    free(last);
+    free(have);
+    return out;
+}
+
+int jengine_dead_letter(jengine *e, const char *source, const char *body, size_t len,
+                        const char *reason, int64_t now_ms, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = e->stmt[S_DEAD];
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, now_ms);
+    bind_text(st, 2, source);
+    bind_text(st, 3, reason);
+    sqlite3_bind_text(st, 4, body, (int)len, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return sqlfail(e, err, errlen, "dead letters");
+    e->stats.dead_letters++;
+    return 0;
+}
+
+static int load_by_id(jengine *e, int64_t id, jinst *in, int *found, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = e->stmt[S_BY_ID];
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    *found = 0;
+    if (rc == SQLITE_ROW) {
+        journey *j = find_journey(e, col_text(st, 1));
+        if (j) {
+            inst_from_row(e, st, j, col_text(st, 11), in);
+            *found = 1;
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return sqlfail(e, err, errlen, "instance");
+    return 0;
+}
+
+int jengine_fire(jengine *e, int64_t now_ms, size_t max, size_t *fired, char *err,
+                 size_t errlen)
+{
+    *fired = 0;
+    jtimer t;
+    while (*fired < max && jtimers_pop_due(&e->timers, now_ms, &t)) {
+        jinst in;
+        int found;
+        if (load_by_id(e, t.inst, &in, &found, err, errlen))
+            return -1;
+        if (!found)
+            continue;
+        int rc = 0;
+        /* stale entries (the instance moved on) are dropped here */
+        if (!strcmp(in.state, "active") && in.due == t.due_ms && in.wait && in.node >= 0) {
+            const jnode *n = &in.j->nodes[in.node];
+            int next = n->type == JN_WAIT ? n->next
+                       : n->type == JN_WAIT_EVENT ? n->on_timeout
+                                                  : -2;
+            if (next != -2) {
+                (*fired)++;
+                e->stats.timers_fired++;
+                rc = run_from(e, &in, next, now_ms, err, errlen);
+            }
+        }
+        inst_free(&in);
+        if (rc)
+            return -1;
+    }
+    jtimers_trim(&e->timers);
+    return 0;
+}
+
+int jengine_next_due(const jengine *e, int64_t *due_ms)
+{
+    jtimer t;
+    if (!jtimers_peek(&e->timers, &t))
+        return 0;
+    *due_ms = t.due_ms;
+    return 1;
+}
+
+int jengine_action_done(jengine *e, const char *key, int ok, const char *response,
+                        const char *reason, int64_t now_ms, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = e->stmt[S_SEND_GET];
+    sqlite3_reset(st);
+    bind_text(st, 1, key);
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? 0 : sqlfail(e, err, errlen, "action");
+    }
+    int64_t id = sqlite3_column_int64(st, 0);
+    char *node = xstrdup(col_text(st, 1));
+    int pending = !strcmp(col_text(st, 2), "pending");
+    sqlite3_reset(st);
+    char *status = ok ? xstrdup("ok") : xasprintf("error: %s", reason ? reason : "failed");
+    st = e->stmt[S_SEND_RESPONSE];
+    sqlite3_reset(st);
+    bind_text(st, 1, status);
+    bind_text(st, 2, response);
+    bind_text(st, 3, key);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    free(status);
+    if (rc != SQLITE_DONE) {
+        free(node);
+        return sqlfail(e, err, errlen, "action");
+    }
+    jinst in;
+    int found;
+    if (!pending || load_by_id(e, id, &in, &found, err, errlen) || !found) {
+        free(node);
+        return 0;
+    }
+    int out = 0;
+    if (!strcmp(in.state, "active") && in.wait && !strcmp(in.wait, "action") && in.node >= 0 &&
+        !strcmp(in.j->nodes[in.node].id, node)) {
+        const jnode *n = &in.j->nodes[in.node];
+        if (ok) {
+            json_t *resp = response && *response ? json_loads(response, 0, NULL) : NULL;
+            if (!in.results)
+                in.results = json_object();
+            json_object_set_new(in.results, n->id, json_is_object(resp) ? resp : json_object());
+            if (resp && !json_is_object(resp))
+                json_decref(resp);
+            out = run_from(e, &in, n->next, now_ms, err, errlen);
+        } else if (n->on_error >= 0) {
+            out = run_from(e, &in, n->on_error, now_ms, err, errlen);
+        } else {
+            set_failed(e, &in, "action failed", reason ? reason : "error");
+            out = inst_save(e, &in, now_ms, err, errlen);
+        }
+    }
+    inst_free(&in);
+    free(node);
+    return out;
+}
+
+int jengine_send_status(jengine *e, const char *key, const char *status, char *err,
+                        size_t errlen)
+{
+    sqlite3_stmt *st = e->stmt[S_SEND_STATUS];
+    sqlite3_reset(st);
+    bind_text(st, 1, status);
+    bind_text(st, 2, key);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : sqlfail(e, err, errlen, "send status");
+}
+
+int jengine_pending(jengine *e,
+                    void (*fn)(void *ud, const char *kind, const char *key, int64_t inst,
+                               const char *journey, const char *node, const char *profile,
+                               const char *event_json, const char *results_json),
+                    void *ud, char *err, size_t errlen)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(e->st->db,
+                           "SELECT s.kind, s.key, s.instance, s.journey, s.node, s.profile,"
+                           " i.event, i.results FROM journey_sends s JOIN journey_instances i"
+                           " ON i.id = s.instance WHERE s.status = 'pending' ORDER BY s.at",
+                           -1, &st, NULL) != SQLITE_OK)
+        return sqlfail(e, err, errlen, "pending");
+    while (sqlite3_step(st) == SQLITE_ROW)
+        fn(ud, col_text(st, 0), col_text(st, 1), sqlite3_column_int64(st, 2), col_text(st, 3),
+           col_text(st, 4), col_text(st, 5), col_text(st, 6), col_text(st, 7));
+    sqlite3_finalize(st);
+    return 0;
+}

@@ -1,0 +1,118 @@
+/* journey/engine — runs journeys for profiles: routes each event (exit
+ * rules, wait_event reactions, entry with filter and reentry rule), steps
+ * an instance through its nodes until it waits or ends, and keeps every
+ * instance, its path and its sends in the state store. The heap of
+ * timers lives in memory and is rebuilt from the store on open.
+ *
+ * One engine is driven by one thread at a time (the caller serialises),
+ * so a profile is never advanced by two workers at once. Every call that
+ * changes state runs inside a transaction the caller opened with
+ * jengine_begin and closes with jengine_commit (or jengine_rollback):
+ * batching many events in one transaction is the group commit.
+ *
+ * Sends and actions are written to journey_sends (key = journey instance
+ * + node + step: the idempotency key) in the same transaction that moves
+ * the instance past the node; ops.send / ops.action hear of them so the
+ * caller can hand them on once the transaction is committed. */
+#ifndef BATON_JOURNEY_ENGINE_H
+#define BATON_JOURNEY_ENGINE_H
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "journey/event.h"
+#include "journey/journey.h"
+#include "journey/timers.h"
+#include "store/store.h"
+
+typedef struct jsend_req {
+    const char *key;
+    int64_t inst;
+    const journey *j;
+    const jnode *node;
+    const char *profile;
+    json_t *event;   /* the entry event, borrowed */
+    json_t *results; /* action results so far, borrowed */
+} jsend_req;
+
+typedef struct jengine_ops {
+    void *ud;
+    /* 0 when the channel is turned off (the node records "skipped:
+     * channel disabled" and follows next). NULL: every channel is on. */
+    int (*channel_enabled)(void *ud, const char *channel);
+    /* A send node was passed (status pending). May be NULL. */
+    void (*send)(void *ud, const jsend_req *r);
+    /* An action node was reached: the instance waits for
+     * jengine_action_done(key). NULL: the action is recorded as done at
+     * once with an empty response (journey test). */
+    void (*action)(void *ud, const jsend_req *r);
+    /* Conditions: the profile's row, a lookup source (see journey/cond.h). */
+    json_t *(*profile)(void *ud, const char *profile_id);
+    json_t *(*lookup)(void *ud, const char *source, const char *profile_id, json_t *event);
+} jengine_ops;
+
+typedef struct jengine_stats {
+    uint64_t events, duplicates, dead_letters, entered, completed, exited, failed, sends,
+        skipped, actions, timers_fired;
+} jengine_stats;
+
+typedef struct jengine {
+    store *st;
+    journey **js;
+    size_t njs;
+    jengine_ops ops;
+    jtimers timers;
+    int64_t next_id; /* instance ids are handed out here: one writer */
+    sqlite3_stmt *stmt[12];
+    jengine_stats stats;
+    int in_txn;
+} jengine;
+
+/* Create the tables if needed, prepare statements and rebuild the timer
+ * heap from the store. js stays owned by the caller. */
+int jengine_open(jengine *e, store *st, journey **js, size_t njs, const jengine_ops *ops,
+                 char *err, size_t errlen);
+void jengine_close(jengine *e);
+/* Swap the journeys (reload): instances of a journey that is gone stay in
+ * the store untouched. */
+void jengine_set_journeys(jengine *e, journey **js, size_t njs);
+
+int jengine_begin(jengine *e, char *err, size_t errlen);
+int jengine_commit(jengine *e, char *err, size_t errlen);
+void jengine_rollback(jengine *e);
+
+/* Record an event in the inbox and, unless its id was seen before
+ * (*duplicate = 1), route it. Returns 0, or -1 on a store failure. */
+int jengine_event(jengine *e, const jevent *ev, const char *source, int64_t now_ms,
+                  int *duplicate, char *err, size_t errlen);
+/* A malformed event, kept with its reason. */
+int jengine_dead_letter(jengine *e, const char *source, const char *body, size_t len,
+                        const char *reason, int64_t now_ms, char *err, size_t errlen);
+/* Run up to max timers due at now_ms; *fired counts them. */
+int jengine_fire(jengine *e, int64_t now_ms, size_t max, size_t *fired, char *err,
+                 size_t errlen);
+/* The earliest pending timer; 0 when none. */
+int jengine_next_due(const jengine *e, int64_t *due_ms);
+/* An action finished: ok with its response (JSON text, may be NULL), or
+ * failed with reason. */
+int jengine_action_done(jengine *e, const char *key, int ok, const char *response,
+                        const char *reason, int64_t now_ms, char *err, size_t errlen);
+/* Mark a send's outcome ("sent", "failed: ...") in journey_sends. */
+int jengine_send_status(jengine *e, const char *key, const char *status, char *err,
+                        size_t errlen);
+
+/* What was left in flight by a previous run: calls fn for every send
+ * still pending and every action not finished, so the caller hands them
+ * on again (with the same keys: nothing is sent twice). */
+int jengine_pending(jengine *e,
+                    void (*fn)(void *ud, const char *kind, const char *key, int64_t inst,
+                               const char *journey, const char *node, const char *profile,
+                               const char *event_json, const char *results_json),
+                    void *ud, char *err, size_t errlen);
+
+/* Tables, for status, profile and the tests. */
+#define JOURNEY_DDL_VERSION 1
+
+#endif

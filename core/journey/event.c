@@ -1,0 +1,158 @@
+#include "journey/event.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem.h"
+#include "timefmt.h"
+
+/* FNV-1a: a stable id for events that carry none, so a source that
+ * redelivers the same bytes is still deduplicated. */
+static uint64_t fnv1a(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static int fail(char *reason, size_t reasonlen, const char *msg)
+{
+    snprintf(reason, reasonlen, "%s", msg);
+    return -1;
+}
+
+static char *string_member(json_t *o, const char *name, int *bad)
+{
+    json_t *v = json_object_get(o, name);
+    *bad = 0;
+    if (!v || json_is_null(v))
+        return NULL;
+    if (json_is_string(v) && json_string_length(v) > 0)
+        return xstrndup(json_string_value(v), json_string_length(v));
+    if (json_is_integer(v)) /* numeric profile ids are common enough */
+        return xasprintf("%lld", (long long)json_integer_value(v));
+    *bad = 1;
+    return NULL;
+}
+
+int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev, char *reason,
+                 size_t reasonlen)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->raw = xstrndup(json, len);
+    ev->rawlen = len;
+    json_error_t je;
+    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        snprintf(reason, reasonlen, "not JSON: %s at position %d", je.text, je.position);
+        return -1;
+    }
+    int rc = -1, bad;
+    if (!json_is_object(root)) {
+        fail(reason, reasonlen, "not a JSON object");
+        goto out;
+    }
+    ev->type = string_member(root, "type", &bad);
+    if (!ev->type) {
+        fail(reason, reasonlen, bad ? "'type' must be a non-empty string" : "no 'type'");
+        goto out;
+    }
+    ev->profile = string_member(root, "profile", &bad);
+    if (!ev->profile) {
+        fail(reason, reasonlen, bad ? "'profile' must be a non-empty string" : "no 'profile'");
+        goto out;
+    }
+    ev->id = string_member(root, "id", &bad);
+    if (bad) {
+        fail(reason, reasonlen, "'id' must be a non-empty string");
+        goto out;
+    }
+    if (!ev->id)
+        ev->id = xasprintf("h:%016llx", (unsigned long long)fnv1a(json, len));
+    json_t *t = json_object_get(root, "time");
+    ev->time_ms = now_ms;
+    if (t && !json_is_null(t)) {
+        int64_t secs;
+        if (!json_is_string(t) ||
+            timestamp_parse(json_string_value(t), json_string_length(t), &secs) != 0) {
+            fail(reason, reasonlen,
+                 "'time' must be an ISO 8601 timestamp such as \"2026-11-23T10:00:00Z\"");
+            goto out;
+        }
+        ev->time_ms = secs * 1000;
+    }
+    json_t *data = json_object_get(root, "data");
+    if (data && !json_is_null(data)) {
+        if (!json_is_object(data)) {
+            fail(reason, reasonlen, "'data' must be a JSON object");
+            goto out;
+        }
+        ev->data = json_incref(data);
+    }
+    rc = 0;
+out:
+    json_decref(root);
+    return rc;
+}
+
+int jevent_from_stored(const char *id, const char *type, const char *profile, int64_t time_ms,
+                       const char *raw, jevent *ev)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->id = xstrdup(id);
+    ev->type = xstrdup(type);
+    ev->profile = xstrdup(profile);
+    ev->time_ms = time_ms;
+    ev->raw = xstrdup(raw ? raw : "{}");
+    ev->rawlen = strlen(ev->raw);
+    json_t *root = json_loads(ev->raw, 0, NULL);
+    if (root) {
+        json_t *data = json_object_get(root, "data");
+        if (json_is_object(data))
+            ev->data = json_incref(data);
+        json_decref(root);
+    }
+    return 0;
+}
+
+void jevent_free(jevent *ev)
+{
+    free(ev->id);
+    free(ev->type);
+    free(ev->profile);
+    free(ev->raw);
+    json_decref(ev->data);
+    memset(ev, 0, sizeof *ev);
+}
+
+json_t *jevent_field(const jevent *ev, const char *name)
+{
+    if (!ev)
+        return NULL;
+    if (!strcmp(name, "type"))
+        return json_string(ev->type);
+    if (!strcmp(name, "id"))
+        return json_string(ev->id);
+    if (!strcmp(name, "profile"))
+        return json_string(ev->profile);
+    if (!strcmp(name, "time")) {
+        char ts[21];
+        timestamp_format(ev->time_ms / 1000, ts);
+        return json_string(ts);
+    }
+    json_t *cur = ev->data;
+    const char *p = name;
+    while (cur && *p) {
+        const char *dot = strchr(p, '.');
+        size_t l = dot ? (size_t)(dot - p) : strlen(p);
+        cur = json_is_object(cur) ? json_object_getn(cur, p, l) : NULL;
+        p += l + (dot ? 1 : 0);
+        if (!dot)
+            break;
+    }
+    return cur ? json_incref(cur) : NULL;
+}

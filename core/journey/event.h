@@ -1,0 +1,37 @@
+/* journey/event — the event envelope (FORMATS.md §Events): one JSON
+ * object {"id", "type", "profile", "time", "data"}, parsed and checked
+ * once, on the thread that received it. */
+#ifndef BATON_JOURNEY_EVENT_H
+#define BATON_JOURNEY_EVENT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct jevent {
+    char *id;      /* the event's id, or "h:<hash of the bytes>" when absent */
+    char *type;
+    char *profile;
+    int64_t time_ms; /* "time", or the receive time when absent */
+    json_t *data;    /* the "data" object (owned), or NULL */
+    char *raw;       /* the bytes as received, NUL-terminated */
+    size_t rawlen;
+} jevent;
+
+/* Parse json (len bytes) received at now_ms into ev. Returns 0, or -1 with
+ * a one-line reason ("no 'type'", "time: not an ISO 8601 timestamp")
+ * and ev->raw still set so the dead-letter table keeps the bytes. */
+int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev,
+                 char *reason, size_t reasonlen);
+void jevent_free(jevent *ev);
+
+/* Rebuild an event from the fields the inbox stores. */
+int jevent_from_stored(const char *id, const char *type, const char *profile,
+                       int64_t time_ms, const char *raw, jevent *ev);
+
+/* A value of the event as expressions see it: "type", "id", "profile",
+ * "time" read the envelope, anything else data.<name> (dotted names
+ * descend into nested objects). NULL when absent. */
+json_t *jevent_field(const jevent *ev, const char *name);
+
+#endif

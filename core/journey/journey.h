@@ -1,0 +1,114 @@
+/* journey — a journey file (FORMATS.md §Journeys) parsed into a graph of
+ * nodes whose links are indices, checked once: every error in the file is
+ * reported as file:line: message and nothing half-valid is returned. */
+#ifndef BATON_JOURNEY_H
+#define BATON_JOURNEY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "diag.h"
+
+struct app;
+
+typedef enum jnode_type {
+    JN_CONDITION,
+    JN_SPLIT,
+    JN_WAIT,
+    JN_WAIT_EVENT,
+    JN_SEND,
+    JN_ACTION,
+    JN_END
+} jnode_type;
+
+typedef enum jreentry { JR_NEVER, JR_ALWAYS, JR_AFTER } jreentry;
+
+/* A condition as written and, once the expression engine is wired in,
+ * compiled. `line` is the line of the setting that holds it. */
+typedef struct jcond {
+    char *text;
+    int line;
+    void *compiled; /* owned by journey/cond.c */
+} jcond;
+
+typedef struct jbranch {
+    jcond when;     /* condition branches */
+    char *name;     /* split branches */
+    double percent; /* split branches */
+    int next;
+    int line;
+} jbranch;
+
+typedef struct jpart {
+    char *name;  /* "subject", "text" (a *_file key is read into its part) */
+    char *value; /* template text */
+} jpart;
+
+typedef struct jnode {
+    char *id;
+    jnode_type type;
+    int line;
+    int next; /* wait, send, action; -1 when none */
+    /* condition, split */
+    jbranch *br;
+    size_t nbr;
+    int otherwise;
+    /* wait */
+    int64_t duration_ms; /* -1 when `until` is used */
+    jcond until;
+    /* wait_event */
+    char *event;
+    jcond filter;
+    int64_t timeout_ms; /* -1: no timeout */
+    int on_event, on_timeout;
+    /* send */
+    char *channel;
+    jpart *parts;
+    size_t nparts;
+    /* action */
+    char *action;
+    int on_error; /* -1: an error fails the instance */
+} jnode;
+
+typedef struct jexit {
+    char *event;
+    jcond filter;
+    int line;
+} jexit;
+
+typedef struct journey {
+    char *name;
+    char *file;
+    int line;
+    char *entry_event;
+    jcond entry_filter;
+    jreentry reentry;
+    int64_t reentry_after_ms;
+    jexit *exits;
+    size_t nexits;
+    int start;
+    jnode *nodes;
+    size_t nnodes;
+} journey;
+
+/* Parse and check one journey file. `a` (may be NULL) supplies the
+ * configured channels and actions to check names against and the channel
+ * plugins' content parts. Returns NULL when d got errors from this file. */
+journey *journey_load(const char *path, struct app *a, diag *d);
+void journey_free(journey *j);
+
+/* Every journey file named by a configuration's `journeys` list (files or
+ * folders of *.cfg, sorted). Errors go to d; *n counts what loaded. */
+journey **journey_load_all(char **paths, size_t npaths, struct app *a, diag *d,
+                           size_t *n);
+void journey_free_all(journey **js, size_t n);
+
+/* The index of node id, or -1. */
+int journey_node(const journey *j, const char *id);
+const char *jnode_type_name(jnode_type t);
+
+/* Find a journey by name, or by file path when name holds a '/' or ends
+ * in .cfg. */
+journey *journey_find(journey **js, size_t n, const char *name_or_file);
+
+#endif

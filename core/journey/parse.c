@@ -1,0 +1,806 @@
+/* journey/parse — reads a journey file with libconfig and checks the graph:
+ * names, node types and their keys, links, split percentages, channels and
+ * actions against the configuration, and loops that never wait. */
+#include <dirent.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "app.h"
+#include "buf.h"
+#include "config/keymap.h"
+#include "journey/cond.h"
+#include "journey/journey.h"
+#include "mem.h"
+#include "suggest.h"
+#include "timefmt.h"
+
+static const char *const type_names[] = {"condition", "split", "wait", "wait_event",
+                                         "send", "action", "end", NULL};
+
+const char *jnode_type_name(jnode_type t) { return type_names[t]; }
+
+typedef struct pctx {
+    const char *file;
+    char *dir;
+    journey *j;
+    struct app *a;
+    diag *d;
+    /* links are resolved after every node is known */
+    struct link {
+        int *slot;
+        char *target;
+        int line;
+        const char *what; /* "next", "on_event", ... */
+        const char *node;
+    } *links;
+    size_t nlinks;
+} pctx;
+
+static int line_of(const config_setting_t *s) { return s ? (int)config_setting_source_line(s) : 0; }
+
+static const char *opt_string(pctx *p, const config_setting_t *g, const char *key,
+                              const char *where, int *line)
+{
+    const config_setting_t *s = config_setting_get_member(g, key);
+    if (line)
+        *line = line_of(s ? s : g);
+    if (!s)
+        return NULL;
+    if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+        diag_error(p->d, p->file, line_of(s), "%s: %s must be a string", where, key);
+        return NULL;
+    }
+    return config_setting_get_string(s);
+}
+
+static const char *req_string(pctx *p, const config_setting_t *g, const char *key,
+                              const char *where, const char *example, int *line)
+{
+    int l;
+    const char *v = opt_string(p, g, key, where, &l);
+    if (line)
+        *line = l;
+    if (!v && !config_setting_get_member(g, key))
+        diag_error(p->d, p->file, line_of(g), "%s: missing required key '%s'%s%s%s", where,
+                   key, example ? " (e.g. " : "", example ? example : "", example ? ")" : "");
+    return v;
+}
+
+/* Unknown keys of a group, with the nearest known one suggested. */
+static void check_keys(pctx *p, const config_setting_t *g, const char *where,
+                       const char *const *known, int allow_any)
+{
+    if (allow_any)
+        return;
+    int n = config_setting_length(g);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+        const char *name = config_setting_name(s);
+        int ok = 0;
+        size_t nk = 0;
+        for (const char *const *k = known; *k; k++, nk++)
+            ok |= strcmp(*k, name) == 0;
+        if (ok)
+            continue;
+        buf all;
+        buf_init(&all);
+        for (const char *const *k = known; *k; k++)
+            buf_addf(&all, "%s%s", all.len ? ", " : "", *k);
+        const char *near = suggest_nearest(name, known, nk);
+        diag_error(p->d, p->file, line_of(s), "%s: unknown key '%s'%s%s%s; known keys: %s", where,
+                   name, near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "",
+                   all.data);
+        buf_free(&all);
+    }
+}
+
+static int64_t duration_key(pctx *p, const config_setting_t *g, const char *key,
+                            const char *where, int required)
+{
+    int line;
+    const char *s = required ? req_string(p, g, key, where, "\"1h\"", &line)
+                             : opt_string(p, g, key, where, &line);
+    if (!s)
+        return -1;
+    int64_t ms;
+    if (duration_parse_ms(s, &ms)) {
+        diag_error(p->d, p->file, line,
+                   "%s: %s = \"%s\" is not a duration; expected e.g. \"90s\", \"15m\", \"12h\", \"7d\", \"2w\"",
+                   where, key, s);
+        return -1;
+    }
+    return ms;
+}
+
+static void add_link(pctx *p, int *slot, const char *target, int line, const char *what,
+                     const char *node)
+{
+    *slot = -1;
+    if (!target)
+        return;
+    p->links = xrealloc(p->links, (p->nlinks + 1) * sizeof *p->links);
+    p->links[p->nlinks++] = (struct link){slot, xstrdup(target), line, what, node};
+}
+
+static void link_key(pctx *p, const config_setting_t *g, const char *key, int *slot,
+                     const char *where, const char *node, int required)
+{
+    int line;
+    const char *t = required ? req_string(p, g, key, where, NULL, &line)
+                             : opt_string(p, g, key, where, &line);
+    add_link(p, slot, t, line, key, node);
+}
+
+static void cond_key(pctx *p, const config_setting_t *g, const char *key, jcond *c,
+                     const char *where, const char *scope, int required)
+{
+    int line;
+    const char *t = required ? req_string(p, g, key, where, NULL, &line)
+                             : opt_string(p, g, key, where, &line);
+    if (!t)
+        return;
+    c->text = xstrdup(t);
+    c->line = line;
+    jcond_compile(c, scope, p->file, where, key, p->d);
+}
+
+static char *read_whole(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    buf b;
+    buf_init(&b);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_add(&b, chunk, n);
+    fclose(f);
+    return b.data ? buf_steal(&b) : xstrdup("");
+}
+
+static const char *const *channel_parts(pctx *p, const char *channel)
+{
+    if (!p->a)
+        return NULL;
+    instance *inst = app_find(p->a, "channels", channel);
+    const baton_channel_ops *ops = inst ? instance_channel(inst) : NULL;
+    return ops ? ops->parts : NULL;
+}
+
+static void parse_send(pctx *p, const config_setting_t *g, jnode *n, const char *where)
+{
+    int line;
+    const char *ch = req_string(p, g, "channel", where, "\"email\"", &line);
+    if (ch) {
+        n->channel = xstrdup(ch);
+        if (p->a && !conf_find(&p->a->conf, "channels", ch)) {
+            const char *cands[64];
+            size_t nc = 0;
+            for (size_t i = 0; i < p->a->conf.nuses && nc < 64; i++)
+                if (p->a->conf.uses[i].kind == BATON_KIND_CHANNEL)
+                    cands[nc++] = p->a->conf.uses[i].name;
+            const char *near = suggest_nearest(ch, cands, nc);
+            diag_error(p->d, p->file, line, "%s: channel = \"%s\" names no configured channel%s%s%s",
+                       where, ch, near ? " (did you mean '" : "", near ? near : "",
+                       near ? "'?)" : "");
+        }
+    }
+    link_key(p, g, "next", &n->next, where, n->id, 1);
+    const char *const *parts = ch ? channel_parts(p, ch) : NULL;
+    int cnt = config_setting_length(g);
+    for (int i = 0; i < cnt; i++) {
+        const config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+        const char *name = config_setting_name(s);
+        if (!strcmp(name, "id") || !strcmp(name, "type") || !strcmp(name, "channel") ||
+            !strcmp(name, "next"))
+            continue;
+        if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+            diag_error(p->d, p->file, line_of(s), "%s: %s must be a string (message content)",
+                       where, name);
+            continue;
+        }
+        size_t nl = strlen(name);
+        int is_file = nl > 5 && !strcmp(name + nl - 5, "_file");
+        char *part = xstrndup(name, is_file ? nl - 5 : nl);
+        if (parts) {
+            int ok = 0;
+            size_t np = 0;
+            for (const char *const *q = parts; *q; q++, np++)
+                ok |= !strcmp(*q, part);
+            if (!ok) {
+                buf all;
+                buf_init(&all);
+                for (const char *const *q = parts; *q; q++)
+                    buf_addf(&all, "%s%s", all.len ? ", " : "", *q);
+                const char *near = suggest_nearest(part, parts, np);
+                diag_error(p->d, p->file, line_of(s),
+                           "%s: channel '%s' has no content part '%s'%s%s%s; its parts: %s (or <part>_file)",
+                           where, ch, part, near ? " (did you mean '" : "", near ? near : "",
+                           near ? "'?)" : "", all.data ? all.data : "none");
+                buf_free(&all);
+                free(part);
+                continue;
+            }
+        }
+        char *value;
+        if (is_file) {
+            char *path = path_resolve(p->dir, config_setting_get_string(s));
+            value = read_whole(path);
+            if (!value)
+                diag_error(p->d, p->file, line_of(s), "%s: %s: cannot read %s: %s", where, name,
+                           path, strerror(errno));
+            free(path);
+            if (!value) {
+                free(part);
+                continue;
+            }
+        } else {
+            value = xstrdup(config_setting_get_string(s));
+        }
+        n->parts = xrealloc(n->parts, (n->nparts + 1) * sizeof *n->parts);
+        n->parts[n->nparts++] = (jpart){part, value};
+        jcond_check_template(value, p->file, line_of(s), where, name, p->d);
+    }
+}
+
+static void parse_branches(pctx *p, const config_setting_t *g, jnode *n, const char *where)
+{
+    const config_setting_t *bl = config_setting_get_member(g, "branches");
+    if (!bl) {
+        diag_error(p->d, p->file, line_of(g), "%s: missing required key 'branches' (a list of %s)",
+                   where,
+                   n->type == JN_SPLIT ? "{ percent = 50; next = \"...\"; }"
+                                       : "{ when = \"...\"; next = \"...\"; }");
+        return;
+    }
+    if (!config_setting_is_list(bl) && !config_setting_is_array(bl)) {
+        diag_error(p->d, p->file, line_of(bl), "%s: branches must be a list ( { ... }, { ... } )",
+                   where);
+        return;
+    }
+    int cnt = config_setting_length(bl);
+    if (cnt == 0)
+        diag_error(p->d, p->file, line_of(bl), "%s: branches is empty", where);
+    n->br = xcalloc((size_t)cnt + 1, sizeof *n->br);
+    double total = 0;
+    for (int i = 0; i < cnt; i++) {
+        const config_setting_t *b = config_setting_get_elem(bl, (unsigned)i);
+        char bw[256];
+        snprintf(bw, sizeof bw, "%s: branches[%d]", where, i);
+        if (!config_setting_is_group(b)) {
+            diag_error(p->d, p->file, line_of(b), "%s must be a group { ... }", bw);
+            continue;
+        }
+        jbranch *br = &n->br[n->nbr++];
+        br->line = line_of(b);
+        br->next = -1;
+        if (n->type == JN_CONDITION) {
+            static const char *const keys[] = {"when", "next", NULL};
+            check_keys(p, b, bw, keys, 0);
+            cond_key(p, b, "when", &br->when, bw, "journey", 1);
+        } else {
+            static const char *const keys[] = {"name", "percent", "next", NULL};
+            check_keys(p, b, bw, keys, 0);
+            const char *nm = opt_string(p, b, "name", bw, NULL);
+            br->name = xstrdup(nm ? nm : "");
+            const config_setting_t *pc = config_setting_get_member(b, "percent");
+            int t = pc ? config_setting_type(pc) : 0;
+            if (!pc)
+                diag_error(p->d, p->file, br->line, "%s: missing required key 'percent'", bw);
+            else if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64 && t != CONFIG_TYPE_FLOAT)
+                diag_error(p->d, p->file, line_of(pc), "%s: percent must be a number", bw);
+            else {
+                br->percent = t == CONFIG_TYPE_FLOAT ? config_setting_get_float(pc)
+                                                     : (double)config_setting_get_int64(pc);
+                if (br->percent < 0 || br->percent > 100)
+                    diag_error(p->d, p->file, line_of(pc), "%s: percent = %g is not within 0..100",
+                               bw, br->percent);
+                total += br->percent;
+            }
+        }
+        int line;
+        const char *next = req_string(p, b, "next", bw, NULL, &line);
+        add_link(p, &br->next, next, line, "next", n->id);
+    }
+    if (n->type == JN_SPLIT && n->nbr && (total < 99.999 || total > 100.001))
+        diag_error(p->d, p->file, line_of(bl), "%s: branch percentages add up to %g, not 100",
+                   where, total);
+}
+
+static void parse_node(pctx *p, const config_setting_t *g, size_t idx)
+{
+    jnode *n = &p->j->nodes[idx];
+    n->line = line_of(g);
+    n->next = n->otherwise = n->on_event = n->on_timeout = n->on_error = -1;
+    n->duration_ms = n->timeout_ms = -1;
+    char where[256];
+    snprintf(where, sizeof where, "nodes[%zu]", idx);
+    if (!config_setting_is_group(g)) {
+        diag_error(p->d, p->file, n->line, "%s must be a group { id = \"...\"; type = \"...\"; }",
+                   where);
+        n->id = xstrdup("");
+        return;
+    }
+    const char *id = req_string(p, g, "id", where, "\"wait1\"", NULL);
+    n->id = xstrdup(id ? id : "");
+    if (id)
+        snprintf(where, sizeof where, "node '%s'", id);
+    int tline;
+    const char *type = req_string(p, g, "type", where, "\"wait\"", &tline);
+    if (!type)
+        return;
+    int t = -1;
+    for (int i = 0; type_names[i]; i++)
+        if (!strcmp(type_names[i], type))
+            t = i;
+    if (t < 0) {
+        const char *near = suggest_nearest(type, type_names, 7);
+        diag_error(p->d, p->file, tline,
+                   "%s: unknown type '%s'%s%s%s; node types: condition, split, wait, wait_event, send, action, end",
+                   where, type, near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+        n->type = JN_END;
+        return;
+    }
+    n->type = (jnode_type)t;
+    switch (n->type) {
+    case JN_CONDITION: {
+        static const char *const keys[] = {"id", "type", "branches", "otherwise", NULL};
+        check_keys(p, g, where, keys, 0);
+        parse_branches(p, g, n, where);
+        link_key(p, g, "otherwise", &n->otherwise, where, n->id, 0);
+        break;
+    }
+    case JN_SPLIT: {
+        static const char *const keys[] = {"id", "type", "branches", NULL};
+        check_keys(p, g, where, keys, 0);
+        parse_branches(p, g, n, where);
+        break;
+    }
+    case JN_WAIT: {
+        static const char *const keys[] = {"id", "type", "duration", "until", "next", NULL};
+        check_keys(p, g, where, keys, 0);
+        int has_d = config_setting_get_member(g, "duration") != NULL;
+        int has_u = config_setting_get_member(g, "until") != NULL;
+        if (has_d == has_u)
+            diag_error(p->d, p->file, n->line,
+                       "%s: a wait needs exactly one of duration = \"1h\" or until = \"<timestamp expression>\"",
+                       where);
+        if (has_d)
+            n->duration_ms = duration_key(p, g, "duration", where, 1);
+        if (has_u)
+            cond_key(p, g, "until", &n->until, where, "journey", 1);
+        link_key(p, g, "next", &n->next, where, n->id, 1);
+        break;
+    }
+    case JN_WAIT_EVENT: {
+        static const char *const keys[] = {"id",      "type",     "event",      "filter",
+                                           "timeout", "on_event", "on_timeout", NULL};
+        check_keys(p, g, where, keys, 0);
+        const char *ev = req_string(p, g, "event", where, "\"order_placed\"", NULL);
+        n->event = ev ? xstrdup(ev) : NULL;
+        cond_key(p, g, "filter", &n->filter, where, "journey", 0);
+        if (config_setting_get_member(g, "timeout")) {
+            n->timeout_ms = duration_key(p, g, "timeout", where, 1);
+            link_key(p, g, "on_timeout", &n->on_timeout, where, n->id, 1);
+        } else if (config_setting_get_member(g, "on_timeout")) {
+            diag_error(p->d, p->file, line_of(config_setting_get_member(g, "on_timeout")),
+                       "%s: on_timeout without a timeout = \"24h\"", where);
+        }
+        link_key(p, g, "on_event", &n->on_event, where, n->id, 1);
+        break;
+    }
+    case JN_SEND:
+        parse_send(p, g, n, where);
+        break;
+    case JN_ACTION: {
+        static const char *const keys[] = {"id", "type", "action", "next", "on_error", NULL};
+        check_keys(p, g, where, keys, 0);
+        int line;
+        const char *act = req_string(p, g, "action", where, "\"loyalty\"", &line);
+        n->action = act ? xstrdup(act) : NULL;
+        if (act && p->a && !conf_find(&p->a->conf, "actions", act)) {
+            const char *cands[64];
+            size_t nc = 0;
+            for (size_t i = 0; i < p->a->conf.nuses && nc < 64; i++)
+                if (p->a->conf.uses[i].kind == BATON_KIND_ACTION)
+                    cands[nc++] = p->a->conf.uses[i].name;
+            const char *near = suggest_nearest(act, cands, nc);
+            diag_error(p->d, p->file, line, "%s: action = \"%s\" names no configured action%s%s%s",
+                       where, act, near ? " (did you mean '" : "", near ? near : "",
+                       near ? "'?)" : "");
+        }
+        link_key(p, g, "next", &n->next, where, n->id, 1);
+        link_key(p, g, "on_error", &n->on_error, where, n->id, 0);
+        break;
+    }
+    case JN_END: {
+        static const char *const keys[] = {"id", "type", NULL};
+        check_keys(p, g, where, keys, 0);
+        break;
+    }
+    }
+}
+
+int journey_node(const journey *j, const char *id)
+{
+    for (size_t i = 0; i < j->nnodes; i++)
+        if (!strcmp(j->nodes[i].id, id))
+            return (int)i;
+    return -1;
+}
+
+static void resolve_links(pctx *p)
+{
+    const char **ids = xcalloc(p->j->nnodes + 1, sizeof *ids);
+    for (size_t i = 0; i < p->j->nnodes; i++)
+        ids[i] = p->j->nodes[i].id;
+    for (size_t i = 0; i < p->nlinks; i++) {
+        struct link *l = &p->links[i];
+        int idx = journey_node(p->j, l->target);
+        if (idx < 0) {
+            const char *near = suggest_nearest(l->target, ids, p->j->nnodes);
+            diag_error(p->d, p->file, l->line, "%s%s%s%s = \"%s\" names no node%s%s%s",
+                       l->node ? "node '" : "", l->node ? l->node : "", l->node ? "': " : "",
+                       l->what, l->target, near ? " (did you mean '" : "", near ? near : "",
+                       near ? "'?)" : "");
+        }
+        *l->slot = idx;
+        free(l->target);
+    }
+    free(ids);
+    free(p->links);
+    p->links = NULL;
+    p->nlinks = 0;
+}
+
+/* The nodes a node leads to without waiting: a loop made only of these
+ * would spin forever on one event. */
+static size_t immediate_succ(const jnode *n, int *out)
+{
+    size_t k = 0;
+    switch (n->type) {
+    case JN_CONDITION:
+    case JN_SPLIT:
+        for (size_t i = 0; i < n->nbr; i++)
+            out[k++] = n->br[i].next;
+        if (n->type == JN_CONDITION)
+            out[k++] = n->otherwise;
+        break;
+    case JN_SEND:
+    case JN_ACTION:
+        out[k++] = n->next;
+        if (n->type == JN_ACTION)
+            out[k++] = n->on_error;
+        break;
+    default:
+        break;
+    }
+    return k;
+}
+
+static int find_spin(const journey *j, int v, unsigned char *mark)
+{
+    mark[v] = 1;
+    int *succ = xcalloc(j->nodes[v].nbr + 3, sizeof *succ);
+    size_t k = immediate_succ(&j->nodes[v], succ);
+    int found = -1;
+    for (size_t i = 0; i < k && found < 0; i++) {
+        int w = succ[i];
+        if (w < 0)
+            continue;
+        if (mark[w] == 1)
+            found = w;
+        else if (mark[w] == 0)
+            found = find_spin(j, w, mark);
+    }
+    free(succ);
+    mark[v] = 2;
+    return found;
+}
+
+static void reach(const journey *j, int v, unsigned char *seen)
+{
+    if (v < 0 || seen[v])
+        return;
+    seen[v] = 1;
+    const jnode *n = &j->nodes[v];
+    for (size_t i = 0; i < n->nbr; i++)
+        reach(j, n->br[i].next, seen);
+    reach(j, n->next, seen);
+    reach(j, n->otherwise, seen);
+    reach(j, n->on_event, seen);
+    reach(j, n->on_timeout, seen);
+    reach(j, n->on_error, seen);
+}
+
+static void check_graph(pctx *p)
+{
+    journey *j = p->j;
+    size_t nn = j->nnodes;
+    unsigned char *mark = xcalloc(nn + 1, 1);
+    for (size_t v = 0; v < nn; v++) {
+        if (mark[v])
+            continue;
+        int w = find_spin(j, (int)v, mark);
+        if (w >= 0) {
+            diag_error(p->d, p->file, j->nodes[w].line,
+                       "node '%s': part of a loop with no wait or wait_event in it (a profile would go round it forever)",
+                       j->nodes[w].id);
+            break;
+        }
+    }
+    memset(mark, 0, nn);
+    reach(j, j->start, mark);
+    for (size_t v = 0; v < nn && j->start >= 0; v++)
+        if (!mark[v])
+            diag_warn(p->d, p->file, j->nodes[v].line, "node '%s' cannot be reached from start = \"%s\"",
+                      j->nodes[v].id, j->nodes[j->start].id);
+    free(mark);
+}
+
+static void parse_exit(pctx *p, const config_setting_t *root)
+{
+    const config_setting_t *ex = config_setting_get_member(root, "exit");
+    if (!ex)
+        return;
+    /* one exit rule may be written alone, as a group */
+    if (!config_setting_is_group(ex) && !config_setting_is_list(ex)) {
+        diag_error(p->d, p->file, line_of(ex), "exit must be a list ( { event = \"order_placed\"; } )");
+        return;
+    }
+    int cnt = config_setting_is_group(ex) ? 1 : config_setting_length(ex);
+    p->j->exits = xcalloc((size_t)cnt + 1, sizeof *p->j->exits);
+    for (int i = 0; i < cnt; i++) {
+        const config_setting_t *e =
+            config_setting_is_group(ex) ? ex : config_setting_get_elem(ex, (unsigned)i);
+        char where[64];
+        snprintf(where, sizeof where, "exit[%d]", i);
+        if (!config_setting_is_group(e)) {
+            diag_error(p->d, p->file, line_of(e), "%s must be a group { event = \"...\"; }", where);
+            continue;
+        }
+        static const char *const keys[] = {"event", "filter", NULL};
+        check_keys(p, e, where, keys, 0);
+        jexit *x = &p->j->exits[p->j->nexits++];
+        x->line = line_of(e);
+        const char *ev = req_string(p, e, "event", where, "\"order_placed\"", NULL);
+        x->event = xstrdup(ev ? ev : "");
+        cond_key(p, e, "filter", &x->filter, where, "journey", 0);
+    }
+}
+
+static void parse_entry(pctx *p, const config_setting_t *root)
+{
+    journey *j = p->j;
+    const config_setting_t *en = config_setting_get_member(root, "entry");
+    if (!en) {
+        diag_error(p->d, p->file, line_of(root),
+                   "missing required key 'entry' (e.g. entry = { event = \"cart_updated\"; })");
+        return;
+    }
+    if (!config_setting_is_group(en)) {
+        diag_error(p->d, p->file, line_of(en), "entry must be a group { event = \"...\"; filter = \"...\"; reentry = \"never\"; }");
+        return;
+    }
+    static const char *const keys[] = {"event", "filter", "reentry", NULL};
+    check_keys(p, en, "entry", keys, 0);
+    const char *ev = req_string(p, en, "event", "entry", "\"cart_updated\"", NULL);
+    j->entry_event = xstrdup(ev ? ev : "");
+    cond_key(p, en, "filter", &j->entry_filter, "entry", "journey", 0);
+    int line;
+    const char *re = opt_string(p, en, "reentry", "entry", &line);
+    j->reentry = JR_NEVER;
+    if (!re || !strcmp(re, "never"))
+        return;
+    if (!strcmp(re, "always")) {
+        j->reentry = JR_ALWAYS;
+        return;
+    }
+    if (!strncmp(re, "after ", 6) && duration_parse_ms(re + 6, &j->reentry_after_ms) == 0) {
+        j->reentry = JR_AFTER;
+        return;
+    }
+    diag_error(p->d, p->file, line,
+               "entry: reentry = \"%s\" is not one of: never, always, after <duration> (e.g. \"after 7d\")",
+               re);
+}
+
+journey *journey_load(const char *path, struct app *a, diag *d)
+{
+    size_t before = d->errors;
+    config_t lc;
+    config_init(&lc);
+    pctx p = {.file = path, .dir = path_dirname(path), .a = a, .d = d};
+    journey *j = xcalloc(1, sizeof *j);
+    j->file = xstrdup(path);
+    j->start = -1;
+    p.j = j;
+    if (!config_read_file(&lc, path)) {
+        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+            diag_error(d, path, 0, "cannot read the journey file: %s", strerror(errno));
+        else
+            diag_error(d, config_error_file(&lc) ? config_error_file(&lc) : path,
+                       config_error_line(&lc), "%s", config_error_text(&lc));
+        goto out;
+    }
+    const config_setting_t *root = config_lookup(&lc, "journey");
+    if (!root || !config_setting_is_group(root)) {
+        diag_error(d, path, root ? line_of(root) : 0,
+                   "expected journey: { name = \"...\"; entry = { ... }; start = \"...\"; nodes = ( ... ); }");
+        goto out;
+    }
+    j->line = line_of(root);
+    static const char *const keys[] = {"name", "entry", "exit", "start", "nodes", NULL};
+    check_keys(&p, root, "journey", keys, 0);
+    const char *name = req_string(&p, root, "name", "journey", "\"cart-abandon\"", NULL);
+    j->name = xstrdup(name ? name : "");
+    parse_entry(&p, root);
+    parse_exit(&p, root);
+    const config_setting_t *nodes = config_setting_get_member(root, "nodes");
+    if (!nodes) {
+        diag_error(d, path, j->line, "journey: missing required key 'nodes' (a list of { id = ...; type = ...; })");
+    } else if (!config_setting_is_list(nodes)) {
+        diag_error(d, path, line_of(nodes), "journey: nodes must be a list ( { ... }, { ... } )");
+    } else {
+        j->nnodes = (size_t)config_setting_length(nodes);
+        j->nodes = xcalloc(j->nnodes + 1, sizeof *j->nodes);
+        for (size_t i = 0; i < j->nnodes; i++)
+            parse_node(&p, config_setting_get_elem(nodes, (unsigned)i), i);
+        for (size_t i = 0; i < j->nnodes; i++)
+            for (size_t k = 0; k < i; k++)
+                if (j->nodes[i].id[0] && !strcmp(j->nodes[i].id, j->nodes[k].id))
+                    diag_error(d, path, j->nodes[i].line, "node '%s' is defined twice (first at line %d)",
+                               j->nodes[i].id, j->nodes[k].line);
+        if (j->nnodes == 0)
+            diag_error(d, path, line_of(nodes), "journey: nodes is empty");
+    }
+    int sline;
+    const char *start = req_string(&p, root, "start", "journey", "the id of the first node", &sline);
+    if (start)
+        add_link(&p, &j->start, start, sline, "start", NULL);
+    resolve_links(&p);
+    if (d->errors == before && j->start >= 0)
+        check_graph(&p);
+out:
+    for (size_t i = 0; i < p.nlinks; i++)
+        free(p.links[i].target);
+    free(p.links);
+    free(p.dir);
+    config_destroy(&lc);
+    if (d->errors != before) {
+        journey_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+static void cond_free(jcond *c)
+{
+    jcond_release(c);
+    free(c->text);
+}
+
+void journey_free(journey *j)
+{
+    if (!j)
+        return;
+    for (size_t i = 0; i < j->nnodes; i++) {
+        jnode *n = &j->nodes[i];
+        free(n->id);
+        for (size_t b = 0; b < n->nbr; b++) {
+            cond_free(&n->br[b].when);
+            free(n->br[b].name);
+        }
+        free(n->br);
+        cond_free(&n->until);
+        cond_free(&n->filter);
+        free(n->event);
+        free(n->channel);
+        for (size_t k = 0; k < n->nparts; k++) {
+            free(n->parts[k].name);
+            free(n->parts[k].value);
+        }
+        free(n->parts);
+        free(n->action);
+    }
+    free(j->nodes);
+    for (size_t i = 0; i < j->nexits; i++) {
+        free(j->exits[i].event);
+        cond_free(&j->exits[i].filter);
+    }
+    free(j->exits);
+    cond_free(&j->entry_filter);
+    free(j->entry_event);
+    free(j->name);
+    free(j->file);
+    free(j);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void add_file(journey ***js, size_t *n, const char *path, struct app *a, diag *d)
+{
+    journey *j = journey_load(path, a, d);
+    if (!j)
+        return;
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp((*js)[i]->name, j->name)) {
+            diag_error(d, path, j->line, "journey '%s' is already defined in %s", j->name,
+                       (*js)[i]->file);
+            journey_free(j);
+            return;
+        }
+    *js = xrealloc(*js, (*n + 2) * sizeof **js);
+    (*js)[(*n)++] = j;
+    (*js)[*n] = NULL;
+}
+
+journey **journey_load_all(char **paths, size_t npaths, struct app *a, diag *d, size_t *n)
+{
+    journey **js = xcalloc(1, sizeof *js);
+    *n = 0;
+    for (size_t i = 0; i < npaths; i++) {
+        struct stat st;
+        if (stat(paths[i], &st) != 0) {
+            /* a configured folder not created yet holds no journeys; a
+             * file named on its own must exist */
+            size_t l = strlen(paths[i]);
+            if (errno == ENOENT && !(l > 4 && !strcmp(paths[i] + l - 4, ".cfg")))
+                diag_warn(d, paths[i], 0, "journeys: no such folder; no journeys loaded from it");
+            else
+                diag_error(d, paths[i], 0, "journeys: cannot open: %s", strerror(errno));
+            continue;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            add_file(&js, n, paths[i], a, d);
+            continue;
+        }
+        DIR *dir = opendir(paths[i]);
+        if (!dir) {
+            diag_error(d, paths[i], 0, "journeys: cannot open: %s", strerror(errno));
+            continue;
+        }
+        char **names = NULL;
+        size_t nn = 0;
+        struct dirent *e;
+        while ((e = readdir(dir))) {
+            size_t l = strlen(e->d_name);
+            if (l > 4 && !strcmp(e->d_name + l - 4, ".cfg") && e->d_name[0] != '.') {
+                names = xrealloc(names, (nn + 1) * sizeof *names);
+                names[nn++] = xasprintf("%s/%s", paths[i], e->d_name);
+            }
+        }
+        closedir(dir);
+        if (nn)
+            qsort(names, nn, sizeof *names, cmp_str);
+        for (size_t k = 0; k < nn; k++) {
+            add_file(&js, n, names[k], a, d);
+            free(names[k]);
+        }
+        free(names);
+    }
+    return js;
+}
+
+void journey_free_all(journey **js, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        journey_free(js[i]);
+    free(js);
+}
+
+journey *journey_find(journey **js, size_t n, const char *name_or_file)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(js[i]->name, name_or_file) || !strcmp(js[i]->file, name_or_file))
+            return js[i];
+    return NULL;
+}

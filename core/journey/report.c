@@ -1,0 +1,195 @@
+#include "journey/report.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "mem.h"
+#include "timefmt.h"
+
+const char *jreport_state_name(const char *s)
+{
+    return !strcmp(s, "active") ? "waiting" : s;
+}
+
+static const char *col(sqlite3_stmt *st, int i)
+{
+    const char *s = (const char *)sqlite3_column_text(st, i);
+    return s ? s : "";
+}
+
+static void add_path(json_t *arr, const char *path)
+{
+    const char *p = path;
+    while (*p) {
+        const char *sp = strchr(p, ' ');
+        size_t l = sp ? (size_t)(sp - p) : strlen(p);
+        json_array_append_new(arr, json_stringn(p, l));
+        p += l + (sp ? 1 : 0);
+    }
+}
+
+static int table_ready(store *st)
+{
+    sqlite3_stmt *q;
+    int ok = 0;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT 1 FROM sqlite_master WHERE name = 'journey_instances'", -1,
+                           &q, NULL) == SQLITE_OK) {
+        ok = sqlite3_step(q) == SQLITE_ROW;
+        sqlite3_finalize(q);
+    }
+    return ok;
+}
+
+json_t *jreport_profiles(store *st, const char *jname)
+{
+    json_t *out = json_object();
+    if (!table_ready(st))
+        return out;
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT id, profile, state, path FROM journey_instances"
+                           " WHERE journey = ? ORDER BY id",
+                           -1, &q, NULL) != SQLITE_OK)
+        return out;
+    sqlite3_bind_text(q, 1, jname, -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        const char *pid = col(q, 1);
+        json_t *p = json_object_get(out, pid);
+        if (!p) {
+            p = json_pack("{s:s, s:[], s:[]}", "state", "", "path", "sent");
+            json_object_set_new(out, pid, p);
+        }
+        json_object_set_new(p, "state", json_string(jreport_state_name(col(q, 2))));
+        add_path(json_object_get(p, "path"), col(q, 3));
+    }
+    sqlite3_finalize(q);
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT profile, node, kind, target FROM journey_sends"
+                           " WHERE journey = ? AND status NOT LIKE 'skipped%'"
+                           " ORDER BY instance, step",
+                           -1, &q, NULL) != SQLITE_OK)
+        return out;
+    sqlite3_bind_text(q, 1, jname, -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        json_t *p = json_object_get(out, col(q, 0));
+        if (!p)
+            continue;
+        int is_send = !strcmp(col(q, 2), "send");
+        json_array_append_new(json_object_get(p, "sent"),
+                              json_pack("{s:s, s:s}", "node", col(q, 1),
+                                        is_send ? "channel" : "action", col(q, 3)));
+    }
+    sqlite3_finalize(q);
+    return out;
+}
+
+json_t *jreport_status(store *st, const journey *j)
+{
+    json_t *nodes = json_object();
+    for (size_t i = 0; i < j->nnodes; i++)
+        json_object_set_new(nodes, j->nodes[i].id,
+                            json_pack("{s:s, s:i, s:i}", "type", jnode_type_name(j->nodes[i].type),
+                                      "at", 0, "through", 0));
+    json_t *states = json_pack("{s:i, s:i, s:i, s:i}", "active", 0, "completed", 0, "exited", 0,
+                               "failed", 0);
+    json_int_t total = 0;
+    sqlite3_stmt *q;
+    if (table_ready(st) &&
+        sqlite3_prepare_v2(st->db,
+                           "SELECT profile, state, node, path FROM journey_instances"
+                           " WHERE journey = ? ORDER BY profile",
+                           -1, &q, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(q, 1, j->name, -1, SQLITE_TRANSIENT);
+        char *last_profile = NULL;
+        /* "through" counts profiles, not visits: a node seen twice on one
+         * profile's path (a loop, a re-entry) counts once */
+        char *seen = xcalloc(j->nnodes + 1, 1);
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            const char *pid = col(q, 0);
+            if (!last_profile || strcmp(last_profile, pid)) {
+                free(last_profile);
+                last_profile = xstrdup(pid);
+                memset(seen, 0, j->nnodes);
+                total++;
+            }
+            const char *state = col(q, 1);
+            json_t *sc = json_object_get(states, state);
+            if (sc)
+                json_integer_set(sc, json_integer_value(sc) + 1);
+            if (!strcmp(state, "active")) {
+                json_t *n = json_object_get(nodes, col(q, 2));
+                if (n)
+                    json_object_set_new(n, "at",
+                                        json_integer(json_integer_value(json_object_get(n, "at")) + 1));
+            }
+            const char *p = col(q, 3);
+            while (*p) {
+                const char *sp = strchr(p, ' ');
+                size_t l = sp ? (size_t)(sp - p) : strlen(p);
+                for (size_t i = 0; i < j->nnodes; i++)
+                    if (!seen[i] && strlen(j->nodes[i].id) == l && !memcmp(j->nodes[i].id, p, l)) {
+                        seen[i] = 1;
+                        json_t *n = json_object_get(nodes, j->nodes[i].id);
+                        json_object_set_new(
+                            n, "through",
+                            json_integer(json_integer_value(json_object_get(n, "through")) + 1));
+                    }
+                p += l + (sp ? 1 : 0);
+            }
+        }
+        free(seen);
+        free(last_profile);
+        sqlite3_finalize(q);
+    }
+    return json_pack("{s:s, s:I, s:o, s:o}", "journey", j->name, "profiles", total, "states",
+                     states, "nodes", nodes);
+}
+
+static json_t *ts_json(int64_t ms)
+{
+    char ts[21];
+    timestamp_format(ms / 1000, ts);
+    return json_string(ts);
+}
+
+json_t *jreport_profile(store *st, const char *profile)
+{
+    json_t *js = json_array(), *sent = json_array();
+    sqlite3_stmt *q;
+    if (table_ready(st) &&
+        sqlite3_prepare_v2(st->db,
+                           "SELECT journey, state, node, entered, updated, path, reason"
+                           " FROM journey_instances WHERE profile = ? ORDER BY id",
+                           -1, &q, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(q, 1, profile, -1, SQLITE_TRANSIENT);
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            json_t *path = json_array();
+            add_path(path, col(q, 5));
+            json_t *o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "journey", col(q, 0), "state",
+                                  jreport_state_name(col(q, 1)), "node", col(q, 2), "entered",
+                                  ts_json(sqlite3_column_int64(q, 3)), "updated",
+                                  ts_json(sqlite3_column_int64(q, 4)), "path", path);
+            if (sqlite3_column_type(q, 6) != SQLITE_NULL)
+                json_object_set_new(o, "reason", json_string(col(q, 6)));
+            json_array_append_new(js, o);
+        }
+        sqlite3_finalize(q);
+        if (sqlite3_prepare_v2(st->db,
+                               "SELECT journey, node, kind, target, status, at FROM journey_sends"
+                               " WHERE profile = ? ORDER BY at, instance, step",
+                               -1, &q, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(q, 1, profile, -1, SQLITE_TRANSIENT);
+            while (sqlite3_step(q) == SQLITE_ROW) {
+                int is_send = !strcmp(col(q, 2), "send");
+                json_array_append_new(
+                    sent, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "journey", col(q, 0), "node",
+                                    col(q, 1), "kind", col(q, 2), is_send ? "channel" : "action",
+                                    col(q, 3), "status", col(q, 4), "at",
+                                    ts_json(sqlite3_column_int64(q, 5))));
+            }
+            sqlite3_finalize(q);
+        }
+    }
+    return json_pack("{s:s, s:o, s:o}", "profile", profile, "journeys", js, "sent", sent);
+}

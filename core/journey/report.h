@@ -1,0 +1,27 @@
+/* journey/report — what the state store says about journeys, as JSON:
+ * `journey test` (each profile's state, path and sends), `journey status`
+ * (profiles at and through each node) and `baton profile`. */
+#ifndef BATON_JOURNEY_REPORT_H
+#define BATON_JOURNEY_REPORT_H
+
+#include <jansson.h>
+
+#include "journey/journey.h"
+#include "store/store.h"
+
+/* {"<profile>": {"state", "path", "sent"}} for one journey, profiles in
+ * the order they entered. A profile's instances (re-entries) are joined:
+ * path and sent run on, state is the latest's. */
+json_t *jreport_profiles(store *st, const char *jname);
+/* {"journey", "profiles", "states": {...}, "nodes": {"<id>": {"type",
+ * "at", "through"}}} — through counts profiles that entered the node. */
+json_t *jreport_status(store *st, const journey *j);
+/* {"profile", "journeys": [{"journey", "state", "node", "entered",
+ * "updated", "path", "reason"}], "sent": [{"journey", "node", "kind",
+ * "channel"|"action", "status", "at"}]} */
+json_t *jreport_profile(store *st, const char *profile);
+
+/* The state as `journey test` names it: active becomes waiting. */
+const char *jreport_state_name(const char *stored);
+
+#endif

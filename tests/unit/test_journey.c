@@ -1,0 +1,463 @@
+/* The journey engine: event envelopes, journey files and their errors,
+ * the timer heap, and every node type, reentry and exit rule run through
+ * the simulated clock of `journey test`. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "journey/event.h"
+#include "journey/journey.h"
+#include "journey/report.h"
+#include "journey/sim.h"
+#include "journey/timers.h"
+#include "support/fs.h"
+
+static char *dir;
+
+static int setup(void **st)
+{
+    dir = tmpdir_make("journey");
+    return 0;
+}
+
+static int teardown(void **st)
+{
+    tmpdir_remove(dir);
+    free(dir);
+    return 0;
+}
+
+/* ---- events ------------------------------------------------------- */
+
+static void test_event_ok(void **st)
+{
+    const char *j = "{\"id\": \"e-1001\", \"type\": \"cart_updated\", \"profile\": \"p42\","
+                    " \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"total\": 59.9,"
+                    " \"items\": 2, \"cart\": {\"lines\": 3}}}";
+    jevent ev;
+    char why[256];
+    assert_int_equal(jevent_parse(j, strlen(j), 5, &ev, why, sizeof why), 0);
+    assert_string_equal(ev.id, "e-1001");
+    assert_string_equal(ev.type, "cart_updated");
+    assert_string_equal(ev.profile, "p42");
+    assert_int_equal(ev.time_ms, 1795428000000LL);
+    json_t *v = jevent_field(&ev, "total");
+    assert_true(json_is_real(v) && json_real_value(v) > 59.8);
+    json_decref(v);
+    v = jevent_field(&ev, "cart.lines");
+    assert_int_equal(json_integer_value(v), 3);
+    json_decref(v);
+    v = jevent_field(&ev, "type");
+    assert_string_equal(json_string_value(v), "cart_updated");
+    json_decref(v);
+    assert_null(jevent_field(&ev, "missing"));
+    jevent_free(&ev);
+}
+
+static void test_event_defaults(void **st)
+{
+    /* no id: a hash of the bytes, the same for the same bytes; no time:
+     * the receive time; a numeric profile id is taken as text */
+    const char *j = "{\"type\": \"t\", \"profile\": 42}";
+    jevent a, b;
+    char why[256];
+    assert_int_equal(jevent_parse(j, strlen(j), 7000, &a, why, sizeof why), 0);
+    assert_int_equal(jevent_parse(j, strlen(j), 9000, &b, why, sizeof why), 0);
+    assert_string_equal(a.id, b.id);
+    assert_true(strncmp(a.id, "h:", 2) == 0);
+    assert_int_equal(a.time_ms, 7000);
+    assert_string_equal(a.profile, "42");
+    jevent_free(&a);
+    jevent_free(&b);
+}
+
+static void expect_bad(const char *json, const char *reason_part)
+{
+    jevent ev;
+    char why[256] = "";
+    assert_int_equal(jevent_parse(json, strlen(json), 0, &ev, why, sizeof why), -1);
+    if (!strstr(why, reason_part))
+        fail_msg("for %s: reason '%s' lacks '%s'", json, why, reason_part);
+    assert_string_equal(ev.raw, json); /* kept for the dead-letter table */
+    jevent_free(&ev);
+}
+
+static void test_event_malformed(void **st)
+{
+    expect_bad("{\"type\": \"t\", ", "not JSON");
+    expect_bad("[1, 2]", "not a JSON object");
+    expect_bad("{\"profile\": \"p1\"}", "no 'type'");
+    expect_bad("{\"type\": \"t\"}", "no 'profile'");
+    expect_bad("{\"type\": \"\", \"profile\": \"p\"}", "'type' must be");
+    expect_bad("{\"type\": \"t\", \"profile\": [1]}", "'profile' must be");
+    expect_bad("{\"type\": \"t\", \"profile\": \"p\", \"time\": \"yesterday\"}", "'time'");
+    expect_bad("{\"type\": \"t\", \"profile\": \"p\", \"data\": 3}", "'data'");
+    expect_bad("{\"type\": \"t\", \"profile\": \"p\", \"id\": 3.5}", "'id'");
+}
+
+/* ---- timers ------------------------------------------------------- */
+
+static void test_timers_order(void **st)
+{
+    jtimers h;
+    jtimers_init(&h);
+    srand(7);
+    for (int i = 0; i < 5000; i++)
+        jtimers_push(&h, rand() % 1000, i);
+    jtimer t, prev = {-1, -1};
+    assert_int_equal(jtimers_pop_due(&h, -1, &t), 0); /* nothing due yet */
+    size_t n = 0;
+    while (jtimers_pop_due(&h, 500, &t)) {
+        assert_true(t.due_ms > prev.due_ms || (t.due_ms == prev.due_ms && t.inst > prev.inst));
+        assert_true(t.due_ms <= 500);
+        prev = t;
+        n++;
+    }
+    assert_true(jtimers_peek(&h, &t));
+    assert_true(t.due_ms > 500);
+    while (jtimers_pop_due(&h, 1000, &t))
+        n++;
+    assert_int_equal(n, 5000);
+    jtimers_trim(&h);
+    jtimers_free(&h);
+}
+
+/* ---- journey files ------------------------------------------------ */
+
+static const char *cart =
+    "journey: {\n"
+    "  name = \"cart\";\n"
+    "  entry = { event = \"cart_updated\"; reentry = \"after 7d\"; };\n"
+    "  exit  = ( { event = \"order_placed\"; }, { event = \"unsubscribed\"; } );\n"
+    "  start = \"wait1\";\n"
+    "  nodes = (\n"
+    "    { id = \"wait1\"; type = \"wait\"; duration = \"1h\"; next = \"mail1\"; },\n"
+    "    { id = \"mail1\"; type = \"send\"; channel = \"email\"; subject = \"Your cart\"; text = \"...\"; next = \"react\"; },\n"
+    "    { id = \"react\"; type = \"wait_event\"; event = \"order_placed\"; timeout = \"24h\";\n"
+    "      on_event = \"done\"; on_timeout = \"points\"; },\n"
+    "    { id = \"points\"; type = \"action\"; action = \"loyalty\"; next = \"done\"; on_error = \"done\"; },\n"
+    "    { id = \"done\"; type = \"end\"; }\n"
+    "  );\n"
+    "};\n";
+
+static journey *load_text(const char *name, const char *text, diag *d)
+{
+    char *path = file_write(dir, name, text);
+    journey *j = journey_load(path, NULL, d);
+    free(path);
+    return j;
+}
+
+static void test_file_ok(void **st)
+{
+    diag d;
+    diag_init(&d);
+    journey *j = load_text("cart.cfg", cart, &d);
+    assert_non_null(j);
+    assert_int_equal(d.errors, 0);
+    assert_string_equal(j->name, "cart");
+    assert_int_equal(j->reentry, JR_AFTER);
+    assert_int_equal(j->reentry_after_ms, 7 * 86400 * 1000LL);
+    assert_int_equal(j->nexits, 2);
+    assert_int_equal(j->nnodes, 5);
+    assert_int_equal(j->start, 0);
+    const jnode *r = &j->nodes[journey_node(j, "react")];
+    assert_int_equal(r->type, JN_WAIT_EVENT);
+    assert_int_equal(r->timeout_ms, 24 * 3600 * 1000LL);
+    assert_string_equal(j->nodes[r->on_event].id, "done");
+    assert_string_equal(j->nodes[r->on_timeout].id, "points");
+    const jnode *m = &j->nodes[1];
+    assert_int_equal(m->nparts, 2);
+    assert_string_equal(m->parts[0].name, "subject");
+    journey_free(j);
+    diag_free(&d);
+}
+
+/* Every message of d joined, for substring checks. */
+static char *messages(const diag *d)
+{
+    size_t cap = 1;
+    for (size_t i = 0; i < d->n; i++)
+        cap += strlen(d->v[i].msg) + 32;
+    char *s = calloc(1, cap);
+    for (size_t i = 0; i < d->n; i++) {
+        char line[32];
+        snprintf(line, sizeof line, "%d: ", d->v[i].line);
+        strcat(s, line);
+        strcat(s, d->v[i].msg);
+        strcat(s, "\n");
+    }
+    return s;
+}
+
+static void expect_errors(const char *text, const char *const *parts)
+{
+    diag d;
+    diag_init(&d);
+    journey *j = load_text("bad.cfg", text, &d);
+    assert_null(j);
+    assert_true(d.errors > 0);
+    char *all = messages(&d);
+    for (const char *const *p = parts; *p; p++)
+        if (!strstr(all, *p))
+            fail_msg("expected '%s' among:\n%s", *p, all);
+    free(all);
+    for (size_t i = 0; i < d.n; i++)
+        assert_non_null(d.v[i].file);
+    diag_free(&d);
+}
+
+static void test_file_errors(void **st)
+{
+    const char *text =
+        "journey: {\n"                                                            /* 1 */
+        "  name = \"bad\";\n"                                                     /* 2 */
+        "  entry = { event = \"e\"; reentry = \"sometimes\"; };\n"                /* 3 */
+        "  start = \"frist\";\n"                                                  /* 4 */
+        "  nodes = (\n"                                                           /* 5 */
+        "    { id = \"first\"; type = \"wiat\"; duration = \"1h\"; },\n"          /* 6 */
+        "    { id = \"w\"; type = \"wait\"; duration = \"soon\"; next = \"fist\"; },\n" /* 7 */
+        "    { id = \"we\"; type = \"wait_event\"; on_event = \"w\"; },\n"        /* 8 */
+        "    { id = \"s\"; type = \"split\"; branches = ( { percent = 60; next = \"w\"; },\n" /* 9 */
+        "        { percent = 30; next = \"w\"; } ); },\n"                         /* 10 */
+        "    { id = \"a\"; type = \"action\"; nxt = \"w\"; },\n"                  /* 11 */
+        "    { id = \"w\"; type = \"end\"; }\n"                                   /* 12 */
+        "  );\n"
+        "};\n";
+    const char *const parts[] = {
+        "3: entry: reentry = \"sometimes\" is not one of: never, always, after <duration>",
+        "6: node 'first': unknown type 'wiat' (did you mean 'wait'?)",
+        "7: node 'w': duration = \"soon\" is not a duration",
+        "7: node 'w': next = \"fist\" names no node (did you mean 'first'?)",
+        "8: node 'we': missing required key 'event'",
+        "9: node 's': branch percentages add up to 90, not 100",
+        "11: node 'a': unknown key 'nxt' (did you mean 'next'?)",
+        "11: node 'a': missing required key 'action'",
+        "12: node 'w' is defined twice (first at line 7)",
+        "4: start = \"frist\" names no node (did you mean 'first'?)",
+        NULL};
+    expect_errors(text, parts);
+}
+
+static void test_file_loop_without_wait(void **st)
+{
+    const char *text = "journey: { name = \"loop\"; entry = { event = \"e\"; }; start = \"a\";\n"
+                       "  nodes = (\n"
+                       "    { id = \"a\"; type = \"split\"; branches = ( { percent = 100; next = \"b\"; } ); },\n"
+                       "    { id = \"b\"; type = \"send\"; channel = \"c\"; text = \"x\"; next = \"a\"; }\n"
+                       "  ); };\n";
+    const char *const parts[] = {"part of a loop with no wait or wait_event", NULL};
+    expect_errors(text, parts);
+    const char *syntax = "journey: { name = \"x\";\n entry = ; };\n";
+    const char *const p2[] = {"2: syntax error", NULL};
+    expect_errors(syntax, p2);
+}
+
+/* ---- the engine, through journey test ------------------------------ */
+
+static json_t *simulate(const char *jtext, const char *events, int64_t until,
+                        int (*enabled)(void *, const char *))
+{
+    diag d;
+    diag_init(&d);
+    journey *j = load_text("sim.cfg", jtext, &d);
+    if (!j) {
+        diag_print(&d, stderr);
+        fail_msg("journey did not load");
+    }
+    char *ev = file_write(dir, "events.jsonl", events);
+    jengine_ops ops = {.channel_enabled = enabled};
+    json_t *out = NULL;
+    char err[256];
+    assert_int_equal(journey_simulate(j, &ops, ev, until, &out, &d, err, sizeof err), 0);
+    assert_int_equal(d.errors, 0);
+    assert_non_null(out);
+    free(ev);
+    journey_free(j);
+    diag_free(&d);
+    return out;
+}
+
+static void assert_path(json_t *out, const char *pid, const char *state, const char *path)
+{
+    json_t *p = json_object_get(json_object_get(out, "profiles"), pid);
+    if (!p)
+        fail_msg("profile %s absent", pid);
+    if (strcmp(json_string_value(json_object_get(p, "state")), state))
+        fail_msg("profile %s: state %s, expected %s", pid,
+                 json_string_value(json_object_get(p, "state")), state);
+    char got[1024] = "";
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(p, "path"), i, v) {
+        if (i)
+            strcat(got, " ");
+        strcat(got, json_string_value(v));
+    }
+    assert_string_equal(got, path);
+}
+
+#define EV(id, type, prof, time) \
+    "{\"id\": \"" id "\", \"type\": \"" type "\", \"profile\": \"" prof "\", \"time\": \"" time "\"}\n"
+
+static void test_sim_paths(void **st)
+{
+    const char *events =
+        EV("1", "cart_updated", "p1", "2026-11-23T10:00:00Z")  /* reacts: completes */
+        EV("2", "order_placed", "p1", "2026-11-23T12:00:00Z")
+        EV("3", "cart_updated", "p2", "2026-11-23T10:00:00Z")  /* times out: action */
+        EV("4", "cart_updated", "p3", "2026-11-23T10:00:00Z")  /* exits while waiting */
+        EV("5", "unsubscribed", "p3", "2026-11-23T10:30:00Z")
+        EV("6", "cart_updated", "p4", "2026-11-24T10:00:00Z")  /* still waiting */
+        EV("7", "order_placed", "p5", "2026-11-23T10:00:00Z"); /* never entered */
+    json_t *out = simulate(cart, events, INT64_MAX, NULL);
+    assert_path(out, "p1", "completed", "wait1 mail1 react done");
+    assert_path(out, "p2", "completed", "wait1 mail1 react points done");
+    assert_path(out, "p3", "exited", "wait1");
+    assert_path(out, "p4", "completed", "wait1 mail1 react points done");
+    assert_null(json_object_get(json_object_get(out, "profiles"), "p5"));
+    json_t *sent = json_object_get(json_object_get(json_object_get(out, "profiles"), "p2"), "sent");
+    assert_int_equal(json_array_size(sent), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(sent, 0), "channel")),
+                        "email");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(sent, 1), "action")),
+                        "loyalty");
+    assert_int_equal(json_integer_value(json_object_get(out, "dead_letters")), 0);
+    json_decref(out);
+
+    /* --until stops the clock: p4 is still waiting in its first wait */
+    int64_t until = 1795514400000LL + 1800 * 1000; /* 2026-11-24T10:30:00Z */
+    out = simulate(cart, events, until, NULL);
+    assert_path(out, "p4", "waiting", "wait1");
+    assert_path(out, "p2", "waiting", "wait1 mail1 react"); /* its timeout is at 11:00 */
+    json_decref(out);
+}
+
+static int email_off(void *ud, const char *ch) { return strcmp(ch, "email") != 0; }
+
+static void test_sim_disabled_channel(void **st)
+{
+    json_t *out = simulate(cart, EV("1", "cart_updated", "p1", "2026-11-23T10:00:00Z"),
+                           INT64_MAX, email_off);
+    assert_path(out, "p1", "completed", "wait1 mail1 react points done");
+    json_t *sent = json_object_get(json_object_get(json_object_get(out, "profiles"), "p1"), "sent");
+    assert_int_equal(json_array_size(sent), 1); /* only the action */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(sent, 0), "node")),
+                        "points");
+    json_decref(out);
+}
+
+static void test_sim_duplicates_and_dead_letters(void **st)
+{
+    const char *events = EV("1", "cart_updated", "p1", "2026-11-23T10:00:00Z")
+        EV("1", "cart_updated", "p1", "2026-11-23T10:00:00Z")
+        "this is not json\n"
+        "{\"type\": \"cart_updated\"}\n"
+        "\n"
+        "{\"id\": \"x\", \"profile\": \"p9\"}\n";
+    const char *j = "journey: { name = \"once\"; entry = { event = \"cart_updated\"; reentry = \"always\"; };\n"
+                    " start = \"s\"; nodes = ( { id = \"s\"; type = \"send\"; channel = \"sms\"; text = \"hi\"; next = \"e\"; },\n"
+                    " { id = \"e\"; type = \"end\"; } ); };\n";
+    json_t *out = simulate(j, events, INT64_MAX, NULL);
+    /* reentry = always, but the second copy of event 1 is the same event */
+    assert_path(out, "p1", "completed", "s e");
+    assert_int_equal(json_integer_value(json_object_get(out, "dead_letters")), 3);
+    json_decref(out);
+}
+
+static void test_sim_reentry(void **st)
+{
+#define TMPL "journey: { name = \"r\"; entry = { event = \"go\"; reentry = \"%s\"; };\n" \
+                       " start = \"w\"; nodes = ( { id = \"w\"; type = \"wait\"; duration = \"1h\"; next = \"e\"; },\n" \
+                       " { id = \"e\"; type = \"end\"; } ); };\n"
+    const char *events = EV("1", "go", "p", "2026-11-23T10:00:00Z")
+        EV("2", "go", "p", "2026-11-23T10:30:00Z") /* active: ignored */
+        EV("3", "go", "p", "2026-11-23T12:00:00Z")
+        EV("4", "go", "p", "2026-11-25T12:00:00Z");
+    char text[1024];
+    snprintf(text, sizeof text, TMPL, "never");
+    json_t *out = simulate(text, events, INT64_MAX, NULL);
+    assert_path(out, "p", "completed", "w e");
+    json_decref(out);
+    snprintf(text, sizeof text, TMPL, "always");
+    out = simulate(text, events, INT64_MAX, NULL);
+    assert_path(out, "p", "completed", "w e w e w e");
+    json_decref(out);
+    snprintf(text, sizeof text, TMPL, "after 2d");
+    out = simulate(text, events, INT64_MAX, NULL);
+    assert_path(out, "p", "completed", "w e w e"); /* 1 and 4 */
+    json_decref(out);
+}
+
+static void test_sim_split_stable(void **st)
+{
+    const char *j = "journey: { name = \"ab\"; entry = { event = \"go\"; reentry = \"always\"; };\n"
+                    " start = \"s\"; nodes = ( { id = \"s\"; type = \"split\"; branches = (\n"
+                    "   { name = \"a\"; percent = 30; next = \"a\"; }, { name = \"b\"; percent = 70; next = \"b\"; } ); },\n"
+                    " { id = \"a\"; type = \"end\"; }, { id = \"b\"; type = \"end\"; } ); };\n";
+    char *events = calloc(1, 2000 * 128);
+    for (int i = 0; i < 2000; i++) {
+        char line[128];
+        /* each profile twice: it must take the same branch both times */
+        snprintf(line, sizeof line,
+                 "{\"id\": \"%d\", \"type\": \"go\", \"profile\": \"p%d\", \"time\": \"2026-11-23T10:00:%02dZ\"}\n",
+                 i, i % 1000, i / 1000);
+        strcat(events, line);
+    }
+    json_t *out = simulate(j, events, INT64_MAX, NULL);
+    free(events);
+    int a = 0;
+    const char *pid;
+    json_t *p;
+    json_object_foreach(json_object_get(out, "profiles"), pid, p) {
+        json_t *path = json_object_get(p, "path");
+        assert_int_equal(json_array_size(path), 4);
+        assert_string_equal(json_string_value(json_array_get(path, 1)),
+                            json_string_value(json_array_get(path, 3)));
+        a += !strcmp(json_string_value(json_array_get(path, 1)), "a");
+    }
+    assert_int_equal(json_object_size(json_object_get(out, "profiles")), 1000);
+    assert_in_range(a, 250, 350); /* 30% of 1000, give or take */
+    json_decref(out);
+}
+
+static void test_sim_wait_event_without_timeout(void **st)
+{
+    const char *j = "journey: { name = \"we\"; entry = { event = \"signup\"; };\n"
+                    " start = \"r\"; nodes = ( { id = \"r\"; type = \"wait_event\"; event = \"confirm\"; on_event = \"e\"; },\n"
+                    " { id = \"e\"; type = \"end\"; } ); };\n";
+    json_t *out = simulate(j,
+                           EV("1", "signup", "p", "2026-11-23T10:00:00Z")
+                           EV("2", "signup", "q", "2026-11-23T10:00:00Z")
+                           EV("3", "confirm", "q", "2027-01-01T00:00:00Z"),
+                           INT64_MAX, NULL);
+    assert_path(out, "p", "waiting", "r");
+    assert_path(out, "q", "completed", "r e");
+    json_decref(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_event_ok),
+        cmocka_unit_test(test_event_defaults),
+        cmocka_unit_test(test_event_malformed),
+        cmocka_unit_test(test_timers_order),
+        cmocka_unit_test(test_file_ok),
+        cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_file_loop_without_wait),
+        cmocka_unit_test(test_sim_paths),
+        cmocka_unit_test(test_sim_disabled_channel),
+        cmocka_unit_test(test_sim_duplicates_and_dead_letters),
+        cmocka_unit_test(test_sim_reentry),
+        cmocka_unit_test(test_sim_split_stable),
+        cmocka_unit_test(test_sim_wait_event_without_timeout),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
