@@ -1,12 +1,12 @@
 #include "support/fake_channel.h"
 
-#include <libconfig.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
+#include "support/instance.h"
 
 typedef struct entry {
     char *key;
@@ -151,46 +151,14 @@ static void f_deliver(void *st, void *conn, const baton_message *const *msgs, si
 static const char *const parts[] = {"subject", "text", NULL};
 static const baton_channel_ops ops = {.size = sizeof ops, .parts = parts, .format = f_format,
                                       .deliver = f_deliver};
-static plugin fake_plugin = {
-    .name = "fake_channel",
-    .path = "(in-process)",
-    .desc = {.size = sizeof(baton_plugin), .abi_major = BATON_ABI_MAJOR,
-             .abi_minor = BATON_ABI_MINOR, .name = "fake_channel", .version = "1.0.0",
-             .kind = BATON_KIND_CHANNEL, .init = f_init, .destroy = f_destroy, .ops = &ops},
-};
+static const baton_plugin fake_desc = {
+    .size = sizeof(baton_plugin), .abi_major = BATON_ABI_MAJOR, .abi_minor = BATON_ABI_MINOR,
+    .name = "fake_channel", .version = "1.0.0", .kind = BATON_KIND_CHANNEL, .init = f_init,
+    .destroy = f_destroy, .ops = &ops};
 
 instance *fake_channel_new(const char *name, const char *settings, char *err, size_t errlen)
 {
-    config_t lc;
-    config_init(&lc);
-    char *text;
-    if (asprintf(&text, "%s: { plugin = \"fake_channel\"; %s };", name, settings) < 0)
-        abort();
-    instance *inst = NULL;
-    if (!config_read_string(&lc, text)) {
-        snprintf(err, errlen, "line %d: %s", config_error_line(&lc), config_error_text(&lc));
-        goto out;
-    }
-    char where[128];
-    snprintf(where, sizeof where, "channels.%s", name);
-    conf_use u = {.section = "channels", .name = (char *)name, .where = where,
-                  .kind = BATON_KIND_CHANNEL, .plugin = "fake_channel", .enabled = 1,
-                  .group = config_lookup(&lc, name), .file = "test", .line = 1};
-    diag d;
-    diag_init(&d);
-    inst = instance_create(&fake_plugin, &u, ".", &d);
-    if (!inst && d.n)
-        snprintf(err, errlen, "%s", d.v[0].msg);
-    diag_free(&d);
-    if (inst && (instance_init(inst) || instance_start(inst))) {
-        snprintf(err, errlen, "%s", inst->error);
-        instance_destroy(inst);
-        inst = NULL;
-    }
-out:
-    config_destroy(&lc);
-    free(text);
-    return inst;
+    return test_instance_new(&fake_desc, "channels", name, settings, 1, err, errlen);
 }
 
-void fake_channel_free(instance *inst) { instance_destroy(inst); }
+void fake_channel_free(instance *inst) { test_instance_free(inst); }
