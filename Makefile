@@ -89,9 +89,9 @@ define plugin_rule
 $(BUILD)/plugins/$(1).so: $(wildcard plugins/$(1)/*.c) $(wildcard plugins/$(1)/*.h) $(wildcard sdk/include/baton/*.h) | $(DEPS_STAMP)
 	@mkdir -p $$(@D)
 	$$(CC) $$(PLUGIN_CFLAGS) $$(call PKG_CFLAGS,$$(call plugin_pkgs,$(1))) -o $$@ $(wildcard plugins/$(1)/*.c) $$(PLUGIN_LDFLAGS) $$(call PKG_LIBS,$$(call plugin_pkgs,$(1)))
-$(BUILD)/tests/plugins/test_$(1): tests/plugins/test_$(1).c $(wildcard plugins/$(1)/*.c) $(CORE_LIB)
+$(BUILD)/tests/plugins/test_$(1): tests/plugins/test_$(1).c $(wildcard plugins/$(1)/*.c) $(TEST_SUPPORT) $(CORE_LIB)
 	@mkdir -p $$(@D)
-	$$(CC) $$(CORE_CFLAGS) $$(call PKG_CFLAGS,cmocka $$(call plugin_pkgs,$(1))) -Iplugins/$(1) -o $$@ $$(filter %.c,$$^) $$(TEST_SUPPORT) $(CORE_LIB) $$(call PKG_LIBS,cmocka $$(call plugin_pkgs,$(1))) $$(CORE_LIBS)
+	$$(CC) $$(CORE_CFLAGS) $$(call PKG_CFLAGS,cmocka $$(call plugin_pkgs,$(1))) -Iplugins/$(1) -Itests -o $$@ $$(filter %.c,$$^) $(CORE_LIB) $$(call PKG_LIBS,cmocka $$(call plugin_pkgs,$(1))) $$(CORE_LIBS)
 endef
 $(foreach p,$(PLUGINS),$(eval $(call plugin_rule,$(p))))
 

@@ -39,11 +39,12 @@ instance *test_instance_new(const baton_plugin *desc, const char *section, const
     diag_free(&d);
     if (inst && (instance_init(inst) || (start && instance_start(inst)))) {
         snprintf(err, errlen, "%s", inst->error);
-        test_instance_free(inst);
+        test_instance_free(inst); /* frees p too */
         inst = NULL;
+        p = NULL;
     }
 out:
-    if (!inst) {
+    if (!inst && p) {
         free(p->name);
         free(p->path);
         free(p);

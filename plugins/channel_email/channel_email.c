@@ -1,0 +1,535 @@
+/* channel_email — email over SMTP with libesmtp.
+ *
+ * format() writes the whole RFC 5322 message, CRLF line ends: From, To,
+ * Subject (RFC 2047 "B" words when not plain ASCII), Date (from the
+ * message's time), Message-ID (from its idempotency key, so a retry
+ * carries the same id), MIME-Version, List-Unsubscribe (and
+ * List-Unsubscribe-Post for an https link), X-Baton-Key, then the parts:
+ * text and html as multipart/alternative, or the one that is set, each
+ * UTF-8 in quoted-printable.
+ *
+ * deliver() sends a whole batch in one SMTP session (one connection, one
+ * EHLO, PIPELINING when the server offers it: libesmtp pipelines the
+ * envelope commands of consecutive messages), with STARTTLS and AUTH as
+ * configured. Per message: 2xx OK (the server's reply text as provider
+ * id: "queued as ..."), 4xx or no reply (connection refused, dropped,
+ * timed out) RETRY, 5xx ERROR. */
+#include <baton/baton.h>
+
+#include <auth-client.h>
+#include <libesmtp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *const starttls_choices[] = {"disabled", "enabled", "required", NULL};
+
+static const baton_config_key keys[] = {
+    {.name = "host", .type = BATON_CFG_STRING, .default_value = "127.0.0.1",
+     .help = "the SMTP server (submission MTA)"},
+    {.name = "port", .type = BATON_CFG_INT, .default_value = "25", .has_range = 1, .min = 1,
+     .max = 65535},
+    {.name = "from", .type = BATON_CFG_STRING, .required = 1,
+     .help = "the From header: \"Shop <news@example.com>\"; its address is the envelope sender"},
+    {.name = "reply_to", .type = BATON_CFG_STRING, .help = "a Reply-To header"},
+    {.name = "starttls", .type = BATON_CFG_ENUM, .default_value = "disabled",
+     .choices = starttls_choices,
+     .help = "enabled: when the server offers it; required: refuse to send in clear"},
+    {.name = "username", .type = BATON_CFG_STRING,
+     .help = "AUTH (PLAIN, LOGIN or CRAM-MD5, as the server offers) with this user"},
+    {.name = "password", .type = BATON_CFG_STRING, .help = "AUTH password; use \"${env:NAME}\""},
+    {.name = "helo", .type = BATON_CFG_STRING, .help = "the name given in EHLO (default: this host's)"},
+    {.name = "timeout", .type = BATON_CFG_DURATION, .default_value = "30s",
+     .help = "each SMTP step's time limit (connect, greeting, each reply, data)"},
+    {.name = "list_unsubscribe", .type = BATON_CFG_TEMPLATE,
+     .help = "the List-Unsubscribe header: \"<mailto:unsub@example.com?subject={{ id }}>, "
+             "<https://example.com/u/{{ id }}>\""},
+    {.name = "message_id_domain", .type = BATON_CFG_STRING,
+     .help = "the right side of Message-ID (default: the From address's domain)"},
+    {0}};
+
+typedef struct email {
+    baton_instance *inst;
+    const baton_host *h;
+    char host[256];
+    int port;
+    char *from_header;  /* encoded as it goes on the wire */
+    char from_addr[256];
+    const char *reply_to;
+    int starttls;
+    const char *user, *pass, *helo;
+    long timeout_ms;
+    baton_template *unsub;
+    const char *unsub_text; /* when templates are not available and it has no {{ */
+    char domain[256];
+    baton_counter *c_sent, *c_failed, *c_sessions;
+} email;
+
+/* ------------------------------------------------------------------ */
+/* Encodings                                                           */
+/* ------------------------------------------------------------------ */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void put_base64(const baton_host *h, baton_buf *out, const unsigned char *p, size_t n)
+{
+    char q[4];
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        q[0] = b64[v >> 18 & 63];
+        q[1] = b64[v >> 12 & 63];
+        q[2] = i + 1 < n ? b64[v >> 6 & 63] : '=';
+        q[3] = i + 2 < n ? b64[v & 63] : '=';
+        h->buf_append(out, q, 4);
+    }
+}
+
+static int plain_ascii(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 32 || (unsigned char)*s > 126)
+            return 0;
+    return 1;
+}
+
+/* RFC 2047: UTF-8 "B" encoded words of at most 45 bytes of text each (60
+ * of base64, 72 with the wrapper), cut between characters, folded. */
+static void put_header_text(const baton_host *h, baton_buf *out, const char *s)
+{
+    if (plain_ascii(s) && strlen(s) < 900) {
+        h->buf_append(out, s, strlen(s));
+        return;
+    }
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = strlen(s), i = 0;
+    int first = 1;
+    while (i < n) {
+        size_t take = n - i < 45 ? n - i : 45;
+        while (take < n - i && take > 0 && (p[i + take] & 0xC0) == 0x80)
+            take--; /* never split a UTF-8 sequence */
+        if (!first)
+            h->buf_append(out, "\r\n ", 3);
+        h->buf_append(out, "=?UTF-8?B?", 10);
+        put_base64(h, out, p + i, take);
+        h->buf_append(out, "?=", 2);
+        i += take;
+        first = 0;
+    }
+}
+
+/* Quoted-printable (RFC 2045 §6.7): lines of at most 76 characters, soft
+ * breaks "=", CRLF for every line end of the input. */
+static void put_qp(const baton_host *h, baton_buf *out, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t col = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '\r' && p[1] == '\n')
+            continue;
+        if (*p == '\n') {
+            h->buf_append(out, "\r\n", 2);
+            col = 0;
+            continue;
+        }
+        char enc[3];
+        size_t len;
+        int at_eol = p[1] == '\0' || p[1] == '\n' || (p[1] == '\r' && p[2] == '\n');
+        if ((*p >= 33 && *p <= 126 && *p != '=') || ((*p == ' ' || *p == '\t') && !at_eol)) {
+            enc[0] = (char)*p;
+            len = 1;
+        } else {
+            enc[0] = '=';
+            enc[1] = hex[*p >> 4];
+            enc[2] = hex[*p & 15];
+            len = 3;
+        }
+        if (col + len > 75) {
+            h->buf_append(out, "=\r\n", 3);
+            col = 0;
+        }
+        h->buf_append(out, enc, len);
+        col += len;
+    }
+    h->buf_append(out, "\r\n", 2);
+}
+
+static uint64_t fnv1a(const char *s, uint64_t seed)
+{
+    uint64_t x = 1469598103934665603ULL ^ seed;
+    for (; *s; s++) {
+        x ^= (unsigned char)*s;
+        x *= 1099511628211ULL;
+    }
+    return x;
+}
+
+static int has_crlf(const char *s) { return strchr(s, '\r') || strchr(s, '\n'); }
+
+/* "Name <addr>" or "addr": the address, and the display name. */
+static void split_mailbox(const char *s, char *addr, size_t alen, char *name, size_t nlen)
+{
+    const char *lt = strrchr(s, '<'), *gt = lt ? strchr(lt, '>') : NULL;
+    if (lt && gt) {
+        snprintf(addr, alen, "%.*s", (int)(gt - lt - 1), lt + 1);
+        size_t n = (size_t)(lt - s);
+        while (n && s[n - 1] == ' ')
+            n--;
+        if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
+            s++;
+            n -= 2;
+        }
+        snprintf(name, nlen, "%.*s", (int)n, s);
+    } else {
+        snprintf(addr, alen, "%s", s);
+        name[0] = '\0';
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* format                                                              */
+/* ------------------------------------------------------------------ */
+
+static int email_format(void *state, const baton_message *m, baton_buf *out, char *err,
+                        size_t errlen)
+{
+    email *e = state;
+    const baton_host *h = e->h;
+    const char *subject = baton_message_part(m, "subject");
+    const char *text = baton_message_part(m, "text");
+    const char *html = baton_message_part(m, "html");
+    if (text && !*text)
+        text = NULL;
+    if (html && !*html)
+        html = NULL;
+    if (!m->recipient || !*m->recipient || has_crlf(m->recipient) ||
+        strpbrk(m->recipient, "<>\" ,") || !strchr(m->recipient, '@')) {
+        snprintf(err, errlen, "not an email address: '%s'", m->recipient ? m->recipient : "");
+        return -1;
+    }
+    if (!text && !html) {
+        snprintf(err, errlen, "the message has neither a text nor an html part");
+        return -1;
+    }
+    h->buf_printf(out, "From: %s\r\n", e->from_header);
+    h->buf_printf(out, "To: <%s>\r\n", m->recipient);
+    if (e->reply_to)
+        h->buf_printf(out, "Reply-To: %s\r\n", e->reply_to);
+    /* a subject is one line: fold any line break a template put there */
+    char *subj = strdup(subject ? subject : "");
+    for (char *p = subj; *p; p++)
+        if (*p == '\r' || *p == '\n' || *p == '\t')
+            *p = ' ';
+    h->buf_append(out, "Subject: ", 9);
+    put_header_text(h, out, subj);
+    h->buf_append(out, "\r\n", 2);
+    free(subj);
+    time_t t = (time_t)m->time;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    static const char *const wd[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *const mo[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    h->buf_printf(out, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n", wd[tm.tm_wday],
+                  tm.tm_mday, mo[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                  tm.tm_sec);
+    uint64_t a = fnv1a(m->key, 0), b = fnv1a(m->key, 0x9e3779b97f4a7c15ULL);
+    h->buf_printf(out, "Message-ID: <%016llx.%016llx@%s>\r\n", (unsigned long long)a,
+                  (unsigned long long)b, e->domain);
+    h->buf_append(out, "MIME-Version: 1.0\r\n", 19);
+    const char *unsub = baton_message_part(m, "list_unsubscribe");
+    baton_buf *ub = NULL;
+    if (!unsub && e->unsub) {
+        ub = h->buf_new();
+        if (h->template_render(e->unsub, m->row, ub) == 0)
+            unsub = h->buf_data(ub, NULL);
+    } else if (!unsub) {
+        unsub = e->unsub_text;
+    }
+    if (unsub && *unsub && !has_crlf(unsub)) {
+        h->buf_printf(out, "List-Unsubscribe: %s\r\n", unsub);
+        if (strstr(unsub, "<https:"))
+            h->buf_append(out, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", 51);
+    }
+    if (ub)
+        h->buf_free(ub);
+    if (!has_crlf(m->key))
+        h->buf_printf(out, "X-Baton-Key: %s\r\n", m->key);
+    const char *qp = "Content-Transfer-Encoding: quoted-printable\r\n";
+    if (text && html) {
+        char boundary[64];
+        snprintf(boundary, sizeof boundary, "=_baton_%016llx", (unsigned long long)a);
+        h->buf_printf(out, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n",
+                      boundary);
+        h->buf_printf(out, "This is a multi-part message in MIME format.\r\n\r\n--%s\r\n",
+                      boundary);
+        h->buf_printf(out, "Content-Type: text/plain; charset=UTF-8\r\n%s\r\n", qp);
+        put_qp(h, out, text);
+        h->buf_printf(out, "--%s\r\n", boundary);
+        h->buf_printf(out, "Content-Type: text/html; charset=UTF-8\r\n%s\r\n", qp);
+        put_qp(h, out, html);
+        h->buf_printf(out, "--%s--\r\n", boundary);
+    } else {
+        h->buf_printf(out, "Content-Type: text/%s; charset=UTF-8\r\n%s\r\n",
+                      text ? "plain" : "html", qp);
+        put_qp(h, out, text ? text : html);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* deliver                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct session_info {
+    int no_starttls; /* required, not offered */
+    email *e;
+} session_info;
+
+static void event_cb(smtp_session_t session, int event_no, void *arg, ...)
+{
+    session_info *si = arg;
+    if (event_no == SMTP_EV_EXTNA_STARTTLS)
+        si->no_starttls = 1;
+}
+
+static int auth_interact(auth_client_request_t req, char **result, int fields, void *arg)
+{
+    email *e = arg;
+    for (int i = 0; i < fields; i++) {
+        if (req[i].flags & AUTH_USER)
+            result[i] = (char *)(e->user ? e->user : "");
+        else if (req[i].flags & AUTH_PASS)
+            result[i] = (char *)(e->pass ? e->pass : "");
+        else
+            return 0;
+    }
+    return 1;
+}
+
+static void set_status(baton_delivery *d, const smtp_status_t *st, const char *what,
+                       const char *fallback)
+{
+    if (st && st->code >= 200 && st->code < 300) {
+        d->status = BATON_OK;
+        const char *text = st->text ? st->text : "";
+        const char *q = strstr(text, "queued as ");
+        snprintf(d->provider_id, sizeof d->provider_id, "%s", q ? q + 10 : text);
+        size_t n = strlen(d->provider_id);
+        while (n && (d->provider_id[n - 1] == '\r' || d->provider_id[n - 1] == '\n' ||
+                     d->provider_id[n - 1] == ' '))
+            d->provider_id[--n] = '\0';
+        return;
+    }
+    if (st && st->code >= 500) {
+        d->status = BATON_ERROR;
+    } else {
+        d->status = BATON_RETRY; /* 4xx, or no reply at all */
+    }
+    if (st && st->code) {
+        snprintf(d->reason, sizeof d->reason, "%s: %d %s", what, st->code,
+                 st->text ? st->text : "");
+        size_t n = strlen(d->reason);
+        while (n && (d->reason[n - 1] == '\r' || d->reason[n - 1] == '\n'))
+            d->reason[--n] = '\0';
+    } else {
+        snprintf(d->reason, sizeof d->reason, "%s", fallback);
+    }
+}
+
+static void email_deliver(void *state, void *conn, const baton_message *const *msgs, size_t n,
+                          baton_delivery *out)
+{
+    email *e = state;
+    const baton_host *h = e->h;
+    smtp_session_t s = smtp_create_session();
+    smtp_message_t *sm = calloc(n, sizeof *sm);
+    smtp_recipient_t *rc = calloc(n, sizeof *rc);
+    baton_buf **bodies = calloc(n, sizeof *bodies);
+    session_info si = {.e = e};
+    auth_context_t auth = NULL;
+    char hostport[280];
+    snprintf(hostport, sizeof hostport, "%.255s:%d", e->host, e->port);
+    if (!s || !sm || !rc || !bodies) {
+        for (size_t i = 0; i < n; i++) {
+            out[i].status = BATON_RETRY;
+            snprintf(out[i].reason, sizeof out[i].reason, "out of memory");
+        }
+        goto done;
+    }
+    smtp_set_server(s, hostport);
+    if (e->helo)
+        smtp_set_hostname(s, e->helo);
+    int tflag = Timeout_OVERRIDE_RFC2822_MINIMUM;
+    smtp_set_timeout(s, Timeout_GREETING | tflag, e->timeout_ms);
+    smtp_set_timeout(s, Timeout_ENVELOPE | tflag, e->timeout_ms);
+    smtp_set_timeout(s, Timeout_DATA | tflag, e->timeout_ms);
+    smtp_set_timeout(s, Timeout_TRANSFER | tflag, e->timeout_ms);
+    smtp_set_timeout(s, Timeout_DATA2 | tflag, e->timeout_ms);
+    smtp_set_eventcb(s, event_cb, &si);
+    if (e->starttls)
+        smtp_starttls_enable(s, e->starttls == 2 ? Starttls_REQUIRED : Starttls_ENABLED);
+    if (e->user) {
+        auth = auth_create_context();
+        auth_set_mechanism_flags(auth, AUTH_PLUGIN_PLAIN, 0);
+        auth_set_interact_cb(auth, auth_interact, e);
+        smtp_auth_set_context(s, auth);
+    }
+    size_t queued = 0;
+    for (size_t i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        bodies[i] = h->buf_new();
+        char err[256] = "";
+        if (email_format(e, msgs[i], bodies[i], err, sizeof err) != 0) {
+            out[i].status = BATON_ERROR;
+            snprintf(out[i].reason, sizeof out[i].reason, "%s", err);
+            continue;
+        }
+        sm[i] = smtp_add_message(s);
+        smtp_set_reverse_path(sm[i], e->from_addr);
+        rc[i] = smtp_add_recipient(sm[i], msgs[i]->recipient);
+        /* our headers are final: libesmtp must not add or rewrite them */
+        smtp_set_header_option(sm[i], "Message-Id", Hdr_OVERRIDE, 0);
+        smtp_set_message_str(sm[i], (void *)h->buf_data(bodies[i], NULL));
+        queued++;
+    }
+    if (!queued)
+        goto done;
+    char why[512] = "";
+    if (!smtp_start_session(s)) {
+        char eb[128];
+        snprintf(why, sizeof why, "SMTP %s: %s", hostport,
+                 smtp_strerror(smtp_errno(), eb, sizeof eb));
+    }
+    h->counter_add(e->c_sessions, 1);
+    for (size_t i = 0; i < n; i++) {
+        if (!sm[i])
+            continue;
+        char fb[600];
+        if (si.no_starttls)
+            snprintf(fb, sizeof fb, "SMTP %s does not offer STARTTLS (starttls = \"required\")",
+                     hostport);
+        else
+            snprintf(fb, sizeof fb, "%s", why[0] ? why : "SMTP: the session ended first");
+        const smtp_status_t *rp = smtp_reverse_path_status(sm[i]);
+        const smtp_status_t *rs = smtp_recipient_status(rc[i]);
+        const smtp_status_t *ts = smtp_message_transfer_status(sm[i]);
+        if (rp && rp->code >= 400)
+            set_status(&out[i], rp, "MAIL FROM", fb);
+        else if (rs && rs->code >= 400)
+            set_status(&out[i], rs, "RCPT TO", fb);
+        else
+            set_status(&out[i], ts, "DATA", fb);
+        if (si.no_starttls)
+            out[i].status = BATON_ERROR; /* a setting to fix, not a server to wait for */
+        h->counter_add(out[i].status == BATON_OK ? e->c_sent : e->c_failed, 1);
+    }
+done:
+    if (s)
+        smtp_destroy_session(s);
+    if (auth)
+        auth_destroy_context(auth);
+    for (size_t i = 0; bodies && i < n; i++)
+        if (bodies[i])
+            h->buf_free(bodies[i]);
+    free(bodies);
+    free(sm);
+    free(rc);
+}
+
+/* ------------------------------------------------------------------ */
+/* Lifecycle                                                           */
+/* ------------------------------------------------------------------ */
+
+static int email_init(baton_instance *inst, const baton_host *h, void **state)
+{
+    email *e = calloc(1, sizeof *e);
+    if (!e)
+        return -1;
+    e->inst = inst;
+    e->h = h;
+    snprintf(e->host, sizeof e->host, "%s", h->config_string(inst, "host"));
+    e->port = (int)h->config_int(inst, "port");
+    const char *from = h->config_string(inst, "from");
+    char name[256];
+    split_mailbox(from, e->from_addr, sizeof e->from_addr, name, sizeof name);
+    const char *at = strchr(e->from_addr, '@');
+    if (!at || has_crlf(from) || strpbrk(e->from_addr, "<>\" ,")) {
+        h->set_error(inst, "from = \"%s\": expected \"Name <address@domain>\" or an address",
+                     from);
+        free(e);
+        return -1;
+    }
+    baton_buf *fh = h->buf_new();
+    if (name[0]) {
+        put_header_text(h, fh, name);
+        h->buf_printf(fh, " <%s>", e->from_addr);
+    } else {
+        h->buf_printf(fh, "<%s>", e->from_addr);
+    }
+    e->from_header = strdup(h->buf_data(fh, NULL));
+    h->buf_free(fh);
+    e->reply_to = h->config_string(inst, "reply_to");
+    const char *tls = h->config_string(inst, "starttls");
+    e->starttls = !strcmp(tls, "required") ? 2 : !strcmp(tls, "enabled") ? 1 : 0;
+    e->user = h->config_string(inst, "username");
+    e->pass = h->config_string(inst, "password");
+    if (e->pass && !e->user) {
+        h->set_error(inst, "password is set but username is not");
+        free(e->from_header);
+        free(e);
+        return -1;
+    }
+    e->helo = h->config_string(inst, "helo");
+    e->timeout_ms = (long)h->config_duration_ms(inst, "timeout");
+    const char *dom = h->config_string(inst, "message_id_domain");
+    snprintf(e->domain, sizeof e->domain, "%s", dom ? dom : at + 1);
+    const char *unsub = h->config_string(inst, "list_unsubscribe");
+    if (unsub) {
+        char err[256];
+        e->unsub = h->template_compile(inst, unsub, 0, err, sizeof err);
+        if (!e->unsub) {
+            if (strstr(unsub, "{{")) {
+                h->set_error(inst, "list_unsubscribe: %s", err);
+                free(e->from_header);
+                free(e);
+                return -1;
+            }
+            e->unsub_text = unsub;
+        }
+    }
+    e->c_sent = h->counter(inst, "sent");
+    e->c_failed = h->counter(inst, "failed");
+    e->c_sessions = h->counter(inst, "smtp_sessions");
+    *state = e;
+    return 0;
+}
+
+static int email_start(void *state)
+{
+    auth_client_init(); /* loads the SASL plugins once; idempotent */
+    return 0;
+}
+
+static void email_destroy(void *state)
+{
+    email *e = state;
+    if (e->unsub)
+        e->h->template_free(e->unsub);
+    free(e->from_header);
+    free(e);
+}
+
+static const char *const parts[] = {"subject", "text", "html", "list_unsubscribe", NULL};
+static const baton_channel_ops ops = {
+    .size = sizeof(baton_channel_ops),
+    .parts = parts,
+    .format = email_format,
+    .deliver = email_deliver,
+};
+
+BATON_PLUGIN(.name = "channel_email", .version = "1.0.0",
+             .description = "email over SMTP (libesmtp): MIME text+html, RFC 2047, STARTTLS, AUTH",
+             .kind = BATON_KIND_CHANNEL, .config = keys, .init = email_init,
+             .start = email_start, .destroy = email_destroy, .ops = &ops)

@@ -1,0 +1,381 @@
+/* channel_email: format() byte for byte (headers, RFC 2047, MIME,
+ * quoted-printable), its refusals and settings; deliver() against the
+ * aiosmtpd sink (tests/support/smtp_sink.py): one session per batch,
+ * AUTH, per-recipient 5xx/4xx, a server that is not there, STARTTLS
+ * required but not offered. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "support/fs.h"
+#include "support/instance.h"
+#include "support/server.h"
+#include "timefmt.h"
+
+const baton_plugin *baton_plugin_entry(void);
+
+static instance *email(const char *settings)
+{
+    char err[512] = "";
+    instance *inst = test_instance_new(baton_plugin_entry(), "channels", "email", settings, 1,
+                                       err, sizeof err);
+    if (!inst)
+        fail_msg("channel_email: %s", err);
+    return inst;
+}
+
+static int64_t ts(const char *s)
+{
+    int64_t t;
+    assert_int_equal(timestamp_parse(s, strlen(s), &t), 0);
+    return t;
+}
+
+static baton_message msg(const char *key, const char *to, const char *subject, const char *text,
+                         const char *html)
+{
+    static const char *names[3];
+    static const char *values[3];
+    size_t n = 0;
+    if (subject) {
+        names[n] = "subject";
+        values[n++] = subject;
+    }
+    if (text) {
+        names[n] = "text";
+        values[n++] = text;
+    }
+    if (html) {
+        names[n] = "html";
+        values[n++] = html;
+    }
+    baton_message m = {.size = sizeof m, .key = key, .recipient = to, .nparts = n,
+                       .part_names = names, .part_values = values,
+                       .time = ts("2026-11-23T10:00:00Z"), .attempt = 1};
+    return m;
+}
+
+static char *format(instance *inst, const baton_message *m, int want)
+{
+    const baton_channel_ops *ops = instance_channel(inst);
+    buf out;
+    buf_init(&out);
+    static char err[256];
+    err[0] = '\0';
+    int rc = ops->format(inst->state, m, &out, err, sizeof err);
+    assert_int_equal(rc, want);
+    if (rc)
+        return strdup(err);
+    return out.data ? buf_steal(&out) : strdup("");
+}
+
+/* s with every `from` replaced by `to` (s is freed). */
+static char *subst(char *s, const char *from, const char *to)
+{
+    buf b;
+    buf_init(&b);
+    const char *p = s, *q;
+    while ((q = strstr(p, from))) {
+        buf_add(&b, p, (size_t)(q - p));
+        buf_adds(&b, to);
+        p = q + strlen(from);
+    }
+    buf_adds(&b, p);
+    free(s);
+    return buf_steal(&b);
+}
+
+static void test_format_multipart(void **state)
+{
+    instance *inst = email("from = \"Shop <news@example.com>\"; list_unsubscribe = "
+                           "\"<mailto:unsub@example.com>, <https://example.com/u>\";");
+    baton_message m = msg("winback/1/mail_a/p42", "ann@example.com",
+                          "Ünïcode sale — 10% off for the whole week, only for you, Ann!",
+                          "Hello Ann,\nprices = low\nA very long line that goes on and on "
+                          "beyond seventy-six characters, so it must be wrapped softly.\n",
+                          "<p>Caf\xc3\xa9</p>");
+    char *got = format(inst, &m, 0);
+    const char *want =
+        "From: Shop <news@example.com>\r\n"
+        "To: <ann@example.com>\r\n"
+        "Subject: =?UTF-8?B?w5xuw69jb2RlIHNhbGUg4oCUIDEwJSBvZmYgZm9yIHRoZSB3aG9sZSB3ZWVr?=\r\n"
+        " =?UTF-8?B?LCBvbmx5IGZvciB5b3UsIEFubiE=?=\r\n"
+        "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+        "Message-ID: <@ID@@example.com>\r\n"
+        "MIME-Version: 1.0\r\n"
+        "List-Unsubscribe: <mailto:unsub@example.com>, <https://example.com/u>\r\n"
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+        "X-Baton-Key: winback/1/mail_a/p42\r\n"
+        "Content-Type: multipart/alternative; boundary=\"=_baton_@B@\"\r\n"
+        "\r\n"
+        "This is a multi-part message in MIME format.\r\n"
+        "\r\n"
+        "--=_baton_@B@\r\n"
+        "Content-Type: text/plain; charset=UTF-8\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n"
+        "\r\n"
+        "Hello Ann,\r\n"
+        "prices =3D low\r\n"
+        "A very long line that goes on and on beyond seventy-six characters, so it m=\r\n"
+        "ust be wrapped softly.\r\n"
+        "\r\n"
+        "--=_baton_@B@\r\n"
+        "Content-Type: text/html; charset=UTF-8\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n"
+        "\r\n"
+        "<p>Caf=C3=A9</p>\r\n"
+        "--=_baton_@B@--\r\n";
+    /* the ids derive from the key: read them back, then compare it all */
+    const char *mid = strstr(got, "Message-ID: <");
+    assert_non_null(mid);
+    char id[64], b[32];
+    assert_int_equal(sscanf(mid, "Message-ID: <%33[0-9a-f.]@", id), 1);
+    assert_int_equal(strlen(id), 33);
+    snprintf(b, sizeof b, "%.16s", id);
+    char *expect = subst(subst(strdup(want), "@ID@", id), "@B@", b);
+    assert_string_equal(got, expect);
+    free(expect);
+    /* same key, same ids: a retry is the same message */
+    char *again = format(inst, &m, 0);
+    assert_string_equal(again, got);
+    free(again);
+    free(got);
+    test_instance_free(inst);
+}
+
+static void test_format_single_part_and_from(void **state)
+{
+    instance *inst = email("from = \"\\\"Boutique Élise\\\" <news@shop.example>\"; "
+                           "reply_to = \"help@shop.example\"; message_id_domain = \"mail.shop.example\";");
+    baton_message m = msg("k1", "bob@example.com", "Plain subject", NULL, "<b>hi</b>\n");
+    char *got = format(inst, &m, 0);
+    assert_non_null(strstr(got, "From: =?UTF-8?B?Qm91dGlxdWUgw4lsaXNl?= <news@shop.example>\r\n"));
+    assert_non_null(strstr(got, "Reply-To: help@shop.example\r\n"));
+    assert_non_null(strstr(got, "Subject: Plain subject\r\n"));
+    assert_non_null(strstr(got, "@mail.shop.example>\r\n"));
+    assert_null(strstr(got, "List-Unsubscribe"));
+    assert_non_null(strstr(got, "Content-Type: text/html; charset=UTF-8\r\n"
+                                "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+                                "<b>hi</b>\r\n"));
+    assert_null(strstr(got, "multipart"));
+    free(got);
+    /* a subject with a line break cannot inject a header */
+    m = msg("k2", "bob@example.com", "Hi\r\nBcc: evil@example.com", "x", NULL);
+    got = format(inst, &m, 0);
+    assert_non_null(strstr(got, "Subject: Hi  Bcc: evil@example.com\r\n"));
+    assert_null(strstr(got, "\nBcc:"));
+    free(got);
+    test_instance_free(inst);
+}
+
+static void test_format_refusals(void **state)
+{
+    instance *inst = email("from = \"news@example.com\";");
+    baton_message m = msg("k", "not-an-address", "s", "t", NULL);
+    char *err = format(inst, &m, -1);
+    assert_string_equal(err, "not an email address: 'not-an-address'");
+    free(err);
+    m = msg("k", "a@example.com\r\nRCPT TO:<x@y>", "s", "t", NULL);
+    err = format(inst, &m, -1);
+    assert_non_null(strstr(err, "not an email address"));
+    free(err);
+    m = msg("k", "a@example.com", "s", NULL, NULL);
+    err = format(inst, &m, -1);
+    assert_string_equal(err, "the message has neither a text nor an html part");
+    free(err);
+    /* trailing spaces are encoded, "=" always */
+    m = msg("k", "a@example.com", "s", "end  \n=", NULL);
+    char *got = format(inst, &m, 0);
+    assert_non_null(strstr(got, "\r\n\r\nend =20\r\n=3D\r\n"));
+    free(got);
+    test_instance_free(inst);
+}
+
+static void test_settings(void **state)
+{
+    char err[512];
+    assert_null(test_instance_new(baton_plugin_entry(), "channels", "email",
+                                  "from = \"Shop\";", 1, err, sizeof err));
+    assert_string_equal(err, "from = \"Shop\": expected \"Name <address@domain>\" or an address");
+    assert_null(test_instance_new(baton_plugin_entry(), "channels", "email",
+                                  "from = \"a@b.c\"; starttls = \"always\";", 1, err, sizeof err));
+    assert_non_null(strstr(err, "starttls"));
+    assert_null(test_instance_new(baton_plugin_entry(), "channels", "email",
+                                  "from = \"a@b.c\"; password = \"x\";", 1, err, sizeof err));
+    assert_string_equal(err, "password is set but username is not");
+    instance *inst = email("from = \"a@b.c\"; starttls = \"required\"; username = \"u\"; "
+                           "password = \"p\"; timeout = \"5s\";");
+    test_instance_free(inst);
+}
+
+/* ---------------- delivery against aiosmtpd ---------------- */
+
+static char *sink_dir;
+static test_server sink;
+
+static void sink_start(const char *extra1, const char *extra2)
+{
+    char src[1024];
+    const char *top = getenv("BATON_SRC");
+    snprintf(src, sizeof src, "%s/tests/support/smtp_sink.py", top ? top : ".");
+    char *argv[] = {"/usr/bin/python3", src, "--dir", sink_dir, (char *)extra1, (char *)extra2,
+                    NULL};
+    if (!extra1)
+        argv[4] = NULL;
+    else if (!extra2)
+        argv[5] = NULL;
+    assert_int_equal(server_start_ready(&sink, argv, 15000), 0);
+}
+
+static int setup(void **state)
+{
+    sink_dir = tmpdir_make("smtp");
+    return 0;
+}
+static int teardown(void **state)
+{
+    server_stop(&sink);
+    tmpdir_remove(sink_dir);
+    free(sink_dir);
+    return 0;
+}
+
+static void deliver(instance *inst, baton_message *m, size_t n, baton_delivery *out)
+{
+    const baton_channel_ops *ops = instance_channel(inst);
+    const baton_message **p = calloc(n, sizeof *p);
+    for (size_t i = 0; i < n; i++)
+        p[i] = &m[i];
+    void *conn = ops->worker_open ? ops->worker_open(inst->state) : NULL;
+    ops->deliver(inst->state, conn, p, n, out);
+    if (ops->worker_close)
+        ops->worker_close(inst->state, conn);
+    free(p);
+}
+
+static void test_deliver_batch_one_session(void **state)
+{
+    sink_start("--reject", "bounce@=550");
+    char settings[256];
+    snprintf(settings, sizeof settings, "from = \"Shop <news@example.com>\"; port = %d;",
+             sink.port);
+    instance *inst = email(settings);
+    baton_message m[5];
+    char keys[5][16];
+    const char *to[] = {"a@example.com", "b@example.com", "bounce@example.com", "c@example.com",
+                        "bad address"};
+    for (int i = 0; i < 5; i++) {
+        snprintf(keys[i], sizeof keys[i], "batch/%d", i);
+        m[i] = msg(keys[i], to[i], "Hi", "Body", NULL);
+    }
+    baton_delivery out[5];
+    deliver(inst, m, 5, out);
+    assert_int_equal(out[0].status, BATON_OK);
+    assert_string_equal(out[0].provider_id, "Q000001");
+    assert_int_equal(out[1].status, BATON_OK);
+    assert_int_equal(out[2].status, BATON_ERROR);
+    assert_string_equal(out[2].reason,
+                        "RCPT TO: 550 5.1.1 <bounce@example.com>: Recipient address rejected");
+    assert_int_equal(out[3].status, BATON_OK);
+    assert_string_equal(out[3].provider_id, "Q000003");
+    assert_int_equal(out[4].status, BATON_ERROR);
+    /* one connection for the batch */
+    char path[1024];
+    snprintf(path, sizeof path, "%s/log.jsonl", sink_dir);
+    char *log = file_read(path, NULL);
+    assert_non_null(log);
+    int lines = 0;
+    for (char *p = log; (p = strstr(p, "\"session\": 1}")); p++)
+        lines++;
+    assert_int_equal(lines, 3);
+    free(log);
+    /* the stored bytes are format()'s bytes */
+    snprintf(path, sizeof path, "%s/1.eml", sink_dir);
+    char *stored = file_read(path, NULL);
+    char *formatted = format(inst, &m[0], 0);
+    assert_string_equal(stored, formatted);
+    free(stored);
+    free(formatted);
+    test_instance_free(inst);
+}
+
+static void test_deliver_auth(void **state)
+{
+    sink_start("--auth", "mailer:s3cret");
+    char settings[256];
+    snprintf(settings, sizeof settings,
+             "from = \"news@example.com\"; port = %d; username = \"mailer\"; password = \"s3cret\";",
+             sink.port);
+    instance *inst = email(settings);
+    baton_message m = msg("auth/1", "a@example.com", "Hi", "Body", NULL);
+    baton_delivery out;
+    deliver(inst, &m, 1, &out);
+    assert_int_equal(out.status, BATON_OK);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/log.jsonl", sink_dir);
+    char *log = file_read(path, NULL);
+    assert_non_null(strstr(log, "\"auth\": \"mailer\""));
+    free(log);
+    test_instance_free(inst);
+    /* wrong password: the server says 535, permanent */
+    snprintf(settings, sizeof settings,
+             "from = \"news@example.com\"; port = %d; username = \"mailer\"; password = \"nope\";",
+             sink.port);
+    inst = email(settings);
+    m = msg("auth/2", "a@example.com", "Hi", "Body", NULL);
+    deliver(inst, &m, 1, &out);
+    assert_int_not_equal(out.status, BATON_OK);
+    test_instance_free(inst);
+}
+
+static void test_deliver_server_absent_and_starttls(void **state)
+{
+    int port = server_free_port();
+    char settings[256];
+    snprintf(settings, sizeof settings, "from = \"news@example.com\"; port = %d; timeout = \"2s\";",
+             port);
+    instance *inst = email(settings);
+    baton_message m = msg("absent/1", "a@example.com", "Hi", "Body", NULL);
+    baton_delivery out;
+    deliver(inst, &m, 1, &out);
+    assert_int_equal(out.status, BATON_RETRY);
+    assert_non_null(strstr(out.reason, "SMTP 127.0.0.1:"));
+    test_instance_free(inst);
+
+    sink_start(NULL, NULL);
+    snprintf(settings, sizeof settings,
+             "from = \"news@example.com\"; port = %d; starttls = \"required\";", sink.port);
+    inst = email(settings);
+    deliver(inst, &m, 1, &out);
+    assert_int_equal(out.status, BATON_ERROR);
+    assert_non_null(strstr(out.reason, "does not offer STARTTLS"));
+    test_instance_free(inst);
+    /* enabled: used when offered, and this server does not offer it */
+    snprintf(settings, sizeof settings,
+             "from = \"news@example.com\"; port = %d; starttls = \"enabled\";", sink.port);
+    inst = email(settings);
+    deliver(inst, &m, 1, &out);
+    assert_int_equal(out.status, BATON_OK);
+    test_instance_free(inst);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_format_multipart),
+        cmocka_unit_test(test_format_single_part_and_from),
+        cmocka_unit_test(test_format_refusals),
+        cmocka_unit_test(test_settings),
+        cmocka_unit_test_setup_teardown(test_deliver_batch_one_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deliver_auth, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deliver_server_absent_and_starttls, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,112 @@
+"""SMTP sink for tests: an aiosmtpd server on 127.0.0.1 that stores what it
+receives. Run it with /usr/bin/python3 (Debian's python3-aiosmtpd).
+
+  smtp_sink.py --dir DIR [--port N] [--auth USER:PASS] [--die-after N]
+               [--reject SUBSTR=CODE ...]
+
+Prints "PORT <n>" on stdout once it listens (port 0 picks a free one).
+Every accepted message is DIR/<seq>.eml (the exact DATA bytes, CRLF line
+ends, dot-unstuffed) and one JSON line in DIR/log.jsonl:
+  {"seq": 1, "mail_from": "...", "rcpt_tos": ["..."], "file": "1.eml",
+   "auth": "user or null", "session": <connection number>}
+--auth        require AUTH (PLAIN or LOGIN) with these credentials
+--die-after N after N messages are stored, the next DATA makes the process
+              exit at once, with no reply (a server that goes away
+              mid-batch; the test starts another on the same port)
+--reject      answer RCPT TO for recipients containing SUBSTR with CODE
+              (550: permanent, 451: transient)
+"""
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+
+class Handler:
+    def __init__(self, args):
+        self.dir = args.dir
+        self.die_after = args.die_after
+        self.reject = []
+        for r in args.reject or []:
+            sub, code = r.rsplit("=", 1)
+            self.reject.append((sub, int(code)))
+        self.seq = 0
+        self.sessions = 0
+        self.log = open(os.path.join(self.dir, "log.jsonl"), "a", buffering=1)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.sessions += 1
+        session.baton_session = self.sessions
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        for sub, code in self.reject:
+            if sub in address:
+                if code >= 500:
+                    return "%d 5.1.1 <%s>: Recipient address rejected" % (code, address)
+                return "%d 4.2.0 <%s>: try again later" % (code, address)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.die_after is not None and self.seq >= self.die_after:
+            self.log.flush()
+            os._exit(0)
+        self.seq += 1
+        name = "%d.eml" % self.seq
+        with open(os.path.join(self.dir, name), "wb") as f:
+            f.write(envelope.original_content or envelope.content)
+        auth = session.auth_data
+        if isinstance(auth, LoginPassword):
+            auth = auth.login.decode()
+        self.log.write(json.dumps({
+            "seq": self.seq, "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos, "file": name,
+            "auth": auth, "session": getattr(session, "baton_session", 0)}) + "\n")
+        return "250 2.0.0 Ok: queued as Q%06d" % self.seq
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--dir", required=True)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--auth")
+    p.add_argument("--die-after", type=int)
+    p.add_argument("--reject", action="append")
+    args = p.parse_args()
+    handler = Handler(args)
+    kw = {"decode_data": False, "enable_SMTPUTF8": True, "data_size_limit": 10 * 1024 * 1024}
+    if args.auth:
+        user, pw = args.auth.split(":", 1)
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = (isinstance(auth_data, LoginPassword) and auth_data.login.decode() == user
+                  and auth_data.password.decode() == pw)
+            return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+        kw.update(auth_required=True, auth_require_tls=False, authenticator=authenticator)
+
+    port = args.port
+    if port == 0:
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **kw)
+    controller.start()
+    print("PORT %d" % port, flush=True)
+    try:
+        sys.stdin.read()  # until the test closes our stdin or kills us
+    except KeyboardInterrupt:
+        pass
+    controller.stop()
+
+
+if __name__ == "__main__":
+    main()
