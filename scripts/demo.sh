@@ -11,3 +11,5 @@ echo "== plugins"
 $BATON -c $CONF plugins
 echo "== check"
 $BATON -c $CONF check
+echo "== sample data (profiles, orders, stores, reservations)"
+$BATON -c $CONF sample-data --profiles 2000 --seed 7

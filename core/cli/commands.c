@@ -30,6 +30,13 @@ const cli_command cli_commands[] = {
      "The journeys the profile entered (state, node, path) and every send and\n"
      "action journeys made for it, with their status, from the state store.\n",
      cmd_profile},
+    {"sample-data", "[--profiles N] [--orders N] [--stores N] [--seed N]",
+     "fill the profiles source with the sample CRM",
+     "Create the tables of conf/schema.cfg (profiles, orders, stores, reservations)\n"
+     "in the profiles source (SQLite) and fill them: N profiles (default 1000),\n"
+     "about --orders orders each (default 5), --stores stores (default 20) and N/2\n"
+     "reservations. The same --seed gives the same data. Replaces those tables.\n",
+     cmd_sample_data},
     {0},
 };
 

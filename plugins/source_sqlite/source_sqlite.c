@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef struct src {
     const baton_host *host;
@@ -63,9 +64,28 @@ static int src_init(baton_instance *inst, const baton_host *host, void **state)
     return 0;
 }
 
+/* The database's folder, created when missing (data lives in var/). */
+static void make_parent(const char *path)
+{
+    char *p = strdup(path);
+    char *slash = strrchr(p, '/');
+    if (slash && slash != p) {
+        *slash = '\0';
+        for (char *c = p + 1; *c; c++)
+            if (*c == '/') {
+                *c = '\0';
+                mkdir(p, 0755);
+                *c = '/';
+            }
+        mkdir(p, 0755);
+    }
+    free(p);
+}
+
 static int src_start(void *state)
 {
     src *s = state;
+    make_parent(s->path);
     if (sqlite3_open_v2(s->path, &s->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK) {
