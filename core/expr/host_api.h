@@ -1,9 +1,23 @@
 /* expr/host_api — expressions and templates as the SDK's host table
- * offers them to plugins (baton_host.expr_* and template_*). */
+ * offers them to plugins (baton_host.expr_* and template_*). Scopes are
+ * described in baton.h; an entity or "journey" scope needs the schema of
+ * the profiles source, which whoever loads it registers here. */
 #ifndef BATON_EXPR_HOST_API_H
 #define BATON_EXPR_HOST_API_H
 
+#include <stdint.h>
+
 #include <baton/baton.h>
+
+#include "schema.h"
+
+/* The schema plugin scopes are resolved against (NULL: none; then only
+ * the NULL scope compiles). Set it before plugins init, and keep it alive
+ * while any plugin expression compiled against it lives. */
+void expr_host_set_schema(const schema *s);
+/* The clock now() reads for plugins (NULL: the system clock), in seconds
+ * since the epoch. */
+void expr_host_set_clock(int64_t (*now)(void));
 
 baton_expr *host_expr_compile(baton_instance *inst, const char *text, const char *scope,
                               char *err, size_t errlen);

@@ -14,8 +14,9 @@
  *                           once per row of a one-to-many link
  *                           (`orders`, `profile.orders`), at most `limit`
  *                           rows (default TEMPLATE_EACH_LIMIT). Inside,
- *                           bare names are fields of the row's entity;
- *                           prefixed names keep their outer meaning;
+ *                           a name is first a field (or link) of the
+ *                           row's entity, else of the enclosing rows,
+ *                           else of the record (`first_name`);
  *                           {{@index}} is 0, 1, ... The rows come from
  *                           env->rows (expr_env) for the ROWS ref of the
  *                           block, exactly as aggregates get theirs.

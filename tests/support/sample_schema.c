@@ -1,0 +1,20 @@
+#include "support/sample_schema.h"
+
+const char sample_schema_text[] =
+    "entities: {\n"
+    "  profiles: {\n"
+    "    key = \"id\";\n"
+    "    fields: { id = \"string\"; email = \"string\"; phone = \"string\"; first_name = \"string\";\n"
+    "              city = \"string\"; tier = \"string\"; birth_date = \"date\";\n"
+    "              created_at = \"timestamp\"; consent_email = \"bool\"; consent_sms = \"bool\";\n"
+    "              consent_push = \"bool\"; score = \"float\"; visits = \"int\"; };\n"
+    "  };\n"
+    "  orders: {\n"
+    "    key = \"id\";\n"
+    "    fields: { id = \"string\"; profile_id = \"string\"; store_id = \"string\";\n"
+    "              amount = \"float\"; items = \"int\"; created_at = \"timestamp\"; };\n"
+    "    links: { profile = { to = \"profiles\"; via = \"profile_id\"; reverse = \"orders\"; };\n"
+    "             store   = { to = \"stores\";   via = \"store_id\";   reverse = \"orders\"; }; };\n"
+    "  };\n"
+    "  stores: { key = \"id\"; table = \"shops\"; fields: { id = \"string\"; city = \"string\"; name = \"string\"; }; };\n"
+    "};\n";
