@@ -11,13 +11,7 @@
 #include "timefmt.h"
 
 static const char *const ddl =
-    "CREATE TABLE IF NOT EXISTS journey_inbox ("
-    " seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,"
-    " profile TEXT NOT NULL, time INTEGER NOT NULL, received INTEGER NOT NULL,"
-    " source TEXT, body TEXT);"
-    "CREATE TABLE IF NOT EXISTS journey_dead_letters ("
-    " seq INTEGER PRIMARY KEY, received INTEGER NOT NULL, source TEXT,"
-    " reason TEXT NOT NULL, body TEXT);"
+    "CREATE TABLE IF NOT EXISTS journey_meta (key TEXT PRIMARY KEY, value INTEGER);"
     "CREATE TABLE IF NOT EXISTS journey_instances ("
     " id INTEGER PRIMARY KEY, journey TEXT NOT NULL, profile TEXT NOT NULL,"
     " state TEXT NOT NULL, node TEXT, wait TEXT, due INTEGER,"
@@ -35,8 +29,8 @@ static const char *const ddl =
     " WHERE status = 'pending'";
 
 enum {
-    S_INBOX,
-    S_DEAD,
+    S_META_GET,
+    S_META_SET,
     S_BY_PROFILE,
     S_BY_ID,
     S_UPSERT,
@@ -48,10 +42,8 @@ enum {
 };
 
 static const char *const sql[S_NSTMT] = {
-    [S_INBOX] = "INSERT OR IGNORE INTO journey_inbox(id, type, profile, time, received, source,"
-                " body) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    [S_DEAD] = "INSERT INTO journey_dead_letters(received, source, reason, body)"
-               " VALUES (?, ?, ?, ?)",
+    [S_META_GET] = "SELECT value FROM journey_meta WHERE key = ?",
+    [S_META_SET] = "INSERT OR REPLACE INTO journey_meta(key, value) VALUES (?, ?)",
     [S_BY_PROFILE] = "SELECT id, journey, state, node, wait, due, entered, path, event,"
                      " results, reason FROM journey_instances WHERE profile = ? ORDER BY id",
     [S_BY_ID] = "SELECT id, journey, state, node, wait, due, entered, path, event, results,"
@@ -609,27 +601,10 @@ static int enter(jengine *e, journey *j, const jevent *ev, json_t *evj, int64_t 
     return rc;
 }
 
-int jengine_event(jengine *e, const jevent *ev, const char *source, int64_t now_ms,
-                  int *duplicate, char *err, size_t errlen)
+int jengine_event(jengine *e, const jevent *ev, int64_t now_ms, char *err, size_t errlen)
 {
-    sqlite3_stmt *st = e->stmt[S_INBOX];
-    sqlite3_reset(st);
-    bind_text(st, 1, ev->id);
-    bind_text(st, 2, ev->type);
-    bind_text(st, 3, ev->profile);
-    sqlite3_bind_int64(st, 4, ev->time_ms);
-    sqlite3_bind_int64(st, 5, now_ms);
-    bind_text(st, 6, source);
-    sqlite3_bind_text(st, 7, ev->raw, (int)ev->rawlen, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return sqlfail(e, err, errlen, "inbox");
-    *duplicate = sqlite3_changes(e->st->db) == 0;
-    if (*duplicate) {
-        e->stats.duplicates++;
-        return 0;
-    }
+    sqlite3_stmt *st;
+    int rc;
     e->stats.events++;
 
     /* The latest instance of each journey for this profile. */
@@ -671,21 +646,25 @@ int jengine_event(jengine *e, const jevent *ev, const char *source, int64_t now_
     return out;
 }
 
-int jengine_dead_letter(jengine *e, const char *source, const char *body, size_t len,
-                        const char *reason, int64_t now_ms, char *err, size_t errlen)
+int64_t jengine_watermark(jengine *e)
 {
-    sqlite3_stmt *st = e->stmt[S_DEAD];
+    sqlite3_stmt *st = e->stmt[S_META_GET];
     sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, now_ms);
-    bind_text(st, 2, source);
-    bind_text(st, 3, reason);
-    sqlite3_bind_text(st, 4, body, (int)len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 1, "inbox_seq", -1, SQLITE_STATIC);
+    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return v;
+}
+
+int jengine_set_watermark(jengine *e, int64_t seq, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = e->stmt[S_META_SET];
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, "inbox_seq", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, seq);
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    if (rc != SQLITE_DONE)
-        return sqlfail(e, err, errlen, "dead letters");
-    e->stats.dead_letters++;
-    return 0;
+    return rc == SQLITE_DONE ? 0 : sqlfail(e, err, errlen, "watermark");
 }
 
 static int load_by_id(jengine *e, int64_t id, jinst *in, int *found, char *err, size_t errlen)

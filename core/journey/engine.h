@@ -54,7 +54,7 @@ typedef struct jengine_ops {
 } jengine_ops;
 
 typedef struct jengine_stats {
-    uint64_t events, duplicates, dead_letters, entered, completed, exited, failed, sends,
+    uint64_t events, entered, completed, exited, failed, sends,
         skipped, actions, timers_fired;
 } jengine_stats;
 
@@ -83,13 +83,13 @@ int jengine_begin(jengine *e, char *err, size_t errlen);
 int jengine_commit(jengine *e, char *err, size_t errlen);
 void jengine_rollback(jengine *e);
 
-/* Record an event in the inbox and, unless its id was seen before
- * (*duplicate = 1), route it. Returns 0, or -1 on a store failure. */
-int jengine_event(jengine *e, const jevent *ev, const char *source, int64_t now_ms,
-                  int *duplicate, char *err, size_t errlen);
-/* A malformed event, kept with its reason. */
-int jengine_dead_letter(jengine *e, const char *source, const char *body, size_t len,
-                        const char *reason, int64_t now_ms, char *err, size_t errlen);
+/* Route one event (already in the inbox, deduplicated). Returns 0, or -1
+ * on a store failure. */
+int jengine_event(jengine *e, const jevent *ev, int64_t now_ms, char *err, size_t errlen);
+/* The inbox sequence number of the last event routed; set it in the
+ * transaction that routed it, so a restart resumes right after. */
+int64_t jengine_watermark(jengine *e);
+int jengine_set_watermark(jengine *e, int64_t seq, char *err, size_t errlen);
 /* Run up to max timers due at now_ms; *fired counts them. */
 int jengine_fire(jengine *e, int64_t now_ms, size_t max, size_t *fired, char *err,
                  size_t errlen);

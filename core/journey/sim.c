@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "journey/event.h"
+#include "journey/inbox.h"
 #include "journey/report.h"
 #include "mem.h"
 
@@ -44,8 +45,14 @@ int journey_simulate(journey *j, const jengine_ops *ops, const char *events_path
         return 0;
     }
     store st;
+    jinbox inbox;
     if (store_open_path(&st, ":memory:", err, errlen)) {
         fclose(f);
+        return -1;
+    }
+    if (jinbox_open(&inbox, ":memory:", err, errlen)) {
+        fclose(f);
+        store_close(&st);
         return -1;
     }
     jengine_ops sim_ops = ops ? *ops : (jengine_ops){0};
@@ -55,6 +62,7 @@ int journey_simulate(journey *j, const jengine_ops *ops, const char *events_path
     journey *one[1] = {j};
     if (jengine_open(&e, &st, one, 1, &sim_ops, err, errlen)) {
         fclose(f);
+        jinbox_close(&inbox);
         store_close(&st);
         return -1;
     }
@@ -74,9 +82,12 @@ int journey_simulate(journey *j, const jengine_ops *ops, const char *events_path
         jevent ev;
         char reason[256];
         /* an event with no time happens when the one before it did */
-        if (jevent_parse(line, (size_t)len, last_time, &ev, reason, sizeof reason)) {
-            rc = jengine_dead_letter(&e, events_path, line, (size_t)len, reason, last_time, err,
-                                     errlen);
+        int bad = jevent_parse(line, (size_t)len, last_time, &ev, reason, sizeof reason);
+        int64_t seq;
+        int dup;
+        rc = jinbox_put(&inbox, &ev, bad ? reason : NULL, events_path, last_time, &seq, &dup,
+                        err, errlen);
+        if (bad || dup || rc) {
             jevent_free(&ev);
             continue;
         }
@@ -97,9 +108,8 @@ int journey_simulate(journey *j, const jengine_ops *ops, const char *events_path
         if (evs[i].ev.time_ms > until_ms)
             break;
         rc = run_timers(&e, evs[i].ev.time_ms, err, errlen);
-        int dup;
         if (!rc)
-            rc = jengine_event(&e, &evs[i].ev, events_path, evs[i].ev.time_ms, &dup, err, errlen);
+            rc = jengine_event(&e, &evs[i].ev, evs[i].ev.time_ms, err, errlen);
     }
     if (!rc)
         rc = run_timers(&e, until_ms, err, errlen);
@@ -107,7 +117,7 @@ int journey_simulate(journey *j, const jengine_ops *ops, const char *events_path
         jevent_free(&evs[i].ev);
     free(evs);
     if (!rc) {
-        uint64_t dead = e.stats.dead_letters;
+        uint64_t dead = jinbox_dead_count(&inbox);
         rc = jengine_commit(&e, err, errlen);
         if (!rc)
             *out = json_pack("{s:s, s:o, s:I}", "journey", j->name, "profiles",
@@ -116,6 +126,7 @@ int journey_simulate(journey *j, const jengine_ops *ops, const char *events_path
         jengine_rollback(&e);
     }
     jengine_close(&e);
+    jinbox_close(&inbox);
     store_close(&st);
     return rc;
 }

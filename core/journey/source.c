@@ -144,12 +144,12 @@ static json_t *profile_row(void *ud, const char *profile_id)
     return row;
 }
 
-static void json_to_record(record *r, const char *prefix, json_t *o)
+void jsource_json_to_record(baton_record *r, const char *prefix, json_t *o)
 {
     const char *k;
     json_t *v;
     json_object_foreach(o, k, v) {
-        char *name = xasprintf("%s.%s", prefix, k);
+        char *name = prefix ? xasprintf("%s.%s", prefix, k) : xstrdup(k);
         baton_value bv = {.type = BATON_T_NULL};
         if (json_is_string(v))
             bv = (baton_value){.type = BATON_T_STRING,
@@ -161,7 +161,7 @@ static void json_to_record(record *r, const char *prefix, json_t *o)
         else if (json_is_boolean(v))
             bv = (baton_value){.type = BATON_T_BOOL, .v.b = json_is_true(v)};
         if (json_is_object(v))
-            json_to_record(r, name, v);
+            jsource_json_to_record(r, name, v);
         else
             record_set(r, name, &bv);
         free(name);
@@ -181,10 +181,10 @@ static json_t *lookup(void *ud, const char *source, const char *profile_id, json
     record_set_string(ctx, "profile.id", profile_id);
     json_t *prow = profile_row(s, profile_id);
     if (prow)
-        json_to_record(ctx, "profile", prow);
+        jsource_json_to_record(ctx, "profile", prow);
     json_decref(prow);
     if (event)
-        json_to_record(ctx, "event", event);
+        jsource_json_to_record(ctx, "event", event);
     record *out = record_new();
     char err[512] = "";
     int rc = instance_source(inst)->lookup(inst->state, ctx, out, err, sizeof err);
@@ -200,6 +200,13 @@ static json_t *lookup(void *ud, const char *source, const char *profile_id, json
     record_free(ctx);
     record_free(out);
     return res;
+}
+
+json_t *jsource_profile(jsource *s, const char *profile_id) { return profile_row(s, profile_id); }
+
+json_t *jsource_lookup(jsource *s, const char *source, const char *profile_id, json_t *event)
+{
+    return lookup(s, source, profile_id, event);
 }
 
 void jsource_ops(jsource *s, jengine_ops *ops)

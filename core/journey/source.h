@@ -18,6 +18,13 @@ typedef struct jsource jsource;
  * profile() finds no one. Errors (a source that fails to start) go to d. */
 jsource *jsource_open(app *a, diag *d);
 void jsource_close(jsource *s);
+/* The profile's row as a JSON object (new reference), or NULL. */
+json_t *jsource_profile(jsource *s, const char *profile_id);
+/* A lookup source's fields for a profile (new reference), or NULL. */
+json_t *jsource_lookup(jsource *s, const char *source, const char *profile_id, json_t *event);
+/* Add the members of a JSON object to r as "<prefix>.<name>" (nested
+ * objects as deeper dotted names; prefix NULL: bare names). */
+void jsource_json_to_record(baton_record *r, const char *prefix, json_t *o);
 /* Fill ops->profile, ops->lookup and ops->ud. */
 void jsource_ops(jsource *s, jengine_ops *ops);
 

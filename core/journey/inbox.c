@@ -1,0 +1,172 @@
+#include "journey/inbox.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mem.h"
+
+static const char *const ddl =
+    "CREATE TABLE IF NOT EXISTS journey_inbox ("
+    " seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, type TEXT NOT NULL,"
+    " profile TEXT NOT NULL, time INTEGER NOT NULL, received INTEGER NOT NULL,"
+    " source TEXT, body TEXT);"
+    "CREATE TABLE IF NOT EXISTS journey_dead_letters ("
+    " seq INTEGER PRIMARY KEY, received INTEGER NOT NULL, source TEXT,"
+    " reason TEXT NOT NULL, body TEXT)";
+
+int jinbox_open(jinbox *b, const char *path, char *err, size_t errlen)
+{
+    memset(b, 0, sizeof *b);
+    if (store_open_path(&b->st, path, err, errlen))
+        return -1;
+    if (store_migrate(&b->st, "journey_inbox", 1, ddl, err, errlen))
+        goto fail;
+    struct {
+        sqlite3_stmt **st;
+        const char *sql;
+    } q[] = {
+        {&b->ins, "INSERT OR IGNORE INTO journey_inbox(id, type, profile, time, received, source,"
+                  " body) VALUES (?, ?, ?, ?, ?, ?, ?)"},
+        {&b->dead, "INSERT INTO journey_dead_letters(received, source, reason, body)"
+                   " VALUES (?, ?, ?, ?)"},
+        {&b->last, "SELECT coalesce(max(seq), 0) FROM journey_inbox"},
+        {&b->read, "SELECT seq, id, type, profile, time, source, body FROM journey_inbox"
+                   " WHERE seq > ? ORDER BY seq LIMIT ?"},
+        {&b->prune, "DELETE FROM journey_inbox WHERE seq IN (SELECT seq FROM journey_inbox"
+                    " WHERE seq <= ? AND received < ? ORDER BY seq LIMIT ?)"},
+        {&b->count_dead, "SELECT count(*) FROM journey_dead_letters"},
+    };
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
+        if (sqlite3_prepare_v3(b->st.db, q[i].sql, -1, SQLITE_PREPARE_PERSISTENT, q[i].st,
+                               NULL) != SQLITE_OK) {
+            snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(b->st.db));
+            goto fail;
+        }
+    pthread_mutex_init(&b->mu, NULL);
+    b->ready = 1;
+    return 0;
+fail:
+    jinbox_close(b);
+    return -1;
+}
+
+void jinbox_close(jinbox *b)
+{
+    if (!b->st.db)
+        return;
+    sqlite3_stmt *all[] = {b->ins, b->dead, b->last, b->read, b->prune, b->count_dead};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        sqlite3_finalize(all[i]);
+    if (b->ready)
+        pthread_mutex_destroy(&b->mu);
+    store_close(&b->st);
+    memset(b, 0, sizeof *b);
+}
+
+static int step_done(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* One statement, one (autocommit) transaction: the caller acknowledges
+ * right after, so there is nothing to gain by waiting for company. In WAL
+ * mode with synchronous=NORMAL a commit is one write() to the log: it
+ * survives the process being killed (not a power cut before the next
+ * checkpoint, as for the rest of the state store). */
+int jinbox_put(jinbox *b, const jevent *ev, const char *reason, const char *source,
+               int64_t now_ms, int64_t *seq, int *duplicate, char *err, size_t errlen)
+{
+    int rc;
+    *duplicate = 0;
+    *seq = 0;
+    pthread_mutex_lock(&b->mu);
+    if (reason) {
+        sqlite3_bind_int64(b->dead, 1, now_ms);
+        sqlite3_bind_text(b->dead, 2, source, -1, SQLITE_STATIC);
+        sqlite3_bind_text(b->dead, 3, reason, -1, SQLITE_STATIC);
+        sqlite3_bind_text(b->dead, 4, ev->raw ? ev->raw : "", (int)ev->rawlen, SQLITE_STATIC);
+        rc = step_done(b->dead);
+        if (!rc)
+            b->dead_letters++;
+    } else {
+        sqlite3_bind_text(b->ins, 1, ev->id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(b->ins, 2, ev->type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(b->ins, 3, ev->profile, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(b->ins, 4, ev->time_ms);
+        sqlite3_bind_int64(b->ins, 5, now_ms);
+        sqlite3_bind_text(b->ins, 6, source, -1, SQLITE_STATIC);
+        sqlite3_bind_text(b->ins, 7, ev->raw, (int)ev->rawlen, SQLITE_STATIC);
+        rc = step_done(b->ins);
+        if (!rc) {
+            *duplicate = sqlite3_changes(b->st.db) == 0;
+            if (*duplicate)
+                b->duplicates++;
+            else
+                *seq = sqlite3_last_insert_rowid(b->st.db);
+        }
+    }
+    if (rc)
+        snprintf(err, errlen, "inbox: %s", sqlite3_errmsg(b->st.db));
+    pthread_mutex_unlock(&b->mu);
+    return rc;
+}
+
+int jinbox_read(jinbox *b, int64_t after, size_t max,
+                void (*fn)(void *ud, int64_t seq, jevent *ev, const char *source), void *ud)
+{
+    pthread_mutex_lock(&b->mu);
+    sqlite3_stmt *st = b->read;
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    int n = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        jevent ev;
+        jevent_from_stored((const char *)sqlite3_column_text(st, 1),
+                           (const char *)sqlite3_column_text(st, 2),
+                           (const char *)sqlite3_column_text(st, 3), sqlite3_column_int64(st, 4),
+                           (const char *)sqlite3_column_text(st, 6), &ev);
+        fn(ud, sqlite3_column_int64(st, 0), &ev, (const char *)sqlite3_column_text(st, 5));
+        n++;
+    }
+    sqlite3_reset(st);
+    pthread_mutex_unlock(&b->mu);
+    return rc == SQLITE_DONE ? n : -1;
+}
+
+int64_t jinbox_last(jinbox *b)
+{
+    pthread_mutex_lock(&b->mu);
+    int64_t v = 0;
+    if (sqlite3_step(b->last) == SQLITE_ROW)
+        v = sqlite3_column_int64(b->last, 0);
+    sqlite3_reset(b->last);
+    pthread_mutex_unlock(&b->mu);
+    return v;
+}
+
+int jinbox_prune(jinbox *b, int64_t upto, int64_t older_than_ms, int max)
+{
+    pthread_mutex_lock(&b->mu);
+    sqlite3_bind_int64(b->prune, 1, upto);
+    sqlite3_bind_int64(b->prune, 2, older_than_ms);
+    sqlite3_bind_int(b->prune, 3, max);
+    int rc = step_done(b->prune);
+    int n = rc ? -1 : sqlite3_changes(b->st.db);
+    pthread_mutex_unlock(&b->mu);
+    return n;
+}
+
+uint64_t jinbox_dead_count(jinbox *b)
+{
+    pthread_mutex_lock(&b->mu);
+    uint64_t v = 0;
+    if (sqlite3_step(b->count_dead) == SQLITE_ROW)
+        v = (uint64_t)sqlite3_column_int64(b->count_dead, 0);
+    sqlite3_reset(b->count_dead);
+    pthread_mutex_unlock(&b->mu);
+    return v;
+}

@@ -1,0 +1,48 @@
+/* journey/inbox — the durable inbox of events and the dead-letter table,
+ * in a database of their own (<data_dir>/inbox.db) so that committing an
+ * event never waits for the engine's transaction on state.db.
+ *
+ * An event is acknowledged to its source only after jinbox_put has
+ * committed it (or dead-lettered it): libmosquitto 2.0 sends a QoS 1
+ * PUBACK once the on_message callback returns, so the MQTT source calls
+ * this from inside its callback. Dedup by event id is the inbox's UNIQUE
+ * key. */
+#ifndef BATON_JOURNEY_INBOX_H
+#define BATON_JOURNEY_INBOX_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "journey/event.h"
+#include "store/store.h"
+
+typedef struct jinbox {
+    store st;
+    sqlite3_stmt *ins, *dead, *last, *read, *prune, *count_dead;
+    pthread_mutex_t mu; /* one statement at a time */
+    int ready;
+    uint64_t dead_letters, duplicates;
+} jinbox;
+
+/* path: a file, or ":memory:". */
+int jinbox_open(jinbox *b, const char *path, char *err, size_t errlen);
+void jinbox_close(jinbox *b);
+
+/* Store one event (*seq its sequence number; *duplicate when its id was
+ * already in) or, with reason set, one dead letter. Returns once it is
+ * committed: 0, or -1 with err (nothing stored; do not acknowledge). */
+int jinbox_put(jinbox *b, const jevent *ev, const char *reason, const char *source,
+               int64_t now_ms, int64_t *seq, int *duplicate, char *err, size_t errlen);
+
+/* The events after seq, in order, up to max: fn gets each one parsed
+ * again from the stored bytes. Returns the number read, or -1. */
+int jinbox_read(jinbox *b, int64_t after, size_t max,
+                void (*fn)(void *ud, int64_t seq, jevent *ev, const char *source), void *ud);
+/* The highest sequence number stored (0 when empty). */
+int64_t jinbox_last(jinbox *b);
+/* Forget processed events (seq <= upto) received before older_than_ms:
+ * their ids no longer deduplicate. At most max rows per call. */
+int jinbox_prune(jinbox *b, int64_t upto, int64_t older_than_ms, int max);
+uint64_t jinbox_dead_count(jinbox *b);
+
+#endif

@@ -1,0 +1,953 @@
+#include "journey/runner.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "config/keymap.h"
+#include "journey/engine.h"
+#include "journey/event.h"
+#include "journey/inbox.h"
+#include "journey/source.h"
+#include "log.h"
+#include "mem.h"
+#include "record.h"
+
+/* An event in the inbox, waiting for the engine thread. */
+typedef struct qitem {
+    struct qitem *next;
+    int64_t seq;
+    jevent ev;
+} qitem;
+
+/* A send node passed in a transaction, handed to its dispatcher after. */
+typedef struct psend {
+    struct psend *next;
+    char *key, *profile;
+    const jnode *node;
+    json_t *event, *results;
+} psend;
+
+/* An action call, for the workers. */
+typedef struct ajob {
+    struct ajob *next;
+    char *key, *action, *profile, *node;
+    json_t *event, *results;
+} ajob;
+
+/* What a worker brings back. */
+typedef struct adone {
+    struct adone *next;
+    char *key, *response, *reason;
+    int ok;
+} adone;
+
+/* A status to write on a journey_sends row in the next transaction. */
+typedef struct smark {
+    struct smark *next;
+    char *key, *status;
+} smark;
+
+typedef struct bucket {
+    char *action;
+    double rate, tokens;
+    int64_t last_ms;
+} bucket;
+
+struct jrunner {
+    app *a;
+    store *st;
+    jinbox inbox;
+    int64_t last_prune_ms;
+    jengine eng;
+    jsource *src;
+    jchannel *ch;
+    size_t nch;
+    jrunner_opts o;
+
+    pthread_mutex_t mu;
+    pthread_cond_t wake, idle;
+    qitem *qhead, *qtail;
+    size_t qlen;
+    adone *done;
+    int stopping; /* submit refuses */
+    int stop;     /* the engine thread exits once the queue is empty */
+    int busy;     /* the engine thread is in a batch */
+    jrunner_stats stats;
+
+    /* engine thread only */
+    psend *txn_sends, *wait_sends;
+    ajob *txn_jobs;
+    smark *marks;
+
+    /* action workers */
+    pthread_mutex_t amu;
+    pthread_cond_t awake;
+    ajob *ahead, *atail;
+    size_t alen;
+    int astop;
+    pthread_t *workers;
+    int nworkers;
+    bucket *buckets;
+    size_t nbuckets;
+
+    pthread_t engine;
+    int engine_started;
+};
+
+static int64_t real_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t now_ms(const jrunner *r) { return r->o.clock_ms ? r->o.clock_ms() : real_ms(); }
+
+static void abs_deadline(struct timespec *ts, int64_t ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* The sink                                                            */
+/* ------------------------------------------------------------------ */
+
+static void enqueue(jrunner *r, int64_t seq, jevent *ev)
+{
+    qitem *it = xcalloc(1, sizeof *it);
+    it->seq = seq;
+    it->ev = *ev;
+    pthread_mutex_lock(&r->mu);
+    if (r->qtail)
+        r->qtail->next = it;
+    else
+        r->qhead = it;
+    r->qtail = it;
+    r->qlen++;
+    pthread_cond_signal(&r->wake);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* On the source's thread: parse, commit to the inbox (or the dead
+ * letters), acknowledge, then queue for the engine. */
+int jrunner_submit(void *ud, instance *from, const char *json, size_t len,
+                   void (*ack)(void *), void *ack_ctx)
+{
+    jrunner *r = ud;
+    pthread_mutex_lock(&r->mu);
+    int stopping = r->stopping, full = r->qlen >= r->o.queue;
+    if (full)
+        r->stats.full++;
+    pthread_mutex_unlock(&r->mu);
+    if (stopping)
+        return -1;
+    if (full)
+        return 1;
+    jevent ev;
+    char reason[256], err[512];
+    int64_t now = real_ms(), seq;
+    int dup;
+    int bad = jevent_parse(json, len, now, &ev, reason, sizeof reason);
+    if (jinbox_put(&r->inbox, &ev, bad ? reason : NULL, from ? from->where : "events", now,
+                   &seq, &dup, err, sizeof err)) {
+        log_msg(BATON_LOG_ERROR, "journey", "%s; the source will retry", err);
+        jevent_free(&ev);
+        return 1;
+    }
+    if (ack)
+        ack(ack_ctx);
+    pthread_mutex_lock(&r->mu);
+    if (bad)
+        r->stats.dead_letters++;
+    else if (dup)
+        r->stats.duplicates++;
+    else
+        r->stats.accepted++;
+    pthread_mutex_unlock(&r->mu);
+    if (bad || dup) {
+        jevent_free(&ev);
+        return 0;
+    }
+    enqueue(r, seq, &ev);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Engine callbacks (inside a transaction, engine thread)              */
+/* ------------------------------------------------------------------ */
+
+static jchannel *channel(jrunner *r, const char *name)
+{
+    for (size_t i = 0; i < r->nch; i++)
+        if (!strcmp(r->ch[i].name, name))
+            return &r->ch[i];
+    return NULL;
+}
+
+static int on_channel_enabled(void *ud, const char *name)
+{
+    jchannel *c = channel(ud, name);
+    return c && c->d;
+}
+
+static void on_send(void *ud, const jsend_req *q)
+{
+    jrunner *r = ud;
+    psend *p = xcalloc(1, sizeof *p);
+    p->key = xstrdup(q->key);
+    p->profile = xstrdup(q->profile);
+    p->node = q->node;
+    p->event = json_incref(q->event);
+    p->results = q->results ? json_deep_copy(q->results) : NULL;
+    p->next = r->txn_sends;
+    r->txn_sends = p;
+}
+
+static ajob *job_new(const char *key, const char *action, const char *profile, const char *node,
+                     json_t *event, json_t *results)
+{
+    ajob *j = xcalloc(1, sizeof *j);
+    j->key = xstrdup(key);
+    j->action = xstrdup(action);
+    j->profile = xstrdup(profile);
+    j->node = xstrdup(node);
+    j->event = event ? json_incref(event) : json_object();
+    j->results = results ? json_deep_copy(results) : NULL;
+    return j;
+}
+
+static void on_action(void *ud, const jsend_req *q)
+{
+    jrunner *r = ud;
+    ajob *j = job_new(q->key, q->node->action, q->profile, q->node->id, q->event, q->results);
+    j->next = r->txn_jobs;
+    r->txn_jobs = j;
+}
+
+static json_t *on_profile(void *ud, const char *profile_id)
+{
+    return jsource_profile(((jrunner *)ud)->src, profile_id);
+}
+
+static json_t *on_lookup(void *ud, const char *source, const char *profile_id, json_t *event)
+{
+    return jsource_lookup(((jrunner *)ud)->src, source, profile_id, event);
+}
+
+static void psend_free(psend *p)
+{
+    free(p->key);
+    free(p->profile);
+    json_decref(p->event);
+    json_decref(p->results);
+    free(p);
+}
+
+static void ajob_free(ajob *j)
+{
+    free(j->key);
+    free(j->action);
+    free(j->profile);
+    free(j->node);
+    json_decref(j->event);
+    json_decref(j->results);
+    free(j);
+}
+
+static void mark(jrunner *r, const char *key, const char *status)
+{
+    smark *m = xcalloc(1, sizeof *m);
+    m->key = xstrdup(key);
+    m->status = xstrdup(status);
+    m->next = r->marks;
+    r->marks = m;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sends: after the commit, to the channel's dispatcher                */
+/* ------------------------------------------------------------------ */
+
+/* The record a message is rendered from and addressed by: the profile's
+ * fields, bare and as profile.<field>, and the event's as event.<field>. */
+static record *message_row(jrunner *r, const psend *p)
+{
+    record *row = record_new();
+    record_set_string(row, "id", p->profile);
+    record_set_string(row, "profile.id", p->profile);
+    json_t *prof = jsource_profile(r->src, p->profile);
+    if (prof) {
+        jsource_json_to_record(row, NULL, prof);
+        jsource_json_to_record(row, "profile", prof);
+        json_decref(prof);
+    }
+    json_t *data = json_object_get(p->event, "data");
+    if (json_is_object(data))
+        jsource_json_to_record(row, "event", data);
+    return row;
+}
+
+/* 0 done with it (handed, refused or marked), 1 the dispatcher is full:
+ * keep it for later. */
+static int hand_send(jrunner *r, psend *p)
+{
+    jchannel *c = channel(r, p->node->channel);
+    if (!c || !c->d) {
+        mark(r, p->key, "skipped: channel disabled");
+        return 0;
+    }
+    record *row = message_row(r, p);
+    char addr[512];
+    dispatch_eligibility el = dispatch_recipient(c->inst, row, addr, sizeof addr);
+    if (el != DISPATCH_ELIGIBLE) {
+        mark(r, p->key, el == DISPATCH_NO_ADDRESS ? "skipped: no address" : "skipped: no consent");
+        record_free(row);
+        return 0;
+    }
+    const jnode *n = p->node;
+    const char **names = xcalloc(n->nparts + 1, sizeof *names);
+    const char **values = xcalloc(n->nparts + 1, sizeof *values);
+    for (size_t i = 0; i < n->nparts; i++) {
+        names[i] = n->parts[i].name;
+        values[i] = n->parts[i].value;
+    }
+    dispatch_msg m = {.key = p->key,
+                      .recipient = addr,
+                      .profile_id = p->profile,
+                      .nparts = n->nparts,
+                      .part_names = names,
+                      .part_values = values,
+                      .row = row};
+    char err[256] = "";
+    dispatch_submit_rc rc = dispatch_submit(c->d, &m, 0, err, sizeof err);
+    free(names);
+    free(values);
+    record_free(row);
+    switch (rc) {
+    case DISPATCH_FULL: return 1;
+    case DISPATCH_ACCEPTED: mark(r, p->key, "queued"); break;
+    case DISPATCH_ACCEPTED_DEFERRED: mark(r, p->key, "deferred"); break;
+    case DISPATCH_REFUSED_CAPPED: mark(r, p->key, "capped"); break;
+    case DISPATCH_REFUSED_DUPLICATE: mark(r, p->key, "queued"); break; /* handed before */
+    case DISPATCH_CLOSED: return 1; /* a reload is closing it: try again later */
+    case DISPATCH_INVALID: {
+        char *st = xasprintf("failed: %s", err[0] ? err : "refused by the channel");
+        mark(r, p->key, st);
+        free(st);
+        break;
+    }
+    }
+    pthread_mutex_lock(&r->mu);
+    r->stats.sends_handed++;
+    pthread_mutex_unlock(&r->mu);
+    return 0;
+}
+
+/* Hand what waits, oldest first; stop at the first full dispatcher. */
+static void hand_sends(jrunner *r)
+{
+    psend *p;
+    while ((p = r->wait_sends)) {
+        if (hand_send(r, p))
+            break;
+        r->wait_sends = p->next;
+        psend_free(p);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Action workers                                                      */
+/* ------------------------------------------------------------------ */
+
+static void post_done(jrunner *r, const ajob *j, int ok, const char *response, const char *reason)
+{
+    adone *d = xcalloc(1, sizeof *d);
+    d->key = xstrdup(j->key);
+    d->ok = ok;
+    d->response = response ? xstrdup(response) : NULL;
+    d->reason = reason ? xstrdup(reason) : NULL;
+    pthread_mutex_lock(&r->mu);
+    d->next = r->done;
+    r->done = d;
+    if (ok)
+        r->stats.actions_ok++;
+    else
+        r->stats.actions_failed++;
+    pthread_cond_signal(&r->wake);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Sleep up to ms unless the workers are told to stop; 1 when stopped. */
+static int action_sleep(jrunner *r, int64_t ms)
+{
+    struct timespec ts;
+    abs_deadline(&ts, ms);
+    pthread_mutex_lock(&r->amu);
+    while (!r->astop && pthread_cond_timedwait(&r->awake, &r->amu, &ts) != ETIMEDOUT)
+        ;
+    int stop = r->astop;
+    pthread_mutex_unlock(&r->amu);
+    return stop;
+}
+
+/* The `rate` cap of an action: a token bucket shared by the workers. */
+static int64_t rate_wait_ms(jrunner *r, instance *inst)
+{
+    double rate = keymap_get(&inst->values, "rate") ? keymap_get(&inst->values, "rate")->f : 0;
+    if (rate <= 0)
+        return 0;
+    pthread_mutex_lock(&r->amu);
+    bucket *b = NULL;
+    for (size_t i = 0; i < r->nbuckets; i++)
+        if (!strcmp(r->buckets[i].action, inst->name))
+            b = &r->buckets[i];
+    int64_t now = real_ms();
+    if (!b) {
+        r->buckets = xrealloc(r->buckets, (r->nbuckets + 1) * sizeof *r->buckets);
+        b = &r->buckets[r->nbuckets++];
+        *b = (bucket){xstrdup(inst->name), rate, rate < 1 ? 1 : rate, now};
+    }
+    b->tokens += (double)(now - b->last_ms) * rate / 1000.0;
+    double burst = rate < 1 ? 1 : rate;
+    if (b->tokens > burst)
+        b->tokens = burst;
+    b->last_ms = now;
+    int64_t wait = 0;
+    b->tokens -= 1;
+    if (b->tokens < 0)
+        wait = (int64_t)(-b->tokens * 1000.0 / rate) + 1;
+    pthread_mutex_unlock(&r->amu);
+    return wait;
+}
+
+static void run_job(jrunner *r, ajob *j)
+{
+    instance *inst = app_find(r->a, "actions", j->action);
+    const baton_action_ops *ops = inst ? instance_action(inst) : NULL;
+    if (!ops || inst->phase != INSTANCE_RUNNING) {
+        post_done(r, j, 0, NULL, "the action is not configured or not running");
+        return;
+    }
+    record *ctx = record_new();
+    record_set_string(ctx, "profile.id", j->profile);
+    json_t *prof = jsource_profile(r->src, j->profile);
+    if (prof) {
+        jsource_json_to_record(ctx, "profile", prof);
+        json_decref(prof);
+    }
+    json_t *data = json_object_get(j->event, "data");
+    if (json_is_object(data))
+        jsource_json_to_record(ctx, "event", data);
+    const char *env[] = {"id", "type", "time", NULL};
+    for (const char *const *k = env; *k; k++) {
+        json_t *v = json_object_get(j->event, *k);
+        if (json_is_string(v)) {
+            char name[32];
+            snprintf(name, sizeof name, "event.%s", *k);
+            record_set_string(ctx, name, json_string_value(v));
+        }
+    }
+    if (j->results)
+        jsource_json_to_record(ctx, NULL, j->results);
+    const keymap_value *kr = keymap_get(&inst->values, "retries");
+    int retries = kr ? (int)kr->i : 3;
+    baton_action_call call = {.size = sizeof call, .key = j->key, .profile_id = j->profile,
+                              .context = ctx};
+    int64_t backoff = 500;
+    for (int attempt = 0;; attempt++) {
+        int64_t w = rate_wait_ms(r, inst);
+        if (w > 0 && action_sleep(r, w))
+            break; /* stopping: left pending, invoked again on the next start */
+        buf resp;
+        buf_init(&resp);
+        char reason[512] = "";
+        baton_status st = ops->invoke(inst->state, &call, &resp, reason, sizeof reason);
+        if (st == BATON_OK) {
+            post_done(r, j, 1, resp.data ? resp.data : "", NULL);
+            buf_free(&resp);
+            break;
+        }
+        buf_free(&resp);
+        if (st == BATON_ERROR || attempt >= retries) {
+            char *why = st == BATON_ERROR ? xstrdup(reason[0] ? reason : "error")
+                                          : xasprintf("%s (after %d attempts)",
+                                                      reason[0] ? reason : "failed", attempt + 1);
+            post_done(r, j, 0, NULL, why);
+            free(why);
+            break;
+        }
+        log_msg(BATON_LOG_INFO, inst->who, "%s: %s; retrying in %lld ms", j->key, reason,
+                (long long)backoff);
+        if (action_sleep(r, backoff))
+            break;
+        backoff = backoff * 2 > 30000 ? 30000 : backoff * 2;
+    }
+    record_free(ctx);
+}
+
+static void *action_worker(void *arg)
+{
+    jrunner *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->amu);
+        while (!r->astop && !r->ahead)
+            pthread_cond_wait(&r->awake, &r->amu);
+        if (r->astop) {
+            pthread_mutex_unlock(&r->amu);
+            break;
+        }
+        ajob *j = r->ahead;
+        r->ahead = j->next;
+        if (!r->ahead)
+            r->atail = NULL;
+        r->alen--;
+        pthread_mutex_unlock(&r->amu);
+        run_job(r, j);
+        ajob_free(j);
+        pthread_mutex_lock(&r->mu);
+        pthread_cond_signal(&r->wake); /* room in the action queue */
+        pthread_mutex_unlock(&r->mu);
+    }
+    return NULL;
+}
+
+static void queue_job(jrunner *r, ajob *j)
+{
+    j->next = NULL;
+    pthread_mutex_lock(&r->amu);
+    if (r->atail)
+        r->atail->next = j;
+    else
+        r->ahead = j;
+    r->atail = j;
+    r->alen++;
+    pthread_cond_signal(&r->awake);
+    pthread_mutex_unlock(&r->amu);
+}
+
+static size_t action_backlog(jrunner *r)
+{
+    pthread_mutex_lock(&r->amu);
+    size_t n = r->alen;
+    pthread_mutex_unlock(&r->amu);
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* The engine thread                                                   */
+/* ------------------------------------------------------------------ */
+
+static void free_txn_work(jrunner *r)
+{
+    while (r->txn_sends) {
+        psend *p = r->txn_sends;
+        r->txn_sends = p->next;
+        psend_free(p);
+    }
+    while (r->txn_jobs) {
+        ajob *j = r->txn_jobs;
+        r->txn_jobs = j->next;
+        ajob_free(j);
+    }
+}
+
+static void free_marks(smark *m)
+{
+    while (m) {
+        smark *n = m->next;
+        free(m->key);
+        free(m->status);
+        free(m);
+        m = n;
+    }
+}
+
+/* One transaction: marks, action results, events, due timers. Returns 0
+ * committed, -1 rolled back (nothing of it happened). */
+static int batch(jrunner *r, qitem *items, adone *done, smark *marks)
+{
+    char err[512] = "";
+    int64_t now = now_ms(r);
+    if (marks)
+        dispatch_log_sync(r->st); /* the log has what we mark as handed */
+    if (jengine_begin(&r->eng, err, sizeof err))
+        goto fail_nobegin;
+    for (smark *m = marks; m; m = m->next)
+        if (jengine_send_status(&r->eng, m->key, m->status, err, sizeof err))
+            goto fail;
+    for (adone *d = done; d; d = d->next)
+        if (jengine_action_done(&r->eng, d->key, d->ok, d->response, d->reason, now, err,
+                                sizeof err))
+            goto fail;
+    int64_t last_seq = 0;
+    for (qitem *it = items; it; it = it->next) {
+        if (jengine_event(&r->eng, &it->ev, now, err, sizeof err))
+            goto fail;
+        last_seq = it->seq;
+    }
+    if (last_seq && jengine_set_watermark(&r->eng, last_seq, err, sizeof err))
+        goto fail;
+    size_t fired;
+    if (jengine_fire(&r->eng, now, 20000, &fired, err, sizeof err))
+        goto fail;
+    if (jengine_commit(&r->eng, err, sizeof err))
+        goto fail_committed;
+    return 0;
+fail:
+    jengine_rollback(&r->eng);
+fail_committed:
+fail_nobegin:
+    free_txn_work(r);
+    log_msg(BATON_LOG_ERROR, "journey", "%s; retrying the batch", err);
+    return -1;
+}
+
+static void *engine_main(void *arg)
+{
+    jrunner *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        for (;;) {
+            int64_t due;
+            int has_due = jengine_next_due(&r->eng, &due);
+            int take = r->qhead && !r->wait_sends && action_backlog(r) < r->o.action_queue;
+            if (take || r->done || r->marks || (has_due && due <= now_ms(r)))
+                break;
+            if (r->stop && !r->qhead)
+                break;
+            int64_t wait = r->wait_sends ? 20 : 1000;
+            if (has_due && due - now_ms(r) < wait)
+                wait = due - now_ms(r);
+            struct timespec ts;
+            abs_deadline(&ts, wait < 1 ? 1 : wait);
+            pthread_cond_timedwait(&r->wake, &r->mu, &ts);
+            if (r->wait_sends) {
+                pthread_mutex_unlock(&r->mu);
+                hand_sends(r);
+                pthread_mutex_lock(&r->mu);
+            }
+        }
+        if (r->stop && !r->qhead && !r->done && !r->marks) {
+            pthread_mutex_unlock(&r->mu);
+            break;
+        }
+        qitem *items = NULL, **tail = &items;
+        size_t n = 0;
+        if (!r->wait_sends && action_backlog(r) < r->o.action_queue)
+            while (r->qhead && n < r->o.batch) {
+                qitem *it = r->qhead;
+                r->qhead = it->next;
+                it->next = NULL;
+                *tail = it;
+                tail = &it->next;
+                n++;
+            }
+        if (!r->qhead)
+            r->qtail = NULL;
+        r->qlen -= n;
+        adone *done = r->done;
+        r->done = NULL;
+        r->busy = 1;
+        pthread_mutex_unlock(&r->mu);
+        smark *marks = r->marks;
+        r->marks = NULL;
+
+        if (batch(r, items, done, marks) == 0) {
+            for (qitem *it = items; it;) {
+                qitem *nx = it->next;
+                jevent_free(&it->ev);
+                free(it);
+                it = nx;
+            }
+            while (done) {
+                adone *nx = done->next;
+                free(done->key);
+                free(done->response);
+                free(done->reason);
+                free(done);
+                done = nx;
+            }
+            free_marks(marks);
+            /* hand on what the transaction decided, oldest first */
+            psend *rev = NULL;
+            while (r->txn_sends) {
+                psend *p = r->txn_sends;
+                r->txn_sends = p->next;
+                p->next = rev;
+                rev = p;
+            }
+            psend **wt = &r->wait_sends;
+            while (*wt)
+                wt = &(*wt)->next;
+            *wt = rev;
+            ajob *jrev = NULL;
+            while (r->txn_jobs) {
+                ajob *j = r->txn_jobs;
+                r->txn_jobs = j->next;
+                j->next = jrev;
+                jrev = j;
+            }
+            while (jrev) {
+                ajob *j = jrev;
+                jrev = j->next;
+                queue_job(r, j);
+            }
+            hand_sends(r);
+            int64_t now = real_ms();
+            if (now - r->last_prune_ms > 60000) {
+                /* ids are remembered (deduplicated) for a week */
+                r->last_prune_ms = now;
+                jinbox_prune(&r->inbox, jengine_watermark(&r->eng), now - 7 * 86400000LL, 20000);
+            }
+            pthread_mutex_lock(&r->mu);
+            r->stats.batches++;
+            r->busy = 0;
+            pthread_cond_broadcast(&r->idle);
+            pthread_mutex_unlock(&r->mu);
+        } else {
+            /* put everything back, in order, and try again shortly */
+            pthread_mutex_lock(&r->mu);
+            if (items) {
+                qitem *last = items;
+                while (last->next)
+                    last = last->next;
+                last->next = r->qhead;
+                if (!r->qhead)
+                    r->qtail = last;
+                r->qhead = items;
+                r->qlen += n;
+            }
+            adone **dt = &done;
+            while (*dt)
+                dt = &(*dt)->next;
+            *dt = r->done;
+            r->done = done;
+            r->busy = 0;
+            pthread_mutex_unlock(&r->mu);
+            smark **mt = &marks;
+            while (*mt)
+                mt = &(*mt)->next;
+            *mt = r->marks;
+            r->marks = marks;
+            struct timespec ts = {0, 200 * 1000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Start and stop                                                      */
+/* ------------------------------------------------------------------ */
+
+static void requeue(void *ud, int64_t seq, jevent *ev, const char *source)
+{
+    enqueue(ud, seq, ev);
+}
+
+static void resume_one(void *ud, const char *kind, const char *key, int64_t inst,
+                       const char *jname, const char *node, const char *profile,
+                       const char *event_json, const char *results_json)
+{
+    jrunner *r = ud;
+    json_t *ev = event_json ? json_loads(event_json, 0, NULL) : NULL;
+    json_t *res = results_json ? json_loads(results_json, 0, NULL) : NULL;
+    journey *j = NULL;
+    for (size_t i = 0; i < r->eng.njs; i++)
+        if (!strcmp(r->eng.js[i]->name, jname))
+            j = r->eng.js[i];
+    int idx = j ? journey_node(j, node) : -1;
+    if (idx < 0) {
+        mark(r, key, "failed: the journey or its node is gone");
+    } else if (!strcmp(kind, "send")) {
+        psend *p = xcalloc(1, sizeof *p);
+        p->key = xstrdup(key);
+        p->profile = xstrdup(profile);
+        p->node = &j->nodes[idx];
+        p->event = ev ? json_incref(ev) : json_object();
+        p->results = res ? json_incref(res) : NULL;
+        psend **wt = &r->wait_sends;
+        while (*wt)
+            wt = &(*wt)->next;
+        *wt = p;
+    } else {
+        queue_job(r, job_new(key, j->nodes[idx].action, profile, node, ev, res));
+    }
+    json_decref(ev);
+    json_decref(res);
+}
+
+jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchannel *ch,
+                       size_t nch, const jrunner_opts *opts, char *err, size_t errlen)
+{
+    jrunner *r = xcalloc(1, sizeof *r);
+    r->a = a;
+    r->st = st;
+    if (opts)
+        r->o = *opts;
+    if (!r->o.queue)
+        r->o.queue = 65536;
+    if (!r->o.batch)
+        r->o.batch = 4096;
+    if (!r->o.action_queue)
+        r->o.action_queue = 10000;
+    if (!r->o.action_workers)
+        r->o.action_workers = 4;
+    r->ch = xcalloc(nch + 1, sizeof *r->ch);
+    memcpy(r->ch, ch, nch * sizeof *ch);
+    r->nch = nch;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->wake, NULL);
+    pthread_cond_init(&r->idle, NULL);
+    pthread_mutex_init(&r->amu, NULL);
+    pthread_cond_init(&r->awake, NULL);
+    diag d;
+    diag_init(&d);
+    r->src = jsource_open(a, &d);
+    if (d.errors) {
+        snprintf(err, errlen, "%s", d.v[0].msg);
+        diag_free(&d);
+        jsource_close(r->src);
+        free(r->ch);
+        free(r);
+        return NULL;
+    }
+    diag_free(&d);
+    char *dir = path_dirname(st->path);
+    char *ipath = strcmp(st->path, ":memory:") ? xasprintf("%s/inbox.db", dir) : xstrdup(":memory:");
+    free(dir);
+    int irc = jinbox_open(&r->inbox, ipath, err, errlen);
+    free(ipath);
+    if (irc) {
+        jsource_close(r->src);
+        free(r->ch);
+        free(r);
+        return NULL;
+    }
+    jengine_ops ops = {.ud = r,
+                       .channel_enabled = on_channel_enabled,
+                       .send = on_send,
+                       .action = on_action,
+                       .profile = on_profile,
+                       .lookup = on_lookup};
+    if (jengine_open(&r->eng, st, js, njs, &ops, err, errlen)) {
+        jinbox_close(&r->inbox);
+        jsource_close(r->src);
+        free(r->ch);
+        free(r);
+        return NULL;
+    }
+    /* events committed to the inbox but not routed before a stop or a
+     * crash come first */
+    int64_t from = jengine_watermark(&r->eng);
+    int got;
+    while ((got = jinbox_read(&r->inbox, from, 4096, requeue, r)) > 0)
+        from = r->qtail ? r->qtail->seq : from;
+    /* what a previous run left in flight goes out again, same keys */
+    jengine_pending(&r->eng, resume_one, r, err, errlen);
+    r->workers = xcalloc((size_t)r->o.action_workers, sizeof *r->workers);
+    for (int i = 0; i < r->o.action_workers; i++)
+        if (pthread_create(&r->workers[i], NULL, action_worker, r) == 0)
+            r->nworkers++;
+    if (pthread_create(&r->engine, NULL, engine_main, r) != 0) {
+        snprintf(err, errlen, "cannot start the journey engine thread");
+        r->engine_started = 0;
+        jrunner_stop(r);
+        return NULL;
+    }
+    r->engine_started = 1;
+    plugin_host_set_event_sink(jrunner_submit, r);
+    return r;
+}
+
+int jrunner_drain(jrunner *r, int64_t timeout_ms)
+{
+    struct timespec ts;
+    abs_deadline(&ts, timeout_ms);
+    pthread_mutex_lock(&r->mu);
+    int rc = 0;
+    while ((r->qhead || r->busy || r->done) && rc == 0)
+        if (pthread_cond_timedwait(&r->idle, &r->mu, &ts) == ETIMEDOUT)
+            rc = -1;
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+void jrunner_stop(jrunner *r)
+{
+    if (!r)
+        return;
+    plugin_host_set_event_sink(NULL, NULL);
+    pthread_mutex_lock(&r->mu);
+    r->stopping = 1;
+    pthread_mutex_unlock(&r->mu);
+    /* calls in flight finish and report; queued ones stay pending */
+    pthread_mutex_lock(&r->amu);
+    r->astop = 1;
+    pthread_cond_broadcast(&r->awake);
+    pthread_mutex_unlock(&r->amu);
+    for (int i = 0; i < r->nworkers; i++)
+        pthread_join(r->workers[i], NULL);
+    free(r->workers);
+    if (r->engine_started) {
+        pthread_mutex_lock(&r->mu);
+        r->stop = 1;
+        pthread_cond_signal(&r->wake);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->engine, NULL);
+    }
+    /* a final pass for marks the last batch produced */
+    if (r->marks) {
+        batch(r, NULL, NULL, r->marks);
+        free_marks(r->marks);
+        r->marks = NULL;
+    }
+    while (r->wait_sends) {
+        psend *p = r->wait_sends;
+        r->wait_sends = p->next;
+        psend_free(p);
+    }
+    free_txn_work(r);
+    while (r->ahead) {
+        ajob *j = r->ahead;
+        r->ahead = j->next;
+        ajob_free(j);
+    }
+    while (r->qhead) { /* in the inbox: routed on the next start */
+        qitem *it = r->qhead;
+        r->qhead = it->next;
+        jevent_free(&it->ev);
+        free(it);
+    }
+    jengine_close(&r->eng);
+    jinbox_close(&r->inbox);
+    jsource_close(r->src);
+    for (size_t i = 0; i < r->nbuckets; i++)
+        free(r->buckets[i].action);
+    free(r->buckets);
+    free(r->ch);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->wake);
+    pthread_cond_destroy(&r->idle);
+    pthread_mutex_destroy(&r->amu);
+    pthread_cond_destroy(&r->awake);
+    free(r);
+}
+
+void jrunner_get_stats(jrunner *r, jrunner_stats *s)
+{
+    pthread_mutex_lock(&r->mu);
+    *s = r->stats;
+    pthread_mutex_unlock(&r->mu);
+}

@@ -1,0 +1,77 @@
+/* journey/runner — the live half of the journey engine, what `baton serve`
+ * runs:
+ *
+ *   event source threads ──submit──▶ ingest queue (bounded: 1 = full)
+ *        ▲ ack once durable                │
+ *        └──────────── engine thread ◀─────┘
+ *                      one transaction per batch (group commit):
+ *                      inbox + dedup, dead letters, routing, timers,
+ *                      action results; then acks, sends to the channel
+ *                      dispatchers, calls to the action workers
+ *
+ * One engine thread advances every profile, so a profile is never advanced
+ * by two workers at once. Nothing is acknowledged before its transaction
+ * committed; nothing is handed to a channel before the transaction that
+ * passed its node committed, and every send carries the idempotency key
+ * journey + instance + node + step, so a restart after kill -9 re-hands
+ * only what the delivery log has not got (duplicates are refused by the
+ * dispatcher). Actions left in flight are invoked again with the same
+ * key. */
+#ifndef BATON_JOURNEY_RUNNER_H
+#define BATON_JOURNEY_RUNNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "app.h"
+#include "dispatch/dispatch.h"
+#include "journey/journey.h"
+#include "store/store.h"
+
+typedef struct jrunner jrunner;
+
+/* A channel as journeys see it: its started instance and dispatcher, or
+ * neither when it is turned off. */
+typedef struct jchannel {
+    const char *name;
+    instance *inst;
+    dispatcher *d;
+} jchannel;
+
+typedef struct jrunner_opts {
+    size_t queue;          /* ingest queue capacity (default 65536) */
+    size_t batch;          /* events per transaction at most (default 4096) */
+    size_t action_queue;   /* action calls waiting at most before the engine
+                              stops taking events (default 10000) */
+    int action_workers;    /* threads calling action plugins (default 4) */
+    int64_t (*clock_ms)(void); /* tests; NULL: the real clock */
+} jrunner_opts;
+
+/* Start the engine thread and the action workers over the store st, the
+ * journeys js (borrowed until jrunner_stop) and the channels (copied;
+ * their instances and dispatchers borrowed). a supplies action instances
+ * and the profiles/lookup sources. Installs itself as the host's event
+ * sink. NULL with err on failure. */
+jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchannel *ch,
+                       size_t nch, const jrunner_opts *opts, char *err, size_t errlen);
+/* Graceful stop: stop taking events (submit answers -1), commit and
+ * acknowledge everything queued, let action calls in flight finish, join
+ * the threads, uninstall the sink. What is still pending (timers, actions
+ * not started) stays in the store for the next start. */
+void jrunner_stop(jrunner *r);
+
+/* The event sink (plugin_host_set_event_sink's signature). */
+int jrunner_submit(void *r, instance *from, const char *json, size_t len,
+                   void (*ack)(void *), void *ack_ctx);
+
+/* Block until the ingest queue is empty and its last batch committed
+ * (tests, benches). 0, or -1 after timeout_ms. */
+int jrunner_drain(jrunner *r, int64_t timeout_ms);
+
+typedef struct jrunner_stats {
+    uint64_t accepted, duplicates, dead_letters, batches, sends_handed, actions_ok,
+        actions_failed, full;
+} jrunner_stats;
+void jrunner_get_stats(jrunner *r, jrunner_stats *s);
+
+#endif
