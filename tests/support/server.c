@@ -155,3 +155,20 @@ static void reap(test_server *s, int sig, int grace_ms)
 
 void server_stop(test_server *s) { reap(s, SIGTERM, 1000); }
 void server_kill(test_server *s) { reap(s, SIGKILL, 1000); }
+
+int server_start_mosquitto(test_server *s, const char *dir, int port)
+{
+    if (port == 0)
+        port = server_free_port();
+    char conf[1024];
+    snprintf(conf, sizeof conf, "%s/mosquitto-%d.conf", dir, port);
+    FILE *f = fopen(conf, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
+               "max_inflight_messages 0\nmax_queued_messages 0\n", port);
+    fclose(f);
+    const char *bin = access("/usr/sbin/mosquitto", X_OK) == 0 ? "/usr/sbin/mosquitto" : "mosquitto";
+    char *argv[] = {(char *)bin, "-c", conf, NULL};
+    return server_start_port(s, argv, port, 10000);
+}

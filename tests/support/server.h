@@ -29,6 +29,10 @@ int server_start_port(test_server *s, char *const argv[], int port, int timeout_
 /* 1 when 127.0.0.1:port accepts a connection now. */
 int server_port_open(int port);
 
+/* A mosquitto broker on 127.0.0.1:port (0: a free one), anonymous, its
+ * config file written in dir. */
+int server_start_mosquitto(test_server *s, const char *dir, int port);
+
 /* SIGTERM, then SIGKILL after a second; reaps it. Safe on a zeroed s. */
 void server_stop(test_server *s);
 /* SIGKILL at once (a server that dies), reaps it. */
