@@ -1,15 +1,18 @@
 /* journey/cond — conditions, filters and `until` expressions of a journey,
- * and the templates of its send nodes, through the expression engine
- * (core/expr). The names an expression sees in a journey:
+ * and the templates of its send nodes, compiled once by core/expr and
+ * evaluated in memory. The names an expression sees in a journey:
  *   event.<field>   the event that entered the profile (event.type,
  *                   event.id, event.time read the envelope; anything else
- *                   data.<field>); in a wait_event filter and an exit
- *                   filter, the event being matched
- *   profile.<field> the profile's row in the profiles source, read when
- *                   the node runs
- *   <source>.<field> a lookup source (source_http), e.g. weather.temperature
+ *                   data.<field>, dotted names into nested objects); in a
+ *                   wait_event filter and an exit filter, the event being
+ *                   matched
+ *   profile.<field> the profile's row in the profiles source (typed by the
+ *                   schema of that source), read when the node runs
+ *   <source>.<field> a lookup source (source_http), e.g.
+ *                   weather.temperature; a failed lookup reads as null
  *   <action node id>.<field>  a field of the JSON response of an action
- *                   node this instance already ran (e.g. points.balance)
+ *                   node this instance already ran (points.balance;
+ *                   nested objects as points.account.level)
  */
 #ifndef BATON_JOURNEY_COND_H
 #define BATON_JOURNEY_COND_H
@@ -22,32 +25,59 @@
 #include "diag.h"
 #include "journey/journey.h"
 
-/* Compile c->text (scope "journey"); errors go to d as
- * file:line: where: key: line:col: message. */
-void jcond_compile(jcond *c, const char *scope, const char *file, const char *where,
-                   const char *key, diag *d);
+struct app;
+
+/* What the expressions of one journey file are compiled against: the
+ * schema of the profiles source and the names of lookup sources and
+ * action nodes. */
+typedef struct jcompile jcompile;
+/* a may be NULL: no configuration, so no schema (profile.* untyped) and
+ * no list of sources (any other prefix is taken as untyped). action_ids:
+ * the file's action nodes. */
+jcompile *jcompile_new(struct app *a, const char *const *action_ids, size_t nactions,
+                       diag *d);
+void jcompile_free(jcompile *c);
+/* The schema the compiled expressions point into: it must outlive them
+ * (journey_free frees it last). Ownership passes to the caller. */
+void *jcompile_take_schema(jcompile *c);
+void jschema_free(void *schema);
+
+/* Compile c->text (a condition when want_bool, else any value: `until`);
+ * errors go to d as file:line: where: key: line:col: message. */
+void jcond_compile(jcond *c, const jcompile *cc, int want_bool, const char *file,
+                   const char *where, const char *key, diag *d);
 void jcond_release(jcond *c);
-/* Check a send node's template text. */
-void jcond_check_template(const char *text, const char *file, int line, const char *where,
-                          const char *key, diag *d);
+/* Compile a send node's template (HTML-escaped when html). NULL after
+ * adding errors to d. */
+void *jtemplate_compile(const char *text, int html, const jcompile *cc, const char *file,
+                        int line, const char *where, const char *key, diag *d);
+void jtemplate_free(void *t);
 
 /* What an expression of one instance reads. */
 typedef struct jscope {
     const char *profile_id;
     json_t *event;   /* {"id","type","profile","time","data":{...}} borrowed */
     json_t *results; /* {"<action node>": {...response...}} borrowed, may be NULL */
-    /* Fill *row with the profile's fields (a new JSON object, or NULL when
-     * the profile is unknown). Called at most once per evaluation. */
+    int64_t now_ms;  /* now() and today() */
+    /* The profile's row (a new JSON object) or NULL when unknown. */
     json_t *(*profile)(void *ud, const char *profile_id);
     /* A lookup source by name (weather): a new JSON object, or NULL. */
     json_t *(*lookup)(void *ud, const char *source, const char *profile_id, json_t *event);
     void *ud;
+    /* filled as the evaluation reads: call jscope_release */
+    json_t *profile_row;
+    int profile_loaded;
+    json_t *lookups;
 } jscope;
+
+void jscope_release(jscope *s);
 
 /* Evaluate a condition: *truth is 1 only when it is true (NULL and false
  * give 0). An absent condition is true. Returns 0, or -1 with err. */
 int jcond_truth(const jcond *c, jscope *s, int *truth, char *err, size_t errlen);
 /* Evaluate an `until` expression to a timestamp in ms. */
 int jcond_timestamp(const jcond *c, jscope *s, int64_t *ms, char *err, size_t errlen);
+/* Render a compiled template into out. 0, or -1 with err. */
+int jtemplate_render(const void *t, jscope *s, void *out_buf, char *err, size_t errlen);
 
 #endif

@@ -368,9 +368,10 @@ static const jbranch *split_pick(const journey *j, const jnode *n, const char *p
     return n->nbr ? &n->br[n->nbr - 1] : NULL;
 }
 
-static void scope_for(jengine *e, jinst *in, json_t *event, jscope *s)
+static void scope_for(jengine *e, jinst *in, json_t *event, int64_t now, jscope *s)
 {
     memset(s, 0, sizeof *s);
+    s->now_ms = now;
     s->profile_id = in->profile;
     s->event = event ? event : in->event;
     s->results = in->results;
@@ -401,7 +402,21 @@ static void path_add(jinst *in, const char *id)
 
 /* Move the instance into node `at` and on, until it waits or ends; then
  * save it. */
+static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, char *err,
+                     size_t errlen);
+
 static int run_from(jengine *e, jinst *in, int at, int64_t now, char *err, size_t errlen)
+{
+    jscope sc;
+    scope_for(e, in, NULL, now, &sc);
+    int rc = run_steps(e, in, at, now, &sc, err, errlen);
+    jscope_release(&sc);
+    return rc;
+}
+
+/* The profile is read once per run (sc caches it), when a node needs it. */
+static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, char *err,
+                     size_t errlen)
 {
     in->wait = NULL;
     in->due = -1;
@@ -418,14 +433,13 @@ static int run_from(jengine *e, jinst *in, int at, int64_t now, char *err, size_
         const jnode *n = &in->j->nodes[at];
         in->node = at;
         path_add(in, n->id);
-        jscope sc;
-        scope_for(e, in, NULL, &sc);
+        sc->results = in->results;
         char why[512];
         if (n->type == JN_CONDITION) {
             int next = n->otherwise, failed = 0;
             for (size_t b = 0; b < n->nbr; b++) {
                 int t;
-                if (jcond_truth(&n->br[b].when, &sc, &t, why, sizeof why)) {
+                if (jcond_truth(&n->br[b].when, sc, &t, why, sizeof why)) {
                     set_failed(e, in, "condition", why);
                     failed = 1;
                     break;
@@ -450,7 +464,7 @@ static int run_from(jengine *e, jinst *in, int at, int64_t now, char *err, size_
             int64_t due;
             if (n->duration_ms >= 0) {
                 due = now + n->duration_ms;
-            } else if (jcond_timestamp(&n->until, &sc, &due, why, sizeof why)) {
+            } else if (jcond_timestamp(&n->until, sc, &due, why, sizeof why)) {
                 set_failed(e, in, "until", why);
                 break;
             }
@@ -521,13 +535,18 @@ static json_t *event_json(const jevent *ev)
     return o;
 }
 
-static int truth_or_log(jengine *e, const jcond *c, jinst *in, json_t *event, const char *what)
+static int truth_or_log(jengine *e, const jcond *c, jinst *in, json_t *event, int64_t now,
+                        const char *what)
 {
+    if (!c->text)
+        return 1;
     jscope sc;
-    scope_for(e, in, event, &sc);
+    scope_for(e, in, event, now, &sc);
     char why[512];
     int t = 0;
-    if (jcond_truth(c, &sc, &t, why, sizeof why)) {
+    int rc = jcond_truth(c, &sc, &t, why, sizeof why);
+    jscope_release(&sc);
+    if (rc) {
         log_msg(BATON_LOG_WARN, "journey", "%s: %s for profile %s: %s (taken as false)",
                 in->j->name, what, in->profile, why);
         return 0;
@@ -545,12 +564,12 @@ static int route_active(jengine *e, jinst *in, const jevent *ev, json_t *evj, in
     if (in->node >= 0 && in->wait && !strcmp(in->wait, "event")) {
         const jnode *n = &in->j->nodes[in->node];
         if (n->type == JN_WAIT_EVENT && !strcmp(n->event, ev->type) &&
-            truth_or_log(e, &n->filter, in, evj, "wait_event filter"))
+            truth_or_log(e, &n->filter, in, evj, now, "wait_event filter"))
             return run_from(e, in, n->on_event, now, err, errlen);
     }
     for (size_t x = 0; x < in->j->nexits; x++) {
         const jexit *xr = &in->j->exits[x];
-        if (strcmp(xr->event, ev->type) || !truth_or_log(e, &xr->filter, in, evj, "exit filter"))
+        if (strcmp(xr->event, ev->type) || !truth_or_log(e, &xr->filter, in, evj, now, "exit filter"))
             continue;
         in->state = "exited";
         in->wait = NULL;
@@ -590,7 +609,7 @@ static int enter(jengine *e, journey *j, const jevent *ev, json_t *evj, int64_t 
     in.entered = now;
     buf_init(&in.path);
     in.event = json_incref(evj);
-    if (!truth_or_log(e, &j->entry_filter, &in, evj, "entry filter")) {
+    if (!truth_or_log(e, &j->entry_filter, &in, evj, now, "entry filter")) {
         inst_free(&in);
         return 0;
     }

@@ -42,6 +42,7 @@ typedef struct jbranch {
 typedef struct jpart {
     char *name;  /* "subject", "text" (a *_file key is read into its part) */
     char *value; /* template text */
+    void *tmpl;  /* compiled (journey/cond.h) */
 } jpart;
 
 typedef struct jnode {
@@ -89,6 +90,7 @@ typedef struct journey {
     int start;
     jnode *nodes;
     size_t nnodes;
+    void *schema; /* what the compiled expressions point into; freed last */
 } journey;
 
 /* Parse and check one journey file. `a` (may be NULL) supplies the

@@ -29,6 +29,7 @@ typedef struct pctx {
     journey *j;
     struct app *a;
     diag *d;
+    jcompile *cc;
     /* links are resolved after every node is known */
     struct link {
         int *slot;
@@ -145,7 +146,7 @@ static void cond_key(pctx *p, const config_setting_t *g, const char *key, jcond 
         return;
     c->text = xstrdup(t);
     c->line = line;
-    jcond_compile(c, scope, p->file, where, key, p->d);
+    jcond_compile(c, p->cc, strcmp(key, "until") != 0, p->file, where, key, p->d);
 }
 
 static char *read_whole(const char *path)
@@ -242,9 +243,10 @@ static void parse_send(pctx *p, const config_setting_t *g, jnode *n, const char 
         } else {
             value = xstrdup(config_setting_get_string(s));
         }
+        void *t = jtemplate_compile(value, !strcmp(part, "html"), p->cc, p->file, line_of(s),
+                                    where, name, p->d);
         n->parts = xrealloc(n->parts, (n->nparts + 1) * sizeof *n->parts);
-        n->parts[n->nparts++] = (jpart){part, value};
-        jcond_check_template(value, p->file, line_of(s), where, name, p->d);
+        n->parts[n->nparts++] = (jpart){part, value, t};
     }
 }
 
@@ -635,6 +637,23 @@ journey *journey_load(const char *path, struct app *a, diag *d)
         goto out;
     }
     j->line = line_of(root);
+    {
+        /* action node ids name their results in expressions: know them
+         * before compiling any */
+        const config_setting_t *nl = config_setting_get_member(root, "nodes");
+        int cnt = nl && config_setting_is_list(nl) ? config_setting_length(nl) : 0;
+        const char **ids = xcalloc((size_t)cnt + 1, sizeof *ids);
+        size_t na = 0;
+        for (int i = 0; i < cnt; i++) {
+            const config_setting_t *g = config_setting_get_elem(nl, (unsigned)i);
+            const char *id = NULL, *type = NULL;
+            if (config_setting_is_group(g) && config_setting_lookup_string(g, "id", &id) &&
+                config_setting_lookup_string(g, "type", &type) && !strcmp(type, "action"))
+                ids[na++] = id;
+        }
+        p.cc = jcompile_new(a, ids, na, d);
+        free(ids);
+    }
     static const char *const keys[] = {"name", "entry", "exit", "start", "nodes", NULL};
     check_keys(&p, root, "journey", keys, 0);
     const char *name = req_string(&p, root, "name", "journey", "\"cart-abandon\"", NULL);
@@ -667,6 +686,10 @@ journey *journey_load(const char *path, struct app *a, diag *d)
     if (d->errors == before && j->start >= 0)
         check_graph(&p);
 out:
+    if (p.cc) {
+        j->schema = jcompile_take_schema(p.cc);
+        jcompile_free(p.cc);
+    }
     for (size_t i = 0; i < p.nlinks; i++)
         free(p.links[i].target);
     free(p.links);
@@ -704,6 +727,7 @@ void journey_free(journey *j)
         for (size_t k = 0; k < n->nparts; k++) {
             free(n->parts[k].name);
             free(n->parts[k].value);
+            jtemplate_free(n->parts[k].tmpl);
         }
         free(n->parts);
         free(n->action);
@@ -718,6 +742,7 @@ void journey_free(journey *j)
     free(j->entry_event);
     free(j->name);
     free(j->file);
+    jschema_free(j->schema);
     free(j);
 }
 

@@ -12,6 +12,7 @@
 #include "config/keymap.h"
 #include "journey/engine.h"
 #include "journey/event.h"
+#include "journey/cond.h"
 #include "journey/inbox.h"
 #include "journey/source.h"
 #include "log.h"
@@ -279,23 +280,28 @@ static void mark(jrunner *r, const char *key, const char *status)
 /* Sends: after the commit, to the channel's dispatcher                */
 /* ------------------------------------------------------------------ */
 
-/* The record a message is rendered from and addressed by: the profile's
- * fields, bare and as profile.<field>, and the event's as event.<field>. */
-static record *message_row(jrunner *r, const psend *p)
+/* The record a message is addressed by (and that channel-side templates
+ * read): the profile's fields, bare and as profile.<field>, and the
+ * event's as event.<field>. */
+static record *message_row(const psend *p, json_t *prof)
 {
     record *row = record_new();
     record_set_string(row, "id", p->profile);
     record_set_string(row, "profile.id", p->profile);
-    json_t *prof = jsource_profile(r->src, p->profile);
     if (prof) {
         jsource_json_to_record(row, NULL, prof);
         jsource_json_to_record(row, "profile", prof);
-        json_decref(prof);
     }
     json_t *data = json_object_get(p->event, "data");
     if (json_is_object(data))
         jsource_json_to_record(row, "event", data);
     return row;
+}
+
+static json_t *scope_profile(void *ud, const char *id) { return jsource_profile(ud, id); }
+static json_t *scope_lookup(void *ud, const char *src, const char *id, json_t *ev)
+{
+    return jsource_lookup(ud, src, id, ev);
 }
 
 /* 0 done with it (handed, refused or marked), 1 the dispatcher is full:
@@ -307,30 +313,47 @@ static int hand_send(jrunner *r, psend *p)
         mark(r, p->key, "skipped: channel disabled");
         return 0;
     }
-    record *row = message_row(r, p);
+    json_t *prof = jsource_profile(r->src, p->profile);
+    record *row = message_row(p, prof);
     char addr[512];
     dispatch_eligibility el = dispatch_recipient(c->inst, row, addr, sizeof addr);
     if (el != DISPATCH_ELIGIBLE) {
         mark(r, p->key, el == DISPATCH_NO_ADDRESS ? "skipped: no address" : "skipped: no consent");
         record_free(row);
+        json_decref(prof);
         return 0;
     }
     const jnode *n = p->node;
+    jscope sc = {.profile_id = p->profile, .event = p->event, .results = p->results,
+                 .now_ms = now_ms(r), .profile = scope_profile, .lookup = scope_lookup,
+                 .ud = r->src, .profile_row = prof, .profile_loaded = 1};
     const char **names = xcalloc(n->nparts + 1, sizeof *names);
-    const char **values = xcalloc(n->nparts + 1, sizeof *values);
-    for (size_t i = 0; i < n->nparts; i++) {
-        names[i] = n->parts[i].name;
-        values[i] = n->parts[i].value;
-    }
-    dispatch_msg m = {.key = p->key,
-                      .recipient = addr,
-                      .profile_id = p->profile,
-                      .nparts = n->nparts,
-                      .part_names = names,
-                      .part_values = values,
-                      .row = row};
+    char **values = xcalloc(n->nparts + 1, sizeof *values);
     char err[256] = "";
-    dispatch_submit_rc rc = dispatch_submit(c->d, &m, 0, err, sizeof err);
+    int bad = 0;
+    for (size_t i = 0; i < n->nparts && !bad; i++) {
+        names[i] = n->parts[i].name;
+        buf out;
+        buf_init(&out);
+        if (n->parts[i].tmpl && jtemplate_render(n->parts[i].tmpl, &sc, &out, err, sizeof err))
+            bad = 1;
+        values[i] = n->parts[i].tmpl ? buf_steal(&out) : xstrdup(n->parts[i].value);
+        buf_free(&out);
+    }
+    jscope_release(&sc); /* also drops prof */
+    dispatch_submit_rc rc = DISPATCH_INVALID;
+    if (!bad) {
+        dispatch_msg m = {.key = p->key,
+                          .recipient = addr,
+                          .profile_id = p->profile,
+                          .nparts = n->nparts,
+                          .part_names = names,
+                          .part_values = (const char *const *)values,
+                          .row = row};
+        rc = dispatch_submit(c->d, &m, 0, err, sizeof err);
+    }
+    for (size_t i = 0; i < n->nparts; i++)
+        free(values[i]);
     free(names);
     free(values);
     record_free(row);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app.h"
 #include "journey/event.h"
 #include "journey/journey.h"
 #include "journey/report.h"
@@ -261,6 +262,9 @@ static void test_file_loop_without_wait(void **st)
 
 /* ---- the engine, through journey test ------------------------------ */
 
+static json_t *(*sim_profile)(void *, const char *);
+static json_t *(*sim_lookup)(void *, const char *, const char *, json_t *);
+
 static json_t *simulate(const char *jtext, const char *events, int64_t until,
                         int (*enabled)(void *, const char *))
 {
@@ -272,7 +276,7 @@ static json_t *simulate(const char *jtext, const char *events, int64_t until,
         fail_msg("journey did not load");
     }
     char *ev = file_write(dir, "events.jsonl", events);
-    jengine_ops ops = {.channel_enabled = enabled};
+    jengine_ops ops = {.channel_enabled = enabled, .profile = sim_profile, .lookup = sim_lookup};
     json_t *out = NULL;
     char err[256];
     assert_int_equal(journey_simulate(j, &ops, ev, until, &out, &d, err, sizeof err), 0);
@@ -442,6 +446,150 @@ static void test_sim_wait_event_without_timeout(void **st)
     json_decref(out);
 }
 
+/* profiles: p1 gold with consent, p2 silver without */
+static json_t *profiles(void *ud, const char *id)
+{
+    if (!strcmp(id, "p1"))
+        return json_pack("{s:s, s:s, s:b, s:s}", "id", "p1", "tier", "gold", "consent_push", 1,
+                         "city", "Oslo");
+    if (!strcmp(id, "p2"))
+        return json_pack("{s:s, s:s, s:b, s:s}", "id", "p2", "tier", "silver", "consent_push", 0,
+                         "city", "Nice");
+    return NULL;
+}
+
+static int lookups;
+static json_t *weather(void *ud, const char *source, const char *id, json_t *event)
+{
+    lookups++;
+    if (strcmp(source, "weather"))
+        return NULL;
+    json_t *prof = profiles(NULL, id);
+    const char *city = prof ? json_string_value(json_object_get(prof, "city")) : "";
+    json_t *o = json_pack("{s:f}", "temperature", !strcmp(city, "Oslo") ? -3.0 : 18.5);
+    json_decref(prof);
+    return o;
+}
+
+static void test_sim_conditions(void **st)
+{
+    const char *j =
+        "journey: { name = \"cond\";\n"
+        "  entry = { event = \"cart\"; filter = \"event.total > 0\"; };\n"
+        "  exit = ( { event = \"cancel\"; filter = \"event.reason == 'fraud'\"; } );\n"
+        "  start = \"which\";\n"
+        "  nodes = (\n"
+        "    { id = \"which\"; type = \"condition\";\n"
+        "      branches = ( { when = \"profile.consent_push and weather.temperature < 5\"; next = \"push\"; },\n"
+        "                   { when = \"event.items >= 3\"; next = \"big\"; } );\n"
+        "      otherwise = \"later\"; },\n"
+        "    { id = \"push\"; type = \"send\"; channel = \"push\"; title = \"Cold in {{ profile.city }}?\"; next = \"end\"; },\n"
+        "    { id = \"big\"; type = \"end\"; },\n"
+        "    { id = \"later\"; type = \"wait\"; until = \"event.time + 2h\"; next = \"react\"; },\n"
+        "    { id = \"react\"; type = \"wait_event\"; event = \"order\"; filter = \"event.amount >= 10\"; on_event = \"end\"; },\n"
+        "    { id = \"end\"; type = \"end\"; }\n"
+        "  ); };\n";
+    const char *events =
+        "{\"id\": \"1\", \"type\": \"cart\", \"profile\": \"p1\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"total\": 10}}\n"
+        "{\"id\": \"2\", \"type\": \"cart\", \"profile\": \"p2\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"total\": 10, \"items\": 4}}\n"
+        "{\"id\": \"3\", \"type\": \"cart\", \"profile\": \"p3\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"total\": 0}}\n"
+        "{\"id\": \"4\", \"type\": \"cart\", \"profile\": \"p4\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"total\": 5}}\n"
+        "{\"id\": \"5\", \"type\": \"order\", \"profile\": \"p4\", \"time\": \"2026-11-23T13:00:00Z\", \"data\": {\"amount\": 5}}\n"
+        "{\"id\": \"6\", \"type\": \"cancel\", \"profile\": \"p4\", \"time\": \"2026-11-23T13:10:00Z\", \"data\": {\"reason\": \"changed mind\"}}\n"
+        "{\"id\": \"7\", \"type\": \"order\", \"profile\": \"p4\", \"time\": \"2026-11-23T14:00:00Z\", \"data\": {\"amount\": 25}}\n"
+        "{\"id\": \"8\", \"type\": \"cart\", \"profile\": \"p5\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"total\": 5}}\n"
+        "{\"id\": \"9\", \"type\": \"cancel\", \"profile\": \"p5\", \"time\": \"2026-11-23T10:30:00Z\", \"data\": {\"reason\": \"fraud\"}}\n";
+    sim_profile = profiles;
+    sim_lookup = weather;
+    lookups = 0;
+    json_t *out = simulate(j, events, INT64_MAX, NULL);
+    sim_profile = NULL;
+    sim_lookup = NULL;
+    assert_path(out, "p1", "completed", "which push end");  /* consent, -3 degrees */
+    assert_path(out, "p2", "completed", "which big");       /* no consent; 4 items */
+    assert_null(json_object_get(json_object_get(out, "profiles"), "p3")); /* total 0 */
+    /* p4: the wait ends at 12:00; an order of 5 does not match the filter,
+     * a cancel that is not fraud does not exit, the order of 25 does */
+    assert_path(out, "p4", "completed", "which later react end");
+    assert_path(out, "p5", "exited", "which later");
+    assert_true(lookups > 0);
+    json_decref(out);
+}
+
+static void test_file_expression_errors(void **st)
+{
+    const char *text =
+        "journey: { name = \"x\";\n"
+        "  entry = { event = \"e\"; filter = \"event.total >\"; };\n"
+        "  start = \"c\";\n"
+        "  nodes = (\n"
+        "    { id = \"c\"; type = \"condition\";\n"
+        "      branches = ( { when = \"event.total == null\"; next = \"s\"; } ); otherwise = \"s\"; },\n"
+        "    { id = \"s\"; type = \"send\"; channel = \"email\"; subject = \"Hi {{ event.name \"; next = \"e\"; },\n"
+        "    { id = \"e\"; type = \"end\"; }\n"
+        "  ); };\n";
+    const char *const parts[] = {"2: entry: filter: 1:", "6: node 'c': branches[0]: when: 1:",
+                                 "7: node 's': subject: 1:", NULL};
+    expect_errors(text, parts);
+}
+
+/* With a configuration: the schema types profile.*, sources and actions
+ * are known by name, channels too. */
+static void test_file_against_configuration(void **st)
+{
+    const char *src = getenv("BATON_SRC");
+    char cfg[2048];
+    snprintf(cfg, sizeof cfg,
+             "sources: { crm: { plugin = \"source_sqlite\"; path = \"crm.db\"; schema = \"%s/conf/schema.cfg\"; };\n"
+             "  weather: { plugin = \"source_http\"; url = \"http://127.0.0.1:1/\"; }; };\n"
+             "profiles = \"crm\";\n"
+             "channels: { email: { plugin = \"channel_email\"; }; sms: { plugin = \"channel_sms\"; enabled = false; }; };\n"
+             "actions: { loyalty: { plugin = \"action_http\"; url = \"http://127.0.0.1:1/\"; }; };\n",
+             src ? src : ".");
+    char *cpath = file_write(dir, "baton.cfg", cfg);
+    diag d;
+    diag_init(&d);
+    app a;
+    assert_int_equal(app_open(&a, cpath, 0, &d), 0);
+    const char *good =
+        "journey: { name = \"ok\"; entry = { event = \"e\"; filter = \"profile.tier == 'gold' and weather.temperature < 5\"; };\n"
+        "  start = \"a\"; nodes = (\n"
+        "    { id = \"a\"; type = \"action\"; action = \"loyalty\"; next = \"c\"; on_error = \"z\"; },\n"
+        "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"a.points > 100\"; next = \"s\"; } ); otherwise = \"z\"; },\n"
+        "    { id = \"s\"; type = \"send\"; channel = \"sms\"; text = \"{{ profile.first_name }}\"; next = \"z\"; },\n"
+        "    { id = \"z\"; type = \"end\"; } ); };\n";
+    char *path = file_write(dir, "good.cfg", good);
+    journey *j = journey_load(path, &a, &d);
+    if (!j)
+        diag_print(&d, stderr);
+    assert_non_null(j);
+    journey_free(j);
+    free(path);
+    const char *bad =
+        "journey: { name = \"bad\"; entry = { event = \"e\"; filter = \"profile.tierr == 'gold'\"; };\n"
+        "  start = \"a\"; nodes = (\n"
+        "    { id = \"a\"; type = \"action\"; action = \"loyalti\"; next = \"c\"; },\n"
+        "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"wether.temperature < 5\"; next = \"s\"; } ); },\n"
+        "    { id = \"s\"; type = \"send\"; channel = \"emial\"; text = \"x\"; next = \"z\"; },\n"
+        "    { id = \"z\"; type = \"end\"; } ); };\n";
+    path = file_write(dir, "bad.cfg", bad);
+    assert_null(journey_load(path, &a, &d));
+    char *all = messages(&d);
+    const char *want[] = {"1: entry: filter: 1:1: unknown field 'tierr' in profiles", "(did you mean 'tier'?)",
+                          "3: node 'a': action = \"loyalti\" names no configured action (did you mean 'loyalty'?)",
+                          "4: node 'c': branches[0]: when: 1:1: unknown name 'wether'",
+                          "5: node 's': channel = \"emial\" names no configured channel (did you mean 'email'?)",
+                          NULL};
+    for (const char *const *w = want; *w; w++)
+        if (!strstr(all, *w))
+            fail_msg("expected '%s' among:\n%s", *w, all);
+    free(all);
+    free(path);
+    free(cpath);
+    app_close(&a);
+    diag_free(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -458,6 +606,9 @@ int main(void)
         cmocka_unit_test(test_sim_reentry),
         cmocka_unit_test(test_sim_split_stable),
         cmocka_unit_test(test_sim_wait_event_without_timeout),
+        cmocka_unit_test(test_sim_conditions),
+        cmocka_unit_test(test_file_expression_errors),
+        cmocka_unit_test(test_file_against_configuration),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
