@@ -94,9 +94,10 @@ static int plain_ascii(const char *s)
     return 1;
 }
 
-/* RFC 2047: UTF-8 "B" encoded words of at most 45 bytes of text each (60
- * of base64, 72 with the wrapper), cut between characters, folded. */
-static void put_header_text(const baton_host *h, baton_buf *out, const char *s)
+/* RFC 2047: UTF-8 "B" encoded words cut between characters, folded so
+ * that no line passes 76 characters; `used` is what the line already
+ * holds ("Subject: "). */
+static void put_header_text(const baton_host *h, baton_buf *out, const char *s, size_t used)
 {
     if (plain_ascii(s) && strlen(s) < 900) {
         h->buf_append(out, s, strlen(s));
@@ -104,18 +105,19 @@ static void put_header_text(const baton_host *h, baton_buf *out, const char *s)
     }
     const unsigned char *p = (const unsigned char *)s;
     size_t n = strlen(s), i = 0;
-    int first = 1;
     while (i < n) {
-        size_t take = n - i < 45 ? n - i : 45;
+        /* 12 characters of wrapper; 4 of base64 carry 3 bytes */
+        size_t room = used + 12 < 76 ? (76 - used - 12) / 4 * 3 : 3;
+        size_t take = n - i < room ? n - i : room;
         while (take < n - i && take > 0 && (p[i + take] & 0xC0) == 0x80)
             take--; /* never split a UTF-8 sequence */
-        if (!first)
+        if (i)
             h->buf_append(out, "\r\n ", 3);
         h->buf_append(out, "=?UTF-8?B?", 10);
         put_base64(h, out, p + i, take);
         h->buf_append(out, "?=", 2);
         i += take;
-        first = 0;
+        used = 1;
     }
 }
 
@@ -222,7 +224,7 @@ static int email_format(void *state, const baton_message *m, baton_buf *out, cha
         if (*p == '\r' || *p == '\n' || *p == '\t')
             *p = ' ';
     h->buf_append(out, "Subject: ", 9);
-    put_header_text(h, out, subj);
+    put_header_text(h, out, subj, 9);
     h->buf_append(out, "\r\n", 2);
     free(subj);
     time_t t = (time_t)m->time;
@@ -463,7 +465,7 @@ static int email_init(baton_instance *inst, const baton_host *h, void **state)
     }
     baton_buf *fh = h->buf_new();
     if (name[0]) {
-        put_header_text(h, fh, name);
+        put_header_text(h, fh, name, 6);
         h->buf_printf(fh, " <%s>", e->from_addr);
     } else {
         h->buf_printf(fh, "<%s>", e->from_addr);

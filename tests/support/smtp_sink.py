@@ -5,9 +5,9 @@ receives. Run it with /usr/bin/python3 (Debian's python3-aiosmtpd).
                [--reject SUBSTR=CODE ...]
 
 Prints "PORT <n>" on stdout once it listens (port 0 picks a free one).
-Every accepted message is DIR/<seq>.eml (the exact DATA bytes, CRLF line
-ends, dot-unstuffed) and one JSON line in DIR/log.jsonl:
-  {"seq": 1, "mail_from": "...", "rcpt_tos": ["..."], "file": "1.eml",
+Every accepted message is DIR/<pid>-<seq>.eml (the exact DATA bytes, CRLF
+line ends, dot-unstuffed; the pid keeps a restarted sink from overwriting) and one JSON line in DIR/log.jsonl:
+  {"seq": 1, "mail_from": "...", "rcpt_tos": ["..."], "file": "<pid>-1.eml",
    "auth": "user or null", "session": <connection number>}
 --auth        require AUTH (PLAIN or LOGIN) with these credentials
 --die-after N after N messages are stored, the next DATA makes the process
@@ -58,7 +58,7 @@ class Handler:
             self.log.flush()
             os._exit(0)
         self.seq += 1
-        name = "%d.eml" % self.seq
+        name = "%d-%d.eml" % (os.getpid(), self.seq)
         with open(os.path.join(self.dir, name), "wb") as f:
             f.write(envelope.original_content or envelope.content)
         auth = session.auth_data
