@@ -40,6 +40,7 @@ int cmd_plugins(const cli_ctx *ctx, int argc, char **argv);
 int cmd_sample_data(const cli_ctx *ctx, int argc, char **argv);
 int cmd_journey(const cli_ctx *ctx, int argc, char **argv);
 int cmd_profile(const cli_ctx *ctx, int argc, char **argv);
+int cmd_serve(const cli_ctx *ctx, int argc, char **argv);
 void check_journeys(struct app *a, struct diag *d, FILE *out);
 
 #endif

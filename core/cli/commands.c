@@ -30,6 +30,14 @@ const cli_command cli_commands[] = {
      "The journeys the profile entered (state, node, path) and every send and\n"
      "action journeys made for it, with their status, from the state store.\n",
      cmd_profile},
+    {"serve", "", "run event sources, journeys and channel delivery until SIGTERM",
+     "Run every event source, journey and channel of the configuration until\n"
+     "SIGTERM or SIGINT (graceful: queued events are committed, action calls in\n"
+     "flight finish, channel queues drain; the rest waits in the state store).\n"
+     "SIGHUP re-reads the configuration: channels turned on or off, journeys\n"
+     "added or changed, without a restart; a configuration with errors is\n"
+     "refused (the errors are printed) and the running one stays in force.\n",
+     cmd_serve},
     {"sample-data", "[--profiles N] [--orders N] [--stores N] [--seed N]",
      "fill the profiles source with the sample CRM",
      "Create the tables of conf/schema.cfg (profiles, orders, stores, reservations)\n"

@@ -219,6 +219,12 @@ static void read_value(const config_setting_t *s, const baton_config_key *k,
         val->i = config_setting_get_bool(s);
         break;
     case BATON_CFG_LIST: {
+        /* a value set in the file replaces the default list */
+        for (size_t i = 0; i < val->nlist; i++)
+            free(val->list[i]);
+        free(val->list);
+        val->list = NULL;
+        val->nlist = 0;
         if (t == CONFIG_TYPE_STRING) {
             val->list = xmalloc(sizeof *val->list);
             val->list[0] = xstrdup(config_setting_get_string(s));
