@@ -3,8 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "expr/host_api.h"
 #include "log.h"
 #include "mem.h"
+#include "schema_source.h"
 
 const char *app_default_config(void)
 {
@@ -38,6 +40,11 @@ int app_open(app *a, const char *config_path, unsigned flags, diag *d)
     build_path(a);
     if (!(flags & (APP_PLUGINS | APP_INIT)))
         return d->errors == before ? 0 : -1;
+
+    /* before any plugin init: plugins compile expressions in entity scopes;
+     * baton check reports the schema's own errors */
+    a->schema = schema_load_profiles(&a->conf, NULL);
+    expr_host_set_schema(a->schema);
 
     a->inst = xcalloc(a->conf.nuses + 1, sizeof *a->inst);
     for (size_t i = 0; i < a->conf.nuses; i++) {
@@ -122,6 +129,10 @@ void app_close(app *a)
         instance_destroy(a->inst[i]);
     free(a->inst);
     plugin_registry_free(&a->reg);
+    if (a->schema) {
+        expr_host_set_schema(NULL);
+        schema_destroy(a->schema);
+    }
     for (size_t i = 0; i < a->npath; i++)
         free(a->path[i]);
     free(a->path);

@@ -21,6 +21,8 @@ typedef struct app {
     instance **inst;
     size_t ninst;
     int started;
+    struct schema *schema; /* the profiles source's schema (NULL: none or broken);
+                              plugins' expression scopes resolve against it */
 } app;
 
 /* 0 when the configuration (and what flags ask for) is free of errors;

@@ -49,6 +49,7 @@ const cli_command cli_commands[] = {
 };
 
 const check_hook check_hooks[] = {
+    check_schemas,
     check_journeys,
     NULL,
 };
