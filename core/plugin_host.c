@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "campaign/act_host.h"
 #include "expr/host_api.h"
 #include "log.h"
 #include "mem.h"
@@ -652,6 +653,32 @@ static const baton_host host_api = {
     .template_render = host_template_render,
     .template_free = host_template_free,
     .event_submit = h_event_submit,
+    .act_id = ah_id,
+    .act_setting_count = ah_setting_count,
+    .act_setting_string = ah_setting_string,
+    .act_setting_number = ah_setting_number,
+    .act_setting_bool = ah_setting_bool,
+    .act_error = ah_error,
+    .act_input_count = ah_input_count,
+    .act_input_dimension = ah_input_dimension,
+    .act_input_table = ah_input_table,
+    .act_input_column_count = ah_input_column_count,
+    .act_input_column = ah_input_column,
+    .act_output = ah_output,
+    .act_output_column = ah_output_column,
+    .act_output_table = ah_output_table,
+    .act_audience_table = ah_audience_table,
+    .act_audience_saved = ah_audience_saved,
+    .act_is_plan = ah_is_plan,
+    .act_note = ah_note,
+    .act_entity = ah_entity,
+    .act_field_type = ah_field_type,
+    .act_link = ah_link,
+    .act_expr_sql = ah_expr_sql,
+    .act_param = ah_param,
+    .act_sql = ah_sql,
+    .act_dialect = ah_dialect,
+    .act_setting_path = ah_setting_path,
 };
 
 const baton_host *plugin_host_api(void) { return &host_api; }

@@ -13,3 +13,17 @@ echo "== check"
 $BATON -c $CONF check
 echo "== sample data (profiles, orders, stores, reservations)"
 $BATON -c $CONF sample-data --profiles 2000 --seed 7
+echo "== campaigns: plan (exact counts, nothing sent)"
+$BATON -c $CONF campaign plan winback
+$BATON -c $CONF campaign plan winback --dot > conf/var/winback.dot
+dot -Tsvg conf/var/winback.dot -o conf/var/winback.svg && echo "graph: conf/var/winback.svg"
+echo "== campaigns: run"
+$BATON -c $CONF campaign run stores
+$BATON -c $CONF campaign plan returns
+$BATON -c $CONF campaign run returns
+$BATON -c $CONF campaign run winback
+echo "== campaigns: run history"
+$BATON -c $CONF campaign runs
+echo "== exports (channel_directmail)"
+ls conf/var/exports
+cat conf/var/exports/*.manifest.json

@@ -313,7 +313,8 @@ config_setting_t *campaign_setting(config_setting_t *g, const char *path)
         return NULL;
     char *copy = xstrdup(path);
     config_setting_t *s = g;
-    for (char *tok = strtok(copy, "."); s && tok; tok = strtok(NULL, ".")) {
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ".", &save); s && tok; tok = strtok_r(NULL, ".", &save)) {
         char *end;
         long idx = strtol(tok, &end, 10);
         if (*end == '\0' && end != tok)

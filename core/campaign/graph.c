@@ -91,11 +91,15 @@ static void order(campaign *c, diag *d)
                     break;
                 }
         } while (node != cur && nchain < 256);
-        for (size_t k = nchain; k-- > 0;) {
-            strncat(path, c->acts[chain[k]].id, sizeof path - strlen(path) - 8);
+        /* chain follows inputs backwards from cur: print it in flow order,
+         * starting and ending at cur */
+        strncat(path, c->acts[chain[0]].id, sizeof path - strlen(path) - 1);
+        for (size_t k = nchain; k-- > 1;) {
             strncat(path, " -> ", sizeof path - strlen(path) - 1);
+            strncat(path, c->acts[chain[k]].id, sizeof path - strlen(path) - 1);
         }
-        strncat(path, c->acts[chain[nchain - 1]].id, sizeof path - strlen(path) - 1);
+        strncat(path, " -> ", sizeof path - strlen(path) - 1);
+        strncat(path, c->acts[chain[0]].id, sizeof path - strlen(path) - 1);
         diag_error(d, c->file, c->acts[cur].line, "the activities form a cycle: %s", path);
         free(seen);
     }

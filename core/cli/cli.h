@@ -43,5 +43,7 @@ int cmd_profile(const cli_ctx *ctx, int argc, char **argv);
 int cmd_serve(const cli_ctx *ctx, int argc, char **argv);
 void check_journeys(struct app *a, struct diag *d, FILE *out);
 void check_schemas(struct app *a, struct diag *d, FILE *out);
+int cmd_campaign(const cli_ctx *ctx, int argc, char **argv);
+void campaign_check_hook(struct app *a, struct diag *d, FILE *out);
 
 #endif

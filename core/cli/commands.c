@@ -38,6 +38,20 @@ const cli_command cli_commands[] = {
      "added or changed, without a restart; a configuration with errors is\n"
      "refused (the errors are printed) and the running one stays in force.\n",
      cmd_serve},
+    {"campaign", "plan|run|runs NAME|FILE [options]", "plan, run and list runs of campaigns",
+     "  campaign plan NAME|FILE [--json | --dot]\n"
+     "      compute every targeting activity and print the exact count on every\n"
+     "      transition and the messages each send would send; nothing is sent.\n"
+     "      --json: {\"campaign\", \"counts\": {transition: n}, \"excluded\": {send:\n"
+     "      {\"no_consent\", \"no_address\"}}}; --dot: a Graphviz graph with the counts.\n"
+     "  campaign run NAME|FILE [--dry-run] [--resume] [--proof ADDRESS...]\n"
+     "      execute: work tables, then one message per row through each channel.\n"
+     "      --dry-run renders everything and delivers nothing; --resume finishes\n"
+     "      the latest interrupted run (never delivering a row twice); --proof\n"
+     "      sends a few rendered samples to the addresses given, nothing else.\n"
+     "  campaign runs [NAME] [--json]\n"
+     "      the run history: each run and each activity's counts and timing.\n",
+     cmd_campaign},
     {"sample-data", "[--profiles N] [--orders N] [--stores N] [--seed N]",
      "fill the profiles source with the sample CRM",
      "Create the tables of conf/schema.cfg (profiles, orders, stores, reservations)\n"
@@ -51,6 +65,7 @@ const cli_command cli_commands[] = {
 const check_hook check_hooks[] = {
     check_schemas,
     check_journeys,
+    campaign_check_hook,
     NULL,
 };
 

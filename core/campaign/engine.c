@@ -1,0 +1,536 @@
+/* The campaign engine: the checks that need the schema and the activity
+ * types, then plan or run in topological order, one activity at a time,
+ * each a few SQL statements in the data source. */
+#include "campaign/engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "campaign/act_host.h"
+#include "config/keymap.h"
+#include "log.h"
+#include "mem.h"
+#include "suggest.h"
+#include "timefmt.h"
+
+int camp_sql(camp_env *e, const char *sql, const baton_value *params, size_t n,
+             baton_row_fn fn, void *ud, char *err, size_t errlen)
+{
+    log_debug("sql: %s", sql);
+    return e->ops->exec(e->src->state, sql, params, n, fn, ud, err, errlen);
+}
+
+static int take_int(void *ud, size_t n, const char *const *names, const baton_value *v)
+{
+    int64_t *out = ud;
+    if (n > 0)
+        *out = v[0].type == BATON_T_INT ? v[0].v.i : v[0].type == BATON_T_FLOAT ? (int64_t)v[0].v.f : 0;
+    return 1;
+}
+
+int64_t camp_count(camp_env *e, const char *table, char *err, size_t errlen)
+{
+    char *sql = xasprintf("SELECT count(*) FROM %s", table);
+    int64_t n = -1;
+    if (camp_sql(e, sql, NULL, 0, take_int, &n, err, errlen) != 0)
+        n = -1;
+    free(sql);
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Source and schema                                                   */
+/* ------------------------------------------------------------------ */
+
+typedef struct col_list {
+    char **names;
+    size_t n;
+} col_list;
+
+static int take_col(void *ud, size_t n, const char *const *names, const baton_value *v)
+{
+    col_list *l = ud;
+    l->names = xrealloc(l->names, (l->n + 1) * sizeof *l->names);
+    l->names[l->n++] = xstrndup(v[0].v.s.ptr, v[0].v.s.len);
+    return 0;
+}
+
+/* Every entity's table and field must exist in the database. */
+static void verify_schema(camp_env *e, const char *srcname, unsigned flags, diag *d)
+{
+    if (!e->ops->columns)
+        return;
+    if (flags & CAMP_OPEN_CHECK) {
+        size_t missing = 0;
+        for (size_t i = 0; i < e->sch.nentities; i++) {
+            char err[256];
+            missing += e->ops->columns(e->src->state, e->sch.entities[i].table, NULL, NULL, err,
+                                       sizeof err) == 1;
+        }
+        if (missing == e->sch.nentities && missing > 0) {
+            diag_warn(d, e->src->file, e->src->line,
+                      "%s holds none of the tables of %s yet (`baton sample-data` makes a "
+                      "sample); campaigns cannot plan or run until it does",
+                      e->src->where, e->sch.file);
+            return;
+        }
+    }
+    for (size_t i = 0; i < e->sch.nentities; i++) {
+        const schema_entity *en = &e->sch.entities[i];
+        col_list l = {0};
+        char err[512];
+        int rc = e->ops->columns(e->src->state, en->table, take_col, &l, err, sizeof err);
+        if (rc < 0)
+            diag_error(d, e->sch.file, en->line, "entity '%s': source '%s': %s", en->name,
+                       srcname, err);
+        else if (rc == 1)
+            diag_error(d, e->sch.file, en->line,
+                       "entity '%s': source '%s' has no table '%s' (generate sample data with "
+                       "`baton sample-data`, or set table = \"...\")",
+                       en->name, srcname, en->table);
+        else
+            for (size_t f = 0; f < en->nfields; f++) {
+                int have = 0;
+                for (size_t k = 0; k < l.n; k++)
+                    have |= strcmp(l.names[k], en->fields[f].name) == 0;
+                if (!have) {
+                    const char *near = suggest_nearest(en->fields[f].name,
+                                                       (const char *const *)l.names, l.n);
+                    diag_error(d, e->sch.file, en->fields[f].line,
+                               "field %s.%s: table '%s' of source '%s' has no column '%s'%s%s%s",
+                               en->name, en->fields[f].name, en->table, srcname,
+                               en->fields[f].name, near ? " (it has '" : "", near ? near : "",
+                               near ? "')" : "");
+                }
+            }
+        for (size_t k = 0; k < l.n; k++)
+            free(l.names[k]);
+        free(l.names);
+    }
+}
+
+int camp_env_open(camp_env *e, app *a, campaign *c, act_registry *reg, unsigned flags, diag *d)
+{
+    memset(e, 0, sizeof *e);
+    e->a = a;
+    e->c = c;
+    e->d = d;
+    e->reg = reg;
+    e->now = (int64_t)time(NULL);
+    e->s = xcalloc(c->nacts + 1, sizeof *e->s);
+    size_t before = d->errors;
+    const char *srcname = c->source ? c->source : a->conf.profiles;
+    if (!srcname) {
+        diag_error(d, c->file, 0,
+                   "campaign '%s' names no source, and the configuration sets no `profiles` source",
+                   c->name);
+        return -1;
+    }
+    e->src = app_find(a, "sources", srcname);
+    e->ops = e->src ? instance_source(e->src) : NULL;
+    if (!e->src || !e->ops || !e->ops->exec) {
+        diag_error(d, c->file, 0, "campaign '%s': source '%s' is %s", c->name, srcname,
+                   e->src ? "not a SQL source (it has no exec)" : "not configured");
+        return -1;
+    }
+    e->dialect = expr_dialect_find(e->ops->dialect ? e->ops->dialect : "sqlite");
+    if (!e->dialect) {
+        diag_error(d, c->file, 0, "source '%s': unknown SQL dialect '%s'", srcname,
+                   e->ops->dialect);
+        return -1;
+    }
+    if (instance_start(e->src) != 0) {
+        diag_error(d, e->src->file, e->src->line, "%s: %s", e->src->where, e->src->error);
+        return -1;
+    }
+    const keymap_value *sv = keymap_get(&e->src->values, "schema");
+    if (!sv || !sv->s) {
+        diag_error(d, e->src->file, e->src->line,
+                   "%s: no `schema` file: campaigns need the entities of their source",
+                   e->src->where);
+        return -1;
+    }
+    if (schema_load(&e->sch, sv->s, d) == 0)
+        e->have_schema = 1;
+    else
+        return -1;
+    verify_schema(e, srcname, flags, d);
+    return d->errors == before ? 0 : -1;
+}
+
+void camp_env_close(camp_env *e)
+{
+    if (!e->s)
+        return;
+    for (size_t i = 0; i < e->c->nacts; i++) {
+        act_state *s = &e->s[i];
+        for (size_t j = 0; s->tables && j < e->c->acts[i].nouts; j++)
+            free(s->tables[j]);
+        free(s->tables);
+        free(s->counts);
+        for (size_t j = 0; j < s->nnotes; j++)
+            free(s->notes[j]);
+        free(s->notes);
+    }
+    free(e->s);
+    if (e->have_schema)
+        schema_free(&e->sch);
+    memset(e, 0, sizeof *e);
+}
+
+/* ------------------------------------------------------------------ */
+/* Checks                                                              */
+/* ------------------------------------------------------------------ */
+
+static const char *const host_keys[] = {"id", "type", "input", "inputs", NULL};
+
+static int cfg_type_ok(const baton_config_key *k, config_setting_t *s)
+{
+    int t = config_setting_type(s);
+    switch (k->type) {
+    case BATON_CFG_INT: return t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64;
+    case BATON_CFG_FLOAT:
+        return t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64 || t == CONFIG_TYPE_FLOAT;
+    case BATON_CFG_BOOL: return t == CONFIG_TYPE_BOOL;
+    case BATON_CFG_LIST: return t == CONFIG_TYPE_ARRAY || t == CONFIG_TYPE_LIST;
+    default: return t == CONFIG_TYPE_STRING;
+    }
+}
+
+/* Unknown keys, missing required ones, scalar types, enum values. */
+static void check_keys(camp_env *e, camp_activity *a, const baton_activity_type *t)
+{
+    config_setting_t *g = a->group;
+    for (int i = 0; i < config_setting_length(g); i++) {
+        config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
+        const char *name = config_setting_name(m);
+        int known = 0;
+        for (const char *const *h = host_keys; *h; h++)
+            known |= strcmp(*h, name) == 0;
+        const baton_config_key *k = NULL;
+        for (const baton_config_key *kk = t->keys; kk && kk->name; kk++)
+            if (strcmp(kk->name, name) == 0)
+                k = kk;
+        if (!known && !k) {
+            const char *cands[64];
+            size_t nc = 0;
+            buf list;
+            buf_init(&list);
+            for (const baton_config_key *kk = t->keys; kk && kk->name && nc < 64; kk++) {
+                cands[nc++] = kk->name;
+                buf_addf(&list, "%s%s", list.len ? ", " : "", kk->name);
+            }
+            const char *near = suggest_nearest(name, cands, nc);
+            diag_error(e->d, e->c->file, (int)config_setting_source_line(m),
+                       "activity '%s': unknown key '%s' for a %s activity%s%s%s; known keys: %s",
+                       a->id, name, a->type_name, near ? " (did you mean '" : "",
+                       near ? near : "", near ? "'?)" : "", list.len ? list.data : "(none)");
+            buf_free(&list);
+            continue;
+        }
+        if (!k)
+            continue;
+        if (!cfg_type_ok(k, m)) {
+            diag_error(e->d, e->c->file, (int)config_setting_source_line(m),
+                       "activity '%s': %s must be %s", a->id, name,
+                       k->type == BATON_CFG_LIST ? "a list" : k->type == BATON_CFG_BOOL ? "true or false"
+                       : k->type == BATON_CFG_INT ? "an integer"
+                       : k->type == BATON_CFG_FLOAT ? "a number" : "a string");
+            continue;
+        }
+        if (k->type == BATON_CFG_ENUM && k->choices) {
+            const char *v = config_setting_get_string(m);
+            int ok = 0;
+            buf list;
+            buf_init(&list);
+            for (const char *const *c = k->choices; *c; c++) {
+                ok |= strcmp(*c, v) == 0;
+                buf_addf(&list, "%s%s", list.len ? " | " : "", *c);
+            }
+            if (!ok)
+                diag_error(e->d, e->c->file, (int)config_setting_source_line(m),
+                           "activity '%s': %s = \"%s\" is not one of %s", a->id, name, v,
+                           list.data);
+            buf_free(&list);
+        }
+        if (k->type == BATON_CFG_DURATION) {
+            int64_t ms;
+            if (duration_parse_ms(config_setting_get_string(m), &ms) != 0)
+                diag_error(e->d, e->c->file, (int)config_setting_source_line(m),
+                           "activity '%s': %s = \"%s\" is not a duration (\"90s\", \"2h\", \"7d\")",
+                           a->id, name, config_setting_get_string(m));
+        }
+        if (k->has_range && (k->type == BATON_CFG_INT || k->type == BATON_CFG_FLOAT)) {
+            double v = config_setting_type(m) == CONFIG_TYPE_FLOAT ? config_setting_get_float(m)
+                                                                    : (double)config_setting_get_int64(m);
+            if (config_setting_type(m) == CONFIG_TYPE_INT)
+                v = config_setting_get_int(m);
+            if (v < k->min || v > k->max)
+                diag_error(e->d, e->c->file, (int)config_setting_source_line(m),
+                           "activity '%s': %s = %g is out of range [%g, %g]", a->id, name, v,
+                           k->min, k->max);
+        }
+    }
+    for (const baton_config_key *kk = t->keys; kk && kk->name; kk++)
+        if (kk->required && !config_setting_get_member(g, kk->name))
+            diag_error(e->d, e->c->file, a->line, "activity '%s': missing required key '%s'",
+                       a->id, kk->name);
+}
+
+/* Resolve "ab.a" to the producer's output; 0 when every input resolved. */
+static int resolve_outputs(camp_env *e, camp_activity *a)
+{
+    int ok = 1;
+    for (size_t j = 0; j < a->ninputs; j++) {
+        camp_input *in = &a->inputs[j];
+        if (in->act < 0) {
+            ok = 0;
+            continue;
+        }
+        camp_activity *p = &e->c->acts[in->act];
+        if (!p->checked) {
+            ok = 0;
+            continue;
+        }
+        const char *dot = strchr(in->text, '.');
+        in->out = campaign_output(p, dot ? dot + 1 : NULL);
+        if (in->out >= 0)
+            continue;
+        ok = 0;
+        buf list;
+        buf_init(&list);
+        for (size_t k = 0; k < p->nouts; k++)
+            buf_addf(&list, "%s%s", list.len ? ", " : "", p->outs[k].transition);
+        if (p->nouts == 0)
+            diag_error(e->d, e->c->file, in->line,
+                       "activity '%s': input '%s': a %s activity has no output", a->id, in->text,
+                       p->type_name);
+        else if (!dot)
+            diag_error(e->d, e->c->file, in->line,
+                       "activity '%s': input '%s' has several outputs; name one: %s", a->id,
+                       in->text, list.data);
+        else
+            diag_error(e->d, e->c->file, in->line,
+                       "activity '%s': input '%s': '%s' has no output '%s'; its outputs: %s",
+                       a->id, in->text, p->id, dot + 1, list.data);
+        buf_free(&list);
+    }
+    return ok ? 0 : -1;
+}
+
+int camp_check(camp_env *e)
+{
+    campaign *c = e->c;
+    size_t before = e->d->errors;
+    const char **names = xcalloc(e->reg->n + 1, sizeof *names);
+    for (size_t i = 0; i < e->reg->n; i++)
+        names[i] = e->reg->v[i].name;
+    for (size_t i = 0; i < c->nacts; i++) {
+        camp_activity *a = &c->acts[i];
+        a->type = act_registry_find(e->reg, a->type_name);
+        if (!a->type) {
+            const char *near = suggest_nearest(a->type_name, names, e->reg->n);
+            buf list;
+            buf_init(&list);
+            for (size_t k = 0; k < e->reg->n; k++)
+                buf_addf(&list, "%s%s", k ? ", " : "", names[k]);
+            diag_error(e->d, c->file, a->line,
+                       "activity '%s': unknown type '%s'%s%s%s; known types: %s", a->id,
+                       a->type_name, near ? " (did you mean '" : "", near ? near : "",
+                       near ? "'?)" : "", list.data);
+            buf_free(&list);
+            continue;
+        }
+        if (!a->type->send) /* a send's keys depend on its channel: send_check */
+            check_keys(e, a, a->type->t);
+    }
+    free(names);
+    for (size_t k = 0; k < c->norder; k++) {
+        camp_activity *a = &c->acts[c->order[k]];
+        if (!a->type)
+            continue;
+        if (resolve_outputs(e, a) != 0) {
+            conf_use *u;
+            const char *n;
+            int l;
+            if (a->type->send)
+                camp_send_channel(e, a, &u, &n, &l);
+            continue;
+        }
+        size_t errs = e->d->errors;
+        baton_activity_ctx x;
+        act_ctx_init(&x, e, c->order[k], 0);
+        int rc = a->type->t->check ? a->type->t->check(a->type->inst ? a->type->inst->state : e,
+                                                       &x)
+                                   : 0;
+        act_ctx_free(&x);
+        if (rc == 0 && e->d->errors == errs)
+            a->checked = 1;
+        else if (e->d->errors == errs)
+            diag_error(e->d, c->file, a->line, "activity '%s': its check failed", a->id);
+    }
+    return e->d->errors == before ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Plan and run                                                        */
+/* ------------------------------------------------------------------ */
+
+char *camp_table_name(const camp_env *e, const camp_activity *a, const camp_output *o)
+{
+    size_t ai = (size_t)(a - e->c->acts), oi = (size_t)(o - a->outs);
+    if (e->plan)
+        return xasprintf("temp.baton_plan_%zu_%zu", ai, oi);
+    return xasprintf("baton_w%lld_%zu_%zu", (long long)e->run_id, ai, oi);
+}
+
+void camp_drop_tables(camp_env *e)
+{
+    for (size_t i = 0; i < e->c->nacts; i++) {
+        camp_activity *a = &e->c->acts[i];
+        if (!a->type || a->type->flow)
+            continue; /* flow outputs are their input's table */
+        for (size_t j = 0; j < a->nouts; j++) {
+            char *t = camp_table_name(e, a, &a->outs[j]);
+            char *sql = xasprintf("DROP TABLE IF EXISTS %s", t);
+            char err[256];
+            camp_sql(e, sql, NULL, 0, NULL, NULL, err, sizeof err);
+            free(sql);
+            free(t);
+        }
+    }
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int run_one(camp_env *e, size_t i)
+{
+    camp_activity *a = &e->c->acts[i];
+    act_state *s = &e->s[i];
+    int64_t t0 = now_ms();
+    int tty = e->progress && isatty(fileno(e->progress));
+    if (tty)
+        fprintf(e->progress, "  %-16s %-16s ...", a->id, a->type_name);
+    if (!s->tables) {
+        s->tables = xcalloc(a->nouts + 1, sizeof *s->tables);
+        s->counts = xcalloc(a->nouts + 1, sizeof *s->counts);
+    }
+    char err[512];
+    for (size_t j = 0; j < a->nouts; j++) {
+        free(s->tables[j]);
+        s->counts[j] = -1;
+        if (a->type->flow) {
+            /* flow activities pass their first input's rows on */
+            const camp_input *in = &a->inputs[0];
+            s->tables[j] = xstrdup(e->s[in->act].tables[in->out]);
+            continue;
+        }
+        s->tables[j] = camp_table_name(e, a, &a->outs[j]);
+        char *sql = xasprintf("DROP TABLE IF EXISTS %s", s->tables[j]);
+        camp_sql(e, sql, NULL, 0, NULL, NULL, err, sizeof err);
+        free(sql);
+    }
+    int rc;
+    if (a->type->send) {
+        rc = camp_send_execute(e, i);
+    } else if (a->type->flow) {
+        rc = 0;
+    } else {
+        baton_activity_ctx x;
+        act_ctx_init(&x, e, i, 1);
+        rc = a->type->t->run(a->type->inst ? a->type->inst->state : e, &x);
+        act_ctx_free(&x);
+        if (rc != 0 && !e->failed) {
+            snprintf(e->error, sizeof e->error, "%s:%d: activity '%s': run failed", e->c->file,
+                     a->line, a->id);
+        }
+    }
+    if (rc != 0) {
+        e->failed = 1;
+        if (tty)
+            fprintf(e->progress, " failed\n");
+        return -1;
+    }
+    for (size_t j = 0; j < a->nouts; j++) {
+        s->counts[j] = camp_count(e, s->tables[j], err, sizeof err);
+        if (s->counts[j] < 0) {
+            snprintf(e->error, sizeof e->error, "%s:%d: activity '%s': output '%s': %s",
+                     e->c->file, a->line, a->id, a->outs[j].transition, err);
+            e->failed = 1;
+            return -1;
+        }
+    }
+    s->ms = now_ms() - t0;
+    s->done = 1;
+    if (e->progress && !(a->type->send && !e->plan)) { /* a send reports its own line */
+        fprintf(e->progress, "%s  %-16s %-16s", tty ? "\r" : "", a->id, a->type_name);
+        for (size_t j = 0; j < a->nouts; j++)
+            fprintf(e->progress, " %s=%lld", a->outs[j].transition, (long long)s->counts[j]);
+        if (a->type->send)
+            fprintf(e->progress, " messages=%lld", (long long)s->would_send);
+        fprintf(e->progress, " (%lld ms)\n", (long long)s->ms);
+    }
+    return 0;
+}
+
+int camp_execute(camp_env *e)
+{
+    for (size_t k = 0; k < e->c->norder; k++) {
+        size_t i = e->c->order[k];
+        if (e->s[i].done)
+            continue;
+        if (run_one(e, i) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Finding a campaign                                                  */
+/* ------------------------------------------------------------------ */
+
+char *camp_locate(app *a, const char *name_or_file, diag *d)
+{
+    if (strchr(name_or_file, '/') || strstr(name_or_file, ".cfg"))
+        return xstrdup(name_or_file);
+    size_t n;
+    char **files = campaign_files(a->conf.campaigns, a->conf.ncampaigns, &n);
+    char *hit = NULL;
+    const char **names = xcalloc(n + 1, sizeof *names);
+    char **owned = xcalloc(n + 1, sizeof *owned);
+    for (size_t i = 0; i < n && !hit; i++) {
+        config_t lc;
+        config_init(&lc);
+        if (config_read_file(&lc, files[i])) {
+            const char *nm = NULL;
+            if (config_lookup_string(&lc, "campaign.name", &nm)) {
+                owned[i] = xstrdup(nm);
+                names[i] = owned[i];
+                if (strcmp(nm, name_or_file) == 0)
+                    hit = xstrdup(files[i]);
+            }
+        }
+        config_destroy(&lc);
+        if (!names[i])
+            names[i] = "";
+    }
+    if (!hit) {
+        const char *near = suggest_nearest(name_or_file, names, n);
+        diag_error(d, NULL, 0, "no campaign named '%s' in the configured campaigns%s%s%s",
+                   name_or_file, near ? " (did you mean '" : "", near ? near : "",
+                   near ? "'?)" : "");
+    }
+    for (size_t i = 0; i < n; i++)
+        free(owned[i]);
+    free(owned);
+    free(names);
+    campaign_files_free(files);
+    return hit;
+}

@@ -1,0 +1,149 @@
+/* campaign engine — checks a parsed campaign against the schema, the
+ * activity types and the channels, then plans or runs it: every targeting
+ * activity becomes work tables in the campaign's data source (set work,
+ * pushed down as SQL), with an exact count on every transition. */
+#ifndef BATON_CAMPAIGN_ENGINE_H
+#define BATON_CAMPAIGN_ENGINE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "app.h"
+#include "campaign/campaign.h"
+#include "expr/expr.h"
+#include "schema.h"
+#include "store/store.h"
+
+struct dispatcher;
+
+/* An activity type: a plugin's, or one of the host's own (send, wait,
+ * and_join, end). */
+typedef struct act_type {
+    const char *name;
+    const baton_activity_type *t;
+    instance *inst; /* NULL for the host's own */
+    int flow;       /* wait, and_join, end: no data of their own */
+    int send;
+} act_type;
+
+/* The activity types: every activity_*.so on the plugin path, loaded and
+ * initialised once per app, and the host's own. */
+typedef struct act_registry {
+    act_type *v;
+    size_t n;
+    instance **insts;
+    size_t ninsts;
+} act_registry;
+
+int act_registry_load(act_registry *r, app *a, diag *d);
+const act_type *act_registry_find(const act_registry *r, const char *name);
+void act_registry_free(act_registry *r);
+
+/* Per-activity state of one plan or run. */
+typedef struct act_state {
+    char **tables;   /* per output: the work table */
+    int64_t *counts; /* per output: rows; -1 not computed */
+    int done;
+    int64_t ms;
+    /* send */
+    int64_t would_send, no_address, no_consent, sent, failed, skipped;
+    char **notes; /* act_note lines; entries starting with '\1' are
+                     strings the host handed out, not notes */
+    size_t nnotes;
+    struct send_plan *send; /* send activities */
+} act_state;
+
+typedef struct camp_env {
+    app *a;
+    campaign *c;
+    diag *d;
+    act_registry *reg;
+    instance *src; /* the campaign's data source */
+    const baton_source_ops *ops;
+    const expr_dialect *dialect;
+    schema sch;
+    int have_schema;
+    int64_t now;
+    int plan;         /* plan: temporary tables, nothing sent */
+    int dry_run;      /* run --dry-run: render, deliver nothing */
+    int64_t run_id;   /* 0 in a plan */
+    store *st;        /* state store (runs), NULL in a plan */
+    char **proof;     /* --proof addresses */
+    size_t nproof;
+    act_state *s;     /* per activity */
+    FILE *progress;   /* a terminal to show progress on, or NULL */
+    int failed;       /* a runtime failure happened */
+    char error[2048];
+} camp_env;
+
+/* Open the campaign's source (started) and schema, and check the schema
+ * against the database; d gets the errors. With CAMP_OPEN_CHECK (baton
+ * check), a database holding none of the schema's tables yet is a
+ * warning, not an error: a fresh install has no data before sample-data
+ * or an import. */
+enum { CAMP_OPEN_CHECK = 1 };
+int camp_env_open(camp_env *e, app *a, campaign *c, act_registry *reg, unsigned flags,
+                  diag *d);
+void camp_env_close(camp_env *e);
+
+/* Check every activity (types, settings, inputs, expressions, channels).
+ * Errors go to e->d; returns 0 when none. */
+int camp_check(camp_env *e);
+
+/* Compute every targeting activity in order (plan: counts only; run: also
+ * send). Returns 0, or -1 with e->error. Activities already done (resume)
+ * are skipped. */
+int camp_execute(camp_env *e);
+/* Drop the work tables of a run (at its end) or a plan. */
+void camp_drop_tables(camp_env *e);
+/* The work-table name of an activity's output, for this plan or run. */
+char *camp_table_name(const camp_env *e, const camp_activity *a, const camp_output *o);
+
+/* SQL helpers shared by the engine and the host table. */
+int camp_sql(camp_env *e, const char *sql, const baton_value *params, size_t n,
+             baton_row_fn fn, void *ud, char *err, size_t errlen);
+int64_t camp_count(camp_env *e, const char *table, char *err, size_t errlen);
+
+/* Find a campaign by NAME (its `name`) or FILE among the configured ones.
+ * Returns a new path or NULL (d says why). */
+char *camp_locate(app *a, const char *name_or_file, diag *d);
+
+/* Run one campaign file end to end, recording it in the run history of
+ * a's data_dir: trigger "manual", "schedule", "catch-up", "resume".
+ * progress (may be NULL) gets a line per activity. Returns an exit code
+ * (0, 1 runtime failure, 2 errors in d). Used by the CLI and schedules. */
+int campaign_run_file(app *a, act_registry *reg, const char *file, const char *trigger,
+                      int resume, int dry_run, char **proof, size_t nproof, FILE *progress,
+                      diag *d);
+
+/* The host's own activity types. */
+extern const baton_activity_type camp_flow_types[];
+extern const baton_activity_type camp_send_type;
+
+/* The send activity (send.c): what it renders and to whom. */
+typedef struct send_plan {
+    instance *chan;
+    const baton_channel_ops *ops;
+    char *channel;
+    char **part_names; /* subject, text, html... or the export columns */
+    struct template **parts;
+    size_t nparts;
+    char **paths; /* the names the templates read, each one select column */
+    size_t npaths;
+    char *addr_path, *consent_path, *profile_path; /* NULL when not set */
+    char *addr_field, *consent_field;              /* the channel's keys */
+    int columns; /* parts are export columns */
+} send_plan;
+
+int camp_send_execute(camp_env *e, size_t idx);
+int camp_send_channel(camp_env *e, camp_activity *a, conf_use **use, const char **name,
+                      int *line);
+/* The run half (send_run.c): render every eligible row and hand it to the
+ * channel's dispatcher. */
+int camp_send_deliver(camp_env *e, size_t idx);
+/* The SELECT of a send's rows: every path, then address, consent,
+ * profile id and _key. Parameters in q. */
+int camp_send_select(camp_env *e, size_t idx, expr_sql *q, char *err, size_t errlen);
+void camp_send_free(send_plan *p);
+
+#endif

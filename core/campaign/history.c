@@ -1,0 +1,335 @@
+#include "campaign/history.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mem.h"
+#include "timefmt.h"
+
+static const char ddl[] =
+    "CREATE TABLE IF NOT EXISTS campaign_runs ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, campaign TEXT NOT NULL, file TEXT,"
+    " \"trigger\" TEXT NOT NULL, dry_run INTEGER NOT NULL DEFAULT 0,"
+    " status TEXT NOT NULL, error TEXT, started_at INTEGER NOT NULL, finished_at INTEGER,"
+    " wait_until INTEGER);"
+    "CREATE INDEX IF NOT EXISTS campaign_runs_by_name ON campaign_runs (campaign, id);"
+    "CREATE TABLE IF NOT EXISTS campaign_run_activities ("
+    " run INTEGER NOT NULL, activity TEXT NOT NULL, type TEXT NOT NULL,"
+    " counts TEXT NOT NULL, sent INTEGER, failed INTEGER, no_address INTEGER,"
+    " no_consent INTEGER, ms INTEGER NOT NULL, finished_at INTEGER NOT NULL,"
+    " PRIMARY KEY (run, activity));"
+    "CREATE TABLE IF NOT EXISTS campaign_schedule ("
+    " campaign TEXT PRIMARY KEY, last_slot INTEGER NOT NULL);";
+
+int history_init(store *s, char *err, size_t errlen)
+{
+    return store_migrate(s, "campaign_history", 1, ddl, err, errlen);
+}
+
+int64_t history_start(store *s, const campaign *c, const char *trigger, int dry_run)
+{
+    sqlite3_stmt *st;
+    int64_t id = -1;
+    pthread_mutex_lock(&s->write_lock);
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO campaign_runs (campaign, file, \"trigger\", dry_run, status, "
+                           "started_at) VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, c->name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, c->file, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, trigger, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(st, 4, dry_run);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)time(NULL));
+        if (sqlite3_step(st) == SQLITE_DONE)
+            id = sqlite3_last_insert_rowid(s->db);
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&s->write_lock);
+    return id;
+}
+
+int64_t history_unfinished(store *s, const char *cname, char out[16])
+{
+    if (out)
+        out[0] = '\0';
+    sqlite3_stmt *st;
+    int64_t id = 0;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT id, status FROM campaign_runs WHERE campaign = ?1 AND dry_run = 0 "
+                           "ORDER BY id DESC LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(st, 1, cname, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *status = (const char *)sqlite3_column_text(st, 1);
+        if (strcmp(status, "done") != 0)
+            id = sqlite3_column_int64(st, 0);
+        if (id && out)
+            snprintf(out, 16, "%s", status);
+    }
+    sqlite3_finalize(st);
+    return id;
+}
+
+int history_load(store *s, int64_t run, camp_env *e)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT activity, counts, sent, failed, no_address, no_consent, ms "
+                           "FROM campaign_run_activities WHERE run = ?1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_int64(st, 1, run);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int i = campaign_find(e->c, (const char *)sqlite3_column_text(st, 0));
+        if (i < 0)
+            continue;
+        camp_activity *a = &e->c->acts[i];
+        act_state *as = &e->s[i];
+        json_t *counts = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+        as->tables = xcalloc(a->nouts + 1, sizeof *as->tables);
+        as->counts = xcalloc(a->nouts + 1, sizeof *as->counts);
+        for (size_t j = 0; j < a->nouts; j++) {
+            json_t *v = counts ? json_object_get(counts, a->outs[j].transition) : NULL;
+            as->counts[j] = v ? json_integer_value(v) : -1;
+        }
+        json_decref(counts);
+        as->sent = sqlite3_column_int64(st, 2);
+        as->failed = sqlite3_column_int64(st, 3);
+        as->no_address = sqlite3_column_int64(st, 4);
+        as->no_consent = sqlite3_column_int64(st, 5);
+        as->ms = sqlite3_column_int64(st, 6);
+        as->done = 1;
+    }
+    sqlite3_finalize(st);
+    /* the tables of done activities, named as the run named them */
+    for (size_t k = 0; k < e->c->norder; k++) {
+        size_t i = e->c->order[k];
+        camp_activity *a = &e->c->acts[i];
+        if (!e->s[i].done)
+            continue;
+        for (size_t j = 0; j < a->nouts; j++) {
+            if (a->type && a->type->flow) {
+                const camp_input *in = &a->inputs[0];
+                e->s[i].tables[j] = e->s[in->act].tables
+                                        ? xstrdup(e->s[in->act].tables[in->out])
+                                        : NULL;
+            } else {
+                e->s[i].tables[j] = camp_table_name(e, a, &a->outs[j]);
+            }
+        }
+    }
+    return 0;
+}
+
+void history_activity(store *s, int64_t run, const camp_env *e, size_t i)
+{
+    const camp_activity *a = &e->c->acts[i];
+    const act_state *as = &e->s[i];
+    json_t *counts = json_object();
+    for (size_t j = 0; j < a->nouts; j++)
+        json_object_set_new(counts, a->outs[j].transition, json_integer(as->counts[j]));
+    if (a->type && a->type->send)
+        json_object_set_new(counts, a->id, json_integer(as->would_send));
+    char *cj = json_dumps(counts, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(counts);
+    sqlite3_stmt *st;
+    pthread_mutex_lock(&s->write_lock);
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO campaign_run_activities (run, activity, type, "
+                           "counts, sent, failed, no_address, no_consent, ms, finished_at) VALUES "
+                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run);
+        sqlite3_bind_text(st, 2, a->id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, a->type_name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 4, cj, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 5, as->sent);
+        sqlite3_bind_int64(st, 6, as->failed);
+        sqlite3_bind_int64(st, 7, as->no_address);
+        sqlite3_bind_int64(st, 8, as->no_consent);
+        sqlite3_bind_int64(st, 9, as->ms);
+        sqlite3_bind_int64(st, 10, (sqlite3_int64)time(NULL));
+        sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&s->write_lock);
+    free(cj);
+}
+
+void history_finish(store *s, int64_t run, const char *status, const char *error)
+{
+    sqlite3_stmt *st;
+    pthread_mutex_lock(&s->write_lock);
+    if (sqlite3_prepare_v2(s->db,
+                           "UPDATE campaign_runs SET status = ?2, error = ?3, finished_at = ?4 "
+                           "WHERE id = ?1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run);
+        sqlite3_bind_text(st, 2, status, -1, SQLITE_TRANSIENT);
+        if (error)
+            sqlite3_bind_text(st, 3, error, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL));
+        sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&s->write_lock);
+}
+
+int history_print(store *s, const char *cname, int json, FILE *out)
+{
+    sqlite3_stmt *st, *sa;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT id, campaign, \"trigger\", dry_run, status, error, started_at, "
+                           "finished_at FROM campaign_runs WHERE ?1 IS NULL OR campaign = ?1 "
+                           "ORDER BY id DESC LIMIT 200",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT activity, type, counts, sent, failed, no_address, no_consent, "
+                           "ms FROM campaign_run_activities WHERE run = ?1 ORDER BY finished_at, "
+                           "rowid",
+                           -1, &sa, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return -1;
+    }
+    if (cname)
+        sqlite3_bind_text(st, 1, cname, -1, SQLITE_TRANSIENT);
+    json_t *runs = json_array();
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        char started[21], finished[21] = "-";
+        timestamp_format(sqlite3_column_int64(st, 6), started);
+        if (sqlite3_column_type(st, 7) != SQLITE_NULL)
+            timestamp_format(sqlite3_column_int64(st, 7), finished);
+        const char *err = (const char *)sqlite3_column_text(st, 5);
+        json_t *r = json_pack("{s:I, s:s, s:s, s:b, s:s, s:s}", "id", (json_int_t)id, "campaign",
+                              (const char *)sqlite3_column_text(st, 1), "trigger",
+                              (const char *)sqlite3_column_text(st, 2), "dry_run",
+                              sqlite3_column_int(st, 3), "status",
+                              (const char *)sqlite3_column_text(st, 4), "started_at", started);
+        if (finished[0] != '-')
+            json_object_set_new(r, "finished_at", json_string(finished));
+        if (err)
+            json_object_set_new(r, "error", json_string(err));
+        if (!json)
+            fprintf(out, "run %lld  %-20s %-9s %-8s%s started %s finished %s%s%s\n", (long long)id,
+                    (const char *)sqlite3_column_text(st, 1),
+                    (const char *)sqlite3_column_text(st, 4),
+                    (const char *)sqlite3_column_text(st, 2),
+                    sqlite3_column_int(st, 3) ? " (dry run)" : "", started, finished,
+                    err ? "\n    error: " : "", err ? err : "");
+        json_t *acts = json_array();
+        sqlite3_reset(sa);
+        sqlite3_bind_int64(sa, 1, id);
+        while (sqlite3_step(sa) == SQLITE_ROW) {
+            json_t *counts = json_loads((const char *)sqlite3_column_text(sa, 2), 0, NULL);
+            json_t *o = json_pack("{s:s, s:s, s:o, s:I}", "id",
+                                  (const char *)sqlite3_column_text(sa, 0), "type",
+                                  (const char *)sqlite3_column_text(sa, 1), "counts",
+                                  counts ? counts : json_object(), "ms",
+                                  (json_int_t)sqlite3_column_int64(sa, 7));
+            int send = strcmp((const char *)sqlite3_column_text(sa, 1), "send") == 0;
+            if (send) {
+                json_object_set_new(o, "sent", json_integer(sqlite3_column_int64(sa, 3)));
+                json_object_set_new(o, "failed", json_integer(sqlite3_column_int64(sa, 4)));
+                json_object_set_new(o, "no_address", json_integer(sqlite3_column_int64(sa, 5)));
+                json_object_set_new(o, "no_consent", json_integer(sqlite3_column_int64(sa, 6)));
+            }
+            if (!json) {
+                char *cs = json_dumps(json_object_get(o, "counts"), JSON_COMPACT);
+                fprintf(out, "    %-16s %-16s %6lld ms  %s", (const char *)sqlite3_column_text(sa, 0),
+                        (const char *)sqlite3_column_text(sa, 1),
+                        (long long)sqlite3_column_int64(sa, 7), cs);
+                if (send)
+                    fprintf(out, "  sent %lld, failed %lld, no address %lld, no consent %lld",
+                            (long long)sqlite3_column_int64(sa, 3),
+                            (long long)sqlite3_column_int64(sa, 4),
+                            (long long)sqlite3_column_int64(sa, 5),
+                            (long long)sqlite3_column_int64(sa, 6));
+                fputc('\n', out);
+                free(cs);
+            }
+            json_array_append_new(acts, o);
+        }
+        json_object_set_new(r, "activities", acts);
+        json_array_append_new(runs, r);
+    }
+    sqlite3_finalize(st);
+    sqlite3_finalize(sa);
+    if (json) {
+        json_t *root = json_pack("{s:o}", "runs", runs);
+        char *txt = json_dumps(root, JSON_INDENT(2));
+        fprintf(out, "%s\n", txt);
+        free(txt);
+        json_decref(root);
+    } else {
+        if (json_array_size(runs) == 0)
+            fprintf(out, "no runs recorded%s%s\n", cname ? " for " : "", cname ? cname : "");
+        json_decref(runs);
+    }
+    return 0;
+}
+
+int64_t history_last_slot(store *s, const char *cname)
+{
+    sqlite3_stmt *st;
+    int64_t v = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT last_slot FROM campaign_schedule WHERE campaign = ?1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(st, 1, cname, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+void history_set_slot(store *s, const char *cname, int64_t slot)
+{
+    sqlite3_stmt *st;
+    pthread_mutex_lock(&s->write_lock);
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO campaign_schedule (campaign, last_slot) VALUES "
+                           "(?1, ?2)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, cname, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, slot);
+        sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&s->write_lock);
+}
+
+void history_wait(store *s, int64_t run, int64_t until)
+{
+    sqlite3_stmt *st;
+    pthread_mutex_lock(&s->write_lock);
+    if (sqlite3_prepare_v2(s->db,
+                           "UPDATE campaign_runs SET wait_until = ?2, status = CASE WHEN ?2 IS NULL "
+                           "THEN 'running' ELSE 'waiting' END WHERE id = ?1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run);
+        if (until > 0)
+            sqlite3_bind_int64(st, 2, until);
+        sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&s->write_lock);
+}
+
+int64_t history_wait_until(store *s, int64_t run)
+{
+    sqlite3_stmt *st;
+    int64_t v = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT wait_until FROM campaign_runs WHERE id = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_int64(st, 1, run);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}

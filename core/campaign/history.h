@@ -1,0 +1,38 @@
+/* campaign/history — the run history in the state store: one row per run
+ * of a campaign and one per activity of it, with counts and timing
+ * (`baton campaign runs`), and what resume needs to finish a run. */
+#ifndef BATON_CAMPAIGN_HISTORY_H
+#define BATON_CAMPAIGN_HISTORY_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "campaign/engine.h"
+#include "store/store.h"
+
+int history_init(store *s, char *err, size_t errlen);
+/* A new run: status "running". Returns its id, or -1. */
+int64_t history_start(store *s, const campaign *c, const char *trigger, int dry_run);
+/* The latest run of the campaign when it did not finish ("running":
+ * interrupted, "waiting", "failed"), with its status in out (may be
+ * NULL); 0 when none. */
+int64_t history_unfinished(store *s, const char *cname, char out[16]);
+/* Mark the activities recorded done in run (their tables still exist):
+ * fills e->s[i].done, counts and figures. */
+int history_load(store *s, int64_t run, camp_env *e);
+/* One activity finished. */
+void history_activity(store *s, int64_t run, const camp_env *e, size_t i);
+/* The run ended: status "done", "failed" (with error). */
+void history_finish(store *s, int64_t run, const char *status, const char *error);
+/* A wait activity holds the run until `until` (UTC s; 0 clears it):
+ * status "waiting", resumed by --resume or by serve once due. */
+void history_wait(store *s, int64_t run, int64_t until);
+int64_t history_wait_until(store *s, int64_t run);
+/* Print the runs of one campaign (NULL: all), newest first. */
+int history_print(store *s, const char *cname, int json, FILE *out);
+
+/* Schedules: the last slot (UTC s) a campaign's schedule ran. */
+int64_t history_last_slot(store *s, const char *cname);
+void history_set_slot(store *s, const char *cname, int64_t slot);
+
+#endif

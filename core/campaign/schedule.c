@@ -1,0 +1,134 @@
+#include "campaign/schedule.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "campaign/engine.h"
+#include "campaign/history.h"
+#include "dispatch/zone.h"
+#include "log.h"
+#include "mem.h"
+
+/* Slot k of the schedule: at + k*repeat, counted in local wall-clock time
+ * when a timezone is given (09:00 stays 09:00 across DST). */
+static int64_t slot_at(const campaign *c, const zone *z, int64_t k)
+{
+    if (!z)
+        return c->at + k * c->repeat_s;
+    int64_t local = c->at + zone_offset(z, c->at) + k * c->repeat_s;
+    return zone_to_utc(z, local);
+}
+
+int64_t schedule_due_slot(const campaign *c, int64_t now, int64_t last, int64_t *missed)
+{
+    if (missed)
+        *missed = 0;
+    if (!c->has_schedule || now < c->at)
+        return -1;
+    if (c->repeat_s <= 0) {
+        if (missed)
+            *missed = last < c->at ? 1 : 0;
+        return c->at;
+    }
+    char err[128];
+    zone *z = c->timezone ? zone_load(c->timezone, err, sizeof err) : NULL;
+    int64_t k = (now - c->at) / c->repeat_s;
+    /* DST shifts a local slot by at most an hour either way */
+    while (k > 0 && slot_at(c, z, k) > now)
+        k--;
+    while (slot_at(c, z, k + 1) <= now)
+        k++;
+    int64_t due = slot_at(c, z, k);
+    if (missed) {
+        int64_t first = last < c->at ? 0 : (last - c->at) / c->repeat_s + 1;
+        while (first > 0 && slot_at(c, z, first - 1) > last)
+            first--;
+        while (first <= k && slot_at(c, z, first) <= last)
+            first++;
+        *missed = k - first + 1 > 0 ? k - first + 1 : 0;
+    }
+    zone_free(z);
+    return due;
+}
+
+int campaign_scheduler_tick(app *a, int64_t now)
+{
+    size_t n;
+    char **files = campaign_files(a->conf.campaigns, a->conf.ncampaigns, &n);
+    store st;
+    char err[512];
+    if (store_open(&st, a->conf.data_dir, err, sizeof err) != 0 ||
+        history_init(&st, err, sizeof err) != 0) {
+        log_error("campaign scheduler: %s", err);
+        campaign_files_free(files);
+        return -1;
+    }
+    int started = 0;
+    act_registry reg;
+    int have_reg = 0;
+    for (size_t i = 0; i < n; i++) {
+        campaign c;
+        diag d;
+        diag_init(&d);
+        if (campaign_parse(&c, files[i], &d) != 0 || !c.has_schedule) {
+            campaign_free(&c);
+            diag_free(&d);
+            continue;
+        }
+        int64_t last = history_last_slot(&st, c.name), missed = 0;
+        int64_t due = schedule_due_slot(&c, now, last, &missed);
+        char status[16];
+        int64_t unf = history_unfinished(&st, c.name, status);
+        /* killed runs are resumed, waits when due; failed ones wait for an
+         * operator's --resume (no retry loop), the next slot runs anew */
+        int resume = unf && (!strcmp(status, "running") ||
+                             (!strcmp(status, "waiting") && history_wait_until(&st, unf) <= now));
+        if (unf && !strcmp(status, "waiting") && !resume) {
+            campaign_free(&c);
+            diag_free(&d);
+            continue;
+        }
+        if (!resume && (due < 0 || due <= last)) {
+            campaign_free(&c);
+            diag_free(&d);
+            continue;
+        }
+        if (!have_reg) {
+            have_reg = act_registry_load(&reg, a, &d) == 0 ? 1 : -1;
+        }
+        if (have_reg < 0)
+            break;
+        const char *trigger = resume ? "resume" : missed > 1 ? "catch-up" : "schedule";
+        if (resume)
+            log_info("campaign %s: resuming its interrupted run", c.name);
+        else if (missed > 1)
+            log_warn("campaign %s: %lld scheduled runs were missed while baton was down; one "
+                     "catch-up run now, the others are skipped",
+                     c.name, (long long)missed);
+        else
+            log_info("campaign %s: scheduled run", c.name);
+        /* the slot is recorded first: a crash during the run resumes it,
+         * never starts the same slot again */
+        if (!resume || due > last)
+            history_set_slot(&st, c.name, due > last ? due : last);
+        int rc = campaign_run_file(a, &reg, files[i], trigger, resume, 0, NULL, 0, NULL, &d);
+        if (d.n) {
+            buf msg;
+            buf_init(&msg);
+            for (size_t k = 0; k < d.n; k++)
+                buf_addf(&msg, "%s%s:%d: %s", k ? "; " : "", d.v[k].file ? d.v[k].file : "",
+                         d.v[k].line, d.v[k].msg);
+            log_error("campaign %s: %s", c.name, msg.data);
+            buf_free(&msg);
+        }
+        if (rc == 0)
+            started++;
+        campaign_free(&c);
+        diag_free(&d);
+    }
+    if (have_reg > 0)
+        act_registry_free(&reg);
+    store_close(&st);
+    campaign_files_free(files);
+    return started;
+}

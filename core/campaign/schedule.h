@@ -1,0 +1,25 @@
+/* campaign/schedule — runs campaign schedules (`schedule = { at; repeat;
+ * timezone; }`) from `baton serve`. A repeat keeps its wall-clock time in
+ * its timezone across daylight-saving changes. After downtime, the missed
+ * slots are not replayed: one catch-up run is made, and logged, never a
+ * burst. A run left unfinished (the process was killed) is resumed first. */
+#ifndef BATON_CAMPAIGN_SCHEDULE_H
+#define BATON_CAMPAIGN_SCHEDULE_H
+
+#include <stdint.h>
+
+#include "app.h"
+#include "campaign/campaign.h"
+
+/* The latest slot of c's schedule at or before now (UTC s), and in
+ * *missed how many slots fall after `last` (exclusive) up to it. -1 when
+ * none is due yet (or c has no schedule). */
+int64_t schedule_due_slot(const campaign *c, int64_t now, int64_t last, int64_t *missed);
+
+/* One pass over every configured campaign: resume interrupted runs, start
+ * the due ones. Blocking: the runs happen on the caller's thread (serve's
+ * scheduler thread). Returns the number of runs started or resumed, or -1
+ * when the state store cannot be opened. */
+int campaign_scheduler_tick(app *a, int64_t now);
+
+#endif

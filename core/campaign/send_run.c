@@ -1,0 +1,194 @@
+/* The run half of send: read the input's rows with every name the
+ * templates use (one SELECT, set work), render each message and hand it to
+ * the channel's dispatcher, which owns rate limits, retries, caps, the
+ * delivery log and idempotency. Keys are "<campaign>/<run>/<activity>/
+ * <row key>", so a resumed run submits the same keys and nothing is
+ * delivered twice. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "campaign/engine.h"
+#include "dispatch/dispatch.h"
+#include "log.h"
+#include "mem.h"
+#include "record.h"
+#include "template/template.h"
+
+typedef struct deliver_ctx {
+    camp_env *e;
+    size_t idx;
+    send_plan *p;
+    dispatcher *d;
+    char *batch;
+    record *row;
+    expr_arena arena;
+    buf *parts;
+    int64_t rows, no_address, no_consent, capped, dup, submitted, invalid;
+    size_t proofs_left;
+    char err[1024];
+    int failed;
+} deliver_ctx;
+
+static void escape_key(buf *b, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '/')
+            buf_adds(b, "%2F");
+        else if (s[i] == '%')
+            buf_adds(b, "%25");
+        else
+            buf_addc(b, s[i]);
+    }
+}
+
+static int one_row(void *ud, size_t n, const char *const *names, const baton_value *v)
+{
+    deliver_ctx *c = ud;
+    send_plan *p = c->p;
+    record_clear(c->row);
+    for (size_t i = 0; i < p->npaths && i < n; i++)
+        record_set(c->row, p->paths[i], &v[i]);
+    /* address and consent where dispatch_recipient looks for them */
+    const char *fields[2] = {p->addr_field, p->consent_field};
+    for (size_t k = 0; k < 2; k++)
+        if (fields[k] && p->npaths + k < n) {
+            record_set(c->row, fields[k], &v[p->npaths + k]);
+            char *pn = xasprintf("profile.%s", fields[k]);
+            record_set(c->row, pn, &v[p->npaths + k]);
+            free(pn);
+        }
+    const baton_value *pid = &v[p->npaths + 2], *key = &v[n - 1];
+    c->rows++;
+    char addr[512];
+    dispatch_eligibility el = dispatch_recipient(p->chan, c->row, addr, sizeof addr);
+    if (el == DISPATCH_NO_ADDRESS) {
+        c->no_address++;
+        return 0;
+    }
+    if (el == DISPATCH_NO_CONSENT) {
+        c->no_consent++;
+        return 0;
+    }
+    const char **pv = xcalloc(p->nparts + 1, sizeof *pv);
+    for (size_t i = 0; i < p->nparts; i++) {
+        buf_reset(&c->parts[i]);
+        expr_env env = expr_env_record(c->row, c->e->now);
+        if (template_render(p->parts[i], &env, &c->arena, &c->parts[i], c->err, sizeof c->err)) {
+            c->failed = 1;
+            free(pv);
+            return 1;
+        }
+        pv[i] = c->parts[i].data ? c->parts[i].data : "";
+    }
+    buf k;
+    buf_init(&k);
+    buf_addf(&k, "%s/", c->batch);
+    char pidbuf[128] = "";
+    if (key->type == BATON_T_STRING)
+        escape_key(&k, key->v.s.ptr, key->v.s.len);
+    else
+        buf_addf(&k, "%lld", (long long)key->v.i);
+    if (pid->type == BATON_T_STRING)
+        snprintf(pidbuf, sizeof pidbuf, "%.*s", (int)pid->v.s.len, pid->v.s.ptr);
+    else if (pid->type == BATON_T_INT)
+        snprintf(pidbuf, sizeof pidbuf, "%lld", (long long)pid->v.i);
+    dispatch_msg m = {.key = k.data, .recipient = addr, .profile_id = pidbuf,
+                      .nparts = p->nparts, .part_names = (const char *const *)p->part_names,
+                      .part_values = pv, .row = c->row};
+    int stop = 0;
+    if (c->e->nproof) {
+        for (size_t i = 0; i < c->e->nproof; i++) {
+            char *pk = xasprintf("%s/proof-%lld-%zu", c->batch, (long long)c->rows, i);
+            m.key = pk;
+            m.recipient = c->e->proof[i];
+            m.flags = DISPATCH_F_PROOF;
+            dispatch_submit(c->d, &m, -1, c->err, sizeof c->err);
+            c->submitted++;
+            free(pk);
+        }
+        stop = --c->proofs_left == 0;
+    } else {
+        dispatch_submit_rc rc = dispatch_submit(c->d, &m, -1, c->err, sizeof c->err);
+        switch (rc) {
+        case DISPATCH_ACCEPTED:
+        case DISPATCH_ACCEPTED_DEFERRED: c->submitted++; break;
+        case DISPATCH_REFUSED_CAPPED: c->capped++; break;
+        case DISPATCH_REFUSED_DUPLICATE: c->dup++; break;
+        case DISPATCH_INVALID: c->invalid++; break;
+        default: c->failed = 1; stop = 1; break;
+        }
+    }
+    buf_free(&k);
+    free(pv);
+    return stop;
+}
+
+int camp_send_deliver(camp_env *e, size_t idx)
+{
+    camp_activity *a = &e->c->acts[idx];
+    act_state *s = &e->s[idx];
+    send_plan *p = s->send;
+    deliver_ctx c = {.e = e, .idx = idx, .p = p, .proofs_left = 3};
+    char err[400];
+    if (instance_start(p->chan) != 0) {
+        snprintf(e->error, sizeof e->error, "channel '%s': start failed: %s", p->channel,
+                 p->chan->error);
+        return -1;
+    }
+    dispatch_opts o = {.dry_run = e->dry_run, .caps = &e->a->conf};
+    c.d = dispatch_open(p->chan, e->st, &o, err, sizeof err);
+    if (!c.d) {
+        snprintf(e->error, sizeof e->error, "channel '%s': %s", p->channel, err);
+        return -1;
+    }
+    c.batch = xasprintf("%s/%lld/%s", e->c->name, (long long)e->run_id, a->id);
+    c.row = record_new();
+    expr_arena_init(&c.arena);
+    c.parts = xcalloc(p->nparts + 1, sizeof *c.parts);
+    expr_sql q;
+    expr_sql_init(&q);
+    int rc = camp_send_select(e, idx, &q, err, sizeof err);
+    if (rc == 0)
+        rc = camp_sql(e, q.sql.data, q.params, q.nparams, one_row, &c, err, sizeof err);
+    if (rc != 0)
+        snprintf(c.err, sizeof c.err, "%s", err);
+    expr_sql_free(&q);
+    dispatch_flush(c.d, -1);
+    dispatch_stats st;
+    dispatch_get_stats(c.d, &st);
+    dispatch_close(c.d, 1, 60000);
+    s->no_address = c.no_address;
+    s->no_consent = c.no_consent;
+    s->sent = (int64_t)st.sent;
+    s->failed = (int64_t)st.failed + c.invalid;
+    s->skipped = c.capped;
+    if (rc == 0 && !c.failed && !e->dry_run && !e->nproof && p->ops->batch_end) {
+        uint64_t counts[DISPATCH_NSTATUS] = {0};
+        char *prefix = xasprintf("%s/", c.batch);
+        dispatch_log_counts(e->st, prefix, p->channel, counts);
+        free(prefix);
+        if (p->ops->batch_end(p->chan->state, c.batch, counts[DISPATCH_SENT], err, sizeof err)) {
+            snprintf(c.err, sizeof c.err, "channel '%s': finishing %s: %s", p->channel, c.batch,
+                     err);
+            c.failed = 1;
+        }
+    }
+    if (e->progress && !e->nproof)
+        fprintf(e->progress, "%s  %-16s %-16s %lld rows: %lld sent, %lld already sent, %lld failed, %lld capped, %lld no address, %lld no consent\n",
+                isatty(fileno(e->progress)) ? "\r" : "", a->id, "send", (long long)c.rows, (long long)st.sent, (long long)c.dup,
+                (long long)s->failed, (long long)c.capped, (long long)c.no_address,
+                (long long)c.no_consent);
+    for (size_t i = 0; i < p->nparts; i++)
+        buf_free(&c.parts[i]);
+    free(c.parts);
+    expr_arena_free(&c.arena);
+    record_free(c.row);
+    free(c.batch);
+    if (rc != 0 || c.failed) {
+        snprintf(e->error, sizeof e->error, "%s:%d: activity '%s': %s", e->c->file, a->line,
+                 a->id, c.err[0] ? c.err : "delivery failed");
+        return -1;
+    }
+    return 0;
+}

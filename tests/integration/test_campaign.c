@@ -1,0 +1,340 @@
+/* Campaigns end to end through the binary, on the sample data: every
+ * targeting activity's count against hand-written SQL run by sqlite3 on
+ * the same database (NULLs included), plan --json and --dot, check
+ * errors (all at once, file:line, exit 2), a run's CSV export, and a run
+ * killed with SIGKILL then resumed without a row delivered twice. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "support/fs.h"
+
+static const char *bin, *src, *plugins;
+static char *dir, *cfg, *db;
+
+static int baton(char **out, char **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *args, *cmd;
+    if (vasprintf(&args, fmt, ap) < 0 || asprintf(&cmd, "%s -c %s %s", bin, cfg, args) < 0)
+        abort();
+    va_end(ap);
+    int rc = run_capture(cmd, out, err);
+    free(args);
+    free(cmd);
+    return rc;
+}
+
+/* One number from sqlite3 on the test database. */
+static long long sql_count(const char *sql)
+{
+    char *cmd, *out = NULL, *err = NULL;
+    if (asprintf(&cmd, "sqlite3 %s \"%s\"", db, sql) < 0)
+        abort();
+    int rc = run_capture(cmd, &out, &err);
+    if (rc != 0)
+        fail_msg("sqlite3 failed: %s\n%s", sql, err);
+    long long n = atoll(out);
+    free(cmd);
+    free(out);
+    free(err);
+    return n;
+}
+
+static int setup(void **st)
+{
+    bin = getenv("BATON_BIN");
+    src = getenv("BATON_SRC");
+    plugins = getenv("BATON_PLUGINS");
+    if (!bin || !src || !plugins)
+        return -1;
+    dir = tmpdir_make("campaign-it");
+    char *text;
+    if (asprintf(&text,
+                 "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"warn\"; }; };\n"
+                 "sources: { crm: { plugin = \"source_sqlite\"; path = \"var/crm.db\"; schema = \"%s/conf/schema.cfg\"; }; };\n"
+                 "profiles = \"crm\";\n"
+                 "channels: {\n"
+                 "  mail: { plugin = \"channel_directmail\"; dir = \"var/exports\"; };\n"
+                 "  slow: { plugin = \"channel_directmail\"; dir = \"var/slow\"; rate = 2500; batch = 50; };\n"
+                 "  post: { plugin = \"channel_directmail\"; dir = \"var/post\"; address = \"email\"; consent = \"consent_email\"; };\n"
+                 "  off:  { enabled = false; plugin = \"channel_directmail\"; dir = \"var/off\"; };\n"
+                 "};\n"
+                 "campaigns = [ \"campaigns\" ];\n",
+                 plugins, src) < 0)
+        abort();
+    cfg = file_write(dir, "baton.cfg", text);
+    free(text);
+    if (asprintf(&db, "%s/var/crm.db", dir) < 0)
+        abort();
+    char *cd;
+    if (asprintf(&cd, "mkdir -p %s/campaigns", dir) < 0 || system(cd) != 0)
+        abort();
+    free(cd);
+    char *out, *err;
+    int rc = baton(&out, &err, "sample-data --profiles 3000 --seed 3");
+    free(out);
+    free(err);
+    return rc;
+}
+
+static int teardown(void **st)
+{
+    tmpdir_remove(dir);
+    free(dir);
+    free(cfg);
+    free(db);
+    return 0;
+}
+
+static const char targeting[] =
+    "campaign: {\n"
+    "  name = \"t\";\n"
+    "  activities = (\n"
+    "    { id = \"gold\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == 'gold'\"; },\n"
+    "    { id = \"big\"; type = \"build_audience\"; dimension = \"profiles\";\n"
+    "      filter = \"count(orders where amount > 200) >= 2\"; },\n"
+    "    { id = \"noconsent\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"not consent_email\"; },\n"
+    "    { id = \"recent\"; type = \"build_audience\"; dimension = \"profiles\";\n"
+    "      filter = \"exists(orders where created_at > timestamp('2025-06-01T00:00:00Z'))\"; },\n"
+    "    { id = \"u\"; type = \"combine\"; op = \"union\"; inputs = [ \"gold\", \"big\" ]; },\n"
+    "    { id = \"i\"; type = \"combine\"; op = \"intersection\"; inputs = [ \"gold\", \"big\" ]; },\n"
+    "    { id = \"x\"; type = \"combine\"; op = \"exclusion\"; inputs = [ \"u\", \"recent\" ]; },\n"
+    "    { id = \"d\"; type = \"deduplicate\"; input = \"u\"; by = [ \"tier\" ]; keep = \"score desc\"; },\n"
+    "    { id = \"e\"; type = \"enrich\"; input = \"u\";\n"
+    "      add = ( { name = \"total\"; value = \"sum(orders.amount)\"; } ); },\n"
+    "    { id = \"s\"; type = \"split\"; input = \"e\";\n"
+    "      branches = ( { name = \"hi\"; filter = \"total > 1000\"; }, { name = \"mid\"; filter = \"total > 500\"; },\n"
+    "                   { name = \"rest\"; remainder = true; } ); },\n"
+    "    { id = \"sx\"; type = \"split\"; input = \"e\"; exclusive = true;\n"
+    "      branches = ( { name = \"hi\"; filter = \"total > 1000\"; }, { name = \"mid\"; filter = \"total > 500\"; } ); },\n"
+    "    { id = \"r\"; type = \"split\"; input = \"gold\"; mode = \"random\"; seed = 5;\n"
+    "      branches = ( { name = \"a\"; percent = 30; }, { name = \"b\"; percent = 70; } ); },\n"
+    "    { id = \"l\"; type = \"split\"; input = \"gold\"; mode = \"limit\"; order = \"score desc\";\n"
+    "      branches = ( { name = \"top\"; limit = 10; }, { name = \"rest\"; remainder = true; } ); },\n"
+    "    { id = \"ord\"; type = \"change_dimension\"; input = \"gold\"; to = \"orders\"; filter = \"amount > 100\"; },\n"
+    "    { id = \"st\"; type = \"change_dimension\"; input = \"ord\"; to = \"stores\"; },\n"
+    "    { id = \"letters\"; type = \"send\"; channel = \"mail\"; input = \"ord\";\n"
+    "      columns = [ \"profile.first_name\", \"store.name\", \"amount\" ]; },\n"
+    "    { id = \"posted\"; type = \"send\"; channel = \"post\"; input = \"u\"; columns = [ \"first_name\" ]; }\n"
+    "  );\n};\n";
+
+static json_int_t count_of(json_t *counts, const char *name)
+{
+    json_t *v = json_object_get(counts, name);
+    if (!v)
+        fail_msg("no count for '%s'", name);
+    return json_integer_value(v);
+}
+
+#define GOLD "SELECT id FROM profiles WHERE tier = 'gold'"
+#define BIG "SELECT id FROM profiles p WHERE (SELECT count(*) FROM orders o WHERE o.profile_id = p.id AND o.amount > 200) >= 2"
+#define RECENT "SELECT id FROM profiles p WHERE EXISTS (SELECT 1 FROM orders o WHERE o.profile_id = p.id AND o.created_at > '2025-06-01T00:00:00Z')"
+#define U "SELECT id FROM (" GOLD " UNION " BIG ")"
+#define TOTAL "(SELECT sum(amount) FROM orders o WHERE o.profile_id = p.id)"
+
+static void test_plan_matches_hand_written_sql(void **st)
+{
+    char *path = file_write(dir, "campaigns/t.cfg", targeting);
+    char *out, *err;
+    int rc = baton(&out, &err, "campaign plan %s --json", path);
+    if (rc != 0)
+        fail_msg("plan failed (%d): %s", rc, err);
+    json_error_t je;
+    json_t *o = json_loads(out, 0, &je);
+    assert_non_null(o);
+    assert_string_equal(json_string_value(json_object_get(o, "campaign")), "t");
+    json_t *c = json_object_get(o, "counts");
+    long long gold = sql_count("SELECT count(*) FROM (" GOLD ")");
+    assert_true(gold > 50);
+    assert_int_equal(count_of(c, "gold"), gold);
+    assert_int_equal(count_of(c, "big"), sql_count("SELECT count(*) FROM (" BIG ")"));
+    /* NULL consent is unknown: `not consent_email` keeps false only */
+    assert_int_equal(count_of(c, "noconsent"),
+                     sql_count("SELECT count(*) FROM profiles WHERE consent_email = 0"));
+    assert_true(sql_count("SELECT count(*) FROM profiles WHERE consent_email IS NULL") > 0);
+    assert_int_equal(count_of(c, "recent"), sql_count("SELECT count(*) FROM (" RECENT ")"));
+    assert_int_equal(count_of(c, "u"), sql_count("SELECT count(*) FROM (" U ")"));
+    assert_int_equal(count_of(c, "i"),
+                     sql_count("SELECT count(*) FROM (" GOLD " INTERSECT " BIG ")"));
+    assert_int_equal(count_of(c, "x"),
+                     sql_count("SELECT count(*) FROM (" U " EXCEPT " RECENT ")"));
+    /* one row per tier, and every row whose tier is NULL */
+    assert_int_equal(count_of(c, "d"),
+                     sql_count("SELECT count(DISTINCT tier) + sum(tier IS NULL) FROM profiles WHERE id IN (" U ")"));
+    assert_int_equal(count_of(c, "e"), count_of(c, "u"));
+    assert_int_equal(count_of(c, "s.hi"),
+                     sql_count("SELECT count(*) FROM profiles p WHERE id IN (" U ") AND " TOTAL " > 1000"));
+    assert_int_equal(count_of(c, "s.mid"),
+                     sql_count("SELECT count(*) FROM profiles p WHERE id IN (" U ") AND " TOTAL " > 500"));
+    /* remainder: neither branch true, NULL totals (no orders) included */
+    assert_int_equal(count_of(c, "s.rest"),
+                     sql_count("SELECT count(*) FROM profiles p WHERE id IN (" U ") AND coalesce(" TOTAL " > 500, 0) = 0"));
+    assert_int_equal(count_of(c, "sx.hi"), count_of(c, "s.hi"));
+    assert_int_equal(count_of(c, "sx.mid"),
+                     sql_count("SELECT count(*) FROM profiles p WHERE id IN (" U ") AND " TOTAL " > 500 AND " TOTAL " <= 1000"));
+    assert_int_equal(count_of(c, "r.a"), (gold * 30 + 50) / 100);
+    assert_int_equal(count_of(c, "r.a") + count_of(c, "r.b"), gold);
+    assert_int_equal(count_of(c, "l.top"), 10);
+    assert_int_equal(count_of(c, "l.rest"), gold - 10);
+    long long ord = sql_count("SELECT count(*) FROM orders o JOIN profiles p ON p.id = o.profile_id "
+                              "WHERE p.tier = 'gold' AND o.amount > 100");
+    assert_int_equal(count_of(c, "ord"), ord);
+    assert_int_equal(count_of(c, "st"),
+                     sql_count("SELECT count(DISTINCT o.store_id) FROM orders o JOIN profiles p ON "
+                               "p.id = o.profile_id WHERE p.tier = 'gold' AND o.amount > 100"));
+    /* sends: one message per row; post needs an email and consent */
+    assert_int_equal(count_of(c, "letters"), ord);
+    json_t *ex = json_object_get(json_object_get(o, "excluded"), "posted");
+    long long noaddr = sql_count("SELECT count(*) FROM profiles WHERE id IN (" U ") AND (email IS NULL OR email = '')");
+    long long nocons = sql_count("SELECT count(*) FROM profiles WHERE id IN (" U ") AND email <> '' AND coalesce(consent_email, 0) = 0");
+    assert_int_equal(json_integer_value(json_object_get(ex, "no_address")), noaddr);
+    assert_int_equal(json_integer_value(json_object_get(ex, "no_consent")), nocons);
+    assert_int_equal(count_of(c, "posted"), count_of(c, "u") - noaddr - nocons);
+    json_decref(o);
+    free(out);
+    free(err);
+
+    /* the picture renders, with the counts on its edges */
+    rc = baton(&out, &err, "campaign plan %s --dot", path);
+    assert_int_equal(rc, 0);
+    char label[64];
+    snprintf(label, sizeof label, "\"gold\" -> \"u\" [label=\"%lld\"]", gold);
+    assert_non_null(strstr(out, label));
+    char *dotfile = file_write(dir, "t.dot", out);
+    char *cmd;
+    assert_true(asprintf(&cmd, "dot -Tsvg %s -o %s/t.svg", dotfile, dir) > 0);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    free(dotfile);
+    free(out);
+    free(err);
+    unlink(path);
+    free(path);
+}
+
+static void test_check_reports_every_error(void **st)
+{
+    char *path = file_write(dir, "campaigns/bad.cfg",
+                            "campaign: {\n"
+                            "  name = \"bad\";\n"
+                            "  activities = (\n"
+                            "    { id = \"a\"; type = \"build_audiance\"; dimension = \"profiles\"; },\n"
+                            "    { id = \"b\"; type = \"build_audience\"; dimension = \"profiles\";\n"
+                            "      filter = \"tierr == 'gold'\"; },\n"
+                            "    { id = \"c\"; type = \"combine\"; op = \"union\"; inputs = [ \"b\", \"zz\" ]; },\n"
+                            "    { id = \"d\"; type = \"send\"; channel = \"off\"; input = \"b\"; columns = [ \"id\" ]; },\n"
+                            "    { id = \"e\"; type = \"send\"; channel = \"nope\"; input = \"b\"; columns = [ \"id\" ]; },\n"
+                            "    { id = \"f\"; type = \"enrich\"; input = \"g\"; add = ( { name = \"n\"; value = \"1\"; } ); },\n"
+                            "    { id = \"g\"; type = \"enrich\"; input = \"f\"; add = ( { name = \"m\"; value = \"1\"; } ); }\n"
+                            "  );\n};\n");
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "check"), 2);
+    const char *want[] = {
+        "bad.cfg:4: activity 'a': unknown type 'build_audiance' (did you mean 'build_audience'?)",
+        "bad.cfg:7: activity 'c': input 'zz' names no activity of this campaign",
+        "bad.cfg:10: the activities form a cycle: f -> g -> f",
+        "bad.cfg:6: filter: 1:1: unknown field 'tierr'",
+        "bad.cfg:8: activity 'd': channel 'off' is disabled",
+        "bad.cfg:9: activity 'e': unknown channel 'nope'",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!strstr(err, want[i]))
+            fail_msg("missing '%s' in:\n%s", want[i], err);
+    free(out);
+    free(err);
+    assert_int_equal(baton(&out, &err, "campaign run %s", path), 2);
+    assert_non_null(strstr(err, "nothing was sent"));
+    free(out);
+    free(err);
+    unlink(path);
+    free(path);
+}
+
+static long long csv_rows(const char *path, int *dups)
+{
+    char *text = file_read(path, NULL);
+    if (!text)
+        return -1;
+    long long n = 0;
+    *dups = 0;
+    /* one row per line (the columns hold no newline); count repeats */
+    char **seen = NULL;
+    size_t ns = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        n++;
+        for (size_t i = 0; i < ns; i++)
+            if (!strcmp(seen[i], line))
+                (*dups)++;
+        seen = realloc(seen, (ns + 1) * sizeof *seen);
+        seen[ns++] = line;
+    }
+    free(seen);
+    free(text);
+    return n - 1; /* the header */
+}
+
+static void test_run_export_and_resume_after_kill(void **st)
+{
+    char *path = file_write(dir, "campaigns/k.cfg",
+                            "campaign: {\n  name = \"k\";\n  activities = (\n"
+                            "    { id = \"all\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+                            "    { id = \"ord\"; type = \"change_dimension\"; input = \"all\"; to = \"orders\"; },\n"
+                            "    { id = \"out\"; type = \"send\"; channel = \"slow\"; input = \"ord\";\n"
+                            "      columns = [ \"id\", \"profile.first_name\", \"store.name\", \"amount\" ]; }\n"
+                            "  );\n};\n");
+    long long orders = sql_count("SELECT count(*) FROM orders");
+    pid_t pid = fork();
+    if (pid == 0) {
+        freopen("/dev/null", "w", stderr);
+        execl(bin, bin, "-c", cfg, "campaign", "run", path, (char *)NULL);
+        _exit(127);
+    }
+    usleep(2500 * 1000); /* 15000 rows at 2500/s: well inside the send */
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    char *out, *err;
+    int rc = baton(&out, &err, "campaign run k --resume");
+    if (rc != 0)
+        fail_msg("resume failed (%d): %s", rc, err);
+    free(out);
+    free(err);
+    char *csv;
+    assert_true(asprintf(&csv, "%s/var/slow/k-1-out.csv", dir) > 0);
+    int dups = 0;
+    long long rows = csv_rows(csv, &dups);
+    assert_int_equal(rows, orders);
+    assert_int_equal(dups, 0);
+    free(csv);
+    assert_int_equal(baton(&out, &err, "campaign runs k --json"), 0);
+    json_t *o = json_loads(out, 0, NULL);
+    json_t *run = json_array_get(json_object_get(o, "runs"), 0);
+    assert_string_equal(json_string_value(json_object_get(run, "status")), "done");
+    json_decref(o);
+    free(out);
+    free(err);
+    unlink(path);
+    free(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plan_matches_hand_written_sql),
+        cmocka_unit_test(test_check_reports_every_error),
+        cmocka_unit_test(test_run_export_and_resume_after_kill),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
