@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "record.h"
 #include "support/fs.h"
 #include "support/instance.h"
 #include "support/server.h"
@@ -172,6 +173,23 @@ static void test_format_single_part_and_from(void **state)
     assert_non_null(strstr(got, "Subject: Hi  Bcc: evil@example.com\r\n"));
     assert_null(strstr(got, "\nBcc:"));
     free(got);
+    test_instance_free(inst);
+}
+
+static void test_format_unsubscribe_template(void **state)
+{
+    instance *inst = email("from = \"news@example.com\"; list_unsubscribe = "
+                           "\"<https://example.com/u/{{ id }}?c={{ campaign }}>\";");
+    baton_message m = msg("k", "a@example.com", "s", "t", NULL);
+    record *row = record_new();
+    record_set_string(row, "id", "p42");
+    record_set_string(row, "campaign", "winback");
+    m.row = row;
+    char *got = format(inst, &m, 0);
+    assert_non_null(strstr(got, "List-Unsubscribe: <https://example.com/u/p42?c=winback>\r\n"
+                                "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
+    free(got);
+    record_free(row);
     test_instance_free(inst);
 }
 
@@ -373,6 +391,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format_multipart),
         cmocka_unit_test(test_format_single_part_and_from),
+        cmocka_unit_test(test_format_unsubscribe_template),
         cmocka_unit_test(test_format_refusals),
         cmocka_unit_test(test_settings),
         cmocka_unit_test_setup_teardown(test_deliver_batch_one_session, setup, teardown),

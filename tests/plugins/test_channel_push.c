@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "record.h"
 #include "support/fs.h"
 #include "support/instance.h"
 #include "support/server.h"
@@ -97,6 +98,28 @@ static void test_format(void **state)
     assert_null(test_instance_new(baton_plugin_entry(), "channels", "push", "mode = \"http\";", 1,
                                   err, sizeof err));
     assert_string_equal(err, "mode = \"http\" needs url");
+}
+
+/* topic and payload as templates over the row and the message's parts */
+static void test_templates(void **state)
+{
+    instance *inst = push("topic = \"push/{{ profile.id }}/{{ lower(tier) }}\";"
+                          "payload = \"{\\\"t\\\": \\\"{{ title }}\\\", \\\"k\\\": "
+                          "\\\"{{ key }}\\\"}\";");
+    baton_message m = msg("j/1", "p42", "Hello", "B");
+    record *row = record_new();
+    record_set_string(row, "profile.id", "p42");
+    record_set_string(row, "tier", "GOLD");
+    m.row = row;
+    char *got = format(inst, &m, 0);
+    assert_string_equal(got, "PUBLISH push/p42/gold qos=1\r\n\r\n{\"t\": \"Hello\", \"k\": \"j/1\"}");
+    free(got);
+    record_free(row);
+    test_instance_free(inst);
+    char err[512];
+    assert_null(test_instance_new(baton_plugin_entry(), "channels", "push",
+                                  "topic = \"push/{{ profile.id \";", 1, err, sizeof err));
+    assert_memory_equal(err, "topic: ", 7);
 }
 
 /* ---------------- a subscriber that records what it gets ---------------- */
@@ -289,6 +312,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format),
+        cmocka_unit_test(test_templates),
         cmocka_unit_test_setup_teardown(test_mqtt_qos1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mqtt_no_broker, setup, teardown),
         cmocka_unit_test_setup_teardown(test_http_mode, setup, teardown),

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "record.h"
 #include "support/fs.h"
 #include "support/instance.h"
 #include "support/server.h"
@@ -98,6 +99,31 @@ static void test_format_form_basic_and_get(void **state)
                              "Expect:\r\n"
                              "\r\n");
     free(got);
+    test_instance_free(inst);
+}
+
+static void test_templates(void **state)
+{
+    instance *inst = sms("url = \"http://gw.example/{{ country }}/send\"; format = \"form\";"
+                         "params = [ \"tag={{ upper(tier) }}\", \"ref={{ key }}\" ];");
+    baton_message m = msg("c/9", "+33600000009", "Hi");
+    record *row = record_new();
+    record_set_string(row, "country", "fr");
+    record_set_string(row, "tier", "gold");
+    m.row = row;
+    char *got = format(inst, &m, 0);
+    assert_string_equal(got, "POST http://gw.example/fr/send HTTP/1.1\r\n"
+                             "Content-Type: application/x-www-form-urlencoded\r\n"
+                             "Expect:\r\n"
+                             "\r\n"
+                             "to=%2B33600000009&text=Hi&tag=GOLD&ref=c%2F9");
+    free(got);
+    test_instance_free(inst);
+    inst = sms("url = \"http://gw.example/\"; body = \"<sms to='{{ to }}'>{{ text }}</sms>\";");
+    got = format(inst, &m, 0);
+    assert_non_null(strstr(got, "\r\n\r\n<sms to='+33600000009'>Hi</sms>"));
+    free(got);
+    record_free(row);
     test_instance_free(inst);
 }
 
@@ -333,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_format_json_bearer),
         cmocka_unit_test(test_format_form_basic_and_get),
         cmocka_unit_test(test_segments),
+        cmocka_unit_test(test_templates),
         cmocka_unit_test(test_refusals_and_settings),
         cmocka_unit_test_setup_teardown(test_deliver_statuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deliver_many_in_flight, setup, teardown),
