@@ -246,6 +246,10 @@ static void *mqtt_open(push *p)
         return NULL;
     }
     mosquitto_int_option(c->mosq, MOSQ_OPT_SEND_MAXIMUM, (int)p->inflight);
+    /* a batch ends waiting for its last acknowledgements: no Nagle delay */
+    mosquitto_int_option(c->mosq, MOSQ_OPT_TCP_NODELAY, 1);
+    /* a batch ends waiting for its last acknowledgements: no Nagle delay */
+    mosquitto_int_option(c->mosq, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_max_inflight_messages_set(c->mosq, (unsigned)p->inflight);
     mosquitto_publish_callback_set(c->mosq, on_publish);
     mosquitto_disconnect_callback_set(c->mosq, on_disconnect);

@@ -166,7 +166,7 @@ int server_start_mosquitto(test_server *s, const char *dir, int port)
     if (!f)
         return -1;
     fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
-               "max_inflight_messages 0\nmax_queued_messages 0\n", port);
+               "set_tcp_nodelay true\nmax_inflight_messages 0\nmax_queued_messages 0\n", port);
     fclose(f);
     const char *bin = access("/usr/sbin/mosquitto", X_OK) == 0 ? "/usr/sbin/mosquitto" : "mosquitto";
     char *argv[] = {(char *)bin, "-c", conf, NULL};

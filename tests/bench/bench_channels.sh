@@ -1,0 +1,120 @@
+#!/bin/sh
+# Channel throughput through the whole path (render, caps, dispatch,
+# delivery log, plugin) next to each sink's own ceiling, measured in the
+# same run by a minimal C client (tests/bench/clients/), against:
+#   email  Postfix's smtp-sink            (libesmtp, 100 messages a session, 2 threads)
+#   sms    nginx answering `return 200`   (libcurl multi, 32 requests in flight)
+#   push   the mosquitto broker           (libmosquitto, QoS 1, 100 in flight)
+# Prints each figure, the ratio to the ceiling and to the target:
+#   email >= 8000 msg/s, sms >= 15000 req/s, push >= 20000 msg/s, and each
+#   at least half of its ceiling. Never fails on a figure.
+# COUNT=N changes the messages per run (default 20000).
+set -u
+BUILD=${BUILD:-build}
+top=$(pwd)
+B="$top/$BUILD"
+export BATON_PLUGINS="${BATON_PLUGINS:-$B/plugins}"
+COUNT=${COUNT:-20000}
+work=$(mktemp -d /tmp/baton-bench-XXXXXX)
+pids=""
+cleanup() {
+    for p in $pids; do kill "$p" 2>/dev/null; done
+    [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null
+    sleep 0.2
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+freeport() { /usr/bin/python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+waitport() {
+    /usr/bin/python3 - "$1" <<'PY'
+import socket, sys, time
+for _ in range(200):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.05)
+sys.exit(1)
+PY
+}
+
+# the minimal clients
+mkdir -p "$B/bench"
+for c in smtp:libesmtp-1.0 http:libcurl mqtt:libmosquitto; do
+    n=${c%%:*}; pkg=${c#*:}
+    cc -O2 -pthread -o "$B/bench/${n}_client" "$top/tests/bench/clients/${n}_client.c" \
+        $(pkg-config --cflags --libs "$pkg") || { echo "bench: cannot build ${n}_client"; exit 0; }
+done
+full="$B/tests/bench/bench_channels"
+[ -x "$full" ] || { echo "bench: $full is not built (make bench builds it)"; exit 0; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+report() { # name full ceiling target unit
+    printf '%-6s %8.0f %s/s through baton; ceiling %8.0f (ratio %s, need >= 0.50); target %d (ratio %s)\n' \
+        "$1" "$2" "$5" "$3" "$(ratio "$2" "$3")" "$4" "$(ratio "$2" "$4")"
+}
+rate_of() { sed -n 's/.* = \([0-9]*\) msg\/s.*/\1/p'; }
+
+# ---- email: smtp-sink
+port=$(freeport)
+smtp-sink -u nobody "127.0.0.1:$port" 1000 >/dev/null 2>&1 &
+pids="$pids $!"
+if waitport "$port"; then
+    ceil=$("$B/bench/smtp_client" "$port" "$COUNT" 2 100)
+    out=$("$full" email "$port" "$COUNT")
+    echo "$out"
+    report email "$(echo "$out" | rate_of)" "$ceil" 8000 msg
+else
+    echo "email: smtp-sink did not start"
+fi
+
+# ---- sms: nginx return 200
+port=$(freeport)
+mkdir -p "$work/nginx"
+cat > "$work/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$port;
+        client_body_buffer_size 64k;
+        location / { default_type application/json; return 200 '{"id":"ok"}'; }
+    }
+}
+EOF
+nginx -c "$work/nginx.conf" -p "$work/nginx" >/dev/null 2>&1 &
+pids="$pids $!"
+if waitport "$port"; then
+    ceil=$("$B/bench/http_client" "$port" "$COUNT" 32)
+    out=$("$full" sms "$port" "$COUNT")
+    echo "$out"
+    report sms "$(echo "$out" | rate_of)" "$ceil" 15000 req
+else
+    echo "sms: nginx did not start"
+fi
+
+# ---- push: mosquitto
+port=$(freeport)
+printf 'listener %s 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 0\n' "$port" > "$work/mosquitto.conf"
+mosquitto -c "$work/mosquitto.conf" >/dev/null 2>&1 &
+pids="$pids $!"
+if waitport "$port"; then
+    ceil=$("$B/bench/mqtt_client" "$port" "$COUNT" 100)
+    out=$("$full" push "$port" "$COUNT")
+    echo "$out"
+    report push "$(echo "$out" | rate_of)" "$ceil" 20000 msg
+else
+    echo "push: mosquitto did not start"
+fi
+exit 0
