@@ -407,6 +407,10 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
         out[i].status = BATON_RETRY;
         snprintf(out[i].reason, sizeof out[i].reason, "the channel gave no answer");
     }
+    /* "queued" must be durable before the message can go out: otherwise a
+     * crash right after delivery forgets the row, and the caller (a
+     * journey resuming its pending sends) hands the key again */
+    dlog_commit(d->log);
     d->ops->deliver(d->inst->state, conn, ptrs, n, out);
 
     int64_t now = now_s(d), mnow = mono_ms();
