@@ -39,7 +39,8 @@ static int add_ref(check_ctx *c, expr_ref_kind kind, const char *path, const cha
     const char *dot = strrchr(path, '.');
     s->field = xstrdup(dot ? dot + 1 : path);
     s->hops = xcalloc(nhops + 1, sizeof *s->hops);
-    memcpy(s->hops, hops, nhops * sizeof *hops);
+    if (nhops)
+        memcpy(s->hops, hops, nhops * sizeof *hops);
     s->column = column;
     s->pub.slot = (int)e->nrefs;
     s->pub.kind = kind;
