@@ -1,0 +1,208 @@
+/* action_http against tests/support/http_sink.py: the request built from
+ * the templates (url, headers, body) and the idempotency key; 2xx OK with
+ * the response; 408/429/5xx and no answer RETRY; other 4xx ERROR; auth;
+ * settings refused at init. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "plugin_host.h"
+#include "record.h"
+#include "support/fs.h"
+#include "support/instance.h"
+#include "support/server.h"
+
+const baton_plugin *baton_plugin_entry(void);
+
+static test_server sink;
+static char *dir;
+static char logpath[1024];
+
+static void sink_start(const char *a1, const char *a2, const char *a3, const char *a4)
+{
+    char src[1024];
+    const char *top = getenv("BATON_SRC");
+    snprintf(src, sizeof src, "%s/tests/support/http_sink.py", top ? top : ".");
+    snprintf(logpath, sizeof logpath, "%s/requests.jsonl", dir);
+    char *argv[] = {"/usr/bin/python3", src, "--log", logpath, (char *)a1, (char *)a2,
+                    (char *)a3, (char *)a4, NULL};
+    assert_int_equal(server_start_ready(&sink, argv, 15000), 0);
+}
+
+static int setup(void **state)
+{
+    dir = tmpdir_make("action_http");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    server_stop(&sink);
+    memset(&sink, 0, sizeof sink);
+    tmpdir_remove(dir);
+    free(dir);
+    return 0;
+}
+
+static instance *action(const char *settings)
+{
+    char err[512] = "";
+    instance *inst =
+        test_instance_new(baton_plugin_entry(), "actions", "loyalty", settings, 1, err, sizeof err);
+    if (!inst)
+        fail_msg("action_http: %s", err);
+    return inst;
+}
+
+static baton_status call(instance *inst, const char *key, buf *resp, char *reason, size_t len)
+{
+    record *ctx = record_new();
+    record_set_string(ctx, "profile.id", "p42");
+    record_set_string(ctx, "profile.tier", "gold");
+    record_set_string(ctx, "event.id", "e-1");
+    record_set_int(ctx, "points.balance", 120);
+    baton_action_call c = {.size = sizeof c, .key = key, .profile_id = "p42", .context = ctx};
+    buf_reset(resp);
+    baton_status st = instance_action(inst)->invoke(inst->state, &c, resp, reason, len);
+    record_free(ctx);
+    return st;
+}
+
+/* The n-th request the sink recorded (from 0). */
+static json_t *request(int n)
+{
+    char *text = file_read(logpath, NULL);
+    assert_non_null(text);
+    char *line = text;
+    for (int i = 0; i < n && line; i++) {
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    assert_non_null(line);
+    json_t *o = json_loadb(line, strcspn(line, "\n"), 0, NULL);
+    free(text);
+    assert_non_null(o);
+    return o;
+}
+
+static void test_request_and_response(void **state)
+{
+    sink_start("--body", "{\"balance\": 170, \"seq\": {seq}}", NULL, NULL);
+    char settings[1024];
+    snprintf(settings, sizeof settings,
+             "url = \"http://127.0.0.1:%d/points/{{ profile.id }}?from={{ event.id }}\";\n"
+             "body = \"{\\\"id\\\": \\\"{{ profile.id }}\\\", \\\"was\\\": {{ points.balance }}}\";\n"
+             "headers = [ \"X-Tier: {{ profile.tier }}\" ]; auth = \"bearer\"; token = \"s3cret\";",
+             sink.port);
+    instance *inst = action(settings);
+    buf resp;
+    buf_init(&resp);
+    char reason[512] = "";
+    assert_int_equal(call(inst, "j:cart:7:points:4", &resp, reason, sizeof reason), BATON_OK);
+    json_t *body = json_loads(resp.data, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(body, "balance")), 170);
+    json_decref(body);
+    json_t *r = request(0);
+    assert_string_equal(json_string_value(json_object_get(r, "method")), "POST");
+    assert_string_equal(json_string_value(json_object_get(r, "path")), "/points/p42?from=e-1");
+    assert_string_equal(json_string_value(json_object_get(r, "body")),
+                        "{\"id\": \"p42\", \"was\": 120}");
+    json_t *h = json_object_get(r, "headers");
+    const char *k;
+    json_t *v;
+    int seen = 0;
+    json_object_foreach(h, k, v) {
+        const char *s = json_string_value(v);
+        if (!strcasecmp(k, "Idempotency-Key"))
+            seen |= 1 * !strcmp(s, "j:cart:7:points:4");
+        if (!strcasecmp(k, "X-Tier"))
+            seen |= 2 * !strcmp(s, "gold");
+        if (!strcasecmp(k, "Authorization"))
+            seen |= 4 * !strcmp(s, "Bearer s3cret");
+        if (!strcasecmp(k, "Content-Type"))
+            seen |= 8 * !strcmp(s, "application/json");
+    }
+    assert_int_equal(seen, 15);
+    json_decref(r);
+    buf_free(&resp);
+    test_instance_free(inst);
+}
+
+static void test_outcomes(void **state)
+{
+    sink_start("--status", "503,429,408,400,404,200", NULL, NULL);
+    char settings[512];
+    snprintf(settings, sizeof settings, "url = \"http://127.0.0.1:%d/x\"; method = \"GET\";",
+             sink.port);
+    instance *inst = action(settings);
+    buf resp;
+    buf_init(&resp);
+    char reason[512];
+    assert_int_equal(call(inst, "a", &resp, reason, sizeof reason), BATON_RETRY);
+    assert_non_null(strstr(reason, "HTTP 503"));
+    assert_int_equal(call(inst, "a", &resp, reason, sizeof reason), BATON_RETRY);
+    assert_int_equal(call(inst, "a", &resp, reason, sizeof reason), BATON_RETRY);
+    assert_int_equal(call(inst, "a", &resp, reason, sizeof reason), BATON_ERROR);
+    assert_non_null(strstr(reason, "HTTP 400"));
+    assert_int_equal(call(inst, "a", &resp, reason, sizeof reason), BATON_ERROR);
+    assert_int_equal(call(inst, "a", &resp, reason, sizeof reason), BATON_OK);
+    json_t *r = request(0);
+    assert_string_equal(json_string_value(json_object_get(r, "method")), "GET");
+    json_decref(r);
+    buf_free(&resp);
+    test_instance_free(inst);
+}
+
+static void test_no_answer_is_retry(void **state)
+{
+    sink_start("--delay-ms", "1500", NULL, NULL);
+    char settings[512];
+    snprintf(settings, sizeof settings, "url = \"http://127.0.0.1:%d/slow\"; timeout = \"200ms\";",
+             sink.port);
+    instance *inst = action(settings);
+    buf resp;
+    buf_init(&resp);
+    char reason[512];
+    assert_int_equal(call(inst, "a", &resp, reason, sizeof reason), BATON_RETRY);
+    test_instance_free(inst);
+    snprintf(settings, sizeof settings, "url = \"http://127.0.0.1:%d/\"; timeout = \"1s\";",
+             server_free_port());
+    inst = action(settings);
+    assert_int_equal(call(inst, "a", &resp, reason, sizeof reason), BATON_RETRY);
+    buf_free(&resp);
+    test_instance_free(inst);
+}
+
+static void test_bad_settings(void **state)
+{
+    char err[512];
+    assert_null(test_instance_new(baton_plugin_entry(), "actions", "a",
+                                  "url = \"http://x/{{ profile.id \";", 1, err, sizeof err));
+    assert_non_null(strstr(err, "url:"));
+    assert_null(test_instance_new(baton_plugin_entry(), "actions", "a",
+                                  "url = \"http://x/\"; auth = \"bearer\";", 1, err, sizeof err));
+    assert_non_null(strstr(err, "needs token"));
+    assert_null(test_instance_new(baton_plugin_entry(), "actions", "a",
+                                  "url = \"http://x/\"; headers = [ \"nocolon\" ];", 1, err,
+                                  sizeof err));
+    assert_non_null(strstr(err, "Name: value"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_request_and_response, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_answer_is_retry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_settings, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
