@@ -280,7 +280,8 @@ int ah_audience_saved(baton_activity_ctx *x, const char *name, const char *dimen
     return 0;
 }
 
-int ah_is_plan(baton_activity_ctx *x) { return x->env->plan; }
+/* a dry run changes nothing either: no audience is saved */
+int ah_is_plan(baton_activity_ctx *x) { return x->env->plan || x->env->dry_run || x->env->nproof; }
 
 void ah_note(baton_activity_ctx *x, const char *fmt, ...)
 {

@@ -16,6 +16,12 @@
 
 struct dispatcher;
 
+/* Where a send finds the dispatcher of a channel when the process already
+ * runs one per channel (baton serve: at most one dispatcher per channel
+ * may be open). NULL: the send opens its own for the run. */
+typedef struct dispatcher *(*camp_dispatcher_fn)(void *ud, const char *channel);
+
+
 /* An activity type: a plugin's, or one of the host's own (send, wait,
  * and_join, end). */
 typedef struct act_type {
@@ -72,6 +78,8 @@ typedef struct camp_env {
     size_t nproof;
     act_state *s;     /* per activity */
     FILE *progress;   /* a terminal to show progress on, or NULL */
+    camp_dispatcher_fn dispatcher_for; /* shared dispatchers (serve), or NULL */
+    void *dispatcher_ud;
     int failed;       /* a runtime failure happened */
     char error[2048];
 } camp_env;
@@ -108,12 +116,21 @@ int64_t camp_count(camp_env *e, const char *table, char *err, size_t errlen);
  * Returns a new path or NULL (d says why). */
 char *camp_locate(app *a, const char *name_or_file, diag *d);
 
+typedef struct camp_run_opts {
+    const char *trigger; /* "manual", "schedule", "catch-up", "resume" */
+    int resume;          /* finish the latest unfinished run */
+    int dry_run;
+    char **proof;        /* --proof addresses */
+    size_t nproof;
+    FILE *progress;      /* a line per activity, or NULL */
+    camp_dispatcher_fn dispatcher_for;
+    void *dispatcher_ud;
+} camp_run_opts;
+
 /* Run one campaign file end to end, recording it in the run history of
- * a's data_dir: trigger "manual", "schedule", "catch-up", "resume".
- * progress (may be NULL) gets a line per activity. Returns an exit code
- * (0, 1 runtime failure, 2 errors in d). Used by the CLI and schedules. */
-int campaign_run_file(app *a, act_registry *reg, const char *file, const char *trigger,
-                      int resume, int dry_run, char **proof, size_t nproof, FILE *progress,
+ * a's data_dir. Returns an exit code (0, 1 runtime failure, 2 errors in
+ * d). Used by the CLI and schedules. */
+int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_run_opts *o,
                       diag *d);
 
 /* The host's own activity types. */

@@ -53,6 +53,12 @@ int64_t schedule_due_slot(const campaign *c, int64_t now, int64_t last, int64_t 
 
 int campaign_scheduler_tick(app *a, int64_t now)
 {
+    return campaign_scheduler_tick_with(a, now, NULL, NULL);
+}
+
+int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatcher_for,
+                                 void *ud)
+{
     size_t n;
     char **files = campaign_files(a->conf.campaigns, a->conf.ncampaigns, &n);
     store st;
@@ -111,7 +117,9 @@ int campaign_scheduler_tick(app *a, int64_t now)
          * never starts the same slot again */
         if (!resume || due > last)
             history_set_slot(&st, c.name, due > last ? due : last);
-        int rc = campaign_run_file(a, &reg, files[i], trigger, resume, 0, NULL, 0, NULL, &d);
+        camp_run_opts o = {.trigger = trigger, .resume = resume, .dispatcher_for = dispatcher_for,
+                           .dispatcher_ud = ud};
+        int rc = campaign_run_file(a, &reg, files[i], &o, &d);
         if (d.n) {
             buf msg;
             buf_init(&msg);

@@ -10,6 +10,7 @@
 
 #include "app.h"
 #include "campaign/campaign.h"
+#include "campaign/engine.h"
 
 /* The latest slot of c's schedule at or before now (UTC s), and in
  * *missed how many slots fall after `last` (exclusive) up to it. -1 when
@@ -21,5 +22,9 @@ int64_t schedule_due_slot(const campaign *c, int64_t now, int64_t last, int64_t 
  * scheduler thread). Returns the number of runs started or resumed, or -1
  * when the state store cannot be opened. */
 int campaign_scheduler_tick(app *a, int64_t now);
+/* The same in a process that already runs the channels' dispatchers
+ * (baton serve): sends use the one dispatcher_for(ud, channel) returns. */
+int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatcher_for,
+                                 void *ud);
 
 #endif

@@ -137,7 +137,11 @@ int camp_send_deliver(camp_env *e, size_t idx)
         return -1;
     }
     dispatch_opts o = {.dry_run = e->dry_run, .caps = &e->a->conf};
-    c.d = dispatch_open(p->chan, e->st, &o, err, sizeof err);
+    /* serve already runs one dispatcher per channel: share it */
+    dispatcher *shared = e->dispatcher_for && !e->dry_run && !e->nproof
+                             ? e->dispatcher_for(e->dispatcher_ud, p->channel)
+                             : NULL;
+    c.d = shared ? shared : dispatch_open(p->chan, e->st, &o, err, sizeof err);
     if (!c.d) {
         snprintf(e->error, sizeof e->error, "channel '%s': %s", p->channel, err);
         return -1;
@@ -157,24 +161,36 @@ int camp_send_deliver(camp_env *e, size_t idx)
     dispatch_flush(c.d, -1);
     dispatch_stats st;
     dispatch_get_stats(c.d, &st);
-    dispatch_close(c.d, 1, 60000);
+    if (!shared)
+        dispatch_close(c.d, 1, 60000);
     s->no_address = c.no_address;
     s->no_consent = c.no_consent;
     s->sent = (int64_t)st.sent;
     s->failed = (int64_t)st.failed + c.invalid;
     s->skipped = c.capped;
-    if (rc == 0 && !c.failed && !e->dry_run && !e->nproof && p->ops->batch_end) {
+    if (rc == 0 && !c.failed && !e->dry_run && p->ops->batch_end) {
         uint64_t counts[DISPATCH_NSTATUS] = {0};
         char *prefix = xasprintf("%s/", c.batch);
         dispatch_log_counts(e->st, prefix, p->channel, counts);
         free(prefix);
-        if (p->ops->batch_end(p->chan->state, c.batch, counts[DISPATCH_SENT], err, sizeof err)) {
+        /* proofs are not in the delivery log: their count is this run's */
+        uint64_t total = e->nproof ? st.sent : counts[DISPATCH_SENT];
+        if (p->ops->batch_end(p->chan->state, c.batch, total, err, sizeof err)) {
             snprintf(c.err, sizeof c.err, "channel '%s': finishing %s: %s", p->channel, c.batch,
                      err);
             c.failed = 1;
         }
     }
-    if (e->progress && !e->nproof)
+    if (e->progress && e->nproof)
+        fprintf(e->progress, "  %-16s %-16s %lld proof(s) sent to %zu address(es), %lld failed\n",
+                a->id, "send", (long long)st.sent, e->nproof, (long long)st.failed);
+    else if (e->progress && e->dry_run)
+        fprintf(e->progress,
+                "  %-16s %-16s %lld rows: %lld rendered (dry run, nothing delivered), %lld capped, "
+                "%lld no address, %lld no consent\n",
+                a->id, "send", (long long)c.rows, (long long)st.dry_run, (long long)c.capped,
+                (long long)c.no_address, (long long)c.no_consent);
+    else if (e->progress)
         fprintf(e->progress, "%s  %-16s %-16s %lld rows: %lld sent, %lld already sent, %lld failed, %lld capped, %lld no address, %lld no consent\n",
                 isatty(fileno(e->progress)) ? "\r" : "", a->id, "send", (long long)c.rows, (long long)st.sent, (long long)c.dup,
                 (long long)s->failed, (long long)c.capped, (long long)c.no_address,

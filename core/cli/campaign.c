@@ -235,10 +235,14 @@ out:
 
 /* Run one campaign file. Returns an exit code. Used by the CLI and the
  * scheduler. */
-int campaign_run_file(app *a, act_registry *reg, const char *file, const char *trigger,
-                      int resume, int dry_run, char **proof, size_t nproof, FILE *progress,
+int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_run_opts *o,
                       diag *d)
 {
+    const char *trigger = o->trigger ? o->trigger : "manual";
+    int resume = o->resume, dry_run = o->dry_run;
+    char **proof = o->proof;
+    size_t nproof = o->nproof;
+    FILE *progress = o->progress;
     campaign c;
     camp_env e;
     int rc = EXIT_OK;
@@ -265,6 +269,8 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const char *t
     e.proof = proof;
     e.nproof = nproof;
     e.progress = progress;
+    e.dispatcher_for = o->dispatcher_for;
+    e.dispatcher_ud = o->dispatcher_ud;
     int64_t run = 0;
     if (resume) {
         run = history_unfinished(&st, c.name, NULL);
@@ -398,9 +404,11 @@ static int cmd_run(const cli_ctx *ctx, int argc, char **argv)
         have_reg = 1;
         if (act_registry_load(&reg, &a, &d) == 0) {
             char *file = camp_locate(&a, which, &d);
+            camp_run_opts o = {.trigger = resume ? "resume" : "manual", .resume = resume,
+                               .dry_run = dry, .proof = proof, .nproof = nproof,
+                               .progress = stderr};
             if (file)
-                rc = campaign_run_file(&a, &reg, file, resume ? "resume" : "manual", resume, dry,
-                                       proof, nproof, stderr, &d);
+                rc = campaign_run_file(&a, &reg, file, &o, &d);
             free(file);
         }
     }

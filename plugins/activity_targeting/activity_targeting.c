@@ -800,11 +800,13 @@ static int dim_run(void *st, ctx_t *x)
 {
     const char *from = H->act_input_dimension(x, 0), *to = H->act_setting_string(x, "to");
     const char *fc, *tc, *ftab, *fkey, *ttab, *tkey;
-    H->act_link(x, from, to, &fc, &tc);
+    /* to the many side, each new row has one parent: already unique */
+    int many = H->act_link(x, from, to, &fc, &tc) == 1;
     H->act_entity(x, from, &ftab, &fkey);
     H->act_entity(x, to, &ttab, &tkey);
     baton_buf *b = H->buf_new();
-    H->buf_printf(b, "CREATE TABLE %s AS SELECT DISTINCT t.", H->act_output_table(x, NULL));
+    H->buf_printf(b, "CREATE TABLE %s AS SELECT %st.", H->act_output_table(x, NULL),
+                  many ? "" : "DISTINCT ");
     ident(b, tkey);
     H->buf_printf(b, " AS _key FROM %s w ", H->act_input_table(x, 0));
     if (strcmp(fc, fkey) != 0) {

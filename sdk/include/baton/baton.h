@@ -475,8 +475,8 @@ typedef struct baton_host {
                                       const char **dimension);
     int (*act_audience_saved)(baton_activity_ctx *ctx, const char *name,
                               const char *dimension);
-    /* 1 in `campaign plan` (compute counts, change nothing that outlives
-     * the plan), 0 in a run. */
+    /* 1 in `campaign plan` and in dry or proof runs (compute, change
+     * nothing that outlives them: save no audience), 0 in a real run. */
     int (*act_is_plan)(baton_activity_ctx *ctx);
     /* A line of report that plan and run print under the activity
      * (reconcile's unmatched rows); at most a bounded number are kept. */
