@@ -173,6 +173,7 @@ void camp_env_close(camp_env *e)
         for (size_t j = 0; j < s->nnotes; j++)
             free(s->notes[j]);
         free(s->notes);
+        camp_send_free(s->send);
     }
     free(e->s);
     if (e->have_schema)
