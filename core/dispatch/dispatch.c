@@ -22,6 +22,10 @@
 #include "record.h"
 
 #define PUMP_MS 250
+/* An owner beats every second; one silent for OWNER_STALE_S is gone (its
+ * process died) and its rows go back to the channel's other dispatchers. */
+#define HEARTBEAT_S 1
+#define OWNER_STALE_S 10
 #define MAX_BACKOFF_MS (3600 * 1000LL)
 #define MAX_PAUSE_MS (30 * 1000LL)
 
@@ -541,6 +545,44 @@ static void *worker(void *arg)
 /* The pump: due rows of the log back into memory                      */
 /* ------------------------------------------------------------------ */
 
+/* Run sql with ?1 = text (when not NULL), ?2 = a, ?3 = b; a statement
+ * without some of them ignores those. */
+static void exec_bound(dispatcher *d, const char *sql, const char *text, int64_t a, int64_t b)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->log->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        log_error("delivery log: %s", sqlite3_errmsg(d->log->db));
+        return;
+    }
+    if (text)
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, a);
+    sqlite3_bind_int64(st, 3, b);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        log_error("delivery log: %s", sqlite3_errmsg(d->log->db));
+    sqlite3_finalize(st);
+}
+
+/* Under d->log->mu: beat, forget owners that stopped beating, and hand
+ * the rows they held (this channel's) to the pump. */
+static void heartbeat(dispatcher *d)
+{
+    int64_t wall = (int64_t)time(NULL);
+    dlog_begin(d->log);
+    exec_bound(d,
+               "INSERT INTO dispatch_owners (owner, channel, pid, heartbeat) VALUES (?2, ?1, ?3, "
+               "strftime('%s','now')) ON CONFLICT(owner) DO UPDATE SET heartbeat = "
+               "excluded.heartbeat",
+               d->channel, d->owner, (int64_t)getpid());
+    exec_bound(d, "DELETE FROM dispatch_owners WHERE heartbeat < ?2", NULL,
+               wall - OWNER_STALE_S, 0);
+    exec_bound(d,
+               "UPDATE deliveries SET owner = 0 WHERE channel = ?1 AND owner != 0 AND owner != ?2"
+               " AND status IN ('queued', 'retry', 'deferred') AND owner NOT IN"
+               " (SELECT owner FROM dispatch_owners)",
+               d->channel, d->owner, 0);
+}
+
 static size_t pump_once(dispatcher *d)
 {
     pthread_mutex_lock(&d->mu);
@@ -609,9 +651,16 @@ static size_t pump_once(dispatcher *d)
 static void *pump(void *arg)
 {
     dispatcher *d = arg;
+    int64_t beat = 0;
     pthread_mutex_lock(&d->mu);
     while (!d->stop) {
         pthread_mutex_unlock(&d->mu);
+        if (mono_ms() - beat >= HEARTBEAT_S * 1000) {
+            pthread_mutex_lock(&d->log->mu);
+            heartbeat(d);
+            pthread_mutex_unlock(&d->log->mu);
+            beat = mono_ms();
+        }
         size_t n = pump_once(d);
         pthread_mutex_lock(&d->mu);
         if (n)
@@ -692,19 +741,11 @@ dispatcher *dispatch_open(instance *inst, store *s, const dispatch_opts *opts, c
     }
     if (!(d->log = dlog_attach(s, err, errlen)))
         goto fail;
-    /* Rows held by a dispatcher that is gone (a restart, a reload) are
-     * this channel's to finish: hand them to the pump. */
+    /* Rows held by a dispatcher that is gone (a restart, a reload, a
+     * crash) are this channel's to finish: the first beat hands them to
+     * the pump. One still beating (another process) keeps its own. */
     pthread_mutex_lock(&d->log->mu);
-    dlog_begin(d->log);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(d->log->db,
-                           "UPDATE deliveries SET owner = 0 WHERE channel = ?1 AND owner != 0"
-                           " AND status IN ('queued', 'retry', 'deferred')",
-                           -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, d->channel, -1, SQLITE_STATIC);
-        sqlite3_step(st);
-        sqlite3_finalize(st);
-    }
+    heartbeat(d);
     pthread_mutex_unlock(&d->log->mu);
     d->workers = xcalloc((size_t)d->nworkers, sizeof *d->workers);
     for (int i = 0; i < d->nworkers; i++) {
@@ -937,13 +978,10 @@ void dispatch_close(dispatcher *d, int drain, int64_t drain_ms)
         /* what is left in memory stays in the log for the next dispatcher */
         pthread_mutex_lock(&d->log->mu);
         dlog_begin(d->log);
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(d->log->db, "UPDATE deliveries SET owner = 0 WHERE owner = ?1", -1,
-                               &st, NULL) == SQLITE_OK) {
-            sqlite3_bind_int64(st, 1, d->owner);
-            sqlite3_step(st);
-            sqlite3_finalize(st);
-        }
+        exec_bound(d, "UPDATE deliveries SET owner = 0 WHERE owner = ?2", NULL,
+                   d->owner, 0);
+        exec_bound(d, "DELETE FROM dispatch_owners WHERE owner = ?2", NULL, d->owner,
+                   0);
         pthread_mutex_unlock(&d->log->mu);
         dlog_commit(d->log);
         dlog_detach(d->log);

@@ -28,7 +28,11 @@
  * dispatcher or process — so closing one dispatcher and opening another
  * for the same channel (a SIGHUP reload, a restart) loses nothing, and a
  * channel turned off keeps its unfinished rows until it is turned on.
- * At most one dispatcher per channel name may be open at a time.
+ * Several dispatchers may serve one channel at once (`baton serve` and a
+ * `campaign run` in another process): each beats in the table
+ * `dispatch_owners` every second and never takes rows another live one
+ * holds; the rows of one that stopped beating for 10 s (a crash) go to
+ * the others.
  *
  * Threads: every function may be called from any thread except where
  * noted; outcome callbacks run on a channel worker thread (or on the

@@ -42,11 +42,15 @@ static const char *const ddl =
     " content TEXT);"                   /* the message, while it is not final */
     "CREATE INDEX IF NOT EXISTS deliveries_profile ON deliveries(profile_id, created_at);"
     "CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(channel, next_at)"
-    " WHERE owner = 0 AND status IN ('queued', 'retry', 'deferred')";
+    " WHERE owner = 0 AND status IN ('queued', 'retry', 'deferred');"
+    /* live dispatchers, any process: a row held by an owner that stopped
+     * beating is released to the others */
+    "CREATE TABLE IF NOT EXISTS dispatch_owners (owner INTEGER PRIMARY KEY,"
+    " channel TEXT NOT NULL, pid INTEGER NOT NULL, heartbeat INTEGER NOT NULL)";
 
 int dispatch_log_init(store *s, char *err, size_t errlen)
 {
-    return store_migrate(s, "dispatch", 1, ddl, err, errlen);
+    return store_migrate(s, "dispatch", 2, ddl, err, errlen);
 }
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;

@@ -241,6 +241,54 @@ static void test_close_and_reopen_loses_nothing(void **state)
     fake_channel_free(inst);
 }
 
+/* Two dispatchers on one channel (two processes: `baton serve` and a
+ * `campaign run`): neither takes the rows the other holds while it
+ * lives; rows of one that died (stopped beating) go to the live one. */
+static void test_owner_lease(void **state)
+{
+    instance *inst = chan("retry_backoff = \"1500ms\"; retries = 5;");
+    char err[256];
+    dispatcher *d1 = dispatch_open(inst, &st, &(dispatch_opts){0}, err, sizeof err);
+    fake_channel_set_down(1);
+    char key[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "lease/%d", i);
+        assert_int_equal(submit(d1, key, NULL, -1), DISPATCH_ACCEPTED);
+    }
+    usleep(200 * 1000); /* all tried once, waiting to retry in d1's memory */
+    dispatcher *d2 = dispatch_open(inst, &st, &(dispatch_opts){0}, err, sizeof err);
+    assert_non_null(d2);
+    fake_channel_set_down(0);
+    assert_int_equal(dispatch_flush(d1, 20000), 0);
+    usleep(600 * 1000); /* d2's pump has had its turns */
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "lease/%d", i);
+        assert_int_equal(fake_channel_sent(key), 1);
+    }
+    dispatch_stats s2;
+    dispatch_get_stats(d2, &s2);
+    assert_int_equal(s2.sent, 0);
+    dispatch_close(d1, 0, 0);
+
+    /* a row held by an owner that stopped beating long ago */
+    char *sql = NULL;
+    assert_true(asprintf(&sql,
+                         "INSERT INTO dispatch_owners VALUES (4242, 'email', 1, 1000);"
+                         "INSERT INTO deliveries (key, channel, recipient, status, created_at,"
+                         " updated_at, owner, content) VALUES ('orphan/1', 'email', 'o@example.com',"
+                         " 'queued', 1000, 1000, 4242, '{\"parts\": [[\"text\", \"hi\"]]}');") > 0);
+    dispatch_log_sync(&st);
+    assert_int_equal(store_exec(&st, sql, err, sizeof err), 0);
+    free(sql);
+    for (int i = 0; i < 80 && !fake_channel_sent("orphan/1"); i++)
+        usleep(50 * 1000);
+    assert_int_equal(fake_channel_sent("orphan/1"), 1);
+    assert_int_equal(dispatch_flush(d2, 5000), 0);
+    assert_true(dispatch_log_delivered(&st, "orphan/1"));
+    dispatch_close(d2, 0, 0);
+    fake_channel_free(inst);
+}
+
 static void test_drain_on_close(void **state)
 {
     instance *inst = chan("batch = 10;");
@@ -470,6 +518,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_and_reopen_loses_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_owner_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_on_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frequency_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiet_hours_defer, setup, teardown),
