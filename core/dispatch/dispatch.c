@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -576,6 +577,23 @@ static void heartbeat(dispatcher *d)
                d->channel, d->owner, (int64_t)getpid());
     exec_bound(d, "DELETE FROM dispatch_owners WHERE heartbeat < ?2", NULL,
                wall - OWNER_STALE_S, 0);
+    /* an owner whose process is gone (killed, crashed) is dead now: its
+     * rows need not wait for the heartbeat to go stale */
+    sqlite3_stmt *st;
+    int64_t dead[64];
+    size_t ndead = 0;
+    if (sqlite3_prepare_v2(d->log->db, "SELECT owner, pid FROM dispatch_owners WHERE pid != ?1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, (int64_t)getpid());
+        while (sqlite3_step(st) == SQLITE_ROW && ndead < 64) {
+            pid_t pid = (pid_t)sqlite3_column_int64(st, 1);
+            if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH)
+                dead[ndead++] = sqlite3_column_int64(st, 0);
+        }
+        sqlite3_finalize(st);
+    }
+    for (size_t i = 0; i < ndead; i++)
+        exec_bound(d, "DELETE FROM dispatch_owners WHERE owner = ?2", NULL, dead[i], 0);
     exec_bound(d,
                "UPDATE deliveries SET owner = 0 WHERE channel = ?1 AND owner != 0 AND owner != ?2"
                " AND status IN ('queued', 'retry', 'deferred') AND owner NOT IN"
@@ -918,24 +936,59 @@ dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t
     return DISPATCH_ACCEPTED;
 }
 
+/* Rows of this channel the pump would take now (left by a dispatcher
+ * that is gone, or deferred and due). */
+static long long due_in_log(dispatcher *d)
+{
+    long long n = 0;
+    pthread_mutex_lock(&d->log->mu);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(d->log->db,
+                           "SELECT count(*) FROM deliveries WHERE channel = ?1 AND owner = 0 AND"
+                           " status IN ('queued', 'retry', 'deferred') AND next_at <= ?2",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, d->channel, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, now_s(d));
+        if (sqlite3_step(st) == SQLITE_ROW)
+            n = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    pthread_mutex_unlock(&d->log->mu);
+    return n;
+}
+
 int dispatch_flush(dispatcher *d, int64_t timeout_ms)
 {
-    pthread_mutex_lock(&d->mu);
-    struct timespec ts;
-    if (timeout_ms >= 0)
-        deadline(&ts, timeout_ms);
+    int64_t end = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
     int rc = 0;
-    while (d->pending > 0) {
-        if (timeout_ms >= 0) {
-            if (pthread_cond_timedwait(&d->idle, &d->mu, &ts) == ETIMEDOUT) {
-                rc = d->pending ? -1 : 0;
-                break;
+    for (;;) {
+        pthread_mutex_lock(&d->mu);
+        while (d->pending > 0) {
+            if (end >= 0) {
+                struct timespec ts;
+                int64_t left = end - mono_ms();
+                deadline(&ts, left > 0 ? left : 0);
+                if (left <= 0 || pthread_cond_timedwait(&d->idle, &d->mu, &ts) == ETIMEDOUT) {
+                    rc = d->pending ? -1 : 0;
+                    break;
+                }
+            } else {
+                pthread_cond_wait(&d->idle, &d->mu);
             }
-        } else {
-            pthread_cond_wait(&d->idle, &d->mu);
         }
+        pthread_mutex_unlock(&d->mu);
+        if (rc || !d->log || d->stop || due_in_log(d) == 0)
+            break;
+        /* due rows the pump has not taken yet: wake it, wait for them */
+        pthread_mutex_lock(&d->mu);
+        pthread_cond_broadcast(&d->room);
+        pthread_mutex_unlock(&d->mu);
+        if (end >= 0 && mono_ms() >= end) {
+            rc = -1;
+            break;
+        }
+        sleep_ms(10);
     }
-    pthread_mutex_unlock(&d->mu);
     if (d->log)
         dlog_commit(d->log);
     return rc;
