@@ -317,6 +317,20 @@ static void test_run_export_and_resume_after_kill(void **st)
     long long rows = csv_rows(csv, &dups);
     assert_int_equal(rows, orders);
     assert_int_equal(dups, 0);
+    /* multi-level: each order's row reads its profile and its store */
+    char *text = file_read(csv, NULL), *cmd, *want = NULL, *e2 = NULL;
+    assert_true(asprintf(&cmd, "sqlite3 %s \"SELECT o.id || ',' || p.first_name || ',' || s.name || ',' "
+                               "FROM orders o JOIN profiles p ON p.id = o.profile_id JOIN stores s ON "
+                               "s.id = o.store_id WHERE o.id = 'o17'\"", db) > 0);
+    assert_int_equal(run_capture(cmd, &want, &e2), 0);
+    want[strcspn(want, "\n")] = '\0';
+    assert_true(strlen(want) > 5);
+    assert_non_null(strstr(text, "id,profile.first_name,store.name,amount\r\n"));
+    assert_non_null(strstr(text, want));
+    free(cmd);
+    free(want);
+    free(e2);
+    free(text);
     free(csv);
     assert_int_equal(baton(&out, &err, "campaign runs k --json"), 0);
     json_t *o = json_loads(out, 0, NULL);
@@ -329,12 +343,89 @@ static void test_run_export_and_resume_after_kill(void **st)
     free(path);
 }
 
+static void test_audiences_and_reconcile(void **st)
+{
+    char *save = file_write(dir, "campaigns/sv.cfg",
+                            "campaign: {\n  name = \"sv\";\n  activities = (\n"
+                            "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == 'gold'\"; },\n"
+                            "    { id = \"keep\"; type = \"save_audience\"; input = \"g\"; name = \"golds\"; }\n"
+                            "  );\n};\n");
+    char *out, *err;
+    /* a plan saves nothing: reading it back is an error until a run */
+    char *rd = file_write(dir, "campaigns/rd.cfg",
+                          "campaign: {\n  name = \"rd\";\n  activities = (\n"
+                          "    { id = \"back\"; type = \"read_audience\"; name = \"golds\"; }\n"
+                          "  );\n};\n");
+    assert_int_equal(baton(&out, &err, "campaign plan sv"), 0);
+    free(out);
+    free(err);
+    assert_int_equal(baton(&out, &err, "campaign plan rd --json"), 2);
+    assert_non_null(strstr(err, "rd.cfg:4: activity 'back': no audience 'golds' has been saved"));
+    free(out);
+    free(err);
+    assert_int_equal(baton(&out, &err, "campaign run sv"), 0);
+    free(out);
+    free(err);
+    assert_int_equal(baton(&out, &err, "campaign plan rd --json"), 0);
+    json_t *o = json_loads(out, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "counts"), "back")),
+                     sql_count("SELECT count(*) FROM profiles WHERE tier = 'gold'"));
+    json_decref(o);
+    free(out);
+    free(err);
+
+    /* reconcile: quoted fields, a line break inside quotes, a duplicate and
+     * two lines that match nobody, reported by line */
+    char *csv = file_write(dir, "campaigns/returns.csv",
+                           "mail,note\r\n"
+                           "user3@example.com,\"Jacket, blue\"\r\n"
+                           "nobody@example.org,Scarf\r\n"
+                           "user10@example.com,\"two\nlines\"\r\n"
+                           "user3@example.com,again\r\n"
+                           "ghost@example.net,Belt\r\n");
+    char *rc = file_write(dir, "campaigns/rc.cfg",
+                          "campaign: {\n  name = \"rc\";\n  activities = (\n"
+                          "    { id = \"m\"; type = \"reconcile\"; file = \"returns.csv\"; dimension = \"profiles\";\n"
+                          "      column = \"mail\"; field = \"email\"; },\n"
+                          "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"m\"; columns = [ \"email\", \"note\" ]; }\n"
+                          "  );\n};\n");
+    assert_int_equal(baton(&out, &err, "campaign plan rc"), 0);
+    long long matched = sql_count("SELECT count(*) FROM profiles WHERE email IN "
+                                  "('user3@example.com', 'user10@example.com')");
+    char want[64];
+    snprintf(want, sizeof want, "m=%lld", matched);
+    assert_non_null(strstr(out, want));
+    assert_non_null(strstr(out, "line 3: no profiles with email = 'nobody@example.org'"));
+    assert_non_null(strstr(out, "line 7: no profiles with email = 'ghost@example.net'"));
+    free(out);
+    free(err);
+    assert_int_equal(baton(&out, &err, "campaign run rc"), 0);
+    free(out);
+    free(err);
+    char *path;
+    assert_true(asprintf(&path, "%s/var/exports/rc-3-out.csv", dir) > 0);
+    char *text = file_read(path, NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "user3@example.com,\"Jacket, blue\"\r\n"));
+    free(text);
+    free(path);
+    unlink(save);
+    unlink(rd);
+    unlink(rc);
+    unlink(csv);
+    free(save);
+    free(rd);
+    free(rc);
+    free(csv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plan_matches_hand_written_sql),
         cmocka_unit_test(test_check_reports_every_error),
         cmocka_unit_test(test_run_export_and_resume_after_kill),
+        cmocka_unit_test(test_audiences_and_reconcile),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
