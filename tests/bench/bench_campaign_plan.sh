@@ -62,7 +62,7 @@ CREATE TEMP TABLE rich AS SELECT u._key, (SELECT sum(o.amount) FROM orders o WHE
 CREATE TEMP TABLE hi AS SELECT * FROM rich WHERE spent > 800;
 CREATE TEMP TABLE mid AS SELECT * FROM rich WHERE spent > 300 AND NOT coalesce(spent > 800, 0);
 CREATE TEMP TABLE low AS SELECT * FROM rich WHERE NOT coalesce(spent > 800, 0) AND NOT coalesce(spent > 300, 0);
-CREATE TEMP TABLE ords AS SELECT DISTINCT o.id AS _key FROM hi h JOIN orders o ON o.profile_id = h._key WHERE o.amount > 100;
+CREATE TEMP TABLE ords AS SELECT o.id AS _key FROM hi h JOIN orders o ON o.profile_id = h._key WHERE o.amount > 100;
 SELECT 'buyers', count(*) FROM buyers UNION ALL SELECT 'gold', count(*) FROM gold
 UNION ALL SELECT 'big', count(*) FROM big UNION ALL SELECT 'target', count(*) FROM target
 UNION ALL SELECT 'minus', count(*) FROM minus UNION ALL SELECT 'unique', count(*) FROM uniq
