@@ -70,6 +70,8 @@ static int setup(void **st)
                  "  slow: { plugin = \"channel_directmail\"; dir = \"var/slow\"; rate = 2500; batch = 50; };\n"
                  "  post: { plugin = \"channel_directmail\"; dir = \"var/post\"; address = \"email\"; consent = \"consent_email\"; };\n"
                  "  off:  { enabled = false; plugin = \"channel_directmail\"; dir = \"var/off\"; };\n"
+                 "  email: { plugin = \"channel_email\"; port = 9; from = \"Shop <news@example.com>\";\n"
+                 "           address = \"email\"; consent = \"consent_email\"; };\n"
                  "};\n"
                  "campaigns = [ \"campaigns\" ];\n",
                  plugins, src) < 0)
@@ -419,6 +421,65 @@ static void test_audiences_and_reconcile(void **st)
     free(csv);
 }
 
+static void test_multi_level_email_templates(void **st)
+{
+    char *tpl = file_write(dir, "campaigns/order.html", "<p>Hi <b>{{ profile.first_name }}</b>, "
+                                                       "{{ amount }} at {{ store.name }}</p>\n");
+    char *path = file_write(dir, "campaigns/em.cfg",
+                            "campaign: {\n  name = \"em\";\n  activities = (\n"
+                            "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == 'gold'\"; },\n"
+                            "    { id = \"o\"; type = \"change_dimension\"; input = \"g\"; to = \"orders\"; filter = \"amount > 250\"; },\n"
+                            "    { id = \"m\"; type = \"send\"; channel = \"email\"; input = \"o\";\n"
+                            "      subject = \"Your order at {{ store.name }}\";\n"
+                            "      text = \"Hi {{ profile.first_name }}, {{ amount }} in {{ store.city }}\";\n"
+                            "      html_file = \"order.html\"; }\n"
+                            "  );\n};\n");
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "campaign plan em --json"), 0);
+    json_t *o = json_loads(out, 0, NULL);
+#define ORD "FROM orders o JOIN profiles p ON p.id = o.profile_id WHERE p.tier = 'gold' AND o.amount > 250"
+    long long total = sql_count("SELECT count(*) " ORD);
+    long long noaddr = sql_count("SELECT count(*) " ORD " AND (p.email IS NULL OR p.email = '')");
+    long long nocons = sql_count("SELECT count(*) " ORD " AND p.email <> '' AND coalesce(p.consent_email, 0) = 0");
+    assert_true(total > 0 && nocons > 0);
+    json_t *c = json_object_get(o, "counts");
+    assert_int_equal(count_of(c, "o"), total);
+    assert_int_equal(count_of(c, "m"), total - noaddr - nocons);
+    json_t *ex = json_object_get(json_object_get(o, "excluded"), "m");
+    assert_int_equal(json_integer_value(json_object_get(ex, "no_consent")), nocons);
+    assert_int_equal(json_integer_value(json_object_get(ex, "no_address")), noaddr);
+    json_decref(o);
+    free(out);
+    free(err);
+    /* a dry run renders every message (templates over three entities) and
+     * delivers none: nothing listens on port 9 */
+    assert_int_equal(baton(&out, &err, "campaign run em --dry-run"), 0);
+    char want[128];
+    snprintf(want, sizeof want, "%lld rendered (dry run, nothing delivered)",
+             total - noaddr - nocons);
+    if (!strstr(err, want))
+        fail_msg("missing '%s' in:\n%s", want, err);
+    free(out);
+    free(err);
+    /* a part the channel does not have, suggested */
+    char *bad = file_write(dir, "campaigns/em.cfg",
+                           "campaign: {\n  name = \"em\";\n  activities = (\n"
+                           "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+                           "    { id = \"m\"; type = \"send\"; channel = \"email\"; input = \"g\";\n"
+                           "      subjct = \"Hi\"; text = \"{{ first_nam }}\"; }\n"
+                           "  );\n};\n");
+    assert_int_equal(baton(&out, &err, "campaign plan em"), 2);
+    assert_non_null(strstr(err, "em.cfg:6: activity 'm': unknown key 'subjct' for a send on channel 'email' (did you mean 'subject'?)"));
+    assert_non_null(strstr(err, "em.cfg:6: text: 1:4: unknown field 'first_nam'"));
+    free(out);
+    free(err);
+    unlink(path);
+    unlink(tpl);
+    free(bad);
+    free(path);
+    free(tpl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -426,6 +487,7 @@ int main(void)
         cmocka_unit_test(test_check_reports_every_error),
         cmocka_unit_test(test_run_export_and_resume_after_kill),
         cmocka_unit_test(test_audiences_and_reconcile),
+        cmocka_unit_test(test_multi_level_email_templates),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
