@@ -91,7 +91,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_channels: unknown channel '%s'\n", chan);
         return 2;
     }
-    add_default(settings, sizeof settings, extra, "queue", "20000");
+    add_default(settings, sizeof settings, extra, "queue", "10000");
     plugin *p = plugin_load(&reg, plugin_name, err, sizeof err);
     if (!p) {
         fprintf(stderr, "bench_channels: %s\n", err);

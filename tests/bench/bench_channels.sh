@@ -8,18 +8,18 @@
 # Prints each figure, the ratio to the ceiling and to the target:
 #   email >= 8000 msg/s, sms >= 15000 req/s, push >= 20000 msg/s, and each
 #   at least half of its ceiling. Never fails on a figure.
-# COUNT=N changes the messages per run (default 20000).
+# COUNT=N changes the messages per run (default 50000).
 set -u
 BUILD=${BUILD:-build}
 top=$(pwd)
 B="$top/$BUILD"
 export BATON_PLUGINS="${BATON_PLUGINS:-$B/plugins}"
-COUNT=${COUNT:-20000}
+COUNT=${COUNT:-50000}
 work=$(mktemp -d /tmp/baton-bench-XXXXXX)
 pids=""
 cleanup() {
     for p in $pids; do kill "$p" 2>/dev/null; done
-    [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null
+    [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid" 2>/dev/null)" 2>/dev/null
     sleep 0.2
     rm -rf "$work"
 }
