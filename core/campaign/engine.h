@@ -18,8 +18,10 @@ struct dispatcher;
 
 /* Where a send finds the dispatcher of a channel when the process already
  * runs one per channel (baton serve: at most one dispatcher per channel
- * may be open). NULL: the send opens its own for the run. */
-typedef struct dispatcher *(*camp_dispatcher_fn)(void *ud, const char *channel);
+ * may be open), and the started channel instance it delivers through.
+ * Returns NULL when there is none: the send opens its own for the run. */
+typedef struct dispatcher *(*camp_dispatcher_fn)(void *ud, const char *channel,
+                                                  instance **inst);
 
 
 /* An activity type: a plugin's, or one of the host's own (send, wait,

@@ -1,6 +1,8 @@
 #include "campaign/schedule.h"
 
+#include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include "campaign/engine.h"
@@ -139,4 +141,84 @@ int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatc
     store_close(&st);
     campaign_files_free(files);
     return started;
+}
+
+struct campaign_scheduler {
+    char *config;
+    int64_t period_ms;
+    camp_dispatcher_fn dispatcher_for;
+    void *ud;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+};
+
+static void *scheduler_main(void *arg)
+{
+    campaign_scheduler *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->stop) {
+        pthread_mutex_unlock(&s->mu);
+        app a;
+        diag d;
+        diag_init(&d);
+        if (app_open(&a, s->config, APP_INIT, &d) == 0)
+            campaign_scheduler_tick_with(&a, (int64_t)time(NULL), s->dispatcher_for, s->ud);
+        else
+            log_error("campaign scheduler: %s: %zu configuration error(s); no campaign started",
+                      s->config, d.errors);
+        app_close(&a);
+        diag_free(&d);
+        pthread_mutex_lock(&s->mu);
+        if (s->stop)
+            break;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += s->period_ms / 1000;
+        until.tv_nsec += (s->period_ms % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        while (!s->stop && pthread_cond_timedwait(&s->cv, &s->mu, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+campaign_scheduler *campaign_scheduler_start(const char *config, int64_t period_ms,
+                                             camp_dispatcher_fn dispatcher_for, void *ud)
+{
+    campaign_scheduler *s = xcalloc(1, sizeof *s);
+    s->config = xstrdup(config);
+    s->period_ms = period_ms > 0 ? period_ms : 30000;
+    s->dispatcher_for = dispatcher_for;
+    s->ud = ud;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (pthread_create(&s->thread, NULL, scheduler_main, s) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv);
+        free(s->config);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void campaign_scheduler_stop(campaign_scheduler *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->config);
+    free(s);
 }

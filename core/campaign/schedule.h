@@ -27,4 +27,17 @@ int campaign_scheduler_tick(app *a, int64_t now);
 int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatcher_for,
                                  void *ud);
 
+/* The scheduler of `baton serve`: a thread that ticks at once and then
+ * every period_ms, with its own app opened from the configuration file
+ * (its own connections to the data sources, so campaign SQL never shares
+ * one with journeys), sending through the dispatchers dispatcher_for
+ * returns. NULL when the thread cannot start. */
+typedef struct campaign_scheduler campaign_scheduler;
+campaign_scheduler *campaign_scheduler_start(const char *config, int64_t period_ms,
+                                             camp_dispatcher_fn dispatcher_for, void *ud);
+/* Stop ticking and join the thread; a run in progress finishes first
+ * (a run cut short would be resumed at the next start anyway). NULL is a
+ * no-op. */
+void campaign_scheduler_stop(campaign_scheduler *s);
+
 #endif

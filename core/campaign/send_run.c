@@ -131,17 +131,22 @@ int camp_send_deliver(camp_env *e, size_t idx)
     send_plan *p = s->send;
     deliver_ctx c = {.e = e, .idx = idx, .p = p, .proofs_left = 3};
     char err[400];
-    if (instance_start(p->chan) != 0) {
-        snprintf(e->error, sizeof e->error, "channel '%s': start failed: %s", p->channel,
-                 p->chan->error);
-        return -1;
-    }
     dispatch_opts o = {.dry_run = e->dry_run, .caps = &e->a->conf};
-    /* serve already runs one dispatcher per channel: share it */
+    /* serve already runs one dispatcher per channel: share it, and its
+     * channel instance (batch_end goes to the instance that delivered) */
+    instance *chan = p->chan;
     dispatcher *shared = e->dispatcher_for && !e->dry_run && !e->nproof
-                             ? e->dispatcher_for(e->dispatcher_ud, p->channel)
+                             ? e->dispatcher_for(e->dispatcher_ud, p->channel, &chan)
                              : NULL;
-    c.d = shared ? shared : dispatch_open(p->chan, e->st, &o, err, sizeof err);
+    if (!shared) {
+        chan = p->chan;
+        if (instance_start(chan) != 0) {
+            snprintf(e->error, sizeof e->error, "channel '%s': start failed: %s", p->channel,
+                     chan->error);
+            return -1;
+        }
+    }
+    c.d = shared ? shared : dispatch_open(chan, e->st, &o, err, sizeof err);
     if (!c.d) {
         snprintf(e->error, sizeof e->error, "channel '%s': %s", p->channel, err);
         return -1;
@@ -175,7 +180,7 @@ int camp_send_deliver(camp_env *e, size_t idx)
         free(prefix);
         /* proofs are not in the delivery log: their count is this run's */
         uint64_t total = e->nproof ? st.sent : counts[DISPATCH_SENT];
-        if (p->ops->batch_end(p->chan->state, c.batch, total, err, sizeof err)) {
+        if (p->ops->batch_end(chan->state, c.batch, total, err, sizeof err)) {
             snprintf(c.err, sizeof c.err, "channel '%s': finishing %s: %s", p->channel, c.batch,
                      err);
             c.failed = 1;

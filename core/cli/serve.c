@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "app.h"
+#include "campaign/schedule.h"
 #include "cli/cli.h"
 #include "dispatch/dispatch.h"
 #include "journey/journey.h"
@@ -36,7 +37,20 @@ typedef struct running {
     jchannel *ch;
     size_t nch;
     jrunner *r;
+    campaign_scheduler *sched; /* campaign schedules, on their own thread */
 } running;
+
+/* Campaign sends go through the dispatcher serve runs for the channel. */
+static dispatcher *campaign_dispatcher(void *ud, const char *channel, instance **inst)
+{
+    running *rn = ud;
+    for (size_t i = 0; i < rn->nch; i++)
+        if (rn->ch[i].d && strcmp(rn->ch[i].name, channel) == 0) {
+            *inst = rn->ch[i].inst;
+            return rn->ch[i].d;
+        }
+    return NULL;
+}
 
 /* Until the runner is up, sources are told to wait (queue full). */
 static int not_yet(void *ud, instance *from, const char *json, size_t len, void (*ack)(void *),
@@ -69,6 +83,8 @@ static void bring_down(running *rn)
 {
     if (!rn->have_app)
         return;
+    campaign_scheduler_stop(rn->sched); /* before the dispatchers it sends through */
+    rn->sched = NULL;
     /* sources first: nothing new comes in while the rest winds down */
     for (size_t i = 0; i < rn->a.ninst; i++)
         if (rn->a.inst[i]->kind == BATON_KIND_EVENT)
@@ -129,6 +145,7 @@ static int bring_up(running *rn, diag *d)
         non += rn->ch[i].d != NULL;
     log_info("serving %s: %zu journey(s), %zu event source(s), %zu of %zu channel(s) on",
              rn->a.conf.path, rn->njs, nev, non, rn->nch);
+    rn->sched = campaign_scheduler_start(rn->a.conf.path, 30000, campaign_dispatcher, rn);
     return 0;
 fail:
     bring_down(rn);
