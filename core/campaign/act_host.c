@@ -28,17 +28,14 @@ void act_ctx_free(baton_activity_ctx *x)
 
 static camp_activity *act(baton_activity_ctx *x) { return &x->env->c->acts[x->idx]; }
 
-/* A string the host owns until the call returns: kept in the scratch
- * buffer's history would move, so keep them in a per-env list instead. */
+/* A string the host owns for the plugin: kept with the activity's state,
+ * freed when the plan or run ends (longer than the call, as promised). */
 static const char *keep(baton_activity_ctx *x, char *s)
 {
     act_state *st = &x->env->s[x->idx];
-    (void)st;
-    /* the notes list doubles as string storage freed with the plan/run */
-    x->env->s[x->idx].notes = xrealloc(x->env->s[x->idx].notes,
-                                       (x->env->s[x->idx].nnotes + 1) * sizeof(char *));
-    x->env->s[x->idx].notes[x->env->s[x->idx].nnotes++] = s;
-    return s + 1; /* strings stored with a leading '\1' are not notes */
+    st->strs = xrealloc(st->strs, (st->nstrs + 1) * sizeof *st->strs);
+    st->strs[st->nstrs++] = s;
+    return s;
 }
 
 const char *ah_id(baton_activity_ctx *x) { return act(x)->id; }
@@ -100,9 +97,7 @@ const char *ah_setting_path(baton_activity_ctx *x, const char *path)
     if (!v)
         return NULL;
     char *p = path_resolve(x->env->c->dir, v);
-    char *k = xasprintf("\1%s", p);
-    free(p);
-    return keep(x, k);
+    return keep(x, p);
 }
 
 void ah_error(baton_activity_ctx *x, const char *path, const char *fmt, ...)
@@ -254,10 +249,11 @@ const char *ah_audience_table(baton_activity_ctx *x, const char *name, const cha
         camp_sql(x->env, "SELECT dimension FROM baton_audiences WHERE name = ?1", &p, 1,
                  take_string, &o, err, sizeof err);
         if (o.s)
-            *dimension = keep(x, xasprintf("\1%s", o.s));
-        free(o.s);
+            *dimension = keep(x, o.s);
+        else
+            free(o.s);
     }
-    return keep(x, xasprintf("\1baton_audience_%s", name));
+    return keep(x, xasprintf("baton_audience_%s", name));
 }
 
 int ah_audience_saved(baton_activity_ctx *x, const char *name, const char *dimension)
@@ -286,10 +282,7 @@ int ah_is_plan(baton_activity_ctx *x) { return x->env->plan || x->env->dry_run |
 void ah_note(baton_activity_ctx *x, const char *fmt, ...)
 {
     act_state *st = &x->env->s[x->idx];
-    size_t real = 0;
-    for (size_t i = 0; i < st->nnotes; i++)
-        real += st->notes[i][0] != '\1';
-    if (real >= 50)
+    if (st->nnotes >= 50)
         return; /* bounded: the first ones say enough */
     va_list ap;
     va_start(ap, fmt);

@@ -173,6 +173,9 @@ void camp_env_close(camp_env *e)
         for (size_t j = 0; j < s->nnotes; j++)
             free(s->notes[j]);
         free(s->notes);
+        for (size_t j = 0; j < s->nstrs; j++)
+            free(s->strs[j]);
+        free(s->strs);
         camp_send_free(s->send);
     }
     free(e->s);

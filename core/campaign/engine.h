@@ -55,9 +55,10 @@ typedef struct act_state {
     int64_t ms;
     /* send */
     int64_t would_send, no_address, no_consent, sent, failed, skipped;
-    char **notes; /* act_note lines; entries starting with '\1' are
-                     strings the host handed out, not notes */
+    char **notes; /* act_note lines, bounded */
     size_t nnotes;
+    char **strs; /* strings handed to the plugin, freed with the state */
+    size_t nstrs;
     struct send_plan *send; /* send activities */
 } act_state;
 

@@ -166,8 +166,7 @@ static void print_text(const camp_env *e, FILE *out)
                     (long long)s->would_send, (long long)s->no_address, (long long)s->no_consent);
         fprintf(out, "  [%lld ms]\n", (long long)s->ms);
         for (size_t n = 0; n < s->nnotes; n++)
-            if (s->notes[n][0] != '\1')
-                fprintf(out, "      %s\n", s->notes[n]);
+            fprintf(out, "      %s\n", s->notes[n]);
     }
 }
 
