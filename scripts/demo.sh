@@ -22,6 +22,9 @@ $BATON -c $CONF campaign run stores
 $BATON -c $CONF campaign plan returns
 $BATON -c $CONF campaign run returns
 $BATON -c $CONF campaign run winback
+echo "== campaigns: email newsletter, rendered but not delivered (--dry-run)"
+$BATON -c $CONF campaign plan newsletter --json
+$BATON -c $CONF campaign run newsletter --dry-run
 echo "== campaigns: run history"
 $BATON -c $CONF campaign runs
 echo "== exports (channel_directmail)"

@@ -416,15 +416,21 @@ int camp_send_execute(camp_env *e, size_t idx)
     char err[512];
     expr_sql q;
     expr_sql_init(&q);
+    /* as the dispatcher decides (dispatch_recipient): consent first, then
+     * an address that is not blank */
     buf_adds(&q.sql, "SELECT count(*), ");
     if (p->addr_path) {
-        buf_adds(&q.sql, "coalesce(sum(CASE WHEN (");
+        buf_adds(&q.sql, "coalesce(sum(CASE WHEN ");
+        if (p->consent_path) {
+            buf_adds(&q.sql, "coalesce((");
+            if (select_path(e, in, p->consent_path, &q, err, sizeof err))
+                goto fail;
+            buf_adds(&q.sql, ") <> 0, 0) = 1 AND ");
+        }
+        buf_adds(&q.sql, "coalesce(trim(");
         if (select_path(e, in, p->addr_path, &q, err, sizeof err))
             goto fail;
-        buf_adds(&q.sql, ") IS NULL OR (");
-        if (select_path(e, in, p->addr_path, &q, err, sizeof err))
-            goto fail;
-        buf_adds(&q.sql, ") = '' THEN 1 ELSE 0 END), 0), ");
+        buf_adds(&q.sql, ", ' ' || char(9)), '') = '' THEN 1 ELSE 0 END), 0), ");
     } else {
         buf_adds(&q.sql, "0, ");
     }
@@ -432,17 +438,7 @@ int camp_send_execute(camp_env *e, size_t idx)
         buf_adds(&q.sql, "coalesce(sum(CASE WHEN coalesce((");
         if (select_path(e, in, p->consent_path, &q, err, sizeof err))
             goto fail;
-        buf_adds(&q.sql, ") = 1, 0) = 0");
-        if (p->addr_path) {
-            buf_adds(&q.sql, " AND (");
-            if (select_path(e, in, p->addr_path, &q, err, sizeof err))
-                goto fail;
-            buf_adds(&q.sql, ") IS NOT NULL AND (");
-            if (select_path(e, in, p->addr_path, &q, err, sizeof err))
-                goto fail;
-            buf_adds(&q.sql, ") <> ''");
-        }
-        buf_adds(&q.sql, " THEN 1 ELSE 0 END), 0)");
+        buf_adds(&q.sql, ") <> 0, 0) = 0 THEN 1 ELSE 0 END), 0)");
     } else {
         buf_adds(&q.sql, "0");
     }

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <fcntl.h>
+#include <sys/file.h>
 
 #include "app.h"
 #include "buf.h"
@@ -245,7 +247,7 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     campaign c;
     camp_env e;
     int rc = EXIT_OK;
-    int have_e = 0;
+    int have_e = 0, lockfd = -1;
     if (campaign_parse(&c, file, d) != 0 || campaign_graph(&c, d) != 0) {
         rc = EXIT_USAGE;
         goto out;
@@ -260,6 +262,18 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     if (store_open(&st, a->conf.data_dir, err, sizeof err) != 0 ||
         history_init(&st, err, sizeof err) != 0) {
         diag_error(d, a->conf.path, 0, "%s", err);
+        rc = EXIT_RUNTIME;
+        goto out;
+    }
+    /* one run of a campaign at a time, across processes; the kernel drops
+     * the lock of a killed process, so --resume can take over at once */
+    char *lockpath = xasprintf("%s/campaign-%s.lock", a->conf.data_dir, c.name);
+    lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    free(lockpath);
+    if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
+        diag_error(d, c.file, 0, "campaign %s is being run by another process; nothing was started",
+                   c.name);
+        store_close(&st);
         rc = EXIT_RUNTIME;
         goto out;
     }
@@ -357,6 +371,8 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     }
     store_close(&st);
 out:
+    if (lockfd >= 0)
+        close(lockfd);
     if (have_e)
         camp_env_close(&e);
     campaign_free(&c);
