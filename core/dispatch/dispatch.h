@@ -191,7 +191,9 @@ typedef enum dispatch_eligibility {
     DISPATCH_NO_CONSENT  /* the `consent` field is missing, null or false */
 } dispatch_eligibility;
 
-/* Whether row may be sent to on channel instance inst: reads the fields
+/* Whether row may be sent to on channel instance inst (consent is
+ * checked first: a row with neither is NO_CONSENT, as campaign plan
+ * counts it): reads the fields
  * named by the channel's `address` and `consent` keys from row (by name,
  * then as "profile.<name>" for rows of another dimension). A channel with
  * no `consent` needs none; one with no `address` takes the recipient from

@@ -43,8 +43,9 @@ static const baton_config_key keys[] = {
     {.name = "timeout", .type = BATON_CFG_DURATION, .default_value = "30s",
      .help = "each SMTP step's time limit (connect, greeting, each reply, data)"},
     {.name = "list_unsubscribe", .type = BATON_CFG_TEMPLATE,
-     .help = "the List-Unsubscribe header: \"<mailto:unsub@example.com?subject={{ id }}>, "
-             "<https://example.com/u/{{ id }}>\""},
+     .help = "the List-Unsubscribe header, a template over the row plus key, profile_id and "
+             "to: \"<mailto:unsub@example.com?subject={{ profile_id }}>, "
+             "<https://example.com/u/{{ profile_id }}>\""},
     {.name = "message_id_domain", .type = BATON_CFG_STRING,
      .help = "the right side of Message-ID (default: the From address's domain)"},
     {0}};
@@ -193,6 +194,30 @@ static void split_mailbox(const char *s, char *addr, size_t alen, char *name, si
 /* format                                                              */
 /* ------------------------------------------------------------------ */
 
+/* What the channel's own templates see: the row, plus key, profile_id
+ * and to (a campaign's row holds only the columns its send uses). */
+static baton_record *context(const baton_host *h, const baton_message *m)
+{
+    baton_record *r = h->record_new();
+    baton_value v;
+    for (size_t i = 0; m->row && i < h->record_count(m->row); i++) {
+        const char *name = h->record_name(m->row, i);
+        if (h->record_get(m->row, name, &v) == 0)
+            h->record_set(r, name, &v);
+    }
+    const char *names[] = {"key", "profile_id", "to"};
+    const char *vals[] = {m->key, m->profile_id, m->recipient};
+    for (int i = 0; i < 3; i++) {
+        if (!vals[i])
+            continue;
+        v.type = BATON_T_STRING;
+        v.v.s.ptr = vals[i];
+        v.v.s.len = strlen(vals[i]);
+        h->record_set(r, names[i], &v);
+    }
+    return r;
+}
+
 static int email_format(void *state, const baton_message *m, baton_buf *out, char *err,
                         size_t errlen)
 {
@@ -244,8 +269,10 @@ static int email_format(void *state, const baton_message *m, baton_buf *out, cha
     baton_buf *ub = NULL;
     if (!unsub && e->unsub) {
         ub = h->buf_new();
-        if (h->template_render(e->unsub, m->row, ub) == 0)
+        baton_record *ctx = context(h, m);
+        if (h->template_render(e->unsub, ctx, ub) == 0)
             unsub = h->buf_data(ub, NULL);
+        h->record_free(ctx);
     } else if (!unsub) {
         unsub = e->unsub_text;
     }

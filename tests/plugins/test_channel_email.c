@@ -179,14 +179,15 @@ static void test_format_single_part_and_from(void **state)
 static void test_format_unsubscribe_template(void **state)
 {
     instance *inst = email("from = \"news@example.com\"; list_unsubscribe = "
-                           "\"<https://example.com/u/{{ id }}?c={{ campaign }}>\";");
+                           "\"<https://example.com/u/{{ id }}?c={{ campaign }}&p={{ profile_id }}>\";");
     baton_message m = msg("k", "a@example.com", "s", "t", NULL);
+    m.profile_id = "p42";
     record *row = record_new();
     record_set_string(row, "id", "p42");
     record_set_string(row, "campaign", "winback");
     m.row = row;
     char *got = format(inst, &m, 0);
-    assert_non_null(strstr(got, "List-Unsubscribe: <https://example.com/u/p42?c=winback>\r\n"
+    assert_non_null(strstr(got, "List-Unsubscribe: <https://example.com/u/p42?c=winback&p=p42>\r\n"
                                 "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
     free(got);
     record_free(row);

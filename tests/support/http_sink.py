@@ -3,10 +3,11 @@ Run it with /usr/bin/python3 (or any python3: standard library only).
 
   http_sink.py [--port N] [--log FILE] [--status 429,429,500]
                [--default 200] [--body TEXT] [--match SUBSTR=STATUS ...]
-               [--delay-ms N]
+               [--delay-ms N] [--forever]
 
 Prints "PORT <n>" on stdout once it listens (port 0 picks a free one).
-HTTP/1.1 with keep-alive, one thread per connection.
+HTTP/1.1 with keep-alive, one thread per connection. It serves until its
+stdin closes (a test holds the other end), or with --forever until SIGTERM.
 
 Answers: the next status of --status (consumed in order, one per
 request), then --default; a request whose body (or path) contains SUBSTR
@@ -26,6 +27,7 @@ Control, for tests that change the script while it runs:
 """
 import argparse
 import json
+import signal
 import sys
 import threading
 import time
@@ -105,7 +107,12 @@ def main():
     p.add_argument("--body")
     p.add_argument("--match", action="append", default=[])
     p.add_argument("--delay-ms", type=int, default=0)
+    p.add_argument("--forever", action="store_true")
     a = p.parse_args()
+    global args_forever
+    args_forever = a.forever
+    if args_forever:  # before any thread starts: sigwait takes them
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM, signal.SIGINT])
     state["status"] = [int(x) for x in a.status.split(",") if x]
     state["default"] = a.default
     state["body"] = a.body
@@ -120,7 +127,10 @@ def main():
     print("PORT %d" % srv.server_address[1], flush=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        sys.stdin.read()  # until the test closes our stdin or kills us
+        if args_forever:
+            signal.sigwait([signal.SIGTERM, signal.SIGINT])
+        else:
+            sys.stdin.read()  # until the test closes our stdin or kills us
     except KeyboardInterrupt:
         pass
     srv.shutdown()

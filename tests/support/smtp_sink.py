@@ -2,7 +2,7 @@
 receives. Run it with /usr/bin/python3 (Debian's python3-aiosmtpd).
 
   smtp_sink.py --dir DIR [--port N] [--auth USER:PASS] [--die-after N]
-               [--reject SUBSTR=CODE ...]
+               [--reject SUBSTR=CODE ...] [--forever]
 
 Prints "PORT <n>" on stdout once it listens (port 0 picks a free one).
 Every accepted message is DIR/<pid>-<seq>.eml (the exact DATA bytes, CRLF
@@ -13,6 +13,7 @@ line ends, dot-unstuffed; the pid keeps a restarted sink from overwriting) and o
 --die-after N after N messages are stored, the next DATA makes the process
               exit at once, with no reply (a server that goes away
               mid-batch; the test starts another on the same port)
+--forever     serve until SIGTERM (default: until stdin closes)
 --reject      answer RCPT TO for recipients containing SUBSTR with CODE
               (550: permanent, 451: transient)
 """
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 
 from aiosmtpd.controller import Controller
@@ -78,7 +80,12 @@ def main():
     p.add_argument("--auth")
     p.add_argument("--die-after", type=int)
     p.add_argument("--reject", action="append")
+    p.add_argument("--forever", action="store_true")
     args = p.parse_args()
+    global args_forever
+    args_forever = args.forever
+    if args_forever:  # before any thread starts: sigwait takes them
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM, signal.SIGINT])
     handler = Handler(args)
     kw = {"decode_data": False, "enable_SMTPUTF8": True, "data_size_limit": 10 * 1024 * 1024}
     if args.auth:
@@ -102,7 +109,10 @@ def main():
     controller.start()
     print("PORT %d" % port, flush=True)
     try:
-        sys.stdin.read()  # until the test closes our stdin or kills us
+        if args_forever:
+            signal.sigwait([signal.SIGTERM, signal.SIGINT])
+        else:
+            sys.stdin.read()  # until the test closes our stdin or kills us
     except KeyboardInterrupt:
         pass
     controller.stop()
