@@ -481,6 +481,46 @@ static void test_multi_level_email_templates(void **st)
     free(tpl);
 }
 
+static void test_wait_holds_the_run_and_proofs(void **st)
+{
+    char *path = file_write(dir, "campaigns/w.cfg",
+                            "campaign: {\n  name = \"w\";\n  activities = (\n"
+                            "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == 'gold'\"; },\n"
+                            "    { id = \"hold\"; type = \"wait\"; input = \"g\"; duration = \"2h\"; },\n"
+                            "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"hold\"; columns = [ \"id\" ]; }\n"
+                            "  );\n};\n");
+    char *out, *err;
+    /* a plan does not wait */
+    assert_int_equal(baton(&out, &err, "campaign plan w --json"), 0);
+    assert_non_null(strstr(out, "\"out\": "));
+    free(out);
+    free(err);
+    /* a run stops at the wait, recorded as waiting; resuming early waits on */
+    assert_int_equal(baton(&out, &err, "campaign run w"), 0);
+    assert_non_null(strstr(err, "waits at 'hold' until"));
+    free(out);
+    free(err);
+    assert_int_equal(baton(&out, &err, "campaign runs w --json"), 0);
+    json_t *o = json_loads(out, 0, NULL);
+    json_t *run = json_array_get(json_object_get(o, "runs"), 0);
+    assert_string_equal(json_string_value(json_object_get(run, "status")), "waiting");
+    assert_int_equal(json_array_size(json_object_get(run, "activities")), 1);
+    json_decref(o);
+    free(out);
+    free(err);
+    assert_int_equal(baton(&out, &err, "campaign run w --resume"), 0);
+    assert_non_null(strstr(err, "waits at 'hold' until"));
+    free(out);
+    free(err);
+    /* proofs: a few rendered samples to the test addresses, nothing logged */
+    assert_int_equal(baton(&out, &err, "campaign run w --proof a@example.com b@example.com"), 0);
+    assert_non_null(strstr(err, "6 proof(s) sent to 2 address(es)"));
+    free(out);
+    free(err);
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -489,6 +529,7 @@ int main(void)
         cmocka_unit_test(test_run_export_and_resume_after_kill),
         cmocka_unit_test(test_audiences_and_reconcile),
         cmocka_unit_test(test_multi_level_email_templates),
+        cmocka_unit_test(test_wait_holds_the_run_and_proofs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
