@@ -18,7 +18,6 @@ static const char *const ddl =
     " entered INTEGER NOT NULL, updated INTEGER NOT NULL, path TEXT NOT NULL,"
     " event TEXT NOT NULL, results TEXT, reason TEXT);"
     "CREATE INDEX IF NOT EXISTS journey_instances_profile ON journey_instances(profile);"
-    "CREATE INDEX IF NOT EXISTS journey_instances_journey ON journey_instances(journey, state);"
     "CREATE TABLE IF NOT EXISTS journey_sends ("
     " key TEXT PRIMARY KEY, instance INTEGER NOT NULL, journey TEXT NOT NULL,"
     " profile TEXT NOT NULL, node TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL,"
@@ -142,6 +141,9 @@ int jengine_open(jengine *e, store *st, journey **js, size_t njs, const jengine_
     jtimers_init(&e->timers);
     if (store_migrate(st, "journey", JOURNEY_DDL_VERSION, ddl, err, errlen))
         return -1;
+    /* the pages of the profile index are touched at random: keep more of
+     * them (bounded: 16 MiB) */
+    sqlite3_exec(st->db, "PRAGMA cache_size = -16384", NULL, NULL, NULL);
     for (int i = 0; i < S_NSTMT; i++)
         if (sqlite3_prepare_v3(st->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &e->stmt[i],
                                NULL) != SQLITE_OK) {

@@ -23,6 +23,11 @@ int jinbox_open(jinbox *b, const char *path, char *err, size_t errlen)
         return -1;
     if (store_migrate(&b->st, "journey_inbox", 1, ddl, err, errlen))
         goto fail;
+    /* one process writes the inbox: no file lock per transaction, and
+     * checkpoints (which sync) less often */
+    if (strcmp(path, ":memory:"))
+        store_exec(&b->st, "PRAGMA locking_mode = EXCLUSIVE; PRAGMA wal_autocheckpoint = 10000",
+                   err, errlen);
     struct {
         sqlite3_stmt **st;
         const char *sql;
@@ -72,11 +77,30 @@ static int step_done(sqlite3_stmt *st)
     return rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* One statement, one (autocommit) transaction: the caller acknowledges
- * right after, so there is nothing to gain by waiting for company. In WAL
- * mode with synchronous=NORMAL a commit is one write() to the log: it
- * survives the process being killed (not a power cut before the next
+int jinbox_begin(jinbox *b, char *err, size_t errlen)
+{
+    if (sqlite3_exec(b->st.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "inbox: begin: %s", sqlite3_errmsg(b->st.db));
+        return -1;
+    }
+    return 0;
+}
+
+/* In WAL mode with synchronous=NORMAL a commit is one write() to the log:
+ * it survives the process being killed (not a power cut before the next
  * checkpoint, as for the rest of the state store). */
+int jinbox_commit(jinbox *b, char *err, size_t errlen)
+{
+    if (sqlite3_exec(b->st.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "inbox: commit: %s", sqlite3_errmsg(b->st.db));
+        sqlite3_exec(b->st.db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+void jinbox_rollback(jinbox *b) { sqlite3_exec(b->st.db, "ROLLBACK", NULL, NULL, NULL); }
+
 int jinbox_put(jinbox *b, const jevent *ev, const char *reason, const char *source,
                int64_t now_ms, int64_t *seq, int *duplicate, char *err, size_t errlen)
 {

@@ -6,7 +6,8 @@
  * committed it (or dead-lettered it): libmosquitto 2.0 sends a QoS 1
  * PUBACK once the on_message callback returns, so the MQTT source calls
  * this from inside its callback. Dedup by event id is the inbox's UNIQUE
- * key. */
+ * key. The live runner commits the events that arrive together in one
+ * transaction (group commit) and acknowledges each after it. */
 #ifndef BATON_JOURNEY_INBOX_H
 #define BATON_JOURNEY_INBOX_H
 
@@ -27,6 +28,12 @@ typedef struct jinbox {
 /* path: a file, or ":memory:". */
 int jinbox_open(jinbox *b, const char *path, char *err, size_t errlen);
 void jinbox_close(jinbox *b);
+
+/* Group commit: jinbox_put calls between begin and commit share one
+ * transaction (one writer thread). Without begin, each put commits. */
+int jinbox_begin(jinbox *b, char *err, size_t errlen);
+int jinbox_commit(jinbox *b, char *err, size_t errlen);
+void jinbox_rollback(jinbox *b);
 
 /* Store one event (*seq its sequence number; *duplicate when its id was
  * already in) or, with reason set, one dead letter. Returns once it is

@@ -19,6 +19,17 @@
 #include "mem.h"
 #include "record.h"
 
+/* An event handed in by a source, waiting for the ingest thread. */
+typedef struct initem {
+    struct initem *next;
+    jevent ev;
+    char *reason; /* a dead letter */
+    const char *source;
+    int64_t now;
+    void (*ack)(void *);
+    void *ack_ctx;
+} initem;
+
 /* An event in the inbox, waiting for the engine thread. */
 typedef struct qitem {
     struct qitem *next;
@@ -99,6 +110,16 @@ struct jrunner {
 
     pthread_t engine;
     int engine_started;
+
+    /* ingest: sources -> inbox.db (group commit) -> acks */
+    pthread_mutex_t imu;
+    pthread_cond_t icv;
+    initem *ihead, *itail;
+    size_t ilen;
+    int istop;
+    int ibusy; /* a group is being committed */
+    pthread_t ingest;
+    int ingest_started;
 };
 
 static int64_t real_ms(void)
@@ -141,8 +162,9 @@ static void enqueue(jrunner *r, int64_t seq, jevent *ev)
     pthread_mutex_unlock(&r->mu);
 }
 
-/* On the source's thread: parse, commit to the inbox (or the dead
- * letters), acknowledge, then queue for the engine. */
+/* On the source's thread: parse and queue for the ingest thread, which
+ * commits what arrived together in one transaction and then acknowledges
+ * each event (ack may thus run on another thread, after we return). */
 int jrunner_submit(void *ud, instance *from, const char *json, size_t len,
                    void (*ack)(void *), void *ack_ctx)
 {
@@ -154,35 +176,105 @@ int jrunner_submit(void *ud, instance *from, const char *json, size_t len,
     pthread_mutex_unlock(&r->mu);
     if (stopping)
         return -1;
+    pthread_mutex_lock(&r->imu);
+    full = full || r->ilen >= r->o.queue;
+    pthread_mutex_unlock(&r->imu);
     if (full)
         return 1;
-    jevent ev;
-    char reason[256], err[512];
-    int64_t now = real_ms(), seq;
-    int dup;
-    int bad = jevent_parse(json, len, now, &ev, reason, sizeof reason);
-    if (jinbox_put(&r->inbox, &ev, bad ? reason : NULL, from ? from->where : "events", now,
-                   &seq, &dup, err, sizeof err)) {
-        log_msg(BATON_LOG_ERROR, "journey", "%s; the source will retry", err);
-        jevent_free(&ev);
-        return 1;
-    }
-    if (ack)
-        ack(ack_ctx);
-    pthread_mutex_lock(&r->mu);
-    if (bad)
-        r->stats.dead_letters++;
-    else if (dup)
-        r->stats.duplicates++;
+    initem *it = xcalloc(1, sizeof *it);
+    char reason[256];
+    it->now = real_ms();
+    if (jevent_parse(json, len, it->now, &it->ev, reason, sizeof reason))
+        it->reason = xstrdup(reason);
+    it->source = from ? from->where : "events";
+    it->ack = ack;
+    it->ack_ctx = ack_ctx;
+    pthread_mutex_lock(&r->imu);
+    if (r->itail)
+        r->itail->next = it;
     else
-        r->stats.accepted++;
-    pthread_mutex_unlock(&r->mu);
-    if (bad || dup) {
-        jevent_free(&ev);
-        return 0;
-    }
-    enqueue(r, seq, &ev);
+        r->ihead = it;
+    r->itail = it;
+    r->ilen++;
+    pthread_cond_signal(&r->icv);
+    pthread_mutex_unlock(&r->imu);
     return 0;
+}
+
+/* One group: every event in one inbox transaction; acknowledged after the
+ * commit, then queued for the engine. -1: nothing of it is stored. */
+static int ingest_group(jrunner *r, initem *items)
+{
+    char err[512];
+    if (jinbox_begin(&r->inbox, err, sizeof err))
+        goto fail;
+    for (initem *it = items; it; it = it->next) {
+        int64_t seq;
+        int dup;
+        if (jinbox_put(&r->inbox, &it->ev, it->reason, it->source, it->now, &seq, &dup, err,
+                       sizeof err)) {
+            jinbox_rollback(&r->inbox);
+            goto fail;
+        }
+        it->now = dup ? -1 : seq; /* reused: the sequence number, or -1 */
+    }
+    if (jinbox_commit(&r->inbox, err, sizeof err))
+        goto fail;
+    uint64_t acc = 0, dup = 0, dead = 0;
+    while (items) {
+        initem *it = items;
+        items = it->next;
+        if (it->ack)
+            it->ack(it->ack_ctx);
+        if (it->reason) {
+            dead++;
+            jevent_free(&it->ev);
+        } else if (it->now < 0) {
+            dup++;
+            jevent_free(&it->ev);
+        } else {
+            acc++;
+            enqueue(r, it->now, &it->ev);
+        }
+        free(it->reason);
+        free(it);
+    }
+    pthread_mutex_lock(&r->mu);
+    r->stats.accepted += acc;
+    r->stats.duplicates += dup;
+    r->stats.dead_letters += dead;
+    pthread_mutex_unlock(&r->mu);
+    return 0;
+fail:
+    log_msg(BATON_LOG_ERROR, "journey", "%s; not acknowledged, retrying", err);
+    return -1;
+}
+
+static void *ingest_main(void *arg)
+{
+    jrunner *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->imu);
+        while (!r->ihead && !r->istop)
+            pthread_cond_wait(&r->icv, &r->imu);
+        if (!r->ihead && r->istop) {
+            pthread_mutex_unlock(&r->imu);
+            break;
+        }
+        initem *items = r->ihead;
+        r->ihead = r->itail = NULL;
+        r->ilen = 0;
+        r->ibusy = 1;
+        pthread_mutex_unlock(&r->imu);
+        while (ingest_group(r, items) != 0) {
+            struct timespec ts = {0, 200 * 1000000};
+            nanosleep(&ts, NULL);
+        }
+        pthread_mutex_lock(&r->imu);
+        r->ibusy = 0;
+        pthread_mutex_unlock(&r->imu);
+    }
+    return NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -687,7 +779,9 @@ static void *engine_main(void *arg)
         r->marks = NULL;
 
         if (batch(r, items, done, marks) == 0) {
+            uint64_t nrouted = 0;
             for (qitem *it = items; it;) {
+                nrouted++;
                 qitem *nx = it->next;
                 jevent_free(&it->ev);
                 free(it);
@@ -735,6 +829,7 @@ static void *engine_main(void *arg)
             }
             pthread_mutex_lock(&r->mu);
             r->stats.batches++;
+            r->stats.routed += nrouted;
             r->busy = 0;
             pthread_cond_broadcast(&r->idle);
             pthread_mutex_unlock(&r->mu);
@@ -835,6 +930,8 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
     pthread_cond_init(&r->idle, NULL);
     pthread_mutex_init(&r->amu, NULL);
     pthread_cond_init(&r->awake, NULL);
+    pthread_mutex_init(&r->imu, NULL);
+    pthread_cond_init(&r->icv, NULL);
     diag d;
     diag_init(&d);
     r->src = jsource_open(a, &d);
@@ -890,6 +987,12 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
         return NULL;
     }
     r->engine_started = 1;
+    if (pthread_create(&r->ingest, NULL, ingest_main, r) != 0) {
+        snprintf(err, errlen, "cannot start the journey ingest thread");
+        jrunner_stop(r);
+        return NULL;
+    }
+    r->ingest_started = 1;
     plugin_host_set_event_sink(jrunner_submit, r);
     return r;
 }
@@ -898,6 +1001,19 @@ int jrunner_drain(jrunner *r, int64_t timeout_ms)
 {
     struct timespec ts;
     abs_deadline(&ts, timeout_ms);
+    for (;;) { /* the ingest queue first */
+        pthread_mutex_lock(&r->imu);
+        int empty = !r->ihead && !r->ibusy;
+        pthread_mutex_unlock(&r->imu);
+        if (empty)
+            break;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_sec > ts.tv_sec || (now.tv_sec == ts.tv_sec && now.tv_nsec >= ts.tv_nsec))
+            return -1;
+        struct timespec nap = {0, 1000000};
+        nanosleep(&nap, NULL);
+    }
     pthread_mutex_lock(&r->mu);
     int rc = 0;
     while ((r->qhead || r->busy || r->done) && rc == 0)
@@ -915,6 +1031,14 @@ void jrunner_stop(jrunner *r)
     pthread_mutex_lock(&r->mu);
     r->stopping = 1;
     pthread_mutex_unlock(&r->mu);
+    /* what sources handed in is committed and acknowledged */
+    if (r->ingest_started) {
+        pthread_mutex_lock(&r->imu);
+        r->istop = 1;
+        pthread_cond_signal(&r->icv);
+        pthread_mutex_unlock(&r->imu);
+        pthread_join(r->ingest, NULL);
+    }
     /* calls in flight finish and report; queued ones stay pending */
     pthread_mutex_lock(&r->amu);
     r->astop = 1;
@@ -965,6 +1089,8 @@ void jrunner_stop(jrunner *r)
     pthread_cond_destroy(&r->idle);
     pthread_mutex_destroy(&r->amu);
     pthread_cond_destroy(&r->awake);
+    pthread_mutex_destroy(&r->imu);
+    pthread_cond_destroy(&r->icv);
     free(r);
 }
 

@@ -69,8 +69,10 @@ int jrunner_submit(void *r, instance *from, const char *json, size_t len,
 int jrunner_drain(jrunner *r, int64_t timeout_ms);
 
 typedef struct jrunner_stats {
-    uint64_t accepted, duplicates, dead_letters, batches, sends_handed, actions_ok,
-        actions_failed, full;
+    uint64_t accepted;   /* events committed to the inbox (new ids) */
+    uint64_t routed;     /* events the engine has routed (committed) */
+    uint64_t duplicates, dead_letters, batches, sends_handed, actions_ok, actions_failed;
+    uint64_t full;       /* submits answered "queue full" */
 } jrunner_stats;
 void jrunner_get_stats(jrunner *r, jrunner_stats *s);
 

@@ -6,16 +6,20 @@
  * backoff between reconnect_min and reconnect_max.
  *
  * Acknowledgement: libmosquitto 2.0 queues a QoS 1 PUBACK before calling
- * on_message, but in threaded mode (mosquitto_loop_start) the packet is
- * only written when the callback has returned. The callback hands the
- * payload to the host (host->event_submit) and returns only once the host
- * has acknowledged it (committed to the inbox or dead-lettered): a crash
- * before that leaves the message un-acknowledged and the broker sends it
- * again. When the host answers "full", the callback waits and retries:
- * the broker holds the rest (backpressure). */
+ * on_message; with mosquitto_threaded_set the queued packets are written
+ * only by mosquitto_loop_write. This plugin runs the network loop itself:
+ * it reads every message that has arrived (each one handed to the host
+ * with host->event_submit, which commits them together), waits until the
+ * host has acknowledged all of them (committed to the inbox or
+ * dead-lettered), and only then writes the PUBACKs. A crash before that
+ * leaves the messages un-acknowledged and the broker sends them again;
+ * and the host commits a whole read in one transaction (group commit).
+ * When the host answers "full", the callback waits and retries: the
+ * broker holds the rest (backpressure). */
 #include <baton/baton.h>
 #include <errno.h>
 #include <mosquitto.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,27 +57,27 @@ typedef struct mq {
     int port, qos, keepalive;
     char *client_id;
     int clean;
+    unsigned rmin_ms, rmax_ms;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stopping;
+    int refused;     /* the host refused an event: never write its PUBACK */
+    long outstanding; /* handed to the host, not yet acknowledged */
+    pthread_t th;
+    int started;
     baton_counter *c_in, *c_full, *c_conn;
 } mq;
-
-typedef struct waiter {
-    mq *q;
-    int acked;
-} waiter;
 
 static pthread_mutex_t lib_mu = PTHREAD_MUTEX_INITIALIZER;
 static int lib_refs;
 
 static void on_ack(void *ctx)
 {
-    waiter *w = ctx;
-    pthread_mutex_lock(&w->q->mu);
-    w->acked = 1;
-    pthread_cond_broadcast(&w->q->cv);
-    pthread_mutex_unlock(&w->q->mu);
+    mq *q = ctx;
+    pthread_mutex_lock(&q->mu);
+    q->outstanding--;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
 }
 
 static void on_connect(struct mosquitto *m, void *ud, int rc)
@@ -110,40 +114,127 @@ static void nap_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Return only when the host has the event (see the top of the file). */
+static int is_stopping(mq *q)
+{
+    pthread_mutex_lock(&q->mu);
+    int s = q->stopping;
+    pthread_mutex_unlock(&q->mu);
+    return s;
+}
+
+/* Hand the event to the host; its acknowledgement is awaited by the loop
+ * before any PUBACK is written (see the top of the file). */
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg)
 {
     mq *q = ud;
-    waiter w = {q, 0};
     long backoff = 1;
+    pthread_mutex_lock(&q->mu);
+    q->outstanding++;
+    pthread_mutex_unlock(&q->mu);
     for (;;) {
         int rc = q->host->event_submit(q->inst, msg->payload ? msg->payload : "",
-                                       (size_t)msg->payloadlen, on_ack, &w);
-        if (rc == 0)
-            break;
-        if (rc < 0) {
-            /* no sink: baton is stopping. Wait for stop() rather than let
-             * the PUBACK go out for an event nobody stored. */
+                                       (size_t)msg->payloadlen, on_ack, q);
+        if (rc == 0) {
+            q->host->counter_add(q->c_in, 1);
+            return;
+        }
+        if (rc < 0 || is_stopping(q)) {
+            /* nobody stored it: its PUBACK must never go out */
             pthread_mutex_lock(&q->mu);
-            while (!q->stopping)
-                pthread_cond_wait(&q->cv, &q->mu);
+            q->refused = 1;
+            q->outstanding--;
             pthread_mutex_unlock(&q->mu);
             return;
         }
         q->host->counter_add(q->c_full, 1);
         nap_ms(backoff);
         backoff = backoff < 64 ? backoff * 2 : 64;
-        pthread_mutex_lock(&q->mu);
-        int stop = q->stopping;
-        pthread_mutex_unlock(&q->mu);
-        if (stop)
-            return;
     }
+}
+
+/* Wait until every event handed over is acknowledged. 0, or -1 when an
+ * event was refused (the connection must then be dropped unwritten). */
+static int await_acks(mq *q)
+{
     pthread_mutex_lock(&q->mu);
-    while (!w.acked)
+    while (q->outstanding > 0)
         pthread_cond_wait(&q->cv, &q->mu);
+    int bad = q->refused;
     pthread_mutex_unlock(&q->mu);
-    q->host->counter_add(q->c_in, 1);
+    return bad ? -1 : 0;
+}
+
+/* Sleep ms unless stopping; 1 when stopping. */
+static int pause_ms(mq *q, long ms)
+{
+    for (long waited = 0; waited < ms; waited += 50) {
+        if (is_stopping(q))
+            return 1;
+        nap_ms(ms - waited < 50 ? ms - waited : 50);
+    }
+    return is_stopping(q);
+}
+
+static void *loop_main(void *arg)
+{
+    mq *q = arg;
+    int connected = 0, ever = 0;
+    long backoff = q->rmin_ms;
+    while (!is_stopping(q)) {
+        if (!connected) {
+            int rc = ever ? mosquitto_reconnect(q->m)
+                          : mosquitto_connect(q->m, q->hostname, q->port, q->keepalive);
+            if (rc != MOSQ_ERR_SUCCESS) {
+                q->host->log(q->inst, BATON_LOG_WARN,
+                             "broker %s:%d not reachable (%s); retrying in %ld ms", q->hostname,
+                             q->port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
+                             backoff);
+                if (pause_ms(q, backoff))
+                    break;
+                backoff = backoff * 2 > (long)q->rmax_ms ? (long)q->rmax_ms : backoff * 2;
+                continue;
+            }
+            ever = connected = 1;
+            backoff = q->rmin_ms;
+        }
+        int fd = mosquitto_socket(q->m);
+        struct pollfd p = {fd, POLLIN | (mosquitto_want_write(q->m) ? POLLOUT : 0), 0};
+        int rc = MOSQ_ERR_SUCCESS;
+        if (poll(&p, 1, 100) > 0 && (p.revents & (POLLIN | POLLERR | POLLHUP))) {
+            /* everything that has arrived, as one group for the host */
+            for (int k = 0; k < 8192 && rc == MOSQ_ERR_SUCCESS; k++) {
+                /* the socket is non-blocking: a read that finds nothing
+                 * leaves EAGAIN, and the group is complete */
+                errno = 0;
+                rc = mosquitto_loop_read(q->m, 1);
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+            }
+        }
+        if (await_acks(q) != 0) {
+            q->host->log(q->inst, BATON_LOG_ERROR,
+                         "the host refused events; closing without acknowledging them");
+            break;
+        }
+        if (rc == MOSQ_ERR_SUCCESS)
+            rc = mosquitto_loop_write(q->m, 1);
+        if (rc == MOSQ_ERR_SUCCESS)
+            rc = mosquitto_loop_misc(q->m);
+        if (rc != MOSQ_ERR_SUCCESS && !is_stopping(q)) {
+            q->host->log(q->inst, BATON_LOG_WARN, "lost the broker (%s); reconnecting",
+                         rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+            connected = 0;
+            if (pause_ms(q, backoff))
+                break;
+        }
+    }
+    if (connected && !q->refused && await_acks(q) == 0) {
+        /* the last PUBACKs, then a clean goodbye (the session stays) */
+        mosquitto_loop_write(q->m, 1);
+        mosquitto_disconnect(q->m);
+        mosquitto_loop_write(q->m, 1);
+    }
+    return NULL;
 }
 
 static int mq_init(baton_instance *inst, const baton_host *host, void **state)
@@ -201,31 +292,34 @@ static int mq_start(void *state)
         mosquitto_lib_init();
     pthread_mutex_unlock(&lib_mu);
     q->stopping = 0;
+    q->refused = 0;
+    q->outstanding = 0;
     q->m = mosquitto_new(q->client_id, q->clean, q);
     if (!q->m) {
         q->host->set_error(q->inst, "mosquitto_new: %s", strerror(errno));
         return -1;
     }
+    /* packets are written only by mosquitto_loop_write, from our loop */
+    mosquitto_threaded_set(q->m, true);
     const char *user = q->host->config_string(q->inst, "username");
     if (user)
         mosquitto_username_pw_set(q->m, user, q->host->config_string(q->inst, "password"));
     mosquitto_connect_callback_set(q->m, on_connect);
     mosquitto_disconnect_callback_set(q->m, on_disconnect);
     mosquitto_message_callback_set(q->m, on_message);
-    unsigned rmin = (unsigned)(q->host->config_duration_ms(q->inst, "reconnect_min") / 1000);
-    unsigned rmax = (unsigned)(q->host->config_duration_ms(q->inst, "reconnect_max") / 1000);
-    mosquitto_reconnect_delay_set(q->m, rmin ? rmin : 1, rmax > rmin ? rmax : rmin + 1, true);
-    int rc = mosquitto_connect_async(q->m, q->hostname, q->port, q->keepalive);
-    if (rc != MOSQ_ERR_SUCCESS)
-        q->host->log(q->inst, BATON_LOG_WARN, "broker %s:%d not reachable yet (%s); retrying",
-                     q->hostname, q->port, mosquitto_strerror(rc));
-    rc = mosquitto_loop_start(q->m);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        q->host->set_error(q->inst, "mosquitto_loop_start: %s", mosquitto_strerror(rc));
+    q->rmin_ms = (unsigned)q->host->config_duration_ms(q->inst, "reconnect_min");
+    q->rmax_ms = (unsigned)q->host->config_duration_ms(q->inst, "reconnect_max");
+    if (q->rmin_ms < 10)
+        q->rmin_ms = 10;
+    if (q->rmax_ms < q->rmin_ms)
+        q->rmax_ms = q->rmin_ms;
+    if (pthread_create(&q->th, NULL, loop_main, q) != 0) {
+        q->host->set_error(q->inst, "cannot start the network thread");
         mosquitto_destroy(q->m);
         q->m = NULL;
         return -1;
     }
+    q->started = 1;
     return 0;
 }
 
@@ -238,8 +332,9 @@ static void mq_stop(void *state)
     q->stopping = 1;
     pthread_cond_broadcast(&q->cv);
     pthread_mutex_unlock(&q->mu);
-    mosquitto_disconnect(q->m);
-    mosquitto_loop_stop(q->m, false);
+    if (q->started)
+        pthread_join(q->th, NULL);
+    q->started = 0;
     mosquitto_destroy(q->m);
     q->m = NULL;
     pthread_mutex_lock(&lib_mu);

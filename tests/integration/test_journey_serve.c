@@ -25,6 +25,10 @@
 
 static char *dir;
 static test_server broker;
+/* every process a test starts, killed by teardown if a failed assertion
+ * left it running */
+static pid_t spawned[16];
+static int nspawned;
 
 static int setup(void **state)
 {
@@ -36,6 +40,12 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
+    for (int i = 0; i < nspawned; i++)
+        if (spawned[i] > 0 && waitpid(spawned[i], NULL, WNOHANG) == 0) {
+            kill(spawned[i], SIGKILL);
+            waitpid(spawned[i], NULL, 0);
+        }
+    nspawned = 0;
     server_stop(&broker);
     if (!getenv("BATON_KEEP_TMP"))
         tmpdir_remove(dir);
@@ -60,6 +70,8 @@ static pid_t spawn(const char *cmd, const char *log)
         execl("/bin/sh", "sh", "-c", full, (char *)NULL);
         _exit(127);
     }
+    if (nspawned < 16)
+        spawned[nspawned++] = pid;
     return pid;
 }
 

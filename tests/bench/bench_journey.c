@@ -1,0 +1,349 @@
+/* Journeys under load, through MQTT, next to the broker's own ceiling
+ * measured in the same run:
+ *   1. ceiling: mosquitto_pub -q 1 -l | broker | mosquitto_sub -q 1
+ *   2. sustained events/s: the same publisher into baton's event_mqtt,
+ *      a 5-node journey (condition, send, wait_event with a timeout, two
+ *      ends) with durable state (inbox.db + state.db), sends delivered by
+ *      the dispatcher to an in-process channel
+ *   3. latency from publish to the channel's delivery at 5,000 events/s
+ *      (p50, p99)
+ *   4. memory per waiting instance with 1,000,000 profiles waiting
+ * Targets: >= 20,000 events/s, p99 < 50 ms at 5,000/s, < 300 bytes per
+ * waiting instance. Prints figures and ratios; never fails on a figure.
+ * COUNT (default 100000) and WAITING (default 1000000) change the sizes. */
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "dispatch/dispatch.h"
+#include "journey/engine.h"
+#include "journey/journey.h"
+#include "journey/runner.h"
+#include "log.h"
+#include "support/fake_channel.h"
+#include "support/fs.h"
+#include "support/server.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kb = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static pid_t spawn_sh(const char *cmd)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* ---- latency: publish time per profile, delivery time from outcomes */
+static int64_t *lat_us; /* delivery wall-clock times, then latencies */
+static long *lat_idx;   /* which line each one was */
+static _Atomic long delivered, lat_n;
+
+static void on_outcome(void *ud, const dispatch_outcome *o)
+{
+    if (o->status != DISPATCH_SENT)
+        return;
+    delivered++;
+    if (o->profile_id && o->profile_id[0] == 'L') {
+        long k = atomic_fetch_add(&lat_n, 1);
+        lat_idx[k] = atol(o->profile_id + 1);
+        lat_us[k] = wall_us();
+    }
+}
+
+static int cmp64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static const char *journey_text =
+    "journey: { name = \"bench\"; entry = { event = \"cart\"; reentry = \"always\"; };\n"
+    "  start = \"c\"; nodes = (\n"
+    "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"event.total > 0\"; next = \"s\"; } ); otherwise = \"skip\"; },\n"
+    "    { id = \"s\"; type = \"send\"; channel = \"push\"; title = \"Your cart\"; body = \"{{ event.total }} in your cart\"; next = \"w\"; },\n"
+    "    { id = \"w\"; type = \"wait_event\"; event = \"order\"; timeout = \"1h\"; on_event = \"done\"; on_timeout = \"done\"; },\n"
+    "    { id = \"done\"; type = \"end\"; },\n"
+    "    { id = \"skip\"; type = \"end\"; } ); };\n";
+
+static char pubbin[1024];
+
+/* The publisher: a minimal libmosquitto client, built here like the other
+ * benches build theirs (tests/bench/clients/). */
+static int build_publisher(const char *dir)
+{
+    const char *src = getenv("BATON_SRC") ? getenv("BATON_SRC") : ".";
+    snprintf(pubbin, sizeof pubbin, "%s/mqtt_pub_lines", dir);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "cc -O2 -pthread -o %s %s/tests/bench/clients/mqtt_pub_lines.c $(pkg-config --cflags "
+             "--libs libmosquitto)",
+             pubbin, src);
+    return system(cmd);
+}
+
+/* Publish a file's lines (QoS 1, 100 in flight) paced at rate (0: flat
+ * out); *t0_us the wall-clock time of the first. Returns the client's
+ * acknowledged rate. */
+static double publish(int port, const char *topic, const char *file, double rate, int64_t *t0_us)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s %d %s 100 %g 0 < %s", pubbin, port, topic, rate, file);
+    FILE *p = popen(cmd, "r");
+    double r = 0;
+    long long t0 = 0;
+    if (fscanf(p, "T0 %lld %lf", &t0, &r) != 2)
+        r = 0;
+    pclose(p);
+    if (t0_us)
+        *t0_us = t0;
+    return r;
+}
+
+static double ceiling(int port, long n, const char *dir)
+{
+    char file[1024], cmd[2048];
+    snprintf(file, sizeof file, "%s/ceiling.jsonl", dir);
+    FILE *f = fopen(file, "w");
+    for (long i = 0; i < n; i++)
+        fprintf(f, "{\"id\": \"c-%ld\", \"type\": \"cart\", \"profile\": \"p%ld\", \"data\": {\"total\": 12.5}}\n", i, i);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "mosquitto_sub -h 127.0.0.1 -p %d -q 1 -C %ld -t ceil/# > /dev/null",
+             port, n);
+    pid_t sub = spawn_sh(cmd);
+    nap_ms(300);
+    double t0 = now_s();
+    publish(port, "ceil/x", file, 0, NULL);
+    waitpid(sub, NULL, 0);
+    return (double)n / (now_s() - t0);
+}
+
+static void memory_per_waiting(const char *dir, long n)
+{
+    char err[512];
+    char sub[1024];
+    snprintf(sub, sizeof sub, "%s/mem", dir);
+    store st;
+    if (store_open(&st, sub, err, sizeof err)) {
+        printf("memory: %s\n", err);
+        return;
+    }
+    diag d;
+    diag_init(&d);
+    char *path = file_write(dir, "mem.cfg", journey_text);
+    journey *j = journey_load(path, NULL, &d);
+    free(path);
+    jengine e;
+    jengine_open(&e, &st, &j, 1, &(jengine_ops){0}, err, sizeof err);
+    long before = rss_kb();
+    double t0 = now_s();
+    const long batch = 20000;
+    char json[256];
+    for (long i = 0; i < n;) {
+        jengine_begin(&e, err, sizeof err);
+        for (long k = 0; k < batch && i < n; k++, i++) {
+            int len = snprintf(json, sizeof json,
+                               "{\"id\": \"m-%ld\", \"type\": \"cart\", \"profile\": \"w%ld\", \"data\": {\"total\": 3}}",
+                               i, i);
+            jevent ev;
+            char why[128];
+            jevent_parse(json, (size_t)len, 1795428000000LL, &ev, why, sizeof why);
+            jengine_event(&e, &ev, 1795428000000LL, err, sizeof err);
+            jevent_free(&ev);
+        }
+        jengine_commit(&e, err, sizeof err);
+    }
+    double secs = now_s() - t0;
+    long after = rss_kb();
+    long waiting = (long)e.timers.n;
+    double per = (double)(after - before) * 1024.0 / (double)n;
+    printf("memory: %ld instances waiting (timers in memory: %ld, %zu bytes each), RSS +%ld KiB"
+           " = %.1f bytes per waiting instance (target < 300: %.2fx under)\n",
+           n, waiting, sizeof(jtimer), after - before, per, per > 0 ? 300.0 / per : 0);
+    printf("memory: %ld instances created in %.1f s (%.0f/s, engine alone, batches of %ld)\n", n,
+           secs, n / secs, batch);
+    jengine_close(&e);
+    journey_free(j);
+    store_close(&st);
+    diag_free(&d);
+}
+
+int main(void)
+{
+    long count = getenv("COUNT") ? atol(getenv("COUNT")) : 100000;
+    long waiting = getenv("WAITING") ? atol(getenv("WAITING")) : 1000000;
+    log_configure(BATON_LOG_WARN, 0);
+    char *dir = tmpdir_make("bench-journey");
+    test_server broker;
+    if (build_publisher(dir) != 0) {
+        printf("bench_journey: cannot build the publisher client\n");
+        return 0;
+    }
+    if (server_start_mosquitto(&broker, dir, 0)) {
+        printf("bench_journey: cannot start mosquitto\n");
+        return 0;
+    }
+    char err[1024];
+
+    /* 1. the broker's ceiling */
+    double ceil_rate = ceiling(broker.port, count, dir);
+    printf("ceiling: publisher (libmosquitto, QoS 1, 100 in flight) -> mosquitto ->"
+           " mosquitto_sub (QoS 1): %.0f msg/s (%ld messages)\n",
+           ceil_rate, count);
+
+    /* baton: event_mqtt, the journey, a channel in-process */
+    char cfg[2048];
+    snprintf(cfg, sizeof cfg,
+             "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"warn\"; }; };\n"
+             "events: { mqtt: { plugin = \"event_mqtt\"; broker = \"127.0.0.1:%d\"; topics = [ \"baton/events/#\" ];"
+             " client_id = \"bench\"; }; };\n",
+             getenv("BATON_PLUGINS") ? getenv("BATON_PLUGINS") : "build/plugins", broker.port);
+    char *cpath = file_write(dir, "baton.cfg", cfg);
+    char *jpath = file_write(dir, "bench.cfg", getenv("BENCH_JOURNEY") ? getenv("BENCH_JOURNEY") : journey_text);
+    diag d;
+    diag_init(&d);
+    app a;
+    if (app_open(&a, cpath, APP_INIT, &d)) {
+        diag_print(&d, stderr);
+        return 0;
+    }
+    journey *j = journey_load(jpath, NULL, &d);
+    store st;
+    store_open(&st, a.conf.data_dir, err, sizeof err);
+    instance *push = fake_channel_new("push", "connections = 2; batch = 500; queue = 1000000;"
+                                              " rate = 0;", err, sizeof err);
+    lat_idx = calloc(1000000, sizeof *lat_idx);
+    lat_us = calloc(1000000, sizeof *lat_us);
+    dispatch_opts o = {.on_outcome = on_outcome};
+    dispatcher *disp = dispatch_open(push, &st, &o, err, sizeof err);
+    jchannel ch = {"push", push, disp};
+    jrunner_opts ro = {.queue = 200000, .batch = 4096};
+    jrunner *r = jrunner_start(&a, &st, &j, 1, &ch, 1, &ro, err, sizeof err);
+    if (!r || !disp || app_start(&a, &d)) {
+        printf("bench_journey: cannot start: %s\n", err);
+        return 0;
+    }
+    nap_ms(500);
+
+    /* 2. sustained throughput */
+    char file[1024], cmd[4096];
+    snprintf(file, sizeof file, "%s/events.jsonl", dir);
+    FILE *f = fopen(file, "w");
+    for (long i = 0; i < count; i++)
+        fprintf(f, "{\"id\": \"e-%ld\", \"type\": \"cart\", \"profile\": \"p%ld\", \"data\": {\"total\": %ld.5}}\n",
+                i, i, 1 + i % 90);
+    fclose(f);
+    double t0 = now_s();
+    snprintf(cmd, sizeof cmd, "%s %d baton/events/in 100 0 0 < %s > /dev/null", pubbin,
+             broker.port, file);
+    pid_t pub = spawn_sh(cmd);
+    jrunner_stats s = {0};
+    double deadline = t0 + 600;
+    while (now_s() < deadline) {
+        jrunner_get_stats(r, &s);
+        if ((long)s.routed >= count)
+            break;
+        nap_ms(5);
+    }
+    double t_routed = now_s() - t0;
+    double rate = count / t_routed;
+    printf("journey: %ld events through MQTT into a 5-node journey in %.2f s: %.0f events/s"
+           " routed with durable state (%.2fx the 20,000 target; %.0f%% of the broker's ceiling)\n",
+           count, t_routed, rate, rate / 20000.0, 100.0 * rate / ceil_rate);
+    fflush(stdout);
+    waitpid(pub, NULL, 0);
+    deadline = now_s() + 60;
+    while (delivered < count && now_s() < deadline)
+        nap_ms(5);
+    double t_sent = now_s() - t0;
+    printf("journey: %ld sends delivered by the channel in %.2f s (%.0f/s); %llu batches\n",
+           (long)delivered, t_sent, delivered / t_sent, (unsigned long long)s.batches);
+    fflush(stdout);
+
+    /* 3. latency at 5,000 events/s: line i is published at T0 + i/5000 */
+    const long per_s = 5000, secs = 6, nl = per_s * secs;
+    snprintf(file, sizeof file, "%s/latency.jsonl", dir);
+    f = fopen(file, "w");
+    for (long i = 0; i < nl; i++)
+        fprintf(f, "{\"id\": \"l-%ld\", \"type\": \"cart\", \"profile\": \"L%ld\", \"data\": {\"total\": 9}}\n",
+                i, i);
+    fclose(f);
+    lat_n = 0;
+    int64_t t0_us = 0;
+    double start = now_s();
+    publish(broker.port, "baton/events/lat", file, (double)per_s, &t0_us);
+    while (lat_n < nl && now_s() < start + secs + 30)
+        nap_ms(10);
+    long n = lat_n;
+    for (long k = 0; k < n; k++) /* delivery time -> latency */
+        lat_us[k] = lat_us[k] - (t0_us + (int64_t)(lat_idx[k] * 1000000 / per_s));
+    qsort(lat_us, (size_t)n, sizeof *lat_us, cmp64);
+    if (n > 0) {
+        double p50 = lat_us[n / 2] / 1000.0, p99 = lat_us[(n * 99) / 100] / 1000.0;
+        printf("latency: %ld events at %ld/s, publish -> delivered by the channel: p50 %.1f ms,"
+               " p99 %.1f ms, max %.1f ms (target p99 < 50 ms: %.2fx)\n",
+               n, per_s, p50, p99, lat_us[n - 1] / 1000.0, 50.0 / p99);
+    }
+
+    for (size_t i = 0; i < a.ninst; i++)
+        if (a.inst[i]->kind == BATON_KIND_EVENT)
+            instance_stop(a.inst[i]);
+    jrunner_stop(r);
+    dispatch_close(disp, 0, 0);
+    fake_channel_free(push);
+    app_close(&a);
+    journey_free(j);
+    store_close(&st);
+    server_stop(&broker);
+
+    /* 4. memory per waiting instance */
+    memory_per_waiting(dir, waiting);
+
+    free(cpath);
+    free(jpath);
+    diag_free(&d);
+    tmpdir_remove(dir);
+    free(dir);
+    return 0;
+}
