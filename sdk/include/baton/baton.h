@@ -186,11 +186,21 @@ typedef struct baton_message {
     void *reserved[4];
 } baton_message;
 
-/* Per message, filled by deliver(). */
+/* Per message, filled by deliver(). The host hands it in as RETRY "the
+ * channel gave no answer", so a message deliver() forgets is retried,
+ * never lost. Which status: OK once the provider has accepted the message
+ * (SMTP 250 after DATA, HTTP 2xx, an MQTT PUBACK); RETRY when trying again
+ * later may work (connection refused or lost, a timeout, SMTP 4xx, HTTP
+ * 408/429/5xx) — the core retries with exponential backoff and jitter up
+ * to the channel's `retries`, and pauses the whole channel when most of a
+ * batch asks to; ERROR when it never will (SMTP 5xx, HTTP 4xx, an invalid
+ * number or address, format() failing) — recorded with its reason, not
+ * retried. */
 typedef struct baton_delivery {
     baton_status status;
     char provider_id[128]; /* the provider's message id, when OK */
-    char reason[256];      /* the provider's words, when RETRY or ERROR */
+    char reason[256];      /* the provider's words, when RETRY or ERROR
+                              ("RCPT TO: 550 5.1.1 ...", "HTTP 429: ...") */
     uint32_t segments;     /* SMS segments, 0 where it does not apply */
     uint32_t reserved[7];
 } baton_delivery;
@@ -201,8 +211,12 @@ typedef struct baton_channel_ops {
      * "text", "html"); a send activity or node sets them. */
     const char *const *parts;
     /* Pure: the exact bytes (or request) the channel would send for msg,
-     * appended to out. No I/O. Any thread; may not block. Returns 0, or -1
-     * with err filled. */
+     * appended to out — the whole email, the HTTP request line, headers
+     * and body, the MQTT topic and payload. No I/O; the same msg gives the
+     * same bytes (dates come from msg->time). Dry runs show it and tests
+     * compare it byte for byte; deliver() sends what it describes. Any
+     * thread; may not block. Returns 0, or -1 with err filled (the message
+     * cannot be sent: deliver() answers ERROR for it). */
     int (*format)(void *state, const baton_message *msg, baton_buf *out,
                   char *err, size_t errlen);
     /* Per delivery worker: open what a worker keeps between batches (an
@@ -210,9 +224,12 @@ typedef struct baton_channel_ops {
      * may block. May be NULL. Returns the worker's connection or NULL. */
     void *(*worker_open)(void *state);
     void (*worker_close)(void *state, void *conn);
-    /* Deliver n messages, filling out[i] for each. Called on a channel
-     * worker thread, never the engine's; may block, within the channel's
-     * timeouts. conn is what worker_open returned. */
+    /* Deliver n messages (at most the channel's `batch`), filling out[i]
+     * for each. Called on a channel worker thread, never the engine's; may
+     * block, within the channel's timeouts. conn is what worker_open
+     * returned (NULL when it failed or is not set: answer RETRY, or
+     * connect here). The core has already applied rate, caps, consent and
+     * idempotency; a channel only sends and answers. */
     void (*deliver)(void *state, void *conn, const baton_message *const *msgs,
                     size_t n, baton_delivery *out);
     /* 1.0 — a campaign send is complete. The idempotency key of a
