@@ -71,17 +71,26 @@ UNION ALL SELECT 'tiers.mid', count(*) FROM mid UNION ALL SELECT 'tiers.low', co
 UNION ALL SELECT 'ords', count(*) FROM ords;
 SQL
 now() { date +%s.%N; }
-t0=$(now)
-sqlite3 -cmd "PRAGMA cache_size=-65536" "$W/var/crm.db" < "$W/hand.sql" > "$W/hand.out"
-t1=$(now)
-/usr/bin/time -f "%M" -o "$W/mem" $BATON_CMD campaign plan bench --json > "$W/baton.out"
-t2=$(now)
-hand=$(echo "$t1 - $t0" | bc -l)
-bat=$(echo "$t2 - $t1" | bc -l)
-mem_kb=$(cat "$W/mem")
-echo "hand-written SQL (sqlite3):  $(printf %.2f "$hand") s"
-cat "$W/hand.out" | tr '\n' ' '; echo
-echo "baton campaign plan:         $(printf %.2f "$bat") s"
+# Alternate the two BENCH_RUNS times (default 2) and keep each one's best:
+# the machine is shared, and load shifts between runs.
+RUNS=${BENCH_RUNS:-2}
+hand=0; bat=0; mem_kb=0; i=0
+while [ $i -lt "$RUNS" ]; do
+    t0=$(now)
+    sqlite3 -cmd "PRAGMA cache_size=-65536" "$W/var/crm.db" < "$W/hand.sql" > "$W/hand.out"
+    t1=$(now)
+    /usr/bin/time -f "%M" -o "$W/mem" $BATON_CMD campaign plan bench --json > "$W/baton.out"
+    t2=$(now)
+    h=$(echo "$t1 - $t0" | bc -l); b=$(echo "$t2 - $t1" | bc -l); m=$(cat "$W/mem")
+    echo "run $((i + 1)): hand-written $(printf %.2f "$h") s, baton $(printf %.2f "$b") s"
+    if [ $i -eq 0 ] || [ "$(echo "$h < $hand" | bc -l)" = 1 ]; then hand=$h; fi
+    if [ $i -eq 0 ] || [ "$(echo "$b < $bat" | bc -l)" = 1 ]; then bat=$b; fi
+    if [ "$m" -gt "$mem_kb" ]; then mem_kb=$m; fi
+    i=$((i + 1))
+done
+echo "hand-written SQL (sqlite3):  $(printf %.2f "$hand") s (best of $RUNS)"
+tr '\n' ' ' < "$W/hand.out"; echo
+echo "baton campaign plan:         $(printf %.2f "$bat") s (best of $RUNS)"
 tr -d ' \n' < "$W/baton.out"; echo
 echo "ratio baton/hand:            $(printf %.2f "$(echo "$bat / $hand" | bc -l)") (target <= 1.50)"
 echo "baton peak memory:           $((mem_kb / 1024)) MB (target < 200 MB)"
