@@ -521,6 +521,45 @@ static void test_wait_holds_the_run_and_proofs(void **st)
     free(path);
 }
 
+static void test_schema_checked_against_the_database(void **st)
+{
+    /* a database whose profiles lack `score` and that has no stores */
+    char *cmd;
+    assert_true(asprintf(&cmd,
+                         "sqlite3 %s/other.db \"CREATE TABLE profiles (id TEXT, email TEXT, phone TEXT, "
+                         "first_name TEXT, city TEXT, tier TEXT, birth_date TEXT, created_at TEXT, "
+                         "consent_email INT, consent_sms INT, consent_push INT, scor REAL); "
+                         "CREATE TABLE orders (id TEXT, profile_id TEXT, store_id TEXT, amount REAL, "
+                         "created_at TEXT); CREATE TABLE reservations (id TEXT, profile_id TEXT, "
+                         "store_id TEXT, starts_at TEXT, party INT, status TEXT);\"",
+                         dir) > 0);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    char *text, *path;
+    assert_true(asprintf(&text,
+                         "baton: { data_dir = \"var2\"; plugin_path = [ \"%s\" ]; };\n"
+                         "sources: { crm: { plugin = \"source_sqlite\"; path = \"other.db\"; schema = \"%s/conf/schema.cfg\"; }; };\n"
+                         "profiles = \"crm\";\n"
+                         "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var2/x\"; }; };\n",
+                         plugins, src) > 0);
+    char *other = file_write(dir, "other.cfg", text);
+    free(text);
+    path = file_write(dir, "one.cfg",
+                      "campaign: {\n  name = \"one\";\n  activities = (\n"
+                      "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; }\n"
+                      "  );\n};\n");
+    char *out, *err;
+    assert_true(asprintf(&cmd, "%s -c %s campaign plan %s", bin, other, path) > 0);
+    assert_int_equal(run_capture(cmd, &out, &err), 2);
+    assert_non_null(strstr(err, "field profiles.score: table 'profiles' of source 'crm' has no column 'score' (it has 'scor')"));
+    assert_non_null(strstr(err, "entity 'stores': source 'crm' has no table 'stores'"));
+    free(cmd);
+    free(out);
+    free(err);
+    free(other);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -530,6 +569,7 @@ int main(void)
         cmocka_unit_test(test_audiences_and_reconcile),
         cmocka_unit_test(test_multi_level_email_templates),
         cmocka_unit_test(test_wait_holds_the_run_and_proofs),
+        cmocka_unit_test(test_schema_checked_against_the_database),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
