@@ -45,3 +45,47 @@ sed -n '1,/^\r*$/p' "$first" | tr -d '\r'
 /usr/bin/python3 tests/support/mime_check.py "$first" | /usr/bin/python3 -c \
   'import json,sys; m=json.load(sys.stdin); print("decoded subject:", m["subject"]); print("parts:", ", ".join(p["type"] for p in m["parts"]))'
 kill $SINK 2>/dev/null || true
+echo "== journeys: journey test, a simulated clock over conf/events/demo.jsonl (nothing is sent)"
+$BATON -c $CONF journey test cart-abandon --events conf/events/demo.jsonl 2>/dev/null
+$BATON -c $CONF journey test welcome --events conf/events/demo.jsonl --json 2>/dev/null
+echo "== journeys: live — baton serve, events published to a local broker (127.0.0.1:1883)"
+if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
+    echo "demo: mosquitto is not installed; skipping the live journeys"; exit 0
+fi
+MOSQ=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+# a fresh start for the journeys (the campaigns' history stays)
+rm -f conf/var/inbox.db conf/var/inbox.db-wal conf/var/inbox.db-shm
+sqlite3 conf/var/state.db "DELETE FROM journey_instances; DELETE FROM journey_sends; DELETE FROM journey_meta;" 2>/dev/null || true
+mkdir -p conf/var/live
+printf 'listener 1883 127.0.0.1\nallow_anonymous true\npersistence false\n' > conf/var/live/mosquitto.conf
+$MOSQ -c conf/var/live/mosquitto.conf >/dev/null 2>&1 &
+BROKER=$!
+/usr/bin/python3 tests/support/smtp_sink.py --dir conf/var/smtp --port 2525 --forever \
+    < /dev/null > conf/var/live/smtp.ready 2>/dev/null &
+SINK=$!
+# the weather API (3 degrees everywhere) and the loyalty API the journeys call
+/usr/bin/python3 tests/support/http_sink.py --port 8089 --forever --body '{"temperature": 3}' \
+    < /dev/null > conf/var/live/weather.ready 2>/dev/null &
+WEATHER=$!
+/usr/bin/python3 tests/support/http_sink.py --port 8087 --forever --body '{"balance": 150}' \
+    --log conf/var/live/loyalty.jsonl < /dev/null > conf/var/live/loyalty.ready 2>/dev/null &
+LOYALTY=$!
+trap 'kill $SERVE $BROKER $SINK $WEATHER $LOYALTY 2>/dev/null || true' EXIT
+SERVE=""
+sleep 1
+$BATON -c $CONF serve 2> conf/var/live/serve.log &
+SERVE=$!
+sleep 1
+echo "publishing $(wc -l < conf/events/demo.jsonl) events (one malformed, one duplicate) with mosquitto_pub -q 1"
+mosquitto_pub -h 127.0.0.1 -p 1883 -q 1 -t baton/events/demo -l < conf/events/demo.jsonl
+sleep 2
+$BATON -c $CONF journey status welcome
+$BATON -c $CONF journey status cart-abandon
+$BATON -c $CONF profile p1
+echo "the SMTP server now holds $(wc -l < conf/var/smtp/log.jsonl) message(s)"
+echo "== journeys: SIGHUP reloads the configuration; SIGTERM stops gracefully"
+kill -HUP $SERVE
+sleep 1
+kill -TERM $SERVE
+wait $SERVE || true
+grep -E "serving|reload|stopping" conf/var/live/serve.log

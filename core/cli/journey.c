@@ -24,6 +24,15 @@ static int is_file_arg(const char *s)
            (stat(s, &st) == 0 && S_ISREG(st.st_mode));
 }
 
+/* A channel configured with enabled = false: its send nodes are in the
+ * path but not in sent. */
+static app *test_app;
+static int test_channel_enabled(void *ud, const char *channel)
+{
+    conf_use *u = test_app ? conf_find(&test_app->conf, "channels", channel) : NULL;
+    return !u || u->enabled;
+}
+
 static void print_json(json_t *o)
 {
     char *s = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -102,6 +111,8 @@ static int journey_test(const cli_ctx *ctx, int argc, char **argv)
         if (have_app) {
             src = jsource_open(&a, &d);
             jsource_ops(src, &ops);
+            test_app = &a;
+            ops.channel_enabled = test_channel_enabled;
         }
         char err[512];
         if (d.errors == 0 && journey_simulate(j, &ops, events, until, &out, &d, err, sizeof err)) {

@@ -28,18 +28,20 @@ static void add_path(json_t *arr, const char *path)
     }
 }
 
-static int table_ready(store *st)
+static int has_table(store *st, const char *name)
 {
     sqlite3_stmt *q;
     int ok = 0;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT 1 FROM sqlite_master WHERE name = 'journey_instances'", -1,
-                           &q, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(st->db, "SELECT 1 FROM sqlite_master WHERE name = ?", -1, &q, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
         ok = sqlite3_step(q) == SQLITE_ROW;
         sqlite3_finalize(q);
     }
     return ok;
 }
+
+static int table_ready(store *st) { return has_table(st, "journey_instances"); }
 
 json_t *jreport_profiles(store *st, const char *jname)
 {
@@ -175,10 +177,16 @@ json_t *jreport_profile(store *st, const char *profile)
             json_array_append_new(js, o);
         }
         sqlite3_finalize(q);
-        if (sqlite3_prepare_v2(st->db,
-                               "SELECT journey, node, kind, target, status, at FROM journey_sends"
-                               " WHERE profile = ? ORDER BY at, instance, step",
-                               -1, &q, NULL) == SQLITE_OK) {
+        /* a send's outcome is the delivery log's (sent, failed, capped...)
+         * once the channel has it */
+        const char *sql = has_table(st, "deliveries")
+                              ? "SELECT s.journey, s.node, s.kind, s.target,"
+                                " coalesce(d.status, s.status), s.at FROM journey_sends s"
+                                " LEFT JOIN deliveries d ON d.key = s.key"
+                                " WHERE s.profile = ? ORDER BY s.at, s.instance, s.step"
+                              : "SELECT journey, node, kind, target, status, at FROM journey_sends"
+                                " WHERE profile = ? ORDER BY at, instance, step";
+        if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) == SQLITE_OK) {
             sqlite3_bind_text(q, 1, profile, -1, SQLITE_TRANSIENT);
             while (sqlite3_step(q) == SQLITE_ROW) {
                 int is_send = !strcmp(col(q, 2), "send");

@@ -1,0 +1,158 @@
+/* The journey commands through the baton binary: `journey test --json`
+ * prints exactly the members of FORMATS.md, a disabled channel's node is in
+ * the path but not in sent, malformed lines count as dead letters;
+ * `baton check` reports a broken journey file with file:line and exits 2;
+ * usage errors exit 2. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "support/fs.h"
+
+static char *dir;
+
+static int setup(void **state)
+{
+    dir = tmpdir_make("jcli");
+    char text[2048], jdir[1024];
+    snprintf(text, sizeof text,
+             "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; };\n"
+             "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var/out\"; };\n"
+             "  sms: { enabled = false; plugin = \"channel_sms\"; url = \"http://127.0.0.1:1/\"; }; };\n"
+             "journeys = [ \"journeys\" ];\n",
+             getenv("BATON_PLUGINS"));
+    free(file_write(dir, "baton.cfg", text));
+    snprintf(jdir, sizeof jdir, "%s/journeys", dir);
+    mkdir(jdir, 0755);
+    free(file_write(jdir, "j.cfg",
+                    "journey: { name = \"j\"; entry = { event = \"go\"; filter = \"event.n > 0\"; };\n"
+                    "  exit = ( { event = \"stop\"; } ); start = \"w\"; nodes = (\n"
+                    "  { id = \"w\"; type = \"wait\"; duration = \"1h\"; next = \"c\"; },\n"
+                    "  { id = \"c\"; type = \"condition\"; branches = ( { when = \"event.n > 5\"; next = \"sms\"; } ); otherwise = \"mail\"; },\n"
+                    "  { id = \"sms\"; type = \"send\"; channel = \"sms\"; text = \"hi\"; next = \"e\"; },\n"
+                    "  { id = \"mail\"; type = \"send\"; channel = \"mail\"; text = \"hi\"; next = \"r\"; },\n"
+                    "  { id = \"r\"; type = \"wait_event\"; event = \"buy\"; timeout = \"1d\"; on_event = \"e\"; on_timeout = \"e\"; },\n"
+                    "  { id = \"e\"; type = \"end\"; } ); };\n"));
+    free(file_write(dir, "events.jsonl",
+                    "{\"id\": \"1\", \"type\": \"go\", \"profile\": \"a\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"n\": 9}}\n"
+                    "{\"id\": \"2\", \"type\": \"go\", \"profile\": \"b\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"n\": 1}}\n"
+                    "{\"id\": \"3\", \"type\": \"go\", \"profile\": \"c\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"n\": 0}}\n"
+                    "{\"id\": \"4\", \"type\": \"go\", \"profile\": \"d\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"n\": 2}}\n"
+                    "{\"id\": \"5\", \"type\": \"stop\", \"profile\": \"d\", \"time\": \"2026-11-23T10:30:00Z\"}\n"
+                    "not an event\n"
+                    "{\"id\": \"6\", \"type\": \"go\"}\n"));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    tmpdir_remove(dir);
+    free(dir);
+    return 0;
+}
+
+static int baton(const char *args, char **out, char **err)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd %s && %s -c baton.cfg %s", dir, getenv("BATON_BIN"), args);
+    return run_capture(cmd, out, err);
+}
+
+static void test_journey_test_json(void **state)
+{
+    char *out = NULL, *err = NULL;
+    assert_int_equal(baton("journey test j --events events.jsonl --json", &out, &err), 0);
+    json_error_t je;
+    json_t *o = json_loads(out, 0, &je);
+    if (!o)
+        fail_msg("not JSON: %s\n%s", je.text, out);
+    /* exactly these members */
+    assert_int_equal(json_object_size(o), 3);
+    assert_string_equal(json_string_value(json_object_get(o, "journey")), "j");
+    assert_int_equal(json_integer_value(json_object_get(o, "dead_letters")), 2);
+    json_t *p = json_object_get(o, "profiles");
+    assert_int_equal(json_object_size(p), 3); /* c never entered */
+    json_t *a = json_object_get(p, "a"), *b = json_object_get(p, "b"), *d = json_object_get(p, "d");
+    assert_int_equal(json_object_size(a), 3);
+    assert_string_equal(json_string_value(json_object_get(a, "state")), "completed");
+    char *s = json_dumps(json_object_get(a, "path"), JSON_COMPACT);
+    assert_string_equal(s, "[\"w\",\"c\",\"sms\",\"e\"]");
+    free(s);
+    assert_int_equal(json_array_size(json_object_get(a, "sent")), 0); /* sms is off */
+    s = json_dumps(json_object_get(b, "sent"), JSON_COMPACT);
+    assert_string_equal(s, "[{\"node\":\"mail\",\"channel\":\"mail\"}]");
+    free(s);
+    assert_string_equal(json_string_value(json_object_get(b, "state")), "completed");
+    assert_string_equal(json_string_value(json_object_get(d, "state")), "exited");
+    json_decref(o);
+    free(out);
+    free(err);
+    /* --until stops the clock: b waits at r */
+    assert_int_equal(
+        baton("journey test j --events events.jsonl --json --until 2026-11-23T12:00:00Z", &out, &err),
+        0);
+    o = json_loads(out, 0, NULL);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(json_object_get(o, "profiles"), "b"), "state")),
+        "waiting");
+    json_decref(o);
+    free(out);
+    free(err);
+}
+
+static void test_usage_and_errors(void **state)
+{
+    char *out = NULL, *err = NULL;
+    assert_int_equal(baton("journey test nope --events events.jsonl", &out, &err), 2);
+    assert_non_null(strstr(err, "no journey named 'nope'"));
+    free(out);
+    free(err);
+    assert_int_equal(baton("journey test j", &out, &err), 2);
+    free(out);
+    free(err);
+    assert_int_equal(baton("journey test j --events missing.jsonl", &out, &err), 2);
+    assert_non_null(strstr(err, "missing.jsonl"));
+    free(out);
+    free(err);
+    assert_int_equal(baton("journey frobnicate", &out, &err), 2);
+    free(out);
+    free(err);
+    assert_int_equal(baton("journey status j --json", &out, &err), 0);
+    json_t *o = json_loads(out, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(o, "profiles")), 0);
+    assert_non_null(json_object_get(json_object_get(o, "nodes"), "r"));
+    json_decref(o);
+    free(out);
+    free(err);
+    assert_int_equal(baton("profile nobody --json", &out, &err), 0);
+    free(out);
+    free(err);
+    /* a broken journey file: baton check names file and line, exits 2 */
+    char jdir[1024];
+    snprintf(jdir, sizeof jdir, "%s/journeys", dir);
+    free(file_write(jdir, "k.cfg",
+                    "journey: { name = \"k\"; entry = { event = \"go\"; };\n"
+                    "  start = \"x\"; nodes = ( { id = \"x\"; type = \"send\"; channel = \"mial\"; text = \"t\"; next = \"y\"; } ); };\n"));
+    assert_int_equal(baton("check", &out, &err), 2);
+    assert_non_null(strstr(err, "journeys/k.cfg:2: node 'x': channel = \"mial\" names no configured channel (did you mean 'mail'?)"));
+    assert_non_null(strstr(err, "journeys/k.cfg:2: node 'x': next = \"y\" names no node"));
+    free(out);
+    free(err);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_journey_test_json),
+        cmocka_unit_test(test_usage_and_errors),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
