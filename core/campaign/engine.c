@@ -385,8 +385,11 @@ int camp_check(camp_env *e)
 char *camp_table_name(const camp_env *e, const camp_activity *a, const camp_output *o)
 {
     size_t ai = (size_t)(a - e->c->acts), oi = (size_t)(o - a->outs);
-    if (e->plan)
-        return xasprintf("temp.baton_plan_%zu_%zu", ai, oi);
+    if (e->plan) /* temporary: gone with the connection, whatever happens */
+        return xasprintf("%s.baton_plan_%zu_%zu",
+                         e->ops->dialect && !strcmp(e->ops->dialect, "postgresql") ? "pg_temp"
+                                                                                    : "temp",
+                         ai, oi);
     return xasprintf("baton_w%lld_%zu_%zu", (long long)e->run_id, ai, oi);
 }
 
