@@ -63,8 +63,8 @@ struct dispatcher {
     qmsg **heap; /* retries, by due_ms */
     size_t nheap, heapcap;
     size_t pending; /* queued + in flight + retrying */
-    int closing;    /* submit refuses */
-    int stop;       /* workers exit after their batch */
+    _Atomic int closing; /* submit refuses (read unlocked on its fast path) */
+    _Atomic int stop;    /* workers exit after their batch */
     int64_t pause_until_ms;
     unsigned pause_level;
 
