@@ -604,7 +604,8 @@ static int chk_fn(check_ctx *c, node *n, const struct fn_def *f)
     if ((int)n->nkids < f->min || (int)n->nkids > f->max) {
         expr_err(c->E, n->line, n->col, "%s() takes %s%d argument%s, got %zu: %s", f->name,
                  f->min == f->max ? "" : f->max > 2 ? "at least " : "1 or ",
-                 f->max > 2 ? f->min : f->max, (f->max == 1 && f->min == 1) ? "" : "s", n->nkids,
+                 f->max > 2 ? f->min : f->max, (f->max > 2 ? f->min : f->max) == 1 ? "" : "s",
+                 n->nkids,
                  f->usage);
         n->type = T_ANY;
         return -1;
