@@ -726,7 +726,7 @@ static int chk_agg(check_ctx *c, node *n, const struct agg_def *a)
     int has_where = n->fn == 1;
     node *where = has_where ? n->kids[1] : NULL;
     const char *ex = a->id == AGG_COUNT || a->id == AGG_EXISTS ? "orders" : "orders.amount";
-    if (!arg || (!has_where && n->nkids != 1) || arg->kind != N_NAME) {
+    if (!arg || n->nkids != (size_t)(has_where ? 2 : 1) || arg->kind != N_NAME) {
         expr_err(c->E, n->line, n->col,
                  "%s() takes a one-to-many link%s and an optional 'where': %s(%s where ...)",
                  a->name, a->id == AGG_COUNT || a->id == AGG_EXISTS ? "" : " and a field", a->name,

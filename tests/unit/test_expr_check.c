@@ -135,6 +135,8 @@ static void test_names(void **st)
         {"exists(orders.amount)", "1:8: exists() takes a link, not a field: exists(orders)"},
         {"count(1)", "1:1: count() takes a one-to-many link and an optional 'where': "
                      "count(orders where ...)"},
+        {"sum(orders, amount where true)", "1:1: sum() takes a one-to-many link and a field and "
+                                           "an optional 'where': sum(orders.amount where ...)"},
         {"lowr(tier)", "1:1: unknown function 'lowr' (did you mean 'lower'?)"},
         {"frobnicate(1)", "1:1: unknown function 'frobnicate'"},
     };
