@@ -70,6 +70,11 @@ static void verify_schema(camp_env *e, const char *srcname, unsigned flags, diag
                                        sizeof err) == 1;
         }
         if (missing == e->sch.nentities && missing > 0) {
+            /* said once per source, however many campaigns use it */
+            for (size_t i = 0; i < d->n; i++)
+                if (d->v[i].warning && strstr(d->v[i].msg, e->src->where) &&
+                    strstr(d->v[i].msg, "holds none of the tables"))
+                    return;
             diag_warn(d, e->src->file, e->src->line,
                       "%s holds none of the tables of %s yet (`baton sample-data` makes a "
                       "sample); campaigns cannot plan or run until it does",
