@@ -13,7 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app.h"
 #include "buf.h"
+#include "journey/journey.h"
+#include "journey/runner.h"
 #include "plugin_host.h"
 #include "record.h"
 #include "support/fs.h"
@@ -196,6 +199,103 @@ static void test_bad_settings(void **state)
     assert_non_null(strstr(err, "Name: value"));
 }
 
+/* Through the journey runner: the action's JSON answer read by the next
+ * condition (<node>.<field>), a transient failure retried, a permanent
+ * one following on_error. */
+static const char *flow =
+    "journey: { name = \"pts\"; entry = { event = \"go\"; };\n"
+    "  start = \"points\"; nodes = (\n"
+    "    { id = \"points\"; type = \"action\"; action = \"loyalty\"; next = \"c\"; on_error = \"err\"; },\n"
+    "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"points.balance > 100\"; next = \"big\"; } ); otherwise = \"small\"; },\n"
+    "    { id = \"big\"; type = \"end\"; }, { id = \"small\"; type = \"end\"; }, { id = \"err\"; type = \"end\"; } ); };\n";
+
+static char *path_of(store *st, const char *profile)
+{
+    sqlite3_stmt *q;
+    char *out = NULL;
+    sqlite3_prepare_v2(st->db, "SELECT state || ': ' || path FROM journey_instances WHERE profile = ?",
+                       -1, &q, NULL);
+    sqlite3_bind_text(q, 1, profile, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        out = strdup((const char *)sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+    return out;
+}
+
+static void test_journey_action_results(void **state)
+{
+    /* p1: 200 with a balance; p2: 400 (permanent); p3: 503 once, then 200 */
+    sink_start("--body", "{\"balance\": 170}", "--match", "p2=400");
+    char settings[1024];
+    snprintf(settings, sizeof settings,
+             "url = \"http://127.0.0.1:%d/points\"; body = \"{\\\"id\\\": \\\"{{ profile.id }}\\\"}\";"
+             " retries = 2;", sink.port);
+    instance *inst = action(settings);
+    app a;
+    memset(&a, 0, sizeof a);
+    a.inst = &inst;
+    a.ninst = 1;
+    store st;
+    char err[512];
+    assert_int_equal(store_open(&st, dir, err, sizeof err), 0);
+    diag d;
+    diag_init(&d);
+    char *jpath = file_write(dir, "pts.cfg", flow);
+    journey *j = journey_load(jpath, NULL, &d);
+    assert_non_null(j);
+    jrunner *r = jrunner_start(&a, &st, &j, 1, NULL, 0, NULL, err, sizeof err);
+    assert_non_null(r);
+    const char *evs[] = {"{\"id\": \"1\", \"type\": \"go\", \"profile\": \"p1\"}",
+                         "{\"id\": \"2\", \"type\": \"go\", \"profile\": \"p2\"}"};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(jrunner_submit(r, NULL, evs[i], strlen(evs[i]), NULL, NULL), 0);
+    char *p1 = NULL, *p2 = NULL;
+    for (int i = 0; i < 300; i++) {
+        free(p1);
+        free(p2);
+        p1 = path_of(&st, "p1");
+        p2 = path_of(&st, "p2");
+        if (p1 && p2 && strncmp(p1, "active", 6) && strncmp(p2, "active", 6))
+            break;
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_string_equal(p1, "completed: points c big");
+    assert_string_equal(p2, "completed: points err");
+    free(p1);
+    free(p2);
+    /* a 503 is retried (with backoff) and then succeeds */
+    server_stop(&sink);
+    memset(&sink, 0, sizeof sink);
+    jrunner_stop(r);
+    test_instance_free(inst);
+    sink_start("--status", "503", "--body", "{\"balance\": 20}");
+    snprintf(settings, sizeof settings,
+             "url = \"http://127.0.0.1:%d/points\"; retries = 2;", sink.port);
+    inst = action(settings);
+    a.inst = &inst;
+    r = jrunner_start(&a, &st, &j, 1, NULL, 0, NULL, err, sizeof err);
+    const char *e3 = "{\"id\": \"3\", \"type\": \"go\", \"profile\": \"p3\"}";
+    assert_int_equal(jrunner_submit(r, NULL, e3, strlen(e3), NULL, NULL), 0);
+    char *p3 = NULL;
+    for (int i = 0; i < 300; i++) {
+        free(p3);
+        p3 = path_of(&st, "p3");
+        if (p3 && strncmp(p3, "active", 6))
+            break;
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+    }
+    assert_string_equal(p3, "completed: points c small");
+    free(p3);
+    jrunner_stop(r);
+    test_instance_free(inst);
+    journey_free(j);
+    free(jpath);
+    diag_free(&d);
+    store_close(&st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -203,6 +303,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_outcomes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_answer_is_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_settings, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_journey_action_results, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
