@@ -64,6 +64,117 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The smallest ops struct a 1.x plugin of each kind may declare: up to
+ * its last mandatory member. */
+static size_t min_ops_size(baton_kind k)
+{
+    switch (k) {
+    case BATON_KIND_CHANNEL: return offsetof(baton_channel_ops, batch_end);
+    case BATON_KIND_ACTION: return offsetof(baton_action_ops, reserved);
+    case BATON_KIND_SOURCE: return offsetof(baton_source_ops, columns);
+    case BATON_KIND_EVENT: return sizeof(uint32_t);
+    default: return 0;
+    }
+}
+
+static size_t ops_capacity(baton_kind k)
+{
+    switch (k) {
+    case BATON_KIND_CHANNEL: return sizeof(baton_channel_ops);
+    case BATON_KIND_ACTION: return sizeof(baton_action_ops);
+    case BATON_KIND_SOURCE: return sizeof(baton_source_ops);
+    case BATON_KIND_EVENT: return sizeof(baton_event_ops);
+    default: return 0;
+    }
+}
+
+/* Copy the plugin's ops and activity types into p, each zero-padded to
+ * the host's size; NULL, or what is wrong. */
+static const char *copy_kind_structs(plugin *p, const baton_plugin *d, char *why, size_t whylen)
+{
+    if (p->desc.kind == BATON_KIND_ACTIVITY) {
+        const baton_activity_type *t = d->activities;
+        if (!t)
+            return NULL;
+        uint32_t step = t->size;
+        if (step < offsetof(baton_activity_type, reserved)) {
+            snprintf(why, whylen, "activity types declare a size of %u bytes, too small for ABI 1.x",
+                     (unsigned)step);
+            return why;
+        }
+        size_t n = 0;
+        for (const char *at = (const char *)t;
+             ((const baton_activity_type *)at)->name; at += step)
+            n++;
+        p->types = xcalloc(n + 1, sizeof *p->types);
+        for (size_t i = 0; i < n; i++) {
+            const char *src = (const char *)t + i * step;
+            memcpy(&p->types[i], src, step < sizeof *p->types ? step : sizeof *p->types);
+        }
+        p->desc.activities = p->types;
+        return NULL;
+    }
+    const uint32_t *ops = d->ops;
+    if (!ops)
+        return NULL; /* missing_callback() names it */
+    if (*ops < min_ops_size(p->desc.kind)) {
+        snprintf(why, whylen, "%s ops declare a size of %u bytes, too small for ABI 1.x (at least %zu)",
+                 conf_kind_name(p->desc.kind), (unsigned)*ops, min_ops_size(p->desc.kind));
+        return why;
+    }
+    size_t cap = ops_capacity(p->desc.kind);
+    memcpy(&p->ops, ops, *ops < cap ? *ops : cap);
+    p->desc.ops = &p->ops;
+    return NULL;
+}
+
+/* A plugin author's mistakes in its key map are refused at load, naming
+ * the plugin, rather than surfacing as errors in the user's file. */
+static const char *check_keys(const baton_config_key *keys, baton_kind kind, const char *owner,
+                              char *why, size_t whylen)
+{
+    for (const baton_config_key *k = keys; k && k->name; k++) {
+        if (k->type < BATON_CFG_STRING || k->type > BATON_CFG_TEMPLATE) {
+            snprintf(why, whylen, "%sconfig key '%s' has an unknown type %d", owner, k->name,
+                     (int)k->type);
+            return why;
+        }
+        if (k->type == BATON_CFG_ENUM && (!k->choices || !k->choices[0])) {
+            snprintf(why, whylen, "%sconfig key '%s' is an enum with no choices", owner, k->name);
+            return why;
+        }
+        for (const baton_config_key *o = keys; o != k; o++)
+            if (strcmp(o->name, k->name) == 0) {
+                snprintf(why, whylen, "%sconfig key '%s' is declared twice", owner, k->name);
+                return why;
+            }
+        if (kind != BATON_KIND_ACTIVITY)
+            for (const baton_config_key *h = plugin_host_keys(kind); h->name; h++)
+                if (strcmp(h->name, k->name) == 0 && h->type != k->type) {
+                    snprintf(why, whylen,
+                             "%sconfig key '%s' is declared as %s, but baton reads it as %s for "
+                             "every %s",
+                             owner, k->name, keymap_type_name(k->type), keymap_type_name(h->type),
+                             conf_kind_name(kind));
+                    return why;
+                }
+        if (k->default_value) {
+            keymap_value v = {0};
+            int bad = keymap_parse_text(k, k->default_value, &v);
+            free(v.s);
+            for (size_t i = 0; i < v.nlist; i++)
+                free(v.list[i]);
+            free(v.list);
+            if (bad) {
+                snprintf(why, whylen, "%sconfig key '%s' has a default (\"%s\") that is not a %s",
+                         owner, k->name, k->default_value, keymap_type_name(k->type));
+                return why;
+            }
+        }
+    }
+    return NULL;
+}
+
 /* The callbacks every plugin of a kind must have. */
 static const char *missing_callback(const baton_plugin *d)
 {
@@ -233,20 +344,32 @@ plugin *plugin_load(plugin_registry *reg, const char *name, char *err, size_t er
         free(p);
         goto fail;
     }
+    const char *bad = copy_kind_structs(p, d, why, sizeof why);
+    if (bad) {
+        snprintf(err, errlen, "%s: %s", path, bad);
+        free(p->types);
+        free(p);
+        goto fail;
+    }
     const char *miss = missing_callback(&p->desc);
     if (miss) {
         snprintf(err, errlen, "%s: missing callback '%s', required of %s plugins", path, miss,
                  kind_name(p->desc.kind));
+        free(p->types);
         free(p);
         goto fail;
     }
-    for (const baton_config_key *k = p->desc.config; k && k->name; k++) {
-        if (k->type < BATON_CFG_STRING || k->type > BATON_CFG_TEMPLATE) {
-            snprintf(err, errlen, "%s: config key '%s' has an unknown type %d", path, k->name,
-                     (int)k->type);
-            free(p);
-            goto fail;
-        }
+    bad = check_keys(p->desc.config, p->desc.kind, "", why, sizeof why);
+    for (const baton_activity_type *t = p->desc.activities; !bad && t && t->name; t++) {
+        char owner[160];
+        snprintf(owner, sizeof owner, "activity type %s: ", t->name);
+        bad = check_keys(t->keys, BATON_KIND_ACTIVITY, owner, why, sizeof why);
+    }
+    if (bad) {
+        snprintf(err, errlen, "%s: %s", path, bad);
+        free(p->types);
+        free(p);
+        goto fail;
     }
     p->name = want;
     p->path = xstrdup(path);
@@ -274,6 +397,7 @@ void plugin_registry_free(plugin_registry *reg)
         }
         *pp = p->next;
         dlclose(p->dl);
+        free(p->types);
         free(p->name);
         free(p->path);
         free(p);
@@ -392,7 +516,8 @@ instance *instance_create(plugin *p, const conf_use *use, const char *dir, diag 
     inst->who = xasprintf("%s %s", kind_name(use->kind), use->name);
     inst->kind = use->kind;
     inst->plugin = p;
-    inst->file = use->file;
+    inst->file = use->file ? xstrdup(use->file) : NULL;
+    pthread_mutex_init(&inst->counters_lock, NULL);
     inst->line = use->line;
     const baton_config_key *maps[] = {plugin_host_keys(use->kind), p->desc.config};
     if (keymap_validate(use->group, use->where, maps, 2, NULL, dir, &inst->values, d)) {
@@ -457,6 +582,8 @@ void instance_destroy(instance *inst)
         free(inst->counters[i]->name);
         free(inst->counters[i]);
     }
+    pthread_mutex_destroy(&inst->counters_lock);
+    free(inst->file);
     free(inst->name);
     free(inst->where);
     free(inst->who);
@@ -541,17 +668,20 @@ static const char *h_config_list_item(baton_instance *inst, const char *key, siz
 
 static baton_counter *h_counter(baton_instance *inst, const char *name)
 {
-    size_t n = inst->ncounters;
-    for (size_t i = 0; i < n; i++)
+    instance_counter *found = NULL;
+    pthread_mutex_lock(&inst->counters_lock);
+    for (size_t i = 0; i < inst->ncounters && !found; i++)
         if (strcmp(inst->counters[i]->name, name) == 0)
-            return (baton_counter *)inst->counters[i];
-    if (n == sizeof inst->counters / sizeof inst->counters[0])
-        return NULL;
-    instance_counter *c = xcalloc(1, sizeof *c);
-    c->name = xstrdup(name);
-    inst->counters[n] = c;
-    inst->ncounters = n + 1;
-    return (baton_counter *)c;
+            found = inst->counters[i];
+    if (!found && inst->ncounters < sizeof inst->counters / sizeof inst->counters[0]) {
+        found = xcalloc(1, sizeof *found);
+        found->name = xstrdup(name);
+        inst->counters[inst->ncounters++] = found;
+    }
+    pthread_mutex_unlock(&inst->counters_lock);
+    if (!found)
+        log_msg(BATON_LOG_WARN, inst->who, "counter '%s' not created: 64 counters at most", name);
+    return (baton_counter *)found;
 }
 
 static void h_counter_add(baton_counter *c, uint64_t n)
@@ -601,21 +731,25 @@ static void h_record_set(baton_record *r, const char *name, const baton_value *v
 }
 static void h_record_free(baton_record *r) { record_free(r); }
 
+static pthread_rwlock_t g_sink_lock = PTHREAD_RWLOCK_INITIALIZER;
 static event_sink_fn g_sink;
 static void *g_sink_ud;
 
 void plugin_host_set_event_sink(event_sink_fn fn, void *ud)
 {
+    pthread_rwlock_wrlock(&g_sink_lock);
     g_sink = fn;
     g_sink_ud = ud;
+    pthread_rwlock_unlock(&g_sink_lock);
 }
 
 static int h_event_submit(baton_instance *inst, const char *json, size_t len,
                           void (*ack)(void *), void *ack_ctx)
 {
-    if (!g_sink)
-        return -1;
-    return g_sink(g_sink_ud, inst, json, len, ack, ack_ctx);
+    pthread_rwlock_rdlock(&g_sink_lock);
+    int rc = g_sink ? g_sink(g_sink_ud, inst, json, len, ack, ack_ctx) : 1;
+    pthread_rwlock_unlock(&g_sink_lock);
+    return rc;
 }
 
 static const baton_host host_api = {

@@ -5,6 +5,7 @@
 #ifndef BATON_PLUGIN_HOST_H
 #define BATON_PLUGIN_HOST_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
@@ -18,7 +19,18 @@ typedef struct plugin {
     char *name; /* the file's base name, without .so */
     char *path;
     void *dl;
-    baton_plugin desc; /* copy; members past the plugin's own size are 0 */
+    /* Host-side copies, zero-padded past what the plugin was built with:
+     * the host reads only these, never the plugin's own structs, so a
+     * plugin built for an older 1.x header is never read past its end.
+     * desc.ops and desc.activities point into them. */
+    baton_plugin desc;
+    union {
+        baton_channel_ops channel;
+        baton_action_ops action;
+        baton_source_ops source;
+        baton_event_ops event;
+    } ops;
+    baton_activity_type *types; /* ends with a NULL name */
     size_t live;       /* instances initialised, not yet destroyed */
     size_t running;    /* instances started, not yet stopped */
     struct plugin *next;
@@ -49,13 +61,14 @@ struct baton_instance {
     baton_kind kind;
     plugin *plugin;
     keymap_values values;
-    const char *file;
+    char *file;
     int line;
     void *state;
     instance_phase phase;
     char error[512];
+    pthread_mutex_t counters_lock; /* registration may come from any thread */
     instance_counter *counters[64];
-    _Atomic size_t ncounters;
+    size_t ncounters;
 };
 typedef struct baton_instance instance;
 
@@ -104,7 +117,10 @@ const baton_source_ops *instance_source(const instance *inst);
 /* The host table handed to every plugin. */
 const baton_host *plugin_host_api(void);
 
-/* Event sink: the journey engine installs where submitted events go. */
+/* Event sink: the journey engine installs where submitted events go.
+ * Until one is installed (or after NULL), event_submit answers 1 ("full,
+ * retry later"), so a source started first only waits. Installing waits
+ * for calls in flight into the previous sink. */
 typedef int (*event_sink_fn)(void *ud, instance *from, const char *json,
                              size_t len, void (*ack)(void *), void *ack_ctx);
 void plugin_host_set_event_sink(event_sink_fn fn, void *ud);

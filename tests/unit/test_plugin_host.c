@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include "buf.h"
@@ -97,6 +98,11 @@ static void test_refusals(void **st)
                                      "upgrade baton or rebuild the plugin against baton-sdk 1.0");
     expect_refusal("fx_missing_callback",
                    "missing callback 'ops.deliver', required of channel plugins");
+    expect_refusal("fx_ops_unsized", "channel ops declare a size of 0 bytes, too small for ABI "
+                                     "1.x (at least 48)");
+    expect_refusal("fx_bad_keys", "config key 'mode' is an enum with no choices");
+    expect_refusal("fx_key_clash", "config key 'rate' is declared as string, but baton reads it "
+                                   "as float for every channel");
 }
 
 static void test_not_found_suggests(void **st)
@@ -184,6 +190,62 @@ static void test_lifecycle_never_unloads_running(void **st)
     diag_free(&d);
 }
 
+/* Several threads registering counters: one object per name, none lost. */
+static instance *counting;
+static void *register_counters(void *arg)
+{
+    const baton_host *h = plugin_host_api();
+    for (int i = 0; i < 200; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "c%d", i % 50);
+        h->counter_add(h->counter(counting, name), 1);
+    }
+    return NULL;
+}
+
+static void test_counters_threads(void **st)
+{
+    char err[1024];
+    plugin *p = plugin_load(&reg, "fx_action", err, sizeof err);
+    conf_use use = use_of("actions", "c", BATON_KIND_ACTION,
+                          "c: { plugin = \"fx_action\"; url = \"u\"; };");
+    diag d;
+    diag_init(&d);
+    counting = instance_create(p, &use, ".", &d);
+    assert_non_null(counting);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, register_counters, NULL);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(counting->ncounters, 50);
+    for (size_t i = 0; i < counting->ncounters; i++)
+        assert_int_equal(counting->counters[i]->value, 16);
+    instance_destroy(counting);
+    diag_free(&d);
+}
+
+/* No sink yet: "full, retry later", never a crash or a drop. */
+static int sink_calls;
+static int sink(void *ud, instance *from, const char *json, size_t len, void (*ack)(void *),
+                void *ctx)
+{
+    sink_calls += *(int *)ud;
+    return 0;
+}
+
+static void test_event_sink(void **st)
+{
+    const baton_host *h = plugin_host_api();
+    assert_int_equal(h->event_submit(NULL, "{}", 2, NULL, NULL), 1);
+    int weight = 3;
+    plugin_host_set_event_sink(sink, &weight);
+    assert_int_equal(h->event_submit(NULL, "{}", 2, NULL, NULL), 0);
+    assert_int_equal(sink_calls, 3);
+    plugin_host_set_event_sink(NULL, NULL);
+    assert_int_equal(h->event_submit(NULL, "{}", 2, NULL, NULL), 1);
+}
+
 static void test_failing_init_message(void **st)
 {
     char err[1024];
@@ -212,6 +274,8 @@ int main(void)
         cmocka_unit_test(test_old_minor_still_loads_and_runs),
         cmocka_unit_test(test_lifecycle_never_unloads_running),
         cmocka_unit_test(test_failing_init_message),
+        cmocka_unit_test(test_counters_threads),
+        cmocka_unit_test(test_event_sink),
     };
     return cmocka_run_group_tests_name("plugin_host", tests, setup, teardown);
 }
