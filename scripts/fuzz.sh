@@ -5,7 +5,7 @@
 # tests/fuzz/corpus/fuzz_<name>/ (seeded from the corpus already there).
 # A crash stops with the input saved as build-fuzz/crash-*: copy it to
 # tests/fuzz/regressions/<name>-<what>, where test_fuzz_regressions
-# replays it forever.
+# replays it forever. FUZZ_TARGETS="fuzz_expr fuzz_template" runs only those.
 set -e
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 CC=${FUZZ_CC:-clang}
@@ -30,6 +30,9 @@ status=0
 for target in tests/fuzz/fuzz_*.c; do
     [ -e "$target" ] || continue
     name=$(basename "$target" .c)
+    if [ -n "$FUZZ_TARGETS" ]; then
+        case " $FUZZ_TARGETS " in *" $name "*) ;; *) continue ;; esac
+    fi
     $CC $CFLAGS -fsanitize=fuzzer "$target" $objs -o "$OUT/$name" $LIBS
     corpus="tests/fuzz/corpus/$name"
     mkdir -p "$corpus" "$OUT/corpus/$name"

@@ -417,10 +417,13 @@ typedef struct baton_host {
      * Aggregates over one-to-many links need rows a record cannot carry:
      * through this table they fail at eval. now() is the host's clock.
      * expr_eval returns 0 with *out filled (a string result is copied into
-     * scratch, which is reset first, and valid until scratch changes), or
-     * -1. template_compile takes html = 1 to HTML-escape {{ }} values;
-     * names are resolved as for a NULL scope; template_render appends to
-     * out and returns 0, or -1. Compiled objects are immutable and owned
+     * scratch, which is reset first, and valid until scratch changes; with
+     * scratch NULL a string result fails), or -1. NULL follows SQL: a
+     * condition holds only when *out is a true bool. template_compile
+     * takes html = 1 to HTML-escape {{ }} values; names are resolved as
+     * for a NULL scope ({{#each}} is not available); template_render
+     * appends to out and returns 0, or -1 leaving out as it was. Compiled
+     * objects are immutable and owned
      * by the plugin until *_free; compile, eval and render may run on any
      * thread and do not block. */
     baton_expr *(*expr_compile)(baton_instance *inst, const char *text,
