@@ -923,7 +923,8 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
     if (!r->o.action_workers)
         r->o.action_workers = 4;
     r->ch = xcalloc(nch + 1, sizeof *r->ch);
-    memcpy(r->ch, ch, nch * sizeof *ch);
+    if (nch)
+        memcpy(r->ch, ch, nch * sizeof *ch);
     r->nch = nch;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->wake, NULL);

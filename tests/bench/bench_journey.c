@@ -258,7 +258,7 @@ int main(void)
     dispatch_opts o = {.on_outcome = on_outcome};
     dispatcher *disp = dispatch_open(push, &st, &o, err, sizeof err);
     jchannel ch = {"push", push, disp};
-    jrunner_opts ro = {.queue = 200000, .batch = 4096};
+    jrunner_opts ro = {.queue = 200000, .batch = 1024};
     jrunner *r = jrunner_start(&a, &st, &j, 1, &ch, 1, &ro, err, sizeof err);
     if (!r || !disp || app_start(&a, &d)) {
         printf("bench_journey: cannot start: %s\n", err);
