@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "expr/host_api.h"
+#include "config/keymap.h"
 #include "log.h"
 #include "mem.h"
 #include "schema_source.h"
@@ -30,6 +31,35 @@ static void build_path(app *a)
     a->reg.npath = a->npath;
 }
 
+/* A plugin named by a path resolves against the configuration's folder,
+ * like every other relative path in it. */
+static char *plugin_file(app *a, const char *name)
+{
+    return strchr(name, '/') ? path_resolve(a->conf.dir, name) : xstrdup(name);
+}
+
+/* A disabled channel is loaded by no one at run time, but its mistakes
+ * should not wait for the day it is turned on: check reports them as
+ * warnings. */
+static void check_disabled(app *a, const conf_use *u, diag *d)
+{
+    diag scratch;
+    diag_init(&scratch);
+    char err[1024];
+    char *file = plugin_file(a, u->plugin);
+    plugin *p = plugin_load(&a->reg, file, err, sizeof err);
+    free(file);
+    if (!p) {
+        diag_error(&scratch, u->file, u->line, "%s: %s", u->where, err);
+    } else {
+        instance *inst = instance_create(p, u, a->conf.dir, &scratch);
+        instance_destroy(inst);
+    }
+    for (size_t i = 0; i < scratch.n; i++)
+        diag_warn(d, scratch.v[i].file, scratch.v[i].line, "(disabled) %s", scratch.v[i].msg);
+    diag_free(&scratch);
+}
+
 int app_open(app *a, const char *config_path, unsigned flags, diag *d)
 {
     memset(a, 0, sizeof *a);
@@ -49,10 +79,14 @@ int app_open(app *a, const char *config_path, unsigned flags, diag *d)
     a->inst = xcalloc(a->conf.nuses + 1, sizeof *a->inst);
     for (size_t i = 0; i < a->conf.nuses; i++) {
         conf_use *u = &a->conf.uses[i];
+        if (u->plugin && !u->enabled && (flags & APP_DISABLED))
+            check_disabled(a, u, d);
         if (!u->plugin || !u->enabled)
             continue;
         char err[1024];
-        plugin *p = plugin_load(&a->reg, u->plugin, err, sizeof err);
+        char *file = plugin_file(a, u->plugin);
+        plugin *p = plugin_load(&a->reg, file, err, sizeof err);
+        free(file);
         if (!p) {
             diag_error(d, u->file, u->line, "%s: %s", u->where, err);
             continue;

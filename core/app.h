@@ -11,6 +11,8 @@
 enum {
     APP_PLUGINS = 1, /* load plugins and validate their settings */
     APP_INIT = 2,    /* and run init on every instance */
+    APP_DISABLED = 4, /* also check disabled channels' plugin and settings,
+                         reported as warnings (baton check) */
 };
 
 typedef struct app {

@@ -520,7 +520,11 @@ instance *instance_create(plugin *p, const conf_use *use, const char *dir, diag 
     pthread_mutex_init(&inst->counters_lock, NULL);
     inst->line = use->line;
     const baton_config_key *maps[] = {plugin_host_keys(use->kind), p->desc.config};
-    if (keymap_validate(use->group, use->where, maps, 2, NULL, dir, &inst->values, d)) {
+    /* `enabled` was read (and its type checked) with the configuration */
+    static const char *const read_already[] = {"enabled", NULL};
+    if (keymap_validate(use->group, use->where, maps, 2,
+                        use->kind == BATON_KIND_CHANNEL ? read_already : NULL, dir, &inst->values,
+                        d)) {
         instance_destroy(inst);
         return NULL;
     }

@@ -41,6 +41,14 @@ static record_field *find(const record *r, const char *name)
 
 void record_set(record *r, const char *name, const baton_value *v)
 {
+    /* copy first: v may point into the field it replaces */
+    baton_value copy = *v;
+    if (v->type == BATON_T_STRING) {
+        char *s = xmalloc(v->v.s.len + 1);
+        memcpy(s, v->v.s.ptr, v->v.s.len);
+        s[v->v.s.len] = '\0';
+        copy.v.s.ptr = s;
+    }
     record_field *f = find(r, name);
     if (f) {
         value_release(&f->value);
@@ -52,13 +60,7 @@ void record_set(record *r, const char *name, const baton_value *v)
         f = &r->v[r->n++];
         f->name = xstrdup(name);
     }
-    f->value = *v;
-    if (v->type == BATON_T_STRING) {
-        char *copy = xmalloc(v->v.s.len + 1);
-        memcpy(copy, v->v.s.ptr, v->v.s.len);
-        copy[v->v.s.len] = '\0';
-        f->value.v.s.ptr = copy;
-    }
+    f->value = copy;
 }
 
 void record_set_string(record *r, const char *name, const char *s)

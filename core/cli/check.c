@@ -14,7 +14,7 @@ int cmd_check(const cli_ctx *ctx, int argc, char **argv)
     diag d;
     diag_init(&d);
     app a;
-    app_open(&a, ctx->config, APP_INIT, &d);
+    app_open(&a, ctx->config, APP_INIT | APP_DISABLED, &d);
     if (d.errors == 0)
         for (const check_hook *h = check_hooks; *h; h++)
             (*h)(&a, &d, stdout);

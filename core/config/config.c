@@ -2,8 +2,12 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "buf.h"
+#include "dispatch/zone.h"
 #include "log.h"
 #include "mem.h"
 #include "suggest.h"
@@ -145,6 +149,17 @@ static void load_baton(conf *c, config_setting_t *g, diag *d)
     c->data_dir = xstrdup(keymap_get(&vals, "data_dir")->s);
     const keymap_value *pp = keymap_get(&vals, "plugin_path");
     c->plugin_path = path_list(pp, c->dir, &c->nplugin_path);
+    /* SQLite's lesson: an empty load path loads from where you did not
+     * mean; a folder that is not there silently falls back to the
+     * defaults. */
+    for (size_t i = 0; i < pp->nlist; i++) {
+        struct stat st;
+        if (!pp->list[i][0])
+            diag_error(d, c->path, pp->line, "baton: plugin_path[%zu] is empty; name a folder", i);
+        else if (stat(c->plugin_path[i], &st) != 0 || !S_ISDIR(st.st_mode))
+            diag_warn(d, c->path, pp->line, "baton: plugin_path[%zu] \"%s\" is not a folder",
+                      i, c->plugin_path[i]);
+    }
     keymap_values_free(&vals);
 
     config_setting_t *lg = g ? config_setting_get_member(g, "log") : NULL;
@@ -251,12 +266,34 @@ static void load_caps(conf *c, config_setting_t *g, diag *d)
         }
         const baton_config_key *maps[] = {cap_keys};
         keymap_values vals = {0};
+        int eline = (int)config_setting_source_line(e);
         if (keymap_validate(e, where, maps, 1, NULL, c->dir, &vals, d) == 0) {
-            c->caps = xrealloc(c->caps, (c->ncaps + 1) * sizeof *c->caps);
-            c->caps[c->ncaps].channel = xstrdup(keymap_get(&vals, "channel")->s);
-            c->caps[c->ncaps].max = keymap_get(&vals, "max")->i;
-            c->caps[c->ncaps].per_s = keymap_get(&vals, "per")->i / 1000;
-            c->ncaps++;
+            const char *ch = keymap_get(&vals, "channel")->s;
+            int ok = 1;
+            if (keymap_get(&vals, "per")->i < 1000) {
+                diag_error(d, file, eline, "%s: per = \"%s\" is shorter than a second", where,
+                           keymap_get(&vals, "per")->s);
+                ok = 0;
+            }
+            if (strcmp(ch, "*") != 0 && !conf_find(c, "channels", ch)) {
+                const char *cands[64];
+                size_t nc = 0;
+                for (size_t u = 0; u < c->nuses && nc < 64; u++)
+                    if (c->uses[u].kind == BATON_KIND_CHANNEL)
+                        cands[nc++] = c->uses[u].name;
+                const char *near = suggest_nearest(ch, cands, nc);
+                diag_error(d, file, eline, "%s: channel = \"%s\" names no configured channel%s%s%s",
+                           where, ch, near ? " (did you mean '" : "", near ? near : "",
+                           near ? "'?)" : "");
+                ok = 0;
+            }
+            if (ok) {
+                c->caps = xrealloc(c->caps, (c->ncaps + 1) * sizeof *c->caps);
+                c->caps[c->ncaps].channel = xstrdup(ch);
+                c->caps[c->ncaps].max = keymap_get(&vals, "max")->i;
+                c->caps[c->ncaps].per_s = keymap_get(&vals, "per")->i / 1000;
+                c->ncaps++;
+            }
         }
         keymap_values_free(&vals);
     }
@@ -278,8 +315,18 @@ static void load_caps(conf *c, config_setting_t *g, diag *d)
                 diag_error(d, file, line, "caps.quiet_hours: to = \"%s\" is not a time of day; expected \"HH:MM\"",
                            keymap_get(&vals, "to")->s);
             else {
-                c->quiet = 1;
-                c->quiet_tz = xstrdup(keymap_get(&vals, "timezone")->s);
+                const char *tz = keymap_get(&vals, "timezone")->s;
+                char err[256];
+                zone *z = zone_load(tz, err, sizeof err);
+                if (!z) {
+                    diag_error(d, file, line, "caps.quiet_hours: timezone = \"%s\" is not a known "
+                               "time zone; expected a name such as \"Europe/Paris\" or \"UTC\"",
+                               tz);
+                } else {
+                    zone_free(z);
+                    c->quiet = 1;
+                    c->quiet_tz = xstrdup(tz);
+                }
             }
         }
         keymap_values_free(&vals);
@@ -297,7 +344,8 @@ int conf_load(conf *c, const char *path, diag *d)
     config_set_include_dir(&c->lc, c->dir);
     if (!config_read_file(&c->lc, path)) {
         if (config_error_type(&c->lc) == CONFIG_ERR_FILE_IO)
-            diag_error(d, path, 0, "cannot read the configuration file");
+            diag_error(d, path, 0, "cannot read the configuration file: %s",
+                       access(path, R_OK) != 0 ? strerror(errno) : "I/O error");
         else
             diag_error(d, config_error_file(&c->lc) ? config_error_file(&c->lc) : path,
                        config_error_line(&c->lc), "%s", config_error_text(&c->lc));

@@ -161,6 +161,8 @@ static void unknown_key(const char *file, int line, const char *where,
     }
     for (size_t m = 0; m < nmaps; m++)
         for (const baton_config_key *k = maps[m]; k && k->name; k++) {
+            if (ignored(k->name, ignore))
+                continue;
             if (n < 256)
                 cands[n++] = k->name;
             buf_addf(&known, "%s%s", known.len ? ", " : "", k->name);
@@ -270,6 +272,9 @@ static void read_value(const config_setting_t *s, const baton_config_key *k,
             buf_free(&c);
         } else if (k->type == BATON_CFG_PATH) {
             free(val->s);
+            if (!*str)
+                diag_error(d, file, line, "%s: %s must name a file or folder, not be empty", where,
+                           k->name);
             val->s = path_resolve(dir, str);
         } else {
             free(val->s);

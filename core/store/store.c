@@ -10,6 +10,10 @@
 
 int store_mkdirs(const char *path)
 {
+    if (!*path) {
+        errno = ENOENT;
+        return -1;
+    }
     char *p = xstrdup(path);
     for (char *s = p + 1; *s; s++) {
         if (*s != '/')
@@ -92,28 +96,54 @@ int store_exec(store *s, const char *sql, char *err, size_t errlen)
 int store_migrate(store *s, const char *module, int version, const char *ddl, char *err,
                   size_t errlen)
 {
+    /* read the version inside the write transaction: two processes
+     * starting together must not both run the ddl */
+    pthread_mutex_lock(&s->write_lock);
+    int rc = store_exec(s, "BEGIN IMMEDIATE", err, errlen);
+    if (rc)
+        goto out;
     sqlite3_stmt *st;
     int have = 0;
     if (sqlite3_prepare_v2(s->db, "SELECT version FROM store_schema WHERE module = ?", -1, &st,
                            NULL) != SQLITE_OK) {
         snprintf(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
-        return -1;
+        rc = -1;
+        goto rollback;
     }
     sqlite3_bind_text(st, 1, module, -1, SQLITE_STATIC);
     if (sqlite3_step(st) == SQLITE_ROW)
         have = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
-    if (have >= version)
-        return 0;
-    pthread_mutex_lock(&s->write_lock);
-    char *sql = xasprintf("BEGIN IMMEDIATE; %s; INSERT INTO store_schema(module, version) "
-                          "VALUES ('%s', %d) ON CONFLICT(module) DO UPDATE SET version = "
-                          "excluded.version; COMMIT;",
-                          ddl, module, version);
-    int rc = store_exec(s, sql, err, errlen);
-    if (rc)
-        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (have >= version) {
+        rc = store_exec(s, "COMMIT", err, errlen);
+        goto out;
+    }
+    if (store_exec(s, ddl, err, errlen)) {
+        rc = -1;
+        goto rollback;
+    }
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO store_schema(module, version) VALUES (?, ?) ON "
+                           "CONFLICT(module) DO UPDATE SET version = excluded.version",
+                           -1, &st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
+        rc = -1;
+        goto rollback;
+    }
+    sqlite3_bind_text(st, 1, module, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, version);
+    int step = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (step != SQLITE_DONE) {
+        snprintf(err, errlen, "%s: %s", s->path, sqlite3_errmsg(s->db));
+        rc = -1;
+        goto rollback;
+    }
+    rc = store_exec(s, "COMMIT", err, errlen);
+    goto out;
+rollback:
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+out:
     pthread_mutex_unlock(&s->write_lock);
-    free(sql);
     return rc;
 }

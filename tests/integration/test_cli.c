@@ -60,7 +60,8 @@ static void test_usage_and_exit_codes(void **st)
     free(out);
     free(err);
     assert_int_equal(baton(&out, &err, "-c /nonexistent/baton.cfg check"), 2);
-    assert_string_equal(err, "/nonexistent/baton.cfg: cannot read the configuration file\n"
+    assert_string_equal(err, "/nonexistent/baton.cfg: cannot read the configuration file: No such "
+                             "file or directory\n"
                              "baton check: 1 error(s)\n");
     free(out);
     free(err);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "app.h"
 #include "buf.h"
@@ -128,7 +129,11 @@ static void test_relative_paths(void **st)
     char *got = load("baton: { data_dir = \"/abs/var\"; plugin_path = [ \"plugins\", \"/opt/p\" ]; };\n"
                      "campaigns = [ \"campaigns\" ];\njourneys = \"journeys\";\n",
                      0, &a);
-    assert_string_equal(got, "");
+    /* folders that are not there are said, not fatal */
+    assert_string_equal(got, "DIR/baton.cfg:1: warning: baton: plugin_path[0] \"DIR/plugins\" is "
+                             "not a folder\n"
+                             "DIR/baton.cfg:1: warning: baton: plugin_path[1] \"/opt/p\" is not a "
+                             "folder\n");
     char want[512];
     assert_string_equal(a.conf.data_dir, "/abs/var");
     assert_int_equal(a.conf.nplugin_path, 2);
@@ -158,6 +163,13 @@ static void test_uses_and_profiles(void **st)
            "'crm'?)\n");
 }
 
+static void test_empty_paths_refused(void **st)
+{
+    expect("baton: {\n data_dir = \"\";\n plugin_path = [ \"\" ];\n};\n", 0,
+           "DIR/baton.cfg:2: baton: data_dir must name a file or folder, not be empty\n"
+           "DIR/baton.cfg:3: baton: plugin_path[0] is empty; name a folder\n");
+}
+
 static void test_caps(void **st)
 {
     app a;
@@ -175,6 +187,15 @@ static void test_caps(void **st)
     assert_string_equal(a.conf.quiet_tz, "Europe/Paris");
     free(got);
     app_close(&a);
+    expect("channels: { email: { plugin = \"x\"; enabled = false; }; };\n"
+           "caps: {\n per_profile = ( { channel = \"emial\"; max = 1; per = \"250ms\"; } );\n"
+           " quiet_hours = { from = \"21:00\"; to = \"08:00\"; timezone = \"Mars/Olympus\"; };\n};\n",
+           0,
+           "DIR/baton.cfg:3: caps.per_profile[0]: per = \"250ms\" is shorter than a second\n"
+           "DIR/baton.cfg:3: caps.per_profile[0]: channel = \"emial\" names no configured channel "
+           "(did you mean 'email'?)\n"
+           "DIR/baton.cfg:4: caps.quiet_hours: timezone = \"Mars/Olympus\" is not a known time "
+           "zone; expected a name such as \"Europe/Paris\" or \"UTC\"\n");
     expect("caps: {\n per_profile = ( { channel = \"*\"; per = \"soon\"; } );\n"
            " quiet_hours = { from = \"25:00\"; to = \"08:00\"; };\n};\n",
            0,
@@ -309,6 +330,26 @@ static void test_defaults_paths_and_init(void **st)
     free(cfg);
 }
 
+/* plugin = "vendor/x.so" is relative to the configuration's folder, not
+ * to wherever baton was started. */
+static void test_plugin_by_relative_path(void **st)
+{
+    const char *f = getenv("BATON_FIXTURES");
+    char *cmd;
+    assert_true(asprintf(&cmd, "mkdir -p %s/vendor && cp %s/fx_action.so %s/vendor/audit.so", dir,
+                         f ? f : "build/tests/fixtures", dir) > 0);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    assert_int_equal(chdir("/"), 0);
+    app a;
+    char *got = load("actions: { a: { plugin = \"vendor/audit.so\"; url = \"u\"; }; };\n", APP_INIT,
+                     &a);
+    assert_string_equal(got, "");
+    assert_non_null(app_find(&a, "actions", "a"));
+    free(got);
+    app_close(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -319,10 +360,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_env_substitution, setup, teardown),
         cmocka_unit_test_setup_teardown(test_relative_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uses_and_profiles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_empty_paths_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_caps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_settings_all_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_load_errors_in_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defaults_paths_and_init, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plugin_by_relative_path, setup, teardown),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -53,6 +53,14 @@ static void test_record(void **st)
     assert_int_equal(v.v.i, 4);
     assert_int_equal(r->n, 2);
     assert_int_equal(record_get(r, "missing", &v), -1);
+    /* a value taken from the field it replaces (trimming in place) */
+    assert_int_equal(record_get(r, "first_name", &v), 0);
+    v.v.s.ptr += 1;
+    v.v.s.len -= 1;
+    record_set(r, "first_name", &v);
+    assert_int_equal(record_get(r, "first_name", &v), 0);
+    assert_int_equal(v.v.s.len, strlen("oé"));
+    assert_memory_equal(v.v.s.ptr, "oé", v.v.s.len);
     record_free(r);
 }
 
