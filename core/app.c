@@ -66,15 +66,17 @@ int app_open(app *a, const char *config_path, unsigned flags, diag *d)
     size_t before = d->errors;
     if (conf_load(&a->conf, config_path, d) != 0 && !a->conf.path)
         return -1;
-    log_configure(a->conf.log_level, a->conf.log_json);
+    /* a refused configuration (a bad SIGHUP reload) changes nothing */
+    if (d->errors == before && !(flags & APP_SECONDARY))
+        log_configure(a->conf.log_level, a->conf.log_json);
     build_path(a);
     if (!(flags & (APP_PLUGINS | APP_INIT)))
         return d->errors == before ? 0 : -1;
 
-    /* before any plugin init: plugins compile expressions in entity scopes;
-     * baton check reports the schema's own errors */
+    /* before any plugin init: plugins compile expressions in entity scopes
+     * (each instance against its own app's schema: serve may hold two apps
+     * at once); baton check reports the schema's own errors */
     a->schema = schema_load_profiles(&a->conf, NULL);
-    expr_host_set_schema(a->schema);
 
     a->inst = xcalloc(a->conf.nuses + 1, sizeof *a->inst);
     for (size_t i = 0; i < a->conf.nuses; i++) {
@@ -92,8 +94,10 @@ int app_open(app *a, const char *config_path, unsigned flags, diag *d)
             continue;
         }
         instance *inst = instance_create(p, u, a->conf.dir, d);
-        if (inst)
+        if (inst) {
+            inst->schema = a->schema;
             a->inst[a->ninst++] = inst;
+        }
     }
     if (d->errors != before || !(flags & APP_INIT))
         return d->errors == before ? 0 : -1;
@@ -164,7 +168,6 @@ void app_close(app *a)
     free(a->inst);
     plugin_registry_free(&a->reg);
     if (a->schema) {
-        expr_host_set_schema(NULL);
         schema_destroy(a->schema);
     }
     for (size_t i = 0; i < a->npath; i++)

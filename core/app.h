@@ -13,6 +13,9 @@ enum {
     APP_INIT = 2,    /* and run init on every instance */
     APP_DISABLED = 4, /* also check disabled channels' plugin and settings,
                          reported as warnings (baton check) */
+    APP_SECONDARY = 8, /* one of several apps in a process (serve's
+                          scheduler): leave process-wide settings, such as
+                          logging, to the main one */
 };
 
 typedef struct app {

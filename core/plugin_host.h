@@ -61,6 +61,9 @@ struct baton_instance {
     baton_kind kind;
     plugin *plugin;
     keymap_values values;
+    /* the schema of the profiles source of the app that made it: the
+     * scope of the expressions this instance compiles (NULL: none) */
+    const struct schema *schema;
     char *file;
     int line;
     void *state;

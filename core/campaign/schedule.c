@@ -163,7 +163,7 @@ static void *scheduler_main(void *arg)
         app a;
         diag d;
         diag_init(&d);
-        if (app_open(&a, s->config, APP_INIT, &d) == 0)
+        if (app_open(&a, s->config, APP_INIT | APP_SECONDARY, &d) == 0)
             campaign_scheduler_tick_with(&a, (int64_t)time(NULL), s->dispatcher_for, s->ud);
         else
             log_error("campaign scheduler: %s: %zu configuration error(s); no campaign started",

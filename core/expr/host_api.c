@@ -2,6 +2,7 @@
  * compiled object carries its own scope; evaluation reads a baton_record
  * by path and the host's clock. */
 #include "expr/host_api.h"
+#include "plugin_host.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -40,14 +41,16 @@ static int64_t host_now(void)
     return (int64_t)ts.tv_sec;
 }
 
-static expr_scope *scope_for(const char *scope, char *err, size_t errlen)
+/* The instance's own schema; the process-wide one only for callers with
+ * no instance (tests, tools). */
+static expr_scope *scope_for(baton_instance *inst, const char *scope, char *err, size_t errlen)
 {
     if (!scope) {
         expr_scope *sc = expr_scope_new(NULL, NULL);
         expr_scope_set_open(sc, 1);
         return sc;
     }
-    const schema *s = atomic_load(&g_schema);
+    const schema *s = inst ? inst->schema : atomic_load(&g_schema);
     if (strcmp(scope, "journey") == 0) {
         expr_scope *sc = expr_scope_journey(s, s ? schema_entity_find(s, "profiles") : NULL,
                                             NULL, 0);
@@ -83,7 +86,7 @@ baton_expr *host_expr_compile(baton_instance *inst, const char *text, const char
         snprintf(err, errlen, "no expression");
         return NULL;
     }
-    expr_scope *sc = scope_for(scope, err, errlen);
+    expr_scope *sc = scope_for(inst, scope, err, errlen);
     if (!sc)
         return NULL;
     expr *e = expr_compile_msg(text, sc, 0, err, errlen);
@@ -140,7 +143,7 @@ baton_template *host_template_compile(baton_instance *inst, const char *text, in
         snprintf(err, errlen, "no template");
         return NULL;
     }
-    expr_scope *sc = scope_for(NULL, err, errlen);
+    expr_scope *sc = scope_for(inst, NULL, err, errlen);
     template *t = template_compile_msg(text, sc, html ? TEMPLATE_HTML : 0, err, errlen);
     if (!t) {
         expr_scope_free(sc);

@@ -11,9 +11,10 @@
 
 #include "schema.h"
 
-/* The schema plugin scopes are resolved against (NULL: none; then only
- * the NULL scope compiles). Set it before plugins init, and keep it alive
- * while any plugin expression compiled against it lives. */
+/* The schema scopes resolve against when a plugin compiles with no
+ * instance (NULL: none; then only the NULL scope compiles). Instances use
+ * their own app's schema (instance.schema); this is for tests and tools.
+ * Keep it alive while any expression compiled against it lives. */
 void expr_host_set_schema(const schema *s);
 /* The clock now() reads for plugins (NULL: the system clock), in seconds
  * since the epoch. */
