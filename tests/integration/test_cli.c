@@ -155,6 +155,54 @@ static void test_broken_copy(void **st)
     free(tmp);
 }
 
+/* consent must name a bool field of profiles, address an existing one */
+static void test_channel_fields_checked(void **st)
+{
+    char *tmp = tmpdir_make("cli");
+    char *cmd;
+    assert_true(asprintf(&cmd, "cp -r %s/conf %s/conf && mkdir -p %s/build && ln -s %s/plugins %s/build/plugins",
+                         src, tmp, tmp, build, tmp) > 0);
+    assert_int_equal(run_capture(cmd, NULL, NULL), 0);
+    free(cmd);
+    char *cfg;
+    assert_true(asprintf(&cfg, "%s/conf/baton.cfg", tmp) > 0);
+    config_t lc;
+    config_init(&lc);
+    assert_true(config_read_file(&lc, cfg));
+    config_setting_t *email = config_lookup(&lc, "channels.email");
+    assert_non_null(email);
+    config_setting_t *c = config_setting_get_member(email, "consent");
+    assert_non_null(c);
+    config_setting_set_string(c, "first_name");
+    config_setting_t *ad = config_setting_get_member(email, "address");
+    assert_non_null(ad);
+    config_setting_set_string(ad, "emial");
+    assert_true(config_write_file(&lc, cfg));
+    config_destroy(&lc);
+    config_init(&lc);
+    assert_true(config_read_file(&lc, cfg));
+    int lc_line = config_setting_source_line(config_lookup(&lc, "channels.email.consent"));
+    int la_line = config_setting_source_line(config_lookup(&lc, "channels.email.address"));
+    config_destroy(&lc);
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "-c %s check", cfg), 2);
+    char want[1024];
+    snprintf(want, sizeof want,
+             "%s:%d: channels.email: address = \"emial\" is not a field of profiles (did you mean "
+             "'email'?)\n",
+             cfg, la_line);
+    assert_non_null(strstr(err, want));
+    snprintf(want, sizeof want,
+             "%s:%d: channels.email: consent = \"first_name\" must name a bool field of profiles\n",
+             cfg, lc_line);
+    assert_non_null(strstr(err, want));
+    free(out);
+    free(err);
+    free(cfg);
+    tmpdir_remove(tmp);
+    free(tmp);
+}
+
 static void test_plugins_json_lists_every_plugin(void **st)
 {
     char *out, *err;
@@ -233,6 +281,7 @@ int main(void)
         cmocka_unit_test(test_usage_and_exit_codes),
         cmocka_unit_test(test_shipped_config_checks),
         cmocka_unit_test(test_broken_copy),
+        cmocka_unit_test(test_channel_fields_checked),
         cmocka_unit_test(test_plugins_json_lists_every_plugin),
         cmocka_unit_test(test_describe),
     };
