@@ -19,8 +19,12 @@
  * borrowed for the duration of the call, and pointers a plugin returns in a
  * descriptor must stay valid until the plugin is unloaded (static data).
  *
- * Threads: the host calls init/start/stop/destroy on its main thread. Kind
- * callbacks say which thread calls them and whether they may block.
+ * Threads: the lifecycle of one instance (init/start/stop/destroy) runs
+ * on one thread at a time, in order; different instances of a plugin may
+ * run theirs at the same time on different threads (baton serve keeps
+ * its scheduler's instances beside its own), so a plugin guards any state
+ * it shares between instances. Kind callbacks say which thread calls them
+ * and whether they may block.
  */
 #ifndef BATON_BATON_H
 #define BATON_BATON_H
@@ -120,7 +124,11 @@ typedef enum baton_cfg_type {
  * group against these before init: unknown keys, wrong types, missing
  * required keys, out-of-range numbers and unknown enum values are all
  * reported with file:line, and `baton plugins --describe` prints them.
- * A map ends with an entry whose name is NULL. */
+ * A map ends with an entry whose name is NULL. Maps are checked at load:
+ * an enum needs choices, a default must parse as its type, a name appears
+ * once and does not redeclare a key baton reads itself with another type.
+ * This struct is frozen for every 1.x (arrays of it cannot carry their
+ * size): new key attributes would come as new types. */
 typedef struct baton_config_key {
     const char *name;
     baton_cfg_type type;
@@ -353,15 +361,19 @@ typedef struct baton_host {
     /* 1.0 — logging, prefixed with the instance name. Any thread. */
     void (*log)(baton_instance *inst, baton_log_level level, const char *fmt,
                 ...) BATON_PRINTF(3, 4);
-    /* 1.0 — the message init() failed with; the host prints it. */
+    /* 1.0 — the message init() or start() failed with; the host prints it
+     * with the instance's file:line. */
     void (*set_error)(baton_instance *inst, const char *fmt, ...)
         BATON_PRINTF(2, 3);
     /* 1.0 — the instance's name ("email", "crm"). */
     const char *(*instance_name)(baton_instance *inst);
 
     /* 1.0 — validated configuration, defaults applied. Strings are owned by
-     * the host and valid until destroy. A key the plugin did not declare
-     * returns NULL / 0. Any thread. */
+     * the host and valid until destroy. Read each key with the getter of
+     * its type (config_float also reads an INT key; config_string reads
+     * STRING, ENUM, PATH (resolved), TEMPLATE and the text of a DURATION);
+     * another getter, or a key the plugin did not declare, returns NULL /
+     * 0. Any thread. */
     const char *(*config_string)(baton_instance *inst, const char *key);
     int64_t (*config_int)(baton_instance *inst, const char *key);
     double (*config_float)(baton_instance *inst, const char *key);
@@ -371,8 +383,10 @@ typedef struct baton_host {
     const char *(*config_list_item)(baton_instance *inst, const char *key,
                                     size_t i);
 
-    /* 1.0 — metrics. counter() is called in init; counter_add from any
-     * thread. */
+    /* 1.0 — metrics. counter() returns the instance's counter of that name,
+     * creating it (64 per instance at most; past that NULL, which
+     * counter_add ignores). Both from any thread; call counter() once, in
+     * init, and keep the pointer. */
     baton_counter *(*counter)(baton_instance *inst, const char *name);
     void (*counter_add)(baton_counter *c, uint64_t n);
 
@@ -387,10 +401,12 @@ typedef struct baton_host {
     void (*buf_reset)(baton_buf *b);
     void (*buf_free)(baton_buf *b);
 
-    /* 1.0 — records. record_get returns 0 and fills out (borrowed from the
-     * record) when the field exists, -1 otherwise. Dotted names follow
-     * nested records ("profile.city"). record_new/record_set build a
-     * record the plugin owns until record_free; set copies the value. */
+    /* 1.0 — records. A record is a flat list of named values; names may
+     * hold dots ("profile.city", "event.total") and are matched exactly.
+     * record_get returns 0 and fills out (borrowed from the record) when
+     * the field exists, -1 otherwise. record_new/record_set build a record
+     * the plugin owns until record_free; set copies the value (which may
+     * come from the same record). */
     int (*record_get)(const baton_record *r, const char *name,
                       baton_value *out);
     size_t (*record_count)(const baton_record *r);
@@ -556,11 +572,15 @@ typedef struct baton_plugin {
     baton_kind kind;
     const baton_config_key *config; /* per-instance keys, or NULL */
 
-    /* Lifecycle, per configured instance, on the host's main thread.
+    /* Lifecycle, per configured instance, one call at a time (see Threads
+     * at the top of this file).
      * init: validate and allocate, no threads or connections; *state is
      *   handed to every later call. Returns 0, or -1 after
-     *   host->set_error(). host stays valid until destroy returns.
-     * start: open connections, start threads. 0 or -1 (set_error).
+     *   host->set_error() (then destroy is not called). host stays valid
+     *   until destroy returns.
+     * start: open connections, start threads. 0 or -1 (set_error); after
+     *   a failed start, stop is not called: release what start opened
+     *   before returning -1. destroy still is.
      * stop: finish or hand back in-flight work, join every thread the
      *   plugin started, cancel timers. After stop no plugin code runs on
      *   any thread. Must not fail.
