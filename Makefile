@@ -88,10 +88,10 @@ $(BATON): $(BUILD)/obj/core/main.o $(CORE_LIB)
 define plugin_rule
 $(BUILD)/plugins/$(1).so: $(wildcard plugins/$(1)/*.c) $(wildcard plugins/$(1)/*.h) $(wildcard sdk/include/baton/*.h) | $(DEPS_STAMP)
 	@mkdir -p $$(@D)
-	$$(CC) $$(PLUGIN_CFLAGS) $$(call PKG_CFLAGS,$$(call plugin_pkgs,$(1))) -o $$@ $(wildcard plugins/$(1)/*.c) $$(PLUGIN_LDFLAGS) $$(call PKG_LIBS,$$(call plugin_pkgs,$(1)))
+	$$(CC) $$(PLUGIN_CFLAGS) -MMD -MP $$(call PKG_CFLAGS,$$(call plugin_pkgs,$(1))) -o $$@ $(wildcard plugins/$(1)/*.c) $$(PLUGIN_LDFLAGS) $$(call PKG_LIBS,$$(call plugin_pkgs,$(1)))
 $(BUILD)/tests/plugins/test_$(1): tests/plugins/test_$(1).c $(wildcard plugins/$(1)/*.c) $(TEST_SUPPORT) $(CORE_LIB)
 	@mkdir -p $$(@D)
-	$$(CC) $$(CORE_CFLAGS) $$(call PKG_CFLAGS,cmocka $$(call plugin_pkgs,$(1))) -Iplugins/$(1) -Itests -o $$@ $$(filter %.c,$$^) $(CORE_LIB) $$(call PKG_LIBS,cmocka $$(call plugin_pkgs,$(1))) $$(CORE_LIBS)
+	$$(CC) $$(CORE_CFLAGS) -MMD -MP $$(call PKG_CFLAGS,cmocka $$(call plugin_pkgs,$(1))) -Iplugins/$(1) -Itests -o $$@ $$(filter %.c,$$^) $(CORE_LIB) $$(call PKG_LIBS,cmocka $$(call plugin_pkgs,$(1))) $$(CORE_LIBS)
 endef
 $(foreach p,$(PLUGINS),$(eval $(call plugin_rule,$(p))))
 
@@ -102,7 +102,7 @@ $(BUILD)/tests/fixtures/%.so: tests/fixtures/plugins/%.c sdk/include/baton/baton
 
 define test_recipe
 	@mkdir -p $(@D)
-	$(CC) $(CORE_CFLAGS) $(call PKG_CFLAGS,cmocka) -Itests -o $@ $< $(TEST_SUPPORT) $(CORE_LIB) $(call PKG_LIBS,cmocka) $(CORE_LIBS)
+	$(CC) $(CORE_CFLAGS) -MMD -MP $(call PKG_CFLAGS,cmocka) -Itests -o $@ $< $(TEST_SUPPORT) $(CORE_LIB) $(call PKG_LIBS,cmocka) $(CORE_LIBS)
 endef
 $(BUILD)/tests/unit/%: tests/unit/%.c $(CORE_LIB) $(TEST_SUPPORT)
 	$(test_recipe)
@@ -141,6 +141,7 @@ format:
 	clang-format -i $$(find core plugins sdk tests -name '*.[ch]')
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz $(BUILD)
 
--include $(CORE_OBJ:.o=.d) $(BUILD)/obj/core/main.d
+-include $(CORE_OBJ:.o=.d) $(BUILD)/obj/core/main.d $(wildcard $(BUILD)/plugins/*.d) \
+	$(wildcard $(BUILD)/tests/*/*.d)

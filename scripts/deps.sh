@@ -21,7 +21,10 @@ echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
 # Debian starts these services on install; tests run their own on loopback.
 for svc in mosquitto nginx postfix; do
-    if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl stop "$svc" >/dev/null 2>&1 || true; fi
+    if command -v systemctl >/dev/null 2>&1; then
+        $SUDO systemctl stop "$svc" >/dev/null 2>&1 || true
+        $SUDO systemctl disable "$svc" >/dev/null 2>&1 || true
+    fi
     if command -v service >/dev/null 2>&1; then $SUDO service "$svc" stop >/dev/null 2>&1 || true; fi
 done
 exit 0

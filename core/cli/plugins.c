@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "cli/cli.h"
 #include "config/keymap.h"
+#include "mem.h"
 
 typedef struct listing {
     app *a;
@@ -15,11 +16,22 @@ typedef struct listing {
     int json;
 } listing;
 
+/* A use names a plugin by name, or by a path whose file is <name>.so. */
+static int uses_plugin(const conf_use *u, const char *name)
+{
+    if (!u->plugin)
+        return 0;
+    const char *base = strrchr(u->plugin, '/');
+    base = base ? base + 1 : u->plugin;
+    size_t n = strlen(name);
+    return strncmp(base, name, n) == 0 && (!base[n] || strcmp(base + n, ".so") == 0);
+}
+
 static void used_by(app *a, const char *name, buf *out)
 {
     for (size_t i = 0; i < a->conf.nuses; i++) {
         const conf_use *u = &a->conf.uses[i];
-        if (u->plugin && strcmp(u->plugin, name) == 0)
+        if (uses_plugin(u, name))
             buf_addf(out, "%s%s%s", out->len ? "," : "", u->where,
                      u->enabled ? "" : "(disabled)");
     }
@@ -56,8 +68,15 @@ static void list_one(void *ud, const char *name, const char *path)
     json_t *u = json_array();
     for (size_t i = 0; i < l->a->conf.nuses; i++) {
         const conf_use *cu = &l->a->conf.uses[i];
-        if (cu->plugin && strcmp(cu->plugin, name) == 0)
+        if (!uses_plugin(cu, name))
+            continue;
+        if (cu->enabled) {
             json_array_append_new(u, json_string(cu->where));
+        } else {
+            char *w = xasprintf("%s(disabled)", cu->where);
+            json_array_append_new(u, json_string(w));
+            free(w);
+        }
     }
     json_object_set_new(o, "used_by", u);
     if (!l->json) {
@@ -137,7 +156,10 @@ int cmd_plugins(const cli_ctx *ctx, int argc, char **argv)
             json = 1;
         else if (strcmp(argv[i], "--describe") == 0 && i + 1 < argc)
             desc = argv[++i];
-        else {
+        else if (strcmp(argv[i], "--describe") == 0) {
+            fprintf(stderr, "baton plugins: --describe needs a plugin name (see baton plugins)\n");
+            return EXIT_USAGE;
+        } else {
             fprintf(stderr, "baton plugins: unexpected argument '%s'\n", argv[i]);
             return EXIT_USAGE;
         }

@@ -153,15 +153,19 @@ static baton_status jsonl_invoke(void *state, const baton_action_call *call, bat
     size_t len;
     const char *data = h->buf_data(line, &len);
     pthread_mutex_lock(&j->lock);
-    int ok = j->f && fwrite(data, 1, len, j->f) == len && fflush(j->f) == 0;
-    if (ok && h->config_bool(j->inst, "fsync"))
-        ok = fsync(fileno(j->f)) == 0;
-    long n = ok ? ++j->lines : j->lines;
+    int err = 0;
+    if (!j->f)
+        err = EBADF;
+    else if (fwrite(data, 1, len, j->f) != len || fflush(j->f) != 0)
+        err = errno ? errno : EIO;
+    else if (h->config_bool(j->inst, "fsync") && fsync(fileno(j->f)) != 0)
+        err = errno;
+    long n = err ? j->lines : ++j->lines;
     pthread_mutex_unlock(&j->lock);
     h->buf_free(line);
-    if (!ok) {
+    if (err) {
         /* a full disk may clear: the core retries with backoff */
-        snprintf(reason, reasonlen, "cannot write %s: %s", j->path, strerror(errno));
+        snprintf(reason, reasonlen, "cannot write %s: %s", j->path, strerror(err));
         return BATON_RETRY;
     }
     h->counter_add(j->written, 1);
