@@ -11,7 +11,7 @@ static void usage(FILE *out)
                  "  -c FILE     configuration file (default: $BATON_CONFIG or conf/baton.cfg)\n"
                  "  --version   print the version\n\ncommands:\n");
     for (const cli_command *c = cli_commands; c->name; c++)
-        fprintf(out, "  %-10s %s\n", c->name, c->summary);
+        fprintf(out, "  %-12s %s\n", c->name, c->summary);
     fprintf(out, "\n'baton COMMAND --help' says more. Exit codes: 0 success, 1 runtime failure,\n"
                  "2 usage or configuration error.\n");
 }
