@@ -456,7 +456,11 @@ typedef struct baton_host {
     /* 1.0 — events: hand one raw event (JSON) to the host. The host calls
      * ack(ack_ctx) once the event is durable (or dead-lettered); only then
      * may the source acknowledge it upstream. Returns 0 queued, 1 queue
-     * full (retry later: backpressure), -1 refused. Source thread. */
+     * full (retry later: backpressure), -1 refused (no ack will come).
+     * Source thread; does not block. ack runs on a host thread, usually
+     * after event_submit has returned: events submitted together are
+     * committed together (group commit), so a source should submit all it
+     * has received before waiting for their acks. json is copied. */
     int (*event_submit)(baton_instance *inst, const char *json, size_t len,
                         void (*ack)(void *ack_ctx), void *ack_ctx);
 
