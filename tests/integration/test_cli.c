@@ -83,18 +83,26 @@ static void test_shipped_config_checks(void **st)
     free(err);
 }
 
+/* A copy of conf/ in a fresh folder, where ../build/plugins still finds
+ * the plugins; returns its baton.cfg, and the folder in *tmp. */
+static char *copy_conf(char **tmp)
+{
+    *tmp = tmpdir_make("cli");
+    char *cmd, *cfg;
+    assert_true(asprintf(&cmd, "cp -r %s/conf %s/conf && mkdir -p %s/build && "
+                               "ln -s %s/plugins %s/build/plugins",
+                         src, *tmp, *tmp, build, *tmp) > 0);
+    assert_int_equal(run_capture(cmd, NULL, NULL), 0);
+    free(cmd);
+    assert_true(asprintf(&cfg, "%s/conf/baton.cfg", *tmp) > 0);
+    return cfg;
+}
+
 /* A copy of conf/ whose plugin folder also holds the fixtures, broken in
  * four ways; every error must be printed on the line that holds it. */
 static void test_broken_copy(void **st)
 {
-    char *tmp = tmpdir_make("cli");
-    char *cmd;
-    assert_true(asprintf(&cmd, "cp -r %s/conf %s/conf && mkdir -p %s/build && ln -s %s/plugins %s/build/plugins",
-                         src, tmp, tmp, build, tmp) > 0);
-    assert_int_equal(run_capture(cmd, NULL, NULL), 0);
-    free(cmd);
-    char *cfg;
-    assert_true(asprintf(&cfg, "%s/conf/baton.cfg", tmp) > 0);
+    char *tmp, *cfg = copy_conf(&tmp);
 
     config_t lc;
     config_init(&lc);
@@ -158,14 +166,7 @@ static void test_broken_copy(void **st)
 /* consent must name a bool field of profiles, address an existing one */
 static void test_channel_fields_checked(void **st)
 {
-    char *tmp = tmpdir_make("cli");
-    char *cmd;
-    assert_true(asprintf(&cmd, "cp -r %s/conf %s/conf && mkdir -p %s/build && ln -s %s/plugins %s/build/plugins",
-                         src, tmp, tmp, build, tmp) > 0);
-    assert_int_equal(run_capture(cmd, NULL, NULL), 0);
-    free(cmd);
-    char *cfg;
-    assert_true(asprintf(&cfg, "%s/conf/baton.cfg", tmp) > 0);
+    char *tmp, *cfg = copy_conf(&tmp);
     config_t lc;
     config_init(&lc);
     assert_true(config_read_file(&lc, cfg));
