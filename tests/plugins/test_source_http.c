@@ -26,13 +26,8 @@ static char logpath[1024];
 
 static void sink_start(const char *a1, const char *a2, const char *a3, const char *a4)
 {
-    char src[1024];
-    const char *top = getenv("BATON_SRC");
-    snprintf(src, sizeof src, "%s/tests/support/http_sink.py", top ? top : ".");
     snprintf(logpath, sizeof logpath, "%s/requests.jsonl", dir);
-    char *argv[] = {"/usr/bin/python3", src, "--log", logpath, (char *)a1, (char *)a2,
-                    (char *)a3, (char *)a4, NULL};
-    assert_int_equal(server_start_ready(&sink, argv, 15000), 0);
+    assert_int_equal(server_start_http_sink(&sink, logpath, a1, a2, a3, a4), 0);
 }
 
 static int setup(void **state)

@@ -172,3 +172,14 @@ int server_start_mosquitto(test_server *s, const char *dir, int port)
     char *argv[] = {(char *)bin, "-c", conf, NULL};
     return server_start_port(s, argv, port, 10000);
 }
+
+int server_start_http_sink(test_server *s, const char *logpath, const char *a1, const char *a2,
+                           const char *a3, const char *a4)
+{
+    char src[1024];
+    const char *top = getenv("BATON_SRC");
+    snprintf(src, sizeof src, "%s/tests/support/http_sink.py", top ? top : ".");
+    char *argv[] = {"/usr/bin/python3", src, "--log", (char *)logpath, (char *)a1, (char *)a2,
+                    (char *)a3, (char *)a4, NULL};
+    return server_start_ready(s, argv, 15000);
+}

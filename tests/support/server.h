@@ -33,6 +33,12 @@ int server_port_open(int port);
  * config file written in dir. */
 int server_start_mosquitto(test_server *s, const char *dir, int port);
 
+/* tests/support/http_sink.py on a free port, logging each request as a
+ * JSON line to logpath; up to four more of its options (NULL ends them:
+ * "--status", "200,429", "--body", ...). See the script's header. */
+int server_start_http_sink(test_server *s, const char *logpath, const char *a1, const char *a2,
+                           const char *a3, const char *a4);
+
 /* SIGTERM, then SIGKILL after a second; reaps it. Safe on a zeroed s. */
 void server_stop(test_server *s);
 /* SIGKILL at once (a server that dies), reaps it. */
