@@ -157,6 +157,7 @@ struct campaign_scheduler {
 static void *scheduler_main(void *arg)
 {
     campaign_scheduler *s = arg;
+    pthread_setname_np(pthread_self(), "baton-schedule"); /* top -H, perf */
     pthread_mutex_lock(&s->mu);
     while (!s->stop) {
         pthread_mutex_unlock(&s->mu);

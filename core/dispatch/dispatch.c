@@ -499,6 +499,7 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
 static void *worker(void *arg)
 {
     dispatcher *d = arg;
+    pthread_setname_np(pthread_self(), "baton-send"); /* top -H, perf */
     void *conn = d->ops->worker_open ? d->ops->worker_open(d->inst->state) : NULL;
     size_t max = d->batch;
     if (d->rate > 0 && max > (size_t)ceil(d->rate))
@@ -669,6 +670,7 @@ static size_t pump_once(dispatcher *d)
 static void *pump(void *arg)
 {
     dispatcher *d = arg;
+    pthread_setname_np(pthread_self(), "baton-pump"); /* top -H, perf */
     int64_t beat = 0;
     pthread_mutex_lock(&d->mu);
     while (!d->stop) {

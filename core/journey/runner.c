@@ -253,6 +253,7 @@ fail:
 static void *ingest_main(void *arg)
 {
     jrunner *r = arg;
+    pthread_setname_np(pthread_self(), "baton-ingest"); /* top -H, perf */
     for (;;) {
         pthread_mutex_lock(&r->imu);
         while (!r->ihead && !r->istop)
@@ -614,6 +615,7 @@ static void run_job(jrunner *r, ajob *j)
 static void *action_worker(void *arg)
 {
     jrunner *r = arg;
+    pthread_setname_np(pthread_self(), "baton-action"); /* top -H, perf */
     for (;;) {
         pthread_mutex_lock(&r->amu);
         while (!r->astop && !r->ahead)
@@ -731,6 +733,7 @@ fail_nobegin:
 static void *engine_main(void *arg)
 {
     jrunner *r = arg;
+    pthread_setname_np(pthread_self(), "baton-journey"); /* top -H, perf */
     for (;;) {
         pthread_mutex_lock(&r->mu);
         for (;;) {

@@ -70,6 +70,7 @@ static int stopping(fsrc *f)
 static void *reader(void *arg)
 {
     fsrc *f = arg;
+    pthread_setname_np(pthread_self(), "baton-evfile"); /* top -H, perf */
     FILE *in = NULL;
     char *line = NULL;
     size_t cap = 0;

@@ -178,6 +178,7 @@ static int pause_ms(mq *q, long ms)
 static void *loop_main(void *arg)
 {
     mq *q = arg;
+    pthread_setname_np(pthread_self(), "baton-mqtt"); /* top -H, perf */
     int connected = 0, ever = 0;
     long backoff = q->rmin_ms;
     while (!is_stopping(q)) {
