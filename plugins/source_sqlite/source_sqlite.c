@@ -211,15 +211,30 @@ static int src_exec(void *state, const char *sql, const baton_value *params, siz
                 return -1;
             }
         }
-        int ncol = sqlite3_column_count(st);
-        const char **names = ncol ? calloc((size_t)ncol, sizeof *names) : NULL;
-        baton_value *vals = ncol ? calloc((size_t)ncol, sizeof *vals) : NULL;
-        for (int c = 0; c < ncol; c++)
-            names[c] = sqlite3_column_name(st, c);
+        /* columns are read after the first step: a schema change since the
+         * prepare makes step re-prepare (SELECT * may then have other
+         * columns), which frees the names read before */
+        int ncol = 0;
+        const char **names = NULL;
+        baton_value *vals = NULL;
         int rc, stop = 0;
         while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             if (!fn)
                 continue;
+            if (!vals) {
+                ncol = sqlite3_column_count(st);
+                names = calloc((size_t)ncol + 1, sizeof *names);
+                vals = calloc((size_t)ncol + 1, sizeof *vals);
+                if (!names || !vals) {
+                    free(names);
+                    free(vals);
+                    snprintf(err, errlen, "out of memory");
+                    sqlite3_finalize(st);
+                    return -1;
+                }
+                for (int c = 0; c < ncol; c++)
+                    names[c] = sqlite3_column_name(st, c);
+            }
             for (int c = 0; c < ncol; c++) {
                 switch (sqlite3_column_type(st, c)) {
                 case SQLITE_INTEGER:
