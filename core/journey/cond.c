@@ -1,12 +1,14 @@
 #include "journey/cond.h"
 
 #include <libconfig.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
 #include "buf.h"
+#include "log.h"
 #include "config/keymap.h"
 #include "expr/expr.h"
 #include "mem.h"
@@ -115,12 +117,46 @@ void *jtemplate_compile(const char *text, int html, const jcompile *cc, const ch
 
 void jtemplate_free(void *t) { template_free(t); }
 
+/* ------------------------------------------------------------------ */
+/* Linked rows: read once per step                                     */
+/* ------------------------------------------------------------------ */
+
+/* The rows one (table, column, value) gave: the JSON array and its
+ * objects as the row pointers expr hands back to get(). */
+typedef struct jrowset {
+    json_t *rows;
+    const void **ptrs;
+    size_t n;
+} jrowset;
+
+struct jlinks {
+    json_t *index; /* cache key -> index into sets */
+    jrowset *sets;
+    size_t n, cap;
+    size_t total; /* rows read by this step, against JSCOPE_STEP_ROWS */
+};
+
+static void links_free(struct jlinks *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++) {
+        json_decref(l->sets[i].rows);
+        free(l->sets[i].ptrs);
+    }
+    free(l->sets);
+    json_decref(l->index);
+    free(l);
+}
+
 void jscope_release(jscope *s)
 {
     json_decref(s->profile_row);
     json_decref(s->lookups);
+    links_free(s->links);
     s->profile_row = NULL;
     s->lookups = NULL;
+    s->links = NULL;
     s->profile_loaded = 0;
 }
 
@@ -183,17 +219,171 @@ static json_t *dig(json_t *o, const char *path)
     return o;
 }
 
+static json_t *profile_of(jscope *s)
+{
+    if (!s->profile_loaded) {
+        s->profile_loaded = 1;
+        s->profile_row = s->profile ? s->profile(s->ud, s->profile_id) : NULL;
+    }
+    return s->profile_row;
+}
+
+/* Link cuts are logged at the 1st, 2nd, 4th, 8th... time: seen, never a
+ * flood. */
+static _Atomic unsigned long long cuts;
+
+static void warn_cut(const jscope *s, const schema_entity *ent, const char *what)
+{
+    unsigned long long n = ++cuts;
+    if (n & (n - 1))
+        return;
+    log_msg(BATON_LOG_WARN, "journey",
+            "profile %s: '%s' has more than %d rows in %s: aggregates and {{#each}} read the "
+            "first %d by key (%llu time%s so far)",
+            s->profile_id, what, JSCOPE_LINK_ROWS, ent->table, JSCOPE_LINK_ROWS, n,
+            n == 1 ? "" : "s");
+}
+
+/* The rows of ent whose column equals v, read through s->rows once per
+ * step. limit 1 for a key, else JSCOPE_LINK_ROWS (one more is asked for,
+ * to know when a link was cut). 0 with *out, or -1 with err. */
+static int fetch(jscope *s, const schema_entity *ent, const schema_field *col,
+                 const baton_value *v, int one, const char *what, const jrowset **out, char *err,
+                 size_t errlen)
+{
+    static const jrowset none = {0};
+    *out = &none;
+    if (v->type == BATON_T_NULL)
+        return 0; /* SQL: `via = NULL` matches nothing */
+    if (!s->rows) {
+        snprintf(err, errlen, "'%s': linked rows cannot be read here (no SQL profiles source)",
+                 what);
+        return -1;
+    }
+    if (!s->links) {
+        s->links = xcalloc(1, sizeof *s->links);
+        s->links->index = json_object();
+    }
+    struct jlinks *l = s->links;
+    buf key;
+    buf_init(&key);
+    buf_addf(&key, "%s\x1f%s\x1f%d\x1f%d\x1f", ent->table, col->name, one, (int)v->type);
+    expr_value_format(v, &key);
+    json_t *at = json_object_getn(l->index, key.data, key.len);
+    if (at) {
+        buf_free(&key);
+        *out = &l->sets[json_integer_value(at)];
+        return 0;
+    }
+    if (l->total >= JSCOPE_STEP_ROWS) {
+        buf_free(&key);
+        snprintf(err, errlen, "'%s': more than %d linked rows read in one step", what,
+                 JSCOPE_STEP_ROWS);
+        return -1;
+    }
+    size_t limit = one ? 1 : JSCOPE_LINK_ROWS + 1;
+    json_t *rows = s->rows(s->ud, ent, col, v, limit, err, errlen);
+    if (!rows) {
+        buf_free(&key);
+        return -1;
+    }
+    size_t n = json_array_size(rows);
+    if (n > (one ? 1 : JSCOPE_LINK_ROWS)) {
+        n = one ? 1 : JSCOPE_LINK_ROWS;
+        if (!one)
+            warn_cut(s, ent, what);
+    }
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 8;
+        l->sets = xrealloc(l->sets, l->cap * sizeof *l->sets);
+    }
+    jrowset *set = &l->sets[l->n];
+    set->rows = rows;
+    set->n = n;
+    set->ptrs = xcalloc(n + 1, sizeof *set->ptrs);
+    for (size_t i = 0; i < n; i++)
+        set->ptrs[i] = json_array_get(rows, i);
+    json_object_setn_new_nocheck(l->index, key.data, key.len, json_integer((json_int_t)l->n));
+    l->n++;
+    l->total += n;
+    buf_free(&key);
+    *out = set;
+    return 0;
+}
+
+/* Follow many-to-one links from row r (NULL: none): the row reached, or
+ * NULL for a NULL or dangling reference. -1 on failure. */
+static int follow(jscope *s, json_t *r, const expr_ref *ref, json_t **out, char *err,
+                  size_t errlen)
+{
+    for (size_t i = 0; i < ref->nhops && r; i++) {
+        const schema_link *l = ref->hops[i];
+        baton_value v;
+        from_json(json_object_get(r, l->via->name), (int)l->via->type, &v);
+        const jrowset *set;
+        if (fetch(s, l->to, l->to->key, &v, 1, ref->path, &set, err, errlen))
+            return -1;
+        r = set->n ? (json_t *)set->ptrs[0] : NULL;
+    }
+    *out = r;
+    return 0;
+}
+
+/* The rows of a one-to-many link (rows of link->from whose via is the
+ * key of the row reached): aggregates and {{#each}}. */
+static int env_rows(void *ud, const void *row, const expr_ref *ref, const void *const **rows,
+                    size_t *n, char *err, size_t errlen)
+{
+    jscope *s = ud;
+    *rows = NULL;
+    *n = 0;
+    const schema_link *link = ref->rows;
+    json_t *from = (json_t *)row;
+    if (!row) {
+        if (!ref->prefix || strcmp(ref->prefix, "profile")) {
+            snprintf(err, errlen, "'%s': only links of profile.* are read in journeys",
+                     ref->path);
+            return -1;
+        }
+        from = profile_of(s);
+    }
+    json_t *r;
+    if (follow(s, from, ref, &r, err, errlen))
+        return -1;
+    baton_value key;
+    if (r) {
+        from_json(json_object_get(r, link->to->key->name), (int)link->to->key->type, &key);
+    } else if (!row && !ref->nhops && !from) {
+        /* no row for the profile: its key is the event's, as profile.id */
+        key = (baton_value){.type = BATON_T_STRING,
+                            .v.s = {s->profile_id, strlen(s->profile_id)}};
+    } else {
+        return 0; /* a NULL or dangling reference reaches no row, hence no rows */
+    }
+    const jrowset *set;
+    if (fetch(s, link->from, link->via, &key, 0, ref->path, &set, err, errlen))
+        return -1;
+    *rows = set->ptrs;
+    *n = set->n;
+    return 0;
+}
+
 static int env_get(void *ud, const void *row, const expr_ref *ref, baton_value *out, char *err,
                    size_t errlen)
 {
     jscope *s = ud;
     if (ref->kind != EXPR_REF_VALUE) {
-        snprintf(err, errlen, "'%s': aggregates over linked rows are not available in journeys",
-                 ref->path);
+        snprintf(err, errlen, "'%s' is a one-to-many link, not a value", ref->path);
         return -1;
     }
     const char *prefix = ref->prefix;
     const char *rest = prefix ? ref->path + strlen(prefix) + 1 : ref->path;
+    if (!prefix && row) { /* a field of a linked row: amount, store.city */
+        json_t *r;
+        if (follow(s, (json_t *)row, ref, &r, err, errlen))
+            return -1;
+        return from_json(r ? json_object_get(r, ref->field) : NULL, ref->type, out);
+    }
     if (!prefix) {
         out->type = BATON_T_NULL;
         return 1;
@@ -216,22 +406,20 @@ static int env_get(void *ud, const void *row, const expr_ref *ref, baton_value *
         return from_json(v, ref->type, out);
     }
     if (!strcmp(prefix, "profile")) {
-        if (!s->profile_loaded) {
-            s->profile_loaded = 1;
-            s->profile_row = s->profile ? s->profile(s->ud, s->profile_id) : NULL;
-        }
-        if (!strcmp(rest, "id") && !s->profile_row) {
+        json_t *prow = profile_of(s);
+        if (!strcmp(rest, "id") && !prow) {
             out->type = BATON_T_STRING;
             out->v.s.ptr = s->profile_id;
             out->v.s.len = strlen(s->profile_id);
             return 0;
         }
-        if (ref->nhops) {
-            snprintf(err, errlen, "'%s': links of the profile are not available in journeys",
-                     ref->path);
-            return -1;
+        if (ref->nhops) { /* profile.store.city */
+            json_t *r;
+            if (follow(s, prow, ref, &r, err, errlen))
+                return -1;
+            return from_json(r ? json_object_get(r, ref->field) : NULL, ref->type, out);
         }
-        return from_json(dig(s->profile_row, rest), ref->type, out);
+        return from_json(dig(prow, rest), ref->type, out);
     }
     json_t *res = json_object_get(s->results, prefix);
     if (res)
@@ -249,7 +437,7 @@ static int env_get(void *ud, const void *row, const expr_ref *ref, baton_value *
 
 static expr_env env_of(jscope *s)
 {
-    expr_env env = {.get = env_get, .rows = NULL, .ud = s, .now = s->now_ms / 1000};
+    expr_env env = {.get = env_get, .rows = env_rows, .ud = s, .now = s->now_ms / 1000};
     return env;
 }
 
@@ -272,6 +460,17 @@ int jcond_truth(const jcond *c, jscope *s, int *truth, char *err, size_t errlen)
         return -1;
     *truth = rc;
     return 0;
+}
+
+int jcond_eval(const jcond *c, jscope *s, expr_arena *arena, baton_value *out, char *err,
+               size_t errlen)
+{
+    if (!c->compiled) {
+        snprintf(err, errlen, "'%s' was not compiled", c->text ? c->text : "");
+        return -1;
+    }
+    expr_env env = env_of(s);
+    return expr_eval(c->compiled, &env, arena, out, err, errlen);
 }
 
 int jcond_timestamp(const jcond *c, jscope *s, int64_t *ms, char *err, size_t errlen)

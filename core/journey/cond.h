@@ -7,7 +7,12 @@
  *                   wait_event filter and an exit filter, the event being
  *                   matched
  *   profile.<field> the profile's row in the profiles source (typed by the
- *                   schema of that source), read when the node runs
+ *                   schema of that source), read when the node runs;
+ *                   profile.store.city follows many-to-one links, and
+ *                   count(profile.orders where ...), sum(), min(), max(),
+ *                   avg(), exists() and {{#each profile.orders}} read the
+ *                   rows of one-to-many links, from the same source, when
+ *                   the expression needs them (see JSCOPE_LINK_ROWS)
  *   <source>.<field> a lookup source (source_http), e.g.
  *                   weather.temperature; a failed lookup reads as null
  *   <action node id>.<field>  a field of the JSON response of an action
@@ -20,12 +25,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <baton/baton.h>
 #include <jansson.h>
 
 #include "diag.h"
 #include "journey/journey.h"
 
 struct app;
+struct schema_entity;
+struct schema_field;
+
+/* At most this many rows of one link (the orders of one profile) are read
+ * for one evaluation, in key order; a link with more is cut there, with a
+ * warning in the log: aggregates then see the first rows only. */
+#define JSCOPE_LINK_ROWS 1000
+/* At most this many linked rows are read in all by one step (nested
+ * aggregates multiply them); past it the evaluation fails, naming the
+ * expression, rather than stall the engine. */
+#define JSCOPE_STEP_ROWS 50000
+
+/* Rows of ent's table whose `column` equals *value, in key order, at most
+ * limit: a new JSON array of row objects ([] when none), or NULL with err
+ * on failure. One callback serves one-to-many links (column: the link's
+ * via) and many-to-one hops (column: the key). */
+typedef json_t *(*jrows_fn)(void *ud, const struct schema_entity *ent,
+                            const struct schema_field *column, const baton_value *value,
+                            size_t limit, char *err, size_t errlen);
 
 /* What the expressions of one journey file are compiled against: the
  * schema of the profiles source and the names of lookup sources and
@@ -63,11 +88,15 @@ typedef struct jscope {
     json_t *(*profile)(void *ud, const char *profile_id);
     /* A lookup source by name (weather): a new JSON object, or NULL. */
     json_t *(*lookup)(void *ud, const char *source, const char *profile_id, json_t *event);
+    /* Linked rows (aggregates, {{#each}}, profile.store.city). NULL: those
+     * fail with a clear error. */
+    jrows_fn rows;
     void *ud;
     /* filled as the evaluation reads: call jscope_release */
     json_t *profile_row;
     int profile_loaded;
     json_t *lookups;
+    struct jlinks *links; /* rows read so far, this step only */
 } jscope;
 
 void jscope_release(jscope *s);
@@ -75,6 +104,11 @@ void jscope_release(jscope *s);
 /* Evaluate a condition: *truth is 1 only when it is true (NULL and false
  * give 0). An absent condition is true. Returns 0, or -1 with err. */
 int jcond_truth(const jcond *c, jscope *s, int *truth, char *err, size_t errlen);
+/* Evaluate any compiled expression to a value; strings may point into
+ * arena or s's rows (valid until expr_arena_reset and jscope_release). */
+struct expr_arena;
+int jcond_eval(const jcond *c, jscope *s, struct expr_arena *arena, baton_value *out,
+               char *err, size_t errlen);
 /* Evaluate an `until` expression to a timestamp in ms. */
 int jcond_timestamp(const jcond *c, jscope *s, int64_t *ms, char *err, size_t errlen);
 /* Render a compiled template into out. 0, or -1 with err. */

@@ -379,6 +379,7 @@ static void scope_for(jengine *e, jinst *in, json_t *event, int64_t now, jscope 
     s->results = in->results;
     s->profile = e->ops.profile;
     s->lookup = e->ops.lookup;
+    s->rows = e->ops.rows;
     s->ud = e->ops.ud;
 }
 

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "journey/cond.h"
 #include "journey/event.h"
 #include "journey/journey.h"
 #include "journey/timers.h"
@@ -51,6 +52,9 @@ typedef struct jengine_ops {
     /* Conditions: the profile's row, a lookup source (see journey/cond.h). */
     json_t *(*profile)(void *ud, const char *profile_id);
     json_t *(*lookup)(void *ud, const char *source, const char *profile_id, json_t *event);
+    /* Linked rows for aggregates and links of profile.* (journey/cond.h);
+     * may be NULL. */
+    jrows_fn rows;
 } jengine_ops;
 
 typedef struct jengine_stats {

@@ -340,6 +340,12 @@ static json_t *on_lookup(void *ud, const char *source, const char *profile_id, j
     return jsource_lookup(((jrunner *)ud)->src, source, profile_id, event);
 }
 
+static json_t *on_rows(void *ud, const schema_entity *ent, const schema_field *col,
+                       const baton_value *v, size_t limit, char *err, size_t errlen)
+{
+    return jsource_rows(((jrunner *)ud)->src, ent, col, v, limit, err, errlen);
+}
+
 static void psend_free(psend *p)
 {
     free(p->key);
@@ -419,7 +425,7 @@ static int hand_send(jrunner *r, psend *p)
     const jnode *n = p->node;
     jscope sc = {.profile_id = p->profile, .event = p->event, .results = p->results,
                  .now_ms = now_ms(r), .profile = scope_profile, .lookup = scope_lookup,
-                 .ud = r->src, .profile_row = prof, .profile_loaded = 1};
+                 .rows = jsource_rows, .ud = r->src, .profile_row = prof, .profile_loaded = 1};
     const char **names = xcalloc(n->nparts + 1, sizeof *names);
     char **values = xcalloc(n->nparts + 1, sizeof *values);
     char err[256] = "";
@@ -964,7 +970,8 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
                        .send = on_send,
                        .action = on_action,
                        .profile = on_profile,
-                       .lookup = on_lookup};
+                       .lookup = on_lookup,
+                       .rows = on_rows};
     if (jengine_open(&r->eng, st, js, njs, &ops, err, errlen)) {
         jinbox_close(&r->inbox);
         jsource_close(r->src);

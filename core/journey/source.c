@@ -4,9 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "expr/expr.h"
 #include "log.h"
 #include "mem.h"
 #include "record.h"
+#include "schema.h"
+#include "schema_source.h"
 #include "timefmt.h"
 
 struct jsource {
@@ -53,8 +56,13 @@ jsource *jsource_open(app *a, diag *d)
     jsource *s = xcalloc(1, sizeof *s);
     s->a = a;
     pthread_mutex_init(&s->lock, NULL);
-    s->table = xstrdup("profiles");
-    s->key = xstrdup("id");
+    /* the profiles entity of the schema says which table and key */
+    schema *sch = a->schema ? a->schema : schema_load_profiles(&a->conf, NULL);
+    const schema_entity *pe = sch ? schema_entity_find(sch, "profiles") : NULL;
+    s->table = xstrdup(pe ? pe->table : "profiles");
+    s->key = xstrdup(pe && pe->key ? pe->key->name : "id");
+    if (sch != a->schema)
+        schema_destroy(sch);
     if (a->conf.profiles) {
         instance *inst = source_instance(s, a->conf.profiles, d);
         const baton_source_ops *ops = inst ? instance_source(inst) : NULL;
@@ -97,15 +105,15 @@ void jsource_close(jsource *s)
 
 static json_t *value_json(const baton_value *v)
 {
-    char buf[32];
+    char text[32];
     switch (v->type) {
     case BATON_T_NULL: return json_null();
     case BATON_T_BOOL: return json_boolean(v->v.b);
     case BATON_T_INT: return json_integer(v->v.i);
     case BATON_T_FLOAT: return json_real(v->v.f);
     case BATON_T_STRING: return json_stringn(v->v.s.ptr, v->v.s.len);
-    case BATON_T_DATE: date_format(v->v.date, buf); return json_string(buf);
-    case BATON_T_TIMESTAMP: timestamp_format(v->v.ts, buf); return json_string(buf);
+    case BATON_T_DATE: date_format(v->v.date, text); return json_string(text);
+    case BATON_T_TIMESTAMP: timestamp_format(v->v.ts, text); return json_string(text);
     case BATON_T_DURATION: return json_integer(v->v.dur);
     }
     return json_null();
@@ -142,6 +150,62 @@ static json_t *profile_row(void *ud, const char *profile_id)
         return NULL;
     }
     return row;
+}
+
+typedef struct rows_acc {
+    json_t *rows;
+    size_t limit;
+} rows_acc;
+
+static int row_append(void *ud, size_t ncols, const char *const *names,
+                      const baton_value *values)
+{
+    rows_acc *acc = ud;
+    json_t *o = json_object();
+    for (size_t i = 0; i < ncols; i++)
+        json_object_set_new(o, names[i], value_json(&values[i]));
+    json_array_append_new(acc->rows, o);
+    return json_array_size(acc->rows) >= acc->limit;
+}
+
+json_t *jsource_rows(void *ud, const schema_entity *ent, const schema_field *col,
+                     const baton_value *v, size_t limit, char *err, size_t errlen)
+{
+    jsource *s = ud;
+    if (!s || !s->profiles) {
+        snprintf(err, errlen, "no SQL source holds %s (profiles = names none)", ent->table);
+        return NULL;
+    }
+    const baton_source_ops *ops = instance_source(s->profiles);
+    const expr_dialect *d = expr_dialect_find(ops->dialect ? ops->dialect : "sqlite");
+    if (!d)
+        d = &expr_dialect_sqlite;
+    expr_sql q;
+    expr_sql_init(&q);
+    buf_adds(&q.sql, "SELECT * FROM ");
+    expr_sql_ident(&q, d, ent->table);
+    buf_adds(&q.sql, " WHERE ");
+    expr_sql_ident(&q, d, col->name);
+    buf_adds(&q.sql, " = ");
+    expr_sql_param(&q, d, v);
+    if (ent->key) {
+        buf_adds(&q.sql, " ORDER BY ");
+        expr_sql_ident(&q, d, ent->key->name);
+    }
+    buf_addf(&q.sql, " LIMIT %zu", limit ? limit : 1);
+    rows_acc acc = {json_array(), limit ? limit : 1};
+    char why[512] = "";
+    pthread_mutex_lock(&s->lock);
+    int rc = ops->exec(s->profiles->state, q.sql.data, q.params, q.nparams, row_append, &acc,
+                       why, sizeof why);
+    pthread_mutex_unlock(&s->lock);
+    expr_sql_free(&q);
+    if (rc) {
+        snprintf(err, errlen, "%s: reading %s: %s", s->profiles->where, ent->table, why);
+        json_decref(acc.rows);
+        return NULL;
+    }
+    return acc.rows;
 }
 
 void jsource_json_to_record(baton_record *r, const char *prefix, json_t *o)
@@ -214,4 +278,5 @@ void jsource_ops(jsource *s, jengine_ops *ops)
     ops->ud = s;
     ops->profile = profile_row;
     ops->lookup = lookup;
+    ops->rows = jsource_rows;
 }

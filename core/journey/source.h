@@ -1,7 +1,9 @@
 /* journey/source — the data a journey condition reads besides its event:
  * profile.<field> from the source named by `profiles` (a SQL source such
  * as source_sqlite: one row of the profiles table by key), and
- * <source>.<field> from lookup sources (source_http). Opens only the
+ * <source>.<field> from lookup sources (source_http), and the rows of
+ * other entities of that source for links of profile.* (aggregates,
+ * {{#each}}, profile.store.city). Opens only the
  * source instances it needs, so `journey test` runs without channels. */
 #ifndef BATON_JOURNEY_SOURCE_H
 #define BATON_JOURNEY_SOURCE_H
@@ -11,6 +13,7 @@
 #include "app.h"
 #include "diag.h"
 #include "journey/engine.h"
+#include "schema.h"
 
 typedef struct jsource jsource;
 
@@ -22,10 +25,16 @@ void jsource_close(jsource *s);
 json_t *jsource_profile(jsource *s, const char *profile_id);
 /* A lookup source's fields for a profile (new reference), or NULL. */
 json_t *jsource_lookup(jsource *s, const char *source, const char *profile_id, json_t *event);
+/* The jrows_fn of journey/cond.h over a jsource (ud): rows of ent's table
+ * in the profiles source whose column equals v, in key order, at most
+ * limit, as a new JSON array (strings for dates and timestamps, as the
+ * profile's row), or NULL with err. Any thread (one query at a time). */
+json_t *jsource_rows(void *ud, const schema_entity *ent, const schema_field *col,
+                     const baton_value *v, size_t limit, char *err, size_t errlen);
 /* Add the members of a JSON object to r as "<prefix>.<name>" (nested
  * objects as deeper dotted names; prefix NULL: bare names). */
 void jsource_json_to_record(baton_record *r, const char *prefix, json_t *o);
-/* Fill ops->profile, ops->lookup and ops->ud. */
+/* Fill ops->profile, ops->lookup, ops->rows and ops->ud. */
 void jsource_ops(jsource *s, jengine_ops *ops);
 
 #endif
