@@ -32,7 +32,7 @@ int64_t history_start(store *s, const campaign *c, const char *trigger, int dry_
 {
     sqlite3_stmt *st;
     int64_t id = -1;
-    pthread_mutex_lock(&s->write_lock);
+    store_lock(s);
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO campaign_runs (campaign, file, \"trigger\", dry_run, status, "
                            "started_at) VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
@@ -46,7 +46,7 @@ int64_t history_start(store *s, const campaign *c, const char *trigger, int dry_
             id = sqlite3_last_insert_rowid(s->db);
         sqlite3_finalize(st);
     }
-    pthread_mutex_unlock(&s->write_lock);
+    store_unlock(s);
     return id;
 }
 
@@ -136,7 +136,7 @@ void history_activity(store *s, int64_t run, const camp_env *e, size_t i)
     char *cj = json_dumps(counts, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(counts);
     sqlite3_stmt *st;
-    pthread_mutex_lock(&s->write_lock);
+    store_lock(s);
     if (sqlite3_prepare_v2(s->db,
                            "INSERT OR REPLACE INTO campaign_run_activities (run, activity, type, "
                            "counts, sent, failed, no_address, no_consent, ms, finished_at) VALUES "
@@ -155,14 +155,14 @@ void history_activity(store *s, int64_t run, const camp_env *e, size_t i)
         sqlite3_step(st);
         sqlite3_finalize(st);
     }
-    pthread_mutex_unlock(&s->write_lock);
+    store_unlock(s);
     free(cj);
 }
 
 void history_finish(store *s, int64_t run, const char *status, const char *error)
 {
     sqlite3_stmt *st;
-    pthread_mutex_lock(&s->write_lock);
+    store_lock(s);
     if (sqlite3_prepare_v2(s->db,
                            "UPDATE campaign_runs SET status = ?2, error = ?3, finished_at = ?4 "
                            "WHERE id = ?1",
@@ -175,7 +175,7 @@ void history_finish(store *s, int64_t run, const char *status, const char *error
         sqlite3_step(st);
         sqlite3_finalize(st);
     }
-    pthread_mutex_unlock(&s->write_lock);
+    store_unlock(s);
 }
 
 int history_print(store *s, const char *cname, int json, FILE *out)
@@ -290,7 +290,7 @@ int64_t history_last_slot(store *s, const char *cname)
 void history_set_slot(store *s, const char *cname, int64_t slot)
 {
     sqlite3_stmt *st;
-    pthread_mutex_lock(&s->write_lock);
+    store_lock(s);
     if (sqlite3_prepare_v2(s->db,
                            "INSERT OR REPLACE INTO campaign_schedule (campaign, last_slot) VALUES "
                            "(?1, ?2)",
@@ -300,13 +300,13 @@ void history_set_slot(store *s, const char *cname, int64_t slot)
         sqlite3_step(st);
         sqlite3_finalize(st);
     }
-    pthread_mutex_unlock(&s->write_lock);
+    store_unlock(s);
 }
 
 void history_wait(store *s, int64_t run, int64_t until)
 {
     sqlite3_stmt *st;
-    pthread_mutex_lock(&s->write_lock);
+    store_lock(s);
     if (sqlite3_prepare_v2(s->db,
                            "UPDATE campaign_runs SET wait_until = ?2, status = CASE WHEN ?2 IS NULL "
                            "THEN 'running' ELSE 'waiting' END WHERE id = ?1",
@@ -317,7 +317,7 @@ void history_wait(store *s, int64_t run, int64_t until)
         sqlite3_step(st);
         sqlite3_finalize(st);
     }
-    pthread_mutex_unlock(&s->write_lock);
+    store_unlock(s);
 }
 
 int64_t history_wait_until(store *s, int64_t run)

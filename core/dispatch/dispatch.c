@@ -448,7 +448,7 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
         logged += !(m->flags & DISPATCH_F_PROOF);
     }
     if (logged && !d->o.dry_run) {
-        pthread_mutex_lock(&d->log->mu);
+        pthread_mutex_lock(d->log->mu);
         for (size_t i = 0; i < n; i++) {
             qmsg *m = batch[i];
             if (m->flags & DISPATCH_F_PROOF)
@@ -457,7 +457,7 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
                         out[i].segments, now,
                         fin[i] == DISPATCH_RETRY ? now + (due[i] + 999) / 1000 : 0, d->owner);
         }
-        pthread_mutex_unlock(&d->log->mu);
+        pthread_mutex_unlock(d->log->mu);
     }
     for (size_t i = 0; i < n; i++)
         emit(d, batch[i], fin[i], out[i].provider_id, out[i].reason, out[i].segments,
@@ -615,7 +615,7 @@ static size_t pump_once(dispatcher *d)
     int64_t now = now_s(d);
     qmsg *got = NULL, **tailp = &got;
     size_t n = 0;
-    pthread_mutex_lock(&d->log->mu);
+    pthread_mutex_lock(d->log->mu);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(d->log->db,
                            "SELECT key, recipient, profile_id, attempts, created_at, content"
@@ -623,7 +623,7 @@ static size_t pump_once(dispatcher *d)
                            " ('queued', 'retry', 'deferred') AND next_at <= ?2"
                            " ORDER BY next_at LIMIT ?3",
                            -1, &st, NULL) != SQLITE_OK) {
-        pthread_mutex_unlock(&d->log->mu);
+        pthread_mutex_unlock(d->log->mu);
         return 0;
     }
     sqlite3_bind_text(st, 1, d->channel, -1, SQLITE_STATIC);
@@ -652,7 +652,7 @@ static size_t pump_once(dispatcher *d)
     for (qmsg *q = got; q; q = q->next)
         dlog_update(d->log, q->key, DISPATCH_QUEUED, NULL, NULL, q->attempts, 0, now, 0,
                     d->owner);
-    pthread_mutex_unlock(&d->log->mu);
+    pthread_mutex_unlock(d->log->mu);
     if (!n)
         return 0;
     pthread_mutex_lock(&d->mu);
@@ -676,9 +676,9 @@ static void *pump(void *arg)
     while (!d->stop) {
         pthread_mutex_unlock(&d->mu);
         if (mono_ms() - beat >= HEARTBEAT_S * 1000) {
-            pthread_mutex_lock(&d->log->mu);
+            pthread_mutex_lock(d->log->mu);
             heartbeat(d);
-            pthread_mutex_unlock(&d->log->mu);
+            pthread_mutex_unlock(d->log->mu);
             beat = mono_ms();
         }
         size_t n = pump_once(d);
@@ -764,9 +764,9 @@ dispatcher *dispatch_open(instance *inst, store *s, const dispatch_opts *opts, c
     /* Rows held by a dispatcher that is gone (a restart, a reload, a
      * crash) are this channel's to finish: the first beat hands them to
      * the pump. One still beating (another process) keeps its own. */
-    pthread_mutex_lock(&d->log->mu);
+    pthread_mutex_lock(d->log->mu);
     heartbeat(d);
-    pthread_mutex_unlock(&d->log->mu);
+    pthread_mutex_unlock(d->log->mu);
     d->workers = xcalloc((size_t)d->nworkers, sizeof *d->workers);
     for (int i = 0; i < d->nworkers; i++) {
         if (pthread_create(&d->workers[i], NULL, worker, d) != 0) {
@@ -852,7 +852,7 @@ dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t
     qmsg *q = qmsg_from(m, now);
     if (cap != DISPATCH_CAP_OK) {
         char *content = cap == DISPATCH_CAP_QUIET ? content_json(q) : NULL;
-        pthread_mutex_lock(&d->log->mu);
+        pthread_mutex_lock(d->log->mu);
         int ins = dlog_insert(d->log, q->key, d->channel, q->recipient, q->profile_id,
                               cap == DISPATCH_CAP_QUIET ? DISPATCH_DEFERRED : DISPATCH_CAPPED,
                               now, until, 0, content);
@@ -860,7 +860,7 @@ dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t
             dlog_update(d->log, q->key,
                         cap == DISPATCH_CAP_QUIET ? DISPATCH_DEFERRED : DISPATCH_CAPPED, NULL,
                         reason, 0, 0, now, until, 0);
-        pthread_mutex_unlock(&d->log->mu);
+        pthread_mutex_unlock(d->log->mu);
         free(content);
         dispatch_submit_rc rc;
         pthread_mutex_lock(&d->mu);
@@ -911,10 +911,10 @@ dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t
     int ins = 1;
     if (!proof) {
         char *content = content_json(q);
-        pthread_mutex_lock(&d->log->mu);
+        pthread_mutex_lock(d->log->mu);
         ins = dlog_insert(d->log, q->key, d->channel, q->recipient, q->profile_id,
                           DISPATCH_QUEUED, now, 0, d->owner, content);
-        pthread_mutex_unlock(&d->log->mu);
+        pthread_mutex_unlock(d->log->mu);
         free(content);
     }
     pthread_mutex_lock(&d->mu);
@@ -943,7 +943,7 @@ dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t
 static long long due_in_log(dispatcher *d)
 {
     long long n = 0;
-    pthread_mutex_lock(&d->log->mu);
+    pthread_mutex_lock(d->log->mu);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(d->log->db,
                            "SELECT count(*) FROM deliveries WHERE channel = ?1 AND owner = 0 AND"
@@ -955,7 +955,7 @@ static long long due_in_log(dispatcher *d)
             n = sqlite3_column_int64(st, 0);
         sqlite3_finalize(st);
     }
-    pthread_mutex_unlock(&d->log->mu);
+    pthread_mutex_unlock(d->log->mu);
     return n;
 }
 
@@ -1031,13 +1031,13 @@ void dispatch_close(dispatcher *d, int drain, int64_t drain_ms)
         pthread_join(d->pump, NULL);
     if (d->log) {
         /* what is left in memory stays in the log for the next dispatcher */
-        pthread_mutex_lock(&d->log->mu);
+        pthread_mutex_lock(d->log->mu);
         dlog_begin(d->log);
         exec_bound(d, "UPDATE deliveries SET owner = 0 WHERE owner = ?2", NULL,
                    d->owner, 0);
         exec_bound(d, "DELETE FROM dispatch_owners WHERE owner = ?2", NULL, d->owner,
                    0);
-        pthread_mutex_unlock(&d->log->mu);
+        pthread_mutex_unlock(d->log->mu);
         dlog_commit(d->log);
         dlog_detach(d->log);
     }

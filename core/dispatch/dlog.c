@@ -11,9 +11,8 @@
 #include "log.h"
 #include "mem.h"
 
-/* How long a group transaction stays open at most, and how many writes. */
+/* How long a group transaction stays open at most. */
 #define COMMIT_MS 20
-#define COMMIT_WRITES 20000
 
 static const char *const status_names[DISPATCH_NSTATUS] = {
     "queued", "retry", "deferred", "sent", "failed", "capped", "dry_run", "duplicate"};
@@ -67,45 +66,15 @@ dlog *dlog_find(store *s)
     return NULL;
 }
 
-static void commit_locked(dlog *l)
-{
-    if (!l->in_txn)
-        return;
-    char *msg = NULL;
-    if (sqlite3_exec(l->db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
-        log_error("delivery log: commit failed: %s", msg ? msg : sqlite3_errmsg(l->db));
-        sqlite3_free(msg);
-        sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
-    }
-    l->in_txn = 0;
-    l->writes = 0;
-}
+void dlog_begin(dlog *l) { store_group_join(l->s); }
 
-void dlog_begin(dlog *l)
-{
-    if (l->in_txn) {
-        if (++l->writes < COMMIT_WRITES)
-            return;
-        commit_locked(l);
-    }
-    if (sqlite3_exec(l->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
-        l->in_txn = 1;
-        l->writes = 1;
-    }
-}
-
-void dlog_commit(dlog *l)
-{
-    pthread_mutex_lock(&l->mu);
-    commit_locked(l);
-    pthread_mutex_unlock(&l->mu);
-}
+void dlog_commit(dlog *l) { store_group_commit(l->s); }
 
 static void *committer(void *arg)
 {
     dlog *l = arg;
     pthread_setname_np(pthread_self(), "baton-dlog"); /* top -H, perf */
-    pthread_mutex_lock(&l->mu);
+    pthread_mutex_lock(l->mu);
     while (!l->stopping) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
@@ -114,10 +83,10 @@ static void *committer(void *arg)
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
-        pthread_cond_timedwait(&l->wake, &l->mu, &ts);
-        commit_locked(l);
+        pthread_cond_timedwait(&l->wake, l->mu, &ts);
+        store_group_commit_locked(l->s);
     }
-    pthread_mutex_unlock(&l->mu);
+    pthread_mutex_unlock(l->mu);
     return NULL;
 }
 
@@ -137,9 +106,6 @@ static void dlog_free(dlog *l)
     sqlite3_finalize(l->get);
     sqlite3_finalize(l->cap_all);
     sqlite3_finalize(l->cap_chan);
-    if (l->own_db)
-        sqlite3_close(l->db);
-    pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->wake);
     free(l);
 }
@@ -163,24 +129,9 @@ dlog *dlog_attach(store *s, char *err, size_t errlen)
     }
     l = xcalloc(1, sizeof *l);
     l->s = s;
-    pthread_mutex_init(&l->mu, NULL);
+    l->db = s->db;
+    l->mu = &s->write_lock;
     pthread_cond_init(&l->wake, NULL);
-    if (!s->path || !strcmp(s->path, ":memory:") || !strncmp(s->path, "file:", 5)) {
-        l->db = s->db;
-    } else if (sqlite3_open_v2(s->path, &l->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                               NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "%s: delivery log: %s", s->path,
-                 l->db ? sqlite3_errmsg(l->db) : "out of memory");
-        sqlite3_close(l->db);
-        l->db = NULL;
-        dlog_free(l);
-        pthread_mutex_unlock(&reg_mu);
-        return NULL;
-    } else {
-        l->own_db = 1;
-        sqlite3_busy_timeout(l->db, 10000);
-        sqlite3_exec(l->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
-    }
     if (prepare(l,
                 "INSERT INTO deliveries (key, channel, recipient, profile_id, status, created_at,"
                 " updated_at, next_at, owner, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)"
@@ -232,12 +183,12 @@ void dlog_detach(dlog *l)
             break;
         }
     pthread_mutex_unlock(&reg_mu);
-    pthread_mutex_lock(&l->mu);
+    pthread_mutex_lock(l->mu);
     l->stopping = 1;
     pthread_cond_signal(&l->wake);
-    pthread_mutex_unlock(&l->mu);
+    pthread_mutex_unlock(l->mu);
     pthread_join(l->committer, NULL);
-    commit_locked(l);
+    dlog_commit(l);
     dlog_free(l);
 }
 
@@ -336,9 +287,9 @@ static int with_db(store *s, with_db_fn fn, void *ud)
     dlog *l = dlog_find(s);
     int rc;
     if (l) {
-        pthread_mutex_lock(&l->mu);
+        pthread_mutex_lock(l->mu);
         rc = fn(l->db, l, ud);
-        pthread_mutex_unlock(&l->mu);
+        pthread_mutex_unlock(l->mu);
     } else {
         rc = fn(s->db, NULL, ud);
     }

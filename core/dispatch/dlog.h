@@ -1,9 +1,10 @@
 /* dlog — the delivery log's writer: one per store, shared by every
- * dispatcher on it (refcounted). It has its own SQLite connection (so its
- * open transaction never captures other modules' statements) and commits
- * in groups: a transaction stays open while writes come in and a
- * committer thread closes it every few milliseconds. Reads through it see
- * the pending writes. Internal to core/dispatch. */
+ * dispatcher on it (refcounted). It writes through the store's one
+ * connection under the store's write_lock, in the store's group
+ * transaction (store_group_join): a transaction stays open while writes
+ * come in, and a committer thread closes it every few milliseconds (as
+ * does any module that takes store_lock for its own transaction). Reads
+ * through it see the pending writes. Internal to core/dispatch. */
 #ifndef BATON_DISPATCH_DLOG_H
 #define BATON_DISPATCH_DLOG_H
 
@@ -16,11 +17,8 @@
 
 typedef struct dlog {
     store *s;
-    sqlite3 *db;  /* own connection, or s->db for an in-memory store */
-    int own_db;
-    pthread_mutex_t mu; /* every use of db */
-    int in_txn;
-    unsigned writes; /* since the transaction began */
+    sqlite3 *db;        /* s->db */
+    pthread_mutex_t *mu; /* &s->write_lock: every use of db */
     pthread_t committer;
     pthread_cond_t wake;
     int stopping;

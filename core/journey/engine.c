@@ -173,12 +173,19 @@ void jengine_set_journeys(jengine *e, journey **js, size_t njs)
     e->njs = njs;
 }
 
+/* The engine's transaction is a savepoint in the store's group
+ * transaction: the delivery log's pending writes and the engine's commit
+ * together, on the one connection, and a failed batch rolls back only
+ * its own part. */
 int jengine_begin(jengine *e, char *err, size_t errlen)
 {
     pthread_mutex_lock(&e->st->write_lock);
-    if (sqlite3_exec(e->st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+    store_group_join(e->st);
+    if (!e->st->group_open ||
+        sqlite3_exec(e->st->db, "SAVEPOINT jengine", NULL, NULL, NULL) != SQLITE_OK) {
+        int rc = sqlfail(e, err, errlen, "begin");
         pthread_mutex_unlock(&e->st->write_lock);
-        return sqlfail(e, err, errlen, "begin");
+        return rc;
     }
     e->in_txn = 1;
     return 0;
@@ -187,9 +194,13 @@ int jengine_begin(jengine *e, char *err, size_t errlen)
 int jengine_commit(jengine *e, char *err, size_t errlen)
 {
     int rc = 0;
-    if (sqlite3_exec(e->st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    if (sqlite3_exec(e->st->db, "RELEASE jengine", NULL, NULL, NULL) != SQLITE_OK ||
+        store_group_commit_locked(e->st) != 0) {
         rc = sqlfail(e, err, errlen, "commit");
-        sqlite3_exec(e->st->db, "ROLLBACK", NULL, NULL, NULL);
+        if (e->st->group_open) {
+            sqlite3_exec(e->st->db, "ROLLBACK", NULL, NULL, NULL);
+            e->st->group_open = 0;
+        }
         e->next_id = max_id(e) + 1;
         rebuild_timers(e, err, errlen);
     }
@@ -201,7 +212,8 @@ int jengine_commit(jengine *e, char *err, size_t errlen)
 void jengine_rollback(jengine *e)
 {
     char err[256];
-    sqlite3_exec(e->st->db, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_exec(e->st->db, "ROLLBACK TO jengine", NULL, NULL, NULL);
+    sqlite3_exec(e->st->db, "RELEASE jengine", NULL, NULL, NULL);
     e->next_id = max_id(e) + 1;
     rebuild_timers(e, err, sizeof err);
     e->in_txn = 0;

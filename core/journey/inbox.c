@@ -23,11 +23,10 @@ int jinbox_open(jinbox *b, const char *path, char *err, size_t errlen)
         return -1;
     if (store_migrate(&b->st, "journey_inbox", 1, ddl, err, errlen))
         goto fail;
-    /* one process writes the inbox: no file lock per transaction, and
-     * checkpoints (which sync) less often */
-    if (strcmp(path, ":memory:"))
-        store_exec(&b->st, "PRAGMA locking_mode = EXCLUSIVE; PRAGMA wal_autocheckpoint = 10000",
-                   err, errlen);
+    /* checkpoints (which sync) on a thread of their own, never in the
+     * ingest's commits; the inbox stays readable by other processes */
+    if (store_checkpoint_in_background(&b->st, err, errlen))
+        goto fail;
     struct {
         sqlite3_stmt **st;
         const char *sql;

@@ -702,8 +702,8 @@ static int batch(jrunner *r, qitem *items, adone *done, smark *marks)
 {
     char err[512] = "";
     int64_t now = now_ms(r);
-    if (marks)
-        dispatch_log_sync(r->st); /* the log has what we mark as handed */
+    /* the marks say "handed": the delivery log's rows commit with them,
+     * in the store's group transaction the engine's is part of */
     if (jengine_begin(&r->eng, err, sizeof err))
         goto fail_nobegin;
     for (smark *m = marks; m; m = m->next)
@@ -979,6 +979,11 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
         free(r);
         return NULL;
     }
+    /* a long-lived writer: commits must never wait for a checkpoint's
+     * sync */
+    char cerr[256];
+    if (store_checkpoint_in_background(st, cerr, sizeof cerr))
+        log_msg(BATON_LOG_WARN, "journey", "%s; checkpoints stay in the commits", cerr);
     /* events committed to the inbox but not routed before a stop or a
      * crash come first */
     int64_t from = jengine_watermark(&r->eng);

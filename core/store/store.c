@@ -1,10 +1,13 @@
 #include "store/store.h"
 
+#include "log.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "mem.h"
 
@@ -47,6 +50,7 @@ int store_open_path(store *s, const char *path, char *err, size_t errlen)
     sqlite3_busy_timeout(s->db, 10000);
     if (store_exec(s,
                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+                   "PRAGMA temp_store=MEMORY;" /* savepoint journals: no temp files */
                    "CREATE TABLE IF NOT EXISTS store_schema (module TEXT PRIMARY KEY, "
                    "version INTEGER NOT NULL);",
                    err, errlen)) {
@@ -69,10 +73,13 @@ int store_open(store *s, const char *data_dir, char *err, size_t errlen)
     return rc;
 }
 
+static void checkpointer_stop(store *s);
+
 void store_close(store *s)
 {
     if (!s->path && !s->db)
         return;
+    checkpointer_stop(s);
     if (s->db)
         sqlite3_close(s->db);
     if (s->path)
@@ -98,7 +105,7 @@ int store_migrate(store *s, const char *module, int version, const char *ddl, ch
 {
     /* read the version inside the write transaction: two processes
      * starting together must not both run the ddl */
-    pthread_mutex_lock(&s->write_lock);
+    store_lock(s);
     int rc = store_exec(s, "BEGIN IMMEDIATE", err, errlen);
     if (rc)
         goto out;
@@ -144,6 +151,124 @@ int store_migrate(store *s, const char *module, int version, const char *ddl, ch
 rollback:
     sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 out:
+    store_unlock(s);
+    return rc;
+}
+
+/* Bounds the group transaction: the WAL grows with it. */
+#define GROUP_WRITES 20000
+
+int store_group_commit_locked(store *s)
+{
+    if (!s->group_open)
+        return 0;
+    s->group_open = 0;
+    s->group_writes = 0;
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        return 0;
+    log_error("%s: commit failed: %s", s->path ? s->path : "state store", sqlite3_errmsg(s->db));
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+int store_group_commit(store *s)
+{
+    pthread_mutex_lock(&s->write_lock);
+    int rc = store_group_commit_locked(s);
     pthread_mutex_unlock(&s->write_lock);
     return rc;
+}
+
+void store_group_join(store *s)
+{
+    if (s->group_open && ++s->group_writes >= GROUP_WRITES)
+        store_group_commit_locked(s);
+    if (!s->group_open && sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
+        s->group_open = 1;
+        s->group_writes = 1;
+    }
+}
+
+void store_lock(store *s)
+{
+    pthread_mutex_lock(&s->write_lock);
+    store_group_commit_locked(s);
+}
+
+void store_unlock(store *s) { pthread_mutex_unlock(&s->write_lock); }
+
+/* How often the checkpointer looks at the log. */
+#define CHECKPOINT_MS 200
+
+static void *checkpointer(void *arg)
+{
+    store *s = arg;
+    pthread_setname_np(pthread_self(), "baton-ckpt");
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(s->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        log_error("%s: checkpoints: %s", s->path, db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, 1000);
+    pthread_mutex_lock(&s->ckpt_mu);
+    while (!s->ckpt_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += CHECKPOINT_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->ckpt_cv, &s->ckpt_mu, &ts);
+        pthread_mutex_unlock(&s->ckpt_mu);
+        int nlog = 0, ndone = 0;
+        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &ndone);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            log_error("%s: checkpoint: %s", s->path, sqlite3_errmsg(db));
+        pthread_mutex_lock(&s->ckpt_mu);
+    }
+    pthread_mutex_unlock(&s->ckpt_mu);
+    sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    sqlite3_close(db);
+    return NULL;
+}
+
+int store_checkpoint_in_background(store *s, char *err, size_t errlen)
+{
+    if (s->ckpt_running || !s->path || !strcmp(s->path, ":memory:") ||
+        !strncmp(s->path, "file:", 5))
+        return 0;
+    /* the log is reset once checkpointed; this keeps its file from
+     * staying at its largest size */
+    if (store_exec(s, "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864",
+                   err, errlen))
+        return -1;
+    pthread_mutex_init(&s->ckpt_mu, NULL);
+    pthread_cond_init(&s->ckpt_cv, NULL);
+    s->ckpt_stop = 0;
+    if (pthread_create(&s->ckpt, NULL, checkpointer, s) != 0) {
+        snprintf(err, errlen, "%s: cannot start the checkpoint thread", s->path);
+        store_exec(s, "PRAGMA wal_autocheckpoint = 1000", err, errlen);
+        pthread_mutex_destroy(&s->ckpt_mu);
+        pthread_cond_destroy(&s->ckpt_cv);
+        return -1;
+    }
+    s->ckpt_running = 1;
+    return 0;
+}
+
+static void checkpointer_stop(store *s)
+{
+    if (!s->ckpt_running)
+        return;
+    pthread_mutex_lock(&s->ckpt_mu);
+    s->ckpt_stop = 1;
+    pthread_cond_signal(&s->ckpt_cv);
+    pthread_mutex_unlock(&s->ckpt_mu);
+    pthread_join(s->ckpt, NULL);
+    pthread_mutex_destroy(&s->ckpt_mu);
+    pthread_cond_destroy(&s->ckpt_cv);
+    s->ckpt_running = 0;
 }

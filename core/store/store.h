@@ -12,9 +12,21 @@
 typedef struct store {
     sqlite3 *db;
     char *path;
-    /* One writer: SQLite serialises writers anyway; holding this keeps
-     * our own threads from spinning on SQLITE_BUSY. */
+    /* One writer per process: every thread writes through db while it
+     * holds write_lock, so our own threads never spin on SQLITE_BUSY (the
+     * busy handler sleeps for milliseconds) and the page cache of the one
+     * connection stays warm. */
     pthread_mutex_t write_lock;
+    /* The group transaction (under write_lock): small writes that may
+     * wait (the delivery log) join one open transaction, committed by
+     * store_group_commit or by the next store_lock. */
+    int group_open;
+    unsigned group_writes;
+    /* store_checkpoint_in_background */
+    pthread_t ckpt;
+    int ckpt_running, ckpt_stop;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
 } store;
 
 /* Create data_dir if needed and open (or create) state.db in it. */
@@ -31,6 +43,27 @@ int store_migrate(store *s, const char *module, int version, const char *ddl,
 
 /* Run statements with no result. */
 int store_exec(store *s, const char *sql, char *err, size_t errlen);
+
+/* Become the writer for a transaction of your own (BEGIN ... COMMIT):
+ * takes write_lock and commits the open group transaction first. */
+void store_lock(store *s);
+void store_unlock(store *s);
+
+/* Under write_lock: join the group transaction, opening it if needed (it
+ * is committed after 20,000 writes at the latest). */
+void store_group_join(store *s);
+/* Under write_lock: commit the group transaction if one is open. 0 done,
+ * -1 the commit failed and everything in it was rolled back (logged). */
+int store_group_commit_locked(store *s);
+/* Takes write_lock. */
+int store_group_commit(store *s);
+
+/* For long-lived writers (serve): WAL checkpoints, which copy the log
+ * into the database and sync, run on a thread of their own (with its
+ * own connection, PASSIVE: never blocking a writer) instead of inside
+ * whichever commit crosses the auto-checkpoint size, so a commit never
+ * waits for a sync. store_close stops it. A no-op for ":memory:". */
+int store_checkpoint_in_background(store *s, char *err, size_t errlen);
 
 /* mkdir -p */
 int store_mkdirs(const char *path);
