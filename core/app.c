@@ -160,6 +160,31 @@ void app_stop(app *a)
     a->started = 0;
 }
 
+int app_reinit(app *a, diag *d)
+{
+    app_stop(a);
+    size_t before = d->errors, n = 0;
+    for (size_t i = 0; i < a->ninst; i++) {
+        instance *old = a->inst[i];
+        plugin *p = old->plugin; /* stays loaded: the registry is not freed */
+        conf_use *u = NULL;
+        for (size_t k = 0; k < a->conf.nuses && !u; k++)
+            if (strcmp(a->conf.uses[k].where, old->where) == 0)
+                u = &a->conf.uses[k];
+        instance_destroy(old);
+        instance *inst = u ? instance_create(p, u, a->conf.dir, d) : NULL;
+        if (!inst)
+            continue;
+        inst->schema = a->schema;
+        if (instance_init(inst) != 0)
+            diag_error(d, inst->file, inst->line, "%s: %s: init failed: %s", inst->where,
+                       inst->plugin->path, inst->error);
+        a->inst[n++] = inst;
+    }
+    a->ninst = n;
+    return d->errors == before ? 0 : -1;
+}
+
 void app_close(app *a)
 {
     app_stop(a);

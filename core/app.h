@@ -39,6 +39,12 @@ instance *app_find(app *a, const char *section, const char *name);
  * failure stop what started and return -1 with the error in d. */
 int app_start(app *a, diag *d);
 void app_stop(app *a);
+/* Make a stopped app startable again (serve's rollback after a reload
+ * that failed to start): an instance is started once in its life, so
+ * each is destroyed and created again, with the same plugin, from the
+ * configuration held in memory (no file is read again), then
+ * initialised. 0, or -1 with the errors in d. */
+int app_reinit(app *a, diag *d);
 void app_close(app *a);
 
 /* The configuration file to read: -c FILE, else $BATON_CONFIG, else

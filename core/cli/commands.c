@@ -24,7 +24,11 @@ const cli_command cli_commands[] = {
      "  {\"journey\", \"profiles\": {ID: {\"state\", \"path\", \"sent\"}}, \"dead_letters\"}.\n"
      "journey status NAME [--json]\n"
      "  Profiles at and through each node of a running journey (from the state\n"
-     "  store in data_dir), and how many are active, completed, exited, failed.\n",
+     "  store in data_dir), and how many are active, completed, exited, failed;\n"
+     "  also the dead letters (events refused for every journey: no type, no\n"
+     "  profile, not JSON) and the latest five, with their reason. Works while\n"
+     "  serve runs. --json adds \"dead_letters\" (a count) and\n"
+     "  \"latest_dead_letters\": [{\"at\", \"source\", \"reason\", \"body\"}].\n",
      cmd_journey},
     {"profile", "ID [--json]", "the journeys a profile is in, and what it was sent",
      "The journeys the profile entered (state, node, path) and every send and\n"
@@ -36,7 +40,10 @@ const cli_command cli_commands[] = {
      "flight finish, channel queues drain; the rest waits in the state store).\n"
      "SIGHUP re-reads the configuration: channels turned on or off, journeys\n"
      "added or changed, without a restart; a configuration with errors is\n"
-     "refused (the errors are printed) and the running one stays in force.\n",
+     "refused (the errors are printed) and the running one stays in force; one\n"
+     "that is valid but fails to start (a plugin's start fails) is logged and\n"
+     "the previous one is brought back as it was loaded (exit 1 only when that\n"
+     "fails too). One serve per data_dir (it holds data_dir/serve.lock).\n",
      cmd_serve},
     {"campaign", "plan|run|runs NAME|FILE [options]", "plan, run and list runs of campaigns",
      "  campaign plan NAME|FILE [--json | --dot]\n"

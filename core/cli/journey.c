@@ -10,6 +10,7 @@
 
 #include "app.h"
 #include "cli/cli.h"
+#include "journey/inbox.h"
 #include "journey/journey.h"
 #include "journey/report.h"
 #include "journey/sim.h"
@@ -160,6 +161,27 @@ static int journey_test(const cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
+/* The count and the latest few, each on one line, bodies cut short. */
+static void print_dead_letters(json_t *o)
+{
+    json_t *latest = json_object_get(o, "latest_dead_letters");
+    long long n = (long long)json_integer_value(json_object_get(o, "dead_letters"));
+    printf("dead letters (events refused, every journey): %lld", n);
+    if (json_array_size(latest))
+        printf("; the latest %zu:", json_array_size(latest));
+    printf("\n");
+    size_t i;
+    json_t *v;
+    json_array_foreach(latest, i, v) {
+        const char *body = json_string_value(json_object_get(v, "body"));
+        int cut = (int)strcspn(body, "\n");
+        printf("  %s %s: %s: %.*s%s\n", json_string_value(json_object_get(v, "at")),
+               json_string_value(json_object_get(v, "source")),
+               json_string_value(json_object_get(v, "reason")), cut > 100 ? 100 : cut, body,
+               cut > 100 || body[cut] ? "..." : "");
+    }
+}
+
 static int journey_status(const cli_ctx *ctx, int argc, char **argv)
 {
     const char *what = NULL;
@@ -201,6 +223,18 @@ static int journey_status(const cli_ctx *ctx, int argc, char **argv)
     }
     json_t *o = jreport_status(&st, j);
     store_close(&st);
+    /* the inbox's dead letters are every journey's: events refused before
+     * any journey saw them (read while serve runs) */
+    json_t *dead = jinbox_dead_report(have_app ? a.conf.data_dir : "var", 5, err, sizeof err);
+    json_object_set_new(o, "dead_letters",
+                        dead ? json_incref(json_object_get(dead, "count")) : json_null());
+    json_object_set_new(o, "latest_dead_letters",
+                        dead ? json_incref(json_object_get(dead, "latest")) : json_array());
+    json_decref(dead);
+    if (!dead) {
+        fprintf(stderr, "baton journey status: dead letters: %s\n", err);
+        rc = EXIT_RUNTIME;
+    }
     if (json) {
         print_json(o);
     } else {
@@ -219,6 +253,8 @@ static int journey_status(const cli_ctx *ctx, int argc, char **argv)
                    json_string_value(json_object_get(n, "type")),
                    (long long)json_integer_value(json_object_get(n, "at")),
                    (long long)json_integer_value(json_object_get(n, "through")));
+        if (dead)
+            print_dead_letters(o);
     }
     json_decref(o);
 out:

@@ -10,12 +10,29 @@
  * delivery log) and the new one brought up: channels turned on start
  * sending, channels turned off stop (their unfinished messages wait in
  * the log until they are turned on again). MQTT sessions are persistent,
- * so nothing published during the switch is lost. */
+ * so nothing published during the switch is lost.
+ *
+ * A new configuration that is valid but fails to start (a plugin's start
+ * fails, the journeys cannot open) is logged with its reason and the
+ * previous one is brought back up from what was loaded then (parsed
+ * configuration and journeys kept in memory, plugin instances created
+ * again from them: changed files are not read). Events already in the
+ * inbox and messages pending in the delivery log are picked up again, as
+ * after any restart. Only when the previous one cannot start either does
+ * serve exit 1, with both reasons.
+ *
+ * One serve per data folder: <data_dir>/serve.lock is held (flock) while
+ * it runs, so a second one refuses to start instead of routing the same
+ * inbox twice. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "app.h"
 #include "campaign/schedule.h"
@@ -79,7 +96,9 @@ static int prepare(const char *config, running *rn, diag *d)
     return 0;
 }
 
-static void bring_down(running *rn)
+/* Stop everything that runs; the configuration, its (stopped) plugin
+ * instances and the journeys stay, for a rollback or bring_down. */
+static void stop_running(running *rn)
 {
     if (!rn->have_app)
         return;
@@ -95,10 +114,20 @@ static void bring_down(running *rn)
         dispatch_close(rn->ch[i].d, 1, 10000);
     free(rn->ch);
     rn->ch = NULL;
-    app_close(&rn->a);
-    journey_free_all(rn->js, rn->njs);
+    rn->nch = 0;
+    app_stop(&rn->a);
     if (rn->have_store)
         store_close(&rn->st);
+    rn->have_store = 0;
+}
+
+static void bring_down(running *rn)
+{
+    if (!rn->have_app)
+        return;
+    stop_running(rn);
+    app_close(&rn->a);
+    journey_free_all(rn->js, rn->njs);
     memset(rn, 0, sizeof *rn);
 }
 
@@ -152,6 +181,144 @@ fail:
     return -1;
 }
 
+/* The data folder's serve.lock, held while serve runs on it. */
+typedef struct dirlock {
+    char *dir;
+    int fd;
+} dirlock;
+
+static int dirlock_take(dirlock *l, const char *dir, char *err, size_t errlen)
+{
+    l->dir = NULL;
+    l->fd = -1;
+    if (store_mkdirs(dir) != 0) {
+        snprintf(err, errlen, "%s: cannot create the data directory: %s", dir, strerror(errno));
+        return -1;
+    }
+    char *path = xasprintf("%s/serve.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        free(path);
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        snprintf(err, errlen, "%s: another baton serve%s%s%s is running on this data directory",
+                 path, *pid ? " (pid " : "", pid, *pid ? ")" : "");
+        close(fd);
+        free(path);
+        return -1;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+        log_warn("%s: cannot write the pid: %s", path, strerror(errno)); /* the lock holds */
+    free(path);
+    l->dir = xstrdup(dir);
+    l->fd = fd;
+    return 0;
+}
+
+static void dirlock_release(dirlock *l)
+{
+    if (l->fd >= 0)
+        close(l->fd);
+    free(l->dir);
+    l->dir = NULL;
+    l->fd = -1;
+}
+
+/* "file:line: message" of the first error in d, for one log line. */
+static void first_error(const diag *d, char *out, size_t len)
+{
+    snprintf(out, len, "unknown error");
+    for (size_t i = 0; i < d->n; i++)
+        if (!d->v[i].warning) {
+            if (d->v[i].file && d->v[i].line)
+                snprintf(out, len, "%s:%d: %s", d->v[i].file, d->v[i].line, d->v[i].msg);
+            else if (d->v[i].file)
+                snprintf(out, len, "%s: %s", d->v[i].file, d->v[i].msg);
+            else
+                snprintf(out, len, "%s", d->v[i].msg);
+            return;
+        }
+}
+
+/* SIGHUP: *cur runs; the new configuration goes into *next. Returns 0
+ * while serving (the new configuration, or the previous one back after
+ * the new one failed to start), -1 when nothing runs any more. */
+static int reload(const char *config, running **cur, running **next, dirlock *lock)
+{
+    log_info("SIGHUP: re-reading %s", config);
+    diag d;
+    diag_init(&d);
+    running *old = *cur, *nx = *next;
+    if (prepare(config, nx, &d) != 0) {
+        diag_print(&d, stderr);
+        log_error("reload refused: %zu error(s) in the new configuration; the running one stays "
+                  "in force",
+                  d.errors);
+        diag_free(&d);
+        return 0;
+    }
+    diag_print(&d, stderr); /* warnings */
+    diag_free(&d);
+    /* a new data directory is taken before the old one is let go */
+    dirlock nlock = {NULL, -1};
+    char err[1024];
+    if (strcmp(nx->a.conf.data_dir, lock->dir) != 0 &&
+        dirlock_take(&nlock, nx->a.conf.data_dir, err, sizeof err) != 0) {
+        log_error("reload refused: %s; the running configuration stays in force", err);
+        bring_down(nx);
+        return 0;
+    }
+    stop_running(old);
+    diag_init(&d);
+    if (bring_up(nx, &d) == 0) {
+        diag_free(&d);
+        bring_down(old);
+        *cur = nx;
+        *next = old;
+        if (nlock.fd >= 0) {
+            dirlock_release(lock);
+            *lock = nlock;
+        }
+        log_info("reload done");
+        return 0;
+    }
+    /* valid, but it did not start: back to what ran before */
+    diag_print(&d, stderr);
+    char why[1024];
+    first_error(&d, why, sizeof why);
+    diag_free(&d);
+    dirlock_release(&nlock);
+    log_error("reload failed: the new configuration did not start: %s; bringing the previous "
+              "one back",
+              why);
+    log_configure(old->a.conf.log_level, old->a.conf.log_json); /* the new one had set its own */
+    diag_init(&d);
+    if (app_reinit(&old->a, &d) != 0) {
+        bring_down(old);
+    } else if (bring_up(old, &d) == 0) {
+        diag_free(&d);
+        log_warn("reload failed: running the previous configuration (as loaded before the "
+                 "SIGHUP); fix the new one and send SIGHUP again");
+        return 0;
+    }
+    diag_print(&d, stderr);
+    char why2[1024];
+    first_error(&d, why2, sizeof why2);
+    diag_free(&d);
+    log_error("reload failed: the new configuration did not start (%s) and the previous one did "
+              "not come back (%s); stopping",
+              why, why2);
+    return -1;
+}
+
 int cmd_serve(const cli_ctx *ctx, int argc, char **argv)
 {
     if (argc > 1) {
@@ -168,14 +335,32 @@ int cmd_serve(const cli_ctx *ctx, int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* two slots that never move: the runner, the dispatchers and the
+     * scheduler hold pointers into the one that runs */
+    running slots[2];
+    running *cur = &slots[0], *next = &slots[1];
+    memset(slots, 0, sizeof slots);
     diag d;
     diag_init(&d);
-    running rn;
-    if (prepare(ctx->config, &rn, &d) != 0 || bring_up(&rn, &d) != 0) {
+    if (prepare(ctx->config, cur, &d) != 0) {
         diag_print(&d, stderr);
-        int rc = rn.have_app || d.errors ? EXIT_USAGE : EXIT_RUNTIME;
         diag_free(&d);
-        return rc;
+        return EXIT_USAGE;
+    }
+    dirlock lock;
+    char err[1024];
+    if (dirlock_take(&lock, cur->a.conf.data_dir, err, sizeof err) != 0) {
+        diag_print(&d, stderr);
+        fprintf(stderr, "baton serve: %s\n", err);
+        diag_free(&d);
+        bring_down(cur);
+        return EXIT_RUNTIME;
+    }
+    if (bring_up(cur, &d) != 0) {
+        diag_print(&d, stderr);
+        diag_free(&d);
+        dirlock_release(&lock);
+        return EXIT_USAGE;
     }
     diag_print(&d, stderr); /* warnings */
     diag_free(&d);
@@ -185,37 +370,16 @@ int cmd_serve(const cli_ctx *ctx, int argc, char **argv)
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            log_info("SIGHUP: re-reading %s", ctx->config);
-            diag_init(&d);
-            running next;
-            if (prepare(ctx->config, &next, &d) != 0) {
-                diag_print(&d, stderr);
-                log_error("reload refused: %zu error(s) in the new configuration; the running "
-                          "one stays in force",
-                          d.errors);
-                diag_free(&d);
-                continue;
-            }
-            diag_print(&d, stderr);
-            diag_free(&d);
-            bring_down(&rn);
-            rn = next;
-            diag_init(&d);
-            if (bring_up(&rn, &d) != 0) {
-                diag_print(&d, stderr);
-                log_error("reload: the new configuration was valid but failed to start; "
-                          "stopping");
-                diag_free(&d);
+            if (reload(ctx->config, &cur, &next, &lock) != 0) {
                 rc = EXIT_RUNTIME;
                 break;
             }
-            diag_free(&d);
-            log_info("reload done");
             continue;
         }
         log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-        bring_down(&rn);
+        bring_down(cur);
         break;
     }
+    dirlock_release(&lock);
     return rc;
 }

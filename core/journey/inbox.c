@@ -6,6 +6,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "timefmt.h"
 
 static const char *const ddl =
     "CREATE TABLE IF NOT EXISTS journey_inbox ("
@@ -24,7 +25,9 @@ int jinbox_open(jinbox *b, const char *path, char *err, size_t errlen)
     if (store_migrate(&b->st, "journey_inbox", 1, ddl, err, errlen))
         goto fail;
     /* checkpoints (which sync) on a thread of their own, never in the
-     * ingest's commits; the inbox stays readable by other processes */
+     * ingest's commits; the inbox stays readable by other processes
+     * (journey status reads its dead letters while serve runs; one
+     * writer is kept by serve's data_dir/serve.lock) */
     if (store_checkpoint_in_background(&b->st, err, errlen))
         goto fail;
     struct {
@@ -192,4 +195,58 @@ uint64_t jinbox_dead_count(jinbox *b)
     sqlite3_reset(b->count_dead);
     pthread_mutex_unlock(&b->mu);
     return v;
+}
+
+json_t *jinbox_dead_report(const char *data_dir, size_t latest, char *err, size_t errlen)
+{
+    char *path = xasprintf("%s/inbox.db", data_dir);
+    sqlite3 *db = NULL;
+    /* read-write without create: no inbox yet is no dead letter, and WAL
+     * readers need the -shm (query_only: this connection never writes) */
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+    if (rc == SQLITE_CANTOPEN) {
+        sqlite3_close(db);
+        free(path);
+        return json_pack("{s:I, s:[]}", "count", (json_int_t)0, "latest");
+    }
+    sqlite3_stmt *q = NULL;
+    json_t *out = NULL;
+    if (rc != SQLITE_OK || sqlite3_busy_timeout(db, 5000) != SQLITE_OK ||
+        sqlite3_exec(db, "PRAGMA query_only = 1; BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM journey_dead_letters", -1, &q, NULL) !=
+            SQLITE_OK ||
+        sqlite3_step(q) != SQLITE_ROW)
+        goto fail;
+    out = json_pack("{s:I, s:[]}", "count", (json_int_t)sqlite3_column_int64(q, 0), "latest");
+    sqlite3_finalize(q);
+    if (sqlite3_prepare_v2(db,
+                           "SELECT received, source, reason, body FROM journey_dead_letters"
+                           " ORDER BY seq DESC LIMIT ?",
+                           -1, &q, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)latest);
+    json_t *arr = json_object_get(out, "latest");
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        char at[21];
+        timestamp_format(floor_div(sqlite3_column_int64(q, 0), 1000), at);
+        const char *src = (const char *)sqlite3_column_text(q, 1);
+        const char *why = (const char *)sqlite3_column_text(q, 2);
+        const char *body = (const char *)sqlite3_column_text(q, 3);
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "at", at, "source",
+                                             src ? src : "", "reason", why ? why : "", "body",
+                                             body ? body : ""));
+    }
+    if (rc != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(q);
+    sqlite3_close(db); /* ends the read transaction */
+    free(path);
+    return out;
+fail:
+    snprintf(err, errlen, "%s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    free(path);
+    json_decref(out);
+    return NULL;
 }

@@ -11,6 +11,7 @@
 #ifndef BATON_JOURNEY_INBOX_H
 #define BATON_JOURNEY_INBOX_H
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdint.h>
 
@@ -51,5 +52,11 @@ int64_t jinbox_last(jinbox *b);
  * their ids no longer deduplicate. At most max rows per call. */
 int jinbox_prune(jinbox *b, int64_t upto, int64_t older_than_ms, int max);
 uint64_t jinbox_dead_count(jinbox *b);
+
+/* The dead letters of <data_dir>/inbox.db as another process reads them
+ * (journey status, while serve runs): {"count": N, "latest": [{"at",
+ * "source", "reason", "body"}]}, newest first, at most `latest` of them.
+ * No inbox yet: count 0. NULL with err when it cannot be read. */
+json_t *jinbox_dead_report(const char *data_dir, size_t latest, char *err, size_t errlen);
 
 #endif

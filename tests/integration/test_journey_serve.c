@@ -3,7 +3,10 @@
  * event is accounted for once (one instance per event, each completed) and
  * every push message went out once. Also: SIGHUP turns a channel on
  * without a restart, and a broken configuration is refused while the
- * running one goes on. */
+ * running one goes on; a valid one that fails to start is rolled back to
+ * the previous one, which keeps routing (and when even that cannot start,
+ * serve exits 1 with both reasons); one serve per data directory; dead
+ * letters readable by `journey status` while serve runs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -105,18 +108,28 @@ static long query(const char *db, const char *sql)
     return v;
 }
 
-static void write_config(const char *push_enabled)
+/* extra_channels and sources: more entries of those groups ("" for none) */
+static void write_config_with(const char *push_enabled, const char *extra_channels,
+                              const char *sources)
 {
-    char text[4096];
+    char text[8192];
     snprintf(text, sizeof text,
              "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"info\"; }; };\n"
+             "sources: { %s };\n"
              "events: { mqtt: { plugin = \"event_mqtt\"; broker = \"127.0.0.1:%d\";\n"
              "  topics = [ \"baton/events/#\" ]; client_id = \"baton-test\"; reconnect_max = \"2s\"; }; };\n"
              "channels: { push: { enabled = %s; plugin = \"channel_push\"; broker = \"127.0.0.1:%d\";\n"
-             "  topic = \"push/{{ profile.id }}\"; client_id = \"baton-push-test\"; }; };\n"
+             "  topic = \"push/{{ profile.id }}\"; client_id = \"baton-push-test\"; };\n"
+             "  %s };\n"
              "journeys = [ \"journeys\" ];\n",
-             getenv("BATON_PLUGINS"), broker.port, push_enabled, broker.port);
+             getenv("BATON_PLUGINS"), sources, broker.port, push_enabled, broker.port,
+             extra_channels);
     free(file_write(dir, "baton.cfg", text));
+}
+
+static void write_config(const char *push_enabled)
+{
+    write_config_with(push_enabled, "", "");
 }
 
 static void write_journey(void)
@@ -132,12 +145,18 @@ static void write_journey(void)
                     "    { id = \"done\"; type = \"end\"; } ); };\n"));
 }
 
+static pid_t start_baton_log(const char *log)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s -c %s/baton.cfg serve", getenv("BATON_BIN"), dir);
+    return spawn(cmd, log);
+}
+
 static pid_t start_baton(void)
 {
-    char cmd[2048], log[1024];
-    snprintf(cmd, sizeof cmd, "%s -c %s/baton.cfg serve", getenv("BATON_BIN"), dir);
+    char log[1024];
     snprintf(log, sizeof log, "%s/baton.log", dir);
-    return spawn(cmd, log);
+    return start_baton_log(log);
 }
 
 /* The subscriber counts what the push channel delivered. */
@@ -280,11 +299,217 @@ static void test_reload(void **state)
     free(text);
 }
 
+static void publish(const char *id, const char *profile, const char *type)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t baton/events/in -m "
+             "'{\"id\": \"%s\", \"type\": \"%s\", \"profile\": \"%s\", \"data\": {\"total\": 5}}'",
+             broker.port, id, type, profile);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Poll sql on db until it answers want (up to timeout_ms); the last answer. */
+static long wait_for(const char *db, const char *sql, long want, int timeout_ms)
+{
+    long v = -1;
+    for (int i = 0; i < timeout_ms / 50; i++) {
+        if ((v = query(db, sql)) == want)
+            break;
+        nap_ms(50);
+    }
+    return v;
+}
+
+static int running(pid_t pid)
+{
+    return waitpid(pid, NULL, WNOHANG) == 0;
+}
+
+/* A reload into a valid configuration whose new channel cannot start (its
+ * export folder would be inside a file): serve logs why, brings the
+ * previous configuration back and goes on routing and pushing, events
+ * published during the switch included. */
+static void test_reload_failed_start_rolls_back(void **state)
+{
+    write_config("true");
+    write_journey();
+    char db[1024], subout[1024], log[1024];
+    snprintf(db, sizeof db, "%s/var/state.db", dir);
+    snprintf(subout, sizeof subout, "%s/pushed.txt", dir);
+    snprintf(log, sizeof log, "%s/baton.log", dir);
+    pid_t sub = start_subscriber(subout);
+    pid_t baton = start_baton();
+    nap_ms(700);
+    publish("f1", "a", "order");
+    assert_int_equal(wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 1, 10000),
+                     1);
+
+    char mail[2048];
+    snprintf(mail, sizeof mail,
+             "mail: { plugin = \"channel_directmail\"; dir = \"%s/baton.cfg/exports\"; };", dir);
+    write_config_with("true", mail, "");
+    kill(baton, SIGHUP);
+    publish("f2", "b", "order"); /* while it switches */
+    nap_ms(1500);
+    assert_true(running(baton));
+    publish("f3", "c", "order"); /* after: the previous configuration routes it */
+    assert_int_equal(wait_for(db, "SELECT count(*) FROM journey_instances WHERE state = 'completed'",
+                              3, 15000),
+                     3);
+    assert_int_equal(wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 3, 15000),
+                     3);
+    long distinct = 0;
+    for (int i = 0; i < 100 && (lines_in(subout, &distinct), distinct) < 3; i++)
+        nap_ms(50);
+    assert_int_equal(distinct, 3);
+
+    /* a second SIGHUP with the same broken file fails the same way and
+     * still comes back: the rollback left a configuration that reloads */
+    kill(baton, SIGHUP);
+    nap_ms(1500);
+    assert_true(running(baton));
+    publish("f4", "d", "order");
+    assert_int_equal(wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 4, 15000),
+                     4);
+    /* and once fixed, the reload goes through */
+    write_config("true");
+    kill(baton, SIGHUP);
+    nap_ms(1000);
+    kill(baton, SIGTERM);
+    assert_int_equal(wait_exit(baton, 30000), 0);
+    kill(sub, SIGTERM);
+    wait_exit(sub, 5000);
+    assert_int_equal(query(db, "SELECT count(*) FROM journey_sends WHERE status = 'pending'"), 0);
+
+    char *text = file_read(log, NULL);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "channels.mail: start failed:"));
+    assert_non_null(strstr(text, "cannot create the export folder: Not a directory"));
+    assert_non_null(strstr(text, "reload failed: the new configuration did not start: "));
+    assert_non_null(strstr(text, "running the previous configuration"));
+    assert_non_null(strstr(text, "reload done"));
+    assert_null(strstr(text, "did not come back"));
+    free(text);
+}
+
+/* When the previous configuration cannot come back either (its data
+ * source was replaced by a folder meanwhile), serve exits 1 and says both
+ * reasons. */
+static void test_reload_rollback_fails(void **state)
+{
+    char crm[1024], src[2048], mail[2048], log[1024];
+    snprintf(crm, sizeof crm, "%s/crm.db", dir);
+    snprintf(src, sizeof src, "crm: { plugin = \"source_sqlite\"; path = \"%s\"; };", crm);
+    snprintf(log, sizeof log, "%s/baton.log", dir);
+    write_config_with("true", "", src);
+    write_journey();
+    pid_t baton = start_baton();
+    nap_ms(700);
+    assert_true(running(baton));
+    char cmd[6144];
+    snprintf(cmd, sizeof cmd, "rm -f %s %s-wal %s-shm && mkdir %s", crm, crm, crm, crm);
+    assert_int_equal(system(cmd), 0);
+    snprintf(mail, sizeof mail,
+             "mail: { plugin = \"channel_directmail\"; dir = \"%s/baton.cfg/exports\"; };", dir);
+    write_config_with("true", mail, "");
+    kill(baton, SIGHUP);
+    assert_int_equal(wait_exit(baton, 30000), 1);
+    char *text = file_read(log, NULL);
+    assert_non_null(text);
+    char *both = strstr(text, "did not come back");
+    assert_non_null(both);
+    char *line_end = strchr(both, '\n');
+    assert_non_null(line_end);
+    *line_end = '\0';
+    char *line = both;
+    while (line > text && line[-1] != '\n')
+        line--;
+    print_message("%s\n", line);
+    assert_non_null(strstr(line, "channels.mail: start failed"));
+    assert_non_null(strstr(line, "sources.crm: start failed"));
+    free(text);
+}
+
+/* While serve runs: `journey status` reads the dead letters out of the
+ * inbox it is writing (it used to hold inbox.db locked exclusively), and
+ * a second serve on the same data directory refuses to start. */
+static void test_status_and_lock_while_serving(void **state)
+{
+    write_config("false");
+    write_journey();
+    char db[1024], cmd[4096], log2[1024];
+    snprintf(db, sizeof db, "%s/var/state.db", dir);
+    snprintf(log2, sizeof log2, "%s/second.log", dir);
+    pid_t baton = start_baton();
+    nap_ms(700);
+    publish("d1", "a", "order");
+    snprintf(cmd, sizeof cmd,
+             "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t baton/events/in -m '{\"id\": \"d2\", "
+             "\"profile\": \"b\"}' && mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t baton/events/in "
+             "-m 'not json'",
+             broker.port, broker.port);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(wait_for(db, "SELECT count(*) FROM journey_instances", 1, 10000), 1);
+
+    char *out = NULL, *err = NULL;
+    long dead = -1;
+    for (int i = 0; i < 100 && dead != 2; i++) { /* the dead letters commit with their batch */
+        free(out);
+        free(err);
+        out = err = NULL;
+        snprintf(cmd, sizeof cmd, "%s -c %s/baton.cfg journey status thanks --json",
+                 getenv("BATON_BIN"), dir);
+        assert_int_equal(run_capture(cmd, &out, &err), 0);
+        const char *p = strstr(out, "\"dead_letters\":");
+        assert_non_null(p);
+        dead = strtol(p + strlen("\"dead_letters\":"), NULL, 10);
+        if (dead != 2)
+            nap_ms(50);
+    }
+    assert_true(running(baton));
+    assert_int_equal(dead, 2);
+    assert_non_null(strstr(out, "\"reason\": \"no 'type'\""));
+    assert_non_null(strstr(out, "\"source\": \"events.mqtt\""));
+    assert_non_null(strstr(out, "\"body\": \"not json\""));
+    assert_non_null(strstr(out, "\"profiles\": 1"));
+    free(out);
+    free(err);
+    snprintf(cmd, sizeof cmd, "%s -c %s/baton.cfg journey status thanks", getenv("BATON_BIN"),
+             dir);
+    assert_int_equal(run_capture(cmd, &out, &err), 0);
+    assert_non_null(strstr(out, "dead letters (events refused, every journey): 2; the latest 2:"));
+    assert_non_null(strstr(out, "events.mqtt: no 'type': {\"id\": \"d2\", \"profile\": \"b\"}\n"));
+    free(out);
+    free(err);
+    /* an operator's own reader too */
+    char inbox[1024];
+    snprintf(inbox, sizeof inbox, "%s/var/inbox.db", dir);
+    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_inbox"), 1);
+
+    /* one serve per data directory */
+    pid_t second = start_baton_log(log2);
+    assert_int_equal(wait_exit(second, 10000), 1);
+    char *text = file_read(log2, NULL);
+    assert_non_null(text);
+    snprintf(cmd, sizeof cmd, "var/serve.lock: another baton serve (pid %ld) is running",
+             (long)baton);
+    print_message("%s", text);
+    assert_non_null(strstr(text, cmd));
+    free(text);
+    assert_true(running(baton));
+    kill(baton, SIGTERM);
+    assert_int_equal(wait_exit(baton, 30000), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_kill_and_restart_under_load, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_failed_start_rolls_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_rollback_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_status_and_lock_while_serving, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
