@@ -173,7 +173,8 @@ json_t *jsource_rows(void *ud, const schema_entity *ent, const schema_field *col
 {
     jsource *s = ud;
     if (!s || !s->profiles) {
-        snprintf(err, errlen, "no SQL source holds %s (profiles = names none)", ent->table);
+        snprintf(err, errlen, "reading %s: `profiles` names no SQL source to read it from",
+                 ent->table);
         return NULL;
     }
     const baton_source_ops *ops = instance_source(s->profiles);

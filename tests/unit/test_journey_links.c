@@ -15,18 +15,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "app.h"
+#include "dispatch/dispatch.h"
 #include "buf.h"
 #include "expr/expr.h"
 #include "journey/cond.h"
 #include "journey/journey.h"
+#include "journey/runner.h"
 #include "journey/sim.h"
 #include "journey/source.h"
 #include "mem.h"
 #include "schema.h"
 #include "schema_source.h"
+#include "support/fake_channel.h"
 #include "support/fs.h"
 #include "timefmt.h"
 
@@ -88,7 +92,8 @@ static void rig_open(rig *g, const char *tag, const char *sql)
     snprintf(text, sizeof text,
              "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"warn\"; }; };\n"
              "sources: { crm: { plugin = \"source_sqlite\"; path = \"crm.db\"; schema = \"%s/conf/schema.cfg\"; }; };\n"
-             "profiles = \"crm\";\n",
+             "profiles = \"crm\";\n"
+             "channels: { email: { plugin = \"channel_directmail\"; dir = \"out\"; }; };\n",
              getenv("BATON_PLUGINS"), getenv("BATON_SRC"));
     g->cfg = file_write(g->dir, "baton.cfg", text);
     char *db = xasprintf("%s/crm.db", g->dir);
@@ -451,6 +456,96 @@ static void test_journey_paths(void **st)
     free(events);
 }
 
+/* ---- the live runner (baton serve's engine) ------------------------- */
+
+static int64_t fixed_clock(void) { return 1795428000000LL; }
+static void no_ack(void *ud) {}
+
+static int count_of(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    int n = sqlite3_step(q) == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1;
+    sqlite3_finalize(q);
+    return n;
+}
+
+/* Conditions through the engine's scope and templates through the
+ * runner's: the condition routes by the orders, the send renders its
+ * {{#each}} (a render that cannot read rows would mark it failed). */
+static void test_live_runner(void **st)
+{
+    const char *text =
+        "journey: { name = \"live\"; entry = { event = \"visit\"; };\n"
+        "  start = \"c\"; nodes = (\n"
+        "    { id = \"c\"; type = \"condition\";\n"
+        "      branches = ( { when = \"count(profile.orders where amount > 20) >= 1\"; next = \"mail\"; } );\n"
+        "      otherwise = \"small\"; },\n"
+        "    { id = \"mail\"; type = \"send\"; channel = \"email\"; subject = \"{{ count(profile.orders) }} orders\";\n"
+        "      text = \"{{#each profile.orders limit 2}}{{ id }} at {{ store.city }}\\n{{/each}}\"; next = \"done\"; },\n"
+        "    { id = \"small\"; type = \"end\"; },\n"
+        "    { id = \"done\"; type = \"end\"; } ); };\n";
+    char *path = file_write(R.dir, "live.cfg", text);
+    diag d;
+    diag_init(&d);
+    journey *j = journey_load(path, &R.a, &d);
+    if (!j)
+        diag_print(&d, stderr);
+    assert_non_null(j);
+    char err[512];
+    char *sdir = xasprintf("%s/state", R.dir);
+    store sto;
+    assert_int_equal(store_open(&sto, sdir, err, sizeof err), 0);
+    fake_channel_reset();
+    instance *email = fake_channel_new("email", "connections = 1;", err, sizeof err);
+    assert_non_null(email);
+    dispatcher *dp = dispatch_open(email, &sto, &(dispatch_opts){0}, err, sizeof err);
+    assert_non_null(dp);
+    jchannel ch[] = {{"email", email, dp}};
+    jrunner_opts o = {.clock_ms = fixed_clock, .queue = 100};
+    jrunner *r = jrunner_start(&R.a, &sto, &j, 1, ch, 1, &o, err, sizeof err);
+    if (!r)
+        fail_msg("runner: %s", err);
+    const char *profiles[] = {"p1", "p2", "p9"};
+    for (int i = 0; i < 3; i++) {
+        char json[256];
+        snprintf(json, sizeof json, "{\"id\": \"v%d\", \"type\": \"visit\", \"profile\": \"%s\"}", i,
+                 profiles[i]);
+        assert_int_equal(jrunner_submit(r, NULL, json, strlen(json), no_ack, NULL), 0);
+    }
+    assert_int_equal(jrunner_drain(r, 5000), 0);
+    assert_int_equal(dispatch_flush(dp, 5000), 0);
+    assert_int_equal(jrunner_drain(r, 5000), 0);
+    const char *done = "SELECT count(*) FROM journey_instances WHERE state = 'completed'";
+    for (int i = 0; i < 500 && count_of(sto.db, done) != 3; i++)
+        nanosleep(&(struct timespec){0, 10 * 1000000}, NULL);
+    assert_int_equal(count_of(sto.db, done), 3);
+    assert_int_equal(count_of(sto.db, "SELECT count(*) FROM journey_instances WHERE profile = "
+                                      "'p1' AND path = 'c mail done'"),
+                     1);
+    assert_int_equal(count_of(sto.db, "SELECT count(*) FROM journey_instances WHERE profile = "
+                                      "'p2' AND path = 'c small'"),
+                     1);
+    /* p9 has no profile row: its one order of 7 is not > 20 */
+    assert_int_equal(count_of(sto.db, "SELECT count(*) FROM journey_instances WHERE profile = "
+                                      "'p9' AND path = 'c small'"),
+                     1);
+    const char *queued = "SELECT count(*) FROM journey_sends WHERE profile = 'p1' AND "
+                         "status = 'queued'";
+    for (int i = 0; i < 500 && count_of(sto.db, queued) != 1; i++)
+        nanosleep(&(struct timespec){0, 10 * 1000000}, NULL);
+    assert_int_equal(count_of(sto.db, queued), 1);
+    jrunner_stop(r);
+    dispatch_close(dp, 1, 5000);
+    assert_int_equal(fake_channel_total(), 1);
+    fake_channel_free(email);
+    store_close(&sto);
+    journey_free(j);
+    diag_free(&d);
+    free(sdir);
+    free(path);
+}
+
 /* ---- differential: the same aggregates through expr_to_sql -------- */
 
 static uint64_t rng = 0x1eadba7cULL;
@@ -745,6 +840,7 @@ int main(void)
         cmocka_unit_test(test_each_and_errors),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_journey_paths),
+        cmocka_unit_test(test_live_runner),
         cmocka_unit_test(test_differential),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
