@@ -211,20 +211,26 @@ static int src_exec(void *state, const char *sql, const baton_value *params, siz
                 return -1;
             }
         }
-        /* columns are read after the first step: a schema change since the
-         * prepare makes step re-prepare (SELECT * may then have other
-         * columns), which frees the names read before */
-        int ncol = 0;
-        const char **names = NULL;
-        baton_value *vals = NULL;
-        int rc, stop = 0;
+        int ncol = sqlite3_column_count(st);
+        const char **names = calloc((size_t)ncol + 1, sizeof *names);
+        baton_value *vals = calloc((size_t)ncol + 1, sizeof *vals);
+        int rc, stop = 0, first = 1;
         while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             if (!fn)
                 continue;
-            if (!vals) {
-                ncol = sqlite3_column_count(st);
-                names = calloc((size_t)ncol + 1, sizeof *names);
-                vals = calloc((size_t)ncol + 1, sizeof *vals);
+            if (first) {
+                /* names are read after the first step: a schema change
+                 * since the prepare makes step re-prepare (freeing the
+                 * names read before; SELECT * may even change width) */
+                first = 0;
+                int n = sqlite3_column_count(st);
+                if (n != ncol) {
+                    free(names);
+                    free(vals);
+                    ncol = n;
+                    names = calloc((size_t)ncol + 1, sizeof *names);
+                    vals = calloc((size_t)ncol + 1, sizeof *vals);
+                }
                 if (!names || !vals) {
                     free(names);
                     free(vals);
