@@ -472,6 +472,10 @@ static const baton_config_key channel_keys[] = {
      .help = "first retry delay; doubles each attempt, with jitter"},
     {.name = "queue", .type = BATON_CFG_INT, .default_value = "10000", .has_range = 1,
      .min = 1, .max = 10000000, .help = "messages waiting for a worker at most (backpressure)"},
+    {.name = "resend_uncertain", .type = BATON_CFG_BOOL, .default_value = "false",
+     .help = "true: a message baton was delivering when it died (kill -9) is sent again with "
+             "the same idempotency key (the provider must drop repeats); false: it is logged "
+             "'uncertain' and never sent twice"},
     {.name = "address", .type = BATON_CFG_STRING,
      .help = "the profiles field holding the recipient's address"},
     {.name = "consent", .type = BATON_CFG_STRING,

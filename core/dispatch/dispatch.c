@@ -55,6 +55,7 @@ struct dispatcher {
     int nworkers;
     size_t batch, cap;
     unsigned retries;
+    int resend_uncertain; /* rows a dead process left in deliver() go again */
     int64_t backoff_ms;
 
     pthread_mutex_t mu;
@@ -412,10 +413,18 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
         out[i].status = BATON_RETRY;
         snprintf(out[i].reason, sizeof out[i].reason, "the channel gave no answer");
     }
-    /* "queued" must be durable before the message can go out: otherwise a
-     * crash right after delivery forgets the row, and the caller (a
-     * journey resuming its pending sends) hands the key again */
-    dlog_commit(d->log);
+    /* "queued" must be durable before the message can go out (otherwise a
+     * crash right after delivery forgets the row, and the caller — a
+     * journey resuming its pending sends — hands the key again), and so
+     * must "in flight": what a crash leaves in flight is never sent twice */
+    if (!d->o.dry_run) {
+        pthread_mutex_lock(d->log->mu);
+        for (size_t i = 0; i < n; i++)
+            if (!(batch[i]->flags & DISPATCH_F_PROOF))
+                dlog_mark_sending(d->log, batch[i]->key, batch[i]->attempts);
+        store_group_commit_locked(d->log->s);
+        pthread_mutex_unlock(d->log->mu);
+    }
     d->ops->deliver(d->inst->state, conn, ptrs, n, out);
 
     int64_t now = now_s(d), mnow = mono_ms();
@@ -457,6 +466,7 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
                         out[i].segments, now,
                         fin[i] == DISPATCH_RETRY ? now + (due[i] + 999) / 1000 : 0, d->owner);
         }
+        store_group_commit_locked(d->log->s); /* out of flight at once */
         pthread_mutex_unlock(d->log->mu);
     }
     for (size_t i = 0; i < n; i++)
@@ -602,6 +612,10 @@ static void heartbeat(dispatcher *d)
                d->channel, d->owner, 0);
 }
 
+#define UNCERTAIN_REASON                                                                       \
+    "baton stopped while the channel was delivering it: it may have gone out, so it is not "  \
+    "sent again (resend_uncertain = false)"
+
 static size_t pump_once(dispatcher *d)
 {
     pthread_mutex_lock(&d->mu);
@@ -613,13 +627,13 @@ static size_t pump_once(dispatcher *d)
     if (room > 1000)
         room = 1000;
     int64_t now = now_s(d);
-    qmsg *got = NULL, **tailp = &got;
+    qmsg *got = NULL, **tailp = &got, *unsure = NULL, **utailp = &unsure;
     size_t n = 0;
     pthread_mutex_lock(d->log->mu);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(d->log->db,
-                           "SELECT key, recipient, profile_id, attempts, created_at, content"
-                           " FROM deliveries WHERE channel = ?1 AND owner = 0 AND status IN"
+                           "SELECT key, recipient, profile_id, attempts, created_at, content,"
+                           " sending FROM deliveries WHERE channel = ?1 AND owner = 0 AND status IN"
                            " ('queued', 'retry', 'deferred') AND next_at <= ?2"
                            " ORDER BY next_at LIMIT ?3",
                            -1, &st, NULL) != SQLITE_OK) {
@@ -637,6 +651,11 @@ static size_t pump_once(dispatcher *d)
         q->profile_id = pid ? xstrdup((const char *)pid) : NULL;
         q->attempts = (unsigned)sqlite3_column_int(st, 3);
         q->time = sqlite3_column_int64(st, 4);
+        if (sqlite3_column_int(st, 6) && !d->resend_uncertain) {
+            *utailp = q;
+            utailp = &q->next;
+            continue;
+        }
         if (content_parse(q, (const char *)sqlite3_column_text(st, 5)) != 0) {
             dlog_update(d->log, q->key, DISPATCH_FAILED, NULL,
                         "the message's content is missing from the delivery log", q->attempts,
@@ -652,7 +671,20 @@ static size_t pump_once(dispatcher *d)
     for (qmsg *q = got; q; q = q->next)
         dlog_update(d->log, q->key, DISPATCH_QUEUED, NULL, NULL, q->attempts, 0, now, 0,
                     d->owner);
+    for (qmsg *q = unsure; q; q = q->next)
+        dlog_update(d->log, q->key, DISPATCH_UNCERTAIN, NULL, UNCERTAIN_REASON, q->attempts, 0,
+                    now, 0, 0);
     pthread_mutex_unlock(d->log->mu);
+    while (unsure) {
+        qmsg *q = unsure;
+        unsure = q->next;
+        log_msg(BATON_LOG_WARN, d->inst->who, "%s: %s", q->key, UNCERTAIN_REASON);
+        emit(d, q, DISPATCH_UNCERTAIN, NULL, UNCERTAIN_REASON, 0, 0, NULL, 0);
+        pthread_mutex_lock(&d->mu);
+        d->st.uncertain++;
+        pthread_mutex_unlock(&d->mu);
+        qmsg_free(q);
+    }
     if (!n)
         return 0;
     pthread_mutex_lock(&d->mu);
@@ -736,6 +768,7 @@ dispatcher *dispatch_open(instance *inst, store *s, const dispatch_opts *opts, c
     d->retries = (unsigned)cfg_i(inst, "retries", 5);
     d->backoff_ms = cfg_i(inst, "retry_backoff", 1000);
     d->cap = (size_t)cfg_i(inst, "queue", 10000);
+    d->resend_uncertain = cfg_i(inst, "resend_uncertain", 0) != 0;
     if (d->nworkers < 1)
         d->nworkers = 1;
     if (d->batch < 1)

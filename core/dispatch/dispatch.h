@@ -17,10 +17,18 @@
  * transient failure; next attempt at next_at), "deferred" (quiet hours;
  * sent at next_at), "sent" (the channel confirmed; provider_id), "failed"
  * (permanent error, or retries exhausted; reason), "capped" (over a
- * per-profile frequency cap; not sent).
+ * per-profile frequency cap; not sent), "uncertain" (in a deliver() call
+ * when the process died: see below).
  *
  * Durability: a message is recorded "queued" (with its content) before it
  * can be delivered and marked "sent" only after the channel confirms.
+ * Nothing is sent twice: before a batch goes to deliver() its rows are
+ * marked in flight (column `sending`) and committed, and its outcomes are
+ * committed as soon as deliver() returns. A row a dead process left in
+ * flight is the one case where baton cannot know whether it went out: it
+ * becomes "uncertain" and is not sent again — unless the channel's
+ * `resend_uncertain` is true (its provider drops repeats of an
+ * idempotency key), when it is sent again with the same key.
  * Rows are written by a group-committing writer shared by every
  * dispatcher on a store; dispatch_flush() and dispatch_close() commit.
  * A dispatcher opened on a channel picks up that channel's unfinished
@@ -63,6 +71,10 @@ typedef enum dispatch_status {
     DISPATCH_CAPPED,     /* final: over a per-profile frequency cap */
     DISPATCH_DRY_RUN,    /* dry run: formatted, not delivered, not logged */
     DISPATCH_DUPLICATE,  /* submit: the key is already in the log */
+    DISPATCH_UNCERTAIN,  /* final: the process stopped (kill -9, a crash)
+                            while the channel had it in deliver(); it may
+                            have gone out, so it is not sent again unless
+                            the channel sets resend_uncertain */
     DISPATCH_NSTATUS
 } dispatch_status;
 
@@ -173,6 +185,8 @@ int dispatch_flush(dispatcher *d, int64_t timeout_ms);
 typedef struct dispatch_stats {
     uint64_t submitted;  /* accepted by submit (deferred included) */
     uint64_t sent, failed, capped, deferred, duplicates, dry_run;
+    uint64_t uncertain;  /* rows a dead process left in deliver(), found
+                            and closed by this dispatcher */
     uint64_t retries;    /* RETRY outcomes (one message may have several) */
     uint64_t attempts;   /* messages handed to deliver() */
     uint64_t throttled;  /* times the channel paused after a batch of

@@ -15,7 +15,8 @@
 #define COMMIT_MS 20
 
 static const char *const status_names[DISPATCH_NSTATUS] = {
-    "queued", "retry", "deferred", "sent", "failed", "capped", "dry_run", "duplicate"};
+    "queued", "retry", "deferred", "sent", "failed", "capped", "dry_run", "duplicate",
+    "uncertain"};
 
 const char *dispatch_status_name(dispatch_status s)
 {
@@ -47,9 +48,15 @@ static const char *const ddl =
     "CREATE TABLE IF NOT EXISTS dispatch_owners (owner INTEGER PRIMARY KEY,"
     " channel TEXT NOT NULL, pid INTEGER NOT NULL, heartbeat INTEGER NOT NULL)";
 
+/* 1 while a worker has the row in deliver(): what a crash leaves set is
+ * "uncertain" (dispatch.h) */
+static const char *const ddl_sending =
+    "ALTER TABLE deliveries ADD COLUMN sending INTEGER NOT NULL DEFAULT 0";
+
 int dispatch_log_init(store *s, char *err, size_t errlen)
 {
-    return store_migrate(s, "dispatch", 2, ddl, err, errlen);
+    return store_migrate(s, "dispatch", 2, ddl, err, errlen) ||
+           store_migrate(s, "dispatch_sending", 1, ddl_sending, err, errlen);
 }
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -103,6 +110,7 @@ static void dlog_free(dlog *l)
 {
     sqlite3_finalize(l->ins);
     sqlite3_finalize(l->upd);
+    sqlite3_finalize(l->sending);
     sqlite3_finalize(l->get);
     sqlite3_finalize(l->cap_all);
     sqlite3_finalize(l->cap_chan);
@@ -139,9 +147,11 @@ dlog *dlog_attach(store *s, char *err, size_t errlen)
                 &l->ins, err, errlen) ||
         prepare(l,
                 "UPDATE deliveries SET status = ?2, provider_id = ?3, reason = ?4, attempts = ?5,"
-                " segments = ?6, updated_at = ?7, next_at = ?8, owner = ?9,"
+                " segments = ?6, updated_at = ?7, next_at = ?8, owner = ?9, sending = 0,"
                 " content = CASE WHEN ?10 THEN NULL ELSE content END WHERE key = ?1",
                 &l->upd, err, errlen) ||
+        prepare(l, "UPDATE deliveries SET sending = 1, attempts = ?2 WHERE key = ?1",
+                &l->sending, err, errlen) ||
         prepare(l, "SELECT " ROW_COLS " FROM deliveries WHERE key = ?1", &l->get, err, errlen) ||
         prepare(l,
                 "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND created_at > ?2"
@@ -229,7 +239,8 @@ void dlog_update(dlog *l, const char *key, dispatch_status st, const char *provi
                  const char *reason, unsigned attempts, unsigned segments, int64_t now,
                  int64_t next_at, int64_t owner)
 {
-    int final = st == DISPATCH_SENT || st == DISPATCH_FAILED || st == DISPATCH_CAPPED;
+    int final = st == DISPATCH_SENT || st == DISPATCH_FAILED || st == DISPATCH_CAPPED ||
+                st == DISPATCH_UNCERTAIN;
     dlog_begin(l);
     sqlite3_stmt *s = l->upd;
     bind_text(s, 1, key);
@@ -250,6 +261,17 @@ void dlog_update(dlog *l, const char *key, dispatch_status st, const char *provi
 
 /* ------------------------------------------------------------------ */
 /* Queries                                                             */
+void dlog_mark_sending(dlog *l, const char *key, unsigned attempts)
+{
+    dlog_begin(l);
+    sqlite3_bind_text(l->sending, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int(l->sending, 2, (int)attempts);
+    if (sqlite3_step(l->sending) != SQLITE_DONE)
+        log_error("delivery log: in flight %s: %s", key, sqlite3_errmsg(l->db));
+    sqlite3_reset(l->sending);
+    sqlite3_clear_bindings(l->sending);
+}
+
 /* ------------------------------------------------------------------ */
 
 static void copy_col(char *dst, size_t n, sqlite3_stmt *st, int col)

@@ -23,7 +23,7 @@ typedef struct dlog {
     pthread_cond_t wake;
     int stopping;
     int refs;
-    sqlite3_stmt *ins, *upd, *get, *cap_all, *cap_chan;
+    sqlite3_stmt *ins, *upd, *sending, *get, *cap_all, *cap_chan;
     struct dlog *next;
 } dlog;
 
@@ -51,6 +51,9 @@ void dlog_update(dlog *l, const char *key, dispatch_status st, const char *provi
                  const char *reason, unsigned attempts, unsigned segments, int64_t now,
                  int64_t next_at, int64_t owner);
 
+/* Under l->mu. The row goes into deliver() now (its attempts counted):
+ * in flight until dlog_update records the outcome. */
+void dlog_mark_sending(dlog *l, const char *key, unsigned attempts);
 dispatch_status dispatch_status_parse(const char *s);
 
 /* Rows of profile counting against a frequency cap (queued, retry,

@@ -17,6 +17,8 @@
 #include "dispatch/dispatch.h"
 #include "dispatch/zone.h"
 #include "record.h"
+#include <sqlite3.h>
+
 #include "support/fake_channel.h"
 #include "support/fs.h"
 #include "timefmt.h"
@@ -289,6 +291,84 @@ static void test_owner_lease(void **state)
     fake_channel_free(inst);
 }
 
+static long count_rows(const char *where)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM deliveries WHERE %s", where);
+    sqlite3_stmt *q;
+    long n = -1;
+    dispatch_log_sync(&st);
+    if (sqlite3_prepare_v2(st.db, sql, -1, &q, NULL) == SQLITE_OK) {
+        if (sqlite3_step(q) == SQLITE_ROW)
+            n = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
+    return n;
+}
+
+/* A process killed while its channel had a batch in deliver() leaves those
+ * rows in flight: they may have gone out, so they are never sent again
+ * ("uncertain") unless the channel says its provider drops repeats. */
+static void test_crash_in_flight_not_sent_twice(void **state)
+{
+    char err[256];
+    char *sql = NULL;
+    assert_int_equal(dispatch_log_init(&st, err, sizeof err), 0);
+    assert_true(asprintf(&sql,
+                         "INSERT INTO dispatch_owners VALUES (4243, 'email', 1, 1000);"
+                         "INSERT INTO deliveries (key, channel, recipient, status, attempts,"
+                         " created_at, updated_at, owner, sending, content) VALUES"
+                         " ('inflight/1', 'email', 'o@example.com', 'queued', 1, 1000, 1000, 4243,"
+                         " 1, '{\"parts\": [[\"text\", \"hi\"]]}'),"
+                         " ('waiting/1', 'email', 'o@example.com', 'queued', 0, 1000, 1000, 4243,"
+                         " 0, '{\"parts\": [[\"text\", \"hi\"]]}');") > 0);
+    assert_int_equal(store_exec(&st, sql, err, sizeof err), 0);
+    free(sql);
+    memset(outcomes, 0, sizeof outcomes);
+    instance *inst = chan("");
+    dispatcher *d = dispatch_open(inst, &st, &(dispatch_opts){.on_outcome = on_outcome}, err,
+                                  sizeof err);
+    assert_non_null(d);
+    for (int i = 0; i < 100 && !fake_channel_sent("waiting/1"); i++)
+        usleep(50 * 1000);
+    assert_int_equal(dispatch_flush(d, 5000), 0);
+    assert_int_equal(fake_channel_sent("waiting/1"), 1); /* never in flight: sent */
+    assert_int_equal(fake_channel_sent("inflight/1"), 0); /* may have gone: not again */
+    assert_int_equal(count_rows("key = 'inflight/1' AND status = 'uncertain' AND sending = 0"
+                                " AND reason LIKE 'baton stopped while%'"),
+                     1);
+    dispatch_stats s;
+    dispatch_get_stats(d, &s);
+    assert_int_equal(s.uncertain, 1);
+    pthread_mutex_lock(&omu);
+    assert_int_equal(outcomes[DISPATCH_UNCERTAIN], 1);
+    pthread_mutex_unlock(&omu);
+    /* what this dispatcher delivered is out of flight, committed */
+    assert_int_equal(count_rows("sending = 1"), 0);
+    dispatch_close(d, 0, 0);
+    fake_channel_free(inst);
+
+    /* resend_uncertain: the same key goes again (the provider drops it if
+     * it had it) */
+    assert_true(asprintf(&sql,
+                         "INSERT INTO dispatch_owners VALUES (4244, 'email', 1, 1000);"
+                         "INSERT INTO deliveries (key, channel, recipient, status, attempts,"
+                         " created_at, updated_at, owner, sending, content) VALUES"
+                         " ('inflight/2', 'email', 'o@example.com', 'queued', 1, 1000, 1000, 4244,"
+                         " 1, '{\"parts\": [[\"text\", \"hi\"]]}');") > 0);
+    assert_int_equal(store_exec(&st, sql, err, sizeof err), 0);
+    free(sql);
+    inst = chan("resend_uncertain = true;");
+    d = dispatch_open(inst, &st, &(dispatch_opts){0}, err, sizeof err);
+    for (int i = 0; i < 100 && !fake_channel_sent("inflight/2"); i++)
+        usleep(50 * 1000);
+    assert_int_equal(dispatch_flush(d, 5000), 0);
+    assert_int_equal(fake_channel_sent("inflight/2"), 1);
+    assert_int_equal(count_rows("key = 'inflight/2' AND status = 'sent' AND attempts = 2"), 1);
+    dispatch_close(d, 0, 0);
+    fake_channel_free(inst);
+}
+
 static void test_drain_on_close(void **state)
 {
     instance *inst = chan("batch = 10;");
@@ -519,6 +599,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_and_reopen_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_owner_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_in_flight_not_sent_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_on_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frequency_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiet_hours_defer, setup, teardown),
