@@ -27,6 +27,9 @@
  * process died) and its rows go back to the channel's other dispatchers. */
 #define HEARTBEAT_S 1
 #define OWNER_STALE_S 10
+/* Rows of owners gone without a trace are looked for this often (and at
+ * once when a beat finds an owner dead). */
+#define ORPHANS_S 30
 #define MAX_BACKOFF_MS (3600 * 1000LL)
 #define MAX_PAUSE_MS (30 * 1000LL)
 
@@ -50,6 +53,7 @@ struct dispatcher {
     dlog *log;
     dispatch_opts o;
     int64_t owner;
+    int64_t orphans_ms; /* pump: the last look for rows of dead owners */
 
     double rate;
     int nworkers;
@@ -588,6 +592,7 @@ static void heartbeat(dispatcher *d)
                d->channel, d->owner, (int64_t)getpid());
     exec_bound(d, "DELETE FROM dispatch_owners WHERE heartbeat < ?2", NULL,
                wall - OWNER_STALE_S, 0);
+    int gone = sqlite3_changes(d->log->db) > 0;
     /* an owner whose process is gone (killed, crashed) is dead now: its
      * rows need not wait for the heartbeat to go stale */
     sqlite3_stmt *st;
@@ -605,6 +610,11 @@ static void heartbeat(dispatcher *d)
     }
     for (size_t i = 0; i < ndead; i++)
         exec_bound(d, "DELETE FROM dispatch_owners WHERE owner = ?2", NULL, dead[i], 0);
+    /* the look costs a scan of the rows held in memory: not every beat,
+     * which would stall every writer each second */
+    if (!gone && !ndead && d->orphans_ms && mono_ms() - d->orphans_ms < ORPHANS_S * 1000)
+        return;
+    d->orphans_ms = mono_ms();
     exec_bound(d,
                "UPDATE deliveries SET owner = 0 WHERE channel = ?1 AND owner != 0 AND owner != ?2"
                " AND status IN ('queued', 'retry', 'deferred') AND owner NOT IN"

@@ -52,11 +52,16 @@ static const char *const ddl =
  * "uncertain" (dispatch.h) */
 static const char *const ddl_sending =
     "ALTER TABLE deliveries ADD COLUMN sending INTEGER NOT NULL DEFAULT 0";
+/* the rows some dispatcher holds: looked up when one dies */
+static const char *const ddl_owned =
+    "CREATE INDEX IF NOT EXISTS deliveries_owned ON deliveries(channel, owner)"
+    " WHERE owner != 0";
 
 int dispatch_log_init(store *s, char *err, size_t errlen)
 {
     return store_migrate(s, "dispatch", 2, ddl, err, errlen) ||
-           store_migrate(s, "dispatch_sending", 1, ddl_sending, err, errlen);
+           store_migrate(s, "dispatch_sending", 1, ddl_sending, err, errlen) ||
+           store_migrate(s, "dispatch_owned", 1, ddl_owned, err, errlen);
 }
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;

@@ -350,6 +350,13 @@ int main(void)
     long n = lat_n;
     for (long k = 0; k < n; k++) /* delivery time -> latency */
         lat_us[k] = lat_us[k] - (t0_us + (int64_t)(lat_idx[k] * 1000000 / per_s));
+    if (getenv("BENCH_DUMP")) { /* line number and latency, to see when the slow ones come */
+        FILE *df = fopen(getenv("BENCH_DUMP"), "w");
+        for (long k = 0; df && k < n; k++)
+            fprintf(df, "%ld %lld\n", lat_idx[k], (long long)lat_us[k]);
+        if (df)
+            fclose(df);
+    }
     qsort(lat_us, (size_t)n, sizeof *lat_us, cmp64);
     if (n > 0) {
         double p50 = lat_us[n / 2] / 1000.0, p99 = lat_us[(n * 99) / 100] / 1000.0;
