@@ -350,6 +350,49 @@ static void test_plugin_by_relative_path(void **st)
     app_close(&a);
 }
 
+/* serve's rollback: a stopped app comes back with instances created again
+ * from the configuration as it was loaded, even though the file changed
+ * since (an instance is started once in its life). */
+static void test_reinit_after_stop(void **st)
+{
+    char *cfg = with_fixtures("actions: { a: { plugin = \"fx_action\"; url = \"http://x\"; }; };\n");
+    app a;
+    char *got = load(cfg, APP_INIT, &a);
+    assert_string_equal(got, "");
+    free(got);
+    diag d;
+    diag_init(&d);
+    assert_int_equal(app_start(&a, &d), 0);
+    instance *first = app_find(&a, "actions", "a");
+    assert_int_equal(first->phase, INSTANCE_RUNNING);
+    app_stop(&a);
+    assert_int_equal(first->phase, INSTANCE_STOPPED);
+
+    /* the file now says something else (and something broken) */
+    free(file_write(dir, "baton.cfg", "actions: { a: { plugin = \"nope\"; }; };\n"));
+    assert_int_equal(app_reinit(&a, &d), 0);
+    assert_int_equal(d.errors, 0);
+    assert_int_equal(a.ninst, 1);
+    instance *inst = app_find(&a, "actions", "a");
+    assert_non_null(inst);
+    assert_int_equal(inst->phase, INSTANCE_READY);
+    assert_int_equal(app_start(&a, &d), 0);
+    assert_int_equal(inst->phase, INSTANCE_RUNNING);
+    assert_string_equal(plugin_host_api()->config_string(inst, "url"), "http://x");
+    buf response;
+    buf_init(&response);
+    char reason[64];
+    baton_action_call call = {.size = sizeof call, .key = "k"};
+    assert_int_equal(instance_action(inst)->invoke(inst->state, &call, &response, reason,
+                                                   sizeof reason),
+                     BATON_OK);
+    assert_non_null(strstr(response.data, "url=http://x "));
+    buf_free(&response);
+    diag_free(&d);
+    app_close(&a);
+    free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +409,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_plugin_load_errors_in_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defaults_paths_and_init, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_by_relative_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reinit_after_stop, setup, teardown),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
