@@ -258,6 +258,9 @@ static int reload(const char *config, running **cur, running **next, dirlock *lo
     diag_init(&d);
     running *old = *cur, *nx = *next;
     if (prepare(config, nx, &d) != 0) {
+        /* a configuration file that was fine but whose journeys are not
+         * has already set its logging: the running one's comes back */
+        log_configure(old->a.conf.log_level, old->a.conf.log_json);
         diag_print(&d, stderr);
         log_error("reload refused: %zu error(s) in the new configuration; the running one stays "
                   "in force",
@@ -272,6 +275,7 @@ static int reload(const char *config, running **cur, running **next, dirlock *lo
     char err[1024];
     if (strcmp(nx->a.conf.data_dir, lock->dir) != 0 &&
         dirlock_take(&nlock, nx->a.conf.data_dir, err, sizeof err) != 0) {
+        log_configure(old->a.conf.log_level, old->a.conf.log_json);
         log_error("reload refused: %s; the running configuration stays in force", err);
         bring_down(nx);
         return 0;

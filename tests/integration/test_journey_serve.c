@@ -381,6 +381,24 @@ static void test_reload_failed_start_rolls_back(void **state)
     publish("f4", "d", "order");
     assert_int_equal(wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 4, 15000),
                      4);
+    /* a configuration whose own file is fine (log level error) but whose
+     * journey is not is refused, and leaves the running logging alone:
+     * the next SIGHUP is still logged at info */
+    char *cfgpath = NULL, *jpath = NULL;
+    assert_true(asprintf(&cfgpath, "%s/baton.cfg", dir) > 0);
+    write_config("true");
+    char *cfg = file_read(cfgpath, NULL);
+    char *lvl = strstr(cfg, "level = \"info\"");
+    assert_non_null(lvl);
+    memcpy(lvl, "level = \"warn\"", strlen("level = \"warn\""));
+    free(file_write(NULL, cfgpath, cfg));
+    free(cfg);
+    jpath = file_write(dir, "journeys/broken.cfg", "journey: { name = \"broken\"; };\n");
+    kill(baton, SIGHUP);
+    nap_ms(700);
+    unlink(jpath);
+    free(jpath);
+    free(cfgpath);
     /* and once fixed, the reload goes through */
     write_config("true");
     kill(baton, SIGHUP);
@@ -399,6 +417,11 @@ static void test_reload_failed_start_rolls_back(void **state)
     assert_non_null(strstr(text, "running the previous configuration"));
     assert_non_null(strstr(text, "reload done"));
     assert_null(strstr(text, "did not come back"));
+    assert_non_null(strstr(text, "journeys/broken.cfg:"));
+    int hups = 0;
+    for (const char *p = text; (p = strstr(p, "SIGHUP: re-reading")); p++)
+        hups++;
+    assert_int_equal(hups, 4);
     free(text);
 }
 
