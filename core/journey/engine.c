@@ -124,7 +124,7 @@ static int rebuild_timers(jengine *e, char *err, size_t errlen)
     jtimers_free(&e->timers);
     jtimers_init(&e->timers);
     while (sqlite3_step(st) == SQLITE_ROW)
-        jtimers_push(&e->timers, sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 0));
+        jtimers_set(&e->timers, sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 0));
     sqlite3_finalize(st);
     return 0;
 }
@@ -321,7 +321,9 @@ static int inst_save(jengine *e, jinst *in, int64_t now, char *err, size_t errle
     if (rc != SQLITE_DONE)
         return sqlfail(e, err, errlen, "save instance");
     if (in->due >= 0 && in->state[0] == 'a')
-        jtimers_push(&e->timers, in->due, in->id);
+        jtimers_set(&e->timers, in->due, in->id);
+    else
+        jtimers_remove(&e->timers, in->id); /* moved on before its timer */
     return 0;
 }
 

@@ -109,8 +109,8 @@ static void test_timers_order(void **st)
     jtimers h;
     jtimers_init(&h);
     srand(7);
-    for (int i = 0; i < 5000; i++)
-        jtimers_push(&h, rand() % 1000, i);
+    for (int i = 1; i <= 5000; i++)
+        jtimers_set(&h, rand() % 1000, i);
     jtimer t, prev = {-1, -1};
     assert_int_equal(jtimers_pop_due(&h, -1, &t), 0); /* nothing due yet */
     size_t n = 0;
@@ -126,6 +126,61 @@ static void test_timers_order(void **st)
         n++;
     assert_int_equal(n, 5000);
     jtimers_trim(&h);
+    jtimers_free(&h);
+}
+
+/* Against a plain array: instances wait, move their wake-up, move on
+ * before it (removed), or are popped when due; the heap holds exactly the
+ * waiting ones and pops them in order. */
+static void test_timers_model(void **st)
+{
+    enum { N = 3000 };
+    static int64_t due[N + 1]; /* -1: not waiting */
+    for (int i = 0; i <= N; i++)
+        due[i] = -1;
+    jtimers h;
+    jtimers_init(&h);
+    srand(11);
+    int64_t now = 0;
+    for (int step = 0; step < 200000; step++) {
+        int64_t inst = 1 + rand() % N;
+        int op = rand() % 10;
+        if (op < 5) {
+            due[inst] = now + rand() % 500;
+            jtimers_set(&h, due[inst], inst);
+        } else if (op < 8) {
+            due[inst] = -1;
+            jtimers_remove(&h, inst);
+        } else {
+            now += rand() % 20;
+            jtimer t;
+            int64_t last = -1;
+            while (jtimers_pop_due(&h, now, &t)) {
+                assert_true(t.due_ms <= now);
+                assert_true(t.due_ms >= last);
+                assert_int_equal(due[t.inst], t.due_ms);
+                last = t.due_ms;
+                due[t.inst] = -1;
+            }
+        }
+        if (step % 997 == 0) {
+            size_t waiting = 0;
+            int64_t first = -1;
+            for (int i = 1; i <= N; i++)
+                if (due[i] >= 0) {
+                    waiting++;
+                    if (first < 0 || due[i] < first)
+                        first = due[i];
+                }
+            assert_int_equal(h.n, waiting);
+            jtimer t;
+            if (waiting) {
+                assert_true(jtimers_peek(&h, &t));
+                assert_int_equal(t.due_ms, first);
+            }
+            jtimers_trim(&h);
+        }
+    }
     jtimers_free(&h);
 }
 
@@ -597,6 +652,7 @@ int main(void)
         cmocka_unit_test(test_event_defaults),
         cmocka_unit_test(test_event_malformed),
         cmocka_unit_test(test_timers_order),
+        cmocka_unit_test(test_timers_model),
         cmocka_unit_test(test_file_ok),
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_file_loop_without_wait),

@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "dispatch/dispatch.h"
+#include "journey/engine.h"
+#include "journey/event.h"
 #include "journey/journey.h"
 #include "journey/runner.h"
 #include "support/fake_channel.h"
@@ -241,10 +243,81 @@ static void test_pending_send_is_handed_on_start(void **state)
     rig_down(&g);
 }
 
+/* The engine's timer heap holds the waiting instances only: one that
+ * reacts, exits or is replaced gives its timeout back at once. */
+static void test_timers_follow_instances(void **state)
+{
+    char *path = file_write(dir, "t.cfg",
+                            "journey: { name = \"t\"; entry = { event = \"cart\"; reentry = \"always\"; };\n"
+                            "  exit = ( { event = \"unsubscribed\"; } ); start = \"r\";\n"
+                            "  nodes = ( { id = \"r\"; type = \"wait_event\"; event = \"order\"; timeout = \"1h\";"
+                            " on_event = \"e\"; on_timeout = \"e\"; }, { id = \"e\"; type = \"end\"; } ); };\n");
+    diag d;
+    diag_init(&d);
+    journey *j = journey_load(path, NULL, &d);
+    free(path);
+    assert_non_null(j);
+    jengine e;
+    char err[256];
+    assert_int_equal(jengine_open(&e, &st, &j, 1, &(jengine_ops){0}, err, sizeof err), 0);
+    int64_t now = clock_now;
+    char json[256];
+    int id = 0;
+    assert_int_equal(jengine_begin(&e, err, sizeof err), 0);
+    for (int i = 0; i < 100; i++) {
+        const char *type = "cart";
+        int len = snprintf(json, sizeof json,
+                           "{\"id\": \"%d\", \"type\": \"%s\", \"profile\": \"p%d\"}", id++, type, i);
+        jevent ev;
+        char why[128];
+        assert_int_equal(jevent_parse(json, (size_t)len, now, &ev, why, sizeof why), 0);
+        assert_int_equal(jengine_event(&e, &ev, now, err, sizeof err), 0);
+        jevent_free(&ev);
+    }
+    assert_int_equal(jengine_commit(&e, err, sizeof err), 0);
+    assert_int_equal(e.timers.n, 100);
+    /* 50 react, 10 exit */
+    assert_int_equal(jengine_begin(&e, err, sizeof err), 0);
+    for (int i = 0; i < 60; i++) {
+        int len = snprintf(json, sizeof json,
+                           "{\"id\": \"%d\", \"type\": \"%s\", \"profile\": \"p%d\"}", id++,
+                           i < 50 ? "order" : "unsubscribed", i);
+        jevent ev;
+        char why[128];
+        assert_int_equal(jevent_parse(json, (size_t)len, now + 1000, &ev, why, sizeof why), 0);
+        assert_int_equal(jengine_event(&e, &ev, now + 1000, err, sizeof err), 0);
+        jevent_free(&ev);
+    }
+    assert_int_equal(jengine_commit(&e, err, sizeof err), 0);
+    assert_int_equal(e.timers.n, 40);
+    /* a rolled-back batch leaves the heap as the store has it */
+    assert_int_equal(jengine_begin(&e, err, sizeof err), 0);
+    int len = snprintf(json, sizeof json, "{\"id\": \"x\", \"type\": \"order\", \"profile\": \"p70\"}");
+    jevent ev;
+    char why[128];
+    assert_int_equal(jevent_parse(json, (size_t)len, now + 2000, &ev, why, sizeof why), 0);
+    assert_int_equal(jengine_event(&e, &ev, now + 2000, err, sizeof err), 0);
+    jevent_free(&ev);
+    assert_int_equal(e.timers.n, 39);
+    jengine_rollback(&e);
+    assert_int_equal(e.timers.n, 40);
+    /* the rest time out together, an hour later */
+    size_t fired = 0;
+    assert_int_equal(jengine_begin(&e, err, sizeof err), 0);
+    assert_int_equal(jengine_fire(&e, now + 3600 * 1000 + 5000, 1000, &fired, err, sizeof err), 0);
+    assert_int_equal(jengine_commit(&e, err, sizeof err), 0);
+    assert_int_equal(fired, 40);
+    assert_int_equal(e.timers.n, 0);
+    jengine_close(&e);
+    journey_free(j);
+    diag_free(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_flow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timers_follow_instances, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_sends_nothing_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_send_is_handed_on_start, setup, teardown),
     };
