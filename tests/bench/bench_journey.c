@@ -297,7 +297,8 @@ int main(void)
     dispatch_opts o = {.on_outcome = on_outcome};
     dispatcher *disp = dispatch_open(push, &st, &o, err, sizeof err);
     jchannel ch = {"push", push, disp};
-    jrunner_opts ro = {.queue = 200000, .batch = 1024};
+    /* serve's defaults (queue 65536, batch 4096); BENCH_BATCH to compare */
+    jrunner_opts ro = {.batch = getenv("BENCH_BATCH") ? (size_t)atol(getenv("BENCH_BATCH")) : 0};
     jrunner *r = jrunner_start(&a, &st, &j, 1, &ch, 1, &ro, err, sizeof err);
     if (!r || !disp || app_start(&a, &d)) {
         printf("bench_journey: cannot start: %s\n", err);
