@@ -2,6 +2,8 @@
  * file. The campaign engine pushes targeting down to it as SQL (work
  * tables, joins, set operations) through exec() with bound parameters;
  * columns() lets the host check the schema against the real tables.
+ * Journeys read a profile and its linked rows through exec() on every
+ * step, so single read-only statements are kept prepared (STMT_CACHE).
  *
  * Storage conventions (FORMATS.md): timestamps are ISO 8601 UTC text
  * ("2026-11-23T10:00:00Z"), dates "YYYY-MM-DD", bools 0/1 — bound
@@ -14,11 +16,25 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* Prepared read-only statements kept by their SQL text: journeys read a
+ * profile and its linked rows with the same few statements on every step,
+ * and a prepare costs as much as the read. Least recently used goes. */
+#define STMT_CACHE 16
+
+typedef struct stmt_slot {
+    char *sql;
+    sqlite3_stmt *st;
+    unsigned long used;
+    int busy; /* stepping now: a row callback's own exec prepares afresh */
+} stmt_slot;
+
 typedef struct src {
     const baton_host *host;
     baton_instance *inst;
     sqlite3 *db;
     char *path;
+    stmt_slot cache[STMT_CACHE];
+    unsigned long tick;
 } src;
 
 static const baton_config_key keys[] = {
@@ -113,9 +129,61 @@ static int src_start(void *state)
     return 0;
 }
 
+static void cache_clear(src *s)
+{
+    for (int i = 0; i < STMT_CACHE; i++) {
+        sqlite3_finalize(s->cache[i].st);
+        free(s->cache[i].sql);
+        s->cache[i] = (stmt_slot){0};
+    }
+}
+
+static stmt_slot *cache_find(src *s, const char *sql)
+{
+    for (int i = 0; i < STMT_CACHE; i++)
+        if (s->cache[i].sql && !s->cache[i].busy && !strcmp(s->cache[i].sql, sql)) {
+            s->cache[i].used = ++s->tick;
+            s->cache[i].busy = 1;
+            return &s->cache[i];
+        }
+    return NULL;
+}
+
+/* Keep st (the whole of sql, read-only) in the least recently used slot;
+ * NULL when it cannot be kept (the caller finalizes it). */
+static stmt_slot *cache_put(src *s, const char *sql, sqlite3_stmt *st)
+{
+    if (!sqlite3_stmt_readonly(st))
+        return NULL;
+    stmt_slot *lru = NULL;
+    for (int i = 0; i < STMT_CACHE; i++)
+        if (!s->cache[i].busy && (!lru || s->cache[i].used < lru->used))
+            lru = &s->cache[i];
+    char *copy = lru ? strdup(sql) : NULL;
+    if (!copy)
+        return NULL;
+    sqlite3_finalize(lru->st);
+    free(lru->sql);
+    *lru = (stmt_slot){.sql = copy, .st = st, .used = ++s->tick, .busy = 1};
+    return lru;
+}
+
+/* Done with st: a kept statement is reset for its next use. */
+static void release(stmt_slot *slot, sqlite3_stmt *st)
+{
+    if (slot) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        slot->busy = 0;
+    } else {
+        sqlite3_finalize(st);
+    }
+}
+
 static void src_stop(void *state)
 {
     src *s = state;
+    cache_clear(s);
     sqlite3_close(s->db);
     s->db = NULL;
 }
@@ -190,24 +258,34 @@ static int src_exec(void *state, const char *sql, const baton_value *params, siz
     size_t next_param = 0;
     while (tail && *tail) {
         sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(s->db, tail, -1, &st, &tail) != SQLITE_OK) {
-            snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
-            return -1;
+        stmt_slot *slot = tail == sql ? cache_find(s, sql) : NULL;
+        if (slot) {
+            st = slot->st;
+            tail = ""; /* only a whole single statement is kept */
+        } else {
+            const char *start = tail;
+            if (sqlite3_prepare_v3(s->db, tail, -1, SQLITE_PREPARE_PERSISTENT, &st, &tail) !=
+                SQLITE_OK) {
+                snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
+                return -1;
+            }
+            if (!st)
+                continue; /* whitespace or a comment */
+            if (start == sql && !tail[strspn(tail, " \t\r\n;")])
+                slot = cache_put(s, sql, st);
         }
-        if (!st)
-            continue; /* whitespace or a comment */
         int np = sqlite3_bind_parameter_count(st);
         for (int i = 1; i <= np; i++) {
             const char *pn = sqlite3_bind_parameter_name(st, i);
             size_t pi = pn && pn[0] == '?' ? (size_t)atol(pn + 1) - 1 : next_param++;
             if (pi >= nparams) {
                 snprintf(err, errlen, "parameter %d of %zu bound is missing", i, nparams);
-                sqlite3_finalize(st);
+                release(slot, st);
                 return -1;
             }
             if (bind(st, i, &params[pi]) != SQLITE_OK) {
                 snprintf(err, errlen, "cannot bind parameter %d: %s", i, sqlite3_errmsg(s->db));
-                sqlite3_finalize(st);
+                release(slot, st);
                 return -1;
             }
         }
@@ -235,7 +313,7 @@ static int src_exec(void *state, const char *sql, const baton_value *params, siz
                     free(names);
                     free(vals);
                     snprintf(err, errlen, "out of memory");
-                    sqlite3_finalize(st);
+                    release(slot, st);
                     return -1;
                 }
                 for (int c = 0; c < ncol; c++)
@@ -264,10 +342,10 @@ static int src_exec(void *state, const char *sql, const baton_value *params, siz
         free(vals);
         if (!stop && rc != SQLITE_DONE) {
             snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
-            sqlite3_finalize(st);
+            release(slot, st);
             return -1;
         }
-        sqlite3_finalize(st);
+        release(slot, st);
         if (stop)
             break;
     }
