@@ -4,8 +4,9 @@
  * source_sqlite, then the condition evaluated in memory). Next to it, the
  * ceiling of the same reads written by hand (two prepared statements
  * straight on SQLite, the count done in C). Target: 20,000 evaluations/s
- * on one core (the journey engine's events/s target). Prints figures and
- * ratios; never fails on a figure. */
+ * on one core (the journey engine's events/s target). Three alternating
+ * rounds, each side's best. Prints figures and ratios; never fails on a
+ * figure. */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,7 @@
 
 #define PROFILES 20000
 #define TARGET 20000.0
-#define SECONDS 2.0
+#define SECONDS 1.0
 
 static double now_s(void)
 {
@@ -59,11 +60,12 @@ static double bench_baton(app *a, jsource *src, int64_t now_ms, long *trues)
                 fprintf(stderr, "bench_journey_links: %s\n", err);
                 return 0;
             }
-            *trues += truth;
+            if (n < PROFILES)
+                *trues += truth; /* every profile once: compared with by hand */
             jscope_release(&s);
         }
         t = now_s() - t0;
-    } while (t < SECONDS);
+    } while (t < SECONDS || n < PROFILES);
     jcond_release(&c);
     jcompile_free(cc);
     json_decref(ev);
@@ -77,6 +79,7 @@ static double bench_ceiling(const char *db_path, int64_t now_s_, long *trues)
     sqlite3 *db;
     if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
         return 0;
+    sqlite3_exec(db, "PRAGMA cache_size=-65536", NULL, NULL, NULL); /* as source_sqlite */
     sqlite3_stmt *p, *o;
     sqlite3_prepare_v2(db, "SELECT * FROM profiles WHERE id = ?", -1, &p, NULL);
     sqlite3_prepare_v2(db, "SELECT * FROM orders WHERE profile_id = ? ORDER BY id LIMIT 1001",
@@ -103,10 +106,11 @@ static double bench_ceiling(const char *db_path, int64_t now_s_, long *trues)
                     c++;
             }
             sqlite3_reset(o);
-            *trues += c >= 2;
+            if (n < PROFILES)
+                *trues += c >= 2;
         }
         t = now_s() - t0;
-    } while (t < SECONDS);
+    } while (t < SECONDS || n < PROFILES);
     sqlite3_finalize(p);
     sqlite3_finalize(o);
     sqlite3_close(db);
@@ -146,15 +150,23 @@ int main(void)
     }
     int64_t now = (int64_t)time(NULL);
     long t1 = 0, t2 = 0;
-    double got = bench_baton(&a, js, now * 1000, &t1);
     char db[1200];
     snprintf(db, sizeof db, "%s/crm.db", dir);
-    double ceil = bench_ceiling(db, now, &t2);
+    /* alternate, keep each one's best: the machine is shared */
+    double got = 0, ceil = 0;
+    for (int round = 0; round < 3; round++) {
+        double g = bench_baton(&a, js, now * 1000, &t1);
+        double c = bench_ceiling(db, now, &t2);
+        got = g > got ? g : got;
+        ceil = c > ceil ? c : ceil;
+    }
     printf("journey condition with count(profile.orders where ...), a fresh step each:\n"
-           "  baton       %9.0f evaluations/s (%ld true)\n"
-           "  by hand     %9.0f evaluations/s (%ld true): baton at %.2f of it\n"
-           "  target      %9.0f evaluations/s: ratio %.2f\n",
-           got, t1, ceil, t2, ceil > 0 ? got / ceil : 0, TARGET, got / TARGET);
+           "  baton       %9.0f evaluations/s\n"
+           "  by hand     %9.0f evaluations/s: baton at %.2f of it\n"
+           "  target      %9.0f evaluations/s: ratio %.2f\n"
+           "  answers     %ld and %ld true of %d profiles%s\n",
+           got, ceil, ceil > 0 ? got / ceil : 0, TARGET, got / TARGET, t1, t2, PROFILES,
+           t1 == t2 ? "" : " (DIFFER)");
     jsource_close(js);
     app_close(&a);
     diag_free(&d);
