@@ -17,7 +17,6 @@ static const char *const ddl =
     " state TEXT NOT NULL, node TEXT, wait TEXT, due INTEGER,"
     " entered INTEGER NOT NULL, updated INTEGER NOT NULL, path TEXT NOT NULL,"
     " event TEXT NOT NULL, results TEXT, reason TEXT);"
-    "CREATE INDEX IF NOT EXISTS journey_instances_profile ON journey_instances(profile);"
     "CREATE TABLE IF NOT EXISTS journey_sends ("
     " key TEXT PRIMARY KEY, instance INTEGER NOT NULL, journey TEXT NOT NULL,"
     " profile TEXT NOT NULL, node TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL,"
@@ -26,6 +25,12 @@ static const char *const ddl =
     "CREATE INDEX IF NOT EXISTS journey_sends_profile ON journey_sends(profile);"
     "CREATE INDEX IF NOT EXISTS journey_sends_pending ON journey_sends(status)"
     " WHERE status = 'pending'";
+
+/* the latest instance of each journey for a profile, from the index */
+static const char *const ddl_latest =
+    "CREATE INDEX IF NOT EXISTS journey_instances_latest"
+    " ON journey_instances(profile, journey, id);"
+    "DROP INDEX IF EXISTS journey_instances_profile";
 
 enum {
     S_META_GET,
@@ -43,13 +48,21 @@ enum {
 static const char *const sql[S_NSTMT] = {
     [S_META_GET] = "SELECT value FROM journey_meta WHERE key = ?",
     [S_META_SET] = "INSERT OR REPLACE INTO journey_meta(key, value) VALUES (?, ?)",
+    /* the latest instance per journey only: a profile's history (reentry
+     * "always", over years) must not slow every event down */
     [S_BY_PROFILE] = "SELECT id, journey, state, node, wait, due, entered, path, event,"
-                     " results, reason FROM journey_instances WHERE profile = ? ORDER BY id",
+                     " results, reason FROM journey_instances WHERE id IN (SELECT max(id)"
+                     " FROM journey_instances WHERE profile = ?1 GROUP BY journey) ORDER BY id",
     [S_BY_ID] = "SELECT id, journey, state, node, wait, due, entered, path, event, results,"
                 " reason, profile FROM journey_instances WHERE id = ?",
-    [S_UPSERT] = "INSERT OR REPLACE INTO journey_instances(id, journey, profile, state, node,"
+    /* an update in place (REPLACE would delete and re-insert the row and
+     * its index entries) */
+    [S_UPSERT] = "INSERT INTO journey_instances(id, journey, profile, state, node,"
                  " wait, due, entered, updated, path, event, results, reason)"
-                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+                 " state = excluded.state, node = excluded.node, wait = excluded.wait,"
+                 " due = excluded.due, updated = excluded.updated, path = excluded.path,"
+                 " event = excluded.event, results = excluded.results, reason = excluded.reason",
     [S_SEND_INS] = "INSERT OR IGNORE INTO journey_sends(key, instance, journey, profile, node,"
                    " kind, target, status, at, step) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [S_SEND_STATUS] = "UPDATE journey_sends SET status = ? WHERE key = ?",
@@ -139,7 +152,8 @@ int jengine_open(jengine *e, store *st, journey **js, size_t njs, const jengine_
     if (ops)
         e->ops = *ops;
     jtimers_init(&e->timers);
-    if (store_migrate(st, "journey", JOURNEY_DDL_VERSION, ddl, err, errlen))
+    if (store_migrate(st, "journey", JOURNEY_DDL_VERSION, ddl, err, errlen) ||
+        store_migrate(st, "journey_latest", 1, ddl_latest, err, errlen))
         return -1;
     /* the pages of the profile index are touched at random: keep more of
      * them (bounded: 16 MiB) */
