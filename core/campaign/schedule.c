@@ -7,6 +7,7 @@
 
 #include "campaign/engine.h"
 #include "campaign/history.h"
+#include "deadline.h"
 #include "dispatch/zone.h"
 #include "log.h"
 #include "mem.h"
@@ -175,13 +176,7 @@ static void *scheduler_main(void *arg)
         if (s->stop)
             break;
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += s->period_ms / 1000;
-        until.tv_nsec += (s->period_ms % 1000) * 1000000;
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
-        }
+        deadline_in(&until, s->period_ms);
         while (!s->stop && pthread_cond_timedwait(&s->cv, &s->mu, &until) == 0)
             ;
     }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "deadline.h"
 #include "dispatch/dlog.h"
 #include "log.h"
 #include "mem.h"
@@ -100,16 +101,6 @@ static int64_t now_s(const dispatcher *d)
     return (int64_t)time(NULL);
 }
 
-static void deadline(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
 
 static void sleep_ms(int64_t ms)
 {
@@ -532,7 +523,7 @@ static void *worker(void *arg)
             wait = d->heap[0]->due_ms - now;
         if (wait >= 0 || !d->head) {
             struct timespec ts;
-            deadline(&ts, wait >= 0 ? (wait ? wait : 1) : 1000);
+            deadline_in(&ts, wait >= 0 ? (wait ? wait : 1) : 1000);
             pthread_cond_timedwait(&d->work, &d->mu, &ts);
             continue;
         }
@@ -728,7 +719,7 @@ static void *pump(void *arg)
         if (n)
             continue; /* more may be due */
         struct timespec ts;
-        deadline(&ts, PUMP_MS);
+        deadline_in(&ts, PUMP_MS);
         pthread_cond_timedwait(&d->room, &d->mu, &ts);
     }
     pthread_mutex_unlock(&d->mu);
@@ -932,7 +923,7 @@ dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t
     if (d->pending >= d->cap && timeout_ms != 0) {
         struct timespec ts;
         if (timeout_ms > 0)
-            deadline(&ts, timeout_ms);
+            deadline_in(&ts, timeout_ms);
         while (d->pending >= d->cap && !d->closing) {
             if (timeout_ms > 0) {
                 if (pthread_cond_timedwait(&d->room, &d->mu, &ts) == ETIMEDOUT)
@@ -1012,7 +1003,7 @@ int dispatch_flush(dispatcher *d, int64_t timeout_ms)
             if (end >= 0) {
                 struct timespec ts;
                 int64_t left = end - mono_ms();
-                deadline(&ts, left > 0 ? left : 0);
+                deadline_in(&ts, left > 0 ? left : 0);
                 if (left <= 0 || pthread_cond_timedwait(&d->idle, &d->mu, &ts) == ETIMEDOUT) {
                     rc = d->pending ? -1 : 0;
                     break;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "deadline.h"
 #include "log.h"
 #include "mem.h"
 
@@ -89,12 +90,7 @@ static void *committer(void *arg)
     pthread_mutex_lock(l->mu);
     while (!l->stopping) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += COMMIT_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        deadline_in(&ts, COMMIT_MS);
         pthread_cond_timedwait(&l->wake, l->mu, &ts);
         store_group_commit_locked(l->s);
     }

@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "config/keymap.h"
+#include "deadline.h"
 #include "journey/engine.h"
 #include "journey/event.h"
 #include "journey/cond.h"
@@ -130,17 +131,6 @@ static int64_t real_ms(void)
 }
 
 static int64_t now_ms(const jrunner *r) { return r->o.clock_ms ? r->o.clock_ms() : real_ms(); }
-
-static void abs_deadline(struct timespec *ts, int64_t ms)
-{
-    clock_gettime(CLOCK_REALTIME, ts);
-    ts->tv_sec += ms / 1000;
-    ts->tv_nsec += (ms % 1000) * 1000000;
-    if (ts->tv_nsec >= 1000000000) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000;
-    }
-}
 
 /* ------------------------------------------------------------------ */
 /* The sink                                                            */
@@ -514,7 +504,7 @@ static void post_done(jrunner *r, const ajob *j, int ok, const char *response, c
 static int action_sleep(jrunner *r, int64_t ms)
 {
     struct timespec ts;
-    abs_deadline(&ts, ms);
+    deadline_in(&ts, ms);
     pthread_mutex_lock(&r->amu);
     while (!r->astop && pthread_cond_timedwait(&r->awake, &r->amu, &ts) != ETIMEDOUT)
         ;
@@ -754,7 +744,7 @@ static void *engine_main(void *arg)
             if (has_due && due - now_ms(r) < wait)
                 wait = due - now_ms(r);
             struct timespec ts;
-            abs_deadline(&ts, wait < 1 ? 1 : wait);
+            deadline_in(&ts, wait < 1 ? 1 : wait);
             pthread_cond_timedwait(&r->wake, &r->mu, &ts);
             if (r->wait_sends) {
                 pthread_mutex_unlock(&r->mu);
@@ -1016,7 +1006,7 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
 int jrunner_drain(jrunner *r, int64_t timeout_ms)
 {
     struct timespec ts;
-    abs_deadline(&ts, timeout_ms);
+    deadline_in(&ts, timeout_ms);
     for (;;) { /* the ingest queue first */
         pthread_mutex_lock(&r->imu);
         int empty = !r->ihead && !r->ibusy;

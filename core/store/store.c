@@ -1,7 +1,5 @@
 #include "store/store.h"
 
-#include "log.h"
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +7,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "deadline.h"
+#include "log.h"
 #include "mem.h"
 
 int store_mkdirs(const char *path)
@@ -215,12 +215,7 @@ static void *checkpointer(void *arg)
     pthread_mutex_lock(&s->ckpt_mu);
     while (!s->ckpt_stop) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += CHECKPOINT_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        deadline_in(&ts, CHECKPOINT_MS);
         pthread_cond_timedwait(&s->ckpt_cv, &s->ckpt_mu, &ts);
         pthread_mutex_unlock(&s->ckpt_mu);
         int nlog = 0, ndone = 0;
