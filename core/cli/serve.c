@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "app.h"
@@ -187,6 +188,16 @@ typedef struct dirlock {
     int fd;
 } dirlock;
 
+/* "var", "./var" and an absolute path may name one folder: the lock is
+ * held per open file, so taking it again would find ourselves */
+static int same_dir(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (stat(a, &sa) != 0 || stat(b, &sb) != 0)
+        return strcmp(a, b) == 0;
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 static int dirlock_take(dirlock *l, const char *dir, char *err, size_t errlen)
 {
     l->dir = NULL;
@@ -273,7 +284,7 @@ static int reload(const char *config, running **cur, running **next, dirlock *lo
     /* a new data directory is taken before the old one is let go */
     dirlock nlock = {NULL, -1};
     char err[1024];
-    if (strcmp(nx->a.conf.data_dir, lock->dir) != 0 &&
+    if (!same_dir(nx->a.conf.data_dir, lock->dir) &&
         dirlock_take(&nlock, nx->a.conf.data_dir, err, sizeof err) != 0) {
         log_configure(old->a.conf.log_level, old->a.conf.log_json);
         log_error("reload refused: %s; the running configuration stays in force", err);

@@ -24,10 +24,14 @@
 #include "record.h"
 
 #define PUMP_MS 250
-/* An owner beats every second; one silent for OWNER_STALE_S is gone (its
- * process died) and its rows go back to the channel's other dispatchers. */
+/* An owner beats every second. One whose process is gone (kill -9, a
+ * crash) is dead at once; one silent for OWNER_STALE_S while its pid
+ * lives (a pid reused, a process hung) is taken for dead too. Its rows go
+ * back to the dispatchers of their channels. A live process is never
+ * taken for dead for a mere pause: a long engine batch holds the write
+ * lock, and two processes must never both send a row. */
 #define HEARTBEAT_S 1
-#define OWNER_STALE_S 10
+#define OWNER_STALE_S 300
 /* Rows of owners gone without a trace are looked for this often (and at
  * once when a beat finds an owner dead). */
 #define ORPHANS_S 30
@@ -606,11 +610,13 @@ static void heartbeat(dispatcher *d)
     if (!gone && !ndead && d->orphans_ms && mono_ms() - d->orphans_ms < ORPHANS_S * 1000)
         return;
     d->orphans_ms = mono_ms();
+    /* every channel's: the beat that found an owner dead also removed it
+     * from dispatch_owners, so no other channel's beat would notice */
     exec_bound(d,
-               "UPDATE deliveries SET owner = 0 WHERE channel = ?1 AND owner != 0 AND owner != ?2"
+               "UPDATE deliveries SET owner = 0 WHERE owner != 0 AND owner != ?2"
                " AND status IN ('queued', 'retry', 'deferred') AND owner NOT IN"
                " (SELECT owner FROM dispatch_owners)",
-               d->channel, d->owner, 0);
+               NULL, d->owner, 0);
 }
 
 #define UNCERTAIN_REASON                                                                       \

@@ -39,8 +39,9 @@
  * Several dispatchers may serve one channel at once (`baton serve` and a
  * `campaign run` in another process): each beats in the table
  * `dispatch_owners` every second and never takes rows another live one
- * holds; the rows of one that stopped beating for 10 s (a crash) go to
- * the others.
+ * holds; the rows of one whose process is gone (a crash, kill -9) go to
+ * the others at the next beat (and those of one silent for 5 minutes,
+ * its pid reused or its process hung).
  *
  * Threads: every function may be called from any thread except where
  * noted; outcome callbacks run on a channel worker thread (or on the

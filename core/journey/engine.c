@@ -195,6 +195,8 @@ int jengine_begin(jengine *e, char *err, size_t errlen)
 {
     pthread_mutex_lock(&e->st->write_lock);
     store_group_join(e->st);
+    /* without the group transaction a SAVEPOINT would open a transaction
+     * of its own, which RELEASE commits alone */
     if (!e->st->group_open ||
         sqlite3_exec(e->st->db, "SAVEPOINT jengine", NULL, NULL, NULL) != SQLITE_OK) {
         int rc = sqlfail(e, err, errlen, "begin");
@@ -208,15 +210,14 @@ int jengine_begin(jengine *e, char *err, size_t errlen)
 int jengine_commit(jengine *e, char *err, size_t errlen)
 {
     int rc = 0;
-    if (sqlite3_exec(e->st->db, "RELEASE jengine", NULL, NULL, NULL) != SQLITE_OK ||
-        store_group_commit_locked(e->st) != 0) {
+    if (sqlite3_exec(e->st->db, "RELEASE jengine", NULL, NULL, NULL) != SQLITE_OK) {
         rc = sqlfail(e, err, errlen, "commit");
-        if (e->st->group_open) {
-            sqlite3_exec(e->st->db, "ROLLBACK", NULL, NULL, NULL);
-            e->st->group_open = 0;
-        }
+        sqlite3_exec(e->st->db, "ROLLBACK TO jengine", NULL, NULL, NULL);
+        sqlite3_exec(e->st->db, "RELEASE jengine", NULL, NULL, NULL);
         e->next_id = max_id(e) + 1;
         rebuild_timers(e, err, errlen);
+    } else {
+        store_group_commit_locked(e->st); /* a failure there stops the process */
     }
     e->in_txn = 0;
     pthread_mutex_unlock(&e->st->write_lock);

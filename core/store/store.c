@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "deadline.h"
 #include "log.h"
@@ -158,31 +159,47 @@ out:
 /* Bounds the group transaction: the WAL grows with it. */
 #define GROUP_WRITES 20000
 
-int store_group_commit_locked(store *s)
+/* The group's writes are lost: a COMMIT failed, or SQLite rolled the
+ * transaction back on its own (disk full, an I/O error). What the threads
+ * of this process hold in memory (queued messages, marks, the engine's
+ * view) no longer matches the store, so stop the way a crash stops: a
+ * restart recovers from what is durable, which is what a kill -9 already
+ * relies on. Carrying on could send a message with no log row, or twice. */
+static void group_lost(store *s, const char *why)
 {
-    if (!s->group_open)
-        return 0;
-    s->group_open = 0;
-    s->group_writes = 0;
-    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
-        return 0;
-    log_error("%s: commit failed: %s", s->path ? s->path : "state store", sqlite3_errmsg(s->db));
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    return -1;
+    log_error("%s: %s: the last group of writes is lost; stopping so that a restart recovers"
+              " from what is durable",
+              s->path ? s->path : "state store", why);
+    _exit(1);
 }
 
-int store_group_commit(store *s)
+void store_group_commit_locked(store *s)
+{
+    if (!s->group_open)
+        return;
+    s->group_open = 0;
+    s->group_writes = 0;
+    if (sqlite3_get_autocommit(s->db))
+        group_lost(s, "the transaction was rolled back by SQLite");
+    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        group_lost(s, sqlite3_errmsg(s->db));
+}
+
+void store_group_commit(store *s)
 {
     pthread_mutex_lock(&s->write_lock);
-    int rc = store_group_commit_locked(s);
+    store_group_commit_locked(s);
     pthread_mutex_unlock(&s->write_lock);
-    return rc;
 }
 
 void store_group_join(store *s)
 {
+    if (s->group_open && sqlite3_get_autocommit(s->db))
+        group_lost(s, "the transaction was rolled back by SQLite");
     if (s->group_open && ++s->group_writes >= GROUP_WRITES)
         store_group_commit_locked(s);
+    /* if BEGIN fails (another process holds the write lock past the busy
+     * timeout) the writes go one by one, each its own transaction */
     if (!s->group_open && sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
         s->group_open = 1;
         s->group_writes = 1;
@@ -212,6 +229,10 @@ static void *checkpointer(void *arg)
         return NULL;
     }
     sqlite3_busy_timeout(db, 1000);
+    /* a connection that has read nothing does not know the file is in WAL
+     * mode: its checkpoints would do nothing */
+    sqlite3_exec(db, "SELECT 1 FROM sqlite_master LIMIT 1", NULL, NULL, NULL);
+    int complained = 0;
     pthread_mutex_lock(&s->ckpt_mu);
     while (!s->ckpt_stop) {
         struct timespec ts;
@@ -220,8 +241,9 @@ static void *checkpointer(void *arg)
         pthread_mutex_unlock(&s->ckpt_mu);
         int nlog = 0, ndone = 0;
         int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &ndone);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-            log_error("%s: checkpoint: %s", s->path, sqlite3_errmsg(db));
+        if (((rc != SQLITE_OK && rc != SQLITE_BUSY) || nlog < 0) && !complained++)
+            log_error("%s: background checkpoint: %s", s->path,
+                      rc != SQLITE_OK ? sqlite3_errmsg(db) : "not in WAL mode");
         pthread_mutex_lock(&s->ckpt_mu);
     }
     pthread_mutex_unlock(&s->ckpt_mu);
@@ -235,9 +257,12 @@ int store_checkpoint_in_background(store *s, char *err, size_t errlen)
     if (s->ckpt_running || !s->path || !strcmp(s->path, ":memory:") ||
         !strncmp(s->path, "file:", 5))
         return 0;
-    /* the log is reset once checkpointed; this keeps its file from
-     * staying at its largest size */
-    if (store_exec(s, "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864",
+    /* The commits' own checkpoint stays as a backstop at a size the
+     * background one keeps the log under: it cannot restart the log while
+     * commits keep coming (a writer restarts it when it finds it all
+     * copied). journal_size_limit keeps the file from staying at its
+     * largest size. */
+    if (store_exec(s, "PRAGMA wal_autocheckpoint = 10000; PRAGMA journal_size_limit = 67108864",
                    err, errlen))
         return -1;
     pthread_mutex_init(&s->ckpt_mu, NULL);

@@ -52,17 +52,20 @@ void store_unlock(store *s);
 /* Under write_lock: join the group transaction, opening it if needed (it
  * is committed after 20,000 writes at the latest). */
 void store_group_join(store *s);
-/* Under write_lock: commit the group transaction if one is open. 0 done,
- * -1 the commit failed and everything in it was rolled back (logged). */
-int store_group_commit_locked(store *s);
+/* Under write_lock: commit the group transaction if one is open. A
+ * failed commit (disk full, I/O error) loses what every thread wrote since
+ * the last one, so it stops the process (logged, exit 1): a restart
+ * recovers from what is durable. */
+void store_group_commit_locked(store *s);
 /* Takes write_lock. */
-int store_group_commit(store *s);
+void store_group_commit(store *s);
 
 /* For long-lived writers (serve): WAL checkpoints, which copy the log
- * into the database and sync, run on a thread of their own (with its
- * own connection, PASSIVE: never blocking a writer) instead of inside
- * whichever commit crosses the auto-checkpoint size, so a commit never
- * waits for a sync. store_close stops it. A no-op for ":memory:". */
+ * into the database and sync, run on a thread of their own (with its own
+ * connection, PASSIVE: never blocking a writer) every 200 ms, so commits
+ * rarely wait for a sync; the commits' own checkpoint stays only as a
+ * backstop at 10,000 pages. store_close stops it. A no-op for
+ * ":memory:". */
 int store_checkpoint_in_background(store *s, char *err, size_t errlen);
 
 /* mkdir -p */

@@ -534,6 +534,39 @@ static void test_status_and_lock_while_serving(void **state)
     assert_int_equal(wait_exit(baton, 30000), 0);
 }
 
+/* The same data directory spelt another way is the same directory: the
+ * reload goes through (the lock is not taken twice). */
+static void test_reload_same_dir_other_spelling(void **state)
+{
+    write_config("true");
+    write_journey();
+    pid_t baton = start_baton();
+    nap_ms(700);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/baton.cfg", dir);
+    char *text = file_read(path, NULL);
+    assert_non_null(text);
+    char *at = strstr(text, "data_dir = \"var\"");
+    assert_non_null(at);
+    char *respelt = NULL;
+    assert_true(asprintf(&respelt, "%.*sdata_dir = \"./var/\"%s", (int)(at - text), text,
+                         at + strlen("data_dir = \"var\"")) > 0);
+    free(file_write(dir, "baton.cfg", respelt));
+    free(respelt);
+    free(text);
+    kill(baton, SIGHUP);
+    nap_ms(1500);
+    kill(baton, SIGTERM);
+    assert_int_equal(wait_exit(baton, 30000), 0);
+    char log[1024];
+    snprintf(log, sizeof log, "%s/baton.log", dir);
+    text = file_read(log, NULL);
+    assert_non_null(text);
+    assert_null(strstr(text, "another baton serve"));
+    assert_non_null(strstr(text, "reload done"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -542,6 +575,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reload_failed_start_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_rollback_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_and_lock_while_serving, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_same_dir_other_spelling, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "store/store.h"
 #include "support/fs.h"
@@ -57,8 +58,57 @@ static void test_open_migrate(void **st)
     free(dir);
 }
 
+static long file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : 0;
+}
+
+/* Bursts of writes with pauses, as serve makes them: the background
+ * checkpointer copies each burst into the database during the pause, so
+ * the next burst starts the log over and it stays at about a burst — not
+ * at the 10,000-page backstop (40 MB) the commits' own checkpoint would
+ * let it reach. */
+static void test_background_checkpoints(void **st)
+{
+    char *dir = tmpdir_make("ckpt");
+    store s;
+    char err[256];
+    assert_int_equal(store_open(&s, dir, err, sizeof err), 0);
+    assert_int_equal(store_exec(&s, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", err,
+                                sizeof err),
+                     0);
+    assert_int_equal(store_checkpoint_in_background(&s, err, sizeof err), 0);
+    char wal[1024];
+    snprintf(wal, sizeof wal, "%s/state.db-wal", dir);
+    long largest = 0;
+    for (int burst = 0; burst < 25; burst++) {
+        store_lock(&s);
+        assert_int_equal(store_exec(&s, "BEGIN IMMEDIATE", err, sizeof err), 0);
+        /* about 1 MB: 2,000 rows of 512 bytes */
+        assert_int_equal(store_exec(&s,
+                                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                                    " WHERE i < 2000) INSERT INTO t (v) SELECT randomblob(512) FROM n",
+                                    err, sizeof err),
+                         0);
+        assert_int_equal(store_exec(&s, "COMMIT", err, sizeof err), 0);
+        store_unlock(&s);
+        long now = file_size(wal);
+        if (now > largest)
+            largest = now;
+        struct timespec pause = {0, 450 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    print_message("25 MB written in 25 bursts; the log was at most %.1f MB\n", largest / 1e6);
+    assert_true(largest < 6 * 1000 * 1000);
+    store_close(&s);
+    tmpdir_remove(dir);
+    free(dir);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_open_migrate)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_open_migrate),
+                                       cmocka_unit_test(test_background_checkpoints)};
     return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
