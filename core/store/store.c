@@ -241,7 +241,9 @@ static void *checkpointer(void *arg)
         pthread_mutex_unlock(&s->ckpt_mu);
         int nlog = 0, ndone = 0;
         int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &ndone);
-        if (((rc != SQLITE_OK && rc != SQLITE_BUSY) || nlog < 0) && !complained++)
+        /* BUSY: another checkpoint (the commits' backstop) is running */
+        if (((rc != SQLITE_OK && rc != SQLITE_BUSY) || (rc == SQLITE_OK && nlog < 0)) &&
+            !complained++)
             log_error("%s: background checkpoint: %s", s->path,
                       rc != SQLITE_OK ? sqlite3_errmsg(db) : "not in WAL mode");
         pthread_mutex_lock(&s->ckpt_mu);
