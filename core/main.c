@@ -1,4 +1,5 @@
 /* baton — campaign and journey orchestration. */
+#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,6 +19,9 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    /* before any other SQLite call: no global mutex around every SQLite
+     * allocation for statistics nobody reads */
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     cli_ctx ctx = {.config = app_default_config()};
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {

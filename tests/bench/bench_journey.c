@@ -12,6 +12,7 @@
  * waiting instance. Prints figures and ratios; never fails on a figure.
  * COUNT (default 100000) and WAITING (default 1000000) change the sizes. */
 #include <errno.h>
+#include <sqlite3.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -250,6 +251,8 @@ static void memory_per_waiting(const char *dir, long n)
 
 int main(void)
 {
+    if (!getenv("BENCH_MEMSTATUS"))
+        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); /* as baton's main() */
     long count = getenv("COUNT") ? atol(getenv("COUNT")) : 100000;
     long waiting = getenv("WAITING") ? atol(getenv("WAITING")) : 1000000;
     log_configure(BATON_LOG_WARN, 0);
