@@ -153,6 +153,13 @@ typedef struct send_plan {
     char *addr_path, *consent_path, *profile_path; /* NULL when not set */
     char *addr_field, *consent_field;              /* the channel's keys */
     int columns; /* parts are export columns */
+    /* "profile" when the rows are profiles: profile.tier reads tier and
+     * profile.orders lists the row's orders, as in journeys */
+    const char *record_prefix;
+    /* the templates read one-to-many links (aggregates, #each) or
+     * profile.*: rendered through journey/cond's scope, else straight
+     * over the row */
+    int scoped;
 } send_plan;
 
 int camp_send_execute(camp_env *e, size_t idx);

@@ -8,6 +8,7 @@
 #include "campaign/act_host.h"
 #include "campaign/engine.h"
 #include "config/keymap.h"
+#include "journey/cond.h"
 #include "mem.h"
 #include "suggest.h"
 #include "template/template.h"
@@ -51,28 +52,45 @@ static expr_scope *scope_for(camp_env *e, const camp_output *in)
     return sc;
 }
 
-/* Collect the names a template reads; aggregates need rows a message row
- * cannot carry: those belong in an enrich before the send. */
-static int collect_refs(camp_env *e, camp_activity *a, send_plan *p, const template *t,
-                        int line, const char *setting)
+/* The scope of a send's templates: the input's, and profile.* for the
+ * row itself when the rows are profiles (as journeys name them). */
+static expr_scope *template_scope(camp_env *e, const camp_output *in, send_plan *p)
 {
-    int ok = 0;
+    expr_scope *sc = scope_for(e, in);
+    const schema_entity *en = schema_entity_find(&e->sch, in->dimension);
+    if (en && en == schema_entity_find(&e->sch, "profiles")) {
+        expr_scope_add_entity(sc, "profile", en);
+        p->record_prefix = "profile";
+    }
+    return sc;
+}
+
+/* Collect the names a template reads at the row's level: each is a column
+ * of the send's SELECT. Aggregates and {{#each}} read their rows from the
+ * source once per message (journey/cond.c): the SELECT carries the key
+ * their link starts from. Deeper names are read from those rows. */
+static void collect_refs(send_plan *p, const template *t)
+{
     for (size_t i = 0; i < template_expr_count(t); i++) {
         const expr *x = template_expr_at(t, i);
         for (size_t r = 0; r < expr_ref_count(x); r++) {
             const expr_ref *ref = expr_ref_at(x, r);
+            if (ref->level != 0)
+                continue;
             if (ref->kind == EXPR_REF_ROWS) {
-                diag_error(e->d, e->c->file, line,
-                           "activity '%s': %s: '%s' reads the rows of '%s'; compute it in an "
-                           "enrich activity before the send and use its column",
-                           a->id, setting, expr_text(x), ref->path);
-                ok = -1;
-            } else if (ref->level == 0) {
+                char *kp = jscope_key_path(ref, p->record_prefix);
+                add_path(p, kp);
+                free(kp);
+                p->scoped = 1;
+            } else if (p->record_prefix && ref->prefix &&
+                       !strcmp(ref->prefix, p->record_prefix)) {
+                add_path(p, ref->path + strlen(ref->prefix) + 1);
+                p->scoped = 1;
+            } else {
                 add_path(p, ref->path);
             }
         }
     }
-    return ok;
 }
 
 static const char *channel_string(instance *inst, const char *key)
@@ -169,7 +187,7 @@ static int send_check(void *state, baton_activity_ctx *x)
     p->chan = inst;
     p->ops = ops;
     p->channel = xstrdup(chname);
-    expr_scope *sc = scope_for(e, in);
+    expr_scope *sc = template_scope(e, in, p);
 
     /* settings: channel, columns, and for each content part P of the
      * channel, P (template text) or P_file (a template file) */
@@ -249,7 +267,7 @@ static int send_check(void *state, baton_activity_ctx *x)
                                       e->d);
         free(text);
         if (t) {
-            collect_refs(e, a, p, t, line, name);
+            collect_refs(p, t);
             p->part_names = xrealloc(p->part_names, (p->nparts + 1) * sizeof *p->part_names);
             p->parts = xrealloc(p->parts, (p->nparts + 1) * sizeof *p->parts);
             p->part_names[p->nparts] = part;
@@ -294,7 +312,7 @@ static int send_check(void *state, baton_activity_ctx *x)
         free(text);
         if (!t)
             continue;
-        collect_refs(e, a, p, t, line, setting);
+        collect_refs(p, t);
         p->part_names = xrealloc(p->part_names, (p->nparts + 1) * sizeof *p->part_names);
         p->parts = xrealloc(p->parts, (p->nparts + 1) * sizeof *p->parts);
         p->part_names[p->nparts] = xstrdup(col);

@@ -10,6 +10,8 @@
 
 #include "campaign/engine.h"
 #include "dispatch/dispatch.h"
+#include "journey/cond.h"
+#include "journey/source.h"
 #include "log.h"
 #include "mem.h"
 #include "record.h"
@@ -42,6 +44,15 @@ static void escape_key(buf *b, const char *s, size_t n)
     }
 }
 
+/* Linked rows from the campaign's data source, read while the send's
+ * SELECT is still stepping (a nested statement on the same connection). */
+static json_t *source_rows(void *ud, const schema_entity *ent, const schema_field *col,
+                           const baton_value *v, size_t limit, char *err, size_t errlen)
+{
+    camp_env *e = ud;
+    return jsource_read_rows(e->src, NULL, ent, col, v, limit, err, errlen);
+}
+
 static int one_row(void *ud, size_t n, const char *const *names, const baton_value *v)
 {
     deliver_ctx *c = ud;
@@ -70,29 +81,39 @@ static int one_row(void *ud, size_t n, const char *const *names, const baton_val
         c->no_consent++;
         return 0;
     }
+    char pidbuf[128] = "";
+    if (pid->type == BATON_T_STRING)
+        snprintf(pidbuf, sizeof pidbuf, "%.*s", (int)pid->v.s.len, pid->v.s.ptr);
+    else if (pid->type == BATON_T_INT)
+        snprintf(pidbuf, sizeof pidbuf, "%lld", (long long)pid->v.i);
+    /* the message's linked rows are read once, for all its parts, with
+     * the bounds of a journey step (journey/cond.h) */
+    jscope sc = {.profile_id = pidbuf, .now_ms = c->e->now * 1000, .rows = source_rows,
+                 .ud = c->e, .record = c->row, .record_prefix = p->record_prefix};
     const char **pv = xcalloc(p->nparts + 1, sizeof *pv);
     for (size_t i = 0; i < p->nparts; i++) {
         buf_reset(&c->parts[i]);
         expr_env env = expr_env_record(c->row, c->e->now);
-        if (template_render(p->parts[i], &env, &c->arena, &c->parts[i], c->err, sizeof c->err)) {
+        int rc = p->scoped
+                     ? jtemplate_render(p->parts[i], &sc, &c->parts[i], c->err, sizeof c->err)
+                     : template_render(p->parts[i], &env, &c->arena, &c->parts[i], c->err,
+                                       sizeof c->err);
+        if (rc) {
             c->failed = 1;
+            jscope_release(&sc);
             free(pv);
             return 1;
         }
         pv[i] = c->parts[i].data ? c->parts[i].data : "";
     }
+    jscope_release(&sc);
     buf k;
     buf_init(&k);
     buf_addf(&k, "%s/", c->batch);
-    char pidbuf[128] = "";
     if (key->type == BATON_T_STRING)
         escape_key(&k, key->v.s.ptr, key->v.s.len);
     else
         buf_addf(&k, "%lld", (long long)key->v.i);
-    if (pid->type == BATON_T_STRING)
-        snprintf(pidbuf, sizeof pidbuf, "%.*s", (int)pid->v.s.len, pid->v.s.ptr);
-    else if (pid->type == BATON_T_INT)
-        snprintf(pidbuf, sizeof pidbuf, "%lld", (long long)pid->v.i);
     dispatch_msg m = {.key = k.data, .recipient = addr, .profile_id = pidbuf,
                       .nparts = p->nparts, .part_names = (const char *const *)p->part_names,
                       .part_values = pv, .row = c->row};

@@ -12,6 +12,7 @@
 #include "config/keymap.h"
 #include "expr/expr.h"
 #include "mem.h"
+#include "record.h"
 #include "schema.h"
 #include "template/template.h"
 #include "timefmt.h"
@@ -329,6 +330,41 @@ static int follow(jscope *s, json_t *r, const expr_ref *ref, json_t **out, char 
     return 0;
 }
 
+/* A level-0 name as the record holds it: without record_prefix. */
+static const char *record_name(const char *path, const char *prefix, const char *record_prefix)
+{
+    if (record_prefix && prefix && !strcmp(prefix, record_prefix))
+        return path + strlen(prefix) + 1;
+    return path;
+}
+
+char *jscope_key_path(const expr_ref *ref, const char *record_prefix)
+{
+    const char *p = record_name(ref->path, ref->prefix, record_prefix);
+    const char *dot = strrchr(p, '.');
+    const char *key = ref->rows->to->key->name;
+    return dot ? xasprintf("%.*s.%s", (int)(dot - p), p, key) : xstrdup(key);
+}
+
+/* A one-to-many link of the record being rendered (campaigns): its key is
+ * a column of the send's SELECT. */
+static int record_rows(jscope *s, const expr_ref *ref, const void *const **rows, size_t *n,
+                       char *err, size_t errlen)
+{
+    const schema_link *link = ref->rows;
+    char *kp = jscope_key_path(ref, s->record_prefix);
+    const baton_value *v = record_find(s->record, kp);
+    free(kp);
+    if (!v || v->type == BATON_T_NULL)
+        return 0;
+    const jrowset *set;
+    if (fetch(s, link->from, link->via, v, 0, ref->path, &set, err, errlen))
+        return -1;
+    *rows = set->ptrs;
+    *n = set->n;
+    return 0;
+}
+
 /* The rows of a one-to-many link (rows of link->from whose via is the
  * key of the row reached): aggregates and {{#each}}. */
 static int env_rows(void *ud, const void *row, const expr_ref *ref, const void *const **rows,
@@ -339,6 +375,8 @@ static int env_rows(void *ud, const void *row, const expr_ref *ref, const void *
     *n = 0;
     const schema_link *link = ref->rows;
     json_t *from = (json_t *)row;
+    if (!row && s->record)
+        return record_rows(s, ref, rows, n, err, errlen);
     if (!row) {
         if (!ref->prefix || strcmp(ref->prefix, "profile")) {
             snprintf(err, errlen, "'%s': only links of profile.* are read in journeys",
@@ -375,6 +413,16 @@ static int env_get(void *ud, const void *row, const expr_ref *ref, baton_value *
     if (ref->kind != EXPR_REF_VALUE) {
         snprintf(err, errlen, "'%s' is a one-to-many link, not a value", ref->path);
         return -1;
+    }
+    if (!row && s->record) {
+        const baton_value *v =
+            record_find(s->record, record_name(ref->path, ref->prefix, s->record_prefix));
+        if (!v) {
+            out->type = BATON_T_NULL;
+            return 1;
+        }
+        *out = *v;
+        return 0;
     }
     const char *prefix = ref->prefix;
     const char *rest = prefix ? ref->path + strlen(prefix) + 1 : ref->path;

@@ -18,6 +18,9 @@
  *   <action node id>.<field>  a field of the JSON response of an action
  *                   node this instance already ran (points.balance;
  *                   nested objects as points.account.level)
+ * Campaign sends render through the same scope (jscope.record): the row
+ * being sent is level 0 and linked rows come from the campaign's source,
+ * with the same bounds, once per message.
  */
 #ifndef BATON_JOURNEY_COND_H
 #define BATON_JOURNEY_COND_H
@@ -92,6 +95,13 @@ typedef struct jscope {
      * fail with a clear error. */
     jrows_fn rows;
     void *ud;
+    /* Campaign sends: the row being rendered is level 0 instead of the
+     * event and profile (NULL in journeys). Names read it by path, with
+     * `record_prefix.` dropped ("profile" when the row is a profile); a
+     * one-to-many link at level 0 reads its key from the record under
+     * jscope_key_path(). */
+    const baton_record *record;
+    const char *record_prefix;
     /* filled as the evaluation reads: call jscope_release */
     json_t *profile_row;
     int profile_loaded;
@@ -100,6 +110,12 @@ typedef struct jscope {
 } jscope;
 
 void jscope_release(jscope *s);
+
+/* The record name a level-0 one-to-many ref reads its key from (the ref's
+ * path without prefix and link, then the key: "profile.orders" on orders
+ * -> "profile.id", "orders" on profiles -> "id"), as a new string. */
+struct expr_ref;
+char *jscope_key_path(const struct expr_ref *ref, const char *record_prefix);
 
 /* Evaluate a condition: *truth is 1 only when it is true (NULL and false
  * give 0). An absent condition is true. Returns 0, or -1 with err. */

@@ -168,16 +168,15 @@ static int row_append(void *ud, size_t ncols, const char *const *names,
     return json_array_size(acc->rows) >= acc->limit;
 }
 
-json_t *jsource_rows(void *ud, const schema_entity *ent, const schema_field *col,
-                     const baton_value *v, size_t limit, char *err, size_t errlen)
+json_t *jsource_read_rows(instance *src, pthread_mutex_t *lock, const schema_entity *ent,
+                          const schema_field *col, const baton_value *v, size_t limit, char *err,
+                          size_t errlen)
 {
-    jsource *s = ud;
-    if (!s || !s->profiles) {
-        snprintf(err, errlen, "reading %s: `profiles` names no SQL source to read it from",
-                 ent->table);
+    const baton_source_ops *ops = instance_source(src);
+    if (!ops || !ops->exec) {
+        snprintf(err, errlen, "reading %s: %s is not a SQL source", ent->table, src->where);
         return NULL;
     }
-    const baton_source_ops *ops = instance_source(s->profiles);
     const expr_dialect *d = expr_dialect_find(ops->dialect ? ops->dialect : "sqlite");
     if (!d)
         d = &expr_dialect_sqlite;
@@ -196,17 +195,31 @@ json_t *jsource_rows(void *ud, const schema_entity *ent, const schema_field *col
     buf_addf(&q.sql, " LIMIT %zu", limit ? limit : 1);
     rows_acc acc = {json_array(), limit ? limit : 1};
     char why[512] = "";
-    pthread_mutex_lock(&s->lock);
-    int rc = ops->exec(s->profiles->state, q.sql.data, q.params, q.nparams, row_append, &acc,
-                       why, sizeof why);
-    pthread_mutex_unlock(&s->lock);
+    if (lock)
+        pthread_mutex_lock(lock);
+    int rc = ops->exec(src->state, q.sql.data, q.params, q.nparams, row_append, &acc, why,
+                       sizeof why);
+    if (lock)
+        pthread_mutex_unlock(lock);
     expr_sql_free(&q);
     if (rc) {
-        snprintf(err, errlen, "%s: reading %s: %s", s->profiles->where, ent->table, why);
+        snprintf(err, errlen, "%s: reading %s: %s", src->where, ent->table, why);
         json_decref(acc.rows);
         return NULL;
     }
     return acc.rows;
+}
+
+json_t *jsource_rows(void *ud, const schema_entity *ent, const schema_field *col,
+                     const baton_value *v, size_t limit, char *err, size_t errlen)
+{
+    jsource *s = ud;
+    if (!s || !s->profiles) {
+        snprintf(err, errlen, "reading %s: `profiles` names no SQL source to read it from",
+                 ent->table);
+        return NULL;
+    }
+    return jsource_read_rows(s->profiles, &s->lock, ent, col, v, limit, err, errlen);
 }
 
 void jsource_json_to_record(baton_record *r, const char *prefix, json_t *o)

@@ -9,6 +9,7 @@
 #define BATON_JOURNEY_SOURCE_H
 
 #include <jansson.h>
+#include <pthread.h>
 
 #include "app.h"
 #include "diag.h"
@@ -31,6 +32,11 @@ json_t *jsource_lookup(jsource *s, const char *source, const char *profile_id, j
  * profile's row), or NULL with err. Any thread (one query at a time). */
 json_t *jsource_rows(void *ud, const schema_entity *ent, const schema_field *col,
                      const baton_value *v, size_t limit, char *err, size_t errlen);
+/* The same read over any started SQL source instance (a campaign's data
+ * source): lock, when not NULL, is held around the query. */
+json_t *jsource_read_rows(instance *src, pthread_mutex_t *lock, const schema_entity *ent,
+                          const schema_field *col, const baton_value *v, size_t limit, char *err,
+                          size_t errlen);
 /* Add the members of a JSON object to r as "<prefix>.<name>" (nested
  * objects as deeper dotted names; prefix NULL: bare names). */
 void jsource_json_to_record(baton_record *r, const char *prefix, json_t *o);
