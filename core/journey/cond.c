@@ -238,7 +238,7 @@ static void warn_cut(const jscope *s, const schema_entity *ent, const char *what
     unsigned long long n = ++cuts;
     if (n & (n - 1))
         return;
-    log_msg(BATON_LOG_WARN, "journey",
+    log_msg(BATON_LOG_WARN, s->record ? "campaign" : "journey",
             "profile %s: '%s' has more than %d rows in %s: aggregates and {{#each}} read the "
             "first %d by key (%llu time%s so far)",
             s->profile_id, what, JSCOPE_LINK_ROWS, ent->table, JSCOPE_LINK_ROWS, n,
