@@ -214,8 +214,28 @@ void store_lock(store *s)
 
 void store_unlock(store *s) { pthread_mutex_unlock(&s->write_lock); }
 
-/* How often the checkpointer looks at the log. */
-#define CHECKPOINT_MS 200
+/* A checkpoint is worth its sync once the log holds this many pages
+ * (SQLite's own default), or after a second of quiet; past the backstop
+ * the committing thread checkpoints itself, as SQLite would. */
+#define CHECKPOINT_FRAMES 1000
+#define CHECKPOINT_IDLE_MS 1000
+#define BACKSTOP_FRAMES 10000
+
+/* SQLite's WAL hook, on the committing thread after each commit (it
+ * replaces the auto-checkpoint, which is such a hook). */
+static int wal_hook(void *ud, sqlite3 *db, const char *name, int frames)
+{
+    store *s = ud;
+    if (frames >= BACKSTOP_FRAMES) {
+        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+    } else if (frames >= CHECKPOINT_FRAMES) {
+        pthread_mutex_lock(&s->ckpt_mu);
+        s->ckpt_due = 1;
+        pthread_cond_signal(&s->ckpt_cv);
+        pthread_mutex_unlock(&s->ckpt_mu);
+    }
+    return SQLITE_OK;
+}
 
 static void *checkpointer(void *arg)
 {
@@ -236,8 +256,11 @@ static void *checkpointer(void *arg)
     pthread_mutex_lock(&s->ckpt_mu);
     while (!s->ckpt_stop) {
         struct timespec ts;
-        deadline_in(&ts, CHECKPOINT_MS);
-        pthread_cond_timedwait(&s->ckpt_cv, &s->ckpt_mu, &ts);
+        deadline_in(&ts, CHECKPOINT_IDLE_MS);
+        while (!s->ckpt_due && !s->ckpt_stop &&
+               pthread_cond_timedwait(&s->ckpt_cv, &s->ckpt_mu, &ts) == 0)
+            ;
+        s->ckpt_due = 0;
         pthread_mutex_unlock(&s->ckpt_mu);
         int nlog = 0, ndone = 0;
         int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &ndone);
@@ -259,25 +282,22 @@ int store_checkpoint_in_background(store *s, char *err, size_t errlen)
     if (s->ckpt_running || !s->path || !strcmp(s->path, ":memory:") ||
         !strncmp(s->path, "file:", 5))
         return 0;
-    /* The commits' own checkpoint stays as a backstop at a size the
-     * background one keeps the log under: it cannot restart the log while
-     * commits keep coming (a writer restarts it when it finds it all
-     * copied). journal_size_limit keeps the file from staying at its
-     * largest size. */
-    if (store_exec(s, "PRAGMA wal_autocheckpoint = 10000; PRAGMA journal_size_limit = 67108864",
-                   err, errlen))
+    /* the log restarts once all of it is copied; this keeps its file from
+     * staying at its largest size */
+    if (store_exec(s, "PRAGMA journal_size_limit = 67108864", err, errlen))
         return -1;
     pthread_mutex_init(&s->ckpt_mu, NULL);
     pthread_cond_init(&s->ckpt_cv, NULL);
     s->ckpt_stop = 0;
+    s->ckpt_due = 0;
     if (pthread_create(&s->ckpt, NULL, checkpointer, s) != 0) {
         snprintf(err, errlen, "%s: cannot start the checkpoint thread", s->path);
-        store_exec(s, "PRAGMA wal_autocheckpoint = 1000", err, errlen);
         pthread_mutex_destroy(&s->ckpt_mu);
         pthread_cond_destroy(&s->ckpt_cv);
         return -1;
     }
     s->ckpt_running = 1;
+    sqlite3_wal_hook(s->db, wal_hook, s);
     return 0;
 }
 
@@ -285,6 +305,7 @@ static void checkpointer_stop(store *s)
 {
     if (!s->ckpt_running)
         return;
+    sqlite3_wal_autocheckpoint(s->db, 1000); /* SQLite's own hook again */
     pthread_mutex_lock(&s->ckpt_mu);
     s->ckpt_stop = 1;
     pthread_cond_signal(&s->ckpt_cv);

@@ -24,7 +24,7 @@ typedef struct store {
     unsigned group_writes;
     /* store_checkpoint_in_background */
     pthread_t ckpt;
-    int ckpt_running, ckpt_stop;
+    int ckpt_running, ckpt_stop, ckpt_due;
     pthread_mutex_t ckpt_mu;
     pthread_cond_t ckpt_cv;
 } store;
@@ -62,10 +62,10 @@ void store_group_commit(store *s);
 
 /* For long-lived writers (serve): WAL checkpoints, which copy the log
  * into the database and sync, run on a thread of their own (with its own
- * connection, PASSIVE: never blocking a writer) every 200 ms, so commits
- * rarely wait for a sync; the commits' own checkpoint stays only as a
- * backstop at 10,000 pages. store_close stops it. A no-op for
- * ":memory:". */
+ * connection, PASSIVE: never blocking a writer) once the log holds 1,000
+ * pages or after a second of quiet, so commits never wait for a sync; a
+ * commit checkpoints itself only as a backstop, past 10,000 pages.
+ * store_close stops it. A no-op for ":memory:". */
 int store_checkpoint_in_background(store *s, char *err, size_t errlen);
 
 /* mkdir -p */
