@@ -128,6 +128,8 @@ typedef struct camp_run_opts {
     FILE *progress;      /* a line per activity, or NULL */
     camp_dispatcher_fn dispatcher_for;
     void *dispatcher_ud;
+    store *store;        /* the state store to record the run in (serve's);
+                            NULL: open the data_dir's */
 } camp_run_opts;
 
 /* Run one campaign file end to end, recording it in the run history of

@@ -56,19 +56,21 @@ int64_t schedule_due_slot(const campaign *c, int64_t now, int64_t last, int64_t 
 
 int campaign_scheduler_tick(app *a, int64_t now)
 {
-    return campaign_scheduler_tick_with(a, now, NULL, NULL);
+    return campaign_scheduler_tick_with(a, now, NULL, NULL, NULL);
 }
 
 int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatcher_for,
-                                 void *ud)
+                                 void *ud, store *given)
 {
     size_t n;
     char **files = campaign_files(a->conf.campaigns, a->conf.ncampaigns, &n);
-    store st;
+    store own, *st = given ? given : &own;
     char err[512];
-    if (store_open(&st, a->conf.data_dir, err, sizeof err) != 0 ||
-        history_init(&st, err, sizeof err) != 0) {
+    if ((!given && store_open(&own, a->conf.data_dir, err, sizeof err) != 0) ||
+        history_init(st, err, sizeof err) != 0) {
         log_error("campaign scheduler: %s", err);
+        if (!given)
+            store_close(&own);
         campaign_files_free(files);
         return -1;
     }
@@ -84,14 +86,14 @@ int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatc
             diag_free(&d);
             continue;
         }
-        int64_t last = history_last_slot(&st, c.name), missed = 0;
+        int64_t last = history_last_slot(st, c.name), missed = 0;
         int64_t due = schedule_due_slot(&c, now, last, &missed);
         char status[16];
-        int64_t unf = history_unfinished(&st, c.name, status);
+        int64_t unf = history_unfinished(st, c.name, status);
         /* killed runs are resumed, waits when due; failed ones wait for an
          * operator's --resume (no retry loop), the next slot runs anew */
         int resume = unf && (!strcmp(status, "running") ||
-                             (!strcmp(status, "waiting") && history_wait_until(&st, unf) <= now));
+                             (!strcmp(status, "waiting") && history_wait_until(st, unf) <= now));
         if (unf && !strcmp(status, "waiting") && !resume) {
             campaign_free(&c);
             diag_free(&d);
@@ -119,9 +121,9 @@ int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatc
         /* the slot is recorded first: a crash during the run resumes it,
          * never starts the same slot again */
         if (!resume || due > last)
-            history_set_slot(&st, c.name, due > last ? due : last);
+            history_set_slot(st, c.name, due > last ? due : last);
         camp_run_opts o = {.trigger = trigger, .resume = resume, .dispatcher_for = dispatcher_for,
-                           .dispatcher_ud = ud};
+                           .dispatcher_ud = ud, .store = given};
         int rc = campaign_run_file(a, &reg, files[i], &o, &d);
         if (d.n) {
             buf msg;
@@ -139,7 +141,8 @@ int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatc
     }
     if (have_reg > 0)
         act_registry_free(&reg);
-    store_close(&st);
+    if (!given)
+        store_close(&own);
     campaign_files_free(files);
     return started;
 }
@@ -149,6 +152,7 @@ struct campaign_scheduler {
     int64_t period_ms;
     camp_dispatcher_fn dispatcher_for;
     void *ud;
+    store *st;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -166,7 +170,8 @@ static void *scheduler_main(void *arg)
         diag d;
         diag_init(&d);
         if (app_open(&a, s->config, APP_INIT | APP_SECONDARY, &d) == 0)
-            campaign_scheduler_tick_with(&a, (int64_t)time(NULL), s->dispatcher_for, s->ud);
+            campaign_scheduler_tick_with(&a, (int64_t)time(NULL), s->dispatcher_for, s->ud,
+                                         s->st);
         else
             log_error("campaign scheduler: %s: %zu configuration error(s); no campaign started",
                       s->config, d.errors);
@@ -185,13 +190,15 @@ static void *scheduler_main(void *arg)
 }
 
 campaign_scheduler *campaign_scheduler_start(const char *config, int64_t period_ms,
-                                             camp_dispatcher_fn dispatcher_for, void *ud)
+                                             camp_dispatcher_fn dispatcher_for, void *ud,
+                                             store *st)
 {
     campaign_scheduler *s = xcalloc(1, sizeof *s);
     s->config = xstrdup(config);
     s->period_ms = period_ms > 0 ? period_ms : 30000;
     s->dispatcher_for = dispatcher_for;
     s->ud = ud;
+    s->st = st;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (pthread_create(&s->thread, NULL, scheduler_main, s) != 0) {

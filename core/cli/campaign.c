@@ -268,10 +268,13 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
         rc = EXIT_USAGE;
         goto out;
     }
-    store st;
+    /* serve's own store when it runs schedules: one writer per process */
+    store own, *st = o->store ? o->store : &own;
     char err[512];
-    if (store_open(&st, a->conf.data_dir, err, sizeof err) != 0 ||
-        history_init(&st, err, sizeof err) != 0) {
+    if ((!o->store && store_open(&own, a->conf.data_dir, err, sizeof err) != 0) ||
+        history_init(st, err, sizeof err) != 0) {
+        if (!o->store)
+            store_close(&own);
         diag_error(d, a->conf.path, 0, "%s", err);
         rc = EXIT_RUNTIME;
         goto out;
@@ -284,11 +287,12 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     if (lockfd < 0 || flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
         diag_error(d, c.file, 0, "campaign %s is being run by another process; nothing was started",
                    c.name);
-        store_close(&st);
+        if (!o->store)
+            store_close(&own);
         rc = EXIT_RUNTIME;
         goto out;
     }
-    e.st = &st;
+    e.st = st;
     e.dry_run = dry_run;
     e.proof = proof;
     e.nproof = nproof;
@@ -297,18 +301,19 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     e.dispatcher_ud = o->dispatcher_ud;
     int64_t run = 0;
     if (resume) {
-        run = history_unfinished(&st, c.name, NULL);
+        run = history_unfinished(st, c.name, NULL);
         if (run == 0) {
             fprintf(stderr, "campaign %s: no interrupted run to resume\n", c.name);
-            store_close(&st);
+            if (!o->store)
+            store_close(&own);
             goto out;
         }
         e.run_id = run;
-        history_load(&st, run, &e);
+        history_load(st, run, &e);
         if (progress)
             fprintf(progress, "campaign %s: resuming run %lld\n", c.name, (long long)run);
     } else {
-        run = history_start(&st, &c, trigger, dry_run || nproof);
+        run = history_start(st, &c, trigger, dry_run || nproof);
         e.run_id = run;
         if (progress)
             fprintf(progress, "campaign %s: run %lld%s\n", c.name, (long long)run,
@@ -316,7 +321,8 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     }
     if (run < 0) {
         diag_error(d, a->conf.path, 0, "cannot record the run in the state store");
-        store_close(&st);
+        if (!o->store)
+            store_close(&own);
         rc = EXIT_RUNTIME;
         goto out;
     }
@@ -329,14 +335,14 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
         if (act->type && act->type->flow && !strcmp(act->type_name, "wait") && !dry_run &&
             !nproof) {
             /* a wait holds the run: it ends here and is resumed when due */
-            int64_t until = history_wait_until(&st, run), now = (int64_t)time(NULL);
+            int64_t until = history_wait_until(st, run), now = (int64_t)time(NULL);
             if (until == 0) {
                 config_setting_t *ds = config_setting_get_member(act->group, "duration");
                 int64_t ms = 0;
                 duration_parse_ms(ds ? config_setting_get_string(ds) : "0s", &ms);
                 until = now + ms / 1000;
                 if (until > now)
-                    history_wait(&st, run, until);
+                    history_wait(st, run, until);
             }
             if (until > now) {
                 char ts[21];
@@ -349,7 +355,7 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
                 waiting = 1;
                 break;
             }
-            history_wait(&st, run, 0);
+            history_wait(st, run, 0);
         }
         /* one at a time, each recorded as it ends: a kill loses at most
          * the activity in flight, which resume redoes */
@@ -366,21 +372,22 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
             break;
         }
         if (!dry_run && !nproof)
-            history_activity(&st, run, &e, i);
+            history_activity(st, run, &e, i);
     }
     if (waiting) {
         /* resumed later: the work tables stay */
     } else if (failed) {
         fprintf(stderr, "baton campaign run: %s\n", e.error);
-        history_finish(&st, run, "failed", e.error);
+        history_finish(st, run, "failed", e.error);
         rc = EXIT_RUNTIME;
     } else {
-        history_finish(&st, run, "done", NULL);
+        history_finish(st, run, "done", NULL);
         camp_drop_tables(&e);
         if (progress)
             fprintf(progress, "campaign %s: run %lld done\n", c.name, (long long)run);
     }
-    store_close(&st);
+    if (!o->store)
+            store_close(&own);
 out:
     if (lockfd >= 0)
         close(lockfd);

@@ -175,7 +175,8 @@ static int bring_up(running *rn, diag *d)
         non += rn->ch[i].d != NULL;
     log_info("serving %s: %zu journey(s), %zu event source(s), %zu of %zu channel(s) on",
              rn->a.conf.path, rn->njs, nev, non, rn->nch);
-    rn->sched = campaign_scheduler_start(rn->a.conf.path, 30000, campaign_dispatcher, rn);
+    rn->sched = campaign_scheduler_start(rn->a.conf.path, 30000, campaign_dispatcher, rn,
+                                         &rn->st);
     return 0;
 fail:
     bring_down(rn);

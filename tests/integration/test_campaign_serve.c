@@ -134,7 +134,7 @@ static void test_catch_up_once_then_on_schedule(void **st)
 
 static void test_scheduler_thread_starts_and_stops(void **st)
 {
-    campaign_scheduler *s = campaign_scheduler_start(cfg, 60000, NULL, NULL);
+    campaign_scheduler *s = campaign_scheduler_start(cfg, 60000, NULL, NULL, NULL);
     assert_non_null(s);
     campaign_scheduler_stop(s); /* joins at once, even mid-wait */
 }
