@@ -421,7 +421,7 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
         for (size_t i = 0; i < n; i++)
             if (!(batch[i]->flags & DISPATCH_F_PROOF))
                 dlog_mark_sending(d->log, batch[i]->key, batch[i]->attempts);
-        store_group_commit_locked(d->log->s);
+        store_group_commit_locked(d->s);
         pthread_mutex_unlock(d->log->mu);
     }
     d->ops->deliver(d->inst->state, conn, ptrs, n, out);
@@ -465,7 +465,7 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
                         out[i].segments, now,
                         fin[i] == DISPATCH_RETRY ? now + (due[i] + 999) / 1000 : 0, d->owner);
         }
-        store_group_commit_locked(d->log->s); /* out of flight at once */
+        store_group_commit_locked(d->s); /* out of flight at once */
         pthread_mutex_unlock(d->log->mu);
     }
     for (size_t i = 0; i < n; i++)
@@ -579,7 +579,7 @@ static void exec_bound(dispatcher *d, const char *sql, const char *text, int64_t
 static void heartbeat(dispatcher *d)
 {
     int64_t wall = (int64_t)time(NULL);
-    dlog_begin(d->log);
+    store_group_join(d->s);
     exec_bound(d,
                "INSERT INTO dispatch_owners (owner, channel, pid, heartbeat) VALUES (?2, ?1, ?3, "
                "strftime('%s','now')) ON CONFLICT(owner) DO UPDATE SET heartbeat = "
@@ -1032,7 +1032,7 @@ int dispatch_flush(dispatcher *d, int64_t timeout_ms)
         sleep_ms(10);
     }
     if (d->log)
-        dlog_commit(d->log);
+        store_group_commit(d->s);
     return rc;
 }
 
@@ -1072,13 +1072,13 @@ void dispatch_close(dispatcher *d, int drain, int64_t drain_ms)
     if (d->log) {
         /* what is left in memory stays in the log for the next dispatcher */
         pthread_mutex_lock(d->log->mu);
-        dlog_begin(d->log);
+        store_group_join(d->s);
         exec_bound(d, "UPDATE deliveries SET owner = 0 WHERE owner = ?2", NULL,
                    d->owner, 0);
         exec_bound(d, "DELETE FROM dispatch_owners WHERE owner = ?2", NULL, d->owner,
                    0);
         pthread_mutex_unlock(d->log->mu);
-        dlog_commit(d->log);
+        store_group_commit(d->s);
         dlog_detach(d->log);
     }
     while (d->head) {

@@ -79,10 +79,6 @@ dlog *dlog_find(store *s)
     return NULL;
 }
 
-void dlog_begin(dlog *l) { store_group_join(l->s); }
-
-void dlog_commit(dlog *l) { store_group_commit(l->s); }
-
 static void *committer(void *arg)
 {
     dlog *l = arg;
@@ -199,7 +195,7 @@ void dlog_detach(dlog *l)
     pthread_cond_signal(&l->wake);
     pthread_mutex_unlock(l->mu);
     pthread_join(l->committer, NULL);
-    dlog_commit(l);
+    store_group_commit(l->s);
     dlog_free(l);
 }
 
@@ -215,7 +211,7 @@ int dlog_insert(dlog *l, const char *key, const char *channel, const char *recip
                 const char *profile_id, dispatch_status st, int64_t now, int64_t next_at,
                 int64_t owner, const char *content)
 {
-    dlog_begin(l);
+    store_group_join(l->s);
     sqlite3_stmt *s = l->ins;
     bind_text(s, 1, key);
     bind_text(s, 2, channel);
@@ -242,7 +238,7 @@ void dlog_update(dlog *l, const char *key, dispatch_status st, const char *provi
 {
     int final = st == DISPATCH_SENT || st == DISPATCH_FAILED || st == DISPATCH_CAPPED ||
                 st == DISPATCH_UNCERTAIN;
-    dlog_begin(l);
+    store_group_join(l->s);
     sqlite3_stmt *s = l->upd;
     bind_text(s, 1, key);
     bind_text(s, 2, dispatch_status_name(st));
@@ -264,7 +260,7 @@ void dlog_update(dlog *l, const char *key, dispatch_status st, const char *provi
 /* Queries                                                             */
 void dlog_mark_sending(dlog *l, const char *key, unsigned attempts)
 {
-    dlog_begin(l);
+    store_group_join(l->s);
     sqlite3_bind_text(l->sending, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_int(l->sending, 2, (int)attempts);
     if (sqlite3_step(l->sending) != SQLITE_DONE)
@@ -393,7 +389,7 @@ void dispatch_log_sync(store *s)
     dlog_registry_lock();
     dlog *l = dlog_find(s);
     if (l)
-        dlog_commit(l);
+        store_group_commit(l->s);
     dlog_registry_unlock();
 }
 

@@ -36,11 +36,6 @@ dlog *dlog_find(store *s);
 void dlog_registry_lock(void);
 void dlog_registry_unlock(void);
 
-/* Under l->mu: open the group transaction if none is open. */
-void dlog_begin(dlog *l);
-/* Commit now (takes l->mu). */
-void dlog_commit(dlog *l);
-
 /* Under l->mu. 1 inserted, 0 the key exists, -1 error. */
 int dlog_insert(dlog *l, const char *key, const char *channel, const char *recipient,
                 const char *profile_id, dispatch_status st, int64_t now, int64_t next_at,

@@ -26,13 +26,8 @@ static int baton(char **out, char **err, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *args, *cmd;
-    if (vasprintf(&args, fmt, ap) < 0 || asprintf(&cmd, "%s -c %s %s", bin, cfg, args) < 0)
-        abort();
+    int rc = run_baton_v(NULL, cfg, out, err, fmt, ap);
     va_end(ap);
-    int rc = run_capture(cmd, out, err);
-    free(args);
-    free(cmd);
     return rc;
 }
 

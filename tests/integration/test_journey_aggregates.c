@@ -25,9 +25,7 @@ static char *dir;
 
 static int baton(const char *args, char **out, char **err)
 {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "cd %s && %s -c baton.cfg %s", dir, getenv("BATON_BIN"), args);
-    return run_capture(cmd, out, err);
+    return run_baton(dir, "baton.cfg", out, err, "%s", args);
 }
 
 static const char journey_text[] =

@@ -92,3 +92,26 @@ int run_capture(const char *cmd, char **out, char **err)
         return -1;
     return WEXITSTATUS(st);
 }
+
+int run_baton_v(const char *cwd, const char *cfg, char **out, char **err, const char *fmt,
+                va_list ap)
+{
+    char *args, *cmd;
+    if (vasprintf(&args, fmt, ap) < 0 ||
+        asprintf(&cmd, "%s%s%s%s%s%s %s", cwd ? "cd " : "", cwd ? cwd : "", cwd ? " && " : "",
+                 getenv("BATON_BIN"), cfg ? " -c " : "", cfg ? cfg : "", args) < 0)
+        abort();
+    int rc = run_capture(cmd, out, err);
+    free(args);
+    free(cmd);
+    return rc;
+}
+
+int run_baton(const char *cwd, const char *cfg, char **out, char **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = run_baton_v(cwd, cfg, out, err, fmt, ap);
+    va_end(ap);
+    return rc;
+}

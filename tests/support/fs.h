@@ -2,6 +2,7 @@
 #ifndef BATON_TEST_FS_H
 #define BATON_TEST_FS_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 /* A fresh directory under $TMPDIR (or /tmp); free() the result after
@@ -17,5 +18,12 @@ char *file_read(const char *path, size_t *len);
 /* Run a shell command, capturing stdout and stderr (each may be NULL);
  * returns the exit status (or -1). */
 int run_capture(const char *cmd, char **out, char **err);
+/* Run $BATON_BIN with the printf-formatted arguments through the shell, as
+ * run_capture: "-c cfg" first when cfg is not NULL, from the folder cwd
+ * when it is not NULL. */
+int run_baton_v(const char *cwd, const char *cfg, char **out, char **err, const char *fmt,
+                va_list ap) __attribute__((format(printf, 5, 0)));
+int run_baton(const char *cwd, const char *cfg, char **out, char **err, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 #endif
