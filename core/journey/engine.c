@@ -198,7 +198,7 @@ int jengine_begin(jengine *e, char *err, size_t errlen)
     /* without the group transaction a SAVEPOINT would open a transaction
      * of its own, which RELEASE commits alone */
     if (!e->st->group_open ||
-        sqlite3_exec(e->st->db, "SAVEPOINT jengine", NULL, NULL, NULL) != SQLITE_OK) {
+        store_txn(e->st, STORE_SAVEPOINT) != SQLITE_OK) {
         int rc = sqlfail(e, err, errlen, "begin");
         pthread_mutex_unlock(&e->st->write_lock);
         return rc;
@@ -210,10 +210,10 @@ int jengine_begin(jengine *e, char *err, size_t errlen)
 int jengine_commit(jengine *e, char *err, size_t errlen)
 {
     int rc = 0;
-    if (sqlite3_exec(e->st->db, "RELEASE jengine", NULL, NULL, NULL) != SQLITE_OK) {
+    if (store_txn(e->st, STORE_RELEASE) != SQLITE_OK) {
         rc = sqlfail(e, err, errlen, "commit");
-        sqlite3_exec(e->st->db, "ROLLBACK TO jengine", NULL, NULL, NULL);
-        sqlite3_exec(e->st->db, "RELEASE jengine", NULL, NULL, NULL);
+        store_txn(e->st, STORE_ROLLBACK_TO);
+        store_txn(e->st, STORE_RELEASE);
         e->next_id = max_id(e) + 1;
         rebuild_timers(e, err, errlen);
     } else {
@@ -227,8 +227,8 @@ int jengine_commit(jengine *e, char *err, size_t errlen)
 void jengine_rollback(jengine *e)
 {
     char err[256];
-    sqlite3_exec(e->st->db, "ROLLBACK TO jengine", NULL, NULL, NULL);
-    sqlite3_exec(e->st->db, "RELEASE jengine", NULL, NULL, NULL);
+    store_txn(e->st, STORE_ROLLBACK_TO);
+    store_txn(e->st, STORE_RELEASE);
     e->next_id = max_id(e) + 1;
     rebuild_timers(e, err, sizeof err);
     e->in_txn = 0;

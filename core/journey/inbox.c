@@ -81,7 +81,7 @@ static int step_done(sqlite3_stmt *st)
 
 int jinbox_begin(jinbox *b, char *err, size_t errlen)
 {
-    if (sqlite3_exec(b->st.db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+    if (store_txn(&b->st, STORE_BEGIN) != SQLITE_OK) {
         snprintf(err, errlen, "inbox: begin: %s", sqlite3_errmsg(b->st.db));
         return -1;
     }
@@ -93,15 +93,15 @@ int jinbox_begin(jinbox *b, char *err, size_t errlen)
  * checkpoint, as for the rest of the state store). */
 int jinbox_commit(jinbox *b, char *err, size_t errlen)
 {
-    if (sqlite3_exec(b->st.db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    if (store_txn(&b->st, STORE_COMMIT) != SQLITE_OK) {
         snprintf(err, errlen, "inbox: commit: %s", sqlite3_errmsg(b->st.db));
-        sqlite3_exec(b->st.db, "ROLLBACK", NULL, NULL, NULL);
+        store_txn(&b->st, STORE_ROLLBACK);
         return -1;
     }
     return 0;
 }
 
-void jinbox_rollback(jinbox *b) { sqlite3_exec(b->st.db, "ROLLBACK", NULL, NULL, NULL); }
+void jinbox_rollback(jinbox *b) { store_txn(&b->st, STORE_ROLLBACK); }
 
 int jinbox_put(jinbox *b, const jevent *ev, const char *reason, const char *source,
                int64_t now_ms, int64_t *seq, int *duplicate, char *err, size_t errlen)

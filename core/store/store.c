@@ -81,12 +81,32 @@ void store_close(store *s)
     if (!s->path && !s->db)
         return;
     checkpointer_stop(s);
+    for (size_t i = 0; i < sizeof s->txn / sizeof s->txn[0]; i++)
+        sqlite3_finalize(s->txn[i]);
     if (s->db)
         sqlite3_close(s->db);
     if (s->path)
         pthread_mutex_destroy(&s->write_lock);
     free(s->path);
     memset(s, 0, sizeof *s);
+}
+
+int store_txn(store *s, store_txn_op op)
+{
+    static const char *const sql[] = {
+        [STORE_BEGIN] = "BEGIN IMMEDIATE",     [STORE_COMMIT] = "COMMIT",
+        [STORE_ROLLBACK] = "ROLLBACK",         [STORE_SAVEPOINT] = "SAVEPOINT batch",
+        [STORE_RELEASE] = "RELEASE batch",     [STORE_ROLLBACK_TO] = "ROLLBACK TO batch",
+    };
+    _Static_assert(sizeof sql / sizeof sql[0] == sizeof s->txn / sizeof s->txn[0],
+                   "one statement per store_txn_op");
+    int rc;
+    if (!s->txn[op] && (rc = sqlite3_prepare_v3(s->db, sql[op], -1, SQLITE_PREPARE_PERSISTENT,
+                                                &s->txn[op], NULL)) != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(s->txn[op]);
+    sqlite3_reset(s->txn[op]);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 int store_exec(store *s, const char *sql, char *err, size_t errlen)
@@ -181,7 +201,7 @@ void store_group_commit_locked(store *s)
     s->group_writes = 0;
     if (sqlite3_get_autocommit(s->db))
         group_lost(s, "the transaction was rolled back by SQLite");
-    if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+    if (store_txn(s, STORE_COMMIT) != SQLITE_OK)
         group_lost(s, sqlite3_errmsg(s->db));
 }
 
@@ -200,7 +220,7 @@ void store_group_join(store *s)
         store_group_commit_locked(s);
     /* if BEGIN fails (another process holds the write lock past the busy
      * timeout) the writes go one by one, each its own transaction */
-    if (!s->group_open && sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK) {
+    if (!s->group_open && store_txn(s, STORE_BEGIN) == SQLITE_OK) {
         s->group_open = 1;
         s->group_writes = 1;
     }

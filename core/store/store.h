@@ -22,6 +22,8 @@ typedef struct store {
      * store_group_commit or by the next store_lock. */
     int group_open;
     unsigned group_writes;
+    /* store_txn's statements, prepared on first use */
+    sqlite3_stmt *txn[6];
     /* store_checkpoint_in_background */
     pthread_t ckpt;
     int ckpt_running, ckpt_stop, ckpt_due;
@@ -44,6 +46,19 @@ int store_migrate(store *s, const char *module, int version, const char *ddl,
 /* Run statements with no result. */
 int store_exec(store *s, const char *sql, char *err, size_t errlen);
 
+/* Transaction control through statements prepared once: sqlite3_exec
+ * parses its text every time, and the parser's allocation is the largest
+ * malloc a hot path makes. The savepoint is named "batch". Returns
+ * SQLite's result code (SQLITE_OK, or the error: sqlite3_errmsg says). */
+typedef enum {
+    STORE_BEGIN, /* BEGIN IMMEDIATE */
+    STORE_COMMIT,
+    STORE_ROLLBACK,
+    STORE_SAVEPOINT,
+    STORE_RELEASE,
+    STORE_ROLLBACK_TO,
+} store_txn_op;
+int store_txn(store *s, store_txn_op op);
 /* Become the writer for a transaction of your own (BEGIN ... COMMIT):
  * takes write_lock and commits the open group transaction first. */
 void store_lock(store *s);

@@ -268,9 +268,14 @@ int main(void)
     }
     char err[1024];
 
+    /* BENCH_DIRECT_ONLY=1: only the in-process phase (2b), to compare
+     * two builds of the engine without the broker and publisher's noise */
+    int direct_only = getenv("BENCH_DIRECT_ONLY") != NULL;
+
     /* 1. the broker's ceiling */
-    double ceil_rate = ceiling(broker.port, count, dir);
-    printf("ceiling: publisher (libmosquitto, QoS 1, 100 in flight) -> mosquitto ->"
+    double ceil_rate = direct_only ? 1 : ceiling(broker.port, count, dir);
+    if (!direct_only)
+        printf("ceiling: publisher (libmosquitto, QoS 1, 100 in flight) -> mosquitto ->"
            " mosquitto_sub (QoS 1): %.0f msg/s (%ld messages)\n",
            ceil_rate, count);
 
@@ -308,6 +313,9 @@ int main(void)
         return 0;
     }
     nap_ms(500);
+
+    if (direct_only)
+        goto direct;
 
     /* 2. sustained throughput */
     char file[1024], cmd[4096];
@@ -350,6 +358,44 @@ int main(void)
            (long)delivered, t_sent, delivered / t_sent, (unsigned long long)s.batches);
     fflush(stdout);
 
+direct:;
+    /* 2b. the same journey fed in-process (no MQTT): what the inbox, the
+     * engine and the dispatch cost per event without the network side */
+    {
+        long base = delivered;
+        jrunner_stats s0;
+        jrunner_get_stats(r, &s0);
+        double d0 = now_s(), dcpu0 = cpu_self();
+        char line[256];
+        for (long i = 0; i < count; i++) {
+            int len = snprintf(line, sizeof line,
+                               "{\"id\": \"d-%ld\", \"type\": \"cart\", \"profile\":"
+                               " \"d%ld\", \"data\": {\"total\": %ld.5}}",
+                               i, i, 1 + i % 90);
+            int rc;
+            while ((rc = jrunner_submit(r, NULL, line, (size_t)len, NULL, NULL)) == 1)
+                nap_ms(1);
+            if (rc < 0)
+                break;
+        }
+        jrunner_stats s1 = s0;
+        double dl = now_s() + 600;
+        while ((long)(s1.routed - s0.routed) < count && now_s() < dl) {
+            nap_ms(5);
+            jrunner_get_stats(r, &s1);
+        }
+        while (delivered - base < count && now_s() < dl)
+            nap_ms(5);
+        double secs = now_s() - d0;
+        printf("direct: %ld events submitted in-process (no MQTT), routed and delivered in %.2f s"
+               " (%.0f/s): baton %.1f us CPU per event; %llu engine batches\n",
+               count, secs, count / secs, (cpu_self() - dcpu0) * 1e6 / count,
+               (unsigned long long)(s1.batches - s0.batches));
+        fflush(stdout);
+    }
+    if (direct_only)
+        goto done;
+
     /* 3. latency at 5,000 events/s: line i is published at T0 + i/5000 */
     const long per_s = 5000, secs = 6, nl = per_s * secs;
     snprintf(file, sizeof file, "%s/latency.jsonl", dir);
@@ -382,6 +428,7 @@ int main(void)
                n, per_s, p50, p99, lat_us[n - 1] / 1000.0, 50.0 / p99);
     }
 
+done:
     for (size_t i = 0; i < a.ninst; i++)
         if (a.inst[i]->kind == BATON_KIND_EVENT)
             instance_stop(a.inst[i]);
@@ -394,7 +441,8 @@ int main(void)
     server_stop(&broker);
 
     /* 4. memory per waiting instance */
-    memory_per_waiting(dir, waiting);
+    if (!direct_only)
+        memory_per_waiting(dir, waiting);
 
     free(cpath);
     free(jpath);
