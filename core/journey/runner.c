@@ -118,7 +118,8 @@ struct jrunner {
     initem *ihead, *itail;
     size_t ilen;
     int istop;
-    int ibusy; /* a group is being committed */
+    int ibusy;    /* a group is being committed */
+    int iwaiting; /* the ingest thread sleeps until an event comes */
     pthread_t ingest;
     int ingest_started;
 };
@@ -136,20 +137,34 @@ static int64_t now_ms(const jrunner *r) { return r->o.clock_ms ? r->o.clock_ms()
 /* The sink                                                            */
 /* ------------------------------------------------------------------ */
 
-static void enqueue(jrunner *r, int64_t seq, jevent *ev)
+/* Append a chain of n items for the engine thread: one lock, one wakeup. */
+static void enqueue_chain(jrunner *r, qitem *head, qitem *tail, size_t n)
+{
+    if (!head)
+        return;
+    pthread_mutex_lock(&r->mu);
+    if (r->qtail)
+        r->qtail->next = head;
+    else
+        r->qhead = head;
+    r->qtail = tail;
+    r->qlen += n;
+    pthread_cond_signal(&r->wake);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static qitem *qitem_new(int64_t seq, jevent *ev)
 {
     qitem *it = xcalloc(1, sizeof *it);
     it->seq = seq;
     it->ev = *ev;
-    pthread_mutex_lock(&r->mu);
-    if (r->qtail)
-        r->qtail->next = it;
-    else
-        r->qhead = it;
-    r->qtail = it;
-    r->qlen++;
-    pthread_cond_signal(&r->wake);
-    pthread_mutex_unlock(&r->mu);
+    return it;
+}
+
+static void enqueue(jrunner *r, int64_t seq, jevent *ev)
+{
+    qitem *it = qitem_new(seq, ev);
+    enqueue_chain(r, it, it, 1);
 }
 
 /* On the source's thread: parse and queue for the ingest thread, which
@@ -186,7 +201,8 @@ int jrunner_submit(void *ud, instance *from, const char *json, size_t len,
         r->ihead = it;
     r->itail = it;
     r->ilen++;
-    pthread_cond_signal(&r->icv);
+    if (r->iwaiting) /* the rest of a burst is picked up by the ingest thread's gather */
+        pthread_cond_signal(&r->icv);
     pthread_mutex_unlock(&r->imu);
     return 0;
 }
@@ -211,6 +227,7 @@ static int ingest_group(jrunner *r, initem *items)
     if (jinbox_commit(&r->inbox, err, sizeof err))
         goto fail;
     uint64_t acc = 0, dup = 0, dead = 0;
+    qitem *qhead = NULL, *qtail = NULL;
     while (items) {
         initem *it = items;
         items = it->next;
@@ -224,20 +241,47 @@ static int ingest_group(jrunner *r, initem *items)
             jevent_free(&it->ev);
         } else {
             acc++;
-            enqueue(r, it->now, &it->ev);
+            qitem *q = qitem_new(it->now, &it->ev);
+            if (qtail)
+                qtail->next = q;
+            else
+                qhead = q;
+            qtail = q;
         }
         free(it->reason);
         free(it);
     }
+    enqueue_chain(r, qhead, qtail, acc);
     pthread_mutex_lock(&r->mu);
     r->stats.accepted += acc;
     r->stats.duplicates += dup;
     r->stats.dead_letters += dead;
+    r->stats.ingest_groups++;
     pthread_mutex_unlock(&r->mu);
     return 0;
 fail:
     log_msg(BATON_LOG_ERROR, "journey", "%s; not acknowledged, retrying", err);
     return -1;
+}
+
+/* Under imu, with events queued. A source hands a burst over one event
+ * at a time (the MQTT source: all that one read brought, then it waits
+ * for their acknowledgements); committing at the first event would cut
+ * the burst into many small groups, each a commit and a wakeup of the
+ * source. So wait while the queue still grows, 100 us at a time, for
+ * 2 ms at most. */
+static void gather(jrunner *r)
+{
+    size_t seen = r->ilen;
+    for (int i = 0; i < 20 && !r->istop && r->ilen < r->o.queue; i++) {
+        pthread_mutex_unlock(&r->imu);
+        struct timespec ts = {0, 100 * 1000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&r->imu);
+        if (r->ilen == seen)
+            break;
+        seen = r->ilen;
+    }
 }
 
 static void *ingest_main(void *arg)
@@ -246,12 +290,15 @@ static void *ingest_main(void *arg)
     pthread_setname_np(pthread_self(), "baton-ingest"); /* top -H, perf */
     for (;;) {
         pthread_mutex_lock(&r->imu);
+        r->iwaiting = 1;
         while (!r->ihead && !r->istop)
             pthread_cond_wait(&r->icv, &r->imu);
+        r->iwaiting = 0;
         if (!r->ihead && r->istop) {
             pthread_mutex_unlock(&r->imu);
             break;
         }
+        gather(r);
         initem *items = r->ihead;
         r->ihead = r->itail = NULL;
         r->ilen = 0;

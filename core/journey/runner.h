@@ -73,6 +73,7 @@ typedef struct jrunner_stats {
     uint64_t routed;     /* events the engine has routed (committed) */
     uint64_t duplicates, dead_letters, batches, sends_handed, actions_ok, actions_failed;
     uint64_t full;       /* submits answered "queue full" */
+    uint64_t ingest_groups; /* inbox transactions (accepted events arrive in groups) */
 } jrunner_stats;
 void jrunner_get_stats(jrunner *r, jrunner_stats *s);
 

@@ -354,8 +354,10 @@ int main(void)
     while (delivered < count && now_s() < deadline)
         nap_ms(5);
     double t_sent = now_s() - t0;
-    printf("journey: %ld sends delivered by the channel in %.2f s (%.0f/s); %llu batches\n",
-           (long)delivered, t_sent, delivered / t_sent, (unsigned long long)s.batches);
+    printf("journey: %ld sends delivered by the channel in %.2f s (%.0f/s); %llu inbox groups,"
+           " %llu engine batches\n",
+           (long)delivered, t_sent, delivered / t_sent, (unsigned long long)s.ingest_groups,
+           (unsigned long long)s.batches);
     fflush(stdout);
 
 direct:;
