@@ -35,6 +35,12 @@
 /* Rows of owners gone without a trace are looked for this often (and at
  * once when a beat finds an owner dead). */
 #define ORPHANS_S 30
+/* A worker that finds less than a batch waits this long at most after the
+ * oldest message arrived, for more to join it: a batch's cost is mostly
+ * its two commits (in flight, outcomes), whatever its size, and a
+ * producer that hands messages one by one (a journey) would otherwise pay
+ * two commits for every few messages. */
+#define LINGER_MS 4
 #define MAX_BACKOFF_MS (3600 * 1000LL)
 #define MAX_PAUSE_MS (30 * 1000LL)
 
@@ -48,6 +54,8 @@ typedef struct qmsg {
     unsigned attempts;
     unsigned flags;
     int64_t due_ms; /* retry: monotonic ms */
+    int64_t rowid;  /* in the delivery log; 0: not known (proofs) */
+    int64_t enq_ms; /* queued at (monotonic ms); 0: ready at once */
 } qmsg;
 
 struct dispatcher {
@@ -69,7 +77,12 @@ struct dispatcher {
 
     pthread_mutex_t mu;
     pthread_cond_t work, room, idle;
+    pthread_cond_t pump_cv; /* wakes the pump */
+    int pump_starved;       /* the pump found no room: wake it when there is */
+    int flushing;           /* dispatch_flush waits: no lingering */
     qmsg *head, *tail;
+    size_t nqueued; /* in head..tail */
+    size_t max;     /* a worker's batch */
     qmsg **heap; /* retries, by due_ms */
     size_t nheap, heapcap;
     size_t pending; /* queued + in flight + retrying */
@@ -251,6 +264,7 @@ static int content_parse(qmsg *q, const char *text)
 
 static void push_tail(dispatcher *d, qmsg *m)
 {
+    d->nqueued++;
     m->next = NULL;
     if (d->tail)
         d->tail->next = m;
@@ -298,11 +312,26 @@ static void release_due(dispatcher *d, int64_t now, int all)
 {
     while (d->nheap && (all || d->heap[0]->due_ms <= now)) {
         qmsg *m = heap_pop(d);
+        m->enq_ms = 0; /* it has waited */
+        d->nqueued++;
         m->next = d->head;
         d->head = m;
         if (!d->tail)
             d->tail = m;
     }
+}
+
+/* Messages left memory: wake submitters waiting for room, the pump if it
+ * found none, and flushers when nothing is left. */
+static void room_freed(dispatcher *d)
+{
+    pthread_cond_broadcast(&d->room);
+    if (d->pump_starved) {
+        d->pump_starved = 0;
+        pthread_cond_signal(&d->pump_cv);
+    }
+    if (d->pending == 0)
+        pthread_cond_broadcast(&d->idle);
 }
 
 /* ------------------------------------------------------------------ */
@@ -420,7 +449,7 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
         pthread_mutex_lock(d->log->mu);
         for (size_t i = 0; i < n; i++)
             if (!(batch[i]->flags & DISPATCH_F_PROOF))
-                dlog_mark_sending(d->log, batch[i]->key, batch[i]->attempts);
+                dlog_mark_sending(d->log, batch[i]->rowid, batch[i]->key, batch[i]->attempts);
         store_group_commit_locked(d->s);
         pthread_mutex_unlock(d->log->mu);
     }
@@ -461,8 +490,8 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
             qmsg *m = batch[i];
             if (m->flags & DISPATCH_F_PROOF)
                 continue;
-            dlog_update(d->log, m->key, fin[i], out[i].provider_id, out[i].reason, m->attempts,
-                        out[i].segments, now,
+            dlog_update(d->log, m->rowid, m->key, fin[i], out[i].provider_id, out[i].reason,
+                        m->attempts, out[i].segments, now,
                         fin[i] == DISPATCH_RETRY ? now + (due[i] + 999) / 1000 : 0, d->owner);
         }
         store_group_commit_locked(d->s); /* out of flight at once */
@@ -492,9 +521,7 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
             qmsg_free(m);
         }
     }
-    pthread_cond_broadcast(&d->room);
-    if (d->pending == 0)
-        pthread_cond_broadcast(&d->idle);
+    room_freed(d);
     if (d->nheap)
         pthread_cond_signal(&d->work); /* someone must watch the heap's clock */
     pthread_mutex_unlock(&d->mu);
@@ -510,9 +537,7 @@ static void *worker(void *arg)
     dispatcher *d = arg;
     pthread_setname_np(pthread_self(), "baton-send"); /* top -H, perf */
     void *conn = d->ops->worker_open ? d->ops->worker_open(d->inst->state) : NULL;
-    size_t max = d->batch;
-    if (d->rate > 0 && max > (size_t)ceil(d->rate))
-        max = (size_t)ceil(d->rate); /* at most a second's worth at once */
+    size_t max = d->max;
     qmsg **batch = xcalloc(max, sizeof *batch);
     pthread_mutex_lock(&d->mu);
     for (;;) {
@@ -525,6 +550,11 @@ static void *worker(void *arg)
             wait = d->pause_until_ms - now;
         else if (!d->head && d->nheap)
             wait = d->heap[0]->due_ms - now;
+        else if (d->head && d->nqueued < max && d->head->enq_ms + LINGER_MS > now &&
+                 !d->flushing && !d->closing)
+            wait = d->head->enq_ms + LINGER_MS - now; /* more may come: linger */
+        if (wait > 0 && d->nheap && d->heap[0]->due_ms - now < wait)
+            wait = d->heap[0]->due_ms - now; /* > 0: release_due took the due ones */
         if (wait >= 0 || !d->head) {
             struct timespec ts;
             deadline_in(&ts, wait >= 0 ? (wait ? wait : 1) : 1000);
@@ -535,6 +565,7 @@ static void *worker(void *arg)
         while (d->head && n < max) {
             batch[n++] = d->head;
             d->head = d->head->next;
+            d->nqueued--;
         }
         if (!d->head)
             d->tail = NULL;
@@ -628,6 +659,7 @@ static size_t pump_once(dispatcher *d)
     pthread_mutex_lock(&d->mu);
     size_t room = d->cap > d->pending ? d->cap - d->pending : 0;
     int stop = d->stop || d->closing;
+    d->pump_starved = !room; /* room_freed wakes it */
     pthread_mutex_unlock(&d->mu);
     if (!room || stop)
         return 0;
@@ -637,16 +669,7 @@ static size_t pump_once(dispatcher *d)
     qmsg *got = NULL, **tailp = &got, *unsure = NULL, **utailp = &unsure;
     size_t n = 0;
     pthread_mutex_lock(d->log->mu);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(d->log->db,
-                           "SELECT key, recipient, profile_id, attempts, created_at, content,"
-                           " sending FROM deliveries WHERE channel = ?1 AND owner = 0 AND status IN"
-                           " ('queued', 'retry', 'deferred') AND next_at <= ?2"
-                           " ORDER BY next_at LIMIT ?3",
-                           -1, &st, NULL) != SQLITE_OK) {
-        pthread_mutex_unlock(d->log->mu);
-        return 0;
-    }
+    sqlite3_stmt *st = d->log->pump; /* prepared once: it runs at every wake */
     sqlite3_bind_text(st, 1, d->channel, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, now);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)room);
@@ -658,13 +681,14 @@ static size_t pump_once(dispatcher *d)
         q->profile_id = pid ? xstrdup((const char *)pid) : NULL;
         q->attempts = (unsigned)sqlite3_column_int(st, 3);
         q->time = sqlite3_column_int64(st, 4);
+        q->rowid = sqlite3_column_int64(st, 7);
         if (sqlite3_column_int(st, 6) && !d->resend_uncertain) {
             *utailp = q;
             utailp = &q->next;
             continue;
         }
         if (content_parse(q, (const char *)sqlite3_column_text(st, 5)) != 0) {
-            dlog_update(d->log, q->key, DISPATCH_FAILED, NULL,
+            dlog_update(d->log, q->rowid, q->key, DISPATCH_FAILED, NULL,
                         "the message's content is missing from the delivery log", q->attempts,
                         0, now, 0, 0);
             qmsg_free(q);
@@ -674,13 +698,13 @@ static size_t pump_once(dispatcher *d)
         tailp = &q->next;
         n++;
     }
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     for (qmsg *q = got; q; q = q->next)
-        dlog_update(d->log, q->key, DISPATCH_QUEUED, NULL, NULL, q->attempts, 0, now, 0,
-                    d->owner);
+        dlog_update(d->log, q->rowid, q->key, DISPATCH_QUEUED, NULL, NULL, q->attempts, 0, now,
+                    0, d->owner);
     for (qmsg *q = unsure; q; q = q->next)
-        dlog_update(d->log, q->key, DISPATCH_UNCERTAIN, NULL, UNCERTAIN_REASON, q->attempts, 0,
-                    now, 0, 0);
+        dlog_update(d->log, q->rowid, q->key, DISPATCH_UNCERTAIN, NULL, UNCERTAIN_REASON,
+                    q->attempts, 0, now, 0, 0);
     pthread_mutex_unlock(d->log->mu);
     while (unsure) {
         qmsg *q = unsure;
@@ -726,7 +750,7 @@ static void *pump(void *arg)
             continue; /* more may be due */
         struct timespec ts;
         deadline_in(&ts, PUMP_MS);
-        pthread_cond_timedwait(&d->room, &d->mu, &ts);
+        pthread_cond_timedwait(&d->pump_cv, &d->mu, &ts);
     }
     pthread_mutex_unlock(&d->mu);
     return NULL;
@@ -782,6 +806,9 @@ dispatcher *dispatch_open(instance *inst, store *s, const dispatch_opts *opts, c
         d->batch = 1;
     if (d->cap < d->batch)
         d->cap = d->batch;
+    d->max = d->batch;
+    if (d->rate > 0 && d->max > (size_t)ceil(d->rate))
+        d->max = (size_t)ceil(d->rate); /* at most a second's worth at once */
     uint64_t r = 0;
     if (getrandom(&r, sizeof r, 0) != sizeof r)
         r = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);
@@ -794,6 +821,7 @@ dispatcher *dispatch_open(instance *inst, store *s, const dispatch_opts *opts, c
     pthread_cond_init(&d->work, NULL);
     pthread_cond_init(&d->room, NULL);
     pthread_cond_init(&d->idle, NULL);
+    pthread_cond_init(&d->pump_cv, NULL);
     if (d->o.dry_run) { /* no threads, no writes: submit formats inline */
         if (s && dispatch_log_init(s, err, errlen) != 0)
             goto fail; /* caps read the log */
@@ -895,9 +923,9 @@ dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t
         pthread_mutex_lock(d->log->mu);
         int ins = dlog_insert(d->log, q->key, d->channel, q->recipient, q->profile_id,
                               cap == DISPATCH_CAP_QUIET ? DISPATCH_DEFERRED : DISPATCH_CAPPED,
-                              now, until, 0, content);
+                              now, until, 0, content, &q->rowid);
         if (ins == 1)
-            dlog_update(d->log, q->key,
+            dlog_update(d->log, q->rowid, q->key,
                         cap == DISPATCH_CAP_QUIET ? DISPATCH_DEFERRED : DISPATCH_CAPPED, NULL,
                         reason, 0, 0, now, until, 0);
         pthread_mutex_unlock(d->log->mu);
@@ -953,7 +981,7 @@ dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t
         char *content = content_json(q);
         pthread_mutex_lock(d->log->mu);
         ins = dlog_insert(d->log, q->key, d->channel, q->recipient, q->profile_id,
-                          DISPATCH_QUEUED, now, 0, d->owner, content);
+                          DISPATCH_QUEUED, now, 0, d->owner, content, &q->rowid);
         pthread_mutex_unlock(d->log->mu);
         free(content);
     }
@@ -961,9 +989,7 @@ dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t
     if (ins != 1) {
         d->pending--;
         d->st.duplicates += ins == 0;
-        pthread_cond_broadcast(&d->room);
-        if (d->pending == 0)
-            pthread_cond_broadcast(&d->idle);
+        room_freed(d);
         pthread_mutex_unlock(&d->mu);
         qmsg_free(q);
         if (ins < 0 && err)
@@ -972,8 +998,12 @@ dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t
         return ins == 0 ? DISPATCH_REFUSED_DUPLICATE : DISPATCH_INVALID;
     }
     d->st.submitted++;
+    q->enq_ms = mono_ms();
     push_tail(d, q);
-    pthread_cond_signal(&d->work);
+    /* a worker lingers on a short queue by itself: wake one only when the
+     * queue starts (it starts the clock) or holds a batch */
+    if (d->nqueued == 1 || d->nqueued == d->max)
+        pthread_cond_signal(&d->work);
     pthread_mutex_unlock(&d->mu);
     return DISPATCH_ACCEPTED;
 }
@@ -984,17 +1014,12 @@ static long long due_in_log(dispatcher *d)
 {
     long long n = 0;
     pthread_mutex_lock(d->log->mu);
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(d->log->db,
-                           "SELECT count(*) FROM deliveries WHERE channel = ?1 AND owner = 0 AND"
-                           " status IN ('queued', 'retry', 'deferred') AND next_at <= ?2",
-                           -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_text(st, 1, d->channel, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, now_s(d));
-        if (sqlite3_step(st) == SQLITE_ROW)
-            n = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
-    }
+    sqlite3_stmt *st = d->log->due;
+    sqlite3_bind_text(st, 1, d->channel, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now_s(d));
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
     pthread_mutex_unlock(d->log->mu);
     return n;
 }
@@ -1003,6 +1028,10 @@ int dispatch_flush(dispatcher *d, int64_t timeout_ms)
 {
     int64_t end = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
     int rc = 0;
+    pthread_mutex_lock(&d->mu);
+    d->flushing++; /* workers stop lingering */
+    pthread_cond_broadcast(&d->work);
+    pthread_mutex_unlock(&d->mu);
     for (;;) {
         pthread_mutex_lock(&d->mu);
         while (d->pending > 0) {
@@ -1023,7 +1052,7 @@ int dispatch_flush(dispatcher *d, int64_t timeout_ms)
             break;
         /* due rows the pump has not taken yet: wake it, wait for them */
         pthread_mutex_lock(&d->mu);
-        pthread_cond_broadcast(&d->room);
+        pthread_cond_signal(&d->pump_cv);
         pthread_mutex_unlock(&d->mu);
         if (end >= 0 && mono_ms() >= end) {
             rc = -1;
@@ -1031,6 +1060,9 @@ int dispatch_flush(dispatcher *d, int64_t timeout_ms)
         }
         sleep_ms(10);
     }
+    pthread_mutex_lock(&d->mu);
+    d->flushing--;
+    pthread_mutex_unlock(&d->mu);
     if (d->log)
         store_group_commit(d->s);
     return rc;
@@ -1064,6 +1096,7 @@ void dispatch_close(dispatcher *d, int drain, int64_t drain_ms)
     d->stop = 1;
     pthread_cond_broadcast(&d->work);
     pthread_cond_broadcast(&d->room);
+    pthread_cond_signal(&d->pump_cv);
     pthread_mutex_unlock(&d->mu);
     for (int i = 0; i < d->nstarted; i++)
         pthread_join(d->workers[i], NULL);
@@ -1095,6 +1128,7 @@ void dispatch_close(dispatcher *d, int drain, int64_t drain_ms)
     pthread_cond_destroy(&d->work);
     pthread_cond_destroy(&d->room);
     pthread_cond_destroy(&d->idle);
+    pthread_cond_destroy(&d->pump_cv);
     free(d->channel);
     free(d);
 }

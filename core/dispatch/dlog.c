@@ -107,7 +107,11 @@ static void dlog_free(dlog *l)
 {
     sqlite3_finalize(l->ins);
     sqlite3_finalize(l->upd);
+    sqlite3_finalize(l->upd_id);
     sqlite3_finalize(l->sending);
+    sqlite3_finalize(l->sending_id);
+    sqlite3_finalize(l->pump);
+    sqlite3_finalize(l->due);
     sqlite3_finalize(l->get);
     sqlite3_finalize(l->cap_all);
     sqlite3_finalize(l->cap_chan);
@@ -118,6 +122,11 @@ static void dlog_free(dlog *l)
 #define ROW_COLS                                                                              \
     "key, channel, recipient, coalesce(profile_id, ''), status, coalesce(provider_id, ''),"   \
     " coalesce(reason, ''), attempts, segments, created_at, updated_at, next_at"
+
+#define UPD_SET                                                                               \
+    "status = ?2, provider_id = ?3, reason = ?4, attempts = ?5, segments = ?6,"                 \
+    " updated_at = ?7, next_at = ?8, owner = ?9, sending = 0,"                                  \
+    " content = CASE WHEN ?10 THEN NULL ELSE content END"
 
 dlog *dlog_attach(store *s, char *err, size_t errlen)
 {
@@ -142,13 +151,22 @@ dlog *dlog_attach(store *s, char *err, size_t errlen)
                 " updated_at, next_at, owner, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)"
                 " ON CONFLICT(key) DO NOTHING",
                 &l->ins, err, errlen) ||
-        prepare(l,
-                "UPDATE deliveries SET status = ?2, provider_id = ?3, reason = ?4, attempts = ?5,"
-                " segments = ?6, updated_at = ?7, next_at = ?8, owner = ?9, sending = 0,"
-                " content = CASE WHEN ?10 THEN NULL ELSE content END WHERE key = ?1",
-                &l->upd, err, errlen) ||
+        prepare(l, "UPDATE deliveries SET " UPD_SET " WHERE key = ?1", &l->upd, err, errlen) ||
+        prepare(l, "UPDATE deliveries SET " UPD_SET " WHERE rowid = ?1", &l->upd_id, err,
+                errlen) ||
         prepare(l, "UPDATE deliveries SET sending = 1, attempts = ?2 WHERE key = ?1",
                 &l->sending, err, errlen) ||
+        prepare(l, "UPDATE deliveries SET sending = 1, attempts = ?2 WHERE rowid = ?1",
+                &l->sending_id, err, errlen) ||
+        prepare(l,
+                "SELECT key, recipient, profile_id, attempts, created_at, content, sending, rowid"
+                " FROM deliveries WHERE channel = ?1 AND owner = 0 AND status IN"
+                " ('queued', 'retry', 'deferred') AND next_at <= ?2 ORDER BY next_at LIMIT ?3",
+                &l->pump, err, errlen) ||
+        prepare(l,
+                "SELECT count(*) FROM deliveries WHERE channel = ?1 AND owner = 0 AND"
+                " status IN ('queued', 'retry', 'deferred') AND next_at <= ?2",
+                &l->due, err, errlen) ||
         prepare(l, "SELECT " ROW_COLS " FROM deliveries WHERE key = ?1", &l->get, err, errlen) ||
         prepare(l,
                 "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND created_at > ?2"
@@ -209,7 +227,7 @@ static void bind_text(sqlite3_stmt *st, int i, const char *s)
 
 int dlog_insert(dlog *l, const char *key, const char *channel, const char *recipient,
                 const char *profile_id, dispatch_status st, int64_t now, int64_t next_at,
-                int64_t owner, const char *content)
+                int64_t owner, const char *content, int64_t *rowid)
 {
     store_group_join(l->s);
     sqlite3_stmt *s = l->ins;
@@ -229,18 +247,25 @@ int dlog_insert(dlog *l, const char *key, const char *channel, const char *recip
         log_error("delivery log: insert %s: %s", key, sqlite3_errmsg(l->db));
         return -1;
     }
-    return sqlite3_changes(l->db) > 0;
+    if (sqlite3_changes(l->db) == 0)
+        return 0;
+    if (rowid)
+        *rowid = sqlite3_last_insert_rowid(l->db);
+    return 1;
 }
 
-void dlog_update(dlog *l, const char *key, dispatch_status st, const char *provider_id,
-                 const char *reason, unsigned attempts, unsigned segments, int64_t now,
-                 int64_t next_at, int64_t owner)
+void dlog_update(dlog *l, int64_t rowid, const char *key, dispatch_status st,
+                 const char *provider_id, const char *reason, unsigned attempts,
+                 unsigned segments, int64_t now, int64_t next_at, int64_t owner)
 {
     int final = st == DISPATCH_SENT || st == DISPATCH_FAILED || st == DISPATCH_CAPPED ||
                 st == DISPATCH_UNCERTAIN;
     store_group_join(l->s);
-    sqlite3_stmt *s = l->upd;
-    bind_text(s, 1, key);
+    sqlite3_stmt *s = rowid > 0 ? l->upd_id : l->upd;
+    if (rowid > 0)
+        sqlite3_bind_int64(s, 1, rowid);
+    else
+        bind_text(s, 1, key);
     bind_text(s, 2, dispatch_status_name(st));
     bind_text(s, 3, provider_id && *provider_id ? provider_id : NULL);
     bind_text(s, 4, reason && *reason ? reason : NULL);
@@ -256,18 +281,23 @@ void dlog_update(dlog *l, const char *key, dispatch_status st, const char *provi
     sqlite3_clear_bindings(s);
 }
 
-/* ------------------------------------------------------------------ */
-/* Queries                                                             */
-void dlog_mark_sending(dlog *l, const char *key, unsigned attempts)
+void dlog_mark_sending(dlog *l, int64_t rowid, const char *key, unsigned attempts)
 {
     store_group_join(l->s);
-    sqlite3_bind_text(l->sending, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int(l->sending, 2, (int)attempts);
-    if (sqlite3_step(l->sending) != SQLITE_DONE)
+    sqlite3_stmt *s = rowid > 0 ? l->sending_id : l->sending;
+    if (rowid > 0)
+        sqlite3_bind_int64(s, 1, rowid);
+    else
+        sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 2, (int)attempts);
+    if (sqlite3_step(s) != SQLITE_DONE)
         log_error("delivery log: in flight %s: %s", key, sqlite3_errmsg(l->db));
-    sqlite3_reset(l->sending);
-    sqlite3_clear_bindings(l->sending);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
 }
+
+/* ------------------------------------------------------------------ */
+/* Queries                                                             */
 
 /* ------------------------------------------------------------------ */
 

@@ -23,7 +23,10 @@ typedef struct dlog {
     pthread_cond_t wake;
     int stopping;
     int refs;
-    sqlite3_stmt *ins, *upd, *sending, *get, *cap_all, *cap_chan;
+    /* prepared once: every statement a message or a batch runs; rows are
+     * found by rowid when the caller knows it (no walk of the key index) */
+    sqlite3_stmt *ins, *upd, *upd_id, *sending, *sending_id, *get, *cap_all, *cap_chan;
+    sqlite3_stmt *pump, *due; /* dispatch.c's pump and flush */
     struct dlog *next;
 } dlog;
 
@@ -36,19 +39,20 @@ dlog *dlog_find(store *s);
 void dlog_registry_lock(void);
 void dlog_registry_unlock(void);
 
-/* Under l->mu. 1 inserted, 0 the key exists, -1 error. */
+/* Under l->mu. 1 inserted (*rowid, may be NULL, set to its rowid), 0 the
+ * key exists, -1 error. */
 int dlog_insert(dlog *l, const char *key, const char *channel, const char *recipient,
                 const char *profile_id, dispatch_status st, int64_t now, int64_t next_at,
-                int64_t owner, const char *content);
+                int64_t owner, const char *content, int64_t *rowid);
 /* Under l->mu. Set a row's outcome; a final status clears the content
- * and the owner. */
-void dlog_update(dlog *l, const char *key, dispatch_status st, const char *provider_id,
-                 const char *reason, unsigned attempts, unsigned segments, int64_t now,
-                 int64_t next_at, int64_t owner);
+ * and the owner. The row is rowid when it is > 0, else key's. */
+void dlog_update(dlog *l, int64_t rowid, const char *key, dispatch_status st,
+                 const char *provider_id, const char *reason, unsigned attempts,
+                 unsigned segments, int64_t now, int64_t next_at, int64_t owner);
 
 /* Under l->mu. The row goes into deliver() now (its attempts counted):
  * in flight until dlog_update records the outcome. */
-void dlog_mark_sending(dlog *l, const char *key, unsigned attempts);
+void dlog_mark_sending(dlog *l, int64_t rowid, const char *key, unsigned attempts);
 dispatch_status dispatch_status_parse(const char *s);
 
 /* Rows of profile counting against a frequency cap (queued, retry,

@@ -355,9 +355,11 @@ int main(void)
         nap_ms(5);
     double t_sent = now_s() - t0;
     printf("journey: %ld sends delivered by the channel in %.2f s (%.0f/s); %llu inbox groups,"
-           " %llu engine batches\n",
+           " %llu engine batches, %lu deliver() calls (%.1f messages each)\n",
            (long)delivered, t_sent, delivered / t_sent, (unsigned long long)s.ingest_groups,
-           (unsigned long long)s.batches);
+           (unsigned long long)s.batches, fake_channel_batches(),
+           (double)fake_channel_total() /
+               (double)(fake_channel_batches() ? fake_channel_batches() : 1));
     fflush(stdout);
 
 direct:;
