@@ -48,11 +48,12 @@ enum {
 static const char *const sql[S_NSTMT] = {
     [S_META_GET] = "SELECT value FROM journey_meta WHERE key = ?",
     [S_META_SET] = "INSERT OR REPLACE INTO journey_meta(key, value) VALUES (?, ?)",
-    /* the latest instance per journey only: a profile's history (reentry
-     * "always", over years) must not slow every event down */
+    /* the latest instance of one journey, from the index: a profile's
+     * history (reentry "always", over years) must not slow every event
+     * down, and a seek needs no temporary table */
     [S_BY_PROFILE] = "SELECT id, journey, state, node, wait, due, entered, path, event,"
-                     " results, reason FROM journey_instances WHERE id IN (SELECT max(id)"
-                     " FROM journey_instances WHERE profile = ?1 GROUP BY journey) ORDER BY id",
+                     " results, reason FROM journey_instances WHERE profile = ?1 AND journey = ?2"
+                     " ORDER BY id DESC LIMIT 1",
     [S_BY_ID] = "SELECT id, journey, state, node, wait, due, entered, path, event, results,"
                 " reason, profile FROM journey_instances WHERE id = ?",
     /* an update in place (REPLACE would delete and re-insert the row and
@@ -652,28 +653,41 @@ static int enter(jengine *e, journey *j, const jevent *ev, json_t *evj, int64_t 
     return rc;
 }
 
+/* Whether an event of this type can do anything in j: enter it, end an
+ * instance by an exit rule, or answer a wait_event node. */
+static int journey_hears(const journey *j, const char *type)
+{
+    if (!strcmp(j->entry_event, type))
+        return 1;
+    for (size_t x = 0; x < j->nexits; x++)
+        if (!strcmp(j->exits[x].event, type))
+            return 1;
+    for (size_t n = 0; n < j->nnodes; n++)
+        if (j->nodes[n].type == JN_WAIT_EVENT && !strcmp(j->nodes[n].event, type))
+            return 1;
+    return 0;
+}
+
 int jengine_event(jengine *e, const jevent *ev, int64_t now_ms, char *err, size_t errlen)
 {
-    sqlite3_stmt *st;
-    int rc;
+    sqlite3_stmt *st = e->stmt[S_BY_PROFILE];
+    int rc = SQLITE_DONE;
     e->stats.events++;
 
-    /* The latest instance of each journey for this profile. */
+    /* The latest instance of each journey this event can move. */
     size_t nj = e->njs;
     jinst *last = xcalloc(nj + 1, sizeof *last);
-    char *have = xcalloc(nj + 1, 1);
-    st = e->stmt[S_BY_PROFILE];
-    sqlite3_reset(st);
-    bind_text(st, 1, ev->profile);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *jn = col_text(st, 1);
-        for (size_t i = 0; i < nj; i++) {
-            if (strcmp(e->js[i]->name, jn))
-                continue;
-            if (have[i])
-                inst_free(&last[i]);
+    char *have = xcalloc(nj + 1, 1), *hears = xcalloc(nj + 1, 1);
+    for (size_t i = 0; i < nj && rc == SQLITE_DONE; i++) {
+        if (!(hears[i] = (char)journey_hears(e->js[i], ev->type)))
+            continue;
+        sqlite3_reset(st);
+        bind_text(st, 1, ev->profile);
+        bind_text(st, 2, e->js[i]->name);
+        if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             inst_from_row(e, st, e->js[i], ev->profile, &last[i]);
             have[i] = 1;
+            rc = SQLITE_DONE;
         }
     }
     sqlite3_reset(st);
@@ -683,6 +697,8 @@ int jengine_event(jengine *e, const jevent *ev, int64_t now_ms, char *err, size_
     json_t *evj = out ? NULL : event_json(ev);
     for (size_t i = 0; i < nj && !out; i++) {
         journey *j = e->js[i];
+        if (!hears[i])
+            continue;
         if (have[i] && !strcmp(last[i].state, "active"))
             out = route_active(e, &last[i], ev, evj, now_ms, err, errlen);
         else if (!strcmp(j->entry_event, ev->type) && may_enter(j, have[i] ? &last[i] : NULL, now_ms))
@@ -694,6 +710,7 @@ int jengine_event(jengine *e, const jevent *ev, int64_t now_ms, char *err, size_
             inst_free(&last[i]);
     free(last);
     free(have);
+    free(hears);
     return out;
 }
 
