@@ -741,13 +741,23 @@ static void h_record_free(baton_record *r) { record_free(r); }
 
 static pthread_rwlock_t g_sink_lock = PTHREAD_RWLOCK_INITIALIZER;
 static event_sink_fn g_sink;
+static void (*g_flush)(void *ud);
 static void *g_sink_ud;
 
-void plugin_host_set_event_sink(event_sink_fn fn, void *ud)
+void plugin_host_set_event_sink(event_sink_fn fn, void (*flush)(void *ud), void *ud)
 {
     pthread_rwlock_wrlock(&g_sink_lock);
     g_sink = fn;
+    g_flush = flush;
     g_sink_ud = ud;
+    pthread_rwlock_unlock(&g_sink_lock);
+}
+
+static void h_event_flush(baton_instance *inst)
+{
+    pthread_rwlock_rdlock(&g_sink_lock);
+    if (g_sink && g_flush)
+        g_flush(g_sink_ud);
     pthread_rwlock_unlock(&g_sink_lock);
 }
 
@@ -795,6 +805,7 @@ static const baton_host host_api = {
     .template_render = host_template_render,
     .template_free = host_template_free,
     .event_submit = h_event_submit,
+    .event_flush = h_event_flush,
     .act_id = ah_id,
     .act_setting_count = ah_setting_count,
     .act_setting_string = ah_setting_string,

@@ -126,6 +126,7 @@ const baton_host *plugin_host_api(void);
  * for calls in flight into the previous sink. */
 typedef int (*event_sink_fn)(void *ud, instance *from, const char *json,
                              size_t len, void (*ack)(void *), void *ack_ctx);
-void plugin_host_set_event_sink(event_sink_fn fn, void *ud);
+/* flush (may be NULL) receives event_flush: the source's group is complete. */
+void plugin_host_set_event_sink(event_sink_fn fn, void (*flush)(void *ud), void *ud);
 
 #endif

@@ -140,7 +140,7 @@ static int bring_up(running *rn, diag *d)
         goto fail;
     }
     rn->have_store = 1;
-    plugin_host_set_event_sink(not_yet, NULL);
+    plugin_host_set_event_sink(not_yet, NULL, NULL);
     if (app_start(&rn->a, d) != 0)
         goto fail;
     for (size_t i = 0; i < rn->a.conf.nuses; i++) {

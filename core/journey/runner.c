@@ -120,6 +120,7 @@ struct jrunner {
     int istop;
     int ibusy;    /* a group is being committed */
     int iwaiting; /* the ingest thread sleeps until an event comes */
+    int iflush;   /* a source said its group is complete */
     pthread_t ingest;
     int ingest_started;
 };
@@ -264,24 +265,41 @@ fail:
     return -1;
 }
 
+void jrunner_flush(void *ud)
+{
+    jrunner *r = ud;
+    pthread_mutex_lock(&r->imu);
+    if (r->ihead) { /* else its group was taken already: not the next one's end */
+        r->iflush = 1;
+        pthread_cond_signal(&r->icv);
+    }
+    pthread_mutex_unlock(&r->imu);
+}
+
 /* Under imu, with events queued. A source hands a burst over one event
  * at a time (the MQTT source: all that one read brought, then it waits
  * for their acknowledgements); committing at the first event would cut
  * the burst into many small groups, each a commit and a wakeup of the
- * source. So wait while the queue still grows, 100 us at a time, for
- * 2 ms at most. */
+ * source. So wait until the source says the group is complete
+ * (event_flush), or else while the queue still grows, 100 us at a time,
+ * for 2 ms at most. */
 static void gather(jrunner *r)
 {
     size_t seen = r->ilen;
-    for (int i = 0; i < 20 && !r->istop && r->ilen < r->o.queue; i++) {
-        pthread_mutex_unlock(&r->imu);
-        struct timespec ts = {0, 100 * 1000};
-        nanosleep(&ts, NULL);
-        pthread_mutex_lock(&r->imu);
-        if (r->ilen == seen)
+    for (int i = 0; i < 20 && !r->iflush && !r->istop && r->ilen < r->o.queue; i++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&r->icv, &r->imu, &ts);
+        if (r->iflush || r->ilen == seen)
             break;
         seen = r->ilen;
     }
+    r->iflush = 0;
 }
 
 static void *ingest_main(void *arg)
@@ -1046,7 +1064,7 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
         return NULL;
     }
     r->ingest_started = 1;
-    plugin_host_set_event_sink(jrunner_submit, r);
+    plugin_host_set_event_sink(jrunner_submit, jrunner_flush, r);
     return r;
 }
 
@@ -1080,7 +1098,7 @@ void jrunner_stop(jrunner *r)
 {
     if (!r)
         return;
-    plugin_host_set_event_sink(NULL, NULL);
+    plugin_host_set_event_sink(NULL, NULL, NULL);
     pthread_mutex_lock(&r->mu);
     r->stopping = 1;
     pthread_mutex_unlock(&r->mu);

@@ -64,6 +64,9 @@ void jrunner_stop(jrunner *r);
 int jrunner_submit(void *r, instance *from, const char *json, size_t len,
                    void (*ack)(void *), void *ack_ctx);
 
+/* The sink's flush: the events submitted so far are a complete group. */
+void jrunner_flush(void *r);
+
 /* Block until the ingest queue is empty and its last batch committed
  * (tests, benches). 0, or -1 after timeout_ms. */
 int jrunner_drain(jrunner *r, int64_t timeout_ms);

@@ -89,6 +89,9 @@ static void *reader(void *arg)
         }
         ssize_t len = getline(&line, &cap, in);
         if (len < 0) {
+            /* all there is for now: one group for the host */
+            if (f->host->abi_minor >= 1 && f->host->event_flush)
+                f->host->event_flush(f->inst);
             if (!f->follow)
                 break;
             clearerr(in);

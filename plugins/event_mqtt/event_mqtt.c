@@ -212,6 +212,9 @@ static void *loop_main(void *arg)
                     break;
             }
         }
+        /* that was all one read brought: one group for the host */
+        if (q->host->abi_minor >= 1 && q->host->event_flush)
+            q->host->event_flush(q->inst);
         if (await_acks(q) != 0) {
             q->host->log(q->inst, BATON_LOG_ERROR,
                          "the host refused events; closing without acknowledging them");

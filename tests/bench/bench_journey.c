@@ -11,6 +11,7 @@
  * Targets: >= 20,000 events/s, p99 < 50 ms at 5,000/s, < 300 bytes per
  * waiting instance. Prints figures and ratios; never fails on a figure.
  * COUNT (default 100000) and WAITING (default 1000000) change the sizes. */
+#include <dirent.h>
 #include <errno.h>
 #include <sqlite3.h>
 #include <signal.h>
@@ -67,6 +68,72 @@ static double cpu_self(void)
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* CPU seconds of this process's threads, summed by name (baton-journey,
+ * baton-send...): where an event's CPU goes. */
+typedef struct tcpu {
+    char name[16];
+    double s;
+} tcpu;
+
+static size_t threads_cpu(tcpu *out, size_t max)
+{
+    size_t n = 0;
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char path[300], line[1024], name[16] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/stat", de->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        unsigned long ut = 0, st = 0;
+        if (fgets(line, sizeof line, f)) {
+            char *l = strchr(line, '('), *r = strrchr(line, ')');
+            if (l && r && r - l - 1 < (long)sizeof name) {
+                memcpy(name, l + 1, (size_t)(r - l - 1));
+                name[r - l - 1] = 0;
+                sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+            }
+        }
+        fclose(f);
+        size_t i = 0;
+        while (i < n && strcmp(out[i].name, name))
+            i++;
+        if (i == n && n < max)
+            snprintf(out[n++].name, sizeof out[0].name, "%s", name);
+        if (i < n)
+            out[i].s += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static int by_cpu(const void *a, const void *b)
+{
+    double x = ((const tcpu *)a)->s, y = ((const tcpu *)b)->s;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* What each thread spent per event since before (10 ms ticks). */
+static void print_threads(const char *phase, const tcpu *before, size_t nb, long count)
+{
+    tcpu now[64];
+    size_t n = threads_cpu(now, 64);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < nb; k++)
+            if (!strcmp(now[i].name, before[k].name))
+                now[i].s -= before[k].s;
+    qsort(now, n, sizeof *now, by_cpu);
+    printf("%s: CPU per event by thread:", phase);
+    for (size_t i = 0; i < n; i++)
+        if (now[i].s * 1e6 / count >= 0.5)
+            printf(" %s %.1f us%s", now[i].name, now[i].s * 1e6 / count, i + 1 < n ? "," : "");
+    printf("\n");
 }
 
 static double cpu_children(void)
@@ -325,6 +392,8 @@ int main(void)
         fprintf(f, "{\"id\": \"e-%ld\", \"type\": \"cart\", \"profile\": \"p%ld\", \"data\": {\"total\": %ld.5}}\n",
                 i, i, 1 + i % 90);
     fclose(f);
+    tcpu th0[64];
+    size_t nth0 = threads_cpu(th0, 64);
     double t0 = now_s(), cpu0 = cpu_self(), bcpu0 = cpu_of(broker.pid), pcpu0 = cpu_children();
     snprintf(cmd, sizeof cmd, "%s %d baton/events/in 100 0 0 < %s > /dev/null", pubbin,
              broker.port, file);
@@ -354,6 +423,7 @@ int main(void)
     while (delivered < count && now_s() < deadline)
         nap_ms(5);
     double t_sent = now_s() - t0;
+    print_threads("journey", th0, nth0, count);
     printf("journey: %ld sends delivered by the channel in %.2f s (%.0f/s); %llu inbox groups,"
            " %llu engine batches, %lu deliver() calls (%.1f messages each)\n",
            (long)delivered, t_sent, delivered / t_sent, (unsigned long long)s.ingest_groups,
@@ -369,6 +439,8 @@ direct:;
         long base = delivered;
         jrunner_stats s0;
         jrunner_get_stats(r, &s0);
+        tcpu dth0[64];
+        size_t ndth0 = threads_cpu(dth0, 64);
         double d0 = now_s(), dcpu0 = cpu_self();
         char line[256];
         for (long i = 0; i < count; i++) {
@@ -395,6 +467,7 @@ direct:;
                " (%.0f/s): baton %.1f us CPU per event; %llu engine batches\n",
                count, secs, count / secs, (cpu_self() - dcpu0) * 1e6 / count,
                (unsigned long long)(s1.batches - s0.batches));
+        print_threads("direct", dth0, ndth0, count);
         fflush(stdout);
     }
     if (direct_only)

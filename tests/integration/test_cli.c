@@ -61,7 +61,7 @@ static void test_usage_and_exit_codes(void **st)
     free(out);
     free(err);
     assert_int_equal(baton(&out, &err, "--version"), 0);
-    assert_non_null(strstr(out, "plugin ABI 1.0"));
+    assert_non_null(strstr(out, "plugin ABI 1.1"));
     free(out);
     free(err);
 }
@@ -138,7 +138,7 @@ static void test_broken_copy(void **st)
     snprintf(want[0], sizeof want[0], "%s:%d: actions.bad_key: unknown key 'hots'", cfg, l0);
     snprintf(want[1], sizeof want[1], "%s:%d: actions.bad_type: port must be an integer, not a string", cfg, l1);
     snprintf(want[2], sizeof want[2], "%s:%d: actions.bad_plugin: plugin 'fx_no_such' not found", cfg, l2);
-    snprintf(want[3], sizeof want[3], "%s:%d: actions.bad_abi: %s/fx_wrong_major.so: built for baton ABI 2.0, but this host speaks ABI 1.0", cfg, l3, fixtures);
+    snprintf(want[3], sizeof want[3], "%s:%d: actions.bad_abi: %s/fx_wrong_major.so: built for baton ABI 2.0, but this host speaks ABI 1.1", cfg, l3, fixtures);
 
     char *out, *err;
     assert_int_equal(baton(&out, &err, "-c %s check", cfg), 2);
@@ -227,7 +227,7 @@ static void test_plugins_json_lists_every_plugin(void **st)
             assert_null(json_object_get(p, "error"));
             assert_true(json_is_string(json_object_get(p, "kind")));
             assert_true(json_is_string(json_object_get(p, "version")));
-            assert_string_equal(json_string_value(json_object_get(p, "abi")), "1.0");
+            assert_string_equal(json_string_value(json_object_get(p, "abi")), "1.1");
             assert_true(json_is_array(json_object_get(p, "used_by")));
         }
         if (!found)
@@ -250,7 +250,7 @@ static void test_describe(void **st)
     free(text);
     char *out, *err;
     assert_int_equal(baton(&out, &err, "-c %s plugins --describe fx_action", cfg), 0);
-    assert_non_null(strstr(out, "fx_action 1.2.3 — action plugin, ABI 1.0"));
+    assert_non_null(strstr(out, "fx_action 1.2.3 — action plugin, ABI 1.1"));
     assert_non_null(strstr(out, "  url            string    required\n      where to call\n"));
     assert_non_null(strstr(out, "  port           int       default \"8080\" range 1..65535\n"));
     assert_non_null(strstr(out, "  mode           enum      default \"safe\" one of: fast safe\n"));
@@ -263,7 +263,7 @@ static void test_describe(void **st)
     free(err);
     assert_int_equal(baton(&out, &err, "-c %s plugins", cfg), 0);
     assert_non_null(strstr(out, "fx_wrong_major         error: "));
-    assert_non_null(strstr(out, "fx_action              action    1.2.3    ABI 1.0  -\n"));
+    assert_non_null(strstr(out, "fx_action              action    1.2.3    ABI 1.1  -\n"));
     free(out);
     free(err);
     free(cfg);

@@ -69,11 +69,11 @@ static void test_abi_check(void **st)
     assert_int_equal(plugin_abi_check(BATON_ABI_MAJOR, 0, err, sizeof err), 0);
     assert_int_equal(plugin_abi_check(BATON_ABI_MAJOR, BATON_ABI_MINOR, err, sizeof err), 0);
     assert_int_equal(plugin_abi_check(2, 0, err, sizeof err), -1);
-    assert_string_equal(err, "built for baton ABI 2.0, but this host speaks ABI 1.0; rebuild it "
+    assert_string_equal(err, "built for baton ABI 2.0, but this host speaks ABI 1.1; rebuild it "
                              "against baton-sdk 1.x");
     assert_int_equal(plugin_abi_check(0, 9, err, sizeof err), -1);
     assert_int_equal(plugin_abi_check(1, BATON_ABI_MINOR + 1, err, sizeof err), -1);
-    assert_non_null(strstr(err, "newer than this host's ABI 1.0"));
+    assert_non_null(strstr(err, "newer than this host's ABI 1.1"));
 }
 
 static void test_valid_plugin_loads(void **st)
@@ -92,9 +92,9 @@ static void test_valid_plugin_loads(void **st)
 static void test_refusals(void **st)
 {
     expect_refusal("fx_no_entry", "not a baton plugin (no baton_plugin_entry symbol)");
-    expect_refusal("fx_wrong_major", "built for baton ABI 2.0, but this host speaks ABI 1.0; "
+    expect_refusal("fx_wrong_major", "built for baton ABI 2.0, but this host speaks ABI 1.1; "
                                      "rebuild it against baton-sdk 1.x");
-    expect_refusal("fx_newer_minor", "built for baton ABI 1.1, newer than this host's ABI 1.0; "
+    expect_refusal("fx_newer_minor", "built for baton ABI 1.2, newer than this host's ABI 1.1; "
                                      "upgrade baton or rebuild the plugin against baton-sdk 1.0");
     expect_refusal("fx_missing_callback",
                    "missing callback 'ops.deliver', required of channel plugins");
@@ -239,10 +239,11 @@ static void test_event_sink(void **st)
     const baton_host *h = plugin_host_api();
     assert_int_equal(h->event_submit(NULL, "{}", 2, NULL, NULL), 1);
     int weight = 3;
-    plugin_host_set_event_sink(sink, &weight);
+    plugin_host_set_event_sink(sink, NULL, &weight);
     assert_int_equal(h->event_submit(NULL, "{}", 2, NULL, NULL), 0);
     assert_int_equal(sink_calls, 3);
-    plugin_host_set_event_sink(NULL, NULL);
+    h->event_flush(NULL); /* no flush installed: nothing to do */
+    plugin_host_set_event_sink(NULL, NULL, NULL);
     assert_int_equal(h->event_submit(NULL, "{}", 2, NULL, NULL), 1);
 }
 

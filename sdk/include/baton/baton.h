@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 #define BATON_ABI_MAJOR 1
-#define BATON_ABI_MINOR 0
+#define BATON_ABI_MINOR 1
 
 /* The one symbol a plugin exports: a function returning its descriptor. */
 #define BATON_ENTRY_SYMBOL "baton_plugin_entry"
@@ -559,7 +559,15 @@ typedef struct baton_host {
      * directory (reconcile's CSV). NULL when the setting is absent. */
     const char *(*act_setting_path)(baton_activity_ctx *ctx, const char *path);
 
-    void *reserved[24];
+    /* 1.1 — events: everything submitted so far is all the source has
+     * for now (an MQTT source after one read of its socket): the host
+     * commits the group at once instead of waiting for more. Optional: a
+     * source that never calls it has its groups committed once it pauses
+     * for 100 us. Source thread; does not block. Check host->abi_minor >= 1
+     * before calling. */
+    void (*event_flush)(baton_instance *inst);
+
+    void *reserved[23];
 } baton_host;
 
 /* ------------------------------------------------------------------ */
