@@ -95,7 +95,7 @@ static void test_refusals(void **st)
     expect_refusal("fx_wrong_major", "built for baton ABI 2.0, but this host speaks ABI 1.1; "
                                      "rebuild it against baton-sdk 1.x");
     expect_refusal("fx_newer_minor", "built for baton ABI 1.2, newer than this host's ABI 1.1; "
-                                     "upgrade baton or rebuild the plugin against baton-sdk 1.0");
+                                     "upgrade baton or rebuild the plugin against baton-sdk 1.1");
     expect_refusal("fx_missing_callback",
                    "missing callback 'ops.deliver', required of channel plugins");
     expect_refusal("fx_ops_unsized", "channel ops declare a size of 0 bytes, too small for ABI "
