@@ -445,13 +445,22 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
      * crash right after delivery forgets the row, and the caller — a
      * journey resuming its pending sends — hands the key again), and so
      * must "in flight": what a crash leaves in flight is never sent twice */
+    int64_t flight = 0;
     if (!d->o.dry_run) {
-        pthread_mutex_lock(d->log->mu);
+        int64_t *ids = xcalloc(n, sizeof *ids);
+        size_t nids = 0;
         for (size_t i = 0; i < n; i++)
-            if (!(batch[i]->flags & DISPATCH_F_PROOF))
+            if (!(batch[i]->flags & DISPATCH_F_PROOF) && batch[i]->rowid > 0)
+                ids[nids++] = batch[i]->rowid;
+        pthread_mutex_lock(d->log->mu);
+        if (nids)
+            flight = dlog_inflight_begin(d->log, d->owner, ids, nids);
+        for (size_t i = 0; i < n; i++)
+            if (!(batch[i]->flags & DISPATCH_F_PROOF) && (batch[i]->rowid <= 0 || !flight))
                 dlog_mark_sending(d->log, batch[i]->rowid, batch[i]->key, batch[i]->attempts);
         store_group_commit_locked(d->s);
         pthread_mutex_unlock(d->log->mu);
+        free(ids);
     }
     d->ops->deliver(d->inst->state, conn, ptrs, n, out);
 
@@ -494,6 +503,8 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
                         m->attempts, out[i].segments, now,
                         fin[i] == DISPATCH_RETRY ? now + (due[i] + 999) / 1000 : 0, d->owner);
         }
+        if (flight)
+            dlog_inflight_end(d->log, flight);
         store_group_commit_locked(d->s); /* out of flight at once */
         pthread_mutex_unlock(d->log->mu);
     }
@@ -641,6 +652,18 @@ static void heartbeat(dispatcher *d)
     if (!gone && !ndead && d->orphans_ms && mono_ms() - d->orphans_ms < ORPHANS_S * 1000)
         return;
     d->orphans_ms = mono_ms();
+    /* the batches dead owners had in deliver(): their rows become "in
+     * flight" (attempts counted), which the pump turns into uncertain */
+    exec_bound(d,
+               "UPDATE deliveries SET sending = 1, attempts = attempts + 1 WHERE rowid IN"
+               " (SELECT j.value FROM dispatch_inflight f, json_each(f.rowids) j WHERE"
+               " f.owner != ?2 AND f.owner NOT IN (SELECT owner FROM dispatch_owners))"
+               " AND status IN ('queued', 'retry', 'deferred')",
+               NULL, d->owner, 0);
+    exec_bound(d,
+               "DELETE FROM dispatch_inflight WHERE owner != ?2 AND owner NOT IN"
+               " (SELECT owner FROM dispatch_owners)",
+               NULL, d->owner, 0);
     /* every channel's: the beat that found an owner dead also removed it
      * from dispatch_owners, so no other channel's beat would notice */
     exec_bound(d,
@@ -1110,6 +1133,7 @@ void dispatch_close(dispatcher *d, int drain, int64_t drain_ms)
                    d->owner, 0);
         exec_bound(d, "DELETE FROM dispatch_owners WHERE owner = ?2", NULL, d->owner,
                    0);
+        exec_bound(d, "DELETE FROM dispatch_inflight WHERE owner = ?2", NULL, d->owner, 0);
         pthread_mutex_unlock(d->log->mu);
         store_group_commit(d->s);
         dlog_detach(d->log);

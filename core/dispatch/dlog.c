@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "buf.h"
 #include "deadline.h"
 #include "log.h"
 #include "mem.h"
@@ -32,6 +33,14 @@ dispatch_status dispatch_status_parse(const char *s)
     return DISPATCH_FAILED;
 }
 
+/* The statuses that are not final. Spelt as ORs, not IN (...): SQLite
+ * evaluates an IN list through an ephemeral table built at every run of
+ * the statement, and the partial index below has its condition evaluated
+ * at every insert and every update of the row (twice). */
+#define PENDING "(status = 'queued' OR status = 'retry' OR status = 'deferred')"
+#define CAPPED_STATUS                                                                          \
+    "(status = 'queued' OR status = 'retry' OR status = 'deferred' OR status = 'sent')"
+
 static const char *const ddl =
     "CREATE TABLE IF NOT EXISTS deliveries ("
     " key TEXT PRIMARY KEY, channel TEXT NOT NULL, recipient TEXT NOT NULL, profile_id TEXT,"
@@ -43,7 +52,7 @@ static const char *const ddl =
     " content TEXT);"                   /* the message, while it is not final */
     "CREATE INDEX IF NOT EXISTS deliveries_profile ON deliveries(profile_id, created_at);"
     "CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(channel, next_at)"
-    " WHERE owner = 0 AND status IN ('queued', 'retry', 'deferred');"
+    " WHERE owner = 0 AND " PENDING ";"
     /* live dispatchers, any process: a row held by an owner that stopped
      * beating is released to the others */
     "CREATE TABLE IF NOT EXISTS dispatch_owners (owner INTEGER PRIMARY KEY,"
@@ -53,6 +62,16 @@ static const char *const ddl =
  * "uncertain" (dispatch.h) */
 static const char *const ddl_sending =
     "ALTER TABLE deliveries ADD COLUMN sending INTEGER NOT NULL DEFAULT 0";
+/* the pending index as first made (status IN (...)) costs an ephemeral
+ * table at every write of a row: made again with the ORs */
+static const char *const ddl_pending =
+    "DROP INDEX IF EXISTS deliveries_pending;"
+    "CREATE INDEX deliveries_pending ON deliveries(channel, next_at)"
+    " WHERE owner = 0 AND " PENDING;
+/* the batches in deliver() (dlog.h: dlog_inflight_begin) */
+static const char *const ddl_inflight =
+    "CREATE TABLE IF NOT EXISTS dispatch_inflight (id INTEGER PRIMARY KEY,"
+    " owner INTEGER NOT NULL, rowids TEXT NOT NULL)"; /* a JSON array */
 /* the rows some dispatcher holds: looked up when one dies */
 static const char *const ddl_owned =
     "CREATE INDEX IF NOT EXISTS deliveries_owned ON deliveries(channel, owner)"
@@ -62,7 +81,9 @@ int dispatch_log_init(store *s, char *err, size_t errlen)
 {
     return store_migrate(s, "dispatch", 2, ddl, err, errlen) ||
            store_migrate(s, "dispatch_sending", 1, ddl_sending, err, errlen) ||
-           store_migrate(s, "dispatch_owned", 1, ddl_owned, err, errlen);
+           store_migrate(s, "dispatch_owned", 1, ddl_owned, err, errlen) ||
+           store_migrate(s, "dispatch_pending", 1, ddl_pending, err, errlen) ||
+           store_migrate(s, "dispatch_inflight", 1, ddl_inflight, err, errlen);
 }
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -112,6 +133,8 @@ static void dlog_free(dlog *l)
     sqlite3_finalize(l->sending_id);
     sqlite3_finalize(l->pump);
     sqlite3_finalize(l->due);
+    sqlite3_finalize(l->fl_ins);
+    sqlite3_finalize(l->fl_del);
     sqlite3_finalize(l->get);
     sqlite3_finalize(l->cap_all);
     sqlite3_finalize(l->cap_chan);
@@ -160,21 +183,24 @@ dlog *dlog_attach(store *s, char *err, size_t errlen)
                 &l->sending_id, err, errlen) ||
         prepare(l,
                 "SELECT key, recipient, profile_id, attempts, created_at, content, sending, rowid"
-                " FROM deliveries WHERE channel = ?1 AND owner = 0 AND status IN"
-                " ('queued', 'retry', 'deferred') AND next_at <= ?2 ORDER BY next_at LIMIT ?3",
+                " FROM deliveries WHERE channel = ?1 AND owner = 0 AND " PENDING
+                " AND next_at <= ?2 ORDER BY next_at LIMIT ?3",
                 &l->pump, err, errlen) ||
         prepare(l,
-                "SELECT count(*) FROM deliveries WHERE channel = ?1 AND owner = 0 AND"
-                " status IN ('queued', 'retry', 'deferred') AND next_at <= ?2",
+                "SELECT count(*) FROM deliveries WHERE channel = ?1 AND owner = 0 AND " PENDING
+                " AND next_at <= ?2",
                 &l->due, err, errlen) ||
+        prepare(l, "INSERT INTO dispatch_inflight (owner, rowids) VALUES (?1, ?2)", &l->fl_ins,
+                err, errlen) ||
+        prepare(l, "DELETE FROM dispatch_inflight WHERE id = ?1", &l->fl_del, err, errlen) ||
         prepare(l, "SELECT " ROW_COLS " FROM deliveries WHERE key = ?1", &l->get, err, errlen) ||
         prepare(l,
                 "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND created_at > ?2"
-                " AND status IN ('queued', 'retry', 'deferred', 'sent')",
+                " AND " CAPPED_STATUS,
                 &l->cap_all, err, errlen) ||
         prepare(l,
                 "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND created_at > ?2"
-                " AND status IN ('queued', 'retry', 'deferred', 'sent') AND channel = ?3",
+                " AND " CAPPED_STATUS " AND channel = ?3",
                 &l->cap_chan, err, errlen)) {
         dlog_free(l);
         pthread_mutex_unlock(&reg_mu);
@@ -294,6 +320,37 @@ void dlog_mark_sending(dlog *l, int64_t rowid, const char *key, unsigned attempt
         log_error("delivery log: in flight %s: %s", key, sqlite3_errmsg(l->db));
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
+}
+
+int64_t dlog_inflight_begin(dlog *l, int64_t owner, const int64_t *rowids, size_t n)
+{
+    buf b;
+    buf_init(&b);
+    buf_addc(&b, '[');
+    for (size_t i = 0; i < n; i++)
+        buf_addf(&b, i ? ",%lld" : "%lld", (long long)rowids[i]);
+    buf_addc(&b, ']');
+    store_group_join(l->s);
+    sqlite3_bind_int64(l->fl_ins, 1, owner);
+    sqlite3_bind_text(l->fl_ins, 2, b.data, (int)b.len, SQLITE_STATIC);
+    int64_t id = 0;
+    if (sqlite3_step(l->fl_ins) == SQLITE_DONE)
+        id = sqlite3_last_insert_rowid(l->db);
+    else
+        log_error("delivery log: in flight: %s", sqlite3_errmsg(l->db));
+    sqlite3_reset(l->fl_ins);
+    sqlite3_clear_bindings(l->fl_ins);
+    buf_free(&b);
+    return id;
+}
+
+void dlog_inflight_end(dlog *l, int64_t id)
+{
+    store_group_join(l->s);
+    sqlite3_bind_int64(l->fl_del, 1, id);
+    if (sqlite3_step(l->fl_del) != SQLITE_DONE)
+        log_error("delivery log: in flight: %s", sqlite3_errmsg(l->db));
+    sqlite3_reset(l->fl_del);
 }
 
 /* ------------------------------------------------------------------ */
@@ -433,11 +490,9 @@ static int cap_fn(sqlite3 *db, dlog *l, void *ud)
 {
     cap_args *a = ud;
     const char *sql = a->channel ? "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND"
-                                   " created_at > ?2 AND status IN ('queued', 'retry',"
-                                   " 'deferred', 'sent') AND channel = ?3"
+                                   " created_at > ?2 AND " CAPPED_STATUS " AND channel = ?3"
                                  : "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND"
-                                   " created_at > ?2 AND status IN ('queued', 'retry',"
-                                   " 'deferred', 'sent')";
+                                   " created_at > ?2 AND " CAPPED_STATUS;
     sqlite3_stmt *st = l ? (a->channel ? l->cap_chan : l->cap_all) : NULL;
     if (!st && sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         return -1;

@@ -27,6 +27,7 @@ typedef struct dlog {
      * found by rowid when the caller knows it (no walk of the key index) */
     sqlite3_stmt *ins, *upd, *upd_id, *sending, *sending_id, *get, *cap_all, *cap_chan;
     sqlite3_stmt *pump, *due; /* dispatch.c's pump and flush */
+    sqlite3_stmt *fl_ins, *fl_del;
     struct dlog *next;
 } dlog;
 
@@ -53,6 +54,14 @@ void dlog_update(dlog *l, int64_t rowid, const char *key, dispatch_status st,
 /* Under l->mu. The row goes into deliver() now (its attempts counted):
  * in flight until dlog_update records the outcome. */
 void dlog_mark_sending(dlog *l, int64_t rowid, const char *key, unsigned attempts);
+/* Under l->mu. A batch goes into deliver() now: one row of the table
+ * dispatch_inflight lists its rows (rowids), instead of a write to each
+ * of them, until dlog_inflight_end (with the outcomes). What a dead owner
+ * left there is marked `sending` when its rows are released (dispatch.c's
+ * heartbeat), so the pump finds them as before. Returns the record's id, 0
+ * on failure (then mark the rows one by one). */
+int64_t dlog_inflight_begin(dlog *l, int64_t owner, const int64_t *rowids, size_t n);
+void dlog_inflight_end(dlog *l, int64_t id);
 dispatch_status dispatch_status_parse(const char *s);
 
 /* Rows of profile counting against a frequency cap (queued, retry,

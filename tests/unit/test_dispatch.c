@@ -369,6 +369,98 @@ static void test_crash_in_flight_not_sent_twice(void **state)
     fake_channel_free(inst);
 }
 
+/* A batch in deliver() is committed as in flight (one dispatch_inflight
+ * record listing its rows) before the call, and the record goes with the
+ * outcomes' commit. Read through a second connection: what is durable. */
+static long durable(const char *sql)
+{
+    char *path = NULL;
+    assert_true(asprintf(&path, "%s/state.db", dir) > 0);
+    sqlite3 *h;
+    long n = -1;
+    assert_int_equal(sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(h, sql, -1, &q, NULL) == SQLITE_OK) {
+        if (sqlite3_step(q) == SQLITE_ROW)
+            n = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
+    sqlite3_close(h);
+    free(path);
+    return n;
+}
+
+static void test_in_flight_is_durable_before_deliver(void **state)
+{
+    char err[256];
+    instance *inst = chan("batch = 10;");
+    dispatcher *d = dispatch_open(inst, &st, &(dispatch_opts){0}, err, sizeof err);
+    assert_non_null(d);
+    fake_channel_set_gate(1);
+    assert_int_equal(submit(d, "gated/1", NULL, 0), DISPATCH_ACCEPTED);
+    assert_int_equal(submit(d, "gated/2", NULL, 0), DISPATCH_ACCEPTED);
+    const char *in_flight = "SELECT count(*) FROM dispatch_inflight f, json_each(f.rowids) j"
+                            " JOIN deliveries x ON x.rowid = j.value WHERE x.key LIKE 'gated/%'"
+                            " AND x.status = 'queued'";
+    long n = 0;
+    for (int i = 0; i < 200 && (n = durable(in_flight)) < 2; i++)
+        usleep(10 * 1000);
+    assert_int_equal(n, 2);
+    assert_int_equal(fake_channel_sent("gated/1"), 0);
+    fake_channel_set_gate(0);
+    assert_int_equal(dispatch_flush(d, 5000), 0);
+    assert_int_equal(durable("SELECT count(*) FROM dispatch_inflight"), 0);
+    assert_int_equal(durable("SELECT count(*) FROM deliveries WHERE key LIKE 'gated/%' AND"
+                             " status = 'sent' AND attempts = 1 AND sending = 0"),
+                     2);
+    dispatch_close(d, 0, 0);
+    fake_channel_free(inst);
+}
+
+/* What a killed process had in deliver() is its in-flight record: the next
+ * dispatcher makes those rows uncertain (attempts counted) and sends the
+ * rest. */
+static void test_crash_with_batch_in_flight(void **state)
+{
+    char err[256];
+    char *sql = NULL;
+    assert_int_equal(dispatch_log_init(&st, err, sizeof err), 0);
+    assert_true(asprintf(&sql,
+                         "INSERT INTO dispatch_owners VALUES (4245, 'email', 1, 1000);"
+                         "INSERT INTO deliveries (rowid, key, channel, recipient, status, attempts,"
+                         " created_at, updated_at, owner, content) VALUES"
+                         " (71, 'flight/1', 'email', 'o@example.com', 'queued', 0, 1000, 1000,"
+                         " 4245, '{\"parts\": [[\"text\", \"hi\"]]}'),"
+                         " (72, 'flight/2', 'email', 'o@example.com', 'retry', 1, 1000, 1000,"
+                         " 4245, '{\"parts\": [[\"text\", \"hi\"]]}'),"
+                         " (73, 'flight/3', 'email', 'o@example.com', 'queued', 0, 1000, 1000,"
+                         " 4245, '{\"parts\": [[\"text\", \"hi\"]]}');"
+                         "INSERT INTO dispatch_inflight (owner, rowids) VALUES (4245, '[71,72]');") >
+                0);
+    assert_int_equal(store_exec(&st, sql, err, sizeof err), 0);
+    free(sql);
+    instance *inst = chan("");
+    dispatcher *d = dispatch_open(inst, &st, &(dispatch_opts){0}, err, sizeof err);
+    assert_non_null(d);
+    for (int i = 0; i < 100 && !fake_channel_sent("flight/3"); i++)
+        usleep(50 * 1000);
+    assert_int_equal(dispatch_flush(d, 5000), 0);
+    assert_int_equal(fake_channel_sent("flight/3"), 1);
+    assert_int_equal(fake_channel_sent("flight/1"), 0);
+    assert_int_equal(fake_channel_sent("flight/2"), 0);
+    assert_int_equal(count_rows("key = 'flight/1' AND status = 'uncertain' AND attempts = 1"), 1);
+    assert_int_equal(count_rows("key = 'flight/2' AND status = 'uncertain' AND attempts = 2"), 1);
+    assert_int_equal(count_rows("key = 'flight/3' AND status = 'sent' AND attempts = 1"), 1);
+    assert_int_equal(count_rows("sending = 1"), 0);
+    dispatch_stats s;
+    dispatch_get_stats(d, &s);
+    assert_int_equal(s.uncertain, 2);
+    dispatch_close(d, 0, 0);
+    fake_channel_free(inst);
+    assert_int_equal(durable("SELECT count(*) FROM dispatch_inflight"), 0);
+}
+
 static void test_drain_on_close(void **state)
 {
     instance *inst = chan("batch = 10;");
@@ -600,6 +692,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_and_reopen_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_owner_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_in_flight_not_sent_twice, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_in_flight_is_durable_before_deliver, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_crash_with_batch_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_on_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frequency_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiet_hours_defer, setup, teardown),
