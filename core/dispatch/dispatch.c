@@ -5,7 +5,6 @@
 #include "dispatch/dispatch.h"
 
 #include <errno.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 
 #include "buf.h"
 #include "deadline.h"
+#include "dispatch/content.h"
 #include "dispatch/dlog.h"
 #include "log.h"
 #include "mem.h"
@@ -178,84 +178,6 @@ static qmsg *qmsg_from(const dispatch_msg *m, int64_t t)
     q->time = t;
     q->flags = m->flags;
     return q;
-}
-
-/* The message as the delivery log keeps it until it is final. */
-static char *content_json(const qmsg *q)
-{
-    json_t *o = json_object(), *parts = json_array();
-    for (size_t i = 0; i < q->nparts; i++)
-        json_array_append_new(parts, json_pack("[ss]", q->names[i], q->values[i]));
-    json_object_set_new(o, "parts", parts);
-    if (q->row) {
-        json_t *row = json_object();
-        for (size_t i = 0; i < q->row->n; i++) {
-            const baton_value *v = &q->row->v[i].value;
-            json_t *j;
-            switch (v->type) {
-            case BATON_T_BOOL: j = json_boolean(v->v.b); break;
-            case BATON_T_INT: j = json_integer(v->v.i); break;
-            case BATON_T_FLOAT: j = json_real(v->v.f); break;
-            case BATON_T_STRING: j = json_stringn(v->v.s.ptr, v->v.s.len); break;
-            case BATON_T_DATE: j = json_pack("{sI}", "date", (json_int_t)v->v.date); break;
-            case BATON_T_TIMESTAMP: j = json_pack("{sI}", "ts", (json_int_t)v->v.ts); break;
-            case BATON_T_DURATION: j = json_pack("{sI}", "dur", (json_int_t)v->v.dur); break;
-            default: j = json_null(); break;
-            }
-            json_object_set_new(row, q->row->v[i].name, j ? j : json_null());
-        }
-        json_object_set_new(o, "row", row);
-    }
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    return s;
-}
-
-static int content_parse(qmsg *q, const char *text)
-{
-    json_t *o = text ? json_loads(text, 0, NULL) : NULL;
-    json_t *parts = json_object_get(o, "parts");
-    if (!json_is_array(parts)) {
-        json_decref(o);
-        return -1;
-    }
-    size_t n = json_array_size(parts);
-    q->names = xcalloc(n + 1, sizeof *q->names);
-    q->values = xcalloc(n + 1, sizeof *q->values);
-    for (size_t i = 0; i < n; i++) {
-        json_t *p = json_array_get(parts, i);
-        q->names[q->nparts] = xstrdup(json_string_value(json_array_get(p, 0)) ?: "");
-        q->values[q->nparts++] = xstrdup(json_string_value(json_array_get(p, 1)) ?: "");
-    }
-    json_t *row = json_object_get(o, "row");
-    if (json_is_object(row)) {
-        q->row = record_new();
-        const char *name;
-        json_t *j;
-        json_object_foreach(row, name, j)
-        {
-            baton_value v = {.type = BATON_T_NULL};
-            json_t *x;
-            if (json_is_boolean(j))
-                v = (baton_value){.type = BATON_T_BOOL, .v.b = json_is_true(j)};
-            else if (json_is_integer(j))
-                v = (baton_value){.type = BATON_T_INT, .v.i = json_integer_value(j)};
-            else if (json_is_real(j))
-                v = (baton_value){.type = BATON_T_FLOAT, .v.f = json_real_value(j)};
-            else if (json_is_string(j))
-                v = (baton_value){.type = BATON_T_STRING,
-                                  .v.s = {json_string_value(j), json_string_length(j)}};
-            else if ((x = json_object_get(j, "date")))
-                v = (baton_value){.type = BATON_T_DATE, .v.date = json_integer_value(x)};
-            else if ((x = json_object_get(j, "ts")))
-                v = (baton_value){.type = BATON_T_TIMESTAMP, .v.ts = json_integer_value(x)};
-            else if ((x = json_object_get(j, "dur")))
-                v = (baton_value){.type = BATON_T_DURATION, .v.dur = json_integer_value(x)};
-            record_set(q->row, name, &v);
-        }
-    }
-    json_decref(o);
-    return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -710,7 +632,8 @@ static size_t pump_once(dispatcher *d)
             utailp = &q->next;
             continue;
         }
-        if (content_parse(q, (const char *)sqlite3_column_text(st, 5)) != 0) {
+        if (content_parse((const char *)sqlite3_column_text(st, 5), &q->nparts, &q->names,
+                          &q->values, &q->row) != 0) {
             dlog_update(d->log, q->rowid, q->key, DISPATCH_FAILED, NULL,
                         "the message's content is missing from the delivery log", q->attempts,
                         0, now, 0, 0);
@@ -942,7 +865,9 @@ dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t
                                   reason, sizeof reason);
     qmsg *q = qmsg_from(m, now);
     if (cap != DISPATCH_CAP_OK) {
-        char *content = cap == DISPATCH_CAP_QUIET ? content_json(q) : NULL;
+        char *content = cap == DISPATCH_CAP_QUIET
+                            ? content_json(q->nparts, q->names, q->values, q->row)
+                            : NULL;
         pthread_mutex_lock(d->log->mu);
         int ins = dlog_insert(d->log, q->key, d->channel, q->recipient, q->profile_id,
                               cap == DISPATCH_CAP_QUIET ? DISPATCH_DEFERRED : DISPATCH_CAPPED,
@@ -1001,7 +926,7 @@ dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t
 
     int ins = 1;
     if (!proof) {
-        char *content = content_json(q);
+        char *content = content_json(q->nparts, q->names, q->values, q->row);
         pthread_mutex_lock(d->log->mu);
         ins = dlog_insert(d->log, q->key, d->channel, q->recipient, q->profile_id,
                           DISPATCH_QUEUED, now, 0, d->owner, content, &q->rowid);
