@@ -103,8 +103,10 @@ static size_t threads_cpu(tcpu *out, size_t max)
         size_t i = 0;
         while (i < n && strcmp(out[i].name, name))
             i++;
-        if (i == n && n < max)
-            snprintf(out[n++].name, sizeof out[0].name, "%s", name);
+        if (i == n && n < max) {
+            snprintf(out[n].name, sizeof out[0].name, "%s", name);
+            out[n++].s = 0;
+        }
         if (i < n)
             out[i].s += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
     }
@@ -130,9 +132,12 @@ static void print_threads(const char *phase, const tcpu *before, size_t nb, long
                 now[i].s -= before[k].s;
     qsort(now, n, sizeof *now, by_cpu);
     printf("%s: CPU per event by thread:", phase);
+    const char *sep = " ";
     for (size_t i = 0; i < n; i++)
-        if (now[i].s * 1e6 / count >= 0.5)
-            printf(" %s %.1f us%s", now[i].name, now[i].s * 1e6 / count, i + 1 < n ? "," : "");
+        if (now[i].s * 1e6 / count >= 0.5) {
+            printf("%s%s %.1f us", sep, now[i].name, now[i].s * 1e6 / count);
+            sep = ", ";
+        }
     printf("\n");
 }
 
