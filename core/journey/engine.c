@@ -189,9 +189,10 @@ void jengine_set_journeys(jengine *e, journey **js, size_t njs)
 }
 
 /* The engine's transaction is a savepoint in the store's group
- * transaction: the delivery log's pending writes and the engine's commit
- * together, on the one connection, and a failed batch rolls back only
- * its own part. */
+ * transaction: the delivery log's writes (the messages the batch hands
+ * on, on this thread, and the dispatchers' own) and the engine's commit
+ * together, on the one connection. The group stays open until the
+ * savepoint is released (group_held). */
 int jengine_begin(jengine *e, char *err, size_t errlen)
 {
     pthread_mutex_lock(&e->st->write_lock);
@@ -204,7 +205,9 @@ int jengine_begin(jengine *e, char *err, size_t errlen)
         pthread_mutex_unlock(&e->st->write_lock);
         return rc;
     }
+    e->st->group_held = 1;
     e->in_txn = 1;
+    e->handed_on = 0;
     return 0;
 }
 
@@ -212,12 +215,16 @@ int jengine_commit(jengine *e, char *err, size_t errlen)
 {
     int rc = 0;
     if (store_txn(e->st, STORE_RELEASE) != SQLITE_OK) {
+        if (e->handed_on)
+            store_group_fail(e->st, sqlite3_errmsg(e->st->db));
         rc = sqlfail(e, err, errlen, "commit");
         store_txn(e->st, STORE_ROLLBACK_TO);
         store_txn(e->st, STORE_RELEASE);
+        e->st->group_held = 0;
         e->next_id = max_id(e) + 1;
         rebuild_timers(e, err, errlen);
     } else {
+        e->st->group_held = 0;
         store_group_commit_locked(e->st); /* a failure there stops the process */
     }
     e->in_txn = 0;
@@ -228,8 +235,11 @@ int jengine_commit(jengine *e, char *err, size_t errlen)
 void jengine_rollback(jengine *e)
 {
     char err[256];
+    if (e->handed_on)
+        store_group_fail(e->st, "a batch that had handed messages on failed");
     store_txn(e->st, STORE_ROLLBACK_TO);
     store_txn(e->st, STORE_RELEASE);
+    e->st->group_held = 0;
     e->next_id = max_id(e) + 1;
     rebuild_timers(e, err, sizeof err);
     e->in_txn = 0;
@@ -519,16 +529,16 @@ static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, cha
             jsend_req r = {key, in->id, in->j, n, in->profile, in->event, in->results};
             if (n->type == JN_SEND) {
                 int on = !e->ops.channel_enabled || e->ops.channel_enabled(e->ops.ud, n->channel);
-                if (send_row(e, in, n, key, "send", n->channel,
-                             on ? "pending" : "skipped: channel disabled", now, err, errlen))
-                    return -1;
+                char status[300] = "skipped: channel disabled";
                 if (on) {
                     e->stats.sends++;
-                    if (e->ops.send)
-                        e->ops.send(e->ops.ud, &r);
+                    if (!e->ops.send || e->ops.send(e->ops.ud, &r, status, sizeof status))
+                        snprintf(status, sizeof status, "pending");
                 } else {
                     e->stats.skipped++;
                 }
+                if (send_row(e, in, n, key, "send", n->channel, status, now, err, errlen))
+                    return -1;
                 at = n->next;
             } else {
                 e->stats.actions++;

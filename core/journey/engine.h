@@ -43,8 +43,12 @@ typedef struct jengine_ops {
     /* 0 when the channel is turned off (the node records "skipped:
      * channel disabled" and follows next). NULL: every channel is on. */
     int (*channel_enabled)(void *ud, const char *channel);
-    /* A send node was passed (status pending). May be NULL. */
-    void (*send)(void *ud, const jsend_req *r);
+    /* A send node is passed, inside the batch's transaction. Returns 0
+     * with the status to record in status ("queued", "capped", "skipped:
+     * no address"...: the message was handed to its channel, whose
+     * delivery log row commits with the batch), or 1: record "pending",
+     * to be handed after the commit. May be NULL (all pending). */
+    int (*send)(void *ud, const jsend_req *r, char *status, size_t statuslen);
     /* An action node was reached: the instance waits for
      * jengine_action_done(key). NULL: the action is recorded as done at
      * once with an empty response (journey test). */
@@ -72,6 +76,12 @@ typedef struct jengine {
     sqlite3_stmt *stmt[12];
     jengine_stats stats;
     int in_txn;
+    /* Set by ops.send when it handed a message on inside the batch: the
+     * dispatcher holds it in memory against a delivery log row of this
+     * transaction, so the batch can no longer be rolled back: a failure
+     * to commit it stops the process (store_group_fail), and a restart
+     * recovers from what is durable. */
+    int handed_on;
 } jengine;
 
 /* Create the tables if needed, prepare statements and rebuild the timer

@@ -351,9 +351,22 @@ static int on_channel_enabled(void *ud, const char *name)
     return c && c->d;
 }
 
-static void on_send(void *ud, const jsend_req *q)
+static int hand(jrunner *r, const psend *p, char *status, size_t statuslen);
+
+/* A send node, inside the batch: handed to its dispatcher at once, so
+ * that its delivery log row commits with the step that decided it (the
+ * dispatcher's workers take the store's lock to mark it in flight, so
+ * nothing is delivered before that commit). Kept for after the commit
+ * when a dispatcher is full, and behind sends kept so before. */
+static int on_send(void *ud, const jsend_req *q, char *status, size_t statuslen)
 {
     jrunner *r = ud;
+    psend now = {.key = (char *)q->key, .profile = (char *)q->profile, .node = q->node,
+                 .event = q->event, .results = q->results};
+    if (!r->wait_sends && !r->txn_sends && hand(r, &now, status, statuslen) == 0) {
+        r->eng.handed_on = 1;
+        return 0;
+    }
     psend *p = xcalloc(1, sizeof *p);
     p->key = xstrdup(q->key);
     p->profile = xstrdup(q->profile);
@@ -362,6 +375,7 @@ static void on_send(void *ud, const jsend_req *q)
     p->results = q->results ? json_deep_copy(q->results) : NULL;
     p->next = r->txn_sends;
     r->txn_sends = p;
+    return 1;
 }
 
 static ajob *job_new(const char *key, const char *action, const char *profile, const char *node,
@@ -458,13 +472,14 @@ static json_t *scope_lookup(void *ud, const char *src, const char *id, json_t *e
     return jsource_lookup(ud, src, id, ev);
 }
 
-/* 0 done with it (handed, refused or marked), 1 the dispatcher is full:
- * keep it for later. */
-static int hand_send(jrunner *r, psend *p)
+/* Hand a send to its dispatcher. 0 done with it (handed or refused),
+ * with the status to record; 1 the dispatcher is full (or closing for a
+ * reload): keep it for later. Engine thread. */
+static int hand(jrunner *r, const psend *p, char *status, size_t statuslen)
 {
     jchannel *c = channel(r, p->node->channel);
     if (!c || !c->d) {
-        mark(r, p->key, "skipped: channel disabled");
+        snprintf(status, statuslen, "skipped: channel disabled");
         return 0;
     }
     json_t *prof = jsource_profile(r->src, p->profile);
@@ -472,7 +487,8 @@ static int hand_send(jrunner *r, psend *p)
     char addr[512];
     dispatch_eligibility el = dispatch_recipient(c->inst, row, addr, sizeof addr);
     if (el != DISPATCH_ELIGIBLE) {
-        mark(r, p->key, el == DISPATCH_NO_ADDRESS ? "skipped: no address" : "skipped: no consent");
+        snprintf(status, statuslen, "%s",
+                 el == DISPATCH_NO_ADDRESS ? "skipped: no address" : "skipped: no consent");
         record_free(row);
         json_decref(prof);
         return 0;
@@ -511,33 +527,37 @@ static int hand_send(jrunner *r, psend *p)
     free(names);
     free(values);
     record_free(row);
+    const char *st = NULL;
     switch (rc) {
     case DISPATCH_FULL: return 1;
-    case DISPATCH_ACCEPTED: mark(r, p->key, "queued"); break;
-    case DISPATCH_ACCEPTED_DEFERRED: mark(r, p->key, "deferred"); break;
-    case DISPATCH_REFUSED_CAPPED: mark(r, p->key, "capped"); break;
-    case DISPATCH_REFUSED_DUPLICATE: mark(r, p->key, "queued"); break; /* handed before */
     case DISPATCH_CLOSED: return 1; /* a reload is closing it: try again later */
-    case DISPATCH_INVALID: {
-        char *st = xasprintf("failed: %s", err[0] ? err : "refused by the channel");
-        mark(r, p->key, st);
-        free(st);
-        break;
+    case DISPATCH_ACCEPTED: st = "queued"; break;
+    case DISPATCH_ACCEPTED_DEFERRED: st = "deferred"; break;
+    case DISPATCH_REFUSED_CAPPED: st = "capped"; break;
+    case DISPATCH_REFUSED_DUPLICATE: st = "queued"; break; /* handed before */
+    case DISPATCH_INVALID: break;
     }
-    }
+    if (st)
+        snprintf(status, statuslen, "%s", st);
+    else
+        snprintf(status, statuslen, "failed: %s", err[0] ? err : "refused by the channel");
     pthread_mutex_lock(&r->mu);
     r->stats.sends_handed++;
     pthread_mutex_unlock(&r->mu);
     return 0;
 }
 
-/* Hand what waits, oldest first; stop at the first full dispatcher. */
+/* Hand what waits (kept when a dispatcher was full, or left pending by an
+ * earlier run), oldest first; stop at the first full dispatcher. Their
+ * statuses are written in the next transaction. */
 static void hand_sends(jrunner *r)
 {
     psend *p;
+    char status[300];
     while ((p = r->wait_sends)) {
-        if (hand_send(r, p))
+        if (hand(r, p, status, sizeof status))
             break;
+        mark(r, p->key, status);
         r->wait_sends = p->next;
         psend_free(p);
     }
@@ -783,6 +803,8 @@ static int batch(jrunner *r, qitem *items, adone *done, smark *marks)
         goto fail_committed;
     return 0;
 fail:
+    if (r->eng.handed_on) /* the rollback stops the process: say why first */
+        log_msg(BATON_LOG_ERROR, "journey", "%s", err);
     jengine_rollback(&r->eng);
 fail_committed:
 fail_nobegin:

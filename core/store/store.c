@@ -47,7 +47,13 @@ int store_open_path(store *s, const char *path, char *err, size_t errlen)
         return -1;
     }
     s->path = xstrdup(path);
-    pthread_mutex_init(&s->write_lock, NULL);
+    /* recursive: the journey engine holds it for its batch and hands
+     * messages on, whose delivery log rows join the same transaction */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&s->write_lock, &ma);
+    pthread_mutexattr_destroy(&ma);
     sqlite3_busy_timeout(s->db, 10000);
     if (store_exec(s,
                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
@@ -185,7 +191,7 @@ out:
  * view) no longer matches the store, so stop the way a crash stops: a
  * restart recovers from what is durable, which is what a kill -9 already
  * relies on. Carrying on could send a message with no log row, or twice. */
-static void group_lost(store *s, const char *why)
+void store_group_fail(store *s, const char *why)
 {
     log_error("%s: %s: the last group of writes is lost; stopping so that a restart recovers"
               " from what is durable",
@@ -193,16 +199,17 @@ static void group_lost(store *s, const char *why)
     _exit(1);
 }
 
+
 void store_group_commit_locked(store *s)
 {
-    if (!s->group_open)
+    if (!s->group_open || s->group_held)
         return;
     s->group_open = 0;
     s->group_writes = 0;
     if (sqlite3_get_autocommit(s->db))
-        group_lost(s, "the transaction was rolled back by SQLite");
+        store_group_fail(s, "the transaction was rolled back by SQLite");
     if (store_txn(s, STORE_COMMIT) != SQLITE_OK)
-        group_lost(s, sqlite3_errmsg(s->db));
+        store_group_fail(s, sqlite3_errmsg(s->db));
 }
 
 void store_group_commit(store *s)
@@ -215,7 +222,7 @@ void store_group_commit(store *s)
 void store_group_join(store *s)
 {
     if (s->group_open && sqlite3_get_autocommit(s->db))
-        group_lost(s, "the transaction was rolled back by SQLite");
+        store_group_fail(s, "the transaction was rolled back by SQLite");
     if (s->group_open && ++s->group_writes >= GROUP_WRITES)
         store_group_commit_locked(s);
     /* if BEGIN fails (another process holds the write lock past the busy

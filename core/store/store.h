@@ -16,12 +16,16 @@ typedef struct store {
      * holds write_lock, so our own threads never spin on SQLITE_BUSY (the
      * busy handler sleeps for milliseconds) and the page cache of the one
      * connection stays warm. */
-    pthread_mutex_t write_lock;
+    pthread_mutex_t write_lock; /* recursive: see group_held */
     /* The group transaction (under write_lock): small writes that may
      * wait (the delivery log) join one open transaction, committed by
      * store_group_commit or by the next store_lock. */
     int group_open;
     unsigned group_writes;
+    /* A savepoint is open on top of the group (the journey engine's
+     * batch, which hands messages to the channels' delivery logs on its
+     * own thread): the group is committed only once it is released. */
+    int group_held;
     /* store_txn's statements, prepared on first use */
     sqlite3_stmt *txn[6];
     /* store_checkpoint_in_background */
@@ -72,6 +76,10 @@ void store_group_join(store *s);
  * the last one, so it stops the process (logged, exit 1): a restart
  * recovers from what is durable. */
 void store_group_commit_locked(store *s);
+/* Under write_lock: what this thread wrote in the group can no longer be
+ * trusted (a savepoint that had handed messages on was rolled back): stop
+ * as store_group_commit_locked does when a commit fails. */
+void store_group_fail(store *s, const char *why) __attribute__((noreturn));
 /* Takes write_lock. */
 void store_group_commit(store *s);
 

@@ -70,7 +70,7 @@ typedef struct rig {
     jrunner *r;
 } rig;
 
-static void rig_up(rig *g)
+static void rig_up_with(rig *g, const char *email_cfg)
 {
     char err[512];
     diag dg;
@@ -79,8 +79,7 @@ static void rig_up(rig *g)
     g->j = journey_load(path, NULL, &dg);
     free(path);
     assert_non_null(g->j);
-    g->email = fake_channel_new("email", "connections = 1; retry_backoff = \"10ms\";", err,
-                                sizeof err);
+    g->email = fake_channel_new("email", email_cfg, err, sizeof err);
     assert_non_null(g->email);
     g->d = dispatch_open(g->email, &st, &(dispatch_opts){0}, err, sizeof err);
     assert_non_null(g->d);
@@ -92,6 +91,8 @@ static void rig_up(rig *g)
         fail_msg("runner: %s", err);
     diag_free(&dg);
 }
+
+static void rig_up(rig *g) { rig_up_with(g, "connections = 1; retry_backoff = \"10ms\";"); }
 
 static void rig_down(rig *g)
 {
@@ -243,6 +244,33 @@ static void test_pending_send_is_handed_on_start(void **state)
     rig_down(&g);
 }
 
+/* Sends are handed to their dispatcher inside the engine's transaction;
+ * the ones a full dispatcher refuses are recorded pending, handed after
+ * the commit, and marked then: each is sent once and ends queued. */
+static void test_full_dispatcher_keeps_sends_for_later(void **state)
+{
+    rig g;
+    rig_up_with(&g, "connections = 1; queue = 3; batch = 2;");
+    for (int i = 0; i < 40; i++) {
+        char id[16], p[16];
+        snprintf(id, sizeof id, "f%d", i);
+        snprintf(p, sizeof p, "pf%d", i);
+        assert_int_equal(submit(&g, id, "cart", p), 0);
+    }
+    settle(&g);
+    clock_now += 3600 * 1000; /* the 40 waits end together: one batch of 40 sends */
+    wait_until("SELECT count(*) FROM journey_sends WHERE status = 'queued'", 40);
+    assert_int_equal(dispatch_flush(g.d, 5000), 0);
+    assert_int_equal(fake_channel_total(), 40);
+    for (int i = 0; i < 40; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "j:flow:%d:mail:2", i + 1);
+        assert_int_equal(fake_channel_sent(key), 1);
+    }
+    assert_int_equal(count("SELECT count(*) FROM deliveries WHERE status = 'sent'"), 40);
+    rig_down(&g);
+}
+
 /* The engine's timer heap holds the waiting instances only: one that
  * reacts, exits or is replaced gives its timeout back at once. */
 static void test_timers_follow_instances(void **state)
@@ -320,6 +348,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timers_follow_instances, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_sends_nothing_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_send_is_handed_on_start, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_dispatcher_keeps_sends_for_later, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
