@@ -160,6 +160,26 @@ static pid_t start_baton(void)
     return start_baton_log(log);
 }
 
+/* Until serve holds its data directory's lock (its pid in serve.lock):
+ * from then on it takes SIGTERM as a graceful stop (before, the signal's
+ * default action ends it). */
+static void wait_serving(pid_t pid)
+{
+    char path[1024], want[32], got[32];
+    snprintf(path, sizeof path, "%s/var/serve.lock", dir);
+    snprintf(want, sizeof want, "%ld\n", (long)pid);
+    for (int i = 0; i < 1000; i++) {
+        FILE *f = fopen(path, "r");
+        int same = f && fgets(got, sizeof got, f) && !strcmp(got, want);
+        if (f)
+            fclose(f);
+        if (same)
+            return;
+        nap_ms(10);
+    }
+    fail_msg("baton serve (pid %ld) did not take %s", (long)pid, path);
+}
+
 /* The subscriber counts what the push channel delivered. */
 static pid_t start_subscriber(const char *out)
 {
@@ -219,6 +239,7 @@ static void test_kill_and_restart_under_load(void **state)
         nap_ms(100);
         baton = start_baton();
     }
+    wait_serving(baton); /* a SIGTERM below must find it serving */
     assert_int_equal(wait_exit(pub, 60000), 0);
     /* every event routed, every message final */
     long routed = 0, pushed = 0, distinct = 0, final = 0;
