@@ -56,6 +56,7 @@ typedef struct qmsg {
     int64_t due_ms; /* retry: monotonic ms */
     int64_t rowid;  /* in the delivery log; 0: not known (proofs) */
     int64_t enq_ms; /* queued at (monotonic ms); 0: ready at once */
+    record rowbuf;  /* row points here (or is NULL) */
 } qmsg;
 
 struct dispatcher {
@@ -134,47 +135,75 @@ const char *dispatch_channel(const dispatcher *d) { return d->channel; }
 /* Messages                                                            */
 /* ------------------------------------------------------------------ */
 
-static void qmsg_free(qmsg *m)
+/* A message is one allocation: the qmsg, its part arrays, its row's
+ * fields and every string, copied in (a message is made on the
+ * submitting thread and freed on a worker: one malloc and one free each,
+ * not one per string). */
+static size_t str_size(const char *s) { return s ? strlen(s) + 1 : 0; }
+
+static char *put(char **at, const char *s, size_t n)
 {
-    if (!m)
-        return;
-    free(m->key);
-    free(m->recipient);
-    free(m->profile_id);
-    for (size_t i = 0; i < m->nparts; i++) {
-        free(m->names[i]);
-        free(m->values[i]);
-    }
-    free(m->names);
-    free(m->values);
-    record_free(m->row);
-    free(m);
+    char *p = *at;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    *at += n + 1;
+    return p;
 }
 
-static record *row_copy(const baton_record *r)
+static qmsg *qmsg_pack(const char *key, const char *recipient, const char *profile_id,
+                       size_t nparts, const char *const *names, const char *const *values,
+                       const baton_record *row)
 {
-    if (!r)
-        return NULL;
-    record *c = record_new();
-    for (size_t i = 0; i < r->n; i++)
-        record_set(c, r->v[i].name, &r->v[i].value);
-    return c;
+    if (!recipient)
+        recipient = "";
+    size_t nfields = row ? row->n : 0;
+    size_t size = sizeof(qmsg) + 2 * (nparts + 1) * sizeof(char *) +
+                  nfields * sizeof(record_field) + str_size(key) + str_size(recipient) +
+                  str_size(profile_id);
+    for (size_t i = 0; i < nparts; i++)
+        size += str_size(names[i]) + str_size(values[i] ? values[i] : "");
+    for (size_t i = 0; i < nfields; i++) {
+        size += str_size(row->v[i].name);
+        if (row->v[i].value.type == BATON_T_STRING)
+            size += row->v[i].value.v.s.len + 1;
+    }
+    qmsg *q = xmalloc(size);
+    memset(q, 0, sizeof *q);
+    char **ptrs = (char **)(q + 1);
+    q->names = ptrs;
+    q->values = ptrs + nparts + 1;
+    q->names[nparts] = q->values[nparts] = NULL;
+    record_field *fields = (record_field *)(ptrs + 2 * (nparts + 1));
+    char *at = (char *)(fields + nfields);
+    q->key = put(&at, key, strlen(key));
+    q->recipient = put(&at, recipient, strlen(recipient));
+    q->profile_id = profile_id ? put(&at, profile_id, strlen(profile_id)) : NULL;
+    q->nparts = nparts;
+    for (size_t i = 0; i < nparts; i++) {
+        const char *v = values[i] ? values[i] : "";
+        q->names[i] = put(&at, names[i], strlen(names[i]));
+        q->values[i] = put(&at, v, strlen(v));
+    }
+    if (row) {
+        for (size_t i = 0; i < nfields; i++) {
+            fields[i].name = put(&at, row->v[i].name, strlen(row->v[i].name));
+            fields[i].value = row->v[i].value;
+            if (row->v[i].value.type == BATON_T_STRING)
+                fields[i].value.v.s.ptr =
+                    put(&at, row->v[i].value.v.s.ptr, row->v[i].value.v.s.len);
+        }
+        q->rowbuf = (record){.v = fields, .n = nfields, .cap = nfields};
+        q->row = &q->rowbuf;
+    }
+    return q;
 }
+
+static void qmsg_free(qmsg *m) { free(m); }
 
 static qmsg *qmsg_from(const dispatch_msg *m, int64_t t)
 {
-    qmsg *q = xcalloc(1, sizeof *q);
-    q->key = xstrdup(m->key);
-    q->recipient = xstrdup(m->recipient ? m->recipient : "");
-    q->profile_id = m->profile_id ? xstrdup(m->profile_id) : NULL;
-    q->nparts = m->nparts;
-    q->names = xcalloc(m->nparts + 1, sizeof *q->names);
-    q->values = xcalloc(m->nparts + 1, sizeof *q->values);
-    for (size_t i = 0; i < m->nparts; i++) {
-        q->names[i] = xstrdup(m->part_names[i]);
-        q->values[i] = xstrdup(m->part_values[i] ? m->part_values[i] : "");
-    }
-    q->row = row_copy(m->row);
+    qmsg *q = qmsg_pack(m->key, m->recipient, m->profile_id, m->nparts, m->part_names,
+                        m->part_values, m->row);
     q->time = t;
     q->flags = m->flags;
     return q;
@@ -351,38 +380,62 @@ static int64_t retry_delay_ms(dispatcher *d, unsigned attempt)
     return ms / 2 + (int64_t)(r % (uint64_t)(ms / 2 + 1)); /* jitter: [ms/2, ms] */
 }
 
-static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
+/* Under d->mu: the first max messages of the queue, out of it. */
+static size_t take(dispatcher *d, qmsg **batch, size_t max)
+{
+    size_t n = 0;
+    while (d->head && n < max) {
+        batch[n++] = d->head;
+        d->head = d->head->next;
+        d->nqueued--;
+    }
+    if (!d->head)
+        d->tail = NULL;
+    else
+        pthread_cond_signal(&d->work);
+    return n;
+}
+
+/* Under d->log->mu, before a commit: the batch goes in flight (its
+ * attempts counted). "queued" must be durable before a message can go out
+ * (otherwise a crash right after delivery forgets the row, and the caller
+ * — a journey resuming its pending sends — hands the key again), and so
+ * must "in flight": what a crash leaves in flight is never sent twice.
+ * Returns the in-flight record (0: none, or the rows were marked one by
+ * one). */
+static int64_t mark_locked(dispatcher *d, qmsg **batch, size_t n)
+{
+    int64_t *ids = xcalloc(n, sizeof *ids);
+    size_t nids = 0;
+    for (size_t i = 0; i < n; i++) {
+        batch[i]->attempts++;
+        if (!(batch[i]->flags & DISPATCH_F_PROOF) && batch[i]->rowid > 0)
+            ids[nids++] = batch[i]->rowid;
+    }
+    int64_t flight = nids ? dlog_inflight_begin(d->log, d->owner, ids, nids) : 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(batch[i]->flags & DISPATCH_F_PROOF) && (batch[i]->rowid <= 0 || !flight))
+            dlog_mark_sending(d->log, batch[i]->rowid, batch[i]->key, batch[i]->attempts);
+    free(ids);
+    return flight;
+}
+
+/* Deliver a batch marked in flight and committed (flight: its record), and
+ * commit its outcomes. When the next batch is ready by then (next: room
+ * for max), it is taken and marked in flight in the same commit as these
+ * outcomes — one commit per batch instead of two — and its size returned
+ * (*next_flight its record); it must be run next. */
+static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64_t flight,
+                        qmsg **next, size_t max, int64_t *next_flight)
 {
     baton_message *bms = xcalloc(n, sizeof *bms);
     const baton_message **ptrs = xcalloc(n, sizeof *ptrs);
     baton_delivery *out = xcalloc(n, sizeof *out);
     for (size_t i = 0; i < n; i++) {
-        batch[i]->attempts++;
         fill_message(batch[i], &bms[i]);
         ptrs[i] = &bms[i];
         out[i].status = BATON_RETRY;
         snprintf(out[i].reason, sizeof out[i].reason, "the channel gave no answer");
-    }
-    /* "queued" must be durable before the message can go out (otherwise a
-     * crash right after delivery forgets the row, and the caller — a
-     * journey resuming its pending sends — hands the key again), and so
-     * must "in flight": what a crash leaves in flight is never sent twice */
-    int64_t flight = 0;
-    if (!d->o.dry_run) {
-        int64_t *ids = xcalloc(n, sizeof *ids);
-        size_t nids = 0;
-        for (size_t i = 0; i < n; i++)
-            if (!(batch[i]->flags & DISPATCH_F_PROOF) && batch[i]->rowid > 0)
-                ids[nids++] = batch[i]->rowid;
-        pthread_mutex_lock(d->log->mu);
-        if (nids)
-            flight = dlog_inflight_begin(d->log, d->owner, ids, nids);
-        for (size_t i = 0; i < n; i++)
-            if (!(batch[i]->flags & DISPATCH_F_PROOF) && (batch[i]->rowid <= 0 || !flight))
-                dlog_mark_sending(d->log, batch[i]->rowid, batch[i]->key, batch[i]->attempts);
-        store_group_commit_locked(d->s);
-        pthread_mutex_unlock(d->log->mu);
-        free(ids);
     }
     d->ops->deliver(d->inst->state, conn, ptrs, n, out);
 
@@ -415,7 +468,21 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
         }
         logged += !(m->flags & DISPATCH_F_PROOF);
     }
-    if (logged && !d->o.dry_run) {
+    /* the next batch, when it is ready now: not under a rate (its wait
+     * comes before the mark) nor after a storm of failures (the pause) */
+    size_t nn = 0;
+    *next_flight = 0;
+    if (d->rate <= 0 && !(nretry > 0 && nretry * 2 >= n)) {
+        pthread_mutex_lock(&d->mu);
+        int64_t mn = mono_ms();
+        release_due(d, mn, 0);
+        if (!d->stop && d->pause_until_ms <= mn && d->head &&
+            (d->nqueued >= max || d->head->enq_ms + LINGER_MS <= mn || d->flushing ||
+             d->closing))
+            nn = take(d, next, max);
+        pthread_mutex_unlock(&d->mu);
+    }
+    if (logged || nn) {
         pthread_mutex_lock(d->log->mu);
         for (size_t i = 0; i < n; i++) {
             qmsg *m = batch[i];
@@ -427,6 +494,8 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
         }
         if (flight)
             dlog_inflight_end(d->log, flight);
+        if (nn)
+            *next_flight = mark_locked(d, next, nn);
         store_group_commit_locked(d->s); /* out of flight at once */
         pthread_mutex_unlock(d->log->mu);
     }
@@ -463,6 +532,7 @@ static void run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n)
     free(bms);
     free(ptrs);
     free(out);
+    return nn;
 }
 
 static void *worker(void *arg)
@@ -470,10 +540,15 @@ static void *worker(void *arg)
     dispatcher *d = arg;
     pthread_setname_np(pthread_self(), "baton-send"); /* top -H, perf */
     void *conn = d->ops->worker_open ? d->ops->worker_open(d->inst->state) : NULL;
-    size_t max = d->max;
-    qmsg **batch = xcalloc(max, sizeof *batch);
+    size_t max = d->max, n = 0; /* n: a batch carried, marked in flight */
+    qmsg **batch = xcalloc(max, sizeof *batch), **next = xcalloc(max, sizeof *next);
+    int64_t flight = 0;
     pthread_mutex_lock(&d->mu);
     for (;;) {
+        if (n) { /* taken and marked with the last outcomes: deliver it now */
+            pthread_mutex_unlock(&d->mu);
+            goto run;
+        }
         if (d->stop)
             break;
         int64_t now = mono_ms();
@@ -494,25 +569,28 @@ static void *worker(void *arg)
             pthread_cond_timedwait(&d->work, &d->mu, &ts);
             continue;
         }
-        size_t n = 0;
-        while (d->head && n < max) {
-            batch[n++] = d->head;
-            d->head = d->head->next;
-            d->nqueued--;
-        }
-        if (!d->head)
-            d->tail = NULL;
-        if (d->head)
-            pthread_cond_signal(&d->work);
+        n = take(d, batch, max);
         pthread_mutex_unlock(&d->mu);
         rate_acquire(d, n);
-        run_batch(d, conn, batch, n);
+        pthread_mutex_lock(d->log->mu);
+        flight = mark_locked(d, batch, n);
+        store_group_commit_locked(d->s);
+        pthread_mutex_unlock(d->log->mu);
+    run:;
+        int64_t next_flight = 0;
+        size_t nn = run_batch(d, conn, batch, n, flight, next, max, &next_flight);
+        qmsg **t = batch;
+        batch = next;
+        next = t;
+        n = nn;
+        flight = next_flight;
         pthread_mutex_lock(&d->mu);
     }
     pthread_mutex_unlock(&d->mu);
     if (d->ops->worker_close)
         d->ops->worker_close(d->inst->state, conn);
     free(batch);
+    free(next);
     return NULL;
 }
 
@@ -619,30 +697,43 @@ static size_t pump_once(dispatcher *d)
     sqlite3_bind_int64(st, 2, now);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)room);
     while (sqlite3_step(st) == SQLITE_ROW) {
-        qmsg *q = xcalloc(1, sizeof *q);
-        q->key = xstrdup((const char *)sqlite3_column_text(st, 0));
-        q->recipient = xstrdup((const char *)sqlite3_column_text(st, 1) ?: "");
-        const unsigned char *pid = sqlite3_column_text(st, 2);
-        q->profile_id = pid ? xstrdup((const char *)pid) : NULL;
-        q->attempts = (unsigned)sqlite3_column_int(st, 3);
-        q->time = sqlite3_column_int64(st, 4);
-        q->rowid = sqlite3_column_int64(st, 7);
+        const char *key = (const char *)sqlite3_column_text(st, 0);
+        const char *recipient = (const char *)sqlite3_column_text(st, 1);
+        const char *pid = (const char *)sqlite3_column_text(st, 2);
+        unsigned attempts = (unsigned)sqlite3_column_int(st, 3);
+        int64_t rowid = sqlite3_column_int64(st, 7);
+        qmsg *q;
         if (sqlite3_column_int(st, 6) && !d->resend_uncertain) {
+            q = qmsg_pack(key, recipient, pid, 0, NULL, NULL, NULL);
             *utailp = q;
             utailp = &q->next;
-            continue;
+        } else {
+            size_t np = 0;
+            char **names = NULL, **values = NULL;
+            record *row = NULL;
+            if (content_parse((const char *)sqlite3_column_text(st, 5), &np, &names, &values,
+                              &row) != 0) {
+                dlog_update(d->log, rowid, key, DISPATCH_FAILED, NULL,
+                            "the message's content is missing from the delivery log", attempts,
+                            0, now, 0, 0);
+                continue;
+            }
+            q = qmsg_pack(key, recipient, pid, np, (const char *const *)names,
+                          (const char *const *)values, row);
+            for (size_t i = 0; i < np; i++) {
+                free(names[i]);
+                free(values[i]);
+            }
+            free(names);
+            free(values);
+            record_free(row);
+            *tailp = q;
+            tailp = &q->next;
+            n++;
         }
-        if (content_parse((const char *)sqlite3_column_text(st, 5), &q->nparts, &q->names,
-                          &q->values, &q->row) != 0) {
-            dlog_update(d->log, q->rowid, q->key, DISPATCH_FAILED, NULL,
-                        "the message's content is missing from the delivery log", q->attempts,
-                        0, now, 0, 0);
-            qmsg_free(q);
-            continue;
-        }
-        *tailp = q;
-        tailp = &q->next;
-        n++;
+        q->attempts = attempts;
+        q->time = sqlite3_column_int64(st, 4);
+        q->rowid = rowid;
     }
     sqlite3_reset(st);
     for (qmsg *q = got; q; q = q->next)

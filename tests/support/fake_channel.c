@@ -10,14 +10,18 @@
 
 typedef struct entry {
     char *key;
+    unsigned h;
     unsigned sent, attempts;
     struct entry *next;
 } entry;
 
-#define NB 8192
+/* Keys delivered, by hash; the table doubles as it fills, so that a
+ * benchmark's hundreds of thousands of keys cost the dispatcher's workers
+ * (which call deliver()) a lookup each, not a walk down a long chain. */
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
-static entry *tab[NB];
+static entry **tab;
+static size_t nb, nkeys;
 static unsigned long total, batches;
 static size_t max_batch;
 static int down, gate;
@@ -27,14 +31,31 @@ static entry *get(const char *key)
     unsigned h = 5381;
     for (const char *p = key; *p; p++)
         h = h * 33 + (unsigned char)*p;
-    entry **pp = &tab[h % NB];
-    for (entry *e = *pp; e; e = e->next)
-        if (!strcmp(e->key, key))
-            return e;
+    if (nb) {
+        for (entry *e = tab[h % nb]; e; e = e->next)
+            if (e->h == h && !strcmp(e->key, key))
+                return e;
+    }
+    if (nkeys >= nb) { /* grow: rehash every chain */
+        size_t n2 = nb ? nb * 2 : 8192;
+        entry **t2 = calloc(n2, sizeof *t2);
+        for (size_t i = 0; i < nb; i++)
+            while (tab[i]) {
+                entry *e = tab[i];
+                tab[i] = e->next;
+                e->next = t2[e->h % n2];
+                t2[e->h % n2] = e;
+            }
+        free(tab);
+        tab = t2;
+        nb = n2;
+    }
     entry *e = calloc(1, sizeof *e);
     e->key = strdup(key);
-    e->next = *pp;
-    *pp = e;
+    e->h = h;
+    e->next = tab[h % nb];
+    tab[h % nb] = e;
+    nkeys++;
     return e;
 }
 
@@ -69,13 +90,14 @@ size_t fake_channel_max_batch(void)
 void fake_channel_reset(void)
 {
     pthread_mutex_lock(&mu);
-    for (size_t i = 0; i < NB; i++)
+    for (size_t i = 0; i < nb; i++)
         while (tab[i]) {
             entry *e = tab[i];
             tab[i] = e->next;
             free(e->key);
             free(e);
         }
+    nkeys = 0;
     total = batches = 0;
     max_batch = 0;
     down = gate = 0;
