@@ -87,6 +87,7 @@ struct jrunner {
     pthread_cond_t wake, idle;
     qitem *qhead, *qtail;
     size_t qlen;
+    int64_t qsince; /* real ms: when the queue last became non-empty */
     adone *done;
     int stopping; /* submit refuses */
     int stop;     /* the engine thread exits once the queue is empty */
@@ -144,6 +145,8 @@ static void enqueue_chain(jrunner *r, qitem *head, qitem *tail, size_t n)
     if (!head)
         return;
     pthread_mutex_lock(&r->mu);
+    if (!r->qhead)
+        r->qsince = real_ms();
     if (r->qtail)
         r->qtail->next = head;
     else
@@ -813,6 +816,12 @@ fail_nobegin:
     return -1;
 }
 
+/* A batch costs a commit and the log pages it rewrites, whatever it
+ * holds: a few events wait up to LINGER_MS for the next groups to join
+ * them (the sources' groups come every millisecond or so under load). */
+#define LINGER_EVENTS 256
+#define LINGER_MS 2
+
 static void *engine_main(void *arg)
 {
     jrunner *r = arg;
@@ -822,14 +831,20 @@ static void *engine_main(void *arg)
         for (;;) {
             int64_t due;
             int has_due = jengine_next_due(&r->eng, &due);
+            int due_now = has_due && due <= now_ms(r);
             int take = r->qhead && !r->wait_sends && action_backlog(r) < r->o.action_queue;
-            if (take || r->done || r->marks || (has_due && due <= now_ms(r)))
+            int64_t linger = 0;
+            if (take && r->qlen < LINGER_EVENTS && !r->stop && !r->done && !r->marks && !due_now)
+                linger = r->qsince + LINGER_MS - real_ms();
+            if ((take && linger <= 0) || r->done || r->marks || due_now)
                 break;
             if (r->stop && !r->qhead)
                 break;
             int64_t wait = r->wait_sends ? 20 : 1000;
             if (has_due && due - now_ms(r) < wait)
                 wait = due - now_ms(r);
+            if (linger > 0 && linger < wait)
+                wait = linger;
             struct timespec ts;
             deadline_in(&ts, wait < 1 ? 1 : wait);
             pthread_cond_timedwait(&r->wake, &r->mu, &ts);
