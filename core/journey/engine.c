@@ -312,9 +312,11 @@ static void inst_from_row(jengine *e, sqlite3_stmt *st, journey *j, const char *
     in->reason = reason ? xstrdup(reason) : NULL;
 }
 
+/* Not copied: every statement here is bound, stepped and reset within one
+ * call, while the strings live, and is bound afresh before its next step. */
 static int bind_text(sqlite3_stmt *st, int i, const char *s)
 {
-    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
 }
 
 static int inst_save(jengine *e, jinst *in, int64_t now, char *err, size_t errlen)
