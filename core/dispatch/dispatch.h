@@ -22,12 +22,15 @@
  *
  * Durability: a message is recorded "queued" (with its content) before it
  * can be delivered and marked "sent" only after the channel confirms.
- * Nothing is sent twice: before a batch goes to deliver() its rows are
- * marked in flight (column `sending`) and committed, and its outcomes are
- * committed as soon as deliver() returns. A row a dead process left in
- * flight is the one case where baton cannot know whether it went out: it
- * becomes "uncertain" and is not sent again — unless the channel's
- * `resend_uncertain` is true (its provider drops repeats of an
+ * Nothing is sent twice: before a batch goes to deliver() it is marked in
+ * flight (one row of the table `dispatch_inflight` lists its rows) and
+ * committed, and its outcomes are committed as soon as deliver() returns
+ * (with the next batch's mark when one is ready: one commit per batch).
+ * A row a dead process left in flight (listed there, or with the column
+ * `sending` set, which is what the listing becomes when the dead owner's
+ * rows are released) is the one case where baton cannot know whether it
+ * went out: it becomes "uncertain" and is not sent again — unless the
+ * channel's `resend_uncertain` is true (its provider drops repeats of an
  * idempotency key), when it is sent again with the same key.
  * Rows are written by a group-committing writer shared by every
  * dispatcher on a store; dispatch_flush() and dispatch_close() commit.
