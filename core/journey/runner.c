@@ -354,7 +354,7 @@ static int on_channel_enabled(void *ud, const char *name)
     return c && c->d;
 }
 
-static int hand(jrunner *r, const psend *p, char *status, size_t statuslen);
+static int hand(jrunner *r, const psend *p, char *status, size_t statuslen, int *queued);
 
 /* A send node, inside the batch: handed to its dispatcher at once, so
  * that its delivery log row commits with the step that decided it (the
@@ -366,8 +366,10 @@ static int on_send(void *ud, const jsend_req *q, char *status, size_t statuslen)
     jrunner *r = ud;
     psend now = {.key = (char *)q->key, .profile = (char *)q->profile, .node = q->node,
                  .event = q->event, .results = q->results};
-    if (!r->wait_sends && !r->txn_sends && hand(r, &now, status, statuslen) == 0) {
-        r->eng.handed_on = 1;
+    int queued = 0;
+    if (!r->wait_sends && !r->txn_sends && hand(r, &now, status, statuslen, &queued) == 0) {
+        if (queued) /* the dispatcher holds it against this batch's log row */
+            r->eng.handed_on = 1;
         return 0;
     }
     psend *p = xcalloc(1, sizeof *p);
@@ -476,9 +478,10 @@ static json_t *scope_lookup(void *ud, const char *src, const char *id, json_t *e
 }
 
 /* Hand a send to its dispatcher. 0 done with it (handed or refused),
- * with the status to record; 1 the dispatcher is full (or closing for a
- * reload): keep it for later. Engine thread. */
-static int hand(jrunner *r, const psend *p, char *status, size_t statuslen)
+ * with the status to record, and *queued 1 when the dispatcher took it
+ * into its queue; 1 the dispatcher is full (or closing for a reload):
+ * keep it for later. Engine thread. */
+static int hand(jrunner *r, const psend *p, char *status, size_t statuslen, int *queued)
 {
     jchannel *c = channel(r, p->node->channel);
     if (!c || !c->d) {
@@ -534,7 +537,10 @@ static int hand(jrunner *r, const psend *p, char *status, size_t statuslen)
     switch (rc) {
     case DISPATCH_FULL: return 1;
     case DISPATCH_CLOSED: return 1; /* a reload is closing it: try again later */
-    case DISPATCH_ACCEPTED: st = "queued"; break;
+    case DISPATCH_ACCEPTED:
+        st = "queued";
+        *queued = 1;
+        break;
     case DISPATCH_ACCEPTED_DEFERRED: st = "deferred"; break;
     case DISPATCH_REFUSED_CAPPED: st = "capped"; break;
     case DISPATCH_REFUSED_DUPLICATE: st = "queued"; break; /* handed before */
@@ -557,8 +563,9 @@ static void hand_sends(jrunner *r)
 {
     psend *p;
     char status[300];
+    int queued;
     while ((p = r->wait_sends)) {
-        if (hand(r, p, status, sizeof status))
+        if (hand(r, p, status, sizeof status, &queued))
             break;
         mark(r, p->key, status);
         r->wait_sends = p->next;
