@@ -122,6 +122,7 @@ struct jrunner {
     int ibusy;    /* a group is being committed */
     int iwaiting; /* the ingest thread sleeps until an event comes */
     int iflush;   /* a source said its group is complete */
+    int64_t isince_us; /* monotonic: the first event of the group queued */
     pthread_t ingest;
     int ingest_started;
 };
@@ -134,6 +135,24 @@ static int64_t real_ms(void)
 }
 
 static int64_t now_ms(const jrunner *r) { return r->o.clock_ms ? r->o.clock_ms() : real_ms(); }
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Wait on cv (with the default clock) for up to us microseconds. */
+static void cond_wait_us(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t us)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = ts.tv_nsec + us * 1000;
+    ts.tv_sec += ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    pthread_cond_timedwait(cv, mu, &ts);
+}
 
 /* ------------------------------------------------------------------ */
 /* The sink                                                            */
@@ -204,7 +223,8 @@ int jrunner_submit(void *ud, instance *from, const char *json, size_t len,
     else
         r->ihead = it;
     r->itail = it;
-    r->ilen++;
+    if (!r->ilen++)
+        r->isince_us = mono_us();
     if (r->iwaiting) /* the rest of a burst is picked up by the ingest thread's gather */
         pthread_cond_signal(&r->icv);
     pthread_mutex_unlock(&r->imu);
@@ -285,23 +305,27 @@ void jrunner_flush(void *ud)
  * the burst into many small groups, each a commit and a wakeup of the
  * source. So wait until the source says the group is complete
  * (event_flush), or else while the queue still grows, 100 us at a time,
- * for 2 ms at most. */
+ * for 2 ms at most.
+ * Then a small group waits until GROUP_WAIT_US after its first event:
+ * its source, waiting for the acknowledgements, finds that much more on
+ * its next read. Fewer, larger groups (each a commit, and a round trip
+ * for the source) for at most a millisecond more latency. */
+#define GROUP_SMALL 64
+#define GROUP_WAIT_US 1000
+
 static void gather(jrunner *r)
 {
     size_t seen = r->ilen;
     for (int i = 0; i < 20 && !r->iflush && !r->istop && r->ilen < r->o.queue; i++) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&r->icv, &r->imu, &ts);
+        cond_wait_us(&r->icv, &r->imu, 100);
         if (r->iflush || r->ilen == seen)
             break;
         seen = r->ilen;
     }
+    int64_t left;
+    while (r->ilen < GROUP_SMALL && !r->istop &&
+           (left = r->isince_us + GROUP_WAIT_US - mono_us()) > 0)
+        cond_wait_us(&r->icv, &r->imu, left);
     r->iflush = 0;
 }
 
