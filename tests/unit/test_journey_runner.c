@@ -110,6 +110,17 @@ static int submit(rig *g, const char *id, const char *type, const char *profile)
     return jrunner_submit(g->r, NULL, json, strlen(json), on_ack, NULL);
 }
 
+/* n cart events: ids <id>0.., profiles <profile>0.. */
+static void submit_carts(rig *g, const char *id, const char *profile, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char e[32], p[32];
+        snprintf(e, sizeof e, "%s%d", id, i);
+        snprintf(p, sizeof p, "%s%d", profile, i);
+        assert_int_equal(submit(g, e, "cart", p), 0);
+    }
+}
+
 static int count(const char *sql)
 {
     sqlite3_stmt *q;
@@ -179,12 +190,7 @@ static void test_restart_sends_nothing_twice(void **state)
 {
     rig g;
     rig_up(&g);
-    for (int i = 0; i < 50; i++) {
-        char id[16], p[16];
-        snprintf(id, sizeof id, "r%d", i);
-        snprintf(p, sizeof p, "p%d", i);
-        assert_int_equal(submit(&g, id, "cart", p), 0);
-    }
+    submit_carts(&g, "r", "p", 50);
     settle(&g);
     clock_now += 3600 * 1000;
     wait_until("SELECT count(*) FROM journey_instances WHERE node = 'react'", 50);
@@ -195,12 +201,7 @@ static void test_restart_sends_nothing_twice(void **state)
     /* a second run over the same store: the same events again (a source
      * redelivering) change nothing, and nothing is sent again */
     rig_up(&g);
-    for (int i = 0; i < 50; i++) {
-        char id[16], p[16];
-        snprintf(id, sizeof id, "r%d", i);
-        snprintf(p, sizeof p, "p%d", i);
-        assert_int_equal(submit(&g, id, "cart", p), 0);
-    }
+    submit_carts(&g, "r", "p", 50);
     settle(&g);
     jrunner_stats s;
     jrunner_get_stats(g.r, &s);
@@ -251,12 +252,7 @@ static void test_full_dispatcher_keeps_sends_for_later(void **state)
 {
     rig g;
     rig_up_with(&g, "connections = 1; queue = 3; batch = 2;");
-    for (int i = 0; i < 40; i++) {
-        char id[16], p[16];
-        snprintf(id, sizeof id, "f%d", i);
-        snprintf(p, sizeof p, "pf%d", i);
-        assert_int_equal(submit(&g, id, "cart", p), 0);
-    }
+    submit_carts(&g, "f", "pf", 40);
     settle(&g);
     clock_now += 3600 * 1000; /* the 40 waits end together: one batch of 40 sends */
     wait_until("SELECT count(*) FROM journey_sends WHERE status = 'queued'", 40);
