@@ -238,9 +238,9 @@ static void session_roundtrip(const char *extra)
     test_instance_free(inst);
 }
 
-static void test_session_mqtt5(void **state) { session_roundtrip(NULL); }
+static void test_session_mqtt5(void **state) { session_roundtrip("protocol = \"5\";"); }
 
-static void test_session_mqtt311(void **state) { session_roundtrip("protocol = \"3.1.1\";"); }
+static void test_session_mqtt311(void **state) { session_roundtrip(NULL); }
 
 static int times_seen(int i)
 {
@@ -258,11 +258,11 @@ static int times_seen(int i)
 /* No PUBACK before the sink's ack: the broker, stopped while the acks are
  * held (the source waits for them before it reads on), sends the held
  * events again once it is back (persisted session), then the rest. */
-static void test_no_ack_before_stored(void **state)
+static void no_ack_before_stored(const char *extra)
 {
     broker_start();
     sink_reset(SINK_HOLD);
-    instance *inst = source("receive_maximum = 10;");
+    instance *inst = source(extra);
     usleep(300000);
     publish(0, 5);
     wait_events(1);
@@ -285,6 +285,13 @@ static void test_no_ack_before_stored(void **state)
     assert_got(0, 5);
     assert_true(counter(inst, "connections") >= 2);
     test_instance_free(inst);
+}
+
+static void test_no_ack_before_stored(void **state) { no_ack_before_stored(NULL); }
+
+static void test_no_ack_before_stored_mqtt5(void **state)
+{
+    no_ack_before_stored("protocol = \"5\"; receive_maximum = 10;");
 }
 
 /* A refused event is never acknowledged: the next connection under the
@@ -338,6 +345,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_mqtt5, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_mqtt311, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_ack_before_stored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_ack_before_stored_mqtt5, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_not_acknowledged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
         cmocka_unit_test(test_bad_protocol),
