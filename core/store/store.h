@@ -85,9 +85,9 @@ void store_group_commit(store *s);
 
 /* For long-lived writers (serve): WAL checkpoints, which copy the log
  * into the database and sync, run on a thread of their own (with its own
- * connection, PASSIVE: never blocking a writer) once the log holds 1,000
+ * connection, PASSIVE: never blocking a writer) once the log holds 4,000
  * pages or after a second of quiet, so commits never wait for a sync; a
- * commit checkpoints itself only as a backstop, past 10,000 pages.
+ * commit checkpoints itself only as a backstop, past 20,000 pages.
  * store_close stops it. A no-op for ":memory:". */
 int store_checkpoint_in_background(store *s, char *err, size_t errlen);
 
