@@ -200,7 +200,7 @@ campaign_scheduler *campaign_scheduler_start(const char *config, int64_t period_
     s->ud = ud;
     s->st = st;
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->cv, NULL);
+    deadline_cond_init(&s->cv);
     if (pthread_create(&s->thread, NULL, scheduler_main, s) != 0) {
         pthread_mutex_destroy(&s->mu);
         pthread_cond_destroy(&s->cv);

@@ -855,10 +855,10 @@ dispatcher *dispatch_open(instance *inst, store *s, const dispatch_opts *opts, c
     d->tokens = 1;
     pthread_mutex_init(&d->mu, NULL);
     pthread_mutex_init(&d->bucket_mu, NULL);
-    pthread_cond_init(&d->work, NULL);
-    pthread_cond_init(&d->room, NULL);
-    pthread_cond_init(&d->idle, NULL);
-    pthread_cond_init(&d->pump_cv, NULL);
+    deadline_cond_init(&d->work);
+    deadline_cond_init(&d->room);
+    deadline_cond_init(&d->idle);
+    deadline_cond_init(&d->pump_cv);
     if (d->o.dry_run) { /* no threads, no writes: submit formats inline */
         if (s && dispatch_log_init(s, err, errlen) != 0)
             goto fail; /* caps read the log */

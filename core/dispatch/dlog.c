@@ -89,10 +89,11 @@ int dispatch_log_init(store *s, char *err, size_t errlen)
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static dlog *reg_head;
 
-void dlog_registry_lock(void) { pthread_mutex_lock(&reg_mu); }
-void dlog_registry_unlock(void) { pthread_mutex_unlock(&reg_mu); }
+static void dlog_registry_lock(void) { pthread_mutex_lock(&reg_mu); }
+static void dlog_registry_unlock(void) { pthread_mutex_unlock(&reg_mu); }
 
-dlog *dlog_find(store *s)
+/* The attached log of s, or NULL: under reg_mu, reference not counted. */
+static dlog *dlog_find(store *s)
 {
     for (dlog *l = reg_head; l; l = l->next)
         if (l->s == s)
@@ -151,8 +152,13 @@ static void dlog_free(dlog *l)
     " updated_at = ?7, next_at = ?8, owner = ?9, sending = 0,"                                  \
     " content = CASE WHEN ?10 THEN NULL ELSE content END"
 
+/* Lock order: the store's write_lock may be held (by the journey engine,
+ * for its whole batch) when reg_mu is taken, so nothing takes write_lock
+ * while it holds reg_mu. */
 dlog *dlog_attach(store *s, char *err, size_t errlen)
 {
+    if (dispatch_log_init(s, err, errlen) != 0) /* takes write_lock; idempotent */
+        return NULL;
     pthread_mutex_lock(&reg_mu);
     dlog *l = dlog_find(s);
     if (l) {
@@ -160,15 +166,11 @@ dlog *dlog_attach(store *s, char *err, size_t errlen)
         pthread_mutex_unlock(&reg_mu);
         return l;
     }
-    if (dispatch_log_init(s, err, errlen) != 0) {
-        pthread_mutex_unlock(&reg_mu);
-        return NULL;
-    }
     l = xcalloc(1, sizeof *l);
     l->s = s;
     l->db = s->db;
     l->mu = &s->write_lock;
-    pthread_cond_init(&l->wake, NULL);
+    deadline_cond_init(&l->wake);
     if (prepare(l,
                 "INSERT INTO deliveries (key, channel, recipient, profile_id, status, created_at,"
                 " updated_at, next_at, owner, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)"
@@ -387,19 +389,27 @@ static int read_row(sqlite3_stmt *st, dispatch_log_row *row)
 /* Run fn with the connection that sees pending writes: the attached
  * log's (under its lock), else the store's own. */
 typedef int (*with_db_fn)(sqlite3 *db, dlog *l, void *ud);
-static int with_db(store *s, with_db_fn fn, void *ud)
+/* A reference to the log attached to s, or NULL; taken under reg_mu,
+ * which is let go before anything else is locked (see dlog_attach). */
+static dlog *log_ref(store *s)
 {
     dlog_registry_lock();
     dlog *l = dlog_find(s);
-    int rc;
-    if (l) {
-        pthread_mutex_lock(l->mu);
-        rc = fn(l->db, l, ud);
-        pthread_mutex_unlock(l->mu);
-    } else {
-        rc = fn(s->db, NULL, ud);
-    }
+    if (l)
+        l->refs++;
     dlog_registry_unlock();
+    return l;
+}
+
+static int with_db(store *s, with_db_fn fn, void *ud)
+{
+    dlog *l = log_ref(s);
+    if (!l)
+        return fn(s->db, NULL, ud);
+    pthread_mutex_lock(l->mu);
+    int rc = fn(l->db, l, ud);
+    pthread_mutex_unlock(l->mu);
+    dlog_detach(l);
     return rc;
 }
 
@@ -473,11 +483,11 @@ int dispatch_log_counts(store *s, const char *key_prefix, const char *channel,
 
 void dispatch_log_sync(store *s)
 {
-    dlog_registry_lock();
-    dlog *l = dlog_find(s);
-    if (l)
+    dlog *l = log_ref(s);
+    if (l) {
         store_group_commit(l->s);
-    dlog_registry_unlock();
+        dlog_detach(l);
+    }
 }
 
 typedef struct cap_args {

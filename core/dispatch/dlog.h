@@ -34,11 +34,6 @@ typedef struct dlog {
 /* The log of s, created on first use (and its tables). NULL with err. */
 dlog *dlog_attach(store *s, char *err, size_t errlen);
 void dlog_detach(dlog *l);
-/* The attached log of s, or NULL; its reference is not counted. Callers
- * hold dlog_registry_lock() while they use it. */
-dlog *dlog_find(store *s);
-void dlog_registry_lock(void);
-void dlog_registry_unlock(void);
 
 /* Under l->mu. 1 inserted (*rowid, may be NULL, set to its rowid), 0 the
  * key exists, -1 error. */

@@ -87,7 +87,7 @@ struct jrunner {
     pthread_cond_t wake, idle;
     qitem *qhead, *qtail;
     size_t qlen;
-    int64_t qsince; /* real ms: when the queue last became non-empty */
+    int64_t qsince; /* deadline_now_ms: when the queue last became non-empty */
     adone *done;
     int stopping; /* submit refuses */
     int stop;     /* the engine thread exits once the queue is empty */
@@ -136,21 +136,11 @@ static int64_t real_ms(void)
 
 static int64_t now_ms(const jrunner *r) { return r->o.clock_ms ? r->o.clock_ms() : real_ms(); }
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* Wait on cv (with the default clock) for up to us microseconds. */
+/* Wait on cv (deadline_cond_init) for up to us microseconds. */
 static void cond_wait_us(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t us)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + us * 1000;
-    ts.tv_sec += ns / 1000000000L;
-    ts.tv_nsec = ns % 1000000000L;
+    deadline_in_us(&ts, us);
     pthread_cond_timedwait(cv, mu, &ts);
 }
 
@@ -165,7 +155,7 @@ static void enqueue_chain(jrunner *r, qitem *head, qitem *tail, size_t n)
         return;
     pthread_mutex_lock(&r->mu);
     if (!r->qhead)
-        r->qsince = real_ms();
+        r->qsince = deadline_now_ms();
     if (r->qtail)
         r->qtail->next = head;
     else
@@ -224,7 +214,7 @@ int jrunner_submit(void *ud, instance *from, const char *json, size_t len,
         r->ihead = it;
     r->itail = it;
     if (!r->ilen++)
-        r->isince_us = mono_us();
+        r->isince_us = deadline_now_us();
     if (r->iwaiting) /* the rest of a burst is picked up by the ingest thread's gather */
         pthread_cond_signal(&r->icv);
     pthread_mutex_unlock(&r->imu);
@@ -324,7 +314,7 @@ static void gather(jrunner *r)
     }
     int64_t left;
     while (r->ilen < GROUP_SMALL && !r->istop &&
-           (left = r->isince_us + GROUP_WAIT_US - mono_us()) > 0)
+           (left = r->isince_us + GROUP_WAIT_US - deadline_now_us()) > 0)
         cond_wait_us(&r->icv, &r->imu, left);
     r->iflush = 0;
 }
@@ -866,7 +856,7 @@ static void *engine_main(void *arg)
             int take = r->qhead && !r->wait_sends && action_backlog(r) < r->o.action_queue;
             int64_t linger = 0;
             if (take && r->qlen < LINGER_EVENTS && !r->stop && !r->done && !r->marks && !due_now)
-                linger = r->qsince + LINGER_MS - real_ms();
+                linger = r->qsince + LINGER_MS - deadline_now_ms();
             if ((take && linger <= 0) || r->done || r->marks || due_now)
                 break;
             if (r->stop && !r->qhead)
@@ -1059,12 +1049,12 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
         memcpy(r->ch, ch, nch * sizeof *ch);
     r->nch = nch;
     pthread_mutex_init(&r->mu, NULL);
-    pthread_cond_init(&r->wake, NULL);
-    pthread_cond_init(&r->idle, NULL);
+    deadline_cond_init(&r->wake);
+    deadline_cond_init(&r->idle);
     pthread_mutex_init(&r->amu, NULL);
-    pthread_cond_init(&r->awake, NULL);
+    deadline_cond_init(&r->awake);
     pthread_mutex_init(&r->imu, NULL);
-    pthread_cond_init(&r->icv, NULL);
+    deadline_cond_init(&r->icv);
     diag d;
     diag_init(&d);
     r->src = jsource_open(a, &d);
@@ -1147,7 +1137,7 @@ int jrunner_drain(jrunner *r, int64_t timeout_ms)
         if (empty)
             break;
         struct timespec now;
-        clock_gettime(CLOCK_REALTIME, &now);
+        clock_gettime(CLOCK_MONOTONIC, &now); /* deadline_in's clock */
         if (now.tv_sec > ts.tv_sec || (now.tv_sec == ts.tv_sec && now.tv_nsec >= ts.tv_nsec))
             return -1;
         struct timespec nap = {0, 1000000};

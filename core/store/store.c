@@ -317,7 +317,7 @@ int store_checkpoint_in_background(store *s, char *err, size_t errlen)
     if (store_exec(s, "PRAGMA journal_size_limit = 67108864", err, errlen))
         return -1;
     pthread_mutex_init(&s->ckpt_mu, NULL);
-    pthread_cond_init(&s->ckpt_cv, NULL);
+    deadline_cond_init(&s->ckpt_cv);
     s->ckpt_stop = 0;
     s->ckpt_due = 0;
     if (pthread_create(&s->ckpt, NULL, checkpointer, s) != 0) {

@@ -527,6 +527,69 @@ static void test_frequency_cap(void **state)
     fake_channel_free(inst);
 }
 
+/* The journey engine submits while it holds the store's write lock (its
+ * batch), and a frequency cap reads the delivery log; another thread
+ * reads the log at the same time (a campaign's counts). Neither may wait
+ * for the other's lock while holding its own. */
+typedef struct lock_race {
+    dispatcher *d;
+    int done;
+} lock_race;
+
+static void *count_loop(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 2000; i++) {
+        uint64_t counts[DISPATCH_NSTATUS];
+        dispatch_log_counts(&st, "race/", NULL, counts);
+    }
+    return NULL;
+}
+
+static void *submit_locked_loop(void *arg)
+{
+    lock_race *lr = arg;
+    for (int i = 0; i < 300; i++) {
+        char key[32], profile[32];
+        snprintf(key, sizeof key, "race/%d", i);
+        snprintf(profile, sizeof profile, "rp%d", i % 7);
+        pthread_mutex_lock(&st.write_lock);
+        submit(lr->d, key, profile, 0);
+        pthread_mutex_unlock(&st.write_lock);
+    }
+    __atomic_store_n(&lr->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void test_caps_under_the_write_lock(void **state)
+{
+    conf caps;
+    memset(&caps, 0, sizeof caps);
+    conf_cap cap[] = {{.channel = "*", .max = 1000, .per_s = 86400}};
+    caps.caps = cap;
+    caps.ncaps = 1;
+    instance *inst = chan("queue = 100000;");
+    char err[256];
+    dispatcher *d = dispatch_open(inst, &st, &(dispatch_opts){.caps = &caps}, err, sizeof err);
+    assert_non_null(d);
+    lock_race lr = {d, 0};
+    pthread_t a, b;
+    assert_int_equal(pthread_create(&a, NULL, count_loop, NULL), 0);
+    assert_int_equal(pthread_create(&b, NULL, submit_locked_loop, &lr), 0);
+    for (int i = 0; i < 3000 && !__atomic_load_n(&lr.done, __ATOMIC_ACQUIRE); i++)
+        usleep(10000);
+    if (!__atomic_load_n(&lr.done, __ATOMIC_ACQUIRE)) {
+        fprintf(stderr, "deadlock: a submit under the write lock never returned\n");
+        abort(); /* the threads cannot be joined */
+    }
+    pthread_join(b, NULL);
+    pthread_join(a, NULL);
+    assert_int_equal(dispatch_flush(d, 10000), 0);
+    assert_int_equal(fake_channel_sent("race/299"), 1);
+    dispatch_close(d, 0, 0);
+    fake_channel_free(inst);
+}
+
 static void test_quiet_hours_defer(void **state)
 {
     conf caps;
@@ -697,6 +760,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_with_batch_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_on_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frequency_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_caps_under_the_write_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiet_hours_defer, setup, teardown),
         cmocka_unit_test(test_quiet_hours_math),
         cmocka_unit_test(test_zone),
