@@ -855,7 +855,8 @@ static void *engine_main(void *arg)
             int due_now = has_due && due <= now_ms(r);
             int take = r->qhead && !r->wait_sends && action_backlog(r) < r->o.action_queue;
             int64_t linger = 0;
-            if (take && r->qlen < LINGER_EVENTS && !r->stop && !r->done && !r->marks && !due_now)
+            if (take && r->qlen < LINGER_EVENTS && r->qlen < r->o.batch && !r->stop && !r->done &&
+                !r->marks && !due_now)
                 linger = r->qsince + LINGER_MS - deadline_now_ms();
             if ((take && linger <= 0) || r->done || r->marks || due_now)
                 break;
