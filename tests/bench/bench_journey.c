@@ -70,6 +70,42 @@ static double cpu_self(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static double cpu_children(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec / 1e6;
+}
+
+/* The CPU seconds a /proc/.../stat file holds (fields 14 and 15, after
+ * the command), and its command name when name is not NULL. */
+static double stat_cpu(const char *path, char *name, size_t namelen)
+{
+    char line[1024];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    double s = 0;
+    if (fgets(line, sizeof line, f)) {
+        char *l = strchr(line, '('), *r = strrchr(line, ')');
+        unsigned long ut = 0, st = 0;
+        if (l && r && name)
+            snprintf(name, namelen, "%.*s", (int)(r - l - 1), l + 1);
+        if (r && sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+            s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+    }
+    fclose(f);
+    return s;
+}
+
+static double cpu_of(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    return stat_cpu(path, NULL, 0);
+}
+
 /* CPU seconds of this process's threads, summed by name (baton-journey,
  * baton-send...): where an event's CPU goes. */
 typedef struct tcpu {
@@ -85,21 +121,9 @@ static size_t threads_cpu(tcpu *out, size_t max)
     while (d && (de = readdir(d))) {
         if (de->d_name[0] == '.')
             continue;
-        char path[300], line[1024], name[16] = "";
+        char path[300], name[16] = "";
         snprintf(path, sizeof path, "/proc/self/task/%s/stat", de->d_name);
-        FILE *f = fopen(path, "r");
-        if (!f)
-            continue;
-        unsigned long ut = 0, st = 0;
-        if (fgets(line, sizeof line, f)) {
-            char *l = strchr(line, '('), *r = strrchr(line, ')');
-            if (l && r && r - l - 1 < (long)sizeof name) {
-                memcpy(name, l + 1, (size_t)(r - l - 1));
-                name[r - l - 1] = 0;
-                sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
-            }
-        }
-        fclose(f);
+        double s = stat_cpu(path, name, sizeof name);
         size_t i = 0;
         while (i < n && strcmp(out[i].name, name))
             i++;
@@ -108,7 +132,7 @@ static size_t threads_cpu(tcpu *out, size_t max)
             out[n++].s = 0;
         }
         if (i < n)
-            out[i].s += (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+            out[i].s += s;
     }
     if (d)
         closedir(d);
@@ -139,32 +163,6 @@ static void print_threads(const char *phase, const tcpu *before, size_t nb, long
             sep = ", ";
         }
     printf("\n");
-}
-
-static double cpu_children(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_CHILDREN, &ru);
-    return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-           ru.ru_stime.tv_usec / 1e6;
-}
-
-static double cpu_of(pid_t pid)
-{
-    char path[64], line[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    double s = 0;
-    if (fgets(line, sizeof line, f)) {
-        char *p = strrchr(line, ')'); /* fields 14, 15 after the command */
-        unsigned long ut = 0, st = 0;
-        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
-            s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-    }
-    fclose(f);
-    return s;
 }
 
 static void nap_ms(long ms)
