@@ -206,7 +206,6 @@ int jengine_begin(jengine *e, char *err, size_t errlen)
         return rc;
     }
     e->st->group_held = 1;
-    e->in_txn = 1;
     e->handed_on = 0;
     return 0;
 }
@@ -220,14 +219,12 @@ int jengine_commit(jengine *e, char *err, size_t errlen)
         rc = sqlfail(e, err, errlen, "commit");
         store_txn(e->st, STORE_ROLLBACK_TO);
         store_txn(e->st, STORE_RELEASE);
-        e->st->group_held = 0;
         e->next_id = max_id(e) + 1;
         rebuild_timers(e, err, errlen);
-    } else {
-        e->st->group_held = 0;
-        store_group_commit_locked(e->st); /* a failure there stops the process */
     }
-    e->in_txn = 0;
+    e->st->group_held = 0;
+    if (!rc)
+        store_group_commit_locked(e->st); /* a failure there stops the process */
     pthread_mutex_unlock(&e->st->write_lock);
     return rc;
 }
@@ -242,7 +239,6 @@ void jengine_rollback(jengine *e)
     e->st->group_held = 0;
     e->next_id = max_id(e) + 1;
     rebuild_timers(e, err, sizeof err);
-    e->in_txn = 0;
     pthread_mutex_unlock(&e->st->write_lock);
 }
 

@@ -75,7 +75,6 @@ typedef struct jengine {
     int64_t next_id; /* instance ids are handed out here: one writer */
     sqlite3_stmt *stmt[12];
     jengine_stats stats;
-    int in_txn;
     /* Set by ops.send when it handed a message on inside the batch: the
      * dispatcher holds it in memory against a delivery log row of this
      * transaction, so the batch can no longer be rolled back: a failure

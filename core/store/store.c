@@ -199,7 +199,6 @@ void store_group_fail(store *s, const char *why)
     _exit(1);
 }
 
-
 void store_group_commit_locked(store *s)
 {
     if (!s->group_open || s->group_held)
