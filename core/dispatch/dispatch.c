@@ -110,7 +110,6 @@ static int64_t mono_ns(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
-static int64_t mono_ms(void) { return mono_ns() / 1000000; }
 
 static int64_t now_s(const dispatcher *d)
 {
@@ -318,7 +317,7 @@ static void adapt(dispatcher *d, size_t n, size_t nretry)
         if (p > MAX_PAUSE_MS || p <= 0)
             p = MAX_PAUSE_MS;
         p = p / 2 + (int64_t)(rand_r(&d->seed) % (unsigned)(p / 2 + 1));
-        d->pause_until_ms = mono_ms() + p;
+        d->pause_until_ms = deadline_now_ms() + p;
         d->st.throttled++;
     } else if (nretry == 0) {
         d->pause_level = 0;
@@ -414,7 +413,7 @@ static int64_t mark_locked(dispatcher *d, qmsg **batch, size_t n)
     }
     int64_t flight = nids ? dlog_inflight_begin(d->log, d->owner, ids, nids) : 0;
     for (size_t i = 0; i < n; i++)
-        if (!(batch[i]->flags & DISPATCH_F_PROOF) && (batch[i]->rowid <= 0 || !flight))
+        if (!(batch[i]->flags & DISPATCH_F_PROOF) && !flight)
             dlog_mark_sending(d->log, batch[i]->rowid, batch[i]->key, batch[i]->attempts);
     free(ids);
     return flight;
@@ -439,7 +438,7 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
     }
     d->ops->deliver(d->inst->state, conn, ptrs, n, out);
 
-    int64_t now = now_s(d), mnow = mono_ms();
+    int64_t now = now_s(d), mnow = deadline_now_ms();
     size_t nretry = 0, logged = 0;
     dispatch_status *fin = xcalloc(n, sizeof *fin);
     int64_t *due = xcalloc(n, sizeof *due);
@@ -474,7 +473,7 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
     *next_flight = 0;
     if (d->rate <= 0 && !(nretry > 0 && nretry * 2 >= n)) {
         pthread_mutex_lock(&d->mu);
-        int64_t mn = mono_ms();
+        int64_t mn = deadline_now_ms();
         release_due(d, mn, 0);
         if (!d->stop && d->pause_until_ms <= mn && d->head &&
             (d->nqueued >= max || d->head->enq_ms + LINGER_MS <= mn || d->flushing ||
@@ -551,7 +550,7 @@ static void *worker(void *arg)
         }
         if (d->stop)
             break;
-        int64_t now = mono_ms();
+        int64_t now = deadline_now_ms();
         release_due(d, now, 0);
         int64_t wait = -1;
         if (d->pause_until_ms > now)
@@ -649,9 +648,9 @@ static void heartbeat(dispatcher *d)
         exec_bound(d, "DELETE FROM dispatch_owners WHERE owner = ?2", NULL, dead[i], 0);
     /* the look costs a scan of the rows held in memory: not every beat,
      * which would stall every writer each second */
-    if (!gone && !ndead && d->orphans_ms && mono_ms() - d->orphans_ms < ORPHANS_S * 1000)
+    if (!gone && !ndead && d->orphans_ms && deadline_now_ms() - d->orphans_ms < ORPHANS_S * 1000)
         return;
-    d->orphans_ms = mono_ms();
+    d->orphans_ms = deadline_now_ms();
     /* the batches dead owners had in deliver(): their rows become "in
      * flight" (attempts counted), which the pump turns into uncertain */
     exec_bound(d,
@@ -775,11 +774,11 @@ static void *pump(void *arg)
     pthread_mutex_lock(&d->mu);
     while (!d->stop) {
         pthread_mutex_unlock(&d->mu);
-        if (mono_ms() - beat >= HEARTBEAT_S * 1000) {
+        if (deadline_now_ms() - beat >= HEARTBEAT_S * 1000) {
             pthread_mutex_lock(d->log->mu);
             heartbeat(d);
             pthread_mutex_unlock(d->log->mu);
-            beat = mono_ms();
+            beat = deadline_now_ms();
         }
         size_t n = pump_once(d);
         pthread_mutex_lock(&d->mu);
@@ -1037,7 +1036,7 @@ dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t
         return ins == 0 ? DISPATCH_REFUSED_DUPLICATE : DISPATCH_INVALID;
     }
     d->st.submitted++;
-    q->enq_ms = mono_ms();
+    q->enq_ms = deadline_now_ms();
     push_tail(d, q);
     /* a worker lingers on a short queue by itself: wake one only when the
      * queue starts (it starts the clock) or holds a batch */
@@ -1065,7 +1064,7 @@ static long long due_in_log(dispatcher *d)
 
 int dispatch_flush(dispatcher *d, int64_t timeout_ms)
 {
-    int64_t end = timeout_ms >= 0 ? mono_ms() + timeout_ms : -1;
+    int64_t end = timeout_ms >= 0 ? deadline_now_ms() + timeout_ms : -1;
     int rc = 0;
     pthread_mutex_lock(&d->mu);
     d->flushing++; /* workers stop lingering */
@@ -1076,7 +1075,7 @@ int dispatch_flush(dispatcher *d, int64_t timeout_ms)
         while (d->pending > 0) {
             if (end >= 0) {
                 struct timespec ts;
-                int64_t left = end - mono_ms();
+                int64_t left = end - deadline_now_ms();
                 deadline_in(&ts, left > 0 ? left : 0);
                 if (left <= 0 || pthread_cond_timedwait(&d->idle, &d->mu, &ts) == ETIMEDOUT) {
                     rc = d->pending ? -1 : 0;
@@ -1093,7 +1092,7 @@ int dispatch_flush(dispatcher *d, int64_t timeout_ms)
         pthread_mutex_lock(&d->mu);
         pthread_cond_signal(&d->pump_cv);
         pthread_mutex_unlock(&d->mu);
-        if (end >= 0 && mono_ms() >= end) {
+        if (end >= 0 && deadline_now_ms() >= end) {
             rc = -1;
             break;
         }

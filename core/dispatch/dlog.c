@@ -89,9 +89,6 @@ int dispatch_log_init(store *s, char *err, size_t errlen)
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static dlog *reg_head;
 
-static void dlog_registry_lock(void) { pthread_mutex_lock(&reg_mu); }
-static void dlog_registry_unlock(void) { pthread_mutex_unlock(&reg_mu); }
-
 /* The attached log of s, or NULL: under reg_mu, reference not counted. */
 static dlog *dlog_find(store *s)
 {
@@ -128,9 +125,7 @@ static int prepare(dlog *l, const char *sql, sqlite3_stmt **st, char *err, size_
 static void dlog_free(dlog *l)
 {
     sqlite3_finalize(l->ins);
-    sqlite3_finalize(l->upd);
     sqlite3_finalize(l->upd_id);
-    sqlite3_finalize(l->sending);
     sqlite3_finalize(l->sending_id);
     sqlite3_finalize(l->pump);
     sqlite3_finalize(l->due);
@@ -176,11 +171,8 @@ dlog *dlog_attach(store *s, char *err, size_t errlen)
                 " updated_at, next_at, owner, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)"
                 " ON CONFLICT(key) DO NOTHING",
                 &l->ins, err, errlen) ||
-        prepare(l, "UPDATE deliveries SET " UPD_SET " WHERE key = ?1", &l->upd, err, errlen) ||
         prepare(l, "UPDATE deliveries SET " UPD_SET " WHERE rowid = ?1", &l->upd_id, err,
                 errlen) ||
-        prepare(l, "UPDATE deliveries SET sending = 1, attempts = ?2 WHERE key = ?1",
-                &l->sending, err, errlen) ||
         prepare(l, "UPDATE deliveries SET sending = 1, attempts = ?2 WHERE rowid = ?1",
                 &l->sending_id, err, errlen) ||
         prepare(l,
@@ -289,11 +281,8 @@ void dlog_update(dlog *l, int64_t rowid, const char *key, dispatch_status st,
     int final = st == DISPATCH_SENT || st == DISPATCH_FAILED || st == DISPATCH_CAPPED ||
                 st == DISPATCH_UNCERTAIN;
     store_group_join(l->s);
-    sqlite3_stmt *s = rowid > 0 ? l->upd_id : l->upd;
-    if (rowid > 0)
-        sqlite3_bind_int64(s, 1, rowid);
-    else
-        bind_text(s, 1, key);
+    sqlite3_stmt *s = l->upd_id;
+    sqlite3_bind_int64(s, 1, rowid);
     bind_text(s, 2, dispatch_status_name(st));
     bind_text(s, 3, provider_id && *provider_id ? provider_id : NULL);
     bind_text(s, 4, reason && *reason ? reason : NULL);
@@ -312,11 +301,8 @@ void dlog_update(dlog *l, int64_t rowid, const char *key, dispatch_status st,
 void dlog_mark_sending(dlog *l, int64_t rowid, const char *key, unsigned attempts)
 {
     store_group_join(l->s);
-    sqlite3_stmt *s = rowid > 0 ? l->sending_id : l->sending;
-    if (rowid > 0)
-        sqlite3_bind_int64(s, 1, rowid);
-    else
-        sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_stmt *s = l->sending_id;
+    sqlite3_bind_int64(s, 1, rowid);
     sqlite3_bind_int(s, 2, (int)attempts);
     if (sqlite3_step(s) != SQLITE_DONE)
         log_error("delivery log: in flight %s: %s", key, sqlite3_errmsg(l->db));
@@ -393,11 +379,11 @@ typedef int (*with_db_fn)(sqlite3 *db, dlog *l, void *ud);
  * which is let go before anything else is locked (see dlog_attach). */
 static dlog *log_ref(store *s)
 {
-    dlog_registry_lock();
+    pthread_mutex_lock(&reg_mu);
     dlog *l = dlog_find(s);
     if (l)
         l->refs++;
-    dlog_registry_unlock();
+    pthread_mutex_unlock(&reg_mu);
     return l;
 }
 

@@ -24,8 +24,8 @@ typedef struct dlog {
     int stopping;
     int refs;
     /* prepared once: every statement a message or a batch runs; rows are
-     * found by rowid when the caller knows it (no walk of the key index) */
-    sqlite3_stmt *ins, *upd, *upd_id, *sending, *sending_id, *get, *cap_all, *cap_chan;
+     * found by rowid (no walk of the key index) */
+    sqlite3_stmt *ins, *upd_id, *sending_id, *get, *cap_all, *cap_chan;
     sqlite3_stmt *pump, *due; /* dispatch.c's pump and flush */
     sqlite3_stmt *fl_ins, *fl_del;
     struct dlog *next;
@@ -41,7 +41,7 @@ int dlog_insert(dlog *l, const char *key, const char *channel, const char *recip
                 const char *profile_id, dispatch_status st, int64_t now, int64_t next_at,
                 int64_t owner, const char *content, int64_t *rowid);
 /* Under l->mu. Set a row's outcome; a final status clears the content
- * and the owner. The row is rowid when it is > 0, else key's. */
+ * and the owner. The row is rowid; key names it in an error logged. */
 void dlog_update(dlog *l, int64_t rowid, const char *key, dispatch_status st,
                  const char *provider_id, const char *reason, unsigned attempts,
                  unsigned segments, int64_t now, int64_t next_at, int64_t owner);
