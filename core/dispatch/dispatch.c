@@ -419,6 +419,14 @@ static int64_t mark_locked(dispatcher *d, qmsg **batch, size_t n)
     return flight;
 }
 
+/* Under d->mu: the queue is short of a batch of max and its oldest has
+ * waited less than LINGER_MS, with no flush or close hurrying it. */
+static int lingering(const dispatcher *d, size_t max, int64_t now)
+{
+    return d->head && d->nqueued < max && d->head->enq_ms + LINGER_MS > now && !d->flushing &&
+           !d->closing;
+}
+
 /* Deliver a batch marked in flight and committed (flight: its record), and
  * commit its outcomes. When the next batch is ready by then (next: room
  * for max), it is taken and marked in flight in the same commit as these
@@ -475,9 +483,7 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
         pthread_mutex_lock(&d->mu);
         int64_t mn = deadline_now_ms();
         release_due(d, mn, 0);
-        if (!d->stop && d->pause_until_ms <= mn && d->head &&
-            (d->nqueued >= max || d->head->enq_ms + LINGER_MS <= mn || d->flushing ||
-             d->closing))
+        if (!d->stop && d->pause_until_ms <= mn && d->head && !lingering(d, max, mn))
             nn = take(d, next, max);
         pthread_mutex_unlock(&d->mu);
     }
@@ -557,9 +563,8 @@ static void *worker(void *arg)
             wait = d->pause_until_ms - now;
         else if (!d->head && d->nheap)
             wait = d->heap[0]->due_ms - now;
-        else if (d->head && d->nqueued < max && d->head->enq_ms + LINGER_MS > now &&
-                 !d->flushing && !d->closing)
-            wait = d->head->enq_ms + LINGER_MS - now; /* more may come: linger */
+        else if (lingering(d, max, now))
+            wait = d->head->enq_ms + LINGER_MS - now; /* more may come */
         if (wait > 0 && d->nheap && d->heap[0]->due_ms - now < wait)
             wait = d->heap[0]->due_ms - now; /* > 0: release_due took the due ones */
         if (wait >= 0 || !d->head) {
