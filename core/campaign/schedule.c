@@ -64,7 +64,7 @@ int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatc
 {
     size_t n;
     char **files = campaign_files(a->conf.campaigns, a->conf.ncampaigns, &n);
-    store own, *st = given ? given : &own;
+    store own = {0}, *st = given ? given : &own;
     char err[512];
     if ((!given && store_open(&own, a->conf.data_dir, err, sizeof err) != 0) ||
         history_init(st, err, sizeof err) != 0) {

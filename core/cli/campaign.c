@@ -269,7 +269,7 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
         goto out;
     }
     /* serve's own store when it runs schedules: one writer per process */
-    store own, *st = o->store ? o->store : &own;
+    store own = {0}, *st = o->store ? o->store : &own;
     char err[512];
     if ((!o->store && store_open(&own, a->conf.data_dir, err, sizeof err) != 0) ||
         history_init(st, err, sizeof err) != 0) {

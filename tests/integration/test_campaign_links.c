@@ -22,15 +22,6 @@ static const char *bin, *src, *plugins;
 static char *dir, *cfg;
 static test_server srv;
 
-static int baton(char **out, char **err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int rc = run_baton_v(NULL, cfg, out, err, fmt, ap);
-    va_end(ap);
-    return rc;
-}
-
 static const char *sql_setup =
     "CREATE TABLE profiles (id TEXT PRIMARY KEY, email TEXT, phone TEXT, first_name TEXT, "
     "city TEXT, tier TEXT, birth_date TEXT, created_at TEXT, consent_email INTEGER, "
@@ -187,7 +178,7 @@ static void test_each_and_aggregates_in_sends(void **st)
         "      columns = [ \"id\", \"count(profile.orders)\", \"count(store.orders)\" ]; }\n"
         "  );\n};\n");
     char *out, *err;
-    int rc = baton(&out, &err, "campaign run links");
+    int rc = run_baton(NULL, cfg, &out, &err, "campaign run links");
     if (rc != 0)
         fail_msg("run failed (%d): %s", rc, err);
     /* p4's 1001 orders: the first 1000 by key are read, with a warning */
@@ -235,7 +226,7 @@ static void test_plan_reports_template_errors(void **st)
         "      text = \"{{#each profile.ordrs limit 3}}{{ amount }}{{/each}}\"; }\n"
         "  );\n};\n");
     char *out, *err;
-    assert_int_equal(baton(&out, &err, "campaign plan bad"), 2);
+    assert_int_equal(run_baton(NULL, cfg, &out, &err, "campaign plan bad"), 2);
     if (!strstr(err, "bad.cfg:7: text: 1:"))
         fail_msg("no file:line in:\n%s", err);
     assert_non_null(strstr(err, "unknown field 'ordrs' in profiles (did you mean 'orders'?)"));
