@@ -6,6 +6,9 @@
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make SANITIZE=1 ...  AddressSanitizer + UndefinedBehaviorSanitizer (in build-san/)
 #   make check-exports   a plugin exports nothing but its entry symbol
+#   make check-layers    core/ folders include only the stages below them
+#   make check-format    every C file is as clang-format (.clang-format) leaves it
+#   make format          apply .clang-format
 #   make bench | fuzz    benchmarks; libFuzzer targets (FUZZ_SECONDS=60)
 #
 # Sources are found by layout, never listed: core/**.c is the host,
@@ -65,7 +68,7 @@ TEST_BIN := $(UNIT_BIN) $(PTEST_BIN) $(INTEG_BIN)
 DEPS_STAMP := $(BUILD)/.deps
 TEST_SUPPORT := $(wildcard tests/support/*.c)
 
-.PHONY: all deps test demo install check-exports bench fuzz clean format
+.PHONY: all deps test demo install check-exports check-layers check-format bench fuzz clean format
 all: $(BATON) $(PLUGIN_SO)
 
 # Install missing Debian packages once per build directory.
@@ -113,6 +116,8 @@ $(BUILD)/tests/bench/%: tests/bench/%.c $(CORE_LIB) $(TEST_SUPPORT)
 
 test: all $(FIXTURE_SO) $(TEST_BIN)
 	@sh scripts/check-exports.sh $(PLUGIN_SO)
+	@sh scripts/check-layers.sh
+	@sh scripts/check-format.sh
 	@BUILD=$(BUILD) sh scripts/run-tests.sh $(TEST_BIN)
 
 demo: all
@@ -123,6 +128,12 @@ bench: all $(BENCH_BIN)
 
 check-exports: $(PLUGIN_SO)
 	@sh scripts/check-exports.sh $(PLUGIN_SO)
+
+check-layers:
+	@sh scripts/check-layers.sh
+
+check-format:
+	@sh scripts/check-format.sh
 
 FUZZ_SECONDS ?= 60
 fuzz: | $(DEPS_STAMP)
@@ -138,7 +149,7 @@ install: all
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/baton-sdk.pc
 
 format:
-	clang-format -i $$(find core plugins sdk tests -name '*.[ch]')
+	clang-format -i $$(git ls-files 'core/*.[ch]' 'plugins/*.[ch]' 'sdk/*.[ch]' 'tests/*.[ch]')
 
 clean:
 	rm -rf build build-san build-fuzz $(BUILD)

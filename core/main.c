@@ -3,8 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "app.h"
 #include "cli/cli.h"
+#include "hostapi/hostapi.h"
+#include "plugin/app.h"
 
 static void usage(FILE *out)
 {
@@ -22,6 +23,7 @@ int main(int argc, char **argv)
     /* before any other SQLite call: no global mutex around every SQLite
      * allocation for statistics nobody reads */
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    hostapi_install();
     cli_ctx ctx = {.config = app_default_config()};
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {

@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mem.h"
-#include "suggest.h"
+#include "base/mem.h"
+#include "base/suggest.h"
 
 void act_ctx_init(baton_activity_ctx *x, camp_env *e, size_t idx, int running)
 {
@@ -26,7 +26,10 @@ void act_ctx_free(baton_activity_ctx *x)
     buf_free(&x->scratch);
 }
 
-static camp_activity *act(baton_activity_ctx *x) { return &x->env->c->acts[x->idx]; }
+static camp_activity *act(baton_activity_ctx *x)
+{
+    return &x->env->c->acts[x->idx];
+}
 
 /* A string the host owns for the plugin: kept with the activity's state,
  * freed when the plan or run ends (longer than the call, as promised). */
@@ -38,7 +41,10 @@ static const char *keep(baton_activity_ctx *x, char *s)
     return s;
 }
 
-const char *ah_id(baton_activity_ctx *x) { return act(x)->id; }
+const char *ah_id(baton_activity_ctx *x)
+{
+    return act(x)->id;
+}
 
 static config_setting_t *setting(baton_activity_ctx *x, const char *path)
 {
@@ -65,8 +71,7 @@ int ah_setting_count(baton_activity_ctx *x, const char *path)
 const char *ah_setting_string(baton_activity_ctx *x, const char *path)
 {
     config_setting_t *s = setting(x, path);
-    return s && config_setting_type(s) == CONFIG_TYPE_STRING ? config_setting_get_string(s)
-                                                            : NULL;
+    return s && config_setting_type(s) == CONFIG_TYPE_STRING ? config_setting_get_string(s) : NULL;
 }
 
 int ah_setting_number(baton_activity_ctx *x, const char *path, double *out)
@@ -107,8 +112,8 @@ void ah_error(baton_activity_ctx *x, const char *path, const char *fmt, ...)
     char *msg = xvasprintf(fmt, ap);
     va_end(ap);
     if (x->running) {
-        snprintf(x->env->error, sizeof x->env->error, "%s:%d: activity '%s': %s",
-                 x->env->c->file, setting_line(x, path), act(x)->id, msg);
+        snprintf(x->env->error, sizeof x->env->error, "%s:%d: activity '%s': %s", x->env->c->file,
+                 setting_line(x, path), act(x)->id, msg);
         x->env->failed = 1;
     } else {
         diag_error(x->env->d, x->env->c->file, setting_line(x, path), "activity '%s': %s",
@@ -123,7 +128,10 @@ static const camp_output *input(baton_activity_ctx *x, size_t i)
     return i < a->ninputs ? campaign_input_output(x->env->c, &a->inputs[i]) : NULL;
 }
 
-size_t ah_input_count(baton_activity_ctx *x) { return act(x)->ninputs; }
+size_t ah_input_count(baton_activity_ctx *x)
+{
+    return act(x)->ninputs;
+}
 
 const char *ah_input_dimension(baton_activity_ctx *x, size_t i)
 {
@@ -176,8 +184,7 @@ int ah_output(baton_activity_ctx *x, const char *name, const char *dimension, in
     return 0;
 }
 
-int ah_output_column(baton_activity_ctx *x, const char *name, const char *column,
-                     baton_type type)
+int ah_output_column(baton_activity_ctx *x, const char *name, const char *column, baton_type type)
 {
     camp_activity *a = act(x);
     if (x->running)
@@ -262,8 +269,7 @@ int ah_audience_saved(baton_activity_ctx *x, const char *name, const char *dimen
         return -1;
     baton_value p[4] = {{.type = BATON_T_STRING, .v.s = {name, strlen(name)}},
                         {.type = BATON_T_STRING, .v.s = {dimension, strlen(dimension)}},
-                        {.type = BATON_T_STRING,
-                         .v.s = {x->env->c->name, strlen(x->env->c->name)}},
+                        {.type = BATON_T_STRING, .v.s = {x->env->c->name, strlen(x->env->c->name)}},
                         {.type = BATON_T_INT, .v.i = x->env->now}};
     char err[256];
     if (camp_sql(x->env,
@@ -277,7 +283,10 @@ int ah_audience_saved(baton_activity_ctx *x, const char *name, const char *dimen
 }
 
 /* a dry run changes nothing either: no audience is saved */
-int ah_is_plan(baton_activity_ctx *x) { return x->env->plan || x->env->dry_run || x->env->nproof; }
+int ah_is_plan(baton_activity_ctx *x)
+{
+    return x->env->plan || x->env->dry_run || x->env->nproof;
+}
 
 void ah_note(baton_activity_ctx *x, const char *fmt, ...)
 {
@@ -340,9 +349,8 @@ int ah_link(baton_activity_ctx *x, const char *from, const char *to, const char 
 /* Compile against the dimension (and the input's work-table columns) and
  * move the SQL the compiler appended to the ctx's parameter list into the
  * caller's buffer: the parameters stay, numbered, in the ctx. */
-int ah_expr_sql(baton_activity_ctx *x, const char *path, const char *text,
-                const char *dimension, const char *alias, int input_i, baton_type want,
-                baton_type *type, baton_buf *out)
+int ah_expr_sql(baton_activity_ctx *x, const char *path, const char *text, const char *dimension,
+                const char *alias, int input_i, baton_type want, baton_type *type, baton_buf *out)
 {
     camp_env *e = x->env;
     if (!text)
@@ -364,8 +372,7 @@ int ah_expr_sql(baton_activity_ctx *x, const char *path, const char *text,
     expr *ex;
     if (x->running) {
         char err[512];
-        ex = expr_compile_msg(text, sc, want == BATON_T_BOOL ? EXPR_WANT_BOOL : 0, err,
-                              sizeof err);
+        ex = expr_compile_msg(text, sc, want == BATON_T_BOOL ? EXPR_WANT_BOOL : 0, err, sizeof err);
         if (!ex)
             ah_error(x, path, "%s: %s", path ? path : "expression", err);
     } else {

@@ -7,7 +7,7 @@
 #include <baton/baton.h>
 
 #include "campaign/engine.h"
-#include "expr/expr.h"
+#include "lang/expr.h"
 
 struct baton_activity_ctx {
     camp_env *env;
@@ -34,21 +34,18 @@ const char *ah_input_table(baton_activity_ctx *x, size_t i);
 size_t ah_input_column_count(baton_activity_ctx *x, size_t i);
 const char *ah_input_column(baton_activity_ctx *x, size_t i, size_t col, baton_type *type);
 int ah_output(baton_activity_ctx *x, const char *name, const char *dimension, int like);
-int ah_output_column(baton_activity_ctx *x, const char *name, const char *column,
-                     baton_type type);
+int ah_output_column(baton_activity_ctx *x, const char *name, const char *column, baton_type type);
 const char *ah_output_table(baton_activity_ctx *x, const char *name);
 const char *ah_audience_table(baton_activity_ctx *x, const char *name, const char **dimension);
 int ah_audience_saved(baton_activity_ctx *x, const char *name, const char *dimension);
 int ah_is_plan(baton_activity_ctx *x);
 void ah_note(baton_activity_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int ah_entity(baton_activity_ctx *x, const char *dimension, const char **table,
-              const char **key);
+int ah_entity(baton_activity_ctx *x, const char *dimension, const char **table, const char **key);
 int ah_field_type(baton_activity_ctx *x, const char *dimension, const char *field);
 int ah_link(baton_activity_ctx *x, const char *from, const char *to, const char **from_col,
             const char **to_col);
-int ah_expr_sql(baton_activity_ctx *x, const char *path, const char *text,
-                const char *dimension, const char *alias, int input, baton_type want,
-                baton_type *type, baton_buf *out);
+int ah_expr_sql(baton_activity_ctx *x, const char *path, const char *text, const char *dimension,
+                const char *alias, int input, baton_type want, baton_type *type, baton_buf *out);
 void ah_param(baton_activity_ctx *x, const baton_value *v, baton_buf *out);
 int ah_sql(baton_activity_ctx *x, const char *sql, baton_row_fn fn, void *ud);
 const char *ah_dialect(baton_activity_ctx *x);

@@ -10,7 +10,7 @@
 
 #include <baton/baton.h>
 
-#include "diag.h"
+#include "base/diag.h"
 
 struct act_type;
 
@@ -30,10 +30,10 @@ typedef struct camp_output {
 } camp_output;
 
 typedef struct camp_input {
-    char *text;     /* as written: "ab.a" */
+    char *text; /* as written: "ab.a" */
     int line;
-    int act;        /* producer's index, -1 unresolved */
-    int out;        /* producer's output index, -1 unresolved */
+    int act; /* producer's index, -1 unresolved */
+    int out; /* producer's output index, -1 unresolved */
 } camp_input;
 
 typedef struct camp_activity {

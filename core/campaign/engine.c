@@ -10,13 +10,13 @@
 
 #include "campaign/act_host.h"
 #include "config/keymap.h"
-#include "log.h"
-#include "mem.h"
-#include "suggest.h"
-#include "timefmt.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/suggest.h"
+#include "base/timefmt.h"
 
-int camp_sql(camp_env *e, const char *sql, const baton_value *params, size_t n,
-             baton_row_fn fn, void *ud, char *err, size_t errlen)
+int camp_sql(camp_env *e, const char *sql, const baton_value *params, size_t n, baton_row_fn fn,
+             void *ud, char *err, size_t errlen)
 {
     log_debug("sql: %s", sql);
     return e->ops->exec(e->src->state, sql, params, n, fn, ud, err, errlen);
@@ -26,7 +26,9 @@ static int take_int(void *ud, size_t n, const char *const *names, const baton_va
 {
     int64_t *out = ud;
     if (n > 0)
-        *out = v[0].type == BATON_T_INT ? v[0].v.i : v[0].type == BATON_T_FLOAT ? (int64_t)v[0].v.f : 0;
+        *out = v[0].type == BATON_T_INT     ? v[0].v.i
+               : v[0].type == BATON_T_FLOAT ? (int64_t)v[0].v.f
+                                            : 0;
     return 1;
 }
 
@@ -88,8 +90,8 @@ static void verify_schema(camp_env *e, const char *srcname, unsigned flags, diag
         char err[512];
         int rc = e->ops->columns(e->src->state, en->table, take_col, &l, err, sizeof err);
         if (rc < 0)
-            diag_error(d, e->sch.file, en->line, "entity '%s': source '%s': %s", en->name,
-                       srcname, err);
+            diag_error(d, e->sch.file, en->line, "entity '%s': source '%s': %s", en->name, srcname,
+                       err);
         else if (rc == 1)
             diag_error(d, e->sch.file, en->line,
                        "entity '%s': source '%s' has no table '%s' (generate sample data with "
@@ -101,13 +103,12 @@ static void verify_schema(camp_env *e, const char *srcname, unsigned flags, diag
                 for (size_t k = 0; k < l.n; k++)
                     have |= strcmp(l.names[k], en->fields[f].name) == 0;
                 if (!have) {
-                    const char *near = suggest_nearest(en->fields[f].name,
-                                                       (const char *const *)l.names, l.n);
+                    const char *near =
+                        suggest_nearest(en->fields[f].name, (const char *const *)l.names, l.n);
                     diag_error(d, e->sch.file, en->fields[f].line,
                                "field %s.%s: table '%s' of source '%s' has no column '%s'%s%s%s",
-                               en->name, en->fields[f].name, en->table, srcname,
-                               en->fields[f].name, near ? " (it has '" : "", near ? near : "",
-                               near ? "')" : "");
+                               en->name, en->fields[f].name, en->table, srcname, en->fields[f].name,
+                               near ? " (it has '" : "", near ? near : "", near ? "')" : "");
                 }
             }
         for (size_t k = 0; k < l.n; k++)
@@ -234,8 +235,8 @@ static void check_keys(camp_env *e, camp_activity *a, const baton_activity_type 
             const char *near = suggest_nearest(name, cands, nc);
             diag_error(e->d, e->c->file, (int)config_setting_source_line(m),
                        "activity '%s': unknown key '%s' for a %s activity%s%s%s; known keys: %s",
-                       a->id, name, a->type_name, near ? " (did you mean '" : "",
-                       near ? near : "", near ? "'?)" : "", list.len ? list.data : "(none)");
+                       a->id, name, a->type_name, near ? " (did you mean '" : "", near ? near : "",
+                       near ? "'?)" : "", list.len ? list.data : "(none)");
             buf_free(&list);
             continue;
         }
@@ -244,9 +245,11 @@ static void check_keys(camp_env *e, camp_activity *a, const baton_activity_type 
         if (!cfg_type_ok(k, m)) {
             diag_error(e->d, e->c->file, (int)config_setting_source_line(m),
                        "activity '%s': %s must be %s", a->id, name,
-                       k->type == BATON_CFG_LIST ? "a list" : k->type == BATON_CFG_BOOL ? "true or false"
-                       : k->type == BATON_CFG_INT ? "an integer"
-                       : k->type == BATON_CFG_FLOAT ? "a number" : "a string");
+                       k->type == BATON_CFG_LIST    ? "a list"
+                       : k->type == BATON_CFG_BOOL  ? "true or false"
+                       : k->type == BATON_CFG_INT   ? "an integer"
+                       : k->type == BATON_CFG_FLOAT ? "a number"
+                                                    : "a string");
             continue;
         }
         if (k->type == BATON_CFG_ENUM && k->choices) {
@@ -272,8 +275,9 @@ static void check_keys(camp_env *e, camp_activity *a, const baton_activity_type 
                            a->id, name, config_setting_get_string(m));
         }
         if (k->has_range && (k->type == BATON_CFG_INT || k->type == BATON_CFG_FLOAT)) {
-            double v = config_setting_type(m) == CONFIG_TYPE_FLOAT ? config_setting_get_float(m)
-                                                                    : (double)config_setting_get_int64(m);
+            double v = config_setting_type(m) == CONFIG_TYPE_FLOAT
+                           ? config_setting_get_float(m)
+                           : (double)config_setting_get_int64(m);
             if (config_setting_type(m) == CONFIG_TYPE_INT)
                 v = config_setting_get_int(m);
             if (v < k->min || v > k->max)
@@ -284,8 +288,8 @@ static void check_keys(camp_env *e, camp_activity *a, const baton_activity_type 
     }
     for (const baton_config_key *kk = t->keys; kk && kk->name; kk++)
         if (kk->required && !config_setting_get_member(g, kk->name))
-            diag_error(e->d, e->c->file, a->line, "activity '%s': missing required key '%s'",
-                       a->id, kk->name);
+            diag_error(e->d, e->c->file, a->line, "activity '%s': missing required key '%s'", a->id,
+                       kk->name);
 }
 
 /* Resolve "ab.a" to the producer's output; 0 when every input resolved. */
@@ -322,8 +326,8 @@ static int resolve_outputs(camp_env *e, camp_activity *a)
                        in->text, list.data);
         else
             diag_error(e->d, e->c->file, in->line,
-                       "activity '%s': input '%s': '%s' has no output '%s'; its outputs: %s",
-                       a->id, in->text, p->id, dot + 1, list.data);
+                       "activity '%s': input '%s': '%s' has no output '%s'; its outputs: %s", a->id,
+                       in->text, p->id, dot + 1, list.data);
         buf_free(&list);
     }
     return ok ? 0 : -1;
@@ -371,9 +375,8 @@ int camp_check(camp_env *e)
         size_t errs = e->d->errors;
         baton_activity_ctx x;
         act_ctx_init(&x, e, c->order[k], 0);
-        int rc = a->type->t->check ? a->type->t->check(a->type->inst ? a->type->inst->state : e,
-                                                       &x)
-                                   : 0;
+        int rc =
+            a->type->t->check ? a->type->t->check(a->type->inst ? a->type->inst->state : e, &x) : 0;
         act_ctx_free(&x);
         if (rc == 0 && e->d->errors == errs)
             a->checked = 1;
@@ -391,10 +394,9 @@ char *camp_table_name(const camp_env *e, const camp_activity *a, const camp_outp
 {
     size_t ai = (size_t)(a - e->c->acts), oi = (size_t)(o - a->outs);
     if (e->plan) /* temporary: gone with the connection, whatever happens */
-        return xasprintf("%s.baton_plan_%zu_%zu",
-                         e->ops->dialect && !strcmp(e->ops->dialect, "postgresql") ? "pg_temp"
-                                                                                    : "temp",
-                         ai, oi);
+        return xasprintf(
+            "%s.baton_plan_%zu_%zu",
+            e->ops->dialect && !strcmp(e->ops->dialect, "postgresql") ? "pg_temp" : "temp", ai, oi);
     return xasprintf("baton_w%lld_%zu_%zu", (long long)e->run_id, ai, oi);
 }
 
@@ -473,8 +475,8 @@ static int run_one(camp_env *e, size_t i)
     for (size_t j = 0; j < a->nouts; j++) {
         s->counts[j] = camp_count(e, s->tables[j], err, sizeof err);
         if (s->counts[j] < 0) {
-            snprintf(e->error, sizeof e->error, "%s:%d: activity '%s': output '%s': %s",
-                     e->c->file, a->line, a->id, a->outs[j].transition, err);
+            snprintf(e->error, sizeof e->error, "%s:%d: activity '%s': output '%s': %s", e->c->file,
+                     a->line, a->id, a->outs[j].transition, err);
             e->failed = 1;
             return -1;
         }

@@ -8,10 +8,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "app.h"
+#include "plugin/app.h"
 #include "campaign/campaign.h"
-#include "expr/expr.h"
-#include "schema.h"
+#include "lang/expr.h"
+#include "schema/schema.h"
 #include "store/store.h"
 
 struct dispatcher;
@@ -20,9 +20,7 @@ struct dispatcher;
  * runs one per channel (baton serve: at most one dispatcher per channel
  * may be open), and the started channel instance it delivers through.
  * Returns NULL when there is none: the send opens its own for the run. */
-typedef struct dispatcher *(*camp_dispatcher_fn)(void *ud, const char *channel,
-                                                  instance **inst);
-
+typedef struct dispatcher *(*camp_dispatcher_fn)(void *ud, const char *channel, instance **inst);
 
 /* An activity type: a plugin's, or one of the host's own (send, wait,
  * and_join, end). */
@@ -73,17 +71,17 @@ typedef struct camp_env {
     schema sch;
     int have_schema;
     int64_t now;
-    int plan;         /* plan: temporary tables, nothing sent */
-    int dry_run;      /* run --dry-run: render, deliver nothing */
-    int64_t run_id;   /* 0 in a plan */
-    store *st;        /* state store (runs), NULL in a plan */
-    char **proof;     /* --proof addresses */
+    int plan;       /* plan: temporary tables, nothing sent */
+    int dry_run;    /* run --dry-run: render, deliver nothing */
+    int64_t run_id; /* 0 in a plan */
+    store *st;      /* state store (runs), NULL in a plan */
+    char **proof;   /* --proof addresses */
     size_t nproof;
-    act_state *s;     /* per activity */
-    FILE *progress;   /* a terminal to show progress on, or NULL */
+    act_state *s;                      /* per activity */
+    FILE *progress;                    /* a terminal to show progress on, or NULL */
     camp_dispatcher_fn dispatcher_for; /* shared dispatchers (serve), or NULL */
     void *dispatcher_ud;
-    int failed;       /* a runtime failure happened */
+    int failed; /* a runtime failure happened */
     char error[2048];
 } camp_env;
 
@@ -93,8 +91,7 @@ typedef struct camp_env {
  * warning, not an error: a fresh install has no data before sample-data
  * or an import. */
 enum { CAMP_OPEN_CHECK = 1 };
-int camp_env_open(camp_env *e, app *a, campaign *c, act_registry *reg, unsigned flags,
-                  diag *d);
+int camp_env_open(camp_env *e, app *a, campaign *c, act_registry *reg, unsigned flags, diag *d);
 void camp_env_close(camp_env *e);
 
 /* Check every activity (types, settings, inputs, expressions, channels).
@@ -111,8 +108,8 @@ void camp_drop_tables(camp_env *e);
 char *camp_table_name(const camp_env *e, const camp_activity *a, const camp_output *o);
 
 /* SQL helpers shared by the engine and the host table. */
-int camp_sql(camp_env *e, const char *sql, const baton_value *params, size_t n,
-             baton_row_fn fn, void *ud, char *err, size_t errlen);
+int camp_sql(camp_env *e, const char *sql, const baton_value *params, size_t n, baton_row_fn fn,
+             void *ud, char *err, size_t errlen);
 int64_t camp_count(camp_env *e, const char *table, char *err, size_t errlen);
 
 /* Find a campaign by NAME (its `name`) or FILE among the configured ones.
@@ -123,20 +120,19 @@ typedef struct camp_run_opts {
     const char *trigger; /* "manual", "schedule", "catch-up", "resume" */
     int resume;          /* finish the latest unfinished run */
     int dry_run;
-    char **proof;        /* --proof addresses */
+    char **proof; /* --proof addresses */
     size_t nproof;
-    FILE *progress;      /* a line per activity, or NULL */
+    FILE *progress; /* a line per activity, or NULL */
     camp_dispatcher_fn dispatcher_for;
     void *dispatcher_ud;
-    store *store;        /* the state store to record the run in (serve's);
-                            NULL: open the data_dir's */
+    store *store; /* the state store to record the run in (serve's);
+                     NULL: open the data_dir's */
 } camp_run_opts;
 
 /* Run one campaign file end to end, recording it in the run history of
  * a's data_dir. Returns an exit code (0, 1 runtime failure, 2 errors in
  * d). Used by the CLI and schedules. */
-int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_run_opts *o,
-                      diag *d);
+int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_run_opts *o, diag *d);
 
 /* The host's own activity types. */
 extern const baton_activity_type camp_flow_types[];
@@ -154,7 +150,7 @@ typedef struct send_plan {
     size_t npaths;
     char *addr_path, *consent_path, *profile_path; /* NULL when not set */
     char *addr_field, *consent_field;              /* the channel's keys */
-    int columns; /* parts are export columns */
+    int columns;                                   /* parts are export columns */
     /* "profile" when the rows are profiles: profile.tier reads tier and
      * profile.orders lists the row's orders, as in journeys */
     const char *record_prefix;
@@ -165,8 +161,7 @@ typedef struct send_plan {
 } send_plan;
 
 int camp_send_execute(camp_env *e, size_t idx);
-int camp_send_channel(camp_env *e, camp_activity *a, conf_use **use, const char **name,
-                      int *line);
+int camp_send_channel(camp_env *e, camp_activity *a, conf_use **use, const char **name, int *line);
 /* The run half (send_run.c): render every eligible row and hand it to the
  * channel's dispatcher. */
 int camp_send_deliver(camp_env *e, size_t idx);

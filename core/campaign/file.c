@@ -9,14 +9,17 @@
 #include <sys/stat.h>
 
 #include "config/keymap.h"
-#include "mem.h"
-#include "suggest.h"
-#include "timefmt.h"
+#include "base/mem.h"
+#include "base/suggest.h"
+#include "base/timefmt.h"
 
 static const char *const camp_keys[] = {"name", "source", "schedule", "activities", NULL};
 static const char *const sched_keys[] = {"at", "repeat", "timezone", NULL};
 
-static int line_of(const config_setting_t *s) { return (int)config_setting_source_line(s); }
+static int line_of(const config_setting_t *s)
+{
+    return (int)config_setting_source_line(s);
+}
 
 static void unknown_key(diag *d, const char *file, const config_setting_t *m, const char *where,
                         const char *const *known)
@@ -74,8 +77,8 @@ static int valid_id(const char *s)
 static void add_input(camp_activity *a, const char *text, int line)
 {
     a->inputs = xrealloc(a->inputs, (a->ninputs + 1) * sizeof *a->inputs);
-    a->inputs[a->ninputs++] = (camp_input){.text = xstrdup(text), .line = line, .act = -1,
-                                           .out = -1};
+    a->inputs[a->ninputs++] =
+        (camp_input){.text = xstrdup(text), .line = line, .act = -1, .out = -1};
 }
 
 static void parse_inputs(campaign *c, camp_activity *a, diag *d)
@@ -83,14 +86,15 @@ static void parse_inputs(campaign *c, camp_activity *a, diag *d)
     config_setting_t *one = config_setting_get_member(a->group, "input");
     config_setting_t *many = config_setting_get_member(a->group, "inputs");
     if (one && many) {
-        diag_error(d, c->file, line_of(many), "activity '%s': give either input or inputs, not both",
-                   a->id);
+        diag_error(d, c->file, line_of(many),
+                   "activity '%s': give either input or inputs, not both", a->id);
         return;
     }
     if (one) {
         if (config_setting_type(one) != CONFIG_TYPE_STRING)
             diag_error(d, c->file, line_of(one),
-                       "activity '%s': input must be a string naming a transition (\"lapsed\" or \"ab.a\")",
+                       "activity '%s': input must be a string naming a transition (\"lapsed\" or "
+                       "\"ab.a\")",
                        a->id);
         else
             add_input(a, config_setting_get_string(one), line_of(one));
@@ -128,16 +132,18 @@ static void parse_schedule(campaign *c, config_setting_t *s, diag *d)
     }
     const char *at = get_string(s, "at", c->file, "schedule", 1, d);
     if (at && timestamp_parse(at, strlen(at), &c->at) != 0)
-        diag_error(d, c->file, line_of(config_setting_get_member(s, "at")),
-                   "schedule: at = \"%s\" is not an ISO 8601 timestamp (e.g. \"2026-12-01T09:00:00Z\")",
-                   at);
+        diag_error(
+            d, c->file, line_of(config_setting_get_member(s, "at")),
+            "schedule: at = \"%s\" is not an ISO 8601 timestamp (e.g. \"2026-12-01T09:00:00Z\")",
+            at);
     const char *rep = get_string(s, "repeat", c->file, "schedule", 0, d);
     if (rep) {
         int64_t ms;
         if (duration_parse_ms(rep, &ms) != 0 || ms < 60000)
-            diag_error(d, c->file, line_of(config_setting_get_member(s, "repeat")),
-                       "schedule: repeat = \"%s\" is not a duration of a minute or more (\"1d\", \"12h\")",
-                       rep);
+            diag_error(
+                d, c->file, line_of(config_setting_get_member(s, "repeat")),
+                "schedule: repeat = \"%s\" is not a duration of a minute or more (\"1d\", \"12h\")",
+                rep);
         else
             c->repeat_s = ms / 1000;
     }
@@ -175,14 +181,16 @@ int campaign_parse(campaign *c, const char *path, diag *d)
     config_setting_t *root = config_root_setting(&c->lc);
     config_setting_t *g = config_setting_get_member(root, "campaign");
     if (!g || !config_setting_is_group(g)) {
-        diag_error(d, path, g ? line_of(g) : 0,
-                   "a campaign file holds one group: campaign: { name = \"...\"; activities = ( ... ); }");
+        diag_error(
+            d, path, g ? line_of(g) : 0,
+            "a campaign file holds one group: campaign: { name = \"...\"; activities = ( ... ); }");
         return -1;
     }
     for (int i = 0; i < config_setting_length(root); i++) {
         config_setting_t *m = config_setting_get_elem(root, (unsigned)i);
         if (strcmp(config_setting_name(m), "campaign") != 0)
-            diag_error(d, path, line_of(m), "unknown setting '%s'; a campaign file holds only 'campaign'",
+            diag_error(d, path, line_of(m),
+                       "unknown setting '%s'; a campaign file holds only 'campaign'",
                        config_setting_name(m));
     }
     for (int i = 0; i < config_setting_length(g); i++) {
@@ -207,8 +215,9 @@ int campaign_parse(campaign *c, const char *path, diag *d)
         return -1;
     }
     if (!config_setting_is_list(acts)) {
-        diag_error(d, path, line_of(acts),
-                   "campaign: activities must be a list ( { id = \"...\"; type = \"...\"; }, ... )");
+        diag_error(
+            d, path, line_of(acts),
+            "campaign: activities must be a list ( { id = \"...\"; type = \"...\"; }, ... )");
         return -1;
     }
     int n = config_setting_length(acts);
@@ -216,8 +225,8 @@ int campaign_parse(campaign *c, const char *path, diag *d)
     for (int i = 0; i < n; i++) {
         config_setting_t *e = config_setting_get_elem(acts, (unsigned)i);
         if (!config_setting_is_group(e)) {
-            diag_error(d, path, line_of(e), "activities[%d] must be a group { id = ...; type = ...; }",
-                       i);
+            diag_error(d, path, line_of(e),
+                       "activities[%d] must be a group { id = ...; type = ...; }", i);
             continue;
         }
         char where[48];
@@ -227,8 +236,8 @@ int campaign_parse(campaign *c, const char *path, diag *d)
         if (!id || !type)
             continue;
         if (!valid_id(id)) {
-            diag_error(d, path, line_of(e), "activity id '%s' may hold only letters, digits, '_' and '-'",
-                       id);
+            diag_error(d, path, line_of(e),
+                       "activity id '%s' may hold only letters, digits, '_' and '-'", id);
             continue;
         }
         if (campaign_find(c, id) >= 0) {

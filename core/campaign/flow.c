@@ -16,7 +16,8 @@ static int one_input_like(baton_activity_ctx *x, size_t min, size_t max, const c
     for (size_t i = 1; i < n; i++)
         if (!dim || !ah_input_dimension(x, i) || strcmp(dim, ah_input_dimension(x, i)) != 0) {
             ah_error(x, "inputs", "every input must be of one dimension ('%s' and '%s')",
-                     dim ? dim : "none", ah_input_dimension(x, i) ? ah_input_dimension(x, i) : "none");
+                     dim ? dim : "none",
+                     ah_input_dimension(x, i) ? ah_input_dimension(x, i) : "none");
             return -1;
         }
     return 0;
@@ -46,17 +47,25 @@ static int end_check(void *state, baton_activity_ctx *x)
 }
 
 static const baton_config_key wait_keys[] = {
-    {.name = "duration", .type = BATON_CFG_DURATION, .required = 1,
+    {.name = "duration",
+     .type = BATON_CFG_DURATION,
+     .required = 1,
      .help = "how long the run waits before the activities after it"},
     {0}};
 
 const baton_activity_type camp_flow_types[] = {
-    {.size = sizeof(baton_activity_type), .name = "wait",
-     .help = "wait a duration, then pass the rows on", .keys = wait_keys, .check = wait_check},
-    {.size = sizeof(baton_activity_type), .name = "and_join",
+    {.size = sizeof(baton_activity_type),
+     .name = "wait",
+     .help = "wait a duration, then pass the rows on",
+     .keys = wait_keys,
+     .check = wait_check},
+    {.size = sizeof(baton_activity_type),
+     .name = "and_join",
      .help = "continue once every input is done, with the first input's rows",
      .check = join_check},
-    {.size = sizeof(baton_activity_type), .name = "end", .help = "the end of a branch",
+    {.size = sizeof(baton_activity_type),
+     .name = "end",
+     .help = "the end of a branch",
      .check = end_check},
     {0},
 };

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "campaign/campaign.h"
-#include "mem.h"
-#include "suggest.h"
+#include "base/mem.h"
+#include "base/suggest.h"
 
 static void resolve_inputs(campaign *c, diag *d)
 {

@@ -5,8 +5,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "mem.h"
-#include "timefmt.h"
+#include "base/mem.h"
+#include "base/timefmt.h"
 
 static const char ddl[] =
     "CREATE TABLE IF NOT EXISTS campaign_runs ("
@@ -33,10 +33,11 @@ int64_t history_start(store *s, const campaign *c, const char *trigger, int dry_
     sqlite3_stmt *st;
     int64_t id = -1;
     store_lock(s);
-    if (sqlite3_prepare_v2(s->db,
-                           "INSERT INTO campaign_runs (campaign, file, \"trigger\", dry_run, status, "
-                           "started_at) VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
-                           -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            s->db,
+            "INSERT INTO campaign_runs (campaign, file, \"trigger\", dry_run, status, "
+            "started_at) VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
+            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, c->name, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 2, c->file, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(st, 3, trigger, -1, SQLITE_TRANSIENT);
@@ -56,10 +57,11 @@ int64_t history_unfinished(store *s, const char *cname, char out[16])
         out[0] = '\0';
     sqlite3_stmt *st;
     int64_t id = 0;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, status FROM campaign_runs WHERE campaign = ?1 AND dry_run = 0 "
-                           "ORDER BY id DESC LIMIT 1",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            s->db,
+            "SELECT id, status FROM campaign_runs WHERE campaign = ?1 AND dry_run = 0 "
+            "ORDER BY id DESC LIMIT 1",
+            -1, &st, NULL) != SQLITE_OK)
         return 0;
     sqlite3_bind_text(st, 1, cname, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(st) == SQLITE_ROW) {
@@ -113,9 +115,8 @@ int history_load(store *s, int64_t run, camp_env *e)
         for (size_t j = 0; j < a->nouts; j++) {
             if (a->type && a->type->flow) {
                 const camp_input *in = &a->inputs[0];
-                e->s[i].tables[j] = e->s[in->act].tables
-                                        ? xstrdup(e->s[in->act].tables[in->out])
-                                        : NULL;
+                e->s[i].tables[j] =
+                    e->s[in->act].tables ? xstrdup(e->s[in->act].tables[in->out]) : NULL;
             } else {
                 e->s[i].tables[j] = camp_table_name(e, a, &a->outs[j]);
             }
@@ -226,11 +227,10 @@ int history_print(store *s, const char *cname, int json, FILE *out)
         sqlite3_bind_int64(sa, 1, id);
         while (sqlite3_step(sa) == SQLITE_ROW) {
             json_t *counts = json_loads((const char *)sqlite3_column_text(sa, 2), 0, NULL);
-            json_t *o = json_pack("{s:s, s:s, s:o, s:I}", "id",
-                                  (const char *)sqlite3_column_text(sa, 0), "type",
-                                  (const char *)sqlite3_column_text(sa, 1), "counts",
-                                  counts ? counts : json_object(), "ms",
-                                  (json_int_t)sqlite3_column_int64(sa, 7));
+            json_t *o = json_pack(
+                "{s:s, s:s, s:o, s:I}", "id", (const char *)sqlite3_column_text(sa, 0), "type",
+                (const char *)sqlite3_column_text(sa, 1), "counts", counts ? counts : json_object(),
+                "ms", (json_int_t)sqlite3_column_int64(sa, 7));
             int send = strcmp((const char *)sqlite3_column_text(sa, 1), "send") == 0;
             if (send) {
                 json_object_set_new(o, "sent", json_integer(sqlite3_column_int64(sa, 3)));
@@ -240,7 +240,8 @@ int history_print(store *s, const char *cname, int json, FILE *out)
             }
             if (!json) {
                 char *cs = json_dumps(json_object_get(o, "counts"), JSON_COMPACT);
-                fprintf(out, "    %-16s %-16s %6lld ms  %s", (const char *)sqlite3_column_text(sa, 0),
+                fprintf(out, "    %-16s %-16s %6lld ms  %s",
+                        (const char *)sqlite3_column_text(sa, 0),
                         (const char *)sqlite3_column_text(sa, 1),
                         (long long)sqlite3_column_int64(sa, 7), cs);
                 if (send)
@@ -277,8 +278,8 @@ int64_t history_last_slot(store *s, const char *cname)
 {
     sqlite3_stmt *st;
     int64_t v = 0;
-    if (sqlite3_prepare_v2(s->db, "SELECT last_slot FROM campaign_schedule WHERE campaign = ?1",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, "SELECT last_slot FROM campaign_schedule WHERE campaign = ?1", -1,
+                           &st, NULL) != SQLITE_OK)
         return 0;
     sqlite3_bind_text(st, 1, cname, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(st) == SQLITE_ROW)
@@ -307,10 +308,11 @@ void history_wait(store *s, int64_t run, int64_t until)
 {
     sqlite3_stmt *st;
     store_lock(s);
-    if (sqlite3_prepare_v2(s->db,
-                           "UPDATE campaign_runs SET wait_until = ?2, status = CASE WHEN ?2 IS NULL "
-                           "THEN 'running' ELSE 'waiting' END WHERE id = ?1",
-                           -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            s->db,
+            "UPDATE campaign_runs SET wait_until = ?2, status = CASE WHEN ?2 IS NULL "
+            "THEN 'running' ELSE 'waiting' END WHERE id = ?1",
+            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, run);
         if (until > 0)
             sqlite3_bind_int64(st, 2, until);

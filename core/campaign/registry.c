@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "campaign/engine.h"
-#include "mem.h"
+#include "base/mem.h"
 
 typedef struct scan_ctx {
     act_registry *r;
@@ -40,10 +40,16 @@ static void found(void *ud, const char *name, const char *path)
      * every use has, { plugin = "<name>"; } */
     config_t lc;
     config_init(&lc);
-    config_setting_t *g = config_setting_add(config_root_setting(&lc), "activity", CONFIG_TYPE_GROUP);
+    config_setting_t *g =
+        config_setting_add(config_root_setting(&lc), "activity", CONFIG_TYPE_GROUP);
     config_setting_set_string(config_setting_add(g, "plugin", CONFIG_TYPE_STRING), name);
-    conf_use use = {.section = "activities", .name = (char *)name, .where = (char *)name,
-                    .kind = BATON_KIND_ACTIVITY, .plugin = name, .enabled = 1, .group = g,
+    conf_use use = {.section = "activities",
+                    .name = (char *)name,
+                    .where = (char *)name,
+                    .kind = BATON_KIND_ACTIVITY,
+                    .plugin = name,
+                    .enabled = 1,
+                    .group = g,
                     .file = path};
     instance *inst = instance_create(p, &use, s->a->conf.dir, s->d);
     config_destroy(&lc);

@@ -7,10 +7,10 @@
 
 #include "campaign/engine.h"
 #include "campaign/history.h"
-#include "deadline.h"
-#include "dispatch/zone.h"
-#include "log.h"
-#include "mem.h"
+#include "base/deadline.h"
+#include "base/zone.h"
+#include "base/log.h"
+#include "base/mem.h"
 
 /* Slot k of the schedule: at + k*repeat, counted in local wall-clock time
  * when a timezone is given (09:00 stays 09:00 across DST). */
@@ -59,8 +59,8 @@ int campaign_scheduler_tick(app *a, int64_t now)
     return campaign_scheduler_tick_with(a, now, NULL, NULL, NULL);
 }
 
-int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatcher_for,
-                                 void *ud, store *given)
+int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatcher_for, void *ud,
+                                 store *given)
 {
     size_t n;
     char **files = campaign_files(a->conf.campaigns, a->conf.ncampaigns, &n);
@@ -122,8 +122,11 @@ int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatc
          * never starts the same slot again */
         if (!resume || due > last)
             history_set_slot(st, c.name, due > last ? due : last);
-        camp_run_opts o = {.trigger = trigger, .resume = resume, .dispatcher_for = dispatcher_for,
-                           .dispatcher_ud = ud, .store = given};
+        camp_run_opts o = {.trigger = trigger,
+                           .resume = resume,
+                           .dispatcher_for = dispatcher_for,
+                           .dispatcher_ud = ud,
+                           .store = given};
         int rc = campaign_run_file(a, &reg, files[i], &o, &d);
         if (d.n) {
             buf msg;
@@ -170,8 +173,7 @@ static void *scheduler_main(void *arg)
         diag d;
         diag_init(&d);
         if (app_open(&a, s->config, APP_INIT | APP_SECONDARY, &d) == 0)
-            campaign_scheduler_tick_with(&a, (int64_t)time(NULL), s->dispatcher_for, s->ud,
-                                         s->st);
+            campaign_scheduler_tick_with(&a, (int64_t)time(NULL), s->dispatcher_for, s->ud, s->st);
         else
             log_error("campaign scheduler: %s: %zu configuration error(s); no campaign started",
                       s->config, d.errors);
@@ -190,8 +192,7 @@ static void *scheduler_main(void *arg)
 }
 
 campaign_scheduler *campaign_scheduler_start(const char *config, int64_t period_ms,
-                                             camp_dispatcher_fn dispatcher_for, void *ud,
-                                             store *st)
+                                             camp_dispatcher_fn dispatcher_for, void *ud, store *st)
 {
     campaign_scheduler *s = xcalloc(1, sizeof *s);
     s->config = xstrdup(config);

@@ -8,7 +8,7 @@
 
 #include <stdint.h>
 
-#include "app.h"
+#include "plugin/app.h"
 #include "campaign/campaign.h"
 #include "campaign/engine.h"
 #include "store/store.h"
@@ -27,8 +27,8 @@ int campaign_scheduler_tick(app *a, int64_t now);
  * has the state store open (baton serve): sends use the one
  * dispatcher_for(ud, channel) returns, and the run history is written
  * through st (NULL: open the data_dir's), the process's one writer. */
-int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatcher_for,
-                                 void *ud, store *st);
+int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatcher_for, void *ud,
+                                 store *st);
 
 /* The scheduler of `baton serve`: a thread that ticks at once and then
  * every period_ms, with its own app opened from the configuration file

@@ -8,10 +8,10 @@
 #include "campaign/act_host.h"
 #include "campaign/engine.h"
 #include "config/keymap.h"
-#include "journey/cond.h"
-#include "mem.h"
-#include "suggest.h"
-#include "template/template.h"
+#include "scope/cond.h"
+#include "base/mem.h"
+#include "base/suggest.h"
+#include "lang/template.h"
 
 void camp_send_free(send_plan *p)
 {
@@ -82,8 +82,7 @@ static void collect_refs(send_plan *p, const template *t)
                 add_path(p, kp);
                 free(kp);
                 p->scoped = 1;
-            } else if (p->record_prefix && ref->prefix &&
-                       !strcmp(ref->prefix, p->record_prefix)) {
+            } else if (p->record_prefix && ref->prefix && !strcmp(ref->prefix, p->record_prefix)) {
                 add_path(p, ref->path + strlen(ref->prefix) + 1);
                 p->scoped = 1;
             } else {
@@ -124,8 +123,8 @@ int camp_send_channel(camp_env *e, camp_activity *a, conf_use **usep, const char
 {
     config_setting_t *cs = config_setting_get_member(a->group, "channel");
     int cline = cs ? (int)config_setting_source_line(cs) : a->line;
-    const char *chname = cs && config_setting_type(cs) == CONFIG_TYPE_STRING
-                             ? config_setting_get_string(cs) : NULL;
+    const char *chname =
+        cs && config_setting_type(cs) == CONFIG_TYPE_STRING ? config_setting_get_string(cs) : NULL;
     if (!chname) {
         diag_error(e->d, e->c->file, cline, "activity '%s': channel must name a configured channel",
                    a->id);
@@ -167,8 +166,7 @@ static int send_check(void *state, baton_activity_ctx *x)
     }
     const camp_output *in = campaign_input_output(e->c, &a->inputs[0]);
     if (!in || !in->dimension) {
-        diag_error(e->d, e->c->file, a->line, "activity '%s': its input carries no rows",
-                   a->id);
+        diag_error(e->d, e->c->file, a->line, "activity '%s': its input carries no rows", a->id);
         return -1;
     }
     conf_use *use = NULL;
@@ -222,10 +220,11 @@ static int send_check(void *state, baton_activity_ctx *x)
                 cands[nc++] = *pp;
             }
             const char *near = suggest_nearest(part, cands, nc);
-            diag_error(e->d, e->c->file, line,
-                       "activity '%s': unknown key '%s' for a send on channel '%s'%s%s%s; known keys: %s",
-                       a->id, name, chname, near ? " (did you mean '" : "", near ? near : "",
-                       near ? "'?)" : "", list.data);
+            diag_error(
+                e->d, e->c->file, line,
+                "activity '%s': unknown key '%s' for a send on channel '%s'%s%s%s; known keys: %s",
+                a->id, name, chname, near ? " (did you mean '" : "", near ? near : "",
+                near ? "'?)" : "", list.data);
             buf_free(&list);
             free(part);
             continue;
@@ -263,8 +262,8 @@ static int send_check(void *state, baton_activity_ctx *x)
             text = xstrdup(config_setting_get_string(m));
         }
         expr_origin o = {tfile, tline, name};
-        template *t = template_compile(text, sc, &o, strcmp(part, "html") == 0 ? TEMPLATE_HTML : 0,
-                                      e->d);
+        template *t =
+            template_compile(text, sc, &o, strcmp(part, "html") == 0 ? TEMPLATE_HTML : 0, e->d);
         free(text);
         if (t) {
             collect_refs(p, t);
@@ -284,7 +283,8 @@ static int send_check(void *state, baton_activity_ctx *x)
     size_t ncols = cols ? (size_t)config_setting_length(cols) : ccols ? ccols->nlist : 0;
     if (cols && !config_setting_is_array(cols) && !config_setting_is_list(cols)) {
         diag_error(e->d, e->c->file, (int)config_setting_source_line(cols),
-                   "activity '%s': columns must be a list of expressions [ \"profile.first_name\", \"amount\" ]",
+                   "activity '%s': columns must be a list of expressions [ \"profile.first_name\", "
+                   "\"amount\" ]",
                    a->id);
         ncols = 0;
     }
@@ -324,15 +324,16 @@ static int send_check(void *state, baton_activity_ctx *x)
         buf_init(&list);
         for (const char *const *pp = ops->parts; pp && *pp; pp++)
             buf_addf(&list, "%s%s", list.len ? ", " : "", *pp);
-        diag_error(e->d, e->c->file, a->line,
-                   "activity '%s': nothing to send: set %s%s", a->id,
+        diag_error(e->d, e->c->file, a->line, "activity '%s': nothing to send: set %s%s", a->id,
                    list.len ? list.data : "columns", list.len ? " (or columns)" : "");
         buf_free(&list);
     }
 
     /* address, consent and the profile, reached through the link */
-    p->addr_field = channel_string(inst, "address") ? xstrdup(channel_string(inst, "address")) : NULL;
-    p->consent_field = channel_string(inst, "consent") ? xstrdup(channel_string(inst, "consent")) : NULL;
+    p->addr_field =
+        channel_string(inst, "address") ? xstrdup(channel_string(inst, "address")) : NULL;
+    p->consent_field =
+        channel_string(inst, "consent") ? xstrdup(channel_string(inst, "consent")) : NULL;
     const schema_entity *pr = schema_entity_find(&e->sch, "profiles");
     p->profile_path = pr ? to_profile(e, in->dimension, pr->key->name) : NULL;
     if (!p->profile_path)
@@ -361,8 +362,8 @@ static int send_check(void *state, baton_activity_ctx *x)
 }
 
 /* One select column: a name compiled to SQL over the row alias r. */
-static int select_path(camp_env *e, const camp_output *in, const char *path, expr_sql *q,
-                       char *err, size_t errlen)
+static int select_path(camp_env *e, const camp_output *in, const char *path, expr_sql *q, char *err,
+                       size_t errlen)
 {
     expr_scope *sc = scope_for(e, in);
     expr *x = expr_compile_msg(path, sc, 0, err, errlen);

@@ -9,13 +9,13 @@
 #include <unistd.h>
 
 #include "campaign/engine.h"
-#include "dispatch/dispatch.h"
-#include "journey/cond.h"
-#include "journey/source.h"
-#include "log.h"
-#include "mem.h"
-#include "record.h"
-#include "template/template.h"
+#include "delivery/dispatch.h"
+#include "scope/cond.h"
+#include "scope/source.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/record.h"
+#include "lang/template.h"
 
 typedef struct deliver_ctx {
     camp_env *e;
@@ -88,16 +88,19 @@ static int one_row(void *ud, size_t n, const char *const *names, const baton_val
         snprintf(pidbuf, sizeof pidbuf, "%lld", (long long)pid->v.i);
     /* the message's linked rows are read once, for all its parts, with
      * the bounds of a journey step (journey/cond.h) */
-    jscope sc = {.profile_id = pidbuf, .now_ms = c->e->now * 1000, .rows = source_rows,
-                 .ud = c->e, .record = c->row, .record_prefix = p->record_prefix};
+    jscope sc = {.profile_id = pidbuf,
+                 .now_ms = c->e->now * 1000,
+                 .rows = source_rows,
+                 .ud = c->e,
+                 .record = c->row,
+                 .record_prefix = p->record_prefix};
     const char **pv = xcalloc(p->nparts + 1, sizeof *pv);
     for (size_t i = 0; i < p->nparts; i++) {
         buf_reset(&c->parts[i]);
         expr_env env = expr_env_record(c->row, c->e->now);
-        int rc = p->scoped
-                     ? jtemplate_render(p->parts[i], &sc, &c->parts[i], c->err, sizeof c->err)
-                     : template_render(p->parts[i], &env, &c->arena, &c->parts[i], c->err,
-                                       sizeof c->err);
+        int rc = p->scoped ? jtemplate_render(p->parts[i], &sc, &c->parts[i], c->err, sizeof c->err)
+                           : template_render(p->parts[i], &env, &c->arena, &c->parts[i], c->err,
+                                             sizeof c->err);
         if (rc) {
             c->failed = 1;
             jscope_release(&sc);
@@ -114,9 +117,13 @@ static int one_row(void *ud, size_t n, const char *const *names, const baton_val
         escape_key(&k, key->v.s.ptr, key->v.s.len);
     else
         buf_addf(&k, "%lld", (long long)key->v.i);
-    dispatch_msg m = {.key = k.data, .recipient = addr, .profile_id = pidbuf,
-                      .nparts = p->nparts, .part_names = (const char *const *)p->part_names,
-                      .part_values = pv, .row = c->row};
+    dispatch_msg m = {.key = k.data,
+                      .recipient = addr,
+                      .profile_id = pidbuf,
+                      .nparts = p->nparts,
+                      .part_names = (const char *const *)p->part_names,
+                      .part_values = pv,
+                      .row = c->row};
     int stop = 0;
     if (c->e->nproof) {
         for (size_t i = 0; i < c->e->nproof; i++) {
@@ -137,7 +144,10 @@ static int one_row(void *ud, size_t n, const char *const *names, const baton_val
         case DISPATCH_REFUSED_CAPPED: c->capped++; break;
         case DISPATCH_REFUSED_DUPLICATE: c->dup++; break;
         case DISPATCH_INVALID: c->invalid++; break;
-        default: c->failed = 1; stop = 1; break;
+        default:
+            c->failed = 1;
+            stop = 1;
+            break;
         }
     }
     buf_free(&k);
@@ -217,10 +227,12 @@ int camp_send_deliver(camp_env *e, size_t idx)
                 a->id, "send", (long long)c.rows, (long long)st.dry_run, (long long)c.capped,
                 (long long)c.no_address, (long long)c.no_consent);
     else if (e->progress)
-        fprintf(e->progress, "%s  %-16s %-16s %lld rows: %lld sent, %lld already sent, %lld failed, %lld capped, %lld no address, %lld no consent\n",
-                isatty(fileno(e->progress)) ? "\r" : "", a->id, "send", (long long)c.rows, (long long)st.sent, (long long)c.dup,
-                (long long)s->failed, (long long)c.capped, (long long)c.no_address,
-                (long long)c.no_consent);
+        fprintf(e->progress,
+                "%s  %-16s %-16s %lld rows: %lld sent, %lld already sent, %lld failed, %lld "
+                "capped, %lld no address, %lld no consent\n",
+                isatty(fileno(e->progress)) ? "\r" : "", a->id, "send", (long long)c.rows,
+                (long long)st.sent, (long long)c.dup, (long long)s->failed, (long long)c.capped,
+                (long long)c.no_address, (long long)c.no_consent);
     for (size_t i = 0; i < p->nparts; i++)
         buf_free(&c.parts[i]);
     free(c.parts);
@@ -228,8 +240,8 @@ int camp_send_deliver(camp_env *e, size_t idx)
     record_free(c.row);
     free(c.batch);
     if (rc != 0 || c.failed) {
-        snprintf(e->error, sizeof e->error, "%s:%d: activity '%s': %s", e->c->file, a->line,
-                 a->id, c.err[0] ? c.err : "delivery failed");
+        snprintf(e->error, sizeof e->error, "%s:%d: activity '%s': %s", e->c->file, a->line, a->id,
+                 c.err[0] ? c.err : "delivery failed");
         return -1;
     }
     return 0;

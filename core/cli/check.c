@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "app.h"
+#include "plugin/app.h"
 #include "cli/cli.h"
 
 int cmd_check(const cli_ctx *ctx, int argc, char **argv)

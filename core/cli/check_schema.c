@@ -4,12 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
+#include "plugin/app.h"
 #include "cli/cli.h"
 #include "config/keymap.h"
-#include "schema.h"
-#include "schema_source.h"
-#include "suggest.h"
+#include "schema/schema.h"
+#include "schema/schema_source.h"
+#include "base/suggest.h"
 
 /* A channel's `address` and `consent` name profiles fields; a consent
  * that is not a bool would let any non-empty value count as yes. */
@@ -35,9 +35,10 @@ static void check_channel_fields(struct app *a, const schema_entity *profiles, d
                 for (size_t k = 0; k < profiles->nfields && nc < 256; k++)
                     cands[nc++] = profiles->fields[k].name;
                 const char *near = suggest_nearest(v->s, cands, nc);
-                diag_error(d, inst->file, v->line, "%s: %s = \"%s\" is not a field of profiles%s%s%s",
-                           inst->where, wants[w].key, v->s, near ? " (did you mean '" : "",
-                           near ? near : "", near ? "'?)" : "");
+                diag_error(d, inst->file, v->line,
+                           "%s: %s = \"%s\" is not a field of profiles%s%s%s", inst->where,
+                           wants[w].key, v->s, near ? " (did you mean '" : "", near ? near : "",
+                           near ? "'?)" : "");
             } else if (f->type != wants[w].type) {
                 diag_error(d, inst->file, v->line, "%s: %s = \"%s\" must name %s field of profiles",
                            inst->where, wants[w].key, v->s, wants[w].what);
@@ -73,8 +74,8 @@ void check_schemas(struct app *a, struct diag *d, FILE *out)
                 for (size_t k = 0; k < s.nentities; k++)
                     links += s.entities[k].nlinks;
                 if (out)
-                    fprintf(out, "%s: ok: %zu entities, %zu links (source %s)\n", path,
-                            s.nentities, links, u->name);
+                    fprintf(out, "%s: ok: %zu entities, %zu links (source %s)\n", path, s.nentities,
+                            links, u->name);
             }
         }
         schema_free(&s);

@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 
-enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+#include "base/exit.h"
 
 typedef struct cli_ctx {
     const char *config; /* -c FILE, or the default */

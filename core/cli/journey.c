@@ -8,14 +8,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "app.h"
+#include "plugin/app.h"
 #include "cli/cli.h"
 #include "journey/inbox.h"
 #include "journey/journey.h"
 #include "journey/report.h"
 #include "journey/sim.h"
-#include "journey/source.h"
-#include "timefmt.h"
+#include "scope/source.h"
+#include "base/timefmt.h"
 
 static int is_file_arg(const char *s)
 {
@@ -93,7 +93,8 @@ static int journey_test(const cli_ctx *ctx, int argc, char **argv)
         }
     }
     if (!what || !events) {
-        fprintf(stderr, "usage: baton journey test NAME|FILE --events FILE [--json] [--until TS]\n");
+        fprintf(stderr,
+                "usage: baton journey test NAME|FILE --events FILE [--json] [--until TS]\n");
         return EXIT_USAGE;
     }
     diag d;
@@ -111,7 +112,10 @@ static int journey_test(const cli_ctx *ctx, int argc, char **argv)
         jengine_ops ops = {0};
         if (have_app) {
             src = jsource_open(&a, &d);
-            jsource_ops(src, &ops);
+            ops.ud = src;
+            ops.profile = jsource_profile_cb;
+            ops.lookup = jsource_lookup_cb;
+            ops.rows = jsource_rows;
             test_app = &a;
             ops.channel_enabled = test_channel_enabled;
         }
@@ -131,16 +135,19 @@ static int journey_test(const cli_ctx *ctx, int argc, char **argv)
             printf("journey %s\n", j->name);
             const char *pid;
             json_t *p;
-            json_object_foreach(json_object_get(out, "profiles"), pid, p) {
+            json_object_foreach(json_object_get(out, "profiles"), pid, p)
+            {
                 printf("  %-12s %-10s", pid, json_string_value(json_object_get(p, "state")));
                 size_t i;
                 json_t *v;
                 json_array_foreach(json_object_get(p, "path"), i, v)
                     printf("%s%s", i ? " > " : "", json_string_value(v));
-                json_array_foreach(json_object_get(p, "sent"), i, v) {
+                json_array_foreach(json_object_get(p, "sent"), i, v)
+                {
                     json_t *ch = json_object_get(v, "channel");
-                    printf("%s%s (%s %s)", i ? ", " : "   sent: ",
-                           json_string_value(json_object_get(v, "node")), ch ? "channel" : "action",
+                    printf("%s%s (%s %s)",
+                           i ? ", " : "   sent: ", json_string_value(json_object_get(v, "node")),
+                           ch ? "channel" : "action",
                            json_string_value(ch ? ch : json_object_get(v, "action")));
                 }
                 printf("\n");
@@ -172,7 +179,8 @@ static void print_dead_letters(json_t *o)
     printf("\n");
     size_t i;
     json_t *v;
-    json_array_foreach(latest, i, v) {
+    json_array_foreach(latest, i, v)
+    {
         const char *body = json_string_value(json_object_get(v, "body"));
         int cut = (int)strcspn(body, "\n");
         printf("  %s %s: %s: %.*s%s\n", json_string_value(json_object_get(v, "at")),
@@ -239,20 +247,20 @@ static int journey_status(const cli_ctx *ctx, int argc, char **argv)
         print_json(o);
     } else {
         json_t *s = json_object_get(o, "states");
-        printf("journey %s: %lld profile(s): %lld active, %lld completed, %lld exited, %lld failed\n",
-               j->name, (long long)json_integer_value(json_object_get(o, "profiles")),
-               (long long)json_integer_value(json_object_get(s, "active")),
-               (long long)json_integer_value(json_object_get(s, "completed")),
-               (long long)json_integer_value(json_object_get(s, "exited")),
-               (long long)json_integer_value(json_object_get(s, "failed")));
+        printf(
+            "journey %s: %lld profile(s): %lld active, %lld completed, %lld exited, %lld failed\n",
+            j->name, (long long)json_integer_value(json_object_get(o, "profiles")),
+            (long long)json_integer_value(json_object_get(s, "active")),
+            (long long)json_integer_value(json_object_get(s, "completed")),
+            (long long)json_integer_value(json_object_get(s, "exited")),
+            (long long)json_integer_value(json_object_get(s, "failed")));
         printf("  %-16s %-11s %10s %10s\n", "node", "type", "at", "through");
         const char *id;
         json_t *n;
-        json_object_foreach(json_object_get(o, "nodes"), id, n)
-            printf("  %-16s %-11s %10lld %10lld\n", id,
-                   json_string_value(json_object_get(n, "type")),
-                   (long long)json_integer_value(json_object_get(n, "at")),
-                   (long long)json_integer_value(json_object_get(n, "through")));
+        json_object_foreach(json_object_get(o, "nodes"), id, n) printf(
+            "  %-16s %-11s %10lld %10lld\n", id, json_string_value(json_object_get(n, "type")),
+            (long long)json_integer_value(json_object_get(n, "at")),
+            (long long)json_integer_value(json_object_get(n, "through")));
         if (dead)
             print_dead_letters(o);
     }

@@ -4,11 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
-#include "buf.h"
+#include "plugin/app.h"
+#include "base/buf.h"
 #include "cli/cli.h"
 #include "config/keymap.h"
-#include "mem.h"
+#include "base/mem.h"
 
 typedef struct listing {
     app *a;
@@ -32,8 +32,7 @@ static void used_by(app *a, const char *name, buf *out)
     for (size_t i = 0; i < a->conf.nuses; i++) {
         const conf_use *u = &a->conf.uses[i];
         if (uses_plugin(u, name))
-            buf_addf(out, "%s%s%s", out->len ? "," : "", u->where,
-                     u->enabled ? "" : "(disabled)");
+            buf_addf(out, "%s%s%s", out->len ? "," : "", u->where, u->enabled ? "" : "(disabled)");
     }
 }
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
+#include "plugin/app.h"
 #include "cli/cli.h"
 #include "journey/report.h"
 #include "store/store.h"
@@ -56,8 +56,10 @@ int cmd_profile(const cli_ctx *ctx, int argc, char **argv)
                    json_array_size(js), json_array_size(sent));
             size_t i, k;
             json_t *v, *p;
-            json_array_foreach(js, i, v) {
-                printf("  %-16s %-10s entered %s  ", json_string_value(json_object_get(v, "journey")),
+            json_array_foreach(js, i, v)
+            {
+                printf("  %-16s %-10s entered %s  ",
+                       json_string_value(json_object_get(v, "journey")),
                        json_string_value(json_object_get(v, "state")),
                        json_string_value(json_object_get(v, "entered")));
                 json_array_foreach(json_object_get(v, "path"), k, p)
@@ -65,7 +67,8 @@ int cmd_profile(const cli_ctx *ctx, int argc, char **argv)
                 json_t *why = json_object_get(v, "reason");
                 printf("%s%s\n", why ? "  — " : "", why ? json_string_value(why) : "");
             }
-            json_array_foreach(sent, i, v) {
+            json_array_foreach(sent, i, v)
+            {
                 json_t *ch = json_object_get(v, "channel");
                 printf("  %s %s/%s %s %s: %s\n", json_string_value(json_object_get(v, "at")),
                        json_string_value(json_object_get(v, "journey")),

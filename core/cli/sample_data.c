@@ -7,9 +7,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "app.h"
+#include "plugin/app.h"
 #include "cli/cli.h"
-#include "mem.h"
+#include "base/mem.h"
 
 /* ?1 profiles, ?2 seed, ?3 reference time (unix s), ?4 orders per
  * profile (average), ?5 stores. h(k, i) is a stable hash per column. */
@@ -110,8 +110,9 @@ int cmd_sample_data(const cli_ctx *ctx, int argc, char **argv)
     instance *src = srcname ? app_find(&a, "sources", srcname) : NULL;
     const baton_source_ops *ops = src ? instance_source(src) : NULL;
     if (!ops || !ops->exec || !ops->dialect || strcmp(ops->dialect, "sqlite") != 0) {
-        fprintf(stderr, "baton sample-data: %s%s%s is not a SQLite source (the generator writes "
-                        "SQLite)\n",
+        fprintf(stderr,
+                "baton sample-data: %s%s%s is not a SQLite source (the generator writes "
+                "SQLite)\n",
                 srcname ? "source '" : "no profiles source", srcname ? srcname : "",
                 srcname ? "'" : "");
         rc = EXIT_USAGE;

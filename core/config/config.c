@@ -6,12 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "dispatch/zone.h"
-#include "log.h"
-#include "mem.h"
-#include "suggest.h"
-#include "timefmt.h"
+#include "base/buf.h"
+#include "base/zone.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/suggest.h"
+#include "base/timefmt.h"
 
 static const struct {
     const char *section;
@@ -23,9 +23,8 @@ static const struct {
     {"events", BATON_KIND_EVENT},
 };
 
-static const char *const top_keys[] = {"baton", "sources", "profiles", "channels",
-                                       "actions", "events", "caps", "campaigns",
-                                       "journeys", NULL};
+static const char *const top_keys[] = {"baton",  "sources", "profiles",  "channels", "actions",
+                                       "events", "caps",    "campaigns", "journeys", NULL};
 
 const char *conf_kind_name(baton_kind k)
 {
@@ -95,7 +94,8 @@ static int hhmm(const char *s, int *minutes)
 {
     int h, m;
     char tail;
-    if (strlen(s) != 5 || sscanf(s, "%2d:%2d%c", &h, &m, &tail) != 2 || h > 23 || m > 59 || h < 0 || m < 0)
+    if (strlen(s) != 5 || sscanf(s, "%2d:%2d%c", &h, &m, &tail) != 2 || h > 23 || m > 59 || h < 0 ||
+        m < 0)
         return -1;
     *minutes = h * 60 + m;
     return 0;
@@ -115,9 +115,12 @@ static const char *const level_choices[] = {"error", "warn", "info", "debug", NU
 static const char *const format_choices[] = {"text", "json", NULL};
 
 static const baton_config_key baton_keys[] = {
-    {.name = "data_dir", .type = BATON_CFG_PATH, .default_value = "var",
+    {.name = "data_dir",
+     .type = BATON_CFG_PATH,
+     .default_value = "var",
      .help = "state, delivery log, run history and exports"},
-    {.name = "plugin_path", .type = BATON_CFG_LIST,
+    {.name = "plugin_path",
+     .type = BATON_CFG_LIST,
      .help = "folders where <name>.so plugins are looked up, in order"},
     {0}};
 static const baton_config_key log_keys[] = {
@@ -125,7 +128,9 @@ static const baton_config_key log_keys[] = {
     {.name = "format", .type = BATON_CFG_ENUM, .default_value = "text", .choices = format_choices},
     {0}};
 static const baton_config_key cap_keys[] = {
-    {.name = "channel", .type = BATON_CFG_STRING, .required = 1,
+    {.name = "channel",
+     .type = BATON_CFG_STRING,
+     .required = 1,
      .help = "a channel name, or \"*\" for every channel"},
     {.name = "max", .type = BATON_CFG_INT, .required = 1, .has_range = 1, .min = 1, .max = 1e9},
     {.name = "per", .type = BATON_CFG_DURATION, .required = 1, .help = "the window, e.g. \"7d\""},
@@ -135,10 +140,9 @@ static const baton_config_key quiet_keys[] = {
     {.name = "to", .type = BATON_CFG_STRING, .required = 1, .help = "\"HH:MM\""},
     {.name = "timezone", .type = BATON_CFG_STRING, .default_value = "UTC"},
     {0}};
-static const baton_config_key top_lists[] = {
-    {.name = "campaigns", .type = BATON_CFG_LIST},
-    {.name = "journeys", .type = BATON_CFG_LIST},
-    {0}};
+static const baton_config_key top_lists[] = {{.name = "campaigns", .type = BATON_CFG_LIST},
+                                             {.name = "journeys", .type = BATON_CFG_LIST},
+                                             {0}};
 
 static void load_baton(conf *c, config_setting_t *g, diag *d)
 {
@@ -157,8 +161,8 @@ static void load_baton(conf *c, config_setting_t *g, diag *d)
         if (!pp->list[i][0])
             diag_error(d, c->path, pp->line, "baton: plugin_path[%zu] is empty; name a folder", i);
         else if (stat(c->plugin_path[i], &st) != 0 || !S_ISDIR(st.st_mode))
-            diag_warn(d, c->path, pp->line, "baton: plugin_path[%zu] \"%s\" is not a folder",
-                      i, c->plugin_path[i]);
+            diag_warn(d, c->path, pp->line, "baton: plugin_path[%zu] \"%s\" is not a folder", i,
+                      c->plugin_path[i]);
     }
     keymap_values_free(&vals);
 
@@ -210,11 +214,13 @@ static void load_uses(conf *c, config_setting_t *root, diag *d)
             use->enabled = 1;
             config_setting_t *p = config_setting_get_member(u, "plugin");
             if (!p)
-                diag_error(d, file, line, "%s: missing required key 'plugin' (the plugin that runs it, e.g. \"%s_...\")",
-                           use->where, conf_kind_name(use->kind));
+                diag_error(
+                    d, file, line,
+                    "%s: missing required key 'plugin' (the plugin that runs it, e.g. \"%s_...\")",
+                    use->where, conf_kind_name(use->kind));
             else if (config_setting_type(p) != CONFIG_TYPE_STRING)
-                diag_error(d, file, (int)config_setting_source_line(p), "%s: plugin must be a string",
-                           use->where);
+                diag_error(d, file, (int)config_setting_source_line(p),
+                           "%s: plugin must be a string", use->where);
             else
                 use->plugin = config_setting_get_string(p);
             config_setting_t *en = config_setting_get_member(u, "enabled");
@@ -252,8 +258,9 @@ static void load_caps(conf *c, config_setting_t *g, diag *d)
     }
     config_setting_t *pp = config_setting_get_member(g, "per_profile");
     if (pp && !config_setting_is_list(pp)) {
-        diag_error(d, file, (int)config_setting_source_line(pp),
-                   "caps.per_profile must be a list ( { channel = \"*\"; max = 3; per = \"7d\"; } )");
+        diag_error(
+            d, file, (int)config_setting_source_line(pp),
+            "caps.per_profile must be a list ( { channel = \"*\"; max = 3; per = \"7d\"; } )");
         pp = NULL;
     }
     for (int i = 0; pp && i < config_setting_length(pp); i++) {
@@ -309,17 +316,21 @@ static void load_caps(conf *c, config_setting_t *g, diag *d)
         if (keymap_validate(q, "caps.quiet_hours", maps, 1, NULL, c->dir, &vals, d) == 0) {
             int line = (int)config_setting_source_line(q);
             if (hhmm(keymap_get(&vals, "from")->s, &c->quiet_from_min))
-                diag_error(d, file, line, "caps.quiet_hours: from = \"%s\" is not a time of day; expected \"HH:MM\"",
-                           keymap_get(&vals, "from")->s);
+                diag_error(
+                    d, file, line,
+                    "caps.quiet_hours: from = \"%s\" is not a time of day; expected \"HH:MM\"",
+                    keymap_get(&vals, "from")->s);
             else if (hhmm(keymap_get(&vals, "to")->s, &c->quiet_to_min))
-                diag_error(d, file, line, "caps.quiet_hours: to = \"%s\" is not a time of day; expected \"HH:MM\"",
+                diag_error(d, file, line,
+                           "caps.quiet_hours: to = \"%s\" is not a time of day; expected \"HH:MM\"",
                            keymap_get(&vals, "to")->s);
             else {
                 const char *tz = keymap_get(&vals, "timezone")->s;
                 char err[256];
                 zone *z = zone_load(tz, err, sizeof err);
                 if (!z) {
-                    diag_error(d, file, line, "caps.quiet_hours: timezone = \"%s\" is not a known "
+                    diag_error(d, file, line,
+                               "caps.quiet_hours: timezone = \"%s\" is not a known "
                                "time zone; expected a name such as \"Europe/Paris\" or \"UTC\"",
                                tz);
                 } else {
@@ -362,9 +373,11 @@ int conf_load(conf *c, const char *path, diag *d)
         for (const char *const *k = top_keys; *k; k++)
             known |= strcmp(*k, name) == 0;
         if (!known) {
-            const char *near = suggest_nearest(name, top_keys, sizeof top_keys / sizeof *top_keys - 1);
+            const char *near =
+                suggest_nearest(name, top_keys, sizeof top_keys / sizeof *top_keys - 1);
             diag_error(d, config_setting_source_file(m), (int)config_setting_source_line(m),
-                       "unknown setting '%s'%s%s%s; known settings: baton, sources, profiles, channels, actions, events, caps, campaigns, journeys",
+                       "unknown setting '%s'%s%s%s; known settings: baton, sources, profiles, "
+                       "channels, actions, events, caps, campaigns, journeys",
                        name, near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
         }
     }
@@ -405,8 +418,8 @@ int conf_load(conf *c, const char *path, diag *d)
 
     /* campaigns and journeys: lists of files or folders */
     const baton_config_key *maps[] = {top_lists};
-    static const char *const ignore[] = {"baton", "sources", "profiles", "channels", "actions",
-                                         "events", "caps", NULL};
+    static const char *const ignore[] = {"baton",   "sources", "profiles", "channels",
+                                         "actions", "events",  "caps",     NULL};
     keymap_values vals = {0};
     diag scratch;
     diag_init(&scratch); /* unknown top-level keys were reported above */

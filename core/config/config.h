@@ -12,7 +12,7 @@
 #include <baton/baton.h>
 
 #include "config/keymap.h"
-#include "diag.h"
+#include "base/diag.h"
 
 /* One entry of sources, channels, actions or events. */
 typedef struct conf_use {
@@ -20,8 +20,8 @@ typedef struct conf_use {
     char *name;          /* "email" */
     char *where;         /* "channels.email", for messages */
     baton_kind kind;
-    const char *plugin;  /* plugin = "channel_email" (NULL when missing) */
-    int enabled;         /* channels may say enabled = false */
+    const char *plugin; /* plugin = "channel_email" (NULL when missing) */
+    int enabled;        /* channels may say enabled = false */
     config_setting_t *group;
     const char *file;
     int line;
@@ -50,7 +50,7 @@ typedef struct conf {
 
     conf_cap *caps;
     size_t ncaps;
-    int quiet; /* quiet hours configured */
+    int quiet;                        /* quiet hours configured */
     int quiet_from_min, quiet_to_min; /* minutes after midnight */
     char *quiet_tz;
 

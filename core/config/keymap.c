@@ -1,13 +1,13 @@
-#include "keymap.h"
+#include "config/keymap.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "mem.h"
-#include "suggest.h"
-#include "timefmt.h"
+#include "base/buf.h"
+#include "base/mem.h"
+#include "base/suggest.h"
+#include "base/timefmt.h"
 
 const char *keymap_type_name(baton_cfg_type t)
 {
@@ -83,8 +83,7 @@ static void choices_text(const baton_config_key *k, buf *b)
         buf_addf(b, "%s%s", c == k->choices ? "" : ", ", *c);
 }
 
-int keymap_parse_text(const baton_config_key *k, const char *text,
-                      keymap_value *out)
+int keymap_parse_text(const baton_config_key *k, const char *text, keymap_value *out)
 {
     char *end;
     switch (k->type) {
@@ -92,9 +91,7 @@ int keymap_parse_text(const baton_config_key *k, const char *text,
         out->i = strtoll(text, &end, 10);
         out->f = (double)out->i;
         return *text && !*end ? 0 : -1;
-    case BATON_CFG_FLOAT:
-        out->f = strtod(text, &end);
-        return *text && !*end ? 0 : -1;
+    case BATON_CFG_FLOAT: out->f = strtod(text, &end); return *text && !*end ? 0 : -1;
     case BATON_CFG_BOOL:
         if (strcmp(text, "true") == 0)
             out->i = 1;
@@ -136,8 +133,8 @@ static int ignored(const char *name, const char *const *ignore)
     return 0;
 }
 
-static const baton_config_key *find_key(const baton_config_key *const *maps,
-                                        size_t nmaps, const char *name)
+static const baton_config_key *find_key(const baton_config_key *const *maps, size_t nmaps,
+                                        const char *name)
 {
     for (size_t m = 0; m < nmaps; m++)
         for (const baton_config_key *k = maps[m]; k && k->name; k++)
@@ -146,9 +143,9 @@ static const baton_config_key *find_key(const baton_config_key *const *maps,
     return NULL;
 }
 
-static void unknown_key(const char *file, int line, const char *where,
-                        const char *name, const baton_config_key *const *maps,
-                        size_t nmaps, const char *const *ignore, diag *d)
+static void unknown_key(const char *file, int line, const char *where, const char *name,
+                        const baton_config_key *const *maps, size_t nmaps,
+                        const char *const *ignore, diag *d)
 {
     const char *cands[256];
     size_t n = 0;
@@ -169,28 +166,26 @@ static void unknown_key(const char *file, int line, const char *where,
         }
     const char *near = suggest_nearest(name, cands, n);
     if (near)
-        diag_error(d, file, line,
-                   "%s: unknown key '%s' (did you mean '%s'?); known keys: %s",
+        diag_error(d, file, line, "%s: unknown key '%s' (did you mean '%s'?); known keys: %s",
                    where, name, near, known.data ? known.data : "none");
     else
-        diag_error(d, file, line, "%s: unknown key '%s'; known keys: %s",
-                   where, name, known.data ? known.data : "none");
+        diag_error(d, file, line, "%s: unknown key '%s'; known keys: %s", where, name,
+                   known.data ? known.data : "none");
     buf_free(&known);
 }
 
-static int check_range(const baton_config_key *k, double v, const char *file,
-                       int line, const char *where, diag *d, const char *shown)
+static int check_range(const baton_config_key *k, double v, const char *file, int line,
+                       const char *where, diag *d, const char *shown)
 {
     if (!k->has_range || (v >= k->min && v <= k->max))
         return 0;
-    diag_error(d, file, line, "%s: %s = %s is out of range (%g to %g)", where,
-               k->name, shown, k->min, k->max);
+    diag_error(d, file, line, "%s: %s = %s is out of range (%g to %g)", where, k->name, shown,
+               k->min, k->max);
     return -1;
 }
 
-static void read_value(const config_setting_t *s, const baton_config_key *k,
-                       keymap_value *val, const char *file, const char *where,
-                       const char *dir, diag *d)
+static void read_value(const config_setting_t *s, const baton_config_key *k, keymap_value *val,
+                       const char *file, const char *where, const char *dir, diag *d)
 {
     int t = config_setting_type(s);
     int line = (int)config_setting_source_line(s);
@@ -241,8 +236,8 @@ static void read_value(const config_setting_t *s, const baton_config_key *k,
             const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
             if (config_setting_type(e) != CONFIG_TYPE_STRING) {
                 diag_error(d, file, (int)config_setting_source_line(e),
-                           "%s: %s[%d] must be a string, not %s", where,
-                           k->name, i, lc_type_name(config_setting_type(e)));
+                           "%s: %s[%d] must be a string, not %s", where, k->name, i,
+                           lc_type_name(config_setting_type(e)));
                 continue;
             }
             val->list[val->nlist++] = xstrdup(config_setting_get_string(e));
@@ -257,8 +252,8 @@ static void read_value(const config_setting_t *s, const baton_config_key *k,
             free(val->s);
             val->s = xstrdup(str);
             if (duration_parse_ms(str, &val->i)) {
-                diag_error(d, file, line, "%s: %s = \"%s\" is not a duration; expected %s",
-                           where, k->name, str, expected(k));
+                diag_error(d, file, line, "%s: %s = \"%s\" is not a duration; expected %s", where,
+                           k->name, str, expected(k));
                 break;
             }
             snprintf(shown, sizeof shown, "\"%s\"", str);
@@ -267,8 +262,8 @@ static void read_value(const config_setting_t *s, const baton_config_key *k,
             buf c;
             buf_init(&c);
             choices_text(k, &c);
-            diag_error(d, file, line, "%s: %s = \"%s\" is not one of: %s", where,
-                       k->name, str, c.data ? c.data : "");
+            diag_error(d, file, line, "%s: %s = \"%s\" is not one of: %s", where, k->name, str,
+                       c.data ? c.data : "");
             buf_free(&c);
         } else if (k->type == BATON_CFG_PATH) {
             free(val->s);
@@ -285,14 +280,13 @@ static void read_value(const config_setting_t *s, const baton_config_key *k,
     }
     return;
 wrong_type:
-    diag_error(d, file, line, "%s: %s must be %s, not %s", where, k->name,
-               expected(k), lc_type_name(t));
+    diag_error(d, file, line, "%s: %s must be %s, not %s", where, k->name, expected(k),
+               lc_type_name(t));
 }
 
 size_t keymap_validate(const config_setting_t *group, const char *where,
-                       const baton_config_key *const *maps, size_t nmaps,
-                       const char *const *ignore, const char *dir,
-                       keymap_values *out, diag *d)
+                       const baton_config_key *const *maps, size_t nmaps, const char *const *ignore,
+                       const char *dir, keymap_values *out, diag *d)
 {
     size_t before = d->errors;
     const char *file = group ? config_setting_source_file(group) : NULL;
@@ -324,8 +318,8 @@ size_t keymap_validate(const config_setting_t *group, const char *where,
             continue;
         const baton_config_key *k = find_key(maps, nmaps, name);
         if (!k) {
-            unknown_key(file, (int)config_setting_source_line(s), where, name,
-                        maps, nmaps, ignore, d);
+            unknown_key(file, (int)config_setting_source_line(s), where, name, maps, nmaps, ignore,
+                        d);
             continue;
         }
         keymap_value *val = (keymap_value *)keymap_get(out, name);
@@ -339,11 +333,10 @@ size_t keymap_validate(const config_setting_t *group, const char *where,
         const baton_config_key *k = out->v[i].key;
         if (k->required && !out->v[i].present) {
             if (k->help)
-                diag_error(d, file, gline, "%s: missing required key '%s' (%s)",
-                           where, k->name, k->help);
+                diag_error(d, file, gline, "%s: missing required key '%s' (%s)", where, k->name,
+                           k->help);
             else
-                diag_error(d, file, gline, "%s: missing required key '%s'", where,
-                           k->name);
+                diag_error(d, file, gline, "%s: missing required key '%s'", where, k->name);
         }
         /* defaults of PATH keys resolve like values written in the file */
         if (k->type == BATON_CFG_PATH && !out->v[i].present && out->v[i].s) {

@@ -10,7 +10,7 @@
 
 #include <baton/baton.h>
 
-#include "diag.h"
+#include "base/diag.h"
 
 typedef struct keymap_value {
     const baton_config_key *key;
@@ -20,7 +20,7 @@ typedef struct keymap_value {
     double f;    /* FLOAT (and INT) */
     char **list; /* LIST */
     size_t nlist;
-    int line;    /* where it was set, or the group's line */
+    int line; /* where it was set, or the group's line */
 } keymap_value;
 
 typedef struct keymap_values {
@@ -35,15 +35,13 @@ typedef struct keymap_values {
  * problem goes to d; returns the number of errors added. `out` holds
  * every declared key, set or defaulted, even when errors were found. */
 size_t keymap_validate(const config_setting_t *group, const char *where,
-                       const baton_config_key *const *maps, size_t nmaps,
-                       const char *const *ignore, const char *dir,
-                       keymap_values *out, diag *d);
+                       const baton_config_key *const *maps, size_t nmaps, const char *const *ignore,
+                       const char *dir, keymap_values *out, diag *d);
 void keymap_values_free(keymap_values *vals);
 const keymap_value *keymap_get(const keymap_values *vals, const char *key);
 
 /* Parse a default or a value written as text, by the key's type. */
-int keymap_parse_text(const baton_config_key *k, const char *text,
-                      keymap_value *out);
+int keymap_parse_text(const baton_config_key *k, const char *text, keymap_value *out);
 const char *keymap_type_name(baton_cfg_type t);
 
 /* Resolve a relative path against dir (absolute paths are kept).

@@ -4,11 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "journey/cond.h"
-#include "log.h"
-#include "mem.h"
-#include "timefmt.h"
+#include "base/buf.h"
+#include "scope/cond.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/timefmt.h"
 
 static const char *const ddl =
     "CREATE TABLE IF NOT EXISTS journey_meta (key TEXT PRIMARY KEY, value INTEGER);"
@@ -27,10 +27,9 @@ static const char *const ddl =
     " WHERE status = 'pending'";
 
 /* the latest instance of each journey for a profile, from the index */
-static const char *const ddl_latest =
-    "CREATE INDEX IF NOT EXISTS journey_instances_latest"
-    " ON journey_instances(profile, journey, id);"
-    "DROP INDEX IF EXISTS journey_instances_profile";
+static const char *const ddl_latest = "CREATE INDEX IF NOT EXISTS journey_instances_latest"
+                                      " ON journey_instances(profile, journey, id);"
+                                      "DROP INDEX IF EXISTS journey_instances_profile";
 
 enum {
     S_META_GET,
@@ -143,8 +142,8 @@ static int rebuild_timers(jengine *e, char *err, size_t errlen)
     return 0;
 }
 
-int jengine_open(jengine *e, store *st, journey **js, size_t njs, const jengine_ops *ops,
-                 char *err, size_t errlen)
+int jengine_open(jengine *e, store *st, journey **js, size_t njs, const jengine_ops *ops, char *err,
+                 size_t errlen)
 {
     memset(e, 0, sizeof *e);
     e->st = st;
@@ -160,8 +159,8 @@ int jengine_open(jengine *e, store *st, journey **js, size_t njs, const jengine_
      * them (bounded: 16 MiB) */
     sqlite3_exec(st->db, "PRAGMA cache_size = -16384", NULL, NULL, NULL);
     for (int i = 0; i < S_NSTMT; i++)
-        if (sqlite3_prepare_v3(st->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &e->stmt[i],
-                               NULL) != SQLITE_OK) {
+        if (sqlite3_prepare_v3(st->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &e->stmt[i], NULL) !=
+            SQLITE_OK) {
             sqlfail(e, err, errlen, "prepare");
             jengine_close(e);
             return -1;
@@ -199,8 +198,7 @@ int jengine_begin(jengine *e, char *err, size_t errlen)
     store_group_join(e->st);
     /* without the group transaction a SAVEPOINT would open a transaction
      * of its own, which RELEASE commits alone */
-    if (!e->st->group_open ||
-        store_txn(e->st, STORE_SAVEPOINT) != SQLITE_OK) {
+    if (!e->st->group_open || store_txn(e->st, STORE_SAVEPOINT) != SQLITE_OK) {
         int rc = sqlfail(e, err, errlen, "begin");
         pthread_mutex_unlock(&e->st->write_lock);
         return rc;
@@ -275,8 +273,7 @@ static const char *col_text(sqlite3_stmt *st, int i)
 
 /* Columns: id, journey, state, node, wait, due, entered, path, event,
  * results, reason. */
-static void inst_from_row(jengine *e, sqlite3_stmt *st, journey *j, const char *profile,
-                          jinst *in)
+static void inst_from_row(jengine *e, sqlite3_stmt *st, journey *j, const char *profile, jinst *in)
 {
     memset(in, 0, sizeof *in);
     in->id = sqlite3_column_int64(st, 0);
@@ -352,8 +349,7 @@ static int inst_save(jengine *e, jinst *in, int64_t now, char *err, size_t errle
 }
 
 static int send_row(jengine *e, jinst *in, const jnode *n, const char *key, const char *kind,
-                    const char *target, const char *status, int64_t now, char *err,
-                    size_t errlen)
+                    const char *target, const char *status, int64_t now, char *err, size_t errlen)
 {
     sqlite3_stmt *st = e->stmt[S_SEND_INS];
     sqlite3_reset(st);
@@ -610,7 +606,8 @@ static int route_active(jengine *e, jinst *in, const jevent *ev, json_t *evj, in
     }
     for (size_t x = 0; x < in->j->nexits; x++) {
         const jexit *xr = &in->j->exits[x];
-        if (strcmp(xr->event, ev->type) || !truth_or_log(e, &xr->filter, in, evj, now, "exit filter"))
+        if (strcmp(xr->event, ev->type) ||
+            !truth_or_log(e, &xr->filter, in, evj, now, "exit filter"))
             continue;
         in->state = "exited";
         in->wait = NULL;
@@ -637,8 +634,8 @@ static int may_enter(const journey *j, const jinst *last, int64_t now)
     return 0;
 }
 
-static int enter(jengine *e, journey *j, const jevent *ev, json_t *evj, int64_t now,
-                 char *err, size_t errlen)
+static int enter(jengine *e, journey *j, const jevent *ev, json_t *evj, int64_t now, char *err,
+                 size_t errlen)
 {
     jinst in = {0};
     in.id = e->next_id;
@@ -709,7 +706,8 @@ int jengine_event(jengine *e, const jevent *ev, int64_t now_ms, char *err, size_
             continue;
         if (have[i] && !strcmp(last[i].state, "active"))
             out = route_active(e, &last[i], ev, evj, now_ms, err, errlen);
-        else if (!strcmp(j->entry_event, ev->type) && may_enter(j, have[i] ? &last[i] : NULL, now_ms))
+        else if (!strcmp(j->entry_event, ev->type) &&
+                 may_enter(j, have[i] ? &last[i] : NULL, now_ms))
             out = enter(e, j, ev, evj, now_ms, err, errlen);
     }
     json_decref(evj);
@@ -763,8 +761,7 @@ static int load_by_id(jengine *e, int64_t id, jinst *in, int *found, char *err, 
     return 0;
 }
 
-int jengine_fire(jengine *e, int64_t now_ms, size_t max, size_t *fired, char *err,
-                 size_t errlen)
+int jengine_fire(jengine *e, int64_t now_ms, size_t max, size_t *fired, char *err, size_t errlen)
 {
     *fired = 0;
     jtimer t;
@@ -779,9 +776,7 @@ int jengine_fire(jengine *e, int64_t now_ms, size_t max, size_t *fired, char *er
         /* stale entries (the instance moved on) are dropped here */
         if (!strcmp(in.state, "active") && in.due == t.due_ms && in.wait && in.node >= 0) {
             const jnode *n = &in.j->nodes[in.node];
-            int next = n->type == JN_WAIT ? n->next
-                       : n->type == JN_WAIT_EVENT ? n->on_timeout
-                                                  : -2;
+            int next = n->type == JN_WAIT ? n->next : n->type == JN_WAIT_EVENT ? n->on_timeout : -2;
             if (next != -2) {
                 (*fired)++;
                 e->stats.timers_fired++;
@@ -863,8 +858,7 @@ int jengine_action_done(jengine *e, const char *key, int ok, const char *respons
     return out;
 }
 
-int jengine_send_status(jengine *e, const char *key, const char *status, char *err,
-                        size_t errlen)
+int jengine_send_status(jengine *e, const char *key, const char *status, char *err, size_t errlen)
 {
     sqlite3_stmt *st = e->stmt[S_SEND_STATUS];
     sqlite3_reset(st);

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "journey/cond.h"
+#include "scope/cond.h"
 #include "journey/event.h"
 #include "journey/journey.h"
 #include "journey/timers.h"
@@ -62,8 +62,7 @@ typedef struct jengine_ops {
 } jengine_ops;
 
 typedef struct jengine_stats {
-    uint64_t events, entered, completed, exited, failed, sends,
-        skipped, actions, timers_fired;
+    uint64_t events, entered, completed, exited, failed, sends, skipped, actions, timers_fired;
 } jengine_stats;
 
 typedef struct jengine {
@@ -85,8 +84,8 @@ typedef struct jengine {
 
 /* Create the tables if needed, prepare statements and rebuild the timer
  * heap from the store. js stays owned by the caller. */
-int jengine_open(jengine *e, store *st, journey **js, size_t njs, const jengine_ops *ops,
-                 char *err, size_t errlen);
+int jengine_open(jengine *e, store *st, journey **js, size_t njs, const jengine_ops *ops, char *err,
+                 size_t errlen);
 void jengine_close(jengine *e);
 /* Swap the journeys (reload): instances of a journey that is gone stay in
  * the store untouched. */
@@ -104,8 +103,7 @@ int jengine_event(jengine *e, const jevent *ev, int64_t now_ms, char *err, size_
 int64_t jengine_watermark(jengine *e);
 int jengine_set_watermark(jengine *e, int64_t seq, char *err, size_t errlen);
 /* Run up to max timers due at now_ms; *fired counts them. */
-int jengine_fire(jengine *e, int64_t now_ms, size_t max, size_t *fired, char *err,
-                 size_t errlen);
+int jengine_fire(jengine *e, int64_t now_ms, size_t max, size_t *fired, char *err, size_t errlen);
 /* The earliest pending timer; 0 when none. */
 int jengine_next_due(const jengine *e, int64_t *due_ms);
 /* An action finished: ok with its response (JSON text, may be NULL), or
@@ -113,8 +111,7 @@ int jengine_next_due(const jengine *e, int64_t *due_ms);
 int jengine_action_done(jengine *e, const char *key, int ok, const char *response,
                         const char *reason, int64_t now_ms, char *err, size_t errlen);
 /* Mark a send's outcome ("sent", "failed: ...") in journey_sends. */
-int jengine_send_status(jengine *e, const char *key, const char *status, char *err,
-                        size_t errlen);
+int jengine_send_status(jengine *e, const char *key, const char *status, char *err, size_t errlen);
 
 /* What was left in flight by a previous run: calls fn for every send
  * still pending and every action not finished, so the caller hands them

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mem.h"
-#include "timefmt.h"
+#include "base/mem.h"
+#include "base/timefmt.h"
 
 /* FNV-1a: a stable id for events that carry none, so a source that
  * redelivers the same bytes is still deduplicated. */

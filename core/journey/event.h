@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 typedef struct jevent {
-    char *id;      /* the event's id, or "h:<hash of the bytes>" when absent */
+    char *id; /* the event's id, or "h:<hash of the bytes>" when absent */
     char *type;
     char *profile;
     int64_t time_ms; /* "time", or the receive time when absent */
@@ -21,13 +21,13 @@ typedef struct jevent {
 /* Parse json (len bytes) received at now_ms into ev. Returns 0, or -1 with
  * a one-line reason ("no 'type'", "time: not an ISO 8601 timestamp")
  * and ev->raw still set so the dead-letter table keeps the bytes. */
-int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev,
-                 char *reason, size_t reasonlen);
+int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev, char *reason,
+                 size_t reasonlen);
 void jevent_free(jevent *ev);
 
 /* Rebuild an event from the fields the inbox stores. */
-int jevent_from_stored(const char *id, const char *type, const char *profile,
-                       int64_t time_ms, const char *raw, jevent *ev);
+int jevent_from_stored(const char *id, const char *type, const char *profile, int64_t time_ms,
+                       const char *raw, jevent *ev);
 
 /* A value of the event as expressions see it: "type", "id", "profile",
  * "time" read the envelope, anything else data.<name> (dotted names

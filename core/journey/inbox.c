@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "mem.h"
-#include "timefmt.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/timefmt.h"
 
 static const char *const ddl =
     "CREATE TABLE IF NOT EXISTS journey_inbox ("
@@ -46,8 +46,8 @@ int jinbox_open(jinbox *b, const char *path, char *err, size_t errlen)
         {&b->count_dead, "SELECT count(*) FROM journey_dead_letters"},
     };
     for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
-        if (sqlite3_prepare_v3(b->st.db, q[i].sql, -1, SQLITE_PREPARE_PERSISTENT, q[i].st,
-                               NULL) != SQLITE_OK) {
+        if (sqlite3_prepare_v3(b->st.db, q[i].sql, -1, SQLITE_PREPARE_PERSISTENT, q[i].st, NULL) !=
+            SQLITE_OK) {
             snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(b->st.db));
             goto fail;
         }
@@ -101,10 +101,13 @@ int jinbox_commit(jinbox *b, char *err, size_t errlen)
     return 0;
 }
 
-void jinbox_rollback(jinbox *b) { store_txn(&b->st, STORE_ROLLBACK); }
+void jinbox_rollback(jinbox *b)
+{
+    store_txn(&b->st, STORE_ROLLBACK);
+}
 
-int jinbox_put(jinbox *b, const jevent *ev, const char *reason, const char *source,
-               int64_t now_ms, int64_t *seq, int *duplicate, char *err, size_t errlen)
+int jinbox_put(jinbox *b, const jevent *ev, const char *reason, const char *source, int64_t now_ms,
+               int64_t *seq, int *duplicate, char *err, size_t errlen)
 {
     int rc;
     *duplicate = 0;
@@ -232,9 +235,9 @@ json_t *jinbox_dead_report(const char *data_dir, size_t latest, char *err, size_
         const char *src = (const char *)sqlite3_column_text(q, 1);
         const char *why = (const char *)sqlite3_column_text(q, 2);
         const char *body = (const char *)sqlite3_column_text(q, 3);
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "at", at, "source",
-                                             src ? src : "", "reason", why ? why : "", "body",
-                                             body ? body : ""));
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:s, s:s, s:s}", "at", at, "source", src ? src : "",
+                                        "reason", why ? why : "", "body", body ? body : ""));
     }
     if (rc != SQLITE_DONE)
         goto fail;

@@ -39,8 +39,8 @@ void jinbox_rollback(jinbox *b);
 /* Store one event (*seq its sequence number; *duplicate when its id was
  * already in) or, with reason set, one dead letter. Returns once it is
  * committed: 0, or -1 with err (nothing stored; do not acknowledge). */
-int jinbox_put(jinbox *b, const jevent *ev, const char *reason, const char *source,
-               int64_t now_ms, int64_t *seq, int *duplicate, char *err, size_t errlen);
+int jinbox_put(jinbox *b, const jevent *ev, const char *reason, const char *source, int64_t now_ms,
+               int64_t *seq, int *duplicate, char *err, size_t errlen);
 
 /* The events after seq, in order, up to max: fn gets each one parsed
  * again from the stored bytes. Returns the number read, or -1. */

@@ -7,7 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "diag.h"
+#include "base/diag.h"
+#include "scope/cond.h"
 
 struct app;
 
@@ -25,11 +26,6 @@ typedef enum jreentry { JR_NEVER, JR_ALWAYS, JR_AFTER } jreentry;
 
 /* A condition as written and, once the expression engine is wired in,
  * compiled. `line` is the line of the setting that holds it. */
-typedef struct jcond {
-    char *text;
-    int line;
-    void *compiled; /* owned by journey/cond.c */
-} jcond;
 
 typedef struct jbranch {
     jcond when;     /* condition branches */
@@ -101,8 +97,7 @@ void journey_free(journey *j);
 
 /* Every journey file named by a configuration's `journeys` list (files or
  * folders of *.cfg, sorted). Errors go to d; *n counts what loaded. */
-journey **journey_load_all(char **paths, size_t npaths, struct app *a, diag *d,
-                           size_t *n);
+journey **journey_load_all(char **paths, size_t npaths, struct app *a, diag *d, size_t *n);
 void journey_free_all(journey **js, size_t n);
 
 /* The index of node id, or -1. */

@@ -9,19 +9,22 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "app.h"
-#include "buf.h"
+#include "plugin/app.h"
+#include "base/buf.h"
 #include "config/keymap.h"
-#include "journey/cond.h"
+#include "scope/cond.h"
 #include "journey/journey.h"
-#include "mem.h"
-#include "suggest.h"
-#include "timefmt.h"
+#include "base/mem.h"
+#include "base/suggest.h"
+#include "base/timefmt.h"
 
-static const char *const type_names[] = {"condition", "split", "wait", "wait_event",
-                                         "send", "action", "end", NULL};
+static const char *const type_names[] = {"condition", "split",  "wait", "wait_event",
+                                         "send",      "action", "end",  NULL};
 
-const char *jnode_type_name(jnode_type t) { return type_names[t]; }
+const char *jnode_type_name(jnode_type t)
+{
+    return type_names[t];
+}
 
 typedef struct pctx {
     const char *file;
@@ -37,11 +40,14 @@ typedef struct pctx {
         int line;
         const char *what; /* "next", "on_event", ... */
         const char *node;
-    } *links;
+    } * links;
     size_t nlinks;
 } pctx;
 
-static int line_of(const config_setting_t *s) { return s ? (int)config_setting_source_line(s) : 0; }
+static int line_of(const config_setting_t *s)
+{
+    return s ? (int)config_setting_source_line(s) : 0;
+}
 
 static const char *opt_string(pctx *p, const config_setting_t *g, const char *key,
                               const char *where, int *line)
@@ -66,8 +72,8 @@ static const char *req_string(pctx *p, const config_setting_t *g, const char *ke
     if (line)
         *line = l;
     if (!v && !config_setting_get_member(g, key))
-        diag_error(p->d, p->file, line_of(g), "%s: missing required key '%s'%s%s%s", where,
-                   key, example ? " (e.g. " : "", example ? example : "", example ? ")" : "");
+        diag_error(p->d, p->file, line_of(g), "%s: missing required key '%s'%s%s%s", where, key,
+                   example ? " (e.g. " : "", example ? example : "", example ? ")" : "");
     return v;
 }
 
@@ -99,8 +105,8 @@ static void check_keys(pctx *p, const config_setting_t *g, const char *where,
     }
 }
 
-static int64_t duration_key(pctx *p, const config_setting_t *g, const char *key,
-                            const char *where, int required)
+static int64_t duration_key(pctx *p, const config_setting_t *g, const char *key, const char *where,
+                            int required)
 {
     int line;
     const char *s = required ? req_string(p, g, key, where, "\"1h\"", &line)
@@ -110,7 +116,8 @@ static int64_t duration_key(pctx *p, const config_setting_t *g, const char *key,
     int64_t ms;
     if (duration_parse_ms(s, &ms)) {
         diag_error(p->d, p->file, line,
-                   "%s: %s = \"%s\" is not a duration; expected e.g. \"90s\", \"15m\", \"12h\", \"7d\", \"2w\"",
+                   "%s: %s = \"%s\" is not a duration; expected e.g. \"90s\", \"15m\", \"12h\", "
+                   "\"7d\", \"2w\"",
                    where, key, s);
         return -1;
     }
@@ -131,8 +138,8 @@ static void link_key(pctx *p, const config_setting_t *g, const char *key, int *s
                      const char *where, const char *node, int required)
 {
     int line;
-    const char *t = required ? req_string(p, g, key, where, NULL, &line)
-                             : opt_string(p, g, key, where, &line);
+    const char *t =
+        required ? req_string(p, g, key, where, NULL, &line) : opt_string(p, g, key, where, &line);
     add_link(p, slot, t, line, key, node);
 }
 
@@ -140,8 +147,8 @@ static void cond_key(pctx *p, const config_setting_t *g, const char *key, jcond 
                      const char *where, const char *scope, int required)
 {
     int line;
-    const char *t = required ? req_string(p, g, key, where, NULL, &line)
-                             : opt_string(p, g, key, where, &line);
+    const char *t =
+        required ? req_string(p, g, key, where, NULL, &line) : opt_string(p, g, key, where, &line);
     if (!t)
         return;
     c->text = xstrdup(t);
@@ -186,9 +193,9 @@ static void parse_send(pctx *p, const config_setting_t *g, jnode *n, const char 
                 if (p->a->conf.uses[i].kind == BATON_KIND_CHANNEL)
                     cands[nc++] = p->a->conf.uses[i].name;
             const char *near = suggest_nearest(ch, cands, nc);
-            diag_error(p->d, p->file, line, "%s: channel = \"%s\" names no configured channel%s%s%s",
-                       where, ch, near ? " (did you mean '" : "", near ? near : "",
-                       near ? "'?)" : "");
+            diag_error(p->d, p->file, line,
+                       "%s: channel = \"%s\" names no configured channel%s%s%s", where, ch,
+                       near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
         }
     }
     link_key(p, g, "next", &n->next, where, n->id, 1);
@@ -220,7 +227,8 @@ static void parse_send(pctx *p, const config_setting_t *g, jnode *n, const char 
                     buf_addf(&all, "%s%s", all.len ? ", " : "", *q);
                 const char *near = suggest_nearest(part, parts, np);
                 diag_error(p->d, p->file, line_of(s),
-                           "%s: channel '%s' has no content part '%s'%s%s%s; its parts: %s (or <part>_file)",
+                           "%s: channel '%s' has no content part '%s'%s%s%s; its parts: %s (or "
+                           "<part>_file)",
                            where, ch, part, near ? " (did you mean '" : "", near ? near : "",
                            near ? "'?)" : "", all.data ? all.data : "none");
                 buf_free(&all);
@@ -243,8 +251,8 @@ static void parse_send(pctx *p, const config_setting_t *g, jnode *n, const char 
         } else {
             value = xstrdup(config_setting_get_string(s));
         }
-        void *t = jtemplate_compile(value, !strcmp(part, "html"), p->cc, p->file, line_of(s),
-                                    where, name, p->d);
+        void *t = jtemplate_compile(value, !strcmp(part, "html"), p->cc, p->file, line_of(s), where,
+                                    name, p->d);
         n->parts = xrealloc(n->parts, (n->nparts + 1) * sizeof *n->parts);
         n->parts[n->nparts++] = (jpart){part, value, t};
     }
@@ -343,8 +351,10 @@ static void parse_node(pctx *p, const config_setting_t *g, size_t idx)
     if (t < 0) {
         const char *near = suggest_nearest(type, type_names, 7);
         diag_error(p->d, p->file, tline,
-                   "%s: unknown type '%s'%s%s%s; node types: condition, split, wait, wait_event, send, action, end",
-                   where, type, near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
+                   "%s: unknown type '%s'%s%s%s; node types: condition, split, wait, wait_event, "
+                   "send, action, end",
+                   where, type, near ? " (did you mean '" : "", near ? near : "",
+                   near ? "'?)" : "");
         n->type = JN_END;
         return;
     }
@@ -370,7 +380,8 @@ static void parse_node(pctx *p, const config_setting_t *g, size_t idx)
         int has_u = config_setting_get_member(g, "until") != NULL;
         if (has_d == has_u)
             diag_error(p->d, p->file, n->line,
-                       "%s: a wait needs exactly one of duration = \"1h\" or until = \"<timestamp expression>\"",
+                       "%s: a wait needs exactly one of duration = \"1h\" or until = \"<timestamp "
+                       "expression>\"",
                        where);
         if (has_d)
             n->duration_ms = duration_key(p, g, "duration", where, 1);
@@ -396,9 +407,7 @@ static void parse_node(pctx *p, const config_setting_t *g, size_t idx)
         link_key(p, g, "on_event", &n->on_event, where, n->id, 1);
         break;
     }
-    case JN_SEND:
-        parse_send(p, g, n, where);
-        break;
+    case JN_SEND: parse_send(p, g, n, where); break;
     case JN_ACTION: {
         static const char *const keys[] = {"id", "type", "action", "next", "on_error", NULL};
         check_keys(p, g, where, keys, 0);
@@ -479,8 +488,7 @@ static size_t immediate_succ(const jnode *n, int *out)
         if (n->type == JN_ACTION)
             out[k++] = n->on_error;
         break;
-    default:
-        break;
+    default: break;
     }
     return k;
 }
@@ -531,7 +539,8 @@ static void check_graph(pctx *p)
         int w = find_spin(j, (int)v, mark);
         if (w >= 0) {
             diag_error(p->d, p->file, j->nodes[w].line,
-                       "node '%s': part of a loop with no wait or wait_event in it (a profile would go round it forever)",
+                       "node '%s': part of a loop with no wait or wait_event in it (a profile "
+                       "would go round it forever)",
                        j->nodes[w].id);
             break;
         }
@@ -540,8 +549,9 @@ static void check_graph(pctx *p)
     reach(j, j->start, mark);
     for (size_t v = 0; v < nn && j->start >= 0; v++)
         if (!mark[v])
-            diag_warn(p->d, p->file, j->nodes[v].line, "node '%s' cannot be reached from start = \"%s\"",
-                      j->nodes[v].id, j->nodes[j->start].id);
+            diag_warn(p->d, p->file, j->nodes[v].line,
+                      "node '%s' cannot be reached from start = \"%s\"", j->nodes[v].id,
+                      j->nodes[j->start].id);
     free(mark);
 }
 
@@ -552,7 +562,8 @@ static void parse_exit(pctx *p, const config_setting_t *root)
         return;
     /* one exit rule may be written alone, as a group */
     if (!config_setting_is_group(ex) && !config_setting_is_list(ex)) {
-        diag_error(p->d, p->file, line_of(ex), "exit must be a list ( { event = \"order_placed\"; } )");
+        diag_error(p->d, p->file, line_of(ex),
+                   "exit must be a list ( { event = \"order_placed\"; } )");
         return;
     }
     int cnt = config_setting_is_group(ex) ? 1 : config_setting_length(ex);
@@ -586,7 +597,9 @@ static void parse_entry(pctx *p, const config_setting_t *root)
         return;
     }
     if (!config_setting_is_group(en)) {
-        diag_error(p->d, p->file, line_of(en), "entry must be a group { event = \"...\"; filter = \"...\"; reentry = \"never\"; }");
+        diag_error(
+            p->d, p->file, line_of(en),
+            "entry must be a group { event = \"...\"; filter = \"...\"; reentry = \"never\"; }");
         return;
     }
     static const char *const keys[] = {"event", "filter", "reentry", NULL};
@@ -608,7 +621,8 @@ static void parse_entry(pctx *p, const config_setting_t *root)
         return;
     }
     diag_error(p->d, p->file, line,
-               "entry: reentry = \"%s\" is not one of: never, always, after <duration> (e.g. \"after 7d\")",
+               "entry: reentry = \"%s\" is not one of: never, always, after <duration> (e.g. "
+               "\"after 7d\")",
                re);
 }
 
@@ -633,7 +647,8 @@ journey *journey_load(const char *path, struct app *a, diag *d)
     const config_setting_t *root = config_lookup(&lc, "journey");
     if (!root || !config_setting_is_group(root)) {
         diag_error(d, path, root ? line_of(root) : 0,
-                   "expected journey: { name = \"...\"; entry = { ... }; start = \"...\"; nodes = ( ... ); }");
+                   "expected journey: { name = \"...\"; entry = { ... }; start = \"...\"; nodes = "
+                   "( ... ); }");
         goto out;
     }
     j->line = line_of(root);
@@ -662,7 +677,8 @@ journey *journey_load(const char *path, struct app *a, diag *d)
     parse_exit(&p, root);
     const config_setting_t *nodes = config_setting_get_member(root, "nodes");
     if (!nodes) {
-        diag_error(d, path, j->line, "journey: missing required key 'nodes' (a list of { id = ...; type = ...; })");
+        diag_error(d, path, j->line,
+                   "journey: missing required key 'nodes' (a list of { id = ...; type = ...; })");
     } else if (!config_setting_is_list(nodes)) {
         diag_error(d, path, line_of(nodes), "journey: nodes must be a list ( { ... }, { ... } )");
     } else {
@@ -673,13 +689,15 @@ journey *journey_load(const char *path, struct app *a, diag *d)
         for (size_t i = 0; i < j->nnodes; i++)
             for (size_t k = 0; k < i; k++)
                 if (j->nodes[i].id[0] && !strcmp(j->nodes[i].id, j->nodes[k].id))
-                    diag_error(d, path, j->nodes[i].line, "node '%s' is defined twice (first at line %d)",
-                               j->nodes[i].id, j->nodes[k].line);
+                    diag_error(d, path, j->nodes[i].line,
+                               "node '%s' is defined twice (first at line %d)", j->nodes[i].id,
+                               j->nodes[k].line);
         if (j->nnodes == 0)
             diag_error(d, path, line_of(nodes), "journey: nodes is empty");
     }
     int sline;
-    const char *start = req_string(&p, root, "start", "journey", "the id of the first node", &sline);
+    const char *start =
+        req_string(&p, root, "start", "journey", "the id of the first node", &sline);
     if (start)
         add_link(&p, &j->start, start, sline, "start", NULL);
     resolve_links(&p);

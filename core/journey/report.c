@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mem.h"
-#include "timefmt.h"
+#include "base/mem.h"
+#include "base/timefmt.h"
 
 const char *jreport_state_name(const char *s)
 {
@@ -41,7 +41,10 @@ static int has_table(store *st, const char *name)
     return ok;
 }
 
-static int table_ready(store *st) { return has_table(st, "journey_instances"); }
+static int table_ready(store *st)
+{
+    return has_table(st, "journey_instances");
+}
 
 json_t *jreport_profiles(store *st, const char *jname)
 {
@@ -78,9 +81,9 @@ json_t *jreport_profiles(store *st, const char *jname)
         if (!p)
             continue;
         int is_send = !strcmp(col(q, 2), "send");
-        json_array_append_new(json_object_get(p, "sent"),
-                              json_pack("{s:s, s:s}", "node", col(q, 1),
-                                        is_send ? "channel" : "action", col(q, 3)));
+        json_array_append_new(
+            json_object_get(p, "sent"),
+            json_pack("{s:s, s:s}", "node", col(q, 1), is_send ? "channel" : "action", col(q, 3)));
     }
     sqlite3_finalize(q);
     return out;
@@ -93,8 +96,8 @@ json_t *jreport_status(store *st, const journey *j)
         json_object_set_new(nodes, j->nodes[i].id,
                             json_pack("{s:s, s:i, s:i}", "type", jnode_type_name(j->nodes[i].type),
                                       "at", 0, "through", 0));
-    json_t *states = json_pack("{s:i, s:i, s:i, s:i}", "active", 0, "completed", 0, "exited", 0,
-                               "failed", 0);
+    json_t *states =
+        json_pack("{s:i, s:i, s:i, s:i}", "active", 0, "completed", 0, "exited", 0, "failed", 0);
     json_int_t total = 0;
     sqlite3_stmt *q;
     if (table_ready(st) &&
@@ -122,8 +125,8 @@ json_t *jreport_status(store *st, const journey *j)
             if (!strcmp(state, "active")) {
                 json_t *n = json_object_get(nodes, col(q, 2));
                 if (n)
-                    json_object_set_new(n, "at",
-                                        json_integer(json_integer_value(json_object_get(n, "at")) + 1));
+                    json_object_set_new(
+                        n, "at", json_integer(json_integer_value(json_object_get(n, "at")) + 1));
             }
             const char *p = col(q, 3);
             while (*p) {
@@ -190,11 +193,11 @@ json_t *jreport_profile(store *st, const char *profile)
             sqlite3_bind_text(q, 1, profile, -1, SQLITE_TRANSIENT);
             while (sqlite3_step(q) == SQLITE_ROW) {
                 int is_send = !strcmp(col(q, 2), "send");
-                json_array_append_new(
-                    sent, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "journey", col(q, 0), "node",
-                                    col(q, 1), "kind", col(q, 2), is_send ? "channel" : "action",
-                                    col(q, 3), "status", col(q, 4), "at",
-                                    ts_json(sqlite3_column_int64(q, 5))));
+                json_array_append_new(sent, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "journey",
+                                                      col(q, 0), "node", col(q, 1), "kind",
+                                                      col(q, 2), is_send ? "channel" : "action",
+                                                      col(q, 3), "status", col(q, 4), "at",
+                                                      ts_json(sqlite3_column_int64(q, 5))));
             }
             sqlite3_finalize(q);
         }

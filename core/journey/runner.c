@@ -8,17 +8,17 @@
 #include <string.h>
 #include <time.h>
 
-#include "buf.h"
+#include "base/buf.h"
 #include "config/keymap.h"
-#include "deadline.h"
+#include "base/deadline.h"
 #include "journey/engine.h"
 #include "journey/event.h"
-#include "journey/cond.h"
+#include "scope/cond.h"
 #include "journey/inbox.h"
-#include "journey/source.h"
-#include "log.h"
-#include "mem.h"
-#include "record.h"
+#include "scope/source.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/record.h"
 
 /* An event handed in by a source, waiting for the ingest thread. */
 typedef struct initem {
@@ -119,9 +119,9 @@ struct jrunner {
     initem *ihead, *itail;
     size_t ilen;
     int istop;
-    int ibusy;    /* a group is being committed */
-    int iwaiting; /* the ingest thread sleeps until an event comes */
-    int iflush;   /* a source said its group is complete */
+    int ibusy;         /* a group is being committed */
+    int iwaiting;      /* the ingest thread sleeps until an event comes */
+    int iflush;        /* a source said its group is complete */
     int64_t isince_us; /* monotonic: the first event of the group queued */
     pthread_t ingest;
     int ingest_started;
@@ -134,7 +134,10 @@ static int64_t real_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t now_ms(const jrunner *r) { return r->o.clock_ms ? r->o.clock_ms() : real_ms(); }
+static int64_t now_ms(const jrunner *r)
+{
+    return r->o.clock_ms ? r->o.clock_ms() : real_ms();
+}
 
 /* Wait on cv (deadline_cond_init) for up to us microseconds. */
 static void cond_wait_us(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t us)
@@ -183,8 +186,8 @@ static void enqueue(jrunner *r, int64_t seq, jevent *ev)
 /* On the source's thread: parse and queue for the ingest thread, which
  * commits what arrived together in one transaction and then acknowledges
  * each event (ack may thus run on another thread, after we return). */
-int jrunner_submit(void *ud, instance *from, const char *json, size_t len,
-                   void (*ack)(void *), void *ack_ctx)
+int jrunner_submit(void *ud, instance *from, const char *json, size_t len, void (*ack)(void *),
+                   void *ack_ctx)
 {
     jrunner *r = ud;
     pthread_mutex_lock(&r->mu);
@@ -378,8 +381,11 @@ static int hand(jrunner *r, const psend *p, char *status, size_t statuslen, int 
 static int on_send(void *ud, const jsend_req *q, char *status, size_t statuslen)
 {
     jrunner *r = ud;
-    psend now = {.key = (char *)q->key, .profile = (char *)q->profile, .node = q->node,
-                 .event = q->event, .results = q->results};
+    psend now = {.key = (char *)q->key,
+                 .profile = (char *)q->profile,
+                 .node = q->node,
+                 .event = q->event,
+                 .results = q->results};
     int queued = 0;
     if (!r->wait_sends && !r->txn_sends && hand(r, &now, status, statuslen, &queued) == 0) {
         if (queued) /* the dispatcher holds it against this batch's log row */
@@ -485,12 +491,6 @@ static record *message_row(const psend *p, json_t *prof)
     return row;
 }
 
-static json_t *scope_profile(void *ud, const char *id) { return jsource_profile(ud, id); }
-static json_t *scope_lookup(void *ud, const char *src, const char *id, json_t *ev)
-{
-    return jsource_lookup(ud, src, id, ev);
-}
-
 /* Hand a send to its dispatcher. 0 done with it (handed or refused),
  * with the status to record, and *queued 1 when the dispatcher took it
  * into its queue; 1 the dispatcher is full (or closing for a reload):
@@ -514,9 +514,16 @@ static int hand(jrunner *r, const psend *p, char *status, size_t statuslen, int 
         return 0;
     }
     const jnode *n = p->node;
-    jscope sc = {.profile_id = p->profile, .event = p->event, .results = p->results,
-                 .now_ms = now_ms(r), .profile = scope_profile, .lookup = scope_lookup,
-                 .rows = jsource_rows, .ud = r->src, .profile_row = prof, .profile_loaded = 1};
+    jscope sc = {.profile_id = p->profile,
+                 .event = p->event,
+                 .results = p->results,
+                 .now_ms = now_ms(r),
+                 .profile = jsource_profile_cb,
+                 .lookup = jsource_lookup_cb,
+                 .rows = jsource_rows,
+                 .ud = r->src,
+                 .profile_row = prof,
+                 .profile_loaded = 1};
     const char **names = xcalloc(n->nparts + 1, sizeof *names);
     char **values = xcalloc(n->nparts + 1, sizeof *values);
     char err[256] = "";
@@ -683,8 +690,8 @@ static void run_job(jrunner *r, ajob *j)
         jsource_json_to_record(ctx, NULL, j->results);
     const keymap_value *kr = keymap_get(&inst->values, "retries");
     int retries = kr ? (int)kr->i : 3;
-    baton_action_call call = {.size = sizeof call, .key = j->key, .profile_id = j->profile,
-                              .context = ctx};
+    baton_action_call call = {
+        .size = sizeof call, .key = j->key, .profile_id = j->profile, .context = ctx};
     int64_t backoff = 500;
     for (int attempt = 0;; attempt++) {
         int64_t w = rate_wait_ms(r, inst);
@@ -997,9 +1004,9 @@ static void requeue(void *ud, int64_t seq, jevent *ev, const char *source)
     enqueue(ud, seq, ev);
 }
 
-static void resume_one(void *ud, const char *kind, const char *key, int64_t inst,
-                       const char *jname, const char *node, const char *profile,
-                       const char *event_json, const char *results_json)
+static void resume_one(void *ud, const char *kind, const char *key, int64_t inst, const char *jname,
+                       const char *node, const char *profile, const char *event_json,
+                       const char *results_json)
 {
     jrunner *r = ud;
     json_t *ev = event_json ? json_loads(event_json, 0, NULL) : NULL;
@@ -1029,8 +1036,8 @@ static void resume_one(void *ud, const char *kind, const char *key, int64_t inst
     json_decref(res);
 }
 
-jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchannel *ch,
-                       size_t nch, const jrunner_opts *opts, char *err, size_t errlen)
+jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchannel *ch, size_t nch,
+                       const jrunner_opts *opts, char *err, size_t errlen)
 {
     jrunner *r = xcalloc(1, sizeof *r);
     r->a = a;
@@ -1069,7 +1076,8 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
     }
     diag_free(&d);
     char *dir = path_dirname(st->path);
-    char *ipath = strcmp(st->path, ":memory:") ? xasprintf("%s/inbox.db", dir) : xstrdup(":memory:");
+    char *ipath =
+        strcmp(st->path, ":memory:") ? xasprintf("%s/inbox.db", dir) : xstrdup(":memory:");
     free(dir);
     int irc = jinbox_open(&r->inbox, ipath, err, errlen);
     free(ipath);

@@ -23,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "app.h"
-#include "dispatch/dispatch.h"
+#include "plugin/app.h"
+#include "delivery/dispatch.h"
 #include "journey/journey.h"
 #include "store/store.h"
 
@@ -39,11 +39,11 @@ typedef struct jchannel {
 } jchannel;
 
 typedef struct jrunner_opts {
-    size_t queue;          /* ingest queue capacity (default 65536) */
-    size_t batch;          /* events per transaction at most (default 4096) */
-    size_t action_queue;   /* action calls waiting at most before the engine
-                              stops taking events (default 10000) */
-    int action_workers;    /* threads calling action plugins (default 4) */
+    size_t queue;              /* ingest queue capacity (default 65536) */
+    size_t batch;              /* events per transaction at most (default 4096) */
+    size_t action_queue;       /* action calls waiting at most before the engine
+                                  stops taking events (default 10000) */
+    int action_workers;        /* threads calling action plugins (default 4) */
     int64_t (*clock_ms)(void); /* tests; NULL: the real clock */
 } jrunner_opts;
 
@@ -52,8 +52,8 @@ typedef struct jrunner_opts {
  * their instances and dispatchers borrowed). a supplies action instances
  * and the profiles/lookup sources. Installs itself as the host's event
  * sink. NULL with err on failure. */
-jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchannel *ch,
-                       size_t nch, const jrunner_opts *opts, char *err, size_t errlen);
+jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchannel *ch, size_t nch,
+                       const jrunner_opts *opts, char *err, size_t errlen);
 /* Graceful stop: stop taking events (submit answers -1), commit and
  * acknowledge everything queued, let action calls in flight finish, join
  * the threads, uninstall the sink. What is still pending (timers, actions
@@ -61,8 +61,8 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
 void jrunner_stop(jrunner *r);
 
 /* The event sink (plugin_host_set_event_sink's signature). */
-int jrunner_submit(void *r, instance *from, const char *json, size_t len,
-                   void (*ack)(void *), void *ack_ctx);
+int jrunner_submit(void *r, instance *from, const char *json, size_t len, void (*ack)(void *),
+                   void *ack_ctx);
 
 /* The sink's flush: the events submitted so far are a complete group. */
 void jrunner_flush(void *r);
@@ -72,10 +72,10 @@ void jrunner_flush(void *r);
 int jrunner_drain(jrunner *r, int64_t timeout_ms);
 
 typedef struct jrunner_stats {
-    uint64_t accepted;   /* events committed to the inbox (new ids) */
-    uint64_t routed;     /* events the engine has routed (committed) */
+    uint64_t accepted; /* events committed to the inbox (new ids) */
+    uint64_t routed;   /* events the engine has routed (committed) */
     uint64_t duplicates, dead_letters, batches, sends_handed, actions_ok, actions_failed;
-    uint64_t full;       /* submits answered "queue full" */
+    uint64_t full;          /* submits answered "queue full" */
     uint64_t ingest_groups; /* inbox transactions (accepted events arrive in groups) */
 } jrunner_stats;
 void jrunner_get_stats(jrunner *r, jrunner_stats *s);

@@ -8,7 +8,7 @@
 #include "journey/event.h"
 #include "journey/inbox.h"
 #include "journey/report.h"
-#include "mem.h"
+#include "base/mem.h"
 
 typedef struct simev {
     jevent ev;
@@ -35,8 +35,8 @@ static int run_timers(jengine *e, int64_t limit, char *err, size_t errlen)
     return 0;
 }
 
-int journey_simulate(journey *j, const jengine_ops *ops, const char *events_path,
-                     int64_t until_ms, json_t **out, diag *d, char *err, size_t errlen)
+int journey_simulate(journey *j, const jengine_ops *ops, const char *events_path, int64_t until_ms,
+                     json_t **out, diag *d, char *err, size_t errlen)
 {
     *out = NULL;
     FILE *f = fopen(events_path, "r");
@@ -85,8 +85,8 @@ int journey_simulate(journey *j, const jengine_ops *ops, const char *events_path
         int bad = jevent_parse(line, (size_t)len, last_time, &ev, reason, sizeof reason);
         int64_t seq;
         int dup;
-        rc = jinbox_put(&inbox, &ev, bad ? reason : NULL, events_path, last_time, &seq, &dup,
-                        err, errlen);
+        rc = jinbox_put(&inbox, &ev, bad ? reason : NULL, events_path, last_time, &seq, &dup, err,
+                        errlen);
         if (bad || dup || rc) {
             jevent_free(&ev);
             continue;

@@ -8,7 +8,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "diag.h"
+#include "base/diag.h"
 #include "journey/engine.h"
 #include "journey/journey.h"
 
@@ -18,7 +18,7 @@
  * are ignored). On success *out is {"journey", "profiles",
  * "dead_letters"} (FORMATS.md §Command line). A file that cannot be read
  * goes to d; a store failure returns -1 with err. */
-int journey_simulate(journey *j, const jengine_ops *ops, const char *events_path,
-                     int64_t until_ms, json_t **out, diag *d, char *err, size_t errlen);
+int journey_simulate(journey *j, const jengine_ops *ops, const char *events_path, int64_t until_ms,
+                     json_t **out, diag *d, char *err, size_t errlen);
 
 #endif

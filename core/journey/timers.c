@@ -3,9 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mem.h"
+#include "base/mem.h"
 
-void jtimers_init(jtimers *h) { memset(h, 0, sizeof *h); }
+void jtimers_init(jtimers *h)
+{
+    memset(h, 0, sizeof *h);
+}
 
 void jtimers_free(jtimers *h)
 {

@@ -8,9 +8,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "deadline.h"
-#include "log.h"
-#include "mem.h"
+#include "base/deadline.h"
+#include "base/log.h"
+#include "base/mem.h"
 
 int store_mkdirs(const char *path)
 {
@@ -100,9 +100,9 @@ void store_close(store *s)
 int store_txn(store *s, store_txn_op op)
 {
     static const char *const sql[] = {
-        [STORE_BEGIN] = "BEGIN IMMEDIATE",     [STORE_COMMIT] = "COMMIT",
-        [STORE_ROLLBACK] = "ROLLBACK",         [STORE_SAVEPOINT] = "SAVEPOINT batch",
-        [STORE_RELEASE] = "RELEASE batch",     [STORE_ROLLBACK_TO] = "ROLLBACK TO batch",
+        [STORE_BEGIN] = "BEGIN IMMEDIATE", [STORE_COMMIT] = "COMMIT",
+        [STORE_ROLLBACK] = "ROLLBACK",     [STORE_SAVEPOINT] = "SAVEPOINT batch",
+        [STORE_RELEASE] = "RELEASE batch", [STORE_ROLLBACK_TO] = "ROLLBACK TO batch",
     };
     _Static_assert(sizeof sql / sizeof sql[0] == sizeof s->txn / sizeof s->txn[0],
                    "one statement per store_txn_op");
@@ -238,7 +238,10 @@ void store_lock(store *s)
     store_group_commit_locked(s);
 }
 
-void store_unlock(store *s) { pthread_mutex_unlock(&s->write_lock); }
+void store_unlock(store *s)
+{
+    pthread_mutex_unlock(&s->write_lock);
+}
 
 /* A checkpoint is worth its syncs once the log holds this many pages
  * (16 MiB: a page the engine rewrites at every commit, an index's last

@@ -44,8 +44,8 @@ void store_close(store *s);
 /* Apply ddl once per (module, version): modules call this at start with
  * their CREATE TABLE IF NOT EXISTS statements; a higher version re-runs
  * the module's ddl (which must then be idempotent or an ALTER). */
-int store_migrate(store *s, const char *module, int version, const char *ddl,
-                  char *err, size_t errlen);
+int store_migrate(store *s, const char *module, int version, const char *ddl, char *err,
+                  size_t errlen);
 
 /* Run statements with no result. */
 int store_exec(store *s, const char *sql, char *err, size_t errlen);

@@ -27,22 +27,33 @@ static const char *const method_choices[] = {"GET", "POST", "PUT", "PATCH", "DEL
 static const char *const auth_choices[] = {"none", "basic", "bearer", NULL};
 
 static const baton_config_key keys[] = {
-    {.name = "url", .type = BATON_CFG_TEMPLATE, .required = 1,
+    {.name = "url",
+     .type = BATON_CFG_TEMPLATE,
+     .required = 1,
      .help = "the endpoint, a template: \"http://crm/points/{{ profile.id }}\""},
     {.name = "method", .type = BATON_CFG_ENUM, .default_value = "POST", .choices = method_choices},
-    {.name = "headers", .type = BATON_CFG_LIST,
+    {.name = "headers",
+     .type = BATON_CFG_LIST,
      .help = "[ \"X-Api-Version: 2\", \"X-Tier: {{ profile.tier }}\" ] (templates)"},
-    {.name = "body", .type = BATON_CFG_TEMPLATE,
+    {.name = "body",
+     .type = BATON_CFG_TEMPLATE,
      .help = "the request body, a template (e.g. JSON with {{ }} values)"},
     {.name = "content_type", .type = BATON_CFG_STRING, .default_value = "application/json"},
     {.name = "auth", .type = BATON_CFG_ENUM, .default_value = "none", .choices = auth_choices},
     {.name = "username", .type = BATON_CFG_STRING, .help = "basic auth user"},
     {.name = "password", .type = BATON_CFG_STRING, .help = "basic auth password (\"${env:NAME}\")"},
     {.name = "token", .type = BATON_CFG_STRING, .help = "bearer token (\"${env:NAME}\")"},
-    {.name = "idempotency_header", .type = BATON_CFG_STRING, .default_value = "Idempotency-Key",
+    {.name = "idempotency_header",
+     .type = BATON_CFG_STRING,
+     .default_value = "Idempotency-Key",
      .help = "the header carrying the call's idempotency key (\"\": none)"},
-    {.name = "max_response", .type = BATON_CFG_INT, .default_value = "1048576", .has_range = 1,
-     .min = 1024, .max = 67108864, .help = "bytes of response kept at most"},
+    {.name = "max_response",
+     .type = BATON_CFG_INT,
+     .default_value = "1048576",
+     .has_range = 1,
+     .min = 1024,
+     .max = 67108864,
+     .help = "bytes of response kept at most"},
     {0}};
 
 typedef struct act {
@@ -199,7 +210,10 @@ static void act_free(act *a)
     free(a);
 }
 
-static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
 
 static int act_init(baton_instance *inst, const baton_host *h, void **state)
 {
@@ -277,5 +291,5 @@ static const baton_action_ops ops = {.size = sizeof(baton_action_ops), .invoke =
 
 BATON_PLUGIN(.name = "action_http", .version = "1.0.0",
              .description = "a custom action: an HTTP call to a third-party API",
-             .kind = BATON_KIND_ACTION, .config = keys, .init = act_init,
-             .destroy = act_destroy, .ops = &ops);
+             .kind = BATON_KIND_ACTION, .config = keys, .init = act_init, .destroy = act_destroy,
+             .ops = &ops);

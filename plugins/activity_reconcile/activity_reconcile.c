@@ -23,13 +23,20 @@ static int rc_init(baton_instance *inst, const baton_host *host, void **state)
 static void rc_destroy(void *state) {}
 
 static const baton_config_key keys[] = {
-    {.name = "file", .type = BATON_CFG_PATH, .required = 1,
+    {.name = "file",
+     .type = BATON_CFG_PATH,
+     .required = 1,
      .help = "the CSV file to import (UTF-8, a header line), relative to the campaign file"},
-    {.name = "dimension", .type = BATON_CFG_STRING, .required = 1,
+    {.name = "dimension",
+     .type = BATON_CFG_STRING,
+     .required = 1,
      .help = "the entity its rows are matched to (\"profiles\")"},
-    {.name = "column", .type = BATON_CFG_STRING, .required = 1,
+    {.name = "column",
+     .type = BATON_CFG_STRING,
+     .required = 1,
      .help = "the file's column holding the key"},
-    {.name = "field", .type = BATON_CFG_STRING,
+    {.name = "field",
+     .type = BATON_CFG_STRING,
      .help = "the entity's field it is matched with (default: the column's name)"},
     {0}};
 
@@ -143,10 +150,10 @@ static void col_name(const char *h, char *out, size_t len)
 {
     size_t k = 0;
     for (const char *p = h; *p && k + 1 < len; p++)
-        out[k++] = ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                    (*p >= '0' && *p <= '9'))
-                       ? *p
-                       : '_';
+        out[k++] =
+            ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))
+                ? *p
+                : '_';
     out[k] = '\0';
     if (k == 0 || (out[0] >= '0' && out[0] <= '9'))
         snprintf(out, len, "c_%s", h);
@@ -301,7 +308,8 @@ static int rc_run(void *st, baton_activity_ctx *x)
         baton_value v = {.type = BATON_T_INT, .v.i = c.line};
         H->act_param(x, &v, b);
         H->buf_printf(b, ", ");
-        v = (baton_value){.type = BATON_T_STRING, .v.s = {c.cells[keycol], strlen(c.cells[keycol])}};
+        v = (baton_value){.type = BATON_T_STRING,
+                          .v.s = {c.cells[keycol], strlen(c.cells[keycol])}};
         H->act_param(x, &v, b);
         for (size_t i = 0; i < ncols; i++)
             if ((int)i != keycol) {
@@ -362,9 +370,12 @@ static int rc_run(void *st, baton_activity_ctx *x)
 }
 
 static const baton_activity_type types[] = {
-    {.size = sizeof(baton_activity_type), .name = "reconcile",
-     .help = "import a CSV file and match its rows to an entity by a key", .keys = keys,
-     .check = rc_check, .run = rc_run},
+    {.size = sizeof(baton_activity_type),
+     .name = "reconcile",
+     .help = "import a CSV file and match its rows to an entity by a key",
+     .keys = keys,
+     .check = rc_check,
+     .run = rc_run},
     {0}};
 
 BATON_PLUGIN(.name = "activity_reconcile", .version = "1.0.0",

@@ -31,7 +31,10 @@ typedef baton_activity_ctx ctx_t;
 /* SQL helpers                                                         */
 /* ------------------------------------------------------------------ */
 
-static const char *s(baton_buf *b) { return H->buf_data(b, NULL); }
+static const char *s(baton_buf *b)
+{
+    return H->buf_data(b, NULL);
+}
 
 /* Identifiers come from the schema or the campaign's own column names,
  * which the host checks; quote them all the same. */
@@ -98,7 +101,8 @@ static int need_inputs(ctx_t *x, size_t min, size_t max)
         if (min == 0 && max == 0)
             H->act_error(x, NULL, "takes no input");
         else if (min == max)
-            H->act_error(x, NULL, "takes %s input%s", min == 1 ? "one" : "two", min == 1 ? "" : "s");
+            H->act_error(x, NULL, "takes %s input%s", min == 1 ? "one" : "two",
+                         min == 1 ? "" : "s");
         else
             H->act_error(x, NULL, "takes at least %zu inputs (inputs = [ \"a\", \"b\" ])", min);
         return -1;
@@ -116,9 +120,12 @@ static int need_inputs(ctx_t *x, size_t min, size_t max)
 /* ------------------------------------------------------------------ */
 
 static const baton_config_key build_keys[] = {
-    {.name = "dimension", .type = BATON_CFG_STRING, .required = 1,
+    {.name = "dimension",
+     .type = BATON_CFG_STRING,
+     .required = 1,
      .help = "the entity one row stands for (\"profiles\")"},
-    {.name = "filter", .type = BATON_CFG_STRING,
+    {.name = "filter",
+     .type = BATON_CFG_STRING,
      .help = "keep the rows for which this expression is true (default: every row)"},
     {0}};
 
@@ -163,14 +170,18 @@ static int build_run(void *st, ctx_t *x)
 /* save_audience, read_audience                                        */
 /* ------------------------------------------------------------------ */
 
-static const baton_config_key aud_keys[] = {
-    {.name = "name", .type = BATON_CFG_STRING, .required = 1,
-     .help = "the audience's name (letters, digits, '_')"},
-    {0}};
+static const baton_config_key aud_keys[] = {{.name = "name",
+                                             .type = BATON_CFG_STRING,
+                                             .required = 1,
+                                             .help = "the audience's name (letters, digits, '_')"},
+                                            {0}};
 static const baton_config_key read_keys[] = {
-    {.name = "name", .type = BATON_CFG_STRING, .required = 1,
+    {.name = "name",
+     .type = BATON_CFG_STRING,
+     .required = 1,
      .help = "the audience's name, as saved by save_audience"},
-    {.name = "dimension", .type = BATON_CFG_STRING,
+    {.name = "dimension",
+     .type = BATON_CFG_STRING,
      .help = "its dimension, when it is not saved yet at check time"},
     {0}};
 
@@ -256,7 +267,10 @@ static int read_run(void *st, ctx_t *x)
 
 static const char *const combine_ops[] = {"union", "intersection", "exclusion", NULL};
 static const baton_config_key combine_keys[] = {
-    {.name = "op", .type = BATON_CFG_ENUM, .required = 1, .choices = combine_ops,
+    {.name = "op",
+     .type = BATON_CFG_ENUM,
+     .required = 1,
+     .choices = combine_ops,
      .help = "union | intersection | exclusion (the first input minus the others)"},
     {0}};
 
@@ -265,8 +279,9 @@ static int same_dimension(ctx_t *x)
     const char *d0 = H->act_input_dimension(x, 0);
     for (size_t i = 1; i < H->act_input_count(x); i++)
         if (strcmp(d0, H->act_input_dimension(x, i)) != 0) {
-            H->act_error(x, "inputs", "inputs of different dimensions: %s and %s; use "
-                                      "change_dimension first",
+            H->act_error(x, "inputs",
+                         "inputs of different dimensions: %s and %s; use "
+                         "change_dimension first",
                          d0, H->act_input_dimension(x, i));
             return -1;
         }
@@ -312,8 +327,8 @@ static int combine_run(void *st, ctx_t *x)
             cols_from(x, i, b);
             H->buf_printf(b, " FROM %s w%zu", H->act_input_table(x, i), i);
             for (size_t k = 0; k < i; k++)
-                H->buf_printf(b, "%s w%zu._key NOT IN (SELECT _key FROM %s)",
-                              k ? " AND" : " WHERE", i, H->act_input_table(x, k));
+                H->buf_printf(b, "%s w%zu._key NOT IN (SELECT _key FROM %s)", k ? " AND" : " WHERE",
+                              i, H->act_input_table(x, k));
         }
     } else {
         int inter = !strcmp(op, "intersection");
@@ -373,9 +388,12 @@ static int order_sql(ctx_t *x, const char *path, size_t input, baton_buf *b)
 /* ------------------------------------------------------------------ */
 
 static const baton_config_key dedup_keys[] = {
-    {.name = "by", .type = BATON_CFG_LIST, .required = 1,
+    {.name = "by",
+     .type = BATON_CFG_LIST,
+     .required = 1,
      .help = "expressions whose values make two rows duplicates ([ \"email\" ])"},
-    {.name = "keep", .type = BATON_CFG_STRING,
+    {.name = "keep",
+     .type = BATON_CFG_STRING,
      .help = "which row of each group stays: the first in this order (\"created_at desc\")"},
     {0}};
 
@@ -449,7 +467,9 @@ static int dedup_run(void *st, ctx_t *x)
 /* ------------------------------------------------------------------ */
 
 static const baton_config_key enrich_keys[] = {
-    {.name = "add", .type = BATON_CFG_LIST, .required = 1,
+    {.name = "add",
+     .type = BATON_CFG_LIST,
+     .required = 1,
      .help = "( { name = \"orders_90d\"; value = \"count(orders where ...)\"; }, ... )"},
     {0}};
 
@@ -486,8 +506,8 @@ static int enrich_check(void *st, ctx_t *x)
             continue;
         }
         if (H->act_field_type(x, dim, name) >= 0) {
-            H->act_error(x, p, "column '%s' would hide the field %s.%s; choose another name",
-                         name, dim, name);
+            H->act_error(x, p, "column '%s' would hide the field %s.%s; choose another name", name,
+                         dim, name);
             rc = -1;
             continue;
         }
@@ -545,15 +565,25 @@ static int enrich_run(void *st, ctx_t *x)
 
 static const char *const split_modes[] = {"filter", "limit", "random", NULL};
 static const baton_config_key split_keys[] = {
-    {.name = "mode", .type = BATON_CFG_ENUM, .default_value = "filter", .choices = split_modes,
+    {.name = "mode",
+     .type = BATON_CFG_ENUM,
+     .default_value = "filter",
+     .choices = split_modes,
      .help = "filter | limit | random"},
-    {.name = "branches", .type = BATON_CFG_LIST, .required = 1,
+    {.name = "branches",
+     .type = BATON_CFG_LIST,
+     .required = 1,
      .help = "( { name = \"a\"; filter = \"...\" | limit = N | percent = P; remainder = true; } )"},
-    {.name = "exclusive", .type = BATON_CFG_BOOL, .default_value = "false",
+    {.name = "exclusive",
+     .type = BATON_CFG_BOOL,
+     .default_value = "false",
      .help = "filter mode: a row goes to the first branch it matches only"},
-    {.name = "order", .type = BATON_CFG_STRING,
+    {.name = "order",
+     .type = BATON_CFG_STRING,
      .help = "limit mode: which rows come first (\"score desc\")"},
-    {.name = "seed", .type = BATON_CFG_INT, .default_value = "0",
+    {.name = "seed",
+     .type = BATON_CFG_INT,
+     .default_value = "0",
      .help = "random mode: the same seed draws the same rows"},
     {0}};
 
@@ -648,7 +678,8 @@ static int split_run(void *st, ctx_t *x)
     H->act_setting_bool(x, "exclusive", &excl);
     baton_buf *b = H->buf_new();
     char tmp[600];
-    snprintf(tmp, sizeof tmp, "%s_s", H->act_output_table(x, H->act_setting_string(x, "branches.0.name")));
+    snprintf(tmp, sizeof tmp, "%s_s",
+             H->act_output_table(x, H->act_setting_string(x, "branches.0.name")));
     H->buf_printf(b, "DROP TABLE IF EXISTS %s", tmp);
     rc = exec(x, b);
     if (rc)
@@ -739,8 +770,9 @@ static int split_run(void *st, ctx_t *x)
             H->buf_printf(b, "CREATE TABLE %s AS SELECT ",
                           H->act_output_table(x, H->act_setting_string(x, p)));
             keep_cols(x, 0, "w", b);
-            H->buf_printf(b, " FROM %s w JOIN %s f ON f._key = w._key WHERE f._rn > %lld AND f._rn <= %lld",
-                          in, tmp, (long long)lo, (long long)hi);
+            H->buf_printf(
+                b, " FROM %s w JOIN %s f ON f._key = w._key WHERE f._rn > %lld AND f._rn <= %lld",
+                in, tmp, (long long)lo, (long long)hi);
             rc = exec(x, b);
             lo = hi;
         }
@@ -752,8 +784,8 @@ static int split_run(void *st, ctx_t *x)
             H->buf_printf(b, "CREATE TABLE %s AS SELECT ",
                           H->act_output_table(x, H->act_setting_string(x, p)));
             keep_cols(x, 0, "w", b);
-            H->buf_printf(b, " FROM %s w JOIN %s f ON f._key = w._key WHERE f._rn > %lld", in,
-                          tmp, (long long)lo);
+            H->buf_printf(b, " FROM %s w JOIN %s f ON f._key = w._key WHERE f._rn > %lld", in, tmp,
+                          (long long)lo);
             rc = exec(x, b);
         }
     }
@@ -770,9 +802,12 @@ done:
 /* ------------------------------------------------------------------ */
 
 static const baton_config_key dim_keys[] = {
-    {.name = "to", .type = BATON_CFG_STRING, .required = 1,
+    {.name = "to",
+     .type = BATON_CFG_STRING,
+     .required = 1,
      .help = "the linked entity: one row per order, per reservation..."},
-    {.name = "filter", .type = BATON_CFG_STRING,
+    {.name = "filter",
+     .type = BATON_CFG_STRING,
      .help = "keep the rows of the new dimension for which this is true"},
     {0}};
 
@@ -839,30 +874,54 @@ static int dim_run(void *st, ctx_t *x)
 }
 
 static const baton_activity_type types[] = {
-    {.size = sizeof(baton_activity_type), .name = "build_audience",
-     .help = "the rows of an entity that match a filter", .keys = build_keys,
-     .check = build_check, .run = build_run},
-    {.size = sizeof(baton_activity_type), .name = "read_audience",
-     .help = "an audience saved by save_audience", .keys = read_keys, .check = read_check,
+    {.size = sizeof(baton_activity_type),
+     .name = "build_audience",
+     .help = "the rows of an entity that match a filter",
+     .keys = build_keys,
+     .check = build_check,
+     .run = build_run},
+    {.size = sizeof(baton_activity_type),
+     .name = "read_audience",
+     .help = "an audience saved by save_audience",
+     .keys = read_keys,
+     .check = read_check,
      .run = read_run},
-    {.size = sizeof(baton_activity_type), .name = "save_audience",
+    {.size = sizeof(baton_activity_type),
+     .name = "save_audience",
      .help = "save the input as a named audience (kept between runs and campaigns)",
-     .keys = aud_keys, .check = save_check, .run = save_run},
-    {.size = sizeof(baton_activity_type), .name = "combine",
-     .help = "union, intersection or exclusion of audiences", .keys = combine_keys,
-     .check = combine_check, .run = combine_run},
-    {.size = sizeof(baton_activity_type), .name = "deduplicate",
-     .help = "one row per value of `by`, the first in `keep` order", .keys = dedup_keys,
-     .check = dedup_check, .run = dedup_run},
-    {.size = sizeof(baton_activity_type), .name = "enrich",
+     .keys = aud_keys,
+     .check = save_check,
+     .run = save_run},
+    {.size = sizeof(baton_activity_type),
+     .name = "combine",
+     .help = "union, intersection or exclusion of audiences",
+     .keys = combine_keys,
+     .check = combine_check,
+     .run = combine_run},
+    {.size = sizeof(baton_activity_type),
+     .name = "deduplicate",
+     .help = "one row per value of `by`, the first in `keep` order",
+     .keys = dedup_keys,
+     .check = dedup_check,
+     .run = dedup_run},
+    {.size = sizeof(baton_activity_type),
+     .name = "enrich",
      .help = "computed columns (linked fields, aggregates) for every later activity",
-     .keys = enrich_keys, .check = enrich_check, .run = enrich_run},
-    {.size = sizeof(baton_activity_type), .name = "split",
-     .help = "branches by filter, limit or random share", .keys = split_keys,
-     .check = split_check, .run = split_run},
-    {.size = sizeof(baton_activity_type), .name = "change_dimension",
-     .help = "one row per linked row (each order, each reservation)", .keys = dim_keys,
-     .check = dim_check, .run = dim_run},
+     .keys = enrich_keys,
+     .check = enrich_check,
+     .run = enrich_run},
+    {.size = sizeof(baton_activity_type),
+     .name = "split",
+     .help = "branches by filter, limit or random share",
+     .keys = split_keys,
+     .check = split_check,
+     .run = split_run},
+    {.size = sizeof(baton_activity_type),
+     .name = "change_dimension",
+     .help = "one row per linked row (each order, each reservation)",
+     .keys = dim_keys,
+     .check = dim_check,
+     .run = dim_run},
     {0}};
 
 BATON_PLUGIN(.name = "activity_targeting", .version = "1.0.0",

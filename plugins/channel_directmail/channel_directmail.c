@@ -47,9 +47,12 @@ typedef struct dm {
 } dm;
 
 static const baton_config_key keys[] = {
-    {.name = "dir", .type = BATON_CFG_PATH, .required = 1,
+    {.name = "dir",
+     .type = BATON_CFG_PATH,
+     .required = 1,
      .help = "where the CSV exports and their manifests are written"},
-    {.name = "columns", .type = BATON_CFG_LIST,
+    {.name = "columns",
+     .type = BATON_CFG_LIST,
      .help = "default export columns (expressions) for sends that name none"},
     {0}};
 

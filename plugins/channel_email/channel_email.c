@@ -26,27 +26,44 @@
 static const char *const starttls_choices[] = {"disabled", "enabled", "required", NULL};
 
 static const baton_config_key keys[] = {
-    {.name = "host", .type = BATON_CFG_STRING, .default_value = "127.0.0.1",
+    {.name = "host",
+     .type = BATON_CFG_STRING,
+     .default_value = "127.0.0.1",
      .help = "the SMTP server (submission MTA)"},
-    {.name = "port", .type = BATON_CFG_INT, .default_value = "25", .has_range = 1, .min = 1,
+    {.name = "port",
+     .type = BATON_CFG_INT,
+     .default_value = "25",
+     .has_range = 1,
+     .min = 1,
      .max = 65535},
-    {.name = "from", .type = BATON_CFG_STRING, .required = 1,
+    {.name = "from",
+     .type = BATON_CFG_STRING,
+     .required = 1,
      .help = "the From header: \"Shop <news@example.com>\"; its address is the envelope sender"},
     {.name = "reply_to", .type = BATON_CFG_STRING, .help = "a Reply-To header"},
-    {.name = "starttls", .type = BATON_CFG_ENUM, .default_value = "disabled",
+    {.name = "starttls",
+     .type = BATON_CFG_ENUM,
+     .default_value = "disabled",
      .choices = starttls_choices,
      .help = "enabled: when the server offers it; required: refuse to send in clear"},
-    {.name = "username", .type = BATON_CFG_STRING,
+    {.name = "username",
+     .type = BATON_CFG_STRING,
      .help = "AUTH (PLAIN, LOGIN or CRAM-MD5, as the server offers) with this user"},
     {.name = "password", .type = BATON_CFG_STRING, .help = "AUTH password; use \"${env:NAME}\""},
-    {.name = "helo", .type = BATON_CFG_STRING, .help = "the name given in EHLO (default: this host's)"},
-    {.name = "timeout", .type = BATON_CFG_DURATION, .default_value = "30s",
+    {.name = "helo",
+     .type = BATON_CFG_STRING,
+     .help = "the name given in EHLO (default: this host's)"},
+    {.name = "timeout",
+     .type = BATON_CFG_DURATION,
+     .default_value = "30s",
      .help = "each SMTP step's time limit (connect, greeting, each reply, data)"},
-    {.name = "list_unsubscribe", .type = BATON_CFG_TEMPLATE,
+    {.name = "list_unsubscribe",
+     .type = BATON_CFG_TEMPLATE,
      .help = "the List-Unsubscribe header, a template over the row plus key, profile_id and "
              "to: \"<mailto:unsub@example.com?subject={{ profile_id }}>, "
              "<https://example.com/u/{{ profile_id }}>\""},
-    {.name = "message_id_domain", .type = BATON_CFG_STRING,
+    {.name = "message_id_domain",
+     .type = BATON_CFG_STRING,
      .help = "the right side of Message-ID (default: the From address's domain)"},
     {0}};
 
@@ -55,7 +72,7 @@ typedef struct email {
     const baton_host *h;
     char host[256];
     int port;
-    char *from_header;  /* encoded as it goes on the wire */
+    char *from_header; /* encoded as it goes on the wire */
     char from_addr[256];
     const char *reply_to;
     int starttls;
@@ -168,7 +185,10 @@ static uint64_t fnv1a(const char *s, uint64_t seed)
     return x;
 }
 
-static int has_crlf(const char *s) { return strchr(s, '\r') || strchr(s, '\n'); }
+static int has_crlf(const char *s)
+{
+    return strchr(s, '\r') || strchr(s, '\n');
+}
 
 /* "Name <addr>" or "addr": the address, and the display name. */
 static void split_mailbox(const char *s, char *addr, size_t alen, char *name, size_t nlen)
@@ -259,8 +279,7 @@ static int email_format(void *state, const baton_message *m, baton_buf *out, cha
     static const char *const mo[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     h->buf_printf(out, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n", wd[tm.tm_wday],
-                  tm.tm_mday, mo[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                  tm.tm_sec);
+                  tm.tm_mday, mo[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
     uint64_t a = fnv1a(m->key, 0), b = fnv1a(m->key, 0x9e3779b97f4a7c15ULL);
     h->buf_printf(out, "Message-ID: <%016llx.%016llx@%s>\r\n", (unsigned long long)a,
                   (unsigned long long)b, e->domain);
@@ -485,8 +504,7 @@ static int email_init(baton_instance *inst, const baton_host *h, void **state)
     split_mailbox(from, e->from_addr, sizeof e->from_addr, name, sizeof name);
     const char *at = strchr(e->from_addr, '@');
     if (!at || has_crlf(from) || strpbrk(e->from_addr, "<>\" ,")) {
-        h->set_error(inst, "from = \"%s\": expected \"Name <address@domain>\" or an address",
-                     from);
+        h->set_error(inst, "from = \"%s\": expected \"Name <address@domain>\" or an address", from);
         free(e);
         return -1;
     }
@@ -560,5 +578,5 @@ static const baton_channel_ops ops = {
 
 BATON_PLUGIN(.name = "channel_email", .version = "1.0.0",
              .description = "email over SMTP (libesmtp): MIME text+html, RFC 2047, STARTTLS, AUTH",
-             .kind = BATON_KIND_CHANNEL, .config = keys, .init = email_init,
-             .start = email_start, .destroy = email_destroy, .ops = &ops)
+             .kind = BATON_KIND_CHANNEL, .config = keys, .init = email_init, .start = email_start,
+             .destroy = email_destroy, .ops = &ops)

@@ -30,26 +30,46 @@ static const char *const mode_choices[] = {"mqtt", "http", NULL};
 
 static const baton_config_key keys[] = {
     {.name = "mode", .type = BATON_CFG_ENUM, .default_value = "mqtt", .choices = mode_choices},
-    {.name = "broker", .type = BATON_CFG_STRING, .default_value = "127.0.0.1:1883",
+    {.name = "broker",
+     .type = BATON_CFG_STRING,
+     .default_value = "127.0.0.1:1883",
      .help = "mqtt: host:port of the broker"},
-    {.name = "topic", .type = BATON_CFG_TEMPLATE,
+    {.name = "topic",
+     .type = BATON_CFG_TEMPLATE,
      .help = "mqtt: the topic, e.g. \"push/{{ profile.id }}\" (required in mqtt mode)"},
-    {.name = "qos", .type = BATON_CFG_INT, .default_value = "1", .has_range = 1, .min = 0,
-     .max = 1, .help = "mqtt: 1 waits for the broker's acknowledgement (0: fire and forget)"},
+    {.name = "qos",
+     .type = BATON_CFG_INT,
+     .default_value = "1",
+     .has_range = 1,
+     .min = 0,
+     .max = 1,
+     .help = "mqtt: 1 waits for the broker's acknowledgement (0: fire and forget)"},
     {.name = "retain", .type = BATON_CFG_BOOL, .default_value = "false"},
-    {.name = "client_id", .type = BATON_CFG_STRING, .default_value = "baton",
+    {.name = "client_id",
+     .type = BATON_CFG_STRING,
+     .default_value = "baton",
      .help = "mqtt: client id prefix; each worker adds -<pid>-<n>"},
     {.name = "username", .type = BATON_CFG_STRING},
     {.name = "password", .type = BATON_CFG_STRING, .help = "use \"${env:NAME}\""},
-    {.name = "url", .type = BATON_CFG_TEMPLATE, .help = "http: the endpoint (required in http mode)"},
+    {.name = "url",
+     .type = BATON_CFG_TEMPLATE,
+     .help = "http: the endpoint (required in http mode)"},
     {.name = "headers", .type = BATON_CFG_LIST, .help = "http: [ \"X-Api-Key: ...\" ]"},
     {.name = "token", .type = BATON_CFG_STRING, .help = "http: a bearer token"},
-    {.name = "payload", .type = BATON_CFG_TEMPLATE,
+    {.name = "payload",
+     .type = BATON_CFG_TEMPLATE,
      .help = "the payload as a template over the row plus key, profile_id and the parts "
              "(values are not escaped); default: a JSON object of the parts"},
-    {.name = "inflight", .type = BATON_CFG_INT, .default_value = "100", .has_range = 1, .min = 1,
-     .max = 65535, .help = "messages awaiting acknowledgement at once, per worker"},
-    {.name = "timeout", .type = BATON_CFG_DURATION, .default_value = "10s",
+    {.name = "inflight",
+     .type = BATON_CFG_INT,
+     .default_value = "100",
+     .has_range = 1,
+     .min = 1,
+     .max = 65535,
+     .help = "messages awaiting acknowledgement at once, per worker"},
+    {.name = "timeout",
+     .type = BATON_CFG_DURATION,
+     .default_value = "10s",
      .help = "connecting, and waiting for a batch's acknowledgements"},
     {0}};
 
@@ -333,8 +353,8 @@ static void mqtt_deliver(push *p, mconn *c, const baton_message *const *msgs, si
         size_t plen;
         const char *pl = h->buf_data(payload, &plen);
         int mid = 0;
-        int rc = mosquitto_publish(c->mosq, &mid, h->buf_data(topic, NULL), (int)plen, pl,
-                                   p->qos, p->retain);
+        int rc = mosquitto_publish(c->mosq, &mid, h->buf_data(topic, NULL), (int)plen, pl, p->qos,
+                                   p->retain);
         if (rc == MOSQ_ERR_SUCCESS && p->qos == 0) {
             out[i].status = BATON_OK;
             snprintf(out[i].provider_id, sizeof out[i].provider_id, "mid:%d", mid);

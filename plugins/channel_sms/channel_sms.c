@@ -24,21 +24,36 @@ static const char *const format_choices[] = {"json", "form", NULL};
 static const char *const auth_choices[] = {"none", "basic", "bearer", NULL};
 
 static const baton_config_key keys[] = {
-    {.name = "url", .type = BATON_CFG_TEMPLATE, .required = 1,
+    {.name = "url",
+     .type = BATON_CFG_TEMPLATE,
+     .required = 1,
      .help = "the gateway's endpoint; may hold {{ }} placeholders over the row"},
-    {.name = "method", .type = BATON_CFG_ENUM, .default_value = "POST", .choices = method_choices,
+    {.name = "method",
+     .type = BATON_CFG_ENUM,
+     .default_value = "POST",
+     .choices = method_choices,
      .help = "GET sends the fields in the query string"},
-    {.name = "format", .type = BATON_CFG_ENUM, .default_value = "json", .choices = format_choices,
+    {.name = "format",
+     .type = BATON_CFG_ENUM,
+     .default_value = "json",
+     .choices = format_choices,
      .help = "the body: a JSON object or an application/x-www-form-urlencoded form"},
-    {.name = "to_field", .type = BATON_CFG_STRING, .default_value = "to",
+    {.name = "to_field",
+     .type = BATON_CFG_STRING,
+     .default_value = "to",
      .help = "the body field holding the recipient's number"},
-    {.name = "text_field", .type = BATON_CFG_STRING, .default_value = "text",
+    {.name = "text_field",
+     .type = BATON_CFG_STRING,
+     .default_value = "text",
      .help = "the body field holding the message text"},
-    {.name = "key_field", .type = BATON_CFG_STRING,
+    {.name = "key_field",
+     .type = BATON_CFG_STRING,
      .help = "a body field for the idempotency key (gateways that deduplicate by reference)"},
-    {.name = "params", .type = BATON_CFG_LIST,
+    {.name = "params",
+     .type = BATON_CFG_LIST,
      .help = "more body fields: [ \"from=Shop\", \"campaign={{ tier }}\" ]"},
-    {.name = "body", .type = BATON_CFG_TEMPLATE,
+    {.name = "body",
+     .type = BATON_CFG_TEMPLATE,
      .help = "the whole body instead, written as a template over the row plus to, text and key "
              "(values are not escaped)"},
     {.name = "headers", .type = BATON_CFG_LIST, .help = "[ \"X-Api-Version: 2\" ]"},
@@ -46,18 +61,35 @@ static const baton_config_key keys[] = {
     {.name = "username", .type = BATON_CFG_STRING, .help = "basic auth user"},
     {.name = "password", .type = BATON_CFG_STRING, .help = "basic auth password (\"${env:NAME}\")"},
     {.name = "token", .type = BATON_CFG_STRING, .help = "bearer token (\"${env:NAME}\")"},
-    {.name = "id_field", .type = BATON_CFG_STRING, .default_value = "id",
+    {.name = "id_field",
+     .type = BATON_CFG_STRING,
+     .default_value = "id",
      .help = "dotted path of the provider's message id in a JSON response (\"messages.0.id\")"},
-    {.name = "error_field", .type = BATON_CFG_STRING, .default_value = "error",
+    {.name = "error_field",
+     .type = BATON_CFG_STRING,
+     .default_value = "error",
      .help = "dotted path of the error text in a JSON response"},
-    {.name = "error_match", .type = BATON_CFG_STRING,
+    {.name = "error_match",
+     .type = BATON_CFG_STRING,
      .help = "a 2xx response whose body contains this is a permanent error"},
-    {.name = "inflight", .type = BATON_CFG_INT, .default_value = "32", .has_range = 1, .min = 1,
-     .max = 1024, .help = "requests in flight at once per worker"},
-    {.name = "timeout", .type = BATON_CFG_DURATION, .default_value = "10s",
+    {.name = "inflight",
+     .type = BATON_CFG_INT,
+     .default_value = "32",
+     .has_range = 1,
+     .min = 1,
+     .max = 1024,
+     .help = "requests in flight at once per worker"},
+    {.name = "timeout",
+     .type = BATON_CFG_DURATION,
+     .default_value = "10s",
      .help = "one request's time limit, connecting included"},
-    {.name = "max_segments", .type = BATON_CFG_INT, .default_value = "10", .has_range = 1,
-     .min = 1, .max = 255, .help = "longer messages are refused"},
+    {.name = "max_segments",
+     .type = BATON_CFG_INT,
+     .default_value = "10",
+     .has_range = 1,
+     .min = 1,
+     .max = 255,
+     .help = "longer messages are refused"},
     {0}};
 
 typedef struct param {
@@ -92,11 +124,10 @@ static int gsm_septets(uint32_t c)
 {
     static const char basic[] = "@$\n\r_ !\"#%&'()*+,-./0123456789:;<=>?"
                                 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    static const uint32_t basic_u[] = {0xA3, 0xA5, 0xE8, 0xE9, 0xF9, 0xEC, 0xF2, 0xC7, 0xD8,
-                                       0xF8, 0xC5, 0xE5, 0x394, 0x3A6, 0x393, 0x39B, 0x3A9,
-                                       0x3A0, 0x3A8, 0x3A3, 0x398, 0x39E, 0xC6, 0xE6, 0xDF,
-                                       0xC9, 0xA4, 0xA1, 0xC4, 0xD6, 0xD1, 0xDC, 0xA7, 0xBF,
-                                       0xE4, 0xF6, 0xF1, 0xFC, 0xE0};
+    static const uint32_t basic_u[] = {
+        0xA3,  0xA5,  0xE8,  0xE9,  0xF9,  0xEC,  0xF2,  0xC7,  0xD8,  0xF8, 0xC5, 0xE5, 0x394,
+        0x3A6, 0x393, 0x39B, 0x3A9, 0x3A0, 0x3A8, 0x3A3, 0x398, 0x39E, 0xC6, 0xE6, 0xDF, 0xC9,
+        0xA4,  0xA1,  0xC4,  0xD6,  0xD1,  0xDC,  0xA7,  0xBF,  0xE4,  0xF6, 0xF1, 0xFC, 0xE0};
     if (c < 128 && c && strchr(basic, (int)c))
         return 1;
     for (size_t i = 0; i < sizeof basic_u / sizeof basic_u[0]; i++)
@@ -287,10 +318,12 @@ out:
     return rc;
 }
 
-static const char *method_name(int m) { return m == 0 ? "POST" : m == 1 ? "PUT" : "GET"; }
+static const char *method_name(int m)
+{
+    return m == 0 ? "POST" : m == 1 ? "PUT" : "GET";
+}
 
-static int sms_format(void *state, const baton_message *m, baton_buf *out, char *err,
-                      size_t errlen)
+static int sms_format(void *state, const baton_message *m, baton_buf *out, char *err, size_t errlen)
 {
     sms *s = state;
     const baton_host *h = s->h;
@@ -414,8 +447,8 @@ static void classify(sms *s, xfer *x, CURLcode cc, baton_delivery *d)
     const char *body = s->h->buf_data(x->resp, &len);
     if (cc != CURLE_OK) {
         d->status = BATON_RETRY;
-        snprintf(d->reason, sizeof d->reason, "%s", x->curl_err[0] ? x->curl_err
-                                                                  : curl_easy_strerror(cc));
+        snprintf(d->reason, sizeof d->reason, "%s",
+                 x->curl_err[0] ? x->curl_err : curl_easy_strerror(cc));
         return;
     }
     long code = 0;
@@ -617,7 +650,8 @@ static int sms_init(baton_instance *inst, const baton_host *h, void **state)
             s->headers = curl_slist_append(s->headers, line);
         }
     } else if (!failed && !strcmp(auth, "basic")) {
-        const char *u = h->config_string(inst, "username"), *pw = h->config_string(inst, "password");
+        const char *u = h->config_string(inst, "username"),
+                   *pw = h->config_string(inst, "password");
         if (!u) {
             h->set_error(inst, "auth = \"basic\" needs username (and password)");
             failed = 1;

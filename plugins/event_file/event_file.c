@@ -11,14 +11,19 @@
 #include <string.h>
 #include <time.h>
 
-static const baton_config_key keys[] = {
-    {.name = "path", .type = BATON_CFG_PATH, .required = 1,
-     .help = "the JSON-lines file (one event object per line)"},
-    {.name = "follow", .type = BATON_CFG_BOOL, .default_value = "false",
-     .help = "keep reading lines appended to the file"},
-    {.name = "poll", .type = BATON_CFG_DURATION, .default_value = "200ms",
-     .help = "with follow: how often to look for new lines"},
-    {0}};
+static const baton_config_key keys[] = {{.name = "path",
+                                         .type = BATON_CFG_PATH,
+                                         .required = 1,
+                                         .help = "the JSON-lines file (one event object per line)"},
+                                        {.name = "follow",
+                                         .type = BATON_CFG_BOOL,
+                                         .default_value = "false",
+                                         .help = "keep reading lines appended to the file"},
+                                        {.name = "poll",
+                                         .type = BATON_CFG_DURATION,
+                                         .default_value = "200ms",
+                                         .help = "with follow: how often to look for new lines"},
+                                        {0}};
 
 typedef struct fsrc {
     const baton_host *host;

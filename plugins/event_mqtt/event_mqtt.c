@@ -46,32 +46,59 @@
 #include <string.h>
 #include <time.h>
 
-
 static const char *const protocols[] = {"3.1.1", "5", NULL};
 
 static const baton_config_key keys[] = {
-    {.name = "broker", .type = BATON_CFG_STRING, .default_value = "127.0.0.1:1883",
+    {.name = "broker",
+     .type = BATON_CFG_STRING,
+     .default_value = "127.0.0.1:1883",
      .help = "host:port of the MQTT broker"},
-    {.name = "topics", .type = BATON_CFG_LIST, .default_value = "baton/events/#",
+    {.name = "topics",
+     .type = BATON_CFG_LIST,
+     .default_value = "baton/events/#",
      .help = "topic filters to subscribe to (one event per message, JSON)"},
-    {.name = "qos", .type = BATON_CFG_INT, .default_value = "1", .has_range = 1, .min = 0,
-     .max = 2, .help = "subscription QoS; 1 (at least once) with baton's dedup by event id"},
-    {.name = "client_id", .type = BATON_CFG_STRING,
+    {.name = "qos",
+     .type = BATON_CFG_INT,
+     .default_value = "1",
+     .has_range = 1,
+     .min = 0,
+     .max = 2,
+     .help = "subscription QoS; 1 (at least once) with baton's dedup by event id"},
+    {.name = "client_id",
+     .type = BATON_CFG_STRING,
      .help = "MQTT client id (default baton-<entry name>); keep it stable: the broker keeps the "
              "session under it"},
-    {.name = "clean_session", .type = BATON_CFG_BOOL, .default_value = "false",
+    {.name = "clean_session",
+     .type = BATON_CFG_BOOL,
+     .default_value = "false",
      .help = "true: the broker forgets the subscription and undelivered messages on disconnect"},
-    {.name = "protocol", .type = BATON_CFG_ENUM, .default_value = "3.1.1", .choices = protocols,
+    {.name = "protocol",
+     .type = BATON_CFG_ENUM,
+     .default_value = "3.1.1",
+     .choices = protocols,
      .help = "MQTT version, \"3.1.1\" or \"5\" (5: baton sets receive_maximum)"},
-    {.name = "receive_maximum", .type = BATON_CFG_INT, .default_value = "1000", .has_range = 1,
-     .min = 1, .max = 65535,
+    {.name = "receive_maximum",
+     .type = BATON_CFG_INT,
+     .default_value = "1000",
+     .has_range = 1,
+     .min = 1,
+     .max = 65535,
      .help = "MQTT 5: messages the broker may send before baton acknowledges them; each such "
              "window is stored as one group"},
-    {.name = "keepalive", .type = BATON_CFG_DURATION, .default_value = "30s", .has_range = 1,
-     .min = 5, .max = 65535, .help = "MQTT keepalive"},
-    {.name = "reconnect_min", .type = BATON_CFG_DURATION, .default_value = "1s",
+    {.name = "keepalive",
+     .type = BATON_CFG_DURATION,
+     .default_value = "30s",
+     .has_range = 1,
+     .min = 5,
+     .max = 65535,
+     .help = "MQTT keepalive"},
+    {.name = "reconnect_min",
+     .type = BATON_CFG_DURATION,
+     .default_value = "1s",
      .help = "first reconnect delay; doubles up to reconnect_max"},
-    {.name = "reconnect_max", .type = BATON_CFG_DURATION, .default_value = "30s",
+    {.name = "reconnect_max",
+     .type = BATON_CFG_DURATION,
+     .default_value = "30s",
      .help = "longest reconnect delay"},
     {.name = "username", .type = BATON_CFG_STRING, .help = "broker user, if it needs one"},
     {.name = "password", .type = BATON_CFG_STRING, .help = "broker password (use ${env:NAME})"},
@@ -152,7 +179,10 @@ static void nap_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-static int is_stopping(mq *q) { return atomic_load(&q->stopping); }
+static int is_stopping(mq *q)
+{
+    return atomic_load(&q->stopping);
+}
 
 /* Hand the event to the host; its acknowledgement is awaited by the loop
  * before any PUBACK is written (see the top of the file). */
@@ -229,10 +259,10 @@ static void *loop_main(void *arg)
         if (!connected) {
             int rc = ever ? mosquitto_reconnect(q->m) : first_connect(q);
             if (rc != MOSQ_ERR_SUCCESS) {
-                q->host->log(q->inst, BATON_LOG_WARN,
-                             "broker %s:%d not reachable (%s); retrying in %ld ms", q->hostname,
-                             q->port, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
-                             backoff);
+                q->host->log(
+                    q->inst, BATON_LOG_WARN, "broker %s:%d not reachable (%s); retrying in %ld ms",
+                    q->hostname, q->port,
+                    rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc), backoff);
                 if (pause_ms(q, backoff))
                     break;
                 backoff = backoff * 2 > (long)q->rmax_ms ? (long)q->rmax_ms : backoff * 2;

@@ -20,16 +20,28 @@
 #include <time.h>
 
 static const baton_config_key keys[] = {
-    {.name = "url", .type = BATON_CFG_TEMPLATE, .required = 1,
+    {.name = "url",
+     .type = BATON_CFG_TEMPLATE,
+     .required = 1,
      .help = "the lookup URL, a template: \"http://api/weather?city={{ profile.city }}\""},
-    {.name = "fields", .type = BATON_CFG_LIST,
+    {.name = "fields",
+     .type = BATON_CFG_LIST,
      .help = "[ \"temperature=main.temp\", \"wind\" ]; none: every top-level member"},
-    {.name = "ttl", .type = BATON_CFG_DURATION, .default_value = "10m",
+    {.name = "ttl",
+     .type = BATON_CFG_DURATION,
+     .default_value = "10m",
      .help = "how long an answer is reused for the same URL (0: never)"},
-    {.name = "timeout", .type = BATON_CFG_DURATION, .default_value = "2s",
+    {.name = "timeout",
+     .type = BATON_CFG_DURATION,
+     .default_value = "2s",
      .help = "one request's time limit, connecting included"},
-    {.name = "cache", .type = BATON_CFG_INT, .default_value = "10000", .has_range = 1, .min = 1,
-     .max = 10000000, .help = "URLs cached at most"},
+    {.name = "cache",
+     .type = BATON_CFG_INT,
+     .default_value = "10000",
+     .has_range = 1,
+     .min = 1,
+     .max = 10000000,
+     .help = "URLs cached at most"},
     {.name = "headers", .type = BATON_CFG_LIST, .help = "[ \"X-Api-Key: ...\" ]"},
     {.name = "token", .type = BATON_CFG_STRING, .help = "a bearer token (\"${env:NAME}\")"},
     {0}};
@@ -208,7 +220,8 @@ static void fill(src *s, json_t *obj, baton_record *out)
 {
     if (s->nfields) {
         for (size_t i = 0; i < s->nfields; i++)
-            set_value(s, out, s->fields[i].name, json_is_object(obj) ? dig(obj, s->fields[i].path) : NULL);
+            set_value(s, out, s->fields[i].name,
+                      json_is_object(obj) ? dig(obj, s->fields[i].path) : NULL);
         return;
     }
     const char *k;
@@ -383,5 +396,5 @@ static const baton_source_ops ops = {.size = sizeof(baton_source_ops), .lookup =
 
 BATON_PLUGIN(.name = "source_http", .version = "1.0.0",
              .description = "a lookup source on an HTTP JSON API, with a TTL cache",
-             .kind = BATON_KIND_SOURCE, .config = keys, .init = src_init,
-             .destroy = src_destroy, .ops = &ops);
+             .kind = BATON_KIND_SOURCE, .config = keys, .init = src_init, .destroy = src_destroy,
+             .ops = &ops);

@@ -38,13 +38,23 @@ typedef struct src {
 } src;
 
 static const baton_config_key keys[] = {
-    {.name = "path", .type = BATON_CFG_PATH, .required = 1,
+    {.name = "path",
+     .type = BATON_CFG_PATH,
+     .required = 1,
      .help = "the SQLite database file (created when missing)"},
-    {.name = "schema", .type = BATON_CFG_PATH,
+    {.name = "schema",
+     .type = BATON_CFG_PATH,
      .help = "the schema file (FORMATS.md §Schema) describing its tables"},
-    {.name = "cache_mb", .type = BATON_CFG_INT, .default_value = "64", .has_range = 1, .min = 1,
-     .max = 65536, .help = "page cache size in MiB"},
-    {.name = "timeout", .type = BATON_CFG_DURATION, .default_value = "10s",
+    {.name = "cache_mb",
+     .type = BATON_CFG_INT,
+     .default_value = "64",
+     .has_range = 1,
+     .min = 1,
+     .max = 65536,
+     .help = "page cache size in MiB"},
+    {.name = "timeout",
+     .type = BATON_CFG_DURATION,
+     .default_value = "10s",
      .help = "how long a statement waits for a lock held by another process"},
     {0}};
 
@@ -322,11 +332,12 @@ static int src_exec(void *state, const char *sql, const baton_value *params, siz
             for (int c = 0; c < ncol; c++) {
                 switch (sqlite3_column_type(st, c)) {
                 case SQLITE_INTEGER:
-                    vals[c] = (baton_value){.type = BATON_T_INT, .v.i = sqlite3_column_int64(st, c)};
+                    vals[c] =
+                        (baton_value){.type = BATON_T_INT, .v.i = sqlite3_column_int64(st, c)};
                     break;
                 case SQLITE_FLOAT:
-                    vals[c] = (baton_value){.type = BATON_T_FLOAT,
-                                            .v.f = sqlite3_column_double(st, c)};
+                    vals[c] =
+                        (baton_value){.type = BATON_T_FLOAT, .v.f = sqlite3_column_double(st, c)};
                     break;
                 case SQLITE_NULL: vals[c] = (baton_value){.type = BATON_T_NULL}; break;
                 default: {
@@ -361,8 +372,8 @@ static int src_columns(void *state, const char *table, baton_row_fn fn, void *ud
         return -1;
     }
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(s->db, "SELECT name, type FROM pragma_table_info(?1)", -1, &st,
-                           NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(s->db, "SELECT name, type FROM pragma_table_info(?1)", -1, &st, NULL) !=
+        SQLITE_OK) {
         snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
         return -1;
     }

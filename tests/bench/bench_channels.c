@@ -16,10 +16,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "buf.h"
-#include "dispatch/dispatch.h"
-#include "plugin_host.h"
-#include "record.h"
+#include "base/buf.h"
+#include "delivery/dispatch.h"
+#include "hostapi/hostapi.h"
+#include "plugin/plugin_host.h"
+#include "base/record.h"
 #include "support/fs.h"
 #include "support/instance.h"
 
@@ -155,8 +156,13 @@ int main(int argc, char **argv)
             h->template_render(ts[k], row, &b[k]);
             values[k] = b[k].data;
         }
-        dispatch_msg m = {.key = key, .recipient = to, .profile_id = id, .nparts = nparts,
-                          .part_names = parts, .part_values = values, .row = row};
+        dispatch_msg m = {.key = key,
+                          .recipient = to,
+                          .profile_id = id,
+                          .nparts = nparts,
+                          .part_names = parts,
+                          .part_values = values,
+                          .row = row};
         if (dispatch_submit(d, &m, -1, err, sizeof err) != DISPATCH_ACCEPTED)
             refused++;
     }

@@ -6,12 +6,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "buf.h"
-#include "expr/expr.h"
-#include "record.h"
+#include "base/buf.h"
+#include "lang/expr.h"
+#include "base/record.h"
 #include "support/expr_fixture.h"
-#include "template/template.h"
-#include "timefmt.h"
+#include "lang/template.h"
+#include "base/timefmt.h"
 
 static double now_s(void)
 {

@@ -25,12 +25,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "app.h"
-#include "dispatch/dispatch.h"
+#include "plugin/app.h"
+#include "delivery/dispatch.h"
 #include "journey/engine.h"
 #include "journey/journey.h"
 #include "journey/runner.h"
-#include "log.h"
+#include "base/log.h"
 #include "support/fake_channel.h"
 #include "support/fs.h"
 #include "support/server.h"
@@ -92,7 +92,8 @@ static double stat_cpu(const char *path, char *name, size_t namelen)
         unsigned long ut = 0, st = 0;
         if (l && r && name)
             snprintf(name, namelen, "%.*s", (int)(r - l - 1), l + 1);
-        if (r && sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
+        if (r &&
+            sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
             s = (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
     }
     fclose(f);
@@ -207,9 +208,12 @@ static int cmp64(const void *a, const void *b)
 static const char *journey_text =
     "journey: { name = \"bench\"; entry = { event = \"cart\"; reentry = \"always\"; };\n"
     "  start = \"c\"; nodes = (\n"
-    "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"event.total > 0\"; next = \"s\"; } ); otherwise = \"skip\"; },\n"
-    "    { id = \"s\"; type = \"send\"; channel = \"push\"; title = \"Your cart\"; body = \"{{ event.total }} in your cart\"; next = \"w\"; },\n"
-    "    { id = \"w\"; type = \"wait_event\"; event = \"order\"; timeout = \"1h\"; on_event = \"done\"; on_timeout = \"done\"; },\n"
+    "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"event.total > 0\"; next = "
+    "\"s\"; } ); otherwise = \"skip\"; },\n"
+    "    { id = \"s\"; type = \"send\"; channel = \"push\"; title = \"Your cart\"; body = \"{{ "
+    "event.total }} in your cart\"; next = \"w\"; },\n"
+    "    { id = \"w\"; type = \"wait_event\"; event = \"order\"; timeout = \"1h\"; on_event = "
+    "\"done\"; on_timeout = \"done\"; },\n"
     "    { id = \"done\"; type = \"end\"; },\n"
     "    { id = \"skip\"; type = \"end\"; } ); };\n";
 
@@ -223,9 +227,7 @@ static int build_publisher(const char *dir)
     const char *src = getenv("BATON_SRC") ? getenv("BATON_SRC") : ".";
     snprintf(pubbin, sizeof pubbin, "%s/mqtt_pub_lines", dir);
     char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "cc -O2 -o %s %s/tests/bench/clients/mqtt_pub_lines.c",
-             pubbin, src);
+    snprintf(cmd, sizeof cmd, "cc -O2 -o %s %s/tests/bench/clients/mqtt_pub_lines.c", pubbin, src);
     return system(cmd);
 }
 
@@ -253,7 +255,10 @@ static double ceiling(int port, long n, const char *dir)
     snprintf(file, sizeof file, "%s/ceiling.jsonl", dir);
     FILE *f = fopen(file, "w");
     for (long i = 0; i < n; i++)
-        fprintf(f, "{\"id\": \"c-%ld\", \"type\": \"cart\", \"profile\": \"p%ld\", \"data\": {\"total\": 12.5}}\n", i, i);
+        fprintf(f,
+                "{\"id\": \"c-%ld\", \"type\": \"cart\", \"profile\": \"p%ld\", \"data\": "
+                "{\"total\": 12.5}}\n",
+                i, i);
     fclose(f);
     snprintf(cmd, sizeof cmd, "mosquitto_sub -h 127.0.0.1 -p %d -q 1 -C %ld -t ceil/# > /dev/null",
              port, n);
@@ -290,7 +295,8 @@ static void memory_per_waiting(const char *dir, long n)
         jengine_begin(&e, err, sizeof err);
         for (long k = 0; k < batch && i < n; k++, i++) {
             int len = snprintf(json, sizeof json,
-                               "{\"id\": \"m-%ld\", \"type\": \"cart\", \"profile\": \"w%ld\", \"data\": {\"total\": 3}}",
+                               "{\"id\": \"m-%ld\", \"type\": \"cart\", \"profile\": \"w%ld\", "
+                               "\"data\": {\"total\": 3}}",
                                i, i);
             jevent ev;
             char why[128];
@@ -346,18 +352,21 @@ int main(void)
     double ceil_rate = direct_only ? 1 : ceiling(broker.port, count, dir);
     if (!direct_only)
         printf("ceiling: publisher (QoS 1, 100 in flight) -> mosquitto ->"
-           " mosquitto_sub (QoS 1): %.0f msg/s (%ld messages)\n",
-           ceil_rate, count);
+               " mosquitto_sub (QoS 1): %.0f msg/s (%ld messages)\n",
+               ceil_rate, count);
 
     /* baton: event_mqtt, the journey, a channel in-process */
     char cfg[2048];
-    snprintf(cfg, sizeof cfg,
-             "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"warn\"; }; };\n"
-             "events: { mqtt: { plugin = \"event_mqtt\"; broker = \"127.0.0.1:%d\"; topics = [ \"baton/events/#\" ];"
-             " client_id = \"bench\"; }; };\n",
-             getenv("BATON_PLUGINS") ? getenv("BATON_PLUGINS") : "build/plugins", broker.port);
+    snprintf(
+        cfg, sizeof cfg,
+        "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"warn\"; }; };\n"
+        "events: { mqtt: { plugin = \"event_mqtt\"; broker = \"127.0.0.1:%d\"; topics = [ "
+        "\"baton/events/#\" ];"
+        " client_id = \"bench\"; }; };\n",
+        getenv("BATON_PLUGINS") ? getenv("BATON_PLUGINS") : "build/plugins", broker.port);
     char *cpath = file_write(dir, "baton.cfg", cfg);
-    char *jpath = file_write(dir, "bench.cfg", getenv("BENCH_JOURNEY") ? getenv("BENCH_JOURNEY") : journey_text);
+    char *jpath = file_write(dir, "bench.cfg",
+                             getenv("BENCH_JOURNEY") ? getenv("BENCH_JOURNEY") : journey_text);
     diag d;
     diag_init(&d);
     app a;
@@ -368,8 +377,10 @@ int main(void)
     journey *j = journey_load(jpath, NULL, &d);
     store st;
     store_open(&st, a.conf.data_dir, err, sizeof err);
-    instance *push = fake_channel_new("push", "connections = 2; batch = 500; queue = 1000000;"
-                                              " rate = 0;", err, sizeof err);
+    instance *push = fake_channel_new("push",
+                                      "connections = 2; batch = 500; queue = 1000000;"
+                                      " rate = 0;",
+                                      err, sizeof err);
     lat_idx = calloc(1000000, sizeof *lat_idx);
     lat_us = calloc(1000000, sizeof *lat_us);
     dispatch_opts o = {.on_outcome = on_outcome};
@@ -392,14 +403,16 @@ int main(void)
     snprintf(file, sizeof file, "%s/events.jsonl", dir);
     FILE *f = fopen(file, "w");
     for (long i = 0; i < count; i++)
-        fprintf(f, "{\"id\": \"e-%ld\", \"type\": \"cart\", \"profile\": \"p%ld\", \"data\": {\"total\": %ld.5}}\n",
+        fprintf(f,
+                "{\"id\": \"e-%ld\", \"type\": \"cart\", \"profile\": \"p%ld\", \"data\": "
+                "{\"total\": %ld.5}}\n",
                 i, i, 1 + i % 90);
     fclose(f);
     tcpu th0[64];
     size_t nth0 = threads_cpu(th0, 64);
     double t0 = now_s(), cpu0 = cpu_self(), bcpu0 = cpu_of(broker.pid), pcpu0 = cpu_children();
-    snprintf(cmd, sizeof cmd, "%s %d baton/events/in 100 0 0 < %s > /dev/null", pubbin,
-             broker.port, file);
+    snprintf(cmd, sizeof cmd, "%s %d baton/events/in 100 0 0 < %s > /dev/null", pubbin, broker.port,
+             file);
     pid_t pub = spawn_sh(cmd);
     jrunner_stats s = {0};
     double deadline = t0 + 600;
@@ -411,7 +424,8 @@ int main(void)
     }
     double t_routed = now_s() - t0;
     double rate = count / t_routed;
-    double cpu_ev = (cpu_self() - cpu0) * 1e6 / count, bcpu_ev = (cpu_of(broker.pid) - bcpu0) * 1e6 / count;
+    double cpu_ev = (cpu_self() - cpu0) * 1e6 / count,
+           bcpu_ev = (cpu_of(broker.pid) - bcpu0) * 1e6 / count;
     printf("journey: %ld events through MQTT into a 5-node journey in %.2f s: %.0f events/s"
            " routed with durable state (%.2fx the 20,000 target; %.0f%% of the broker's ceiling)\n",
            count, t_routed, rate, rate / 20000.0, 100.0 * rate / ceil_rate);
@@ -481,7 +495,9 @@ direct:;
     snprintf(file, sizeof file, "%s/latency.jsonl", dir);
     f = fopen(file, "w");
     for (long i = 0; i < nl; i++)
-        fprintf(f, "{\"id\": \"l-%ld\", \"type\": \"cart\", \"profile\": \"L%ld\", \"data\": {\"total\": 9}}\n",
+        fprintf(f,
+                "{\"id\": \"l-%ld\", \"type\": \"cart\", \"profile\": \"L%ld\", \"data\": "
+                "{\"total\": 9}}\n",
                 i, i);
     fclose(f);
     lat_n = 0;

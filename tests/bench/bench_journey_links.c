@@ -13,10 +13,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "app.h"
-#include "expr/expr.h"
-#include "journey/cond.h"
-#include "journey/source.h"
+#include "plugin/app.h"
+#include "lang/expr.h"
+#include "scope/cond.h"
+#include "scope/source.h"
 #include "support/fs.h"
 
 #define PROFILES 20000
@@ -30,7 +30,10 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static json_t *scope_profile(void *ud, const char *id) { return jsource_profile(ud, id); }
+static json_t *scope_profile(void *ud, const char *id)
+{
+    return jsource_profile(ud, id);
+}
 
 static double bench_baton(app *a, jsource *src, int64_t now_ms, long *trues)
 {
@@ -53,8 +56,12 @@ static double bench_baton(app *a, jsource *src, int64_t now_ms, long *trues)
     do {
         for (int k = 0; k < 256; k++, n++) {
             snprintf(id, sizeof id, "p%ld", 1 + (n * 7919) % PROFILES);
-            jscope s = {.profile_id = id, .event = ev, .now_ms = now_ms,
-                        .profile = scope_profile, .rows = jsource_rows, .ud = src};
+            jscope s = {.profile_id = id,
+                        .event = ev,
+                        .now_ms = now_ms,
+                        .profile = scope_profile,
+                        .rows = jsource_rows,
+                        .ud = src};
             int truth;
             if (jcond_truth(&c, &s, &truth, err, sizeof err)) {
                 fprintf(stderr, "bench_journey_links: %s\n", err);
@@ -82,8 +89,8 @@ static double bench_ceiling(const char *db_path, int64_t now_s_, long *trues)
     sqlite3_exec(db, "PRAGMA cache_size=-65536", NULL, NULL, NULL); /* as source_sqlite */
     sqlite3_stmt *p, *o;
     sqlite3_prepare_v2(db, "SELECT * FROM profiles WHERE id = ?", -1, &p, NULL);
-    sqlite3_prepare_v2(db, "SELECT * FROM orders WHERE profile_id = ? ORDER BY id LIMIT 1001",
-                       -1, &o, NULL);
+    sqlite3_prepare_v2(db, "SELECT * FROM orders WHERE profile_id = ? ORDER BY id LIMIT 1001", -1,
+                       &o, NULL);
     char id[16], since[32];
     time_t st = (time_t)(now_s_ - 365 * 86400);
     strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", gmtime(&st));
@@ -127,11 +134,13 @@ int main(void)
     }
     char *dir = tmpdir_make("bench-jlinks");
     char text[2048];
-    snprintf(text, sizeof text,
-             "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"error\"; }; };\n"
-             "sources: { crm: { plugin = \"source_sqlite\"; path = \"crm.db\"; schema = \"%s/conf/schema.cfg\"; }; };\n"
-             "profiles = \"crm\";\n",
-             plugins, src);
+    snprintf(
+        text, sizeof text,
+        "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"error\"; }; };\n"
+        "sources: { crm: { plugin = \"source_sqlite\"; path = \"crm.db\"; schema = "
+        "\"%s/conf/schema.cfg\"; }; };\n"
+        "profiles = \"crm\";\n",
+        plugins, src);
     char *cfg = file_write(dir, "baton.cfg", text);
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "%s -c %s sample-data --profiles %d --seed 4", bin, cfg, PROFILES);

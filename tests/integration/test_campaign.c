@@ -56,24 +56,29 @@ static int setup(void **st)
         return -1;
     dir = tmpdir_make("campaign-it");
     char *text;
-    if (asprintf(&text,
-                 "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"warn\"; }; };\n"
-                 "sources: { crm: { plugin = \"source_sqlite\"; path = \"var/crm.db\"; schema = \"%s/conf/schema.cfg\"; }; };\n"
-                 "profiles = \"crm\";\n"
-                 "channels: {\n"
-                 "  mail: { plugin = \"channel_directmail\"; dir = \"var/exports\"; };\n"
-                 /* the kill -9 below may catch a batch in deliver(): directmail drops
-                  * repeats of a key (its journal), so those rows go again on --resume
-                  * instead of staying uncertain and missing from the export */
-                 "  slow: { plugin = \"channel_directmail\"; dir = \"var/slow\"; rate = 2500; batch = 50;"
-                 " resend_uncertain = true; };\n"
-                 "  post: { plugin = \"channel_directmail\"; dir = \"var/post\"; address = \"email\"; consent = \"consent_email\"; };\n"
-                 "  off:  { enabled = false; plugin = \"channel_directmail\"; dir = \"var/off\"; };\n"
-                 "  email: { plugin = \"channel_email\"; port = 9; from = \"Shop <news@example.com>\";\n"
-                 "           address = \"email\"; consent = \"consent_email\"; };\n"
-                 "};\n"
-                 "campaigns = [ \"campaigns\" ];\n",
-                 plugins, src) < 0)
+    if (asprintf(
+            &text,
+            "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"warn\"; }; "
+            "};\n"
+            "sources: { crm: { plugin = \"source_sqlite\"; path = \"var/crm.db\"; schema = "
+            "\"%s/conf/schema.cfg\"; }; };\n"
+            "profiles = \"crm\";\n"
+            "channels: {\n"
+            "  mail: { plugin = \"channel_directmail\"; dir = \"var/exports\"; };\n"
+            /* the kill -9 below may catch a batch in deliver(): directmail drops
+             * repeats of a key (its journal), so those rows go again on --resume
+             * instead of staying uncertain and missing from the export */
+            "  slow: { plugin = \"channel_directmail\"; dir = \"var/slow\"; rate = 2500; batch = "
+            "50;"
+            " resend_uncertain = true; };\n"
+            "  post: { plugin = \"channel_directmail\"; dir = \"var/post\"; address = \"email\"; "
+            "consent = \"consent_email\"; };\n"
+            "  off:  { enabled = false; plugin = \"channel_directmail\"; dir = \"var/off\"; };\n"
+            "  email: { plugin = \"channel_email\"; port = 9; from = \"Shop <news@example.com>\";\n"
+            "           address = \"email\"; consent = \"consent_email\"; };\n"
+            "};\n"
+            "campaigns = [ \"campaigns\" ];\n",
+            plugins, src) < 0)
         abort();
     cfg = file_write(dir, "baton.cfg", text);
     free(text);
@@ -103,32 +108,42 @@ static const char targeting[] =
     "campaign: {\n"
     "  name = \"t\";\n"
     "  activities = (\n"
-    "    { id = \"gold\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == 'gold'\"; },\n"
+    "    { id = \"gold\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == "
+    "'gold'\"; },\n"
     "    { id = \"big\"; type = \"build_audience\"; dimension = \"profiles\";\n"
     "      filter = \"count(orders where amount > 200) >= 2\"; },\n"
-    "    { id = \"noconsent\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"not consent_email\"; },\n"
+    "    { id = \"noconsent\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"not "
+    "consent_email\"; },\n"
     "    { id = \"recent\"; type = \"build_audience\"; dimension = \"profiles\";\n"
     "      filter = \"exists(orders where created_at > timestamp('2025-06-01T00:00:00Z'))\"; },\n"
     "    { id = \"u\"; type = \"combine\"; op = \"union\"; inputs = [ \"gold\", \"big\" ]; },\n"
-    "    { id = \"i\"; type = \"combine\"; op = \"intersection\"; inputs = [ \"gold\", \"big\" ]; },\n"
+    "    { id = \"i\"; type = \"combine\"; op = \"intersection\"; inputs = [ \"gold\", \"big\" ]; "
+    "},\n"
     "    { id = \"x\"; type = \"combine\"; op = \"exclusion\"; inputs = [ \"u\", \"recent\" ]; },\n"
-    "    { id = \"d\"; type = \"deduplicate\"; input = \"u\"; by = [ \"tier\" ]; keep = \"score desc\"; },\n"
+    "    { id = \"d\"; type = \"deduplicate\"; input = \"u\"; by = [ \"tier\" ]; keep = \"score "
+    "desc\"; },\n"
     "    { id = \"e\"; type = \"enrich\"; input = \"u\";\n"
     "      add = ( { name = \"total\"; value = \"sum(orders.amount)\"; } ); },\n"
     "    { id = \"s\"; type = \"split\"; input = \"e\";\n"
-    "      branches = ( { name = \"hi\"; filter = \"total > 1000\"; }, { name = \"mid\"; filter = \"total > 500\"; },\n"
+    "      branches = ( { name = \"hi\"; filter = \"total > 1000\"; }, { name = \"mid\"; filter = "
+    "\"total > 500\"; },\n"
     "                   { name = \"rest\"; remainder = true; } ); },\n"
     "    { id = \"sx\"; type = \"split\"; input = \"e\"; exclusive = true;\n"
-    "      branches = ( { name = \"hi\"; filter = \"total > 1000\"; }, { name = \"mid\"; filter = \"total > 500\"; } ); },\n"
+    "      branches = ( { name = \"hi\"; filter = \"total > 1000\"; }, { name = \"mid\"; filter = "
+    "\"total > 500\"; } ); },\n"
     "    { id = \"r\"; type = \"split\"; input = \"gold\"; mode = \"random\"; seed = 5;\n"
     "      branches = ( { name = \"a\"; percent = 30; }, { name = \"b\"; percent = 70; } ); },\n"
-    "    { id = \"l\"; type = \"split\"; input = \"gold\"; mode = \"limit\"; order = \"score desc\";\n"
-    "      branches = ( { name = \"top\"; limit = 10; }, { name = \"rest\"; remainder = true; } ); },\n"
-    "    { id = \"ord\"; type = \"change_dimension\"; input = \"gold\"; to = \"orders\"; filter = \"amount > 100\"; },\n"
+    "    { id = \"l\"; type = \"split\"; input = \"gold\"; mode = \"limit\"; order = \"score "
+    "desc\";\n"
+    "      branches = ( { name = \"top\"; limit = 10; }, { name = \"rest\"; remainder = true; } ); "
+    "},\n"
+    "    { id = \"ord\"; type = \"change_dimension\"; input = \"gold\"; to = \"orders\"; filter = "
+    "\"amount > 100\"; },\n"
     "    { id = \"st\"; type = \"change_dimension\"; input = \"ord\"; to = \"stores\"; },\n"
     "    { id = \"letters\"; type = \"send\"; channel = \"mail\"; input = \"ord\";\n"
     "      columns = [ \"profile.first_name\", \"store.name\", \"amount\" ]; },\n"
-    "    { id = \"posted\"; type = \"send\"; channel = \"post\"; input = \"u\"; columns = [ \"first_name\" ]; }\n"
+    "    { id = \"posted\"; type = \"send\"; channel = \"post\"; input = \"u\"; columns = [ "
+    "\"first_name\" ]; }\n"
     "  );\n};\n";
 
 static json_int_t count_of(json_t *counts, const char *name)
@@ -140,8 +155,12 @@ static json_int_t count_of(json_t *counts, const char *name)
 }
 
 #define GOLD "SELECT id FROM profiles WHERE tier = 'gold'"
-#define BIG "SELECT id FROM profiles p WHERE (SELECT count(*) FROM orders o WHERE o.profile_id = p.id AND o.amount > 200) >= 2"
-#define RECENT "SELECT id FROM profiles p WHERE EXISTS (SELECT 1 FROM orders o WHERE o.profile_id = p.id AND o.created_at > '2025-06-01T00:00:00Z')"
+#define BIG                                                                                        \
+    "SELECT id FROM profiles p WHERE (SELECT count(*) FROM orders o WHERE o.profile_id = p.id "    \
+    "AND o.amount > 200) >= 2"
+#define RECENT                                                                                     \
+    "SELECT id FROM profiles p WHERE EXISTS (SELECT 1 FROM orders o WHERE o.profile_id = p.id "    \
+    "AND o.created_at > '2025-06-01T00:00:00Z')"
 #define U "SELECT id FROM (" GOLD " UNION " BIG ")"
 #define TOTAL "(SELECT sum(amount) FROM orders o WHERE o.profile_id = p.id)"
 
@@ -169,28 +188,34 @@ static void test_plan_matches_hand_written_sql(void **st)
     assert_int_equal(count_of(c, "u"), sql_count("SELECT count(*) FROM (" U ")"));
     assert_int_equal(count_of(c, "i"),
                      sql_count("SELECT count(*) FROM (" GOLD " INTERSECT " BIG ")"));
-    assert_int_equal(count_of(c, "x"),
-                     sql_count("SELECT count(*) FROM (" U " EXCEPT " RECENT ")"));
+    assert_int_equal(count_of(c, "x"), sql_count("SELECT count(*) FROM (" U " EXCEPT " RECENT ")"));
     /* one row per tier, and every row whose tier is NULL */
-    assert_int_equal(count_of(c, "d"),
-                     sql_count("SELECT count(DISTINCT tier) + sum(tier IS NULL) FROM profiles WHERE id IN (" U ")"));
+    assert_int_equal(
+        count_of(c, "d"),
+        sql_count("SELECT count(DISTINCT tier) + sum(tier IS NULL) FROM profiles WHERE id IN (" U
+                  ")"));
     assert_int_equal(count_of(c, "e"), count_of(c, "u"));
-    assert_int_equal(count_of(c, "s.hi"),
-                     sql_count("SELECT count(*) FROM profiles p WHERE id IN (" U ") AND " TOTAL " > 1000"));
-    assert_int_equal(count_of(c, "s.mid"),
-                     sql_count("SELECT count(*) FROM profiles p WHERE id IN (" U ") AND " TOTAL " > 500"));
+    assert_int_equal(
+        count_of(c, "s.hi"),
+        sql_count("SELECT count(*) FROM profiles p WHERE id IN (" U ") AND " TOTAL " > 1000"));
+    assert_int_equal(
+        count_of(c, "s.mid"),
+        sql_count("SELECT count(*) FROM profiles p WHERE id IN (" U ") AND " TOTAL " > 500"));
     /* remainder: neither branch true, NULL totals (no orders) included */
     assert_int_equal(count_of(c, "s.rest"),
-                     sql_count("SELECT count(*) FROM profiles p WHERE id IN (" U ") AND coalesce(" TOTAL " > 500, 0) = 0"));
+                     sql_count("SELECT count(*) FROM profiles p WHERE id IN (" U
+                               ") AND coalesce(" TOTAL " > 500, 0) = 0"));
     assert_int_equal(count_of(c, "sx.hi"), count_of(c, "s.hi"));
     assert_int_equal(count_of(c, "sx.mid"),
-                     sql_count("SELECT count(*) FROM profiles p WHERE id IN (" U ") AND " TOTAL " > 500 AND " TOTAL " <= 1000"));
+                     sql_count("SELECT count(*) FROM profiles p WHERE id IN (" U ") AND " TOTAL
+                               " > 500 AND " TOTAL " <= 1000"));
     assert_int_equal(count_of(c, "r.a"), (gold * 30 + 50) / 100);
     assert_int_equal(count_of(c, "r.a") + count_of(c, "r.b"), gold);
     assert_int_equal(count_of(c, "l.top"), 10);
     assert_int_equal(count_of(c, "l.rest"), gold - 10);
-    long long ord = sql_count("SELECT count(*) FROM orders o JOIN profiles p ON p.id = o.profile_id "
-                              "WHERE p.tier = 'gold' AND o.amount > 100");
+    long long ord =
+        sql_count("SELECT count(*) FROM orders o JOIN profiles p ON p.id = o.profile_id "
+                  "WHERE p.tier = 'gold' AND o.amount > 100");
     assert_int_equal(count_of(c, "ord"), ord);
     assert_int_equal(count_of(c, "st"),
                      sql_count("SELECT count(DISTINCT o.store_id) FROM orders o JOIN profiles p ON "
@@ -199,8 +224,10 @@ static void test_plan_matches_hand_written_sql(void **st)
     assert_int_equal(count_of(c, "letters"), ord);
     json_t *ex = json_object_get(json_object_get(o, "excluded"), "posted");
     /* consent first, as the dispatcher decides, then the address */
-    long long nocons = sql_count("SELECT count(*) FROM profiles WHERE id IN (" U ") AND coalesce(consent_email, 0) = 0");
-    long long noaddr = sql_count("SELECT count(*) FROM profiles WHERE id IN (" U ") AND consent_email = 1 AND (email IS NULL OR email = '')");
+    long long nocons = sql_count("SELECT count(*) FROM profiles WHERE id IN (" U
+                                 ") AND coalesce(consent_email, 0) = 0");
+    long long noaddr = sql_count("SELECT count(*) FROM profiles WHERE id IN (" U
+                                 ") AND consent_email = 1 AND (email IS NULL OR email = '')");
     assert_int_equal(json_integer_value(json_object_get(ex, "no_address")), noaddr);
     assert_int_equal(json_integer_value(json_object_get(ex, "no_consent")), nocons);
     assert_int_equal(count_of(c, "posted"), count_of(c, "u") - noaddr - nocons);
@@ -228,19 +255,24 @@ static void test_plan_matches_hand_written_sql(void **st)
 
 static void test_check_reports_every_error(void **st)
 {
-    char *path = file_write(dir, "campaigns/bad.cfg",
-                            "campaign: {\n"
-                            "  name = \"bad\";\n"
-                            "  activities = (\n"
-                            "    { id = \"a\"; type = \"build_audiance\"; dimension = \"profiles\"; },\n"
-                            "    { id = \"b\"; type = \"build_audience\"; dimension = \"profiles\";\n"
-                            "      filter = \"tierr == 'gold'\"; },\n"
-                            "    { id = \"c\"; type = \"combine\"; op = \"union\"; inputs = [ \"b\", \"zz\" ]; },\n"
-                            "    { id = \"d\"; type = \"send\"; channel = \"off\"; input = \"b\"; columns = [ \"id\" ]; },\n"
-                            "    { id = \"e\"; type = \"send\"; channel = \"nope\"; input = \"b\"; columns = [ \"id\" ]; },\n"
-                            "    { id = \"f\"; type = \"enrich\"; input = \"g\"; add = ( { name = \"n\"; value = \"1\"; } ); },\n"
-                            "    { id = \"g\"; type = \"enrich\"; input = \"f\"; add = ( { name = \"m\"; value = \"1\"; } ); }\n"
-                            "  );\n};\n");
+    char *path = file_write(
+        dir, "campaigns/bad.cfg",
+        "campaign: {\n"
+        "  name = \"bad\";\n"
+        "  activities = (\n"
+        "    { id = \"a\"; type = \"build_audiance\"; dimension = \"profiles\"; },\n"
+        "    { id = \"b\"; type = \"build_audience\"; dimension = \"profiles\";\n"
+        "      filter = \"tierr == 'gold'\"; },\n"
+        "    { id = \"c\"; type = \"combine\"; op = \"union\"; inputs = [ \"b\", \"zz\" ]; },\n"
+        "    { id = \"d\"; type = \"send\"; channel = \"off\"; input = \"b\"; columns = [ \"id\" "
+        "]; },\n"
+        "    { id = \"e\"; type = \"send\"; channel = \"nope\"; input = \"b\"; columns = [ \"id\" "
+        "]; },\n"
+        "    { id = \"f\"; type = \"enrich\"; input = \"g\"; add = ( { name = \"n\"; value = "
+        "\"1\"; } ); },\n"
+        "    { id = \"g\"; type = \"enrich\"; input = \"f\"; add = ( { name = \"m\"; value = "
+        "\"1\"; } ); }\n"
+        "  );\n};\n");
     char *out, *err;
     assert_int_equal(baton(&out, &err, "check"), 2);
     const char *want[] = {
@@ -289,13 +321,14 @@ static long long csv_rows(const char *path, int *dups)
 
 static void test_run_export_and_resume_after_kill(void **st)
 {
-    char *path = file_write(dir, "campaigns/k.cfg",
-                            "campaign: {\n  name = \"k\";\n  activities = (\n"
-                            "    { id = \"all\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
-                            "    { id = \"ord\"; type = \"change_dimension\"; input = \"all\"; to = \"orders\"; },\n"
-                            "    { id = \"out\"; type = \"send\"; channel = \"slow\"; input = \"ord\";\n"
-                            "      columns = [ \"id\", \"profile.first_name\", \"store.name\", \"amount\" ]; }\n"
-                            "  );\n};\n");
+    char *path = file_write(
+        dir, "campaigns/k.cfg",
+        "campaign: {\n  name = \"k\";\n  activities = (\n"
+        "    { id = \"all\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+        "    { id = \"ord\"; type = \"change_dimension\"; input = \"all\"; to = \"orders\"; },\n"
+        "    { id = \"out\"; type = \"send\"; channel = \"slow\"; input = \"ord\";\n"
+        "      columns = [ \"id\", \"profile.first_name\", \"store.name\", \"amount\" ]; }\n"
+        "  );\n};\n");
     long long orders = sql_count("SELECT count(*) FROM orders");
     pid_t pid = fork();
     if (pid == 0) {
@@ -321,9 +354,11 @@ static void test_run_export_and_resume_after_kill(void **st)
     assert_int_equal(dups, 0);
     /* multi-level: each order's row reads its profile and its store */
     char *text = file_read(csv, NULL), *cmd, *want = NULL, *e2 = NULL;
-    assert_true(asprintf(&cmd, "sqlite3 %s \"SELECT o.id || ',' || p.first_name || ',' || s.name || ',' "
-                               "FROM orders o JOIN profiles p ON p.id = o.profile_id JOIN stores s ON "
-                               "s.id = o.store_id WHERE o.id = 'o17'\"", db) > 0);
+    assert_true(asprintf(&cmd,
+                         "sqlite3 %s \"SELECT o.id || ',' || p.first_name || ',' || s.name || ',' "
+                         "FROM orders o JOIN profiles p ON p.id = o.profile_id JOIN stores s ON "
+                         "s.id = o.store_id WHERE o.id = 'o17'\"",
+                         db) > 0);
     assert_int_equal(run_capture(cmd, &want, &e2), 0);
     want[strcspn(want, "\n")] = '\0';
     assert_true(strlen(want) > 5);
@@ -347,11 +382,13 @@ static void test_run_export_and_resume_after_kill(void **st)
 
 static void test_audiences_and_reconcile(void **st)
 {
-    char *save = file_write(dir, "campaigns/sv.cfg",
-                            "campaign: {\n  name = \"sv\";\n  activities = (\n"
-                            "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == 'gold'\"; },\n"
-                            "    { id = \"keep\"; type = \"save_audience\"; input = \"g\"; name = \"golds\"; }\n"
-                            "  );\n};\n");
+    char *save = file_write(
+        dir, "campaigns/sv.cfg",
+        "campaign: {\n  name = \"sv\";\n  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == "
+        "'gold'\"; },\n"
+        "    { id = \"keep\"; type = \"save_audience\"; input = \"g\"; name = \"golds\"; }\n"
+        "  );\n};\n");
     char *out, *err;
     /* a plan saves nothing: reading it back is an error until a run */
     char *rd = file_write(dir, "campaigns/rd.cfg",
@@ -387,9 +424,11 @@ static void test_audiences_and_reconcile(void **st)
                            "ghost@example.net,Belt\r\n");
     char *rc = file_write(dir, "campaigns/rc.cfg",
                           "campaign: {\n  name = \"rc\";\n  activities = (\n"
-                          "    { id = \"m\"; type = \"reconcile\"; file = \"returns.csv\"; dimension = \"profiles\";\n"
+                          "    { id = \"m\"; type = \"reconcile\"; file = \"returns.csv\"; "
+                          "dimension = \"profiles\";\n"
                           "      column = \"mail\"; field = \"email\"; },\n"
-                          "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"m\"; columns = [ \"email\", \"note\" ]; }\n"
+                          "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"m\"; "
+                          "columns = [ \"email\", \"note\" ]; }\n"
                           "  );\n};\n");
     assert_int_equal(baton(&out, &err, "campaign plan rc"), 0);
     long long matched = sql_count("SELECT count(*) FROM profiles WHERE email IN "
@@ -423,24 +462,31 @@ static void test_audiences_and_reconcile(void **st)
 
 static void test_multi_level_email_templates(void **st)
 {
-    char *tpl = file_write(dir, "campaigns/order.html", "<p>Hi <b>{{ profile.first_name }}</b>, "
-                                                       "{{ amount }} at {{ store.name }}</p>\n");
-    char *path = file_write(dir, "campaigns/em.cfg",
-                            "campaign: {\n  name = \"em\";\n  activities = (\n"
-                            "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == 'gold'\"; },\n"
-                            "    { id = \"o\"; type = \"change_dimension\"; input = \"g\"; to = \"orders\"; filter = \"amount > 250\"; },\n"
-                            "    { id = \"m\"; type = \"send\"; channel = \"email\"; input = \"o\";\n"
-                            "      subject = \"Your order at {{ store.name }}\";\n"
-                            "      text = \"Hi {{ profile.first_name }}, {{ amount }} in {{ store.city }}\";\n"
-                            "      html_file = \"order.html\"; }\n"
-                            "  );\n};\n");
+    char *tpl = file_write(dir, "campaigns/order.html",
+                           "<p>Hi <b>{{ profile.first_name }}</b>, "
+                           "{{ amount }} at {{ store.name }}</p>\n");
+    char *path = file_write(
+        dir, "campaigns/em.cfg",
+        "campaign: {\n  name = \"em\";\n  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == "
+        "'gold'\"; },\n"
+        "    { id = \"o\"; type = \"change_dimension\"; input = \"g\"; to = \"orders\"; filter = "
+        "\"amount > 250\"; },\n"
+        "    { id = \"m\"; type = \"send\"; channel = \"email\"; input = \"o\";\n"
+        "      subject = \"Your order at {{ store.name }}\";\n"
+        "      text = \"Hi {{ profile.first_name }}, {{ amount }} in {{ store.city }}\";\n"
+        "      html_file = \"order.html\"; }\n"
+        "  );\n};\n");
     char *out, *err;
     assert_int_equal(baton(&out, &err, "campaign plan em --json"), 0);
     json_t *o = json_loads(out, 0, NULL);
-#define ORD "FROM orders o JOIN profiles p ON p.id = o.profile_id WHERE p.tier = 'gold' AND o.amount > 250"
+#define ORD                                                                                        \
+    "FROM orders o JOIN profiles p ON p.id = o.profile_id WHERE p.tier = 'gold' AND o.amount > "   \
+    "250"
     long long total = sql_count("SELECT count(*) " ORD);
     long long nocons = sql_count("SELECT count(*) " ORD " AND coalesce(p.consent_email, 0) = 0");
-    long long noaddr = sql_count("SELECT count(*) " ORD " AND p.consent_email = 1 AND (p.email IS NULL OR p.email = '')");
+    long long noaddr = sql_count("SELECT count(*) " ORD
+                                 " AND p.consent_email = 1 AND (p.email IS NULL OR p.email = '')");
     assert_true(total > 0 && nocons > 0);
     json_t *c = json_object_get(o, "counts");
     assert_int_equal(count_of(c, "o"), total);
@@ -455,21 +501,25 @@ static void test_multi_level_email_templates(void **st)
      * delivers none: nothing listens on port 9 */
     assert_int_equal(baton(&out, &err, "campaign run em --dry-run"), 0);
     char want[160];
-    snprintf(want, sizeof want, "%lld rendered (dry run, nothing delivered), 0 capped, %lld no address, %lld no consent",
-             total - noaddr - nocons, noaddr, nocons);
+    snprintf(
+        want, sizeof want,
+        "%lld rendered (dry run, nothing delivered), 0 capped, %lld no address, %lld no consent",
+        total - noaddr - nocons, noaddr, nocons);
     if (!strstr(err, want))
         fail_msg("missing '%s' in:\n%s", want, err);
     free(out);
     free(err);
     /* a part the channel does not have, suggested */
-    char *bad = file_write(dir, "campaigns/em.cfg",
-                           "campaign: {\n  name = \"em\";\n  activities = (\n"
-                           "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
-                           "    { id = \"m\"; type = \"send\"; channel = \"email\"; input = \"g\";\n"
-                           "      subjct = \"Hi\"; text = \"{{ first_nam }}\"; }\n"
-                           "  );\n};\n");
+    char *bad =
+        file_write(dir, "campaigns/em.cfg",
+                   "campaign: {\n  name = \"em\";\n  activities = (\n"
+                   "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+                   "    { id = \"m\"; type = \"send\"; channel = \"email\"; input = \"g\";\n"
+                   "      subjct = \"Hi\"; text = \"{{ first_nam }}\"; }\n"
+                   "  );\n};\n");
     assert_int_equal(baton(&out, &err, "campaign plan em"), 2);
-    assert_non_null(strstr(err, "em.cfg:6: activity 'm': unknown key 'subjct' for a send on channel 'email' (did you mean 'subject'?)"));
+    assert_non_null(strstr(err, "em.cfg:6: activity 'm': unknown key 'subjct' for a send on "
+                                "channel 'email' (did you mean 'subject'?)"));
     assert_non_null(strstr(err, "em.cfg:6: text: 1:4: unknown field 'first_nam'"));
     free(out);
     free(err);
@@ -482,12 +532,15 @@ static void test_multi_level_email_templates(void **st)
 
 static void test_wait_holds_the_run_and_proofs(void **st)
 {
-    char *path = file_write(dir, "campaigns/w.cfg",
-                            "campaign: {\n  name = \"w\";\n  activities = (\n"
-                            "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == 'gold'\"; },\n"
-                            "    { id = \"hold\"; type = \"wait\"; input = \"g\"; duration = \"2h\"; },\n"
-                            "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"hold\"; columns = [ \"id\" ]; }\n"
-                            "  );\n};\n");
+    char *path =
+        file_write(dir, "campaigns/w.cfg",
+                   "campaign: {\n  name = \"w\";\n  activities = (\n"
+                   "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter "
+                   "= \"tier == 'gold'\"; },\n"
+                   "    { id = \"hold\"; type = \"wait\"; input = \"g\"; duration = \"2h\"; },\n"
+                   "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"hold\"; "
+                   "columns = [ \"id\" ]; }\n"
+                   "  );\n};\n");
     char *out, *err;
     /* a plan does not wait */
     assert_int_equal(baton(&out, &err, "campaign plan w --json"), 0);
@@ -524,23 +577,26 @@ static void test_schema_checked_against_the_database(void **st)
 {
     /* a database whose profiles lack `score` and that has no stores */
     char *cmd;
-    assert_true(asprintf(&cmd,
-                         "sqlite3 %s/other.db \"CREATE TABLE profiles (id TEXT, email TEXT, phone TEXT, "
-                         "first_name TEXT, city TEXT, tier TEXT, birth_date TEXT, created_at TEXT, "
-                         "consent_email INT, consent_sms INT, consent_push INT, scor REAL); "
-                         "CREATE TABLE orders (id TEXT, profile_id TEXT, store_id TEXT, amount REAL, "
-                         "created_at TEXT); CREATE TABLE reservations (id TEXT, profile_id TEXT, "
-                         "store_id TEXT, starts_at TEXT, party INT, status TEXT);\"",
-                         dir) > 0);
+    assert_true(
+        asprintf(&cmd,
+                 "sqlite3 %s/other.db \"CREATE TABLE profiles (id TEXT, email TEXT, phone TEXT, "
+                 "first_name TEXT, city TEXT, tier TEXT, birth_date TEXT, created_at TEXT, "
+                 "consent_email INT, consent_sms INT, consent_push INT, scor REAL); "
+                 "CREATE TABLE orders (id TEXT, profile_id TEXT, store_id TEXT, amount REAL, "
+                 "created_at TEXT); CREATE TABLE reservations (id TEXT, profile_id TEXT, "
+                 "store_id TEXT, starts_at TEXT, party INT, status TEXT);\"",
+                 dir) > 0);
     assert_int_equal(system(cmd), 0);
     free(cmd);
     char *text, *path;
-    assert_true(asprintf(&text,
-                         "baton: { data_dir = \"var2\"; plugin_path = [ \"%s\" ]; };\n"
-                         "sources: { crm: { plugin = \"source_sqlite\"; path = \"other.db\"; schema = \"%s/conf/schema.cfg\"; }; };\n"
-                         "profiles = \"crm\";\n"
-                         "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var2/x\"; }; };\n",
-                         plugins, src) > 0);
+    assert_true(
+        asprintf(&text,
+                 "baton: { data_dir = \"var2\"; plugin_path = [ \"%s\" ]; };\n"
+                 "sources: { crm: { plugin = \"source_sqlite\"; path = \"other.db\"; schema = "
+                 "\"%s/conf/schema.cfg\"; }; };\n"
+                 "profiles = \"crm\";\n"
+                 "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var2/x\"; }; };\n",
+                 plugins, src) > 0);
     char *other = file_write(dir, "other.cfg", text);
     free(text);
     path = file_write(dir, "one.cfg",
@@ -550,7 +606,8 @@ static void test_schema_checked_against_the_database(void **st)
     char *out, *err;
     assert_true(asprintf(&cmd, "%s -c %s campaign plan %s", bin, other, path) > 0);
     assert_int_equal(run_capture(cmd, &out, &err), 2);
-    assert_non_null(strstr(err, "field profiles.score: table 'profiles' of source 'crm' has no column 'score' (it has 'scor')"));
+    assert_non_null(strstr(err, "field profiles.score: table 'profiles' of source 'crm' has no "
+                                "column 'score' (it has 'scor')"));
     assert_non_null(strstr(err, "entity 'stores': source 'crm' has no table 'stores'"));
     free(cmd);
     free(out);

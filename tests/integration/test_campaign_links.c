@@ -34,7 +34,8 @@ static const char *sql_setup =
     "INSERT INTO profiles (id, email, first_name, consent_email) VALUES "
     "('p1', 'ann@example.com', 'Ann', 1), ('p2', 'bob@example.com', 'Bob', 1), "
     "('p3', 'cy@example.com', 'Cy', 1);"
-    "INSERT INTO stores VALUES ('s1', 'Lyon', 'Presqu''ile'), ('s2', 'Nantes', 'Commerce'), ('s3', 'Lille', 'Gare');"
+    "INSERT INTO stores VALUES ('s1', 'Lyon', 'Presqu''ile'), ('s2', 'Nantes', 'Commerce'), ('s3', "
+    "'Lille', 'Gare');"
     "INSERT INTO orders VALUES ('o4', 'p1', 's2', 40, '2026-01-04T10:00:00Z'), "
     "('o1', 'p1', 's1', 10.5, '2026-01-01T10:00:00Z'), "
     "('o3', 'p1', 's1', 30.25, '2026-01-03T10:00:00Z'), "
@@ -54,8 +55,8 @@ static int setup(void **st)
         return -1;
     dir = tmpdir_make("campaign-links");
     char *cmd, *out = NULL, *err = NULL;
-    if (asprintf(&cmd, "mkdir -p %s/var %s/campaigns %s/smtp && sqlite3 %s/var/crm.db \"%s\"",
-                 dir, dir, dir, dir, sql_setup) < 0)
+    if (asprintf(&cmd, "mkdir -p %s/var %s/campaigns %s/smtp && sqlite3 %s/var/crm.db \"%s\"", dir,
+                 dir, dir, dir, sql_setup) < 0)
         abort();
     int rc = run_capture(cmd, &out, &err);
     free(cmd);
@@ -74,12 +75,15 @@ static int setup(void **st)
         return -1;
     char *text;
     if (asprintf(&text,
-                 "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"warn\"; }; };\n"
-                 "sources: { crm: { plugin = \"source_sqlite\"; path = \"var/crm.db\"; schema = \"%s/conf/schema.cfg\"; }; };\n"
+                 "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"warn\"; "
+                 "}; };\n"
+                 "sources: { crm: { plugin = \"source_sqlite\"; path = \"var/crm.db\"; schema = "
+                 "\"%s/conf/schema.cfg\"; }; };\n"
                  "profiles = \"crm\";\n"
                  "channels: {\n"
                  "  mail: { plugin = \"channel_directmail\"; dir = \"var/exports\"; };\n"
-                 "  email: { plugin = \"channel_email\"; port = %d; from = \"Shop <news@example.com>\";\n"
+                 "  email: { plugin = \"channel_email\"; port = %d; from = \"Shop "
+                 "<news@example.com>\";\n"
                  "           address = \"email\"; consent = \"consent_email\"; };\n"
                  "};\n"
                  "campaigns = [ \"campaigns\" ];\n",
@@ -168,12 +172,15 @@ static void test_each_and_aggregates_in_sends(void **st)
         "    { id = \"m\"; type = \"send\"; channel = \"email\"; input = \"all\";\n"
         "      subject = \"{{ first_name }}, your {{ count(profile.orders) }} orders\";\n"
         "      text = \"Hi {{ profile.first_name }}: {{ count(profile.orders) }} orders\\n"
-        "{{#each profile.orders limit 3}}{{ @index }}. {{ id }} {{ amount }} in {{ store.city }}\\n{{/each}}"
+        "{{#each profile.orders limit 3}}{{ @index }}. {{ id }} {{ amount }} in {{ store.city "
+        "}}\\n{{/each}}"
         "Total {{ sum(orders.amount) }}\"; },\n"
         "    { id = \"x\"; type = \"send\"; channel = \"mail\"; input = \"all\";\n"
-        "      columns = [ \"id\", \"count(profile.orders)\", \"count(orders where amount > 15)\",\n"
+        "      columns = [ \"id\", \"count(profile.orders)\", \"count(orders where amount > "
+        "15)\",\n"
         "                  \"max(orders.created_at)\" ]; },\n"
-        "    { id = \"o\"; type = \"change_dimension\"; input = \"all\"; to = \"orders\"; filter = \"amount > 1\"; },\n"
+        "    { id = \"o\"; type = \"change_dimension\"; input = \"all\"; to = \"orders\"; filter = "
+        "\"amount > 1\"; },\n"
         "    { id = \"y\"; type = \"send\"; channel = \"mail\"; input = \"o\";\n"
         "      columns = [ \"id\", \"count(profile.orders)\", \"count(store.orders)\" ]; }\n"
         "  );\n};\n");
@@ -187,23 +194,21 @@ static void test_each_and_aggregates_in_sends(void **st)
     free(out);
     free(err);
     char *got = sink_messages();
-    const char *want =
-        "ann@example.com|Hi Ann: 4 orders/0. o1 10.5 in Lyon/1. o2 20 in Nantes/"
-        "2. o3 30.25 in Lyon/Total 100.75/\n"
-        "bob@example.com|Hi Bob: 0 orders/Total /\n"
-        "cy@example.com|Hi Cy: 1 orders/0. o5 7 in /Total 7/\n";
+    const char *want = "ann@example.com|Hi Ann: 4 orders/0. o1 10.5 in Lyon/1. o2 20 in Nantes/"
+                       "2. o3 30.25 in Lyon/Total 100.75/\n"
+                       "bob@example.com|Hi Bob: 0 orders/Total /\n"
+                       "cy@example.com|Hi Cy: 1 orders/0. o5 7 in /Total 7/\n";
     if (strcmp(got, want) != 0)
         fail_msg("messages:\n%s\nwanted:\n%s", got, want);
     free(got);
     char *csv = export_sorted("links-1-x.csv");
     assert_non_null(csv);
-    assert_string_equal(csv,
-                        "id,count(profile.orders),count(orders where amount > 15),"
-                        "max(orders.created_at)\r\n"
-                        "p1,4,3,2026-01-04T10:00:00Z\r\n"
-                        "p2,0,0,\r\n"
-                        "p3,1,0,2026-01-05T10:00:00Z\r\n"
-                        "p4,1000,0,2025-01-01T00:00:00Z\r\n");
+    assert_string_equal(csv, "id,count(profile.orders),count(orders where amount > 15),"
+                             "max(orders.created_at)\r\n"
+                             "p1,4,3,2026-01-04T10:00:00Z\r\n"
+                             "p2,0,0,\r\n"
+                             "p3,1,0,2026-01-05T10:00:00Z\r\n"
+                             "p4,1000,0,2025-01-01T00:00:00Z\r\n");
     free(csv);
     /* one row per order: links reached through its many-to-one links */
     csv = export_sorted("links-1-y.csv");
@@ -217,14 +222,14 @@ static void test_each_and_aggregates_in_sends(void **st)
 
 static void test_plan_reports_template_errors(void **st)
 {
-    char *path = file_write(
-        dir, "campaigns/bad.cfg",
-        "campaign: {\n  name = \"bad\";\n  activities = (\n"
-        "    { id = \"all\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
-        "    { id = \"m\"; type = \"send\"; channel = \"email\"; input = \"all\";\n"
-        "      subject = \"Hi\";\n"
-        "      text = \"{{#each profile.ordrs limit 3}}{{ amount }}{{/each}}\"; }\n"
-        "  );\n};\n");
+    char *path =
+        file_write(dir, "campaigns/bad.cfg",
+                   "campaign: {\n  name = \"bad\";\n  activities = (\n"
+                   "    { id = \"all\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+                   "    { id = \"m\"; type = \"send\"; channel = \"email\"; input = \"all\";\n"
+                   "      subject = \"Hi\";\n"
+                   "      text = \"{{#each profile.ordrs limit 3}}{{ amount }}{{/each}}\"; }\n"
+                   "  );\n};\n");
     char *out, *err;
     assert_int_equal(run_baton(NULL, cfg, &out, &err, "campaign plan bad"), 2);
     if (!strstr(err, "bad.cfg:7: text: 1:"))

@@ -12,11 +12,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "app.h"
+#include "plugin/app.h"
 #include "campaign/history.h"
 #include "campaign/schedule.h"
 #include "support/fs.h"
-#include "timefmt.h"
+#include "base/timefmt.h"
 
 static char *dir, *cfg;
 
@@ -28,13 +28,16 @@ static int setup(void **st)
         return -1;
     dir = tmpdir_make("campaign-serve");
     char *text;
-    if (asprintf(&text,
-                 "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"error\"; }; };\n"
-                 "sources: { crm: { plugin = \"source_sqlite\"; path = \"var/crm.db\"; schema = \"%s/conf/schema.cfg\"; }; };\n"
-                 "profiles = \"crm\";\n"
-                 "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var/exports\"; }; };\n"
-                 "campaigns = [ \"campaigns\" ];\n",
-                 plugins, src) < 0)
+    if (asprintf(
+            &text,
+            "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"error\"; }; "
+            "};\n"
+            "sources: { crm: { plugin = \"source_sqlite\"; path = \"var/crm.db\"; schema = "
+            "\"%s/conf/schema.cfg\"; }; };\n"
+            "profiles = \"crm\";\n"
+            "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var/exports\"; }; };\n"
+            "campaigns = [ \"campaigns\" ];\n",
+            plugins, src) < 0)
         abort();
     cfg = file_write(dir, "baton.cfg", text);
     free(text);
@@ -46,8 +49,10 @@ static int setup(void **st)
                          "campaign: {\n  name = \"hourly\";\n"
                          "  schedule = { at = \"2026-01-01T08:00:00Z\"; repeat = \"1h\"; };\n"
                          "  activities = (\n"
-                         "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == 'gold'\"; },\n"
-                         "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"g\"; columns = [ \"id\" ]; }\n"
+                         "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; "
+                         "filter = \"tier == 'gold'\"; },\n"
+                         "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"g\"; "
+                         "columns = [ \"id\" ]; }\n"
                          "  );\n};\n");
     free(c);
     char *cmd, *out, *err;

@@ -18,8 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "dispatch/dispatch.h"
-#include "record.h"
+#include "delivery/dispatch.h"
+#include "base/record.h"
 #include "support/fs.h"
 #include "support/instance.h"
 #include "support/server.h"
@@ -73,8 +73,12 @@ static dispatch_submit_rc submit(dispatcher *d, const char *key, const char *to,
                                  const char *const *names, const char *const *values)
 {
     char err[256] = "";
-    dispatch_msg m = {.key = key, .recipient = to, .profile_id = to, .nparts = n,
-                      .part_names = names, .part_values = values};
+    dispatch_msg m = {.key = key,
+                      .recipient = to,
+                      .profile_id = to,
+                      .nparts = n,
+                      .part_names = names,
+                      .part_values = values};
     dispatch_submit_rc rc = dispatch_submit(d, &m, -1, err, sizeof err);
     if (rc != DISPATCH_ACCEPTED)
         fail_msg("submit %s: %d %s", key, rc, err);
@@ -105,7 +109,8 @@ static int count_key_in_eml(json_t *log, const char *sinkdir, const char *key)
     json_array_foreach(log, i, e)
     {
         char path[1024];
-        snprintf(path, sizeof path, "%s/%s", sinkdir, json_string_value(json_object_get(e, "file")));
+        snprintf(path, sizeof path, "%s/%s", sinkdir,
+                 json_string_value(json_object_get(e, "file")));
         char *text = file_read(path, NULL);
         n += text && strstr(text, want) != NULL;
         free(text);
@@ -118,8 +123,8 @@ static void test_email_end_to_end(void **state)
     char sinkdir[1024];
     snprintf(sinkdir, sizeof sinkdir, "%s/smtp", dir);
     store_mkdirs(sinkdir);
-    char *argv[] = {"/usr/bin/python3", (char *)src("tests/support/smtp_sink.py"), "--dir",
-                    sinkdir, NULL};
+    char *argv[] = {"/usr/bin/python3", (char *)src("tests/support/smtp_sink.py"), "--dir", sinkdir,
+                    NULL};
     assert_int_equal(server_start_ready(&srv, argv, 15000), 0);
     char settings[512];
     snprintf(settings, sizeof settings,
@@ -215,8 +220,13 @@ static void test_email_server_goes_away(void **state)
     char sinkdir[1024];
     snprintf(sinkdir, sizeof sinkdir, "%s/smtp", dir);
     store_mkdirs(sinkdir);
-    char *argv[] = {"/usr/bin/python3", (char *)src("tests/support/smtp_sink.py"), "--dir",
-                    sinkdir, "--die-after", "30", NULL};
+    char *argv[] = {"/usr/bin/python3",
+                    (char *)src("tests/support/smtp_sink.py"),
+                    "--dir",
+                    sinkdir,
+                    "--die-after",
+                    "30",
+                    NULL};
     assert_int_equal(server_start_ready(&srv, argv, 15000), 0);
     int port = srv.port;
     char settings[512];
@@ -244,8 +254,13 @@ static void test_email_server_goes_away(void **state)
     server_stop(&srv);
     char portarg[16];
     snprintf(portarg, sizeof portarg, "%d", port);
-    char *argv2[] = {"/usr/bin/python3", (char *)src("tests/support/smtp_sink.py"), "--dir",
-                     sinkdir, "--port", portarg, NULL};
+    char *argv2[] = {"/usr/bin/python3",
+                     (char *)src("tests/support/smtp_sink.py"),
+                     "--dir",
+                     sinkdir,
+                     "--port",
+                     portarg,
+                     NULL};
     assert_int_equal(server_start_ready(&srv, argv2, 15000), 0);
     assert_int_equal(dispatch_flush(d, 60000), 0);
     dispatch_stats s;
@@ -360,11 +375,12 @@ static void test_push_end_to_end(void **state)
     assert_int_equal(server_start_mosquitto(&srv, dir, 0), 0);
     char out[1024], cmd[4096];
     snprintf(out, sizeof out, "%s/sub.txt", dir);
-    snprintf(cmd, sizeof cmd,
-             "mosquitto_pub -h 127.0.0.1 -p %d -t push/probe -m ready -r -q 1 && "
-             "(timeout 30 mosquitto_sub -h 127.0.0.1 -p %d -t 'push/#' -q 1 -v -C 401 > %s &) ; "
-             "for i in $(seq 100); do grep -q ready %s 2>/dev/null && exit 0; sleep 0.05; done; exit 1",
-             srv.port, srv.port, out, out);
+    snprintf(
+        cmd, sizeof cmd,
+        "mosquitto_pub -h 127.0.0.1 -p %d -t push/probe -m ready -r -q 1 && "
+        "(timeout 30 mosquitto_sub -h 127.0.0.1 -p %d -t 'push/#' -q 1 -v -C 401 > %s &) ; "
+        "for i in $(seq 100); do grep -q ready %s 2>/dev/null && exit 0; sleep 0.05; done; exit 1",
+        srv.port, srv.port, out, out);
     assert_int_equal(run_capture(cmd, NULL, NULL), 0);
     char settings[512];
     snprintf(settings, sizeof settings,
@@ -409,7 +425,10 @@ static void test_push_end_to_end(void **state)
 /* libmosquitto leaks a getaddrinfo() result when a connect fails (the
  * broker killed on purpose): not ours to fix; LeakSanitizer reads this. */
 const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void) { return "leak:libmosquitto.so\n"; }
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:libmosquitto.so\n";
+}
 
 int main(void)
 {

@@ -50,14 +50,15 @@ static void test_broken_schema(void **st)
 {
     char *dir = tmpdir_make("schema");
     char *cfg = config(dir);
-    char *sch = file_write(dir, "schema.cfg",
-                           "entities: {\n"
-                           "  profiles: { key = \"id\";\n"
-                           "    fields: { id = \"string\"; tier = \"strng\"; }; };\n"
-                           "  orders: { key = \"id\"; fields: { id = \"string\"; pid = \"string\"; };\n"
-                           "    links: { profile = { to = \"profils\"; via = \"pid\"; };\n"
-                           "             other = { to = \"profiles\"; via = \"pidd\"; }; }; };\n"
-                           "};\n");
+    char *sch =
+        file_write(dir, "schema.cfg",
+                   "entities: {\n"
+                   "  profiles: { key = \"id\";\n"
+                   "    fields: { id = \"string\"; tier = \"strng\"; }; };\n"
+                   "  orders: { key = \"id\"; fields: { id = \"string\"; pid = \"string\"; };\n"
+                   "    links: { profile = { to = \"profils\"; via = \"pid\"; };\n"
+                   "             other = { to = \"profiles\"; via = \"pidd\"; }; }; };\n"
+                   "};\n");
     char *out, *err;
     assert_int_equal(check(cfg, &out, &err), 2);
     char want[512];
@@ -85,8 +86,9 @@ static void test_good_schema_and_missing_profiles(void **st)
 {
     char *dir = tmpdir_make("schema");
     char *cfg = config(dir);
-    char *sch = file_write(dir, "schema.cfg",
-                           "entities: { profiles: { key = \"id\"; fields: { id = \"string\"; }; }; };\n");
+    char *sch =
+        file_write(dir, "schema.cfg",
+                   "entities: { profiles: { key = \"id\"; fields: { id = \"string\"; }; }; };\n");
     char *out, *err;
     assert_int_equal(check(cfg, &out, &err), 0);
     assert_non_null(strstr(out, "schema.cfg: ok: 1 entities, 0 links (source crm)"));

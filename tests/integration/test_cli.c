@@ -84,8 +84,9 @@ static char *copy_conf(char **tmp)
 {
     *tmp = tmpdir_make("cli");
     char *cmd, *cfg;
-    assert_true(asprintf(&cmd, "cp -r %s/conf %s/conf && mkdir -p %s/build && "
-                               "ln -s %s/plugins %s/build/plugins",
+    assert_true(asprintf(&cmd,
+                         "cp -r %s/conf %s/conf && mkdir -p %s/build && "
+                         "ln -s %s/plugins %s/build/plugins",
                          src, *tmp, *tmp, build, *tmp) > 0);
     assert_int_equal(run_capture(cmd, NULL, NULL), 0);
     free(cmd);
@@ -110,10 +111,10 @@ static void test_broken_copy(void **st)
     if (!actions)
         actions = config_setting_add(root, "actions", CONFIG_TYPE_GROUP);
     const char *bad[][3] = {
-        {"bad_key", "fx_action", "hots"},      /* unknown key */
-        {"bad_type", "fx_action", "port"},     /* wrong type */
-        {"bad_plugin", "fx_no_such", NULL},    /* missing plugin */
-        {"bad_abi", "fx_wrong_major", NULL},   /* ABI mismatch */
+        {"bad_key", "fx_action", "hots"},    /* unknown key */
+        {"bad_type", "fx_action", "port"},   /* wrong type */
+        {"bad_plugin", "fx_no_such", NULL},  /* missing plugin */
+        {"bad_abi", "fx_wrong_major", NULL}, /* ABI mismatch */
     };
     for (size_t i = 0; i < 4; i++) {
         config_setting_t *g = config_setting_add(actions, bad[i][0], CONFIG_TYPE_GROUP);
@@ -136,9 +137,14 @@ static void test_broken_copy(void **st)
     int l3 = config_setting_source_line(config_lookup(&lc, "actions.bad_abi"));
     config_destroy(&lc);
     snprintf(want[0], sizeof want[0], "%s:%d: actions.bad_key: unknown key 'hots'", cfg, l0);
-    snprintf(want[1], sizeof want[1], "%s:%d: actions.bad_type: port must be an integer, not a string", cfg, l1);
-    snprintf(want[2], sizeof want[2], "%s:%d: actions.bad_plugin: plugin 'fx_no_such' not found", cfg, l2);
-    snprintf(want[3], sizeof want[3], "%s:%d: actions.bad_abi: %s/fx_wrong_major.so: built for baton ABI 2.0, but this host speaks ABI 1.1", cfg, l3, fixtures);
+    snprintf(want[1], sizeof want[1],
+             "%s:%d: actions.bad_type: port must be an integer, not a string", cfg, l1);
+    snprintf(want[2], sizeof want[2], "%s:%d: actions.bad_plugin: plugin 'fx_no_such' not found",
+             cfg, l2);
+    snprintf(want[3], sizeof want[3],
+             "%s:%d: actions.bad_abi: %s/fx_wrong_major.so: built for baton ABI 2.0, but this host "
+             "speaks ABI 1.1",
+             cfg, l3, fixtures);
 
     char *out, *err;
     assert_int_equal(baton(&out, &err, "-c %s check", cfg), 2);
@@ -254,7 +260,8 @@ static void test_describe(void **st)
     assert_non_null(strstr(out, "  url            string    required\n      where to call\n"));
     assert_non_null(strstr(out, "  port           int       default \"8080\" range 1..65535\n"));
     assert_non_null(strstr(out, "  mode           enum      default \"safe\" one of: fast safe\n"));
-    assert_non_null(strstr(out, "  timeout        duration  default \"10s\"\n      one call's time limit\n"));
+    assert_non_null(
+        strstr(out, "  timeout        duration  default \"10s\"\n      one call's time limit\n"));
     free(out);
     free(err);
     assert_int_equal(baton(&out, &err, "-c %s plugins --describe fx_nothing", cfg), 2);

@@ -29,11 +29,14 @@ static int baton(const char *args, char **out, char **err)
 }
 
 static const char journey_text[] =
-    "journey: { name = \"spenders\"; entry = { event = \"visit\"; filter = \"exists(profile.orders)\"; };\n"
+    "journey: { name = \"spenders\"; entry = { event = \"visit\"; filter = "
+    "\"exists(profile.orders)\"; };\n"
     "  start = \"which\"; nodes = (\n"
     "    { id = \"which\"; type = \"condition\";\n"
-    "      branches = ( { when = \"count(profile.orders where amount > event.min and created_at > now() - 365d) >= 2\"; next = \"vip\"; },\n"
-    "                   { when = \"sum(profile.orders.amount where created_at > now() - 365d) > 500\"; next = \"big\"; } );\n"
+    "      branches = ( { when = \"count(profile.orders where amount > event.min and created_at > "
+    "now() - 365d) >= 2\"; next = \"vip\"; },\n"
+    "                   { when = \"sum(profile.orders.amount where created_at > now() - 365d) > "
+    "500\"; next = \"big\"; } );\n"
     "      otherwise = \"plain\"; },\n"
     "    { id = \"vip\"; type = \"send\"; channel = \"mail\";\n"
     "      text = \"{{#each profile.orders limit 3}}{{ id }} {{/each}}\"; next = \"done\"; },\n"
@@ -45,13 +48,15 @@ static int setup(void **state)
 {
     dir = tmpdir_make("jagg");
     char text[2048], jdir[1024];
-    snprintf(text, sizeof text,
-             "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"warn\"; }; };\n"
-             "sources: { crm: { plugin = \"source_sqlite\"; path = \"var/crm.db\"; schema = \"%s/conf/schema.cfg\"; }; };\n"
-             "profiles = \"crm\";\n"
-             "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var/out\"; }; };\n"
-             "journeys = [ \"journeys\" ];\n",
-             getenv("BATON_PLUGINS"), getenv("BATON_SRC"));
+    snprintf(
+        text, sizeof text,
+        "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"warn\"; }; };\n"
+        "sources: { crm: { plugin = \"source_sqlite\"; path = \"var/crm.db\"; schema = "
+        "\"%s/conf/schema.cfg\"; }; };\n"
+        "profiles = \"crm\";\n"
+        "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var/out\"; }; };\n"
+        "journeys = [ \"journeys\" ];\n",
+        getenv("BATON_PLUGINS"), getenv("BATON_SRC"));
     free(file_write(dir, "baton.cfg", text));
     snprintf(jdir, sizeof jdir, "%s/journeys", dir);
     mkdir(jdir, 0755);
@@ -81,9 +86,7 @@ static const char *oracle(sqlite3 *db, const char *id, double min, int64_t now)
     strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
     sqlite3_stmt *st;
     assert_int_equal(
-        sqlite3_prepare_v2(db,
-                           "SELECT count(*) FROM orders WHERE profile_id = ?1",
-                           -1, &st, NULL),
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM orders WHERE profile_id = ?1", -1, &st, NULL),
         SQLITE_OK);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -124,7 +127,8 @@ static void test_branches_match_sql(void **state)
                 "{\"id\": \"e%d\", \"type\": \"visit\", \"profile\": \"p%d\", \"time\": \"%s\", "
                 "\"data\": {\"min\": %d}}\n",
                 i, 1 + (i * 7) % NPROFILES, ts, 50 + (i % 5) * 50);
-    fprintf(f, "{\"id\": \"ghost\", \"type\": \"visit\", \"profile\": \"nobody\", \"time\": \"%s\"}\n",
+    fprintf(f,
+            "{\"id\": \"ghost\", \"type\": \"visit\", \"profile\": \"nobody\", \"time\": \"%s\"}\n",
             ts);
     fclose(f);
     free(file_write(dir, "events.jsonl", events));
@@ -188,7 +192,8 @@ static void test_check_names_the_link(void **state)
     snprintf(jdir, sizeof jdir, "%s/journeys", dir);
     char *path = file_write(jdir, "broken.cfg",
                             "journey: { name = \"broken\";\n"
-                            "  entry = { event = \"visit\"; filter = \"count(profile.order where amount > 5) > 0\"; };\n"
+                            "  entry = { event = \"visit\"; filter = \"count(profile.order where "
+                            "amount > 5) > 0\"; };\n"
                             "  start = \"e\"; nodes = ( { id = \"e\"; type = \"end\"; } ); };\n");
     assert_int_equal(baton("check", &out, &err), 2);
     if (!strstr(err, "journeys/broken.cfg:2: entry: filter: 1:7: unknown field 'order' in "

@@ -23,30 +23,39 @@ static int setup(void **state)
 {
     dir = tmpdir_make("jcli");
     char text[2048], jdir[1024];
-    snprintf(text, sizeof text,
-             "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; };\n"
-             "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var/out\"; };\n"
-             "  sms: { enabled = false; plugin = \"channel_sms\"; url = \"http://127.0.0.1:1/\"; }; };\n"
-             "journeys = [ \"journeys\" ];\n",
-             getenv("BATON_PLUGINS"));
+    snprintf(
+        text, sizeof text,
+        "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; };\n"
+        "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var/out\"; };\n"
+        "  sms: { enabled = false; plugin = \"channel_sms\"; url = \"http://127.0.0.1:1/\"; }; };\n"
+        "journeys = [ \"journeys\" ];\n",
+        getenv("BATON_PLUGINS"));
     free(file_write(dir, "baton.cfg", text));
     snprintf(jdir, sizeof jdir, "%s/journeys", dir);
     mkdir(jdir, 0755);
-    free(file_write(jdir, "j.cfg",
-                    "journey: { name = \"j\"; entry = { event = \"go\"; filter = \"event.n > 0\"; };\n"
-                    "  exit = ( { event = \"stop\"; } ); start = \"w\"; nodes = (\n"
-                    "  { id = \"w\"; type = \"wait\"; duration = \"1h\"; next = \"c\"; },\n"
-                    "  { id = \"c\"; type = \"condition\"; branches = ( { when = \"event.n > 5\"; next = \"sms\"; } ); otherwise = \"mail\"; },\n"
-                    "  { id = \"sms\"; type = \"send\"; channel = \"sms\"; text = \"hi\"; next = \"e\"; },\n"
-                    "  { id = \"mail\"; type = \"send\"; channel = \"mail\"; text = \"hi\"; next = \"r\"; },\n"
-                    "  { id = \"r\"; type = \"wait_event\"; event = \"buy\"; timeout = \"1d\"; on_event = \"e\"; on_timeout = \"e\"; },\n"
-                    "  { id = \"e\"; type = \"end\"; } ); };\n"));
+    free(file_write(
+        jdir, "j.cfg",
+        "journey: { name = \"j\"; entry = { event = \"go\"; filter = \"event.n > 0\"; };\n"
+        "  exit = ( { event = \"stop\"; } ); start = \"w\"; nodes = (\n"
+        "  { id = \"w\"; type = \"wait\"; duration = \"1h\"; next = \"c\"; },\n"
+        "  { id = \"c\"; type = \"condition\"; branches = ( { when = \"event.n > 5\"; next = "
+        "\"sms\"; } ); otherwise = \"mail\"; },\n"
+        "  { id = \"sms\"; type = \"send\"; channel = \"sms\"; text = \"hi\"; next = \"e\"; },\n"
+        "  { id = \"mail\"; type = \"send\"; channel = \"mail\"; text = \"hi\"; next = \"r\"; },\n"
+        "  { id = \"r\"; type = \"wait_event\"; event = \"buy\"; timeout = \"1d\"; on_event = "
+        "\"e\"; on_timeout = \"e\"; },\n"
+        "  { id = \"e\"; type = \"end\"; } ); };\n"));
     free(file_write(dir, "events.jsonl",
-                    "{\"id\": \"1\", \"type\": \"go\", \"profile\": \"a\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"n\": 9}}\n"
-                    "{\"id\": \"2\", \"type\": \"go\", \"profile\": \"b\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"n\": 1}}\n"
-                    "{\"id\": \"3\", \"type\": \"go\", \"profile\": \"c\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"n\": 0}}\n"
-                    "{\"id\": \"4\", \"type\": \"go\", \"profile\": \"d\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"n\": 2}}\n"
-                    "{\"id\": \"5\", \"type\": \"stop\", \"profile\": \"d\", \"time\": \"2026-11-23T10:30:00Z\"}\n"
+                    "{\"id\": \"1\", \"type\": \"go\", \"profile\": \"a\", \"time\": "
+                    "\"2026-11-23T10:00:00Z\", \"data\": {\"n\": 9}}\n"
+                    "{\"id\": \"2\", \"type\": \"go\", \"profile\": \"b\", \"time\": "
+                    "\"2026-11-23T10:00:00Z\", \"data\": {\"n\": 1}}\n"
+                    "{\"id\": \"3\", \"type\": \"go\", \"profile\": \"c\", \"time\": "
+                    "\"2026-11-23T10:00:00Z\", \"data\": {\"n\": 0}}\n"
+                    "{\"id\": \"4\", \"type\": \"go\", \"profile\": \"d\", \"time\": "
+                    "\"2026-11-23T10:00:00Z\", \"data\": {\"n\": 2}}\n"
+                    "{\"id\": \"5\", \"type\": \"stop\", \"profile\": \"d\", \"time\": "
+                    "\"2026-11-23T10:30:00Z\"}\n"
                     "not an event\n"
                     "{\"id\": \"6\", \"type\": \"go\"}\n"));
     return 0;
@@ -95,12 +104,13 @@ static void test_journey_test_json(void **state)
     free(err);
     /* --until stops the clock: b waits at r */
     assert_int_equal(
-        baton("journey test j --events events.jsonl --json --until 2026-11-23T12:00:00Z", &out, &err),
+        baton("journey test j --events events.jsonl --json --until 2026-11-23T12:00:00Z", &out,
+              &err),
         0);
     o = json_loads(out, 0, NULL);
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(json_object_get(o, "profiles"), "b"), "state")),
-        "waiting");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(o, "profiles"), "b"), "state")),
+                        "waiting");
     json_decref(o);
     free(out);
     free(err);
@@ -138,9 +148,11 @@ static void test_usage_and_errors(void **state)
     snprintf(jdir, sizeof jdir, "%s/journeys", dir);
     free(file_write(jdir, "k.cfg",
                     "journey: { name = \"k\"; entry = { event = \"go\"; };\n"
-                    "  start = \"x\"; nodes = ( { id = \"x\"; type = \"send\"; channel = \"mial\"; text = \"t\"; next = \"y\"; } ); };\n"));
+                    "  start = \"x\"; nodes = ( { id = \"x\"; type = \"send\"; channel = \"mial\"; "
+                    "text = \"t\"; next = \"y\"; } ); };\n"));
     assert_int_equal(baton("check", &out, &err), 2);
-    assert_non_null(strstr(err, "journeys/k.cfg:2: node 'x': channel = \"mial\" names no configured channel (did you mean 'mail'?)"));
+    assert_non_null(strstr(err, "journeys/k.cfg:2: node 'x': channel = \"mial\" names no "
+                                "configured channel (did you mean 'mail'?)"));
     assert_non_null(strstr(err, "journeys/k.cfg:2: node 'x': next = \"y\" names no node"));
     free(out);
     free(err);

@@ -114,17 +114,18 @@ static void write_config_with(const char *push_enabled, const char *extra_channe
                               const char *sources)
 {
     char text[8192];
-    snprintf(text, sizeof text,
-             "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"info\"; }; };\n"
-             "sources: { %s };\n"
-             "events: { mqtt: { plugin = \"event_mqtt\"; broker = \"127.0.0.1:%d\";\n"
-             "  topics = [ \"baton/events/#\" ]; client_id = \"baton-test\"; reconnect_max = \"2s\"; }; };\n"
-             "channels: { push: { enabled = %s; plugin = \"channel_push\"; broker = \"127.0.0.1:%d\";\n"
-             "  topic = \"push/{{ profile.id }}\"; client_id = \"baton-push-test\"; };\n"
-             "  %s };\n"
-             "journeys = [ \"journeys\" ];\n",
-             getenv("BATON_PLUGINS"), sources, broker.port, push_enabled, broker.port,
-             extra_channels);
+    snprintf(
+        text, sizeof text,
+        "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"info\"; }; };\n"
+        "sources: { %s };\n"
+        "events: { mqtt: { plugin = \"event_mqtt\"; broker = \"127.0.0.1:%d\";\n"
+        "  topics = [ \"baton/events/#\" ]; client_id = \"baton-test\"; reconnect_max = \"2s\"; }; "
+        "};\n"
+        "channels: { push: { enabled = %s; plugin = \"channel_push\"; broker = \"127.0.0.1:%d\";\n"
+        "  topic = \"push/{{ profile.id }}\"; client_id = \"baton-push-test\"; };\n"
+        "  %s };\n"
+        "journeys = [ \"journeys\" ];\n",
+        getenv("BATON_PLUGINS"), sources, broker.port, push_enabled, broker.port, extra_channels);
     free(file_write(dir, "baton.cfg", text));
 }
 
@@ -138,12 +139,15 @@ static void write_journey(void)
     char jdir[1024];
     snprintf(jdir, sizeof jdir, "%s/journeys", dir);
     mkdir(jdir, 0755);
-    free(file_write(jdir, "order.cfg",
-                    "journey: { name = \"thanks\"; entry = { event = \"order\"; reentry = \"always\"; };\n"
-                    "  start = \"c\"; nodes = (\n"
-                    "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"event.total > 0\"; next = \"push\"; } ); otherwise = \"done\"; },\n"
-                    "    { id = \"push\"; type = \"send\"; channel = \"push\"; title = \"Thanks\"; body = \"Your order of {{ event.total }}\"; next = \"done\"; },\n"
-                    "    { id = \"done\"; type = \"end\"; } ); };\n"));
+    free(file_write(
+        jdir, "order.cfg",
+        "journey: { name = \"thanks\"; entry = { event = \"order\"; reentry = \"always\"; };\n"
+        "  start = \"c\"; nodes = (\n"
+        "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"event.total > 0\"; next = "
+        "\"push\"; } ); otherwise = \"done\"; },\n"
+        "    { id = \"push\"; type = \"send\"; channel = \"push\"; title = \"Thanks\"; body = "
+        "\"Your order of {{ event.total }}\"; next = \"done\"; },\n"
+        "    { id = \"done\"; type = \"end\"; } ); };\n"));
 }
 
 static pid_t start_baton_log(const char *log)
@@ -184,8 +188,8 @@ static void wait_serving(pid_t pid)
 static pid_t start_subscriber(const char *out)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "mosquitto_sub -h 127.0.0.1 -p %d -q 1 -i counter -c -t 'push/#' -v", broker.port);
+    snprintf(cmd, sizeof cmd, "mosquitto_sub -h 127.0.0.1 -p %d -q 1 -i counter -c -t 'push/#' -v",
+             broker.port);
     pid_t pid = spawn(cmd, out);
     nap_ms(300);
     return pid;
@@ -195,8 +199,8 @@ static long lines_in(const char *path, long *distinct)
 {
     char cmd[4096];
     /* distinct: messages by idempotency key (the push payload carries it) */
-    snprintf(cmd, sizeof cmd,
-             "wc -l < %s; grep -o '\"key\": *\"[^\"]*\"' %s | sort -u | wc -l", path, path);
+    snprintf(cmd, sizeof cmd, "wc -l < %s; grep -o '\"key\": *\"[^\"]*\"' %s | sort -u | wc -l",
+             path, path);
     char *out = NULL;
     run_capture(cmd, &out, NULL);
     long n = -1, d = -1;
@@ -219,7 +223,9 @@ static void test_kill_and_restart_under_load(void **state)
     snprintf(inbox, sizeof inbox, "%s/var/inbox.db", dir);
     FILE *f = fopen(events, "w");
     for (int i = 0; i < N; i++)
-        fprintf(f, "{\"id\": \"o-%d\", \"type\": \"order\", \"profile\": \"p%d\", \"data\": {\"total\": %d}}\n",
+        fprintf(f,
+                "{\"id\": \"o-%d\", \"type\": \"order\", \"profile\": \"p%d\", \"data\": "
+                "{\"total\": %d}}\n",
                 i, i, 10 + i % 7);
     fclose(f);
     pid_t sub = start_subscriber(subout);
@@ -289,10 +295,11 @@ static void test_reload(void **state)
     pid_t baton = start_baton();
     nap_ms(700);
     char cmd[1024];
-    snprintf(cmd, sizeof cmd,
-             "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t baton/events/in -m "
-             "'{\"id\": \"r1\", \"type\": \"order\", \"profile\": \"a\", \"data\": {\"total\": 5}}'",
-             broker.port);
+    snprintf(
+        cmd, sizeof cmd,
+        "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t baton/events/in -m "
+        "'{\"id\": \"r1\", \"type\": \"order\", \"profile\": \"a\", \"data\": {\"total\": 5}}'",
+        broker.port);
     assert_int_equal(system(cmd), 0);
     for (int i = 0; i < 100 && query(db, "SELECT count(*) FROM journey_sends") < 1; i++)
         nap_ms(50);
@@ -307,10 +314,11 @@ static void test_reload(void **state)
     write_config("true");
     kill(baton, SIGHUP);
     nap_ms(1000);
-    snprintf(cmd, sizeof cmd,
-             "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t baton/events/in -m "
-             "'{\"id\": \"r2\", \"type\": \"order\", \"profile\": \"b\", \"data\": {\"total\": 5}}'",
-             broker.port);
+    snprintf(
+        cmd, sizeof cmd,
+        "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t baton/events/in -m "
+        "'{\"id\": \"r2\", \"type\": \"order\", \"profile\": \"b\", \"data\": {\"total\": 5}}'",
+        broker.port);
     assert_int_equal(system(cmd), 0);
     for (int i = 0; i < 100 && query(db, "SELECT count(*) FROM journey_sends") < 2; i++)
         nap_ms(50);
@@ -372,8 +380,8 @@ static void test_reload_failed_start_rolls_back(void **state)
     pid_t baton = start_baton();
     nap_ms(700);
     publish("f1", "a", "order");
-    assert_int_equal(wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 1, 10000),
-                     1);
+    assert_int_equal(
+        wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 1, 10000), 1);
 
     char mail[2048];
     snprintf(mail, sizeof mail,
@@ -384,11 +392,11 @@ static void test_reload_failed_start_rolls_back(void **state)
     nap_ms(1500);
     assert_true(running(baton));
     publish("f3", "c", "order"); /* after: the previous configuration routes it */
-    assert_int_equal(wait_for(db, "SELECT count(*) FROM journey_instances WHERE state = 'completed'",
-                              3, 15000),
-                     3);
-    assert_int_equal(wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 3, 15000),
-                     3);
+    assert_int_equal(
+        wait_for(db, "SELECT count(*) FROM journey_instances WHERE state = 'completed'", 3, 15000),
+        3);
+    assert_int_equal(
+        wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 3, 15000), 3);
     long distinct = 0;
     for (int i = 0; i < 100 && (lines_in(subout, &distinct), distinct) < 3; i++)
         nap_ms(50);
@@ -400,8 +408,8 @@ static void test_reload_failed_start_rolls_back(void **state)
     nap_ms(1500);
     assert_true(running(baton));
     publish("f4", "d", "order");
-    assert_int_equal(wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 4, 15000),
-                     4);
+    assert_int_equal(
+        wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 4, 15000), 4);
     /* a configuration whose own file is fine (log level error) but whose
      * journey is not is refused, and leaves the running logging alone:
      * the next SIGHUP is still logged at info */
@@ -528,8 +536,7 @@ static void test_status_and_lock_while_serving(void **state)
     assert_non_null(strstr(out, "\"profiles\": 1"));
     free(out);
     free(err);
-    snprintf(cmd, sizeof cmd, "%s -c %s/baton.cfg journey status thanks", getenv("BATON_BIN"),
-             dir);
+    snprintf(cmd, sizeof cmd, "%s -c %s/baton.cfg journey status thanks", getenv("BATON_BIN"), dir);
     assert_int_equal(run_capture(cmd, &out, &err), 0);
     assert_non_null(strstr(out, "dead letters (events refused, every journey): 2; the latest 2:"));
     assert_non_null(strstr(out, "events.mqtt: no 'type': {\"id\": \"d2\", \"profile\": \"b\"}\n"));

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
-#include "buf.h"
-#include "record.h"
+#include "plugin/app.h"
+#include "base/buf.h"
+#include "base/record.h"
 #include "support/fs.h"
 
 static char *tmp;
@@ -43,13 +43,12 @@ static void test_install_build_load_run(void **st)
     const char *mf = getenv("BATON_MAKEFLAGS");
     assert_non_null(src);
     tmp = tmpdir_make("sdk");
-    assert_int_equal(sh("make -s -C %s install DESTDIR=%s/root PREFIX=/opt/baton %s", src, tmp,
-                        mf ? mf : ""),
-                     0);
+    assert_int_equal(
+        sh("make -s -C %s install DESTDIR=%s/root PREFIX=/opt/baton %s", src, tmp, mf ? mf : ""),
+        0);
     /* out of tree: a copy of the example, away from baton's sources */
-    assert_int_equal(sh("mkdir -p %s/vendor && cp %s/sdk/examples/action_jsonl/* %s/vendor/", tmp,
-                        src, tmp),
-                     0);
+    assert_int_equal(
+        sh("mkdir -p %s/vendor && cp %s/sdk/examples/action_jsonl/* %s/vendor/", tmp, src, tmp), 0);
     assert_int_equal(sh("cd %s/vendor && env -u CPATH -u C_INCLUDE_PATH "
                         "PKG_CONFIG_PATH=%s/root/opt/baton/lib/pkgconfig make",
                         tmp, tmp),
@@ -97,18 +96,18 @@ static void test_install_build_load_run(void **st)
     record_set_string(ctx, "profile.tier", "gold");
     baton_value total = {.type = BATON_T_FLOAT, .v.f = 59.9};
     record_set(ctx, "event.total", &total);
-    baton_action_call call = {.size = sizeof call, .key = "j1:n1", .profile_id = "p42",
-                              .context = ctx};
+    baton_action_call call = {
+        .size = sizeof call, .key = "j1:n1", .profile_id = "p42", .context = ctx};
     buf resp;
     buf_init(&resp);
     char reason[256];
-    assert_int_equal(instance_action(inst)->invoke(inst->state, &call, &resp, reason, sizeof reason),
-                     BATON_OK);
+    assert_int_equal(
+        instance_action(inst)->invoke(inst->state, &call, &resp, reason, sizeof reason), BATON_OK);
     assert_string_equal(resp.data, "{\"line\": 1}");
     buf_reset(&resp);
     call.key = "j1:n2\"quoted\"";
-    assert_int_equal(instance_action(inst)->invoke(inst->state, &call, &resp, reason, sizeof reason),
-                     BATON_OK);
+    assert_int_equal(
+        instance_action(inst)->invoke(inst->state, &call, &resp, reason, sizeof reason), BATON_OK);
     assert_string_equal(resp.data, "{\"line\": 2}");
     buf_free(&resp);
     record_free(ctx);

@@ -13,12 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
-#include "buf.h"
+#include "plugin/app.h"
+#include "base/buf.h"
 #include "journey/journey.h"
 #include "journey/runner.h"
-#include "plugin_host.h"
-#include "record.h"
+#include "plugin/plugin_host.h"
+#include "base/record.h"
 #include "support/fs.h"
 #include "support/instance.h"
 #include "support/server.h"
@@ -95,11 +95,12 @@ static void test_request_and_response(void **state)
 {
     sink_start("--body", "{\"balance\": 170, \"seq\": {seq}}", NULL, NULL);
     char settings[1024];
-    snprintf(settings, sizeof settings,
-             "url = \"http://127.0.0.1:%d/points/{{ profile.id }}?from={{ event.id }}\";\n"
-             "body = \"{\\\"id\\\": \\\"{{ profile.id }}\\\", \\\"was\\\": {{ points.balance }}}\";\n"
-             "headers = [ \"X-Tier: {{ profile.tier }}\" ]; auth = \"bearer\"; token = \"s3cret\";",
-             sink.port);
+    snprintf(
+        settings, sizeof settings,
+        "url = \"http://127.0.0.1:%d/points/{{ profile.id }}?from={{ event.id }}\";\n"
+        "body = \"{\\\"id\\\": \\\"{{ profile.id }}\\\", \\\"was\\\": {{ points.balance }}}\";\n"
+        "headers = [ \"X-Tier: {{ profile.tier }}\" ]; auth = \"bearer\"; token = \"s3cret\";",
+        sink.port);
     instance *inst = action(settings);
     buf resp;
     buf_init(&resp);
@@ -117,7 +118,8 @@ static void test_request_and_response(void **state)
     const char *k;
     json_t *v;
     int seen = 0;
-    json_object_foreach(h, k, v) {
+    json_object_foreach(h, k, v)
+    {
         const char *s = json_string_value(v);
         if (!strcasecmp(k, "Idempotency-Key"))
             seen |= 1 * !strcmp(s, "j:cart:7:points:4");
@@ -200,16 +202,20 @@ static void test_bad_settings(void **state)
 static const char *flow =
     "journey: { name = \"pts\"; entry = { event = \"go\"; };\n"
     "  start = \"points\"; nodes = (\n"
-    "    { id = \"points\"; type = \"action\"; action = \"loyalty\"; next = \"c\"; on_error = \"err\"; },\n"
-    "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"points.balance > 100\"; next = \"big\"; } ); otherwise = \"small\"; },\n"
-    "    { id = \"big\"; type = \"end\"; }, { id = \"small\"; type = \"end\"; }, { id = \"err\"; type = \"end\"; } ); };\n";
+    "    { id = \"points\"; type = \"action\"; action = \"loyalty\"; next = \"c\"; on_error = "
+    "\"err\"; },\n"
+    "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"points.balance > 100\"; next "
+    "= \"big\"; } ); otherwise = \"small\"; },\n"
+    "    { id = \"big\"; type = \"end\"; }, { id = \"small\"; type = \"end\"; }, { id = \"err\"; "
+    "type = \"end\"; } ); };\n";
 
 static char *path_of(store *st, const char *profile)
 {
     sqlite3_stmt *q;
     char *out = NULL;
-    sqlite3_prepare_v2(st->db, "SELECT state || ': ' || path FROM journey_instances WHERE profile = ?",
-                       -1, &q, NULL);
+    sqlite3_prepare_v2(st->db,
+                       "SELECT state || ': ' || path FROM journey_instances WHERE profile = ?", -1,
+                       &q, NULL);
     sqlite3_bind_text(q, 1, profile, -1, SQLITE_STATIC);
     if (sqlite3_step(q) == SQLITE_ROW)
         out = strdup((const char *)sqlite3_column_text(q, 0));
@@ -222,9 +228,11 @@ static void test_journey_action_results(void **state)
     /* p1: 200 with a balance; p2: 400 (permanent); p3: 503 once, then 200 */
     sink_start("--body", "{\"balance\": 170}", "--match", "p2=400");
     char settings[1024];
-    snprintf(settings, sizeof settings,
-             "url = \"http://127.0.0.1:%d/points\"; body = \"{\\\"id\\\": \\\"{{ profile.id }}\\\"}\";"
-             " retries = 2;", sink.port);
+    snprintf(
+        settings, sizeof settings,
+        "url = \"http://127.0.0.1:%d/points\"; body = \"{\\\"id\\\": \\\"{{ profile.id }}\\\"}\";"
+        " retries = 2;",
+        sink.port);
     instance *inst = action(settings);
     app a;
     memset(&a, 0, sizeof a);
@@ -265,8 +273,8 @@ static void test_journey_action_results(void **state)
     jrunner_stop(r);
     test_instance_free(inst);
     sink_start("--status", "503", "--body", "{\"balance\": 20}");
-    snprintf(settings, sizeof settings,
-             "url = \"http://127.0.0.1:%d/points\"; retries = 2;", sink.port);
+    snprintf(settings, sizeof settings, "url = \"http://127.0.0.1:%d/points\"; retries = 2;",
+             sink.port);
     inst = action(settings);
     a.inst = &inst;
     r = jrunner_start(&a, &st, &j, 1, NULL, 0, NULL, err, sizeof err);

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "buf.h"
+#include "base/buf.h"
 #include "support/instance.h"
 
 const baton_plugin *baton_plugin_entry(void);
@@ -21,8 +21,8 @@ static instance *open_dm(void)
 {
     char settings[512], err[512];
     snprintf(settings, sizeof settings, "dir = \"%s\";", dir);
-    instance *inst = test_instance_new(baton_plugin_entry(), "channels", "mail", settings, 1, err,
-                                       sizeof err);
+    instance *inst =
+        test_instance_new(baton_plugin_entry(), "channels", "mail", settings, 1, err, sizeof err);
     if (!inst)
         fail_msg("%s", err);
     return inst;
@@ -61,8 +61,12 @@ static const char *const names[] = {"profile.first_name", "store.name", "amount"
 
 static baton_message msg(const char *key, const char *const *values)
 {
-    baton_message m = {.size = sizeof m, .key = key, .recipient = "", .nparts = 3,
-                       .part_names = names, .part_values = values};
+    baton_message m = {.size = sizeof m,
+                       .key = key,
+                       .recipient = "",
+                       .nparts = 3,
+                       .part_names = names,
+                       .part_values = values};
     return m;
 }
 
@@ -117,9 +121,8 @@ static void test_export_and_resume(void **state)
     deliver(inst, "winback/7/letters/o2", b);
     deliver(inst, "winback/7/letters/o3", c);
     char err[256];
-    assert_int_equal(instance_channel(inst)->batch_end(inst->state, "winback/7/letters", 3, err,
-                                                       sizeof err),
-                     0);
+    assert_int_equal(
+        instance_channel(inst)->batch_end(inst->state, "winback/7/letters", 3, err, sizeof err), 0);
     test_instance_free(inst);
     char path[512];
     snprintf(path, sizeof path, "%s/winback-7-letters.csv", dir);

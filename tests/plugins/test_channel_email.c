@@ -13,20 +13,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "record.h"
+#include "base/buf.h"
+#include "base/record.h"
 #include "support/fs.h"
 #include "support/instance.h"
 #include "support/server.h"
-#include "timefmt.h"
+#include "base/timefmt.h"
 
 const baton_plugin *baton_plugin_entry(void);
 
 static instance *email(const char *settings)
 {
     char err[512] = "";
-    instance *inst = test_instance_new(baton_plugin_entry(), "channels", "email", settings, 1,
-                                       err, sizeof err);
+    instance *inst =
+        test_instance_new(baton_plugin_entry(), "channels", "email", settings, 1, err, sizeof err);
     if (!inst)
         fail_msg("channel_email: %s", err);
     return inst;
@@ -57,9 +57,14 @@ static baton_message msg(const char *key, const char *to, const char *subject, c
         names[n] = "html";
         values[n++] = html;
     }
-    baton_message m = {.size = sizeof m, .key = key, .recipient = to, .nparts = n,
-                       .part_names = names, .part_values = values,
-                       .time = ts("2026-11-23T10:00:00Z"), .attempt = 1};
+    baton_message m = {.size = sizeof m,
+                       .key = key,
+                       .recipient = to,
+                       .nparts = n,
+                       .part_names = names,
+                       .part_values = values,
+                       .time = ts("2026-11-23T10:00:00Z"),
+                       .attempt = 1};
     return m;
 }
 
@@ -153,8 +158,9 @@ static void test_format_multipart(void **state)
 
 static void test_format_single_part_and_from(void **state)
 {
-    instance *inst = email("from = \"\\\"Boutique Élise\\\" <news@shop.example>\"; "
-                           "reply_to = \"help@shop.example\"; message_id_domain = \"mail.shop.example\";");
+    instance *inst =
+        email("from = \"\\\"Boutique Élise\\\" <news@shop.example>\"; "
+              "reply_to = \"help@shop.example\"; message_id_domain = \"mail.shop.example\";");
     baton_message m = msg("k1", "bob@example.com", "Plain subject", NULL, "<b>hi</b>\n");
     char *got = format(inst, &m, 0);
     assert_non_null(strstr(got, "From: =?UTF-8?B?Qm91dGlxdWUgw4lsaXNl?= <news@shop.example>\r\n"));
@@ -178,8 +184,9 @@ static void test_format_single_part_and_from(void **state)
 
 static void test_format_unsubscribe_template(void **state)
 {
-    instance *inst = email("from = \"news@example.com\"; list_unsubscribe = "
-                           "\"<https://example.com/u/{{ id }}?c={{ campaign }}&p={{ profile_id }}>\";");
+    instance *inst =
+        email("from = \"news@example.com\"; list_unsubscribe = "
+              "\"<https://example.com/u/{{ id }}?c={{ campaign }}&p={{ profile_id }}>\";");
     baton_message m = msg("k", "a@example.com", "s", "t", NULL);
     m.profile_id = "p42";
     record *row = record_new();
@@ -220,8 +227,8 @@ static void test_format_refusals(void **state)
 static void test_settings(void **state)
 {
     char err[512];
-    assert_null(test_instance_new(baton_plugin_entry(), "channels", "email",
-                                  "from = \"Shop\";", 1, err, sizeof err));
+    assert_null(test_instance_new(baton_plugin_entry(), "channels", "email", "from = \"Shop\";", 1,
+                                  err, sizeof err));
     assert_string_equal(err, "from = \"Shop\": expected \"Name <address@domain>\" or an address");
     assert_null(test_instance_new(baton_plugin_entry(), "channels", "email",
                                   "from = \"a@b.c\"; starttls = \"always\";", 1, err, sizeof err));
@@ -244,8 +251,8 @@ static void sink_start(const char *extra1, const char *extra2)
     char src[1024];
     const char *top = getenv("BATON_SRC");
     snprintf(src, sizeof src, "%s/tests/support/smtp_sink.py", top ? top : ".");
-    char *argv[] = {"/usr/bin/python3", src, "--dir", sink_dir, (char *)extra1, (char *)extra2,
-                    NULL};
+    char *argv[] = {"/usr/bin/python3", src, "--dir", sink_dir, (char *)extra1,
+                    (char *)extra2,     NULL};
     if (!extra1)
         argv[4] = NULL;
     else if (!extra2)
@@ -331,9 +338,10 @@ static void test_deliver_auth(void **state)
 {
     sink_start("--auth", "mailer:s3cret");
     char settings[256];
-    snprintf(settings, sizeof settings,
-             "from = \"news@example.com\"; port = %d; username = \"mailer\"; password = \"s3cret\";",
-             sink.port);
+    snprintf(
+        settings, sizeof settings,
+        "from = \"news@example.com\"; port = %d; username = \"mailer\"; password = \"s3cret\";",
+        sink.port);
     instance *inst = email(settings);
     baton_message m = msg("auth/1", "a@example.com", "Hi", "Body", NULL);
     baton_delivery out;

@@ -15,8 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "record.h"
+#include "base/buf.h"
+#include "base/record.h"
 #include "support/fs.h"
 #include "support/instance.h"
 #include "support/server.h"
@@ -26,15 +26,14 @@ const baton_plugin *baton_plugin_entry(void);
 static instance *push(const char *settings)
 {
     char err[512] = "";
-    instance *inst = test_instance_new(baton_plugin_entry(), "channels", "push", settings, 1, err,
-                                       sizeof err);
+    instance *inst =
+        test_instance_new(baton_plugin_entry(), "channels", "push", settings, 1, err, sizeof err);
     if (!inst)
         fail_msg("channel_push: %s", err);
     return inst;
 }
 
-static baton_message msg(const char *key, const char *profile, const char *title,
-                         const char *body)
+static baton_message msg(const char *key, const char *profile, const char *title, const char *body)
 {
     static const char *names[2] = {"title", "body"};
     static const char *values[512][2];
@@ -42,9 +41,15 @@ static baton_message msg(const char *key, const char *profile, const char *title
     const char **v = values[next++ % 512];
     v[0] = title;
     v[1] = body;
-    baton_message m = {.size = sizeof m, .key = key, .recipient = profile,
-                       .profile_id = profile, .nparts = 2, .part_names = names,
-                       .part_values = v, .time = 1795428000, .attempt = 1};
+    baton_message m = {.size = sizeof m,
+                       .key = key,
+                       .recipient = profile,
+                       .profile_id = profile,
+                       .nparts = 2,
+                       .part_names = names,
+                       .part_values = v,
+                       .time = 1795428000,
+                       .attempt = 1};
     return m;
 }
 
@@ -68,20 +73,22 @@ static void test_format(void **state)
     instance *inst = push("topic = \"push/all\";");
     baton_message m = msg("j/cart/p42/push1", "p42", "Still thinking?", "Your cart: 2 \"items\"");
     char *got = format(inst, &m, 0);
-    assert_string_equal(got, "PUBLISH push/all qos=1\r\n\r\n"
-                             "{\"title\":\"Still thinking?\",\"body\":\"Your cart: 2 \\\"items\\\"\","
-                             "\"key\":\"j/cart/p42/push1\",\"profile\":\"p42\"}");
+    assert_string_equal(got,
+                        "PUBLISH push/all qos=1\r\n\r\n"
+                        "{\"title\":\"Still thinking?\",\"body\":\"Your cart: 2 \\\"items\\\"\","
+                        "\"key\":\"j/cart/p42/push1\",\"profile\":\"p42\"}");
     free(got);
     test_instance_free(inst);
     inst = push("mode = \"http\"; url = \"http://127.0.0.1:9/v1/send\"; token = \"abc\";");
     got = format(inst, &m, 0);
-    assert_string_equal(got, "POST http://127.0.0.1:9/v1/send HTTP/1.1\r\n"
-                             "Authorization: Bearer abc\r\n"
-                             "Content-Type: application/json\r\n"
-                             "Expect:\r\n"
-                             "\r\n"
-                             "{\"title\":\"Still thinking?\",\"body\":\"Your cart: 2 \\\"items\\\"\","
-                             "\"key\":\"j/cart/p42/push1\",\"profile\":\"p42\"}");
+    assert_string_equal(got,
+                        "POST http://127.0.0.1:9/v1/send HTTP/1.1\r\n"
+                        "Authorization: Bearer abc\r\n"
+                        "Content-Type: application/json\r\n"
+                        "Expect:\r\n"
+                        "\r\n"
+                        "{\"title\":\"Still thinking?\",\"body\":\"Your cart: 2 \\\"items\\\"\","
+                        "\"key\":\"j/cart/p42/push1\",\"profile\":\"p42\"}");
     free(got);
     test_instance_free(inst);
     inst = push("topic = \"push/#\";");
@@ -90,7 +97,8 @@ static void test_format(void **state)
     free(got);
     test_instance_free(inst);
     char err[512];
-    assert_null(test_instance_new(baton_plugin_entry(), "channels", "push", "", 1, err, sizeof err));
+    assert_null(
+        test_instance_new(baton_plugin_entry(), "channels", "push", "", 1, err, sizeof err));
     assert_string_equal(err, "mode = \"mqtt\" needs topic (e.g. \"push/{{ profile.id }}\")");
     assert_null(test_instance_new(baton_plugin_entry(), "channels", "push",
                                   "topic = \"t\"; broker = \"nohost:0\";", 1, err, sizeof err));
@@ -112,7 +120,8 @@ static void test_templates(void **state)
     record_set_string(row, "tier", "GOLD");
     m.row = row;
     char *got = format(inst, &m, 0);
-    assert_string_equal(got, "PUBLISH push/p42/gold qos=1\r\n\r\n{\"t\": \"Hello\", \"k\": \"j/1\"}");
+    assert_string_equal(got,
+                        "PUBLISH push/p42/gold qos=1\r\n\r\n{\"t\": \"Hello\", \"k\": \"j/1\"}");
     free(got);
     record_free(row);
     test_instance_free(inst);
@@ -212,8 +221,8 @@ static void test_mqtt_qos1(void **state)
     assert_int_equal(server_start_mosquitto(&broker, dir, 0), 0);
     struct mosquitto *sub = subscriber(broker.port);
     char settings[256];
-    snprintf(settings, sizeof settings, "broker = \"127.0.0.1:%d\"; topic = \"push/app\"; inflight = 20;",
-             broker.port);
+    snprintf(settings, sizeof settings,
+             "broker = \"127.0.0.1:%d\"; topic = \"push/app\"; inflight = 20;", broker.port);
     instance *inst = push(settings);
     const baton_channel_ops *ops = instance_channel(inst);
     void *conn = ops->worker_open(inst->state);
@@ -234,8 +243,8 @@ static void test_mqtt_qos1(void **state)
     }
     assert_int_equal(wait_received(N), N);
     pthread_mutex_lock(&mu);
-    assert_string_equal(received[0],
-                        "push/app {\"title\":\"T\",\"body\":\"B\",\"key\":\"k0\",\"profile\":\"p1\"}");
+    assert_string_equal(
+        received[0], "push/app {\"title\":\"T\",\"body\":\"B\",\"key\":\"k0\",\"profile\":\"p1\"}");
     pthread_mutex_unlock(&mu);
     /* the broker goes away: RETRY with its reason; it comes back on the
      * same port: the same worker reconnects */
@@ -279,9 +288,16 @@ static void test_http_mode(void **state)
     const char *top = getenv("BATON_SRC");
     snprintf(src, sizeof src, "%s/tests/support/http_sink.py", top ? top : ".");
     snprintf(log, sizeof log, "%s/requests.jsonl", dir);
-    char *argv[] = {"/usr/bin/python3", src, "--log", log, "--status", "200,429,404",
-                    "--body", "{\"name\": \"projects/x/messages/{seq}\", \"error\": {\"message\": \"s{status}\"}}",
-                    NULL};
+    char *argv[] = {
+        "/usr/bin/python3",
+        src,
+        "--log",
+        log,
+        "--status",
+        "200,429,404",
+        "--body",
+        "{\"name\": \"projects/x/messages/{seq}\", \"error\": {\"message\": \"s{status}\"}}",
+        NULL};
     assert_int_equal(server_start_ready(&broker, argv, 15000), 0);
     char settings[256];
     snprintf(settings, sizeof settings,
@@ -311,7 +327,10 @@ static void test_http_mode(void **state)
 /* libmosquitto leaks a getaddrinfo() result when a connect fails (the
  * broker killed on purpose): not ours to fix; LeakSanitizer reads this. */
 const char *__lsan_default_suppressions(void);
-const char *__lsan_default_suppressions(void) { return "leak:libmosquitto.so\n"; }
+const char *__lsan_default_suppressions(void)
+{
+    return "leak:libmosquitto.so\n";
+}
 
 int main(void)
 {

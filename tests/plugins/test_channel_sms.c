@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "record.h"
+#include "base/buf.h"
+#include "base/record.h"
 #include "support/fs.h"
 #include "support/instance.h"
 #include "support/server.h"
@@ -23,8 +23,8 @@ const baton_plugin *baton_plugin_entry(void);
 static instance *sms(const char *settings)
 {
     char err[512] = "";
-    instance *inst = test_instance_new(baton_plugin_entry(), "channels", "sms", settings, 1, err,
-                                       sizeof err);
+    instance *inst =
+        test_instance_new(baton_plugin_entry(), "channels", "sms", settings, 1, err, sizeof err);
     if (!inst)
         fail_msg("channel_sms: %s", err);
     return inst;
@@ -37,8 +37,13 @@ static baton_message msg(const char *key, const char *to, const char *text)
     static unsigned next;
     const char **v = &values[next++ % 256];
     *v = text;
-    baton_message m = {.size = sizeof m, .key = key, .recipient = to, .nparts = 1,
-                       .part_names = names, .part_values = v, .time = 1795428000,
+    baton_message m = {.size = sizeof m,
+                       .key = key,
+                       .recipient = to,
+                       .nparts = 1,
+                       .part_names = names,
+                       .part_values = v,
+                       .time = 1795428000,
                        .attempt = 1};
     return m;
 }
@@ -65,14 +70,15 @@ static void test_format_json_bearer(void **state)
                          "params = [ \"from=Shop\" ];");
     baton_message m = msg("c/1/sms/p42", "+33612345678", "Caf\xc3\xa9 \"ouvert\"\n-10%");
     char *got = format(inst, &m, 0);
-    assert_string_equal(got, "POST http://127.0.0.1:9/sms HTTP/1.1\r\n"
-                             "X-Api-Version: 2\r\n"
-                             "Authorization: Bearer T0K\r\n"
-                             "Content-Type: application/json\r\n"
-                             "Expect:\r\n"
-                             "\r\n"
-                             "{\"to\":\"+33612345678\",\"text\":\"Caf\xc3\xa9 \\\"ouvert\\\"\\n-10%\","
-                             "\"reference\":\"c/1/sms/p42\",\"from\":\"Shop\"}");
+    assert_string_equal(got,
+                        "POST http://127.0.0.1:9/sms HTTP/1.1\r\n"
+                        "X-Api-Version: 2\r\n"
+                        "Authorization: Bearer T0K\r\n"
+                        "Content-Type: application/json\r\n"
+                        "Expect:\r\n"
+                        "\r\n"
+                        "{\"to\":\"+33612345678\",\"text\":\"Caf\xc3\xa9 \\\"ouvert\\\"\\n-10%\","
+                        "\"reference\":\"c/1/sms/p42\",\"from\":\"Shop\"}");
     free(got);
     test_instance_free(inst);
 }
@@ -199,10 +205,12 @@ static void test_refusals_and_settings(void **state)
                                   "url = \"http://x/\"; auth = \"bearer\";", 1, e, sizeof e));
     assert_string_equal(e, "auth = \"bearer\" needs token");
     assert_null(test_instance_new(baton_plugin_entry(), "channels", "sms",
-                                  "url = \"http://x/\"; params = [ \"novalue\" ];", 1, e, sizeof e));
+                                  "url = \"http://x/\"; params = [ \"novalue\" ];", 1, e,
+                                  sizeof e));
     assert_string_equal(e, "params[0] = \"novalue\": expected \"name=value\"");
     assert_null(test_instance_new(baton_plugin_entry(), "channels", "sms",
-                                  "url = \"http://x/\"; headers = [ \"NoColon\" ];", 1, e, sizeof e));
+                                  "url = \"http://x/\"; headers = [ \"NoColon\" ];", 1, e,
+                                  sizeof e));
     assert_string_equal(e, "headers[0] = \"NoColon\": expected \"Name: value\"");
     assert_null(test_instance_new(baton_plugin_entry(), "channels", "sms",
                                   "url = \"http://x/\"; method = \"DELETE\";", 1, e, sizeof e));
@@ -273,7 +281,8 @@ static void test_deliver_statuses(void **state)
     char path[1024];
     snprintf(path, sizeof path, "%s/requests.jsonl", dir);
     char *log = file_read(path, NULL);
-    assert_non_null(strstr(log, "\"body\": \"{\\\"to\\\":\\\"+33600000001\\\",\\\"text\\\":\\\"one\\\"}\""));
+    assert_non_null(
+        strstr(log, "\"body\": \"{\\\"to\\\":\\\"+33600000001\\\",\\\"text\\\":\\\"one\\\"}\""));
     assert_non_null(strstr(log, "\"Content-Type\": \"application/json\""));
     assert_non_null(strstr(log, "\"path\": \"/sms\""));
     free(log);

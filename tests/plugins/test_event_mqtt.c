@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "plugin_host.h"
+#include "plugin/plugin_host.h"
 #include "support/fs.h"
 #include "support/instance.h"
 #include "support/server.h"
@@ -45,8 +45,8 @@ static char *dir;
 static test_server broker;
 static int port;
 
-static int sink_submit(void *ud, instance *from, const char *json, size_t len,
-                       void (*ack)(void *), void *ack_ctx)
+static int sink_submit(void *ud, instance *from, const char *json, size_t len, void (*ack)(void *),
+                       void *ack_ctx)
 {
     pthread_mutex_lock(&sink.mu);
     int rc = 0;
@@ -156,7 +156,8 @@ static void broker_start(void)
     FILE *f = fopen(path, "w");
     fputs(text, f);
     fclose(f);
-    const char *bin = access("/usr/sbin/mosquitto", X_OK) == 0 ? "/usr/sbin/mosquitto" : "mosquitto";
+    const char *bin =
+        access("/usr/sbin/mosquitto", X_OK) == 0 ? "/usr/sbin/mosquitto" : "mosquitto";
     char *argv[] = {(char *)bin, "-c", path, NULL};
     if (server_start_port(&broker, argv, port, 10000) != 0)
         fail_msg("cannot start mosquitto");
@@ -169,8 +170,8 @@ static instance *source(const char *extra)
              "broker = \"127.0.0.1:%d\"; topics = [ \"t/#\" ]; client_id = \"baton-test\";"
              " reconnect_min = \"100ms\"; reconnect_max = \"200ms\"; %s",
              port, extra ? extra : "");
-    instance *inst = test_instance_new(baton_plugin_entry(), "events", "mqtt", settings, 1, err,
-                                       sizeof err);
+    instance *inst =
+        test_instance_new(baton_plugin_entry(), "events", "mqtt", settings, 1, err, sizeof err);
     if (!inst)
         fail_msg("event_mqtt: %s", err);
     return inst;
@@ -228,7 +229,7 @@ static void session_roundtrip(const char *extra)
     assert_got(0, 500);
     assert_int_equal(counter(inst, "events"), 500);
     test_instance_free(inst); /* waits for the acks, writes the PUBACKs */
-    publish(500, 20); /* while away */
+    publish(500, 20);         /* while away */
     sink_reset(SINK_ACK);
     inst = source(extra);
     assert_int_equal(wait_events(20), 20);
@@ -238,9 +239,15 @@ static void session_roundtrip(const char *extra)
     test_instance_free(inst);
 }
 
-static void test_session_mqtt5(void **state) { session_roundtrip("protocol = \"5\";"); }
+static void test_session_mqtt5(void **state)
+{
+    session_roundtrip("protocol = \"5\";");
+}
 
-static void test_session_mqtt311(void **state) { session_roundtrip(NULL); }
+static void test_session_mqtt311(void **state)
+{
+    session_roundtrip(NULL);
+}
 
 static int times_seen(int i)
 {
@@ -287,7 +294,10 @@ static void no_ack_before_stored(const char *extra)
     test_instance_free(inst);
 }
 
-static void test_no_ack_before_stored(void **state) { no_ack_before_stored(NULL); }
+static void test_no_ack_before_stored(void **state)
+{
+    no_ack_before_stored(NULL);
+}
 
 static void test_no_ack_before_stored_mqtt5(void **state)
 {
@@ -333,8 +343,8 @@ static void test_backpressure(void **state)
 static void test_bad_protocol(void **state)
 {
     char err[512] = "";
-    instance *inst = test_instance_new(baton_plugin_entry(), "events", "mqtt",
-                                       "protocol = \"4\";", 0, err, sizeof err);
+    instance *inst = test_instance_new(baton_plugin_entry(), "events", "mqtt", "protocol = \"4\";",
+                                       0, err, sizeof err);
     assert_null(inst);
     assert_non_null(strstr(err, "protocol"));
 }

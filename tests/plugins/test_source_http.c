@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "plugin_host.h"
-#include "record.h"
+#include "plugin/plugin_host.h"
+#include "base/record.h"
 #include "support/fs.h"
 #include "support/instance.h"
 #include "support/server.h"
@@ -78,8 +78,8 @@ static long requests(void)
 
 static void test_fields_and_cache(void **state)
 {
-    sink_start("--body", "{\"main\": {\"temp\": -3.5}, \"wind\": 12, \"name\": \"x{seq}\"}", "--match",
-               "Atlantis=404");
+    sink_start("--body", "{\"main\": {\"temp\": -3.5}, \"wind\": 12, \"name\": \"x{seq}\"}",
+               "--match", "Atlantis=404");
     char settings[512];
     snprintf(settings, sizeof settings,
              "url = \"http://127.0.0.1:%d/weather?city={{ profile.city }}\";\n"

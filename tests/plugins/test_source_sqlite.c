@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "plugin_host.h"
+#include "base/buf.h"
+#include "plugin/plugin_host.h"
 #include "support/fs.h"
 #include "support/instance.h"
 
@@ -144,8 +144,9 @@ static void test_schema_changes(void **st)
     /* another connection adds a column: the kept SELECT * sees it */
     sqlite3 *db;
     assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "ALTER TABLE t ADD COLUMN label TEXT; "
-                                      "UPDATE t SET label = 'x' || id",
+    assert_int_equal(sqlite3_exec(db,
+                                  "ALTER TABLE t ADD COLUMN label TEXT; "
+                                  "UPDATE t SET label = 'x' || id",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     expect(q, "a", "id=a,n=1,label=xa;");

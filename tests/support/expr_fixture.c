@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
+#include "base/buf.h"
 #include "support/sample_schema.h"
 
 void fx_schema(schema *s)
@@ -65,8 +65,8 @@ const char *fx_eval(const char *text, const expr_scope *sc, const expr_env *env)
         buf_init(&b);
         buf_adds(&b, "");
         expr_value_format(&v, &b);
-        snprintf(out, sizeof out, "%s:%s", v.type == BATON_T_NULL ? "null" : schema_type_name(v.type),
-                 b.data);
+        snprintf(out, sizeof out, "%s:%s",
+                 v.type == BATON_T_NULL ? "null" : schema_type_name(v.type), b.data);
         buf_free(&b);
     }
     expr_arena_free(&a);

@@ -4,12 +4,12 @@
 #ifndef BATON_TEST_EXPR_FIXTURE_H
 #define BATON_TEST_EXPR_FIXTURE_H
 
-#include "expr/expr.h"
-#include "record.h"
-#include "schema.h"
+#include "lang/expr.h"
+#include "base/record.h"
+#include "schema/schema.h"
 
 typedef struct fx_rows {
-    const char *path; /* the ROWS ref's path: "orders" */
+    const char *path;        /* the ROWS ref's path: "orders" */
     const void *const *rows; /* const record * each */
     size_t n;
 } fx_rows;

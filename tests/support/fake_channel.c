@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
+#include "base/buf.h"
 #include "support/instance.h"
 
 typedef struct entry {
@@ -171,16 +171,24 @@ static void f_deliver(void *st, void *conn, const baton_message *const *msgs, si
 }
 
 static const char *const parts[] = {"subject", "text", NULL};
-static const baton_channel_ops ops = {.size = sizeof ops, .parts = parts, .format = f_format,
-                                      .deliver = f_deliver};
-static const baton_plugin fake_desc = {
-    .size = sizeof(baton_plugin), .abi_major = BATON_ABI_MAJOR, .abi_minor = BATON_ABI_MINOR,
-    .name = "fake_channel", .version = "1.0.0", .kind = BATON_KIND_CHANNEL, .init = f_init,
-    .destroy = f_destroy, .ops = &ops};
+static const baton_channel_ops ops = {
+    .size = sizeof ops, .parts = parts, .format = f_format, .deliver = f_deliver};
+static const baton_plugin fake_desc = {.size = sizeof(baton_plugin),
+                                       .abi_major = BATON_ABI_MAJOR,
+                                       .abi_minor = BATON_ABI_MINOR,
+                                       .name = "fake_channel",
+                                       .version = "1.0.0",
+                                       .kind = BATON_KIND_CHANNEL,
+                                       .init = f_init,
+                                       .destroy = f_destroy,
+                                       .ops = &ops};
 
 instance *fake_channel_new(const char *name, const char *settings, char *err, size_t errlen)
 {
     return test_instance_new(&fake_desc, "channels", name, settings, 1, err, errlen);
 }
 
-void fake_channel_free(instance *inst) { test_instance_free(inst); }
+void fake_channel_free(instance *inst)
+{
+    test_instance_free(inst);
+}

@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-#include "plugin_host.h"
+#include "plugin/plugin_host.h"
 
 /* An initialised and started instance named `name` of the fake channel,
  * its settings parsed from a libconfig group body such as

@@ -3,12 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "expr/expr.h"
-#include "record.h"
-#include "schema.h"
+#include "base/buf.h"
+#include "lang/expr.h"
+#include "base/record.h"
+#include "schema/schema.h"
 #include "support/expr_fixture.h"
-#include "template/template.h"
+#include "lang/template.h"
 
 static schema S;
 static expr_scope *sc_profiles, *sc_orders, *sc_journey, *sc_open;

@@ -28,9 +28,15 @@ instance *test_instance_new(const baton_plugin *desc, const char *section, const
                       : strcmp(section, "actions") == 0 ? BATON_KIND_ACTION
                       : strcmp(section, "sources") == 0 ? BATON_KIND_SOURCE
                                                         : BATON_KIND_EVENT;
-    conf_use u = {.section = section, .name = (char *)name, .where = where, .kind = kind,
-                  .plugin = desc->name, .enabled = 1, .group = config_lookup(&lc, name),
-                  .file = "test.cfg", .line = 1};
+    conf_use u = {.section = section,
+                  .name = (char *)name,
+                  .where = where,
+                  .kind = kind,
+                  .plugin = desc->name,
+                  .enabled = 1,
+                  .group = config_lookup(&lc, name),
+                  .file = "test.cfg",
+                  .line = 1};
     diag d;
     diag_init(&d);
     inst = instance_create(p, &u, ".", &d);

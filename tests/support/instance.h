@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "plugin_host.h"
+#include "plugin/plugin_host.h"
 
 /* desc: the plugin's descriptor (e.g. baton_plugin_entry() of the plugin
  * under test). section: "channels", "actions"... settings: the group's

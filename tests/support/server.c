@@ -31,7 +31,8 @@ int server_free_port(void)
 int server_port_open(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
     if (fd >= 0)
@@ -153,8 +154,14 @@ static void reap(test_server *s, int sig, int grace_ms)
     s->in_fd = s->out_fd = -1;
 }
 
-void server_stop(test_server *s) { reap(s, SIGTERM, 1000); }
-void server_kill(test_server *s) { reap(s, SIGKILL, 1000); }
+void server_stop(test_server *s)
+{
+    reap(s, SIGTERM, 1000);
+}
+void server_kill(test_server *s)
+{
+    reap(s, SIGKILL, 1000);
+}
 
 int server_start_mosquitto(test_server *s, const char *dir, int port)
 {
@@ -165,10 +172,13 @@ int server_start_mosquitto(test_server *s, const char *dir, int port)
     FILE *f = fopen(conf, "w");
     if (!f)
         return -1;
-    fprintf(f, "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
-               "set_tcp_nodelay true\nmax_inflight_messages 0\nmax_queued_messages 0\n", port);
+    fprintf(f,
+            "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "set_tcp_nodelay true\nmax_inflight_messages 0\nmax_queued_messages 0\n",
+            port);
     fclose(f);
-    const char *bin = access("/usr/sbin/mosquitto", X_OK) == 0 ? "/usr/sbin/mosquitto" : "mosquitto";
+    const char *bin =
+        access("/usr/sbin/mosquitto", X_OK) == 0 ? "/usr/sbin/mosquitto" : "mosquitto";
     char *argv[] = {(char *)bin, "-c", conf, NULL};
     return server_start_port(s, argv, port, 10000);
 }
@@ -179,7 +189,8 @@ int server_start_http_sink(test_server *s, const char *logpath, const char *a1, 
     char src[1024];
     const char *top = getenv("BATON_SRC");
     snprintf(src, sizeof src, "%s/tests/support/http_sink.py", top ? top : ".");
-    char *argv[] = {"/usr/bin/python3", src, "--log", (char *)logpath, (char *)a1, (char *)a2,
-                    (char *)a3, (char *)a4, NULL};
+    char *argv[] = {"/usr/bin/python3", src,        "--log",
+                    (char *)logpath,    (char *)a1, (char *)a2,
+                    (char *)a3,         (char *)a4, NULL};
     return server_start_ready(s, argv, 15000);
 }

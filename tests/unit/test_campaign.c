@@ -51,17 +51,19 @@ static void test_valid_graph_order(void **state)
     diag d;
     diag_init(&d);
     char *path;
-    int rc = parse_text("campaign: {\n"
-                        "  name = \"winback\";\n"
-                        "  schedule = { at = \"2026-12-01T09:00:00Z\"; repeat = \"1d\"; timezone = \"Europe/Paris\"; };\n"
-                        "  activities = (\n"
-                        "    { id = \"mail\"; type = \"send\"; input = \"ab.a\"; channel = \"mail\"; },\n"
-                        "    { id = \"ab\"; type = \"split\"; input = \"both\"; },\n"
-                        "    { id = \"both\"; type = \"combine\"; inputs = [ \"x\", \"y\" ]; },\n"
-                        "    { id = \"x\"; type = \"build_audience\"; },\n"
-                        "    { id = \"y\"; type = \"build_audience\"; }\n"
-                        "  );\n};\n",
-                        &c, &d, &path);
+    int rc = parse_text(
+        "campaign: {\n"
+        "  name = \"winback\";\n"
+        "  schedule = { at = \"2026-12-01T09:00:00Z\"; repeat = \"1d\"; timezone = "
+        "\"Europe/Paris\"; };\n"
+        "  activities = (\n"
+        "    { id = \"mail\"; type = \"send\"; input = \"ab.a\"; channel = \"mail\"; },\n"
+        "    { id = \"ab\"; type = \"split\"; input = \"both\"; },\n"
+        "    { id = \"both\"; type = \"combine\"; inputs = [ \"x\", \"y\" ]; },\n"
+        "    { id = \"x\"; type = \"build_audience\"; },\n"
+        "    { id = \"y\"; type = \"build_audience\"; }\n"
+        "  );\n};\n",
+        &c, &d, &path);
     char *m = messages(&d);
     assert_int_equal(rc, 0);
     assert_string_equal(m ? m : "", "");
@@ -89,26 +91,28 @@ static void test_every_error_at_once(void **state)
     diag d;
     diag_init(&d);
     char *path;
-    int rc = parse_text("campaign: {\n"                                                  /* 1 */
-                        "  name = \"bad name\";\n"                                          /* 2 */
-                        "  shedule = 3;\n"                                                  /* 3 */
-                        "  activities = (\n"                                                /* 4 */
-                        "    { id = \"a\"; type = \"build_audience\"; },\n"                   /* 5 */
-                        "    { id = \"a\"; type = \"build_audience\"; },\n"                   /* 6 */
-                        "    { type = \"combine\"; },\n"                                      /* 7 */
-                        "    { id = \"b\"; type = \"send\"; input = 3; }\n"                   /* 8 */
+    int rc = parse_text("campaign: {\n"                                     /* 1 */
+                        "  name = \"bad name\";\n"                          /* 2 */
+                        "  shedule = 3;\n"                                  /* 3 */
+                        "  activities = (\n"                                /* 4 */
+                        "    { id = \"a\"; type = \"build_audience\"; },\n" /* 5 */
+                        "    { id = \"a\"; type = \"build_audience\"; },\n" /* 6 */
+                        "    { type = \"combine\"; },\n"                    /* 7 */
+                        "    { id = \"b\"; type = \"send\"; input = 3; }\n" /* 8 */
                         "  );\n};\n",
                         &c, &d, &path);
     assert_int_not_equal(rc, 0);
     char *m = messages(&d);
     char want[2048];
-    snprintf(want, sizeof want,
-             "%s:3: campaign: unknown key 'shedule' (did you mean 'schedule'?); known keys: name, source, schedule, activities\n"
-             "%s:2: campaign: name 'bad name' may hold only letters, digits, '_' and '-'\n"
-             "%s:6: activity id 'a' is used twice (first at line 5)\n"
-             "%s:7: activities[2]: missing required key 'id'\n"
-             "%s:8: activity 'b': input must be a string naming a transition (\"lapsed\" or \"ab.a\")\n",
-             path, path, path, path, path);
+    snprintf(
+        want, sizeof want,
+        "%s:3: campaign: unknown key 'shedule' (did you mean 'schedule'?); known keys: name, "
+        "source, schedule, activities\n"
+        "%s:2: campaign: name 'bad name' may hold only letters, digits, '_' and '-'\n"
+        "%s:6: activity id 'a' is used twice (first at line 5)\n"
+        "%s:7: activities[2]: missing required key 'id'\n"
+        "%s:8: activity 'b': input must be a string naming a transition (\"lapsed\" or \"ab.a\")\n",
+        path, path, path, path, path);
     assert_string_equal(m, want);
     free(m);
     free(path);
@@ -136,7 +140,8 @@ static void test_unknown_input_and_cycle(void **state)
     char *m = messages(&d);
     char want[1024];
     snprintf(want, sizeof want,
-             "%s:8: activity 'd': input 'lapsd' names no activity of this campaign (did you mean 'lapsed'?)\n"
+             "%s:8: activity 'd': input 'lapsd' names no activity of this campaign (did you mean "
+             "'lapsed'?)\n"
              "%s:5: the activities form a cycle: a -> b -> c -> a\n",
              path, path);
     assert_string_equal(m, want);
@@ -154,13 +159,15 @@ static void test_schedule_errors(void **state)
     char *path;
     parse_text("campaign: {\n"
                "  name = \"s\";\n"
-               "  schedule = { at = \"tomorrow\"; repeat = \"10s\"; timezone = \"Mars/Olympus\"; every = 1; };\n"
+               "  schedule = { at = \"tomorrow\"; repeat = \"10s\"; timezone = \"Mars/Olympus\"; "
+               "every = 1; };\n"
                "  activities = ( { id = \"a\"; type = \"build_audience\"; } );\n};\n",
                &c, &d, &path);
     char *m = messages(&d);
     assert_non_null(strstr(m, ":3: schedule: unknown key 'every'"));
     assert_non_null(strstr(m, ":3: schedule: at = \"tomorrow\" is not an ISO 8601 timestamp"));
-    assert_non_null(strstr(m, ":3: schedule: repeat = \"10s\" is not a duration of a minute or more"));
+    assert_non_null(
+        strstr(m, ":3: schedule: repeat = \"10s\" is not a duration of a minute or more"));
     assert_non_null(strstr(m, ":3: schedule: unknown timezone 'Mars/Olympus'"));
     free(m);
     free(path);
@@ -174,11 +181,12 @@ static void test_syntax_error_and_settings(void **state)
     diag d;
     diag_init(&d);
     char *path;
-    assert_int_not_equal(parse_text("campaign: {\n  name = \"x\";\n  activities = ( { id = ; } );\n};\n", &c,
-                                    &d, &path),
-                         0);
+    assert_int_not_equal(
+        parse_text("campaign: {\n  name = \"x\";\n  activities = ( { id = ; } );\n};\n", &c, &d,
+                   &path),
+        0);
     char *m = messages(&d);
-    assert_non_null(strstr(m, ":3: syntax error")) ;
+    assert_non_null(strstr(m, ":3: syntax error"));
     free(m);
     free(path);
     campaign_free(&c);
@@ -186,7 +194,8 @@ static void test_syntax_error_and_settings(void **state)
 
     diag_init(&d);
     parse_text("campaign: { name = \"x\"; activities = ( { id = \"s\"; type = \"split\";\n"
-               " branches = ( { name = \"a\"; percent = 50; }, { name = \"b\"; filter = \"x\"; } ); } ); };\n",
+               " branches = ( { name = \"a\"; percent = 50; }, { name = \"b\"; filter = \"x\"; } "
+               "); } ); };\n",
                &c, &d, &path);
     config_setting_t *g = c.acts[0].group;
     assert_string_equal(config_setting_get_string(campaign_setting(g, "branches.1.name")), "b");

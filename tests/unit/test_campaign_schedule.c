@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "campaign/schedule.h"
-#include "timefmt.h"
+#include "base/timefmt.h"
 
 static int64_t ts(const char *s)
 {

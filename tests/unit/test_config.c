@@ -12,8 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "app.h"
-#include "buf.h"
+#include "hostapi/hostapi.h"
+#include "plugin/app.h"
+#include "base/buf.h"
 #include "support/fs.h"
 
 static char *dir;
@@ -126,9 +127,10 @@ static void test_env_substitution(void **st)
 static void test_relative_paths(void **st)
 {
     app a;
-    char *got = load("baton: { data_dir = \"/abs/var\"; plugin_path = [ \"plugins\", \"/opt/p\" ]; };\n"
-                     "campaigns = [ \"campaigns\" ];\njourneys = \"journeys\";\n",
-                     0, &a);
+    char *got =
+        load("baton: { data_dir = \"/abs/var\"; plugin_path = [ \"plugins\", \"/opt/p\" ]; };\n"
+             "campaigns = [ \"campaigns\" ];\njourneys = \"journeys\";\n",
+             0, &a);
     /* folders that are not there are said, not fatal */
     assert_string_equal(got, "DIR/baton.cfg:1: warning: baton: plugin_path[0] \"DIR/plugins\" is "
                              "not a folder\n"
@@ -173,9 +175,10 @@ static void test_empty_paths_refused(void **st)
 static void test_caps(void **st)
 {
     app a;
-    char *got = load("caps: {\n per_profile = ( { channel = \"*\"; max = 3; per = \"7d\"; } );\n"
-                     " quiet_hours = { from = \"21:00\"; to = \"08:00\"; timezone = \"Europe/Paris\"; };\n};\n",
-                     0, &a);
+    char *got = load(
+        "caps: {\n per_profile = ( { channel = \"*\"; max = 3; per = \"7d\"; } );\n"
+        " quiet_hours = { from = \"21:00\"; to = \"08:00\"; timezone = \"Europe/Paris\"; };\n};\n",
+        0, &a);
     assert_string_equal(got, "");
     assert_int_equal(a.conf.ncaps, 1);
     assert_string_equal(a.conf.caps[0].channel, "*");
@@ -187,15 +190,16 @@ static void test_caps(void **st)
     assert_string_equal(a.conf.quiet_tz, "Europe/Paris");
     free(got);
     app_close(&a);
-    expect("channels: { email: { plugin = \"x\"; enabled = false; }; };\n"
-           "caps: {\n per_profile = ( { channel = \"emial\"; max = 1; per = \"250ms\"; } );\n"
-           " quiet_hours = { from = \"21:00\"; to = \"08:00\"; timezone = \"Mars/Olympus\"; };\n};\n",
-           0,
-           "DIR/baton.cfg:3: caps.per_profile[0]: per = \"250ms\" is shorter than a second\n"
-           "DIR/baton.cfg:3: caps.per_profile[0]: channel = \"emial\" names no configured channel "
-           "(did you mean 'email'?)\n"
-           "DIR/baton.cfg:4: caps.quiet_hours: timezone = \"Mars/Olympus\" is not a known time "
-           "zone; expected a name such as \"Europe/Paris\" or \"UTC\"\n");
+    expect(
+        "channels: { email: { plugin = \"x\"; enabled = false; }; };\n"
+        "caps: {\n per_profile = ( { channel = \"emial\"; max = 1; per = \"250ms\"; } );\n"
+        " quiet_hours = { from = \"21:00\"; to = \"08:00\"; timezone = \"Mars/Olympus\"; };\n};\n",
+        0,
+        "DIR/baton.cfg:3: caps.per_profile[0]: per = \"250ms\" is shorter than a second\n"
+        "DIR/baton.cfg:3: caps.per_profile[0]: channel = \"emial\" names no configured channel "
+        "(did you mean 'email'?)\n"
+        "DIR/baton.cfg:4: caps.quiet_hours: timezone = \"Mars/Olympus\" is not a known time "
+        "zone; expected a name such as \"Europe/Paris\" or \"UTC\"\n");
     expect("caps: {\n per_profile = ( { channel = \"*\"; per = \"soon\"; } );\n"
            " quiet_hours = { from = \"25:00\"; to = \"08:00\"; };\n};\n",
            0,
@@ -288,10 +292,11 @@ static void test_plugin_load_errors_in_config(void **st)
 
 static void test_defaults_paths_and_init(void **st)
 {
-    char *cfg = with_fixtures("actions: {\n"
-                              "  a: { plugin = \"fx_action\"; url = \"http://x\"; tags = [\"t1\", \"t2\"]; };\n"
-                              "  f: { plugin = \"fx_failing_init\"; };\n"
-                              "};\n");
+    char *cfg = with_fixtures(
+        "actions: {\n"
+        "  a: { plugin = \"fx_action\"; url = \"http://x\"; tags = [\"t1\", \"t2\"]; };\n"
+        "  f: { plugin = \"fx_failing_init\"; };\n"
+        "};\n");
     const char *f = getenv("BATON_FIXTURES");
     char want[2048];
     snprintf(want, sizeof want,
@@ -314,12 +319,13 @@ static void test_defaults_paths_and_init(void **st)
     buf_init(&response);
     char reason[64];
     baton_action_call call = {.size = sizeof call, .key = "k"};
-    assert_int_equal(instance_action(inst)->invoke(inst->state, &call, &response, reason,
-                                                   sizeof reason),
-                     BATON_OK);
-    snprintf(want, sizeof want,
-             "url=http://x port=8080 ratio=0.5 verbose=0 every=90000 mode=fast tags=2 file=%s/out.jsonl",
-             dir);
+    assert_int_equal(
+        instance_action(inst)->invoke(inst->state, &call, &response, reason, sizeof reason),
+        BATON_OK);
+    snprintf(
+        want, sizeof want,
+        "url=http://x port=8080 ratio=0.5 verbose=0 every=90000 mode=fast tags=2 file=%s/out.jsonl",
+        dir);
     assert_string_equal(response.data, want);
     assert_int_equal(plugin_host_api()->config_duration_ms(inst, "timeout"), 250);
     assert_int_equal(plugin_host_api()->config_int(inst, "retries"), 3);
@@ -342,8 +348,8 @@ static void test_plugin_by_relative_path(void **st)
     free(cmd);
     assert_int_equal(chdir("/"), 0);
     app a;
-    char *got = load("actions: { a: { plugin = \"vendor/audit.so\"; url = \"u\"; }; };\n", APP_INIT,
-                     &a);
+    char *got =
+        load("actions: { a: { plugin = \"vendor/audit.so\"; url = \"u\"; }; };\n", APP_INIT, &a);
     assert_string_equal(got, "");
     assert_non_null(app_find(&a, "actions", "a"));
     free(got);
@@ -355,7 +361,8 @@ static void test_plugin_by_relative_path(void **st)
  * since (an instance is started once in its life). */
 static void test_reinit_after_stop(void **st)
 {
-    char *cfg = with_fixtures("actions: { a: { plugin = \"fx_action\"; url = \"http://x\"; }; };\n");
+    char *cfg =
+        with_fixtures("actions: { a: { plugin = \"fx_action\"; url = \"http://x\"; }; };\n");
     app a;
     char *got = load(cfg, APP_INIT, &a);
     assert_string_equal(got, "");
@@ -383,9 +390,9 @@ static void test_reinit_after_stop(void **st)
     buf_init(&response);
     char reason[64];
     baton_action_call call = {.size = sizeof call, .key = "k"};
-    assert_int_equal(instance_action(inst)->invoke(inst->state, &call, &response, reason,
-                                                   sizeof reason),
-                     BATON_OK);
+    assert_int_equal(
+        instance_action(inst)->invoke(inst->state, &call, &response, reason, sizeof reason),
+        BATON_OK);
     assert_non_null(strstr(response.data, "url=http://x "));
     buf_free(&response);
     diag_free(&d);

@@ -14,14 +14,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dispatch/dispatch.h"
-#include "dispatch/zone.h"
-#include "record.h"
+#include "delivery/dispatch.h"
+#include "base/zone.h"
+#include "base/record.h"
 #include <sqlite3.h>
 
 #include "support/fake_channel.h"
 #include "support/fs.h"
-#include "timefmt.h"
+#include "base/timefmt.h"
 
 static char *dir;
 static store st;
@@ -57,8 +57,12 @@ static dispatch_submit_rc submit(dispatcher *d, const char *key, const char *pro
 {
     const char *names[] = {"subject", "text"};
     const char *values[] = {"Hello", "Body of the message"};
-    dispatch_msg m = {.key = key, .recipient = "a@example.com", .profile_id = profile,
-                      .nparts = 2, .part_names = names, .part_values = values};
+    dispatch_msg m = {.key = key,
+                      .recipient = "a@example.com",
+                      .profile_id = profile,
+                      .nparts = 2,
+                      .part_names = names,
+                      .part_values = values};
     return dispatch_submit(d, &m, timeout, NULL, 0);
 }
 
@@ -274,11 +278,11 @@ static void test_owner_lease(void **state)
 
     /* a row held by an owner that stopped beating long ago */
     char *sql = NULL;
-    assert_true(asprintf(&sql,
-                         "INSERT INTO dispatch_owners VALUES (4242, 'email', 1, 1000);"
-                         "INSERT INTO deliveries (key, channel, recipient, status, created_at,"
-                         " updated_at, owner, content) VALUES ('orphan/1', 'email', 'o@example.com',"
-                         " 'queued', 1000, 1000, 4242, '{\"parts\": [[\"text\", \"hi\"]]}');") > 0);
+    assert_true(
+        asprintf(&sql, "INSERT INTO dispatch_owners VALUES (4242, 'email', 1, 1000);"
+                       "INSERT INTO deliveries (key, channel, recipient, status, created_at,"
+                       " updated_at, owner, content) VALUES ('orphan/1', 'email', 'o@example.com',"
+                       " 'queued', 1000, 1000, 4242, '{\"parts\": [[\"text\", \"hi\"]]}');") > 0);
     dispatch_log_sync(&st);
     assert_int_equal(store_exec(&st, sql, err, sizeof err), 0);
     free(sql);
@@ -326,13 +330,13 @@ static void test_crash_in_flight_not_sent_twice(void **state)
     free(sql);
     memset(outcomes, 0, sizeof outcomes);
     instance *inst = chan("");
-    dispatcher *d = dispatch_open(inst, &st, &(dispatch_opts){.on_outcome = on_outcome}, err,
-                                  sizeof err);
+    dispatcher *d =
+        dispatch_open(inst, &st, &(dispatch_opts){.on_outcome = on_outcome}, err, sizeof err);
     assert_non_null(d);
     for (int i = 0; i < 100 && !fake_channel_sent("waiting/1"); i++)
         usleep(50 * 1000);
     assert_int_equal(dispatch_flush(d, 5000), 0);
-    assert_int_equal(fake_channel_sent("waiting/1"), 1); /* never in flight: sent */
+    assert_int_equal(fake_channel_sent("waiting/1"), 1);  /* never in flight: sent */
     assert_int_equal(fake_channel_sent("inflight/1"), 0); /* may have gone: not again */
     assert_int_equal(count_rows("key = 'inflight/1' AND status = 'uncertain' AND sending = 0"
                                 " AND reason LIKE 'baton stopped while%'"),
@@ -426,18 +430,18 @@ static void test_crash_with_batch_in_flight(void **state)
     char err[256];
     char *sql = NULL;
     assert_int_equal(dispatch_log_init(&st, err, sizeof err), 0);
-    assert_true(asprintf(&sql,
-                         "INSERT INTO dispatch_owners VALUES (4245, 'email', 1, 1000);"
-                         "INSERT INTO deliveries (rowid, key, channel, recipient, status, attempts,"
-                         " created_at, updated_at, owner, content) VALUES"
-                         " (71, 'flight/1', 'email', 'o@example.com', 'queued', 0, 1000, 1000,"
-                         " 4245, '{\"parts\": [[\"text\", \"hi\"]]}'),"
-                         " (72, 'flight/2', 'email', 'o@example.com', 'retry', 1, 1000, 1000,"
-                         " 4245, '{\"parts\": [[\"text\", \"hi\"]]}'),"
-                         " (73, 'flight/3', 'email', 'o@example.com', 'queued', 0, 1000, 1000,"
-                         " 4245, '{\"parts\": [[\"text\", \"hi\"]]}');"
-                         "INSERT INTO dispatch_inflight (owner, rowids) VALUES (4245, '[71,72]');") >
-                0);
+    assert_true(
+        asprintf(&sql,
+                 "INSERT INTO dispatch_owners VALUES (4245, 'email', 1, 1000);"
+                 "INSERT INTO deliveries (rowid, key, channel, recipient, status, attempts,"
+                 " created_at, updated_at, owner, content) VALUES"
+                 " (71, 'flight/1', 'email', 'o@example.com', 'queued', 0, 1000, 1000,"
+                 " 4245, '{\"parts\": [[\"text\", \"hi\"]]}'),"
+                 " (72, 'flight/2', 'email', 'o@example.com', 'retry', 1, 1000, 1000,"
+                 " 4245, '{\"parts\": [[\"text\", \"hi\"]]}'),"
+                 " (73, 'flight/3', 'email', 'o@example.com', 'queued', 0, 1000, 1000,"
+                 " 4245, '{\"parts\": [[\"text\", \"hi\"]]}');"
+                 "INSERT INTO dispatch_inflight (owner, rowids) VALUES (4245, '[71,72]');") > 0);
     assert_int_equal(store_exec(&st, sql, err, sizeof err), 0);
     free(sql);
     instance *inst = chan("");
@@ -477,7 +481,10 @@ static void test_drain_on_close(void **state)
 }
 
 static int64_t fake_now;
-static int64_t clock_fn(void *ud) { return fake_now; }
+static int64_t clock_fn(void *ud)
+{
+    return fake_now;
+}
 
 static int64_t ts(const char *s)
 {
@@ -506,9 +513,9 @@ static void test_frequency_cap(void **state)
     assert_int_equal(submit(d, "cap/4", "p2", -1), DISPATCH_ACCEPTED);
     /* the caller can ask first */
     char reason[256];
-    assert_int_equal(dispatch_caps_check(&st, &caps, "email", "p1", fake_now, NULL, reason,
-                                         sizeof reason),
-                     DISPATCH_CAP_CAPPED);
+    assert_int_equal(
+        dispatch_caps_check(&st, &caps, "email", "p1", fake_now, NULL, reason, sizeof reason),
+        DISPATCH_CAP_CAPPED);
     assert_string_equal(reason, "frequency cap: 2 message(s) in 1w on every channel (max 2)");
     assert_int_equal(dispatch_caps_check(&st, &caps, "email", "p2", fake_now, NULL, NULL, 0),
                      DISPATCH_CAP_OK);
@@ -701,8 +708,12 @@ static void test_proof(void **state)
     char err[256];
     dispatcher *d = dispatch_open(inst, &st, &(dispatch_opts){0}, err, sizeof err);
     const char *names[] = {"text"}, *values[] = {"sample"};
-    dispatch_msg m = {.key = "proof/1", .recipient = "me@example.com", .nparts = 1,
-                      .part_names = names, .part_values = values, .flags = DISPATCH_F_PROOF};
+    dispatch_msg m = {.key = "proof/1",
+                      .recipient = "me@example.com",
+                      .nparts = 1,
+                      .part_names = names,
+                      .part_values = values,
+                      .flags = DISPATCH_F_PROOF};
     assert_int_equal(dispatch_submit(d, &m, -1, NULL, 0), DISPATCH_ACCEPTED);
     assert_int_equal(dispatch_submit(d, &m, -1, NULL, 0), DISPATCH_ACCEPTED);
     assert_int_equal(dispatch_flush(d, 5000), 0);
@@ -755,8 +766,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_and_reopen_loses_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_owner_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_in_flight_not_sent_twice, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_in_flight_is_durable_before_deliver, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_in_flight_is_durable_before_deliver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_with_batch_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_on_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frequency_cap, setup, teardown),

@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dispatch/content.h"
-#include "record.h"
+#include "delivery/content.h"
+#include "base/record.h"
 
 /* The jansson writer content_json replaced. */
 static char *reference(size_t nparts, char *const *names, char *const *values, const record *r)

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "expr/expr.h"
+#include "lang/expr.h"
 #include "support/expr_fixture.h"
 
 static schema S;
@@ -82,7 +82,8 @@ static void test_syntax(void **st)
         {"99999999999999999999", "1:1: integer '99999999999999999999' is too large (at most "
                                  "9223372036854775807)"},
         {"(1 + 2", "1:7: expected ')' to close the '(' at 1:1"},
-        {"1 < 2 < 3", "1:7: comparisons do not chain: write 'a < b and b < c' instead of 'a < b < c'"},
+        {"1 < 2 < 3",
+         "1:7: comparisons do not chain: write 'a < b and b < c' instead of 'a < b < c'"},
         {"tier tier", "1:6: unexpected 'tier' after a complete expression (missing an operator "
                       "such as 'and' or '=='?)"},
         {"tier where x", "1:6: unexpected 'where' after a complete expression ('where' only goes "
@@ -123,7 +124,8 @@ static void test_names(void **st)
                               "'orders'?)"},
         {"orders", "1:1: 'orders' is a one-to-many link (many orders per profiles): use an "
                    "aggregate such as count(orders) or exists(orders where ...)"},
-        {"tier.x", "1:1: 'tier' is a field of profiles (a string), not a link: nothing can follow it"},
+        {"tier.x",
+         "1:1: 'tier' is a field of profiles (a string), not a link: nothing can follow it"},
         {"count(tier)", "1:7: 'tier' is a field of profiles, not a one-to-many link (one of: the "
                         "reverse links)"},
         {"count(orders where tier == 'x')", "1:20: unknown field 'tier' in orders"},
@@ -167,7 +169,8 @@ static void test_names(void **st)
 static void test_types(void **st)
 {
     static const ecase c[] = {
-        {"tier == null", "1:6: '== null' is never true (NULL compares as unknown): write 'is null'"},
+        {"tier == null",
+         "1:6: '== null' is never true (NULL compares as unknown): write 'is null'"},
         {"tier != null", "1:6: '!= null' is never true (NULL compares as unknown): write 'is not "
                          "null'"},
         {"visits > null", "1:8: a comparison with null is never true: test it with 'is null'"},
@@ -192,7 +195,8 @@ static void test_types(void **st)
         {"coalesce()", "1:1: coalesce() takes at least 1 argument, got 0: coalesce(a, b, ...)"},
         {"coalesce(tier, 3)", "1:16: coalesce(): every value must be of one type; an int after a "
                               "string"},
-        {"year(tier)", "1:6: year(timestamp or date): expected a timestamp or a date, got a string"},
+        {"year(tier)",
+         "1:6: year(timestamp or date): expected a timestamp or a date, got a string"},
         {"date('2026-02-30')", "1:6: invalid date '2026-02-30' (expected YYYY-MM-DD, e.g. "
                                "'2026-01-31')"},
         {"timestamp('soon')", "1:11: invalid timestamp 'soon' (expected ISO 8601, e.g. "
@@ -285,10 +289,8 @@ static void test_precedence(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_syntax),
-        cmocka_unit_test(test_names),
-        cmocka_unit_test(test_types),
-        cmocka_unit_test(test_diag_and_origin),
+        cmocka_unit_test(test_syntax),     cmocka_unit_test(test_names),
+        cmocka_unit_test(test_types),      cmocka_unit_test(test_diag_and_origin),
         cmocka_unit_test(test_precedence),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

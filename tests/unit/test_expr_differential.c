@@ -15,11 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "expr/expr.h"
-#include "record.h"
+#include "base/buf.h"
+#include "lang/expr.h"
+#include "base/record.h"
 #include "support/expr_fixture.h"
-#include "timefmt.h"
+#include "base/timefmt.h"
 
 #define NPROFILES 60
 #define NSTORES 6
@@ -37,8 +37,14 @@ static uint64_t rnd(void)
     rng_state = x;
     return x * 2685821657736338717ULL;
 }
-static int pick(int n) { return (int)(rnd() % (uint64_t)n); }
-static int chance(int pct) { return pick(100) < pct; }
+static int pick(int n)
+{
+    return (int)(rnd() % (uint64_t)n);
+}
+static int chance(int pct)
+{
+    return pick(100) < pct;
+}
 
 /* --- the data -------------------------------------------------------- */
 
@@ -57,9 +63,10 @@ static schema S;
 static table T[3]; /* profiles, orders, stores */
 static sqlite3 *db;
 
-static const char *const str_pool[] = {
-    "", "a", "Paris", "paris", "PARIS", "é", "É", "Émile", "straße", "ÿŸ", "日本", " pad ",
-    "x'y", "gold", "silver", "%_", "Zürich", "ÅLAND", "ĳĲ ŁŃ", "tab\tnl\n", "-1", "12"};
+static const char *const str_pool[] = {"",      "a",         "Paris",  "paris", "PARIS",  "é",
+                                       "É",     "Émile",     "straße", "ÿŸ",    "日本",   " pad ",
+                                       "x'y",   "gold",      "silver", "%_",    "Zürich", "ÅLAND",
+                                       "ĳĲ ŁŃ", "tab\tnl\n", "-1",     "12"};
 #define NSTR (sizeof str_pool / sizeof str_pool[0])
 
 static table *table_of(const schema_entity *e)
@@ -74,7 +81,10 @@ static int64_t rand_ts(void)
 {
     return 1546300800LL + (int64_t)(rnd() % (uint64_t)(9LL * 365 * 86400)); /* 2019..2028 */
 }
-static int64_t rand_date(void) { return -7300 + (int64_t)pick(22000); } /* 1950..2030 */
+static int64_t rand_date(void)
+{
+    return -7300 + (int64_t)pick(22000);
+} /* 1950..2030 */
 
 static void set_value(record *r, const char *name, baton_type t)
 {
@@ -289,16 +299,25 @@ typedef struct gctx {
 } gctx;
 
 static const field pfields[] = {
-    {"first_name", TS_}, {"city", TS_}, {"tier", TS_},     {"email", TS_},
-    {"id", TS_},         {"visits", TI}, {"score", TF},     {"consent_email", TB},
+    {"first_name", TS_}, {"city", TS_},      {"tier", TS_},      {"email", TS_},
+    {"id", TS_},         {"visits", TI},     {"score", TF},      {"consent_email", TB},
     {"consent_sms", TB}, {"birth_date", TD}, {"created_at", TT},
 };
 static const field ofields[] = {
-    {"id", TS_},           {"store_id", TS_},        {"store.city", TS_},
-    {"store.name", TS_},   {"profile.tier", TS_},    {"profile.first_name", TS_},
-    {"items", TI},         {"profile.visits", TI},   {"amount", TF},
-    {"profile.score", TF}, {"profile.consent_email", TB}, {"profile.birth_date", TD},
-    {"created_at", TT},    {"profile.created_at", TT},
+    {"id", TS_},
+    {"store_id", TS_},
+    {"store.city", TS_},
+    {"store.name", TS_},
+    {"profile.tier", TS_},
+    {"profile.first_name", TS_},
+    {"items", TI},
+    {"profile.visits", TI},
+    {"amount", TF},
+    {"profile.score", TF},
+    {"profile.consent_email", TB},
+    {"profile.birth_date", TD},
+    {"created_at", TT},
+    {"profile.created_at", TT},
 };
 static const char *const prows[] = {"orders"};
 static const char *const orows[] = {"store.orders", "profile.orders"};
@@ -387,7 +406,10 @@ static void leaf(buf *b, int t, const gctx *g)
     lit(b, t);
 }
 
-static const char *rows_of(const gctx *g) { return g->rows[pick((int)g->nrows)]; }
+static const char *rows_of(const gctx *g)
+{
+    return g->rows[pick((int)g->nrows)];
+}
 
 static void where(buf *b, int d)
 {
@@ -656,8 +678,7 @@ static int same(const baton_value *m, sqlite3_stmt *st, int static_type, char *w
         return 0;
     }
     switch (m->type) {
-    case BATON_T_BOOL:
-        return ct == SQLITE_INTEGER && sqlite3_column_int64(st, 0) == (m->v.b != 0);
+    case BATON_T_BOOL: return ct == SQLITE_INTEGER && sqlite3_column_int64(st, 0) == (m->v.b != 0);
     case BATON_T_INT:
     case BATON_T_DURATION: {
         int64_t v = m->type == BATON_T_INT ? m->v.i : m->v.dur;

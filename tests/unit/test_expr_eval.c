@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "expr/expr.h"
+#include "lang/expr.h"
 #include "support/expr_fixture.h"
-#include "timefmt.h"
+#include "base/timefmt.h"
 
 static schema S;
 static expr_scope *profiles_sc, *journey_sc, *open_sc;

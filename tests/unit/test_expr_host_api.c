@@ -9,12 +9,16 @@
 
 #include <string.h>
 
-#include "buf.h"
-#include "expr/host_api.h"
-#include "plugin_host.h"
+#include "base/buf.h"
+#include "hostapi/lang.h"
+#include "hostapi/hostapi.h"
+#include "plugin/plugin_host.h"
 #include "support/expr_fixture.h"
 
-static int64_t fixed_clock(void) { return 1763892000; } /* 2026-11-23T10:00:00Z */
+static int64_t fixed_clock(void)
+{
+    return 1763892000;
+} /* 2026-11-23T10:00:00Z */
 
 static baton_record *sample(const baton_host *h)
 {
@@ -43,8 +47,8 @@ static void test_expressions(void **st)
     baton_value out;
 
     /* NULL scope: any name, read from the record by path */
-    baton_expr *e = h->expr_compile(NULL, "event.total >= 100 and tier == 'gold'", NULL, err,
-                                    sizeof err);
+    baton_expr *e =
+        h->expr_compile(NULL, "event.total >= 100 and tier == 'gold'", NULL, err, sizeof err);
     assert_non_null(e);
     assert_int_equal(h->expr_eval(e, r, &out, &scratch), 0);
     assert_int_equal(out.type, BATON_T_BOOL);
@@ -70,7 +74,8 @@ static void test_expressions(void **st)
 
     /* errors come back as "line:col: message" */
     assert_null(h->expr_compile(NULL, "tier ==", NULL, err, sizeof err));
-    assert_string_equal(err, "1:8: expected a value, a name or '(', found the end of the expression");
+    assert_string_equal(err,
+                        "1:8: expected a value, a name or '(', found the end of the expression");
     assert_null(h->expr_compile(NULL, NULL, NULL, err, sizeof err));
     assert_string_equal(err, "no expression");
 

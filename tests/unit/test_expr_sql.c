@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "expr/expr.h"
+#include "lang/expr.h"
 #include "support/expr_fixture.h"
-#include "timefmt.h"
+#include "base/timefmt.h"
 
 static schema S;
 static expr_scope *P, *O, *J;
@@ -61,7 +61,8 @@ static const char *sql_of(const expr_scope *sc, const char *text, const expr_dia
 static void test_fragments(void **st)
 {
     expr_sql q;
-    assert_string_equal(sql_of(P, "tier == 'gold'", &expr_dialect_sqlite, &q), "(\"t\".\"tier\" = ?1)");
+    assert_string_equal(sql_of(P, "tier == 'gold'", &expr_dialect_sqlite, &q),
+                        "(\"t\".\"tier\" = ?1)");
     assert_int_equal(q.nparams, 1);
     assert_int_equal(q.params[0].type, BATON_T_STRING);
     assert_string_equal(q.params[0].v.s.ptr, "gold");
@@ -84,10 +85,10 @@ static void test_fragments(void **st)
     assert_int_equal(q.params[1].v.dur, 30 * 86400);
     expr_sql_free(&q);
 
-    assert_string_equal(sql_of(P, "consent_email and (visits / 2 > 1 or city is null)",
-                               &expr_dialect_sqlite, &q),
-                        "(\"t\".\"consent_email\" AND (((\"t\".\"visits\" / NULLIF(?1, 0)) > ?2) OR "
-                        "(\"t\".\"city\" IS NULL)))");
+    assert_string_equal(
+        sql_of(P, "consent_email and (visits / 2 > 1 or city is null)", &expr_dialect_sqlite, &q),
+        "(\"t\".\"consent_email\" AND (((\"t\".\"visits\" / NULLIF(?1, 0)) > ?2) OR "
+        "(\"t\".\"city\" IS NULL)))");
     expr_sql_free(&q);
     assert_string_equal(sql_of(P, "tier not in ['a', null]", &expr_dialect_sqlite, &q),
                         "(\"t\".\"tier\" NOT IN (?1, ?2))");
@@ -141,8 +142,9 @@ static void test_postgresql(void **st)
     assert_ptr_equal(expr_dialect_find("postgresql"), &expr_dialect_postgresql);
     assert_ptr_equal(expr_dialect_find("sqlite"), &expr_dialect_sqlite);
     assert_null(expr_dialect_find("oracle"));
-    assert_string_equal(sql_of(P, "tier == 'gold' and length(city) > 3", &expr_dialect_postgresql, &q),
-                        "((\"t\".\"tier\" = $1) AND (char_length(\"t\".\"city\") > $2))");
+    assert_string_equal(
+        sql_of(P, "tier == 'gold' and length(city) > 3", &expr_dialect_postgresql, &q),
+        "((\"t\".\"tier\" = $1) AND (char_length(\"t\".\"city\") > $2))");
     expr_sql_free(&q);
     assert_string_equal(sql_of(P, "now() - created_at > 30d", &expr_dialect_postgresql, &q),
                         "(($1 - CAST(EXTRACT(EPOCH FROM \"t\".\"created_at\") AS BIGINT)) > $2)");
@@ -179,8 +181,8 @@ static void test_composition_and_errors(void **st)
     /* it runs */
     sqlite3 *db;
     sqlite3_open(":memory:", &db);
-    assert_int_equal(sqlite3_exec(db, "CREATE TABLE profiles(\"we\"\"ird\", tier, visits)", 0, 0, 0),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "CREATE TABLE profiles(\"we\"\"ird\", tier, visits)", 0, 0, 0), SQLITE_OK);
     sqlite3_stmt *stmt;
     assert_int_equal(sqlite3_prepare_v2(db, q.sql.data, -1, &stmt, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_bind_parameter_count(stmt), 3);

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "app.h"
+#include "plugin/app.h"
 #include "journey/event.h"
 #include "journey/journey.h"
 #include "journey/report.h"
@@ -194,10 +194,12 @@ static const char *cart =
     "  start = \"wait1\";\n"
     "  nodes = (\n"
     "    { id = \"wait1\"; type = \"wait\"; duration = \"1h\"; next = \"mail1\"; },\n"
-    "    { id = \"mail1\"; type = \"send\"; channel = \"email\"; subject = \"Your cart\"; text = \"...\"; next = \"react\"; },\n"
+    "    { id = \"mail1\"; type = \"send\"; channel = \"email\"; subject = \"Your cart\"; text = "
+    "\"...\"; next = \"react\"; },\n"
     "    { id = \"react\"; type = \"wait_event\"; event = \"order_placed\"; timeout = \"24h\";\n"
     "      on_event = \"done\"; on_timeout = \"points\"; },\n"
-    "    { id = \"points\"; type = \"action\"; action = \"loyalty\"; next = \"done\"; on_error = \"done\"; },\n"
+    "    { id = \"points\"; type = \"action\"; action = \"loyalty\"; next = \"done\"; on_error = "
+    "\"done\"; },\n"
     "    { id = \"done\"; type = \"end\"; }\n"
     "  );\n"
     "};\n";
@@ -272,18 +274,19 @@ static void expect_errors(const char *text, const char *const *parts)
 static void test_file_errors(void **st)
 {
     const char *text =
-        "journey: {\n"                                                            /* 1 */
-        "  name = \"bad\";\n"                                                     /* 2 */
-        "  entry = { event = \"e\"; reentry = \"sometimes\"; };\n"                /* 3 */
-        "  start = \"frist\";\n"                                                  /* 4 */
-        "  nodes = (\n"                                                           /* 5 */
-        "    { id = \"first\"; type = \"wiat\"; duration = \"1h\"; },\n"          /* 6 */
+        "journey: {\n"                                                                  /* 1 */
+        "  name = \"bad\";\n"                                                           /* 2 */
+        "  entry = { event = \"e\"; reentry = \"sometimes\"; };\n"                      /* 3 */
+        "  start = \"frist\";\n"                                                        /* 4 */
+        "  nodes = (\n"                                                                 /* 5 */
+        "    { id = \"first\"; type = \"wiat\"; duration = \"1h\"; },\n"                /* 6 */
         "    { id = \"w\"; type = \"wait\"; duration = \"soon\"; next = \"fist\"; },\n" /* 7 */
-        "    { id = \"we\"; type = \"wait_event\"; on_event = \"w\"; },\n"        /* 8 */
-        "    { id = \"s\"; type = \"split\"; branches = ( { percent = 60; next = \"w\"; },\n" /* 9 */
-        "        { percent = 30; next = \"w\"; } ); },\n"                         /* 10 */
-        "    { id = \"a\"; type = \"action\"; nxt = \"w\"; },\n"                  /* 11 */
-        "    { id = \"w\"; type = \"end\"; }\n"                                   /* 12 */
+        "    { id = \"we\"; type = \"wait_event\"; on_event = \"w\"; },\n"              /* 8 */
+        "    { id = \"s\"; type = \"split\"; branches = ( { percent = 60; next = \"w\"; },\n" /* 9
+                                                                                               */
+        "        { percent = 30; next = \"w\"; } ); },\n"        /* 10 */
+        "    { id = \"a\"; type = \"action\"; nxt = \"w\"; },\n" /* 11 */
+        "    { id = \"w\"; type = \"end\"; }\n"                  /* 12 */
         "  );\n"
         "};\n";
     const char *const parts[] = {
@@ -303,11 +306,12 @@ static void test_file_errors(void **st)
 
 static void test_file_loop_without_wait(void **st)
 {
-    const char *text = "journey: { name = \"loop\"; entry = { event = \"e\"; }; start = \"a\";\n"
-                       "  nodes = (\n"
-                       "    { id = \"a\"; type = \"split\"; branches = ( { percent = 100; next = \"b\"; } ); },\n"
-                       "    { id = \"b\"; type = \"send\"; channel = \"c\"; text = \"x\"; next = \"a\"; }\n"
-                       "  ); };\n";
+    const char *text =
+        "journey: { name = \"loop\"; entry = { event = \"e\"; }; start = \"a\";\n"
+        "  nodes = (\n"
+        "    { id = \"a\"; type = \"split\"; branches = ( { percent = 100; next = \"b\"; } ); },\n"
+        "    { id = \"b\"; type = \"send\"; channel = \"c\"; text = \"x\"; next = \"a\"; }\n"
+        "  ); };\n";
     const char *const parts[] = {"part of a loop with no wait or wait_event", NULL};
     expect_errors(text, parts);
     const char *syntax = "journey: { name = \"x\";\n entry = ; };\n";
@@ -354,7 +358,8 @@ static void assert_path(json_t *out, const char *pid, const char *state, const c
     char got[1024] = "";
     size_t i;
     json_t *v;
-    json_array_foreach(json_object_get(p, "path"), i, v) {
+    json_array_foreach(json_object_get(p, "path"), i, v)
+    {
         if (i)
             strcat(got, " ");
         strcat(got, json_string_value(v));
@@ -362,19 +367,20 @@ static void assert_path(json_t *out, const char *pid, const char *state, const c
     assert_string_equal(got, path);
 }
 
-#define EV(id, type, prof, time) \
-    "{\"id\": \"" id "\", \"type\": \"" type "\", \"profile\": \"" prof "\", \"time\": \"" time "\"}\n"
+#define EV(id, type, prof, time)                                                                   \
+    "{\"id\": \"" id "\", \"type\": \"" type "\", \"profile\": \"" prof "\", \"time\": \"" time    \
+    "\"}\n"
 
 static void test_sim_paths(void **st)
 {
     const char *events =
-        EV("1", "cart_updated", "p1", "2026-11-23T10:00:00Z")  /* reacts: completes */
+        EV("1", "cart_updated", "p1", "2026-11-23T10:00:00Z") /* reacts: completes */
         EV("2", "order_placed", "p1", "2026-11-23T12:00:00Z")
-        EV("3", "cart_updated", "p2", "2026-11-23T10:00:00Z")  /* times out: action */
-        EV("4", "cart_updated", "p3", "2026-11-23T10:00:00Z")  /* exits while waiting */
+            EV("3", "cart_updated", "p2", "2026-11-23T10:00:00Z") /* times out: action */
+        EV("4", "cart_updated", "p3", "2026-11-23T10:00:00Z")     /* exits while waiting */
         EV("5", "unsubscribed", "p3", "2026-11-23T10:30:00Z")
-        EV("6", "cart_updated", "p4", "2026-11-24T10:00:00Z")  /* still waiting */
-        EV("7", "order_placed", "p5", "2026-11-23T10:00:00Z"); /* never entered */
+            EV("6", "cart_updated", "p4", "2026-11-24T10:00:00Z") /* still waiting */
+        EV("7", "order_placed", "p5", "2026-11-23T10:00:00Z");    /* never entered */
     json_t *out = simulate(cart, events, INT64_MAX, NULL);
     assert_path(out, "p1", "completed", "wait1 mail1 react done");
     assert_path(out, "p2", "completed", "wait1 mail1 react points done");
@@ -398,12 +404,15 @@ static void test_sim_paths(void **st)
     json_decref(out);
 }
 
-static int email_off(void *ud, const char *ch) { return strcmp(ch, "email") != 0; }
+static int email_off(void *ud, const char *ch)
+{
+    return strcmp(ch, "email") != 0;
+}
 
 static void test_sim_disabled_channel(void **st)
 {
-    json_t *out = simulate(cart, EV("1", "cart_updated", "p1", "2026-11-23T10:00:00Z"),
-                           INT64_MAX, email_off);
+    json_t *out =
+        simulate(cart, EV("1", "cart_updated", "p1", "2026-11-23T10:00:00Z"), INT64_MAX, email_off);
     assert_path(out, "p1", "completed", "wait1 mail1 react points done");
     json_t *sent = json_object_get(json_object_get(json_object_get(out, "profiles"), "p1"), "sent");
     assert_int_equal(json_array_size(sent), 1); /* only the action */
@@ -414,15 +423,16 @@ static void test_sim_disabled_channel(void **st)
 
 static void test_sim_duplicates_and_dead_letters(void **st)
 {
-    const char *events = EV("1", "cart_updated", "p1", "2026-11-23T10:00:00Z")
-        EV("1", "cart_updated", "p1", "2026-11-23T10:00:00Z")
-        "this is not json\n"
-        "{\"type\": \"cart_updated\"}\n"
-        "\n"
-        "{\"id\": \"x\", \"profile\": \"p9\"}\n";
-    const char *j = "journey: { name = \"once\"; entry = { event = \"cart_updated\"; reentry = \"always\"; };\n"
-                    " start = \"s\"; nodes = ( { id = \"s\"; type = \"send\"; channel = \"sms\"; text = \"hi\"; next = \"e\"; },\n"
-                    " { id = \"e\"; type = \"end\"; } ); };\n";
+    const char *events = EV("1", "cart_updated", "p1", "2026-11-23T10:00:00Z") EV(
+        "1", "cart_updated", "p1", "2026-11-23T10:00:00Z") "this is not json\n"
+                                                           "{\"type\": \"cart_updated\"}\n"
+                                                           "\n"
+                                                           "{\"id\": \"x\", \"profile\": \"p9\"}\n";
+    const char *j =
+        "journey: { name = \"once\"; entry = { event = \"cart_updated\"; reentry = \"always\"; };\n"
+        " start = \"s\"; nodes = ( { id = \"s\"; type = \"send\"; channel = \"sms\"; text = "
+        "\"hi\"; next = \"e\"; },\n"
+        " { id = \"e\"; type = \"end\"; } ); };\n";
     json_t *out = simulate(j, events, INT64_MAX, NULL);
     /* reentry = always, but the second copy of event 1 is the same event */
     assert_path(out, "p1", "completed", "s e");
@@ -432,13 +442,14 @@ static void test_sim_duplicates_and_dead_letters(void **st)
 
 static void test_sim_reentry(void **st)
 {
-#define TMPL "journey: { name = \"r\"; entry = { event = \"go\"; reentry = \"%s\"; };\n" \
-                       " start = \"w\"; nodes = ( { id = \"w\"; type = \"wait\"; duration = \"1h\"; next = \"e\"; },\n" \
-                       " { id = \"e\"; type = \"end\"; } ); };\n"
+#define TMPL                                                                                       \
+    "journey: { name = \"r\"; entry = { event = \"go\"; reentry = \"%s\"; };\n"                    \
+    " start = \"w\"; nodes = ( { id = \"w\"; type = \"wait\"; duration = \"1h\"; next = \"e\"; "   \
+    "},\n"                                                                                         \
+    " { id = \"e\"; type = \"end\"; } ); };\n"
     const char *events = EV("1", "go", "p", "2026-11-23T10:00:00Z")
         EV("2", "go", "p", "2026-11-23T10:30:00Z") /* active: ignored */
-        EV("3", "go", "p", "2026-11-23T12:00:00Z")
-        EV("4", "go", "p", "2026-11-25T12:00:00Z");
+        EV("3", "go", "p", "2026-11-23T12:00:00Z") EV("4", "go", "p", "2026-11-25T12:00:00Z");
     char text[1024];
     snprintf(text, sizeof text, TMPL, "never");
     json_t *out = simulate(text, events, INT64_MAX, NULL);
@@ -458,14 +469,16 @@ static void test_sim_split_stable(void **st)
 {
     const char *j = "journey: { name = \"ab\"; entry = { event = \"go\"; reentry = \"always\"; };\n"
                     " start = \"s\"; nodes = ( { id = \"s\"; type = \"split\"; branches = (\n"
-                    "   { name = \"a\"; percent = 30; next = \"a\"; }, { name = \"b\"; percent = 70; next = \"b\"; } ); },\n"
+                    "   { name = \"a\"; percent = 30; next = \"a\"; }, { name = \"b\"; percent = "
+                    "70; next = \"b\"; } ); },\n"
                     " { id = \"a\"; type = \"end\"; }, { id = \"b\"; type = \"end\"; } ); };\n";
     char *events = calloc(1, 2000 * 128);
     for (int i = 0; i < 2000; i++) {
         char line[128];
         /* each profile twice: it must take the same branch both times */
         snprintf(line, sizeof line,
-                 "{\"id\": \"%d\", \"type\": \"go\", \"profile\": \"p%d\", \"time\": \"2026-11-23T10:00:%02dZ\"}\n",
+                 "{\"id\": \"%d\", \"type\": \"go\", \"profile\": \"p%d\", \"time\": "
+                 "\"2026-11-23T10:00:%02dZ\"}\n",
                  i, i % 1000, i / 1000);
         strcat(events, line);
     }
@@ -474,7 +487,8 @@ static void test_sim_split_stable(void **st)
     int a = 0;
     const char *pid;
     json_t *p;
-    json_object_foreach(json_object_get(out, "profiles"), pid, p) {
+    json_object_foreach(json_object_get(out, "profiles"), pid, p)
+    {
         json_t *path = json_object_get(p, "path");
         assert_int_equal(json_array_size(path), 4);
         assert_string_equal(json_string_value(json_array_get(path, 1)),
@@ -489,12 +503,13 @@ static void test_sim_split_stable(void **st)
 static void test_sim_wait_event_without_timeout(void **st)
 {
     const char *j = "journey: { name = \"we\"; entry = { event = \"signup\"; };\n"
-                    " start = \"r\"; nodes = ( { id = \"r\"; type = \"wait_event\"; event = \"confirm\"; on_event = \"e\"; },\n"
+                    " start = \"r\"; nodes = ( { id = \"r\"; type = \"wait_event\"; event = "
+                    "\"confirm\"; on_event = \"e\"; },\n"
                     " { id = \"e\"; type = \"end\"; } ); };\n";
     json_t *out = simulate(j,
                            EV("1", "signup", "p", "2026-11-23T10:00:00Z")
-                           EV("2", "signup", "q", "2026-11-23T10:00:00Z")
-                           EV("3", "confirm", "q", "2027-01-01T00:00:00Z"),
+                               EV("2", "signup", "q", "2026-11-23T10:00:00Z")
+                                   EV("3", "confirm", "q", "2027-01-01T00:00:00Z"),
                            INT64_MAX, NULL);
     assert_path(out, "p", "waiting", "r");
     assert_path(out, "q", "completed", "r e");
@@ -535,33 +550,44 @@ static void test_sim_conditions(void **st)
         "  start = \"which\";\n"
         "  nodes = (\n"
         "    { id = \"which\"; type = \"condition\";\n"
-        "      branches = ( { when = \"profile.consent_push and weather.temperature < 5\"; next = \"push\"; },\n"
+        "      branches = ( { when = \"profile.consent_push and weather.temperature < 5\"; next = "
+        "\"push\"; },\n"
         "                   { when = \"event.items >= 3\"; next = \"big\"; } );\n"
         "      otherwise = \"later\"; },\n"
-        "    { id = \"push\"; type = \"send\"; channel = \"push\"; title = \"Cold in {{ profile.city }}?\"; next = \"end\"; },\n"
+        "    { id = \"push\"; type = \"send\"; channel = \"push\"; title = \"Cold in {{ "
+        "profile.city }}?\"; next = \"end\"; },\n"
         "    { id = \"big\"; type = \"end\"; },\n"
         "    { id = \"later\"; type = \"wait\"; until = \"event.time + 2h\"; next = \"react\"; },\n"
-        "    { id = \"react\"; type = \"wait_event\"; event = \"order\"; filter = \"event.amount >= 10\"; on_event = \"end\"; },\n"
+        "    { id = \"react\"; type = \"wait_event\"; event = \"order\"; filter = \"event.amount "
+        ">= 10\"; on_event = \"end\"; },\n"
         "    { id = \"end\"; type = \"end\"; }\n"
         "  ); };\n";
-    const char *events =
-        "{\"id\": \"1\", \"type\": \"cart\", \"profile\": \"p1\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"total\": 10}}\n"
-        "{\"id\": \"2\", \"type\": \"cart\", \"profile\": \"p2\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"total\": 10, \"items\": 4}}\n"
-        "{\"id\": \"3\", \"type\": \"cart\", \"profile\": \"p3\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"total\": 0}}\n"
-        "{\"id\": \"4\", \"type\": \"cart\", \"profile\": \"p4\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"total\": 5}}\n"
-        "{\"id\": \"5\", \"type\": \"order\", \"profile\": \"p4\", \"time\": \"2026-11-23T13:00:00Z\", \"data\": {\"amount\": 5}}\n"
-        "{\"id\": \"6\", \"type\": \"cancel\", \"profile\": \"p4\", \"time\": \"2026-11-23T13:10:00Z\", \"data\": {\"reason\": \"changed mind\"}}\n"
-        "{\"id\": \"7\", \"type\": \"order\", \"profile\": \"p4\", \"time\": \"2026-11-23T14:00:00Z\", \"data\": {\"amount\": 25}}\n"
-        "{\"id\": \"8\", \"type\": \"cart\", \"profile\": \"p5\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"total\": 5}}\n"
-        "{\"id\": \"9\", \"type\": \"cancel\", \"profile\": \"p5\", \"time\": \"2026-11-23T10:30:00Z\", \"data\": {\"reason\": \"fraud\"}}\n";
+    const char *events = "{\"id\": \"1\", \"type\": \"cart\", \"profile\": \"p1\", \"time\": "
+                         "\"2026-11-23T10:00:00Z\", \"data\": {\"total\": 10}}\n"
+                         "{\"id\": \"2\", \"type\": \"cart\", \"profile\": \"p2\", \"time\": "
+                         "\"2026-11-23T10:00:00Z\", \"data\": {\"total\": 10, \"items\": 4}}\n"
+                         "{\"id\": \"3\", \"type\": \"cart\", \"profile\": \"p3\", \"time\": "
+                         "\"2026-11-23T10:00:00Z\", \"data\": {\"total\": 0}}\n"
+                         "{\"id\": \"4\", \"type\": \"cart\", \"profile\": \"p4\", \"time\": "
+                         "\"2026-11-23T10:00:00Z\", \"data\": {\"total\": 5}}\n"
+                         "{\"id\": \"5\", \"type\": \"order\", \"profile\": \"p4\", \"time\": "
+                         "\"2026-11-23T13:00:00Z\", \"data\": {\"amount\": 5}}\n"
+                         "{\"id\": \"6\", \"type\": \"cancel\", \"profile\": \"p4\", \"time\": "
+                         "\"2026-11-23T13:10:00Z\", \"data\": {\"reason\": \"changed mind\"}}\n"
+                         "{\"id\": \"7\", \"type\": \"order\", \"profile\": \"p4\", \"time\": "
+                         "\"2026-11-23T14:00:00Z\", \"data\": {\"amount\": 25}}\n"
+                         "{\"id\": \"8\", \"type\": \"cart\", \"profile\": \"p5\", \"time\": "
+                         "\"2026-11-23T10:00:00Z\", \"data\": {\"total\": 5}}\n"
+                         "{\"id\": \"9\", \"type\": \"cancel\", \"profile\": \"p5\", \"time\": "
+                         "\"2026-11-23T10:30:00Z\", \"data\": {\"reason\": \"fraud\"}}\n";
     sim_profile = profiles;
     sim_lookup = weather;
     lookups = 0;
     json_t *out = simulate(j, events, INT64_MAX, NULL);
     sim_profile = NULL;
     sim_lookup = NULL;
-    assert_path(out, "p1", "completed", "which push end");  /* consent, -3 degrees */
-    assert_path(out, "p2", "completed", "which big");       /* no consent; 4 items */
+    assert_path(out, "p1", "completed", "which push end");                /* consent, -3 degrees */
+    assert_path(out, "p2", "completed", "which big");                     /* no consent; 4 items */
     assert_null(json_object_get(json_object_get(out, "profiles"), "p3")); /* total 0 */
     /* p4: the wait ends at 12:00; an order of 5 does not match the filter,
      * a cancel that is not fraud does not exit, the order of 25 does */
@@ -573,16 +599,17 @@ static void test_sim_conditions(void **st)
 
 static void test_file_expression_errors(void **st)
 {
-    const char *text =
-        "journey: { name = \"x\";\n"
-        "  entry = { event = \"e\"; filter = \"event.total >\"; };\n"
-        "  start = \"c\";\n"
-        "  nodes = (\n"
-        "    { id = \"c\"; type = \"condition\";\n"
-        "      branches = ( { when = \"event.total == null\"; next = \"s\"; } ); otherwise = \"s\"; },\n"
-        "    { id = \"s\"; type = \"send\"; channel = \"email\"; subject = \"Hi {{ event.name \"; next = \"e\"; },\n"
-        "    { id = \"e\"; type = \"end\"; }\n"
-        "  ); };\n";
+    const char *text = "journey: { name = \"x\";\n"
+                       "  entry = { event = \"e\"; filter = \"event.total >\"; };\n"
+                       "  start = \"c\";\n"
+                       "  nodes = (\n"
+                       "    { id = \"c\"; type = \"condition\";\n"
+                       "      branches = ( { when = \"event.total == null\"; next = \"s\"; } ); "
+                       "otherwise = \"s\"; },\n"
+                       "    { id = \"s\"; type = \"send\"; channel = \"email\"; subject = \"Hi {{ "
+                       "event.name \"; next = \"e\"; },\n"
+                       "    { id = \"e\"; type = \"end\"; }\n"
+                       "  ); };\n";
     const char *const parts[] = {"2: entry: filter: 1:", "6: node 'c': branches[0]: when: 1:",
                                  "7: node 's': subject: 1:", NULL};
     expect_errors(text, parts);
@@ -594,25 +621,31 @@ static void test_file_against_configuration(void **st)
 {
     const char *src = getenv("BATON_SRC");
     char cfg[2048];
-    snprintf(cfg, sizeof cfg,
-             "sources: { crm: { plugin = \"source_sqlite\"; path = \"crm.db\"; schema = \"%s/conf/schema.cfg\"; };\n"
-             "  weather: { plugin = \"source_http\"; url = \"http://127.0.0.1:1/\"; }; };\n"
-             "profiles = \"crm\";\n"
-             "channels: { email: { plugin = \"channel_email\"; }; sms: { plugin = \"channel_sms\"; enabled = false; }; };\n"
-             "actions: { loyalty: { plugin = \"action_http\"; url = \"http://127.0.0.1:1/\"; }; };\n",
-             src ? src : ".");
+    snprintf(
+        cfg, sizeof cfg,
+        "sources: { crm: { plugin = \"source_sqlite\"; path = \"crm.db\"; schema = "
+        "\"%s/conf/schema.cfg\"; };\n"
+        "  weather: { plugin = \"source_http\"; url = \"http://127.0.0.1:1/\"; }; };\n"
+        "profiles = \"crm\";\n"
+        "channels: { email: { plugin = \"channel_email\"; }; sms: { plugin = \"channel_sms\"; "
+        "enabled = false; }; };\n"
+        "actions: { loyalty: { plugin = \"action_http\"; url = \"http://127.0.0.1:1/\"; }; };\n",
+        src ? src : ".");
     char *cpath = file_write(dir, "baton.cfg", cfg);
     diag d;
     diag_init(&d);
     app a;
     assert_int_equal(app_open(&a, cpath, 0, &d), 0);
-    const char *good =
-        "journey: { name = \"ok\"; entry = { event = \"e\"; filter = \"profile.tier == 'gold' and weather.temperature < 5\"; };\n"
-        "  start = \"a\"; nodes = (\n"
-        "    { id = \"a\"; type = \"action\"; action = \"loyalty\"; next = \"c\"; on_error = \"z\"; },\n"
-        "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"a.points > 100\"; next = \"s\"; } ); otherwise = \"z\"; },\n"
-        "    { id = \"s\"; type = \"send\"; channel = \"sms\"; text = \"{{ profile.first_name }}\"; next = \"z\"; },\n"
-        "    { id = \"z\"; type = \"end\"; } ); };\n";
+    const char *good = "journey: { name = \"ok\"; entry = { event = \"e\"; filter = \"profile.tier "
+                       "== 'gold' and weather.temperature < 5\"; };\n"
+                       "  start = \"a\"; nodes = (\n"
+                       "    { id = \"a\"; type = \"action\"; action = \"loyalty\"; next = \"c\"; "
+                       "on_error = \"z\"; },\n"
+                       "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"a.points > "
+                       "100\"; next = \"s\"; } ); otherwise = \"z\"; },\n"
+                       "    { id = \"s\"; type = \"send\"; channel = \"sms\"; text = \"{{ "
+                       "profile.first_name }}\"; next = \"z\"; },\n"
+                       "    { id = \"z\"; type = \"end\"; } ); };\n";
     char *path = file_write(dir, "good.cfg", good);
     journey *j = journey_load(path, &a, &d);
     if (!j)
@@ -621,20 +654,24 @@ static void test_file_against_configuration(void **st)
     journey_free(j);
     free(path);
     const char *bad =
-        "journey: { name = \"bad\"; entry = { event = \"e\"; filter = \"profile.tierr == 'gold'\"; };\n"
+        "journey: { name = \"bad\"; entry = { event = \"e\"; filter = \"profile.tierr == 'gold'\"; "
+        "};\n"
         "  start = \"a\"; nodes = (\n"
         "    { id = \"a\"; type = \"action\"; action = \"loyalti\"; next = \"c\"; },\n"
-        "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"wether.temperature < 5\"; next = \"s\"; } ); },\n"
+        "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"wether.temperature < 5\"; "
+        "next = \"s\"; } ); },\n"
         "    { id = \"s\"; type = \"send\"; channel = \"emial\"; text = \"x\"; next = \"z\"; },\n"
         "    { id = \"z\"; type = \"end\"; } ); };\n";
     path = file_write(dir, "bad.cfg", bad);
     assert_null(journey_load(path, &a, &d));
     char *all = messages(&d);
-    const char *want[] = {"1: entry: filter: 1:1: unknown field 'tierr' in profiles", "(did you mean 'tier'?)",
-                          "3: node 'a': action = \"loyalti\" names no configured action (did you mean 'loyalty'?)",
-                          "4: node 'c': branches[0]: when: 1:1: unknown name 'wether'",
-                          "5: node 's': channel = \"emial\" names no configured channel (did you mean 'email'?)",
-                          NULL};
+    const char *want[] = {
+        "1: entry: filter: 1:1: unknown field 'tierr' in profiles",
+        "(did you mean 'tier'?)",
+        "3: node 'a': action = \"loyalti\" names no configured action (did you mean 'loyalty'?)",
+        "4: node 'c': branches[0]: when: 1:1: unknown name 'wether'",
+        "5: node 's': channel = \"emial\" names no configured channel (did you mean 'email'?)",
+        NULL};
     for (const char *const *w = want; *w; w++)
         if (!strstr(all, *w))
             fail_msg("expected '%s' among:\n%s", *w, all);

@@ -18,21 +18,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "app.h"
-#include "dispatch/dispatch.h"
-#include "buf.h"
-#include "expr/expr.h"
-#include "journey/cond.h"
+#include "plugin/app.h"
+#include "delivery/dispatch.h"
+#include "base/buf.h"
+#include "lang/expr.h"
+#include "scope/cond.h"
 #include "journey/journey.h"
 #include "journey/runner.h"
 #include "journey/sim.h"
-#include "journey/source.h"
-#include "mem.h"
-#include "schema.h"
-#include "schema_source.h"
+#include "scope/source.h"
+#include "base/mem.h"
+#include "schema/schema.h"
+#include "schema/schema_source.h"
 #include "support/fake_channel.h"
 #include "support/fs.h"
-#include "timefmt.h"
+#include "base/timefmt.h"
 
 static const char ddl[] =
     "CREATE TABLE profiles (id TEXT PRIMARY KEY, email TEXT, phone TEXT, first_name TEXT,"
@@ -78,8 +78,8 @@ static rig R;
 static int row_reads; /* calls of the rows callback */
 
 static json_t *counting_rows(void *ud, const struct schema_entity *ent,
-                             const struct schema_field *col, const baton_value *v,
-                             size_t limit, char *err, size_t errlen)
+                             const struct schema_field *col, const baton_value *v, size_t limit,
+                             char *err, size_t errlen)
 {
     row_reads++;
     return jsource_rows(ud, ent, col, v, limit, err, errlen);
@@ -89,12 +89,14 @@ static void rig_open(rig *g, const char *tag, const char *sql)
 {
     g->dir = tmpdir_make(tag);
     char text[2048];
-    snprintf(text, sizeof text,
-             "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"warn\"; }; };\n"
-             "sources: { crm: { plugin = \"source_sqlite\"; path = \"crm.db\"; schema = \"%s/conf/schema.cfg\"; }; };\n"
-             "profiles = \"crm\";\n"
-             "channels: { email: { plugin = \"channel_directmail\"; dir = \"out\"; }; };\n",
-             getenv("BATON_PLUGINS"), getenv("BATON_SRC"));
+    snprintf(
+        text, sizeof text,
+        "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"warn\"; }; };\n"
+        "sources: { crm: { plugin = \"source_sqlite\"; path = \"crm.db\"; schema = "
+        "\"%s/conf/schema.cfg\"; }; };\n"
+        "profiles = \"crm\";\n"
+        "channels: { email: { plugin = \"channel_directmail\"; dir = \"out\"; }; };\n",
+        getenv("BATON_PLUGINS"), getenv("BATON_SRC"));
     g->cfg = file_write(g->dir, "baton.cfg", text);
     char *db = xasprintf("%s/crm.db", g->dir);
     assert_int_equal(sqlite3_open(db, &g->db), SQLITE_OK);
@@ -138,7 +140,10 @@ static int teardown(void **st)
     return 0;
 }
 
-static json_t *scope_profile(void *ud, const char *id) { return jsource_profile(ud, id); }
+static json_t *scope_profile(void *ud, const char *id)
+{
+    return jsource_profile(ud, id);
+}
 
 static jscope scope(const rig *g, const char *profile, json_t *event)
 {
@@ -169,8 +174,8 @@ static jcond compile(const rig *g, const char *text)
 static char *value_of(const char *profile, const char *text)
 {
     jcond c = compile(&R, text);
-    json_t *ev = json_pack("{s:s, s:s, s:{s:f}}", "type", "go", "profile", profile, "data",
-                           "total", 20.0);
+    json_t *ev =
+        json_pack("{s:s, s:s, s:{s:f}}", "type", "go", "profile", profile, "data", "total", 20.0);
     jscope s = scope(&R, profile, ev);
     expr_arena arena;
     expr_arena_init(&arena);
@@ -351,9 +356,8 @@ static void test_each_and_errors(void **st)
     jscope_release(&s);
     jtemplate_free(t);
     /* a table the database lacks: the evaluation fails, naming it */
-    assert_int_equal(sqlite3_exec(R.db, "ALTER TABLE reservations RENAME TO gone", NULL, NULL,
-                                  NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(R.db, "ALTER TABLE reservations RENAME TO gone", NULL, NULL, NULL), SQLITE_OK);
     jcond c = compile(&R, "count(profile.reservations) > 0");
     s = scope(&R, "p1", ev);
     int truth = -1;
@@ -369,9 +373,8 @@ static void test_each_and_errors(void **st)
     assert_non_null(strstr(err, "'profile.reservations': linked rows cannot be read here"));
     jscope_release(&s);
     jcond_release(&c);
-    assert_int_equal(sqlite3_exec(R.db, "ALTER TABLE gone RENAME TO reservations", NULL, NULL,
-                                  NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(R.db, "ALTER TABLE gone RENAME TO reservations", NULL, NULL, NULL), SQLITE_OK);
     json_decref(ev);
     diag_free(&d);
 }
@@ -387,9 +390,11 @@ static void test_load_errors(void **st)
         "      branches = ( { when = \"count(profile.ordres) > 1\"; next = \"e\"; },\n"
         "                   { when = \"sum(profile.orders.amout) > 1\"; next = \"e\"; },\n"
         "                   { when = \"count(profile.tier) > 1\"; next = \"e\"; },\n"
-        "                   { when = \"exists(profile.orders where stor.city == 'Paris')\"; next = \"e\"; } );\n"
+        "                   { when = \"exists(profile.orders where stor.city == 'Paris')\"; next = "
+        "\"e\"; } );\n"
         "      otherwise = \"s\"; },\n"
-        "    { id = \"s\"; type = \"send\"; channel = \"x\"; text = \"{{#each profile.reservation}}x{{/each}}\"; next = \"e\"; },\n"
+        "    { id = \"s\"; type = \"send\"; channel = \"x\"; text = \"{{#each "
+        "profile.reservation}}x{{/each}}\"; next = \"e\"; },\n"
         "    { id = \"e\"; type = \"end\"; } ); };\n";
     char *path = file_write(R.dir, "bad.cfg", text);
     diag d;
@@ -400,13 +405,17 @@ static void test_load_errors(void **st)
     buf_adds(&all, "");
     for (size_t i = 0; i < d.n; i++)
         buf_addf(&all, "%s:%d: %s\n", d.v[i].file ? d.v[i].file : "", d.v[i].line, d.v[i].msg);
-    const char *want[] = {
-        "bad.cfg:4: node 'c': branches[0]: when: 1:7: unknown field 'ordres' in profiles (did you mean 'orders'?)",
-        "bad.cfg:5: node 'c': branches[1]: when: 1:5: unknown field 'amout' in orders (did you mean 'amount'?)",
-        "bad.cfg:6: node 'c': branches[2]: when: 1:7: 'tier' is a field of profiles, not a one-to-many link",
-        "bad.cfg:7: node 'c': branches[3]: when: 1:29: unknown field or link 'stor' in orders (did you mean 'store'?)",
-        "bad.cfg:9: node 's': text: 1:9: unknown field 'reservation' in profiles (did you mean 'reservations'?)",
-        NULL};
+    const char *want[] = {"bad.cfg:4: node 'c': branches[0]: when: 1:7: unknown field 'ordres' in "
+                          "profiles (did you mean 'orders'?)",
+                          "bad.cfg:5: node 'c': branches[1]: when: 1:5: unknown field 'amout' in "
+                          "orders (did you mean 'amount'?)",
+                          "bad.cfg:6: node 'c': branches[2]: when: 1:7: 'tier' is a field of "
+                          "profiles, not a one-to-many link",
+                          "bad.cfg:7: node 'c': branches[3]: when: 1:29: unknown field or link "
+                          "'stor' in orders (did you mean 'store'?)",
+                          "bad.cfg:9: node 's': text: 1:9: unknown field 'reservation' in profiles "
+                          "(did you mean 'reservations'?)",
+                          NULL};
     for (const char *const *w = want; *w; w++)
         if (!strstr(all.data, *w))
             fail_msg("expected '%s' among:\n%s", *w, all.data);
@@ -417,21 +426,25 @@ static void test_load_errors(void **st)
 
 static void test_journey_paths(void **st)
 {
-    const char *text =
-        "journey: { name = \"loyal\"; entry = { event = \"go\"; filter = \"exists(profile.orders)\"; };\n"
-        "  start = \"c\"; nodes = (\n"
-        "    { id = \"c\"; type = \"condition\";\n"
-        "      branches = ( { when = \"count(profile.orders where amount > event.min) >= 1\"; next = \"big\"; } );\n"
-        "      otherwise = \"small\"; },\n"
-        "    { id = \"big\"; type = \"end\"; },\n"
-        "    { id = \"small\"; type = \"end\"; } ); };\n";
+    const char *text = "journey: { name = \"loyal\"; entry = { event = \"go\"; filter = "
+                       "\"exists(profile.orders)\"; };\n"
+                       "  start = \"c\"; nodes = (\n"
+                       "    { id = \"c\"; type = \"condition\";\n"
+                       "      branches = ( { when = \"count(profile.orders where amount > "
+                       "event.min) >= 1\"; next = \"big\"; } );\n"
+                       "      otherwise = \"small\"; },\n"
+                       "    { id = \"big\"; type = \"end\"; },\n"
+                       "    { id = \"small\"; type = \"end\"; } ); };\n";
     char *path = file_write(R.dir, "loyal.cfg", text);
-    char *events = file_write(
-        R.dir, "events.jsonl",
-        "{\"id\": \"1\", \"type\": \"go\", \"profile\": \"p1\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"min\": 20}}\n"
-        "{\"id\": \"2\", \"type\": \"go\", \"profile\": \"p2\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"min\": 20}}\n"
-        "{\"id\": \"3\", \"type\": \"go\", \"profile\": \"p3\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"min\": 20}}\n"
-        "{\"id\": \"4\", \"type\": \"go\", \"profile\": \"p9\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"min\": 5}}\n");
+    char *events = file_write(R.dir, "events.jsonl",
+                              "{\"id\": \"1\", \"type\": \"go\", \"profile\": \"p1\", \"time\": "
+                              "\"2026-11-23T10:00:00Z\", \"data\": {\"min\": 20}}\n"
+                              "{\"id\": \"2\", \"type\": \"go\", \"profile\": \"p2\", \"time\": "
+                              "\"2026-11-23T10:00:00Z\", \"data\": {\"min\": 20}}\n"
+                              "{\"id\": \"3\", \"type\": \"go\", \"profile\": \"p3\", \"time\": "
+                              "\"2026-11-23T10:00:00Z\", \"data\": {\"min\": 20}}\n"
+                              "{\"id\": \"4\", \"type\": \"go\", \"profile\": \"p9\", \"time\": "
+                              "\"2026-11-23T10:00:00Z\", \"data\": {\"min\": 5}}\n");
     diag d;
     diag_init(&d);
     journey *j = journey_load(path, &R.a, &d);
@@ -439,15 +452,19 @@ static void test_journey_paths(void **st)
         diag_print(&d, stderr);
     assert_non_null(j);
     jengine_ops ops = {0};
-    jsource_ops(R.src, &ops);
+    ops.ud = R.src;
+    ops.profile = jsource_profile_cb;
+    ops.lookup = jsource_lookup_cb;
+    ops.rows = jsource_rows;
     json_t *out = NULL;
     char err[256];
     assert_int_equal(journey_simulate(j, &ops, events, INT64_MAX, &out, &d, err, sizeof err), 0);
     json_t *p = json_object_get(out, "profiles");
     char *s = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
-    assert_string_equal(s, "{\"p1\":{\"path\":[\"c\",\"big\"],\"sent\":[],\"state\":\"completed\"},"
-                           "\"p3\":{\"path\":[\"c\",\"small\"],\"sent\":[],\"state\":\"completed\"},"
-                           "\"p9\":{\"path\":[\"c\",\"big\"],\"sent\":[],\"state\":\"completed\"}}");
+    assert_string_equal(s,
+                        "{\"p1\":{\"path\":[\"c\",\"big\"],\"sent\":[],\"state\":\"completed\"},"
+                        "\"p3\":{\"path\":[\"c\",\"small\"],\"sent\":[],\"state\":\"completed\"},"
+                        "\"p9\":{\"path\":[\"c\",\"big\"],\"sent\":[],\"state\":\"completed\"}}");
     free(s);
     json_decref(out);
     journey_free(j);
@@ -458,7 +475,10 @@ static void test_journey_paths(void **st)
 
 /* ---- the live runner (baton serve's engine) ------------------------- */
 
-static int64_t fixed_clock(void) { return 1795428000000LL; }
+static int64_t fixed_clock(void)
+{
+    return 1795428000000LL;
+}
 static void no_ack(void *ud) {}
 
 static int count_of(sqlite3 *db, const char *sql)
@@ -475,16 +495,18 @@ static int count_of(sqlite3 *db, const char *sql)
  * {{#each}} (a render that cannot read rows would mark it failed). */
 static void test_live_runner(void **st)
 {
-    const char *text =
-        "journey: { name = \"live\"; entry = { event = \"visit\"; };\n"
-        "  start = \"c\"; nodes = (\n"
-        "    { id = \"c\"; type = \"condition\";\n"
-        "      branches = ( { when = \"count(profile.orders where amount > 20) >= 1\"; next = \"mail\"; } );\n"
-        "      otherwise = \"small\"; },\n"
-        "    { id = \"mail\"; type = \"send\"; channel = \"email\"; subject = \"{{ count(profile.orders) }} orders\";\n"
-        "      text = \"{{#each profile.orders limit 2}}{{ id }} at {{ store.city }}\\n{{/each}}\"; next = \"done\"; },\n"
-        "    { id = \"small\"; type = \"end\"; },\n"
-        "    { id = \"done\"; type = \"end\"; } ); };\n";
+    const char *text = "journey: { name = \"live\"; entry = { event = \"visit\"; };\n"
+                       "  start = \"c\"; nodes = (\n"
+                       "    { id = \"c\"; type = \"condition\";\n"
+                       "      branches = ( { when = \"count(profile.orders where amount > 20) >= "
+                       "1\"; next = \"mail\"; } );\n"
+                       "      otherwise = \"small\"; },\n"
+                       "    { id = \"mail\"; type = \"send\"; channel = \"email\"; subject = \"{{ "
+                       "count(profile.orders) }} orders\";\n"
+                       "      text = \"{{#each profile.orders limit 2}}{{ id }} at {{ store.city "
+                       "}}\\n{{/each}}\"; next = \"done\"; },\n"
+                       "    { id = \"small\"; type = \"end\"; },\n"
+                       "    { id = \"done\"; type = \"end\"; } ); };\n";
     char *path = file_write(R.dir, "live.cfg", text);
     diag d;
     diag_init(&d);
@@ -509,8 +531,8 @@ static void test_live_runner(void **st)
     const char *profiles[] = {"p1", "p2", "p9"};
     for (int i = 0; i < 3; i++) {
         char json[256];
-        snprintf(json, sizeof json, "{\"id\": \"v%d\", \"type\": \"visit\", \"profile\": \"%s\"}", i,
-                 profiles[i]);
+        snprintf(json, sizeof json, "{\"id\": \"v%d\", \"type\": \"visit\", \"profile\": \"%s\"}",
+                 i, profiles[i]);
         assert_int_equal(jrunner_submit(r, NULL, json, strlen(json), no_ack, NULL), 0);
     }
     assert_int_equal(jrunner_drain(r, 5000), 0);
@@ -556,7 +578,10 @@ static uint64_t rnd(void)
     rng ^= rng >> 27;
     return rng * 2685821657736338717ULL;
 }
-static int pick(int n) { return (int)(rnd() % (uint64_t)n); }
+static int pick(int n)
+{
+    return (int)(rnd() % (uint64_t)n);
+}
 
 #define DIFF_PROFILES 40
 #define DIFF_ORDERS 400
@@ -569,8 +594,8 @@ static void diff_data(sqlite3 *db)
 {
     sqlite3_stmt *st;
     assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO stores VALUES (?1, ?2, ?3)", -1, &st, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "INSERT INTO stores VALUES (?1, ?2, ?3)", -1, &st, NULL), SQLITE_OK);
     for (int i = 1; i <= 6; i++) {
         char id[8];
         snprintf(id, sizeof id, "s%d", i);
@@ -584,9 +609,10 @@ static void diff_data(sqlite3 *db)
         sqlite3_reset(st);
     }
     sqlite3_finalize(st);
-    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO profiles (id, tier, score) VALUES (?1, ?2, ?3)",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "INSERT INTO profiles (id, tier, score) VALUES (?1, ?2, ?3)", -1,
+                           &st, NULL),
+        SQLITE_OK);
     for (int i = 1; i <= DIFF_PROFILES; i++) {
         char id[8];
         snprintf(id, sizeof id, "p%02d", i);
@@ -602,9 +628,9 @@ static void diff_data(sqlite3 *db)
         sqlite3_reset(st);
     }
     sqlite3_finalize(st);
-    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO orders VALUES (?1, ?2, ?3, ?4, ?5)", -1,
-                                        &st, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "INSERT INTO orders VALUES (?1, ?2, ?3, ?4, ?5)", -1, &st, NULL),
+        SQLITE_OK);
     for (int i = 1; i <= DIFF_ORDERS; i++) {
         char id[8], prof[8], shop[8], ts[21];
         snprintf(id, sizeof id, "o%03d", i);
@@ -641,12 +667,21 @@ static void diff_data(sqlite3 *db)
  * in SQL (which cannot read events). */
 static void gen_where(buf *j, buf *q, int depth)
 {
-    static const char *const leaves[] = {
-        "amount > 50", "amount <= 10.5", "amount is null", "created_at > now() - 90d",
-        "created_at is null", "store.city == 'Paris'", "store.city is null",
-        "store_id in ['s1', 's2']", "lower(store.city) == 'paris'", "amount > $",
-        "profile.tier == 'gold'", "count(store.orders) > 60", "sum(store.orders.amount) > 5000",
-        "exists(store.orders where amount < 0)", "profile.score > amount"};
+    static const char *const leaves[] = {"amount > 50",
+                                         "amount <= 10.5",
+                                         "amount is null",
+                                         "created_at > now() - 90d",
+                                         "created_at is null",
+                                         "store.city == 'Paris'",
+                                         "store.city is null",
+                                         "store_id in ['s1', 's2']",
+                                         "lower(store.city) == 'paris'",
+                                         "amount > $",
+                                         "profile.tier == 'gold'",
+                                         "count(store.orders) > 60",
+                                         "sum(store.orders.amount) > 5000",
+                                         "exists(store.orders where amount < 0)",
+                                         "profile.score > amount"};
     int k = pick(depth > 0 ? 4 : 1);
     if (k == 1 || k == 2) {
         buf_addc(j, '(');
@@ -679,8 +714,8 @@ static void gen_where(buf *j, buf *q, int depth)
 static void gen_agg(buf *j, buf *q)
 {
     static const char *const fns[] = {"count", "sum", "min", "max", "avg", "exists"};
-    static const char *const vals[] = {"",           ".amount",     ".created_at",
-                                       ".id",        ".store.city", ".store_id"};
+    static const char *const vals[] = {"",    ".amount",     ".created_at",
+                                       ".id", ".store.city", ".store_id"};
     const char *fn = fns[pick(6)];
     const char *val = "";
     if (!strcmp(fn, "sum") || !strcmp(fn, "avg"))
@@ -796,8 +831,7 @@ static void test_differential(void **st)
                 expr_value_format(&m, &mb);
                 print_error("DISAGREE for %s: journey [%d] '%s', SQL '%s'\n  journey: %s\n  sql: "
                             "%s\n",
-                            id, m.type, mb.data, sqlite3_column_text(stmt, 0), jt.data,
-                            q.sql.data);
+                            id, m.type, mb.data, sqlite3_column_text(stmt, 0), jt.data, q.sql.data);
                 buf_free(&mb);
                 failures++;
             }
@@ -831,16 +865,11 @@ static void test_differential(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_aggregates),
-        cmocka_unit_test(test_empty_and_null),
-        cmocka_unit_test(test_links_through_rows),
-        cmocka_unit_test(test_missing_profile),
-        cmocka_unit_test(test_one_read_per_step),
-        cmocka_unit_test(test_cap),
-        cmocka_unit_test(test_each_and_errors),
-        cmocka_unit_test(test_load_errors),
-        cmocka_unit_test(test_journey_paths),
-        cmocka_unit_test(test_live_runner),
+        cmocka_unit_test(test_aggregates),         cmocka_unit_test(test_empty_and_null),
+        cmocka_unit_test(test_links_through_rows), cmocka_unit_test(test_missing_profile),
+        cmocka_unit_test(test_one_read_per_step),  cmocka_unit_test(test_cap),
+        cmocka_unit_test(test_each_and_errors),    cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_journey_paths),      cmocka_unit_test(test_live_runner),
         cmocka_unit_test(test_differential),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

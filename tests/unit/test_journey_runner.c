@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dispatch/dispatch.h"
+#include "delivery/dispatch.h"
 #include "journey/engine.h"
 #include "journey/event.h"
 #include "journey/journey.h"
@@ -28,8 +28,14 @@ static app a;
 static _Atomic int64_t clock_now = 1795428000000LL; /* 2026-11-23T10:00:00Z */
 static _Atomic int acks;
 
-static int64_t test_clock(void) { return clock_now; }
-static void on_ack(void *ud) { acks++; }
+static int64_t test_clock(void)
+{
+    return clock_now;
+}
+static void on_ack(void *ud)
+{
+    acks++;
+}
 
 static int setup(void **state)
 {
@@ -57,9 +63,12 @@ static const char *flow =
     "  start = \"w\";\n"
     "  nodes = (\n"
     "    { id = \"w\"; type = \"wait\"; duration = \"1h\"; next = \"mail\"; },\n"
-    "    { id = \"mail\"; type = \"send\"; channel = \"email\"; subject = \"Hi\"; text = \"Your cart\"; next = \"react\"; },\n"
-    "    { id = \"react\"; type = \"wait_event\"; event = \"order\"; timeout = \"1d\"; on_event = \"done\"; on_timeout = \"sms\"; },\n"
-    "    { id = \"sms\"; type = \"send\"; channel = \"sms\"; text = \"Still there?\"; next = \"done\"; },\n"
+    "    { id = \"mail\"; type = \"send\"; channel = \"email\"; subject = \"Hi\"; text = \"Your "
+    "cart\"; next = \"react\"; },\n"
+    "    { id = \"react\"; type = \"wait_event\"; event = \"order\"; timeout = \"1d\"; on_event = "
+    "\"done\"; on_timeout = \"sms\"; },\n"
+    "    { id = \"sms\"; type = \"send\"; channel = \"sms\"; text = \"Still there?\"; next = "
+    "\"done\"; },\n"
     "    { id = \"done\"; type = \"end\"; }\n"
     "  ); };\n";
 
@@ -92,7 +101,10 @@ static void rig_up_with(rig *g, const char *email_cfg)
     diag_free(&dg);
 }
 
-static void rig_up(rig *g) { rig_up_with(g, "connections = 1; retry_backoff = \"10ms\";"); }
+static void rig_up(rig *g)
+{
+    rig_up_with(g, "connections = 1; retry_backoff = \"10ms\";");
+}
 
 static void rig_down(rig *g)
 {
@@ -105,8 +117,8 @@ static void rig_down(rig *g)
 static int submit(rig *g, const char *id, const char *type, const char *profile)
 {
     char json[256];
-    snprintf(json, sizeof json, "{\"id\": \"%s\", \"type\": \"%s\", \"profile\": \"%s\"}", id,
-             type, profile);
+    snprintf(json, sizeof json, "{\"id\": \"%s\", \"type\": \"%s\", \"profile\": \"%s\"}", id, type,
+             profile);
     return jrunner_submit(g->r, NULL, json, strlen(json), on_ack, NULL);
 }
 
@@ -234,9 +246,9 @@ static void test_pending_send_is_handed_on_start(void **state)
     assert_int_equal(fake_channel_sent("j:flow:1:mail:2"), 1);
     rig_down(&g);
     /* and once more: the log has it, the dispatcher refuses the duplicate */
-    assert_int_equal(sqlite3_exec(st.db, "UPDATE journey_sends SET status = 'pending'", NULL,
-                                  NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(st.db, "UPDATE journey_sends SET status = 'pending'", NULL, NULL, NULL),
+        SQLITE_OK);
     rig_up(&g);
     settle(&g);
     wait_until("SELECT count(*) FROM journey_sends WHERE status = 'queued'", 1);
@@ -271,11 +283,12 @@ static void test_full_dispatcher_keeps_sends_for_later(void **state)
  * reacts, exits or is replaced gives its timeout back at once. */
 static void test_timers_follow_instances(void **state)
 {
-    char *path = file_write(dir, "t.cfg",
-                            "journey: { name = \"t\"; entry = { event = \"cart\"; reentry = \"always\"; };\n"
-                            "  exit = ( { event = \"unsubscribed\"; } ); start = \"r\";\n"
-                            "  nodes = ( { id = \"r\"; type = \"wait_event\"; event = \"order\"; timeout = \"1h\";"
-                            " on_event = \"e\"; on_timeout = \"e\"; }, { id = \"e\"; type = \"end\"; } ); };\n");
+    char *path = file_write(
+        dir, "t.cfg",
+        "journey: { name = \"t\"; entry = { event = \"cart\"; reentry = \"always\"; };\n"
+        "  exit = ( { event = \"unsubscribed\"; } ); start = \"r\";\n"
+        "  nodes = ( { id = \"r\"; type = \"wait_event\"; event = \"order\"; timeout = \"1h\";"
+        " on_event = \"e\"; on_timeout = \"e\"; }, { id = \"e\"; type = \"end\"; } ); };\n");
     diag d;
     diag_init(&d);
     journey *j = journey_load(path, NULL, &d);
@@ -290,8 +303,9 @@ static void test_timers_follow_instances(void **state)
     assert_int_equal(jengine_begin(&e, err, sizeof err), 0);
     for (int i = 0; i < 100; i++) {
         const char *type = "cart";
-        int len = snprintf(json, sizeof json,
-                           "{\"id\": \"%d\", \"type\": \"%s\", \"profile\": \"p%d\"}", id++, type, i);
+        int len =
+            snprintf(json, sizeof json, "{\"id\": \"%d\", \"type\": \"%s\", \"profile\": \"p%d\"}",
+                     id++, type, i);
         jevent ev;
         char why[128];
         assert_int_equal(jevent_parse(json, (size_t)len, now, &ev, why, sizeof why), 0);
@@ -303,9 +317,9 @@ static void test_timers_follow_instances(void **state)
     /* 50 react, 10 exit */
     assert_int_equal(jengine_begin(&e, err, sizeof err), 0);
     for (int i = 0; i < 60; i++) {
-        int len = snprintf(json, sizeof json,
-                           "{\"id\": \"%d\", \"type\": \"%s\", \"profile\": \"p%d\"}", id++,
-                           i < 50 ? "order" : "unsubscribed", i);
+        int len =
+            snprintf(json, sizeof json, "{\"id\": \"%d\", \"type\": \"%s\", \"profile\": \"p%d\"}",
+                     id++, i < 50 ? "order" : "unsubscribed", i);
         jevent ev;
         char why[128];
         assert_int_equal(jevent_parse(json, (size_t)len, now + 1000, &ev, why, sizeof why), 0);
@@ -316,7 +330,8 @@ static void test_timers_follow_instances(void **state)
     assert_int_equal(e.timers.n, 40);
     /* a rolled-back batch leaves the heap as the store has it */
     assert_int_equal(jengine_begin(&e, err, sizeof err), 0);
-    int len = snprintf(json, sizeof json, "{\"id\": \"x\", \"type\": \"order\", \"profile\": \"p70\"}");
+    int len =
+        snprintf(json, sizeof json, "{\"id\": \"x\", \"type\": \"order\", \"profile\": \"p70\"}");
     jevent ev;
     char why[128];
     assert_int_equal(jevent_parse(json, (size_t)len, now + 2000, &ev, why, sizeof why), 0);

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "base/log.h"
 #include "support/fs.h"
 
 /* Run fn with stderr sent to a file; return what it wrote. */

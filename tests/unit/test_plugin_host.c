@@ -12,8 +12,9 @@
 #include <pthread.h>
 #include <sys/stat.h>
 
-#include "buf.h"
-#include "plugin_host.h"
+#include "base/buf.h"
+#include "hostapi/hostapi.h"
+#include "plugin/plugin_host.h"
 #include "support/fs.h"
 
 static char *fixtures;
@@ -47,8 +48,12 @@ static conf_use use_of(const char *section, const char *name, baton_kind kind, c
     assert_true(config_read_string(&lc, text));
     static char where[128];
     snprintf(where, sizeof where, "%s.%s", section, name);
-    conf_use u = {.section = section, .name = (char *)name, .where = where, .kind = kind,
-                  .enabled = 1, .group = config_lookup(&lc, name)};
+    conf_use u = {.section = section,
+                  .name = (char *)name,
+                  .where = where,
+                  .kind = kind,
+                  .enabled = 1,
+                  .group = config_lookup(&lc, name)};
     assert_non_null(u.group);
     return u;
 }
@@ -145,7 +150,8 @@ static void test_old_minor_still_loads_and_runs(void **st)
     assert_non_null(p);
     /* members past its short descriptor read as absent */
     assert_null(p->desc.activities);
-    conf_use use = use_of("actions", "old", BATON_KIND_ACTION, "old: { plugin = \"fx_old_minor\"; };");
+    conf_use use =
+        use_of("actions", "old", BATON_KIND_ACTION, "old: { plugin = \"fx_old_minor\"; };");
     diag d;
     diag_init(&d);
     instance *inst = instance_create(p, &use, ".", &d);
@@ -155,9 +161,9 @@ static void test_old_minor_still_loads_and_runs(void **st)
     buf_init(&response);
     char reason[128];
     baton_action_call call = {.size = sizeof call, .key = "k1", .profile_id = "p1"};
-    assert_int_equal(instance_action(inst)->invoke(inst->state, &call, &response, reason,
-                                                   sizeof reason),
-                     BATON_OK);
+    assert_int_equal(
+        instance_action(inst)->invoke(inst->state, &call, &response, reason, sizeof reason),
+        BATON_OK);
     assert_string_equal(response.data, "old plugin ran");
     buf_free(&response);
     instance_destroy(inst);
@@ -207,8 +213,8 @@ static void test_counters_threads(void **st)
 {
     char err[1024];
     plugin *p = plugin_load(&reg, "fx_action", err, sizeof err);
-    conf_use use = use_of("actions", "c", BATON_KIND_ACTION,
-                          "c: { plugin = \"fx_action\"; url = \"u\"; };");
+    conf_use use =
+        use_of("actions", "c", BATON_KIND_ACTION, "c: { plugin = \"fx_action\"; url = \"u\"; };");
     diag d;
     diag_init(&d);
     counting = instance_create(p, &use, ".", &d);
@@ -252,7 +258,8 @@ static void test_failing_init_message(void **st)
     char err[1024];
     plugin *p = plugin_load(&reg, "fx_failing_init", err, sizeof err);
     assert_non_null(p);
-    conf_use use = use_of("actions", "f", BATON_KIND_ACTION, "f: { plugin = \"fx_failing_init\"; };");
+    conf_use use =
+        use_of("actions", "f", BATON_KIND_ACTION, "f: { plugin = \"fx_failing_init\"; };");
     diag d;
     diag_init(&d);
     instance *inst = instance_create(p, &use, ".", &d);

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "schema.h"
+#include "schema/schema.h"
 #include "support/sample_schema.h"
 
 static void test_sample(void **st)
@@ -99,7 +99,8 @@ static void test_errors(void **st)
         "1: p.n: expected a type name: string, int, float, bool, date or timestamp\n"
         "1: p.key: 'id' is not a field of p\n");
     assert_string_equal(
-        errors_of("entities: { p: { key = \"idd\"; fields: { id = \"string\"; }; tabel = \"x\"; }; };"),
+        errors_of(
+            "entities: { p: { key = \"idd\"; fields: { id = \"string\"; }; tabel = \"x\"; }; };"),
         "1: unknown setting 'tabel' in entity p (did you mean 'table'?)\n"
         "1: p.key: 'idd' is not a field of p (did you mean 'id'?)\n");
     assert_string_equal(errors_of("entities: { p: { fields: { id = \"string\"; }; }; };"),
@@ -110,31 +111,33 @@ static void test_errors(void **st)
     assert_string_equal(errors_of("entitys: {};"),
                         "1: unknown setting 'entitys' in the schema (did you mean 'entities'?)\n"
                         "0: missing 'entities' (the schema's entities: { ... })\n");
-    assert_string_equal(errors_of("entities: {\n"
-                                  " a: { key = \"id\"; fields: { id = \"string\"; b_id = \"int\"; };\n"
-                                  "  links: { b = { to = \"bb\"; via = \"b_id\"; };\n"
-                                  "           c = { to = \"b\"; via = \"b_idd\"; };\n"
-                                  "           id = { to = \"b\"; via = \"b_id\"; reverse = \"x\"; };\n"
-                                  "           d = { to = \"b\"; via = \"b_id\"; };\n"
-                                  "           e = { to = \"b\"; vai = \"b_id\"; }; }; };\n"
-                                  " b: { key = \"id\"; fields: { id = \"string\"; }; };\n"
-                                  "};\n"),
-                        "3: a.links.b: link to unknown entity 'bb' (did you mean 'b'?)\n"
-                        "4: a.links.c: via 'b_idd' is not a field of a (did you mean 'b_id'?)\n"
-                        "5: a.links.id: via a.b_id is a int but b.id (the key) is a string\n"
-                        "5: a.links.id: link 'id' has the name of a field of a\n"
-                        "6: a.links.d: via a.b_id is a int but b.id (the key) is a string\n"
-                        "7: unknown setting 'vai' in a.links.e (known: to, via, reverse)\n"
-                        "7: a.links.e: missing 'via' (the field holding the target's key)\n");
-    assert_string_equal(errors_of("entities: {\n"
-                                  " a: { key = \"id\"; fields: { id = \"string\"; b_id = \"string\"; };\n"
-                                  "  links: { b = { to = \"b\"; via = \"b_id\"; reverse = \"name\"; };\n"
-                                  "           b2 = { to = \"b\"; via = \"b_id\"; reverse = \"as\"; };\n"
-                                  "           b3 = { to = \"b\"; via = \"b_id\"; reverse = \"as\"; }; }; };\n"
-                                  " b: { key = \"id\"; fields: { id = \"string\"; name = \"string\"; }; };\n"
-                                  "};\n"),
-                        "3: a.links.b: reverse 'name' is already a field of b\n"
-                        "5: a.links.b3: reverse 'as' is already another reverse link of b\n");
+    assert_string_equal(
+        errors_of("entities: {\n"
+                  " a: { key = \"id\"; fields: { id = \"string\"; b_id = \"int\"; };\n"
+                  "  links: { b = { to = \"bb\"; via = \"b_id\"; };\n"
+                  "           c = { to = \"b\"; via = \"b_idd\"; };\n"
+                  "           id = { to = \"b\"; via = \"b_id\"; reverse = \"x\"; };\n"
+                  "           d = { to = \"b\"; via = \"b_id\"; };\n"
+                  "           e = { to = \"b\"; vai = \"b_id\"; }; }; };\n"
+                  " b: { key = \"id\"; fields: { id = \"string\"; }; };\n"
+                  "};\n"),
+        "3: a.links.b: link to unknown entity 'bb' (did you mean 'b'?)\n"
+        "4: a.links.c: via 'b_idd' is not a field of a (did you mean 'b_id'?)\n"
+        "5: a.links.id: via a.b_id is a int but b.id (the key) is a string\n"
+        "5: a.links.id: link 'id' has the name of a field of a\n"
+        "6: a.links.d: via a.b_id is a int but b.id (the key) is a string\n"
+        "7: unknown setting 'vai' in a.links.e (known: to, via, reverse)\n"
+        "7: a.links.e: missing 'via' (the field holding the target's key)\n");
+    assert_string_equal(
+        errors_of("entities: {\n"
+                  " a: { key = \"id\"; fields: { id = \"string\"; b_id = \"string\"; };\n"
+                  "  links: { b = { to = \"b\"; via = \"b_id\"; reverse = \"name\"; };\n"
+                  "           b2 = { to = \"b\"; via = \"b_id\"; reverse = \"as\"; };\n"
+                  "           b3 = { to = \"b\"; via = \"b_id\"; reverse = \"as\"; }; }; };\n"
+                  " b: { key = \"id\"; fields: { id = \"string\"; name = \"string\"; }; };\n"
+                  "};\n"),
+        "3: a.links.b: reverse 'name' is already a field of b\n"
+        "5: a.links.b3: reverse 'as' is already another reverse link of b\n");
     assert_string_equal(errors_of("entities: { p = 3; };"),
                         "1: entity p: expected a group { key = ...; fields: {...}; }\n");
     assert_string_equal(errors_of("entities: { p: { key = \"id\" fields }; };"),

@@ -42,9 +42,8 @@ static void test_open_migrate(void **st)
     assert_int_equal(store_migrate(&s, "demo", 1, "CREATE TABLE t(x INTEGER)", err, sizeof err), 0);
     assert_int_equal(count(&s, "SELECT count(*) FROM t"), 1);
     /* a failing migration rolls back and reports */
-    assert_int_equal(store_migrate(&s, "demo", 2, "CREATE TABLE u(x); CREATE TABLE t(y)", err,
-                                   sizeof err),
-                     -1);
+    assert_int_equal(
+        store_migrate(&s, "demo", 2, "CREATE TABLE u(x); CREATE TABLE t(y)", err, sizeof err), -1);
     assert_non_null(strstr(err, "already exists"));
     assert_int_equal(count(&s, "SELECT count(*) FROM sqlite_master WHERE name = 'u'"), 0);
     assert_int_equal(count(&s, "SELECT version FROM store_schema WHERE module = 'demo'"), 1);
@@ -75,9 +74,8 @@ static void test_background_checkpoints(void **st)
     store s;
     char err[256];
     assert_int_equal(store_open(&s, dir, err, sizeof err), 0);
-    assert_int_equal(store_exec(&s, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", err,
-                                sizeof err),
-                     0);
+    assert_int_equal(
+        store_exec(&s, "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)", err, sizeof err), 0);
     assert_int_equal(store_checkpoint_in_background(&s, err, sizeof err), 0);
     char wal[1024];
     snprintf(wal, sizeof wal, "%s/state.db-wal", dir);
@@ -86,11 +84,12 @@ static void test_background_checkpoints(void **st)
         store_lock(&s);
         assert_int_equal(store_exec(&s, "BEGIN IMMEDIATE", err, sizeof err), 0);
         /* about 1 MB: 2,000 rows of 512 bytes */
-        assert_int_equal(store_exec(&s,
-                                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
-                                    " WHERE i < 2000) INSERT INTO t (v) SELECT randomblob(512) FROM n",
-                                    err, sizeof err),
-                         0);
+        assert_int_equal(
+            store_exec(&s,
+                       "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n"
+                       " WHERE i < 2000) INSERT INTO t (v) SELECT randomblob(512) FROM n",
+                       err, sizeof err),
+            0);
         assert_int_equal(store_exec(&s, "COMMIT", err, sizeof err), 0);
         store_unlock(&s);
         long now = file_size(wal);

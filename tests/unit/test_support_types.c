@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "diag.h"
-#include "record.h"
-#include "suggest.h"
+#include "base/buf.h"
+#include "base/diag.h"
+#include "base/record.h"
+#include "base/suggest.h"
 
 static void test_buf(void **st)
 {

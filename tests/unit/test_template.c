@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "support/expr_fixture.h"
-#include "template/template.h"
+#include "lang/template.h"
 
 static schema S;
 static expr_scope *sc;
@@ -105,7 +105,8 @@ static void test_blocks(void **st)
     assert_string_equal(render("{{#each orders limit 2}}{{ store.city }},{{/each}}", 0),
                         "Paris,Lyon,");
     assert_string_equal(
-        render("{{#each orders}}{{#if amount > 20}}{{ store.city }} {{ tier }};{{/if}}{{/each}}", 0),
+        render("{{#each orders}}{{#if amount > 20}}{{ store.city }} {{ tier }};{{/if}}{{/each}}",
+               0),
         "Lyon gold;Nice gold;");
     assert_string_equal(render("{{ count(orders) }} orders", 0), "3 orders");
 }
@@ -139,8 +140,9 @@ static void test_errors(void **st)
     assert_string_equal(render("{{ }}", 0),
                         "compile:1:1: empty tag {{ }}: put an expression inside (write {{ '{{' "
                         "}} for a literal '{{')");
-    assert_string_equal(render("{{#for x}}", 0),
-                        "compile:1:1: unknown block '{{#for}}' (known: {{#if ...}}, {{#each ...}})");
+    assert_string_equal(
+        render("{{#for x}}", 0),
+        "compile:1:1: unknown block '{{#for}}' (known: {{#if ...}}, {{#each ...}})");
     assert_string_equal(render("{{@index}}", 0), "compile:1:1: {{@index}} outside {{#each}}");
     assert_string_equal(render("{{#each orders limit 0}}{{/each}}", 0),
                         "compile:1:22: limit takes a number of rows from 1 to 100000");

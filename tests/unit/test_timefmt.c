@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-#include "timefmt.h"
+#include "base/timefmt.h"
 
 static void test_durations(void **st)
 {
@@ -26,7 +26,8 @@ static void test_durations(void **st)
     assert_int_equal(ms, 250);
     assert_int_equal(duration_parse_ms("1h30m", &ms), 0);
     assert_int_equal(ms, 5400000);
-    const char *bad[] = {"", "s", "10", "10x", "-5s", "1.5h", " 5s", "5s ", "99999999999999999999s"};
+    const char *bad[] = {
+        "", "s", "10", "10x", "-5s", "1.5h", " 5s", "5s ", "99999999999999999999s"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         assert_int_equal(duration_parse_ms(bad[i], &ms), -1);
     char out[32];
@@ -92,8 +93,12 @@ static void test_timestamps(void **st)
     assert_int_equal(t, 1795392000);
     timestamp_format(-1, out);
     assert_string_equal(out, "1969-12-31T23:59:59Z");
-    const char *bad[] = {"2026-11-23T25:00:00Z", "2026-11-23T10:00:00Q", "2026-11-23T10",
-                         "2026-11-23T10:00:00+1:00", "yesterday", "2026-11-23T10:00:00.Z"};
+    const char *bad[] = {"2026-11-23T25:00:00Z",
+                         "2026-11-23T10:00:00Q",
+                         "2026-11-23T10",
+                         "2026-11-23T10:00:00+1:00",
+                         "yesterday",
+                         "2026-11-23T10:00:00.Z"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         assert_int_equal(timestamp_parse(bad[i], strlen(bad[i]), &t), -1);
 }

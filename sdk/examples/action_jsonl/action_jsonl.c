@@ -23,11 +23,16 @@
 #include <unistd.h>
 
 static const baton_config_key keys[] = {
-    {.name = "path", .type = BATON_CFG_PATH, .required = 1,
+    {.name = "path",
+     .type = BATON_CFG_PATH,
+     .required = 1,
      .help = "the file each call is appended to (created if missing)"},
-    {.name = "fields", .type = BATON_CFG_LIST,
+    {.name = "fields",
+     .type = BATON_CFG_LIST,
      .help = "context fields to write (default: every field of the context)"},
-    {.name = "fsync", .type = BATON_CFG_BOOL, .default_value = "false",
+    {.name = "fsync",
+     .type = BATON_CFG_BOOL,
+     .default_value = "false",
      .help = "flush each line to disk before answering OK"},
     {0}};
 
@@ -176,6 +181,6 @@ static baton_status jsonl_invoke(void *state, const baton_action_call *call, bat
 static const baton_action_ops ops = {.size = sizeof ops, .invoke = jsonl_invoke};
 
 BATON_PLUGIN(.name = "action_jsonl", .version = "1.0.0",
-             .description = "append each call as a JSON line to a file",
-             .kind = BATON_KIND_ACTION, .config = keys, .init = jsonl_init,
-             .start = jsonl_start, .stop = jsonl_stop, .destroy = jsonl_destroy, .ops = &ops)
+             .description = "append each call as a JSON line to a file", .kind = BATON_KIND_ACTION,
+             .config = keys, .init = jsonl_init, .start = jsonl_start, .stop = jsonl_stop,
+             .destroy = jsonl_destroy, .ops = &ops)

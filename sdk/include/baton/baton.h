@@ -110,7 +110,7 @@ typedef struct baton_counter baton_counter;
 typedef enum baton_cfg_type {
     BATON_CFG_STRING = 1,
     BATON_CFG_INT,
-    BATON_CFG_FLOAT,    /* accepts an int too */
+    BATON_CFG_FLOAT, /* accepts an int too */
     BATON_CFG_BOOL,
     BATON_CFG_DURATION, /* "90s" "15m" "12h" "7d" "2w" (and "250ms") */
     BATON_CFG_ENUM,     /* a string among `choices` */
@@ -134,7 +134,7 @@ typedef struct baton_config_key {
     baton_cfg_type type;
     const char *default_value; /* as it would be written in the file, or NULL */
     int required;
-    int has_range;             /* INT, FLOAT, DURATION (in seconds) */
+    int has_range; /* INT, FLOAT, DURATION (in seconds) */
     double min;
     double max;
     const char *const *choices; /* ENUM: NULL-terminated */
@@ -225,8 +225,7 @@ typedef struct baton_channel_ops {
      * compare it byte for byte; deliver() sends what it describes. Any
      * thread; may not block. Returns 0, or -1 with err filled (the message
      * cannot be sent: deliver() answers ERROR for it). */
-    int (*format)(void *state, const baton_message *msg, baton_buf *out,
-                  char *err, size_t errlen);
+    int (*format)(void *state, const baton_message *msg, baton_buf *out, char *err, size_t errlen);
     /* Per delivery worker: open what a worker keeps between batches (an
      * SMTP session, a curl multi handle). Called on that worker's thread;
      * may block. May be NULL. Returns the worker's connection or NULL. */
@@ -238,17 +237,16 @@ typedef struct baton_channel_ops {
      * returned (NULL when it failed or is not set: answer RETRY, or
      * connect here). The core has already applied rate, caps, consent and
      * idempotency; a channel only sends and answers. */
-    void (*deliver)(void *state, void *conn, const baton_message *const *msgs,
-                    size_t n, baton_delivery *out);
+    void (*deliver)(void *state, void *conn, const baton_message *const *msgs, size_t n,
+                    baton_delivery *out);
     /* 1.0 — a campaign send is complete. The idempotency key of a
      * campaign message is "<campaign>/<run>/<activity>/<row key>" ('/' and
      * '%' in the row key written %2F and %25), and its batch is the key up
      * to its last '/'. batch_end says every message of `batch` was
      * delivered, `count` in all (those of an earlier, interrupted attempt
-     * included). A channel that writes files finishes them here. Engine thread, after the last deliver() of the
-     * batch returned; may block. May be NULL. Returns 0, or -1 with err. */
-    int (*batch_end)(void *state, const char *batch, uint64_t count, char *err,
-                     size_t errlen);
+     * included). A channel that writes files finishes them here. Engine thread, after the last
+     * deliver() of the batch returned; may block. May be NULL. Returns 0, or -1 with err. */
+    int (*batch_end)(void *state, const char *batch, uint64_t count, char *err, size_t errlen);
     void *reserved[7];
 } baton_channel_ops;
 
@@ -256,7 +254,7 @@ typedef struct baton_channel_ops {
 
 typedef struct baton_action_call {
     uint32_t size;
-    const char *key;             /* idempotency key of this call */
+    const char *key; /* idempotency key of this call */
     const char *profile_id;
     const baton_record *context; /* profile, event and earlier results */
     void *reserved[4];
@@ -267,8 +265,8 @@ typedef struct baton_action_ops {
     /* Perform the call. Called on an action worker thread; may block up to
      * the action's timeout. Write the response body (JSON, if any) to
      * response and a reason to reason on failure. */
-    baton_status (*invoke)(void *state, const baton_action_call *call,
-                           baton_buf *response, char *reason, size_t reasonlen);
+    baton_status (*invoke)(void *state, const baton_action_call *call, baton_buf *response,
+                           char *reason, size_t reasonlen);
     void *reserved[8];
 } baton_action_ops;
 
@@ -286,21 +284,20 @@ typedef struct baton_source_ops {
     /* Run one SQL statement with bound parameters. Called on the engine's
      * thread or a campaign worker, one at a time per instance; may block.
      * Returns 0, or -1 with err filled. */
-    int (*exec)(void *state, const char *sql, const baton_value *params,
-                size_t nparams, baton_row_fn fn, void *ud, char *err,
-                size_t errlen);
+    int (*exec)(void *state, const char *sql, const baton_value *params, size_t nparams,
+                baton_row_fn fn, void *ud, char *err, size_t errlen);
     /* Lookup sources: fill out with the fields found for the context (a
      * profile and an event). Any thread; may block up to the source's
      * timeout. Returns 0 found, 1 not found, -1 failure (err filled). */
-    int (*lookup)(void *state, const baton_record *context, baton_record *out,
-                  char *err, size_t errlen);
+    int (*lookup)(void *state, const baton_record *context, baton_record *out, char *err,
+                  size_t errlen);
     /* 1.0 — the columns of a table, for checking the schema against the
      * database: fn is called once per column with two string values,
      * "name" and "type" (the declared type, may be empty). Returns 0, 1
      * when the table does not exist, -1 on failure (err filled). Same
      * threads as exec. May be NULL (lookup sources). */
-    int (*columns)(void *state, const char *table, baton_row_fn fn, void *ud,
-                   char *err, size_t errlen);
+    int (*columns)(void *state, const char *table, baton_row_fn fn, void *ud, char *err,
+                   size_t errlen);
     void *reserved[7];
 } baton_source_ops;
 
@@ -359,12 +356,11 @@ typedef struct baton_host {
     uint16_t abi_minor;
 
     /* 1.0 — logging, prefixed with the instance name. Any thread. */
-    void (*log)(baton_instance *inst, baton_log_level level, const char *fmt,
-                ...) BATON_PRINTF(3, 4);
+    void (*log)(baton_instance *inst, baton_log_level level, const char *fmt, ...)
+        BATON_PRINTF(3, 4);
     /* 1.0 — the message init() or start() failed with; the host prints it
      * with the instance's file:line. */
-    void (*set_error)(baton_instance *inst, const char *fmt, ...)
-        BATON_PRINTF(2, 3);
+    void (*set_error)(baton_instance *inst, const char *fmt, ...) BATON_PRINTF(2, 3);
     /* 1.0 — the instance's name ("email", "crm"). */
     const char *(*instance_name)(baton_instance *inst);
 
@@ -380,8 +376,7 @@ typedef struct baton_host {
     int (*config_bool)(baton_instance *inst, const char *key);
     int64_t (*config_duration_ms)(baton_instance *inst, const char *key);
     size_t (*config_list_count)(baton_instance *inst, const char *key);
-    const char *(*config_list_item)(baton_instance *inst, const char *key,
-                                    size_t i);
+    const char *(*config_list_item)(baton_instance *inst, const char *key, size_t i);
 
     /* 1.0 — metrics. counter() returns the instance's counter of that name,
      * creating it (64 per instance at most; past that NULL, which
@@ -407,13 +402,11 @@ typedef struct baton_host {
      * the field exists, -1 otherwise. record_new/record_set build a record
      * the plugin owns until record_free; set copies the value (which may
      * come from the same record). */
-    int (*record_get)(const baton_record *r, const char *name,
-                      baton_value *out);
+    int (*record_get)(const baton_record *r, const char *name, baton_value *out);
     size_t (*record_count)(const baton_record *r);
     const char *(*record_name)(const baton_record *r, size_t i);
     baton_record *(*record_new)(void);
-    void (*record_set)(baton_record *r, const char *name,
-                       const baton_value *v);
+    void (*record_set)(baton_record *r, const char *name, const baton_value *v);
     void (*record_free)(baton_record *r);
 
     /* 1.0 — expressions and templates (FORMATS.md §Expressions).
@@ -442,15 +435,14 @@ typedef struct baton_host {
      * objects are immutable and owned
      * by the plugin until *_free; compile, eval and render may run on any
      * thread and do not block. */
-    baton_expr *(*expr_compile)(baton_instance *inst, const char *text,
-                                const char *scope, char *err, size_t errlen);
-    int (*expr_eval)(const baton_expr *e, const baton_record *r,
-                     baton_value *out, baton_buf *scratch);
+    baton_expr *(*expr_compile)(baton_instance *inst, const char *text, const char *scope,
+                                char *err, size_t errlen);
+    int (*expr_eval)(const baton_expr *e, const baton_record *r, baton_value *out,
+                     baton_buf *scratch);
     void (*expr_free)(baton_expr *e);
-    baton_template *(*template_compile)(baton_instance *inst, const char *text,
-                                        int html, char *err, size_t errlen);
-    int (*template_render)(const baton_template *t, const baton_record *r,
-                           baton_buf *out);
+    baton_template *(*template_compile)(baton_instance *inst, const char *text, int html, char *err,
+                                        size_t errlen);
+    int (*template_render)(const baton_template *t, const baton_record *r, baton_buf *out);
     void (*template_free)(baton_template *t);
 
     /* 1.0 — events: hand one raw event (JSON) to the host. The host calls
@@ -501,10 +493,9 @@ typedef struct baton_host {
      * (-1: none); act_output_column adds an extra column to it. Returns 0,
      * -1 on a duplicate name. In run(): act_output_table is the table to
      * create for that output (CREATE TABLE <it> AS SELECT _key, ...). */
-    int (*act_output)(baton_activity_ctx *ctx, const char *name, const char *dimension,
-                      int like);
-    int (*act_output_column)(baton_activity_ctx *ctx, const char *name,
-                             const char *column, baton_type type);
+    int (*act_output)(baton_activity_ctx *ctx, const char *name, const char *dimension, int like);
+    int (*act_output_column)(baton_activity_ctx *ctx, const char *name, const char *column,
+                             baton_type type);
     const char *(*act_output_table)(baton_activity_ctx *ctx, const char *name);
     /* A named audience's table (save_audience, read_audience), and in
      * *dimension the dimension it was saved with (NULL when it was never
@@ -513,8 +504,7 @@ typedef struct baton_host {
      * holds the audience, of that dimension. */
     const char *(*act_audience_table)(baton_activity_ctx *ctx, const char *name,
                                       const char **dimension);
-    int (*act_audience_saved)(baton_activity_ctx *ctx, const char *name,
-                              const char *dimension);
+    int (*act_audience_saved)(baton_activity_ctx *ctx, const char *name, const char *dimension);
     /* 1 in `campaign plan` and in dry or proof runs (compute, change
      * nothing that outlives them: save no audience), 0 in a real run. */
     int (*act_is_plan)(baton_activity_ctx *ctx);
@@ -531,8 +521,7 @@ typedef struct baton_host {
      * them. act_entity_name: the i-th entity, NULL past the last. */
     int (*act_entity)(baton_activity_ctx *ctx, const char *dimension, const char **table,
                       const char **key);
-    int (*act_field_type)(baton_activity_ctx *ctx, const char *dimension,
-                          const char *field);
+    int (*act_field_type)(baton_activity_ctx *ctx, const char *dimension, const char *field);
     int (*act_link)(baton_activity_ctx *ctx, const char *from, const char *to,
                     const char **from_col, const char **to_col);
 
@@ -550,8 +539,8 @@ typedef struct baton_host {
      * act_dialect: "sqlite", "postgresql". Each returns 0, or -1 after
      * reporting the error. */
     int (*act_expr_sql)(baton_activity_ctx *ctx, const char *path, const char *text,
-                        const char *dimension, const char *alias, int input,
-                        baton_type want, baton_type *type, baton_buf *out);
+                        const char *dimension, const char *alias, int input, baton_type want,
+                        baton_type *type, baton_buf *out);
     void (*act_param)(baton_activity_ctx *ctx, const baton_value *v, baton_buf *out);
     int (*act_sql)(baton_activity_ctx *ctx, const char *sql, baton_row_fn fn, void *ud);
     const char *(*act_dialect)(baton_activity_ctx *ctx);
@@ -578,7 +567,7 @@ typedef struct baton_plugin {
     uint32_t size;      /* sizeof(baton_plugin) as the plugin compiled it */
     uint16_t abi_major; /* BATON_ABI_MAJOR the plugin was built against */
     uint16_t abi_minor;
-    const char *name;   /* matches the file name: channel_email */
+    const char *name; /* matches the file name: channel_email */
     const char *version;
     const char *description;
     baton_kind kind;
@@ -620,20 +609,19 @@ typedef const baton_plugin *(*baton_plugin_entry_fn)(void);
  *                .kind = BATON_KIND_ACTION, .config = keys,
  *                .init = my_init, .destroy = my_destroy, .ops = &my_ops);
  */
-#define BATON_PLUGIN(...)                                                     \
-    BATON_EXPORT const baton_plugin *baton_plugin_entry(void);               \
-    BATON_EXPORT const baton_plugin *baton_plugin_entry(void)                \
-    {                                                                         \
-        static const baton_plugin desc_ = {.size = sizeof(baton_plugin),     \
-                                           .abi_major = BATON_ABI_MAJOR,     \
-                                           .abi_minor = BATON_ABI_MINOR,     \
-                                           __VA_ARGS__};                     \
-        return &desc_;                                                        \
+#define BATON_PLUGIN(...)                                                                          \
+    BATON_EXPORT const baton_plugin *baton_plugin_entry(void);                                     \
+    BATON_EXPORT const baton_plugin *baton_plugin_entry(void)                                      \
+    {                                                                                              \
+        static const baton_plugin desc_ = {.size = sizeof(baton_plugin),                           \
+                                           .abi_major = BATON_ABI_MAJOR,                           \
+                                           .abi_minor = BATON_ABI_MINOR,                           \
+                                           __VA_ARGS__};                                           \
+        return &desc_;                                                                             \
     }
 
 /* Read a content part of a message by name; NULL when absent. */
-static inline const char *baton_message_part(const baton_message *m,
-                                             const char *name)
+static inline const char *baton_message_part(const baton_message *m, const char *name)
 {
     for (size_t i = 0; i < m->nparts; i++) {
         const char *a = m->part_names[i], *b = name;

@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <time.h>
 
-static size_t sink(char *p, size_t s, size_t n, void *u) { return s * n; }
+static size_t sink(char *p, size_t s, size_t n, void *u)
+{
+    return s * n;
+}
 
 int main(int argc, char **argv)
 {

@@ -8,7 +8,10 @@
 #include <time.h>
 
 static long acked;
-static void on_pub(struct mosquitto *m, void *u, int mid) { acked++; }
+static void on_pub(struct mosquitto *m, void *u, int mid)
+{
+    acked++;
+}
 
 int main(int argc, char **argv)
 {

@@ -168,10 +168,8 @@ static int receive(int block)
                 }
             }
             break;
-        case 13: /* PINGRESP */
-            break;
-        default:
-            die("unexpected packet from the broker");
+        case 13: /* PINGRESP */ break;
+        default: die("unexpected packet from the broker");
         }
         at = i + rem;
     }
@@ -314,8 +312,8 @@ int main(int argc, char **argv)
                 if (lowat > 1) {
                     struct pollfd p = {fd, POLLIN, 0};
                     struct timespec ts = {0, 2000000};
-                    if (lowat != rcvlowat && setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat,
-                                                        sizeof lowat) == 0)
+                    if (lowat != rcvlowat &&
+                        setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat) == 0)
                         rcvlowat = lowat;
                     if (ppoll(&p, 1, &ts, NULL) == 0)
                         lowat = 1;

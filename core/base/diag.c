@@ -1,0 +1,68 @@
+#include "base/diag.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+
+void diag_init(diag *d)
+{
+    memset(d, 0, sizeof *d);
+}
+
+void diag_free(diag *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        free(d->v[i].file);
+        free(d->v[i].msg);
+    }
+    free(d->v);
+    memset(d, 0, sizeof *d);
+}
+
+__attribute__((format(printf, 5, 0))) static void add(diag *d, const char *file, int line,
+                                                      int warning, const char *fmt, va_list ap)
+{
+    if (d->n == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 8;
+        d->v = xrealloc(d->v, d->cap * sizeof *d->v);
+    }
+    diag_entry *e = &d->v[d->n++];
+    e->file = file ? xstrdup(file) : NULL;
+    e->line = line;
+    e->warning = warning;
+    e->msg = xvasprintf(fmt, ap);
+    if (!warning)
+        d->errors++;
+}
+
+void diag_error(diag *d, const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add(d, file, line, 0, fmt, ap);
+    va_end(ap);
+}
+
+void diag_warn(diag *d, const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    add(d, file, line, 1, fmt, ap);
+    va_end(ap);
+}
+
+void diag_print(const diag *d, FILE *out)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        const diag_entry *e = &d->v[i];
+        const char *kind = e->warning ? "warning: " : "";
+        if (e->file && e->line > 0)
+            fprintf(out, "%s:%d: %s%s\n", e->file, e->line, kind, e->msg);
+        else if (e->file)
+            fprintf(out, "%s: %s%s\n", e->file, kind, e->msg);
+        else
+            fprintf(out, "baton: %s%s\n", kind, e->msg);
+    }
+}

@@ -1,0 +1,171 @@
+/* campaign/run — the run policy of one campaign file: one run at a time
+ * across processes (a lock file in the data folder), its history in the
+ * state store, activities executed one by one and each recorded as it
+ * ends (a kill loses at most the one in flight, which --resume redoes),
+ * and a `wait` that ends the run until it is due. Used by `campaign run`
+ * and by serve's scheduler. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/exit.h"
+#include "base/lockfile.h"
+#include "base/mem.h"
+#include "base/timefmt.h"
+#include "campaign/engine.h"
+#include "campaign/history.h"
+
+int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_run_opts *o, diag *d)
+{
+    const char *trigger = o->trigger ? o->trigger : "manual";
+    int resume = o->resume, dry_run = o->dry_run;
+    char **proof = o->proof;
+    size_t nproof = o->nproof;
+    FILE *progress = o->progress;
+    campaign c;
+    camp_env e;
+    int rc = EXIT_OK;
+    int have_e = 0;
+    lockfile lock = {NULL, -1};
+    if (campaign_parse(&c, file, d) != 0 || campaign_graph(&c, d) != 0) {
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    have_e = 1;
+    if (camp_env_open(&e, a, &c, reg, 0, d) != 0 || camp_check(&e) != 0) {
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    /* serve's own store when it runs schedules: one writer per process */
+    store own = {0}, *st = o->store ? o->store : &own;
+    char err[512];
+    if ((!o->store && store_open(&own, a->conf.data_dir, err, sizeof err) != 0) ||
+        history_init(st, err, sizeof err) != 0) {
+        if (!o->store)
+            store_close(&own);
+        diag_error(d, a->conf.path, 0, "%s", err);
+        rc = EXIT_RUNTIME;
+        goto out;
+    }
+    /* one run of a campaign at a time, across processes; the kernel drops
+     * the lock of a killed process, so --resume can take over at once */
+    char *lockpath = xasprintf("%s/campaign-%s.lock", a->conf.data_dir, c.name);
+    char holder[32];
+    int lrc = lockfile_take(&lock, lockpath, holder, err, sizeof err);
+    free(lockpath);
+    if (lrc != 0) {
+        if (lrc == 1)
+            diag_error(d, c.file, 0,
+                       "campaign %s is being run by another process%s%s%s; nothing was started",
+                       c.name, *holder ? " (pid " : "", holder, *holder ? ")" : "");
+        else
+            diag_error(d, c.file, 0, "%s", err);
+        if (!o->store)
+            store_close(&own);
+        rc = EXIT_RUNTIME;
+        goto out;
+    }
+    e.st = st;
+    e.dry_run = dry_run;
+    e.proof = proof;
+    e.nproof = nproof;
+    e.progress = progress;
+    e.dispatcher_for = o->dispatcher_for;
+    e.dispatcher_ud = o->dispatcher_ud;
+    int64_t run = 0;
+    if (resume) {
+        run = history_unfinished(st, c.name, NULL);
+        if (run == 0) {
+            fprintf(stderr, "campaign %s: no interrupted run to resume\n", c.name);
+            if (!o->store)
+                store_close(&own);
+            goto out;
+        }
+        e.run_id = run;
+        history_load(st, run, &e);
+        if (progress)
+            fprintf(progress, "campaign %s: resuming run %lld\n", c.name, (long long)run);
+    } else {
+        run = history_start(st, &c, trigger, dry_run || nproof);
+        e.run_id = run;
+        if (progress)
+            fprintf(progress, "campaign %s: run %lld%s\n", c.name, (long long)run,
+                    dry_run ? " (dry run: nothing is delivered)" : "");
+    }
+    if (run < 0) {
+        diag_error(d, a->conf.path, 0, "cannot record the run in the state store");
+        if (!o->store)
+            store_close(&own);
+        rc = EXIT_RUNTIME;
+        goto out;
+    }
+    int failed = 0, waiting = 0;
+    for (size_t k = 0; k < c.norder && !failed; k++) {
+        size_t i = c.order[k];
+        if (e.s[i].done)
+            continue;
+        camp_activity *act = &c.acts[i];
+        if (act->type && act->type->flow && !strcmp(act->type_name, "wait") && !dry_run &&
+            !nproof) {
+            /* a wait holds the run: it ends here and is resumed when due */
+            int64_t until = history_wait_until(st, run), now = (int64_t)time(NULL);
+            if (until == 0) {
+                config_setting_t *ds = config_setting_get_member(act->group, "duration");
+                int64_t ms = 0;
+                duration_parse_ms(ds ? config_setting_get_string(ds) : "0s", &ms);
+                until = now + ms / 1000;
+                if (until > now)
+                    history_wait(st, run, until);
+            }
+            if (until > now) {
+                char ts[21];
+                timestamp_format(until, ts);
+                if (progress)
+                    fprintf(progress,
+                            "campaign %s: run %lld waits at '%s' until %s (resumed by `baton "
+                            "serve` or `campaign run %s --resume`)\n",
+                            c.name, (long long)run, act->id, ts, c.name);
+                waiting = 1;
+                break;
+            }
+            history_wait(st, run, 0);
+        }
+        /* one at a time, each recorded as it ends: a kill loses at most
+         * the activity in flight, which resume redoes */
+        size_t saved = c.norder;
+        size_t only[1] = {i};
+        size_t *ord = c.order;
+        c.order = only;
+        c.norder = 1;
+        int r = camp_execute(&e);
+        c.order = ord;
+        c.norder = saved;
+        if (r != 0) {
+            failed = 1;
+            break;
+        }
+        if (!dry_run && !nproof)
+            history_activity(st, run, &e, i);
+    }
+    if (waiting) {
+        /* resumed later: the work tables stay */
+    } else if (failed) {
+        fprintf(stderr, "baton campaign run: %s\n", e.error);
+        history_finish(st, run, "failed", e.error);
+        rc = EXIT_RUNTIME;
+    } else {
+        history_finish(st, run, "done", NULL);
+        camp_drop_tables(&e);
+        if (progress)
+            fprintf(progress, "campaign %s: run %lld done\n", c.name, (long long)run);
+    }
+    if (!o->store)
+        store_close(&own);
+out:
+    lockfile_release(&lock);
+    if (have_e)
+        camp_env_close(&e);
+    campaign_free(&c);
+    return rc;
+}

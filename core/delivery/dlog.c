@@ -1,0 +1,513 @@
+/* The delivery log: tables, the group-committing writer, and the public
+ * queries of dispatch.h. */
+#include "delivery/dlog.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/buf.h"
+#include "base/deadline.h"
+#include "base/log.h"
+#include "base/mem.h"
+
+/* How long a group transaction stays open at most. */
+#define COMMIT_MS 20
+
+static const char *const status_names[DISPATCH_NSTATUS] = {
+    "queued", "retry", "deferred", "sent", "failed", "capped", "dry_run", "duplicate", "uncertain"};
+
+const char *dispatch_status_name(dispatch_status s)
+{
+    return (unsigned)s < DISPATCH_NSTATUS ? status_names[s] : "unknown";
+}
+
+dispatch_status dispatch_status_parse(const char *s)
+{
+    for (int i = 0; i < DISPATCH_NSTATUS; i++)
+        if (s && strcmp(s, status_names[i]) == 0)
+            return (dispatch_status)i;
+    return DISPATCH_FAILED;
+}
+
+/* The statuses that are not final. Spelt as ORs, not IN (...): SQLite
+ * evaluates an IN list through an ephemeral table built at every run of
+ * the statement, and the partial index below has its condition evaluated
+ * at every insert and every update of the row (twice). */
+#define PENDING "(status = 'queued' OR status = 'retry' OR status = 'deferred')"
+#define CAPPED_STATUS                                                                              \
+    "(status = 'queued' OR status = 'retry' OR status = 'deferred' OR status = 'sent')"
+
+static const char *const ddl =
+    "CREATE TABLE IF NOT EXISTS deliveries ("
+    " key TEXT PRIMARY KEY, channel TEXT NOT NULL, recipient TEXT NOT NULL, profile_id TEXT,"
+    " status TEXT NOT NULL, provider_id TEXT, reason TEXT,"
+    " attempts INTEGER NOT NULL DEFAULT 0, segments INTEGER NOT NULL DEFAULT 0,"
+    " created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL,"
+    " next_at INTEGER NOT NULL DEFAULT 0,"
+    " owner INTEGER NOT NULL DEFAULT 0," /* the dispatcher holding it in memory; 0: none */
+    " content TEXT);"                    /* the message, while it is not final */
+    "CREATE INDEX IF NOT EXISTS deliveries_profile ON deliveries(profile_id, created_at);"
+    "CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(channel, next_at)"
+    " WHERE owner = 0 AND " PENDING ";"
+    /* live dispatchers, any process: a row held by an owner that stopped
+     * beating is released to the others */
+    "CREATE TABLE IF NOT EXISTS dispatch_owners (owner INTEGER PRIMARY KEY,"
+    " channel TEXT NOT NULL, pid INTEGER NOT NULL, heartbeat INTEGER NOT NULL)";
+
+/* 1 while a worker has the row in deliver(): what a crash leaves set is
+ * "uncertain" (dispatch.h) */
+static const char *const ddl_sending =
+    "ALTER TABLE deliveries ADD COLUMN sending INTEGER NOT NULL DEFAULT 0";
+/* the pending index as first made (status IN (...)) costs an ephemeral
+ * table at every write of a row: made again with the ORs */
+static const char *const ddl_pending =
+    "DROP INDEX IF EXISTS deliveries_pending;"
+    "CREATE INDEX deliveries_pending ON deliveries(channel, next_at)"
+    " WHERE owner = 0 AND " PENDING;
+/* the batches in deliver() (dlog.h: dlog_inflight_begin) */
+static const char *const ddl_inflight =
+    "CREATE TABLE IF NOT EXISTS dispatch_inflight (id INTEGER PRIMARY KEY,"
+    " owner INTEGER NOT NULL, rowids TEXT NOT NULL)"; /* a JSON array */
+/* the rows some dispatcher holds: looked up when one dies */
+static const char *const ddl_owned =
+    "CREATE INDEX IF NOT EXISTS deliveries_owned ON deliveries(channel, owner)"
+    " WHERE owner != 0";
+
+int dispatch_log_init(store *s, char *err, size_t errlen)
+{
+    return store_migrate(s, "dispatch", 2, ddl, err, errlen) ||
+           store_migrate(s, "dispatch_sending", 1, ddl_sending, err, errlen) ||
+           store_migrate(s, "dispatch_owned", 1, ddl_owned, err, errlen) ||
+           store_migrate(s, "dispatch_pending", 1, ddl_pending, err, errlen) ||
+           store_migrate(s, "dispatch_inflight", 1, ddl_inflight, err, errlen);
+}
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static dlog *reg_head;
+
+/* The attached log of s, or NULL: under reg_mu, reference not counted. */
+static dlog *dlog_find(store *s)
+{
+    for (dlog *l = reg_head; l; l = l->next)
+        if (l->s == s)
+            return l;
+    return NULL;
+}
+
+static void *committer(void *arg)
+{
+    dlog *l = arg;
+    pthread_setname_np(pthread_self(), "baton-dlog"); /* top -H, perf */
+    pthread_mutex_lock(l->mu);
+    while (!l->stopping) {
+        struct timespec ts;
+        deadline_in(&ts, COMMIT_MS);
+        pthread_cond_timedwait(&l->wake, l->mu, &ts);
+        store_group_commit_locked(l->s);
+    }
+    pthread_mutex_unlock(l->mu);
+    return NULL;
+}
+
+static int prepare(dlog *l, const char *sql, sqlite3_stmt **st, char *err, size_t errlen)
+{
+    if (sqlite3_prepare_v3(l->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "delivery log: %s", sqlite3_errmsg(l->db));
+        return -1;
+    }
+    return 0;
+}
+
+static void dlog_free(dlog *l)
+{
+    sqlite3_finalize(l->ins);
+    sqlite3_finalize(l->upd_id);
+    sqlite3_finalize(l->sending_id);
+    sqlite3_finalize(l->pump);
+    sqlite3_finalize(l->due);
+    sqlite3_finalize(l->fl_ins);
+    sqlite3_finalize(l->fl_del);
+    sqlite3_finalize(l->get);
+    sqlite3_finalize(l->cap_all);
+    sqlite3_finalize(l->cap_chan);
+    pthread_cond_destroy(&l->wake);
+    free(l);
+}
+
+#define ROW_COLS                                                                                   \
+    "key, channel, recipient, coalesce(profile_id, ''), status, coalesce(provider_id, ''),"        \
+    " coalesce(reason, ''), attempts, segments, created_at, updated_at, next_at"
+
+#define UPD_SET                                                                                    \
+    "status = ?2, provider_id = ?3, reason = ?4, attempts = ?5, segments = ?6,"                    \
+    " updated_at = ?7, next_at = ?8, owner = ?9, sending = 0,"                                     \
+    " content = CASE WHEN ?10 THEN NULL ELSE content END"
+
+/* Lock order: the store's write_lock may be held (by the journey engine,
+ * for its whole batch) when reg_mu is taken, so nothing takes write_lock
+ * while it holds reg_mu. */
+dlog *dlog_attach(store *s, char *err, size_t errlen)
+{
+    if (dispatch_log_init(s, err, errlen) != 0) /* takes write_lock; idempotent */
+        return NULL;
+    pthread_mutex_lock(&reg_mu);
+    dlog *l = dlog_find(s);
+    if (l) {
+        l->refs++;
+        pthread_mutex_unlock(&reg_mu);
+        return l;
+    }
+    l = xcalloc(1, sizeof *l);
+    l->s = s;
+    l->db = s->db;
+    l->mu = &s->write_lock;
+    deadline_cond_init(&l->wake);
+    if (prepare(
+            l,
+            "INSERT INTO deliveries (key, channel, recipient, profile_id, status, created_at,"
+            " updated_at, next_at, owner, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)"
+            " ON CONFLICT(key) DO NOTHING",
+            &l->ins, err, errlen) ||
+        prepare(l, "UPDATE deliveries SET " UPD_SET " WHERE rowid = ?1", &l->upd_id, err, errlen) ||
+        prepare(l, "UPDATE deliveries SET sending = 1, attempts = ?2 WHERE rowid = ?1",
+                &l->sending_id, err, errlen) ||
+        prepare(l,
+                "SELECT key, recipient, profile_id, attempts, created_at, content, sending, rowid"
+                " FROM deliveries WHERE channel = ?1 AND owner = 0 AND " PENDING
+                " AND next_at <= ?2 ORDER BY next_at LIMIT ?3",
+                &l->pump, err, errlen) ||
+        prepare(l,
+                "SELECT count(*) FROM deliveries WHERE channel = ?1 AND owner = 0 AND " PENDING
+                " AND next_at <= ?2",
+                &l->due, err, errlen) ||
+        prepare(l, "INSERT INTO dispatch_inflight (owner, rowids) VALUES (?1, ?2)", &l->fl_ins, err,
+                errlen) ||
+        prepare(l, "DELETE FROM dispatch_inflight WHERE id = ?1", &l->fl_del, err, errlen) ||
+        prepare(l, "SELECT " ROW_COLS " FROM deliveries WHERE key = ?1", &l->get, err, errlen) ||
+        prepare(l,
+                "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND created_at > ?2"
+                " AND " CAPPED_STATUS,
+                &l->cap_all, err, errlen) ||
+        prepare(l,
+                "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND created_at > ?2"
+                " AND " CAPPED_STATUS " AND channel = ?3",
+                &l->cap_chan, err, errlen)) {
+        dlog_free(l);
+        pthread_mutex_unlock(&reg_mu);
+        return NULL;
+    }
+    if (pthread_create(&l->committer, NULL, committer, l) != 0) {
+        snprintf(err, errlen, "delivery log: cannot start its committer: %s", strerror(errno));
+        dlog_free(l);
+        pthread_mutex_unlock(&reg_mu);
+        return NULL;
+    }
+    l->refs = 1;
+    l->next = reg_head;
+    reg_head = l;
+    pthread_mutex_unlock(&reg_mu);
+    return l;
+}
+
+void dlog_detach(dlog *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&reg_mu);
+    if (--l->refs > 0) {
+        pthread_mutex_unlock(&reg_mu);
+        return;
+    }
+    for (dlog **pp = &reg_head; *pp; pp = &(*pp)->next)
+        if (*pp == l) {
+            *pp = l->next;
+            break;
+        }
+    pthread_mutex_unlock(&reg_mu);
+    pthread_mutex_lock(l->mu);
+    l->stopping = 1;
+    pthread_cond_signal(&l->wake);
+    pthread_mutex_unlock(l->mu);
+    pthread_join(l->committer, NULL);
+    store_group_commit(l->s);
+    dlog_free(l);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+int dlog_insert(dlog *l, const char *key, const char *channel, const char *recipient,
+                const char *profile_id, dispatch_status st, int64_t now, int64_t next_at,
+                int64_t owner, const char *content, int64_t *rowid)
+{
+    store_group_join(l->s);
+    sqlite3_stmt *s = l->ins;
+    bind_text(s, 1, key);
+    bind_text(s, 2, channel);
+    bind_text(s, 3, recipient ? recipient : "");
+    bind_text(s, 4, profile_id);
+    bind_text(s, 5, dispatch_status_name(st));
+    sqlite3_bind_int64(s, 6, now);
+    sqlite3_bind_int64(s, 7, next_at);
+    sqlite3_bind_int64(s, 8, owner);
+    bind_text(s, 9, content);
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) {
+        log_error("delivery log: insert %s: %s", key, sqlite3_errmsg(l->db));
+        return -1;
+    }
+    if (sqlite3_changes(l->db) == 0)
+        return 0;
+    if (rowid)
+        *rowid = sqlite3_last_insert_rowid(l->db);
+    return 1;
+}
+
+void dlog_update(dlog *l, int64_t rowid, const char *key, dispatch_status st,
+                 const char *provider_id, const char *reason, unsigned attempts, unsigned segments,
+                 int64_t now, int64_t next_at, int64_t owner)
+{
+    int final = st == DISPATCH_SENT || st == DISPATCH_FAILED || st == DISPATCH_CAPPED ||
+                st == DISPATCH_UNCERTAIN;
+    store_group_join(l->s);
+    sqlite3_stmt *s = l->upd_id;
+    sqlite3_bind_int64(s, 1, rowid);
+    bind_text(s, 2, dispatch_status_name(st));
+    bind_text(s, 3, provider_id && *provider_id ? provider_id : NULL);
+    bind_text(s, 4, reason && *reason ? reason : NULL);
+    sqlite3_bind_int(s, 5, (int)attempts);
+    sqlite3_bind_int(s, 6, (int)segments);
+    sqlite3_bind_int64(s, 7, now);
+    sqlite3_bind_int64(s, 8, next_at);
+    sqlite3_bind_int64(s, 9, final ? 0 : owner);
+    sqlite3_bind_int(s, 10, final);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        log_error("delivery log: update %s: %s", key, sqlite3_errmsg(l->db));
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+void dlog_mark_sending(dlog *l, int64_t rowid, const char *key, unsigned attempts)
+{
+    store_group_join(l->s);
+    sqlite3_stmt *s = l->sending_id;
+    sqlite3_bind_int64(s, 1, rowid);
+    sqlite3_bind_int(s, 2, (int)attempts);
+    if (sqlite3_step(s) != SQLITE_DONE)
+        log_error("delivery log: in flight %s: %s", key, sqlite3_errmsg(l->db));
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+int64_t dlog_inflight_begin(dlog *l, int64_t owner, const int64_t *rowids, size_t n)
+{
+    buf b;
+    buf_init(&b);
+    buf_addc(&b, '[');
+    for (size_t i = 0; i < n; i++)
+        buf_addf(&b, i ? ",%lld" : "%lld", (long long)rowids[i]);
+    buf_addc(&b, ']');
+    store_group_join(l->s);
+    sqlite3_bind_int64(l->fl_ins, 1, owner);
+    sqlite3_bind_text(l->fl_ins, 2, b.data, (int)b.len, SQLITE_STATIC);
+    int64_t id = 0;
+    if (sqlite3_step(l->fl_ins) == SQLITE_DONE)
+        id = sqlite3_last_insert_rowid(l->db);
+    else
+        log_error("delivery log: in flight: %s", sqlite3_errmsg(l->db));
+    sqlite3_reset(l->fl_ins);
+    sqlite3_clear_bindings(l->fl_ins);
+    buf_free(&b);
+    return id;
+}
+
+void dlog_inflight_end(dlog *l, int64_t id)
+{
+    store_group_join(l->s);
+    sqlite3_bind_int64(l->fl_del, 1, id);
+    if (sqlite3_step(l->fl_del) != SQLITE_DONE)
+        log_error("delivery log: in flight: %s", sqlite3_errmsg(l->db));
+    sqlite3_reset(l->fl_del);
+}
+
+/* ------------------------------------------------------------------ */
+/* Queries                                                             */
+
+/* ------------------------------------------------------------------ */
+
+static void copy_col(char *dst, size_t n, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(dst, n, "%s", t ? (const char *)t : "");
+}
+
+static int read_row(sqlite3_stmt *st, dispatch_log_row *row)
+{
+    if (!row)
+        return 1;
+    memset(row, 0, sizeof *row);
+    copy_col(row->key, sizeof row->key, st, 0);
+    copy_col(row->channel, sizeof row->channel, st, 1);
+    copy_col(row->recipient, sizeof row->recipient, st, 2);
+    copy_col(row->profile_id, sizeof row->profile_id, st, 3);
+    row->status = dispatch_status_parse((const char *)sqlite3_column_text(st, 4));
+    copy_col(row->provider_id, sizeof row->provider_id, st, 5);
+    copy_col(row->reason, sizeof row->reason, st, 6);
+    row->attempts = (unsigned)sqlite3_column_int(st, 7);
+    row->segments = (unsigned)sqlite3_column_int(st, 8);
+    row->created_at = sqlite3_column_int64(st, 9);
+    row->updated_at = sqlite3_column_int64(st, 10);
+    row->next_at = sqlite3_column_int64(st, 11);
+    return 1;
+}
+
+/* Run fn with the connection that sees pending writes: the attached
+ * log's (under its lock), else the store's own. */
+typedef int (*with_db_fn)(sqlite3 *db, dlog *l, void *ud);
+/* A reference to the log attached to s, or NULL; taken under reg_mu,
+ * which is let go before anything else is locked (see dlog_attach). */
+static dlog *log_ref(store *s)
+{
+    pthread_mutex_lock(&reg_mu);
+    dlog *l = dlog_find(s);
+    if (l)
+        l->refs++;
+    pthread_mutex_unlock(&reg_mu);
+    return l;
+}
+
+static int with_db(store *s, with_db_fn fn, void *ud)
+{
+    dlog *l = log_ref(s);
+    if (!l)
+        return fn(s->db, NULL, ud);
+    pthread_mutex_lock(l->mu);
+    int rc = fn(l->db, l, ud);
+    pthread_mutex_unlock(l->mu);
+    dlog_detach(l);
+    return rc;
+}
+
+typedef struct get_args {
+    const char *key;
+    dispatch_log_row *row;
+} get_args;
+
+static int get_fn(sqlite3 *db, dlog *l, void *ud)
+{
+    get_args *a = ud;
+    sqlite3_stmt *st = l ? l->get : NULL;
+    if (!st && sqlite3_prepare_v2(db, "SELECT " ROW_COLS " FROM deliveries WHERE key = ?1", -1, &st,
+                                  NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, a->key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    int out = rc == SQLITE_ROW ? read_row(st, a->row) : rc == SQLITE_DONE ? 0 : -1;
+    if (l)
+        sqlite3_reset(st);
+    else
+        sqlite3_finalize(st);
+    return out;
+}
+
+int dispatch_log_get(store *s, const char *key, dispatch_log_row *row)
+{
+    get_args a = {key, row};
+    return with_db(s, get_fn, &a);
+}
+
+int dispatch_log_delivered(store *s, const char *key)
+{
+    dispatch_log_row row;
+    return dispatch_log_get(s, key, &row) == 1 && row.status == DISPATCH_SENT;
+}
+
+typedef struct count_args {
+    const char *prefix, *channel;
+    uint64_t *counts;
+} count_args;
+
+static int count_fn(sqlite3 *db, dlog *l, void *ud)
+{
+    count_args *a = ud;
+    sqlite3_stmt *st;
+    /* a key range, so the primary key index serves the prefix */
+    if (sqlite3_prepare_v2(db,
+                           "SELECT status, count(*) FROM deliveries WHERE (?1 = '' OR"
+                           " (key >= ?1 AND key < ?1 || x'f48fbfbf'))"
+                           " AND (?2 IS NULL OR channel = ?2) GROUP BY status",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, a->prefix ? a->prefix : "", -1, SQLITE_STATIC);
+    bind_text(st, 2, a->channel);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        a->counts[dispatch_status_parse((const char *)sqlite3_column_text(st, 0))] +=
+            (uint64_t)sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int dispatch_log_counts(store *s, const char *key_prefix, const char *channel,
+                        uint64_t counts[DISPATCH_NSTATUS])
+{
+    memset(counts, 0, sizeof(uint64_t) * DISPATCH_NSTATUS);
+    count_args a = {key_prefix, channel, counts};
+    return with_db(s, count_fn, &a);
+}
+
+void dispatch_log_sync(store *s)
+{
+    dlog *l = log_ref(s);
+    if (l) {
+        store_group_commit(l->s);
+        dlog_detach(l);
+    }
+}
+
+typedef struct cap_args {
+    const char *profile, *channel;
+    int64_t since;
+    long long n;
+} cap_args;
+
+static int cap_fn(sqlite3 *db, dlog *l, void *ud)
+{
+    cap_args *a = ud;
+    const char *sql = a->channel ? "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND"
+                                   " created_at > ?2 AND " CAPPED_STATUS " AND channel = ?3"
+                                 : "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND"
+                                   " created_at > ?2 AND " CAPPED_STATUS;
+    sqlite3_stmt *st = l ? (a->channel ? l->cap_chan : l->cap_all) : NULL;
+    if (!st && sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, a->profile, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, a->since);
+    if (a->channel)
+        sqlite3_bind_text(st, 3, a->channel, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    a->n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (l)
+        sqlite3_reset(st);
+    else
+        sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+long long dlog_cap_count(store *s, const char *profile, const char *channel, int64_t since)
+{
+    cap_args a = {profile, channel, since, 0};
+    if (with_db(s, cap_fn, &a) != 0)
+        return 0;
+    return a.n;
+}

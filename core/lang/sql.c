@@ -1,0 +1,850 @@
+/* expr/sql — compiles a checked expression to a SQL fragment for the data
+ * source. Every literal (and every constant part, now() included) is a
+ * bound parameter; identifiers come only from the schema, quoted.
+ * Placeholders are numbered (?N for SQLite, $N for PostgreSQL) so a
+ * fragment may repeat one and fragments compose in any order.
+ *
+ * Timestamps and dates have two forms here: PLAIN, as stored (ISO 8601
+ * text in SQLite, so canonical values compare as text and indexes work),
+ * and EPOCH, integer seconds since 1970 for arithmetic. A sub-expression
+ * is converted only where an operation needs the other form. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lang/ast.h"
+#include "lang/text.h"
+#include "base/mem.h"
+
+struct expr_dialect {
+    const char *name;
+    int dollar; /* $N placeholders, else ?N */
+    /* Templates: @1 (and @2) stand for the operands' SQL. */
+    const char *ts_epoch, *date_epoch; /* PLAIN → seconds */
+    const char *epoch_ts, *epoch_date; /* seconds → PLAIN */
+    const char *date_ts;               /* PLAIN date → PLAIN timestamp */
+    const char *ts_date;               /* PLAIN timestamp → PLAIN date */
+    const char *str_ts, *str_date;     /* a string parsed as one */
+    const char *length, *trim, *contains, *starts_with, *ends_with;
+    const char *year, *month, *day, *hour, *weekday; /* of a PLAIN date or timestamp */
+    const char *round1, *round2;
+    const char *f_true, *f_false;
+    int latin_case; /* lower()/upper() know only ASCII: add the Latin letters */
+};
+
+const expr_dialect expr_dialect_sqlite = {
+    .name = "sqlite",
+    .dollar = 0,
+    .ts_epoch = "CAST(strftime('%s', @1) AS INTEGER)",
+    .date_epoch = "CAST(strftime('%s', @1) AS INTEGER)",
+    .epoch_ts = "strftime('%Y-%m-%dT%H:%M:%SZ', @1, 'unixepoch')",
+    .epoch_date = "date(@1, 'unixepoch')",
+    .date_ts = "(@1 || 'T00:00:00Z')",
+    .ts_date = "date(@1)",
+    .str_ts = "strftime('%Y-%m-%dT%H:%M:%SZ', @1)",
+    .str_date = "date(@1)",
+    .length = "length(@1)",
+    .trim = "trim(@1, char(32, 9, 13, 10))",
+    .contains = "(instr(@1, @2) > 0)",
+    .starts_with = "(substr(@1, 1, length(@2)) = @2)",
+    .ends_with = "(substr(@1, length(@1) - length(@2) + 1) = @2)",
+    .year = "CAST(strftime('%Y', @1) AS INTEGER)",
+    .month = "CAST(strftime('%m', @1) AS INTEGER)",
+    .day = "CAST(strftime('%d', @1) AS INTEGER)",
+    .hour = "CAST(strftime('%H', @1) AS INTEGER)",
+    .weekday = "CAST(strftime('%w', @1) AS INTEGER)",
+    .round1 = "round(@1)",
+    .round2 = "round(@1, @2)",
+    .f_true = "1",
+    .f_false = "0",
+    .latin_case = 1,
+};
+
+/* PostgreSQL: timestamp columns are timestamptz, dates date, bools
+ * boolean; parameters arrive typed. Not exercised against a server here:
+ * the hooks are the place to adjust. */
+const expr_dialect expr_dialect_postgresql = {
+    .name = "postgresql",
+    .dollar = 1,
+    .ts_epoch = "CAST(EXTRACT(EPOCH FROM @1) AS BIGINT)",
+    .date_epoch = "CAST(EXTRACT(EPOCH FROM CAST(@1 AS TIMESTAMP) AT TIME ZONE 'UTC') AS BIGINT)",
+    .epoch_ts = "to_timestamp(@1)",
+    .epoch_date = "CAST(to_timestamp(@1) AT TIME ZONE 'UTC' AS DATE)",
+    .date_ts = "(CAST(@1 AS TIMESTAMP) AT TIME ZONE 'UTC')",
+    .ts_date = "CAST(@1 AT TIME ZONE 'UTC' AS DATE)",
+    .str_ts = "CAST(@1 AS TIMESTAMPTZ)",
+    .str_date = "CAST(CAST(@1 AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS DATE)",
+    .length = "char_length(@1)",
+    .trim = "btrim(@1, E' \\t\\r\\n')",
+    .contains = "(strpos(@1, @2) > 0)",
+    .starts_with = "(left(@1, char_length(@2)) = @2)",
+    .ends_with = "(right(@1, char_length(@2)) = @2)",
+    .year = "CAST(EXTRACT(YEAR FROM @1) AS INTEGER)",
+    .month = "CAST(EXTRACT(MONTH FROM @1) AS INTEGER)",
+    .day = "CAST(EXTRACT(DAY FROM @1) AS INTEGER)",
+    .hour = "CAST(EXTRACT(HOUR FROM @1) AS INTEGER)",
+    .weekday = "CAST(EXTRACT(DOW FROM @1) AS INTEGER)",
+    .round1 = "CAST(round(CAST(@1 AS NUMERIC)) AS DOUBLE PRECISION)",
+    .round2 = "CAST(round(CAST(@1 AS NUMERIC), @2) AS DOUBLE PRECISION)",
+    .f_true = "TRUE",
+    .f_false = "FALSE",
+    .latin_case = 0,
+};
+
+const expr_dialect *expr_dialect_find(const char *name)
+{
+    if (!name)
+        return NULL;
+    if (strcmp(name, "sqlite") == 0)
+        return &expr_dialect_sqlite;
+    if (strcmp(name, "postgresql") == 0 || strcmp(name, "postgres") == 0)
+        return &expr_dialect_postgresql;
+    return NULL;
+}
+
+/* --- expr_sql ------------------------------------------------------------ */
+
+void expr_sql_init(expr_sql *q)
+{
+    memset(q, 0, sizeof *q);
+    buf_init(&q->sql);
+    buf_adds(&q->sql, "");
+}
+
+void expr_sql_free(expr_sql *q)
+{
+    for (size_t i = 0; i < q->nparams; i++)
+        if (q->params[i].type == BATON_T_STRING)
+            free((char *)q->params[i].v.s.ptr);
+    free(q->params);
+    buf_free(&q->sql);
+    memset(q, 0, sizeof *q);
+}
+
+/* Add v to the list; its 1-based number. */
+static size_t add_param(expr_sql *q, const baton_value *v)
+{
+    if (q->nparams == q->cap) {
+        q->cap = q->cap ? q->cap * 2 : 8;
+        q->params = xrealloc(q->params, q->cap * sizeof *q->params);
+    }
+    baton_value *p = &q->params[q->nparams++];
+    *p = *v;
+    if (v->type == BATON_T_STRING) {
+        char *s = xmalloc(v->v.s.len + 1);
+        if (v->v.s.len)
+            memcpy(s, v->v.s.ptr, v->v.s.len);
+        s[v->v.s.len] = '\0';
+        p->v.s.ptr = s;
+    }
+    return q->nparams;
+}
+
+static void placeholder(buf *b, const expr_dialect *d, size_t n)
+{
+    buf_addf(b, "%c%zu", d->dollar ? '$' : '?', n);
+}
+
+void expr_sql_param(expr_sql *q, const expr_dialect *d, const baton_value *v)
+{
+    placeholder(&q->sql, d, add_param(q, v));
+}
+
+static void ident(buf *b, const char *name)
+{
+    buf_addc(b, '"');
+    for (const char *p = name; *p; p++) {
+        if (*p == '"')
+            buf_addc(b, '"');
+        buf_addc(b, *p);
+    }
+    buf_addc(b, '"');
+}
+
+void expr_sql_ident(expr_sql *q, const expr_dialect *d, const char *name)
+{
+    ident(&q->sql, name);
+}
+
+/* --- generation ---------------------------------------------------------- */
+
+enum { PLAIN, EPOCH };
+
+typedef struct sqlv {
+    char *sql;
+    int type; /* static type */
+    int form; /* PLAIN or EPOCH (timestamps and dates) */
+    int is_const;
+    baton_value cv; /* is_const: the value (strings borrowed from the arena) */
+    size_t pidx;    /* is_const: its parameter's number */
+} sqlv;
+
+typedef struct gen {
+    const expr *e;
+    const expr_dialect *d;
+    expr_sql *q;
+    int64_t now;
+    expr_arena arena;
+    const char *alias[EXPR_MAX_LEVEL + 2];
+    const schema_entity *entity[EXPR_MAX_LEVEL + 2];
+    char *owned_alias[EXPR_MAX_LEVEL + 2];
+    int naliases; /* counter for unique aliases */
+    char *err;
+    size_t errlen;
+    int failed;
+} gen;
+
+static void gfail(gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void gfail(gen *g, const char *fmt, ...)
+{
+    if (g->failed)
+        return;
+    g->failed = 1;
+    if (g->err && g->errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(g->err, g->errlen, fmt, ap);
+        va_end(ap);
+    }
+}
+
+/* tmpl with @1 and @2 replaced; a new string. */
+static char *fill(const char *tmpl, const char *a, const char *b)
+{
+    buf out;
+    buf_init(&out);
+    buf_adds(&out, "");
+    for (const char *p = tmpl; *p; p++) {
+        if (p[0] == '@' && (p[1] == '1' || p[1] == '2')) {
+            buf_adds(&out, p[1] == '1' ? a : (b ? b : ""));
+            p++;
+        } else {
+            buf_addc(&out, *p);
+        }
+    }
+    return buf_steal(&out);
+}
+
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
+{
+    va_list ap;
+    va_start(ap, f);
+    char *s = xvasprintf(f, ap);
+    va_end(ap);
+    return s;
+}
+
+static void sv_free(sqlv *v)
+{
+    free(v->sql);
+    v->sql = NULL;
+}
+
+static int is_time_t(int t)
+{
+    return t == BATON_T_TIMESTAMP || t == BATON_T_DATE;
+}
+
+static char *param_sql(gen *g, const baton_value *v)
+{
+    baton_value p = *v;
+    if (g->d == &expr_dialect_sqlite && p.type == BATON_T_BOOL) {
+        p.type = BATON_T_INT; /* SQLite stores bools as 0/1 */
+        p.v.i = v->v.b != 0;
+    }
+    size_t n = add_param(g->q, &p);
+    buf b;
+    buf_init(&b);
+    placeholder(&b, g->d, n);
+    return buf_steal(&b);
+}
+
+/* Forget a constant's parameter when it was the last one added (it is
+ * about to be bound again in another form). */
+static void drop_const(gen *g, sqlv *v)
+{
+    expr_sql *q = g->q;
+    if (v->pidx && v->pidx == q->nparams) {
+        if (q->params[q->nparams - 1].type == BATON_T_STRING)
+            free((char *)q->params[q->nparams - 1].v.s.ptr);
+        q->nparams--;
+    }
+    v->pidx = 0;
+}
+
+/* A constant in the form asked for. */
+static char *const_sql(gen *g, sqlv *v, int form)
+{
+    drop_const(g, v);
+    v->pidx = g->q->nparams + 1;
+    if (form == EPOCH && is_time_t(v->cv.type)) {
+        baton_value s = {.type = BATON_T_INT};
+        s.v.i = v->cv.type == BATON_T_DATE ? v->cv.v.date * 86400 : v->cv.v.ts;
+        return param_sql(g, &s);
+    }
+    return param_sql(g, &v->cv);
+}
+
+/* Convert v to `form` (timestamps and dates only). */
+static void to_form(gen *g, sqlv *v, int form)
+{
+    if (!is_time_t(v->type) || v->form == form)
+        return;
+    char *s;
+    if (v->is_const) {
+        s = const_sql(g, v, form);
+    } else if (form == EPOCH) {
+        s = fill(v->type == BATON_T_DATE ? g->d->date_epoch : g->d->ts_epoch, v->sql, NULL);
+    } else {
+        s = fill(v->type == BATON_T_DATE ? g->d->epoch_date : g->d->epoch_ts, v->sql, NULL);
+    }
+    free(v->sql);
+    v->sql = s;
+    v->form = form;
+}
+
+/* A date meeting a timestamp becomes one (midnight UTC). */
+static void date_to_ts(gen *g, sqlv *v)
+{
+    if (v->type != BATON_T_DATE)
+        return;
+    if (v->is_const) {
+        baton_value t = {.type = BATON_T_TIMESTAMP, .v.ts = v->cv.v.date * 86400};
+        v->cv = t;
+        free(v->sql);
+        v->sql = const_sql(g, v, v->form);
+    } else if (v->form == PLAIN) {
+        char *s = fill(g->d->date_ts, v->sql, NULL);
+        free(v->sql);
+        v->sql = s;
+    }
+    /* EPOCH: a date's seconds are already its midnight */
+    v->type = BATON_T_TIMESTAMP;
+}
+
+static int has_refs(const node *n)
+{
+    if (!n)
+        return 0;
+    if (n->kind == N_REF || n->kind == N_AGG)
+        return 1;
+    for (size_t i = 0; i < n->nkids; i++)
+        if (has_refs(n->kids[i]))
+            return 1;
+    return 0;
+}
+
+static sqlv gen_node(gen *g, const node *n, int level);
+
+/* The SQL of a column reached from the row at `level` through hops. */
+static char *path_sql(gen *g, int level, const schema_link *const *hops, size_t nhops,
+                      const char *column)
+{
+    buf b;
+    buf_init(&b);
+    buf_adds(&b, "");
+    if (nhops == 0) {
+        ident(&b, g->alias[level]);
+        buf_addc(&b, '.');
+        ident(&b, column);
+        return buf_steal(&b);
+    }
+    int base = ++g->naliases;
+    char a0[64];
+    snprintf(a0, sizeof a0, "%s_j%d_%zu", g->alias[0], base, nhops);
+    buf_adds(&b, "(SELECT ");
+    ident(&b, a0);
+    buf_addc(&b, '.');
+    ident(&b, column);
+    buf_adds(&b, " FROM ");
+    for (size_t i = 0; i < nhops; i++) {
+        char ai[64], prev[64];
+        snprintf(ai, sizeof ai, "%s_j%d_%zu", g->alias[0], base, i + 1);
+        snprintf(prev, sizeof prev, "%s_j%d_%zu", g->alias[0], base, i);
+        if (i)
+            buf_adds(&b, " JOIN ");
+        ident(&b, hops[i]->to->table);
+        buf_adds(&b, " AS ");
+        ident(&b, ai);
+        if (i) {
+            buf_adds(&b, " ON ");
+            ident(&b, ai);
+            buf_addc(&b, '.');
+            ident(&b, hops[i]->to->key->name);
+            buf_adds(&b, " = ");
+            ident(&b, prev);
+            buf_addc(&b, '.');
+            ident(&b, hops[i]->via->name);
+        }
+    }
+    char first[64];
+    snprintf(first, sizeof first, "%s_j%d_1", g->alias[0], base);
+    buf_adds(&b, " WHERE ");
+    ident(&b, first);
+    buf_addc(&b, '.');
+    ident(&b, hops[0]->to->key->name);
+    buf_adds(&b, " = ");
+    ident(&b, g->alias[level]);
+    buf_addc(&b, '.');
+    ident(&b, hops[0]->via->name);
+    buf_adds(&b, ")");
+    return buf_steal(&b);
+}
+
+static int sql_reachable(gen *g, const ref_slot *s)
+{
+    const expr_ref *r = &s->pub;
+    if (r->prefix && !s->column) {
+        gfail(g,
+              "'%s' cannot be computed in SQL: only fields of the schema (and their links) "
+              "can",
+              r->path);
+        return 0;
+    }
+    if (r->kind == EXPR_REF_VALUE && !r->sfield && !s->column) {
+        gfail(g, "'%s' is untyped and cannot be computed in SQL", r->path);
+        return 0;
+    }
+    if (s->column && r->level == 0 && strchr(r->path, '.')) {
+        gfail(g, "'%s' cannot be computed in SQL: only fields of the row can", r->path);
+        return 0;
+    }
+    return 1;
+}
+
+static sqlv gen_ref(gen *g, const node *n)
+{
+    const ref_slot *s = g->e->refs[n->ref];
+    const expr_ref *r = &s->pub;
+    sqlv v = {.type = n->type, .form = PLAIN};
+    if (!sql_reachable(g, s)) {
+        v.sql = xstrdup("NULL");
+        return v;
+    }
+    v.sql = path_sql(g, r->level, r->hops, r->nhops, s->column ? s->column : r->sfield->name);
+    return v;
+}
+
+static sqlv gen_agg(gen *g, const node *n, int level)
+{
+    const ref_slot *s = g->e->refs[n->ref];
+    const expr_ref *r = &s->pub;
+    sqlv v = {.type = n->type, .form = PLAIN};
+    if (!sql_reachable(g, s) || n->level > EXPR_MAX_LEVEL) {
+        v.sql = xstrdup("NULL");
+        return v;
+    }
+    const schema_link *link = r->rows; /* rows of link->from where via = key */
+    /* the key of the row the link points at, seen from the current row */
+    const schema_entity *target = link->to;
+    /* through links, the key is read from the linked row itself: a
+     * dangling reference reaches no row, hence no rows */
+    char *key = path_sql(g, r->level, r->hops, r->nhops, target->key->name);
+    int inner = n->level;
+    char alias[64];
+    snprintf(alias, sizeof alias, "%s_a%d", g->alias[0], ++g->naliases);
+    free(g->owned_alias[inner]);
+    g->owned_alias[inner] = xstrdup(alias);
+    g->alias[inner] = g->owned_alias[inner];
+    g->entity[inner] = link->from;
+
+    buf b;
+    buf_init(&b);
+    buf_adds(&b, "");
+    sqlv val = {0}, where = {0};
+    if (n->kids[0])
+        val = gen_node(g, n->kids[0], inner);
+    if (n->kids[1])
+        where = gen_node(g, n->kids[1], inner);
+    if (val.sql)
+        to_form(g, &val, PLAIN);
+    buf_adds(&b, n->fn == AGG_EXISTS ? "EXISTS (SELECT 1" : "(SELECT ");
+    switch ((agg_id)n->fn) {
+    case AGG_COUNT:
+        if (val.sql)
+            buf_addf(&b, "count(%s)", val.sql);
+        else
+            buf_adds(&b, "count(*)");
+        break;
+    case AGG_SUM: buf_addf(&b, "sum(%s)", val.sql); break;
+    case AGG_AVG: buf_addf(&b, "avg(%s)", val.sql); break;
+    case AGG_MIN: buf_addf(&b, "min(%s)", val.sql); break;
+    case AGG_MAX: buf_addf(&b, "max(%s)", val.sql); break;
+    case AGG_EXISTS: break;
+    }
+    buf_adds(&b, " FROM ");
+    ident(&b, link->from->table);
+    buf_adds(&b, " AS ");
+    ident(&b, alias);
+    buf_adds(&b, " WHERE ");
+    ident(&b, alias);
+    buf_addc(&b, '.');
+    ident(&b, link->via->name);
+    buf_addf(&b, " = %s", key);
+    if (where.sql)
+        buf_addf(&b, " AND (%s)", where.sql);
+    buf_addc(&b, ')');
+    if (n->fn == AGG_EXISTS) {
+        /* EXISTS is never NULL, as in memory */
+    }
+    sv_free(&val);
+    sv_free(&where);
+    free(key);
+    v.sql = buf_steal(&b);
+    return v;
+}
+
+/* SQLite's lower()/upper() map ASCII only. A string with other
+ * characters is mapped one character at a time by a recursive CTE doing
+ * what expr/text does (a nest of replace() calls would overflow SQLite's
+ * parser); ASCII strings take the built-in. */
+static char *latin_case(const char *s, int upper)
+{
+    static const char *const map_lower =
+        "CASE WHEN @u BETWEEN 65 AND 90 THEN @u + 32 "
+        "WHEN @u BETWEEN 192 AND 222 AND @u <> 215 THEN @u + 32 "
+        "WHEN @u = 376 THEN 255 "
+        "WHEN ((@u BETWEEN 256 AND 303) OR (@u BETWEEN 306 AND 311) OR (@u BETWEEN 330 AND 375)) "
+        "AND @u % 2 = 0 THEN @u + 1 "
+        "WHEN ((@u BETWEEN 313 AND 328) OR (@u BETWEEN 377 AND 382)) AND @u % 2 = 1 THEN @u + 1 "
+        "ELSE @u END";
+    static const char *const map_upper =
+        "CASE WHEN @u BETWEEN 97 AND 122 THEN @u - 32 "
+        "WHEN @u BETWEEN 224 AND 254 AND @u <> 247 THEN @u - 32 "
+        "WHEN @u = 255 THEN 376 "
+        "WHEN ((@u BETWEEN 257 AND 303) OR (@u BETWEEN 307 AND 311) OR (@u BETWEEN 331 AND 375)) "
+        "AND @u % 2 = 1 THEN @u - 1 "
+        "WHEN ((@u BETWEEN 314 AND 328) OR (@u BETWEEN 378 AND 382)) AND @u % 2 = 0 THEN @u - 1 "
+        "ELSE @u END";
+    buf b;
+    buf_init(&b);
+    buf_addf(&b,
+             "CASE WHEN %s GLOB '*[^ -~]*' THEN (WITH RECURSIVE baton_case(baton_s, baton_i, "
+             "baton_o) AS (SELECT %s, 1, '' UNION ALL SELECT baton_s, baton_i + 1, baton_o || "
+             "char(",
+             s, s);
+    for (const char *p = upper ? map_upper : map_lower; *p; p++) {
+        if (p[0] == '@' && p[1] == 'u') {
+            buf_adds(&b, "unicode(substr(baton_s, baton_i, 1))");
+            p++;
+        } else {
+            buf_addc(&b, *p);
+        }
+    }
+    buf_addf(&b,
+             ") FROM baton_case WHERE baton_i <= length(baton_s)) SELECT baton_o FROM baton_case "
+             "ORDER BY baton_i DESC LIMIT 1) ELSE %s(%s) END",
+             upper ? "upper" : "lower", s);
+    return buf_steal(&b);
+}
+
+static sqlv gen_fn(gen *g, const node *n, int level)
+{
+    sqlv v = {.type = n->type, .form = PLAIN};
+    sqlv a = {0}, b = {0};
+    if (n->fn != F_COALESCE && n->nkids > 0)
+        a = gen_node(g, n->kids[0], level);
+    if (n->fn != F_COALESCE && n->nkids > 1)
+        b = gen_node(g, n->kids[1], level);
+    const expr_dialect *d = g->d;
+    switch ((fn_id)n->fn) {
+    case F_LOWER:
+    case F_UPPER:
+        if (d->latin_case)
+            v.sql = latin_case(a.sql, n->fn == F_UPPER);
+        else
+            v.sql = fmt("%s(%s)", n->fn == F_UPPER ? "upper" : "lower", a.sql);
+        break;
+    case F_LENGTH: v.sql = fill(d->length, a.sql, NULL); break;
+    case F_TRIM: v.sql = fill(d->trim, a.sql, NULL); break;
+    case F_CONTAINS: v.sql = fill(d->contains, a.sql, b.sql); break;
+    case F_STARTS_WITH: v.sql = fill(d->starts_with, a.sql, b.sql); break;
+    case F_ENDS_WITH: v.sql = fill(d->ends_with, a.sql, b.sql); break;
+    case F_COALESCE: {
+        sqlv *args = xcalloc(n->nkids, sizeof *args);
+        int any_ts = 0;
+        for (size_t i = 0; i < n->nkids; i++) {
+            args[i] = gen_node(g, n->kids[i], level);
+            any_ts |= args[i].type == BATON_T_TIMESTAMP;
+        }
+        buf s;
+        buf_init(&s);
+        buf_adds(&s, "coalesce(");
+        for (size_t i = 0; i < n->nkids; i++) {
+            to_form(g, &args[i], PLAIN);
+            if (any_ts)
+                date_to_ts(g, &args[i]);
+            buf_addf(&s, "%s%s", i ? ", " : "", args[i].sql);
+            sv_free(&args[i]);
+        }
+        buf_addc(&s, ')');
+        free(args);
+        v.sql = buf_steal(&s);
+        break;
+    }
+    case F_ABS: v.sql = fmt("abs(%s)", a.sql); break;
+    case F_ROUND:
+        v.sql = n->nkids > 1 ? fill(d->round2, a.sql, b.sql) : fill(d->round1, a.sql, NULL);
+        break;
+    case F_DATE:
+        if (a.type == BATON_T_DATE) {
+            to_form(g, &a, PLAIN);
+            v.sql = a.sql;
+            a.sql = NULL;
+        } else if (a.type == BATON_T_TIMESTAMP) {
+            if (a.form == EPOCH) {
+                v.sql = fill(d->epoch_date, a.sql, NULL);
+            } else {
+                v.sql = fill(d->ts_date, a.sql, NULL);
+            }
+        } else {
+            v.sql = fill(d->str_date, a.sql, NULL);
+        }
+        break;
+    case F_TIMESTAMP:
+        if (a.type == BATON_T_TIMESTAMP) {
+            to_form(g, &a, PLAIN);
+            v.sql = a.sql;
+            a.sql = NULL;
+        } else if (a.type == BATON_T_DATE) {
+            to_form(g, &a, PLAIN);
+            v.sql = fill(d->date_ts, a.sql, NULL);
+        } else {
+            v.sql = fill(d->str_ts, a.sql, NULL);
+        }
+        break;
+    case F_YEAR:
+    case F_MONTH:
+    case F_DAY:
+    case F_HOUR:
+    case F_WEEKDAY: {
+        to_form(g, &a, PLAIN);
+        const char *t = n->fn == F_YEAR    ? d->year
+                        : n->fn == F_MONTH ? d->month
+                        : n->fn == F_DAY   ? d->day
+                        : n->fn == F_HOUR  ? d->hour
+                                           : d->weekday;
+        v.sql = fill(t, a.sql, NULL);
+        break;
+    }
+    case F_NOW:
+    case F_TODAY: /* constants: folded before we get here */
+    default: v.sql = xstrdup("NULL"); break;
+    }
+    sv_free(&a);
+    sv_free(&b);
+    return v;
+}
+
+/* Bring two operands of a comparison to one form. */
+static void align(gen *g, sqlv *a, sqlv *b)
+{
+    if (!is_time_t(a->type) || !is_time_t(b->type))
+        return;
+    int epoch = (a->form == EPOCH && !a->is_const) || (b->form == EPOCH && !b->is_const);
+    if (epoch) {
+        to_form(g, a, EPOCH);
+        to_form(g, b, EPOCH);
+        return;
+    }
+    to_form(g, a, PLAIN);
+    to_form(g, b, PLAIN);
+    if (a->type != b->type) {
+        date_to_ts(g, a);
+        date_to_ts(g, b);
+    }
+}
+
+static const char *cmp_op(node_kind k)
+{
+    switch (k) {
+    case N_EQ: return "=";
+    case N_NE: return "<>";
+    case N_LT: return "<";
+    case N_LE: return "<=";
+    case N_GT: return ">";
+    default: return ">=";
+    }
+}
+
+static sqlv gen_node(gen *g, const node *n, int level)
+{
+    sqlv v = {.type = n->type, .form = PLAIN};
+    if (g->failed) {
+        v.sql = xstrdup("NULL");
+        return v;
+    }
+    if (!has_refs(n)) {
+        /* constant: computed here, by the evaluator itself, bound once */
+        expr_env env = {.now = g->now};
+        expr tmp = *g->e;
+        tmp.root = (node *)n;
+        char err[128];
+        if (expr_eval_at(&tmp, &env, &g->arena, NULL, 0, &v.cv, err, sizeof err) != 0) {
+            gfail(g, "%s", err);
+            v.sql = xstrdup("NULL");
+            return v;
+        }
+        v.is_const = 1;
+        if (v.cv.type != BATON_T_NULL)
+            v.type = (int)v.cv.type;
+        v.sql = const_sql(g, &v, PLAIN);
+        return v;
+    }
+    sqlv a = {0}, b = {0};
+    switch (n->kind) {
+    case N_REF: return gen_ref(g, n);
+    case N_AGG: return gen_agg(g, n, level);
+    case N_FN: return gen_fn(g, n, level);
+    case N_AND:
+    case N_OR:
+        a = gen_node(g, n->kids[0], level);
+        b = gen_node(g, n->kids[1], level);
+        v.sql = fmt("(%s %s %s)", a.sql, n->kind == N_AND ? "AND" : "OR", b.sql);
+        break;
+    case N_NOT:
+        a = gen_node(g, n->kids[0], level);
+        v.sql = fmt("(NOT %s)", a.sql);
+        break;
+    case N_ISNULL:
+    case N_NOTNULL:
+        a = gen_node(g, n->kids[0], level);
+        v.sql = fmt("(%s IS %sNULL)", a.sql, n->kind == N_NOTNULL ? "NOT " : "");
+        break;
+    case N_NEG:
+        a = gen_node(g, n->kids[0], level);
+        v.sql = fmt("(- %s)", a.sql);
+        break;
+    case N_EQ:
+    case N_NE:
+    case N_LT:
+    case N_LE:
+    case N_GT:
+    case N_GE:
+        a = gen_node(g, n->kids[0], level);
+        b = gen_node(g, n->kids[1], level);
+        align(g, &a, &b);
+        v.sql = fmt("(%s %s %s)", a.sql, cmp_op(n->kind), b.sql);
+        break;
+    case N_ADD:
+    case N_SUB:
+    case N_MUL:
+    case N_DIV:
+    case N_MOD: {
+        a = gen_node(g, n->kids[0], level);
+        b = gen_node(g, n->kids[1], level);
+        int ta = a.type, tb = b.type;
+        if (is_time_t(ta) || is_time_t(tb)) {
+            /* time arithmetic in seconds */
+            to_form(g, &a, EPOCH);
+            to_form(g, &b, EPOCH);
+            v.sql = fmt("(%s %s %s)", a.sql, n->kind == N_ADD ? "+" : "-", b.sql);
+            if (n->type == BATON_T_DATE) {
+                /* whole days, floored: back to a date at once */
+                char *s = fill(g->d->epoch_date, v.sql, NULL);
+                free(v.sql);
+                v.sql = s;
+                v.form = PLAIN;
+            } else if (n->type == BATON_T_TIMESTAMP) {
+                v.form = EPOCH;
+            }
+            break;
+        }
+        const char *op = n->kind == N_ADD   ? "+"
+                         : n->kind == N_SUB ? "-"
+                         : n->kind == N_MUL ? "*"
+                         : n->kind == N_DIV ? "/"
+                                            : "%";
+        if (n->kind == N_DIV || n->kind == N_MOD)
+            v.sql = fmt("(%s %s NULLIF(%s, 0))", a.sql, op, b.sql);
+        else
+            v.sql = fmt("(%s %s %s)", a.sql, op, b.sql);
+        break;
+    }
+    case N_IN:
+    case N_NOTIN: {
+        int neg = n->kind == N_NOTIN;
+        if (n->nkids == 1) {
+            v.sql = xstrdup(neg ? g->d->f_true : g->d->f_false);
+            break;
+        }
+        size_t k = n->nkids;
+        sqlv *items = xcalloc(k, sizeof *items);
+        int epoch = 0, ts = 0;
+        for (size_t i = 0; i < k; i++) {
+            items[i] = gen_node(g, n->kids[i], level);
+            epoch |= is_time_t(items[i].type) && items[i].form == EPOCH && !items[i].is_const;
+            ts |= items[i].type == BATON_T_TIMESTAMP;
+        }
+        buf s;
+        buf_init(&s);
+        buf_adds(&s, "(");
+        for (size_t i = 0; i < k; i++) {
+            if (is_time_t(items[i].type)) {
+                to_form(g, &items[i], epoch ? EPOCH : PLAIN);
+                if (!epoch && ts)
+                    date_to_ts(g, &items[i]);
+            }
+            buf_addf(&s, "%s%s", items[i].sql,
+                     i == 0      ? (neg ? " NOT IN (" : " IN (")
+                     : i + 1 < k ? ", "
+                                 : "))");
+            sv_free(&items[i]);
+        }
+        free(items);
+        v.sql = buf_steal(&s);
+        break;
+    }
+    default: v.sql = xstrdup("NULL"); break;
+    }
+    sv_free(&a);
+    sv_free(&b);
+    return v;
+}
+
+int expr_to_sql(const expr *e, const char *alias, const expr_dialect *d, int64_t now, expr_sql *out,
+                char *err, size_t errlen)
+{
+    if (!d)
+        d = &expr_dialect_sqlite;
+    gen g = {.e = e, .d = d, .q = out, .now = now, .err = err, .errlen = errlen};
+    g.alias[0] = alias && *alias ? alias : NULL;
+    g.entity[0] = e->entity;
+    expr_arena_init(&g.arena);
+    if (err && errlen)
+        err[0] = '\0';
+    if (!g.alias[0]) {
+        gfail(&g, "expr_to_sql needs the alias of the current table");
+    } else if (!e->entity && has_refs(e->root)) {
+        /* names without a schema entity cannot reach a table */
+        for (size_t i = 0; i < e->nrefs; i++)
+            if (!sql_reachable(&g, e->refs[i]))
+                break;
+        if (!g.failed && e->nrefs && !e->refs[0]->column)
+            gfail(&g, "the expression has no schema entity to compile against");
+    }
+    size_t mark = out->nparams, len = out->sql.len;
+    if (!g.failed) {
+        sqlv v = gen_node(&g, e->root, 0);
+        to_form(&g, &v, PLAIN);
+        if (!g.failed)
+            buf_adds(&out->sql, v.sql);
+        sv_free(&v);
+    }
+    for (int i = 0; i <= EXPR_MAX_LEVEL + 1; i++)
+        free(g.owned_alias[i]);
+    expr_arena_free(&g.arena);
+    if (g.failed) {
+        /* leave out as it was */
+        for (size_t i = mark; i < out->nparams; i++)
+            if (out->params[i].type == BATON_T_STRING)
+                free((char *)out->params[i].v.s.ptr);
+        out->nparams = mark;
+        out->sql.len = len;
+        out->sql.data[len] = '\0';
+        return -1;
+    }
+    return 0;
+}

@@ -1,0 +1,563 @@
+/* template — {{ }} templates: compiled into a tree of text runs, values,
+ * ifs and eaches whose expressions are compiled by core/expr; rendered by
+ * walking it. */
+#include "lang/template.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lang/ast.h"
+#include "base/mem.h"
+
+typedef enum item_kind { I_TEXT = 1, I_VALUE, I_IF, I_EACH, I_INDEX } item_kind;
+
+typedef struct block {
+    struct item *v;
+    size_t n, cap;
+} block;
+
+typedef struct item {
+    item_kind kind;
+    size_t off, len;      /* I_TEXT: bytes of the template text */
+    int raw;              /* I_VALUE: never escape */
+    expr *e;              /* I_VALUE value, I_IF condition, I_EACH count(rows) */
+    const expr_ref *rows; /* I_EACH */
+    size_t limit;         /* I_EACH */
+    int depth;            /* I_EACH: the level its rows get; I_INDEX: the each's */
+    block then, other;    /* I_IF: then/else; I_EACH: then is the body */
+} item;
+
+struct template
+{
+    char *text;
+    unsigned flags;
+    block top;
+    const expr **exprs; /* every expression, in order */
+    size_t nexprs;
+    int max_depth;
+};
+
+/* --- compiling ----------------------------------------------------------- */
+
+typedef struct tparser {
+    template *t;
+    const expr_scope *sc;
+    expr_errs *E;
+    const char *p; /* next byte */
+    int line, col; /* of p */
+    check_frame frames[EXPR_MAX_LEVEL + 1];
+    int level;
+} tparser;
+
+static void terr(tparser *P, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void terr(tparser *P, int line, int col, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = xvasprintf(fmt, ap);
+    va_end(ap);
+    int l0 = P->E->line0;
+    P->E->line0 = 0; /* positions here are already the template's */
+    expr_err(P->E, line, col, "%s", msg);
+    P->E->line0 = l0;
+    free(msg);
+}
+
+static item *add_item(block *b, item_kind k)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 8;
+        b->v = xrealloc(b->v, b->cap * sizeof *b->v);
+    }
+    item *it = &b->v[b->n++];
+    memset(it, 0, sizeof *it);
+    it->kind = k;
+    return it;
+}
+
+static void advance(tparser *P, size_t n)
+{
+    while (n-- && *P->p) {
+        if (*P->p == '\n') {
+            P->line++;
+            P->col = 1;
+        } else if (((unsigned char)*P->p & 0xC0) != 0x80) {
+            P->col++;
+        }
+        P->p++;
+    }
+}
+
+static void note_expr(template *t, const expr *e)
+{
+    t->exprs = xrealloc(t->exprs, (t->nexprs + 1) * sizeof *t->exprs);
+    t->exprs[t->nexprs++] = e;
+}
+
+/* The end of a tag's body: the first "}}" (or "}}}") outside quotes. */
+static const char *tag_end(const char *s, const char *close)
+{
+    size_t cl = strlen(close);
+    char q = 0;
+    for (; *s; s++) {
+        if (q) {
+            if (*s == '\\' && s[1])
+                s++;
+            else if (*s == q)
+                q = 0;
+        } else if (*s == '\'' || *s == '"') {
+            q = *s;
+        } else if (strncmp(s, close, cl) == 0) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static expr *compile_at(tparser *P, const char *text, int line, int col, unsigned flags)
+{
+    int l0 = P->E->line0, c0 = P->E->col0;
+    P->E->line0 = line;
+    P->E->col0 = col;
+    expr *e = expr_compile_frames(text, P->sc, P->frames, P->level, flags, P->E);
+    P->E->line0 = l0;
+    P->E->col0 = c0;
+    if (e)
+        note_expr(P->t, e);
+    return e;
+}
+
+/* Where the expression text of a tag starts: after leading spaces. */
+static void skip_space(const char **s, size_t *len, int *line, int *col)
+{
+    while (*len && isspace((unsigned char)**s)) {
+        if (**s == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+        (*s)++;
+        (*len)--;
+    }
+}
+
+static int word_is(const char *s, size_t len, const char *w)
+{
+    size_t n = strlen(w);
+    return len >= n && strncmp(s, w, n) == 0 &&
+           (len == n || !(isalnum((unsigned char)s[n]) || s[n] == '_'));
+}
+
+typedef struct open_tag {
+    item_kind kind;
+    int line, col;
+} open_tag;
+
+static int parse_block(tparser *P, block *b, const open_tag *open, int *ended_by_else);
+
+static void parse_each(tparser *P, block *b, const char *body, size_t len, int line, int col,
+                       int tline, int tcol)
+{
+    /* path [limit N] */
+    size_t i = 0;
+    while (i < len && (isalnum((unsigned char)body[i]) || body[i] == '_' || body[i] == '.'))
+        i++;
+    char *path = xstrndup(body, i);
+    size_t limit = TEMPLATE_EACH_LIMIT;
+    const char *rest = body + i;
+    size_t rlen = len - i;
+    int rl = line, rc = col + (int)i;
+    skip_space(&rest, &rlen, &rl, &rc);
+    int bad = 0;
+    if (!*path) {
+        terr(P, line, col, "{{#each}} needs a one-to-many link: {{#each orders}}");
+        bad = 1;
+    } else if (rlen) {
+        if (word_is(rest, rlen, "limit")) {
+            rest += 5;
+            rlen -= 5;
+            rc += 5;
+            skip_space(&rest, &rlen, &rl, &rc);
+            char *end;
+            char *num = xstrndup(rest, rlen);
+            long long v = strtoll(num, &end, 10);
+            if (!rlen || *end || v < 1 || v > 100000) {
+                terr(P, rl, rc, "limit takes a number of rows from 1 to 100000");
+                bad = 1;
+            } else {
+                limit = (size_t)v;
+            }
+            free(num);
+        } else {
+            terr(P, rl, rc, "unexpected '%.*s' in {{#each}}: write {{#each %s limit 20}}",
+                 (int)(rlen > 20 ? 20 : rlen), rest, path);
+            bad = 1;
+        }
+    }
+    item *it = NULL;
+    if (!bad && P->level >= EXPR_MAX_LEVEL) {
+        terr(P, tline, tcol, "{{#each}} nested too deeply (at most %d)", EXPR_MAX_LEVEL);
+        bad = 1;
+    }
+    expr *e = NULL;
+    if (!bad) {
+        char *text = xasprintf("count(%s)", path);
+        e = compile_at(P, text, line, col - 6, 0);
+        free(text);
+    }
+    size_t idx = b->n;
+    it = add_item(b, I_EACH);
+    it->e = e;
+    it->limit = limit;
+    open_tag open = {I_EACH, tline, tcol};
+    if (e) {
+        it->rows = expr_ref_at(e, 0);
+        it->depth = P->level + 1;
+        P->level++;
+        P->frames[P->level].entity = it->rows->rows->from;
+        P->frames[P->level].rows = it->rows;
+        if (P->level > P->t->max_depth)
+            P->t->max_depth = P->level;
+        block body_blk = {0};
+        parse_block(P, &body_blk, &open, NULL);
+        P->level--;
+        b->v[idx].then = body_blk;
+    } else {
+        /* still read the body, to find its end and report its errors */
+        block body_blk = {0};
+        parse_block(P, &body_blk, &open, NULL);
+        b->v[idx].then = body_blk;
+    }
+    free(path);
+}
+
+/* Parse until the end of text or the tag that closes `open`. Returns 0
+ * at the end of text, 1 at the closing tag. */
+static int parse_block(tparser *P, block *b, const open_tag *open, int *ended_by_else)
+{
+    for (;;) {
+        const char *tag = strstr(P->p, "{{");
+        size_t textlen = tag ? (size_t)(tag - P->p) : strlen(P->p);
+        if (textlen) {
+            item *it = add_item(b, I_TEXT);
+            it->off = (size_t)(P->p - P->t->text);
+            it->len = textlen;
+            advance(P, textlen);
+        }
+        if (!tag) {
+            if (open)
+                terr(P, open->line, open->col, "{{#%s}} opened here is never closed with {{/%s}}",
+                     open->kind == I_IF ? "if" : "each", open->kind == I_IF ? "if" : "each");
+            return 0;
+        }
+        int tline = P->line, tcol = P->col;
+        int raw = strncmp(P->p, "{{{", 3) == 0;
+        const char *close = raw ? "}}}" : "}}";
+        const char *body = P->p + (raw ? 3 : 2);
+        const char *end = tag_end(body, close);
+        if (!end) {
+            terr(P, tline, tcol, "'%s' is never closed with '%s'", raw ? "{{{" : "{{", close);
+            advance(P, strlen(P->p));
+            return 0;
+        }
+        size_t len = (size_t)(end - body);
+        advance(P, raw ? 3 : 2);
+        int line = P->line, col = P->col;
+        const char *s = body;
+        skip_space(&s, &len, &line, &col);
+        while (len && isspace((unsigned char)s[len - 1]))
+            len--;
+        /* the whole tag is consumed whatever it holds */
+        const char *after = end + strlen(close);
+        if (raw) {
+            if (!len) {
+                terr(P, tline, tcol, "empty tag {{{ }}}: put an expression inside");
+            } else {
+                char *text = xstrndup(s, len);
+                expr *e = compile_at(P, text, line, col, 0);
+                free(text);
+                item *it = add_item(b, I_VALUE);
+                it->e = e;
+                it->raw = 1;
+            }
+        } else if (len && s[0] == '!') {
+            /* comment */
+        } else if (len && s[0] == '#') {
+            const char *kw = s + 1;
+            size_t kl = len - 1;
+            int kline = line, kcol = col + 1;
+            if (word_is(kw, kl, "if")) {
+                const char *cond = kw + 2;
+                size_t cl = kl - 2;
+                int cline = kline, ccol = kcol + 2;
+                skip_space(&cond, &cl, &cline, &ccol);
+                advance(P, (size_t)(after - P->p));
+                item *it = NULL;
+                size_t idx = b->n;
+                expr *e = NULL;
+                if (!cl) {
+                    terr(P, tline, tcol, "{{#if}} needs a condition: {{#if tier == 'gold'}}");
+                } else {
+                    char *text = xstrndup(cond, cl);
+                    e = compile_at(P, text, cline, ccol, EXPR_WANT_BOOL);
+                    free(text);
+                }
+                it = add_item(b, I_IF);
+                it->e = e;
+                open_tag o = {I_IF, tline, tcol};
+                block then = {0}, other = {0};
+                int by_else = 0;
+                if (parse_block(P, &then, &o, &by_else) && by_else)
+                    parse_block(P, &other, &o, NULL);
+                b->v[idx].then = then;
+                b->v[idx].other = other;
+                continue;
+            } else if (word_is(kw, kl, "each")) {
+                const char *path = kw + 4;
+                size_t pl = kl - 4;
+                int pline = kline, pcol = kcol + 4;
+                skip_space(&path, &pl, &pline, &pcol);
+                advance(P, (size_t)(after - P->p));
+                parse_each(P, b, path, pl, pline, pcol, tline, tcol);
+                continue;
+            } else {
+                size_t wl = 0;
+                while (wl < kl && (isalnum((unsigned char)kw[wl]) || kw[wl] == '_'))
+                    wl++;
+                terr(P, tline, tcol,
+                     "unknown block '{{#%.*s}}' (known: {{#if ...}}, {{#each ...}})", (int)wl, kw);
+            }
+        } else if (len && s[0] == '/') {
+            const char *kw = s + 1;
+            size_t kl = len - 1;
+            advance(P, (size_t)(after - P->p));
+            item_kind k = word_is(kw, kl, "if") ? I_IF : word_is(kw, kl, "each") ? I_EACH : 0;
+            if (!k) {
+                terr(P, tline, tcol, "unknown closing tag '{{/%.*s}}' (known: {{/if}}, {{/each}})",
+                     (int)(kl > 20 ? 20 : kl), kw);
+            } else if (!open) {
+                terr(P, tline, tcol, "{{/%s}} closes nothing: no {{#%s}} is open",
+                     k == I_IF ? "if" : "each", k == I_IF ? "if" : "each");
+            } else if (open->kind != k) {
+                terr(P, tline, tcol, "{{/%s}} closes the {{#%s}} opened at %d:%d: expected {{/%s}}",
+                     k == I_IF ? "if" : "each", open->kind == I_IF ? "if" : "each", open->line,
+                     open->col, open->kind == I_IF ? "if" : "each");
+                return 1;
+            } else {
+                return 1;
+            }
+            continue;
+        } else if (word_is(s, len, "else") && len == 4) {
+            advance(P, (size_t)(after - P->p));
+            if (open && open->kind == I_IF && ended_by_else) {
+                *ended_by_else = 1;
+                return 1;
+            }
+            terr(P, tline, tcol, "{{else}} outside {{#if}}...{{/if}}%s",
+                 open && open->kind == I_IF ? " (or a second {{else}})" : "");
+            continue;
+        } else if (len == 6 && strncmp(s, "@index", 6) == 0) {
+            if (P->level == 0)
+                terr(P, tline, tcol, "{{@index}} outside {{#each}}");
+            item *it = add_item(b, I_INDEX);
+            it->depth = P->level;
+        } else if (!len) {
+            terr(P, tline, tcol,
+                 "empty tag {{ }}: put an expression inside (write {{ '{{' }} "
+                 "for a literal '{{')");
+        } else {
+            char *text = xstrndup(s, len);
+            expr *e = compile_at(P, text, line, col, 0);
+            free(text);
+            item *it = add_item(b, I_VALUE);
+            it->e = e;
+        }
+        advance(P, (size_t)(after - P->p));
+    }
+}
+
+static void block_free(block *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        expr_free(b->v[i].e);
+        block_free(&b->v[i].then);
+        block_free(&b->v[i].other);
+    }
+    free(b->v);
+}
+
+static template *compile_template(const char *text, const expr_scope *sc, unsigned flags,
+                                  expr_errs *E)
+{
+    template *t = xcalloc(1, sizeof *t);
+    t->text = xstrdup(text ? text : "");
+    t->flags = flags;
+    tparser P = {.t = t, .sc = sc, .E = E, .p = t->text, .line = 1, .col = 1};
+    size_t before = E->n;
+    parse_block(&P, &t->top, NULL, NULL);
+    if (E->n != before) {
+        template_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+template *template_compile(const char *text, const expr_scope *sc, const expr_origin *o,
+                           unsigned flags, diag *d)
+{
+    expr_errs E = {.d = d, .o = o};
+    template *t = compile_template(text, sc, flags, &E);
+    free(E.first);
+    return t;
+}
+
+template *template_compile_msg(const char *text, const expr_scope *sc, unsigned flags, char *err,
+                               size_t errlen)
+{
+    expr_errs E = {0};
+    template *t = compile_template(text, sc, flags, &E);
+    if (!t && err && errlen)
+        snprintf(err, errlen, "%s", E.first ? E.first : "invalid template");
+    free(E.first);
+    return t;
+}
+
+void template_free(template *t)
+{
+    if (!t)
+        return;
+    block_free(&t->top);
+    free(t->exprs);
+    free(t->text);
+    free(t);
+}
+
+size_t template_expr_count(const template *t)
+{
+    return t->nexprs;
+}
+const expr *template_expr_at(const template *t, size_t i)
+{
+    return i < t->nexprs ? t->exprs[i] : NULL;
+}
+
+int template_is_static(const template *t)
+{
+    return t->top.n == 0 || (t->top.n == 1 && t->top.v[0].kind == I_TEXT);
+}
+
+/* --- rendering ------------------------------------------------------------- */
+
+typedef struct rctx {
+    const template *t;
+    const expr_env *env;
+    expr_arena *arena;
+    buf *out;
+    const void *rows[EXPR_MAX_LEVEL + 1]; /* rows[k-1]: the row at level k */
+    size_t index[EXPR_MAX_LEVEL + 1];
+    char *err;
+    size_t errlen;
+} rctx;
+
+static void add_escaped(buf *out, const char *s, size_t len)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *rep;
+        switch (s[i]) {
+        case '&': rep = "&amp;"; break;
+        case '<': rep = "&lt;"; break;
+        case '>': rep = "&gt;"; break;
+        case '"': rep = "&quot;"; break;
+        case '\'': rep = "&#39;"; break;
+        default: continue;
+        }
+        buf_add(out, s + start, i - start);
+        buf_adds(out, rep);
+        start = i + 1;
+    }
+    buf_add(out, s + start, len - start);
+}
+
+static int render_block(rctx *c, const block *b, int depth)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        const item *it = &b->v[i];
+        baton_value v;
+        switch (it->kind) {
+        case I_TEXT: buf_add(c->out, c->t->text + it->off, it->len); break;
+        case I_INDEX: buf_addf(c->out, "%zu", c->index[it->depth]); break;
+        case I_VALUE:
+            if (expr_eval_at(it->e, c->env, c->arena, c->rows, depth, &v, c->err, c->errlen))
+                return -1;
+            if (v.type == BATON_T_STRING) {
+                if ((c->t->flags & TEMPLATE_HTML) && !it->raw)
+                    add_escaped(c->out, v.v.s.ptr, v.v.s.len);
+                else
+                    buf_add(c->out, v.v.s.ptr, v.v.s.len);
+            } else {
+                /* numbers, dates, bools hold nothing HTML would read */
+                expr_value_format(&v, c->out);
+            }
+            expr_arena_reset(c->arena);
+            break;
+        case I_IF:
+            if (expr_eval_at(it->e, c->env, c->arena, c->rows, depth, &v, c->err, c->errlen))
+                return -1;
+            expr_arena_reset(c->arena);
+            if (render_block(c, expr_value_true(&v) ? &it->then : &it->other, depth))
+                return -1;
+            break;
+        case I_EACH: {
+            const expr_ref *ref = it->rows;
+            if (!c->env->rows) {
+                snprintf(c->err, c->errlen,
+                         "{{#each %s}}: rows of a one-to-many link are not available here",
+                         ref->path);
+                return -1;
+            }
+            const void *const *rows = NULL;
+            size_t n = 0;
+            const void *at = ref->level > 0 ? c->rows[ref->level - 1] : NULL;
+            if (c->env->rows(c->env->ud, at, ref, &rows, &n, c->err, c->errlen) < 0)
+                return -1;
+            if (n > it->limit)
+                n = it->limit;
+            for (size_t k = 0; k < n; k++) {
+                c->rows[it->depth - 1] = rows[k];
+                c->index[it->depth] = k;
+                if (render_block(c, &it->then, it->depth))
+                    return -1;
+            }
+            break;
+        }
+        }
+    }
+    return 0;
+}
+
+int template_render(const template *t, const expr_env *env, expr_arena *arena, buf *out, char *err,
+                    size_t errlen)
+{
+    char dummy[1];
+    expr_arena local;
+    int own = !arena;
+    if (own) {
+        expr_arena_init(&local);
+        arena = &local;
+    }
+    rctx c = {.t = t, .env = env, .arena = arena, .out = out};
+    c.err = err && errlen ? err : dummy;
+    c.errlen = err && errlen ? errlen : sizeof dummy;
+    c.err[0] = '\0';
+    int rc = render_block(&c, &t->top, 0);
+    expr_arena_reset(arena);
+    if (own)
+        expr_arena_free(&local);
+    return rc;
+}

@@ -1,0 +1,75 @@
+/* template — message templates: text with {{ }} tags, compiled once
+ * against an expression scope, rendered many times.
+ *
+ *   {{ expr }}              the value of an expression (FORMATS.md
+ *                           §Expressions), HTML-escaped (& < > " ') in an
+ *                           HTML template, raw in text; NULL renders as
+ *                           nothing; formatting as expr_value_format
+ *   {{{ expr }}}            the value, never escaped (HTML you trust)
+ *   {{#if expr}} a {{else}} b {{/if}}
+ *                           a when expr is true, else b (NULL is not
+ *                           true); {{else}} is optional; ifs nest
+ *   {{#each link}} .. {{/each}}
+ *   {{#each link limit 20}} .. {{/each}}
+ *                           once per row of a one-to-many link
+ *                           (`orders`, `profile.orders`), at most `limit`
+ *                           rows (default TEMPLATE_EACH_LIMIT). Inside,
+ *                           a name is first a field (or link) of the
+ *                           row's entity, else of the enclosing rows,
+ *                           else of the record (`first_name`);
+ *                           {{@index}} is 0, 1, ... The rows come from
+ *                           env->rows (expr_env) for the ROWS ref of the
+ *                           block, exactly as aggregates get theirs.
+ *   {{! comment }}          nothing
+ *
+ * A `{{` that opens no tag is an error: write `{{ '{{' }}` for a literal
+ * one. Errors say line:col within the template (and, through diag, the
+ * file and line of the setting or the template file it came from).
+ *
+ * Compiled templates are immutable; any number of threads may render one
+ * at once, each with its own arena. */
+#ifndef BATON_TEMPLATE_H
+#define BATON_TEMPLATE_H
+
+#include <stddef.h>
+
+#include "base/buf.h"
+#include "base/diag.h"
+#include "lang/expr.h"
+
+typedef struct template template;
+
+#define TEMPLATE_EACH_LIMIT 100
+
+enum {
+    TEMPLATE_HTML = 1, /* escape {{ }} values for HTML */
+};
+
+/* Compile text in scope. Every error goes to d (o->file, o->line, then
+ * the setting and line:col within the text). o may be NULL. Returns NULL
+ * when any error was found. */
+template *template_compile(const char *text, const expr_scope *sc, const expr_origin *o,
+                           unsigned flags, diag *d);
+/* The same, with the first error written to err as "2:14: message". */
+template *template_compile_msg(const char *text, const expr_scope *sc, unsigned flags, char *err,
+                               size_t errlen);
+void template_free(template *t);
+
+/* Render t, appending to out. The arena is reset before returning.
+ * Returns 0, or -1 with err (an env callback failed, rows unavailable);
+ * out then holds a partial rendering the caller should discard. */
+int template_render(const template *t, const expr_env *env, expr_arena *arena, buf *out, char *err,
+                    size_t errlen);
+
+/* Every expression of the template, in order of appearance ({{ }}
+ * values, #if conditions, and each #each's rows as a one-ref
+ * expression): campaigns list their refs to know which columns a row must
+ * carry, or compile them to SQL. */
+size_t template_expr_count(const template *t);
+const expr *template_expr_at(const template *t, size_t i);
+
+/* 1 when the template is plain text with no tags (its text is output
+ * verbatim). */
+int template_is_static(const template *t);
+
+#endif

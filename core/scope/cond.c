@@ -1,0 +1,561 @@
+#include "scope/cond.h"
+
+#include <libconfig.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "plugin/app.h"
+#include "base/buf.h"
+#include "base/log.h"
+#include "config/keymap.h"
+#include "lang/expr.h"
+#include "base/mem.h"
+#include "base/record.h"
+#include "schema/schema.h"
+#include "lang/template.h"
+#include "base/timefmt.h"
+
+struct jcompile {
+    schema *sch; /* owned until taken */
+    expr_scope *sc;
+};
+
+/* The schema file of the profiles source: its `schema` setting, relative
+ * to the file that holds it. */
+static schema *profiles_schema(struct app *a, diag *d)
+{
+    if (!a || !a->conf.profiles)
+        return NULL;
+    conf_use *u = conf_find(&a->conf, "sources", a->conf.profiles);
+    config_setting_t *s = u && u->group ? config_setting_get_member(u->group, "schema") : NULL;
+    if (!s || config_setting_type(s) != CONFIG_TYPE_STRING)
+        return NULL;
+    const char *file = config_setting_source_file(s);
+    char *dir = path_dirname(file ? file : a->conf.path);
+    char *path = path_resolve(dir, config_setting_get_string(s));
+    free(dir);
+    schema *sch = xcalloc(1, sizeof *sch);
+    diag local;
+    diag_init(&local);
+    schema_load(sch, path, &local);
+    /* baton check reports the schema's own errors; journeys just lose the
+     * types of what failed to load */
+    diag_free(&local);
+    free(path);
+    return sch;
+}
+
+jcompile *jcompile_new(struct app *a, const char *const *action_ids, size_t nactions, diag *d)
+{
+    jcompile *c = xcalloc(1, sizeof *c);
+    c->sch = profiles_schema(a, d);
+    const char **names = xcalloc(nactions + (a ? a->conf.nuses : 0) + 1, sizeof *names);
+    size_t n = 0;
+    for (size_t i = 0; i < nactions; i++)
+        names[n++] = action_ids[i];
+    for (size_t i = 0; a && i < a->conf.nuses; i++) {
+        conf_use *u = &a->conf.uses[i];
+        if (u->kind == BATON_KIND_SOURCE &&
+            (!a->conf.profiles || strcmp(u->name, a->conf.profiles)))
+            names[n++] = u->name;
+    }
+    c->sc = expr_scope_journey(c->sch, c->sch ? schema_entity_find(c->sch, "profiles") : NULL,
+                               names, n);
+    if (!a)
+        expr_scope_set_open(c->sc, 1);
+    free(names);
+    return c;
+}
+
+void jcompile_free(jcompile *c)
+{
+    if (!c)
+        return;
+    expr_scope_free(c->sc);
+    jschema_free(c->sch);
+    free(c);
+}
+
+void *jcompile_take_schema(jcompile *c)
+{
+    void *s = c->sch;
+    c->sch = NULL;
+    return s;
+}
+
+void jschema_free(void *s)
+{
+    if (!s)
+        return;
+    schema_free(s);
+    free(s);
+}
+
+void jcond_compile(jcond *c, const jcompile *cc, int want_bool, const char *file, const char *where,
+                   const char *key, diag *d)
+{
+    char setting[256];
+    snprintf(setting, sizeof setting, "%s: %s", where, key);
+    expr_origin o = {file, c->line, setting};
+    c->compiled = expr_compile(c->text, cc->sc, &o, want_bool ? EXPR_WANT_BOOL : 0, d);
+}
+
+void jcond_release(jcond *c)
+{
+    expr_free(c->compiled);
+    c->compiled = NULL;
+}
+
+void *jtemplate_compile(const char *text, int html, const jcompile *cc, const char *file, int line,
+                        const char *where, const char *key, diag *d)
+{
+    char setting[256];
+    snprintf(setting, sizeof setting, "%s: %s", where, key);
+    expr_origin o = {file, line, setting};
+    return template_compile(text, cc->sc, &o, html ? TEMPLATE_HTML : 0, d);
+}
+
+void jtemplate_free(void *t)
+{
+    template_free(t);
+}
+
+/* ------------------------------------------------------------------ */
+/* Linked rows: read once per step                                     */
+/* ------------------------------------------------------------------ */
+
+/* The rows one (table, column, value) gave: the JSON array and its
+ * objects as the row pointers expr hands back to get(). */
+typedef struct jrowset {
+    json_t *rows;
+    const void **ptrs;
+    size_t n;
+} jrowset;
+
+struct jlinks {
+    json_t *index; /* cache key -> index into sets */
+    jrowset *sets;
+    size_t n, cap;
+    size_t total; /* rows read by this step, against JSCOPE_STEP_ROWS */
+};
+
+static void links_free(struct jlinks *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++) {
+        json_decref(l->sets[i].rows);
+        free(l->sets[i].ptrs);
+    }
+    free(l->sets);
+    json_decref(l->index);
+    free(l);
+}
+
+void jscope_release(jscope *s)
+{
+    json_decref(s->profile_row);
+    json_decref(s->lookups);
+    links_free(s->links);
+    s->profile_row = NULL;
+    s->lookups = NULL;
+    s->links = NULL;
+    s->profile_loaded = 0;
+}
+
+/* A JSON value as the type the checker expects (when it knows one). */
+static int from_json(json_t *v, int want, baton_value *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!v || json_is_null(v) || json_is_object(v) || json_is_array(v)) {
+        out->type = BATON_T_NULL;
+        return 1;
+    }
+    if (json_is_boolean(v)) {
+        out->type = BATON_T_BOOL;
+        out->v.b = json_is_true(v);
+    } else if (json_is_integer(v)) {
+        if (want == BATON_T_BOOL) { /* SQLite keeps bools as 0/1 */
+            out->type = BATON_T_BOOL;
+            out->v.b = json_integer_value(v) != 0;
+        } else if (want == BATON_T_FLOAT) {
+            out->type = BATON_T_FLOAT;
+            out->v.f = (double)json_integer_value(v);
+        } else {
+            out->type = BATON_T_INT;
+            out->v.i = json_integer_value(v);
+        }
+    } else if (json_is_real(v)) {
+        out->type = BATON_T_FLOAT;
+        out->v.f = json_real_value(v);
+    } else {
+        const char *s = json_string_value(v);
+        size_t len = json_string_length(v);
+        int64_t x;
+        if (want == BATON_T_TIMESTAMP && timestamp_parse(s, len, &x) == 0) {
+            out->type = BATON_T_TIMESTAMP;
+            out->v.ts = x;
+        } else if (want == BATON_T_DATE && date_parse(s, len, &x) == 0) {
+            out->type = BATON_T_DATE;
+            out->v.date = x;
+        } else {
+            out->type = BATON_T_STRING;
+            out->v.s.ptr = s;
+            out->v.s.len = len;
+        }
+    }
+    return 0;
+}
+
+/* Follow a dotted path into nested objects. */
+static json_t *dig(json_t *o, const char *path)
+{
+    const char *p = path;
+    while (o && *p) {
+        const char *dot = strchr(p, '.');
+        size_t l = dot ? (size_t)(dot - p) : strlen(p);
+        o = json_is_object(o) ? json_object_getn(o, p, l) : NULL;
+        if (!dot)
+            break;
+        p = dot + 1;
+    }
+    return o;
+}
+
+static json_t *profile_of(jscope *s)
+{
+    if (!s->profile_loaded) {
+        s->profile_loaded = 1;
+        s->profile_row = s->profile ? s->profile(s->ud, s->profile_id) : NULL;
+    }
+    return s->profile_row;
+}
+
+/* Link cuts are logged at the 1st, 2nd, 4th, 8th... time: seen, never a
+ * flood. */
+static _Atomic unsigned long long cuts;
+
+static void warn_cut(const jscope *s, const schema_entity *ent, const char *what)
+{
+    unsigned long long n = ++cuts;
+    if (n & (n - 1))
+        return;
+    log_msg(BATON_LOG_WARN, s->record ? "campaign" : "journey",
+            "profile %s: '%s' has more than %d rows in %s: aggregates and {{#each}} read the "
+            "first %d by key (%llu time%s so far)",
+            s->profile_id, what, JSCOPE_LINK_ROWS, ent->table, JSCOPE_LINK_ROWS, n,
+            n == 1 ? "" : "s");
+}
+
+/* The rows of ent whose column equals v, read through s->rows once per
+ * step. limit 1 for a key, else JSCOPE_LINK_ROWS (one more is asked for,
+ * to know when a link was cut). 0 with *out, or -1 with err. */
+static int fetch(jscope *s, const schema_entity *ent, const schema_field *col, const baton_value *v,
+                 int one, const char *what, const jrowset **out, char *err, size_t errlen)
+{
+    static const jrowset none = {0};
+    *out = &none;
+    if (v->type == BATON_T_NULL)
+        return 0; /* SQL: `via = NULL` matches nothing */
+    if (!s->rows) {
+        snprintf(err, errlen, "'%s': linked rows cannot be read here (no SQL profiles source)",
+                 what);
+        return -1;
+    }
+    if (!s->links) {
+        s->links = xcalloc(1, sizeof *s->links);
+        s->links->index = json_object();
+    }
+    struct jlinks *l = s->links;
+    buf key;
+    buf_init(&key);
+    buf_addf(&key, "%s\x1f%s\x1f%d\x1f%d\x1f", ent->table, col->name, one, (int)v->type);
+    expr_value_format(v, &key);
+    json_t *at = json_object_getn(l->index, key.data, key.len);
+    if (at) {
+        buf_free(&key);
+        *out = &l->sets[json_integer_value(at)];
+        return 0;
+    }
+    if (l->total >= JSCOPE_STEP_ROWS) {
+        buf_free(&key);
+        snprintf(err, errlen, "'%s': more than %d linked rows read in one step", what,
+                 JSCOPE_STEP_ROWS);
+        return -1;
+    }
+    size_t limit = one ? 1 : JSCOPE_LINK_ROWS + 1;
+    json_t *rows = s->rows(s->ud, ent, col, v, limit, err, errlen);
+    if (!rows) {
+        buf_free(&key);
+        return -1;
+    }
+    size_t n = json_array_size(rows);
+    if (n > (one ? 1 : JSCOPE_LINK_ROWS)) {
+        n = one ? 1 : JSCOPE_LINK_ROWS;
+        if (!one)
+            warn_cut(s, ent, what);
+    }
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 8;
+        l->sets = xrealloc(l->sets, l->cap * sizeof *l->sets);
+    }
+    jrowset *set = &l->sets[l->n];
+    set->rows = rows;
+    set->n = n;
+    set->ptrs = xcalloc(n + 1, sizeof *set->ptrs);
+    for (size_t i = 0; i < n; i++)
+        set->ptrs[i] = json_array_get(rows, i);
+    json_object_setn_new_nocheck(l->index, key.data, key.len, json_integer((json_int_t)l->n));
+    l->n++;
+    l->total += n;
+    buf_free(&key);
+    *out = set;
+    return 0;
+}
+
+/* Follow many-to-one links from row r (NULL: none): the row reached, or
+ * NULL for a NULL or dangling reference. -1 on failure. */
+static int follow(jscope *s, json_t *r, const expr_ref *ref, json_t **out, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < ref->nhops && r; i++) {
+        const schema_link *l = ref->hops[i];
+        baton_value v;
+        from_json(json_object_get(r, l->via->name), (int)l->via->type, &v);
+        const jrowset *set;
+        if (fetch(s, l->to, l->to->key, &v, 1, ref->path, &set, err, errlen))
+            return -1;
+        r = set->n ? (json_t *)set->ptrs[0] : NULL;
+    }
+    *out = r;
+    return 0;
+}
+
+/* A level-0 name as the record holds it: without record_prefix. */
+static const char *record_name(const char *path, const char *prefix, const char *record_prefix)
+{
+    if (record_prefix && prefix && !strcmp(prefix, record_prefix))
+        return path + strlen(prefix) + 1;
+    return path;
+}
+
+char *jscope_key_path(const expr_ref *ref, const char *record_prefix)
+{
+    const char *p = record_name(ref->path, ref->prefix, record_prefix);
+    const char *dot = strrchr(p, '.');
+    const char *key = ref->rows->to->key->name;
+    return dot ? xasprintf("%.*s.%s", (int)(dot - p), p, key) : xstrdup(key);
+}
+
+/* A one-to-many link of the record being rendered (campaigns): its key is
+ * a column of the send's SELECT. */
+static int record_rows(jscope *s, const expr_ref *ref, const void *const **rows, size_t *n,
+                       char *err, size_t errlen)
+{
+    const schema_link *link = ref->rows;
+    char *kp = jscope_key_path(ref, s->record_prefix);
+    const baton_value *v = record_find(s->record, kp);
+    free(kp);
+    if (!v || v->type == BATON_T_NULL)
+        return 0;
+    const jrowset *set;
+    if (fetch(s, link->from, link->via, v, 0, ref->path, &set, err, errlen))
+        return -1;
+    *rows = set->ptrs;
+    *n = set->n;
+    return 0;
+}
+
+/* The rows of a one-to-many link (rows of link->from whose via is the
+ * key of the row reached): aggregates and {{#each}}. */
+static int env_rows(void *ud, const void *row, const expr_ref *ref, const void *const **rows,
+                    size_t *n, char *err, size_t errlen)
+{
+    jscope *s = ud;
+    *rows = NULL;
+    *n = 0;
+    const schema_link *link = ref->rows;
+    json_t *from = (json_t *)row;
+    if (!row && s->record)
+        return record_rows(s, ref, rows, n, err, errlen);
+    if (!row) {
+        if (!ref->prefix || strcmp(ref->prefix, "profile")) {
+            snprintf(err, errlen, "'%s': only links of profile.* are read in journeys", ref->path);
+            return -1;
+        }
+        from = profile_of(s);
+    }
+    json_t *r;
+    if (follow(s, from, ref, &r, err, errlen))
+        return -1;
+    baton_value key;
+    if (r) {
+        from_json(json_object_get(r, link->to->key->name), (int)link->to->key->type, &key);
+    } else if (!row && !ref->nhops && !from) {
+        /* no row for the profile: its key is the event's, as profile.id */
+        key = (baton_value){.type = BATON_T_STRING, .v.s = {s->profile_id, strlen(s->profile_id)}};
+    } else {
+        return 0; /* a NULL or dangling reference reaches no row, hence no rows */
+    }
+    const jrowset *set;
+    if (fetch(s, link->from, link->via, &key, 0, ref->path, &set, err, errlen))
+        return -1;
+    *rows = set->ptrs;
+    *n = set->n;
+    return 0;
+}
+
+static int env_get(void *ud, const void *row, const expr_ref *ref, baton_value *out, char *err,
+                   size_t errlen)
+{
+    jscope *s = ud;
+    if (ref->kind != EXPR_REF_VALUE) {
+        snprintf(err, errlen, "'%s' is a one-to-many link, not a value", ref->path);
+        return -1;
+    }
+    if (!row && s->record) {
+        const baton_value *v =
+            record_find(s->record, record_name(ref->path, ref->prefix, s->record_prefix));
+        if (!v) {
+            out->type = BATON_T_NULL;
+            return 1;
+        }
+        *out = *v;
+        return 0;
+    }
+    const char *prefix = ref->prefix;
+    const char *rest = prefix ? ref->path + strlen(prefix) + 1 : ref->path;
+    if (!prefix && row) { /* a field of a linked row: amount, store.city */
+        json_t *r;
+        if (follow(s, (json_t *)row, ref, &r, err, errlen))
+            return -1;
+        return from_json(r ? json_object_get(r, ref->field) : NULL, ref->type, out);
+    }
+    if (!prefix) {
+        out->type = BATON_T_NULL;
+        return 1;
+    }
+    if (!strcmp(prefix, "event")) {
+        json_t *v = NULL;
+        if (!strcmp(rest, "type") || !strcmp(rest, "id") || !strcmp(rest, "time") ||
+            !strcmp(rest, "profile"))
+            v = json_object_get(s->event, rest);
+        else
+            v = dig(json_object_get(s->event, "data"), rest);
+        if (!strcmp(rest, "time") && v) {
+            int64_t t;
+            if (timestamp_parse(json_string_value(v), json_string_length(v), &t) == 0) {
+                out->type = BATON_T_TIMESTAMP;
+                out->v.ts = t;
+                return 0;
+            }
+        }
+        return from_json(v, ref->type, out);
+    }
+    if (!strcmp(prefix, "profile")) {
+        json_t *prow = profile_of(s);
+        if (!strcmp(rest, "id") && !prow) {
+            out->type = BATON_T_STRING;
+            out->v.s.ptr = s->profile_id;
+            out->v.s.len = strlen(s->profile_id);
+            return 0;
+        }
+        if (ref->nhops) { /* profile.store.city */
+            json_t *r;
+            if (follow(s, prow, ref, &r, err, errlen))
+                return -1;
+            return from_json(r ? json_object_get(r, ref->field) : NULL, ref->type, out);
+        }
+        return from_json(dig(prow, rest), ref->type, out);
+    }
+    json_t *res = json_object_get(s->results, prefix);
+    if (res)
+        return from_json(dig(res, rest), ref->type, out);
+    if (!s->lookups)
+        s->lookups = json_object();
+    json_t *l = json_object_get(s->lookups, prefix);
+    if (!l) {
+        l = s->lookup ? s->lookup(s->ud, prefix, s->profile_id, s->event) : NULL;
+        json_object_set_new(s->lookups, prefix, l ? l : json_null());
+        l = json_object_get(s->lookups, prefix);
+    }
+    return from_json(dig(l, rest), ref->type, out);
+}
+
+static expr_env env_of(jscope *s)
+{
+    expr_env env = {.get = env_get, .rows = env_rows, .ud = s, .now = s->now_ms / 1000};
+    return env;
+}
+
+int jcond_truth(const jcond *c, jscope *s, int *truth, char *err, size_t errlen)
+{
+    if (!c->text) {
+        *truth = 1;
+        return 0;
+    }
+    if (!c->compiled) {
+        snprintf(err, errlen, "'%s' was not compiled", c->text);
+        return -1;
+    }
+    expr_env env = env_of(s);
+    expr_arena arena;
+    expr_arena_init(&arena);
+    int rc = expr_eval_bool(c->compiled, &env, &arena, err, errlen);
+    expr_arena_free(&arena);
+    if (rc < 0)
+        return -1;
+    *truth = rc;
+    return 0;
+}
+
+int jcond_eval(const jcond *c, jscope *s, expr_arena *arena, baton_value *out, char *err,
+               size_t errlen)
+{
+    if (!c->compiled) {
+        snprintf(err, errlen, "'%s' was not compiled", c->text ? c->text : "");
+        return -1;
+    }
+    expr_env env = env_of(s);
+    return expr_eval(c->compiled, &env, arena, out, err, errlen);
+}
+
+int jcond_timestamp(const jcond *c, jscope *s, int64_t *ms, char *err, size_t errlen)
+{
+    if (!c->compiled) {
+        snprintf(err, errlen, "'%s' was not compiled", c->text ? c->text : "");
+        return -1;
+    }
+    expr_env env = env_of(s);
+    expr_arena arena;
+    expr_arena_init(&arena);
+    baton_value v;
+    int rc = expr_eval(c->compiled, &env, &arena, &v, err, errlen);
+    if (rc == 0) {
+        int64_t t;
+        if (v.type == BATON_T_TIMESTAMP)
+            *ms = v.v.ts * 1000;
+        else if (v.type == BATON_T_DATE)
+            *ms = v.v.date * 86400000LL;
+        else if (v.type == BATON_T_STRING && timestamp_parse(v.v.s.ptr, v.v.s.len, &t) == 0)
+            *ms = t * 1000;
+        else {
+            snprintf(err, errlen, "until = '%s' gave %s, not a timestamp", c->text,
+                     v.type == BATON_T_NULL ? "null" : schema_type_name(v.type));
+            rc = -1;
+        }
+    }
+    expr_arena_free(&arena);
+    return rc;
+}
+
+int jtemplate_render(const void *t, jscope *s, void *out_buf, char *err, size_t errlen)
+{
+    expr_env env = env_of(s);
+    expr_arena arena;
+    expr_arena_init(&arena);
+    int rc = template_render(t, &env, &arena, out_buf, err, errlen);
+    expr_arena_free(&arena);
+    return rc;
+}

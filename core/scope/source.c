@@ -1,0 +1,301 @@
+#include "scope/source.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lang/expr.h"
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/record.h"
+#include "schema/schema.h"
+#include "schema/schema_source.h"
+#include "base/timefmt.h"
+
+struct jsource {
+    app *a;
+    instance *profiles; /* the SQL source holding profiles, or NULL */
+    char *table, *key;
+    instance **lookups;
+    size_t nlookups;
+    instance **owned; /* instances this module created (not the app's) */
+    size_t nowned;
+    pthread_mutex_t lock; /* exec is one call at a time per instance */
+};
+
+/* The app's instance when it has one (serve), else one of our own. */
+static instance *source_instance(jsource *s, const char *name, diag *d)
+{
+    instance *inst = app_find(s->a, "sources", name);
+    if (inst)
+        return inst->phase == INSTANCE_RUNNING || inst->phase == INSTANCE_READY ? inst : NULL;
+    conf_use *u = conf_find(&s->a->conf, "sources", name);
+    if (!u || !u->plugin)
+        return NULL;
+    char err[1024];
+    plugin *p = plugin_load(&s->a->reg, u->plugin, err, sizeof err);
+    if (!p) {
+        diag_error(d, u->file, u->line, "%s: %s", u->where, err);
+        return NULL;
+    }
+    inst = instance_create(p, u, s->a->conf.dir, d);
+    if (!inst)
+        return NULL;
+    if (instance_init(inst) || instance_start(inst)) {
+        diag_error(d, u->file, u->line, "%s: %s", u->where, inst->error);
+        instance_destroy(inst);
+        return NULL;
+    }
+    s->owned = xrealloc(s->owned, (s->nowned + 1) * sizeof *s->owned);
+    s->owned[s->nowned++] = inst;
+    return inst;
+}
+
+jsource *jsource_open(app *a, diag *d)
+{
+    jsource *s = xcalloc(1, sizeof *s);
+    s->a = a;
+    pthread_mutex_init(&s->lock, NULL);
+    /* the profiles entity of the schema says which table and key */
+    schema *sch = a->schema ? a->schema : schema_load_profiles(&a->conf, NULL);
+    const schema_entity *pe = sch ? schema_entity_find(sch, "profiles") : NULL;
+    s->table = xstrdup(pe ? pe->table : "profiles");
+    s->key = xstrdup(pe && pe->key ? pe->key->name : "id");
+    if (sch != a->schema)
+        schema_destroy(sch);
+    if (a->conf.profiles) {
+        instance *inst = source_instance(s, a->conf.profiles, d);
+        const baton_source_ops *ops = inst ? instance_source(inst) : NULL;
+        if (ops && ops->exec)
+            s->profiles = inst;
+    }
+    for (size_t i = 0; i < a->conf.nuses; i++) {
+        conf_use *u = &a->conf.uses[i];
+        if (u->kind != BATON_KIND_SOURCE ||
+            (a->conf.profiles && !strcmp(u->name, a->conf.profiles)))
+            continue;
+        /* only lookup sources are read per profile; SQL ones belong to
+         * campaigns and are not opened here */
+        char err[1024];
+        plugin *p = u->plugin ? plugin_load(&a->reg, u->plugin, err, sizeof err) : NULL;
+        const baton_source_ops *ops = p ? p->desc.ops : NULL;
+        if (!ops || !ops->lookup)
+            continue;
+        instance *inst = source_instance(s, u->name, d);
+        if (inst) {
+            s->lookups = xrealloc(s->lookups, (s->nlookups + 1) * sizeof *s->lookups);
+            s->lookups[s->nlookups++] = inst;
+        }
+    }
+    return s;
+}
+
+void jsource_close(jsource *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->nowned; i++)
+        instance_destroy(s->owned[i]);
+    free(s->owned);
+    free(s->lookups);
+    free(s->table);
+    free(s->key);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static json_t *value_json(const baton_value *v)
+{
+    char text[32];
+    switch (v->type) {
+    case BATON_T_NULL: return json_null();
+    case BATON_T_BOOL: return json_boolean(v->v.b);
+    case BATON_T_INT: return json_integer(v->v.i);
+    case BATON_T_FLOAT: return json_real(v->v.f);
+    case BATON_T_STRING: return json_stringn(v->v.s.ptr, v->v.s.len);
+    case BATON_T_DATE: date_format(v->v.date, text); return json_string(text);
+    case BATON_T_TIMESTAMP: timestamp_format(v->v.ts, text); return json_string(text);
+    case BATON_T_DURATION: return json_integer(v->v.dur);
+    }
+    return json_null();
+}
+
+static int row_to_json(void *ud, size_t ncols, const char *const *names, const baton_value *values)
+{
+    json_t **out = ud;
+    *out = json_object();
+    for (size_t i = 0; i < ncols; i++)
+        json_object_set_new(*out, names[i], value_json(&values[i]));
+    return 1; /* one row is all we want */
+}
+
+static json_t *profile_row(void *ud, const char *profile_id)
+{
+    jsource *s = ud;
+    if (!s || !s->profiles)
+        return NULL;
+    const baton_source_ops *ops = instance_source(s->profiles);
+    char *q = xasprintf("SELECT * FROM \"%s\" WHERE \"%s\" = ?", s->table, s->key);
+    baton_value p = {.type = BATON_T_STRING, .v.s = {profile_id, strlen(profile_id)}};
+    json_t *row = NULL;
+    char err[512] = "";
+    pthread_mutex_lock(&s->lock);
+    int rc = ops->exec(s->profiles->state, q, &p, 1, row_to_json, &row, err, sizeof err);
+    pthread_mutex_unlock(&s->lock);
+    free(q);
+    if (rc) {
+        log_msg(BATON_LOG_WARN, "journey", "profile %s: %s: %s", profile_id, s->profiles->where,
+                err);
+        json_decref(row);
+        return NULL;
+    }
+    return row;
+}
+
+typedef struct rows_acc {
+    json_t *rows;
+    size_t limit;
+} rows_acc;
+
+static int row_append(void *ud, size_t ncols, const char *const *names, const baton_value *values)
+{
+    rows_acc *acc = ud;
+    json_t *o = json_object();
+    for (size_t i = 0; i < ncols; i++)
+        json_object_set_new(o, names[i], value_json(&values[i]));
+    json_array_append_new(acc->rows, o);
+    return json_array_size(acc->rows) >= acc->limit;
+}
+
+json_t *jsource_read_rows(instance *src, pthread_mutex_t *lock, const schema_entity *ent,
+                          const schema_field *col, const baton_value *v, size_t limit, char *err,
+                          size_t errlen)
+{
+    const baton_source_ops *ops = instance_source(src);
+    if (!ops || !ops->exec) {
+        snprintf(err, errlen, "reading %s: %s is not a SQL source", ent->table, src->where);
+        return NULL;
+    }
+    const expr_dialect *d = expr_dialect_find(ops->dialect ? ops->dialect : "sqlite");
+    if (!d)
+        d = &expr_dialect_sqlite;
+    expr_sql q;
+    expr_sql_init(&q);
+    buf_adds(&q.sql, "SELECT * FROM ");
+    expr_sql_ident(&q, d, ent->table);
+    buf_adds(&q.sql, " WHERE ");
+    expr_sql_ident(&q, d, col->name);
+    buf_adds(&q.sql, " = ");
+    expr_sql_param(&q, d, v);
+    if (ent->key) {
+        buf_adds(&q.sql, " ORDER BY ");
+        expr_sql_ident(&q, d, ent->key->name);
+    }
+    buf_addf(&q.sql, " LIMIT %zu", limit ? limit : 1);
+    rows_acc acc = {json_array(), limit ? limit : 1};
+    char why[512] = "";
+    if (lock)
+        pthread_mutex_lock(lock);
+    int rc =
+        ops->exec(src->state, q.sql.data, q.params, q.nparams, row_append, &acc, why, sizeof why);
+    if (lock)
+        pthread_mutex_unlock(lock);
+    expr_sql_free(&q);
+    if (rc) {
+        snprintf(err, errlen, "%s: reading %s: %s", src->where, ent->table, why);
+        json_decref(acc.rows);
+        return NULL;
+    }
+    return acc.rows;
+}
+
+json_t *jsource_rows(void *ud, const schema_entity *ent, const schema_field *col,
+                     const baton_value *v, size_t limit, char *err, size_t errlen)
+{
+    jsource *s = ud;
+    if (!s || !s->profiles) {
+        snprintf(err, errlen, "reading %s: `profiles` names no SQL source to read it from",
+                 ent->table);
+        return NULL;
+    }
+    return jsource_read_rows(s->profiles, &s->lock, ent, col, v, limit, err, errlen);
+}
+
+void jsource_json_to_record(baton_record *r, const char *prefix, json_t *o)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        char *name = prefix ? xasprintf("%s.%s", prefix, k) : xstrdup(k);
+        baton_value bv = {.type = BATON_T_NULL};
+        if (json_is_string(v))
+            bv = (baton_value){.type = BATON_T_STRING,
+                               .v.s = {json_string_value(v), json_string_length(v)}};
+        else if (json_is_integer(v))
+            bv = (baton_value){.type = BATON_T_INT, .v.i = json_integer_value(v)};
+        else if (json_is_real(v))
+            bv = (baton_value){.type = BATON_T_FLOAT, .v.f = json_real_value(v)};
+        else if (json_is_boolean(v))
+            bv = (baton_value){.type = BATON_T_BOOL, .v.b = json_is_true(v)};
+        if (json_is_object(v))
+            jsource_json_to_record(r, name, v);
+        else
+            record_set(r, name, &bv);
+        free(name);
+    }
+}
+
+static json_t *lookup(void *ud, const char *source, const char *profile_id, json_t *event)
+{
+    jsource *s = ud;
+    instance *inst = NULL;
+    for (size_t i = 0; s && i < s->nlookups; i++)
+        if (!strcmp(s->lookups[i]->name, source))
+            inst = s->lookups[i];
+    if (!inst)
+        return NULL;
+    record *ctx = record_new();
+    record_set_string(ctx, "profile.id", profile_id);
+    json_t *prow = profile_row(s, profile_id);
+    if (prow)
+        jsource_json_to_record(ctx, "profile", prow);
+    json_decref(prow);
+    if (event)
+        jsource_json_to_record(ctx, "event", event);
+    record *out = record_new();
+    char err[512] = "";
+    int rc = instance_source(inst)->lookup(inst->state, ctx, out, err, sizeof err);
+    json_t *res = NULL;
+    if (rc == 0) {
+        res = json_object();
+        for (size_t i = 0; i < out->n; i++)
+            json_object_set_new(res, out->v[i].name, value_json(&out->v[i].value));
+    } else if (rc < 0) {
+        log_msg(BATON_LOG_WARN, "journey", "lookup %s for profile %s failed (reads as null): %s",
+                source, profile_id, err);
+    }
+    record_free(ctx);
+    record_free(out);
+    return res;
+}
+
+json_t *jsource_profile(jsource *s, const char *profile_id)
+{
+    return profile_row(s, profile_id);
+}
+
+json_t *jsource_lookup(jsource *s, const char *source, const char *profile_id, json_t *event)
+{
+    return lookup(s, source, profile_id, event);
+}
+
+json_t *jsource_profile_cb(void *ud, const char *profile_id)
+{
+    return profile_row(ud, profile_id);
+}
+
+json_t *jsource_lookup_cb(void *ud, const char *source, const char *profile_id, json_t *event)
+{
+    return lookup(ud, source, profile_id, event);
+}
