@@ -4,7 +4,8 @@
 set -e
 PKGS="build-essential pkg-config libconfig-dev libcurl4-openssl-dev libesmtp-dev
 libmosquitto-dev mosquitto mosquitto-clients libsqlite3-dev sqlite3 libjansson-dev
-libcmocka-dev tzdata python3-aiosmtpd graphviz postfix nginx-light clang clang-format libclang-rt-14-dev"
+libcmocka-dev tzdata python3-aiosmtpd graphviz postfix nginx-light clang clang-format libclang-rt-14-dev
+postgresql libpq-dev"
 missing=""
 for p in $PKGS; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -20,7 +21,7 @@ $SUDO apt-get update -q
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
 # Debian starts these services on install; tests run their own on loopback.
-for svc in mosquitto nginx postfix; do
+for svc in mosquitto nginx postfix postgresql; do
     if command -v systemctl >/dev/null 2>&1; then
         $SUDO systemctl stop "$svc" >/dev/null 2>&1 || true
         $SUDO systemctl disable "$svc" >/dev/null 2>&1 || true
