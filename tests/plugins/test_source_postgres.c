@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "buf.h"
-#include "plugin_host.h"
+#include "base/buf.h"
+#include "plugin/plugin_host.h"
 #include "support/fs.h"
 #include "support/instance.h"
 #include "support/pg_server.h"
