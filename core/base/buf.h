@@ -23,7 +23,11 @@ void buf_addc(buf *b, char c);
 void buf_addf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vaddf(buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Append s as a JSON string literal, quotes included. */
+/* s[0..len) as a JSON string literal, quotes included, escaped byte for
+ * byte as jansson escapes (the caller checks UTF-8 where it matters). */
 void buf_add_json_string(buf *b, const char *s, size_t len);
+/* data in standard base64 (RFC 4648, padded, no line breaks). */
+void buf_add_base64(buf *b, const void *data, size_t len);
 /* Hand the bytes to the caller (who frees them) and reset b. */
 char *buf_steal(buf *b);
 

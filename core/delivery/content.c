@@ -62,33 +62,6 @@ static int utf8_valid(const char *s, size_t n)
     return 1;
 }
 
-/* s as a JSON string literal, escaped as jansson escapes (runs of plain
- * bytes copied at once). The caller checked it is UTF-8. */
-static void add_string(buf *b, const char *s, size_t n)
-{
-    buf_addc(b, '"');
-    size_t run = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        buf_add(b, s + run, i - run);
-        run = i + 1;
-        switch (c) {
-        case '"': buf_add(b, "\\\"", 2); break;
-        case '\\': buf_add(b, "\\\\", 2); break;
-        case '\b': buf_add(b, "\\b", 2); break;
-        case '\f': buf_add(b, "\\f", 2); break;
-        case '\n': buf_add(b, "\\n", 2); break;
-        case '\r': buf_add(b, "\\r", 2); break;
-        case '\t': buf_add(b, "\\t", 2); break;
-        default: buf_addf(b, "\\u%04X", c); break;
-        }
-    }
-    buf_add(b, s + run, n - run);
-    buf_addc(b, '"');
-}
-
 /* A float as jansson writes one: 17 significant digits, always a point
  * or an exponent so that it reads back as a float, and an exponent with
  * no '+' and no leading zeros. */
@@ -131,7 +104,7 @@ static void add_value(buf *b, const baton_value *v)
         break;
     case BATON_T_STRING:
         if (utf8_valid(v->v.s.ptr, v->v.s.len))
-            add_string(b, v->v.s.ptr, v->v.s.len);
+            buf_add_json_string(b, v->v.s.ptr, v->v.s.len);
         else
             buf_adds(b, "null");
         break;
@@ -156,9 +129,9 @@ char *content_json(size_t nparts, char *const *names, char *const *values, const
             buf_addc(&b, ',');
         first = 0;
         buf_addc(&b, '[');
-        add_string(&b, names[i], nl);
+        buf_add_json_string(&b, names[i], nl);
         buf_addc(&b, ',');
-        add_string(&b, values[i], vl);
+        buf_add_json_string(&b, values[i], vl);
         buf_addc(&b, ']');
     }
     buf_addc(&b, ']');
@@ -173,7 +146,7 @@ char *content_json(size_t nparts, char *const *names, char *const *values, const
             if (!first)
                 buf_addc(&b, ',');
             first = 0;
-            add_string(&b, name, nl);
+            buf_add_json_string(&b, name, nl);
             buf_addc(&b, ':');
             add_value(&b, &row->v[i].value);
         }

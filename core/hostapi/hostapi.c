@@ -87,6 +87,25 @@ static const char *h_config_list_item(baton_instance *inst, const char *key, siz
     return v && i < v->nlist ? v->list[i] : NULL;
 }
 
+static void h_json_string(baton_buf *out, const char *s, size_t len)
+{
+    buf_add_json_string(out, s, len);
+}
+static void h_base64(baton_buf *out, const void *data, size_t len)
+{
+    buf_add_base64(out, data, len);
+}
+static int h_config_enum(baton_instance *inst, const char *key)
+{
+    const keymap_value *v = val(inst, key);
+    if (!v || v->key->type != BATON_CFG_ENUM || !v->s || !v->key->choices)
+        return -1;
+    for (int i = 0; v->key->choices[i]; i++)
+        if (strcmp(v->key->choices[i], v->s) == 0)
+            return i;
+    return -1;
+}
+
 static baton_counter *h_counter(baton_instance *inst, const char *name)
 {
     instance_counter *found = NULL;
@@ -232,6 +251,9 @@ static const baton_host host_api = {
     .act_sql = ah_sql,
     .act_dialect = ah_dialect,
     .act_setting_path = ah_setting_path,
+    .json_string = h_json_string,
+    .base64 = h_base64,
+    .config_enum = h_config_enum,
 };
 
 const baton_host *plugin_host_api(void)

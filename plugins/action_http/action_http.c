@@ -25,6 +25,7 @@
 
 static const char *const method_choices[] = {"GET", "POST", "PUT", "PATCH", "DELETE", NULL};
 static const char *const auth_choices[] = {"none", "basic", "bearer", NULL};
+enum { AUTH_NONE, AUTH_BASIC, AUTH_BEARER }; /* auth_choices' order */
 
 static const baton_config_key keys[] = {
     {.name = "url",
@@ -62,7 +63,8 @@ typedef struct act {
     baton_template *url, *body;
     baton_template **headers;
     size_t nheaders;
-    char *method, *ctype, *auth, *user, *pass, *token, *idem;
+    char *method, *ctype, *user, *pass, *token, *idem;
+    int auth;
     long timeout_ms;
     size_t max_response;
 } act;
@@ -141,7 +143,7 @@ static baton_status invoke(void *state, const baton_action_call *call, baton_buf
         snprintf(line, sizeof line, "%s: %s", a->idem, call->key);
         hl = curl_slist_append(hl, line);
     }
-    if (!strcmp(a->auth, "bearer") && a->token) {
+    if (a->auth == AUTH_BEARER && a->token) {
         snprintf(line, sizeof line, "Authorization: Bearer %s", a->token);
         hl = curl_slist_append(hl, line);
     }
@@ -162,7 +164,7 @@ static baton_status invoke(void *state, const baton_action_call *call, baton_buf
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (!strcmp(a->auth, "basic") && a->user) {
+    if (a->auth == AUTH_BASIC && a->user) {
         curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
         curl_easy_setopt(c, CURLOPT_USERNAME, a->user);
         curl_easy_setopt(c, CURLOPT_PASSWORD, a->pass ? a->pass : "");
@@ -202,7 +204,6 @@ static void act_free(act *a)
     free(a->headers);
     free(a->method);
     free(a->ctype);
-    free(a->auth);
     free(a->user);
     free(a->pass);
     free(a->token);
@@ -250,16 +251,16 @@ static int act_init(baton_instance *inst, const baton_host *h, void **state)
     }
     a->method = strdup(h->config_string(inst, "method"));
     a->ctype = strdup(h->config_string(inst, "content_type"));
-    a->auth = strdup(h->config_string(inst, "auth"));
+    a->auth = h->config_enum(inst, "auth");
     a->user = dup_or_null(h->config_string(inst, "username"));
     a->pass = dup_or_null(h->config_string(inst, "password"));
     a->token = dup_or_null(h->config_string(inst, "token"));
     a->idem = strdup(h->config_string(inst, "idempotency_header"));
-    if (!strcmp(a->auth, "basic") && !a->user) {
+    if (a->auth == AUTH_BASIC && !a->user) {
         h->set_error(inst, "auth = \"basic\" needs username (and password)");
         goto fail;
     }
-    if (!strcmp(a->auth, "bearer") && !a->token) {
+    if (a->auth == AUTH_BEARER && !a->token) {
         h->set_error(inst, "auth = \"bearer\" needs token");
         goto fail;
     }

@@ -88,22 +88,6 @@ typedef struct email {
 /* Encodings                                                           */
 /* ------------------------------------------------------------------ */
 
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static void put_base64(const baton_host *h, baton_buf *out, const unsigned char *p, size_t n)
-{
-    char q[4];
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
-                     (i + 2 < n ? p[i + 2] : 0);
-        q[0] = b64[v >> 18 & 63];
-        q[1] = b64[v >> 12 & 63];
-        q[2] = i + 1 < n ? b64[v >> 6 & 63] : '=';
-        q[3] = i + 2 < n ? b64[v & 63] : '=';
-        h->buf_append(out, q, 4);
-    }
-}
-
 static int plain_ascii(const char *s)
 {
     for (; *s; s++)
@@ -132,7 +116,7 @@ static void put_header_text(const baton_host *h, baton_buf *out, const char *s, 
         if (i)
             h->buf_append(out, "\r\n ", 3);
         h->buf_append(out, "=?UTF-8?B?", 10);
-        put_base64(h, out, p + i, take);
+        h->base64(out, p + i, take);
         h->buf_append(out, "?=", 2);
         i += take;
         used = 1;
@@ -518,8 +502,7 @@ static int email_init(baton_instance *inst, const baton_host *h, void **state)
     e->from_header = strdup(h->buf_data(fh, NULL));
     h->buf_free(fh);
     e->reply_to = h->config_string(inst, "reply_to");
-    const char *tls = h->config_string(inst, "starttls");
-    e->starttls = !strcmp(tls, "required") ? 2 : !strcmp(tls, "enabled") ? 1 : 0;
+    e->starttls = h->config_enum(inst, "starttls"); /* disabled 0, enabled 1, required 2 */
     e->user = h->config_string(inst, "username");
     e->pass = h->config_string(inst, "password");
     if (e->pass && !e->user) {

@@ -635,7 +635,7 @@ static int push_init(baton_instance *inst, const baton_host *h, void **state)
     int failed = 0;
     p->inst = inst;
     p->h = h;
-    p->http = !strcmp(h->config_string(inst, "mode"), "http");
+    p->http = h->config_enum(inst, "mode") == 1; /* mqtt, http */
     const char *broker = h->config_string(inst, "broker");
     const char *colon = strrchr(broker, ':');
     snprintf(p->host, sizeof p->host, "%.*s", colon ? (int)(colon - broker) : (int)strlen(broker),

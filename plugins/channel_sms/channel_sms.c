@@ -599,9 +599,8 @@ static int sms_init(baton_instance *inst, const baton_host *h, void **state)
     s->url_t = maybe_template(inst, h, s->url_text, "url", &failed);
     s->body_text = h->config_string(inst, "body");
     s->body_t = maybe_template(inst, h, s->body_text, "body", &failed);
-    const char *m = h->config_string(inst, "method");
-    s->method = !strcmp(m, "PUT") ? 1 : !strcmp(m, "GET") ? 2 : 0;
-    s->form = !strcmp(h->config_string(inst, "format"), "form");
+    s->method = h->config_enum(inst, "method");    /* POST 0, PUT 1, GET 2 */
+    s->form = h->config_enum(inst, "format") == 1; /* json, form */
     s->to_field = h->config_string(inst, "to_field");
     s->text_field = h->config_string(inst, "text_field");
     s->key_field = h->config_string(inst, "key_field");
@@ -657,22 +656,12 @@ static int sms_init(baton_instance *inst, const baton_host *h, void **state)
             failed = 1;
         } else {
             /* written here, not with CURLOPT_USERPWD, so format() shows it */
-            static const char b64[] =
-                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-            char cred[512], enc[700];
+            char cred[512];
             int cl = snprintf(cred, sizeof cred, "%s:%s", u, pw ? pw : "");
-            size_t k = 0;
-            for (int i = 0; i < cl && k + 4 < sizeof enc; i += 3) {
-                unsigned v = (unsigned)(unsigned char)cred[i] << 16 |
-                             (i + 1 < cl ? (unsigned)(unsigned char)cred[i + 1] << 8 : 0) |
-                             (i + 2 < cl ? (unsigned char)cred[i + 2] : 0);
-                enc[k++] = b64[v >> 18 & 63];
-                enc[k++] = b64[v >> 12 & 63];
-                enc[k++] = i + 1 < cl ? b64[v >> 6 & 63] : '=';
-                enc[k++] = i + 2 < cl ? b64[v & 63] : '=';
-            }
-            enc[k] = '\0';
-            snprintf(line, sizeof line, "Authorization: Basic %s", enc);
+            baton_buf *enc = h->buf_new();
+            h->base64(enc, cred, cl > 0 && (size_t)cl < sizeof cred ? (size_t)cl : strlen(cred));
+            snprintf(line, sizeof line, "Authorization: Basic %s", h->buf_data(enc, NULL));
+            h->buf_free(enc);
             s->headers = curl_slist_append(s->headers, line);
         }
     }

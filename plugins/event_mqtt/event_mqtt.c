@@ -338,7 +338,7 @@ static int mq_init(baton_instance *inst, const baton_host *host, void **state)
     q->qos = (int)host->config_int(inst, "qos");
     q->keepalive = (int)(host->config_duration_ms(inst, "keepalive") / 1000);
     q->clean = host->config_bool(inst, "clean_session");
-    q->v5 = !strcmp(host->config_string(inst, "protocol"), "5");
+    q->v5 = host->config_enum(inst, "protocol") == 1; /* "3.1.1", "5" */
     q->receive_max = (int)host->config_int(inst, "receive_maximum");
     const char *cid = host->config_string(inst, "client_id");
     if (cid) {

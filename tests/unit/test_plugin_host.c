@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 #include <pthread.h>
 #include <sys/stat.h>
 
@@ -74,11 +76,11 @@ static void test_abi_check(void **st)
     assert_int_equal(plugin_abi_check(BATON_ABI_MAJOR, 0, err, sizeof err), 0);
     assert_int_equal(plugin_abi_check(BATON_ABI_MAJOR, BATON_ABI_MINOR, err, sizeof err), 0);
     assert_int_equal(plugin_abi_check(2, 0, err, sizeof err), -1);
-    assert_string_equal(err, "built for baton ABI 2.0, but this host speaks ABI 1.1; rebuild it "
+    assert_string_equal(err, "built for baton ABI 2.0, but this host speaks ABI 1.2; rebuild it "
                              "against baton-sdk 1.x");
     assert_int_equal(plugin_abi_check(0, 9, err, sizeof err), -1);
     assert_int_equal(plugin_abi_check(1, BATON_ABI_MINOR + 1, err, sizeof err), -1);
-    assert_non_null(strstr(err, "newer than this host's ABI 1.1"));
+    assert_non_null(strstr(err, "newer than this host's ABI 1.2"));
 }
 
 static void test_valid_plugin_loads(void **st)
@@ -97,10 +99,10 @@ static void test_valid_plugin_loads(void **st)
 static void test_refusals(void **st)
 {
     expect_refusal("fx_no_entry", "not a baton plugin (no baton_plugin_entry symbol)");
-    expect_refusal("fx_wrong_major", "built for baton ABI 2.0, but this host speaks ABI 1.1; "
+    expect_refusal("fx_wrong_major", "built for baton ABI 2.0, but this host speaks ABI 1.2; "
                                      "rebuild it against baton-sdk 1.x");
-    expect_refusal("fx_newer_minor", "built for baton ABI 1.2, newer than this host's ABI 1.1; "
-                                     "upgrade baton or rebuild the plugin against baton-sdk 1.1");
+    expect_refusal("fx_newer_minor", "built for baton ABI 1.3, newer than this host's ABI 1.2; "
+                                     "upgrade baton or rebuild the plugin against baton-sdk 1.2");
     expect_refusal("fx_missing_callback",
                    "missing callback 'ops.deliver', required of channel plugins");
     expect_refusal("fx_ops_unsized", "channel ops declare a size of 0 bytes, too small for ABI "
@@ -231,6 +233,60 @@ static void test_counters_threads(void **st)
     diag_free(&d);
 }
 
+/* SDK 1.2: the host's JSON string writer is jansson's escaping byte for
+ * byte, base64 is RFC 4648's, and an enum key reads as its index. */
+static void test_host_encoders(void **st)
+{
+    const baton_host *h = plugin_host_api();
+    assert_true(h->abi_minor >= 2);
+    static const char *const samples[] = {"",           "plain",        "q\"uote\\back",
+                                          "\b\f\n\r\t", "\x01\x1f ctl", "caf\xc3\xa9 \xe2\x82\xac",
+                                          "a/b<>&'"};
+    for (size_t i = 0; i < sizeof samples / sizeof *samples; i++) {
+        baton_buf *b = h->buf_new();
+        h->json_string(b, samples[i], strlen(samples[i]));
+        json_t *j = json_string(samples[i]);
+        char *want = json_dumps(j, JSON_ENCODE_ANY);
+        assert_string_equal(h->buf_data(b, NULL), want);
+        free(want);
+        json_decref(j);
+        h->buf_free(b);
+    }
+    /* bytes after a NUL are written too: lengths, not strings */
+    baton_buf *b = h->buf_new();
+    h->json_string(b, "a\0b", 3);
+    assert_string_equal(h->buf_data(b, NULL), "\"a\\u0000b\"");
+    h->buf_reset(b);
+    static const char *const rfc4648[][2] = {{"", ""},
+                                             {"f", "Zg=="},
+                                             {"fo", "Zm8="},
+                                             {"foo", "Zm9v"},
+                                             {"foob", "Zm9vYg=="},
+                                             {"fooba", "Zm9vYmE="},
+                                             {"foobar", "Zm9vYmFy"}};
+    for (size_t i = 0; i < sizeof rfc4648 / sizeof *rfc4648; i++) {
+        h->buf_reset(b);
+        h->base64(b, rfc4648[i][0], strlen(rfc4648[i][0]));
+        assert_string_equal(h->buf_data(b, NULL), rfc4648[i][1]);
+    }
+    h->buf_free(b);
+
+    char err[1024];
+    plugin *p = plugin_load(&reg, "fx_action", err, sizeof err);
+    assert_non_null(p);
+    diag d;
+    diag_init(&d);
+    conf_use use = use_of("actions", "e", BATON_KIND_ACTION,
+                          "e: { plugin = \"fx_action\"; url = \"u\"; mode = \"safe\"; };");
+    instance *inst = instance_create(p, &use, ".", &d);
+    assert_non_null(inst);
+    assert_int_equal(h->config_enum(inst, "mode"), 1);
+    assert_int_equal(h->config_enum(inst, "url"), -1); /* not an enum */
+    assert_int_equal(h->config_enum(inst, "no_such_key"), -1);
+    instance_destroy(inst);
+    diag_free(&d);
+}
+
 /* No sink yet: "full, retry later", never a crash or a drop. */
 static int sink_calls;
 static int sink(void *ud, instance *from, const char *json, size_t len, void (*ack)(void *),
@@ -283,6 +339,7 @@ int main(void)
         cmocka_unit_test(test_lifecycle_never_unloads_running),
         cmocka_unit_test(test_failing_init_message),
         cmocka_unit_test(test_counters_threads),
+        cmocka_unit_test(test_host_encoders),
         cmocka_unit_test(test_event_sink),
     };
     return cmocka_run_group_tests_name("plugin_host", tests, setup, teardown);

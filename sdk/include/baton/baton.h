@@ -38,7 +38,7 @@ extern "C" {
 #endif
 
 #define BATON_ABI_MAJOR 1
-#define BATON_ABI_MINOR 1
+#define BATON_ABI_MINOR 2
 
 /* The one symbol a plugin exports: a function returning its descriptor. */
 #define BATON_ENTRY_SYMBOL "baton_plugin_entry"
@@ -556,7 +556,22 @@ typedef struct baton_host {
      * before calling. */
     void (*event_flush)(baton_instance *inst);
 
-    void *reserved[23];
+    /* 1.2 — the host's encoders, so that no plugin carries a copy that
+     * drifts from the others. Any thread; they do not block. */
+    /* s[0..len) appended to out as a JSON string literal, quotes
+     * included, escaped exactly as jansson escapes (\" \\ \b \f \n \r
+     * \t, \u00XX for other control bytes, UTF-8 left as is). */
+    void (*json_string)(baton_buf *out, const char *s, size_t len);
+    /* data[0..len) appended to out in standard base64 (RFC 4648, padded,
+     * no line breaks: a caller that folds lines cuts the input in
+     * multiples of 3 bytes). */
+    void (*base64)(baton_buf *out, const void *data, size_t len);
+    /* An ENUM key's value as its index in the key's `choices` (the host
+     * validated it), or -1 when the key is absent or not an enum: plugins
+     * switch on it instead of comparing strings at each use. */
+    int (*config_enum)(baton_instance *inst, const char *key);
+
+    void *reserved[20];
 } baton_host;
 
 /* ------------------------------------------------------------------ */
