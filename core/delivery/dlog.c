@@ -3,10 +3,14 @@
 #include "delivery/dlog.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/buf.h"
 #include "base/deadline.h"
@@ -15,6 +19,30 @@
 
 /* How long a group transaction stays open at most. */
 #define COMMIT_MS 20
+/* An owner silent this long while its pid lives (a pid reused, a process
+ * hung) is taken for dead. A live process is never taken for dead for a
+ * mere pause: a long engine batch holds the write lock, and two processes
+ * must never both send a row. */
+#define OWNER_STALE_S 300
+/* Rows of owners gone without a trace are looked for this often (and at
+ * once when a beat finds an owner dead). */
+#define ORPHANS_S 30
+
+struct dlog {
+    store *s;
+    sqlite3 *db;         /* s->db */
+    pthread_mutex_t *mu; /* &s->write_lock: every use of db */
+    pthread_t committer;
+    pthread_cond_t wake;
+    int stopping;
+    int refs;
+    /* prepared once: every statement a message or a batch runs; rows are
+     * found by rowid (no walk of the key index) */
+    sqlite3_stmt *ins, *upd_id, *sending_id, *get, *cap_all, *cap_chan;
+    sqlite3_stmt *pump, *due; /* the pump's and flush's */
+    sqlite3_stmt *fl_ins, *fl_del;
+    struct dlog *next;
+};
 
 static const char *const status_names[DISPATCH_NSTATUS] = {
     "queued", "retry", "deferred", "sent", "failed", "capped", "dry_run", "duplicate", "uncertain"};
@@ -338,6 +366,146 @@ void dlog_inflight_end(dlog *l, int64_t id)
     if (sqlite3_step(l->fl_del) != SQLITE_DONE)
         log_error("delivery log: in flight: %s", sqlite3_errmsg(l->db));
     sqlite3_reset(l->fl_del);
+}
+
+void dlog_lock(dlog *l)
+{
+    pthread_mutex_lock(l->mu);
+}
+
+void dlog_unlock(dlog *l)
+{
+    pthread_mutex_unlock(l->mu);
+}
+
+void dlog_commit_locked(dlog *l)
+{
+    store_group_commit_locked(l->s);
+}
+
+void dlog_commit(dlog *l)
+{
+    store_group_commit(l->s);
+}
+
+/* ------------------------------------------------------------------ */
+/* Owners                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Run sql with ?1 = text (when not NULL), ?2 = a, ?3 = b; a statement
+ * without some of them ignores those. */
+static void exec_bound(dlog *l, const char *sql, const char *text, int64_t a, int64_t b)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(l->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        log_error("delivery log: %s", sqlite3_errmsg(l->db));
+        return;
+    }
+    if (text)
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, a);
+    sqlite3_bind_int64(st, 3, b);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        log_error("delivery log: %s", sqlite3_errmsg(l->db));
+    sqlite3_finalize(st);
+}
+
+void dlog_heartbeat(dlog *l, const char *channel, int64_t owner, int64_t pid, int64_t *orphans_ms)
+{
+    int64_t wall = (int64_t)time(NULL);
+    store_group_join(l->s);
+    exec_bound(l,
+               "INSERT INTO dispatch_owners (owner, channel, pid, heartbeat) VALUES (?2, ?1, ?3, "
+               "strftime('%s','now')) ON CONFLICT(owner) DO UPDATE SET heartbeat = "
+               "excluded.heartbeat",
+               channel, owner, pid);
+    exec_bound(l, "DELETE FROM dispatch_owners WHERE heartbeat < ?2", NULL, wall - OWNER_STALE_S,
+               0);
+    int gone = sqlite3_changes(l->db) > 0;
+    /* an owner whose process is gone (killed, crashed) is dead now: its
+     * rows need not wait for the heartbeat to go stale */
+    sqlite3_stmt *st;
+    int64_t dead[64];
+    size_t ndead = 0;
+    if (sqlite3_prepare_v2(l->db, "SELECT owner, pid FROM dispatch_owners WHERE pid != ?1", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, pid);
+        while (sqlite3_step(st) == SQLITE_ROW && ndead < 64) {
+            pid_t p = (pid_t)sqlite3_column_int64(st, 1);
+            if (p > 0 && kill(p, 0) != 0 && errno == ESRCH)
+                dead[ndead++] = sqlite3_column_int64(st, 0);
+        }
+        sqlite3_finalize(st);
+    }
+    for (size_t i = 0; i < ndead; i++)
+        exec_bound(l, "DELETE FROM dispatch_owners WHERE owner = ?2", NULL, dead[i], 0);
+    /* the look costs a scan of the rows held in memory: not every beat,
+     * which would stall every writer each second */
+    if (!gone && !ndead && *orphans_ms && deadline_now_ms() - *orphans_ms < ORPHANS_S * 1000)
+        return;
+    *orphans_ms = deadline_now_ms();
+    /* the batches dead owners had in deliver(): their rows become "in
+     * flight" (attempts counted), which the pump turns into uncertain */
+    exec_bound(l,
+               "UPDATE deliveries SET sending = 1, attempts = attempts + 1 WHERE rowid IN"
+               " (SELECT j.value FROM dispatch_inflight f, json_each(f.rowids) j WHERE"
+               " f.owner != ?2 AND f.owner NOT IN (SELECT owner FROM dispatch_owners))"
+               " AND status IN ('queued', 'retry', 'deferred')",
+               NULL, owner, 0);
+    exec_bound(l,
+               "DELETE FROM dispatch_inflight WHERE owner != ?2 AND owner NOT IN"
+               " (SELECT owner FROM dispatch_owners)",
+               NULL, owner, 0);
+    /* every channel's: the beat that found an owner dead also removed it
+     * from dispatch_owners, so no other channel's beat would notice */
+    exec_bound(l,
+               "UPDATE deliveries SET owner = 0 WHERE owner != 0 AND owner != ?2"
+               " AND status IN ('queued', 'retry', 'deferred') AND owner NOT IN"
+               " (SELECT owner FROM dispatch_owners)",
+               NULL, owner, 0);
+}
+
+void dlog_release(dlog *l, int64_t owner)
+{
+    store_group_join(l->s);
+    exec_bound(l, "UPDATE deliveries SET owner = 0 WHERE owner = ?2", NULL, owner, 0);
+    exec_bound(l, "DELETE FROM dispatch_owners WHERE owner = ?2", NULL, owner, 0);
+    exec_bound(l, "DELETE FROM dispatch_inflight WHERE owner = ?2", NULL, owner, 0);
+}
+
+void dlog_due_rows(dlog *l, const char *channel, int64_t now, size_t limit,
+                   void (*fn)(void *ud, const dlog_due_row *r), void *ud)
+{
+    sqlite3_stmt *st = l->pump; /* prepared once: it runs at every wake */
+    sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        dlog_due_row r = {.key = (const char *)sqlite3_column_text(st, 0),
+                          .recipient = (const char *)sqlite3_column_text(st, 1),
+                          .profile_id = (const char *)sqlite3_column_text(st, 2),
+                          .attempts = (unsigned)sqlite3_column_int(st, 3),
+                          .created_at = sqlite3_column_int64(st, 4),
+                          .content = (const char *)sqlite3_column_text(st, 5),
+                          .sending = sqlite3_column_int(st, 6),
+                          .rowid = sqlite3_column_int64(st, 7)};
+        fn(ud, &r);
+    }
+    sqlite3_reset(st);
+}
+
+long long dlog_due_count(dlog *l, const char *channel, int64_t now)
+{
+    long long n = 0;
+    pthread_mutex_lock(l->mu);
+    sqlite3_stmt *st = l->due;
+    sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    pthread_mutex_unlock(l->mu);
+    return n;
 }
 
 /* ------------------------------------------------------------------ */

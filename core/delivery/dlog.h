@@ -4,36 +4,32 @@
  * transaction (store_group_join): a transaction stays open while writes
  * come in, and a committer thread closes it every few milliseconds (as
  * does any module that takes store_lock for its own transaction). Reads
- * through it see the pending writes. Internal to core/dispatch. */
+ * through it see the pending writes. Every write to the log's tables
+ * (deliveries, dispatch_inflight, dispatch_owners) is made here; the
+ * dispatcher calls these, never SQL. Internal to core/delivery. */
 #ifndef BATON_DISPATCH_DLOG_H
 #define BATON_DISPATCH_DLOG_H
 
-#include <pthread.h>
-#include <sqlite3.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "delivery/dispatch.h"
 #include "store/store.h"
 
-typedef struct dlog {
-    store *s;
-    sqlite3 *db;         /* s->db */
-    pthread_mutex_t *mu; /* &s->write_lock: every use of db */
-    pthread_t committer;
-    pthread_cond_t wake;
-    int stopping;
-    int refs;
-    /* prepared once: every statement a message or a batch runs; rows are
-     * found by rowid (no walk of the key index) */
-    sqlite3_stmt *ins, *upd_id, *sending_id, *get, *cap_all, *cap_chan;
-    sqlite3_stmt *pump, *due; /* dispatch.c's pump and flush */
-    sqlite3_stmt *fl_ins, *fl_del;
-    struct dlog *next;
-} dlog;
+typedef struct dlog dlog;
 
 /* The log of s, created on first use (and its tables). NULL with err. */
 dlog *dlog_attach(store *s, char *err, size_t errlen);
 void dlog_detach(dlog *l);
+
+/* The log's lock (the store's write_lock): every call below marked
+ * "locked" runs under it; dlog_commit_locked closes the group transaction
+ * at once (what must be durable before the next step). */
+void dlog_lock(dlog *l);
+void dlog_unlock(dlog *l);
+void dlog_commit_locked(dlog *l);
+/* Commit what is pending (takes the lock). */
+void dlog_commit(dlog *l);
 
 /* Under l->mu. 1 inserted (*rowid, may be NULL, set to its rowid), 0 the
  * key exists, -1 error. */
@@ -58,6 +54,32 @@ void dlog_mark_sending(dlog *l, int64_t rowid, const char *key, unsigned attempt
 int64_t dlog_inflight_begin(dlog *l, int64_t owner, const int64_t *rowids, size_t n);
 void dlog_inflight_end(dlog *l, int64_t id);
 dispatch_status dispatch_status_parse(const char *s);
+
+/* Under l->mu. Owner `owner` (pid) of channel beats; owners that stopped
+ * beating are forgotten (a process gone at once, one silent for 5 minutes
+ * too), and the rows they held go back to the log: their batches in
+ * deliver() become `sending` (uncertain, see dispatch.h), the rest
+ * unowned. That release costs a scan of the owned rows, so it runs when a
+ * beat found an owner gone, and else every 30 s (*orphans_ms: the last,
+ * monotonic). */
+void dlog_heartbeat(dlog *l, const char *channel, int64_t owner, int64_t pid, int64_t *orphans_ms);
+/* Under l->mu. A dispatcher closes: its rows go back to the log and it is
+ * no longer an owner. */
+void dlog_release(dlog *l, int64_t owner);
+
+/* A pending row of the log no one holds, due now. Borrowed for the call. */
+typedef struct dlog_due_row {
+    const char *key, *recipient, *profile_id, *content;
+    unsigned attempts;
+    int64_t created_at, rowid;
+    int sending; /* left in deliver() by a dead owner */
+} dlog_due_row;
+/* Under l->mu. Calls fn for each row of channel due at now (UTC s), at
+ * most limit, oldest due first; fn may call dlog_update. */
+void dlog_due_rows(dlog *l, const char *channel, int64_t now, size_t limit,
+                   void (*fn)(void *ud, const dlog_due_row *r), void *ud);
+/* How many such rows there are (takes the lock). */
+long long dlog_due_count(dlog *l, const char *channel, int64_t now);
 
 /* Rows of profile counting against a frequency cap (queued, retry,
  * deferred, sent) created after since, on channel (NULL: any). */

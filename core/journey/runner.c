@@ -11,6 +11,7 @@
 #include "base/buf.h"
 #include "config/keymap.h"
 #include "base/deadline.h"
+#include "base/ratelimit.h"
 #include "journey/engine.h"
 #include "journey/event.h"
 #include "scope/cond.h"
@@ -66,10 +67,11 @@ typedef struct smark {
     char *key, *status;
 } smark;
 
+/* The `rate` of one action (base/ratelimit), shared by the workers. */
 typedef struct bucket {
+    struct bucket *next;
     char *action;
-    double rate, tokens;
-    int64_t last_ms;
+    ratelimit rl;
 } bucket;
 
 struct jrunner {
@@ -108,7 +110,6 @@ struct jrunner {
     pthread_t *workers;
     int nworkers;
     bucket *buckets;
-    size_t nbuckets;
 
     pthread_t engine;
     int engine_started;
@@ -636,27 +637,19 @@ static int64_t rate_wait_ms(jrunner *r, instance *inst)
     if (rate <= 0)
         return 0;
     pthread_mutex_lock(&r->amu);
-    bucket *b = NULL;
-    for (size_t i = 0; i < r->nbuckets; i++)
-        if (!strcmp(r->buckets[i].action, inst->name))
-            b = &r->buckets[i];
-    int64_t now = real_ms();
+    bucket *b = r->buckets;
+    while (b && strcmp(b->action, inst->name) != 0)
+        b = b->next;
     if (!b) {
-        r->buckets = xrealloc(r->buckets, (r->nbuckets + 1) * sizeof *r->buckets);
-        b = &r->buckets[r->nbuckets++];
-        *b = (bucket){xstrdup(inst->name), rate, rate < 1 ? 1 : rate, now};
+        b = xcalloc(1, sizeof *b);
+        b->action = xstrdup(inst->name);
+        ratelimit_init(&b->rl, rate, rate < 1 ? 1 : rate, rate < 1 ? 1 : rate);
+        b->next = r->buckets;
+        r->buckets = b;
     }
-    b->tokens += (double)(now - b->last_ms) * rate / 1000.0;
-    double burst = rate < 1 ? 1 : rate;
-    if (b->tokens > burst)
-        b->tokens = burst;
-    b->last_ms = now;
-    int64_t wait = 0;
-    b->tokens -= 1;
-    if (b->tokens < 0)
-        wait = (int64_t)(-b->tokens * 1000.0 / rate) + 1;
     pthread_mutex_unlock(&r->amu);
-    return wait;
+    int64_t us = ratelimit_take(&b->rl, 1);
+    return us > 0 ? us / 1000 + 1 : 0;
 }
 
 static void run_job(jrunner *r, ajob *j)
@@ -1218,9 +1211,13 @@ void jrunner_stop(jrunner *r)
     jengine_close(&r->eng);
     jinbox_close(&r->inbox);
     jsource_close(r->src);
-    for (size_t i = 0; i < r->nbuckets; i++)
-        free(r->buckets[i].action);
-    free(r->buckets);
+    while (r->buckets) {
+        bucket *b = r->buckets;
+        r->buckets = b->next;
+        ratelimit_destroy(&b->rl);
+        free(b->action);
+        free(b);
+    }
     free(r->ch);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->wake);

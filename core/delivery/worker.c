@@ -1,0 +1,186 @@
+/* The delivery workers: `connections` threads, each with its own
+ * worker_open() connection, taking batches from the queue, marking them in
+ * flight, calling deliver() and recording what it answered. */
+#include "delivery/dispatch_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/deadline.h"
+#include "base/mem.h"
+
+/* Under the log's lock, before a commit: the batch goes in flight (its
+ * attempts counted). "queued" must be durable before a message can go out
+ * (otherwise a crash right after delivery forgets the row, and the caller
+ * — a journey resuming its pending sends — hands the key again), and so
+ * must "in flight": what a crash leaves in flight is never sent twice.
+ * Returns the in-flight record (0: none, or the rows were marked one by
+ * one). */
+static int64_t mark_locked(dispatcher *d, qmsg **batch, size_t n)
+{
+    int64_t *ids = xcalloc(n, sizeof *ids);
+    size_t nids = 0;
+    for (size_t i = 0; i < n; i++) {
+        batch[i]->attempts++;
+        if (!(batch[i]->flags & DISPATCH_F_PROOF) && batch[i]->rowid > 0)
+            ids[nids++] = batch[i]->rowid;
+    }
+    int64_t flight = nids ? dlog_inflight_begin(d->log, d->owner, ids, nids) : 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(batch[i]->flags & DISPATCH_F_PROOF) && !flight)
+            dlog_mark_sending(d->log, batch[i]->rowid, batch[i]->key, batch[i]->attempts);
+    free(ids);
+    return flight;
+}
+
+/* Deliver a batch marked in flight and committed (flight: its record), and
+ * commit its outcomes. When the next batch is ready by then (next: room
+ * for max), it is taken and marked in flight in the same commit as these
+ * outcomes — one commit per batch instead of two — and its size returned
+ * (*next_flight its record); it must be run next. */
+static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64_t flight,
+                        qmsg **next, size_t max, int64_t *next_flight)
+{
+    baton_message *bms = xcalloc(n, sizeof *bms);
+    const baton_message **ptrs = xcalloc(n, sizeof *ptrs);
+    baton_delivery *out = xcalloc(n, sizeof *out);
+    for (size_t i = 0; i < n; i++) {
+        qmsg_fill(batch[i], &bms[i]);
+        ptrs[i] = &bms[i];
+        out[i].status = BATON_RETRY;
+        snprintf(out[i].reason, sizeof out[i].reason, "the channel gave no answer");
+    }
+    d->ops->deliver(d->inst->state, conn, ptrs, n, out);
+
+    int64_t now = dispatch_now_s(d), mnow = deadline_now_ms();
+    size_t nretry = 0, logged = 0;
+    dispatch_status *fin = xcalloc(n, sizeof *fin);
+    int64_t *due = xcalloc(n, sizeof *due);
+    for (size_t i = 0; i < n; i++) {
+        nretry += (size_t)retry_classify(d, batch[i], &out[i], &fin[i], &due[i]);
+        logged += !(batch[i]->flags & DISPATCH_F_PROOF);
+    }
+    /* the next batch, when it is ready now: not under a rate (its wait
+     * comes before the mark) nor after a storm of failures (the pause) */
+    size_t nn = 0;
+    *next_flight = 0;
+    if (d->rate <= 0 && !retry_storm(n, nretry)) {
+        pthread_mutex_lock(&d->mu);
+        int64_t mn = deadline_now_ms();
+        queue_release_due(d, mn, 0);
+        if (!d->stop && d->pause_until_ms <= mn && d->head && !queue_lingering(d, max, mn))
+            nn = queue_take(d, next, max);
+        pthread_mutex_unlock(&d->mu);
+    }
+    if (logged || nn) {
+        dlog_lock(d->log);
+        for (size_t i = 0; i < n; i++) {
+            qmsg *m = batch[i];
+            if (m->flags & DISPATCH_F_PROOF)
+                continue;
+            dlog_update(d->log, m->rowid, m->key, fin[i], out[i].provider_id, out[i].reason,
+                        m->attempts, out[i].segments, now,
+                        fin[i] == DISPATCH_RETRY ? now + (due[i] + 999) / 1000 : 0, d->owner);
+        }
+        if (flight)
+            dlog_inflight_end(d->log, flight);
+        if (nn)
+            *next_flight = mark_locked(d, next, nn);
+        dlog_commit_locked(d->log); /* out of flight at once */
+        dlog_unlock(d->log);
+    }
+    for (size_t i = 0; i < n; i++)
+        dispatch_emit(d, batch[i], fin[i], out[i].provider_id, out[i].reason, out[i].segments,
+                      fin[i] == DISPATCH_RETRY ? now + (due[i] + 999) / 1000 : 0, NULL, 0);
+    retry_adapt(d, n, nretry);
+
+    pthread_mutex_lock(&d->mu);
+    d->st.attempts += n;
+    for (size_t i = 0; i < n; i++) {
+        qmsg *m = batch[i];
+        switch (fin[i]) {
+        case DISPATCH_SENT: d->st.sent++; break;
+        case DISPATCH_FAILED: d->st.failed++; break;
+        default: break;
+        }
+        if (fin[i] == DISPATCH_RETRY || out[i].status == BATON_RETRY)
+            d->st.retries++;
+        if (fin[i] == DISPATCH_RETRY) {
+            m->due_ms = mnow + due[i];
+            queue_retry(d, m);
+        } else {
+            d->pending--;
+            qmsg_free(m);
+        }
+    }
+    queue_room_freed(d);
+    if (d->nheap)
+        pthread_cond_signal(&d->work); /* someone must watch the heap's clock */
+    pthread_mutex_unlock(&d->mu);
+    free(fin);
+    free(due);
+    free(bms);
+    free(ptrs);
+    free(out);
+    return nn;
+}
+
+void *dispatch_worker(void *arg)
+{
+    dispatcher *d = arg;
+    pthread_setname_np(pthread_self(), "baton-send"); /* top -H, perf */
+    void *conn = d->ops->worker_open ? d->ops->worker_open(d->inst->state) : NULL;
+    size_t max = d->max, n = 0; /* n: a batch carried, marked in flight */
+    qmsg **batch = xcalloc(max, sizeof *batch), **next = xcalloc(max, sizeof *next);
+    int64_t flight = 0;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        if (n) { /* taken and marked with the last outcomes: deliver it now */
+            pthread_mutex_unlock(&d->mu);
+            goto run;
+        }
+        if (d->stop)
+            break;
+        int64_t now = deadline_now_ms();
+        queue_release_due(d, now, 0);
+        int64_t wait = -1;
+        if (d->pause_until_ms > now)
+            wait = d->pause_until_ms - now;
+        else if (!d->head && d->nheap)
+            wait = d->heap[0]->due_ms - now;
+        else if (queue_lingering(d, max, now))
+            wait = d->head->enq_ms + LINGER_MS - now; /* more may come */
+        if (wait > 0 && d->nheap && d->heap[0]->due_ms - now < wait)
+            wait = d->heap[0]->due_ms - now; /* > 0: release_due took the due ones */
+        if (wait >= 0 || !d->head) {
+            struct timespec ts;
+            deadline_in(&ts, wait >= 0 ? (wait ? wait : 1) : 1000);
+            pthread_cond_timedwait(&d->work, &d->mu, &ts);
+            continue;
+        }
+        n = queue_take(d, batch, max);
+        pthread_mutex_unlock(&d->mu);
+        if (d->rate > 0)
+            ratelimit_acquire(&d->bucket, (double)n);
+        dlog_lock(d->log);
+        flight = mark_locked(d, batch, n);
+        dlog_commit_locked(d->log);
+        dlog_unlock(d->log);
+    run:;
+        int64_t next_flight = 0;
+        size_t nn = run_batch(d, conn, batch, n, flight, next, max, &next_flight);
+        qmsg **t = batch;
+        batch = next;
+        next = t;
+        n = nn;
+        flight = next_flight;
+        pthread_mutex_lock(&d->mu);
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (d->ops->worker_close)
+        d->ops->worker_close(d->inst->state, conn);
+    free(batch);
+    free(next);
+    return NULL;
+}
