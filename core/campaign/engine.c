@@ -151,14 +151,14 @@ int camp_env_open(camp_env *e, app *a, campaign *c, act_registry *reg, unsigned 
         diag_error(d, e->src->file, e->src->line, "%s: %s", e->src->where, e->src->error);
         return -1;
     }
-    const keymap_value *sv = keymap_get(&e->src->values, "schema");
-    if (!sv || !sv->s) {
+    const char *schema_file = e->src->host.source.schema;
+    if (!schema_file) {
         diag_error(d, e->src->file, e->src->line,
                    "%s: no `schema` file: campaigns need the entities of their source",
                    e->src->where);
         return -1;
     }
-    if (schema_load(&e->sch, sv->s, d) == 0)
+    if (schema_load(&e->sch, schema_file, d) == 0)
         e->have_schema = 1;
     else
         return -1;

@@ -92,12 +92,6 @@ static void collect_refs(send_plan *p, const template *t)
     }
 }
 
-static const char *channel_string(instance *inst, const char *key)
-{
-    const keymap_value *v = keymap_get(&inst->values, key);
-    return v && v->s && *v->s ? v->s : NULL;
-}
-
 /* "email" on profiles is "email"; on orders, "profile.email" through the
  * link to profiles. */
 static char *to_profile(camp_env *e, const char *dimension, const char *field)
@@ -277,10 +271,10 @@ static int send_check(void *state, baton_activity_ctx *x)
         free(fpath);
     }
 
-    /* export columns: the activity's, else the channel's `columns` */
+    /* export columns: a key of the send activity (a channel's own keys
+     * are the plugin's, never read here) */
     config_setting_t *cols = config_setting_get_member(a->group, "columns");
-    const keymap_value *ccols = keymap_get(&inst->values, "columns");
-    size_t ncols = cols ? (size_t)config_setting_length(cols) : ccols ? ccols->nlist : 0;
+    size_t ncols = cols ? (size_t)config_setting_length(cols) : 0;
     if (cols && !config_setting_is_array(cols) && !config_setting_is_list(cols)) {
         diag_error(e->d, e->c->file, (int)config_setting_source_line(cols),
                    "activity '%s': columns must be a list of expressions [ \"profile.first_name\", "
@@ -289,16 +283,10 @@ static int send_check(void *state, baton_activity_ctx *x)
         ncols = 0;
     }
     for (size_t i = 0; i < ncols; i++) {
-        const char *col = NULL;
-        int line = a->line;
-        if (cols) {
-            config_setting_t *el = config_setting_get_elem(cols, (unsigned)i);
-            line = (int)config_setting_source_line(cols);
-            col = config_setting_type(el) == CONFIG_TYPE_STRING ? config_setting_get_string(el)
-                                                                : NULL;
-        } else {
-            col = ccols->list[i];
-        }
+        config_setting_t *el = config_setting_get_elem(cols, (unsigned)i);
+        int line = (int)config_setting_source_line(cols);
+        const char *col =
+            config_setting_type(el) == CONFIG_TYPE_STRING ? config_setting_get_string(el) : NULL;
         if (!col) {
             diag_error(e->d, e->c->file, line, "activity '%s': columns[%zu] must be a string",
                        a->id, i);
@@ -330,10 +318,8 @@ static int send_check(void *state, baton_activity_ctx *x)
     }
 
     /* address, consent and the profile, reached through the link */
-    p->addr_field =
-        channel_string(inst, "address") ? xstrdup(channel_string(inst, "address")) : NULL;
-    p->consent_field =
-        channel_string(inst, "consent") ? xstrdup(channel_string(inst, "consent")) : NULL;
+    p->addr_field = inst->host.channel.address ? xstrdup(inst->host.channel.address) : NULL;
+    p->consent_field = inst->host.channel.consent ? xstrdup(inst->host.channel.consent) : NULL;
     const schema_entity *pr = schema_entity_find(&e->sch, "profiles");
     p->profile_path = pr ? to_profile(e, in->dimension, pr->key->name) : NULL;
     if (!p->profile_path)

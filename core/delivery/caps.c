@@ -137,13 +137,12 @@ static int truthy(const baton_value *v)
 dispatch_eligibility dispatch_recipient(const instance *inst, const baton_record *row,
                                         char *addrbuf, size_t addrlen)
 {
-    const keymap_value *ak = keymap_get(&inst->values, "address");
-    const keymap_value *ck = keymap_get(&inst->values, "consent");
+    const char *address = inst->host.channel.address, *consent = inst->host.channel.consent;
     baton_value v;
-    if (ck && ck->s && *ck->s && (field(row, ck->s, &v) != 0 || !truthy(&v)))
+    if (consent && (field(row, consent, &v) != 0 || !truthy(&v)))
         return DISPATCH_NO_CONSENT;
-    int named = ak && ak->s && *ak->s;
-    int have = field(row, named ? ak->s : "recipient", &v) == 0;
+    int named = address != NULL;
+    int have = field(row, named ? address : "recipient", &v) == 0;
     if (!have && !named) {
         if (addrbuf && addrlen)
             addrbuf[0] = '\0';

@@ -63,17 +63,6 @@ void dispatch_emit(dispatcher *d, const qmsg *m, dispatch_status st, const char 
 /* Open, submit, flush, close                                          */
 /* ------------------------------------------------------------------ */
 
-static double cfg_f(const instance *inst, const char *k, double def)
-{
-    const keymap_value *v = keymap_get(&inst->values, k);
-    return v ? v->f : def;
-}
-static int64_t cfg_i(const instance *inst, const char *k, int64_t def)
-{
-    const keymap_value *v = keymap_get(&inst->values, k);
-    return v ? v->i : def;
-}
-
 dispatcher *dispatch_open(instance *inst, store *s, const dispatch_opts *opts, char *err,
                           size_t errlen)
 {
@@ -95,13 +84,14 @@ dispatcher *dispatch_open(instance *inst, store *s, const dispatch_opts *opts, c
     d->s = s;
     if (opts)
         d->o = *opts;
-    d->rate = cfg_f(inst, "rate", 0);
-    d->nworkers = (int)cfg_i(inst, "connections", 1);
-    d->batch = (size_t)cfg_i(inst, "batch", 100);
-    d->retries = (unsigned)cfg_i(inst, "retries", 5);
-    d->backoff_ms = cfg_i(inst, "retry_backoff", 1000);
-    d->cap = (size_t)cfg_i(inst, "queue", 10000);
-    d->resend_uncertain = cfg_i(inst, "resend_uncertain", 0) != 0;
+    const channel_settings *cs = &inst->host.channel;
+    d->rate = cs->rate;
+    d->nworkers = cs->connections;
+    d->batch = cs->batch > 0 ? (size_t)cs->batch : 1;
+    d->retries = (unsigned)cs->retries;
+    d->backoff_ms = cs->retry_backoff_ms;
+    d->cap = cs->queue > 0 ? (size_t)cs->queue : 1;
+    d->resend_uncertain = cs->resend_uncertain != 0;
     if (d->nworkers < 1)
         d->nworkers = 1;
     if (d->batch < 1)

@@ -633,7 +633,7 @@ static int action_sleep(jrunner *r, int64_t ms)
 /* The `rate` cap of an action: a token bucket shared by the workers. */
 static int64_t rate_wait_ms(jrunner *r, instance *inst)
 {
-    double rate = keymap_get(&inst->values, "rate") ? keymap_get(&inst->values, "rate")->f : 0;
+    double rate = inst->host.action.rate;
     if (rate <= 0)
         return 0;
     pthread_mutex_lock(&r->amu);
@@ -681,8 +681,7 @@ static void run_job(jrunner *r, ajob *j)
     }
     if (j->results)
         jsource_json_to_record(ctx, NULL, j->results);
-    const keymap_value *kr = keymap_get(&inst->values, "retries");
-    int retries = kr ? (int)kr->i : 3;
+    int retries = inst->host.action.retries;
     baton_action_call call = {
         .size = sizeof call, .key = j->key, .profile_id = j->profile, .context = ctx};
     int64_t backoff = 500;

@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -460,6 +461,16 @@ static const baton_config_key plugin_key[] = {{.name = "plugin",
                                                .required = 1,
                                                .help = "the plugin that runs this entry"},
                                               {0}};
+static const baton_config_key source_keys[] = {
+    {.name = "plugin",
+     .type = BATON_CFG_STRING,
+     .required = 1,
+     .help = "the plugin that runs this entry"},
+    {.name = "schema",
+     .type = BATON_CFG_PATH,
+     .help = "the schema file describing its entities (docs/schema.md); campaigns and the "
+             "profiles source need one"},
+    {0}};
 static const baton_config_key channel_keys[] = {
     {.name = "plugin",
      .type = BATON_CFG_STRING,
@@ -551,7 +562,54 @@ const baton_config_key *plugin_host_keys(baton_kind kind)
     switch (kind) {
     case BATON_KIND_CHANNEL: return channel_keys;
     case BATON_KIND_ACTION: return action_keys;
+    case BATON_KIND_SOURCE: return source_keys;
     default: return plugin_key;
+    }
+}
+
+/* Where each host key lands in the instance's settings struct (the
+ * type comes from the key's declaration above). */
+typedef struct host_bind {
+    const char *key;
+    size_t offset;
+} host_bind;
+#define CH(f) offsetof(channel_settings, f)
+static const host_bind channel_binds[] = {{"rate", CH(rate)},
+                                          {"connections", CH(connections)},
+                                          {"batch", CH(batch)},
+                                          {"retries", CH(retries)},
+                                          {"retry_backoff", CH(retry_backoff_ms)},
+                                          {"queue", CH(queue)},
+                                          {"resend_uncertain", CH(resend_uncertain)},
+                                          {"address", CH(address)},
+                                          {"consent", CH(consent)},
+                                          {NULL, 0}};
+#undef CH
+static const host_bind action_binds[] = {{"timeout", offsetof(action_settings, timeout_ms)},
+                                         {"retries", offsetof(action_settings, retries)},
+                                         {"rate", offsetof(action_settings, rate)},
+                                         {NULL, 0}};
+static const host_bind source_binds[] = {{"schema", offsetof(source_settings, schema)}, {NULL, 0}};
+
+static void bind_host_keys(instance *inst)
+{
+    const host_bind *b = inst->kind == BATON_KIND_CHANNEL  ? channel_binds
+                         : inst->kind == BATON_KIND_ACTION ? action_binds
+                         : inst->kind == BATON_KIND_SOURCE ? source_binds
+                                                           : NULL;
+    char *base = (char *)&inst->host;
+    for (; b && b->key; b++) {
+        const keymap_value *v = keymap_get(&inst->values, b->key);
+        void *at = base + b->offset;
+        if (!v)
+            continue;
+        switch (v->key->type) {
+        case BATON_CFG_INT:
+        case BATON_CFG_BOOL: *(int *)at = (int)v->i; break;
+        case BATON_CFG_DURATION: *(int64_t *)at = v->i; break;
+        case BATON_CFG_FLOAT: *(double *)at = v->f; break;
+        default: *(const char **)at = v->s && *v->s ? v->s : NULL; break;
+        }
     }
 }
 
@@ -586,6 +644,7 @@ instance *instance_create(plugin *p, const conf_use *use, const char *dir, diag 
         instance_destroy(inst);
         return NULL;
     }
+    bind_host_keys(inst);
     return inst;
 }
 

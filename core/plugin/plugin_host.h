@@ -54,6 +54,25 @@ typedef struct instance_counter {
     _Atomic uint64_t value;
 } instance_counter;
 
+/* The keys the host itself reads for a kind (plugin_host_keys), bound
+ * once into a struct when the instance is created: one table per kind
+ * says which key goes where, so no stage looks a host key up by name.
+ * Strings point into the instance's values (NULL when unset). */
+typedef struct channel_settings {
+    double rate; /* messages per second, 0: no limit */
+    int connections, batch, retries, queue, resend_uncertain;
+    int64_t retry_backoff_ms;
+    const char *address, *consent; /* profiles fields */
+} channel_settings;
+typedef struct action_settings {
+    int64_t timeout_ms;
+    int retries;
+    double rate; /* calls per second, 0: no limit */
+} action_settings;
+typedef struct source_settings {
+    const char *schema; /* the schema file, resolved */
+} source_settings;
+
 struct baton_instance {
     char *name;  /* "email" */
     char *where; /* "channels.email" */
@@ -61,6 +80,11 @@ struct baton_instance {
     baton_kind kind;
     plugin *plugin;
     keymap_values values;
+    union { /* by kind: the host keys, bound (see channel_settings) */
+        channel_settings channel;
+        action_settings action;
+        source_settings source;
+    } host;
     /* the schema of the profiles source of the app that made it: the
      * scope of the expressions this instance compiles (NULL: none) */
     const struct schema *schema;
@@ -94,8 +118,9 @@ void plugin_registry_free(plugin_registry *reg);
 void plugin_registry_scan(const plugin_registry *reg,
                           void (*fn)(void *ud, const char *name, const char *path), void *ud);
 
-/* The keys the host itself reads for every use of a kind (plugin, and
- * for channels enabled, rate, connections, address, consent, retries...). */
+/* The keys the host itself reads for every use of a kind (plugin; for
+ * channels enabled, rate, connections, address, consent, retries...; for
+ * actions timeout, retries, rate; for sources schema). */
 const baton_config_key *plugin_host_keys(baton_kind kind);
 
 /* Create an instance for a configured use: checks the plugin's kind,

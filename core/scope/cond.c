@@ -14,6 +14,7 @@
 #include "base/mem.h"
 #include "base/record.h"
 #include "schema/schema.h"
+#include "schema/schema_source.h"
 #include "lang/template.h"
 #include "base/timefmt.h"
 
@@ -28,14 +29,9 @@ static schema *profiles_schema(struct app *a, diag *d)
 {
     if (!a || !a->conf.profiles)
         return NULL;
-    conf_use *u = conf_find(&a->conf, "sources", a->conf.profiles);
-    config_setting_t *s = u && u->group ? config_setting_get_member(u->group, "schema") : NULL;
-    if (!s || config_setting_type(s) != CONFIG_TYPE_STRING)
+    char *path = schema_source_path(&a->conf, a->conf.profiles, NULL);
+    if (!path)
         return NULL;
-    const char *file = config_setting_source_file(s);
-    char *dir = path_dirname(file ? file : a->conf.path);
-    char *path = path_resolve(dir, config_setting_get_string(s));
-    free(dir);
     schema *sch = xcalloc(1, sizeof *sch);
     diag local;
     diag_init(&local);

@@ -51,9 +51,6 @@ static const baton_config_key keys[] = {
      .type = BATON_CFG_PATH,
      .required = 1,
      .help = "where the CSV exports and their manifests are written"},
-    {.name = "columns",
-     .type = BATON_CFG_LIST,
-     .help = "default export columns (expressions) for sends that name none"},
     {0}};
 
 /* ---- a set of keys (open addressing, FNV-1a) ---- */
