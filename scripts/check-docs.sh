@@ -1,0 +1,80 @@
+#!/bin/sh
+# The user's reference stays whole (run by make test):
+#   - every relative link in README.md and docs/*.md names a file that
+#     exists, and a #section that is a heading of that file;
+#   - every command `baton --help` lists has a "## baton COMMAND" section
+#     in docs/cli.md;
+#   - every campaign activity type (the core's and those of the activity
+#     plugins) has its section or row in docs/campaigns.md;
+#   - the settings tables of the bundled plugins are what
+#     `baton plugins --describe` prints (scripts/docs-keys.sh).
+set -eu
+BUILD=${1:-build}
+BATON=$BUILD/baton
+[ -x "$BATON" ] || { echo "check-docs: $BATON not built" >&2; exit 1; }
+status=0
+fail() { echo "check-docs: $*" >&2; status=1; }
+
+# GitHub's anchors: lower case, punctuation dropped, spaces as '-'
+anchors() {
+    awk '/^```/ { code = !code; next }
+         !code && /^#+ / { sub(/^#+ +/, ""); s = tolower($0)
+                           gsub(/[^a-z0-9 _-]/, "", s); gsub(/ /, "-", s); print s }' "$1"
+}
+
+for f in README.md docs/*.md; do
+    dir=$(dirname "$f")
+    links=$(awk '/^```/ { code = !code; next }
+                 !code { line = $0
+                         while (match(line, /\]\([^) ]+\)/)) {
+                             print substr(line, RSTART + 2, RLENGTH - 3)
+                             line = substr(line, RSTART + RLENGTH) } }' "$f")
+    for l in $links; do
+        case $l in http://* | https://* | mailto:*) continue ;; esac
+        target=${l%%#*}
+        anchor=
+        case $l in *'#'*) anchor=${l#*#} ;; esac
+        if [ -z "$target" ]; then
+            path=$f
+        else
+            path=$dir/$target
+            if [ ! -e "$path" ]; then
+                fail "$f: link '$l': no file $path"
+                continue
+            fi
+        fi
+        if [ -n "$anchor" ]; then
+            case $path in
+            *.md) anchors "$path" | grep -qx -- "$anchor" ||
+                    fail "$f: link '$l': $path has no section '#$anchor'" ;;
+            esac
+        fi
+    done
+done
+
+# every command of `baton --help`
+cmds=$("$BATON" --help | awk '/^commands:/ { on = 1; next } on && /^  [a-z]/ { print $1 } on && /^$/ { on = 0 }')
+[ -n "$cmds" ] || fail "baton --help lists no commands"
+for c in $cmds; do
+    grep -q "^## baton $c\$" docs/cli.md || fail "docs/cli.md has no section '## baton $c' (a command of baton --help)"
+done
+
+# every activity type
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+printf 'baton: { data_dir = "%s/var"; plugin_path = [ "%s/plugins" ]; };\n' \
+    "$TMP" "$(cd "$BUILD" && pwd)" > "$TMP/baton.cfg"
+types="send wait and_join end"
+for so in "$BUILD"/plugins/activity_*.so; do
+    [ -e "$so" ] || continue
+    types="$types $("$BATON" -c "$TMP/baton.cfg" plugins --describe "$so" |
+        sed -n 's/^activity type \([a-z_0-9]*\).*/\1/p')"
+done
+for t in $types; do
+    grep -q -e "^### $t\$" -e "^## $t\$" -e "^| \`$t\` |" docs/campaigns.md ||
+        fail "docs/campaigns.md has no section '### $t' (an activity type)"
+done
+
+sh scripts/docs-keys.sh "$BUILD" || status=1
+[ $status = 0 ] && echo "check-docs: links, commands, activity types and settings tables ok"
+exit $status
