@@ -8,6 +8,7 @@
 #   make check-exports   a plugin exports nothing but its entry symbol
 #   make check-layers    core/ folders include only the stages below them
 #   make check-format    every C file is as clang-format (.clang-format) leaves it
+#   make check-docs      docs/ links, commands and settings tables are current
 #   make format          apply .clang-format
 #   make bench | fuzz    benchmarks; libFuzzer targets (FUZZ_SECONDS=60)
 #
@@ -68,7 +69,7 @@ TEST_BIN := $(UNIT_BIN) $(PTEST_BIN) $(INTEG_BIN)
 DEPS_STAMP := $(BUILD)/.deps
 TEST_SUPPORT := $(wildcard tests/support/*.c)
 
-.PHONY: all deps test demo install check-exports check-layers check-format bench fuzz clean format
+.PHONY: all deps test demo install check-exports check-layers check-format check-docs bench fuzz clean format
 all: $(BATON) $(PLUGIN_SO)
 
 # Install missing Debian packages once per build directory.
@@ -118,6 +119,7 @@ test: all $(FIXTURE_SO) $(TEST_BIN)
 	@sh scripts/check-exports.sh $(PLUGIN_SO)
 	@sh scripts/check-layers.sh
 	@sh scripts/check-format.sh
+	@sh scripts/check-docs.sh $(BUILD)
 	@BUILD=$(BUILD) sh scripts/run-tests.sh $(TEST_BIN)
 
 demo: all
@@ -135,16 +137,21 @@ check-layers:
 check-format:
 	@sh scripts/check-format.sh
 
+check-docs: all
+	@sh scripts/check-docs.sh $(BUILD)
+
 FUZZ_SECONDS ?= 60
 fuzz: | $(DEPS_STAMP)
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh scripts/fuzz.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/baton/plugins \
-	  $(DESTDIR)$(PREFIX)/include/baton $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	  $(DESTDIR)$(PREFIX)/include/baton $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/share/doc/baton
 	install -m 755 $(BATON) $(DESTDIR)$(PREFIX)/bin/baton
 	$(if $(PLUGIN_SO),install -m 755 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/baton/plugins/)
 	install -m 644 sdk/include/baton/*.h $(DESTDIR)$(PREFIX)/include/baton/
+	install -m 644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/baton/
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sdk/baton-sdk.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/baton-sdk.pc
 

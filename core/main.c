@@ -14,8 +14,12 @@ static void usage(FILE *out)
                  "  --version   print the version\n\ncommands:\n");
     for (const cli_command *c = cli_commands; c->name; c++)
         fprintf(out, "  %-12s %s\n", c->name, c->summary);
-    fprintf(out, "\n'baton COMMAND --help' says more. Exit codes: 0 success, 1 runtime failure,\n"
-                 "2 usage or configuration error.\n");
+    char ref[4200];
+    cli_doc_path("README.md", NULL, ref, sizeof ref);
+    fprintf(out,
+            "\n'baton COMMAND --help' says more. Exit codes: 0 success, 1 runtime failure,\n"
+            "2 usage or configuration error.\nReference: %s\n",
+            ref);
 }
 
 int main(int argc, char **argv)

@@ -26,6 +26,11 @@ extern const cli_command cli_commands[]; /* ends with a NULL name */
 void cli_usage(const cli_command *c, FILE *out);
 /* True when argv holds -h or --help. */
 int cli_wants_help(int argc, char **argv);
+/* The path of a page of the user's reference (a docs/ page), with
+ * "#anchor" when anchor is not NULL, written to out: docs/ of the source
+ * tree beside the binary's build folder, else share/doc/baton of the
+ * prefix the binary is installed in (where `make install` puts them). */
+void cli_doc_path(const char *page, const char *anchor, char *out, size_t outlen);
 
 struct app;
 struct diag;

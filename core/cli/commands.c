@@ -1,6 +1,9 @@
 #include "cli/cli.h"
 
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const cli_command cli_commands[] = {
     {"check", "", "validate the configuration, plugins, campaigns and journeys",
@@ -76,10 +79,33 @@ const check_hook check_hooks[] = {
     NULL,
 };
 
+void cli_doc_path(const char *page, const char *anchor, char *out, size_t outlen)
+{
+    /* build/baton of a source tree, then bin/baton of an install */
+    static const char *const rel[] = {"../docs", "../share/doc/baton"};
+    char exe[PATH_MAX], where[PATH_MAX + 32] = "share/doc/baton", file[PATH_MAX + 160];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash = len > 0 ? (exe[len] = '\0', strrchr(exe, '/')) : NULL;
+    if (slash) {
+        *slash = '\0';
+        for (size_t i = 0; i < sizeof rel / sizeof *rel; i++) {
+            snprintf(where, sizeof where, "%s/%s", exe, rel[i]);
+            snprintf(file, sizeof file, "%s/%.100s", where, page);
+            if (access(file, R_OK) == 0)
+                break; /* else the installed place, named even when missing */
+        }
+    }
+    const char *shown = realpath(where, exe) ? exe : where;
+    snprintf(out, outlen, "%s/%s%s%s", shown, page, anchor ? "#" : "", anchor ? anchor : "");
+}
+
 void cli_usage(const cli_command *c, FILE *out)
 {
-    fprintf(out, "usage: baton [-c FILE] %s%s%s\n\n%s", c->name, c->args[0] ? " " : "", c->args,
-            c->help);
+    char anchor[64], ref[PATH_MAX + 128];
+    snprintf(anchor, sizeof anchor, "baton-%s", c->name);
+    cli_doc_path("cli.md", anchor, ref, sizeof ref);
+    fprintf(out, "usage: baton [-c FILE] %s%s%s\n\n%s\nReference: %s\n", c->name,
+            c->args[0] ? " " : "", c->args, c->help, ref);
 }
 
 int cli_wants_help(int argc, char **argv)

@@ -109,6 +109,30 @@ static void describe_keys(const baton_config_key *keys, const char *owner)
     }
 }
 
+/* The reference page of a plugin's kind, at the plugin's own section when
+ * the page has one (the bundled plugins: a settings table generated from
+ * this very output, scripts/docs-keys.sh). */
+static void describe_reference(const char *name, baton_kind kind)
+{
+    const char *page = kind == BATON_KIND_CHANNEL  ? "channels.md"
+                       : kind == BATON_KIND_SOURCE ? "sources.md"
+                       : kind == BATON_KIND_ACTION ? "actions.md"
+                       : kind == BATON_KIND_EVENT  ? "events.md"
+                                                   : "campaigns.md";
+    char ref[4200], marker[160];
+    cli_doc_path(page, NULL, ref, sizeof ref);
+    snprintf(marker, sizeof marker, "<!-- keys: %s -->", name);
+    int has = 0;
+    FILE *f = fopen(ref, "r");
+    char line[256];
+    while (f && !has && fgets(line, sizeof line, f))
+        has = strncmp(line, marker, strlen(marker)) == 0;
+    if (f)
+        fclose(f);
+    cli_doc_path(page, has ? name : NULL, ref, sizeof ref);
+    printf("\nreference: %s\n", ref);
+}
+
 static int describe(app *a, const char *name)
 {
     char err[1024];
@@ -143,6 +167,7 @@ static int describe(app *a, const char *name)
             printf(" %s", *part);
         printf("\n");
     }
+    describe_reference(p->name, d->kind);
     return EXIT_OK;
 }
 

@@ -5,7 +5,7 @@
  * Journeys read a profile and its linked rows through exec() on every
  * step, so single read-only statements are kept prepared (STMT_CACHE).
  *
- * Storage conventions (FORMATS.md): timestamps are ISO 8601 UTC text
+ * Storage conventions (docs/schema.md): timestamps are ISO 8601 UTC text
  * ("2026-11-23T10:00:00Z"), dates "YYYY-MM-DD", bools 0/1 — bound
  * parameters of those types are written the same way, so comparisons in
  * SQL are plain text or integer comparisons. */

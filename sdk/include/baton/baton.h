@@ -409,7 +409,8 @@ typedef struct baton_host {
     void (*record_set)(baton_record *r, const char *name, const baton_value *v);
     void (*record_free)(baton_record *r);
 
-    /* 1.0 — expressions and templates (FORMATS.md §Expressions).
+    /* 1.0 — expressions and templates (docs/expressions.md and
+     * docs/templates.md).
      * expr_compile checks text against `scope` and fills err ("1:9:
      * unknown field 'tierr' in profiles (did you mean 'tier'?)") on
      * failure, returning NULL. scope:
@@ -526,7 +527,7 @@ typedef struct baton_host {
                     const char **from_col, const char **to_col);
 
     /* 1.0 — SQL on the campaign's data source. act_expr_sql compiles an
-     * expression (FORMATS.md §Expressions; `text`, or the setting at
+     * expression (docs/expressions.md; `text`, or the setting at
      * `path` when text is NULL) in the scope of `dimension`, whose row is
      * aliased `alias`, and whose work-table columns (of input `input`,
      * -1: none) are read from alias `w`; it appends the SQL to out and
