@@ -7,7 +7,7 @@
 # A table sits between two markers in a docs page:
 #   <!-- keys: channel_email -->   the plugin's own settings
 #   <!-- keys: host channel -->    the settings baton reads for every channel
-#   <!-- /keys -->                 (or `host action`)
+#   <!-- /keys -->                 (or `host action`, `host source`)
 # and is everything `--describe` prints for those keys: name, type, default
 # or required, range, choices and help. Every plugin built in BUILD/plugins
 # must have its table somewhere in docs/ (activity plugins excepted: their
@@ -67,6 +67,7 @@ generate() { # marker text → table on stdout
         case $2 in
         channel) describe "$BUILD/plugins/channel_directmail.so" ;;
         action) describe "$BUILD/plugins/action_http.so" ;;
+        source) describe "$BUILD/plugins/source_sqlite.so" ;;
         *) echo "docs-keys: unknown marker 'host $2'" >&2; return 1 ;;
         esac | table host
     else
