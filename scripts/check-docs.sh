@@ -7,7 +7,9 @@
 #   - every campaign activity type (the core's and those of the activity
 #     plugins) has its section or row in docs/campaigns.md;
 #   - the settings tables of the bundled plugins are what
-#     `baton plugins --describe` prints (scripts/docs-keys.sh).
+#     `baton plugins --describe` prints (scripts/docs-keys.sh);
+#   - what users get (README.md, docs/, conf/, the SDK) names no file they
+#     do not have (the project's internal FORMATS.md, DESIGN.md).
 set -eu
 BUILD=${1:-build}
 BATON=$BUILD/baton
@@ -76,5 +78,9 @@ for t in $types; do
 done
 
 sh scripts/docs-keys.sh "$BUILD" || status=1
+
+for hit in $(grep -rlE 'FORMATS\.md|DESIGN\.md|/work/shared' README.md docs conf sdk || true); do
+    fail "$hit names FORMATS.md or DESIGN.md, which users do not have: point to docs/ instead"
+done
 [ $status = 0 ] && echo "check-docs: links, commands, activity types and settings tables ok"
 exit $status

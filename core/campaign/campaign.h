@@ -1,4 +1,4 @@
-/* campaign — one campaign file (FORMATS.md §Campaigns): its activities,
+/* campaign — one campaign file (docs/campaigns.md): its activities,
  * their settings and the graph their inputs make. Parsing and graph checks
  * need no data: every problem is collected as file:line. */
 #ifndef BATON_CAMPAIGN_H

@@ -1,4 +1,4 @@
-/* config — the main configuration file (FORMATS.md §Main configuration):
+/* config — the main configuration file (docs/config.md):
  * parsed with libconfig, ${env:NAME} substituted, relative paths resolved
  * against the file's own directory, the host's own sections validated.
  * Plugin settings are validated later, against each plugin's key map, by

@@ -1,5 +1,5 @@
 /* dispatch — delivery through a channel: one dispatcher per configured,
- * started channel instance. It owns what FORMATS.md and DESIGN.md say the
+ * started channel instance. It owns what docs/channels.md says the
  * core owns for every channel: worker threads (`connections` of them, each
  * with its own worker_open() connection; blocking libraries never run on
  * the caller's thread), the `rate` limit (token bucket, messages/s), a

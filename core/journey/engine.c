@@ -592,7 +592,7 @@ static int truth_or_log(jengine *e, const jcond *c, jinst *in, json_t *event, in
 }
 
 /* The instance an event finds for one journey. The reaction a wait_event
- * node is waiting for comes first (FORMATS.md: a cart journey that exits
+ * node is waiting for comes first (docs/journeys.md: a cart journey that exits
  * on order_placed still completes through its wait for order_placed);
  * otherwise an exit rule ends the instance wherever it is. */
 static int route_active(jengine *e, jinst *in, const jevent *ev, json_t *evj, int64_t now,

@@ -1,4 +1,4 @@
-/* journey/event — the event envelope (FORMATS.md §Events): one JSON
+/* journey/event — the event envelope (docs/events.md): one JSON
  * object {"id", "type", "profile", "time", "data"}, parsed and checked
  * once, on the thread that received it. */
 #ifndef BATON_JOURNEY_EVENT_H

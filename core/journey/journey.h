@@ -1,4 +1,4 @@
-/* journey — a journey file (FORMATS.md §Journeys) parsed into a graph of
+/* journey — a journey file (docs/journeys.md) parsed into a graph of
  * nodes whose links are indices, checked once: every error in the file is
  * reported as file:line: message and nothing half-valid is returned. */
 #ifndef BATON_JOURNEY_H

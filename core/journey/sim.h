@@ -16,7 +16,7 @@
  * none is pending or the clock passes until_ms (INT64_MAX: no limit).
  * ops supplies channel_enabled and the condition data (send and action
  * are ignored). On success *out is {"journey", "profiles",
- * "dead_letters"} (FORMATS.md §Command line). A file that cannot be read
+ * "dead_letters"} (docs/cli.md). A file that cannot be read
  * goes to d; a store failure returns -1 with err. */
 int journey_simulate(journey *j, const jengine_ops *ops, const char *events_path, int64_t until_ms,
                      json_t **out, diag *d, char *err, size_t errlen);

@@ -1,4 +1,4 @@
-/* expr — the expression language of FORMATS.md §Expressions: compiled
+/* expr — the expression language of docs/expressions.md: compiled
  * once (parsed, names resolved to slots, type-checked against a scope),
  * then evaluated in memory many times or compiled to SQL.
  *
@@ -98,7 +98,7 @@ void expr_scope_add_field(expr_scope *sc, const char *name, baton_type type, con
 void expr_scope_set_open(expr_scope *sc, int open);
 void expr_scope_free(expr_scope *sc);
 
-/* The journey scope of FORMATS.md §Journeys: `profile.*` in the profiles
+/* The journey scope of docs/journeys.md: `profile.*` in the profiles
  * entity of s (NULL: untyped), `event.*` untyped but for the envelope
  * `event.type`, `event.id` (string) and `event.time` (timestamp), and
  * each of the `nsources` names (lookup sources, custom action results) an
@@ -247,7 +247,7 @@ int expr_value_true(const baton_value *v);
 /* ------------------------------------------------------------------ */
 
 /* A SQL dialect: placeholders, quoting and the functions that differ.
- * Fragments and parameters follow FORMATS.md's SQLite storage:
+ * Fragments and parameters follow docs/schema.md's SQLite storage:
  * timestamps ISO 8601 UTC text, dates YYYY-MM-DD text, bools 0/1. */
 typedef struct expr_dialect expr_dialect;
 extern const expr_dialect expr_dialect_sqlite;
@@ -276,7 +276,7 @@ void expr_sql_ident(expr_sql *q, const expr_dialect *d, const char *name);
  * constant parts are folded into one. Identifiers come from the schema
  * only, quoted. Many-to-one links become correlated subqueries on the
  * target's key, aggregates subqueries over the reverse link. Values come
- * back in FORMATS.md storage form (a timestamp as ISO text, a bool as
+ * back in docs/schema.md storage form (a timestamp as ISO text, a bool as
  * 0/1, a duration as integer seconds). Returns 0, or -1 with err when e
  * reads a name SQL cannot reach (an untyped or prefixed name). */
 int expr_to_sql(const expr *e, const char *alias, const expr_dialect *d, int64_t now, expr_sql *out,

@@ -1,8 +1,8 @@
 /* template — message templates: text with {{ }} tags, compiled once
  * against an expression scope, rendered many times.
  *
- *   {{ expr }}              the value of an expression (FORMATS.md
- *                           §Expressions), HTML-escaped (& < > " ') in an
+ *   {{ expr }}              the value of an expression
+ *                           (docs/expressions.md), HTML-escaped (& < > " ') in an
  *                           HTML template, raw in text; NULL renders as
  *                           nothing; formatting as expr_value_format
  *   {{{ expr }}}            the value, never escaped (HTML you trust)

@@ -1,5 +1,5 @@
 /* schema — the entities of a data source and how they link
- * (FORMATS.md §Schema, conf/schema.cfg). A plain data model with lookups:
+ * (docs/schema.md, conf/schema.cfg). A plain data model with lookups:
  * the expression checker resolves names against it, the SQL compiler and
  * the campaign runner take table, column and join names from it (and
  * from nowhere else).

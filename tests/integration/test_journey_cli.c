@@ -1,5 +1,5 @@
 /* The journey commands through the baton binary: `journey test --json`
- * prints exactly the members of FORMATS.md, a disabled channel's node is in
+ * prints exactly the members of docs/cli.md, a disabled channel's node is in
  * the path but not in sent, malformed lines count as dead letters;
  * `baton check` reports a broken journey file with file:line and exits 2;
  * usage errors exit 2. */
