@@ -66,3 +66,51 @@ void diag_print(const diag *d, FILE *out)
             fprintf(out, "baton: %s%s\n", kind, e->msg);
     }
 }
+
+static char *replace_all(const char *s, const char *old, const char *nu)
+{
+    size_t ol = strlen(old), nl = strlen(nu), n = 0;
+    for (const char *p = strstr(s, old); p; p = strstr(p + ol, old))
+        n++;
+    if (!n)
+        return NULL;
+    char *out = xmalloc(strlen(s) + n * nl + 1), *o = out;
+    const char *p = s, *q;
+    while ((q = strstr(p, old))) {
+        memcpy(o, p, (size_t)(q - p));
+        o += q - p;
+        memcpy(o, nu, nl);
+        o += nl;
+        p = q + ol;
+    }
+    strcpy(o, p);
+    return out;
+}
+
+void diag_rename(diag *d, size_t from, const char *old, const char *nu)
+{
+    if (!old || !*old)
+        return;
+    for (size_t i = from; i < d->n; i++) {
+        diag_entry *e = &d->v[i];
+        char *r;
+        if (e->file && (r = replace_all(e->file, old, nu))) {
+            free(e->file);
+            e->file = r;
+        }
+        if (e->msg && (r = replace_all(e->msg, old, nu))) {
+            free(e->msg);
+            e->msg = r;
+        }
+    }
+}
+
+char *diag_format(const diag_entry *e)
+{
+    const char *kind = e->warning ? "warning: " : "";
+    if (e->file && e->line > 0)
+        return xasprintf("%s:%d: %s%s", e->file, e->line, kind, e->msg);
+    if (e->file)
+        return xasprintf("%s: %s%s", e->file, kind, e->msg);
+    return xasprintf("baton: %s%s", kind, e->msg);
+}

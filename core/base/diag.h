@@ -25,6 +25,12 @@ void diag_error(diag *d, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void diag_warn(diag *d, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Replace old by nu in the file names and messages of entries from
+ * index `from` on (a text checked under a scratch name, reported under
+ * the name of the file it will become). */
+void diag_rename(diag *d, size_t from, const char *old, const char *nu);
+/* One entry as diag_print prints it, without the newline (free). */
+char *diag_format(const diag_entry *e);
 /* Print every entry, in the order found, one per line. */
 void diag_print(const diag *d, FILE *out);
 

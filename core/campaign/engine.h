@@ -5,6 +5,7 @@
 #ifndef BATON_CAMPAIGN_ENGINE_H
 #define BATON_CAMPAIGN_ENGINE_H
 
+#include <jansson.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -44,6 +45,14 @@ typedef struct act_registry {
 int act_registry_load(act_registry *r, app *a, diag *d);
 const act_type *act_registry_find(const act_registry *r, const char *name);
 void act_registry_free(act_registry *r);
+/* Every activity type and its keys, as `plugins --describe` prints them:
+ * {"build_audience": {"help", "keys": [...]}, ...}. */
+json_t *act_registry_describe(const act_registry *r);
+
+/* Check text as the campaign file at path, as `baton check` checks a
+ * campaign (parse, graph, every activity against the schema); messages
+ * name path. Returns the number of errors added to d. */
+size_t campaign_check_text(app *a, const char *path, const char *text, size_t n, diag *d);
 
 /* Per-activity state of one plan or run. */
 typedef struct act_state {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "campaign/engine.h"
+#include "config/keymap.h"
 #include "base/mem.h"
 
 typedef struct scan_ctx {
@@ -99,4 +100,18 @@ void act_registry_free(act_registry *r)
     free(r->insts);
     free(r->v);
     memset(r, 0, sizeof *r);
+}
+
+json_t *act_registry_describe(const act_registry *r)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < r->n; i++) {
+        const baton_activity_type *t = r->v[i].t;
+        json_t *ty = json_object();
+        if (t && t->help)
+            json_object_set_new(ty, "help", json_string(t->help));
+        json_object_set_new(ty, "keys", keymap_describe_json(t ? t->keys : NULL));
+        json_object_set_new(o, r->v[i].name, ty);
+    }
+    return o;
 }

@@ -14,6 +14,7 @@
 #include "journey/journey.h"
 #include "journey/report.h"
 #include "journey/sim.h"
+#include "journey/test.h"
 #include "scope/source.h"
 #include "base/timefmt.h"
 
@@ -23,15 +24,6 @@ static int is_file_arg(const char *s)
     struct stat st;
     return strchr(s, '/') || (l > 4 && !strcmp(s + l - 4, ".cfg")) ||
            (stat(s, &st) == 0 && S_ISREG(st.st_mode));
-}
-
-/* A channel configured with enabled = false: its send nodes are in the
- * path but not in sent. */
-static app *test_app;
-static int test_channel_enabled(void *ud, const char *channel)
-{
-    conf_use *u = test_app ? conf_find(&test_app->conf, "channels", channel) : NULL;
-    return !u || u->enabled;
 }
 
 static void print_json(json_t *o)
@@ -107,20 +99,10 @@ static int journey_test(const cli_ctx *ctx, int argc, char **argv)
     journey *j = open_journey(ctx, what, &a, &have_app, &all, &nall, &d);
     int rc = EXIT_OK;
     json_t *out = NULL;
-    jsource *src = NULL;
     if (j && d.errors == 0) {
-        jengine_ops ops = {0};
-        if (have_app) {
-            src = jsource_open(&a, &d);
-            ops.ud = src;
-            ops.profile = jsource_profile_cb;
-            ops.lookup = jsource_lookup_cb;
-            ops.rows = jsource_rows;
-            test_app = &a;
-            ops.channel_enabled = test_channel_enabled;
-        }
-        char err[512];
-        if (d.errors == 0 && journey_simulate(j, &ops, events, until, &out, &d, err, sizeof err)) {
+        char err[512] = "";
+        if (journey_test_run(have_app ? &a : NULL, j, events, until, &out, &d, err, sizeof err) &&
+            err[0] && d.errors == 0) {
             fprintf(stderr, "baton journey test: %s\n", err);
             rc = EXIT_RUNTIME;
         }
@@ -157,7 +139,6 @@ static int journey_test(const cli_ctx *ctx, int argc, char **argv)
         }
     }
     json_decref(out);
-    jsource_close(src);
     if (all)
         journey_free_all(all, nall);
     else

@@ -368,3 +368,30 @@ const keymap_value *keymap_get(const keymap_values *vals, const char *key)
             return &vals->v[i];
     return NULL;
 }
+
+json_t *keymap_describe_json(const baton_config_key *keys)
+{
+    json_t *arr = json_array();
+    for (const baton_config_key *k = keys; k && k->name; k++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(k->name));
+        json_object_set_new(o, "type", json_string(keymap_type_name(k->type)));
+        json_object_set_new(o, "required", json_boolean(k->required));
+        if (k->default_value)
+            json_object_set_new(o, "default", json_string(k->default_value));
+        if (k->has_range) {
+            json_object_set_new(o, "min", json_real(k->min));
+            json_object_set_new(o, "max", json_real(k->max));
+        }
+        if (k->choices) {
+            json_t *c = json_array();
+            for (const char *const *s = k->choices; *s; s++)
+                json_array_append_new(c, json_string(*s));
+            json_object_set_new(o, "choices", c);
+        }
+        if (k->help)
+            json_object_set_new(o, "help", json_string(k->help));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}

@@ -4,6 +4,7 @@
 #ifndef BATON_KEYMAP_H
 #define BATON_KEYMAP_H
 
+#include <jansson.h>
 #include <libconfig.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,6 +44,9 @@ const keymap_value *keymap_get(const keymap_values *vals, const char *key);
 /* Parse a default or a value written as text, by the key's type. */
 int keymap_parse_text(const baton_config_key *k, const char *text, keymap_value *out);
 const char *keymap_type_name(baton_cfg_type t);
+/* The keys as `plugins --describe` prints them, as JSON: [{"name", "type",
+ * "required", "default"?, "min"?, "max"?, "choices"?, "help"?}]. */
+json_t *keymap_describe_json(const baton_config_key *keys);
 
 /* Resolve a relative path against dir (absolute paths are kept).
  * Returns a new string. */
