@@ -1,0 +1,291 @@
+// The baton console in Debian's chromium, against a real `baton serve`
+// with sample data (harness.mjs). Each test drives the pages as a user
+// would (keyboard and clicks) and checks what they show against the CLI
+// and the files on disk.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startServe, launchBrowser, baton, until, TOKENS, SHOTS } from './harness.mjs';
+
+let srv, br, page;
+
+const shot = (name) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: false });
+
+async function login(token = TOKENS.ops) {
+  await page.goto(`${srv.base}/ui/`);
+  await page.evaluate(() => sessionStorage.clear());
+  await page.goto(`${srv.base}/ui/#/campaigns`);
+  await page.fill('#token', token);
+  await page.press('#token', 'Enter');
+  await page.waitForSelector('#top:not([hidden])');
+}
+
+async function edgeCounts() {
+  // every edge label on the canvas: transition -> the number drawn
+  return page.$$eval('#canvas g.edge', (gs) => gs.map((g) => [g.getAttribute('data-transition'), g.querySelector('text.count')?.textContent || '']));
+}
+
+before(async () => {
+  fs.mkdirSync(SHOTS, { recursive: true });
+  srv = await startServe();
+  br = await launchBrowser();
+  page = await br.ctx.newPage();
+  page.on('dialog', (d) => d.accept());
+  page.on('pageerror', (e) => { console.error(`page error: ${e.message}`); });
+});
+
+after(async () => {
+  if (br) await br.close();
+  if (srv) {
+    if (process.exitCode) console.error(srv.log().split('\n').slice(-40).join('\n'));
+    await srv.stop();
+  }
+});
+
+test('login: a wrong token is refused, a good one shows the campaigns', async () => {
+  await page.goto(`${srv.base}/ui/`);
+  await page.fill('#token', 'not-a-token');
+  await page.press('#token', 'Enter');
+  await page.waitForSelector('#login-error:not(:empty)');
+  assert.match(await page.textContent('#login-error'), /not valid/);
+  await shot('login');
+  await login();
+  await page.waitForSelector('table a[href="#/campaigns/winback"]');
+  const names = await page.$$eval('main table tbody tr th, main table tbody tr td:first-child', (t) => t.map((x) => x.textContent));
+  for (const n of ['winback', 'stores', 'newsletter', 'returns']) assert.ok(names.includes(n), `${n} listed`);
+  await shot('campaigns');
+});
+
+test('campaign canvas: every edge carries the count of plan --json', async () => {
+  const plan = JSON.parse(baton(srv.dir, 'campaign', 'plan', 'winback', '--json'));
+  await page.goto(`${srv.base}/ui/#/campaigns/winback`);
+  await page.waitForSelector('#canvas svg g.edge');
+  const edges = await edgeCounts();
+  assert.ok(edges.length >= 8, `edges drawn: ${edges.length}`);
+  for (const [t, label] of edges) {
+    const n = Number(label.replace(/^[^:]*: /, '').replace(/[−\s]/g, ''));
+    assert.equal(n, plan.counts[t], `edge ${t}: canvas ${label}, plan ${plan.counts[t]}`);
+  }
+  // the table of transitions says the same
+  const table = await page.$$eval('[data-count]', (s) => s.map((x) => [x.dataset.count, x.textContent]));
+  for (const [t, c] of table) assert.equal(Number(c.replace(/,/g, '')), plan.counts[t], `row ${t}`);
+  // the channel of each send is on its node
+  assert.match(await page.textContent('[data-node="letter_a"]'), /on mail/);
+  // a node by keyboard: its settings, explanation and last runs
+  await page.focus('[data-node="target"]');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#node-explain');
+  assert.match(await page.textContent('#node-explain'), /any of “lapsed”, “vip”/);
+  await shot('campaign');
+});
+
+test('campaign canvas: exclusions, change of dimension and excluded counts', async () => {
+  const plan = JSON.parse(baton(srv.dir, 'campaign', 'plan', 'stores', '--json'));
+  await page.goto(`${srv.base}/ui/#/campaigns/stores`);
+  await page.waitForSelector('#canvas svg g.edge');
+  assert.match(await page.textContent('[data-node="booked"]'), /→ reservations/);
+  for (const [t, label] of await edgeCounts()) assert.equal(Number(label.replace(/^[^:]*: /, '')), plan.counts[t], `edge ${t}`);
+  await page.click('[data-node="letters"]');
+  await page.waitForSelector('#node-title');
+  const side = await page.textContent('#node-panel');
+  assert.match(side, /no consent/);
+  assert.match(side, /no address/);
+});
+
+test('editor: a filter typed into an error shows check\'s message; fixed and saved, the file and the counts change', async () => {
+  const file = path.join(srv.dir, 'conf/campaigns/winback.cfg');
+  const before = fs.readFileSync(file, 'utf8');
+  await page.goto(`${srv.base}/ui/#/campaigns/winback/edit`);
+  await page.waitForSelector('#edit-canvas svg');
+  await page.waitForSelector('#check-ok');
+  await page.click('#edit-canvas [data-node="vip"]');
+  await page.waitForSelector('#f-filter');
+  await page.fill('#f-filter', "tierr == 'gold'");
+  await page.waitForSelector('#check-list li.msg-error');
+  assert.match(await page.textContent('#check-list'), /unknown field 'tierr' in profiles \(did you mean 'tier'\?\)/);
+  assert.match(await page.textContent('#check-list'), /winback\.cfg:\d+: filter: 1:1:/);
+  assert.equal(await page.getAttribute('#f-filter', 'aria-invalid'), 'true');
+  assert.equal(await page.isDisabled('#save'), true);
+  await shot('editor-error');
+  await page.fill('#f-filter', "tier == 'silver'");
+  await page.waitForSelector('#check-ok');
+  assert.equal(await page.isDisabled('#save'), false);
+  // the file has comments: the form rewrite says so before it drops them
+  await page.waitForSelector('#comment-warning [role=alert]');
+  await page.check('#drop-comments');
+  await page.click('#save');
+  await page.waitForSelector('#status.ok');
+  const after = fs.readFileSync(file, 'utf8');
+  assert.notEqual(after, before);
+  assert.match(after, /filter = "tier == 'silver'"/);
+  // the previous version is kept and listed
+  await page.waitForSelector('#versions li');
+  // serve applied it: the plan now counts silver
+  const plan = JSON.parse(baton(srv.dir, 'campaign', 'plan', 'winback', '--json'));
+  await page.goto(`${srv.base}/ui/#/campaigns/winback`);
+  await page.waitForSelector('[data-count="vip"]');
+  assert.equal(Number((await page.textContent('[data-count="vip"]')).replace(/,/g, '')), plan.counts.vip);
+  const api = await srv.api('GET', '/v1/campaigns/winback/plan');
+  assert.equal(api.json.counts.vip, plan.counts.vip);
+  // restore the first version from the list
+  await page.goto(`${srv.base}/ui/#/campaigns/winback/edit`);
+  await page.waitForSelector('#versions li button');
+  await page.click('#versions li button');
+  await until(() => fs.readFileSync(file, 'utf8') === before, 5000, 'the restored file');
+});
+
+test('editor: an invalid graph (dangling input, cycle) is shown and cannot be saved', async () => {
+  await page.goto(`${srv.base}/ui/#/campaigns/winback/edit`);
+  await page.waitForSelector('#check-ok');
+  await page.click('#edit-canvas [data-node="target"]');
+  await page.click('#remove');
+  await page.waitForSelector('#check-list li.msg-error');
+  assert.match(await page.textContent('#check-list'), /target/);
+  assert.ok(await page.$('#edit-canvas [data-node="unique"].bad'), 'the activity with a dangling input is marked');
+  assert.equal(await page.isDisabled('#save'), true);
+  // a cycle, typed in the text
+  await page.goto(`${srv.base}/ui/#/campaigns/winback/edit`);
+  await page.waitForSelector('#check-ok');
+  await page.click('#tab-text');
+  const text = await page.inputValue('#file-text');
+  await page.fill('#file-text', text.replace('inputs = [ "lapsed", "vip" ]', 'inputs = [ "lapsed", "vip", "rich" ]'));
+  await page.waitForSelector('#check-list li.msg-error');
+  assert.match(await page.textContent('#check-list'), /cycle/);
+  assert.equal(await page.isDisabled('#save'), true);
+  await shot('editor-invalid');
+});
+
+test('editor: a save that races a hand edit is refused with the difference; nothing is lost', async () => {
+  const file = path.join(srv.dir, 'conf/campaigns/returns.cfg');
+  await page.goto(`${srv.base}/ui/#/campaigns/returns/edit`);
+  await page.waitForSelector('#check-ok');
+  await page.click('#tab-text');
+  const mine = (await page.inputValue('#file-text')).replace(/^campaign: \{/m, '# edited in the console\ncampaign: {');
+  await page.fill('#file-text', mine);
+  await page.waitForSelector('#check-ok');
+  // meanwhile, by hand
+  const hand = `${fs.readFileSync(file, 'utf8')}# edited by hand\n`;
+  fs.writeFileSync(file, hand);
+  await page.click('#save');
+  await page.waitForSelector('#conflict .diff');
+  const diff = await page.textContent('#conflict .diff');
+  assert.match(diff, /# edited by hand/);
+  assert.equal(fs.readFileSync(file, 'utf8'), hand, 'the hand edit is still there');
+  assert.equal(await page.inputValue('#file-text'), mine, 'the console kept the user\'s text');
+  await shot('editor-conflict');
+});
+
+test('journey: canvas, journey test on pasted events draws a profile\'s path', async () => {
+  await page.goto(`${srv.base}/ui/#/journeys/cart-abandon`);
+  await page.waitForSelector('#canvas svg g.node');
+  const events = fs.readFileSync(path.join(srv.dir, 'conf/events/demo.jsonl'), 'utf8');
+  await page.fill('#events', events);
+  await page.click('#run-test');
+  await page.waitForSelector('#test-result [data-profile="p1"]');
+  const cli = JSON.parse(baton(srv.dir, 'journey', 'test', 'cart-abandon', '--events', path.join(srv.dir, 'conf/events/demo.jsonl'), '--json'));
+  await page.click('#test-result [data-profile="p1"]');
+  const marked = await page.$$eval('#canvas g.node.path', (g) => g.map((x) => x.dataset.node));
+  assert.deepEqual(marked.sort(), [...new Set(cli.profiles.p1.path)].sort());
+  await shot('journey');
+});
+
+test('channels: switched off in the console, written to baton.cfg, and a journey node records skipped', async () => {
+  const before = fs.readFileSync(srv.cfgPath, 'utf8');
+  await page.goto(`${srv.base}/ui/#/channels`);
+  await page.waitForSelector('button[data-channel="email"]');
+  await page.click('button[data-channel="email"]');
+  await until(async () => (await srv.api('GET', '/v1/channels/email')).json?.enabled === false, 10000, 'email off');
+  const cfg = fs.readFileSync(srv.cfgPath, 'utf8');
+  assert.match(cfg, /email: \{ enabled = false;/);
+  assert.equal(cfg.replace('email: { enabled = false;', 'email: { enabled = true;'), before, 'nothing else in the file changed');
+  await page.waitForSelector('[data-state="email"]:text("off")');
+  await shot('channels');
+  // a sign-up: the welcome journey's first node sends on email
+  const ev = { id: 'ui-signup-1', type: 'signed_up', profile: 'p7', time: new Date().toISOString(), data: {} };
+  const r = await srv.api('POST', '/v1/events', ev, TOKENS.ingest);
+  assert.equal(r.status, 202, r.text);
+  await until(async () => JSON.stringify((await srv.api('GET', '/v1/profiles/p7')).json).includes('skipped'), 10000, 'the skipped step');
+  await page.goto(`${srv.base}/ui/#/profiles/p7`);
+  await page.waitForSelector('#timeline');
+  assert.match(await page.textContent('#timeline'), /skipped/);
+  // and on again
+  await page.goto(`${srv.base}/ui/#/channels`);
+  await page.click('button[data-channel="email"]');
+  await until(async () => (await srv.api('GET', '/v1/channels/email')).json?.enabled === true, 10000, 'email on');
+});
+
+test('profiles: a campaign run from the console, then the profile it reached', async () => {
+  await page.goto(`${srv.base}/ui/#/campaigns/stores`);
+  await page.waitForSelector('#run');
+  await page.click('#run');
+  await page.waitForSelector('#run-status [data-status="done"]', { timeout: 20000 });
+  const d = await srv.api('GET', '/v1/deliveries?channel=mail');
+  const rows = d.json.deliveries || d.json.items || [];
+  assert.ok(rows.length > 0, 'the run delivered');
+  const who = rows[0].profile;
+  await page.goto(`${srv.base}/ui/#/profiles`);
+  await page.fill('#profile-q', who);
+  await page.press('#profile-q', 'Enter');
+  await page.waitForSelector('#timeline');
+  assert.match(await page.textContent('#timeline'), /stores/);
+  await shot('profile');
+  await page.goto(`${srv.base}/ui/#/deliveries`);
+  await page.fill('#d-channel', 'mail');
+  await page.press('#d-channel', 'Enter');
+  await page.waitForSelector('#deliveries-out table');
+  await shot('deliveries');
+});
+
+test('scopes: a read-only token sees no editor and cannot run', async () => {
+  await login(TOKENS.viewer);
+  await page.goto(`${srv.base}/ui/#/campaigns/winback`);
+  await page.waitForSelector('#canvas svg');
+  assert.equal(await page.$('a[href="#/campaigns/winback/edit"]'), null);
+  assert.equal(await page.isDisabled('#run'), true);
+  assert.equal(await page.isDisabled('#dry-run'), true);
+});
+
+test('an expired token returns to the login form with a message', async () => {
+  await login(TOKENS.revoked);
+  await page.goto(`${srv.base}/ui/#/campaigns`);
+  await page.waitForSelector('table');
+  // the operator removes the token and reloads serve
+  const cfg = fs.readFileSync(srv.cfgPath, 'utf8');
+  fs.writeFileSync(srv.cfgPath, cfg.replace(/,\n\s*\{ name = "revoked";[^}]*\}/, ''));
+  process.kill(srv.proc.pid, 'SIGHUP');
+  await until(async () => (await srv.api('GET', '/v1/campaigns', undefined, TOKENS.revoked)).status === 401, 10000, 'the token revoked');
+  await page.goto(`${srv.base}/ui/#/journeys`);
+  await page.waitForSelector('#login-error:not(:empty)');
+  assert.match(await page.textContent('#login-error'), /Logged out/);
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('baton.token')), null);
+});
+
+test('benchmark: a 100-activity campaign canvas', async () => {
+  await login();
+  await page.goto(`${srv.base}/ui/#/campaigns/big`);
+  await page.waitForSelector('#canvas svg g.node');
+  assert.equal(await page.$$eval('#canvas g.node', (g) => g.length), 100);
+  const ms = await page.evaluate(async () => {
+    const { draw } = await import('./js/graph.js');
+    const { parse } = await import('./js/libcfg.js');
+    const { campaignGraph } = await import('./js/model.js');
+    const r = await fetch('/v1/campaigns/big/file', { headers: { Authorization: `Bearer ${sessionStorage.getItem('baton.token')}` } });
+    const text = (await r.json()).text;
+    const box = document.createElement('div');
+    document.body.appendChild(box);
+    const runs = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = performance.now();
+      const g = campaignGraph(parse(text), null);
+      draw(box, 'bench', g.nodes, g.edges, () => {});
+      box.getBoundingClientRect();
+      runs.push(performance.now() - t0);
+    }
+    box.remove();
+    return runs;
+  });
+  ms.sort((a, b) => a - b);
+  console.log(`bench: 100-activity campaign canvas: parse + layout + SVG, median ${ms[2].toFixed(1)} ms, min ${ms[0].toFixed(1)} ms, max ${ms[4].toFixed(1)} ms (5 runs; target < 300 ms)`);
+  await shot('big-campaign');
+});

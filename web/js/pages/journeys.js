@@ -1,0 +1,101 @@
+// Journeys: the list, and a canvas per journey with each node's counts
+// (profiles at it and through it, sends, failures, skipped...) and
+// `journey test` on pasted or uploaded events, each profile's path drawn.
+import * as api from '../api.js';
+import { h, clear, table, fmtNum, kv, errorBox } from '../dom.js';
+import { parse } from '../libcfg.js';
+import { journeyGraph, explainNode } from '../model.js';
+import { draw } from '../graph.js';
+import { can, onLeave } from '../app.js';
+
+export async function list() {
+  const data = await api.get('/v1/journeys');
+  const rows = Array.isArray(data) ? data : data.journeys || [];
+  clear(document.getElementById('main'), h('h1', null, 'Journeys'),
+    rows.length ? table([
+      { label: 'Journey', get: (j) => h('a', { href: `#/journeys/${api.enc(j.journey || j.name)}` }, j.journey || j.name) },
+      { label: 'State', get: (j) => j.state || j.status || '' },
+      { label: 'Profiles', num: true, get: (j) => fmtNum(typeof j.profiles === 'number' ? j.profiles : undefined) },
+      { label: 'Active', num: true, get: (j) => fmtNum(j.states && j.states.active) },
+      { label: 'Completed', num: true, get: (j) => fmtNum(j.states && j.states.completed) },
+      { label: 'Dead letters', num: true, get: (j) => fmtNum(j.dead_letters) },
+    ], rows, 'Journeys') : h('p', null, 'No journey is configured.'));
+}
+
+export async function show(name) {
+  const main = document.getElementById('main');
+  const [file, st] = await Promise.all([api.get(`/v1/journeys/${api.enc(name)}/file`), api.get(`/v1/journeys/${api.enc(name)}`)]);
+  let doc = {};
+  try { doc = parse(file.text); } catch (e) { main.appendChild(errorBox(e)); }
+  const nodes = (doc.journey && doc.journey.nodes) || [];
+  const canvas = h('div', { class: 'canvas', id: 'canvas' });
+  const side = h('aside', { class: 'side panel', id: 'node-panel', 'aria-label': 'Selected node' }, h('p', { class: 'help' }, 'Select a node for its settings and counts.'));
+  const testOut = h('div', { id: 'test-result', 'aria-live': 'polite' });
+  const events = h('textarea', { id: 'events', rows: 6, placeholder: '{"id": "e-1", "type": "cart_updated", "profile": "p42", "time": "2026-11-23T10:00:00Z", "data": {"total": 59.9}}' });
+  const upload = h('input', { type: 'file', id: 'events-file', accept: '.jsonl,.json,.ndjson,text/plain' });
+  upload.addEventListener('change', async () => { if (upload.files[0]) events.value = await upload.files[0].text(); });
+  const until = h('input', { id: 'until', placeholder: '2026-11-24T00:00:00Z', size: 24 });
+  let g = journeyGraph(doc, st);
+  let view;
+  const pick = (id) => {
+    view.select(id);
+    const nd = nodes.find((x) => x.id === id);
+    const s = st.nodes && st.nodes[id];
+    const settings = {};
+    for (const [k, v] of Object.entries(nd || {})) if (k !== 'id' && k !== 'type') settings[k] = v;
+    clear(side, h('h2', null, `${id} `, h('span', { class: 'badge' }, nd ? nd.type : '')), h('p', null, nd ? explainNode(nd) : ''),
+      s ? h('div', null, h('h3', null, 'Counts'), kv(Object.fromEntries(Object.entries(s).filter(([k]) => k !== 'type').map(([k, v]) => [k.replace(/_/g, ' '), typeof v === 'number' ? fmtNum(v) : v])))) : null,
+      h('h3', null, 'Settings'), kv(settings));
+  };
+  const redraw = () => { view = draw(canvas, `Journey ${name}`, g.nodes, g.edges, pick); };
+  const dl = st.latest_dead_letters || [];
+  clear(main,
+    h('h1', null, `Journey ${name}`),
+    h('div', { class: 'toolbar' }, h('code', null, file.file || ''),
+      h('span', null, `profiles ${fmtNum(st.profiles)}`), ...Object.entries(st.states || {}).map(([k, v]) => h('span', { class: 'badge' }, `${k} ${v}`)),
+      h('span', { class: 'badge' }, `dead letters ${fmtNum(st.dead_letters)}`),
+      can('admin') ? h('a', { class: 'button', href: `#/journeys/${api.enc(name)}/edit` }, 'Edit') : null,
+      h('button', { type: 'button', onclick: () => show(name) }, 'Refresh')),
+    h('div', { class: 'row' }, h('div', { class: 'grow' }, canvas), side),
+    h('section', { 'aria-labelledby': 'counts-title' }, h('h2', { id: 'counts-title' }, 'Nodes'),
+      table([{ label: 'Node', get: (n) => n.id }, { label: 'Type', get: (n) => n.type },
+        ...['at', 'through', 'sent', 'failed', 'skipped', 'reacted', 'timed_out', 'dead_letters'].filter((k) => Object.values(st.nodes || {}).some((x) => x[k] !== undefined))
+          .map((k) => ({ label: k.replace(/_/g, ' '), num: true, get: (n) => h('span', { 'data-node-count': `${n.id}.${k}` }, fmtNum((st.nodes[n.id] || {})[k])) }))], nodes, 'Counts per node')),
+    dl.length ? h('section', null, h('h2', null, 'Latest dead letters'), table([{ label: 'When', get: (d) => d.at || d.received_at || '' }, { label: 'Reason', get: (d) => d.reason || '' }, { label: 'Event', get: (d) => h('code', null, d.payload || d.event || '') }], dl)) : null,
+    h('section', { class: 'panel', 'aria-labelledby': 'test-title' },
+      h('h2', { id: 'test-title' }, 'Journey test'),
+      h('p', { class: 'help' }, 'Runs the journey over these events (one JSON object per line) on a simulated clock. Nothing is sent.'),
+      h('label', { for: 'events' }, 'Events'), events,
+      h('label', { for: 'events-file' }, 'or a file'), upload,
+      h('label', { for: 'until' }, 'Until ', h('span', { class: 'help' }, '(optional timestamp)')), until,
+      h('div', { class: 'toolbar' }, h('button', { type: 'button', id: 'run-test', class: 'primary', onclick: async () => {
+        clear(testOut, h('p', null, 'Running…'));
+        try {
+          const body = { events: events.value };
+          if (until.value.trim()) body.until = until.value.trim();
+          const r = await api.post(`/v1/journeys/${api.enc(name)}/test`, body);
+          const profs = Object.entries(r.profiles || {});
+          clear(testOut, h('p', null, `${profs.length} profile(s) entered; dead letters: ${r.dead_letters ?? 0}. Select a profile to draw its path.`),
+            table([
+              { label: 'Profile', get: ([p]) => h('button', { type: 'button', 'data-profile': p, onclick: () => {
+                const path = r.profiles[p].path || [];
+                view.mark(path, 'path');
+                view.markEdges(path.slice(1).map((x, k) => `${path[k]}->${x}`), 'path');
+              } }, p) },
+              { label: 'State', get: ([, v]) => v.state },
+              { label: 'Path', get: ([, v]) => (v.path || []).join(' → ') },
+              { label: 'Sent', get: ([, v]) => (v.sent || []).map((s) => `${s.node} (${s.channel || s.action})`).join(', ') },
+            ], profs, 'Each profile\'s path'));
+        } catch (e) { clear(testOut, errorBox(e)); }
+      } }, 'Run the test')),
+      testOut));
+  redraw();
+  // live counts: refresh every 3 s while the page is open
+  const t = setInterval(async () => {
+    try {
+      const s2 = await api.get(`/v1/journeys/${api.enc(name)}`);
+      if (JSON.stringify(s2.nodes) !== JSON.stringify(st.nodes)) { Object.assign(st, s2); g = journeyGraph(doc, st); redraw(); }
+    } catch { /* the next tick tries again */ }
+  }, 3000);
+  onLeave(() => clearInterval(t));
+}
