@@ -5,12 +5,16 @@ set -e
 PKGS="build-essential pkg-config libconfig-dev libcurl4-openssl-dev libesmtp-dev
 libmosquitto-dev mosquitto mosquitto-clients libsqlite3-dev sqlite3 libjansson-dev
 libcmocka-dev tzdata python3-aiosmtpd graphviz postfix nginx-light clang clang-format libclang-rt-14-dev
-postgresql libpq-dev"
+postgresql libpq-dev chromium"
 missing=""
 for p in $PKGS; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
     case "$st" in *" installed") ;; *) missing="$missing $p" ;; esac
 done
+# the console's browser tests run node and npm (any install of them will do:
+# Debian's packages only when none is on the PATH)
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
 [ -z "$missing" ] && exit 0
 echo "deps: installing$missing"
 SUDO=""
