@@ -2,6 +2,7 @@
  * types, then plan or run in topological order, one activity at a time,
  * each a few SQL statements in the data source. */
 #include "campaign/engine.h"
+#include "base/deadline.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -417,18 +418,11 @@ void camp_drop_tables(camp_env *e)
     }
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int run_one(camp_env *e, size_t i)
 {
     camp_activity *a = &e->c->acts[i];
     act_state *s = &e->s[i];
-    int64_t t0 = now_ms();
+    int64_t t0 = deadline_now_ms();
     int tty = e->progress && isatty(fileno(e->progress));
     if (tty)
         fprintf(e->progress, "  %-16s %-16s ...", a->id, a->type_name);
@@ -481,7 +475,7 @@ static int run_one(camp_env *e, size_t i)
             return -1;
         }
     }
-    s->ms = now_ms() - t0;
+    s->ms = deadline_now_ms() - t0;
     s->done = 1;
     if (e->progress && !(a->type->send && !e->plan)) { /* a send reports its own line */
         fprintf(e->progress, "%s  %-16s %-16s", tty ? "\r" : "", a->id, a->type_name);

@@ -620,10 +620,11 @@ static void bind_host_keys(instance *inst)
 instance *instance_create(plugin *p, const conf_use *use, const char *dir, diag *d)
 {
     if (p->desc.kind != use->kind) {
-        const char *k = kind_name(p->desc.kind);
-        diag_error(d, use->file, use->line, "%s: plugin '%s' is %s %s plugin; %s needs a %s plugin",
-                   use->where, p->name, strchr("aeiou", k[0]) ? "an" : "a", k, use->section,
-                   kind_name(use->kind));
+        const char *k = kind_name(p->desc.kind), *want = kind_name(use->kind);
+        diag_error(d, use->file, use->line,
+                   "%s: plugin '%s' is %s %s plugin; %s needs %s %s plugin", use->where, p->name,
+                   strchr("aeiou", k[0]) ? "an" : "a", k, use->section,
+                   strchr("aeiou", want[0]) ? "an" : "a", want);
         return NULL;
     }
     instance *inst = xcalloc(1, sizeof *inst);

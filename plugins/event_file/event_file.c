@@ -45,11 +45,13 @@ static void on_ack(void *ctx)
     f->host->counter_add(f->c_acked, 1);
 }
 
-/* Sleep ms unless stopping; 1 when stopping. */
+/* Sleep ms unless stopping; 1 when stopping. On the monotonic clock (the
+ * condition is made for it in fs_init): a wall clock stepped back cannot
+ * stretch a nap. */
 static int nap(fsrc *f, long ms)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     ts.tv_sec += ms / 1000;
     ts.tv_nsec += (ms % 1000) * 1000000L;
     if (ts.tv_nsec >= 1000000000L) {
@@ -92,7 +94,14 @@ static void *reader(void *arg)
                 continue;
             }
         }
+        long at = ftell(in);
         ssize_t len = getline(&line, &cap, in);
+        if (len > 0 && line[len - 1] != '\n' && f->follow) {
+            /* a line still being written: read it whole once its newline
+             * is there, never as two broken events */
+            if (at >= 0 && fseek(in, at, SEEK_SET) == 0)
+                len = -1;
+        }
         if (len < 0) {
             /* all there is for now: one group for the host */
             if (f->host->abi_minor >= 1 && f->host->event_flush)
@@ -140,6 +149,14 @@ static int fs_init(baton_instance *inst, const baton_host *host, void **state)
     f->host = host;
     f->inst = inst;
     f->path = strdup(host->config_string(inst, "path"));
+    pthread_condattr_t ca;
+    if (!f->path || pthread_condattr_init(&ca) != 0) {
+        free(f->path);
+        free(f);
+        host->set_error(inst, "out of memory");
+        return -1;
+    }
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     f->follow = host->config_bool(inst, "follow");
     f->poll_ms = (long)host->config_duration_ms(inst, "poll");
     if (f->poll_ms < 1)
@@ -147,7 +164,8 @@ static int fs_init(baton_instance *inst, const baton_host *host, void **state)
     f->c_lines = host->counter(inst, "lines");
     f->c_acked = host->counter(inst, "acked");
     pthread_mutex_init(&f->mu, NULL);
-    pthread_cond_init(&f->cv, NULL);
+    pthread_cond_init(&f->cv, &ca);
+    pthread_condattr_destroy(&ca);
     *state = f;
     return 0;
 }

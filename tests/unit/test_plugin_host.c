@@ -233,6 +233,37 @@ static void test_counters_threads(void **st)
     diag_free(&d);
 }
 
+/* A plugin named where another kind is needed is refused with both kinds;
+ * the same plugin where its own kind is needed gets its host keys bound. */
+static void test_kind_mismatch_and_bound_settings(void **st)
+{
+    char err[1024];
+    plugin *p = plugin_load(&reg, "fx_channel", err, sizeof err);
+    assert_non_null(p);
+    diag d;
+    diag_init(&d);
+    conf_use use = use_of("actions", "a", BATON_KIND_ACTION, "a: { plugin = \"fx_channel\"; };");
+    assert_null(instance_create(p, &use, ".", &d));
+    assert_int_equal(d.errors, 1);
+    assert_string_equal(d.v[0].msg, "actions.a: plugin 'fx_channel' is a channel plugin; actions "
+                                    "needs an action plugin");
+    diag_free(&d);
+    diag_init(&d);
+    use = use_of("channels", "c", BATON_KIND_CHANNEL,
+                 "c: { plugin = \"fx_channel\"; rate = 2.5; batch = 7; retry_backoff = \"3s\"; "
+                 "address = \"email\"; };");
+    instance *inst = instance_create(p, &use, ".", &d);
+    assert_non_null(inst);
+    assert_true(inst->host.channel.rate == 2.5);
+    assert_int_equal(inst->host.channel.batch, 7);
+    assert_int_equal(inst->host.channel.connections, 1); /* the default */
+    assert_int_equal(inst->host.channel.retry_backoff_ms, 3000);
+    assert_string_equal(inst->host.channel.address, "email");
+    assert_null(inst->host.channel.consent);
+    instance_destroy(inst);
+    diag_free(&d);
+}
+
 /* SDK 1.2: the host's JSON string writer is jansson's escaping byte for
  * byte, base64 is RFC 4648's, and an enum key reads as its index. */
 static void test_host_encoders(void **st)
@@ -340,6 +371,7 @@ int main(void)
         cmocka_unit_test(test_failing_init_message),
         cmocka_unit_test(test_counters_threads),
         cmocka_unit_test(test_host_encoders),
+        cmocka_unit_test(test_kind_mismatch_and_bound_settings),
         cmocka_unit_test(test_event_sink),
     };
     return cmocka_run_group_tests_name("plugin_host", tests, setup, teardown);
