@@ -32,7 +32,7 @@ BUILD ?= build
 SAN :=
 endif
 
-CORE_PKGS := libconfig jansson sqlite3
+CORE_PKGS := libconfig jansson sqlite3 libmicrohttpd
 # Recursive on purpose: pkg-config runs when a recipe needs it, after `deps`.
 PKG_CFLAGS = $(shell pkg-config --cflags $(1))
 PKG_LIBS = $(shell pkg-config --libs $(1))
@@ -43,7 +43,7 @@ WERROR ?= -Werror
 OPT ?= -O2 -g
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) $(WERROR) $(SAN) -pthread \
                -Isdk/include -Icore -DBATON_VERSION='"$(VERSION)"'
-CORE_CFLAGS = $(BASE_CFLAGS) $(call PKG_CFLAGS,$(CORE_PKGS))
+CORE_CFLAGS = $(BASE_CFLAGS) -DBATON_SOURCE_WEB='"$(CURDIR)/web"' $(call PKG_CFLAGS,$(CORE_PKGS))
 CORE_LIBS = $(call PKG_LIBS,$(CORE_PKGS)) -ldl -lm -pthread
 PLUGIN_CFLAGS := $(BASE_CFLAGS) -fPIC -fvisibility=hidden
 PLUGIN_LDFLAGS := -shared -Wl,-z,defs $(SAN)
@@ -152,6 +152,8 @@ install: all
 	$(if $(PLUGIN_SO),install -m 755 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/baton/plugins/)
 	install -m 644 sdk/include/baton/*.h $(DESTDIR)$(PREFIX)/include/baton/
 	install -m 644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/baton/
+	if [ -d web ]; then install -d $(DESTDIR)$(PREFIX)/share/baton/web && \
+	  cp -R web/. $(DESTDIR)$(PREFIX)/share/baton/web/; fi
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sdk/baton-sdk.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/baton-sdk.pc
 

@@ -4,7 +4,7 @@
 set -e
 PKGS="build-essential pkg-config libconfig-dev libcurl4-openssl-dev libesmtp-dev
 libmosquitto-dev mosquitto mosquitto-clients libsqlite3-dev sqlite3 libjansson-dev
-libcmocka-dev tzdata python3-aiosmtpd graphviz postfix nginx-light clang clang-format libclang-rt-14-dev
+libcmocka-dev libmicrohttpd-dev tzdata python3-aiosmtpd graphviz postfix nginx-light clang clang-format libclang-rt-14-dev
 postgresql libpq-dev chromium"
 missing=""
 for p in $PKGS; do

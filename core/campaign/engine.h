@@ -136,6 +136,10 @@ typedef struct camp_run_opts {
     void *dispatcher_ud;
     store *store; /* the state store to record the run in (serve's);
                      NULL: open the data_dir's */
+    /* Called once the run has its id (recorded, about to execute), on
+     * the running thread: a run triggered over HTTP answers with it. */
+    void (*on_run)(void *ud, int64_t run);
+    void *on_run_ud;
 } camp_run_opts;
 
 /* Run one campaign file end to end, recording it in the run history of

@@ -1,4 +1,5 @@
 #include "campaign/history.h"
+#include "campaign/report.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -181,96 +182,49 @@ void history_finish(store *s, int64_t run, const char *status, const char *error
 
 int history_print(store *s, const char *cname, int json, FILE *out)
 {
-    sqlite3_stmt *st, *sa;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, campaign, \"trigger\", dry_run, status, error, started_at, "
-                           "finished_at FROM campaign_runs WHERE ?1 IS NULL OR campaign = ?1 "
-                           "ORDER BY id DESC LIMIT 200",
-                           -1, &st, NULL) != SQLITE_OK)
-        return -1;
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT activity, type, counts, sent, failed, no_address, no_consent, "
-                           "ms FROM campaign_run_activities WHERE run = ?1 ORDER BY finished_at, "
-                           "rowid",
-                           -1, &sa, NULL) != SQLITE_OK) {
-        sqlite3_finalize(st);
-        return -1;
-    }
-    if (cname)
-        sqlite3_bind_text(st, 1, cname, -1, SQLITE_TRANSIENT);
-    json_t *runs = json_array();
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(st, 0);
-        char started[21], finished[21] = "-";
-        timestamp_format(sqlite3_column_int64(st, 6), started);
-        if (sqlite3_column_type(st, 7) != SQLITE_NULL)
-            timestamp_format(sqlite3_column_int64(st, 7), finished);
-        const char *err = (const char *)sqlite3_column_text(st, 5);
-        json_t *r = json_pack("{s:I, s:s, s:s, s:b, s:s, s:s}", "id", (json_int_t)id, "campaign",
-                              (const char *)sqlite3_column_text(st, 1), "trigger",
-                              (const char *)sqlite3_column_text(st, 2), "dry_run",
-                              sqlite3_column_int(st, 3), "status",
-                              (const char *)sqlite3_column_text(st, 4), "started_at", started);
-        if (finished[0] != '-')
-            json_object_set_new(r, "finished_at", json_string(finished));
-        if (err)
-            json_object_set_new(r, "error", json_string(err));
-        if (!json)
-            fprintf(out, "run %lld  %-20s %-9s %-8s%s started %s finished %s%s%s\n", (long long)id,
-                    (const char *)sqlite3_column_text(st, 1),
-                    (const char *)sqlite3_column_text(st, 4),
-                    (const char *)sqlite3_column_text(st, 2),
-                    sqlite3_column_int(st, 3) ? " (dry run)" : "", started, finished,
-                    err ? "\n    error: " : "", err ? err : "");
-        json_t *acts = json_array();
-        sqlite3_reset(sa);
-        sqlite3_bind_int64(sa, 1, id);
-        while (sqlite3_step(sa) == SQLITE_ROW) {
-            json_t *counts = json_loads((const char *)sqlite3_column_text(sa, 2), 0, NULL);
-            json_t *o = json_pack(
-                "{s:s, s:s, s:o, s:I}", "id", (const char *)sqlite3_column_text(sa, 0), "type",
-                (const char *)sqlite3_column_text(sa, 1), "counts", counts ? counts : json_object(),
-                "ms", (json_int_t)sqlite3_column_int64(sa, 7));
-            int send = strcmp((const char *)sqlite3_column_text(sa, 1), "send") == 0;
-            if (send) {
-                json_object_set_new(o, "sent", json_integer(sqlite3_column_int64(sa, 3)));
-                json_object_set_new(o, "failed", json_integer(sqlite3_column_int64(sa, 4)));
-                json_object_set_new(o, "no_address", json_integer(sqlite3_column_int64(sa, 5)));
-                json_object_set_new(o, "no_consent", json_integer(sqlite3_column_int64(sa, 6)));
-            }
-            if (!json) {
-                char *cs = json_dumps(json_object_get(o, "counts"), JSON_COMPACT);
-                fprintf(out, "    %-16s %-16s %6lld ms  %s",
-                        (const char *)sqlite3_column_text(sa, 0),
-                        (const char *)sqlite3_column_text(sa, 1),
-                        (long long)sqlite3_column_int64(sa, 7), cs);
-                if (send)
-                    fprintf(out, "  sent %lld, failed %lld, no address %lld, no consent %lld",
-                            (long long)sqlite3_column_int64(sa, 3),
-                            (long long)sqlite3_column_int64(sa, 4),
-                            (long long)sqlite3_column_int64(sa, 5),
-                            (long long)sqlite3_column_int64(sa, 6));
-                fputc('\n', out);
-                free(cs);
-            }
-            json_array_append_new(acts, o);
-        }
-        json_object_set_new(r, "activities", acts);
-        json_array_append_new(runs, r);
-    }
-    sqlite3_finalize(st);
-    sqlite3_finalize(sa);
+    json_t *root = campaign_runs_json(s, cname, 0);
+    json_t *runs = json_object_get(root, "runs");
     if (json) {
-        json_t *root = json_pack("{s:o}", "runs", runs);
         char *txt = json_dumps(root, JSON_INDENT(2));
         fprintf(out, "%s\n", txt);
         free(txt);
         json_decref(root);
-    } else {
-        if (json_array_size(runs) == 0)
-            fprintf(out, "no runs recorded%s%s\n", cname ? " for " : "", cname ? cname : "");
-        json_decref(runs);
+        return 0;
     }
+    size_t i, k;
+    json_t *r, *o;
+    json_array_foreach(runs, i, r)
+    {
+        json_t *fin = json_object_get(r, "finished_at"), *err = json_object_get(r, "error");
+        fprintf(out, "run %lld  %-20s %-9s %-8s%s started %s finished %s%s%s\n",
+                (long long)json_integer_value(json_object_get(r, "id")),
+                json_string_value(json_object_get(r, "campaign")),
+                json_string_value(json_object_get(r, "status")),
+                json_string_value(json_object_get(r, "trigger")),
+                json_is_true(json_object_get(r, "dry_run")) ? " (dry run)" : "",
+                json_string_value(json_object_get(r, "started_at")),
+                fin ? json_string_value(fin) : "-", err ? "\n    error: " : "",
+                err ? json_string_value(err) : "");
+        json_array_foreach(json_object_get(r, "activities"), k, o)
+        {
+            char *cs = json_dumps(json_object_get(o, "counts"), JSON_COMPACT);
+            fprintf(out, "    %-16s %-16s %6lld ms  %s",
+                    json_string_value(json_object_get(o, "id")),
+                    json_string_value(json_object_get(o, "type")),
+                    (long long)json_integer_value(json_object_get(o, "ms")), cs);
+            if (json_object_get(o, "sent"))
+                fprintf(out, "  sent %lld, failed %lld, no address %lld, no consent %lld",
+                        (long long)json_integer_value(json_object_get(o, "sent")),
+                        (long long)json_integer_value(json_object_get(o, "failed")),
+                        (long long)json_integer_value(json_object_get(o, "no_address")),
+                        (long long)json_integer_value(json_object_get(o, "no_consent")));
+            fputc('\n', out);
+            free(cs);
+        }
+    }
+    if (json_array_size(runs) == 0)
+        fprintf(out, "no runs recorded%s%s\n", cname ? " for " : "", cname ? cname : "");
+    json_decref(root);
     return 0;
 }
 

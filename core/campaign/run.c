@@ -100,6 +100,8 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
         rc = EXIT_RUNTIME;
         goto out;
     }
+    if (o->on_run)
+        o->on_run(o->on_run_ud, run);
     int failed = 0, waiting = 0;
     for (size_t k = 0; k < c.norder && !failed; k++) {
         size_t i = c.order[k];

@@ -12,6 +12,7 @@
 #include "base/buf.h"
 #include "campaign/engine.h"
 #include "campaign/history.h"
+#include "campaign/report.h"
 #include "cli/cli.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -72,37 +73,6 @@ static int open_all(loaded *l, const cli_ctx *ctx, const char *which, diag *d)
 /* ------------------------------------------------------------------ */
 /* Output: text, JSON, Graphviz                                        */
 /* ------------------------------------------------------------------ */
-
-static json_t *plan_json(const camp_env *e)
-{
-    json_t *counts = json_object(), *excluded = json_object(), *notes = json_object();
-    for (size_t k = 0; k < e->c->norder; k++) {
-        size_t i = e->c->order[k];
-        const camp_activity *a = &e->c->acts[i];
-        const act_state *s = &e->s[i];
-        for (size_t j = 0; s->counts && j < a->nouts; j++)
-            json_object_set_new(counts, a->outs[j].transition, json_integer(s->counts[j]));
-        if (s->nnotes) { /* reconcile's unmatched lines, and the like */
-            json_t *l = json_array();
-            for (size_t n = 0; n < s->nnotes; n++)
-                json_array_append_new(l, json_string(s->notes[n]));
-            json_object_set_new(notes, a->id, l);
-        }
-        if (a->type && a->type->send && s->done) {
-            json_object_set_new(counts, a->id, json_integer(s->would_send));
-            json_object_set_new(excluded, a->id,
-                                json_pack("{s:I, s:I}", "no_consent", (json_int_t)s->no_consent,
-                                          "no_address", (json_int_t)s->no_address));
-        }
-    }
-    json_t *o = json_pack("{s:s, s:o, s:o}", "campaign", e->c->name, "counts", counts, "excluded",
-                          excluded);
-    if (json_object_size(notes))
-        json_object_set_new(o, "notes", notes);
-    else
-        json_decref(notes);
-    return o;
-}
 
 static void dot_escape(FILE *out, const char *s)
 {
@@ -224,7 +194,7 @@ static int cmd_plan(const cli_ctx *ctx, int argc, char **argv)
         fprintf(stderr, "baton campaign plan: %s\n", l.e.error);
         rc = EXIT_RUNTIME;
     } else if (json) {
-        json_t *o = plan_json(&l.e);
+        json_t *o = campaign_plan_json(&l.e);
         char *txt = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         printf("%s\n", txt);
         free(txt);

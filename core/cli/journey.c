@@ -210,17 +210,11 @@ static int journey_status(const cli_ctx *ctx, int argc, char **argv)
         rc = EXIT_RUNTIME;
         goto out;
     }
-    json_t *o = jreport_status(&st, j);
+    int dead_err = 0;
+    json_t *o =
+        jreport_journey(&st, j, have_app ? a.conf.data_dir : "var", &dead_err, err, sizeof err);
     store_close(&st);
-    /* the inbox's dead letters are every journey's: events refused before
-     * any journey saw them (read while serve runs) */
-    json_t *dead = jinbox_dead_report(have_app ? a.conf.data_dir : "var", 5, err, sizeof err);
-    json_object_set_new(o, "dead_letters",
-                        dead ? json_incref(json_object_get(dead, "count")) : json_null());
-    json_object_set_new(o, "latest_dead_letters",
-                        dead ? json_incref(json_object_get(dead, "latest")) : json_array());
-    json_decref(dead);
-    if (!dead) {
+    if (dead_err) {
         fprintf(stderr, "baton journey status: dead letters: %s\n", err);
         rc = EXIT_RUNTIME;
     }
@@ -242,7 +236,7 @@ static int journey_status(const cli_ctx *ctx, int argc, char **argv)
             "  %-16s %-11s %10lld %10lld\n", id, json_string_value(json_object_get(n, "type")),
             (long long)json_integer_value(json_object_get(n, "at")),
             (long long)json_integer_value(json_object_get(n, "through")));
-        if (dead)
+        if (!dead_err)
             print_dead_letters(o);
     }
     json_decref(o);

@@ -23,8 +23,9 @@ static const struct {
     {"events", BATON_KIND_EVENT},
 };
 
-static const char *const top_keys[] = {"baton",  "sources", "profiles",  "channels", "actions",
-                                       "events", "caps",    "campaigns", "journeys", NULL};
+static const char *const top_keys[] = {"baton",    "sources", "profiles", "channels",
+                                       "actions",  "events",  "caps",     "campaigns",
+                                       "journeys", "http",    NULL};
 
 const char *conf_kind_name(baton_kind k)
 {
@@ -377,7 +378,7 @@ int conf_load(conf *c, const char *path, diag *d)
                 suggest_nearest(name, top_keys, sizeof top_keys / sizeof *top_keys - 1);
             diag_error(d, config_setting_source_file(m), (int)config_setting_source_line(m),
                        "unknown setting '%s'%s%s%s; known settings: baton, sources, profiles, "
-                       "channels, actions, events, caps, campaigns, journeys",
+                       "channels, actions, events, caps, campaigns, journeys, http",
                        name, near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "");
         }
     }
@@ -415,11 +416,12 @@ int conf_load(conf *c, const char *path, diag *d)
     config_setting_t *caps = config_setting_get_member(root, "caps");
     if (caps)
         load_caps(c, caps, d);
+    conf_http_load(&c->http, config_setting_get_member(root, "http"), c->dir, d);
 
     /* campaigns and journeys: lists of files or folders */
     const baton_config_key *maps[] = {top_lists};
-    static const char *const ignore[] = {"baton",   "sources", "profiles", "channels",
-                                         "actions", "events",  "caps",     NULL};
+    static const char *const ignore[] = {"baton",  "sources", "profiles", "channels", "actions",
+                                         "events", "caps",    "http",     NULL};
     keymap_values vals = {0};
     diag scratch;
     diag_init(&scratch); /* unknown top-level keys were reported above */
@@ -460,6 +462,7 @@ void conf_free(conf *c)
         free(c->caps[i].channel);
     free(c->caps);
     free(c->quiet_tz);
+    conf_http_free(&c->http);
     free(c->profiles);
     free(c->data_dir);
     free_list(c->plugin_path, c->nplugin_path);

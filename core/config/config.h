@@ -11,6 +11,7 @@
 
 #include <baton/baton.h>
 
+#include "config/http_conf.h"
 #include "config/keymap.h"
 #include "base/diag.h"
 
@@ -58,6 +59,8 @@ typedef struct conf {
     size_t ncampaigns;
     char **journeys;
     size_t njourneys;
+
+    conf_http http; /* the http block; http.on = 0 when absent */
 } conf;
 
 /* Parse and validate path into c. Every error goes to d; returns 0 when

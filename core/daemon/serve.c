@@ -38,6 +38,7 @@
 #include "campaign/schedule.h"
 #include "base/exit.h"
 #include "base/lockfile.h"
+#include "daemon/http.h"
 #include "daemon/serve.h"
 #include "delivery/dispatch.h"
 #include "journey/journey.h"
@@ -69,6 +70,30 @@ static dispatcher *campaign_dispatcher(void *ud, const char *channel, instance *
             return rn->ch[i].d;
         }
     return NULL;
+}
+
+/* What the HTTP server reaches of what runs. */
+static void env_of(running *rn, const char *config, http_env *e)
+{
+    *e = (http_env){.config = config,
+                    .a = &rn->a,
+                    .st = &rn->st,
+                    .js = rn->js,
+                    .njs = rn->njs,
+                    .ch = rn->ch,
+                    .nch = rn->nch,
+                    .r = rn->r,
+                    .dispatcher_for = campaign_dispatcher,
+                    .dispatcher_ud = rn};
+}
+
+static void attach(http_server *srv, running *rn, const char *config)
+{
+    if (!srv)
+        return;
+    http_env e;
+    env_of(rn, config, &e);
+    http_attach(srv, &e);
 }
 
 /* Until the runner is up, sources are told to wait (queue full). */
@@ -246,7 +271,43 @@ static void first_error(const diag *d, char *out, size_t len)
 /* SIGHUP: *cur runs; the new configuration goes into *next. Returns 0
  * while serving (the new configuration, or the previous one back after
  * the new one failed to start), -1 when nothing runs any more. */
-static int reload(const char *config, running **cur, running **next, dirlock *lock)
+/* The HTTP server a reload to nx needs: the running one when its
+ * listener is unchanged; else one started now (on another port: both
+ * listen until the switch) or, on the same port, one to start after the
+ * old one closed (*later). -1 when the new listener cannot be had: the
+ * reload is refused. */
+typedef struct http_plan {
+    int keep;             /* the running server stays */
+    http_server *started; /* a new one, listening already */
+    int later;            /* stop the old one, then start from l */
+    http_listener l;
+} http_plan;
+
+static int plan_http(http_server *srv, running *nx, http_plan *p, char *err, size_t errlen)
+{
+    memset(p, 0, sizeof *p);
+    const conf_http *h = &nx->a.conf.http;
+    if (!h->on) {
+        p->later = 1; /* stop the old one (if any), start nothing */
+        return 0;
+    }
+    if (http_listener_load(&p->l, h, err, errlen) != 0)
+        return -1;
+    if (srv && !http_listener_differs(http_server_listener(srv), &p->l)) {
+        http_listener_free(&p->l);
+        p->keep = 1;
+        return 0;
+    }
+    if (srv && http_listener_same_port(http_server_listener(srv), &p->l)) {
+        p->later = 1;
+        return 0;
+    }
+    p->started = http_start(&p->l, err, errlen);
+    return p->started ? 0 : -1;
+}
+
+static int reload(const char *config, running **cur, running **next, dirlock *lock,
+                  http_server **srv)
 {
     log_info("SIGHUP: re-reading %s", config);
     diag d;
@@ -275,6 +336,16 @@ static int reload(const char *config, running **cur, running **next, dirlock *lo
         bring_down(nx);
         return 0;
     }
+    http_plan hp;
+    if (plan_http(*srv, nx, &hp, err, sizeof err) != 0) {
+        log_configure(old->a.conf.log_level, old->a.conf.log_json);
+        log_error("reload refused: %s; the running configuration stays in force", err);
+        if (nlock.lock.fd >= 0)
+            dirlock_release(&nlock);
+        bring_down(nx);
+        return 0;
+    }
+    http_detach(*srv); /* requests wait for the new configuration */
     stop_running(old);
     diag_init(&d);
     if (bring_up(nx, &d) == 0) {
@@ -286,9 +357,23 @@ static int reload(const char *config, running **cur, running **next, dirlock *lo
             dirlock_release(lock);
             *lock = nlock;
         }
+        if (hp.started) {
+            http_stop(*srv);
+            *srv = hp.started;
+        } else if (hp.later) {
+            http_stop(*srv);
+            *srv = NULL;
+            if (nx->a.conf.http.on && !(*srv = http_start(&hp.l, err, sizeof err)))
+                log_error("reload: %s; the HTTP server is off until the next reload", err);
+        }
+        http_listener_free(&hp.l);
+        attach(*srv, nx, config);
         log_info("reload done");
         return 0;
     }
+    if (hp.started)
+        http_stop(hp.started);
+    http_listener_free(&hp.l);
     /* valid, but it did not start: back to what ran before */
     diag_print(&d, stderr);
     char why[1024];
@@ -304,6 +389,7 @@ static int reload(const char *config, running **cur, running **next, dirlock *lo
         bring_down(old);
     } else if (bring_up(old, &d) == 0) {
         diag_free(&d);
+        attach(*srv, old, config);
         log_warn("reload failed: running the previous configuration (as loaded before the "
                  "SIGHUP); fix the new one and send SIGHUP again");
         return 0;
@@ -351,30 +437,48 @@ int daemon_serve(const char *config)
         bring_down(cur);
         return EXIT_RUNTIME;
     }
+    http_server *srv = NULL;
+    if (cur->a.conf.http.on) {
+        http_listener l;
+        if (http_listener_load(&l, &cur->a.conf.http, err, sizeof err) != 0 ||
+            !(srv = http_start(&l, err, sizeof err))) {
+            diag_print(&d, stderr);
+            fprintf(stderr, "baton serve: %s\n", err);
+            diag_free(&d);
+            bring_down(cur);
+            dirlock_release(&lock);
+            return EXIT_RUNTIME;
+        }
+    }
     if (bring_up(cur, &d) != 0) {
         diag_print(&d, stderr);
         diag_free(&d);
+        http_stop(srv);
         dirlock_release(&lock);
         return EXIT_USAGE;
     }
     diag_print(&d, stderr); /* warnings */
     diag_free(&d);
+    attach(srv, cur, config);
     int rc = EXIT_OK;
     for (;;) {
         int sig = 0;
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            if (reload(config, &cur, &next, &lock) != 0) {
+            if (reload(config, &cur, &next, &lock, &srv) != 0) {
                 rc = EXIT_RUNTIME;
                 break;
             }
             continue;
         }
         log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        http_stop(srv); /* requests in flight are answered first */
+        srv = NULL;
         bring_down(cur);
         break;
     }
+    http_stop(srv);
     dirlock_release(&lock);
     return rc;
 }

@@ -341,6 +341,11 @@ int dispatch_flush(dispatcher *d, int64_t timeout_ms)
     return rc;
 }
 
+const histo *dispatch_latency(const dispatcher *d)
+{
+    return &d->latency;
+}
+
 void dispatch_get_stats(dispatcher *d, dispatch_stats *st)
 {
     pthread_mutex_lock(&d->mu);

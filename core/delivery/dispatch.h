@@ -58,6 +58,7 @@
 
 #include <baton/baton.h>
 
+#include "base/histo.h"
 #include "config/config.h"
 #include "plugin/plugin_host.h"
 #include "store/store.h"
@@ -197,6 +198,8 @@ typedef struct dispatch_stats {
     size_t pending;     /* in memory now: queued + in flight + retrying */
 } dispatch_stats;
 void dispatch_get_stats(dispatcher *d, dispatch_stats *st);
+/* How long the channel's deliver() takes, per call (a batch). */
+const histo *dispatch_latency(const dispatcher *d);
 
 const char *dispatch_channel(const dispatcher *d);
 

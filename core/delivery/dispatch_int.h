@@ -45,6 +45,7 @@ typedef struct qmsg {
 } qmsg;
 
 struct dispatcher {
+    histo latency; /* each deliver() call */
     instance *inst;
     const baton_channel_ops *ops;
     char *channel;

@@ -51,7 +51,9 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
         out[i].status = BATON_RETRY;
         snprintf(out[i].reason, sizeof out[i].reason, "the channel gave no answer");
     }
+    int64_t t0 = deadline_now_us();
     d->ops->deliver(d->inst->state, conn, ptrs, n, out);
+    histo_observe_us(&d->latency, deadline_now_us() - t0);
 
     int64_t now = dispatch_now_s(d), mnow = deadline_now_ms();
     size_t nretry = 0, logged = 0;

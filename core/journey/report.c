@@ -1,5 +1,8 @@
 #include "journey/report.h"
 
+#include "delivery/report.h"
+#include "journey/inbox.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,5 +205,25 @@ json_t *jreport_profile(store *st, const char *profile)
             sqlite3_finalize(q);
         }
     }
-    return json_pack("{s:s, s:o, s:o}", "profile", profile, "journeys", js, "sent", sent);
+    /* every message the delivery log holds for the profile: campaign
+     * sends as well as journey ones */
+    return json_pack("{s:s, s:o, s:o, s:o}", "profile", profile, "journeys", js, "sent", sent,
+                     "deliveries", delivery_profile_json(st, profile));
+}
+
+json_t *jreport_journey(store *st, const journey *j, const char *data_dir, int *dead_err, char *err,
+                        size_t errlen)
+{
+    json_t *o = jreport_status(st, j);
+    /* the inbox's dead letters are every journey's: events refused before
+     * any journey saw them (read while serve runs) */
+    json_t *dead = jinbox_dead_report(data_dir, 5, err, errlen);
+    json_object_set_new(o, "dead_letters",
+                        dead ? json_incref(json_object_get(dead, "count")) : json_null());
+    json_object_set_new(o, "latest_dead_letters",
+                        dead ? json_incref(json_object_get(dead, "latest")) : json_array());
+    if (dead_err)
+        *dead_err = dead == NULL;
+    json_decref(dead);
+    return o;
 }

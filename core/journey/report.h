@@ -16,9 +16,16 @@ json_t *jreport_profiles(store *st, const char *jname);
 /* {"journey", "profiles", "states": {...}, "nodes": {"<id>": {"type",
  * "at", "through"}}} — through counts profiles that entered the node. */
 json_t *jreport_status(store *st, const journey *j);
+/* `journey status --json` (and GET /v1/journeys/NAME): jreport_status
+ * with the inbox's dead letters of <data_dir> ("dead_letters": the count,
+ * "latest_dead_letters": the latest 5). When they cannot be read, the
+ * count is null and *dead_err (may be NULL) is set to 1 with err. */
+json_t *jreport_journey(store *st, const journey *j, const char *data_dir, int *dead_err, char *err,
+                        size_t errlen);
 /* {"profile", "journeys": [{"journey", "state", "node", "entered",
  * "updated", "path", "reason"}], "sent": [{"journey", "node", "kind",
- * "channel"|"action", "status", "at"}]} */
+ * "channel"|"action", "status", "at"}], "deliveries": [every row of the
+ * delivery log for it, campaign sends included (delivery/report.h)]} */
 json_t *jreport_profile(store *st, const char *profile);
 
 /* The state as `journey test` names it: active becomes waiting. */

@@ -30,6 +30,7 @@ typedef struct initem {
     int64_t now;
     void (*ack)(void *);
     void *ack_ctx;
+    jrunner_outcome_fn outcome; /* instead of ack: the event's fate */
 } initem;
 
 /* An event in the inbox, waiting for the engine thread. */
@@ -89,7 +90,10 @@ struct jrunner {
     pthread_cond_t wake, idle;
     qitem *qhead, *qtail;
     size_t qlen;
-    int64_t qsince; /* deadline_now_ms: when the queue last became non-empty */
+    int64_t qsince;                /* deadline_now_ms: when the queue last became non-empty */
+    jrunner_source_stats srcs[16]; /* under mu */
+    histo action_latency;          /* each invoke() */
+    size_t nsrcs;
     adone *done;
     int stopping; /* submit refuses */
     int stop;     /* the engine thread exits once the queue is empty */
@@ -187,10 +191,9 @@ static void enqueue(jrunner *r, int64_t seq, jevent *ev)
 /* On the source's thread: parse and queue for the ingest thread, which
  * commits what arrived together in one transaction and then acknowledges
  * each event (ack may thus run on another thread, after we return). */
-int jrunner_submit(void *ud, instance *from, const char *json, size_t len, void (*ack)(void *),
-                   void *ack_ctx)
+static int submit(jrunner *r, const char *source, const char *json, size_t len, void (*ack)(void *),
+                  jrunner_outcome_fn outcome, void *ack_ctx)
 {
-    jrunner *r = ud;
     pthread_mutex_lock(&r->mu);
     int stopping = r->stopping, full = r->qlen >= r->o.queue;
     if (full)
@@ -208,8 +211,9 @@ int jrunner_submit(void *ud, instance *from, const char *json, size_t len, void 
     it->now = real_ms();
     if (jevent_parse(json, len, it->now, &it->ev, reason, sizeof reason))
         it->reason = xstrdup(reason);
-    it->source = from ? from->where : "events";
+    it->source = source;
     it->ack = ack;
+    it->outcome = outcome;
     it->ack_ctx = ack_ctx;
     pthread_mutex_lock(&r->imu);
     if (r->itail)
@@ -223,6 +227,53 @@ int jrunner_submit(void *ud, instance *from, const char *json, size_t len, void 
         pthread_cond_signal(&r->icv);
     pthread_mutex_unlock(&r->imu);
     return 0;
+}
+
+/* On the source's thread: parse and queue for the ingest thread, which
+ * commits what arrived together in one transaction and then acknowledges
+ * each event (ack may thus run on another thread, after we return). */
+int jrunner_submit(void *ud, instance *from, const char *json, size_t len, void (*ack)(void *),
+                   void *ack_ctx)
+{
+    return submit(ud, from ? from->where : "events", json, len, ack, NULL, ack_ctx);
+}
+
+int jrunner_submit_outcome(jrunner *r, const char *source, const char *json, size_t len,
+                           jrunner_outcome_fn outcome, void *ctx)
+{
+    return submit(r, source, json, len, NULL, outcome, ctx);
+}
+
+static void count_source(jrunner *r, const char *src, uint64_t acc, uint64_t dup, uint64_t dead)
+{
+    pthread_mutex_lock(&r->mu);
+    size_t i = 0;
+    while (i < r->nsrcs && strcmp(r->srcs[i].source, src))
+        i++;
+    if (i == r->nsrcs && i < sizeof r->srcs / sizeof r->srcs[0]) {
+        snprintf(r->srcs[i].source, sizeof r->srcs[i].source, "%s", src);
+        r->nsrcs++;
+    }
+    if (i < r->nsrcs) {
+        r->srcs[i].accepted += acc;
+        r->srcs[i].duplicates += dup;
+        r->srcs[i].dead_letters += dead;
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+const histo *jrunner_action_latency(const jrunner *r)
+{
+    return &r->action_latency;
+}
+
+size_t jrunner_get_source_stats(jrunner *r, jrunner_source_stats *out, size_t max)
+{
+    pthread_mutex_lock(&r->mu);
+    size_t n = r->nsrcs < max ? r->nsrcs : max;
+    memcpy(out, r->srcs, n * sizeof *out);
+    pthread_mutex_unlock(&r->mu);
+    return n;
 }
 
 /* One group: every event in one inbox transaction; acknowledged after the
@@ -246,11 +297,28 @@ static int ingest_group(jrunner *r, initem *items)
         goto fail;
     uint64_t acc = 0, dup = 0, dead = 0;
     qitem *qhead = NULL, *qtail = NULL;
+    /* counts by source: a group mostly comes from one */
+    const char *src = NULL;
+    uint64_t sacc = 0, sdup = 0, sdead = 0;
     while (items) {
         initem *it = items;
         items = it->next;
+        if (src && strcmp(src, it->source)) {
+            count_source(r, src, sacc, sdup, sdead);
+            sacc = sdup = sdead = 0;
+        }
+        src = it->source;
+        sacc += !it->reason && it->now >= 0;
+        sdup += !it->reason && it->now < 0;
+        sdead += it->reason != NULL;
         if (it->ack)
             it->ack(it->ack_ctx);
+        if (it->outcome)
+            it->outcome(it->ack_ctx,
+                        it->reason    ? JRUNNER_DEAD_LETTERED
+                        : it->now < 0 ? JRUNNER_DUPLICATE
+                                      : JRUNNER_ACCEPTED,
+                        it->ev.id, it->reason);
         if (it->reason) {
             dead++;
             jevent_free(&it->ev);
@@ -270,6 +338,8 @@ static int ingest_group(jrunner *r, initem *items)
         free(it);
     }
     enqueue_chain(r, qhead, qtail, acc);
+    if (src)
+        count_source(r, src, sacc, sdup, sdead);
     pthread_mutex_lock(&r->mu);
     r->stats.accepted += acc;
     r->stats.duplicates += dup;
@@ -692,7 +762,9 @@ static void run_job(jrunner *r, ajob *j)
         buf resp;
         buf_init(&resp);
         char reason[512] = "";
+        int64_t t0 = deadline_now_us();
         baton_status st = ops->invoke(inst->state, &call, &resp, reason, sizeof reason);
+        histo_observe_us(&r->action_latency, deadline_now_us() - t0);
         if (st == BATON_OK) {
             post_done(r, j, 1, resp.data ? resp.data : "", NULL);
             buf_free(&resp);
@@ -1232,5 +1304,7 @@ void jrunner_get_stats(jrunner *r, jrunner_stats *s)
 {
     pthread_mutex_lock(&r->mu);
     *s = r->stats;
+    s->queued = r->qlen;
+    s->lag_ms = r->qhead ? deadline_now_ms() - r->qsince : 0;
     pthread_mutex_unlock(&r->mu);
 }

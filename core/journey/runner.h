@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/histo.h"
 #include "plugin/app.h"
 #include "delivery/dispatch.h"
 #include "journey/journey.h"
@@ -64,6 +65,24 @@ void jrunner_stop(jrunner *r);
 int jrunner_submit(void *r, instance *from, const char *json, size_t len, void (*ack)(void *),
                    void *ack_ctx);
 
+/* What became of one event, once its group committed. */
+typedef enum jrunner_outcome {
+    JRUNNER_ACCEPTED,      /* a new event, in the inbox */
+    JRUNNER_DUPLICATE,     /* its id was in the inbox already */
+    JRUNNER_DEAD_LETTERED, /* refused (reason), kept in the dead letters */
+} jrunner_outcome;
+/* Called on the ingest thread after the commit; id (the event's, or
+ * "h:<hash>" when it had none; NULL when unreadable) and reason are
+ * borrowed for the call. Must not block. */
+typedef void (*jrunner_outcome_fn)(void *ctx, jrunner_outcome o, const char *id,
+                                   const char *reason);
+/* Submit for a source that wants each event's outcome rather than an
+ * acknowledgement (the HTTP face); source names it in the inbox ("http";
+ * borrowed, must outlive the runner). 0 queued, 1 full (retry later), -1
+ * stopping. */
+int jrunner_submit_outcome(jrunner *r, const char *source, const char *json, size_t len,
+                           jrunner_outcome_fn outcome, void *ctx);
+
 /* The sink's flush: the events submitted so far are a complete group. */
 void jrunner_flush(void *r);
 
@@ -77,7 +96,20 @@ typedef struct jrunner_stats {
     uint64_t duplicates, dead_letters, batches, sends_handed, actions_ok, actions_failed;
     uint64_t full;          /* submits answered "queue full" */
     uint64_t ingest_groups; /* inbox transactions (accepted events arrive in groups) */
+    size_t queued;          /* committed events waiting for the engine */
+    int64_t lag_ms;         /* how long the oldest of them has waited (0: none) */
 } jrunner_stats;
 void jrunner_get_stats(jrunner *r, jrunner_stats *s);
+
+/* Events by source (the instance's "events.mqtt", "http"): what the
+ * inbox took, since start. */
+typedef struct jrunner_source_stats {
+    char source[64];
+    uint64_t accepted, duplicates, dead_letters;
+} jrunner_source_stats;
+/* Up to max sources into out; returns how many. */
+size_t jrunner_get_source_stats(jrunner *r, jrunner_source_stats *out, size_t max);
+/* How long action calls take (each invoke(), retries included). */
+const histo *jrunner_action_latency(const jrunner *r);
 
 #endif

@@ -1,0 +1,813 @@
+/* The HTTP face of `baton serve`, end to end with real clients (curl, and
+ * Python's http.client through tests/support/http_probe.py) against a
+ * real serve on a free port of 127.0.0.1: every endpoint and error code,
+ * token scopes, the same JSON as the CLI, events committed before their
+ * 202 (kill -9, restart: every answered event is in the inbox), bodies
+ * over the limits, slow clients, a TLS listener, SIGHUP with the server
+ * on (tokens and listener changed, a broken configuration refused). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "support/fs.h"
+#include "support/server.h"
+
+#define INGEST "ingest-secret-0123456789abcdef"
+#define OPS "ops-secret-0123456789abcdef0123"
+#define ADMIN "admin-secret-0123456789abcdef01"
+#define NEWTOK "new-secret-0123456789abcdef0123"
+
+static char *dir;
+static int port;
+static pid_t baton;
+static int tls; /* the next config listens with TLS */
+static const char *extra_http = "";
+static const char *ops_secret = "${env:T_OPS}";
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void write_config(void)
+{
+    char text[8192], certs[2048] = "";
+    if (tls)
+        snprintf(certs, sizeof certs, "tls_cert = \"%s/cert.pem\"; tls_key = \"%s/key.pem\";", dir,
+                 dir);
+    snprintf(
+        text, sizeof text,
+        "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"info\"; }; };\n"
+        "sources: { crm: { plugin = \"source_sqlite\"; path = \"var/crm.db\"; schema = "
+        "\"%s/conf/schema.cfg\"; }; };\n"
+        "profiles = \"crm\";\n"
+        "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var/exports\"; rate = 500; "
+        "}; };\n"
+        "campaigns = [ \"campaigns\" ];\n"
+        "journeys = [ \"journeys\" ];\n"
+        "http = { listen = \"127.0.0.1:%d\"; web_root = \"web\"; timeout = \"2s\"; max_body = "
+        "1048576; max_events = 500; %s %s\n"
+        "  tokens = ( { name = \"ingest\"; secret = \"${env:T_INGEST}\"; scopes = [ "
+        "\"events:write\" ]; },\n"
+        "             { name = \"ops\"; secret = \"%s\"; scopes = [ \"read\", "
+        "\"campaigns:run\" ]; },\n"
+        "             { name = \"root\"; secret = \"" ADMIN "\"; scopes = [ \"admin\" ]; } ); };\n",
+        getenv("BATON_PLUGINS"), getenv("BATON_SRC"), port, certs, extra_http, ops_secret);
+    free(file_write(dir, "baton.cfg", text));
+}
+
+static int curl_json(const char *method, const char *path, const char *token, const char *body,
+                     json_t **out);
+
+/* Until /readyz says so: the journeys and channels are up. */
+static void wait_ready(void)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (server_port_open(port) && curl_json("GET", "/readyz", NULL, NULL, NULL) == 200)
+            return;
+        nap_ms(10);
+    }
+    fail_msg("baton serve does not listen on %d", port);
+}
+
+static void start_baton(void)
+{
+    baton = fork();
+    if (baton == 0) {
+        char log[1024];
+        snprintf(log, sizeof log, "%s/baton.log", dir);
+        freopen(log, "a", stdout);
+        freopen(log, "a", stderr);
+        if (chdir(dir) != 0)
+            _exit(127);
+        execl(getenv("BATON_BIN"), "baton", "-c", "baton.cfg", "serve", (char *)NULL);
+        _exit(127);
+    }
+    wait_ready();
+}
+
+static void stop_baton(void)
+{
+    if (baton <= 0)
+        return;
+    kill(baton, SIGTERM);
+    int st;
+    for (int i = 0; i < 1000 && waitpid(baton, &st, WNOHANG) == 0; i++)
+        nap_ms(10);
+    if (waitpid(baton, &st, WNOHANG) == 0) {
+        kill(baton, SIGKILL);
+        waitpid(baton, &st, 0);
+    }
+    baton = 0;
+}
+
+static int setup(void **state)
+{
+    setenv("T_INGEST", INGEST, 1);
+    setenv("T_OPS", OPS, 1);
+    dir = tmpdir_make("http");
+    char sub[1024];
+    snprintf(sub, sizeof sub, "%s/campaigns", dir);
+    mkdir(sub, 0755);
+    snprintf(sub, sizeof sub, "%s/journeys", dir);
+    mkdir(sub, 0755);
+    snprintf(sub, sizeof sub, "%s/web", dir);
+    mkdir(sub, 0755);
+    snprintf(sub, sizeof sub, "%s/web/sub", dir);
+    mkdir(sub, 0755);
+    free(file_write(dir, "web/index.html", "<!doctype html><title>console</title>\n"));
+    free(file_write(dir, "web/sub/app.js", "console.log(1);\n"));
+    free(file_write(dir, "web/sub/.secret", "no\n"));
+    free(file_write(dir, "outside.txt", "outside the web root\n"));
+    char link[1024];
+    snprintf(link, sizeof link, "%s/web/escape.txt", dir);
+    symlink("../outside.txt", link);
+    free(file_write(dir, "campaigns/gold.cfg",
+                    "campaign: { name = \"gold\";\n  activities = (\n"
+                    "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; "
+                    "filter = \"tier == 'gold'\"; },\n"
+                    "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"g\"; "
+                    "columns = [ \"id\" ]; }\n  ); };\n"));
+    free(file_write(dir, "journeys/order.cfg",
+                    "journey: { name = \"thanks\"; entry = { event = \"order\"; reentry = "
+                    "\"always\"; };\n  start = \"c\"; nodes = (\n"
+                    "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"event.total "
+                    "> 0\"; next = \"done\"; } ); otherwise = \"done\"; },\n"
+                    "    { id = \"done\"; type = \"end\"; } ); };\n"));
+    port = server_free_port();
+    write_config();
+    char cfg[1024];
+    snprintf(cfg, sizeof cfg, "%s/baton.cfg", dir);
+    if (run_baton(NULL, cfg, NULL, NULL, "sample-data --profiles 300") != 0)
+        return -1;
+    start_baton();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    stop_baton();
+    if (!getenv("BATON_KEEP_TMP"))
+        tmpdir_remove(dir);
+    free(dir);
+    return 0;
+}
+
+/* One request with curl: the status, and the body parsed into *out
+ * (NULL when it is not JSON; may be NULL). hdrs: more -H options. */
+static int curl_full(const char *method, const char *path, const char *token, const char *ctype,
+                     const char *body, const char *hdrs, json_t **out, char **raw)
+{
+    char bodyf[1024], outf[1024], cmd[8192];
+    snprintf(bodyf, sizeof bodyf, "%s/req.body", dir);
+    snprintf(outf, sizeof outf, "%s/resp.body", dir);
+    if (body)
+        free(file_write(NULL, bodyf, body));
+    char auth[256] = "", ct[256] = "";
+    if (token)
+        snprintf(auth, sizeof auth, "-H 'Authorization: Bearer %s'", token);
+    if (ctype)
+        snprintf(ct, sizeof ct, "-H 'Content-Type: %s'", ctype);
+    snprintf(cmd, sizeof cmd,
+             "curl -s %s -o %s -w '%%{http_code}' -X %s %s %s %s %s '%s://127.0.0.1:%d%s'",
+             tls ? "--cacert cert.pem" : "", outf, method, auth, ct, hdrs ? hdrs : "",
+             body ? "--data-binary @req.body" : "", tls ? "https" : "http", port, path);
+    char *so = NULL;
+    char full[9000];
+    snprintf(full, sizeof full, "cd %s && %s", dir, cmd);
+    run_capture(full, &so, NULL);
+    int status = so ? atoi(so) : -1;
+    free(so);
+    size_t n;
+    char *text = file_read(outf, &n);
+    if (out)
+        *out = text ? json_loads(text, 0, NULL) : NULL;
+    if (raw)
+        *raw = text;
+    else
+        free(text);
+    unlink(outf);
+    return status;
+}
+
+static int curl_json(const char *method, const char *path, const char *token, const char *body,
+                     json_t **out)
+{
+    return curl_full(method, path, token, body ? "application/json" : NULL, body, NULL, out, NULL);
+}
+
+/* The error code of an error answer ("" when it is not one). */
+static const char *err_code(json_t *o)
+{
+    const char *c = json_string_value(json_object_get(json_object_get(o, "error"), "code"));
+    return c ? c : "";
+}
+
+static json_t *cli_json(const char *args)
+{
+    char cfg[1024];
+    snprintf(cfg, sizeof cfg, "%s/baton.cfg", dir);
+    char *out = NULL;
+    run_baton(dir, cfg, &out, NULL, "%s", args);
+    json_t *o = out ? json_loads(out, 0, NULL) : NULL;
+    free(out);
+    assert_non_null(o);
+    return o;
+}
+
+static void test_health_and_auth(void **state)
+{
+    json_t *o;
+    assert_int_equal(curl_json("GET", "/healthz", NULL, NULL, &o), 200);
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "ok");
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/readyz", NULL, NULL, &o), 200);
+    assert_true(json_is_true(json_object_get(o, "ready")));
+    json_decref(o);
+    /* no token, a wrong one, a token without the scope */
+    assert_int_equal(curl_json("GET", "/v1/journeys", NULL, NULL, &o), 401);
+    assert_string_equal(err_code(o), "unauthorized");
+    assert_non_null(json_object_get(json_object_get(o, "error"), "message"));
+    assert_non_null(json_object_get(json_object_get(o, "error"), "details"));
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/journeys", OPS "x", NULL, &o), 401);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/journeys", INGEST, NULL, &o), 403);
+    assert_string_equal(err_code(o), "forbidden");
+    json_decref(o);
+    assert_int_equal(curl_json("POST", "/v1/events", OPS, "{}", &o), 403);
+    json_decref(o);
+    assert_int_equal(curl_json("POST", "/v1/campaigns/gold/runs", INGEST, "{}", &o), 403);
+    json_decref(o);
+    /* admin holds every scope */
+    assert_int_equal(curl_json("GET", "/v1/journeys", ADMIN, NULL, &o), 200);
+    json_decref(o);
+    /* 404 and 405 */
+    assert_int_equal(curl_json("GET", "/v1/nothing", OPS, NULL, &o), 404);
+    assert_string_equal(err_code(o), "not_found");
+    json_decref(o);
+    assert_int_equal(curl_json("DELETE", "/v1/events", INGEST, NULL, &o), 405);
+    assert_string_equal(err_code(o), "method_not_allowed");
+    json_decref(o);
+    char *raw = NULL;
+    curl_full("PUT", "/v1/campaigns", OPS, NULL, NULL, "-i", NULL, &raw);
+    assert_non_null(strstr(raw, "Allow: GET"));
+    free(raw);
+}
+
+static void test_failed_logins_are_throttled(void **state)
+{
+    json_t *o;
+    /* a client of its own address (127.0.0.2) so the others are not locked out */
+    int seen429 = 0;
+    for (int i = 0; i < 12; i++) {
+        int st = curl_full("GET", "/v1/journeys", "guess-0123456789abcdef", NULL, NULL,
+                           "--interface 127.0.0.2", &o, NULL);
+        if (st == 429) {
+            seen429 = 1;
+            assert_string_equal(err_code(o), "too_many_requests");
+        } else
+            assert_int_equal(st, 401);
+        json_decref(o);
+    }
+    assert_true(seen429);
+    /* even the right token waits out the window from there; 127.0.0.1 does not */
+    assert_int_equal(
+        curl_full("GET", "/v1/journeys", OPS, NULL, NULL, "--interface 127.0.0.2", &o, NULL), 429);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/journeys", OPS, NULL, &o), 200);
+    json_decref(o);
+}
+
+static void test_events(void **state)
+{
+    json_t *o;
+    /* one event */
+    assert_int_equal(curl_json("POST", "/v1/events", INGEST,
+                               "{\"id\": \"h1\", \"type\": \"order\", \"profile\": \"p1\", "
+                               "\"data\": {\"total\": 12}}",
+                               &o),
+                     202);
+    assert_int_equal(json_integer_value(json_object_get(o, "accepted")), 1);
+    json_decref(o);
+    /* an array: a duplicate, a new one, one dead-lettered with its reason */
+    assert_int_equal(curl_json("POST", "/v1/events", INGEST,
+                               "[{\"id\": \"h1\", \"type\": \"order\", \"profile\": \"p1\"},"
+                               " {\"id\": \"h2\", \"type\": \"order\", \"profile\": \"p2\"},"
+                               " {\"id\": \"h3\", \"profile\": \"p3\"}]",
+                               &o),
+                     202);
+    assert_int_equal(json_integer_value(json_object_get(o, "accepted")), 1);
+    assert_int_equal(json_integer_value(json_object_get(o, "duplicate")), 1);
+    assert_int_equal(json_integer_value(json_object_get(o, "dead_lettered")), 1);
+    json_t *r = json_object_get(o, "results");
+    assert_int_equal(json_array_size(r), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r, 0), "status")),
+                        "duplicate");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r, 1), "status")),
+                        "accepted");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r, 2), "status")),
+                        "dead_lettered");
+    assert_non_null(
+        strstr(json_string_value(json_object_get(json_array_get(r, 2), "reason")), "type"));
+    json_decref(o);
+    /* NDJSON */
+    assert_int_equal(curl_full("POST", "/v1/events", INGEST, "application/x-ndjson",
+                               "{\"id\": \"n1\", \"type\": \"order\", \"profile\": \"p4\"}\n"
+                               "{\"id\": \"n2\", \"type\": \"order\", \"profile\": \"p5\"}\n",
+                               NULL, &o, NULL),
+                     202);
+    assert_int_equal(json_integer_value(json_object_get(o, "accepted")), 2);
+    json_decref(o);
+    /* malformed: 400 with the byte offset, nothing taken */
+    assert_int_equal(curl_json("POST", "/v1/events", INGEST,
+                               "{\"id\": \"m1\", \"type\": \"order\", \"profile\": \"p\"}\n"
+                               "{\"id\": \"m2\", \"type\": ,}",
+                               &o),
+                     400);
+    assert_string_equal(err_code(o), "bad_json");
+    json_t *det = json_object_get(json_object_get(o, "error"), "details");
+    assert_int_equal(json_integer_value(json_object_get(det, "offset")), 67);
+    assert_int_equal(json_integer_value(json_object_get(det, "event")), 1);
+    json_decref(o);
+    assert_int_equal(curl_json("POST", "/v1/events", INGEST, "", &o), 400);
+    json_decref(o);
+    /* 415 */
+    assert_int_equal(curl_full("POST", "/v1/events", INGEST, "text/plain", "{}", NULL, &o, NULL),
+                     415);
+    assert_string_equal(err_code(o), "unsupported_media_type");
+    json_decref(o);
+    /* more events than max_events (500): 413, nothing taken */
+    char *many = malloc(600 * 64 + 16);
+    size_t n = 0;
+    many[n++] = '[';
+    for (int i = 0; i < 600; i++)
+        n += (size_t)sprintf(many + n, "%s{\"id\":\"x%d\",\"type\":\"order\",\"profile\":\"p1\"}",
+                             i ? "," : "", i);
+    many[n++] = ']';
+    many[n] = 0;
+    assert_int_equal(curl_json("POST", "/v1/events", INGEST, many, &o), 413);
+    assert_string_equal(err_code(o), "too_many_events");
+    json_decref(o);
+    free(many);
+    char db[1024];
+    snprintf(db, sizeof db, "%s/var/inbox.db", dir);
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(h,
+                                        "SELECT count(*), sum(id IN ('h1','h2','n1','n2')), "
+                                        "sum(id LIKE 'x%' OR id LIKE 'm%') FROM journey_inbox",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 1), 4);
+    assert_int_equal(sqlite3_column_int(st, 2), 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    /* the dead letter is listed */
+    assert_int_equal(curl_json("GET", "/v1/dead_letters", OPS, NULL, &o), 200);
+    assert_true(json_integer_value(json_object_get(o, "count")) >= 1);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(o, "latest"), 0), "source")),
+                        "http");
+    json_decref(o);
+}
+
+static void test_bodies_over_the_limit(void **state)
+{
+    char cmd[2048], *out = NULL;
+    /* 100 MB announced: 413 at the headers, the body is not read */
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/support/http_probe.py big %d %s 100",
+             getenv("BATON_SRC"), port, INGEST);
+    assert_int_equal(run_capture(cmd, &out, NULL), 0);
+    int status = 0;
+    long long sent = 0;
+    assert_int_equal(sscanf(out, "%d %lld", &status, &sent), 2);
+    assert_int_equal(status, 413);
+    assert_true(sent < 20LL * 1024 * 1024);
+    free(out);
+    /* chunked: the connection is closed once it goes over */
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/support/http_probe.py chunked %d %s 100",
+             getenv("BATON_SRC"), port, INGEST);
+    assert_int_equal(run_capture(cmd, &out, NULL), 0);
+    char st[16];
+    assert_int_equal(sscanf(out, "%15s %lld", st, &sent), 2);
+    assert_string_equal(st, "none");
+    assert_true(sent < 20LL * 1024 * 1024);
+    free(out);
+    json_t *o;
+    assert_int_equal(curl_json("GET", "/healthz", NULL, NULL, &o), 200);
+    json_decref(o);
+}
+
+static void test_slow_clients(void **state)
+{
+    /* 40 clients that stall mid-headers; others are answered at once, and
+     * the stalled ones are cut after the 2 s timeout */
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/support/http_probe.py slow %d 40 2",
+             getenv("BATON_SRC"), port);
+    assert_int_equal(run_capture(cmd, &out, NULL), 0);
+    int ms = -1;
+    double closed = -1;
+    assert_int_equal(sscanf(out, "%d %lf", &ms, &closed), 2);
+    free(out);
+    assert_true(ms < 1000);
+    assert_true(closed >= 1.0 && closed < 10.0);
+}
+
+static void test_reads_match_the_cli(void **state)
+{
+    json_t *o, *c;
+    /* let the events of the previous test be routed */
+    nap_ms(300);
+    assert_int_equal(curl_json("GET", "/v1/journeys/thanks", OPS, NULL, &o), 200);
+    c = cli_json("journey status thanks --json");
+    assert_true(json_equal(o, c));
+    json_decref(c);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/journeys", OPS, NULL, &o), 200);
+    assert_int_equal(json_array_size(json_object_get(o, "journeys")), 1);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/journeys/nope", OPS, NULL, &o), 404);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/campaigns/gold/plan", OPS, NULL, &o), 200);
+    c = cli_json("campaign plan gold --json");
+    assert_true(json_equal(o, c));
+    assert_true(json_integer_value(json_object_get(json_object_get(o, "counts"), "g")) > 0);
+    json_decref(c);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/campaigns/nope/plan", OPS, NULL, &o), 404);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/campaigns/..%2Fbaton.cfg/plan", OPS, NULL, &o), 404);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/campaigns", OPS, NULL, &o), 200);
+    json_t *g = json_array_get(json_object_get(o, "campaigns"), 0);
+    assert_string_equal(json_string_value(json_object_get(g, "name")), "gold");
+    assert_non_null(json_object_get(g, "state"));
+    assert_non_null(json_object_get(g, "last_run"));
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/profiles/p1", OPS, NULL, &o), 200);
+    c = cli_json("profile p1 --json");
+    assert_true(json_equal(o, c));
+    assert_true(json_array_size(json_object_get(o, "journeys")) >= 1);
+    json_decref(c);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/channels", OPS, NULL, &o), 200);
+    g = json_array_get(json_object_get(o, "channels"), 0);
+    assert_string_equal(json_string_value(json_object_get(g, "name")), "mail");
+    assert_true(json_is_true(json_object_get(g, "on")));
+    assert_int_equal(json_integer_value(json_object_get(g, "rate")), 500);
+    assert_true(json_is_integer(json_object_get(g, "queue")));
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/channels/mail", OPS, NULL, &o), 200);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/channels/sms", OPS, NULL, &o), 404);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/deliveries?status=bogus", OPS, NULL, &o), 400);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(o, "error"), "details"), "field")),
+                        "status");
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/deliveries?since=yesterday", OPS, NULL, &o), 400);
+    json_decref(o);
+    /* Python's http.client, keep-alive: two answers on one connection */
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 %s/tests/support/http_probe.py get %d /v1/journeys %s",
+             getenv("BATON_SRC"), port, OPS);
+    assert_int_equal(run_capture(cmd, &out, NULL), 0);
+    assert_true(!strncmp(out, "200 200\n", 8));
+    o = json_loads(out + 8, 0, NULL);
+    assert_non_null(json_object_get(o, "journeys"));
+    json_decref(o);
+    free(out);
+}
+
+static void test_campaign_runs(void **state)
+{
+    json_t *o;
+    assert_int_equal(
+        curl_json("POST", "/v1/campaigns/gold/runs", OPS, "{\"parameters\": {\"x\": 1}}", &o), 400);
+    assert_string_equal(err_code(o), "unknown_parameters");
+    json_decref(o);
+    assert_int_equal(curl_json("POST", "/v1/campaigns/gold/runs", OPS, "{\"dry_run\": 3}", &o),
+                     400);
+    json_decref(o);
+    assert_int_equal(curl_json("POST", "/v1/campaigns/gold/runs", OPS, "{\"bogus\": 1}", &o), 400);
+    json_decref(o);
+    assert_int_equal(curl_json("POST", "/v1/campaigns/nope/runs", OPS, "{}", &o), 404);
+    json_decref(o);
+    assert_int_equal(curl_json("POST", "/v1/campaigns/gold/runs", OPS, "{\"dry_run\": false}", &o),
+                     202);
+    json_int_t id = json_integer_value(json_object_get(o, "run"));
+    assert_true(id > 0);
+    json_decref(o);
+    char path[256];
+    snprintf(path, sizeof path, "/v1/campaigns/gold/runs/%lld", (long long)id);
+    const char *status = "";
+    for (int i = 0; i < 500; i++) {
+        assert_int_equal(curl_json("GET", path, OPS, NULL, &o), 200);
+        status = json_string_value(json_object_get(o, "status"));
+        if (strcmp(status, "running"))
+            break;
+        json_decref(o);
+        o = NULL;
+        nap_ms(20);
+    }
+    assert_string_equal(status, "done");
+    assert_string_equal(json_string_value(json_object_get(o, "trigger")), "http");
+    json_t *acts = json_object_get(o, "activities");
+    assert_int_equal(json_array_size(acts), 2);
+    json_int_t sent = json_integer_value(json_object_get(json_array_get(acts, 1), "sent"));
+    assert_true(sent > 0);
+    json_decref(o);
+    /* the same as `campaign runs --json` lists */
+    assert_int_equal(curl_json("GET", "/v1/campaigns/gold/runs", OPS, NULL, &o), 200);
+    json_t *c = cli_json("campaign runs gold --json");
+    assert_true(json_equal(o, c));
+    json_decref(c);
+    json_decref(o);
+    snprintf(path, sizeof path, "/v1/campaigns/gold/runs/%lld", (long long)id + 100);
+    assert_int_equal(curl_json("GET", path, OPS, NULL, &o), 404);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/campaigns/gold/runs/abc", OPS, NULL, &o), 404);
+    json_decref(o);
+    /* the deliveries it made, paged */
+    assert_int_equal(curl_json("GET", "/v1/deliveries?channel=mail&limit=5", OPS, NULL, &o), 200);
+    assert_int_equal(json_array_size(json_object_get(o, "deliveries")), 5);
+    const char *cur = json_string_value(json_object_get(o, "next_cursor"));
+    assert_non_null(cur);
+    char p2[256];
+    snprintf(p2, sizeof p2, "/v1/deliveries?channel=mail&limit=5&cursor=%s", cur);
+    const char *first = json_string_value(
+        json_object_get(json_array_get(json_object_get(o, "deliveries"), 0), "key"));
+    char firstkey[256];
+    snprintf(firstkey, sizeof firstkey, "%s", first);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", p2, OPS, NULL, &o), 200);
+    assert_int_equal(json_array_size(json_object_get(o, "deliveries")), 5);
+    assert_string_not_equal(json_string_value(json_object_get(
+                                json_array_get(json_object_get(o, "deliveries"), 0), "key")),
+                            firstkey);
+    json_t *d0 = json_array_get(json_object_get(o, "deliveries"), 0);
+    assert_string_equal(json_string_value(json_object_get(d0, "source")), "campaign");
+    char prof[256];
+    snprintf(prof, sizeof prof, "/v1/profiles/%s",
+             json_string_value(json_object_get(d0, "profile")));
+    json_decref(o);
+    /* a profile's campaign deliveries are in its answer */
+    assert_int_equal(curl_json("GET", prof, OPS, NULL, &o), 200);
+    assert_true(json_array_size(json_object_get(o, "deliveries")) >= 1);
+    json_decref(o);
+}
+
+static void test_static_files(void **state)
+{
+    char *raw = NULL;
+    assert_int_equal(curl_full("GET", "/ui/", NULL, NULL, NULL, "-i", NULL, &raw), 200);
+    assert_non_null(strstr(raw, "Content-Type: text/html; charset=utf-8"));
+    assert_non_null(strstr(raw, "<title>console</title>"));
+    free(raw);
+    assert_int_equal(curl_full("GET", "/ui/sub/app.js", NULL, NULL, NULL, "-i", NULL, &raw), 200);
+    assert_non_null(strstr(raw, "Content-Type: text/javascript"));
+    free(raw);
+    assert_int_equal(curl_full("GET", "/ui", NULL, NULL, NULL, "-i", NULL, &raw), 301);
+    assert_non_null(strstr(raw, "Location: /ui/"));
+    free(raw);
+    json_t *o;
+    /* no listing, no hidden files, no way out */
+    assert_int_equal(curl_json("GET", "/ui/sub/", NULL, NULL, &o), 404);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/ui/sub/.secret", NULL, NULL, &o), 404);
+    json_decref(o);
+    assert_int_equal(
+        curl_full("GET", "/ui/../baton.cfg", NULL, NULL, NULL, "--path-as-is", &o, NULL), 404);
+    json_decref(o);
+    assert_int_equal(
+        curl_full("GET", "/ui/%2e%2e/baton.cfg", NULL, NULL, NULL, "--path-as-is", &o, NULL), 404);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/ui/escape.txt", NULL, NULL, &o), 404);
+    json_decref(o);
+    assert_int_equal(curl_json("POST", "/ui/", NULL, NULL, &o), 405);
+    json_decref(o);
+}
+
+static void test_metrics(void **state)
+{
+    char *raw = NULL;
+    assert_int_equal(curl_full("GET", "/metrics", OPS, NULL, NULL, "-i", NULL, &raw), 200);
+    assert_non_null(strstr(raw, "Content-Type: text/plain; version=0.0.4"));
+    assert_non_null(strstr(raw, "# TYPE baton_events_total counter"));
+    assert_non_null(strstr(raw, "baton_events_total{source=\"http\",outcome=\"accepted\"}"));
+    assert_non_null(strstr(raw, "baton_inbox_depth"));
+    free(raw);
+    json_t *o;
+    assert_int_equal(curl_json("GET", "/metrics", INGEST, NULL, &o), 403);
+    json_decref(o);
+}
+
+static void wait_log(const char *what, int from)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/baton.log", dir);
+    for (int i = 0; i < 1000; i++) {
+        size_t n;
+        char *t = file_read(path, &n);
+        int hit = t && (size_t)from < n && strstr(t + from, what);
+        free(t);
+        if (hit)
+            return;
+        nap_ms(10);
+    }
+    fail_msg("'%s' never appeared in baton.log", what);
+}
+
+static int log_size(void)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/baton.log", dir);
+    struct stat st;
+    return stat(path, &st) == 0 ? (int)st.st_size : 0;
+}
+
+static void test_sighup(void **state)
+{
+    json_t *o;
+    /* a new token: the old one stops working, the new one works */
+    ops_secret = NEWTOK;
+    write_config();
+    int at = log_size();
+    kill(baton, SIGHUP);
+    /* requests during the reload wait for it, never fail */
+    assert_int_equal(curl_json("GET", "/healthz", NULL, NULL, &o), 200);
+    json_decref(o);
+    wait_log("reload done", at);
+    assert_int_equal(curl_json("GET", "/v1/journeys", OPS, NULL, &o), 401);
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/journeys", NEWTOK, NULL, &o), 200);
+    json_decref(o);
+    /* a broken configuration is refused: the server goes on as it was */
+    char path[1024];
+    snprintf(path, sizeof path, "%s/baton.cfg", dir);
+    size_t n;
+    char *good = file_read(path, &n);
+    free(file_write(dir, "baton.cfg",
+                    "http = { listen = \"127.0.0.1:1\"; tokens = ( { name = \"x\"; } ); };\n"));
+    at = log_size();
+    kill(baton, SIGHUP);
+    wait_log("reload refused", at);
+    assert_int_equal(curl_json("GET", "/v1/journeys", NEWTOK, NULL, &o), 200);
+    json_decref(o);
+    free(file_write(NULL, path, good));
+    free(good);
+    /* another port: the new one answers, the old one is closed */
+    int old = port;
+    port = server_free_port();
+    write_config();
+    at = log_size();
+    kill(baton, SIGHUP);
+    wait_log("reload done", at);
+    assert_int_equal(curl_json("GET", "/v1/journeys", NEWTOK, NULL, &o), 200);
+    json_decref(o);
+    assert_false(server_port_open(old));
+    ops_secret = "${env:T_OPS}";
+    write_config();
+    at = log_size();
+    kill(baton, SIGHUP);
+    wait_log("reload done", at);
+}
+
+static void test_tls(void **state)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem "
+             "-days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 2>/dev/null",
+             dir);
+    assert_int_equal(run_capture(cmd, NULL, NULL), 0);
+    tls = 1;
+    write_config();
+    int at = log_size();
+    kill(baton, SIGHUP); /* same port, now with TLS */
+    wait_log("reload done", at);
+    json_t *o;
+    assert_int_equal(curl_json("GET", "/v1/journeys", OPS, NULL, &o), 200);
+    assert_non_null(json_object_get(o, "journeys"));
+    json_decref(o);
+    assert_int_equal(curl_json("POST", "/v1/events", INGEST,
+                               "{\"id\": \"t1\", \"type\": \"order\", \"profile\": \"p1\"}", &o),
+                     202);
+    json_decref(o);
+    /* plain HTTP on the TLS port gets no answer */
+    tls = 0;
+    assert_true(curl_json("GET", "/healthz", NULL, NULL, &o) != 200);
+    json_decref(o);
+    write_config();
+    at = log_size();
+    kill(baton, SIGHUP);
+    wait_log("reload done", at);
+    assert_int_equal(curl_json("GET", "/healthz", NULL, NULL, &o), 200);
+    json_decref(o);
+}
+
+/* Events posted while serve is killed: every one answered 202 is in the
+ * inbox after the restart. */
+static void test_kill9_keeps_every_answered_event(void **state)
+{
+    char path[1024], acked[1024];
+    snprintf(path, sizeof path, "%s/batches.jsonl", dir);
+    snprintf(acked, sizeof acked, "%s/acked.txt", dir);
+    FILE *f = fopen(path, "w");
+    for (int b = 0; b < 2000; b++) {
+        fputc('[', f);
+        for (int i = 0; i < 20; i++)
+            fprintf(f,
+                    "%s{\"id\":\"k%d-%d\",\"type\":\"order\",\"profile\":\"p%d\",\"data\":{"
+                    "\"total\":%d}}",
+                    i ? "," : "", b, i, (b * 20 + i) % 300, i);
+        fputs("]\n", f);
+    }
+    fclose(f);
+    pid_t poster = fork();
+    if (poster == 0) {
+        char p[16];
+        snprintf(p, sizeof p, "%d", port);
+        char script[1024];
+        snprintf(script, sizeof script, "%s/tests/support/http_probe.py", getenv("BATON_SRC"));
+        execl("/usr/bin/python3", "python3", script, "post", p, INGEST, path, acked, (char *)NULL);
+        _exit(127);
+    }
+    nap_ms(1500);
+    kill(baton, SIGKILL);
+    waitpid(baton, NULL, 0);
+    baton = 0;
+    int st;
+    waitpid(poster, &st, 0);
+    size_t n;
+    char *ids = file_read(acked, &n);
+    assert_non_null(ids);
+    long count = 0;
+    for (char *p = ids; *p; p++)
+        count += *p == '\n';
+    assert_true(count > 20);    /* some were answered */
+    assert_true(count < 40000); /* and the kill came before the end */
+    start_baton();
+    char db[1024];
+    snprintf(db, sizeof db, "%s/var/inbox.db", dir);
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    sqlite3_stmt *q;
+    assert_int_equal(
+        sqlite3_prepare_v2(h, "SELECT 1 FROM journey_inbox WHERE id = ?1", -1, &q, NULL),
+        SQLITE_OK);
+    long missing = 0;
+    for (char *line = strtok(ids, "\n"); line; line = strtok(NULL, "\n")) {
+        sqlite3_reset(q);
+        sqlite3_bind_text(q, 1, line, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) != SQLITE_ROW)
+            missing++;
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(h);
+    free(ids);
+    print_message("%ld events answered 202 before the kill; %ld missing after it\n", count,
+                  missing);
+    assert_int_equal(missing, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_health_and_auth),
+        cmocka_unit_test(test_failed_logins_are_throttled),
+        cmocka_unit_test(test_events),
+        cmocka_unit_test(test_bodies_over_the_limit),
+        cmocka_unit_test(test_slow_clients),
+        cmocka_unit_test(test_reads_match_the_cli),
+        cmocka_unit_test(test_campaign_runs),
+        cmocka_unit_test(test_static_files),
+        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_sighup),
+        cmocka_unit_test(test_tls),
+        cmocka_unit_test(test_kill9_keeps_every_answered_event),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

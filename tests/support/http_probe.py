@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+"""HTTP probes for tests/integration/test_http.c, with Python's http.client
+and raw sockets, against a `baton serve` on 127.0.0.1.
+
+  http_probe.py get PORT PATH [TOKEN]            status and body of a GET (keep-alive client)
+  http_probe.py big PORT TOKEN MB                POST a body of MB megabytes (Content-Length
+                                                 announced): prints "STATUS SENT_BYTES"
+  http_probe.py chunked PORT TOKEN MB            the same, chunked (no Content-Length): the
+                                                 server closes the connection (status "none")
+  http_probe.py slow PORT N TIMEOUT_S            N clients that send half a request and stall;
+                                                 meanwhile a normal GET /healthz must answer:
+                                                 prints "HEALTHZ_MS CLOSED_AFTER_S"
+  http_probe.py post PORT TOKEN FILE OUT         POST each line of FILE (a JSON array of events)
+                                                 to /v1/events, one request each, until the server
+                                                 goes away; appends each id answered "accepted" or
+                                                 "duplicate" in a 202 to OUT (flushed per answer)
+"""
+import http.client
+import json
+import select
+import socket
+import sys
+import time
+
+
+def get(port, path, token=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    h = {"Authorization": "Bearer " + token} if token else {}
+    c.request("GET", path, headers=h)
+    r = c.getresponse()
+    body = r.read().decode()
+    # the same connection again: keep-alive works
+    c.request("GET", "/healthz")
+    r2 = c.getresponse()
+    r2.read()
+    print(r.status, r2.status)
+    print(body)
+
+
+def big(port, token, mb, chunked):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    total = mb * 1024 * 1024
+    head = "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n" \
+           "Content-Type: application/json\r\n" % token
+    head += "Transfer-Encoding: chunked\r\n\r\n" if chunked else "Content-Length: %d\r\n\r\n" % total
+    s.sendall(head.encode())
+    sent = 0
+    chunk = b"[" + b" " * (64 * 1024 - 1)
+    got = b""
+    while sent < total:
+        data = chunk if not chunked else (b"%x\r\n" % len(chunk)) + chunk + b"\r\n"
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            break
+        sent += len(chunk)
+        r, _, _ = select.select([s], [], [], 0)
+        if r:
+            break
+    s.settimeout(5)
+    try:
+        while b"\r\n\r\n" not in got:
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+    except (socket.timeout, ConnectionResetError):
+        pass
+    status = got.split(b" ")[1].decode() if got.startswith(b"HTTP/1.1") else "none"
+    print(status, sent)
+
+
+def slow(port, n, timeout_s):
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never ends the headers
+        socks.append(s)
+    t0 = time.time()
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/healthz")
+    r = c.getresponse()
+    r.read()
+    ms = (time.time() - t0) * 1000
+    if r.status != 200:
+        print("healthz", r.status)
+        return
+    # the stalled ones are closed by the server after its timeout
+    closed_after = -1
+    for s in socks:
+        try:
+            d = s.recv(100)
+            while d:
+                d = s.recv(100)
+        except (ConnectionResetError, socket.timeout):
+            pass
+    closed_after = time.time() - t0
+    print("%d %.1f" % (ms, closed_after))
+
+
+def post(port, token, path, out):
+    lines = open(path).read().splitlines()
+    o = open(out, "a")
+    for line in lines:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            c.request("POST", "/v1/events", body=line,
+                      headers={"Authorization": "Bearer " + token,
+                               "Content-Type": "application/json"})
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+        except (ConnectionError, OSError, http.client.HTTPException):
+            break
+        if r.status != 202:
+            continue
+        for e in json.loads(body)["results"]:
+            if e["status"] in ("accepted", "duplicate"):
+                o.write(e["id"] + "\n")
+        o.flush()
+    o.close()
+
+
+if __name__ == "__main__":
+    cmd, port = sys.argv[1], int(sys.argv[2])
+    if cmd == "get":
+        get(port, sys.argv[3], sys.argv[4] if len(sys.argv) > 4 else None)
+    elif cmd in ("big", "chunked"):
+        big(port, sys.argv[3], int(sys.argv[4]), cmd == "chunked")
+    elif cmd == "slow":
+        slow(port, int(sys.argv[3]), float(sys.argv[4]))
+    elif cmd == "post":
+        post(port, sys.argv[3], sys.argv[4], sys.argv[5])
