@@ -96,9 +96,53 @@ static void test_unknown_settings_suggest(void **st)
     expect("baton: { data_dir = \"var\"; };\nchanels: { };\ncaps: { per_profil = (); };\n", 0,
            "DIR/baton.cfg:2: unknown setting 'chanels' (did you mean 'channels'?); known "
            "settings: baton, sources, profiles, channels, actions, events, caps, campaigns, "
-           "journeys\n"
+           "journeys, http\n"
            "DIR/baton.cfg:3: caps: unknown key 'per_profil' (did you mean 'per_profile'?); "
            "known keys: per_profile, quiet_hours\n");
+}
+
+/* The http block: every mistake with its line, secrets never echoed. */
+static void test_http_block(void **st)
+{
+    expect("baton: { data_dir = \"var\"; };\n"
+           "http = { listen = \"8080\"; tls_cert = \"c.pem\"; threads = 0;\n"
+           "  tokens = ( { name = \"a\"; secret = \"short\"; scopes = [ \"reed\" ]; },\n"
+           "             { name = \"b\"; secret = \"0123456789abcdef0\"; scopes = [ ]; },\n"
+           "             { secret = \"0123456789abcdef1\"; scopes = [ \"read\" ]; bogus = 1; } ); "
+           "};\n",
+           0,
+           "DIR/baton.cfg:2: http: threads = 0 is out of range (1 to 64)\n"
+           "DIR/baton.cfg:2: http.listen = \"8080\": expected address:port, e.g. "
+           "\"127.0.0.1:8080\" or \"[::1]:8080\"\n"
+           "DIR/baton.cfg:2: http: tls_cert and tls_key go together (set both for HTTPS, neither "
+           "for plain HTTP)\n"
+           "DIR/baton.cfg:3: http.tokens[0].scopes: unknown scope 'reed' (did you mean 'read'?); "
+           "scopes: events:write, campaigns:run, read, admin\n"
+           "DIR/baton.cfg:3: http.tokens[0] (a): the secret is shorter than 16 characters; use a "
+           "long random one (e.g. openssl rand -hex 32)\n"
+           "DIR/baton.cfg:4: http.tokens[1] (b): no scopes; give at least one of events:write, "
+           "campaigns:run, read, admin\n"
+           "DIR/baton.cfg:5: http.tokens[2]: unknown key 'bogus'; known keys: name, secret, "
+           "scopes\n"
+           "DIR/baton.cfg:5: http.tokens[2]: missing required key 'name'\n");
+    app a;
+    char *got = load("http = { listen = \"127.0.0.1:0\"; tokens = ( { name = \"ops\"; secret = "
+                     "\"0123456789abcdef0\"; scopes = [ \"read\", \"admin\" ]; } ); };\n",
+                     0, &a);
+    assert_string_equal(got, "");
+    assert_true(a.conf.http.on);
+    assert_string_equal(a.conf.http.host, "127.0.0.1");
+    assert_int_equal(a.conf.http.port, 0);
+    assert_int_equal(a.conf.http.ntokens, 1);
+    assert_int_equal(a.conf.http.tokens[0].scopes, HTTP_SCOPE_READ | HTTP_SCOPE_ADMIN);
+    assert_int_equal(a.conf.http.max_events, 1000);
+    assert_int_equal(a.conf.http.timeout_ms, 30000);
+    free(got);
+    app_close(&a);
+    got = load("baton: { data_dir = \"var\"; };\n", 0, &a);
+    assert_false(a.conf.http.on);
+    free(got);
+    app_close(&a);
 }
 
 static void test_baton_section_types(void **st)
@@ -417,6 +461,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_defaults_paths_and_init, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_by_relative_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reinit_after_stop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_http_block, setup, teardown),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
