@@ -10,6 +10,7 @@
 
 #include "campaign/engine.h"
 #include "delivery/dispatch.h"
+#include "delivery/send.h"
 #include "scope/cond.h"
 #include "scope/source.h"
 #include "base/log.h"
@@ -53,6 +54,26 @@ static json_t *source_rows(void *ud, const schema_entity *ent, const schema_fiel
     return jsource_read_rows(e->src, NULL, ent, col, v, limit, err, errlen);
 }
 
+/* How a send's parts render: through the journey scope when they read
+ * linked rows (p->scoped), else straight from the row. */
+typedef struct part_ctx {
+    deliver_ctx *c;
+    jscope sc;
+    int render_failed;
+} part_ctx;
+
+static int render_part(void *ud, size_t i, buf *out, char *err, size_t errlen)
+{
+    part_ctx *pc = ud;
+    deliver_ctx *c = pc->c;
+    send_plan *p = c->p;
+    expr_env env = expr_env_record(c->row, c->e->now);
+    int rc = p->scoped ? jtemplate_render(p->parts[i], &pc->sc, out, err, errlen)
+                       : template_render(p->parts[i], &env, &c->arena, out, err, errlen);
+    pc->render_failed |= rc != 0;
+    return rc;
+}
+
 static int one_row(void *ud, size_t n, const char *const *names, const baton_value *v)
 {
     deliver_ctx *c = ud;
@@ -71,45 +92,20 @@ static int one_row(void *ud, size_t n, const char *const *names, const baton_val
         }
     const baton_value *pid = &v[p->npaths + 2], *key = &v[n - 1];
     c->rows++;
-    char addr[512];
-    dispatch_eligibility el = dispatch_recipient(p->chan, c->row, addr, sizeof addr);
-    if (el == DISPATCH_NO_ADDRESS) {
-        c->no_address++;
-        return 0;
-    }
-    if (el == DISPATCH_NO_CONSENT) {
-        c->no_consent++;
-        return 0;
-    }
     char pidbuf[128] = "";
     if (pid->type == BATON_T_STRING)
         snprintf(pidbuf, sizeof pidbuf, "%.*s", (int)pid->v.s.len, pid->v.s.ptr);
     else if (pid->type == BATON_T_INT)
         snprintf(pidbuf, sizeof pidbuf, "%lld", (long long)pid->v.i);
     /* the message's linked rows are read once, for all its parts, with
-     * the bounds of a journey step (journey/cond.h) */
-    jscope sc = {.profile_id = pidbuf,
-                 .now_ms = c->e->now * 1000,
-                 .rows = source_rows,
-                 .ud = c->e,
-                 .record = c->row,
-                 .record_prefix = p->record_prefix};
-    const char **pv = xcalloc(p->nparts + 1, sizeof *pv);
-    for (size_t i = 0; i < p->nparts; i++) {
-        buf_reset(&c->parts[i]);
-        expr_env env = expr_env_record(c->row, c->e->now);
-        int rc = p->scoped ? jtemplate_render(p->parts[i], &sc, &c->parts[i], c->err, sizeof c->err)
-                           : template_render(p->parts[i], &env, &c->arena, &c->parts[i], c->err,
-                                             sizeof c->err);
-        if (rc) {
-            c->failed = 1;
-            jscope_release(&sc);
-            free(pv);
-            return 1;
-        }
-        pv[i] = c->parts[i].data ? c->parts[i].data : "";
-    }
-    jscope_release(&sc);
+     * the bounds of a journey step (scope/cond.h) */
+    part_ctx pc = {.c = c,
+                   .sc = {.profile_id = pidbuf,
+                          .now_ms = c->e->now * 1000,
+                          .rows = source_rows,
+                          .ud = c->e,
+                          .record = c->row,
+                          .record_prefix = p->record_prefix}};
     buf k;
     buf_init(&k);
     buf_addf(&k, "%s/", c->batch);
@@ -117,41 +113,45 @@ static int one_row(void *ud, size_t n, const char *const *names, const baton_val
         escape_key(&k, key->v.s.ptr, key->v.s.len);
     else
         buf_addf(&k, "%lld", (long long)key->v.i);
-    dispatch_msg m = {.key = k.data,
-                      .recipient = addr,
-                      .profile_id = pidbuf,
-                      .nparts = p->nparts,
-                      .part_names = (const char *const *)p->part_names,
-                      .part_values = pv,
-                      .row = c->row};
-    int stop = 0;
-    if (c->e->nproof) {
-        for (size_t i = 0; i < c->e->nproof; i++) {
-            char *pk = xasprintf("%s/proof-%lld-%zu", c->batch, (long long)c->rows, i);
-            m.key = pk;
-            m.recipient = c->e->proof[i];
-            m.flags = DISPATCH_F_PROOF;
-            dispatch_submit(c->d, &m, -1, c->err, sizeof c->err);
-            c->submitted++;
-            free(pk);
-        }
-        stop = --c->proofs_left == 0;
-    } else {
-        dispatch_submit_rc rc = dispatch_submit(c->d, &m, -1, c->err, sizeof c->err);
-        switch (rc) {
-        case DISPATCH_ACCEPTED:
-        case DISPATCH_ACCEPTED_DEFERRED: c->submitted++; break;
-        case DISPATCH_REFUSED_CAPPED: c->capped++; break;
-        case DISPATCH_REFUSED_DUPLICATE: c->dup++; break;
-        case DISPATCH_INVALID: c->invalid++; break;
-        default:
-            c->failed = 1;
-            stop = 1;
-            break;
-        }
-    }
+    send_req r = {.d = c->d,
+                  .channel = p->chan,
+                  .key = k.data,
+                  .profile_id = pidbuf,
+                  .row = c->row,
+                  .nparts = p->nparts,
+                  .part_names = (const char *const *)p->part_names,
+                  .render = render_part,
+                  .render_ud = &pc,
+                  .scratch = c->parts,
+                  .wait_ms = -1,
+                  .proofs = (const char *const *)c->e->proof,
+                  .nproofs = c->e->nproof};
+    send_outcome o = delivery_send(&r, c->err, sizeof c->err);
+    jscope_release(&pc.sc);
     buf_free(&k);
-    free(pv);
+    int stop = 0;
+    switch (o) {
+    case SEND_NO_ADDRESS: c->no_address++; break;
+    case SEND_NO_CONSENT: c->no_consent++; break;
+    case SEND_QUEUED:
+    case SEND_DEFERRED: c->submitted += c->e->nproof ? (int64_t)c->e->nproof : 1; break;
+    case SEND_CAPPED: c->capped++; break;
+    case SEND_DUPLICATE: c->dup++; break;
+    case SEND_INVALID:
+        if (pc.render_failed) { /* a template that cannot render fails the activity */
+            c->failed = 1;
+            return 1;
+        }
+        c->invalid++;
+        break;
+    case SEND_FULL:
+    case SEND_CLOSED:
+        c->failed = 1;
+        stop = 1;
+        break;
+    }
+    if (c->e->nproof && o != SEND_NO_ADDRESS && o != SEND_NO_CONSENT)
+        stop = --c->proofs_left == 0;
     return stop;
 }
 
