@@ -77,6 +77,21 @@ static const http_route routes[] = {
     {"GET", "/v1/dead_letters", HTTP_SCOPE_READ, http_dead_letters, 0},
     {"GET", "/v1/channels", HTTP_SCOPE_READ, http_channels_list, 0},
     {"GET", "/v1/channels/*", HTTP_SCOPE_READ, http_channel_get, 0},
+    /* the web console's (http_console.c) */
+    {"GET", "/v1/session", HTTP_SCOPE_READ, http_session_get, 0},
+    {"GET", "/v1/describe", HTTP_SCOPE_READ, http_describe, 0},
+    {"GET", "/v1/campaigns/*/file", HTTP_SCOPE_READ, http_campaign_file_get, 0},
+    {"PUT", "/v1/campaigns/*/file", HTTP_SCOPE_ADMIN, http_campaign_file_put, 1},
+    {"POST", "/v1/campaigns/*/check", HTTP_SCOPE_READ, http_campaign_check, 1},
+    {"GET", "/v1/campaigns/*/versions", HTTP_SCOPE_READ, http_campaign_versions, 0},
+    {"POST", "/v1/campaigns/*/versions/*/restore", HTTP_SCOPE_ADMIN, http_campaign_restore, 1},
+    {"GET", "/v1/journeys/*/file", HTTP_SCOPE_READ, http_journey_file_get, 0},
+    {"PUT", "/v1/journeys/*/file", HTTP_SCOPE_ADMIN, http_journey_file_put, 1},
+    {"POST", "/v1/journeys/*/check", HTTP_SCOPE_READ, http_journey_check, 1},
+    {"GET", "/v1/journeys/*/versions", HTTP_SCOPE_READ, http_journey_versions, 0},
+    {"POST", "/v1/journeys/*/versions/*/restore", HTTP_SCOPE_ADMIN, http_journey_restore, 1},
+    {"POST", "/v1/journeys/*/test", HTTP_SCOPE_READ, http_journey_test, 1},
+    {"PUT", "/v1/channels/*", HTTP_SCOPE_ADMIN, http_channel_put, 1},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 

@@ -106,6 +106,21 @@ void http_channels_list(http_req *q);
 void http_channel_get(http_req *q);
 void http_events_post(http_req *q);
 void http_metrics(http_req *q);
+/* the web console's (http_console.c) */
+void http_session_get(http_req *q);
+void http_describe(http_req *q);
+void http_campaign_file_get(http_req *q);
+void http_campaign_file_put(http_req *q);
+void http_campaign_check(http_req *q);
+void http_campaign_versions(http_req *q);
+void http_campaign_restore(http_req *q);
+void http_journey_file_get(http_req *q);
+void http_journey_file_put(http_req *q);
+void http_journey_check(http_req *q);
+void http_journey_versions(http_req *q);
+void http_journey_restore(http_req *q);
+void http_journey_test(http_req *q);
+void http_channel_put(http_req *q);
 
 /* A name as the API takes it in a path: letters, digits, '_', '-', '.'
  * (not leading), at most 128 bytes. */
