@@ -85,7 +85,7 @@ export function parse(text) {
     const start = line;
     if (close) adv();
     const o = {};
-    Object.defineProperty(o, '$line', { value: start, writable: true });
+    Object.defineProperty(o, '$line', { value: start, writable: true, configurable: true });
     for (;;) {
       skip();
       if (close && text[i] === close) { adv(); break; }
@@ -101,7 +101,7 @@ export function parse(text) {
       skip();
       if (text[i] === ';' || text[i] === ',') adv();
     }
-    Object.defineProperty(o, '$end', { value: line });
+    Object.defineProperty(o, '$end', { value: line, configurable: true, writable: true });
     return o;
   };
   return group(null);

@@ -2,6 +2,7 @@
 // page by page.
 import * as api from '../api.js';
 import { h, clear, table, errorBox } from '../dom.js';
+import { deliveryOrigin } from '../model.js';
 
 const STATUSES = ['', 'queued', 'retry', 'deferred', 'sent', 'failed', 'capped', 'uncertain', 'skipped', 'bounced', 'complained'];
 
@@ -29,7 +30,7 @@ export async function show() {
       rows.length ? table([
         { label: 'When', get: (d) => d.updated_at || d.sent_at || d.created_at || d.at || '' },
         { label: 'Profile', get: (d) => (d.profile ? h('a', { href: `#/profiles/${api.enc(d.profile)}` }, d.profile) : '') },
-        { label: 'From', get: (d) => (d.campaign ? `campaign ${d.campaign}${d.activity ? `/${d.activity}` : ''}` : d.journey ? `journey ${d.journey}/${d.node || ''}` : d.key || '') },
+        { label: 'From', get: (d) => deliveryOrigin(d) },
         { label: 'Channel', get: (d) => d.channel || '' },
         { label: 'Recipient', get: (d) => d.recipient || '' },
         { label: 'Status', get: (d) => d.status || '' },

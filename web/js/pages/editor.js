@@ -102,7 +102,15 @@ export async function edit(kind, name) {
   let timer = null;
   onLeave(() => clearTimeout(timer));
   const changed = () => {
-    if (st.mode === 'form') { st.text = serialize(st.doc); st.formDirty = true; textArea.value = st.text; }
+    if (st.mode === 'form') {
+      st.text = serialize(st.doc); st.formDirty = true; textArea.value = st.text;
+      // the check's messages name lines of this new text: move each item's
+      // line range to where the rewrite put it
+      try {
+        const fresh = parse(st.text)[top][itemsKey] || [];
+        items().forEach((it, k) => { if (fresh[k]) for (const m of ['$line', '$end']) Object.defineProperty(it, m, { value: fresh[k][m], configurable: true, writable: true, enumerable: false }); });
+      } catch { /* the check will say what is wrong */ }
+    }
     st.checked = null;
     saveBtn.disabled = true;
     clearTimeout(timer);

@@ -3,6 +3,7 @@
 // rows — one timeline, newest first.
 import * as api from '../api.js';
 import { h, clear, kv, errorBox, table } from '../dom.js';
+import { deliveryOrigin } from '../model.js';
 
 const when = (o) => o.at || o.time || o.sent_at || o.updated_at || o.created_at || o.entered || o.queued_at || '';
 
@@ -13,7 +14,7 @@ export function timeline(p) {
     for (const s of j.steps || []) items.push({ t: when(s), what: `${j.journey}: ${s.node}`, detail: [s.status, s.reason].filter(Boolean).join(' — ') });
   }
   for (const s of p.sent || []) items.push({ t: when(s), what: `${s.journey ? `journey ${s.journey}/${s.node}` : `campaign ${s.campaign || ''}${s.activity ? `/${s.activity}` : ''}`}: ${s.channel ? `message on ${s.channel}` : `action ${s.action}`}`, detail: [s.status, s.provider_id && `provider id ${s.provider_id}`, s.reason].filter(Boolean).join(' — '), status: s.status });
-  for (const d of p.deliveries || []) items.push({ t: when(d), what: `${d.campaign ? `campaign ${d.campaign}${d.activity ? `/${d.activity}` : ''}` : d.journey ? `journey ${d.journey}/${d.node}` : 'delivery'}: message on ${d.channel}`, detail: [d.status, d.recipient && `to ${d.recipient}`, d.provider_id && `provider id ${d.provider_id}`, d.reason].filter(Boolean).join(' — '), status: d.status });
+  for (const d of p.deliveries || []) items.push({ t: when(d), what: `${deliveryOrigin(d)}: message on ${d.channel}`, detail: [d.status, d.recipient && `to ${d.recipient}`, d.provider_id && `provider id ${d.provider_id}`, d.reason].filter(Boolean).join(' — '), status: d.status });
   for (const s of p.suppressions || p.suppression || []) items.push({ t: when(s), what: `suppressed${s.channel ? ` on ${s.channel}` : ''}`, detail: s.reason || '' });
   items.sort((a, b) => String(b.t).localeCompare(String(a.t)));
   return items;
