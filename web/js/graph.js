@@ -5,7 +5,7 @@
 // readers; every edge label carries data-edge="from->to" and its text.
 
 const SVG = 'http://www.w3.org/2000/svg';
-export const NODE_W = 176, NODE_H = 56, GAP_X = 28, GAP_Y = 62; // layers go down the page
+export const NODE_W = 176, NODE_H = 56, GAP_X = 28, GAP_Y = 62, DUMMY_W = 16; // layers go down the page
 
 // nodes: [{id, label, sub, sub2, cls, title}], edges: [{from, to, label, cls, id}]
 export function layout(nodes, edges) {
@@ -57,29 +57,52 @@ export function layout(nodes, edges) {
     if (out[v].length) layer[v] = Math.max(layer[v], Math.min(...out[v].map((w) => layer[w])) - 1);
   }
   const nl = Math.max(0, ...layer) + 1;
+  // An edge that spans layers goes through a point on each layer between
+  // (a "dummy" vertex taking part in the ordering), so it does not cross
+  // the nodes on its way.
+  const N = nodes.length;
+  const eOut = out.map((l) => l.slice()), eInc = inc.map((l) => l.slice());
+  const lay = layer.slice();
+  const via = es.map(() => []);
+  es.forEach((e, k) => {
+    const a = idx.get(e.from), b = idx.get(e.to);
+    if (back.has(k) || lay[b] - lay[a] < 2) return;
+    eOut[a] = eOut[a].filter((w) => w !== b);
+    eInc[b] = eInc[b].filter((w) => w !== a);
+    let prev = a;
+    for (let l = lay[a] + 1; l < lay[b]; l++) {
+      const d = lay.length;
+      lay.push(l); eOut.push([]); eInc.push([prev]);
+      eOut[prev].push(d);
+      via[k].push(d);
+      prev = d;
+    }
+    eOut[prev].push(b); eInc[b].push(prev);
+  });
   const layers = Array.from({ length: nl }, () => []);
-  q.forEach((v) => layers[layer[v]].push(v));
-  const pos = new Array(nodes.length).fill(0);
-  const setPos = () => layers.forEach((L) => L.forEach((v, i) => { pos[v] = i; }));
-  setPos();
-  const bary = (v, nb) => (nb[v].length ? nb[v].reduce((s, w) => s + pos[w], 0) / nb[v].length : pos[v]);
-  for (let sweep = 0; sweep < 6; sweep++) {
+  q.forEach((v) => layers[lay[v]].push(v));
+  for (let d = N; d < lay.length; d++) layers[lay[d]].push(d);
+  const pos = new Array(lay.length).fill(0);
+  layers.forEach((L) => L.forEach((v, i) => { pos[v] = i; }));
+  const bary = (v, nb) => (nb[v].length ? nb[v].reduce((t, w) => t + pos[w], 0) / nb[v].length : pos[v]);
+  for (let sweep = 0; sweep < 8; sweep++) {
     const down = sweep % 2 === 0;
     const order = down ? layers.slice(1) : layers.slice(0, -1).reverse();
     for (const L of order) {
-      const b = new Map(L.map((v) => [v, bary(v, down ? inc : out)]));
+      const b = new Map(L.map((v) => [v, bary(v, down ? eInc : eOut)]));
       L.sort((x, y) => b.get(x) - b.get(y) || x - y);
       L.forEach((v, i) => { pos[v] = i; });
     }
   }
-  const widest = Math.max(1, ...layers.map((L) => L.length));
-  const width = widest * (NODE_W + GAP_X) + GAP_X;
-  const xy = nodes.map(() => ({ x: 0, y: 0 }));
+  const wOf = (v) => (v < N ? NODE_W : DUMMY_W);
+  const rowW = (L) => L.reduce((t, v) => t + wOf(v) + GAP_X, GAP_X);
+  const width = Math.max(NODE_W + 2 * GAP_X, ...layers.map(rowW));
+  const xy = lay.map(() => ({ x: 0, y: 0 }));
   layers.forEach((L, li) => {
-    const off = (width - L.length * (NODE_W + GAP_X) - GAP_X) / 2 + GAP_X;
-    L.forEach((v, i) => { xy[v] = { x: off + i * (NODE_W + GAP_X), y: 16 + li * (NODE_H + GAP_Y) }; });
+    let x = (width - rowW(L)) / 2 + GAP_X;
+    for (const v of L) { xy[v] = { x, y: 16 + li * (NODE_H + GAP_Y) }; x += wOf(v) + GAP_X; }
   });
-  return { xy, idx, width, height: 32 + nl * (NODE_H + GAP_Y) - GAP_Y + 30, edges: es, layers };
+  return { xy, idx, width, height: 32 + nl * (NODE_H + GAP_Y) - GAP_Y + 30, edges: es, layers: layers.map((L) => L.filter((v) => v < N)), via };
 }
 
 function el(name, attrs = {}, parent) {
@@ -113,17 +136,27 @@ export function draw(container, title, nodes, edges, onSelect) {
     const k = list.indexOf(e), n = list.length;
     return x + NODE_W * ((k + 1) / (n + 1));
   };
-  for (const e of L.edges) {
+  L.edges.forEach((e, k) => {
     const a = L.xy[L.idx.get(e.from)], b = L.xy[L.idx.get(e.to)];
     const g = el('g', { class: `edge ${e.cls || ''}`, 'data-edge': `${e.from}->${e.to}`, 'data-transition': e.id || '' }, gEdges);
     const x1 = xAt(outN.get(e.from), e, a.x), y1 = a.y + NODE_H, x2 = xAt(inN.get(e.to), e, b.x), y2 = b.y;
     let d, mx, my;
-    if (y2 > y1) {
+    const curve = (xa, ya, xb, yb) => { const dy = Math.max(24, (yb - ya) / 2); return `C${xa},${ya + dy} ${xb},${yb - dy} ${xb},${yb}`; };
+    if (L.via[k].length) {
+      // through the points on the layers between, straight down each
+      const pts = L.via[k].map((v) => ({ x: L.xy[v].x + DUMMY_W / 2, y: L.xy[v].y }));
+      d = `M${x1},${y1} ${curve(x1, y1, pts[0].x, pts[0].y)}`;
+      pts.forEach((p, i) => {
+        d += ` L${p.x},${p.y + NODE_H}`;
+        const nx = i + 1 < pts.length ? pts[i + 1] : { x: x2, y: y2 };
+        d += ` ${curve(p.x, p.y + NODE_H, nx.x, nx.y)}`;
+      });
+      // the label in the gap under the source, where no node is
+      mx = (x1 + pts[0].x) / 2; my = (y1 + pts[0].y) / 2;
+    } else if (y2 > y1) {
       const dy = Math.max(24, (y2 - y1) / 2);
       d = `M${x1},${y1} C${x1},${y1 + dy} ${x2},${y2 - dy} ${x2},${y2}`;
-      // the label at the middle of the curve (short edges) or just below
-      // the source (edges that pass other layers)
-      const t = y2 - y1 > NODE_H + GAP_Y ? 0.12 : 0.5, u = 1 - t;
+      const t = 0.5, u = 0.5;
       mx = u * u * u * x1 + 3 * u * u * t * x1 + 3 * u * t * t * x2 + t * t * t * x2;
       my = u * u * u * y1 + 3 * u * u * t * (y1 + dy) + 3 * u * t * t * (y2 - dy) + t * t * t * y2;
     } else { // a loop back up: around the right side
@@ -141,7 +174,7 @@ export function draw(container, title, nodes, edges, onSelect) {
       t.textContent = text;
     }
     edgeEls.push(g);
-  }
+  });
   nodes.forEach((n, i) => {
     const p = L.xy[i];
     const g = el('g', { class: `node ${n.cls || ''}`, tabindex: 0, role: 'button', 'data-node': n.id,

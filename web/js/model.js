@@ -114,7 +114,7 @@ export function journeyEdges(nd) {
   const e = [];
   const add = (to, label) => { if (typeof to === 'string') e.push({ to, label }); };
   add(nd.next, nd.type === 'action' ? 'ok' : '');
-  (nd.branches || []).forEach((b) => add(b.next, b.when ? fitText(b.when, 24) : b.name ? `${b.name}${b.percent !== undefined ? ` ${num(b.percent)}%` : ''}` : ''));
+  (nd.branches || []).forEach((b) => add(b.next, b.when ? fitText(b.when, 18) : b.name ? `${b.name}${b.percent !== undefined ? ` ${num(b.percent)}%` : ''}` : ''));
   add(nd.otherwise, 'otherwise');
   add(nd.on_event, `on ${nd.event || 'event'}`);
   add(nd.on_timeout, `after ${nd.timeout || 'timeout'}`);
