@@ -9,7 +9,9 @@
 #   - the settings tables of the bundled plugins are what
 #     `baton plugins --describe` prints (scripts/docs-keys.sh);
 #   - what users get (README.md, docs/, conf/, the SDK) names no file they
-#     do not have (the project's internal FORMATS.md, DESIGN.md).
+#     do not have (the project's internal FORMATS.md, DESIGN.md);
+#   - the first example of docs/campaigns.md plans, and that of
+#     docs/journeys.md runs, on a copy of conf/ with sample data.
 set -eu
 BUILD=${1:-build}
 BATON=$BUILD/baton
@@ -79,8 +81,22 @@ done
 
 sh scripts/docs-keys.sh "$BUILD" || status=1
 
+# the examples, in a copy of conf/ (plugins found beside the binary)
+cp -r conf "$TMP/conf"
+rm -rf "$TMP/conf/var"
+mkdir "$TMP/conf/doc"
+first_block() { awk '/^```/ { n++; next } n == 1' "$1"; }
+first_block docs/campaigns.md > "$TMP/conf/doc/campaign.cfg"
+first_block docs/journeys.md > "$TMP/conf/doc/journey.cfg"
+B() { "$BATON" -c "$TMP/conf/baton.cfg" "$@" > "$TMP/out" 2>&1; }
+B sample-data --profiles 50 || { cat "$TMP/out" >&2; fail "sample-data failed on a copy of conf/"; }
+B campaign plan "$TMP/conf/doc/campaign.cfg" ||
+    { cat "$TMP/out" >&2; fail "the first example of docs/campaigns.md does not plan"; }
+B journey test "$TMP/conf/doc/journey.cfg" --events "$TMP/conf/events/demo.jsonl" ||
+    { cat "$TMP/out" >&2; fail "the first example of docs/journeys.md does not run"; }
+
 for hit in $(grep -rlE 'FORMATS\.md|DESIGN\.md|/work/shared' README.md docs conf sdk || true); do
     fail "$hit names FORMATS.md or DESIGN.md, which users do not have: point to docs/ instead"
 done
-[ $status = 0 ] && echo "check-docs: links, commands, activity types and settings tables ok"
+[ $status = 0 ] && echo "check-docs: links, commands, activity types, settings tables and examples ok"
 exit $status
