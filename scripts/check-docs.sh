@@ -82,9 +82,8 @@ done
 sh scripts/docs-keys.sh "$BUILD" || status=1
 
 # the examples, in a copy of conf/ (plugins found beside the binary)
-cp -r conf "$TMP/conf"
-rm -rf "$TMP/conf/var"
-mkdir "$TMP/conf/doc"
+mkdir "$TMP/conf" "$TMP/conf/doc"
+for f in conf/*; do [ "$f" = conf/var ] || cp -r "$f" "$TMP/conf/"; done
 first_block() { awk '/^```/ { n++; next } n == 1' "$1"; }
 first_block docs/campaigns.md > "$TMP/conf/doc/campaign.cfg"
 first_block docs/journeys.md > "$TMP/conf/doc/journey.cfg"
