@@ -56,7 +56,7 @@ static void cell_add(csv *c, char ch)
 {
     if (c->clen + 2 > c->ccap) {
         c->ccap = c->ccap ? c->ccap * 2 : 64;
-        c->cell = realloc(c->cell, c->ccap);
+        c->cell = BATON_CHECKED(realloc(c->cell, c->ccap));
     }
     c->cell[c->clen++] = ch;
 }
@@ -65,10 +65,10 @@ static void cell_end(csv *c)
 {
     if (c->n == c->cap) {
         c->cap = c->cap ? c->cap * 2 : 16;
-        c->cells = realloc(c->cells, c->cap * sizeof *c->cells);
+        c->cells = BATON_CHECKED(realloc(c->cells, c->cap * sizeof *c->cells));
     }
     cell_add(c, '\0');
-    c->cells[c->n++] = strdup(c->cell);
+    c->cells[c->n++] = BATON_CHECKED(strdup(c->cell));
     c->clen = 0;
 }
 
@@ -260,13 +260,13 @@ static int rc_run(void *st, baton_activity_ctx *x)
         return -1;
     }
     size_t ncols = c.n;
-    char **names = calloc(ncols, sizeof *names);
+    char **names = BATON_CHECKED(calloc(ncols, sizeof *names));
     for (size_t i = 0; i < ncols; i++) {
         char name[128];
         col_name(c.cells[i], name, sizeof name);
         if ((int)i != keycol && H->act_field_type(x, dim, name) >= 0)
             snprintf(name + strlen(name), sizeof name - strlen(name), "_csv");
-        names[i] = strdup(name);
+        names[i] = BATON_CHECKED(strdup(name));
     }
     char imp[600];
     snprintf(imp, sizeof imp, "%s_imp", out);

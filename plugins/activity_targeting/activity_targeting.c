@@ -357,7 +357,7 @@ static int order_sql(ctx_t *x, const char *path, size_t input, baton_buf *b)
         H->act_error(x, path, "%s must be an order such as \"created_at desc\"", path);
         return -1;
     }
-    char *copy = strdup(text);
+    char *copy = BATON_CHECKED(strdup(text));
     int rc = 0, first = 1;
     char *save = NULL;
     for (char *tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {

@@ -333,7 +333,7 @@ static int mq_init(baton_instance *inst, const baton_host *host, void **state)
         free(q);
         return -1;
     }
-    q->hostname = colon ? strndup(broker, (size_t)(colon - broker)) : strdup(broker);
+    q->hostname = BATON_CHECKED(colon ? strndup(broker, (size_t)(colon - broker)) : strdup(broker));
     q->port = (int)port;
     q->qos = (int)host->config_int(inst, "qos");
     q->keepalive = (int)(host->config_duration_ms(inst, "keepalive") / 1000);
@@ -342,10 +342,10 @@ static int mq_init(baton_instance *inst, const baton_host *host, void **state)
     q->receive_max = (int)host->config_int(inst, "receive_maximum");
     const char *cid = host->config_string(inst, "client_id");
     if (cid) {
-        q->client_id = strdup(cid);
+        q->client_id = BATON_CHECKED(strdup(cid));
     } else {
         size_t l = strlen(host->instance_name(inst)) + 7;
-        q->client_id = malloc(l);
+        q->client_id = BATON_CHECKED(malloc(l));
         snprintf(q->client_id, l, "baton-%s", host->instance_name(inst));
     }
     if (host->config_list_count(inst, "topics") == 0) {

@@ -118,7 +118,7 @@ static void rehash(src *s, size_t newcap, int drop_all)
     int64_t now = now_ms();
     centry *old = s->cache;
     size_t ocap = s->cap;
-    s->cache = calloc(newcap, sizeof *s->cache);
+    s->cache = BATON_CHECKED(calloc(newcap, sizeof *s->cache));
     s->cap = newcap;
     s->n = 0;
     for (size_t i = 0; i < ocap; i++) {
@@ -155,7 +155,7 @@ static void cache_put(src *s, const char *url, json_t *v)
     for (size_t i = fnv(url) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
         centry *e = &s->cache[i];
         if (!e->url) {
-            e->url = strdup(url);
+            e->url = BATON_CHECKED(strdup(url));
             s->n++;
         } else if (strcmp(e->url, url)) {
             continue;
@@ -239,7 +239,7 @@ static int lookup(void *state, const baton_record *context, baton_record *out, c
         snprintf(err, errlen, "cannot render the url template");
         return -1;
     }
-    char *url = strdup(s->h->buf_data(ub, NULL));
+    char *url = BATON_CHECKED(strdup(s->h->buf_data(ub, NULL)));
     s->h->buf_free(ub);
     pthread_mutex_lock(&s->mu);
     json_t *hit = cache_get(s, url);
@@ -343,12 +343,12 @@ static int src_init(baton_instance *inst, const baton_host *h, void **state)
         return -1;
     }
     s->nfields = h->config_list_count(inst, "fields");
-    s->fields = calloc(s->nfields + 1, sizeof *s->fields);
+    s->fields = BATON_CHECKED(calloc(s->nfields + 1, sizeof *s->fields));
     for (size_t i = 0; i < s->nfields; i++) {
         const char *f = h->config_list_item(inst, "fields", i);
         const char *eq = strchr(f, '=');
-        s->fields[i].name = eq ? strndup(f, (size_t)(eq - f)) : strdup(f);
-        s->fields[i].path = strdup(eq ? eq + 1 : f);
+        s->fields[i].name = BATON_CHECKED(eq ? strndup(f, (size_t)(eq - f)) : strdup(f));
+        s->fields[i].path = BATON_CHECKED(strdup(eq ? eq + 1 : f));
         if (!s->fields[i].name[0] || !s->fields[i].path[0]) {
             h->set_error(inst, "fields[%zu] = \"%s\" is not \"name\" or \"name=path\"", i, f);
             src_free(s);
@@ -361,7 +361,7 @@ static int src_init(baton_instance *inst, const baton_host *h, void **state)
         s->timeout_ms = 2000;
     s->max = (size_t)h->config_int(inst, "cache");
     s->cap = 64; /* grows with the entries, up to twice `cache` */
-    s->cache = calloc(s->cap, sizeof *s->cache);
+    s->cache = BATON_CHECKED(calloc(s->cap, sizeof *s->cache));
     size_t nh = h->config_list_count(inst, "headers");
     for (size_t i = 0; i < nh; i++)
         s->headers = curl_slist_append(s->headers, h->config_list_item(inst, "headers", i));

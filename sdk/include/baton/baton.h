@@ -32,6 +32,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -649,6 +651,20 @@ static inline const char *baton_message_part(const baton_message *m, const char 
             return m->part_values[i];
     }
     return NULL;
+}
+
+/* An allocation's result, checked as the host checks its own: out of
+ * memory ends the process at once with the place it happened, so no
+ * plugin goes on with a NULL it did not expect (a half-built message, a
+ * lost event). BATON_CHECKED(strdup(s)), BATON_CHECKED(calloc(n, size)). */
+#define BATON_CHECKED(p) baton_checked_((p), __FILE__, __LINE__)
+static inline void *baton_checked_(void *p, const char *file, int line)
+{
+    if (!p) {
+        fprintf(stderr, "baton: %s:%d: out of memory\n", file, line);
+        abort();
+    }
+    return p;
 }
 
 #ifdef __cplusplus
