@@ -92,13 +92,69 @@ json_t *jreport_profiles(store *st, const char *jname)
     return out;
 }
 
+static void bump(json_t *n, const char *key)
+{
+    json_object_set_new(n, key, json_integer(json_integer_value(json_object_get(n, key)) + 1));
+}
+
+/* The outcome of each send and action node's steps: the delivery log's
+ * status when the message reached it (sent, failed...), else the step's
+ * own (skipped: channel disabled, capped, pending...). */
+static void node_outcomes(store *st, const journey *j, json_t *nodes)
+{
+    static const char *const sql[] = {
+        "SELECT s.node, coalesce(d.status, s.status), count(*) FROM journey_sends s"
+        " LEFT JOIN deliveries d ON d.key = s.key WHERE s.journey = ? GROUP BY 1, 2",
+        "SELECT node, status, count(*) FROM journey_sends WHERE journey = ? GROUP BY 1, 2"};
+    sqlite3_stmt *q = NULL;
+    for (size_t k = 0; k < 2 && !q; k++)
+        if (sqlite3_prepare_v2(st->db, sql[k], -1, &q, NULL) != SQLITE_OK)
+            q = NULL;
+    if (!q)
+        return;
+    sqlite3_bind_text(q, 1, j->name, -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        json_t *n = json_object_get(nodes, col(q, 0));
+        const char *status = col(q, 1);
+        size_t l = strcspn(status, ":");
+        const char *key = NULL;
+        static const struct {
+            const char *word, *key;
+        } map[] = {{"sent", "sent"},          {"ok", "sent"},
+                   {"failed", "failed"},      {"error", "failed"},
+                   {"skipped", "skipped"},    {"capped", "capped"},
+                   {"queued", "pending"},     {"pending", "pending"},
+                   {"retry", "pending"},      {"deferred", "pending"},
+                   {"uncertain", "uncertain"}};
+        for (size_t i = 0; i < sizeof map / sizeof map[0] && !key; i++)
+            if (strlen(map[i].word) == l && !strncmp(status, map[i].word, l))
+                key = map[i].key;
+        if (!n || !key)
+            continue;
+        json_object_set_new(
+            n, key,
+            json_integer(json_integer_value(json_object_get(n, key)) + sqlite3_column_int64(q, 2)));
+    }
+    sqlite3_finalize(q);
+}
+
 json_t *jreport_status(store *st, const journey *j)
 {
     json_t *nodes = json_object();
-    for (size_t i = 0; i < j->nnodes; i++)
-        json_object_set_new(nodes, j->nodes[i].id,
-                            json_pack("{s:s, s:i, s:i}", "type", jnode_type_name(j->nodes[i].type),
-                                      "at", 0, "through", 0));
+    for (size_t i = 0; i < j->nnodes; i++) {
+        json_t *n = json_pack("{s:s, s:i, s:i}", "type", jnode_type_name(j->nodes[i].type), "at", 0,
+                              "through", 0);
+        static const char *const sends[] = {"sent", "failed", "skipped", NULL};
+        static const char *const waits[] = {"reacted", "timed_out", NULL};
+        const char *const *zero = NULL;
+        if (j->nodes[i].type == JN_SEND || j->nodes[i].type == JN_ACTION)
+            zero = sends;
+        else if (j->nodes[i].type == JN_WAIT_EVENT)
+            zero = waits;
+        for (; zero && *zero; zero++)
+            json_object_set_new(n, *zero, json_integer(0));
+        json_object_set_new(nodes, j->nodes[i].id, n);
+    }
     json_t *states =
         json_pack("{s:i, s:i, s:i, s:i}", "active", 0, "completed", 0, "exited", 0, "failed", 0);
     json_int_t total = 0;
@@ -132,23 +188,35 @@ json_t *jreport_status(store *st, const journey *j)
                         n, "at", json_integer(json_integer_value(json_object_get(n, "at")) + 1));
             }
             const char *p = col(q, 3);
+            int prev = -1;
             while (*p) {
                 const char *sp = strchr(p, ' ');
                 size_t l = sp ? (size_t)(sp - p) : strlen(p);
+                int cur = -1;
                 for (size_t i = 0; i < j->nnodes; i++)
-                    if (!seen[i] && strlen(j->nodes[i].id) == l && !memcmp(j->nodes[i].id, p, l)) {
-                        seen[i] = 1;
-                        json_t *n = json_object_get(nodes, j->nodes[i].id);
-                        json_object_set_new(
-                            n, "through",
-                            json_integer(json_integer_value(json_object_get(n, "through")) + 1));
-                    }
+                    if (strlen(j->nodes[i].id) == l && !memcmp(j->nodes[i].id, p, l))
+                        cur = (int)i;
+                if (cur >= 0 && !seen[cur]) {
+                    seen[cur] = 1;
+                    bump(json_object_get(nodes, j->nodes[cur].id), "through");
+                }
+                /* which way a wait_event went: its event came, or its timeout */
+                if (cur >= 0 && prev >= 0 && j->nodes[prev].type == JN_WAIT_EVENT) {
+                    const jnode *w = &j->nodes[prev];
+                    json_t *n = json_object_get(nodes, w->id);
+                    if (cur == w->on_event)
+                        bump(n, "reacted");
+                    else if (cur == w->on_timeout)
+                        bump(n, "timed_out");
+                }
+                prev = cur;
                 p += l + (sp ? 1 : 0);
             }
         }
         free(seen);
         free(last_profile);
         sqlite3_finalize(q);
+        node_outcomes(st, j, nodes);
     }
     return json_pack("{s:s, s:I, s:o, s:o}", "journey", j->name, "profiles", total, "states",
                      states, "nodes", nodes);

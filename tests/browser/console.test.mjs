@@ -212,6 +212,11 @@ test('channels: switched off in the console, written to baton.cfg, and a journey
   await open(`#/profiles/p7`);
   await page.waitForSelector('#timeline');
   assert.match(await page.textContent('#timeline'), /skipped/);
+  // and the journey's canvas counts it on the node
+  await open(`#/journeys/welcome`);
+  await page.waitForSelector('[data-node-count="hello.skipped"]');
+  assert.equal(await page.textContent('[data-node-count="hello.skipped"]'), '1');
+  assert.match(await page.textContent('#canvas [data-node="hello"]'), /skipped 1/);
   // and on again
   await open(`#/channels`);
   await page.click('button[data-channel="email"]');

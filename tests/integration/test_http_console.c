@@ -27,6 +27,7 @@
 
 #define OPS "ops-secret-0123456789abcdef0123"
 #define VIEWER "viewer-secret-0123456789abcdef0"
+#define INGEST "ingest-secret-0123456789abcdef0"
 
 static char *dir;
 static int port;
@@ -109,8 +110,10 @@ static int setup(void **state)
              "\nhttp = { listen = \"127.0.0.1:%d\";\n"
              "  tokens = ( { name = \"ops\"; secret = \"" OPS "\"; scopes = [ \"read\", \"admin\" "
              "]; },\n"
-             "             { name = \"viewer\"; secret = \"" VIEWER "\"; scopes = [ \"read\" ]; } "
-             "); };\n",
+             "             { name = \"viewer\"; secret = \"" VIEWER
+             "\"; scopes = [ \"read\" ]; },\n"
+             "             { name = \"ingest\"; secret = \"" INGEST "\"; scopes = [ "
+             "\"events:write\" ]; } ); };\n",
              port);
     snprintf(cmd, sizeof cmd, "%s/conf/baton.cfg", dir);
     char *cfg = file_read(cmd, NULL);
@@ -356,6 +359,50 @@ static void test_channel_switch(void **state)
             nap_ms(20);
     }
     assert_true(off);
+    /* a sign-up now: the welcome journey's first node, on email, records
+     * skipped, and the status counts it on that node; the first order then
+     * is the wait_event's reaction */
+    time_t now = time(NULL);
+    char ev[512], ts[32];
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+    snprintf(ev, sizeof ev,
+             "{\"id\": \"c-1\", \"type\": \"signed_up\", \"profile\": \"p5\", \"time\": "
+             "\"%s\", \"data\": {}}\n{\"id\": \"c-2\", \"type\": \"order_placed\", \"profile\": "
+             "\"p5\", \"time\": \"%s\", \"data\": {\"total\": 30}}",
+             ts, ts);
+    assert_int_equal(api("POST", "/v1/events", INGEST, ev, &o), 202);
+    json_decref(o);
+    json_t *hello = NULL, *first = NULL;
+    for (int i = 0; i < 500; i++) {
+        assert_int_equal(api("GET", "/v1/journeys/welcome", VIEWER, NULL, &o), 200);
+        json_t *nodes = json_object_get(o, "nodes");
+        if (json_integer_value(json_object_get(json_object_get(nodes, "first_order"), "reacted")) ==
+            1) {
+            hello = json_incref(json_object_get(nodes, "hello"));
+            first = json_incref(json_object_get(nodes, "first_order"));
+        }
+        json_decref(o);
+        if (hello)
+            break;
+        nap_ms(20);
+    }
+    assert_non_null(hello);
+    assert_int_equal(json_integer_value(json_object_get(hello, "skipped")), 1);
+    assert_int_equal(json_integer_value(json_object_get(hello, "sent")), 0);
+    assert_int_equal(json_integer_value(json_object_get(hello, "through")), 1);
+    assert_int_equal(json_integer_value(json_object_get(first, "timed_out")), 0);
+    json_decref(hello);
+    json_decref(first);
+    /* the CLI reports the same */
+    char *cli = NULL;
+    assert_int_equal(run_baton(NULL, "conf/baton.cfg", &cli, NULL, "journey status welcome --json"),
+                     0);
+    json_t *js = json_loads(cli, 0, NULL);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(json_object_get(js, "nodes"), "hello"), "skipped")),
+                     1);
+    json_decref(js);
+    free(cli);
     /* the version of baton.cfg it replaced is kept */
     assert_int_equal(api("PUT", "/v1/channels/email", OPS, "{\"enabled\": true}", &o), 200);
     json_decref(o);

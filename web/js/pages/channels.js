@@ -31,8 +31,8 @@ export async function show() {
           h('td', null, c.plugin || ''),
           h('td', null, h('span', { class: `badge ${on ? 'on' : 'off'}`, 'data-state': c.name }, on ? 'on' : 'off')),
           h('td', { class: 'num' }, fmtNum(c.queue_depth ?? c.queue)),
-          h('td', { class: 'num' }, c.rate !== undefined ? `${c.rate}/s` : '—'),
-          h('td', null, errs.length ? h('ul', null, errs.slice(0, 5).map((e) => h('li', null, typeof e === 'string' ? e : `${e.at || ''} ${e.reason || e.message || ''}`))) : 'none'),
+          h('td', { class: 'num' }, c.rate !== undefined && c.rate !== null && c.rate !== 0 ? `${c.rate}/s` : 'no limit'),
+          h('td', null, errs.length ? h('ul', null, errs.slice(0, 5).map((e) => h('li', null, typeof e === 'string' ? e : `${e.at || ''} ${e.reason || e.message || ''}${e.key ? ` (${e.key})` : ''}`))) : 'none'),
           h('td', null, btn));
       }))));
   };
