@@ -193,6 +193,39 @@ test('journey: canvas, journey test on pasted events draws a profile\'s path', a
   await shot('journey');
 });
 
+test('journey editor: add a node, connect it from a form, save; check\'s warnings shown', async () => {
+  const file = path.join(srv.dir, 'conf/journeys/cart-abandon.cfg');
+  const before = fs.readFileSync(file, 'utf8');
+  await open(`#/journeys/cart-abandon/edit`);
+  await page.waitForSelector('#check-ok');
+  await page.click('#edit-canvas [data-node="react"]');
+  await page.selectOption('#add-type', 'end');
+  await page.fill('#add-id', 'bye');
+  await page.click('#add');
+  await page.waitForSelector('#edit-canvas [data-node="bye"]');
+  // connect: the wait's timeout now leads to the new end
+  await page.click('#edit-canvas [data-node="react"]');
+  await page.selectOption('#f-on_timeout', 'bye');
+  // the check of this text (not of the one before): 'points' is now the node left behind
+  await page.waitForFunction(() => /node 'points' cannot be reached/.test(document.querySelector('#check-list')?.textContent || ''));
+  await page.waitForSelector('#check-ok');
+  assert.doesNotMatch(await page.textContent('#check-list'), /'bye' cannot be reached/);
+  assert.ok(await page.$('#edit-canvas g.edge[data-edge="react->bye"]'), 'the new edge is drawn');
+  await page.check('#drop-comments');
+  await page.click('#save');
+  await page.waitForSelector('#status.ok');
+  const after = fs.readFileSync(file, 'utf8');
+  assert.match(after, /\{ id = "bye"; type = "end"; \}/);
+  assert.match(after, /on_timeout = "bye"/);
+  // serve took the new journey: its status lists the new node
+  await until(async () => (await srv.api('GET', '/v1/journeys/cart-abandon')).json?.nodes?.bye, 10000, 'the new node in the status');
+  // put the first version back
+  await open(`#/journeys/cart-abandon/edit`);
+  await page.waitForSelector('#versions li button');
+  await page.click('#versions li button');
+  await until(() => fs.readFileSync(file, 'utf8') === before, 5000, 'the restored journey');
+});
+
 test('channels: switched off in the console, written to baton.cfg, and a journey node records skipped', async () => {
   const before = fs.readFileSync(srv.cfgPath, 'utf8');
   await open(`#/channels`);

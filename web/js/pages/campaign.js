@@ -1,6 +1,6 @@
 // One campaign: its canvas with the exact counts of `plan` on every edge,
-// the node panel (settings, explanation, last runs), proof preview and
-// run / dry-run / trigger with parameters and live progress.
+// the node panel (settings, explanation, last runs), and run / dry-run / proof
+// with parameters and proof addresses, and live progress.
 import * as api from '../api.js';
 import { h, clear, table, fmtNum, kv, errorBox, status } from '../dom.js';
 import { parse } from '../libcfg.js';
@@ -90,22 +90,7 @@ function nodePanel(name, a, plan, runs) {
       { label: 'Counts', get: (x) => Object.entries(x.act.counts || {}).map(([k, v]) => `${k}: ${v}`).join(', ') },
       { label: 'ms', num: true, get: (x) => fmtNum(x.act.ms) },
     ], last, 'Last runs of this activity') : h('p', { class: 'help' }, 'Not run yet.'),
-    a.type === 'send' ? proofPreview(name, a) : null);
-}
-
-function proofPreview(name, a) {
-  const out = h('div', { 'aria-live': 'polite' });
-  const btn = h('button', { type: 'button', onclick: async () => {
-    clear(out, h('p', { class: 'help' }, 'Rendering…'));
-    try {
-      const r = await api.get(`/v1/campaigns/${api.enc(name)}/preview?activity=${api.enc(a.id)}&rows=3`);
-      clear(out, ...(r.messages || []).map((m) => h('article', { class: 'panel' },
-        h('h4', null, `row ${m.key}${m.to ? ` → ${m.to}` : ''}`),
-        h('dl', { class: 'kv' }, Object.entries(m.parts || {}).flatMap(([k, v]) => [h('dt', null, k), h('dd', null, h('pre', null, v))])))));
-      if (!(r.messages || []).length) clear(out, h('p', null, 'No row to render.'));
-    } catch (e) { clear(out, errorBox(e)); }
-  } }, 'Preview messages');
-  return h('section', null, h('h3', null, 'Proof preview'), h('p', { class: 'help' }, 'Renders the first rows as --proof would; nothing is sent.'), btn, out);
+    a.type === 'send' ? h('p', { class: 'help' }, 'To see its messages before sending, run with proof addresses (below): only those addresses receive them.') : null);
 }
 
 function runControls(name, doc, panel, view) {

@@ -239,7 +239,9 @@ export async function edit(kind, name) {
     const m = msgFor(k.name);
     const desc = h('span', { class: 'help', id: `${id}-help` }, [k.type, k.required ? 'required' : '', k.default !== undefined ? `default ${k.default}` : '', k.choices ? `one of ${k.choices.join(', ')}` : ''].filter(Boolean).join(', '), k.help ? ` — ${k.help}` : '');
     let input;
-    const set = (v) => { if (v === undefined || v === '') delete it[k.name]; else it[k.name] = v; changed(); };
+    // a link (next, otherwise, on_event...) changes the graph: draw it again
+    const link = kind === 'journeys' && ['next', 'otherwise', 'on_event', 'on_timeout', 'on_error'].includes(k.name);
+    const set = (v) => { if (v === undefined || v === '') delete it[k.name]; else it[k.name] = v; changed(); if (link) render(); };
     if (k.type === 'bool') {
       input = h('select', { id }, h('option', { value: '' }, '(not set)'), h('option', { value: 'true' }, 'true'), h('option', { value: 'false' }, 'false'));
       input.value = cur === undefined ? '' : String(cur);
