@@ -62,12 +62,13 @@ const cli_command cli_commands[] = {
      "  campaign runs [NAME] [--json]\n"
      "      the run history: each run and each activity's counts and timing.\n",
      cmd_campaign},
-    {"sample-data", "[--profiles N] [--orders N] [--stores N] [--seed N]",
+    {"sample-data", "[--profiles N] [--orders N] [--stores N] [--seed N] [--source NAME]",
      "fill the profiles source with the sample CRM",
      "Create the tables of conf/schema.cfg (profiles, orders, stores, reservations)\n"
-     "in the profiles source (SQLite) and fill them: N profiles (default 1000),\n"
-     "about --orders orders each (default 5), --stores stores (default 20) and N/2\n"
-     "reservations. The same --seed gives the same data. Replaces those tables.\n",
+     "in the profiles source, or in --source NAME (SQLite sources), and fill them:\n"
+     "N profiles (default 1000), --orders orders each (default 5), --stores stores\n"
+     "(default 20) and N/2 reservations. The same --seed gives the same data.\n"
+     "Replaces those tables.\n",
      cmd_sample_data},
     {0},
 };
