@@ -50,6 +50,15 @@ char *xstrndup(const char *s, size_t n)
     return p;
 }
 
+char *xmemdup0(const void *p, size_t n)
+{
+    char *s = xmalloc(n + 1);
+    if (n)
+        memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
 char *xvasprintf(const char *fmt, va_list ap)
 {
     char *s;

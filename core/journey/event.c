@@ -6,6 +6,7 @@
 
 #include "base/mem.h"
 #include "base/timefmt.h"
+#include "base/utf8.h"
 
 /* FNV-1a: a stable id for events that carry none, so a source that
  * redelivers the same bytes is still deduplicated. */
@@ -43,12 +44,27 @@ int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev, char 
                  size_t reasonlen)
 {
     memset(ev, 0, sizeof *ev);
-    ev->raw = xstrndup(json, len);
+    /* the bytes exactly as they came, NULs included: the dead-letter
+     * table keeps them all (a copy that stopped at a NUL, used with the
+     * full length, read past its end) */
+    ev->raw = xmemdup0(json, len);
     ev->rawlen = len;
+    size_t at;
+    if (!utf8_text(json, len, &at)) {
+        unsigned char c = (unsigned char)json[at];
+        if (c)
+            snprintf(reason, reasonlen, "not UTF-8: byte 0x%02x at offset %zu", c, at);
+        else
+            snprintf(reason, reasonlen, "a NUL byte at offset %zu", at);
+        return -1;
+    }
     json_error_t je;
+    /* jansson refuses \u0000 and lone surrogates in strings, and nesting
+     * deeper than 2048 (JSON_PARSER_MAX_DEPTH): each is a reason here */
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        snprintf(reason, reasonlen, "not JSON: %s at position %d", je.text, je.position);
+        snprintf(reason, reasonlen, "not JSON: %s at offset %d", je.text, je.position);
+        utf8_trim(reason);
         return -1;
     }
     int rc = -1, bad;
@@ -100,16 +116,20 @@ out:
 }
 
 int jevent_from_stored(const char *id, const char *type, const char *profile, int64_t time_ms,
-                       const char *raw, jevent *ev)
+                       const char *raw, size_t rawlen, jevent *ev)
 {
     memset(ev, 0, sizeof *ev);
     ev->id = xstrdup(id);
     ev->type = xstrdup(type);
     ev->profile = xstrdup(profile);
     ev->time_ms = time_ms;
-    ev->raw = xstrdup(raw ? raw : "{}");
-    ev->rawlen = strlen(ev->raw);
-    json_t *root = json_loads(ev->raw, 0, NULL);
+    if (!raw) {
+        raw = "{}";
+        rawlen = 2;
+    }
+    ev->raw = xmemdup0(raw, rawlen);
+    ev->rawlen = rawlen;
+    json_t *root = json_loadb(ev->raw, ev->rawlen, 0, NULL);
     if (root) {
         json_t *data = json_object_get(root, "data");
         if (json_is_object(data))

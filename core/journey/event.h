@@ -14,7 +14,8 @@ typedef struct jevent {
     char *profile;
     int64_t time_ms; /* "time", or the receive time when absent */
     json_t *data;    /* the "data" object (owned), or NULL */
-    char *raw;       /* the bytes as received, NUL-terminated */
+    char *raw;       /* the bytes as received (rawlen of them, NULs included),
+                        then a NUL */
     size_t rawlen;
 } jevent;
 
@@ -27,7 +28,7 @@ void jevent_free(jevent *ev);
 
 /* Rebuild an event from the fields the inbox stores. */
 int jevent_from_stored(const char *id, const char *type, const char *profile, int64_t time_ms,
-                       const char *raw, jevent *ev);
+                       const char *raw, size_t rawlen, jevent *ev);
 
 /* A value of the event as expressions see it: "type", "id", "profile",
  * "time" read the envelope, anything else data.<name> (dotted names

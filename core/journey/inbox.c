@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/timefmt.h"
+#include "base/utf8.h"
 
 static const char *const ddl =
     "CREATE TABLE IF NOT EXISTS journey_inbox ("
@@ -44,6 +45,7 @@ int jinbox_open(jinbox *b, const char *path, char *err, size_t errlen)
         {&b->prune, "DELETE FROM journey_inbox WHERE seq IN (SELECT seq FROM journey_inbox"
                     " WHERE seq <= ? AND received < ? ORDER BY seq LIMIT ?)"},
         {&b->count_dead, "SELECT count(*) FROM journey_dead_letters"},
+        {&b->body, "SELECT body FROM journey_inbox WHERE id = ?"},
     };
     for (size_t i = 0; i < sizeof q / sizeof q[0]; i++)
         if (sqlite3_prepare_v3(b->st.db, q[i].sql, -1, SQLITE_PREPARE_PERSISTENT, q[i].st, NULL) !=
@@ -63,7 +65,7 @@ void jinbox_close(jinbox *b)
 {
     if (!b->st.db)
         return;
-    sqlite3_stmt *all[] = {b->ins, b->dead, b->last, b->read, b->prune, b->count_dead};
+    sqlite3_stmt *all[] = {b->ins, b->dead, b->last, b->read, b->prune, b->count_dead, b->body};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     if (b->ready)
@@ -106,21 +108,53 @@ void jinbox_rollback(jinbox *b)
     store_txn(&b->st, STORE_ROLLBACK);
 }
 
+/* The same event again, or another one under its id: the bytes, or else
+ * the JSON they hold (a source that serialises it again may space it
+ * otherwise), compared with what the inbox kept. Under mu. */
+static int same_content(jinbox *b, const jevent *ev)
+{
+    sqlite3_bind_text(b->body, 1, ev->id, -1, SQLITE_STATIC);
+    int same = 1; /* not found: pruned meanwhile, nothing to tell apart */
+    if (sqlite3_step(b->body) == SQLITE_ROW) {
+        const char *kept = (const char *)sqlite3_column_text(b->body, 0);
+        size_t n = (size_t)sqlite3_column_bytes(b->body, 0);
+        same = n == ev->rawlen && (!n || memcmp(kept, ev->raw, n) == 0);
+        if (!same && kept) {
+            json_t *x = json_loadb(kept, n, 0, NULL);
+            json_t *y = json_loadb(ev->raw, ev->rawlen, 0, NULL);
+            same = x && y && json_equal(x, y);
+            json_decref(x);
+            json_decref(y);
+        }
+    }
+    sqlite3_reset(b->body);
+    return same;
+}
+
+static int put_dead(jinbox *b, const jevent *ev, const char *reason, const char *source,
+                    int64_t now_ms)
+{
+    sqlite3_bind_int64(b->dead, 1, now_ms);
+    sqlite3_bind_text(b->dead, 2, source, -1, SQLITE_STATIC);
+    sqlite3_bind_text(b->dead, 3, reason, -1, SQLITE_STATIC);
+    sqlite3_bind_text(b->dead, 4, ev->raw ? ev->raw : "", ev->raw ? (int)ev->rawlen : 0,
+                      SQLITE_STATIC);
+    int rc = step_done(b->dead);
+    if (!rc)
+        b->dead_letters++;
+    return rc;
+}
+
 int jinbox_put(jinbox *b, const jevent *ev, const char *reason, const char *source, int64_t now_ms,
-               int64_t *seq, int *duplicate, char *err, size_t errlen)
+               int64_t *seq, int *outcome, char *err, size_t errlen)
 {
     int rc;
-    *duplicate = 0;
+    *outcome = JINBOX_STORED;
     *seq = 0;
     pthread_mutex_lock(&b->mu);
     if (reason) {
-        sqlite3_bind_int64(b->dead, 1, now_ms);
-        sqlite3_bind_text(b->dead, 2, source, -1, SQLITE_STATIC);
-        sqlite3_bind_text(b->dead, 3, reason, -1, SQLITE_STATIC);
-        sqlite3_bind_text(b->dead, 4, ev->raw ? ev->raw : "", (int)ev->rawlen, SQLITE_STATIC);
-        rc = step_done(b->dead);
-        if (!rc)
-            b->dead_letters++;
+        rc = put_dead(b, ev, reason, source, now_ms);
+        *outcome = JINBOX_DEAD;
     } else {
         sqlite3_bind_text(b->ins, 1, ev->id, -1, SQLITE_STATIC);
         sqlite3_bind_text(b->ins, 2, ev->type, -1, SQLITE_STATIC);
@@ -131,11 +165,15 @@ int jinbox_put(jinbox *b, const jevent *ev, const char *reason, const char *sour
         sqlite3_bind_text(b->ins, 7, ev->raw, (int)ev->rawlen, SQLITE_STATIC);
         rc = step_done(b->ins);
         if (!rc) {
-            *duplicate = sqlite3_changes(b->st.db) == 0;
-            if (*duplicate)
-                b->duplicates++;
-            else
+            if (sqlite3_changes(b->st.db) != 0) {
                 *seq = sqlite3_last_insert_rowid(b->st.db);
+            } else if (same_content(b, ev)) {
+                *outcome = JINBOX_DUPLICATE;
+                b->duplicates++;
+            } else {
+                rc = put_dead(b, ev, JINBOX_REUSED_REASON, source, now_ms);
+                *outcome = JINBOX_DEAD;
+            }
         }
     }
     if (rc)
@@ -154,10 +192,10 @@ int jinbox_read(jinbox *b, int64_t after, size_t max,
     int n = 0, rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         jevent ev;
-        jevent_from_stored((const char *)sqlite3_column_text(st, 1),
-                           (const char *)sqlite3_column_text(st, 2),
-                           (const char *)sqlite3_column_text(st, 3), sqlite3_column_int64(st, 4),
-                           (const char *)sqlite3_column_text(st, 6), &ev);
+        jevent_from_stored(
+            (const char *)sqlite3_column_text(st, 1), (const char *)sqlite3_column_text(st, 2),
+            (const char *)sqlite3_column_text(st, 3), sqlite3_column_int64(st, 4),
+            (const char *)sqlite3_column_text(st, 6), (size_t)sqlite3_column_bytes(st, 6), &ev);
         fn(ud, sqlite3_column_int64(st, 0), &ev, (const char *)sqlite3_column_text(st, 5));
         n++;
     }
@@ -223,7 +261,8 @@ json_t *jinbox_dead_report(const char *data_dir, size_t latest, char *err, size_
     out = json_pack("{s:I, s:[]}", "count", (json_int_t)sqlite3_column_int64(q, 0), "latest");
     sqlite3_finalize(q);
     if (sqlite3_prepare_v2(db,
-                           "SELECT received, source, reason, body FROM journey_dead_letters"
+                           "SELECT received, source, reason, substr(CAST(body AS BLOB), 1, 4096),"
+                           " length(CAST(body AS BLOB)) FROM journey_dead_letters"
                            " ORDER BY seq DESC LIMIT ?",
                            -1, &q, NULL) != SQLITE_OK)
         goto fail;
@@ -232,12 +271,19 @@ json_t *jinbox_dead_report(const char *data_dir, size_t latest, char *err, size_
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         char at[21];
         timestamp_format(floor_div(sqlite3_column_int64(q, 0), 1000), at);
-        const char *src = (const char *)sqlite3_column_text(q, 1);
-        const char *why = (const char *)sqlite3_column_text(q, 2);
-        const char *body = (const char *)sqlite3_column_text(q, 3);
-        json_array_append_new(arr,
-                              json_pack("{s:s, s:s, s:s, s:s}", "at", at, "source", src ? src : "",
-                                        "reason", why ? why : "", "body", body ? body : ""));
+        /* a dead letter's bytes are anything a publisher sent (NULs,
+         * invalid UTF-8): shown as text, each bad byte as U+FFFD */
+        char *col[3];
+        for (int c = 0; c < 3; c++) {
+            const char *t = (const char *)sqlite3_column_blob(q, c + 1);
+            col[c] = utf8_printable(t ? t : "", t ? (size_t)sqlite3_column_bytes(q, c + 1) : 0);
+        }
+        /* the first 4 KB of the body, and its size in bytes */
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:I}", "at", at, "source",
+                                             col[0], "reason", col[1], "body", col[2], "body_bytes",
+                                             (json_int_t)sqlite3_column_int64(q, 4)));
+        for (int c = 0; c < 3; c++)
+            free(col[c]);
     }
     if (rc != SQLITE_DONE)
         goto fail;

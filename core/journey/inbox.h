@@ -20,7 +20,7 @@
 
 typedef struct jinbox {
     store st;
-    sqlite3_stmt *ins, *dead, *last, *read, *prune, *count_dead;
+    sqlite3_stmt *ins, *dead, *last, *read, *prune, *count_dead, *body;
     pthread_mutex_t mu; /* one statement at a time */
     int ready;
     uint64_t dead_letters, duplicates;
@@ -36,11 +36,20 @@ int jinbox_begin(jinbox *b, char *err, size_t errlen);
 int jinbox_commit(jinbox *b, char *err, size_t errlen);
 void jinbox_rollback(jinbox *b);
 
-/* Store one event (*seq its sequence number; *duplicate when its id was
- * already in) or, with reason set, one dead letter. Returns once it is
- * committed: 0, or -1 with err (nothing stored; do not acknowledge). */
+/* What jinbox_put did with an event. */
+enum {
+    JINBOX_STORED,    /* new: *seq is its sequence number */
+    JINBOX_DUPLICATE, /* its id was in already, with the same content */
+    JINBOX_DEAD,      /* dead-lettered: the reason given, or its id was in
+                         already with other content (JINBOX_REUSED_REASON) */
+};
+#define JINBOX_REUSED_REASON "id reused with different content"
+
+/* Store one event or, with reason set, one dead letter; *outcome says
+ * which. Returns once it is committed: 0, or -1 with err (nothing
+ * stored; do not acknowledge). */
 int jinbox_put(jinbox *b, const jevent *ev, const char *reason, const char *source, int64_t now_ms,
-               int64_t *seq, int *duplicate, char *err, size_t errlen);
+               int64_t *seq, int *outcome, char *err, size_t errlen);
 
 /* The events after seq, in order, up to max: fn gets each one parsed
  * again from the stored bytes. Returns the number read, or -1. */
@@ -55,7 +64,9 @@ uint64_t jinbox_dead_count(jinbox *b);
 
 /* The dead letters of <data_dir>/inbox.db as another process reads them
  * (journey status, while serve runs): {"count": N, "latest": [{"at",
- * "source", "reason", "body"}]}, newest first, at most `latest` of them.
+ * "source", "reason", "body", "body_bytes"}]}, newest first, at most
+ * `latest` of them; "body" is the first 4 KB as text (each byte that is
+ * not UTF-8, a NUL included, shown as U+FFFD), "body_bytes" its size.
  * No inbox yet: count 0. NULL with err when it cannot be read. */
 json_t *jinbox_dead_report(const char *data_dir, size_t latest, char *err, size_t errlen);
 

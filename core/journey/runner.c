@@ -285,13 +285,15 @@ static int ingest_group(jrunner *r, initem *items)
         goto fail;
     for (initem *it = items; it; it = it->next) {
         int64_t seq;
-        int dup;
-        if (jinbox_put(&r->inbox, &it->ev, it->reason, it->source, it->now, &seq, &dup, err,
+        int outcome;
+        if (jinbox_put(&r->inbox, &it->ev, it->reason, it->source, it->now, &seq, &outcome, err,
                        sizeof err)) {
             jinbox_rollback(&r->inbox);
             goto fail;
         }
-        it->now = dup ? -1 : seq; /* reused: the sequence number, or -1 */
+        if (outcome == JINBOX_DEAD && !it->reason)
+            it->reason = xstrdup(JINBOX_REUSED_REASON);
+        it->now = outcome == JINBOX_STORED ? seq : -1; /* reused: the sequence number, or -1 */
     }
     if (jinbox_commit(&r->inbox, err, sizeof err))
         goto fail;

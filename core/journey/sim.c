@@ -84,10 +84,10 @@ int journey_simulate(journey *j, const jengine_ops *ops, const char *events_path
         /* an event with no time happens when the one before it did */
         int bad = jevent_parse(line, (size_t)len, last_time, &ev, reason, sizeof reason);
         int64_t seq;
-        int dup;
-        rc = jinbox_put(&inbox, &ev, bad ? reason : NULL, events_path, last_time, &seq, &dup, err,
-                        errlen);
-        if (bad || dup || rc) {
+        int outcome;
+        rc = jinbox_put(&inbox, &ev, bad ? reason : NULL, events_path, last_time, &seq, &outcome,
+                        err, errlen);
+        if (bad || outcome != JINBOX_STORED || rc) {
             jevent_free(&ev);
             continue;
         }

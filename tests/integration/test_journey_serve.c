@@ -595,6 +595,102 @@ static void test_reload_same_dir_other_spelling(void **state)
     free(text);
 }
 
+/* Hostile events over the broker: a NUL byte then 8 MB (it used to crash
+ * serve: the copy stopped at the NUL and the full length was read), a
+ * lone surrogate, invalid UTF-8, an id reused with other content. Each is
+ * a dead letter with its reason; serve stays up and routes the next
+ * event; the same event sent again (spaced otherwise) stays a duplicate.
+ * What serve wrote is its own: data_dir 0700, the databases 0600. */
+static void test_hostile_events(void **state)
+{
+    write_config("false");
+    write_journey();
+    char db[1024], inbox[1024], path[1024], cmd[4096];
+    snprintf(db, sizeof db, "%s/var/state.db", dir);
+    snprintf(inbox, sizeof inbox, "%s/var/inbox.db", dir);
+    pid_t baton = start_baton();
+    wait_serving(baton);
+    nap_ms(300);
+
+    static const char head[] = "{\"id\": \"n1\", \"type\": \"order\", \"profile\": \"n\"}";
+    snprintf(path, sizeof path, "%s/nul.bin", dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fwrite(head, 1, sizeof head, f); /* its NUL too */
+    for (int i = 0; i < 8 * 1024; i++) {
+        char kb[1024];
+        memset(kb, 'A', sizeof kb);
+        fwrite(kb, 1, sizeof kb, f);
+    }
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t baton/events/in -f %s",
+             broker.port, path);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd,
+             "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t baton/events/in -m "
+             "'{\"id\": \"s1\", \"type\": \"order\", \"profile\": \"s\\ud800\"}'",
+             broker.port);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd,
+             "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t baton/events/in -m "
+             "\"$(printf '{\"id\": \"u1\", \"type\": \"order\", \"profile\": \"u\\377\"}')\"",
+             broker.port);
+    assert_int_equal(system(cmd), 0);
+    publish("r1", "a", "order");
+    snprintf(cmd, sizeof cmd,
+             "mosquitto_pub -h 127.0.0.1 -p %d -q 1 -t baton/events/in -m "
+             "'{\"id\":\"r1\",\"type\":\"order\",\"profile\":\"a\",\"data\":{\"total\":5}}'",
+             broker.port);
+    assert_int_equal(system(cmd), 0); /* the same event: a duplicate */
+    publish("r1", "a2", "order");     /* another under its id */
+    publish("g1", "g", "order");
+    assert_int_equal(
+        wait_for(db, "SELECT count(*) FROM journey_instances WHERE state = 'completed'", 2, 15000),
+        2);
+    assert_int_equal(wait_for(inbox, "SELECT count(*) FROM journey_dead_letters", 4, 10000), 4);
+    assert_true(running(baton));
+    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_dead_letters WHERE reason ="
+                                  " 'a NUL byte at offset 45' AND length(CAST(body AS BLOB)) ="
+                                  " 46 + 8 * 1024 * 1024"),
+                     1);
+    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_dead_letters WHERE reason LIKE"
+                                  " 'not JSON: %Unicode%D800%'"),
+                     1);
+    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_dead_letters WHERE reason ="
+                                  " 'not UTF-8: byte 0xff at offset 43'"),
+                     1);
+    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_dead_letters WHERE reason ="
+                                  " 'id reused with different content' AND body LIKE '%\"a2\"%'"),
+                     1);
+    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_inbox"), 2);
+    assert_int_equal(query(db, "SELECT count(*) FROM journey_instances WHERE profile = 'a'"), 1);
+
+    /* journey status shows them, bad bytes as U+FFFD, the 8 MB cut */
+    char *out = NULL, *err = NULL;
+    snprintf(cmd, sizeof cmd, "%s -c %s/baton.cfg journey status thanks --json",
+             getenv("BATON_BIN"), dir);
+    assert_int_equal(run_capture(cmd, &out, &err), 0);
+    assert_true(strlen(out) < 64 * 1024);
+    assert_non_null(strstr(out, "\"dead_letters\": 4"));
+    assert_non_null(strstr(out, "\"body_bytes\": 8388654"));
+    assert_non_null(strstr(out, "\\\"profile\\\": \\\"n\\\"}\xef\xbf\xbd"
+                                "AAAA"));
+    assert_non_null(strstr(out, "\\\"profile\\\": \\\"u\xef\xbf\xbd\\\"}"));
+    free(out);
+    free(err);
+
+    kill(baton, SIGTERM);
+    assert_int_equal(wait_exit(baton, 30000), 0);
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/var", dir);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    assert_int_equal(stat(db, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_int_equal(stat(inbox, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -604,6 +700,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reload_rollback_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_and_lock_while_serving, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_same_dir_other_spelling, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_events, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
