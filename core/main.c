@@ -1,7 +1,9 @@
 /* baton — campaign and journey orchestration. */
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "hostapi/hostapi.h"
@@ -27,6 +29,14 @@ int main(int argc, char **argv)
     /* before any other SQLite call: no global mutex around every SQLite
      * allocation for statistics nobody reads */
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    /* a peer that closes its socket (an SMTP server answering 421 and
+     * hanging up) is an error on that write, never the end of the
+     * process: every command, not serve alone */
+    signal(SIGPIPE, SIG_IGN);
+    /* what baton writes holds personal data: its own (data_dir 0700,
+     * state.db, inbox.db, exports 0600); a channel that shares files on
+     * purpose says so with a mode of its own (directmail's export_mode) */
+    umask(077);
     hostapi_install();
     cli_ctx ctx = {.config = app_default_config()};
     int i = 1;

@@ -23,13 +23,13 @@ int store_mkdirs(const char *path)
         if (*s != '/')
             continue;
         *s = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) {
             free(p);
             return -1;
         }
         *s = '/';
     }
-    int rc = mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
+    int rc = mkdir(p, 0700) != 0 && errno != EEXIST ? -1 : 0;
     free(p);
     return rc;
 }
