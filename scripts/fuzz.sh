@@ -38,7 +38,7 @@ for target in tests/fuzz/fuzz_*.c; do
     mkdir -p "$corpus" "$OUT/corpus/$name"
     echo "== $name: ${FUZZ_SECONDS}s"
     # new inputs go to build-fuzz/corpus (the tree's corpus stays small and reviewed)
-    if ! "$OUT/$name" -max_total_time="$FUZZ_SECONDS" -max_len=4096 -timeout=10 \
+    if ! "$OUT/$name" -max_total_time="$FUZZ_SECONDS" -max_len=1048576 -timeout=10 \
            -rss_limit_mb=2048 -artifact_prefix="$OUT/$name-" -print_final_stats=1 \
            "$OUT/corpus/$name" "$corpus" 2>"$OUT/$name.log"; then
         status=1

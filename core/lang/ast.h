@@ -74,6 +74,7 @@ typedef struct node {
     int fn;          /* fn_id or agg_id */
     int type;        /* static type: baton_type or EXPR_T_ANY */
     int line, col;   /* 1-based, within the expression text */
+    int height;      /* of the subtree: 1 for a leaf */
     int ref;         /* N_REF, N_AGG: slot */
     int level;       /* N_AGG: the level of its rows (the where's level) */
     baton_value lit; /* N_LIT; strings owned (NUL-terminated) */
@@ -144,6 +145,10 @@ void node_add_kid(node *n, node *kid);
 
 /* Row levels open while checking (aggregates, template #each). */
 #define EXPR_MAX_LEVEL 8
+/* Bounds on one expression's tree (the parser refuses more): its height
+ * (every stage after the parser recurses over it) and its node count. */
+#define EXPR_MAX_HEIGHT 500
+#define EXPR_MAX_NODES 100000
 typedef struct check_frame {
     const schema_entity *entity; /* the rows' entity */
     const expr_ref *rows;        /* the ROWS ref that provides them */

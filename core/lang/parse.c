@@ -13,6 +13,12 @@
 #include "base/timefmt.h"
 
 #define MAX_DEPTH 200
+/* The tree every later stage walks recursively (check, eval, SQL, free):
+ * an 'or' chain of N terms is N levels deep without a parenthesis, so
+ * its height is bounded apart; 500 also keeps the SQL it compiles to
+ * under SQLite's own limit (1000). */
+#define MAX_HEIGHT EXPR_MAX_HEIGHT
+#define MAX_NODES EXPR_MAX_NODES
 
 typedef enum tok_kind {
     T_EOF,
@@ -69,6 +75,7 @@ typedef struct parser {
     expr_errs *E;
     int failed;
     int depth;
+    size_t nodes;
 } parser;
 
 static const struct {
@@ -92,6 +99,21 @@ static void fail(parser *P, int line, int col, const char *fmt, ...)
     va_end(ap);
     expr_err(P->E, line, col, "%s", msg);
     free(msg);
+}
+
+/* Every kid the parser attaches goes through here: the tree's height and
+ * size stay bounded while it is built (a tree too deep to walk is never
+ * made, not even to be freed). */
+static void add_kid(parser *P, node *n, node *kid)
+{
+    node_add_kid(n, kid);
+    if (++P->nodes > MAX_NODES)
+        fail(P, n->line, n->col, "expression too long (more than %d terms)", MAX_NODES);
+    else if (n->height > MAX_HEIGHT)
+        fail(P, n->line, n->col,
+             "expression too deep (more than %d operators one inside another; a long chain of"
+             " 'or' comparing one field can be written 'field in [..]')",
+             MAX_HEIGHT);
 }
 
 static void advance_char(parser *P)
@@ -419,12 +441,12 @@ static node *parse_call(parser *P)
         return n;
     }
     for (;;) {
-        node_add_kid(n, parse_expr(P));
+        add_kid(P, n, parse_expr(P));
         if (P->failed)
             return n;
         if (agg && P->t.kind == T_WHERE) {
             next(P);
-            node_add_kid(n, parse_expr(P));
+            add_kid(P, n, parse_expr(P));
             n->fn = 1; /* has a where */
             if (P->failed)
                 return n;
@@ -525,18 +547,18 @@ static node *parse_unary(parser *P)
                  MAX_DEPTH);
             return n;
         }
-        node_add_kid(n, parse_unary(P));
+        add_kid(P, n, parse_unary(P));
         P->depth--;
         return n;
     }
     return parse_primary(P);
 }
 
-static node *binary(node_kind k, node *a, node *b, int line, int col)
+static node *binary(parser *P, node_kind k, node *a, node *b, int line, int col)
 {
     node *n = node_new(k, line, col);
-    node_add_kid(n, a);
-    node_add_kid(n, b);
+    add_kid(P, n, a);
+    add_kid(P, n, b);
     return n;
 }
 
@@ -547,7 +569,7 @@ static node *parse_mul(parser *P)
         node_kind k = P->t.kind == T_STAR ? N_MUL : P->t.kind == T_SLASH ? N_DIV : N_MOD;
         int line = P->t.line, col = P->t.col;
         next(P);
-        a = binary(k, a, parse_unary(P), line, col);
+        a = binary(P, k, a, parse_unary(P), line, col);
     }
     return a;
 }
@@ -559,7 +581,7 @@ static node *parse_add(parser *P)
         node_kind k = P->t.kind == T_PLUS ? N_ADD : N_SUB;
         int line = P->t.line, col = P->t.col;
         next(P);
-        a = binary(k, a, parse_mul(P), line, col);
+        a = binary(P, k, a, parse_mul(P), line, col);
     }
     return a;
 }
@@ -579,7 +601,7 @@ static node *parse_list(parser *P, node *n)
         return n;
     }
     for (;;) {
-        node_add_kid(n, parse_add(P));
+        add_kid(P, n, parse_add(P));
         if (P->failed)
             return n;
         if (P->t.kind == T_COMMA) {
@@ -615,7 +637,7 @@ static node *parse_member(parser *P)
         if (P->t.kind == T_IN) {
             next(P);
             node *n = node_new(N_IN, line, col);
-            node_add_kid(n, a);
+            add_kid(P, n, a);
             a = parse_list(P, n);
         } else if (P->t.kind == T_NOT && peek_in(P->p)) {
             /* only `not in` continues here; a bare `not` is a syntax error
@@ -623,7 +645,7 @@ static node *parse_member(parser *P)
             next(P);
             next(P);
             node *n = node_new(N_NOTIN, line, col);
-            node_add_kid(n, a);
+            add_kid(P, n, a);
             a = parse_list(P, n);
         } else if (P->t.kind == T_IS) {
             next(P);
@@ -639,7 +661,7 @@ static node *parse_member(parser *P)
             }
             next(P);
             node *n = node_new(k, line, col);
-            node_add_kid(n, a);
+            add_kid(P, n, a);
             a = n;
         } else {
             return a;
@@ -668,7 +690,7 @@ static node *parse_cmp(parser *P)
         return a;
     int line = P->t.line, col = P->t.col;
     next(P);
-    a = binary(k, a, parse_member(P), line, col);
+    a = binary(P, k, a, parse_member(P), line, col);
     if (!P->failed && cmp_kind(P->t.kind, &k))
         fail(P, P->t.line, P->t.col,
              "comparisons do not chain: write 'a < b and b < c' instead of 'a < b < c'");
@@ -685,7 +707,7 @@ static node *parse_not(parser *P)
                  MAX_DEPTH);
             return n;
         }
-        node_add_kid(n, parse_not(P));
+        add_kid(P, n, parse_not(P));
         P->depth--;
         return n;
     }
@@ -698,7 +720,7 @@ static node *parse_and(parser *P)
     while (!P->failed && P->t.kind == T_AND) {
         int line = P->t.line, col = P->t.col;
         next(P);
-        a = binary(N_AND, a, parse_not(P), line, col);
+        a = binary(P, N_AND, a, parse_not(P), line, col);
     }
     return a;
 }
@@ -714,7 +736,7 @@ static node *parse_expr(parser *P)
     while (!P->failed && P->t.kind == T_OR) {
         int line = P->t.line, col = P->t.col;
         next(P);
-        a = binary(N_OR, a, parse_and(P), line, col);
+        a = binary(P, N_OR, a, parse_and(P), line, col);
     }
     P->depth--;
     return a;
@@ -755,6 +777,7 @@ node *node_new(node_kind k, int line, int col)
     n->col = col;
     n->type = EXPR_T_ANY;
     n->ref = -1;
+    n->height = 1;
     return n;
 }
 
@@ -762,6 +785,8 @@ void node_add_kid(node *n, node *kid)
 {
     n->kids = xrealloc(n->kids, (n->nkids + 1) * sizeof *n->kids);
     n->kids[n->nkids++] = kid;
+    if (kid && kid->height >= n->height)
+        n->height = kid->height + 1;
 }
 
 void node_free(node *n)

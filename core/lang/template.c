@@ -50,7 +50,12 @@ typedef struct tparser {
     int line, col; /* of p */
     check_frame frames[EXPR_MAX_LEVEL + 1];
     int level;
+    int nest;    /* blocks open ({{#if}}, {{#each}}) */
+    int stopped; /* nested too deeply: nothing more is read */
 } tparser;
+
+/* Blocks one inside another: parsing and rendering recurse per block. */
+#define TEMPLATE_MAX_NEST 100
 
 static void terr(tparser *P, int line, int col, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -159,6 +164,7 @@ typedef struct open_tag {
 } open_tag;
 
 static int parse_block(tparser *P, block *b, const open_tag *open, int *ended_by_else);
+static int parse_block_in(tparser *P, block *b, const open_tag *open, int *ended_by_else);
 
 static void parse_each(tparser *P, block *b, const char *body, size_t len, int line, int col,
                        int tline, int tcol)
@@ -240,7 +246,28 @@ static void parse_each(tparser *P, block *b, const char *body, size_t len, int l
  * at the end of text, 1 at the closing tag. */
 static int parse_block(tparser *P, block *b, const open_tag *open, int *ended_by_else)
 {
+    if (P->stopped)
+        return 0;
+    if (open && P->nest >= TEMPLATE_MAX_NEST) {
+        /* one error, then nothing: the blocks still open are not closed
+         * either, and saying so for each would bury it */
+        terr(P, open->line, open->col,
+             "{{#%s}} nested too deeply (more than %d blocks one inside another)",
+             open->kind == I_IF ? "if" : "each", TEMPLATE_MAX_NEST);
+        P->stopped = 1;
+        return 0;
+    }
+    P->nest += open != NULL;
+    int rc = parse_block_in(P, b, open, ended_by_else);
+    P->nest -= open != NULL;
+    return P->stopped ? 0 : rc;
+}
+
+static int parse_block_in(tparser *P, block *b, const open_tag *open, int *ended_by_else)
+{
     for (;;) {
+        if (P->stopped)
+            return 0;
         const char *tag = strstr(P->p, "{{");
         size_t textlen = tag ? (size_t)(tag - P->p) : strlen(P->p);
         if (textlen) {

@@ -135,10 +135,56 @@ static void test_smtp_hangup_after_data(void **st)
     free(err);
 }
 
+/* baton check on a filter of 20,000 'or' terms and a text of 100,000
+ * nested {{#if}}: an error each (exit 2), not a stack overflow. */
+static void test_check_deep_files(void **st)
+{
+    enum { TERMS = 20000, IFS = 100000 };
+    char *text = malloc((size_t)TERMS * 24 + (size_t)IFS * 20 + 4096), *p = text;
+    p += sprintf(p, "campaign: { name = \"deep\"; activities = (\n"
+                    "  { id = \"a\"; type = \"build_audience\"; dimension = \"profiles\";\n"
+                    "    filter = \"tier == 'gold'");
+    for (int i = 1; i < TERMS; i++)
+        p += sprintf(p, " or tier == 'gold'");
+    sprintf(p, "\"; } ); };\n");
+    char *path = file_write(dir, "campaigns/deep.cfg", text);
+    char *out, *err;
+    int rc = baton(&out, &err, "check");
+    print_message("%.600s\n", err);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "deep.cfg:3: filter: 1:8980: expression too deep (more than 500 "
+                                "operators one inside another"));
+    free(out);
+    free(err);
+
+    p = text;
+    p += sprintf(p, "campaign: { name = \"deep\"; activities = (\n"
+                    "  { id = \"a\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+                    "  { id = \"m\"; type = \"send\"; channel = \"email\"; input = \"a\";"
+                    " subject = \"Hi\";\n    text = \"");
+    for (int i = 0; i < IFS; i++)
+        p += sprintf(p, "{{#if true}}");
+    p += sprintf(p, "x");
+    for (int i = 0; i < IFS; i++)
+        p += sprintf(p, "{{/if}}");
+    sprintf(p, "\"; } ); };\n");
+    free(file_write(NULL, path, text));
+    free(text);
+    rc = baton(&out, &err, "check");
+    print_message("%.600s\n", err);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, "deep.cfg:4: text: 1:1201: {{#if}} nested too deeply (more than "
+                                "100 blocks one inside another)"));
+    free(out);
+    free(err);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_smtp_hangup_after_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_deep_files, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

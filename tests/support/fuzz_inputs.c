@@ -141,8 +141,77 @@ void fuzz_schema_one(const uint8_t *data, size_t size)
     free(text);
 }
 
+/* Fragments the chain generator repeats: the shapes of input that are
+ * long rather than clever (chains of operators, nesting by parentheses,
+ * prefixes and blocks), which a byte-level fuzzer rarely builds past a
+ * few hundred. */
+static const char *const fragments[] = {
+    "",
+    "tier == 'a'",
+    " or ",
+    " and ",
+    "not ",
+    "(",
+    ")",
+    "-",
+    " + 1",
+    " * 2",
+    "score",
+    " in [1, 2]",
+    " is null",
+    "count(orders where amount > 1)",
+    "{{#if true}}",
+    "{{/if}}",
+    "{{ tier }}",
+    "{{#each orders}}",
+    "{{/each}}",
+    "{{else}}",
+    "lower(",
+    "coalesce(tier, ",
+    ", ",
+    "'x'",
+    "1",
+};
+
+char *fuzz_chain_text(const uint8_t *data, size_t size, size_t *len)
+{
+    /* each three bytes: two fragments and how many times the pair is
+     * repeated (0..255, times 128, plus one: up to 32,641); at most 4 MB */
+    buf b;
+    buf_init(&b);
+    size_t nf = sizeof fragments / sizeof fragments[0];
+    for (size_t i = 0; i + 2 < size && b.len < 4u << 20; i += 3) {
+        const char *f = fragments[data[i] % nf], *g = fragments[data[i + 1] % nf];
+        size_t reps = (size_t)data[i + 2] * 128 + 1;
+        for (size_t r = 0; r < reps && b.len < 4u << 20; r++) {
+            buf_adds(&b, f);
+            buf_adds(&b, g);
+        }
+    }
+    *len = b.len;
+    return buf_steal(&b);
+}
+
+void fuzz_chain_one(const uint8_t *data, size_t size)
+{
+    size_t len;
+    char *text = fuzz_chain_text(data, size, &len);
+    fuzz_expr_one((const uint8_t *)text, len);
+    /* as a template: the first byte picks the flags, as in its target */
+    char *t = malloc(len + 2);
+    t[0] = size ? (char)data[0] : 0;
+    memcpy(t + 1, text, len + 1);
+    fuzz_template_one((const uint8_t *)t, len + 1);
+    free(t);
+    free(text);
+}
+
 int fuzz_replay(const char *name, const uint8_t *data, size_t size)
 {
+    if (!strncmp(name, "chain-", 6)) {
+        fuzz_chain_one(data, size);
+        return 0;
+    }
     if (!strncmp(name, "expr-", 5))
         fuzz_expr_one(data, size);
     else if (!strncmp(name, "template-", 9))

@@ -11,7 +11,13 @@
 void fuzz_expr_one(const uint8_t *data, size_t size);
 void fuzz_template_one(const uint8_t *data, size_t size);
 void fuzz_schema_one(const uint8_t *data, size_t size);
-/* By a regression file's name prefix ("expr-", "template-", "schema-"):
+/* The structured generator for long input: data is read as triplets (two
+ * fragments, how many times the pair repeats) and the text they make (free it) is given
+ * to the expression and template compilers. */
+char *fuzz_chain_text(const uint8_t *data, size_t size, size_t *len);
+void fuzz_chain_one(const uint8_t *data, size_t size);
+/* By a regression file's name prefix ("expr-", "template-", "schema-",
+ * "chain-"):
  * 0, or -1 for a name no target owns. */
 int fuzz_replay(const char *name, const uint8_t *data, size_t size);
 

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lang/expr.h"
@@ -112,6 +113,34 @@ static void test_syntax(void **st)
     deep[1000] = '1';
     deep[1001] = '\0';
     assert_non_null(strstr(err_of(P, deep, 0), "nested too deeply"));
+    /* so is a chain too long to walk (no parenthesis: each 'or' is one
+     * level more for the checker, the evaluator, the SQL compiler) and a
+     * list too long to hold */
+    size_t cap = 20000 * 16 + 64;
+    char *chain = malloc(cap), *p = chain;
+    p += sprintf(p, "tier == 'a'");
+    for (int i = 1; i < 20000; i++)
+        p += sprintf(p, " or tier == 'a'");
+    const char *e = err_of(P, chain, 0);
+    assert_non_null(strstr(e, "expression too deep (more than 500 operators one inside another; a "
+                              "long chain of 'or' comparing one field can be written 'field in "
+                              "[..]')"));
+    assert_int_equal(strncmp(e, "1:", 2), 0);
+    free(chain);
+    char *list = malloc(110000 * 2 + 64);
+    p = list + sprintf(list, "score in [1");
+    for (int i = 1; i < 110000; i++)
+        p += sprintf(p, ",1");
+    sprintf(p, "]");
+    assert_non_null(strstr(err_of(P, list, 0), "expression too long (more than 100000 terms)"));
+    free(list);
+    /* a long chain of a real file's size is still fine */
+    chain = malloc(200 * 16 + 64);
+    p = chain + sprintf(chain, "tier == 'a'");
+    for (int i = 1; i < 200; i++)
+        p += sprintf(p, " or tier == 'a'");
+    assert_string_equal(err_of(P, chain, 0), "ok");
+    free(chain);
 }
 
 static void test_names(void **st)

@@ -34,7 +34,7 @@ static size_t replay_dir(const char *dir, const char *force_prefix)
         char name[512];
         snprintf(name, sizeof name, "%s%s", force_prefix ? force_prefix : "", de->d_name);
         if (fuzz_replay(name, (const uint8_t *)data, len) != 0)
-            fail_msg("%s: name it <target>-<what> (expr-, template-, schema-)", path);
+            fail_msg("%s: name it <target>-<what> (expr-, template-, schema-, chain-)", path);
         free(data);
         n++;
     }

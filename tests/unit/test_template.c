@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "support/expr_fixture.h"
@@ -146,6 +147,25 @@ static void test_errors(void **st)
     assert_string_equal(render("{{@index}}", 0), "compile:1:1: {{@index}} outside {{#each}}");
     assert_string_equal(render("{{#each orders limit 0}}{{/each}}", 0),
                         "compile:1:22: limit takes a number of rows from 1 to 100000");
+    /* blocks nested past any real template: one error, no stack overflow */
+    enum { DEEP = 100000 };
+    char *deep = malloc(DEEP * 20 + 16), *p = deep;
+    for (int i = 0; i < DEEP; i++)
+        p += sprintf(p, "{{#if true}}");
+    p += sprintf(p, "x");
+    for (int i = 0; i < DEEP; i++)
+        p += sprintf(p, "{{/if}}");
+    assert_string_equal(render(deep, 0), "compile:1:1201: {{#if}} nested too deeply (more than "
+                                         "100 blocks one inside another)");
+    /* 100 levels are fine */
+    p = deep;
+    for (int i = 0; i < 100; i++)
+        p += sprintf(p, "{{#if true}}");
+    p += sprintf(p, "x");
+    for (int i = 0; i < 100; i++)
+        p += sprintf(p, "{{/if}}");
+    assert_string_equal(render(deep, 0), "x");
+    free(deep);
     /* every error is reported, through diag, with the origin */
     diag d;
     diag_init(&d);
