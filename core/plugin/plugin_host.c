@@ -231,6 +231,73 @@ static const char *missing_callback(const baton_plugin *d)
     return NULL;
 }
 
+/* The folder part of path ("." when it has none), in out. */
+static void dir_of(const char *path, char *out, size_t outlen)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(out, outlen, ".");
+    else if (slash == path)
+        snprintf(out, outlen, "/");
+    else
+        snprintf(out, outlen, "%.*s", (int)(slash - path), path);
+}
+
+static int world_writable(const char *path, const char *what, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        snprintf(err, errlen, "%s: cannot check the %s: %s", path, what, strerror(errno));
+        return 1;
+    }
+    if (!(st.st_mode & S_IWOTH))
+        return 0;
+    snprintf(err, errlen,
+             "%s: the %s is world-writable (mode %04o): anyone on this machine could put their"
+             " own code in baton; refusing to load it (chmod o-w)",
+             path, what, (unsigned)(st.st_mode & 07777));
+    return 1;
+}
+
+/* Loading a plugin runs its code as baton: refuse a file anyone could
+ * have replaced (world-writable, or in a world-writable folder) and a
+ * symlink that leads out of the plugin path (a link to a library in its
+ * own folder, libx.so -> libx.so.1, is fine). */
+int plugin_file_safe(const plugin_registry *reg, const char *path, char *err, size_t errlen)
+{
+    char real[PATH_MAX], dir[PATH_MAX];
+    struct stat lst;
+    if (lstat(path, &lst) != 0 || !realpath(path, real)) {
+        snprintf(err, errlen, "%s: cannot open plugin: %s", path, strerror(errno));
+        return -1;
+    }
+    if (S_ISLNK(lst.st_mode)) {
+        char linkdir[PATH_MAX], realdir[PATH_MAX], target[PATH_MAX];
+        dir_of(path, linkdir, sizeof linkdir);
+        dir_of(real, target, sizeof target);
+        int inside = realpath(linkdir, realdir) && strcmp(realdir, target) == 0;
+        for (size_t i = 0; !inside && i < reg->npath; i++)
+            inside = realpath(reg->path[i], realdir) && strcmp(realdir, target) == 0;
+        if (!inside) {
+            snprintf(err, errlen,
+                     "%s: a symlink to %s, which is not in the plugin path; refusing to load it"
+                     " (put the file itself in a plugin_path folder)",
+                     path, real);
+            return -1;
+        }
+    }
+    dir_of(real, dir, sizeof dir);
+    if (world_writable(real, "plugin file", err, errlen) ||
+        world_writable(dir, "plugin's folder", err, errlen))
+        return -1;
+    if (strcmp(real, path) != 0) { /* the folder it was found in, too */
+        dir_of(path, dir, sizeof dir);
+        if (world_writable(dir, "plugin's folder", err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
 static int resolve(const plugin_registry *reg, const char *name, char *path, size_t pathlen,
                    char *err, size_t errlen)
 {
@@ -282,7 +349,7 @@ found:
         snprintf(err, errlen, "%s: not a regular file; refusing to load it", path);
         return -1;
     }
-    return 0;
+    return plugin_file_safe(reg, path, err, errlen);
 }
 
 static char *base_name(const char *path)

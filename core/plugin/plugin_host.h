@@ -113,6 +113,10 @@ int plugin_abi_check(unsigned major, unsigned minor, char *err, size_t errlen);
 plugin *plugin_load(plugin_registry *reg, const char *name, char *err, size_t errlen);
 /* Unload every plugin whose instances are all stopped and destroyed. */
 void plugin_registry_free(plugin_registry *reg);
+/* 0 when the plugin file at path may be loaded; else -1 and why in err:
+ * the file or its folder is world-writable, or path is a symlink to a
+ * file outside the plugin path (and outside the link's own folder). */
+int plugin_file_safe(const plugin_registry *reg, const char *path, char *err, size_t errlen);
 /* Every <name>.so found on the path, first folder winning; calls fn with
  * the name. */
 void plugin_registry_scan(const plugin_registry *reg,

@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/buf.h"
 #include "hostapi/hostapi.h"
@@ -358,6 +359,62 @@ static void test_failing_init_message(void **st)
     diag_free(&d);
 }
 
+/* Code anyone could have replaced is not loaded: a world-writable file or
+ * folder, a symlink out of the plugin path. */
+static void test_unsafe_files(void **st)
+{
+    char *dir = tmpdir_make("loader");
+    char *a = NULL, *so = NULL, *link = NULL, *same = NULL, *cmd = NULL;
+    assert_true(asprintf(&a, "%s/a", dir) > 0);
+    assert_true(asprintf(&so, "%s/fx_channel.so", a) > 0);
+    assert_true(asprintf(&link, "%s/fx_action.so", a) > 0);
+    assert_true(asprintf(&same, "%s/fx_same.so", a) > 0);
+    assert_int_equal(mkdir(a, 0755), 0);
+    assert_true(asprintf(&cmd, "cp %s/fx_channel.so %s", fixtures, so) > 0);
+    assert_int_equal(system(cmd), 0);
+    plugin_registry r = {.path = &a, .npath = 1};
+    char err[1024], want[1200];
+
+    assert_int_equal(chmod(so, 0666), 0);
+    assert_null(plugin_load(&r, "fx_channel", err, sizeof err));
+    snprintf(want, sizeof want,
+             "%s: the plugin file is world-writable (mode 0666): anyone on this machine could "
+             "put their own code in baton; refusing to load it (chmod o-w)",
+             so);
+    assert_string_equal(err, want);
+    assert_int_equal(chmod(so, 0644), 0);
+    assert_int_equal(chmod(a, 0777), 0);
+    assert_null(plugin_load(&r, "fx_channel", err, sizeof err));
+    snprintf(want, sizeof want, "%s: the plugin's folder is world-writable (mode 0777)", a);
+    assert_non_null(strstr(err, want));
+    assert_int_equal(chmod(a, 0755), 0);
+
+    /* a link out of the plugin path; one inside its own folder is fine */
+    char target[1200];
+    snprintf(target, sizeof target, "%s/fx_action.so", fixtures);
+    assert_int_equal(symlink(target, link), 0);
+    assert_null(plugin_load(&r, "fx_action", err, sizeof err));
+    char real[4096];
+    assert_non_null(realpath(target, real));
+    snprintf(want, sizeof want,
+             "%s: a symlink to %s, which is not in the plugin path; refusing to load it (put the "
+             "file itself in a plugin_path folder)",
+             link, real);
+    assert_string_equal(err, want);
+    assert_int_equal(symlink("fx_channel.so", same), 0);
+    assert_int_equal(plugin_file_safe(&r, same, err, sizeof err), 0);
+
+    assert_non_null(plugin_load(&r, "fx_channel", err, sizeof err));
+    plugin_registry_free(&r);
+    free(cmd);
+    free(same);
+    free(link);
+    free(so);
+    free(a);
+    tmpdir_remove(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_not_found_suggests),
         cmocka_unit_test(test_not_a_regular_file),
+        cmocka_unit_test(test_unsafe_files),
         cmocka_unit_test(test_old_minor_still_loads_and_runs),
         cmocka_unit_test(test_lifecycle_never_unloads_running),
         cmocka_unit_test(test_failing_init_message),
