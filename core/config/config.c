@@ -68,8 +68,10 @@ static void substitute_env(config_setting_t *s, diag *d)
         const char *name = open + 6;
         const char *close = strchr(name, '}');
         if (!close) {
+            char shown[64];
             diag_error(d, config_setting_source_file(s), (int)config_setting_source_line(s),
-                       "unterminated ${env:...} in \"%s\"", v);
+                       "unterminated ${env:...} in %s (write \"${env:NAME}\")",
+                       keymap_shown(v, shown, sizeof shown));
             bad = 1;
             break;
         }
@@ -279,8 +281,9 @@ static void load_caps(conf *c, config_setting_t *g, diag *d)
             const char *ch = keymap_get(&vals, "channel")->s;
             int ok = 1;
             if (keymap_get(&vals, "per")->i < 1000) {
-                diag_error(d, file, eline, "%s: per = \"%s\" is shorter than a second", where,
-                           keymap_get(&vals, "per")->s);
+                char shown[64];
+                diag_error(d, file, eline, "%s: per = %s is shorter than a second", where,
+                           keymap_shown(keymap_get(&vals, "per")->s, shown, sizeof shown));
                 ok = 0;
             }
             if (strcmp(ch, "*") != 0 && !conf_find(c, "channels", ch)) {
@@ -316,15 +319,15 @@ static void load_caps(conf *c, config_setting_t *g, diag *d)
         keymap_values vals = {0};
         if (keymap_validate(q, "caps.quiet_hours", maps, 1, NULL, c->dir, &vals, d) == 0) {
             int line = (int)config_setting_source_line(q);
+            char shown[64];
             if (hhmm(keymap_get(&vals, "from")->s, &c->quiet_from_min))
-                diag_error(
-                    d, file, line,
-                    "caps.quiet_hours: from = \"%s\" is not a time of day; expected \"HH:MM\"",
-                    keymap_get(&vals, "from")->s);
+                diag_error(d, file, line,
+                           "caps.quiet_hours: from = %s is not a time of day; expected \"HH:MM\"",
+                           keymap_shown(keymap_get(&vals, "from")->s, shown, sizeof shown));
             else if (hhmm(keymap_get(&vals, "to")->s, &c->quiet_to_min))
                 diag_error(d, file, line,
-                           "caps.quiet_hours: to = \"%s\" is not a time of day; expected \"HH:MM\"",
-                           keymap_get(&vals, "to")->s);
+                           "caps.quiet_hours: to = %s is not a time of day; expected \"HH:MM\"",
+                           keymap_shown(keymap_get(&vals, "to")->s, shown, sizeof shown));
             else {
                 const char *tz = keymap_get(&vals, "timezone")->s;
                 char err[256];

@@ -184,6 +184,21 @@ static int check_range(const baton_config_key *k, double v, const char *file, in
     return -1;
 }
 
+const char *keymap_shown(const char *value, char *out, size_t outlen)
+{
+    size_t chars = 0;
+    int plain = 1;
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        chars += (*p & 0xc0) != 0x80;
+        plain &= *p >= 0x20 && *p != 0x7f;
+    }
+    if (chars <= KEYMAP_SHOWN_MAX && plain)
+        snprintf(out, outlen, "\"%s\"", value);
+    else
+        snprintf(out, outlen, "(a value of %zu characters, not shown)", chars);
+    return out;
+}
+
 static void read_value(const config_setting_t *s, const baton_config_key *k, keymap_value *val,
                        const char *file, const char *where, const char *dir, diag *d)
 {
@@ -251,19 +266,19 @@ static void read_value(const config_setting_t *s, const baton_config_key *k, key
         if (k->type == BATON_CFG_DURATION) {
             free(val->s);
             val->s = xstrdup(str);
+            keymap_shown(str, shown, sizeof shown);
             if (duration_parse_ms(str, &val->i)) {
-                diag_error(d, file, line, "%s: %s = \"%s\" is not a duration; expected %s", where,
-                           k->name, str, expected(k));
+                diag_error(d, file, line, "%s: %s = %s is not a duration; expected %s", where,
+                           k->name, shown, expected(k));
                 break;
             }
-            snprintf(shown, sizeof shown, "\"%s\"", str);
             check_range(k, (double)val->i / 1000.0, file, line, where, d, shown);
         } else if (k->type == BATON_CFG_ENUM && !in_choices(k, str)) {
             buf c;
             buf_init(&c);
             choices_text(k, &c);
-            diag_error(d, file, line, "%s: %s = \"%s\" is not one of: %s", where, k->name, str,
-                       c.data ? c.data : "");
+            diag_error(d, file, line, "%s: %s = %s is not one of: %s", where, k->name,
+                       keymap_shown(str, shown, sizeof shown), c.data ? c.data : "");
             buf_free(&c);
         } else if (k->type == BATON_CFG_PATH) {
             free(val->s);

@@ -47,6 +47,11 @@ const char *keymap_type_name(baton_cfg_type t);
 /* The keys as `plugins --describe` prints them, as JSON: [{"name", "type",
  * "required", "default"?, "min"?, "max"?, "choices"?, "help"?}]. */
 json_t *keymap_describe_json(const baton_config_key *keys);
+/* A value as an error message may show it: quoted when it has at most
+ * KEYMAP_SHOWN_MAX characters, else only its length (a secret put under
+ * the wrong key is never echoed). Writes into out; returns out. */
+#define KEYMAP_SHOWN_MAX 8
+const char *keymap_shown(const char *value, char *out, size_t outlen);
 
 /* Resolve a relative path against dir (absolute paths are kept).
  * Returns a new string. */

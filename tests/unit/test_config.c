@@ -294,6 +294,29 @@ static void test_plugin_settings_all_errors(void **st)
     free(cfg);
 }
 
+/* A secret under the wrong key is never echoed: a value of more than a
+ * few characters is shown by its length only. */
+static void test_values_not_echoed(void **st)
+{
+    setenv("BATON_TEST_SECRET", "S3cr3t-Pa55", 1);
+    char *cfg = with_fixtures("actions: {\n"
+                              "  a: { plugin = \"fx_action\"; url = \"u\";\n"
+                              "       mode = \"S3cr3t-Pa55\";\n"
+                              "       every = \"${env:BATON_TEST_SECRET}\"; };\n"
+                              "};\n"
+                              "caps: { quiet_hours = { from = \"hunter2hunter2\"; to = \"08:00\"; "
+                              "timezone = \"UTC\"; }; };\n");
+    expect(cfg, APP_PLUGINS,
+           "DIR/baton.cfg:7: caps.quiet_hours: from = (a value of 14 characters, not shown) is "
+           "not a time of day; expected \"HH:MM\"\n"
+           "DIR/baton.cfg:4: actions.a: mode = (a value of 11 characters, not shown) is not one "
+           "of: fast, safe\n"
+           "DIR/baton.cfg:5: actions.a: every = (a value of 11 characters, not shown) is not a "
+           "duration; expected a duration such as \"90s\", \"15m\", \"12h\", \"7d\"\n");
+    free(cfg);
+    unsetenv("BATON_TEST_SECRET");
+}
+
 static void test_plugin_load_errors_in_config(void **st)
 {
     char *cfg = with_fixtures("channels: {\n"
@@ -457,6 +480,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_empty_paths_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_caps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_settings_all_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_values_not_echoed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_load_errors_in_config, setup, teardown),
         cmocka_unit_test_setup_teardown(test_defaults_paths_and_init, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plugin_by_relative_path, setup, teardown),
