@@ -373,7 +373,7 @@ static void test_unsafe_files(void **st)
     assert_true(asprintf(&cmd, "cp %s/fx_channel.so %s", fixtures, so) > 0);
     assert_int_equal(system(cmd), 0);
     plugin_registry r = {.path = &a, .npath = 1};
-    char err[1024], want[1200];
+    char err[1024], want[8192];
 
     assert_int_equal(chmod(so, 0666), 0);
     assert_null(plugin_load(&r, "fx_channel", err, sizeof err));
