@@ -304,9 +304,11 @@ static void test_events(void **state)
                      202);
     assert_int_equal(json_integer_value(json_object_get(o, "accepted")), 1);
     json_decref(o);
-    /* an array: a duplicate, a new one, one dead-lettered with its reason */
+    /* an array: a duplicate (the same event again: the same id with other
+     * content is a dead letter), a new one, one dead-lettered with its reason */
     assert_int_equal(curl_json("POST", "/v1/events", INGEST,
-                               "[{\"id\": \"h1\", \"type\": \"order\", \"profile\": \"p1\"},"
+                               "[{\"id\": \"h1\", \"type\": \"order\", \"profile\": \"p1\","
+                               " \"data\": {\"total\": 12}},"
                                " {\"id\": \"h2\", \"type\": \"order\", \"profile\": \"p2\"},"
                                " {\"id\": \"h3\", \"profile\": \"p3\"}]",
                                &o),
