@@ -256,8 +256,7 @@ static int send_check(void *state, baton_activity_ctx *x)
             text = xstrdup(config_setting_get_string(m));
         }
         expr_origin o = {tfile, tline, name};
-        template *t =
-            template_compile(text, sc, &o, strcmp(part, "html") == 0 ? TEMPLATE_HTML : 0, e->d);
+        template *t = template_compile(text, sc, &o, template_part_escape(part), e->d);
         free(text);
         if (t) {
             collect_refs(p, t);

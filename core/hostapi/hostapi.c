@@ -254,6 +254,7 @@ static const baton_host host_api = {
     .json_string = h_json_string,
     .base64 = h_base64,
     .config_enum = h_config_enum,
+    .template_compile_as = host_template_compile_as,
 };
 
 const baton_host *plugin_host_api(void)

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "base/buf.h"
+#include "base/log.h"
 #include "lang/expr.h"
 #include "base/mem.h"
 #include "lang/template.h"
@@ -142,6 +143,13 @@ void host_expr_free(baton_expr *be)
 baton_template *host_template_compile(baton_instance *inst, const char *text, int html, char *err,
                                       size_t errlen)
 {
+    return host_template_compile_as(inst, text, html ? BATON_ESCAPE_HTML : BATON_ESCAPE_TEXT, err,
+                                    errlen);
+}
+
+baton_template *host_template_compile_as(baton_instance *inst, const char *text, int escape,
+                                         char *err, size_t errlen)
+{
     char dummy[1];
     if (!err || !errlen) {
         err = dummy;
@@ -152,11 +160,20 @@ baton_template *host_template_compile(baton_instance *inst, const char *text, in
         return NULL;
     }
     expr_scope *sc = scope_for(inst, NULL, err, errlen);
-    template *t = template_compile_msg(text, sc, html ? TEMPLATE_HTML : 0, err, errlen);
+    if (escape < BATON_ESCAPE_TEXT || escape > BATON_ESCAPE_TOPIC) {
+        snprintf(err, errlen, "unknown escaping context %d", escape);
+        expr_scope_free(sc);
+        return NULL;
+    }
+    /* the SDK's baton_escape and the template's contexts are one list */
+    template *t = template_compile_msg(text, sc, (unsigned)escape, err, errlen);
     if (!t) {
         expr_scope_free(sc);
         return NULL;
     }
+    if (template_warning(t))
+        log_msg(BATON_LOG_WARN, inst ? inst->who : "template", "%s%s%s", inst ? inst->where : "",
+                inst ? ": " : "", template_warning(t));
     baton_template *bt = xcalloc(1, sizeof *bt);
     bt->t = t;
     bt->sc = sc;

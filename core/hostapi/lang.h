@@ -27,6 +27,8 @@ int host_expr_eval(const baton_expr *e, const baton_record *r, baton_value *out,
 void host_expr_free(baton_expr *e);
 baton_template *host_template_compile(baton_instance *inst, const char *text, int html, char *err,
                                       size_t errlen);
+baton_template *host_template_compile_as(baton_instance *inst, const char *text, int escape,
+                                         char *err, size_t errlen);
 int host_template_render(const baton_template *t, const baton_record *r, baton_buf *out);
 void host_template_free(baton_template *t);
 

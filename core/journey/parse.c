@@ -12,6 +12,7 @@
 #include "plugin/app.h"
 #include "base/buf.h"
 #include "config/keymap.h"
+#include "lang/template.h"
 #include "scope/cond.h"
 #include "journey/journey.h"
 #include "base/mem.h"
@@ -251,8 +252,8 @@ static void parse_send(pctx *p, const config_setting_t *g, jnode *n, const char 
         } else {
             value = xstrdup(config_setting_get_string(s));
         }
-        void *t = jtemplate_compile(value, !strcmp(part, "html"), p->cc, p->file, line_of(s), where,
-                                    name, p->d);
+        void *t = jtemplate_compile(value, template_part_escape(part), p->cc, p->file, line_of(s),
+                                    where, name, p->d);
         n->parts = xrealloc(n->parts, (n->nparts + 1) * sizeof *n->parts);
         n->parts[n->nparts++] = (jpart){part, value, t};
     }

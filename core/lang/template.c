@@ -4,12 +4,14 @@
 #include "lang/template.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lang/ast.h"
+#include "base/escape.h"
 #include "base/mem.h"
 
 typedef enum item_kind { I_TEXT = 1, I_VALUE, I_IF, I_EACH, I_INDEX } item_kind;
@@ -23,6 +25,7 @@ typedef struct item {
     item_kind kind;
     size_t off, len;      /* I_TEXT: bytes of the template text */
     int raw;              /* I_VALUE: never escape */
+    int esc;              /* I_VALUE: how its value is escaped (V_*) */
     expr *e;              /* I_VALUE value, I_IF condition, I_EACH count(rows) */
     const expr_ref *rows; /* I_EACH */
     size_t limit;         /* I_EACH */
@@ -38,6 +41,7 @@ struct template
     const expr **exprs; /* every expression, in order */
     size_t nexprs;
     int max_depth;
+    char *warning; /* the first warning, "line:col: message" */
 };
 
 /* --- compiling ----------------------------------------------------------- */
@@ -50,9 +54,76 @@ typedef struct tparser {
     int line, col; /* of p */
     check_frame frames[EXPR_MAX_LEVEL + 1];
     int level;
-    int nest;    /* blocks open ({{#if}}, {{#each}}) */
-    int stopped; /* nested too deeply: nothing more is read */
+    int nest; /* blocks open ({{#if}}, {{#each}}) */
+    /* where the literal text so far leaves the next value */
+    int in_string, backslash; /* TEMPLATE_JSON: inside a string literal */
+    int in_angle;             /* TEMPLATE_URL_LIST: inside <..> */
+    int stopped;              /* nested too deeply: nothing more is read */
 } tparser;
+
+/* How one value is escaped, by its context and place. */
+enum {
+    V_NONE,
+    V_HTML,
+    V_HEADER,
+    V_HEADER_LIST, /* a URL list header, outside <..> */
+    V_URL,
+    V_JSON_IN,  /* inside a JSON string */
+    V_JSON_OUT, /* where a JSON value goes */
+    V_FORM,
+    V_TOPIC,
+};
+
+static const char *const context_names[] = {
+    "text",  "HTML",        "a header",    "a header of URLs",
+    "a URL", "a JSON body", "a form body", "an MQTT topic"};
+
+unsigned template_part_escape(const char *part)
+{
+    if (!strcmp(part, "html"))
+        return TEMPLATE_HTML;
+    if (!strcmp(part, "subject"))
+        return TEMPLATE_HEADER;
+    if (!strcmp(part, "list_unsubscribe"))
+        return TEMPLATE_URL_LIST;
+    return TEMPLATE_TEXT;
+}
+
+/* The literal text s[0..n) moves the lexical state the next value sees. */
+static void follow_text(tparser *P, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (P->in_string) {
+            if (P->backslash)
+                P->backslash = 0;
+            else if (c == '\\')
+                P->backslash = 1;
+            else if (c == '"')
+                P->in_string = 0;
+        } else if (c == '"') {
+            P->in_string = 1;
+        }
+        if (c == '<')
+            P->in_angle = 1;
+        else if (c == '>')
+            P->in_angle = 0;
+    }
+}
+
+static int value_escape(const tparser *P)
+{
+    switch (P->t->flags & TEMPLATE_ESCAPE_MASK) {
+    case TEMPLATE_HTML: return V_HTML;
+    case TEMPLATE_HEADER: return V_HEADER;
+    case TEMPLATE_URL_LIST: return P->in_angle ? V_URL : V_HEADER_LIST;
+    case TEMPLATE_URL: return V_URL;
+    case TEMPLATE_JSON: return P->in_string ? V_JSON_IN : V_JSON_OUT;
+    case TEMPLATE_FORM: return V_FORM;
+    case TEMPLATE_TOPIC: return V_TOPIC;
+    default: return V_NONE;
+    }
+}
 
 /* Blocks one inside another: parsing and rendering recurse per block. */
 #define TEMPLATE_MAX_NEST 100
@@ -69,6 +140,26 @@ static void terr(tparser *P, int line, int col, const char *fmt, ...)
     P->E->line0 = 0; /* positions here are already the template's */
     expr_err(P->E, line, col, "%s", msg);
     P->E->line0 = l0;
+    free(msg);
+}
+
+static void twarn(tparser *P, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void twarn(tparser *P, int line, int col, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = xvasprintf(fmt, ap);
+    va_end(ap);
+    if (!P->t->warning)
+        P->t->warning = xasprintf("%d:%d: %s", line, col, msg);
+    if (P->E->d) {
+        const expr_origin *o = P->E->o;
+        if (o && o->setting)
+            diag_warn(P->E->d, o->file, o->line, "%s: %d:%d: %s", o->setting, line, col, msg);
+        else
+            diag_warn(P->E->d, o ? o->file : NULL, o ? o->line : 0, "%d:%d: %s", line, col, msg);
+    }
     free(msg);
 }
 
@@ -274,6 +365,7 @@ static int parse_block_in(tparser *P, block *b, const open_tag *open, int *ended
             item *it = add_item(b, I_TEXT);
             it->off = (size_t)(P->p - P->t->text);
             it->len = textlen;
+            follow_text(P, P->p, textlen);
             advance(P, textlen);
         }
         if (!tag) {
@@ -311,6 +403,12 @@ static int parse_block_in(tparser *P, block *b, const open_tag *open, int *ended
                 item *it = add_item(b, I_VALUE);
                 it->e = e;
                 it->raw = 1;
+                unsigned ctx = P->t->flags & TEMPLATE_ESCAPE_MASK;
+                if (ctx > TEMPLATE_HTML)
+                    twarn(P, tline, tcol,
+                          "{{{ }}} is not escaped: in %s a value could change what is sent"
+                          " (write {{ }} unless the value is trusted)",
+                          context_names[ctx]);
             }
         } else if (len && s[0] == '!') {
             /* comment */
@@ -403,6 +501,7 @@ static int parse_block_in(tparser *P, block *b, const open_tag *open, int *ended
             free(text);
             item *it = add_item(b, I_VALUE);
             it->e = e;
+            it->esc = value_escape(P);
         }
         advance(P, (size_t)(after - P->p));
     }
@@ -459,6 +558,7 @@ void template_free(template *t)
     if (!t)
         return;
     block_free(&t->top);
+    free(t->warning);
     free(t->exprs);
     free(t->text);
     free(t);
@@ -471,6 +571,11 @@ size_t template_expr_count(const template *t)
 const expr *template_expr_at(const template *t, size_t i)
 {
     return i < t->nexprs ? t->exprs[i] : NULL;
+}
+
+const char *template_warning(const template *t)
+{
+    return t->warning;
 }
 
 int template_is_static(const template *t)
@@ -511,6 +616,58 @@ static void add_escaped(buf *out, const char *s, size_t len)
     buf_add(out, s + start, len - start);
 }
 
+static void add_value(rctx *c, const item *it, const baton_value *v)
+{
+    if (it->raw || it->esc == V_NONE || (it->esc == V_HTML && v->type != BATON_T_STRING)) {
+        /* numbers, dates, bools hold nothing HTML would read */
+        if (v->type == BATON_T_STRING)
+            buf_add(c->out, v->v.s.ptr, v->v.s.len);
+        else
+            expr_value_format(v, c->out);
+        return;
+    }
+    if (it->esc == V_JSON_OUT) {
+        /* a JSON value: numbers and bools as they are, NULL as null */
+        switch (v->type) {
+        case BATON_T_NULL: buf_adds(c->out, "null"); return;
+        case BATON_T_BOOL:
+        case BATON_T_INT: expr_value_format(v, c->out); return;
+        case BATON_T_FLOAT:
+            if (isfinite(v->v.f)) {
+                expr_value_format(v, c->out);
+                return;
+            }
+            buf_adds(c->out, "null");
+            return;
+        default: break;
+        }
+    }
+    const char *s;
+    size_t n;
+    buf tmp;
+    buf_init(&tmp);
+    if (v->type == BATON_T_STRING) {
+        s = v->v.s.ptr;
+        n = v->v.s.len;
+    } else {
+        expr_value_format(v, &tmp);
+        s = tmp.data ? tmp.data : "";
+        n = tmp.len;
+    }
+    switch (it->esc) {
+    case V_HTML: add_escaped(c->out, s, n); break;
+    case V_HEADER: esc_header(c->out, s, n, 0); break;
+    case V_HEADER_LIST: esc_header(c->out, s, n, 1); break;
+    case V_URL: esc_url(c->out, s, n); break;
+    case V_JSON_IN: esc_json_inner(c->out, s, n); break;
+    case V_JSON_OUT: buf_add_json_string(c->out, s, n); break;
+    case V_FORM: esc_form(c->out, s, n); break;
+    case V_TOPIC: esc_topic(c->out, s, n); break;
+    default: buf_add(c->out, s, n); break;
+    }
+    buf_free(&tmp);
+}
+
 static int render_block(rctx *c, const block *b, int depth)
 {
     for (size_t i = 0; i < b->n; i++) {
@@ -522,15 +679,7 @@ static int render_block(rctx *c, const block *b, int depth)
         case I_VALUE:
             if (expr_eval_at(it->e, c->env, c->arena, c->rows, depth, &v, c->err, c->errlen))
                 return -1;
-            if (v.type == BATON_T_STRING) {
-                if ((c->t->flags & TEMPLATE_HTML) && !it->raw)
-                    add_escaped(c->out, v.v.s.ptr, v.v.s.len);
-                else
-                    buf_add(c->out, v.v.s.ptr, v.v.s.len);
-            } else {
-                /* numbers, dates, bools hold nothing HTML would read */
-                expr_value_format(&v, c->out);
-            }
+            add_value(c, it, &v);
             expr_arena_reset(c->arena);
             break;
         case I_IF:

@@ -5,6 +5,7 @@
  *                           (docs/expressions.md), HTML-escaped (& < > " ') in an
  *                           HTML template, raw in text; NULL renders as
  *                           nothing; formatting as expr_value_format
+ *                           (each context escapes as its TEMPLATE_* says)
  *   {{{ expr }}}            the value, never escaped (HTML you trust)
  *   {{#if expr}} a {{else}} b {{/if}}
  *                           a when expr is true, else b (NULL is not
@@ -41,9 +42,26 @@ typedef struct template template;
 
 #define TEMPLATE_EACH_LIMIT 100
 
+/* Where the rendered text goes, and so how each {{ }} value is escaped
+ * (the flags' low 3 bits; TEMPLATE_HTML keeps its value). {{{ }}} is
+ * never escaped; a warning says where it is used in a context other than
+ * text or HTML. The same values as the SDK's baton_escape. */
 enum {
-    TEMPLATE_HTML = 1, /* escape {{ }} values for HTML */
+    TEMPLATE_TEXT = 0,     /* as is */
+    TEMPLATE_HTML = 1,     /* & < > " ' as entities */
+    TEMPLATE_HEADER = 2,   /* a header's text: CR, LF and control bytes dropped */
+    TEMPLATE_URL_LIST = 3, /* a header of <URL>s (List-Unsubscribe): inside <..>
+                            percent-encoded, outside '<' '>' ',' CR LF dropped */
+    TEMPLATE_URL = 4,      /* a URL: percent-encoded (RFC 3986 unreserved kept) */
+    TEMPLATE_JSON = 5,     /* a JSON text: inside a string escaped as JSON, outside
+                              one a JSON value (a string quoted, NULL as null) */
+    TEMPLATE_FORM = 6,     /* an application/x-www-form-urlencoded body */
+    TEMPLATE_TOPIC = 7,    /* an MQTT topic: '/', '+', '#', '%' percent-encoded */
+    TEMPLATE_ESCAPE_MASK = 7,
 };
+/* The context of a message part a send sets by its name: "html" is HTML,
+ * "subject" a header, "list_unsubscribe" a header of URLs, any other text. */
+unsigned template_part_escape(const char *part);
 
 /* Compile text in scope. Every error goes to d (o->file, o->line, then
  * the setting and line:col within the text). o may be NULL. Returns NULL
@@ -67,6 +85,9 @@ int template_render(const template *t, const expr_env *env, expr_arena *arena, b
  * carry, or compile them to SQL. */
 size_t template_expr_count(const template *t);
 const expr *template_expr_at(const template *t, size_t i);
+
+/* The first warning of the compilation ("1:5: {{{ }}} ..."), or NULL. */
+const char *template_warning(const template *t);
 
 /* 1 when the template is plain text with no tags (its text is output
  * verbatim). */

@@ -104,13 +104,13 @@ void jcond_release(jcond *c)
     c->compiled = NULL;
 }
 
-void *jtemplate_compile(const char *text, int html, const jcompile *cc, const char *file, int line,
-                        const char *where, const char *key, diag *d)
+void *jtemplate_compile(const char *text, unsigned escape, const jcompile *cc, const char *file,
+                        int line, const char *where, const char *key, diag *d)
 {
     char setting[256];
     snprintf(setting, sizeof setting, "%s: %s", where, key);
     expr_origin o = {file, line, setting};
-    return template_compile(text, cc->sc, &o, html ? TEMPLATE_HTML : 0, d);
+    return template_compile(text, cc->sc, &o, escape, d);
 }
 
 void jtemplate_free(void *t)

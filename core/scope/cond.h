@@ -81,10 +81,11 @@ void jschema_free(void *schema);
 void jcond_compile(jcond *c, const jcompile *cc, int want_bool, const char *file, const char *where,
                    const char *key, diag *d);
 void jcond_release(jcond *c);
-/* Compile a send node's template (HTML-escaped when html). NULL after
+/* Compile a send node's template, its values escaped for `escape` (a
+ * TEMPLATE_* context: template_part_escape of the part). NULL after
  * adding errors to d. */
-void *jtemplate_compile(const char *text, int html, const jcompile *cc, const char *file, int line,
-                        const char *where, const char *key, diag *d);
+void *jtemplate_compile(const char *text, unsigned escape, const jcompile *cc, const char *file,
+                        int line, const char *where, const char *key, diag *d);
 void jtemplate_free(void *t);
 
 /* What an expression of one instance reads. */

@@ -226,13 +226,20 @@ static int act_init(baton_instance *inst, const baton_host *h, void **state)
     a->h = h;
     a->inst = inst;
     char err[512];
-    a->url = h->template_compile(inst, h->config_string(inst, "url"), 0, err, sizeof err);
+    a->url = h->template_compile_as(inst, h->config_string(inst, "url"), BATON_ESCAPE_URL, err,
+                                    sizeof err);
     if (!a->url) {
         h->set_error(inst, "url: %s", err);
         goto fail;
     }
     const char *body = h->config_string(inst, "body");
-    if (body && !(a->body = h->template_compile(inst, body, 0, err, sizeof err))) {
+    const char *ctype = h->config_string(inst, "content_type");
+    /* values go into the body as its content type reads them */
+    const char *lead = body ? body + strspn(body, " \t\r\n") : "";
+    int escape = strstr(ctype, "x-www-form-urlencoded")                    ? BATON_ESCAPE_FORM
+                 : strstr(ctype, "json") && (*lead == '{' || *lead == '[') ? BATON_ESCAPE_JSON
+                                                                           : BATON_ESCAPE_TEXT;
+    if (body && !(a->body = h->template_compile_as(inst, body, escape, err, sizeof err))) {
         h->set_error(inst, "body: %s", err);
         goto fail;
     }
@@ -241,10 +248,11 @@ static int act_init(baton_instance *inst, const baton_host *h, void **state)
     for (size_t i = 0; i < a->nheaders; i++) {
         const char *hv = h->config_list_item(inst, "headers", i);
         if (!strchr(hv, ':')) {
-            h->set_error(inst, "headers[%zu] = \"%s\" is not \"Name: value\"", i, hv);
+            h->set_error(inst, "headers[%zu] is not \"Name: value\"", i); /* may hold a secret */
             goto fail;
         }
-        if (!(a->headers[i] = h->template_compile(inst, hv, 0, err, sizeof err))) {
+        if (!(a->headers[i] =
+                  h->template_compile_as(inst, hv, BATON_ESCAPE_HEADER, err, sizeof err))) {
             h->set_error(inst, "headers[%zu]: %s", i, err);
             goto fail;
         }

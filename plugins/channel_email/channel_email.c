@@ -518,7 +518,9 @@ static int email_init(baton_instance *inst, const baton_host *h, void **state)
     const char *unsub = h->config_string(inst, "list_unsubscribe");
     if (unsub) {
         char err[256];
-        e->unsub = h->template_compile(inst, unsub, 0, err, sizeof err);
+        /* a header of <URL>s: a value inside <..> is percent-encoded, one
+         * outside cannot add a URL (< > , CR LF dropped) */
+        e->unsub = h->template_compile_as(inst, unsub, BATON_ESCAPE_URL_LIST, err, sizeof err);
         if (!e->unsub) {
             if (strstr(unsub, "{{")) {
                 h->set_error(inst, "list_unsubscribe: %s", err);

@@ -36,7 +36,8 @@ static const baton_config_key keys[] = {
      .help = "mqtt: host:port of the broker"},
     {.name = "topic",
      .type = BATON_CFG_TEMPLATE,
-     .help = "mqtt: the topic, e.g. \"push/{{ profile.id }}\" (required in mqtt mode)"},
+     .help = "mqtt: the topic, e.g. \"push/{{ profile.id }}\" (required in mqtt mode; '/', '+', "
+             "'#' and '%' in values percent-encoded)"},
     {.name = "qos",
      .type = BATON_CFG_INT,
      .default_value = "1",
@@ -59,7 +60,8 @@ static const baton_config_key keys[] = {
     {.name = "payload",
      .type = BATON_CFG_TEMPLATE,
      .help = "the payload as a template over the row plus key, profile_id and the parts "
-             "(values are not escaped); default: a JSON object of the parts"},
+             "(values JSON-escaped when it is a JSON object or array, {{{ }}} as is); default: a "
+             "JSON object of the parts"},
     {.name = "inflight",
      .type = BATON_CFG_INT,
      .default_value = "100",
@@ -601,12 +603,13 @@ static void push_deliver(void *state, void *conn, const baton_message *const *ms
         mqtt_deliver(p, conn, msgs, n, out);
 }
 
-static baton_template *maybe_template(push *p, const char *text, const char *what, int *failed)
+static baton_template *maybe_template(push *p, const char *text, int escape, const char *what,
+                                      int *failed)
 {
     if (!text || !strstr(text, "{{"))
         return NULL;
     char err[256];
-    baton_template *t = p->h->template_compile(p->inst, text, 0, err, sizeof err);
+    baton_template *t = p->h->template_compile_as(p->inst, text, escape, err, sizeof err);
     if (!t && !*failed) {
         p->h->set_error(p->inst, "%s: %s", what, err);
         *failed = 1;
@@ -656,9 +659,14 @@ static int push_init(baton_instance *inst, const baton_host *h, void **state)
         h->set_error(inst, "mode = \"http\" needs url");
         failed = 1;
     }
-    p->topic_t = maybe_template(p, p->topic_text, "topic", &failed);
-    p->url_t = maybe_template(p, p->url_text, "url", &failed);
-    p->payload_t = maybe_template(p, p->payload_text, "payload", &failed);
+    p->topic_t = maybe_template(p, p->topic_text, BATON_ESCAPE_TOPIC, "topic", &failed);
+    p->url_t = maybe_template(p, p->url_text, BATON_ESCAPE_URL, "url", &failed);
+    /* a payload that opens a JSON object or array is JSON; else text */
+    const char *lead = p->payload_text ? p->payload_text : "";
+    lead += strspn(lead, " \t\r\n");
+    int json = *lead == '{' || *lead == '[';
+    p->payload_t = maybe_template(p, p->payload_text, json ? BATON_ESCAPE_JSON : BATON_ESCAPE_TEXT,
+                                  "payload", &failed);
     p->qos = (int)h->config_int(inst, "qos");
     p->retain = h->config_bool(inst, "retain");
     p->client_id = h->config_string(inst, "client_id");

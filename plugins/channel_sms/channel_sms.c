@@ -55,7 +55,8 @@ static const baton_config_key keys[] = {
     {.name = "body",
      .type = BATON_CFG_TEMPLATE,
      .help = "the whole body instead, written as a template over the row plus to, text and key "
-             "(values are not escaped)"},
+             "(values form-encoded with format = \"form\", JSON-escaped in a JSON body; {{{ }}} as "
+             "is)"},
     {.name = "headers", .type = BATON_CFG_LIST, .help = "[ \"X-Api-Version: 2\" ]"},
     {.name = "auth", .type = BATON_CFG_ENUM, .default_value = "none", .choices = auth_choices},
     {.name = "username", .type = BATON_CFG_STRING, .help = "basic auth user"},
@@ -556,12 +557,12 @@ static void sms_deliver(void *state, void *cp, const baton_message *const *msgs,
 /* ------------------------------------------------------------------ */
 
 static baton_template *maybe_template(baton_instance *inst, const baton_host *h, const char *text,
-                                      const char *what, int *failed)
+                                      int escape, const char *what, int *failed)
 {
     if (!text || !strstr(text, "{{"))
         return NULL; /* plain text: used as written */
     char err[256];
-    baton_template *t = h->template_compile(inst, text, 0, err, sizeof err);
+    baton_template *t = h->template_compile_as(inst, text, escape, err, sizeof err);
     if (!t) {
         h->set_error(inst, "%s: %s", what, err);
         *failed = 1;
@@ -596,11 +597,17 @@ static int sms_init(baton_instance *inst, const baton_host *h, void **state)
     s->inst = inst;
     s->h = h;
     s->url_text = h->config_string(inst, "url");
-    s->url_t = maybe_template(inst, h, s->url_text, "url", &failed);
-    s->body_text = h->config_string(inst, "body");
-    s->body_t = maybe_template(inst, h, s->body_text, "body", &failed);
+    s->url_t = maybe_template(inst, h, s->url_text, BATON_ESCAPE_URL, "url", &failed);
     s->method = h->config_enum(inst, "method");    /* POST 0, PUT 1, GET 2 */
     s->form = h->config_enum(inst, "format") == 1; /* json, form */
+    s->body_text = h->config_string(inst, "body");
+    /* values go into the body as its format reads them: form-encoded, or
+     * JSON-escaped in a body that is JSON (an object or an array) */
+    const char *lead = s->body_text ? s->body_text + strspn(s->body_text, " \t\r\n") : "";
+    int escape = s->form                          ? BATON_ESCAPE_FORM
+                 : (*lead == '{' || *lead == '[') ? BATON_ESCAPE_JSON
+                                                  : BATON_ESCAPE_TEXT;
+    s->body_t = maybe_template(inst, h, s->body_text, escape, "body", &failed);
     s->to_field = h->config_string(inst, "to_field");
     s->text_field = h->config_string(inst, "text_field");
     s->key_field = h->config_string(inst, "key_field");
@@ -626,7 +633,9 @@ static int sms_init(baton_instance *inst, const baton_host *h, void **state)
         }
         s->params[i].name = strndup(p, (size_t)(eq - p));
         s->params[i].text = eq + 1;
-        s->params[i].t = maybe_template(inst, h, eq + 1, s->params[i].name, &failed);
+        /* a param is a value: escaped as a whole once rendered */
+        s->params[i].t =
+            maybe_template(inst, h, eq + 1, BATON_ESCAPE_TEXT, s->params[i].name, &failed);
     }
     for (size_t i = 0; i < h->config_list_count(inst, "headers") && !failed; i++) {
         const char *hd = h->config_list_item(inst, "headers", i);

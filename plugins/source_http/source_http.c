@@ -336,7 +336,8 @@ static int src_init(baton_instance *inst, const baton_host *h, void **state)
     s->inst = inst;
     pthread_mutex_init(&s->mu, NULL);
     char err[512];
-    s->url = h->template_compile(inst, h->config_string(inst, "url"), 0, err, sizeof err);
+    s->url = h->template_compile_as(inst, h->config_string(inst, "url"), BATON_ESCAPE_URL, err,
+                                    sizeof err);
     if (!s->url) {
         h->set_error(inst, "url: %s", err);
         src_free(s);

@@ -201,6 +201,33 @@ static void test_format_unsubscribe_template(void **state)
     test_instance_free(inst);
 }
 
+/* The List-Unsubscribe hijack: a first name that closes the URL and
+ * adds the attacker's own one-click link stays inside the first URL,
+ * percent-encoded. */
+static void test_format_unsubscribe_injection(void **state)
+{
+    instance *inst = email("from = \"news@example.com\"; list_unsubscribe = "
+                           "\"<https://example.com/u/{{ id }}?n={{ first_name }}>, "
+                           "<mailto:unsub@example.com?subject={{ first_name }}>\";");
+    baton_message m = msg("k", "a@example.com", "s", "t", NULL);
+    record *row = record_new();
+    record_set_string(row, "id", "p42");
+    record_set_string(row, "first_name", "x>, <https://evil.example/unsub?id=1");
+    m.row = row;
+    char *got = format(inst, &m, 0);
+    const char *want =
+        "List-Unsubscribe: <https://example.com/u/p42?n=x%3E%2C%20%3Chttps%3A%2F%2Fevil.example%2F"
+        "unsub%3Fid%3D1>, <mailto:unsub@example.com?subject=x%3E%2C%20%3Chttps%3A%2F%2Fevil."
+        "example%2Funsub%3Fid%3D1>\r\n"
+        "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n";
+    if (!strstr(got, want))
+        fail_msg("got:\n%s", got);
+    assert_null(strstr(got, "<https://evil.example"));
+    free(got);
+    record_free(row);
+    test_instance_free(inst);
+}
+
 static void test_format_refusals(void **state)
 {
     instance *inst = email("from = \"news@example.com\";");
@@ -401,6 +428,7 @@ int main(void)
         cmocka_unit_test(test_format_multipart),
         cmocka_unit_test(test_format_single_part_and_from),
         cmocka_unit_test(test_format_unsubscribe_template),
+        cmocka_unit_test(test_format_unsubscribe_injection),
         cmocka_unit_test(test_format_refusals),
         cmocka_unit_test(test_settings),
         cmocka_unit_test_setup_teardown(test_deliver_batch_one_session, setup, teardown),

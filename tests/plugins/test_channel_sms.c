@@ -133,6 +133,40 @@ static void test_templates(void **state)
     test_instance_free(inst);
 }
 
+/* SMS body injection: a first name that closes its JSON string and adds
+ * a second "to" stays one string; a value in the url is percent-encoded;
+ * a form body form-encodes. */
+static void test_template_injection(void **state)
+{
+    instance *inst = sms("url = \"http://gw.example/send?ref={{ first_name }}\";"
+                         "body = \"{\\\"to\\\": \\\"{{ to }}\\\", \\\"text\\\": \\\"{{ text }}\\\","
+                         " \\\"name\\\": \\\"{{ first_name }}\\\", \\\"n\\\": {{ visits }}}\";");
+    baton_message m = msg("k", "+33600000009", "Hi \"you\"");
+    record *row = record_new();
+    record_set_string(row, "first_name", "Bob\", \"to\": \"+19005550000");
+    record_set_int(row, "visits", 3);
+    m.row = row;
+    char *got = format(inst, &m, 0);
+    assert_string_equal(
+        got, "POST http://gw.example/send?ref=Bob%22%2C%20%22to%22%3A%20%22%2B19005550000"
+             " HTTP/1.1\r\n"
+             "Content-Type: application/json\r\n"
+             "Expect:\r\n"
+             "\r\n"
+             "{\"to\": \"+33600000009\", \"text\": \"Hi \\\"you\\\"\", \"name\": "
+             "\"Bob\\\", \\\"to\\\": \\\"+19005550000\", \"n\": 3}");
+    free(got);
+    test_instance_free(inst);
+    inst = sms("url = \"http://gw.example/send\"; format = \"form\";"
+               "body = \"msisdn={{ to }}&msg={{ text }}&name={{ first_name }}\";");
+    got = format(inst, &m, 0);
+    assert_non_null(strstr(got, "\r\n\r\nmsisdn=%2B33600000009&msg=Hi+%22you%22&name=Bob%22%2C+"
+                                "%22to%22%3A+%22%2B19005550000"));
+    free(got);
+    record_free(row);
+    test_instance_free(inst);
+}
+
 static unsigned segs_of(instance *inst, const char *text)
 {
     /* deliver() records segments; format() refuses past max_segments:
@@ -365,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_format_form_basic_and_get),
         cmocka_unit_test(test_segments),
         cmocka_unit_test(test_templates),
+        cmocka_unit_test(test_template_injection),
         cmocka_unit_test(test_refusals_and_settings),
         cmocka_unit_test_setup_teardown(test_deliver_statuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deliver_many_in_flight, setup, teardown),

@@ -206,6 +206,75 @@ static void test_exprs_and_render_errors(void **st)
     template_free(t);
 }
 
+/* Each escaping context, byte for byte, with values that try to break
+ * out of it. */
+static void test_escaping_contexts(void **st)
+{
+    record_set_string(prof, "phone", "1\r\nBcc: evil@example.com\t<x>");
+    /* a URL: percent-encoded (RFC 3986 unreserved kept) */
+    assert_string_equal(
+        render("https://x.example/u/{{ id }}?n={{ first_name }}&v={{ visits }}", TEMPLATE_URL),
+        "https://x.example/u/p42?n=Ann%20%3Cb%3E%26%22%27&v=3");
+    /* a form body: the same, a space as '+' */
+    assert_string_equal(render("to={{ first_name }}&v={{ visits }}", TEMPLATE_FORM),
+                        "to=Ann+%3Cb%3E%26%22%27&v=3");
+    /* JSON: inside a string escaped, where a value goes a JSON value */
+    assert_string_equal(
+        render(
+            "{\"n\": \"{{ first_name }}\", \"q\": \"a\\\"{{ tier }}\", \"v\": {{ visits }}, "
+            "\"t\": {{ tier }}, \"c\": {{ city }}, \"s\": {{ score }}, \"ok\": {{ visits > 1 }}}",
+            TEMPLATE_JSON),
+        "{\"n\": \"Ann <b>&\\\"'\", \"q\": \"a\\\"gold\", \"v\": 3, \"t\": \"gold\", \"c\": null, "
+        "\"s\": null, \"ok\": true}");
+    assert_string_equal(render("{\"p\": \"{{ phone }}\"}", TEMPLATE_JSON),
+                        "{\"p\": \"1\\r\\nBcc: evil@example.com\\t<x>\"}");
+    /* a header: no line break gets through */
+    assert_string_equal(render("Hi {{ phone }}", TEMPLATE_HEADER), "Hi 1Bcc: evil@example.com <x>");
+    /* a header of <URL>s: inside <..> percent-encoded, outside no < > , */
+    assert_string_equal(render("<https://x.example/u?n={{ first_name }}>, <mailto:u@x.example?"
+                               "subject={{ tier }}>, {{ first_name }}{{ phone }}",
+                               TEMPLATE_URL_LIST),
+                        "<https://x.example/u?n=Ann%20%3Cb%3E%26%22%27>, <mailto:u@x.example?"
+                        "subject=gold>, Ann b&\"'1Bcc: evil@example.com x");
+    /* an MQTT topic: one level per value */
+    record_set_string(prof, "phone", "a/+/#%");
+    assert_string_equal(render("push/{{ phone }}/{{ id }}", TEMPLATE_TOPIC),
+                        "push/a%2F%2B%2F%23%25/p42");
+    /* the List-Unsubscribe hijack of issue 13 */
+    record_set_string(prof, "phone", "x>, <https://evil.example/unsub?id=1");
+    assert_string_equal(
+        render("<https://shop.example/u/{{ id }}?n={{ phone }}>", TEMPLATE_URL_LIST),
+        "<https://shop.example/u/p42?n=x%3E%2C%20%3Chttps%3A%2F%2Fevil.example%2F"
+        "unsub%3Fid%3D1>");
+    /* {{{ }}} is the way around it, with a warning where it matters */
+    assert_string_equal(render("<{{{ phone }}}>", TEMPLATE_URL_LIST),
+                        "<x>, <https://evil.example/unsub?id=1>");
+    diag d;
+    diag_init(&d);
+    expr_origin org = {"channels.cfg", 3, "body"};
+    template *t = template_compile("{\"a\": \"{{{ tier }}}\"}", sc, &org, TEMPLATE_JSON, &d);
+    assert_non_null(t);
+    assert_int_equal(d.errors, 0);
+    assert_int_equal(d.n, 1);
+    assert_string_equal(d.v[0].msg, "body: 1:8: {{{ }}} is not escaped: in a JSON body a value "
+                                    "could change what is sent (write {{ }} unless the value is "
+                                    "trusted)");
+    assert_string_equal(template_warning(t), "1:8: {{{ }}} is not escaped: in a JSON body a value "
+                                             "could change what is sent (write {{ }} unless the "
+                                             "value is trusted)");
+    template_free(t);
+    t = template_compile("<p>{{{ tier }}}</p>", sc, &org, TEMPLATE_HTML, &d);
+    assert_null(template_warning(t)); /* trusted HTML is what {{{ }}} is for */
+    assert_int_equal(d.n, 1);
+    template_free(t);
+    diag_free(&d);
+    /* parts by name */
+    assert_int_equal(template_part_escape("html"), TEMPLATE_HTML);
+    assert_int_equal(template_part_escape("subject"), TEMPLATE_HEADER);
+    assert_int_equal(template_part_escape("list_unsubscribe"), TEMPLATE_URL_LIST);
+    assert_int_equal(template_part_escape("text"), TEMPLATE_TEXT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -213,6 +282,7 @@ int main(void)
         cmocka_unit_test(test_blocks),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_exprs_and_render_errors),
+        cmocka_unit_test(test_escaping_contexts),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -98,6 +98,23 @@ typedef struct baton_buf baton_buf;
  * Opaque; every host call that concerns an instance takes it. */
 typedef struct baton_instance baton_instance;
 
+/* 1.2 — where a template's text goes (template_compile_as): how each
+ * {{ }} value in it is escaped. */
+typedef enum baton_escape {
+    BATON_ESCAPE_TEXT = 0,     /* as is (template_compile, html = 0) */
+    BATON_ESCAPE_HTML = 1,     /* & < > " ' as entities (html = 1) */
+    BATON_ESCAPE_HEADER = 2,   /* a header's text: CR, LF, control bytes dropped */
+    BATON_ESCAPE_URL_LIST = 3, /* a header of <URL>s (List-Unsubscribe): inside
+                                  <..> percent-encoded, outside '<' '>' ',' and
+                                  CR LF dropped */
+    BATON_ESCAPE_URL = 4,      /* a URL: percent-encoded (RFC 3986 unreserved kept) */
+    BATON_ESCAPE_JSON = 5,     /* a JSON text: inside a string JSON-escaped; where
+                                  a value goes, a JSON value (strings quoted,
+                                  NULL as null) */
+    BATON_ESCAPE_FORM = 6,     /* application/x-www-form-urlencoded */
+    BATON_ESCAPE_TOPIC = 7,    /* an MQTT topic: '/', '+', '#', '%' percent-encoded */
+} baton_escape;
+
 /* Compiled expression and template, owned by the host. */
 typedef struct baton_expr baton_expr;
 typedef struct baton_template baton_template;
@@ -573,8 +590,14 @@ typedef struct baton_host {
      * validated it), or -1 when the key is absent or not an enum: plugins
      * switch on it instead of comparing strings at each use. */
     int (*config_enum)(baton_instance *inst, const char *key);
+    /* 1.2 — template_compile for text that goes into something that
+     * parses it: each {{ }} value is escaped for `escape` (a
+     * baton_escape) so it stays one value there; {{{ }}} is never escaped
+     * and the host warns where it is used in such a template. */
+    baton_template *(*template_compile_as)(baton_instance *inst, const char *text, int escape,
+                                           char *err, size_t errlen);
 
-    void *reserved[20];
+    void *reserved[19];
 } baton_host;
 
 /* ------------------------------------------------------------------ */
