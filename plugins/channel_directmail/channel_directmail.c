@@ -44,6 +44,7 @@ typedef struct dm {
     char *dir;
     pthread_mutex_t lock;
     journal *open;
+    mode_t mode; /* export_mode, or 0: the umask's (baton's 077: 0600) */
 } dm;
 
 static const baton_config_key keys[] = {
@@ -51,6 +52,11 @@ static const baton_config_key keys[] = {
      .type = BATON_CFG_PATH,
      .required = 1,
      .help = "where the CSV exports and their manifests are written"},
+    {.name = "export_mode",
+     .type = BATON_CFG_STRING,
+     .help = "file mode of the exports and manifests, in octal (\"0640\": a group such as a "
+             "print vendor's may read them; the folder gets the matching search bits); default "
+             "0600, readable by baton's user only"},
     {0}};
 
 /* ---- a set of keys (open addressing, FNV-1a) ---- */
@@ -158,6 +164,19 @@ static int dm_init(baton_instance *inst, const baton_host *host, void **state)
     d->host = host;
     d->inst = inst;
     d->dir = strdup(host->config_string(inst, "dir"));
+    const char *mode = host->config_string(inst, "export_mode");
+    if (mode) {
+        char *end;
+        long m = strtol(mode, &end, 8);
+        if (!*mode || *end || m < 0 || m > 0777 || (m & 0002)) {
+            host->set_error(inst, "export_mode must be a file mode in octal such as \"0640\""
+                                  " (not writable by others)");
+            free(d->dir);
+            free(d);
+            return -1;
+        }
+        d->mode = (mode_t)m;
+    }
     pthread_mutex_init(&d->lock, NULL);
     *state = d;
     return 0;
@@ -182,6 +201,13 @@ static int dm_start(void *state)
     dm *d = state;
     if (mkdirs(d->dir) != 0) {
         d->host->set_error(d->inst, "%s: cannot create the export folder: %s", d->dir,
+                           strerror(errno));
+        return -1;
+    }
+    /* whoever may read the files may list the folder */
+    mode_t r = d->mode & 0444;
+    if (d->mode && chmod(d->dir, 0700 | (d->mode & 0055) | (r >> 2)) != 0) {
+        d->host->set_error(d->inst, "%s: cannot set the export folder's mode: %s", d->dir,
                            strerror(errno));
         return -1;
     }
@@ -455,6 +481,10 @@ static int dm_batch_end(void *state, const char *batch, uint64_t count, char *er
                       base, batch, (unsigned long long)x.rows, (unsigned long long)count, stamp);
     if (write_atomically(man, json, (size_t)jl) != 0) {
         snprintf(err, errlen, "%s: %s", man, strerror(errno));
+        goto out;
+    }
+    if (d->mode && (chmod(csv, d->mode) != 0 || chmod(man, d->mode) != 0)) {
+        snprintf(err, errlen, "%s: cannot set export_mode: %s", csv, strerror(errno));
         goto out;
     }
     unlink(part);

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -142,11 +143,47 @@ static void test_export_and_resume(void **state)
     assert_int_not_equal(access(part, F_OK), 0); /* the journal is gone */
 }
 
+/* export_mode: the files take it, the folder the matching search bits;
+ * a mode others could write is refused. */
+static void test_export_mode(void **state)
+{
+    char settings[512], err[512], sub[300];
+    snprintf(sub, sizeof sub, "%s/out", dir);
+    snprintf(settings, sizeof settings, "dir = \"%s\"; export_mode = \"0640\";", sub);
+    instance *inst =
+        test_instance_new(baton_plugin_entry(), "channels", "mail", settings, 1, err, sizeof err);
+    if (!inst)
+        fail_msg("%s", err);
+    const char *a[] = {"Alice", "Store Lyon", "10.5"};
+    deliver(inst, "w/1/letters/o1", a);
+    assert_int_equal(
+        instance_channel(inst)->batch_end(inst->state, "w/1/letters", 1, err, sizeof err), 0);
+    test_instance_free(inst);
+    struct stat st;
+    char path[512];
+    assert_int_equal(stat(sub, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0750);
+    snprintf(path, sizeof path, "%s/w-1-letters.csv", sub);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0640);
+    snprintf(path, sizeof path, "%s/w-1-letters.manifest.json", sub);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0640);
+
+    snprintf(settings, sizeof settings, "dir = \"%s\"; export_mode = \"0666\";", sub);
+    err[0] = '\0';
+    assert_null(
+        test_instance_new(baton_plugin_entry(), "channels", "mail", settings, 1, err, sizeof err));
+    assert_non_null(strstr(err, "export_mode must be a file mode in octal such as \"0640\" (not "
+                                "writable by others)"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_format_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_and_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_export_mode, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
