@@ -63,7 +63,7 @@ int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev, char 
      * deeper than 2048 (JSON_PARSER_MAX_DEPTH): each is a reason here */
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        snprintf(reason, reasonlen, "not JSON: %s at offset %d", je.text, je.position);
+        snprintf(reason, reasonlen, "not JSON: %s at position %d", je.text, je.position);
         utf8_trim(reason);
         return -1;
     }
