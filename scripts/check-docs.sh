@@ -87,12 +87,65 @@ for f in conf/*; do [ "$f" = conf/var ] || cp -r "$f" "$TMP/conf/"; done
 first_block() { awk '/^```/ { n++; next } n == 1' "$1"; }
 first_block docs/campaigns.md > "$TMP/conf/doc/campaign.cfg"
 first_block docs/journeys.md > "$TMP/conf/doc/journey.cfg"
-B() { "$BATON" -c "$TMP/conf/baton.cfg" "$@" > "$TMP/out" 2>&1; }
+B() { "$BATON" -c "$TMP/conf/baton.cfg" "$@" > "$TMP/out" 2> "$TMP/err" || { cat "$TMP/err" >> "$TMP/out"; return 1; }; }
 B sample-data --profiles 50 || { cat "$TMP/out" >&2; fail "sample-data failed on a copy of conf/"; }
 B campaign plan "$TMP/conf/doc/campaign.cfg" ||
     { cat "$TMP/out" >&2; fail "the first example of docs/campaigns.md does not plan"; }
 B journey test "$TMP/conf/doc/journey.cfg" --events "$TMP/conf/events/demo.jsonl" ||
     { cat "$TMP/out" >&2; fail "the first example of docs/journeys.md does not run"; }
+
+# every member of the --json outputs is named in docs/cli.md: the members
+# found at these paths ('*' any key of an object, '[]' every element)
+members() { # json-file path...
+    python3 - "$@" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+def at(o, parts):
+    if not parts:
+        yield o
+        return
+    p, rest = parts[0], parts[1:]
+    if p == '*' and isinstance(o, dict):
+        for v in o.values():
+            yield from at(v, rest)
+    elif p == '[]' and isinstance(o, list):
+        for v in o:
+            yield from at(v, rest)
+    elif isinstance(o, dict) and p in o:
+        yield from at(o[p], rest)
+for path in sys.argv[2:]:
+    for o in at(doc, [x for x in path.split('.') if x]):
+        if isinstance(o, dict):
+            for k in o:
+                print(k)
+PY
+}
+json_documented() { # what json-file path...
+    what=$1
+    shift
+    for k in $(members "$@" | sort -u); do
+        grep -q "\`$k\`\|\"$k\"" docs/cli.md ||
+            fail "docs/cli.md does not name the member '$k' of $what"
+    done
+}
+if B campaign plan "$TMP/conf/doc/campaign.cfg" --json; then
+    json_documented "campaign plan --json" "$TMP/out" . excluded.*
+fi
+if B journey test "$TMP/conf/doc/journey.cfg" --events "$TMP/conf/events/demo.jsonl" --json; then
+    json_documented "journey test --json" "$TMP/out" . profiles.* profiles.*.sent.[]
+fi
+if B plugins --json; then
+    json_documented "plugins --json" "$TMP/out" . plugins.[]
+fi
+if B journey status cart-abandon --json; then
+    json_documented "journey status --json" "$TMP/out" . states nodes.*
+fi
+if B profile p1 --json; then
+    json_documented "profile --json" "$TMP/out" .
+fi
+if B campaign runs --json; then
+    json_documented "campaign runs --json" "$TMP/out" .
+fi
 
 for hit in $(grep -rlE 'FORMATS\.md|DESIGN\.md|/work/shared' README.md docs conf sdk || true); do
     fail "$hit names FORMATS.md or DESIGN.md, which users do not have: point to docs/ instead"
