@@ -1,7 +1,8 @@
 #!/bin/sh
 # The user's reference stays whole (run by make test):
 #   - every relative link in README.md and docs/*.md names a file that
-#     exists, and a #section that is a heading of that file;
+#     exists, and a #section that is a heading of that file; docs/README.md
+#     links to every page;
 #   - every command `baton --help` lists has a "## baton COMMAND" section
 #     in docs/cli.md;
 #   - every campaign activity type (the core's and those of the activity
@@ -54,6 +55,14 @@ for f in README.md docs/*.md; do
             esac
         fi
     done
+done
+
+# every page is in the index
+for f in docs/*.md; do
+    page=$(basename "$f")
+    [ "$page" = README.md ] && continue
+    grep -q "](${page})\|](${page}#" docs/README.md ||
+        fail "docs/README.md (the index) does not link to $page: add a row for it"
 done
 
 # every command of `baton --help`
