@@ -60,6 +60,85 @@ static int take_col(void *ud, size_t n, const char *const *names, const baton_va
     return 0;
 }
 
+/* A warning said once per message, however many campaigns open the
+ * source. */
+static int said(const diag *d, const char *msg)
+{
+    for (size_t i = 0; i < d->n; i++)
+        if (d->v[i].warning && strcmp(d->v[i].msg, msg) == 0)
+            return 1;
+    return 0;
+}
+
+typedef struct time_sample {
+    int want;
+    size_t seen, other;
+    char *bad; /* the first value no reader reads */
+} time_sample;
+
+static int take_time(void *ud, size_t n, const char *const *names, const baton_value *v)
+{
+    time_sample *t = ud;
+    if (n == 0 || v[0].type == BATON_T_NULL)
+        return 0;
+    t->seen++;
+    int form = expr_value_stored_form(&v[0], t->want);
+    if (form != 0)
+        t->other++;
+    if (form < 0 && !t->bad) {
+        buf b;
+        buf_init(&b);
+        buf_adds(&b, "");
+        expr_value_format(&v[0], &b);
+        if (b.len > 60) {
+            b.len = 60;
+            b.data[60] = '\0';
+        }
+        t->bad = buf_steal(&b);
+    }
+    return 0;
+}
+
+/* How each date and timestamp column is stored, from a sample of its
+ * first and (SQLite) last rows: a column with any value not in the
+ * canonical form is compared as instants (schema_field.stored_any). A
+ * value no reader reads is reported (baton check) with the column and
+ * the value. */
+static void sample_times(camp_env *e, schema_entity *en, schema_field *f, unsigned flags, diag *d)
+{
+    static const char *const tails[] = {"", " ORDER BY rowid DESC"};
+    int sqlite = !e->ops->dialect || !strcmp(e->ops->dialect, "sqlite");
+    time_sample t = {.want = (int)f->type};
+    for (size_t k = 0; k < (sqlite ? 2u : 1u); k++) {
+        expr_sql sq;
+        expr_sql_init(&sq);
+        buf_adds(&sq.sql, "SELECT ");
+        expr_sql_ident(&sq, e->dialect, f->name);
+        buf_adds(&sq.sql, " FROM ");
+        expr_sql_ident(&sq, e->dialect, en->table);
+        buf_adds(&sq.sql, " WHERE ");
+        expr_sql_ident(&sq, e->dialect, f->name);
+        buf_addf(&sq.sql, " IS NOT NULL%s LIMIT 1000", tails[k]);
+        char err[256];
+        camp_sql(e, sq.sql.data, NULL, 0, take_time, &t, err, sizeof err); /* a view: no rowid */
+        expr_sql_free(&sq);
+    }
+    f->stored_any = t.other > 0;
+    if (t.bad && (flags & CAMP_OPEN_CHECK)) {
+        char *msg =
+            xasprintf("field %s.%s: column '%s' of table '%s' holds '%s', which is not a "
+                      "%s baton can read (ISO 8601 such as %s, %s, or seconds since "
+                      "1970); such values read as null",
+                      en->name, f->name, f->name, en->table, t.bad, schema_type_name(f->type),
+                      f->type == BATON_T_DATE ? "2026-11-23" : "2026-11-23T10:00:00Z",
+                      f->type == BATON_T_DATE ? "2026-11-23 10:00:00" : "2026-11-23 10:00:00.250");
+        if (!said(d, msg))
+            diag_warn(d, e->sch.file, f->line, "%s", msg);
+        free(msg);
+    }
+    free(t.bad);
+}
+
 /* Every entity's table and field must exist in the database. */
 static void verify_schema(camp_env *e, const char *srcname, unsigned flags, diag *d)
 {
@@ -103,6 +182,9 @@ static void verify_schema(camp_env *e, const char *srcname, unsigned flags, diag
                 int have = 0;
                 for (size_t k = 0; k < l.n; k++)
                     have |= strcmp(l.names[k], en->fields[f].name) == 0;
+                if (have &&
+                    (en->fields[f].type == BATON_T_TIMESTAMP || en->fields[f].type == BATON_T_DATE))
+                    sample_times(e, (schema_entity *)en, (schema_field *)&en->fields[f], flags, d);
                 if (!have) {
                     const char *near =
                         suggest_nearest(en->fields[f].name, (const char *const *)l.names, l.n);

@@ -242,6 +242,20 @@ void expr_value_format(const baton_value *v, buf *out);
 /* 1 for a true bool, 0 otherwise (false, NULL, other types). */
 int expr_value_true(const baton_value *v);
 
+/* A value as a data source stored it, read as `want` (a date or a
+ * timestamp; other types are left alone): text in any form
+ * timestamp_parse reads (ISO 8601 with T or a space, fractional seconds,
+ * Z or an offset; a timestamp in a date column gives its UTC day), an
+ * integer or a real as seconds since the epoch (truncated). 1 when *v
+ * was converted, 0 when it was left as it was (NULL, another type, text
+ * that does not parse). The SQL compiler's normalising expressions
+ * (schema_field.stored_any) read stored values the same way. */
+int expr_value_stored(baton_value *v, int want);
+/* What form a stored value has, for a date or timestamp column: 0
+ * canonical (FORMATS.md: "2026-11-23T10:00:00Z", "2026-11-23"), 1 another
+ * form expr_value_stored reads, -1 one it cannot read. */
+int expr_value_stored_form(const baton_value *v, int want);
+
 /* ------------------------------------------------------------------ */
 /* SQL                                                                 */
 /* ------------------------------------------------------------------ */

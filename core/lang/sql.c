@@ -26,6 +26,9 @@ struct expr_dialect {
     const char *date_ts;               /* PLAIN date → PLAIN timestamp */
     const char *ts_date;               /* PLAIN timestamp → PLAIN date */
     const char *str_ts, *str_date;     /* a string parsed as one */
+    /* A stored column in any form expr_value_stored reads (a field whose
+     * stored_any is set): a timestamp to seconds, a date to PLAIN. */
+    const char *any_ts_epoch, *any_date;
     const char *length, *trim, *contains, *starts_with, *ends_with;
     const char *year, *month, *day, *hour, *weekday; /* of a PLAIN date or timestamp */
     const char *round1, *round2;
@@ -44,6 +47,10 @@ const expr_dialect expr_dialect_sqlite = {
     .ts_date = "date(@1)",
     .str_ts = "strftime('%Y-%m-%dT%H:%M:%SZ', @1)",
     .str_date = "date(@1)",
+    .any_ts_epoch = "(CASE typeof(@1) WHEN 'integer' THEN @1 WHEN 'real' THEN CAST(@1 AS INTEGER) "
+                    "ELSE CAST(strftime('%s', @1) AS INTEGER) END)",
+    .any_date = "(CASE WHEN typeof(@1) IN ('integer', 'real') THEN date(CAST(@1 AS INTEGER), "
+                "'unixepoch') ELSE date(@1) END)",
     .length = "length(@1)",
     .trim = "trim(@1, char(32, 9, 13, 10))",
     .contains = "(instr(@1, @2) > 0)",
@@ -75,6 +82,10 @@ const expr_dialect expr_dialect_postgresql = {
     .ts_date = "CAST(@1 AT TIME ZONE 'UTC' AS DATE)",
     .str_ts = "CAST(@1 AS TIMESTAMPTZ)",
     .str_date = "CAST(CAST(@1 AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS DATE)",
+    /* timestamptz and date columns are instants and days whatever the
+     * text a client sees */
+    .any_ts_epoch = "CAST(EXTRACT(EPOCH FROM @1) AS BIGINT)",
+    .any_date = "@1",
     .length = "char_length(@1)",
     .trim = "btrim(@1, E' \\t\\r\\n')",
     .contains = "(strpos(@1, @2) > 0)",
@@ -340,7 +351,7 @@ static sqlv gen_node(gen *g, const node *n, int level);
 
 /* The SQL of a column reached from the row at `level` through hops. */
 static char *path_sql(gen *g, int level, const schema_link *const *hops, size_t nhops,
-                      const char *column)
+                      const char *column, const char *wrap)
 {
     buf b;
     buf_init(&b);
@@ -349,15 +360,32 @@ static char *path_sql(gen *g, int level, const schema_link *const *hops, size_t 
         ident(&b, g->alias[level]);
         buf_addc(&b, '.');
         ident(&b, column);
-        return buf_steal(&b);
+        if (!wrap)
+            return buf_steal(&b);
+        char *col = buf_steal(&b), *w = fill(wrap, col, NULL);
+        free(col);
+        return w;
     }
     int base = ++g->naliases;
     char a0[64];
     snprintf(a0, sizeof a0, "%s_j%d_%zu", g->alias[0], base, nhops);
     buf_adds(&b, "(SELECT ");
-    ident(&b, a0);
-    buf_addc(&b, '.');
-    ident(&b, column);
+    if (wrap) {
+        buf c;
+        buf_init(&c);
+        buf_adds(&c, "");
+        ident(&c, a0);
+        buf_addc(&c, '.');
+        ident(&c, column);
+        char *w = fill(wrap, c.data, NULL);
+        buf_adds(&b, w);
+        free(w);
+        buf_free(&c);
+    } else {
+        ident(&b, a0);
+        buf_addc(&b, '.');
+        ident(&b, column);
+    }
     buf_adds(&b, " FROM ");
     for (size_t i = 0; i < nhops; i++) {
         char ai[64], prev[64];
@@ -423,7 +451,14 @@ static sqlv gen_ref(gen *g, const node *n)
         v.sql = xstrdup("NULL");
         return v;
     }
-    v.sql = path_sql(g, r->level, r->hops, r->nhops, s->column ? s->column : r->sfield->name);
+    const char *wrap = NULL;
+    if (!s->column && r->sfield->stored_any && r->sfield->type == BATON_T_TIMESTAMP) {
+        wrap = g->d->any_ts_epoch; /* instants, whatever the text */
+        v.form = EPOCH;
+    } else if (!s->column && r->sfield->stored_any && r->sfield->type == BATON_T_DATE) {
+        wrap = g->d->any_date;
+    }
+    v.sql = path_sql(g, r->level, r->hops, r->nhops, s->column ? s->column : r->sfield->name, wrap);
     return v;
 }
 
@@ -441,7 +476,7 @@ static sqlv gen_agg(gen *g, const node *n, int level)
     const schema_entity *target = link->to;
     /* through links, the key is read from the linked row itself: a
      * dangling reference reaches no row, hence no rows */
-    char *key = path_sql(g, r->level, r->hops, r->nhops, target->key->name);
+    char *key = path_sql(g, r->level, r->hops, r->nhops, target->key->name, NULL);
     int inner = n->level;
     char alias[64];
     snprintf(alias, sizeof alias, "%s_a%d", g->alias[0], ++g->naliases);
@@ -458,8 +493,11 @@ static sqlv gen_agg(gen *g, const node *n, int level)
         val = gen_node(g, n->kids[0], inner);
     if (n->kids[1])
         where = gen_node(g, n->kids[1], inner);
-    if (val.sql)
+    /* min and max of instants stay in seconds when they are read so */
+    if (val.sql && !(val.form == EPOCH && (n->fn == AGG_MIN || n->fn == AGG_MAX)))
         to_form(g, &val, PLAIN);
+    else if (val.sql)
+        v.form = EPOCH;
     buf_adds(&b, n->fn == AGG_EXISTS ? "EXISTS (SELECT 1" : "(SELECT ");
     switch ((agg_id)n->fn) {
     case AGG_COUNT:

@@ -225,3 +225,58 @@ void expr_value_format(const baton_value *v, buf *out)
         break;
     }
 }
+
+int expr_value_stored(baton_value *v, int want)
+{
+    int64_t x;
+    if (want != BATON_T_TIMESTAMP && want != BATON_T_DATE)
+        return 0;
+    switch (v->type) {
+    case BATON_T_INT: x = v->v.i; break;
+    case BATON_T_FLOAT:
+        if (!(v->v.f > -9.2e18 && v->v.f < 9.2e18))
+            return 0;
+        x = (int64_t)v->v.f;
+        break;
+    case BATON_T_STRING:
+        if (want == BATON_T_DATE && date_parse(v->v.s.ptr, v->v.s.len, &x) == 0) {
+            v->type = BATON_T_DATE;
+            v->v.date = x;
+            return 1;
+        }
+        if (timestamp_parse(v->v.s.ptr, v->v.s.len, &x) != 0)
+            return 0;
+        break;
+    default: return 0;
+    }
+    if (want == BATON_T_DATE) {
+        v->type = BATON_T_DATE;
+        v->v.date = floor_div(x, 86400);
+    } else {
+        v->type = BATON_T_TIMESTAMP;
+        v->v.ts = x;
+    }
+    return 1;
+}
+
+static int digits_at(const char *s, const char *pat)
+{
+    for (; *pat; pat++, s++)
+        if (*pat == 'd' ? !(*s >= '0' && *s <= '9') : *s != *pat)
+            return 0;
+    return 1;
+}
+
+int expr_value_stored_form(const baton_value *v, int want)
+{
+    if (v->type == BATON_T_STRING) {
+        const char *p = v->v.s.ptr;
+        size_t n = v->v.s.len;
+        if (want == BATON_T_TIMESTAMP && n == 20 && digits_at(p, "dddd-dd-ddTdd:dd:ddZ"))
+            return 0;
+        if (want == BATON_T_DATE && n == 10 && digits_at(p, "dddd-dd-dd"))
+            return 0;
+    }
+    baton_value c = *v;
+    return expr_value_stored(&c, want) ? 1 : -1;
+}

@@ -32,6 +32,13 @@ typedef struct schema_field {
     char *name;      /* also the column name */
     baton_type type; /* STRING INT FLOAT BOOL DATE TIMESTAMP */
     int line;        /* where it was declared */
+    /* date and timestamp fields: the source's values are not all in the
+     * canonical form of FORMATS.md (ISO 8601 UTC text with T and Z,
+     * YYYY-MM-DD): found by sampling the column (schema_sample_times in
+     * the campaign engine), so the SQL compiler reads them through a
+     * normalising expression and compares instants, not text. 0 until a
+     * sample says otherwise. */
+    int stored_any;
 } schema_field;
 
 /* A many-to-one link, declared by `from`. */

@@ -182,25 +182,18 @@ static int from_json(json_t *v, int want, baton_value *out)
         } else {
             out->type = BATON_T_INT;
             out->v.i = json_integer_value(v);
+            expr_value_stored(out, want); /* a timestamp as epoch seconds */
         }
     } else if (json_is_real(v)) {
         out->type = BATON_T_FLOAT;
         out->v.f = json_real_value(v);
+        expr_value_stored(out, want);
     } else {
-        const char *s = json_string_value(v);
-        size_t len = json_string_length(v);
-        int64_t x;
-        if (want == BATON_T_TIMESTAMP && timestamp_parse(s, len, &x) == 0) {
-            out->type = BATON_T_TIMESTAMP;
-            out->v.ts = x;
-        } else if (want == BATON_T_DATE && date_parse(s, len, &x) == 0) {
-            out->type = BATON_T_DATE;
-            out->v.date = x;
-        } else {
-            out->type = BATON_T_STRING;
-            out->v.s.ptr = s;
-            out->v.s.len = len;
-        }
+        out->type = BATON_T_STRING;
+        out->v.s.ptr = json_string_value(v);
+        out->v.s.len = json_string_length(v);
+        /* any stored form of a date or timestamp, as SQL reads it */
+        expr_value_stored(out, want);
     }
     return 0;
 }
