@@ -76,6 +76,16 @@ int cmd_profile(const cli_ctx *ctx, int argc, char **argv)
                        json_string_value(ch ? ch : json_object_get(v, "action")),
                        json_string_value(json_object_get(v, "status")));
             }
+            json_array_foreach(json_object_get(o, "deliveries"), i, v)
+            {
+                if (strcmp(json_string_value(json_object_get(v, "source")), "campaign"))
+                    continue; /* journey sends are listed above */
+                printf("  %s campaign %s channel %s: %s\n",
+                       json_string_value(json_object_get(v, "created_at")),
+                       json_string_value(json_object_get(v, "key")),
+                       json_string_value(json_object_get(v, "channel")),
+                       json_string_value(json_object_get(v, "status")));
+            }
         }
         json_decref(o);
     }
