@@ -4,6 +4,7 @@
 #ifndef BATON_CAMPAIGN_H
 #define BATON_CAMPAIGN_H
 
+#include <jansson.h>
 #include <libconfig.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,6 +50,15 @@ typedef struct camp_activity {
     int checked; /* check() passed */
 } camp_activity;
 
+/* A declared parameter, read as param.NAME (params.c). */
+typedef struct camp_param {
+    char *name;
+    baton_type type;
+    char *type_name; /* as written */
+    char *def;       /* the default as a literal of the type, or NULL (required) */
+    int line;
+} camp_param;
+
 typedef struct campaign {
     config_t lc;
     char *file; /* as found */
@@ -63,6 +73,9 @@ typedef struct campaign {
     size_t nacts;
     size_t *order; /* topological order, when the graph is acyclic */
     size_t norder;
+    camp_param *params;
+    size_t nparams;
+    int params_applied; /* param.NAME written into the settings */
 } campaign;
 
 /* Parse a campaign file: structure, ids, inputs, schedule. Errors go to d;
@@ -83,6 +96,20 @@ const camp_output *campaign_input_output(const campaign *c, const camp_input *in
 
 /* The setting at a dotted path ("branches.0.name") under g, or NULL. */
 config_setting_t *campaign_setting(config_setting_t *g, const char *path);
+
+/* parameters = ( ... ): the declarations into c->params. */
+int campaign_params_parse(campaign *c, config_setting_t *list, diag *d);
+/* Check given values ({"NAME": value}) against the declarations: NULL
+ * when fine, else {"unknown": [...], "mistyped": [{name, type}],
+ * "missing": [...] (with require: declared without a default and not
+ * given), "declared": [{name, type}]}. */
+json_t *campaign_params_check(const campaign *c, const json_t *given, int require);
+/* Write the values (given, else the defaults; NULL given: the defaults,
+ * and null for those without one) into the activities' settings where
+ * param.NAME is read. Once per campaign; camp_env_open does it with the
+ * defaults when nobody did. 0, or -1 with the problems in d. */
+int campaign_params_apply(campaign *c, const json_t *given, diag *d);
+void campaign_params_free(campaign *c);
 
 /* Campaign files named by a list of files and folders (folders: every
  * *.cfg in them, sorted). Returns a NULL-terminated array of new strings. */

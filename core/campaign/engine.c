@@ -210,6 +210,7 @@ int camp_env_open(camp_env *e, app *a, campaign *c, act_registry *reg, unsigned 
     e->now = (int64_t)time(NULL);
     e->s = xcalloc(c->nacts + 1, sizeof *e->s);
     size_t before = d->errors;
+    campaign_params_apply(c, NULL, d); /* the defaults, unless a run gave values */
     const char *srcname = c->source ? c->source : a->conf.profiles;
     if (!srcname) {
         diag_error(d, c->file, 0,

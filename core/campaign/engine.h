@@ -140,6 +140,8 @@ typedef struct camp_run_opts {
      * the running thread: a run triggered over HTTP answers with it. */
     void (*on_run)(void *ud, int64_t run);
     void *on_run_ud;
+    /* {"NAME": value} for the campaign's parameters (NULL: the defaults) */
+    const json_t *params;
 } camp_run_opts;
 
 /* Run one campaign file end to end, recording it in the run history of

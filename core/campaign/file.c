@@ -13,7 +13,8 @@
 #include "base/suggest.h"
 #include "base/timefmt.h"
 
-static const char *const camp_keys[] = {"name", "source", "schedule", "activities", NULL};
+static const char *const camp_keys[] = {"name",       "source",     "schedule",
+                                        "activities", "parameters", NULL};
 static const char *const sched_keys[] = {"at", "repeat", "timezone", NULL};
 
 static int line_of(const config_setting_t *s)
@@ -208,6 +209,9 @@ int campaign_parse(campaign *c, const char *path, diag *d)
     config_setting_t *sch = config_setting_get_member(g, "schedule");
     if (sch)
         parse_schedule(c, sch, d);
+    config_setting_t *params = config_setting_get_member(g, "parameters");
+    if (params)
+        campaign_params_parse(c, params, d);
 
     config_setting_t *acts = config_setting_get_member(g, "activities");
     if (!acts) {
@@ -269,6 +273,7 @@ static void free_output(camp_output *o)
 
 void campaign_free(campaign *c)
 {
+    campaign_params_free(c);
     for (size_t i = 0; i < c->nacts; i++) {
         camp_activity *a = &c->acts[i];
         free(a->id);

@@ -28,7 +28,12 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     int rc = EXIT_OK;
     int have_e = 0;
     lockfile lock = {NULL, -1};
-    if (campaign_parse(&c, file, d) != 0 || campaign_graph(&c, d) != 0) {
+    /* a run needs a value for every parameter without a default */
+    json_t *none = json_object();
+    int bad = campaign_parse(&c, file, d) != 0 || campaign_graph(&c, d) != 0 ||
+              campaign_params_apply(&c, o->params ? o->params : none, d) != 0;
+    json_decref(none);
+    if (bad) {
         rc = EXIT_USAGE;
         goto out;
     }

@@ -265,7 +265,8 @@ static void *run_main(void *arg)
                                .dispatcher_ud = j->env->dispatcher_ud,
                                .store = j->env->st,
                                .on_run = run_started,
-                               .on_run_ud = j};
+                               .on_run_ud = j,
+                               .params = j->params};
             campaign_run_file(&a, &reg, j->file, &o, &d);
         }
     }
@@ -356,12 +357,39 @@ void http_campaign_run_post(http_req *q)
                    "parameters must be an object {\"NAME\": value}");
         goto fail;
     }
-    if (params && json_object_size(params)) {
-        json_t *unknown = json_array();
-        json_object_foreach(params, key, v) json_array_append_new(unknown, json_string(key));
-        http_error(q, 400, "unknown_parameters", json_pack("{s:o}", "unknown", unknown),
-                   "campaign %s declares no parameters", q->seg[2]);
-        goto fail;
+    { /* against the campaign's declarations: 400 naming the bad ones */
+        json_t *none = json_object();
+        campaign c;
+        diag d;
+        diag_init(&d);
+        json_t *problems = NULL;
+        if (campaign_parse(&c, file, &d) == 0)
+            problems = campaign_params_check(&c, params ? params : none, 1);
+        json_decref(none);
+        campaign_free(&c);
+        diag_free(&d);
+        if (problems) {
+            buf names;
+            buf_init(&names);
+            const char *kinds[] = {"unknown", "mistyped", "missing"};
+            for (int k = 0; k < 3; k++) {
+                size_t n;
+                json_t *x;
+                json_array_foreach(json_object_get(problems, kinds[k]), n, x)
+                {
+                    const char *nm = json_is_string(x)
+                                         ? json_string_value(x)
+                                         : json_string_value(json_object_get(x, "name"));
+                    buf_addf(&names, "%s%s %s", names.len ? ", " : "", kinds[k], nm);
+                    if (!json_is_string(x))
+                        buf_addf(&names, " (a %s)", json_string_value(json_object_get(x, "type")));
+                }
+            }
+            http_error(q, 400, "bad_parameters", problems, "campaign %s: parameters: %s", q->seg[2],
+                       names.data ? names.data : "");
+            buf_free(&names);
+            goto fail;
+        }
     }
     j = xcalloc(1, sizeof *j);
     j->srv = q->srv;

@@ -142,6 +142,17 @@ static int setup(void **state)
                     "filter = \"tier == 'gold'\"; },\n"
                     "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"g\"; "
                     "columns = [ \"id\" ]; }\n  ); };\n"));
+    free(file_write(dir, "campaigns/promo.cfg",
+                    "campaign: { name = \"promo\";\n"
+                    "  parameters = ( { name = \"tier\"; type = \"string\"; default = "
+                    "\"gold\"; },\n"
+                    "                 { name = \"min\"; type = \"float\"; } );\n"
+                    "  activities = (\n"
+                    "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; "
+                    "filter = \"tier == param.tier and score > param.min and 'param.tier' != "
+                    "tier\"; },\n"
+                    "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"g\"; "
+                    "columns = [ \"id\" ]; }\n  ); };\n"));
     free(file_write(dir, "journeys/order.cfg",
                     "journey: { name = \"thanks\"; entry = { event = \"order\"; reentry = "
                     "\"always\"; };\n  start = \"c\"; nodes = (\n"
@@ -507,7 +518,7 @@ static void test_campaign_runs(void **state)
     json_t *o;
     assert_int_equal(
         curl_json("POST", "/v1/campaigns/gold/runs", OPS, "{\"parameters\": {\"x\": 1}}", &o), 400);
-    assert_string_equal(err_code(o), "unknown_parameters");
+    assert_string_equal(err_code(o), "bad_parameters");
     json_decref(o);
     assert_int_equal(curl_json("POST", "/v1/campaigns/gold/runs", OPS, "{\"dry_run\": 3}", &o),
                      400);
@@ -578,6 +589,64 @@ static void test_campaign_runs(void **state)
     assert_int_equal(curl_json("GET", prof, OPS, NULL, &o), 200);
     assert_true(json_array_size(json_object_get(o, "deliveries")) >= 1);
     json_decref(o);
+}
+
+/* POST runs with parameters: declared, typed, read as param.NAME. */
+static void test_campaign_parameters(void **state)
+{
+    json_t *o;
+    assert_int_equal(curl_json("POST", "/v1/campaigns/promo/runs", OPS,
+                               "{\"parameters\": {\"tier\": 3, \"nope\": 1}}", &o),
+                     400);
+    assert_string_equal(err_code(o), "bad_parameters");
+    json_t *det = json_object_get(json_object_get(o, "error"), "details");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(det, "unknown"), 0)),
+                        "nope");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(det, "mistyped"), 0), "name")),
+                        "tier");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(det, "missing"), 0)),
+                        "min");
+    assert_non_null(
+        strstr(json_string_value(json_object_get(json_object_get(o, "error"), "message")),
+               "unknown nope"));
+    json_decref(o);
+    assert_int_equal(curl_json("POST", "/v1/campaigns/promo/runs", OPS,
+                               "{\"parameters\": {\"tier\": \"silver\", \"min\": 0.5}}", &o),
+                     202);
+    json_int_t id = json_integer_value(json_object_get(o, "run"));
+    json_decref(o);
+    char path[256];
+    snprintf(path, sizeof path, "/v1/campaigns/promo/runs/%lld", (long long)id);
+    const char *status = "";
+    for (int i = 0; i < 500; i++) {
+        assert_int_equal(curl_json("GET", path, OPS, NULL, &o), 200);
+        status = json_string_value(json_object_get(o, "status"));
+        if (strcmp(status, "running"))
+            break;
+        json_decref(o);
+        nap_ms(20);
+    }
+    assert_string_equal(status, "done");
+    json_int_t got = json_integer_value(json_object_get(
+        json_object_get(json_array_get(json_object_get(o, "activities"), 0), "counts"), "g"));
+    json_decref(o);
+    char db[1024];
+    snprintf(db, sizeof db, "%s/var/crm.db", dir);
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(h,
+                                        "SELECT count(*) FROM profiles WHERE tier = 'silver' AND "
+                                        "score > 0.5",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    json_int_t want = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    assert_true(want > 0);
+    assert_int_equal(got, want);
 }
 
 static void test_static_files(void **state)
@@ -805,6 +874,7 @@ int main(void)
         cmocka_unit_test(test_slow_clients),
         cmocka_unit_test(test_reads_match_the_cli),
         cmocka_unit_test(test_campaign_runs),
+        cmocka_unit_test(test_campaign_parameters),
         cmocka_unit_test(test_static_files),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_sighup),
