@@ -39,7 +39,10 @@ const char *conf_kind_name(baton_kind k)
     return "unknown";
 }
 
-/* ${env:NAME} in every string of the tree. */
+/* ${env:NAME} in every string of the tree. A setting that was only a
+ * ${env:NAME} keeps the variable's name as its libconfig hook (freed by
+ * the destructor conf_load sets): an int, float or bool key then reads
+ * the text by its own type (keymap), naming the variable if it is not. */
 static void substitute_env(config_setting_t *s, diag *d)
 {
     int t = config_setting_type(s);
@@ -88,6 +91,9 @@ static void substitute_env(config_setting_t *s, diag *d)
         free(var);
         p = close + 1;
     }
+    size_t vl = strlen(v);
+    if (!bad && vl > 7 && !strncmp(v, "${env:", 6) && strchr(v, '}') == v + vl - 1)
+        config_setting_set_hook(s, xstrndup(v + 6, vl - 7));
     if (!bad)
         config_setting_set_string(s, out.data ? out.data : "");
     buf_free(&out);
@@ -366,6 +372,7 @@ int conf_load(conf *c, const char *path, diag *d)
                        config_error_line(&c->lc), "%s", config_error_text(&c->lc));
         return -1;
     }
+    config_set_destructor(&c->lc, free); /* the hooks substitute_env sets */
     config_setting_t *root = config_root_setting(&c->lc);
     substitute_env(root, d);
 

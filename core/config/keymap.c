@@ -206,6 +206,25 @@ static void read_value(const config_setting_t *s, const baton_config_key *k, key
     int line = (int)config_setting_source_line(s);
     val->line = line;
     char shown[64];
+    /* "${env:PORT}" under an int, float or bool key: the variable's text
+     * read as that type (baton.cfg sets the hook, config.c) */
+    const char *envvar = t == CONFIG_TYPE_STRING ? config_setting_get_hook(s) : NULL;
+    if (envvar &&
+        (k->type == BATON_CFG_INT || k->type == BATON_CFG_FLOAT || k->type == BATON_CFG_BOOL)) {
+        const char *str = config_setting_get_string(s);
+        if (keymap_parse_text(k, str, val) != 0) {
+            diag_error(d, file, line,
+                       "%s: %s = \"${env:%s}\": the variable holds %s, which is not %s", where,
+                       k->name, envvar, keymap_shown(str, shown, sizeof shown), expected(k));
+            return;
+        }
+        if (k->type != BATON_CFG_BOOL) {
+            keymap_shown(str, shown, sizeof shown);
+            check_range(k, k->type == BATON_CFG_INT ? (double)val->i : val->f, file, line, where, d,
+                        shown);
+        }
+        return;
+    }
     switch (k->type) {
     case BATON_CFG_INT:
         if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64)

@@ -168,6 +168,37 @@ static void test_env_substitution(void **st)
            "'data_dir')\n");
 }
 
+/* "${env:NAME}" under an int key reads the variable as an int; a value
+ * that is not one names the variable (and hides a long value). */
+static void test_env_typed(void **st)
+{
+    setenv("BATON_TEST_MAX", "4", 1);
+    setenv("BATON_TEST_BAD", "four", 1);
+    setenv("BATON_TEST_BIG", "99999999999999999999x", 1);
+    app a;
+    char *got =
+        load("caps: {\n per_profile = ( { channel = \"*\"; max = \"${env:BATON_TEST_MAX}\"; "
+             "per = \"1d\"; } );\n};\n",
+             0, &a);
+    assert_string_equal(got, "");
+    assert_int_equal(a.conf.caps[0].max, 4);
+    free(got);
+    app_close(&a);
+    expect("caps: {\n per_profile = ( { channel = \"*\"; max = \"${env:BATON_TEST_BAD}\"; "
+           "per = \"1d\"; } );\n};\n",
+           0,
+           "DIR/baton.cfg:2: caps.per_profile[0]: max = \"${env:BATON_TEST_BAD}\": the variable "
+           "holds \"four\", which is not an integer\n");
+    expect("caps: {\n per_profile = ( { channel = \"*\"; max = \"${env:BATON_TEST_BIG}\"; "
+           "per = \"1d\"; } );\n};\n",
+           0,
+           "DIR/baton.cfg:2: caps.per_profile[0]: max = \"${env:BATON_TEST_BIG}\": the variable "
+           "holds (a value of 21 characters, not shown), which is not an integer\n");
+    /* a literal string under an int key is still a type error */
+    expect("caps: {\n per_profile = ( { channel = \"*\"; max = \"4\"; per = \"1d\"; } );\n};\n", 0,
+           "DIR/baton.cfg:2: caps.per_profile[0]: max must be an integer, not a string\n");
+}
+
 static void test_relative_paths(void **st)
 {
     app a;
@@ -472,6 +503,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_minimal_is_valid, setup, teardown),
         cmocka_unit_test_setup_teardown(test_syntax_error_has_line, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_env_typed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unknown_settings_suggest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_baton_section_types, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_substitution, setup, teardown),
