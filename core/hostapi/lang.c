@@ -147,6 +147,17 @@ baton_template *host_template_compile(baton_instance *inst, const char *text, in
                                     errlen);
 }
 
+/* the SDK's contexts are the template's, value for value */
+_Static_assert((int)BATON_ESCAPE_TEXT == (int)TEMPLATE_TEXT &&
+                   (int)BATON_ESCAPE_HTML == (int)TEMPLATE_HTML &&
+                   (int)BATON_ESCAPE_HEADER == (int)TEMPLATE_HEADER &&
+                   (int)BATON_ESCAPE_URL_LIST == (int)TEMPLATE_URL_LIST &&
+                   (int)BATON_ESCAPE_URL == (int)TEMPLATE_URL &&
+                   (int)BATON_ESCAPE_JSON == (int)TEMPLATE_JSON &&
+                   (int)BATON_ESCAPE_FORM == (int)TEMPLATE_FORM &&
+                   (int)BATON_ESCAPE_TOPIC == (int)TEMPLATE_TOPIC,
+               "baton_escape and the template contexts differ");
+
 baton_template *host_template_compile_as(baton_instance *inst, const char *text, int escape,
                                          char *err, size_t errlen)
 {

@@ -100,6 +100,30 @@ static void test_event_malformed(void **st)
     expect_bad("{\"type\": \"t\", \"profile\": \"p\", \"time\": \"yesterday\"}", "'time'");
     expect_bad("{\"type\": \"t\", \"profile\": \"p\", \"data\": 3}", "'data'");
     expect_bad("{\"type\": \"t\", \"profile\": \"p\", \"id\": 3.5}", "'id'");
+    /* hostile bytes: each a reason, never a crash */
+    expect_bad("{\"type\": \"t\", \"profile\": \"p\\ud800\"}", "invalid Unicode");
+    expect_bad("{\"type\": \"t\", \"profile\": \"p\\u0000\"}", "not JSON");
+    expect_bad("{\"type\": \"t\", \"profile\": \"p\xc3\"}", "not UTF-8: byte 0xc3 at offset 27");
+    /* a NUL and what follows are kept: the copy is byte for byte */
+    static const char nul[] = "{\"type\": \"t\", \"profile\": \"p\"}\0tail";
+    jevent ev;
+    char why[256];
+    assert_int_equal(jevent_parse(nul, sizeof nul - 1, 0, &ev, why, sizeof why), -1);
+    assert_string_equal(why, "a NUL byte at offset 29");
+    assert_int_equal(ev.rawlen, sizeof nul - 1);
+    assert_memory_equal(ev.raw, nul, sizeof nul);
+    jevent_free(&ev);
+    /* nesting past jansson's bound (2048) is refused by jansson */
+    enum { DEPTH = 3000 };
+    char *deep = malloc(DEPTH * 2 + 64), *p = deep;
+    p += sprintf(p, "{\"type\": \"t\", \"profile\": \"p\", \"data\": {\"a\": ");
+    for (int i = 0; i < DEPTH; i++)
+        *p++ = '[';
+    for (int i = 0; i < DEPTH; i++)
+        *p++ = ']';
+    sprintf(p, "}}");
+    expect_bad(deep, "maximum parsing depth");
+    free(deep);
 }
 
 /* ---- timers ------------------------------------------------------- */
