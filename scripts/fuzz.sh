@@ -12,7 +12,7 @@ CC=${FUZZ_CC:-clang}
 OUT=build-fuzz
 command -v "$CC" >/dev/null 2>&1 || { echo "fuzz: $CC not found (apt-get install clang libclang-rt-14-dev)"; exit 2; }
 mkdir -p "$OUT/obj"
-PKGS="libconfig jansson sqlite3"
+PKGS="libconfig jansson sqlite3 libmicrohttpd"  # the Makefile's CORE_PKGS
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -Isdk/include -Icore -Itests -DBATON_VERSION=\"fuzz\" $(pkg-config --cflags $PKGS)"
 LIBS="$(pkg-config --libs $PKGS) -ldl -lm -pthread"
 # the core (without main) and the support the targets use, once
