@@ -354,12 +354,23 @@ static int parse_block(tparser *P, block *b, const open_tag *open, int *ended_by
     return P->stopped ? 0 : rc;
 }
 
+/* The next "{{" in s, or NULL: found by its first '{', as far as that
+ * (strstr, under sanitizers, measures the whole rest at every tag: a
+ * template of many tags took quadratic time). */
+static const char *next_open(const char *s)
+{
+    while ((s = strchr(s, '{')))
+        if (*++s == '{')
+            return s - 1;
+    return NULL;
+}
+
 static int parse_block_in(tparser *P, block *b, const open_tag *open, int *ended_by_else)
 {
     for (;;) {
         if (P->stopped)
             return 0;
-        const char *tag = strstr(P->p, "{{");
+        const char *tag = next_open(P->p);
         size_t textlen = tag ? (size_t)(tag - P->p) : strlen(P->p);
         if (textlen) {
             item *it = add_item(b, I_TEXT);
