@@ -572,6 +572,18 @@ static json_t *event_json(const jevent *ev)
     return o;
 }
 
+/* What a wait_event node received, as <node id>.*: the event's data
+ * fields, and its id, type, time and profile over any of the same name. */
+static json_t *reaction_json(json_t *evj)
+{
+    json_t *data = json_object_get(evj, "data");
+    json_t *o = json_is_object(data) ? json_deep_copy(data) : json_object();
+    const char *env[] = {"id", "type", "time", "profile", NULL};
+    for (const char *const *k = env; *k; k++)
+        json_object_set(o, *k, json_object_get(evj, *k));
+    return o;
+}
+
 static int truth_or_log(jengine *e, const jcond *c, jinst *in, json_t *event, int64_t now,
                         const char *what)
 {
@@ -600,9 +612,22 @@ static int route_active(jengine *e, jinst *in, const jevent *ev, json_t *evj, in
 {
     if (in->node >= 0 && in->wait && !strcmp(in->wait, "event")) {
         const jnode *n = &in->j->nodes[in->node];
-        if (n->type == JN_WAIT_EVENT && !strcmp(n->event, ev->type) &&
-            truth_or_log(e, &n->filter, in, evj, now, "wait_event filter"))
-            return run_from(e, in, n->on_event, now, err, errlen);
+        if (n->type == JN_WAIT_EVENT && !strcmp(n->event, ev->type)) {
+            /* the event is <node id>.* in the filter and every later
+             * node; event.* stays the entry event */
+            if (!in->results)
+                in->results = json_object();
+            json_t *before = json_incref(json_object_get(in->results, n->id));
+            json_object_set_new(in->results, n->id, reaction_json(evj));
+            if (truth_or_log(e, &n->filter, in, NULL, now, "wait_event filter")) {
+                json_decref(before);
+                return run_from(e, in, n->on_event, now, err, errlen);
+            }
+            if (before) /* a wait reached again on a loop: the earlier one stays */
+                json_object_set_new(in->results, n->id, before);
+            else
+                json_object_del(in->results, n->id);
+        }
     }
     for (size_t x = 0; x < in->j->nexits; x++) {
         const jexit *xr = &in->j->exits[x];

@@ -18,6 +18,8 @@
 #include "base/mem.h"
 #include "base/suggest.h"
 #include "base/timefmt.h"
+#include "lang/expr.h"
+#include "lang/template.h"
 
 static const char *const type_names[] = {"condition", "split",  "wait", "wait_event",
                                          "send",      "action", "end",  NULL};
@@ -556,6 +558,109 @@ static void check_graph(pctx *p)
     free(mark);
 }
 
+/* ------------------------------------------------------------------ */
+/* Names of node results: read only where some path defines them       */
+/* ------------------------------------------------------------------ */
+
+/* Nodes whose id names a result: an action's response, the event a
+ * wait_event received. */
+static int defines_result(const jnode *n)
+{
+    return n->type == JN_ACTION || n->type == JN_WAIT_EVENT;
+}
+
+/* The nodes reachable from v's successors (v itself only on a loop). */
+static void reach_after(const journey *j, int v, unsigned char *seen)
+{
+    const jnode *n = &j->nodes[v];
+    for (size_t i = 0; i < n->nbr; i++)
+        reach(j, n->br[i].next, seen);
+    reach(j, n->next, seen);
+    reach(j, n->otherwise, seen);
+    reach(j, n->on_event, seen);
+    reach(j, n->on_timeout, seen);
+    reach(j, n->on_error, seen);
+}
+
+/* One compiled expression of node `at` (-1: the entry or an exit rule):
+ * every name <id>.field whose id is a result-defining node must be
+ * defined on some path from start to `at` (after[d][at]); a wait_event's
+ * own filter reads the event it is matching. */
+static void check_expr_reads(pctx *p, const void *compiled, int at, int self_ok, int line,
+                             const char *where, unsigned char **after)
+{
+    const journey *j = p->j;
+    if (!compiled)
+        return;
+    size_t n = expr_ref_count(compiled);
+    for (size_t i = 0; i < n; i++) {
+        const expr_ref *r = expr_ref_at(compiled, i);
+        if (!r->prefix)
+            continue;
+        int d = journey_node(j, r->prefix);
+        if (d < 0 || !defines_result(&j->nodes[d]))
+            continue;
+        if (at >= 0 && ((self_ok && d == at) || after[d][at]))
+            continue;
+        const char *what = j->nodes[d].type == JN_ACTION ? "the response of action node"
+                                                         : "the event received by node";
+        if (at < 0)
+            diag_error(p->d, p->file, line,
+                       "%s: '%s' reads %s '%s', which no instance has reached when this runs",
+                       where, r->path, what, r->prefix);
+        else
+            diag_error(p->d, p->file, line,
+                       "%s: '%s' reads %s '%s', but no path from start to node '%s' passes "
+                       "through '%s'",
+                       where, r->path, what, r->prefix, j->nodes[at].id, r->prefix);
+    }
+}
+
+static void check_reads(pctx *p)
+{
+    journey *j = p->j;
+    size_t nn = j->nnodes;
+    unsigned char **after = xcalloc(nn + 1, sizeof *after);
+    for (size_t v = 0; v < nn; v++) {
+        after[v] = xcalloc(nn + 1, 1);
+        if (defines_result(&j->nodes[v]))
+            reach_after(j, (int)v, after[v]);
+    }
+    check_expr_reads(p, j->entry_filter.compiled, -1, 0, j->entry_filter.line, "entry: filter",
+                     after);
+    for (size_t x = 0; x < j->nexits; x++) {
+        char where[64];
+        snprintf(where, sizeof where, "exit[%zu]: filter", x);
+        check_expr_reads(p, j->exits[x].filter.compiled, -1, 0, j->exits[x].filter.line, where,
+                         after);
+    }
+    for (size_t v = 0; v < nn; v++) {
+        const jnode *n = &j->nodes[v];
+        char where[300];
+        for (size_t b = 0; b < n->nbr; b++) {
+            snprintf(where, sizeof where, "node '%s': branches[%zu]: when", n->id, b);
+            check_expr_reads(p, n->br[b].when.compiled, (int)v, 0, n->br[b].when.line, where,
+                             after);
+        }
+        snprintf(where, sizeof where, "node '%s': until", n->id);
+        check_expr_reads(p, n->until.compiled, (int)v, 0, n->until.line, where, after);
+        snprintf(where, sizeof where, "node '%s': filter", n->id);
+        check_expr_reads(p, n->filter.compiled, (int)v, 1, n->filter.line, where, after);
+        for (size_t k = 0; k < n->nparts; k++) {
+            if (!n->parts[k].tmpl)
+                continue;
+            snprintf(where, sizeof where, "node '%s': %s", n->id, n->parts[k].name);
+            size_t ne = template_expr_count(n->parts[k].tmpl);
+            for (size_t e = 0; e < ne; e++)
+                check_expr_reads(p, template_expr_at(n->parts[k].tmpl, e), (int)v, 0, n->line,
+                                 where, after);
+        }
+    }
+    for (size_t v = 0; v < nn; v++)
+        free(after[v]);
+    free(after);
+}
+
 static void parse_exit(pctx *p, const config_setting_t *root)
 {
     const config_setting_t *ex = config_setting_get_member(root, "exit");
@@ -654,7 +759,8 @@ journey *journey_load(const char *path, struct app *a, diag *d)
     }
     j->line = line_of(root);
     {
-        /* action node ids name their results in expressions: know them
+        /* action and wait_event node ids name their results (an action's
+         * response, the event a wait received) in expressions: know them
          * before compiling any */
         const config_setting_t *nl = config_setting_get_member(root, "nodes");
         int cnt = nl && config_setting_is_list(nl) ? config_setting_length(nl) : 0;
@@ -664,7 +770,8 @@ journey *journey_load(const char *path, struct app *a, diag *d)
             const config_setting_t *g = config_setting_get_elem(nl, (unsigned)i);
             const char *id = NULL, *type = NULL;
             if (config_setting_is_group(g) && config_setting_lookup_string(g, "id", &id) &&
-                config_setting_lookup_string(g, "type", &type) && !strcmp(type, "action"))
+                config_setting_lookup_string(g, "type", &type) &&
+                (!strcmp(type, "action") || !strcmp(type, "wait_event")))
                 ids[na++] = id;
         }
         p.cc = jcompile_new(a, ids, na, d);
@@ -702,8 +809,10 @@ journey *journey_load(const char *path, struct app *a, diag *d)
     if (start)
         add_link(&p, &j->start, start, sline, "start", NULL);
     resolve_links(&p);
-    if (d->errors == before && j->start >= 0)
+    if (d->errors == before && j->start >= 0) {
         check_graph(&p);
+        check_reads(&p);
+    }
 out:
     if (p.cc) {
         j->schema = jcompile_take_schema(p.cc);

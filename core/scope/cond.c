@@ -459,8 +459,18 @@ static int env_get(void *ud, const void *row, const expr_ref *ref, baton_value *
         return from_json(dig(prow, rest), ref->type, out);
     }
     json_t *res = json_object_get(s->results, prefix);
-    if (res)
-        return from_json(dig(res, rest), ref->type, out);
+    if (res) {
+        json_t *v = dig(res, rest);
+        int64_t t;
+        /* a wait_event's reaction: <node>.time is the event's timestamp */
+        if (!strcmp(rest, "time") && json_is_string(v) &&
+            timestamp_parse(json_string_value(v), json_string_length(v), &t) == 0) {
+            out->type = BATON_T_TIMESTAMP;
+            out->v.ts = t;
+            return 0;
+        }
+        return from_json(v, ref->type, out);
+    }
     if (!s->lookups)
         s->lookups = json_object();
     json_t *l = json_object_get(s->lookups, prefix);

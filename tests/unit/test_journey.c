@@ -582,7 +582,7 @@ static void test_sim_conditions(void **st)
         "profile.city }}?\"; next = \"end\"; },\n"
         "    { id = \"big\"; type = \"end\"; },\n"
         "    { id = \"later\"; type = \"wait\"; until = \"event.time + 2h\"; next = \"react\"; },\n"
-        "    { id = \"react\"; type = \"wait_event\"; event = \"order\"; filter = \"event.amount "
+        "    { id = \"react\"; type = \"wait_event\"; event = \"order\"; filter = \"react.amount "
         ">= 10\"; on_event = \"end\"; },\n"
         "    { id = \"end\"; type = \"end\"; }\n"
         "  ); };\n";
@@ -619,6 +619,87 @@ static void test_sim_conditions(void **st)
     assert_path(out, "p5", "exited", "which later");
     assert_true(lookups > 0);
     json_decref(out);
+}
+
+/* A wait_event's event is <node id>.* in its filter and every later node;
+ * event.* stays the entry event. Two waits: each filter compares the
+ * reaction with the entry event or the earlier reaction, and the last
+ * condition reads both reactions and the entry event. */
+static void test_sim_reaction_data(void **st)
+{
+    const char *j =
+        "journey: { name = \"react\";\n"
+        "  entry = { event = \"cart\"; };\n"
+        "  start = \"w1\";\n"
+        "  nodes = (\n"
+        "    { id = \"w1\"; type = \"wait_event\"; event = \"order\"; filter = \"w1.amount > "
+        "event.total\"; on_event = \"w2\"; },\n"
+        "    { id = \"w2\"; type = \"wait_event\"; event = \"review\"; filter = \"w2.stars >= "
+        "w1.items and w2.id != w1.id\"; on_event = \"c\"; },\n"
+        "    { id = \"c\"; type = \"condition\";\n"
+        "      branches = ( { when = \"w1.amount == 25 and w2.stars == 4 and event.total == 10 "
+        "and event.type == 'cart' and w2.time > w1.time and w1.type == 'order'\"; next = "
+        "\"ok\"; } );\n"
+        "      otherwise = \"bad\"; },\n"
+        "    { id = \"ok\"; type = \"end\"; },\n"
+        "    { id = \"bad\"; type = \"end\"; }\n"
+        "  ); };\n";
+    const char *events = "{\"id\": \"1\", \"type\": \"cart\", \"profile\": \"p1\", \"time\": "
+                         "\"2026-11-23T10:00:00Z\", \"data\": {\"total\": 10}}\n"
+                         /* 5 is not above the entry's 10: still waiting */
+                         "{\"id\": \"2\", \"type\": \"order\", \"profile\": \"p1\", \"time\": "
+                         "\"2026-11-23T11:00:00Z\", \"data\": {\"amount\": 5, \"items\": 3}}\n"
+                         "{\"id\": \"3\", \"type\": \"order\", \"profile\": \"p1\", \"time\": "
+                         "\"2026-11-23T12:00:00Z\", \"data\": {\"amount\": 25, \"items\": 3}}\n"
+                         /* 2 stars, fewer than the 3 items of the order w1 received */
+                         "{\"id\": \"4\", \"type\": \"review\", \"profile\": \"p1\", \"time\": "
+                         "\"2026-11-23T13:00:00Z\", \"data\": {\"stars\": 2}}\n"
+                         "{\"id\": \"5\", \"type\": \"review\", \"profile\": \"p1\", \"time\": "
+                         "\"2026-11-23T14:00:00Z\", \"data\": {\"stars\": 4}}\n"
+                         /* p2: the entry's total is 30, so the order of 25 does not react */
+                         "{\"id\": \"6\", \"type\": \"cart\", \"profile\": \"p2\", \"time\": "
+                         "\"2026-11-23T10:00:00Z\", \"data\": {\"total\": 30}}\n"
+                         "{\"id\": \"7\", \"type\": \"order\", \"profile\": \"p2\", \"time\": "
+                         "\"2026-11-23T11:00:00Z\", \"data\": {\"amount\": 25, \"items\": 1}}\n";
+    json_t *out = simulate(j, events, INT64_MAX, NULL);
+    assert_path(out, "p1", "completed", "w1 w2 c ok");
+    assert_path(out, "p2", "waiting", "w1");
+    json_decref(out);
+}
+
+/* A name of a node's result is refused where no path from start passes
+ * that node (before it, on another branch, in the entry filter). */
+static void test_file_reads_undefined_result(void **st)
+{
+    const char *text =
+        "journey: { name = \"x\";\n"                                /* 1 */
+        "  entry = { event = \"e\"; filter = \"w.total > 1\"; };\n" /* 2 */
+        "  start = \"c\";\n"                                        /* 3 */
+        "  nodes = (\n"                                             /* 4 */
+        "    { id = \"c\"; type = \"condition\";\n"                 /* 5 */
+        "      branches = ( { when = \"w.total > 1\"; next = \"w\"; } ); otherwise = \"s\"; },\n"
+        "    { id = \"w\"; type = \"wait_event\"; event = \"o\"; on_event = \"t\"; },\n" /* 7 */
+        "    { id = \"s\"; type = \"send\"; channel = \"email\"; text = \"{{ w.total }}\"; "
+        "next = \"e\"; },\n" /* 8 */
+        "    { id = \"t\"; type = \"send\"; channel = \"email\"; text = \"{{ w.total }}\"; "
+        "next = \"e\"; },\n" /* 9 */
+        "    { id = \"e\"; type = \"end\"; }\n"
+        "  ); };\n";
+    const char *const parts[] = {
+        "2: entry: filter: 'w.total' reads the event received by node 'w', which no instance",
+        "6: node 'c': branches[0]: when: 'w.total' reads the event received by node 'w', but no "
+        "path from start to node 'c' passes through 'w'",
+        "8: node 's': text: 'w.total' reads the event received by node 'w', but no path", NULL};
+    expect_errors(text, parts);
+    diag d;
+    diag_init(&d);
+    journey *jj = load_text("bad.cfg", text, &d);
+    char *all = messages(&d);
+    if (strstr(all, "node 't'")) /* t comes after w: it may read w.* */
+        fail_msg("node t refused:\n%s", all);
+    free(all);
+    journey_free(jj);
+    diag_free(&d);
 }
 
 static void test_file_expression_errors(void **st)
@@ -724,6 +805,8 @@ int main(void)
         cmocka_unit_test(test_sim_split_stable),
         cmocka_unit_test(test_sim_wait_event_without_timeout),
         cmocka_unit_test(test_sim_conditions),
+        cmocka_unit_test(test_sim_reaction_data),
+        cmocka_unit_test(test_file_reads_undefined_result),
         cmocka_unit_test(test_file_expression_errors),
         cmocka_unit_test(test_file_against_configuration),
     };
