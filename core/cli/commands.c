@@ -17,8 +17,10 @@ const cli_command cli_commands[] = {
      "  --json           one JSON object: {\"plugins\": [...]}\n"
      "  --describe NAME  the plugin's settings: type, default, range and help\n",
      cmd_plugins},
-    {"journey", "test NAME|FILE --events FILE [--json] [--until TS] | status NAME [--json]",
-     "simulate a journey over an events file, or show where profiles are in it",
+    {"journey",
+     "test NAME|FILE --events FILE [--json] [--until TS] | status NAME [--json] | "
+     "pause|resume|close NAME",
+     "simulate a journey over an events file, show where profiles are in it, pause or close it",
      "journey test NAME|FILE --events FILE [--json] [--until TS]\n"
      "  Run the journey over a JSON-lines events file (in time order) with a\n"
      "  simulated clock that jumps to each next event or timer, until nothing is\n"
@@ -31,7 +33,11 @@ const cli_command cli_commands[] = {
      "  also the dead letters (events refused for every journey: no type, no\n"
      "  profile, not JSON) and the latest five, with their reason. Works while\n"
      "  serve runs. --json adds \"dead_letters\" (a count) and\n"
-     "  \"latest_dead_letters\": [{\"at\", \"source\", \"reason\", \"body\"}].\n",
+     "  \"latest_dead_letters\": [{\"at\", \"source\", \"reason\", \"body\"}].\n"
+     "journey pause|resume|close NAME\n"
+     "  pause: the journey's events wait in the state store and its waits do not\n"
+     "  fire; resume: they are routed in order and overdue waits fire; close: no\n"
+     "  new entries, instances go on. A running serve reads it within a second.\n",
      cmd_journey},
     {"profile", "ID [--json]", "the journeys a profile is in, and what it was sent",
      "The journeys the profile entered (state, node, path) and every send and\n"

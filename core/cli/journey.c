@@ -6,10 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "plugin/app.h"
 #include "cli/cli.h"
+#include "journey/engine.h"
 #include "journey/inbox.h"
 #include "journey/journey.h"
 #include "journey/report.h"
@@ -222,13 +224,15 @@ static int journey_status(const cli_ctx *ctx, int argc, char **argv)
         print_json(o);
     } else {
         json_t *s = json_object_get(o, "states");
-        printf(
-            "journey %s: %lld profile(s): %lld active, %lld completed, %lld exited, %lld failed\n",
-            j->name, (long long)json_integer_value(json_object_get(o, "profiles")),
-            (long long)json_integer_value(json_object_get(s, "active")),
-            (long long)json_integer_value(json_object_get(s, "completed")),
-            (long long)json_integer_value(json_object_get(s, "exited")),
-            (long long)json_integer_value(json_object_get(s, "failed")));
+        printf("journey %s (%s): %lld profile(s): %lld active, %lld completed, %lld exited, %lld "
+               "timed out, %lld failed\n",
+               j->name, json_string_value(json_object_get(o, "control")),
+               (long long)json_integer_value(json_object_get(o, "profiles")),
+               (long long)json_integer_value(json_object_get(s, "active")),
+               (long long)json_integer_value(json_object_get(s, "completed")),
+               (long long)json_integer_value(json_object_get(s, "exited")),
+               (long long)json_integer_value(json_object_get(s, "timed_out")),
+               (long long)json_integer_value(json_object_get(s, "failed")));
         printf("  %-16s %-11s %10s %10s\n", "node", "type", "at", "through");
         const char *id;
         json_t *n;
@@ -251,14 +255,70 @@ out:
     return rc;
 }
 
+/* baton journey pause|resume|close NAME: the state goes to the state
+ * store, where a running serve reads it within a second. */
+static int journey_control(const cli_ctx *ctx, int argc, char **argv)
+{
+    const char *verb = argv[1];
+    if (argc != 3 || argv[2][0] == '-') {
+        fprintf(stderr, "usage: baton journey %s NAME\n", verb);
+        return EXIT_USAGE;
+    }
+    diag d;
+    diag_init(&d);
+    app a;
+    memset(&a, 0, sizeof a);
+    int have_app = 0;
+    journey **all = NULL;
+    size_t nall = 0;
+    int rc = EXIT_OK;
+    journey *j =
+        is_file_arg(argv[2]) ? NULL : open_journey(ctx, argv[2], &a, &have_app, &all, &nall, &d);
+    if (!j || d.errors) {
+        if (!j && !d.errors)
+            fprintf(stderr, "baton journey %s: name a journey, not a file\n", verb);
+        diag_print(&d, stderr);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    const char *state = !strcmp(verb, "pause")    ? "paused"
+                        : !strcmp(verb, "resume") ? "running"
+                                                  : "closed";
+    store st;
+    char err[512];
+    if (store_open(&st, a.conf.data_dir, err, sizeof err)) {
+        fprintf(stderr, "baton journey %s: %s\n", verb, err);
+        rc = EXIT_RUNTIME;
+        goto out;
+    }
+    const char *was = jengine_control_get(&st, j->name);
+    if (jengine_control_set(&st, j->name, state, (int64_t)time(NULL) * 1000, err, sizeof err)) {
+        fprintf(stderr, "baton journey %s: %s\n", verb, err);
+        rc = EXIT_RUNTIME;
+    } else {
+        printf("journey %s: %s (was %s)\n", j->name, state, was);
+    }
+    store_close(&st);
+out:
+    if (have_app) {
+        journey_free_all(all, nall);
+        app_close(&a);
+    }
+    diag_free(&d);
+    return rc;
+}
+
 int cmd_journey(const cli_ctx *ctx, int argc, char **argv)
 {
+    if (argc >= 2 &&
+        (!strcmp(argv[1], "pause") || !strcmp(argv[1], "resume") || !strcmp(argv[1], "close")))
+        return journey_control(ctx, argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "test"))
         return journey_test(ctx, argc, argv);
     if (argc >= 2 && !strcmp(argv[1], "status"))
         return journey_status(ctx, argc, argv);
-    fprintf(stderr, "baton journey: expected 'test' or 'status'%s%s\n", argc >= 2 ? ", not " : "",
-            argc >= 2 ? argv[1] : "");
+    fprintf(stderr, "baton journey: expected test, status, pause, resume or close%s%s\n",
+            argc >= 2 ? ", not " : "", argc >= 2 ? argv[1] : "");
     return EXIT_USAGE;
 }
 

@@ -22,7 +22,7 @@ ajob *jr_job_new(const char *key, const char *action, const char *profile, const
 {
     ajob *j = xcalloc(1, sizeof *j);
     j->key = xstrdup(key);
-    j->action = xstrdup(action);
+    j->action = action ? xstrdup(action) : NULL;
     j->profile = xstrdup(profile);
     j->node = xstrdup(node);
     j->event = event ? json_incref(event) : json_object();
@@ -34,6 +34,8 @@ void jr_on_action(void *ud, const jsend_req *q)
 {
     jrunner *r = ud;
     ajob *j = jr_job_new(q->key, q->node->action, q->profile, q->node->id, q->event, q->results);
+    if (q->set)
+        j->set = json_incref(q->set);
     j->next = r->txn_jobs;
     r->txn_jobs = j;
 }
@@ -46,6 +48,7 @@ void jr_ajob_free(ajob *j)
     free(j->node);
     json_decref(j->event);
     json_decref(j->results);
+    json_decref(j->set);
     free(j);
 }
 
@@ -102,8 +105,40 @@ static int64_t rate_wait_ms(jrunner *r, instance *inst)
     return us > 0 ? us / 1000 + 1 : 0;
 }
 
+/* An update_profile node's values, by the profile's key. The values were
+ * evaluated once when the node ran, so a retry or a replay after a crash
+ * writes the same row again, never an increment twice. */
+static void run_update(jrunner *r, ajob *j)
+{
+    char err[512] = "";
+    int64_t backoff = 500;
+    for (int attempt = 0;; attempt++) {
+        if (jsource_update(r->src, j->profile, j->set, err, sizeof err) == 0) {
+            char *written = json_dumps(j->set, JSON_COMPACT); /* kept as the node's record */
+            post_done(r, j, 1, written, NULL);
+            free(written);
+            return;
+        }
+        if (attempt >= 3) {
+            char *why = xasprintf("%s (after %d attempts)", err, attempt + 1);
+            post_done(r, j, 0, NULL, why);
+            free(why);
+            return;
+        }
+        log_msg(BATON_LOG_INFO, "journey", "%s: %s; retrying in %lld ms", j->key, err,
+                (long long)backoff);
+        if (action_sleep(r, backoff))
+            return; /* stopping: left pending, written again on the next start */
+        backoff *= 2;
+    }
+}
+
 static void run_job(jrunner *r, ajob *j)
 {
+    if (j->set) {
+        run_update(r, j);
+        return;
+    }
     instance *inst = app_find(r->a, "actions", j->action);
     const baton_action_ops *ops = inst ? instance_action(inst) : NULL;
     if (!ops || inst->phase != INSTANCE_RUNNING) {

@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/timefmt.h"
+#include "lang/expr.h"
 
 static const char *const ddl =
     "CREATE TABLE IF NOT EXISTS journey_meta (key TEXT PRIMARY KEY, value INTEGER);"
@@ -26,6 +27,15 @@ static const char *const ddl =
     "CREATE INDEX IF NOT EXISTS journey_sends_pending ON journey_sends(status)"
     " WHERE status = 'pending'";
 
+/* pause, resume, close (journey_control) and the events a paused journey
+ * holds (journey_held) */
+static const char *const ddl_control =
+    "CREATE TABLE IF NOT EXISTS journey_control (journey TEXT PRIMARY KEY, state TEXT NOT NULL,"
+    " at INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS journey_held (seq INTEGER PRIMARY KEY, journey TEXT NOT NULL,"
+    " event TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS journey_held_journey ON journey_held(journey, seq)";
+
 /* the latest instance of each journey for a profile, from the index */
 static const char *const ddl_latest = "CREATE INDEX IF NOT EXISTS journey_instances_latest"
                                       " ON journey_instances(profile, journey, id);"
@@ -41,6 +51,8 @@ enum {
     S_SEND_STATUS,
     S_SEND_GET,
     S_SEND_RESPONSE,
+    S_CTL_ALL,
+    S_HOLD,
     S_NSTMT
 };
 
@@ -68,6 +80,8 @@ static const char *const sql[S_NSTMT] = {
     [S_SEND_STATUS] = "UPDATE journey_sends SET status = ? WHERE key = ?",
     [S_SEND_GET] = "SELECT instance, node, status FROM journey_sends WHERE key = ?",
     [S_SEND_RESPONSE] = "UPDATE journey_sends SET status = ?, response = ? WHERE key = ?",
+    [S_CTL_ALL] = "SELECT journey, state FROM journey_control",
+    [S_HOLD] = "INSERT INTO journey_held(journey, event) VALUES (?, ?)",
 };
 
 /* One instance while it is being worked on. */
@@ -153,7 +167,8 @@ int jengine_open(jengine *e, store *st, journey **js, size_t njs, const jengine_
         e->ops = *ops;
     jtimers_init(&e->timers);
     if (store_migrate(st, "journey", JOURNEY_DDL_VERSION, ddl, err, errlen) ||
-        store_migrate(st, "journey_latest", 1, ddl_latest, err, errlen))
+        store_migrate(st, "journey_latest", 1, ddl_latest, err, errlen) ||
+        store_migrate(st, "journey_control", 1, ddl_control, err, errlen))
         return -1;
     /* the pages of the profile index are touched at random: keep more of
      * them (bounded: 16 MiB) */
@@ -178,6 +193,8 @@ void jengine_close(jengine *e)
     for (int i = 0; i < S_NSTMT; i++)
         sqlite3_finalize(e->stmt[i]);
     jtimers_free(&e->timers);
+    free(e->ctl);
+    free(e->jumped);
     memset(e, 0, sizeof *e);
 }
 
@@ -185,6 +202,10 @@ void jengine_set_journeys(jengine *e, journey **js, size_t njs)
 {
     e->js = js;
     e->njs = njs;
+    free(e->ctl);
+    e->ctl = NULL; /* read again, for these journeys */
+    free(e->jumped);
+    e->jumped = NULL;
 }
 
 /* The engine's transaction is a savepoint in the store's group
@@ -246,7 +267,8 @@ void jengine_rollback(jengine *e)
 
 static const char *intern_state(const char *s)
 {
-    static const char *const states[] = {"active", "completed", "exited", "failed", NULL};
+    static const char *const states[] = {"active", "completed", "exited",
+                                         "failed", "timed_out", NULL};
     for (int i = 0; states[i]; i++)
         if (!strcmp(states[i], s))
             return states[i];
@@ -337,6 +359,14 @@ static int inst_save(jengine *e, jinst *in, int64_t now, char *err, size_t errle
     else
         sqlite3_bind_null(st, 12);
     bind_text(st, 13, in->reason);
+    /* the journey's timeout bounds every wait */
+    if (in->state[0] == 'a' && in->wait && in->j->timeout_ms > 0) {
+        int64_t deadline = in->entered + in->j->timeout_ms;
+        if (in->due < 0 || in->due > deadline) {
+            in->due = deadline;
+            sqlite3_bind_int64(st, 7, in->due);
+        }
+    }
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
@@ -451,10 +481,53 @@ static int run_from(jengine *e, jinst *in, int at, int64_t now, char *err, size_
     return rc;
 }
 
+static json_t *value_to_json(const baton_value *v)
+{
+    char text[32];
+    switch (v->type) {
+    case BATON_T_NULL: return json_null();
+    case BATON_T_BOOL: return json_boolean(v->v.b);
+    case BATON_T_INT: return json_integer(v->v.i);
+    case BATON_T_FLOAT: return json_real(v->v.f);
+    case BATON_T_STRING: return json_stringn(v->v.s.ptr, v->v.s.len);
+    case BATON_T_DATE: date_format(v->v.date, text); return json_string(text);
+    case BATON_T_TIMESTAMP: timestamp_format(v->v.ts, text); return json_string(text);
+    case BATON_T_DURATION: return json_integer(v->v.dur);
+    }
+    return json_null();
+}
+
+/* An update_profile node's values, evaluated once, when the node runs: a
+ * replay writes the same values (never `points + 10` twice). NULL after
+ * set_failed. */
+static json_t *update_values(jengine *e, jinst *in, const jnode *n, jscope *sc)
+{
+    json_t *set = json_object();
+    expr_arena arena;
+    expr_arena_init(&arena);
+    for (size_t k = 0; k < n->nsets; k++) {
+        baton_value v;
+        char why[512];
+        if (jcond_eval(&n->sets[k].value, sc, &arena, &v, why, sizeof why)) {
+            set_failed(e, in, "update_profile", why);
+            json_decref(set);
+            set = NULL;
+            break;
+        }
+        json_object_set_new(set, n->sets[k].field, value_to_json(&v));
+    }
+    expr_arena_free(&arena);
+    return set;
+}
+
+static int jump(jengine *e, const jinst *from, const char *name, int64_t now, char *err,
+                size_t errlen);
+
 /* The profile is read once per run (sc caches it), when a node needs it. */
 static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, char *err,
                      size_t errlen)
 {
+    const char *jump_to = NULL;
     in->wait = NULL;
     in->due = -1;
     for (int guard = 0;; guard++) {
@@ -520,7 +593,7 @@ static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, cha
             char key[256];
             snprintf(key, sizeof key, "j:%s:%lld:%s:%zu", in->j->name, (long long)in->id, n->id,
                      in->steps);
-            jsend_req r = {key, in->id, in->j, n, in->profile, in->event, in->results};
+            jsend_req r = {key, in->id, in->j, n, in->profile, in->event, in->results, NULL};
             if (n->type == JN_SEND) {
                 int on = !e->ops.channel_enabled || e->ops.channel_enabled(e->ops.ud, n->channel);
                 char status[300] = "skipped: channel disabled";
@@ -547,13 +620,58 @@ static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, cha
                 in->wait = "action";
                 break;
             }
+        } else if (n->type == JN_UPDATE_PROFILE) {
+            char key[256];
+            snprintf(key, sizeof key, "j:%s:%lld:%s:%zu", in->j->name, (long long)in->id, n->id,
+                     in->steps);
+            json_t *set = update_values(e, in, n, sc);
+            if (!set)
+                break;
+            e->stats.updates++;
+            const char *status = e->ops.action ? "pending" : "recorded";
+            char *txt = json_dumps(set, JSON_COMPACT);
+            int rc = send_row(e, in, n, key, "update", "profiles", status, now, err, errlen);
+            if (!rc) {
+                sqlite3_stmt *st = e->stmt[S_SEND_RESPONSE];
+                sqlite3_reset(st);
+                bind_text(st, 1, status);
+                bind_text(st, 2, txt);
+                bind_text(st, 3, key);
+                rc = sqlite3_step(st) == SQLITE_DONE ? 0 : sqlfail(e, err, errlen, "record update");
+                sqlite3_reset(st);
+            }
+            free(txt);
+            if (rc) {
+                json_decref(set);
+                return -1;
+            }
+            if (!e->ops.action) {
+                json_decref(set);
+                at = n->next;
+                continue;
+            }
+            jsend_req r = {key, in->id, in->j, n, in->profile, in->event, in->results, set};
+            e->ops.action(e->ops.ud, &r);
+            json_decref(set);
+            in->wait = "action";
+            break;
+        } else if (n->type == JN_JUMP) {
+            in->state = "completed";
+            free(in->reason);
+            in->reason = xasprintf("jumped to journey '%s'", n->jump);
+            e->stats.completed++;
+            jump_to = n->jump;
+            break;
         } else { /* JN_END */
             in->state = "completed";
             e->stats.completed++;
             break;
         }
     }
-    return inst_save(e, in, now, err, errlen);
+    int rc = inst_save(e, in, now, err, errlen);
+    if (!rc && jump_to)
+        rc = jump(e, in, jump_to, now, err, errlen);
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -645,6 +763,26 @@ static int route_active(jengine *e, jinst *in, const jevent *ev, json_t *evj, in
     return 0;
 }
 
+static int journey_index(const jengine *e, const journey *j)
+{
+    for (size_t i = 0; i < e->njs; i++)
+        if (e->js[i] == j)
+            return (int)i;
+    return -1;
+}
+
+static char ctl_of(const jengine *e, const journey *j)
+{
+    int i = e->ctl ? journey_index(e, j) : -1;
+    return i >= 0 ? e->ctl[i] : 'r';
+}
+
+/* New entries: not closed, within start_at .. end_at. */
+static int entry_open(const jengine *e, const journey *j, int64_t now)
+{
+    return ctl_of(e, j) == 'r' && now >= j->start_at_ms && now < j->end_at_ms;
+}
+
 static int may_enter(const journey *j, const jinst *last, int64_t now)
 {
     if (!last)
@@ -659,13 +797,13 @@ static int may_enter(const journey *j, const jinst *last, int64_t now)
     return 0;
 }
 
-static int enter(jengine *e, journey *j, const jevent *ev, json_t *evj, int64_t now, char *err,
+static int enter(jengine *e, journey *j, const char *profile, json_t *evj, int64_t now, char *err,
                  size_t errlen)
 {
     jinst in = {0};
     in.id = e->next_id;
     in.j = j;
-    in.profile = xstrdup(ev->profile);
+    in.profile = xstrdup(profile);
     in.state = "active";
     in.node = -1;
     in.due = -1;
@@ -683,6 +821,66 @@ static int enter(jengine *e, journey *j, const jevent *ev, json_t *evj, int64_t 
     return rc;
 }
 
+/* The latest instance of j for a profile: *have 0 when none. */
+static int latest(jengine *e, const char *profile, journey *j, jinst *last, int *have, char *err,
+                  size_t errlen)
+{
+    sqlite3_stmt *st = e->stmt[S_BY_PROFILE];
+    sqlite3_reset(st);
+    bind_text(st, 1, profile);
+    bind_text(st, 2, j->name);
+    int rc = sqlite3_step(st);
+    *have = rc == SQLITE_ROW;
+    if (*have)
+        inst_from_row(e, st, j, profile, last);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sqlfail(e, err, errlen, "instances");
+}
+
+/* A jump node: the profile enters the other journey (its reentry rule,
+ * start_at/end_at, pause and close apply), carrying the entry event. */
+static int jump(jengine *e, const jinst *from, const char *name, int64_t now, char *err,
+                size_t errlen)
+{
+    journey *to = find_journey(e, name);
+    if (!to || e->jump_depth >= 8) {
+        log_msg(BATON_LOG_WARN, "journey", "%s: profile %s: jump to '%s': %s", from->j->name,
+                from->profile, name,
+                to ? "more than 8 jumps in a row (a loop of jumps?)" : "no such journey");
+        return 0;
+    }
+    int ti = journey_index(e, to);
+    if (e->jumped && ti >= 0)
+        e->jumped[ti] = 1;
+    jinst last;
+    int have;
+    if (latest(e, from->profile, to, &last, &have, err, errlen))
+        return -1;
+    int ok = entry_open(e, to, now) && may_enter(to, have ? &last : NULL, now);
+    if (have)
+        inst_free(&last);
+    if (!ok)
+        return 0;
+    e->stats.jumps++;
+    e->jump_depth++;
+    int rc = enter(e, to, from->profile, from->event, now, err, errlen);
+    e->jump_depth--;
+    return rc;
+}
+
+static int hold(jengine *e, const journey *j, json_t *evj, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = e->stmt[S_HOLD];
+    char *txt = json_dumps(evj, JSON_COMPACT);
+    sqlite3_reset(st);
+    bind_text(st, 1, j->name);
+    sqlite3_bind_text(st, 2, txt, -1, free);
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    e->stats.held++;
+    return rc == SQLITE_DONE ? 0 : sqlfail(e, err, errlen, "hold event");
+}
+
 /* Whether an event of this type can do anything in j: enter it, end an
  * instance by an exit rule, or answer a wait_event node. */
 static int journey_hears(const journey *j, const char *type)
@@ -698,7 +896,10 @@ static int journey_hears(const journey *j, const char *type)
     return 0;
 }
 
-int jengine_event(jengine *e, const jevent *ev, int64_t now_ms, char *err, size_t errlen)
+/* Route ev to every journey (only < 0) or to journey `only` (the events
+ * a paused journey held, on resume). */
+static int route_event(jengine *e, const jevent *ev, int only, int64_t now_ms, char *err,
+                       size_t errlen)
 {
     sqlite3_stmt *st = e->stmt[S_BY_PROFILE];
     int rc = SQLITE_DONE;
@@ -708,8 +909,11 @@ int jengine_event(jengine *e, const jevent *ev, int64_t now_ms, char *err, size_
     size_t nj = e->njs;
     jinst *last = xcalloc(nj + 1, sizeof *last);
     char *have = xcalloc(nj + 1, 1), *hears = xcalloc(nj + 1, 1);
+    if (!e->jumped)
+        e->jumped = xcalloc(nj + 1, 1);
+    memset(e->jumped, 0, nj);
     for (size_t i = 0; i < nj && rc == SQLITE_DONE; i++) {
-        if (!(hears[i] = (char)journey_hears(e->js[i], ev->type)))
+        if ((only >= 0 && (int)i != only) || !(hears[i] = (char)journey_hears(e->js[i], ev->type)))
             continue;
         sqlite3_reset(st);
         bind_text(st, 1, ev->profile);
@@ -727,13 +931,15 @@ int jengine_event(jengine *e, const jevent *ev, int64_t now_ms, char *err, size_
     json_t *evj = out ? NULL : event_json(ev);
     for (size_t i = 0; i < nj && !out; i++) {
         journey *j = e->js[i];
-        if (!hears[i])
+        if (!hears[i] || e->jumped[i]) /* a jump entered it: last[i] is stale */
             continue;
-        if (have[i] && !strcmp(last[i].state, "active"))
+        if (e->ctl && e->ctl[i] == 'p')
+            out = hold(e, j, evj, err, errlen);
+        else if (have[i] && !strcmp(last[i].state, "active"))
             out = route_active(e, &last[i], ev, evj, now_ms, err, errlen);
-        else if (!strcmp(j->entry_event, ev->type) &&
+        else if (!strcmp(j->entry_event, ev->type) && entry_open(e, j, now_ms) &&
                  may_enter(j, have[i] ? &last[i] : NULL, now_ms))
-            out = enter(e, j, ev, evj, now_ms, err, errlen);
+            out = enter(e, j, ev->profile, evj, now_ms, err, errlen);
     }
     json_decref(evj);
     for (size_t i = 0; i < nj; i++)
@@ -743,6 +949,11 @@ int jengine_event(jengine *e, const jevent *ev, int64_t now_ms, char *err, size_
     free(have);
     free(hears);
     return out;
+}
+
+int jengine_event(jengine *e, const jevent *ev, int64_t now_ms, char *err, size_t errlen)
+{
+    return route_event(e, ev, -1, now_ms, err, errlen);
 }
 
 int64_t jengine_watermark(jengine *e)
@@ -799,7 +1010,23 @@ int jengine_fire(jengine *e, int64_t now_ms, size_t max, size_t *fired, char *er
             continue;
         int rc = 0;
         /* stale entries (the instance moved on) are dropped here */
-        if (!strcmp(in.state, "active") && in.due == t.due_ms && in.wait && in.node >= 0) {
+        if (!strcmp(in.state, "active") && in.due == t.due_ms && ctl_of(e, in.j) == 'p') {
+            /* frozen: the timer is set again on resume (rebuild_timers) */
+        } else if (!strcmp(in.state, "active") && in.due == t.due_ms && in.j->timeout_ms > 0 &&
+                   now_ms >= in.entered + in.j->timeout_ms) {
+            (*fired)++;
+            e->stats.timers_fired++;
+            e->stats.timed_out++;
+            in.state = "timed_out";
+            in.wait = NULL;
+            in.due = -1;
+            free(in.reason);
+            char d[32];
+            duration_format(in.j->timeout_ms / 1000, d, sizeof d);
+            in.reason = xasprintf("the journey's timeout (%s) passed at node '%s'", d,
+                                  in.node >= 0 ? in.j->nodes[in.node].id : "?");
+            rc = inst_save(e, &in, now_ms, err, errlen);
+        } else if (!strcmp(in.state, "active") && in.due == t.due_ms && in.wait && in.node >= 0) {
             const jnode *n = &in.j->nodes[in.node];
             int next = n->type == JN_WAIT ? n->next : n->type == JN_WAIT_EVENT ? n->on_timeout : -2;
             if (next != -2) {
@@ -841,11 +1068,16 @@ int jengine_action_done(jengine *e, const char *key, int ok, const char *respons
     int pending = !strcmp(col_text(st, 2), "pending");
     sqlite3_reset(st);
     char *status = ok ? xstrdup("ok") : xasprintf("error: %s", reason ? reason : "failed");
-    st = e->stmt[S_SEND_RESPONSE];
+    /* an update's response is the values it wrote: kept */
+    st = e->stmt[response || ok ? S_SEND_RESPONSE : S_SEND_STATUS];
     sqlite3_reset(st);
     bind_text(st, 1, status);
-    bind_text(st, 2, response);
-    bind_text(st, 3, key);
+    if (st == e->stmt[S_SEND_RESPONSE]) {
+        bind_text(st, 2, response);
+        bind_text(st, 3, key);
+    } else {
+        bind_text(st, 2, key);
+    }
     rc = sqlite3_step(st);
     sqlite3_reset(st);
     free(status);
@@ -863,7 +1095,9 @@ int jengine_action_done(jengine *e, const char *key, int ok, const char *respons
     if (!strcmp(in.state, "active") && in.wait && !strcmp(in.wait, "action") && in.node >= 0 &&
         !strcmp(in.j->nodes[in.node].id, node)) {
         const jnode *n = &in.j->nodes[in.node];
-        if (ok) {
+        if (ok && n->type == JN_UPDATE_PROFILE) {
+            out = run_from(e, &in, n->next, now_ms, err, errlen);
+        } else if (ok) {
             json_t *resp = response && *response ? json_loads(response, 0, NULL) : NULL;
             if (!in.results)
                 in.results = json_object();
@@ -874,7 +1108,9 @@ int jengine_action_done(jengine *e, const char *key, int ok, const char *respons
         } else if (n->on_error >= 0) {
             out = run_from(e, &in, n->on_error, now_ms, err, errlen);
         } else {
-            set_failed(e, &in, "action failed", reason ? reason : "error");
+            set_failed(e, &in,
+                       n->type == JN_UPDATE_PROFILE ? "update_profile failed" : "action failed",
+                       reason ? reason : "error");
             out = inst_save(e, &in, now_ms, err, errlen);
         }
     }
@@ -897,19 +1133,144 @@ int jengine_send_status(jengine *e, const char *key, const char *status, char *e
 int jengine_pending(jengine *e,
                     void (*fn)(void *ud, const char *kind, const char *key, int64_t inst,
                                const char *journey, const char *node, const char *profile,
-                               const char *event_json, const char *results_json),
+                               const char *event_json, const char *results_json,
+                               const char *set_json),
                     void *ud, char *err, size_t errlen)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(e->st->db,
                            "SELECT s.kind, s.key, s.instance, s.journey, s.node, s.profile,"
-                           " i.event, i.results FROM journey_sends s JOIN journey_instances i"
+                           " i.event, i.results, s.response FROM journey_sends s"
+                           " JOIN journey_instances i"
                            " ON i.id = s.instance WHERE s.status = 'pending' ORDER BY s.at",
                            -1, &st, NULL) != SQLITE_OK)
         return sqlfail(e, err, errlen, "pending");
     while (sqlite3_step(st) == SQLITE_ROW)
         fn(ud, col_text(st, 0), col_text(st, 1), sqlite3_column_int64(st, 2), col_text(st, 3),
-           col_text(st, 4), col_text(st, 5), col_text(st, 6), col_text(st, 7));
+           col_text(st, 4), col_text(st, 5), col_text(st, 6), col_text(st, 7), col_text(st, 8));
     sqlite3_finalize(st);
     return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Lifecycle: pause, resume, close                                     */
+/* ------------------------------------------------------------------ */
+
+int jengine_control_set(store *st, const char *jname, const char *state, int64_t now_ms, char *err,
+                        size_t errlen)
+{
+    if (store_migrate(st, "journey_control", 1, ddl_control, err, errlen))
+        return -1;
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(st->db,
+                           "INSERT INTO journey_control(journey, state, at) VALUES (?, ?, ?)"
+                           " ON CONFLICT(journey) DO UPDATE SET state = excluded.state,"
+                           " at = excluded.at",
+                           -1, &q, NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "state store: %s", sqlite3_errmsg(st->db));
+        return -1;
+    }
+    sqlite3_bind_text(q, 1, jname, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, now_ms);
+    store_lock(st);
+    int rc = sqlite3_step(q);
+    store_unlock(st);
+    if (rc != SQLITE_DONE)
+        snprintf(err, errlen, "state store: %s", sqlite3_errmsg(st->db));
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+const char *jengine_control_get(store *st, const char *jname)
+{
+    sqlite3_stmt *q;
+    const char *out = "running";
+    if (sqlite3_prepare_v2(st->db, "SELECT state FROM journey_control WHERE journey = ?", -1, &q,
+                           NULL) != SQLITE_OK)
+        return out;
+    sqlite3_bind_text(q, 1, jname, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        const char *v = col_text(q, 0);
+        out = v && !strcmp(v, "paused")   ? "paused"
+              : v && !strcmp(v, "closed") ? "closed"
+                                          : "running";
+    }
+    sqlite3_finalize(q);
+    return out;
+}
+
+/* The events journey i held while paused, routed to it in order. */
+static int release_held(jengine *e, size_t i, int64_t now_ms, char *err, size_t errlen)
+{
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(e->st->db,
+                           "SELECT seq, event FROM journey_held WHERE journey = ? ORDER BY seq", -1,
+                           &q, NULL) != SQLITE_OK)
+        return sqlfail(e, err, errlen, "held events");
+    sqlite3_bind_text(q, 1, e->js[i]->name, -1, SQLITE_STATIC);
+    int rc = 0, step;
+    while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
+        const char *txt = col_text(q, 1);
+        jevent ev;
+        char reason[256];
+        if (jevent_parse(txt, strlen(txt), now_ms, &ev, reason, sizeof reason) == 0)
+            rc = route_event(e, &ev, (int)i, now_ms, err, errlen);
+        jevent_free(&ev);
+    }
+    sqlite3_finalize(q);
+    if (rc)
+        return rc;
+    if (sqlite3_prepare_v2(e->st->db, "DELETE FROM journey_held WHERE journey = ?", -1, &q, NULL) !=
+        SQLITE_OK)
+        return sqlfail(e, err, errlen, "held events");
+    sqlite3_bind_text(q, 1, e->js[i]->name, -1, SQLITE_STATIC);
+    step = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return step == SQLITE_DONE ? 0 : sqlfail(e, err, errlen, "held events");
+}
+
+int jengine_control_refresh(jengine *e, int64_t now_ms, char *err, size_t errlen)
+{
+    size_t nj = e->njs;
+    int first = !e->ctl;
+    char *was = NULL;
+    if (!first) {
+        was = xcalloc(nj + 1, 1);
+        memcpy(was, e->ctl, nj);
+    }
+    if (first)
+        e->ctl = xcalloc(nj + 1, 1);
+    memset(e->ctl, 'r', nj);
+    sqlite3_stmt *st = e->stmt[S_CTL_ALL];
+    sqlite3_reset(st);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        journey *j = find_journey(e, col_text(st, 0));
+        int i = j ? journey_index(e, j) : -1;
+        const char *v = col_text(st, 1);
+        if (i >= 0 && v)
+            e->ctl[i] = !strcmp(v, "paused") ? 'p' : !strcmp(v, "closed") ? 'c' : 'r';
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        free(was);
+        return sqlfail(e, err, errlen, "journey control");
+    }
+    int resumed = 0, out = 0;
+    for (size_t i = 0; i < nj && !out; i++)
+        if (e->ctl[i] != 'p' && (first || was[i] == 'p')) {
+            if (!first) {
+                resumed = 1;
+                log_msg(BATON_LOG_INFO, "journey", "%s: resumed", e->js[i]->name);
+            }
+            out = release_held(e, i, now_ms, err, errlen);
+        } else if (!first && e->ctl[i] != was[i]) {
+            log_msg(BATON_LOG_INFO, "journey", "%s: %s", e->js[i]->name,
+                    e->ctl[i] == 'p' ? "paused" : "closed");
+        }
+    free(was);
+    if (!out && resumed)
+        out = rebuild_timers(e, err, errlen);
+    return out;
 }

@@ -36,6 +36,7 @@ typedef struct jsend_req {
     const char *profile;
     json_t *event;   /* the entry event, borrowed */
     json_t *results; /* action results so far, borrowed */
+    json_t *set;     /* update_profile: {field: value} to write, borrowed */
 } jsend_req;
 
 typedef struct jengine_ops {
@@ -49,9 +50,10 @@ typedef struct jengine_ops {
      * delivery log row commits with the batch), or 1: record "pending",
      * to be handed after the commit. May be NULL (all pending). */
     int (*send)(void *ud, const jsend_req *r, char *status, size_t statuslen);
-    /* An action node was reached: the instance waits for
-     * jengine_action_done(key). NULL: the action is recorded as done at
-     * once with an empty response (journey test). */
+    /* An action node (or an update_profile node: r->set holds the values
+     * it evaluated, to write by the profile's key) was reached: the
+     * instance waits for jengine_action_done(key). NULL: it is recorded
+     * as done at once with an empty response (journey test). */
     void (*action)(void *ud, const jsend_req *r);
     /* Conditions: the profile's row, a lookup source (see journey/cond.h). */
     json_t *(*profile)(void *ud, const char *profile_id);
@@ -63,6 +65,7 @@ typedef struct jengine_ops {
 
 typedef struct jengine_stats {
     uint64_t events, entered, completed, exited, failed, sends, skipped, actions, timers_fired;
+    uint64_t timed_out, held, jumps, updates;
 } jengine_stats;
 
 typedef struct jengine {
@@ -72,7 +75,12 @@ typedef struct jengine {
     jengine_ops ops;
     jtimers timers;
     int64_t next_id; /* instance ids are handed out here: one writer */
-    sqlite3_stmt *stmt[12];
+    sqlite3_stmt *stmt[16];
+    /* lifecycle, per journey (index in js): 'r' running, 'p' paused, 'c'
+     * closed, as journey_control says (jengine_control_refresh) */
+    char *ctl;
+    char *jumped; /* journeys a jump entered while routing one event */
+    int jump_depth;
     jengine_stats stats;
     /* Set by ops.send when it handed a message on inside the batch: the
      * dispatcher holds it in memory against a delivery log row of this
@@ -114,13 +122,29 @@ int jengine_action_done(jengine *e, const char *key, int ok, const char *respons
 int jengine_send_status(jengine *e, const char *key, const char *status, char *err, size_t errlen);
 
 /* What was left in flight by a previous run: calls fn for every send
- * still pending and every action not finished, so the caller hands them
- * on again (with the same keys: nothing is sent twice). */
+ * still pending and every action or profile update not finished, so the
+ * caller hands them on again (with the same keys: nothing is sent twice;
+ * an update writes the values recorded when its node ran, given as
+ * set_json). */
 int jengine_pending(jengine *e,
                     void (*fn)(void *ud, const char *kind, const char *key, int64_t inst,
                                const char *journey, const char *node, const char *profile,
-                               const char *event_json, const char *results_json),
+                               const char *event_json, const char *results_json,
+                               const char *set_json),
                     void *ud, char *err, size_t errlen);
+
+/* Lifecycle. `baton journey pause|resume|close NAME` writes the state
+ * ("paused", "running", "closed") to journey_control in the state store;
+ * the engine reads it in every transaction (jengine_control_refresh):
+ * a paused journey holds the events it would hear (journey_held) and
+ * fires none of its timers; on resume the held events are routed to it,
+ * in order, and overdue timers fire. A closed journey takes no new
+ * entries; its instances go on. */
+int jengine_control_set(store *st, const char *jname, const char *state, int64_t now_ms, char *err,
+                        size_t errlen);
+/* "running", "paused" or "closed" (static). */
+const char *jengine_control_get(store *st, const char *jname);
+int jengine_control_refresh(jengine *e, int64_t now_ms, char *err, size_t errlen);
 
 /* Tables, for status, profile and the tests. */
 #define JOURNEY_DDL_VERSION 1

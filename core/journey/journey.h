@@ -19,7 +19,9 @@ typedef enum jnode_type {
     JN_WAIT_EVENT,
     JN_SEND,
     JN_ACTION,
-    JN_END
+    JN_END,
+    JN_JUMP,
+    JN_UPDATE_PROFILE
 } jnode_type;
 
 typedef enum jreentry { JR_NEVER, JR_ALWAYS, JR_AFTER } jreentry;
@@ -40,6 +42,12 @@ typedef struct jpart {
     char *value; /* template text */
     void *tmpl;  /* compiled (journey/cond.h) */
 } jpart;
+
+/* One field an update_profile node writes: value is an expression. */
+typedef struct jset {
+    char *field;
+    jcond value;
+} jset;
 
 typedef struct jnode {
     char *id;
@@ -65,6 +73,11 @@ typedef struct jnode {
     /* action */
     char *action;
     int on_error; /* -1: an error fails the instance */
+    /* jump */
+    char *jump; /* the journey the profile enters */
+    /* update_profile */
+    jset *sets;
+    size_t nsets;
 } jnode;
 
 typedef struct jexit {
@@ -86,7 +99,11 @@ typedef struct journey {
     int start;
     jnode *nodes;
     size_t nnodes;
-    void *schema; /* what the compiled expressions point into; freed last */
+    /* lifecycle: an instance older than timeout_ms ends timed_out (0:
+     * never); entries only from start_at_ms until end_at_ms */
+    int64_t timeout_ms;
+    int64_t start_at_ms, end_at_ms; /* INT64_MIN, INT64_MAX when unset */
+    void *schema;                   /* what the compiled expressions point into; freed last */
 } journey;
 
 /* Parse and check one journey file. `a` (may be NULL) supplies the

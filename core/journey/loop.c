@@ -21,6 +21,7 @@
  * them (the sources' groups come every millisecond or so under load). */
 #define LINGER_EVENTS 256
 #define LINGER_MS 2
+#define CONTROL_MS 1000
 
 /* The inbox stage: wait until there is work (events that may be taken,
  * action results, send statuses, due timers), handing waiting sends
@@ -37,7 +38,10 @@ static int inbox_take(jrunner *r, jwork *w)
         if (take && r->qlen < LINGER_EVENTS && r->qlen < r->o.batch && !r->stop && !r->done &&
             !r->marks && !due_now)
             linger = r->qsince + LINGER_MS - deadline_now_ms();
-        if ((take && linger <= 0) || r->done || r->marks || due_now)
+        /* a transaction at least every CONTROL_MS reads pause, resume and
+         * close (journey_control) while nothing else happens */
+        int64_t idle = r->last_txn + CONTROL_MS - deadline_now_ms();
+        if ((take && linger <= 0) || r->done || r->marks || due_now || (idle <= 0 && !r->stop))
             break;
         if (r->stop && !r->qhead)
             break;
@@ -46,6 +50,8 @@ static int inbox_take(jrunner *r, jwork *w)
             wait = due - jr_now_ms(r);
         if (linger > 0 && linger < wait)
             wait = linger;
+        if (idle > 0 && idle < wait)
+            wait = idle;
         struct timespec ts;
         deadline_in(&ts, wait < 1 ? 1 : wait);
         pthread_cond_timedwait(&r->wake, &r->mu, &ts);
@@ -178,7 +184,7 @@ static void requeue(void *ud, int64_t seq, jevent *ev, const char *source)
 
 static void resume_one(void *ud, const char *kind, const char *key, int64_t inst, const char *jname,
                        const char *node, const char *profile, const char *event_json,
-                       const char *results_json)
+                       const char *results_json, const char *set_json)
 {
     jrunner *r = ud;
     json_t *ev = event_json ? json_loads(event_json, 0, NULL) : NULL;
@@ -192,8 +198,12 @@ static void resume_one(void *ud, const char *kind, const char *key, int64_t inst
         jr_mark(r, key, "failed: the journey or its node is gone");
     else if (!strcmp(kind, "send"))
         jr_resume_send(r, key, profile, &j->nodes[idx], ev, res);
-    else
-        jr_queue_job(r, jr_job_new(key, j->nodes[idx].action, profile, node, ev, res));
+    else {
+        ajob *job = jr_job_new(key, j->nodes[idx].action, profile, node, ev, res);
+        if (!strcmp(kind, "update"))
+            job->set = set_json ? json_loads(set_json, 0, NULL) : json_object();
+        jr_queue_job(r, job);
+    }
     json_decref(ev);
     json_decref(res);
 }

@@ -18,11 +18,12 @@
 #include "base/mem.h"
 #include "base/suggest.h"
 #include "base/timefmt.h"
+#include "schema/schema.h"
 #include "lang/expr.h"
 #include "lang/template.h"
 
-static const char *const type_names[] = {"condition", "split",  "wait", "wait_event",
-                                         "send",      "action", "end",  NULL};
+static const char *const type_names[] = {"condition", "split", "wait", "wait_event",     "send",
+                                         "action",    "end",   "jump", "update_profile", NULL};
 
 const char *jnode_type_name(jnode_type t)
 {
@@ -156,7 +157,8 @@ static void cond_key(pctx *p, const config_setting_t *g, const char *key, jcond 
         return;
     c->text = xstrdup(t);
     c->line = line;
-    jcond_compile(c, p->cc, strcmp(key, "until") != 0, p->file, where, key, p->d);
+    jcond_compile(c, p->cc, strcmp(key, "until") != 0 && strcmp(key, "value") != 0, p->file, where,
+                  key, p->d);
 }
 
 static char *read_whole(const char *path)
@@ -325,6 +327,72 @@ static void parse_branches(pctx *p, const config_setting_t *g, jnode *n, const c
                    where, total);
 }
 
+/* The profiles source must say writable = true for a journey to write
+ * it; and a field written must be a field of the profiles entity (when
+ * the schema is known), not its key. */
+static void parse_update(pctx *p, const config_setting_t *g, jnode *n, const char *where)
+{
+    static const char *const keys[] = {"id", "type", "set", "next", NULL};
+    check_keys(p, g, where, keys, 0);
+    link_key(p, g, "next", &n->next, where, n->id, 1);
+    if (p->a) {
+        conf_use *u =
+            p->a->conf.profiles ? conf_find(&p->a->conf, "sources", p->a->conf.profiles) : NULL;
+        int writable = 0;
+        if (u && u->group)
+            config_setting_lookup_bool(u->group, "writable", &writable);
+        if (!u)
+            diag_error(p->d, p->file, n->line,
+                       "%s: update_profile needs a profiles source (profiles = \"...\" in the "
+                       "configuration)",
+                       where);
+        else if (!writable)
+            diag_error(p->d, p->file, n->line,
+                       "%s: update_profile writes the profiles source %s, which does not say "
+                       "writable = true",
+                       where, u->where);
+    }
+    const config_setting_t *sl = config_setting_get_member(g, "set");
+    if (!sl || (!config_setting_is_list(sl) && !config_setting_is_array(sl)) ||
+        config_setting_length(sl) == 0) {
+        diag_error(p->d, p->file, line_of(sl ? sl : g),
+                   "%s: set must be a non-empty list ( { field = \"tier\"; value = "
+                   "\"'silver'\"; } )",
+                   where);
+        return;
+    }
+    const schema_entity *pe =
+        p->a && p->a->schema ? schema_entity_find(p->a->schema, "profiles") : NULL;
+    int cnt = config_setting_length(sl);
+    n->sets = xcalloc((size_t)cnt + 1, sizeof *n->sets);
+    for (int i = 0; i < cnt; i++) {
+        const config_setting_t *e = config_setting_get_elem(sl, (unsigned)i);
+        char sw[300];
+        snprintf(sw, sizeof sw, "%s: set[%d]", where, i);
+        if (!config_setting_is_group(e)) {
+            diag_error(p->d, p->file, line_of(e),
+                       "%s must be a group { field = ...; value = ...; }", sw);
+            continue;
+        }
+        static const char *const skeys[] = {"field", "value", NULL};
+        check_keys(p, e, sw, skeys, 0);
+        int fline;
+        const char *field = req_string(p, e, "field", sw, "\"tier\"", &fline);
+        jset *js = &n->sets[n->nsets++];
+        js->field = xstrdup(field ? field : "");
+        cond_key(p, e, "value", &js->value, sw, "journey", 1);
+        if (field && pe) {
+            const schema_field *f = schema_field_find(pe, field);
+            if (!f)
+                diag_error(p->d, p->file, fline, "%s: field = \"%s\" is not a field of profiles",
+                           sw, field);
+            else if (pe->key && f == pe->key)
+                diag_error(p->d, p->file, fline, "%s: field = \"%s\" is the profiles key", sw,
+                           field);
+        }
+    }
+}
+
 static void parse_node(pctx *p, const config_setting_t *g, size_t idx)
 {
     jnode *n = &p->j->nodes[idx];
@@ -352,10 +420,10 @@ static void parse_node(pctx *p, const config_setting_t *g, size_t idx)
         if (!strcmp(type_names[i], type))
             t = i;
     if (t < 0) {
-        const char *near = suggest_nearest(type, type_names, 7);
+        const char *near = suggest_nearest(type, type_names, 9);
         diag_error(p->d, p->file, tline,
                    "%s: unknown type '%s'%s%s%s; node types: condition, split, wait, wait_event, "
-                   "send, action, end",
+                   "send, action, end, jump, update_profile",
                    where, type, near ? " (did you mean '" : "", near ? near : "",
                    near ? "'?)" : "");
         n->type = JN_END;
@@ -437,6 +505,14 @@ static void parse_node(pctx *p, const config_setting_t *g, size_t idx)
         check_keys(p, g, where, keys, 0);
         break;
     }
+    case JN_JUMP: {
+        static const char *const keys[] = {"id", "type", "journey", NULL};
+        check_keys(p, g, where, keys, 0);
+        const char *to = req_string(p, g, "journey", where, "\"winback\"", NULL);
+        n->jump = to ? xstrdup(to) : NULL;
+        break;
+    }
+    case JN_UPDATE_PROFILE: parse_update(p, g, n, where); break;
     }
 }
 
@@ -487,6 +563,7 @@ static size_t immediate_succ(const jnode *n, int *out)
         break;
     case JN_SEND:
     case JN_ACTION:
+    case JN_UPDATE_PROFILE:
         out[k++] = n->next;
         if (n->type == JN_ACTION)
             out[k++] = n->on_error;
@@ -642,6 +719,11 @@ static void check_reads(pctx *p)
             check_expr_reads(p, n->br[b].when.compiled, (int)v, 0, n->br[b].when.line, where,
                              after);
         }
+        for (size_t k = 0; k < n->nsets; k++) {
+            snprintf(where, sizeof where, "node '%s': set[%zu]: value", n->id, k);
+            check_expr_reads(p, n->sets[k].value.compiled, (int)v, 0, n->sets[k].value.line, where,
+                             after);
+        }
         snprintf(where, sizeof where, "node '%s': until", n->id);
         check_expr_reads(p, n->until.compiled, (int)v, 0, n->until.line, where, after);
         snprintf(where, sizeof where, "node '%s': filter", n->id);
@@ -732,6 +814,46 @@ static void parse_entry(pctx *p, const config_setting_t *root)
                re);
 }
 
+/* timeout (default 91d, "never"), start_at, end_at. */
+static void parse_lifecycle(pctx *p, const config_setting_t *root)
+{
+    journey *j = p->j;
+    j->timeout_ms = 91 * 86400000LL;
+    j->start_at_ms = INT64_MIN;
+    j->end_at_ms = INT64_MAX;
+    int line;
+    const char *t = opt_string(p, root, "timeout", "journey", &line);
+    if (t && strcmp(t, "never")) {
+        int64_t ms;
+        if (duration_parse_ms(t, &ms) || ms <= 0)
+            diag_error(p->d, p->file, line,
+                       "journey: timeout = \"%s\" is not a duration (e.g. \"91d\", \"12h\") or "
+                       "\"never\"",
+                       t);
+        else
+            j->timeout_ms = ms;
+    } else if (t) {
+        j->timeout_ms = 0;
+    }
+    const char *keys[] = {"start_at", "end_at"};
+    int64_t *slots[] = {&j->start_at_ms, &j->end_at_ms};
+    for (int i = 0; i < 2; i++) {
+        const char *v = opt_string(p, root, keys[i], "journey", &line);
+        if (!v)
+            continue;
+        int64_t sec;
+        if (timestamp_parse(v, strlen(v), &sec))
+            diag_error(p->d, p->file, line,
+                       "journey: %s = \"%s\" is not an ISO 8601 timestamp (e.g. "
+                       "\"2026-12-01T00:00:00Z\")",
+                       keys[i], v);
+        else
+            *slots[i] = sec * 1000;
+    }
+    if (j->start_at_ms != INT64_MIN && j->end_at_ms != INT64_MAX && j->end_at_ms <= j->start_at_ms)
+        diag_error(p->d, p->file, line, "journey: end_at is not after start_at");
+}
+
 journey *journey_load(const char *path, struct app *a, diag *d)
 {
     size_t before = d->errors;
@@ -777,8 +899,10 @@ journey *journey_load(const char *path, struct app *a, diag *d)
         p.cc = jcompile_new(a, ids, na, d);
         free(ids);
     }
-    static const char *const keys[] = {"name", "entry", "exit", "start", "nodes", NULL};
+    static const char *const keys[] = {"name",    "entry",    "exit",   "start", "nodes",
+                                       "timeout", "start_at", "end_at", NULL};
     check_keys(&p, root, "journey", keys, 0);
+    parse_lifecycle(&p, root);
     const char *name = req_string(&p, root, "name", "journey", "\"cart-abandon\"", NULL);
     j->name = xstrdup(name ? name : "");
     parse_entry(&p, root);
@@ -859,6 +983,12 @@ void journey_free(journey *j)
         }
         free(n->parts);
         free(n->action);
+        free(n->jump);
+        for (size_t k = 0; k < n->nsets; k++) {
+            free(n->sets[k].field);
+            cond_free(&n->sets[k].value);
+        }
+        free(n->sets);
     }
     free(j->nodes);
     for (size_t i = 0; i < j->nexits; i++) {
@@ -894,6 +1024,26 @@ static void add_file(journey ***js, size_t *n, const char *path, struct app *a, 
     *js = xrealloc(*js, (*n + 2) * sizeof **js);
     (*js)[(*n)++] = j;
     (*js)[*n] = NULL;
+}
+
+/* A jump names a journey of the same configuration. */
+static void check_jumps(journey **js, size_t n, diag *d)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < js[i]->nnodes; k++) {
+            const jnode *nd = &js[i]->nodes[k];
+            if (nd->type != JN_JUMP || !nd->jump || journey_find(js, n, nd->jump))
+                continue;
+            const char **names = xcalloc(n + 1, sizeof *names);
+            for (size_t m = 0; m < n; m++)
+                names[m] = js[m]->name;
+            const char *near = suggest_nearest(nd->jump, names, n);
+            diag_error(d, js[i]->file, nd->line,
+                       "node '%s': journey = \"%s\" names no journey of this configuration%s%s%s",
+                       nd->id, nd->jump, near ? " (did you mean '" : "", near ? near : "",
+                       near ? "'?)" : "");
+            free(names);
+        }
 }
 
 journey **journey_load_all(char **paths, size_t npaths, struct app *a, diag *d, size_t *n)
@@ -940,6 +1090,7 @@ journey **journey_load_all(char **paths, size_t npaths, struct app *a, diag *d, 
         }
         free(names);
     }
+    check_jumps(js, *n, d);
     return js;
 }
 

@@ -1,6 +1,7 @@
 #include "journey/report.h"
 
 #include "delivery/report.h"
+#include "journey/engine.h"
 #include "journey/inbox.h"
 
 #include <stdlib.h>
@@ -155,8 +156,8 @@ json_t *jreport_status(store *st, const journey *j)
             json_object_set_new(n, *zero, json_integer(0));
         json_object_set_new(nodes, j->nodes[i].id, n);
     }
-    json_t *states =
-        json_pack("{s:i, s:i, s:i, s:i}", "active", 0, "completed", 0, "exited", 0, "failed", 0);
+    json_t *states = json_pack("{s:i, s:i, s:i, s:i, s:i}", "active", 0, "completed", 0, "exited",
+                               0, "timed_out", 0, "failed", 0);
     json_int_t total = 0;
     sqlite3_stmt *q;
     if (table_ready(st) &&
@@ -283,6 +284,8 @@ json_t *jreport_journey(store *st, const journey *j, const char *data_dir, int *
                         size_t errlen)
 {
     json_t *o = jreport_status(st, j);
+    /* running, paused or closed (baton journey pause|resume|close) */
+    json_object_set_new(o, "control", json_string(jengine_control_get(st, j->name)));
     /* the inbox's dead letters are every journey's: events refused before
      * any journey saw them (read while serve runs) */
     json_t *dead = jinbox_dead_report(data_dir, 5, err, errlen);

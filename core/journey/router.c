@@ -80,6 +80,10 @@ int jr_route(jrunner *r, const jwork *w)
     int64_t now = jr_now_ms(r);
     if (jengine_begin(&r->eng, err, sizeof err))
         goto fail_nobegin;
+    r->last_txn = deadline_now_ms();
+    /* pause, resume, close: `baton journey pause NAME` wrote it */
+    if (jengine_control_refresh(&r->eng, now, err, sizeof err))
+        goto fail;
     if (step_results(r, w, now, err, sizeof err) || route_events(r, w, now, err, sizeof err) ||
         fire_timers(r, now, err, sizeof err))
         goto fail;

@@ -54,11 +54,12 @@ typedef struct psend {
     json_t *event, *results;
 } psend;
 
-/* An action call, for the workers. */
+/* An action call, for the workers; or a profile update (set: the values
+ * to write, action NULL). */
 typedef struct ajob {
     struct ajob *next;
     char *key, *action, *profile, *node;
-    json_t *event, *results;
+    json_t *event, *results, *set;
 } ajob;
 
 /* What a worker brings back. */
@@ -99,7 +100,8 @@ struct jrunner {
     jrunner_source_stats srcs[16]; /* under mu */
     histo action_latency;          /* each invoke() */
     size_t nsrcs;
-    int64_t qsince; /* deadline_now_ms: when the queue last became non-empty */
+    int64_t qsince;   /* deadline_now_ms: when the queue last became non-empty */
+    int64_t last_txn; /* deadline_now_ms: the last transaction (control is read in each) */
     adone *done;
     int stopping; /* submit refuses */
     int stop;     /* the engine thread exits once the queue is empty */

@@ -119,6 +119,20 @@ static const baton_config_key k_action[] = {
      .help = "the node when the action fails (default: the instance fails)"},
     {0}};
 static const baton_config_key k_end[] = {{0}};
+static const baton_config_key k_jump[] = {
+    {.name = "journey",
+     .type = BATON_CFG_STRING,
+     .required = 1,
+     .help = "the journey the profile enters (this instance ends), carrying the entry event"},
+    {0}};
+static const baton_config_key k_update_profile[] = {
+    {.name = "set",
+     .type = BATON_CFG_LIST,
+     .required = 1,
+     .help = "( { field = \"tier\"; value = \"'silver'\"; } ): written by the profile's key; "
+             "the profiles source must say writable = true"},
+    NEXT,
+    {0}};
 
 json_t *journey_describe(void)
 {
@@ -133,6 +147,9 @@ json_t *journey_describe(void)
         {"send", "a message on a channel", k_send},
         {"action", "a custom action (a third-party call)", k_action},
         {"end", "the profile completes the journey", k_end},
+        {"jump", "the profile leaves for another journey", k_jump},
+        {"update_profile", "fields of the profile written in the profiles source",
+         k_update_profile},
     };
     json_t *o = json_object();
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {

@@ -537,6 +537,10 @@ static const baton_config_key source_keys[] = {
      .type = BATON_CFG_PATH,
      .help = "the schema file describing its entities (docs/schema.md); campaigns and the "
              "profiles source need one"},
+    {.name = "writable",
+     .type = BATON_CFG_BOOL,
+     .default_value = "false",
+     .help = "true: journeys' update_profile nodes may write the profiles in this source"},
     {0}};
 static const baton_config_key channel_keys[] = {
     {.name = "plugin",
@@ -656,7 +660,9 @@ static const host_bind action_binds[] = {{"timeout", offsetof(action_settings, t
                                          {"retries", offsetof(action_settings, retries)},
                                          {"rate", offsetof(action_settings, rate)},
                                          {NULL, 0}};
-static const host_bind source_binds[] = {{"schema", offsetof(source_settings, schema)}, {NULL, 0}};
+static const host_bind source_binds[] = {{"schema", offsetof(source_settings, schema)},
+                                         {"writable", offsetof(source_settings, writable)},
+                                         {NULL, 0}};
 
 static void bind_host_keys(instance *inst)
 {

@@ -71,6 +71,7 @@ typedef struct action_settings {
 } action_settings;
 typedef struct source_settings {
     const char *schema; /* the schema file, resolved */
+    int writable;       /* journeys' update_profile may write it */
 } source_settings;
 
 struct baton_instance {

@@ -280,6 +280,69 @@ static json_t *lookup(void *ud, const char *source, const char *profile_id, json
     return res;
 }
 
+static int count_row(void *ud, size_t ncols, const char *const *names, const baton_value *values)
+{
+    (*(int64_t *)ud)++;
+    return 0;
+}
+
+int jsource_update(jsource *s, const char *profile_id, json_t *set, char *err, size_t errlen)
+{
+    if (!s || !s->profiles) {
+        snprintf(err, errlen, "no profiles source to write");
+        return -1;
+    }
+    const baton_source_ops *ops = instance_source(s->profiles);
+    const expr_dialect *d = expr_dialect_find(ops->dialect ? ops->dialect : "sqlite");
+    if (!d)
+        d = &expr_dialect_sqlite;
+    expr_sql q;
+    expr_sql_init(&q);
+    buf_adds(&q.sql, "UPDATE ");
+    expr_sql_ident(&q, d, s->table);
+    buf_adds(&q.sql, " SET ");
+    const char *field;
+    json_t *v;
+    int first = 1;
+    json_object_foreach(set, field, v)
+    {
+        baton_value bv = {.type = BATON_T_NULL};
+        if (json_is_string(v))
+            bv = (baton_value){.type = BATON_T_STRING,
+                               .v.s = {json_string_value(v), json_string_length(v)}};
+        else if (json_is_integer(v))
+            bv = (baton_value){.type = BATON_T_INT, .v.i = json_integer_value(v)};
+        else if (json_is_real(v))
+            bv = (baton_value){.type = BATON_T_FLOAT, .v.f = json_real_value(v)};
+        else if (json_is_boolean(v))
+            bv = (baton_value){.type = BATON_T_BOOL, .v.b = json_is_true(v)};
+        if (!first)
+            buf_adds(&q.sql, ", ");
+        first = 0;
+        expr_sql_ident(&q, d, field);
+        buf_adds(&q.sql, " = ");
+        expr_sql_param(&q, d, &bv);
+    }
+    buf_adds(&q.sql, " WHERE ");
+    expr_sql_ident(&q, d, s->key);
+    buf_adds(&q.sql, " = ");
+    baton_value key = {.type = BATON_T_STRING, .v.s = {profile_id, strlen(profile_id)}};
+    expr_sql_param(&q, d, &key);
+    int64_t n = 0;
+    char why[512] = "";
+    pthread_mutex_lock(&s->lock);
+    int rc = first ? 0
+                   : ops->exec(s->profiles->state, q.sql.data, q.params, q.nparams, count_row, &n,
+                               why, sizeof why);
+    pthread_mutex_unlock(&s->lock);
+    expr_sql_free(&q);
+    if (rc) {
+        snprintf(err, errlen, "%s: updating profile %s: %s", s->profiles->where, profile_id, why);
+        return -1;
+    }
+    return 0;
+}
+
 json_t *jsource_profile(jsource *s, const char *profile_id)
 {
     return profile_row(s, profile_id);

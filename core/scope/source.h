@@ -23,6 +23,11 @@ jsource *jsource_open(app *a, diag *d);
 void jsource_close(jsource *s);
 /* The profile's row as a JSON object (new reference), or NULL. */
 json_t *jsource_profile(jsource *s, const char *profile_id);
+/* Write fields of one profile: set is {field: value} (JSON scalars),
+ * written by UPDATE ... WHERE <key> = ? with bound parameters and quoted
+ * identifiers. 0, or -1 with err (no profiles source, no such profile, a
+ * failed statement). */
+int jsource_update(jsource *s, const char *profile_id, json_t *set, char *err, size_t errlen);
 /* A lookup source's fields for a profile (new reference), or NULL. */
 json_t *jsource_lookup(jsource *s, const char *source, const char *profile_id, json_t *event);
 /* The jrows_fn of journey/cond.h over a jsource (ud): rows of ent's table

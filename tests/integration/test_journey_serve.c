@@ -562,6 +562,116 @@ static void test_status_and_lock_while_serving(void **state)
     assert_int_equal(wait_exit(baton, 30000), 0);
 }
 
+/* update_profile through source_sqlite (writable = true): the write is
+ * visible to the next node; after kill -9 and a restart nothing is
+ * written again, and a write left pending by a crash is redone with the
+ * values recorded in its step (points + 10 applied once); a source
+ * without writable = true is refused by check. */
+static void exec_sql(const char *db, const char *sql)
+{
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open(db, &h), SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    char *msg = NULL;
+    if (sqlite3_exec(h, sql, NULL, NULL, &msg) != SQLITE_OK)
+        fail_msg("%s: %s", sql, msg);
+    sqlite3_close(h);
+}
+
+static void write_update_config(const char *writable)
+{
+    char text[4096];
+    free(
+        file_write(dir, "schema.cfg",
+                   "entities: { profiles: { key = \"id\";\n"
+                   "  fields: { id = \"string\"; tier = \"string\"; points = \"int\"; }; }; };\n"));
+    snprintf(text, sizeof text,
+             "crm: { plugin = \"source_sqlite\"; path = \"crm.db\"; schema = \"schema.cfg\";%s };",
+             writable);
+    write_config_with("false", "", text);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/baton.cfg", dir);
+    FILE *f = fopen(path, "a");
+    assert_non_null(f);
+    fputs("profiles = \"crm\";\n", f);
+    fclose(f);
+    char jdir[1024];
+    snprintf(jdir, sizeof jdir, "%s/journeys", dir);
+    mkdir(jdir, 0755);
+    free(file_write(
+        jdir, "up.cfg",
+        "journey: { name = \"up\"; entry = { event = \"order\"; };\n"
+        "  start = \"up\"; nodes = (\n"
+        "    { id = \"up\"; type = \"update_profile\"; set = ( { field = \"tier\"; value = "
+        "\"'silver'\"; }, { field = \"points\"; value = \"profile.points + 10\"; } ); next = "
+        "\"c\"; },\n"
+        "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"profile.tier == 'silver' "
+        "and profile.points == 20\"; next = \"ok\"; } ); otherwise = \"bad\"; },\n"
+        "    { id = \"ok\"; type = \"end\"; }, { id = \"bad\"; type = \"end\"; } ); };\n"));
+}
+
+static void test_update_profile(void **state)
+{
+    char crm[1024], db[1024], cmd[4096];
+    snprintf(crm, sizeof crm, "%s/crm.db", dir);
+    snprintf(db, sizeof db, "%s/var/state.db", dir);
+    exec_sql(crm, "CREATE TABLE profiles (id TEXT PRIMARY KEY, tier TEXT, points INTEGER); INSERT "
+                  "INTO profiles VALUES ('a', 'bronze', 10), ('b', 'bronze', 10)");
+
+    write_update_config("");
+    char *out = NULL, *err = NULL;
+    snprintf(cmd, sizeof cmd, "%s -c %s/baton.cfg check", getenv("BATON_BIN"), dir);
+    assert_int_equal(run_capture(cmd, &out, &err), 2);
+    if (!strstr(err, "update_profile writes"))
+        print_message("%s%s", out, err);
+    assert_non_null(strstr(err, "node 'up': update_profile writes the profiles source "
+                                "sources.crm, which does not say writable = true"));
+    free(out);
+    free(err);
+
+    write_update_config(" writable = true;");
+    pid_t baton = start_baton();
+    wait_serving(baton);
+    nap_ms(500);
+    publish("u1", "a", "order");
+    assert_int_equal(
+        wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up c ok'", 1, 10000), 1);
+    assert_int_equal(query(crm, "SELECT points FROM profiles WHERE id = 'a'"), 20);
+    assert_int_equal(query(db,
+                           "SELECT count(*) FROM journey_sends WHERE kind = 'update' AND "
+                           "status = 'ok' AND response = '{\"tier\":\"silver\",\"points\":20}'"),
+                     1);
+    kill(baton, SIGKILL);
+    waitpid(baton, NULL, 0);
+    baton = start_baton();
+    wait_serving(baton);
+    nap_ms(500);
+    publish("u2", "b", "order");
+    /* then a crash between the step's commit and the write: the update
+     * left pending, its instance at the node */
+    assert_int_equal(
+        wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up c ok'", 2, 10000), 2);
+    kill(baton, SIGKILL);
+    waitpid(baton, NULL, 0);
+    exec_sql(db, "UPDATE journey_sends SET status = 'pending' WHERE kind = 'update' AND profile = "
+                 "'b'; UPDATE journey_instances SET state = 'active', wait = 'action', node = "
+                 "'up', path = 'up' WHERE profile = 'b'");
+    baton = start_baton();
+    wait_serving(baton);
+    assert_int_equal(wait_for(db,
+                              "SELECT count(*) FROM journey_sends WHERE kind = 'update' AND "
+                              "profile = 'b' AND status = 'ok'",
+                              1, 10000),
+                     1);
+    assert_int_equal(
+        wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up c ok'", 2, 10000), 2);
+    /* the recorded 20 written again, not 20 + 10 */
+    assert_int_equal(query(crm, "SELECT points FROM profiles WHERE id = 'b'"), 20);
+    assert_int_equal(query(crm, "SELECT points FROM profiles WHERE id = 'a'"), 20);
+    kill(baton, SIGTERM);
+    assert_int_equal(wait_exit(baton, 30000), 0);
+}
+
 /* The same data directory spelt another way is the same directory: the
  * reload goes through (the lock is not taken twice). */
 static void test_reload_same_dir_other_spelling(void **state)
@@ -698,6 +808,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_failed_start_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_rollback_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_update_profile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_and_lock_while_serving, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_same_dir_other_spelling, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_events, setup, teardown),

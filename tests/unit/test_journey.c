@@ -535,9 +535,48 @@ static void test_sim_wait_event_without_timeout(void **st)
                                EV("2", "signup", "q", "2026-11-23T10:00:00Z")
                                    EV("3", "confirm", "q", "2027-01-01T00:00:00Z"),
                            INT64_MAX, NULL);
-    assert_path(out, "p", "waiting", "r");
-    assert_path(out, "q", "completed", "r e");
+    /* no node timeout: the journey's (91d by default) ends it */
+    assert_path(out, "p", "timed_out", "r");
+    assert_path(out, "q", "completed", "r e"); /* 39 days later: within 91 */
     json_decref(out);
+    out = simulate(j, EV("1", "signup", "p", "2026-11-23T10:00:00Z"),
+                   1795514400000LL + 89 * 86400000LL, NULL);
+    assert_path(out, "p", "waiting", "r");
+    json_decref(out);
+}
+
+/* timeout = "2d" on the journey bounds every wait (a 5d wait, an event
+ * with no timeout); start_at/end_at bound entries by the clock. */
+static void test_sim_lifecycle(void **st)
+{
+    const char *j = "journey: { name = \"life\"; timeout = \"2d\";\n"
+                    " start_at = \"2026-11-23T00:00:00Z\"; end_at = \"2026-11-25T00:00:00Z\";\n"
+                    " entry = { event = \"signup\"; reentry = \"always\"; };\n"
+                    " start = \"w\"; nodes = (\n"
+                    " { id = \"w\"; type = \"wait\"; duration = \"5d\"; next = \"r\"; },\n"
+                    " { id = \"r\"; type = \"wait_event\"; event = \"confirm\"; on_event = "
+                    "\"e\"; },\n"
+                    " { id = \"e\"; type = \"end\"; } ); };\n";
+    json_t *out = simulate(j,
+                           EV("1", "signup", "early", "2026-11-22T23:59:59Z")
+                               EV("2", "signup", "p", "2026-11-23T10:00:00Z")
+                                   EV("3", "signup", "late", "2026-11-25T00:00:00Z"),
+                           INT64_MAX, NULL);
+    assert_null(json_object_get(json_object_get(out, "profiles"), "early"));
+    assert_null(json_object_get(json_object_get(out, "profiles"), "late"));
+    assert_path(out, "p", "timed_out", "w");
+    json_decref(out);
+    /* one second before the 2 days: still waiting */
+    out = simulate(j, EV("2", "signup", "p", "2026-11-23T10:00:00Z"),
+                   1795514400000LL - 86400000LL + 2 * 86400000LL - 1000, NULL);
+    assert_path(out, "p", "waiting", "w");
+    json_decref(out);
+    const char *bad = "journey: { name = \"x\"; timeout = \"soon\"; end_at = \"yesterday\";\n"
+                      " entry = { event = \"e\"; }; start = \"a\";\n"
+                      " nodes = ( { id = \"a\"; type = \"end\"; } ); };\n";
+    const char *const parts[] = {"1: journey: timeout = \"soon\" is not a duration",
+                                 "1: journey: end_at = \"yesterday\" is not an ISO 8601", NULL};
+    expect_errors(bad, parts);
 }
 
 /* profiles: p1 gold with consent, p2 silver without */
@@ -663,7 +702,7 @@ static void test_sim_reaction_data(void **st)
                          "\"2026-11-23T11:00:00Z\", \"data\": {\"amount\": 25, \"items\": 1}}\n";
     json_t *out = simulate(j, events, INT64_MAX, NULL);
     assert_path(out, "p1", "completed", "w1 w2 c ok");
-    assert_path(out, "p2", "waiting", "w1");
+    assert_path(out, "p2", "timed_out", "w1"); /* after the journey's 91 days */
     json_decref(out);
 }
 
@@ -806,6 +845,7 @@ int main(void)
         cmocka_unit_test(test_sim_wait_event_without_timeout),
         cmocka_unit_test(test_sim_conditions),
         cmocka_unit_test(test_sim_reaction_data),
+        cmocka_unit_test(test_sim_lifecycle),
         cmocka_unit_test(test_file_reads_undefined_result),
         cmocka_unit_test(test_file_expression_errors),
         cmocka_unit_test(test_file_against_configuration),

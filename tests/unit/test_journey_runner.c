@@ -352,11 +352,140 @@ static void test_timers_follow_instances(void **state)
     diag_free(&d);
 }
 
+static void set_control(const char *state)
+{
+    char err[256];
+    assert_int_equal(jengine_control_set(&st, "flow", state, clock_now, err, sizeof err), 0);
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Paused: entries wait in journey_held and no wait fires; resumed: the
+ * held entry enters and the overdue wait fires. Closed: no new entries,
+ * the instances inside go on. */
+static void test_pause_resume_close(void **state)
+{
+    rig g;
+    rig_up(&g);
+    assert_int_equal(submit(&g, "a0", "cart", "p0"), 0);
+    settle(&g);
+    wait_until("SELECT count(*) FROM journey_instances WHERE node = 'w'", 1);
+    set_control("paused");
+    nap_ms(1200); /* the engine reads the control at least every second */
+    assert_int_equal(submit(&g, "a1", "cart", "p1"), 0);
+    settle(&g);
+    wait_until("SELECT count(*) FROM journey_held", 1);
+    assert_int_equal(count("SELECT count(*) FROM journey_instances WHERE profile = 'p1'"), 0);
+    clock_now += 3600 * 1000; /* p0's wait is due, but frozen */
+    nap_ms(1200);
+    assert_int_equal(count("SELECT count(*) FROM journey_instances WHERE node = 'w'"), 1);
+    assert_int_equal(fake_channel_total(), 0);
+
+    set_control("running");
+    wait_until("SELECT count(*) FROM journey_held", 0);
+    wait_until("SELECT count(*) FROM journey_instances WHERE profile = 'p1' AND node = 'w'", 1);
+    wait_until("SELECT count(*) FROM journey_instances WHERE profile = 'p0' AND node = 'react'", 1);
+
+    set_control("closed");
+    nap_ms(1200);
+    assert_int_equal(submit(&g, "a2", "cart", "p2"), 0);
+    settle(&g);
+    nap_ms(1200);
+    assert_int_equal(count("SELECT count(*) FROM journey_instances WHERE profile = 'p2'"), 0);
+    assert_int_equal(count("SELECT count(*) FROM journey_held"), 0);
+    clock_now += 3600 * 1000; /* p1, inside, goes on */
+    wait_until("SELECT count(*) FROM journey_instances WHERE profile = 'p1' AND node = 'react'", 1);
+    char err[64];
+    store st2;
+    assert_int_equal(store_open(&st2, dir, err, sizeof err), 0);
+    assert_string_equal(jengine_control_get(&st2, "flow"), "closed");
+    store_close(&st2);
+    rig_down(&g);
+}
+
+static void route(jengine *e, const char *id, const char *type, const char *profile, int64_t now)
+{
+    char json[256], err[256], why[128];
+    int len = snprintf(json, sizeof json,
+                       "{\"id\": \"%s\", \"type\": \"%s\", \"profile\": \"%s\", \"data\": "
+                       "{\"total\": 7}}",
+                       id, type, profile);
+    jevent ev;
+    assert_int_equal(jevent_parse(json, (size_t)len, now, &ev, why, sizeof why), 0);
+    assert_int_equal(jengine_begin(e, err, sizeof err), 0);
+    assert_int_equal(jengine_event(e, &ev, now, err, sizeof err), 0);
+    assert_int_equal(jengine_commit(e, err, sizeof err), 0);
+    jevent_free(&ev);
+}
+
+/* A jump ends the instance and enters the other journey with the entry
+ * event (its filter and reentry rule apply); check refuses a jump to no
+ * journey. */
+static void test_jump(void **state)
+{
+    char *pa = file_write(dir, "a.cfg",
+                          "journey: { name = \"a\"; entry = { event = \"cart\"; reentry = "
+                          "\"always\"; }; start = \"go\";\n"
+                          "  nodes = ( { id = \"go\"; type = \"jump\"; journey = \"b\"; } ); };\n");
+    char *pb =
+        file_write(dir, "b.cfg",
+                   "journey: { name = \"b\"; entry = { event = \"signup\"; filter = \"event.total "
+                   "== 7\"; }; start = \"w\";\n"
+                   "  nodes = ( { id = \"w\"; type = \"wait\"; duration = \"1h\"; next = \"e\"; },"
+                   " { id = \"e\"; type = \"end\"; } ); };\n");
+    char *pc =
+        file_write(dir, "c.cfg",
+                   "journey: { name = \"c\"; entry = { event = \"x\"; }; start = \"go\";\n"
+                   "  nodes = ( { id = \"go\"; type = \"jump\"; journey = \"bb\"; } ); };\n");
+    diag d;
+    diag_init(&d);
+    char *paths[] = {pa, pb};
+    size_t n;
+    journey **js = journey_load_all(paths, 2, NULL, &d, &n);
+    assert_int_equal(d.errors, 0);
+    assert_int_equal(n, 2);
+    jengine e;
+    char err[256];
+    assert_int_equal(jengine_open(&e, &st, js, n, &(jengine_ops){0}, err, sizeof err), 0);
+    route(&e, "1", "cart", "p1", clock_now);
+    assert_int_equal(count("SELECT count(*) FROM journey_instances WHERE journey = 'a' AND state = "
+                           "'completed' AND reason = 'jumped to journey ''b'''"),
+                     1);
+    assert_int_equal(count("SELECT count(*) FROM journey_instances WHERE journey = 'b' AND state = "
+                           "'active' AND node = 'w' AND json_extract(event, '$.type') = 'cart'"),
+                     1);
+    /* a enters again; b (reentry never, still active) does not */
+    route(&e, "2", "cart", "p1", clock_now + 1000);
+    assert_int_equal(count("SELECT count(*) FROM journey_instances WHERE journey = 'a'"), 2);
+    assert_int_equal(count("SELECT count(*) FROM journey_instances WHERE journey = 'b'"), 1);
+    jengine_close(&e);
+    journey_free_all(js, n);
+    char *bad[] = {pa, pb, pc};
+    js = journey_load_all(bad, 3, NULL, &d, &n);
+    assert_true(d.errors > 0);
+    int found = 0;
+    for (size_t i = 0; i < d.n; i++)
+        found |= strstr(d.v[i].msg, "journey = \"bb\" names no journey of this configuration "
+                                    "(did you mean 'b'?)") != NULL;
+    assert_true(found);
+    journey_free_all(js, n);
+    diag_free(&d);
+    free(pa);
+    free(pb);
+    free(pc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_flow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timers_follow_instances, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pause_resume_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_jump, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_sends_nothing_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_send_is_handed_on_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_dispatcher_keeps_sends_for_later, setup,
