@@ -233,6 +233,19 @@ static int journey_status(const cli_ctx *ctx, int argc, char **argv)
                (long long)json_integer_value(json_object_get(s, "exited")),
                (long long)json_integer_value(json_object_get(s, "timed_out")),
                (long long)json_integer_value(json_object_get(s, "failed")));
+        const char *ver;
+        json_t *vo;
+        json_object_foreach(json_object_get(o, "versions"), ver, vo)
+        {
+            printf("  version %s%s:", ver,
+                   atoi(ver) == json_integer_value(json_object_get(o, "version")) ? " (current)"
+                                                                                  : "");
+            const char *stn;
+            json_t *c;
+            json_object_foreach(vo, stn, c)
+                printf(" %lld %s", (long long)json_integer_value(c), stn);
+            printf("\n");
+        }
         printf("  %-16s %-11s %10s %10s\n", "node", "type", "at", "through");
         const char *id;
         json_t *n;

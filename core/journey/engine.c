@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/buf.h"
 #include "scope/cond.h"
@@ -26,6 +27,14 @@ static const char *const ddl =
     "CREATE INDEX IF NOT EXISTS journey_sends_profile ON journey_sends(profile);"
     "CREATE INDEX IF NOT EXISTS journey_sends_pending ON journey_sends(status)"
     " WHERE status = 'pending'";
+
+/* versions: each journey file's text as it was when it became a version;
+ * an instance runs on the version it entered */
+static const char *const ddl_versions =
+    "ALTER TABLE journey_instances ADD COLUMN version INTEGER NOT NULL DEFAULT 1;"
+    "CREATE TABLE IF NOT EXISTS journey_versions (journey TEXT NOT NULL, version INTEGER NOT"
+    " NULL, hash TEXT NOT NULL, file TEXT NOT NULL, text TEXT NOT NULL, at INTEGER NOT NULL,"
+    " PRIMARY KEY (journey, version))";
 
 /* pause, resume, close (journey_control) and the events a paused journey
  * holds (journey_held) */
@@ -63,15 +72,16 @@ static const char *const sql[S_NSTMT] = {
      * history (reentry "always", over years) must not slow every event
      * down, and a seek needs no temporary table */
     [S_BY_PROFILE] = "SELECT id, journey, state, node, wait, due, entered, path, event,"
-                     " results, reason FROM journey_instances WHERE profile = ?1 AND journey = ?2"
+                     " results, reason, version FROM journey_instances"
+                     " WHERE profile = ?1 AND journey = ?2"
                      " ORDER BY id DESC LIMIT 1",
     [S_BY_ID] = "SELECT id, journey, state, node, wait, due, entered, path, event, results,"
-                " reason, profile FROM journey_instances WHERE id = ?",
+                " reason, profile, version FROM journey_instances WHERE id = ?",
     /* an update in place (REPLACE would delete and re-insert the row and
      * its index entries) */
     [S_UPSERT] = "INSERT INTO journey_instances(id, journey, profile, state, node,"
-                 " wait, due, entered, updated, path, event, results, reason)"
-                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+                 " wait, due, entered, updated, path, event, results, reason, version)"
+                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
                  " state = excluded.state, node = excluded.node, wait = excluded.wait,"
                  " due = excluded.due, updated = excluded.updated, path = excluded.path,"
                  " event = excluded.event, results = excluded.results, reason = excluded.reason",
@@ -111,6 +121,11 @@ static void inst_free(jinst *in)
     free(in->reason);
     free(in->stored_node);
     memset(in, 0, sizeof *in);
+}
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+    return (const char *)sqlite3_column_text(st, i);
 }
 
 static int sqlfail(jengine *e, char *err, size_t errlen, const char *what)
@@ -156,6 +171,112 @@ static int rebuild_timers(jengine *e, char *err, size_t errlen)
     return 0;
 }
 
+/* Each journey's version: the latest stored one when its text (and the
+ * files it reads) hash the same, else a new version, stored with its
+ * text. */
+static int assign_versions(jengine *e, char *err, size_t errlen)
+{
+    sqlite3_stmt *get = NULL, *put = NULL;
+    if (sqlite3_prepare_v2(e->st->db,
+                           "SELECT version, hash FROM journey_versions WHERE journey = ?"
+                           " ORDER BY version DESC LIMIT 1",
+                           -1, &get, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(e->st->db,
+                           "INSERT INTO journey_versions(journey, version, hash, file, text, at)"
+                           " VALUES (?, ?, ?, ?, ?, ?)",
+                           -1, &put, NULL) != SQLITE_OK) {
+        sqlite3_finalize(get);
+        return sqlfail(e, err, errlen, "versions");
+    }
+    int rc = 0;
+    store_lock(e->st);
+    for (size_t i = 0; i < e->njs && !rc; i++) {
+        journey *j = e->js[i];
+        char hash[17];
+        snprintf(hash, sizeof hash, "%016llx", (unsigned long long)j->hash);
+        sqlite3_reset(get);
+        sqlite3_bind_text(get, 1, j->name, -1, SQLITE_STATIC);
+        int latest = 0, same = 0;
+        if (sqlite3_step(get) == SQLITE_ROW) {
+            latest = sqlite3_column_int(get, 0);
+            same = !strcmp(col_text(get, 1), hash);
+        }
+        sqlite3_reset(get);
+        if (same) {
+            j->version = latest;
+            continue;
+        }
+        j->version = latest + 1;
+        sqlite3_reset(put);
+        sqlite3_bind_text(put, 1, j->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int(put, 2, j->version);
+        sqlite3_bind_text(put, 3, hash, -1, SQLITE_STATIC);
+        sqlite3_bind_text(put, 4, j->file ? j->file : "", -1, SQLITE_STATIC);
+        sqlite3_bind_text(put, 5, j->text ? j->text : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(put, 6, (int64_t)time(NULL) * 1000);
+        if (sqlite3_step(put) != SQLITE_DONE)
+            rc = sqlfail(e, err, errlen, "new version");
+        else if (latest)
+            log_msg(BATON_LOG_INFO, "journey",
+                    "%s: version %d (the file changed); instances of "
+                    "earlier versions finish on theirs",
+                    j->name, j->version);
+    }
+    store_unlock(e->st);
+    sqlite3_finalize(get);
+    sqlite3_finalize(put);
+    return rc;
+}
+
+/* The journey an instance of `version` runs on: cur when it is that
+ * version, else the earlier version, parsed once from its stored text
+ * (cur when it cannot be had). */
+static journey *version_of(jengine *e, journey *cur, int version)
+{
+    if (!cur || cur->version == version || version <= 0)
+        return cur;
+    for (size_t i = 0; i < e->nold; i++)
+        if (e->old[i]->version == version && !strcmp(e->old[i]->name, cur->name))
+            return e->old[i];
+    if (!e->ops.load_version)
+        return cur;
+    sqlite3_stmt *q;
+    journey *j = NULL;
+    if (sqlite3_prepare_v2(e->st->db,
+                           "SELECT file, text FROM journey_versions WHERE journey = ? AND"
+                           " version = ?",
+                           -1, &q, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(q, 1, cur->name, -1, SQLITE_STATIC);
+        sqlite3_bind_int(q, 2, version);
+        if (sqlite3_step(q) == SQLITE_ROW)
+            j = e->ops.load_version(e->ops.ud, col_text(q, 0), col_text(q, 1));
+        sqlite3_finalize(q);
+    }
+    if (!j || strcmp(j->name, cur->name)) {
+        log_msg(BATON_LOG_WARN, "journey",
+                "%s: version %d cannot be loaded; its instances go on in version %d", cur->name,
+                version, cur->version);
+        journey_free(j);
+        return cur;
+    }
+    j->version = version;
+    e->old = xrealloc(e->old, (e->nold + 1) * sizeof *e->old);
+    e->old[e->nold++] = j;
+    return j;
+}
+
+const journey *jengine_instance_journey(jengine *e, int64_t inst)
+{
+    sqlite3_stmt *st = e->stmt[S_BY_ID];
+    sqlite3_reset(st);
+    sqlite3_bind_int64(st, 1, inst);
+    journey *j = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        j = version_of(e, find_journey(e, col_text(st, 1)), sqlite3_column_int(st, 12));
+    sqlite3_reset(st);
+    return j;
+}
+
 int jengine_open(jengine *e, store *st, journey **js, size_t njs, const jengine_ops *ops, char *err,
                  size_t errlen)
 {
@@ -168,7 +289,8 @@ int jengine_open(jengine *e, store *st, journey **js, size_t njs, const jengine_
     jtimers_init(&e->timers);
     if (store_migrate(st, "journey", JOURNEY_DDL_VERSION, ddl, err, errlen) ||
         store_migrate(st, "journey_latest", 1, ddl_latest, err, errlen) ||
-        store_migrate(st, "journey_control", 1, ddl_control, err, errlen))
+        store_migrate(st, "journey_control", 1, ddl_control, err, errlen) ||
+        store_migrate(st, "journey_versions", 1, ddl_versions, err, errlen))
         return -1;
     /* the pages of the profile index are touched at random: keep more of
      * them (bounded: 16 MiB) */
@@ -181,7 +303,7 @@ int jengine_open(jengine *e, store *st, journey **js, size_t njs, const jengine_
             return -1;
         }
     e->next_id = max_id(e) + 1;
-    if (rebuild_timers(e, err, errlen)) {
+    if (assign_versions(e, err, errlen) || rebuild_timers(e, err, errlen)) {
         jengine_close(e);
         return -1;
     }
@@ -195,6 +317,9 @@ void jengine_close(jengine *e)
     jtimers_free(&e->timers);
     free(e->ctl);
     free(e->jumped);
+    for (size_t i = 0; i < e->nold; i++)
+        journey_free(e->old[i]);
+    free(e->old);
     memset(e, 0, sizeof *e);
 }
 
@@ -206,6 +331,9 @@ void jengine_set_journeys(jengine *e, journey **js, size_t njs)
     e->ctl = NULL; /* read again, for these journeys */
     free(e->jumped);
     e->jumped = NULL;
+    char err[256];
+    if (assign_versions(e, err, sizeof err))
+        log_msg(BATON_LOG_ERROR, "journey", "%s", err);
 }
 
 /* The engine's transaction is a savepoint in the store's group
@@ -288,16 +416,16 @@ static const char *intern_wait(const char *s)
     return NULL;
 }
 
-static const char *col_text(sqlite3_stmt *st, int i)
-{
-    return (const char *)sqlite3_column_text(st, i);
-}
+
+static journey *version_of(jengine *e, journey *cur, int version);
 
 /* Columns: id, journey, state, node, wait, due, entered, path, event,
- * results, reason. */
-static void inst_from_row(jengine *e, sqlite3_stmt *st, journey *j, const char *profile, jinst *in)
+ * results, reason, then the version at vcol. */
+static void inst_from_row(jengine *e, sqlite3_stmt *st, journey *j, const char *profile, jinst *in,
+                          int vcol)
 {
     memset(in, 0, sizeof *in);
+    j = version_of(e, j, sqlite3_column_int(st, vcol));
     in->id = sqlite3_column_int64(st, 0);
     in->j = j;
     in->profile = xstrdup(profile);
@@ -359,6 +487,7 @@ static int inst_save(jengine *e, jinst *in, int64_t now, char *err, size_t errle
     else
         sqlite3_bind_null(st, 12);
     bind_text(st, 13, in->reason);
+    sqlite3_bind_int(st, 14, in->j->version);
     /* the journey's timeout bounds every wait */
     if (in->state[0] == 'a' && in->wait && in->j->timeout_ms > 0) {
         int64_t deadline = in->entered + in->j->timeout_ms;
@@ -774,6 +903,9 @@ static int journey_index(const jengine *e, const journey *j)
 static char ctl_of(const jengine *e, const journey *j)
 {
     int i = e->ctl ? journey_index(e, j) : -1;
+    for (size_t k = 0; e->ctl && i < 0 && k < e->njs; k++) /* an earlier version */
+        if (!strcmp(e->js[k]->name, j->name))
+            i = (int)k;
     return i >= 0 ? e->ctl[i] : 'r';
 }
 
@@ -832,7 +964,7 @@ static int latest(jengine *e, const char *profile, journey *j, jinst *last, int 
     int rc = sqlite3_step(st);
     *have = rc == SQLITE_ROW;
     if (*have)
-        inst_from_row(e, st, j, profile, last);
+        inst_from_row(e, st, j, profile, last, 11);
     sqlite3_reset(st);
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sqlfail(e, err, errlen, "instances");
 }
@@ -919,7 +1051,7 @@ static int route_event(jengine *e, const jevent *ev, int only, int64_t now_ms, c
         bind_text(st, 1, ev->profile);
         bind_text(st, 2, e->js[i]->name);
         if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            inst_from_row(e, st, e->js[i], ev->profile, &last[i]);
+            inst_from_row(e, st, e->js[i], ev->profile, &last[i], 11);
             have[i] = 1;
             rc = SQLITE_DONE;
         }
@@ -987,7 +1119,7 @@ static int load_by_id(jengine *e, int64_t id, jinst *in, int *found, char *err, 
     if (rc == SQLITE_ROW) {
         journey *j = find_journey(e, col_text(st, 1));
         if (j) {
-            inst_from_row(e, st, j, col_text(st, 11), in);
+            inst_from_row(e, st, j, col_text(st, 11), in, 12);
             *found = 1;
         }
     }

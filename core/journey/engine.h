@@ -61,6 +61,10 @@ typedef struct jengine_ops {
     /* Linked rows for aggregates and links of profile.* (journey/cond.h);
      * may be NULL. */
     jrows_fn rows;
+    /* Versions: parse an earlier version of a journey (its file's path and
+     * text, from journey_versions) for the instances that entered it. NULL:
+     * those instances go on in the current version. */
+    struct journey *(*load_version)(void *ud, const char *file, const char *text);
 } jengine_ops;
 
 typedef struct jengine_stats {
@@ -79,7 +83,9 @@ typedef struct jengine {
     /* lifecycle, per journey (index in js): 'r' running, 'p' paused, 'c'
      * closed, as journey_control says (jengine_control_refresh) */
     char *ctl;
-    char *jumped; /* journeys a jump entered while routing one event */
+    char *jumped;  /* journeys a jump entered while routing one event */
+    journey **old; /* earlier versions instances are still in (owned) */
+    size_t nold;
     int jump_depth;
     jengine_stats stats;
     /* Set by ops.send when it handed a message on inside the batch: the
@@ -132,6 +138,9 @@ int jengine_pending(jengine *e,
                                const char *event_json, const char *results_json,
                                const char *set_json),
                     void *ud, char *err, size_t errlen);
+
+/* The journey (in the version it entered) of an instance, or NULL. */
+const journey *jengine_instance_journey(jengine *e, int64_t inst);
 
 /* Lifecycle. `baton journey pause|resume|close NAME` writes the state
  * ("paused", "running", "closed") to journey_control in the state store;

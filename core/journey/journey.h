@@ -103,13 +103,21 @@ typedef struct journey {
      * never); entries only from start_at_ms until end_at_ms */
     int64_t timeout_ms;
     int64_t start_at_ms, end_at_ms; /* INT64_MIN, INT64_MAX when unset */
-    void *schema;                   /* what the compiled expressions point into; freed last */
+    /* versions: the file's text as read, a hash of it and of the files
+     * its sends read (*_file), and the version the engine gave it */
+    char *text;
+    uint64_t hash;
+    int version;
+    void *schema; /* what the compiled expressions point into; freed last */
 } journey;
 
 /* Parse and check one journey file. `a` (may be NULL) supplies the
  * configured channels and actions to check names against and the channel
  * plugins' content parts. Returns NULL when d got errors from this file. */
 journey *journey_load(const char *path, struct app *a, diag *d);
+/* The same over text, as the file at path (relative *_file paths resolve
+ * against path's folder): an earlier version kept in the state store. */
+journey *journey_load_text(const char *path, const char *text, struct app *a, diag *d);
 void journey_free(journey *j);
 
 /* Every journey file named by a configuration's `journeys` list (files or

@@ -177,6 +177,21 @@ static void *engine_main(void *arg)
 /* Start and stop                                                      */
 /* ------------------------------------------------------------------ */
 
+/* An earlier version of a journey, from the text the state store kept. */
+static journey *load_version(void *ud, const char *file, const char *text)
+{
+    jrunner *r = ud;
+    diag d;
+    diag_init(&d);
+    /* checked against the running configuration (none in some tests) */
+    journey *j = journey_load_text(file, text, r->a && r->a->conf.nuses ? r->a : NULL, &d);
+    if (!j && d.n)
+        log_msg(BATON_LOG_WARN, "journey", "%s:%d: %s", d.v[0].file ? d.v[0].file : file,
+                d.v[0].line, d.v[0].msg);
+    diag_free(&d);
+    return j;
+}
+
 static void requeue(void *ud, int64_t seq, jevent *ev, const char *source)
 {
     jr_enqueue(ud, seq, ev);
@@ -189,11 +204,9 @@ static void resume_one(void *ud, const char *kind, const char *key, int64_t inst
     jrunner *r = ud;
     json_t *ev = event_json ? json_loads(event_json, 0, NULL) : NULL;
     json_t *res = results_json ? json_loads(results_json, 0, NULL) : NULL;
-    journey *j = NULL;
-    for (size_t i = 0; i < r->eng.njs; i++)
-        if (!strcmp(r->eng.js[i]->name, jname))
-            j = r->eng.js[i];
-    int idx = j ? journey_node(j, node) : -1;
+    /* the version the instance entered */
+    const journey *j = jengine_instance_journey(&r->eng, inst);
+    int idx = j && !strcmp(j->name, jname) ? journey_node(j, node) : -1;
     if (idx < 0)
         jr_mark(r, key, "failed: the journey or its node is gone");
     else if (!strcmp(kind, "send"))
@@ -265,7 +278,8 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
                        .action = jr_on_action,
                        .profile = jr_on_profile,
                        .lookup = jr_on_lookup,
-                       .rows = jr_on_rows};
+                       .rows = jr_on_rows,
+                       .load_version = load_version};
     if (jengine_open(&r->eng, st, js, njs, &ops, err, errlen)) {
         jinbox_close(&r->inbox);
         jsource_close(r->src);

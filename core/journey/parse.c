@@ -31,6 +31,7 @@ const char *jnode_type_name(jnode_type t)
 }
 
 typedef struct pctx {
+    uint64_t hash; /* FNV-1a of the text and of every *_file read */
     const char *file;
     char *dir;
     journey *j;
@@ -176,6 +177,15 @@ static char *read_whole(const char *path)
     return b.data ? buf_steal(&b) : xstrdup("");
 }
 
+static uint64_t hash_text(uint64_t h, const char *s)
+{
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
 static const char *const *channel_parts(pctx *p, const char *channel)
 {
     if (!p->a)
@@ -245,6 +255,8 @@ static void parse_send(pctx *p, const config_setting_t *g, jnode *n, const char 
         if (is_file) {
             char *path = path_resolve(p->dir, config_setting_get_string(s));
             value = read_whole(path);
+            if (value)
+                p->hash = hash_text(p->hash, value);
             if (!value)
                 diag_error(p->d, p->file, line_of(s), "%s: %s: cannot read %s: %s", where, name,
                            path, strerror(errno));
@@ -856,20 +868,33 @@ static void parse_lifecycle(pctx *p, const config_setting_t *root)
 
 journey *journey_load(const char *path, struct app *a, diag *d)
 {
+    char *text = read_whole(path);
+    if (!text) {
+        diag_error(d, path, 0, "cannot read the journey file: %s", strerror(errno));
+        return NULL;
+    }
+    journey *j = journey_load_text(path, text, a, d);
+    free(text);
+    return j;
+}
+
+journey *journey_load_text(const char *path, const char *text, struct app *a, diag *d)
+{
     size_t before = d->errors;
     config_t lc;
     config_init(&lc);
     pctx p = {.file = path, .dir = path_dirname(path), .a = a, .d = d};
+    p.hash = hash_text(1469598103934665603ULL, text);
     journey *j = xcalloc(1, sizeof *j);
     j->file = xstrdup(path);
+    j->text = xstrdup(text);
+    j->version = 1;
     j->start = -1;
     p.j = j;
-    if (!config_read_file(&lc, path)) {
-        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
-            diag_error(d, path, 0, "cannot read the journey file: %s", strerror(errno));
-        else
-            diag_error(d, config_error_file(&lc) ? config_error_file(&lc) : path,
-                       config_error_line(&lc), "%s", config_error_text(&lc));
+    config_set_include_dir(&lc, p.dir);
+    if (!config_read_string(&lc, text)) {
+        diag_error(d, config_error_file(&lc) ? config_error_file(&lc) : path,
+                   config_error_line(&lc), "%s", config_error_text(&lc));
         goto out;
     }
     const config_setting_t *root = config_lookup(&lc, "journey");
@@ -937,6 +962,7 @@ journey *journey_load(const char *path, struct app *a, diag *d)
         check_graph(&p);
         check_reads(&p);
     }
+    j->hash = p.hash;
 out:
     if (p.cc) {
         j->schema = jcompile_take_schema(p.cc);
@@ -1000,6 +1026,7 @@ void journey_free(journey *j)
     free(j->entry_event);
     free(j->name);
     free(j->file);
+    free(j->text);
     jschema_free(j->schema);
     free(j);
 }

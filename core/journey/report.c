@@ -4,6 +4,7 @@
 #include "journey/engine.h"
 #include "journey/inbox.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,8 +220,47 @@ json_t *jreport_status(store *st, const journey *j)
         sqlite3_finalize(q);
         node_outcomes(st, j, nodes);
     }
-    return json_pack("{s:s, s:I, s:o, s:o}", "journey", j->name, "profiles", total, "states",
-                     states, "nodes", nodes);
+    /* instances by the version they entered (a changed file is a new
+     * version; instances finish on theirs) */
+    json_t *versions = json_object();
+    if (table_ready(st) &&
+        sqlite3_prepare_v2(
+            st->db,
+            "SELECT version, state, count(*) FROM journey_instances WHERE journey = ?"
+            " GROUP BY version, state ORDER BY version",
+            -1, &q, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(q, 1, j->name, -1, SQLITE_TRANSIENT);
+        while (sqlite3_step(q) == SQLITE_ROW) {
+            const char *v = col(q, 0);
+            json_t *vo = json_object_get(versions, v);
+            if (!vo) {
+                vo = json_object();
+                json_object_set_new(versions, v, vo);
+            }
+            json_object_set_new(vo, col(q, 1), json_integer(sqlite3_column_int64(q, 2)));
+        }
+        sqlite3_finalize(q);
+    }
+    /* the version this file is: the stored one with its hash (null when
+     * no serve has run it yet) */
+    json_t *cur = json_null();
+    if (has_table(st, "journey_versions") &&
+        sqlite3_prepare_v2(st->db,
+                           "SELECT version FROM journey_versions WHERE journey = ? AND hash = ?"
+                           " ORDER BY version DESC LIMIT 1",
+                           -1, &q, NULL) == SQLITE_OK) {
+        char hash[17];
+        snprintf(hash, sizeof hash, "%016llx", (unsigned long long)j->hash);
+        sqlite3_bind_text(q, 1, j->name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(q, 2, hash, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) == SQLITE_ROW) {
+            json_decref(cur);
+            cur = json_integer(sqlite3_column_int64(q, 0));
+        }
+        sqlite3_finalize(q);
+    }
+    return json_pack("{s:s, s:o, s:I, s:o, s:o, s:o}", "journey", j->name, "version", cur,
+                     "profiles", total, "states", states, "versions", versions, "nodes", nodes);
 }
 
 static json_t *ts_json(int64_t ms)

@@ -18,6 +18,7 @@
 #include "journey/engine.h"
 #include "journey/event.h"
 #include "journey/journey.h"
+#include "journey/report.h"
 #include "journey/runner.h"
 #include "support/fake_channel.h"
 #include "support/fs.h"
@@ -79,12 +80,14 @@ typedef struct rig {
     jrunner *r;
 } rig;
 
+static const char *flow_text;
+
 static void rig_up_with(rig *g, const char *email_cfg)
 {
     char err[512];
     diag dg;
     diag_init(&dg);
-    char *path = file_write(dir, "flow.cfg", flow);
+    char *path = file_write(dir, "flow.cfg", flow_text ? flow_text : flow);
     g->j = journey_load(path, NULL, &dg);
     free(path);
     assert_non_null(g->j);
@@ -479,6 +482,52 @@ static void test_jump(void **state)
     free(pc);
 }
 
+/* A changed file is a new version: the instance that entered version 1
+ * finishes on it (its nodes, its path) while a new entry takes version 2;
+ * status counts each. */
+static void test_versions(void **state)
+{
+    rig g;
+    flow_text = NULL;
+    rig_up(&g);
+    assert_int_equal(submit(&g, "v1", "cart", "p1"), 0);
+    settle(&g);
+    wait_until("SELECT count(*) FROM journey_instances WHERE version = 1 AND node = 'w'", 1);
+    rig_down(&g);
+    /* version 2: after the wait, a different send node */
+    char *v2 = strdup(flow);
+    char *at = strstr(v2, "next = \"mail\"; },");
+    assert_non_null(at);
+    memcpy(at, "next = \"sms\";  },", strlen("next = \"sms\";  },"));
+    flow_text = v2;
+    rig_up(&g);
+    assert_int_equal(g.j->version, 2);
+    assert_int_equal(submit(&g, "v2", "cart", "p2"), 0);
+    settle(&g);
+    wait_until("SELECT count(*) FROM journey_instances WHERE version = 2 AND node = 'w'", 1);
+    clock_now += 3600 * 1000;
+    wait_until("SELECT count(*) FROM journey_instances WHERE profile = 'p1' AND path = 'w mail "
+               "react'",
+               1);
+    wait_until("SELECT count(*) FROM journey_instances WHERE profile = 'p2' AND path = 'w sms "
+               "done' AND state = 'completed'",
+               1);
+    assert_int_equal(count("SELECT count(*) FROM journey_versions WHERE journey = 'flow'"), 2);
+    json_t *o = jreport_status(&st, g.j);
+    assert_int_equal(json_integer_value(json_object_get(o, "version")), 2);
+    json_t *vs = json_object_get(o, "versions");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(vs, "1"), "active")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(vs, "2"), "completed")), 1);
+    json_decref(o);
+    rig_down(&g);
+    /* the same text again is the same version */
+    rig_up(&g);
+    assert_int_equal(g.j->version, 2);
+    rig_down(&g);
+    flow_text = NULL;
+    free(v2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +535,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_timers_follow_instances, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pause_resume_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_jump, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_sends_nothing_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_send_is_handed_on_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_dispatcher_keeps_sends_for_later, setup,
