@@ -18,14 +18,16 @@ const cli_command cli_commands[] = {
      "  --describe NAME  the plugin's settings: type, default, range and help\n",
      cmd_plugins},
     {"journey",
-     "test NAME|FILE --events FILE [--json] [--until TS] | status NAME [--json] | "
+     "test NAME|FILE --events FILE [--mocks FILE] [--json] [--until TS] | status NAME [--json] | "
      "pause|resume|close NAME",
      "simulate a journey over an events file, show where profiles are in it, pause or close it",
-     "journey test NAME|FILE --events FILE [--json] [--until TS]\n"
+     "journey test NAME|FILE --events FILE [--mocks FILE] [--json] [--until TS]\n"
      "  Run the journey over a JSON-lines events file (in time order) with a\n"
      "  simulated clock that jumps to each next event or timer, until nothing is\n"
      "  pending or until --until. Nothing is sent: channel and action nodes are\n"
-     "  recorded. Prints each profile's state, path and sends; --json prints\n"
+     "  recorded; lookups and actions answer from --mocks FILE (JSON {\"lookups\",\n"
+     "  \"actions\"}), never the network. Prints each profile's state, path and\n"
+     "  sends; --json adds steps (node, simulated time) and rendered sends; it prints\n"
      "  {\"journey\", \"profiles\": {ID: {\"state\", \"path\", \"sent\"}}, \"dead_letters\"}.\n"
      "journey status NAME [--json]\n"
      "  Profiles at and through each node of a running journey (from the state\n"

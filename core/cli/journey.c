@@ -64,12 +64,15 @@ static int journey_test(const cli_ctx *ctx, int argc, char **argv)
 {
     const char *what = NULL, *events = NULL;
     int json = 0;
+    const char *mocks_path = NULL;
     int64_t until = INT64_MAX;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--json"))
             json = 1;
         else if (!strcmp(argv[i], "--events") && i + 1 < argc)
             events = argv[++i];
+        else if (!strcmp(argv[i], "--mocks") && i + 1 < argc)
+            mocks_path = argv[++i];
         else if (!strcmp(argv[i], "--until") && i + 1 < argc) {
             int64_t s;
             if (timestamp_parse(argv[i + 1], strlen(argv[i + 1]), &s)) {
@@ -87,9 +90,33 @@ static int journey_test(const cli_ctx *ctx, int argc, char **argv)
         }
     }
     if (!what || !events) {
-        fprintf(stderr,
-                "usage: baton journey test NAME|FILE --events FILE [--json] [--until TS]\n");
+        fprintf(stderr, "usage: baton journey test NAME|FILE --events FILE [--mocks FILE] [--json] "
+                        "[--until TS]\n");
         return EXIT_USAGE;
+    }
+    json_t *mocks = NULL;
+    if (mocks_path) {
+        json_error_t je;
+        mocks = json_load_file(mocks_path, 0, &je);
+        if (!json_is_object(mocks)) {
+            if (mocks)
+                fprintf(stderr,
+                        "%s: the mocks must be a JSON object {\"lookups\": {...}, "
+                        "\"actions\": {...}}\n",
+                        mocks_path);
+            else
+                fprintf(stderr, "%s:%d:%d: %s\n", mocks_path, je.line, je.column, je.text);
+            json_decref(mocks);
+            return EXIT_USAGE;
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach(mocks, k, v) if (strcmp(k, "lookups") && strcmp(k, "actions"))
+        {
+            fprintf(stderr, "%s: unknown member '%s' (known: lookups, actions)\n", mocks_path, k);
+            json_decref(mocks);
+            return EXIT_USAGE;
+        }
     }
     diag d;
     diag_init(&d);
@@ -103,7 +130,8 @@ static int journey_test(const cli_ctx *ctx, int argc, char **argv)
     json_t *out = NULL;
     if (j && d.errors == 0) {
         char err[512] = "";
-        if (journey_test_run(have_app ? &a : NULL, j, events, until, &out, &d, err, sizeof err) &&
+        if (journey_test_run_mocks(have_app ? &a : NULL, j, events, until, mocks, &out, &d, err,
+                                   sizeof err) &&
             err[0] && d.errors == 0) {
             fprintf(stderr, "baton journey test: %s\n", err);
             rc = EXIT_RUNTIME;
@@ -138,9 +166,17 @@ static int journey_test(const cli_ctx *ctx, int argc, char **argv)
             }
             printf("dead letters: %lld\n",
                    (long long)json_integer_value(json_object_get(out, "dead_letters")));
+            size_t i;
+            json_t *v;
+            json_array_foreach(json_object_get(out, "not_entered"), i, v)
+                printf("  not entered: %s: %s\n", json_string_value(json_object_get(v, "profile")),
+                       json_string_value(json_object_get(v, "reason")));
+            json_array_foreach(json_object_get(out, "notes"), i, v)
+                printf("note: %s\n", json_string_value(v));
         }
     }
     json_decref(out);
+    json_decref(mocks);
     if (all)
         journey_free_all(all, nall);
     else

@@ -416,7 +416,6 @@ static const char *intern_wait(const char *s)
     return NULL;
 }
 
-
 static journey *version_of(jengine *e, journey *cur, int version);
 
 /* Columns: id, journey, state, node, wait, due, entered, path, event,
@@ -672,6 +671,8 @@ static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, cha
         const jnode *n = &in->j->nodes[at];
         in->node = at;
         path_add(in, n->id);
+        if (e->ops.step)
+            e->ops.step(e->ops.ud, in->j, in->profile, n->id, now);
         sc->results = in->results;
         char why[512];
         if (n->type == JN_CONDITION) {
@@ -722,7 +723,7 @@ static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, cha
             char key[256];
             snprintf(key, sizeof key, "j:%s:%lld:%s:%zu", in->j->name, (long long)in->id, n->id,
                      in->steps);
-            jsend_req r = {key, in->id, in->j, n, in->profile, in->event, in->results, NULL};
+            jsend_req r = {key, in->id, in->j, n, in->profile, in->event, in->results, NULL, now};
             if (n->type == JN_SEND) {
                 int on = !e->ops.channel_enabled || e->ops.channel_enabled(e->ops.ud, n->channel);
                 char status[300] = "skipped: channel disabled";
@@ -742,6 +743,14 @@ static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, cha
                              e->ops.action ? "pending" : "recorded", now, err, errlen))
                     return -1;
                 if (!e->ops.action) {
+                    json_t *res = e->ops.action_result ? e->ops.action_result(e->ops.ud, &r) : NULL;
+                    if (!in->results)
+                        in->results = json_object();
+                    json_object_set_new(in->results, n->id,
+                                        json_is_object(res) ? res : json_object());
+                    if (res && !json_is_object(res))
+                        json_decref(res);
+                    sc->results = in->results;
                     at = n->next;
                     continue;
                 }
@@ -779,7 +788,7 @@ static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, cha
                 at = n->next;
                 continue;
             }
-            jsend_req r = {key, in->id, in->j, n, in->profile, in->event, in->results, set};
+            jsend_req r = {key, in->id, in->j, n, in->profile, in->event, in->results, set, now};
             e->ops.action(e->ops.ud, &r);
             json_decref(set);
             in->wait = "action";
@@ -935,6 +944,18 @@ static int enter(jengine *e, journey *j, const char *profile, json_t *evj, int64
     jinst in = {0};
     in.id = e->next_id;
     in.j = j;
+    if (!j->missing_profile_enter && e->ops.profile_exists &&
+        e->ops.profile_exists(e->ops.ud, profile) == 0) {
+        e->stats.missing_profiles++;
+        if (e->ops.not_entered)
+            e->ops.not_entered(e->ops.ud, j, profile, evj, "profile not found");
+        else
+            log_msg(BATON_LOG_WARN, "journey",
+                    "%s: profile %s not found in the profiles source; "
+                    "not entered",
+                    j->name, profile);
+        return 0;
+    }
     in.profile = xstrdup(profile);
     in.state = "active";
     in.node = -1;

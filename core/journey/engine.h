@@ -37,6 +37,7 @@ typedef struct jsend_req {
     json_t *event;   /* the entry event, borrowed */
     json_t *results; /* action results so far, borrowed */
     json_t *set;     /* update_profile: {field: value} to write, borrowed */
+    int64_t now_ms;  /* when the node ran */
 } jsend_req;
 
 typedef struct jengine_ops {
@@ -65,11 +66,23 @@ typedef struct jengine_ops {
      * text, from journey_versions) for the instances that entered it. NULL:
      * those instances go on in the current version. */
     struct journey *(*load_version)(void *ud, const char *file, const char *text);
+    /* Whether the profiles source has the profile: 1, 0, or -1 when there
+     * is no profiles source. A profile it lacks does not enter (unless
+     * entry.missing_profile = "enter"); not_entered hears of it (reason
+     * "profile not found"). Both may be NULL. */
+    int (*profile_exists)(void *ud, const char *profile_id);
+    void (*not_entered)(void *ud, const struct journey *j, const char *profile, json_t *event,
+                        const char *reason);
+    /* journey test: the answer of an action node when action is NULL (a
+     * mock; NULL: {}), and each node an instance steps into. */
+    json_t *(*action_result)(void *ud, const jsend_req *r);
+    void (*step)(void *ud, const struct journey *j, const char *profile, const char *node,
+                 int64_t now_ms);
 } jengine_ops;
 
 typedef struct jengine_stats {
     uint64_t events, entered, completed, exited, failed, sends, skipped, actions, timers_fired;
-    uint64_t timed_out, held, jumps, updates;
+    uint64_t timed_out, held, jumps, updates, missing_profiles;
 } jengine_stats;
 
 typedef struct jengine {

@@ -93,6 +93,7 @@ typedef struct journey {
     char *entry_event;
     jcond entry_filter;
     jreentry reentry;
+    int missing_profile_enter; /* entry.missing_profile = "enter" */
     int64_t reentry_after_ms;
     jexit *exits;
     size_t nexits;

@@ -279,7 +279,8 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
                        .profile = jr_on_profile,
                        .lookup = jr_on_lookup,
                        .rows = jr_on_rows,
-                       .load_version = load_version};
+                       .load_version = load_version,
+                       .profile_exists = jr_on_profile_exists};
     if (jengine_open(&r->eng, st, js, njs, &ops, err, errlen)) {
         jinbox_close(&r->inbox);
         jsource_close(r->src);

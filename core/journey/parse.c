@@ -802,8 +802,15 @@ static void parse_entry(pctx *p, const config_setting_t *root)
             "entry must be a group { event = \"...\"; filter = \"...\"; reentry = \"never\"; }");
         return;
     }
-    static const char *const keys[] = {"event", "filter", "reentry", NULL};
+    static const char *const keys[] = {"event", "filter", "reentry", "missing_profile", NULL};
     check_keys(p, en, "entry", keys, 0);
+    int mline;
+    const char *mp = opt_string(p, en, "missing_profile", "entry", &mline);
+    if (mp && !strcmp(mp, "enter"))
+        j->missing_profile_enter = 1;
+    else if (mp && strcmp(mp, "dead_letter"))
+        diag_error(p->d, p->file, mline,
+                   "entry: missing_profile = \"%s\" is not one of: dead_letter, enter", mp);
     const char *ev = req_string(p, en, "event", "entry", "\"cart_updated\"", NULL);
     j->entry_event = xstrdup(ev ? ev : "");
     cond_key(p, en, "filter", &j->entry_filter, "entry", "journey", 0);

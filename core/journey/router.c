@@ -23,6 +23,11 @@ void jr_free_txn_work(jrunner *r)
     }
 }
 
+int jr_on_profile_exists(void *ud, const char *profile_id)
+{
+    return jsource_profile_exists(((jrunner *)ud)->src, profile_id);
+}
+
 json_t *jr_on_profile(void *ud, const char *profile_id)
 {
     return jsource_profile(((jrunner *)ud)->src, profile_id);

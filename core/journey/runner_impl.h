@@ -169,6 +169,7 @@ void jr_enqueue(jrunner *r, int64_t seq, jevent *ev);
 int jr_route(jrunner *r, const jwork *w);
 void jr_free_txn_work(jrunner *r);
 json_t *jr_on_profile(void *ud, const char *profile_id);
+int jr_on_profile_exists(void *ud, const char *profile_id);
 json_t *jr_on_lookup(void *ud, const char *source, const char *profile_id, json_t *event);
 json_t *jr_on_rows(void *ud, const schema_entity *ent, const schema_field *col,
                    const baton_value *v, size_t limit, char *err, size_t errlen);

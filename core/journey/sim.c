@@ -56,7 +56,7 @@ int journey_simulate(journey *j, const jengine_ops *ops, const char *events_path
         return -1;
     }
     jengine_ops sim_ops = ops ? *ops : (jengine_ops){0};
-    sim_ops.send = NULL;
+    sim_ops.send = ops ? ops->send : NULL; /* journey test renders; nothing is delivered */
     sim_ops.action = NULL;
     jengine e;
     journey *one[1] = {j};

@@ -17,6 +17,15 @@
  * or -1: errors in d, or a runtime failure in err. */
 int journey_test_run(app *a, journey *j, const char *events_path, int64_t until_ms, json_t **out,
                      diag *d, char *err, size_t errlen);
+/* The same with mocks ({"lookups": {"<source>": {...}}, "actions":
+ * {"<node id or action>": {...}}}, may be NULL): no lookup or action
+ * reaches the network, with or without them (one without a mock reads as
+ * null or {}, said in "notes"). *out gains, per profile, "steps" [{"node",
+ * "at"}] and "sends" [{"node", "channel", "at", "content": {part: text},
+ * "outcome", "decided": {"consent", "address", "quiet_hours", "caps"}}],
+ * and "not_entered" (profiles the profiles source lacks) and "notes". */
+int journey_test_run_mocks(app *a, journey *j, const char *events_path, int64_t until_ms,
+                           json_t *mocks, json_t **out, diag *d, char *err, size_t errlen);
 
 /* Check text as the journey file at path (journey_load: every error of
  * the file); messages name path. Returns the number of errors added. */

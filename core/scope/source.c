@@ -343,6 +343,22 @@ int jsource_update(jsource *s, const char *profile_id, json_t *set, char *err, s
     return 0;
 }
 
+int jsource_profile_exists(jsource *s, const char *profile_id)
+{
+    if (!s || !s->profiles)
+        return -1;
+    const baton_source_ops *ops = instance_source(s->profiles);
+    char *q = xasprintf("SELECT 1 FROM \"%s\" WHERE \"%s\" = ?", s->table, s->key);
+    baton_value p = {.type = BATON_T_STRING, .v.s = {profile_id, strlen(profile_id)}};
+    int64_t n = 0;
+    char err[512] = "";
+    pthread_mutex_lock(&s->lock);
+    int rc = ops->exec(s->profiles->state, q, &p, 1, count_row, &n, err, sizeof err);
+    pthread_mutex_unlock(&s->lock);
+    free(q);
+    return rc ? -1 : n > 0;
+}
+
 json_t *jsource_profile(jsource *s, const char *profile_id)
 {
     return profile_row(s, profile_id);

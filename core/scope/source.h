@@ -28,6 +28,9 @@ json_t *jsource_profile(jsource *s, const char *profile_id);
  * identifiers. 0, or -1 with err (no profiles source, no such profile, a
  * failed statement). */
 int jsource_update(jsource *s, const char *profile_id, json_t *set, char *err, size_t errlen);
+/* 1 when the profiles source has the profile, 0 when it has not, -1 when
+ * there is no profiles source or the read failed. */
+int jsource_profile_exists(jsource *s, const char *profile_id);
 /* A lookup source's fields for a profile (new reference), or NULL. */
 json_t *jsource_lookup(jsource *s, const char *source, const char *profile_id, json_t *event);
 /* The jrows_fn of journey/cond.h over a jsource (ud): rows of ent's table

@@ -82,13 +82,15 @@ static void test_journey_test_json(void **state)
     if (!o)
         fail_msg("not JSON: %s\n%s", je.text, out);
     /* exactly these members */
-    assert_int_equal(json_object_size(o), 3);
+    assert_int_equal(json_object_size(o), 5);
     assert_string_equal(json_string_value(json_object_get(o, "journey")), "j");
+    assert_int_equal(json_array_size(json_object_get(o, "not_entered")), 0);
+    assert_int_equal(json_array_size(json_object_get(o, "notes")), 0);
     assert_int_equal(json_integer_value(json_object_get(o, "dead_letters")), 2);
     json_t *p = json_object_get(o, "profiles");
     assert_int_equal(json_object_size(p), 3); /* c never entered */
     json_t *a = json_object_get(p, "a"), *b = json_object_get(p, "b"), *d = json_object_get(p, "d");
-    assert_int_equal(json_object_size(a), 3);
+    assert_int_equal(json_object_size(a), 5); /* state, path, sent, steps, sends */
     assert_string_equal(json_string_value(json_object_get(a, "state")), "completed");
     char *s = json_dumps(json_object_get(a, "path"), JSON_COMPACT);
     assert_string_equal(s, "[\"w\",\"c\",\"sms\",\"e\"]");
@@ -158,11 +160,127 @@ static void test_usage_and_errors(void **state)
     free(err);
 }
 
+/* journey test --mocks: lookups and actions answered from the file (and
+ * no lookup or action reaches the network without it: null and {}, said
+ * in "notes"); each step's simulated time, each send's rendered content
+ * and what consent decided; a profile the profiles source lacks does not
+ * enter (a dead letter, "profile not found"). */
+static void test_journey_test_mocks(void **state)
+{
+    char sub[1024], text[4096], cmd[2048];
+    snprintf(sub, sizeof sub, "%s/m", dir);
+    mkdir(sub, 0755);
+    snprintf(
+        text, sizeof text,
+        "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; };\n"
+        "sources: { crm: { plugin = \"source_sqlite\"; path = \"crm.db\"; schema = "
+        "\"schema.cfg\"; };\n"
+        "  weather: { plugin = \"source_http\"; url = \"http://127.0.0.1:1/w\"; fields = [ "
+        "\"temperature\" ]; timeout = \"1s\"; }; };\n"
+        "profiles = \"crm\";\n"
+        "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var/out\"; consent = "
+        "\"ok\"; }; };\n"
+        "actions: { loyalty: { plugin = \"action_http\"; url = \"http://127.0.0.1:1/\"; }; };\n"
+        "journeys = [ \"journeys\" ];\n",
+        getenv("BATON_PLUGINS"));
+    free(file_write(sub, "baton.cfg", text));
+    free(file_write(sub, "schema.cfg",
+                    "entities: { profiles: { key = \"id\"; fields: { id = \"string\"; ok = "
+                    "\"bool\"; }; }; };\n"));
+    snprintf(cmd, sizeof cmd,
+             "sqlite3 %s/crm.db \"CREATE TABLE profiles (id TEXT PRIMARY KEY, ok INTEGER); "
+             "INSERT INTO profiles VALUES ('a', 1), ('b', 0)\"",
+             sub);
+    assert_int_equal(system(cmd), 0);
+    char jdir[1100];
+    snprintf(jdir, sizeof jdir, "%s/journeys", sub);
+    mkdir(jdir, 0755);
+    free(file_write(
+        jdir, "m.cfg",
+        "journey: { name = \"m\"; entry = { event = \"go\"; }; start = \"pts\"; nodes = (\n"
+        "  { id = \"pts\"; type = \"action\"; action = \"loyalty\"; next = \"w\"; },\n"
+        "  { id = \"w\"; type = \"wait\"; duration = \"2h\"; next = \"c\"; },\n"
+        "  { id = \"c\"; type = \"condition\"; branches = ( { when = \"weather.temperature < 5\"; "
+        "next = \"cold\"; } ); otherwise = \"warm\"; },\n"
+        "  { id = \"cold\"; type = \"send\"; channel = \"mail\"; text = \"Cold! {{ pts.balance }} "
+        "points for {{ profile.id }}\"; next = \"e\"; },\n"
+        "  { id = \"warm\"; type = \"send\"; channel = \"mail\"; text = \"Warm\"; next = \"e\"; "
+        "},\n"
+        "  { id = \"e\"; type = \"end\"; } ); };\n"));
+    free(file_write(sub, "events.jsonl",
+                    "{\"id\": \"1\", \"type\": \"go\", \"profile\": \"a\", \"time\": "
+                    "\"2026-11-23T10:00:00Z\"}\n"
+                    "{\"id\": \"2\", \"type\": \"go\", \"profile\": \"b\", \"time\": "
+                    "\"2026-11-23T10:00:00Z\"}\n"
+                    "{\"id\": \"3\", \"type\": \"go\", \"profile\": \"zz\", \"time\": "
+                    "\"2026-11-23T10:00:00Z\"}\n"));
+    free(file_write(sub, "mocks.json",
+                    "{\"lookups\": {\"weather\": {\"temperature\": -3}},"
+                    " \"actions\": {\"pts\": {\"balance\": 120}}}\n"));
+    char *out = NULL, *err = NULL;
+    assert_int_equal(run_baton(sub, "baton.cfg", &out, &err, "%s",
+                               "journey test m --events events.jsonl --mocks mocks.json --json"),
+                     0);
+    json_t *o = json_loads(out, 0, NULL);
+    if (!o)
+        fail_msg("not JSON:\n%s\n%s", out, err);
+    json_t *p = json_object_get(o, "profiles");
+    assert_null(json_object_get(p, "zz"));
+    assert_int_equal(json_integer_value(json_object_get(o, "dead_letters")), 1);
+    char *s = json_dumps(json_object_get(o, "not_entered"), JSON_COMPACT);
+    assert_non_null(strstr(s, "\"profile\":\"zz\",\"reason\":\"profile not found\""));
+    free(s);
+    assert_int_equal(json_array_size(json_object_get(o, "notes")), 0);
+    json_t *a = json_object_get(p, "a");
+    s = json_dumps(json_object_get(a, "steps"), JSON_COMPACT);
+    assert_string_equal(s, "[{\"node\":\"pts\",\"at\":\"2026-11-23T10:00:00Z\"},{\"node\":\"w\","
+                           "\"at\":\"2026-11-23T10:00:00Z\"},{\"node\":\"c\",\"at\":\"2026-11-"
+                           "23T12:00:00Z\"},{\"node\":\"cold\",\"at\":\"2026-11-23T12:00:00Z\"},{"
+                           "\"node\":\"e\",\"at\":\"2026-11-23T12:00:00Z\"}]");
+    free(s);
+    json_t *send = json_array_get(json_object_get(a, "sends"), 0);
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(send, "content"), "text")),
+        "Cold! 120 points for a");
+    assert_string_equal(json_string_value(json_object_get(send, "outcome")), "would be sent");
+    send = json_array_get(json_object_get(json_object_get(p, "b"), "sends"), 0);
+    assert_string_equal(json_string_value(json_object_get(send, "outcome")), "skipped: no consent");
+    assert_true(json_is_false(
+        json_object_get(json_object_get(json_object_get(send, "decided"), "consent"), "given")));
+    json_decref(o);
+    free(out);
+    free(err);
+    /* without mocks: nothing reaches the network; null and {}, said so */
+    assert_int_equal(run_baton(sub, "baton.cfg", &out, &err, "%s",
+                               "journey test m --events events.jsonl --json"),
+                     0);
+    o = json_loads(out, 0, NULL);
+    s = json_dumps(json_object_get(o, "notes"), JSON_COMPACT);
+    assert_non_null(strstr(s, "lookup 'weather' has no mock (--mocks): read as null"));
+    assert_non_null(strstr(s, "action node 'pts' has no mock (--mocks): its answer is {}"));
+    free(s);
+    s = json_dumps(json_object_get(json_object_get(json_object_get(o, "profiles"), "a"), "path"),
+                   JSON_COMPACT);
+    assert_string_equal(s, "[\"pts\",\"w\",\"c\",\"warm\",\"e\"]");
+    free(s);
+    json_decref(o);
+    free(out);
+    free(err);
+    free(file_write(sub, "bad.json", "{\"lookups\": [}"));
+    assert_int_equal(run_baton(sub, "baton.cfg", &out, &err, "%s",
+                               "journey test m --events events.jsonl --mocks bad.json"),
+                     2);
+    assert_non_null(strstr(err, "bad.json:1:"));
+    free(out);
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_journey_test_json),
         cmocka_unit_test(test_usage_and_errors),
+        cmocka_unit_test(test_journey_test_mocks),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
