@@ -110,6 +110,10 @@ json_t *campaign_params_check(const campaign *c, const json_t *given, int requir
  * defaults when nobody did. 0, or -1 with the problems in d. */
 int campaign_params_apply(campaign *c, const json_t *given, diag *d);
 void campaign_params_free(campaign *c);
+/* Values typed as text (`campaign run --param NAME=VALUE`) converted to
+ * the declared types where they read as such (a new object; what does
+ * not convert is left as text, for campaign_params_check to refuse). */
+json_t *campaign_params_from_text(const campaign *c, const json_t *given);
 
 /* Campaign files named by a list of files and folders (folders: every
  * *.cfg in them, sorted). Returns a NULL-terminated array of new strings. */

@@ -142,6 +142,7 @@ typedef struct camp_run_opts {
     void *on_run_ud;
     /* {"NAME": value} for the campaign's parameters (NULL: the defaults) */
     const json_t *params;
+    int params_text; /* the values are text, as typed on a command line */
 } camp_run_opts;
 
 /* Run one campaign file end to end, recording it in the run history of

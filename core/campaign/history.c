@@ -26,7 +26,37 @@ static const char ddl[] =
 
 int history_init(store *s, char *err, size_t errlen)
 {
-    return store_migrate(s, "campaign_history", 1, ddl, err, errlen);
+    return store_migrate(s, "campaign_history", 1, ddl, err, errlen) ||
+           store_migrate(s, "campaign_history_params", 1,
+                         "ALTER TABLE campaign_runs ADD COLUMN parameters TEXT", err, errlen);
+}
+
+void history_set_params(store *s, int64_t run, const char *json)
+{
+    sqlite3_stmt *st;
+    store_lock(s);
+    if (sqlite3_prepare_v2(s->db, "UPDATE campaign_runs SET parameters = ?2 WHERE id = ?1", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run);
+        sqlite3_bind_text(st, 2, json, -1, SQLITE_TRANSIENT);
+        sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+    store_unlock(s);
+}
+
+char *history_params(store *s, int64_t run)
+{
+    sqlite3_stmt *st;
+    char *v = NULL;
+    if (sqlite3_prepare_v2(s->db, "SELECT parameters FROM campaign_runs WHERE id = ?1", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+            v = xstrdup((const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+    }
+    return v;
 }
 
 int64_t history_start(store *s, const campaign *c, const char *trigger, int dry_run)

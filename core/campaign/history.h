@@ -11,6 +11,10 @@
 #include "store/store.h"
 
 int history_init(store *s, char *err, size_t errlen);
+/* The parameters a run was given (a JSON object), kept for its resume;
+ * history_params: a new string, or NULL when none. */
+void history_set_params(store *s, int64_t run, const char *json);
+char *history_params(store *s, int64_t run);
 /* A new run: status "running". Returns its id, or -1. */
 int64_t history_start(store *s, const campaign *c, const char *trigger, int dry_run);
 /* The latest run of the campaign when it did not finish ("running":

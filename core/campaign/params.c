@@ -323,3 +323,31 @@ void campaign_params_free(campaign *c)
     c->params = NULL;
     c->nparams = 0;
 }
+
+json_t *campaign_params_from_text(const campaign *c, const json_t *given)
+{
+    json_t *out = json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)given, k, v)
+    {
+        const camp_param *p = find(c, k, strlen(k));
+        const char *t = json_string_value(v);
+        json_t *x = NULL;
+        char *end;
+        if (p && t && p->type == BATON_T_INT) {
+            long long n = strtoll(t, &end, 10);
+            if (*t && !*end)
+                x = json_integer(n);
+        } else if (p && t && p->type == BATON_T_FLOAT) {
+            double f = strtod(t, &end);
+            if (*t && !*end)
+                x = json_real(f);
+        } else if (p && t && p->type == BATON_T_BOOL) {
+            if (!strcmp(t, "true") || !strcmp(t, "false"))
+                x = json_boolean(!strcmp(t, "true"));
+        }
+        json_object_set_new(out, k, x ? x : json_incref(v)); /* else: checked as given */
+    }
+    return out;
+}

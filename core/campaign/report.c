@@ -107,11 +107,12 @@ json_t *campaign_runs_json(store *s, const char *cname, int64_t run)
 {
     sqlite3_stmt *st, *sa;
     json_t *runs = json_array();
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT id, campaign, \"trigger\", dry_run, status, error, started_at, "
-                           "finished_at FROM campaign_runs WHERE (?1 IS NULL OR campaign = ?1) "
-                           "AND (?2 = 0 OR id = ?2) ORDER BY id DESC LIMIT 200",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            s->db,
+            "SELECT id, campaign, \"trigger\", dry_run, status, error, started_at, "
+            "finished_at, parameters FROM campaign_runs WHERE (?1 IS NULL OR campaign = ?1) "
+            "AND (?2 = 0 OR id = ?2) ORDER BY id DESC LIMIT 200",
+            -1, &st, NULL) != SQLITE_OK)
         return json_pack("{s:o}", "runs", runs);
     if (sqlite3_prepare_v2(s->db,
                            "SELECT activity, type, counts, sent, failed, no_address, no_consent, "
@@ -140,6 +141,11 @@ json_t *campaign_runs_json(store *s, const char *cname, int64_t run)
         }
         if (err)
             json_object_set_new(r, "error", json_string(err));
+        json_t *pv = sqlite3_column_text(st, 8)
+                         ? json_loads((const char *)sqlite3_column_text(st, 8), 0, NULL)
+                         : NULL;
+        if (pv)
+            json_object_set_new(r, "parameters", pv);
         json_t *acts = json_array();
         sqlite3_reset(sa);
         sqlite3_bind_int64(sa, 1, id);

@@ -29,10 +29,27 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     int have_e = 0;
     lockfile lock = {NULL, -1};
     /* a run needs a value for every parameter without a default */
-    json_t *none = json_object();
-    int bad = campaign_parse(&c, file, d) != 0 || campaign_graph(&c, d) != 0 ||
-              campaign_params_apply(&c, o->params ? o->params : none, d) != 0;
-    json_decref(none);
+    json_t *vals = NULL;
+    int bad = campaign_parse(&c, file, d) != 0 || campaign_graph(&c, d) != 0;
+    if (!bad && resume && c.nparams) { /* a resumed run goes on with its own values */
+        store tmp = {0}, *hs = o->store ? o->store : &tmp;
+        char herr[256];
+        if ((o->store || store_open(&tmp, a->conf.data_dir, herr, sizeof herr) == 0) &&
+            history_init(hs, herr, sizeof herr) == 0) {
+            char *pj = history_params(hs, history_unfinished(hs, c.name, NULL));
+            vals = pj ? json_loads(pj, 0, NULL) : NULL;
+            free(pj);
+        }
+        if (!o->store)
+            store_close(&tmp);
+    }
+    if (!bad) {
+        if (!vals)
+            vals = !o->params       ? json_object()
+                   : o->params_text ? campaign_params_from_text(&c, o->params)
+                                    : json_incref((json_t *)o->params);
+        bad = campaign_params_apply(&c, vals, d) != 0;
+    }
     if (bad) {
         rc = EXIT_USAGE;
         goto out;
@@ -94,6 +111,11 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     } else {
         run = history_start(st, &c, trigger, dry_run || nproof);
         e.run_id = run;
+        if (run > 0 && json_object_size(vals)) {
+            char *pj = json_dumps(vals, JSON_COMPACT | JSON_SORT_KEYS);
+            history_set_params(st, run, pj);
+            free(pj);
+        }
         if (progress)
             fprintf(progress, "campaign %s: run %lld%s\n", c.name, (long long)run,
                     dry_run ? " (dry run: nothing is delivered)" : "");
@@ -170,6 +192,7 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     if (!o->store)
         store_close(&own);
 out:
+    json_decref(vals);
     lockfile_release(&lock);
     if (have_e)
         camp_env_close(&e);

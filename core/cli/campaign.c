@@ -224,31 +224,47 @@ static int cmd_run(const cli_ctx *ctx, int argc, char **argv)
     int resume = 0, dry = 0;
     char **proof = xcalloc((size_t)argc + 1, sizeof *proof);
     size_t nproof = 0;
+    json_t *params = json_object();
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--resume"))
             resume = 1;
         else if (!strcmp(argv[i], "--dry-run"))
             dry = 1;
-        else if (!strcmp(argv[i], "--proof")) {
+        else if (!strcmp(argv[i], "--param")) {
+            const char *eq = i + 1 < argc ? strchr(argv[i + 1], '=') : NULL;
+            if (!eq || eq == argv[i + 1]) {
+                fprintf(stderr, "baton campaign run: --param needs NAME=VALUE\n");
+                free(proof);
+                json_decref(params);
+                return EXIT_USAGE;
+            }
+            i++;
+            char *name = xstrndup(argv[i], (size_t)(eq - argv[i]));
+            json_object_set_new(params, name, json_string(eq + 1));
+            free(name);
+        } else if (!strcmp(argv[i], "--proof")) {
             while (i + 1 < argc && argv[i + 1][0] != '-')
                 proof[nproof++] = argv[++i];
             if (!nproof) {
                 fprintf(stderr, "baton campaign run: --proof needs ADDRESS...\n");
                 free(proof);
+                json_decref(params);
                 return EXIT_USAGE;
             }
         } else if (argv[i][0] == '-' || which) {
             fprintf(stderr, "baton campaign run: unexpected argument '%s'\n", argv[i]);
             free(proof);
+            json_decref(params);
             return EXIT_USAGE;
         } else
             which = argv[i];
     }
     if (!which) {
-        fprintf(
-            stderr,
-            "usage: baton campaign run NAME|FILE [--dry-run] [--resume] [--proof ADDRESS...]\n");
+        fprintf(stderr,
+                "usage: baton campaign run NAME|FILE [--dry-run] [--resume] [--proof ADDRESS...] "
+                "[--param NAME=VALUE...]\n");
         free(proof);
+        json_decref(params);
         return EXIT_USAGE;
     }
     diag d;
@@ -265,7 +281,9 @@ static int cmd_run(const cli_ctx *ctx, int argc, char **argv)
                                .dry_run = dry,
                                .proof = proof,
                                .nproof = nproof,
-                               .progress = stderr};
+                               .progress = stderr,
+                               .params = params,
+                               .params_text = 1};
             if (file)
                 rc = campaign_run_file(&a, &reg, file, &o, &d);
             free(file);
@@ -279,6 +297,7 @@ static int cmd_run(const cli_ctx *ctx, int argc, char **argv)
     app_close(&a);
     diag_free(&d);
     free(proof);
+    json_decref(params);
     return rc;
 }
 

@@ -628,6 +628,8 @@ static void test_campaign_parameters(void **state)
         nap_ms(20);
     }
     assert_string_equal(status, "done");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(o, "parameters"), "tier")), "silver");
     json_int_t got = json_integer_value(json_object_get(
         json_object_get(json_array_get(json_object_get(o, "activities"), 0), "counts"), "g"));
     json_decref(o);
@@ -647,6 +649,27 @@ static void test_campaign_parameters(void **state)
     sqlite3_close(h);
     assert_true(want > 0);
     assert_int_equal(got, want);
+    /* the command line gives them too, typed as declared */
+    char cfg[1024];
+    snprintf(cfg, sizeof cfg, "%s/baton.cfg", dir);
+    char *err = NULL;
+    assert_int_equal(run_baton(dir, cfg, NULL, &err, "campaign run promo --param min=abc"), 2);
+    assert_non_null(strstr(err, "mistyped"));
+    free(err);
+    assert_int_equal(
+        run_baton(dir, cfg, NULL, NULL, "campaign run promo --param tier=silver --param min=0.5"),
+        0);
+    json_t *runs = cli_json("campaign runs promo --json");
+    json_t *last = json_array_get(json_object_get(runs, "runs"), 0);
+    assert_string_equal(json_string_value(json_object_get(last, "trigger")), "manual");
+    assert_true(json_real_value(json_object_get(json_object_get(last, "parameters"), "min")) ==
+                0.5);
+    assert_int_equal(
+        json_integer_value(json_object_get(
+            json_object_get(json_array_get(json_object_get(last, "activities"), 0), "counts"),
+            "g")),
+        want);
+    json_decref(runs);
 }
 
 static void test_static_files(void **state)
