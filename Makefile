@@ -152,6 +152,8 @@ install: all
 	$(if $(PLUGIN_SO),install -m 755 $(PLUGIN_SO) $(DESTDIR)$(PREFIX)/lib/baton/plugins/)
 	install -m 644 sdk/include/baton/*.h $(DESTDIR)$(PREFIX)/include/baton/
 	install -m 644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/baton/
+	if [ -d docs/img ]; then install -d $(DESTDIR)$(PREFIX)/share/doc/baton/img && \
+	  install -m 644 docs/img/* $(DESTDIR)$(PREFIX)/share/doc/baton/img/; fi
 	if [ -d web ]; then install -d $(DESTDIR)$(PREFIX)/share/baton/web && \
 	  cp -R web/. $(DESTDIR)$(PREFIX)/share/baton/web/; fi
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sdk/baton-sdk.pc.in \
