@@ -1049,6 +1049,18 @@ static int journey_hears(const journey *j, const char *type)
     return 0;
 }
 
+/* An "audience" event (journey/audience.c: id "aud:<journey>:..." or
+ * "q:<journey>:...") is for its journey alone. */
+static int audience_for(const jevent *ev, const journey *j)
+{
+    if (strcmp(ev->type, "audience"))
+        return 1;
+    const char *id = ev->id;
+    size_t skip = !strncmp(id, "aud:", 4) ? 4 : !strncmp(id, "q:", 2) ? 2 : 0;
+    size_t n = strlen(j->name);
+    return skip && !strncmp(id + skip, j->name, n) && id[skip + n] == ':';
+}
+
 /* Route ev to every journey (only < 0) or to journey `only` (the events
  * a paused journey held, on resume). */
 static int route_event(jengine *e, const jevent *ev, int only, int64_t now_ms, char *err,
@@ -1066,7 +1078,8 @@ static int route_event(jengine *e, const jevent *ev, int only, int64_t now_ms, c
         e->jumped = xcalloc(nj + 1, 1);
     memset(e->jumped, 0, nj);
     for (size_t i = 0; i < nj && rc == SQLITE_DONE; i++) {
-        if ((only >= 0 && (int)i != only) || !(hears[i] = (char)journey_hears(e->js[i], ev->type)))
+        if ((only >= 0 && (int)i != only) || !audience_for(ev, e->js[i]) ||
+            !(hears[i] = (char)journey_hears(e->js[i], ev->type)))
             continue;
         sqlite3_reset(st);
         bind_text(st, 1, ev->profile);

@@ -105,6 +105,12 @@ int jrunner_submit(void *ud, instance *from, const char *json, size_t len, void 
     return submit(ud, from ? from->where : "events", json, len, ack, NULL, ack_ctx);
 }
 
+int jr_submit_from(jrunner *r, const char *source, const char *json, size_t len,
+                   void (*ack)(void *), void *ack_ctx)
+{
+    return submit(r, source, json, len, ack, NULL, ack_ctx);
+}
+
 int jrunner_submit_outcome(jrunner *r, const char *source, const char *json, size_t len,
                            jrunner_outcome_fn outcome, void *ctx)
 {

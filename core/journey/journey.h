@@ -26,6 +26,11 @@ typedef enum jnode_type {
 
 typedef enum jreentry { JR_NEVER, JR_ALWAYS, JR_AFTER } jreentry;
 
+/* How profiles enter: by an event; by reading an audience (a saved one,
+ * or the profiles a filter selects) on a schedule; or by qualifying (a
+ * filter evaluated every so often: the newcomers enter). */
+typedef enum jentry_kind { JE_EVENT, JE_AUDIENCE, JE_QUALIFIES } jentry_kind;
+
 /* A condition as written and, once the expression engine is wired in,
  * compiled. `line` is the line of the setting that holds it. */
 
@@ -94,6 +99,14 @@ typedef struct journey {
     jcond entry_filter;
     jreentry reentry;
     int missing_profile_enter; /* entry.missing_profile = "enter" */
+    jentry_kind entry_kind;
+    char *audience;        /* JE_AUDIENCE: a saved audience (campaigns' save_audience) */
+    jcond profiles_filter; /* JE_AUDIENCE filter / JE_QUALIFIES qualifies, over profiles */
+    int has_schedule;      /* JE_AUDIENCE: schedule = { at; repeat; timezone; } */
+    int64_t sched_at, sched_repeat_s;
+    char *sched_timezone;
+    double rate;      /* profiles entered per second at most (0: no limit) */
+    int64_t every_ms; /* JE_QUALIFIES */
     int64_t reentry_after_ms;
     jexit *exits;
     size_t nexits;

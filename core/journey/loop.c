@@ -318,6 +318,10 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
         return NULL;
     }
     r->ingest_started = 1;
+    if (jr_audience_start(r, err, errlen)) {
+        jrunner_stop(r);
+        return NULL;
+    }
     plugin_host_set_event_sink(jrunner_submit, jrunner_flush, r);
     return r;
 }
@@ -353,6 +357,7 @@ void jrunner_stop(jrunner *r)
     if (!r)
         return;
     plugin_host_set_event_sink(NULL, NULL, NULL);
+    jr_audience_stop(r); /* a run in progress stops; its slot is run again next time */
     pthread_mutex_lock(&r->mu);
     r->stopping = 1;
     pthread_mutex_unlock(&r->mu);

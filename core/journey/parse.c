@@ -18,6 +18,7 @@
 #include "base/mem.h"
 #include "base/suggest.h"
 #include "base/timefmt.h"
+#include "base/zone.h"
 #include "schema/schema.h"
 #include "lang/expr.h"
 #include "lang/template.h"
@@ -787,6 +788,42 @@ static void parse_exit(pctx *p, const config_setting_t *root)
     }
 }
 
+/* schedule = { at; repeat; timezone; } as a campaign's. */
+static void parse_schedule(pctx *p, const config_setting_t *g)
+{
+    journey *j = p->j;
+    if (!config_setting_is_group(g)) {
+        diag_error(p->d, p->file, line_of(g),
+                   "entry: schedule must be a group { at = \"2026-12-01T09:00:00Z\"; repeat = "
+                   "\"1d\"; }");
+        return;
+    }
+    static const char *const keys[] = {"at", "repeat", "timezone", NULL};
+    check_keys(p, g, "entry: schedule", keys, 0);
+    int line;
+    const char *at = req_string(p, g, "at", "entry: schedule", "\"2026-12-01T09:00:00Z\"", &line);
+    int64_t sec;
+    if (at && timestamp_parse(at, strlen(at), &sec))
+        diag_error(p->d, p->file, line, "entry: schedule: at = \"%s\" is not an ISO 8601 timestamp",
+                   at);
+    else if (at)
+        j->sched_at = sec;
+    int64_t rep = duration_key(p, g, "repeat", "entry: schedule", 0);
+    if (rep >= 0 && rep < 60000)
+        diag_error(p->d, p->file, line_of(g), "entry: schedule: repeat is at least \"1m\"");
+    j->sched_repeat_s = rep > 0 ? rep / 1000 : 0;
+    const char *tz = opt_string(p, g, "timezone", "entry: schedule", &line);
+    if (tz) {
+        char err[256];
+        zone *z = zone_load(tz, err, sizeof err);
+        if (!z)
+            diag_error(p->d, p->file, line, "entry: schedule: timezone: %s", err);
+        zone_free(z);
+        j->sched_timezone = xstrdup(tz);
+    }
+    j->has_schedule = 1;
+}
+
 static void parse_entry(pctx *p, const config_setting_t *root)
 {
     journey *j = p->j;
@@ -802,7 +839,9 @@ static void parse_entry(pctx *p, const config_setting_t *root)
             "entry must be a group { event = \"...\"; filter = \"...\"; reentry = \"never\"; }");
         return;
     }
-    static const char *const keys[] = {"event", "filter", "reentry", "missing_profile", NULL};
+    static const char *const keys[] = {"event",    "filter",   "reentry", "missing_profile",
+                                       "audience", "schedule", "rate",    "qualifies",
+                                       "every",    NULL};
     check_keys(p, en, "entry", keys, 0);
     int mline;
     const char *mp = opt_string(p, en, "missing_profile", "entry", &mline);
@@ -811,9 +850,85 @@ static void parse_entry(pctx *p, const config_setting_t *root)
     else if (mp && strcmp(mp, "dead_letter"))
         diag_error(p->d, p->file, mline,
                    "entry: missing_profile = \"%s\" is not one of: dead_letter, enter", mp);
-    const char *ev = req_string(p, en, "event", "entry", "\"cart_updated\"", NULL);
-    j->entry_event = xstrdup(ev ? ev : "");
-    cond_key(p, en, "filter", &j->entry_filter, "entry", "journey", 0);
+    int has_ev = config_setting_get_member(en, "event") != NULL;
+    int has_aud = config_setting_get_member(en, "audience") != NULL;
+    int has_q = config_setting_get_member(en, "qualifies") != NULL;
+    int has_sched = config_setting_get_member(en, "schedule") != NULL;
+    if (has_ev + has_aud + has_q > 1 || (has_ev && has_sched)) {
+        diag_error(p->d, p->file, line_of(en),
+                   "entry: one of event = \"...\", audience = \"...\" (or filter with schedule), "
+                   "qualifies = \"...\"");
+        return;
+    }
+    if (has_ev || (!has_aud && !has_q && !has_sched)) {
+        const char *ev = req_string(p, en, "event", "entry", "\"cart_updated\"", NULL);
+        j->entry_event = xstrdup(ev ? ev : "");
+        cond_key(p, en, "filter", &j->entry_filter, "entry", "journey", 0);
+        static const char *const only_read[] = {"rate", "every", NULL};
+        for (const char *const *k = only_read; *k; k++)
+            if (config_setting_get_member(en, *k))
+                diag_error(p->d, p->file, line_of(config_setting_get_member(en, *k)),
+                           "entry: %s is for audience and qualifies entries", *k);
+    } else {
+        /* audience, filter + schedule, or qualifies: each profile enters as
+         * if by an event of type "audience" whose data are its columns */
+        j->entry_event = xstrdup("audience");
+        j->entry_kind = has_q ? JE_QUALIFIES : JE_AUDIENCE;
+        const char *fkey = has_q ? "qualifies" : "filter";
+        int fline;
+        const char *f = opt_string(p, en, fkey, "entry", &fline);
+        if (f) {
+            j->profiles_filter.text = xstrdup(f);
+            j->profiles_filter.line = fline;
+            jcond_compile_profiles(&j->profiles_filter, p->cc, p->file, "entry", fkey, p->d);
+        }
+        if (has_aud) {
+            const char *an = opt_string(p, en, "audience", "entry", &fline);
+            int ok = an && *an && strlen(an) <= 64;
+            for (const char *c = an; ok && *c; c++)
+                ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                     (*c >= '0' && *c <= '9') || *c == '_';
+            if (!ok)
+                diag_error(p->d, p->file, fline,
+                           "entry: audience = \"%s\" is not an audience name (letters, digits and "
+                           "_, as save_audience names it)",
+                           an ? an : "");
+            else
+                j->audience = xstrdup(an);
+        }
+        const config_setting_t *rs = config_setting_get_member(en, "rate");
+        if (rs) {
+            int t = config_setting_type(rs);
+            if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64 && t != CONFIG_TYPE_FLOAT)
+                diag_error(p->d, p->file, line_of(rs),
+                           "entry: rate must be a number (profiles "
+                           "per second)");
+            else {
+                j->rate = t == CONFIG_TYPE_FLOAT ? config_setting_get_float(rs)
+                                                 : (double)config_setting_get_int64(rs);
+                if (j->rate < 0 || j->rate > 1e7)
+                    diag_error(p->d, p->file, line_of(rs), "entry: rate = %g is not within 0..1e7",
+                               j->rate);
+            }
+        }
+        if (has_q) {
+            if (has_sched)
+                diag_error(p->d, p->file, line_of(config_setting_get_member(en, "schedule")),
+                           "entry: qualifies is evaluated every so often (every = \"15m\"), not on "
+                           "a schedule");
+            int64_t ms = duration_key(p, en, "every", "entry", 0);
+            j->every_ms = ms > 0 ? ms : 15 * 60000;
+            if (ms >= 0 && ms < 1000)
+                diag_error(p->d, p->file, line_of(en), "entry: every is at least \"1s\"");
+        } else {
+            if (!has_sched)
+                diag_error(p->d, p->file, line_of(en),
+                           "entry: an audience entry needs schedule = { at = \"...\"; repeat = "
+                           "\"1d\"; }");
+            else
+                parse_schedule(p, config_setting_get_member(en, "schedule"));
+        }
+    }
     int line;
     const char *re = opt_string(p, en, "reentry", "entry", &line);
     j->reentry = JR_NEVER;
@@ -1030,6 +1145,9 @@ void journey_free(journey *j)
     }
     free(j->exits);
     cond_free(&j->entry_filter);
+    cond_free(&j->profiles_filter);
+    free(j->audience);
+    free(j->sched_timezone);
     free(j->entry_event);
     free(j->name);
     free(j->file);

@@ -138,6 +138,12 @@ struct jrunner {
     int64_t isince_us; /* monotonic: the first event of the group queued */
     pthread_t ingest;
     int ingest_started;
+
+    /* audience entry (audience.c) */
+    pthread_mutex_t aumu;
+    pthread_cond_t aucv;
+    pthread_t aud;
+    int aud_inited, aud_started, aud_stop;
 };
 
 /* One unit of the engine thread's work, taken from the inbox stage. */
@@ -161,6 +167,12 @@ static inline int64_t jr_now_ms(const jrunner *r)
 }
 
 /* ingest.c */
+int jr_submit_from(jrunner *r, const char *source, const char *json, size_t len,
+                   void (*ack)(void *), void *ack_ctx);
+/* audience.c: the thread that enters audiences and qualifiers (none when
+ * no journey has such an entry) */
+int jr_audience_start(jrunner *r, char *err, size_t errlen);
+void jr_audience_stop(jrunner *r);
 void *jr_ingest_main(void *arg);
 void jr_enqueue(jrunner *r, int64_t seq, jevent *ev);
 

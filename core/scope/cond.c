@@ -98,6 +98,24 @@ void jcond_compile(jcond *c, const jcompile *cc, int want_bool, const char *file
     c->compiled = expr_compile(c->text, cc->sc, &o, want_bool ? EXPR_WANT_BOOL : 0, d);
 }
 
+void jcond_compile_profiles(jcond *c, const jcompile *cc, const char *file, const char *where,
+                            const char *key, diag *d)
+{
+    const schema_entity *pe = cc->sch ? schema_entity_find(cc->sch, "profiles") : NULL;
+    if (!pe) {
+        diag_error(d, file, c->line,
+                   "%s: %s needs the profiles source's schema (profiles = \"...\" with a schema)",
+                   where, key);
+        return;
+    }
+    expr_scope *sc = expr_scope_new(cc->sch, pe);
+    char setting[256];
+    snprintf(setting, sizeof setting, "%s: %s", where, key);
+    expr_origin o = {file, c->line, setting};
+    c->compiled = expr_compile(c->text, sc, &o, EXPR_WANT_BOOL, d);
+    expr_scope_free(sc); /* the compiled expression points into the schema, not the scope */
+}
+
 void jcond_release(jcond *c)
 {
     expr_free(c->compiled);

@@ -81,6 +81,11 @@ void jschema_free(void *schema);
 void jcond_compile(jcond *c, const jcompile *cc, int want_bool, const char *file, const char *where,
                    const char *key, diag *d);
 void jcond_release(jcond *c);
+/* Compile c->text as a condition over the profiles entity itself (bare
+ * field names, links and aggregates: a campaign filter), for SQL
+ * (expr_to_sql): a journey's audience entry. Errors go to d. */
+void jcond_compile_profiles(jcond *c, const jcompile *cc, const char *file, const char *where,
+                            const char *key, diag *d);
 /* Compile a send node's template, its values escaped for `escape` (a
  * TEMPLATE_* context: template_part_escape of the part). NULL after
  * adding errors to d. */

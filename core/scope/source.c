@@ -343,6 +343,121 @@ int jsource_update(jsource *s, const char *profile_id, json_t *set, char *err, s
     return 0;
 }
 
+typedef struct scan_acc {
+    const char *key;
+    jsource_scan_fn fn;
+    void *ud;
+    char *last;
+    long n;
+    json_t *page;
+} scan_acc;
+
+static int scan_row(void *ud, size_t ncols, const char *const *names, const baton_value *values)
+{
+    scan_acc *a = ud;
+    json_t *row = json_object();
+    char *id = NULL;
+    for (size_t i = 0; i < ncols; i++) {
+        json_object_set_new(row, names[i], value_json(&values[i]));
+        if (!strcmp(names[i], a->key)) {
+            json_t *k = json_object_get(row, names[i]);
+            id = json_is_string(k)    ? xstrdup(json_string_value(k))
+                 : json_is_integer(k) ? xasprintf("%lld", (long long)json_integer_value(k))
+                                      : NULL;
+        }
+    }
+    if (id) { /* handed to fn once the page is read and the lock is free */
+        json_array_append_new(a->page, json_pack("{s:s, s:O}", "id", id, "row", row));
+        free(a->last);
+        a->last = id;
+        a->n++;
+    }
+    json_decref(row);
+    return 0;
+}
+
+long jsource_scan(jsource *s, const char *audience_table, const void *filter, int64_t now,
+                  char **after, size_t limit, jsource_scan_fn fn, void *ud, char *err,
+                  size_t errlen)
+{
+    if (!s || !s->profiles) {
+        snprintf(err, errlen, "no profiles source to read");
+        return -1;
+    }
+    const baton_source_ops *ops = instance_source(s->profiles);
+    const expr_dialect *d = expr_dialect_find(ops->dialect ? ops->dialect : "sqlite");
+    if (!d)
+        d = &expr_dialect_sqlite;
+    expr_sql q;
+    expr_sql_init(&q);
+    buf_adds(&q.sql, "SELECT p.* FROM ");
+    expr_sql_ident(&q, d, s->table);
+    buf_adds(&q.sql, " AS p WHERE 1 = 1");
+    if (audience_table) {
+        buf_adds(&q.sql, " AND p.");
+        expr_sql_ident(&q, d, s->key);
+        buf_adds(&q.sql, " IN (SELECT ");
+        expr_sql_ident(&q, d, "_key");
+        buf_adds(&q.sql, " FROM ");
+        expr_sql_ident(&q, d, audience_table);
+        buf_adds(&q.sql, ")");
+    }
+    if (filter) {
+        expr_sql f;
+        expr_sql_init(&f);
+        if (expr_to_sql(filter, "p", d, now, &f, err, errlen)) {
+            expr_sql_free(&f);
+            expr_sql_free(&q);
+            return -1;
+        }
+        /* q has no parameter yet: the filter's, numbered from 1, are its */
+        buf_adds(&q.sql, " AND (");
+        buf_adds(&q.sql, f.sql.data);
+        buf_adds(&q.sql, ")");
+        q.params = f.params;
+        q.nparams = f.nparams;
+        q.cap = f.cap;
+        f.params = NULL;
+        f.nparams = f.cap = 0;
+        expr_sql_free(&f);
+    }
+    if (*after) {
+        buf_adds(&q.sql, " AND p.");
+        expr_sql_ident(&q, d, s->key);
+        buf_adds(&q.sql, " > ");
+        baton_value k = {.type = BATON_T_STRING, .v.s = {*after, strlen(*after)}};
+        expr_sql_param(&q, d, &k);
+    }
+    buf_adds(&q.sql, " ORDER BY p.");
+    expr_sql_ident(&q, d, s->key);
+    buf_addf(&q.sql, " LIMIT %zu", limit ? limit : 1000);
+    scan_acc acc = {s->key, fn, ud, NULL, 0, json_array()};
+    char why[512] = "";
+    pthread_mutex_lock(&s->lock);
+    int rc = ops->exec(s->profiles->state, q.sql.data, q.params, q.nparams, scan_row, &acc, why,
+                       sizeof why);
+    pthread_mutex_unlock(&s->lock);
+    expr_sql_free(&q);
+    if (rc) {
+        free(acc.last);
+        json_decref(acc.page);
+        snprintf(err, errlen, "%s: reading profiles: %s", s->profiles->where, why);
+        return -1;
+    }
+    /* the rows go to fn with the source free: fn may wait (a rate), and
+     * the engine reads profiles through the same lock */
+    size_t i;
+    json_t *v;
+    json_array_foreach(acc.page, i, v)
+        fn(ud, json_string_value(json_object_get(v, "id")), json_object_get(v, "row"));
+    json_decref(acc.page);
+    if (acc.last) {
+        free(*after);
+        *after = acc.last;
+    }
+    return acc.n;
+}
+
 int jsource_profile_exists(jsource *s, const char *profile_id)
 {
     if (!s || !s->profiles)

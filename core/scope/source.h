@@ -28,6 +28,17 @@ json_t *jsource_profile(jsource *s, const char *profile_id);
  * identifiers. 0, or -1 with err (no profiles source, no such profile, a
  * failed statement). */
 int jsource_update(jsource *s, const char *profile_id, json_t *set, char *err, size_t errlen);
+/* One page of profiles in key order, after the key *after (NULL: from the
+ * first), at most limit: the members of the saved audience table (NULL:
+ * every profile) for which filter (a compiled expression over the
+ * profiles entity, NULL: none) is true at now (seconds). fn gets each
+ * profile's key and its row (borrowed JSON); *after is replaced by the
+ * page's last key (a new string; free it). Returns the rows read, or -1
+ * with err. */
+typedef void (*jsource_scan_fn)(void *ud, const char *profile_id, json_t *row);
+long jsource_scan(jsource *s, const char *audience_table, const void *filter, int64_t now,
+                  char **after, size_t limit, jsource_scan_fn fn, void *ud, char *err,
+                  size_t errlen);
 /* 1 when the profiles source has the profile, 0 when it has not, -1 when
  * there is no profiles source or the read failed. */
 int jsource_profile_exists(jsource *s, const char *profile_id);

@@ -672,6 +672,87 @@ static void test_update_profile(void **state)
     assert_int_equal(wait_exit(baton, 30000), 0);
 }
 
+/* Audience entry: 100,000 profiles a filter selects enter at the entry's
+ * rate (held within 10%, from the inbox's receive times), once (a
+ * restart does not run the slot again). Qualification: only newcomers
+ * enter; one that leaves and comes back is new again but reentry =
+ * "never" keeps it out. */
+static void test_audience_entry(void **state)
+{
+    char crm[1024], db[1024], inbox[1024], jdir[1100];
+    snprintf(crm, sizeof crm, "%s/crm.db", dir);
+    snprintf(db, sizeof db, "%s/var/state.db", dir);
+    snprintf(inbox, sizeof inbox, "%s/var/inbox.db", dir);
+    exec_sql(crm, "CREATE TABLE profiles (id TEXT PRIMARY KEY, tier TEXT, points INTEGER);"
+                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000)"
+                  " INSERT INTO profiles SELECT printf('p%06d', i), CASE WHEN i <= 10 THEN 'gold'"
+                  " ELSE 'silver' END, i FROM n");
+    write_update_config("");
+    snprintf(jdir, sizeof jdir, "%s/journeys", dir);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/up.cfg", jdir); /* write_update_config's: not this test's */
+    assert_int_equal(remove(path), 0);
+    free(file_write(jdir, "aud.cfg",
+                    "journey: { name = \"aud\"; entry = { filter = \"points > 0\"; schedule = { at "
+                    "= \"2020-01-01T00:00:00Z\"; }; rate = 10000; };\n"
+                    "  start = \"c\"; nodes = ( { id = \"c\"; type = \"condition\"; branches = ( { "
+                    "when = \"event.points == event.points and event.type == 'audience'\"; next = "
+                    "\"e\"; } ); otherwise = \"x\"; },\n"
+                    "  { id = \"e\"; type = \"end\"; }, { id = \"x\"; type = \"end\"; } ); };\n"));
+    free(file_write(jdir, "q.cfg",
+                    "journey: { name = \"q\"; entry = { qualifies = \"tier == 'gold'\"; every = "
+                    "\"1s\"; reentry = \"never\"; };\n"
+                    "  start = \"e\"; nodes = ( { id = \"e\"; type = \"end\"; } ); };\n"));
+    pid_t baton = start_baton();
+    wait_serving(baton);
+    assert_int_equal(wait_for(db,
+                              "SELECT count(*) FROM journey_instances WHERE journey = 'aud' AND "
+                              "path = 'c e'",
+                              100000, 60000),
+                     100000);
+    long n = query(inbox, "SELECT count(*) FROM journey_inbox WHERE id LIKE 'aud:%'");
+    long span = query(inbox, "SELECT max(received) - min(received) FROM journey_inbox WHERE id "
+                             "LIKE 'aud:%'");
+    assert_int_equal(n, 100000);
+    double rate = span > 0 ? (double)(n - 1) * 1000.0 / (double)span : 0;
+    print_message("audience entry: %ld profiles in %ld ms: %.0f/s (rate = 10000)\n", n, span, rate);
+    assert_true(rate > 10000 * 0.9 && rate < 10000 * 1.1);
+    /* qualification: the 10 gold ones are in */
+    assert_int_equal(
+        wait_for(db, "SELECT count(*) FROM journey_instances WHERE journey = 'q'", 10, 10000), 10);
+    /* 5 newcomers, one leaves */
+    exec_sql(crm, "UPDATE profiles SET tier = 'gold' WHERE id BETWEEN 'p000011' AND 'p000015';"
+                  "UPDATE profiles SET tier = 'silver' WHERE id = 'p000001'");
+    assert_int_equal(
+        wait_for(db, "SELECT count(*) FROM journey_instances WHERE journey = 'q'", 15, 10000), 15);
+    assert_int_equal(wait_for(db,
+                              "SELECT count(*) FROM journey_qualified WHERE journey = 'q' AND "
+                              "profile = 'p000001'",
+                              0, 10000),
+                     0);
+    /* it comes back: new to the set again, but reentry = "never" */
+    exec_sql(crm, "UPDATE profiles SET tier = 'gold' WHERE id = 'p000001'");
+    assert_int_equal(wait_for(db,
+                              "SELECT count(*) FROM journey_qualified WHERE journey = 'q' AND "
+                              "profile = 'p000001'",
+                              1, 10000),
+                     1);
+    nap_ms(1500);
+    assert_int_equal(query(db, "SELECT count(*) FROM journey_instances WHERE journey = 'q'"), 15);
+    /* a restart runs the audience's slot no more */
+    kill(baton, SIGKILL);
+    waitpid(baton, NULL, 0);
+    baton = start_baton();
+    wait_serving(baton);
+    nap_ms(2000);
+    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_inbox WHERE id LIKE 'aud:%'"),
+                     100000);
+    assert_int_equal(query(db, "SELECT count(*) FROM journey_instances WHERE journey = 'aud'"),
+                     100000);
+    kill(baton, SIGTERM);
+    assert_int_equal(wait_exit(baton, 30000), 0);
+}
+
 /* The same data directory spelt another way is the same directory: the
  * reload goes through (the lock is not taken twice). */
 static void test_reload_same_dir_other_spelling(void **state)
@@ -809,6 +890,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reload_failed_start_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_rollback_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_profile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audience_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_and_lock_while_serving, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_same_dir_other_spelling, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_events, setup, teardown),
