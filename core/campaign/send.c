@@ -2,6 +2,7 @@
  * names. Checked against the channel (configured, enabled, its content
  * parts) and the schema; planned as exact SQL counts of the rows that
  * would be sent and of those left out for want of an address or consent. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -332,6 +333,19 @@ static int send_check(void *state, baton_activity_ctx *x)
             diag_error(e->d, use->file, use->line,
                        "%s: address = \"%s\" is not a field of profiles", use->where,
                        p->addr_field);
+    }
+    if (!p->addr_field && ops &&
+        !(ops->size > offsetof(baton_channel_ops, flags) &&
+          (ops->flags & BATON_CHANNEL_NO_RECIPIENT))) {
+        /* dispatch_recipient falls back on a `recipient` column */
+        char cerr[256];
+        expr *rx = expr_compile_msg("recipient", sc, 0, cerr, sizeof cerr);
+        if (!rx)
+            diag_error(e->d, use->file, use->line,
+                       "%s: no `address`: name the profiles field that holds the recipient "
+                       "(address = \"email\"), or every message of activity '%s' fails",
+                       use->where, a->id);
+        expr_free(rx);
     }
     if (p->consent_field) {
         p->consent_path = to_profile(e, in->dimension, p->consent_field);

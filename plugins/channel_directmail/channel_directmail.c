@@ -507,6 +507,7 @@ static const baton_channel_ops ops = {
     .format = dm_format,
     .deliver = dm_deliver,
     .batch_end = dm_batch_end,
+    .flags = BATON_CHANNEL_NO_RECIPIENT, /* it writes rows, to no one */
 };
 
 BATON_PLUGIN(.name = "channel_directmail", .version = "1.0.0",

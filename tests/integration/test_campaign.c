@@ -76,6 +76,7 @@ static int setup(void **st)
             "  off:  { enabled = false; plugin = \"channel_directmail\"; dir = \"var/off\"; };\n"
             "  email: { plugin = \"channel_email\"; port = 9; from = \"Shop <news@example.com>\";\n"
             "           address = \"email\"; consent = \"consent_email\"; };\n"
+            "  noaddr: { plugin = \"channel_email\"; port = 9; from = \"news@example.com\"; };\n"
             "};\n"
             "campaigns = [ \"campaigns\" ];\n",
             plugins, src) < 0)
@@ -271,7 +272,10 @@ static void test_check_reports_every_error(void **st)
         "    { id = \"f\"; type = \"enrich\"; input = \"g\"; add = ( { name = \"n\"; value = "
         "\"1\"; } ); },\n"
         "    { id = \"g\"; type = \"enrich\"; input = \"f\"; add = ( { name = \"m\"; value = "
-        "\"1\"; } ); }\n"
+        "\"1\"; } ); },\n"
+        "    { id = \"i\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+        "    { id = \"h\"; type = \"send\"; channel = \"noaddr\"; input = \"i\"; subject = \"s\"; "
+        "text = \"t\"; }\n"
         "  );\n};\n");
     char *out, *err;
     assert_int_equal(baton(&out, &err, "check"), 2);
@@ -282,6 +286,9 @@ static void test_check_reports_every_error(void **st)
         "bad.cfg:6: filter: 1:1: unknown field 'tierr'",
         "bad.cfg:8: activity 'd': channel 'off' is disabled",
         "bad.cfg:9: activity 'e': unknown channel 'nope'",
+        /* an email channel without `address` failed every message at run time */
+        "channels.noaddr: no `address`: name the profiles field that holds the recipient "
+        "(address = \"email\"), or every message of activity 'h' fails",
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
         if (!strstr(err, want[i]))

@@ -266,8 +266,16 @@ typedef struct baton_channel_ops {
      * included). A channel that writes files finishes them here. Engine thread, after the last
      * deliver() of the batch returned; may block. May be NULL. Returns 0, or -1 with err. */
     int (*batch_end)(void *state, const char *batch, uint64_t count, char *err, size_t errlen);
-    void *reserved[7];
+    /* 1.2 — BATON_CHANNEL_* flags (0 for a plugin built before 1.2). */
+    uintptr_t flags;
+    void *reserved[6];
 } baton_channel_ops;
+
+/* A channel that needs no recipient (one that writes rows to a file):
+ * baton check does not ask its sends for an address. Every other channel
+ * sends to the address its `address` key names (or a row's `recipient`
+ * column), and a send without one is a check error. */
+#define BATON_CHANNEL_NO_RECIPIENT ((uintptr_t)1 << 0)
 
 /* --- action -------------------------------------------------------- */
 
