@@ -12,6 +12,7 @@
 #include "base/mem.h"
 #include "base/record.h"
 #include "delivery/dispatch.h"
+#include "delivery/send.h"
 #include "journey/runner_impl.h"
 
 static jchannel *channel(jrunner *r, const char *name)
@@ -107,6 +108,24 @@ static record *message_row(const psend *p, json_t *prof)
     return row;
 }
 
+/* A send node's part: its template rendered in the instance's scope, or
+ * its literal value. */
+typedef struct part_ctx {
+    const jnode *node;
+    jscope sc;
+} part_ctx;
+
+static int render_part(void *ud, size_t i, buf *out, char *err, size_t errlen)
+{
+    part_ctx *pc = ud;
+    const jnode *n = pc->node;
+    if (!n->parts[i].tmpl) {
+        buf_adds(out, n->parts[i].value ? n->parts[i].value : "");
+        return 0;
+    }
+    return jtemplate_render(n->parts[i].tmpl, &pc->sc, out, err, errlen);
+}
+
 /* Hand a send to its dispatcher. 0 done with it (handed or refused),
  * with the status to record, and *queued 1 when the dispatcher took it
  * into its queue; 1 the dispatcher is full (or closing for a reload):
@@ -120,73 +139,47 @@ static int hand(jrunner *r, const psend *p, char *status, size_t statuslen, int 
     }
     json_t *prof = jsource_profile(r->src, p->profile);
     record *row = message_row(p, prof);
-    char addr[512];
-    dispatch_eligibility el = dispatch_recipient(c->inst, row, addr, sizeof addr);
-    if (el != DISPATCH_ELIGIBLE) {
-        snprintf(status, statuslen, "%s",
-                 el == DISPATCH_NO_ADDRESS ? "skipped: no address" : "skipped: no consent");
-        record_free(row);
-        json_decref(prof);
-        return 0;
-    }
     const jnode *n = p->node;
-    jscope sc = {.profile_id = p->profile,
-                 .event = p->event,
-                 .results = p->results,
-                 .now_ms = jr_now_ms(r),
-                 .profile = jsource_profile_cb,
-                 .lookup = jsource_lookup_cb,
-                 .rows = jsource_rows,
-                 .ud = r->src,
-                 .profile_row = prof,
-                 .profile_loaded = 1};
+    part_ctx pc = {.node = n,
+                   .sc = {.profile_id = p->profile,
+                          .event = p->event,
+                          .results = p->results,
+                          .now_ms = jr_now_ms(r),
+                          .profile = jsource_profile_cb,
+                          .lookup = jsource_lookup_cb,
+                          .rows = jsource_rows,
+                          .ud = r->src,
+                          .profile_row = prof,
+                          .profile_loaded = 1}};
     const char **names = xcalloc(n->nparts + 1, sizeof *names);
-    char **values = xcalloc(n->nparts + 1, sizeof *values);
-    char err[256] = "";
-    int bad = 0;
-    for (size_t i = 0; i < n->nparts && !bad; i++) {
-        names[i] = n->parts[i].name;
-        buf out;
-        buf_init(&out);
-        if (n->parts[i].tmpl && jtemplate_render(n->parts[i].tmpl, &sc, &out, err, sizeof err))
-            bad = 1;
-        values[i] = n->parts[i].tmpl ? buf_steal(&out) : xstrdup(n->parts[i].value);
-        buf_free(&out);
-    }
-    jscope_release(&sc); /* also drops prof */
-    dispatch_submit_rc rc = DISPATCH_INVALID;
-    if (!bad) {
-        dispatch_msg m = {.key = p->key,
-                          .recipient = addr,
-                          .profile_id = p->profile,
-                          .nparts = n->nparts,
-                          .part_names = names,
-                          .part_values = (const char *const *)values,
-                          .row = row};
-        rc = dispatch_submit(c->d, &m, 0, err, sizeof err);
-    }
+    buf *scratch = xcalloc(n->nparts + 1, sizeof *scratch);
     for (size_t i = 0; i < n->nparts; i++)
-        free(values[i]);
+        names[i] = n->parts[i].name;
+    send_req req = {.d = c->d,
+                    .channel = c->inst,
+                    .key = p->key,
+                    .profile_id = p->profile,
+                    .row = row,
+                    .nparts = n->nparts,
+                    .part_names = names,
+                    .render = render_part,
+                    .render_ud = &pc,
+                    .scratch = scratch,
+                    .wait_ms = 0};
+    char err[256] = "";
+    send_outcome o = delivery_send(&req, err, sizeof err);
+    jscope_release(&pc.sc); /* also drops prof */
+    for (size_t i = 0; i < n->nparts; i++)
+        buf_free(&scratch[i]);
+    free(scratch);
     free(names);
-    free(values);
     record_free(row);
-    const char *st = NULL;
-    switch (rc) {
-    case DISPATCH_FULL: return 1;
-    case DISPATCH_CLOSED: return 1; /* a reload is closing it: try again later */
-    case DISPATCH_ACCEPTED:
-        st = "queued";
-        *queued = 1;
-        break;
-    case DISPATCH_ACCEPTED_DEFERRED: st = "deferred"; break;
-    case DISPATCH_REFUSED_CAPPED: st = "capped"; break;
-    case DISPATCH_REFUSED_DUPLICATE: st = "queued"; break; /* handed before */
-    case DISPATCH_INVALID: break;
-    }
-    if (st)
-        snprintf(status, statuslen, "%s", st);
-    else
-        snprintf(status, statuslen, "failed: %s", err[0] ? err : "refused by the channel");
+    if (o == SEND_FULL || o == SEND_CLOSED) /* closing: a reload; try again later */
+        return 1;
+    delivery_outcome_status(o, err, status, statuslen);
+    *queued = o == SEND_QUEUED;
+    if (o == SEND_NO_ADDRESS || o == SEND_NO_CONSENT)
+        return 0;
     pthread_mutex_lock(&r->mu);
     r->stats.sends_handed++;
     pthread_mutex_unlock(&r->mu);
