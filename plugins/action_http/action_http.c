@@ -213,7 +213,7 @@ static void act_free(act *a)
 
 static char *dup_or_null(const char *s)
 {
-    return s ? strdup(s) : NULL;
+    return s ? BATON_CHECKED(strdup(s)) : NULL;
 }
 
 static int act_init(baton_instance *inst, const baton_host *h, void **state)
@@ -244,7 +244,7 @@ static int act_init(baton_instance *inst, const baton_host *h, void **state)
         goto fail;
     }
     a->nheaders = h->config_list_count(inst, "headers");
-    a->headers = calloc(a->nheaders + 1, sizeof *a->headers);
+    a->headers = BATON_CHECKED(calloc(a->nheaders + 1, sizeof *a->headers));
     for (size_t i = 0; i < a->nheaders; i++) {
         const char *hv = h->config_list_item(inst, "headers", i);
         if (!strchr(hv, ':')) {
@@ -257,13 +257,13 @@ static int act_init(baton_instance *inst, const baton_host *h, void **state)
             goto fail;
         }
     }
-    a->method = strdup(h->config_string(inst, "method"));
-    a->ctype = strdup(h->config_string(inst, "content_type"));
+    a->method = BATON_CHECKED(strdup(h->config_string(inst, "method")));
+    a->ctype = BATON_CHECKED(strdup(h->config_string(inst, "content_type")));
     a->auth = h->config_enum(inst, "auth");
     a->user = dup_or_null(h->config_string(inst, "username"));
     a->pass = dup_or_null(h->config_string(inst, "password"));
     a->token = dup_or_null(h->config_string(inst, "token"));
-    a->idem = strdup(h->config_string(inst, "idempotency_header"));
+    a->idem = BATON_CHECKED(strdup(h->config_string(inst, "idempotency_header")));
     if (a->auth == AUTH_BASIC && !a->user) {
         h->set_error(inst, "auth = \"basic\" needs username (and password)");
         goto fail;

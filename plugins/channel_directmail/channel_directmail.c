@@ -85,7 +85,7 @@ static void keyset_add(keyset *k, const char *key)
 {
     if ((k->n + 1) * 2 > k->cap) {
         size_t ncap = k->cap ? k->cap * 2 : 1024;
-        char **nv = calloc(ncap, sizeof *nv);
+        char **nv = BATON_CHECKED(calloc(ncap, sizeof *nv));
         for (size_t i = 0; i < k->cap; i++)
             if (k->v[i]) {
                 size_t j = fnv(k->v[i]) & (ncap - 1);
@@ -100,7 +100,7 @@ static void keyset_add(keyset *k, const char *key)
     size_t i = fnv(key) & (k->cap - 1);
     while (k->v[i])
         i = (i + 1) & (k->cap - 1);
-    k->v[i] = strdup(key);
+    k->v[i] = BATON_CHECKED(strdup(key));
     k->n++;
 }
 
@@ -160,10 +160,10 @@ static void csv_record(const baton_host *h, baton_buf *out, size_t n, const char
 
 static int dm_init(baton_instance *inst, const baton_host *host, void **state)
 {
-    dm *d = calloc(1, sizeof *d);
+    dm *d = BATON_CHECKED(calloc(1, sizeof *d));
     d->host = host;
     d->inst = inst;
-    d->dir = strdup(host->config_string(inst, "dir"));
+    d->dir = BATON_CHECKED(strdup(host->config_string(inst, "dir")));
     const char *mode = host->config_string(inst, "export_mode");
     if (mode) {
         char *end;
@@ -184,7 +184,7 @@ static int dm_init(baton_instance *inst, const baton_host *host, void **state)
 
 static int mkdirs(const char *path)
 {
-    char *p = strdup(path);
+    char *p = BATON_CHECKED(strdup(path));
     for (char *s = p + 1; *s; s++)
         if (*s == '/') {
             *s = '\0';
@@ -248,7 +248,7 @@ static void dm_destroy(void *state)
 static char *batch_path(const dm *d, const char *batch, const char *suffix)
 {
     size_t n = strlen(d->dir) + strlen(batch) + strlen(suffix) + 2;
-    char *p = malloc(n);
+    char *p = BATON_CHECKED(malloc(n));
     snprintf(p, n, "%s/%s%s", d->dir, batch, suffix);
     for (char *s = p + strlen(d->dir) + 1; *s; s++)
         if (*s == '/' || *s == '\\')
@@ -278,7 +278,7 @@ static long read_journal(FILE *f, void (*fn)(void *, const char *, const char *,
             break;
         if (len + 1 > cap) {
             cap = len + 1;
-            line = realloc(line, cap);
+            line = BATON_CHECKED(realloc(line, cap));
         }
         if (fread(line, 1, len, f) != len || fgetc(f) != '\n')
             break;
@@ -307,8 +307,8 @@ static journal *journal_for(dm *d, const char *batch, char *reason, size_t rlen)
         free(path);
         return NULL;
     }
-    journal *j = calloc(1, sizeof *j);
-    j->batch = strdup(batch);
+    journal *j = BATON_CHECKED(calloc(1, sizeof *j));
+    j->batch = BATON_CHECKED(strdup(batch));
     long good = read_journal(f, remember, &j->keys);
     fflush(f);
     if (ftruncate(fileno(f), good) != 0) {
@@ -419,7 +419,7 @@ static void export_one(void *ud, const char *key, const char *rec, size_t len)
 static int write_atomically(const char *path, const char *data, size_t len)
 {
     size_t n = strlen(path) + 5;
-    char *tmp = malloc(n);
+    char *tmp = BATON_CHECKED(malloc(n));
     snprintf(tmp, n, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
     int rc = -1;

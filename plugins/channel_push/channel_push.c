@@ -258,7 +258,7 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
 
 static void *mqtt_open(push *p)
 {
-    mconn *c = calloc(1, sizeof *c);
+    mconn *c = BATON_CHECKED(calloc(1, sizeof *c));
     char id[128];
     snprintf(id, sizeof id, "%s-%d-%d", p->client_id, (int)getpid(),
              __atomic_add_fetch(&p->seq, 1, __ATOMIC_SEQ_CST));
@@ -325,8 +325,8 @@ static void mqtt_deliver(push *p, mconn *c, const baton_message *const *msgs, si
     if (cap > c->cap) {
         free(c->mids);
         free(c->idx);
-        c->mids = malloc(cap * sizeof *c->mids);
-        c->idx = malloc(cap * sizeof *c->idx);
+        c->mids = BATON_CHECKED(malloc(cap * sizeof *c->mids));
+        c->idx = BATON_CHECKED(malloc(cap * sizeof *c->idx));
     }
     c->cap = cap;
     memset(c->mids, 0, cap * sizeof *c->mids);
@@ -441,13 +441,13 @@ static size_t on_data(char *d, size_t size, size_t n, void *ud)
 
 static hconn *http_open(push *p)
 {
-    hconn *c = calloc(1, sizeof *c);
+    hconn *c = BATON_CHECKED(calloc(1, sizeof *c));
     c->multi = curl_multi_init();
     long n = p->inflight < 256 ? p->inflight : 256;
     curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, n);
     curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, n);
     c->nx = (size_t)n;
-    c->x = calloc(c->nx, sizeof *c->x);
+    c->x = BATON_CHECKED(calloc(c->nx, sizeof *c->x));
     for (size_t i = 0; i < c->nx; i++) {
         c->x[i].easy = curl_easy_init();
         c->x[i].h = p->h;
@@ -512,7 +512,7 @@ static void http_deliver(push *p, hconn *c, const baton_message *const *msgs, si
                          baton_delivery *out)
 {
     const baton_host *h = p->h;
-    hx **freex = calloc(c->nx, sizeof *freex);
+    hx **freex = BATON_CHECKED(calloc(c->nx, sizeof *freex));
     size_t nfree = 0, next = 0, running = 0;
     for (size_t i = 0; i < c->nx; i++)
         freex[nfree++] = &c->x[i];
@@ -634,7 +634,7 @@ static void push_destroy(void *state)
 
 static int push_init(baton_instance *inst, const baton_host *h, void **state)
 {
-    push *p = calloc(1, sizeof *p);
+    push *p = BATON_CHECKED(calloc(1, sizeof *p));
     int failed = 0;
     p->inst = inst;
     p->h = h;
