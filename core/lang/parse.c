@@ -783,7 +783,10 @@ node *node_new(node_kind k, int line, int col)
 
 void node_add_kid(node *n, node *kid)
 {
-    n->kids = xrealloc(n->kids, (n->nkids + 1) * sizeof *n->kids);
+    /* the capacity doubles at each power of two (a list of 100,000 is
+     * not 100,000 copies) */
+    if (n->nkids < 2 || !(n->nkids & (n->nkids - 1)))
+        n->kids = xrealloc(n->kids, (n->nkids < 2 ? 2 : n->nkids * 2) * sizeof *n->kids);
     n->kids[n->nkids++] = kid;
     if (kid && kid->height >= n->height)
         n->height = kid->height + 1;

@@ -39,7 +39,7 @@ struct template
     unsigned flags;
     block top;
     const expr **exprs; /* every expression, in order */
-    size_t nexprs;
+    size_t nexprs, capexprs;
     int max_depth;
     char *warning; /* the first warning, "line:col: message" */
 };
@@ -190,7 +190,11 @@ static void advance(tparser *P, size_t n)
 
 static void note_expr(template *t, const expr *e)
 {
-    t->exprs = xrealloc(t->exprs, (t->nexprs + 1) * sizeof *t->exprs);
+    /* doubling: a template of 100,000 tags is not 100,000 copies */
+    if (t->nexprs == t->capexprs) {
+        t->capexprs = t->capexprs ? t->capexprs * 2 : 8;
+        t->exprs = xrealloc(t->exprs, t->capexprs * sizeof *t->exprs);
+    }
     t->exprs[t->nexprs++] = e;
 }
 
