@@ -262,23 +262,23 @@ static int build(sms *s, const baton_message *m, baton_buf *url, baton_buf *body
     }
     /* the fields: to, text, key, then params */
     size_t n = 2 + (s->key_field ? 1 : 0) + s->nparams;
-    const char **names = calloc(n, sizeof *names);
-    char **vals = calloc(n, sizeof *vals);
+    const char **names = BATON_CHECKED(calloc(n, sizeof *names));
+    char **vals = BATON_CHECKED(calloc(n, sizeof *vals));
     size_t k = 0;
     names[k] = s->to_field;
-    vals[k++] = strdup(m->recipient);
+    vals[k++] = BATON_CHECKED(strdup(m->recipient));
     names[k] = s->text_field;
-    vals[k++] = strdup(text);
+    vals[k++] = BATON_CHECKED(strdup(text));
     if (s->key_field) {
         names[k] = s->key_field;
-        vals[k++] = strdup(m->key);
+        vals[k++] = BATON_CHECKED(strdup(m->key));
     }
     rc = 0;
     for (size_t i = 0; i < s->nparams && rc == 0; i++) {
         baton_buf *b = h->buf_new();
         rc = render(s, s->params[i].t, s->params[i].text, ctx, b, err, errlen, s->params[i].name);
         names[k] = s->params[i].name;
-        vals[k++] = strdup(h->buf_data(b, NULL));
+        vals[k++] = BATON_CHECKED(strdup(h->buf_data(b, NULL)));
         h->buf_free(b);
     }
     if (rc == 0) {
@@ -377,12 +377,12 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
 static void *sms_worker_open(void *state)
 {
     sms *s = state;
-    conn *c = calloc(1, sizeof *c);
+    conn *c = BATON_CHECKED(calloc(1, sizeof *c));
     c->multi = curl_multi_init();
     curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, s->inflight);
     curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, s->inflight);
     c->nx = (size_t)s->inflight;
-    c->x = calloc(c->nx, sizeof *c->x);
+    c->x = BATON_CHECKED(calloc(c->nx, sizeof *c->x));
     for (size_t i = 0; i < c->nx; i++) {
         c->x[i].easy = curl_easy_init();
         c->x[i].h = s->h;
@@ -481,7 +481,7 @@ static void sms_deliver(void *state, void *cp, const baton_message *const *msgs,
     conn *c = cp;
     const baton_host *h = s->h;
     size_t next = 0, running = 0;
-    xfer **free_x = calloc(c->nx, sizeof *free_x);
+    xfer **free_x = BATON_CHECKED(calloc(c->nx, sizeof *free_x));
     size_t nfree = 0;
     for (size_t i = 0; i < c->nx; i++)
         free_x[nfree++] = &c->x[i];
@@ -592,7 +592,7 @@ static void sms_destroy(void *state)
 
 static int sms_init(baton_instance *inst, const baton_host *h, void **state)
 {
-    sms *s = calloc(1, sizeof *s);
+    sms *s = BATON_CHECKED(calloc(1, sizeof *s));
     int failed = 0;
     s->inst = inst;
     s->h = h;
@@ -622,7 +622,7 @@ static int sms_init(baton_instance *inst, const baton_host *h, void **state)
         failed = 1;
     }
     s->nparams = h->config_list_count(inst, "params");
-    s->params = calloc(s->nparams + 1, sizeof *s->params);
+    s->params = BATON_CHECKED(calloc(s->nparams + 1, sizeof *s->params));
     for (size_t i = 0; i < s->nparams && !failed; i++) {
         const char *p = h->config_list_item(inst, "params", i);
         const char *eq = strchr(p, '=');
@@ -631,7 +631,7 @@ static int sms_init(baton_instance *inst, const baton_host *h, void **state)
             failed = 1;
             break;
         }
-        s->params[i].name = strndup(p, (size_t)(eq - p));
+        s->params[i].name = BATON_CHECKED(strndup(p, (size_t)(eq - p)));
         s->params[i].text = eq + 1;
         /* a param is a value: escaped as a whole once rendered */
         s->params[i].t =
