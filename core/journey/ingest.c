@@ -265,6 +265,7 @@ void *jr_ingest_main(void *arg)
             pthread_cond_wait(&r->icv, &r->imu);
         r->iwaiting = 0;
         if (!r->ihead && r->istop) {
+            r->iexited = 1;
             pthread_mutex_unlock(&r->imu);
             break;
         }
@@ -283,4 +284,51 @@ void *jr_ingest_main(void *arg)
         pthread_mutex_unlock(&r->imu);
     }
     return NULL;
+}
+
+void jr_dead_commit(jrunner *r)
+{
+    pdead *rev = NULL; /* oldest first */
+    while (r->txn_dead) {
+        pdead *d = r->txn_dead;
+        r->txn_dead = d->next;
+        d->next = rev;
+        rev = d;
+    }
+    while (rev) {
+        pdead *d = rev;
+        rev = d->next;
+        pthread_mutex_lock(&r->imu);
+        if (!r->iexited) {
+            /* the ingest thread's group commit writes it (one writer of
+             * the inbox's transactions); not bounded by the queue's size:
+             * what a committed transaction decided is not refused */
+            initem *it = xcalloc(1, sizeof *it);
+            it->ev = d->ev;
+            it->reason = d->reason;
+            it->source = d->source;
+            it->now = jr_real_ms();
+            if (r->itail)
+                r->itail->next = it;
+            else
+                r->ihead = it;
+            r->itail = it;
+            if (!r->ilen++)
+                r->isince_us = deadline_now_us();
+            pthread_cond_signal(&r->icv);
+            pthread_mutex_unlock(&r->imu);
+        } else {
+            pthread_mutex_unlock(&r->imu);
+            char err[512];
+            int64_t seq;
+            int outcome;
+            if (jinbox_put(&r->inbox, &d->ev, d->reason, d->source, jr_real_ms(), &seq, &outcome,
+                           err, sizeof err))
+                log_msg(BATON_LOG_ERROR, "journey", "%s: dead letter for %s not kept: %s",
+                        d->source, d->ev.profile, err);
+            jevent_free(&d->ev);
+            free(d->reason);
+        }
+        free(d);
+    }
 }

@@ -167,6 +167,7 @@ static void *engine_main(void *arg)
         }
         jr_sends_commit(r);   /* what the transaction decided, oldest first */
         jr_actions_commit(r); /* calls to the action workers */
+        jr_dead_commit(r);    /* profiles not found, to the inbox's dead letters */
         jr_hand_sends(r);     /* sends to the dispatchers */
         inbox_done(r, &w);
     }
@@ -280,7 +281,8 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
                        .lookup = jr_on_lookup,
                        .rows = jr_on_rows,
                        .load_version = load_version,
-                       .profile_exists = jr_on_profile_exists};
+                       .profile_exists = jr_on_profile_exists,
+                       .not_entered = jr_on_not_entered};
     if (jengine_open(&r->eng, st, js, njs, &ops, err, errlen)) {
         jinbox_close(&r->inbox);
         jsource_close(r->src);
@@ -417,6 +419,9 @@ void jrunner_stop(jrunner *r)
         free(b->action);
         free(b);
     }
+    for (size_t i = 0; i < r->ndead_sources; i++)
+        free(r->dead_sources[i]);
+    free(r->dead_sources);
     free(r->ch);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->wake);

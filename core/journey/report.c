@@ -327,7 +327,8 @@ json_t *jreport_journey(store *st, const journey *j, const char *data_dir, int *
     /* running, paused or closed (baton journey pause|resume|close) */
     json_object_set_new(o, "control", json_string(jengine_control_get(st, j->name)));
     /* the inbox's dead letters are every journey's: events refused before
-     * any journey saw them (read while serve runs) */
+     * any journey saw them, and entries refused for a missing profile
+     * (read while serve runs) */
     json_t *dead = jinbox_dead_report(data_dir, 5, err, errlen);
     json_object_set_new(o, "dead_letters",
                         dead ? json_incref(json_object_get(dead, "count")) : json_null());

@@ -4,9 +4,12 @@
  * exits) and the instances it moves stepped, then the timers that are due.
  * The engine's callbacks read profiles and lookups through the sources. */
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/log.h"
+#include "base/mem.h"
 #include "journey/runner_impl.h"
 
 void jr_free_txn_work(jrunner *r)
@@ -21,11 +24,48 @@ void jr_free_txn_work(jrunner *r)
         r->txn_jobs = j->next;
         jr_ajob_free(j);
     }
+    while (r->txn_dead) {
+        pdead *d = r->txn_dead;
+        r->txn_dead = d->next;
+        jevent_free(&d->ev);
+        free(d->reason);
+        free(d);
+    }
 }
 
 int jr_on_profile_exists(void *ud, const char *profile_id)
 {
     return jsource_profile_exists(((jrunner *)ud)->src, profile_id);
+}
+
+/* A profile the profiles source lacks: a dead letter (reason "profile not
+ * found", source "journey:<name>") once this transaction commits, so a
+ * batch tried again does not write it twice. */
+void jr_on_not_entered(void *ud, const journey *j, const char *profile, json_t *event,
+                       const char *reason)
+{
+    jrunner *r = ud;
+    char src[256];
+    snprintf(src, sizeof src, "journey:%s", j->name);
+    size_t i = 0;
+    while (i < r->ndead_sources && strcmp(r->dead_sources[i], src))
+        i++;
+    if (i == r->ndead_sources) {
+        r->dead_sources = xrealloc(r->dead_sources, (i + 1) * sizeof *r->dead_sources);
+        r->dead_sources[r->ndead_sources++] = xstrdup(src);
+    }
+    pdead *d = xcalloc(1, sizeof *d);
+    d->source = r->dead_sources[i];
+    d->ev.id = xstrdup(json_string_value(json_object_get(event, "id")) ?: "");
+    d->ev.type = xstrdup(json_string_value(json_object_get(event, "type")) ?: "");
+    d->ev.profile = xstrdup(profile);
+    d->ev.raw = json_dumps(event, JSON_COMPACT | JSON_ENSURE_ASCII);
+    if (!d->ev.raw)
+        d->ev.raw = xstrdup("");
+    d->ev.rawlen = strlen(d->ev.raw);
+    d->reason = xstrdup(reason);
+    d->next = r->txn_dead;
+    r->txn_dead = d;
 }
 
 json_t *jr_on_profile(void *ud, const char *profile_id)

@@ -69,6 +69,15 @@ typedef struct adone {
     int ok;
 } adone;
 
+/* A dead letter a transaction decided (a profile the profiles source
+ * lacks did not enter): written to the inbox after the commit. */
+typedef struct pdead {
+    struct pdead *next;
+    const char *source; /* interned in jrunner.dead_sources */
+    char *reason;
+    jevent ev; /* raw: the entry event's envelope */
+} pdead;
+
 /* A status to write on a journey_sends row in the next transaction. */
 typedef struct smark {
     struct smark *next;
@@ -111,6 +120,9 @@ struct jrunner {
     /* engine thread only */
     psend *txn_sends, *wait_sends;
     ajob *txn_jobs;
+    pdead *txn_dead;
+    char **dead_sources; /* "journey:<name>", one per journey that refused */
+    size_t ndead_sources;
     smark *marks;
 
     /* action workers */
@@ -135,6 +147,7 @@ struct jrunner {
     int ibusy;         /* a group is being committed */
     int iwaiting;      /* the ingest thread sleeps until an event comes */
     int iflush;        /* a source said its group is complete */
+    int iexited;       /* the ingest thread is gone: the engine writes its own */
     int64_t isince_us; /* monotonic: the first event of the group queued */
     pthread_t ingest;
     int ingest_started;
@@ -182,6 +195,11 @@ int jr_route(jrunner *r, const jwork *w);
 void jr_free_txn_work(jrunner *r);
 json_t *jr_on_profile(void *ud, const char *profile_id);
 int jr_on_profile_exists(void *ud, const char *profile_id);
+void jr_on_not_entered(void *ud, const journey *j, const char *profile, json_t *event,
+                       const char *reason);
+/* ingest.c: after the commit, the transaction's dead letters to the inbox
+ * (through the ingest thread's group commit while it runs) */
+void jr_dead_commit(jrunner *r);
 json_t *jr_on_lookup(void *ud, const char *source, const char *profile_id, json_t *event);
 json_t *jr_on_rows(void *ud, const schema_entity *ent, const schema_field *col,
                    const baton_value *v, size_t limit, char *err, size_t errlen);

@@ -672,6 +672,67 @@ static void test_update_profile(void **state)
     assert_int_equal(wait_exit(baton, 30000), 0);
 }
 
+/* A profile the profiles source lacks does not enter: a dead letter
+ * "profile not found" for each journey that refused it, readable by
+ * journey status; missing_profile = "enter" lets it in. Not twice after a
+ * restart. */
+static void test_missing_profile(void **state)
+{
+    char crm[1024], db[1024], inbox[1024], jdir[1100], cmd[4096];
+    snprintf(crm, sizeof crm, "%s/crm.db", dir);
+    snprintf(db, sizeof db, "%s/var/state.db", dir);
+    snprintf(inbox, sizeof inbox, "%s/var/inbox.db", dir);
+    exec_sql(crm, "CREATE TABLE profiles (id TEXT PRIMARY KEY, tier TEXT, points INTEGER); INSERT "
+                  "INTO profiles VALUES ('a', 'bronze', 10)");
+    write_update_config("");
+    snprintf(jdir, sizeof jdir, "%s/journeys", dir);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/up.cfg", jdir);
+    assert_int_equal(remove(path), 0);
+    free(file_write(jdir, "strict.cfg",
+                    "journey: { name = \"strict\"; entry = { event = \"order\"; };\n"
+                    "  start = \"e\"; nodes = ( { id = \"e\"; type = \"end\"; } ); };\n"));
+    free(file_write(jdir, "lenient.cfg",
+                    "journey: { name = \"lenient\"; entry = { event = \"order\"; missing_profile = "
+                    "\"enter\"; };\n"
+                    "  start = \"e\"; nodes = ( { id = \"e\"; type = \"end\"; } ); };\n"));
+    pid_t baton = start_baton();
+    wait_serving(baton);
+    nap_ms(500);
+    publish("m1", "a", "order");
+    publish("m2", "ghost", "order");
+    assert_int_equal(wait_for(db, "SELECT count(*) FROM journey_instances", 3, 10000), 3);
+    assert_int_equal(wait_for(inbox,
+                              "SELECT count(*) FROM journey_dead_letters WHERE reason = 'profile "
+                              "not found' AND source = 'journey:strict' AND body LIKE "
+                              "'%\"id\":\"m2\"%\"profile\":\"ghost\"%'",
+                              1, 10000),
+                     1);
+    assert_int_equal(query(db, "SELECT count(*) FROM journey_instances WHERE profile = 'ghost' "
+                               "AND journey = 'lenient'"),
+                     1);
+    assert_int_equal(query(db, "SELECT count(*) FROM journey_instances WHERE journey = 'strict'"),
+                     1);
+    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_dead_letters"), 1);
+    char *out = NULL, *err = NULL;
+    snprintf(cmd, sizeof cmd, "%s -c %s/baton.cfg journey status strict --json",
+             getenv("BATON_BIN"), dir);
+    assert_int_equal(run_capture(cmd, &out, &err), 0);
+    if (!strstr(out, "profile not found"))
+        print_message("%s%s", out, err);
+    assert_non_null(strstr(out, "\"reason\": \"profile not found\""));
+    free(out);
+    free(err);
+    kill(baton, SIGTERM);
+    assert_int_equal(wait_exit(baton, 30000), 0);
+    baton = start_baton();
+    wait_serving(baton);
+    nap_ms(1500);
+    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_dead_letters"), 1);
+    kill(baton, SIGTERM);
+    assert_int_equal(wait_exit(baton, 30000), 0);
+}
+
 /* Audience entry: 100,000 profiles a filter selects enter at the entry's
  * rate (held within 10%, from the inbox's receive times), once (a
  * restart does not run the slot again). Qualification: only newcomers
@@ -893,6 +954,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reload_failed_start_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_rollback_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_update_profile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_profile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audience_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_and_lock_while_serving, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_same_dir_other_spelling, setup, teardown),
