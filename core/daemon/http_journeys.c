@@ -1,8 +1,12 @@
 /* daemon/http_journeys — GET /v1/journeys[/NAME] (`journey status
- * --json`) and GET /v1/profiles/ID (`baton profile ID --json`). */
+ * --json`), POST /v1/journeys/NAME/pause|resume|close (`baton journey
+ * pause NAME`...) and GET /v1/profiles/ID (`baton profile ID --json`). */
 #include <string.h>
+#include <time.h>
 
 #include "daemon/http_int.h"
+#include "base/log.h"
+#include "journey/engine.h"
 #include "journey/report.h"
 
 static json_t *one(http_req *q, store *st, const journey *j)
@@ -24,24 +28,57 @@ void http_journeys_list(http_req *q)
     http_json(q, 200, json_pack("{s:o}", "journeys", list));
 }
 
-void http_journey_get(http_req *q)
+/* The running journey the path names, or NULL after answering 404. */
+static const journey *named(http_req *q)
 {
     const char *name = q->seg[2];
-    const journey *j = NULL;
-    for (size_t i = 0; i < q->env->njs && !j; i++)
+    for (size_t i = 0; i < q->env->njs; i++)
         if (!strcmp(q->env->js[i]->name, name))
-            j = q->env->js[i];
-    if (!j) {
-        http_error(q, 404, "not_found", json_pack("{s:s}", "journey", name),
-                   "no journey named '%s' is running", name);
+            return q->env->js[i];
+    http_error(q, 404, "not_found", json_pack("{s:s}", "journey", name),
+               "no journey named '%s' is running", name);
+    return NULL;
+}
+
+void http_journey_get(http_req *q)
+{
+    const journey *j = named(q);
+    if (!j)
         return;
-    }
     store st;
     if (http_open_store(q, &st) != 0)
         return;
     json_t *o = one(q, &st, j);
     store_close(&st);
     http_json(q, 200, o);
+}
+
+/* The state goes to the state store, as the command line writes it; the
+ * engine reads it in its next transaction (within a second). */
+void http_journey_control(http_req *q)
+{
+    const journey *j = named(q);
+    if (!j)
+        return;
+    const char *verb = q->seg[3];
+    const char *state = !strcmp(verb, "pause")    ? "paused"
+                        : !strcmp(verb, "resume") ? "running"
+                                                  : "closed";
+    store st;
+    if (http_open_store(q, &st) != 0)
+        return;
+    char err[512];
+    const char *was = jengine_control_get(&st, j->name);
+    if (jengine_control_set(&st, j->name, state, (int64_t)time(NULL) * 1000, err, sizeof err)) {
+        store_close(&st);
+        log_error("http: journey %s %s: %s", verb, j->name, err);
+        http_error(q, 503, "unavailable", NULL, "the state store cannot be written");
+        return;
+    }
+    store_close(&st);
+    log_info("http: token '%s': journey %s: %s (was %s)", q->token, j->name, state, was);
+    http_json(q, 200,
+              json_pack("{s:s, s:s, s:s}", "journey", j->name, "control", state, "was", was));
 }
 
 void http_profile_get(http_req *q)

@@ -513,6 +513,86 @@ static void test_reads_match_the_cli(void **state)
     free(out);
 }
 
+/* POST /v1/journeys/NAME/pause|resume|close: campaigns:run (or admin);
+ * the state the CLI reads; a paused journey holds its events until
+ * resumed, a closed one takes no new entries. */
+static long journey_profiles(void)
+{
+    json_t *o;
+    assert_int_equal(curl_json("GET", "/v1/journeys/thanks", OPS, NULL, &o), 200);
+    long n = (long)json_integer_value(json_object_get(o, "profiles"));
+    json_decref(o);
+    return n;
+}
+
+static const char *control_of(json_t *o)
+{
+    const char *c = json_string_value(json_object_get(o, "control"));
+    return c ? c : "";
+}
+
+static void test_journey_control(void **state)
+{
+    json_t *o;
+    assert_int_equal(curl_json("POST", "/v1/journeys/thanks/pause", INGEST, NULL, &o), 403);
+    assert_string_equal(err_code(o), "forbidden");
+    json_decref(o);
+    assert_int_equal(curl_json("POST", "/v1/journeys/thanks/pause", NULL, NULL, &o), 401);
+    json_decref(o);
+    assert_int_equal(curl_json("POST", "/v1/journeys/nope/pause", OPS, NULL, &o), 404);
+    assert_string_equal(err_code(o), "not_found");
+    json_decref(o);
+    assert_int_equal(curl_json("GET", "/v1/journeys/thanks/pause", OPS, NULL, &o), 405);
+    json_decref(o);
+    assert_int_equal(curl_json("POST", "/v1/journeys/thanks/pause", OPS, NULL, &o), 200);
+    assert_string_equal(json_string_value(json_object_get(o, "journey")), "thanks");
+    assert_string_equal(control_of(o), "paused");
+    assert_string_equal(json_string_value(json_object_get(o, "was")), "running");
+    json_decref(o);
+    o = cli_json("journey status thanks --json");
+    assert_string_equal(control_of(o), "paused");
+    json_decref(o);
+    nap_ms(1500); /* the engine reads the control within a second */
+    long before = journey_profiles();
+    assert_int_equal(curl_json("POST", "/v1/events", INGEST,
+                               "{\"id\": \"ctl1\", \"type\": \"order\", \"profile\": "
+                               "\"p7\", \"data\": {\"total\": 3}}",
+                               &o),
+                     202);
+    json_decref(o);
+    nap_ms(1500);
+    assert_int_equal(journey_profiles(), before); /* held */
+    /* resume: the held event enters */
+    assert_int_equal(curl_json("POST", "/v1/journeys/thanks/resume", ADMIN, NULL, &o), 200);
+    assert_string_equal(control_of(o), "running");
+    assert_string_equal(json_string_value(json_object_get(o, "was")), "paused");
+    json_decref(o);
+    long now = before;
+    for (int i = 0; i < 500 && (now = journey_profiles()) == before; i++)
+        nap_ms(20);
+    assert_true(now > before);
+    /* close: no new entries */
+    assert_int_equal(curl_json("POST", "/v1/journeys/thanks/close", OPS, NULL, &o), 200);
+    assert_string_equal(control_of(o), "closed");
+    json_decref(o);
+    nap_ms(1500);
+    before = journey_profiles();
+    assert_int_equal(curl_json("POST", "/v1/events", INGEST,
+                               "{\"id\": \"ctl2\", \"type\": \"order\", \"profile\": "
+                               "\"p8\", \"data\": {\"total\": 3}}",
+                               &o),
+                     202);
+    json_decref(o);
+    nap_ms(1500);
+    assert_int_equal(journey_profiles(), before);
+    assert_int_equal(curl_json("GET", "/v1/journeys/thanks", OPS, NULL, &o), 200);
+    assert_string_equal(control_of(o), "closed");
+    json_decref(o);
+    /* the later tests want it running */
+    assert_int_equal(curl_json("POST", "/v1/journeys/thanks/resume", OPS, NULL, &o), 200);
+    json_decref(o);
+}
+
 static void test_campaign_runs(void **state)
 {
     json_t *o;
@@ -896,6 +976,7 @@ int main(void)
         cmocka_unit_test(test_bodies_over_the_limit),
         cmocka_unit_test(test_slow_clients),
         cmocka_unit_test(test_reads_match_the_cli),
+        cmocka_unit_test(test_journey_control),
         cmocka_unit_test(test_campaign_runs),
         cmocka_unit_test(test_campaign_parameters),
         cmocka_unit_test(test_static_files),
