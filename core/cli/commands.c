@@ -71,13 +71,15 @@ const cli_command cli_commands[] = {
      "  campaign runs [NAME] [--json]\n"
      "      the run history: each run and each activity's counts and timing.\n",
      cmd_campaign},
-    {"sample-data", "[--profiles N] [--orders N] [--stores N] [--seed N] [--source NAME]",
+    {"sample-data",
+     "[--profiles N] [--orders N] [--stores N] [--seed N] [--now SECONDS] [--source NAME]",
      "fill the profiles source with the sample CRM",
      "Create the tables of conf/schema.cfg (profiles, orders, stores, reservations)\n"
-     "in the profiles source, or in --source NAME (SQLite sources), and fill them:\n"
-     "N profiles (default 1000), --orders orders each (default 5), --stores stores\n"
-     "(default 20) and N/2 reservations. The same --seed gives the same data.\n"
-     "Replaces those tables.\n",
+     "in the profiles source, or in --source NAME (SQLite or PostgreSQL sources), and\n"
+     "fill them: N profiles (default 1000), --orders orders each (default 5), --stores\n"
+     "stores (default 20) and N/2 reservations. The same --seed and --now (the\n"
+     "reference time, seconds since 1970; default: now) give the same data, on\n"
+     "either kind of source. Replaces those tables.\n",
      cmd_sample_data},
     {0},
 };
