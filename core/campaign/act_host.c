@@ -253,8 +253,12 @@ const char *ah_audience_table(baton_activity_ctx *x, const char *name, const cha
         baton_value p = {.type = BATON_T_STRING, .v.s = {name, strlen(name)}};
         one_string o = {0};
         char err[256];
-        camp_sql(x->env, "SELECT dimension FROM baton_audiences WHERE name = ?1", &p, 1,
-                 take_string, &o, err, sizeof err);
+        expr_sql q;
+        expr_sql_init(&q);
+        buf_adds(&q.sql, "SELECT dimension FROM baton_audiences WHERE name = ");
+        expr_sql_param(&q, x->env->dialect, &p);
+        camp_sql(x->env, q.sql.data, q.params, q.nparams, take_string, &o, err, sizeof err);
+        expr_sql_free(&q);
         if (o.s)
             *dimension = keep(x, o.s);
         else
@@ -272,10 +276,25 @@ int ah_audience_saved(baton_activity_ctx *x, const char *name, const char *dimen
                         {.type = BATON_T_STRING, .v.s = {x->env->c->name, strlen(x->env->c->name)}},
                         {.type = BATON_T_INT, .v.i = x->env->now}};
     char err[256];
-    if (camp_sql(x->env,
-                 "INSERT OR REPLACE INTO baton_audiences (name, dimension, campaign, saved_at) "
-                 "VALUES (?1, ?2, ?3, ?4)",
-                 p, 4, NULL, NULL, err, sizeof err)) {
+    /* replaced as a DELETE and an INSERT: the same SQL on every dialect */
+    expr_sql del, ins;
+    expr_sql_init(&del);
+    expr_sql_init(&ins);
+    buf_adds(&del.sql, "DELETE FROM baton_audiences WHERE name = ");
+    expr_sql_param(&del, x->env->dialect, &p[0]);
+    buf_adds(&ins.sql,
+             "INSERT INTO baton_audiences (name, dimension, campaign, saved_at) VALUES (");
+    for (size_t i = 0; i < 4; i++) {
+        buf_adds(&ins.sql, i ? ", " : "");
+        expr_sql_param(&ins, x->env->dialect, &p[i]);
+    }
+    buf_adds(&ins.sql, ")");
+    int rc = camp_sql(x->env, del.sql.data, del.params, del.nparams, NULL, NULL, err, sizeof err);
+    if (rc == 0)
+        rc = camp_sql(x->env, ins.sql.data, ins.params, ins.nparams, NULL, NULL, err, sizeof err);
+    expr_sql_free(&del);
+    expr_sql_free(&ins);
+    if (rc) {
         ah_error(x, "name", "cannot record the audience: %s", err);
         return -1;
     }

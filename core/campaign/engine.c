@@ -19,8 +19,19 @@
 int camp_sql(camp_env *e, const char *sql, const baton_value *params, size_t n, baton_row_fn fn,
              void *ud, char *err, size_t errlen)
 {
+    /* a run's work table is created the dialect's way (UNLOGGED on
+     * PostgreSQL): activities write CREATE TABLE <its name> AS ... */
+    expr_work w;
+    expr_dialect_work(e->dialect, &w);
+    char *own = NULL;
+    if (w.work_schema && !strncmp(sql, "CREATE TABLE ", 13) &&
+        !strncmp(sql + 13, w.work_schema, strlen(w.work_schema)) &&
+        sql[13 + strlen(w.work_schema)] == '.')
+        sql = own = xasprintf("%s %s", w.work_create, sql + 13);
     log_debug("sql: %s", sql);
-    return e->ops->exec(e->src->state, sql, params, n, fn, ud, err, errlen);
+    int rc = e->ops->exec(e->src->state, sql, params, n, fn, ud, err, errlen);
+    free(own);
+    return rc;
 }
 
 static int take_int(void *ud, size_t n, const char *const *names, const baton_value *v)
@@ -477,11 +488,40 @@ int camp_check(camp_env *e)
 char *camp_table_name(const camp_env *e, const camp_activity *a, const camp_output *o)
 {
     size_t ai = (size_t)(a - e->c->acts), oi = (size_t)(o - a->outs);
+    expr_work w;
+    expr_dialect_work(e->dialect, &w);
     if (e->plan) /* temporary: gone with the connection, whatever happens */
-        return xasprintf(
-            "%s.baton_plan_%zu_%zu",
-            e->ops->dialect && !strcmp(e->ops->dialect, "postgresql") ? "pg_temp" : "temp", ai, oi);
-    return xasprintf("baton_w%lld_%zu_%zu", (long long)e->run_id, ai, oi);
+        return xasprintf("%s.baton_plan_%zu_%zu", w.temp_schema, ai, oi);
+    return xasprintf("%s%sbaton_w%lld_%zu_%zu", w.work_schema ? w.work_schema : "",
+                     w.work_schema ? "." : "", (long long)e->run_id, ai, oi);
+}
+
+int camp_work_prepare(camp_env *e, int (*keep)(void *ud, int64_t run), void *ud, char *err,
+                      size_t errlen)
+{
+    expr_work w;
+    expr_dialect_work(e->dialect, &w);
+    if (w.work_schema_ddl && camp_sql(e, w.work_schema_ddl, NULL, 0, NULL, NULL, err, errlen))
+        return -1;
+    col_list l = {0};
+    baton_value prefix = {.type = BATON_T_STRING, .v.s = {"baton_w", 7}};
+    if (camp_sql(e, w.work_list, &prefix, 1, take_col, &l, err, errlen))
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        char *end;
+        long long run = strtoll(l.names[i] + 7, &end, 10);
+        /* baton_w<run>_<activity>_<output>, with its _s or _imp helpers */
+        if (rc == 0 && end != l.names[i] + 7 && *end == '_' && run > 0 && !keep(ud, run)) {
+            char *sql = xasprintf("DROP TABLE IF EXISTS %s%s%s", w.work_schema ? w.work_schema : "",
+                                  w.work_schema ? "." : "", l.names[i]);
+            rc = camp_sql(e, sql, NULL, 0, NULL, NULL, err, errlen);
+            free(sql);
+        }
+        free(l.names[i]);
+    }
+    free(l.names);
+    return rc;
 }
 
 void camp_drop_tables(camp_env *e)

@@ -113,6 +113,11 @@ int camp_check(camp_env *e);
 int camp_execute(camp_env *e);
 /* Drop the work tables of a run (at its end) or a plan. */
 void camp_drop_tables(camp_env *e);
+/* Before a run: make the dialect's work schema, and drop the work tables
+ * of every run that keep(ud, run) says is gone (finished, superseded,
+ * unknown): a killed run's tables live until then. 0, or -1 with err. */
+int camp_work_prepare(camp_env *e, int (*keep)(void *ud, int64_t run), void *ud, char *err,
+                      size_t errlen);
 /* The work-table name of an activity's output, for this plan or run. */
 char *camp_table_name(const camp_env *e, const camp_activity *a, const camp_output *o);
 

@@ -106,6 +106,24 @@ int64_t history_unfinished(store *s, const char *cname, char out[16])
     return id;
 }
 
+int history_resumable(store *s, int64_t run)
+{
+    sqlite3_stmt *st;
+    int yes = 0;
+    store_lock(s);
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT 1 FROM campaign_runs r WHERE r.id = ?1 AND r.dry_run = 0 AND "
+                           "r.status <> 'done' AND r.id = (SELECT max(id) FROM campaign_runs WHERE "
+                           "campaign = r.campaign AND dry_run = 0)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run);
+        yes = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_finalize(st);
+    }
+    store_unlock(s);
+    return yes;
+}
+
 int history_load(store *s, int64_t run, camp_env *e)
 {
     sqlite3_stmt *st;

@@ -21,6 +21,9 @@ int64_t history_start(store *s, const campaign *c, const char *trigger, int dry_
  * interrupted, "waiting", "failed"), with its status in out (may be
  * NULL); 0 when none. */
 int64_t history_unfinished(store *s, const char *cname, char out[16]);
+/* 1 when run is the latest real run of its campaign and not done: what
+ * --resume would finish, so its work tables are kept. */
+int history_resumable(store *s, int64_t run);
 /* Mark the activities recorded done in run (their tables still exist):
  * fills e->s[i].done, counts and figures. */
 int history_load(store *s, int64_t run, camp_env *e);

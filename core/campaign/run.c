@@ -16,6 +16,11 @@
 #include "campaign/engine.h"
 #include "campaign/history.h"
 
+static int keep_tables(void *ud, int64_t run)
+{
+    return history_resumable(ud, run);
+}
+
 int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_run_opts *o, diag *d)
 {
     const char *trigger = o->trigger ? o->trigger : "manual";
@@ -122,6 +127,16 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     }
     if (run < 0) {
         diag_error(d, a->conf.path, 0, "cannot record the run in the state store");
+        if (!o->store)
+            store_close(&own);
+        rc = EXIT_RUNTIME;
+        goto out;
+    }
+    /* the work schema, without the tables of runs that are gone */
+    if (camp_work_prepare(&e, keep_tables, st, err, sizeof err) != 0) {
+        diag_error(d, e.src->file, e.src->line, "%s: preparing the work tables: %s", e.src->where,
+                   err);
+        history_finish(st, run, "failed", err);
         if (!o->store)
             store_close(&own);
         rc = EXIT_RUNTIME;

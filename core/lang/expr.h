@@ -269,6 +269,18 @@ extern const expr_dialect expr_dialect_postgresql;
 /* By a source's dialect name ("sqlite", "postgresql"), or NULL. */
 const expr_dialect *expr_dialect_find(const char *name);
 
+/* Where a dialect keeps a campaign's work tables: temp_schema, the
+ * schema of a plan's temporary tables ("temp", "pg_temp"); work_schema,
+ * that of a run's tables (NULL: unqualified), made by work_schema_ddl
+ * (NULL: nothing to make); work_create, the words that create a run's
+ * table ("CREATE TABLE", "CREATE UNLOGGED TABLE"); work_list, a SELECT
+ * of the names of the tables in work_schema whose name starts with its
+ * one bound parameter. */
+typedef struct expr_work {
+    const char *temp_schema, *work_schema, *work_schema_ddl, *work_create, *work_list;
+} expr_work;
+const expr_work *expr_dialect_work(const expr_dialect *d, expr_work *w);
+
 /* A SQL fragment and its parameters, in order. Fragments appended to one
  * expr_sql share its parameter list, so several make one statement. */
 typedef struct expr_sql {

@@ -34,6 +34,12 @@ struct expr_dialect {
     const char *round1, *round2;
     const char *f_true, *f_false;
     int latin_case; /* lower()/upper() know only ASCII: add the Latin letters */
+    /* Campaign work tables (expr_dialect_work): the schema of a plan's
+     * temporary tables, the schema of a run's tables (NULL: the
+     * database's own) with the statement that makes it, how a run's
+     * tables are created, and the names of the tables in that schema
+     * whose name starts with the bound prefix ($1 / ?1). */
+    const char *temp_schema, *work_schema, *work_schema_ddl, *work_create, *work_list;
 };
 
 const expr_dialect expr_dialect_sqlite = {
@@ -66,6 +72,10 @@ const expr_dialect expr_dialect_sqlite = {
     .f_true = "1",
     .f_false = "0",
     .latin_case = 1,
+    .temp_schema = "temp",
+    .work_create = "CREATE TABLE",
+    .work_list = "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, "
+                 "length(?1)) = ?1",
 };
 
 /* PostgreSQL: timestamp columns are timestamptz, dates date, bools
@@ -101,6 +111,14 @@ const expr_dialect expr_dialect_postgresql = {
     .f_true = "TRUE",
     .f_false = "FALSE",
     .latin_case = 0,
+    /* a run's tables outlive the session (resume) but need no WAL: they
+     * are recomputed when lost, so UNLOGGED, in a schema of baton's own */
+    .temp_schema = "pg_temp",
+    .work_schema = "baton_work",
+    .work_schema_ddl = "CREATE SCHEMA IF NOT EXISTS baton_work",
+    .work_create = "CREATE UNLOGGED TABLE",
+    .work_list = "SELECT tablename FROM pg_tables WHERE schemaname = 'baton_work' AND "
+                 "left(tablename, char_length($1)) = $1",
 };
 
 const expr_dialect *expr_dialect_find(const char *name)
@@ -112,6 +130,15 @@ const expr_dialect *expr_dialect_find(const char *name)
     if (strcmp(name, "postgresql") == 0 || strcmp(name, "postgres") == 0)
         return &expr_dialect_postgresql;
     return NULL;
+}
+
+const expr_work *expr_dialect_work(const expr_dialect *d, expr_work *w)
+{
+    if (!d)
+        d = &expr_dialect_sqlite;
+    *w = (expr_work){d->temp_schema, d->work_schema, d->work_schema_ddl, d->work_create,
+                     d->work_list};
+    return w;
 }
 
 /* --- expr_sql ------------------------------------------------------------ */

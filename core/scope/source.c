@@ -129,20 +129,39 @@ static int row_to_json(void *ud, size_t ncols, const char *const *names, const b
     return 1; /* one row is all we want */
 }
 
+/* "SELECT <what> FROM <profiles> WHERE <key> = <the profile>" in the
+ * source's dialect (one statement text per jsource: kept prepared). */
+static void by_key(jsource *s, const char *what, const char *profile_id, expr_sql *q)
+{
+    const baton_source_ops *ops = instance_source(s->profiles);
+    const expr_dialect *d = expr_dialect_find(ops->dialect ? ops->dialect : "sqlite");
+    if (!d)
+        d = &expr_dialect_sqlite;
+    expr_sql_init(q);
+    buf_addf(&q->sql, "SELECT %s FROM ", what);
+    expr_sql_ident(q, d, s->table);
+    buf_adds(&q->sql, " WHERE ");
+    expr_sql_ident(q, d, s->key);
+    buf_adds(&q->sql, " = ");
+    baton_value p = {.type = BATON_T_STRING, .v.s = {profile_id, strlen(profile_id)}};
+    expr_sql_param(q, d, &p);
+}
+
 static json_t *profile_row(void *ud, const char *profile_id)
 {
     jsource *s = ud;
     if (!s || !s->profiles)
         return NULL;
     const baton_source_ops *ops = instance_source(s->profiles);
-    char *q = xasprintf("SELECT * FROM \"%s\" WHERE \"%s\" = ?", s->table, s->key);
-    baton_value p = {.type = BATON_T_STRING, .v.s = {profile_id, strlen(profile_id)}};
+    expr_sql q;
+    by_key(s, "*", profile_id, &q);
     json_t *row = NULL;
     char err[512] = "";
     pthread_mutex_lock(&s->lock);
-    int rc = ops->exec(s->profiles->state, q, &p, 1, row_to_json, &row, err, sizeof err);
+    int rc = ops->exec(s->profiles->state, q.sql.data, q.params, q.nparams, row_to_json, &row, err,
+                       sizeof err);
     pthread_mutex_unlock(&s->lock);
-    free(q);
+    expr_sql_free(&q);
     if (rc) {
         log_msg(BATON_LOG_WARN, "journey", "profile %s: %s: %s", profile_id, s->profiles->where,
                 err);
@@ -463,14 +482,15 @@ int jsource_profile_exists(jsource *s, const char *profile_id)
     if (!s || !s->profiles)
         return -1;
     const baton_source_ops *ops = instance_source(s->profiles);
-    char *q = xasprintf("SELECT 1 FROM \"%s\" WHERE \"%s\" = ?", s->table, s->key);
-    baton_value p = {.type = BATON_T_STRING, .v.s = {profile_id, strlen(profile_id)}};
+    expr_sql q;
+    by_key(s, "1", profile_id, &q);
     int64_t n = 0;
     char err[512] = "";
     pthread_mutex_lock(&s->lock);
-    int rc = ops->exec(s->profiles->state, q, &p, 1, count_row, &n, err, sizeof err);
+    int rc = ops->exec(s->profiles->state, q.sql.data, q.params, q.nparams, count_row, &n, err,
+                       sizeof err);
     pthread_mutex_unlock(&s->lock);
-    free(q);
+    expr_sql_free(&q);
     return rc ? -1 : n > 0;
 }
 

@@ -691,9 +691,10 @@ static int split_run(void *st, ctx_t *x)
                 continue;
             char p[64];
             snprintf(p, sizeof p, "branches.%d.filter", i);
-            H->buf_printf(b, ", coalesce((");
+            /* a flag as 0/1 on every dialect (a WHERE's truth, NULL false) */
+            H->buf_printf(b, ", CASE WHEN (");
             rc = H->act_expr_sql(x, p, NULL, dim, "r", 0, BATON_T_BOOL, NULL, b);
-            H->buf_printf(b, ") = 1, 0) AS _b%d", i);
+            H->buf_printf(b, ") THEN 1 ELSE 0 END AS _b%d", i);
         }
         if (rc == 0)
             rc = from_rows(x, 0, b);

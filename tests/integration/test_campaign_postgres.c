@@ -1,0 +1,462 @@
+/* Campaigns on PostgreSQL against the same campaigns on SQLite: one
+ * private server for the binary (tests/support/pg_server.c), the sample
+ * CRM written into both by `baton sample-data` with the same seed and
+ * reference time (identical rows: NULL emails, tiers and amounts,
+ * timestamps, dates, bools), then generated campaigns (every targeting
+ * activity, links, aggregates, splits with seeds, change of dimension)
+ * planned on both give the same counts, and runs export the same
+ * messages (keys and rendered columns). A run's work tables are UNLOGGED
+ * tables of the schema baton_work, dropped when it ends; those of runs
+ * that are gone are swept at the next run's start; saved audiences
+ * persist in the database. Bad input: a wrong password and a server that
+ * is down (the host named, exit 1), a missing table named by check. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "support/fs.h"
+#include "support/pg_server.h"
+
+#define NOW 1790000000 /* the sample's reference time: 2026-09-21 */
+
+static pg_server pg;
+static char *dir, *sq_cfg, *pg_cfg;
+
+static char *write_cfg(const char *name, const char *source, const char *var)
+{
+    char *text;
+    if (asprintf(&text,
+                 "baton: { data_dir = \"%s\"; plugin_path = [ \"%s\" ]; log = { level = "
+                 "\"warn\"; }; };\n"
+                 "sources: { crm: { %s schema = \"%s/conf/schema.cfg\"; }; };\n"
+                 "profiles = \"crm\";\n"
+                 "channels: { mail: { plugin = \"channel_directmail\"; dir = \"%s/exports\"; "
+                 "}; };\n"
+                 "campaigns = [ \"campaigns\" ];\n",
+                 var, getenv("BATON_PLUGINS"), source, getenv("BATON_SRC"), var) < 0)
+        abort();
+    char *path = file_write(dir, name, text);
+    free(text);
+    return path;
+}
+
+static int setup(void **st)
+{
+    if (!getenv("BATON_BIN") || pg_server_start(&pg) != 0)
+        return -1;
+    dir = tmpdir_make("campaign-pg");
+    char *cd = NULL;
+    if (asprintf(&cd, "%s/campaigns", dir) < 0)
+        abort();
+    char *cmd = NULL;
+    if (asprintf(&cmd, "mkdir -p %s", cd) < 0)
+        abort();
+    run_capture(cmd, NULL, NULL);
+    free(cmd);
+    free(cd);
+    sq_cfg = write_cfg("sqlite.cfg", "plugin = \"source_sqlite\"; path = \"var/crm.db\";", "var");
+    char src[512];
+    snprintf(src, sizeof src, "plugin = \"source_postgres\"; conninfo = \"%s\";", pg.conninfo);
+    pg_cfg = write_cfg("pg.cfg", src, "varpg");
+    const char *cfgs[] = {sq_cfg, pg_cfg};
+    for (int i = 0; i < 2; i++) {
+        char *out = NULL, *err = NULL;
+        int rc =
+            run_baton(dir, cfgs[i], &out, &err,
+                      "sample-data --profiles 1500 --orders 4 --stores 12 --seed 5 --now %d", NOW);
+        if (rc != 0)
+            fprintf(stderr, "sample-data: %s%s\n", out ? out : "", err ? err : "");
+        free(out);
+        free(err);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int teardown(void **st)
+{
+    pg_server_stop(&pg);
+    if (dir)
+        tmpdir_remove(dir);
+    free(dir);
+    free(sq_cfg);
+    free(pg_cfg);
+    return 0;
+}
+
+static char *sqlite_out(const char *sql)
+{
+    char *cmd, *out = NULL;
+    if (asprintf(&cmd, "sqlite3 -separator '|' %s/var/crm.db \"%s\"", dir, sql) < 0)
+        abort();
+    int rc = run_capture(cmd, &out, NULL);
+    free(cmd);
+    assert_int_equal(rc, 0);
+    return out;
+}
+
+/* Both sources hold the same rows, column by column, in text. */
+static void test_same_sample_data(void **st)
+{
+    static const char *const q[][2] = {
+        {"SELECT id, email, phone, first_name, city, tier, birth_date, created_at, "
+         "consent_email, consent_sms, consent_push, printf('%.2f', score) FROM profiles ORDER BY "
+         "id",
+         "SELECT id, email, phone, first_name, city, tier, birth_date, "
+         "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+         "consent_email::int, consent_sms::int, consent_push::int, score::numeric(8, 2) FROM "
+         "profiles ORDER BY id"},
+        {"SELECT id, profile_id, store_id, CASE WHEN amount IS NULL THEN '' ELSE printf('%.2f', "
+         "amount) END, created_at FROM orders ORDER BY id",
+         "SELECT id, profile_id, store_id, amount::numeric(10, 2), to_char(created_at AT TIME ZONE "
+         "'UTC', "
+         "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM orders ORDER BY id"},
+        {"SELECT * FROM reservations ORDER BY id",
+         "SELECT id, profile_id, store_id, to_char(starts_at AT TIME ZONE 'UTC', "
+         "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), party, status FROM reservations ORDER BY id"},
+        {"SELECT * FROM stores ORDER BY id", "SELECT * FROM stores ORDER BY id"}};
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
+        char *a = sqlite_out(q[i][0]), *b = NULL;
+        assert_int_equal(pg_server_psql(&pg, q[i][1], &b), 0);
+        assert_true(strlen(a) > 100);
+        assert_string_equal(a, b);
+        free(a);
+        free(b);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Generated campaigns                                                 */
+/* ------------------------------------------------------------------ */
+
+static uint64_t rng;
+static unsigned pick(unsigned n)
+{
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (unsigned)((rng >> 33) % n);
+}
+
+static const char *const profile_filters[] = {
+    "tier == 'gold'",
+    "tier is null",
+    "tier in ['silver', 'bronze'] and consent_email",
+    "not consent_sms",
+    "consent_email is null",
+    "email is not null and city == 'Paris'",
+    "created_at > timestamp('2025-06-01T00:00:00Z')",
+    "birth_date < date('1980-01-01') or score > 80",
+    "year(birth_date) == 1975 or month(created_at) == 3",
+    "count(orders where amount > 150) >= 2",
+    "sum(orders.amount) > 800",
+    "avg(orders.amount) > 160",
+    "min(orders.amount) < 20",
+    "max(orders.created_at) > timestamp('2026-06-01T00:00:00Z')",
+    "exists(reservations where party > 5)",
+    "count(orders where store.city == 'Lyon') > 0",
+    "not exists(orders where created_at > timestamp('2026-03-01T00:00:00Z'))",
+    "starts_with(first_name, 'M') or contains(email, '7')",
+    "length(city) > 5 and score >= 25.5",
+    "coalesce(sum(orders.amount where amount > 200), 0) > 300",
+    "count(orders where amount is null) > 0",
+    "store_count >= 2"};
+static const char *const order_filters[] = {
+    "amount > 100", "store.city == 'Paris'", "amount is null",
+    "created_at > timestamp('2026-01-01T00:00:00Z') and amount < 150", "profile.tier == 'gold'"};
+static const char *const orders_by[] = {"score desc", "created_at desc", "birth_date, city desc",
+                                        "spent desc"};
+
+static void gen_campaign(buf *b, unsigned seed)
+{
+    rng = seed * 2654435761u + 1;
+    const unsigned nf = sizeof profile_filters / sizeof profile_filters[0];
+    buf_addf(b, "campaign: {\n  name = \"gen%u\";\n  activities = (\n", seed);
+    /* store_count is an enrich's column: only after rich */
+    buf_addf(
+        b,
+        "    { id = \"a\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"%s\"; "
+        "},\n",
+        profile_filters[pick(nf - 1)]);
+    buf_addf(
+        b,
+        "    { id = \"b\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"%s\"; "
+        "},\n",
+        profile_filters[pick(nf - 1)]);
+    static const char *const ops[] = {"union", "intersection", "exclusion"};
+    buf_addf(b,
+             "    { id = \"c\"; type = \"combine\"; op = \"%s\"; inputs = [ \"a\", \"b\" ]; },\n",
+             ops[pick(3)]);
+    static const char *const by[] = {"city", "tier", "email", "lower(first_name)"};
+    buf_addf(
+        b,
+        "    { id = \"d\"; type = \"deduplicate\"; input = \"c\"; by = [ \"%s\" ]; keep = \"%s\"; "
+        "},\n",
+        by[pick(4)], orders_by[pick(3)]);
+    buf_adds(
+        b,
+        "    { id = \"rich\"; type = \"enrich\"; input = \"d\"; add = (\n"
+        "      { name = \"spent\"; value = \"coalesce(sum(orders.amount), 0)\"; },\n"
+        "      { name = \"store_count\"; value = \"count(orders where store_id is not null)\"; },\n"
+        "      { name = \"last\"; value = \"max(orders.created_at)\"; } ); },\n");
+    buf_addf(
+        b,
+        "    { id = \"r\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"%s\"; "
+        "},\n",
+        profile_filters[pick(nf - 1)]);
+    switch (pick(3)) {
+    case 0:
+        buf_addf(
+            b,
+            "    { id = \"s\"; type = \"split\"; input = \"rich\"; mode = \"random\"; seed = %u;\n"
+            "      branches = ( { name = \"x\"; percent = %u; }, { name = \"y\"; remainder = "
+            "true; } ); },\n",
+            pick(1000), 10 + pick(80));
+        break;
+    case 1:
+        buf_addf(b,
+                 "    { id = \"s\"; type = \"split\"; input = \"rich\"; mode = \"limit\"; order = "
+                 "\"%s\";\n"
+                 "      branches = ( { name = \"x\"; limit = %u; }, { name = \"y\"; remainder = "
+                 "true; } ); },\n",
+                 orders_by[pick(4)], 5 + pick(300));
+        break;
+    default:
+        buf_addf(b,
+                 "    { id = \"s\"; type = \"split\"; input = \"rich\"; exclusive = %s;\n"
+                 "      branches = ( { name = \"x\"; filter = \"spent > %u or %s\"; }, { name = "
+                 "\"z\"; filter = \"last > timestamp('2026-05-01T00:00:00Z')\"; },\n"
+                 "                   { name = \"y\"; remainder = true; } ); },\n",
+                 pick(2) ? "true" : "false", 100 + pick(900), profile_filters[pick(nf)]);
+        buf_adds(b, "    { id = \"zend\"; type = \"end\"; input = \"s.z\"; },\n");
+    }
+    buf_addf(
+        b,
+        "    { id = \"o\"; type = \"change_dimension\"; input = \"s.x\"; to = \"orders\"; filter "
+        "= \"%s\"; },\n",
+        order_filters[pick(sizeof order_filters / sizeof order_filters[0])]);
+    buf_adds(
+        b,
+        "    { id = \"back\"; type = \"change_dimension\"; input = \"o\"; to = \"profiles\"; },\n"
+        "    { id = \"st\"; type = \"change_dimension\"; input = \"o\"; to = \"stores\"; },\n"
+        "    { id = \"rend\"; type = \"end\"; input = \"r\"; },\n"
+        "    { id = \"stend\"; type = \"end\"; input = \"st\"; },\n"
+        "    { id = \"u\"; type = \"combine\"; op = \"union\"; inputs = [ \"back\", \"s.y\" ]; "
+        "},\n"
+        "    { id = \"letter\"; type = \"send\"; channel = \"mail\"; input = \"u\";\n"
+        "      columns = [ \"first_name\", \"tier\", \"birth_date\", \"created_at\", "
+        "\"consent_email\", \"round(score, 1)\", \"count(orders)\", \"round(sum(orders.amount), "
+        "2)\", \"max(orders.created_at)\", \"exists(reservations where status == "
+        "'cancelled')\" ]; }\n"
+        "  );\n};\n");
+}
+
+/* baton ARGS with cfg; its stdout, after a success. */
+static char *baton_ok(const char *cfg, const char *args)
+{
+    char *out = NULL, *err = NULL;
+    int rc = run_baton(dir, cfg, &out, &err, "%s", args);
+    if (rc != 0)
+        fail_msg("baton %s (%s): exit %d: %s%s", args, cfg, rc, out ? out : "", err ? err : "");
+    free(err);
+    return out;
+}
+
+static void test_generated_plans_agree(void **st)
+{
+    unsigned nonzero = 0;
+    for (unsigned seed = 1; seed <= 24; seed++) {
+        buf b;
+        buf_init(&b);
+        gen_campaign(&b, seed);
+        char name[64];
+        snprintf(name, sizeof name, "campaigns/gen%u.cfg", seed);
+        free(file_write(dir, name, b.data));
+        char args[128];
+        snprintf(args, sizeof args, "campaign plan %s --json", name);
+        char *a = baton_ok(sq_cfg, args);
+        char *p = baton_ok(pg_cfg, args);
+        if (strcmp(a, p) != 0)
+            fail_msg("campaign %u: SQLite and PostgreSQL differ\n%s\n--- sqlite\n%s\n--- "
+                     "postgresql\n%s",
+                     seed, b.data, a, p);
+        nonzero += strstr(a, "\"letter\": 0") == NULL;
+        free(a);
+        free(p);
+        buf_free(&b);
+    }
+    assert_true(nonzero >= 12); /* the campaigns select something */
+}
+
+/* A file's lines, sorted (a send's rows come in no set order). */
+static char *sorted(const char *path)
+{
+    char *cmd, *out = NULL;
+    if (asprintf(&cmd, "LC_ALL=C sort %s", path) < 0)
+        abort();
+    assert_int_equal(run_capture(cmd, &out, NULL), 0);
+    free(cmd);
+    return out;
+}
+
+/* A run: the same export on both (every message's key and columns), its
+ * work tables gone at the end, the saved audience kept in the database. */
+static void test_runs_export_the_same(void **st)
+{
+    buf b;
+    buf_init(&b);
+    gen_campaign(&b, 3);
+    /* a save and a read of the audience in the same run */
+    char *text = b.data;
+    char *cut = strstr(text, "    { id = \"letter\"");
+    assert_non_null(cut);
+    buf c;
+    buf_init(&c);
+    buf_add(&c, text, (size_t)(cut - text));
+    buf_adds(&c,
+             "    { id = \"keep\"; type = \"save_audience\"; input = \"u\"; name = \"gen_u\"; },\n"
+             "    { id = \"kend\"; type = \"end\"; input = \"keep\"; },\n");
+    buf_adds(&c, cut);
+    char *body = c.data;
+    /* rename the campaign so that its exports have their own names */
+    char *nm = strstr(body, "gen3");
+    memcpy(nm, "run3", 4);
+    free(file_write(dir, "campaigns/run3.cfg", body));
+    char *a = baton_ok(sq_cfg, "campaign run run3");
+    char *p = baton_ok(pg_cfg, "campaign run run3");
+    free(a);
+    free(p);
+    char *pa = NULL, *pb = NULL;
+    if (asprintf(&pa, "%s/var/exports/run3-1-letter.csv", dir) < 0 ||
+        asprintf(&pb, "%s/varpg/exports/run3-1-letter.csv", dir) < 0)
+        abort();
+    char *ea = sorted(pa), *eb = sorted(pb);
+    assert_true(strlen(ea) > 200);
+    assert_string_equal(ea, eb);
+    free(ea);
+    free(eb);
+    free(pa);
+    free(pb);
+    /* no work table left; the audience saved with its rows */
+    char *out = NULL;
+    assert_int_equal(pg_server_psql(&pg,
+                                    "SELECT count(*) FROM pg_tables WHERE schemaname = "
+                                    "'baton_work'; SELECT count(*) > 0 FROM baton_audience_gen_u; "
+                                    "SELECT dimension FROM baton_audiences WHERE name = 'gen_u'",
+                                    &out),
+                     0);
+    assert_string_equal(out, "0\nt\nprofiles\n");
+    free(out);
+    buf_free(&b);
+    buf_free(&c);
+}
+
+/* A failed run keeps its tables (UNLOGGED, in baton_work) for --resume;
+ * a table of a run that is gone goes at the next run's start. */
+static void test_work_tables_kept_and_swept(void **st)
+{
+    free(file_write(
+        dir, "campaigns/broken.cfg",
+        "campaign: { name = \"broken\"; activities = (\n"
+        "  { id = \"a\"; type = \"build_audience\"; dimension = \"profiles\"; filter = "
+        "\"tier == 'gold'\"; },\n"
+        "  { id = \"b\"; type = \"read_audience\"; name = \"never_saved\"; dimension = "
+        "\"profiles\"; },\n"
+        "  { id = \"c\"; type = \"combine\"; op = \"union\"; inputs = [ \"a\", \"b\" ]; },\n"
+        "  { id = \"e\"; type = \"end\"; input = \"c\"; } ); };\n"));
+    char *out = NULL, *err = NULL;
+    int rc = run_baton(dir, pg_cfg, &out, &err, "campaign run broken");
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(err, "no audience 'never_saved'"));
+    free(out);
+    free(err);
+    out = NULL;
+    assert_int_equal(pg_server_psql(&pg,
+                                    "SELECT c.relname, c.relpersistence FROM pg_class c JOIN "
+                                    "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = "
+                                    "'baton_work' AND c.relkind = 'r' ORDER BY 1",
+                                    &out),
+                     0);
+    /* run 2 of this data folder (run3 was run 1): a's table, unlogged */
+    assert_string_equal(out, "baton_w2_0_0|u\n");
+    free(out);
+    /* a stray table of a run this install never had */
+    assert_int_equal(
+        pg_server_psql(&pg, "CREATE TABLE baton_work.baton_w999_0_0 (_key text)", NULL), 0);
+    char *r = baton_ok(pg_cfg, "campaign run gen1");
+    free(r);
+    out = NULL;
+    assert_int_equal(pg_server_psql(&pg,
+                                    "SELECT tablename FROM pg_tables WHERE schemaname = "
+                                    "'baton_work' ORDER BY 1",
+                                    &out),
+                     0);
+    /* broken's failed run is still the one --resume would finish */
+    assert_string_equal(out, "baton_w2_0_0\n");
+    free(out);
+}
+
+/* Bad input: a wrong password, a server that is down, a missing table. */
+static void test_bad_input(void **st)
+{
+    char src[512];
+    snprintf(src, sizeof src,
+             "plugin = \"source_postgres\"; conninfo = \"host=127.0.0.1 port=%d dbname=%s "
+             "user=%s password=wrong-%s\";",
+             pg.port, PG_TEST_DB, PG_TEST_PW_USER, "guess");
+    char *cfg = write_cfg("badpw.cfg", src, "varbad");
+    char *out = NULL, *err = NULL;
+    int rc = run_baton(dir, cfg, &out, &err, "campaign plan gen1");
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(err, "password authentication failed"));
+    assert_null(strstr(err, "wrong-guess"));
+    free(out);
+    free(err);
+    free(cfg);
+
+    snprintf(src, sizeof src,
+             "plugin = \"source_postgres\"; conninfo = \"host=127.0.0.1 port=%d dbname=%s "
+             "user=%s connect_timeout=2\";",
+             pg.port + 1 == 65536 ? 1 : pg.port + 1, PG_TEST_DB, PG_TEST_USER);
+    cfg = write_cfg("down.cfg", src, "vardown");
+    out = err = NULL;
+    rc = run_baton(dir, cfg, &out, &err, "campaign run gen1");
+    char where[128];
+    snprintf(where, sizeof where, "postgresql://127.0.0.1:%d/%s", pg.port + 1, PG_TEST_DB);
+    if (!strstr(err, where))
+        fail_msg("no host in: %s", err);
+    assert_int_not_equal(rc, 0);
+    free(out);
+    free(err);
+    free(cfg);
+
+    assert_int_equal(
+        pg_server_psql(&pg, "ALTER TABLE reservations RENAME TO reservations_old", NULL), 0);
+    out = err = NULL;
+    rc = run_baton(dir, pg_cfg, &out, &err, "check");
+    assert_int_not_equal(rc, 0);
+    if (!strstr(err, "has no table 'reservations'") && !strstr(out, "has no table 'reservations'"))
+        fail_msg("check did not name the table: %s%s", out, err);
+    free(out);
+    free(err);
+    assert_int_equal(
+        pg_server_psql(&pg, "ALTER TABLE reservations_old RENAME TO reservations", NULL), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_same_sample_data),
+        cmocka_unit_test(test_generated_plans_agree),
+        cmocka_unit_test(test_runs_export_the_same),
+        cmocka_unit_test(test_work_tables_kept_and_swept),
+        cmocka_unit_test(test_bad_input),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
