@@ -16,6 +16,25 @@
 #include "campaign/engine.h"
 #include "campaign/history.h"
 
+/* 1 when a done activity's work table is gone or no longer holds the
+ * rows recorded for it. */
+static int tables_lost(camp_env *e)
+{
+    for (size_t i = 0; i < e->c->nacts; i++) {
+        const camp_activity *a = &e->c->acts[i];
+        const act_state *s = &e->s[i];
+        if (!s->done || !s->tables || (a->type && a->type->flow))
+            continue;
+        for (size_t j = 0; j < a->nouts; j++) {
+            char err[256];
+            if (s->tables[j] && s->counts[j] >= 0 &&
+                camp_count(e, s->tables[j], err, sizeof err) != s->counts[j])
+                return 1;
+        }
+    }
+    return 0;
+}
+
 static int keep_tables(void *ud, int64_t run)
 {
     return history_resumable(ud, run);
@@ -111,6 +130,16 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
         }
         e.run_id = run;
         history_load(st, run, &e);
+        if (tables_lost(&e)) {
+            /* a server's crash recovery empties UNLOGGED tables: the
+             * targeting is computed again (sends deliver no key twice) */
+            for (size_t i = 0; i < c.nacts; i++)
+                e.s[i].done = 0;
+            if (progress)
+                fprintf(progress,
+                        "campaign %s: the work tables of run %lld were lost; recomputing them\n",
+                        c.name, (long long)run);
+        }
         if (progress)
             fprintf(progress, "campaign %s: resuming run %lld\n", c.name, (long long)run);
     } else {

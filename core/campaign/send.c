@@ -436,30 +436,37 @@ int camp_send_execute(camp_env *e, size_t idx)
     expr_sql_init(&q);
     /* as the dispatcher decides (dispatch_recipient): consent first, then
      * an address that is not blank */
-    buf_adds(&q.sql, "SELECT count(*), ");
-    if (p->addr_path) {
-        buf_adds(&q.sql, "coalesce(sum(CASE WHEN ");
-        if (p->consent_path) {
-            buf_adds(&q.sql, "coalesce((");
-            if (select_path(e, in, p->consent_path, &q, err, sizeof err))
-                goto fail;
-            buf_adds(&q.sql, ") <> 0, 0) = 1 AND ");
-        }
-        buf_adds(&q.sql, "coalesce(trim(");
-        if (select_path(e, in, p->addr_path, &q, err, sizeof err))
-            goto fail;
-        buf_adds(&q.sql, ", ' ' || char(9)), '') = '' THEN 1 ELSE 0 END), 0), ");
-    } else {
-        buf_adds(&q.sql, "0, ");
-    }
+    char *consent = NULL, *blank = NULL;
     if (p->consent_path) {
-        buf_adds(&q.sql, "coalesce(sum(CASE WHEN coalesce((");
+        size_t mark = q.sql.len;
         if (select_path(e, in, p->consent_path, &q, err, sizeof err))
             goto fail;
-        buf_adds(&q.sql, ") <> 0, 0) = 0 THEN 1 ELSE 0 END), 0)");
-    } else {
-        buf_adds(&q.sql, "0");
+        consent = expr_dialect_cond(e->dialect, EXPR_COND_TRUE, q.sql.data + mark);
+        q.sql.len = mark;
+        q.sql.data[mark] = '\0';
     }
+    if (p->addr_path) {
+        size_t mark = q.sql.len;
+        if (select_path(e, in, p->addr_path, &q, err, sizeof err)) {
+            free(consent);
+            goto fail;
+        }
+        blank = expr_dialect_cond(e->dialect, EXPR_COND_BLANK, q.sql.data + mark);
+        q.sql.len = mark;
+        q.sql.data[mark] = '\0';
+    }
+    buf_adds(&q.sql, "SELECT count(*), ");
+    if (blank)
+        buf_addf(&q.sql, "coalesce(sum(CASE WHEN %s%s%s THEN 1 ELSE 0 END), 0), ",
+                 consent ? consent : "", consent ? " AND " : "", blank);
+    else
+        buf_adds(&q.sql, "0, ");
+    if (consent)
+        buf_addf(&q.sql, "coalesce(sum(CASE WHEN %s THEN 0 ELSE 1 END), 0)", consent);
+    else
+        buf_adds(&q.sql, "0");
+    free(consent);
+    free(blank);
     from_rows(e, in, e->s[ci->act].tables[ci->out], &q);
     int64_t t[3] = {0, 0, 0};
     if (camp_sql(e, q.sql.data, q.params, q.nparams, take_three, t, err, sizeof err))

@@ -280,6 +280,12 @@ typedef struct expr_work {
     const char *temp_schema, *work_schema, *work_schema_ddl, *work_create, *work_list;
 } expr_work;
 const expr_work *expr_dialect_work(const expr_dialect *d, expr_work *w);
+/* A SQL condition on the value `sql` in the dialect (a new string):
+ * EXPR_COND_TRUE, it is stored true (a consent: 1 or boolean true, never
+ * NULL); EXPR_COND_BLANK, it is NULL or only spaces and tabs (an
+ * address, as the dispatcher judges it). */
+typedef enum { EXPR_COND_TRUE, EXPR_COND_BLANK } expr_cond;
+char *expr_dialect_cond(const expr_dialect *d, expr_cond which, const char *sql);
 
 /* A SQL fragment and its parameters, in order. Fragments appended to one
  * expr_sql share its parameter list, so several make one statement. */

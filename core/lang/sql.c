@@ -40,6 +40,9 @@ struct expr_dialect {
      * tables are created, and the names of the tables in that schema
      * whose name starts with the bound prefix ($1 / ?1). */
     const char *temp_schema, *work_schema, *work_schema_ddl, *work_create, *work_list;
+    /* expr_dialect_cond: a stored value that is true (consent), a text
+     * that is blank (space and tab trimmed, as dispatch_recipient) */
+    const char *is_true, *is_blank;
 };
 
 const expr_dialect expr_dialect_sqlite = {
@@ -72,6 +75,8 @@ const expr_dialect expr_dialect_sqlite = {
     .f_true = "1",
     .f_false = "0",
     .latin_case = 1,
+    .is_true = "coalesce((@1) <> 0, 0) = 1",
+    .is_blank = "coalesce(trim(@1, ' ' || char(9)), '') = ''",
     .temp_schema = "temp",
     .work_create = "CREATE TABLE",
     .work_list = "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, "
@@ -113,6 +118,8 @@ const expr_dialect expr_dialect_postgresql = {
     .latin_case = 0,
     /* a run's tables outlive the session (resume) but need no WAL: they
      * are recomputed when lost, so UNLOGGED, in a schema of baton's own */
+    .is_true = "coalesce(CAST(@1 AS BOOLEAN), FALSE)",
+    .is_blank = "coalesce(btrim(CAST(@1 AS TEXT), E' \\t'), '') = ''",
     .temp_schema = "pg_temp",
     .work_schema = "baton_work",
     .work_schema_ddl = "CREATE SCHEMA IF NOT EXISTS baton_work",
@@ -132,6 +139,8 @@ const expr_dialect *expr_dialect_find(const char *name)
     return NULL;
 }
 
+static char *fill(const char *tmpl, const char *a, const char *b);
+
 const expr_work *expr_dialect_work(const expr_dialect *d, expr_work *w)
 {
     if (!d)
@@ -139,6 +148,13 @@ const expr_work *expr_dialect_work(const expr_dialect *d, expr_work *w)
     *w = (expr_work){d->temp_schema, d->work_schema, d->work_schema_ddl, d->work_create,
                      d->work_list};
     return w;
+}
+
+char *expr_dialect_cond(const expr_dialect *d, expr_cond which, const char *sql)
+{
+    if (!d)
+        d = &expr_dialect_sqlite;
+    return fill(which == EXPR_COND_TRUE ? d->is_true : d->is_blank, sql, NULL);
 }
 
 /* --- expr_sql ------------------------------------------------------------ */

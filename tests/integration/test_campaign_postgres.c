@@ -8,8 +8,12 @@
  * messages (keys and rendered columns). A run's work tables are UNLOGGED
  * tables of the schema baton_work, dropped when it ends; those of runs
  * that are gone are swept at the next run's start; saved audiences
- * persist in the database. Bad input: a wrong password and a server that
- * is down (the host named, exit 1), a missing table named by check. */
+ * persist in the database. Runs in this process deliver the same
+ * messages (keys and rendered text) to the fake channel from either
+ * source; a server killed during a run fails it with the reason, and
+ * --resume after the restart finishes it (its UNLOGGED tables emptied by
+ * the crash recovery are computed again), sending nothing twice. Bad input: a wrong password and a
+ * server that is down (the host named, exit 1), a missing table named by check. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,9 +22,15 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sqlite3.h>
 #include <string.h>
 
 #include "base/buf.h"
+#include "campaign/engine.h"
+#include "delivery/dispatch.h"
+#include "plugin/app.h"
+#include "store/store.h"
+#include "support/fake_channel.h"
 #include "support/fs.h"
 #include "support/pg_server.h"
 
@@ -449,6 +459,190 @@ static void test_bad_input(void **st)
         pg_server_psql(&pg, "ALTER TABLE reservations_old RENAME TO reservations", NULL), 0);
 }
 
+/* ------------------------------------------------------------------ */
+/* Runs in this process, to the fake channel                           */
+/* ------------------------------------------------------------------ */
+
+static const char fake_campaign[] =
+    "campaign: { name = \"fk\"; activities = (\n"
+    "  { id = \"a\"; type = \"build_audience\"; dimension = \"profiles\";\n"
+    "    filter = \"count(orders where amount > 150) >= 1 or tier is null\"; },\n"
+    "  { id = \"rich\"; type = \"enrich\"; input = \"a\";\n"
+    "    add = ( { name = \"spent\"; value = \"coalesce(sum(orders.amount), 0)\"; } ); },\n"
+    "  { id = \"s\"; type = \"split\"; input = \"rich\"; mode = \"random\"; seed = 42;\n"
+    "    branches = ( { name = \"x\"; percent = 40; }, { name = \"y\"; remainder = true; } ); },\n"
+    "  { id = \"one\"; type = \"send\"; channel = \"email\"; input = \"s.x\";\n"
+    "    subject = \"{{ first_name }} ({{ tier }}) {{ round(spent, 2) }}\";\n"
+    "    text = \"{{ birth_date }} {{ created_at }} {{ consent_sms }} {{ score }} "
+    "{{ max(orders.created_at) }}\\n{{#each orders limit 3}}{{ id }}@{{ store.city }}:{{ amount "
+    "}} {{/each}}\"; },\n"
+    "  { id = \"two\"; type = \"send\"; channel = \"email\"; input = \"s.y\";\n"
+    "    subject = \"{{ first_name }}\"; text = \"{{ count(reservations) }} {{ city }}\"; }\n"
+    "); };\n";
+
+typedef struct fake_rig {
+    instance *fake;
+    dispatcher *d;
+    store *st;
+    int calls, crash_at; /* crash the server when the send `crash_at` starts */
+} fake_rig;
+
+static dispatcher *fake_dispatcher(void *ud, const char *channel, instance **inst)
+{
+    fake_rig *r = ud;
+    if (++r->calls == r->crash_at)
+        pg_server_crash(&pg);
+    *inst = r->fake;
+    return r->d;
+}
+
+static char *inproc_cfg(const char *name, const char *source, const char *var)
+{
+    char *text;
+    if (asprintf(&text,
+                 "baton: { data_dir = \"%s\"; plugin_path = [ \"%s\" ]; log = { level = "
+                 "\"error\"; }; };\n"
+                 "sources: { crm: { %s schema = \"%s/conf/schema.cfg\"; }; };\n"
+                 "profiles = \"crm\";\n"
+                 "channels: { email: { plugin = \"channel_email\"; port = 9; from = \"Shop "
+                 "<news@example.com>\"; address = \"email\"; consent = \"consent_email\"; }; };\n"
+                 "campaigns = [ \"fake\" ];\n",
+                 var, getenv("BATON_PLUGINS"), source, getenv("BATON_SRC")) < 0)
+        abort();
+    char *path = file_write(dir, name, text);
+    free(text);
+    return path;
+}
+
+/* campaign_run_file of fk with cfg, delivering to the fake channel; the
+ * run's exit code. */
+static int run_fake(const char *cfg, int resume, int crash_at, char *error, size_t errlen)
+{
+    diag d;
+    diag_init(&d);
+    app a;
+    act_registry reg;
+    if (app_open(&a, cfg, APP_INIT, &d) != 0 || act_registry_load(&reg, &a, &d) != 0) {
+        diag_print(&d, stderr);
+        fail_msg("app_open %s", cfg);
+    }
+    char err[512];
+    store st;
+    assert_int_equal(store_open(&st, a.conf.data_dir, err, sizeof err), 0);
+    fake_rig r = {.st = &st, .crash_at = crash_at};
+    r.fake = fake_channel_new("email", "connections = 1;", err, sizeof err);
+    assert_non_null(r.fake);
+    r.d = dispatch_open(r.fake, &st, &(dispatch_opts){0}, err, sizeof err);
+    assert_non_null(r.d);
+    char *file = camp_locate(&a, "fk", &d);
+    assert_non_null(file);
+    camp_run_opts o = {.trigger = resume ? "resume" : "manual",
+                       .resume = resume,
+                       .dispatcher_for = fake_dispatcher,
+                       .dispatcher_ud = &r,
+                       .store = &st};
+    int rc = campaign_run_file(&a, &reg, file, &o, &d);
+    assert_int_equal(dispatch_flush(r.d, 10000), 0);
+    dispatch_close(r.d, 1, 10000);
+    fake_channel_free(r.fake);
+    if (error) {
+        /* the run's recorded error */
+        sqlite3_stmt *q;
+        error[0] = '\0';
+        if (sqlite3_prepare_v2(st.db,
+                               "SELECT coalesce(error, '') FROM campaign_runs ORDER BY id "
+                               "DESC LIMIT 1",
+                               -1, &q, NULL) == SQLITE_OK) {
+            if (sqlite3_step(q) == SQLITE_ROW)
+                snprintf(error, errlen, "%s", (const char *)sqlite3_column_text(q, 0));
+            sqlite3_finalize(q);
+        }
+    }
+    store_close(&st);
+    free(file);
+    act_registry_free(&reg);
+    app_close(&a);
+    diag_free(&d);
+    return rc;
+}
+
+static void test_runs_deliver_the_same_messages(void **st)
+{
+    char *cmd;
+    if (asprintf(&cmd, "mkdir -p %s/fake", dir) < 0)
+        abort();
+    run_capture(cmd, NULL, NULL);
+    free(cmd);
+    free(file_write(dir, "fake/fk.cfg", fake_campaign));
+    char *c1 =
+        inproc_cfg("fake_sqlite.cfg", "plugin = \"source_sqlite\"; path = \"var/crm.db\";", "varf");
+    char src[512];
+    snprintf(src, sizeof src, "plugin = \"source_postgres\"; conninfo = \"%s\";", pg.conninfo);
+    char *c2 = inproc_cfg("fake_pg.cfg", src, "varfpg");
+    fake_channel_reset();
+    fake_channel_record(1);
+    assert_int_equal(run_fake(c1, 0, 0, NULL, 0), 0);
+    char *a = fake_channel_messages();
+    unsigned long n = fake_channel_total();
+    fake_channel_reset();
+    fake_channel_record(1);
+    assert_int_equal(run_fake(c2, 0, 0, NULL, 0), 0);
+    char *b = fake_channel_messages();
+    assert_true(n > 300);
+    assert_int_equal(fake_channel_total(), n);
+    assert_non_null(strstr(a, "fk/1/one/p"));
+    assert_non_null(strstr(a, "fk/1/two/p"));
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+    free(c1);
+    free(c2);
+}
+
+/* The server dies when the second send starts: the run fails naming the
+ * server; after the restart, --resume sends the rest, nothing twice. */
+static void test_server_killed_during_run(void **st)
+{
+    char src[512];
+    snprintf(src, sizeof src, "plugin = \"source_postgres\"; conninfo = \"%s connect_timeout=2\";",
+             pg.conninfo);
+    char *cfg = inproc_cfg("fake_kill.cfg", src, "varkill");
+    fake_channel_reset();
+    char error[1024];
+    assert_int_equal(run_fake(cfg, 0, 2, error, sizeof error), 1);
+    char where[128];
+    snprintf(where, sizeof where, "postgresql://127.0.0.1:%d/%s", pg.port, PG_TEST_DB);
+    if (!strstr(error, where) || !strstr(error, "activity 'two'"))
+        fail_msg("the failure does not say where: %s", error);
+    unsigned long first = fake_channel_total();
+    assert_true(first > 100); /* send one was done */
+    assert_int_equal(pg_server_restart(&pg), 0);
+    fake_channel_reset();
+    fake_channel_record(1);
+    assert_int_equal(run_fake(cfg, 1, 0, error, sizeof error), 0);
+    char *m = fake_channel_messages();
+    /* only send two's messages now: send one's were delivered before */
+    assert_null(strstr(m, "/one/"));
+    assert_non_null(strstr(m, "fk/1/two/"));
+    unsigned long second = fake_channel_total();
+    assert_true(second > 100);
+    free(m);
+    /* the same total as a run that was never interrupted */
+    char *c2 = NULL;
+    if (asprintf(&c2, "%s/fake_pg.cfg", dir) < 0)
+        abort();
+    fake_channel_reset();
+    char *cmd;
+    if (asprintf(&cmd, "rm -rf %s/varfpg", dir) < 0)
+        abort();
+    run_capture(cmd, NULL, NULL);
+    free(cmd);
+    assert_int_equal(run_fake(c2, 0, 0, NULL, 0), 0);
+    assert_int_equal(fake_channel_total(), first + second);
+    free(c2);
+    free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -457,6 +651,8 @@ int main(void)
         cmocka_unit_test(test_runs_export_the_same),
         cmocka_unit_test(test_work_tables_kept_and_swept),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_runs_deliver_the_same_messages),
+        cmocka_unit_test(test_server_killed_during_run),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -10,6 +10,7 @@
 
 typedef struct entry {
     char *key;
+    char *text; /* what was delivered, when recording */
     unsigned h;
     unsigned sent, attempts;
     struct entry *next;
@@ -24,7 +25,7 @@ static entry **tab;
 static size_t nb, nkeys;
 static unsigned long total, batches;
 static size_t max_batch;
-static int down, gate;
+static int down, gate, recording;
 
 static entry *get(const char *key)
 {
@@ -95,12 +96,13 @@ void fake_channel_reset(void)
             entry *e = tab[i];
             tab[i] = e->next;
             free(e->key);
+            free(e->text);
             free(e);
         }
     nkeys = 0;
     total = batches = 0;
     max_batch = 0;
-    down = gate = 0;
+    down = gate = recording = 0;
     pthread_cond_broadcast(&gate_cv);
     pthread_mutex_unlock(&mu);
 }
@@ -165,6 +167,18 @@ static void f_deliver(void *st, void *conn, const baton_message *const *msgs, si
             snprintf(out[i].provider_id, sizeof out[i].provider_id, "fake-%.100s", k);
             e->sent++;
             total++;
+            if (recording) {
+                buf t;
+                buf_init(&t);
+                buf_adds(&t, msgs[i]->recipient ? msgs[i]->recipient : "");
+                for (size_t p = 0; p < msgs[i]->nparts; p++)
+                    buf_addf(&t, "|%s=%s", msgs[i]->part_names[p], msgs[i]->part_values[p]);
+                for (size_t c = 0; c < t.len; c++)
+                    if (t.data[c] == '\n')
+                        t.data[c] = '/';
+                free(e->text);
+                e->text = buf_steal(&t);
+            }
         }
     }
     pthread_mutex_unlock(&mu);
@@ -191,4 +205,38 @@ instance *fake_channel_new(const char *name, const char *settings, char *err, si
 void fake_channel_free(instance *inst)
 {
     test_instance_free(inst);
+}
+
+void fake_channel_record(int on)
+{
+    pthread_mutex_lock(&mu);
+    recording = on;
+    pthread_mutex_unlock(&mu);
+}
+
+static int by_line(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char *fake_channel_messages(void)
+{
+    pthread_mutex_lock(&mu);
+    char **lines = calloc(nkeys + 1, sizeof *lines);
+    size_t n = 0;
+    for (size_t i = 0; i < nb; i++)
+        for (entry *e = tab[i]; e; e = e->next)
+            if (e->sent && asprintf(&lines[n], "%s\t%s", e->key, e->text ? e->text : "") >= 0)
+                n++;
+    pthread_mutex_unlock(&mu);
+    qsort(lines, n, sizeof *lines, by_line);
+    buf out;
+    buf_init(&out);
+    buf_adds(&out, "");
+    for (size_t i = 0; i < n; i++) {
+        buf_addf(&out, "%s\n", lines[i]);
+        free(lines[i]);
+    }
+    free(lines);
+    return buf_steal(&out);
 }

@@ -33,5 +33,10 @@ size_t fake_channel_max_batch(void);
 void fake_channel_reset(void);
 void fake_channel_set_down(int down);
 void fake_channel_set_gate(int closed);
+/* Keep what each delivered message said (off after reset), and every
+ * delivered message as "<key>\t<recipient>|<part>=<value>|...\n" (line
+ * ends inside values as '/'), sorted by key: a new string. */
+void fake_channel_record(int on);
+char *fake_channel_messages(void);
 
 #endif
