@@ -4,6 +4,7 @@
 #include "base/zone.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,4 +260,75 @@ int64_t zone_to_utc(const zone *z, int64_t local)
         return b;
     /* a gap: the clock jumped over local; take the instant of the jump */
     return a < b ? a : b;
+}
+
+/* zone_find's memory: an open-addressing table of names, never shrunk
+ * (zones live as long as the process, so a pointer handed out stays
+ * valid without a lock). */
+static pthread_mutex_t find_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct found {
+    char *name;
+    zone *z; /* NULL: unknown */
+} found[ZONE_FIND_MAX * 2];
+static size_t nfound;
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+const zone *zone_find(const char *name)
+{
+    if (!name)
+        return NULL;
+    /* the same zone again on this thread (a row's zone, row after row) */
+    static __thread const char *last_name;
+    static __thread const zone *last;
+    if (last_name && !strcmp(last_name, name))
+        return last;
+    size_t cap = sizeof found / sizeof found[0];
+    size_t i = (size_t)(name_hash(name) % cap);
+    pthread_mutex_lock(&find_mu);
+    while (found[i].name && strcmp(found[i].name, name))
+        i = (i + 1) % cap;
+    if (!found[i].name) {
+        char err[128];
+        zone *z = zone_load(name, err, sizeof err);
+        if (nfound >= ZONE_FIND_MAX) { /* full: what is not remembered is unknown */
+            pthread_mutex_unlock(&find_mu);
+            zone_free(z);
+            return NULL;
+        }
+        found[i].name = xstrdup(name);
+        found[i].z = z;
+        nfound++;
+    }
+    const zone *z = found[i].z;
+    last_name = found[i].name;
+    last = z;
+    pthread_mutex_unlock(&find_mu);
+    return z;
+}
+
+int zone_local(const char *name, int64_t t, int64_t *local)
+{
+    const zone *z = zone_find(name);
+    if (!z)
+        return -1;
+    *local = t + zone_offset(z, t);
+    return 0;
+}
+
+int64_t zone_next_wall(const zone *z, int64_t t, int minute_of_day)
+{
+    int64_t day = floor_div(t + zone_offset(z, t), 86400);
+    for (int k = 0; k < 3; k++) { /* today's, else tomorrow's (a skipped day: the next) */
+        int64_t at = zone_to_utc(z, (day + k) * 86400 + (int64_t)minute_of_day * 60);
+        if (at > t)
+            return at;
+    }
+    return t + 86400;
 }

@@ -19,4 +19,19 @@ int32_t zone_offset(const zone *z, int64_t t);
  * if local were UTC); in a gap or overlap, the earlier reading wins. */
 int64_t zone_to_utc(const zone *z, int64_t local);
 
+/* The zone of that name, loaded once and kept for the process (names
+ * come from data: at most ZONE_FIND_MAX distinct ones are remembered,
+ * unknown ones included); NULL when unknown. Any thread. */
+#define ZONE_FIND_MAX 4096
+const zone *zone_find(const char *name);
+/* The wall clock of zone `name` at UTC instant t, as seconds since the
+ * epoch as if local were UTC: 0 with *local set, or -1 when the zone is
+ * unknown. What now()/hour()/weekday()/today() with a zone read, in
+ * memory and (through the SQL function baton_tz_local) in SQL. */
+int zone_local(const char *name, int64_t t, int64_t *local);
+/* The first UTC instant after t at which the wall clock of z reads
+ * minute_of_day (0..1439); a time the clock skips (spring forward) is
+ * the instant of the jump. */
+int64_t zone_next_wall(const zone *z, int64_t t, int minute_of_day);
+
 #endif

@@ -15,6 +15,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/zone.h"
 #include "base/record.h"
 #include "campaign/act_host.h"
 #include "hostapi/lang.h"
@@ -255,6 +256,7 @@ static const baton_host host_api = {
     .base64 = h_base64,
     .config_enum = h_config_enum,
     .template_compile_as = host_template_compile_as,
+    .zone_local = zone_local,
 };
 
 const baton_host *plugin_host_api(void)

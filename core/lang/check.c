@@ -1,6 +1,7 @@
 /* expr/check — resolves names to refs (slots) against the scope and the
  * schema, turns calls into functions and aggregates, and computes static
  * types, reporting every error with its line:col and a suggestion. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -9,6 +10,7 @@
 #include "base/mem.h"
 #include "base/suggest.h"
 #include "base/timefmt.h"
+#include "base/zone.h"
 
 #define T_ANY EXPR_T_ANY
 #define MAX_HOPS 16
@@ -554,7 +556,7 @@ static const struct fn_def {
     const char *usage;
 } fns[] = {
     {"now", F_NOW, 0, 0, "now()"},
-    {"today", F_TODAY, 0, 0, "today()"},
+    {"today", F_TODAY, 0, 1, "today([zone])"},
     {"lower", F_LOWER, 1, 1, "lower(string)"},
     {"upper", F_UPPER, 1, 1, "upper(string)"},
     {"length", F_LENGTH, 1, 1, "length(string)"},
@@ -570,8 +572,8 @@ static const struct fn_def {
     {"year", F_YEAR, 1, 1, "year(timestamp or date)"},
     {"month", F_MONTH, 1, 1, "month(timestamp or date)"},
     {"day", F_DAY, 1, 1, "day(timestamp or date)"},
-    {"hour", F_HOUR, 1, 1, "hour(timestamp)"},
-    {"weekday", F_WEEKDAY, 1, 1, "weekday(timestamp or date)"},
+    {"hour", F_HOUR, 1, 2, "hour(timestamp[, zone])"},
+    {"weekday", F_WEEKDAY, 1, 2, "weekday(timestamp or date[, zone])"},
 };
 #define NFNS (sizeof fns / sizeof fns[0])
 
@@ -608,16 +610,46 @@ static void to_literal(node *n, baton_type t)
     n->type = (int)t;
 }
 
+/* The zone argument of today(), hour(), weekday(): a string; a literal
+ * one must name a zone the tz database has. */
+static int chk_zone(check_ctx *c, node *call, node *z, const char *usage)
+{
+    if (arg_is(c, call, z, z->type == BATON_T_STRING, usage, "a time zone name (a string)"))
+        return -1;
+    if (z->kind == N_LIT && z->lit.type == BATON_T_STRING) {
+        char name[128];
+        snprintf(name, sizeof name, "%.*s", (int)z->lit.v.s.len, z->lit.v.s.ptr);
+        if (z->lit.v.s.len >= sizeof name || memchr(z->lit.v.s.ptr, 0, z->lit.v.s.len) ||
+            !zone_find(name)) {
+            expr_err(c->E, z->line, z->col,
+                     "unknown time zone '%.*s' (an IANA name such as 'Europe/Paris', as in "
+                     "/usr/share/zoneinfo)",
+                     (int)z->lit.v.s.len, z->lit.v.s.ptr);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int chk_fn(check_ctx *c, node *n, const struct fn_def *f)
 {
     int rc = 0;
+    if (f->id == F_NOW && n->nkids > 0) {
+        expr_err(c->E, n->line, n->col,
+                 "now() takes no zone: an instant is the same in every zone; read it in one with "
+                 "hour(now(), zone), weekday(now(), zone) or today(zone)");
+        n->type = T_ANY;
+        return -1;
+    }
     if ((int)n->nkids < f->min || (int)n->nkids > f->max) {
-        expr_err(c->E, n->line, n->col, "%s() takes %s%d argument%s, got %zu: %s", f->name,
-                 f->min == f->max ? ""
-                 : f->max > 2     ? "at least "
-                                  : "1 or ",
-                 f->max > 2 ? f->min : f->max, (f->max > 2 ? f->min : f->max) == 1 ? "" : "s",
-                 n->nkids, f->usage);
+        char least[32] = "";
+        if (f->max > 2)
+            snprintf(least, sizeof least, "at least ");
+        else if (f->min != f->max)
+            snprintf(least, sizeof least, "%d or ", f->min);
+        int shown = f->max > 2 ? f->min : f->max;
+        expr_err(c->E, n->line, n->col, "%s() takes %s%d argument%s, got %zu: %s", f->name, least,
+                 shown, shown == 1 ? "" : "s", n->nkids, f->usage);
         n->type = T_ANY;
         return -1;
     }
@@ -658,7 +690,11 @@ static int chk_fn(check_ctx *c, node *n, const struct fn_def *f)
     node **k = n->kids;
     switch (f->id) {
     case F_NOW: n->type = BATON_T_TIMESTAMP; break;
-    case F_TODAY: n->type = BATON_T_DATE; break;
+    case F_TODAY:
+        n->type = BATON_T_DATE;
+        if (n->nkids == 1)
+            rc = chk_zone(c, n, k[0], f->usage);
+        break;
     case F_LOWER:
     case F_UPPER:
     case F_TRIM:
@@ -726,6 +762,8 @@ static int chk_fn(check_ctx *c, node *n, const struct fn_def *f)
     case F_WEEKDAY:
         n->type = BATON_T_INT;
         rc = arg_is(c, n, k[0], is_time(k[0]->type), f->usage, "a timestamp or a date");
+        if (n->nkids == 2)
+            rc |= chk_zone(c, n, k[1], f->usage);
         break;
     }
     return rc;

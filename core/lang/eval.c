@@ -12,6 +12,7 @@
 #include "lang/text.h"
 #include "base/record.h"
 #include "base/timefmt.h"
+#include "base/zone.h"
 
 typedef struct ev {
     const expr *e;
@@ -354,6 +355,18 @@ static int time_parts(baton_value v, int64_t *days, int64_t *secs)
     return -1;
 }
 
+/* A zone argument's wall clock at t: 0 with *local, or -1 (not a
+ * string, or a zone the tz database does not have: the result is NULL). */
+static int local_at(const baton_value *z, int64_t t, int64_t *local)
+{
+    char name[128];
+    if (z->type != BATON_T_STRING || z->v.s.len >= sizeof name || memchr(z->v.s.ptr, 0, z->v.s.len))
+        return -1;
+    memcpy(name, z->v.s.ptr, z->v.s.len);
+    name[z->v.s.len] = '\0';
+    return zone_local(name, t, local);
+}
+
 static int eval_fn(ev *c, const node *n, baton_value *o)
 {
     baton_value a, b;
@@ -363,10 +376,19 @@ static int eval_fn(ev *c, const node *n, baton_value *o)
         o->type = BATON_T_TIMESTAMP;
         o->v.ts = c->env->now;
         return 0;
-    case F_TODAY:
+    case F_TODAY: {
+        int64_t local = c->env->now;
+        if (n->nkids == 1) {
+            baton_value z;
+            if (eval(c, n->kids[0], &z))
+                return -1;
+            if (local_at(&z, c->env->now, &local) != 0)
+                return 0; /* NULL: no zone, or an unknown one */
+        }
         o->type = BATON_T_DATE;
-        o->v.date = floor_div(c->env->now, 86400);
+        o->v.date = floor_div(local, 86400);
         return 0;
+    }
     case F_COALESCE:
         for (size_t i = 0; i < n->nkids; i++) {
             if (eval(c, n->kids[i], o))
@@ -489,6 +511,15 @@ static int eval_fn(ev *c, const node *n, baton_value *o)
         int64_t days, secs;
         if (time_parts(a, &days, &secs) != 0)
             return 0;
+        if (n->nkids == 2) { /* in a zone: a timestamp's wall clock there (a date has none) */
+            int64_t t = days * 86400 + secs, local;
+            if (local_at(&b, t, &local) != 0)
+                return 0;
+            if (a.type != BATON_T_DATE) {
+                days = floor_div(local, 86400);
+                secs = local - days * 86400;
+            }
+        }
         int64_t y;
         unsigned m, d;
         civil_from_days(days, &y, &m, &d);

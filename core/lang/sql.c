@@ -31,6 +31,9 @@ struct expr_dialect {
     const char *any_ts_epoch, *any_date;
     const char *length, *trim, *contains, *starts_with, *ends_with;
     const char *year, *month, *day, *hour, *weekday; /* of a PLAIN date or timestamp */
+    /* seconds (@1) → the wall clock of zone @2 in seconds, NULL for an
+     * unknown zone: the source's function over the host's tz reading */
+    const char *tz_local;
     const char *round1, *round2;
     const char *f_true, *f_false;
     int latin_case; /* lower()/upper() know only ASCII: add the Latin letters */
@@ -70,6 +73,7 @@ const expr_dialect expr_dialect_sqlite = {
     .day = "CAST(strftime('%d', @1) AS INTEGER)",
     .hour = "CAST(strftime('%H', @1) AS INTEGER)",
     .weekday = "CAST(strftime('%w', @1) AS INTEGER)",
+    .tz_local = "baton_tz_local(@1, @2)", /* source_sqlite registers it */
     .round1 = "round(@1)",
     .round2 = "round(@1, @2)",
     .f_true = "1",
@@ -111,6 +115,7 @@ const expr_dialect expr_dialect_postgresql = {
     .day = "CAST(EXTRACT(DAY FROM @1) AS INTEGER)",
     .hour = "CAST(EXTRACT(HOUR FROM @1) AS INTEGER)",
     .weekday = "CAST(EXTRACT(DOW FROM @1) AS INTEGER)",
+    .tz_local = "pg_temp.baton_tz_local(@1, @2)", /* source_postgres creates it */
     .round1 = "CAST(round(CAST(@1 AS NUMERIC)) AS DOUBLE PRECISION)",
     .round2 = "CAST(round(CAST(@1 AS NUMERIC), @2) AS DOUBLE PRECISION)",
     .f_true = "TRUE",
@@ -696,11 +701,49 @@ static sqlv gen_fn(gen *g, const node *n, int level)
             v.sql = fill(d->str_ts, a.sql, NULL);
         }
         break;
+    case F_TODAY: { /* in a zone a row gives (without one: a constant) */
+        baton_value now = {.type = BATON_T_INT, .v.i = g->now};
+        char *p = param_sql(g, &now);
+        char *local = fill(d->tz_local, p, a.sql);
+        v.sql = fill(d->epoch_date, local, NULL);
+        free(p);
+        free(local);
+        break;
+    }
+    case F_HOUR:
+    case F_WEEKDAY:
+        if (n->nkids == 2) { /* in zone b: a timestamp's wall clock there */
+            const char *t = n->fn == F_HOUR ? d->hour : d->weekday;
+            if (a.type == BATON_T_DATE) { /* a date has no time of day; the zone must be known */
+                to_form(g, &a, PLAIN);
+                char *day = fill(t, a.sql, NULL);
+                char *zero = fill(d->tz_local, "0", b.sql);
+                v.sql = fmt("(CASE WHEN %s IS NULL THEN NULL ELSE %s END)", zero, day);
+                free(day);
+                free(zero);
+                break;
+            }
+            char *epoch;
+            if (a.type == BATON_T_TIMESTAMP) {
+                to_form(g, &a, EPOCH);
+                epoch = xstrdup(a.sql);
+            } else { /* a string read as a timestamp */
+                char *ts = fill(d->str_ts, a.sql, NULL);
+                epoch = fill(d->ts_epoch, ts, NULL);
+                free(ts);
+            }
+            char *local = fill(d->tz_local, epoch, b.sql);
+            char *plain = fill(d->epoch_ts, local, NULL);
+            v.sql = fill(t, plain, NULL);
+            free(epoch);
+            free(local);
+            free(plain);
+            break;
+        }
+        /* fall through */
     case F_YEAR:
     case F_MONTH:
-    case F_DAY:
-    case F_HOUR:
-    case F_WEEKDAY: {
+    case F_DAY: {
         to_form(g, &a, PLAIN);
         const char *t = n->fn == F_YEAR    ? d->year
                         : n->fn == F_MONTH ? d->month
@@ -710,8 +753,7 @@ static sqlv gen_fn(gen *g, const node *n, int level)
         v.sql = fill(t, a.sql, NULL);
         break;
     }
-    case F_NOW:
-    case F_TODAY: /* constants: folded before we get here */
+    case F_NOW: /* a constant: folded before we get here */
     default: v.sql = xstrdup("NULL"); break;
     }
     sv_free(&a);

@@ -75,6 +75,7 @@ typedef struct session {
     pthread_t owner; /* while busy or pinned */
     int pinned;      /* holds temporary tables: its owner's only */
     int has_hash;    /* pg_temp.baton_hash exists in it */
+    int has_tz;      /* pg_temp.baton_tz_local exists in it */
     prep cache[PREP_CACHE];
     unsigned long tick, nprep;
 } session;
@@ -285,6 +286,7 @@ static void sess_close(session *se)
     se->pg = NULL;
     se->pinned = 0;
     se->has_hash = 0;
+    se->has_tz = 0;
     prep_clear(se);
 }
 
@@ -345,6 +347,7 @@ static int sess_connect(src *s, session *se, char *err, size_t errlen)
     se->pg = pg;
     se->pinned = 0;
     se->has_hash = 0;
+    se->has_tz = 0;
     return 0;
 }
 
@@ -800,6 +803,18 @@ static int holds_temp(session *se)
     return yes;
 }
 
+/* baton_tz_local(t, zone) as source_sqlite's (the host's reading of the
+ * tz database): the wall clock of zone at instant t, in seconds; NULL for
+ * a zone PostgreSQL does not know (AT TIME ZONE would fail the whole
+ * statement on one bad row). */
+static const char tz_sql[] =
+    "CREATE OR REPLACE FUNCTION pg_temp.baton_tz_local(t bigint, z text) RETURNS bigint "
+    "LANGUAGE plpgsql IMMUTABLE STRICT AS $f$\n"
+    "BEGIN\n"
+    "  RETURN CAST(EXTRACT(EPOCH FROM (to_timestamp(t) AT TIME ZONE z)) AS BIGINT);\n"
+    "EXCEPTION WHEN OTHERS THEN RETURN NULL;\n"
+    "END $f$";
+
 typedef enum { RUN_OK = 0, RUN_FAILED = -1, RUN_LOST = -2 } run_rc;
 
 /* One statement on se; rows to fn as they come (single-row mode). */
@@ -816,6 +831,16 @@ static run_rc run_one(src *s, session *se, const char *sql, const params *p, bat
         if (!ok)
             return PQstatus(pg) == CONNECTION_OK ? RUN_FAILED : RUN_LOST;
         se->has_hash = 1;
+    }
+    if (!se->has_tz && strstr(sql, "baton_tz_local(")) {
+        PGresult *r = PQexec(pg, tz_sql);
+        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            result_err(s, pg, r, err, errlen);
+        PQclear(r);
+        if (!ok)
+            return PQstatus(pg) == CONNECTION_OK ? RUN_FAILED : RUN_LOST;
+        se->has_tz = 1;
     }
     int sent;
     int reads = fn && (starts_with_word(sql, "SELECT") || starts_with_word(sql, "WITH") ||

@@ -73,6 +73,22 @@ static void fn_hash(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_int64(ctx, (sqlite3_int64)(h >> 1));
 }
 
+/* baton_tz_local(t, zone): the wall clock of zone at instant t (seconds),
+ * as the host reads it (expressions with a zone compile to it); NULL for
+ * a NULL argument or an unknown zone. */
+static void fn_tz_local(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    const baton_host *host = sqlite3_user_data(ctx);
+    const char *zone = (const char *)sqlite3_value_text(argv[1]);
+    int64_t local;
+    if (sqlite3_value_type(argv[0]) == SQLITE_NULL || !zone ||
+        host->zone_local(zone, (int64_t)sqlite3_value_int64(argv[0]), &local) != 0) {
+        sqlite3_result_null(ctx);
+        return;
+    }
+    sqlite3_result_int64(ctx, (sqlite3_int64)local);
+}
+
 static int src_init(baton_instance *inst, const baton_host *host, void **state)
 {
     src *s = calloc(1, sizeof *s);
@@ -133,6 +149,9 @@ static int src_start(void *state)
     }
     sqlite3_create_function(s->db, "baton_hash", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
                             fn_hash, NULL, NULL);
+    if (s->host->abi_minor >= 3)
+        sqlite3_create_function(s->db, "baton_tz_local", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+                                (void *)s->host, fn_tz_local, NULL, NULL);
     return 0;
 }
 

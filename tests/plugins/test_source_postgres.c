@@ -2,7 +2,9 @@
  * bound parameters of every type and the rows' shapes (as source_sqlite
  * gives them), NULLs, a nested exec from a row callback, temporary tables
  * kept on their thread's session, pg_temp.baton_hash equal to
- * source_sqlite's hash, columns() from the catalog, statement_timeout,
+ * source_sqlite's hash, pg_temp.baton_tz_local equal to the host's
+ * reading of the tz database (DST changes included; NULL for an unknown
+ * zone), columns() from the catalog, statement_timeout,
  * a wrong password (the password never shown), a server down at start
  * and a server restarted under a started instance (reconnect). */
 #include <setjmp.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/zone.h"
 #include "plugin/plugin_host.h"
 #include "support/fs.h"
 #include "support/instance.h"
@@ -255,6 +258,49 @@ static void test_hash_matches_sqlite(void **st)
         fail_msg("%d of %d differ; first: %s", h.bad, h.n, h.first_bad);
 }
 
+/* Each row: t, zone, pg_temp.baton_tz_local(t, zone), and the hour of that
+ * wall clock as the postgresql dialect reads it. */
+static int check_tz(void *ud, size_t n, const char *const *names, const baton_value *v)
+{
+    hashes *h = ud;
+    char zname[64];
+    snprintf(zname, sizeof zname, "%.*s", (int)v[1].v.s.len, v[1].v.s.ptr);
+    int64_t t = v[0].v.i, want;
+    int known = zone_local(zname, t, &want) == 0;
+    h->n++;
+    int ok = known ? v[2].type == BATON_T_INT && v[2].v.i == want && v[3].type == BATON_T_INT &&
+                         v[3].v.i == (want % 86400 + 86400) % 86400 / 3600
+                   : v[2].type == BATON_T_NULL && v[3].type == BATON_T_NULL;
+    if (!ok && !h->bad++)
+        snprintf(h->first_bad, sizeof h->first_bad, "t %lld zone '%s': %lld, want %lld%s",
+                 (long long)t, zname, (long long)v[2].v.i, (long long)want,
+                 known ? "" : " (unknown: NULL)");
+    return 0;
+}
+
+static void test_tz_local_matches_host(void **st)
+{
+    const baton_source_ops *ops = instance_source(inst);
+    hashes h = {0};
+    char err[256];
+    /* every 3 hours (at :00, :20 or :40) over 2026: both DST changes of each zone; and
+     * around 1970 and 2040 */
+    int rc =
+        ops->exec(inst->state,
+                  "SELECT t.t, z.z, pg_temp.baton_tz_local(t.t, z.z) AS l, "
+                  "CAST(EXTRACT(HOUR FROM to_timestamp(pg_temp.baton_tz_local(t.t, z.z))) AS "
+                  "INTEGER) AS h FROM (SELECT 1767225600 + 3 * 3600 * i + 1200 * (i % 3) AS t FROM "
+                  "generate_series(0, 2920) i UNION ALL VALUES (0::bigint), (-3600), "
+                  "(2216505600)) t, (VALUES ('Europe/Paris'), ('America/New_York'), "
+                  "('Australia/Lord_Howe'), ('Asia/Kolkata'), ('UTC'), ('Mars/Olympus')) z(z)",
+                  NULL, 0, check_tz, &h, err, sizeof err);
+    if (rc)
+        fail_msg("%s", err);
+    assert_int_equal(h.n, 6 * 2924);
+    if (h.bad)
+        fail_msg("%d of %d differ; first: %s", h.bad, h.n, h.first_bad);
+}
+
 static int take_col(void *ud, size_t n, const char *const *names, const baton_value *v)
 {
     buf *b = ud;
@@ -354,11 +400,11 @@ static void test_reconnect(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_params_and_rows),  cmocka_unit_test(test_nested_exec),
-        cmocka_unit_test(test_temp_tables_stay), cmocka_unit_test(test_hash_matches_sqlite),
-        cmocka_unit_test(test_columns),          cmocka_unit_test(test_statement_timeout),
-        cmocka_unit_test(test_wrong_password),   cmocka_unit_test(test_server_down_at_start),
-        cmocka_unit_test(test_reconnect),
+        cmocka_unit_test(test_params_and_rows),       cmocka_unit_test(test_nested_exec),
+        cmocka_unit_test(test_temp_tables_stay),      cmocka_unit_test(test_hash_matches_sqlite),
+        cmocka_unit_test(test_tz_local_matches_host), cmocka_unit_test(test_columns),
+        cmocka_unit_test(test_statement_timeout),     cmocka_unit_test(test_wrong_password),
+        cmocka_unit_test(test_server_down_at_start),  cmocka_unit_test(test_reconnect),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

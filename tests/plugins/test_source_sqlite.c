@@ -2,7 +2,8 @@
  * ones, a row callback may run the same SQL again (nested), a table can
  * be dropped and altered after a kept SELECT read it, and column names are
  * right after another connection changed the schema (the statement is
- * re-prepared by its first step). */
+ * re-prepared by its first step). baton_tz_local(t, zone) is the host's
+ * reading of the tz database, NULL for an unknown zone or a NULL. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -137,6 +138,18 @@ static void test_nested_same_sql(void **st)
     buf_free(&b);
 }
 
+static void test_tz_local(void **st)
+{
+    /* 2026-03-29T00:30:00Z and 01:30: Paris goes from +1 to +2 at 01:00Z */
+    expect("SELECT baton_tz_local(1774744200, ?1) - 1774744200 AS a, "
+           "baton_tz_local(1774747800, ?1) - 1774747800 AS b",
+           "Europe/Paris", "a=3600,b=7200;");
+    expect("SELECT baton_tz_local(0, ?1) AS a", "Asia/Kolkata", "a=19800;");
+    expect("SELECT baton_tz_local(0, ?1) AS a", "Mars/Olympus", "a=null;");
+    expect("SELECT baton_tz_local(NULL, ?1) AS a, baton_tz_local(0, NULL) AS b", "UTC",
+           "a=null,b=null;");
+}
+
 static void test_schema_changes(void **st)
 {
     const char *q = "SELECT * FROM t WHERE id = ?1";
@@ -163,6 +176,7 @@ static void test_schema_changes(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tz_local),
         cmocka_unit_test(test_kept_statements),
         cmocka_unit_test(test_nested_same_sql),
         cmocka_unit_test(test_schema_changes),

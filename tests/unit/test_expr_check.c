@@ -219,7 +219,15 @@ static void test_types(void **st)
         {"visits in ['a']", "1:12: list item is a string but the value is an int"},
         {"lower(visits)", "1:7: lower(string): expected a string, got an int"},
         {"lower(tier, tier)", "1:1: lower() takes 1 argument, got 2: lower(string)"},
-        {"now(1)", "1:1: now() takes 0 arguments, got 1: now()"},
+        {"now(1)", "1:1: now() takes no zone: an instant is the same in every zone; read it in one "
+                   "with hour(now(), zone), weekday(now(), zone) or today(zone)"},
+        {"hour(now(), 'Europ/Paris')", "1:13: unknown time zone 'Europ/Paris' (an IANA name such "
+                                       "as 'Europe/Paris', as in /usr/share/zoneinfo)"},
+        {"hour(now(), 3)",
+         "1:13: hour(timestamp[, zone]): expected a time zone name (a string), got an int"},
+        {"today(1, 2)", "1:1: today() takes 0 or 1 argument, got 2: today([zone])"},
+        {"weekday(now(), 'UTC', 'UTC')", "1:1: weekday() takes 1 or 2 arguments, got 3: "
+                                         "weekday(timestamp or date[, zone])"},
         {"round(1, 2, 3)", "1:1: round() takes 1 or 2 arguments, got 3: round(number[, digits])"},
         {"coalesce()", "1:1: coalesce() takes at least 1 argument, got 0: coalesce(a, b, ...)"},
         {"coalesce(tier, 3)", "1:16: coalesce(): every value must be of one type; an int after a "

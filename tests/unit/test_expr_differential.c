@@ -1,8 +1,9 @@
 /* Differential test: generated expressions over generated rows (NULLs,
- * unicode, negative numbers, empty strings), each evaluated in memory and
- * compiled to SQL run by SQLite; the two answers must be the same on
- * every row. Seeded and deterministic: a failure prints the seed, the
- * expression, the SQL and the row. */
+ * unicode, negative numbers, empty strings, time zone names), each
+ * evaluated in memory and compiled to SQL run by SQLite; the two answers
+ * must be the same on every row (hour(), weekday() and today() in a zone
+ * included: baton_tz_local registered as source_sqlite does). Seeded and deterministic: a failure
+ * prints the seed, the expression, the SQL and the row. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +21,7 @@
 #include "base/record.h"
 #include "support/expr_fixture.h"
 #include "base/timefmt.h"
+#include "base/zone.h"
 
 #define NPROFILES 60
 #define NSTORES 6
@@ -65,10 +67,12 @@ static schema S;
 static table T[3]; /* profiles, orders, stores */
 static sqlite3 *db;
 
-static const char *const str_pool[] = {"",      "a",         "Paris",  "paris", "PARIS",  "é",
-                                       "É",     "Émile",     "straße", "ÿŸ",    "日本",   " pad ",
-                                       "x'y",   "gold",      "silver", "%_",    "Zürich", "ÅLAND",
-                                       "ĳĲ ŁŃ", "tab\tnl\n", "-1",     "12"};
+static const char *const str_pool[] = {"", "a", "Paris", "paris", "PARIS", "é", "É", "Émile",
+                                       "straße", "ÿŸ", "日本", " pad ", "x'y", "gold", "silver",
+                                       "%_", "Zürich", "ÅLAND", "ĳĲ ŁŃ", "tab\tnl\n", "-1", "12",
+                                       /* zones, for hour(t, city) and the like; one unknown */
+                                       "Europe/Paris", "America/New_York", "Australia/Lord_Howe",
+                                       "Asia/Kolkata", "UTC", "Mars/Olympus_Mons"};
 #define NSTR (sizeof str_pool / sizeof str_pool[0])
 
 static table *table_of(const schema_entity *e)
@@ -158,14 +162,14 @@ static const char *const sf_names[] = {
     "canonical", "space (SQLite datetime())", "fractional", "offset", "epoch seconds", "mixed"};
 
 /* ts as local text at offset off seconds, with a suffix (Z, +02:00...). */
-static void ts_text(int64_t ts, int off, int sep, const char *frac, const char *zone, char *out,
+static void ts_text(int64_t ts, int off, int sep, const char *frac, const char *suffix, char *out,
                     size_t n)
 {
     char base[21];
     timestamp_format(ts + off, base);
     base[10] = (char)sep;
     base[19] = '\0'; /* drop the Z */
-    snprintf(out, n, "%s%s%s", base, frac, zone);
+    snprintf(out, n, "%s%s%s", base, frac, suffix);
 }
 
 static void stored_of(const baton_value *v, int form, baton_value *out, char *tmp, size_t n)
@@ -193,10 +197,10 @@ static void stored_of(const baton_value *v, int form, baton_value *out, char *tm
     case SF_FRAC: ts_text(ts, 0, pick(2) ? 'T' : ' ', frac, pick(2) ? "Z" : "", tmp, n); break;
     case SF_OFFSET: {
         int off = offs[pick(6)];
-        char zone[16];
-        snprintf(zone, sizeof zone, "%c%02d:%02d", off < 0 ? '-' : '+', abs(off) / 3600,
+        char sfx[16];
+        snprintf(sfx, sizeof sfx, "%c%02d:%02d", off < 0 ? '-' : '+', abs(off) / 3600,
                  abs(off) / 60 % 60);
-        ts_text(ts, off, 'T', pick(3) ? "" : frac, zone, tmp, n);
+        ts_text(ts, off, 'T', pick(3) ? "" : frac, sfx, tmp, n);
         break;
     }
     default:
@@ -263,9 +267,24 @@ static void bind_value(sqlite3_stmt *st, int i, const baton_value *v)
     }
 }
 
+/* As source_sqlite registers it (over host->zone_local). */
+static void fn_tz_local(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    const char *zname = (const char *)sqlite3_value_text(argv[1]);
+    int64_t local;
+    if (sqlite3_value_type(argv[0]) == SQLITE_NULL || !zname ||
+        zone_local(zname, (int64_t)sqlite3_value_int64(argv[0]), &local) != 0) {
+        sqlite3_result_null(ctx);
+        return;
+    }
+    sqlite3_result_int64(ctx, (sqlite3_int64)local);
+}
+
 static void create_db(int indexed)
 {
     assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    sqlite3_create_function(db, "baton_tz_local", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
+                            fn_tz_local, NULL, NULL);
     for (int ti = 0; ti < 3; ti++) {
         const schema_entity *e = T[ti].ent;
         buf b;
@@ -489,6 +508,19 @@ static void lit(buf *b, int t)
     }
 }
 
+/* A zone argument: a zone literal (check refuses unknown ones), or a
+ * string field whose rows hold zones, other text and NULLs. */
+static void zone_arg(buf *b, const gctx *g)
+{
+    static const char *const zones[] = {"Europe/Paris",        "America/New_York", "Asia/Kolkata",
+                                        "Australia/Lord_Howe", "Pacific/Chatham",  "UTC"};
+    const char *name;
+    if (chance(60) && field_of(g, TS_, &name))
+        buf_adds(b, name);
+    else
+        buf_addf(b, "'%s'", zones[pick(6)]);
+}
+
 static void leaf(buf *b, int t, const gctx *g)
 {
     const char *name;
@@ -501,7 +533,13 @@ static void leaf(buf *b, int t, const gctx *g)
         return;
     }
     if (t == TD && chance(30)) {
-        buf_adds(b, "today()");
+        if (chance(50)) {
+            buf_adds(b, "today(");
+            zone_arg(b, g);
+            buf_addc(b, ')');
+        } else {
+            buf_adds(b, "today()");
+        }
         return;
     }
     lit(b, t);
@@ -671,8 +709,13 @@ static void gen(buf *b, int t, int d, const gctx *g)
             return;
         case 5: {
             static const char *fn[] = {"year", "month", "day", "hour", "weekday"};
-            buf_addf(b, "%s(", fn[pick(5)]);
+            int f = pick(5);
+            buf_addf(b, "%s(", fn[f]);
             gen(b, chance(50) ? TT : TD, d - 1, g);
+            if (f >= 3 && chance(60)) { /* in a zone */
+                buf_adds(b, ", ");
+                zone_arg(b, g);
+            }
             buf_addc(b, ')');
             return;
         }

@@ -40,7 +40,7 @@ extern "C" {
 #endif
 
 #define BATON_ABI_MAJOR 1
-#define BATON_ABI_MINOR 2
+#define BATON_ABI_MINOR 3
 
 /* The one symbol a plugin exports: a function returning its descriptor. */
 #define BATON_ENTRY_SYMBOL "baton_plugin_entry"
@@ -605,7 +605,16 @@ typedef struct baton_host {
     baton_template *(*template_compile_as)(baton_instance *inst, const char *text, int escape,
                                            char *err, size_t errlen);
 
-    void *reserved[19];
+    /* 1.3 — time zones: the wall clock of the IANA zone `zone`
+     * ("Europe/Paris", from the system's tz database) at the UTC instant
+     * t (seconds since the epoch), as seconds since the epoch as if local
+     * were UTC. 0 with *local set, -1 when the zone is unknown. The one
+     * reading of local time, so a source's SQL function (baton_tz_local)
+     * answers as the expression evaluator does. Any thread; a zone's
+     * first use reads its file, later ones do not block. */
+    int (*zone_local)(const char *zone, int64_t t, int64_t *local);
+
+    void *reserved[18];
 } baton_host;
 
 /* ------------------------------------------------------------------ */
