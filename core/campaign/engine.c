@@ -59,7 +59,7 @@ int64_t camp_count(camp_env *e, const char *table, char *err, size_t errlen)
 /* ------------------------------------------------------------------ */
 
 typedef struct col_list {
-    char **names;
+    char **names, **types; /* types: the declared types, when a second column says */
     size_t n;
 } col_list;
 
@@ -67,8 +67,67 @@ static int take_col(void *ud, size_t n, const char *const *names, const baton_va
 {
     col_list *l = ud;
     l->names = xrealloc(l->names, (l->n + 1) * sizeof *l->names);
-    l->names[l->n++] = xstrndup(v[0].v.s.ptr, v[0].v.s.len);
+    l->types = xrealloc(l->types, (l->n + 1) * sizeof *l->types);
+    l->names[l->n] = xstrndup(v[0].v.s.ptr, v[0].v.s.len);
+    l->types[l->n++] =
+        n > 1 && v[1].type == BATON_T_STRING ? xstrndup(v[1].v.s.ptr, v[1].v.s.len) : NULL;
     return 0;
+}
+
+static void col_list_free(col_list *l)
+{
+    for (size_t k = 0; k < l->n; k++) {
+        free(l->names[k]);
+        free(l->types[k]);
+    }
+    free(l->names);
+    free(l->types);
+    memset(l, 0, sizeof *l);
+}
+
+static int said(const diag *d, const char *msg);
+
+static int has_index(camp_env *e, const char *table, const char *column)
+{
+    expr_work w;
+    expr_dialect_work(e->dialect, &w);
+    col_list l = {0};
+    baton_value t = {.type = BATON_T_STRING, .v.s = {table, strlen(table)}};
+    char err[256];
+    int have = camp_sql(e, w.index_list, &t, 1, take_col, &l, err, sizeof err) != 0; /* unknown */
+    for (size_t k = 0; k < l.n; k++)
+        have |= !strcmp(l.names[k], column);
+    col_list_free(&l);
+    return have;
+}
+
+/* baton check: a link's columns without an index make every aggregate
+ * or linked field read over it scan the table. */
+static void check_link_indexes(camp_env *e, const char *srcname, diag *d)
+{
+    for (size_t i = 0; i < e->sch.nentities; i++) {
+        const schema_entity *en = &e->sch.entities[i];
+        for (size_t k = 0; k < en->nlinks; k++) {
+            const schema_link *lk = &en->links[k];
+            const struct {
+                const schema_entity *ent;
+                const char *col;
+            } ends[] = {{en, lk->via->name}, {lk->to, lk->to->key->name}};
+            for (size_t j = 0; j < 2; j++) {
+                if (has_index(e, ends[j].ent->table, ends[j].col))
+                    continue;
+                char *msg = xasprintf(
+                    "link %s.%s: table '%s' of source '%s' has no index on '%s': each "
+                    "aggregate or linked field read over the link scans the table (CREATE "
+                    "INDEX ON %s (%s))",
+                    en->name, lk->name, ends[j].ent->table, srcname, ends[j].col,
+                    ends[j].ent->table, ends[j].col);
+                if (!said(d, msg))
+                    diag_warn(d, e->sch.file, lk->line, "%s", msg);
+                free(msg);
+            }
+        }
+    }
 }
 
 /* A warning said once per message, however many campaigns open the
@@ -150,11 +209,14 @@ static void sample_times(camp_env *e, schema_entity *en, schema_field *f, unsign
     free(t.bad);
 }
 
-/* Every entity's table and field must exist in the database. */
-static void verify_schema(camp_env *e, const char *srcname, unsigned flags, diag *d)
+/* Every entity's table and field must exist in the database, in a column
+ * of a type that holds it. Returns the number of such errors (those said
+ * already for another campaign included). */
+static int verify_schema(camp_env *e, const char *srcname, unsigned flags, diag *d)
 {
+    int bad = 0;
     if (!e->ops->columns)
-        return;
+        return 0;
     if (flags & CAMP_OPEN_CHECK) {
         size_t missing = 0;
         for (size_t i = 0; i < e->sch.nentities; i++) {
@@ -167,14 +229,15 @@ static void verify_schema(camp_env *e, const char *srcname, unsigned flags, diag
             for (size_t i = 0; i < d->n; i++)
                 if (d->v[i].warning && strstr(d->v[i].msg, e->src->where) &&
                     strstr(d->v[i].msg, "holds none of the tables"))
-                    return;
+                    return 0;
             diag_warn(d, e->src->file, e->src->line,
                       "%s holds none of the tables of %s yet (`baton sample-data` makes a "
                       "sample); campaigns cannot plan or run until it does",
                       e->src->where, e->sch.file);
-            return;
+            return 0;
         }
     }
+    size_t errors = d->errors;
     for (size_t i = 0; i < e->sch.nentities; i++) {
         const schema_entity *en = &e->sch.entities[i];
         col_list l = {0};
@@ -193,6 +256,26 @@ static void verify_schema(camp_env *e, const char *srcname, unsigned flags, diag
                 int have = 0;
                 for (size_t k = 0; k < l.n; k++)
                     have |= strcmp(l.names[k], en->fields[f].name) == 0;
+                const char *declared = NULL;
+                for (size_t k = 0; k < l.n; k++)
+                    if (!strcmp(l.names[k], en->fields[f].name))
+                        declared = l.types[k];
+                if (have &&
+                    expr_dialect_type_ok(e->dialect, (int)en->fields[f].type, declared) == 0) {
+                    const char *tn = schema_type_name(en->fields[f].type);
+                    char *msg =
+                        xasprintf("field %s.%s is a%s %s, but column '%s' of table '%s' "
+                                  "of source '%s' is %s",
+                                  en->name, en->fields[f].name, strchr("aeiou", tn[0]) ? "n" : "",
+                                  tn, en->fields[f].name, en->table, srcname, declared);
+                    int dup = 0; /* said once, however many campaigns open the source */
+                    for (size_t k = 0; k < d->n; k++)
+                        dup |= !d->v[k].warning && strcmp(d->v[k].msg, msg) == 0;
+                    if (!dup)
+                        diag_error(d, e->sch.file, en->fields[f].line, "%s", msg);
+                    bad++;
+                    free(msg);
+                }
                 if (have &&
                     (en->fields[f].type == BATON_T_TIMESTAMP || en->fields[f].type == BATON_T_DATE))
                     sample_times(e, (schema_entity *)en, (schema_field *)&en->fields[f], flags, d);
@@ -205,10 +288,11 @@ static void verify_schema(camp_env *e, const char *srcname, unsigned flags, diag
                                near ? " (it has '" : "", near ? near : "", near ? "')" : "");
                 }
             }
-        for (size_t k = 0; k < l.n; k++)
-            free(l.names[k]);
-        free(l.names);
+        col_list_free(&l);
     }
+    if ((flags & CAMP_OPEN_CHECK) && d->errors == errors && !bad)
+        check_link_indexes(e, srcname, d);
+    return bad;
 }
 
 int camp_env_open(camp_env *e, app *a, campaign *c, act_registry *reg, unsigned flags, diag *d)
@@ -257,8 +341,8 @@ int camp_env_open(camp_env *e, app *a, campaign *c, act_registry *reg, unsigned 
         e->have_schema = 1;
     else
         return -1;
-    verify_schema(e, srcname, flags, d);
-    return d->errors == before ? 0 : -1;
+    int bad = verify_schema(e, srcname, flags, d);
+    return d->errors == before && !bad ? 0 : -1;
 }
 
 void camp_env_close(camp_env *e)
@@ -518,9 +602,8 @@ int camp_work_prepare(camp_env *e, int (*keep)(void *ud, int64_t run), void *ud,
             rc = camp_sql(e, sql, NULL, 0, NULL, NULL, err, errlen);
             free(sql);
         }
-        free(l.names[i]);
     }
-    free(l.names);
+    col_list_free(&l);
     return rc;
 }
 

@@ -275,10 +275,15 @@ const expr_dialect *expr_dialect_find(const char *name);
  * (NULL: nothing to make); work_create, the words that create a run's
  * table ("CREATE TABLE", "CREATE UNLOGGED TABLE"); work_list, a SELECT
  * of the names of the tables in work_schema whose name starts with its
- * one bound parameter. */
+ * one bound parameter; index_list, a SELECT of the first column of every
+ * index of the table its one bound parameter names (baton check). */
 typedef struct expr_work {
-    const char *temp_schema, *work_schema, *work_schema_ddl, *work_create, *work_list;
+    const char *temp_schema, *work_schema, *work_schema_ddl, *work_create, *work_list, *index_list;
 } expr_work;
+/* Whether a column of the declared type (as the source's columns()
+ * names it) holds a field of baton type `type`: 1 yes, 0 no, -1 not
+ * judged (SQLite's affinities, types the dialect does not know). */
+int expr_dialect_type_ok(const expr_dialect *d, int type, const char *declared);
 const expr_work *expr_dialect_work(const expr_dialect *d, expr_work *w);
 /* A SQL condition on the value `sql` in the dialect (a new string):
  * EXPR_COND_TRUE, it is stored true (a consent: 1 or boolean true, never

@@ -46,7 +46,45 @@ struct expr_dialect {
     /* expr_dialect_cond: a stored value that is true (consent), a text
      * that is blank (space and tab trimmed, as dispatch_recipient) */
     const char *is_true, *is_blank;
+    /* expr_dialect_work's index_list; type_ok: whether a column of a
+     * declared type holds a field of a baton type (NULL: not checked) */
+    const char *index_list;
+    int (*type_ok)(int type, const char *declared);
 };
+
+/* PostgreSQL's format_type() names, as the compiled SQL needs them: a
+ * timestamp compared with a timestamptz parameter, a bool as a WHERE.
+ * 1 fits, 0 does not, -1 a type not judged here (domains, enums...). */
+static int pg_type_ok(int type, const char *t)
+{
+    static const char *const ints[] = {"smallint", "integer", "bigint", NULL};
+    static const char *const texts[] = {
+        "text", "character varying", "character", "citext", "uuid", "name", NULL};
+    static const char *const known[] = {"boolean",   "real", "double precision", "numeric", "date",
+                                        "timestamp", "time", "interval",         "json",    "jsonb",
+                                        "bytea",     NULL};
+    int is_int = 0, is_text = 0, is_known = 0;
+    for (const char *const *k = ints; *k; k++)
+        is_int |= !strcmp(t, *k);
+    for (const char *const *k = texts; *k; k++)
+        is_text |= !strncmp(t, *k, strlen(*k));
+    for (const char *const *k = known; *k; k++)
+        is_known |= !strncmp(t, *k, strlen(*k));
+    if (!is_int && !is_text && !is_known)
+        return -1;
+    int num =
+        is_int || !strncmp(t, "numeric", 7) || !strcmp(t, "real") || !strcmp(t, "double precision");
+    switch (type) {
+    case BATON_T_STRING: return is_text;
+    case BATON_T_INT: return is_int || !strncmp(t, "numeric", 7);
+    case BATON_T_FLOAT: return num;
+    case BATON_T_BOOL: return !strcmp(t, "boolean");
+    case BATON_T_DATE: return !strcmp(t, "date") || !strncmp(t, "timestamp", 9);
+    case BATON_T_TIMESTAMP: return !strncmp(t, "timestamp", 9) || !strcmp(t, "date");
+    case BATON_T_DURATION: return is_int || !strncmp(t, "interval", 8);
+    default: return -1;
+    }
+}
 
 const expr_dialect expr_dialect_sqlite = {
     .name = "sqlite",
@@ -81,6 +119,11 @@ const expr_dialect expr_dialect_sqlite = {
     .latin_case = 1,
     .is_true = "coalesce((@1) <> 0, 0) = 1",
     .is_blank = "coalesce(trim(@1, ' ' || char(9)), '') = ''",
+    /* an INTEGER PRIMARY KEY is the rowid itself: indexed, though no
+     * index lists it */
+    .index_list = "SELECT ii.name FROM pragma_index_list(?1) AS il, pragma_index_info(il.name) "
+                  "AS ii WHERE ii.seqno = 0 UNION ALL SELECT name FROM pragma_table_info(?1) "
+                  "WHERE pk = 1 AND upper(type) = 'INTEGER'",
     .temp_schema = "temp",
     .work_create = "CREATE TABLE",
     .work_list = "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, "
@@ -125,6 +168,12 @@ const expr_dialect expr_dialect_postgresql = {
      * are recomputed when lost, so UNLOGGED, in a schema of baton's own */
     .is_true = "coalesce(CAST(@1 AS BOOLEAN), FALSE)",
     .is_blank = "coalesce(btrim(CAST(@1 AS TEXT), E' \\t'), '') = ''",
+    .index_list = "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = "
+                  "i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = (SELECT c.oid FROM "
+                  "pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN "
+                  "unnest(current_schemas(false)) WITH ORDINALITY AS sp(name, pos) ON n.nspname = "
+                  "sp.name WHERE c.relname = $1::text ORDER BY sp.pos LIMIT 1)",
+    .type_ok = pg_type_ok,
     .temp_schema = "pg_temp",
     .work_schema = "baton_work",
     .work_schema_ddl = "CREATE SCHEMA IF NOT EXISTS baton_work",
@@ -150,9 +199,14 @@ const expr_work *expr_dialect_work(const expr_dialect *d, expr_work *w)
 {
     if (!d)
         d = &expr_dialect_sqlite;
-    *w = (expr_work){d->temp_schema, d->work_schema, d->work_schema_ddl, d->work_create,
-                     d->work_list};
+    *w = (expr_work){d->temp_schema, d->work_schema, d->work_schema_ddl,
+                     d->work_create, d->work_list,   d->index_list};
     return w;
+}
+
+int expr_dialect_type_ok(const expr_dialect *d, int type, const char *declared)
+{
+    return d && d->type_ok && declared ? d->type_ok(type, declared) : -1;
 }
 
 char *expr_dialect_cond(const expr_dialect *d, expr_cond which, const char *sql)

@@ -459,6 +459,65 @@ static void test_bad_input(void **st)
         pg_server_psql(&pg, "ALTER TABLE reservations_old RENAME TO reservations", NULL), 0);
 }
 
+/* check reads the catalog: a column of a type that cannot hold its
+ * field is an error, a link column without an index a warning (on
+ * SQLite too); the data as generated has neither. */
+static void test_check_reads_catalog(void **st)
+{
+    const char *cfgs[] = {sq_cfg, pg_cfg};
+    for (int i = 0; i < 2; i++) {
+        char *out = NULL, *err = NULL;
+        int rc = run_baton(dir, cfgs[i], &out, &err, "check");
+        if (rc != 0 || strstr(err, "index"))
+            fail_msg("check %s: %d: %s%s", cfgs[i], rc, out, err);
+        free(out);
+        free(err);
+    }
+    assert_int_equal(pg_server_psql(&pg,
+                                    "ALTER TABLE orders ALTER COLUMN created_at TYPE text; DROP "
+                                    "INDEX reservations_store",
+                                    NULL),
+                     0);
+    char *out = NULL, *err = NULL;
+    assert_int_equal(run_baton(dir, pg_cfg, &out, &err, "check"), 2);
+    if (!strstr(err, "field orders.created_at is a timestamp, but column 'created_at' of table "
+                     "'orders' of source 'crm' is text"))
+        fail_msg("%s", err);
+    free(out);
+    free(err);
+    assert_int_equal(pg_server_psql(&pg,
+                                    "ALTER TABLE orders ALTER COLUMN created_at TYPE timestamptz "
+                                    "USING created_at::timestamptz",
+                                    NULL),
+                     0);
+    out = err = NULL;
+    assert_int_equal(run_baton(dir, pg_cfg, &out, &err, "check"), 0);
+    if (!strstr(err, "warning: link reservations.store: table 'reservations' of source 'crm' has "
+                     "no index on 'store_id'"))
+        fail_msg("%s", err);
+    free(out);
+    free(err);
+    assert_int_equal(
+        pg_server_psql(&pg, "CREATE INDEX reservations_store ON reservations (store_id)", NULL), 0);
+    char *cmd;
+    if (asprintf(&cmd, "sqlite3 %s/var/crm.db 'DROP INDEX orders_profile'", dir) < 0)
+        abort();
+    assert_int_equal(run_capture(cmd, NULL, NULL), 0);
+    free(cmd);
+    out = err = NULL;
+    assert_int_equal(run_baton(dir, sq_cfg, &out, &err, "check"), 0);
+    if (!strstr(err, "link orders.profile: table 'orders' of source 'crm' has no index on "
+                     "'profile_id'"))
+        fail_msg("%s", err);
+    free(out);
+    free(err);
+    if (asprintf(&cmd, "sqlite3 %s/var/crm.db 'CREATE INDEX orders_profile ON orders (profile_id)'",
+                 dir) < 0)
+        abort();
+    assert_int_equal(run_capture(cmd, NULL, NULL), 0);
+    free(cmd);
+}
+
 /* ------------------------------------------------------------------ */
 /* Runs in this process, to the fake channel                           */
 /* ------------------------------------------------------------------ */
@@ -651,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_runs_export_the_same),
         cmocka_unit_test(test_work_tables_kept_and_swept),
         cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_check_reads_catalog),
         cmocka_unit_test(test_runs_deliver_the_same_messages),
         cmocka_unit_test(test_server_killed_during_run),
     };
