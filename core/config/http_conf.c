@@ -17,6 +17,9 @@ static const baton_config_key http_keys[] = {
     {.name = "public_url",
      .type = BATON_CFG_STRING,
      .help = "base of unsubscribe and tracking links, e.g. \"https://news.example.com\""},
+    {.name = "link_secret",
+     .type = BATON_CFG_STRING,
+     .help = "signs unsubscribe and tracking links (16+ characters; \"${env:NAME}\")"},
     {.name = "tls_cert", .type = BATON_CFG_PATH, .help = "PEM certificate (with tls_key: HTTPS)"},
     {.name = "tls_key", .type = BATON_CFG_PATH, .help = "PEM private key"},
     {.name = "web_root",
@@ -232,6 +235,19 @@ void conf_http_load(conf_http *h, const config_setting_t *g, const char *dir, di
         while (n > 0 && h->public_url[n - 1] == '/')
             h->public_url[--n] = 0;
     }
+    v = keymap_get(&vals, "link_secret");
+    if (v->present && v->s) {
+        if (strlen(v->s) < 16)
+            diag_error(d, h->file, v->line,
+                       "http.link_secret is shorter than 16 characters; use a long random one "
+                       "(e.g. openssl rand -hex 32, kept in the environment: "
+                       "\"${env:BATON_LINK_SECRET}\")");
+        h->link_secret = xstrdup(v->s);
+    }
+    if (h->public_url && !h->link_secret)
+        diag_error(d, h->file, keymap_get(&vals, "public_url")->line,
+                   "http.public_url needs http.link_secret, which signs the links made on it "
+                   "(link_secret = \"${env:BATON_LINK_SECRET}\")");
     v = keymap_get(&vals, "tls_cert");
     if (v->present)
         h->tls_cert = xstrdup(v->s);
@@ -273,6 +289,9 @@ void conf_http_free(conf_http *h)
     free(h->listen);
     free(h->host);
     free(h->public_url);
+    if (h->link_secret)
+        explicit_bzero(h->link_secret, strlen(h->link_secret));
+    free(h->link_secret);
     free(h->tls_cert);
     free(h->tls_key);
     free(h->web_root);

@@ -30,6 +30,7 @@ typedef struct conf_http {
     char *host;   /* "127.0.0.1", "::1" */
     int port;
     char *public_url;         /* NULL when unset */
+    char *link_secret;        /* signs public links (delivery/linktoken); never logged */
     char *tls_cert, *tls_key; /* resolved paths, or NULL */
     char *web_root;           /* resolved path, or NULL: the default */
     conf_token *tokens;
