@@ -70,6 +70,15 @@ void check_schemas(struct app *a, struct diag *d, FILE *out)
             } else {
                 if (is_profiles)
                     check_channel_fields(a, schema_entity_find(&s, "profiles"), d);
+                const schema_field *tz =
+                    is_profiles && a->conf.profiles_tz
+                        ? schema_field_find(schema_entity_find(&s, "profiles"), a->conf.profiles_tz)
+                        : NULL;
+                if (is_profiles && a->conf.profiles_tz && (!tz || tz->type != BATON_T_STRING))
+                    diag_error(d, a->conf.path, a->conf.profiles_tz_line,
+                               "profiles_timezone = \"%s\" must name a string field of profiles "
+                               "(%s)",
+                               a->conf.profiles_tz, tz ? "it is not a string" : "it has none");
                 size_t links = 0;
                 for (size_t k = 0; k < s.nentities; k++)
                     links += s.entities[k].nlinks;

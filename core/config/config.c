@@ -23,9 +23,9 @@ static const struct {
     {"events", BATON_KIND_EVENT},
 };
 
-static const char *const top_keys[] = {"baton",    "sources", "profiles", "channels",
-                                       "actions",  "events",  "caps",     "campaigns",
-                                       "journeys", "http",    NULL};
+static const char *const top_keys[] = {"baton",     "sources",  "profiles", "profiles_timezone",
+                                       "channels",  "actions",  "events",   "caps",
+                                       "campaigns", "journeys", "http",     NULL};
 
 const char *conf_kind_name(baton_kind k)
 {
@@ -423,6 +423,21 @@ int conf_load(conf *c, const char *path, diag *d)
         }
     }
 
+    /* the profiles field holding each profile's IANA zone (journeys'
+     * local time); checked against the schema where the schema is read */
+    config_setting_t *tzf = config_setting_get_member(root, "profiles_timezone");
+    if (tzf) {
+        const char *v =
+            config_setting_type(tzf) == CONFIG_TYPE_STRING ? config_setting_get_string(tzf) : NULL;
+        if (!v || !*v)
+            diag_error(d, config_setting_source_file(tzf), (int)config_setting_source_line(tzf),
+                       "profiles_timezone must name a field of profiles, e.g. profiles_timezone "
+                       "= \"tz\";");
+        else
+            c->profiles_tz = xstrdup(v);
+        c->profiles_tz_line = (int)config_setting_source_line(tzf);
+    }
+
     config_setting_t *caps = config_setting_get_member(root, "caps");
     if (caps)
         load_caps(c, caps, d);
@@ -430,8 +445,9 @@ int conf_load(conf *c, const char *path, diag *d)
 
     /* campaigns and journeys: lists of files or folders */
     const baton_config_key *maps[] = {top_lists};
-    static const char *const ignore[] = {"baton",  "sources", "profiles", "channels", "actions",
-                                         "events", "caps",    "http",     NULL};
+    static const char *const ignore[] = {"baton",    "sources", "profiles", "profiles_timezone",
+                                         "channels", "actions", "events",   "caps",
+                                         "http",     NULL};
     keymap_values vals = {0};
     diag scratch;
     diag_init(&scratch); /* unknown top-level keys were reported above */
@@ -472,6 +488,7 @@ void conf_free(conf *c)
         free(c->caps[i].channel);
     free(c->caps);
     free(c->quiet_tz);
+    free(c->profiles_tz);
     conf_http_free(&c->http);
     free(c->profiles);
     free(c->data_dir);

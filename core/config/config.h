@@ -47,7 +47,9 @@ typedef struct conf {
 
     conf_use *uses;
     size_t nuses;
-    char *profiles; /* name of the source holding the profiles entity */
+    char *profiles;    /* name of the source holding the profiles entity */
+    char *profiles_tz; /* profiles_timezone: the field with a profile's IANA zone */
+    int profiles_tz_line;
 
     conf_cap *caps;
     size_t ncaps;

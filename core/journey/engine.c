@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/mem.h"
 #include "base/timefmt.h"
+#include "base/zone.h"
 #include "lang/expr.h"
 
 static const char *const ddl =
@@ -110,6 +111,7 @@ typedef struct jinst {
     json_t *results;
     char *reason;
     char *stored_node; /* node id as stored, when the journey no longer has it */
+    int wall_passed;   /* a send's local_time came: send now (not saved) */
 } jinst;
 
 static void inst_free(jinst *in)
@@ -575,6 +577,35 @@ static void scope_for(jengine *e, jinst *in, json_t *event, int64_t now, jscope 
     s->ud = e->ops.ud;
 }
 
+/* The zone of the instance's profile: its profiles_timezone field when
+ * that names a zone, else caps.quiet_hours.timezone, else UTC. */
+static const zone *profile_zone(const jinst *in, jscope *sc)
+{
+    const journey *j = in->j;
+    if (j->tz_field) {
+        if (!sc->profile_loaded) { /* as the conditions read it: once per step */
+            sc->profile_loaded = 1;
+            sc->profile_row = sc->profile ? sc->profile(sc->ud, sc->profile_id) : NULL;
+        }
+        const char *name = json_string_value(json_object_get(sc->profile_row, j->tz_field));
+        const zone *z = name ? zone_find(name) : NULL;
+        if (z)
+            return z;
+    }
+    const zone *z = j->tz_default ? zone_find(j->tz_default) : NULL;
+    return z ? z : zone_find("UTC");
+}
+
+/* The next time (ms) the wall clock reads n's time of day: in the
+ * profile's zone, or UTC. From is excluded, except that a send whose
+ * minute has come goes at once (from - 59 s). */
+static int64_t next_wall_ms(const jinst *in, const jnode *n, jscope *sc, int64_t now, int slack)
+{
+    const zone *z = n->wall_local ? profile_zone(in, sc) : zone_find("UTC");
+    int64_t from = now / 1000 - (slack ? 60 : 0);
+    return zone_next_wall(z, from, n->wall_min) * 1000;
+}
+
 static void set_failed(jengine *e, jinst *in, const char *prefix, const char *what)
 {
     in->state = "failed";
@@ -669,10 +700,14 @@ static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, cha
             break;
         }
         const jnode *n = &in->j->nodes[at];
+        int resumed = in->wall_passed && in->node == at; /* a send whose local_time came */
+        in->wall_passed = 0;
         in->node = at;
-        path_add(in, n->id);
-        if (e->ops.step)
-            e->ops.step(e->ops.ud, in->j, in->profile, n->id, now);
+        if (!resumed) {
+            path_add(in, n->id);
+            if (e->ops.step)
+                e->ops.step(e->ops.ud, in->j, in->profile, n->id, now);
+        }
         sc->results = in->results;
         char why[512];
         if (n->type == JN_CONDITION) {
@@ -702,7 +737,9 @@ static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, cha
             at = b ? b->next : -1;
         } else if (n->type == JN_WAIT) {
             int64_t due;
-            if (n->duration_ms >= 0) {
+            if (n->wall_min >= 0) {
+                due = next_wall_ms(in, n, sc, now, 0);
+            } else if (n->duration_ms >= 0) {
                 due = now + n->duration_ms;
             } else if (jcond_timestamp(&n->until, sc, &due, why, sizeof why)) {
                 set_failed(e, in, "until", why);
@@ -724,6 +761,14 @@ static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, cha
             snprintf(key, sizeof key, "j:%s:%lld:%s:%zu", in->j->name, (long long)in->id, n->id,
                      in->steps);
             jsend_req r = {key, in->id, in->j, n, in->profile, in->event, in->results, NULL, now};
+            if (n->type == JN_SEND && n->wall_min >= 0 && !resumed) {
+                int64_t due = next_wall_ms(in, n, sc, now, 1);
+                if (due > now) { /* held at the node until then */
+                    in->wait = "timer";
+                    in->due = due;
+                    break;
+                }
+            }
             if (n->type == JN_SEND) {
                 int on = !e->ops.channel_enabled || e->ops.channel_enabled(e->ops.ud, n->channel);
                 char status[300] = "skipped: channel disabled";
@@ -1195,6 +1240,10 @@ int jengine_fire(jengine *e, int64_t now_ms, size_t max, size_t *fired, char *er
         } else if (!strcmp(in.state, "active") && in.due == t.due_ms && in.wait && in.node >= 0) {
             const jnode *n = &in.j->nodes[in.node];
             int next = n->type == JN_WAIT ? n->next : n->type == JN_WAIT_EVENT ? n->on_timeout : -2;
+            if (n->type == JN_SEND && n->wall_min >= 0) { /* its local_time: send it now */
+                in.wall_passed = 1;
+                next = in.node;
+            }
             if (next != -2) {
                 (*fired)++;
                 e->stats.timers_fired++;

@@ -66,6 +66,10 @@ typedef struct jnode {
     /* wait */
     int64_t duration_ms; /* -1 when `until` is used */
     jcond until;
+    /* wait until = "next 09:00" (wall_local: local = true, the profile's
+     * zone) and send local_time = "09:00" (always the profile's zone):
+     * minutes after midnight, -1 when unset */
+    int wall_min, wall_local;
     /* wait_event */
     char *event;
     jcond filter;
@@ -123,6 +127,10 @@ typedef struct journey {
     uint64_t hash;
     int version;
     void *schema; /* what the compiled expressions point into; freed last */
+    /* local time: the profiles field with a profile's zone
+     * (profiles_timezone), and the zone of a profile without one
+     * (caps.quiet_hours.timezone; NULL: UTC) */
+    char *tz_field, *tz_default;
 } journey;
 
 /* Parse and check one journey file. `a` (may be NULL) supplies the

@@ -196,6 +196,17 @@ static const char *const *channel_parts(pctx *p, const char *channel)
     return ops ? ops->parts : NULL;
 }
 
+/* "HH:MM" as minutes after midnight, or -1. */
+static int hhmm(const char *s)
+{
+    int h, m;
+    char end;
+    if (!s || strlen(s) != 5 || sscanf(s, "%2d:%2d%c", &h, &m, &end) != 2 || s[2] != ':' || h < 0 ||
+        h > 23 || m < 0 || m > 59)
+        return -1;
+    return h * 60 + m;
+}
+
 static void parse_send(pctx *p, const config_setting_t *g, jnode *n, const char *where)
 {
     int line;
@@ -223,6 +234,17 @@ static void parse_send(pctx *p, const config_setting_t *g, jnode *n, const char 
         if (!strcmp(name, "id") || !strcmp(name, "type") || !strcmp(name, "channel") ||
             !strcmp(name, "next"))
             continue;
+        if (!strcmp(name, "local_time")) { /* sent at that time of the profile's day */
+            const char *v = opt_string(p, g, "local_time", where, NULL);
+            n->wall_min = hhmm(v);
+            n->wall_local = 1;
+            if (v && n->wall_min < 0)
+                diag_error(p->d, p->file, line_of(s),
+                           "%s: local_time = \"%s\" is not a time of day; expected \"HH:MM\", "
+                           "e.g. \"09:00\"",
+                           where, v);
+            continue;
+        }
         if (config_setting_type(s) != CONFIG_TYPE_STRING) {
             diag_error(p->d, p->file, line_of(s), "%s: %s must be a string (message content)",
                        where, name);
@@ -412,6 +434,7 @@ static void parse_node(pctx *p, const config_setting_t *g, size_t idx)
     n->line = line_of(g);
     n->next = n->otherwise = n->on_event = n->on_timeout = n->on_error = -1;
     n->duration_ms = n->timeout_ms = -1;
+    n->wall_min = -1;
     char where[256];
     snprintf(where, sizeof where, "nodes[%zu]", idx);
     if (!config_setting_is_group(g)) {
@@ -458,8 +481,56 @@ static void parse_node(pctx *p, const config_setting_t *g, size_t idx)
         break;
     }
     case JN_WAIT: {
-        static const char *const keys[] = {"id", "type", "duration", "until", "next", NULL};
+        static const char *const keys[] = {"id",    "type", "duration", "until",
+                                           "local", "wait", "next",     NULL};
         check_keys(p, g, where, keys, 0);
+        /* wait = { until = "next 09:00"; local = true; } says the same as
+         * the two keys on the node */
+        const config_setting_t *wg = config_setting_get_member(g, "wait");
+        if (wg && !config_setting_is_group(wg)) {
+            diag_error(p->d, p->file, line_of(wg),
+                       "%s: wait must be a group { until = \"next 09:00\"; local = true; }", where);
+            wg = NULL;
+        }
+        if (wg) {
+            static const char *const wkeys[] = {"until", "local", NULL};
+            check_keys(p, wg, where, wkeys, 0);
+        }
+        const config_setting_t *src = wg ? wg : g;
+        const config_setting_t *us = config_setting_get_member(src, "until");
+        const char *uv = us && config_setting_type(us) == CONFIG_TYPE_STRING
+                             ? config_setting_get_string(us)
+                             : NULL;
+        const config_setting_t *ls = config_setting_get_member(src, "local");
+        if (ls && config_setting_type(ls) != CONFIG_TYPE_BOOL)
+            diag_error(p->d, p->file, line_of(ls), "%s: local must be true or false", where);
+        else if (ls)
+            n->wall_local = config_setting_get_bool(ls);
+        if (uv && !strncmp(uv, "next ", 5)) { /* a time of day, not an expression */
+            n->wall_min = hhmm(uv + 5);
+            if (n->wall_min < 0)
+                diag_error(p->d, p->file, line_of(us),
+                           "%s: until = \"%s\": expected \"next HH:MM\" (e.g. \"next 09:00\") "
+                           "or a timestamp expression",
+                           where, uv);
+            if (config_setting_get_member(g, "duration"))
+                diag_error(p->d, p->file, n->line,
+                           "%s: a wait needs exactly one of duration = \"1h\" or until = "
+                           "\"<timestamp expression>\"",
+                           where);
+            link_key(p, g, "next", &n->next, where, n->id, 1);
+            break;
+        }
+        if (wg)
+            diag_error(p->d, p->file, line_of(wg),
+                       "%s: wait = { ... } takes until = \"next HH:MM\" (for a timestamp "
+                       "expression, write until = \"...\" on the node)",
+                       where);
+        else if (ls && n->wall_local)
+            diag_error(p->d, p->file, line_of(ls),
+                       "%s: local = true needs until = \"next HH:MM\" (a time of the profile's "
+                       "day)",
+                       where);
         int has_d = config_setting_get_member(g, "duration") != NULL;
         int has_u = config_setting_get_member(g, "until") != NULL;
         if (has_d == has_u)
@@ -1027,6 +1098,10 @@ journey *journey_load_text(const char *path, const char *text, struct app *a, di
         goto out;
     }
     j->line = line_of(root);
+    if (a && a->conf.profiles_tz)
+        j->tz_field = xstrdup(a->conf.profiles_tz);
+    if (a && a->conf.quiet && a->conf.quiet_tz)
+        j->tz_default = xstrdup(a->conf.quiet_tz);
     {
         /* action and wait_event node ids name their results (an action's
          * response, the event a wait received) in expressions: know them
@@ -1148,6 +1223,8 @@ void journey_free(journey *j)
     cond_free(&j->profiles_filter);
     free(j->audience);
     free(j->sched_timezone);
+    free(j->tz_field);
+    free(j->tz_default);
     free(j->entry_event);
     free(j->name);
     free(j->file);

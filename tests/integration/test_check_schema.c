@@ -106,10 +106,49 @@ static void test_good_schema_and_missing_profiles(void **st)
     free(dir);
 }
 
+/* profiles_timezone names a string field of profiles. */
+static void test_profiles_timezone(void **st)
+{
+    char *dir = tmpdir_make("schema");
+    char *cfg = config(dir);
+    char *sch = file_write(dir, "schema.cfg",
+                           "entities: { profiles: { key = \"id\"; fields: { id = \"string\"; tz = "
+                           "\"string\"; n = \"int\"; }; }; };\n");
+    char *out, *err;
+    const char *cases[][2] = {{"tz", NULL},
+                              {"zone", "profiles_timezone = \"zone\" must name a string field of "
+                                       "profiles (it has none)"},
+                              {"n", "profiles_timezone = \"n\" must name a string field of "
+                                    "profiles (it is not a string)"}};
+    for (size_t i = 0; i < 3; i++) {
+        FILE *f = fopen(cfg, "a");
+        assert_non_null(f);
+        fprintf(f, "profiles_timezone = \"%s\";\n", cases[i][0]);
+        fclose(f);
+        int rc = check(cfg, &out, &err);
+        if (!cases[i][1]) {
+            assert_int_equal(rc, 0);
+        } else {
+            assert_int_equal(rc, 2);
+            if (!strstr(err, cases[i][1]))
+                fail_msg("expected '%s' in:\n%s", cases[i][1], err);
+        }
+        free(out);
+        free(err);
+        free(cfg);
+        cfg = config(dir); /* again without it */
+    }
+    tmpdir_remove(dir);
+    free(sch);
+    free(cfg);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_broken_schema),
+        cmocka_unit_test(test_profiles_timezone),
         cmocka_unit_test(test_good_schema_and_missing_profiles),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "plugin/app.h"
+#include "base/timefmt.h"
 #include "journey/event.h"
 #include "journey/journey.h"
 #include "journey/report.h"
@@ -706,6 +707,125 @@ static void test_sim_reaction_data(void **st)
     json_decref(out);
 }
 
+/* Local time: waits until 09:00 on each profile's wall clock
+ * (profiles_timezone "tz"), the second one after that zone's daylight
+ * saving change, then a send held until 18:30 local. Paris, New York and
+ * Sydney (whose clocks go back), and a profile whose zone is unknown
+ * (UTC, as is one without caps.quiet_hours). The simulated clock jumps
+ * from timer to timer; the times are those the engine ran the nodes at. */
+static json_t *tz_profile(void *ud, const char *id)
+{
+    const char *tz = !strcmp(id, "par")   ? "Europe/Paris"
+                     : !strcmp(id, "nyc") ? "America/New_York"
+                     : !strcmp(id, "syd") ? "Australia/Sydney"
+                                          : "Mars/Olympus_Mons";
+    return json_pack("{s:s, s:s}", "id", id, "tz", tz);
+}
+
+static char tz_log[4096];
+static void tz_step(void *ud, const journey *j, const char *profile, const char *node, int64_t now)
+{
+    char ts[21];
+    timestamp_format(now / 1000, ts);
+    snprintf(tz_log + strlen(tz_log), sizeof tz_log - strlen(tz_log), "%s %s %s\n", profile, node,
+             ts);
+}
+
+static int tz_send(void *ud, const jsend_req *r, char *status, size_t statuslen)
+{
+    tz_step(ud, r->j, r->profile, "sent", r->now_ms);
+    snprintf(status, statuslen, "queued");
+    return 0;
+}
+
+static void test_sim_local_time(void **st)
+{
+    const char *text =
+        "journey: { name = \"tz\"; entry = { event = \"signup\"; };\n"
+        "  start = \"w\"; nodes = (\n"
+        "    { id = \"w\"; type = \"wait\"; until = \"next 09:00\"; local = true; next = \"d\"; "
+        "},\n"
+        "    { id = \"d\"; type = \"wait\"; wait = { until = \"next 09:00\"; local = true; }; next "
+        "= "
+        "\"m\"; },\n"
+        "    { id = \"m\"; type = \"send\"; channel = \"push\"; title = \"Hi\"; local_time = "
+        "\"18:30\"; next = \"u\"; },\n"
+        "    { id = \"u\"; type = \"wait\"; until = \"next 09:00\"; next = \"e\"; },\n"
+        "    { id = \"e\"; type = \"end\"; } ); };\n";
+    const char *events =
+        /* 08:30 CET; the clocks go forward on 2026-03-29 */
+        EV("1", "signup", "par", "2026-03-28T07:30:00Z")
+        /* 08:30 EST; forward on 2026-03-08 */
+        EV("2", "signup", "nyc", "2026-03-07T13:30:00Z")
+        /* 08:30 AEDT on 2026-04-04; back on 2026-04-05 */
+        EV("3", "signup", "syd", "2026-04-03T21:30:00Z")
+            EV("4", "signup", "mars", "2026-03-28T07:30:00Z");
+    diag d;
+    diag_init(&d);
+    journey *j = load_text("tz.cfg", text, &d);
+    if (!j) {
+        diag_print(&d, stderr);
+        fail_msg("journey did not load");
+    }
+    j->tz_field = strdup("tz"); /* profiles_timezone = "tz" */
+    char *ev = file_write(dir, "events.jsonl", events);
+    tz_log[0] = '\0';
+    jengine_ops ops = {.profile = tz_profile, .step = tz_step, .send = tz_send};
+    json_t *out = NULL;
+    char err[256];
+    assert_int_equal(journey_simulate(j, &ops, ev, INT64_MAX, &out, &d, err, sizeof err), 0);
+    assert_path(out, "par", "completed", "w d m u e");
+    /* each profile's lines in order (the log interleaves profiles) */
+    static const char *const want[][7] = {
+        {"par", "w 2026-03-28T07:30:00Z", "d 2026-03-28T08:00:00Z", "m 2026-03-29T07:00:00Z",
+         "sent 2026-03-29T16:30:00Z", "u 2026-03-29T16:30:00Z", "e 2026-03-30T09:00:00Z"},
+        {"nyc", "w 2026-03-07T13:30:00Z", "d 2026-03-07T14:00:00Z", "m 2026-03-08T13:00:00Z",
+         "sent 2026-03-08T22:30:00Z", "u 2026-03-08T22:30:00Z", "e 2026-03-09T09:00:00Z"},
+        {"syd", "w 2026-04-03T21:30:00Z", "d 2026-04-03T22:00:00Z", "m 2026-04-04T23:00:00Z",
+         "sent 2026-04-05T08:30:00Z", "u 2026-04-05T08:30:00Z", "e 2026-04-05T09:00:00Z"},
+        {"mars", "w 2026-03-28T07:30:00Z", "d 2026-03-28T09:00:00Z", "m 2026-03-29T09:00:00Z",
+         "sent 2026-03-29T18:30:00Z", "u 2026-03-29T18:30:00Z", "e 2026-03-30T09:00:00Z"},
+    };
+    for (size_t p = 0; p < 4; p++) {
+        char got[1024] = "", line[128];
+        const char *s = tz_log;
+        while (*s) {
+            const char *nl = strchr(s, '\n');
+            size_t n = (size_t)(nl - s);
+            size_t pl = strlen(want[p][0]);
+            if (n > pl && !strncmp(s, want[p][0], pl) && s[pl] == ' ') {
+                snprintf(line, sizeof line, "%.*s", (int)(n - pl - 1), s + pl + 1);
+                strcat(got, *got ? ", " : "");
+                strcat(got, line);
+            }
+            s = nl + 1;
+        }
+        char exp[1024] = "";
+        for (int k = 1; k < 7; k++) {
+            strcat(exp, k > 1 ? ", " : "");
+            strcat(exp, want[p][k]);
+        }
+        if (strcmp(got, exp))
+            fail_msg("%s:\n  got      %s\n  expected %s", want[p][0], got, exp);
+    }
+    json_decref(out);
+    free(ev);
+    journey_free(j);
+    diag_free(&d);
+    const char *bad = "journey: { name = \"x\"; entry = { event = \"e\"; }; start = \"a\";\n"
+                      " nodes = ( { id = \"a\"; type = \"wait\"; until = \"next 9am\"; next = "
+                      "\"b\"; },\n"
+                      " { id = \"b\"; type = \"wait\"; duration = \"1h\"; local = true; next = "
+                      "\"c\"; },\n"
+                      " { id = \"c\"; type = \"send\"; channel = \"push\"; local_time = \"25:00\"; "
+                      "next = \"z\"; },\n"
+                      " { id = \"z\"; type = \"end\"; } ); };\n";
+    const char *const parts[] = {"2: node 'a': until = \"next 9am\": expected \"next HH:MM\"",
+                                 "3: node 'b': local = true needs until = \"next HH:MM\"",
+                                 "4: node 'c': local_time = \"25:00\" is not a time of day", NULL};
+    expect_errors(bad, parts);
+}
+
 /* A name of a node's result is refused where no path from start passes
  * that node (before it, on another branch, in the entry filter). */
 static void test_file_reads_undefined_result(void **st)
@@ -845,6 +965,7 @@ int main(void)
         cmocka_unit_test(test_sim_wait_event_without_timeout),
         cmocka_unit_test(test_sim_conditions),
         cmocka_unit_test(test_sim_reaction_data),
+        cmocka_unit_test(test_sim_local_time),
         cmocka_unit_test(test_sim_lifecycle),
         cmocka_unit_test(test_file_reads_undefined_result),
         cmocka_unit_test(test_file_expression_errors),
