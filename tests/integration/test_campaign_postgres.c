@@ -329,9 +329,10 @@ static void test_runs_export_the_same(void **st)
     buf c;
     buf_init(&c);
     buf_add(&c, text, (size_t)(cut - text));
-    buf_adds(&c,
-             "    { id = \"keep\"; type = \"save_audience\"; input = \"u\"; name = \"gen_u\"; },\n"
-             "    { id = \"kend\"; type = \"end\"; input = \"keep\"; },\n");
+    buf_adds(
+        &c,
+        "    { id = \"keep\"; type = \"save_audience\"; input = \"rich\"; name = \"gen_u\"; },\n"
+        "    { id = \"kend\"; type = \"end\"; input = \"keep\"; },\n");
     buf_adds(&c, cut);
     char *body = c.data;
     /* rename the campaign so that its exports have their own names */
@@ -363,6 +364,50 @@ static void test_runs_export_the_same(void **st)
                      0);
     assert_string_equal(out, "0\nt\nprofiles\n");
     free(out);
+    /* read back in another campaign, with a reconciled file */
+    buf csv;
+    buf_init(&csv);
+    buf_adds(&csv, "email,item\n");
+    char *emails = NULL; /* the saved audience's, and others */
+    assert_int_equal(pg_server_psql(&pg,
+                                    "SELECT p.email FROM baton_audience_gen_u a JOIN profiles p ON "
+                                    "p.id = a._key WHERE p.email IS NOT NULL",
+                                    &emails),
+                     0);
+    int i = 0;
+    for (char *line = strtok(emails, "\n"); line; line = strtok(NULL, "\n"))
+        buf_addf(&csv, "%s,\"item %d, \"\"red\"\"\"\n", line, i++);
+    free(emails);
+    for (i = 1; i <= 400; i += 3)
+        buf_addf(&csv, "user%d@example.com,\"item %d, \"\"red\"\"\"\n", i, i);
+    buf_adds(&csv, "nobody@example.org,scarf\n");
+    free(file_write(dir, "returns.csv", csv.data));
+    buf_free(&csv);
+    free(file_write(dir, "campaigns/back.cfg",
+                    "campaign: { name = \"back\"; activities = (\n"
+                    "  { id = \"ret\"; type = \"reconcile\"; file = \"../returns.csv\"; "
+                    "dimension = \"profiles\"; column = \"email\"; },\n"
+                    "  { id = \"saved\"; type = \"read_audience\"; name = \"gen_u\"; },\n"
+                    "  { id = \"both\"; type = \"combine\"; op = \"intersection\"; inputs = [ "
+                    "\"ret\", \"saved\" ]; },\n"
+                    "  { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"both\"; "
+                    "columns = [ \"first_name\", \"item\", \"score\" ]; } ); };\n"));
+    a = baton_ok(sq_cfg, "campaign run back");
+    p = baton_ok(pg_cfg, "campaign run back");
+    free(a);
+    if (asprintf(&pa, "%s/var/exports/back-2-out.csv", dir) < 0 ||
+        asprintf(&pb, "%s/varpg/exports/back-2-out.csv", dir) < 0)
+        abort();
+    ea = sorted(pa);
+    eb = sorted(pb);
+    if (!strstr(ea, "red"))
+        fail_msg("back: %s", ea);
+    free(p);
+    assert_string_equal(ea, eb);
+    free(ea);
+    free(eb);
+    free(pa);
+    free(pb);
     buf_free(&b);
     buf_free(&c);
 }
@@ -393,8 +438,8 @@ static void test_work_tables_kept_and_swept(void **st)
                                     "'baton_work' AND c.relkind = 'r' ORDER BY 1",
                                     &out),
                      0);
-    /* run 2 of this data folder (run3 was run 1): a's table, unlogged */
-    assert_string_equal(out, "baton_w2_0_0|u\n");
+    /* run 3 of this data folder (after run3 and back): a's table, unlogged */
+    assert_string_equal(out, "baton_w3_0_0|u\n");
     free(out);
     /* a stray table of a run this install never had */
     assert_int_equal(
@@ -408,7 +453,7 @@ static void test_work_tables_kept_and_swept(void **st)
                                     &out),
                      0);
     /* broken's failed run is still the one --resume would finish */
-    assert_string_equal(out, "baton_w2_0_0\n");
+    assert_string_equal(out, "baton_w3_0_0\n");
     free(out);
 }
 
