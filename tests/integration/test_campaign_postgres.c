@@ -8,7 +8,8 @@
  * messages (keys and rendered columns). A run's work tables are UNLOGGED
  * tables of the schema baton_work, dropped when it ends; those of runs
  * that are gone are swept at the next run's start; saved audiences
- * persist in the database. Runs in this process deliver the same
+ * persist in the database. `journey test` reads profile.*, linked rows
+ * and aggregates alike from both. Runs in this process deliver the same
  * messages (keys and rendered text) to the fake channel from either
  * source; a server killed during a run fails it with the reason, and
  * --resume after the restart finishes it (its UNLOGGED tables emptied by
@@ -563,6 +564,44 @@ static void test_check_reads_catalog(void **st)
     free(cmd);
 }
 
+/* journey test reads profile.*, linked rows and aggregates from either
+ * source with the same answers. */
+static void test_journeys_read_the_same(void **st)
+{
+    free(file_write(
+        dir, "journey.cfg",
+        "journey: { name = \"jt\"; entry = { event = \"visit\"; }; start = \"c\"; nodes = (\n"
+        "  { id = \"c\"; type = \"condition\"; branches = ( { when = \"count(profile.orders where "
+        "amount > 150) >= 2 and profile.consent_email\"; next = \"mail\"; } ); otherwise = "
+        "\"other\"; },\n"
+        "  { id = \"mail\"; type = \"send\"; channel = \"mail\"; next = \"done\";\n"
+        "    text = \"{{ profile.first_name }} {{ count(profile.orders) }} {{ "
+        "round(sum(profile.orders.amount), 2) }} {{ max(profile.orders.created_at) }} {{ "
+        "profile.birth_date }} {{ profile.created_at }} {{ profile.tier }} {{ profile.score }} {{ "
+        "profile.consent_sms }} {{#each profile.orders limit 2}}{{ id }}@{{ store.city }} "
+        "{{/each}}\"; },\n"
+        "  { id = \"other\"; type = \"send\"; channel = \"mail\"; next = \"done\";\n"
+        "    text = \"{{ profile.id }} {{ min(profile.orders.amount) }} {{ "
+        "exists(profile.reservations where party > 4) }} {{ avg(profile.orders.amount) }}\"; },\n"
+        "  { id = \"done\"; type = \"end\"; } ); };\n"));
+    buf ev;
+    buf_init(&ev);
+    for (int i = 1; i <= 60; i++)
+        buf_addf(&ev,
+                 "{\"id\": \"e%d\", \"type\": \"visit\", \"profile\": \"p%d\", \"time\": "
+                 "\"2026-09-01T10:00:00Z\"}\n",
+                 i, i * 7);
+    free(file_write(dir, "events.jsonl", ev.data));
+    buf_free(&ev);
+    char *a = baton_ok(sq_cfg, "journey test journey.cfg --events events.jsonl --json");
+    char *b = baton_ok(pg_cfg, "journey test journey.cfg --events events.jsonl --json");
+    assert_non_null(strstr(a, "@Paris") ? a : strstr(a, "@Lyon"));
+    assert_non_null(strstr(a, "\"other\""));
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+}
+
 /* ------------------------------------------------------------------ */
 /* Runs in this process, to the fake channel                           */
 /* ------------------------------------------------------------------ */
@@ -756,6 +795,7 @@ int main(void)
         cmocka_unit_test(test_work_tables_kept_and_swept),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_check_reads_catalog),
+        cmocka_unit_test(test_journeys_read_the_same),
         cmocka_unit_test(test_runs_deliver_the_same_messages),
         cmocka_unit_test(test_server_killed_during_run),
     };
