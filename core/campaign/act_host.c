@@ -406,7 +406,9 @@ int ah_expr_sql(baton_activity_ctx *x, const char *path, const char *text, const
         *type = rt < 0 ? BATON_T_STRING : (baton_type)rt;
     size_t mark = x->q.sql.len;
     char err[512];
-    int rc = expr_to_sql(ex, alias ? alias : "t", e->dialect, e->now, &x->q, err, sizeof err);
+    expr_groups_collect(e->groups, !x->running);
+    int rc = expr_to_sql_grouped(ex, alias ? alias : "t", e->dialect, e->now, e->groups, &x->q, err,
+                                 sizeof err);
     if (rc != 0)
         ah_error(x, path, "%s: %s", path ? path : "expression", err);
     else if (out)

@@ -54,6 +54,25 @@ int64_t camp_count(camp_env *e, const char *table, char *err, size_t errlen)
     return n;
 }
 
+static int groups_exec(void *ud, const char *sql, const baton_value *params, size_t n, char *err,
+                       size_t errlen)
+{
+    return camp_sql(ud, sql, params, n, NULL, NULL, err, errlen);
+}
+
+/* The grouped tables of aggregates live as long as the activities' work
+ * tables, named like them. */
+static void groups_name(camp_env *e)
+{
+    expr_work w;
+    expr_dialect_work(e->dialect, &w);
+    char *p = e->plan ? xasprintf("%s.baton_plan_g", w.temp_schema)
+                      : xasprintf("%s%sbaton_w%lld_g", w.work_schema ? w.work_schema : "",
+                                  w.work_schema ? "." : "", (long long)e->run_id);
+    expr_groups_prefix(e->groups, p);
+    free(p);
+}
+
 /* ------------------------------------------------------------------ */
 /* Source and schema                                                   */
 /* ------------------------------------------------------------------ */
@@ -326,6 +345,7 @@ int camp_env_open(camp_env *e, app *a, campaign *c, act_registry *reg, unsigned 
                    e->ops->dialect);
         return -1;
     }
+    e->groups = expr_groups_new(e->dialect, "baton_g", groups_exec, e);
     if (instance_start(e->src) != 0) {
         diag_error(d, e->src->file, e->src->line, "%s: %s", e->src->where, e->src->error);
         return -1;
@@ -364,6 +384,7 @@ void camp_env_close(camp_env *e)
         camp_send_free(s->send);
     }
     free(e->s);
+    expr_groups_free(e->groups);
     if (e->have_schema)
         schema_free(&e->sch);
     memset(e, 0, sizeof *e);
@@ -622,6 +643,7 @@ void camp_drop_tables(camp_env *e)
             free(t);
         }
     }
+    expr_groups_drop(e->groups);
 }
 
 static int run_one(camp_env *e, size_t i)
@@ -696,6 +718,7 @@ static int run_one(camp_env *e, size_t i)
 
 int camp_execute(camp_env *e)
 {
+    groups_name(e);
     for (size_t k = 0; k < e->c->norder; k++) {
         size_t i = e->c->order[k];
         if (e->s[i].done)

@@ -86,6 +86,7 @@ typedef struct camp_env {
     store *st;      /* state store (runs), NULL in a plan */
     char **proof;   /* --proof addresses */
     size_t nproof;
+    expr_groups *groups;               /* aggregates' grouped work tables */
     act_state *s;                      /* per activity */
     FILE *progress;                    /* a terminal to show progress on, or NULL */
     camp_dispatcher_fn dispatcher_for; /* shared dispatchers (serve), or NULL */

@@ -319,4 +319,37 @@ void expr_sql_ident(expr_sql *q, const expr_dialect *d, const char *name);
 int expr_to_sql(const expr *e, const char *alias, const expr_dialect *d, int64_t now, expr_sql *out,
                 char *err, size_t errlen);
 
+/* Grouped work tables (set-based aggregates). With groups, an aggregate
+ * over a one-to-many link whose value and where read only the linked rows
+ * is computed for every key at once by one GROUP BY scan of the linked
+ * table into a work table keyed by the link's `via` (NULL vias left out),
+ * and the row reads its value by key (count 0 and exists false when the
+ * key has no rows, as in memory). Every aggregate of one link seen so far
+ * is a column of the same table, its where a FILTER: compile every
+ * expression once with collecting on (no SQL runs) and the scan made at
+ * the first use serves them all. Tables are named prefix1, prefix2...;
+ * exec runs each statement (with its bound parameters) on the source the
+ * SQL is for. Aggregates reading an enclosing row (a typed extra field
+ * inside where) stay correlated subqueries. */
+typedef struct expr_groups expr_groups;
+typedef int (*expr_exec_fn)(void *ud, const char *sql, const baton_value *params, size_t nparams,
+                            char *err, size_t errlen);
+expr_groups *expr_groups_new(const expr_dialect *d, const char *prefix, expr_exec_fn exec,
+                             void *ud);
+/* on: register aggregates, make no table (the SQL returned names tables
+ * that do not exist yet). */
+void expr_groups_collect(expr_groups *g, int on);
+/* Name the tables not made yet prefix1, prefix2... (by registration). */
+void expr_groups_prefix(expr_groups *g, const char *prefix);
+/* How many tables were made (and not dropped). */
+size_t expr_groups_made(const expr_groups *g);
+/* Drop every table made; registered aggregates are kept (made again at
+ * their next use). */
+void expr_groups_drop(expr_groups *g);
+void expr_groups_free(expr_groups *g);
+/* expr_to_sql, reading aggregates from groups (NULL: correlated). A
+ * table that fails to be made fails the compile with its error. */
+int expr_to_sql_grouped(const expr *e, const char *alias, const expr_dialect *d, int64_t now,
+                        expr_groups *groups, expr_sql *out, char *err, size_t errlen);
+
 #endif

@@ -50,6 +50,15 @@ struct expr_dialect {
      * declared type holds a field of a baton type (NULL: not checked) */
     const char *index_list;
     int (*type_ok)(int type, const char *declared);
+    /* A grouped work table keyed by "k" (expr_groups): @1 the table, @2
+     * the key and columns ("k" PRIMARY KEY, "c1", ...) for keyed_create,
+     * the SELECT for keyed_fill; keyed_create and keyed_after may be
+     * NULL. */
+    const char *keyed_create, *keyed_fill, *keyed_after;
+    /* keyed_create: the key's declared type by the via field's
+     * baton_type (an affinity the lookups' comparison keeps, so they use
+     * the key's index) */
+    const char *keyed_type[8];
 };
 
 /* PostgreSQL's format_type() names, as the compiled SQL needs them: a
@@ -128,6 +137,11 @@ const expr_dialect expr_dialect_sqlite = {
     .work_create = "CREATE TABLE",
     .work_list = "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, "
                  "length(?1)) = ?1",
+    /* rows stored in key order: the GROUP BY's output goes in as it comes */
+    .keyed_create = "CREATE TABLE @1 (@2) WITHOUT ROWID",
+    .keyed_fill = "INSERT INTO @1 @2",
+    .keyed_after = NULL,
+    .keyed_type = {"", "INTEGER", "INTEGER", "REAL", "TEXT", "", "", "INTEGER"},
 };
 
 /* PostgreSQL: timestamp columns are timestamptz, dates date, bools
@@ -180,6 +194,9 @@ const expr_dialect expr_dialect_postgresql = {
     .work_create = "CREATE UNLOGGED TABLE",
     .work_list = "SELECT tablename FROM pg_tables WHERE schemaname = 'baton_work' AND "
                  "left(tablename, char_length($1)) = $1",
+    .keyed_create = NULL,
+    .keyed_fill = "CREATE TABLE @1 AS @2",
+    .keyed_after = "ALTER TABLE @1 ADD PRIMARY KEY (\"k\")",
 };
 
 const expr_dialect *expr_dialect_find(const char *name)
@@ -298,6 +315,10 @@ typedef struct gen {
     const expr_dialect *d;
     expr_sql *q;
     int64_t now;
+    expr_groups *groups; /* NULL: aggregates as correlated subqueries */
+    int in_group;        /* a grouped table's column: tables by marker */
+    size_t *deps;        /* the group tables the SQL so far reads */
+    size_t ndeps;
     expr_arena arena;
     const char *alias[EXPR_MAX_LEVEL + 2];
     const schema_entity *entity[EXPR_MAX_LEVEL + 2];
@@ -564,6 +585,444 @@ static sqlv gen_ref(gen *g, const node *n)
     return v;
 }
 
+/* --- grouped work tables --------------------------------------------------
+ * An aggregate whose value and where read only the linked rows (no name
+ * of an enclosing row) is the same function of the link's key for every
+ * row: one GROUP BY scan of the linked table computes it for all keys at
+ * once, into a work table keyed by the link's via value; the row then
+ * reads it by its key. Columns of one link go into one table (each with
+ * its where as a FILTER), so aggregates registered before the first use
+ * (expr_groups_collect: a campaign's check sees every activity's) share
+ * one scan. */
+
+typedef struct gcol {
+    char *sql; /* the aggregate over "bg", placeholders numbered from 1 */
+    baton_value *params;
+    size_t nparams;
+    size_t *deps; /* group tables its SQL reads */
+    size_t ndeps;
+} gcol;
+
+typedef struct gtab {
+    const schema_link *link;
+    char *name;
+    gcol *cols;
+    size_t ncols;
+    int state; /* 0 pending, 1 being made, 2 made */
+} gtab;
+
+struct expr_groups {
+    const expr_dialect *d;
+    char *prefix;
+    expr_exec_fn exec;
+    void *ud;
+    int collect;
+    gtab *t;
+    size_t nt;
+};
+
+expr_groups *expr_groups_new(const expr_dialect *d, const char *prefix, expr_exec_fn exec, void *ud)
+{
+    expr_groups *g = xcalloc(1, sizeof *g);
+    g->d = d ? d : &expr_dialect_sqlite;
+    g->prefix = xstrdup(prefix);
+    g->exec = exec;
+    g->ud = ud;
+    return g;
+}
+
+void expr_groups_collect(expr_groups *g, int on)
+{
+    g->collect = on;
+}
+
+void expr_groups_prefix(expr_groups *g, const char *prefix)
+{
+    free(g->prefix);
+    g->prefix = xstrdup(prefix);
+    for (size_t i = 0; i < g->nt; i++)
+        if (g->t[i].state == 0) {
+            free(g->t[i].name);
+            g->t[i].name = xasprintf("%s%zu", prefix, i + 1);
+        }
+}
+
+size_t expr_groups_made(const expr_groups *g)
+{
+    size_t n = 0;
+    for (size_t i = 0; g && i < g->nt; i++)
+        n += g->t[i].state == 2;
+    return n;
+}
+
+void expr_groups_drop(expr_groups *g)
+{
+    for (size_t i = 0; g && i < g->nt; i++) {
+        if (g->t[i].state == 0)
+            continue;
+        char *sql = xasprintf("DROP TABLE IF EXISTS %s", g->t[i].name);
+        char err[256];
+        g->exec(g->ud, sql, NULL, 0, err, sizeof err);
+        free(sql);
+        g->t[i].state = 0;
+    }
+}
+
+static void params_free(baton_value *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i].type == BATON_T_STRING)
+            free((char *)p[i].v.s.ptr);
+    free(p);
+}
+
+void expr_groups_free(expr_groups *g)
+{
+    if (!g)
+        return;
+    for (size_t i = 0; i < g->nt; i++) {
+        for (size_t c = 0; c < g->t[i].ncols; c++) {
+            free(g->t[i].cols[c].sql);
+            params_free(g->t[i].cols[c].params, g->t[i].cols[c].nparams);
+            free(g->t[i].cols[c].deps);
+        }
+        free(g->t[i].cols);
+        free(g->t[i].name);
+    }
+    free(g->t);
+    free(g->prefix);
+    free(g);
+}
+
+static int value_same(const baton_value *a, const baton_value *b)
+{
+    if (a->type != b->type)
+        return 0;
+    switch (a->type) {
+    case BATON_T_NULL: return 1;
+    case BATON_T_BOOL: return a->v.b == b->v.b;
+    case BATON_T_FLOAT: return memcmp(&a->v.f, &b->v.f, sizeof a->v.f) == 0;
+    case BATON_T_STRING:
+        return a->v.s.len == b->v.s.len && memcmp(a->v.s.ptr, b->v.s.ptr, a->v.s.len) == 0;
+    default: return a->v.i == b->v.i;
+    }
+}
+
+static int col_same(const gcol *c, const char *sql, const expr_sql *q)
+{
+    if (strcmp(c->sql, sql) != 0 || c->nparams != q->nparams)
+        return 0;
+    for (size_t i = 0; i < q->nparams; i++)
+        if (!value_same(&c->params[i], &q->params[i]))
+            return 0;
+    return 1;
+}
+
+/* Whether table `to` is read, directly or not, by table `from`. */
+static int reaches(const expr_groups *g, size_t from, size_t to, int depth)
+{
+    if (from == to)
+        return 1;
+    if (depth > 64)
+        return 1; /* cannot be: say yes, the caller starts a table */
+    const gtab *t = &g->t[from];
+    for (size_t c = 0; c < t->ncols; c++)
+        for (size_t k = 0; k < t->cols[c].ndeps; k++)
+            if (reaches(g, t->cols[c].deps[k], to, depth + 1))
+                return 1;
+    return 0;
+}
+
+/* Append frag (placeholders numbered from 1 over params) to q, its
+ * placeholders renumbered after q's. Quoted text is copied as it is. */
+static void splice(const expr_groups *g_names, expr_sql *q, const expr_dialect *d, const char *frag,
+                   const baton_value *params, size_t nparams)
+{
+    size_t base = q->nparams;
+    for (size_t i = 0; i < nparams; i++)
+        add_param(q, &params[i]);
+    char quote = 0;
+    for (const char *p = frag; *p; p++) {
+        if (quote) {
+            buf_addc(&q->sql, *p);
+            if (*p == quote)
+                quote = 0;
+            continue;
+        }
+        if (*p == '\'' || *p == '"') {
+            quote = *p;
+            buf_addc(&q->sql, *p);
+            continue;
+        }
+        if (*p == '\x01') { /* a table read, by number: its name now */
+            char *end;
+            unsigned long t = strtoul(p + 1, &end, 10);
+            buf_adds(&q->sql, t < g_names->nt ? g_names->t[t].name : "NULL");
+            p = *end == '\x01' ? end : end - 1;
+            continue;
+        }
+        if ((*p == '?' || *p == '$') && p[1] >= '0' && p[1] <= '9') {
+            char *end;
+            unsigned long n = strtoul(p + 1, &end, 10);
+            placeholder(&q->sql, d, base + n);
+            p = end - 1;
+            continue;
+        }
+        buf_addc(&q->sql, *p);
+    }
+}
+
+static int materialise(expr_groups *g, size_t ti, char *err, size_t errlen);
+
+static int make_deps(expr_groups *g, const gtab *t, char *err, size_t errlen)
+{
+    for (size_t c = 0; c < t->ncols; c++)
+        for (size_t k = 0; k < t->cols[c].ndeps; k++)
+            if (materialise(g, t->cols[c].deps[k], err, errlen) != 0)
+                return -1;
+    return 0;
+}
+
+static int run_sql(expr_groups *g, const char *tmpl, const char *a, const char *b,
+                   const expr_sql *q, char *err, size_t errlen)
+{
+    if (!tmpl)
+        return 0;
+    char *sql = fill(tmpl, a, b);
+    int rc = g->exec(g->ud, sql, q ? q->params : NULL, q ? q->nparams : 0, err, errlen);
+    free(sql);
+    return rc;
+}
+
+static int materialise(expr_groups *g, size_t ti, char *err, size_t errlen)
+{
+    gtab *t = &g->t[ti];
+    if (t->state == 2)
+        return 0;
+    if (t->state == 1) {
+        snprintf(err, errlen, "grouped table %s reads itself", t->name);
+        return -1;
+    }
+    t->state = 1;
+    if (make_deps(g, t, err, errlen) != 0)
+        return -1;
+    t = &g->t[ti];
+    const expr_dialect *d = g->d;
+    const schema_link *l = t->link;
+    expr_sql q;
+    expr_sql_init(&q);
+    buf defs;
+    buf_init(&defs);
+    buf_addf(&defs, "\"k\" %s PRIMARY KEY", d->keyed_type[l->via->type & 7]);
+    buf_adds(&q.sql, "SELECT \"bg\".");
+    ident(&q.sql, l->via->name);
+    buf_adds(&q.sql, " AS \"k\"");
+    for (size_t c = 0; c < t->ncols; c++) {
+        buf_addf(&defs, ", \"c%zu\"", c);
+        buf_adds(&q.sql, ", ");
+        splice(g, &q, d, t->cols[c].sql, t->cols[c].params, t->cols[c].nparams);
+        buf_addf(&q.sql, " AS \"c%zu\"", c);
+    }
+    buf_adds(&q.sql, " FROM ");
+    ident(&q.sql, l->from->table);
+    buf_adds(&q.sql, " AS \"bg\" WHERE \"bg\".");
+    ident(&q.sql, l->via->name);
+    buf_adds(&q.sql, " IS NOT NULL GROUP BY \"bg\".");
+    ident(&q.sql, l->via->name);
+    char *drop = xasprintf("DROP TABLE IF EXISTS %s", t->name);
+    int rc = g->exec(g->ud, drop, NULL, 0, err, errlen);
+    free(drop);
+    if (rc == 0)
+        rc = run_sql(g, d->keyed_create, t->name, defs.data, NULL, err, errlen);
+    if (rc == 0)
+        rc = run_sql(g, d->keyed_fill, t->name, q.sql.data, &q, err, errlen);
+    if (rc == 0)
+        rc = run_sql(g, d->keyed_after, t->name, NULL, NULL, err, errlen);
+    buf_free(&defs);
+    expr_sql_free(&q);
+    t->state = rc == 0 ? 2 : 0;
+    return rc;
+}
+
+/* The table and column holding the aggregate sql (over q's parameters)
+ * of link l; made now unless collecting. */
+static int group_col(gen *gg, const schema_link *l, const char *sql, const expr_sql *q,
+                     const size_t *deps, size_t ndeps, size_t *table, size_t *col)
+{
+    expr_groups *g = gg->groups;
+    for (size_t i = 0; i < g->nt; i++)
+        if (g->t[i].link == l)
+            for (size_t c = 0; c < g->t[i].ncols; c++)
+                if (col_same(&g->t[i].cols[c], sql, q)) {
+                    *table = i;
+                    *col = c;
+                    goto found;
+                }
+    /* a pending table of the link that none of its reads reach */
+    size_t ti = g->nt;
+    for (size_t i = 0; i < g->nt && ti == g->nt; i++) {
+        if (g->t[i].link != l || g->t[i].state != 0)
+            continue;
+        int cyc = 0;
+        for (size_t k = 0; k < ndeps; k++)
+            cyc |= reaches(g, deps[k], i, 0);
+        if (!cyc)
+            ti = i;
+    }
+    if (ti == g->nt) {
+        g->t = xrealloc(g->t, (g->nt + 1) * sizeof *g->t);
+        gtab *t = &g->t[g->nt++];
+        memset(t, 0, sizeof *t);
+        t->link = l;
+        t->name = xasprintf("%s%zu", g->prefix, ti + 1);
+    }
+    gtab *t = &g->t[ti];
+    t->cols = xrealloc(t->cols, (t->ncols + 1) * sizeof *t->cols);
+    gcol *c = &t->cols[t->ncols++];
+    c->sql = xstrdup(sql);
+    c->nparams = q->nparams;
+    c->params = xcalloc(q->nparams + 1, sizeof *c->params);
+    for (size_t i = 0; i < q->nparams; i++) {
+        c->params[i] = q->params[i];
+        if (q->params[i].type == BATON_T_STRING)
+            c->params[i].v.s.ptr = xstrndup(q->params[i].v.s.ptr, q->params[i].v.s.len);
+    }
+    c->deps = xcalloc(ndeps + 1, sizeof *c->deps);
+    if (ndeps)
+        memcpy(c->deps, deps, ndeps * sizeof *deps);
+    c->ndeps = ndeps;
+    *table = ti;
+    *col = t->ncols - 1;
+found:
+    if (!g->collect && g->t[*table].state != 2) {
+        char err[512];
+        if (materialise(g, *table, err, sizeof err) != 0) {
+            gfail(gg, "cannot make the grouped table of %s.%s: %s", l->to->name,
+                  l->reverse ? l->reverse : l->from->name, err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Whether n's subtree reads only rows at `inner` or deeper. */
+static int self_contained(const node *n, const expr *e, int inner)
+{
+    if (!n)
+        return 1;
+    if ((n->kind == N_REF || n->kind == N_AGG) && e->refs[n->ref]->pub.level < inner)
+        return 0;
+    if (n->kind == N_REF && e->refs[n->ref]->column)
+        return 0;
+    for (size_t i = 0; i < n->nkids; i++)
+        if (!self_contained(n->kids[i], e, inner))
+            return 0;
+    return 1;
+}
+
+static void add_dep(gen *g, size_t t)
+{
+    for (size_t i = 0; i < g->ndeps; i++)
+        if (g->deps[i] == t)
+            return;
+    g->deps = xrealloc(g->deps, (g->ndeps + 1) * sizeof *g->deps);
+    g->deps[g->ndeps++] = t;
+}
+
+/* The aggregate n read from its grouped table by the key of the row. */
+static sqlv gen_grouped(gen *g, const node *n)
+{
+    const ref_slot *s = g->e->refs[n->ref];
+    const expr_ref *r = &s->pub;
+    const schema_link *link = r->rows;
+    sqlv v = {.type = n->type, .form = PLAIN};
+    int inner = n->level;
+    expr_sql cq;
+    expr_sql_init(&cq);
+    gen sub = {.e = g->e, .d = g->d, .q = &cq, .now = g->now, .groups = g->groups, .in_group = 1};
+    sub.err = g->err;
+    sub.errlen = g->errlen;
+    sub.alias[0] = "bg";
+    sub.alias[inner] = "bg";
+    sub.entity[inner] = link->from;
+    expr_arena_init(&sub.arena);
+    sqlv val = {0}, where = {0};
+    if (n->kids[0])
+        val = gen_node(&sub, n->kids[0], inner);
+    if (n->kids[1])
+        where = gen_node(&sub, n->kids[1], inner);
+    if (val.sql && !(val.form == EPOCH && (n->fn == AGG_MIN || n->fn == AGG_MAX)))
+        to_form(&sub, &val, PLAIN);
+    else if (val.sql)
+        v.form = EPOCH;
+    buf b;
+    buf_init(&b);
+    buf_adds(&b, "");
+    switch ((agg_id)n->fn) {
+    case AGG_COUNT:
+        if (val.sql)
+            buf_addf(&b, "count(%s)", val.sql);
+        else
+            buf_adds(&b, "count(*)");
+        break;
+    case AGG_SUM: buf_addf(&b, "sum(%s)", val.sql); break;
+    case AGG_AVG: buf_addf(&b, "avg(%s)", val.sql); break;
+    case AGG_MIN: buf_addf(&b, "min(%s)", val.sql); break;
+    case AGG_MAX: buf_addf(&b, "max(%s)", val.sql); break;
+    case AGG_EXISTS: buf_adds(&b, "count(*)"); break;
+    }
+    if (where.sql)
+        buf_addf(&b, " FILTER (WHERE %s)", where.sql);
+    sv_free(&val);
+    sv_free(&where);
+    size_t ti = 0, ci = 0;
+    if (sub.failed) {
+        g->failed = 1;
+    } else if (group_col(&sub, link, b.data, &cq, sub.deps, sub.ndeps, &ti, &ci) != 0) {
+        g->failed = 1;
+    }
+    buf_free(&b);
+    for (int i = 0; i <= EXPR_MAX_LEVEL + 1; i++)
+        free(sub.owned_alias[i]);
+    expr_arena_free(&sub.arena);
+    free(sub.deps);
+    expr_sql_free(&cq);
+    if (g->failed) {
+        v.sql = xstrdup("NULL");
+        return v;
+    }
+    add_dep(g, ti);
+    char *key = path_sql(g, r->level, r->hops, r->nhops, link->to->key->name, NULL);
+    char ga[64];
+    snprintf(ga, sizeof ga, "%s_g%d", g->alias[0], ++g->naliases);
+    buf o;
+    buf_init(&o);
+    buf_adds(&o, "");
+    char marker[32];
+    snprintf(marker, sizeof marker, "\x01%zu\x01", ti);
+    const char *table = g->in_group ? marker : g->groups->t[ti].name;
+    if (n->fn == AGG_EXISTS) {
+        buf_addf(&o, "EXISTS (SELECT 1 FROM %s AS ", table);
+        ident(&o, ga);
+        buf_adds(&o, " WHERE ");
+        ident(&o, ga);
+        buf_addf(&o, ".\"k\" = %s AND ", key);
+        ident(&o, ga);
+        buf_addf(&o, ".\"c%zu\" > 0)", ci);
+    } else {
+        buf_adds(&o, n->fn == AGG_COUNT ? "coalesce((SELECT " : "(SELECT ");
+        ident(&o, ga);
+        buf_addf(&o, ".\"c%zu\" FROM %s AS ", ci, table);
+        ident(&o, ga);
+        buf_adds(&o, " WHERE ");
+        ident(&o, ga);
+        buf_addf(&o, ".\"k\" = %s)%s", key, n->fn == AGG_COUNT ? ", 0)" : "");
+    }
+    free(key);
+    v.sql = buf_steal(&o);
+    return v;
+}
+
 static sqlv gen_agg(gen *g, const node *n, int level)
 {
     const ref_slot *s = g->e->refs[n->ref];
@@ -573,6 +1032,9 @@ static sqlv gen_agg(gen *g, const node *n, int level)
         v.sql = xstrdup("NULL");
         return v;
     }
+    if (g->groups && self_contained(n->kids[0], g->e, n->level) &&
+        self_contained(n->kids[1], g->e, n->level))
+        return gen_grouped(g, n);
     const schema_link *link = r->rows; /* rows of link->from where via = key */
     /* the key of the row the link points at, seen from the current row */
     const schema_entity *target = link->to;
@@ -984,9 +1446,15 @@ static sqlv gen_node(gen *g, const node *n, int level)
 int expr_to_sql(const expr *e, const char *alias, const expr_dialect *d, int64_t now, expr_sql *out,
                 char *err, size_t errlen)
 {
+    return expr_to_sql_grouped(e, alias, d, now, NULL, out, err, errlen);
+}
+
+int expr_to_sql_grouped(const expr *e, const char *alias, const expr_dialect *d, int64_t now,
+                        expr_groups *groups, expr_sql *out, char *err, size_t errlen)
+{
     if (!d)
         d = &expr_dialect_sqlite;
-    gen g = {.e = e, .d = d, .q = out, .now = now, .err = err, .errlen = errlen};
+    gen g = {.e = e, .d = d, .q = out, .now = now, .groups = groups, .err = err, .errlen = errlen};
     g.alias[0] = alias && *alias ? alias : NULL;
     g.entity[0] = e->entity;
     expr_arena_init(&g.arena);
@@ -1012,6 +1480,7 @@ int expr_to_sql(const expr *e, const char *alias, const expr_dialect *d, int64_t
     }
     for (int i = 0; i <= EXPR_MAX_LEVEL + 1; i++)
         free(g.owned_alias[i]);
+    free(g.deps);
     expr_arena_free(&g.arena);
     if (g.failed) {
         /* leave out as it was */
