@@ -769,6 +769,78 @@ static int chk_fn(check_ctx *c, node *n, const struct fn_def *f)
     return rc;
 }
 
+static int chk(check_ctx *c, node *n);
+
+/* An aggregate over a path of one-to-many links (count(orders.lines),
+ * exists(orders.lines where ...), sum(profile.orders.lines.qty)) is the
+ * aggregate over the first link of the aggregate over the rest in each
+ * of its rows: count = sum of the counts (0 without rows), exists =
+ * exists with exists, sum, min and max of the inner ones. n becomes that
+ * tree, checked; r is the first link's ROWS ref. */
+static int multi_hop(check_ctx *c, node *n, const struct agg_def *a, node *arg, node *where,
+                     const resolved *r, const segs *s)
+{
+    if (a->id == AGG_AVG) {
+        char *p = join(s, 0, s->n);
+        expr_err(c->E, arg->line, arg->col,
+                 "avg() over several one-to-many links ('%s') is not defined: write "
+                 "sum(%s) / count(%s) (a float when one side is)",
+                 p, p, p);
+        free(p);
+        return -1;
+    }
+    node *inner = node_new(N_CALL, arg->line, arg->col);
+    inner->name = xstrdup(a->name);
+    node *iarg = node_new(N_NAME, arg->line, arg->col);
+    iarg->name = join(s, r->rest, s->n);
+    node_add_kid(inner, iarg);
+    if (where)
+        node_add_kid(inner, where);
+    inner->fn = where != NULL;
+    n->kids[1] = NULL; /* where now belongs to inner */
+    c->level++;
+    c->frames[c->level].entity = r->rows_entity;
+    c->frames[c->level].rows = &c->e->refs[r->slot]->pub;
+    if (c->level > c->e->max_level)
+        c->e->max_level = c->level;
+    int rc = chk(c, inner);
+    c->level--;
+    node *agg = node_new(N_AGG, n->line, n->col);
+    agg->ref = r->slot;
+    agg->level = c->level + 1;
+    agg->fn = a->id == AGG_COUNT ? AGG_SUM : a->id;
+    agg->kids = xcalloc(2, sizeof *agg->kids);
+    agg->nkids = 2;
+    if (a->id == AGG_EXISTS)
+        agg->kids[1] = inner;
+    else
+        agg->kids[0] = inner;
+    agg->height = inner->height + 1;
+    agg->type = a->id == AGG_EXISTS ? BATON_T_BOOL : a->id == AGG_COUNT ? BATON_T_INT : inner->type;
+    node_free(arg);
+    free(n->kids);
+    n->kids = NULL;
+    n->nkids = 0;
+    if (a->id == AGG_COUNT) {
+        node *zero = node_new(N_LIT, n->line, n->col);
+        zero->lit.type = BATON_T_INT;
+        zero->type = BATON_T_INT;
+        n->kind = N_FN;
+        n->fn = F_COALESCE;
+        n->height = 1;
+        node_add_kid(n, agg);
+        node_add_kid(n, zero);
+        n->type = BATON_T_INT;
+    } else {
+        free(n->name);
+        *n = *agg;
+        free(agg);
+    }
+    if (rc)
+        n->type = T_ANY;
+    return rc;
+}
+
 static int chk_agg(check_ctx *c, node *n, const struct agg_def *a)
 {
     node *arg = n->nkids ? n->kids[0] : NULL;
@@ -795,6 +867,11 @@ static int chk_agg(check_ctx *c, node *n, const struct agg_def *a)
     }
     segs s;
     split(&s, arg->name);
+    if (r.rest < s.n && schema_reverse_find(r.rows_entity, s.v[r.rest])) {
+        int mrc = multi_hop(c, n, a, arg, where, &r, &s);
+        free(s.buf);
+        return mrc;
+    }
     int rc = 0;
     node *value = NULL;
     c->level++;

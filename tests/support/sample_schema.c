@@ -18,6 +18,12 @@ const char sample_schema_text[] =
     "             store   = { to = \"stores\";   via = \"store_id\";   reverse = \"orders\"; }; "
     "};\n"
     "  };\n"
+    "  lines: {\n"
+    "    key = \"id\";\n"
+    "    fields: { id = \"string\"; order_id = \"string\"; sku = \"string\"; qty = \"int\";\n"
+    "              price = \"float\"; shipped_at = \"timestamp\"; };\n"
+    "    links: { order = { to = \"orders\"; via = \"order_id\"; reverse = \"lines\"; }; };\n"
+    "  };\n"
     "  stores: { key = \"id\"; table = \"shops\"; fields: { id = \"string\"; city = \"string\"; "
     "name = \"string\"; }; };\n"
     "};\n";

@@ -198,6 +198,16 @@ static void test_names(void **st)
 static void test_types(void **st)
 {
     static const ecase c[] = {
+        /* paths of several one-to-many links */
+        {"count(orders.lines where qty > 2) >= 1", "ok"},
+        {"exists(orders.lines where order.store.city == 'Paris')", "ok"},
+        {"sum(orders.lines.price) > 10.5 and max(orders.lines.shipped_at) < now()", "ok"},
+        {"min(orders.lines.sku) == 'a'", "ok"},
+        {"count(orders.lines) == 'x'", "1:21: cannot compare an int with a string"},
+        {"avg(orders.lines.price) > 1",
+         "1:5: avg() over several one-to-many links ('orders.lines.price') is not defined: write "
+         "sum(orders.lines.price) / count(orders.lines.price) (a float when one side is)"},
+        {"count(orders.lines where amount > 1) > 0", "1:26: unknown field 'amount' in lines"},
         {"tier == null",
          "1:6: '== null' is never true (NULL compares as unknown): write 'is null'"},
         {"tier != null", "1:6: '!= null' is never true (NULL compares as unknown): write 'is not "

@@ -26,6 +26,8 @@
 #define NPROFILES 60
 #define NSTORES 6
 #define NORDERS 150
+#define NLINES 300
+#define NTAB 4
 #define NEXPR_PROFILES 7000
 #define NEXPR_ORDERS 3500
 #define NEXPR_STORED 1200 /* per stored form */
@@ -64,7 +66,7 @@ typedef struct table {
 } table;
 
 static schema S;
-static table T[3]; /* profiles, orders, stores */
+static table T[NTAB]; /* profiles, orders, stores, lines */
 static sqlite3 *db;
 
 static const char *const str_pool[] = {"", "a", "Paris", "paris", "PARIS", "é", "É", "Émile",
@@ -77,7 +79,7 @@ static const char *const str_pool[] = {"", "a", "Paris", "paris", "PARIS", "é",
 
 static table *table_of(const schema_entity *e)
 {
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < NTAB; i++)
         if (T[i].ent == e)
             return &T[i];
     return NULL;
@@ -135,8 +137,8 @@ static void fill_table(table *t, size_t n, const char *prefix)
                         break; /* NULL: no linked row */
                     const schema_entity *to = e->links[l].to;
                     char id[32];
-                    size_t nto = to == T[0].ent ? NPROFILES : NSTORES;
-                    const char *tp = to == T[0].ent ? "p" : "s";
+                    size_t nto = to == T[0].ent ? NPROFILES : to == T[1].ent ? NORDERS : NSTORES;
+                    const char *tp = to == T[0].ent ? "p" : to == T[1].ent ? "o" : "s";
                     if (chance(4))
                         snprintf(id, sizeof id, "%sx", tp); /* dangling */
                     else
@@ -218,7 +220,7 @@ static void stored_of(const baton_value *v, int form, baton_value *out, char *tm
  * columns hold other forms, as the campaign engine's sample finds. */
 static void store_as(int form, int declare)
 {
-    for (int ti = 0; ti < 3; ti++) {
+    for (int ti = 0; ti < NTAB; ti++) {
         table *t = &T[ti];
         for (size_t i = 0; i < t->n; i++) {
             trow *r = &t->rows[i];
@@ -285,7 +287,7 @@ static void create_db(int indexed)
     assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
     sqlite3_create_function(db, "baton_tz_local", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
                             fn_tz_local, NULL, NULL);
-    for (int ti = 0; ti < 3; ti++) {
+    for (int ti = 0; ti < NTAB; ti++) {
         const schema_entity *e = T[ti].ent;
         buf b;
         buf_init(&b);
@@ -326,7 +328,8 @@ static void create_db(int indexed)
     if (indexed)
         assert_int_equal(sqlite3_exec(db,
                                       "CREATE INDEX o_p ON orders(profile_id);"
-                                      "CREATE INDEX o_s ON orders(store_id);",
+                                      "CREATE INDEX o_s ON orders(store_id);"
+                                      "CREATE INDEX l_o ON lines(order_id);",
                                       NULL, NULL, NULL),
                          SQLITE_OK);
 }
@@ -415,7 +418,7 @@ typedef struct gctx {
     size_t nfields;
     const char *const *rows; /* one-to-many links from here */
     size_t nrows;
-    int ent; /* 0 profiles, 1 orders */
+    int ent; /* 0 profiles, 1 orders, 3 lines */
 } gctx;
 
 static const field pfields[] = {
@@ -439,6 +442,20 @@ static const field ofields[] = {
     {"created_at", TT},
     {"profile.created_at", TT},
 };
+/* order lines: aggregates over two one-to-many links (orders.lines) */
+static const field lfields[] = {
+    {"id", TS_},
+    {"sku", TS_},
+    {"qty", TI},
+    {"price", TF},
+    {"shipped_at", TT},
+    {"order.amount", TF},
+    {"order.items", TI},
+    {"order.created_at", TT},
+    {"order.profile.tier", TS_},
+    {"order.store.city", TS_},
+};
+static const gctx GL = {lfields, sizeof lfields / sizeof *lfields, NULL, 0, 3};
 static const char *const prows[] = {"orders"};
 static const char *const orows[] = {"store.orders", "profile.orders"};
 static const gctx GP = {pfields, sizeof pfields / sizeof *pfields, prows, 1, 0};
@@ -558,8 +575,45 @@ static void where(buf *b, int d)
     }
 }
 
+/* An aggregate over lines: through two one-to-many links (orders.lines
+ * from a profile, profile.orders.lines or store.orders.lines from an
+ * order), or one (lines of an order). */
+static void gen_lines(buf *b, int t, int d, const gctx *g)
+{
+    static const char *const from_o[] = {"lines", "profile.orders.lines", "store.orders.lines"};
+    const char *rows = g->ent == 0 ? "orders.lines" : from_o[pick(3)];
+    int one = !strcmp(rows, "lines");
+    switch (t) {
+    case TB: buf_addf(b, "exists(%s", rows); break;
+    case TI:
+        if (chance(60))
+            buf_addf(b, "count(%s", rows);
+        else if (chance(50))
+            buf_addf(b, "count(%s.shipped_at", rows);
+        else
+            buf_addf(b, "sum(%s.qty", rows);
+        break;
+    case TF: {
+        static const char *fn[] = {"sum", "min", "max", "avg"};
+        buf_addf(b, "%s(%s.%s", fn[pick(one ? 4 : 3)], rows, chance(70) ? "price" : "qty");
+        break;
+    }
+    case TS_: buf_addf(b, "%s(%s.sku", chance(50) ? "min" : "max", rows); break;
+    default: buf_addf(b, "%s(%s.shipped_at", chance(50) ? "min" : "max", rows); break;
+    }
+    if (chance(60)) {
+        buf_adds(b, " where ");
+        gen(b, TB, d - 1, &GL);
+    }
+    buf_addc(b, ')');
+}
+
 static void gen_agg(buf *b, int t, int d, const gctx *g)
 {
+    if (chance(30) && t != TU && t != TD) {
+        gen_lines(b, t, d, g);
+        return;
+    }
     const char *rows = rows_of(g);
     switch (t) {
     case TB:
@@ -614,7 +668,7 @@ static void gen(buf *b, int t, int d, const gctx *g)
         leaf(b, t, g);
         return;
     }
-    if (chance(8) && t != TU && t != TD) {
+    if (g->nrows && chance(8) && t != TU && t != TD) {
         gen_agg(b, t, d, g);
         return;
     }
@@ -1027,15 +1081,17 @@ static void test_differential(void **st)
     T[0].ent = schema_entity_find(&S, "profiles");
     T[1].ent = schema_entity_find(&S, "orders");
     T[2].ent = schema_entity_find(&S, "stores");
+    T[3].ent = schema_entity_find(&S, "lines");
     fill_table(&T[0], NPROFILES, "p");
     fill_table(&T[1], NORDERS, "o");
     fill_table(&T[2], NSTORES, "s");
+    fill_table(&T[3], NLINES, "l");
     create_db(1);
     groups_reset();
     assert_int_equal(timestamp_parse("2026-11-23T10:00:00Z", 20, &NOW), 0);
     expr_scope *psc = expr_scope_new(&S, T[0].ent);
     expr_scope *osc = expr_scope_new(&S, T[1].ent);
-    size_t checked = 0, nulls = 0, failures = 0, exprs = 0, compile_errors = 0;
+    size_t checked = 0, nulls = 0, failures = 0, exprs = 0, compile_errors = 0, multi = 0;
     buf b;
     buf_init(&b);
     for (int i = 0; i < NEXPR_PROFILES + NEXPR_ORDERS && failures < 10; i++) {
@@ -1046,13 +1102,16 @@ static void test_differential(void **st)
         buf_adds(&b, "");
         gen(&b, pick(NT), 2 + pick(3), orders ? &GO : &GP);
         exprs++;
+        multi += strstr(b.data, "orders.lines") != NULL;
         if (run_one(b.data, orders ? osc : psc, orders ? &T[1] : &T[0],
                     orders ? "orders" : "profiles", &checked, &nulls, &compile_errors) != 0)
             failures++;
     }
     print_message("differential: seed %#llx, %zu expressions, %zu rows compared (%zu NULL), %zu "
-                  "disagreements; %zu grouped tables\n",
-                  (unsigned long long)seed, exprs, checked, nulls, failures, expr_groups_made(G));
+                  "disagreements; %zu over two one-to-many links; %zu grouped tables\n",
+                  (unsigned long long)seed, exprs, checked, nulls, failures, multi,
+                  expr_groups_made(G));
+    assert_true(multi >= 100);
     /* the grouped form was exercised, not skipped */
     assert_true(expr_groups_made(G) >= 3);
     assert_int_equal(compile_errors, 0);
@@ -1074,7 +1133,8 @@ static void test_differential(void **st)
             buf_reset(&b);
             buf_adds(&b, "");
             gen(&b, pick(NT), 2 + pick(3), orders ? &GO : &GP);
-            if (!strstr(b.data, "created_at") && !strstr(b.data, "birth_date"))
+            if (!strstr(b.data, "created_at") && !strstr(b.data, "birth_date") &&
+                !strstr(b.data, "shipped_at"))
                 continue;
             fexprs++;
             if (run_one(b.data, orders ? osc : psc, orders ? &T[1] : &T[0],
@@ -1093,7 +1153,7 @@ static void test_differential(void **st)
     store_as(SF_CANON, 0);
     expr_scope_free(psc);
     expr_scope_free(osc);
-    for (int ti = 0; ti < 3; ti++) {
+    for (int ti = 0; ti < NTAB; ti++) {
         for (size_t i = 0; i < T[ti].n; i++) {
             if (T[ti].rows[i].rec != T[ti].rows[i].typed)
                 record_free(T[ti].rows[i].rec);

@@ -20,7 +20,8 @@ static void test_sample(void **st)
     diag_init(&d);
     assert_int_equal(schema_load_string(&s, sample_schema_text, "sample", &d), 0);
     assert_int_equal(d.errors, 0);
-    assert_int_equal(s.nentities, 3);
+    assert_int_equal(s.nentities, 4);
+    assert_non_null(schema_reverse_find(schema_entity_find(&s, "orders"), "lines"));
     const schema_entity *p = schema_entity_find(&s, "profiles");
     const schema_entity *o = schema_entity_find(&s, "orders");
     const schema_entity *st2 = schema_entity_find(&s, "stores");
