@@ -62,7 +62,8 @@ typedef struct act_state {
     int64_t ms;
     /* send */
     int64_t would_send, no_address, no_consent, sent, failed, skipped;
-    char **notes; /* act_note lines, bounded */
+    int64_t suppressed; /* run: unsubscribed, bounced or complained */
+    char **notes;       /* act_note lines, bounded */
     size_t nnotes;
     char **strs; /* strings handed to the plugin, freed with the state */
     size_t nstrs;

@@ -28,7 +28,10 @@ int history_init(store *s, char *err, size_t errlen)
 {
     return store_migrate(s, "campaign_history", 1, ddl, err, errlen) ||
            store_migrate(s, "campaign_history_params", 1,
-                         "ALTER TABLE campaign_runs ADD COLUMN parameters TEXT", err, errlen);
+                         "ALTER TABLE campaign_runs ADD COLUMN parameters TEXT", err, errlen) ||
+           store_migrate(s, "campaign_history_suppressed", 1,
+                         "ALTER TABLE campaign_run_activities ADD COLUMN suppressed INTEGER", err,
+                         errlen);
 }
 
 void history_set_params(store *s, int64_t run, const char *json)
@@ -128,8 +131,8 @@ int history_load(store *s, int64_t run, camp_env *e)
 {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->db,
-                           "SELECT activity, counts, sent, failed, no_address, no_consent, ms "
-                           "FROM campaign_run_activities WHERE run = ?1",
+                           "SELECT activity, counts, sent, failed, no_address, no_consent, ms, "
+                           "suppressed FROM campaign_run_activities WHERE run = ?1",
                            -1, &st, NULL) != SQLITE_OK)
         return -1;
     sqlite3_bind_int64(st, 1, run);
@@ -152,6 +155,7 @@ int history_load(store *s, int64_t run, camp_env *e)
         as->no_address = sqlite3_column_int64(st, 4);
         as->no_consent = sqlite3_column_int64(st, 5);
         as->ms = sqlite3_column_int64(st, 6);
+        as->suppressed = sqlite3_column_int64(st, 7);
         as->done = 1;
     }
     sqlite3_finalize(st);
@@ -189,8 +193,8 @@ void history_activity(store *s, int64_t run, const camp_env *e, size_t i)
     store_lock(s);
     if (sqlite3_prepare_v2(s->db,
                            "INSERT OR REPLACE INTO campaign_run_activities (run, activity, type, "
-                           "counts, sent, failed, no_address, no_consent, ms, finished_at) VALUES "
-                           "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                           "counts, sent, failed, no_address, no_consent, ms, finished_at, "
+                           "suppressed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, run);
         sqlite3_bind_text(st, 2, a->id, -1, SQLITE_TRANSIENT);
@@ -202,6 +206,7 @@ void history_activity(store *s, int64_t run, const camp_env *e, size_t i)
         sqlite3_bind_int64(st, 8, as->no_consent);
         sqlite3_bind_int64(st, 9, as->ms);
         sqlite3_bind_int64(st, 10, (sqlite3_int64)time(NULL));
+        sqlite3_bind_int64(st, 11, as->suppressed);
         sqlite3_step(st);
         sqlite3_finalize(st);
     }
@@ -261,11 +266,14 @@ int history_print(store *s, const char *cname, int json, FILE *out)
                     json_string_value(json_object_get(o, "type")),
                     (long long)json_integer_value(json_object_get(o, "ms")), cs);
             if (json_object_get(o, "sent"))
-                fprintf(out, "  sent %lld, failed %lld, no address %lld, no consent %lld",
+                fprintf(out,
+                        "  sent %lld, failed %lld, no address %lld, no consent %lld, suppressed "
+                        "%lld",
                         (long long)json_integer_value(json_object_get(o, "sent")),
                         (long long)json_integer_value(json_object_get(o, "failed")),
                         (long long)json_integer_value(json_object_get(o, "no_address")),
-                        (long long)json_integer_value(json_object_get(o, "no_consent")));
+                        (long long)json_integer_value(json_object_get(o, "no_consent")),
+                        (long long)json_integer_value(json_object_get(o, "suppressed")));
             fputc('\n', out);
             free(cs);
         }

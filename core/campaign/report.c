@@ -114,11 +114,12 @@ json_t *campaign_runs_json(store *s, const char *cname, int64_t run)
             "AND (?2 = 0 OR id = ?2) ORDER BY id DESC LIMIT 200",
             -1, &st, NULL) != SQLITE_OK)
         return json_pack("{s:o}", "runs", runs);
-    if (sqlite3_prepare_v2(s->db,
-                           "SELECT activity, type, counts, sent, failed, no_address, no_consent, "
-                           "ms FROM campaign_run_activities WHERE run = ?1 ORDER BY finished_at, "
-                           "rowid",
-                           -1, &sa, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(
+            s->db,
+            "SELECT activity, type, counts, sent, failed, no_address, no_consent, "
+            "ms, suppressed FROM campaign_run_activities WHERE run = ?1 ORDER BY finished_at, "
+            "rowid",
+            -1, &sa, NULL) != SQLITE_OK) {
         sqlite3_finalize(st);
         return json_pack("{s:o}", "runs", runs);
     }
@@ -160,6 +161,7 @@ json_t *campaign_runs_json(store *s, const char *cname, int64_t run)
                 json_object_set_new(o, "failed", json_integer(sqlite3_column_int64(sa, 4)));
                 json_object_set_new(o, "no_address", json_integer(sqlite3_column_int64(sa, 5)));
                 json_object_set_new(o, "no_consent", json_integer(sqlite3_column_int64(sa, 6)));
+                json_object_set_new(o, "suppressed", json_integer(sqlite3_column_int64(sa, 8)));
             }
             json_array_append_new(acts, o);
         }

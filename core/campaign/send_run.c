@@ -27,7 +27,7 @@ typedef struct deliver_ctx {
     record *row;
     expr_arena arena;
     buf *parts;
-    int64_t rows, no_address, no_consent, capped, dup, submitted, invalid;
+    int64_t rows, no_address, no_consent, suppressed, capped, dup, submitted, invalid;
     size_t proofs_left;
     char err[1024];
     int failed;
@@ -125,7 +125,10 @@ static int one_row(void *ud, size_t n, const char *const *names, const baton_val
                   .scratch = c->parts,
                   .wait_ms = -1,
                   .proofs = (const char *const *)c->e->proof,
-                  .nproofs = c->e->nproof};
+                  .nproofs = c->e->nproof,
+                  .origin = "campaign",
+                  .origin_name = c->e->c->name,
+                  .node = c->e->c->acts[c->idx].id};
     send_outcome o = delivery_send(&r, c->err, sizeof c->err);
     jscope_release(&pc.sc);
     buf_free(&k);
@@ -133,6 +136,7 @@ static int one_row(void *ud, size_t n, const char *const *names, const baton_val
     switch (o) {
     case SEND_NO_ADDRESS: c->no_address++; break;
     case SEND_NO_CONSENT: c->no_consent++; break;
+    case SEND_SUPPRESSED: c->suppressed++; break;
     case SEND_QUEUED:
     case SEND_DEFERRED: c->submitted += c->e->nproof ? (int64_t)c->e->nproof : 1; break;
     case SEND_CAPPED: c->capped++; break;
@@ -150,7 +154,7 @@ static int one_row(void *ud, size_t n, const char *const *names, const baton_val
         stop = 1;
         break;
     }
-    if (c->e->nproof && o != SEND_NO_ADDRESS && o != SEND_NO_CONSENT)
+    if (c->e->nproof && o != SEND_NO_ADDRESS && o != SEND_NO_CONSENT && o != SEND_SUPPRESSED)
         stop = --c->proofs_left == 0;
     return stop;
 }
@@ -201,6 +205,7 @@ int camp_send_deliver(camp_env *e, size_t idx)
         dispatch_close(c.d, 1, 60000);
     s->no_address = c.no_address;
     s->no_consent = c.no_consent;
+    s->suppressed = c.suppressed;
     s->sent = (int64_t)st.sent;
     s->failed = (int64_t)st.failed + c.invalid;
     s->skipped = c.capped;
@@ -229,10 +234,10 @@ int camp_send_deliver(camp_env *e, size_t idx)
     else if (e->progress)
         fprintf(e->progress,
                 "%s  %-16s %-16s %lld rows: %lld sent, %lld already sent, %lld failed, %lld "
-                "capped, %lld no address, %lld no consent\n",
+                "capped, %lld no address, %lld no consent, %lld suppressed\n",
                 isatty(fileno(e->progress)) ? "\r" : "", a->id, "send", (long long)c.rows,
                 (long long)st.sent, (long long)c.dup, (long long)s->failed, (long long)c.capped,
-                (long long)c.no_address, (long long)c.no_consent);
+                (long long)c.no_address, (long long)c.no_consent, (long long)c.suppressed);
     for (size_t i = 0; i < p->nparts; i++)
         buf_free(&c.parts[i]);
     free(c.parts);

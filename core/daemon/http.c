@@ -96,6 +96,9 @@ static const http_route routes[] = {
     {"POST", "/v1/journeys/*/versions/*/restore", HTTP_SCOPE_ADMIN, http_journey_restore, 1},
     {"POST", "/v1/journeys/*/test", HTTP_SCOPE_READ, http_journey_test, 1},
     {"PUT", "/v1/channels/*", HTTP_SCOPE_ADMIN, http_channel_put, 1},
+    /* signed links: the token is the authority (http_email.c) */
+    {"GET", "/u/*", 0, http_unsubscribe_get, 0},
+    {"POST", "/u/*", 0, http_unsubscribe_post, 2},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -268,6 +271,11 @@ static void set_body(http_req *q, int status, char *text, size_t len, const char
     q->resp = text;
     q->resp_len = len;
     q->ctype = ctype;
+}
+
+void http_raw(http_req *q, int status, char *text, size_t len, const char *ctype)
+{
+    set_body(q, status, text, len, ctype);
 }
 
 void http_json(http_req *q, int status, json_t *o)
@@ -774,9 +782,9 @@ static int on_headers(http_req *q)
     if (!q->route->body)
         return 1;
     const char *ct = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "Content-Type");
-    if (!ct ||
-        (strncasecmp(ct, "application/json", 16) && strncasecmp(ct, "application/x-ndjson", 20) &&
-         strncasecmp(ct, "application/ndjson", 18))) {
+    if (q->route->body == 1 && (!ct || (strncasecmp(ct, "application/json", 16) &&
+                                        strncasecmp(ct, "application/x-ndjson", 20) &&
+                                        strncasecmp(ct, "application/ndjson", 18)))) {
         http_error(q, 415, "unsupported_media_type",
                    ct ? json_pack("{s:s}", "content_type", ct) : NULL,
                    "the body must be application/json or application/x-ndjson%s%s",

@@ -26,7 +26,7 @@ typedef struct http_route {
     const char *path; /* "/v1/campaigns/NAME": a star segment matches any one */
     unsigned scope;   /* HTTP_SCOPE_*; 0: no token needed */
     http_handler fn;
-    int body; /* takes a JSON (or NDJSON) body */
+    int body; /* 1: takes a JSON (or NDJSON) body; 2: a body of any type */
 } http_route;
 
 struct http_req {
@@ -64,8 +64,9 @@ struct http_req {
     void (*job_free)(void *job);
 };
 
-/* Answers. http_json takes o over. */
+/* Answers. http_json takes o over; http_raw takes text (malloc'd) over. */
 void http_json(http_req *q, int status, json_t *o);
+void http_raw(http_req *q, int status, char *text, size_t len, const char *ctype);
 /* {"error": {"code", "message", "details"}}; details taken over (may be NULL). */
 void http_error(http_req *q, int status, const char *code, json_t *details, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -107,6 +108,12 @@ void http_channels_list(http_req *q);
 void http_channel_get(http_req *q);
 void http_events_post(http_req *q);
 void http_metrics(http_req *q);
+/* the email loop's (http_email.c) */
+void http_unsubscribe_get(http_req *q);
+void http_unsubscribe_post(http_req *q);
+/* Enter ev (taken over) into journeys; answer ans (taken over, its
+ * "event" set to the outcome) once committed, as a page when html. */
+void http_email_event(http_req *q, json_t *ev, json_t *ans, int html);
 /* the web console's (http_console.c) */
 void http_session_get(http_req *q);
 void http_describe(http_req *q);

@@ -38,6 +38,16 @@ const char *dispatch_channel(const dispatcher *d)
     return d->channel;
 }
 
+store *dispatch_store(const dispatcher *d)
+{
+    return d->s;
+}
+
+const conf *dispatch_conf(const dispatcher *d)
+{
+    return d->o.caps;
+}
+
 void dispatch_emit(dispatcher *d, const qmsg *m, dispatch_status st, const char *pid,
                    const char *reason, unsigned segments, int64_t next_at, const char *fmt,
                    size_t fmtlen)

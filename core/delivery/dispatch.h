@@ -276,4 +276,26 @@ int dispatch_log_counts(store *s, const char *key_prefix, const char *channel,
 /* Commit every pending log write of every dispatcher on s. */
 void dispatch_log_sync(store *s);
 
+/* The store and configuration a dispatcher was opened with (the
+ * configuration may be NULL). */
+store *dispatch_store(const dispatcher *d);
+const conf *dispatch_conf(const dispatcher *d);
+
+/* --- Suppressions ------------------------------------------------------
+ * Who asked not to be written to on a channel, or cannot be (table
+ * `suppressions` of the state store): a profile (an unsubscribe link) or
+ * an address (a hard bounce, a complaint; compared without case).
+ * delivery_send consults it for every message of campaigns and journeys. */
+
+/* 1 when profile_id or address is suppressed on channel (reason, may be
+ * NULL, says why: "unsubscribed (profile)"); 0 otherwise. Sees this
+ * process's pending writes. */
+int dispatch_suppressed(store *s, const char *channel, const char *profile_id, const char *address,
+                        char *reason, size_t reasonlen);
+/* Record a suppression (kind "profile" or "address"), committed on
+ * return. 1 new, 0 it was there already, -1 with err. */
+int dispatch_suppress(store *s, const char *channel, const char *kind, const char *value,
+                      const char *reason, const char *source, int64_t now, char *err,
+                      size_t errlen);
+
 #endif

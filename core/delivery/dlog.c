@@ -38,7 +38,7 @@ struct dlog {
     int refs;
     /* prepared once: every statement a message or a batch runs; rows are
      * found by rowid (no walk of the key index) */
-    sqlite3_stmt *ins, *upd_id, *sending_id, *get, *cap_all, *cap_chan;
+    sqlite3_stmt *ins, *upd_id, *sending_id, *get, *cap_all, *cap_chan, *sup;
     sqlite3_stmt *pump, *due; /* the pump's and flush's */
     sqlite3_stmt *fl_ins, *fl_del;
     struct dlog *next;
@@ -104,9 +104,16 @@ static const char *const ddl_owned =
     "CREATE INDEX IF NOT EXISTS deliveries_owned ON deliveries(channel, owner)"
     " WHERE owner != 0";
 
+/* addresses and profiles no channel sends to (dispatch.h: Suppressions) */
+static const char *const ddl_suppress =
+    "CREATE TABLE IF NOT EXISTS suppressions (channel TEXT NOT NULL, kind TEXT NOT NULL,"
+    " value TEXT NOT NULL, reason TEXT NOT NULL, source TEXT NOT NULL,"
+    " created_at INTEGER NOT NULL, PRIMARY KEY (channel, kind, value))";
+
 int dispatch_log_init(store *s, char *err, size_t errlen)
 {
     return store_migrate(s, "dispatch", 2, ddl, err, errlen) ||
+           store_migrate(s, "suppressions", 1, ddl_suppress, err, errlen) ||
            store_migrate(s, "dispatch_sending", 1, ddl_sending, err, errlen) ||
            store_migrate(s, "dispatch_owned", 1, ddl_owned, err, errlen) ||
            store_migrate(s, "dispatch_pending", 1, ddl_pending, err, errlen) ||
@@ -161,6 +168,7 @@ static void dlog_free(dlog *l)
     sqlite3_finalize(l->get);
     sqlite3_finalize(l->cap_all);
     sqlite3_finalize(l->cap_chan);
+    sqlite3_finalize(l->sup);
     pthread_cond_destroy(&l->wake);
     free(l);
 }
@@ -678,4 +686,87 @@ long long dlog_cap_count(store *s, const char *profile, const char *channel, int
     if (with_db(s, cap_fn, &a) != 0)
         return 0;
     return a.n;
+}
+
+/* --- Suppressions ---------------------------------------------------- */
+
+typedef struct sup_args {
+    const char *channel, *profile, *address;
+    char *reason;
+    size_t reasonlen;
+    int hit;
+} sup_args;
+
+static int sup_fn(sqlite3 *db, dlog *l, void *ud)
+{
+    sup_args *a = ud;
+    static const char *const sql =
+        "SELECT kind, reason FROM suppressions WHERE channel = ?1 AND"
+        " ((kind = 'profile' AND value = ?2) OR (kind = 'address' AND value = lower(?3)))"
+        " LIMIT 1";
+    sqlite3_stmt *st = l ? l->sup : NULL;
+    if (!st && sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return -1; /* no table yet: nothing is suppressed */
+    if (l && !l->sup)
+        l->sup = st;
+    sqlite3_bind_text(st, 1, a->channel, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, a->profile ? a->profile : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, a->address ? a->address : "", -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        a->hit = 1;
+        if (a->reason && a->reasonlen)
+            snprintf(a->reason, a->reasonlen, "%s (%s)", (const char *)sqlite3_column_text(st, 1),
+                     (const char *)sqlite3_column_text(st, 0));
+    }
+    if (l)
+        sqlite3_reset(st);
+    else
+        sqlite3_finalize(st);
+    return 0;
+}
+
+int dispatch_suppressed(store *s, const char *channel, const char *profile_id, const char *address,
+                        char *reason, size_t reasonlen)
+{
+    if (!s || !channel || ((!profile_id || !*profile_id) && (!address || !*address)))
+        return 0;
+    sup_args a = {channel, profile_id, address, reason, reasonlen, 0};
+    with_db(s, sup_fn, &a);
+    return a.hit;
+}
+
+int dispatch_suppress(store *s, const char *channel, const char *kind, const char *value,
+                      const char *reason, const char *source, int64_t now, char *err, size_t errlen)
+{
+    if (dispatch_log_init(s, err, errlen) != 0)
+        return -1;
+    store_lock(s); /* our own statement, durable when we return */
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db,
+                                "INSERT OR IGNORE INTO suppressions (channel, kind, value, reason,"
+                                " source, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+        buf v;
+        buf_init(&v);
+        buf_adds(&v, value);
+        if (!strcmp(kind, "address")) /* addresses match whatever their case */
+            for (size_t i = 0; i < v.len; i++)
+                if (v.data[i] >= 'A' && v.data[i] <= 'Z')
+                    v.data[i] = (char)(v.data[i] - 'A' + 'a');
+        sqlite3_bind_text(st, 3, v.data, (int)v.len, SQLITE_TRANSIENT);
+        buf_free(&v);
+        sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, source, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 6, now);
+        rc = sqlite3_step(st);
+    }
+    int out = rc == SQLITE_DONE ? sqlite3_changes(s->db) > 0 : -1;
+    if (out < 0)
+        snprintf(err, errlen, "suppressions: %s", sqlite3_errmsg(s->db));
+    sqlite3_finalize(st);
+    store_unlock(s);
+    return out;
 }

@@ -2,8 +2,43 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/mem.h"
+#include "delivery/linktoken.h"
+#include "plugin/plugin_host.h"
+
+/* The channel takes a list_unsubscribe part (channel_email does). */
+static int takes_unsub(const instance *chan)
+{
+    const baton_channel_ops *ops = instance_channel((instance *)chan);
+    for (const char *const *p = ops ? ops->parts : NULL; p && *p; p++)
+        if (!strcmp(*p, "list_unsubscribe"))
+            return 1;
+    return 0;
+}
+
+/* "<PUBLIC_URL/u/TOKEN>" into out; 0, or -1 when links are not set up. */
+static int unsub_link(const send_req *r, buf *out)
+{
+    const conf *c = r->d ? dispatch_conf(r->d) : NULL;
+    if (!c || !c->http.public_url || !c->http.link_secret || !r->profile_id || !*r->profile_id)
+        return -1;
+    linktoken t = {.purpose = LINK_UNSUBSCRIBE,
+                   .profile = r->profile_id,
+                   .channel = dispatch_channel(r->d),
+                   .origin = r->origin,
+                   .name = r->origin_name,
+                   .node = r->node,
+                   .key = NULL}; /* one link per profile and send: no key */
+    buf_adds(out, "<");
+    buf_adds(out, c->http.public_url);
+    buf_adds(out, "/u/");
+    if (linktoken_make(&t, c->http.link_secret, out) != 0)
+        return -1;
+    buf_adds(out, ">");
+    return 0;
+}
 
 send_outcome delivery_send(const send_req *r, char *err, size_t errlen)
 {
@@ -15,20 +50,42 @@ send_outcome delivery_send(const send_req *r, char *err, size_t errlen)
         return SEND_NO_ADDRESS;
     if (el == DISPATCH_NO_CONSENT)
         return SEND_NO_CONSENT;
-    const char **values = xcalloc(r->nparts + 1, sizeof *values);
+    if (!r->nproofs && r->d &&
+        dispatch_suppressed(dispatch_store(r->d), dispatch_channel(r->d), r->profile_id, addr, err,
+                            errlen))
+        return SEND_SUPPRESSED;
+    const char **values = xcalloc(r->nparts + 2, sizeof *values);
+    const char **names = xcalloc(r->nparts + 2, sizeof *names);
+    size_t nparts = r->nparts;
+    int has_unsub = 0;
+    size_t unsub_at = r->nparts; /* an empty list_unsubscribe part is filled in */
     for (size_t i = 0; i < r->nparts; i++) {
         buf_reset(&r->scratch[i]);
         if (r->render(r->render_ud, i, &r->scratch[i], err, errlen) != 0) {
             free(values);
+            free(names);
             return SEND_INVALID;
         }
         values[i] = r->scratch[i].data ? r->scratch[i].data : "";
+        names[i] = r->part_names[i];
+        if (!strcmp(names[i], "list_unsubscribe")) {
+            has_unsub |= *values[i] != 0;
+            unsub_at = i;
+        }
+    }
+    buf unsub;
+    buf_init(&unsub);
+    if (!has_unsub && takes_unsub(r->channel) && unsub_link(r, &unsub) == 0) {
+        names[unsub_at] = "list_unsubscribe";
+        values[unsub_at] = unsub.data;
+        if (unsub_at == nparts)
+            nparts++;
     }
     dispatch_msg m = {.key = r->key,
                       .recipient = addr,
                       .profile_id = r->profile_id,
-                      .nparts = r->nparts,
-                      .part_names = r->part_names,
+                      .nparts = nparts,
+                      .part_names = names,
                       .part_values = values,
                       .row = r->row};
     send_outcome out = SEND_QUEUED;
@@ -46,7 +103,9 @@ send_outcome delivery_send(const send_req *r, char *err, size_t errlen)
             dispatch_submit(r->d, &m, r->wait_ms, err, errlen);
         }
         buf_free(&k);
+        buf_free(&unsub);
         free(values);
+        free(names);
         return SEND_QUEUED;
     }
     switch (dispatch_submit(r->d, &m, r->wait_ms, err, errlen)) {
@@ -58,7 +117,9 @@ send_outcome delivery_send(const send_req *r, char *err, size_t errlen)
     case DISPATCH_CLOSED: out = SEND_CLOSED; break;
     case DISPATCH_INVALID: out = SEND_INVALID; break;
     }
+    buf_free(&unsub);
     free(values);
+    free(names);
     return out;
 }
 
@@ -72,6 +133,7 @@ void delivery_outcome_status(send_outcome o, const char *err, char *out, size_t 
     case SEND_DUPLICATE: s = "queued"; break; /* handed before */
     case SEND_NO_ADDRESS: s = "skipped: no address"; break;
     case SEND_NO_CONSENT: s = "skipped: no consent"; break;
+    case SEND_SUPPRESSED: s = "skipped: suppressed"; break;
     case SEND_FULL: s = "pending"; break;
     case SEND_CLOSED: s = "pending"; break;
     case SEND_INVALID: break;

@@ -24,6 +24,7 @@ typedef enum send_outcome {
     SEND_DUPLICATE,  /* its key is in the delivery log already */
     SEND_NO_ADDRESS, /* the row has no address for this channel */
     SEND_NO_CONSENT, /* the consent field is not true */
+    SEND_SUPPRESSED, /* unsubscribed, bounced or complained (dispatch.h) */
     SEND_INVALID,    /* a part did not render, or the channel refused it */
     SEND_FULL,       /* the queue stayed full for the wait allowed */
     SEND_CLOSED      /* the dispatcher is closing (a reload) */
@@ -46,9 +47,17 @@ typedef struct send_req {
     int64_t wait_ms;           /* for room in the queue: 0 none, -1 as long as it takes */
     const char *const *proofs; /* campaign --proof: these addresses instead of the */
     size_t nproofs;            /* row's, each its own key, nothing logged */
+    /* where the message comes from, for its signed links (unsubscribe):
+     * origin "campaign" or "journey", that one's name, the send activity
+     * or node id */
+    const char *origin, *origin_name, *node;
 } send_req;
 
 /* Send one message. err says why on SEND_INVALID (and SEND_NO_*: which).
+ * A suppressed profile or address (dispatch_suppressed) is SEND_SUPPRESSED,
+ * nothing sent or logged. With http.public_url and http.link_secret, a
+ * channel that has a `list_unsubscribe` part (channel_email) gets
+ * "<PUBLIC_URL/u/TOKEN>" there unless the message set one itself.
  * Caller's thread; blocks only as dispatch_submit does. */
 send_outcome delivery_send(const send_req *r, char *err, size_t errlen);
 

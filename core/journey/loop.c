@@ -211,7 +211,7 @@ static void resume_one(void *ud, const char *kind, const char *key, int64_t inst
     if (idx < 0)
         jr_mark(r, key, "failed: the journey or its node is gone");
     else if (!strcmp(kind, "send"))
-        jr_resume_send(r, key, profile, &j->nodes[idx], ev, res);
+        jr_resume_send(r, key, profile, j->name, &j->nodes[idx], ev, res);
     else {
         ajob *job = jr_job_new(key, j->nodes[idx].action, profile, node, ev, res);
         if (!strcmp(kind, "update"))

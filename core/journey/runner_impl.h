@@ -50,6 +50,7 @@ typedef struct qitem {
 typedef struct psend {
     struct psend *next;
     char *key, *profile;
+    char *journey; /* its name, for the message's signed links */
     const jnode *node;
     json_t *event, *results;
 } psend;
@@ -209,8 +210,8 @@ int jr_on_channel_enabled(void *ud, const char *name);
 int jr_on_send(void *ud, const jsend_req *q, char *status, size_t statuslen);
 void jr_sends_commit(jrunner *r);
 void jr_hand_sends(jrunner *r);
-void jr_resume_send(jrunner *r, const char *key, const char *profile, const jnode *node,
-                    json_t *event, json_t *results);
+void jr_resume_send(jrunner *r, const char *key, const char *profile, const char *jname,
+                    const jnode *node, json_t *event, json_t *results);
 void jr_psend_free(psend *p);
 void jr_mark(jrunner *r, const char *key, const char *status);
 void jr_free_marks(smark *m);

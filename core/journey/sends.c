@@ -41,6 +41,7 @@ int jr_on_send(void *ud, const jsend_req *q, char *status, size_t statuslen)
     jrunner *r = ud;
     psend now = {.key = (char *)q->key,
                  .profile = (char *)q->profile,
+                 .journey = (char *)q->j->name,
                  .node = q->node,
                  .event = q->event,
                  .results = q->results};
@@ -53,6 +54,7 @@ int jr_on_send(void *ud, const jsend_req *q, char *status, size_t statuslen)
     psend *p = xcalloc(1, sizeof *p);
     p->key = xstrdup(q->key);
     p->profile = xstrdup(q->profile);
+    p->journey = xstrdup(q->j->name);
     p->node = q->node;
     p->event = json_incref(q->event);
     p->results = q->results ? json_deep_copy(q->results) : NULL;
@@ -65,6 +67,7 @@ void jr_psend_free(psend *p)
 {
     free(p->key);
     free(p->profile);
+    free(p->journey);
     json_decref(p->event);
     json_decref(p->results);
     free(p);
@@ -165,7 +168,10 @@ static int hand(jrunner *r, const psend *p, char *status, size_t statuslen, int 
                     .render = render_part,
                     .render_ud = &pc,
                     .scratch = scratch,
-                    .wait_ms = 0};
+                    .wait_ms = 0,
+                    .origin = "journey",
+                    .origin_name = p->journey,
+                    .node = n->id};
     char err[256] = "";
     send_outcome o = delivery_send(&req, err, sizeof err);
     jscope_release(&pc.sc); /* also drops prof */
@@ -178,7 +184,7 @@ static int hand(jrunner *r, const psend *p, char *status, size_t statuslen, int 
         return 1;
     delivery_outcome_status(o, err, status, statuslen);
     *queued = o == SEND_QUEUED;
-    if (o == SEND_NO_ADDRESS || o == SEND_NO_CONSENT)
+    if (o == SEND_NO_ADDRESS || o == SEND_NO_CONSENT || o == SEND_SUPPRESSED)
         return 0;
     pthread_mutex_lock(&r->mu);
     r->stats.sends_handed++;
@@ -221,12 +227,13 @@ void jr_sends_commit(jrunner *r)
 }
 
 /* A send an earlier run left pending, at the end of the waiting ones. */
-void jr_resume_send(jrunner *r, const char *key, const char *profile, const jnode *node,
-                    json_t *event, json_t *results)
+void jr_resume_send(jrunner *r, const char *key, const char *profile, const char *jname,
+                    const jnode *node, json_t *event, json_t *results)
 {
     psend *p = xcalloc(1, sizeof *p);
     p->key = xstrdup(key);
     p->profile = xstrdup(profile);
+    p->journey = xstrdup(jname);
     p->node = node;
     p->event = event ? json_incref(event) : json_object();
     p->results = results ? json_incref(results) : NULL;

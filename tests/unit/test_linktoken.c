@@ -122,8 +122,7 @@ static void test_roundtrip(void **st)
         prof[len] = 0;
         c.profile = prof;
         make(&c, SECRET, &b);
-        assert_int_equal(linktoken_verify(b.data, b.len, SECRET, LINK_CLICK, 0, &p),
-                         LINKTOKEN_OK);
+        assert_int_equal(linktoken_verify(b.data, b.len, SECRET, LINK_CLICK, 0, &p), LINKTOKEN_OK);
         assert_string_equal(p.t.profile, prof);
         assert_string_equal(p.t.node, "");
         assert_string_equal(p.t.link, c.link);
@@ -140,9 +139,9 @@ static void test_forged(void **st)
     make(&t, SECRET, &b);
     static linktoken_parsed p;
     /* another secret (a forger's, or a rotated one) */
-    assert_int_equal(linktoken_verify(b.data, b.len, "another-secret-of-16+", LINK_UNSUBSCRIBE,
-                                      0, &p),
-                     LINKTOKEN_BAD_SIGNATURE);
+    assert_int_equal(
+        linktoken_verify(b.data, b.len, "another-secret-of-16+", LINK_UNSUBSCRIBE, 0, &p),
+        LINKTOKEN_BAD_SIGNATURE);
     /* the same fields for another profile, MAC kept from the genuine one */
     linktoken o = sample();
     o.profile = "p43";

@@ -1,0 +1,248 @@
+/* daemon/http_email — the email loop's public face: one-click
+ * unsubscribes (RFC 8058) on signed links, POST and GET /u/TOKEN.
+ *
+ * POST /u/TOKEN (no login: the link's signature is the authority, see
+ * delivery/linktoken.h) suppresses the profile on the link's channel in
+ * the state store (dispatch_suppress: delivery_send then sends it
+ * nothing more, from campaigns and journeys alike) and, the first time,
+ * enters the event `unsubscribed` into journeys through the runner's
+ * group commit; the answer comes once both are committed. The same link
+ * posted again changes nothing and says so (`already`): mail providers
+ * may post it more than once. GET /u/TOKEN answers a page whose button
+ * posts; a GET changes nothing (link scanners follow every link).
+ * A forged, altered or cut link, one for another purpose (an open or
+ * click token) or an expired one is refused (403, 410). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/log.h"
+#include "base/mem.h"
+#include "base/timefmt.h"
+#include "daemon/http_int.h"
+#include "delivery/dispatch.h"
+#include "delivery/linktoken.h"
+
+#define SUBMIT_WAIT_MS 5000
+
+static int wants_html(http_req *q)
+{
+    const char *a = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "Accept");
+    return a && strstr(a, "text/html") != NULL;
+}
+
+static void html_escape(buf *b, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': buf_adds(b, "&lt;"); break;
+        case '>': buf_adds(b, "&gt;"); break;
+        case '&': buf_adds(b, "&amp;"); break;
+        case '"': buf_adds(b, "&quot;"); break;
+        case '\'': buf_adds(b, "&#39;"); break;
+        default: buf_addc(b, *s);
+        }
+    }
+}
+
+/* A small page: title, one paragraph (escaped), an optional form. */
+static void page(http_req *q, int status, const char *title, const char *text, int form)
+{
+    buf b;
+    buf_init(&b);
+    buf_adds(&b, "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                 "<meta name=\"viewport\" content=\"width=device-width\">"
+                 "<meta name=\"robots\" content=\"noindex\"><title>");
+    html_escape(&b, title);
+    buf_adds(&b, "</title><style>body{font-family:sans-serif;max-width:32em;margin:4em auto;"
+                 "padding:0 1em}button{font-size:1.1em;padding:.5em 1.5em}</style></head>"
+                 "<body><main><h1>");
+    html_escape(&b, title);
+    buf_adds(&b, "</h1><p>");
+    html_escape(&b, text);
+    buf_adds(&b, "</p>");
+    /* no action: the form posts to this very URL, whatever proxy path
+     * public_url has; the field is RFC 8058's one-click body */
+    if (form)
+        buf_adds(&b, "<form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" "
+                     "value=\"One-Click\"><button type=\"submit\">Unsubscribe</button></form>");
+    buf_adds(&b, "</main></body></html>\n");
+    size_t n = b.len;
+    http_raw(q, status, buf_steal(&b), n, "text/html; charset=utf-8");
+}
+
+static void refuse(http_req *q, int status, const char *code, const char *why)
+{
+    if (wants_html(q)) {
+        page(q, status, "This link does not work",
+             status == 410 ? "This unsubscribe link has expired. Use the link in a more recent "
+                             "message, or reply to it."
+                           : "This unsubscribe link is not valid. Use the link exactly as it is "
+                             "in the message.",
+             0);
+        return;
+    }
+    http_error(q, status, code, json_pack("{s:s}", "reason", why), "%s: %s",
+               status == 410 ? "the link has expired" : "not a valid unsubscribe link", why);
+}
+
+/* The token of /u/TOKEN, verified; 0, or -1 after answering. */
+static int token(http_req *q, linktoken_parsed *p)
+{
+    const char *secret = q->env->a->conf.http.link_secret;
+    if (!secret) {
+        http_error(q, 404, "not_found", NULL,
+                   "unsubscribe links are not configured (http.public_url, http.link_secret)");
+        return -1;
+    }
+    const char *t = q->seg[1];
+    linktoken_rc rc =
+        linktoken_verify(t, strlen(t), secret, LINK_UNSUBSCRIBE, (int64_t)time(NULL), p);
+    if (rc == LINKTOKEN_OK)
+        return 0;
+    log_warn("http: unsubscribe link refused (%s)", linktoken_rc_name(rc));
+    if (rc == LINKTOKEN_EXPIRED)
+        refuse(q, 410, "link_expired", linktoken_rc_name(rc));
+    else
+        refuse(q, 403, "invalid_link", linktoken_rc_name(rc));
+    return -1;
+}
+
+void http_unsubscribe_get(http_req *q)
+{
+    linktoken_parsed *tp = xmalloc(sizeof *tp); /* 4 KB: off the pool thread's stack */
+    if (token(q, tp) == 0) {
+        buf t;
+        buf_init(&t);
+        buf_addf(&t, "Stop receiving messages on %s? Press the button to confirm.", tp->t.channel);
+        page(q, 200, "Unsubscribe", t.data, 1);
+        buf_free(&t);
+    }
+    free(tp);
+}
+
+/* --- POST: suppress, then the event once committed ------------------- */
+
+typedef struct unsub_job {
+    http_req *q;
+    int html;
+    json_t *answer;
+} unsub_job;
+
+static void job_free(void *p)
+{
+    unsub_job *j = p;
+    json_decref(j->answer);
+    free(j);
+}
+
+static void answer(unsub_job *j)
+{
+    if (j->html)
+        page(j->q, 200, "You are unsubscribed",
+             "You will receive no more of these messages. You can close this page.", 0);
+    else
+        http_json(j->q, 200, json_incref(j->answer));
+}
+
+static void on_event(void *ctx, jrunner_outcome o, const char *id, const char *reason)
+{
+    unsub_job *j = ctx;
+    json_object_set_new(j->answer, "event",
+                        json_string(o == JRUNNER_ACCEPTED    ? "accepted"
+                                    : o == JRUNNER_DUPLICATE ? "duplicate"
+                                                             : "dead_lettered"));
+    answer(j);
+    http_async_done(j->q);
+}
+
+/* Enter ev (taken over) into journeys and answer when it is committed;
+ * or answer at once when no journey engine runs. */
+void http_email_event(http_req *q, json_t *ev, json_t *ans, int html)
+{
+    unsub_job *j = xcalloc(1, sizeof *j);
+    j->q = q;
+    j->html = html;
+    j->answer = ans;
+    q->job = j;
+    q->job_free = job_free;
+    jrunner *r = q->env->r;
+    char *s = json_dumps(ev, JSON_COMPACT);
+    json_decref(ev);
+    if (!r || !s) {
+        json_object_set_new(ans, "event", json_string("not_entered"));
+        answer(j);
+        free(s);
+        return;
+    }
+    http_async_begin(q);
+    struct timespec nap = {0, 1000000};
+    int rc, waited = 0;
+    while ((rc = jrunner_submit_outcome(r, "http", s, strlen(s), on_event, j)) == 1 &&
+           waited++ < SUBMIT_WAIT_MS) {
+        jrunner_flush(r);
+        nanosleep(&nap, NULL);
+    }
+    free(s);
+    if (rc != 0) {
+        /* the suppression holds; only the event could not go in now */
+        log_warn("http: the %s event could not be queued (%s)",
+                 json_string_value(json_object_get(ans, "type")),
+                 rc < 0 ? "stopping" : "queue full");
+        json_object_set_new(ans, "event", json_string("rejected"));
+        answer(j);
+        http_async_done(q);
+        return;
+    }
+    jrunner_flush(r);
+}
+
+void http_unsubscribe_post(http_req *q)
+{
+    linktoken_parsed *tp = xmalloc(sizeof *tp);
+    if (token(q, tp) != 0) {
+        free(tp);
+        return;
+    }
+    const linktoken *t = &tp->t;
+    char err[256];
+    int64_t now = (int64_t)time(NULL);
+    int fresh = dispatch_suppress(q->env->st, t->channel, "profile", t->profile, "unsubscribed",
+                                  "link", now, err, sizeof err);
+    if (fresh < 0) {
+        log_error("http: unsubscribe: %s", err);
+        http_error(q, 500, "internal", NULL, "the unsubscribe could not be recorded; retry");
+        free(tp);
+        return;
+    }
+    log_info("http: profile %s unsubscribed from %s (%s %s)%s", t->profile, t->channel, t->origin,
+             t->name, fresh ? "" : ", again");
+    json_t *ans = json_pack("{s:b, s:s, s:s, s:b}", "unsubscribed", 1, "profile", t->profile,
+                            "channel", t->channel, "already", !fresh);
+    if (!fresh) {
+        if (wants_html(q))
+            page(q, 200, "You are unsubscribed",
+                 "You were already unsubscribed: nothing more will be sent.", 0);
+        else
+            http_json(q, 200, ans);
+        free(tp);
+        return;
+    }
+    char ts[21];
+    timestamp_format(now, ts);
+    buf id;
+    buf_init(&id);
+    buf_addf(&id, "unsubscribed:%s:%s", t->channel, t->profile);
+    json_t *data = json_pack("{s:s}", "channel", t->channel);
+    if (*t->origin && *t->name)
+        json_object_set_new(data, t->origin, json_string(t->name));
+    if (*t->node)
+        json_object_set_new(data, "node", json_string(t->node));
+    json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", id.data, "type", "unsubscribed",
+                           "profile", t->profile, "time", ts, "data", data);
+    buf_free(&id);
+    json_object_set_new(ans, "type", json_string("unsubscribed"));
+    http_email_event(q, ev, ans, wants_html(q));
+    free(tp);
+}

@@ -1,0 +1,487 @@
+/* The email loop end to end: `baton serve` with an HTTP listener and an
+ * email channel into a real SMTP sink (tests/support/smtp_sink.py).
+ * A campaign's messages carry List-Unsubscribe: <PUBLIC_URL/u/TOKEN> and
+ * List-Unsubscribe-Post (RFC 8058); GET /u/TOKEN shows a page and changes
+ * nothing; forged, altered, cut, foreign-secret, other-purpose and
+ * expired tokens are refused; POST /u/TOKEN (curl, and Python's
+ * http.client) suppresses the profile, enters `unsubscribed` into a
+ * journey, and a repeat changes nothing; the next campaign run and a
+ * journey's send skip the profile (counted `suppressed`). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "delivery/linktoken.h"
+#include "support/fs.h"
+#include "support/server.h"
+
+#define LINK_SECRET "link-secret-0123456789abcdef-xyz"
+#define INGEST "ingest-secret-0123456789abcdef"
+#define OPS "ops-secret-0123456789abcdef0123"
+
+static const char *bin, *src, *plugins;
+static char *dir, *cfg;
+static int port;
+static pid_t baton;
+static test_server smtp;
+
+static void nap_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static char *sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *sh(const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char *out = NULL, *err = NULL;
+    int rc = run_capture(cmd, &out, &err);
+    if (rc != 0)
+        fail_msg("%s: exit %d: %s", cmd, rc, err ? err : "");
+    free(err);
+    return out ? out : strdup("");
+}
+
+/* One request with curl: the status; the body in *body (may be NULL). */
+static int curl(const char *method, const char *path, const char *hdrs, const char *data,
+                char **body)
+{
+    char outf[1024];
+    snprintf(outf, sizeof outf, "%s/resp.body", dir);
+    char *so = sh("curl -s -o %s -w '%%{http_code}' -X %s %s %s%s%s 'http://127.0.0.1:%d%s'", outf,
+                  method, hdrs ? hdrs : "", data ? "--data-binary '" : "", data ? data : "",
+                  data ? "'" : "", port, path);
+    int status = atoi(so);
+    free(so);
+    char *text = file_read(outf, NULL);
+    if (body)
+        *body = text;
+    else
+        free(text);
+    unlink(outf);
+    return status;
+}
+
+static json_t *curl_json(const char *method, const char *path, const char *hdrs, const char *data,
+                         int *status)
+{
+    char *body = NULL;
+    *status = curl(method, path, hdrs, data, &body);
+    json_t *o = body ? json_loads(body, 0, NULL) : NULL;
+    free(body);
+    return o;
+}
+
+static const char *err_code(json_t *o)
+{
+    const char *c = json_string_value(json_object_get(json_object_get(o, "error"), "code"));
+    return c ? c : "";
+}
+
+static long sink_count(void)
+{
+    char *n = sh("cat %s/smtp/log.jsonl 2>/dev/null | wc -l", dir);
+    long v = atol(n);
+    free(n);
+    return v;
+}
+
+/* "rcpt|subject|List-Unsubscribe|List-Unsubscribe-Post" of every stored
+ * message, one a line, in arrival order. */
+static char *sink_headers(void)
+{
+    return sh("/usr/bin/python3 -c \"import email, json\n"
+              "for l in open('%s/smtp/log.jsonl'):\n"
+              "    e = json.loads(l)\n"
+              "    m = email.message_from_bytes(open('%s/smtp/' + e['file'], 'rb').read())\n"
+              "    print('|'.join([e['rcpt_tos'][0], str(m['Subject']), "
+              "str(m['List-Unsubscribe']), str(m['List-Unsubscribe-Post'])]))\"",
+              dir, dir);
+}
+
+static long suppressions(void)
+{
+    char *n = sh("sqlite3 %s/var/state.db 'SELECT count(*) FROM suppressions'", dir);
+    long v = atol(n);
+    free(n);
+    return v;
+}
+
+static json_t *cli_json(const char *args)
+{
+    char *out = NULL, *err = NULL;
+    int rc = run_baton(dir, cfg, &out, &err, "%s", args);
+    if (rc != 0)
+        fail_msg("baton %s: exit %d: %s", args, rc, err ? err : "");
+    json_t *o = out ? json_loads(out, 0, NULL) : NULL;
+    free(out);
+    free(err);
+    assert_non_null(o);
+    return o;
+}
+
+static void run_campaign(void)
+{
+    char *out = NULL, *err = NULL;
+    int rc = run_baton(dir, cfg, &out, &err, "campaign run news");
+    if (rc != 0)
+        fail_msg("campaign run: exit %d: %s%s", rc, out ? out : "", err ? err : "");
+    free(out);
+    free(err);
+}
+
+static int setup(void **st)
+{
+    bin = getenv("BATON_BIN");
+    src = getenv("BATON_SRC");
+    plugins = getenv("BATON_PLUGINS");
+    if (!bin || !src || !plugins)
+        return -1;
+    setenv("T_LINK", LINK_SECRET, 1);
+    setenv("T_INGEST", INGEST, 1);
+    setenv("T_OPS", OPS, 1);
+    dir = tmpdir_make("email-loop");
+    free(sh("mkdir -p %s/var %s/campaigns %s/journeys %s/smtp && sqlite3 %s/var/crm.db \""
+            "CREATE TABLE profiles (id TEXT PRIMARY KEY, email TEXT, phone TEXT, first_name TEXT,"
+            " city TEXT, tier TEXT, birth_date TEXT, created_at TEXT, consent_email INTEGER,"
+            " consent_sms INTEGER, consent_push INTEGER, score REAL);"
+            "CREATE TABLE stores (id TEXT PRIMARY KEY, city TEXT, name TEXT);"
+            "CREATE TABLE orders (id TEXT PRIMARY KEY, profile_id TEXT, store_id TEXT,"
+            " amount REAL, created_at TEXT);"
+            "CREATE TABLE reservations (id TEXT PRIMARY KEY, profile_id TEXT, store_id TEXT,"
+            " starts_at TEXT, party INTEGER, status TEXT);"
+            "INSERT INTO profiles (id, email, first_name, consent_email) VALUES"
+            " ('p1', 'ann@example.com', 'Ann', 1), ('p2', 'bob@example.com', 'Bob', 1),"
+            " ('p3', 'cy@example.com', 'Cy', 1);\"",
+            dir, dir, dir, dir, dir));
+    char sinkdir[1024];
+    snprintf(sinkdir, sizeof sinkdir, "%s/smtp", dir);
+    char script[1024];
+    snprintf(script, sizeof script, "%s/tests/support/smtp_sink.py", src);
+    char *argv[] = {"/usr/bin/python3", script, "--dir", sinkdir, NULL};
+    if (server_start_ready(&smtp, argv, 15000) != 0)
+        return -1;
+    free(file_write(dir, "campaigns/news.cfg",
+                    "campaign: { name = \"news\"; activities = (\n"
+                    "  { id = \"all\"; type = \"build_audience\"; dimension = \"profiles\"; "
+                    "filter = \"consent_email\"; },\n"
+                    "  { id = \"m\"; type = \"send\"; channel = \"email\"; input = \"all\";\n"
+                    "    subject = \"News\"; text = \"Hello {{ first_name }}\"; } ); };\n"));
+    free(file_write(dir, "journeys/watch.cfg",
+                    "journey: { name = \"watch\"; entry = { event = \"unsubscribed\"; };\n"
+                    "  start = \"done\"; nodes = ( { id = \"done\"; type = \"end\"; } ); };\n"));
+    free(file_write(dir, "journeys/thanks.cfg",
+                    "journey: { name = \"thanks\"; entry = { event = \"order\"; };\n"
+                    "  start = \"mail\"; nodes = (\n"
+                    "    { id = \"mail\"; type = \"send\"; channel = \"email\"; subject = "
+                    "\"Thanks\"; text = \"Thank you\"; next = \"done\"; },\n"
+                    "    { id = \"done\"; type = \"end\"; } ); };\n"));
+    port = server_free_port();
+    char *text;
+    if (asprintf(
+            &text,
+            "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"info\"; "
+            "}; };\n"
+            "sources: { crm: { plugin = \"source_sqlite\"; path = \"var/crm.db\"; schema = "
+            "\"%s/conf/schema.cfg\"; }; };\n"
+            "profiles = \"crm\";\n"
+            "channels: { email: { plugin = \"channel_email\"; port = %d; from = \"Shop "
+            "<news@example.com>\"; address = \"email\"; consent = \"consent_email\"; }; };\n"
+            "campaigns = [ \"campaigns\" ];\n"
+            "journeys = [ \"journeys\" ];\n"
+            "http = { listen = \"127.0.0.1:%d\"; public_url = \"https://news.example.test/\";\n"
+            "  link_secret = \"${env:T_LINK}\";\n"
+            "  tokens = ( { name = \"ingest\"; secret = \"${env:T_INGEST}\"; scopes = [ "
+            "\"events:write\" ]; },\n"
+            "             { name = \"ops\"; secret = \"${env:T_OPS}\"; scopes = [ \"read\" "
+            "]; } ); };\n",
+            plugins, src, smtp.port, port) < 0)
+        abort();
+    cfg = file_write(dir, "baton.cfg", text);
+    free(text);
+    baton = fork();
+    if (baton == 0) {
+        char log[1024];
+        snprintf(log, sizeof log, "%s/baton.log", dir);
+        freopen(log, "a", stdout);
+        freopen(log, "a", stderr);
+        if (chdir(dir) != 0)
+            _exit(127);
+        execl(bin, "baton", "-c", "baton.cfg", "serve", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 1000; i++) {
+        if (server_port_open(port) && curl("GET", "/readyz", NULL, NULL, NULL) == 200)
+            return 0;
+        nap_ms(10);
+    }
+    return -1;
+}
+
+static int teardown(void **st)
+{
+    if (baton > 0) {
+        kill(baton, SIGTERM);
+        int s;
+        waitpid(baton, &s, 0);
+    }
+    server_stop(&smtp);
+    if (!getenv("BATON_KEEP_TMP"))
+        tmpdir_remove(dir);
+    free(dir);
+    free(cfg);
+    return 0;
+}
+
+/* The token in ann's first message's List-Unsubscribe. */
+static char ann_token[LINKTOKEN_MAX];
+
+static void test_campaign_mail_carries_the_link(void **st)
+{
+    run_campaign();
+    assert_int_equal(sink_count(), 3);
+    char *h = sink_headers();
+    const char *prefix = "<https://news.example.test/u/";
+    int seen = 0;
+    for (char *line = strtok(h, "\n"); line; line = strtok(NULL, "\n")) {
+        char *f[4] = {0};
+        f[0] = line;
+        for (int i = 1; i < 4; i++) {
+            f[i] = strchr(f[i - 1], '|');
+            assert_non_null(f[i]);
+            *f[i]++ = 0;
+        }
+        assert_string_equal(f[1], "News");
+        assert_string_equal(f[3], "List-Unsubscribe=One-Click");
+        assert_memory_equal(f[2], prefix, strlen(prefix));
+        size_t n = strlen(f[2]);
+        assert_int_equal(f[2][n - 1], '>');
+        char tok[LINKTOKEN_MAX];
+        snprintf(tok, sizeof tok, "%.*s", (int)(n - 1 - strlen(prefix)), f[2] + strlen(prefix));
+        /* each link names its own profile, signed with the configured secret */
+        static linktoken_parsed p;
+        assert_int_equal(
+            linktoken_verify(tok, strlen(tok), LINK_SECRET, LINK_UNSUBSCRIBE, time(NULL), &p),
+            LINKTOKEN_OK);
+        assert_string_equal(p.t.channel, "email");
+        assert_string_equal(p.t.origin, "campaign");
+        assert_string_equal(p.t.name, "news");
+        assert_string_equal(p.t.node, "m");
+        if (!strcmp(f[0], "ann@example.com")) {
+            assert_string_equal(p.t.profile, "p1");
+            snprintf(ann_token, sizeof ann_token, "%s", tok);
+        }
+        seen++;
+    }
+    assert_int_equal(seen, 3);
+    assert_true(ann_token[0]);
+    free(h);
+}
+
+static void test_get_shows_a_page_and_changes_nothing(void **st)
+{
+    char path[LINKTOKEN_MAX + 8], *body = NULL;
+    snprintf(path, sizeof path, "/u/%s", ann_token);
+    assert_int_equal(curl("GET", path, "-H 'Accept: text/html'", NULL, &body), 200);
+    assert_non_null(strstr(body, "<form method=\"post\">"));
+    assert_non_null(strstr(body, "name=\"List-Unsubscribe\" value=\"One-Click\""));
+    free(body);
+    /* a link scanner's HEAD or GET, twice: still nothing recorded */
+    assert_int_equal(curl("GET", path, NULL, NULL, NULL), 200);
+    assert_int_equal(curl("HEAD", path, "-I", NULL, NULL), 200);
+    assert_int_equal(suppressions(), 0);
+}
+
+static void expect_refused(const char *tok, int want, const char *code)
+{
+    char path[LINKTOKEN_MAX + 8];
+    snprintf(path, sizeof path, "/u/%s", tok);
+    int status;
+    json_t *o = curl_json("POST", path, "-H 'Content-Type: application/x-www-form-urlencoded'",
+                          "List-Unsubscribe=One-Click", &status);
+    assert_int_equal(status, want);
+    assert_string_equal(err_code(o), code);
+    json_decref(o);
+    char *body = NULL;
+    assert_int_equal(curl("GET", path, "-H 'Accept: text/html'", NULL, &body), want);
+    assert_non_null(strstr(body, "does not work"));
+    free(body);
+}
+
+static void test_forged_and_replayed_tokens_refused(void **st)
+{
+    char t[LINKTOKEN_MAX];
+    size_t n = strlen(ann_token);
+    /* one character changed in the payload, then in the signature */
+    snprintf(t, sizeof t, "%s", ann_token);
+    t[3] = t[3] == 'A' ? 'B' : 'A';
+    expect_refused(t, 403, "invalid_link");
+    snprintf(t, sizeof t, "%s", ann_token);
+    t[n - 2] = t[n - 2] == 'A' ? 'B' : 'A';
+    expect_refused(t, 403, "invalid_link");
+    /* cut short */
+    snprintf(t, sizeof t, "%.*s", (int)(n - 3), ann_token);
+    expect_refused(t, 403, "invalid_link");
+    snprintf(t, sizeof t, "%.*s", (int)(strchr(ann_token, '.') - ann_token), ann_token);
+    expect_refused(t, 403, "invalid_link");
+    buf b;
+    buf_init(&b);
+    /* the same fields signed under a secret not ours */
+    linktoken lt = {.purpose = LINK_UNSUBSCRIBE,
+                    .profile = "p2",
+                    .channel = "email",
+                    .origin = "campaign",
+                    .name = "news",
+                    .node = "m"};
+    assert_int_equal(linktoken_make(&lt, "not-the-secret-0123456789", &b), 0);
+    expect_refused(b.data, 403, "invalid_link");
+    /* a genuine token of an open pixel replayed as an unsubscribe */
+    buf_reset(&b);
+    lt.purpose = LINK_OPEN;
+    assert_int_equal(linktoken_make(&lt, LINK_SECRET, &b), 0);
+    expect_refused(b.data, 403, "invalid_link");
+    /* a genuine unsubscribe token past its expiry */
+    buf_reset(&b);
+    lt.purpose = LINK_UNSUBSCRIBE;
+    lt.expires = time(NULL) - 10;
+    assert_int_equal(linktoken_make(&lt, LINK_SECRET, &b), 0);
+    expect_refused(b.data, 410, "link_expired");
+    buf_free(&b);
+    assert_int_equal(suppressions(), 0);
+}
+
+static void test_one_click_post(void **st)
+{
+    char path[LINKTOKEN_MAX + 8];
+    snprintf(path, sizeof path, "/u/%s", ann_token);
+    int status;
+    json_t *o = curl_json("POST", path, "-H 'Content-Type: application/x-www-form-urlencoded'",
+                          "List-Unsubscribe=One-Click", &status);
+    assert_int_equal(status, 200);
+    assert_true(json_is_true(json_object_get(o, "unsubscribed")));
+    assert_true(json_is_false(json_object_get(o, "already")));
+    assert_string_equal(json_string_value(json_object_get(o, "profile")), "p1");
+    assert_string_equal(json_string_value(json_object_get(o, "event")), "accepted");
+    json_decref(o);
+    assert_int_equal(suppressions(), 1);
+    /* a provider posting again (Python's http.client): nothing more */
+    char *py =
+        sh("/usr/bin/python3 -c \"import http.client\n"
+           "c = http.client.HTTPConnection('127.0.0.1', %d, timeout=10)\n"
+           "c.request('POST', '%s', body='List-Unsubscribe=One-Click', headers={'Content-Type': "
+           "'application/x-www-form-urlencoded'})\n"
+           "r = c.getresponse()\n"
+           "print(r.status, r.read().decode())\"",
+           port, path);
+    assert_int_equal(atoi(py), 200);
+    o = json_loads(strchr(py, ' ') + 1, 0, NULL);
+    assert_true(json_is_true(json_object_get(o, "already")));
+    json_decref(o);
+    free(py);
+    assert_int_equal(suppressions(), 1);
+    /* the event entered the journey that waits for it, once */
+    json_t *js = NULL;
+    for (int i = 0; i < 500; i++) {
+        json_decref(js);
+        js = cli_json("journey status watch --json");
+        char *s = json_dumps(js, JSON_COMPACT);
+        int entered = strstr(s, "\"completed\":1") != NULL;
+        free(s);
+        if (entered)
+            break;
+        nap_ms(20);
+    }
+    char *s = json_dumps(js, JSON_COMPACT);
+    if (!strstr(s, "\"completed\":1"))
+        fail_msg("the unsubscribed event did not complete the journey once: %s", s);
+    free(s);
+    json_decref(js);
+}
+
+static void test_suppressed_profile_gets_nothing_more(void **st)
+{
+    run_campaign();
+    assert_int_equal(sink_count(), 5);
+    char *h = sink_headers();
+    int ann = 0;
+    for (char *p = h; (p = strstr(p, "ann@example.com")); p++)
+        ann++;
+    assert_int_equal(ann, 1);
+    free(h);
+    json_t *runs = cli_json("campaign runs news --json");
+    json_t *last = json_array_get(json_object_get(runs, "runs"), 0);
+    json_t *acts = json_object_get(last, "activities"), *a;
+    size_t i;
+    int found = 0;
+    json_array_foreach(acts, i, a)
+    {
+        if (strcmp(json_string_value(json_object_get(a, "id")), "m"))
+            continue;
+        assert_int_equal(json_integer_value(json_object_get(a, "suppressed")), 1);
+        assert_int_equal(json_integer_value(json_object_get(a, "sent")), 2);
+        found = 1;
+    }
+    assert_true(found);
+    json_decref(runs);
+    /* a journey's send honours it too */
+    int status;
+    char hdr[256];
+    snprintf(hdr, sizeof hdr, "-H 'Authorization: Bearer %s' -H 'Content-Type: application/json'",
+             INGEST);
+    json_t *o = curl_json("POST", "/v1/events", hdr,
+                          "[{\"id\": \"o1\", \"type\": \"order\", \"profile\": \"p1\"},"
+                          " {\"id\": \"o2\", \"type\": \"order\", \"profile\": \"p2\"}]",
+                          &status);
+    assert_int_equal(status, 202);
+    json_decref(o);
+    for (int k = 0; k < 1000 && sink_count() < 6; k++)
+        nap_ms(10);
+    assert_int_equal(sink_count(), 6);
+    json_t *prof = NULL;
+    char *ps = NULL;
+    for (int k = 0; k < 500; k++) {
+        json_decref(prof);
+        free(ps);
+        prof = cli_json("profile p1 --json");
+        ps = json_dumps(prof, JSON_COMPACT);
+        if (strstr(ps, "skipped: suppressed"))
+            break;
+        nap_ms(20);
+    }
+    if (!strstr(ps, "skipped: suppressed"))
+        fail_msg("p1's journey send is not skipped as suppressed: %s", ps);
+    free(ps);
+    json_decref(prof);
+    h = sink_headers();
+    assert_non_null(strstr(h, "bob@example.com|Thanks"));
+    assert_null(strstr(h, "ann@example.com|Thanks"));
+    free(h);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_campaign_mail_carries_the_link),
+        cmocka_unit_test(test_get_shows_a_page_and_changes_nothing),
+        cmocka_unit_test(test_forged_and_replayed_tokens_refused),
+        cmocka_unit_test(test_one_click_post),
+        cmocka_unit_test(test_suppressed_profile_gets_nothing_more),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
