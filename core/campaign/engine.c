@@ -135,18 +135,178 @@ static void check_link_indexes(camp_env *e, const char *srcname, diag *d)
             for (size_t j = 0; j < 2; j++) {
                 if (has_index(e, ends[j].ent->table, ends[j].col))
                     continue;
+                /* a statement both SQLite and PostgreSQL run as it is */
+                expr_sql ix;
+                expr_sql_init(&ix);
+                char *iname = xasprintf("%s_%s", ends[j].ent->table, ends[j].col);
+                buf_adds(&ix.sql, "CREATE INDEX ");
+                expr_sql_ident(&ix, e->dialect, iname);
+                buf_adds(&ix.sql, " ON ");
+                expr_sql_ident(&ix, e->dialect, ends[j].ent->table);
+                buf_adds(&ix.sql, " (");
+                expr_sql_ident(&ix, e->dialect, ends[j].col);
+                buf_adds(&ix.sql, ")");
+                free(iname);
                 char *msg = xasprintf(
-                    "link %s.%s: table '%s' of source '%s' has no index on '%s': each "
-                    "aggregate or linked field read over the link scans the table (CREATE "
-                    "INDEX ON %s (%s))",
-                    en->name, lk->name, ends[j].ent->table, srcname, ends[j].col,
-                    ends[j].ent->table, ends[j].col);
+                    "link %s.%s: table '%s' of source '%s' has no index on '%s': journeys, "
+                    "templates and linked fields look rows up by it, each lookup a scan of "
+                    "the table; run %s;",
+                    en->name, lk->name, ends[j].ent->table, srcname, ends[j].col, ix.sql.data);
+                expr_sql_free(&ix);
                 if (!said(d, msg))
                     diag_warn(d, e->sch.file, lk->line, "%s", msg);
                 free(msg);
             }
         }
     }
+}
+
+/* Whether an error about this field (or entity) was said already: every
+ * campaign opens the source, the checks run once. */
+static int said_error(const diag *d, const schema_entity *en, const schema_field *f)
+{
+    char *pre = xasprintf("field %s.%s ", en->name, f->name);
+    int hit = 0;
+    for (size_t i = 0; i < d->n && !hit; i++)
+        hit = !d->v[i].warning && !strncmp(d->v[i].msg, pre, strlen(pre));
+    free(pre);
+    return hit;
+}
+
+static int said_entity(const diag *d, const schema_entity *en)
+{
+    char *pre = xasprintf("entity '%s': key ", en->name);
+    int hit = 0;
+    for (size_t i = 0; i < d->n && !hit; i++)
+        hit = !d->v[i].warning && !strncmp(d->v[i].msg, pre, strlen(pre));
+    free(pre);
+    return hit;
+}
+
+typedef struct value_sample {
+    baton_type want;
+    char *bad; /* the first value that does not fit, as text */
+    const char *got;
+} value_sample;
+
+static const char *stored_kind(const baton_value *v)
+{
+    switch (v->type) {
+    case BATON_T_INT: return "an integer";
+    case BATON_T_FLOAT: return "a real";
+    case BATON_T_STRING: return "text";
+    case BATON_T_BOOL: return "a bool";
+    default: return "a value of another type";
+    }
+}
+
+/* Whether a stored value reads as the declared type (dates and
+ * timestamps: sample_times). */
+static int value_fits(baton_type want, const baton_value *v)
+{
+    switch (want) {
+    case BATON_T_STRING: return v->type == BATON_T_STRING;
+    case BATON_T_INT: return v->type == BATON_T_INT;
+    case BATON_T_FLOAT: return v->type == BATON_T_INT || v->type == BATON_T_FLOAT;
+    case BATON_T_BOOL:
+        return v->type == BATON_T_BOOL || (v->type == BATON_T_INT && (v->v.i == 0 || v->v.i == 1));
+    default: return 1;
+    }
+}
+
+static int take_value(void *ud, size_t n, const char *const *names, const baton_value *v)
+{
+    value_sample *t = ud;
+    if (n == 0 || v[0].type == BATON_T_NULL || t->bad || value_fits(t->want, &v[0]))
+        return 0;
+    buf b;
+    buf_init(&b);
+    buf_adds(&b, "");
+    expr_value_format(&v[0], &b);
+    if (b.len > 60) {
+        b.len = 60;
+        b.data[60] = '\0';
+    }
+    t->bad = buf_steal(&b);
+    t->got = stored_kind(&v[0]);
+    return 1;
+}
+
+/* baton check: the first 1,000 non-null values of a column must read as
+ * the field's type (SQLite stores any value in any column: a float
+ * column holding 'n/a', ids stored as integers in a string field, which
+ * then never equal a string). */
+static void check_values(camp_env *e, const schema_entity *en, const schema_field *f,
+                         const char *srcname, diag *d)
+{
+    value_sample t = {.want = f->type};
+    expr_sql q;
+    expr_sql_init(&q);
+    buf_adds(&q.sql, "SELECT ");
+    expr_sql_ident(&q, e->dialect, f->name);
+    buf_adds(&q.sql, " FROM ");
+    expr_sql_ident(&q, e->dialect, en->table);
+    buf_adds(&q.sql, " WHERE ");
+    expr_sql_ident(&q, e->dialect, f->name);
+    buf_adds(&q.sql, " IS NOT NULL LIMIT 1000");
+    char err[256];
+    camp_sql(e, q.sql.data, NULL, 0, take_value, &t, err, sizeof err);
+    expr_sql_free(&q);
+    if (t.bad) {
+        const char *tn = schema_type_name(f->type);
+        diag_error(d, e->sch.file, f->line,
+                   "field %s.%s is a%s %s, but column '%s' of table '%s' of source '%s' holds "
+                   "'%s' (%s)",
+                   en->name, f->name, strchr("aeiou", tn[0]) ? "n" : "", tn, f->name, en->table,
+                   srcname, t.bad, t.got);
+    }
+    free(t.bad);
+}
+
+typedef struct dup_key {
+    char *key;
+    int64_t n;
+} dup_key;
+
+static int take_dup(void *ud, size_t n, const char *const *names, const baton_value *v)
+{
+    dup_key *k = ud;
+    if (n < 2 || k->key)
+        return 1;
+    buf b;
+    buf_init(&b);
+    buf_adds(&b, "");
+    expr_value_format(&v[0], &b);
+    k->key = buf_steal(&b);
+    k->n = v[1].type == BATON_T_INT ? v[1].v.i : 0;
+    return 1;
+}
+
+/* baton check: an entity's key must be unique (a send would reach a
+ * profile twice, a link would count rows twice). */
+static void check_key_unique(camp_env *e, const schema_entity *en, const char *srcname, diag *d)
+{
+    expr_sql q;
+    expr_sql_init(&q);
+    buf_adds(&q.sql, "SELECT ");
+    expr_sql_ident(&q, e->dialect, en->key->name);
+    buf_adds(&q.sql, ", count(*) FROM ");
+    expr_sql_ident(&q, e->dialect, en->table);
+    buf_adds(&q.sql, " WHERE ");
+    expr_sql_ident(&q, e->dialect, en->key->name);
+    buf_adds(&q.sql, " IS NOT NULL GROUP BY ");
+    expr_sql_ident(&q, e->dialect, en->key->name);
+    buf_adds(&q.sql, " HAVING count(*) > 1 LIMIT 1");
+    dup_key k = {0};
+    char err[256];
+    camp_sql(e, q.sql.data, NULL, 0, take_dup, &k, err, sizeof err);
+    expr_sql_free(&q);
+    if (k.key)
+        diag_error(d, e->sch.file, en->key->line,
+                   "entity '%s': key '%s' is not unique in table '%s' of source '%s': '%s' is "
+                   "the key of %lld rows",
+                   en->name, en->key->name, en->table, srcname, k.key, (long long)k.n);
+    free(k.key);
 }
 
 /* A warning said once per message, however many campaigns open the
@@ -298,6 +458,10 @@ static int verify_schema(camp_env *e, const char *srcname, unsigned flags, diag 
                 if (have &&
                     (en->fields[f].type == BATON_T_TIMESTAMP || en->fields[f].type == BATON_T_DATE))
                     sample_times(e, (schema_entity *)en, (schema_field *)&en->fields[f], flags, d);
+                else if (have && (flags & CAMP_OPEN_CHECK) && !said_error(d, en, &en->fields[f]) &&
+                         expr_dialect_type_ok(e->dialect, (int)en->fields[f].type, declared) < 0)
+                    /* the catalog cannot tell (SQLite's affinities): the values can */
+                    check_values(e, en, &en->fields[f], srcname, d);
                 if (!have) {
                     const char *near =
                         suggest_nearest(en->fields[f].name, (const char *const *)l.names, l.n);
@@ -307,6 +471,8 @@ static int verify_schema(camp_env *e, const char *srcname, unsigned flags, diag 
                                near ? " (it has '" : "", near ? near : "", near ? "')" : "");
                 }
             }
+        if (rc == 0 && (flags & CAMP_OPEN_CHECK) && !said_entity(d, en))
+            check_key_unique(e, en, srcname, d);
         col_list_free(&l);
     }
     if ((flags & CAMP_OPEN_CHECK) && d->errors == errors && !bad)

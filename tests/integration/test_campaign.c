@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -623,6 +624,92 @@ static void test_schema_checked_against_the_database(void **st)
     free(path);
 }
 
+/* baton check reads a sample of the data: values that do not fit their
+ * field, keys that are not unique, links without an index. */
+static void test_check_reads_the_data(void **st)
+{
+    char *cmd;
+    assert_true(
+        asprintf(
+            &cmd,
+            "sqlite3 %s/third.db \"CREATE TABLE profiles (id TEXT, email TEXT, phone TEXT, "
+            "first_name TEXT, city TEXT, tier TEXT, birth_date TEXT, created_at TEXT, "
+            "consent_email INT, consent_sms INT, consent_push INT, score REAL); "
+            "INSERT INTO profiles (id, consent_email, score) VALUES ('p1', 1, 2.5), ('p2', 2, 1), "
+            "('p1', 0, 3); "
+            "CREATE TABLE orders (id TEXT PRIMARY KEY, profile_id, store_id TEXT, amount, "
+            "created_at TEXT); INSERT INTO orders VALUES ('o1', 7, 's1', 'n/a', "
+            "'2026-01-02T00:00:00Z'); "
+            "CREATE TABLE stores (id TEXT PRIMARY KEY, city TEXT, name TEXT); "
+            "CREATE TABLE reservations (id TEXT PRIMARY KEY, profile_id TEXT, store_id TEXT, "
+            "starts_at TEXT, party INT, status TEXT); "
+            "CREATE INDEX r_p ON reservations (profile_id); CREATE INDEX r_s ON reservations "
+            "(store_id); CREATE INDEX o_s ON orders (store_id);\"",
+            dir) > 0);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    char *text;
+    assert_true(
+        asprintf(&text,
+                 "baton: { data_dir = \"var3\"; plugin_path = [ \"%s\" ]; };\n"
+                 "sources: { crm: { plugin = \"source_sqlite\"; path = \"third.db\"; schema = "
+                 "\"%s/conf/schema.cfg\"; }; };\n"
+                 "profiles = \"crm\";\n"
+                 "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var3/x\"; }; };\n"
+                 "campaigns = [ \"c3\" ];\n",
+                 plugins, src) > 0);
+    char *third = file_write(dir, "third.cfg", text);
+    free(text);
+    char *c3;
+    assert_true(asprintf(&c3, "%s/c3", dir) > 0);
+    mkdir(c3, 0755);
+    free(c3);
+    free(file_write(dir, "c3/one.cfg",
+                    "campaign: {\n  name = \"one\";\n  activities = (\n"
+                    "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; }\n"
+                    "  );\n};\n"));
+    char *out, *err;
+    assert_true(asprintf(&cmd, "%s -c %s check", bin, third) > 0);
+    assert_int_equal(run_capture(cmd, &out, &err), 2);
+    static const char *const want[] = {
+        "conf/schema.cfg:10: field profiles.consent_email is a bool, but column 'consent_email' of "
+        "table 'profiles' of source 'crm' holds '2' (an integer)",
+        "conf/schema.cfg:8: entity 'profiles': key 'id' is not unique in table 'profiles' of "
+        "source 'crm': 'p1' is the key of 2 rows",
+        "conf/schema.cfg:15: field orders.profile_id is a string, but column 'profile_id' of "
+        "table 'orders' of source 'crm' holds '7' (an integer)",
+        "conf/schema.cfg:16: field orders.amount is a float, but column 'amount' of table "
+        "'orders' of source 'crm' holds 'n/a' (text)",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!strstr(err, want[i]))
+            fail_msg("missing: %s\nin:\n%s", want[i], err);
+    free(cmd);
+    free(out);
+    free(err);
+    /* the data fixed, the links without an index are warnings with the
+     * statement to run */
+    assert_true(asprintf(&cmd,
+                         "sqlite3 %s/third.db \"DELETE FROM profiles WHERE consent_email <> 1; "
+                         "UPDATE orders SET profile_id = 'p1', amount = 3.5;\"",
+                         dir) > 0);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    assert_true(asprintf(&cmd, "%s -c %s check", bin, third) > 0);
+    assert_int_equal(run_capture(cmd, &out, &err), 0);
+    const char *ix = "conf/schema.cfg:17: warning: link orders.profile: table 'orders' of source "
+                     "'crm' has no index on 'profile_id': journeys, templates and linked fields "
+                     "look rows up by it, each lookup a scan of the table; run CREATE INDEX "
+                     "\"orders_profile_id\" ON \"orders\" (\"profile_id\");";
+    if (!strstr(err, ix))
+        fail_msg("missing: %s\nin:\n%s", ix, err);
+    assert_null(strstr(err, "no index on 'store_id'"));
+    free(cmd);
+    free(out);
+    free(err);
+    free(third);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -633,6 +720,7 @@ int main(void)
         cmocka_unit_test(test_multi_level_email_templates),
         cmocka_unit_test(test_wait_holds_the_run_and_proofs),
         cmocka_unit_test(test_schema_checked_against_the_database),
+        cmocka_unit_test(test_check_reads_the_data),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
