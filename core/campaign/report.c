@@ -30,13 +30,10 @@ json_t *campaign_plan_json(const camp_env *e)
                                           "no_address", (json_int_t)s->no_address));
         }
     }
-    json_t *o = json_pack("{s:s, s:o, s:o}", "campaign", e->c->name, "counts", counts, "excluded",
-                          excluded);
-    if (json_object_size(notes))
-        json_object_set_new(o, "notes", notes);
-    else
-        json_decref(notes);
-    return o;
+    /* notes always there (an empty object without any): scripts read it
+     * without testing for it */
+    return json_pack("{s:s, s:o, s:o, s:o}", "campaign", e->c->name, "counts", counts, "excluded",
+                     excluded, "notes", notes);
 }
 
 /* campaign.name of a file, read without checking the rest; NULL when the

@@ -387,6 +387,7 @@ static int order_sql(ctx_t *x, const char *path, size_t input, baton_buf *b)
 /* deduplicate                                                         */
 /* ------------------------------------------------------------------ */
 
+static const char *const dedup_nulls[] = {"apart", "merge", NULL};
 static const baton_config_key dedup_keys[] = {
     {.name = "by",
      .type = BATON_CFG_LIST,
@@ -395,6 +396,11 @@ static const baton_config_key dedup_keys[] = {
     {.name = "keep",
      .type = BATON_CFG_STRING,
      .help = "which row of each group stays: the first in this order (\"created_at desc\")"},
+    {.name = "nulls",
+     .type = BATON_CFG_ENUM,
+     .choices = dedup_nulls,
+     .help = "rows whose `by` is null: \"apart\" (the default: each is kept) or \"merge\" (they "
+             "are duplicates of each other)"},
     {0}};
 
 static int dedup_sql(ctx_t *x, baton_buf *b, int check)
@@ -425,13 +431,20 @@ static int dedup_sql(ctx_t *x, baton_buf *b, int check)
         H->buf_free(nul);
         return rc;
     }
-    /* rows whose `by` is unknown duplicate nothing: each keeps its row */
+    /* rows whose `by` is unknown duplicate nothing: each keeps its row,
+     * unless nulls = "merge" (PARTITION BY puts NULLs together) */
+    const char *nulls = H->act_setting_string(x, "nulls");
+    int merge = nulls && !strcmp(nulls, "merge");
     H->buf_printf(b, "CREATE TABLE %s AS SELECT ", H->act_output_table(x, NULL));
     keep_cols(x, 0, "d", b);
     H->buf_printf(b, " FROM (SELECT ");
     keep_cols(x, 0, "r", b);
-    H->buf_printf(b, ", row_number() OVER (PARTITION BY %s, CASE WHEN %s THEN r._key END ORDER BY ",
-                  s(part), s(nul));
+    if (merge)
+        H->buf_printf(b, ", row_number() OVER (PARTITION BY %s ORDER BY ", s(part));
+    else
+        H->buf_printf(
+            b, ", row_number() OVER (PARTITION BY %s, CASE WHEN %s THEN r._key END ORDER BY ",
+            s(part), s(nul));
     if (H->act_setting_string(x, "keep")) {
         rc = order_sql(x, "keep", 0, b);
         H->buf_printf(b, ", ");

@@ -124,6 +124,8 @@ static const char targeting[] =
     "    { id = \"x\"; type = \"combine\"; op = \"exclusion\"; inputs = [ \"u\", \"recent\" ]; },\n"
     "    { id = \"d\"; type = \"deduplicate\"; input = \"u\"; by = [ \"tier\" ]; keep = \"score "
     "desc\"; },\n"
+    "    { id = \"dm\"; type = \"deduplicate\"; input = \"u\"; by = [ \"tier\" ]; nulls = "
+    "\"merge\"; },\n"
     "    { id = \"e\"; type = \"enrich\"; input = \"u\";\n"
     "      add = ( { name = \"total\"; value = \"sum(orders.amount)\"; } ); },\n"
     "    { id = \"s\"; type = \"split\"; input = \"e\";\n"
@@ -196,6 +198,15 @@ static void test_plan_matches_hand_written_sql(void **st)
         count_of(c, "d"),
         sql_count("SELECT count(DISTINCT tier) + sum(tier IS NULL) FROM profiles WHERE id IN (" U
                   ")"));
+    /* nulls = "merge": the NULL tiers are one more group */
+    assert_int_equal(
+        count_of(c, "dm"),
+        sql_count("SELECT count(DISTINCT tier) + max(tier IS NULL) FROM profiles WHERE "
+                  "id IN (" U ")"));
+    assert_true(count_of(c, "dm") < count_of(c, "d"));
+    /* notes: always there, empty here */
+    assert_true(json_is_object(json_object_get(o, "notes")));
+    assert_int_equal(json_object_size(json_object_get(o, "notes")), 0);
     assert_int_equal(count_of(c, "e"), count_of(c, "u"));
     assert_int_equal(
         count_of(c, "s.hi"),
