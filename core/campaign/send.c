@@ -284,12 +284,55 @@ static int send_check(void *state, baton_activity_ctx *x)
     }
     for (size_t i = 0; i < ncols; i++) {
         config_setting_t *el = config_setting_get_elem(cols, (unsigned)i);
-        int line = (int)config_setting_source_line(cols);
+        int line = (int)config_setting_source_line(el ? el : cols);
+        if (line <= 0)
+            line = (int)config_setting_source_line(cols);
+        /* "expr" (its text names the column) or { name = "..."; value = "expr"; } */
         const char *col =
             config_setting_type(el) == CONFIG_TYPE_STRING ? config_setting_get_string(el) : NULL;
+        const char *name = col;
+        if (!col && config_setting_type(el) == CONFIG_TYPE_GROUP) {
+            config_setting_t *nm = config_setting_get_member(el, "name");
+            config_setting_t *vl = config_setting_get_member(el, "value");
+            name = nm && config_setting_type(nm) == CONFIG_TYPE_STRING
+                       ? config_setting_get_string(nm)
+                       : NULL;
+            col = vl && config_setting_type(vl) == CONFIG_TYPE_STRING
+                      ? config_setting_get_string(vl)
+                      : NULL;
+            for (int k = 0; k < config_setting_length(el); k++) {
+                const char *kn = config_setting_name(config_setting_get_elem(el, (unsigned)k));
+                if (strcmp(kn, "name") && strcmp(kn, "value")) {
+                    diag_error(e->d, e->c->file, line,
+                               "activity '%s': columns[%zu]: unknown key '%s' (a column is { "
+                               "name = \"...\"; value = \"expression\"; })",
+                               a->id, i, kn);
+                    col = NULL;
+                    name = "";
+                }
+            }
+            if (!name || !*name || !col) {
+                if (!name || !col)
+                    diag_error(e->d, e->c->file, line,
+                               "activity '%s': columns[%zu] needs a name and a value: { name = "
+                               "\"spent\"; value = \"sum(orders.amount)\"; }",
+                               a->id, i);
+                continue;
+            }
+        }
         if (!col) {
-            diag_error(e->d, e->c->file, line, "activity '%s': columns[%zu] must be a string",
+            diag_error(e->d, e->c->file, line,
+                       "activity '%s': columns[%zu] must be an expression (a string) or { name "
+                       "= \"...\"; value = \"...\"; }",
                        a->id, i);
+            continue;
+        }
+        int dup = 0;
+        for (size_t k = 0; k < p->nparts && p->columns; k++)
+            dup |= !strcmp(p->part_names[k], name);
+        if (dup) {
+            diag_error(e->d, e->c->file, line, "activity '%s': columns[%zu]: a second column '%s'",
+                       a->id, i, name);
             continue;
         }
         char *text = xasprintf("{{ %s }}", col);
@@ -303,7 +346,7 @@ static int send_check(void *state, baton_activity_ctx *x)
         collect_refs(p, t);
         p->part_names = xrealloc(p->part_names, (p->nparts + 1) * sizeof *p->part_names);
         p->parts = xrealloc(p->parts, (p->nparts + 1) * sizeof *p->parts);
-        p->part_names[p->nparts] = xstrdup(col);
+        p->part_names[p->nparts] = xstrdup(name);
         p->parts[p->nparts++] = t;
         p->columns = 1;
     }

@@ -447,7 +447,8 @@ static void test_audiences_and_reconcile(void **st)
                           "dimension = \"profiles\";\n"
                           "      column = \"mail\"; field = \"email\"; },\n"
                           "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"m\"; "
-                          "columns = [ \"email\", \"note\" ]; }\n"
+                          "columns = ( \"email\", \"note\", { name = \"len\"; value = "
+                          "\"length(email)\"; } ); }\n"
                           "  );\n};\n");
     assert_int_equal(baton(&out, &err, "campaign plan rc"), 0);
     long long matched = sql_count("SELECT count(*) FROM profiles WHERE email IN "
@@ -466,7 +467,9 @@ static void test_audiences_and_reconcile(void **st)
     assert_true(asprintf(&path, "%s/var/exports/rc-3-out.csv", dir) > 0);
     char *text = file_read(path, NULL);
     assert_non_null(text);
-    assert_non_null(strstr(text, "user3@example.com,\"Jacket, blue\"\r\n"));
+    /* a named column: its name heads it */
+    assert_non_null(strstr(text, "email,note,len\r\n"));
+    assert_non_null(strstr(text, "user3@example.com,\"Jacket, blue\",17\r\n"));
     free(text);
     free(path);
     unlink(save);
