@@ -76,6 +76,7 @@ static const http_route routes[] = {
     {"GET", "/v1/campaigns/*/runs", HTTP_SCOPE_READ, http_campaign_runs, 0},
     {"POST", "/v1/campaigns/*/runs", HTTP_SCOPE_CAMPAIGNS, http_campaign_run_post, 1},
     {"GET", "/v1/campaigns/*/runs/*", HTTP_SCOPE_READ, http_campaign_run_get, 0},
+    {"GET", "/v1/profiles", HTTP_SCOPE_READ, http_profiles_search, 0},
     {"GET", "/v1/profiles/*", HTTP_SCOPE_READ, http_profile_get, 0},
     {"GET", "/v1/deliveries", HTTP_SCOPE_READ, http_deliveries, 0},
     {"GET", "/v1/dead_letters", HTTP_SCOPE_READ, http_dead_letters, 0},

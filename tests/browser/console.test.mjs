@@ -5,6 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { startServe, launchBrowser, baton, until, TOKENS, SHOTS } from './harness.mjs';
 
@@ -57,6 +58,11 @@ test('login: a wrong token is refused, a good one shows the campaigns', async ()
   await page.waitForSelector('table a[href="#/campaigns/winback"]');
   const names = await page.$$eval('main table tbody tr th, main table tbody tr td:first-child', (t) => t.map((x) => x.textContent));
   for (const n of ['winback', 'stores', 'newsletter', 'returns']) assert.ok(names.includes(n), `${n} listed`);
+  // the schedule as GET /v1/campaigns gives it ({at, repeat_s, timezone})
+  const api = (await srv.api('GET', '/v1/campaigns')).json.campaigns.find((c) => c.name === 'winback');
+  const row = await page.textContent('main table tbody tr:has(a[href="#/campaigns/winback"])');
+  assert.ok(row.includes(`from ${api.schedule.at} every ${api.schedule.repeat_s / 604800}w (${api.schedule.timezone})`), row);
+  assert.ok(row.includes(api.state), row);
   await shot('campaigns');
 });
 
@@ -180,8 +186,16 @@ test('editor: a save that races a hand edit is refused with the difference; noth
 });
 
 test('journey: canvas, journey test on pasted events draws a profile\'s path', async () => {
+  // the list: each journey's control and profiles, as GET /v1/journeys says
+  const list = (await srv.api('GET', '/v1/journeys')).json.journeys.find((j) => j.journey === 'cart-abandon');
+  await open(`#/journeys`);
+  await page.waitForSelector('a[href="#/journeys/cart-abandon"]');
+  const row = await page.textContent('tr:has(a[href="#/journeys/cart-abandon"])');
+  assert.ok(row.startsWith(`cart-abandon${list.control}${list.profiles}`), row);
+  await shot('journeys');
   await open(`#/journeys/cart-abandon`);
   await page.waitForSelector('#canvas svg g.node');
+  assert.equal(await page.textContent('#control'), list.control);
   const events = fs.readFileSync(path.join(srv.dir, 'conf/events/demo.jsonl'), 'utf8');
   await page.fill('#events', events);
   await page.click('#run-test');
@@ -236,6 +250,12 @@ test('channels: switched off in the console, written to baton.cfg, and a journey
   assert.match(cfg, /email: \{ enabled = false;/);
   assert.equal(cfg.replace('email: { enabled = false;', 'email: { enabled = true;'), before, 'nothing else in the file changed');
   await page.waitForSelector('[data-state="email"]:text("off")');
+  // rate and queue as GET /v1/channels gives them
+  const sms = (await srv.api('GET', '/v1/channels/sms')).json;
+  const mailRow = await page.textContent('tr:has(button[data-channel="mail"])');
+  assert.match(mailRow, /no limit/);
+  assert.match(await page.textContent('tr:has(button[data-channel="sms"])'), new RegExp(`not running.*${sms.rate}/s`));
+  assert.equal(await page.textContent('[data-failures="mail"]'), 'none');
   await shot('channels');
   // a sign-up: the welcome journey's first node sends on email
   const ev = { id: 'ui-signup-1', type: 'signed_up', profile: 'p7', time: new Date().toISOString(), data: {} };
@@ -262,13 +282,21 @@ test('profiles: a campaign run from the console, then the profile it reached', a
   await page.click('#run');
   await page.waitForSelector('#run-status [data-status="done"]', { timeout: 20000 });
   const d = await srv.api('GET', '/v1/deliveries?channel=mail');
-  const rows = d.json.deliveries || d.json.items || [];
+  const rows = d.json.deliveries;
   assert.ok(rows.length > 0, 'the run delivered');
   const who = rows[0].profile;
   await open(`#/profiles`);
   await page.fill('#profile-q', who);
   await page.press('#profile-q', 'Enter');
   await page.waitForSelector('#timeline');
+  assert.match(await page.textContent('#timeline'), /campaign stores\/(letters|others)/);
+  // the same profile by its address: the email the profiles table holds
+  const email = execFileSync('sqlite3', [path.join(srv.dir, 'conf/var/crm.db'), `SELECT email FROM profiles WHERE id = '${who}'`], { encoding: 'utf8' }).trim();
+  assert.ok(email, `${who} has an email`);
+  await open(`#/profiles`);
+  await page.fill('#profile-q', email);
+  await page.press('#profile-q', 'Enter');
+  await page.waitForSelector(`#profile-title:text("Profile ${who}")`);
   assert.match(await page.textContent('#timeline'), /campaign stores\/(letters|others)/);
   await shot('profile');
   await open(`#/deliveries`);

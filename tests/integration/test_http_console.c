@@ -430,12 +430,78 @@ static void test_describe(void **state)
     json_decref(o);
 }
 
+/* GET /v1/profiles?address=: the ids whose channel address fields (email
+ * and phone in conf/) hold it, as the profiles table says */
+static void test_profile_search(void **state)
+{
+    char *email = NULL, *phone = NULL, *want = NULL;
+    assert_int_equal(run_capture("sqlite3 conf/var/crm.db \"SELECT email FROM profiles WHERE email"
+                                 " IS NOT NULL ORDER BY id LIMIT 1 OFFSET 5\"",
+                                 &email, NULL),
+                     0);
+    assert_int_equal(run_capture("sqlite3 conf/var/crm.db \"SELECT phone FROM profiles WHERE phone"
+                                 " LIKE '+%' ORDER BY id LIMIT 1\"",
+                                 &phone, NULL),
+                     0);
+    email[strcspn(email, "\n")] = 0;
+    phone[strcspn(phone, "\n")] = 0;
+    assert_true(*email && phone[0] == '+');
+    char path[1024], cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "sqlite3 conf/var/crm.db \"SELECT id FROM profiles WHERE email = '%s' ORDER BY id\"",
+             email);
+    assert_int_equal(run_capture(cmd, &want, NULL), 0);
+    json_t *o;
+    snprintf(path, sizeof path, "/v1/profiles?address=%s", email);
+    assert_int_equal(api("GET", path, VIEWER, NULL, &o), 200);
+    json_t *ids = json_object_get(o, "profiles");
+    assert_true(json_array_size(ids) >= 1);
+    char got[512] = "";
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        strncat(got, json_string_value(v), sizeof got - strlen(got) - 2);
+        strcat(got, "\n");
+    }
+    assert_string_equal(got, want);
+    json_decref(o);
+    /* a phone number, its '+' sent as %2B */
+    snprintf(path, sizeof path, "/v1/profiles?address=%%2B%s", phone + 1);
+    assert_int_equal(api("GET", path, VIEWER, NULL, &o), 200);
+    assert_true(json_array_size(json_object_get(o, "profiles")) >= 1);
+    snprintf(cmd, sizeof cmd,
+             "sqlite3 conf/var/crm.db \"SELECT phone FROM profiles WHERE id = '%s'\"",
+             json_string_value(json_array_get(json_object_get(o, "profiles"), 0)));
+    json_decref(o);
+    char *back = NULL;
+    assert_int_equal(run_capture(cmd, &back, NULL), 0);
+    back[strcspn(back, "\n")] = 0;
+    assert_string_equal(back, phone);
+    /* nobody, a quote (a bound parameter, not SQL), no address at all */
+    assert_int_equal(api("GET", "/v1/profiles?address=x%27%20OR%201=1--", VIEWER, NULL, &o), 200);
+    assert_int_equal(json_array_size(json_object_get(o, "profiles")), 0);
+    json_decref(o);
+    assert_int_equal(api("GET", "/v1/profiles", VIEWER, NULL, &o), 400);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(o, "error"), "details"), "field")),
+                        "address");
+    json_decref(o);
+    assert_int_equal(api("GET", "/v1/profiles?address=a", INGEST, NULL, &o), 403);
+    json_decref(o);
+    free(email);
+    free(phone);
+    free(want);
+    free(back);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_session_and_scopes), cmocka_unit_test(test_file_check_save_restore),
         cmocka_unit_test(test_bad_bodies),         cmocka_unit_test(test_journey_test_and_check),
         cmocka_unit_test(test_channel_switch),     cmocka_unit_test(test_describe),
+        cmocka_unit_test(test_profile_search),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -184,9 +184,7 @@ export function parseCheckMessage(m) {
 // Where a delivery came from, read from its idempotency key:
 // "<campaign>/<run>/<activity>/<row>" or "j:<journey>:<instance>:<node>:<step>".
 export function deliveryOrigin(d) {
-  if (d.campaign) return `campaign ${d.campaign}${d.activity ? `/${d.activity}` : ''}`;
-  if (d.journey) return `journey ${d.journey}/${d.node || ''}`;
-  const k = d.key || '';
+  const k = d.key;
   if (k.startsWith('j:')) { const p = k.split(':'); return `journey ${p[1]}/${p[3] || ''}`; }
   const p = k.split('/');
   if (p.length >= 3) return `campaign ${p[0]}/${p[2]} (run ${p[1]})`;

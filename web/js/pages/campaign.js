@@ -27,7 +27,7 @@ export async function show(name) {
   const { file, doc, parseError } = await loadCampaign(name);
   let plan = null, planError = null, runs = [];
   try { plan = await api.get(`/v1/campaigns/${api.enc(name)}/plan`); } catch (e) { if (e.status === 401) throw e; planError = e; }
-  try { const r = await api.get(`/v1/campaigns/${api.enc(name)}/runs`); runs = r.runs || r || []; } catch (e) { if (e.status === 401) throw e; }
+  try { const r = await api.get(`/v1/campaigns/${api.enc(name)}/runs`); runs = r.runs; } catch (e) { if (e.status === 401) throw e; }
   const acts = (doc && doc.campaign && doc.campaign.activities) || [];
   const side = h('aside', { class: 'side panel', 'aria-label': 'Selected activity', id: 'node-panel' },
     h('p', { class: 'help' }, 'Select an activity (click, or Tab to it and press Enter) to see its settings, what it does and its last runs. Arrow keys move along the edges.'));
@@ -47,7 +47,8 @@ export async function show(name) {
   if (parseError) problems.appendChild(errorBox(`${file.file}:${parseError.message}`));
   if (planError) {
     problems.appendChild(h('div', { class: 'panel', role: 'alert' }, h('p', { class: 'error' }, `The plan failed: ${planError.message}`),
-      checkList(planError.details && (planError.details.messages || planError.details.errors))));
+      // campaign_invalid: details is [{file, line, message}]
+      planError.code === 'campaign_invalid' ? h('ul', { class: 'msgs' }, planError.details.map((m) => h('li', { class: 'msg-error' }, `${m.file}:${m.line}: ${m.message}`))) : null));
   }
   const g = campaignGraph(doc || {}, plan);
   for (const d of g.dangling) problems.appendChild(h('p', { class: 'error' }, `${d.activity}: input '${d.input}' is not produced by any activity`));
@@ -86,8 +87,8 @@ function nodePanel(name, a, plan, runs) {
     h('h3', null, 'Last runs'),
     last.length ? table([
       { label: 'Run', get: (x) => `#${x.r.id}${x.r.dry_run ? ' (dry)' : ''}` },
-      { label: 'Started', get: (x) => x.r.started_at || '' },
-      { label: 'Counts', get: (x) => Object.entries(x.act.counts || {}).map(([k, v]) => `${k}: ${v}`).join(', ') },
+      { label: 'Started', get: (x) => x.r.started_at },
+      { label: 'Counts', get: (x) => Object.entries(x.act.counts).map(([k, v]) => `${k}: ${v}`).join(', ') },
       { label: 'ms', num: true, get: (x) => fmtNum(x.act.ms) },
     ], last, 'Last runs of this activity') : h('p', { class: 'help' }, 'Not run yet.'),
     a.type === 'send' ? h('p', { class: 'help' }, 'To see its messages before sending, run with proof addresses (below): only those addresses receive them.') : null);
@@ -119,19 +120,20 @@ function runControls(name, doc, panel, view) {
   const poll = async (id) => {
     try {
       const r = await api.get(`/v1/campaigns/${api.enc(name)}/runs/${id}`);
-      const acts = r.activities || [];
+      const acts = r.activities;
       const total = (doc && doc.campaign && doc.campaign.activities || []).length || 1;
       view.mark(acts.map((a) => a.id), 'done');
       clear(out,
-        h('p', { id: 'run-status' }, `Run #${r.id ?? id}${r.dry_run ? ' (dry run)' : ''}: `, h('strong', { 'data-status': r.status }, r.status || 'running'),
+        h('p', { id: 'run-status' }, `Run #${r.id}${r.dry_run ? ' (dry run)' : ''}: `, h('strong', { 'data-status': r.status }, r.status),
           ' ', h('progress', { max: total, value: Math.min(total, acts.length), 'aria-label': 'activities done' })),
         r.error ? h('p', { class: 'error' }, r.error) : null,
         table([
           { label: 'Activity', get: (a) => a.id },
-          { label: 'Counts', get: (a) => Object.entries(a.counts || {}).map(([k, v]) => `${k}: ${v}`).join(', ') },
+          { label: 'Counts', get: (a) => Object.entries(a.counts).map(([k, v]) => `${k}: ${v}`).join(', ') },
           { label: 'ms', num: true, get: (a) => fmtNum(a.ms) },
         ], acts, 'Progress of the run'));
-      if (!r.status || /^(running|queued|started|pending|waiting)$/.test(r.status)) timer = setTimeout(() => poll(id), 400);
+      // running, waiting (for a signal or a time), done, failed
+      if (r.status === 'running' || r.status === 'waiting') timer = setTimeout(() => poll(id), 400);
       else status(`Run #${id} ${r.status}.`);
     } catch (e) { clear(out, errorBox(e)); }
   };

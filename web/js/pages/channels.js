@@ -11,11 +11,11 @@ export async function show() {
   const load = async () => {
     let data;
     try { data = await api.get('/v1/channels'); } catch (e) { if (e.status === 401) throw e; clear(body, errorBox(e)); return; }
-    const rows = Array.isArray(data) ? data : data.channels || Object.entries(data).map(([name, v]) => ({ name, ...v }));
+    const rows = data.channels;
     clear(body, h('table', null, h('caption', { class: 'sr' }, 'Channels'),
       h('thead', null, h('tr', null, ['Channel', 'Plugin', 'State', 'Queue', 'Rate', 'Recent failures', ''].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', null, rows.map((c) => {
-        const on = c.enabled !== false;
+        const on = c.enabled;
         const btn = h('button', { type: 'button', 'data-channel': c.name, 'aria-pressed': String(on), disabled: !can('admin'),
           'aria-label': `${c.name}: ${on ? 'on, switch off' : 'off, switch on'}`, onclick: async () => {
             btn.disabled = true;
@@ -25,14 +25,13 @@ export async function show() {
             } catch (e) { status(`Channel ${c.name}: ${e.message}`, 'error'); }
             load();
           } }, on ? 'Switch off' : 'Switch on');
-        const errs = c.last_errors || c.errors || c.recent_failures || [];
-        return h('tr', null,
+                return h('tr', null,
           h('th', { scope: 'row' }, c.name),
-          h('td', null, c.plugin || ''),
+          h('td', null, c.plugin),
           h('td', null, h('span', { class: `badge ${on ? 'on' : 'off'}`, 'data-state': c.name }, on ? 'on' : 'off')),
-          h('td', { class: 'num' }, fmtNum(c.queue_depth ?? c.queue)),
-          h('td', { class: 'num' }, c.rate !== undefined && c.rate !== null && c.rate !== 0 ? `${c.rate}/s` : 'no limit'),
-          h('td', null, errs.length ? h('ul', null, errs.slice(0, 5).map((e) => h('li', null, typeof e === 'string' ? e : `${e.at || ''} ${e.reason || e.message || ''}${e.key ? ` (${e.key})` : ''}`))) : 'none'),
+          h('td', { class: 'num' }, c.on ? fmtNum(c.queue) : 'not running'),
+          h('td', { class: 'num' }, c.rate === null ? 'no limit' : `${c.rate}/s`),
+          h('td', { 'data-failures': c.name }, c.last_errors.length ? h('ul', null, c.last_errors.map((e) => h('li', null, `${e.at} ${e.reason} (${e.key})`))) : 'none'),
           h('td', null, btn));
       }))));
   };

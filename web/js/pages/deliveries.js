@@ -25,20 +25,20 @@ export async function show() {
     if (cursor) q.set('cursor', cursor);
     let r;
     try { r = await api.get(`/v1/deliveries?${q}`); } catch (e) { if (e.status === 401) throw e; clear(out, errorBox(e)); return; }
-    const rows = r.deliveries || r.items || [];
+    const rows = r.deliveries;
     clear(out,
       rows.length ? table([
-        { label: 'When', get: (d) => d.updated_at || d.sent_at || d.created_at || d.at || '' },
+        { label: 'When', get: (d) => d.updated_at },
         { label: 'Profile', get: (d) => (d.profile ? h('a', { href: `#/profiles/${api.enc(d.profile)}` }, d.profile) : '') },
         { label: 'From', get: (d) => deliveryOrigin(d) },
-        { label: 'Channel', get: (d) => d.channel || '' },
-        { label: 'Recipient', get: (d) => d.recipient || '' },
-        { label: 'Status', get: (d) => d.status || '' },
+        { label: 'Channel', get: (d) => d.channel },
+        { label: 'Recipient', get: (d) => d.recipient },
+        { label: 'Status', get: (d) => d.status },
         { label: 'Provider id / reason', get: (d) => [d.provider_id, d.reason].filter(Boolean).join(' — ') },
       ], rows, 'Deliveries') : h('p', null, 'No delivery matches.'),
       h('div', { class: 'toolbar' },
         pages.length ? h('button', { type: 'button', onclick: () => { pages.pop(); search(pages[pages.length - 1]); } }, 'Previous page') : null,
-        r.next_cursor || r.cursor ? h('button', { type: 'button', id: 'next-page', onclick: () => { pages.push(r.next_cursor || r.cursor); search(r.next_cursor || r.cursor); } }, 'Next page') : null));
+        r.next_cursor !== null ? h('button', { type: 'button', id: 'next-page', onclick: () => { pages.push(r.next_cursor); search(r.next_cursor); } }, 'Next page') : null));
   };
   form.addEventListener('submit', (ev) => { ev.preventDefault(); pages.length = 0; search(); });
   clear(main, h('h1', null, 'Deliveries'), form, out);

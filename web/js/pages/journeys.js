@@ -10,14 +10,14 @@ import { can, onLeave } from '../app.js';
 
 export async function list() {
   const data = await api.get('/v1/journeys');
-  const rows = Array.isArray(data) ? data : data.journeys || [];
+  const rows = data.journeys;
   clear(document.getElementById('main'), h('h1', null, 'Journeys'),
     rows.length ? table([
-      { label: 'Journey', get: (j) => h('a', { href: `#/journeys/${api.enc(j.journey || j.name)}` }, j.journey || j.name) },
-      { label: 'State', get: (j) => j.state || j.status || '' },
-      { label: 'Profiles', num: true, get: (j) => fmtNum(typeof j.profiles === 'number' ? j.profiles : undefined) },
-      { label: 'Active', num: true, get: (j) => fmtNum(j.states && j.states.active) },
-      { label: 'Completed', num: true, get: (j) => fmtNum(j.states && j.states.completed) },
+      { label: 'Journey', get: (j) => h('a', { href: `#/journeys/${api.enc(j.journey)}` }, j.journey) },
+      { label: 'Control', get: (j) => j.control },
+      { label: 'Profiles', num: true, get: (j) => fmtNum(j.profiles) },
+      { label: 'Active', num: true, get: (j) => fmtNum(j.states.active) },
+      { label: 'Completed', num: true, get: (j) => fmtNum(j.states.completed) },
       { label: 'Dead letters', num: true, get: (j) => fmtNum(j.dead_letters) },
     ], rows, 'Journeys') : h('p', null, 'No journey is configured.'));
 }
@@ -48,20 +48,20 @@ export async function show(name) {
       h('h3', null, 'Settings'), kv(settings));
   };
   const redraw = () => { view = draw(canvas, `Journey ${name}`, g.nodes, g.edges, pick); };
-  const dl = st.latest_dead_letters || [];
+  const dl = st.latest_dead_letters;
   clear(main,
     h('h1', null, `Journey ${name}`),
-    h('div', { class: 'toolbar' }, h('code', null, file.file || ''),
-      h('span', null, `profiles ${fmtNum(st.profiles)}`), ...Object.entries(st.states || {}).map(([k, v]) => h('span', { class: 'badge' }, `${k} ${v}`)),
+    h('div', { class: 'toolbar' }, h('code', null, file.file),
+      h('span', null, `profiles ${fmtNum(st.profiles)}`), h('span', { class: 'badge', id: 'control' }, st.control), ...Object.entries(st.states).map(([k, v]) => h('span', { class: 'badge' }, `${k} ${v}`)),
       h('span', { class: 'badge' }, `dead letters ${fmtNum(st.dead_letters)}`),
       can('admin') ? h('a', { class: 'button', href: `#/journeys/${api.enc(name)}/edit` }, 'Edit') : null,
       h('button', { type: 'button', onclick: () => show(name) }, 'Refresh')),
     h('div', { class: 'row' }, h('div', { class: 'grow' }, canvas), side),
     h('section', { 'aria-labelledby': 'counts-title' }, h('h2', { id: 'counts-title' }, 'Nodes'),
       table([{ label: 'Node', get: (n) => n.id }, { label: 'Type', get: (n) => n.type },
-        ...['at', 'through', 'sent', 'failed', 'skipped', 'reacted', 'timed_out', 'dead_letters'].filter((k) => Object.values(st.nodes || {}).some((x) => x[k] !== undefined))
+        ...['at', 'through', 'sent', 'failed', 'skipped', 'reacted', 'timed_out', 'dead_letters'].filter((k) => Object.values(st.nodes).some((x) => x[k] !== undefined))
           .map((k) => ({ label: k.replace(/_/g, ' '), num: true, get: (n) => h('span', { 'data-node-count': `${n.id}.${k}` }, fmtNum((st.nodes[n.id] || {})[k])) }))], nodes, 'Counts per node')),
-    dl.length ? h('section', null, h('h2', null, 'Latest dead letters'), table([{ label: 'When', get: (d) => d.at || d.received_at || '' }, { label: 'Reason', get: (d) => d.reason || '' }, { label: 'Event', get: (d) => h('code', null, d.payload || d.event || '') }], dl)) : null,
+    dl.length ? h('section', null, h('h2', null, 'Latest dead letters'), table([{ label: 'When', get: (d) => d.at }, { label: 'Source', get: (d) => d.source }, { label: 'Reason', get: (d) => d.reason }, { label: 'Event', get: (d) => h('code', null, d.body) }], dl, 'Latest dead letters')) : null,
     h('section', { class: 'panel', 'aria-labelledby': 'test-title' },
       h('h2', { id: 'test-title' }, 'Journey test'),
       h('p', { class: 'help' }, 'Runs the journey over these events (one JSON object per line) on a simulated clock. Nothing is sent.'),
@@ -74,17 +74,17 @@ export async function show(name) {
           const body = { events: events.value };
           if (until.value.trim()) body.until = until.value.trim();
           const r = await api.post(`/v1/journeys/${api.enc(name)}/test`, body);
-          const profs = Object.entries(r.profiles || {});
-          clear(testOut, h('p', null, `${profs.length} profile(s) entered; dead letters: ${r.dead_letters ?? 0}. Select a profile to draw its path.`),
+          const profs = Object.entries(r.profiles);
+          clear(testOut, h('p', null, `${profs.length} profile(s) entered; dead letters: ${r.dead_letters}. Select a profile to draw its path.`),
             table([
               { label: 'Profile', get: ([p]) => h('button', { type: 'button', 'data-profile': p, onclick: () => {
-                const path = r.profiles[p].path || [];
+                const path = r.profiles[p].path;
                 view.mark(path, 'path');
                 view.markEdges(path.slice(1).map((x, k) => `${path[k]}->${x}`), 'path');
               } }, p) },
               { label: 'State', get: ([, v]) => v.state },
-              { label: 'Path', get: ([, v]) => (v.path || []).join(' → ') },
-              { label: 'Sent', get: ([, v]) => (v.sent || []).map((s) => `${s.node} (${s.channel || s.action})`).join(', ') },
+              { label: 'Path', get: ([, v]) => v.path.join(' → ') },
+              { label: 'Sent', get: ([, v]) => v.sent.map((s) => `${s.node} (${'channel' in s ? s.channel : s.action})`).join(', ') },
             ], profs, 'Each profile\'s path'));
         } catch (e) { clear(testOut, errorBox(e)); }
       } }, 'Run the test')),

@@ -1,52 +1,61 @@
-// Profile lookup: journeys and their steps, campaign and journey
-// deliveries (status, provider id, reason), suppression and consent, linked
-// rows — one timeline, newest first.
+// Profile lookup by id or address: its journeys, and one timeline, newest
+// first, of its journey steps and its deliveries (campaign and journey:
+// status, provider id, reason).
 import * as api from '../api.js';
-import { h, clear, kv, errorBox, table } from '../dom.js';
+import { h, clear, errorBox, table } from '../dom.js';
 import { deliveryOrigin } from '../model.js';
 
-const when = (o) => o.at || o.time || o.sent_at || o.updated_at || o.created_at || o.entered || o.queued_at || '';
-
+// GET /v1/profiles/ID (baton profile ID --json): journeys [{journey, state,
+// node, entered, updated, path, reason?}], sent (each journey step that
+// sends or calls: {journey, node, kind, channel | action, status, at}) and
+// deliveries (the delivery log's rows, campaign and journey:
+// {key, source, channel, recipient, status, provider_id?, reason?,
+// created_at, updated_at}).
 export function timeline(p) {
   const items = [];
-  for (const j of p.journeys || []) {
-    items.push({ t: j.entered || '', what: `entered journey ${j.journey}`, detail: `${j.state}${j.reason ? ` — ${j.reason}` : ''}; path ${(j.path || []).join(' → ')}` });
-    for (const s of j.steps || []) items.push({ t: when(s), what: `${j.journey}: ${s.node}`, detail: [s.status, s.reason].filter(Boolean).join(' — ') });
+  for (const j of p.journeys) {
+    items.push({ t: j.entered, what: `entered journey ${j.journey}`, detail: `${j.state}${j.reason ? ` — ${j.reason}` : ''}; path ${j.path.join(' → ')}` });
   }
-  for (const s of p.sent || []) items.push({ t: when(s), what: `${s.journey ? `journey ${s.journey}/${s.node}` : `campaign ${s.campaign || ''}${s.activity ? `/${s.activity}` : ''}`}: ${s.channel ? `message on ${s.channel}` : `action ${s.action}`}`, detail: [s.status, s.provider_id && `provider id ${s.provider_id}`, s.reason].filter(Boolean).join(' — '), status: s.status });
-  for (const d of p.deliveries || []) items.push({ t: when(d), what: `${deliveryOrigin(d)}: message on ${d.channel}`, detail: [d.status, d.recipient && `to ${d.recipient}`, d.provider_id && `provider id ${d.provider_id}`, d.reason].filter(Boolean).join(' — '), status: d.status });
-  for (const s of p.suppressions || p.suppression || []) items.push({ t: when(s), what: `suppressed${s.channel ? ` on ${s.channel}` : ''}`, detail: s.reason || '' });
-  items.sort((a, b) => String(b.t).localeCompare(String(a.t)));
+  for (const s of p.sent) items.push({ t: s.at, what: `journey ${s.journey}/${s.node}: ${s.kind === 'send' ? `message on ${s.channel}` : `action ${s.action}`}`, detail: s.status, status: s.status });
+  for (const d of p.deliveries) items.push({ t: d.updated_at, what: `${deliveryOrigin(d)}: delivery on ${d.channel}`, detail: [d.status, d.recipient && `to ${d.recipient}`, d.provider_id && `provider id ${d.provider_id}`, d.reason].filter(Boolean).join(' — '), status: d.status });
+  items.sort((a, b) => b.t.localeCompare(a.t));
   return items;
 }
 
 export async function show(id) {
   const main = document.getElementById('main');
-  const q = h('input', { id: 'profile-q', type: 'search', value: id || '', placeholder: 'p42', required: true });
+  const q = h('input', { id: 'profile-q', type: 'search', value: id || '', placeholder: 'p42 or someone@example.com', required: true, 'aria-describedby': 'profile-q-help' });
   const out = h('div', { id: 'profile-out', 'aria-live': 'polite' });
   const form = h('form', { role: 'search', class: 'toolbar', 'aria-label': 'Look a profile up' },
-    h('label', { for: 'profile-q', style: 'margin:0' }, 'Profile id'), q, h('button', { type: 'submit', class: 'primary' }, 'Look up'));
-  form.addEventListener('submit', (ev) => { ev.preventDefault(); location.hash = `#/profiles/${api.enc(q.value.trim())}`; });
+    h('label', { for: 'profile-q', style: 'margin:0' }, 'Profile id or address'), q, h('button', { type: 'submit', class: 'primary' }, 'Look up'),
+    h('span', { class: 'help', id: 'profile-q-help' }, 'An address is looked for in every channel\'s address field (email, phone...).'));
+  // an address finds the ids that hold it; anything that is no one's
+  // address is taken as an id
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const v = q.value.trim();
+    let r;
+    try { r = await api.get(`/v1/profiles?address=${api.enc(v)}`); } catch (e) { if (e.status === 401) throw e; clear(out, errorBox(e)); return; }
+    if (r.profiles.length === 1) { location.hash = `#/profiles/${api.enc(r.profiles[0])}`; return; }
+    if (!r.profiles.length) { location.hash = `#/profiles/${api.enc(v)}`; return; }
+    clear(out, h('h2', null, `${r.profiles.length}${r.truncated ? '+' : ''} profiles have the address ${v}`),
+      h('ul', { id: 'profile-matches' }, r.profiles.map((p) => h('li', null, h('a', { href: `#/profiles/${api.enc(p)}` }, p)))));
+  });
   clear(main, h('h1', null, 'Profiles'), form, out);
   if (!id) { q.focus(); return; }
   let p;
   try { p = await api.get(`/v1/profiles/${api.enc(id)}`); } catch (e) {
     if (e.status === 401) throw e;
-    clear(out, errorBox(e.status === 404 ? `No profile ${id}.` : e)); return;
+    clear(out, errorBox(e)); return;
   }
   const items = timeline(p);
-  const row = p.row || p.fields || p.data;
   clear(out,
-    h('h2', null, `Profile ${p.profile || id}`),
-    row ? h('section', null, h('h3', null, 'Fields'), kv(row)) : null,
-    p.consent ? h('section', null, h('h3', null, 'Consent'), kv(p.consent)) : null,
-    (p.journeys || []).length ? h('section', null, h('h3', null, 'Journeys'), table([
+    h('h2', { id: 'profile-title' }, `Profile ${p.profile}`),
+    p.journeys.length ? h('section', null, h('h3', null, 'Journeys'), table([
       { label: 'Journey', get: (j) => h('a', { href: `#/journeys/${api.enc(j.journey)}` }, j.journey) },
-      { label: 'State', get: (j) => j.state }, { label: 'Entered', get: (j) => j.entered || '' },
-      { label: 'Path', get: (j) => (j.path || []).join(' → ') }], p.journeys, 'Journeys of this profile')) : null,
+      { label: 'State', get: (j) => j.state }, { label: 'At node', get: (j) => j.node }, { label: 'Entered', get: (j) => j.entered },
+      { label: 'Path', get: (j) => j.path.join(' → ') }], p.journeys, 'Journeys of this profile')) : null,
     h('section', null, h('h3', null, 'Timeline'),
       items.length ? h('ol', { class: 'timeline', id: 'timeline' }, items.map((i) => h('li', null, h('time', null, i.t), h('strong', null, i.what), i.detail ? h('div', { class: i.status === 'failed' ? 'error' : 'help' }, i.detail) : null)))
-        : h('p', null, 'Nothing happened to this profile yet.')),
-    p.links ? h('section', null, h('h3', null, 'Linked rows'), ...Object.entries(p.links).map(([k, rows]) => h('details', null, h('summary', null, `${k} (${rows.length})`),
-      rows.length ? table(Object.keys(rows[0]).map((c) => ({ label: c, get: (r) => String(r[c] ?? '') })), rows) : h('p', null, 'none')))) : null);
+        : h('p', null, 'Nothing happened to this profile yet.')));
 }

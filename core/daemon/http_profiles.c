@@ -1,0 +1,119 @@
+/* daemon/http_profiles — GET /v1/profiles?address=ADDR: the profiles
+ * whose address field of any channel (its `address` key: email, phone...)
+ * holds ADDR, for looking a person up by what a message was sent to. The
+ * read goes to the profiles source with bound parameters (scope/source),
+ * in a secondary app as plans do. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/mem.h"
+#include "config/config.h"
+#include "daemon/http_int.h"
+#include "plugin/plugin_host.h"
+#include "schema/schema.h"
+#include "scope/source.h"
+
+/* matches answered at most (an address shared by more is a data problem
+ * the answer says through "truncated") */
+#define MAX_MATCHES 100
+#define MAX_ADDRESS 320
+
+static void add_id(json_t *ids, json_t *v)
+{
+    json_t *id = json_is_string(v)    ? json_incref(v)
+                 : json_is_integer(v) ? json_sprintf("%lld", (long long)json_integer_value(v))
+                                      : NULL;
+    if (!id)
+        return;
+    size_t i;
+    json_t *x;
+    json_array_foreach(ids, i, x) if (json_equal(x, id))
+    {
+        json_decref(id);
+        return;
+    }
+    json_array_append_new(ids, id);
+}
+
+void http_profiles_search(http_req *q)
+{
+    const char *addr = http_arg(q, "address");
+    if (!addr || !*addr) {
+        http_error(q, 400, "bad_request", json_pack("{s:s}", "field", "address"),
+                   "address: give the address to look for (GET /v1/profiles?address=...)");
+        return;
+    }
+    if (strlen(addr) > MAX_ADDRESS) {
+        http_error(q, 400, "bad_request", json_pack("{s:s}", "field", "address"),
+                   "address: longer than %d bytes", MAX_ADDRESS);
+        return;
+    }
+    app a;
+    diag d;
+    diag_init(&d);
+    jsource *src = NULL;
+    int ok = app_open(&a, q->env->config, APP_INIT | APP_SECONDARY, &d) == 0;
+    /* only the profiles source is started: no channel, no event source */
+    instance *pi = ok && a.conf.profiles ? app_find(&a, "sources", a.conf.profiles) : NULL;
+    if (pi && instance_start(pi) != 0) {
+        http_error(q, 502, "source_failed", NULL, "sources.%s: %s", a.conf.profiles, pi->error);
+        goto done;
+    }
+    if (!ok || !(src = jsource_open(&a, &d)) || d.errors) {
+        http_error(q, 503, "unavailable", NULL, "the profiles source could not be opened");
+        goto done;
+    }
+    const schema_entity *pe = a.schema ? schema_entity_find(a.schema, "profiles") : NULL;
+    if (!pe) {
+        http_error(q, 409, "configuration_invalid", NULL,
+                   "no profiles entity to search (`profiles` and its schema)");
+        goto done;
+    }
+    json_t *ids = json_array(), *fields = json_array();
+    baton_value v = {.type = BATON_T_STRING, .v.s = {addr, strlen(addr)}};
+    int truncated = 0;
+    for (size_t i = 0; i < a.conf.nuses; i++) {
+        conf_use *u = &a.conf.uses[i];
+        const char *f = NULL;
+        if (u->kind != BATON_KIND_CHANNEL || !u->group ||
+            !config_setting_lookup_string(u->group, "address", &f))
+            continue;
+        const schema_field *col = schema_field_find(pe, f);
+        if (!col || col->type != BATON_T_STRING)
+            continue; /* an address through a link: not a profiles column */
+        json_t *one = json_string(f);
+        size_t k;
+        json_t *x;
+        int seen = 0;
+        json_array_foreach(fields, k, x) seen |= json_equal(x, one);
+        if (seen) {
+            json_decref(one);
+            continue;
+        }
+        json_array_append_new(fields, one);
+        char err[1024];
+        json_t *rows = jsource_rows(src, pe, col, &v, MAX_MATCHES + 1, err, sizeof err);
+        if (!rows) {
+            json_decref(ids);
+            json_decref(fields);
+            http_error(q, 502, "source_failed", json_pack("{s:s}", "field", f),
+                       "reading profiles.%s: %s", f, err);
+            goto done;
+        }
+        json_array_foreach(rows, k, x) add_id(ids, json_object_get(x, pe->key->name));
+        json_decref(rows);
+    }
+    if (json_array_size(ids) > MAX_MATCHES) {
+        truncated = 1;
+        while (json_array_size(ids) > MAX_MATCHES)
+            json_array_remove(ids, json_array_size(ids) - 1);
+    }
+    http_json(q, 200,
+              json_pack("{s:s, s:o, s:o, s:b}", "address", addr, "fields", fields, "profiles", ids,
+                        "truncated", truncated));
+done:
+    jsource_close(src);
+    app_close(&a);
+    diag_free(&d);
+}
