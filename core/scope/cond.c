@@ -429,6 +429,10 @@ static int env_get(void *ud, const void *row, const expr_ref *ref, baton_value *
             return 1;
         }
         *out = *v;
+        /* as stored ('2005-08-23 05:57:04', epoch seconds): one form out,
+         * whichever path read the value (a link, an aggregate, #each) */
+        if (ref->type == BATON_T_TIMESTAMP || ref->type == BATON_T_DATE)
+            expr_value_stored(out, ref->type);
         return 0;
     }
     const char *prefix = ref->prefix;

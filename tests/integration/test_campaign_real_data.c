@@ -272,10 +272,61 @@ static void test_timestamps_as_instants(void **st)
     free(err);
 }
 
+/* A field is canonical text, or empty (NULL). */
+static int canonical(const char *f, size_t n)
+{
+    return n == 0 || (n == 20 && f[4] == '-' && f[10] == 'T' && f[13] == ':' && f[19] == 'Z');
+}
+
+/* An export writes every timestamp in one form, whichever path read it:
+ * the row's own field (stored in any form), a link's, an aggregate. */
+static void test_export_timestamps_in_one_form(void **st)
+{
+    free(file_write(
+        dir, "campaigns/exp.cfg",
+        "campaign: {\n  name = \"exp\";\n  activities = (\n"
+        "    { id = \"all\"; type = \"build_audience\"; dimension = \"orders\"; },\n"
+        "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"all\";\n"
+        "      columns = ( \"created_at\", \"profile.created_at\",\n"
+        "        { name = \"first\"; value = \"min(profile.orders.created_at)\"; } ); }\n"
+        "  );\n};\n"));
+    char *out, *err;
+    int rc = run_baton(dir, cfg, &out, &err, "campaign run exp");
+    if (rc != 0)
+        fail_msg("run failed (%d): %s%s", rc, out, err);
+    free(out);
+    free(err);
+    char *path;
+    assert_true(asprintf(&path, "%s/var/exports/exp-1-out.csv", dir) > 0);
+    char *text = file_read(path, NULL);
+    assert_non_null(text);
+    size_t lines = 0, stamps = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save)) {
+        if (lines++ == 0) {
+            assert_string_equal(line, "created_at,profile.created_at,first");
+            continue;
+        }
+        const char *f = line;
+        for (int k = 0; k < 3; k++) {
+            size_t n = strcspn(f, ",");
+            if (!canonical(f, n))
+                fail_msg("field %d not canonical: %s", k, line);
+            stamps += n > 0;
+            f += n + (f[n] == ',');
+        }
+    }
+    assert_true(lines > 100);
+    assert_true(stamps > lines);
+    free(text);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timestamps_as_instants),
+        cmocka_unit_test(test_export_timestamps_in_one_form),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
