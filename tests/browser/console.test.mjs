@@ -344,6 +344,58 @@ test('an expired token returns to the login form with a message', async () => {
   assert.equal(await page.evaluate(() => sessionStorage.getItem('baton.token')), null);
 });
 
+// every element one can Tab to has a name a screen reader reads (chromium's
+// own accessibility tree), and the keyboard alone reaches every node of the
+// canvas, the run buttons and the navigation
+async function focusableNames() {
+  const cdp = await page.context().newCDPSession(page);
+  const { nodes } = await cdp.send('Accessibility.getFullAXTree');
+  await cdp.detach();
+  return nodes.filter((n) => !n.ignored && (n.properties || []).some((p) => p.name === 'focusable' && p.value.value))
+    // the page and its <main> take focus only from script (after a navigation), never from Tab
+    .filter((n) => !['RootWebArea', 'main'].includes(n.role?.value))
+    .map((n) => ({ role: n.role?.value, name: (n.name?.value || '').trim() }));
+}
+
+async function tabStops(max = 300) {
+  const stops = [];
+  await page.evaluate(() => document.activeElement?.blur());
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press('Tab');
+    const s = await page.evaluate(() => {
+      const e = document.activeElement;
+      if (!e || e === document.body) return null;
+      return e.dataset.node ? `node:${e.dataset.node}` : e.id ? `#${e.id}` : e.dataset.nav ? `nav:${e.dataset.nav}` : `${e.tagName.toLowerCase()}:${e.textContent.trim().slice(0, 30)}`;
+    });
+    if (s === null || stops[0] === s) break;
+    stops.push(s);
+  }
+  return stops;
+}
+
+test('keyboard and screen readers: every Tab stop has an accessible name; Tab reaches every canvas node', async () => {
+  await login();
+  for (const [hash, ready] of [['#/campaigns/winback', '#canvas svg g.node'], ['#/journeys/welcome', '#canvas svg g.node'],
+    ['#/campaigns/winback/edit', '#check-ok'], ['#/channels', 'button[data-channel]'], ['#/profiles/p7', '#profile-title'], ['#/deliveries', '#deliveries-out']]) {
+    await open(hash);
+    await page.waitForSelector(ready);
+    const f = await focusableNames();
+    assert.ok(f.length > 3, `${hash}: focusable elements found`);
+    const unnamed = f.filter((x) => !x.name);
+    assert.deepEqual(unnamed, [], `${hash}: focusable elements without an accessible name`);
+  }
+  await open('#/campaigns/winback');
+  await page.waitForSelector('#canvas svg g.node');
+  const stops = await tabStops();
+  const nodes = await page.$$eval('#canvas [data-node]', (g) => g.map((x) => `node:${x.dataset.node}`));
+  for (const n of nodes) assert.ok(stops.includes(n), `Tab reaches ${n} (stops: ${stops.join(' ')})`);
+  for (const id of ['#run', '#dry-run', '#proof']) assert.ok(stops.includes(id), `Tab reaches ${id}`);
+  assert.ok(stops.some((s) => s.startsWith('nav:') || /^a:Campaigns/.test(s)), `Tab reaches the navigation (${stops.slice(0, 8).join(' ')})`);
+  // and the canvas names its nodes for a screen reader: type, id, channel
+  const f = await focusableNames();
+  assert.ok(f.some((x) => /letter_a/.test(x.name) && /mail/.test(x.name)), JSON.stringify(f.filter((x) => /letter/.test(x.name))));
+});
+
 test('benchmark: a 100-activity campaign canvas', async () => {
   await login();
   await open(`#/campaigns/big`);
