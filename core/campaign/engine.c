@@ -514,6 +514,7 @@ int camp_env_open(camp_env *e, app *a, campaign *c, act_registry *reg, unsigned 
     e->groups = expr_groups_new(e->dialect, "baton_g", groups_exec, e);
     if (instance_start(e->src) != 0) {
         diag_error(d, e->src->file, e->src->line, "%s: %s", e->src->where, e->src->error);
+        e->unreachable = 1;
         return -1;
     }
     const char *schema_file = e->src->host.source.schema;

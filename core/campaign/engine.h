@@ -92,7 +92,10 @@ typedef struct camp_env {
     FILE *progress;                    /* a terminal to show progress on, or NULL */
     camp_dispatcher_fn dispatcher_for; /* shared dispatchers (serve), or NULL */
     void *dispatcher_ud;
-    int failed; /* a runtime failure happened */
+    int failed;      /* a runtime failure happened */
+    int unreachable; /* camp_env_open: the source would not start (a
+                        server down): a runtime failure, not an error
+                        of the files */
     char error[2048];
 } camp_env;
 

@@ -80,7 +80,7 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     }
     have_e = 1;
     if (camp_env_open(&e, a, &c, reg, 0, d) != 0 || camp_check(&e) != 0) {
-        rc = EXIT_USAGE;
+        rc = e.unreachable ? EXIT_RUNTIME : EXIT_USAGE;
         goto out;
     }
     /* serve's own store when it runs schedules: one writer per process */

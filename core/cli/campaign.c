@@ -184,7 +184,7 @@ static int cmd_plan(const cli_ctx *ctx, int argc, char **argv)
     if (open_all(&l, ctx, which, &d) != 0) {
         diag_print(&d, stderr);
         fprintf(stderr, "baton campaign plan: %zu error(s)\n", d.errors);
-        rc = EXIT_USAGE;
+        rc = l.have_e && l.e.unreachable ? EXIT_RUNTIME : EXIT_USAGE;
         goto out;
     }
     diag_print(&d, stderr);
