@@ -58,6 +58,10 @@ static const baton_config_key http_keys[] = {
      .max = 1000000,
      .help = "events in one POST /v1/events at most (413 above)"},
     {.name = "tokens", .type = BATON_CFG_LIST, .help = "( { name; secret; scopes = [...]; } )"},
+    {.name = "feedback",
+     .type = BATON_CFG_LIST,
+     .help = "( { name; type; address; reason; message_id; key; hard; soft; complaint; } ): "
+             "bounce and complaint webhooks as JSON mappings"},
     {0}};
 
 static const char *const scope_names[] = {"events:write", "campaigns:run", "read", "admin", NULL};
@@ -199,6 +203,150 @@ static void load_tokens(conf_http *h, const config_setting_t *l, diag *d)
     }
 }
 
+static char **string_list(const config_setting_t *m, const char *file, int i, diag *d)
+{
+    int n = config_setting_length(m);
+    char **out = xcalloc((size_t)n + 1, sizeof *out);
+    for (int k = 0; k < n; k++) {
+        const char *v = config_setting_get_string_elem(m, k);
+        if (!v) {
+            diag_error(d, file, (int)config_setting_source_line(m),
+                       "http.feedback[%d].%s must be a list of strings", i, config_setting_name(m));
+            break;
+        }
+        out[k] = xstrdup(v);
+    }
+    return out;
+}
+
+static void load_feedback(conf_http *h, const config_setting_t *l, diag *d)
+{
+    static const char *const builtin[] = {"ses", "postmark", "dsn", NULL};
+    static const char *const keys[] = {"name", "type", "address", "reason",    "message_id",
+                                       "key",  "hard", "soft",    "complaint", NULL};
+    const char *file = config_setting_source_file(l);
+    if (!config_setting_is_list(l)) {
+        diag_error(d, file, (int)config_setting_source_line(l),
+                   "http.feedback must be a list ( { name = \"myesp\"; type = \"event\"; "
+                   "address = \"email\"; hard = [ \"bounce\" ]; } )");
+        return;
+    }
+    for (int i = 0; i < config_setting_length(l); i++) {
+        config_setting_t *t = config_setting_get_elem(l, (unsigned)i);
+        int line = (int)config_setting_source_line(t);
+        if (!config_setting_is_group(t)) {
+            diag_error(d, file, line, "http.feedback[%d] must be a group { name; type; ... }", i);
+            continue;
+        }
+        conf_feedback f = {0};
+        int bad = 0;
+        for (int k = 0; k < config_setting_length(t); k++) {
+            config_setting_t *m = config_setting_get_elem(t, (unsigned)k);
+            const char *key = config_setting_name(m);
+            int mline = (int)config_setting_source_line(m);
+            int known = 0;
+            for (size_t j = 0; keys[j]; j++)
+                known |= !strcmp(keys[j], key);
+            if (!known) {
+                const char *near = suggest_nearest(key, keys, 3);
+                diag_error(d, file, mline,
+                           "http.feedback[%d]: unknown key '%s'%s%s%s; known keys: name, type, "
+                           "address, reason, message_id, key, hard, soft, complaint",
+                           i, key, near ? " (did you mean '" : "", near ? near : "",
+                           near ? "'?)" : "");
+                bad = 1;
+            } else if (!strcmp(key, "hard") || !strcmp(key, "soft") || !strcmp(key, "complaint")) {
+                if (!config_setting_is_array(m) && !config_setting_is_list(m)) {
+                    diag_error(d, file, mline, "http.feedback[%d].%s must be a list of strings", i,
+                               key);
+                    bad = 1;
+                    continue;
+                }
+                char ***slot = !strcmp(key, "hard")   ? &f.hard
+                               : !strcmp(key, "soft") ? &f.soft
+                                                      : &f.complaint;
+                *slot = string_list(m, file, i, d);
+            } else if (config_setting_type(m) != CONFIG_TYPE_STRING) {
+                diag_error(d, file, mline, "http.feedback[%d].%s must be a string", i, key);
+                bad = 1;
+            } else {
+                char *v = xstrdup(config_setting_get_string(m));
+                char **slot = !strcmp(key, "name")      ? &f.name
+                              : !strcmp(key, "type")    ? &f.type
+                              : !strcmp(key, "address") ? &f.address
+                              : !strcmp(key, "reason")  ? &f.reason
+                              : !strcmp(key, "key")     ? &f.key
+                                                        : &f.message_id;
+                free(*slot);
+                *slot = v;
+            }
+        }
+        if (!f.name || !*f.name || !http_feedback_name_ok(f.name)) {
+            diag_error(d, file, line,
+                       "http.feedback[%d]: 'name' must be letters, digits, '-' or '_' (it is the "
+                       "path: POST /v1/feedback/NAME)",
+                       i);
+            bad = 1;
+        }
+        for (size_t j = 0; f.name && builtin[j]; j++)
+            if (!strcmp(f.name, builtin[j])) {
+                diag_error(d, file, line,
+                           "http.feedback[%d]: '%s' is built in (ses, postmark, dsn); give "
+                           "yours another name",
+                           i, f.name);
+                bad = 1;
+            }
+        for (size_t j = 0; f.name && j < h->nfeedback; j++)
+            if (!strcmp(h->feedback[j].name, f.name)) {
+                diag_error(d, file, line, "http.feedback[%d]: '%s' is already defined", i, f.name);
+                bad = 1;
+            }
+        if (!f.type || !f.address) {
+            diag_error(d, file, line,
+                       "http.feedback[%d]: 'type' and 'address' (paths into the provider's JSON, "
+                       "e.g. \"event\", \"msg.recipient\") are required",
+                       i);
+            bad = 1;
+        }
+        if (!f.hard && !f.complaint && !f.soft) {
+            diag_error(d, file, line,
+                       "http.feedback[%d]: give the type values that mean a bounce or a "
+                       "complaint: hard = [ \"bounce\" ]; soft = [ ... ]; complaint = [ ... ]",
+                       i);
+            bad = 1;
+        }
+        (void)bad; /* kept either way (freed with h): a bad one refuses the configuration */
+        h->feedback = xrealloc(h->feedback, (h->nfeedback + 1) * sizeof *h->feedback);
+        h->feedback[h->nfeedback++] = f;
+    }
+}
+
+int http_feedback_name_ok(const char *s)
+{
+    if (!*s || strlen(s) > 64)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_'))
+            return 0;
+    return 1;
+}
+
+const conf_feedback *conf_http_feedback(const conf_http *h, const char *name)
+{
+    for (size_t i = 0; i < h->nfeedback; i++)
+        if (!strcmp(h->feedback[i].name, name))
+            return &h->feedback[i];
+    return NULL;
+}
+
+static void strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
 void conf_http_load(conf_http *h, const config_setting_t *g, const char *dir, diag *d)
 {
     memset(h, 0, sizeof *h);
@@ -212,7 +360,7 @@ void conf_http_load(conf_http *h, const config_setting_t *g, const char *dir, di
         return;
     }
     h->on = 1;
-    static const char *const ignore[] = {"tokens", NULL};
+    static const char *const ignore[] = {"tokens", "feedback", NULL};
     const baton_config_key *maps[] = {http_keys};
     keymap_values vals = {0};
     keymap_validate(g, "http", maps, 1, ignore, dir, &vals, d);
@@ -275,6 +423,9 @@ void conf_http_load(conf_http *h, const config_setting_t *g, const char *dir, di
     const config_setting_t *t = config_setting_get_member(g, "tokens");
     if (t)
         load_tokens(h, t, d);
+    t = config_setting_get_member(g, "feedback");
+    if (t)
+        load_feedback(h, t, d);
 }
 
 void conf_http_free(conf_http *h)
@@ -286,6 +437,19 @@ void conf_http_free(conf_http *h)
         free(h->tokens[i].secret);
     }
     free(h->tokens);
+    for (size_t i = 0; i < h->nfeedback; i++) {
+        conf_feedback *f = &h->feedback[i];
+        free(f->name);
+        free(f->type);
+        free(f->address);
+        free(f->reason);
+        free(f->message_id);
+        free(f->key);
+        strv_free(f->hard);
+        strv_free(f->soft);
+        strv_free(f->complaint);
+    }
+    free(h->feedback);
     free(h->listen);
     free(h->host);
     free(h->public_url);

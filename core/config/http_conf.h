@@ -24,6 +24,15 @@ typedef struct conf_token {
     unsigned scopes;
 } conf_token;
 
+/* A provider's bounce / complaint webhook as a mapping of its JSON
+ * (http.feedback): dotted paths to the fields, and which values of the
+ * type field mean what. */
+typedef struct conf_feedback {
+    char *name;
+    char *type, *address, *reason, *message_id, *key; /* paths; NULL unset */
+    char **hard, **soft, **complaint;                 /* NULL-terminated */
+} conf_feedback;
+
 typedef struct conf_http {
     int on;       /* the block is present */
     char *listen; /* as written: "127.0.0.1:8080", "[::1]:8080" */
@@ -35,6 +44,8 @@ typedef struct conf_http {
     char *web_root;           /* resolved path, or NULL: the default */
     conf_token *tokens;
     size_t ntokens;
+    conf_feedback *feedback;
+    size_t nfeedback;
     int threads;        /* the server's thread pool */
     int connections;    /* open connections at most */
     int64_t timeout_ms; /* idle time allowed on a connection */
@@ -48,6 +59,10 @@ typedef struct conf_http {
  * file:line). dir resolves relative paths. */
 void conf_http_load(conf_http *h, const config_setting_t *g, const char *dir, diag *d);
 void conf_http_free(conf_http *h);
+/* The configured feedback mapping of that name, or NULL. */
+const conf_feedback *conf_http_feedback(const conf_http *h, const char *name);
+/* Letters, digits, '-', '_'; 1..64 bytes. */
+int http_feedback_name_ok(const char *s);
 /* "events:write" -> HTTP_SCOPE_EVENTS; 0 when unknown. */
 unsigned conf_http_scope(const char *name);
 

@@ -100,6 +100,8 @@ static const http_route routes[] = {
     /* signed links: the token is the authority (http_email.c) */
     {"GET", "/u/*", 0, http_unsubscribe_get, 0},
     {"POST", "/u/*", 0, http_unsubscribe_post, 2},
+    /* bounces and complaints: SNS posts text/plain, an MTA a message */
+    {"POST", "/v1/feedback/*", HTTP_SCOPE_EVENTS, http_feedback_post, 2},
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -448,12 +450,20 @@ static int authorise(http_req *q, const http_env *env)
         return -1;
     }
     const char *h = MHD_lookup_connection_value(q->conn, MHD_HEADER_KIND, "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
+    /* Basic with the secret as the password: what provider webhooks
+     * (SNS, Postmark, SendGrid) can send, in a URL's user:password@ */
+    char *basic_pass = NULL, *basic_user = NULL;
+    if (h && !strncasecmp(h, "Basic ", 6))
+        basic_user = MHD_basic_auth_get_username_password(q->conn, &basic_pass);
+    if (!basic_pass && (!h || strncasecmp(h, "Bearer ", 7) != 0)) {
+        if (basic_user)
+            MHD_free(basic_user);
         http_error(q, 401, "unauthorized", NULL,
-                   "this endpoint needs a token: Authorization: Bearer SECRET");
+                   "this endpoint needs a token: Authorization: Bearer SECRET (or Basic with "
+                   "the secret as the password)");
         return -1;
     }
-    const char *given = h + 7;
+    const char *given = basic_pass ? basic_pass : h + 7;
     while (*given == ' ')
         given++;
     size_t glen = strlen(given);
@@ -462,6 +472,12 @@ static int authorise(http_req *q, const http_env *env)
     for (size_t i = 0; i < c->ntokens; i++) /* every one, whatever matched */
         if (secret_eq(given, glen, c->tokens[i].secret))
             hit = &c->tokens[i];
+    if (basic_pass) {
+        explicit_bzero(basic_pass, strlen(basic_pass));
+        MHD_free(basic_pass);
+    }
+    if (basic_user)
+        MHD_free(basic_user);
     if (!hit) {
         note_failure(q->srv, ip);
         log_warn("http: %s %s from %s: unknown token", q->method, q->path, ip);

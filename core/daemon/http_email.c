@@ -122,23 +122,40 @@ void http_unsubscribe_get(http_req *q)
     free(tp);
 }
 
-/* --- POST: suppress, then the event once committed ------------------- */
+/* --- Events into journeys, answered once committed ------------------- */
 
 typedef struct unsub_job {
     http_req *q;
     int html;
     json_t *answer;
+    pthread_mutex_t mu;
+    size_t pending;
+    int submitting;
+    long accepted, duplicate, dead, rejected;
 } unsub_job;
 
 static void job_free(void *p)
 {
     unsub_job *j = p;
     json_decref(j->answer);
+    pthread_mutex_destroy(&j->mu);
     free(j);
 }
 
 static void answer(unsub_job *j)
 {
+    if (json_object_get(j->answer, "events"))
+        json_object_set_new(j->answer, "events",
+                            json_pack("{s:i, s:i, s:i, s:i}", "accepted", (int)j->accepted,
+                                      "duplicate", (int)j->duplicate, "dead_lettered", (int)j->dead,
+                                      "rejected", (int)j->rejected));
+    else
+        json_object_set_new(j->answer, "event",
+                            json_string(j->accepted    ? "accepted"
+                                        : j->duplicate ? "duplicate"
+                                        : j->dead      ? "dead_lettered"
+                                        : j->rejected  ? "rejected"
+                                                       : "not_entered"));
     if (j->html)
         page(j->q, 200, "You are unsubscribed",
              "You will receive no more of these messages. You can close this page.", 0);
@@ -149,53 +166,72 @@ static void answer(unsub_job *j)
 static void on_event(void *ctx, jrunner_outcome o, const char *id, const char *reason)
 {
     unsub_job *j = ctx;
-    json_object_set_new(j->answer, "event",
-                        json_string(o == JRUNNER_ACCEPTED    ? "accepted"
-                                    : o == JRUNNER_DUPLICATE ? "duplicate"
-                                                             : "dead_lettered"));
-    answer(j);
-    http_async_done(j->q);
+    pthread_mutex_lock(&j->mu);
+    j->accepted += o == JRUNNER_ACCEPTED;
+    j->duplicate += o == JRUNNER_DUPLICATE;
+    j->dead += o == JRUNNER_DEAD_LETTERED;
+    int last = --j->pending == 0 && !j->submitting;
+    pthread_mutex_unlock(&j->mu);
+    if (last) {
+        answer(j);
+        http_async_done(j->q);
+    }
 }
 
-/* Enter ev (taken over) into journeys and answer when it is committed;
- * or answer at once when no journey engine runs. */
-void http_email_event(http_req *q, json_t *ev, json_t *ans, int html)
+void http_email_events(http_req *q, json_t *evs, json_t *ans, int html)
 {
     unsub_job *j = xcalloc(1, sizeof *j);
+    pthread_mutex_init(&j->mu, NULL);
     j->q = q;
     j->html = html;
     j->answer = ans;
+    j->submitting = 1;
     q->job = j;
     q->job_free = job_free;
     jrunner *r = q->env->r;
-    char *s = json_dumps(ev, JSON_COMPACT);
-    json_decref(ev);
-    if (!r || !s) {
-        json_object_set_new(ans, "event", json_string("not_entered"));
+    if (!r || !json_array_size(evs)) {
+        json_decref(evs);
         answer(j);
-        free(s);
         return;
     }
     http_async_begin(q);
     struct timespec nap = {0, 1000000};
-    int rc, waited = 0;
-    while ((rc = jrunner_submit_outcome(r, "http", s, strlen(s), on_event, j)) == 1 &&
-           waited++ < SUBMIT_WAIT_MS) {
-        jrunner_flush(r);
-        nanosleep(&nap, NULL);
+    int waited = 0;
+    size_t i;
+    json_t *ev;
+    json_array_foreach(evs, i, ev)
+    {
+        char *s = json_dumps(ev, JSON_COMPACT);
+        pthread_mutex_lock(&j->mu);
+        j->pending++;
+        pthread_mutex_unlock(&j->mu);
+        int rc;
+        while ((rc = jrunner_submit_outcome(r, "http", s, strlen(s), on_event, j)) == 1 &&
+               waited++ < SUBMIT_WAIT_MS) {
+            jrunner_flush(r);
+            nanosleep(&nap, NULL);
+        }
+        free(s);
+        if (rc != 0) { /* what was recorded holds; only the event could not go in now */
+            log_warn("http: a %s event could not be queued (%s)",
+                     json_string_value(json_object_get(ev, "type")),
+                     rc < 0 ? "stopping" : "queue full");
+            pthread_mutex_lock(&j->mu);
+            j->pending--;
+            j->rejected++;
+            pthread_mutex_unlock(&j->mu);
+        }
     }
-    free(s);
-    if (rc != 0) {
-        /* the suppression holds; only the event could not go in now */
-        log_warn("http: the %s event could not be queued (%s)",
-                 json_string_value(json_object_get(ans, "type")),
-                 rc < 0 ? "stopping" : "queue full");
-        json_object_set_new(ans, "event", json_string("rejected"));
+    json_decref(evs);
+    jrunner_flush(r);
+    pthread_mutex_lock(&j->mu);
+    j->submitting = 0;
+    int done = j->pending == 0;
+    pthread_mutex_unlock(&j->mu);
+    if (done) {
         answer(j);
         http_async_done(q);
-        return;
     }
-    jrunner_flush(r);
 }
 
 void http_unsubscribe_post(http_req *q)
@@ -243,6 +279,6 @@ void http_unsubscribe_post(http_req *q)
                            "profile", t->profile, "time", ts, "data", data);
     buf_free(&id);
     json_object_set_new(ans, "type", json_string("unsubscribed"));
-    http_email_event(q, ev, ans, wants_html(q));
+    http_email_events(q, json_pack("[o]", ev), ans, wants_html(q));
     free(tp);
 }

@@ -112,9 +112,13 @@ void http_metrics(http_req *q);
 /* the email loop's (http_email.c) */
 void http_unsubscribe_get(http_req *q);
 void http_unsubscribe_post(http_req *q);
-/* Enter ev (taken over) into journeys; answer ans (taken over, its
- * "event" set to the outcome) once committed, as a page when html. */
-void http_email_event(http_req *q, json_t *ev, json_t *ans, int html);
+/* Enter the events of the array evs (taken over) into journeys; answer
+ * ans (taken over) once they are committed, as a page when html. Its
+ * "event" is set to the outcome of the one event, or, when ans has an
+ * "events" member, that becomes {accepted, duplicate, dead_lettered,
+ * rejected}. */
+void http_email_events(http_req *q, json_t *evs, json_t *ans, int html);
+void http_feedback_post(http_req *q);
 /* the web console's (http_console.c) */
 void http_session_get(http_req *q);
 void http_describe(http_req *q);

@@ -80,6 +80,8 @@ typedef enum dispatch_status {
                             while the channel had it in deliver(); it may
                             have gone out, so it is not sent again unless
                             the channel sets resend_uncertain */
+    DISPATCH_BOUNCED,    /* final: sent, then bounced back (a hard bounce) */
+    DISPATCH_COMPLAINED, /* final: sent, then reported as spam */
     DISPATCH_NSTATUS
 } dispatch_status;
 
@@ -287,7 +289,8 @@ const conf *dispatch_conf(const dispatcher *d);
  * an address (a hard bounce, a complaint; compared without case).
  * delivery_send consults it for every message of campaigns and journeys. */
 
-/* 1 when profile_id or address is suppressed on channel (reason, may be
+/* 1 when profile_id or address is suppressed on channel (or, for an
+ * address, on "*": every channel) (reason, may be
  * NULL, says why: "unsubscribed (profile)"); 0 otherwise. Sees this
  * process's pending writes. */
 int dispatch_suppressed(store *s, const char *channel, const char *profile_id, const char *address,
@@ -297,5 +300,32 @@ int dispatch_suppressed(store *s, const char *channel, const char *profile_id, c
 int dispatch_suppress(store *s, const char *channel, const char *kind, const char *value,
                       const char *reason, const char *source, int64_t now, char *err,
                       size_t errlen);
+
+/* --- Feedback: bounces and complaints ------------------------------------ */
+
+typedef enum dispatch_feedback_type {
+    FEEDBACK_HARD_BOUNCE, /* the address does not exist: suppress it */
+    FEEDBACK_SOFT_BOUNCE, /* a full mailbox, a pause: recorded only */
+    FEEDBACK_COMPLAINT    /* reported as spam: suppress it */
+} dispatch_feedback_type;
+
+typedef struct dispatch_feedback {
+    dispatch_feedback_type type;
+    const char *provider;   /* "ses", "dsn", a configured name */
+    const char *address;    /* the recipient it concerns; may be NULL */
+    const char *key;        /* the delivery's idempotency key (X-Baton-Key); may be NULL */
+    const char *message_id; /* the provider's message id, as in the log; may be NULL */
+    const char *reason;     /* the provider's words */
+} dispatch_feedback;
+
+/* Record f (table `feedback`), committed on return: the delivery it
+ * concerns (found by key, else by provider id exactly) becomes bounced or
+ * complained with the reason (a soft bounce leaves its status and notes
+ * the reason), and a hard bounce or a complaint suppresses the address
+ * (the row's recipient when f has none) on every channel ("*"). row (may
+ * be NULL) gets the delivery found. 1 when a delivery was found, 0 when
+ * none was (the address is still suppressed), -1 with err. */
+int dispatch_feedback_record(store *s, const dispatch_feedback *f, int64_t now,
+                             dispatch_log_row *row, char *err, size_t errlen);
 
 #endif

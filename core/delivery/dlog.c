@@ -45,7 +45,8 @@ struct dlog {
 };
 
 static const char *const status_names[DISPATCH_NSTATUS] = {
-    "queued", "retry", "deferred", "sent", "failed", "capped", "dry_run", "duplicate", "uncertain"};
+    "queued",  "retry",     "deferred",  "sent",    "failed",    "capped",
+    "dry_run", "duplicate", "uncertain", "bounced", "complained"};
 
 const char *dispatch_status_name(dispatch_status s)
 {
@@ -108,12 +109,19 @@ static const char *const ddl_owned =
 static const char *const ddl_suppress =
     "CREATE TABLE IF NOT EXISTS suppressions (channel TEXT NOT NULL, kind TEXT NOT NULL,"
     " value TEXT NOT NULL, reason TEXT NOT NULL, source TEXT NOT NULL,"
-    " created_at INTEGER NOT NULL, PRIMARY KEY (channel, kind, value))";
+    " created_at INTEGER NOT NULL, PRIMARY KEY (channel, kind, value));"
+    /* bounces and complaints as they came (dispatch_feedback_record) */
+    "CREATE TABLE IF NOT EXISTS feedback (id INTEGER PRIMARY KEY, at INTEGER NOT NULL,"
+    " provider TEXT NOT NULL, type TEXT NOT NULL, address TEXT, key TEXT, message_id TEXT,"
+    " reason TEXT);"
+    /* feedback finds its delivery by the provider's message id */
+    "CREATE INDEX IF NOT EXISTS deliveries_provider ON deliveries(provider_id)"
+    " WHERE provider_id IS NOT NULL";
 
 int dispatch_log_init(store *s, char *err, size_t errlen)
 {
     return store_migrate(s, "dispatch", 2, ddl, err, errlen) ||
-           store_migrate(s, "suppressions", 1, ddl_suppress, err, errlen) ||
+           store_migrate(s, "suppressions", 2, ddl_suppress, err, errlen) ||
            store_migrate(s, "dispatch_sending", 1, ddl_sending, err, errlen) ||
            store_migrate(s, "dispatch_owned", 1, ddl_owned, err, errlen) ||
            store_migrate(s, "dispatch_pending", 1, ddl_pending, err, errlen) ||
@@ -701,9 +709,9 @@ static int sup_fn(sqlite3 *db, dlog *l, void *ud)
 {
     sup_args *a = ud;
     static const char *const sql =
-        "SELECT kind, reason FROM suppressions WHERE channel = ?1 AND"
-        " ((kind = 'profile' AND value = ?2) OR (kind = 'address' AND value = lower(?3)))"
-        " LIMIT 1";
+        "SELECT kind, reason FROM suppressions WHERE"
+        " (channel = ?1 AND kind = 'profile' AND value = ?2) OR"
+        " (channel IN (?1, '*') AND kind = 'address' AND value = lower(?3)) LIMIT 1";
     sqlite3_stmt *st = l ? l->sup : NULL;
     if (!st && sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         return -1; /* no table yet: nothing is suppressed */
@@ -769,4 +777,115 @@ int dispatch_suppress(store *s, const char *channel, const char *kind, const cha
     sqlite3_finalize(st);
     store_unlock(s);
     return out;
+}
+
+static const char *const feedback_names[] = {"hard_bounce", "soft_bounce", "complaint"};
+
+static int64_t find_delivery(sqlite3 *db, const char *sql, const char *v, dispatch_log_row *row)
+{
+    sqlite3_stmt *st;
+    int64_t rowid = 0;
+    if (!v || !*v || sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_text(st, 1, v, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        read_row(st, row);
+        rowid = sqlite3_column_int64(st, 12);
+    }
+    sqlite3_finalize(st);
+    return rowid;
+}
+
+int dispatch_feedback_record(store *s, const dispatch_feedback *f, int64_t now,
+                             dispatch_log_row *out, char *err, size_t errlen)
+{
+    if (dispatch_log_init(s, err, errlen) != 0)
+        return -1;
+    dispatch_log_row row;
+    memset(&row, 0, sizeof row);
+    store_lock(s);
+    int64_t rowid = find_delivery(
+        s->db, "SELECT " ROW_COLS ", rowid FROM deliveries WHERE key = ?1", f->key, &row);
+    if (!rowid)
+        rowid = find_delivery(s->db,
+                              "SELECT " ROW_COLS ", rowid FROM deliveries WHERE provider_id = ?1"
+                              " ORDER BY rowid DESC LIMIT 1",
+                              f->message_id, &row);
+    const char *address = f->address && *f->address ? f->address : rowid ? row.recipient : NULL;
+    char reason[sizeof row.reason];
+    snprintf(reason, sizeof reason, "%s%s%s",
+             f->type == FEEDBACK_HARD_BOUNCE   ? "bounced"
+             : f->type == FEEDBACK_SOFT_BOUNCE ? "soft bounce"
+                                               : "complained",
+             f->reason && *f->reason ? ": " : "", f->reason ? f->reason : "");
+    int rc = store_exec(s, "BEGIN IMMEDIATE", err, errlen);
+    sqlite3_stmt *st = NULL;
+    if (rc == 0 &&
+        sqlite3_prepare_v2(s->db,
+                           "INSERT INTO feedback (at, provider, type, address, key, message_id, "
+                           "reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, now);
+        sqlite3_bind_text(st, 2, f->provider, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, feedback_names[f->type], -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, address, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, rowid ? row.key : f->key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 6, f->message_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 7, f->reason, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = -1;
+        sqlite3_finalize(st);
+    } else {
+        rc = -1;
+    }
+    if (rc == 0 && rowid) {
+        /* a soft bounce notes its reason; a complaint after a bounce is a
+         * complaint */
+        const char *status = f->type == FEEDBACK_HARD_BOUNCE ? "bounced"
+                             : f->type == FEEDBACK_COMPLAINT ? "complained"
+                                                             : NULL;
+        if (sqlite3_prepare_v2(s->db,
+                               "UPDATE deliveries SET status = coalesce(?2, status), reason = ?3,"
+                               " updated_at = ?4 WHERE rowid = ?1",
+                               -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_int64(st, 1, rowid);
+            sqlite3_bind_text(st, 2, status, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 4, now);
+            if (sqlite3_step(st) != SQLITE_DONE)
+                rc = -1;
+            sqlite3_finalize(st);
+        } else {
+            rc = -1;
+        }
+        if (status)
+            row.status = dispatch_status_parse(status);
+        memcpy(row.reason, reason, sizeof row.reason);
+    }
+    if (rc == 0 && address && f->type != FEEDBACK_SOFT_BOUNCE &&
+        sqlite3_prepare_v2(s->db,
+                           "INSERT OR IGNORE INTO suppressions (channel, kind, value, reason, "
+                           "source, created_at) VALUES ('*', 'address', lower(?1), ?2, ?3, ?4)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, address, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, f->type == FEEDBACK_HARD_BOUNCE ? "bounced" : "complained", -1,
+                          SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, f->provider, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, now);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = -1;
+        sqlite3_finalize(st);
+    }
+    if (rc == 0)
+        rc = store_exec(s, "COMMIT", err, errlen);
+    else {
+        snprintf(err, errlen, "feedback: %s", sqlite3_errmsg(s->db));
+        store_exec(s, "ROLLBACK", NULL, 0);
+    }
+    store_unlock(s);
+    if (rc != 0)
+        return -1;
+    if (out)
+        *out = row;
+    return rowid ? 1 : 0;
 }

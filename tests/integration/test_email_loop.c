@@ -186,6 +186,9 @@ static int setup(void **st)
     free(file_write(dir, "journeys/watch.cfg",
                     "journey: { name = \"watch\"; entry = { event = \"unsubscribed\"; };\n"
                     "  start = \"done\"; nodes = ( { id = \"done\"; type = \"end\"; } ); };\n"));
+    free(file_write(dir, "journeys/bounced.cfg",
+                    "journey: { name = \"bounced\"; entry = { event = \"email_bounced\"; };\n"
+                    "  start = \"done\"; nodes = ( { id = \"done\"; type = \"end\"; } ); };\n"));
     free(file_write(dir, "journeys/thanks.cfg",
                     "journey: { name = \"thanks\"; entry = { event = \"order\"; };\n"
                     "  start = \"mail\"; nodes = (\n"
@@ -210,7 +213,11 @@ static int setup(void **st)
             "  tokens = ( { name = \"ingest\"; secret = \"${env:T_INGEST}\"; scopes = [ "
             "\"events:write\" ]; },\n"
             "             { name = \"ops\"; secret = \"${env:T_OPS}\"; scopes = [ \"read\" "
-            "]; } ); };\n",
+            "]; } );\n"
+            "  feedback = ( { name = \"esp\"; type = \"event\"; address = \"email\"; "
+            "reason = \"why\"; key = \"args.key\";\n"
+            "                 hard = [ \"bounce\" ]; soft = [ \"deferred\" ]; complaint = [ "
+            "\"spamreport\" ]; } ); };\n",
             plugins, src, smtp.port, port) < 0)
         abort();
     cfg = file_write(dir, "baton.cfg", text);
@@ -474,6 +481,218 @@ static void test_suppressed_profile_gets_nothing_more(void **st)
     free(h);
 }
 
+/* A column of the latest delivery to addr whose key starts with prefix. */
+static char *delivery(const char *col, const char *addr, const char *prefix)
+{
+    char *v = sh("sqlite3 %s/var/state.db \"SELECT %s FROM deliveries WHERE recipient = '%s' AND "
+                 "key LIKE '%s%%' ORDER BY rowid DESC LIMIT 1\"",
+                 dir, col, addr, prefix);
+    v[strcspn(v, "\n")] = 0;
+    return v;
+}
+
+static json_t *feedback(const char *provider, const char *auth, const char *ctype, const char *body,
+                        int *status)
+{
+    char path[128], hdr[512];
+    snprintf(path, sizeof path, "/v1/feedback/%s", provider);
+    snprintf(hdr, sizeof hdr, "%s -H 'Content-Type: %s'", auth, ctype);
+    char *f = file_write(dir, "fb.body", body);
+    char data[1100];
+    snprintf(data, sizeof data, "@%s", f);
+    free(f);
+    json_t *o = curl_json("POST", path, hdr, data, status);
+    return o;
+}
+
+static char ingest_bearer[128], ingest_basic[128], ops_bearer[128];
+
+static void test_feedback_auth_and_errors(void **st)
+{
+    snprintf(ingest_bearer, sizeof ingest_bearer, "-H 'Authorization: Bearer %s'", INGEST);
+    snprintf(ingest_basic, sizeof ingest_basic, "-u 'sns:%s'", INGEST);
+    snprintf(ops_bearer, sizeof ops_bearer, "-H 'Authorization: Bearer %s'", OPS);
+    int status;
+    json_t *o = feedback("ses", "", "text/plain", "{}", &status);
+    assert_int_equal(status, 401);
+    json_decref(o);
+    o = feedback("ses", ops_bearer, "text/plain", "{}", &status);
+    assert_int_equal(status, 403);
+    json_decref(o);
+    o = feedback("nosuch", ingest_bearer, "application/json", "{}", &status);
+    assert_int_equal(status, 404);
+    assert_string_equal(err_code(o), "not_found");
+    json_decref(o);
+    /* SNS: malformed, a field missing, a Message that is not JSON */
+    o = feedback("ses", ingest_basic, "text/plain", "{\"Type\": \"Notification\",, }", &status);
+    assert_int_equal(status, 400);
+    assert_string_equal(err_code(o), "bad_json");
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(json_object_get(o, "error"), "details"), "offset")),
+                     24);
+    json_decref(o);
+    o = feedback("ses", ingest_basic, "text/plain",
+                 "{\"Type\": \"Notification\", \"MessageId\": \"m1\", \"Message\": \"{}\"}",
+                 &status);
+    assert_int_equal(status, 400);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(o, "error"), "details"), "field")),
+                        "TopicArn");
+    json_decref(o);
+    o = feedback("ses", ingest_basic, "text/plain",
+                 "{\"Type\": \"Notification\", \"MessageId\": \"m1\", \"TopicArn\": \"arn:t\", "
+                 "\"Message\": \"{nope\"}",
+                 &status);
+    assert_int_equal(status, 400);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(o, "error"), "details"), "field")),
+                        "Message");
+    json_decref(o);
+    /* the subscription is logged for the operator, nothing fetched */
+    o = feedback("ses", ingest_basic, "text/plain",
+                 "{\"Type\": \"SubscriptionConfirmation\", \"MessageId\": \"m0\", \"TopicArn\": "
+                 "\"arn:aws:sns:eu-west-1:1:bounces\", \"Token\": \"t\", \"SubscribeURL\": "
+                 "\"https://sns.example.invalid/?Action=ConfirmSubscription&Token=t\"}",
+                 &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(json_string_value(json_object_get(o, "sns")), "SubscriptionConfirmation");
+    json_decref(o);
+    char *log = sh("grep -c 'ConfirmSubscription&Token=t' %s/baton.log", dir);
+    assert_true(atoi(log) >= 1);
+    free(log);
+    /* a mapping's item without its address */
+    o = feedback("esp", ingest_bearer, "application/json", "[{\"event\": \"bounce\"}]", &status);
+    assert_int_equal(status, 400);
+    json_t *d = json_object_get(json_object_get(o, "error"), "details");
+    assert_string_equal(json_string_value(json_object_get(d, "field")), "email");
+    assert_int_equal(json_integer_value(json_object_get(d, "item")), 0);
+    json_decref(o);
+    /* a DSN that is not one */
+    o = feedback("dsn", ingest_bearer, "message/rfc822",
+                 "From: a@b\nContent-Type: text/plain\n\nhello\n", &status);
+    assert_int_equal(status, 400);
+    assert_string_equal(err_code(o), "bad_dsn");
+    json_decref(o);
+}
+
+static void test_bounces_and_complaints(void **st)
+{
+    int status;
+    /* SES: bob's latest campaign message bounced for good */
+    char *bob_key = delivery("key", "bob@example.com", "news/");
+    char body[4096];
+    snprintf(body, sizeof body,
+             "{\"Type\": \"Notification\", \"MessageId\": \"n1\", \"TopicArn\": \"arn:t\", "
+             "\"Message\": \"{\\\"notificationType\\\": \\\"Bounce\\\", \\\"bounce\\\": "
+             "{\\\"bounceType\\\": \\\"Permanent\\\", \\\"bouncedRecipients\\\": "
+             "[{\\\"emailAddress\\\": \\\"bob@example.com\\\", \\\"diagnosticCode\\\": \\\"smtp; "
+             "550 5.1.1 user unknown\\\"}]}, \\\"mail\\\": {\\\"messageId\\\": \\\"ses-1\\\", "
+             "\\\"headers\\\": [{\\\"name\\\": \\\"X-Baton-Key\\\", \\\"value\\\": "
+             "\\\"%s\\\"}]}}\"}",
+             bob_key);
+    json_t *o = feedback("ses", ingest_basic, "text/plain; charset=UTF-8", body, &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(json_integer_value(json_object_get(o, "matched")), 1);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "events"), "accepted")),
+                     1);
+    json_decref(o);
+    char *v = delivery("status || '|' || reason", "bob@example.com", bob_key);
+    assert_string_equal(v, "bounced|bounced: smtp; 550 5.1.1 user unknown");
+    free(v);
+    /* Postmark: a soft bounce of cy's is recorded, nothing suppressed */
+    char *cy_key = delivery("key", "cy@example.com", "news/");
+    long before = suppressions();
+    o = feedback("postmark", ingest_bearer, "application/json",
+                 "{\"RecordType\": \"Bounce\", \"Type\": \"SoftBounce\", \"Email\": "
+                 "\"cy@example.com\", \"MessageID\": \"pm-none\", \"Description\": \"mailbox "
+                 "full\"}",
+                 &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(json_integer_value(json_object_get(o, "recorded")), 1);
+    json_decref(o);
+    assert_int_equal(suppressions(), before);
+    /* a DSN from the MTA: cy's message failed for good (5.1.1) */
+    snprintf(body, sizeof body,
+             "From: MAILER-DAEMON@mx.example\r\nTo: news@example.com\r\nSubject: Undelivered\r\n"
+             "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status;"
+             "\r\n\tboundary=\"B0UND\"\r\n\r\nThis is a MIME report.\r\n\r\n--B0UND\r\n"
+             "Content-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n\r\n"
+             "--B0UND\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; "
+             "mx.example\r\n\r\nFinal-Recipient: rfc822; cy@example.com\r\nAction: failed\r\n"
+             "Status: 5.1.1\r\nDiagnostic-Code: smtp; 550 no such user\r\n\r\n--B0UND\r\n"
+             "Content-Type: text/rfc822-headers\r\n\r\nFrom: news@example.com\r\nX-Baton-Key: "
+             "%s\r\nSubject: News\r\n\r\n--B0UND--\r\n",
+             cy_key);
+    o = feedback("dsn", ingest_bearer, "message/rfc822", body, &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(json_integer_value(json_object_get(o, "matched")), 1);
+    json_decref(o);
+    v = delivery("status || '|' || reason", "cy@example.com", cy_key);
+    assert_string_equal(v, "bounced|bounced: 5.1.1 smtp; 550 no such user");
+    free(v);
+    /* Postmark: bob's journey message reported as spam, found by provider id */
+    char *pid = delivery("provider_id", "bob@example.com", "j:");
+    assert_true(*pid);
+    snprintf(body, sizeof body,
+             "{\"RecordType\": \"SpamComplaint\", \"Email\": \"bob@example.com\", "
+             "\"MessageID\": \"%s\"}",
+             pid);
+    o = feedback("postmark", ingest_bearer, "application/json", body, &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(json_integer_value(json_object_get(o, "matched")), 1);
+    json_decref(o);
+    v = delivery("status", "bob@example.com", "j:");
+    assert_string_equal(v, "complained");
+    free(v);
+    free(pid);
+    /* a mapping: one ignored (delivered), one hard bounce of an address
+     * baton never wrote to */
+    o = feedback("esp", ingest_bearer, "application/json",
+                 "[{\"event\": \"delivered\", \"email\": \"x@example.com\"},"
+                 " {\"event\": \"bounce\", \"email\": \"Eve@Example.com\", \"why\": \"550\"}]",
+                 &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(json_integer_value(json_object_get(o, "ignored")), 1);
+    assert_int_equal(json_integer_value(json_object_get(o, "recorded")), 1);
+    assert_int_equal(json_integer_value(json_object_get(o, "matched")), 0);
+    json_decref(o);
+    char *n = sh("sqlite3 %s/var/state.db \"SELECT count(*) FROM suppressions WHERE kind = "
+                 "'address' AND value IN ('bob@example.com', 'cy@example.com', "
+                 "'eve@example.com')\"",
+                 dir);
+    assert_int_equal(atoi(n), 3);
+    free(n);
+    /* the bounce entered the journey that waits for it */
+    json_t *js = NULL;
+    char *s = NULL;
+    for (int i = 0; i < 500; i++) {
+        json_decref(js);
+        free(s);
+        js = cli_json("journey status bounced --json");
+        s = json_dumps(js, JSON_COMPACT);
+        if (strstr(s, "\"completed\":2"))
+            break;
+        nap_ms(20);
+    }
+    if (!strstr(s, "\"completed\":2"))
+        fail_msg("email_bounced did not enter twice (bob by SES, cy by DSN): %s", s);
+    free(s);
+    json_decref(js);
+    free(bob_key);
+    free(cy_key);
+    /* and the next run writes to no one */
+    long sent_before = sink_count();
+    run_campaign();
+    assert_int_equal(sink_count(), sent_before);
+    json_t *runs = cli_json("campaign runs news --json");
+    json_t *acts = json_object_get(json_array_get(json_object_get(runs, "runs"), 0), "activities");
+    json_t *a;
+    size_t i;
+    json_array_foreach(acts, i, a) if (!strcmp(json_string_value(json_object_get(a, "id")), "m"))
+        assert_int_equal(json_integer_value(json_object_get(a, "suppressed")), 3);
+    json_decref(runs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -482,6 +701,8 @@ int main(void)
         cmocka_unit_test(test_forged_and_replayed_tokens_refused),
         cmocka_unit_test(test_one_click_post),
         cmocka_unit_test(test_suppressed_profile_gets_nothing_more),
+        cmocka_unit_test(test_feedback_auth_and_errors),
+        cmocka_unit_test(test_bounces_and_complaints),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
