@@ -29,8 +29,12 @@ typedef struct item {
     expr *e;              /* I_VALUE value, I_IF condition, I_EACH count(rows) */
     const expr_ref *rows; /* I_EACH */
     size_t limit;         /* I_EACH */
-    int depth;            /* I_EACH: the level its rows get; I_INDEX: the each's */
-    block then, other;    /* I_IF: then/else; I_EACH: then is the body */
+    expr *where;          /* I_EACH: rows kept, or NULL */
+    expr **order;         /* I_EACH: sort keys, in order */
+    int *desc;
+    size_t norder;
+    int depth;         /* I_EACH: the level its rows get; I_INDEX: the each's */
+    block then, other; /* I_IF: then/else; I_EACH: then is the body */
 } item;
 
 struct template
@@ -261,42 +265,117 @@ typedef struct open_tag {
 static int parse_block(tparser *P, block *b, const open_tag *open, int *ended_by_else);
 static int parse_block_in(tparser *P, block *b, const open_tag *open, int *ended_by_else);
 
+/* Where the next clause of an #each starts (where, order by, limit): a
+ * keyword after a space, outside quotes and brackets; len if none. */
+static int order_by_at(const char *s, size_t len)
+{
+    if (!word_is(s, len, "order"))
+        return 0;
+    size_t i = 5;
+    while (i < len && isspace((unsigned char)s[i]))
+        i++;
+    return i > 5 && word_is(s + i, len - i, "by");
+}
+
+static size_t next_clause(const char *s, size_t len, size_t from)
+{
+    int depth = 0;
+    char q = 0;
+    for (size_t i = from; i < len; i++) {
+        char ch = s[i];
+        if (q) {
+            if (ch == '\\' && i + 1 < len)
+                i++;
+            else if (ch == q)
+                q = 0;
+            continue;
+        }
+        if (ch == '\'' || ch == '"')
+            q = ch;
+        else if (ch == '(' || ch == '[')
+            depth++;
+        else if (ch == ')' || ch == ']')
+            depth--;
+        else if (!depth && i > 0 && isspace((unsigned char)s[i - 1]) &&
+                 (word_is(s + i, len - i, "where") || word_is(s + i, len - i, "limit") ||
+                  order_by_at(s + i, len - i)))
+            return i;
+    }
+    return len;
+}
+
+typedef struct each_clauses {
+    char *where;
+    int where_col;
+    char *order; /* "a desc, b" */
+    int order_col;
+} each_clauses;
+
 static void parse_each(tparser *P, block *b, const char *body, size_t len, int line, int col,
                        int tline, int tcol)
 {
-    /* path [limit N] */
+    /* path [where EXPR] [order by EXPR [asc|desc], ...] [limit N] */
     size_t i = 0;
     while (i < len && (isalnum((unsigned char)body[i]) || body[i] == '_' || body[i] == '.'))
         i++;
     char *path = xstrndup(body, i);
     size_t limit = TEMPLATE_EACH_LIMIT;
-    const char *rest = body + i;
-    size_t rlen = len - i;
-    int rl = line, rc = col + (int)i;
-    skip_space(&rest, &rlen, &rl, &rc);
+    each_clauses cl = {0};
     int bad = 0;
     if (!*path) {
         terr(P, line, col, "{{#each}} needs a one-to-many link: {{#each orders}}");
         bad = 1;
-    } else if (rlen) {
-        if (word_is(rest, rlen, "limit")) {
-            rest += 5;
-            rlen -= 5;
-            rc += 5;
-            skip_space(&rest, &rlen, &rl, &rc);
-            char *end;
-            char *num = xstrndup(rest, rlen);
-            long long v = strtoll(num, &end, 10);
-            if (!rlen || *end || v < 1 || v > 100000) {
-                terr(P, rl, rc, "limit takes a number of rows from 1 to 100000");
+    }
+    size_t pos = i;
+    while (!bad && pos < len) {
+        while (pos < len && isspace((unsigned char)body[pos]))
+            pos++;
+        if (pos >= len)
+            break;
+        const char *r = body + pos;
+        size_t rl = len - pos;
+        int rc = col + (int)pos;
+        if (word_is(r, rl, "where") && !cl.where) {
+            size_t k = pos + 5;
+            while (k < len && isspace((unsigned char)body[k]))
+                k++;
+            size_t end = next_clause(body, len, k);
+            cl.where = xstrndup(body + k, end - k);
+            cl.where_col = col + (int)k;
+            pos = end;
+        } else if (order_by_at(r, rl) && !cl.order) {
+            size_t k = pos + 5;
+            while (k < len && isspace((unsigned char)body[k]))
+                k++;
+            k += 2;
+            while (k < len && isspace((unsigned char)body[k]))
+                k++;
+            size_t end = next_clause(body, len, k);
+            cl.order = xstrndup(body + k, end - k);
+            cl.order_col = col + (int)k;
+            pos = end;
+        } else if (word_is(r, rl, "limit")) {
+            size_t k = pos + 5;
+            while (k < len && isspace((unsigned char)body[k]))
+                k++;
+            size_t end = next_clause(body, len, k);
+            while (end > k && isspace((unsigned char)body[end - 1]))
+                end--;
+            char *num = xstrndup(body + k, end - k), *stop;
+            long long v = strtoll(num, &stop, 10);
+            if (end == k || *stop || v < 1 || v > 100000) {
+                terr(P, line, col + (int)k, "limit takes a number of rows from 1 to 100000");
                 bad = 1;
             } else {
                 limit = (size_t)v;
             }
             free(num);
+            pos = next_clause(body, len, k);
         } else {
-            terr(P, rl, rc, "unexpected '%.*s' in {{#each}}: write {{#each %s limit 20}}",
-                 (int)(rlen > 20 ? 20 : rlen), rest, path);
+            terr(P, line, rc,
+                 "unexpected '%.*s' in {{#each}}: write {{#each %s where ... order by ... "
+                 "limit 20}}",
+                 (int)(rl > 20 ? 20 : rl), r, path);
             bad = 1;
         }
     }
@@ -324,6 +403,38 @@ static void parse_each(tparser *P, block *b, const char *body, size_t len, int l
         P->frames[P->level].rows = it->rows;
         if (P->level > P->t->max_depth)
             P->t->max_depth = P->level;
+        /* where and order by read the linked rows, as the body does */
+        if (cl.where)
+            b->v[idx].where = compile_at(P, cl.where, line, cl.where_col, EXPR_WANT_BOOL);
+        for (size_t k = 0, start = 0, n = cl.order ? strlen(cl.order) : 0; cl.order && k <= n;
+             k++) {
+            if (k < n && cl.order[k] != ',')
+                continue;
+            /* one key: text up to a top-level comma (no commas inside
+             * calls: a key with one is cut, and its compile error says so) */
+            while (start < k && isspace((unsigned char)cl.order[start]))
+                start++;
+            char *key = xstrndup(cl.order + start, k - start);
+            int kcol = cl.order_col + (int)start;
+            size_t kl = strlen(key);
+            while (kl && isspace((unsigned char)key[kl - 1]))
+                key[--kl] = '\0';
+            int desc = 0;
+            if (kl > 5 && !strcmp(key + kl - 5, " desc")) {
+                desc = 1;
+                key[kl - 5] = '\0';
+            } else if (kl > 4 && !strcmp(key + kl - 4, " asc")) {
+                key[kl - 4] = '\0';
+            }
+            expr *ke = compile_at(P, key, line, kcol, 0);
+            free(key);
+            item *ei = &b->v[idx];
+            ei->order = xrealloc(ei->order, (ei->norder + 1) * sizeof *ei->order);
+            ei->desc = xrealloc(ei->desc, (ei->norder + 1) * sizeof *ei->desc);
+            ei->order[ei->norder] = ke;
+            ei->desc[ei->norder++] = desc;
+            start = k + 1;
+        }
         block body_blk = {0};
         parse_block(P, &body_blk, &open, NULL);
         P->level--;
@@ -334,6 +445,8 @@ static void parse_each(tparser *P, block *b, const char *body, size_t len, int l
         parse_block(P, &body_blk, &open, NULL);
         b->v[idx].then = body_blk;
     }
+    free(cl.where);
+    free(cl.order);
     free(path);
 }
 
@@ -526,6 +639,11 @@ static void block_free(block *b)
 {
     for (size_t i = 0; i < b->n; i++) {
         expr_free(b->v[i].e);
+        expr_free(b->v[i].where);
+        for (size_t k = 0; k < b->v[i].norder; k++)
+            expr_free(b->v[i].order[k]);
+        free(b->v[i].order);
+        free(b->v[i].desc);
         block_free(&b->v[i].then);
         block_free(&b->v[i].other);
     }
@@ -631,6 +749,73 @@ static void add_escaped(buf *out, const char *s, size_t len)
     buf_add(out, s + start, len - start);
 }
 
+/* Sort keys of one row; NULL last whichever way, then the link's order. */
+static int key_cmp(const item *it, const baton_value *a, const baton_value *b)
+{
+    for (size_t k = 0; k < it->norder; k++) {
+        int an = a[k].type == BATON_T_NULL, bn = b[k].type == BATON_T_NULL;
+        if (an != bn)
+            return an - bn;
+        if (an)
+            continue;
+        int r = expr_value_compare(&a[k], &b[k]);
+        if (r == 2 || r == 0)
+            continue;
+        return it->desc[k] ? -r : r;
+    }
+    return 0;
+}
+
+/* The rows of an #each kept by its where, in its order: a new list in
+ * *rows (free it). The keys' strings live in the arena until the sort is
+ * done. */
+static int each_select(rctx *c, const item *it, const void *const **rows, size_t *n)
+{
+    const void **keep = xcalloc(*n + 1, sizeof *keep);
+    baton_value *keys = it->norder ? xcalloc((*n + 1) * it->norder, sizeof *keys) : NULL;
+    size_t m = 0;
+    for (size_t k = 0; k < *n; k++) {
+        c->rows[it->depth - 1] = (*rows)[k];
+        if (it->where) {
+            baton_value v;
+            if (expr_eval_at(it->where, c->env, c->arena, c->rows, it->depth, &v, c->err,
+                             c->errlen))
+                goto fail;
+            if (!expr_value_true(&v))
+                continue;
+        }
+        for (size_t o = 0; o < it->norder; o++)
+            if (expr_eval_at(it->order[o], c->env, c->arena, c->rows, it->depth,
+                             &keys[m * it->norder + o], c->err, c->errlen))
+                goto fail;
+        keep[m++] = (*rows)[k];
+    }
+    /* insertion sort: stable, and a link's rows are at most a thousand */
+    baton_value *tmp = it->norder ? xcalloc(it->norder, sizeof *tmp) : NULL;
+    for (size_t k = 1; it->norder && k < m; k++) {
+        const void *r = keep[k];
+        memcpy(tmp, &keys[k * it->norder], it->norder * sizeof *tmp);
+        size_t j = k;
+        while (j > 0 && key_cmp(it, &keys[(j - 1) * it->norder], tmp) > 0) {
+            keep[j] = keep[j - 1];
+            memcpy(&keys[j * it->norder], &keys[(j - 1) * it->norder], it->norder * sizeof *tmp);
+            j--;
+        }
+        keep[j] = r;
+        memcpy(&keys[j * it->norder], tmp, it->norder * sizeof *tmp);
+    }
+    free(tmp);
+    free(keys);
+    expr_arena_reset(c->arena);
+    *rows = (const void *const *)keep;
+    *n = m;
+    return 0;
+fail:
+    free(keep);
+    free(keys);
+    return -1;
+}
+
 static void add_value(rctx *c, const item *it, const baton_value *v)
 {
     if (it->raw || it->esc == V_NONE || (it->esc == V_HTML && v->type != BATON_T_STRING)) {
@@ -717,14 +902,22 @@ static int render_block(rctx *c, const block *b, int depth)
             const void *at = ref->level > 0 ? c->rows[ref->level - 1] : NULL;
             if (c->env->rows(c->env->ud, at, ref, &rows, &n, c->err, c->errlen) < 0)
                 return -1;
-            if (n > it->limit)
-                n = it->limit;
-            for (size_t k = 0; k < n; k++) {
-                c->rows[it->depth - 1] = rows[k];
-                c->index[it->depth] = k;
-                if (render_block(c, &it->then, it->depth))
+            if (it->where || it->norder) {
+                if (each_select(c, it, &rows, &n) != 0)
                     return -1;
             }
+            if (n > it->limit)
+                n = it->limit;
+            int rc = 0;
+            for (size_t k = 0; k < n && rc == 0; k++) {
+                c->rows[it->depth - 1] = rows[k];
+                c->index[it->depth] = k;
+                rc = render_block(c, &it->then, it->depth);
+            }
+            if (it->where || it->norder)
+                free((void *)rows);
+            if (rc)
+                return -1;
             break;
         }
         }

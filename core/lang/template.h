@@ -12,6 +12,7 @@
  *                           true); {{else}} is optional; ifs nest
  *   {{#each link}} .. {{/each}}
  *   {{#each link limit 20}} .. {{/each}}
+ *   {{#each link where COND order by EXPR desc, EXPR limit 20}} .. {{/each}}
  *                           once per row of a one-to-many link
  *                           (`orders`, `profile.orders`), at most `limit`
  *                           rows (default TEMPLATE_EACH_LIMIT). Inside,

@@ -110,6 +110,20 @@ static void test_blocks(void **st)
                0),
         "Lyon gold;Nice gold;");
     assert_string_equal(render("{{ count(orders) }} orders", 0), "3 orders");
+    /* where, order by, limit: rows kept, sorted (nulls last), then cut */
+    assert_string_equal(
+        render("{{#each orders where amount > 15 order by amount desc}}{{ store.city }},{{/each}}",
+               0),
+        "Nice,Lyon,");
+    assert_string_equal(render("{{#each orders order by store.city limit 2}}{{ @index }}={{ "
+                               "store.city }} {{/each}}",
+                               0),
+                        "0=Lyon 1=Nice ");
+    assert_string_equal(render("{{#each orders where store.city != 'Lyon' order by amount desc, "
+                               "store.city asc limit 1}}{{ amount }}{{/each}}",
+                               0),
+                        "31.5");
+    assert_string_equal(render("{{#each orders where amount > 100}}x{{/each}}none", 0), "none");
 }
 
 static void test_errors(void **st)
@@ -147,6 +161,13 @@ static void test_errors(void **st)
     assert_string_equal(render("{{@index}}", 0), "compile:1:1: {{@index}} outside {{#each}}");
     assert_string_equal(render("{{#each orders limit 0}}{{/each}}", 0),
                         "compile:1:22: limit takes a number of rows from 1 to 100000");
+    assert_string_equal(render("{{#each orders where amount}}{{/each}}", 0),
+                        "compile:1:22: expected a condition (true or false), but this is a float");
+    assert_string_equal(render("{{#each orders order by amont}}{{/each}}", 0),
+                        "compile:1:25: unknown field 'amont' in orders (did you mean 'amount'?)");
+    assert_string_equal(render("{{#each orders sorted}}{{/each}}", 0),
+                        "compile:1:16: unexpected 'sorted' in {{#each}}: write {{#each orders "
+                        "where ... order by ... limit 20}}");
     /* blocks nested past any real template: one error, no stack overflow */
     enum { DEEP = 100000 };
     char *deep = malloc(DEEP * 20 + 16), *p = deep;
