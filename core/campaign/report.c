@@ -25,9 +25,10 @@ json_t *campaign_plan_json(const camp_env *e)
         }
         if (a->type && a->type->send && s->done) {
             json_object_set_new(counts, a->id, json_integer(s->would_send));
-            json_object_set_new(excluded, a->id,
-                                json_pack("{s:I, s:I}", "no_consent", (json_int_t)s->no_consent,
-                                          "no_address", (json_int_t)s->no_address));
+            json_object_set_new(
+                excluded, a->id,
+                json_pack("{s:I, s:I, s:I}", "no_consent", (json_int_t)s->no_consent, "no_address",
+                          (json_int_t)s->no_address, "suppressed", (json_int_t)s->suppressed));
         }
     }
     /* notes always there (an empty object without any): scripts read it

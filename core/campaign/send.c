@@ -11,7 +11,9 @@
 #include "config/keymap.h"
 #include "scope/cond.h"
 #include "base/mem.h"
+#include "base/record.h"
 #include "base/suggest.h"
+#include "delivery/dispatch.h"
 #include "lang/template.h"
 
 void camp_send_free(send_plan *p)
@@ -467,6 +469,39 @@ static int take_three(void *ud, size_t n, const char *const *names, const baton_
     return 1;
 }
 
+/* A plan's count of rows the suppression list holds back (a run counts
+ * them in delivery_send): eligible rows, as dispatch_recipient decides,
+ * whose profile or address is suppressed. */
+typedef struct sup_count {
+    send_plan *p;
+    suppress_reader *r;
+    record *row;
+    int64_t n;
+} sup_count;
+
+static int count_suppressed(void *ud, size_t n, const char *const *names, const baton_value *v)
+{
+    sup_count *c = ud;
+    send_plan *p = c->p;
+    if (n < p->npaths + 3)
+        return 1;
+    record_clear(c->row);
+    const char *fields[2] = {p->addr_field, p->consent_field};
+    for (size_t k = 0; k < 2; k++)
+        if (fields[k])
+            record_set(c->row, fields[k], &v[p->npaths + k]);
+    char addr[512], pid[128] = "";
+    if (dispatch_recipient(p->chan, c->row, addr, sizeof addr) != DISPATCH_ELIGIBLE)
+        return 0;
+    const baton_value *pv = &v[p->npaths + 2];
+    if (pv->type == BATON_T_STRING)
+        snprintf(pid, sizeof pid, "%.*s", (int)pv->v.s.len, pv->v.s.ptr);
+    else if (pv->type == BATON_T_INT)
+        snprintf(pid, sizeof pid, "%lld", (long long)pv->v.i);
+    c->n += dispatch_suppress_reader_check(c->r, pid, addr);
+    return 0;
+}
+
 int camp_send_execute(camp_env *e, size_t idx)
 {
     camp_activity *a = &e->c->acts[idx];
@@ -518,8 +553,25 @@ int camp_send_execute(camp_env *e, size_t idx)
     s->no_consent = t[2];
     expr_sql_free(&q);
     s->would_send = t[0] - s->no_address - s->no_consent;
-    if (e->plan)
+    if (e->plan) {
+        sup_count c = {.p = p, .r = dispatch_suppress_reader(e->a->conf.data_dir, p->channel)};
+        if (c.r) {
+            expr_sql_init(&q);
+            c.row = record_new();
+            int rc = camp_send_select(e, idx, &q, err, sizeof err);
+            if (rc == 0)
+                rc = camp_sql(e, q.sql.data, q.params, q.nparams, count_suppressed, &c, err,
+                              sizeof err);
+            record_free(c.row);
+            dispatch_suppress_reader_close(c.r);
+            if (rc != 0)
+                goto fail;
+            expr_sql_free(&q);
+            s->suppressed = c.n;
+            s->would_send -= c.n;
+        }
         return 0;
+    }
     return camp_send_deliver(e, idx);
 fail:
     snprintf(e->error, sizeof e->error, "%s:%d: activity '%s': %s", e->c->file, a->line, a->id,

@@ -145,9 +145,13 @@ static void print_text(const camp_env *e, FILE *out)
         fprintf(out, "  %-16s %-16s", a->id, a->type_name);
         for (size_t j = 0; s->counts && j < a->nouts; j++)
             fprintf(out, " %s=%lld", a->outs[j].transition, (long long)s->counts[j]);
-        if (a->type && a->type->send)
-            fprintf(out, " messages=%lld (no address %lld, no consent %lld)",
+        if (a->type && a->type->send) {
+            fprintf(out, " messages=%lld (no address %lld, no consent %lld",
                     (long long)s->would_send, (long long)s->no_address, (long long)s->no_consent);
+            if (s->suppressed) /* unsubscribed, bounced, complained */
+                fprintf(out, ", suppressed %lld", (long long)s->suppressed);
+            fprintf(out, ")");
+        }
         fprintf(out, "  [%lld ms]\n", (long long)s->ms);
         for (size_t n = 0; n < s->nnotes; n++)
             fprintf(out, "      %s\n", s->notes[n]);

@@ -295,6 +295,15 @@ const conf *dispatch_conf(const dispatcher *d);
  * process's pending writes. */
 int dispatch_suppressed(store *s, const char *channel, const char *profile_id, const char *address,
                         char *reason, size_t reasonlen);
+/* A read-only look at the suppression list of data_dir's state store for
+ * plans (which write nothing, and open no store): NULL when the store or
+ * the list is absent or empty, so a plan without suppressions pays
+ * nothing. check answers as dispatch_suppressed. */
+typedef struct suppress_reader suppress_reader;
+suppress_reader *dispatch_suppress_reader(const char *data_dir, const char *channel);
+int dispatch_suppress_reader_check(suppress_reader *r, const char *profile_id, const char *address);
+void dispatch_suppress_reader_close(suppress_reader *r);
+
 /* Record a suppression (kind "profile" or "address"), committed on
  * return. 1 new, 0 it was there already, -1 with err. */
 int dispatch_suppress(store *s, const char *channel, const char *kind, const char *value,

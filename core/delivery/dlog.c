@@ -743,6 +743,61 @@ int dispatch_suppressed(store *s, const char *channel, const char *profile_id, c
     return a.hit;
 }
 
+struct suppress_reader {
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    char *channel;
+};
+
+suppress_reader *dispatch_suppress_reader(const char *data_dir, const char *channel)
+{
+    char *path = xasprintf("%s/state.db", data_dir);
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+    free(path);
+    sqlite3_stmt *st = NULL;
+    if (rc != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT 1 FROM suppressions WHERE channel IN (?1, '*') LIMIT 1", -1,
+                           &st, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_bind_text(st, 1, channel, -1, SQLITE_STATIC);
+    int any = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_finalize(st);
+    if (!any) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    suppress_reader *r = xcalloc(1, sizeof *r);
+    r->db = db;
+    r->channel = xstrdup(channel);
+    return r;
+}
+
+int dispatch_suppress_reader_check(suppress_reader *r, const char *profile_id, const char *address)
+{
+    if (!r)
+        return 0;
+    sup_args a = {r->channel, profile_id, address, NULL, 0, 0};
+    /* sup_fn keeps its statement only with a log: keep it here instead */
+    dlog fake = {.sup = r->st};
+    sup_fn(r->db, &fake, &a);
+    r->st = fake.sup;
+    return a.hit;
+}
+
+void dispatch_suppress_reader_close(suppress_reader *r)
+{
+    if (!r)
+        return;
+    sqlite3_finalize(r->st);
+    sqlite3_close(r->db);
+    free(r->channel);
+    free(r);
+}
+
 int dispatch_suppress(store *s, const char *channel, const char *kind, const char *value,
                       const char *reason, const char *source, int64_t now, char *err, size_t errlen)
 {

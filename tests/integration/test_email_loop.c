@@ -691,6 +691,12 @@ static void test_bounces_and_complaints(void **st)
     json_array_foreach(acts, i, a) if (!strcmp(json_string_value(json_object_get(a, "id")), "m"))
         assert_int_equal(json_integer_value(json_object_get(a, "suppressed")), 3);
     json_decref(runs);
+    /* plan counts them apart too, and changes nothing */
+    json_t *plan = cli_json("campaign plan news --json");
+    json_t *ex = json_object_get(json_object_get(plan, "excluded"), "m");
+    assert_int_equal(json_integer_value(json_object_get(ex, "suppressed")), 3);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(plan, "counts"), "m")), 0);
+    json_decref(plan);
 }
 
 int main(void)
