@@ -87,6 +87,7 @@ typedef struct camp_env {
     store *st;      /* state store (runs), NULL in a plan */
     char **proof;   /* --proof addresses */
     size_t nproof;
+    json_t *preview;                   /* a dry run that keeps each send's first messages here */
     expr_groups *groups;               /* aggregates' grouped work tables */
     act_state *s;                      /* per activity */
     FILE *progress;                    /* a terminal to show progress on, or NULL */
@@ -153,6 +154,10 @@ typedef struct camp_run_opts {
     /* {"NAME": value} for the campaign's parameters (NULL: the defaults) */
     const json_t *params;
     int params_text; /* the values are text, as typed on a command line */
+    /* A preview (a dry run: nothing delivered): each send's first rows'
+     * messages, rendered as a delivery would render them, appended here as
+     * {"activity", "channel", "profile", "recipient", "parts": {NAME: text}} */
+    json_t *preview;
 } camp_run_opts;
 
 /* Run one campaign file end to end, recording it in the run history of

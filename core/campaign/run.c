@@ -43,7 +43,7 @@ static int keep_tables(void *ud, int64_t run)
 int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_run_opts *o, diag *d)
 {
     const char *trigger = o->trigger ? o->trigger : "manual";
-    int resume = o->resume, dry_run = o->dry_run;
+    int resume = o->resume, dry_run = o->dry_run || o->preview;
     char **proof = o->proof;
     size_t nproof = o->nproof;
     FILE *progress = o->progress;
@@ -116,6 +116,7 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     e.dry_run = dry_run;
     e.proof = proof;
     e.nproof = nproof;
+    e.preview = o->preview;
     e.progress = progress;
     e.dispatcher_for = o->dispatcher_for;
     e.dispatcher_ud = o->dispatcher_ud;

@@ -106,6 +106,40 @@ static int one_row(void *ud, size_t n, const char *const *names, const baton_val
                           .ud = c->e,
                           .record = c->row,
                           .record_prefix = p->record_prefix}};
+    if (c->e->preview) {
+        /* rendered as delivery_send would render it, handed to no channel */
+        json_t *parts = json_object();
+        int bad = 0;
+        for (size_t i = 0; i < p->nparts && !bad; i++) {
+            buf out;
+            buf_init(&out);
+            char rerr[512];
+            if (render_part(&pc, i, &out, rerr, sizeof rerr) == 0)
+                json_object_set_new(parts, p->part_names[i],
+                                    json_stringn(out.data ? out.data : "", out.len));
+            else {
+                snprintf(c->err, sizeof c->err, "%s: %s", p->part_names[i], rerr);
+                bad = 1;
+            }
+            buf_free(&out);
+        }
+        baton_value av = {.type = BATON_T_NULL};
+        if (p->addr_field)
+            record_get(c->row, p->addr_field, &av);
+        json_array_append_new(c->e->preview, json_pack("{s:s, s:s, s:s, s:o, s:o}", "activity",
+                                                       c->e->c->acts[c->idx].id, "channel",
+                                                       p->channel, "profile", pidbuf, "recipient",
+                                                       av.type == BATON_T_STRING
+                                                           ? json_stringn(av.v.s.ptr, av.v.s.len)
+                                                           : json_null(),
+                                                       "parts", parts));
+        jscope_release(&pc.sc);
+        if (bad) {
+            c->failed = 1;
+            return 1;
+        }
+        return --c->proofs_left == 0; /* three messages of each send */
+    }
     buf k;
     buf_init(&k);
     buf_addf(&k, "%s/", c->batch);

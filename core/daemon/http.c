@@ -88,6 +88,7 @@ static const http_route routes[] = {
     {"GET", "/v1/campaigns/*/file", HTTP_SCOPE_READ, http_campaign_file_get, 0},
     {"PUT", "/v1/campaigns/*/file", HTTP_SCOPE_ADMIN, http_campaign_file_put, 1},
     {"POST", "/v1/campaigns/*/check", HTTP_SCOPE_READ, http_campaign_check, 1},
+    {"POST", "/v1/campaigns/*/preview", HTTP_SCOPE_CAMPAIGNS, http_campaign_preview, 1},
     {"GET", "/v1/campaigns/*/versions", HTTP_SCOPE_READ, http_campaign_versions, 0},
     {"POST", "/v1/campaigns/*/versions/*/restore", HTTP_SCOPE_ADMIN, http_campaign_restore, 1},
     {"GET", "/v1/journeys/*/file", HTTP_SCOPE_READ, http_journey_file_get, 0},

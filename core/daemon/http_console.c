@@ -455,6 +455,64 @@ done:
     json_decref(b);
 }
 
+/* POST /v1/campaigns/NAME/preview {"parameters"?}: a dry run (recorded
+ * with trigger "preview", nothing delivered) that answers the first three
+ * messages of each send, rendered as a delivery renders them. */
+void http_campaign_preview(http_req *q)
+{
+    json_t *b = body_object(q);
+    if (!b)
+        return;
+    const char *key;
+    json_t *v;
+    json_object_foreach(b, key, v) if (strcmp(key, "parameters"))
+    {
+        http_error(q, 400, "bad_request", json_pack("{s:s}", "field", key),
+                   "unknown field '%s' (parameters)", key);
+        json_decref(b);
+        return;
+    }
+    json_t *params = json_object_get(b, "parameters");
+    if (params && !json_is_object(params)) {
+        http_error(q, 400, "bad_request", json_pack("{s:s}", "field", "parameters"),
+                   "parameters must be an object {\"NAME\": value}");
+        json_decref(b);
+        return;
+    }
+    char *file = file_of(q, K_CAMPAIGN);
+    if (!file) {
+        json_decref(b);
+        return;
+    }
+    app a;
+    diag d;
+    diag_init(&d);
+    act_registry reg;
+    memset(&reg, 0, sizeof reg);
+    json_t *msgs = json_array();
+    if (app_open(&a, q->env->config, APP_INIT | APP_SECONDARY, &d) != 0 ||
+        act_registry_load(&reg, &a, &d) != 0) {
+        http_error(q, 503, "unavailable", json_pack("{s:o}", "messages", messages_json(&d)),
+                   "the configuration could not be opened");
+    } else {
+        camp_run_opts o = {
+            .trigger = "preview", .store = q->env->st, .params = params, .preview = msgs};
+        int rc = campaign_run_file(&a, &reg, file, &o, &d);
+        if (rc == 0)
+            http_json(q, 200, json_pack("{s:s, s:O}", "campaign", q->seg[2], "messages", msgs));
+        else
+            http_error(q, 409, "campaign_invalid",
+                       json_pack("{s:o}", "messages", messages_json(&d)),
+                       "the preview of %s failed", q->seg[2]);
+    }
+    json_decref(msgs);
+    act_registry_free(&reg);
+    app_close(&a);
+    diag_free(&d);
+    free(file);
+    json_decref(b);
+}
+
 /* GET /v1/describe: every activity type's keys and the journey nodes'. */
 void http_describe(http_req *q)
 {

@@ -125,6 +125,7 @@ void http_describe(http_req *q);
 void http_campaign_file_get(http_req *q);
 void http_campaign_file_put(http_req *q);
 void http_campaign_check(http_req *q);
+void http_campaign_preview(http_req *q);
 void http_campaign_versions(http_req *q);
 void http_campaign_restore(http_req *q);
 void http_journey_file_get(http_req *q);

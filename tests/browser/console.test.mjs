@@ -86,6 +86,23 @@ test('campaign canvas: every edge carries the count of plan --json', async () =>
   await page.keyboard.press('Enter');
   await page.waitForSelector('#node-explain');
   assert.match(await page.textContent('#node-explain'), /any of “lapsed”, “vip”/);
+  // the last run's counts and milliseconds of the node (the scheduled run of serve's start)
+  const done = await until(async () => (await srv.api('GET', '/v1/campaigns/winback/runs')).json.runs.find((r) => r.status === 'done'), 20000, 'the scheduled run');
+  const last = done.activities.find((a) => a.id === 'target');
+  await open(`#/campaigns/winback`);
+  await page.waitForSelector('#canvas svg g.edge');
+  await page.click('[data-node="target"]');
+  await page.waitForSelector('#node-explain');
+  assert.match(await page.textContent('#node-panel'), new RegExp(`target: ${last.counts.target}.*${last.ms}`));
+  // the preview: each send's first messages rendered, nothing delivered
+  const before = (await srv.api('GET', '/v1/deliveries?limit=1000')).json.deliveries.length;
+  await page.click('#preview');
+  await page.waitForSelector('#preview-out li');
+  const shown = await page.$$eval('#preview-out li', (l) => l.map((x) => x.dataset.activity));
+  assert.deepEqual([...new Set(shown)].sort(), ['letter_a', 'letter_b']);
+  assert.ok(shown.length <= 6);
+  assert.match(await page.textContent('#preview-out'), /first_name/);
+  assert.equal((await srv.api('GET', '/v1/deliveries?limit=1000')).json.deliveries.length, before, 'nothing delivered');
   await shot('campaign');
 });
 

@@ -495,13 +495,50 @@ static void test_profile_search(void **state)
     free(back);
 }
 
+/* POST /v1/campaigns/NAME/preview: each send's first messages rendered,
+ * none delivered (the delivery log keeps its rows) */
+static void test_campaign_preview(void **state)
+{
+    char *before = NULL, *after = NULL;
+    const char *count = "sqlite3 conf/var/state.db \"SELECT count(*) FROM deliveries\" 2>/dev/null"
+                        " || echo 0";
+    run_capture(count, &before, NULL);
+    json_t *o;
+    assert_int_equal(api("POST", "/v1/campaigns/winback/preview", OPS, "{}", &o), 200);
+    json_t *m = json_object_get(o, "messages");
+    assert_true(json_array_size(m) >= 2 && json_array_size(m) <= 6);
+    size_t i;
+    json_t *v;
+    json_array_foreach(m, i, v)
+    {
+        const char *act = json_string_value(json_object_get(v, "activity"));
+        assert_true(!strcmp(act, "letter_a") || !strcmp(act, "letter_b"));
+        assert_string_equal(json_string_value(json_object_get(v, "channel")), "mail");
+        assert_non_null(
+            json_string_value(json_object_get(json_object_get(v, "parts"), "first_name")));
+        assert_true(json_string_value(json_object_get(v, "profile"))[0] == 'p');
+    }
+    json_decref(o);
+    run_capture(count, &after, NULL);
+    assert_string_equal(after, before);
+    free(before);
+    free(after);
+    assert_int_equal(api("POST", "/v1/campaigns/winback/preview", OPS, "{\"proof\": []}", &o), 400);
+    assert_string_equal(err_code(o), "bad_request");
+    json_decref(o);
+    assert_int_equal(api("POST", "/v1/campaigns/winback/preview", VIEWER, "{}", &o), 403);
+    json_decref(o);
+    assert_int_equal(api("POST", "/v1/campaigns/nope/preview", OPS, "{}", &o), 404);
+    json_decref(o);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_session_and_scopes), cmocka_unit_test(test_file_check_save_restore),
         cmocka_unit_test(test_bad_bodies),         cmocka_unit_test(test_journey_test_and_check),
         cmocka_unit_test(test_channel_switch),     cmocka_unit_test(test_describe),
-        cmocka_unit_test(test_profile_search),
+        cmocka_unit_test(test_profile_search),     cmocka_unit_test(test_campaign_preview),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

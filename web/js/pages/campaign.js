@@ -103,6 +103,19 @@ function runControls(name, doc, panel, view) {
   });
   const proof = h('input', { id: 'proof', placeholder: 'me@example.com, other@example.com' });
   const out = h('div', { id: 'run-progress', 'aria-live': 'polite' });
+  // POST .../preview: a dry run that answers each send's first three
+  // messages as they would be delivered; nothing is sent
+  const preview = async () => {
+    const parameters = {};
+    for (const i of inputs) if (i.el.value !== '') parameters[i.p.name] = /^(int|float)$/.test(i.p.type) ? Number(i.el.value) : i.p.type === 'bool' ? i.el.value === 'true' : i.el.value;
+    clear(out, h('p', null, 'Rendering…'));
+    try {
+      const r = await api.post(`/v1/campaigns/${api.enc(name)}/preview`, { parameters });
+      clear(out, h('h3', null, `Preview: ${r.messages.length} message(s), nothing sent`),
+        h('ol', { id: 'preview-out' }, r.messages.map((m) => h('li', { 'data-activity': m.activity },
+          h('strong', null, `${m.activity} on ${m.channel} → ${m.profile}${m.recipient === null ? '' : ` (${m.recipient})`}`), kv(m.parts)))));
+    } catch (e) { clear(out, errorBox(e), e.details ? h('ul', { class: 'msgs' }, e.details.messages.map((m) => h('li', { class: 'msg-error' }, m.message))) : null); }
+  };
   let timer = null;
   onLeave(() => clearTimeout(timer));
   const start = async (dry) => {
@@ -144,6 +157,7 @@ function runControls(name, doc, panel, view) {
     ...inputs.flatMap((i) => [i.label, i.el]),
     h('label', { for: 'proof' }, 'Proof addresses ', h('span', { class: 'help' }, '(optional, comma separated: only these receive the messages)')), proof,
     h('div', { class: 'toolbar' },
+      h('button', { type: 'button', id: 'preview', disabled: !allowed, onclick: preview }, 'Preview messages'),
       h('button', { type: 'button', id: 'dry-run', disabled: !allowed, onclick: () => start(true) }, 'Dry run'),
       h('button', { type: 'button', id: 'run', class: 'primary', disabled: !allowed, onclick: () => { if (confirm(`Run ${name} now and send its messages?`)) start(false); } }, 'Run now')),
     out);
