@@ -105,9 +105,38 @@ static char *to_profile(camp_env *e, const char *dimension, const char *field)
         return NULL;
     if (en == pr)
         return xstrdup(field);
-    for (size_t i = 0; i < en->nlinks; i++)
-        if (en->links[i].to == pr)
-            return xasprintf("%s.%s", en->links[i].name, field);
+    /* the shortest path of many-to-one links (a line: order.profile),
+     * the first declared on a tie */
+    for (int depth = 1; depth <= 4; depth++) {
+        char *hit = NULL;
+        const schema_entity *at[5] = {en};
+        size_t pick[5] = {0};
+        int d = 0;
+        while (d >= 0 && !hit) {
+            if (d == depth) {
+                if (at[d] == pr) {
+                    buf b;
+                    buf_init(&b);
+                    for (int k = 0; k < depth; k++)
+                        buf_addf(&b, "%s.", at[k]->links[pick[k] - 1].name);
+                    buf_adds(&b, field);
+                    hit = buf_steal(&b);
+                }
+                d--;
+                continue;
+            }
+            if (pick[d] >= at[d]->nlinks) {
+                pick[d] = 0;
+                d--;
+                continue;
+            }
+            at[d + 1] = at[d]->links[pick[d]++].to;
+            d++;
+            pick[d] = 0;
+        }
+        if (hit)
+            return hit;
+    }
     return NULL;
 }
 

@@ -823,22 +823,66 @@ static const baton_config_key dim_keys[] = {
     {.name = "filter",
      .type = BATON_CFG_STRING,
      .help = "keep the rows of the new dimension for which this is true"},
+    {.name = "through",
+     .type = BATON_CFG_LIST,
+     .help = "the entities between the input's and `to`, in order, when no link joins them "
+             "directly ([ \"orders\" ] from profiles to lines)"},
     {0}};
+
+#define DIM_MAX_STEPS 8
+
+/* The entities from the input's dimension to `to`: [from, through..., to];
+ * their count, or -1 after an error. */
+static int dim_chain(ctx_t *x, const char **chain)
+{
+    const char *from = H->act_input_dimension(x, 0), *to = H->act_setting_string(x, "to");
+    int n = 0, nt = H->act_setting_count(x, "through");
+    chain[n++] = from;
+    if (nt > DIM_MAX_STEPS - 2) {
+        H->act_error(x, "through", "through names at most %d entities", DIM_MAX_STEPS - 2);
+        return -1;
+    }
+    for (int i = 0; i < nt; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "through.%d", i);
+        const char *e = H->act_setting_string(x, path);
+        if (!e || H->act_entity(x, e, NULL, NULL)) {
+            H->act_error(x, "through", "through[%d]: '%s' is not an entity of the schema", i,
+                         e ? e : "");
+            return -1;
+        }
+        chain[n++] = e;
+    }
+    chain[n++] = to;
+    for (int i = 0; i + 1 < n; i++) {
+        const char *fc, *tc;
+        if (H->act_link(x, chain[i], chain[i + 1], &fc, &tc) < 0) {
+            if (nt > 0)
+                H->act_error(x, "through", "no link joins %s and %s in the schema", chain[i],
+                             chain[i + 1]);
+            else
+                H->act_error(x, "to",
+                             "no link joins %s and %s in the schema (through = [ ... ] names "
+                             "the entities between them)",
+                             chain[i], chain[i + 1]);
+            return -1;
+        }
+    }
+    return n;
+}
 
 static int dim_check(void *st, ctx_t *x)
 {
     if (need_inputs(x, 1, 1))
         return -1;
-    const char *from = H->act_input_dimension(x, 0), *to = H->act_setting_string(x, "to");
-    const char *fc, *tc;
+    const char *to = H->act_setting_string(x, "to");
     if (H->act_entity(x, to, NULL, NULL)) {
         H->act_error(x, "to", "'%s' is not an entity of the schema", to);
         return -1;
     }
-    if (H->act_link(x, from, to, &fc, &tc) < 0) {
-        H->act_error(x, "to", "no link joins %s and %s in the schema", from, to);
+    const char *chain[DIM_MAX_STEPS];
+    if (dim_chain(x, chain) < 0)
         return -1;
-    }
     if (H->act_setting_string(x, "filter") &&
         H->act_expr_sql(x, "filter", NULL, to, "t", -1, BATON_T_BOOL, NULL, NULL))
         return -1;
@@ -847,39 +891,47 @@ static int dim_check(void *st, ctx_t *x)
 
 static int dim_run(void *st, ctx_t *x)
 {
-    const char *from = H->act_input_dimension(x, 0), *to = H->act_setting_string(x, "to");
-    const char *fc, *tc, *ftab, *fkey, *ttab, *tkey;
-    /* to the many side, each new row has one parent: already unique */
-    int many = H->act_link(x, from, to, &fc, &tc) == 1;
-    H->act_entity(x, from, &ftab, &fkey);
-    H->act_entity(x, to, &ttab, &tkey);
+    const char *chain[DIM_MAX_STEPS];
+    int n = dim_chain(x, chain);
+    if (n < 0)
+        return -1;
+    /* w's keys are rows of chain[0] (alias a0); each step joins the next
+     * entity (a1, ...; the last is t, as the filter reads it) on its link */
+    const char *tab, *key;
+    int many = 1; /* to the many side only: each new row has one parent */
+    for (int i = 0; i + 1 < n; i++) {
+        const char *fc, *tc;
+        many &= H->act_link(x, chain[i], chain[i + 1], &fc, &tc) == 1;
+    }
+    H->act_entity(x, chain[n - 1], &tab, &key);
     baton_buf *b = H->buf_new();
     H->buf_printf(b, "CREATE TABLE %s AS SELECT %st.", H->act_output_table(x, NULL),
                   many ? "" : "DISTINCT ");
-    ident(b, tkey);
-    H->buf_printf(b, " AS _key FROM %s w ", H->act_input_table(x, 0));
-    if (strcmp(fc, fkey) != 0) {
-        H->buf_printf(b, "JOIN ");
-        ident(b, ftab);
-        H->buf_printf(b, " a ON a.");
-        ident(b, fkey);
-        H->buf_printf(b, " = w._key JOIN ");
-        ident(b, ttab);
-        H->buf_printf(b, " t ON t.");
+    ident(b, key);
+    H->buf_printf(b, " AS _key FROM %s w JOIN ", H->act_input_table(x, 0));
+    H->act_entity(x, chain[0], &tab, &key);
+    ident(b, tab);
+    H->buf_printf(b, " a0 ON a0.");
+    ident(b, key);
+    H->buf_printf(b, " = w._key");
+    for (int i = 1; i < n; i++) {
+        const char *fc, *tc;
+        H->act_link(x, chain[i - 1], chain[i], &fc, &tc);
+        H->act_entity(x, chain[i], &tab, &key);
+        char al[16], prev[16];
+        snprintf(al, sizeof al, i == n - 1 ? "t" : "a%d", i);
+        snprintf(prev, sizeof prev, "a%d", i - 1);
+        H->buf_printf(b, " JOIN ");
+        ident(b, tab);
+        H->buf_printf(b, " %s ON %s.", al, al);
         ident(b, tc);
-        H->buf_printf(b, " = a.");
+        H->buf_printf(b, " = %s.", prev);
         ident(b, fc);
-    } else {
-        H->buf_printf(b, "JOIN ");
-        ident(b, ttab);
-        H->buf_printf(b, " t ON t.");
-        ident(b, tc);
-        H->buf_printf(b, " = w._key");
     }
     int rc = 0;
     if (H->act_setting_string(x, "filter")) {
         H->buf_printf(b, " WHERE ");
-        rc = H->act_expr_sql(x, "filter", NULL, to, "t", -1, BATON_T_BOOL, NULL, b);
+        rc = H->act_expr_sql(x, "filter", NULL, chain[n - 1], "t", -1, BATON_T_BOOL, NULL, b);
     }
     if (rc == 0)
         rc = exec(x, b);

@@ -144,6 +144,8 @@ static const char targeting[] =
     "    { id = \"ord\"; type = \"change_dimension\"; input = \"gold\"; to = \"orders\"; filter = "
     "\"amount > 100\"; },\n"
     "    { id = \"st\"; type = \"change_dimension\"; input = \"ord\"; to = \"stores\"; },\n"
+    "    { id = \"bs\"; type = \"change_dimension\"; input = \"gold\"; to = \"stores\"; "
+    "through = [ \"orders\" ];\n      filter = \"city != 'x'\"; },\n"
     "    { id = \"letters\"; type = \"send\"; channel = \"mail\"; input = \"ord\";\n"
     "      columns = [ \"profile.first_name\", \"store.name\", \"amount\" ]; },\n"
     "    { id = \"posted\"; type = \"send\"; channel = \"post\"; input = \"u\"; columns = [ "
@@ -198,6 +200,12 @@ static void test_plan_matches_hand_written_sql(void **st)
         count_of(c, "d"),
         sql_count("SELECT count(DISTINCT tier) + sum(tier IS NULL) FROM profiles WHERE id IN (" U
                   ")"));
+    /* change_dimension through orders: the stores gold profiles bought in */
+    assert_int_equal(count_of(c, "bs"),
+                     sql_count("SELECT count(DISTINCT s.id) FROM stores s JOIN orders o ON "
+                               "o.store_id = s.id WHERE o.profile_id IN (" GOLD ") AND s.city <> "
+                               "'x'"));
+    assert_true(count_of(c, "bs") > 0);
     /* nulls = "merge": the NULL tiers are one more group */
     assert_int_equal(
         count_of(c, "dm"),
@@ -287,7 +295,10 @@ static void test_check_reports_every_error(void **st)
         "\"1\"; } ); },\n"
         "    { id = \"i\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
         "    { id = \"h\"; type = \"send\"; channel = \"noaddr\"; input = \"i\"; subject = \"s\"; "
-        "text = \"t\"; }\n"
+        "text = \"t\"; },\n"
+        "    { id = \"j\"; type = \"change_dimension\"; input = \"i\"; to = \"stores\"; },\n"
+        "    { id = \"k\"; type = \"change_dimension\"; input = \"i\"; to = \"stores\";\n"
+        "      through = [ \"reservations\", \"profiles\" ]; }\n"
         "  );\n};\n");
     char *out, *err;
     assert_int_equal(baton(&out, &err, "check"), 2);
@@ -301,6 +312,10 @@ static void test_check_reports_every_error(void **st)
         /* an email channel without `address` failed every message at run time */
         "channels.noaddr: no `address`: name the profiles field that holds the recipient "
         "(address = \"email\"), or every message of activity 'h' fails",
+        /* change_dimension: a path of links, or the entities it goes through */
+        "bad.cfg:14: activity 'j': no link joins profiles and stores in the schema (through = [ "
+        "... ] names the entities between them)",
+        "bad.cfg:16: activity 'k': no link joins profiles and stores in the schema",
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++)
         if (!strstr(err, want[i]))
