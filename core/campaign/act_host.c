@@ -365,6 +365,36 @@ int ah_link(baton_activity_ctx *x, const char *from, const char *to, const char 
     return -1;
 }
 
+/* Up to this many input rows, aggregates over indexed links stay
+ * correlated subqueries: a few thousand index lookups beat one scan of
+ * a linked table of millions (an enrich of a small segment). */
+#define CORRELATED_MAX_ROWS 10000
+
+/* Whether ex, over input input_i, should read its aggregates by index
+ * rather than from grouped tables: a small input (its count is known:
+ * it ran) and an index on every link's via column. */
+static int small_and_indexed(baton_activity_ctx *x, const expr *ex, int input_i)
+{
+    camp_env *e = x->env;
+    if (!x->running || input_i < 0 || (size_t)input_i >= act(x)->ninputs)
+        return 0;
+    const camp_input *in = &act(x)->inputs[input_i];
+    const act_state *s = &e->s[in->act];
+    int64_t n = s->counts ? s->counts[in->out] : -1;
+    if (n < 0 || n > CORRELATED_MAX_ROWS)
+        return 0;
+    int any = 0;
+    for (size_t i = 0; i < expr_ref_count(ex); i++) {
+        const expr_ref *r = expr_ref_at(ex, i);
+        if (r->kind != EXPR_REF_ROWS || !r->rows)
+            continue;
+        any = 1;
+        if (!camp_has_index(e, r->rows->from->table, r->rows->via->name))
+            return 0;
+    }
+    return any;
+}
+
 /* Compile against the dimension (and the input's work-table columns) and
  * move the SQL the compiler appended to the ctx's parameter list into the
  * caller's buffer: the parameters stay, numbered, in the ctx. */
@@ -407,7 +437,8 @@ int ah_expr_sql(baton_activity_ctx *x, const char *path, const char *text, const
     size_t mark = x->q.sql.len;
     char err[512];
     expr_groups_collect(e->groups, !x->running);
-    int rc = expr_to_sql_grouped(ex, alias ? alias : "t", e->dialect, e->now, e->groups, &x->q, err,
+    int rc = expr_to_sql_grouped(ex, alias ? alias : "t", e->dialect, e->now,
+                                 small_and_indexed(x, ex, input_i) ? NULL : e->groups, &x->q, err,
                                  sizeof err);
     if (rc != 0)
         ah_error(x, path, "%s: %s", path ? path : "expression", err);

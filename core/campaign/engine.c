@@ -106,7 +106,7 @@ static void col_list_free(col_list *l)
 
 static int said(const diag *d, const char *msg);
 
-static int has_index(camp_env *e, const char *table, const char *column)
+int camp_has_index(camp_env *e, const char *table, const char *column)
 {
     expr_work w;
     expr_dialect_work(e->dialect, &w);
@@ -133,7 +133,7 @@ static void check_link_indexes(camp_env *e, const char *srcname, diag *d)
                 const char *col;
             } ends[] = {{en, lk->via->name}, {lk->to, lk->to->key->name}};
             for (size_t j = 0; j < 2; j++) {
-                if (has_index(e, ends[j].ent->table, ends[j].col))
+                if (camp_has_index(e, ends[j].ent->table, ends[j].col))
                     continue;
                 /* a statement both SQLite and PostgreSQL run as it is */
                 expr_sql ix;

@@ -131,6 +131,10 @@ char *camp_table_name(const camp_env *e, const camp_activity *a, const camp_outp
 int camp_sql(camp_env *e, const char *sql, const baton_value *params, size_t n, baton_row_fn fn,
              void *ud, char *err, size_t errlen);
 int64_t camp_count(camp_env *e, const char *table, char *err, size_t errlen);
+/* Whether the source has an index whose first column is table.column
+ * (1 too when the catalog cannot be read: no warning, no choice made on
+ * a guess). */
+int camp_has_index(camp_env *e, const char *table, const char *column);
 
 /* Find a campaign by NAME (its `name`) or FILE among the configured ones.
  * Returns a new path or NULL (d says why). */
