@@ -567,6 +567,38 @@ static void test_feedback_auth_and_errors(void **st)
     assert_string_equal(json_string_value(json_object_get(d, "field")), "email");
     assert_int_equal(json_integer_value(json_object_get(d, "item")), 0);
     json_decref(o);
+    /* a DSN whose recipient group lacks Final-Recipient: the group's offset */
+    const char *nofr = "From: MAILER-DAEMON@mx.example\nContent-Type: multipart/report;\n"
+                       " report-type=delivery-status; boundary=zz\n\n--zz\n"
+                       "Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx\n\n"
+                       "Action: failed\nStatus: 5.1.1\n\n--zz--\n";
+    o = feedback("dsn", ingest_bearer, "message/rfc822", nofr, &status);
+    assert_int_equal(status, 400);
+    assert_string_equal(err_code(o), "bad_dsn");
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(json_object_get(o, "error"), "details"), "offset")),
+                     strstr(nofr, "Action:") - nofr);
+    json_decref(o);
+    /* LF line ends, a folded Content-Type, a delayed (soft) and a failed
+     * (hard) recipient, one report */
+    o = feedback("dsn", ingest_bearer, "message/rfc822",
+                 "From: MAILER-DAEMON@mx.example\nContent-Type: multipart/report;\n"
+                 "\treport-type=delivery-status; boundary=\"zz\"\n\n--zz\n"
+                 "Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx\n\n"
+                 "Final-Recipient: rfc822;dan@example.com\nAction: delayed\nStatus: 4.2.2\n\n"
+                 "Final-Recipient: rfc822; fay@example.com\nAction: failed\nStatus: 5.1.1\n"
+                 "\n--zz--\n",
+                 &status);
+    assert_int_equal(status, 200);
+    json_t *res = json_object_get(o, "results");
+    assert_int_equal(json_array_size(res), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(res, 0), "type")),
+                        "soft_bounce");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(res, 0), "address")),
+                        "dan@example.com");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(res, 1), "type")),
+                        "hard_bounce");
+    json_decref(o);
     /* a DSN that is not one */
     o = feedback("dsn", ingest_bearer, "message/rfc822",
                  "From: a@b\nContent-Type: text/plain\n\nhello\n", &status);
