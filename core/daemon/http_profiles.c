@@ -9,6 +9,7 @@
 
 #include "base/mem.h"
 #include "config/config.h"
+#include "delivery/dispatch.h"
 #include "daemon/http_int.h"
 #include "plugin/plugin_host.h"
 #include "schema/schema.h"
@@ -113,6 +114,64 @@ void http_profiles_search(http_req *q)
               json_pack("{s:s, s:o, s:o, s:b}", "address", addr, "fields", fields, "profiles", ids,
                         "truncated", truncated));
 done:
+    jsource_close(src);
+    app_close(&a);
+    diag_free(&d);
+}
+
+/* GET /v1/profiles/ID/record: the profile's row in the profiles source,
+ * and per channel its address, consent and suppression — what decides
+ * whether a message to it is sent. */
+void http_profile_record(http_req *q)
+{
+    const char *id = q->seg[2];
+    app a;
+    diag d;
+    diag_init(&d);
+    jsource *src = NULL;
+    store st;
+    int have_st = 0;
+    int ok = app_open(&a, q->env->config, APP_INIT | APP_SECONDARY, &d) == 0;
+    instance *pi = ok && a.conf.profiles ? app_find(&a, "sources", a.conf.profiles) : NULL;
+    if (pi && instance_start(pi) != 0) {
+        http_error(q, 502, "source_failed", NULL, "sources.%s: %s", a.conf.profiles, pi->error);
+        goto done;
+    }
+    if (!ok || !(src = jsource_open(&a, &d)) || d.errors) {
+        http_error(q, 503, "unavailable", NULL, "the profiles source could not be opened");
+        goto done;
+    }
+    if (http_open_store(q, &st) != 0)
+        goto done;
+    have_st = 1;
+    json_t *row = jsource_profile(src, id);
+    json_t *chans = json_array();
+    for (size_t i = 0; i < a.conf.nuses; i++) {
+        conf_use *u = &a.conf.uses[i];
+        if (u->kind != BATON_KIND_CHANNEL || !u->group)
+            continue;
+        const char *af = NULL, *cf = NULL;
+        config_setting_lookup_string(u->group, "address", &af);
+        config_setting_lookup_string(u->group, "consent", &cf);
+        json_t *addr = af && row ? json_object_get(row, af) : NULL;
+        json_t *cons = cf && row ? json_object_get(row, cf) : NULL;
+        char why[256] = "";
+        int sup = dispatch_suppressed(&st, u->name, id,
+                                      json_is_string(addr) ? json_string_value(addr) : NULL, why,
+                                      sizeof why);
+        json_array_append_new(
+            chans,
+            json_pack("{s:s, s:b, s:s?, s:O?, s:s?, s:O?, s:o}", "channel", u->name, "enabled",
+                      u->enabled, "address_field", af, "address", addr ? addr : NULL,
+                      "consent_field", cf, "consent", cons ? cons : NULL, "suppressed",
+                      sup > 0 ? json_string(*why ? why : "suppressed") : json_null()));
+    }
+    http_json(q, 200,
+              json_pack("{s:s, s:o, s:o}", "profile", id, "fields", row ? row : json_null(),
+                        "channels", chans));
+done:
+    if (have_st)
+        store_close(&st);
     jsource_close(src);
     app_close(&a);
     diag_free(&d);

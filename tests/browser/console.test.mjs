@@ -315,6 +315,13 @@ test('profiles: a campaign run from the console, then the profile it reached', a
   await page.press('#profile-q', 'Enter');
   await page.waitForSelector(`#profile-title:text("Profile ${who}")`);
   assert.match(await page.textContent('#timeline'), /campaign stores\/(letters|others)/);
+  // its row and, per channel, address, consent and suppression
+  const rec = (await srv.api('GET', `/v1/profiles/${who}/record`)).json;
+  assert.equal(rec.fields.email, email);
+  assert.ok((await page.textContent('#profile-fields')).includes(email));
+  const emailRow = await page.textContent('tr:has([data-suppressed="email"])');
+  assert.ok(emailRow.includes(email), emailRow);
+  assert.equal(await page.textContent('[data-suppressed="email"]'), 'no');
   await shot('profile');
   await open(`#/deliveries`);
   await page.fill('#d-channel', 'mail');

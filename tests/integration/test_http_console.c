@@ -532,6 +532,45 @@ static void test_campaign_preview(void **state)
     json_decref(o);
 }
 
+/* GET /v1/profiles/ID/record: the row, and per channel address, consent
+ * and suppression (an address suppressed on every channel) */
+static void test_profile_record(void **state)
+{
+    json_t *o;
+    assert_int_equal(api("GET", "/v1/profiles/p3/record", VIEWER, NULL, &o), 200);
+    json_t *f = json_object_get(o, "fields");
+    const char *email = json_string_value(json_object_get(f, "email"));
+    assert_non_null(email);
+    char *want = NULL;
+    assert_int_equal(
+        run_capture("sqlite3 conf/var/crm.db \"SELECT email FROM profiles WHERE id = 'p3'\"", &want,
+                    NULL),
+        0);
+    want[strcspn(want, "\n")] = 0;
+    assert_string_equal(email, want);
+    json_t *ch = json_array_get(json_object_get(o, "channels"), 0);
+    assert_string_equal(json_string_value(json_object_get(ch, "channel")), "email");
+    assert_string_equal(json_string_value(json_object_get(ch, "address")), want);
+    assert_true(json_is_null(json_object_get(ch, "suppressed")));
+    json_decref(o);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "sqlite3 conf/var/state.db \"CREATE TABLE IF NOT EXISTS suppressions (channel TEXT NOT"
+             " NULL, kind TEXT NOT NULL, value TEXT NOT NULL, reason TEXT NOT NULL, source TEXT NOT"
+             " NULL, created_at INTEGER NOT NULL, PRIMARY KEY (channel, kind, value)); INSERT INTO"
+             " suppressions VALUES ('*', 'address', lower('%s'), 'hard bounce', 'test', 0)\"",
+             want);
+    assert_int_equal(run_capture(cmd, NULL, NULL), 0);
+    assert_int_equal(api("GET", "/v1/profiles/p3/record", VIEWER, NULL, &o), 200);
+    ch = json_array_get(json_object_get(o, "channels"), 0);
+    assert_non_null(json_string_value(json_object_get(ch, "suppressed")));
+    json_decref(o);
+    assert_int_equal(api("GET", "/v1/profiles/nobody/record", VIEWER, NULL, &o), 200);
+    assert_true(json_is_null(json_object_get(o, "fields")));
+    json_decref(o);
+    free(want);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -539,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_bad_bodies),         cmocka_unit_test(test_journey_test_and_check),
         cmocka_unit_test(test_channel_switch),     cmocka_unit_test(test_describe),
         cmocka_unit_test(test_profile_search),     cmocka_unit_test(test_campaign_preview),
+        cmocka_unit_test(test_profile_record),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

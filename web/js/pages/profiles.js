@@ -1,8 +1,9 @@
-// Profile lookup by id or address: its journeys, and one timeline, newest
-// first, of its journey steps and its deliveries (campaign and journey:
-// status, provider id, reason).
+// Profile lookup by id or address: its fields, its address, consent and
+// suppression per channel, its journeys, and one timeline, newest first,
+// of its journey steps and its deliveries (campaign and journey: status,
+// provider id, reason).
 import * as api from '../api.js';
-import { h, clear, errorBox, table } from '../dom.js';
+import { h, clear, errorBox, table, kv } from '../dom.js';
 import { deliveryOrigin } from '../model.js';
 
 // GET /v1/profiles/ID (baton profile ID --json): journeys [{journey, state,
@@ -48,9 +49,21 @@ export async function show(id) {
     if (e.status === 401) throw e;
     clear(out, errorBox(e)); return;
   }
+  // GET /v1/profiles/ID/record: {fields (the profiles row, or null), channels:
+  // [{channel, enabled, address_field, address, consent_field, consent, suppressed}]}
+  const rec = await api.get(`/v1/profiles/${api.enc(id)}/record`);
   const items = timeline(p);
+  const yes = (v) => (v === null ? 'no value' : v === true || v === 1 || v === '1' || v === 'true' ? 'yes' : 'no');
   clear(out,
     h('h2', { id: 'profile-title' }, `Profile ${p.profile}`),
+    rec.fields === null ? h('p', { class: 'help' }, 'The profiles source has no row for this id.')
+      : h('section', { id: 'profile-fields' }, h('h3', null, 'Fields'), kv(rec.fields)),
+    h('section', null, h('h3', null, 'Channels: address, consent, suppression'), table([
+      { label: 'Channel', get: (c) => `${c.channel}${c.enabled ? '' : ' (off)'}` },
+      { label: 'Address', get: (c) => (c.address_field === null ? '—' : c.address === null ? `no ${c.address_field}` : c.address) },
+      { label: 'Consent', get: (c) => (c.consent_field === null ? 'not asked' : `${yes(c.consent)} (${c.consent_field})`) },
+      { label: 'Suppressed', get: (c) => h('span', { 'data-suppressed': c.channel }, c.suppressed === null ? 'no' : c.suppressed) },
+    ], rec.channels, 'What decides whether a message to this profile is sent')),
     p.journeys.length ? h('section', null, h('h3', null, 'Journeys'), table([
       { label: 'Journey', get: (j) => h('a', { href: `#/journeys/${api.enc(j.journey)}` }, j.journey) },
       { label: 'State', get: (j) => j.state }, { label: 'At node', get: (j) => j.node }, { label: 'Entered', get: (j) => j.entered },
