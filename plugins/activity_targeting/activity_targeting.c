@@ -908,12 +908,21 @@ static int dim_run(void *st, ctx_t *x)
     H->buf_printf(b, "CREATE TABLE %s AS SELECT %st.", H->act_output_table(x, NULL),
                   many ? "" : "DISTINCT ");
     ident(b, key);
-    H->buf_printf(b, " AS _key FROM %s w JOIN ", H->act_input_table(x, 0));
+    H->buf_printf(b, " AS _key FROM %s w", H->act_input_table(x, 0));
+    /* When the first link leaves from chain[0]'s key, w._key is that column:
+     * joining chain[0] itself would only make SQLite drive the query from
+     * the linked table (7.5 s against 0.75 s on 5M unindexed orders). */
+    const char *fc0, *tc0;
+    H->act_link(x, chain[0], chain[1], &fc0, &tc0);
     H->act_entity(x, chain[0], &tab, &key);
-    ident(b, tab);
-    H->buf_printf(b, " a0 ON a0.");
-    ident(b, key);
-    H->buf_printf(b, " = w._key");
+    int skip0 = strcmp(fc0, key) == 0;
+    if (!skip0) {
+        H->buf_printf(b, " JOIN ");
+        ident(b, tab);
+        H->buf_printf(b, " a0 ON a0.");
+        ident(b, key);
+        H->buf_printf(b, " = w._key");
+    }
     for (int i = 1; i < n; i++) {
         const char *fc, *tc;
         H->act_link(x, chain[i - 1], chain[i], &fc, &tc);
@@ -921,6 +930,14 @@ static int dim_run(void *st, ctx_t *x)
         char al[16], prev[16];
         snprintf(al, sizeof al, i == n - 1 ? "t" : "a%d", i);
         snprintf(prev, sizeof prev, "a%d", i - 1);
+        if (i == 1 && skip0) {
+            H->buf_printf(b, " JOIN ");
+            ident(b, tab);
+            H->buf_printf(b, " %s ON %s.", al, al);
+            ident(b, tc);
+            H->buf_printf(b, " = w._key");
+            continue;
+        }
         H->buf_printf(b, " JOIN ");
         ident(b, tab);
         H->buf_printf(b, " %s ON %s.", al, al);
