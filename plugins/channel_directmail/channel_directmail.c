@@ -364,29 +364,47 @@ static void dm_deliver(void *state, void *conn, const baton_message *const *msgs
             snprintf(out[i].provider_id, sizeof out[i].provider_id, "%s", slash + 1);
             continue;
         }
-        if (j->keys.n == 0) { /* the header, once per batch */
+        /* a record is whole or absent: a short write is cut off again, so
+         * the journal never holds a torn record that would hide later ones */
+        long start = ftell(j->f);
+        int ok = start >= 0;
+        if (ok && j->keys.n == 0) { /* the header, once per batch */
             d->host->buf_reset(b);
             csv_record(d->host, b, m->nparts, m->part_names);
             size_t len;
             const char *hdr = d->host->buf_data(b, &len);
-            fprintf(j->f, "%s\t%zu\t", "\1header", len);
-            fwrite(hdr, 1, len, j->f);
-            fputc('\n', j->f);
-            keyset_add(&j->keys, "\1header");
+            ok = fprintf(j->f, "%s\t%zu\t", "\1header", len) > 0 &&
+                 fwrite(hdr, 1, len, j->f) == len && fputc('\n', j->f) != EOF;
         }
         d->host->buf_reset(b);
         csv_record(d->host, b, m->nparts, m->part_values);
         size_t len;
         const char *rec = d->host->buf_data(b, &len);
-        fprintf(j->f, "%s\t%zu\t", m->key, len);
-        fwrite(rec, 1, len, j->f);
-        fputc('\n', j->f);
-        if (fflush(j->f) != 0) {
+        ok = ok && fprintf(j->f, "%s\t%zu\t", m->key, len) > 0 &&
+             fwrite(rec, 1, len, j->f) == len && fputc('\n', j->f) != EOF;
+        if (!ok || fflush(j->f) != 0) {
+            int e = errno;
             out[i].status = BATON_RETRY;
-            snprintf(out[i].reason, sizeof out[i].reason, "writing the journal: %s",
-                     strerror(errno));
+            snprintf(out[i].reason, sizeof out[i].reason, "writing the journal: %s", strerror(e));
+            /* stdio may still hold part of it: close, then cut the file back
+             * to the last whole record; the journal is reopened next time */
+            int fd = dup(fileno(j->f));
+            journal **pj = &d->open;
+            while (*pj && *pj != j)
+                pj = &(*pj)->next;
+            if (*pj)
+                *pj = j->next;
+            close_journal(j);
+            if (fd >= 0) {
+                if (start >= 0 && ftruncate(fd, start) != 0)
+                    d->host->log(d->inst, BATON_LOG_WARN, "cannot cut the journal: %s",
+                                 strerror(errno));
+                close(fd);
+            }
             continue;
         }
+        if (j->keys.n == 0)
+            keyset_add(&j->keys, "\1header");
         keyset_add(&j->keys, m->key);
         out[i].status = BATON_OK;
         snprintf(out[i].provider_id, sizeof out[i].provider_id, "%s", slash + 1);
@@ -460,6 +478,11 @@ static int dm_batch_end(void *state, const char *batch, uint64_t count, char *er
         read_journal(in, export_one, &x);
     if (x.failed || fflush(x.out) != 0 || fsync(fileno(x.out)) != 0) {
         snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (x.rows != count) { /* a manifest that says fewer rows than delivered would lie */
+        snprintf(err, errlen, "%s: %llu rows on disk, %llu delivered", part,
+                 (unsigned long long)x.rows, (unsigned long long)count);
         goto out;
     }
     fclose(x.out);

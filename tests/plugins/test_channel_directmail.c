@@ -178,12 +178,36 @@ static void test_export_mode(void **state)
                                 "writable by others)"));
 }
 
+/* rows on disk fewer than delivered (a disk that filled): no export, no
+ * manifest, an error; the journal stays, so the batch completes later */
+static void test_manifest_never_short(void **state)
+{
+    instance *inst = open_dm();
+    char err[512] = "", path[512];
+    const char *a[] = {"Alice", "Store Lyon", "10.5"};
+    deliver(inst, "w/2/letters/o1", a);
+    assert_int_equal(
+        instance_channel(inst)->batch_end(inst->state, "w/2/letters", 2, err, sizeof err), -1);
+    assert_non_null(strstr(err, "1 rows on disk, 2 delivered"));
+    snprintf(path, sizeof path, "%s/w-2-letters.manifest.json", dir);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(path, sizeof path, "%s/w-2-letters.csv", dir);
+    assert_int_equal(access(path, F_OK), -1);
+    assert_int_equal(
+        instance_channel(inst)->batch_end(inst->state, "w/2/letters", 1, err, sizeof err), 0);
+    char *csv = slurp(path);
+    assert_non_null(strstr(csv, "Alice"));
+    free(csv);
+    test_instance_free(inst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_format_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_and_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_export_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_manifest_never_short, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
