@@ -817,31 +817,32 @@ static const char tz_sql[] =
 
 typedef enum { RUN_OK = 0, RUN_FAILED = -1, RUN_LOST = -2 } run_rc;
 
+/* A session's pg_temp function, created the first time a statement calls it. */
+static run_rc need_function(src *s, session *se, const char *sql, const char *call,
+                            const char *create, int *have, char *err, size_t errlen)
+{
+    if (*have || !strstr(sql, call))
+        return RUN_OK;
+    PGresult *r = PQexec(se->pg, create);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        result_err(s, se->pg, r, err, errlen);
+    PQclear(r);
+    if (!ok)
+        return PQstatus(se->pg) == CONNECTION_OK ? RUN_FAILED : RUN_LOST;
+    *have = 1;
+    return RUN_OK;
+}
+
 /* One statement on se; rows to fn as they come (single-row mode). */
 static run_rc run_one(src *s, session *se, const char *sql, const params *p, baton_row_fn fn,
                       void *ud, char *err, size_t errlen)
 {
     PGconn *pg = se->pg;
-    if (!se->has_hash && strstr(sql, "baton_hash(")) {
-        PGresult *r = PQexec(pg, hash_sql);
-        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        if (!ok)
-            result_err(s, pg, r, err, errlen);
-        PQclear(r);
-        if (!ok)
-            return PQstatus(pg) == CONNECTION_OK ? RUN_FAILED : RUN_LOST;
-        se->has_hash = 1;
-    }
-    if (!se->has_tz && strstr(sql, "baton_tz_local(")) {
-        PGresult *r = PQexec(pg, tz_sql);
-        int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-        if (!ok)
-            result_err(s, pg, r, err, errlen);
-        PQclear(r);
-        if (!ok)
-            return PQstatus(pg) == CONNECTION_OK ? RUN_FAILED : RUN_LOST;
-        se->has_tz = 1;
-    }
+    run_rc rc;
+    if ((rc = need_function(s, se, sql, "baton_hash(", hash_sql, &se->has_hash, err, errlen)) ||
+        (rc = need_function(s, se, sql, "baton_tz_local(", tz_sql, &se->has_tz, err, errlen)))
+        return rc;
     int sent;
     int reads = fn && (starts_with_word(sql, "SELECT") || starts_with_word(sql, "WITH") ||
                        starts_with_word(sql, "VALUES") || starts_with_word(sql, "TABLE"));
