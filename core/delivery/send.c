@@ -91,12 +91,14 @@ send_outcome delivery_send(const send_req *r, char *err, size_t errlen)
     send_outcome out = SEND_QUEUED;
     if (r->nproofs) {
         /* proofs: the same content to each address given, outside caps
-         * and the delivery log */
+         * and the delivery log; keyed in the send's own batch (no "/" after
+         * the key: a batch-keyed channel such as directmail exports them
+         * with the batch, and batch_end counts them) */
         buf k;
         buf_init(&k);
         for (size_t i = 0; i < r->nproofs; i++) {
             buf_reset(&k);
-            buf_addf(&k, "%s/proof-%zu", r->key, i);
+            buf_addf(&k, "%s#proof-%zu", r->key, i);
             m.key = k.data;
             m.recipient = r->proofs[i];
             m.flags = DISPATCH_F_PROOF;
