@@ -422,6 +422,24 @@ static char *const_sql(gen *g, sqlv *v, int form)
 }
 
 /* Convert v to `form` (timestamps and dates only). */
+/* The SQL aggregate of fn over val (NULL: count rows; exists counts them). */
+static void agg_call(buf *b, agg_id fn, const char *val)
+{
+    switch (fn) {
+    case AGG_COUNT:
+        if (val)
+            buf_addf(b, "count(%s)", val);
+        else
+            buf_adds(b, "count(*)");
+        break;
+    case AGG_SUM: buf_addf(b, "sum(%s)", val); break;
+    case AGG_AVG: buf_addf(b, "avg(%s)", val); break;
+    case AGG_MIN: buf_addf(b, "min(%s)", val); break;
+    case AGG_MAX: buf_addf(b, "max(%s)", val); break;
+    case AGG_EXISTS: buf_adds(b, "count(*)"); break;
+    }
+}
+
 static void to_form(gen *g, sqlv *v, int form)
 {
     if (!is_time_t(v->type) || v->form == form)
@@ -958,19 +976,7 @@ static sqlv gen_grouped(gen *g, const node *n)
     buf b;
     buf_init(&b);
     buf_adds(&b, "");
-    switch ((agg_id)n->fn) {
-    case AGG_COUNT:
-        if (val.sql)
-            buf_addf(&b, "count(%s)", val.sql);
-        else
-            buf_adds(&b, "count(*)");
-        break;
-    case AGG_SUM: buf_addf(&b, "sum(%s)", val.sql); break;
-    case AGG_AVG: buf_addf(&b, "avg(%s)", val.sql); break;
-    case AGG_MIN: buf_addf(&b, "min(%s)", val.sql); break;
-    case AGG_MAX: buf_addf(&b, "max(%s)", val.sql); break;
-    case AGG_EXISTS: buf_adds(&b, "count(*)"); break;
-    }
+    agg_call(&b, (agg_id)n->fn, val.sql);
     if (where.sql)
         buf_addf(&b, " FILTER (WHERE %s)", where.sql);
     sv_free(&val);
@@ -1063,19 +1069,8 @@ static sqlv gen_agg(gen *g, const node *n, int level)
     else if (val.sql)
         v.form = EPOCH;
     buf_adds(&b, n->fn == AGG_EXISTS ? "EXISTS (SELECT 1" : "(SELECT ");
-    switch ((agg_id)n->fn) {
-    case AGG_COUNT:
-        if (val.sql)
-            buf_addf(&b, "count(%s)", val.sql);
-        else
-            buf_adds(&b, "count(*)");
-        break;
-    case AGG_SUM: buf_addf(&b, "sum(%s)", val.sql); break;
-    case AGG_AVG: buf_addf(&b, "avg(%s)", val.sql); break;
-    case AGG_MIN: buf_addf(&b, "min(%s)", val.sql); break;
-    case AGG_MAX: buf_addf(&b, "max(%s)", val.sql); break;
-    case AGG_EXISTS: break;
-    }
+    if (n->fn != AGG_EXISTS)
+        agg_call(&b, (agg_id)n->fn, val.sql);
     buf_adds(&b, " FROM ");
     ident(&b, link->from->table);
     buf_adds(&b, " AS ");
