@@ -888,6 +888,10 @@ static run_rc run_one(src *s, session *se, const char *sql, const params *p, bat
                     }
                     have_conv = 1;
                 }
+                /* single-row mode: every row is a result of its own, and a
+                 * name points into the result it came from */
+                for (int i = 0; !failed && i < c.ncol; i++)
+                    c.names[i] = PQfname(r, i);
                 for (int i = 0; !failed && !stop && i < PQntuples(r); i++) {
                     convert(&c, r, i);
                     stop = fn(ud, (size_t)c.ncol, c.names, c.vals) != 0;
