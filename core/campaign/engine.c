@@ -214,20 +214,26 @@ static int value_fits(baton_type want, const baton_value *v)
     }
 }
 
+/* A stored value as check quotes it: its text, cut at 60 bytes. */
+static char *sample_text(const baton_value *v)
+{
+    buf b;
+    buf_init(&b);
+    buf_adds(&b, "");
+    expr_value_format(v, &b);
+    if (b.len > 60) {
+        b.len = 60;
+        b.data[60] = '\0';
+    }
+    return buf_steal(&b);
+}
+
 static int take_value(void *ud, size_t n, const char *const *names, const baton_value *v)
 {
     value_sample *t = ud;
     if (n == 0 || v[0].type == BATON_T_NULL || t->bad || value_fits(t->want, &v[0]))
         return 0;
-    buf b;
-    buf_init(&b);
-    buf_adds(&b, "");
-    expr_value_format(&v[0], &b);
-    if (b.len > 60) {
-        b.len = 60;
-        b.data[60] = '\0';
-    }
-    t->bad = buf_steal(&b);
+    t->bad = sample_text(&v[0]);
     t->got = stored_kind(&v[0]);
     return 1;
 }
@@ -335,15 +341,7 @@ static int take_time(void *ud, size_t n, const char *const *names, const baton_v
     if (form != 0)
         t->other++;
     if (form < 0 && !t->bad) {
-        buf b;
-        buf_init(&b);
-        buf_adds(&b, "");
-        expr_value_format(&v[0], &b);
-        if (b.len > 60) {
-            b.len = 60;
-            b.data[60] = '\0';
-        }
-        t->bad = buf_steal(&b);
+        t->bad = sample_text(&v[0]);
     }
     return 0;
 }
