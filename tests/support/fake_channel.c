@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/buf.h"
 #include "support/instance.h"
@@ -26,6 +27,7 @@ static size_t nb, nkeys;
 static unsigned long total, batches;
 static size_t max_batch;
 static int down, gate, recording;
+static size_t held; /* messages of the deliver() call waiting at the gate */
 
 static entry *get(const char *key)
 {
@@ -112,6 +114,23 @@ void fake_channel_set_down(int d)
     down = d;
     pthread_mutex_unlock(&mu);
 }
+size_t fake_channel_held(int timeout_ms)
+{
+    pthread_mutex_lock(&mu);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    while (!held && pthread_cond_timedwait(&gate_cv, &mu, &until) == 0)
+        ;
+    size_t n = held;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
 void fake_channel_set_gate(int closed)
 {
     pthread_mutex_lock(&mu);
@@ -141,8 +160,12 @@ static void f_deliver(void *st, void *conn, const baton_message *const *msgs, si
                       baton_delivery *out)
 {
     pthread_mutex_lock(&mu);
-    while (gate)
+    while (gate) {
+        held = n;
+        pthread_cond_broadcast(&gate_cv);
         pthread_cond_wait(&gate_cv, &mu);
+    }
+    held = 0;
     batches++;
     if (n > max_batch)
         max_batch = n;

@@ -33,6 +33,9 @@ size_t fake_channel_max_batch(void);
 void fake_channel_reset(void);
 void fake_channel_set_down(int down);
 void fake_channel_set_gate(int closed);
+/* Waits up to timeout_ms for a deliver() call to block at the closed gate;
+ * the number of messages in that call (0 if none came). */
+size_t fake_channel_held(int timeout_ms);
 /* Keep what each delivered message said (off after reset), and every
  * delivered message as "<key>\t<recipient>|<part>=<value>|...\n" (line
  * ends inside values as '/'), sorted by key: a new string. */
