@@ -162,6 +162,8 @@ typedef struct camp_run_opts {
      * messages, rendered as a delivery would render them, appended here as
      * {"activity", "channel", "profile", "recipient", "parts": {NAME: text}} */
     json_t *preview;
+    int64_t now; /* the run's clock (UTC s; 0: the system's): the
+                    scheduler's tick, so a simulated one holds */
 } camp_run_opts;
 
 /* Run one campaign file end to end, recording it in the run history of

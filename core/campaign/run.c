@@ -112,6 +112,8 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
         rc = EXIT_RUNTIME;
         goto out;
     }
+    if (o->now)
+        e.now = o->now;
     e.st = st;
     e.dry_run = dry_run;
     e.proof = proof;
@@ -183,7 +185,7 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
         if (act->type && act->type->flow && !strcmp(act->type_name, "wait") && !dry_run &&
             !nproof) {
             /* a wait holds the run: it ends here and is resumed when due */
-            int64_t until = history_wait_until(st, run), now = (int64_t)time(NULL);
+            int64_t until = history_wait_until(st, run), now = e.now;
             if (until == 0) {
                 config_setting_t *ds = config_setting_get_member(act->group, "duration");
                 int64_t ms = 0;

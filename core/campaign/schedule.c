@@ -81,18 +81,20 @@ int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatc
         campaign c;
         diag d;
         diag_init(&d);
-        if (campaign_parse(&c, files[i], &d) != 0 || !c.has_schedule) {
+        if (campaign_parse(&c, files[i], &d) != 0) {
             campaign_free(&c);
             diag_free(&d);
             continue;
         }
-        int64_t last = history_last_slot(st, c.name), missed = 0;
-        int64_t due = schedule_due_slot(&c, now, last, &missed);
+        /* a campaign without a schedule is here for its waiting runs */
+        int64_t last = c.has_schedule ? history_last_slot(st, c.name) : 0, missed = 0;
+        int64_t due = c.has_schedule ? schedule_due_slot(&c, now, last, &missed) : -1;
         char status[16];
         int64_t unf = history_unfinished(st, c.name, status);
-        /* killed runs are resumed, waits when due; failed ones wait for an
-         * operator's --resume (no retry loop), the next slot runs anew */
-        int resume = unf && (!strcmp(status, "running") ||
+        /* killed runs of a schedule are resumed, waits when due; failed
+         * ones wait for an operator's --resume (no retry loop), the next
+         * slot runs anew */
+        int resume = unf && ((c.has_schedule && !strcmp(status, "running")) ||
                              (!strcmp(status, "waiting") && history_wait_until(st, unf) <= now));
         if (unf && !strcmp(status, "waiting") && !resume) {
             campaign_free(&c);
@@ -126,7 +128,8 @@ int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatc
                            .resume = resume,
                            .dispatcher_for = dispatcher_for,
                            .dispatcher_ud = ud,
-                           .store = given};
+                           .store = given,
+                           .now = now};
         int rc = campaign_run_file(a, &reg, files[i], &o, &d);
         if (d.n) {
             buf msg;

@@ -427,6 +427,31 @@ static int send_check(void *state, baton_activity_ctx *x)
             diag_error(e->d, use->file, use->line,
                        "%s: consent = \"%s\" is not a field of profiles", use->where,
                        p->consent_field);
+    } else if (pr && ops &&
+               !(ops->size > offsetof(baton_channel_ops, flags) &&
+                 (ops->flags & BATON_CHANNEL_NO_RECIPIENT))) {
+        /* profiles keep a consent for this channel (consent_email for the
+         * channel email or a channel_email plugin): a channel that does not
+         * read it would message those who refused */
+        const char *kind = inst->plugin && !strncmp(inst->plugin->name, "channel_", 8)
+                               ? inst->plugin->name + 8
+                               : NULL;
+        const char *names[2] = {inst->name, kind};
+        for (size_t k = 0; k < 2; k++) {
+            if (!names[k])
+                continue;
+            char *want = xasprintf("consent_%s", names[k]);
+            const schema_field *cf = schema_field_find(pr, want);
+            if (cf && cf->type == BATON_T_BOOL) {
+                diag_error(e->d, use->file, use->line,
+                           "%s: no `consent`, though profiles has the field '%s': set consent = "
+                           "\"%s\", or activity '%s' sends to profiles that did not consent",
+                           use->where, want, want, a->id);
+                free(want);
+                break;
+            }
+            free(want);
+        }
     }
     expr_scope_free(sc);
     camp_send_free(e->s[x->idx].send);

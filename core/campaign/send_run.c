@@ -243,11 +243,32 @@ int camp_send_deliver(camp_env *e, size_t idx)
     s->sent = (int64_t)st.sent;
     s->failed = (int64_t)st.failed + c.invalid;
     s->skipped = c.capped;
+    /* the run's own figures are its rows in the delivery log: a shared
+     * dispatcher's counters (serve) add up every run and journey since it
+     * opened. Proofs and dry runs are not logged: theirs are this call's. */
+    uint64_t counts[DISPATCH_NSTATUS] = {0};
+    char *prefix = xasprintf("%s/", c.batch);
+    int logged =
+        !e->dry_run && !e->nproof && dispatch_log_counts(e->st, prefix, p->channel, counts) == 0;
+    if (logged) {
+        s->sent = (int64_t)counts[DISPATCH_SENT];
+        s->failed = (int64_t)(counts[DISPATCH_FAILED] + counts[DISPATCH_UNCERTAIN]) + c.invalid;
+        s->skipped = (int64_t)counts[DISPATCH_CAPPED];
+    }
+    /* a send none of whose messages went out fails the run, with the
+     * counts (the channel is down or refuses them all) */
+    if (rc == 0 && !c.failed && logged && s->sent == 0 && s->failed > 0 &&
+        counts[DISPATCH_QUEUED] + counts[DISPATCH_RETRY] + counts[DISPATCH_DEFERRED] == 0) {
+        char why[256] = "";
+        dispatch_log_reason(e->st, prefix, DISPATCH_FAILED, why, sizeof why);
+        snprintf(c.err, sizeof c.err,
+                 "every message failed: 0 sent, %lld failed, %lld capped, %lld no address, %lld "
+                 "no consent%s%s",
+                 (long long)s->failed, (long long)s->skipped, (long long)c.no_address,
+                 (long long)c.no_consent, why[0] ? "; the first: " : "", why);
+        c.failed = 1;
+    }
     if (rc == 0 && !c.failed && !e->dry_run && p->ops->batch_end) {
-        uint64_t counts[DISPATCH_NSTATUS] = {0};
-        char *prefix = xasprintf("%s/", c.batch);
-        dispatch_log_counts(e->st, prefix, p->channel, counts);
-        free(prefix);
         /* proofs are not in the delivery log: their count is this run's */
         uint64_t total = e->nproof ? st.sent : counts[DISPATCH_SENT];
         if (p->ops->batch_end(chan->state, c.batch, total, err, sizeof err)) {
@@ -256,6 +277,7 @@ int camp_send_deliver(camp_env *e, size_t idx)
             c.failed = 1;
         }
     }
+    free(prefix);
     if (e->progress && e->nproof)
         fprintf(e->progress, "  %-16s %-16s %lld proof(s) sent to %zu address(es), %lld failed\n",
                 a->id, "send", (long long)st.sent, e->nproof, (long long)st.failed);

@@ -275,6 +275,10 @@ int dispatch_log_delivered(store *s, const char *key);
  * and, when channel is not NULL, on that channel. Returns 0 or -1. */
 int dispatch_log_counts(store *s, const char *key_prefix, const char *channel,
                         uint64_t counts[DISPATCH_NSTATUS]);
+/* The reason of one row with this status whose key starts with
+ * key_prefix ("" in out when none). Returns 0 or -1. */
+int dispatch_log_reason(store *s, const char *key_prefix, dispatch_status status, char *out,
+                        size_t outlen);
 /* Commit every pending log write of every dispatcher on s. */
 void dispatch_log_sync(store *s);
 

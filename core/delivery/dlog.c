@@ -650,6 +650,39 @@ int dispatch_log_counts(store *s, const char *key_prefix, const char *channel,
     return with_db(s, count_fn, &a);
 }
 
+typedef struct reason_args {
+    const char *prefix;
+    int status;
+    char *out;
+    size_t outlen;
+} reason_args;
+
+static int reason_fn(sqlite3 *db, dlog *l, void *ud)
+{
+    reason_args *a = ud;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT reason FROM deliveries WHERE key >= ?1 AND key < ?1 ||"
+                           " x'f48fbfbf' AND status = ?2 AND reason IS NOT NULL LIMIT 1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, a->prefix, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, status_names[a->status], -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        snprintf(a->out, a->outlen, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    return 0;
+}
+
+int dispatch_log_reason(store *s, const char *key_prefix, dispatch_status status, char *out,
+                        size_t outlen)
+{
+    if (outlen)
+        out[0] = '\0';
+    reason_args a = {key_prefix, (int)status, out, outlen};
+    return with_db(s, reason_fn, &a);
+}
+
 void dispatch_log_sync(store *s)
 {
     dlog *l = log_ref(s);

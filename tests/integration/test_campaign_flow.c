@@ -1,0 +1,353 @@
+/* Campaign flow and what the docs promise of a run: per-run counts exact
+ * when the dispatcher is shared (serve), waiting runs of a campaign
+ * without a schedule resumed by serve's scheduler, campaign deliveries in
+ * `baton profile`, check refusing a channel that ignores a consent field
+ * the profiles keep, and a send that failed every message failing the
+ * run (exit 1, with the counts). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "campaign/engine.h"
+#include "campaign/history.h"
+#include "campaign/report.h"
+#include "campaign/schedule.h"
+#include "delivery/dispatch.h"
+#include "plugin/app.h"
+#include "support/fs.h"
+
+static char *dir, *cfg, *db;
+
+static int baton(char **out, char **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = run_baton_v(NULL, cfg, out, err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static long long sql_count(const char *sql)
+{
+    char *cmd, *out = NULL, *err = NULL;
+    if (asprintf(&cmd, "sqlite3 %s \"%s\"", db, sql) < 0)
+        abort();
+    if (run_capture(cmd, &out, &err) != 0)
+        fail_msg("sqlite3 failed: %s\n%s", sql, err);
+    long long n = atoll(out);
+    free(cmd);
+    free(out);
+    free(err);
+    return n;
+}
+
+static char *sql_text(const char *sql)
+{
+    char *cmd, *out = NULL, *err = NULL;
+    if (asprintf(&cmd, "sqlite3 %s \"%s\"", db, sql) < 0)
+        abort();
+    if (run_capture(cmd, &out, &err) != 0)
+        fail_msg("sqlite3 failed: %s\n%s", sql, err);
+    out[strcspn(out, "\n")] = '\0';
+    free(cmd);
+    free(err);
+    return out;
+}
+
+static int setup(void **st)
+{
+    const char *plugins = getenv("BATON_PLUGINS"), *src = getenv("BATON_SRC");
+    if (!plugins || !src || !getenv("BATON_BIN"))
+        return -1;
+    dir = tmpdir_make("campaign-flow");
+    char *text;
+    if (asprintf(
+            &text,
+            "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"error\"; }; "
+            "};\n"
+            "sources: { crm: { plugin = \"source_sqlite\"; path = \"var/crm.db\"; schema = "
+            "\"%s/conf/schema.cfg\"; }; };\n"
+            "profiles = \"crm\";\n"
+            "channels: {\n"
+            "  mail: { plugin = \"channel_directmail\"; dir = \"var/exports\"; };\n"
+            /* first_name is no email address: format() refuses every message */
+            "  bad: { plugin = \"channel_email\"; port = 9; from = \"news@example.com\";\n"
+            "         address = \"first_name\"; consent = \"consent_email\"; retries = 0; };\n"
+            "  nocons: { plugin = \"channel_email\"; port = 9; from = \"news@example.com\"; "
+            "address = \"email\"; };\n"
+            "};\n"
+            "campaigns = [ \"campaigns\" ];\n",
+            plugins, src) < 0)
+        abort();
+    cfg = file_write(dir, "baton.cfg", text);
+    free(text);
+    if (asprintf(&db, "%s/var/crm.db", dir) < 0)
+        abort();
+    char *sub;
+    if (asprintf(&sub, "%s/campaigns", dir) < 0 || mkdir(sub, 0755) != 0)
+        abort();
+    free(sub);
+    char *out, *err;
+    int rc = baton(&out, &err, "sample-data --profiles 600 --seed 5");
+    free(out);
+    free(err);
+    return rc;
+}
+
+static int teardown(void **st)
+{
+    tmpdir_remove(dir);
+    free(dir);
+    free(cfg);
+    free(db);
+    return 0;
+}
+
+static const char gold_to_mail[] =
+    "campaign: {\n  name = \"%s\";\n  activities = (\n"
+    "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == "
+    "'gold'\"; },\n"
+    "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"g\"; columns = [ \"id\" "
+    "]; }\n"
+    "  );\n};\n";
+
+static char *campaign_file(const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static char *campaign_file(const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *text, *file;
+    if (vasprintf(&text, fmt, ap) < 0 || asprintf(&file, "campaigns/%s.cfg", name) < 0)
+        abort();
+    va_end(ap);
+    char *path = file_write(dir, file, text);
+    free(text);
+    free(file);
+    return path;
+}
+
+/* The latest run of a campaign, as `campaign runs --json` has it. */
+static json_t *last_run(const char *name)
+{
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "campaign runs %s --json", name), 0);
+    json_t *o = json_loads(out, 0, NULL);
+    assert_non_null(o);
+    json_t *r = json_incref(json_array_get(json_object_get(o, "runs"), 0));
+    assert_non_null(r);
+    json_decref(o);
+    free(out);
+    free(err);
+    return r;
+}
+
+static json_t *activity_of(json_t *run, const char *id)
+{
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(run, "activities"), i, a)
+        if (!strcmp(json_string_value(json_object_get(a, "id")), id))
+            return a;
+    return NULL;
+}
+
+/* serve shares one dispatcher per channel between every run and journey */
+typedef struct shared {
+    dispatcher *d;
+    instance *inst;
+} shared;
+
+static dispatcher *shared_for(void *ud, const char *channel, instance **inst)
+{
+    shared *s = ud;
+    *inst = s->inst;
+    return strcmp(channel, "mail") ? NULL : s->d;
+}
+
+static void test_counts_per_run_with_a_shared_dispatcher(void **st)
+{
+    char *path = campaign_file("shared", gold_to_mail, "shared");
+    app a;
+    diag d;
+    diag_init(&d);
+    assert_int_equal(app_open(&a, cfg, APP_INIT, &d), 0);
+    store s;
+    char err[256];
+    assert_int_equal(store_open(&s, a.conf.data_dir, err, sizeof err), 0);
+    shared sh = {.inst = app_find(&a, "channels", "mail")};
+    assert_non_null(sh.inst);
+    assert_int_equal(instance_start(sh.inst), 0);
+    dispatch_opts o = {.caps = &a.conf};
+    sh.d = dispatch_open(sh.inst, &s, &o, err, sizeof err);
+    assert_non_null(sh.d);
+    act_registry reg;
+    assert_int_equal(act_registry_load(&reg, &a, &d), 0);
+    camp_run_opts ro = {.dispatcher_for = shared_for, .dispatcher_ud = &sh, .store = &s};
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(campaign_run_file(&a, &reg, path, &ro, &d), 0);
+    dispatch_stats ds;
+    dispatch_get_stats(sh.d, &ds);
+    long long gold = sql_count("SELECT count(*) FROM profiles WHERE tier = 'gold'");
+    assert_int_equal(ds.sent, 2 * gold); /* the dispatcher's own figure: both runs */
+    json_t *runs = campaign_runs_json(&s, "shared", 0);
+    json_t *r2 = json_array_get(json_object_get(runs, "runs"), 0);
+    assert_int_equal(json_integer_value(json_object_get(activity_of(r2, "out"), "sent")), gold);
+    json_decref(runs);
+    dispatch_close(sh.d, 1, 10000);
+    act_registry_free(&reg);
+    store_close(&s);
+    app_close(&a);
+    diag_free(&d);
+    unlink(path);
+    free(path);
+}
+
+static int tick(int64_t now)
+{
+    app a;
+    diag d;
+    diag_init(&d);
+    assert_int_equal(app_open(&a, cfg, APP_INIT, &d), 0);
+    int n = campaign_scheduler_tick(&a, now);
+    app_close(&a);
+    diag_free(&d);
+    return n;
+}
+
+static void test_unscheduled_wait_resumed_by_the_scheduler(void **st)
+{
+    char *path = campaign_file(
+        "later",
+        "campaign: {\n  name = \"later\";\n  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier "
+        "== 'gold'\"; },\n"
+        "    { id = \"hold\"; type = \"wait\"; input = \"g\"; duration = \"2h\"; },\n"
+        "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"hold\"; columns = [ "
+        "\"id\" ]; }\n"
+        "  );\n};\n");
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "campaign run later"), 0);
+    assert_non_null(strstr(err, "waits at 'hold' until"));
+    free(out);
+    free(err);
+    json_t *r = last_run("later");
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "waiting");
+    int64_t id = json_integer_value(json_object_get(r, "id"));
+    json_decref(r);
+    int64_t now = (int64_t)time(NULL);
+    assert_int_equal(tick(now + 3600), 0); /* not due yet */
+    r = last_run("later");
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "waiting");
+    json_decref(r);
+    assert_int_equal(tick(now + 2 * 3600 + 60), 1);
+    r = last_run("later");
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), id);
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "done");
+    assert_int_equal(json_integer_value(json_object_get(activity_of(r, "out"), "sent")),
+                     sql_count("SELECT count(*) FROM profiles WHERE tier = 'gold'"));
+    json_decref(r);
+    unlink(path);
+    free(path);
+}
+
+static void test_profile_lists_campaign_deliveries(void **st)
+{
+    char *path = campaign_file("prof", gold_to_mail, "prof");
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "campaign run prof"), 0);
+    free(out);
+    free(err);
+    char *pid = sql_text("SELECT id FROM profiles WHERE tier = 'gold' ORDER BY id LIMIT 1");
+    assert_int_equal(baton(&out, &err, "profile %s", pid), 0);
+    json_t *r = last_run("prof");
+    char want[128];
+    snprintf(want, sizeof want, "campaign prof/%lld/out/%s channel mail: sent",
+             (long long)json_integer_value(json_object_get(r, "id")), pid);
+    if (!strstr(out, want))
+        fail_msg("missing '%s' in:\n%s", want, out);
+    json_decref(r);
+    free(out);
+    free(err);
+    free(pid);
+    unlink(path);
+    free(path);
+}
+
+static void test_check_refuses_a_channel_ignoring_consent(void **st)
+{
+    char *path = campaign_file(
+        "nc",
+        "campaign: {\n  name = \"nc\";\n  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+        "    { id = \"m\"; type = \"send\"; channel = \"nocons\"; input = \"g\"; subject = \"s\"; "
+        "text = \"t\"; }\n"
+        "  );\n};\n");
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "check"), 2);
+    const char *want = "baton.cfg:8: channels.nocons: no `consent`, though profiles has the field "
+                       "'consent_email': set consent = \"consent_email\", or activity 'm' sends "
+                       "to profiles that did not consent";
+    if (!strstr(err, want))
+        fail_msg("missing '%s' in:\n%s", want, err);
+    free(out);
+    free(err);
+    unlink(path);
+    free(path);
+}
+
+static void test_a_send_that_failed_every_message_fails_the_run(void **st)
+{
+    char *path = campaign_file(
+        "allbad",
+        "campaign: {\n  name = \"allbad\";\n  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier "
+        "== 'gold'\"; },\n"
+        "    { id = \"m\"; type = \"send\"; channel = \"bad\"; input = \"g\"; subject = \"s\"; "
+        "text = \"t\"; }\n"
+        "  );\n};\n");
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "campaign run allbad"), 1);
+    long long cons = sql_count("SELECT count(*) FROM profiles WHERE tier = 'gold' AND "
+                               "consent_email = 1 AND first_name IS NOT NULL AND first_name != ''");
+    long long nocons = sql_count(
+        "SELECT count(*) FROM profiles WHERE tier = 'gold' AND coalesce(consent_email, 0) = 0");
+    assert_true(cons > 0);
+    char want[256];
+    snprintf(want, sizeof want,
+             "allbad.cfg:5: activity 'm': every message failed: 0 sent, %lld failed, 0 capped, "
+             "0 no address, %lld no consent; the first: not an email address",
+             cons, nocons);
+    if (!strstr(err, want))
+        fail_msg("missing '%s' in:\n%s", want, err);
+    free(out);
+    free(err);
+    json_t *r = last_run("allbad");
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "failed");
+    assert_non_null(strstr(json_string_value(json_object_get(r, "error")), "every message failed"));
+    json_decref(r);
+    unlink(path);
+    free(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_counts_per_run_with_a_shared_dispatcher),
+        cmocka_unit_test(test_unscheduled_wait_resumed_by_the_scheduler),
+        cmocka_unit_test(test_profile_lists_campaign_deliveries),
+        cmocka_unit_test(test_check_refuses_a_channel_ignoring_consent),
+        cmocka_unit_test(test_a_send_that_failed_every_message_fails_the_run),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
