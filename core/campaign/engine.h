@@ -173,6 +173,8 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
 
 /* The host's own activity types. */
 extern const baton_activity_type camp_flow_types[];
+/* test and or_join (control.c): host activities with work tables */
+extern const baton_activity_type camp_control_types[];
 extern const baton_activity_type camp_send_type;
 
 /* The send activity (send.c): what it renders and to whom. */

@@ -80,6 +80,8 @@ int act_registry_load(act_registry *r, app *a, diag *d)
     add(r, "send", &camp_send_type, NULL, 0, 1);
     for (const baton_activity_type *t = camp_flow_types; t->name; t++)
         add(r, t->name, t, NULL, 1, 0);
+    for (const baton_activity_type *t = camp_control_types; t->name; t++)
+        add(r, t->name, t, NULL, 0, 0);
     scan_ctx s = {r, a, d};
     plugin_registry_scan(&a->reg, found, &s);
     return d->errors == before ? 0 : -1;

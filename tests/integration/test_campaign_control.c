@@ -1,0 +1,308 @@
+/* Control activities end to end through the binary, on the sample data:
+ * test (the whole input to one output, decided by the run's figures and
+ * parameters), or_join (each row once), each with its check errors at
+ * file:line. Counts are compared with sqlite3 on the same database. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "support/fs.h"
+
+static const char *bin, *src, *plugins;
+static char *dir, *cfg, *db;
+
+static int baton(char **out, char **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = run_baton_v(NULL, cfg, out, err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+static long long sql_count(const char *sql)
+{
+    char *cmd, *out = NULL, *err = NULL;
+    if (asprintf(&cmd, "sqlite3 %s \"%s\"", db, sql) < 0)
+        abort();
+    if (run_capture(cmd, &out, &err) != 0)
+        fail_msg("sqlite3 failed: %s\n%s", sql, err);
+    long long n = atoll(out);
+    free(cmd);
+    free(out);
+    free(err);
+    return n;
+}
+
+static int setup(void **st)
+{
+    bin = getenv("BATON_BIN");
+    src = getenv("BATON_SRC");
+    plugins = getenv("BATON_PLUGINS");
+    if (!bin || !src || !plugins)
+        return -1;
+    dir = tmpdir_make("campaign-control");
+    char *text;
+    if (asprintf(&text,
+                 "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = "
+                 "\"warn\"; }; };\n"
+                 "sources: { crm: { plugin = \"source_sqlite\"; path = \"var/crm.db\"; schema = "
+                 "\"%s/conf/schema.cfg\"; }; };\n"
+                 "profiles = \"crm\";\n"
+                 "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var/exports\"; }; "
+                 "};\n"
+                 "campaigns = [ \"campaigns\" ];\n",
+                 plugins, src) < 0)
+        abort();
+    cfg = file_write(dir, "baton.cfg", text);
+    free(text);
+    if (asprintf(&db, "%s/var/crm.db", dir) < 0)
+        abort();
+    char *cd;
+    if (asprintf(&cd, "mkdir -p %s/campaigns", dir) < 0 || system(cd) != 0)
+        abort();
+    free(cd);
+    char *out, *err;
+    int rc = baton(&out, &err, "sample-data --profiles 2000 --seed 11");
+    free(out);
+    free(err);
+    return rc;
+}
+
+static int teardown(void **st)
+{
+    tmpdir_remove(dir);
+    free(dir);
+    free(cfg);
+    free(db);
+    return 0;
+}
+
+static json_int_t count_of(json_t *counts, const char *name)
+{
+    json_t *v = json_object_get(counts, name);
+    if (!v)
+        fail_msg("no count for '%s'", name);
+    return json_integer_value(v);
+}
+
+/* The counts of the latest run of a campaign, activity by activity. */
+static json_t *last_run_counts(const char *name)
+{
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "campaign runs %s --json", name), 0);
+    json_t *o = json_loads(out, 0, NULL);
+    assert_non_null(o);
+    json_t *run = json_array_get(json_object_get(o, "runs"), 0);
+    json_t *all = json_object();
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(run, "activities"), i, a)
+    {
+        json_object_update(all, json_object_get(a, "counts"));
+        if (json_object_get(a, "sent"))
+            json_object_set(all, json_string_value(json_object_get(a, "id")),
+                            json_object_get(a, "sent"));
+    }
+    json_decref(o);
+    free(out);
+    free(err);
+    return all;
+}
+
+#define GOLD "SELECT count(*) FROM profiles WHERE tier = 'gold'"
+
+static const char test_campaign[] =
+    "campaign: {\n"
+    "  name = \"tt\";\n"
+    "  parameters = ( { name = \"min\"; type = \"int\"; default = \"100000\"; } );\n"
+    "  activities = (\n"
+    "    { id = \"all\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+    "    { id = \"gold\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == "
+    "'gold'\"; },\n"
+    "    { id = \"both\"; type = \"combine\"; op = \"intersection\"; inputs = [ \"gold\", "
+    "\"all\" ]; },\n"
+    /* count(input), a parameter, an upstream count and now() together */
+    "    { id = \"t\"; type = \"test\"; input = \"both\";\n"
+    "      when = \"count(input) > param.min and count(all) > 0 and weekday(now()) >= 0\"; },\n"
+    "    { id = \"big\"; type = \"send\"; channel = \"mail\"; input = \"t.then\"; columns = [ "
+    "\"id\" ]; },\n"
+    "    { id = \"small\"; type = \"send\"; channel = \"mail\"; input = \"t.else\"; columns = [ "
+    "\"id\" ]; }\n"
+    "  );\n};\n";
+
+static void test_test_sends_the_whole_input_one_way(void **st)
+{
+    char *path = file_write(dir, "campaigns/tt.cfg", test_campaign);
+    long long gold = sql_count(GOLD);
+    assert_true(gold > 0);
+    char *out, *err;
+    /* the plan, with the default (more than there are rows): every row
+     * to t.else, and both counts shown */
+    assert_int_equal(baton(&out, &err, "campaign plan tt --json"), 0);
+    json_t *o = json_loads(out, 0, NULL);
+    json_t *c = json_object_get(o, "counts");
+    assert_int_equal(count_of(c, "t.then"), 0);
+    assert_int_equal(count_of(c, "t.else"), gold);
+    assert_int_equal(count_of(c, "big"), 0);
+    assert_int_equal(count_of(c, "small"), gold);
+    json_decref(o);
+    free(out);
+    free(err);
+    /* a run given a lower minimum takes the other way */
+    assert_int_equal(baton(&out, &err, "campaign run tt --param min=%lld", gold - 1), 0);
+    free(out);
+    free(err);
+    c = last_run_counts("tt");
+    assert_int_equal(count_of(c, "t.then"), gold);
+    assert_int_equal(count_of(c, "t.else"), 0);
+    assert_int_equal(count_of(c, "big"), gold);
+    assert_int_equal(count_of(c, "small"), 0);
+    json_decref(c);
+    /* exactly the minimum is not more than it */
+    assert_int_equal(baton(&out, &err, "campaign run tt --param min=%lld", gold), 0);
+    free(out);
+    free(err);
+    c = last_run_counts("tt");
+    assert_int_equal(count_of(c, "t.then"), 0);
+    assert_int_equal(count_of(c, "small"), gold);
+    json_decref(c);
+    unlink(path);
+    free(path);
+}
+
+static void test_test_errors(void **st)
+{
+    char *path = file_write(
+        dir, "campaigns/bad.cfg",
+        "campaign: {\n"
+        "  name = \"bad\";\n"
+        "  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+        "    { id = \"t1\"; type = \"test\"; input = \"g\"; when = \"count(input) + 1\"; },\n"
+        "    { id = \"t2\"; type = \"test\"; input = \"g\"; when = \"count(nope) > 1\"; },\n"
+        "    { id = \"t3\"; type = \"test\"; input = \"g\"; when = \"tier == 'gold'\"; },\n"
+        "    { id = \"t4\"; type = \"test\"; input = \"g\"; when = \"count(t1.then) > 1\"; },\n"
+        "    { id = \"t5\"; type = \"test\"; inputs = [ \"g\", \"g\" ]; when = \"true\"; },\n"
+        "    { id = \"t6\"; type = \"test\"; input = \"g\"; },\n"
+        "    { id = \"t7\"; type = \"test\"; input = \"g\"; when = \"'count(input)'\"; },\n"
+        "    { id = \"t8\"; type = \"test\"; input = \"g\"; when = \"true\"; },\n"
+        "    { id = \"s\"; type = \"send\"; channel = \"mail\"; input = \"t8\"; columns = [ "
+        "\"id\" ]; }\n"
+        "  );\n};\n");
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "check"), 2);
+    static const char *const want[] = {
+        "bad.cfg:5: when: 1:1: expected a condition (true or false), but this is an int",
+        "bad.cfg:6: activity 't2': when: 1:1: count(nope): 'nope' is no transition before "
+        "this test",
+        "bad.cfg:7: when: 1:1: unknown name 'tier'",
+        /* t1 is beside t4, not before it */
+        "bad.cfg:8: activity 't4': when: 1:1: count(t1.then): 't1.then' is no transition",
+        "bad.cfg:9: activity 't5': a test takes one input",
+        "bad.cfg:10: activity 't6': missing required key 'when'",
+        /* a quoted count( is text: a string, not a condition */
+        "bad.cfg:11: when: 1:1: expected a condition (true or false), but this is a string",
+        "bad.cfg:13: activity 's': input 't8' has several outputs; name one: t8.then, t8.else",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!strstr(err, want[i]))
+            fail_msg("missing: %s\nin:\n%s", want[i], err);
+    /* said once each */
+    assert_null(strstr(strstr(err, "'t6'") + 1, "'t6'"));
+    free(out);
+    free(err);
+    unlink(path);
+    free(path);
+}
+
+static void test_or_join_passes_each_row_once(void **st)
+{
+    char *path = file_write(
+        dir, "campaigns/oj.cfg",
+        "campaign: {\n"
+        "  name = \"oj\";\n"
+        "  activities = (\n"
+        "    { id = \"gold\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier "
+        "== 'gold'\"; },\n"
+        "    { id = \"rich\"; type = \"build_audience\"; dimension = \"profiles\"; filter = "
+        "\"score > 50\"; },\n"
+        "    { id = \"e\"; type = \"enrich\"; input = \"gold\"; add = ( { name = \"n\"; value = "
+        "\"count(orders)\"; } ); },\n"
+        "    { id = \"j\"; type = \"or_join\"; inputs = [ \"e\", \"rich\" ]; },\n"
+        "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"j\"; columns = [ "
+        "\"id\", \"n\" ]; }\n"
+        "  );\n};\n");
+    long long gold = sql_count(GOLD);
+    long long rich = sql_count("SELECT count(*) FROM profiles WHERE score > 50");
+    long long both = sql_count("SELECT count(*) FROM profiles WHERE score > 50 AND tier = 'gold'");
+    assert_true(both > 0 && both < gold && both < rich);
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "campaign run oj"), 0);
+    free(out);
+    free(err);
+    json_t *c = last_run_counts("oj");
+    assert_int_equal(count_of(c, "j"), gold + rich - both);
+    assert_int_equal(count_of(c, "out"), gold + rich - both);
+    json_decref(c);
+    /* a row in both inputs comes from the first, with its column; rows of
+     * the second alone have it null */
+    char *csv, *glob;
+    assert_true(asprintf(&glob, "ls %s/var/exports/oj-*-out.csv", dir) > 0);
+    assert_int_equal(run_capture(glob, &csv, NULL), 0);
+    csv[strcspn(csv, "\n")] = '\0';
+    char *text = file_read(csv, NULL);
+    assert_non_null(text);
+    size_t lines = 0, empty_n = 0;
+    for (char *p = strchr(text, '\n'); p && p[1]; p = strchr(p + 1, '\n')) {
+        lines++;
+        char *eol = strchr(p + 1, '\n');
+        empty_n += eol && eol[-1] == '\r' && eol[-2] == ','; /* RFC 4180: CRLF */
+    }
+    assert_int_equal(lines, gold + rich - both);
+    assert_int_equal(empty_n, rich - both);
+    free(text);
+    free(csv);
+    free(glob);
+    unlink(path);
+    free(path);
+    /* one input is an error */
+    path = file_write(dir, "campaigns/oj1.cfg",
+                      "campaign: {\n"
+                      "  name = \"oj1\";\n"
+                      "  activities = (\n"
+                      "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+                      "    { id = \"j\"; type = \"or_join\"; inputs = [ \"g\" ]; },\n"
+                      "    { id = \"o\"; type = \"or_join\"; inputs = [ \"g\", \"ord\" ]; },\n"
+                      "    { id = \"ord\"; type = \"change_dimension\"; input = \"g\"; to = "
+                      "\"orders\"; }\n"
+                      "  );\n};\n");
+    assert_int_equal(baton(&out, &err, "check"), 2);
+    const char *one = "oj1.cfg:5: activity 'j': an or_join takes two inputs or more";
+    const char *dim = "oj1.cfg:6: activity 'o': every input must be of one dimension ('profiles' "
+                      "and 'orders')";
+    if (!strstr(err, one) || !strstr(err, dim))
+        fail_msg("missing: %s / %s\nin:\n%s", one, dim, err);
+    free(out);
+    free(err);
+    unlink(path);
+    free(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_test_sends_the_whole_input_one_way),
+        cmocka_unit_test(test_test_errors),
+        cmocka_unit_test(test_or_join_passes_each_row_once),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
