@@ -188,8 +188,9 @@ typedef struct send_plan {
     char **paths; /* the names the templates read, each one select column */
     size_t npaths;
     char *addr_path, *consent_path, *profile_path; /* NULL when not set */
-    char *addr_field, *consent_field;              /* the channel's keys */
-    int columns;                                   /* parts are export columns */
+    char *tz_path;                    /* profiles_timezone, for quiet hours; NULL when not set */
+    char *addr_field, *consent_field; /* the channel's keys */
+    int columns;                      /* parts are export columns */
     /* "profile" when the rows are profiles: profile.tier reads tier and
      * profile.orders lists the row's orders, as in journeys */
     const char *record_prefix;
@@ -205,7 +206,7 @@ int camp_send_channel(camp_env *e, camp_activity *a, conf_use **use, const char 
  * channel's dispatcher. */
 int camp_send_deliver(camp_env *e, size_t idx);
 /* The SELECT of a send's rows: every path, then address, consent,
- * profile id and _key. Parameters in q. */
+ * profile id, the profile's zone and _key. Parameters in q. */
 int camp_send_select(camp_env *e, size_t idx, expr_sql *q, char *err, size_t errlen);
 void camp_send_free(send_plan *p);
 

@@ -30,6 +30,7 @@ void camp_send_free(send_plan *p)
         free(p->paths[i]);
     free(p->paths);
     free(p->addr_path);
+    free(p->tz_path);
     free(p->consent_path);
     free(p->profile_path);
     free(p->addr_field);
@@ -421,6 +422,10 @@ static int send_check(void *state, baton_activity_ctx *x)
                        use->where, a->id);
         expr_free(rx);
     }
+    /* the profile's zone, read per row for quiet hours */
+    const char *tzf = e->a->conf.profiles_tz;
+    if (tzf && pr && schema_field_find(pr, tzf))
+        p->tz_path = to_profile(e, in->dimension, tzf);
     if (p->consent_field) {
         p->consent_path = to_profile(e, in->dimension, p->consent_field);
         if (pr && !schema_field_find(pr, p->consent_field))
@@ -497,8 +502,8 @@ int camp_send_select(camp_env *e, size_t idx, expr_sql *q, char *err, size_t err
     const camp_input *ci = &a->inputs[0];
     const camp_output *in = campaign_input_output(e->c, ci);
     buf_adds(&q->sql, "SELECT ");
-    const char *extra[3] = {p->addr_path, p->consent_path, p->profile_path};
-    for (size_t i = 0; i < p->npaths + 3; i++) {
+    const char *extra[4] = {p->addr_path, p->consent_path, p->profile_path, p->tz_path};
+    for (size_t i = 0; i < p->npaths + 4; i++) {
         const char *path = i < p->npaths ? p->paths[i] : extra[i - p->npaths];
         if (!path) {
             buf_adds(&q->sql, "NULL, ");

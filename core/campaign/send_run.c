@@ -90,13 +90,16 @@ static int one_row(void *ud, size_t n, const char *const *names, const baton_val
             record_set(c->row, pn, &v[p->npaths + k]);
             free(pn);
         }
-    const baton_value *pid = &v[p->npaths + 2], *key = &v[n - 1];
+    const baton_value *pid = &v[p->npaths + 2], *tzv = &v[p->npaths + 3], *key = &v[n - 1];
     c->rows++;
     char pidbuf[128] = "";
     if (pid->type == BATON_T_STRING)
         snprintf(pidbuf, sizeof pidbuf, "%.*s", (int)pid->v.s.len, pid->v.s.ptr);
     else if (pid->type == BATON_T_INT)
         snprintf(pidbuf, sizeof pidbuf, "%lld", (long long)pid->v.i);
+    char tzbuf[64] = "";
+    if (tzv->type == BATON_T_STRING && tzv->v.s.len < sizeof tzbuf)
+        snprintf(tzbuf, sizeof tzbuf, "%.*s", (int)tzv->v.s.len, tzv->v.s.ptr);
     /* the message's linked rows are read once, for all its parts, with
      * the bounds of a journey step (scope/cond.h) */
     part_ctx pc = {.c = c,
@@ -162,7 +165,8 @@ static int one_row(void *ud, size_t n, const char *const *names, const baton_val
                   .nproofs = c->e->nproof,
                   .origin = "campaign",
                   .origin_name = c->e->c->name,
-                  .node = c->e->c->acts[c->idx].id};
+                  .node = c->e->c->acts[c->idx].id,
+                  .tz = tzbuf[0] ? tzbuf : NULL};
     send_outcome o = delivery_send(&r, c->err, sizeof c->err);
     jscope_release(&pc.sc);
     buf_free(&k);

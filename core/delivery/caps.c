@@ -1,6 +1,5 @@
 /* Caps (per-profile frequency caps, quiet hours) and recipient
  * eligibility (address and consent). */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,48 +12,15 @@
 #include "base/record.h"
 #include "base/timefmt.h"
 
-/* Loaded zones, by name; a handful at most, kept for the process. */
-#define ZONE_CACHE 16
-static pthread_mutex_t zone_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct {
-    char *name;
-    zone *z;
-} zones[ZONE_CACHE];
-
-static const zone *zone_cached(const char *name)
-{
-    pthread_mutex_lock(&zone_mu);
-    const zone *found = NULL;
-    size_t i;
-    for (i = 0; i < ZONE_CACHE && zones[i].name; i++)
-        if (!strcmp(zones[i].name, name)) {
-            found = zones[i].z;
-            goto out;
-        }
-    char err[256];
-    zone *z = zone_load(name, err, sizeof err);
-    if (!z) {
-        log_warn("quiet hours: %s; using UTC", err);
-        z = zone_load("UTC", err, sizeof err);
-    }
-    if (i < ZONE_CACHE) {
-        zones[i].name = xstrdup(name);
-        zones[i].z = z;
-        found = z;
-    } else { /* full: answer in UTC rather than grow */
-        zone_free(z);
-        found = zones[0].z;
-    }
-out:
-    pthread_mutex_unlock(&zone_mu);
-    return found;
-}
-
-int dispatch_quiet_hours(const conf *c, int64_t now, int64_t *until)
+int dispatch_quiet_hours(const conf *c, int64_t now, const char *tz, int64_t *until)
 {
     if (!c || !c->quiet || c->quiet_from_min == c->quiet_to_min)
         return 0;
-    const zone *z = zone_cached(c->quiet_tz ? c->quiet_tz : "UTC");
+    const zone *z = tz && *tz ? zone_find(tz) : NULL;
+    if (!z)
+        z = c->quiet_tz ? zone_find(c->quiet_tz) : NULL;
+    if (!z) /* config checked the setting's zone: this is UTC by choice */
+        z = zone_find("UTC");
     int64_t local = now + zone_offset(z, now);
     int64_t day = floor_div(local, 86400) * 86400;
     int m = (int)((local - day) / 60);
@@ -71,8 +37,8 @@ int dispatch_quiet_hours(const conf *c, int64_t now, int64_t *until)
 }
 
 dispatch_cap dispatch_caps_check(store *s, const conf *caps, const char *channel,
-                                 const char *profile_id, int64_t now, int64_t *until, char *reason,
-                                 size_t reasonlen)
+                                 const char *profile_id, const char *tz, int64_t now,
+                                 int64_t *until, char *reason, size_t reasonlen)
 {
     if (!caps)
         return DISPATCH_CAP_OK;
@@ -96,7 +62,7 @@ dispatch_cap dispatch_caps_check(store *s, const conf *caps, const char *channel
         }
     }
     int64_t end;
-    if (dispatch_quiet_hours(caps, now, &end)) {
+    if (dispatch_quiet_hours(caps, now, tz, &end)) {
         if (until)
             *until = end;
         if (reason) {

@@ -164,8 +164,8 @@ static dispatch_submit_rc submit_dry(dispatcher *d, const dispatch_msg *m, char 
     int64_t until = 0;
     dispatch_cap cap = DISPATCH_CAP_OK;
     if (!(m->flags & (DISPATCH_F_NOCAPS | DISPATCH_F_PROOF)))
-        cap = dispatch_caps_check(d->s, d->o.caps, d->channel, m->profile_id, q->time, &until,
-                                  reason, sizeof reason);
+        cap = dispatch_caps_check(d->s, d->o.caps, d->channel, m->profile_id, m->tz, q->time,
+                                  &until, reason, sizeof reason);
     baton_message bm;
     qmsg_fill(q, &bm);
     buf out;
@@ -214,8 +214,8 @@ dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t
     int64_t until = 0;
     dispatch_cap cap = DISPATCH_CAP_OK;
     if (!(m->flags & DISPATCH_F_NOCAPS) && !proof)
-        cap = dispatch_caps_check(d->s, d->o.caps, d->channel, m->profile_id, now, &until, reason,
-                                  sizeof reason);
+        cap = dispatch_caps_check(d->s, d->o.caps, d->channel, m->profile_id, m->tz, now, &until,
+                                  reason, sizeof reason);
     qmsg *q = qmsg_from(m, now);
     if (cap != DISPATCH_CAP_OK) {
         char *content =

@@ -151,6 +151,8 @@ typedef struct dispatch_msg {
     const char *const *part_values;
     const baton_record *row; /* the row, for channel-side templates; may
                                 be NULL */
+    const char *tz;          /* the profile's IANA zone, for quiet hours;
+                                NULL or unknown: caps.quiet_hours.timezone */
     unsigned flags;          /* DISPATCH_F_* */
 } dispatch_msg;
 
@@ -240,12 +242,14 @@ typedef enum dispatch_cap {
  * ("*": every channel). reason (may be NULL) says which cap. Reads the
  * log as committed plus this process's pending writes. */
 dispatch_cap dispatch_caps_check(store *s, const conf *caps, const char *channel,
-                                 const char *profile_id, int64_t now, int64_t *until, char *reason,
-                                 size_t reasonlen);
+                                 const char *profile_id, const char *tz, int64_t now,
+                                 int64_t *until, char *reason, size_t reasonlen);
 
 /* Quiet hours alone: 1 when now falls inside them, with *until the UTC
- * second they end; 0 otherwise. c may have no quiet hours. */
-int dispatch_quiet_hours(const conf *c, int64_t now, int64_t *until);
+ * second they end; 0 otherwise. They are read on the wall clock of tz (a
+ * profile's zone), or of caps.quiet_hours.timezone when tz is NULL or no
+ * zone, or UTC. c may have no quiet hours. */
+int dispatch_quiet_hours(const conf *c, int64_t now, const char *tz, int64_t *until);
 
 /* --- The delivery log ----------------------------------------------- */
 

@@ -87,7 +87,8 @@ send_outcome delivery_send(const send_req *r, char *err, size_t errlen)
                       .nparts = nparts,
                       .part_names = names,
                       .part_values = values,
-                      .row = r->row};
+                      .row = r->row,
+                      .tz = r->tz};
     send_outcome out = SEND_QUEUED;
     if (r->nproofs) {
         /* proofs: the same content to each address given, outside caps

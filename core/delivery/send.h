@@ -51,6 +51,7 @@ typedef struct send_req {
      * origin "campaign" or "journey", that one's name, the send activity
      * or node id */
     const char *origin, *origin_name, *node;
+    const char *tz; /* the profile's zone for quiet hours (dispatch_msg.tz) */
 } send_req;
 
 /* Send one message. err says why on SEND_INVALID (and SEND_NO_*: which).

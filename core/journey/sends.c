@@ -129,6 +129,14 @@ static int render_part(void *ud, size_t i, buf *out, char *err, size_t errlen)
     return jtemplate_render(n->parts[i].tmpl, &pc->sc, out, err, errlen);
 }
 
+/* The profile's zone (profiles_timezone) for its quiet hours; NULL: the
+ * dispatcher's default. */
+static const char *profile_tz(const jrunner *r, const json_t *prof)
+{
+    const char *f = r->a ? r->a->conf.profiles_tz : NULL;
+    return f ? json_string_value(json_object_get(prof, f)) : NULL;
+}
+
 /* Hand a send to its dispatcher. 0 done with it (handed or refused),
  * with the status to record, and *queued 1 when the dispatcher took it
  * into its queue; 1 the dispatcher is full (or closing for a reload):
@@ -171,7 +179,8 @@ static int hand(jrunner *r, const psend *p, char *status, size_t statuslen, int 
                     .wait_ms = 0,
                     .origin = "journey",
                     .origin_name = p->journey,
-                    .node = n->id};
+                    .node = n->id,
+                    .tz = profile_tz(r, prof)};
     char err[256] = "";
     send_outcome o = delivery_send(&req, err, sizeof err);
     jscope_release(&pc.sc); /* also drops prof */

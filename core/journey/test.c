@@ -157,7 +157,9 @@ static int t_send(void *ud, const jsend_req *q, char *status, size_t statuslen)
             outcome = "skipped: no address";
     }
     int64_t until = 0;
-    if (t->a && dispatch_quiet_hours(&t->a->conf, q->now_ms / 1000, &until)) {
+    const char *tzf = t->a ? t->a->conf.profiles_tz : NULL;
+    const char *tz = tzf ? json_string_value(json_object_get(prof, tzf)) : NULL;
+    if (t->a && dispatch_quiet_hours(&t->a->conf, q->now_ms / 1000, tz, &until)) {
         json_object_set_new(d, "quiet_hours",
                             json_pack("{s:b, s:o}", "in", 1, "until", ts_json(until * 1000)));
         if (!strncmp(outcome, "would", 5))

@@ -517,10 +517,10 @@ static void test_frequency_cap(void **state)
     /* the caller can ask first */
     char reason[256];
     assert_int_equal(
-        dispatch_caps_check(&st, &caps, "email", "p1", fake_now, NULL, reason, sizeof reason),
+        dispatch_caps_check(&st, &caps, "email", "p1", NULL, fake_now, NULL, reason, sizeof reason),
         DISPATCH_CAP_CAPPED);
     assert_string_equal(reason, "frequency cap: 2 message(s) in 1w on every channel (max 2)");
-    assert_int_equal(dispatch_caps_check(&st, &caps, "email", "p2", fake_now, NULL, NULL, 0),
+    assert_int_equal(dispatch_caps_check(&st, &caps, "email", "p2", NULL, fake_now, NULL, NULL, 0),
                      DISPATCH_CAP_OK);
     assert_int_equal(dispatch_flush(d, 10000), 0);
     dispatch_log_row row;
@@ -643,24 +643,43 @@ static void test_quiet_hours_math(void **state)
     c.quiet_tz = "Europe/Paris";
     int64_t until;
     /* summer: UTC+2 */
-    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-01T18:59:00Z"), &until), 0);
-    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-01T19:00:00Z"), &until), 1);
+    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-01T18:59:00Z"), NULL, &until), 0);
+    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-01T19:00:00Z"), NULL, &until), 1);
     assert_int_equal(until, ts("2026-07-02T06:00:00Z"));
-    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-02T05:59:59Z"), &until), 1);
+    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-02T05:59:59Z"), NULL, &until), 1);
     assert_int_equal(until, ts("2026-07-02T06:00:00Z"));
-    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-02T06:00:00Z"), &until), 0);
+    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-02T06:00:00Z"), NULL, &until), 0);
     /* past the zone file's table: the POSIX rule still knows DST */
-    assert_int_equal(dispatch_quiet_hours(&c, ts("2050-07-01T19:30:00Z"), &until), 1);
+    assert_int_equal(dispatch_quiet_hours(&c, ts("2050-07-01T19:30:00Z"), NULL, &until), 1);
     assert_int_equal(until, ts("2050-07-02T06:00:00Z"));
     /* a window inside one day, in UTC */
     c.quiet_from_min = 12 * 60;
     c.quiet_to_min = 14 * 60;
     c.quiet_tz = "UTC";
-    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-01T13:00:00Z"), &until), 1);
+    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-01T13:00:00Z"), NULL, &until), 1);
     assert_int_equal(until, ts("2026-07-01T14:00:00Z"));
-    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-01T14:00:00Z"), &until), 0);
+    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-01T14:00:00Z"), NULL, &until), 0);
+    /* the profile's own zone: 21:00-08:00 in New York (UTC-4 in July)
+     * while the default zone, Paris, is in its day */
+    c.quiet_from_min = 21 * 60;
+    c.quiet_to_min = 8 * 60;
+    c.quiet_tz = "Europe/Paris";
+    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-02T02:00:00Z"), NULL, &until), 1);
+    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-02T10:00:00Z"), NULL, &until), 0);
+    assert_int_equal(
+        dispatch_quiet_hours(&c, ts("2026-07-02T10:00:00Z"), "America/New_York", &until), 1);
+    assert_int_equal(until, ts("2026-07-02T12:00:00Z"));
+    assert_int_equal(
+        dispatch_quiet_hours(&c, ts("2026-07-02T12:00:00Z"), "America/New_York", &until), 0);
+    /* Sydney (UTC+10 in July): 22:00 local */
+    assert_int_equal(
+        dispatch_quiet_hours(&c, ts("2026-07-02T12:00:00Z"), "Australia/Sydney", &until), 1);
+    assert_int_equal(until, ts("2026-07-02T22:00:00Z"));
+    /* a zone that is no zone: the default's */
+    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-02T10:00:00Z"), "Mars/Olympus", &until),
+                     0);
     c.quiet = 0;
-    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-01T13:00:00Z"), &until), 0);
+    assert_int_equal(dispatch_quiet_hours(&c, ts("2026-07-01T13:00:00Z"), NULL, &until), 0);
 }
 
 static void test_zone(void **state)
