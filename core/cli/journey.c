@@ -260,9 +260,13 @@ static int journey_status(const cli_ctx *ctx, int argc, char **argv)
         print_json(o);
     } else {
         json_t *s = json_object_get(o, "states");
-        printf("journey %s (%s): %lld profile(s): %lld active, %lld completed, %lld exited, %lld "
+        long long held = (long long)json_integer_value(json_object_get(o, "held"));
+        char held_s[64] = "";
+        if (held)
+            snprintf(held_s, sizeof held_s, ", %lld event(s) held", held);
+        printf("journey %s (%s%s): %lld profile(s): %lld active, %lld completed, %lld exited, %lld "
                "timed out, %lld failed\n",
-               j->name, json_string_value(json_object_get(o, "control")),
+               j->name, json_string_value(json_object_get(o, "control")), held_s,
                (long long)json_integer_value(json_object_get(o, "profiles")),
                (long long)json_integer_value(json_object_get(s, "active")),
                (long long)json_integer_value(json_object_get(s, "completed")),

@@ -1415,6 +1415,20 @@ const char *jengine_control_get(store *st, const char *jname)
     return out;
 }
 
+long long jengine_held_count(store *st, const char *jname)
+{
+    sqlite3_stmt *q;
+    long long n = 0;
+    if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM journey_held WHERE journey = ?", -1, &q,
+                           NULL) != SQLITE_OK)
+        return 0; /* no table yet */
+    sqlite3_bind_text(q, 1, jname, -1, SQLITE_STATIC);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return n;
+}
+
 /* The events journey i held while paused, routed to it in order. */
 static int release_held(jengine *e, size_t i, int64_t now_ms, char *err, size_t errlen)
 {

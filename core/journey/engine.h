@@ -166,6 +166,9 @@ int jengine_control_set(store *st, const char *jname, const char *state, int64_t
                         size_t errlen);
 /* "running", "paused" or "closed" (static). */
 const char *jengine_control_get(store *st, const char *jname);
+/* The events a paused journey holds (0 when it holds none, or no serve
+ * ever ran it). */
+long long jengine_held_count(store *st, const char *jname);
 int jengine_control_refresh(jengine *e, int64_t now_ms, char *err, size_t errlen);
 
 /* Tables, for status, profile and the tests. */

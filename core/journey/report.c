@@ -326,6 +326,7 @@ json_t *jreport_journey(store *st, const journey *j, const char *data_dir, int *
     json_t *o = jreport_status(st, j);
     /* running, paused or closed (baton journey pause|resume|close) */
     json_object_set_new(o, "control", json_string(jengine_control_get(st, j->name)));
+    json_object_set_new(o, "held", json_integer(jengine_held_count(st, j->name)));
     /* the inbox's dead letters are every journey's: events refused before
      * any journey saw them, and entries refused for a missing profile
      * (read while serve runs) */

@@ -11,6 +11,9 @@ import { startServe, launchBrowser, baton, until, TOKENS, SHOTS } from './harnes
 
 let srv, br, page;
 let navs = 0;
+// every confirm() the console asks, and the answer the next one gets
+const dialogs = [];
+let dialogAnswer = true;
 // a full load of the console at hash (a goto that only changes the hash does not reload)
 const open = (hash) => page.goto(`${srv.base}/ui/?n=${++navs}${hash}`);
 
@@ -35,7 +38,7 @@ before(async () => {
   srv = await startServe();
   br = await launchBrowser();
   page = await br.ctx.newPage();
-  page.on('dialog', (d) => d.accept());
+  page.on('dialog', (d) => { dialogs.push(d.message()); return dialogAnswer ? d.accept() : d.dismiss(); });
   page.on('pageerror', (e) => { console.error(`page error: ${e.message}`); });
 });
 
@@ -257,6 +260,52 @@ test('journey editor: add a node, connect it from a form, save; check\'s warning
   await until(() => fs.readFileSync(file, 'utf8') === before, 5000, 'the restored journey');
 });
 
+test('journey: paused and resumed from its page, each asked first; the state and the held events shown', async () => {
+  const jname = 'cart-abandon', who = 'p9';
+  const status = async () => (await srv.api('GET', `/v1/journeys/${jname}`)).json;
+  const entered = async () => (await srv.api('GET', `/v1/profiles/${who}`)).json.journeys.some((j) => j.journey === jname);
+  assert.equal((await status()).control, 'running');
+  assert.equal(await entered(), false, `${who} is not in ${jname} yet`);
+  await open(`#/journeys/${jname}`);
+  await page.waitForSelector('#pause:not([disabled])');
+  assert.equal(await page.textContent('#control'), 'running');
+  assert.equal(await page.isDisabled('#resume'), true);
+  assert.equal(await page.isHidden('#held'), true);
+  // asked first: declined, nothing changes
+  const asked = dialogs.length;
+  dialogAnswer = false;
+  await page.click('#pause');
+  dialogAnswer = true;
+  assert.equal(dialogs.length, asked + 1, 'a confirmation was asked');
+  assert.match(dialogs.at(-1), /^Pause journey cart-abandon\? .*held/);
+  assert.equal((await status()).control, 'running');
+  assert.equal(await page.textContent('#control'), 'running');
+  // accepted: paused in the state store, as the command line reads it
+  await page.click('#pause');
+  await page.waitForSelector('#control:text("paused")');
+  assert.equal(JSON.parse(baton(srv.dir, 'journey', 'status', jname, '--json')).control, 'paused');
+  assert.equal(await page.isDisabled('#pause'), true);
+  assert.equal(await page.isDisabled('#resume'), false);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'resume', 'the keyboard goes on from Resume');
+  assert.match(await page.textContent('#status'), /cart-abandon: paused \(was running\)/);
+  // a cart event while paused is held (the profile does not enter), and the page counts it
+  const ev = { id: 'ui-cart-held-1', type: 'cart_updated', profile: who, time: new Date().toISOString(), data: { total: 42, items: 1 } };
+  const r = await srv.api('POST', '/v1/events', ev, TOKENS.ingest);
+  assert.equal(r.status, 202, r.text);
+  await until(async () => (await status()).held === 1, 10000, 'the held event');
+  assert.equal(await entered(), false, 'not entered while paused');
+  assert.match(baton(srv.dir, 'journey', 'status', jname), /^journey cart-abandon \(paused, 1 event\(s\) held\)/);
+  await page.waitForSelector('#held:text("1 event(s) held")', { timeout: 10000 });
+  await shot('journey-paused');
+  // resumed: the held event enters
+  await page.click('#resume');
+  assert.match(dialogs.at(-1), /^Resume journey cart-abandon\? The events held/);
+  await page.waitForSelector('#control:text("running")');
+  await until(entered, 10000, `${who} entered after the resume`);
+  assert.equal((await status()).held, 0);
+  await page.waitForSelector('#held[hidden]', { state: 'attached', timeout: 10000 });
+});
+
 test('channels: switched off in the console, written to baton.cfg, and a journey node records skipped', async () => {
   const before = fs.readFileSync(srv.cfgPath, 'utf8');
   await open(`#/channels`);
@@ -348,6 +397,9 @@ test('scopes: a read-only token sees no editor and cannot run', async () => {
   assert.equal(await page.$('a[href="#/campaigns/winback/edit"]'), null);
   assert.equal(await page.isDisabled('#run'), true);
   assert.equal(await page.isDisabled('#dry-run'), true);
+  await open(`#/journeys/cart-abandon`);
+  await page.waitForSelector('#control');
+  for (const id of ['#pause', '#resume', '#close']) assert.equal(await page.isDisabled(id), true, `${id} needs campaigns:run`);
 });
 
 test('an expired token returns to the login form with a message', async () => {

@@ -1,8 +1,10 @@
 // Journeys: the list, and a canvas per journey with each node's counts
 // (profiles at it and through it, sends, failures, skipped...) and
-// `journey test` on pasted or uploaded events, each profile's path drawn.
+// `journey test` on pasted or uploaded events, each profile's path drawn;
+// pause, resume and close (POST /v1/journeys/NAME/pause...), each asked
+// for first, the state and the events held shown.
 import * as api from '../api.js';
-import { h, clear, table, fmtNum, kv, errorBox } from '../dom.js';
+import { h, clear, table, fmtNum, kv, errorBox, status } from '../dom.js';
 import { parse } from '../libcfg.js';
 import { journeyGraph, explainNode } from '../model.js';
 import { draw } from '../graph.js';
@@ -20,6 +22,49 @@ export async function list() {
       { label: 'Completed', num: true, get: (j) => fmtNum(j.states.completed) },
       { label: 'Dead letters', num: true, get: (j) => fmtNum(j.dead_letters) },
     ], rows, 'Journeys') : h('p', null, 'No journey is configured.'));
+}
+
+// The journey's state (running, paused, closed: GET /v1/journeys/NAME's
+// control, and held: the events a pause holds) and the buttons that change
+// it. Each asks first; the answer's control is shown at once (serve
+// applies it within a second).
+const VERBS = {
+  pause: { label: 'Pause', when: (c) => c !== 'paused', ask: (n) => `Pause journey ${n}? The events it would hear are held and none of its waits fire until it is resumed.` },
+  resume: { label: 'Resume', when: (c) => c !== 'running', ask: (n, c) => (c === 'closed' ? `Open journey ${n} to new entries again?` : `Resume journey ${n}? The events held while it was paused are routed to it in order, and overdue waits fire.`) },
+  close: { label: 'Close to entries', when: (c) => c === 'running', ask: (n) => `Close journey ${n} to new entries? The profiles inside go on to their end.` },
+};
+
+function controls(name, st) {
+  const allowed = can('campaigns:run');
+  const badge = h('span', { class: 'badge', id: 'control', role: 'status' });
+  const held = h('span', { class: 'badge', id: 'held' });
+  const buttons = {};
+  const render = () => {
+    badge.textContent = st.control;
+    badge.className = `badge ${st.control === 'running' ? 'on' : 'off'}`;
+    held.textContent = `${fmtNum(st.held)} event(s) held`;
+    held.hidden = !st.held;
+    for (const [verb, b] of Object.entries(buttons)) b.disabled = !allowed || !VERBS[verb].when(st.control);
+  };
+  for (const [verb, v] of Object.entries(VERBS)) {
+    buttons[verb] = h('button', { type: 'button', id: verb, title: allowed ? null : 'needs the scope campaigns:run', onclick: async () => {
+      if (!confirm(v.ask(name, st.control))) return;
+      try {
+        const r = await api.post(`/v1/journeys/${api.enc(name)}/${verb}`);
+        st.control = r.control;
+        status(`Journey ${name}: ${r.control} (was ${r.was}); baton serve applies it within a second.`, 'ok');
+      } catch (e) {
+        if (e.status === 401) throw e;
+        status(`Journey ${name}: ${v.label.toLowerCase()} refused: ${e.message}`, 'error');
+      }
+      render();
+      // the button pressed is now disabled: the keyboard goes on from the one that undoes it
+      const next = Object.values(buttons).find((b) => !b.disabled);
+      if (next) next.focus();
+    } }, v.label);
+  }
+  render();
+  return { box: h('span', { class: 'group', role: 'group', 'aria-label': 'Pause, resume or close the journey' }, badge, held, Object.values(buttons)), render };
 }
 
 export async function show(name) {
@@ -49,10 +94,11 @@ export async function show(name) {
   };
   const redraw = () => { view = draw(canvas, `Journey ${name}`, g.nodes, g.edges, pick); };
   const dl = st.latest_dead_letters;
+  const control = controls(name, st);
   clear(main,
     h('h1', null, `Journey ${name}`),
     h('div', { class: 'toolbar' }, h('code', null, file.file),
-      h('span', null, `profiles ${fmtNum(st.profiles)}`), h('span', { class: 'badge', id: 'control' }, st.control), ...Object.entries(st.states).map(([k, v]) => h('span', { class: 'badge' }, `${k} ${v}`)),
+      h('span', null, `profiles ${fmtNum(st.profiles)}`), control.box, ...Object.entries(st.states).map(([k, v]) => h('span', { class: 'badge' }, `${k} ${v}`)),
       h('span', { class: 'badge' }, `dead letters ${fmtNum(st.dead_letters)}`),
       can('admin') ? h('a', { class: 'button', href: `#/journeys/${api.enc(name)}/edit` }, 'Edit') : null,
       h('button', { type: 'button', onclick: () => show(name) }, 'Refresh')),
@@ -94,6 +140,7 @@ export async function show(name) {
   const t = setInterval(async () => {
     try {
       const s2 = await api.get(`/v1/journeys/${api.enc(name)}`);
+      if (s2.control !== st.control || s2.held !== st.held) { st.control = s2.control; st.held = s2.held; control.render(); }
       if (JSON.stringify(s2.nodes) !== JSON.stringify(st.nodes)) { Object.assign(st, s2); g = journeyGraph(doc, st); redraw(); }
     } catch { /* the next tick tries again */ }
   }, 3000);
