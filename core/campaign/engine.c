@@ -607,7 +607,15 @@ static void check_keys(camp_env *e, camp_activity *a, const baton_activity_type 
         }
         if (!k)
             continue;
-        if (!cfg_type_ok(k, m)) {
+        /* end's parameters are a group of values, which no key type says */
+        int group_ok = !strcmp(a->type_name, "end") && !strcmp(name, "parameters") &&
+                       config_setting_type(m) == CONFIG_TYPE_GROUP;
+        if (!group_ok && !strcmp(a->type_name, "end") && !strcmp(name, "parameters")) {
+            diag_error(e->d, e->c->file, (int)config_setting_source_line(m),
+                       "activity '%s': parameters must be a group { NAME = value; ... }", a->id);
+            continue;
+        }
+        if (!group_ok && !cfg_type_ok(k, m)) {
             diag_error(e->d, e->c->file, (int)config_setting_source_line(m),
                        "activity '%s': %s must be %s", a->id, name,
                        k->type == BATON_CFG_LIST    ? "a list"

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "campaign/act_host.h"
+#include "campaign/chain.h"
 #include "campaign/engine.h"
 
 static int one_input_like(baton_activity_ctx *x, size_t min, size_t max, const char *what)
@@ -43,8 +44,17 @@ static int end_check(void *state, baton_activity_ctx *x)
         ah_error(x, NULL, "an end takes one input or more");
         return -1;
     }
-    return 0;
+    return camp_chain_check(x);
 }
+
+static const baton_config_key end_keys[] = {
+    {.name = "start",
+     .type = BATON_CFG_STRING,
+     .help = "a campaign to run once this run is done, when rows reached this end"},
+    {.name = "parameters",
+     .type = BATON_CFG_LIST,
+     .help = "that campaign's parameters, a group { NAME = value; ... }"},
+    {0}};
 
 static const baton_config_key wait_keys[] = {
     {.name = "duration",
@@ -65,7 +75,8 @@ const baton_activity_type camp_flow_types[] = {
      .check = join_check},
     {.size = sizeof(baton_activity_type),
      .name = "end",
-     .help = "the end of a branch",
+     .help = "the end of a branch; may start another campaign",
+     .keys = end_keys,
      .check = end_check},
     {0},
 };

@@ -14,6 +14,7 @@
 #include "base/mem.h"
 #include "base/timefmt.h"
 #include "campaign/engine.h"
+#include "campaign/chain.h"
 #include "campaign/history.h"
 
 /* 1 when a done activity's work table is gone or no longer holds the
@@ -54,6 +55,9 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     lockfile lock = {NULL, -1};
     /* a run needs a value for every parameter without a default */
     json_t *vals = NULL;
+    json_t *chains = NULL; /* the campaigns its ends start, once it is done */
+    char *cname = NULL;
+    int64_t chain_run = 0;
     int bad = campaign_parse(&c, file, d) != 0 || campaign_graph(&c, d) != 0;
     if (!bad && resume && c.nparams) { /* a resumed run goes on with its own values */
         store tmp = {0}, *hs = o->store ? o->store : &tmp;
@@ -232,6 +236,11 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
         rc = EXIT_RUNTIME;
     } else {
         history_finish(st, run, "done", NULL);
+        if (!dry_run && !nproof) {
+            chains = camp_chain_pending(&e);
+            cname = xstrdup(c.name);
+            chain_run = run;
+        }
         camp_drop_tables(&e);
         if (progress)
             fprintf(progress, "campaign %s: run %lld done\n", c.name, (long long)run);
@@ -244,5 +253,12 @@ out:
     if (have_e)
         camp_env_close(&e);
     campaign_free(&c);
+    if (chains) { /* started once this run is closed: its lock and store are free */
+        int crc = camp_chain_start(a, reg, cname, chain_run, chains, o, d);
+        if (crc > rc)
+            rc = crc;
+        json_decref(chains);
+    }
+    free(cname);
     return rc;
 }

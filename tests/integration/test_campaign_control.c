@@ -297,12 +297,106 @@ static void test_or_join_passes_each_row_once(void **st)
     free(path);
 }
 
+static void test_end_starts_another_campaign(void **st)
+{
+    char *a = file_write(
+        dir, "campaigns/ca.cfg",
+        "campaign: {\n"
+        "  name = \"ca\";\n"
+        "  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == "
+        "'gold'\"; },\n"
+        "    { id = \"t\"; type = \"test\"; input = \"g\"; when = \"count(input) > 0\"; },\n"
+        "    { id = \"yes\"; type = \"end\"; input = \"t.then\"; start = \"cb\"; parameters = { "
+        "tier = \"silver\"; n = 2; }; },\n"
+        /* no row reaches this one: it starts nothing */
+        "    { id = \"no\"; type = \"end\"; input = \"t.else\"; start = \"cb\"; parameters = { "
+        "tier = \"bronze\"; }; }\n"
+        "  );\n};\n");
+    char *b = file_write(dir, "campaigns/cb.cfg",
+                         "campaign: {\n"
+                         "  name = \"cb\";\n"
+                         "  parameters = ( { name = \"tier\"; type = \"string\"; default = "
+                         "\"gold\"; },\n"
+                         "                 { name = \"n\"; type = \"int\"; default = \"1\"; } );\n"
+                         "  activities = (\n"
+                         "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; "
+                         "filter = \"tier == param.tier and param.n == 2\"; },\n"
+                         "    { id = \"x\"; type = \"send\"; channel = \"mail\"; input = \"g\"; "
+                         "columns = [ \"id\" ]; }\n"
+                         "  );\n};\n");
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "check"), 0);
+    free(out);
+    free(err);
+    assert_int_equal(baton(&out, &err, "campaign run ca"), 0);
+    assert_non_null(strstr(err, "end 'yes' starts campaign cb"));
+    assert_null(strstr(err, "end 'no'"));
+    free(out);
+    free(err);
+    assert_int_equal(baton(&out, &err, "campaign runs cb --json"), 0);
+    json_t *o = json_loads(out, 0, NULL);
+    json_t *runs = json_object_get(o, "runs");
+    assert_int_equal(json_array_size(runs), 1); /* started once */
+    json_t *run = json_array_get(runs, 0);
+    assert_string_equal(json_string_value(json_object_get(run, "trigger")), "chain");
+    assert_string_equal(json_string_value(json_object_get(run, "status")), "done");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(run, "parameters"), "tier")), "silver");
+    json_decref(o);
+    free(out);
+    free(err);
+    json_t *c = last_run_counts("cb");
+    assert_int_equal(count_of(c, "x"), sql_count("SELECT count(*) FROM profiles WHERE tier = "
+                                                 "'silver'"));
+    json_decref(c);
+    /* errors: a cycle (cb back to ca), parameters cb does not declare or
+     * of another type, an unknown campaign, parameters without start */
+    free(b);
+    b = file_write(dir, "campaigns/cb.cfg",
+                   "campaign: {\n"
+                   "  name = \"cb\";\n"
+                   "  parameters = ( { name = \"tier\"; type = \"string\"; default = \"gold\"; } "
+                   ");\n"
+                   "  activities = (\n"
+                   "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+                   "    { id = \"back\"; type = \"end\"; input = \"g\"; start = \"ca\"; },\n"
+                   "    { id = \"z\"; type = \"end\"; input = \"g\"; start = \"nowhere\"; },\n"
+                   "    { id = \"p\"; type = \"end\"; input = \"g\"; parameters = { a = 1; }; },\n"
+                   "    { id = \"q\"; type = \"end\"; input = \"g\"; start = \"ca\"; parameters = "
+                   "[ 1 ]; }\n"
+                   "  );\n};\n");
+    assert_int_equal(baton(&out, &err, "check"), 2);
+    static const char *const want[] = {
+        "ca.cfg:6: activity 'yes': start = \"cb\": parameters: n is not a parameter of it",
+        "ca.cfg:7: activity 'no': the campaigns form a cycle: ca -> cb -> ca",
+        "cb.cfg:6: activity 'back': the campaigns form a cycle: cb -> ca -> cb",
+        "cb.cfg:7: activity 'z': start = \"nowhere\": no campaign of that name",
+        "cb.cfg:8: activity 'p': parameters are those of the campaign `start` names",
+        "cb.cfg:9: activity 'q': parameters must be a group { NAME = value; ... }",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!strstr(err, want[i]))
+            fail_msg("missing: %s\nin:\n%s", want[i], err);
+    free(out);
+    free(err);
+    /* a run refuses to start as check does */
+    assert_int_equal(baton(&out, &err, "campaign run cb"), 2);
+    free(out);
+    free(err);
+    unlink(a);
+    unlink(b);
+    free(a);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_test_sends_the_whole_input_one_way),
         cmocka_unit_test(test_test_errors),
         cmocka_unit_test(test_or_join_passes_each_row_once),
+        cmocka_unit_test(test_end_starts_another_campaign),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

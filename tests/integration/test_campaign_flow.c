@@ -156,9 +156,8 @@ static json_t *activity_of(json_t *run, const char *id)
 {
     size_t i;
     json_t *a;
-    json_array_foreach(json_object_get(run, "activities"), i, a)
-        if (!strcmp(json_string_value(json_object_get(a, "id")), id))
-            return a;
+    json_array_foreach(json_object_get(run, "activities"), i,
+                       a) if (!strcmp(json_string_value(json_object_get(a, "id")), id)) return a;
     return NULL;
 }
 
