@@ -97,8 +97,9 @@ int camp_chain_check(baton_activity_ctx *x)
     int has_params = ah_setting_count(x, "parameters") >= 0;
     if (!start) {
         if (has_params) {
-            ah_error(x, "parameters", "parameters are those of the campaign `start` names: set "
-                                      "start = \"NAME\"");
+            ah_error(x, "parameters",
+                     "parameters are those of the campaign `start` names: set "
+                     "start = \"NAME\"");
             return -1;
         }
         return 0;
@@ -111,8 +112,8 @@ int camp_chain_check(baton_activity_ctx *x)
     }
     int rc = 0;
     char err[256];
-    json_t *given = params_json(campaign_setting(e->c->acts[x->idx].group, "parameters"), err,
-                                sizeof err);
+    json_t *given =
+        params_json(campaign_setting(e->c->acts[x->idx].group, "parameters"), err, sizeof err);
     if (!given) {
         ah_error(x, "parameters", "%s", err);
         rc = -1;
@@ -188,12 +189,12 @@ json_t *camp_chain_pending(const camp_env *e)
         if (rows == 0)
             continue; /* no row reached this end: it starts nothing */
         char err[256];
-        json_t *params = params_json(config_setting_get_member(a->group, "parameters"), err,
-                                     sizeof err);
-        json_array_append_new(l, json_pack("{s:s, s:s, s:o, s:I}", "end", a->id, "start",
-                                           config_setting_get_string(s), "parameters",
-                                           params ? params : json_object(), "rows",
-                                           (json_int_t)rows));
+        json_t *params =
+            params_json(config_setting_get_member(a->group, "parameters"), err, sizeof err);
+        json_array_append_new(l,
+                              json_pack("{s:s, s:s, s:o, s:I}", "end", a->id, "start",
+                                        config_setting_get_string(s), "parameters",
+                                        params ? params : json_object(), "rows", (json_int_t)rows));
     }
     return l;
 }
@@ -209,8 +210,9 @@ int camp_chain_start(app *a, act_registry *reg, const char *from, int64_t run, j
         const char *name = json_string_value(json_object_get(p, "start"));
         char *file = campaign_file_named(a, name);
         if (!file) {
-            diag_error(d, NULL, 0, "campaign %s: run %lld: end '%s' starts campaign %s, which is "
-                                   "no longer configured",
+            diag_error(d, NULL, 0,
+                       "campaign %s: run %lld: end '%s' starts campaign %s, which is "
+                       "no longer configured",
                        from, (long long)run, json_string_value(json_object_get(p, "end")), name);
             rc = EXIT_RUNTIME;
             continue;
