@@ -7,6 +7,7 @@
 #include "base/mem.h"
 #include "base/timefmt.h"
 #include "campaign/history.h"
+#include "delivery/dispatch.h"
 
 json_t *campaign_plan_json(const camp_env *e)
 {
@@ -160,6 +161,18 @@ json_t *campaign_runs_json(store *s, const char *cname, int64_t run)
                 json_object_set_new(o, "no_address", json_integer(sqlite3_column_int64(sa, 5)));
                 json_object_set_new(o, "no_consent", json_integer(sqlite3_column_int64(sa, 6)));
                 json_object_set_new(o, "suppressed", json_integer(sqlite3_column_int64(sa, 8)));
+                /* deliveries opened and clicked (a channel's tracking); the
+                 * run's keys are CAMPAIGN/RUN/SEND/ROW */
+                char prefix[300];
+                snprintf(prefix, sizeof prefix, "%s/%lld/",
+                         (const char *)sqlite3_column_text(st, 1), (long long)id);
+                dispatch_engagement_count ec;
+                if (dispatch_engagement_counts(
+                        s, "campaign", (const char *)sqlite3_column_text(st, 1),
+                        (const char *)sqlite3_column_text(sa, 0), prefix, &ec) == 0) {
+                    json_object_set_new(o, "opened", json_integer((json_int_t)ec.opened));
+                    json_object_set_new(o, "clicked", json_integer((json_int_t)ec.clicked));
+                }
             }
             json_array_append_new(acts, o);
         }

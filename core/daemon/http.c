@@ -102,6 +102,8 @@ static const http_route routes[] = {
     /* signed links: the token is the authority (http_email.c) */
     {"GET", "/u/*", 0, http_unsubscribe_get, 0},
     {"POST", "/u/*", 0, http_unsubscribe_post, 2},
+    {"GET", "/t/o/*", 0, http_track_open, 0},
+    {"GET", "/t/c/*", 0, http_track_click, 0},
     /* bounces and complaints: SNS posts text/plain, an MTA a message */
     {"POST", "/v1/feedback/*", HTTP_SCOPE_EVENTS, http_feedback_post, 2},
 };
@@ -713,6 +715,8 @@ static enum MHD_Result send_answer(http_req *q)
         MHD_add_response_header(r, "Allow", q->allow);
     if (q->location[0])
         MHD_add_response_header(r, "Location", q->location);
+    if (q->extra_header[0])
+        MHD_add_response_header(r, q->extra_header[0], q->extra_header[1]);
     if (q->retry_after[0])
         MHD_add_response_header(r, "Retry-After", q->retry_after);
     enum MHD_Result rc = MHD_queue_response(q->conn, (unsigned)q->status, r);

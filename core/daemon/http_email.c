@@ -1,5 +1,6 @@
 /* daemon/http_email — the email loop's public face: one-click
- * unsubscribes (RFC 8058) on signed links, POST and GET /u/TOKEN.
+ * unsubscribes (RFC 8058) on signed links, POST and GET /u/TOKEN, and
+ * engagement tracking, GET /t/o/TOKEN and GET /t/c/TOKEN (below).
  *
  * POST /u/TOKEN (no login: the link's signature is the authority, see
  * delivery/linktoken.h) suppresses the profile on the link's channel in
@@ -15,6 +16,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "base/log.h"
@@ -22,6 +24,7 @@
 #include "base/timefmt.h"
 #include "daemon/http_int.h"
 #include "delivery/dispatch.h"
+#include "base/sha256.h"
 #include "delivery/linktoken.h"
 
 #define SUBMIT_WAIT_MS 5000
@@ -122,11 +125,34 @@ void http_unsubscribe_get(http_req *q)
     free(tp);
 }
 
+/* A transparent 1x1 GIF: the open pixel. */
+static const unsigned char gif[] = {
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00,
+    0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b};
+
+static void pixel(http_req *q)
+{
+    char *b = xmalloc(sizeof gif);
+    memcpy(b, gif, sizeof gif);
+    /* Cache-Control: no-store is on every answer; an HTTP/1.0 cache
+     * (some mail proxies) reads Pragma */
+    q->extra_header[0] = "Pragma";
+    q->extra_header[1] = "no-cache";
+    http_raw(q, 200, b, sizeof gif, "image/gif");
+}
+
+/* 302 to q->location (set from a verified click token). */
+static void redirect(http_req *q)
+{
+    http_json(q, 302, json_pack("{s:s}", "location", q->location));
+}
+
 /* --- Events into journeys, answered once committed ------------------- */
 
 typedef struct unsub_job {
     http_req *q;
-    int html;
+    int as; /* HTTP_AS_* */
     json_t *answer;
     pthread_mutex_t mu;
     size_t pending;
@@ -156,11 +182,15 @@ static void answer(unsub_job *j)
                                         : j->dead      ? "dead_lettered"
                                         : j->rejected  ? "rejected"
                                                        : "not_entered"));
-    if (j->html)
+    switch (j->as) {
+    case HTTP_AS_PAGE:
         page(j->q, 200, "You are unsubscribed",
              "You will receive no more of these messages. You can close this page.", 0);
-    else
-        http_json(j->q, 200, json_incref(j->answer));
+        break;
+    case HTTP_AS_PIXEL: pixel(j->q); break;
+    case HTTP_AS_REDIRECT: redirect(j->q); break;
+    default: http_json(j->q, 200, json_incref(j->answer));
+    }
 }
 
 static void on_event(void *ctx, jrunner_outcome o, const char *id, const char *reason)
@@ -178,12 +208,12 @@ static void on_event(void *ctx, jrunner_outcome o, const char *id, const char *r
     }
 }
 
-void http_email_events(http_req *q, json_t *evs, json_t *ans, int html)
+void http_email_events(http_req *q, json_t *evs, json_t *ans, int as)
 {
     unsub_job *j = xcalloc(1, sizeof *j);
     pthread_mutex_init(&j->mu, NULL);
     j->q = q;
-    j->html = html;
+    j->as = as;
     j->answer = ans;
     j->submitting = 1;
     q->job = j;
@@ -281,4 +311,110 @@ void http_unsubscribe_post(http_req *q)
     json_object_set_new(ans, "type", json_string("unsubscribed"));
     http_email_events(q, json_pack("[o]", ev), ans, wants_html(q));
     free(tp);
+}
+
+/* --- Engagement: the open pixel and click redirects -------------------
+ * GET /t/o/TOKEN answers the pixel, GET /t/c/TOKEN 302 to the URL its
+ * token signed (delivery/tracking.h): never to a URL the request names,
+ * so no one can use baton to send people elsewhere. A genuine hit is
+ * recorded against its delivery (dispatch_engagement_record); the first
+ * open of a delivery, and its first click of each link, enter
+ * email_opened / email_clicked into journeys, answered once committed.
+ * A forged, altered or foreign token records nothing: 403 (410 expired);
+ * a proof's link (no delivery key) only answers. */
+
+static void track(http_req *q, char purpose)
+{
+    int click = purpose == LINK_CLICK;
+    const char *secret = q->env->a->conf.http.link_secret;
+    if (!secret) {
+        http_error(q, 404, "not_found", NULL,
+                   "tracking links are not configured (http.public_url, http.link_secret)");
+        return;
+    }
+    linktoken_parsed *tp = xmalloc(sizeof *tp); /* 4 KB: off the pool thread's stack */
+    const char *tok = q->seg[2];
+    int64_t now = (int64_t)time(NULL);
+    linktoken_rc rc = linktoken_verify(tok, strlen(tok), secret, purpose, now, tp);
+    const linktoken *t = &tp->t;
+    /* the token was signed by us; a target that is not http(s) was never
+     * made by delivery/tracking, so it is refused all the same */
+    if (rc == LINKTOKEN_OK && click && strncasecmp(t->link, "http://", 7) &&
+        strncasecmp(t->link, "https://", 8))
+        rc = LINKTOKEN_MALFORMED;
+    if (rc != LINKTOKEN_OK) {
+        atomic_fetch_add(&http_stats.links_refused, 1);
+        log_warn("http: %s link refused (%s)", click ? "click" : "open", linktoken_rc_name(rc));
+        int status = rc == LINKTOKEN_EXPIRED ? 410 : 403;
+        if (click && wants_html(q))
+            page(q, status, "This link does not work",
+                 "This link is not valid. Use the link exactly as it is in the message.", 0);
+        else
+            http_error(q, status, rc == LINKTOKEN_EXPIRED ? "link_expired" : "invalid_link",
+                       json_pack("{s:s}", "reason", linktoken_rc_name(rc)), "%s: %s",
+                       rc == LINKTOKEN_EXPIRED ? "the link has expired" : "not a valid link",
+                       linktoken_rc_name(rc));
+        free(tp);
+        return;
+    }
+    atomic_fetch_add(click ? &http_stats.clicks : &http_stats.opens, 1);
+    if (click)
+        snprintf(q->location, sizeof q->location, "%s", t->link);
+    int as = click ? HTTP_AS_REDIRECT : HTTP_AS_PIXEL;
+    dispatch_engagement e = {.kind = click ? "click" : "open",
+                             .key = t->key,
+                             .channel = t->channel,
+                             .profile_id = t->profile,
+                             .origin = t->origin,
+                             .name = t->name,
+                             .node = t->node,
+                             .link = click ? t->link : NULL};
+    int first = 0;
+    char err[256];
+    int found = dispatch_engagement_record(q->env->st, &e, now, &first, err, sizeof err);
+    if (found < 0) /* the visitor still gets the pixel or the page */
+        log_error("http: %s not recorded: %s", e.kind, err);
+    if (found <= 0 || !first || !*t->profile) {
+        if (click)
+            redirect(q);
+        else
+            pixel(q);
+        free(tp);
+        return;
+    }
+    const char *type = click ? "email_clicked" : "email_opened";
+    buf id;
+    buf_init(&id);
+    buf_addf(&id, "%s:%s", type, t->key);
+    if (click) { /* one event per link of a message */
+        unsigned char h[SHA256_LEN];
+        sha256(t->link, strlen(t->link), h);
+        buf_addc(&id, ':');
+        for (int i = 0; i < 8; i++)
+            buf_addf(&id, "%02x", h[i]);
+    }
+    char ts[21];
+    timestamp_format(now, ts);
+    json_t *data = json_pack("{s:s, s:s}", "channel", t->channel, "key", t->key);
+    if (*t->origin && *t->name)
+        json_object_set_new(data, t->origin, json_string(t->name));
+    if (*t->node)
+        json_object_set_new(data, "node", json_string(t->node));
+    if (click)
+        json_object_set_new(data, "link", json_string(t->link));
+    json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", id.data, "type", type, "profile",
+                           t->profile, "time", ts, "data", data);
+    buf_free(&id);
+    free(tp);
+    http_email_events(q, json_pack("[o]", ev), json_object(), as);
+}
+
+void http_track_open(http_req *q)
+{
+    track(q, LINK_OPEN);
+}
+
+void http_track_click(http_req *q)
+{
+    track(q, LINK_CLICK);
 }

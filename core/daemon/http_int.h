@@ -52,8 +52,9 @@ struct http_req {
     const char *ctype;
     char retry_after[24];
     char allow[64];
-    char location[64];
-    int fd; /* a static file to send, or -1 */
+    char location[4096];         /* a Location header: up to a click redirect's URL */
+    const char *extra_header[2]; /* one more header (name, value: static) or NULL */
+    int fd;                      /* a static file to send, or -1 */
     uint64_t fd_size;
     /* asynchronous answers */
     pthread_mutex_t amu;
@@ -114,11 +115,17 @@ void http_metrics(http_req *q);
 void http_unsubscribe_get(http_req *q);
 void http_unsubscribe_post(http_req *q);
 /* Enter the events of the array evs (taken over) into journeys; answer
- * ans (taken over) once they are committed, as a page when html. Its
+ * ans (taken over) once they are committed: as JSON, a page, the open
+ * pixel or a redirect to q->location (HTTP_AS_*). Its
  * "event" is set to the outcome of the one event, or, when ans has an
  * "events" member, that becomes {accepted, duplicate, dead_lettered,
  * rejected}. */
-void http_email_events(http_req *q, json_t *evs, json_t *ans, int html);
+enum { HTTP_AS_JSON = 0, HTTP_AS_PAGE = 1, HTTP_AS_PIXEL, HTTP_AS_REDIRECT };
+void http_email_events(http_req *q, json_t *evs, json_t *ans, int as);
+/* engagement: GET /t/o/TOKEN (the open pixel), GET /t/c/TOKEN (a click's
+ * redirect) */
+void http_track_open(http_req *q);
+void http_track_click(http_req *q);
 void http_feedback_post(http_req *q);
 /* the web console's (http_console.c) */
 void http_session_get(http_req *q);
@@ -145,6 +152,7 @@ int http_name_ok(const char *s);
 typedef struct http_counters {
     atomic_ullong requests[6]; /* by status class: 1xx..5xx, [0] other */
     atomic_ullong events_accepted, events_duplicate, events_dead;
+    atomic_ullong opens, clicks, links_refused; /* tracking hits; signed links refused */
 } http_counters;
 extern http_counters http_stats;
 

@@ -345,4 +345,32 @@ typedef struct dispatch_feedback {
 int dispatch_feedback_record(store *s, const dispatch_feedback *f, int64_t now,
                              dispatch_log_row *row, char *err, size_t errlen);
 
+/* --- Engagement: opens and clicks ---------------------------------------
+ * Hits of a message's open pixel and click redirects (delivery/tracking),
+ * one row each in the table `engagement` of the state store. */
+
+typedef struct dispatch_engagement {
+    const char *kind; /* "open" or "click" */
+    const char *key;  /* the delivery's idempotency key; "" or NULL: a proof's */
+    const char *channel, *profile_id, *origin, *name, *node;
+    const char *link; /* a click's target */
+} dispatch_engagement;
+
+/* Record e, committed on return. 1 when recorded (*first: the first hit
+ * of its kind, and for a click of its link, on that delivery), 0 when
+ * the key names no delivery (nothing recorded), -1 with err. */
+int dispatch_engagement_record(store *s, const dispatch_engagement *e, int64_t now, int *first,
+                               char *err, size_t errlen);
+
+typedef struct dispatch_engagement_count {
+    uint64_t opens, opened;   /* hits of the pixel; deliveries opened */
+    uint64_t clicks, clicked; /* hits of redirects; deliveries clicked */
+} dispatch_engagement_count;
+
+/* The hits of origin ("campaign", "journey") name's messages, of node
+ * (NULL: all) and of keys starting with key_prefix (NULL: all; a
+ * campaign run's "NAME/RUN/"). 0 (zeros when the store holds none), or -1. */
+int dispatch_engagement_counts(store *s, const char *origin, const char *name, const char *node,
+                               const char *key_prefix, dispatch_engagement_count *out);
+
 #endif

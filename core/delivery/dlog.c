@@ -118,9 +118,18 @@ static const char *const ddl_suppress =
     "CREATE INDEX IF NOT EXISTS deliveries_provider ON deliveries(provider_id)"
     " WHERE provider_id IS NOT NULL";
 
+/* hits of the open pixel and click redirects (dispatch_engagement_record) */
+static const char *const ddl_engagement =
+    "CREATE TABLE IF NOT EXISTS engagement (id INTEGER PRIMARY KEY, at INTEGER NOT NULL,"
+    " kind TEXT NOT NULL, key TEXT NOT NULL, channel TEXT NOT NULL, profile_id TEXT,"
+    " origin TEXT, name TEXT, node TEXT, link TEXT);"
+    "CREATE INDEX IF NOT EXISTS engagement_key ON engagement(key, kind);"
+    "CREATE INDEX IF NOT EXISTS engagement_origin ON engagement(origin, name, node)";
+
 int dispatch_log_init(store *s, char *err, size_t errlen)
 {
     return store_migrate(s, "dispatch", 2, ddl, err, errlen) ||
+           store_migrate(s, "engagement", 1, ddl_engagement, err, errlen) ||
            store_migrate(s, "suppressions", 2, ddl_suppress, err, errlen) ||
            store_migrate(s, "dispatch_sending", 1, ddl_sending, err, errlen) ||
            store_migrate(s, "dispatch_owned", 1, ddl_owned, err, errlen) ||
@@ -976,4 +985,103 @@ int dispatch_feedback_record(store *s, const dispatch_feedback *f, int64_t now,
     if (out)
         *out = row;
     return rowid ? 1 : 0;
+}
+
+int dispatch_engagement_record(store *s, const dispatch_engagement *e, int64_t now, int *first,
+                               char *err, size_t errlen)
+{
+    *first = 0;
+    if (!e->key || !*e->key) /* a proof's or a preview's link */
+        return 0;
+    if (dispatch_log_init(s, err, errlen) != 0)
+        return -1;
+    store_lock(s);
+    sqlite3_stmt *st = NULL;
+    int found = 0, rc = -1;
+    /* a link of a message the log does not hold (another state store, a
+     * row since purged) is not counted */
+    if (sqlite3_prepare_v2(s->db, "SELECT 1 FROM deliveries WHERE key = ?1", -1, &st, NULL) ==
+        SQLITE_OK) {
+        sqlite3_bind_text(st, 1, e->key, -1, SQLITE_STATIC);
+        int step = sqlite3_step(st);
+        found = step == SQLITE_ROW;
+        rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -1;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == 0 && found &&
+        sqlite3_prepare_v2(s->db,
+                           "SELECT count(*) FROM engagement WHERE key = ?1 AND kind = ?2"
+                           " AND (?3 IS NULL OR link = ?3)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, e->key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, e->kind, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, e->link && *e->link ? e->link : NULL, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            *first = sqlite3_column_int64(st, 0) == 0;
+        else
+            rc = -1;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (rc == 0 && found) {
+        rc =
+            sqlite3_prepare_v2(s->db,
+                               "INSERT INTO engagement (at, kind, key, channel, profile_id, origin,"
+                               " name, node, link) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                               -1, &st, NULL) == SQLITE_OK
+                ? 0
+                : -1;
+        if (rc == 0) {
+            sqlite3_bind_int64(st, 1, now);
+            sqlite3_bind_text(st, 2, e->kind, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, e->key, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 4, e->channel ? e->channel : "", -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 5, e->profile_id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 6, e->origin, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 7, e->name, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 8, e->node, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 9, e->link && *e->link ? e->link : NULL, -1, SQLITE_STATIC);
+            rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+        }
+        sqlite3_finalize(st);
+    }
+    if (rc != 0)
+        snprintf(err, errlen, "engagement: %s", sqlite3_errmsg(s->db));
+    store_unlock(s);
+    return rc != 0 ? -1 : found;
+}
+
+int dispatch_engagement_counts(store *s, const char *origin, const char *name, const char *node,
+                               const char *key_prefix, dispatch_engagement_count *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = NULL;
+    /* read-only: a store with no such table has no hits */
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT count(CASE WHEN kind = 'open' THEN 1 END),"
+                           " count(DISTINCT CASE WHEN kind = 'open' THEN key END),"
+                           " count(CASE WHEN kind = 'click' THEN 1 END),"
+                           " count(DISTINCT CASE WHEN kind = 'click' THEN key END)"
+                           " FROM engagement WHERE origin = ?1 AND name = ?2"
+                           " AND (?3 IS NULL OR node = ?3)"
+                           " AND (?4 IS NULL OR substr(key, 1, length(?4)) = ?4)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return 0;
+    }
+    sqlite3_bind_text(st, 1, origin, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, node, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, key_prefix && *key_prefix ? key_prefix : NULL, -1, SQLITE_STATIC);
+    int rc = -1;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        out->opens = (uint64_t)sqlite3_column_int64(st, 0);
+        out->opened = (uint64_t)sqlite3_column_int64(st, 1);
+        out->clicks = (uint64_t)sqlite3_column_int64(st, 2);
+        out->clicked = (uint64_t)sqlite3_column_int64(st, 3);
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    return rc;
 }

@@ -6,6 +6,7 @@
 
 #include "base/mem.h"
 #include "delivery/linktoken.h"
+#include "delivery/tracking.h"
 #include "plugin/plugin_host.h"
 
 /* The channel takes a list_unsubscribe part (channel_email does). */
@@ -40,6 +41,30 @@ static int unsub_link(const send_req *r, buf *out)
     return 0;
 }
 
+/* With the channel's tracking on and links set up, the html part (in
+ * *html) rewritten into out; 0, or -1 when nothing is to be done. A
+ * proof's links carry no delivery key: its hits are not recorded. */
+static int track_html(const send_req *r, const char *html, buf *out)
+{
+    const conf *c = r->d ? dispatch_conf(r->d) : NULL;
+    const channel_settings *cs = &r->channel->host.channel;
+    if (!c || !c->http.public_url || !c->http.link_secret || !r->profile_id || !*r->profile_id ||
+        (!cs->track_opens && !cs->track_clicks) || !*html)
+        return -1;
+    tracking_opts o = {.public_url = c->http.public_url,
+                       .secret = c->http.link_secret,
+                       .opens = cs->track_opens,
+                       .clicks = cs->track_clicks,
+                       .who = {.profile = r->profile_id,
+                               .channel = dispatch_channel(r->d),
+                               .origin = r->origin,
+                               .name = r->origin_name,
+                               .node = r->node,
+                               .key = r->nproofs ? NULL : r->key}};
+    tracking_rewrite_html(html, &o, out);
+    return 0;
+}
+
 send_outcome delivery_send(const send_req *r, char *err, size_t errlen)
 {
     char addr[512];
@@ -57,17 +82,22 @@ send_outcome delivery_send(const send_req *r, char *err, size_t errlen)
     const char **values = xcalloc(r->nparts + 2, sizeof *values);
     const char **names = xcalloc(r->nparts + 2, sizeof *names);
     size_t nparts = r->nparts;
+    buf tracked; /* the html part with its tracking */
+    buf_init(&tracked);
     int has_unsub = 0;
     size_t unsub_at = r->nparts; /* an empty list_unsubscribe part is filled in */
     for (size_t i = 0; i < r->nparts; i++) {
         buf_reset(&r->scratch[i]);
         if (r->render(r->render_ud, i, &r->scratch[i], err, errlen) != 0) {
+            buf_free(&tracked);
             free(values);
             free(names);
             return SEND_INVALID;
         }
         values[i] = r->scratch[i].data ? r->scratch[i].data : "";
         names[i] = r->part_names[i];
+        if (!strcmp(names[i], "html") && !tracked.data && track_html(r, values[i], &tracked) == 0)
+            values[i] = tracked.data ? tracked.data : "";
         if (!strcmp(names[i], "list_unsubscribe")) {
             has_unsub |= *values[i] != 0;
             unsub_at = i;
@@ -106,6 +136,7 @@ send_outcome delivery_send(const send_req *r, char *err, size_t errlen)
             dispatch_submit(r->d, &m, r->wait_ms, err, errlen);
         }
         buf_free(&k);
+        buf_free(&tracked);
         buf_free(&unsub);
         free(values);
         free(names);
@@ -120,6 +151,7 @@ send_outcome delivery_send(const send_req *r, char *err, size_t errlen)
     case DISPATCH_CLOSED: out = SEND_CLOSED; break;
     case DISPATCH_INVALID: out = SEND_INVALID; break;
     }
+    buf_free(&tracked);
     buf_free(&unsub);
     free(values);
     free(names);

@@ -1,5 +1,6 @@
 #include "journey/report.h"
 
+#include "delivery/dispatch.h"
 #include "delivery/report.h"
 #include "journey/engine.h"
 #include "journey/inbox.h"
@@ -140,6 +141,22 @@ static void node_outcomes(store *st, const journey *j, json_t *nodes)
     sqlite3_finalize(q);
 }
 
+/* Each send node's deliveries opened and clicked (a channel's tracking:
+ * the open pixel and click redirects, delivery/tracking.h). */
+static void node_engagement(store *st, const journey *j, json_t *nodes)
+{
+    for (size_t i = 0; i < j->nnodes; i++) {
+        if (j->nodes[i].type != JN_SEND)
+            continue;
+        dispatch_engagement_count c;
+        if (dispatch_engagement_counts(st, "journey", j->name, j->nodes[i].id, NULL, &c) != 0)
+            continue;
+        json_t *n = json_object_get(nodes, j->nodes[i].id);
+        json_object_set_new(n, "opened", json_integer((json_int_t)c.opened));
+        json_object_set_new(n, "clicked", json_integer((json_int_t)c.clicked));
+    }
+}
+
 json_t *jreport_status(store *st, const journey *j)
 {
     json_t *nodes = json_object();
@@ -219,6 +236,7 @@ json_t *jreport_status(store *st, const journey *j)
         free(last_profile);
         sqlite3_finalize(q);
         node_outcomes(st, j, nodes);
+        node_engagement(st, j, nodes);
     }
     /* instances by the version they entered (a changed file is a new
      * version; instances finish on theirs) */

@@ -93,6 +93,13 @@ int app_open(app *a, const char *config_path, unsigned flags, diag *d)
             continue;
         }
         instance *inst = instance_create(p, u, a->conf.dir, d);
+        if (inst && inst->kind == BATON_KIND_CHANNEL &&
+            (inst->host.channel.track_opens || inst->host.channel.track_clicks) &&
+            !a->conf.http.public_url)
+            diag_error(d, u->file, u->line,
+                       "%s.tracking needs http.public_url (and http.link_secret): the pixel "
+                       "and the redirects are links to baton serve",
+                       u->where);
         if (inst) {
             inst->schema = a->schema;
             a->inst[a->ninst++] = inst;

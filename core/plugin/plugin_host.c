@@ -690,6 +690,43 @@ static void bind_host_keys(instance *inst)
 /* Instances and their lifecycle                                       */
 /* ------------------------------------------------------------------ */
 
+static const baton_config_key tracking_keys[] = {
+    {.name = "opens",
+     .type = BATON_CFG_BOOL,
+     .default_value = "false",
+     .help = "an open pixel at the end of the html part"},
+    {.name = "clicks",
+     .type = BATON_CFG_BOOL,
+     .default_value = "false",
+     .help = "the html part's http(s) links go through signed redirects"},
+    {0}};
+
+/* A channel's `tracking = { opens = true; clicks = true; }` (a group,
+ * which the key maps do not take). 0, or -1 with errors in d. */
+static int read_tracking(instance *inst, const conf_use *use, const char *dir, diag *d)
+{
+    const config_setting_t *g =
+        use->group ? config_setting_get_member(use->group, "tracking") : NULL;
+    if (!g)
+        return 0;
+    char where[256];
+    snprintf(where, sizeof where, "%s.tracking", use->where);
+    if (!config_setting_is_group(g)) {
+        diag_error(d, config_setting_source_file(g), (int)config_setting_source_line(g),
+                   "%s must be a group: tracking = { opens = true; clicks = true; }", where);
+        return -1;
+    }
+    const baton_config_key *maps[] = {tracking_keys};
+    keymap_values vals = {0};
+    size_t errs = keymap_validate(g, where, maps, 1, NULL, dir, &vals, d);
+    if (!errs) {
+        inst->host.channel.track_opens = (int)keymap_get(&vals, "opens")->i;
+        inst->host.channel.track_clicks = (int)keymap_get(&vals, "clicks")->i;
+    }
+    keymap_values_free(&vals);
+    return errs ? -1 : 0;
+}
+
 instance *instance_create(plugin *p, const conf_use *use, const char *dir, diag *d)
 {
     if (p->desc.kind != use->kind) {
@@ -710,11 +747,13 @@ instance *instance_create(plugin *p, const conf_use *use, const char *dir, diag 
     pthread_mutex_init(&inst->counters_lock, NULL);
     inst->line = use->line;
     const baton_config_key *maps[] = {plugin_host_keys(use->kind), p->desc.config};
-    /* `enabled` was read (and its type checked) with the configuration */
-    static const char *const read_already[] = {"enabled", NULL};
+    /* `enabled` was read (and its type checked) with the configuration;
+     * `tracking` is a group, read below */
+    static const char *const read_already[] = {"enabled", "tracking", NULL};
     if (keymap_validate(use->group, use->where, maps, 2,
                         use->kind == BATON_KIND_CHANNEL ? read_already : NULL, dir, &inst->values,
-                        d)) {
+                        d) ||
+        (use->kind == BATON_KIND_CHANNEL && read_tracking(inst, use, dir, d) != 0)) {
         instance_destroy(inst);
         return NULL;
     }

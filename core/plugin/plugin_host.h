@@ -63,6 +63,9 @@ typedef struct channel_settings {
     int connections, batch, retries, queue, resend_uncertain;
     int64_t retry_backoff_ms;
     const char *address, *consent; /* profiles fields */
+    /* tracking = { opens; clicks; }: an open pixel in html parts, their
+     * links through signed redirects (delivery_send) */
+    int track_opens, track_clicks;
 } channel_settings;
 typedef struct action_settings {
     int64_t timeout_ms;
