@@ -66,6 +66,7 @@ static const http_route routes[] = {
     {"POST", "/v1/events", HTTP_SCOPE_EVENTS, http_events_post, 1},
     {"GET", "/v1/journeys", HTTP_SCOPE_READ, http_journeys_list, 0},
     {"GET", "/v1/journeys/*", HTTP_SCOPE_READ, http_journey_get, 0},
+    {"GET", "/v1/journeys/*/dead_letters", HTTP_SCOPE_READ, http_journey_dead_letters, 0},
     /* operating what runs, as starting a campaign run is */
     {"POST", "/v1/journeys/*/pause", HTTP_SCOPE_CAMPAIGNS, http_journey_control, 0},
     {"POST", "/v1/journeys/*/resume", HTTP_SCOPE_CAMPAIGNS, http_journey_control, 0},

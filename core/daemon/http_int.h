@@ -96,6 +96,7 @@ void http_env_release(http_server *s);
 void http_journeys_list(http_req *q);
 void http_journey_get(http_req *q);
 void http_journey_control(http_req *q);
+void http_journey_dead_letters(http_req *q);
 void http_campaigns_list(http_req *q);
 void http_campaign_get(http_req *q);
 void http_campaign_plan(http_req *q);

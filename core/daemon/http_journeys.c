@@ -1,6 +1,9 @@
 /* daemon/http_journeys — GET /v1/journeys[/NAME] (`journey status
- * --json`), POST /v1/journeys/NAME/pause|resume|close (`baton journey
- * pause NAME`...) and GET /v1/profiles/ID (`baton profile ID --json`). */
+ * --json`), GET /v1/journeys/NAME/dead_letters[?node=ID] (the profiles
+ * that failed at its nodes), POST /v1/journeys/NAME/pause|resume|close
+ * (`baton journey pause NAME`...) and GET /v1/profiles/ID (`baton profile
+ * ID --json`). */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -49,6 +52,44 @@ void http_journey_get(http_req *q)
     if (http_open_store(q, &st) != 0)
         return;
     json_t *o = one(q, &st, j);
+    store_close(&st);
+    http_json(q, 200, o);
+}
+
+void http_journey_dead_letters(http_req *q)
+{
+    const journey *j = named(q);
+    if (!j)
+        return;
+    const char *node = http_arg(q, "node"), *limit = http_arg(q, "limit");
+    long n = 20;
+    if (limit) {
+        char *end;
+        n = strtol(limit, &end, 10);
+        if (!*limit || *end || n < 1 || n > 1000) {
+            http_error(q, 400, "bad_request", json_pack("{s:s}", "field", "limit"),
+                       "limit: expected 1 to 1000, got '%s'", limit);
+            return;
+        }
+    }
+    if (node) {
+        size_t i = 0;
+        while (i < j->nnodes && strcmp(j->nodes[i].id, node))
+            i++;
+        if (i == j->nnodes) {
+            json_t *ids = json_array();
+            for (i = 0; i < j->nnodes; i++)
+                json_array_append_new(ids, json_string(j->nodes[i].id));
+            http_error(q, 404, "not_found",
+                       json_pack("{s:s, s:s, s:o}", "journey", j->name, "node", node, "nodes", ids),
+                       "journey '%s' has no node '%s'", j->name, node);
+            return;
+        }
+    }
+    store st;
+    if (http_open_store(q, &st) != 0)
+        return;
+    json_t *o = jreport_dead_letters(&st, j, node, (size_t)n);
     store_close(&st);
     http_json(q, 200, o);
 }

@@ -161,8 +161,8 @@ json_t *jreport_status(store *st, const journey *j)
 {
     json_t *nodes = json_object();
     for (size_t i = 0; i < j->nnodes; i++) {
-        json_t *n = json_pack("{s:s, s:i, s:i}", "type", jnode_type_name(j->nodes[i].type), "at", 0,
-                              "through", 0);
+        json_t *n = json_pack("{s:s, s:i, s:i, s:i}", "type", jnode_type_name(j->nodes[i].type),
+                              "at", 0, "through", 0, "dead_letters", 0);
         static const char *const sends[] = {"sent", "failed", "skipped", NULL};
         static const char *const waits[] = {"reacted", "timed_out", NULL};
         const char *const *zero = NULL;
@@ -205,6 +205,11 @@ json_t *jreport_status(store *st, const journey *j)
                 if (n)
                     json_object_set_new(
                         n, "at", json_integer(json_integer_value(json_object_get(n, "at")) + 1));
+            } else if (!strcmp(state, "failed")) {
+                /* the node's dead letters: profiles it could not carry on */
+                json_t *n = json_object_get(nodes, col(q, 2));
+                if (n)
+                    bump(n, "dead_letters");
             }
             const char *p = col(q, 3);
             int prev = -1;
@@ -336,6 +341,37 @@ json_t *jreport_profile(store *st, const char *profile)
      * sends as well as journey ones */
     return json_pack("{s:s, s:o, s:o, s:o}", "profile", profile, "journeys", js, "sent", sent,
                      "deliveries", delivery_profile_json(st, profile));
+}
+
+json_t *jreport_dead_letters(store *st, const journey *j, const char *node, size_t limit)
+{
+    json_t *latest = json_array();
+    json_int_t count = 0;
+    sqlite3_stmt *q;
+    /* one statement: the count over every row, the rows up to limit */
+    if (table_ready(st) &&
+        sqlite3_prepare_v2(st->db,
+                           "SELECT updated, profile, node, reason, event, count(*) OVER ()"
+                           " FROM journey_instances WHERE journey = ?1 AND state = 'failed'"
+                           " AND (?2 IS NULL OR node = ?2) ORDER BY updated DESC, id DESC",
+                           -1, &q, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(q, 1, j->name, -1, SQLITE_TRANSIENT);
+        if (node)
+            sqlite3_bind_text(q, 2, node, -1, SQLITE_TRANSIENT);
+        for (size_t k = 0; sqlite3_step(q) == SQLITE_ROW && k < limit; k++) {
+            count = sqlite3_column_int64(q, 5);
+            /* the event that brought the profile in, as stored (JSON) */
+            json_t *ev = json_loads(col(q, 4), 0, NULL);
+            json_array_append_new(latest,
+                                  json_pack("{s:o, s:s, s:s, s:s, s:o}", "at",
+                                            ts_json(sqlite3_column_int64(q, 0)), "profile",
+                                            col(q, 1), "node", col(q, 2), "reason", col(q, 3),
+                                            "event", ev ? ev : json_string(col(q, 4))));
+        }
+        sqlite3_finalize(q);
+    }
+    return json_pack("{s:s, s:s?, s:I, s:o}", "journey", j->name, "node", node, "count", count,
+                     "latest", latest);
 }
 
 json_t *jreport_journey(store *st, const journey *j, const char *data_dir, int *dead_err, char *err,

@@ -22,6 +22,13 @@ json_t *jreport_status(store *st, const journey *j);
  * count is null and *dead_err (may be NULL) is set to 1 with err. */
 json_t *jreport_journey(store *st, const journey *j, const char *data_dir, int *dead_err, char *err,
                         size_t errlen);
+/* A journey's own dead letters: the profiles that failed at a node (state
+ * failed: an `until` or a condition that could not be evaluated, an action
+ * or update_profile that failed with no on_error...), at node (NULL: at
+ * any), newest first, at most limit: {"journey", "node", "count",
+ * "latest": [{"at", "profile", "node", "reason", "event"}]}; "event" is
+ * the event that brought the profile in. */
+json_t *jreport_dead_letters(store *st, const journey *j, const char *node, size_t limit);
 /* {"profile", "journeys": [{"journey", "state", "node", "entered",
  * "updated", "path", "reason"}], "sent": [{"journey", "node", "kind",
  * "channel"|"action", "status", "at"}], "deliveries": [every row of the

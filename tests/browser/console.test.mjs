@@ -306,6 +306,62 @@ test('journey: paused and resumed from its page, each asked first; the state and
   await page.waitForSelector('#held[hidden]', { state: 'attached', timeout: 10000 });
 });
 
+test('journey: dead letters per node, counted on the canvas and listed per node (GET .../dead_letters?node=)', async () => {
+  const jname = 'reminder', now = new Date().toISOString(), past = '2020-01-01T00:00:00Z';
+  const evs = [
+    { id: 'rm-1', type: 'appointment_booked', profile: 'p21', time: now, data: {} }, // no first_at: fails at first
+    { id: 'rm-2', type: 'appointment_booked', profile: 'p22', time: now, data: {} },
+    { id: 'rm-3', type: 'appointment_booked', profile: 'p23', time: now, data: { first_at: past } }, // fails at second
+    { id: 'rm-4', type: 'appointment_booked', profile: 'p24', time: now, data: { first_at: past, second_at: '2099-01-01T00:00:00Z' } }, // waits at second
+  ];
+  const r = await srv.api('POST', '/v1/events', evs, TOKENS.ingest);
+  assert.equal(r.status, 202, r.text);
+  const st = await until(async () => {
+    const s = (await srv.api('GET', `/v1/journeys/${jname}`)).json;
+    return s.states.failed === 3 && s.nodes.second.at === 1 ? s : null;
+  }, 10000, 'three failed and one waiting');
+  assert.deepEqual(Object.fromEntries(Object.entries(st.nodes).map(([k, v]) => [k, v.dead_letters])), { first: 2, second: 1, done: 0 });
+  // the list: per node, filtered, bounded; the reason and the event that brought the profile in
+  const first = (await srv.api('GET', `/v1/journeys/${jname}/dead_letters?node=first`)).json;
+  assert.equal(first.count, 2);
+  assert.deepEqual(first.latest.map((d) => d.profile).sort(), ['p21', 'p22']);
+  for (const d of first.latest) {
+    assert.equal(d.node, 'first');
+    assert.match(d.reason, /event\.first_at.*not a timestamp/);
+    assert.equal(d.event.type, 'appointment_booked');
+  }
+  assert.equal((await srv.api('GET', `/v1/journeys/${jname}/dead_letters`)).json.count, 3);
+  const one = (await srv.api('GET', `/v1/journeys/${jname}/dead_letters?node=first&limit=1`)).json;
+  assert.equal(one.count, 2);
+  assert.equal(one.latest.length, 1);
+  const nope = await srv.api('GET', `/v1/journeys/${jname}/dead_letters?node=nope`);
+  assert.equal(nope.status, 404);
+  assert.deepEqual(nope.json.error.details.nodes, ['first', 'second', 'done']);
+  assert.equal((await srv.api('GET', `/v1/journeys/${jname}/dead_letters?limit=0`)).status, 400);
+  // the canvas: a count on each node that has dead letters, none elsewhere
+  await open(`#/journeys/${jname}`);
+  await page.waitForSelector('[data-badge="first"]');
+  assert.equal(await page.textContent('[data-badge="first"]'), '⚠ 2');
+  assert.equal(await page.textContent('[data-badge="second"]'), '⚠ 1');
+  assert.equal(await page.$('[data-badge="done"]'), null);
+  assert.match(await page.getAttribute('[data-node="first"]', 'aria-label'), /2 dead letter/);
+  assert.equal(await page.textContent('[data-node-count="first.dead_letters"]'), '2');
+  assert.equal(await page.textContent('#dead-total'), 'dead letters 3');
+  // a node's list, by keyboard
+  await page.focus('[data-node="second"]');
+  await page.keyboard.press('Enter');
+  await page.waitForSelector('#node-dead li');
+  assert.deepEqual(await page.$$eval('#node-dead li', (l) => l.map((x) => x.dataset.deadProfile)), ['p23']);
+  assert.match(await page.textContent('#node-dead'), /event\.second_at/);
+  await page.click('[data-node="first"]');
+  await page.waitForFunction(() => document.querySelectorAll('#node-dead li').length === 2);
+  assert.deepEqual((await page.$$eval('#node-dead li', (l) => l.map((x) => x.dataset.deadProfile))).sort(), ['p21', 'p22']);
+  await shot('journey-dead-letters');
+  await page.click('[data-node="done"]');
+  await page.waitForSelector('#node-title, #node-panel h2:text("done")');
+  assert.equal(await page.$('#node-dead li'), null);
+});
+
 test('channels: switched off in the console, written to baton.cfg, and a journey node records skipped', async () => {
   const before = fs.readFileSync(srv.cfgPath, 'utf8');
   await open(`#/channels`);

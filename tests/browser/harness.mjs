@@ -49,6 +49,20 @@ export function bigCampaign(n = 100) {
   return `campaign: {\n  name = "big";\n  activities = (\n${acts.join(',\n')}\n  );\n};\n`;
 }
 
+// A journey whose waits read a time from the event: an event without it
+// fails the profile at that node (one of the node's dead letters).
+export const REMINDER = `journey: {
+  name = "reminder";
+  entry = { event = "appointment_booked"; };
+  start = "first";
+  nodes = (
+    { id = "first"; type = "wait"; until = "event.first_at"; next = "second"; },
+    { id = "second"; type = "wait"; until = "event.second_at"; next = "done"; },
+    { id = "done"; type = "end"; }
+  );
+};
+`;
+
 export async function startServe() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-console-'));
   fs.cpSync(path.join(SRC, 'conf'), path.join(dir, 'conf'), { recursive: true, filter: (p) => !p.includes(`${path.sep}var`) });
@@ -69,6 +83,7 @@ http = {
 `;
   fs.writeFileSync(cfgPath, cfg);
   fs.writeFileSync(path.join(dir, 'conf/campaigns/big.cfg'), bigCampaign(100));
+  fs.writeFileSync(path.join(dir, 'conf/journeys/reminder.cfg'), REMINDER);
   baton(dir, 'sample-data', '--profiles', '300', '--seed', '7');
   const log = fs.openSync(path.join(dir, 'serve.log'), 'w');
   const proc = spawn(BATON, ['-c', cfgPath, 'serve'], { stdio: ['ignore', log, log] });

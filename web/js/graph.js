@@ -7,7 +7,7 @@
 const SVG = 'http://www.w3.org/2000/svg';
 export const NODE_W = 176, NODE_H = 56, GAP_X = 28, GAP_Y = 62, DUMMY_W = 16; // layers go down the page
 
-// nodes: [{id, label, sub, sub2, cls, title}], edges: [{from, to, label, cls, id}]
+// nodes: [{id, label, sub, badge, cls, title}], edges: [{from, to, label, cls, id}]
 export function layout(nodes, edges) {
   const idx = new Map(nodes.map((n, i) => [n.id, i]));
   const out = nodes.map(() => []), inc = nodes.map(() => []);
@@ -180,7 +180,9 @@ export function draw(container, title, nodes, edges, onSelect) {
     const g = el('g', { class: `node ${n.cls || ''}`, tabindex: 0, role: 'button', 'data-node': n.id,
       transform: `translate(${p.x},${p.y})`, 'aria-label': n.title || `${n.id}: ${n.label || ''}` }, gNodes);
     el('rect', { width: NODE_W, height: NODE_H }, g);
-    const t1 = el('text', { x: 10, y: 18, class: 'nid' }, g); t1.textContent = fit(n.id, 22);
+    const t1 = el('text', { x: 10, y: 18, class: 'nid' }, g); t1.textContent = fit(n.id, n.badge ? 16 : 22);
+    // a count that needs looking at (a journey node's dead letters), top right
+    if (n.badge) { const b = el('text', { x: NODE_W - 8, y: 18, 'text-anchor': 'end', class: 'nbadge', 'data-badge': n.id }, g); b.textContent = n.badge; }
     const t2 = el('text', { x: 10, y: 34, class: 'ntype' }, g); t2.textContent = fit(n.label, 26);
     if (n.sub) { const t3 = el('text', { x: 10, y: 50, class: 'nsub' }, g); t3.textContent = fit(n.sub, 27); }
     const tt = el('title', {}, g); tt.textContent = n.title || n.id;

@@ -147,12 +147,14 @@ export function journeyGraph(doc, status) {
     const parts = [];
     if (st) {
       parts.push(`at ${st.at ?? 0} · thru ${st.through ?? 0}`);
-      for (const [k, v] of Object.entries(st)) if (typeof v === 'number' && v && k !== 'at' && k !== 'through') parts.push(`${k.replace(/_/g, ' ')} ${v}`);
+      for (const [k, v] of Object.entries(st)) if (typeof v === 'number' && v && !['at', 'through', 'dead_letters'].includes(k)) parts.push(`${k.replace(/_/g, ' ')} ${v}`);
     }
     const sub = parts.join(' · ');
+    // the node's dead letters (profiles that failed at it), apart: they need looking at
+    const dead = st && st.dead_letters ? st.dead_letters : 0;
     return { id: nd.id, label: nd.type + (nd.channel ? ` · ${nd.channel}` : nd.action ? ` · ${nd.action}` : ''),
-      sub, cls: `t-${{ send: 'send', action: 'send', condition: 'split', split: 'split', wait: 'flow', wait_event: 'combine', end: 'flow' }[nd.type] || 'other'}`,
-      title: `${nd.id}, ${nd.type}. ${explainNode(nd)}${sub ? ` ${sub}.` : ''}` };
+      sub, badge: dead ? `⚠ ${dead}` : '', cls: `t-${{ send: 'send', action: 'send', condition: 'split', split: 'split', wait: 'flow', wait_event: 'combine', end: 'flow' }[nd.type] || 'other'}${dead ? ' dead' : ''}`,
+      title: `${nd.id}, ${nd.type}. ${explainNode(nd)}${sub ? ` ${sub}.` : ''}${dead ? ` ${dead} dead letter(s).` : ''}` };
   });
   const ids = new Set(nodes.map((n) => n.id));
   const edges = [];

@@ -10,6 +10,11 @@ import { journeyGraph, explainNode } from '../model.js';
 import { draw } from '../graph.js';
 import { can, onLeave } from '../app.js';
 
+// A journey's dead letters: the profiles that failed at one of its nodes
+// (the status's nodes[].dead_letters); the status's own dead_letters are
+// the inbox's, every journey's (events refused, profiles not found).
+const nodeDead = (st) => Object.values(st.nodes || {}).reduce((a, n) => a + (n.dead_letters || 0), 0);
+
 export async function list() {
   const data = await api.get('/v1/journeys');
   const rows = data.journeys;
@@ -20,7 +25,8 @@ export async function list() {
       { label: 'Profiles', num: true, get: (j) => fmtNum(j.profiles) },
       { label: 'Active', num: true, get: (j) => fmtNum(j.states.active) },
       { label: 'Completed', num: true, get: (j) => fmtNum(j.states.completed) },
-      { label: 'Dead letters', num: true, get: (j) => fmtNum(j.dead_letters) },
+      { label: 'Dead letters', num: true, get: (j) => fmtNum(nodeDead(j)) },
+      { label: 'Inbox dead letters (every journey)', num: true, get: (j) => fmtNum(j.dead_letters) },
     ], rows, 'Journeys') : h('p', null, 'No journey is configured.'));
 }
 
@@ -67,6 +73,23 @@ function controls(name, st) {
   return { box: h('span', { class: 'group', role: 'group', 'aria-label': 'Pause, resume or close the journey' }, badge, held, Object.values(buttons)), render };
 }
 
+// A node's dead letters (GET /v1/journeys/NAME/dead_letters?node=ID):
+// the profiles that failed at it, newest first, with the reason and the
+// event that brought them in.
+async function deadLetters(name, id, box) {
+  clear(box, h('p', { class: 'help' }, 'Loading the dead letters…'));
+  let r;
+  try { r = await api.get(`/v1/journeys/${api.enc(name)}/dead_letters?node=${api.enc(id)}&limit=20`); } catch (e) {
+    if (e.status === 401) throw e;
+    clear(box, errorBox(e)); return;
+  }
+  clear(box, h('h3', { id: 'node-dead-title' }, `Dead letters: ${fmtNum(r.count)}`),
+    h('p', { class: 'help' }, `Profiles that failed at ${id}${r.count > r.latest.length ? ` (the latest ${r.latest.length})` : ''}.`),
+    h('ul', { class: 'dead-list', 'aria-labelledby': 'node-dead-title' }, r.latest.map((d) => h('li', { 'data-dead-profile': d.profile },
+      h('a', { href: `#/profiles/${api.enc(d.profile)}` }, d.profile), ' ', h('time', null, d.at),
+      h('div', { class: 'error' }, d.reason), h('code', null, JSON.stringify(d.event))))));
+}
+
 export async function show(name) {
   const main = document.getElementById('main');
   const [file, st] = await Promise.all([api.get(`/v1/journeys/${api.enc(name)}/file`), api.get(`/v1/journeys/${api.enc(name)}`)]);
@@ -88,9 +111,11 @@ export async function show(name) {
     const s = st.nodes && st.nodes[id];
     const settings = {};
     for (const [k, v] of Object.entries(nd || {})) if (k !== 'id' && k !== 'type') settings[k] = v;
+    const dead = h('div', { id: 'node-dead', 'aria-live': 'polite' });
     clear(side, h('h2', null, `${id} `, h('span', { class: 'badge' }, nd ? nd.type : '')), h('p', null, nd ? explainNode(nd) : ''),
       s ? h('div', null, h('h3', null, 'Counts'), kv(Object.fromEntries(Object.entries(s).filter(([k]) => k !== 'type').map(([k, v]) => [k.replace(/_/g, ' '), typeof v === 'number' ? fmtNum(v) : v])))) : null,
-      h('h3', null, 'Settings'), kv(settings));
+      dead, h('h3', null, 'Settings'), kv(settings));
+    if (s && s.dead_letters) deadLetters(name, id, dead);
   };
   const redraw = () => { view = draw(canvas, `Journey ${name}`, g.nodes, g.edges, pick); };
   const dl = st.latest_dead_letters;
@@ -99,7 +124,8 @@ export async function show(name) {
     h('h1', null, `Journey ${name}`),
     h('div', { class: 'toolbar' }, h('code', null, file.file),
       h('span', null, `profiles ${fmtNum(st.profiles)}`), control.box, ...Object.entries(st.states).map(([k, v]) => h('span', { class: 'badge' }, `${k} ${v}`)),
-      h('span', { class: 'badge' }, `dead letters ${fmtNum(st.dead_letters)}`),
+      h('span', { class: 'badge', id: 'dead-total' }, `dead letters ${fmtNum(nodeDead(st))}`),
+      h('span', { class: 'badge' }, `inbox dead letters ${fmtNum(st.dead_letters)}`),
       can('admin') ? h('a', { class: 'button', href: `#/journeys/${api.enc(name)}/edit` }, 'Edit') : null,
       h('button', { type: 'button', onclick: () => show(name) }, 'Refresh')),
     h('div', { class: 'row' }, h('div', { class: 'grow' }, canvas), side),
@@ -107,7 +133,7 @@ export async function show(name) {
       table([{ label: 'Node', get: (n) => n.id }, { label: 'Type', get: (n) => n.type },
         ...['at', 'through', 'sent', 'failed', 'skipped', 'reacted', 'timed_out', 'dead_letters'].filter((k) => Object.values(st.nodes).some((x) => x[k] !== undefined))
           .map((k) => ({ label: k.replace(/_/g, ' '), num: true, get: (n) => h('span', { 'data-node-count': `${n.id}.${k}` }, fmtNum((st.nodes[n.id] || {})[k])) }))], nodes, 'Counts per node')),
-    dl.length ? h('section', null, h('h2', null, 'Latest dead letters'), table([{ label: 'When', get: (d) => d.at }, { label: 'Source', get: (d) => d.source }, { label: 'Reason', get: (d) => d.reason }, { label: 'Event', get: (d) => h('code', null, d.body) }], dl, 'Latest dead letters')) : null,
+    dl.length ? h('section', null, h('h2', null, 'Latest dead letters of the inbox (every journey\'s)'), table([{ label: 'When', get: (d) => d.at }, { label: 'Source', get: (d) => d.source }, { label: 'Reason', get: (d) => d.reason }, { label: 'Event', get: (d) => h('code', null, d.body) }], dl, 'Latest dead letters of the inbox')) : null,
     h('section', { class: 'panel', 'aria-labelledby': 'test-title' },
       h('h2', { id: 'test-title' }, 'Journey test'),
       h('p', { class: 'help' }, 'Runs the journey over these events (one JSON object per line) on a simulated clock. Nothing is sent.'),
