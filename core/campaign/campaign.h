@@ -69,6 +69,7 @@ typedef struct campaign {
     int64_t at;       /* seconds since epoch */
     int64_t repeat_s; /* 0: once */
     char *timezone;
+    int64_t retention_s; /* `retention` (default 5d) */
     camp_activity *acts;
     size_t nacts;
     size_t *order; /* topological order, when the graph is acyclic */

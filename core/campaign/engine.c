@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "campaign/act_host.h"
+#include "campaign/incremental.h"
 #include "config/keymap.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -856,6 +857,10 @@ static int run_one(camp_env *e, size_t i)
         act_ctx_init(&x, e, i, 1);
         rc = a->type->t->run(a->type->inst ? a->type->inst->state : e, &x);
         act_ctx_free(&x);
+        if (rc == 0 && camp_incremental(a) && camp_incremental_apply(e, i) != 0) {
+            e->failed = 1;
+            rc = -1;
+        }
         if (rc != 0 && !e->failed) {
             snprintf(e->error, sizeof e->error, "%s:%d: activity '%s': run failed", e->c->file,
                      a->line, a->id);

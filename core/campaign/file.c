@@ -14,7 +14,7 @@
 #include "base/timefmt.h"
 
 static const char *const camp_keys[] = {"name",       "source",     "schedule",
-                                        "activities", "parameters", NULL};
+                                        "activities", "parameters", "retention", NULL};
 static const char *const sched_keys[] = {"at", "repeat", "timezone", NULL};
 
 static int line_of(const config_setting_t *s)
@@ -209,6 +209,19 @@ int campaign_parse(campaign *c, const char *path, diag *d)
     config_setting_t *sch = config_setting_get_member(g, "schedule");
     if (sch)
         parse_schedule(c, sch, d);
+    /* how long a run keeps what it holds for later: incremental audiences' keys */
+    c->retention_s = 5 * 86400;
+    const char *ret = get_string(g, "retention", path, "campaign", 0, d);
+    if (ret) {
+        int64_t ms;
+        if (duration_parse_ms(ret, &ms) != 0 || ms < 1000)
+            diag_error(d, path, line_of(config_setting_get_member(g, "retention")),
+                       "campaign: retention = \"%s\" is not a duration of a second or more "
+                       "(\"5d\", \"12h\")",
+                       ret);
+        else
+            c->retention_s = ms / 1000;
+    }
     config_setting_t *params = config_setting_get_member(g, "parameters");
     if (params)
         campaign_params_parse(c, params, d);

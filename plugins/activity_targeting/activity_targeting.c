@@ -127,6 +127,10 @@ static const baton_config_key build_keys[] = {
     {.name = "filter",
      .type = BATON_CFG_STRING,
      .help = "keep the rows for which this expression is true (default: every row)"},
+    {.name = "incremental",
+     .type = BATON_CFG_BOOL,
+     .default_value = "false",
+     .help = "keep only the rows no earlier run of the campaign targeted (within its retention)"},
     {0}};
 
 static int build_check(void *st, ctx_t *x)

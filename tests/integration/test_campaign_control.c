@@ -390,6 +390,134 @@ static void test_end_starts_another_campaign(void **st)
     free(b);
 }
 
+static long long state_count(const char *sql)
+{
+    char *cmd, *out = NULL;
+    if (asprintf(&cmd, "sqlite3 %s/var/state.db \"%s\"", dir, sql) < 0)
+        abort();
+    if (run_capture(cmd, &out, NULL) != 0)
+        fail_msg("sqlite3 failed: %s", sql);
+    long long n = atoll(out);
+    free(cmd);
+    free(out);
+    return n;
+}
+
+static void sql_exec(const char *sql)
+{
+    char *cmd;
+    if (asprintf(&cmd, "sqlite3 %s \"%s\"", db, sql) < 0)
+        abort();
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+}
+
+static void test_incremental_audience_targets_each_row_once(void **st)
+{
+    char *path = file_write(
+        dir, "campaigns/inc.cfg",
+        "campaign: {\n"
+        "  name = \"inc\";\n"
+        "  retention = \"30d\";\n"
+        "  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"city == "
+        "'Lyon'\"; incremental = true; },\n"
+        "    { id = \"x\"; type = \"send\"; channel = \"mail\"; input = \"g\"; columns = [ \"id\" "
+        "]; }\n"
+        "  );\n};\n");
+    long long lyon = sql_count("SELECT count(*) FROM profiles WHERE city = 'Lyon'");
+    assert_true(lyon > 3);
+    char *out, *err;
+    /* a plan and a dry run target no one */
+    assert_int_equal(baton(&out, &err, "campaign plan inc --json"), 0);
+    json_t *o = json_loads(out, 0, NULL);
+    assert_int_equal(count_of(json_object_get(o, "counts"), "g"), lyon);
+    json_decref(o);
+    free(out);
+    free(err);
+    assert_int_equal(baton(&out, &err, "campaign run inc --dry-run"), 0);
+    free(out);
+    free(err);
+    assert_int_equal(baton(&out, &err, "campaign run inc"), 0);
+    free(out);
+    free(err);
+    json_t *c = last_run_counts("inc");
+    assert_int_equal(count_of(c, "g"), lyon);
+    assert_int_equal(count_of(c, "x"), lyon);
+    json_decref(c);
+    assert_int_equal(state_count("SELECT count(*) FROM campaign_targeted WHERE campaign = 'inc'"),
+                     lyon);
+    /* nobody twice; the plan says why */
+    assert_int_equal(baton(&out, &err, "campaign plan inc --json"), 0);
+    o = json_loads(out, 0, NULL);
+    assert_int_equal(count_of(json_object_get(o, "counts"), "g"), 0);
+    json_t *note = json_array_get(json_object_get(json_object_get(o, "notes"), "g"), 0);
+    assert_non_null(strstr(json_string_value(note), "targeted"));
+    json_decref(o);
+    free(out);
+    free(err);
+    /* three newcomers: only they are targeted */
+    sql_exec("UPDATE profiles SET city = 'Lyon' WHERE id IN (SELECT id FROM profiles WHERE "
+             "city IS NOT 'Lyon' ORDER BY id LIMIT 3)");
+    assert_int_equal(baton(&out, &err, "campaign run inc"), 0);
+    free(out);
+    free(err);
+    c = last_run_counts("inc");
+    assert_int_equal(count_of(c, "g"), 3);
+    json_decref(c);
+    /* past the retention the keys are forgotten: everyone again */
+    char *cmd;
+    assert_true(asprintf(&cmd,
+                         "sqlite3 %s/var/state.db \"UPDATE campaign_targeted SET at = at - 31 * "
+                         "86400\"",
+                         dir) > 0);
+    assert_int_equal(system(cmd), 0);
+    free(cmd);
+    assert_int_equal(baton(&out, &err, "campaign run inc"), 0);
+    free(out);
+    free(err);
+    c = last_run_counts("inc");
+    assert_int_equal(count_of(c, "g"), lyon + 3);
+    json_decref(c);
+    /* the expired records are gone, this run's are kept */
+    assert_int_equal(state_count("SELECT count(*) FROM campaign_targeted WHERE campaign = 'inc'"),
+                     lyon + 3);
+    /* errors */
+    free(path);
+    path = file_write(
+        dir, "campaigns/inc.cfg",
+        "campaign: {\n"
+        "  name = \"inc\";\n"
+        "  retention = \"soon\";\n"
+        "  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; incremental = "
+        "\"yes\"; }\n"
+        "  );\n};\n");
+    assert_int_equal(baton(&out, &err, "check"), 2);
+    const char *w1 = "inc.cfg:3: campaign: retention = \"soon\" is not a duration";
+    if (!strstr(err, w1))
+        fail_msg("missing: %s\nin:\n%s", w1, err);
+    free(out);
+    free(err);
+    free(path);
+    path = file_write(
+        dir, "campaigns/inc.cfg",
+        "campaign: {\n"
+        "  name = \"inc\";\n"
+        "  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; incremental = "
+        "\"yes\"; }\n"
+        "  );\n};\n");
+    assert_int_equal(baton(&out, &err, "check"), 2);
+    const char *w2 = "inc.cfg:4: activity 'g': incremental must be true or false";
+    if (!strstr(err, w2))
+        fail_msg("missing: %s\nin:\n%s", w2, err);
+    free(out);
+    free(err);
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -397,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_test_errors),
         cmocka_unit_test(test_or_join_passes_each_row_once),
         cmocka_unit_test(test_end_starts_another_campaign),
+        cmocka_unit_test(test_incremental_audience_targets_each_row_once),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
