@@ -13,8 +13,8 @@
 #include "base/suggest.h"
 #include "base/timefmt.h"
 
-static const char *const camp_keys[] = {"name",       "source",     "schedule",
-                                        "activities", "parameters", "retention", NULL};
+static const char *const camp_keys[] = {"name",       "source",    "schedule", "activities",
+                                        "parameters", "retention", NULL};
 static const char *const sched_keys[] = {"at", "repeat", "timezone", NULL};
 
 static int line_of(const config_setting_t *s)
