@@ -440,6 +440,7 @@ void jrunner_get_stats(jrunner *r, jrunner_stats *s)
     s->queued = r->qlen;
     s->lag_ms = r->qhead ? deadline_now_ms() - r->qsince : 0;
     pthread_mutex_unlock(&r->mu);
+    store_counts(&r->inbox.st, &s->inbox_statements, &s->inbox_commits);
 }
 
 const histo *jrunner_action_latency(const jrunner *r)

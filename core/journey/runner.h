@@ -96,8 +96,10 @@ typedef struct jrunner_stats {
     uint64_t duplicates, dead_letters, batches, sends_handed, actions_ok, actions_failed;
     uint64_t full;          /* submits answered "queue full" */
     uint64_t ingest_groups; /* inbox transactions (accepted events arrive in groups) */
-    size_t queued;          /* committed events waiting for the engine */
-    int64_t lag_ms;         /* how long the oldest of them has waited (0: none) */
+    /* inbox.db since start: statements run, transactions committed */
+    unsigned long long inbox_statements, inbox_commits;
+    size_t queued;  /* committed events waiting for the engine */
+    int64_t lag_ms; /* how long the oldest of them has waited (0: none) */
 } jrunner_stats;
 void jrunner_get_stats(jrunner *r, jrunner_stats *s);
 

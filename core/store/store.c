@@ -1,6 +1,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,26 @@ int store_mkdirs(const char *path)
     return rc;
 }
 
+/* Counters only: SQLITE_TRACE_STMT hands the statement, expanding
+ * nothing; the commit hook's 0 lets the commit go on. */
+static int count_stmt(unsigned type, void *ud, void *p, void *x)
+{
+    atomic_fetch_add_explicit(&((store *)ud)->nstatements, 1, memory_order_relaxed);
+    return 0;
+}
+
+static int count_commit(void *ud)
+{
+    atomic_fetch_add_explicit(&((store *)ud)->ncommits, 1, memory_order_relaxed);
+    return 0;
+}
+
+void store_counts(store *s, unsigned long long *statements, unsigned long long *commits)
+{
+    *statements = atomic_load_explicit(&s->nstatements, memory_order_relaxed);
+    *commits = atomic_load_explicit(&s->ncommits, memory_order_relaxed);
+}
+
 int store_open_path(store *s, const char *path, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
@@ -47,6 +68,8 @@ int store_open_path(store *s, const char *path, char *err, size_t errlen)
         return -1;
     }
     s->path = xstrdup(path);
+    sqlite3_trace_v2(s->db, SQLITE_TRACE_STMT, count_stmt, s);
+    sqlite3_commit_hook(s->db, count_commit, s);
     /* recursive: the journey engine holds it for its batch and hands
      * messages on, whose delivery log rows join the same transaction */
     pthread_mutexattr_t ma;

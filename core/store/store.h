@@ -33,6 +33,8 @@ typedef struct store {
     int ckpt_running, ckpt_stop, ckpt_due;
     pthread_mutex_t ckpt_mu;
     pthread_cond_t ckpt_cv;
+    /* statements run and transactions committed on db (store_counts) */
+    _Atomic unsigned long long nstatements, ncommits;
 } store;
 
 /* Create data_dir if needed and open (or create) state.db in it. */
@@ -90,6 +92,11 @@ void store_group_commit(store *s);
  * commit checkpoints itself only as a backstop, past 20,000 pages.
  * store_close stops it. A no-op for ":memory:". */
 int store_checkpoint_in_background(store *s, char *err, size_t errlen);
+
+/* What db has done since it was opened, for the benches' stage
+ * breakdown: statements run (each sqlite3_step from a reset, DDL and
+ * transaction control included) and transactions committed. */
+void store_counts(store *s, unsigned long long *statements, unsigned long long *commits);
 
 /* mkdir -p */
 int store_mkdirs(const char *path);
