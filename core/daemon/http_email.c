@@ -104,6 +104,7 @@ static int token(http_req *q, linktoken_parsed *p)
         linktoken_verify(t, strlen(t), secret, LINK_UNSUBSCRIBE, (int64_t)time(NULL), p);
     if (rc == LINKTOKEN_OK)
         return 0;
+    atomic_fetch_add(&http_stats.links_refused, 1);
     log_warn("http: unsubscribe link refused (%s)", linktoken_rc_name(rc));
     if (rc == LINKTOKEN_EXPIRED)
         refuse(q, 410, "link_expired", linktoken_rc_name(rc));

@@ -15,6 +15,10 @@
  *   baton_campaign_runs_total{campaign,status}
  *   baton_campaign_run_duration_seconds{campaign}  summary (sum, count) of finished runs
  *   baton_http_requests_total{class}
+ *   baton_tracking_hits_total{kind}           open pixel and click redirect hits (open, click)
+ *   baton_signed_links_refused_total          unsubscribe and tracking links refused
+ *   baton_suppressions{channel,reason}        the suppression list, from the state store
+ *   baton_feedback_total{provider,type}       bounces and complaints received, from the store
  *
  * Counters restart from zero with serve (and at a reload, for those the
  * runner and the dispatchers keep), as Prometheus expects of counters. */
@@ -195,6 +199,45 @@ static void from_store(buf *b, store *st)
     }
 }
 
+/* A family of two labels counted by a GROUP BY of the state store (a
+ * table that does not exist yet: no samples). */
+static void grouped(buf *b, store *st, const char *name, const char *type, const char *help,
+                    const char *l1, const char *l2, const char *sql)
+{
+    head(b, name, type, help);
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK)
+        return;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        buf_addf(b, "%s{%s=\"", name, l1);
+        label(b, (const char *)sqlite3_column_text(q, 0));
+        buf_addf(b, "\",%s=\"", l2);
+        label(b, (const char *)sqlite3_column_text(q, 1));
+        buf_addf(b, "\"} %lld\n", (long long)sqlite3_column_int64(q, 2));
+    }
+    sqlite3_finalize(q);
+}
+
+static void email_loop(buf *b, store *st)
+{
+    head(b, "baton_tracking_hits_total", "counter",
+         "Hits of open pixels and click redirects (genuine links).");
+    buf_addf(b, "baton_tracking_hits_total{kind=\"open\"} %llu\n",
+             (unsigned long long)atomic_load(&http_stats.opens));
+    buf_addf(b, "baton_tracking_hits_total{kind=\"click\"} %llu\n",
+             (unsigned long long)atomic_load(&http_stats.clicks));
+    head(b, "baton_signed_links_refused_total", "counter",
+         "Unsubscribe and tracking links refused: forged, altered, foreign or expired.");
+    buf_addf(b, "baton_signed_links_refused_total %llu\n",
+             (unsigned long long)atomic_load(&http_stats.links_refused));
+    grouped(b, st, "baton_suppressions", "gauge",
+            "Entries of the suppression list, by channel and reason.", "channel", "reason",
+            "SELECT channel, reason, count(*) FROM suppressions GROUP BY 1, 2");
+    grouped(b, st, "baton_feedback_total", "counter",
+            "Bounces and complaints received, by provider and type.", "provider", "type",
+            "SELECT provider, type, count(*) FROM feedback GROUP BY 1, 2");
+}
+
 void http_metrics(http_req *q)
 {
     store st;
@@ -206,6 +249,7 @@ void http_metrics(http_req *q)
         events(&b, q->env->r);
     channels(&b, q->env);
     from_store(&b, &st);
+    email_loop(&b, &st);
     store_close(&st);
     static const char *const cls[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
     head(&b, "baton_http_requests_total", "counter", "HTTP requests answered, by status class.");

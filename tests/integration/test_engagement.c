@@ -32,6 +32,8 @@
 
 #define LINK_SECRET "link-secret-0123456789abcdef-xyz"
 #define INGEST "ingest-secret-0123456789abcdef"
+#define OPS "ops-secret-0123456789abcdef0123"
+#define ODD "odd \"q\" \\ b"
 #define SALE "https://shop.example.com/sale?a=1&b=2"
 
 static const char *bin, *src, *plugins;
@@ -174,7 +176,8 @@ static long journey_state(const char *j, const char *state, long want)
     "journeys = [ \"journeys\" ];\n"                                                               \
     "http = { listen = \"127.0.0.1:%d\"; %s\n"                                                     \
     "  tokens = ( { name = \"ingest\"; secret = \"${env:T_INGEST}\"; scopes = [ "                  \
-    "\"events:write\" ]; } ); };\n"
+    "\"events:write\" ]; },\n"                                                                     \
+    "             { name = \"ops\"; secret = \"${env:T_OPS}\"; scopes = [ \"read\" ]; } ); };\n"
 
 static int setup(void **st)
 {
@@ -185,6 +188,7 @@ static int setup(void **st)
         return -1;
     setenv("T_LINK", LINK_SECRET, 1);
     setenv("T_INGEST", INGEST, 1);
+    setenv("T_OPS", OPS, 1);
     dir = tmpdir_make("engagement");
     free(sh("mkdir -p %s/var %s/campaigns %s/journeys %s/smtp && sqlite3 %s/var/crm.db \""
             "CREATE TABLE profiles (id TEXT PRIMARY KEY, email TEXT, phone TEXT, first_name TEXT,"
@@ -235,6 +239,10 @@ static int setup(void **st)
         "      filter = \"w.link == 'https://shop.example.com/review'\"; timeout = "
         "\"1h\"; on_event = \"yes\"; on_timeout = \"no\"; },\n"
         "    { id = \"yes\"; type = \"end\"; }, { id = \"no\"; type = \"end\"; } ); };\n"));
+    /* a journey whose name a metrics label must escape (ODD) */
+    free(file_write(dir, "journeys/odd.cfg",
+                    "journey: { name = \"odd \\\"q\\\" \\\\ b\"; entry = { event = \"order\"; };\n"
+                    "  start = \"done\"; nodes = ( { id = \"done\"; type = \"end\"; } ); };\n"));
     port = server_free_port();
     char *text;
     if (asprintf(&text, BASE_CFG, plugins, src, smtp.port, port,
@@ -551,6 +559,113 @@ static void test_tracking_needs_public_url(void **st)
     free(c);
 }
 
+/* The families of GET /metrics as tests/support/prom_check.py reads them
+ * (a strict reader of the text format: any line the format does not
+ * allow fails the test), as JSON. The text stays in DIR/metrics.txt. */
+static json_t *metrics(void)
+{
+    char *raw = sh("curl -s -H 'Authorization: Bearer %s' 'http://127.0.0.1:%d/metrics' "
+                   "> %s/metrics.txt && /usr/bin/python3 %s/tests/support/prom_check.py < "
+                   "%s/metrics.txt",
+                   OPS, port, dir, src, dir);
+    json_t *o = json_loads(raw, 0, NULL);
+    if (!o)
+        fail_msg("prom_check gave no JSON: %s", raw);
+    free(raw);
+    return o;
+}
+
+/* The value of family fam's sample `name` whose labels hold l1=v1 (and
+ * l2=v2), or -1 when there is none. */
+static double sample(json_t *fams, const char *fam, const char *name, const char *l1,
+                     const char *v1, const char *l2, const char *v2)
+{
+    json_t *smp, *s = json_object_get(json_object_get(fams, fam), "samples");
+    size_t i;
+    json_array_foreach(s, i, smp)
+    {
+        json_t *labels = json_array_get(smp, 1);
+        const char *a = l1 ? json_string_value(json_object_get(labels, l1)) : NULL;
+        const char *b = l2 ? json_string_value(json_object_get(labels, l2)) : NULL;
+        if (strcmp(json_string_value(json_array_get(smp, 0)), name) ||
+            (l1 && (!a || strcmp(a, v1))) || (l2 && (!b || strcmp(b, v2))))
+            continue;
+        return json_number_value(json_array_get(smp, 2));
+    }
+    return -1;
+}
+
+static void test_metrics_strict(void **st)
+{
+    json_t *fams = metrics();
+    /* every family the issue lists, and the email loop's, with its type */
+    static const char *const want[][2] = {
+        {"baton_events_total", "counter"},
+        {"baton_events_routed_total", "counter"},
+        {"baton_inbox_depth", "gauge"},
+        {"baton_routing_lag_seconds", "gauge"},
+        {"baton_journey_instances", "gauge"},
+        {"baton_sends_total", "counter"},
+        {"baton_dispatch_queue_depth", "gauge"},
+        {"baton_provider_latency_seconds", "histogram"},
+        {"baton_action_calls_total", "counter"},
+        {"baton_action_latency_seconds", "histogram"},
+        {"baton_campaign_runs_total", "counter"},
+        {"baton_campaign_run_duration_seconds", "summary"},
+        {"baton_http_requests_total", "counter"},
+        {"baton_tracking_hits_total", "counter"},
+        {"baton_signed_links_refused_total", "counter"},
+        {"baton_suppressions", "gauge"},
+        {"baton_feedback_total", "counter"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        json_t *f = json_object_get(fams, want[i][0]);
+        if (!f)
+            fail_msg("/metrics has no %s", want[i][0]);
+        assert_string_equal(json_string_value(json_object_get(f, "type")), want[i][1]);
+        assert_non_null(json_string_value(json_object_get(f, "help")));
+    }
+    /* what the tests before did, counted: the order, the first open and
+     * the first clicks (ann's, bob's) came in over HTTP */
+    assert_true(sample(fams, "baton_events_total", "baton_events_total", "source", "http",
+                       "outcome", "accepted") == 4);
+    assert_true(sample(fams, "baton_tracking_hits_total", "baton_tracking_hits_total", "kind",
+                       "open", NULL, NULL) == 2);
+    /* ann's twice, the link of a message the log does not hold, bob's */
+    assert_true(sample(fams, "baton_tracking_hits_total", "baton_tracking_hits_total", "kind",
+                       "click", NULL, NULL) == 4);
+    assert_true(sample(fams, "baton_signed_links_refused_total", "baton_signed_links_refused_total",
+                       NULL, NULL, NULL, NULL) == 10);
+    /* serve sent the journey's mail (the campaign ran in its own process) */
+    assert_true(sample(fams, "baton_sends_total", "baton_sends_total", "channel", "email",
+                       "outcome", "sent") == 1);
+    assert_true(sample(fams, "baton_provider_latency_seconds",
+                       "baton_provider_latency_seconds_count", "channel", "email", NULL,
+                       NULL) >= 1);
+    assert_true(sample(fams, "baton_campaign_runs_total", "baton_campaign_runs_total", "campaign",
+                       "promo", NULL, NULL) == 1);
+    assert_true(sample(fams, "baton_campaign_run_duration_seconds",
+                       "baton_campaign_run_duration_seconds_count", "campaign", "promo", NULL,
+                       NULL) == 1);
+    /* a label value with a quote and a backslash reads back as it was */
+    assert_true(sample(fams, "baton_journey_instances", "baton_journey_instances", "journey", ODD,
+                       "state", "completed") == 1);
+    assert_true(sample(fams, "baton_journey_instances", "baton_journey_instances", "journey",
+                       "nudge", "state", "completed") == 1);
+    json_decref(fams);
+    /* and the reader is strict: every break of this very text it knows
+     * (a second TYPE, a bad escape, buckets that fall...) fails it */
+    char *out = NULL, *err = NULL;
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 %s/tests/support/prom_check.py --breaks %s/metrics.txt", src, dir);
+    int rc = run_capture(cmd, &out, &err);
+    if (rc != 0)
+        fail_msg("prom_check --breaks: %s", err ? err : "");
+    free(out);
+    free(err);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -559,6 +674,7 @@ int main(void)
         cmocka_unit_test(test_click_redirects_to_the_signed_url_only),
         cmocka_unit_test(test_forged_links_refused),
         cmocka_unit_test(test_wait_event_reacts_to_a_click),
+        cmocka_unit_test(test_metrics_strict),
         cmocka_unit_test(test_tracking_needs_public_url),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
