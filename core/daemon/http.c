@@ -80,6 +80,7 @@ static const http_route routes[] = {
     {"GET", "/v1/profiles", HTTP_SCOPE_READ, http_profiles_search, 0},
     {"GET", "/v1/profiles/*", HTTP_SCOPE_READ, http_profile_get, 0},
     {"GET", "/v1/profiles/*/record", HTTP_SCOPE_READ, http_profile_record, 0},
+    {"GET", "/v1/profiles/*/links/*", HTTP_SCOPE_READ, http_profile_links, 0},
     {"GET", "/v1/deliveries", HTTP_SCOPE_READ, http_deliveries, 0},
     {"GET", "/v1/dead_letters", HTTP_SCOPE_READ, http_dead_letters, 0},
     {"GET", "/v1/channels", HTTP_SCOPE_READ, http_channels_list, 0},

@@ -106,6 +106,7 @@ void http_campaign_run_post(http_req *q);
 void http_profile_get(http_req *q);
 void http_profiles_search(http_req *q); /* http_profiles.c */
 void http_profile_record(http_req *q);  /* http_profiles.c */
+void http_profile_links(http_req *q);   /* http_profiles.c */
 void http_deliveries(http_req *q);
 void http_dead_letters(http_req *q);
 void http_channels_list(http_req *q);

@@ -2,7 +2,10 @@
  * whose address field of any channel (its `address` key: email, phone...)
  * holds ADDR, for looking a person up by what a message was sent to. The
  * read goes to the profiles source with bound parameters (scope/source),
- * in a secondary app as plans do. */
+ * in a secondary app as plans do. GET /v1/profiles/ID/record (its row,
+ * and per channel what decides a send) and GET /v1/profiles/ID/links/LINK
+ * (the rows a link reaches from it). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,8 @@
  * the answer says through "truncated") */
 #define MAX_MATCHES 100
 #define MAX_ADDRESS 320
+/* linked rows answered at most in one request */
+#define MAX_LINKED 1000
 
 static void add_id(json_t *ids, json_t *v)
 {
@@ -37,6 +42,27 @@ static void add_id(json_t *ids, json_t *v)
     json_array_append_new(ids, id);
 }
 
+/* A secondary app with only the profiles source started (no channel, no
+ * event source), and the jsource over it; NULL after answering (a and d
+ * are set up either way: close them). */
+static jsource *open_profiles(http_req *q, app *a, diag *d)
+{
+    diag_init(d);
+    jsource *src = NULL;
+    int ok = app_open(a, q->env->config, APP_INIT | APP_SECONDARY, d) == 0;
+    instance *pi = ok && a->conf.profiles ? app_find(a, "sources", a->conf.profiles) : NULL;
+    if (pi && instance_start(pi) != 0) {
+        http_error(q, 502, "source_failed", NULL, "sources.%s: %s", a->conf.profiles, pi->error);
+        return NULL;
+    }
+    if (!ok || !(src = jsource_open(a, d)) || d->errors) {
+        jsource_close(src);
+        http_error(q, 503, "unavailable", NULL, "the profiles source could not be opened");
+        return NULL;
+    }
+    return src;
+}
+
 void http_profiles_search(http_req *q)
 {
     const char *addr = http_arg(q, "address");
@@ -52,19 +78,9 @@ void http_profiles_search(http_req *q)
     }
     app a;
     diag d;
-    diag_init(&d);
-    jsource *src = NULL;
-    int ok = app_open(&a, q->env->config, APP_INIT | APP_SECONDARY, &d) == 0;
-    /* only the profiles source is started: no channel, no event source */
-    instance *pi = ok && a.conf.profiles ? app_find(&a, "sources", a.conf.profiles) : NULL;
-    if (pi && instance_start(pi) != 0) {
-        http_error(q, 502, "source_failed", NULL, "sources.%s: %s", a.conf.profiles, pi->error);
+    jsource *src = open_profiles(q, &a, &d);
+    if (!src)
         goto done;
-    }
-    if (!ok || !(src = jsource_open(&a, &d)) || d.errors) {
-        http_error(q, 503, "unavailable", NULL, "the profiles source could not be opened");
-        goto done;
-    }
     const schema_entity *pe = a.schema ? schema_entity_find(a.schema, "profiles") : NULL;
     if (!pe) {
         http_error(q, 409, "configuration_invalid", NULL,
@@ -127,20 +143,11 @@ void http_profile_record(http_req *q)
     const char *id = q->seg[2];
     app a;
     diag d;
-    diag_init(&d);
-    jsource *src = NULL;
     store st;
     int have_st = 0;
-    int ok = app_open(&a, q->env->config, APP_INIT | APP_SECONDARY, &d) == 0;
-    instance *pi = ok && a.conf.profiles ? app_find(&a, "sources", a.conf.profiles) : NULL;
-    if (pi && instance_start(pi) != 0) {
-        http_error(q, 502, "source_failed", NULL, "sources.%s: %s", a.conf.profiles, pi->error);
+    jsource *src = open_profiles(q, &a, &d);
+    if (!src)
         goto done;
-    }
-    if (!ok || !(src = jsource_open(&a, &d)) || d.errors) {
-        http_error(q, 503, "unavailable", NULL, "the profiles source could not be opened");
-        goto done;
-    }
     if (http_open_store(q, &st) != 0)
         goto done;
     have_st = 1;
@@ -166,12 +173,116 @@ void http_profile_record(http_req *q)
                       "consent_field", cf, "consent", cons ? cons : NULL, "suppressed",
                       sup > 0 ? json_string(*why ? why : "suppressed") : json_null()));
     }
+    /* the links GET .../links/LINK reads: one-to-many (orders), then many-to-one */
+    json_t *links = json_array();
+    const schema_entity *pe = a.schema ? schema_entity_find(a.schema, "profiles") : NULL;
+    for (size_t i = 0; pe && i < pe->nreverse; i++)
+        json_array_append_new(links, json_pack("{s:s, s:s, s:b}", "name", pe->reverse[i]->reverse,
+                                               "entity", pe->reverse[i]->from->name, "many", 1));
+    for (size_t i = 0; pe && i < pe->nlinks; i++)
+        json_array_append_new(links, json_pack("{s:s, s:s, s:b}", "name", pe->links[i].name,
+                                               "entity", pe->links[i].to->name, "many", 0));
     http_json(q, 200,
-              json_pack("{s:s, s:o, s:o}", "profile", id, "fields", row ? row : json_null(),
-                        "channels", chans));
+              json_pack("{s:s, s:o, s:o, s:o}", "profile", id, "fields", row ? row : json_null(),
+                        "channels", chans, "links", links));
 done:
     if (have_st)
         store_close(&st);
+    jsource_close(src);
+    app_close(&a);
+    diag_free(&d);
+}
+
+/* The value v of a key as the column col holds it: the text as it is, or
+ * the integer it spells. 0, or -1 when it spells none. */
+static int key_value(const schema_field *col, const char *text, baton_value *v)
+{
+    if (col->type == BATON_T_INT) {
+        char *end;
+        errno = 0;
+        long long n = strtoll(text, &end, 10);
+        if (!*text || *end || errno)
+            return -1;
+        *v = (baton_value){.type = BATON_T_INT, .v.i = n};
+        return 0;
+    }
+    *v = (baton_value){.type = BATON_T_STRING, .v.s = {text, strlen(text)}};
+    return 0;
+}
+
+/* GET /v1/profiles/ID/links/LINK?limit=N: the rows a link of the profiles
+ * entity reaches from the profile, read through the profiles source (one
+ * bound, quoted, LIMITed query: scope/source): a one-to-many link (orders:
+ * rows whose via is the profile's key, in key order) or a many-to-one one
+ * (store: the row the profile's via names). */
+void http_profile_links(http_req *q)
+{
+    const char *id = q->seg[2], *name = q->seg[4], *limit = http_arg(q, "limit");
+    long n = 20;
+    if (limit) {
+        char *end;
+        n = strtol(limit, &end, 10);
+        if (!*limit || *end || n < 1 || n > MAX_LINKED) {
+            http_error(q, 400, "bad_request", json_pack("{s:s}", "field", "limit"),
+                       "limit: expected 1 to %d, got '%s'", MAX_LINKED, limit);
+            return;
+        }
+    }
+    app a;
+    diag d;
+    json_t *row = NULL;
+    jsource *src = open_profiles(q, &a, &d);
+    if (!src)
+        goto done;
+    const schema_entity *pe = a.schema ? schema_entity_find(a.schema, "profiles") : NULL;
+    const schema_link *many = pe ? schema_reverse_find(pe, name) : NULL;
+    const schema_link *one = pe && !many ? schema_link_find(pe, name) : NULL;
+    if (!many && !one) {
+        json_t *names = json_array();
+        for (size_t i = 0; pe && i < pe->nreverse; i++)
+            json_array_append_new(names, json_string(pe->reverse[i]->reverse));
+        for (size_t i = 0; pe && i < pe->nlinks; i++)
+            json_array_append_new(names, json_string(pe->links[i].name));
+        http_error(q, 404, "not_found", json_pack("{s:s, s:o}", "link", name, "links", names),
+                   "profiles has no link '%s'", name);
+        goto done;
+    }
+    const schema_entity *ent = many ? many->from : one->to;
+    const schema_field *col = many ? many->via : ent->key;
+    baton_value v;
+    /* many-to-one: the profile's own via field names the row */
+    json_t *via = NULL;
+    if (one) {
+        row = jsource_profile(src, id);
+        via = row ? json_object_get(row, one->via->name) : NULL;
+    }
+    char num[32];
+    const char *text = many ? id : json_is_string(via) ? json_string_value(via) : NULL;
+    if (one && json_is_integer(via)) {
+        snprintf(num, sizeof num, "%lld", (long long)json_integer_value(via));
+        text = num;
+    }
+    json_t *rows = NULL;
+    char err[1024];
+    if (!text || !col || key_value(col, text, &v) != 0) {
+        rows = json_array(); /* no row to reach: no profile, a null via, or an id of another type */
+    } else if (!(rows = jsource_rows(src, ent, col, &v, (size_t)n + 1, err, sizeof err))) {
+        http_error(q, 502, "source_failed", json_pack("{s:s}", "link", name), "reading %s: %s",
+                   ent->name, err);
+        goto done;
+    }
+    int truncated = json_array_size(rows) > (size_t)n;
+    while (json_array_size(rows) > (size_t)n)
+        json_array_remove(rows, json_array_size(rows) - 1);
+    json_t *fields = json_array();
+    for (size_t i = 0; i < ent->nfields; i++)
+        json_array_append_new(fields, json_string(ent->fields[i].name));
+    http_json(q, 200,
+              json_pack("{s:s, s:s, s:s, s:b, s:o, s:o, s:b}", "profile", id, "link", name,
+                        "entity", ent->name, "many", many != NULL, "fields", fields, "rows", rows,
+                        "truncated", truncated));
+done:
+    json_decref(row);
     jsource_close(src);
     app_close(&a);
     diag_free(&d);

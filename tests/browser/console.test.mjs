@@ -435,6 +435,53 @@ test('profiles: a campaign run from the console, then the profile it reached', a
   await shot('deliveries');
 });
 
+test('profiles: linked rows through the source (GET /v1/profiles/ID/links/LINK), bounded, every value shown as text', async () => {
+  const db = path.join(srv.dir, 'conf/var/crm.db');
+  const sql = (q) => execFileSync('sqlite3', [db, q], { encoding: 'utf8' }).trim();
+  // the profile with the most orders (more than the page's 10), and one with few, given a hostile order
+  const [busy, nbusy] = sql('SELECT profile_id, count(*) FROM orders GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1').split('|');
+  assert.ok(Number(nbusy) > 10, `${busy} has ${nbusy} orders`);
+  const few = sql('SELECT profile_id FROM orders GROUP BY 1 ORDER BY count(*), 1 LIMIT 1');
+  const evil = `<img src=x onerror="window.__pwned=1">'; DROP TABLE orders; --`;
+  sql(`INSERT INTO orders (id, profile_id, store_id, amount, created_at) VALUES ('o0<b>x</b>', '${few}', '${evil.replace(/'/g, "''")}', 1.5, '2026-11-01T10:00:00Z')`);
+  const want = sql(`SELECT id FROM orders WHERE profile_id = '${few}' ORDER BY id`).split('\n');
+  // the API: the rows in key order, the schema's fields, bounded
+  const api = (await srv.api('GET', `/v1/profiles/${few}/links/orders`)).json;
+  assert.equal(api.entity, 'orders');
+  assert.equal(api.many, true);
+  assert.deepEqual(api.fields, ['id', 'profile_id', 'store_id', 'amount', 'created_at']);
+  assert.deepEqual(api.rows.map((r) => r.id), want);
+  assert.equal(api.rows[0].store_id, evil);
+  assert.equal(api.truncated, false);
+  const top = (await srv.api('GET', `/v1/profiles/${busy}/links/orders?limit=3`)).json;
+  assert.deepEqual(top.rows.map((r) => r.id), sql(`SELECT id FROM orders WHERE profile_id = '${busy}' ORDER BY id LIMIT 3`).split('\n'));
+  assert.equal(top.truncated, true);
+  const bad = await srv.api('GET', `/v1/profiles/${few}/links/nope`);
+  assert.equal(bad.status, 404);
+  assert.deepEqual(bad.json.error.details.links, ['orders', 'reservations']);
+  assert.equal((await srv.api('GET', `/v1/profiles/${few}/links/orders?limit=0`)).status, 400);
+  assert.equal((await srv.api('GET', `/v1/profiles/nobody/links/orders`)).json.rows.length, 0);
+  // the page: each link's rows as the API gives them, the hostile value as text
+  await open(`#/profiles/${few}`);
+  await page.waitForSelector('[data-link="orders"] table');
+  await page.waitForSelector('[data-link="reservations"] h4');
+  const ids = await page.$$eval('[data-link="orders"] tbody tr td:first-child', (t) => t.map((x) => x.textContent));
+  assert.deepEqual(ids, want);
+  assert.ok((await page.textContent('[data-link="orders"]')).includes(evil), 'the value is shown as it is');
+  assert.equal(await page.$('#profile-links img, #profile-links b'), null, 'no markup from the data');
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  assert.equal(sql('SELECT count(*) FROM orders') > 0, true, 'the orders table is still there');
+  await shot('profile-links');
+  // a long list: 10 first, then more on request
+  await open(`#/profiles/${busy}`);
+  await page.waitForSelector('[data-link="orders"] table');
+  assert.equal(await page.$$eval('[data-link="orders"] tbody tr', (t) => t.length), 10);
+  assert.match(await page.textContent('[data-link="orders"] h4'), /10\+ row/);
+  await page.click('[data-more="orders"]');
+  await page.waitForFunction((n) => document.querySelectorAll('[data-link="orders"] tbody tr').length === n, Number(nbusy));
+  assert.equal(await page.$('[data-more="orders"]'), null);
+});
+
 test('campaign canvas: an exclusion draws its subtracted input apart (after stores saved its audience)', async () => {
   // an exclusion: the subtracted input is drawn apart, with its count
   const rplan = JSON.parse(baton(srv.dir, 'campaign', 'plan', 'returns', '--json'));

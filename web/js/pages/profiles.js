@@ -1,7 +1,8 @@
 // Profile lookup by id or address: its fields, its address, consent and
 // suppression per channel, its journeys, and one timeline, newest first,
 // of its journey steps and its deliveries (campaign and journey: status,
-// provider id, reason).
+// provider id, reason), and the rows its schema links reach (orders,
+// reservations...).
 import * as api from '../api.js';
 import { h, clear, errorBox, table, kv } from '../dom.js';
 import { deliveryOrigin } from '../model.js';
@@ -53,6 +54,7 @@ export async function show(id) {
   // [{channel, enabled, address_field, address, consent_field, consent, suppressed}]}
   const rec = await api.get(`/v1/profiles/${api.enc(id)}/record`);
   const items = timeline(p);
+  const linked = h('section', { id: 'profile-links', 'aria-labelledby': 'links-title' }, h('h3', { id: 'links-title' }, 'Linked rows'));
   const yes = (v) => (v === null ? 'no value' : v === true || v === 1 || v === '1' || v === 'true' ? 'yes' : 'no');
   clear(out,
     h('h2', { id: 'profile-title' }, `Profile ${p.profile}`),
@@ -64,6 +66,7 @@ export async function show(id) {
       { label: 'Consent', get: (c) => (c.consent_field === null ? 'not asked' : `${yes(c.consent)} (${c.consent_field})`) },
       { label: 'Suppressed', get: (c) => h('span', { 'data-suppressed': c.channel }, c.suppressed === null ? 'no' : c.suppressed) },
     ], rec.channels, 'What decides whether a message to this profile is sent')),
+    linked,
     p.journeys.length ? h('section', null, h('h3', null, 'Journeys'), table([
       { label: 'Journey', get: (j) => h('a', { href: `#/journeys/${api.enc(j.journey)}` }, j.journey) },
       { label: 'State', get: (j) => j.state }, { label: 'At node', get: (j) => j.node }, { label: 'Entered', get: (j) => j.entered },
@@ -71,4 +74,26 @@ export async function show(id) {
     h('section', null, h('h3', null, 'Timeline'),
       items.length ? h('ol', { class: 'timeline', id: 'timeline' }, items.map((i) => h('li', null, h('time', null, i.t), h('strong', null, i.what), i.detail ? h('div', { class: i.status === 'failed' ? 'error' : 'help' }, i.detail) : null)))
         : h('p', null, 'Nothing happened to this profile yet.')));
+  if (!rec.links.length) linked.appendChild(h('p', { class: 'help' }, 'The schema gives profiles no link.'));
+  // one link after the other: each read opens the profiles source on one of serve's few HTTP threads
+  for (const l of rec.links) {
+    const box = h('div', { 'data-link': l.name });
+    linked.appendChild(box);
+    await showLink(id, l, box, 10);
+  }
+}
+
+// GET /v1/profiles/ID/links/LINK?limit=N: {entity, many, fields, rows,
+// truncated}; every value goes in as text.
+async function showLink(id, l, box, limit) {
+  let r;
+  try { r = await api.get(`/v1/profiles/${api.enc(id)}/links/${api.enc(l.name)}?limit=${limit}`); } catch (e) {
+    if (e.status === 401) throw e;
+    clear(box, h('h4', null, l.name), errorBox(e)); return;
+  }
+  const cell = (v) => (v === null || v === undefined ? '—' : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  clear(box, h('h4', null, `${l.name} `, h('span', { class: 'help' }, `(${r.entity}${r.many ? `: ${r.rows.length}${r.truncated ? '+' : ''} row(s)` : ''})`)),
+    r.rows.length ? table(r.fields.map((f) => ({ label: f, get: (row) => cell(row[f]) })), r.rows, `${l.name} of profile ${id}`)
+      : h('p', { class: 'help' }, 'None.'),
+    r.truncated && limit < 1000 ? h('button', { type: 'button', 'data-more': l.name, onclick: () => showLink(id, l, box, limit * 10) }, `Show up to ${limit * 10}`) : null);
 }
