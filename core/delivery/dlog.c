@@ -750,10 +750,14 @@ typedef struct sup_args {
 static int sup_fn(sqlite3 *db, dlog *l, void *ud)
 {
     sup_args *a = ud;
+    /* three seeks of the primary key: spelt with ORs and IN, SQLite
+     * built an ephemeral table (a pager opened and closed) at every
+     * message */
     static const char *const sql =
-        "SELECT kind, reason FROM suppressions WHERE"
-        " (channel = ?1 AND kind = 'profile' AND value = ?2) OR"
-        " (channel IN (?1, '*') AND kind = 'address' AND value = lower(?3)) LIMIT 1";
+        "SELECT kind, reason FROM suppressions WHERE channel = ?1 AND kind = 'profile' AND"
+        " value = ?2 UNION ALL SELECT kind, reason FROM suppressions WHERE channel = ?1 AND"
+        " kind = 'address' AND value = lower(?3) UNION ALL SELECT kind, reason FROM suppressions"
+        " WHERE channel = '*' AND kind = 'address' AND value = lower(?3) LIMIT 1";
     sqlite3_stmt *st = l ? l->sup : NULL;
     if (!st && sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
         return -1; /* no table yet: nothing is suppressed */

@@ -778,6 +778,44 @@ static void test_recipient_and_consent(void **state)
     fake_channel_free(inst);
 }
 
+/* Each way a message is suppressed, and only those: a profile on its
+ * channel, an address on its channel or on every channel ("*"), whatever
+ * the address's case; with the delivery log attached and without. */
+static void test_suppressed_each_way(void **state)
+{
+    char err[256], why[128];
+    assert_int_equal(
+        dispatch_suppress(&st, "sms", "profile", "p1", "unsubscribed", "test", 1, err, sizeof err),
+        1);
+    assert_int_equal(dispatch_suppress(&st, "email", "address", "Ann@Example.com", "bounced",
+                                       "test", 1, err, sizeof err),
+                     1);
+    assert_int_equal(dispatch_suppress(&st, "*", "address", "bob@example.com", "complained", "test",
+                                       1, err, sizeof err),
+                     1);
+    instance *inst = chan("");
+    dispatcher *d = NULL;
+    for (int attached = 0; attached < 2; attached++) {
+        if (attached)
+            assert_non_null(d = dispatch_open(inst, &st, &(dispatch_opts){0}, err, sizeof err));
+        assert_int_equal(dispatch_suppressed(&st, "sms", "p1", "x@example.com", why, sizeof why),
+                         1);
+        assert_string_equal(why, "unsubscribed (profile)");
+        assert_int_equal(dispatch_suppressed(&st, "email", "p1", "x@example.com", NULL, 0), 0);
+        assert_int_equal(
+            dispatch_suppressed(&st, "email", "p2", "ANN@example.com", why, sizeof why), 1);
+        assert_string_equal(why, "bounced (address)");
+        assert_int_equal(dispatch_suppressed(&st, "sms", "p2", "ann@example.com", NULL, 0), 0);
+        assert_int_equal(dispatch_suppressed(&st, "sms", "p2", "Bob@example.com", why, sizeof why),
+                         1);
+        assert_string_equal(why, "complained (address)");
+        assert_int_equal(dispatch_suppressed(&st, "email", "p2", "bob@example.com", NULL, 0), 1);
+        assert_int_equal(dispatch_suppressed(&st, "email", "p2", "carl@example.com", NULL, 0), 0);
+    }
+    dispatch_close(d, 0, 0);
+    fake_channel_free(inst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -799,6 +837,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dry_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proof, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recipient_and_consent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_suppressed_each_way, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
