@@ -43,6 +43,11 @@ static const baton_config_key http_keys[] = {
      .type = BATON_CFG_DURATION,
      .default_value = "30s",
      .help = "a connection idle (or a client this slow) for this long is closed"},
+    {.name = "body_timeout",
+     .type = BATON_CFG_DURATION,
+     .default_value = "60s",
+     .help = "a request body still arriving this long after its headers is cut (a client that "
+             "trickles it)"},
     {.name = "max_body",
      .type = BATON_CFG_INT,
      .default_value = "4194304",
@@ -416,6 +421,12 @@ void conf_http_load(conf_http *h, const config_setting_t *g, const char *dir, di
         diag_error(d, h->file, keymap_get(&vals, "timeout")->line,
                    "http.timeout must be at least 1s");
         h->timeout_ms = 1000;
+    }
+    h->body_timeout_ms = keymap_get(&vals, "body_timeout")->i;
+    if (h->body_timeout_ms < 1000) {
+        diag_error(d, h->file, keymap_get(&vals, "body_timeout")->line,
+                   "http.body_timeout must be at least 1s");
+        h->body_timeout_ms = 1000;
     }
     h->max_body = keymap_get(&vals, "max_body")->i;
     h->max_events = keymap_get(&vals, "max_events")->i;

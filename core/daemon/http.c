@@ -5,8 +5,9 @@
  * connection: at its headers it is routed and authorised (401, 403, 404,
  * 405, 413 on Content-Length, 415) before any of its body is read; its
  * body is gathered up to max_body (413 as soon as it goes over, the rest
- * is not read: the connection is closed after the answer); then its
- * handler runs. A handler that waits (events until their commit, plans,
+ * is not read: the connection is closed after the answer), within
+ * body_timeout of its headers (a client that trickles it is cut); then
+ * its handler runs. A handler that waits (events until their commit, plans,
  * campaign runs) suspends the connection instead of the thread, so one
  * slow answer never holds the others on that thread. A client that sends
  * nothing for `timeout` is disconnected by libmicrohttpd. */
@@ -801,6 +802,7 @@ static int on_headers(http_req *q)
     int ok = authorise(q, env) == 0;
     q->max_body = env->a->conf.http.max_body;
     q->max_events = env->a->conf.http.max_events;
+    q->body_deadline_us = q->started_us + env->a->conf.http.body_timeout_ms * 1000;
     http_env_release(q->srv);
     if (!ok)
         return 0;
@@ -912,6 +914,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             log_warn("http: %s %s: the chunked body went over %lld bytes (http.max_body); "
                      "connection closed",
                      q->method, q->path, (long long)q->max_body);
+            atomic_fetch_add(&http_stats.requests[4], 1);
+            return MHD_NO;
+        }
+        /* the idle timeout cuts a client that stops; this one that
+         * trickles (a byte now and then, slowloris) */
+        if (mono_us() > q->body_deadline_us) {
+            log_warn("http: %s %s: the body was not whole %lld ms after the headers "
+                     "(http.body_timeout, %zu bytes so far); connection closed",
+                     q->method, q->path, (long long)((q->body_deadline_us - q->started_us) / 1000),
+                     q->body.len + *upload_size);
             atomic_fetch_add(&http_stats.requests[4], 1);
             return MHD_NO;
         }

@@ -42,6 +42,7 @@ struct http_req {
     char token[64]; /* the token's name, for logs */
     buf body;
     int64_t max_body, max_events;
+    int64_t body_deadline_us; /* mono_us: the body must be whole by then */
     int too_large;
     int64_t started_us;
     const http_env *env; /* held while the handler runs (and its async part) */

@@ -59,7 +59,8 @@ static void write_config(void)
         "}; };\n"
         "campaigns = [ \"campaigns\" ];\n"
         "journeys = [ \"journeys\" ];\n"
-        "http = { listen = \"127.0.0.1:%d\"; web_root = \"web\"; timeout = \"2s\"; max_body = "
+        "http = { listen = \"127.0.0.1:%d\"; web_root = \"web\"; timeout = \"2s\"; body_timeout = "
+        "\"3s\"; max_body = "
         "1048576; max_events = 500; %s %s\n"
         "  tokens = ( { name = \"ingest\"; secret = \"${env:T_INGEST}\"; scopes = [ "
         "\"events:write\" ]; },\n"
@@ -427,6 +428,85 @@ static void test_bodies_over_the_limit(void **state)
     json_t *o;
     assert_int_equal(curl_json("GET", "/healthz", NULL, NULL, &o), 200);
     json_decref(o);
+}
+
+/* Events in the inbox whose id starts with prefix. */
+static long inbox_count(const char *prefix)
+{
+    char db[1024];
+    snprintf(db, sizeof db, "%s/var/inbox.db", dir);
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(h, 5000);
+    sqlite3_stmt *st;
+    assert_int_equal(sqlite3_prepare_v2(h,
+                                        "SELECT count(*) FROM journey_inbox WHERE substr(id, 1, "
+                                        "length(?1)) = ?1",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, prefix, -1, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    long n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    return n;
+}
+
+/* The issue's figure: 10,000 events in one request, over max_events
+ * (500): 413 too_many_events, none of them taken. Then a 100 MB body from
+ * curl (which asks Expect: 100-continue): 413 before it sends it. */
+static void test_ten_thousand_events_and_curl_100mb(void **state)
+{
+    char *many = malloc(10000 * 64 + 16);
+    size_t n = 0;
+    many[n++] = '[';
+    for (int i = 0; i < 10000; i++)
+        n += (size_t)sprintf(many + n, "%s{\"id\":\"tt%d\",\"type\":\"order\",\"profile\":\"p1\"}",
+                             i ? "," : "", i);
+    many[n++] = ']';
+    many[n] = 0;
+    assert_true(n < 1048576); /* under max_body: the count refuses it */
+    json_t *o;
+    assert_int_equal(curl_json("POST", "/v1/events", INGEST, many, &o), 413);
+    assert_string_equal(err_code(o), "too_many_events");
+    json_decref(o);
+    free(many);
+    assert_int_equal(inbox_count("tt"), 0);
+    /* a sparse file: 100 MB announced, no disk used */
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "cd %s && truncate -s 100M big.bin && curl -s -o /dev/null -w '%%{http_code} "
+             "%%{size_upload}' -X POST -H 'Authorization: Bearer %s' -H 'Content-Type: "
+             "application/json' -T big.bin 'http://127.0.0.1:%d/v1/events'; rm -f big.bin",
+             dir, INGEST, port);
+    assert_int_equal(run_capture(cmd, &out, NULL), 0);
+    int status = 0;
+    double sent = -1;
+    assert_int_equal(sscanf(out, "%d %lf", &status, &sent), 2);
+    free(out);
+    assert_int_equal(status, 413);
+    assert_true(sent >= 0 && sent < 20.0 * 1024 * 1024);
+    assert_int_equal(curl_json("GET", "/healthz", NULL, NULL, &o), 200);
+    json_decref(o);
+}
+
+/* Slowloris on the body: 20 clients trickle a byte every 0.5 s (never
+ * idle for the 2 s timeout); others are answered meanwhile, and each
+ * trickle is cut once body_timeout (3 s) has passed since its headers. */
+static void test_trickled_bodies_are_cut(void **state)
+{
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/support/http_probe.py trickle %d %s 20",
+             getenv("BATON_SRC"), port, INGEST);
+    assert_int_equal(run_capture(cmd, &out, NULL), 0);
+    int healthz = 0, events = 0, cut = -1, sent = -1;
+    assert_int_equal(sscanf(out, "%d %d %d %d", &healthz, &events, &cut, &sent), 4);
+    free(out);
+    assert_int_equal(healthz, 200);
+    assert_int_equal(events, 202);
+    assert_int_equal(cut, 20);
+    assert_true(sent < 100000);
+    assert_int_equal(inbox_count("trickle-"), 1);
 }
 
 static void test_slow_clients(void **state)
@@ -975,6 +1055,8 @@ int main(void)
         cmocka_unit_test(test_events),
         cmocka_unit_test(test_bodies_over_the_limit),
         cmocka_unit_test(test_slow_clients),
+        cmocka_unit_test(test_ten_thousand_events_and_curl_100mb),
+        cmocka_unit_test(test_trickled_bodies_are_cut),
         cmocka_unit_test(test_reads_match_the_cli),
         cmocka_unit_test(test_journey_control),
         cmocka_unit_test(test_campaign_runs),

@@ -10,6 +10,12 @@ and raw sockets, against a `baton serve` on 127.0.0.1.
   http_probe.py slow PORT N TIMEOUT_S            N clients that send half a request and stall;
                                                  meanwhile a normal GET /healthz must answer:
                                                  prints "HEALTHZ_MS CLOSED_AFTER_S"
+  http_probe.py trickle PORT TOKEN N             N clients that announce a 100,000-byte body and
+                                                 send it a byte every 0.5 s (never idle: slowloris);
+                                                 meanwhile GET /healthz and a POST /v1/events are
+                                                 answered: prints "HEALTHZ EVENTS CUT SENT_MAX" (the
+                                                 statuses, how many trickles the server cut within
+                                                 60 s, the most bytes one of them sent)
   http_probe.py post PORT TOKEN FILE OUT         POST each line of FILE (a JSON array of events)
                                                  to /v1/events, one request each, until the server
                                                  goes away; appends each id answered "accepted" or
@@ -98,6 +104,45 @@ def slow(port, n, timeout_s):
     print("%d %.1f" % (ms, closed_after))
 
 
+def trickle(port, token, n):
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(("POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n[" % token).encode())
+        socks.append([s, 1, False])
+    # the trickles have begun: others are answered
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/healthz")
+    r = c.getresponse()
+    r.read()
+    healthz = r.status
+    c.request("POST", "/v1/events", body='{"id": "trickle-1", "type": "order", "profile": "p1"}',
+              headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    r = c.getresponse()
+    r.read()
+    events = r.status
+    c.close()
+    deadline = time.time() + 60
+    while time.time() < deadline and not all(x[2] for x in socks):
+        time.sleep(0.5)
+        for x in socks:
+            if x[2]:
+                continue
+            s = x[0]
+            rd, _, _ = select.select([s], [], [], 0)
+            try:
+                if rd and not s.recv(4096):
+                    x[2] = True  # closed by the server
+                    continue
+                s.sendall(b" ")
+                x[1] += 1
+            except (BrokenPipeError, ConnectionResetError):
+                x[2] = True
+    cut = sum(1 for x in socks if x[2])
+    print("%d %d %d %d" % (healthz, events, cut, max(x[1] for x in socks)))
+
+
 def post(port, token, path, out):
     lines = open(path).read().splitlines()
     o = open(out, "a")
@@ -129,5 +174,7 @@ if __name__ == "__main__":
         big(port, sys.argv[3], int(sys.argv[4]), cmd == "chunked")
     elif cmd == "slow":
         slow(port, int(sys.argv[3]), float(sys.argv[4]))
+    elif cmd == "trickle":
+        trickle(port, sys.argv[3], int(sys.argv[4]))
     elif cmd == "post":
         post(port, sys.argv[3], sys.argv[4], sys.argv[5])
