@@ -77,7 +77,7 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 printf 'baton: { data_dir = "%s/var"; plugin_path = [ "%s/plugins" ]; };\n' \
     "$TMP" "$(cd "$BUILD" && pwd)" > "$TMP/baton.cfg"
-types="send wait and_join end test or_join"
+types="send wait and_join end test or_join alert"
 for so in "$BUILD"/plugins/activity_*.so; do
     [ -e "$so" ] || continue
     types="$types $("$BATON" -c "$TMP/baton.cfg" plugins --describe "$so" |

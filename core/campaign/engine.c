@@ -685,6 +685,9 @@ static int resolve_outputs(camp_env *e, camp_activity *a)
         in->out = campaign_output(p, dot ? dot + 1 : NULL);
         if (in->out >= 0)
             continue;
+        /* an alert may follow a send: it reads the run's counts, no rows */
+        if (p->nouts == 0 && !dot && !strcmp(a->type_name, "alert"))
+            continue;
         ok = 0;
         buf list;
         buf_init(&list);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "campaign/alert.h"
 #include "campaign/engine.h"
 #include "config/keymap.h"
 #include "base/mem.h"
@@ -82,6 +83,7 @@ int act_registry_load(act_registry *r, app *a, diag *d)
         add(r, t->name, t, NULL, 1, 0);
     for (const baton_activity_type *t = camp_control_types; t->name; t++)
         add(r, t->name, t, NULL, 0, 0);
+    add(r, "alert", &camp_alert_type, NULL, 0, 0);
     scan_ctx s = {r, a, d};
     plugin_registry_scan(&a->reg, found, &s);
     return d->errors == before ? 0 : -1;

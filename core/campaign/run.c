@@ -14,6 +14,7 @@
 #include "base/mem.h"
 #include "base/timefmt.h"
 #include "campaign/engine.h"
+#include "campaign/alert.h"
 #include "campaign/chain.h"
 #include "campaign/history.h"
 
@@ -233,6 +234,7 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     } else if (failed) {
         fprintf(stderr, "baton campaign run: %s\n", e.error);
         history_finish(st, run, "failed", e.error);
+        camp_alert_failed(&e);
         rc = EXIT_RUNTIME;
     } else {
         history_finish(st, run, "done", NULL);

@@ -15,9 +15,11 @@
 #include <unistd.h>
 
 #include "support/fs.h"
+#include "support/server.h"
 
 static const char *bin, *src, *plugins;
 static char *dir, *cfg, *db;
+static test_server sink; /* SMTP: the operator's mailbox for alerts */
 
 static int baton(char **out, char **err, const char *fmt, ...)
 {
@@ -50,6 +52,19 @@ static int setup(void **st)
     if (!bin || !src || !plugins)
         return -1;
     dir = tmpdir_make("campaign-control");
+    char sinkdir[1024];
+    snprintf(sinkdir, sizeof sinkdir, "%s/smtp", dir);
+    char *mk;
+    if (asprintf(&mk, "mkdir -p %s", sinkdir) < 0 || system(mk) != 0)
+        abort();
+    free(mk);
+    char *argv[] = {"/usr/bin/python3", NULL, "--dir", sinkdir, NULL};
+    if (asprintf(&argv[1], "%s/tests/support/smtp_sink.py", src) < 0)
+        abort();
+    int started = server_start_ready(&sink, argv, 15000);
+    free(argv[1]);
+    if (started != 0)
+        return -1;
     char *text;
     if (asprintf(&text,
                  "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = "
@@ -57,10 +72,14 @@ static int setup(void **st)
                  "sources: { crm: { plugin = \"source_sqlite\"; path = \"var/crm.db\"; schema = "
                  "\"%s/conf/schema.cfg\"; }; };\n"
                  "profiles = \"crm\";\n"
-                 "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var/exports\"; }; "
+                 "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var/exports\"; };\n"
+                 /* a folder it cannot make: the run fails at the send */
+                 "  broken: { plugin = \"channel_directmail\"; dir = \"/proc/baton-none\"; };\n"
+                 "  email: { plugin = \"channel_email\"; port = %d; from = \"baton "
+                 "<baton@example.com>\"; address = \"email\"; consent = \"consent_email\"; };\n"
                  "};\n"
                  "campaigns = [ \"campaigns\" ];\n",
-                 plugins, src) < 0)
+                 plugins, src, sink.port) < 0)
         abort();
     cfg = file_write(dir, "baton.cfg", text);
     free(text);
@@ -79,6 +98,7 @@ static int setup(void **st)
 
 static int teardown(void **st)
 {
+    server_stop(&sink);
     tmpdir_remove(dir);
     free(dir);
     free(cfg);
@@ -518,6 +538,151 @@ static void test_incremental_audience_targets_each_row_once(void **st)
     free(path);
 }
 
+/* The messages the sink holds, in order: "recipient\n<the .eml with
+ * quoted-printable soft breaks and =3D undone>", NULL-terminated. */
+static char **sink_mail(size_t *n)
+{
+    char *path;
+    if (asprintf(&path, "%s/smtp/log.jsonl", dir) < 0)
+        abort();
+    char *log = file_read(path, NULL);
+    free(path);
+    char **v = calloc(64, sizeof *v);
+    *n = 0;
+    for (char *line = log ? strtok(log, "\n") : NULL; line && *n < 63; line = strtok(NULL, "\n")) {
+        json_t *o = json_loads(line, 0, NULL);
+        assert_non_null(o);
+        if (asprintf(&path, "%s/smtp/%s", dir, json_string_value(json_object_get(o, "file"))) < 0)
+            abort();
+        char *eml = file_read(path, NULL);
+        assert_non_null(eml);
+        free(path);
+        char *w = eml;
+        for (char *r = eml; *r;) {
+            if (r[0] == '=' && r[1] == '\r' && r[2] == '\n')
+                r += 3;
+            else if (!strncmp(r, "=3D", 3))
+                *w++ = '=', r += 3;
+            else
+                *w++ = *r++;
+        }
+        *w = '\0';
+        if (asprintf(&v[(*n)++], "%s\n%s",
+                     json_string_value(json_array_get(json_object_get(o, "rcpt_tos"), 0)), eml) < 0)
+            abort();
+        free(eml);
+        json_decref(o);
+    }
+    free(log);
+    return v;
+}
+
+static void mail_free(char **v)
+{
+    for (size_t i = 0; v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void test_alert_tells_the_operator(void **st)
+{
+    char *path = file_write(
+        dir, "campaigns/al.cfg",
+        "campaign: {\n"
+        "  name = \"al\";\n"
+        "  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == "
+        "'gold'\"; },\n"
+        "    { id = \"x\"; type = \"send\"; channel = \"mail\"; input = \"g\"; columns = [ \"id\" "
+        "]; },\n"
+        /* after the send: its counts are in the message */
+        "    { id = \"ops\"; type = \"alert\"; input = \"x\"; channel = \"email\"; to = "
+        "\"ops@example.com\"; }\n"
+        "  );\n};\n");
+    long long gold = sql_count(GOLD);
+    char *out, *err;
+    /* a plan tells no one */
+    assert_int_equal(baton(&out, &err, "campaign plan al"), 0);
+    free(out);
+    free(err);
+    size_t n;
+    char **m = sink_mail(&n);
+    assert_int_equal(n, 0);
+    mail_free(m);
+    assert_int_equal(baton(&out, &err, "campaign run al"), 0);
+    free(out);
+    free(err);
+    m = sink_mail(&n);
+    assert_int_equal(n, 1);
+    assert_true(!strncmp(m[0], "ops@example.com\n", 16));
+    char want[128];
+    snprintf(want, sizeof want, "g=%lld", gold);
+    if (!strstr(m[0], want))
+        fail_msg("missing: %s\nin:\n%s", want, m[0]);
+    snprintf(want, sizeof want, "sent=%lld failed=0", gold);
+    assert_non_null(strstr(m[0], want));
+    assert_non_null(strstr(m[0], ": running"));
+    mail_free(m);
+    unlink(path);
+    free(path);
+    /* a run that fails: every alert says so, with the error */
+    path = file_write(
+        dir, "campaigns/af.cfg",
+        "campaign: {\n"
+        "  name = \"af\";\n"
+        "  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == "
+        "'gold'\"; },\n"
+        "    { id = \"y\"; type = \"send\"; channel = \"broken\"; input = \"g\"; columns = [ "
+        "\"id\" "
+        "]; },\n"
+        "    { id = \"ops\"; type = \"alert\"; input = \"y\"; channel = \"email\"; to = "
+        "\"oncall@example.com\"; }\n"
+        "  );\n};\n");
+    assert_int_equal(baton(&out, &err, "campaign run af"), 1);
+    free(out);
+    free(err);
+    m = sink_mail(&n);
+    assert_int_equal(n, 2);
+    assert_true(!strncmp(m[1], "oncall@example.com\n", 19));
+    assert_non_null(strstr(m[1], "failed: channel 'broken'"));
+    snprintf(want, sizeof want, "g=%lld", gold);
+    assert_non_null(strstr(m[1], want));
+    assert_null(strstr(m[1], ": running")); /* the alert itself was not reached */
+    mail_free(m);
+    unlink(path);
+    free(path);
+    /* errors */
+    path = file_write(
+        dir, "campaigns/ab.cfg",
+        "campaign: {\n"
+        "  name = \"ab\";\n"
+        "  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+        "    { id = \"a1\"; type = \"alert\"; input = \"g\"; channel = \"email\"; },\n"
+        "    { id = \"a2\"; type = \"alert\"; input = \"g\"; channel = \"emial\"; to = \"x@y\"; "
+        "},\n"
+        "    { id = \"a3\"; type = \"alert\"; input = \"g\"; channel = \"mail\"; to = \"x@y\"; },\n"
+        "    { id = \"a4\"; type = \"alert\"; channel = \"email\"; to = \"x@y\"; },\n"
+        "    { id = \"a5\"; type = \"alert\"; input = \"g\"; channel = \"email\"; to = \"\"; }\n"
+        "  );\n};\n");
+    assert_int_equal(baton(&out, &err, "check"), 2);
+    static const char *const want_err[] = {
+        "ab.cfg:5: activity 'a1': missing required key 'to'",
+        "ab.cfg:6: activity 'a2': unknown channel 'emial' (did you mean 'email'?)",
+        "ab.cfg:7: activity 'a3': channel 'mail' has no content parts",
+        "ab.cfg:8: activity 'a4': an alert takes one input or more",
+        "ab.cfg:9: activity 'a5': to must be the operator's address on channel 'email'",
+    };
+    for (size_t i = 0; i < sizeof want_err / sizeof *want_err; i++)
+        if (!strstr(err, want_err[i]))
+            fail_msg("missing: %s\nin:\n%s", want_err[i], err);
+    free(out);
+    free(err);
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -526,6 +691,7 @@ int main(void)
         cmocka_unit_test(test_or_join_passes_each_row_once),
         cmocka_unit_test(test_end_starts_another_campaign),
         cmocka_unit_test(test_incremental_audience_targets_each_row_once),
+        cmocka_unit_test(test_alert_tells_the_operator),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
