@@ -46,6 +46,7 @@ int cmd_sample_data(const cli_ctx *ctx, int argc, char **argv);
 int cmd_journey(const cli_ctx *ctx, int argc, char **argv);
 int cmd_profile(const cli_ctx *ctx, int argc, char **argv);
 int cmd_serve(const cli_ctx *ctx, int argc, char **argv);
+int cmd_feedback(const cli_ctx *ctx, int argc, char **argv);
 void check_journeys(struct app *a, struct diag *d, FILE *out);
 void check_schemas(struct app *a, struct diag *d, FILE *out);
 int cmd_campaign(const cli_ctx *ctx, int argc, char **argv);

@@ -71,6 +71,17 @@ const cli_command cli_commands[] = {
      "  campaign runs [NAME] [--json]\n"
      "      the run history: each run and each activity's counts and timing.\n",
      cmd_campaign},
+    {"feedback", "dsn FILE|- [--json]", "record a bounce an MTA returned (an RFC 3464 report)",
+     "Read a delivery status notification (RFC 3464: multipart/report;\n"
+     "report-type=delivery-status), as an MTA returns it, from FILE or stdin (-),\n"
+     "and record it in the state store of data_dir as POST /v1/feedback/dsn does:\n"
+     "a failed recipient (hard bounce) is suppressed on every channel and its\n"
+     "delivery (found by the returned X-Baton-Key, else the provider id) becomes\n"
+     "bounced; a delayed one (soft) is noted. Works while serve runs and without\n"
+     "the HTTP server; journeys get email_bounced only through serve's endpoint.\n"
+     "Exit 2 for a report that is not one (FILE: byte N: why).\n"
+     "  --json  {\"provider\", \"recorded\", \"matched\", \"ignored\", \"results\"}\n",
+     cmd_feedback},
     {"sample-data",
      "[--profiles N] [--orders N] [--stores N] [--seed N] [--now SECONDS] [--source NAME]",
      "fill the profiles source with the sample CRM",

@@ -666,6 +666,89 @@ static void test_metrics_strict(void **st)
     free(err);
 }
 
+/* baton feedback dsn FILE: an MTA's bounce for ann's campaign mail,
+ * recorded from the command line while serve runs. */
+static void test_feedback_dsn_cli(void **st)
+{
+    char *report = NULL;
+    if (asprintf(&report,
+                 "From: MAILER-DAEMON@mx.example.test\n"
+                 "Subject: Undelivered Mail Returned to Sender\n"
+                 "Content-Type: multipart/report; report-type=delivery-status;\n"
+                 "\tboundary=\"B0\"\n"
+                 "\n"
+                 "--B0\n"
+                 "Content-Type: text/plain\n"
+                 "\n"
+                 "Your message could not be delivered.\n"
+                 "--B0\n"
+                 "Content-Type: message/delivery-status\n"
+                 "\n"
+                 "Reporting-MTA: dns; mx.example.test\n"
+                 "\n"
+                 "Final-Recipient: rfc822; ann@example.com\n"
+                 "Action: failed\n"
+                 "Status: 5.1.1\n"
+                 "Diagnostic-Code: smtp; 550 5.1.1 no such user\n"
+                 "\n"
+                 "Final-Recipient: rfc822; other@example.com\n"
+                 "Action: delayed\n"
+                 "Status: 4.4.1\n"
+                 "\n"
+                 "--B0\n"
+                 "Content-Type: text/rfc822-headers\n"
+                 "\n"
+                 "To: ann@example.com\n"
+                 "X-Baton-Key: %s\n"
+                 "\n"
+                 "--B0--\n",
+                 ann_key) < 0)
+        abort();
+    char *f = file_write(dir, "bounce.eml", report);
+    free(report);
+    char *out = NULL, *err = NULL;
+    int rc = run_baton(dir, cfg, &out, &err, "feedback dsn %s --json", f);
+    if (rc != 0)
+        fail_msg("feedback dsn: exit %d: %s", rc, err ? err : "");
+    json_t *o = json_loads(out, 0, NULL);
+    assert_non_null(o);
+    assert_int_equal(json_integer_value(json_object_get(o, "recorded")), 2);
+    json_t *r0 = json_array_get(json_object_get(o, "results"), 0);
+    assert_string_equal(json_string_value(json_object_get(r0, "type")), "hard_bounce");
+    assert_string_equal(json_string_value(json_object_get(r0, "delivery")), ann_key);
+    assert_true(json_is_true(json_object_get(r0, "suppressed")));
+    json_t *r1 = json_array_get(json_object_get(o, "results"), 1);
+    assert_string_equal(json_string_value(json_object_get(r1, "type")), "soft_bounce");
+    assert_true(json_is_false(json_object_get(r1, "suppressed")));
+    json_decref(o);
+    free(out);
+    free(err);
+    free(f);
+    char q[512];
+    snprintf(q, sizeof q, "SELECT count(*) FROM deliveries WHERE key = '%s' AND status = 'bounced'",
+             ann_key);
+    assert_int_equal(sql_long(q), 1);
+    assert_int_equal(sql_long("SELECT count(*) FROM suppressions WHERE channel = '*' AND kind = "
+                              "'address' AND value = 'ann@example.com' AND reason = 'bounced'"),
+                     1);
+    assert_int_equal(
+        sql_long("SELECT count(*) FROM suppressions WHERE value = 'other@example.com'"), 0);
+    assert_int_equal(sql_long("SELECT count(*) FROM feedback WHERE provider = 'dsn'"), 2);
+    /* not a report, on stdin: exit 2 with where and why, nothing recorded */
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && printf 'Subject: hello\\n\\nnot a report\\n' | %s -c %s feedback dsn -", dir,
+             bin, cfg);
+    out = err = NULL;
+    rc = run_capture(cmd, &out, &err);
+    assert_int_equal(rc, 2);
+    if (!err || !strstr(err, "stdin: byte 0: no message headers with a Content-Type"))
+        fail_msg("feedback dsn -: %s", err ? err : "");
+    free(out);
+    free(err);
+    assert_int_equal(sql_long("SELECT count(*) FROM feedback"), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -675,6 +758,7 @@ int main(void)
         cmocka_unit_test(test_forged_links_refused),
         cmocka_unit_test(test_wait_event_reacts_to_a_click),
         cmocka_unit_test(test_metrics_strict),
+        cmocka_unit_test(test_feedback_dsn_cli),
         cmocka_unit_test(test_tracking_needs_public_url),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
