@@ -401,6 +401,13 @@ static int small_and_indexed(baton_activity_ctx *x, const expr *ex, int input_i)
 int ah_expr_sql(baton_activity_ctx *x, const char *path, const char *text, const char *dimension,
                 const char *alias, int input_i, baton_type want, baton_type *type, baton_buf *out)
 {
+    return ah_expr_sql_joins(x, path, text, dimension, alias, input_i, want, type, out, NULL);
+}
+
+int ah_expr_sql_joins(baton_activity_ctx *x, const char *path, const char *text,
+                      const char *dimension, const char *alias, int input_i, baton_type want,
+                      baton_type *type, baton_buf *out, baton_buf *joins)
+{
     camp_env *e = x->env;
     if (!text)
         text = ah_setting_string(x, path);
@@ -437,9 +444,9 @@ int ah_expr_sql(baton_activity_ctx *x, const char *path, const char *text, const
     size_t mark = x->q.sql.len;
     char err[512];
     expr_groups_collect(e->groups, !x->running);
-    int rc = expr_to_sql_grouped(ex, alias ? alias : "t", e->dialect, e->now,
-                                 small_and_indexed(x, ex, input_i) ? NULL : e->groups, &x->q, err,
-                                 sizeof err);
+    int rc = expr_to_sql_joined(ex, alias ? alias : "t", e->dialect, e->now,
+                                small_and_indexed(x, ex, input_i) ? NULL : e->groups,
+                                out ? joins : NULL, &x->q, err, sizeof err);
     if (rc != 0)
         ah_error(x, path, "%s: %s", path ? path : "expression", err);
     else if (out)

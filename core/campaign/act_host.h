@@ -46,6 +46,9 @@ int ah_link(baton_activity_ctx *x, const char *from, const char *to, const char 
             const char **to_col);
 int ah_expr_sql(baton_activity_ctx *x, const char *path, const char *text, const char *dimension,
                 const char *alias, int input, baton_type want, baton_type *type, baton_buf *out);
+int ah_expr_sql_joins(baton_activity_ctx *x, const char *path, const char *text,
+                      const char *dimension, const char *alias, int input_i, baton_type want,
+                      baton_type *type, baton_buf *out, baton_buf *joins);
 void ah_param(baton_activity_ctx *x, const baton_value *v, baton_buf *out);
 int ah_sql(baton_activity_ctx *x, const char *sql, baton_row_fn fn, void *ud);
 const char *ah_dialect(baton_activity_ctx *x);

@@ -257,6 +257,7 @@ static const baton_host host_api = {
     .config_enum = h_config_enum,
     .template_compile_as = host_template_compile_as,
     .zone_local = zone_local,
+    .act_expr_sql_joins = ah_expr_sql_joins,
 };
 
 const baton_host *plugin_host_api(void)

@@ -351,5 +351,11 @@ void expr_groups_free(expr_groups *g);
  * table that fails to be made fails the compile with its error. */
 int expr_to_sql_grouped(const expr *e, const char *alias, const expr_dialect *d, int64_t now,
                         expr_groups *groups, expr_sql *out, char *err, size_t errlen);
+/* expr_to_sql_grouped, an aggregate keyed by the current row's own key
+ * read through a LEFT JOIN of its table, appended to joins (each join
+ * once: pass the same buf for every expression of one statement), which
+ * the caller puts right after the FROM item `alias`. */
+int expr_to_sql_joined(const expr *e, const char *alias, const expr_dialect *d, int64_t now,
+                       expr_groups *groups, buf *joins, expr_sql *out, char *err, size_t errlen);
 
 #endif

@@ -317,6 +317,7 @@ typedef struct gen {
     int64_t now;
     expr_groups *groups; /* NULL: aggregates as correlated subqueries */
     int in_group;        /* a grouped table's column: tables by marker */
+    buf *joins;          /* NULL, or where the current row's grouped tables join */
     size_t *deps;        /* the group tables the SQL so far reads */
     size_t ndeps;
     expr_arena arena;
@@ -1007,7 +1008,31 @@ static sqlv gen_grouped(gen *g, const node *n)
     char marker[32];
     snprintf(marker, sizeof marker, "\x01%zu\x01", ti);
     const char *table = g->in_group ? marker : g->groups->t[ti].name;
-    if (n->fn == AGG_EXISTS) {
+    if (g->joins && !g->in_group && r->level == 0 && r->nhops == 0) {
+        /* the current row's own key: one LEFT JOIN of the table, shared
+         * by every column read from it (a scalar subquery is a probe per
+         * row, which PostgreSQL never turns into a join) */
+        snprintf(ga, sizeof ga, "%s_gj%zu", g->alias[0], ti + 1);
+        buf j;
+        buf_init(&j);
+        buf_addf(&j, " LEFT JOIN %s AS ", table);
+        ident(&j, ga);
+        buf_adds(&j, " ON ");
+        ident(&j, ga);
+        buf_addf(&j, ".\"k\" = %s", key);
+        if (!g->joins->data || !strstr(g->joins->data, j.data))
+            buf_adds(g->joins, j.data);
+        buf_free(&j);
+        buf_adds(&o, n->fn == AGG_COUNT ? "coalesce(" : "(");
+        ident(&o, ga);
+        buf_addf(&o, ".\"c%zu\"", ci);
+        if (n->fn == AGG_EXISTS) { /* never NULL, as in memory */
+            buf_adds(&o, " > 0 AND ");
+            ident(&o, ga);
+            buf_addf(&o, ".\"c%zu\" IS NOT NULL", ci);
+        }
+        buf_adds(&o, n->fn == AGG_COUNT ? ", 0)" : ")");
+    } else if (n->fn == AGG_EXISTS) {
         buf_addf(&o, "EXISTS (SELECT 1 FROM %s AS ", table);
         ident(&o, ga);
         buf_adds(&o, " WHERE ");
@@ -1447,9 +1472,22 @@ int expr_to_sql(const expr *e, const char *alias, const expr_dialect *d, int64_t
 int expr_to_sql_grouped(const expr *e, const char *alias, const expr_dialect *d, int64_t now,
                         expr_groups *groups, expr_sql *out, char *err, size_t errlen)
 {
+    return expr_to_sql_joined(e, alias, d, now, groups, NULL, out, err, errlen);
+}
+
+int expr_to_sql_joined(const expr *e, const char *alias, const expr_dialect *d, int64_t now,
+                       expr_groups *groups, buf *joins, expr_sql *out, char *err, size_t errlen)
+{
     if (!d)
         d = &expr_dialect_sqlite;
-    gen g = {.e = e, .d = d, .q = out, .now = now, .groups = groups, .err = err, .errlen = errlen};
+    gen g = {.e = e,
+             .d = d,
+             .q = out,
+             .now = now,
+             .groups = groups,
+             .joins = joins,
+             .err = err,
+             .errlen = errlen};
     g.alias[0] = alias && *alias ? alias : NULL;
     g.entity[0] = e->entity;
     expr_arena_init(&g.arena);

@@ -15,7 +15,8 @@ static const baton_host *H;
 
 static int tg_init(baton_instance *inst, const baton_host *host, void **state)
 {
-    if (host->size < offsetof(baton_host, act_setting_path) + sizeof(void *) || !host->act_sql) {
+    if (host->abi_minor < 4 ||
+        host->size < offsetof(baton_host, act_expr_sql_joins) + sizeof(void *) || !host->act_sql) {
         host->set_error(inst, "this host has no campaign activities");
         return -1;
     }
@@ -47,8 +48,9 @@ static void ident(baton_buf *b, const char *name)
 }
 
 /* " FROM <input> w JOIN <entity table> t ON t.key = w._key" as a derived
- * row r carrying the entity's fields, the work columns and _key. */
-static int from_rows(ctx_t *x, size_t input, baton_buf *b)
+ * row r carrying the entity's fields, the work columns and _key, then the
+ * joins (NULL: none) the expressions over r read their aggregates by. */
+static int from_rows(ctx_t *x, size_t input, baton_buf *b, baton_buf *joins)
 {
     const char *dim = H->act_input_dimension(x, input), *table, *key;
     if (!dim || H->act_entity(x, dim, &table, &key)) {
@@ -66,7 +68,17 @@ static int from_rows(ctx_t *x, size_t input, baton_buf *b)
     H->buf_printf(b, " t ON t.");
     ident(b, key);
     H->buf_printf(b, " = w._key) r");
+    if (joins)
+        H->buf_printf(b, "%s", s(joins));
     return 0;
+}
+
+/* An expression over alias's row, its aggregates read through joins. */
+static int expr_sql(ctx_t *x, const char *path, const char *text, const char *dim,
+                    const char *alias, int input, baton_type want, baton_type *type, baton_buf *out,
+                    baton_buf *joins)
+{
+    return H->act_expr_sql_joins(x, path, text, dim, alias, input, want, type, out, joins);
 }
 
 /* "r._key, r.col1, ..." — the columns an output like input `i` keeps. */
@@ -161,8 +173,11 @@ static int build_run(void *st, ctx_t *x)
     H->buf_printf(b, " t");
     int rc = 0;
     if (H->act_setting_string(x, "filter")) {
-        H->buf_printf(b, " WHERE ");
-        rc = H->act_expr_sql(x, "filter", NULL, dim, "t", -1, BATON_T_BOOL, NULL, b);
+        baton_buf *f = H->buf_new(), *j = H->buf_new();
+        rc = expr_sql(x, "filter", NULL, dim, "t", -1, BATON_T_BOOL, NULL, f, j);
+        H->buf_printf(b, "%s WHERE %s", s(j), s(f));
+        H->buf_free(f);
+        H->buf_free(j);
     }
     if (rc == 0)
         rc = exec(x, b);
@@ -354,7 +369,7 @@ static int combine_run(void *st, ctx_t *x)
 
 /* Append "(e1) DESC NULLS LAST, (e2) ASC NULLS LAST" for the order text
  * of setting `path`; rows whose value is unknown come last either way. */
-static int order_sql(ctx_t *x, const char *path, size_t input, baton_buf *b)
+static int order_sql(ctx_t *x, const char *path, size_t input, baton_buf *b, baton_buf *joins)
 {
     const char *text = H->act_setting_string(x, path);
     if (!text || !*text) {
@@ -378,8 +393,8 @@ static int order_sql(ctx_t *x, const char *path, size_t input, baton_buf *b)
             tok[l - 4] = '\0';
         }
         H->buf_printf(b, "%s(", first ? "" : ", ");
-        rc = H->act_expr_sql(x, path, tok, H->act_input_dimension(x, input), "r", (int)input,
-                             BATON_T_NULL, NULL, b);
+        rc = expr_sql(x, path, tok, H->act_input_dimension(x, input), "r", (int)input, BATON_T_NULL,
+                      NULL, b, joins);
         H->buf_printf(b, ") %s NULLS LAST", dir);
         first = 0;
     }
@@ -415,24 +430,25 @@ static int dedup_sql(ctx_t *x, baton_buf *b, int check)
         H->act_error(x, "by", "by must list one expression or more");
         return -1;
     }
-    baton_buf *part = H->buf_new(), *nul = H->buf_new();
+    baton_buf *part = H->buf_new(), *nul = H->buf_new(), *j = H->buf_new();
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         char path[32];
         snprintf(path, sizeof path, "by.%d", i);
         H->buf_printf(part, "%s(", i ? ", " : "");
         H->buf_printf(nul, "%s(", i ? " OR " : "");
-        rc = H->act_expr_sql(x, path, NULL, dim, "r", 0, BATON_T_NULL, NULL, part);
+        rc = expr_sql(x, path, NULL, dim, "r", 0, BATON_T_NULL, NULL, part, j);
         if (rc == 0)
-            rc = H->act_expr_sql(x, path, NULL, dim, "r", 0, BATON_T_NULL, NULL, nul);
+            rc = expr_sql(x, path, NULL, dim, "r", 0, BATON_T_NULL, NULL, nul, j);
         H->buf_printf(part, ")");
         H->buf_printf(nul, ") IS NULL");
     }
     if (check || rc) {
         if (rc == 0 && H->act_setting_string(x, "keep"))
-            rc = order_sql(x, "keep", 0, nul);
+            rc = order_sql(x, "keep", 0, nul, j);
         H->buf_free(part);
         H->buf_free(nul);
+        H->buf_free(j);
         return rc;
     }
     /* rows whose `by` is unknown duplicate nothing: each keeps its row,
@@ -450,15 +466,16 @@ static int dedup_sql(ctx_t *x, baton_buf *b, int check)
             b, ", row_number() OVER (PARTITION BY %s, CASE WHEN %s THEN r._key END ORDER BY ",
             s(part), s(nul));
     if (H->act_setting_string(x, "keep")) {
-        rc = order_sql(x, "keep", 0, b);
+        rc = order_sql(x, "keep", 0, b, j);
         H->buf_printf(b, ", ");
     }
     H->buf_printf(b, "r._key) AS _rn");
     if (rc == 0)
-        rc = from_rows(x, 0, b);
+        rc = from_rows(x, 0, b, j);
     H->buf_printf(b, ") d WHERE d._rn = 1");
     H->buf_free(part);
     H->buf_free(nul);
+    H->buf_free(j);
     return rc;
 }
 
@@ -542,7 +559,7 @@ static int enrich_run(void *st, ctx_t *x)
 {
     const char *dim = H->act_input_dimension(x, 0);
     int n = H->act_setting_count(x, "add"), rc = 0;
-    baton_buf *b = H->buf_new();
+    baton_buf *b = H->buf_new(), *j = H->buf_new();
     H->buf_printf(b, "CREATE TABLE %s AS SELECT ", H->act_output_table(x, NULL));
     /* kept columns, except those this enrich recomputes */
     H->buf_printf(b, "r._key");
@@ -564,15 +581,16 @@ static int enrich_run(void *st, ctx_t *x)
         snprintf(p, sizeof p, "add.%d.name", i);
         snprintf(pv, sizeof pv, "add.%d.value", i);
         H->buf_printf(b, ", (");
-        rc = H->act_expr_sql(x, pv, NULL, dim, "r", 0, BATON_T_NULL, NULL, b);
+        rc = expr_sql(x, pv, NULL, dim, "r", 0, BATON_T_NULL, NULL, b, j);
         H->buf_printf(b, ") AS ");
         ident(b, H->act_setting_string(x, p));
     }
     if (rc == 0)
-        rc = from_rows(x, 0, b);
+        rc = from_rows(x, 0, b, j);
     if (rc == 0)
         rc = exec(x, b);
     H->buf_free(b);
+    H->buf_free(j);
     return rc;
 }
 
@@ -679,21 +697,23 @@ static int split_check(void *st, ctx_t *x)
         rc = -1;
     } else if (!strcmp(mode, "limit")) {
         baton_buf *b = H->buf_new();
-        rc |= order_sql(x, "order", 0, b);
+        rc |= order_sql(x, "order", 0, b, NULL);
         H->buf_free(b);
     }
     return rc;
 }
 
 /* Filter mode: each row's branch flags in one pass, then one table per
- * branch. Ranked modes: each row's rank, then ranges of it. */
+ * branch. Ranked modes: each row's rank, then ranges of it. The pass
+ * keeps the input's columns beside the flags or rank, so that a branch
+ * reads that one table. */
 static int split_run(void *st, ctx_t *x)
 {
     const char *dim = H->act_input_dimension(x, 0), *mode = mode_of(x);
     const char *in = H->act_input_table(x, 0);
     int n = H->act_setting_count(x, "branches"), rc = 0, excl = 0;
     H->act_setting_bool(x, "exclusive", &excl);
-    baton_buf *b = H->buf_new();
+    baton_buf *b = H->buf_new(), *j = H->buf_new();
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%s_s",
              H->act_output_table(x, H->act_setting_string(x, "branches.0.name")));
@@ -702,7 +722,8 @@ static int split_run(void *st, ctx_t *x)
     if (rc)
         goto done;
     if (!strcmp(mode, "filter")) {
-        H->buf_printf(b, "CREATE TABLE %s AS SELECT r._key AS _key", tmp);
+        H->buf_printf(b, "CREATE TABLE %s AS SELECT ", tmp);
+        keep_cols(x, 0, "r", b);
         for (int i = 0; i < n && rc == 0; i++) {
             if (is_remainder(x, i))
                 continue;
@@ -710,11 +731,11 @@ static int split_run(void *st, ctx_t *x)
             snprintf(p, sizeof p, "branches.%d.filter", i);
             /* a flag as 0/1 on every dialect (a WHERE's truth, NULL false) */
             H->buf_printf(b, ", CASE WHEN (");
-            rc = H->act_expr_sql(x, p, NULL, dim, "r", 0, BATON_T_BOOL, NULL, b);
+            rc = expr_sql(x, p, NULL, dim, "r", 0, BATON_T_BOOL, NULL, b, j);
             H->buf_printf(b, ") THEN 1 ELSE 0 END AS _b%d", i);
         }
         if (rc == 0)
-            rc = from_rows(x, 0, b);
+            rc = from_rows(x, 0, b, j);
         if (rc == 0)
             rc = exec(x, b);
         for (int i = 0; i < n && rc == 0; i++) {
@@ -722,8 +743,8 @@ static int split_run(void *st, ctx_t *x)
             snprintf(p, sizeof p, "branches.%d.name", i);
             H->buf_printf(b, "CREATE TABLE %s AS SELECT ",
                           H->act_output_table(x, H->act_setting_string(x, p)));
-            keep_cols(x, 0, "w", b);
-            H->buf_printf(b, " FROM %s w JOIN %s f ON f._key = w._key WHERE ", in, tmp);
+            keep_cols(x, 0, "f", b);
+            H->buf_printf(b, " FROM %s f WHERE ", tmp);
             if (is_remainder(x, i)) {
                 int any = 0;
                 for (int k = 0; k < n; k++)
@@ -744,10 +765,11 @@ static int split_run(void *st, ctx_t *x)
         H->buf_printf(b, "SELECT count(*) FROM %s", in);
         rc = H->act_sql(x, s(b), take_count, &total);
         H->buf_reset(b);
-        H->buf_printf(b, "CREATE TABLE %s AS SELECT r._key AS _key, row_number() OVER (ORDER BY ",
-                      tmp);
+        H->buf_printf(b, "CREATE TABLE %s AS SELECT ", tmp);
+        keep_cols(x, 0, "r", b);
+        H->buf_printf(b, ", row_number() OVER (ORDER BY ");
         if (rc == 0 && !strcmp(mode, "limit")) {
-            rc = order_sql(x, "order", 0, b);
+            rc = order_sql(x, "order", 0, b, j);
             H->buf_printf(b, ", r._key");
         } else if (rc == 0) {
             double seed = 0;
@@ -759,7 +781,7 @@ static int split_run(void *st, ctx_t *x)
         }
         H->buf_printf(b, ") AS _rn");
         if (rc == 0)
-            rc = from_rows(x, 0, b);
+            rc = from_rows(x, 0, b, j);
         if (rc == 0)
             rc = exec(x, b);
         /* ranges of rank: limit takes N each in turn; random takes its
@@ -787,10 +809,9 @@ static int split_run(void *st, ctx_t *x)
             snprintf(p, sizeof p, "branches.%d.name", i);
             H->buf_printf(b, "CREATE TABLE %s AS SELECT ",
                           H->act_output_table(x, H->act_setting_string(x, p)));
-            keep_cols(x, 0, "w", b);
-            H->buf_printf(
-                b, " FROM %s w JOIN %s f ON f._key = w._key WHERE f._rn > %lld AND f._rn <= %lld",
-                in, tmp, (long long)lo, (long long)hi);
+            keep_cols(x, 0, "f", b);
+            H->buf_printf(b, " FROM %s f WHERE f._rn > %lld AND f._rn <= %lld", tmp, (long long)lo,
+                          (long long)hi);
             rc = exec(x, b);
             lo = hi;
         }
@@ -801,9 +822,8 @@ static int split_run(void *st, ctx_t *x)
             snprintf(p, sizeof p, "branches.%d.name", i);
             H->buf_printf(b, "CREATE TABLE %s AS SELECT ",
                           H->act_output_table(x, H->act_setting_string(x, p)));
-            keep_cols(x, 0, "w", b);
-            H->buf_printf(b, " FROM %s w JOIN %s f ON f._key = w._key WHERE f._rn > %lld", in, tmp,
-                          (long long)lo);
+            keep_cols(x, 0, "f", b);
+            H->buf_printf(b, " FROM %s f WHERE f._rn > %lld", tmp, (long long)lo);
             rc = exec(x, b);
         }
     }
@@ -812,6 +832,7 @@ static int split_run(void *st, ctx_t *x)
         rc = exec(x, b);
 done:
     H->buf_free(b);
+    H->buf_free(j);
     return rc;
 }
 
@@ -951,8 +972,11 @@ static int dim_run(void *st, ctx_t *x)
     }
     int rc = 0;
     if (H->act_setting_string(x, "filter")) {
-        H->buf_printf(b, " WHERE ");
-        rc = H->act_expr_sql(x, "filter", NULL, chain[n - 1], "t", -1, BATON_T_BOOL, NULL, b);
+        baton_buf *f = H->buf_new(), *j = H->buf_new();
+        rc = expr_sql(x, "filter", NULL, chain[n - 1], "t", -1, BATON_T_BOOL, NULL, f, j);
+        H->buf_printf(b, "%s WHERE %s", s(j), s(f));
+        H->buf_free(f);
+        H->buf_free(j);
     }
     if (rc == 0)
         rc = exec(x, b);

@@ -75,7 +75,7 @@ static void test_install_build_load_run(void **st)
     assert_int_equal(run_capture(cmd, &out, NULL), 0);
     assert_non_null(strstr(out, "\"name\": \"action_jsonl\""));
     assert_non_null(strstr(out, "\"kind\": \"action\""));
-    assert_non_null(strstr(out, "\"abi\": \"1.3\""));
+    assert_non_null(strstr(out, "\"abi\": \"1.4\""));
     assert_non_null(strstr(out, "\"actions.audit\""));
     free(out);
     free(cmd);

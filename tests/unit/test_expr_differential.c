@@ -947,15 +947,19 @@ static void groups_reset(void)
 
 static int run_one_as(const char *text, const expr_scope *sc, table *t, const char *table_name,
                       int grouped, size_t *rows_checked, size_t *nulls, size_t *compile_errors);
+static size_t joined_exprs; /* compiled with at least one LEFT JOIN */
 
-/* The expression compiled both ways: correlated subqueries, and grouped
- * work tables shared by every expression of the round. */
+/* The expression compiled three ways: correlated subqueries, grouped
+ * work tables shared by every expression of the round read by key (1),
+ * and the same tables read through LEFT JOINs (2, as activities do). */
 static int run_one(const char *text, const expr_scope *sc, table *t, const char *table_name,
                    size_t *rows_checked, size_t *nulls, size_t *compile_errors)
 {
     int rc = run_one_as(text, sc, t, table_name, 0, rows_checked, nulls, compile_errors);
     if (rc == 0 && strchr(text, '('))
         rc = run_one_as(text, sc, t, table_name, 1, rows_checked, nulls, compile_errors);
+    if (rc == 0 && strchr(text, '('))
+        rc = run_one_as(text, sc, t, table_name, 2, rows_checked, nulls, compile_errors);
     return rc;
 }
 
@@ -971,15 +975,22 @@ static int run_one_as(const char *text, const expr_scope *sc, table *t, const ch
     }
     expr_sql q;
     expr_sql_init(&q);
+    buf joins;
+    buf_init(&joins);
+    buf_adds(&joins, "");
     buf_adds(&q.sql, "SELECT ");
-    if (expr_to_sql_grouped(e, "t", &expr_dialect_sqlite, NOW, grouped ? G : NULL, &q, err,
-                            sizeof err) != 0) {
+    if (expr_to_sql_joined(e, "t", &expr_dialect_sqlite, NOW, grouped ? G : NULL,
+                           grouped == 2 ? &joins : NULL, &q, err, sizeof err) != 0) {
         print_error("expr_to_sql%s failed: %s\n  %s\n", grouped ? " (grouped)" : "", err, text);
         expr_free(e);
         expr_sql_free(&q);
+        buf_free(&joins);
         return -1;
     }
-    buf_addf(&q.sql, " FROM \"%s\" AS \"t\" ORDER BY rowid", table_name);
+    if (grouped == 2)
+        joined_exprs += joins.len > 0;
+    buf_addf(&q.sql, " FROM \"%s\" AS \"t\"%s ORDER BY \"t\".rowid", table_name, joins.data);
+    buf_free(&joins);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, q.sql.data, -1, &st, NULL) != SQLITE_OK) {
         print_error("SQL does not prepare: %s\n  %s\n  %s\n", sqlite3_errmsg(db), text, q.sql.data);
@@ -1017,8 +1028,11 @@ static int run_one_as(const char *text, const expr_scope *sc, table *t, const ch
                 describe_sql(st, &sb);
                 print_error("DISAGREE on %s row %zu: memory [%d] '%s', SQL%s %s %s\n  expr: %s\n  "
                             "sql: %.2000s\n",
-                            table_name, i, m.type, mb.data, grouped ? " (grouped)" : "", sb.data,
-                            why, text, q.sql.data);
+                            table_name, i, m.type, mb.data,
+                            grouped == 2 ? " (joined)"
+                            : grouped    ? " (grouped)"
+                                         : "",
+                            sb.data, why, text, q.sql.data);
                 buf_free(&mb);
                 buf_free(&sb);
                 rc = -1;
@@ -1108,10 +1122,12 @@ static void test_differential(void **st)
             failures++;
     }
     print_message("differential: seed %#llx, %zu expressions, %zu rows compared (%zu NULL), %zu "
-                  "disagreements; %zu over two one-to-many links; %zu grouped tables\n",
+                  "disagreements; %zu over two one-to-many links; %zu grouped tables, %zu "
+                  "expressions read them by joins\n",
                   (unsigned long long)seed, exprs, checked, nulls, failures, multi,
-                  expr_groups_made(G));
+                  expr_groups_made(G), joined_exprs);
     assert_true(multi >= 100);
+    assert_true(joined_exprs >= 100);
     /* the grouped form was exercised, not skipped */
     assert_true(expr_groups_made(G) >= 3);
     assert_int_equal(compile_errors, 0);

@@ -77,11 +77,11 @@ static void test_abi_check(void **st)
     assert_int_equal(plugin_abi_check(BATON_ABI_MAJOR, 0, err, sizeof err), 0);
     assert_int_equal(plugin_abi_check(BATON_ABI_MAJOR, BATON_ABI_MINOR, err, sizeof err), 0);
     assert_int_equal(plugin_abi_check(2, 0, err, sizeof err), -1);
-    assert_string_equal(err, "built for baton ABI 2.0, but this host speaks ABI 1.3; rebuild it "
+    assert_string_equal(err, "built for baton ABI 2.0, but this host speaks ABI 1.4; rebuild it "
                              "against baton-sdk 1.x");
     assert_int_equal(plugin_abi_check(0, 9, err, sizeof err), -1);
     assert_int_equal(plugin_abi_check(1, BATON_ABI_MINOR + 1, err, sizeof err), -1);
-    assert_non_null(strstr(err, "newer than this host's ABI 1.3"));
+    assert_non_null(strstr(err, "newer than this host's ABI 1.4"));
 }
 
 static void test_valid_plugin_loads(void **st)
@@ -100,10 +100,10 @@ static void test_valid_plugin_loads(void **st)
 static void test_refusals(void **st)
 {
     expect_refusal("fx_no_entry", "not a baton plugin (no baton_plugin_entry symbol)");
-    expect_refusal("fx_wrong_major", "built for baton ABI 2.0, but this host speaks ABI 1.3; "
+    expect_refusal("fx_wrong_major", "built for baton ABI 2.0, but this host speaks ABI 1.4; "
                                      "rebuild it against baton-sdk 1.x");
-    expect_refusal("fx_newer_minor", "built for baton ABI 1.4, newer than this host's ABI 1.3; "
-                                     "upgrade baton or rebuild the plugin against baton-sdk 1.3");
+    expect_refusal("fx_newer_minor", "built for baton ABI 1.5, newer than this host's ABI 1.4; "
+                                     "upgrade baton or rebuild the plugin against baton-sdk 1.4");
     expect_refusal("fx_missing_callback",
                    "missing callback 'ops.deliver', required of channel plugins");
     expect_refusal("fx_ops_unsized", "channel ops declare a size of 0 bytes, too small for ABI "

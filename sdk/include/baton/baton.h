@@ -40,7 +40,7 @@ extern "C" {
 #endif
 
 #define BATON_ABI_MAJOR 1
-#define BATON_ABI_MINOR 3
+#define BATON_ABI_MINOR 4
 
 /* The one symbol a plugin exports: a function returning its descriptor. */
 #define BATON_ENTRY_SYMBOL "baton_plugin_entry"
@@ -614,7 +614,17 @@ typedef struct baton_host {
      * first use reads its file, later ones do not block. */
     int (*zone_local)(const char *zone, int64_t t, int64_t *local);
 
-    void *reserved[18];
+    /* 1.4 — act_expr_sql whose aggregates over the row's own links are
+     * read through LEFT JOINs of the campaign's grouped tables, each
+     * appended once to `joins`, which the caller puts right after the
+     * FROM item aliased `alias` (one buffer for every expression of a
+     * statement). A join is one pass where a subquery is a lookup per
+     * row (PostgreSQL never turns one into the other). */
+    int (*act_expr_sql_joins)(baton_activity_ctx *ctx, const char *path, const char *text,
+                              const char *dimension, const char *alias, int input, baton_type want,
+                              baton_type *type, baton_buf *out, baton_buf *joins);
+
+    void *reserved[17];
 } baton_host;
 
 /* ------------------------------------------------------------------ */
