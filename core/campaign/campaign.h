@@ -69,7 +69,9 @@ typedef struct campaign {
     int64_t at;       /* seconds since epoch */
     int64_t repeat_s; /* 0: once */
     char *timezone;
-    int64_t retention_s; /* `retention` (default 5d) */
+    /* retention = "5d": how long a run may hold rows in its work tables
+     * (waits and signals) and incremental audiences keep their keys */
+    int64_t retention_s;
     camp_activity *acts;
     size_t nacts;
     size_t *order; /* topological order, when the graph is acyclic */
@@ -87,6 +89,10 @@ void campaign_free(campaign *c);
 /* Resolve input ids, reject unknown ones and cycles, and compute the
  * topological order. Errors go to d; returns 0 when none. */
 int campaign_graph(campaign *c, diag *d);
+
+/* How long activity a holds its rows (a wait's duration, a signal's
+ * timeout; UTC s), 0 for any other. */
+int64_t campaign_hold_s(const camp_activity *a);
 
 /* The activity with this id, or -1. */
 int campaign_find(const campaign *c, const char *id);

@@ -7,6 +7,7 @@
 #include "campaign/campaign.h"
 #include "base/mem.h"
 #include "base/suggest.h"
+#include "base/timefmt.h"
 
 static void resolve_inputs(campaign *c, diag *d)
 {
@@ -106,10 +107,51 @@ static void order(campaign *c, diag *d)
     free(indeg);
 }
 
+int64_t campaign_hold_s(const camp_activity *a)
+{
+    const char *key = !strcmp(a->type_name, "wait")     ? "duration"
+                      : !strcmp(a->type_name, "signal") ? "timeout"
+                                                        : NULL;
+    config_setting_t *s = key ? config_setting_get_member(a->group, key) : NULL;
+    int64_t ms = 0;
+    if (!s || config_setting_type(s) != CONFIG_TYPE_STRING ||
+        duration_parse_ms(config_setting_get_string(s), &ms) != 0)
+        return 0;
+    return ms / 1000;
+}
+
+/* Rows are held in work tables for at most the campaign's retention: the
+ * waits and signal timeouts along any path add up to no more. */
+static void check_retention(campaign *c, diag *d)
+{
+    int64_t *upto = xcalloc(c->nacts + 1, sizeof *upto);
+    for (size_t k = 0; k < c->norder; k++) {
+        size_t i = c->order[k];
+        const camp_activity *a = &c->acts[i];
+        int64_t before = 0;
+        for (size_t j = 0; j < a->ninputs; j++)
+            if (a->inputs[j].act >= 0 && upto[a->inputs[j].act] > before)
+                before = upto[a->inputs[j].act];
+        upto[i] = before + campaign_hold_s(a);
+        if (upto[i] > c->retention_s && before <= c->retention_s) {
+            char total[32], ret[32];
+            duration_format(upto[i], total, sizeof total);
+            duration_format(c->retention_s, ret, sizeof ret);
+            diag_error(d, c->file, a->line,
+                       "activity '%s': the run would hold its rows %s up to here, past the "
+                       "campaign's retention of %s (retention = \"%s\" keeps them longer)",
+                       a->id, total, ret, total);
+        }
+    }
+    free(upto);
+}
+
 int campaign_graph(campaign *c, diag *d)
 {
     size_t before = d->errors;
     resolve_inputs(c, d);
     order(c, d);
+    if (d->errors == before)
+        check_retention(c, d);
     return d->errors == before ? 0 : -1;
 }

@@ -31,7 +31,13 @@ int history_init(store *s, char *err, size_t errlen)
                          "ALTER TABLE campaign_runs ADD COLUMN parameters TEXT", err, errlen) ||
            store_migrate(s, "campaign_history_suppressed", 1,
                          "ALTER TABLE campaign_run_activities ADD COLUMN suppressed INTEGER", err,
-                         errlen);
+                         errlen) ||
+           store_migrate(s, "campaign_history_holds", 1,
+                         "CREATE TABLE IF NOT EXISTS campaign_run_holds ("
+                         " run INTEGER NOT NULL, activity TEXT NOT NULL, until INTEGER NOT NULL,"
+                         " state TEXT NOT NULL DEFAULT 'waiting', params TEXT,"
+                         " PRIMARY KEY (run, activity))",
+                         err, errlen);
 }
 
 void history_set_params(store *s, int64_t run, const char *json)
@@ -344,4 +350,72 @@ int64_t history_wait_until(store *s, int64_t run)
         v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     return v;
+}
+
+int64_t history_started_at(store *s, int64_t run)
+{
+    sqlite3_stmt *st;
+    int64_t v = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT started_at FROM campaign_runs WHERE id = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_int64(st, 1, run);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+void history_running(store *s, int64_t run)
+{
+    sqlite3_stmt *st;
+    store_lock(s);
+    if (sqlite3_prepare_v2(s->db, "UPDATE campaign_runs SET status = 'running' WHERE id = ?1", -1,
+                           &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run);
+        sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+    store_unlock(s);
+}
+
+int64_t history_hold_get(store *s, int64_t run, const char *activity, char state[16])
+{
+    sqlite3_stmt *st;
+    int64_t v = 0;
+    if (state)
+        state[0] = '\0';
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT until, state FROM campaign_run_holds WHERE run = ?1 AND "
+                           "activity = ?2",
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0;
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_text(st, 2, activity, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        v = sqlite3_column_int64(st, 0);
+        if (state)
+            snprintf(state, 16, "%s", (const char *)sqlite3_column_text(st, 1));
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+void history_hold(store *s, int64_t run, const char *activity, int64_t until, const char *state)
+{
+    sqlite3_stmt *st;
+    store_lock(s);
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO campaign_run_holds (run, activity, until, state) VALUES "
+                           "(?1, ?2, ?3, ?4) ON CONFLICT (run, activity) DO UPDATE SET state = "
+                           "excluded.state",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run);
+        sqlite3_bind_text(st, 2, activity, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 3, until);
+        sqlite3_bind_text(st, 4, state, -1, SQLITE_TRANSIENT);
+        sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+    store_unlock(s);
 }

@@ -35,6 +35,17 @@ void history_finish(store *s, int64_t run, const char *status, const char *error
  * status "waiting", resumed by --resume or by serve once due. */
 void history_wait(store *s, int64_t run, int64_t until);
 int64_t history_wait_until(store *s, int64_t run);
+/* When the run started (UTC s; 0 when unknown). */
+int64_t history_started_at(store *s, int64_t run);
+/* Status "running" again, wait_until kept (serve resumes the run if the
+ * process is killed before it waits again or ends). */
+void history_running(store *s, int64_t run);
+/* One holding activity of a run (a wait, a signal): until when it holds
+ * its rows (UTC s) and its state ("waiting", "signaled", "timed_out");
+ * 0 and "" when it never held. history_hold records it (once: a later
+ * call changes only the state). */
+int64_t history_hold_get(store *s, int64_t run, const char *activity, char state[16]);
+void history_hold(store *s, int64_t run, const char *activity, int64_t until, const char *state);
 /* Print the runs of one campaign (NULL: all), newest first. */
 int history_print(store *s, const char *cname, int json, FILE *out);
 

@@ -181,36 +181,62 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     }
     if (o->on_run)
         o->on_run(o->on_run_ud, run);
-    int failed = 0, waiting = 0;
+    int failed = 0;
+    int64_t next = 0; /* the earliest a holding activity is due */
+    /* held: a wait (or what follows it) still holding its rows; closed: a
+     * branch that ends (what follows a signal that timed out). Other
+     * branches run on. */
+    char *held = xcalloc(c.nacts + 1, 1), *closed = xcalloc(c.nacts + 1, 1);
+    int64_t started = history_started_at(st, run);
+    int holds = !dry_run && !nproof;
+    if (resume && holds)
+        history_running(st, run);
     for (size_t k = 0; k < c.norder && !failed; k++) {
         size_t i = c.order[k];
-        if (e.s[i].done)
-            continue;
         camp_activity *act = &c.acts[i];
-        if (act->type && act->type->flow && !strcmp(act->type_name, "wait") && !dry_run &&
-            !nproof) {
-            /* a wait holds the run: it ends here and is resumed when due */
-            int64_t until = history_wait_until(st, run), now = e.now;
+        char hstate[16] = "";
+        int holding = holds && act->type && act->type->flow &&
+                      (!strcmp(act->type_name, "wait") || !strcmp(act->type_name, "signal"));
+        int64_t until = holding ? history_hold_get(st, run, act->id, hstate) : 0;
+        for (size_t j = 0; j < act->ninputs; j++) {
+            held[i] |= held[act->inputs[j].act];
+            closed[i] |= closed[act->inputs[j].act];
+        }
+        if (!strcmp(hstate, "timed_out"))
+            closed[i] = 1;
+        if (e.s[i].done || held[i] || closed[i])
+            continue;
+        if (holding && !strcmp(act->type_name, "wait")) {
+            /* a wait holds its own path's rows (in its input's work table)
+             * until it is due */
+            int64_t now = e.now;
             if (until == 0) {
-                config_setting_t *ds = config_setting_get_member(act->group, "duration");
-                int64_t ms = 0;
-                duration_parse_ms(ds ? config_setting_get_string(ds) : "0s", &ms);
-                until = now + ms / 1000;
+                until = now + campaign_hold_s(act);
                 if (until > now)
-                    history_wait(st, run, until);
+                    history_hold(st, run, act->id, until, "waiting");
             }
             if (until > now) {
-                char ts[21];
+                char ts[21], rs[32];
                 timestamp_format(until, ts);
+                if (started && until > started + c.retention_s) {
+                    duration_format(c.retention_s, rs, sizeof rs);
+                    snprintf(e.error, sizeof e.error,
+                             "%s:%d: activity '%s': run %lld would hold its rows until %s, past "
+                             "the campaign's retention (%s from the run's start)",
+                             c.file, act->line, act->id, (long long)run, ts, rs);
+                    failed = 1;
+                    break;
+                }
                 if (progress)
                     fprintf(progress,
                             "campaign %s: run %lld waits at '%s' until %s (resumed by `baton "
                             "serve` or `campaign run %s --resume`)\n",
                             c.name, (long long)run, act->id, ts, c.name);
-                waiting = 1;
-                break;
+                held[i] = 1;
+                if (!next || until < next)
+                    next = until;
+                continue;
             }
-            history_wait(st, run, 0);
         }
         /* one at a time, each recorded as it ends: a kill loses at most
          * the activity in flight, which resume redoes */
@@ -229,13 +255,16 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
         if (!dry_run && !nproof)
             history_activity(st, run, &e, i);
     }
-    if (waiting) {
-        /* resumed later: the work tables stay */
-    } else if (failed) {
+    free(held);
+    free(closed);
+    if (failed) {
         fprintf(stderr, "baton campaign run: %s\n", e.error);
         history_finish(st, run, "failed", e.error);
         camp_alert_failed(&e);
         rc = EXIT_RUNTIME;
+    } else if (next) {
+        /* resumed later: the work tables stay */
+        history_wait(st, run, next);
     } else {
         history_finish(st, run, "done", NULL);
         if (!dry_run && !nproof) {

@@ -91,11 +91,12 @@ int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatc
         int64_t due = c.has_schedule ? schedule_due_slot(&c, now, last, &missed) : -1;
         char status[16];
         int64_t unf = history_unfinished(st, c.name, status);
-        /* killed runs of a schedule are resumed, waits when due; failed
-         * ones wait for an operator's --resume (no retry loop), the next
-         * slot runs anew */
-        int resume = unf && ((c.has_schedule && !strcmp(status, "running")) ||
-                             (!strcmp(status, "waiting") && history_wait_until(st, unf) <= now));
+        /* killed runs of a schedule are resumed, and those killed after a
+         * wait (scheduled or not); waits when due; failed ones wait for an
+         * operator's --resume (no retry loop), the next slot runs anew */
+        int64_t wu = unf ? history_wait_until(st, unf) : 0;
+        int resume = unf && ((!strcmp(status, "running") && (c.has_schedule || wu > 0)) ||
+                             (!strcmp(status, "waiting") && wu <= now));
         if (unf && !strcmp(status, "waiting") && !resume) {
             campaign_free(&c);
             diag_free(&d);

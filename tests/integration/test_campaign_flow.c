@@ -339,6 +339,138 @@ static void test_a_send_that_failed_every_message_fails_the_run(void **st)
     free(path);
 }
 
+/* A wait holds only its own branch: the send beside it goes at once, the
+ * run is waiting, --resume before it is due changes nothing, and each
+ * tick of serve's scheduler (a new app each time, as after a restart of
+ * serve) resumes it only once the two days have passed. */
+static void test_a_wait_holds_only_its_branch(void **st)
+{
+    char *path = campaign_file(
+        "branches",
+        "campaign: {\n  name = \"branches\";\n  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier "
+        "== 'gold'\"; },\n"
+        "    { id = \"hold\"; type = \"wait\"; input = \"g\"; duration = \"2d\"; },\n"
+        "    { id = \"late\"; type = \"send\"; channel = \"mail\"; input = \"hold\"; columns = [ "
+        "\"id\" ]; },\n"
+        "    { id = \"soon\"; type = \"send\"; channel = \"mail\"; input = \"g\"; columns = [ "
+        "\"id\" ]; }\n"
+        "  );\n};\n");
+    long long gold = sql_count("SELECT count(*) FROM profiles WHERE tier = 'gold'");
+    assert_true(gold > 0);
+    char *out, *err;
+    int64_t now = (int64_t)time(NULL);
+    assert_int_equal(baton(&out, &err, "campaign run branches"), 0);
+    assert_non_null(strstr(err, "waits at 'hold' until"));
+    free(out);
+    free(err);
+    json_t *r = last_run("branches");
+    int64_t id = json_integer_value(json_object_get(r, "id"));
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "waiting");
+    assert_int_equal(json_integer_value(json_object_get(activity_of(r, "soon"), "sent")), gold);
+    assert_null(activity_of(r, "late"));
+    json_decref(r);
+    /* --resume before it is due: the run goes on waiting */
+    assert_int_equal(baton(&out, &err, "campaign run branches --resume"), 0);
+    assert_non_null(strstr(err, "waits at 'hold' until"));
+    free(out);
+    free(err);
+    assert_int_equal(tick(now + 86400), 0);
+    r = last_run("branches");
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), id);
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "waiting");
+    assert_null(activity_of(r, "late"));
+    json_decref(r);
+    assert_int_equal(tick(now + 2 * 86400 + 60), 1);
+    r = last_run("branches");
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), id);
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "done");
+    assert_int_equal(json_integer_value(json_object_get(activity_of(r, "late"), "sent")), gold);
+    assert_int_equal(json_integer_value(json_object_get(activity_of(r, "soon"), "sent")), gold);
+    json_decref(r);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM deliveries WHERE key LIKE 'branches/%lld/soon/%%'",
+             (long long)id);
+    char *state = db;
+    if (asprintf(&db, "%s/var/state.db", dir) < 0)
+        abort();
+    assert_int_equal(sql_count(sql), gold); /* once each, not again on resume */
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM deliveries WHERE key LIKE 'branches/%lld/late/%%'",
+             (long long)id);
+    assert_int_equal(sql_count(sql), gold);
+    free(db);
+    db = state;
+    unlink(path);
+    free(path);
+}
+
+/* Waits add up along a path to at most the campaign's retention: past it
+ * a check error at the wait that crosses it; a run resumed so late that
+ * its next wait would end past it fails, naming the run. */
+static void test_retention_bounds_the_waits(void **st)
+{
+    static const char two_waits[] =
+        "campaign: {\n  name = \"%s\";%s\n  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier "
+        "== 'gold'\"; },\n"
+        "    { id = \"w1\"; type = \"wait\"; input = \"g\"; duration = \"%s\"; },\n"
+        "    { id = \"w2\"; type = \"wait\"; input = \"w1\"; duration = \"%s\"; },\n"
+        "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"w2\"; columns = [ "
+        "\"id\" ]; }\n"
+        "  );\n};\n";
+    char *path = campaign_file("long", two_waits, "long", "", "3d", "3d");
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "campaign plan long"), 2);
+    const char *want = "long.cfg:6: activity 'w2': the run would hold its rows 6d up to here, "
+                       "past the campaign's retention of 5d (retention = \"6d\" keeps them longer)";
+    if (!strstr(err, want))
+        fail_msg("missing '%s' in:\n%s", want, err);
+    free(out);
+    free(err);
+    unlink(path);
+    free(path);
+    path = campaign_file("long", two_waits, "long", " retention = \"1x\";", "3d", "3d");
+    assert_int_equal(baton(&out, &err, "campaign plan long"), 2);
+    want = "long.cfg:2: campaign: retention = \"1x\" is not a duration of a second or more";
+    if (!strstr(err, want))
+        fail_msg("missing '%s' in:\n%s", want, err);
+    free(out);
+    free(err);
+    unlink(path);
+    free(path);
+    path = campaign_file("long", two_waits, "long", " retention = \"6d\";", "3d", "3d");
+    assert_int_equal(baton(&out, &err, "campaign plan long"), 0);
+    free(out);
+    free(err);
+    unlink(path);
+    free(path);
+
+    path = campaign_file("late", two_waits, "late", "", "1d", "4d");
+    int64_t now = (int64_t)time(NULL);
+    assert_int_equal(baton(&out, &err, "campaign run late"), 0);
+    free(out);
+    free(err);
+    json_t *r = last_run("late");
+    int64_t id = json_integer_value(json_object_get(r, "id"));
+    json_decref(r);
+    /* serve was down: w1 was due after a day, resumed after three */
+    assert_int_equal(tick(now + 3 * 86400), 0);
+    r = last_run("late");
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "failed");
+    char msg[160];
+    snprintf(msg, sizeof msg, "late.cfg:6: activity 'w2': run %lld would hold its rows until ",
+             (long long)id);
+    const char *e = json_string_value(json_object_get(r, "error"));
+    if (!strstr(e, msg) || !strstr(e, "past the campaign's retention (5d from the run's start)"))
+        fail_msg("unexpected error: %s", e);
+    assert_null(activity_of(r, "out"));
+    json_decref(r);
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -347,6 +479,8 @@ int main(void)
         cmocka_unit_test(test_profile_lists_campaign_deliveries),
         cmocka_unit_test(test_check_refuses_a_channel_ignoring_consent),
         cmocka_unit_test(test_a_send_that_failed_every_message_fails_the_run),
+        cmocka_unit_test(test_a_wait_holds_only_its_branch),
+        cmocka_unit_test(test_retention_bounds_the_waits),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -137,7 +137,8 @@ static void test_campaign_defers_by_profile_zone(void **st)
         fail_msg("campaign run: %d\n%s\n%s", rc, out, err);
     free(out);
     free(err);
-    long long away = sql_count("var/crm.db", "SELECT count(*) FROM profiles WHERE tz = 'Etc/GMT-6'");
+    long long away =
+        sql_count("var/crm.db", "SELECT count(*) FROM profiles WHERE tz = 'Etc/GMT-6'");
     long long home =
         sql_count("var/crm.db", "SELECT count(*) FROM profiles WHERE tz IS NOT 'Etc/GMT-6'");
     assert_true(away > 0 && home > 0);
