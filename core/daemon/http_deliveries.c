@@ -117,6 +117,9 @@ static json_t *channel_json(http_req *q, store *st, const conf_use *u)
         dispatch_stats ds;
         dispatch_get_stats(c->d, &ds);
         json_object_set_new(o, "queue", json_integer((json_int_t)ds.pending));
+        /* the rate it actually sends at (rate is the configured limit) */
+        json_object_set_new(o, "sent_last_minute", json_integer((json_int_t)ds.sent_last_minute));
+        json_object_set_new(o, "sent_per_s", json_real((double)ds.sent_last_minute / 60.0));
         json_object_set_new(
             o, "counts",
             json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "submitted",
@@ -126,6 +129,8 @@ static json_t *channel_json(http_req *q, store *st, const conf_use *u)
                       (json_int_t)ds.duplicates, "throttled", (json_int_t)ds.throttled));
     } else {
         json_object_set_new(o, "queue", json_null());
+        json_object_set_new(o, "sent_last_minute", json_null());
+        json_object_set_new(o, "sent_per_s", json_null());
         json_object_set_new(o, "counts", json_null());
     }
     json_object_set_new(o, "last_errors", delivery_channel_errors(st, u->name, 5));

@@ -358,9 +358,15 @@ const histo *dispatch_latency(const dispatcher *d)
 
 void dispatch_get_stats(dispatcher *d, dispatch_stats *st)
 {
+    int64_t sec = deadline_now_ms() / 1000;
     pthread_mutex_lock(&d->mu);
     *st = d->st;
     st->pending = d->pending;
+    /* this second and the 59 before it */
+    st->sent_last_minute = 0;
+    for (size_t i = 0; i < DISPATCH_RATE_SLOTS; i++)
+        if (d->sent_sec[i] > sec - 60 && d->sent_sec[i] <= sec)
+            st->sent_last_minute += d->sent_in[i];
     pthread_mutex_unlock(&d->mu);
 }
 

@@ -193,13 +193,15 @@ int dispatch_flush(dispatcher *d, int64_t timeout_ms);
 typedef struct dispatch_stats {
     uint64_t submitted; /* accepted by submit (deferred included) */
     uint64_t sent, failed, capped, deferred, duplicates, dry_run;
-    uint64_t uncertain; /* rows a dead process left in deliver(), found
-                           and closed by this dispatcher */
-    uint64_t retries;   /* RETRY outcomes (one message may have several) */
-    uint64_t attempts;  /* messages handed to deliver() */
-    uint64_t throttled; /* times the channel paused after a batch of
-                           mostly transient failures (a 429 storm) */
-    size_t pending;     /* in memory now: queued + in flight + retrying */
+    uint64_t uncertain;        /* rows a dead process left in deliver(), found
+                                  and closed by this dispatcher */
+    uint64_t retries;          /* RETRY outcomes (one message may have several) */
+    uint64_t attempts;         /* messages handed to deliver() */
+    uint64_t throttled;        /* times the channel paused after a batch of
+                                  mostly transient failures (a 429 storm) */
+    size_t pending;            /* in memory now: queued + in flight + retrying */
+    uint64_t sent_last_minute; /* sent within the last 60 s (this second
+                                  and the 59 before): the actual rate */
 } dispatch_stats;
 void dispatch_get_stats(dispatcher *d, dispatch_stats *st);
 /* How long the channel's deliver() takes, per call (a batch). */

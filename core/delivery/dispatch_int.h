@@ -44,6 +44,8 @@ typedef struct qmsg {
     record rowbuf;  /* row points here (or is NULL) */
 } qmsg;
 
+#define DISPATCH_RATE_SLOTS 64 /* > the 60 s the rate covers */
+
 struct dispatcher {
     histo latency; /* each deliver() call */
     instance *inst;
@@ -81,6 +83,10 @@ struct dispatcher {
     ratelimit bucket; /* `rate`, slowed down after a storm (retry.c) */
 
     dispatch_stats st;
+    /* messages sent in each second of the monotonic clock (slot s % N
+     * holds second sent_sec[slot]): the last minute's sending rate */
+    uint32_t sent_in[DISPATCH_RATE_SLOTS];
+    int64_t sent_sec[DISPATCH_RATE_SLOTS];
     pthread_t *workers;
     int nstarted;
     pthread_t pump;

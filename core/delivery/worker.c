@@ -99,10 +99,19 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
 
     pthread_mutex_lock(&d->mu);
     d->st.attempts += n;
+    int64_t sec = deadline_now_ms() / 1000;
+    size_t slot = (size_t)sec % DISPATCH_RATE_SLOTS;
+    if (d->sent_sec[slot] != sec) {
+        d->sent_sec[slot] = sec;
+        d->sent_in[slot] = 0;
+    }
     for (size_t i = 0; i < n; i++) {
         qmsg *m = batch[i];
         switch (fin[i]) {
-        case DISPATCH_SENT: d->st.sent++; break;
+        case DISPATCH_SENT:
+            d->st.sent++;
+            d->sent_in[slot]++;
+            break;
         case DISPATCH_FAILED: d->st.failed++; break;
         default: break;
         }

@@ -106,6 +106,8 @@ static void test_delivers_each_once(void **state)
     assert_int_equal(s.sent, 2000);
     assert_int_equal(s.duplicates, 2);
     assert_int_equal(s.pending, 0);
+    /* sent a moment ago: all of them within the last minute's rate */
+    assert_int_equal(s.sent_last_minute, 2000);
     assert_int_equal(outcomes[DISPATCH_SENT], 2000);
     dispatch_close(d, 0, 0);
 

@@ -1,5 +1,6 @@
 // Channels: on/off (written to baton.cfg and applied by the running serve
-// without a restart), queue depth, rate and recent failures.
+// without a restart), queue depth, the rate it sends at (the last
+// minute's, beside the configured limit) and recent failures.
 import * as api from '../api.js';
 import { h, clear, fmtNum, status, errorBox } from '../dom.js';
 import { can, onLeave } from '../app.js';
@@ -13,7 +14,7 @@ export async function show() {
     try { data = await api.get('/v1/channels'); } catch (e) { if (e.status === 401) throw e; clear(body, errorBox(e)); return; }
     const rows = data.channels;
     clear(body, h('table', null, h('caption', { class: 'sr' }, 'Channels'),
-      h('thead', null, h('tr', null, ['Channel', 'Plugin', 'State', 'Queue', 'Rate', 'Recent failures', ''].map((c) => h('th', { scope: 'col' }, c)))),
+      h('thead', null, h('tr', null, ['Channel', 'Plugin', 'State', 'Queue', 'Sending now', 'Rate limit', 'Recent failures', ''].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', null, rows.map((c) => {
         const on = c.enabled;
         const btn = h('button', { type: 'button', 'data-channel': c.name, 'aria-pressed': String(on), disabled: !can('admin'),
@@ -30,8 +31,11 @@ export async function show() {
           h('td', null, c.plugin),
           h('td', null, h('span', { class: `badge ${on ? 'on' : 'off'}`, 'data-state': c.name }, on ? 'on' : 'off')),
           h('td', { class: 'num' }, c.on ? fmtNum(c.queue) : 'not running'),
+          // the actual rate: what the channel confirmed in the last 60 s
+          h('td', { class: 'num', 'data-sending': c.name }, c.sent_last_minute === null ? 'not running'
+            : `${fmtNum(c.sent_last_minute)} in the last minute (${c.sent_per_s.toFixed(2)}/s)`),
           h('td', { class: 'num' }, c.rate === null ? 'no limit' : `${c.rate}/s`),
-          h('td', { 'data-failures': c.name }, c.last_errors.length ? h('ul', null, c.last_errors.map((e) => h('li', null, `${e.at} ${e.reason} (${e.key})`))) : 'none'),
+          h('td', { 'data-failures': c.name }, c.last_errors.length ? h('ul', null, c.last_errors.map((e) => h('li', { 'data-key': e.key }, h('time', null, e.at), ` ${e.reason} (${e.key})`))) : 'none'),
           h('td', null, btn));
       }))));
   };
