@@ -435,6 +435,52 @@ test('profiles: a campaign run from the console, then the profile it reached', a
   await shot('deliveries');
 });
 
+test('channels: the rate each channel actually sends at (the dispatcher\'s last minute), beside its limit', async () => {
+  // the stores run of the test before sent on mail, moments ago
+  const mail = (await srv.api('GET', '/v1/channels/mail')).json;
+  assert.ok(mail.sent_last_minute > 0, JSON.stringify(mail));
+  assert.ok(mail.sent_last_minute <= mail.counts.sent, 'the last minute is part of everything sent');
+  assert.equal(mail.sent_per_s, mail.sent_last_minute / 60);
+  const email = (await srv.api('GET', '/v1/channels/email')).json;
+  assert.equal(email.sent_last_minute, 0, 'no SMTP server: nothing sent on email');
+  assert.equal((await srv.api('GET', '/v1/channels/sms')).json.sent_last_minute, null, 'sms is not running');
+  // the page says what the API says (the window moves on: read both until they agree)
+  await until(async () => {
+    await open('#/channels');
+    await page.waitForSelector('[data-sending="mail"]');
+    const shown = await page.textContent('[data-sending="mail"]');
+    const now = (await srv.api('GET', '/v1/channels/mail')).json;
+    return shown === `${now.sent_last_minute.toLocaleString('en-US')} in the last minute (${now.sent_per_s.toFixed(2)}/s)`;
+  }, 10000, 'the page and the API agree on mail\'s rate');
+  assert.equal(await page.textContent('[data-sending="email"]'), '0 in the last minute (0.00/s)');
+  assert.equal(await page.textContent('[data-sending="sms"]'), 'not running');
+  assert.match(await page.textContent('tr:has([data-sending="email"])'), /200\/s/, 'the configured limit beside it');
+});
+
+test('channels: recent failures: a newsletter run on email with no SMTP server lists them, as the API gives them', async () => {
+  assert.deepEqual((await srv.api('GET', '/v1/channels/email')).json.last_errors, [], 'no failure yet');
+  const r = await srv.api('POST', '/v1/campaigns/newsletter/runs', { dry_run: false });
+  assert.equal(r.status, 202, r.text);
+  // every message fails (connection refused, after its retries): the run fails
+  const run = await until(async () => { const x = (await srv.api('GET', `/v1/campaigns/newsletter/runs/${r.json.run}`)).json; return x.status !== 'running' ? x : null; }, 60000, 'the newsletter run');
+  assert.equal(run.status, 'failed', JSON.stringify(run));
+  const email = await until(async () => { const c = (await srv.api('GET', '/v1/channels/email')).json; return c.last_errors.length === 5 && c.queue === 0 ? c : null; }, 20000, 'five failures');
+  assert.ok(email.counts.failed > 0);
+  assert.equal(email.sent_last_minute, 0);
+  await open('#/channels');
+  await page.waitForSelector('[data-failures="email"] li');
+  const shown = await page.$$eval('[data-failures="email"] li', (l) => l.map((x) => [x.dataset.key, x.querySelector('time').textContent, x.textContent]));
+  const api = (await srv.api('GET', '/v1/channels/email')).json.last_errors;
+  assert.deepEqual(shown.map(([k, at]) => [k, at]), api.map((e) => [e.key, e.at]));
+  for (const [k, , text] of shown) {
+    assert.ok(k.startsWith('newsletter/'), k);
+    assert.ok(text.includes(api.find((e) => e.key === k).reason), text);
+    assert.match(text, /refused|connect/i, text);
+  }
+  assert.equal(await page.textContent('[data-failures="mail"]'), 'none');
+  await shot('channels-failures');
+});
+
 test('profiles: linked rows through the source (GET /v1/profiles/ID/links/LINK), bounded, every value shown as text', async () => {
   const db = path.join(srv.dir, 'conf/var/crm.db');
   const sql = (q) => execFileSync('sqlite3', [db, q], { encoding: 'utf8' }).trim();
