@@ -50,12 +50,55 @@ static void ident(baton_buf *b, const char *name)
 /* " FROM <input> w JOIN <entity table> t ON t.key = w._key" as a derived
  * row r carrying the entity's fields, the work columns and _key, then the
  * joins (NULL: none) the expressions over r read their aggregates by. */
+/* Whether every field of r that the SQL so far (and the joins) reads, as
+ * the host's compiler writes it ("r"."name"), is the entity's key or a
+ * column of the input: then r needs no row of the entity's table. */
+static int reads_only_work(ctx_t *x, size_t input, const char *key, baton_buf *b, baton_buf *joins)
+{
+    if (!strcmp(key, "_key"))
+        return 0;
+    for (int part = 0; part < 2; part++) {
+        const char *p = part ? (joins ? s(joins) : "") : s(b);
+        while ((p = strstr(p, "\"r\".\"")) != NULL) {
+            p += 5;
+            const char *end = strchr(p, '"');
+            while (end && end[1] == '"') /* a doubled quote inside the name */
+                end = strchr(end + 2, '"');
+            if (!end)
+                return 0;
+            size_t n = (size_t)(end - p);
+            int ok = strlen(key) == n && !strncmp(p, key, n);
+            for (size_t i = 0; !ok && i < H->act_input_column_count(x, input); i++) {
+                const char *c = H->act_input_column(x, input, i, NULL);
+                ok = strlen(c) == n && !strncmp(p, c, n);
+            }
+            if (!ok)
+                return 0;
+            p = end + 1;
+        }
+    }
+    return 1;
+}
+
 static int from_rows(ctx_t *x, size_t input, baton_buf *b, baton_buf *joins)
 {
     const char *dim = H->act_input_dimension(x, input), *table, *key;
     if (!dim || H->act_entity(x, dim, &table, &key)) {
         H->act_error(x, NULL, "input %zu has no known dimension", input);
         return -1;
+    }
+    if (reads_only_work(x, input, key, b, joins)) {
+        /* the key is _key: no join, one pass over the work table */
+        H->buf_printf(b, " FROM (SELECT w._key AS ");
+        ident(b, key);
+        for (size_t i = 0; i < H->act_input_column_count(x, input); i++) {
+            H->buf_printf(b, ", w.");
+            ident(b, H->act_input_column(x, input, i, NULL));
+        }
+        H->buf_printf(b, ", w._key AS _key FROM %s w) r", H->act_input_table(x, input));
+        if (joins)
+            H->buf_printf(b, "%s", s(joins));
+        return 0;
     }
     H->buf_printf(b, " FROM (SELECT t.*");
     size_t nc = H->act_input_column_count(x, input);
