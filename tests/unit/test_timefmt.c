@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <string.h>
+#include <time.h>
 
 #include "base/timefmt.h"
 
@@ -70,6 +71,24 @@ static void test_dates(void **st)
     assert_int_equal(date_parse("2026/01/01", 10, &d), -1);
 }
 
+/* Formatting agrees with the C library's gmtime and strftime, second for
+ * second, from 1900 to 2200 (and both sides of the epoch). */
+static void test_format_matches_gmtime(void **st)
+{
+    for (int64_t t = -2208988800LL; t < 7258118400LL; t += 86399 * 7 + 3607) {
+        time_t tt = (time_t)t;
+        struct tm tm;
+        gmtime_r(&tt, &tm);
+        char want[32], got[21], day[11];
+        strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        timestamp_format(t, got);
+        assert_string_equal(got, want);
+        date_format(floor_div(t, 86400), day);
+        assert_memory_equal(day, want, 10);
+        assert_int_equal(day[10], 0);
+    }
+}
+
 static void test_timestamps(void **st)
 {
     int64_t t;
@@ -110,6 +129,7 @@ int main(void)
         cmocka_unit_test(test_civil_roundtrip),
         cmocka_unit_test(test_dates),
         cmocka_unit_test(test_timestamps),
+        cmocka_unit_test(test_format_matches_gmtime),
     };
     return cmocka_run_group_tests_name("timefmt", tests, NULL, NULL);
 }
