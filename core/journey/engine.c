@@ -108,6 +108,7 @@ typedef struct jinst {
     buf path;
     size_t steps; /* nodes in path */
     json_t *event;
+    char *event_text; /* event as stored, while it is unchanged (NULL: dump it) */
     json_t *results;
     char *reason;
     char *stored_node; /* node id as stored, when the journey no longer has it */
@@ -119,6 +120,7 @@ static void inst_free(jinst *in)
     free(in->profile);
     buf_free(&in->path);
     json_decref(in->event);
+    free(in->event_text);
     json_decref(in->results);
     free(in->reason);
     free(in->stored_node);
@@ -448,7 +450,9 @@ static void inst_from_row(jengine *e, sqlite3_stmt *st, journey *j, const char *
     }
     const char *ev = col_text(st, 8);
     in->event = ev ? json_loads(ev, 0, NULL) : NULL;
-    if (!in->event)
+    if (in->event) /* an instance's event never changes: saved again as read */
+        in->event_text = xstrdup(ev);
+    else
         in->event = json_object();
     const char *res = col_text(st, 9);
     in->results = res ? json_loads(res, 0, NULL) : NULL;
@@ -480,9 +484,10 @@ static int inst_save(jengine *e, jinst *in, int64_t now, char *err, size_t errle
     sqlite3_bind_int64(st, 8, in->entered);
     sqlite3_bind_int64(st, 9, now);
     bind_text(st, 10, in->path.data ? in->path.data : "");
-    char *ev = json_dumps(in->event, JSON_COMPACT);
+    if (!in->event_text)
+        in->event_text = json_dumps(in->event, JSON_COMPACT);
     char *res = in->results ? json_dumps(in->results, JSON_COMPACT) : NULL;
-    sqlite3_bind_text(st, 11, ev, -1, free);
+    bind_text(st, 11, in->event_text);
     if (res)
         sqlite3_bind_text(st, 12, res, -1, free);
     else
@@ -861,18 +866,6 @@ static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, cha
 /* Events                                                              */
 /* ------------------------------------------------------------------ */
 
-static json_t *event_json(const jevent *ev)
-{
-    char ts[21];
-    timestamp_format(ev->time_ms / 1000, ts);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "id", ev->id, "type", ev->type, "profile",
-                          ev->profile, "time", ts);
-    json_object_set(o, "data", ev->data ? ev->data : json_object());
-    if (!ev->data)
-        json_decref(json_object_get(o, "data"));
-    return o;
-}
-
 /* What a wait_event node received, as <node id>.*: the event's data
  * fields, and its id, type, time and profile over any of the same name. */
 static json_t *reaction_json(json_t *evj)
@@ -983,8 +976,9 @@ static int may_enter(const journey *j, const jinst *last, int64_t now)
     return 0;
 }
 
-static int enter(jengine *e, journey *j, const char *profile, json_t *evj, int64_t now, char *err,
-                 size_t errlen)
+/* evtext: evj as text when the caller has it (NULL: dumped at the save). */
+static int enter(jengine *e, journey *j, const char *profile, json_t *evj, const char *evtext,
+                 int64_t now, char *err, size_t errlen)
 {
     jinst in = {0};
     in.id = e->next_id;
@@ -1008,6 +1002,7 @@ static int enter(jengine *e, journey *j, const char *profile, json_t *evj, int64
     in.entered = now;
     buf_init(&in.path);
     in.event = json_incref(evj);
+    in.event_text = evtext ? xstrdup(evtext) : NULL;
     if (!truth_or_log(e, &j->entry_filter, &in, evj, now, "entry filter")) {
         inst_free(&in);
         return 0;
@@ -1061,7 +1056,7 @@ static int jump(jengine *e, const jinst *from, const char *name, int64_t now, ch
         return 0;
     e->stats.jumps++;
     e->jump_depth++;
-    int rc = enter(e, to, from->profile, from->event, now, err, errlen);
+    int rc = enter(e, to, from->profile, from->event, from->event_text, now, err, errlen);
     e->jump_depth--;
     return rc;
 }
@@ -1139,7 +1134,8 @@ static int route_event(jengine *e, const jevent *ev, int only, int64_t now_ms, c
     int out = 0;
     if (rc != SQLITE_DONE)
         out = sqlfail(e, err, errlen, "instances");
-    json_t *evj = out ? NULL : event_json(ev);
+    json_t *evj = out ? NULL : jevent_json(ev);
+    char *evtext = NULL; /* made for the first journey it enters */
     for (size_t i = 0; i < nj && !out; i++) {
         journey *j = e->js[i];
         if (!hears[i] || e->jumped[i]) /* a jump entered it: last[i] is stale */
@@ -1149,10 +1145,14 @@ static int route_event(jengine *e, const jevent *ev, int only, int64_t now_ms, c
         else if (have[i] && !strcmp(last[i].state, "active"))
             out = route_active(e, &last[i], ev, evj, now_ms, err, errlen);
         else if (!strcmp(j->entry_event, ev->type) && entry_open(e, j, now_ms) &&
-                 may_enter(j, have[i] ? &last[i] : NULL, now_ms))
-            out = enter(e, j, ev->profile, evj, now_ms, err, errlen);
+                 may_enter(j, have[i] ? &last[i] : NULL, now_ms)) {
+            if (!evtext)
+                evtext = jevent_text(ev);
+            out = enter(e, j, ev->profile, evj, evtext, now_ms, err, errlen);
+        }
     }
     json_decref(evj);
+    free(evtext);
     for (size_t i = 0; i < nj; i++)
         if (have[i])
             inst_free(&last[i]);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/mem.h"
 #include "base/timefmt.h"
 #include "base/utf8.h"
@@ -175,4 +176,40 @@ json_t *jevent_field(const jevent *ev, const char *name)
             break;
     }
     return cur ? json_incref(cur) : NULL;
+}
+
+/* Written directly: json_dumps of the envelope cost more than the rest of
+ * the instance's row. */
+char *jevent_text(const jevent *ev)
+{
+    char ts[21];
+    timestamp_format(ev->time_ms / 1000, ts);
+    buf b;
+    buf_init(&b);
+    const char *const name[] = {"{\"id\":", ",\"type\":", ",\"profile\":"};
+    const char *const val[] = {ev->id, ev->type, ev->profile};
+    for (int i = 0; i < 3; i++) {
+        buf_adds(&b, name[i]);
+        buf_add_json_string(&b, val[i] ? val[i] : "", val[i] ? strlen(val[i]) : 0);
+    }
+    buf_adds(&b, ",\"time\":\"");
+    buf_adds(&b, ts);
+    buf_adds(&b, "\",\"data\":");
+    char *data = ev->data ? json_dumps(ev->data, JSON_COMPACT) : NULL;
+    buf_adds(&b, data ? data : "{}");
+    free(data);
+    buf_addc(&b, '}');
+    return b.data;
+}
+
+json_t *jevent_json(const jevent *ev)
+{
+    char ts[21];
+    timestamp_format(ev->time_ms / 1000, ts);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "id", ev->id, "type", ev->type, "profile",
+                          ev->profile, "time", ts);
+    json_object_set(o, "data", ev->data ? ev->data : json_object());
+    if (!ev->data)
+        json_decref(json_object_get(o, "data"));
+    return o;
 }

@@ -25,6 +25,11 @@ typedef struct jevent {
 int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev, char *reason,
                  size_t reasonlen);
 void jevent_free(jevent *ev);
+/* The event as journeys keep it: {id, type, profile, time, data}
+ * (new reference), and the same as compact JSON text (malloc'd; the bytes
+ * json_dumps(jevent_json(ev), JSON_COMPACT) gives). */
+json_t *jevent_json(const jevent *ev);
+char *jevent_text(const jevent *ev);
 
 /* Rebuild an event from the fields the inbox stores. */
 int jevent_from_stored(const char *id, const char *type, const char *profile, int64_t time_ms,

@@ -62,6 +62,33 @@ static void test_event_ok(void **st)
     jevent_free(&ev);
 }
 
+/* The text an instance keeps is jansson's compact dump of the event's
+ * object, byte for byte, whatever its strings and numbers hold. */
+static void test_event_text(void **st)
+{
+    const char *cases[] = {
+        "{\"id\": \"e\\\"1\\\\x\\u0001\\t\\u00e9\\u2028/\", \"type\": \"cart\", \"profile\": "
+        "\"p\\u00fcl\", \"time\": \"2026-11-23T10:00:00Z\", \"data\": {\"total\": 59.9, \"n\": -3,"
+        " \"tiny\": 1e-300, \"big\": 1.7976931348623157e308, \"list\": [1, \"two\", null, true],"
+        " \"deep\": {\"a\": {\"b\": \"\\u001fx\"}}}}",
+        "{\"type\": \"signup\", \"profile\": 42, \"time\": \"1969-07-20T20:17:40Z\"}",
+        "{\"id\": \"x\", \"type\": \"t\", \"profile\": \"p\", \"data\": {}}",
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        jevent ev;
+        char why[256];
+        assert_int_equal(
+            jevent_parse(cases[i], strlen(cases[i]), 1795428000123LL, &ev, why, sizeof why), 0);
+        json_t *o = jevent_json(&ev);
+        char *want = json_dumps(o, JSON_COMPACT), *got = jevent_text(&ev);
+        assert_string_equal(got, want);
+        free(want);
+        free(got);
+        json_decref(o);
+        jevent_free(&ev);
+    }
+}
+
 static void test_event_defaults(void **st)
 {
     /* no id: a hash of the bytes, the same for the same bytes; no time:
@@ -951,6 +978,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_event_ok),
         cmocka_unit_test(test_event_defaults),
+        cmocka_unit_test(test_event_text),
         cmocka_unit_test(test_event_malformed),
         cmocka_unit_test(test_timers_order),
         cmocka_unit_test(test_timers_model),
