@@ -472,7 +472,8 @@ int ah_sql(baton_activity_ctx *x, const char *sql, baton_row_fn fn, void *ud)
 {
     char err[512];
     int rc = 0;
-    if (x->running) {
+    /* check() too: the source is open (no work table exists yet) */
+    if (x->running || x->env->src) {
         rc = camp_sql(x->env, sql, x->q.params, x->q.nparams, fn, ud, err, sizeof err);
         if (rc)
             ah_error(x, NULL, "SQL failed: %s", err);

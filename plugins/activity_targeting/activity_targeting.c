@@ -247,6 +247,88 @@ static const baton_config_key read_keys[] = {
      .help = "its dimension, when it is not saved yet at check time"},
     {0}};
 
+/* A saved audience's extra columns (enrich's, reconcile's), in order:
+ * baton_audience_columns, beside the host's baton_audiences. */
+static int columns_table(ctx_t *x)
+{
+    baton_buf *b = H->buf_new();
+    H->buf_printf(b, "CREATE TABLE IF NOT EXISTS baton_audience_columns (audience TEXT NOT NULL, "
+                     "position INTEGER NOT NULL, name TEXT NOT NULL, type INTEGER NOT NULL)");
+    int rc = exec(x, b);
+    H->buf_free(b);
+    return rc;
+}
+
+typedef struct aud_cols {
+    char **names;
+    int *types;
+    size_t n;
+} aud_cols;
+
+static int take_col(void *ud, size_t n, const char *const *names, const baton_value *v)
+{
+    aud_cols *c = ud;
+    if (n < 2 || v[0].type != BATON_T_STRING || v[1].type != BATON_T_INT)
+        return 0;
+    c->names = BATON_CHECKED(realloc(c->names, (c->n + 1) * sizeof *c->names));
+    c->types = BATON_CHECKED(realloc(c->types, (c->n + 1) * sizeof *c->types));
+    c->names[c->n] = BATON_CHECKED(strndup(v[0].v.s.ptr, v[0].v.s.len));
+    c->types[c->n++] = (int)v[1].v.i;
+    return 0;
+}
+
+static void aud_cols_free(aud_cols *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->names[i]);
+    free(c->names);
+    free(c->types);
+}
+
+static int read_columns(ctx_t *x, const char *name, aud_cols *c)
+{
+    memset(c, 0, sizeof *c);
+    if (columns_table(x))
+        return -1;
+    baton_buf *b = H->buf_new();
+    baton_value p = {.type = BATON_T_STRING, .v.s = {name, strlen(name)}};
+    H->buf_printf(b, "SELECT name, type FROM baton_audience_columns WHERE audience = ");
+    H->act_param(x, &p, b);
+    H->buf_printf(b, " ORDER BY position");
+    int rc = H->act_sql(x, s(b), take_col, c);
+    H->buf_free(b);
+    return rc;
+}
+
+static int save_columns(ctx_t *x, const char *name)
+{
+    if (columns_table(x))
+        return -1;
+    baton_buf *b = H->buf_new();
+    baton_value p = {.type = BATON_T_STRING, .v.s = {name, strlen(name)}};
+    H->buf_printf(b, "DELETE FROM baton_audience_columns WHERE audience = ");
+    H->act_param(x, &p, b);
+    int rc = exec(x, b);
+    for (size_t i = 0; rc == 0 && i < H->act_input_column_count(x, 0); i++) {
+        baton_type t = BATON_T_STRING;
+        const char *col = H->act_input_column(x, 0, i, &t);
+        baton_value v[4] = {p,
+                            {.type = BATON_T_INT, .v.i = (int64_t)i},
+                            {.type = BATON_T_STRING, .v.s = {col, strlen(col)}},
+                            {.type = BATON_T_INT, .v.i = (int64_t)t}};
+        H->buf_printf(b, "INSERT INTO baton_audience_columns (audience, position, name, type) "
+                         "VALUES (");
+        for (size_t k = 0; k < 4; k++) {
+            H->buf_printf(b, k ? ", " : "");
+            H->act_param(x, &v[k], b);
+        }
+        H->buf_printf(b, ")");
+        rc = exec(x, b);
+    }
+    H->buf_free(b);
+    return rc;
+}
+
 static int save_check(void *st, ctx_t *x)
 {
     if (need_inputs(x, 1, 1))
@@ -269,10 +351,17 @@ static int save_run(void *st, ctx_t *x)
         const char *aud = H->act_audience_table(x, name, NULL);
         H->buf_printf(b, "DROP TABLE IF EXISTS %s", aud);
         rc = exec(x, b);
-        if (rc == 0) {
-            H->buf_printf(b, "CREATE TABLE %s AS SELECT _key FROM %s", aud, in);
+        if (rc == 0) { /* the key and every column the rows carry */
+            H->buf_printf(b, "CREATE TABLE %s AS SELECT _key", aud);
+            for (size_t i = 0; i < H->act_input_column_count(x, 0); i++) {
+                H->buf_printf(b, ", ");
+                ident(b, H->act_input_column(x, 0, i, NULL));
+            }
+            H->buf_printf(b, " FROM %s", in);
             rc = exec(x, b);
         }
+        if (rc == 0)
+            rc = save_columns(x, name);
         if (rc == 0)
             rc = H->act_audience_saved(x, name, H->act_input_dimension(x, 0));
     }
@@ -305,7 +394,15 @@ static int read_check(void *st, ctx_t *x)
         H->act_error(x, "dimension", "'%s' is not an entity of the schema", dim ? dim : want);
         return -1;
     }
-    return H->act_output(x, NULL, dim ? dim : want, -1);
+    if (H->act_output(x, NULL, dim ? dim : want, -1))
+        return -1;
+    /* the columns it was saved with, for every later activity */
+    aud_cols c;
+    int rc = dim ? read_columns(x, name, &c) : (memset(&c, 0, sizeof c), 0);
+    for (size_t i = 0; rc == 0 && i < c.n; i++)
+        rc = H->act_output_column(x, NULL, c.names[i], (baton_type)c.types[i]);
+    aud_cols_free(&c);
+    return rc;
 }
 
 static int read_run(void *st, ctx_t *x)
@@ -316,8 +413,17 @@ static int read_run(void *st, ctx_t *x)
         H->act_error(x, "name", "no audience '%s' has been saved", name);
         return -1;
     }
+    aud_cols c;
+    if (read_columns(x, name, &c))
+        return -1;
     baton_buf *b = H->buf_new();
-    H->buf_printf(b, "CREATE TABLE %s AS SELECT _key FROM %s", H->act_output_table(x, NULL), aud);
+    H->buf_printf(b, "CREATE TABLE %s AS SELECT _key", H->act_output_table(x, NULL));
+    for (size_t i = 0; i < c.n; i++) {
+        H->buf_printf(b, ", ");
+        ident(b, c.names[i]);
+    }
+    H->buf_printf(b, " FROM %s", aud);
+    aud_cols_free(&c);
     int rc = exec(x, b);
     H->buf_free(b);
     return rc;

@@ -683,6 +683,101 @@ static void test_alert_tells_the_operator(void **st)
     free(path);
 }
 
+static void test_saved_audience_keeps_its_columns(void **st)
+{
+    char *rd = file_write(
+        dir, "campaigns/rd.cfg",
+        "campaign: {\n"
+        "  name = \"rd\";\n"
+        "  activities = (\n"
+        "    { id = \"r\"; type = \"read_audience\"; name = \"gold_spend\"; dimension = "
+        "\"profiles\"; },\n"
+        "    { id = \"big\"; type = \"split\"; input = \"r\"; branches = ( { name = \"hi\"; filter "
+        "= \"spent > 500 and n > 2\"; } ); },\n"
+        "    { id = \"x\"; type = \"send\"; channel = \"mail\"; input = \"big.hi\"; columns = [ "
+        "\"id\", \"spent\", \"n\" ]; }\n"
+        "  );\n};\n");
+    char *out, *err;
+    /* not saved yet: its columns are unknown */
+    assert_int_equal(baton(&out, &err, "check"), 2);
+    const char *unknown = "rd.cfg:5: branches.0.filter: 1:1: unknown field 'spent' in profiles";
+    if (!strstr(err, unknown))
+        fail_msg("missing: %s\nin:\n%s", unknown, err);
+    free(out);
+    free(err);
+    unlink(rd);
+    char *sv = file_write(
+        dir, "campaigns/sv.cfg",
+        "campaign: {\n"
+        "  name = \"sv\";\n"
+        "  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == "
+        "'gold'\"; },\n"
+        "    { id = \"e\"; type = \"enrich\"; input = \"g\"; add = ( { name = \"spent\"; value = "
+        "\"coalesce(sum(orders.amount), 0)\"; },\n"
+        "                                                     { name = \"n\"; value = "
+        "\"count(orders)\"; } ); },\n"
+        "    { id = \"s\"; type = \"save_audience\"; input = \"e\"; name = \"gold_spend\"; }\n"
+        "  );\n};\n");
+    assert_int_equal(baton(&out, &err, "campaign run sv"), 0);
+    free(out);
+    free(err);
+    free(rd);
+    rd = file_write(
+        dir, "campaigns/rd.cfg",
+        "campaign: {\n"
+        "  name = \"rd\";\n"
+        "  activities = (\n"
+        "    { id = \"r\"; type = \"read_audience\"; name = \"gold_spend\"; },\n"
+        "    { id = \"big\"; type = \"split\"; input = \"r\"; branches = ( { name = \"hi\"; filter "
+        "= \"spent > 500 and n > 2\"; } ); },\n"
+        "    { id = \"x\"; type = \"send\"; channel = \"mail\"; input = \"big.hi\"; columns = [ "
+        "\"id\", \"spent\", \"n\" ]; }\n"
+        "  );\n};\n");
+    assert_int_equal(baton(&out, &err, "check"), 0);
+    free(out);
+    free(err);
+    assert_int_equal(baton(&out, &err, "campaign run rd"), 0);
+    free(out);
+    free(err);
+    const char *q =
+        "SELECT count(*) FROM (SELECT p.id, (SELECT count(*) FROM orders o WHERE "
+        "o.profile_id = p.id) AS n, (SELECT coalesce(sum(amount), 0) FROM orders o "
+        "WHERE o.profile_id = p.id) AS spent FROM profiles p WHERE tier = 'gold') WHERE "
+        "spent > 500 AND n > 2";
+    long long want = sql_count(q);
+    assert_true(want > 0);
+    json_t *c = last_run_counts("rd");
+    assert_int_equal(count_of(c, "big.hi"), want);
+    json_decref(c);
+    /* the values are the saved ones: every exported n is over 2 */
+    char *csv, *ls;
+    assert_true(asprintf(&ls, "ls %s/var/exports/rd-*-x.csv", dir) > 0);
+    assert_int_equal(run_capture(ls, &csv, NULL), 0);
+    csv[strcspn(csv, "\n")] = '\0';
+    char *text = file_read(csv, NULL);
+    assert_non_null(text);
+    assert_true(!strncmp(text, "id,spent,n\r\n", 12));
+    size_t rows = 0;
+    for (char *line = strstr(text, "\r\n") + 2; *line; rows++) {
+        char *eol = strstr(line, "\r\n");
+        assert_non_null(eol);
+        *eol = '\0';
+        char *lastc = strrchr(line, ',');
+        assert_non_null(lastc);
+        assert_true(atoll(lastc + 1) > 2);
+        line = eol + 2;
+    }
+    assert_int_equal(rows, want);
+    free(text);
+    free(csv);
+    free(ls);
+    unlink(rd);
+    unlink(sv);
+    free(rd);
+    free(sv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -692,6 +787,7 @@ int main(void)
         cmocka_unit_test(test_end_starts_another_campaign),
         cmocka_unit_test(test_incremental_audience_targets_each_row_once),
         cmocka_unit_test(test_alert_tells_the_operator),
+        cmocka_unit_test(test_saved_audience_keeps_its_columns),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -564,6 +564,8 @@ typedef struct baton_host {
      * reported at the setting with line:col. act_param binds one more
      * value and appends its placeholder. act_sql runs one statement with
      * every parameter bound so far, then forgets them; fn may be NULL.
+     * In check() it runs too (the source is open; no work table exists
+     * yet): read what a check needs, such as a saved audience's columns.
      * act_dialect: "sqlite", "postgresql". Each returns 0, or -1 after
      * reporting the error. */
     int (*act_expr_sql)(baton_activity_ctx *ctx, const char *path, const char *text,
