@@ -2,7 +2,7 @@
 # Install the Debian packages baton needs to build, test and run its demo,
 # once, only those missing. Run by every make target that builds.
 set -e
-PKGS="build-essential pkg-config libconfig-dev libcurl4-openssl-dev libesmtp-dev
+PKGS="build-essential pkg-config libconfig-dev libcurl4-openssl-dev libssl-dev
 libmosquitto-dev mosquitto mosquitto-clients libsqlite3-dev sqlite3 libjansson-dev
 libcmocka-dev libmicrohttpd-dev tzdata python3-aiosmtpd graphviz postfix nginx-light clang clang-format libclang-rt-14-dev
 postgresql libpq-dev chromium"

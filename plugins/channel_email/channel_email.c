@@ -1,4 +1,4 @@
-/* channel_email — email over SMTP with libesmtp.
+/* channel_email — email over SMTP, with the client of smtp.c.
  *
  * format() writes the whole RFC 5322 message, CRLF line ends: From, To,
  * Subject (RFC 2047 "B" words when not plain ASCII), Date (from the
@@ -8,20 +8,20 @@
  * text and html as multipart/alternative, or the one that is set, each
  * UTF-8 in quoted-printable.
  *
- * deliver() sends a whole batch in one SMTP session (one connection, one
- * EHLO, PIPELINING when the server offers it: libesmtp pipelines the
- * envelope commands of consecutive messages), with STARTTLS and AUTH as
- * configured. Per message: 2xx OK (the server's reply text as provider
- * id: "queued as ..."), 4xx or no reply (connection refused, dropped,
- * timed out) RETRY, 5xx ERROR. */
+ * deliver() sends a batch on the worker's SMTP session, kept open from
+ * one batch to the next (worker_open/worker_close), pipelined when the
+ * server offers PIPELINING, with STARTTLS and AUTH as configured. Per
+ * message: 2xx OK (the server's reply text as provider id: "queued as
+ * ..."), 4xx or no reply (connection refused, dropped, timed out) RETRY,
+ * 5xx ERROR, each with the server's reply as its reason. */
 #include <baton/baton.h>
 
-#include <auth-client.h>
-#include <libesmtp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "smtp.h"
 
 static const char *const starttls_choices[] = {"disabled", "enabled", "required", NULL};
 
@@ -52,11 +52,49 @@ static const baton_config_key keys[] = {
     {.name = "password", .type = BATON_CFG_STRING, .help = "AUTH password; use \"${env:NAME}\""},
     {.name = "helo",
      .type = BATON_CFG_STRING,
-     .help = "the name given in EHLO (default: this host's)"},
+     .help = "the name given in EHLO (default: this host's fully qualified name, or its "
+             "address as [IP] when it has none)"},
+    {.name = "tls_ca_file",
+     .type = BATON_CFG_PATH,
+     .help = "STARTTLS: the CA certificates (PEM) the server's certificate must chain to "
+             "(default: the system's); its name is checked against host"},
     {.name = "timeout",
      .type = BATON_CFG_DURATION,
+     .help = "when set, the time limit of every SMTP step (connect, each reply, each write), in "
+             "place of the settings below"},
+    {.name = "connect_timeout",
+     .type = BATON_CFG_DURATION,
      .default_value = "30s",
-     .help = "each SMTP step's time limit (connect, greeting, each reply, data)"},
+     .help = "connecting to the server"},
+    {.name = "greeting_timeout",
+     .type = BATON_CFG_DURATION,
+     .default_value = "5m",
+     .help = "the server's 220 greeting (RFC 5321 4.5.3.2)"},
+    {.name = "mail_timeout",
+     .type = BATON_CFG_DURATION,
+     .default_value = "5m",
+     .help = "the reply to MAIL FROM (and to EHLO, STARTTLS, AUTH, RSET)"},
+    {.name = "rcpt_timeout",
+     .type = BATON_CFG_DURATION,
+     .default_value = "5m",
+     .help = "the reply to RCPT TO"},
+    {.name = "data_timeout",
+     .type = BATON_CFG_DURATION,
+     .default_value = "2m",
+     .help = "the 354 reply to DATA"},
+    {.name = "block_timeout",
+     .type = BATON_CFG_DURATION,
+     .default_value = "3m",
+     .help = "each write of a message making progress"},
+    {.name = "dot_timeout",
+     .type = BATON_CFG_DURATION,
+     .default_value = "10m",
+     .help = "the reply after the message's final dot; a message without one may have been "
+             "delivered, and is retried"},
+    {.name = "idle_timeout",
+     .type = BATON_CFG_DURATION,
+     .default_value = "60s",
+     .help = "a worker's session idle for longer is closed (QUIT); the next batch opens another"},
     {.name = "list_unsubscribe",
      .type = BATON_CFG_TEMPLATE,
      .help = "the List-Unsubscribe header, a template over the row plus key, profile_id and "
@@ -75,9 +113,8 @@ typedef struct email {
     char *from_header; /* encoded as it goes on the wire */
     char from_addr[256];
     const char *reply_to;
-    int starttls;
-    const char *user, *pass, *helo;
-    long timeout_ms;
+    char helo[256];
+    smtpc_opts smtp;
     baton_template *unsub;
     const char *unsub_text; /* when templates are not available and it has no {{ */
     char domain[256];
@@ -314,101 +351,22 @@ static int email_format(void *state, const baton_message *m, baton_buf *out, cha
 /* deliver                                                             */
 /* ------------------------------------------------------------------ */
 
-typedef struct session_info {
-    int no_starttls; /* required, not offered */
-    email *e;
-} session_info;
-
-static void event_cb(smtp_session_t session, int event_no, void *arg, ...)
-{
-    session_info *si = arg;
-    if (event_no == SMTP_EV_EXTNA_STARTTLS)
-        si->no_starttls = 1;
-}
-
-static int auth_interact(auth_client_request_t req, char **result, int fields, void *arg)
-{
-    email *e = arg;
-    for (int i = 0; i < fields; i++) {
-        if (req[i].flags & AUTH_USER)
-            result[i] = (char *)(e->user ? e->user : "");
-        else if (req[i].flags & AUTH_PASS)
-            result[i] = (char *)(e->pass ? e->pass : "");
-        else
-            return 0;
-    }
-    return 1;
-}
-
-static void set_status(baton_delivery *d, const smtp_status_t *st, const char *what,
-                       const char *fallback)
-{
-    if (st && st->code >= 200 && st->code < 300) {
-        d->status = BATON_OK;
-        const char *text = st->text ? st->text : "";
-        const char *q = strstr(text, "queued as ");
-        snprintf(d->provider_id, sizeof d->provider_id, "%s", q ? q + 10 : text);
-        size_t n = strlen(d->provider_id);
-        while (n && (d->provider_id[n - 1] == '\r' || d->provider_id[n - 1] == '\n' ||
-                     d->provider_id[n - 1] == ' '))
-            d->provider_id[--n] = '\0';
-        return;
-    }
-    if (st && st->code >= 500) {
-        d->status = BATON_ERROR;
-    } else {
-        d->status = BATON_RETRY; /* 4xx, or no reply at all */
-    }
-    if (st && st->code) {
-        snprintf(d->reason, sizeof d->reason, "%s: %d %s", what, st->code,
-                 st->text ? st->text : "");
-        size_t n = strlen(d->reason);
-        while (n && (d->reason[n - 1] == '\r' || d->reason[n - 1] == '\n'))
-            d->reason[--n] = '\0';
-    } else {
-        snprintf(d->reason, sizeof d->reason, "%s", fallback);
-    }
-}
-
 static void email_deliver(void *state, void *conn, const baton_message *const *msgs, size_t n,
                           baton_delivery *out)
 {
     email *e = state;
     const baton_host *h = e->h;
-    smtp_session_t s = smtp_create_session();
-    smtp_message_t *sm = calloc(n, sizeof *sm);
-    smtp_recipient_t *rc = calloc(n, sizeof *rc);
-    baton_buf **bodies = calloc(n, sizeof *bodies);
-    session_info si = {.e = e};
-    auth_context_t auth = NULL;
-    char hostport[280];
-    snprintf(hostport, sizeof hostport, "%.255s:%d", e->host, e->port);
-    if (!s || !sm || !rc || !bodies) {
+    smtpc *c = conn ? conn : smtpc_new(&e->smtp);
+    smtpc_msg *sm = calloc(n ? n : 1, sizeof *sm);
+    baton_buf **bodies = calloc(n ? n : 1, sizeof *bodies);
+    if (!c || !sm || !bodies) {
         for (size_t i = 0; i < n; i++) {
             out[i].status = BATON_RETRY;
             snprintf(out[i].reason, sizeof out[i].reason, "out of memory");
         }
         goto done;
     }
-    smtp_set_server(s, hostport);
-    if (e->helo)
-        smtp_set_hostname(s, e->helo);
-    int tflag = Timeout_OVERRIDE_RFC2822_MINIMUM;
-    smtp_set_timeout(s, Timeout_GREETING | tflag, e->timeout_ms);
-    smtp_set_timeout(s, Timeout_ENVELOPE | tflag, e->timeout_ms);
-    smtp_set_timeout(s, Timeout_DATA | tflag, e->timeout_ms);
-    smtp_set_timeout(s, Timeout_TRANSFER | tflag, e->timeout_ms);
-    smtp_set_timeout(s, Timeout_DATA2 | tflag, e->timeout_ms);
-    smtp_set_eventcb(s, event_cb, &si);
-    if (e->starttls)
-        smtp_starttls_enable(s, e->starttls == 2 ? Starttls_REQUIRED : Starttls_ENABLED);
-    if (e->user) {
-        auth = auth_create_context();
-        auth_set_mechanism_flags(auth, AUTH_PLUGIN_PLAIN, 0);
-        auth_set_interact_cb(auth, auth_interact, e);
-        smtp_auth_set_context(s, auth);
-    }
-    size_t queued = 0;
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         memset(&out[i], 0, sizeof out[i]);
         bodies[i] = h->buf_new();
@@ -418,56 +376,43 @@ static void email_deliver(void *state, void *conn, const baton_message *const *m
             snprintf(out[i].reason, sizeof out[i].reason, "%s", err);
             continue;
         }
-        sm[i] = smtp_add_message(s);
-        smtp_set_reverse_path(sm[i], e->from_addr);
-        rc[i] = smtp_add_recipient(sm[i], msgs[i]->recipient);
-        /* our headers are final: libesmtp must not add or rewrite them */
-        smtp_set_header_option(sm[i], "Message-Id", Hdr_OVERRIDE, 0);
-        smtp_set_message_str(sm[i], (void *)h->buf_data(bodies[i], NULL));
-        queued++;
+        size_t len;
+        const char *data = h->buf_data(bodies[i], &len);
+        sm[k++] = (smtpc_msg){.from = e->from_addr,
+                              .to = msgs[i]->recipient,
+                              .data = data,
+                              .len = len,
+                              .out = &out[i]};
     }
-    if (!queued)
-        goto done;
-    char why[512] = "";
-    if (!smtp_start_session(s)) {
-        char eb[128];
-        snprintf(why, sizeof why, "SMTP %s: %s", hostport,
-                 smtp_strerror(smtp_errno(), eb, sizeof eb));
-    }
-    h->counter_add(e->c_sessions, 1);
-    for (size_t i = 0; i < n; i++) {
-        if (!sm[i])
-            continue;
-        char fb[600];
-        if (si.no_starttls)
-            snprintf(fb, sizeof fb, "SMTP %s does not offer STARTTLS (starttls = \"required\")",
-                     hostport);
-        else
-            snprintf(fb, sizeof fb, "%s", why[0] ? why : "SMTP: the session ended first");
-        const smtp_status_t *rp = smtp_reverse_path_status(sm[i]);
-        const smtp_status_t *rs = smtp_recipient_status(rc[i]);
-        const smtp_status_t *ts = smtp_message_transfer_status(sm[i]);
-        if (rp && rp->code >= 400)
-            set_status(&out[i], rp, "MAIL FROM", fb);
-        else if (rs && rs->code >= 400)
-            set_status(&out[i], rs, "RCPT TO", fb);
-        else
-            set_status(&out[i], ts, "DATA", fb);
-        if (si.no_starttls)
-            out[i].status = BATON_ERROR; /* a setting to fix, not a server to wait for */
-        h->counter_add(out[i].status == BATON_OK ? e->c_sent : e->c_failed, 1);
-    }
+    if (k)
+        h->counter_add(e->c_sessions, smtpc_send(c, sm, k));
+    for (size_t i = 0; i < k; i++)
+        h->counter_add(sm[i].out->status == BATON_OK ? e->c_sent : e->c_failed, 1);
 done:
-    if (s)
-        smtp_destroy_session(s);
-    if (auth)
-        auth_destroy_context(auth);
+    if (c && !conn) {
+        smtpc_close(c);
+        smtpc_free(c);
+    }
     for (size_t i = 0; bodies && i < n; i++)
         if (bodies[i])
             h->buf_free(bodies[i]);
     free(bodies);
     free(sm);
-    free(rc);
+}
+
+/* A worker's session, opened at its first batch and kept between them. */
+static void *email_worker_open(void *state)
+{
+    email *e = state;
+    return smtpc_new(&e->smtp);
+}
+
+static void email_worker_close(void *state, void *conn)
+{
+    if (!conn)
+        return;
+    smtpc_close(conn);
+    smtpc_free(conn);
 }
 
 /* ------------------------------------------------------------------ */
@@ -502,17 +447,46 @@ static int email_init(baton_instance *inst, const baton_host *h, void **state)
     e->from_header = strdup(h->buf_data(fh, NULL));
     h->buf_free(fh);
     e->reply_to = h->config_string(inst, "reply_to");
-    e->starttls = h->config_enum(inst, "starttls"); /* disabled 0, enabled 1, required 2 */
-    e->user = h->config_string(inst, "username");
-    e->pass = h->config_string(inst, "password");
-    if (e->pass && !e->user) {
+    const char *user = h->config_string(inst, "username");
+    const char *pass = h->config_string(inst, "password");
+    if (pass && !user) {
         h->set_error(inst, "password is set but username is not");
         free(e->from_header);
         free(e);
         return -1;
     }
-    e->helo = h->config_string(inst, "helo");
-    e->timeout_ms = (long)h->config_duration_ms(inst, "timeout");
+    const char *helo = h->config_string(inst, "helo");
+    if (helo && (has_crlf(helo) || strpbrk(helo, " <>") || !*helo)) {
+        h->set_error(inst, "helo: expected a host name or an address literal such as [192.0.2.1]");
+        free(e->from_header);
+        free(e);
+        return -1;
+    }
+    if (helo)
+        snprintf(e->helo, sizeof e->helo, "%s", helo);
+    else
+        smtpc_local_name(e->helo, sizeof e->helo); /* "" when none: the [IP] literal */
+    /* `timeout`, when set, is every step's limit (as it was before the
+     * per-phase settings) */
+    int all = h->config_string(inst, "timeout") != NULL;
+    long t_all = (long)h->config_duration_ms(inst, "timeout");
+#define PHASE(key) (all ? t_all : (long)h->config_duration_ms(inst, key))
+    e->smtp = (smtpc_opts){.host = e->host,
+                           .port = e->port,
+                           .helo = e->helo[0] ? e->helo : NULL,
+                           .starttls = h->config_enum(inst, "starttls"), /* 0, 1, 2 */
+                           .ca_file = h->config_string(inst, "tls_ca_file"),
+                           .user = user,
+                           .pass = pass,
+                           .connect_ms = PHASE("connect_timeout"),
+                           .greeting_ms = PHASE("greeting_timeout"),
+                           .mail_ms = PHASE("mail_timeout"),
+                           .rcpt_ms = PHASE("rcpt_timeout"),
+                           .data_ms = PHASE("data_timeout"),
+                           .block_ms = PHASE("block_timeout"),
+                           .dot_ms = PHASE("dot_timeout"),
+                           .idle_ms = (long)h->config_duration_ms(inst, "idle_timeout")};
+#undef PHASE
     const char *dom = h->config_string(inst, "message_id_domain");
     snprintf(e->domain, sizeof e->domain, "%s", dom ? dom : at + 1);
     const char *unsub = h->config_string(inst, "list_unsubscribe");
@@ -538,12 +512,6 @@ static int email_init(baton_instance *inst, const baton_host *h, void **state)
     return 0;
 }
 
-static int email_start(void *state)
-{
-    auth_client_init(); /* loads the SASL plugins once; idempotent */
-    return 0;
-}
-
 static void email_destroy(void *state)
 {
     email *e = state;
@@ -558,10 +526,12 @@ static const baton_channel_ops ops = {
     .size = sizeof(baton_channel_ops),
     .parts = parts,
     .format = email_format,
+    .worker_open = email_worker_open,
+    .worker_close = email_worker_close,
     .deliver = email_deliver,
 };
 
 BATON_PLUGIN(.name = "channel_email", .version = "1.0.0",
-             .description = "email over SMTP (libesmtp): MIME text+html, RFC 2047, STARTTLS, AUTH",
-             .kind = BATON_KIND_CHANNEL, .config = keys, .init = email_init, .start = email_start,
+             .description = "email over SMTP: MIME text+html, RFC 2047, PIPELINING, STARTTLS, AUTH",
+             .kind = BATON_KIND_CHANNEL, .config = keys, .init = email_init,
              .destroy = email_destroy, .ops = &ops)
