@@ -2,13 +2,17 @@
 # Channel throughput through the whole path (render, caps, dispatch,
 # delivery log, plugin) next to each sink's own ceiling, measured in the
 # same run by a minimal C client (tests/bench/clients/), against:
-#   email  Postfix's smtp-sink            (libesmtp, 100 messages a session, 2 threads)
+#   email  Postfix's smtp-sink            (a minimal SMTP client, 100 messages a session, 2 threads)
 #   sms    nginx answering `return 200`   (libcurl multi, 32 requests in flight)
 #   push   the mosquitto broker           (libmosquitto, QoS 1, 100 in flight)
 # Prints each figure, the ratio to the ceiling and to the target:
 #   email >= 8000 msg/s, sms >= 15000 req/s, push >= 20000 msg/s, and each
 #   at least half of its ceiling. Never fails on a figure.
-# COUNT=N changes the messages per run (default 50000).
+# And email to smtp-sink without PIPELINING (-p), one connection, 5.7 KB
+# messages: baton next to Python's smtplib (/usr/bin/python3) and the
+# minimal client, in the same run (target: baton >= smtplib).
+# COUNT=N changes the messages per run (default 50000), NOPIPE_COUNT the
+# messages of the no-PIPELINING case (default 2000).
 set -u
 BUILD=${BUILD:-build}
 top=$(pwd)
@@ -41,10 +45,10 @@ PY
 
 # the minimal clients
 mkdir -p "$B/bench"
-for c in smtp:libesmtp-1.0 http:libcurl mqtt:libmosquitto; do
+for c in smtp: http:libcurl mqtt:libmosquitto; do
     n=${c%%:*}; pkg=${c#*:}
     cc -O2 -pthread -o "$B/bench/${n}_client" "$top/tests/bench/clients/${n}_client.c" \
-        $(pkg-config --cflags --libs "$pkg") || { echo "bench: cannot build ${n}_client"; exit 0; }
+        ${pkg:+$(pkg-config --cflags --libs "$pkg")} || { echo "bench: cannot build ${n}_client"; exit 0; }
 done
 full="$B/tests/bench/bench_channels"
 [ -x "$full" ] || { echo "bench: $full is not built (make bench builds it)"; exit 0; }
@@ -67,6 +71,41 @@ if waitport "$port"; then
     report email "$(echo "$out" | rate_of)" "$ceil" 8000 msg
 else
     echo "email: smtp-sink did not start"
+fi
+
+# ---- email: smtp-sink without PIPELINING, 1 connection, 5.7 KB messages
+NOPIPE_COUNT=${NOPIPE_COUNT:-2000}
+port=$(freeport)
+smtp-sink -p -u nobody "127.0.0.1:$port" 1000 >/dev/null 2>&1 &
+pids="$pids $!"
+if waitport "$port"; then
+    ceil=$("$B/bench/smtp_client" "$port" "$NOPIPE_COUNT" 1 100 5300)
+    py=$(/usr/bin/python3 - "$port" "$NOPIPE_COUNT" <<'PY'
+import smtplib, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+head = ("From: Shop <news@example.com>\r\nTo: <a@example.com>\r\nSubject: smtplib\r\n"
+        "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <x@example.com>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=UTF-8\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+text = "".join("lorem ipsum dolor sit amet "[i % 27] if i % 72 != 71 else "\r\n"
+               for i in range(5300))
+msg = (head + text + "\r\n").encode()
+s = smtplib.SMTP("127.0.0.1", port, local_hostname="client.example.com")
+t = time.monotonic()
+for i in range(n):
+    s.sendmail("news@example.com", ["p%d@example.com" % i], msg)
+dt = time.monotonic() - t
+s.quit()
+print("%.0f %d" % (n / dt, len(msg)))
+PY
+)
+    out=$(BENCH_TEXT_BYTES=5300 "$full" email "$port" "$NOPIPE_COUNT" "connections = 1;")
+    echo "$out (no PIPELINING, 1 connection)"
+    rate=$(echo "$out" | rate_of)
+    printf 'email-nopipe %6.0f msg/s through baton; smtplib %s msg/s (%s B messages; ratio %s, need >= 1); minimal client %s (ratio %s)\n' \
+        "$rate" "${py%% *}" "${py#* }" "$(ratio "$rate" "${py%% *}")" "$ceil" "$(ratio "$rate" "$ceil")"
+else
+    echo "email-nopipe: smtp-sink did not start"
 fi
 
 # ---- sms: nginx return 200
