@@ -413,15 +413,16 @@ static void test_runs_export_the_same(void **st)
     buf_free(&c);
 }
 
-/* A failed run keeps its tables (UNLOGGED, in baton_work) for --resume;
- * a table of a run that is gone goes at the next run's start. */
+/* A failed run keeps its tables (UNLOGGED, in baton_work) for --resume,
+ * the grouped table of its aggregate among them; a table of a run that is
+ * gone goes at the next run's start. */
 static void test_work_tables_kept_and_swept(void **st)
 {
     free(file_write(
         dir, "campaigns/broken.cfg",
         "campaign: { name = \"broken\"; activities = (\n"
         "  { id = \"a\"; type = \"build_audience\"; dimension = \"profiles\"; filter = "
-        "\"tier == 'gold'\"; },\n"
+        "\"tier == 'gold' and count(orders where amount > 10) >= 1\"; },\n"
         "  { id = \"b\"; type = \"read_audience\"; name = \"never_saved\"; dimension = "
         "\"profiles\"; },\n"
         "  { id = \"c\"; type = \"combine\"; op = \"union\"; inputs = [ \"a\", \"b\" ]; },\n"
@@ -439,8 +440,9 @@ static void test_work_tables_kept_and_swept(void **st)
                                     "'baton_work' AND c.relkind = 'r' ORDER BY 1",
                                     &out),
                      0);
-    /* run 3 of this data folder (after run3 and back): a's table, unlogged */
-    assert_string_equal(out, "baton_w3_0_0|u\n");
+    /* run 3 of this data folder (after run3 and back): a's table and the
+     * grouped table of its count, both unlogged */
+    assert_string_equal(out, "baton_w3_0_0|u\nbaton_w3_g1|u\n");
     free(out);
     /* a stray table of a run this install never had */
     assert_int_equal(
@@ -454,7 +456,7 @@ static void test_work_tables_kept_and_swept(void **st)
                                     &out),
                      0);
     /* broken's failed run is still the one --resume would finish */
-    assert_string_equal(out, "baton_w3_0_0\n");
+    assert_string_equal(out, "baton_w3_0_0\nbaton_w3_g1\n");
     free(out);
 }
 
