@@ -294,11 +294,17 @@ static void ident(buf *b, const char *name)
 static int or_join_run(void *state, baton_activity_ctx *x)
 {
     size_t n = ah_input_count(x);
+    const camp_activity *a = &x->env->c->acts[x->idx];
     buf b;
     buf_init(&b);
     buf_addf(&b, "CREATE TABLE %s AS ", ah_output_table(x, NULL));
+    int first = 1;
     for (size_t i = 0; i < n; i++) {
-        buf_addf(&b, "%sSELECT w%zu._key", i ? " UNION ALL " : "", i);
+        /* the inputs arrived so far (another may wait on its branch) */
+        if (!x->env->s[a->inputs[i].act].done)
+            continue;
+        buf_addf(&b, "%sSELECT w%zu._key", first ? "" : " UNION ALL ", i);
+        first = 0;
         for (size_t c = 0; c < ah_input_column_count(x, 0); c++) {
             const char *name = ah_input_column(x, 0, c, NULL);
             int has = 0;
@@ -311,9 +317,13 @@ static int or_join_run(void *state, baton_activity_ctx *x)
             ident(&b, name);
         }
         buf_addf(&b, " FROM %s w%zu", ah_input_table(x, i), i);
+        int where = 1;
         for (size_t k = 0; k < i; k++)
-            buf_addf(&b, "%s w%zu._key NOT IN (SELECT _key FROM %s)", k ? " AND" : " WHERE", i,
-                     ah_input_table(x, k));
+            if (x->env->s[a->inputs[k].act].done) {
+                buf_addf(&b, "%s w%zu._key NOT IN (SELECT _key FROM %s)", where ? " WHERE" : " AND",
+                         i, ah_input_table(x, k));
+                where = 0;
+            }
     }
     int rc = ah_sql(x, b.data, NULL, NULL);
     buf_free(&b);

@@ -187,6 +187,7 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
      * branch that ends (what follows a signal that timed out). Other
      * branches run on. */
     char *held = xcalloc(c.nacts + 1, 1), *closed = xcalloc(c.nacts + 1, 1);
+    char *fresh = xcalloc(c.nacts + 1, 1); /* run in this pass */
     int64_t started = history_started_at(st, run);
     int holds = !dry_run && !nproof;
     if (resume && holds)
@@ -198,10 +199,26 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
         int holding = holds && act->type && act->type->flow &&
                       (!strcmp(act->type_name, "wait") || !strcmp(act->type_name, "signal"));
         int64_t until = holding ? history_hold_get(st, run, act->id, hstate) : 0;
+        int join = !strcmp(act->type_name, "or_join"), again = 0;
+        if (join) /* it goes on as soon as one input has arrived */
+            held[i] = closed[i] = 1;
         for (size_t j = 0; j < act->ninputs; j++) {
-            held[i] |= held[act->inputs[j].act];
-            closed[i] |= closed[act->inputs[j].act];
+            int p = act->inputs[j].act;
+            if (join) {
+                held[i] &= held[p] || closed[p];
+                closed[i] &= closed[p];
+            } else {
+                held[i] |= held[p];
+                closed[i] |= closed[p];
+            }
+            again |= fresh[p];
         }
+        if (join && closed[i])
+            held[i] = 0;
+        /* an input run in this pass after it (an or_join's late input):
+         * it, and after it what reads it, run again over what came since */
+        if (again && e.s[i].done)
+            e.s[i].done = 0;
         if (!strcmp(hstate, "timed_out"))
             closed[i] = 1;
         if (e.s[i].done || held[i] || closed[i])
@@ -252,11 +269,13 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
             failed = 1;
             break;
         }
+        fresh[i] = 1;
         if (!dry_run && !nproof)
             history_activity(st, run, &e, i);
     }
     free(held);
     free(closed);
+    free(fresh);
     if (failed) {
         fprintf(stderr, "baton campaign run: %s\n", e.error);
         history_finish(st, run, "failed", e.error);

@@ -464,11 +464,42 @@ static int dm_batch_end(void *state, const char *batch, uint64_t count, char *er
         close_journal(j);
     }
     pthread_mutex_unlock(&d->lock);
-    char *part = batch_path(d, batch, ".part"), *csv = batch_path(d, batch, ".csv");
-    char *tmp = batch_path(d, batch, ".csv.tmp"), *man = batch_path(d, batch, ".manifest.json");
+    /* a batch exported already and sent to again (rows that reached the
+     * send later: an or_join's late input) goes on in <batch>-2.csv,
+     * -3...: each export and manifest holds the rows delivered since the
+     * one before, which the count, a running total, says with them */
+    uint64_t before = 0;
+    int nth = 1;
+    for (;; nth++) {
+        char suffix[48];
+        snprintf(suffix, sizeof suffix, nth == 1 ? ".manifest.json" : "-%d.manifest.json", nth);
+        char *m = batch_path(d, batch, suffix);
+        FILE *f = fopen(m, "rb");
+        free(m);
+        if (!f)
+            break;
+        char text[1024];
+        size_t n = fread(text, 1, sizeof text - 1, f);
+        fclose(f);
+        text[n] = '\0';
+        const char *r = strstr(text, "\"rows\": ");
+        before += r ? strtoull(r + 8, NULL, 10) : 0;
+    }
+    char sfx[4][48];
+    snprintf(sfx[0], sizeof sfx[0], nth == 1 ? ".csv" : "-%d.csv", nth);
+    snprintf(sfx[1], sizeof sfx[1], nth == 1 ? ".csv.tmp" : "-%d.csv.tmp", nth);
+    snprintf(sfx[2], sizeof sfx[2], nth == 1 ? ".manifest.json" : "-%d.manifest.json", nth);
+    char *part = batch_path(d, batch, ".part"), *csv = batch_path(d, batch, sfx[0]);
+    char *tmp = batch_path(d, batch, sfx[1]), *man = batch_path(d, batch, sfx[2]);
     int rc = -1;
     export_ctx x = {0};
     FILE *in = fopen(part, "rb");
+    if (nth > 1 && count <= before && !in) { /* nothing since: ended again (a resume) */
+        rc = 0;
+        goto out;
+    }
+    if (count >= before)
+        count -= before;
     x.out = fopen(tmp, "wb");
     if (!x.out) {
         snprintf(err, errlen, "%s: %s", tmp, strerror(errno));

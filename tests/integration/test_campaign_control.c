@@ -778,12 +778,79 @@ static void test_saved_audience_keeps_its_columns(void **st)
     free(sv);
 }
 
+static long long csv_lines(const char *pattern)
+{
+    char *cmd, *out = NULL;
+    if (asprintf(&cmd, "cat %s/var/exports/%s | grep -c . ", dir, pattern) < 0)
+        abort();
+    run_capture(cmd, &out, NULL);
+    long long n = out ? atoll(out) : -1;
+    free(cmd);
+    free(out);
+    return n;
+}
+
+/* An input behind a wait: the or_join goes on with the other at once, and
+ * again with the late rows when the wait is over; a row in both is sent
+ * once. */
+static void test_or_join_goes_on_as_each_input_arrives(void **st)
+{
+    char *path = file_write(
+        dir, "campaigns/oja.cfg",
+        "campaign: {\n"
+        "  name = \"oja\";\n"
+        "  activities = (\n"
+        "    { id = \"gold\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier "
+        "== 'gold'\"; },\n"
+        "    { id = \"rich\"; type = \"build_audience\"; dimension = \"profiles\"; filter = "
+        "\"score > 50\"; },\n"
+        "    { id = \"later\"; type = \"wait\"; input = \"gold\"; duration = \"1s\"; },\n"
+        "    { id = \"j\"; type = \"or_join\"; inputs = [ \"later\", \"rich\" ]; },\n"
+        "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"j\"; columns = [ "
+        "\"id\" "
+        "]; }\n"
+        "  );\n};\n");
+    long long gold = sql_count(GOLD);
+    long long rich = sql_count("SELECT count(*) FROM profiles WHERE score > 50");
+    long long both = sql_count("SELECT count(*) FROM profiles WHERE score > 50 AND tier = 'gold'");
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "campaign run oja"), 0);
+    assert_non_null(strstr(err, "waits at 'later'"));
+    free(out);
+    free(err);
+    json_t *c = last_run_counts("oja");
+    assert_int_equal(count_of(c, "j"), rich);
+    assert_int_equal(count_of(c, "out"), rich);
+    json_decref(c);
+    sleep(2); /* the wait is over: no figure below depends on how long after */
+    assert_int_equal(baton(&out, &err, "campaign run oja --resume"), 0);
+    free(out);
+    free(err);
+    c = last_run_counts("oja");
+    assert_int_equal(count_of(c, "j"), gold + rich - both);
+    assert_int_equal(count_of(c, "out"), gold + rich - both);
+    json_decref(c);
+    char *state = db;
+    if (asprintf(&db, "%s/var/state.db", dir) < 0)
+        abort();
+    assert_int_equal(sql_count("SELECT count(*) FROM deliveries WHERE key LIKE 'oja/%/out/%'"),
+                     gold + rich - both);
+    free(db);
+    db = state;
+    /* the export of the rows come first, then of those come since */
+    assert_int_equal(csv_lines("oja-*-out.csv"), rich + 1);
+    assert_int_equal(csv_lines("oja-*-out-2.csv"), gold - both + 1);
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_test_sends_the_whole_input_one_way),
         cmocka_unit_test(test_test_errors),
         cmocka_unit_test(test_or_join_passes_each_row_once),
+        cmocka_unit_test(test_or_join_goes_on_as_each_input_arrives),
         cmocka_unit_test(test_end_starts_another_campaign),
         cmocka_unit_test(test_incremental_audience_targets_each_row_once),
         cmocka_unit_test(test_alert_tells_the_operator),

@@ -74,8 +74,8 @@ static pid_t start_serve(void)
     pid_t pid = fork();
     if (pid == 0) {
         char *cmd;
-        if (asprintf(&cmd, "exec %s -c %s/baton.cfg serve >>%s/baton.log 2>&1",
-                     getenv("BATON_BIN"), dir, dir) < 0)
+        if (asprintf(&cmd, "exec %s -c %s/baton.cfg serve >>%s/baton.log 2>&1", getenv("BATON_BIN"),
+                     dir, dir) < 0)
             _exit(127);
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
         _exit(127);
