@@ -101,7 +101,11 @@ dispatcher *dispatch_open(instance *inst, store *s, const dispatch_opts *opts, c
     d->retries = (unsigned)cs->retries;
     d->backoff_ms = cs->retry_backoff_ms;
     d->cap = cs->queue > 0 ? (size_t)cs->queue : 1;
-    d->resend_uncertain = cs->resend_uncertain != 0;
+    /* a channel that drops repeats itself (directmail's journal) is safe
+     * to resend */
+    d->resend_uncertain =
+        cs->resend_uncertain != 0 ||
+        (ops->size > offsetof(baton_channel_ops, flags) && (ops->flags & BATON_CHANNEL_IDEMPOTENT));
     if (d->nworkers < 1)
         d->nworkers = 1;
     if (d->batch < 1)

@@ -26,11 +26,17 @@
  * flight (one row of the table `dispatch_inflight` lists its rows) and
  * committed, and its outcomes are committed as soon as deliver() returns
  * (with the next batch's mark when one is ready: one commit per batch).
- * A row a dead process left in flight (listed there, or with the column
- * `sending` set, which is what the listing becomes when the dead owner's
- * rows are released) is the one case where baton cannot know whether it
- * went out: it becomes "uncertain" and is not sent again — unless the
- * channel's `resend_uncertain` is true (its provider drops repeats of an
+ * A channel that reports its progress (baton.h 1.4: deliver_wire,
+ * deliver_done) narrows that: the first message it puts on the wire
+ * turns the batch's record to "on the wire only" (column `wire`), each
+ * message on the wire gets `sending` set (committed before it goes), and
+ * each outcome reported is recorded in the next group commit; a row of
+ * such a batch never put on the wire is sent again normally after a
+ * crash. A row a dead process left in flight (listed in a record that is
+ * not "on the wire only", or with the column `sending` set, which is
+ * what the listing becomes when the dead owner's rows are released) is
+ * the one case where baton cannot know whether it went out: it becomes "uncertain" and is not sent
+ * again — unless the channel's `resend_uncertain` is true (its provider drops repeats of an
  * idempotency key), when it is sent again with the same key.
  * Rows are written by a group-committing writer shared by every
  * dispatcher on a store; dispatch_flush() and dispatch_close() commit.
@@ -208,6 +214,14 @@ void dispatch_get_stats(dispatcher *d, dispatch_stats *st);
 const histo *dispatch_latency(const dispatcher *d);
 
 const char *dispatch_channel(const dispatcher *d);
+
+/* The host table's deliver_wire and deliver_done (baton.h, 1.4): a
+ * channel's messages going on the wire (marked in flight one by one,
+ * committed before it returns) and their outcomes as they come (recorded
+ * in the next group commit). Messages not handed by a dispatcher's
+ * deliver() are ignored. */
+void dispatch_deliver_wire(const baton_message *const *msgs, size_t n);
+void dispatch_deliver_done(const baton_message *msg, const baton_delivery *out);
 
 /* --- Recipients and consent ------------------------------------------ */
 

@@ -40,7 +40,7 @@ struct dlog {
      * found by rowid (no walk of the key index) */
     sqlite3_stmt *ins, *upd_id, *sending_id, *get, *cap_all, *cap_chan, *sup;
     sqlite3_stmt *pump, *due; /* the pump's and flush's */
-    sqlite3_stmt *fl_ins, *fl_del;
+    sqlite3_stmt *fl_ins, *fl_del, *fl_wire;
     struct dlog *next;
 };
 
@@ -100,6 +100,10 @@ static const char *const ddl_pending =
 static const char *const ddl_inflight =
     "CREATE TABLE IF NOT EXISTS dispatch_inflight (id INTEGER PRIMARY KEY,"
     " owner INTEGER NOT NULL, rowids TEXT NOT NULL)"; /* a JSON array */
+/* 1: the channel reports what goes on the wire (baton.h 1.4): of its rows
+ * only those with `sending` set may have gone out */
+static const char *const ddl_inflight_wire =
+    "ALTER TABLE dispatch_inflight ADD COLUMN wire INTEGER NOT NULL DEFAULT 0";
 /* the rows some dispatcher holds: looked up when one dies */
 static const char *const ddl_owned =
     "CREATE INDEX IF NOT EXISTS deliveries_owned ON deliveries(channel, owner)"
@@ -134,7 +138,8 @@ int dispatch_log_init(store *s, char *err, size_t errlen)
            store_migrate(s, "dispatch_sending", 1, ddl_sending, err, errlen) ||
            store_migrate(s, "dispatch_owned", 1, ddl_owned, err, errlen) ||
            store_migrate(s, "dispatch_pending", 1, ddl_pending, err, errlen) ||
-           store_migrate(s, "dispatch_inflight", 1, ddl_inflight, err, errlen);
+           store_migrate(s, "dispatch_inflight", 1, ddl_inflight, err, errlen) ||
+           store_migrate(s, "dispatch_inflight_wire", 1, ddl_inflight_wire, err, errlen);
 }
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -182,6 +187,7 @@ static void dlog_free(dlog *l)
     sqlite3_finalize(l->due);
     sqlite3_finalize(l->fl_ins);
     sqlite3_finalize(l->fl_del);
+    sqlite3_finalize(l->fl_wire);
     sqlite3_finalize(l->get);
     sqlite3_finalize(l->cap_all);
     sqlite3_finalize(l->cap_chan);
@@ -239,6 +245,8 @@ dlog *dlog_attach(store *s, char *err, size_t errlen)
         prepare(l, "INSERT INTO dispatch_inflight (owner, rowids) VALUES (?1, ?2)", &l->fl_ins, err,
                 errlen) ||
         prepare(l, "DELETE FROM dispatch_inflight WHERE id = ?1", &l->fl_del, err, errlen) ||
+        prepare(l, "UPDATE dispatch_inflight SET wire = 1 WHERE id = ?1", &l->fl_wire, err,
+                errlen) ||
         prepare(l, "SELECT " ROW_COLS " FROM deliveries WHERE key = ?1", &l->get, err, errlen) ||
         prepare(l,
                 "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND created_at > ?2"
@@ -393,6 +401,15 @@ void dlog_inflight_end(dlog *l, int64_t id)
     sqlite3_reset(l->fl_del);
 }
 
+void dlog_inflight_wire(dlog *l, int64_t id)
+{
+    store_group_join(l->s);
+    sqlite3_bind_int64(l->fl_wire, 1, id);
+    if (sqlite3_step(l->fl_wire) != SQLITE_DONE)
+        log_error("delivery log: in flight: %s", sqlite3_errmsg(l->db));
+    sqlite3_reset(l->fl_wire);
+}
+
 void dlog_lock(dlog *l)
 {
     pthread_mutex_lock(l->mu);
@@ -470,11 +487,14 @@ void dlog_heartbeat(dlog *l, const char *channel, int64_t owner, int64_t pid, in
         return;
     *orphans_ms = deadline_now_ms();
     /* the batches dead owners had in deliver(): their rows become "in
-     * flight" (attempts counted), which the pump turns into uncertain */
+     * flight" (attempts counted), which the pump turns into uncertain —
+     * except in a batch whose channel said what went on the wire, where
+     * those rows are `sending` already and the others never went */
     exec_bound(l,
                "UPDATE deliveries SET sending = 1, attempts = attempts + 1 WHERE rowid IN"
                " (SELECT j.value FROM dispatch_inflight f, json_each(f.rowids) j WHERE"
-               " f.owner != ?2 AND f.owner NOT IN (SELECT owner FROM dispatch_owners))"
+               " f.owner != ?2 AND f.wire = 0 AND f.owner NOT IN"
+               " (SELECT owner FROM dispatch_owners))"
                " AND status IN ('queued', 'retry', 'deferred')",
                NULL, owner, 0);
     exec_bound(l,

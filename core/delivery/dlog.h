@@ -53,6 +53,10 @@ void dlog_mark_sending(dlog *l, int64_t rowid, const char *key, unsigned attempt
  * on failure (then mark the rows one by one). */
 int64_t dlog_inflight_begin(dlog *l, int64_t owner, const int64_t *rowids, size_t n);
 void dlog_inflight_end(dlog *l, int64_t id);
+/* Under l->mu. The channel of batch id reports what goes on the wire:
+ * after a crash only its rows marked `sending` (dlog_mark_sending) are
+ * uncertain. */
+void dlog_inflight_wire(dlog *l, int64_t id);
 dispatch_status dispatch_status_parse(const char *s);
 
 /* Under l->mu. Owner `owner` (pid) of channel beats; owners that stopped

@@ -34,6 +34,107 @@ static int64_t mark_locked(dispatcher *d, qmsg **batch, size_t n)
     return flight;
 }
 
+/* A batch in deliver(): what deliver_wire and deliver_done (baton.h 1.4)
+ * find from a message they are handed. The messages are wmsg, their
+ * baton_message first, so a pointer deliver() got leads back here. */
+typedef struct wbatch {
+    dispatcher *d;
+    qmsg **batch;
+    size_t n;
+    int64_t flight; /* its in-flight record (0: none) */
+    baton_delivery *out;
+    dispatch_status *fin;
+    int64_t *due;
+    pthread_mutex_t mu; /* wire, marked, done: a channel's threads report */
+    int wire;           /* the record says "on the wire only" */
+    unsigned char *marked, *done;
+} wbatch;
+
+#define WMSG_MAGIC 0x62746e77u /* "wntb": a message a dispatcher handed out */
+
+typedef struct wmsg {
+    baton_message bm; /* first: what deliver() sees */
+    uint32_t magic;
+    wbatch *b;
+    size_t i;
+} wmsg;
+
+static wmsg *wmsg_of(const baton_message *m)
+{
+    wmsg *w = (wmsg *)m;
+    return m && w->magic == WMSG_MAGIC ? w : NULL;
+}
+
+void dispatch_deliver_wire(const baton_message *const *msgs, size_t n)
+{
+    wbatch *b = NULL;
+    for (size_t k = 0; k < n && !b; k++)
+        b = wmsg_of(msgs[k]) ? wmsg_of(msgs[k])->b : NULL;
+    if (!b)
+        return;
+    dispatcher *d = b->d;
+    int64_t *ids = xcalloc(n, sizeof *ids);
+    size_t nids = 0;
+    pthread_mutex_lock(&b->mu);
+    int flip = b->flight && !b->wire;
+    b->wire = 1;
+    for (size_t k = 0; k < n; k++) {
+        wmsg *w = wmsg_of(msgs[k]);
+        if (!w || w->b != b || b->marked[w->i] || b->done[w->i])
+            continue;
+        b->marked[w->i] = 1;
+        qmsg *q = b->batch[w->i];
+        if (!(q->flags & DISPATCH_F_PROOF) && q->rowid > 0)
+            ids[nids++] = (int64_t)w->i;
+    }
+    pthread_mutex_unlock(&b->mu);
+    /* without a record the rows were marked one by one already */
+    if (b->flight && (flip || nids)) {
+        dlog_lock(d->log);
+        if (flip)
+            dlog_inflight_wire(d->log, b->flight);
+        for (size_t k = 0; k < nids; k++) {
+            qmsg *q = b->batch[ids[k]];
+            dlog_mark_sending(d->log, q->rowid, q->key, q->attempts);
+        }
+        dlog_commit_locked(d->log); /* durable before the first byte goes */
+        dlog_unlock(d->log);
+    }
+    free(ids);
+}
+
+void dispatch_deliver_done(const baton_message *msg, const baton_delivery *out)
+{
+    wmsg *w = wmsg_of(msg);
+    if (!w || !out)
+        return;
+    wbatch *b = w->b;
+    dispatcher *d = b->d;
+    size_t i = w->i;
+    baton_delivery o = *out;
+    dispatch_status fin;
+    int64_t due;
+    retry_classify(d, b->batch[i], &o, &fin, &due);
+    pthread_mutex_lock(&b->mu);
+    if (b->done[i]) {
+        pthread_mutex_unlock(&b->mu);
+        return;
+    }
+    b->done[i] = 1;
+    b->out[i] = o;
+    b->fin[i] = fin;
+    b->due[i] = due;
+    pthread_mutex_unlock(&b->mu);
+    qmsg *m = b->batch[i];
+    if (m->flags & DISPATCH_F_PROOF)
+        return;
+    int64_t now = dispatch_now_s(d);
+    dlog_lock(d->log);
+    dlog_update(d->log, m->rowid, m->key, fin, o.provider_id, o.reason, m->attempts, o.segments,
+                now, fin == DISPATCH_RETRY ? now + (due + 999) / 1000 : 0, d->owner);
+    dlog_unlock(d->log); /* committed by the log's group commit */
+}
+
 /* Deliver a batch marked in flight and committed (flight: its record), and
  * commit its outcomes. When the next batch is ready by then (next: room
  * for max), it is taken and marked in flight in the same commit as these
@@ -42,12 +143,27 @@ static int64_t mark_locked(dispatcher *d, qmsg **batch, size_t n)
 static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64_t flight,
                         qmsg **next, size_t max, int64_t *next_flight)
 {
-    baton_message *bms = xcalloc(n, sizeof *bms);
+    wmsg *ws = xcalloc(n, sizeof *ws);
     const baton_message **ptrs = xcalloc(n, sizeof *ptrs);
     baton_delivery *out = xcalloc(n, sizeof *out);
+    dispatch_status *fin = xcalloc(n, sizeof *fin);
+    int64_t *due = xcalloc(n, sizeof *due);
+    wbatch b = {.d = d,
+                .batch = batch,
+                .n = n,
+                .flight = flight,
+                .out = out,
+                .fin = fin,
+                .due = due,
+                .marked = xcalloc(n, 1),
+                .done = xcalloc(n, 1)};
+    pthread_mutex_init(&b.mu, NULL);
     for (size_t i = 0; i < n; i++) {
-        qmsg_fill(batch[i], &bms[i]);
-        ptrs[i] = &bms[i];
+        qmsg_fill(batch[i], &ws[i].bm);
+        ws[i].magic = WMSG_MAGIC;
+        ws[i].b = &b;
+        ws[i].i = i;
+        ptrs[i] = &ws[i].bm;
         out[i].status = BATON_RETRY;
         snprintf(out[i].reason, sizeof out[i].reason, "the channel gave no answer");
     }
@@ -57,12 +173,15 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
 
     int64_t now = dispatch_now_s(d), mnow = deadline_now_ms();
     size_t nretry = 0, logged = 0;
-    dispatch_status *fin = xcalloc(n, sizeof *fin);
-    int64_t *due = xcalloc(n, sizeof *due);
+    pthread_mutex_lock(&b.mu); /* what the channel's threads reported is seen */
     for (size_t i = 0; i < n; i++) {
-        nretry += (size_t)retry_classify(d, batch[i], &out[i], &fin[i], &due[i]);
-        logged += !(batch[i]->flags & DISPATCH_F_PROOF);
+        if (b.done[i]) /* classified and recorded as it came */
+            nretry += out[i].status == BATON_RETRY;
+        else
+            nretry += (size_t)retry_classify(d, batch[i], &out[i], &fin[i], &due[i]);
+        logged += !(batch[i]->flags & DISPATCH_F_PROOF) && !b.done[i];
     }
+    pthread_mutex_unlock(&b.mu);
     /* the next batch, when it is ready now: not under a rate (its wait
      * comes before the mark) nor after a storm of failures (the pause) */
     size_t nn = 0;
@@ -75,11 +194,11 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
             nn = queue_take(d, next, max);
         pthread_mutex_unlock(&d->mu);
     }
-    if (logged || nn) {
+    if (logged || nn || flight) {
         dlog_lock(d->log);
         for (size_t i = 0; i < n; i++) {
             qmsg *m = batch[i];
-            if (m->flags & DISPATCH_F_PROOF)
+            if ((m->flags & DISPATCH_F_PROOF) || b.done[i])
                 continue;
             dlog_update(d->log, m->rowid, m->key, fin[i], out[i].provider_id, out[i].reason,
                         m->attempts, out[i].segments, now,
@@ -92,6 +211,9 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
         dlog_commit_locked(d->log); /* out of flight at once */
         dlog_unlock(d->log);
     }
+    pthread_mutex_destroy(&b.mu);
+    free(b.marked);
+    free(b.done);
     for (size_t i = 0; i < n; i++)
         dispatch_emit(d, batch[i], fin[i], out[i].provider_id, out[i].reason, out[i].segments,
                       fin[i] == DISPATCH_RETRY ? now + (due[i] + 999) / 1000 : 0, NULL, 0);
@@ -131,7 +253,7 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
     pthread_mutex_unlock(&d->mu);
     free(fin);
     free(due);
-    free(bms);
+    free(ws);
     free(ptrs);
     free(out);
     return nn;

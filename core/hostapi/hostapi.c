@@ -18,6 +18,7 @@
 #include "base/zone.h"
 #include "base/record.h"
 #include "campaign/act_host.h"
+#include "delivery/dispatch.h"
 #include "hostapi/lang.h"
 #include "plugin/plugin_host.h"
 
@@ -258,6 +259,8 @@ static const baton_host host_api = {
     .template_compile_as = host_template_compile_as,
     .zone_local = zone_local,
     .act_expr_sql_joins = ah_expr_sql_joins,
+    .deliver_wire = dispatch_deliver_wire,
+    .deliver_done = dispatch_deliver_done,
 };
 
 const baton_host *plugin_host_api(void)

@@ -8,7 +8,8 @@
  * numbers excepted.
  *
  * deliver() appends each record to the batch's journal, <dir>/<batch>.part,
- * as "<key>\t<length>\t<record>\n" and flushes it before answering OK. A
+ * as "<key>\t<length>\t<record>\n", flushes it, and fsyncs it once per
+ * deliver() call before answering OK (OK means on disk). A
  * journal reopened after a crash is read back: a torn last entry is cut
  * off and keys already written are answered OK without writing again, so
  * a row is in the export once even when the delivery log did not learn
@@ -342,6 +343,7 @@ static void dm_deliver(void *state, void *conn, const baton_message *const *msgs
 {
     dm *d = state;
     baton_buf *b = d->host->buf_new();
+    journal **jof = BATON_CHECKED(calloc(n ? n : 1, sizeof *jof)); /* written to, unsynced */
     pthread_mutex_lock(&d->lock);
     for (size_t i = 0; i < n; i++) {
         const baton_message *m = msgs[i];
@@ -389,6 +391,14 @@ static void dm_deliver(void *state, void *conn, const baton_message *const *msgs
             /* stdio may still hold part of it: close, then cut the file back
              * to the last whole record; the journal is reopened next time */
             int fd = dup(fileno(j->f));
+            for (size_t k = 0; k < i; k++)
+                if (jof[k] == j) { /* not synced: again (the reopened journal has them) */
+                    jof[k] = NULL;
+                    out[k].status = BATON_RETRY;
+                    out[k].provider_id[0] = '\0';
+                    snprintf(out[k].reason, sizeof out[k].reason, "writing the journal: %s",
+                             strerror(e));
+                }
             journal **pj = &d->open;
             while (*pj && *pj != j)
                 pj = &(*pj)->next;
@@ -408,8 +418,36 @@ static void dm_deliver(void *state, void *conn, const baton_message *const *msgs
         keyset_add(&j->keys, m->key);
         out[i].status = BATON_OK;
         snprintf(out[i].provider_id, sizeof out[i].provider_id, "%s", slash + 1);
+        jof[i] = j;
+    }
+    /* OK means on disk: each journal written to is synced once per call
+     * (a batch's rows share one fsync) before the answers go back */
+    for (size_t i = 0; i < n; i++) {
+        journal *j = jof[i];
+        if (!j)
+            continue;
+        int rc = fsync(fileno(j->f)), e = errno;
+        for (size_t k = i; k < n; k++)
+            if (jof[k] == j) {
+                jof[k] = NULL;
+                if (rc != 0) {
+                    out[k].status = BATON_RETRY;
+                    out[k].provider_id[0] = '\0';
+                    snprintf(out[k].reason, sizeof out[k].reason, "syncing the journal: %s",
+                             strerror(e));
+                }
+            }
+        if (rc != 0) { /* read back from the file next time */
+            journal **pj = &d->open;
+            while (*pj && *pj != j)
+                pj = &(*pj)->next;
+            if (*pj)
+                *pj = j->next;
+            close_journal(j);
+        }
     }
     pthread_mutex_unlock(&d->lock);
+    free(jof);
     d->host->buf_free(b);
 }
 
@@ -561,7 +599,8 @@ static const baton_channel_ops ops = {
     .format = dm_format,
     .deliver = dm_deliver,
     .batch_end = dm_batch_end,
-    .flags = BATON_CHANNEL_NO_RECIPIENT, /* it writes rows, to no one */
+    /* it writes rows, to no one; its journal drops a key written before */
+    .flags = BATON_CHANNEL_NO_RECIPIENT | BATON_CHANNEL_IDEMPOTENT,
 };
 
 BATON_PLUGIN(.name = "channel_directmail", .version = "1.0.0",

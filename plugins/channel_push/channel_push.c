@@ -223,6 +223,8 @@ typedef struct mconn {
     size_t *idx;
     size_t cap;
     baton_delivery *out;
+    const baton_message *const *msgs; /* the batch: acknowledged ones are reported */
+    const baton_host *h;
     size_t waiting;
     char why[256];
 } mconn;
@@ -242,6 +244,7 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid)
                 d->reason[0] = '\0';
                 snprintf(d->provider_id, sizeof d->provider_id, "mid:%d", mid);
                 c->waiting--;
+                baton_deliver_done(c->h, c->msgs[c->idx[i]], d);
             }
             return;
         }
@@ -268,8 +271,6 @@ static void *mqtt_open(push *p)
         return NULL;
     }
     mosquitto_int_option(c->mosq, MOSQ_OPT_SEND_MAXIMUM, (int)p->inflight);
-    /* a batch ends waiting for its last acknowledgements: no Nagle delay */
-    mosquitto_int_option(c->mosq, MOSQ_OPT_TCP_NODELAY, 1);
     /* a batch ends waiting for its last acknowledgements: no Nagle delay */
     mosquitto_int_option(c->mosq, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_max_inflight_messages_set(c->mosq, (unsigned)p->inflight);
@@ -331,6 +332,8 @@ static void mqtt_deliver(push *p, mconn *c, const baton_message *const *msgs, si
     c->cap = cap;
     memset(c->mids, 0, cap * sizeof *c->mids);
     c->out = out;
+    c->msgs = msgs;
+    c->h = h;
     c->waiting = 0;
     c->why[0] = '\0';
     if (mqtt_connect(p, c) != 0) {
@@ -342,14 +345,22 @@ static void mqtt_deliver(push *p, mconn *c, const baton_message *const *msgs, si
         return;
     }
     baton_buf *topic = h->buf_new(), *payload = h->buf_new();
+    /* messages go on the wire in chunks of the in-flight window (what
+     * passes it waits in libmosquitto, not sent): one mark per chunk */
+    size_t chunk = p->inflight > 0 && p->inflight < 32 ? (size_t)p->inflight : 32, marked = 0;
     for (size_t i = 0; i < n; i++) {
         memset(&out[i], 0, sizeof out[i]);
+        if (i == marked) {
+            marked = i + chunk < n ? i + chunk : n;
+            baton_deliver_wire(h, msgs + i, marked - i);
+        }
         h->buf_reset(topic);
         h->buf_reset(payload);
         char err[256] = "";
         if (build(p, msgs[i], topic, payload, err, sizeof err) != 0) {
             out[i].status = BATON_ERROR;
             snprintf(out[i].reason, sizeof out[i].reason, "%s", err);
+            baton_deliver_done(h, msgs[i], &out[i]);
             continue;
         }
         size_t plen;
@@ -360,6 +371,7 @@ static void mqtt_deliver(push *p, mconn *c, const baton_message *const *msgs, si
         if (rc == MOSQ_ERR_SUCCESS && p->qos == 0) {
             out[i].status = BATON_OK;
             snprintf(out[i].provider_id, sizeof out[i].provider_id, "mid:%d", mid);
+            baton_deliver_done(h, msgs[i], &out[i]);
             continue;
         }
         if (rc != MOSQ_ERR_SUCCESS) {
@@ -518,7 +530,11 @@ static void http_deliver(push *p, hconn *c, const baton_message *const *msgs, si
         freex[nfree++] = &c->x[i];
     for (size_t i = 0; i < n; i++)
         memset(&out[i], 0, sizeof out[i]);
+    /* the requests of one fill go on the wire together: one mark */
+    const baton_message **wire = BATON_CHECKED(calloc(c->nx, sizeof *wire));
+    hx **ready = BATON_CHECKED(calloc(c->nx, sizeof *ready));
     while (next < n || running) {
+        size_t nready = 0;
         while (next < n && nfree) {
             size_t i = next++;
             hx *x = freex[nfree - 1];
@@ -529,6 +545,7 @@ static void http_deliver(push *p, hconn *c, const baton_message *const *msgs, si
             if (build(p, msgs[i], x->url, x->body, err, sizeof err) != 0) {
                 out[i].status = BATON_ERROR;
                 snprintf(out[i].reason, sizeof out[i].reason, "%s", err);
+                baton_deliver_done(h, msgs[i], &out[i]);
                 continue;
             }
             nfree--;
@@ -550,7 +567,12 @@ static void http_deliver(push *p, hconn *c, const baton_message *const *msgs, si
             curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->err);
             curl_easy_setopt(e, CURLOPT_PRIVATE, x);
             curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-            curl_multi_add_handle(c->multi, e);
+            wire[nready] = msgs[i];
+            ready[nready++] = x;
+        }
+        baton_deliver_wire(h, wire, nready);
+        for (size_t k = 0; k < nready; k++) {
+            curl_multi_add_handle(c->multi, ready[k]->easy);
             running++;
         }
         if (!running)
@@ -564,6 +586,7 @@ static void http_deliver(push *p, hconn *c, const baton_message *const *msgs, si
             hx *x;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
             http_classify(p, x, msg->data.result, &out[x->index]);
+            baton_deliver_done(h, msgs[x->index], &out[x->index]);
             curl_multi_remove_handle(c->multi, msg->easy_handle);
             freex[nfree++] = x;
             running--;
@@ -571,6 +594,8 @@ static void http_deliver(push *p, hconn *c, const baton_message *const *msgs, si
         if (running && (next >= n || !nfree))
             curl_multi_poll(c->multi, NULL, 0, 100, NULL);
     }
+    free(wire);
+    free(ready);
     free(freex);
 }
 

@@ -487,7 +487,11 @@ static void sms_deliver(void *state, void *cp, const baton_message *const *msgs,
         free_x[nfree++] = &c->x[i];
     for (size_t i = 0; i < n; i++)
         memset(&out[i], 0, sizeof out[i]);
+    /* the requests of one fill go on the wire together: one mark */
+    const baton_message **wire = BATON_CHECKED(calloc(c->nx, sizeof *wire));
+    xfer **ready = BATON_CHECKED(calloc(c->nx, sizeof *ready));
     while (next < n || running) {
+        size_t nready = 0;
         /* fill the free slots */
         while (next < n && nfree) {
             size_t i = next++;
@@ -501,6 +505,7 @@ static void sms_deliver(void *state, void *cp, const baton_message *const *msgs,
                 out[i].status = BATON_ERROR;
                 out[i].segments = segs;
                 snprintf(out[i].reason, sizeof out[i].reason, "%s", err);
+                baton_deliver_done(h, msgs[i], &out[i]);
                 continue;
             }
             out[i].segments = segs;
@@ -527,7 +532,12 @@ static void sms_deliver(void *state, void *cp, const baton_message *const *msgs,
                 if (s->method == 1)
                     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
             }
-            curl_multi_add_handle(c->multi, e);
+            wire[nready] = msgs[i];
+            ready[nready++] = x;
+        }
+        baton_deliver_wire(h, wire, nready);
+        for (size_t k = 0; k < nready; k++) {
+            curl_multi_add_handle(c->multi, ready[k]->easy);
             running++;
         }
         if (!running)
@@ -542,6 +552,7 @@ static void sms_deliver(void *state, void *cp, const baton_message *const *msgs,
             xfer *x;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
             classify(s, x, msg->data.result, &out[x->index]);
+            baton_deliver_done(h, msgs[x->index], &out[x->index]);
             curl_multi_remove_handle(c->multi, msg->easy_handle);
             free_x[nfree++] = x;
             running--;
@@ -549,6 +560,8 @@ static void sms_deliver(void *state, void *cp, const baton_message *const *msgs,
         if (running && (next >= n || !nfree))
             curl_multi_poll(c->multi, NULL, 0, 100, NULL);
     }
+    free(wire);
+    free(ready);
     free(free_x);
 }
 

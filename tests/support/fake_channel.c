@@ -27,7 +27,8 @@ static size_t nb, nkeys;
 static unsigned long total, batches;
 static size_t max_batch;
 static int down, gate, recording;
-static size_t held; /* messages of the deliver() call waiting at the gate */
+static size_t held;       /* messages of the deliver() call waiting at the gate */
+static int progress = -1; /* >= 0: report progress, the gate after wiring that message */
 
 static entry *get(const char *key)
 {
@@ -105,6 +106,7 @@ void fake_channel_reset(void)
     total = batches = 0;
     max_batch = 0;
     down = gate = recording = 0;
+    progress = -1;
     pthread_cond_broadcast(&gate_cv);
     pthread_mutex_unlock(&mu);
 }
@@ -130,6 +132,12 @@ size_t fake_channel_held(int timeout_ms)
     size_t n = held;
     pthread_mutex_unlock(&mu);
     return n;
+}
+void fake_channel_set_progress(int gate_at)
+{
+    pthread_mutex_lock(&mu);
+    progress = gate_at;
+    pthread_mutex_unlock(&mu);
 }
 void fake_channel_set_gate(int closed)
 {
@@ -160,7 +168,7 @@ static void f_deliver(void *st, void *conn, const baton_message *const *msgs, si
                       baton_delivery *out)
 {
     pthread_mutex_lock(&mu);
-    while (gate) {
+    while (gate && progress < 0) {
         held = n;
         pthread_cond_broadcast(&gate_cv);
         pthread_cond_wait(&gate_cv, &mu);
@@ -171,6 +179,15 @@ static void f_deliver(void *st, void *conn, const baton_message *const *msgs, si
         max_batch = n;
     for (size_t i = 0; i < n; i++) {
         const char *k = msgs[i]->key;
+        if (progress >= 0) {
+            baton_deliver_wire(host, msgs + i, 1);
+            while (gate && (size_t)progress == i) {
+                held = n;
+                pthread_cond_broadcast(&gate_cv);
+                pthread_cond_wait(&gate_cv, &mu);
+            }
+            held = 0;
+        }
         entry *e = get(k);
         e->attempts++;
         const char *r = strstr(k, "retry");
@@ -203,6 +220,8 @@ static void f_deliver(void *st, void *conn, const baton_message *const *msgs, si
                 e->text = buf_steal(&t);
             }
         }
+        if (progress >= 0)
+            baton_deliver_done(host, msgs[i], &out[i]);
     }
     pthread_mutex_unlock(&mu);
 }

@@ -36,6 +36,11 @@ void fake_channel_set_gate(int closed);
 /* Waits up to timeout_ms for a deliver() call to block at the closed gate;
  * the number of messages in that call (0 if none came). */
 size_t fake_channel_held(int timeout_ms);
+/* gate_at >= 0: deliver() reports each message's progress (deliver_wire
+ * before it, deliver_done after), and the closed gate blocks it just
+ * after wiring message gate_at of a batch; -1 (after reset): the 1.3
+ * behaviour (no reports, the gate before the batch). */
+void fake_channel_set_progress(int gate_at);
 /* Keep what each delivered message said (off after reset), and every
  * delivered message as "<key>\t<recipient>|<part>=<value>|...\n" (line
  * ends inside values as '/'), sorted by key: a new string. */

@@ -470,6 +470,102 @@ static void test_crash_with_batch_in_flight(void **state)
     assert_int_equal(durable("SELECT count(*) FROM dispatch_inflight"), 0);
 }
 
+/* A channel that reports its progress (baton.h 1.4): what it put on the
+ * wire is marked `sending` (durable before it goes), what it finished is
+ * recorded without waiting for the batch, and the rest of the batch is
+ * not in flight at all. Rows left by a dead owner are loaded by the pump
+ * at once, so the three make one batch. */
+static void test_progress_marks_only_the_wire(void **state)
+{
+    char err[256];
+    assert_int_equal(dispatch_log_init(&st, err, sizeof err), 0);
+    assert_int_equal(
+        store_exec(&st,
+                   "INSERT INTO dispatch_owners VALUES (4246, 'email', 1, 1000);"
+                   "INSERT INTO deliveries (key, channel, recipient, status, attempts,"
+                   " created_at, updated_at, owner, content) VALUES"
+                   " ('wire/1', 'email', 'o@example.com', 'queued', 0, 1000, 1000, 4246,"
+                   " '{\"parts\": [[\"text\", \"hi\"]]}'),"
+                   " ('wire/2', 'email', 'o@example.com', 'queued', 0, 1000, 1000, 4246,"
+                   " '{\"parts\": [[\"text\", \"hi\"]]}'),"
+                   " ('wire/3', 'email', 'o@example.com', 'queued', 0, 1000, 1000, 4246,"
+                   " '{\"parts\": [[\"text\", \"hi\"]]}');",
+                   err, sizeof err),
+        0);
+    fake_channel_set_progress(1);
+    fake_channel_set_gate(1);
+    instance *inst = chan("batch = 10;");
+    dispatcher *d = dispatch_open(inst, &st, &(dispatch_opts){0}, err, sizeof err);
+    assert_non_null(d);
+    assert_int_equal(fake_channel_held(10000), 3); /* wire/2 on the wire, held */
+    /* wire/1's outcome comes with the next group commit, the batch still
+     * in deliver() */
+    long sent1 = 0;
+    for (int i = 0; i < 200 && sent1 != 1; i++) {
+        sent1 = durable("SELECT count(*) FROM deliveries WHERE key = 'wire/1' AND"
+                        " status = 'sent' AND sending = 0");
+        if (sent1 != 1)
+            usleep(10 * 1000);
+    }
+    assert_int_equal(sent1, 1);
+    assert_int_equal(durable("SELECT count(*) FROM deliveries WHERE key = 'wire/2' AND"
+                             " status = 'queued' AND sending = 1 AND attempts = 1"),
+                     1);
+    assert_int_equal(durable("SELECT count(*) FROM deliveries WHERE key = 'wire/3' AND"
+                             " status = 'queued' AND sending = 0 AND attempts = 0"),
+                     1);
+    assert_int_equal(durable("SELECT count(*) FROM dispatch_inflight WHERE wire = 1"), 1);
+    fake_channel_set_gate(0);
+    assert_int_equal(dispatch_flush(d, 5000), 0);
+    assert_int_equal(durable("SELECT count(*) FROM deliveries WHERE key LIKE 'wire/%' AND"
+                             " status = 'sent' AND attempts = 1 AND sending = 0"),
+                     3);
+    assert_int_equal(durable("SELECT count(*) FROM dispatch_inflight"), 0);
+    dispatch_close(d, 0, 0);
+    fake_channel_free(inst);
+}
+
+/* What a dead owner left of such a batch: the row it had on the wire is
+ * uncertain, the one it finished stays as recorded, the one it never put
+ * on the wire is sent normally. */
+static void test_crash_after_progress(void **state)
+{
+    char err[256];
+    assert_int_equal(dispatch_log_init(&st, err, sizeof err), 0);
+    assert_int_equal(
+        store_exec(
+            &st,
+            "INSERT INTO dispatch_owners VALUES (4247, 'email', 1, 1000);"
+            "INSERT INTO deliveries (rowid, key, channel, recipient, status, attempts,"
+            " created_at, updated_at, owner, sending, content) VALUES"
+            " (81, 'done/1', 'email', 'o@example.com', 'sent', 1, 1000, 1000, 0, 0, NULL),"
+            " (82, 'onwire/1', 'email', 'o@example.com', 'queued', 1, 1000, 1000, 4247, 1,"
+            " '{\"parts\": [[\"text\", \"hi\"]]}'),"
+            " (83, 'never/1', 'email', 'o@example.com', 'retry', 1, 1000, 1000, 4247, 0,"
+            " '{\"parts\": [[\"text\", \"hi\"]]}');"
+            "INSERT INTO dispatch_inflight (owner, rowids, wire) VALUES (4247, '[81,82,83]', 1);",
+            err, sizeof err),
+        0);
+    instance *inst = chan("");
+    dispatcher *d = dispatch_open(inst, &st, &(dispatch_opts){0}, err, sizeof err);
+    assert_non_null(d);
+    for (int i = 0; i < 100 && !fake_channel_sent("never/1"); i++)
+        usleep(50 * 1000);
+    assert_int_equal(dispatch_flush(d, 5000), 0);
+    assert_int_equal(fake_channel_sent("never/1"), 1);
+    assert_int_equal(fake_channel_sent("onwire/1"), 0);
+    assert_int_equal(fake_channel_sent("done/1"), 0);
+    assert_int_equal(count_rows("key = 'onwire/1' AND status = 'uncertain' AND attempts = 1"), 1);
+    assert_int_equal(count_rows("key = 'never/1' AND status = 'sent' AND attempts = 2"), 1);
+    assert_int_equal(count_rows("key = 'done/1' AND status = 'sent'"), 1);
+    dispatch_stats s;
+    dispatch_get_stats(d, &s);
+    assert_int_equal(s.uncertain, 1);
+    dispatch_close(d, 0, 0);
+    fake_channel_free(inst);
+    assert_int_equal(durable("SELECT count(*) FROM dispatch_inflight"), 0);
+}
+
 static void test_drain_on_close(void **state)
 {
     instance *inst = chan("batch = 10;");
@@ -830,6 +926,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_in_flight_not_sent_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_in_flight_is_durable_before_deliver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_with_batch_in_flight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_progress_marks_only_the_wire, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_after_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_on_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frequency_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_caps_under_the_write_lock, setup, teardown),

@@ -258,6 +258,9 @@ typedef struct baton_channel_ops {
      * idempotency; a channel only sends and answers. */
     void (*deliver)(void *state, void *conn, const baton_message *const *msgs, size_t n,
                     baton_delivery *out);
+    /* (1.4: a channel reports each message as it goes on the wire and as
+     * its outcome is known, through host->deliver_wire and
+     * host->deliver_done: see baton_host.) */
     /* 1.0 — a campaign send is complete. The idempotency key of a
      * campaign message is "<campaign>/<run>/<activity>/<row key>" ('/' and
      * '%' in the row key written %2F and %25), and its batch is the key up
@@ -276,6 +279,11 @@ typedef struct baton_channel_ops {
  * sends to the address its `address` key names (or a row's `recipient`
  * column), and a send without one is a check error. */
 #define BATON_CHANNEL_NO_RECIPIENT ((uintptr_t)1 << 0)
+/* 1.4 — the channel drops a repeat of a key itself (a journal of the keys
+ * it wrote, a provider that deduplicates): a message a crash left in
+ * deliver() is sent again, as with `resend_uncertain = true`, instead of
+ * becoming uncertain. */
+#define BATON_CHANNEL_IDEMPOTENT ((uintptr_t)1 << 1)
 
 /* --- action -------------------------------------------------------- */
 
@@ -626,7 +634,36 @@ typedef struct baton_host {
                               const char *dimension, const char *alias, int input, baton_type want,
                               baton_type *type, baton_buf *out, baton_buf *joins);
 
-    void *reserved[17];
+    /* 1.4 — channels: each message's progress inside deliver(), so that
+     * a process killed in the middle of a batch (kill -9, a crash)
+     * leaves "uncertain" only the messages actually on the wire, not the
+     * whole batch. msgs and msg are the pointers deliver() was handed
+     * (never copies); call them on the thread of deliver() or on one of
+     * the channel's own threads, while that deliver() runs.
+     * deliver_wire: these n messages go on the wire now — call it before
+     * the first byte of each leaves (before MAIL FROM, before an HTTP
+     * request is written, before a row is appended), for as many at a
+     * time as go out together (one per SMTP session, up to `inflight`
+     * HTTP requests). It returns once the mark is durable (one commit,
+     * grouped with the other workers': well under a millisecond on a
+     * quiet disk). After a crash a message marked so without an outcome
+     * is uncertain; a message of the same deliver() call never marked is
+     * sent again normally. So once a channel calls it in a deliver()
+     * call, it calls it for every message it sends in that call; a
+     * channel that never calls it keeps the 1.3 guarantee (the whole
+     * batch uncertain). Blocks for that commit only.
+     * deliver_done: msg's outcome is final (out: its out[i] as deliver()
+     * would leave it, filled): recorded in the delivery log's next group
+     * commit (a few milliseconds), without waiting for the rest of the
+     * batch, so that a crash later in the batch does not make it
+     * uncertain. out[i] must not change afterwards; a second call for
+     * the same message is ignored. Optional: an outcome not reported so
+     * is recorded when deliver() returns. Does not block (a short lock).
+     * Check host->abi_minor >= 4 before calling. */
+    void (*deliver_wire)(const baton_message *const *msgs, size_t n);
+    void (*deliver_done)(const baton_message *msg, const baton_delivery *out);
+
+    void *reserved[15];
 } baton_host;
 
 /* ------------------------------------------------------------------ */
@@ -671,6 +708,22 @@ typedef struct baton_plugin {
 } baton_plugin;
 
 typedef const baton_plugin *(*baton_plugin_entry_fn)(void);
+
+/* A channel's progress through the host (baton_host 1.4 deliver_wire and
+ * deliver_done), doing nothing on an older host: a channel calls these
+ * unconditionally. */
+static inline void baton_deliver_wire(const baton_host *h, const baton_message *const *msgs,
+                                      size_t n)
+{
+    if (h->abi_minor >= 4 && h->deliver_wire && n)
+        h->deliver_wire(msgs, n);
+}
+static inline void baton_deliver_done(const baton_host *h, const baton_message *msg,
+                                      const baton_delivery *out)
+{
+    if (h->abi_minor >= 4 && h->deliver_done)
+        h->deliver_done(msg, out);
+}
 
 /* Define the plugin's descriptor and its entry symbol. Every slot not
  * named is zero:
