@@ -377,6 +377,8 @@ static int scan_row(void *ud, size_t ncols, const char *const *names, const bato
     json_t *row = json_object();
     char *id = NULL;
     for (size_t i = 0; i < ncols; i++) {
+        if (!strcmp(names[i], "_key"))
+            continue; /* the audience's own key: the profile's id again */
         json_object_set_new(row, names[i], value_json(&values[i]));
         if (!strcmp(names[i], a->key)) {
             json_t *k = json_object_get(row, names[i]);
@@ -409,18 +411,19 @@ long jsource_scan(jsource *s, const char *audience_table, const void *filter, in
         d = &expr_dialect_sqlite;
     expr_sql q;
     expr_sql_init(&q);
-    buf_adds(&q.sql, "SELECT p.* FROM ");
+    /* a saved audience's columns (an enrich's) come with the profile's */
+    buf_adds(&q.sql, audience_table ? "SELECT p.*, a.* FROM " : "SELECT p.* FROM ");
     expr_sql_ident(&q, d, s->table);
-    buf_adds(&q.sql, " AS p WHERE 1 = 1");
+    buf_adds(&q.sql, " AS p");
     if (audience_table) {
-        buf_adds(&q.sql, " AND p.");
-        expr_sql_ident(&q, d, s->key);
-        buf_adds(&q.sql, " IN (SELECT ");
-        expr_sql_ident(&q, d, "_key");
-        buf_adds(&q.sql, " FROM ");
+        buf_adds(&q.sql, " JOIN ");
         expr_sql_ident(&q, d, audience_table);
-        buf_adds(&q.sql, ")");
+        buf_adds(&q.sql, " AS a ON a.");
+        expr_sql_ident(&q, d, "_key");
+        buf_adds(&q.sql, " = p.");
+        expr_sql_ident(&q, d, s->key);
     }
+    buf_adds(&q.sql, " WHERE 1 = 1");
     if (filter) {
         expr_sql f;
         expr_sql_init(&f);

@@ -862,6 +862,48 @@ static void test_audience_rate_held(void **state)
     assert_int_equal(wait_exit(baton, 30000), 0);
 }
 
+/* An audience saved with columns (a campaign's enrich): its profiles
+ * enter with those columns in event.* beside the profile's own. */
+static void test_audience_entry_with_columns(void **state)
+{
+    char crm[1024], db[1024], jdir[1100];
+    snprintf(crm, sizeof crm, "%s/crm.db", dir);
+    snprintf(db, sizeof db, "%s/var/state.db", dir);
+    exec_sql(crm, "CREATE TABLE profiles (id TEXT PRIMARY KEY, tier TEXT, points INTEGER);"
+                  "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50)"
+                  " INSERT INTO profiles SELECT printf('p%06d', i), 'silver', i FROM n;"
+                  /* as save_audience leaves it: the key and an enrich's column */
+                  "CREATE TABLE baton_audience_vip AS SELECT id AS _key, points * 10 AS spent "
+                  "FROM profiles WHERE points <= 30");
+    write_update_config("");
+    snprintf(jdir, sizeof jdir, "%s/journeys", dir);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/up.cfg", jdir);
+    assert_int_equal(remove(path), 0);
+    free(file_write(jdir, "vip.cfg",
+                    "journey: { name = \"vip\"; entry = { audience = \"vip\"; schedule = { at = "
+                    "\"2020-01-01T00:00:00Z\"; }; };\n"
+                    "  start = \"c\"; nodes = ( { id = \"c\"; type = \"condition\"; branches = ( { "
+                    "when = \"event.spent > 100 and event.points * 10 == event.spent\"; next = "
+                    "\"big\"; } ); otherwise = \"small\"; },\n"
+                    "  { id = \"big\"; type = \"end\"; }, { id = \"small\"; type = \"end\"; } ); "
+                    "};\n"));
+    pid_t baton = start_baton();
+    wait_serving(baton);
+    assert_int_equal(
+        wait_for(db, "SELECT count(*) FROM journey_instances WHERE journey = 'vip'", 30, 30000),
+        30);
+    /* points 11..30 have spent over 100; 1..10 do not; 31..50 are not in it */
+    assert_int_equal(query(db, "SELECT count(*) FROM journey_instances WHERE journey = 'vip' AND "
+                               "path = 'c big'"),
+                     20);
+    assert_int_equal(query(db, "SELECT count(*) FROM journey_instances WHERE journey = 'vip' AND "
+                               "path = 'c small'"),
+                     10);
+    kill(baton, SIGTERM);
+    assert_int_equal(wait_exit(baton, 30000), 0);
+}
+
 /* The same data directory spelt another way is the same directory: the
  * reload goes through (the lock is not taken twice). */
 static void test_reload_same_dir_other_spelling(void **state)
@@ -1002,6 +1044,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_missing_profile, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audience_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audience_rate_held, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audience_entry_with_columns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_status_and_lock_while_serving, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_same_dir_other_spelling, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hostile_events, setup, teardown),
