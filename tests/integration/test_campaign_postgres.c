@@ -11,7 +11,8 @@
  * persist in the database. `journey test` reads profile.*, linked rows
  * and aggregates alike from both. Runs in this process deliver the same
  * messages (keys and rendered text) to the fake channel from either
- * source; a server killed during a run fails it with the reason, and
+ * source; a server killed during a run (as a send starts, or in the
+ * middle of a send's streaming SELECT) fails it with the reason, and
  * --resume after the restart finishes it (its UNLOGGED tables emptied by
  * the crash recovery are computed again), sending nothing twice. Bad input: a wrong password and a
  * server that is down (the host named, exit 1), a missing table named by check. */
@@ -21,6 +22,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sqlite3.h>
@@ -629,6 +631,10 @@ static const char fake_campaign[] =
     "    subject = \"{{ first_name }}\"; text = \"{{ count(reservations) }} {{ city }}\"; }\n"
     "); };\n";
 
+/* The fake channel's settings for run_fake: a small queue makes a send's
+ * SELECT wait for the channel with rows still to stream. */
+static const char *fake_settings = "connections = 1;";
+
 typedef struct fake_rig {
     instance *fake;
     dispatcher *d;
@@ -679,7 +685,7 @@ static int run_fake(const char *cfg, int resume, int crash_at, char *error, size
     store st;
     assert_int_equal(store_open(&st, a.conf.data_dir, err, sizeof err), 0);
     fake_rig r = {.st = &st, .crash_at = crash_at};
-    r.fake = fake_channel_new("email", "connections = 1;", err, sizeof err);
+    r.fake = fake_channel_new("email", fake_settings, err, sizeof err);
     assert_non_null(r.fake);
     r.d = dispatch_open(r.fake, &st, &(dispatch_opts){0}, err, sizeof err);
     assert_non_null(r.d);
@@ -792,6 +798,110 @@ static void test_server_killed_during_run(void **st)
     free(cfg);
 }
 
+static int cmp_line(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* text's lines, sorted: a new string. */
+static char *sort_lines(const char *text)
+{
+    char *copy = strdup(text), **v = NULL, *save = NULL;
+    size_t n = 0;
+    for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        v = realloc(v, (n + 1) * sizeof *v);
+        v[n++] = l;
+    }
+    qsort(v, n, sizeof *v, cmp_line);
+    buf b;
+    buf_init(&b);
+    buf_adds(&b, "");
+    for (size_t i = 0; i < n; i++)
+        buf_addf(&b, "%s\n", v[i]);
+    free(v);
+    free(copy);
+    return buf_steal(&b);
+}
+
+/* Crash the server once deliver() holds messages at the closed gate (a
+ * send is streaming: its queue is full, its SELECT waits), then open it. */
+static void *crash_when_held(void *arg)
+{
+    (void)arg;
+    if (fake_channel_held(60000) > 0)
+        pg_server_crash(&pg);
+    fake_channel_set_gate(0);
+    return NULL;
+}
+
+/* The server dies in the middle of send one's streaming SELECT (a queue
+ * of 4 messages holds the rest of its rows back): the run fails naming
+ * the server; after the restart --resume sends what was not sent, and no
+ * key is sent twice: the two runs together deliver exactly the messages
+ * of a run that was never interrupted. */
+static void test_server_killed_mid_stream(void **st)
+{
+    char src[512];
+    snprintf(src, sizeof src, "plugin = \"source_postgres\"; conninfo = \"%s connect_timeout=2\";",
+             pg.conninfo);
+    char *cfg = inproc_cfg("fake_mid.cfg", src, "varmid");
+    fake_settings = "connections = 1; queue = 4; batch = 1;";
+    fake_channel_reset();
+    fake_channel_record(1);
+    fake_channel_set_gate(1);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, crash_when_held, NULL), 0);
+    char error[1024];
+    int rc = run_fake(cfg, 0, 0, error, sizeof error);
+    pthread_join(th, NULL);
+    assert_int_equal(rc, 1);
+    char where[128];
+    snprintf(where, sizeof where, "postgresql://127.0.0.1:%d/%s", pg.port, PG_TEST_DB);
+    if (!strstr(error, where) || !strstr(error, "activity 'one'"))
+        fail_msg("the failure does not say where: %s", error);
+    char *m1 = fake_channel_messages();
+    unsigned long first = fake_channel_total();
+    assert_true(first > 0);
+    assert_int_equal(pg_server_restart(&pg), 0);
+    fake_channel_reset();
+    fake_channel_record(1);
+    assert_int_equal(run_fake(cfg, 1, 0, error, sizeof error), 0);
+    char *m2 = fake_channel_messages();
+    unsigned long second = fake_channel_total();
+    assert_true(second > 0);
+    print_message("send one cut after %lu messages; --resume sent %lu\n", first, second);
+    /* send one was cut in its middle: both runs sent some of it */
+    assert_non_null(strstr(m1, "/one/"));
+    assert_non_null(strstr(m2, "/one/"));
+    /* every message once: both runs' lines, sorted, are those of a run
+     * never interrupted */
+    buf all;
+    buf_init(&all);
+    buf_adds(&all, m1);
+    buf_adds(&all, m2);
+    free(m1);
+    free(m2);
+    fake_settings = "connections = 1;";
+    char *c2 = NULL, *cmd = NULL;
+    if (asprintf(&c2, "%s/fake_pg.cfg", dir) < 0 || asprintf(&cmd, "rm -rf %s/varfpg", dir) < 0)
+        abort();
+    run_capture(cmd, NULL, NULL);
+    free(cmd);
+    fake_channel_reset();
+    fake_channel_record(1);
+    assert_int_equal(run_fake(c2, 0, 0, NULL, 0), 0);
+    char *whole = fake_channel_messages();
+    assert_int_equal(fake_channel_total(), first + second);
+    char *got = sort_lines(all.data), *want = sort_lines(whole);
+    assert_string_equal(got, want);
+    free(got);
+    free(want);
+    free(whole);
+    buf_free(&all);
+    free(c2);
+    free(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -804,6 +914,7 @@ int main(void)
         cmocka_unit_test(test_journeys_read_the_same),
         cmocka_unit_test(test_runs_deliver_the_same_messages),
         cmocka_unit_test(test_server_killed_during_run),
+        cmocka_unit_test(test_server_killed_mid_stream),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
