@@ -38,7 +38,11 @@ struct dlog {
     int refs;
     /* prepared once: every statement a message or a batch runs; rows are
      * found by rowid (no walk of the key index) */
-    sqlite3_stmt *ins, *upd_id, *sending_id, *get, *cap_all, *cap_chan, *sup;
+    sqlite3_stmt *ins, *upd_id, *sending_id, *get, *cap_all, *cap_chan, *sup, *sup_any;
+    /* whether the suppression list has a row, as of data version sup_dv
+     * (sup_fn) */
+    unsigned sup_dv;
+    int sup_known, sup_rows;
     sqlite3_stmt *pump, *due; /* the pump's and flush's */
     sqlite3_stmt *fl_ins, *fl_del, *fl_wire;
     struct dlog *next;
@@ -192,6 +196,7 @@ static void dlog_free(dlog *l)
     sqlite3_finalize(l->cap_all);
     sqlite3_finalize(l->cap_chan);
     sqlite3_finalize(l->sup);
+    sqlite3_finalize(l->sup_any);
     pthread_cond_destroy(&l->wake);
     free(l);
 }
@@ -767,9 +772,40 @@ typedef struct sup_args {
     int hit;
 } sup_args;
 
+/* 0 when the suppression list is known to be empty: most are, and then a
+ * message costs no lookup. Known inside a transaction only (its snapshot
+ * is current: every transaction here is a write one, no other writer
+ * commits meanwhile), for as long as the database's data version stays
+ * the same: it moves with every commit, this connection's (the list's
+ * writers, dispatch_suppress and dispatch_feedback_record, commit theirs
+ * under the write lock) and, at its next transaction, another's. */
+static int sup_maybe(sqlite3 *db, dlog *l)
+{
+    unsigned dv = 0;
+    if (!l || sqlite3_get_autocommit(db) ||
+        sqlite3_file_control(db, "main", SQLITE_FCNTL_DATA_VERSION, &dv) != SQLITE_OK)
+        return 1;
+    if (l->sup_known && l->sup_dv == dv)
+        return l->sup_rows;
+    if (!l->sup_any &&
+        sqlite3_prepare_v3(db, "SELECT 1 FROM suppressions LIMIT 1", -1, SQLITE_PREPARE_PERSISTENT,
+                           &l->sup_any, NULL) != SQLITE_OK)
+        return 1;
+    int rc = sqlite3_step(l->sup_any);
+    sqlite3_reset(l->sup_any);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return 1;
+    l->sup_known = 1;
+    l->sup_dv = dv;
+    l->sup_rows = rc == SQLITE_ROW;
+    return l->sup_rows;
+}
+
 static int sup_fn(sqlite3 *db, dlog *l, void *ud)
 {
     sup_args *a = ud;
+    if (!sup_maybe(db, l))
+        return 0;
     /* three seeks of the primary key: spelt with ORs and IN, SQLite
      * built an ephemeral table (a pager opened and closed) at every
      * message */

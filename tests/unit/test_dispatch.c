@@ -914,6 +914,50 @@ static void test_suppressed_each_way(void **state)
     fake_channel_free(inst);
 }
 
+/* dispatch_suppressed as the journey engine calls it, inside the store's
+ * transaction: an empty list is remembered, and forgotten as soon as a
+ * suppression is committed, by this store or by another connection. */
+static int suppressed_in_txn(const char *channel, const char *address)
+{
+    pthread_mutex_lock(&st.write_lock);
+    store_group_join(&st);
+    int hit = dispatch_suppressed(&st, channel, "p9", address, NULL, 0);
+    store_group_commit_locked(&st);
+    pthread_mutex_unlock(&st.write_lock);
+    return hit;
+}
+
+static void test_suppressed_seen_at_once(void **state)
+{
+    char err[256];
+    instance *inst = chan("");
+    dispatcher *d = dispatch_open(inst, &st, &(dispatch_opts){0}, err, sizeof err);
+    assert_non_null(d);
+    for (int i = 0; i < 2; i++) /* the second time from what it remembered */
+        assert_int_equal(suppressed_in_txn("email", "ann@example.com"), 0);
+    assert_int_equal(dispatch_suppress(&st, "email", "address", "ann@example.com", "bounced",
+                                       "test", 1, err, sizeof err),
+                     1);
+    assert_int_equal(suppressed_in_txn("email", "ann@example.com"), 1);
+    assert_int_equal(suppressed_in_txn("email", "bob@example.com"), 0);
+    /* another connection (another process: the CLI) */
+    char path[1024];
+    snprintf(path, sizeof path, "%s/state.db", dir);
+    sqlite3 *other;
+    assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+    sqlite3_busy_timeout(other, 5000);
+    assert_int_equal(sqlite3_exec(other,
+                                  "INSERT INTO suppressions (channel, kind, value, reason, source,"
+                                  " created_at) VALUES ('*', 'address', 'bob@example.com',"
+                                  " 'complained', 'test', 1)",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(other);
+    assert_int_equal(suppressed_in_txn("email", "bob@example.com"), 1);
+    dispatch_close(d, 0, 0);
+    fake_channel_free(inst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -938,6 +982,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_proof, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recipient_and_consent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_suppressed_each_way, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_suppressed_seen_at_once, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
