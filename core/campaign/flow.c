@@ -1,5 +1,6 @@
-/* Flow activities: they move no data of their own. wait and and_join pass
- * their (first) input's rows on, unchanged; end closes a branch. */
+/* Flow activities: they move no data of their own. wait, signal and
+ * and_join pass their (first) input's rows on, unchanged; end closes a
+ * branch. */
 #include <string.h>
 
 #include "campaign/act_host.h"
@@ -31,6 +32,13 @@ static int wait_check(void *state, baton_activity_ctx *x)
     return ah_output(x, NULL, ah_input_dimension(x, 0), 0);
 }
 
+static int signal_check(void *state, baton_activity_ctx *x)
+{
+    if (one_input_like(x, 1, 1, "a signal takes one input"))
+        return -1;
+    return ah_output(x, NULL, ah_input_dimension(x, 0), 0);
+}
+
 static int join_check(void *state, baton_activity_ctx *x)
 {
     if (one_input_like(x, 2, 64, "an and_join takes two inputs or more (inputs = [ ... ])"))
@@ -56,6 +64,13 @@ static const baton_config_key end_keys[] = {
      .help = "that campaign's parameters, a group { NAME = value; ... }"},
     {0}};
 
+static const baton_config_key signal_keys[] = {
+    {.name = "timeout",
+     .type = BATON_CFG_DURATION,
+     .required = 1,
+     .help = "how long the rows wait for the signal; then the branch ends there"},
+    {0}};
+
 static const baton_config_key wait_keys[] = {
     {.name = "duration",
      .type = BATON_CFG_DURATION,
@@ -69,6 +84,11 @@ const baton_activity_type camp_flow_types[] = {
      .help = "wait a duration, then pass the rows on",
      .keys = wait_keys,
      .check = wait_check},
+    {.size = sizeof(baton_activity_type),
+     .name = "signal",
+     .help = "wait for `baton campaign signal` (or POST .../signal), then pass the rows on",
+     .keys = signal_keys,
+     .check = signal_check},
     {.size = sizeof(baton_activity_type),
      .name = "and_join",
      .help = "continue once every input is done, with the first input's rows",

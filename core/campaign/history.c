@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/buf.h"
 #include "base/mem.h"
 #include "base/timefmt.h"
 
@@ -418,4 +419,125 @@ void history_hold(store *s, int64_t run, const char *activity, int64_t until, co
         sqlite3_finalize(st);
     }
     store_unlock(s);
+}
+
+int history_signal(store *s, const campaign *c, int64_t run, const json_t *params, int64_t now,
+                   json_t **signaled, char *err, size_t errlen)
+{
+    *signaled = json_array();
+    sqlite3_stmt *st;
+    char status[16] = "";
+    int found = 0;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT status FROM campaign_runs WHERE id = ?1 AND campaign = ?2 AND "
+                           "dry_run = 0",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run);
+        sqlite3_bind_text(st, 2, c->name, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            found = 1;
+            snprintf(status, sizeof status, "%s", (const char *)sqlite3_column_text(st, 0));
+        }
+        sqlite3_finalize(st);
+    }
+    if (!found) {
+        snprintf(err, errlen, "campaign %s has no run %lld", c->name, (long long)run);
+        return -2;
+    }
+    /* the signals its run holds rows for */
+    buf waits;
+    buf_init(&waits);
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT activity, until FROM campaign_run_holds WHERE run = ?1 AND "
+                           "state = 'waiting' ORDER BY activity",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *id = (const char *)sqlite3_column_text(st, 0);
+            int i = campaign_find(c, id);
+            if (i >= 0 && !strcmp(c->acts[i].type_name, "signal"))
+                json_array_append_new(*signaled, json_string(id));
+            else if (sqlite3_column_int64(st, 1) > now) {
+                char ts[21];
+                timestamp_format(sqlite3_column_int64(st, 1), ts);
+                buf_addf(&waits, "%s'%s' until %s", waits.len ? ", " : "", id, ts);
+            }
+        }
+        sqlite3_finalize(st);
+    }
+    if (strcmp(status, "waiting") || !json_array_size(*signaled)) {
+        if (strcmp(status, "waiting"))
+            snprintf(err, errlen,
+                     "run %lld of campaign %s is not waiting (it is %s): only a run waiting at "
+                     "a signal activity takes a signal",
+                     (long long)run, c->name, status);
+        else
+            snprintf(err, errlen, "run %lld of campaign %s waits for no signal (it waits at %s)",
+                     (long long)run, c->name, waits.len ? waits.data : "nothing");
+        buf_free(&waits);
+        json_decref(*signaled);
+        *signaled = NULL;
+        return -1;
+    }
+    buf_free(&waits);
+    /* the run's parameters take the signal's values; due at once */
+    char *old = history_params(s, run);
+    json_t *vals = old ? json_loads(old, 0, NULL) : NULL;
+    free(old);
+    if (!json_is_object(vals)) {
+        json_decref(vals);
+        vals = json_object();
+    }
+    json_object_update(vals, (json_t *)params);
+    char *pj = json_dumps(vals, JSON_COMPACT | JSON_SORT_KEYS);
+    char *sj = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(vals);
+    int rc = 0;
+    store_lock(s);
+    store_txn(s, STORE_BEGIN);
+    size_t k;
+    json_t *v;
+    json_array_foreach(*signaled, k, v)
+    {
+        if (sqlite3_prepare_v2(s->db,
+                               "UPDATE campaign_run_holds SET state = 'signaled', params = ?3 "
+                               "WHERE run = ?1 AND activity = ?2 AND state = 'waiting'",
+                               -1, &st, NULL) != SQLITE_OK) {
+            rc = -1;
+            break;
+        }
+        sqlite3_bind_int64(st, 1, run);
+        sqlite3_bind_text(st, 2, json_string_value(v), -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 3, sj, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = -1;
+        sqlite3_finalize(st);
+    }
+    if (rc == 0 && sqlite3_prepare_v2(s->db,
+                                      "UPDATE campaign_runs SET parameters = ?2, wait_until = ?3 "
+                                      "WHERE id = ?1",
+                                      -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run);
+        sqlite3_bind_text(st, 2, pj, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 3, now);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = -1;
+        sqlite3_finalize(st);
+    } else {
+        rc = -1;
+    }
+    if (rc == 0 && store_txn(s, STORE_COMMIT) != SQLITE_OK)
+        rc = -1;
+    if (rc != 0) {
+        snprintf(err, errlen, "recording the signal: %s", sqlite3_errmsg(s->db));
+        store_txn(s, STORE_ROLLBACK);
+    }
+    store_unlock(s);
+    free(pj);
+    free(sj);
+    if (rc != 0) {
+        json_decref(*signaled);
+        *signaled = NULL;
+    }
+    return rc;
 }

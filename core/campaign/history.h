@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "campaign/engine.h"
 #include "store/store.h"
 
@@ -46,6 +48,14 @@ void history_running(store *s, int64_t run);
  * call changes only the state). */
 int64_t history_hold_get(store *s, int64_t run, const char *activity, char state[16]);
 void history_hold(store *s, int64_t run, const char *activity, int64_t until, const char *state);
+/* An external signal for run of campaign c: every signal activity the
+ * run waits at is signaled (its rows go on at the next resume), the
+ * run's parameters take params' values (checked by the caller), and the
+ * run is due at now. *signaled: the activities' ids. Returns 0; -2 when c
+ * has no such run; -1 when it is not waiting at a signal (or the store
+ * failed): the reason in err, naming the run. */
+int history_signal(store *s, const campaign *c, int64_t run, const json_t *params, int64_t now,
+                   json_t **signaled, char *err, size_t errlen);
 /* Print the runs of one campaign (NULL: all), newest first. */
 int history_print(store *s, const char *cname, int json, FILE *out);
 

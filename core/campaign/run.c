@@ -223,16 +223,20 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
             closed[i] = 1;
         if (e.s[i].done || held[i] || closed[i])
             continue;
-        if (holding && !strcmp(act->type_name, "wait")) {
+        int timed_out = 0;
+        if (holding) {
             /* a wait holds its own path's rows (in its input's work table)
-             * until it is due */
+             * until it is due, a signal until it is signaled or times out */
+            int sig = !strcmp(act->type_name, "signal");
             int64_t now = e.now;
             if (until == 0) {
                 until = now + campaign_hold_s(act);
                 if (until > now)
                     history_hold(st, run, act->id, until, "waiting");
             }
-            if (until > now) {
+            int pending = sig ? strcmp(hstate, "signaled") && until > now : until > now;
+            timed_out = sig && strcmp(hstate, "signaled") && !pending;
+            if (pending) {
                 char ts[21], rs[32];
                 timestamp_format(until, ts);
                 if (started && until > started + c.retention_s) {
@@ -244,7 +248,12 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
                     failed = 1;
                     break;
                 }
-                if (progress)
+                if (progress && sig)
+                    fprintf(progress,
+                            "campaign %s: run %lld waits at '%s' for a signal until %s (`baton "
+                            "campaign signal %s %lld`)\n",
+                            c.name, (long long)run, act->id, ts, c.name, (long long)run);
+                else if (progress)
                     fprintf(progress,
                             "campaign %s: run %lld waits at '%s' until %s (resumed by `baton "
                             "serve` or `campaign run %s --resume`)\n",
@@ -253,6 +262,16 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
                 if (!next || until < next)
                     next = until;
                 continue;
+            }
+            if (timed_out) {
+                /* no signal in time: this branch ends here */
+                history_hold(st, run, act->id, until, "timed_out");
+                closed[i] = 1;
+                if (progress)
+                    fprintf(progress,
+                            "campaign %s: run %lld: no signal at '%s' in time; the activities "
+                            "after it do not run\n",
+                            c.name, (long long)run, act->id);
             }
         }
         /* one at a time, each recorded as it ends: a kill loses at most
@@ -270,8 +289,17 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
             break;
         }
         fresh[i] = 1;
+        if (timed_out)
+            e.s[i].counts[0] = 0; /* nothing passed on */
         if (!dry_run && !nproof)
             history_activity(st, run, &e, i);
+    }
+    for (size_t i = 0; i < c.nacts && next && !failed; i++) {
+        /* a signal received while this run went on: resumed at once */
+        char hs[16];
+        if (held[i] && !strcmp(c.acts[i].type_name, "signal") &&
+            history_hold_get(st, run, c.acts[i].id, hs) && !strcmp(hs, "signaled"))
+            next = e.now;
     }
     free(held);
     free(closed);

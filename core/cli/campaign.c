@@ -342,10 +342,112 @@ static int cmd_runs(const cli_ctx *ctx, int argc, char **argv)
     return rc;
 }
 
+/* baton campaign signal NAME RUN_ID [--param NAME=VALUE...]: the signal
+ * recorded, then the run resumed here (as --resume would). */
+static int cmd_signal(const cli_ctx *ctx, int argc, char **argv)
+{
+    const char *which = NULL, *rid = NULL;
+    json_t *given = json_object();
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--param")) {
+            const char *eq = i + 1 < argc ? strchr(argv[i + 1], '=') : NULL;
+            if (!eq || eq == argv[i + 1]) {
+                fprintf(stderr, "baton campaign signal: --param needs NAME=VALUE\n");
+                json_decref(given);
+                return EXIT_USAGE;
+            }
+            i++;
+            char *name = xstrndup(argv[i], (size_t)(eq - argv[i]));
+            json_object_set_new(given, name, json_string(eq + 1));
+            free(name);
+        } else if (argv[i][0] == '-' || (which && rid)) {
+            fprintf(stderr, "baton campaign signal: unexpected argument '%s'\n", argv[i]);
+            json_decref(given);
+            return EXIT_USAGE;
+        } else if (!which)
+            which = argv[i];
+        else
+            rid = argv[i];
+    }
+    char *end = NULL;
+    long long run = rid ? strtoll(rid, &end, 10) : 0;
+    if (!which || !rid || *end || run <= 0) {
+        fprintf(stderr, "usage: baton campaign signal NAME RUN_ID [--param NAME=VALUE...]%s%s%s\n",
+                rid ? " (RUN_ID is a run's number, not '" : "", rid ? rid : "", rid ? "')" : "");
+        json_decref(given);
+        return EXIT_USAGE;
+    }
+    diag d;
+    diag_init(&d);
+    app a;
+    act_registry reg;
+    int rc = EXIT_USAGE, have_reg = 0;
+    if (app_open(&a, ctx->config, APP_INIT, &d) == 0) {
+        have_reg = 1;
+        char *file = act_registry_load(&reg, &a, &d) == 0 ? camp_locate(&a, which, &d) : NULL;
+        campaign c;
+        int parsed = file && campaign_parse(&c, file, &d) == 0 && campaign_graph(&c, &d) == 0;
+        json_t *params = parsed ? campaign_params_from_text(&c, given) : NULL;
+        json_t *problems = params ? campaign_params_check(&c, params, 0) : NULL;
+        if (problems) {
+            char *txt = json_dumps(problems, JSON_COMPACT);
+            diag_error(&d, c.file, 0, "campaign %s: signal parameters: %s", c.name, txt);
+            free(txt);
+            json_decref(problems);
+        } else if (params) {
+            store st;
+            char err[512];
+            json_t *sig = NULL;
+            if (store_open(&st, a.conf.data_dir, err, sizeof err) != 0 ||
+                history_init(&st, err, sizeof err) != 0) {
+                fprintf(stderr, "baton campaign signal: %s\n", err);
+                rc = EXIT_RUNTIME;
+            } else if (history_signal(&st, &c, run, params, (int64_t)time(NULL), &sig, err,
+                                      sizeof err) != 0) {
+                fprintf(stderr, "baton campaign signal: %s\n", err);
+                rc = EXIT_RUNTIME;
+                store_close(&st);
+            } else {
+                store_close(&st);
+                size_t k;
+                json_t *v;
+                json_array_foreach(sig, k, v)
+                    fprintf(stderr, "campaign %s: run %lld: signal '%s' received\n", c.name, run,
+                            json_string_value(v));
+                json_decref(sig);
+                camp_run_opts o = {.trigger = "signal", .resume = 1, .progress = stderr};
+                rc = campaign_run_file(&a, &reg, file, &o, &d);
+                if (rc != EXIT_OK && d.n && strstr(d.v[0].msg, "is being run by another process")) {
+                    /* that process resumes it: the signal is recorded */
+                    diag_print(&d, stderr);
+                    diag_free(&d);
+                    diag_init(&d);
+                    fprintf(stderr,
+                            "campaign %s: run %lld goes on in that process (the signal is "
+                            "recorded)\n",
+                            c.name, run);
+                    rc = EXIT_OK;
+                }
+            }
+        }
+        json_decref(params);
+        if (file)
+            campaign_free(&c);
+        free(file);
+    }
+    diag_print(&d, stderr);
+    if (have_reg)
+        act_registry_free(&reg);
+    app_close(&a);
+    diag_free(&d);
+    json_decref(given);
+    return rc;
+}
+
 int cmd_campaign(const cli_ctx *ctx, int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: baton campaign plan|run|runs ...\n");
+        fprintf(stderr, "usage: baton campaign plan|run|runs|signal ...\n");
         return EXIT_USAGE;
     }
     if (!strcmp(argv[1], "plan"))
@@ -354,7 +456,9 @@ int cmd_campaign(const cli_ctx *ctx, int argc, char **argv)
         return cmd_run(ctx, argc - 1, argv + 1);
     if (!strcmp(argv[1], "runs"))
         return cmd_runs(ctx, argc - 1, argv + 1);
-    fprintf(stderr, "baton campaign: unknown subcommand '%s' (plan, run, runs)\n", argv[1]);
+    if (!strcmp(argv[1], "signal"))
+        return cmd_signal(ctx, argc - 1, argv + 1);
+    fprintf(stderr, "baton campaign: unknown subcommand '%s' (plan, run, runs, signal)\n", argv[1]);
     return EXIT_USAGE;
 }
 

@@ -56,7 +56,8 @@ const cli_command cli_commands[] = {
      "the previous one is brought back as it was loaded (exit 1 only when that\n"
      "fails too). One serve per data_dir (it holds data_dir/serve.lock).\n",
      cmd_serve},
-    {"campaign", "plan|run|runs NAME|FILE [options]", "plan, run and list runs of campaigns",
+    {"campaign", "plan|run|runs|signal NAME|FILE [options]",
+     "plan, run, list and signal runs of campaigns",
      "  campaign plan NAME|FILE [--json | --dot]\n"
      "      compute every targeting activity and print the exact count on every\n"
      "      transition and the messages each send would send; nothing is sent.\n"
@@ -69,7 +70,11 @@ const cli_command cli_commands[] = {
      "      the latest interrupted run (never delivering a row twice); --proof\n"
      "      sends a few rendered samples to the addresses given, nothing else.\n"
      "  campaign runs [NAME] [--json]\n"
-     "      the run history: each run and each activity's counts and timing.\n",
+     "      the run history: each run and each activity's counts and timing.\n"
+     "  campaign signal NAME RUN_ID [--param NAME=VALUE...]\n"
+     "      the external signal a run waiting at a signal activity waits for;\n"
+     "      the values are the campaign's parameters from there on. The run is\n"
+     "      resumed at once.\n",
      cmd_campaign},
     {"feedback", "dsn FILE|- [--json]", "record a bounce an MTA returned (an RFC 3464 report)",
      "Read a delivery status notification (RFC 3464: multipart/report;\n"

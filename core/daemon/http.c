@@ -78,6 +78,7 @@ static const http_route routes[] = {
     {"GET", "/v1/campaigns/*/runs", HTTP_SCOPE_READ, http_campaign_runs, 0},
     {"POST", "/v1/campaigns/*/runs", HTTP_SCOPE_CAMPAIGNS, http_campaign_run_post, 1},
     {"GET", "/v1/campaigns/*/runs/*", HTTP_SCOPE_READ, http_campaign_run_get, 0},
+    {"POST", "/v1/campaigns/*/runs/*/signal", HTTP_SCOPE_CAMPAIGNS, http_campaign_signal_post, 1},
     {"GET", "/v1/profiles", HTTP_SCOPE_READ, http_profiles_search, 0},
     {"GET", "/v1/profiles/*", HTTP_SCOPE_READ, http_profile_get, 0},
     {"GET", "/v1/profiles/*/record", HTTP_SCOPE_READ, http_profile_record, 0},

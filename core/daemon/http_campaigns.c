@@ -216,6 +216,7 @@ typedef struct run_job {
     http_req *q;         /* until answered */
     char *name, *file;
     int dry_run;
+    int resume; /* after a signal: no one waits for the answer */
     char **proof;
     size_t nproof;
     json_t *params; /* the validated parameters (an object) */
@@ -257,7 +258,8 @@ static void *run_main(void *arg)
     if (app_open(&a, j->env->config, APP_INIT | APP_SECONDARY, &d) == 0) {
         have_reg = 1;
         if (act_registry_load(&reg, &a, &d) == 0) {
-            camp_run_opts o = {.trigger = "http",
+            camp_run_opts o = {.trigger = j->resume ? "signal" : "http",
+                               .resume = j->resume,
                                .dry_run = j->dry_run,
                                .proof = j->proof,
                                .nproof = j->nproof,
@@ -298,11 +300,46 @@ static void *run_main(void *arg)
     return NULL;
 }
 
-void http_campaign_run_post(http_req *q)
+/* The parameters against the campaign's declarations (require: every one
+ * without a default given): 1 after answering 400 naming the bad ones. */
+static int params_refused(http_req *q, const char *file, const json_t *params, int require)
 {
-    char *file = campaign_file(q);
-    if (!file)
-        return;
+    json_t *none = json_object();
+    campaign c;
+    diag d;
+    diag_init(&d);
+    json_t *problems = NULL;
+    if (campaign_parse(&c, file, &d) == 0)
+        problems = campaign_params_check(&c, params ? params : none, require);
+    json_decref(none);
+    campaign_free(&c);
+    diag_free(&d);
+    if (!problems)
+        return 0;
+    buf names;
+    buf_init(&names);
+    const char *kinds[] = {"unknown", "mistyped", "missing"};
+    for (int k = 0; k < 3; k++) {
+        size_t n;
+        json_t *x;
+        json_array_foreach(json_object_get(problems, kinds[k]), n, x)
+        {
+            const char *nm = json_is_string(x) ? json_string_value(x)
+                                               : json_string_value(json_object_get(x, "name"));
+            buf_addf(&names, "%s%s %s", names.len ? ", " : "", kinds[k], nm);
+            if (!json_is_string(x))
+                buf_addf(&names, " (a %s)", json_string_value(json_object_get(x, "type")));
+        }
+    }
+    http_error(q, 400, "bad_parameters", problems, "campaign %s: parameters: %s", q->seg[2],
+               names.data ? names.data : "");
+    buf_free(&names);
+    return 1;
+}
+
+/* A body that is a JSON object (empty: {}), or NULL after answering 400. */
+static json_t *body_object(http_req *q, const char *shape)
+{
     json_error_t je;
     json_t *body = q->body.len ? json_loadb(q->body.data, q->body.len, 0, &je) : json_object();
     if (!body) {
@@ -311,16 +348,54 @@ void http_campaign_run_post(http_req *q)
                              "line", je.line, "column", je.column),
                    "malformed JSON at byte %d (line %d, column %d): %s",
                    je.position > 0 ? je.position - 1 : 0, je.line, je.column, je.text);
+        return NULL;
+    }
+    if (!json_is_object(body)) {
+        http_error(q, 400, "bad_request", NULL, "the body must be an object %s", shape);
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
+static void run_job_free(run_job *j)
+{
+    for (size_t i = 0; i < j->nproof; i++)
+        free(j->proof[i]);
+    free(j->proof);
+    json_decref(j->params);
+    free(j->name);
+    free(j->file);
+    free(j);
+}
+
+static int run_job_start(http_req *q, run_job *j)
+{
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &at, run_main, j);
+    pthread_attr_destroy(&at);
+    if (rc != 0) {
+        http_env_release(q->srv);
+        run_job_free(j);
+        return -1;
+    }
+    return 0;
+}
+
+void http_campaign_run_post(http_req *q)
+{
+    char *file = campaign_file(q);
+    if (!file)
+        return;
+    json_t *body = body_object(q, "{\"parameters\": {...}, \"dry_run\": false, \"proof\": [...]}");
+    if (!body) {
         free(file);
         return;
     }
     run_job *j = NULL;
-    if (!json_is_object(body)) {
-        http_error(q, 400, "bad_request", NULL,
-                   "the body must be an object {\"parameters\": {...}, \"dry_run\": false, "
-                   "\"proof\": [...]}");
-        goto fail;
-    }
     const char *key;
     json_t *v;
     json_object_foreach(body, key, v)
@@ -357,40 +432,8 @@ void http_campaign_run_post(http_req *q)
                    "parameters must be an object {\"NAME\": value}");
         goto fail;
     }
-    { /* against the campaign's declarations: 400 naming the bad ones */
-        json_t *none = json_object();
-        campaign c;
-        diag d;
-        diag_init(&d);
-        json_t *problems = NULL;
-        if (campaign_parse(&c, file, &d) == 0)
-            problems = campaign_params_check(&c, params ? params : none, 1);
-        json_decref(none);
-        campaign_free(&c);
-        diag_free(&d);
-        if (problems) {
-            buf names;
-            buf_init(&names);
-            const char *kinds[] = {"unknown", "mistyped", "missing"};
-            for (int k = 0; k < 3; k++) {
-                size_t n;
-                json_t *x;
-                json_array_foreach(json_object_get(problems, kinds[k]), n, x)
-                {
-                    const char *nm = json_is_string(x)
-                                         ? json_string_value(x)
-                                         : json_string_value(json_object_get(x, "name"));
-                    buf_addf(&names, "%s%s %s", names.len ? ", " : "", kinds[k], nm);
-                    if (!json_is_string(x))
-                        buf_addf(&names, " (a %s)", json_string_value(json_object_get(x, "type")));
-                }
-            }
-            http_error(q, 400, "bad_parameters", problems, "campaign %s: parameters: %s", q->seg[2],
-                       names.data ? names.data : "");
-            buf_free(&names);
-            goto fail;
-        }
-    }
+    if (params_refused(q, file, params, 1))
+        goto fail;
     j = xcalloc(1, sizeof *j);
     j->srv = q->srv;
     j->env = http_env_hold(q->srv);
@@ -405,27 +448,92 @@ void http_campaign_run_post(http_req *q)
     j->params = params ? json_incref(params) : json_object();
     json_decref(body);
     body = NULL;
-    pthread_t t;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
     http_async_begin(q);
-    int rc = pthread_create(&t, &at, run_main, j);
-    pthread_attr_destroy(&at);
-    if (rc != 0) {
-        http_env_release(q->srv);
-        for (size_t k = 0; k < j->nproof; k++)
-            free(j->proof[k]);
-        free(j->proof);
-        json_decref(j->params);
-        free(j->name);
-        free(j->file);
-        free(j);
+    if (run_job_start(q, j) != 0) {
         http_error(q, 503, "unavailable", NULL, "cannot start the run (no thread)");
         http_async_done(q);
     }
     return;
 fail:
+    json_decref(body);
+    free(file);
+}
+
+/* POST /v1/campaigns/NAME/runs/ID/signal {"parameters": {...}}: the
+ * signal recorded (history_signal), then the run resumed on a thread of
+ * its own; 202 once recorded. */
+void http_campaign_signal_post(http_req *q)
+{
+    int64_t id = run_id_of(q, q->seg[4]);
+    if (id <= 0)
+        return;
+    char *file = campaign_file(q);
+    if (!file)
+        return;
+    json_t *body = body_object(q, "{\"parameters\": {...}}"), *params = NULL;
+    const char *key;
+    json_t *v;
+    if (!body)
+        goto out;
+    json_object_foreach(body, key, v) if (strcmp(key, "parameters"))
+    {
+        http_error(q, 400, "bad_request", json_pack("{s:s}", "field", key),
+                   "unknown field '%s' (parameters)", key);
+        goto out;
+    }
+    params = json_object_get(body, "parameters");
+    if (params && !json_is_object(params)) {
+        http_error(q, 400, "bad_request", json_pack("{s:s}", "field", "parameters"),
+                   "parameters must be an object {\"NAME\": value}");
+        goto out;
+    }
+    if (params_refused(q, file, params, 0))
+        goto out;
+    campaign c;
+    diag d;
+    diag_init(&d);
+    json_t *sig = NULL, *none = json_object();
+    char err[512];
+    int rc = -3;
+    if (campaign_parse(&c, file, &d) == 0 && history_init(q->env->st, err, sizeof err) == 0)
+        rc = history_signal(q->env->st, &c, id, params ? params : none, (int64_t)time(NULL), &sig,
+                            err, sizeof err);
+    json_decref(none);
+    campaign_free(&c);
+    if (rc == -2)
+        http_error(q, 404, "not_found",
+                   json_pack("{s:s, s:I}", "campaign", q->seg[2], "run", (json_int_t)id), "%s",
+                   err);
+    else if (rc == -1)
+        http_error(q, 409, "not_waiting",
+                   json_pack("{s:s, s:I}", "campaign", q->seg[2], "run", (json_int_t)id), "%s",
+                   err);
+    else if (rc != 0)
+        http_error(q, 409, "campaign_invalid", diag_json(&d), "campaign %s: %s", q->seg[2],
+                   d.n ? first_msg(&d) : err);
+    diag_free(&d);
+    if (rc != 0)
+        goto out;
+    log_info("http: campaign %s: run %lld signaled (token %s)", q->seg[2], (long long)id, q->token);
+    run_job *j = xcalloc(1, sizeof *j);
+    j->srv = q->srv;
+    j->env = http_env_hold(q->srv);
+    j->name = xstrdup(q->seg[2]);
+    j->file = xstrdup(file);
+    j->resume = 1;
+    j->proof = xcalloc(1, sizeof *j->proof);
+    j->params = json_object();
+    int started = run_job_start(q, j) == 0;
+    snprintf(q->location, sizeof q->location, "/v1/campaigns/%.20s/runs/%lld", q->seg[2],
+             (long long)id);
+    json_t *o = json_pack("{s:I, s:s, s:o, s:s}", "run", (json_int_t)id, "campaign", q->seg[2],
+                          "signaled", sig, "status", started ? "resuming" : "waiting");
+    if (strlen(q->seg[2]) <= 20)
+        json_object_set_new(o, "href", json_string(q->location));
+    else
+        q->location[0] = 0;
+    http_json(q, 202, o);
+out:
     json_decref(body);
     free(file);
 }

@@ -104,6 +104,7 @@ void http_campaign_plan(http_req *q);
 void http_campaign_runs(http_req *q);
 void http_campaign_run_get(http_req *q);
 void http_campaign_run_post(http_req *q);
+void http_campaign_signal_post(http_req *q);
 void http_profile_get(http_req *q);
 void http_profiles_search(http_req *q); /* http_profiles.c */
 void http_profile_record(http_req *q);  /* http_profiles.c */

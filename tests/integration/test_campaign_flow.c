@@ -471,6 +471,137 @@ static void test_retention_bounds_the_waits(void **st)
     free(path);
 }
 
+static const char launch[] =
+    "campaign: {\n  name = \"launch\";\n"
+    "  parameters = ( { name = \"discount\"; type = \"int\"; default = \"10\"; } );\n"
+    "  activities = (\n"
+    "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == "
+    "'gold'\"; },\n"
+    "    { id = \"sig\"; type = \"signal\"; input = \"g\"; timeout = \"1d\"; },\n"
+    "    { id = \"t\"; type = \"test\"; input = \"sig\"; when = \"param.discount > 20\"; },\n"
+    "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"t.then\"; columns = [ "
+    "\"id\" ]; }\n"
+    "  );\n};\n";
+
+static long long count_of(json_t *act, const char *transition)
+{
+    json_t *v = json_object_get(json_object_get(act, "counts"), transition);
+    assert_non_null(v);
+    return json_integer_value(v);
+}
+
+/* A signal holds its branch until `campaign signal` (which resumes the run
+ * at once, its values read downstream as param.*), or its timeout: then
+ * the branch ends there. Bad signals name the run. */
+static void test_signal(void **st)
+{
+    char *path = campaign_file("launch", "%s", launch);
+    long long gold = sql_count("SELECT count(*) FROM profiles WHERE tier = 'gold'");
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "campaign run launch"), 0);
+    assert_non_null(strstr(err, "waits at 'sig' for a signal until"));
+    free(out);
+    free(err);
+    json_t *r = last_run("launch");
+    int64_t id = json_integer_value(json_object_get(r, "id"));
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "waiting");
+    assert_null(activity_of(r, "sig"));
+    json_decref(r);
+
+    assert_int_equal(baton(&out, &err, "campaign signal launch 99999"), 1);
+    assert_non_null(strstr(err, "baton campaign signal: campaign launch has no run 99999"));
+    free(out);
+    free(err);
+    assert_int_equal(baton(&out, &err, "campaign signal launch %lld --param nope=1", (long long)id),
+                     2);
+    assert_non_null(strstr(err, "launch.cfg: campaign launch: signal parameters: "));
+    assert_non_null(strstr(err, "nope"));
+    free(out);
+    free(err);
+    assert_int_equal(
+        baton(&out, &err, "campaign signal launch %lld --param discount=many", (long long)id), 2);
+    assert_non_null(strstr(err, "mistyped"));
+    free(out);
+    free(err);
+
+    assert_int_equal(
+        baton(&out, &err, "campaign signal launch %lld --param discount=25", (long long)id), 0);
+    char want[128];
+    snprintf(want, sizeof want, "campaign launch: run %lld: signal 'sig' received", (long long)id);
+    if (!strstr(err, want))
+        fail_msg("missing '%s' in:\n%s", want, err);
+    snprintf(want, sizeof want, "campaign launch: run %lld done", (long long)id);
+    if (!strstr(err, want))
+        fail_msg("missing '%s' in:\n%s", want, err);
+    free(out);
+    free(err);
+    r = last_run("launch");
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), id);
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "done");
+    assert_string_equal(json_string_value(json_object_get(r, "trigger")), "manual");
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(r, "parameters"), "discount")), 25);
+    assert_int_equal(count_of(activity_of(r, "sig"), "sig"), gold);
+    assert_int_equal(count_of(activity_of(r, "t"), "t.then"), gold); /* param.discount read: 25 */
+    assert_int_equal(json_integer_value(json_object_get(activity_of(r, "out"), "sent")), gold);
+    json_decref(r);
+
+    /* once done, a signal is refused with the run's id */
+    assert_int_equal(baton(&out, &err, "campaign signal launch %lld", (long long)id), 1);
+    snprintf(want, sizeof want,
+             "run %lld of campaign launch is not waiting (it is done): only a run waiting at a "
+             "signal activity takes a signal",
+             (long long)id);
+    if (!strstr(err, want))
+        fail_msg("missing '%s' in:\n%s", want, err);
+    free(out);
+    free(err);
+
+    /* no signal within the timeout: the branch ends, the run is done */
+    int64_t now = (int64_t)time(NULL);
+    assert_int_equal(baton(&out, &err, "campaign run launch"), 0);
+    free(out);
+    free(err);
+    r = last_run("launch");
+    int64_t id2 = json_integer_value(json_object_get(r, "id"));
+    json_decref(r);
+    assert_true(id2 > id);
+    assert_int_equal(tick(now + 3600), 0);
+    assert_int_equal(tick(now + 86400 + 60), 1);
+    r = last_run("launch");
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), id2);
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "done");
+    assert_int_equal(count_of(activity_of(r, "sig"), "sig"), 0);
+    assert_null(activity_of(r, "t"));
+    assert_null(activity_of(r, "out"));
+    json_decref(r);
+    unlink(path);
+    free(path);
+
+    /* a run waiting at a wait, not a signal */
+    path = campaign_file(
+        "holdonly", "campaign: {\n  name = \"holdonly\";\n  activities = (\n"
+                    "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+                    "    { id = \"hold\"; type = \"wait\"; input = \"g\"; duration = \"1h\"; }\n"
+                    "  );\n};\n");
+    assert_int_equal(baton(&out, &err, "campaign run holdonly"), 0);
+    free(out);
+    free(err);
+    r = last_run("holdonly");
+    id = json_integer_value(json_object_get(r, "id"));
+    json_decref(r);
+    assert_int_equal(baton(&out, &err, "campaign signal holdonly %lld", (long long)id), 1);
+    snprintf(want, sizeof want,
+             "run %lld of campaign holdonly waits for no signal (it waits at 'hold' until ",
+             (long long)id);
+    if (!strstr(err, want))
+        fail_msg("missing '%s' in:\n%s", want, err);
+    free(out);
+    free(err);
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -481,6 +612,7 @@ int main(void)
         cmocka_unit_test(test_a_send_that_failed_every_message_fails_the_run),
         cmocka_unit_test(test_a_wait_holds_only_its_branch),
         cmocka_unit_test(test_retention_bounds_the_waits),
+        cmocka_unit_test(test_signal),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -832,6 +832,115 @@ static void test_campaign_parameters(void **state)
     json_decref(runs);
 }
 
+/* GET a run until it is neither running nor waiting (or limit tries). */
+static json_t *run_settled(const char *path)
+{
+    json_t *o = NULL;
+    for (int i = 0; i < 500; i++) {
+        json_decref(o);
+        assert_int_equal(curl_json("GET", path, OPS, NULL, &o), 200);
+        const char *status = json_string_value(json_object_get(o, "status"));
+        if (strcmp(status, "running") && strcmp(status, "waiting"))
+            break;
+        nap_ms(20);
+    }
+    return o;
+}
+
+/* POST /v1/campaigns/NAME/runs/ID/signal: a run waiting at a signal goes
+ * on at once, the signal's parameters read downstream; bad signals name
+ * the run. */
+static void test_campaign_signal(void **state)
+{
+    free(file_write(dir, "campaigns/launch.cfg",
+                    "campaign: { name = \"launch\";\n"
+                    "  parameters = ( { name = \"tier\"; type = \"string\"; default = \"gold\"; "
+                    "} );\n"
+                    "  activities = (\n"
+                    "    { id = \"all\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+                    "    { id = \"go\"; type = \"signal\"; input = \"all\"; timeout = \"1d\"; },\n"
+                    "    { id = \"t\"; type = \"split\"; input = \"go\"; branches = ( { name = "
+                    "\"hit\"; filter = \"tier == param.tier\"; } ); },\n"
+                    "    { id = \"out\"; type = \"send\"; channel = \"mail\"; input = \"t.hit\"; "
+                    "columns = [ \"id\" ]; }\n  ); };\n"));
+    json_t *o;
+    assert_int_equal(curl_json("POST", "/v1/campaigns/launch/runs", OPS, "{}", &o), 202);
+    json_int_t id = json_integer_value(json_object_get(o, "run"));
+    json_decref(o);
+    char path[256], sig[256];
+    snprintf(path, sizeof path, "/v1/campaigns/launch/runs/%lld", (long long)id);
+    snprintf(sig, sizeof sig, "/v1/campaigns/launch/runs/%lld/signal", (long long)id);
+    for (int i = 0; i < 500; i++) {
+        assert_int_equal(curl_json("GET", path, OPS, NULL, &o), 200);
+        int waiting = !strcmp(json_string_value(json_object_get(o, "status")), "waiting");
+        json_decref(o);
+        if (waiting)
+            break;
+        nap_ms(20);
+    }
+    /* the scope is campaigns:run */
+    assert_int_equal(curl_json("POST", sig, INGEST, "{}", &o), 403);
+    json_decref(o);
+    assert_int_equal(curl_json("POST", "/v1/campaigns/launch/runs/99999/signal", OPS, "{}", &o),
+                     404);
+    assert_string_equal(err_code(o), "not_found");
+    json_decref(o);
+    assert_int_equal(curl_json("POST", sig, OPS, "{\"parameters\": {\"tier\": 1}}", &o), 400);
+    assert_string_equal(err_code(o), "bad_parameters");
+    json_decref(o);
+    assert_int_equal(curl_json("POST", sig, OPS, "{\"params\": {}}", &o), 400);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_object_get(json_object_get(o, "error"), "details"), "field")),
+                        "params");
+    json_decref(o);
+    assert_int_equal(curl_json("POST", sig, OPS, "{\"parameters\": {\"tier\": \"silver\"}}", &o),
+                     202);
+    assert_int_equal(json_integer_value(json_object_get(o, "run")), id);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(o, "signaled"), 0)), "go");
+    json_decref(o);
+    o = run_settled(path);
+    assert_string_equal(json_string_value(json_object_get(o, "status")), "done");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(o, "parameters"), "tier")), "silver");
+    json_int_t hit = -1, sent = -1;
+    size_t i;
+    json_t *a;
+    json_array_foreach(json_object_get(o, "activities"), i, a)
+    {
+        if (!strcmp(json_string_value(json_object_get(a, "id")), "t"))
+            hit = json_integer_value(json_object_get(json_object_get(a, "counts"), "t.hit"));
+        if (!strcmp(json_string_value(json_object_get(a, "id")), "out"))
+            sent = json_integer_value(json_object_get(a, "sent"));
+    }
+    json_decref(o);
+    char db[1024];
+    snprintf(db, sizeof db, "%s/var/crm.db", dir);
+    sqlite3 *h;
+    assert_int_equal(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st;
+    assert_int_equal(
+        sqlite3_prepare_v2(h, "SELECT count(*) FROM profiles WHERE tier = 'silver'", -1, &st, NULL),
+        SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    json_int_t silver = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(h);
+    assert_true(silver > 0);
+    assert_int_equal(hit, silver); /* param.tier is the signal's */
+    assert_int_equal(sent, silver);
+    /* done: not waiting any more, 409 with the run */
+    assert_int_equal(curl_json("POST", sig, OPS, "{}", &o), 409);
+    assert_string_equal(err_code(o), "not_waiting");
+    json_t *err = json_object_get(o, "error");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(err, "details"), "run")),
+                     id);
+    char want[160];
+    snprintf(want, sizeof want, "run %lld of campaign launch is not waiting (it is done)",
+             (long long)id);
+    assert_non_null(strstr(json_string_value(json_object_get(err, "message")), want));
+    json_decref(o);
+}
+
 static void test_static_files(void **state)
 {
     char *raw = NULL;
@@ -1061,6 +1170,7 @@ int main(void)
         cmocka_unit_test(test_journey_control),
         cmocka_unit_test(test_campaign_runs),
         cmocka_unit_test(test_campaign_parameters),
+        cmocka_unit_test(test_campaign_signal),
         cmocka_unit_test(test_static_files),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_sighup),
