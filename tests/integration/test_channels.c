@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -367,6 +368,118 @@ static void test_sms_429_storm_and_permanent_error(void **state)
     test_instance_free(inst);
 }
 
+/* kill -9 in the middle of an SMS campaign against a gateway that takes
+ * 20 ms per request: the channel reports each request as it goes on the
+ * wire and as it is answered (SDK 1.4), so only the requests in flight
+ * (at most connections × inflight) are left uncertain — not whole
+ * batches — and the next dispatcher sends every other message, none
+ * twice. The killed dispatcher runs in a child process on the same
+ * state store. */
+static void test_sms_kill9_leaves_only_the_wire_uncertain(void **state)
+{
+    char log[1024];
+    char *extra[] = {"--delay-ms", "20", NULL};
+    http_sink(log, sizeof log, extra);
+    enum { N = 300, CONNECTIONS = 2, INFLIGHT = 4, BATCH = 50 };
+    char settings[512];
+    snprintf(settings, sizeof settings,
+             "url = \"http://127.0.0.1:%d/sms\"; key_field = \"ref\"; connections = %d;"
+             " batch = %d; inflight = %d; queue = %d;",
+             srv.port, CONNECTIONS, BATCH, INFLIGHT, N);
+    const char *names[] = {"text"};
+    const char *values[] = {"Votre commande est prête"};
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* the process that dies: its own store connection */
+        store cst;
+        char cerr[256];
+        if (store_open(&cst, dir, cerr, sizeof cerr) != 0)
+            _exit(3);
+        instance *ci = channel("channel_sms", "sms", settings);
+        dispatcher *cd = dispatch_open(ci, &cst, &(dispatch_opts){0}, cerr, sizeof cerr);
+        if (!cd)
+            _exit(4);
+        char key[64], to[64];
+        for (int i = 0; i < N; i++) {
+            snprintf(key, sizeof key, "k9/%d", i);
+            snprintf(to, sizeof to, "+3361000%04d", i);
+            submit(cd, key, to, 1, names, values);
+        }
+        dispatch_flush(cd, 120000);
+        _exit(0);
+    }
+    /* kill it once a good part has gone out, well before the end */
+    size_t got = 0;
+    for (int i = 0; i < 3000 && got < N / 4; i++) {
+        json_t *r = read_jsonl(log);
+        got = json_array_size(r);
+        json_decref(r);
+        if (got < N / 4)
+            usleep(10 * 1000);
+    }
+    assert_true(got >= N / 4);
+    kill(pid, SIGKILL);
+    int wst;
+    assert_int_equal(waitpid(pid, &wst, 0), pid);
+    assert_true(WIFSIGNALED(wst));
+
+    instance *inst = channel("channel_sms", "sms", settings);
+    char err[256];
+    dispatcher *d = dispatch_open(inst, &st, &(dispatch_opts){0}, err, sizeof err);
+    assert_non_null(d);
+    uint64_t c[DISPATCH_NSTATUS] = {0};
+    for (int i = 0; i < 3000; i++) { /* the dead owner's rows come back */
+        memset(c, 0, sizeof c);
+        dispatch_log_counts(&st, "k9/", NULL, c);
+        if (c[DISPATCH_SENT] + c[DISPATCH_UNCERTAIN] == N)
+            break;
+        usleep(20 * 1000);
+    }
+    assert_int_equal(dispatch_flush(d, 60000), 0);
+    memset(c, 0, sizeof c);
+    assert_int_equal(dispatch_log_counts(&st, "k9/", NULL, c), 0);
+    assert_int_equal(c[DISPATCH_SENT] + c[DISPATCH_UNCERTAIN], N);
+    /* at most what was on the wire; before, a whole batch per connection */
+    assert_true(c[DISPATCH_UNCERTAIN] <= CONNECTIONS * INFLIGHT);
+    dispatch_close(d, 0, 0);
+
+    json_t *reqs = read_jsonl(log);
+    static int seen[N];
+    memset(seen, 0, sizeof seen);
+    size_t i;
+    json_t *e;
+    json_array_foreach(reqs, i, e)
+    {
+        json_t *body = json_loads(json_string_value(json_object_get(e, "body")), 0, NULL);
+        int k;
+        const char *ref = json_string_value(json_object_get(body, "ref"));
+        if (ref && sscanf(ref, "k9/%d", &k) == 1 && k >= 0 && k < N)
+            seen[k]++;
+        json_decref(body);
+    }
+    json_decref(reqs);
+    int twice = 0, missing = 0, uncertain_unseen = 0;
+    for (int k = 0; k < N; k++) {
+        char key[64];
+        snprintf(key, sizeof key, "k9/%d", k);
+        dispatch_log_row row;
+        assert_int_equal(dispatch_log_get(&st, key, &row), 1);
+        twice += seen[k] > 1;
+        if (row.status == DISPATCH_SENT)
+            missing += seen[k] != 1;
+        else
+            uncertain_unseen += seen[k] == 0; /* on the wire, not yet read */
+    }
+    print_message("kill -9 after %zu requests: %llu sent, %llu uncertain (%d never reached "
+                  "the gateway), bound %d\n",
+                  got, (unsigned long long)c[DISPATCH_SENT],
+                  (unsigned long long)c[DISPATCH_UNCERTAIN], uncertain_unseen,
+                  CONNECTIONS * INFLIGHT);
+    assert_int_equal(twice, 0);   /* nothing sent twice */
+    assert_int_equal(missing, 0); /* every sent one reached it once */
+    test_instance_free(inst);
+}
+
 /* Push through a real broker: every message reaches a subscriber. The
  * subscriber is mosquitto_sub; it is ready once a retained probe came
  * back to it. */
@@ -441,6 +554,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_email_server_goes_away, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sms_429_storm_and_permanent_error, setup, teardown),
         cmocka_unit_test_setup_teardown(test_push_end_to_end, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sms_kill9_leaves_only_the_wire_uncertain, setup,
+                                        teardown),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     plugin_registry_free(&reg);
