@@ -204,12 +204,16 @@ char *jevent_text(const jevent *ev)
 
 json_t *jevent_json(const jevent *ev)
 {
+    /* jevent_parse checked the strings' UTF-8 already: no json_pack
+     * format to parse, no second check */
     char ts[21];
     timestamp_format(ev->time_ms / 1000, ts);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "id", ev->id, "type", ev->type, "profile",
-                          ev->profile, "time", ts);
-    json_object_set(o, "data", ev->data ? ev->data : json_object());
-    if (!ev->data)
-        json_decref(json_object_get(o, "data"));
+    json_t *o = json_object();
+    const char *const name[] = {"id", "type", "profile"};
+    const char *const val[] = {ev->id, ev->type, ev->profile};
+    for (int i = 0; i < 3; i++)
+        json_object_set_new_nocheck(o, name[i], json_string_nocheck(val[i] ? val[i] : ""));
+    json_object_set_new_nocheck(o, "time", json_string_nocheck(ts));
+    json_object_set_new_nocheck(o, "data", ev->data ? json_incref(ev->data) : json_object());
     return o;
 }
