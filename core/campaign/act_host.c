@@ -163,6 +163,11 @@ const char *ah_input_column(baton_activity_ctx *x, size_t i, size_t col, baton_t
     return o->cols[col].name;
 }
 
+static const schema_entity *entity(baton_activity_ctx *x, const char *dimension)
+{
+    return x->env->have_schema && dimension ? schema_entity_find(&x->env->sch, dimension) : NULL;
+}
+
 int ah_output(baton_activity_ctx *x, const char *name, const char *dimension, int like)
 {
     camp_activity *a = act(x);
@@ -170,6 +175,20 @@ int ah_output(baton_activity_ctx *x, const char *name, const char *dimension, in
         return 0; /* declared by check() already */
     if (campaign_output(a, name) >= 0)
         return -1;
+    const schema_entity *en = entity(x, dimension);
+    if (en && !en->key && en->nkeys > 1) {
+        buf names;
+        buf_init(&names);
+        for (size_t i = 0; i < en->nkeys; i++)
+            buf_addf(&names, "%s%s", i ? ", " : "", en->keys[i]->name);
+        ah_error(x, NULL,
+                 "the rows of %s cannot be an audience: its key is composite (%s); read it "
+                 "through a path of links from the entities it joins, or change_dimension "
+                 "through = [ \"%s\" ] to one of them",
+                 en->name, names.data, en->name);
+        buf_free(&names);
+        return -1;
+    }
     a->outs = xrealloc(a->outs, (a->nouts + 1) * sizeof *a->outs);
     camp_output *o = &a->outs[a->nouts++];
     memset(o, 0, sizeof *o);
@@ -320,11 +339,6 @@ void ah_note(baton_activity_ctx *x, const char *fmt, ...)
     st->notes[st->nnotes++] = msg;
 }
 
-static const schema_entity *entity(baton_activity_ctx *x, const char *dimension)
-{
-    return x->env->have_schema && dimension ? schema_entity_find(&x->env->sch, dimension) : NULL;
-}
-
 int ah_entity(baton_activity_ctx *x, const char *dimension, const char **table, const char **key)
 {
     const schema_entity *en = entity(x, dimension);
@@ -332,8 +346,8 @@ int ah_entity(baton_activity_ctx *x, const char *dimension, const char **table, 
         return -1;
     if (table)
         *table = en->table;
-    if (key)
-        *key = en->key->name;
+    if (key) /* NULL: a composite key (schema.h) */
+        *key = en->key ? en->key->name : NULL;
     return 0;
 }
 

@@ -283,36 +283,62 @@ static int take_dup(void *ud, size_t n, const char *const *names, const baton_va
     buf b;
     buf_init(&b);
     buf_adds(&b, "");
-    expr_value_format(&v[0], &b);
+    for (size_t i = 0; i + 1 < n; i++) { /* the key's values, then the count */
+        if (i)
+            buf_adds(&b, ", ");
+        expr_value_format(&v[i], &b);
+    }
     k->key = buf_steal(&b);
-    k->n = v[1].type == BATON_T_INT ? v[1].v.i : 0;
+    k->n = v[n - 1].type == BATON_T_INT ? v[n - 1].v.i : 0;
     return 1;
 }
 
 /* baton check: an entity's key must be unique (a send would reach a
- * profile twice, a link would count rows twice). */
+ * profile twice, a link would count rows twice); a composite key, the
+ * combination of its fields. */
 static void check_key_unique(camp_env *e, const schema_entity *en, const char *srcname, diag *d)
 {
+    if (!en->nkeys)
+        return;
     expr_sql q;
     expr_sql_init(&q);
+    buf names;
+    buf_init(&names);
     buf_adds(&q.sql, "SELECT ");
-    expr_sql_ident(&q, e->dialect, en->key->name);
-    buf_adds(&q.sql, ", count(*) FROM ");
+    for (size_t i = 0; i < en->nkeys; i++) {
+        expr_sql_ident(&q, e->dialect, en->keys[i]->name);
+        buf_adds(&q.sql, ", ");
+        buf_addf(&names, "%s%s", i ? ", " : "", en->keys[i]->name);
+    }
+    buf_adds(&q.sql, "count(*) FROM ");
     expr_sql_ident(&q, e->dialect, en->table);
     buf_adds(&q.sql, " WHERE ");
-    expr_sql_ident(&q, e->dialect, en->key->name);
-    buf_adds(&q.sql, " IS NOT NULL GROUP BY ");
-    expr_sql_ident(&q, e->dialect, en->key->name);
+    for (size_t i = 0; i < en->nkeys; i++) {
+        buf_adds(&q.sql, i ? " AND " : "");
+        expr_sql_ident(&q, e->dialect, en->keys[i]->name);
+        buf_adds(&q.sql, " IS NOT NULL");
+    }
+    buf_adds(&q.sql, " GROUP BY ");
+    for (size_t i = 0; i < en->nkeys; i++) {
+        buf_adds(&q.sql, i ? ", " : "");
+        expr_sql_ident(&q, e->dialect, en->keys[i]->name);
+    }
     buf_adds(&q.sql, " HAVING count(*) > 1 LIMIT 1");
     dup_key k = {0};
     char err[256];
     camp_sql(e, q.sql.data, NULL, 0, take_dup, &k, err, sizeof err);
     expr_sql_free(&q);
-    if (k.key)
-        diag_error(d, e->sch.file, en->key->line,
+    if (k.key && en->nkeys == 1)
+        diag_error(d, e->sch.file, en->keys[0]->line,
                    "entity '%s': key '%s' is not unique in table '%s' of source '%s': '%s' is "
                    "the key of %lld rows",
-                   en->name, en->key->name, en->table, srcname, k.key, (long long)k.n);
+                   en->name, names.data, en->table, srcname, k.key, (long long)k.n);
+    else if (k.key)
+        diag_error(d, e->sch.file, en->line,
+                   "entity '%s': key (%s) is not unique in table '%s' of source '%s': (%s) is "
+                   "the key of %lld rows",
+                   en->name, names.data, en->table, srcname, k.key, (long long)k.n);
+    buf_free(&names);
     free(k.key);
 }
 

@@ -205,6 +205,68 @@ static void load_fields(loader *L, schema_entity *e, const config_setting_t *fie
     }
 }
 
+/* The key field named name, or an error at st with "did you mean". */
+static const schema_field *key_field(loader *L, schema_entity *e, const config_setting_t *st,
+                                     const char *name)
+{
+    const schema_field *f = schema_field_find(e, name);
+    if (!f) {
+        const char *best = schema_suggest(L->s, e, name);
+        if (best)
+            diag_error(L->d, file_of(L, st), line_of(st),
+                       "%s.key: '%s' is not a field of %s (did you mean '%s'?)", e->name, name,
+                       e->name, best);
+        else
+            diag_error(L->d, file_of(L, st), line_of(st), "%s.key: '%s' is not a field of %s",
+                       e->name, name, e->name);
+    }
+    return f;
+}
+
+/* key = [ "film_id", "category_id" ]: two fields or more, each once; one
+ * field in brackets is that field's key. */
+static void load_composite_key(loader *L, schema_entity *e, const config_setting_t *kst)
+{
+    int n = config_setting_length(kst);
+    e->keys = xcalloc((size_t)n + 1, sizeof *e->keys);
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *it = config_setting_get_elem(kst, (unsigned)i);
+        if (config_setting_type(it) != CONFIG_TYPE_STRING) {
+            diag_error(L->d, file_of(L, kst), line_of(kst),
+                       "%s.key: expected field names, e.g. key = [ \"film_id\", \"category_id\" ]",
+                       e->name);
+            bad = 1;
+            continue;
+        }
+        const schema_field *f = key_field(L, e, kst, config_setting_get_string(it));
+        for (size_t j = 0; f && j < e->nkeys; j++)
+            if (e->keys[j] == f) {
+                diag_error(L->d, file_of(L, kst), line_of(kst), "%s.key: '%s' is named twice",
+                           e->name, f->name);
+                f = NULL;
+            }
+        if (f)
+            e->keys[e->nkeys++] = f;
+        else
+            bad = 1;
+    }
+    if (n == 0) {
+        diag_error(L->d, file_of(L, kst), line_of(kst), "%s.key: an empty list names no field",
+                   e->name);
+        bad = 1;
+    }
+    if (bad)
+        e->nkeys = 0;
+    else if (e->nkeys == 1)
+        e->key = e->keys[0];
+    else if (!strcmp(e->name, "profiles"))
+        diag_error(L->d, file_of(L, kst), line_of(kst),
+                   "profiles.key: a profile is named by one field (messages, journeys and links "
+                   "reach it by it), not by %zu",
+                   e->nkeys);
+}
+
 static void load_entity(loader *L, schema_entity *e, const config_setting_t *g)
 {
     static const char *const known[] = {"key", "table", "fields", "links"};
@@ -249,24 +311,23 @@ static void load_entity(loader *L, schema_entity *e, const config_setting_t *g)
         load_fields(L, e, fields);
     }
 
-    const char *key = get_string(L, g, "key", e->name);
     const config_setting_t *kst = config_setting_get_member(g, "key");
+    if (kst && (config_setting_type(kst) == CONFIG_TYPE_ARRAY ||
+                config_setting_type(kst) == CONFIG_TYPE_LIST)) {
+        load_composite_key(L, e, kst);
+        return;
+    }
+    const char *key = get_string(L, g, "key", e->name);
     if (!kst) {
         diag_error(L->d, file_of(L, g), e->line,
                    "entity %s: missing 'key' (the field that "
                    "identifies a row)",
                    e->name);
     } else if (key) {
-        e->key = schema_field_find(e, key);
-        if (!e->key) {
-            const char *best = schema_suggest(L->s, e, key);
-            if (best)
-                diag_error(L->d, file_of(L, kst), line_of(kst),
-                           "%s.key: '%s' is not a field of %s (did you mean '%s'?)", e->name, key,
-                           e->name, best);
-            else
-                diag_error(L->d, file_of(L, kst), line_of(kst), "%s.key: '%s' is not a field of %s",
-                           e->name, key, e->name);
+        e->key = key_field(L, e, kst, key);
+        if (e->key) {
+            e->keys = xcalloc(2, sizeof *e->keys);
+            e->keys[e->nkeys++] = e->key;
         }
     }
 }
@@ -342,7 +403,14 @@ static void load_links(loader *L, schema_entity *e, const config_setting_t *link
                        target->key->name, schema_type_name(target->key->type));
             bad = 1;
         }
-        if (target && !target->key)
+        if (target && !target->key && target->nkeys > 1) {
+            diag_error(L->d, file, line,
+                       "%s: links to %s, whose key is composite (%zu fields): a link reaches one "
+                       "row by one field; declare the links on %s instead (its fields that hold "
+                       "the other entities' keys), and reach it by their reverse",
+                       where, target->name, target->nkeys, target->name);
+            bad = 1;
+        } else if (target && !target->key)
             bad = 1; /* reported on the target */
         if (name && schema_field_find(e, name)) {
             diag_error(L->d, file, line, "%s: link '%s' has the name of a field of %s", where, name,
@@ -499,6 +567,7 @@ void schema_free(schema *s)
             free(e->links[j].reverse);
         }
         free(e->fields);
+        free(e->keys);
         free(e->links);
         free(e->reverse);
         free(e->name);

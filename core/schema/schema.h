@@ -54,7 +54,14 @@ typedef struct schema_link {
 struct schema_entity {
     char *name;              /* "orders" */
     char *table;             /* "orders" unless table = "..." */
-    const schema_field *key; /* the key field */
+    const schema_field *key; /* the key field; NULL when the key is composite */
+    /* the key's fields: key alone, or the fields of a composite key
+     * (`key = [ "film_id", "category_id" ]`, a link table's): such an
+     * entity is a hop in a path of links (films.film_categories.category)
+     * and is checked unique on the combination, but no link reaches it
+     * and its rows are no audience (no single field names a row) */
+    const schema_field **keys;
+    size_t nkeys;
     schema_field *fields;
     size_t nfields;
     schema_link *links; /* many-to-one links this entity declares */

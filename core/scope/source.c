@@ -206,9 +206,9 @@ json_t *jsource_read_rows(instance *src, pthread_mutex_t *lock, const schema_ent
     expr_sql_ident(&q, d, col->name);
     buf_adds(&q.sql, " = ");
     expr_sql_param(&q, d, v);
-    if (ent->key) {
-        buf_adds(&q.sql, " ORDER BY ");
-        expr_sql_ident(&q, d, ent->key->name);
+    for (size_t i = 0; i < ent->nkeys; i++) { /* a stable order: the key's fields */
+        buf_adds(&q.sql, i ? ", " : " ORDER BY ");
+        expr_sql_ident(&q, d, ent->keys[i]->name);
     }
     buf_addf(&q.sql, " LIMIT %zu", limit ? limit : 1);
     rows_acc acc = {json_array(), limit ? limit : 1};

@@ -549,12 +549,13 @@ typedef struct baton_host {
     void (*act_note)(baton_activity_ctx *ctx, const char *fmt, ...) BATON_PRINTF(2, 3);
 
     /* 1.0 — the schema. act_entity: the table and key of an entity
-     * (-1 unknown). act_field_type: a field's type, -1 when the entity
-     * has no such field. act_link: how rows of `from` reach rows of `to`
-     * over one declared link, in either direction: from.from_col =
-     * to.to_col; returns 1 when many rows of `to` match one of `from`
-     * (the reverse side), 0 when at most one, -1 when no link joins
-     * them. act_entity_name: the i-th entity, NULL past the last. */
+     * (-1 unknown); the key is NULL for an entity whose key is composite
+     * (a link table's `key = [ ... ]`: a hop between entities, never an
+     * output's dimension, which act_output refuses). act_field_type: a field's type, -1 when the
+     * entity has no such field. act_link: how rows of `from` reach rows of `to` over one declared
+     * link, in either direction: from.from_col = to.to_col; returns 1 when many rows of `to` match
+     * one of `from` (the reverse side), 0 when at most one, -1 when no link joins them.
+     * act_entity_name: the i-th entity, NULL past the last. */
     int (*act_entity)(baton_activity_ctx *ctx, const char *dimension, const char **table,
                       const char **key);
     int (*act_field_type)(baton_activity_ctx *ctx, const char *dimension, const char *field);
