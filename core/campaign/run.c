@@ -174,6 +174,8 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
         diag_error(d, e.src->file, e.src->line, "%s: preparing the work tables: %s", e.src->where,
                    err);
         history_finish(st, run, "failed", err);
+        snprintf(e.error, sizeof e.error, "preparing the work tables: %s", err);
+        camp_alert_failed(&e);
         if (!o->store)
             store_close(&own);
         rc = EXIT_RUNTIME;
