@@ -186,8 +186,15 @@ static void *scheduler_main(void *arg)
         pthread_mutex_lock(&s->mu);
         if (s->stop)
             break;
+        /* a wait due before the next period is resumed on time (within
+         * a second: a due run that does not resume never spins) */
+        int64_t ms = s->period_ms, next = s->st ? history_next_wait(s->st) : 0;
+        if (next > 0) {
+            int64_t in = (next - (int64_t)time(NULL)) * 1000 + 100;
+            ms = in < 1000 ? 1000 : in < ms ? in : ms;
+        }
         struct timespec until;
-        deadline_in(&until, s->period_ms);
+        deadline_in(&until, ms);
         while (!s->stop && pthread_cond_timedwait(&s->cv, &s->mu, &until) == 0)
             ;
     }

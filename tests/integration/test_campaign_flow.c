@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -602,6 +604,91 @@ static void test_signal(void **st)
     free(path);
 }
 
+static pid_t serve_start(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        char log[1024];
+        snprintf(log, sizeof log, "%s/serve.log", dir);
+        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr) || chdir(dir) != 0)
+            _exit(127);
+        execl(getenv("BATON_BIN"), "baton", "-c", cfg, "serve", (char *)NULL);
+        _exit(127);
+    }
+    assert_true(pid > 0);
+    return pid;
+}
+
+static void serve_stop(pid_t pid)
+{
+    kill(pid, SIGTERM);
+    int status;
+    for (int i = 0; i < 1000 && waitpid(pid, &status, WNOHANG) == 0; i++)
+        usleep(10000);
+    if (waitpid(pid, &status, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+}
+
+/* The same with a real `baton serve` on the real clock: a 3 s wait
+ * beside a send, serve stopped during the wait and started again; the
+ * second one resumes the run when it is due (its scheduler sleeps until
+ * the wait, not a whole period). */
+static void test_serve_restarted_during_a_wait(void **st)
+{
+    char *path = campaign_file(
+        "restart",
+        "campaign: {\n  name = \"restart\";\n  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier "
+        "== 'gold'\"; },\n"
+        "    { id = \"hold\"; type = \"wait\"; input = \"g\"; duration = \"3s\"; },\n"
+        "    { id = \"late\"; type = \"send\"; channel = \"mail\"; input = \"hold\"; columns = [ "
+        "\"id\" ]; },\n"
+        "    { id = \"soon\"; type = \"send\"; channel = \"mail\"; input = \"g\"; columns = [ "
+        "\"id\" ]; }\n"
+        "  );\n};\n");
+    long long gold = sql_count("SELECT count(*) FROM profiles WHERE tier = 'gold'");
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "campaign run restart"), 0);
+    free(out);
+    free(err);
+    json_t *r = last_run("restart");
+    int64_t id = json_integer_value(json_object_get(r, "id"));
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "waiting");
+    assert_int_equal(json_integer_value(json_object_get(activity_of(r, "soon"), "sent")), gold);
+    json_decref(r);
+    serve_stop(serve_start()); /* restarted during the wait */
+    pid_t pid = serve_start();
+    const char *status = "";
+    for (int i = 0; i < 600; i++) { /* a minute at most */
+        r = last_run("restart");
+        status = json_string_value(json_object_get(r, "status"));
+        if (strcmp(status, "waiting") && strcmp(status, "running"))
+            break;
+        json_decref(r);
+        r = NULL;
+        usleep(100000);
+    }
+    serve_stop(pid);
+    assert_non_null(r);
+    assert_int_equal(json_integer_value(json_object_get(r, "id")), id);
+    assert_string_equal(status, "done");
+    assert_int_equal(json_integer_value(json_object_get(activity_of(r, "late"), "sent")), gold);
+    json_decref(r);
+    char sql[256], *crm = db;
+    if (asprintf(&db, "%s/var/state.db", dir) < 0)
+        abort();
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM deliveries WHERE key LIKE 'restart/%lld/%%' AND status = 'sent'",
+             (long long)id);
+    assert_int_equal(sql_count(sql), 2 * gold); /* each branch once */
+    free(db);
+    db = crm;
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -613,6 +700,7 @@ int main(void)
         cmocka_unit_test(test_a_wait_holds_only_its_branch),
         cmocka_unit_test(test_retention_bounds_the_waits),
         cmocka_unit_test(test_signal),
+        cmocka_unit_test(test_serve_restarted_during_a_wait),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
