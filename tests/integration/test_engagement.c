@@ -666,6 +666,41 @@ static void test_metrics_strict(void **st)
     free(err);
 }
 
+/* A proof's mail is tracked as the real one looks, but its links name no
+ * delivery: they answer and record nothing. */
+static void test_proof_links_record_nothing(void **st)
+{
+    long before = sink_count();
+    char *out = NULL, *err = NULL;
+    int rc = run_baton(dir, cfg, &out, &err, "campaign run promo --proof proof@example.com");
+    if (rc != 0)
+        fail_msg("campaign run --proof: exit %d: %s%s", rc, out ? out : "", err ? err : "");
+    free(out);
+    free(err);
+    /* the first 3 messages of the send: ann's and bob's */
+    for (int k = 0; k < 1000 && sink_count() < before + 2; k++)
+        nap_ms(10);
+    assert_int_equal(sink_count(), before + 2);
+    char *parts = sink_parts("proof@example.com");
+    char open_path[LINKTOKEN_MAX + 16], click_path[LINKTOKEN_MAX + 16];
+    tracked_path(parts, "o", open_path, sizeof open_path);
+    tracked_path(parts, "c", click_path, sizeof click_path);
+    free(parts);
+    static linktoken_parsed p;
+    const char *tok = click_path + strlen("/t/c/");
+    assert_int_equal(linktoken_verify(tok, strlen(tok), LINK_SECRET, LINK_CLICK, time(NULL), &p),
+                     LINKTOKEN_OK);
+    assert_string_equal(p.t.key, "");
+    assert_string_equal(p.t.link, SALE);
+    long rows = sql_long("SELECT count(*) FROM engagement");
+    char *h = NULL;
+    assert_int_equal(get(click_path, NULL, &h, NULL, NULL), 302);
+    assert_non_null(strstr(h, "location: https://shop.example.com/sale?a=1&b=2\r\n"));
+    free(h);
+    assert_int_equal(get(open_path, NULL, NULL, NULL, NULL), 200);
+    assert_int_equal(sql_long("SELECT count(*) FROM engagement"), rows);
+}
+
 /* baton feedback dsn FILE: an MTA's bounce for ann's campaign mail,
  * recorded from the command line while serve runs. */
 static void test_feedback_dsn_cli(void **st)
@@ -759,6 +794,7 @@ int main(void)
         cmocka_unit_test(test_wait_event_reacts_to_a_click),
         cmocka_unit_test(test_metrics_strict),
         cmocka_unit_test(test_feedback_dsn_cli),
+        cmocka_unit_test(test_proof_links_record_nothing),
         cmocka_unit_test(test_tracking_needs_public_url),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
