@@ -374,6 +374,7 @@ static void email_deliver(void *state, void *conn, const baton_message *const *m
         if (email_format(e, msgs[i], bodies[i], err, sizeof err) != 0) {
             out[i].status = BATON_ERROR;
             snprintf(out[i].reason, sizeof out[i].reason, "%s", err);
+            baton_deliver_done(h, msgs[i], &out[i]);
             continue;
         }
         size_t len;
@@ -382,7 +383,8 @@ static void email_deliver(void *state, void *conn, const baton_message *const *m
                               .to = msgs[i]->recipient,
                               .data = data,
                               .len = len,
-                              .out = &out[i]};
+                              .out = &out[i],
+                              .tag = msgs[i]};
     }
     if (k)
         h->counter_add(e->c_sessions, smtpc_send(c, sm, k));
@@ -398,6 +400,20 @@ done:
             h->buf_free(bodies[i]);
     free(bodies);
     free(sm);
+}
+
+/* SDK 1.4 progress: a kill -9 leaves uncertain only what was on the wire */
+static void on_wire(void *arg, smtpc_msg *m)
+{
+    email *e = arg;
+    const baton_message *msg = m->tag;
+    baton_deliver_wire(e->h, &msg, 1);
+}
+
+static void on_done(void *arg, smtpc_msg *m)
+{
+    email *e = arg;
+    baton_deliver_done(e->h, m->tag, m->out);
 }
 
 /* A worker's session, opened at its first batch and kept between them. */
@@ -485,7 +501,10 @@ static int email_init(baton_instance *inst, const baton_host *h, void **state)
                            .data_ms = PHASE("data_timeout"),
                            .block_ms = PHASE("block_timeout"),
                            .dot_ms = PHASE("dot_timeout"),
-                           .idle_ms = (long)h->config_duration_ms(inst, "idle_timeout")};
+                           .idle_ms = (long)h->config_duration_ms(inst, "idle_timeout"),
+                           .wire = on_wire,
+                           .done = on_done,
+                           .hook_arg = e};
 #undef PHASE
     const char *dom = h->config_string(inst, "message_id_domain");
     snprintf(e->domain, sizeof e->domain, "%s", dom ? dom : at + 1);

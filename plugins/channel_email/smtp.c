@@ -801,9 +801,18 @@ static int open_session(smtpc *c)
 /* Transactions                                                        */
 /* ------------------------------------------------------------------ */
 
-static void set_reason(baton_delivery *d, baton_status st, const char *fmt, ...) BATON_PRINTF(3, 4);
-static void set_reason(baton_delivery *d, baton_status st, const char *fmt, ...)
+/* m's outcome is final: the host hears of it now */
+static void done(smtpc *c, smtpc_msg *m)
 {
+    if (c->o.done)
+        c->o.done(c->o.hook_arg, m);
+}
+
+static void set_reason(smtpc *c, smtpc_msg *m, baton_status st, const char *fmt, ...)
+    BATON_PRINTF(4, 5);
+static void set_reason(smtpc *c, smtpc_msg *m, baton_status st, const char *fmt, ...)
+{
+    baton_delivery *d = m->out;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(d->reason, sizeof d->reason, fmt, ap);
@@ -813,10 +822,12 @@ static void set_reason(baton_delivery *d, baton_status st, const char *fmt, ...)
             *p = ' ';
     d->status = st;
     d->provider_id[0] = '\0';
+    done(c, m);
 }
 
-static void accepted(baton_delivery *d, const reply *r)
+static void accepted(smtpc *c, smtpc_msg *m, const reply *r)
 {
+    baton_delivery *d = m->out;
     d->status = BATON_OK;
     d->reason[0] = '\0';
     const char *q = strstr(r->text, "queued as ");
@@ -829,12 +840,14 @@ static void accepted(baton_delivery *d, const reply *r)
     d->provider_id[n] = '\0';
     while (n && d->provider_id[n - 1] == ' ')
         d->provider_id[--n] = '\0';
+    done(c, m);
 }
 
 /* The server's no: "RCPT TO: 550 5.1.1 ...", 5xx for good, else retried. */
-static void refused(baton_delivery *d, const char *what, const reply *r)
+static void refused(smtpc *c, smtpc_msg *m, const char *what, const reply *r)
 {
-    set_reason(d, r->code >= 500 ? BATON_ERROR : BATON_RETRY, "%s: %d %s", what, r->code, r->text);
+    set_reason(c, m, r->code >= 500 ? BATON_ERROR : BATON_RETRY, "%s: %d %s", what, r->code,
+               r->text);
 }
 
 static int has_8bit(const char *s, size_t n)
@@ -852,14 +865,14 @@ static int cannot_send(smtpc *c, smtpc_msg *m)
     if ((has_8bit(m->from, strlen(m->from)) || has_8bit(m->to, strlen(m->to))) &&
         !(c->ext & EXT_SMTPUTF8)) {
         int rcpt = has_8bit(m->to, strlen(m->to));
-        set_reason(m->out, BATON_ERROR,
+        set_reason(c, m, BATON_ERROR,
                    "%s: <%s> is an internationalised address and SMTP %s does not offer "
                    "SMTPUTF8",
                    rcpt ? "RCPT TO" : "MAIL FROM", rcpt ? m->to : m->from, c->hostport);
         return 1;
     }
     if ((c->ext & EXT_SIZE) && c->size_max && m->len > c->size_max) {
-        set_reason(m->out, BATON_ERROR,
+        set_reason(c, m, BATON_ERROR,
                    "MAIL FROM: the message is %zu bytes, over the %llu of SMTP %s (SIZE)", m->len,
                    c->size_max, c->hostport);
         return 1;
@@ -892,9 +905,16 @@ static void envelope(smtpc *c, const smtpc_msg *m, int mail_only)
     cmd(c, "DATA");
 }
 
-/* The message, dot-stuffed (RFC 5321 §4.5.2), and its final dot. */
-static void body(smtpc *c, const smtpc_msg *m)
+/* The message, dot-stuffed (RFC 5321 §4.5.2), and its final dot. The
+ * host marks it on the wire first: an envelope without its text delivers
+ * nothing (the server drops the transaction with the connection), so a
+ * crash leaves at most this one message per session uncertain, though
+ * the next envelope goes out with this text. */
+static void body(smtpc *c, smtpc_msg *m)
 {
+    if (!m->wired && c->o.wire)
+        c->o.wire(c->o.hook_arg, m);
+    m->wired = 1;
     reserve(c, m->len + m->len / 16 + 8);
     if (c->oom)
         return;
@@ -931,9 +951,9 @@ static void body(smtpc *c, const smtpc_msg *m)
 static void on_the_wire(smtpc *c, smtpc_msg *m, const reply *r)
 {
     if (c->end == END_421)
-        refused(m->out, "DATA", r);
+        refused(c, m, "DATA", r);
     else
-        set_reason(m->out, BATON_RETRY, "DATA: %s after the final dot (it may have been delivered)",
+        set_reason(c, m, BATON_RETRY, "DATA: %s after the final dot (it may have been delivered)",
                    c->why);
 }
 
@@ -957,7 +977,7 @@ static size_t run_serial(smtpc *c, smtpc_msg *m, size_t i, size_t n, int *progre
             return i;
         c->need_rset = 1;
         if (r.code / 100 != 2) {
-            refused(x->out, "MAIL FROM", &r);
+            refused(c, x, "MAIL FROM", &r);
             *progress = 1;
             continue;
         }
@@ -966,7 +986,7 @@ static size_t run_serial(smtpc *c, smtpc_msg *m, size_t i, size_t n, int *progre
         if (flush(c) || read_reply(c, c->o.rcpt_ms, &r))
             return i;
         if (r.code / 100 != 2) {
-            refused(x->out, "RCPT TO", &r);
+            refused(c, x, "RCPT TO", &r);
             *progress = 1;
             continue;
         }
@@ -975,7 +995,7 @@ static size_t run_serial(smtpc *c, smtpc_msg *m, size_t i, size_t n, int *progre
         if (flush(c) || read_reply(c, c->o.data_ms, &r))
             return i;
         if (r.code != 354) {
-            refused(x->out, "DATA", &r);
+            refused(c, x, "DATA", &r);
             *progress = 1;
             continue;
         }
@@ -990,9 +1010,9 @@ static size_t run_serial(smtpc *c, smtpc_msg *m, size_t i, size_t n, int *progre
             return i + 1;
         }
         if (r.code / 100 == 2)
-            accepted(x->out, &r);
+            accepted(c, x, &r);
         else
-            refused(x->out, "DATA", &r);
+            refused(c, x, "DATA", &r);
     }
     c->phase = NULL;
     return n;
@@ -1022,9 +1042,9 @@ static size_t run_pipelined(smtpc *c, smtpc_msg *m, size_t i, size_t n, int *pro
             if (rc && !empty_dot)
                 on_the_wire(c, &m[dot], &r);
             else if (!empty_dot && r.code / 100 == 2)
-                accepted(m[dot].out, &r);
+                accepted(c, &m[dot], &r);
             else if (!empty_dot)
-                refused(m[dot].out, "DATA", &r);
+                refused(c, &m[dot], "DATA", &r);
             dot = n;
             if (rc)
                 return cur;
@@ -1048,11 +1068,11 @@ static size_t run_pipelined(smtpc *c, smtpc_msg *m, size_t i, size_t n, int *pro
         c->need_rset = 0;
         empty_dot = 0;
         if (rm.code / 100 != 2)
-            refused(x->out, "MAIL FROM", &rm);
+            refused(c, x, "MAIL FROM", &rm);
         else if (rr.code / 100 != 2)
-            refused(x->out, "RCPT TO", &rr);
+            refused(c, x, "RCPT TO", &rr);
         else if (rd.code != 354)
-            refused(x->out, "DATA", &rd);
+            refused(c, x, "DATA", &rd);
         if (rm.code / 100 == 2 && rr.code / 100 == 2 && rd.code == 354) {
             body(c, x);
             dot = cur;
@@ -1119,8 +1139,7 @@ unsigned smtpc_send(smtpc *c, smtpc_msg *m, size_t n)
             if (open_session(c)) {
                 baton_status st = c->perm ? BATON_ERROR : BATON_RETRY;
                 for (; i < n; i++)
-                    if (!cannot_send(c, &m[i]))
-                        set_reason(m[i].out, st, "SMTP %s: %s", c->hostport, c->why);
+                    set_reason(c, &m[i], st, "SMTP %s: %s", c->hostport, c->why);
                 break;
             }
             opened++;
@@ -1137,10 +1156,12 @@ unsigned smtpc_send(smtpc *c, smtpc_msg *m, size_t n)
             reused = 0;
             continue; /* lost quietly after some progress: a new one */
         }
-        if (c->phase)
-            set_reason(m[i++].out, BATON_RETRY, "%s: %s", c->phase, c->why);
+        if (c->phase) {
+            set_reason(c, &m[i], BATON_RETRY, "%s: %s", c->phase, c->why);
+            i++;
+        }
         for (; i < n; i++)
-            set_reason(m[i].out, BATON_RETRY, "SMTP %s: %s (the session ended before this message)",
+            set_reason(c, &m[i], BATON_RETRY, "SMTP %s: %s (the session ended before this message)",
                        c->hostport, c->why);
     }
     if (c->fd >= 0 && c->oom)

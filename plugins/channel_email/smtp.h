@@ -11,6 +11,8 @@
 #include <baton/baton.h>
 #include <stddef.h>
 
+struct smtpc_msg;
+
 typedef struct smtpc_opts {
     const char *host;
     int port;
@@ -20,6 +22,12 @@ typedef struct smtpc_opts {
     const char *user, *pass; /* user NULL: no AUTH */
     /* milliseconds */
     long connect_ms, greeting_ms, mail_ms, rcpt_ms, data_ms, block_ms, dot_ms, idle_ms;
+    /* progress, both may be NULL: wire before a message's text and final
+     * dot leave (its envelope alone delivers nothing), done once its
+     * outcome is final */
+    void (*wire)(void *arg, struct smtpc_msg *m);
+    void (*done)(void *arg, struct smtpc_msg *m);
+    void *hook_arg;
 } smtpc_opts;
 
 /* One transaction: data is the message as format() wrote it (CRLF line
@@ -29,6 +37,8 @@ typedef struct smtpc_msg {
     const char *data;
     size_t len;
     baton_delivery *out;
+    const void *tag; /* the caller's */
+    int wired;       /* wire was called for it */
 } smtpc_msg;
 
 typedef struct smtpc smtpc;

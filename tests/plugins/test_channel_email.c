@@ -2,7 +2,11 @@
  * quoted-printable), its refusals and settings; deliver() against the
  * aiosmtpd sink (tests/support/smtp_sink.py): one session per batch,
  * AUTH, per-recipient 5xx/4xx, a server that is not there, STARTTLS
- * required but not offered. */
+ * required but not offered; PIPELINING used when offered and only then,
+ * the worker's session reused across batches (and replaced when the
+ * server dropped it), SIZE, SMTPUTF8; against Postfix's smtp-sink: a
+ * stalled reply cut by its phase's timeout, enhanced status codes kept;
+ * against tests/support/smtp_hangup.py: 421 after DATA, then close. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/buf.h"
 #include "base/record.h"
@@ -345,7 +350,7 @@ static void test_deliver_batch_one_session(void **state)
     char *log = file_read(path, NULL);
     assert_non_null(log);
     int lines = 0;
-    for (char *p = log; (p = strstr(p, "\"session\": 1}")); p++)
+    for (char *p = log; (p = strstr(p, "\"session\": 1,")); p++)
         lines++;
     assert_int_equal(lines, 3);
     /* the stored bytes are format()'s bytes */
@@ -422,6 +427,288 @@ static void test_deliver_server_absent_and_starttls(void **state)
     test_instance_free(inst);
 }
 
+/* ---------------- the SMTP client ---------------- */
+
+static char *sink_log(void)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/log.jsonl", sink_dir);
+    char *log = file_read(path, NULL);
+    return log ? log : strdup("");
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    return n;
+}
+
+static instance *email_on(int port, const char *more)
+{
+    char settings[512];
+    snprintf(settings, sizeof settings, "from = \"Shop <news@example.com>\"; port = %d; %s", port,
+             more ? more : "");
+    return email(settings);
+}
+
+static void batch_of(baton_message *m, char keys[][32], int n, const char *prefix)
+{
+    static char to[16][64];
+    for (int i = 0; i < n; i++) {
+        snprintf(keys[i], 32, "%s/%d", prefix, i);
+        snprintf(to[i], sizeof to[i], "%s%d@example.com", prefix, i);
+        m[i] = msg(keys[i], to[i], "Hi", "Body\n.a line that starts with a dot\n", NULL);
+    }
+}
+
+/* PIPELINING offered: each RCPT left with its MAIL, before MAIL's reply;
+ * not offered: every command waits for its reply. The EHLO name is
+ * fully qualified or an address literal, never a bare host name. */
+static void test_pipelining_on_and_off(void **state)
+{
+    for (int on = 1; on >= 0; on--) {
+        sink_start(on ? "--pipelining" : NULL, NULL);
+        instance *inst = email_on(sink.port, NULL);
+        baton_message m[4];
+        char keys[4][32];
+        batch_of(m, keys, 4, on ? "pipe" : "nopipe");
+        baton_delivery out[4];
+        deliver(inst, m, 4, out);
+        for (int i = 0; i < 4; i++)
+            assert_int_equal(out[i].status, BATON_OK);
+        char *log = sink_log();
+        assert_int_equal(count(log, "\"pipelined\": true"), on ? 4 : 0);
+        assert_int_equal(count(log, "\"pipelined\": false"), on ? 0 : 4);
+        /* dot-stuffed on the wire, the exact bytes stored */
+        char first[64], path[1024];
+        assert_int_equal(sscanf(strstr(log, "\"file\": \"") + 9, "%63[^\"]", first), 1);
+        snprintf(path, sizeof path, "%s/%s", sink_dir, first);
+        char *stored = file_read(path, NULL);
+        char *formatted = format(inst, &m[0], 0);
+        assert_string_equal(stored, formatted);
+        const char *ehlo = strstr(log, "\"ehlo\": \"");
+        assert_non_null(ehlo);
+        ehlo += 9;
+        assert_true(ehlo[0] == '[' || strcspn(ehlo, ".\"") < strcspn(ehlo, "\""));
+        free(stored);
+        free(formatted);
+        free(log);
+        test_instance_free(inst);
+        server_stop(&sink);
+        char path2[1024];
+        snprintf(path2, sizeof path2, "%s/log.jsonl", sink_dir);
+        unlink(path2);
+    }
+}
+
+/* One worker, three batches: one SMTP session (the sink counts EHLOs).
+ * The server restarts between batches: the next batch sees the session
+ * gone and opens another; nothing is lost. */
+static void test_session_reused_across_batches(void **state)
+{
+    sink_start("--pipelining", NULL);
+    int port = sink.port;
+    instance *inst = email_on(port, NULL);
+    const baton_channel_ops *ops = instance_channel(inst);
+    void *conn = ops->worker_open(inst->state);
+    assert_non_null(conn);
+    for (int b = 0; b < 3; b++) {
+        baton_message m[3];
+        char keys[3][32], prefix[16];
+        snprintf(prefix, sizeof prefix, "b%d", b);
+        batch_of(m, keys, 3, prefix);
+        const baton_message *p[3] = {&m[0], &m[1], &m[2]};
+        baton_delivery out[3];
+        ops->deliver(inst->state, conn, p, 3, out);
+        for (int i = 0; i < 3; i++)
+            assert_int_equal(out[i].status, BATON_OK);
+    }
+    char *log = sink_log();
+    assert_int_equal(count(log, "\"session\": 1,"), 9);
+    free(log);
+    /* the server goes away and comes back on the same port */
+    server_stop(&sink);
+    char portarg[16];
+    snprintf(portarg, sizeof portarg, "%d", port);
+    char src[1024];
+    const char *top = getenv("BATON_SRC");
+    snprintf(src, sizeof src, "%s/tests/support/smtp_sink.py", top ? top : ".");
+    char *argv[] = {"/usr/bin/python3", src, "--dir", sink_dir, "--port", portarg, NULL};
+    assert_int_equal(server_start_ready(&sink, argv, 15000), 0);
+    baton_message m[2];
+    char keys[2][32];
+    batch_of(m, keys, 2, "after");
+    const baton_message *p[2] = {&m[0], &m[1]};
+    baton_delivery out[2];
+    ops->deliver(inst->state, conn, p, 2, out);
+    assert_int_equal(out[0].status, BATON_OK);
+    assert_int_equal(out[1].status, BATON_OK);
+    ops->worker_close(inst->state, conn);
+    log = sink_log();
+    assert_int_equal(count(log, "\"rcpt_tos\": [\"after"), 2);
+    free(log);
+    test_instance_free(inst);
+}
+
+/* The server answers DATA with 421 and closes: the reasons quote its 421,
+ * every message is retried, none failed. */
+static void test_421_after_data_then_close(void **state)
+{
+    char src[1024];
+    const char *top = getenv("BATON_SRC");
+    snprintf(src, sizeof src, "%s/tests/support/smtp_hangup.py", top ? top : ".");
+    char *argv[] = {"/usr/bin/python3", src, NULL};
+    assert_int_equal(server_start_ready(&sink, argv, 15000), 0);
+    instance *inst = email_on(sink.port, NULL);
+    baton_message m[3];
+    char keys[3][32];
+    batch_of(m, keys, 3, "hangup");
+    baton_delivery out[3];
+    deliver(inst, m, 3, out);
+    assert_int_equal(out[0].status, BATON_RETRY);
+    assert_string_equal(out[0].reason,
+                        "DATA: 421 4.3.2 Service shutting down, closing transmission channel");
+    for (int i = 1; i < 3; i++) {
+        assert_int_equal(out[i].status, BATON_RETRY);
+        assert_non_null(strstr(out[i].reason, "421 4.3.2 Service shutting down"));
+    }
+    test_instance_free(inst);
+}
+
+static void smtp_sink_start(const char *opt0, const char *opt1, const char *opt2)
+{
+    int port = server_free_port();
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    char *argv[12];
+    int n = 0;
+    argv[n++] = "smtp-sink";
+    if (getuid() == 0) { /* it refuses to run as root without -u */
+        argv[n++] = "-u";
+        argv[n++] = "nobody";
+    }
+    if (opt0)
+        argv[n++] = (char *)opt0;
+    if (opt1)
+        argv[n++] = (char *)opt1;
+    if (opt2)
+        argv[n++] = (char *)opt2;
+    argv[n++] = listen;
+    argv[n++] = "10";
+    argv[n] = NULL;
+    assert_int_equal(server_start_port(&sink, argv, port, 10000), 0);
+    sink.port = port;
+}
+
+/* smtp-sink (without PIPELINING: with it, it answers the DATA behind a
+ * held RCPT first) holds its reply to RCPT for 30 s: rcpt_timeout (1 s) ends the
+ * session; the message and the one behind it are retried, saying why. A
+ * reply held after the final dot: retried, "it may have been delivered". */
+static void test_phase_timeouts(void **state)
+{
+    smtp_sink_start("-p", "-W", "rcpt:30");
+    instance *inst = email_on(sink.port, "rcpt_timeout = \"1s\";");
+    baton_message m[2];
+    char keys[2][32];
+    batch_of(m, keys, 2, "stall");
+    baton_delivery out[2];
+    deliver(inst, m, 2, out);
+    assert_int_equal(out[0].status, BATON_RETRY);
+    assert_string_equal(out[0].reason, "RCPT TO: no reply within 1 s");
+    assert_int_equal(out[1].status, BATON_RETRY);
+    assert_non_null(strstr(out[1].reason, "no reply within 1 s"));
+    test_instance_free(inst);
+    server_stop(&sink);
+
+    smtp_sink_start(NULL, "-W", ".:30");
+    inst = email_on(sink.port, "dot_timeout = \"1s\";");
+    deliver(inst, m, 1, out);
+    assert_int_equal(out[0].status, BATON_RETRY);
+    assert_string_equal(out[0].reason, "DATA: no reply within 1 s after the final dot (it may "
+                                       "have been delivered)");
+    test_instance_free(inst);
+}
+
+/* Postfix's smtp-sink announces ENHANCEDSTATUSCODES: its "5.3.0" stays. */
+static void test_enhanced_status_codes(void **state)
+{
+    smtp_sink_start(NULL, "-f", "rcpt");
+    instance *inst = email_on(sink.port, NULL);
+    baton_message m[2];
+    char keys[2][32];
+    batch_of(m, keys, 2, "enh");
+    baton_delivery out[2];
+    deliver(inst, m, 2, out);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(out[i].status, BATON_ERROR);
+        assert_string_equal(out[i].reason, "RCPT TO: 500 5.3.0 Error: command failed");
+    }
+    test_instance_free(inst);
+}
+
+/* SIZE: declared on MAIL FROM; a message over the server's limit is
+ * refused before it is sent. */
+static void test_size(void **state)
+{
+    sink_start("--size", "2000");
+    instance *inst = email_on(sink.port, NULL);
+    static char big[3000];
+    memset(big, 'x', sizeof big - 1);
+    /* msg() keeps its parts in static arrays: one message at a time */
+    baton_message m[1] = {msg("size/small", "a@example.com", "Hi", "small", NULL)};
+    baton_delivery out;
+    deliver(inst, m, 1, &out);
+    assert_int_equal(out.status, BATON_OK);
+    char *small = format(inst, &m[0], 0);
+    baton_message b = msg("size/big", "b@example.com", "Hi", big, NULL);
+    deliver(inst, &b, 1, &out);
+    assert_int_equal(out.status, BATON_ERROR);
+    assert_non_null(strstr(out.reason, "MAIL FROM: the message is "));
+    assert_non_null(strstr(out.reason, "over the 2000 of SMTP 127.0.0.1:"));
+    char *log = sink_log();
+    char *formatted = small;
+    char want[64];
+    snprintf(want, sizeof want, "\"SIZE=%zu\"", strlen(formatted));
+    assert_non_null(strstr(log, want));
+    assert_int_equal(count(log, "\"seq\""), 1);
+    free(formatted);
+    free(log);
+    test_instance_free(inst);
+}
+
+/* An internationalised address goes with SMTPUTF8 where it is offered,
+ * and is refused, saying why, where it is not. */
+static void test_smtputf8(void **state)
+{
+    sink_start(NULL, NULL);
+    instance *inst = email_on(sink.port, NULL);
+    baton_message m = msg("utf8/1",
+                          "j\xc3\xb6rg@b\xc3\xbc"
+                          "cher.example",
+                          "Hi", "Body", NULL);
+    baton_delivery out;
+    deliver(inst, &m, 1, &out);
+    assert_int_equal(out.status, BATON_OK);
+    char *log = sink_log();
+    assert_non_null(strstr(log, "\"SMTPUTF8\""));
+    assert_non_null(strstr(log, "\"BODY=8BITMIME\""));
+    free(log);
+    test_instance_free(inst);
+    server_stop(&sink);
+
+    sink_start("--no-smtputf8", NULL);
+    inst = email_on(sink.port, NULL);
+    deliver(inst, &m, 1, &out);
+    assert_int_equal(out.status, BATON_ERROR);
+    assert_non_null(strstr(out.reason, "RCPT TO: <j\xc3\xb6rg@b\xc3\xbc"
+                                       "cher.example> is an internationalised address and SMTP "
+                                       "127.0.0.1:"));
+    assert_non_null(strstr(out.reason, "does not offer SMTPUTF8"));
+    test_instance_free(inst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -434,6 +721,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deliver_batch_one_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deliver_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deliver_server_absent_and_starttls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelining_on_and_off, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_reused_across_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_421_after_data_then_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_phase_timeouts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enhanced_status_codes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_smtputf8, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

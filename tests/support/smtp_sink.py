@@ -2,18 +2,24 @@
 receives. Run it with /usr/bin/python3 (Debian's python3-aiosmtpd).
 
   smtp_sink.py --dir DIR [--port N] [--auth USER:PASS] [--die-after N]
-               [--reject SUBSTR=CODE ...] [--forever]
+               [--reject SUBSTR=CODE ...] [--forever] [--pipelining]
+               [--size N] [--no-smtputf8]
 
 Prints "PORT <n>" on stdout once it listens (port 0 picks a free one).
 Every accepted message is DIR/<pid>-<seq>.eml (the exact DATA bytes, CRLF
 line ends, dot-unstuffed; the pid keeps a restarted sink from overwriting) and one JSON line in DIR/log.jsonl:
   {"seq": 1, "mail_from": "...", "rcpt_tos": ["..."], "file": "<pid>-1.eml",
-   "auth": "user or null", "session": <connection number>}
+   "auth": "user or null", "session": <connection number>,
+   "ehlo": "the client's EHLO name", "mail_options": ["SIZE=123", ...],
+   "pipelined": true when RCPT had arrived before MAIL was answered}
 --auth        require AUTH (PLAIN or LOGIN) with these credentials
 --die-after N after N messages are stored, the next DATA makes the process
               exit at once, with no reply (a server that goes away
               mid-batch; the test starts another on the same port)
 --forever     serve until SIGTERM (default: until stdin closes)
+--pipelining  announce PIPELINING (aiosmtpd reads pipelined commands anyway)
+--size N      announce SIZE N and refuse larger messages (default 10 MB)
+--no-smtputf8 do not announce SMTPUTF8 (aiosmtpd then refuses it)
 --reject      answer RCPT TO for recipients containing SUBSTR with CODE
               (550: permanent, 451: transient)
 """
@@ -31,6 +37,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 class Handler:
     def __init__(self, args):
         self.dir = args.dir
+        self.pipelining = args.pipelining
         self.die_after = args.die_after
         self.reject = []
         for r in args.reject or []:
@@ -44,7 +51,17 @@ class Handler:
         self.sessions += 1
         session.baton_session = self.sessions
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # what the client sent beyond MAIL before it had MAIL's reply
+        pending = bytes(getattr(server._reader, "_buffer", b""))
+        session.baton_pipelined = b"RCPT" in pending.upper()
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         for sub, code in self.reject:
@@ -69,7 +86,10 @@ class Handler:
         self.log.write(json.dumps({
             "seq": self.seq, "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos, "file": name,
-            "auth": auth, "session": getattr(session, "baton_session", 0)}) + "\n")
+            "auth": auth, "session": getattr(session, "baton_session", 0),
+            "ehlo": getattr(session, "host_name", None),
+            "mail_options": envelope.mail_options,
+            "pipelined": getattr(session, "baton_pipelined", False)}) + "\n")
         return "250 2.0.0 Ok: queued as Q%06d" % self.seq
 
 
@@ -81,13 +101,17 @@ def main():
     p.add_argument("--die-after", type=int)
     p.add_argument("--reject", action="append")
     p.add_argument("--forever", action="store_true")
+    p.add_argument("--pipelining", action="store_true")
+    p.add_argument("--size", type=int, default=10 * 1024 * 1024)
+    p.add_argument("--no-smtputf8", action="store_true")
     args = p.parse_args()
     global args_forever
     args_forever = args.forever
     if args_forever:  # before any thread starts: sigwait takes them
         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM, signal.SIGINT])
     handler = Handler(args)
-    kw = {"decode_data": False, "enable_SMTPUTF8": True, "data_size_limit": 10 * 1024 * 1024}
+    kw = {"decode_data": False, "enable_SMTPUTF8": not args.no_smtputf8,
+          "data_size_limit": args.size}
     if args.auth:
         user, pw = args.auth.split(":", 1)
 
