@@ -265,6 +265,14 @@ int history_print(store *s, const char *cname, int json, FILE *out)
                 json_string_value(json_object_get(r, "started_at")),
                 fin ? json_string_value(fin) : "-", err ? "\n    error: " : "",
                 err ? json_string_value(err) : "");
+        json_array_foreach(json_object_get(r, "holds"), k, o)
+        {
+            const char *hs = json_string_value(json_object_get(o, "state"));
+            if (!strcmp(hs, "waiting"))
+                fprintf(out, "    %-16s holds its rows until %s\n",
+                        json_string_value(json_object_get(o, "activity")),
+                        json_string_value(json_object_get(o, "until")));
+        }
         json_array_foreach(json_object_get(r, "activities"), k, o)
         {
             char *cs = json_dumps(json_object_get(o, "counts"), JSON_COMPACT);
@@ -556,4 +564,27 @@ int64_t history_next_wait(store *s)
         v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
     return v;
+}
+
+json_t *history_holds_json(store *s, int64_t run)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT activity, until, state FROM campaign_run_holds WHERE run = ?1 "
+                           "ORDER BY until, activity",
+                           -1, &st, NULL) != SQLITE_OK)
+        return NULL;
+    sqlite3_bind_int64(st, 1, run);
+    json_t *l = NULL;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        char until[21];
+        timestamp_format(sqlite3_column_int64(st, 1), until);
+        if (!l)
+            l = json_array();
+        json_array_append_new(l, json_pack("{s:s, s:s, s:s}", "activity",
+                                           (const char *)sqlite3_column_text(st, 0), "until", until,
+                                           "state", (const char *)sqlite3_column_text(st, 2)));
+    }
+    sqlite3_finalize(st);
+    return l;
 }

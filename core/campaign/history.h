@@ -46,9 +46,12 @@ int64_t history_started_at(store *s, int64_t run);
  * process is killed before it waits again or ends). */
 void history_running(store *s, int64_t run);
 /* One holding activity of a run (a wait, a signal): until when it holds
- * its rows (UTC s) and its state ("waiting", "signaled", "timed_out");
+ * its rows (UTC s) and its state ("waiting", "passed", "signaled", "timed_out");
  * 0 and "" when it never held. history_hold records it (once: a later
  * call changes only the state). */
+/* The run's holds as [{"activity", "until", "state"}] (state also
+ * "passed": a wait that let its rows go), NULL when it has none. */
+json_t *history_holds_json(store *s, int64_t run);
 int64_t history_hold_get(store *s, int64_t run, const char *activity, char state[16]);
 void history_hold(store *s, int64_t run, const char *activity, int64_t until, const char *state);
 /* An external signal for run of campaign c: every signal activity the

@@ -146,6 +146,9 @@ json_t *campaign_runs_json(store *s, const char *cname, int64_t run)
                          : NULL;
         if (pv)
             json_object_set_new(r, "parameters", pv);
+        json_t *holds = history_holds_json(s, id);
+        if (holds)
+            json_object_set_new(r, "holds", holds);
         json_t *acts = json_array();
         sqlite3_reset(sa);
         sqlite3_bind_int64(sa, 1, id);

@@ -291,6 +291,8 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
             break;
         }
         fresh[i] = 1;
+        if (holding && !timed_out && until > 0 && strcmp(hstate, "signaled"))
+            history_hold(st, run, act->id, until, "passed");
         if (timed_out)
             e.s[i].counts[0] = 0; /* nothing passed on */
         if (!dry_run && !nproof)

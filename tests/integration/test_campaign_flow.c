@@ -163,6 +163,17 @@ static json_t *activity_of(json_t *run, const char *id)
     return NULL;
 }
 
+/* The state of a run's hold at activity id ("" when none). */
+static const char *hold_state(json_t *run, const char *id)
+{
+    size_t i;
+    json_t *h;
+    json_array_foreach(json_object_get(run, "holds"), i,
+                       h) if (!strcmp(json_string_value(json_object_get(h, "activity")),
+                                      id)) return json_string_value(json_object_get(h, "state"));
+    return "";
+}
+
 /* serve shares one dispatcher per channel between every run and journey */
 typedef struct shared {
     dispatcher *d;
@@ -371,6 +382,7 @@ static void test_a_wait_holds_only_its_branch(void **st)
     assert_string_equal(json_string_value(json_object_get(r, "status")), "waiting");
     assert_int_equal(json_integer_value(json_object_get(activity_of(r, "soon"), "sent")), gold);
     assert_null(activity_of(r, "late"));
+    assert_string_equal(hold_state(r, "hold"), "waiting");
     json_decref(r);
     /* --resume before it is due: the run goes on waiting */
     assert_int_equal(baton(&out, &err, "campaign run branches --resume"), 0);
@@ -389,6 +401,7 @@ static void test_a_wait_holds_only_its_branch(void **st)
     assert_string_equal(json_string_value(json_object_get(r, "status")), "done");
     assert_int_equal(json_integer_value(json_object_get(activity_of(r, "late"), "sent")), gold);
     assert_int_equal(json_integer_value(json_object_get(activity_of(r, "soon"), "sent")), gold);
+    assert_string_equal(hold_state(r, "hold"), "passed");
     json_decref(r);
     char sql[256];
     snprintf(sql, sizeof sql,
@@ -546,6 +559,7 @@ static void test_signal(void **st)
     assert_int_equal(count_of(activity_of(r, "sig"), "sig"), gold);
     assert_int_equal(count_of(activity_of(r, "t"), "t.then"), gold); /* param.discount read: 25 */
     assert_int_equal(json_integer_value(json_object_get(activity_of(r, "out"), "sent")), gold);
+    assert_string_equal(hold_state(r, "sig"), "signaled");
     json_decref(r);
 
     /* once done, a signal is refused with the run's id */
@@ -576,6 +590,7 @@ static void test_signal(void **st)
     assert_int_equal(count_of(activity_of(r, "sig"), "sig"), 0);
     assert_null(activity_of(r, "t"));
     assert_null(activity_of(r, "out"));
+    assert_string_equal(hold_state(r, "sig"), "timed_out");
     json_decref(r);
     unlink(path);
     free(path);

@@ -25,7 +25,8 @@ static const char make_db[] =
     "CREATE TABLE films (id INTEGER PRIMARY KEY, title TEXT);\n"
     "CREATE TABLE categories (id INTEGER PRIMARY KEY, name TEXT);\n"
     "CREATE TABLE film_category (film_id INTEGER, category_id INTEGER, last_update TEXT);\n"
-    "CREATE TABLE rentals (id INTEGER PRIMARY KEY, profile_id TEXT, film_id INTEGER, rented_at TEXT);\n"
+    "CREATE TABLE rentals (id INTEGER PRIMARY KEY, profile_id TEXT, film_id INTEGER, rented_at "
+    "TEXT);\n"
     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 300)\n"
     " INSERT INTO profiles SELECT printf('c%03d', i), printf('c%03d@example.com', i) FROM n;\n"
     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 60)\n"
@@ -33,9 +34,11 @@ static const char make_db[] =
     "INSERT INTO categories VALUES (1,'Action'),(2,'Comedy'),(3,'Drama'),(4,'Horror');\n"
     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 60)\n"
     " INSERT INTO film_category SELECT i, 1 + i % 4, '2006-02-15 05:07:09' FROM n\n"
-    " UNION ALL SELECT i, 1 + (i * 7) % 4, '2006-02-15 05:07:09' FROM n WHERE i % 3 = 0 AND (i*7)%4 != i%4;\n"
+    " UNION ALL SELECT i, 1 + (i * 7) % 4, '2006-02-15 05:07:09' FROM n WHERE i % 3 = 0 AND "
+    "(i*7)%4 != i%4;\n"
     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 1500)\n"
-    " INSERT INTO rentals SELECT i, printf('c%03d', 1 + (i * 37) % 290), 1 + (i * 13) % 60, '2005-08-23 05:57:04' FROM n;\n";
+    " INSERT INTO rentals SELECT i, printf('c%03d', 1 + (i * 37) % 290), 1 + (i * 13) % 60, "
+    "'2005-08-23 05:57:04' FROM n;\n";
 
 static const char schema[] =
     "entities: {\n"
@@ -46,9 +49,11 @@ static const char schema[] =
     "    key = [ \"film_id\", \"category_id\" ];\n"
     "    fields: { film_id = \"int\"; category_id = \"int\"; last_update = \"timestamp\"; };\n"
     "    links: { film = { to = \"films\"; via = \"film_id\"; reverse = \"film_categories\"; };\n"
-    "             category = { to = \"categories\"; via = \"category_id\"; reverse = \"film_categories\"; }; };\n"
+    "             category = { to = \"categories\"; via = \"category_id\"; reverse = "
+    "\"film_categories\"; }; };\n"
     "  };\n"
-    "  rentals: { key = \"id\"; fields: { id = \"int\"; profile_id = \"string\"; film_id = \"int\"; rented_at = \"timestamp\"; };\n"
+    "  rentals: { key = \"id\"; fields: { id = \"int\"; profile_id = \"string\"; film_id = "
+    "\"int\"; rented_at = \"timestamp\"; };\n"
     "    links: { profile = { to = \"profiles\"; via = \"profile_id\"; reverse = \"rentals\"; };\n"
     "             film = { to = \"films\"; via = \"film_id\"; reverse = \"rentals\"; }; }; };\n"
     "};\n";
