@@ -54,16 +54,24 @@ void buf_addc(buf *b, char c)
     buf_add(b, &c, 1);
 }
 
+/* Formatted once into the room there is: a second vsnprintf only when it
+ * did not fit (the first used to measure every time). */
 void buf_vaddf(buf *b, const char *fmt, va_list ap)
 {
+    reserve(b, 32);
+    size_t room = b->cap - b->len;
     va_list ap2;
     va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap2);
+    int n = vsnprintf(b->data + b->len, room, fmt, ap2);
     va_end(ap2);
-    if (n < 0)
+    if (n < 0) {
+        b->data[b->len] = '\0';
         return;
-    reserve(b, (size_t)n);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    }
+    if ((size_t)n >= room) {
+        reserve(b, (size_t)n);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    }
     b->len += (size_t)n;
 }
 

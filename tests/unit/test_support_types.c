@@ -34,6 +34,29 @@ static void test_buf(void **st)
     buf_free(&b);
 }
 
+/* buf_addf at every distance from the buffer's end: formatted text that
+ * fits the room left, that just does not, and that needs it to grow. */
+static void test_buf_addf(void **st)
+{
+    char want[20000], piece[600];
+    size_t wl = 0;
+    buf b;
+    buf_init(&b);
+    for (int i = 0; i < 400; i++) {
+        int w = (i * 37) % 500;
+        snprintf(piece, sizeof piece, "<%d:%*s>", i, w, "x");
+        buf_addf(&b, "<%d:%*s>", i, w, "x");
+        size_t pl = strlen(piece);
+        if (wl + pl >= sizeof want)
+            break;
+        memcpy(want + wl, piece, pl + 1);
+        wl += pl;
+        assert_int_equal(b.len, wl);
+        assert_memory_equal(b.data, want, wl + 1);
+    }
+    buf_free(&b);
+}
+
 static void test_record(void **st)
 {
     record *r = record_new();
@@ -95,10 +118,8 @@ static void test_suggest(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf),
-        cmocka_unit_test(test_record),
-        cmocka_unit_test(test_diag),
-        cmocka_unit_test(test_suggest),
+        cmocka_unit_test(test_buf),  cmocka_unit_test(test_buf_addf), cmocka_unit_test(test_record),
+        cmocka_unit_test(test_diag), cmocka_unit_test(test_suggest),
     };
     return cmocka_run_group_tests_name("support_types", tests, NULL, NULL);
 }
