@@ -447,7 +447,7 @@ static int count(const char *hay, const char *needle)
 
 static instance *email_on(int port, const char *more)
 {
-    char settings[512];
+    char settings[2048];
     snprintf(settings, sizeof settings, "from = \"Shop <news@example.com>\"; port = %d; %s", port,
              more ? more : "");
     return email(settings);
@@ -709,6 +709,44 @@ static void test_smtputf8(void **state)
     test_instance_free(inst);
 }
 
+/* STARTTLS: the server's certificate checked against tls_ca_file and its
+ * address; one that does not chain to it is refused, and retried. */
+static void test_starttls(void **state)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && for n in good other; do openssl req -x509 -newkey rsa:2048 -nodes "
+             "-keyout $n.key -out $n.pem -days 2 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1 || exit 1; done",
+             sink_dir);
+    assert_int_equal(system(cmd), 0);
+    char tls[1200];
+    snprintf(tls, sizeof tls, "%s/good.pem:%s/good.key", sink_dir, sink_dir);
+    sink_start("--tls", tls);
+    char more[1200];
+    snprintf(more, sizeof more, "starttls = \"required\"; tls_ca_file = \"%s/good.pem\";",
+             sink_dir);
+    instance *inst = email_on(sink.port, more);
+    baton_message m[2];
+    char keys[2][32];
+    batch_of(m, keys, 2, "tls");
+    baton_delivery out[2];
+    deliver(inst, m, 2, out);
+    assert_int_equal(out[0].status, BATON_OK);
+    assert_int_equal(out[1].status, BATON_OK);
+    char *log = sink_log();
+    assert_int_equal(count(log, "\"tls\": true"), 2);
+    free(log);
+    test_instance_free(inst);
+    snprintf(more, sizeof more, "starttls = \"required\"; tls_ca_file = \"%s/other.pem\";",
+             sink_dir);
+    inst = email_on(sink.port, more);
+    deliver(inst, m, 1, out);
+    assert_int_equal(out[0].status, BATON_RETRY);
+    assert_non_null(strstr(out[0].reason, "STARTTLS: the server's certificate: "));
+    test_instance_free(inst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -728,6 +766,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_enhanced_status_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_smtputf8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_starttls, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

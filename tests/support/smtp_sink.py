@@ -3,7 +3,7 @@ receives. Run it with /usr/bin/python3 (Debian's python3-aiosmtpd).
 
   smtp_sink.py --dir DIR [--port N] [--auth USER:PASS] [--die-after N]
                [--reject SUBSTR=CODE ...] [--forever] [--pipelining]
-               [--size N] [--no-smtputf8]
+               [--size N] [--no-smtputf8] [--tls CERT:KEY]
 
 Prints "PORT <n>" on stdout once it listens (port 0 picks a free one).
 Every accepted message is DIR/<pid>-<seq>.eml (the exact DATA bytes, CRLF
@@ -11,7 +11,8 @@ line ends, dot-unstuffed; the pid keeps a restarted sink from overwriting) and o
   {"seq": 1, "mail_from": "...", "rcpt_tos": ["..."], "file": "<pid>-1.eml",
    "auth": "user or null", "session": <connection number>,
    "ehlo": "the client's EHLO name", "mail_options": ["SIZE=123", ...],
-   "pipelined": true when RCPT had arrived before MAIL was answered}
+   "pipelined": true when RCPT had arrived before MAIL was answered,
+   "tls": true when the session went through STARTTLS}
 --auth        require AUTH (PLAIN or LOGIN) with these credentials
 --die-after N after N messages are stored, the next DATA makes the process
               exit at once, with no reply (a server that goes away
@@ -20,6 +21,7 @@ line ends, dot-unstuffed; the pid keeps a restarted sink from overwriting) and o
 --pipelining  announce PIPELINING (aiosmtpd reads pipelined commands anyway)
 --size N      announce SIZE N and refuse larger messages (default 10 MB)
 --no-smtputf8 do not announce SMTPUTF8 (aiosmtpd then refuses it)
+--tls         offer STARTTLS with this certificate and key (PEM files)
 --reject      answer RCPT TO for recipients containing SUBSTR with CODE
               (550: permanent, 451: transient)
 """
@@ -89,7 +91,8 @@ class Handler:
             "auth": auth, "session": getattr(session, "baton_session", 0),
             "ehlo": getattr(session, "host_name", None),
             "mail_options": envelope.mail_options,
-            "pipelined": getattr(session, "baton_pipelined", False)}) + "\n")
+            "pipelined": getattr(session, "baton_pipelined", False),
+            "tls": session.ssl is not None}) + "\n")
         return "250 2.0.0 Ok: queued as Q%06d" % self.seq
 
 
@@ -104,6 +107,7 @@ def main():
     p.add_argument("--pipelining", action="store_true")
     p.add_argument("--size", type=int, default=10 * 1024 * 1024)
     p.add_argument("--no-smtputf8", action="store_true")
+    p.add_argument("--tls")
     args = p.parse_args()
     global args_forever
     args_forever = args.forever
@@ -112,6 +116,12 @@ def main():
     handler = Handler(args)
     kw = {"decode_data": False, "enable_SMTPUTF8": not args.no_smtputf8,
           "data_size_limit": args.size}
+    if args.tls:
+        import ssl
+        cert, key = args.tls.split(":", 1)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        kw["tls_context"] = ctx
     if args.auth:
         user, pw = args.auth.split(":", 1)
 
