@@ -39,6 +39,14 @@ static const baton_config_key http_keys[] = {
      .min = 1,
      .max = 100000,
      .help = "open connections at most"},
+    {.name = "connections_per_ip",
+     .type = BATON_CFG_INT,
+     .default_value = "0",
+     .has_range = 1,
+     .min = 0,
+     .max = 100000,
+     .help = "open connections from one client address at most (0: no limit; behind a proxy "
+             "every client is the proxy)"},
     {.name = "timeout",
      .type = BATON_CFG_DURATION,
      .default_value = "30s",
@@ -416,6 +424,7 @@ void conf_http_load(conf_http *h, const config_setting_t *g, const char *dir, di
         h->web_root = xstrdup(v->s);
     h->threads = (int)keymap_get(&vals, "threads")->i;
     h->connections = (int)keymap_get(&vals, "connections")->i;
+    h->connections_per_ip = (int)keymap_get(&vals, "connections_per_ip")->i;
     h->timeout_ms = keymap_get(&vals, "timeout")->i;
     if (h->timeout_ms < 1000) {
         diag_error(d, h->file, keymap_get(&vals, "timeout")->line,

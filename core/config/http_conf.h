@@ -48,6 +48,7 @@ typedef struct conf_http {
     size_t nfeedback;
     int threads;             /* the server's thread pool */
     int connections;         /* open connections at most */
+    int connections_per_ip;  /* from one client address at most; 0: no limit */
     int64_t timeout_ms;      /* idle time allowed on a connection */
     int64_t body_timeout_ms; /* a body must be whole this long after its headers */
     int64_t max_body;        /* bytes of a request body at most */

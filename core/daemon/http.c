@@ -157,6 +157,7 @@ int http_listener_load(http_listener *l, const conf_http *c, char *err, size_t e
     l->port = c->port;
     l->threads = c->threads;
     l->connections = c->connections;
+    l->connections_per_ip = c->connections_per_ip;
     l->timeout_s = (unsigned)((c->timeout_ms + 999) / 1000);
     if (c->tls_cert) {
         if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
@@ -204,8 +205,9 @@ int http_listener_same_port(const http_listener *a, const http_listener *b)
 int http_listener_differs(const http_listener *a, const http_listener *b)
 {
     return !http_listener_same_port(a, b) || a->threads != b->threads ||
-           a->connections != b->connections || a->timeout_s != b->timeout_s ||
-           !streq0(a->cert_pem, b->cert_pem) || !streq0(a->key_pem, b->key_pem);
+           a->connections != b->connections || a->connections_per_ip != b->connections_per_ip ||
+           a->timeout_s != b->timeout_s || !streq0(a->cert_pem, b->cert_pem) ||
+           !streq0(a->key_pem, b->key_pem);
 }
 
 /* ------------------------------------------------------------------ */
@@ -995,6 +997,8 @@ http_server *http_start(http_listener *l, char *err, size_t errlen)
         {MHD_OPTION_SOCK_ADDR, 0, &ss},
         {MHD_OPTION_THREAD_POOL_SIZE, s->l.threads, NULL},
         {MHD_OPTION_CONNECTION_LIMIT, s->l.connections, NULL},
+        /* one client trickling headers holds this many, not all */
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->l.connections_per_ip, NULL},
         {MHD_OPTION_CONNECTION_TIMEOUT, s->l.timeout_s, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, 64 * 1024, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, NULL},

@@ -43,7 +43,7 @@ typedef struct http_server http_server;
 typedef struct http_listener {
     char *host;
     int port;
-    int threads, connections;
+    int threads, connections, connections_per_ip;
     unsigned timeout_s;
     char *cert_pem, *key_pem; /* NULL: plain HTTP */
 } http_listener;

@@ -60,7 +60,7 @@ static void write_config(void)
         "campaigns = [ \"campaigns\" ];\n"
         "journeys = [ \"journeys\" ];\n"
         "http = { listen = \"127.0.0.1:%d\"; web_root = \"web\"; timeout = \"2s\"; body_timeout = "
-        "\"3s\"; max_body = "
+        "\"3s\"; connections_per_ip = 50; max_body = "
         "1048576; max_events = 500; %s %s\n"
         "  tokens = ( { name = \"ingest\"; secret = \"${env:T_INGEST}\"; scopes = [ "
         "\"events:write\" ]; },\n"
@@ -507,6 +507,27 @@ static void test_trickled_bodies_are_cut(void **state)
     assert_int_equal(cut, 20);
     assert_true(sent < 100000);
     assert_int_equal(inbox_count("trickle-"), 1);
+}
+
+/* Slowloris on the headers (a byte every 0.5 s, never idle, never
+ * whole): one address holds connections_per_ip (50) connections at most;
+ * its next is refused while another address is still answered. */
+static void test_connections_per_ip(void **state)
+{
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/support/http_probe.py perip %d 50",
+             getenv("BATON_SRC"), port);
+    assert_int_equal(run_capture(cmd, &out, NULL), 0);
+    char same[16] = "", other[16] = "";
+    int alive = -1;
+    assert_int_equal(sscanf(out, "%15s %15s %d", same, other, &alive), 3);
+    free(out);
+    assert_string_equal(same, "refused");
+    assert_string_equal(other, "200");
+    assert_int_equal(alive, 50);
+    json_t *o;
+    assert_int_equal(curl_json("GET", "/healthz", NULL, NULL, &o), 200);
+    json_decref(o);
 }
 
 static void test_slow_clients(void **state)
@@ -1166,6 +1187,7 @@ int main(void)
         cmocka_unit_test(test_slow_clients),
         cmocka_unit_test(test_ten_thousand_events_and_curl_100mb),
         cmocka_unit_test(test_trickled_bodies_are_cut),
+        cmocka_unit_test(test_connections_per_ip),
         cmocka_unit_test(test_reads_match_the_cli),
         cmocka_unit_test(test_journey_control),
         cmocka_unit_test(test_campaign_runs),

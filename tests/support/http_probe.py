@@ -16,6 +16,11 @@ and raw sockets, against a `baton serve` on 127.0.0.1.
                                                  answered: prints "HEALTHZ EVENTS CUT SENT_MAX" (the
                                                  statuses, how many trickles the server cut within
                                                  60 s, the most bytes one of them sent)
+  http_probe.py perip PORT N                     N connections from 127.0.0.1, each answered once
+                                                 then trickling its next request's headers (a byte
+                                                 every 0.5 s: never idle); then one more from
+                                                 127.0.0.1 and one from 127.0.0.2: prints their
+                                                 statuses ("refused" when closed unanswered)
   http_probe.py post PORT TOKEN FILE OUT         POST each line of FILE (a JSON array of events)
                                                  to /v1/events, one request each, until the server
                                                  goes away; appends each id answered "accepted" or
@@ -143,6 +148,72 @@ def trickle(port, token, n):
     print("%d %d %d %d" % (healthz, events, cut, max(x[1] for x in socks)))
 
 
+def read_answer(s):
+    """The status of one HTTP answer read whole from s, or "refused"."""
+    got = b""
+    try:
+        while b"\r\n\r\n" not in got:
+            d = s.recv(65536)
+            if not d:
+                return "refused"
+            got += d
+    except (ConnectionResetError, socket.timeout):
+        return "refused"
+    head, _, body = got.partition(b"\r\n\r\n")
+    n = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            n = int(v)
+    while len(body) < n:
+        d = s.recv(65536)
+        if not d:
+            break
+        body += d
+    return head.split(b" ")[1].decode()
+
+
+def perip(port, n):
+    socks, last = [], [time.time()]
+
+    def tick():
+        if time.time() - last[0] >= 0.5:
+            for s in socks:
+                s.sendall(b"a")
+            last[0] = time.time()
+
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        st = read_answer(s)
+        if st != "200":
+            print("setup", st)
+            return
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Pad: ")
+        socks.append(s)
+        tick()
+    def one(source):
+        c = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+        try:
+            c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            return "refused"
+        st = read_answer(c)
+        c.close()
+        return st
+    same = one("127.0.0.1")
+    tick()
+    other = one("127.0.0.2")
+    # the trickling ones are still open: the limit, not a timeout, refused it
+    alive = 0
+    for s in socks:
+        r, _, _ = select.select([s], [], [], 0)
+        if not r:
+            alive += 1
+        s.close()
+    print(same, other, alive)
+
+
 def post(port, token, path, out):
     lines = open(path).read().splitlines()
     o = open(out, "a")
@@ -176,5 +247,7 @@ if __name__ == "__main__":
         slow(port, int(sys.argv[3]), float(sys.argv[4]))
     elif cmd == "trickle":
         trickle(port, sys.argv[3], int(sys.argv[4]))
+    elif cmd == "perip":
+        perip(port, int(sys.argv[3]))
     elif cmd == "post":
         post(port, sys.argv[3], sys.argv[4], sys.argv[5])
