@@ -107,7 +107,7 @@ static void test_every_error_at_once(void **state)
     snprintf(
         want, sizeof want,
         "%s:3: campaign: unknown key 'shedule' (did you mean 'schedule'?); known keys: name, "
-        "source, schedule, activities, parameters\n"
+        "source, schedule, activities, parameters, retention\n"
         "%s:2: campaign: name 'bad name' may hold only letters, digits, '_' and '-'\n"
         "%s:6: activity id 'a' is used twice (first at line 5)\n"
         "%s:7: activities[2]: missing required key 'id'\n"
