@@ -126,7 +126,7 @@ int cmd_feedback(const cli_ctx *ctx, int argc, char **argv)
                                .provider = "dsn",
                                .address = r.v[i].address,
                                .key = *r.key ? r.key : NULL,
-                               .message_id = *r.message_id ? r.message_id : NULL,
+                               .message_id = dsn_provider_id(&r),
                                .reason = r.v[i].reason};
         dispatch_log_row row;
         int found = dispatch_feedback_record(&st, &f, now, &row, err, sizeof err);

@@ -321,8 +321,8 @@ static int parse_dsn(http_req *q, fbs *out)
         return -1;
     }
     for (size_t i = 0; i < r.n; i++)
-        fb_add(out, r.v[i].type, r.v[i].address, *r.key ? r.key : NULL,
-               *r.message_id ? r.message_id : NULL, r.v[i].reason);
+        fb_add(out, r.v[i].type, r.v[i].address, *r.key ? r.key : NULL, dsn_provider_id(&r),
+               r.v[i].reason);
     out->ignored += r.ignored;
     dsn_report_free(&r);
     return 0;

@@ -153,6 +153,9 @@ int dsn_parse(const char *b, size_t len, dsn_report *out, size_t *off, char *err
     if (!g)
         return fail(out, off, err, errlen, (size_t)(status_part - b),
                     "the delivery-status part has no per-recipient fields");
+    /* Postfix names its queue id: the `queued as` id the delivery log
+     * holds as provider_id when that MTA took the message from baton */
+    header(status_part, g, "X-Postfix-Queue-ID", out->queue_id, sizeof out->queue_id);
     int groups = 0;
     while (g < status_end) {
         while (g < status_end && (*g == '\r' || *g == '\n'))
@@ -206,4 +209,9 @@ void dsn_report_free(dsn_report *r)
     }
     free(r->v);
     memset(r, 0, sizeof *r);
+}
+
+const char *dsn_provider_id(const dsn_report *r)
+{
+    return *r->queue_id ? r->queue_id : *r->message_id ? r->message_id : NULL;
 }

@@ -3,9 +3,10 @@
  * returns, for POST /v1/feedback/dsn and `baton feedback dsn FILE`.
  * Per recipient group: Action failed is a hard bounce (soft with a 4.x.x
  * Status), delayed a soft one, other actions (delivered, relayed,
- * expanded) are counted ignored. The returned message's X-Baton-Key and
- * Message-ID (a message/rfc822 or text/rfc822-headers part) say which
- * delivery it was. LF or CRLF line ends, folded header lines. */
+ * expanded) are counted ignored. The returned message's X-Baton-Key (a
+ * message/rfc822 or text/rfc822-headers part) says which delivery it
+ * was; else Postfix's X-Postfix-Queue-ID, the id it answered `queued as`
+ * (dsn_provider_id). LF or CRLF line ends, folded header lines. */
 #ifndef BATON_DELIVERY_DSN_H
 #define BATON_DELIVERY_DSN_H
 
@@ -22,6 +23,7 @@ typedef struct dsn_recipient {
 typedef struct dsn_report {
     char key[256];        /* X-Baton-Key of the returned headers, or "" */
     char message_id[256]; /* their Message-ID, or "" */
+    char queue_id[128];   /* the per-message X-Postfix-Queue-ID, or "" */
     dsn_recipient *v;
     size_t n;
     long ignored;
@@ -31,5 +33,8 @@ typedef struct dsn_report {
  * *off the byte where it went wrong and err why (out then empty). */
 int dsn_parse(const char *b, size_t len, dsn_report *out, size_t *off, char *err, size_t errlen);
 void dsn_report_free(dsn_report *r);
+/* The provider id to find the delivery by when the key is missing: the
+ * queue id, else the returned Message-ID; NULL when neither. */
+const char *dsn_provider_id(const dsn_report *r);
 
 #endif

@@ -782,6 +782,52 @@ static void test_feedback_dsn_cli(void **st)
     free(out);
     free(err);
     assert_int_equal(sql_long("SELECT count(*) FROM feedback"), 2);
+    /* a report that returned no X-Baton-Key: Postfix's queue id, the
+     * `queued as` id the log holds, finds bob's journey mail */
+    char *qid = sh("sqlite3 %s/var/state.db \"SELECT provider_id FROM deliveries WHERE recipient "
+                   "= 'bob@example.com' AND key LIKE 'j:nudge:%%'\"",
+                   dir);
+    qid[strcspn(qid, "\n")] = 0;
+    assert_true(qid[0] == 'Q');
+    if (asprintf(&report,
+                 "Content-Type: multipart/report; report-type=delivery-status; boundary=B1\n"
+                 "\n"
+                 "--B1\n"
+                 "Content-Type: message/delivery-status\n"
+                 "\n"
+                 "Reporting-MTA: dns; mx.example.test\n"
+                 "X-Postfix-Queue-ID: %s\n"
+                 "\n"
+                 "Final-Recipient: rfc822; bob@example.com\n"
+                 "Action: failed\n"
+                 "Status: 5.1.1\n"
+                 "\n"
+                 "--B1\n"
+                 "Content-Type: text/rfc822-headers\n"
+                 "\n"
+                 "To: bob@example.com\n"
+                 "Message-ID: <0123456789abcdef.0123456789abcdef@example.com>\n"
+                 "\n"
+                 "--B1--\n",
+                 qid) < 0)
+        abort();
+    f = file_write(dir, "bounce2.eml", report);
+    free(report);
+    out = err = NULL;
+    rc = run_baton(dir, cfg, &out, &err, "feedback dsn %s", f);
+    if (rc != 0)
+        fail_msg("feedback dsn: exit %d: %s", rc, err ? err : "");
+    if (!strstr(out, "hard_bounce bob@example.com: suppressed, delivery j:nudge:"))
+        fail_msg("feedback dsn: %s", out);
+    free(out);
+    free(err);
+    free(f);
+    char q2[512];
+    snprintf(q2, sizeof q2,
+             "SELECT count(*) FROM deliveries WHERE provider_id = '%s' AND status = 'bounced'",
+             qid);
+    assert_int_equal(sql_long(q2), 1);
+    free(qid);
 }
 
 int main(void)
