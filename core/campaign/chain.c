@@ -105,9 +105,13 @@ int camp_chain_check(baton_activity_ctx *x)
         return 0;
     }
     char *file = campaign_file_named(e->a, start);
-    if (!file) {
-        ah_error(x, "start", "start = \"%s\": no campaign of that name in the configured campaigns",
-                 start);
+    if (!file) { /* camp_locate says it, with the nearest name */
+        diag ld;
+        diag_init(&ld);
+        free(camp_locate(e->a, start, &ld));
+        ah_error(x, "start", "start = \"%s\": %s", start,
+                 ld.n ? ld.v[0].msg : "no campaign of that name in the configured campaigns");
+        diag_free(&ld);
         return -1;
     }
     int rc = 0;

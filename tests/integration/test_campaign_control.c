@@ -384,14 +384,18 @@ static void test_end_starts_another_campaign(void **st)
                    "    { id = \"z\"; type = \"end\"; input = \"g\"; start = \"nowhere\"; },\n"
                    "    { id = \"p\"; type = \"end\"; input = \"g\"; parameters = { a = 1; }; },\n"
                    "    { id = \"q\"; type = \"end\"; input = \"g\"; start = \"ca\"; parameters = "
-                   "[ 1 ]; }\n"
+                   "[ 1 ]; },\n"
+                   "    { id = \"typo\"; type = \"end\"; input = \"g\"; start = \"cq\"; }\n"
                    "  );\n};\n");
     assert_int_equal(baton(&out, &err, "check"), 2);
     static const char *const want[] = {
         "ca.cfg:6: activity 'yes': start = \"cb\": parameters: n is not a parameter of it",
         "ca.cfg:7: activity 'no': the campaigns form a cycle: ca -> cb -> ca",
         "cb.cfg:6: activity 'back': the campaigns form a cycle: cb -> ca -> cb",
-        "cb.cfg:7: activity 'z': start = \"nowhere\": no campaign of that name",
+        "cb.cfg:7: activity 'z': start = \"nowhere\": no campaign named 'nowhere' in the "
+        "configured campaigns",
+        "cb.cfg:10: activity 'typo': start = \"cq\": no campaign named 'cq' in the configured "
+        "campaigns (did you mean 'ca'?)",
         "cb.cfg:8: activity 'p': parameters are those of the campaign `start` names",
         "cb.cfg:9: activity 'q': parameters must be a group { NAME = value; ... }",
     };
