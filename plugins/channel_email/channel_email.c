@@ -403,11 +403,13 @@ done:
 }
 
 /* SDK 1.4 progress: a kill -9 leaves uncertain only what was on the wire */
-static void on_wire(void *arg, smtpc_msg *m)
+static void on_wire(void *arg, smtpc_msg *const *m, size_t n)
 {
     email *e = arg;
-    const baton_message *msg = m->tag;
-    baton_deliver_wire(e->h, &msg, 1);
+    const baton_message *msgs[16];
+    for (size_t i = 0; i < n && i < 16; i++)
+        msgs[i] = m[i]->tag;
+    baton_deliver_wire(e->h, msgs, n < 16 ? n : 16);
 }
 
 static void on_done(void *arg, smtpc_msg *m)
