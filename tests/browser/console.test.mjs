@@ -539,6 +539,44 @@ test('campaign canvas: an exclusion draws its subtracted input apart (after stor
   assert.match(await page.textContent('#node-explain'), /not in “active”: those inputs are subtracted/);
 });
 
+test('campaign signal: a run held at a signal activity is signaled from its page with a parameter, asked first', async () => {
+  const plan = JSON.parse(baton(srv.dir, 'campaign', 'plan', 'launch', '--json'));
+  assert.ok(plan.counts.gold > 0);
+  assert.equal(plan.counts['pick.big'], 0, 'by default (discount 10) the rows go to small');
+  await open(`#/campaigns/launch`);
+  await page.waitForSelector('#run');
+  await page.click('#run');
+  await page.waitForSelector('#run-status [data-status="waiting"]', { timeout: 20000 });
+  await page.waitForSelector('#signal');
+  assert.equal(await page.textContent('[data-hold="go"]'), 'waiting');
+  const id = (await srv.api('GET', '/v1/campaigns/launch/runs')).json.runs[0].id;
+  const run = async () => (await srv.api('GET', `/v1/campaigns/launch/runs/${id}`)).json;
+  assert.equal((await run()).status, 'waiting');
+  // a page opened later follows the waiting run too
+  await open(`#/campaigns/launch`);
+  await page.waitForSelector('#signal');
+  assert.match(await page.textContent('#run-status'), new RegExp(`Run #${id}`));
+  await page.fill('#param-discount', '25');
+  // declined: nothing sent
+  dialogAnswer = false;
+  await page.click('#signal');
+  dialogAnswer = true;
+  assert.equal(dialogs.at(-1), `Signal run #${id} of launch? go lets its rows go on now, with discount = 25.`);
+  assert.equal((await run()).status, 'waiting');
+  // accepted: the run goes on with the signal's discount
+  await page.click('#signal');
+  await page.waitForSelector('#run-status [data-status="done"]', { timeout: 20000 });
+  const r = await run();
+  assert.equal(r.status, 'done');
+  assert.equal(r.holds.find((x) => x.activity === 'go').state, 'signaled');
+  const pick = r.activities.find((a) => a.id === 'pick').counts;
+  assert.equal(pick['pick.big'], plan.counts.gold, JSON.stringify(pick));
+  assert.equal(pick['pick.small'], 0);
+  await page.waitForSelector('[data-hold="go"]:text("signaled")');
+  assert.equal(await page.$('#signal'), null, 'nothing left to signal');
+  await shot('campaign-signaled');
+});
+
 test('scopes: a read-only token sees no editor and cannot run', async () => {
   await login(TOKENS.viewer);
   await open(`#/campaigns/winback`);

@@ -63,6 +63,22 @@ export const REMINDER = `journey: {
 };
 `;
 
+// A campaign whose run waits at a signal; the split after it reads the
+// parameter the signal may bring (param.discount, 10 by default).
+export const LAUNCH = `campaign: {
+  name = "launch";
+  parameters = ( { name = "discount"; type = "int"; default = "10"; } );
+  activities = (
+    { id = "gold"; type = "build_audience"; dimension = "profiles"; filter = "tier == 'gold'"; },
+    { id = "go"; type = "signal"; input = "gold"; timeout = "1d"; },
+    { id = "pick"; type = "split"; input = "go"; mode = "filter"; exclusive = true;
+      branches = ( { name = "big"; filter = "param.discount >= 20"; }, { name = "small"; remainder = true; } ); },
+    { id = "big_offer"; type = "send"; channel = "mail"; input = "pick.big"; columns = [ "first_name" ]; },
+    { id = "small_offer"; type = "send"; channel = "mail"; input = "pick.small"; columns = [ "first_name" ]; }
+  );
+};
+`;
+
 export async function startServe() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'baton-console-'));
   fs.cpSync(path.join(SRC, 'conf'), path.join(dir, 'conf'), { recursive: true, filter: (p) => !p.includes(`${path.sep}var`) });
@@ -84,6 +100,7 @@ http = {
   fs.writeFileSync(cfgPath, cfg);
   fs.writeFileSync(path.join(dir, 'conf/campaigns/big.cfg'), bigCampaign(100));
   fs.writeFileSync(path.join(dir, 'conf/journeys/reminder.cfg'), REMINDER);
+  fs.writeFileSync(path.join(dir, 'conf/campaigns/launch.cfg'), LAUNCH);
   baton(dir, 'sample-data', '--profiles', '300', '--seed', '7');
   const log = fs.openSync(path.join(dir, 'serve.log'), 'w');
   const proc = spawn(BATON, ['-c', cfgPath, 'serve'], { stdio: ['ignore', log, log] });

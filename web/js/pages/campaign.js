@@ -58,7 +58,7 @@ export async function show(name) {
     clear(side, nodePanel(name, a, plan, runs));
   });
   view.mark(g.dangling.map((d) => d.activity), 'bad');
-  runControls(name, doc, runPanel, view);
+  runControls(name, doc, runPanel, view, runs);
 }
 
 function transitionsTable(acts, plan) {
@@ -94,7 +94,7 @@ function nodePanel(name, a, plan, runs) {
     a.type === 'send' ? h('p', { class: 'help' }, 'To see its messages before sending, run with proof addresses (below): only those addresses receive them.') : null);
 }
 
-function runControls(name, doc, panel, view) {
+function runControls(name, doc, panel, view, runs) {
   const params = (doc && doc.campaign && doc.campaign.parameters) || [];
   const inputs = params.map((p) => {
     const id = `param-${p.name}`;
@@ -105,9 +105,10 @@ function runControls(name, doc, panel, view) {
   const out = h('div', { id: 'run-progress', 'aria-live': 'polite' });
   // POST .../preview: a dry run that answers each send's first three
   // messages as they would be delivered; nothing is sent
+  const typed = (i) => (/^(int|float)$/.test(i.p.type) ? Number(i.el.value) : i.p.type === 'bool' ? i.el.value === 'true' : i.el.value);
   const preview = async () => {
     const parameters = {};
-    for (const i of inputs) if (i.el.value !== '') parameters[i.p.name] = /^(int|float)$/.test(i.p.type) ? Number(i.el.value) : i.p.type === 'bool' ? i.el.value === 'true' : i.el.value;
+    for (const i of inputs) if (i.el.value !== '') parameters[i.p.name] = typed(i);
     clear(out, h('p', null, 'Rendering…'));
     try {
       const r = await api.post(`/v1/campaigns/${api.enc(name)}/preview`, { parameters });
@@ -118,9 +119,44 @@ function runControls(name, doc, panel, view) {
   };
   let timer = null;
   onLeave(() => clearTimeout(timer));
+  // a run held at a `signal` activity: the holds, and the button that sends
+  // the signal (POST .../runs/ID/signal), kept apart from the progress
+  // table so polling does not take the focus away from it
+  const sigBox = h('div', { id: 'signal-box', 'aria-live': 'polite' });
+  let sigShown = '';
+  const types = Object.fromEntries(((doc && doc.campaign && doc.campaign.activities) || []).map((a) => [a.id, a.type]));
+  const showHolds = (r) => {
+    const holds = r.holds || [];
+    const waiting = r.status === 'waiting' ? holds.filter((x) => x.state === 'waiting' && types[x.activity] === 'signal') : [];
+    const key = JSON.stringify([r.id, r.status, holds]);
+    if (key === sigShown) return;
+    sigShown = key;
+    clear(sigBox, holds.length ? table([
+      { label: 'Held at', get: (x) => x.activity }, { label: 'Until', get: (x) => x.until },
+      { label: 'State', get: (x) => h('span', { 'data-hold': x.activity }, x.state) }], holds, 'What holds the run\'s rows') : null,
+    waiting.length ? h('div', { class: 'toolbar' }, h('button', { type: 'button', id: 'signal', class: 'primary', disabled: !can('campaigns:run'), onclick: async (ev) => {
+      // the parameters typed above that differ from their defaults go with the signal
+      const parameters = {};
+      for (const i of inputs) if (i.el.value !== '' && i.el.value !== String(i.p.default ?? '')) parameters[i.p.name] = typed(i);
+      const said = Object.entries(parameters).map(([k, v]) => `${k} = ${v}`).join(', ');
+      if (!confirm(`Signal run #${r.id} of ${name}? ${waiting.map((x) => x.activity).join(', ')} let${waiting.length > 1 ? '' : 's'} its rows go on now${said ? `, with ${said}` : ''}.`)) return;
+      ev.target.disabled = true;
+      try {
+        const a = await api.post(`/v1/campaigns/${api.enc(name)}/runs/${r.id}/signal`, { parameters });
+        status(`Run #${r.id}: signaled ${a.signaled.join(', ')}; ${a.status}.`, 'ok');
+        clearTimeout(timer);
+        poll(r.id);
+      } catch (e) {
+        if (e.status === 401) throw e;
+        ev.target.disabled = false;
+        status(`Run #${r.id}: the signal was refused: ${e.message}`, 'error');
+      }
+    } }, `Send the signal (${waiting.map((x) => x.activity).join(', ')})`),
+    h('span', { class: 'help' }, 'Parameters changed above go with it.')) : null);
+  };
   const start = async (dry) => {
     const parameters = {};
-    for (const i of inputs) if (i.el.value !== '') parameters[i.p.name] = /^(int|float)$/.test(i.p.type) ? Number(i.el.value) : i.p.type === 'bool' ? i.el.value === 'true' : i.el.value;
+    for (const i of inputs) if (i.el.value !== '') parameters[i.p.name] = typed(i);
     const body = { parameters, dry_run: dry };
     const pr = proof.value.split(',').map((s) => s.trim()).filter(Boolean);
     if (pr.length) body.proof = pr;
@@ -145,8 +181,9 @@ function runControls(name, doc, panel, view) {
           { label: 'Counts', get: (a) => Object.entries(a.counts).map(([k, v]) => `${k}: ${v}`).join(', ') },
           { label: 'ms', num: true, get: (a) => fmtNum(a.ms) },
         ], acts, 'Progress of the run'));
-      // running, waiting (for a signal or a time), done, failed
-      if (r.status === 'running' || r.status === 'waiting') timer = setTimeout(() => poll(id), 400);
+      showHolds(r);
+      // running, waiting (for a signal or a time: polled less often), done, failed
+      if (r.status === 'running' || r.status === 'waiting') timer = setTimeout(() => poll(id), r.status === 'running' ? 400 : 2000);
       else status(`Run #${id} ${r.status}.`);
     } catch (e) { clear(out, errorBox(e)); }
   };
@@ -160,5 +197,7 @@ function runControls(name, doc, panel, view) {
       h('button', { type: 'button', id: 'preview', disabled: !allowed, onclick: preview }, 'Preview messages'),
       h('button', { type: 'button', id: 'dry-run', disabled: !allowed, onclick: () => start(true) }, 'Dry run'),
       h('button', { type: 'button', id: 'run', class: 'primary', disabled: !allowed, onclick: () => { if (confirm(`Run ${name} now and send its messages?`)) start(false); } }, 'Run now')),
-    out);
+    out, sigBox);
+  // the latest run waits (at a signal, or a wait): follow it
+  if (runs && runs[0] && runs[0].status === 'waiting') poll(runs[0].id);
 }
