@@ -579,6 +579,7 @@ static void scope_for(jengine *e, jinst *in, json_t *event, int64_t now, jscope 
     s->profile = e->ops.profile;
     s->lookup = e->ops.lookup;
     s->rows = e->ops.rows;
+    s->batch = e->ops.batch;
     s->ud = e->ops.ud;
 }
 

@@ -62,6 +62,9 @@ typedef struct jengine_ops {
     /* Linked rows for aggregates and links of profile.* (journey/cond.h);
      * may be NULL. */
     jrows_fn rows;
+    /* The profile and its links' rows an expression reads, in one call
+     * (journey/cond.h); may be NULL. */
+    jbatch_fn batch;
     /* Versions: parse an earlier version of a journey (its file's path and
      * text, from journey_versions) for the instances that entered it. NULL:
      * those instances go on in the current version. */

@@ -280,6 +280,7 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
                        .profile = jr_on_profile,
                        .lookup = jr_on_lookup,
                        .rows = jr_on_rows,
+                       .batch = jr_on_batch,
                        .load_version = load_version,
                        .profile_exists = jr_on_profile_exists,
                        .not_entered = jr_on_not_entered};

@@ -202,6 +202,9 @@ void jr_on_not_entered(void *ud, const journey *j, const char *profile, json_t *
  * (through the ingest thread's group commit while it runs) */
 void jr_dead_commit(jrunner *r);
 json_t *jr_on_lookup(void *ud, const char *source, const char *profile_id, json_t *event);
+int jr_on_batch(void *ud, const char *profile_id, json_t **profile, size_t n,
+                const schema_entity *const *ents, const schema_field *const *cols,
+                const baton_value *vals, size_t limit, json_t **rows, char *err, size_t errlen);
 json_t *jr_on_rows(void *ud, const schema_entity *ent, const schema_field *col,
                    const baton_value *v, size_t limit, char *err, size_t errlen);
 

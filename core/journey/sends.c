@@ -159,6 +159,7 @@ static int hand(jrunner *r, const psend *p, char *status, size_t statuslen, int 
                           .profile = jsource_profile_cb,
                           .lookup = jsource_lookup_cb,
                           .rows = jsource_rows,
+                          .batch = jsource_batch,
                           .ud = r->src,
                           .profile_row = prof,
                           .profile_loaded = 1}};

@@ -119,6 +119,15 @@ static json_t *t_rows(void *ud, const struct schema_entity *ent, const struct sc
     return jsource_rows(t->src, ent, col, v, limit, err, errlen);
 }
 
+static int t_batch(void *ud, const char *profile_id, json_t **profile, size_t n,
+                   const struct schema_entity *const *ents, const struct schema_field *const *cols,
+                   const baton_value *vals, size_t limit, json_t **rows, char *err, size_t errlen)
+{
+    jtest *t = ud;
+    return jsource_batch(t->src, profile_id, profile, n, ents, cols, vals, limit, rows, err,
+                         errlen);
+}
+
 static int truthy(json_t *v)
 {
     return json_is_true(v) || (json_is_integer(v) && json_integer_value(v)) ||
@@ -175,6 +184,7 @@ static int t_send(void *ud, const jsend_req *q, char *status, size_t statuslen)
                  .profile = t_profile,
                  .lookup = t_lookup,
                  .rows = t->src ? t_rows : NULL,
+                 .batch = t->src ? t_batch : NULL,
                  .ud = t,
                  .profile_row = prof,
                  .profile_loaded = 1};
@@ -234,6 +244,7 @@ int journey_test_run_mocks(app *a, journey *j, const char *events_path, int64_t 
         ops.profile = t_profile;
         ops.profile_exists = t_profile_exists;
         ops.rows = t_rows;
+        ops.batch = t_batch;
         ops.channel_enabled = t_enabled;
     }
     int rc = journey_simulate(j, &ops, events_path, until_ms, out, d, err, errlen);

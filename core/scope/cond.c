@@ -256,6 +256,51 @@ static void warn_cut(const jscope *s, const schema_entity *ent, const char *what
             n == 1 ? "" : "s");
 }
 
+/* The cache key of the rows of ent whose column equals v. */
+static void rows_key(buf *key, const schema_entity *ent, const schema_field *col, int one,
+                     const baton_value *v)
+{
+    buf_init(key);
+    buf_addf(key, "%s\x1f%s\x1f%d\x1f%d\x1f", ent->table, col->name, one, (int)v->type);
+    expr_value_format(v, key);
+}
+
+static struct jlinks *links_of(jscope *s)
+{
+    if (!s->links) {
+        s->links = xcalloc(1, sizeof *s->links);
+        s->links->index = json_object();
+    }
+    return s->links;
+}
+
+/* Keep rows (owned now) under key; the set kept. */
+static const jrowset *rows_put(jscope *s, const buf *key, json_t *rows, const schema_entity *ent,
+                               int one, const char *what)
+{
+    struct jlinks *l = links_of(s);
+    size_t n = json_array_size(rows);
+    if (n > (one ? 1 : JSCOPE_LINK_ROWS)) {
+        n = one ? 1 : JSCOPE_LINK_ROWS;
+        if (!one)
+            warn_cut(s, ent, what);
+    }
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 8;
+        l->sets = xrealloc(l->sets, l->cap * sizeof *l->sets);
+    }
+    jrowset *set = &l->sets[l->n];
+    set->rows = rows;
+    set->n = n;
+    set->ptrs = xcalloc(n + 1, sizeof *set->ptrs);
+    for (size_t i = 0; i < n; i++)
+        set->ptrs[i] = json_array_get(rows, i);
+    json_object_setn_new_nocheck(l->index, key->data, key->len, json_integer((json_int_t)l->n));
+    l->n++;
+    l->total += n;
+    return set;
+}
+
 /* The rows of ent whose column equals v, read through s->rows once per
  * step. limit 1 for a key, else JSCOPE_LINK_ROWS (one more is asked for,
  * to know when a link was cut). 0 with *out, or -1 with err. */
@@ -271,15 +316,9 @@ static int fetch(jscope *s, const schema_entity *ent, const schema_field *col, c
                  what);
         return -1;
     }
-    if (!s->links) {
-        s->links = xcalloc(1, sizeof *s->links);
-        s->links->index = json_object();
-    }
-    struct jlinks *l = s->links;
+    struct jlinks *l = links_of(s);
     buf key;
-    buf_init(&key);
-    buf_addf(&key, "%s\x1f%s\x1f%d\x1f%d\x1f", ent->table, col->name, one, (int)v->type);
-    expr_value_format(v, &key);
+    rows_key(&key, ent, col, one, v);
     json_t *at = json_object_getn(l->index, key.data, key.len);
     if (at) {
         buf_free(&key);
@@ -298,28 +337,85 @@ static int fetch(jscope *s, const schema_entity *ent, const schema_field *col, c
         buf_free(&key);
         return -1;
     }
-    size_t n = json_array_size(rows);
-    if (n > (one ? 1 : JSCOPE_LINK_ROWS)) {
-        n = one ? 1 : JSCOPE_LINK_ROWS;
-        if (!one)
-            warn_cut(s, ent, what);
-    }
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 8;
-        l->sets = xrealloc(l->sets, l->cap * sizeof *l->sets);
-    }
-    jrowset *set = &l->sets[l->n];
-    set->rows = rows;
-    set->n = n;
-    set->ptrs = xcalloc(n + 1, sizeof *set->ptrs);
-    for (size_t i = 0; i < n; i++)
-        set->ptrs[i] = json_array_get(rows, i);
-    json_object_setn_new_nocheck(l->index, key.data, key.len, json_integer((json_int_t)l->n));
-    l->n++;
-    l->total += n;
+    *out = rows_put(s, &key, rows, ent, one, what);
     buf_free(&key);
-    *out = set;
     return 0;
+}
+
+/* Journeys: the profile (when not read yet) and the rows of its own
+ * one-to-many links that the expressions read, in one s->batch call (one
+ * round trip on PostgreSQL) before they are evaluated. Reads it cannot
+ * batch (links of linked rows, a key of another type) happen one by one
+ * as the evaluation asks; so does everything when the batch fails. */
+#define PREFETCH_MAX 16
+static void prefetch(jscope *s, const expr *const *ex, size_t nex)
+{
+    if (!s->batch || s->record || !s->profile_id)
+        return;
+    int want = 0;
+    const schema_link *links[PREFETCH_MAX];
+    size_t nl = 0;
+    for (size_t e = 0; e < nex; e++)
+        for (size_t i = 0; ex[e] && i < expr_ref_count(ex[e]); i++) {
+            const expr_ref *r = expr_ref_at(ex[e], i);
+            if (r->level != 0 || !r->prefix || strcmp(r->prefix, "profile") != 0)
+                continue;
+            want |= !s->profile_loaded;
+            if (r->kind != EXPR_REF_ROWS || !r->rows || r->nhops || !r->rows->to->key)
+                continue;
+            size_t k = 0;
+            while (k < nl && links[k] != r->rows)
+                k++;
+            if (k == nl && nl < PREFETCH_MAX)
+                links[nl++] = r->rows;
+        }
+    /* each link's key is the profile's: its row's when read, else the id
+     * as the row would give it (a text key) */
+    const schema_entity *ents[PREFETCH_MAX];
+    const schema_field *cols[PREFETCH_MAX];
+    baton_value vals[PREFETCH_MAX];
+    buf keys[PREFETCH_MAX];
+    size_t n = 0;
+    struct jlinks *l = links_of(s);
+    for (size_t k = 0; k < nl; k++) {
+        const schema_link *link = links[k];
+        baton_value v;
+        if (s->profile_loaded && s->profile_row)
+            from_json(json_object_get(s->profile_row, link->to->key->name),
+                      (int)link->to->key->type, &v);
+        else if (link->to->key->type == BATON_T_STRING)
+            v = (baton_value){.type = BATON_T_STRING,
+                              .v.s = {s->profile_id, strlen(s->profile_id)}};
+        else
+            continue;
+        if (v.type == BATON_T_NULL)
+            continue;
+        rows_key(&keys[n], link->from, link->via, 0, &v);
+        if (json_object_getn(l->index, keys[n].data, keys[n].len)) {
+            buf_free(&keys[n]);
+            continue;
+        }
+        ents[n] = link->from;
+        cols[n] = link->via;
+        vals[n] = v;
+        n++;
+    }
+    /* one read alone is no batch: the evaluation makes it */
+    if ((want ? 1 : 0) + n >= 2 && l->total < JSCOPE_STEP_ROWS) {
+        json_t *prow = NULL, *rows[PREFETCH_MAX] = {0};
+        char err[512];
+        if (s->batch(s->ud, s->profile_id, want ? &prow : NULL, n, ents, cols, vals,
+                     JSCOPE_LINK_ROWS + 1, rows, err, sizeof err) == 0) {
+            if (want) {
+                s->profile_loaded = 1;
+                s->profile_row = prow;
+            }
+            for (size_t k = 0; k < n; k++)
+                rows_put(s, &keys[k], rows[k], ents[k], 0, ents[k]->table);
+        }
+    }
+    for (size_t k = 0; k < n; k++)
+        buf_free(&keys[k]);
 }
 
 /* Follow many-to-one links from row r (NULL: none): the row reached, or
@@ -520,6 +616,8 @@ int jcond_truth(const jcond *c, jscope *s, int *truth, char *err, size_t errlen)
         snprintf(err, errlen, "'%s' was not compiled", c->text);
         return -1;
     }
+    const expr *e = c->compiled;
+    prefetch(s, &e, 1);
     expr_env env = env_of(s);
     expr_arena arena;
     expr_arena_init(&arena);
@@ -538,6 +636,8 @@ int jcond_eval(const jcond *c, jscope *s, expr_arena *arena, baton_value *out, c
         snprintf(err, errlen, "'%s' was not compiled", c->text ? c->text : "");
         return -1;
     }
+    const expr *e = c->compiled;
+    prefetch(s, &e, 1);
     expr_env env = env_of(s);
     return expr_eval(c->compiled, &env, arena, out, err, errlen);
 }
@@ -548,6 +648,8 @@ int jcond_timestamp(const jcond *c, jscope *s, int64_t *ms, char *err, size_t er
         snprintf(err, errlen, "'%s' was not compiled", c->text ? c->text : "");
         return -1;
     }
+    const expr *e = c->compiled;
+    prefetch(s, &e, 1);
     expr_env env = env_of(s);
     expr_arena arena;
     expr_arena_init(&arena);
@@ -573,6 +675,12 @@ int jcond_timestamp(const jcond *c, jscope *s, int64_t *ms, char *err, size_t er
 
 int jtemplate_render(const void *t, jscope *s, void *out_buf, char *err, size_t errlen)
 {
+    size_t nex = template_expr_count(t);
+    const expr **ex = xcalloc(nex + 1, sizeof *ex);
+    for (size_t i = 0; i < nex; i++)
+        ex[i] = template_expr_at(t, i);
+    prefetch(s, ex, nex);
+    free(ex);
     expr_env env = env_of(s);
     expr_arena arena;
     expr_arena_init(&arena);

@@ -62,6 +62,16 @@ typedef json_t *(*jrows_fn)(void *ud, const struct schema_entity *ent,
                             const struct schema_field *column, const baton_value *value,
                             size_t limit, char *err, size_t errlen);
 
+/* The profile's row (asked when profile is not NULL: *profile is the row,
+ * NULL when there is none) and the rows of n reads (ents[i], cols[i],
+ * vals[i]) as jrows_fn gives them, limit each, in one call: one round
+ * trip to a source that batches (PostgreSQL). 0 with every output set, or
+ * -1 with err and nothing set. */
+typedef int (*jbatch_fn)(void *ud, const char *profile_id, json_t **profile, size_t n,
+                         const struct schema_entity *const *ents,
+                         const struct schema_field *const *cols, const baton_value *vals,
+                         size_t limit, json_t **rows, char *err, size_t errlen);
+
 /* What the expressions of one journey file are compiled against: the
  * schema of the profiles source and the names of lookup sources and
  * action nodes. */
@@ -106,6 +116,10 @@ typedef struct jscope {
     /* Linked rows (aggregates, {{#each}}, profile.store.city). NULL: those
      * fail with a clear error. */
     jrows_fn rows;
+    /* Optional: before an evaluation, the profile and the rows of its own
+     * links the expression reads, in one call (see jbatch_fn); what it
+     * could not read is read one by one as the evaluation asks. */
+    jbatch_fn batch;
     void *ud;
     /* Campaign sends: the row being rendered is level 0 instead of the
      * event and profile (NULL in journeys). Names read it by path, with

@@ -1,6 +1,7 @@
 #include "scope/source.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,6 +89,11 @@ jsource *jsource_open(app *a, diag *d)
         }
     }
     return s;
+}
+
+instance *jsource_profiles(jsource *s)
+{
+    return s ? s->profiles : NULL;
 }
 
 void jsource_close(jsource *s)
@@ -186,6 +192,24 @@ static int row_append(void *ud, size_t ncols, const char *const *names, const ba
     return json_array_size(acc->rows) >= acc->limit;
 }
 
+/* "SELECT * FROM <ent> WHERE <col> = v ORDER BY <key fields> LIMIT limit". */
+static void rows_sql(const expr_dialect *d, const schema_entity *ent, const schema_field *col,
+                     const baton_value *v, size_t limit, expr_sql *q)
+{
+    expr_sql_init(q);
+    buf_adds(&q->sql, "SELECT * FROM ");
+    expr_sql_ident(q, d, ent->table);
+    buf_adds(&q->sql, " WHERE ");
+    expr_sql_ident(q, d, col->name);
+    buf_adds(&q->sql, " = ");
+    expr_sql_param(q, d, v);
+    for (size_t i = 0; i < ent->nkeys; i++) { /* a stable order: the key's fields */
+        buf_adds(&q->sql, i ? ", " : " ORDER BY ");
+        expr_sql_ident(q, d, ent->keys[i]->name);
+    }
+    buf_addf(&q->sql, " LIMIT %zu", limit ? limit : 1);
+}
+
 json_t *jsource_read_rows(instance *src, pthread_mutex_t *lock, const schema_entity *ent,
                           const schema_field *col, const baton_value *v, size_t limit, char *err,
                           size_t errlen)
@@ -199,18 +223,7 @@ json_t *jsource_read_rows(instance *src, pthread_mutex_t *lock, const schema_ent
     if (!d)
         d = &expr_dialect_sqlite;
     expr_sql q;
-    expr_sql_init(&q);
-    buf_adds(&q.sql, "SELECT * FROM ");
-    expr_sql_ident(&q, d, ent->table);
-    buf_adds(&q.sql, " WHERE ");
-    expr_sql_ident(&q, d, col->name);
-    buf_adds(&q.sql, " = ");
-    expr_sql_param(&q, d, v);
-    for (size_t i = 0; i < ent->nkeys; i++) { /* a stable order: the key's fields */
-        buf_adds(&q.sql, i ? ", " : " ORDER BY ");
-        expr_sql_ident(&q, d, ent->keys[i]->name);
-    }
-    buf_addf(&q.sql, " LIMIT %zu", limit ? limit : 1);
+    rows_sql(d, ent, col, v, limit, &q);
     rows_acc acc = {json_array(), limit ? limit : 1};
     char why[512] = "";
     if (lock)
@@ -226,6 +239,70 @@ json_t *jsource_read_rows(instance *src, pthread_mutex_t *lock, const schema_ent
         return NULL;
     }
     return acc.rows;
+}
+
+typedef struct batch_read {
+    expr_sql q;
+    rows_acc acc;
+} batch_read;
+
+int jsource_batch(void *ud, const char *profile_id, json_t **profile, size_t n,
+                  const schema_entity *const *ents, const schema_field *const *cols,
+                  const baton_value *vals, size_t limit, json_t **rows, char *err, size_t errlen)
+{
+    jsource *s = ud;
+    if (!s || !s->profiles) {
+        snprintf(err, errlen, "`profiles` names no SQL source to read from");
+        return -1;
+    }
+    const baton_source_ops *ops = instance_source(s->profiles);
+    const expr_dialect *d = expr_dialect_find(ops->dialect ? ops->dialect : "sqlite");
+    if (!d)
+        d = &expr_dialect_sqlite;
+    size_t np = profile ? 1 : 0, total = np + n;
+    batch_read *r = xcalloc(total + 1, sizeof *r);
+    baton_sql_stmt *st = xcalloc(total + 1, sizeof *st);
+    json_t *prow = NULL;
+    if (profile) {
+        by_key(s, "*", profile_id, &r[0].q);
+        st[0] =
+            (baton_sql_stmt){r[0].q.sql.data, r[0].q.params, r[0].q.nparams, row_to_json, &prow};
+    }
+    for (size_t i = 0; i < n; i++) {
+        batch_read *b = &r[np + i];
+        rows_sql(d, ents[i], cols[i], &vals[i], limit, &b->q);
+        b->acc = (rows_acc){json_array(), limit ? limit : 1};
+        st[np + i] =
+            (baton_sql_stmt){b->q.sql.data, b->q.params, b->q.nparams, row_append, &b->acc};
+    }
+    char why[512] = "";
+    int rc = 0;
+    pthread_mutex_lock(&s->lock);
+    if (ops->size > offsetof(baton_source_ops, exec_batch) && ops->exec_batch) {
+        rc = ops->exec_batch(s->profiles->state, st, total, why, sizeof why);
+    } else { /* one by one: the same answers */
+        for (size_t i = 0; i < total && rc == 0; i++)
+            rc = ops->exec(s->profiles->state, st[i].sql, st[i].params, st[i].nparams, st[i].fn,
+                           st[i].ud, why, sizeof why);
+    }
+    pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < total; i++) {
+        expr_sql_free(&r[i].q);
+        if (i >= np && rc == 0)
+            rows[i - np] = r[i].acc.rows;
+        else if (i >= np)
+            json_decref(r[i].acc.rows);
+    }
+    free(r);
+    free(st);
+    if (rc) {
+        json_decref(prow);
+        snprintf(err, errlen, "%s: %s", s->profiles->where, why);
+        return -1;
+    }
+    if (profile)
+        *profile = prow;
+    return 0;
 }
 
 json_t *jsource_rows(void *ud, const schema_entity *ent, const schema_field *col,

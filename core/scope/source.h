@@ -21,6 +21,8 @@ typedef struct jsource jsource;
  * profile() finds no one. Errors (a source that fails to start) go to d. */
 jsource *jsource_open(app *a, diag *d);
 void jsource_close(jsource *s);
+/* The instance of the profiles source it reads (NULL: none). */
+instance *jsource_profiles(jsource *s);
 /* The profile's row as a JSON object (new reference), or NULL. */
 json_t *jsource_profile(jsource *s, const char *profile_id);
 /* Write fields of one profile: set is {field: value} (JSON scalars),
@@ -44,6 +46,12 @@ long jsource_scan(jsource *s, const char *audience_table, const void *filter, in
 int jsource_profile_exists(jsource *s, const char *profile_id);
 /* A lookup source's fields for a profile (new reference), or NULL. */
 json_t *jsource_lookup(jsource *s, const char *source, const char *profile_id, json_t *event);
+/* A journey step's profile and linked rows in one call (a jbatch_fn;
+ * ud: the jsource): one round trip when the source batches (exec_batch),
+ * else one exec per read. */
+int jsource_batch(void *ud, const char *profile_id, json_t **profile, size_t n,
+                  const schema_entity *const *ents, const schema_field *const *cols,
+                  const baton_value *vals, size_t limit, json_t **rows, char *err, size_t errlen);
 /* The jrows_fn of journey/cond.h over a jsource (ud): rows of ent's table
  * in the profiles source whose column equals v, in key order, at most
  * limit, as a new JSON array (strings for dates and timestamps, as the

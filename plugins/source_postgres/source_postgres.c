@@ -19,6 +19,11 @@
  * tried once more on a new one when nothing else depended on the old
  * session (no temporary tables, not nested).
  *
+ * Round trips. exec_batch sends several reads at once (libpq's pipeline
+ * mode: one journey step's profile and linked rows, one round trip); the
+ * counter round_trips counts every statement or batch sent and waited
+ * for, so tests can see it.
+ *
  * Bulk loads. A statement COPY <table> ... FROM STDIN takes its rows, in
  * COPY's text format, as its one string parameter (baton sample-data).
  *
@@ -93,6 +98,7 @@ typedef struct src {
     int64_t retry_at_ms; /* no new connection attempt before this */
     int64_t backoff_ms;
     char last_err[512];
+    baton_counter *trips; /* round trips to the server */
 } src;
 
 static const baton_config_key keys[] = {
@@ -226,6 +232,7 @@ static int src_init(baton_instance *inst, const baton_host *host, void **state)
     s->search_path = strdup(host->config_string(inst, "search_path"));
     s->appname = strdup(host->config_string(inst, "application_name"));
     s->max = (int)host->config_int(inst, "connections");
+    s->trips = host->counter(inst, "round_trips");
     int64_t ct = host->config_duration_ms(inst, "connect_timeout");
     /* libpq counts whole seconds, and 1 would be 2 (it rounds up to 2) */
     snprintf(s->connect_timeout, sizeof s->connect_timeout, "%lld",
@@ -295,6 +302,7 @@ static void sess_close(session *se)
 static int configure(src *s, PGconn *pg, char *err, size_t errlen)
 {
     const char *v[2] = {s->search_path, s->stmt_timeout};
+    s->host->counter_add(s->trips, 1);
     PGresult *r = PQexecParams(pg,
                                "SELECT set_config('search_path', $1, false), "
                                "set_config('statement_timeout', $2, false), "
@@ -773,6 +781,7 @@ static const char *prepared(src *s, session *se, const char *sql, const params *
     if (lru->key) {
         char dealloc[48];
         snprintf(dealloc, sizeof dealloc, "DEALLOCATE %s", lru->name);
+        s->host->counter_add(s->trips, 1);
         PQclear(PQexec(se->pg, dealloc));
         free(lru->key);
     }
@@ -793,8 +802,9 @@ static void forget_prepared(session *se, const char *name)
 }
 
 /* Whether the session still holds temporary tables. */
-static int holds_temp(session *se)
+static int holds_temp(src *s, session *se)
 {
+    s->host->counter_add(s->trips, 1);
     PGresult *r = PQexec(se->pg, "SELECT EXISTS (SELECT 1 FROM pg_class WHERE relnamespace = "
                                  "pg_my_temp_schema())");
     int yes =
@@ -823,6 +833,7 @@ static run_rc need_function(src *s, session *se, const char *sql, const char *ca
 {
     if (*have || !strstr(sql, call))
         return RUN_OK;
+    s->host->counter_add(s->trips, 1);
     PGresult *r = PQexec(se->pg, create);
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     if (!ok)
@@ -851,6 +862,7 @@ static run_rc run_one(src *s, session *se, const char *sql, const params *p, bat
         int fresh = 0;
         pname = prepared(s, se, sql, p, &fresh);
         if (pname && fresh) {
+            s->host->counter_add(s->trips, 1);
             PGresult *r = PQprepare(pg, pname, sql, p->n, p->types);
             int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
             if (!ok)
@@ -862,6 +874,7 @@ static run_rc run_one(src *s, session *se, const char *sql, const params *p, bat
             }
         }
     }
+    s->host->counter_add(s->trips, 1);
     if (pname)
         sent = PQsendQueryPrepared(pg, pname, p->n, p->vals, NULL, NULL, 0);
     else if (p->n == 0)
@@ -919,7 +932,7 @@ static run_rc run_one(src *s, session *se, const char *sql, const params *p, bat
         if (starts_with_word(sql, "CREATE"))
             se->pinned = 1;
         else if (starts_with_word(sql, "DROP") && se->pinned)
-            se->pinned = holds_temp(se);
+            se->pinned = holds_temp(s, se);
     }
     return RUN_OK;
 }
@@ -929,6 +942,7 @@ static run_rc copy_in(src *s, session *se, const char *sql, const char *data, si
                       size_t errlen)
 {
     PGconn *pg = se->pg;
+    s->host->counter_add(s->trips, 1);
     PGresult *r = PQexec(pg, sql);
     int ready = PQresultStatus(r) == PGRES_COPY_IN;
     if (!ready)
@@ -1080,6 +1094,145 @@ out:
     return rc;
 }
 
+/* The rows of a batch's statement i to its fn (the results of one query
+ * of the pipeline, up to the NULL that ends them). 1 when it failed. */
+static int batch_rows(src *s, PGconn *pg, const baton_sql_stmt *st, char *err, size_t errlen,
+                      int failed)
+{
+    rowconv c = {0};
+    int have_conv = 0, stop = 0, bad = 0;
+    PGresult *r;
+    while ((r = PQgetResult(pg)) != NULL) {
+        ExecStatusType rs = PQresultStatus(r);
+        int tuples = rs == PGRES_TUPLES_OK || rs == PGRES_SINGLE_TUPLE;
+        if (tuples && st->fn && !stop && !bad) {
+            if (!have_conv && PQntuples(r) > 0) {
+                if (rowconv_init(&c, r) != 0) {
+                    put_err(s, err, errlen, "out of memory");
+                    bad = 1;
+                }
+                have_conv = 1;
+                for (int i = 0; !bad && i < c.ncol; i++)
+                    c.names[i] = PQfname(r, i);
+            }
+            for (int i = 0; !bad && !stop && i < PQntuples(r); i++) {
+                convert(&c, r, i);
+                stop = st->fn(st->ud, (size_t)c.ncol, c.names, c.vals) != 0;
+            }
+        } else if (!tuples && rs != PGRES_COMMAND_OK) {
+            if (!failed && !bad)
+                result_err(s, pg, r, err, errlen);
+            bad = 1;
+        }
+        PQclear(r);
+    }
+    if (have_conv)
+        rowconv_free(&c);
+    return bad;
+}
+
+/* Reads in one round trip: every statement sent in pipeline mode, one
+ * sync, then their results in order. */
+static run_rc run_batch(src *s, session *se, const baton_sql_stmt *st, const params *ps, size_t n,
+                        char *err, size_t errlen)
+{
+    PGconn *pg = se->pg;
+    run_rc rc;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = need_function(s, se, st[i].sql, "baton_hash(", hash_sql, &se->has_hash, err,
+                                errlen)) ||
+            (rc = need_function(s, se, st[i].sql, "baton_tz_local(", tz_sql, &se->has_tz, err,
+                                errlen)))
+            return rc;
+    if (PQenterPipelineMode(pg) != 1) {
+        put_err(s, err, errlen, PQerrorMessage(pg));
+        return PQstatus(pg) == CONNECTION_OK ? RUN_FAILED : RUN_LOST;
+    }
+    int sent = 1;
+    for (size_t i = 0; sent && i < n; i++)
+        sent = PQsendQueryParams(pg, st[i].sql, ps[i].n, ps[i].types, ps[i].vals, NULL, NULL, 0);
+    sent = sent && PQpipelineSync(pg) == 1;
+    s->host->counter_add(s->trips, 1);
+    int failed = !sent;
+    if (!sent)
+        put_err(s, err, errlen, PQerrorMessage(pg));
+    for (size_t i = 0; sent && i < n && PQstatus(pg) == CONNECTION_OK; i++)
+        failed |= batch_rows(s, pg, &st[i], err, errlen, failed);
+    /* the sync's own result closes the pipeline */
+    PGresult *r;
+    while (sent && PQstatus(pg) == CONNECTION_OK && (r = PQgetResult(pg)) != NULL) {
+        int sync = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+        PQclear(r);
+        if (sync)
+            break;
+    }
+    if (PQstatus(pg) != CONNECTION_OK || PQexitPipelineMode(pg) != 1) {
+        fmt_err(s, err, errlen, "%s: %s", s->where, PQerrorMessage(pg));
+        return RUN_LOST;
+    }
+    return failed ? RUN_FAILED : RUN_OK;
+}
+
+static int src_exec_batch(void *state, const baton_sql_stmt *st, size_t n, char *err, size_t errlen)
+{
+    src *s = state;
+    params *ps = calloc(n + 1, sizeof *ps);
+    char ***copies = calloc(n + 1, sizeof *copies);
+    int rc = -1, made = 0;
+    if (!ps || !copies) {
+        fmt_err(s, err, errlen, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++, made++) {
+        if (st[i].nparams > MAX_PARAMS || params_make(&ps[i], st[i].params, st[i].nparams) != 0) {
+            params_free(&ps[i]);
+            fmt_err(s, err, errlen, "a parameter holds a NUL byte, which PostgreSQL text cannot");
+            goto out;
+        }
+        copies[i] = calloc(st[i].nparams + 1, sizeof **copies);
+        if (!copies[i]) {
+            made++;
+            fmt_err(s, err, errlen, "out of memory");
+            goto out;
+        }
+        for (size_t k = 0; k < st[i].nparams; k++)
+            if (st[i].params[k].type == BATON_T_STRING) {
+                size_t l = st[i].params[k].v.s.len;
+                copies[i][k] = malloc(l + 1);
+                if (!copies[i][k]) {
+                    made++;
+                    fmt_err(s, err, errlen, "out of memory");
+                    goto out;
+                }
+                if (l)
+                    memcpy(copies[i][k], st[i].params[k].v.s.ptr, l);
+                copies[i][k][l] = '\0';
+                ps[i].vals[k] = copies[i][k];
+            }
+    }
+    /* not tried again on a lost connection: some rows may have gone to
+     * their fn already; the caller reads one by one instead */
+    session *se = acquire(s, err, errlen);
+    if (se) {
+        run_rc r = run_batch(s, se, st, ps, n, err, errlen);
+        if (r == RUN_LOST)
+            sess_close(se);
+        release(s, se);
+        rc = r == RUN_OK ? 0 : -1;
+    }
+out:
+    for (int i = 0; i < made; i++) {
+        for (size_t k = 0; copies && copies[i] && k < st[i].nparams; k++)
+            free(copies[i][k]);
+        if (copies)
+            free(copies[i]);
+        params_free(&ps[i]);
+    }
+    free(copies);
+    free(ps);
+    return rc;
+}
+
 typedef struct col_acc {
     baton_row_fn fn;
     void *ud;
@@ -1118,6 +1271,7 @@ static const baton_source_ops ops = {
     .dialect = "postgresql",
     .exec = src_exec,
     .columns = src_columns,
+    .exec_batch = src_exec_batch,
 };
 
 BATON_PLUGIN(.name = "source_postgres", .version = "1.0.0",

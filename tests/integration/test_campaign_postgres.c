@@ -32,6 +32,8 @@
 #include "campaign/engine.h"
 #include "delivery/dispatch.h"
 #include "plugin/app.h"
+#include "scope/cond.h"
+#include "scope/source.h"
 #include "store/store.h"
 #include "support/fake_channel.h"
 #include "support/fs.h"
@@ -887,6 +889,76 @@ static char *sort_lines(const char *text)
     return buf_steal(&b);
 }
 
+static uint64_t round_trips(instance *inst)
+{
+    for (size_t i = 0; i < inst->ncounters; i++)
+        if (!strcmp(inst->counters[i]->name, "round_trips"))
+            return inst->counters[i]->value;
+    fail_msg("source_postgres has no counter round_trips");
+    return 0;
+}
+
+/* A journey step reads the profile and the rows of its links in one round
+ * trip (a pipeline), with the answers of reading them one by one (a round
+ * trip each). */
+static void test_journey_step_one_round_trip(void **st)
+{
+    diag d;
+    diag_init(&d);
+    app a;
+    if (app_open(&a, pg_cfg, APP_INIT, &d) != 0)
+        fail_msg("app_open %s", pg_cfg);
+    jsource *src = jsource_open(&a, &d);
+    instance *inst = jsource_profiles(src);
+    assert_non_null(inst);
+    jcompile *cc = jcompile_new(&a, NULL, 0, &d);
+    jcond c = {.text = "count(profile.orders where amount > 150) * 1000 + "
+                       "count(profile.reservations) * 10 + coalesce(profile.score, 0)",
+               .line = 1};
+    jcond_compile(&c, cc, 0, "test", "node", "value", &d);
+    if (d.errors)
+        diag_print(&d, stderr);
+    assert_int_equal(d.errors, 0);
+    int nonzero = 0;
+    for (int pass = 0; pass < 3; pass++) { /* 0: prepares the lazy reads */
+        for (int i = 1; i <= 40; i++) {
+            char id[16];
+            snprintf(id, sizeof id, "p%d", i * 13);
+            double got[2];
+            for (int batched = 0; batched < 2; batched++) {
+                jscope sc = {.profile_id = id,
+                             .now_ms = (int64_t)NOW * 1000,
+                             .profile = jsource_profile_cb,
+                             .rows = jsource_rows,
+                             .batch = batched ? jsource_batch : NULL,
+                             .ud = src};
+                uint64_t t0 = round_trips(inst);
+                expr_arena arena;
+                expr_arena_init(&arena);
+                baton_value v;
+                char err[256];
+                if (jcond_eval(&c, &sc, &arena, &v, err, sizeof err) != 0)
+                    fail_msg("%s: %s", id, err);
+                got[batched] = v.type == BATON_T_FLOAT ? v.v.f : (double)v.v.i;
+                expr_arena_free(&arena);
+                jscope_release(&sc);
+                uint64_t trips = round_trips(inst) - t0;
+                if (pass > 0 && trips != (batched ? 1u : 3u))
+                    fail_msg("%s: %s reads took %llu round trips", id,
+                             batched ? "batched" : "one-by-one", (unsigned long long)trips);
+            }
+            assert_true(got[0] == got[1]);
+            nonzero += got[0] >= 1000;
+        }
+    }
+    assert_true(nonzero > 0); /* orders were read, not only nothing */
+    jcond_release(&c);
+    jcompile_free(cc);
+    jsource_close(src);
+    app_close(&a);
+    diag_free(&d);
+}
+
 /* Crash the server once deliver() holds messages at the closed gate (a
  * send is streaming: its queue is full, its SELECT waits), then open it. */
 static void *crash_when_held(void *arg)
@@ -976,6 +1048,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_check_reads_catalog),
         cmocka_unit_test(test_journeys_read_the_same),
+        cmocka_unit_test(test_journey_step_one_round_trip),
         cmocka_unit_test(test_runs_deliver_the_same_messages),
         cmocka_unit_test(test_server_killed_during_run),
         cmocka_unit_test(test_server_killed_mid_stream),

@@ -311,6 +311,15 @@ typedef struct baton_action_ops {
 typedef int (*baton_row_fn)(void *ud, size_t ncols, const char *const *names,
                             const baton_value *values);
 
+/* One statement of baton_source_ops.exec_batch: what exec() takes. */
+typedef struct baton_sql_stmt {
+    const char *sql;
+    const baton_value *params;
+    size_t nparams;
+    baton_row_fn fn;
+    void *ud;
+} baton_sql_stmt;
+
 typedef struct baton_source_ops {
     uint32_t size;
     /* "sqlite", "postgresql": the SQL dialect of exec(); NULL for a lookup
@@ -333,7 +342,13 @@ typedef struct baton_source_ops {
      * threads as exec. May be NULL (lookup sources). */
     int (*columns)(void *state, const char *table, baton_row_fn fn, void *ud, char *err,
                    size_t errlen);
-    void *reserved[7];
+    /* 1.4 — several reads (SELECTs) in one round trip to the server, each
+     * as exec() would run it, their rows to their own fn in order (a
+     * journey step's profile and linked rows). Returns 0 when every one
+     * ran, -1 with err (the first failure's message). Same threads as
+     * exec. May be NULL: the host calls exec() for each. */
+    int (*exec_batch)(void *state, const baton_sql_stmt *stmts, size_t n, char *err, size_t errlen);
+    void *reserved[6];
 } baton_source_ops;
 
 /* --- event --------------------------------------------------------- */
