@@ -289,6 +289,12 @@ int history_print(store *s, const char *cname, int json, FILE *out)
                         (long long)json_integer_value(json_object_get(o, "no_address")),
                         (long long)json_integer_value(json_object_get(o, "no_consent")),
                         (long long)json_integer_value(json_object_get(o, "suppressed")));
+            if (json_integer_value(json_object_get(o, "uncertain")))
+                fprintf(out, ", uncertain %lld",
+                        (long long)json_integer_value(json_object_get(o, "uncertain")));
+            if (json_integer_value(json_object_get(o, "pending")))
+                fprintf(out, ", pending %lld",
+                        (long long)json_integer_value(json_object_get(o, "pending")));
             fputc('\n', out);
             free(cs);
         }

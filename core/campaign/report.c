@@ -169,6 +169,26 @@ json_t *campaign_runs_json(store *s, const char *cname, int64_t run)
                 char prefix[300];
                 snprintf(prefix, sizeof prefix, "%s/%lld/",
                          (const char *)sqlite3_column_text(st, 1), (long long)id);
+                /* the delivery log has the whole run (a resume counts only
+                 * what it sent itself): what is sent, uncertain (a crash
+                 * caught it on the wire) and still pending */
+                char aprefix[600];
+                snprintf(aprefix, sizeof aprefix, "%s%s/", prefix,
+                         (const char *)sqlite3_column_text(sa, 0));
+                uint64_t lc[DISPATCH_NSTATUS];
+                if (dispatch_log_counts(s, aprefix, NULL, lc) == 0) {
+                    if ((int64_t)lc[DISPATCH_SENT] > sqlite3_column_int64(sa, 3))
+                        json_object_set_new(o, "sent", json_integer((json_int_t)lc[DISPATCH_SENT]));
+                    if ((int64_t)lc[DISPATCH_FAILED] > sqlite3_column_int64(sa, 4))
+                        json_object_set_new(o, "failed",
+                                            json_integer((json_int_t)lc[DISPATCH_FAILED]));
+                    json_object_set_new(o, "uncertain",
+                                        json_integer((json_int_t)lc[DISPATCH_UNCERTAIN]));
+                    json_object_set_new(
+                        o, "pending",
+                        json_integer((json_int_t)(lc[DISPATCH_QUEUED] + lc[DISPATCH_RETRY] +
+                                                  lc[DISPATCH_DEFERRED])));
+                }
                 dispatch_engagement_count ec;
                 if (dispatch_engagement_counts(
                         s, "campaign", (const char *)sqlite3_column_text(st, 1),

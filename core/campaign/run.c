@@ -17,6 +17,7 @@
 #include "campaign/alert.h"
 #include "campaign/chain.h"
 #include "campaign/history.h"
+#include "delivery/dispatch.h"
 
 /* 1 when a done activity's work table is gone or no longer holds the
  * rows recorded for it. */
@@ -324,7 +325,27 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
             chain_run = run;
         }
         camp_drop_tables(&e);
-        if (progress)
+        /* a run that lost messages says so, and exits 1: permanent
+         * failures (a refusal, retries past retry_for) and messages a
+         * crash left uncertain (the delivery log has the whole run) */
+        long long nfailed = 0, nuncertain = 0;
+        for (size_t i = 0; i < c.nacts && !dry_run && !nproof; i++)
+            if (c.acts[i].type && c.acts[i].type->send)
+                nfailed += e.s[i].failed;
+        if (!dry_run && !nproof) {
+            uint64_t lc[DISPATCH_NSTATUS];
+            char *prefix = xasprintf("%s/%lld/", c.name, (long long)run);
+            if (dispatch_log_counts(st, prefix, NULL, lc) == 0)
+                nuncertain = (long long)lc[DISPATCH_UNCERTAIN];
+            free(prefix);
+        }
+        if (nfailed || nuncertain) {
+            fprintf(stderr,
+                    "campaign %s: run %lld done with %lld message(s) failed and %lld uncertain "
+                    "(`baton campaign runs %s`)\n",
+                    c.name, (long long)run, nfailed, nuncertain, c.name);
+            rc = EXIT_RUNTIME;
+        } else if (progress)
             fprintf(progress, "campaign %s: run %lld done\n", c.name, (long long)run);
     }
     if (!o->store)

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "support/fs.h"
+#include "support/server.h"
 
 static const char *bin, *src, *plugins;
 static char *dir, *cfg, *db;
@@ -78,6 +79,7 @@ static int setup(void **st)
             "  email: { plugin = \"channel_email\"; port = 9; from = \"Shop <news@example.com>\";\n"
             "           address = \"email\"; consent = \"consent_email\"; };\n"
             "  noaddr: { plugin = \"channel_email\"; port = 9; from = \"news@example.com\"; };\n"
+
             "};\n"
             "campaigns = [ \"campaigns\" ];\n",
             plugins, src) < 0)
@@ -497,6 +499,77 @@ static void test_audiences_and_reconcile(void **st)
     free(csv);
 }
 
+/* A run where some messages fail for good says so: it is done, but
+ * exits 1 with the counts, and `campaign runs` has them from the delivery
+ * log (nothing pending, nothing uncertain). The SMS gateway (the HTTP
+ * sink) refuses numbers ending in 7 with 400. */
+static void test_failed_messages_fail_the_run(void **st)
+{
+    char *sink;
+    assert_true(asprintf(&sink, "%s/tests/support/http_sink.py", src) > 0);
+    char *argv[] = {"/usr/bin/python3", sink, "--match", "7\"=400", NULL};
+    test_server srv;
+    assert_int_equal(server_start_ready(&srv, argv, 15000), 0);
+    char *text = file_read(cfg, NULL), *cfg2 = NULL, *body = NULL;
+    /* the same configuration, with an SMS channel on the sink */
+    char *at = strstr(text, "channels: {\n");
+    assert_non_null(at);
+    at += strlen("channels: {\n");
+    assert_true(asprintf(&body,
+                         "%.*s  sms: { plugin = \"channel_sms\"; url = \"http://127.0.0.1:%d/sms\";"
+                         " address = \"phone\"; consent = \"consent_sms\"; };\n%s",
+                         (int)(at - text), text, srv.port, at) > 0);
+    cfg2 = file_write(dir, "baton-sms.cfg", body);
+    char *path = file_write(
+        dir, "campaigns/dead.cfg",
+        "campaign: {\n  name = \"dead\";\n  activities = (\n"
+        "    { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = \"tier == "
+        "'gold'\"; },\n"
+        "    { id = \"m\"; type = \"send\"; channel = \"sms\"; input = \"g\";\n"
+        "      text = \"Hi {{ first_name }}\"; }\n"
+        "  );\n};\n");
+    const char *W = "FROM profiles WHERE tier = 'gold' AND consent_sms = 1 AND phone IS NOT NULL"
+                    " AND phone != ''";
+    char *q1, *q2;
+    assert_true(asprintf(&q1, "SELECT count(*) %s", W) > 0);
+    assert_true(asprintf(&q2, "SELECT count(*) %s AND phone LIKE '%%7'", W) > 0);
+    long long n = sql_count(q1), bad = sql_count(q2);
+    assert_true(bad > 0 && n > bad);
+    char *saved = cfg;
+    cfg = cfg2;
+    char *out, *err;
+    int rc = baton(&out, &err, "campaign run dead");
+    char want[200];
+    snprintf(want, sizeof want, " done with %lld message(s) failed and 0 uncertain", bad);
+    if (rc != 1 || !strstr(err, want) || !strstr(err, "campaign dead: run "))
+        fail_msg("exit %d, missing '%s' in:\n%s", rc, want, err);
+    free(out);
+    free(err);
+    assert_int_equal(baton(&out, &err, "campaign runs dead --json"), 0);
+    cfg = saved;
+    json_t *o = json_loads(out, 0, NULL);
+    json_t *run = json_array_get(json_object_get(o, "runs"), 0);
+    assert_string_equal(json_string_value(json_object_get(run, "status")), "done");
+    json_t *m = json_array_get(json_object_get(run, "activities"), 1);
+    assert_string_equal(json_string_value(json_object_get(m, "id")), "m");
+    assert_int_equal(json_integer_value(json_object_get(m, "sent")), n - bad);
+    assert_int_equal(json_integer_value(json_object_get(m, "failed")), bad);
+    assert_int_equal(json_integer_value(json_object_get(m, "uncertain")), 0);
+    assert_int_equal(json_integer_value(json_object_get(m, "pending")), 0);
+    json_decref(o);
+    free(out);
+    free(err);
+    server_stop(&srv);
+    unlink(path);
+    free(path);
+    free(cfg2);
+    free(body);
+    free(text);
+    free(q1);
+    free(q2);
+    free(sink);
+}
+
 static void test_multi_level_email_templates(void **st)
 {
     char *tpl = file_write(dir, "campaigns/order.html",
@@ -747,6 +820,7 @@ int main(void)
         cmocka_unit_test(test_run_export_and_resume_after_kill),
         cmocka_unit_test(test_audiences_and_reconcile),
         cmocka_unit_test(test_multi_level_email_templates),
+        cmocka_unit_test(test_failed_messages_fail_the_run),
         cmocka_unit_test(test_wait_holds_the_run_and_proofs),
         cmocka_unit_test(test_schema_checked_against_the_database),
         cmocka_unit_test(test_check_reads_the_data),
