@@ -3,7 +3,7 @@ receives. Run it with /usr/bin/python3 (Debian's python3-aiosmtpd).
 
   smtp_sink.py --dir DIR [--port N] [--auth USER:PASS] [--die-after N]
                [--reject SUBSTR=CODE ...] [--forever] [--pipelining]
-               [--size N] [--no-smtputf8] [--tls CERT:KEY]
+               [--size N] [--no-smtputf8] [--tls CERT:KEY] [--delay-ms N]
 
 Prints "PORT <n>" on stdout once it listens (port 0 picks a free one).
 Every accepted message is DIR/<pid>-<seq>.eml (the exact DATA bytes, CRLF
@@ -21,6 +21,7 @@ line ends, dot-unstuffed; the pid keeps a restarted sink from overwriting) and o
 --pipelining  announce PIPELINING (aiosmtpd reads pipelined commands anyway)
 --size N      announce SIZE N and refuse larger messages (default 10 MB)
 --no-smtputf8 do not announce SMTPUTF8 (aiosmtpd then refuses it)
+--delay-ms N  wait N ms before answering each message's final dot
 --tls         offer STARTTLS with this certificate and key (PEM files)
 --reject      answer RCPT TO for recipients containing SUBSTR with CODE
               (550: permanent, 451: transient)
@@ -40,6 +41,7 @@ class Handler:
     def __init__(self, args):
         self.dir = args.dir
         self.pipelining = args.pipelining
+        self.delay = (args.delay_ms or 0) / 1000.0
         self.die_after = args.die_after
         self.reject = []
         for r in args.reject or []:
@@ -75,6 +77,8 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.die_after is not None and self.seq >= self.die_after:
             self.log.flush()
             os._exit(0)
@@ -108,6 +112,7 @@ def main():
     p.add_argument("--size", type=int, default=10 * 1024 * 1024)
     p.add_argument("--no-smtputf8", action="store_true")
     p.add_argument("--tls")
+    p.add_argument("--delay-ms", type=int)
     args = p.parse_args()
     global args_forever
     args_forever = args.forever
