@@ -479,8 +479,11 @@ int history_signal(store *s, const campaign *c, int64_t run, const json_t *param
         }
         sqlite3_finalize(st);
     }
-    if (strcmp(status, "waiting") || !json_array_size(*signaled)) {
-        if (strcmp(status, "waiting"))
+    /* running: resumed (or killed) while a signal holds its rows; the
+     * process running it resumes it again at once (see run.c) */
+    int open = !strcmp(status, "waiting") || !strcmp(status, "running");
+    if (!open || !json_array_size(*signaled)) {
+        if (!open)
             snprintf(err, errlen,
                      "run %lld of campaign %s is not waiting (it is %s): only a run waiting at "
                      "a signal activity takes a signal",

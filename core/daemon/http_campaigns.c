@@ -282,6 +282,9 @@ static void *run_main(void *arg)
                        j->name, m);
         j->q = NULL;
         http_async_done(q);
+    } else if (j->resume && strstr(first_msg(&d), "is being run by another process")) {
+        /* after a signal: the run in progress goes on with it */
+        log_info("http: campaign %s: %s", j->name, first_msg(&d));
     } else if (d.errors) {
         log_error("http: campaign %s: %s", j->name, first_msg(&d));
     }
