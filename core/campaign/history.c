@@ -559,16 +559,18 @@ int history_signal(store *s, const campaign *c, int64_t run, const json_t *param
     return rc;
 }
 
-int64_t history_next_wait(store *s)
+int64_t history_next_wait(store *s, int64_t after)
 {
     sqlite3_stmt *st;
     int64_t v = 0;
     if (sqlite3_prepare_v2(s->db,
                            "SELECT min(r.wait_until) FROM campaign_runs r WHERE r.status = "
-                           "'waiting' AND r.dry_run = 0 AND r.id = (SELECT max(id) FROM "
-                           "campaign_runs WHERE campaign = r.campaign AND dry_run = 0)",
+                           "'waiting' AND r.dry_run = 0 AND r.wait_until > ?1 AND r.id = (SELECT "
+                           "max(id) FROM campaign_runs WHERE campaign = r.campaign AND dry_run = "
+                           "0)",
                            -1, &st, NULL) != SQLITE_OK)
         return 0;
+    sqlite3_bind_int64(st, 1, after);
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
         v = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);

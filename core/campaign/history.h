@@ -37,9 +37,9 @@ void history_finish(store *s, int64_t run, const char *status, const char *error
  * status "waiting", resumed by --resume or by serve once due. */
 void history_wait(store *s, int64_t run, int64_t until);
 int64_t history_wait_until(store *s, int64_t run);
-/* The earliest wait_until of the waiting runs serve would resume (the
- * latest run of each campaign; UTC s), 0 when none. */
-int64_t history_next_wait(store *s);
+/* The earliest wait_until after `after` of the waiting runs serve would
+ * resume (the latest run of each campaign; UTC s), 0 when none. */
+int64_t history_next_wait(store *s, int64_t after);
 /* When the run started (UTC s; 0 when unknown). */
 int64_t history_started_at(store *s, int64_t run);
 /* Status "running" again, wait_until kept (serve resumes the run if the

@@ -176,8 +176,9 @@ static void *scheduler_main(void *arg)
         app a;
         diag d;
         diag_init(&d);
+        int64_t tick_at = (int64_t)time(NULL);
         if (app_open(&a, s->config, APP_INIT | APP_SECONDARY, &d) == 0)
-            campaign_scheduler_tick_with(&a, (int64_t)time(NULL), s->dispatcher_for, s->ud, s->st);
+            campaign_scheduler_tick_with(&a, tick_at, s->dispatcher_for, s->ud, s->st);
         else
             log_error("campaign scheduler: %s: %zu configuration error(s); no campaign started",
                       s->config, d.errors);
@@ -186,12 +187,13 @@ static void *scheduler_main(void *arg)
         pthread_mutex_lock(&s->mu);
         if (s->stop)
             break;
-        /* a wait due before the next period is resumed on time (within
-         * a second: a due run that does not resume never spins) */
-        int64_t ms = s->period_ms, next = s->st ? history_next_wait(s->st) : 0;
+        /* a wait due before the next period is resumed on time; one this
+         * tick saw due and did not resume (its campaign fails) waits for
+         * the period, never a spin */
+        int64_t ms = s->period_ms, next = s->st ? history_next_wait(s->st, tick_at) : 0;
         if (next > 0) {
             int64_t in = (next - (int64_t)time(NULL)) * 1000 + 100;
-            ms = in < 1000 ? 1000 : in < ms ? in : ms;
+            ms = in < 100 ? 100 : in < ms ? in : ms;
         }
         struct timespec until;
         deadline_in(&until, ms);

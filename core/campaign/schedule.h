@@ -31,8 +31,8 @@ int campaign_scheduler_tick_with(app *a, int64_t now, camp_dispatcher_fn dispatc
                                  store *st);
 
 /* The scheduler of `baton serve`: a thread that ticks at once and then
- * every period_ms, or sooner when a waiting run is due (within a second
- * of its wait_until), with its own app opened from the configuration file
+ * every period_ms, or sooner when a waiting run is due (at its
+ * wait_until), with its own app opened from the configuration file
  * (its own connections to the data sources, so campaign SQL never shares
  * one with journeys), sending through the dispatchers dispatcher_for
  * returns, recording runs through st (see campaign_scheduler_tick_with).
