@@ -79,8 +79,11 @@ send_outcome delivery_send(const send_req *r, char *err, size_t errlen)
         dispatch_suppressed(dispatch_store(r->d), dispatch_channel(r->d), r->profile_id, addr, err,
                             errlen))
         return SEND_SUPPRESSED;
-    const char **values = xcalloc(r->nparts + 2, sizeof *values);
-    const char **names = xcalloc(r->nparts + 2, sizeof *names);
+    /* on the stack for the usual few parts: two allocations a message */
+    const char *values_few[8] = {0}, *names_few[8] = {0};
+    int few = r->nparts + 2 <= 8;
+    const char **values = few ? values_few : xcalloc(r->nparts + 2, sizeof *values);
+    const char **names = few ? names_few : xcalloc(r->nparts + 2, sizeof *names);
     size_t nparts = r->nparts;
     buf tracked; /* the html part with its tracking */
     buf_init(&tracked);
@@ -90,8 +93,10 @@ send_outcome delivery_send(const send_req *r, char *err, size_t errlen)
         buf_reset(&r->scratch[i]);
         if (r->render(r->render_ud, i, &r->scratch[i], err, errlen) != 0) {
             buf_free(&tracked);
-            free(values);
-            free(names);
+            if (!few) {
+                free(values);
+                free(names);
+            }
             return SEND_INVALID;
         }
         values[i] = r->scratch[i].data ? r->scratch[i].data : "";
@@ -153,8 +158,10 @@ send_outcome delivery_send(const send_req *r, char *err, size_t errlen)
     }
     buf_free(&tracked);
     buf_free(&unsub);
-    free(values);
-    free(names);
+    if (!few) {
+        free(values);
+        free(names);
+    }
     return out;
 }
 

@@ -1113,8 +1113,17 @@ static int route_event(jengine *e, const jevent *ev, int only, int64_t now_ms, c
 
     /* The latest instance of each journey this event can move. */
     size_t nj = e->njs;
-    jinst *last = xcalloc(nj + 1, sizeof *last);
-    char *have = xcalloc(nj + 1, 1), *hears = xcalloc(nj + 1, 1);
+    /* on the stack for the usual few journeys: three allocations an event */
+    jinst last_few[8];
+    char have_few[8], hears_few[8];
+    int few = nj <= 8;
+    jinst *last = few ? last_few : xcalloc(nj + 1, sizeof *last);
+    char *have = few ? have_few : xcalloc(nj + 1, 1), *hears = few ? hears_few : xcalloc(nj + 1, 1);
+    if (few) {
+        memset(last_few, 0, sizeof last_few);
+        memset(have_few, 0, sizeof have_few);
+        memset(hears_few, 0, sizeof hears_few);
+    }
     if (!e->jumped)
         e->jumped = xcalloc(nj + 1, 1);
     memset(e->jumped, 0, nj);
@@ -1157,9 +1166,11 @@ static int route_event(jengine *e, const jevent *ev, int only, int64_t now_ms, c
     for (size_t i = 0; i < nj; i++)
         if (have[i])
             inst_free(&last[i]);
-    free(last);
-    free(have);
-    free(hears);
+    if (!few) {
+        free(last);
+        free(have);
+        free(hears);
+    }
     return out;
 }
 

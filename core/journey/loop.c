@@ -423,6 +423,9 @@ void jrunner_stop(jrunner *r)
     for (size_t i = 0; i < r->ndead_sources; i++)
         free(r->dead_sources[i]);
     free(r->dead_sources);
+    for (size_t i = 0; i < r->nscratch; i++)
+        buf_free(&r->scratch[i]);
+    free(r->scratch);
     free(r->ch);
     pthread_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->wake);

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "base/buf.h"
 #include "base/deadline.h"
 #include "base/histo.h"
 #include "base/ratelimit.h"
@@ -125,6 +126,8 @@ struct jrunner {
     char **dead_sources; /* "journey:<name>", one per journey that refused */
     size_t ndead_sources;
     smark *marks;
+    buf *scratch; /* hand(): a send's rendered parts, kept from send to send */
+    size_t nscratch;
 
     /* action workers */
     pthread_mutex_t amu;

@@ -163,8 +163,17 @@ static int hand(jrunner *r, const psend *p, char *status, size_t statuslen, int 
                           .ud = r->src,
                           .profile_row = prof,
                           .profile_loaded = 1}};
-    const char **names = xcalloc(n->nparts + 1, sizeof *names);
-    buf *scratch = xcalloc(n->nparts + 1, sizeof *scratch);
+    /* the parts' buffers are kept from send to send (engine thread only:
+     * dispatch_submit copied what it keeps) */
+    if (r->nscratch < n->nparts + 1) {
+        r->scratch = xrealloc(r->scratch, (n->nparts + 1) * sizeof *r->scratch);
+        for (size_t i = r->nscratch; i < n->nparts + 1; i++)
+            buf_init(&r->scratch[i]);
+        r->nscratch = n->nparts + 1;
+    }
+    buf *scratch = r->scratch;
+    const char *names_few[8];
+    const char **names = n->nparts < 8 ? names_few : xcalloc(n->nparts + 1, sizeof *names);
     for (size_t i = 0; i < n->nparts; i++)
         names[i] = n->parts[i].name;
     send_req req = {.d = c->d,
@@ -185,10 +194,8 @@ static int hand(jrunner *r, const psend *p, char *status, size_t statuslen, int 
     char err[256] = "";
     send_outcome o = delivery_send(&req, err, sizeof err);
     jscope_release(&pc.sc); /* also drops prof */
-    for (size_t i = 0; i < n->nparts; i++)
-        buf_free(&scratch[i]);
-    free(scratch);
-    free(names);
+    if (names != names_few)
+        free(names);
     record_free(row);
     if (o == SEND_FULL || o == SEND_CLOSED) /* closing: a reload; try again later */
         return 1;
