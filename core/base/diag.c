@@ -24,6 +24,18 @@ void diag_free(diag *d)
 __attribute__((format(printf, 5, 0))) static void add(diag *d, const char *file, int line,
                                                       int warning, const char *fmt, va_list ap)
 {
+    char *msg = xvasprintf(fmt, ap);
+    /* the same finding twice (a schema read by check and again by each
+     * campaign on its source) is said once; past a thousand entries the
+     * scan is not worth it */
+    for (size_t i = 0; d->n < 1000 && i < d->n; i++) {
+        const diag_entry *o = &d->v[i];
+        if (o->line == line && o->warning == warning && !strcmp(o->msg, msg) &&
+            (o->file && file ? !strcmp(o->file, file) : o->file == file)) {
+            free(msg);
+            return;
+        }
+    }
     if (d->n == d->cap) {
         d->cap = d->cap ? d->cap * 2 : 8;
         d->v = xrealloc(d->v, d->cap * sizeof *d->v);
@@ -32,7 +44,7 @@ __attribute__((format(printf, 5, 0))) static void add(diag *d, const char *file,
     e->file = file ? xstrdup(file) : NULL;
     e->line = line;
     e->warning = warning;
-    e->msg = xvasprintf(fmt, ap);
+    e->msg = msg;
     if (!warning)
         d->errors++;
 }

@@ -1,5 +1,6 @@
 /* diag — the errors and warnings found in user input, collected so that
- * every one is reported at once as "file:line: message". */
+ * every one is reported at once as "file:line: message", each finding
+ * once (the same file, line and message again is dropped). */
 #ifndef BATON_DIAG_H
 #define BATON_DIAG_H
 

@@ -949,10 +949,16 @@ char *camp_locate(app *a, const char *name_or_file, diag *d)
     char *hit = NULL;
     const char **names = xcalloc(n + 1, sizeof *names);
     char **owned = xcalloc(n + 1, sizeof *owned);
+    buf unread;
+    buf_init(&unread);
     for (size_t i = 0; i < n && !hit; i++) {
         config_t lc;
         config_init(&lc);
-        if (config_read_file(&lc, files[i])) {
+        if (!config_read_file(&lc, files[i])) {
+            if (!unread.len) /* the one the user may be looking for */
+                buf_addf(&unread, "; %s:%d does not parse: %s", files[i], config_error_line(&lc),
+                         config_error_text(&lc));
+        } else {
             const char *nm = NULL;
             if (config_lookup_string(&lc, "campaign.name", &nm)) {
                 owned[i] = xstrdup(nm);
@@ -962,15 +968,14 @@ char *camp_locate(app *a, const char *name_or_file, diag *d)
             }
         }
         config_destroy(&lc);
-        if (!names[i])
-            names[i] = "";
     }
     if (!hit) {
         const char *near = suggest_nearest(name_or_file, names, n);
-        diag_error(d, NULL, 0, "no campaign named '%s' in the configured campaigns%s%s%s",
+        diag_error(d, NULL, 0, "no campaign named '%s' in the configured campaigns%s%s%s%s",
                    name_or_file, near ? " (did you mean '" : "", near ? near : "",
-                   near ? "'?)" : "");
+                   near ? "'?)" : "", unread.len ? unread.data : "");
     }
+    buf_free(&unread);
     for (size_t i = 0; i < n; i++)
         free(owned[i]);
     free(owned);
