@@ -440,7 +440,7 @@ static void test_control_activities_agree(void **st)
         "  { id = \"g\"; type = \"build_audience\"; dimension = \"profiles\"; filter = "
         "\"score > 40\"; },\n"
         "  { id = \"e\"; type = \"enrich\"; input = \"g\"; add = ( { name = \"spent\"; "
-        "value = \"count(orders where amount > 20)\"; } ); },\n"
+        "value = \"round(sum(orders.amount), 2)\"; } ); },\n"
         "  { id = \"s\"; type = \"save_audience\"; input = \"e\"; name = \"ctl_spent\"; },\n"
         "  { id = \"z\"; type = \"end\"; input = \"s\"; } ); };\n"));
     free(baton_ok(sq_cfg, "campaign run ctls"));
