@@ -100,6 +100,8 @@ dispatcher *dispatch_open(instance *inst, store *s, const dispatch_opts *opts, c
     d->batch = cs->batch > 0 ? (size_t)cs->batch : 1;
     d->retries = (unsigned)cs->retries;
     d->backoff_ms = cs->retry_backoff_ms;
+    d->retry_for_ms = cs->retry_for_ms;
+    d->max_backoff_ms = cs->max_backoff_ms > 0 ? cs->max_backoff_ms : 15 * 60 * 1000LL;
     d->cap = cs->queue > 0 ? (size_t)cs->queue : 1;
     /* a channel that drops repeats itself (directmail's journal) is safe
      * to resend */

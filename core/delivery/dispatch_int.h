@@ -61,7 +61,9 @@ struct dispatcher {
     int nworkers;
     size_t batch, cap;
     unsigned retries;
-    int resend_uncertain; /* rows a dead process left in deliver() go again */
+    int64_t retry_for_ms;   /* retried this long after accept at most (0: retries decides) */
+    int64_t max_backoff_ms; /* the longest wait between attempts */
+    int resend_uncertain;   /* rows a dead process left in deliver() go again */
     int64_t backoff_ms;
 
     pthread_mutex_t mu;

@@ -10,8 +10,8 @@
 #include <string.h>
 
 #include "base/deadline.h"
+#include "base/timefmt.h"
 
-#define MAX_BACKOFF_MS (3600 * 1000LL)
 #define MAX_PAUSE_MS (30 * 1000LL)
 
 /* The bucket of a rate r: a tenth of a second's worth, at least one. */
@@ -27,11 +27,11 @@ void retry_init(dispatcher *d)
 
 static int64_t retry_delay_ms(dispatcher *d, unsigned attempt)
 {
-    int64_t ms = d->backoff_ms > 0 ? d->backoff_ms : 1;
-    for (unsigned i = 1; i < attempt && ms < MAX_BACKOFF_MS; i++)
+    int64_t ms = d->backoff_ms > 0 ? d->backoff_ms : 1, cap = d->max_backoff_ms;
+    for (unsigned i = 1; i < attempt && ms < cap; i++)
         ms *= 2;
-    if (ms > MAX_BACKOFF_MS)
-        ms = MAX_BACKOFF_MS;
+    if (ms > cap)
+        ms = cap;
     pthread_mutex_lock(&d->mu);
     unsigned r = (unsigned)rand_r(&d->seed);
     pthread_mutex_unlock(&d->mu);
@@ -48,16 +48,29 @@ int retry_classify(dispatcher *d, const qmsg *m, baton_delivery *out, dispatch_s
         *fin = DISPATCH_SENT;
         return 0;
     }
-    if (out->status == BATON_RETRY && m->attempts <= d->retries) {
+    /* like an MTA: a transient failure is retried until retry_for has
+     * passed since the message was accepted (the last attempt at that
+     * horizon), and at most `retries` times */
+    int64_t age_ms = (dispatch_now_s(d) - m->time) * 1000;
+    int in_time = d->retry_for_ms <= 0 || age_ms < d->retry_for_ms;
+    if (out->status == BATON_RETRY && m->attempts <= d->retries && in_time) {
         *fin = DISPATCH_RETRY;
         *delay_ms = retry_delay_ms(d, m->attempts);
+        if (d->retry_for_ms > 0 && age_ms + *delay_ms > d->retry_for_ms)
+            *delay_ms = d->retry_for_ms - age_ms;
         return 1;
     }
     *fin = DISPATCH_FAILED;
     if (out->status != BATON_RETRY)
         return 0;
     char r[sizeof out->reason + 64];
-    int k = snprintf(r, sizeof r, "gave up after %u attempts: ", m->attempts);
+    int k;
+    if (!in_time) {
+        char span[32];
+        duration_format(d->retry_for_ms / 1000, span, sizeof span);
+        k = snprintf(r, sizeof r, "gave up after %u attempts over %s: ", m->attempts, span);
+    } else
+        k = snprintf(r, sizeof r, "gave up after %u attempts: ", m->attempts);
     snprintf(r + k, sizeof r - (size_t)k, "%s", out->reason);
     size_t len = strlen(r) < sizeof out->reason - 1 ? strlen(r) : sizeof out->reason - 1;
     memcpy(out->reason, r, len);
@@ -79,6 +92,8 @@ void retry_adapt(dispatcher *d, size_t n, size_t nretry)
         int64_t p = d->backoff_ms << (d->pause_level - 1);
         if (p > MAX_PAUSE_MS || p <= 0)
             p = MAX_PAUSE_MS;
+        if (p > d->max_backoff_ms) /* no message waits longer than max_backoff */
+            p = d->max_backoff_ms;
         p = p / 2 + (int64_t)(rand_r(&d->seed) % (unsigned)(p / 2 + 1));
         d->pause_until_ms = deadline_now_ms() + p;
         d->st.throttled++;

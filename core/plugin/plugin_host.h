@@ -62,7 +62,8 @@ typedef struct channel_settings {
     double rate; /* messages per second, 0: no limit */
     int connections, batch, retries, queue, resend_uncertain;
     int64_t retry_backoff_ms;
-    const char *address, *consent; /* profiles fields */
+    int64_t retry_for_ms, max_backoff_ms; /* a transient failure's horizon, its longest wait */
+    const char *address, *consent;        /* profiles fields */
     /* tracking = { opens; clicks; }: an open pixel in html parts, their
      * links through signed redirects (delivery_send) */
     int track_opens, track_clicks;

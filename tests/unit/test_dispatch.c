@@ -698,6 +698,66 @@ static void test_caps_under_the_write_lock(void **state)
     fake_channel_free(inst);
 }
 
+/* Retries like an MTA: a provider down for longer than many doubled
+ * backoffs loses nothing while retry_for lasts (the waits capped by
+ * max_backoff), and each message goes once it is back; one still refused
+ * past retry_for (the clock moved on) fails with the provider's words. */
+static void test_retry_for_outlasts_a_storm(void **state)
+{
+    instance *inst = chan("retry_backoff = \"2ms\"; max_backoff = \"20ms\"; retry_for = \"60s\";");
+    fake_now = ts("2026-11-23T10:00:00Z");
+    dispatch_opts o = {.clock = clock_fn};
+    char err[256];
+    dispatcher *d = dispatch_open(inst, &st, &o, err, sizeof err);
+    assert_non_null(d);
+    fake_channel_set_down(1);
+    char key[32];
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "storm/%d", i);
+        assert_int_equal(submit(d, key, NULL, -1), DISPATCH_ACCEPTED);
+    }
+    /* far more attempts than the old budget of 5 retries: none fails */
+    dispatch_stats s;
+    for (int i = 0; i < 500; i++) {
+        dispatch_get_stats(d, &s);
+        if (s.retries >= 20 * 12)
+            break;
+        usleep(10 * 1000);
+    }
+    assert_true(s.retries >= 20 * 12);
+    assert_int_equal(s.failed, 0);
+    fake_now += 59; /* still inside retry_for */
+    usleep(100 * 1000);
+    dispatch_get_stats(d, &s);
+    assert_int_equal(s.failed, 0);
+    fake_channel_set_down(0);
+    assert_int_equal(dispatch_flush(d, 10000), 0); /* the waits stay short: max_backoff */
+    dispatch_get_stats(d, &s);
+    assert_int_equal(s.sent, 20);
+    assert_int_equal(s.failed, 0);
+    for (int i = 0; i < 20; i++) {
+        snprintf(key, sizeof key, "storm/%d", i);
+        assert_int_equal(fake_channel_sent(key), 1);
+    }
+    /* down past the horizon: failed, with the provider's last words */
+    fake_channel_set_down(1);
+    assert_int_equal(submit(d, "storm/late", NULL, -1), DISPATCH_ACCEPTED);
+    usleep(100 * 1000);
+    fake_now += 61;
+    assert_int_equal(dispatch_flush(d, 10000), 0);
+    dispatch_log_row row;
+    assert_int_equal(dispatch_log_get(&st, "storm/late", &row), 1);
+    assert_int_equal(row.status, DISPATCH_FAILED);
+    assert_true(row.attempts > 2);
+    char want[128];
+    snprintf(want, sizeof want, "gave up after %u attempts over 1m: connection refused (fake)",
+             row.attempts);
+    assert_string_equal(row.reason, want);
+    fake_channel_set_down(0);
+    dispatch_close(d, 0, 0);
+    fake_channel_free(inst);
+}
+
 static void test_quiet_hours_defer(void **state)
 {
     conf caps;
@@ -976,6 +1036,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_frequency_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_caps_under_the_write_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiet_hours_defer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_for_outlasts_a_storm, setup, teardown),
         cmocka_unit_test(test_quiet_hours_math),
         cmocka_unit_test(test_zone),
         cmocka_unit_test_setup_teardown(test_dry_run, setup, teardown),
