@@ -11,11 +11,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "base/buf.h"
 #include "support/fs.h"
 
 static char *dir;
@@ -38,7 +40,11 @@ static const char make_db[] =
     "(i*7)%4 != i%4;\n"
     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 1500)\n"
     " INSERT INTO rentals SELECT i, printf('c%03d', 1 + (i * 37) % 290), 1 + (i * 13) % 60, "
-    "'2005-08-23 05:57:04' FROM n;\n";
+    "'2005-08-23 05:57:04' FROM n;\n"
+    /* payments of rentals: two hops from a profile */
+    "CREATE TABLE payments (id INTEGER PRIMARY KEY, rental_id INTEGER, amount REAL);\n"
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 2400)\n"
+    " INSERT INTO payments SELECT i, 1 + (i * 11) % 1500, (i % 9) + 0.99 FROM n;\n";
 
 static const char schema[] =
     "entities: {\n"
@@ -56,6 +62,10 @@ static const char schema[] =
     "\"int\"; rented_at = \"timestamp\"; };\n"
     "    links: { profile = { to = \"profiles\"; via = \"profile_id\"; reverse = \"rentals\"; };\n"
     "             film = { to = \"films\"; via = \"film_id\"; reverse = \"rentals\"; }; }; };\n"
+    "  payments: { key = \"id\"; fields: { id = \"int\"; rental_id = \"int\"; amount = "
+    "\"float\"; };\n"
+    "    links: { rental = { to = \"rentals\"; via = \"rental_id\"; reverse = \"payments\"; "
+    "}; }; };\n"
     "};\n";
 
 static int baton(char **out, char **err, const char *cfg, const char *fmt, ...)
@@ -281,11 +291,119 @@ static void test_check_composite_keys(void **st)
     free(err);
 }
 
+/* Two hops from the profile: a send whose rows are payments reaches
+ * each one's profile through its rental (profile.email), and a journey
+ * reads count(profile.rentals.payments) through the source. */
+static void test_two_hops(void **st)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/campaigns", dir);
+    free(file_write(
+        path, "pay.cfg",
+        "campaign: { name = \"pay\"; activities = (\n"
+        "  { id = \"big\"; type = \"build_audience\"; dimension = \"profiles\"; filter = "
+        "\"count(rentals.payments where amount > 8) >= 2\"; },\n"
+        "  { id = \"p\"; type = \"change_dimension\"; input = \"big\"; to = \"payments\"; "
+        "through = [ \"rentals\" ]; filter = \"amount > 8\"; },\n"
+        "  { id = \"receipt\"; type = \"send\"; channel = \"mail\"; input = \"p\"; columns = "
+        "[ \"id\", \"rental.profile.email\" ]; }\n"
+        "); };\n"));
+#define BIG                                                                                        \
+    "SELECT r.profile_id FROM payments y JOIN rentals r ON r.id = y.rental_id WHERE y.amount > 8 " \
+    "GROUP BY r.profile_id HAVING count(*) >= 2"
+    char *out = NULL, *err = NULL;
+    int rc = baton(&out, &err, "baton.cfg", "campaign run pay");
+    if (rc != 0)
+        fail_msg("run: %d\n%s", rc, err);
+    free(out);
+    free(err);
+    long long want = sql_count("SELECT count(*) FROM payments y JOIN rentals r ON r.id = "
+                               "y.rental_id WHERE y.amount > 8 AND r.profile_id IN (" BIG ")");
+    assert_true(want > 0);
+    char *cmd, *csv = NULL;
+    if (asprintf(&cmd, "ls %s/var/exports/pay-*-receipt.csv", dir) < 0)
+        abort();
+    assert_int_equal(run_capture(cmd, &csv, NULL), 0);
+    free(cmd);
+    csv[strcspn(csv, "\n")] = '\0';
+    char *text = file_read(csv, NULL);
+    free(csv);
+    assert_non_null(text);
+    /* each row's email is its payment's profile's, through the rental */
+    long rows = 0;
+    char *save = NULL;
+    for (char *l = strtok_r(text, "\r\n", &save); l; l = strtok_r(NULL, "\r\n", &save)) {
+        if (rows++ == 0)
+            continue; /* the header */
+        long id = atol(l);
+        const char *comma = strchr(l, ',');
+        assert_non_null(comma);
+        char q[256];
+        snprintf(q, sizeof q,
+                 "SELECT count(*) FROM payments y JOIN rentals r ON r.id = y.rental_id JOIN "
+                 "profiles p ON p.id = r.profile_id WHERE y.id = %ld AND p.email = '%s'",
+                 id, comma + 1);
+        if (sql_count(q) != 1)
+            fail_msg("payment %ld: %s is not its profile's email", id, comma + 1);
+    }
+    assert_int_equal(rows - 1, want);
+    free(text);
+
+    /* a journey over the same source: the two-hop count per profile */
+    snprintf(path, sizeof path, "%s/journeys", dir);
+    mkdir(path, 0755);
+    free(file_write(path, "j.cfg",
+                    "journey: { name = \"j\"; entry = { event = \"visit\"; }; start = \"c\";\n"
+                    "  nodes = ( { id = \"c\"; type = \"condition\"; branches = ( { when = "
+                    "\"count(profile.rentals.payments where amount > 8) >= 2\"; next = "
+                    "\"fan\"; } ); otherwise = \"no\"; },\n"
+                    "  { id = \"fan\"; type = \"end\"; }, { id = \"no\"; type = \"end\"; } "
+                    "); };\n"));
+    char cfgtext[2048];
+    snprintf(cfgtext, sizeof cfgtext,
+             "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"warn\"; "
+             "}; };\n"
+             "sources: { crm: { plugin = \"source_sqlite\"; path = \"crm.db\"; schema = "
+             "\"schema.cfg\"; }; };\nprofiles = \"crm\";\njourneys = [ \"journeys\" ];\n",
+             getenv("BATON_PLUGINS"));
+    free(file_write(dir, "journey.cfg", cfgtext));
+    buf ev;
+    buf_init(&ev);
+    for (int i = 1; i <= 290; i++)
+        buf_addf(&ev,
+                 "{\"id\": \"v%d\", \"type\": \"visit\", \"profile\": \"c%03d\", \"time\": "
+                 "\"2026-11-23T10:00:00Z\"}\n",
+                 i, i);
+    free(file_write(dir, "visits.jsonl", ev.data));
+    buf_free(&ev);
+    rc = baton(&out, &err, "journey.cfg", "journey test j --events visits.jsonl --json");
+    if (rc != 0)
+        fail_msg("journey test: %d\n%s", rc, err);
+    long fans = 0, seen = 0;
+    json_t *o = json_loads(out, 0, NULL);
+    assert_non_null(o);
+    const char *pid;
+    json_t *pr;
+    json_object_foreach(json_object_get(o, "profiles"), pid, pr)
+    {
+        json_t *steps = json_object_get(pr, "path");
+        seen++;
+        fans +=
+            !strcmp(json_string_value(json_array_get(steps, json_array_size(steps) - 1)), "fan");
+    }
+    json_decref(o);
+    assert_int_equal(seen, 290);
+    free(out);
+    free(err);
+    assert_int_equal(fans, sql_count("SELECT count(*) FROM (" BIG ")"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_paths_through_a_link_table),
         cmocka_unit_test(test_check_composite_keys),
+        cmocka_unit_test(test_two_hops),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
