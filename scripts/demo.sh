@@ -57,7 +57,11 @@ MOSQ=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 rm -f conf/var/inbox.db conf/var/inbox.db-wal conf/var/inbox.db-shm
 sqlite3 conf/var/state.db "DELETE FROM journey_instances; DELETE FROM journey_sends; DELETE FROM journey_meta;" 2>/dev/null || true
 mkdir -p conf/var/live
-printf 'listener 1883 127.0.0.1\nallow_anonymous true\npersistence false\n' > conf/var/live/mosquitto.conf
+rm -f conf/var/live/mosquitto.db # a fresh broker too
+# the broker settings baton needs (docs/operations.md): sessions kept on
+# disk, no cap on what is queued for baton while it is away
+printf 'listener 1883 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location %s/\nmax_queued_messages 0\nuser %s\n' \
+    "$PWD/conf/var/live" "$(id -un)" > conf/var/live/mosquitto.conf
 $MOSQ -c conf/var/live/mosquitto.conf >/dev/null 2>&1 &
 BROKER=$!
 /usr/bin/python3 tests/support/smtp_sink.py --dir conf/var/smtp --port 2525 --forever \

@@ -112,6 +112,7 @@ typedef struct mq {
     int port, qos, keepalive;
     char *client_id;
     int clean, v5, receive_max;
+    int connects; /* CONNACKs this run (loop thread) */
     unsigned rmin_ms, rmax_ms;
     pthread_mutex_t mu; /* with cv: the loop's sleep until the last ack */
     pthread_cond_t cv;
@@ -140,7 +141,46 @@ static void on_ack(void *ctx)
     }
 }
 
-static void on_connect(struct mosquitto *m, void *ud, int rc)
+/* What the broker's CONNACK says about its limits, where it says it: a
+ * session it did not keep (restarted without persistence, expired), a
+ * session expiry below "never" (MQTT 5: mosquitto's
+ * max_session_expiry_interval), a maximum QoS below ours. Each of them
+ * loses events published while baton is away. mosquitto's
+ * max_queued_messages is never announced: docs/operations.md says what to
+ * set. */
+static void broker_limits(mq *q, int flags, const mosquitto_property *props)
+{
+    int present = flags & 1;
+    if (!q->clean && !present && q->connects > 1)
+        q->host->log(q->inst, BATON_LOG_WARN,
+                     "broker %s:%d kept no session for client_id '%s': events published while "
+                     "baton was disconnected are lost (is the broker's persistence on? a "
+                     "restart without it drops sessions)",
+                     q->hostname, q->port, q->client_id);
+    else if (!q->clean && !present)
+        q->host->log(q->inst, BATON_LOG_INFO,
+                     "broker %s:%d has no session for client_id '%s' yet: a new one is kept "
+                     "from now on",
+                     q->hostname, q->port, q->client_id);
+    uint32_t expiry;
+    if (q->v5 && !q->clean &&
+        mosquitto_property_read_int32(props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, &expiry, false) &&
+        expiry != UINT32_MAX)
+        q->host->log(q->inst, BATON_LOG_WARN,
+                     "broker %s:%d keeps baton's session %u s at most "
+                     "(max_session_expiry_interval): events published while baton is down longer "
+                     "are dropped",
+                     q->hostname, q->port, (unsigned)expiry);
+    uint8_t maxqos;
+    if (q->v5 && mosquitto_property_read_byte(props, MQTT_PROP_MAXIMUM_QOS, &maxqos, false) &&
+        maxqos < q->qos)
+        q->host->log(q->inst, BATON_LOG_WARN,
+                     "broker %s:%d grants QoS %u at most, below qos = %d: events may be lost",
+                     q->hostname, q->port, (unsigned)maxqos, q->qos);
+}
+
+static void on_connect(struct mosquitto *m, void *ud, int rc, int flags,
+                       const mosquitto_property *props)
 {
     mq *q = ud;
     if (rc != 0) {
@@ -154,6 +194,8 @@ static void on_connect(struct mosquitto *m, void *ud, int rc)
         return;
     }
     q->host->counter_add(q->c_conn, 1);
+    q->connects++;
+    broker_limits(q, flags, props);
     size_t n = q->host->config_list_count(q->inst, "topics");
     for (size_t i = 0; i < n; i++) {
         const char *t = q->host->config_list_item(q->inst, "topics", i);
@@ -374,6 +416,7 @@ static int mq_start(void *state)
     q->stopping = 0;
     q->refused = 0;
     q->outstanding = 0;
+    q->connects = 0;
     q->m = mosquitto_new(q->client_id, q->clean, q);
     if (!q->m) {
         q->host->set_error(q->inst, "mosquitto_new: %s", strerror(errno));
@@ -388,7 +431,7 @@ static int mq_start(void *state)
     const char *user = q->host->config_string(q->inst, "username");
     if (user)
         mosquitto_username_pw_set(q->m, user, q->host->config_string(q->inst, "password"));
-    mosquitto_connect_callback_set(q->m, on_connect);
+    mosquitto_connect_v5_callback_set(q->m, on_connect); /* flags and properties, any version */
     mosquitto_disconnect_callback_set(q->m, on_disconnect);
     mosquitto_message_callback_set(q->m, on_message);
     q->rmin_ms = (unsigned)q->host->config_duration_ms(q->inst, "reconnect_min");

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,14 +146,17 @@ static int teardown(void **state)
 /* A broker that keeps sessions and in-flight messages across a clean
  * shutdown (its database is written on SIGTERM; started as root it would
  * otherwise run as the mosquitto user, unable to write in our directory). */
+static int persist = 1; /* broker_start: persistence true (the settings baton needs) */
+
 static void broker_start(void)
 {
     char path[1024], text[1024];
     snprintf(path, sizeof path, "%s/mosquitto.conf", dir);
     snprintf(text, sizeof text,
-             "listener %d 127.0.0.1\nallow_anonymous true\npersistence true\n"
-             "persistence_location %s/\nset_tcp_nodelay true\nuser root\n",
-             port, dir);
+             "listener %d 127.0.0.1\nallow_anonymous true\npersistence %s\n"
+             "persistence_location %s/\nset_tcp_nodelay true\nuser root\n"
+             "max_queued_messages 0\n", /* the default 1000 drops past it */
+             port, persist ? "true" : "false", dir);
     FILE *f = fopen(path, "w");
     fputs(text, f);
     fclose(f);
@@ -349,6 +353,41 @@ static void test_bad_protocol(void **state)
     assert_non_null(strstr(err, "protocol"));
 }
 
+/* A broker restarted without persistence has lost baton's session, and
+ * with it whatever was published meanwhile: baton says so, naming the
+ * setting. */
+static void test_lost_session_is_told(void **state)
+{
+    persist = 0;
+    broker_start();
+    instance *inst = source(NULL);
+    for (int i = 0; i < 500 && counter(inst, "connections") < 1; i++)
+        usleep(10000);
+    assert_int_equal(counter(inst, "connections"), 1);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/stderr", dir);
+    fflush(stderr);
+    int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    dup2(fd, 2);
+    close(fd);
+    server_stop(&broker);
+    broker_start();
+    for (int i = 0; i < 1000 && counter(inst, "connections") < 2; i++)
+        usleep(10000);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    persist = 1;
+    assert_int_equal(counter(inst, "connections"), 2);
+    char *text = file_read(path, NULL);
+    assert_non_null(text);
+    if (!strstr(text, "kept no session for client_id") || !strstr(text, "persistence"))
+        fail_msg("no warning in: %s", text);
+    free(text);
+    test_instance_free(inst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -358,6 +397,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_ack_before_stored_mqtt5, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_not_acknowledged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_session_is_told, setup, teardown),
         cmocka_unit_test(test_bad_protocol),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
