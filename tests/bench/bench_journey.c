@@ -369,10 +369,12 @@ int main(void)
     test_server broker;
     if (build_publisher(dir) != 0) {
         printf("bench_journey: cannot build the publisher client\n");
+        tmpdir_remove(dir);
         return 0;
     }
     if (server_start_mosquitto(&broker, dir, 0)) {
         printf("bench_journey: cannot start mosquitto\n");
+        tmpdir_remove(dir);
         return 0;
     }
     char err[1024];
@@ -405,6 +407,8 @@ int main(void)
     app a;
     if (app_open(&a, cpath, APP_INIT, &d)) {
         diag_print(&d, stderr);
+        server_stop(&broker); /* no broker or folder left behind */
+        tmpdir_remove(dir);
         return 0;
     }
     journey *j = journey_load(jpath, NULL, &d);
@@ -424,6 +428,8 @@ int main(void)
     jrunner *r = jrunner_start(&a, &st, &j, 1, &ch, 1, &ro, err, sizeof err);
     if (!r || !disp || app_start(&a, &d)) {
         printf("bench_journey: cannot start: %s\n", err);
+        server_stop(&broker);
+        tmpdir_remove(dir);
         return 0;
     }
     nap_ms(500);
