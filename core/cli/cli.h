@@ -47,6 +47,9 @@ int cmd_journey(const cli_ctx *ctx, int argc, char **argv);
 int cmd_profile(const cli_ctx *ctx, int argc, char **argv);
 int cmd_serve(const cli_ctx *ctx, int argc, char **argv);
 int cmd_feedback(const cli_ctx *ctx, int argc, char **argv);
+/* app_open on ctx's configuration, its errors printed: 0, or -1 with a
+ * closed (nothing to free). */
+int cli_open_app(const cli_ctx *ctx, struct app *a);
 void check_journeys(struct app *a, struct diag *d, FILE *out);
 void check_schemas(struct app *a, struct diag *d, FILE *out);
 int cmd_campaign(const cli_ctx *ctx, int argc, char **argv);

@@ -5,6 +5,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/diag.h"
+#include "plugin/app.h"
+
 const cli_command cli_commands[] = {
     {"check", "", "validate the configuration, plugins, campaigns and journeys",
      "Validate everything: the configuration file, every plugin it names and\n"
@@ -142,4 +145,17 @@ int cli_wants_help(int argc, char **argv)
         if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
             return 1;
     return 0;
+}
+
+int cli_open_app(const cli_ctx *ctx, app *a)
+{
+    diag d;
+    diag_init(&d);
+    int rc = app_open(a, ctx->config, 0, &d);
+    if (rc != 0) {
+        diag_print(&d, stderr);
+        app_close(a);
+    }
+    diag_free(&d);
+    return rc != 0 ? -1 : 0;
 }

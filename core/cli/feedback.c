@@ -97,17 +97,11 @@ int cmd_feedback(const cli_ctx *ctx, int argc, char **argv)
                 off, err);
         return EXIT_USAGE;
     }
-    diag d;
-    diag_init(&d);
     app a;
-    if (app_open(&a, ctx->config, 0, &d) != 0) {
-        diag_print(&d, stderr);
-        app_close(&a);
-        diag_free(&d);
+    if (cli_open_app(ctx, &a) != 0) {
         dsn_report_free(&r);
         return EXIT_USAGE;
     }
-    diag_free(&d);
     store st;
     if (store_open(&st, a.conf.data_dir, err, sizeof err)) {
         fprintf(stderr, "baton feedback: %s\n", err);

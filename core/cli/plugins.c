@@ -188,15 +188,9 @@ int cmd_plugins(const cli_ctx *ctx, int argc, char **argv)
             return EXIT_USAGE;
         }
     }
-    diag d;
-    diag_init(&d);
     app a;
-    if (app_open(&a, ctx->config, 0, &d) != 0) {
-        diag_print(&d, stderr);
-        app_close(&a);
-        diag_free(&d);
+    if (cli_open_app(ctx, &a) != 0)
         return EXIT_USAGE;
-    }
     int rc = EXIT_OK;
     if (desc) {
         rc = describe(&a, desc);
@@ -214,6 +208,5 @@ int cmd_plugins(const cli_ctx *ctx, int argc, char **argv)
         }
     }
     app_close(&a);
-    diag_free(&d);
     return rc;
 }

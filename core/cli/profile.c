@@ -28,15 +28,9 @@ int cmd_profile(const cli_ctx *ctx, int argc, char **argv)
         fprintf(stderr, "usage: baton profile ID [--json]\n");
         return EXIT_USAGE;
     }
-    diag d;
-    diag_init(&d);
     app a;
-    if (app_open(&a, ctx->config, 0, &d) != 0) {
-        diag_print(&d, stderr);
-        app_close(&a);
-        diag_free(&d);
+    if (cli_open_app(ctx, &a) != 0)
         return EXIT_USAGE;
-    }
     store st;
     char err[512];
     int rc = EXIT_OK;
@@ -90,6 +84,5 @@ int cmd_profile(const cli_ctx *ctx, int argc, char **argv)
         json_decref(o);
     }
     app_close(&a);
-    diag_free(&d);
     return rc;
 }
