@@ -10,7 +10,8 @@
  *   3. HTTP at 5,000 events/s (50 requests/s of 100) for 6 s: request
  *      latency p50/p99 (the answer waits for the inbox's commit)
  * Targets: >= 20,000 events/s; p99 < 20 ms at 5,000/s. Prints figures and
- * ratios; never fails on a figure. COUNT (default 100000). */
+ * ratios; never fails on a figure. COUNT (default 100000), HTTP_CONNS
+ * (default 4, up to 64) for step 2. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,7 +172,11 @@ int main(void)
     /* 2. HTTP flat out */
     jrunner_stats s0;
     jrunner_get_stats(r, &s0);
-    int conns = 4, reqs = (int)(count / 100 / conns);
+    /* HTTP_CONNS: the client's connections (each waits for its commit) */
+    int conns = getenv("HTTP_CONNS") ? atoi(getenv("HTTP_CONNS")) : 4;
+    if (conns < 1 || conns > 64)
+        conns = 4;
+    int reqs = (int)(count / 100 / conns);
     double secs = 0, p50 = 0, p99 = 0;
     long bad = 0;
     t0 = now_s();
