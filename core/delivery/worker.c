@@ -48,21 +48,32 @@ typedef struct wbatch {
     pthread_mutex_t mu; /* wire, marked, done: a channel's threads report */
     int wire;           /* the record says "on the wire only" */
     unsigned char *marked, *done;
+    struct wmsg *ws; /* the messages deliver() was handed */
+    struct wbatch *next;
 } wbatch;
-
-#define WMSG_MAGIC 0x62746e77u /* "wntb": a message a dispatcher handed out */
 
 typedef struct wmsg {
     baton_message bm; /* first: what deliver() sees */
-    uint32_t magic;
     wbatch *b;
     size_t i;
 } wmsg;
 
+/* The batches in deliver() now, every dispatcher's: a message is found
+ * by its address among them, so a pointer no dispatcher handed out (a
+ * plugin's own test, a copy) is ignored, never read through. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static wbatch *live;
+
 static wmsg *wmsg_of(const baton_message *m)
 {
-    wmsg *w = (wmsg *)m;
-    return m && w->magic == WMSG_MAGIC ? w : NULL;
+    wmsg *w = NULL;
+    pthread_mutex_lock(&live_mu);
+    for (wbatch *b = live; b && !w; b = b->next)
+        if ((const void *)m >= (const void *)b->ws &&
+            (const void *)m < (const void *)(b->ws + b->n))
+            w = (wmsg *)m;
+    pthread_mutex_unlock(&live_mu);
+    return w && &w->bm == m ? w : NULL;
 }
 
 void dispatch_deliver_wire(const baton_message *const *msgs, size_t n)
@@ -158,18 +169,29 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
                 .marked = xcalloc(n, 1),
                 .done = xcalloc(n, 1)};
     pthread_mutex_init(&b.mu, NULL);
+    b.ws = ws;
     for (size_t i = 0; i < n; i++) {
         qmsg_fill(batch[i], &ws[i].bm);
-        ws[i].magic = WMSG_MAGIC;
         ws[i].b = &b;
         ws[i].i = i;
         ptrs[i] = &ws[i].bm;
         out[i].status = BATON_RETRY;
         snprintf(out[i].reason, sizeof out[i].reason, "the channel gave no answer");
     }
+    pthread_mutex_lock(&live_mu);
+    b.next = live;
+    live = &b;
+    pthread_mutex_unlock(&live_mu);
     int64_t t0 = deadline_now_us();
     d->ops->deliver(d->inst->state, conn, ptrs, n, out);
     histo_observe_us(&d->latency, deadline_now_us() - t0);
+    pthread_mutex_lock(&live_mu);
+    for (wbatch **pb = &live; *pb; pb = &(*pb)->next)
+        if (*pb == &b) {
+            *pb = b.next;
+            break;
+        }
+    pthread_mutex_unlock(&live_mu);
 
     int64_t now = dispatch_now_s(d), mnow = deadline_now_ms();
     size_t nretry = 0, logged = 0;
