@@ -1120,9 +1120,11 @@ static int batch_rows(src *s, PGconn *pg, const baton_sql_stmt *st, char *err, s
                     bad = 1;
                 }
                 have_conv = 1;
-                for (int i = 0; !bad && i < c.ncol; i++)
-                    c.names[i] = PQfname(r, i);
             }
+            /* each result's own names: in single-row results every row
+             * is a PGresult, and the first one's names go with it */
+            for (int i = 0; have_conv && !bad && i < c.ncol && PQntuples(r) > 0; i++)
+                c.names[i] = PQfname(r, i);
             for (int i = 0; !bad && !stop && i < PQntuples(r); i++) {
                 convert(&c, r, i);
                 stop = st->fn(st->ud, (size_t)c.ncol, c.names, c.vals) != 0;
