@@ -143,8 +143,10 @@ send_outcome delivery_send(const send_req *r, char *err, size_t errlen)
         buf_free(&k);
         buf_free(&tracked);
         buf_free(&unsub);
-        free(values);
-        free(names);
+        if (!few) {
+            free(values);
+            free(names);
+        }
         return SEND_QUEUED;
     }
     switch (dispatch_submit(r->d, &m, r->wait_ms, err, errlen)) {
