@@ -9,7 +9,6 @@
 #include <cmocka.h>
 
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,34 +28,6 @@ static void nap_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-static long query(const char *db, const char *sql)
-{
-    sqlite3 *h;
-    long v = -1;
-    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(h, 5000);
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
-            if (sqlite3_step(st) == SQLITE_ROW)
-                v = sqlite3_column_int64(st, 0);
-            sqlite3_finalize(st);
-        }
-    }
-    sqlite3_close(h);
-    return v;
-}
-
-static long wait_for(const char *db, const char *sql, long want, int timeout_ms)
-{
-    long v = -1;
-    for (int i = 0; i < timeout_ms / 50; i++) {
-        if ((v = query(db, sql)) == want)
-            break;
-        nap_ms(50);
-    }
-    return v;
 }
 
 static long pg_long(const char *sql)
@@ -177,8 +148,8 @@ static void test_update_profile_on_postgres(void **st)
     snprintf(db, sizeof db, "%s/var/state.db", dir);
     start_serve();
     append_event("u1", "41");
-    if (wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up c ok'", 1, 20000) !=
-        1) {
+    if (db_wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up c ok'", 1,
+                    20000) != 1) {
         char path[1100];
         snprintf(path, sizeof path, "%s/baton.log", dir);
         char *log = file_read(path, NULL);
@@ -193,7 +164,8 @@ static void test_update_profile_on_postgres(void **st)
     start_serve();
     append_event("u2", "42");
     assert_int_equal(
-        wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up c ok'", 2, 20000), 2);
+        db_wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up c ok'", 2, 20000),
+        2);
     nap_ms(500);
     assert_int_equal(pg_long("SELECT points FROM profiles WHERE id = 41"), 20);
     assert_int_equal(pg_long("SELECT points FROM profiles WHERE id = 42"), 20);

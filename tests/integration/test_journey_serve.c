@@ -93,23 +93,6 @@ static int wait_exit(pid_t pid, int timeout_ms)
     return -1;
 }
 
-static long query(const char *db, const char *sql)
-{
-    sqlite3 *h;
-    long v = -1;
-    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
-        sqlite3_busy_timeout(h, 5000);
-        sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
-            if (sqlite3_step(st) == SQLITE_ROW)
-                v = sqlite3_column_int64(st, 0);
-            sqlite3_finalize(st);
-        }
-    }
-    sqlite3_close(h);
-    return v;
-}
-
 /* extra_channels and sources: more entries of those groups ("" for none) */
 static void write_config_with(const char *push_enabled, const char *extra_channels,
                               const char *sources)
@@ -251,8 +234,9 @@ static void test_kill_and_restart_under_load(void **state)
     /* every event routed, every message final */
     long routed = 0, pushed = 0, distinct = 0, final = 0;
     for (int i = 0; i < 600; i++) {
-        routed = query(db, "SELECT count(*) FROM journey_instances WHERE state = 'completed'");
-        final = query(db, "SELECT count(*) FROM deliveries WHERE status IN ('sent', 'uncertain')");
+        routed = db_long(db, "SELECT count(*) FROM journey_instances WHERE state = 'completed'");
+        final =
+            db_long(db, "SELECT count(*) FROM deliveries WHERE status IN ('sent', 'uncertain')");
         if (routed == N && final == N)
             break;
         nap_ms(100);
@@ -263,25 +247,25 @@ static void test_kill_and_restart_under_load(void **state)
     kill(sub, SIGTERM);
     wait_exit(sub, 5000);
     pushed = lines_in(subout, &distinct);
-    long sent = query(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'");
-    long uncertain = query(db, "SELECT count(*) FROM deliveries WHERE status = 'uncertain'");
+    long sent = db_long(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'");
+    long uncertain = db_long(db, "SELECT count(*) FROM deliveries WHERE status = 'uncertain'");
     print_message("routed %ld of %d events; %ld messages sent, %ld uncertain (in deliver() at a"
                   " kill: not sent again), %ld distinct on the wire, %ld repeated\n",
                   routed, N, sent, uncertain, distinct, pushed - distinct);
-    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_inbox"), N);
-    assert_int_equal(query(db, "SELECT count(*) FROM journey_instances"), N);
+    assert_int_equal(db_long(inbox, "SELECT count(*) FROM journey_inbox"), N);
+    assert_int_equal(db_long(db, "SELECT count(*) FROM journey_instances"), N);
     assert_int_equal(routed, N);
-    assert_int_equal(query(db, "SELECT count(DISTINCT profile) FROM journey_instances"), N);
-    assert_int_equal(query(db, "SELECT count(*) FROM journey_sends WHERE status = 'pending'"), 0);
+    assert_int_equal(db_long(db, "SELECT count(DISTINCT profile) FROM journey_instances"), N);
+    assert_int_equal(db_long(db, "SELECT count(*) FROM journey_sends WHERE status = 'pending'"), 0);
     /* nothing went out twice */
     assert_int_equal(pushed, distinct);
     /* each message has one row, final: sent, or uncertain — the batch a
      * kill caught in deliver() (batch = 100, one connection: at most 100
      * per kill), which may or may not have reached the broker */
-    assert_int_equal(query(db, "SELECT count(*) FROM deliveries"), N);
+    assert_int_equal(db_long(db, "SELECT count(*) FROM deliveries"), N);
     assert_int_equal(sent + uncertain, N);
     assert_true(uncertain <= 3 * 100);
-    assert_int_equal(query(db, "SELECT count(*) FROM deliveries WHERE sending = 1"), 0);
+    assert_int_equal(db_long(db, "SELECT count(*) FROM deliveries WHERE sending = 1"), 0);
     /* every message confirmed sent is on the wire; nothing else is */
     assert_true(distinct >= sent);
     assert_true(distinct <= sent + uncertain);
@@ -302,10 +286,11 @@ static void test_reload(void **state)
         "'{\"id\": \"r1\", \"type\": \"order\", \"profile\": \"a\", \"data\": {\"total\": 5}}'",
         broker.port);
     assert_int_equal(system(cmd), 0);
-    for (int i = 0; i < 100 && query(db, "SELECT count(*) FROM journey_sends") < 1; i++)
+    for (int i = 0; i < 100 && db_long(db, "SELECT count(*) FROM journey_sends") < 1; i++)
         nap_ms(50);
     assert_int_equal(
-        query(db, "SELECT count(*) FROM journey_sends WHERE status = 'skipped: channel disabled'"),
+        db_long(db,
+                "SELECT count(*) FROM journey_sends WHERE status = 'skipped: channel disabled'"),
         1);
     /* a broken configuration is refused; the running one goes on */
     free(file_write(dir, "baton.cfg", "baton: { data_dir = \"var\"; ; };\n"));
@@ -321,10 +306,10 @@ static void test_reload(void **state)
         "'{\"id\": \"r2\", \"type\": \"order\", \"profile\": \"b\", \"data\": {\"total\": 5}}'",
         broker.port);
     assert_int_equal(system(cmd), 0);
-    for (int i = 0; i < 100 && query(db, "SELECT count(*) FROM journey_sends") < 2; i++)
+    for (int i = 0; i < 100 && db_long(db, "SELECT count(*) FROM journey_sends") < 2; i++)
         nap_ms(50);
-    assert_int_equal(query(db, "SELECT count(*) FROM journey_sends WHERE profile = 'b' AND status"
-                               " IN ('queued', 'pending')"),
+    assert_int_equal(db_long(db, "SELECT count(*) FROM journey_sends WHERE profile = 'b' AND status"
+                                 " IN ('queued', 'pending')"),
                      1);
     kill(baton, SIGTERM);
     assert_int_equal(wait_exit(baton, 30000), 0);
@@ -349,17 +334,6 @@ static void publish(const char *id, const char *profile, const char *type)
 }
 
 /* Poll sql on db until it answers want (up to timeout_ms); the last answer. */
-static long wait_for(const char *db, const char *sql, long want, int timeout_ms)
-{
-    long v = -1;
-    for (int i = 0; i < timeout_ms / 50; i++) {
-        if ((v = query(db, sql)) == want)
-            break;
-        nap_ms(50);
-    }
-    return v;
-}
-
 static int running(pid_t pid)
 {
     return waitpid(pid, NULL, WNOHANG) == 0;
@@ -382,7 +356,7 @@ static void test_reload_failed_start_rolls_back(void **state)
     nap_ms(700);
     publish("f1", "a", "order");
     assert_int_equal(
-        wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 1, 10000), 1);
+        db_wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 1, 10000), 1);
 
     char mail[2048];
     snprintf(mail, sizeof mail,
@@ -393,11 +367,12 @@ static void test_reload_failed_start_rolls_back(void **state)
     nap_ms(1500);
     assert_true(running(baton));
     publish("f3", "c", "order"); /* after: the previous configuration routes it */
+    assert_int_equal(db_wait_for(db,
+                                 "SELECT count(*) FROM journey_instances WHERE state = 'completed'",
+                                 3, 15000),
+                     3);
     assert_int_equal(
-        wait_for(db, "SELECT count(*) FROM journey_instances WHERE state = 'completed'", 3, 15000),
-        3);
-    assert_int_equal(
-        wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 3, 15000), 3);
+        db_wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 3, 15000), 3);
     long distinct = 0;
     for (int i = 0; i < 100 && (lines_in(subout, &distinct), distinct) < 3; i++)
         nap_ms(50);
@@ -410,7 +385,7 @@ static void test_reload_failed_start_rolls_back(void **state)
     assert_true(running(baton));
     publish("f4", "d", "order");
     assert_int_equal(
-        wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 4, 15000), 4);
+        db_wait_for(db, "SELECT count(*) FROM deliveries WHERE status = 'sent'", 4, 15000), 4);
     /* a configuration whose own file is fine (log level error) but whose
      * journey is not is refused, and leaves the running logging alone:
      * the next SIGHUP is still logged at info */
@@ -437,7 +412,7 @@ static void test_reload_failed_start_rolls_back(void **state)
     assert_int_equal(wait_exit(baton, 30000), 0);
     kill(sub, SIGTERM);
     wait_exit(sub, 5000);
-    assert_int_equal(query(db, "SELECT count(*) FROM journey_sends WHERE status = 'pending'"), 0);
+    assert_int_equal(db_long(db, "SELECT count(*) FROM journey_sends WHERE status = 'pending'"), 0);
 
     char *text = file_read(log, NULL);
     assert_non_null(text);
@@ -512,7 +487,7 @@ static void test_status_and_lock_while_serving(void **state)
              "-m 'not json'",
              broker.port, broker.port);
     assert_int_equal(system(cmd), 0);
-    assert_int_equal(wait_for(db, "SELECT count(*) FROM journey_instances", 1, 10000), 1);
+    assert_int_equal(db_wait_for(db, "SELECT count(*) FROM journey_instances", 1, 10000), 1);
 
     char *out = NULL, *err = NULL;
     long dead = -1;
@@ -549,7 +524,7 @@ static void test_status_and_lock_while_serving(void **state)
     /* an operator's own reader too */
     char inbox[1024];
     snprintf(inbox, sizeof inbox, "%s/var/inbox.db", dir);
-    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_inbox"), 1);
+    assert_int_equal(db_long(inbox, "SELECT count(*) FROM journey_inbox"), 1);
 
     /* one serve per data directory */
     pid_t second = start_baton_log(log2);
@@ -639,11 +614,12 @@ static void test_update_profile(void **state)
     nap_ms(500);
     publish("u1", "a", "order");
     assert_int_equal(
-        wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up c ok'", 1, 10000), 1);
-    assert_int_equal(query(crm, "SELECT points FROM profiles WHERE id = 'a'"), 20);
-    assert_int_equal(query(db,
-                           "SELECT count(*) FROM journey_sends WHERE kind = 'update' AND "
-                           "status = 'ok' AND response = '{\"tier\":\"silver\",\"points\":20}'"),
+        db_wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up c ok'", 1, 10000),
+        1);
+    assert_int_equal(db_long(crm, "SELECT points FROM profiles WHERE id = 'a'"), 20);
+    assert_int_equal(db_long(db,
+                             "SELECT count(*) FROM journey_sends WHERE kind = 'update' AND "
+                             "status = 'ok' AND response = '{\"tier\":\"silver\",\"points\":20}'"),
                      1);
     kill(baton, SIGKILL);
     waitpid(baton, NULL, 0);
@@ -654,7 +630,8 @@ static void test_update_profile(void **state)
     /* then a crash between the step's commit and the write: the update
      * left pending, its instance at the node */
     assert_int_equal(
-        wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up c ok'", 2, 10000), 2);
+        db_wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up c ok'", 2, 10000),
+        2);
     kill(baton, SIGKILL);
     waitpid(baton, NULL, 0);
     exec_sql(db, "UPDATE journey_sends SET status = 'pending' WHERE kind = 'update' AND profile = "
@@ -662,16 +639,17 @@ static void test_update_profile(void **state)
                  "'up', path = 'up' WHERE profile = 'b'");
     baton = start_baton();
     wait_serving(baton);
-    assert_int_equal(wait_for(db,
-                              "SELECT count(*) FROM journey_sends WHERE kind = 'update' AND "
-                              "profile = 'b' AND status = 'ok'",
-                              1, 10000),
+    assert_int_equal(db_wait_for(db,
+                                 "SELECT count(*) FROM journey_sends WHERE kind = 'update' AND "
+                                 "profile = 'b' AND status = 'ok'",
+                                 1, 10000),
                      1);
     assert_int_equal(
-        wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up c ok'", 2, 10000), 2);
+        db_wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up c ok'", 2, 10000),
+        2);
     /* the recorded 20 written again, not 20 + 10 */
-    assert_int_equal(query(crm, "SELECT points FROM profiles WHERE id = 'b'"), 20);
-    assert_int_equal(query(crm, "SELECT points FROM profiles WHERE id = 'a'"), 20);
+    assert_int_equal(db_long(crm, "SELECT points FROM profiles WHERE id = 'b'"), 20);
+    assert_int_equal(db_long(crm, "SELECT points FROM profiles WHERE id = 'a'"), 20);
     kill(baton, SIGTERM);
     assert_int_equal(wait_exit(baton, 30000), 0);
 }
@@ -705,19 +683,20 @@ static void test_missing_profile(void **state)
     nap_ms(500);
     publish("m1", "a", "order");
     publish("m2", "ghost", "order");
-    assert_int_equal(wait_for(db, "SELECT count(*) FROM journey_instances", 3, 10000), 3);
-    assert_int_equal(wait_for(inbox,
-                              "SELECT count(*) FROM journey_dead_letters WHERE reason = 'profile "
-                              "not found' AND source = 'journey:strict' AND body LIKE "
-                              "'%\"id\":\"m2\"%\"profile\":\"ghost\"%'",
-                              1, 10000),
+    assert_int_equal(db_wait_for(db, "SELECT count(*) FROM journey_instances", 3, 10000), 3);
+    assert_int_equal(
+        db_wait_for(inbox,
+                    "SELECT count(*) FROM journey_dead_letters WHERE reason = 'profile "
+                    "not found' AND source = 'journey:strict' AND body LIKE "
+                    "'%\"id\":\"m2\"%\"profile\":\"ghost\"%'",
+                    1, 10000),
+        1);
+    assert_int_equal(db_long(db, "SELECT count(*) FROM journey_instances WHERE profile = 'ghost' "
+                                 "AND journey = 'lenient'"),
                      1);
-    assert_int_equal(query(db, "SELECT count(*) FROM journey_instances WHERE profile = 'ghost' "
-                               "AND journey = 'lenient'"),
+    assert_int_equal(db_long(db, "SELECT count(*) FROM journey_instances WHERE journey = 'strict'"),
                      1);
-    assert_int_equal(query(db, "SELECT count(*) FROM journey_instances WHERE journey = 'strict'"),
-                     1);
-    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_dead_letters"), 1);
+    assert_int_equal(db_long(inbox, "SELECT count(*) FROM journey_dead_letters"), 1);
     char *out = NULL, *err = NULL;
     snprintf(cmd, sizeof cmd, "%s -c %s/baton.cfg journey status strict --json",
              getenv("BATON_BIN"), dir);
@@ -732,7 +711,7 @@ static void test_missing_profile(void **state)
     baton = start_baton();
     wait_serving(baton);
     nap_ms(1500);
-    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_dead_letters"), 1);
+    assert_int_equal(db_long(inbox, "SELECT count(*) FROM journey_dead_letters"), 1);
     kill(baton, SIGTERM);
     assert_int_equal(wait_exit(baton, 30000), 0);
 }
@@ -771,14 +750,14 @@ static void test_audience_entry(void **state)
                     "  start = \"e\"; nodes = ( { id = \"e\"; type = \"end\"; } ); };\n"));
     pid_t baton = start_baton();
     wait_serving(baton);
-    assert_int_equal(wait_for(db,
-                              "SELECT count(*) FROM journey_instances WHERE journey = 'aud' AND "
-                              "path = 'c e'",
-                              100000, 60000),
+    assert_int_equal(db_wait_for(db,
+                                 "SELECT count(*) FROM journey_instances WHERE journey = 'aud' AND "
+                                 "path = 'c e'",
+                                 100000, 60000),
                      100000);
-    long n = query(inbox, "SELECT count(*) FROM journey_inbox WHERE id LIKE 'aud:%'");
-    long span = query(inbox, "SELECT max(received) - min(received) FROM journey_inbox WHERE id "
-                             "LIKE 'aud:%'");
+    long n = db_long(inbox, "SELECT count(*) FROM journey_inbox WHERE id LIKE 'aud:%'");
+    long span = db_long(inbox, "SELECT max(received) - min(received) FROM journey_inbox WHERE id "
+                               "LIKE 'aud:%'");
     assert_int_equal(n, 100000);
     double rate = span > 0 ? (double)(n - 1) * 1000.0 / (double)span : 0;
     print_message("audience entry: %ld profiles in %ld ms: %.0f/s (rate = 10000)\n", n, span, rate);
@@ -788,35 +767,37 @@ static void test_audience_entry(void **state)
     assert_true(rate < 10000 * 1.1);
     /* qualification: the 10 gold ones are in */
     assert_int_equal(
-        wait_for(db, "SELECT count(*) FROM journey_instances WHERE journey = 'q'", 10, 10000), 10);
+        db_wait_for(db, "SELECT count(*) FROM journey_instances WHERE journey = 'q'", 10, 10000),
+        10);
     /* 5 newcomers, one leaves */
     exec_sql(crm, "UPDATE profiles SET tier = 'gold' WHERE id BETWEEN 'p000011' AND 'p000015';"
                   "UPDATE profiles SET tier = 'silver' WHERE id = 'p000001'");
     assert_int_equal(
-        wait_for(db, "SELECT count(*) FROM journey_instances WHERE journey = 'q'", 15, 10000), 15);
-    assert_int_equal(wait_for(db,
-                              "SELECT count(*) FROM journey_qualified WHERE journey = 'q' AND "
-                              "profile = 'p000001'",
-                              0, 10000),
+        db_wait_for(db, "SELECT count(*) FROM journey_instances WHERE journey = 'q'", 15, 10000),
+        15);
+    assert_int_equal(db_wait_for(db,
+                                 "SELECT count(*) FROM journey_qualified WHERE journey = 'q' AND "
+                                 "profile = 'p000001'",
+                                 0, 10000),
                      0);
     /* it comes back: new to the set again, but reentry = "never" */
     exec_sql(crm, "UPDATE profiles SET tier = 'gold' WHERE id = 'p000001'");
-    assert_int_equal(wait_for(db,
-                              "SELECT count(*) FROM journey_qualified WHERE journey = 'q' AND "
-                              "profile = 'p000001'",
-                              1, 10000),
+    assert_int_equal(db_wait_for(db,
+                                 "SELECT count(*) FROM journey_qualified WHERE journey = 'q' AND "
+                                 "profile = 'p000001'",
+                                 1, 10000),
                      1);
     nap_ms(1500);
-    assert_int_equal(query(db, "SELECT count(*) FROM journey_instances WHERE journey = 'q'"), 15);
+    assert_int_equal(db_long(db, "SELECT count(*) FROM journey_instances WHERE journey = 'q'"), 15);
     /* a restart runs the audience's slot no more */
     kill(baton, SIGKILL);
     waitpid(baton, NULL, 0);
     baton = start_baton();
     wait_serving(baton);
     nap_ms(2000);
-    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_inbox WHERE id LIKE 'aud:%'"),
+    assert_int_equal(db_long(inbox, "SELECT count(*) FROM journey_inbox WHERE id LIKE 'aud:%'"),
                      100000);
-    assert_int_equal(query(db, "SELECT count(*) FROM journey_instances WHERE journey = 'aud'"),
+    assert_int_equal(db_long(db, "SELECT count(*) FROM journey_instances WHERE journey = 'aud'"),
                      100000);
     kill(baton, SIGTERM);
     assert_int_equal(wait_exit(baton, 30000), 0);
@@ -847,12 +828,13 @@ static void test_audience_rate_held(void **state)
                     "  start = \"e\"; nodes = ( { id = \"e\"; type = \"end\"; } ); };\n"));
     pid_t baton = start_baton();
     wait_serving(baton);
-    assert_int_equal(
-        wait_for(db, "SELECT count(*) FROM journey_instances WHERE journey = 'slow'", 4000, 60000),
-        4000);
-    long n = query(inbox, "SELECT count(*) FROM journey_inbox WHERE id LIKE 'aud:slow:%'");
-    long span = query(inbox, "SELECT max(received) - min(received) FROM journey_inbox WHERE id "
-                             "LIKE 'aud:slow:%'");
+    assert_int_equal(db_wait_for(db,
+                                 "SELECT count(*) FROM journey_instances WHERE journey = 'slow'",
+                                 4000, 60000),
+                     4000);
+    long n = db_long(inbox, "SELECT count(*) FROM journey_inbox WHERE id LIKE 'aud:slow:%'");
+    long span = db_long(inbox, "SELECT max(received) - min(received) FROM journey_inbox WHERE id "
+                               "LIKE 'aud:slow:%'");
     assert_int_equal(n, 4000);
     double rate = span > 0 ? (double)(n - 1) * 1000.0 / (double)span : 0;
     print_message("audience entry: %ld profiles in %ld ms: %.0f/s (rate = 800)\n", n, span, rate);
@@ -891,14 +873,14 @@ static void test_audience_entry_with_columns(void **state)
     pid_t baton = start_baton();
     wait_serving(baton);
     assert_int_equal(
-        wait_for(db, "SELECT count(*) FROM journey_instances WHERE journey = 'vip'", 30, 30000),
+        db_wait_for(db, "SELECT count(*) FROM journey_instances WHERE journey = 'vip'", 30, 30000),
         30);
     /* points 11..30 have spent over 100; 1..10 do not; 31..50 are not in it */
-    assert_int_equal(query(db, "SELECT count(*) FROM journey_instances WHERE journey = 'vip' AND "
-                               "path = 'c big'"),
+    assert_int_equal(db_long(db, "SELECT count(*) FROM journey_instances WHERE journey = 'vip' AND "
+                                 "path = 'c big'"),
                      20);
-    assert_int_equal(query(db, "SELECT count(*) FROM journey_instances WHERE journey = 'vip' AND "
-                               "path = 'c small'"),
+    assert_int_equal(db_long(db, "SELECT count(*) FROM journey_instances WHERE journey = 'vip' AND "
+                                 "path = 'c small'"),
                      10);
     kill(baton, SIGTERM);
     assert_int_equal(wait_exit(baton, 30000), 0);
@@ -986,26 +968,27 @@ static void test_hostile_events(void **state)
     assert_int_equal(system(cmd), 0); /* the same event: a duplicate */
     publish("r1", "a2", "order");     /* another under its id */
     publish("g1", "g", "order");
-    assert_int_equal(
-        wait_for(db, "SELECT count(*) FROM journey_instances WHERE state = 'completed'", 2, 15000),
-        2);
-    assert_int_equal(wait_for(inbox, "SELECT count(*) FROM journey_dead_letters", 4, 10000), 4);
+    assert_int_equal(db_wait_for(db,
+                                 "SELECT count(*) FROM journey_instances WHERE state = 'completed'",
+                                 2, 15000),
+                     2);
+    assert_int_equal(db_wait_for(inbox, "SELECT count(*) FROM journey_dead_letters", 4, 10000), 4);
     assert_true(running(baton));
-    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_dead_letters WHERE reason ="
-                                  " 'a NUL byte at offset 45' AND length(CAST(body AS BLOB)) ="
-                                  " 46 + 8 * 1024 * 1024"),
+    assert_int_equal(db_long(inbox, "SELECT count(*) FROM journey_dead_letters WHERE reason ="
+                                    " 'a NUL byte at offset 45' AND length(CAST(body AS BLOB)) ="
+                                    " 46 + 8 * 1024 * 1024"),
                      1);
-    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_dead_letters WHERE reason LIKE"
-                                  " 'not JSON: %Unicode%D800%'"),
+    assert_int_equal(db_long(inbox, "SELECT count(*) FROM journey_dead_letters WHERE reason LIKE"
+                                    " 'not JSON: %Unicode%D800%'"),
                      1);
-    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_dead_letters WHERE reason ="
-                                  " 'not UTF-8: byte 0xff at offset 43'"),
+    assert_int_equal(db_long(inbox, "SELECT count(*) FROM journey_dead_letters WHERE reason ="
+                                    " 'not UTF-8: byte 0xff at offset 43'"),
                      1);
-    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_dead_letters WHERE reason ="
-                                  " 'id reused with different content' AND body LIKE '%\"a2\"%'"),
+    assert_int_equal(db_long(inbox, "SELECT count(*) FROM journey_dead_letters WHERE reason ="
+                                    " 'id reused with different content' AND body LIKE '%\"a2\"%'"),
                      1);
-    assert_int_equal(query(inbox, "SELECT count(*) FROM journey_inbox"), 2);
-    assert_int_equal(query(db, "SELECT count(*) FROM journey_instances WHERE profile = 'a'"), 1);
+    assert_int_equal(db_long(inbox, "SELECT count(*) FROM journey_inbox"), 2);
+    assert_int_equal(db_long(db, "SELECT count(*) FROM journey_instances WHERE profile = 'a'"), 1);
 
     /* journey status shows them, bad bytes as U+FFFD, the 8 MB cut */
     char *out = NULL, *err = NULL;

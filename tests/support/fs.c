@@ -1,10 +1,12 @@
 #include "support/fs.h"
 
 #include <ftw.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 char *tmpdir_make(const char *tag)
@@ -114,4 +116,33 @@ int run_baton(const char *cwd, const char *cfg, char **out, char **err, const ch
     int rc = run_baton_v(cwd, cfg, out, err, fmt, ap);
     va_end(ap);
     return rc;
+}
+
+long db_long(const char *db, const char *sql)
+{
+    sqlite3 *h;
+    long v = -1;
+    if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(h, 5000);
+        sqlite3_stmt *st;
+        if (sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK) {
+            if (sqlite3_step(st) == SQLITE_ROW)
+                v = sqlite3_column_int64(st, 0);
+            sqlite3_finalize(st);
+        }
+    }
+    sqlite3_close(h);
+    return v;
+}
+
+long db_wait_for(const char *db, const char *sql, long want, int timeout_ms)
+{
+    long v = -1;
+    for (int i = 0; i < timeout_ms / 50; i++) {
+        if ((v = db_long(db, sql)) == want)
+            break;
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return v;
 }
