@@ -1,20 +1,30 @@
-/* Events over HTTP next to MQTT, in the same run, into the 5-node journey
- * of bench_journey (condition, send, wait_event with a timeout, two
- * ends) with durable state, sends delivered to an in-process channel:
- *   1. MQTT: COUNT events from the lean QoS 1 publisher through mosquitto
- *      into event_mqtt, until routed: events/s
- *   2. HTTP: COUNT events as POST /v1/events batches of 100 from a small C
- *      client (tests/bench/clients/http_post_batches.c, 4 keep-alive
- *      connections) into baton's HTTP server, each answered 202 after its
- *      commit, until routed: events/s and request p50/p99
- *   3. HTTP at 5,000 events/s (50 requests/s of 100) for 6 s: request
- *      latency p50/p99 (the answer waits for the inbox's commit)
+/* Events over HTTP next to MQTT, in the same run:
+ *   1. Intake alone: a runner with no journey (its engine only moves the
+ *      inbox's watermark), so what is measured is the path from the
+ *      client to the inbox's commit:
+ *      a. MQTT: COUNT events from the lean QoS 1 publisher through
+ *         mosquitto into event_mqtt, until committed: events/s
+ *      b. HTTP: COUNT events as POST /v1/events batches of 100 from a small
+ *         C client (tests/bench/clients/http_post_batches.c, HTTP_CONNS
+ *         keep-alive connections), each answered 202 after its commit:
+ *         events/s, request p50/p99, inbox commits per request
+ *      c. HTTP at 5,000 events/s (50 requests/s of 100) for 6 s: p50/p99
+ *   2. End to end, into the 5-node journey of bench_journey (condition,
+ *      send, wait_event with a timeout, two ends) with durable state,
+ *      sends delivered to an in-process channel: the same three, until
+ *      routed by the engine.
+ * Under each row, the CPU time per event of the threads by role (http:
+ * libmicrohttpd's pool, which parses and submits; ingest: the inbox's
+ * group commit; journey: the engine; checkpoint: the WAL checkpoints;
+ * client: the load client's process): where the time goes.
  * Targets: >= 20,000 events/s; p99 < 20 ms at 5,000/s. Prints figures and
  * ratios; never fails on a figure. COUNT (default 100000), HTTP_CONNS
- * (default 4, up to 64) for step 2. */
+ * (default 4, up to 64) for the rows flat out. */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,9 +100,111 @@ static int http_load(const char *bin, int port, int conns, int reqs, double rate
     return ok ? (int)n : -1;
 }
 
+/* CPU time by thread name (/proc/self/task/<tid>/schedstat, ns), and the
+ * reaped children's (the load clients): where a phase's time went. */
+enum { T_HTTP, T_INGEST, T_JOURNEY, T_CKPT, T_OTHER, T_CLIENT, T_N };
+static const char *const tnames[T_N] = {"http",       "ingest", "journey",
+                                        "checkpoint", "other",  "client"};
+
+static void cpu_now(double *out)
+{
+    memset(out, 0, T_N * sizeof *out);
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], comm[64] = "";
+        unsigned long long ns = 0;
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        if (!fgets(comm, sizeof comm, f))
+            comm[0] = 0;
+        fclose(f);
+        snprintf(path, sizeof path, "/proc/self/task/%s/schedstat", e->d_name);
+        if (!(f = fopen(path, "r")))
+            continue;
+        if (fscanf(f, "%llu", &ns) != 1)
+            ns = 0;
+        fclose(f);
+        int k = !strncmp(comm, "MHD", 3)              ? T_HTTP
+                : !strncmp(comm, "baton-ingest", 12)  ? T_INGEST
+                : !strncmp(comm, "baton-journey", 13) ? T_JOURNEY
+                : !strncmp(comm, "baton-ckpt", 10)    ? T_CKPT
+                                                      : T_OTHER;
+        out[k] += ns / 1e9;
+    }
+    if (d)
+        closedir(d);
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    out[T_CLIENT] = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+                    ru.ru_stime.tv_usec / 1e6;
+}
+
+/* "cpu per event: http 12.3 us, ingest ..." since `from`. */
+static void cpu_print(const double *from, long events)
+{
+    double to[T_N];
+    cpu_now(to);
+    printf("  cpu per event:");
+    for (int k = 0; k < T_N; k++)
+        printf(" %s %.1f us%s", tnames[k], events ? (to[k] - from[k]) * 1e6 / events : 0,
+               k + 1 < T_N ? "," : "\n");
+}
+
+static void mqtt_file(const char *file, const char *prefix, long count)
+{
+    FILE *f = fopen(file, "w");
+    for (long i = 0; i < count; i++)
+        fprintf(f,
+                "{\"id\": \"%s-%ld\", \"type\": \"cart\", \"profile\": \"%s%ld\", \"data\": "
+                "{\"total\": %ld.5}}\n",
+                prefix, i, prefix, i, 1 + i % 90);
+    fclose(f);
+}
+
+/* Publish the file's events over MQTT; until the runner's counter
+ * (accepted: committed to the inbox; routed: through the journey) has
+ * grown by count. Events/s. */
+static double mqtt_run(const char *pub, int port, const char *file, jrunner *r, long count,
+                       int routed)
+{
+    jrunner_stats s;
+    jrunner_get_stats(r, &s);
+    unsigned long long target = (routed ? s.routed : s.accepted) + (unsigned long long)count;
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s %d baton/events/in 100 0 0 < %s > /dev/null", pub, port, file);
+    double t0 = now_s();
+    if (system(cmd) != 0)
+        printf("bench_http: the MQTT publisher failed\n");
+    double deadline = now_s() + 600;
+    do {
+        nap_ms(2);
+        jrunner_get_stats(r, &s);
+    } while ((routed ? s.routed : s.accepted) < target && now_s() < deadline);
+    return count / (now_s() - t0);
+}
+
+/* Inbox transactions since `from` per request of 100 (how many requests
+ * one group commit answers). */
+static double commits_per_req(jrunner *r, const jrunner_stats *from, int reqs)
+{
+    jrunner_stats s;
+    jrunner_get_stats(r, &s);
+    return reqs ? (double)(s.ingest_groups - from->ingest_groups) / reqs : 0;
+}
+
 int main(void)
 {
     long count = getenv("COUNT") ? atol(getenv("COUNT")) : 100000;
+    /* HTTP_CONNS: the client's connections flat out (each waits for its
+     * commit) */
+    int conns = getenv("HTTP_CONNS") ? atoi(getenv("HTTP_CONNS")) : 4;
+    if (conns < 1 || conns > 64)
+        conns = 4;
     log_configure(BATON_LOG_WARN, 0);
     char *dir = tmpdir_make("bench-http");
     char pub[1024], hcl[1024], err[1024];
@@ -127,6 +239,71 @@ int main(void)
         return 0;
     }
     journey *j = journey_load(jpath, NULL, &d);
+
+    /* 1. Intake alone: a runner with no journey (its engine only moves the
+     * inbox's watermark) in a data dir of its own; events/s as committed to
+     * the inbox, each HTTP answer after its commit. */
+    char idir[1100];
+    snprintf(idir, sizeof idir, "%s/intake", dir);
+    store ist;
+    jrunner *ir = NULL;
+    if (store_open(&ist, idir, err, sizeof err) ||
+        !(ir = jrunner_start(&a, &ist, NULL, 0, NULL, 0, NULL, err, sizeof err)) ||
+        app_start(&a, &d)) {
+        printf("bench_http: cannot start the intake runner: %s\n", err);
+        return 0;
+    }
+    http_listener l;
+    http_server *srv = NULL;
+    if (http_listener_load(&l, &a.conf.http, err, sizeof err) ||
+        !(srv = http_start(&l, err, sizeof err))) {
+        printf("bench_http: cannot start: %s\n", err);
+        return 0;
+    }
+    http_env ienv = {.config = cpath, .a = &a, .st = &ist, .r = ir};
+    http_attach(srv, &ienv);
+    nap_ms(500);
+    char file[1024];
+    snprintf(file, sizeof file, "%s/events.jsonl", dir);
+    mqtt_file(file, "i", count);
+    double c0[T_N];
+    cpu_now(c0);
+    double mqtt_in = mqtt_run(pub, broker.port, file, ir, count, 0);
+    printf("mqtt intake: %ld events committed to the inbox (no journey): %.0f events/s\n", count,
+           mqtt_in);
+    cpu_print(c0, count);
+    fflush(stdout);
+    int reqs = (int)(count / 100 / conns);
+    double secs = 0, p50 = 0, p99 = 0;
+    long bad = 0;
+    jrunner_stats s0;
+    jrunner_get_stats(ir, &s0);
+    cpu_now(c0);
+    int n = http_load(hcl, hport, conns, reqs, 0, "ih", &secs, &p50, &p99, &bad);
+    double http_in = n > 0 ? n * 100.0 / secs : 0;
+    printf("http intake: %d requests of 100 events (%d connections), each answered after its "
+           "commit (no journey): %.0f events/s (%.2fx the 20,000 target; %.0f%% of MQTT's "
+           "intake); p50 %.2f ms, p99 %.2f ms per request; %.2f inbox commits per request; %ld "
+           "answers not 202\n",
+           n, conns, http_in, http_in / 20000.0, 100.0 * http_in / mqtt_in, p50, p99,
+           commits_per_req(ir, &s0, n), bad);
+    cpu_print(c0, n * 100L);
+    fflush(stdout);
+    jrunner_get_stats(ir, &s0);
+    cpu_now(c0);
+    n = http_load(hcl, hport, 4, 75, 50, "il", &secs, &p50, &p99, &bad);
+    printf("http intake at 5,000 events/s (50 requests/s of 100, 6 s, no journey): p50 %.2f ms, "
+           "p99 %.2f ms per request (%.2fx the 20 ms target); %.2f inbox commits per request; "
+           "%ld answers not 202\n",
+           p50, p99, p99 / 20.0, commits_per_req(ir, &s0, n), bad);
+    cpu_print(c0, n * 100L);
+    fflush(stdout);
+    http_detach(srv);
+    jrunner_stop(ir);
+    store_close(&ist);
+
+    /* 2. End to end: the 5-node journey with durable state, sends to an
+     * in-process channel; events/s as routed by the engine. */
     store st;
     store_open(&st, a.conf.data_dir, err, sizeof err);
     instance *push = fake_channel_new(
@@ -135,65 +312,48 @@ int main(void)
     dispatcher *disp = dispatch_open(push, &st, &o, err, sizeof err);
     jchannel ch = {"push", push, disp};
     jrunner *r = jrunner_start(&a, &st, &j, 1, &ch, 1, NULL, err, sizeof err);
-    http_listener l;
-    http_server *srv = NULL;
-    if (!r || !disp || app_start(&a, &d) || http_listener_load(&l, &a.conf.http, err, sizeof err) ||
-        !(srv = http_start(&l, err, sizeof err))) {
+    if (!r || !disp) {
         printf("bench_http: cannot start: %s\n", err);
         return 0;
     }
     http_env env = {
         .config = cpath, .a = &a, .st = &st, .js = &j, .njs = 1, .ch = &ch, .nch = 1, .r = r};
     http_attach(srv, &env);
-    nap_ms(500);
+    nap_ms(200);
 
-    /* 1. MQTT */
-    char file[1024], cmd[4096];
-    snprintf(file, sizeof file, "%s/events.jsonl", dir);
-    FILE *f = fopen(file, "w");
-    for (long i = 0; i < count; i++)
-        fprintf(f,
-                "{\"id\": \"m-%ld\", \"type\": \"cart\", \"profile\": \"m%ld\", \"data\": "
-                "{\"total\": %ld.5}}\n",
-                i, i, 1 + i % 90);
-    fclose(f);
-    double t0 = now_s();
-    snprintf(cmd, sizeof cmd, "%s %d baton/events/in 100 0 0 < %s > /dev/null", pub, broker.port,
-             file);
-    if (system(cmd) != 0)
-        printf("bench_http: the MQTT publisher failed\n");
-    wait_routed(r, (unsigned long long)count);
-    double mqtt = count / (now_s() - t0);
+    mqtt_file(file, "m", count);
+    cpu_now(c0);
+    double mqtt = mqtt_run(pub, broker.port, file, r, count, 1);
     printf("mqtt: %ld events through MQTT into the 5-node journey: %.0f events/s routed (%.2fx "
            "the 20,000 target)\n",
            count, mqtt, mqtt / 20000.0);
+    cpu_print(c0, count);
     fflush(stdout);
 
-    /* 2. HTTP flat out */
-    jrunner_stats s0;
     jrunner_get_stats(r, &s0);
-    /* HTTP_CONNS: the client's connections (each waits for its commit) */
-    int conns = getenv("HTTP_CONNS") ? atoi(getenv("HTTP_CONNS")) : 4;
-    if (conns < 1 || conns > 64)
-        conns = 4;
-    int reqs = (int)(count / 100 / conns);
-    double secs = 0, p50 = 0, p99 = 0;
-    long bad = 0;
-    t0 = now_s();
-    int n = http_load(hcl, hport, conns, reqs, 0, "h", &secs, &p50, &p99, &bad);
+    cpu_now(c0);
+    double t0 = now_s();
+    n = http_load(hcl, hport, conns, reqs, 0, "h", &secs, &p50, &p99, &bad);
     wait_routed(r, s0.routed + (unsigned long long)n * 100);
     double http = n * 100.0 / (now_s() - t0);
     printf("http: %d requests of 100 events (%d connections) into the same journey: %.0f "
            "events/s routed (%.2fx the target; %.0f%% of MQTT's); every answer after its commit: "
-           "p50 %.2f ms, p99 %.2f ms per request; %ld answers not 202\n",
-           n, conns, http, http / 20000.0, 100.0 * http / mqtt, p50, p99, bad);
+           "p50 %.2f ms, p99 %.2f ms per request; %.2f inbox commits per request; %ld answers "
+           "not 202\n",
+           n, conns, http, http / 20000.0, 100.0 * http / mqtt, p50, p99,
+           commits_per_req(r, &s0, n), bad);
+    cpu_print(c0, n * 100L);
     fflush(stdout);
 
-    /* 3. HTTP at 5,000 events/s */
+    /* 3. HTTP at 5,000 events/s into the journey */
+    jrunner_get_stats(r, &s0);
+    cpu_now(c0);
     n = http_load(hcl, hport, 4, 75, 50, "l", &secs, &p50, &p99, &bad);
-    printf("http: at 5,000 events/s (50 requests/s of 100, 6 s): p50 %.2f ms, p99 %.2f ms per "
-           "request (%.2fx the 20 ms target); %ld answers not 202\n",
-           p50, p99, p99 / 20.0, bad);
+    printf("http: at 5,000 events/s (50 requests/s of 100, 6 s) into the journey: p50 %.2f ms, "
+           "p99 %.2f ms per request (%.2fx the 20 ms target); %.2f inbox commits per request; "
+           "%ld answers not 202\n",
+           p50, p99, p99 / 20.0, commits_per_req(r, &s0, n), bad);
+    cpu_print(c0, n * 100L);
     fflush(stdout);
 
     http_stop(srv);
