@@ -1,7 +1,9 @@
 /* Minimal libcurl multi client: the HTTP sink's ceiling for the benchmark.
- * usage: http_client PORT COUNT INFLIGHT; prints "<rate>" requests/s. */
+ * usage: http_client PORT COUNT INFLIGHT; prints "<rate> <cpu>": requests/s
+ * and CPU microseconds a request. */
 #include <curl/curl.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -59,6 +61,10 @@ int main(int argc, char **argv)
     }
     clock_gettime(CLOCK_MONOTONIC, &b);
     double s = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
-    printf("%.0f\n", count / s);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+                 ru.ru_stime.tv_usec / 1e6;
+    printf("%.0f %.1f\n", count / s, cpu * 1e6 / (count));
     return 0;
 }

@@ -1,8 +1,9 @@
 /* Minimal libmosquitto QoS 1 publisher: the broker's ceiling for the
- * benchmark. usage: mqtt_client PORT COUNT INFLIGHT; prints "<rate>" msg/s
- * counted on the broker's acknowledgements. */
+ * benchmark. usage: mqtt_client PORT COUNT INFLIGHT; prints "<rate> <cpu>":
+ * msg/s counted on the broker's acknowledgements, CPU microseconds a message. */
 #include <mosquitto.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -40,7 +41,11 @@ int main(int argc, char **argv)
     }
     clock_gettime(CLOCK_MONOTONIC, &b);
     double s = (b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9;
-    printf("%.0f\n", count / s);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
+                 ru.ru_stime.tv_usec / 1e6;
+    printf("%.0f %.1f\n", count / s, cpu * 1e6 / (count));
     mosquitto_destroy(m);
     return 0;
 }
