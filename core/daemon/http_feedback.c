@@ -224,7 +224,10 @@ static int parse_ses(http_req *q, fbs *out, json_t **special)
         missing(q, "Message.notificationType", -1);
         goto out;
     }
+    /* the delivery: the original headers' X-Baton-Key, else the key
+     * their Message-ID names, else SES's own id as the log holds it */
     const char *mid = jstr(m, "mail.messageId"), *key = NULL;
+    const char *orig = jstr(m, "mail.commonHeaders.messageId");
     size_t i;
     json_t *h;
     json_array_foreach(jpath(m, "mail.headers"), i, h)
@@ -232,7 +235,12 @@ static int parse_ses(http_req *q, fbs *out, json_t **special)
         const char *name = jstr(h, "name");
         if (name && !strcasecmp(name, "X-Baton-Key"))
             key = jstr(h, "value");
+        else if (name && !strcasecmp(name, "Message-ID") && !orig)
+            orig = jstr(h, "value");
     }
+    char okey[256];
+    if (!key && orig && baton_message_id_key(orig, okey, sizeof okey))
+        key = okey;
     rc = 0;
     if (!strcmp(nt, "Bounce")) {
         const char *bt = jstr(m, "bounce.bounceType");

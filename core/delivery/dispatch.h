@@ -347,12 +347,13 @@ typedef struct dispatch_feedback {
     const char *provider;   /* "ses", "dsn", a configured name */
     const char *address;    /* the recipient it concerns; may be NULL */
     const char *key;        /* the delivery's idempotency key (X-Baton-Key); may be NULL */
-    const char *message_id; /* the provider's message id, as in the log; may be NULL */
+    const char *message_id; /* the provider's id as in the log, or the Message-ID; may be NULL */
     const char *reason;     /* the provider's words */
 } dispatch_feedback;
 
 /* Record f (table `feedback`), committed on return: the delivery it
- * concerns (found by key, else by provider id exactly) becomes bounced or
+ * concerns (found by key, else by message_id: the key a baton Message-ID
+ * names, else the provider id exactly) becomes bounced or
  * complained with the reason (a soft bounce leaves its status and notes
  * the reason), and a hard bounce or a complaint suppresses the address
  * (the row's recipient when f has none) on every channel ("*"). row (may

@@ -963,6 +963,10 @@ int dispatch_feedback_record(store *s, const dispatch_feedback *f, int64_t now,
     store_lock(s);
     int64_t rowid = find_delivery(
         s->db, "SELECT " ROW_COLS ", rowid FROM deliveries WHERE key = ?1", f->key, &row);
+    char mkey[sizeof row.key];
+    if (!rowid && f->message_id && baton_message_id_key(f->message_id, mkey, sizeof mkey))
+        rowid = find_delivery(s->db, "SELECT " ROW_COLS ", rowid FROM deliveries WHERE key = ?1",
+                              mkey, &row);
     if (!rowid)
         rowid = find_delivery(s->db,
                               "SELECT " ROW_COLS ", rowid FROM deliveries WHERE provider_id = ?1"

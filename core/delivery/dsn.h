@@ -5,8 +5,11 @@
  * Status), delayed a soft one, other actions (delivered, relayed,
  * expanded) are counted ignored. The returned message's X-Baton-Key (a
  * message/rfc822 or text/rfc822-headers part) says which delivery it
- * was; else Postfix's X-Postfix-Queue-ID, the id it answered `queued as`
- * (dsn_provider_id). LF or CRLF line ends, folded header lines. */
+ * was; else a baton Message-ID (baton_message_id) the report quotes: the
+ * returned Message-ID, the report's In-Reply-To or References, its
+ * Original-Envelope-Id; else Postfix's X-Postfix-Queue-ID, the id it
+ * answered `queued as` (dsn_provider_id). LF or CRLF line ends, folded
+ * header lines. */
 #ifndef BATON_DELIVERY_DSN_H
 #define BATON_DELIVERY_DSN_H
 
@@ -21,7 +24,7 @@ typedef struct dsn_recipient {
 } dsn_recipient;
 
 typedef struct dsn_report {
-    char key[256];        /* X-Baton-Key of the returned headers, or "" */
+    char key[256];        /* the returned X-Baton-Key, else a quoted Message-ID's; or "" */
     char message_id[256]; /* their Message-ID, or "" */
     char queue_id[128];   /* the per-message X-Postfix-Queue-ID, or "" */
     dsn_recipient *v;

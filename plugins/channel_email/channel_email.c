@@ -2,8 +2,9 @@
  *
  * format() writes the whole RFC 5322 message, CRLF line ends: From, To,
  * Subject (RFC 2047 "B" words when not plain ASCII), Date (from the
- * message's time), Message-ID (from its idempotency key, so a retry
- * carries the same id), MIME-Version, List-Unsubscribe (and
+ * message's time), Message-ID (its idempotency key, baton_message_id: a
+ * retry carries the same id, a bounce quoting it names the delivery),
+ * MIME-Version, List-Unsubscribe (and
  * List-Unsubscribe-Post for an https link), X-Baton-Key, then the parts:
  * text and html as multipart/alternative, or the one that is set, each
  * UTF-8 in quoted-printable.
@@ -301,9 +302,15 @@ static int email_format(void *state, const baton_message *m, baton_buf *out, cha
                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     h->buf_printf(out, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n", wd[tm.tm_wday],
                   tm.tm_mday, mo[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    /* the id names the delivery, so a bounce quoting it finds it; a key
+     * too long for one gets a hash of it */
     uint64_t a = fnv1a(m->key, 0), b = fnv1a(m->key, 0x9e3779b97f4a7c15ULL);
-    h->buf_printf(out, "Message-ID: <%016llx.%016llx@%s>\r\n", (unsigned long long)a,
-                  (unsigned long long)b, e->domain);
+    char mid[900];
+    if (baton_message_id(m->key, e->domain, mid, sizeof mid))
+        h->buf_printf(out, "Message-ID: <%s>\r\n", mid);
+    else
+        h->buf_printf(out, "Message-ID: <%016llx.%016llx@%s>\r\n", (unsigned long long)a,
+                      (unsigned long long)b, e->domain);
     h->buf_append(out, "MIME-Version: 1.0\r\n", 19);
     const char *unsub = baton_message_part(m, "list_unsubscribe");
     baton_buf *ub = NULL;

@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -878,13 +879,19 @@ static void accepted(smtpc *c, smtpc_msg *m, const reply *r)
     baton_delivery *d = m->out;
     d->status = BATON_OK;
     d->reason[0] = '\0';
-    const char *q = strstr(r->text, "queued as ");
-    const char *id = q ? q + 10 : r->text;
+    /* the id the provider's bounces and webhooks name the message by:
+     * "queued as ID" (Postfix, SendGrid), "id=ID" (Exim), "Ok ID" (Amazon
+     * SES's SMTP interface: its mail.messageId); else the whole text */
+    const char *q = strstr(r->text, "queued as "), *x = strstr(r->text, "id=");
+    const char *id = q ? q + 10 : x ? x + 3 : r->text;
+    if (!q && !x && !strncasecmp(r->text, "Ok ", 3) && r->text[3] && !strpbrk(r->text + 3, " \n"))
+        id = r->text + 3;
     size_t n = strcspn(id, "\n");
+    if (x && !q)
+        n = strcspn(id, " \n");
     if (n >= sizeof d->provider_id)
         n = sizeof d->provider_id - 1;
     memcpy(d->provider_id, id, n);
-    d->provider_id[n] = '\0';
     d->provider_id[n] = '\0';
     while (n && d->provider_id[n - 1] == ' ')
         d->provider_id[--n] = '\0';

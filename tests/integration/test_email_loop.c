@@ -215,7 +215,7 @@ static int setup(void **st)
             "             { name = \"ops\"; secret = \"${env:T_OPS}\"; scopes = [ \"read\" "
             "]; } );\n"
             "  feedback = ( { name = \"esp\"; type = \"event\"; address = \"email\"; "
-            "reason = \"why\"; key = \"args.key\";\n"
+            "reason = \"why\"; key = \"args.key\"; message_id = \"smtp-id\";\n"
             "                 hard = [ \"bounce\" ]; soft = [ \"deferred\" ]; complaint = [ "
             "\"spamreport\" ]; } ); };\n",
             plugins, src, smtp.port, port) < 0)
@@ -731,6 +731,275 @@ static void test_bounces_and_complaints(void **st)
     json_decref(plan);
 }
 
+/* The Message-ID of the latest message the sink holds for addr, as sent. */
+static char *sent_message_id(const char *addr)
+{
+    char *v = sh("/usr/bin/python3 -c \"import email, json\n"
+                 "mid = ''\n"
+                 "for l in open('%s/smtp/log.jsonl'):\n"
+                 "    e = json.loads(l)\n"
+                 "    if e['rcpt_tos'][0] == '%s':\n"
+                 "        mid = email.message_from_bytes(open('%s/smtp/' + e['file'], "
+                 "'rb').read())['Message-ID']\n"
+                 "print(mid)\"",
+                 dir, addr, dir);
+    v[strcspn(v, "\n")] = 0;
+    if (v[0] != '<')
+        fail_msg("no message to %s in the sink: '%s'", addr, v);
+    return v;
+}
+
+/* Bounces that name no X-Baton-Key (the relay strips it: Postfix's
+ * smtp_header_checks, Exim's headers_remove) and no queue id of ours
+ * (the bounce came from a host further on) find their delivery by the
+ * Message-ID they quote: Postfix's and Exim's returned headers, an
+ * Exchange-like report's In-Reply-To/References with nothing returned;
+ * SES's commonHeaders.messageId and a mapping's message_id alike. */
+static void test_bounces_found_by_message_id(void **st)
+{
+    free(sh("sqlite3 %s/var/crm.db \"INSERT INTO profiles (id, email, first_name, consent_email) "
+            "VALUES ('p4', 'dan@example.com', 'Dan', 1), ('p5', 'kim@example.com', 'Kim', 1),"
+            " ('p6', 'gus@example.com', 'Gus', 1), ('p7', 'hal@example.com', 'Hal', 1),"
+            " ('p8', 'ivy@example.com', 'Ivy', 1)\"",
+            dir));
+    long before = sink_count();
+    run_campaign(); /* the others are suppressed by now */
+    for (int i = 0; i < 1000 && sink_count() < before + 5; i++)
+        nap_ms(10);
+    assert_int_equal(sink_count(), before + 5);
+    static const char *const who[] = {"dan", "kim", "gus", "hal", "ivy"};
+    char *mid[5], *key[5], addr[64];
+    for (int i = 0; i < 5; i++) {
+        snprintf(addr, sizeof addr, "%s@example.com", who[i]);
+        mid[i] = sent_message_id(addr);
+        key[i] = delivery("key", addr, "news/");
+        assert_true(*key[i]);
+    }
+    char body[8192];
+    int status;
+    /* Postfix, from the recipient's MX: its own queue id, the headers
+     * returned (text/rfc822-headers), a folded Diagnostic-Code */
+    snprintf(body, sizeof body,
+             "Return-Path: <>\n"
+             "Received: by mx.example.net (Postfix) id 4QZf1x0Jk9z9s; Thu,  3 Dec 2026 09:12:01 "
+             "+0000 (UTC)\n"
+             "Date: Thu,  3 Dec 2026 09:12:01 +0000 (UTC)\n"
+             "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\n"
+             "Subject: Undelivered Mail Returned to Sender\n"
+             "To: news@example.com\n"
+             "Auto-Submitted: auto-replied\n"
+             "MIME-Version: 1.0\n"
+             "Content-Type: multipart/report; report-type=delivery-status;\n"
+             "\tboundary=\"4QZf1x0Jk9z9s.1764753121/mx.example.net\"\n"
+             "Content-Transfer-Encoding: 7bit\n"
+             "Message-Id: <20261203091201.4QZf1x0Jk9z9s@mx.example.net>\n"
+             "\n"
+             "This is a MIME-encapsulated message.\n"
+             "\n"
+             "--4QZf1x0Jk9z9s.1764753121/mx.example.net\n"
+             "Content-Description: Notification\n"
+             "Content-Type: text/plain; charset=us-ascii\n"
+             "\n"
+             "This is the mail system at host mx.example.net.\n"
+             "\n"
+             "<dan@example.com>: host mail.example.com[192.0.2.25] said: 550 5.1.1\n"
+             "    <dan@example.com>: Recipient address rejected: User unknown in virtual\n"
+             "    mailbox table (in reply to RCPT TO command)\n"
+             "\n"
+             "--4QZf1x0Jk9z9s.1764753121/mx.example.net\n"
+             "Content-Description: Delivery report\n"
+             "Content-Type: message/delivery-status\n"
+             "\n"
+             "Reporting-MTA: dns; mx.example.net\n"
+             "X-Postfix-Queue-ID: 4QZf1x0Jk9z9s\n"
+             "X-Postfix-Sender: rfc822; news@example.com\n"
+             "Arrival-Date: Thu,  3 Dec 2026 09:11:58 +0000 (UTC)\n"
+             "\n"
+             "Final-Recipient: rfc822; dan@example.com\n"
+             "Original-Recipient: rfc822;dan@example.com\n"
+             "Action: failed\n"
+             "Status: 5.1.1\n"
+             "Remote-MTA: dns; mail.example.com\n"
+             "Diagnostic-Code: smtp; 550 5.1.1 <dan@example.com>: Recipient address\n"
+             "    rejected: User unknown in virtual mailbox table\n"
+             "\n"
+             "--4QZf1x0Jk9z9s.1764753121/mx.example.net\n"
+             "Content-Description: Undelivered Message Headers\n"
+             "Content-Type: text/rfc822-headers\n"
+             "Content-Transfer-Encoding: 7bit\n"
+             "\n"
+             "Return-Path: <news@example.com>\n"
+             "Received: from relay.example.com (relay.example.com [192.0.2.10])\n"
+             "\tby mx.example.net (Postfix) with ESMTPS id 4QZf1x0Jk9z9s\n"
+             "\tfor <dan@example.com>; Thu,  3 Dec 2026 09:11:58 +0000 (UTC)\n"
+             "From: Shop <news@example.com>\n"
+             "To: <dan@example.com>\n"
+             "Subject: News\n"
+             "Message-ID: %s\n"
+             "MIME-Version: 1.0\n"
+             "\n"
+             "--4QZf1x0Jk9z9s.1764753121/mx.example.net--\n",
+             mid[0]);
+    json_t *o = feedback("dsn", ingest_bearer, "message/rfc822", body, &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(json_integer_value(json_object_get(o, "matched")), 1);
+    json_t *r = json_array_get(json_object_get(o, "results"), 0);
+    assert_string_equal(json_string_value(json_object_get(r, "delivery")), key[0]);
+    json_decref(o);
+    char *v = delivery("status || '|' || reason", "dan@example.com", key[0]);
+    assert_string_equal(v, "bounced|bounced: 5.1.1 smtp; 550 5.1.1 <dan@example.com>: Recipient "
+                           "address rejected: User unknown in virtual mailbox table");
+    free(v);
+    /* Exim: Action before Final-Recipient, Status 5.0.0, the whole
+     * message returned (message/rfc822), lowercase Content-type */
+    snprintf(body, sizeof body,
+             "Return-path: <>\n"
+             "Envelope-to: news@example.com\n"
+             "Received: from Debian-exim by mx2.example.org with local (Exim 4.96)\n"
+             "\tid 1kXYZa-000Abc-1F\n"
+             "\tfor news@example.com; Thu, 03 Dec 2026 09:12:01 +0000\n"
+             "X-Failed-Recipients: kim@example.com\n"
+             "Auto-Submitted: auto-replied\n"
+             "From: Mail Delivery System <Mailer-Daemon@mx2.example.org>\n"
+             "To: news@example.com\n"
+             "Content-Type: multipart/report; report-type=delivery-status; "
+             "boundary=1764753121-eximdsn-846930886\n"
+             "MIME-Version: 1.0\n"
+             "Subject: Mail delivery failed: returning message to sender\n"
+             "Message-Id: <E1kXYZa-000Abc-1F@mx2.example.org>\n"
+             "Date: Thu, 03 Dec 2026 09:12:01 +0000\n"
+             "\n"
+             "--1764753121-eximdsn-846930886\n"
+             "Content-type: text/plain; charset=us-ascii\n"
+             "\n"
+             "This message was created automatically by mail delivery software.\n"
+             "\n"
+             "A message that you sent could not be delivered to one or more of its\n"
+             "recipients. This is a permanent error. The following address(es) failed:\n"
+             "\n"
+             "  kim@example.com\n"
+             "    host mail.example.org [192.0.2.30]\n"
+             "    SMTP error from remote mail server after RCPT TO:<kim@example.com>:\n"
+             "    550 5.1.1 <kim@example.com>: mailbox unavailable\n"
+             "\n"
+             "--1764753121-eximdsn-846930886\n"
+             "Content-type: message/delivery-status\n"
+             "\n"
+             "Reporting-MTA: dns; mx2.example.org\n"
+             "\n"
+             "Action: failed\n"
+             "Final-Recipient: rfc822;kim@example.com\n"
+             "Status: 5.0.0\n"
+             "Remote-MTA: dns; mail.example.org\n"
+             "Diagnostic-Code: smtp; 550 5.1.1 <kim@example.com>: mailbox unavailable\n"
+             "\n"
+             "--1764753121-eximdsn-846930886\n"
+             "Content-type: message/rfc822\n"
+             "\n"
+             "Return-path: <news@example.com>\n"
+             "Received: from [192.0.2.10] by mx2.example.org with esmtp (Exim 4.96)\n"
+             "\tid 1kXYZ9-000Abb-0E\n"
+             "\tfor kim@example.com; Thu, 03 Dec 2026 09:11:59 +0000\n"
+             "From: Shop <news@example.com>\n"
+             "To: <kim@example.com>\n"
+             "Subject: News\n"
+             "Message-ID: %s\n"
+             "MIME-Version: 1.0\n"
+             "Content-Type: text/plain; charset=UTF-8\n"
+             "Content-Transfer-Encoding: quoted-printable\n"
+             "\n"
+             "Hello Kim\n"
+             "\n"
+             "--1764753121-eximdsn-846930886--\n",
+             mid[1]);
+    o = feedback("dsn", ingest_bearer, "message/rfc822", body, &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(json_integer_value(json_object_get(o, "matched")), 1);
+    r = json_array_get(json_object_get(o, "results"), 0);
+    assert_string_equal(json_string_value(json_object_get(r, "delivery")), key[1]);
+    json_decref(o);
+    /* a generic (Exchange-like) report, CRLF: nothing returned, the
+     * original named by In-Reply-To and References only */
+    snprintf(body, sizeof body,
+             "From: postmaster@outlook.example\r\n"
+             "To: news@example.com\r\n"
+             "Date: Thu, 3 Dec 2026 09:12:02 +0000\r\n"
+             "Subject: Undeliverable: News\r\n"
+             "Content-Type: multipart/report; report-type=delivery-status;\r\n"
+             "\tboundary=\"_000_BN0PR00MB0000_\"\r\n"
+             "In-Reply-To: %s\r\n"
+             "References: <thread-1@example.com>\r\n %s\r\n"
+             "Thread-Topic: News\r\n"
+             "MIME-Version: 1.0\r\n"
+             "\r\n"
+             "--_000_BN0PR00MB0000_\r\n"
+             "Content-Type: text/plain; charset=\"us-ascii\"\r\n"
+             "\r\n"
+             "Delivery has failed to these recipients or groups: gus@example.com\r\n"
+             "\r\n"
+             "--_000_BN0PR00MB0000_\r\n"
+             "Content-Type: message/delivery-status\r\n"
+             "\r\n"
+             "Reporting-MTA: dns;BN0PR00MB0000.outlook.example\r\n"
+             "Received-From-MTA: dns;relay.example.com\r\n"
+             "Arrival-Date: Thu, 3 Dec 2026 09:12:00 +0000\r\n"
+             "\r\n"
+             "Final-Recipient: rfc822;gus@example.com\r\n"
+             "Action: failed\r\n"
+             "Status: 5.2.2\r\n"
+             "Diagnostic-Code: smtp;554 5.2.2 mailbox full\r\n"
+             "\r\n"
+             "--_000_BN0PR00MB0000_--\r\n",
+             mid[2], mid[2]);
+    o = feedback("dsn", ingest_bearer, "message/rfc822", body, &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(json_integer_value(json_object_get(o, "matched")), 1);
+    r = json_array_get(json_object_get(o, "results"), 0);
+    assert_string_equal(json_string_value(json_object_get(r, "delivery")), key[2]);
+    json_decref(o);
+    /* SES without the original headers: commonHeaders.messageId only
+     * (its own mail.messageId is no id of ours) */
+    snprintf(body, sizeof body,
+             "{\"Type\": \"Notification\", \"MessageId\": \"n2\", \"TopicArn\": \"arn:t\", "
+             "\"Message\": \"{\\\"notificationType\\\": \\\"Complaint\\\", \\\"complaint\\\": "
+             "{\\\"complainedRecipients\\\": [{\\\"emailAddress\\\": \\\"hal@example.com\\\"}], "
+             "\\\"complaintFeedbackType\\\": \\\"abuse\\\"}, \\\"mail\\\": {\\\"messageId\\\": "
+             "\\\"0100018c-elsewhere\\\", \\\"commonHeaders\\\": {\\\"messageId\\\": "
+             "\\\"%s\\\"}}}\"}",
+             mid[3]);
+    o = feedback("ses", ingest_basic, "text/plain; charset=UTF-8", body, &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(json_integer_value(json_object_get(o, "matched")), 1);
+    json_decref(o);
+    v = delivery("status", "hal@example.com", key[3]);
+    assert_string_equal(v, "complained");
+    free(v);
+    /* a mapping whose message_id is the Message-ID (SendGrid's smtp-id) */
+    snprintf(body, sizeof body,
+             "[{\"event\": \"bounce\", \"email\": \"ivy@example.com\", \"why\": \"550 5.1.1\", "
+             "\"smtp-id\": \"%s\"}]",
+             mid[4]);
+    o = feedback("esp", ingest_bearer, "application/json", body, &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(json_integer_value(json_object_get(o, "matched")), 1);
+    json_decref(o);
+    v = delivery("status", "ivy@example.com", key[4]);
+    assert_string_equal(v, "bounced");
+    free(v);
+    /* a Message-ID of nobody's (another sender's) matches nothing */
+    o = feedback("esp", ingest_bearer, "application/json",
+                 "{\"event\": \"bounce\", \"email\": \"zed@example.com\", \"smtp-id\": "
+                 "\"<20261203.abc@elsewhere.example>\"}",
+                 &status);
+    assert_int_equal(status, 200);
+    assert_int_equal(json_integer_value(json_object_get(o, "matched")), 0);
+    json_decref(o);
+    for (int i = 0; i < 5; i++) {
+        free(mid[i]);
+        free(key[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -741,6 +1010,7 @@ int main(void)
         cmocka_unit_test(test_suppressed_profile_gets_nothing_more),
         cmocka_unit_test(test_feedback_auth_and_errors),
         cmocka_unit_test(test_bounces_and_complaints),
+        cmocka_unit_test(test_bounces_found_by_message_id),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -119,7 +119,7 @@ static void test_format_multipart(void **state)
         "Subject: =?UTF-8?B?w5xuw69jb2RlIHNhbGUg4oCUIDEwJSBvZmYgZm9yIHRoZSB3aG9s?=\r\n"
         " =?UTF-8?B?ZSB3ZWVrLCBvbmx5IGZvciB5b3UsIEFubiE=?=\r\n"
         "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
-        "Message-ID: <@ID@@example.com>\r\n"
+        "Message-ID: <baton.winback/1/mail_a/p42@example.com>\r\n"
         "MIME-Version: 1.0\r\n"
         "List-Unsubscribe: <mailto:unsub@example.com>, <https://example.com/u>\r\n"
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
@@ -143,14 +143,13 @@ static void test_format_multipart(void **state)
         "\r\n"
         "<p>Caf=C3=A9</p>\r\n"
         "--=_baton_@B@--\r\n";
-    /* the ids derive from the key: read them back, then compare it all */
-    const char *mid = strstr(got, "Message-ID: <");
-    assert_non_null(mid);
-    char id[64], b[32];
-    assert_int_equal(sscanf(mid, "Message-ID: <%33[0-9a-f.]@", id), 1);
-    assert_int_equal(strlen(id), 33);
-    snprintf(b, sizeof b, "%.16s", id);
-    char *expect = subst(subst(strdup(want), "@ID@", id), "@B@", b);
+    /* the boundary derives from the key: read it back, then compare it all */
+    const char *bd = strstr(got, "boundary=\"=_baton_");
+    assert_non_null(bd);
+    char b[32];
+    assert_int_equal(sscanf(bd, "boundary=\"=_baton_%16[0-9a-f]\"", b), 1);
+    assert_int_equal(strlen(b), 16);
+    char *expect = subst(strdup(want), "@B@", b);
     assert_string_equal(got, expect);
     free(expect);
     /* same key, same ids: a retry is the same message */
@@ -171,7 +170,7 @@ static void test_format_single_part_and_from(void **state)
     assert_non_null(strstr(got, "From: =?UTF-8?B?Qm91dGlxdWUgw4lsaXNl?= <news@shop.example>\r\n"));
     assert_non_null(strstr(got, "Reply-To: help@shop.example\r\n"));
     assert_non_null(strstr(got, "Subject: Plain subject\r\n"));
-    assert_non_null(strstr(got, "@mail.shop.example>\r\n"));
+    assert_non_null(strstr(got, "Message-ID: <baton.k1@mail.shop.example>\r\n"));
     assert_null(strstr(got, "List-Unsubscribe"));
     assert_non_null(strstr(got, "Content-Type: text/html; charset=UTF-8\r\n"
                                 "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
@@ -183,6 +182,54 @@ static void test_format_single_part_and_from(void **state)
     got = format(inst, &m, 0);
     assert_non_null(strstr(got, "Subject: Hi  Bcc: evil@example.com\r\n"));
     assert_null(strstr(got, "\nBcc:"));
+    free(got);
+    test_instance_free(inst);
+}
+
+/* The Message-ID names its delivery: every byte of a key comes back from
+ * it; a key too long for one line gets a hash of it instead. */
+static void test_message_id_names_the_key(void **state)
+{
+    char key[256], mid[1024], back[256];
+    for (int c = 1; c < 256; c++)
+        key[c - 1] = (char)c;
+    key[255] = '\0';
+    size_t n = baton_message_id(key, "example.com", mid, sizeof mid);
+    assert_true(n > 0);
+    for (size_t i = 0; i < n; i++) /* dot-atom text, '@', no line break */
+        assert_non_null(strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                               "-_/+=.@",
+                               mid[i]));
+    assert_int_equal(baton_message_id_key(mid, back, sizeof back), 1);
+    assert_string_equal(back, key);
+    char quoted[1100];
+    snprintf(quoted, sizeof quoted, " <%s>", mid);
+    assert_int_equal(baton_message_id_key(quoted, back, sizeof back), 1);
+    assert_string_equal(back, key);
+    assert_int_equal(baton_message_id("j:nudge:7:mail:0", "shop.example", mid, sizeof mid),
+                     strlen("baton.j=3Anudge=3A7=3Amail=3A0@shop.example"));
+    assert_string_equal(mid, "baton.j=3Anudge=3A7=3Amail=3A0@shop.example");
+    /* ids of others, cut or bad escapes: not ours */
+    static const char *const not_ours[] = {"<0123456789abcdef.0123456789abcdef@example.com>",
+                                           "<baton.@example.com>",
+                                           "<baton.abc>",
+                                           "<baton.a=4@example.com>",
+                                           "<baton.a=00b@example.com>",
+                                           "<baton.a.b@example.com>"};
+    for (size_t i = 0; i < sizeof not_ours / sizeof *not_ours; i++)
+        assert_int_equal(baton_message_id_key(not_ours[i], back, sizeof back), 0);
+    assert_int_equal(baton_message_id(key, "example.com", mid, 100), 0);
+    /* in the message: a key past what fits on the line is hashed */
+    instance *inst = email("from = \"news@example.com\";");
+    char longkey[400];
+    memset(longkey, ':', sizeof longkey - 1);
+    longkey[sizeof longkey - 1] = '\0';
+    baton_message m = msg(longkey, "bob@example.com", "s", "t", NULL);
+    char *got = format(inst, &m, 0);
+    const char *h = strstr(got, "Message-ID: <");
+    assert_non_null(h);
+    assert_int_equal(sscanf(h, "Message-ID: <%33[0-9a-f.]@", back), 1);
+    assert_int_equal(strlen(back), 33);
     free(got);
     test_instance_free(inst);
 }
@@ -364,6 +411,27 @@ static void test_deliver_batch_one_session(void **state)
     free(formatted);
     free(log);
     test_instance_free(inst);
+}
+
+/* The provider id is the one the provider's bounces and webhooks name
+ * the message by: Amazon SES's `250 Ok ID`, Exim's `250 OK id=ID`. */
+static void test_provider_ids(void **state)
+{
+    static const char *const styles[][2] = {{"--reply=ses", "0100018c00000001-ses-000000"},
+                                            {"--reply=exim", "1kX0001-0003Ab-Cd"}};
+    for (size_t k = 0; k < 2; k++) {
+        sink_start(styles[k][0], NULL);
+        char settings[256];
+        snprintf(settings, sizeof settings, "from = \"news@example.com\"; port = %d;", sink.port);
+        instance *inst = email(settings);
+        baton_message m = msg("ids/1", "a@example.com", "Hi", "Body", NULL);
+        baton_delivery out;
+        deliver(inst, &m, 1, &out);
+        assert_int_equal(out.status, BATON_OK);
+        assert_string_equal(out.provider_id, styles[k][1]);
+        test_instance_free(inst);
+        server_stop(&sink);
+    }
 }
 
 static void test_deliver_auth(void **state)
@@ -752,11 +820,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format_multipart),
         cmocka_unit_test(test_format_single_part_and_from),
+        cmocka_unit_test(test_message_id_names_the_key),
         cmocka_unit_test(test_format_unsubscribe_template),
         cmocka_unit_test(test_format_unsubscribe_injection),
         cmocka_unit_test(test_format_refusals),
         cmocka_unit_test(test_settings),
         cmocka_unit_test_setup_teardown(test_deliver_batch_one_session, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_provider_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deliver_auth, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deliver_server_absent_and_starttls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelining_on_and_off, setup, teardown),

@@ -41,6 +41,7 @@ class Handler:
     def __init__(self, args):
         self.dir = args.dir
         self.pipelining = args.pipelining
+        self.reply = args.reply
         self.delay = (args.delay_ms or 0) / 1000.0
         self.die_after = args.die_after
         self.reject = []
@@ -97,6 +98,11 @@ class Handler:
             "mail_options": envelope.mail_options,
             "pipelined": getattr(session, "baton_pipelined", False),
             "tls": session.ssl is not None}) + "\n")
+        # the accepting reply as each names its id: Postfix, Amazon SES, Exim
+        if self.reply == "ses":
+            return "250 Ok 0100018c%08d-ses-000000" % self.seq
+        if self.reply == "exim":
+            return "250 OK id=1kX%04d-0003Ab-Cd" % self.seq
         return "250 2.0.0 Ok: queued as Q%06d" % self.seq
 
 
@@ -113,6 +119,7 @@ def main():
     p.add_argument("--no-smtputf8", action="store_true")
     p.add_argument("--tls")
     p.add_argument("--delay-ms", type=int)
+    p.add_argument("--reply", choices=["postfix", "ses", "exim"], default="postfix")
     args = p.parse_args()
     global args_forever
     args_forever = args.forever

@@ -774,6 +774,87 @@ static inline const char *baton_message_part(const baton_message *m, const char 
     return NULL;
 }
 
+/* The Message-ID of a message of key, without its angle brackets, into
+ * out: "baton.KEY@domain", the key's bytes other than letters, digits,
+ * '-', '_', '/' and '+' written =XX (RFC 5322 dot-atom text). A retry
+ * carries the same id, and a bounce or complaint that quotes it (a DSN's
+ * returned headers, In-Reply-To, References; an ESP webhook's message
+ * id) names its delivery (baton_message_id_key). Its length, or 0 when
+ * it does not fit in outlen. */
+static inline size_t baton_message_id(const char *key, const char *domain, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    const char *pre = "baton.";
+    for (; *pre && o < outlen; pre++)
+        out[o++] = *pre;
+    for (const unsigned char *k = (const unsigned char *)key; *k; k++) {
+        int plain = (*k >= 'a' && *k <= 'z') || (*k >= 'A' && *k <= 'Z') ||
+                    (*k >= '0' && *k <= '9') || *k == '-' || *k == '_' || *k == '/' || *k == '+';
+        if (o + (plain ? 1 : 3) >= outlen)
+            return 0;
+        if (plain) {
+            out[o++] = (char)*k;
+        } else {
+            out[o++] = '=';
+            out[o++] = hex[*k >> 4];
+            out[o++] = hex[*k & 15];
+        }
+    }
+    if (o + 1 >= outlen)
+        return 0;
+    out[o++] = '@';
+    for (; *domain; domain++) {
+        if (o + 1 >= outlen)
+            return 0;
+        out[o++] = *domain;
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/* The key a baton_message_id names (msgid with or without its angle
+ * brackets, blanks around it) into key: 1, or 0 when msgid is not one
+ * or the key does not fit in keylen. */
+static inline int baton_message_id_key(const char *msgid, char *key, size_t keylen)
+{
+    while (*msgid == ' ' || *msgid == '\t' || *msgid == '<')
+        msgid++;
+    const char *pre = "baton.";
+    for (; *pre; pre++, msgid++)
+        if (*msgid != *pre)
+            return 0;
+    size_t o = 0;
+    for (; *msgid && *msgid != '@'; msgid++) {
+        unsigned char c = (unsigned char)*msgid;
+        if (c == '=') {
+            int v = 0;
+            for (int i = 1; i <= 2; i++) {
+                unsigned char x = (unsigned char)msgid[i];
+                int d = x >= '0' && x <= '9'   ? x - '0'
+                        : x >= 'A' && x <= 'F' ? x - 'A' + 10
+                        : x >= 'a' && x <= 'f' ? x - 'a' + 10
+                                               : -1;
+                if (d < 0)
+                    return 0;
+                v = v * 16 + d;
+            }
+            c = (unsigned char)v;
+            msgid += 2;
+        } else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '-' || c == '_' || c == '/' || c == '+')) {
+            return 0;
+        }
+        if (!c || o + 1 >= keylen)
+            return 0;
+        key[o++] = (char)c;
+    }
+    if (*msgid != '@' || !o)
+        return 0;
+    key[o] = '\0';
+    return 1;
+}
+
 /* An allocation's result, checked as the host checks its own: out of
  * memory ends the process at once with the place it happened, so no
  * plugin goes on with a NULL it did not expect (a half-built message, a
