@@ -23,6 +23,9 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 CC ?= cc
 VERSION := 0.1.0
+# the SDK's ABI, as the header says it (the installed baton-sdk.pc too)
+ABI_MAJOR := $(shell sed -n 's/^\#define BATON_ABI_MAJOR //p' sdk/include/baton/baton.h)
+ABI_MINOR := $(shell sed -n 's/^\#define BATON_ABI_MINOR //p' sdk/include/baton/baton.h)
 
 ifeq ($(SANITIZE),1)
 BUILD ?= build-san
@@ -156,7 +159,8 @@ install: all
 	  install -m 644 docs/img/* $(DESTDIR)$(PREFIX)/share/doc/baton/img/; fi
 	if [ -d web ]; then install -d $(DESTDIR)$(PREFIX)/share/baton/web && \
 	  cp -R web/. $(DESTDIR)$(PREFIX)/share/baton/web/; fi
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' sdk/baton-sdk.pc.in \
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	  -e 's|@ABI_MAJOR@|$(ABI_MAJOR)|g' -e 's|@ABI_MINOR@|$(ABI_MINOR)|g' sdk/baton-sdk.pc.in \
 	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/baton-sdk.pc
 
 format:

@@ -254,22 +254,30 @@ int camp_send_deliver(camp_env *e, size_t idx)
     char *prefix = xasprintf("%s/", c.batch);
     int logged =
         !e->dry_run && !e->nproof && dispatch_log_counts(e->st, prefix, p->channel, counts) == 0;
+    /* uncertain (may have gone out: a crash caught it on the wire, or the
+     * provider never answered) is counted apart from failed */
+    int64_t unsure = (int64_t)st.uncertain;
     if (logged) {
         s->sent = (int64_t)counts[DISPATCH_SENT];
-        s->failed = (int64_t)(counts[DISPATCH_FAILED] + counts[DISPATCH_UNCERTAIN]) + c.invalid;
+        s->failed = (int64_t)counts[DISPATCH_FAILED] + c.invalid;
         s->skipped = (int64_t)counts[DISPATCH_CAPPED];
+        unsure = (int64_t)counts[DISPATCH_UNCERTAIN];
     }
-    /* a send none of whose messages went out fails the run, with the
-     * counts (the channel is down or refuses them all) */
-    if (rc == 0 && !c.failed && logged && s->sent == 0 && s->failed > 0 &&
+    /* a send none of whose messages is known to have gone out fails the
+     * run, with the counts (the channel is down or refuses them all) */
+    if (rc == 0 && !c.failed && logged && s->sent == 0 && s->failed + unsure > 0 &&
         counts[DISPATCH_QUEUED] + counts[DISPATCH_RETRY] + counts[DISPATCH_DEFERRED] == 0) {
         char why[256] = "";
-        dispatch_log_reason(e->st, prefix, DISPATCH_FAILED, why, sizeof why);
+        dispatch_log_reason(e->st, prefix, s->failed ? DISPATCH_FAILED : DISPATCH_UNCERTAIN, why,
+                            sizeof why);
+        char more[64] = "";
+        if (unsure)
+            snprintf(more, sizeof more, ", %lld uncertain", (long long)unsure);
         snprintf(c.err, sizeof c.err,
-                 "every message failed: 0 sent, %lld failed, %lld capped, %lld no address, %lld "
-                 "no consent%s%s",
+                 "%s: 0 sent, %lld failed, %lld capped, %lld no address, %lld no consent%s%s%s",
+                 unsure ? "no message is known to have gone out" : "every message failed",
                  (long long)s->failed, (long long)s->skipped, (long long)c.no_address,
-                 (long long)c.no_consent, why[0] ? "; the first: " : "", why);
+                 (long long)c.no_consent, more, why[0] ? "; the first: " : "", why);
         c.failed = 1;
     }
     if (rc == 0 && !c.failed && !e->dry_run && p->ops->batch_end) {
@@ -291,13 +299,17 @@ int camp_send_deliver(camp_env *e, size_t idx)
                 "%lld no address, %lld no consent\n",
                 a->id, "send", (long long)c.rows, (long long)st.dry_run, (long long)c.capped,
                 (long long)c.no_address, (long long)c.no_consent);
-    else if (e->progress)
+    else if (e->progress) {
+        char more[64] = "";
+        if (unsure)
+            snprintf(more, sizeof more, ", %lld uncertain", (long long)unsure);
         fprintf(e->progress,
                 "%s  %-16s %-16s %lld rows: %lld sent, %lld already sent, %lld failed, %lld "
-                "capped, %lld no address, %lld no consent, %lld suppressed\n",
+                "capped, %lld no address, %lld no consent, %lld suppressed%s\n",
                 isatty(fileno(e->progress)) ? "\r" : "", a->id, "send", (long long)c.rows,
                 (long long)st.sent, (long long)c.dup, (long long)s->failed, (long long)c.capped,
-                (long long)c.no_address, (long long)c.no_consent, (long long)c.suppressed);
+                (long long)c.no_address, (long long)c.no_consent, (long long)c.suppressed, more);
+    }
     for (size_t i = 0; i < p->nparts; i++)
         buf_free(&c.parts[i]);
     free(c.parts);

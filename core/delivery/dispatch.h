@@ -18,7 +18,7 @@
  * sent at next_at), "sent" (the channel confirmed; provider_id), "failed"
  * (permanent error, or retries exhausted; reason), "capped" (over a
  * per-profile frequency cap; not sent), "uncertain" (in a deliver() call
- * when the process died: see below).
+ * when the process died, or answered BATON_UNCERTAIN: see below).
  *
  * Durability: a message is recorded "queued" (with its content) before it
  * can be delivered and marked "sent" only after the channel confirms.
@@ -35,9 +35,11 @@
  * crash. A row a dead process left in flight (listed in a record that is
  * not "on the wire only", or with the column `sending` set, which is
  * what the listing becomes when the dead owner's rows are released) is
- * the one case where baton cannot know whether it went out: it becomes "uncertain" and is not sent
+ * one case where baton cannot know whether it went out: it becomes "uncertain" and is not sent
  * again — unless the channel's `resend_uncertain` is true (its provider drops repeats of an
- * idempotency key), when it is sent again with the same key.
+ * idempotency key), when it is sent again with the same key. The other is a channel's own
+ * BATON_UNCERTAIN (the message went out whole and no answer came): the same rule, its reason
+ * the channel's.
  * Rows are written by a group-committing writer shared by every
  * dispatcher on a store; dispatch_flush() and dispatch_close() commit.
  * A dispatcher opened on a channel picks up that channel's unfinished
@@ -83,9 +85,11 @@ typedef enum dispatch_status {
     DISPATCH_DRY_RUN,    /* dry run: formatted, not delivered, not logged */
     DISPATCH_DUPLICATE,  /* submit: the key is already in the log */
     DISPATCH_UNCERTAIN,  /* final: the process stopped (kill -9, a crash)
-                            while the channel had it in deliver(); it may
-                            have gone out, so it is not sent again unless
-                            the channel sets resend_uncertain */
+                            while the channel had it in deliver(), or the
+                            channel answered BATON_UNCERTAIN (no reply
+                            after SMTP's final dot); it may have gone out,
+                            so it is not sent again unless the channel
+                            sets resend_uncertain */
     DISPATCH_BOUNCED,    /* final: sent, then bounced back (a hard bounce) */
     DISPATCH_COMPLAINED, /* final: sent, then reported as spam */
     DISPATCH_NSTATUS
@@ -100,7 +104,8 @@ typedef struct dispatch_outcome {
     const char *key;
     const char *recipient;
     const char *profile_id;
-    dispatch_status status;  /* SENT, FAILED, CAPPED, DEFERRED, RETRY, DRY_RUN */
+    dispatch_status status;  /* SENT, FAILED, UNCERTAIN, CAPPED, DEFERRED, RETRY,
+                                DRY_RUN */
     const char *provider_id; /* SENT: the provider's message id ("" if none) */
     const char *reason;      /* FAILED/RETRY: the provider's words; CAPPED,
                                 DEFERRED: why */
@@ -199,8 +204,10 @@ int dispatch_flush(dispatcher *d, int64_t timeout_ms);
 typedef struct dispatch_stats {
     uint64_t submitted; /* accepted by submit (deferred included) */
     uint64_t sent, failed, capped, deferred, duplicates, dry_run;
-    uint64_t uncertain;        /* rows a dead process left in deliver(), found
-                                  and closed by this dispatcher */
+    uint64_t uncertain;        /* messages that may have gone out, not sent
+                                  again: rows a dead process left in
+                                  deliver(), found and closed by this
+                                  dispatcher, and BATON_UNCERTAIN answers */
     uint64_t retries;          /* RETRY outcomes (one message may have several) */
     uint64_t attempts;         /* messages handed to deliver() */
     uint64_t throttled;        /* times the channel paused after a batch of

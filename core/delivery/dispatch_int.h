@@ -63,7 +63,8 @@ struct dispatcher {
     unsigned retries;
     int64_t retry_for_ms;   /* retried this long after accept at most (0: retries decides) */
     int64_t max_backoff_ms; /* the longest wait between attempts */
-    int resend_uncertain;   /* rows a dead process left in deliver() go again */
+    int resend_uncertain;   /* rows a dead process left in deliver(), and
+                               BATON_UNCERTAIN answers, go again */
     int64_t backoff_ms;
 
     pthread_mutex_t mu;
@@ -120,8 +121,11 @@ int queue_lingering(const dispatcher *d, size_t max, int64_t now_ms);
 /* retry.c */
 void retry_init(dispatcher *d);
 /* The outcome a channel's answer becomes for m (attempts counted):
- * SENT, RETRY (*delay_ms: its backoff) or FAILED (a RETRY past the
- * budget says so in reason). Returns 1 when the answer was transient. */
+ * SENT, RETRY (*delay_ms: its backoff), FAILED (a RETRY past the budget
+ * says so in reason) or UNCERTAIN (BATON_UNCERTAIN, retried as RETRY
+ * when the channel has resend_uncertain). A status no SDK defines
+ * becomes RETRY in out. Returns 1 when the answer was transient (RETRY,
+ * UNCERTAIN: the provider did not answer in time). */
 int retry_classify(dispatcher *d, const qmsg *m, baton_delivery *out, dispatch_status *fin,
                    int64_t *delay_ms);
 /* After a batch of n with nretry transient answers: pause and slow down

@@ -48,20 +48,41 @@ int retry_classify(dispatcher *d, const qmsg *m, baton_delivery *out, dispatch_s
         *fin = DISPATCH_SENT;
         return 0;
     }
+    if (out->status != BATON_RETRY && out->status != BATON_ERROR &&
+        out->status != BATON_UNCERTAIN) {
+        /* a value no SDK defines (baton.h: read as RETRY) */
+        char r[sizeof out->reason];
+        int k = snprintf(r, sizeof r, "the channel answered an unknown status %d%s",
+                         (int)out->status, out->reason[0] ? ": " : "");
+        size_t len = strlen(out->reason), room = sizeof r - 1 - (size_t)k;
+        memcpy(r + k, out->reason, len < room ? len : room);
+        r[k + (len < room ? len : room)] = '\0';
+        memcpy(out->reason, r, sizeof r);
+        out->status = BATON_RETRY;
+    }
+    /* a message that may have gone out (a timeout after SMTP's final dot)
+     * is uncertain, as one a crash caught on the wire: not sent again
+     * unless the channel may send it twice */
+    int unsure = out->status == BATON_UNCERTAIN;
+    if (unsure && !d->resend_uncertain) {
+        *fin = DISPATCH_UNCERTAIN;
+        return 1;
+    }
     /* like an MTA: a transient failure is retried until retry_for has
      * passed since the message was accepted (the last attempt at that
      * horizon), and at most `retries` times */
+    int again = out->status == BATON_RETRY || unsure;
     int64_t age_ms = (dispatch_now_s(d) - m->time) * 1000;
     int in_time = d->retry_for_ms <= 0 || age_ms < d->retry_for_ms;
-    if (out->status == BATON_RETRY && m->attempts <= d->retries && in_time) {
+    if (again && m->attempts <= d->retries && in_time) {
         *fin = DISPATCH_RETRY;
         *delay_ms = retry_delay_ms(d, m->attempts);
         if (d->retry_for_ms > 0 && age_ms + *delay_ms > d->retry_for_ms)
             *delay_ms = d->retry_for_ms - age_ms;
         return 1;
     }
-    *fin = DISPATCH_FAILED;
-    if (out->status != BATON_RETRY)
+    *fin = unsure ? DISPATCH_UNCERTAIN : DISPATCH_FAILED;
+    if (!again)
         return 0;
     char r[sizeof out->reason + 64];
     int k;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/deadline.h"
+#include "base/log.h"
 #include "base/mem.h"
 
 /* Under the log's lock, before a commit: the batch goes in flight (its
@@ -198,7 +199,7 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
     pthread_mutex_lock(&b.mu); /* what the channel's threads reported is seen */
     for (size_t i = 0; i < n; i++) {
         if (b.done[i]) /* classified and recorded as it came */
-            nretry += out[i].status == BATON_RETRY;
+            nretry += out[i].status == BATON_RETRY || out[i].status == BATON_UNCERTAIN;
         else
             nretry += (size_t)retry_classify(d, batch[i], &out[i], &fin[i], &due[i]);
         logged += !(batch[i]->flags & DISPATCH_F_PROOF) && !b.done[i];
@@ -236,9 +237,13 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
     pthread_mutex_destroy(&b.mu);
     free(b.marked);
     free(b.done);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        if (fin[i] == DISPATCH_UNCERTAIN) /* as the pump says of a crash's */
+            log_msg(BATON_LOG_WARN, d->inst->who, "%s: uncertain, not sent again: %s",
+                    batch[i]->key, out[i].reason);
         dispatch_emit(d, batch[i], fin[i], out[i].provider_id, out[i].reason, out[i].segments,
                       fin[i] == DISPATCH_RETRY ? now + (due[i] + 999) / 1000 : 0, NULL, 0);
+    }
     retry_adapt(d, n, nretry);
 
     pthread_mutex_lock(&d->mu);
@@ -257,6 +262,7 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
             d->sent_in[slot]++;
             break;
         case DISPATCH_FAILED: d->st.failed++; break;
+        case DISPATCH_UNCERTAIN: d->st.uncertain++; break;
         default: break;
         }
         if (fin[i] == DISPATCH_RETRY || out[i].status == BATON_RETRY)

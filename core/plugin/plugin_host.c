@@ -619,9 +619,10 @@ static const baton_config_key channel_keys[] = {
     {.name = "resend_uncertain",
      .type = BATON_CFG_BOOL,
      .default_value = "false",
-     .help = "true: a message baton was delivering when it died (kill -9) is sent again with "
-             "the same idempotency key (the provider must drop repeats); false: it is logged "
-             "'uncertain' and never sent twice"},
+     .help = "true: a message that may have gone out unconfirmed (baton died delivering it, "
+             "or the server never answered its final dot) is sent again with the same "
+             "idempotency key (the provider must drop repeats); false: it is logged 'uncertain' "
+             "and never sent twice"},
     {.name = "address",
      .type = BATON_CFG_STRING,
      .help = "the profiles field holding the recipient's address"},

@@ -91,7 +91,8 @@ static const baton_config_key keys[] = {
      .type = BATON_CFG_DURATION,
      .default_value = "10m",
      .help = "the reply after the message's final dot; a message without one may have been "
-             "delivered, and is retried"},
+             "delivered: it is recorded 'uncertain' and not sent again (unless resend_uncertain "
+             "= true)"},
     {.name = "idle_timeout",
      .type = BATON_CFG_DURATION,
      .default_value = "60s",

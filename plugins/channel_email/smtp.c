@@ -8,7 +8,7 @@
  *
  * A session that ends (a 421, a timeout, the connection lost) gives each
  * message it held an outcome: one whose final dot was sent but not
- * answered may have been delivered (RETRY, saying so); one whose text had
+ * answered may have been delivered (UNCERTAIN, saying so); one whose text had
  * not all gone is resent on a new session when the old one was lost
  * silently after some progress (a server restarting, a reused session the
  * server had dropped); after a 421 or a timeout the rest are RETRY with
@@ -72,6 +72,8 @@ struct smtpc {
     size_t in_off, in_len;
     char *out;
     size_t out_len, out_cap;
+    size_t dot_end; /* in out: just past a final dot not yet flushed (0: none) */
+    int dot_sent;   /* the last flush wrote that dot, whatever came after */
     int oom;
     int end;                 /* END_*: why the session ended */
     int perm;                /* opening it failed for good (5xx, STARTTLS missing) */
@@ -120,6 +122,7 @@ static void drop(smtpc *c)
     c->need_rset = 0;
     c->in_off = c->in_len = 0;
     c->out_len = 0;
+    c->dot_end = 0;
 }
 
 /* The session is over: why says so in the server's words or ours. */
@@ -222,10 +225,11 @@ static int fill(smtpc *c, int64_t deadline)
 }
 
 /* Writes all of p; each write must make progress within block_ms. 0, or
- * -1 with errno (ETIMEDOUT when it stalled). */
-static int put(smtpc *c, const char *p, size_t n, long block_ms)
+ * -1 with errno (ETIMEDOUT when it stalled); *done: the bytes written. */
+static int put(smtpc *c, const char *p, size_t n, long block_ms, size_t *done)
 {
     int64_t deadline = now_ms() + block_ms;
+    *done = 0;
     while (n) {
         size_t k = 0;
         short ev = POLLOUT;
@@ -253,6 +257,7 @@ static int put(smtpc *c, const char *p, size_t n, long block_ms)
         if (k) {
             p += k;
             n -= k;
+            *done += k;
             deadline = now_ms() + block_ms;
             continue;
         }
@@ -314,7 +319,11 @@ static int flush(smtpc *c)
     }
     if (!c->out_len)
         return 0;
-    if (put(c, c->out, c->out_len, c->o.block_ms) == 0) {
+    size_t done = 0;
+    int rc = put(c, c->out, c->out_len, c->o.block_ms, &done);
+    c->dot_sent = c->dot_end && done >= c->dot_end;
+    c->dot_end = 0;
+    if (rc == 0) {
         c->out_len = 0;
         return 0;
     }
@@ -999,16 +1008,22 @@ static void body(smtpc *c, smtpc_msg *m)
     }
     memcpy(o, ".\r\n", 3);
     c->out_len = (size_t)(o + 3 - c->out);
+    c->dot_end = c->out_len;
 }
 
-/* The dot was sent, no reply came: it may have been delivered. */
+/* The dot was sent, no reply came (a timeout, the connection lost, a
+ * line that is no reply): it may have been delivered (RFC 5321 §6.1), so
+ * it is uncertain, never failed, and not sent again unless the channel
+ * says so (resend_uncertain). A 421 is the server's no. */
 static void on_the_wire(smtpc *c, smtpc_msg *m, const reply *r)
 {
-    if (c->end == END_421)
+    if (c->end == END_421 && r)
         refused(c, m, "DATA", r);
+    else if (c->end == END_421) /* read when a write failed */
+        set_reason(c, m, BATON_RETRY, "DATA: %s", c->why);
     else
-        set_reason(c, m, BATON_RETRY, "DATA: %s after the final dot (it may have been delivered)",
-                   c->why);
+        set_reason(c, m, BATON_UNCERTAIN,
+                   "DATA: %s after the final dot (it may have been delivered)", c->why);
 }
 
 /* Without PIPELINING: each command waits for its reply. Returns the
@@ -1086,8 +1101,16 @@ static size_t run_pipelined(smtpc *c, smtpc_msg *m, size_t i, size_t n, int *pro
     }
     while (cur < n || dot < n) {
         c->phase = dot < n ? "DATA" : "MAIL FROM";
-        if (flush(c)) /* the dot did not all go: not delivered */
+        if (flush(c)) {
+            /* the dot all went, the next envelope did not: it may have
+             * been delivered; else it was not */
+            if (dot < n && c->dot_sent && !empty_dot) {
+                on_the_wire(c, &m[dot], NULL);
+                *progress = 1;
+                return cur;
+            }
             return dot < cur ? dot : cur;
+        }
         reply r;
         if (dot < n) {
             c->phase = NULL;

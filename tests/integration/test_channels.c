@@ -214,8 +214,11 @@ static void test_email_end_to_end(void **state)
     test_instance_free(inst);
 }
 
-/* The SMTP server dies after 30 messages (in the middle of a session) and
- * a new one comes up on the same port: everything arrives, once. */
+/* The SMTP server dies after 30 messages (in the middle of a session, as
+ * the 31st message's final dot arrives, without a reply) and a new one
+ * comes up on the same port: every other message arrives, once; the 31st
+ * may have been delivered as far as baton can tell (RFC 5321 §6.1), so it
+ * is uncertain and not sent again (this server had dropped it). */
 static void test_email_server_goes_away(void **state)
 {
     char sinkdir[1024];
@@ -266,19 +269,31 @@ static void test_email_server_goes_away(void **state)
     assert_int_equal(dispatch_flush(d, 60000), 0);
     dispatch_stats s;
     dispatch_get_stats(d, &s);
-    assert_int_equal(s.sent, N);
+    assert_int_equal(s.sent, N - 1);
+    assert_int_equal(s.uncertain, 1);
     assert_true(s.retries > 0);
     dispatch_close(d, 0, 0);
 
     char logpath[1100];
     snprintf(logpath, sizeof logpath, "%s/log.jsonl", sinkdir);
     json_t *log = read_jsonl(logpath);
-    assert_int_equal(json_array_size(log), N);
+    assert_int_equal(json_array_size(log), N - 1);
+    int unsure = 0;
     for (int i = 0; i < N; i++) {
         snprintf(key, sizeof key, "fault/%d", i);
+        dispatch_log_row row;
+        assert_int_equal(dispatch_log_get(&st, key, &row), 1);
+        if (row.status == DISPATCH_UNCERTAIN) {
+            unsure++;
+            assert_string_equal(row.reason, "DATA: the server closed the connection after the "
+                                            "final dot (it may have been delivered)");
+            assert_int_equal(count_key_in_eml(log, sinkdir, key), 0);
+            continue;
+        }
+        assert_int_equal(row.status, DISPATCH_SENT);
         assert_int_equal(count_key_in_eml(log, sinkdir, key), 1);
-        assert_true(dispatch_log_delivered(&st, key));
     }
+    assert_int_equal(unsure, 1);
     json_decref(log);
     test_instance_free(inst);
 }

@@ -61,7 +61,7 @@ static void test_usage_and_exit_codes(void **st)
     free(out);
     free(err);
     assert_int_equal(baton(&out, &err, "--version"), 0);
-    assert_non_null(strstr(out, "plugin ABI 1.4"));
+    assert_non_null(strstr(out, "plugin ABI 1.5"));
     free(out);
     free(err);
 }
@@ -143,7 +143,7 @@ static void test_broken_copy(void **st)
              cfg, l2);
     snprintf(want[3], sizeof want[3],
              "%s:%d: actions.bad_abi: %s/fx_wrong_major.so: built for baton ABI 2.0, but this host "
-             "speaks ABI 1.4",
+             "speaks ABI 1.5",
              cfg, l3, fixtures);
 
     char *out, *err;
@@ -233,7 +233,7 @@ static void test_plugins_json_lists_every_plugin(void **st)
             assert_null(json_object_get(p, "error"));
             assert_true(json_is_string(json_object_get(p, "kind")));
             assert_true(json_is_string(json_object_get(p, "version")));
-            assert_string_equal(json_string_value(json_object_get(p, "abi")), "1.4");
+            assert_string_equal(json_string_value(json_object_get(p, "abi")), "1.5");
             assert_true(json_is_array(json_object_get(p, "used_by")));
         }
         if (!found)
@@ -256,7 +256,7 @@ static void test_describe(void **st)
     free(text);
     char *out, *err;
     assert_int_equal(baton(&out, &err, "-c %s plugins --describe fx_action", cfg), 0);
-    assert_non_null(strstr(out, "fx_action 1.2.3 — action plugin, ABI 1.4"));
+    assert_non_null(strstr(out, "fx_action 1.2.3 — action plugin, ABI 1.5"));
     assert_non_null(strstr(out, "  url            string    required\n      where to call\n"));
     assert_non_null(strstr(out, "  port           int       default \"8080\" range 1..65535\n"));
     assert_non_null(strstr(out, "  mode           enum      default \"safe\" one of: fast safe\n"));
@@ -270,7 +270,7 @@ static void test_describe(void **st)
     free(err);
     assert_int_equal(baton(&out, &err, "-c %s plugins", cfg), 0);
     assert_non_null(strstr(out, "fx_wrong_major         error: "));
-    assert_non_null(strstr(out, "fx_action              action    1.2.3    ABI 1.4  -\n"));
+    assert_non_null(strstr(out, "fx_action              action    1.2.3    ABI 1.5  -\n"));
     free(out);
     free(err);
     free(cfg);

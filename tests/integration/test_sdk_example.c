@@ -53,9 +53,22 @@ static void test_install_build_load_run(void **st)
                         "PKG_CONFIG_PATH=%s/root/opt/baton/lib/pkgconfig make",
                         tmp, tmp),
                      0);
-    /* exactly one exported symbol */
+    /* the installed SDK says its ABI, as the header does */
     char *out = NULL;
     char *cmd;
+    assert_true(
+        asprintf(&cmd,
+                 "export PKG_CONFIG_PATH=%s/root/opt/baton/lib/pkgconfig; echo $(pkg-config "
+                 "--variable=abi_major baton-sdk) $(pkg-config --variable=abi_minor "
+                 "baton-sdk)",
+                 tmp) > 0);
+    assert_int_equal(run_capture(cmd, &out, NULL), 0);
+    char want[32];
+    snprintf(want, sizeof want, "%d %d\n", BATON_ABI_MAJOR, BATON_ABI_MINOR);
+    assert_string_equal(out, want);
+    free(out);
+    free(cmd);
+    /* exactly one exported symbol */
     assert_true(asprintf(&cmd, "nm -D --defined-only %s/vendor/action_jsonl.so | awk '{print $3}'",
                          tmp) > 0);
     assert_int_equal(run_capture(cmd, &out, NULL), 0);
@@ -75,7 +88,7 @@ static void test_install_build_load_run(void **st)
     assert_int_equal(run_capture(cmd, &out, NULL), 0);
     assert_non_null(strstr(out, "\"name\": \"action_jsonl\""));
     assert_non_null(strstr(out, "\"kind\": \"action\""));
-    assert_non_null(strstr(out, "\"abi\": \"1.4\""));
+    assert_non_null(strstr(out, "\"abi\": \"1.5\""));
     assert_non_null(strstr(out, "\"actions.audit\""));
     free(out);
     free(cmd);

@@ -673,7 +673,8 @@ static void smtp_sink_start(const char *opt0, const char *opt1, const char *opt2
 /* smtp-sink (without PIPELINING: with it, it answers the DATA behind a
  * held RCPT first) holds its reply to RCPT for 30 s: rcpt_timeout (1 s) ends the
  * session; the message and the one behind it are retried, saying why. A
- * reply held after the final dot: retried, "it may have been delivered". */
+ * reply held after the final dot: uncertain (SDK 1.5), "it may have been
+ * delivered" (RFC 5321 §6.1), never retried as if it had not gone. */
 static void test_phase_timeouts(void **state)
 {
     smtp_sink_start("-p", "-W", "rcpt:30");
@@ -693,10 +694,38 @@ static void test_phase_timeouts(void **state)
     smtp_sink_start(NULL, "-W", ".:30");
     inst = email_on(sink.port, "dot_timeout = \"1s\";");
     deliver(inst, m, 1, out);
-    assert_int_equal(out[0].status, BATON_RETRY);
+    assert_int_equal(out[0].status, BATON_UNCERTAIN);
     assert_string_equal(out[0].reason, "DATA: no reply within 1 s after the final dot (it may "
                                        "have been delivered)");
     test_instance_free(inst);
+}
+
+/* The server takes a message's final dot and goes away without a word
+ * (with PIPELINING and without): that message may have been delivered,
+ * so it is UNCERTAIN, never retried as if it had not gone; the one behind
+ * it had not left, and is retried. */
+static void test_lost_after_the_final_dot(void **state)
+{
+    for (int pipe = 0; pipe < 2; pipe++) {
+        char src[1024];
+        const char *top = getenv("BATON_SRC");
+        snprintf(src, sizeof src, "%s/tests/support/smtp_sink.py", top ? top : ".");
+        char *argv[] = {"/usr/bin/python3",           src, "--dir", sink_dir, "--die-after", "0",
+                        pipe ? "--pipelining" : NULL, NULL};
+        assert_int_equal(server_start_ready(&sink, argv, 15000), 0);
+        instance *inst = email_on(sink.port, NULL);
+        baton_message m[2];
+        char keys[2][32];
+        batch_of(m, keys, 2, pipe ? "lostp" : "lost");
+        baton_delivery out[2];
+        deliver(inst, m, 2, out);
+        assert_int_equal(out[0].status, BATON_UNCERTAIN);
+        assert_string_equal(out[0].reason, "DATA: the server closed the connection after the "
+                                           "final dot (it may have been delivered)");
+        assert_int_equal(out[1].status, BATON_RETRY);
+        test_instance_free(inst);
+        server_stop(&sink);
+    }
 }
 
 /* Postfix's smtp-sink announces ENHANCEDSTATUSCODES: its "5.3.0" stays. */
@@ -833,6 +862,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_session_reused_across_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_421_after_data_then_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_phase_timeouts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lost_after_the_final_dot, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enhanced_status_codes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_smtputf8, setup, teardown),

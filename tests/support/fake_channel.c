@@ -70,6 +70,13 @@ unsigned fake_channel_sent(const char *key)
     pthread_mutex_unlock(&mu);
     return n;
 }
+unsigned fake_channel_attempts(const char *key)
+{
+    pthread_mutex_lock(&mu);
+    unsigned n = get(key)->attempts;
+    pthread_mutex_unlock(&mu);
+    return n;
+}
 unsigned long fake_channel_total(void)
 {
     pthread_mutex_lock(&mu);
@@ -198,6 +205,13 @@ static void f_deliver(void *st, void *conn, const baton_message *const *msgs, si
         } else if (strstr(k, "perm")) {
             out[i].status = BATON_ERROR;
             snprintf(out[i].reason, sizeof out[i].reason, "550 permanent (fake)");
+        } else if (strstr(k, "unsure")) {
+            out[i].status = BATON_UNCERTAIN;
+            snprintf(out[i].reason, sizeof out[i].reason,
+                     "DATA: no reply after the final dot (fake)");
+        } else if (strstr(k, "bogus")) {
+            out[i].status = (baton_status)7;
+            snprintf(out[i].reason, sizeof out[i].reason, "what now (fake)");
         } else if (strstr(k, "always") ||
                    (r && r[5] >= '1' && r[5] <= '9' && e->attempts <= (unsigned)(r[5] - '0'))) {
             out[i].status = BATON_RETRY;

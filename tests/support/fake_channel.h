@@ -6,6 +6,8 @@
  *   contains "perm"     ERROR "550 permanent (fake)"
  *   contains "retryN"   RETRY for the first N attempts, then OK (N = 1..9)
  *   contains "always"   RETRY every time
+ *   contains "unsure"   UNCERTAIN "DATA: no reply after the final dot (fake)"
+ *   contains "bogus"    the status 7, which no SDK defines
  *   otherwise           OK, provider id "fake-<key>"
  * fake_channel_set_down(1) makes every delivery RETRY ("connection refused
  * (fake)") until set_down(0); fake_channel_set_gate(1) blocks deliver()
@@ -24,8 +26,10 @@
 instance *fake_channel_new(const char *name, const char *settings, char *err, size_t errlen);
 void fake_channel_free(instance *inst);
 
-/* Successful deliveries of key so far (0 if never), and in total. */
+/* Successful deliveries of key so far (0 if never), and in total;
+ * deliveries of key tried, whatever their outcome. */
 unsigned fake_channel_sent(const char *key);
+unsigned fake_channel_attempts(const char *key);
 unsigned long fake_channel_total(void);
 /* deliver() calls (batches) so far, and the largest batch seen. */
 unsigned long fake_channel_batches(void);

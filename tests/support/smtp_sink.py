@@ -4,6 +4,7 @@ receives. Run it with /usr/bin/python3 (Debian's python3-aiosmtpd).
   smtp_sink.py --dir DIR [--port N] [--auth USER:PASS] [--die-after N]
                [--reject SUBSTR=CODE ...] [--forever] [--pipelining]
                [--size N] [--no-smtputf8] [--tls CERT:KEY] [--delay-ms N]
+               [--hang SUBSTR[=N]]
 
 Prints "PORT <n>" on stdout once it listens (port 0 picks a free one).
 Every accepted message is DIR/<pid>-<seq>.eml (the exact DATA bytes, CRLF
@@ -22,6 +23,11 @@ line ends, dot-unstuffed; the pid keeps a restarted sink from overwriting) and o
 --size N      announce SIZE N and refuse larger messages (default 10 MB)
 --no-smtputf8 do not announce SMTPUTF8 (aiosmtpd then refuses it)
 --delay-ms N  wait N ms before answering each message's final dot
+--hang SUBSTR[=N]  store the first N messages (all without =N) to a
+              recipient containing SUBSTR as usual, then never answer their
+              final dot (a server that took the message and went silent:
+              the client's dot_timeout ends the session); later ones are
+              answered
 --tls         offer STARTTLS with this certificate and key (PEM files)
 --reject      answer RCPT TO for recipients containing SUBSTR with CODE
               (550: permanent, 451: transient)
@@ -44,6 +50,10 @@ class Handler:
         self.reply = args.reply
         self.delay = (args.delay_ms or 0) / 1000.0
         self.die_after = args.die_after
+        self.hang, self.hang_left = None, 0
+        if args.hang:
+            sub, _, n = args.hang.partition("=")
+            self.hang, self.hang_left = sub, int(n) if n else -1
         self.reject = []
         for r in args.reject or []:
             sub, code = r.rsplit("=", 1)
@@ -98,6 +108,9 @@ class Handler:
             "mail_options": envelope.mail_options,
             "pipelined": getattr(session, "baton_pipelined", False),
             "tls": session.ssl is not None}) + "\n")
+        if self.hang_left and any(self.hang in r for r in envelope.rcpt_tos):
+            self.hang_left -= 1
+            await asyncio.sleep(86400)  # until the client gives up and closes
         # the accepting reply as each names its id: Postfix, Amazon SES, Exim
         if self.reply == "ses":
             return "250 Ok 0100018c%08d-ses-000000" % self.seq
@@ -120,6 +133,7 @@ def main():
     p.add_argument("--tls")
     p.add_argument("--delay-ms", type=int)
     p.add_argument("--reply", choices=["postfix", "ses", "exim"], default="postfix")
+    p.add_argument("--hang")
     args = p.parse_args()
     global args_forever
     args_forever = args.forever

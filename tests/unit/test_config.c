@@ -366,7 +366,7 @@ static void test_plugin_load_errors_in_config(void **st)
              "DIR/baton.cfg:7: actions.m: plugin 'fx_acton' not found (looked for fx_acton.so "
              "in: %s, %%EXE%%); did you mean 'fx_action'?\n"
              "DIR/baton.cfg:8: actions.w: %s/fx_wrong_major.so: built for baton ABI 2.0, but "
-             "this host speaks ABI 1.4; rebuild it against baton-sdk 1.x\n",
+             "this host speaks ABI 1.5; rebuild it against baton-sdk 1.x\n",
              f, f);
     app a;
     char *got = load(cfg, APP_PLUGINS, &a);

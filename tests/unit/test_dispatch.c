@@ -162,6 +162,67 @@ static void test_retries_and_errors(void **state)
     fake_channel_free(inst);
 }
 
+/* A channel that answers UNCERTAIN (SDK 1.5: the message went out whole
+ * and no reply came) has it recorded "uncertain" with its reason, as a
+ * crash's, and not sent again; with resend_uncertain it is retried until
+ * the retries run out, and stays uncertain. A status no SDK defines is
+ * retried, as RETRY is. */
+static void test_uncertain_answer(void **state)
+{
+    instance *inst = chan("retries = 2; retry_backoff = \"5ms\";");
+    char err[256];
+    memset(outcomes, 0, sizeof outcomes);
+    dispatcher *d =
+        dispatch_open(inst, &st, &(dispatch_opts){.on_outcome = on_outcome}, err, sizeof err);
+    assert_non_null(d);
+    assert_int_equal(submit(d, "k-unsure", NULL, -1), DISPATCH_ACCEPTED);
+    assert_int_equal(submit(d, "k-bogus", NULL, -1), DISPATCH_ACCEPTED);
+    assert_int_equal(submit(d, "k-ok", NULL, -1), DISPATCH_ACCEPTED);
+    assert_int_equal(dispatch_flush(d, 20000), 0);
+    dispatch_log_row row;
+    assert_int_equal(dispatch_log_get(&st, "k-unsure", &row), 1);
+    assert_int_equal(row.status, DISPATCH_UNCERTAIN);
+    assert_int_equal(row.attempts, 1);
+    assert_string_equal(row.reason, "DATA: no reply after the final dot (fake)");
+    assert_int_equal(fake_channel_attempts("k-unsure"), 1); /* never again */
+    assert_int_equal(dispatch_log_get(&st, "k-bogus", &row), 1);
+    assert_int_equal(row.status, DISPATCH_FAILED);
+    assert_int_equal(row.attempts, 3);
+    assert_string_equal(row.reason, "gave up after 3 attempts: the channel answered an unknown "
+                                    "status 7: what now (fake)");
+    uint64_t c[DISPATCH_NSTATUS];
+    assert_int_equal(dispatch_log_counts(&st, "k-", NULL, c), 0);
+    assert_int_equal(c[DISPATCH_UNCERTAIN], 1);
+    assert_int_equal(c[DISPATCH_SENT], 1);
+    dispatch_stats s;
+    dispatch_get_stats(d, &s);
+    assert_int_equal(s.uncertain, 1);
+    assert_int_equal(s.sent, 1);
+    assert_int_equal(s.failed, 1);
+    pthread_mutex_lock(&omu);
+    assert_int_equal(outcomes[DISPATCH_UNCERTAIN], 1);
+    pthread_mutex_unlock(&omu);
+    dispatch_close(d, 0, 0);
+    fake_channel_free(inst);
+
+    inst = chan("retries = 2; retry_backoff = \"5ms\"; resend_uncertain = true;");
+    d = dispatch_open(inst, &st, &(dispatch_opts){0}, err, sizeof err);
+    assert_non_null(d);
+    assert_int_equal(submit(d, "r-unsure", NULL, -1), DISPATCH_ACCEPTED);
+    assert_int_equal(dispatch_flush(d, 20000), 0);
+    assert_int_equal(dispatch_log_get(&st, "r-unsure", &row), 1);
+    assert_int_equal(row.status, DISPATCH_UNCERTAIN);
+    assert_int_equal(row.attempts, 3);
+    assert_string_equal(row.reason,
+                        "gave up after 3 attempts: DATA: no reply after the final dot (fake)");
+    assert_int_equal(fake_channel_attempts("r-unsure"), 3);
+    dispatch_get_stats(d, &s);
+    assert_int_equal(s.uncertain, 1);
+    assert_int_equal(s.retries, 2);
+    dispatch_close(d, 0, 0);
+    fake_channel_free(inst);
+}
+
 static void test_backpressure(void **state)
 {
     instance *inst = chan("queue = 10; batch = 5;");
@@ -1023,6 +1084,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_delivers_each_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retries_and_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uncertain_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_and_reopen_loses_nothing, setup, teardown),

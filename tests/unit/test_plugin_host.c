@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "delivery/dispatch.h"
 #include "hostapi/hostapi.h"
 #include "plugin/plugin_host.h"
 #include "support/fs.h"
@@ -77,11 +78,11 @@ static void test_abi_check(void **st)
     assert_int_equal(plugin_abi_check(BATON_ABI_MAJOR, 0, err, sizeof err), 0);
     assert_int_equal(plugin_abi_check(BATON_ABI_MAJOR, BATON_ABI_MINOR, err, sizeof err), 0);
     assert_int_equal(plugin_abi_check(2, 0, err, sizeof err), -1);
-    assert_string_equal(err, "built for baton ABI 2.0, but this host speaks ABI 1.4; rebuild it "
+    assert_string_equal(err, "built for baton ABI 2.0, but this host speaks ABI 1.5; rebuild it "
                              "against baton-sdk 1.x");
     assert_int_equal(plugin_abi_check(0, 9, err, sizeof err), -1);
     assert_int_equal(plugin_abi_check(1, BATON_ABI_MINOR + 1, err, sizeof err), -1);
-    assert_non_null(strstr(err, "newer than this host's ABI 1.4"));
+    assert_non_null(strstr(err, "newer than this host's ABI 1.5"));
 }
 
 static void test_valid_plugin_loads(void **st)
@@ -100,10 +101,10 @@ static void test_valid_plugin_loads(void **st)
 static void test_refusals(void **st)
 {
     expect_refusal("fx_no_entry", "not a baton plugin (no baton_plugin_entry symbol)");
-    expect_refusal("fx_wrong_major", "built for baton ABI 2.0, but this host speaks ABI 1.4; "
+    expect_refusal("fx_wrong_major", "built for baton ABI 2.0, but this host speaks ABI 1.5; "
                                      "rebuild it against baton-sdk 1.x");
-    expect_refusal("fx_newer_minor", "built for baton ABI 1.5, newer than this host's ABI 1.4; "
-                                     "upgrade baton or rebuild the plugin against baton-sdk 1.4");
+    expect_refusal("fx_newer_minor", "built for baton ABI 1.6, newer than this host's ABI 1.5; "
+                                     "upgrade baton or rebuild the plugin against baton-sdk 1.5");
     expect_refusal("fx_missing_callback",
                    "missing callback 'ops.deliver', required of channel plugins");
     expect_refusal("fx_ops_unsized", "channel ops declare a size of 0 bytes, too small for ABI "
@@ -142,6 +143,57 @@ static void test_not_a_regular_file(void **st)
     assert_non_null(strstr(err, "cannot load:"));
     free(junk);
     free(sub);
+    tmpdir_remove(dir);
+    free(dir);
+}
+
+/* A channel built for 1.4, before BATON_UNCERTAIN: it loads, its messages
+ * are delivered through the dispatcher as before, and a status no SDK
+ * defines is retried (baton.h), then failed with the channel's words. */
+static void test_channel_of_1_4_still_delivers(void **st)
+{
+    char err[1024] = "";
+    plugin *p = plugin_load(&reg, "fx_channel_v14", err, sizeof err);
+    assert_non_null(p);
+    assert_int_equal(p->desc.abi_minor, 4);
+    conf_use use = use_of("channels", "c", BATON_KIND_CHANNEL,
+                          "c: { plugin = \"fx_channel_v14\"; retries = 1; retry_backoff = "
+                          "\"5ms\"; };");
+    diag d;
+    diag_init(&d);
+    instance *inst = instance_create(p, &use, ".", &d);
+    assert_non_null(inst);
+    assert_int_equal(instance_init(inst), 0);
+    assert_int_equal(instance_start(inst), 0);
+    char *dir = tmpdir_make("v14");
+    store s;
+    assert_int_equal(store_open(&s, dir, err, sizeof err), 0);
+    dispatcher *dp = dispatch_open(inst, &s, &(dispatch_opts){0}, err, sizeof err);
+    assert_non_null(dp);
+    const char *names[] = {"text"}, *values[] = {"Hello"};
+    dispatch_msg m = {.key = "v14/ok",
+                      .recipient = "+15550100",
+                      .nparts = 1,
+                      .part_names = names,
+                      .part_values = values};
+    assert_int_equal(dispatch_submit(dp, &m, -1, NULL, 0), DISPATCH_ACCEPTED);
+    m.key = "v14/odd";
+    assert_int_equal(dispatch_submit(dp, &m, -1, NULL, 0), DISPATCH_ACCEPTED);
+    assert_int_equal(dispatch_flush(dp, 20000), 0);
+    dispatch_log_row row;
+    assert_int_equal(dispatch_log_get(&s, "v14/ok", &row), 1);
+    assert_int_equal(row.status, DISPATCH_SENT);
+    assert_string_equal(row.provider_id, "v14-0");
+    assert_int_equal(dispatch_log_get(&s, "v14/odd", &row), 1);
+    assert_int_equal(row.status, DISPATCH_FAILED);
+    assert_int_equal(row.attempts, 2);
+    assert_string_equal(row.reason, "gave up after 2 attempts: the channel answered an unknown "
+                                    "status 9: odd answer");
+    dispatch_close(dp, 0, 0);
+    store_close(&s);
+    instance_stop(inst);
+    instance_destroy(inst);
+    diag_free(&d);
     tmpdir_remove(dir);
     free(dir);
 }
@@ -425,6 +477,7 @@ int main(void)
         cmocka_unit_test(test_not_a_regular_file),
         cmocka_unit_test(test_unsafe_files),
         cmocka_unit_test(test_old_minor_still_loads_and_runs),
+        cmocka_unit_test(test_channel_of_1_4_still_delivers),
         cmocka_unit_test(test_lifecycle_never_unloads_running),
         cmocka_unit_test(test_failing_init_message),
         cmocka_unit_test(test_counters_threads),

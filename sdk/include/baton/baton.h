@@ -13,7 +13,8 @@
  *     what the plugin was compiled with, and a plugin checks
  *     host->abi_minor before calling a member added after 1.0.
  *   - Members are only ever appended (or take a reserved slot); each one
- *     says the version that added it.
+ *     says the version that added it. So are enum values: a host reads a
+ *     value it does not know as the safest one it knows (baton_status).
  *
  * Ownership: unless a member says otherwise, pointers passed to a plugin are
  * borrowed for the duration of the call, and pointers a plugin returns in a
@@ -40,7 +41,7 @@ extern "C" {
 #endif
 
 #define BATON_ABI_MAJOR 1
-#define BATON_ABI_MINOR 4
+#define BATON_ABI_MINOR 5
 
 /* The one symbol a plugin exports: a function returning its descriptor. */
 #define BATON_ENTRY_SYMBOL "baton_plugin_entry"
@@ -167,7 +168,14 @@ typedef struct baton_config_key {
 typedef enum baton_status {
     BATON_OK = 0,    /* done; provider_id says the provider's id, if any */
     BATON_RETRY = 1, /* transient: the core retries with backoff */
-    BATON_ERROR = 2  /* permanent: recorded with its reason, not retried */
+    BATON_ERROR = 2, /* permanent: recorded with its reason, not retried */
+    /* 1.5 — a channel's message may have been delivered and the provider
+     * never said: recorded "uncertain" with its reason and not sent again
+     * (see baton_delivery). A host older than 1.5 refuses a plugin built
+     * for 1.5, so a channel answers it without checking host->abi_minor. */
+    BATON_UNCERTAIN = 3
+    /* Any other value (a plugin's bug) is read as BATON_RETRY: tried again
+     * within the channel's retry budget, the channel's reason kept. */
 } baton_status;
 
 typedef enum baton_log_level {
@@ -217,17 +225,25 @@ typedef struct baton_message {
  * channel gave no answer", so a message deliver() forgets is retried,
  * never lost. Which status: OK once the provider has accepted the message
  * (SMTP 250 after DATA, HTTP 2xx, an MQTT PUBACK); RETRY when trying again
- * later may work (connection refused or lost, a timeout, SMTP 4xx, HTTP
- * 408/429/5xx) — the core retries with exponential backoff and jitter up
- * to the channel's `retries`, and pauses the whole channel when most of a
- * batch asks to; ERROR when it never will (SMTP 5xx, HTTP 4xx, an invalid
- * number or address, format() failing) — recorded with its reason, not
- * retried. */
+ * later may work and the message has not been delivered (connection
+ * refused, a timeout or a lost connection before the message was all
+ * sent, SMTP 4xx, HTTP 408/429/5xx) — the core retries with exponential
+ * backoff and jitter up to the channel's `retries` and `retry_for`, and
+ * pauses the whole channel when most of a batch asks to; ERROR when it
+ * never will (SMTP 5xx, HTTP 4xx, an invalid number or address, format()
+ * failing) — recorded with its reason, not retried; UNCERTAIN (1.5) when
+ * the whole message went out and no answer came (a timeout or a lost
+ * connection after SMTP's final dot: RFC 5321 §6.1 says it may have been
+ * delivered) — recorded "uncertain" with its reason and not sent again,
+ * as a message a crash caught on the wire, unless the channel sets
+ * `resend_uncertain = true` or BATON_CHANNEL_IDEMPOTENT: then it is
+ * retried as RETRY is (and, retries spent, left uncertain). */
 typedef struct baton_delivery {
     baton_status status;
     char provider_id[128]; /* the provider's message id, when OK */
-    char reason[256];      /* the provider's words, when RETRY or ERROR
-                              ("RCPT TO: 550 5.1.1 ...", "HTTP 429: ...") */
+    char reason[256];      /* the provider's words, when RETRY, ERROR or
+                              UNCERTAIN ("RCPT TO: 550 5.1.1 ...", "HTTP
+                              429: ...", "DATA: no reply within 10 m ...") */
     uint32_t segments;     /* SMS segments, 0 where it does not apply */
     uint32_t reserved[7];
 } baton_delivery;
@@ -281,8 +297,8 @@ typedef struct baton_channel_ops {
 #define BATON_CHANNEL_NO_RECIPIENT ((uintptr_t)1 << 0)
 /* 1.4 — the channel drops a repeat of a key itself (a journal of the keys
  * it wrote, a provider that deduplicates): a message a crash left in
- * deliver() is sent again, as with `resend_uncertain = true`, instead of
- * becoming uncertain. */
+ * deliver() (or answered BATON_UNCERTAIN) is sent again, as with
+ * `resend_uncertain = true`, instead of becoming uncertain. */
 #define BATON_CHANNEL_IDEMPOTENT ((uintptr_t)1 << 1)
 
 /* --- action -------------------------------------------------------- */
@@ -299,7 +315,8 @@ typedef struct baton_action_ops {
     uint32_t size;
     /* Perform the call. Called on an action worker thread; may block up to
      * the action's timeout. Write the response body (JSON, if any) to
-     * response and a reason to reason on failure. */
+     * response and a reason to reason on failure. OK, RETRY or ERROR:
+     * any other value (BATON_UNCERTAIN included) is read as RETRY. */
     baton_status (*invoke)(void *state, const baton_action_call *call, baton_buf *response,
                            char *reason, size_t reasonlen);
     void *reserved[8];
