@@ -2,8 +2,9 @@
  * report, delivery/dsn.h), recorded without the HTTP server: what POST
  * /v1/feedback/dsn does to the state store (the delivery bounced, the
  * address suppressed on every channel, the table feedback), for an MTA
- * pipe (`| baton feedback dsn -`). Journeys get email_bounced only from
- * serve (POST /v1/feedback/dsn): the engine's inbox is serve's own. */
+ * pipe (`| baton feedback dsn -`). The email_bounced events go to the
+ * inbox's spool (jinbox_spool_put), committed before the command ends;
+ * serve, running or when it next starts, enters them into journeys. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 #include "cli/cli.h"
 #include "delivery/dispatch.h"
 #include "delivery/dsn.h"
+#include "journey/inbox.h"
 #include "plugin/app.h"
 #include "store/store.h"
 
@@ -130,6 +132,18 @@ int cmd_feedback(const cli_ctx *ctx, int argc, char **argv)
             break;
         }
         matched += found;
+        json_t *ev = found ? dispatch_feedback_event(f.type, &row, "dsn", now) : NULL;
+        if (ev) {
+            char *s = json_dumps(ev, JSON_COMPACT);
+            json_decref(ev);
+            int sp = jinbox_spool_put(a.conf.data_dir, s, strlen(s), err, sizeof err);
+            free(s);
+            if (sp != 0) { /* recorded, but no journey will know: say so, fail */
+                fprintf(stderr, "baton feedback: %s (%zu of %zu recorded)\n", err, i + 1, r.n);
+                rc = EXIT_RUNTIME;
+                break;
+            }
+        }
         json_t *o = json_pack("{s:s, s:s, s:b}", "type", type_name(f.type), "address", f.address,
                               "suppressed", f.type != FEEDBACK_SOFT_BOUNCE);
         json_object_set_new(o, "delivery", found ? json_string(row.key) : json_null());

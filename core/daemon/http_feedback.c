@@ -16,7 +16,6 @@
 
 #include "base/log.h"
 #include "base/mem.h"
-#include "base/timefmt.h"
 #include "daemon/http_int.h"
 #include "delivery/dispatch.h"
 #include "delivery/dsn.h"
@@ -367,8 +366,6 @@ void http_feedback_post(http_req *q)
         return;
     }
     int64_t now = (int64_t)time(NULL);
-    char ts[21];
-    timestamp_format(now, ts);
     json_t *results = json_array(), *evs = json_array();
     long matched = 0;
     for (size_t i = 0; i < l.n; i++) {
@@ -404,18 +401,9 @@ void http_feedback_post(http_req *q)
         log_info("http: feedback %s: %s for %s%s%s", prov, type,
                  f->address ? f->address : row.recipient, found ? ", delivery " : "",
                  found ? row.key : "");
-        if (found && f->type != FEEDBACK_SOFT_BOUNCE && row.profile_id[0]) {
-            const char *et = f->type == FEEDBACK_COMPLAINT ? "email_complained" : "email_bounced";
-            buf id;
-            buf_init(&id);
-            buf_addf(&id, "%s:%s", et, row.key);
-            json_t *data = json_pack("{s:s, s:s, s:s, s:s}", "channel", row.channel, "key", row.key,
-                                     "reason", row.reason, "provider", prov);
-            json_array_append_new(evs,
-                                  json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", id.data, "type", et,
-                                            "profile", row.profile_id, "time", ts, "data", data));
-            buf_free(&id);
-        }
+        json_t *ev = found ? dispatch_feedback_event(f->type, &row, prov, now) : NULL;
+        if (ev)
+            json_array_append_new(evs, ev);
     }
     json_t *ans = json_pack("{s:s, s:I, s:I, s:I, s:o, s:n}", "provider", prov, "recorded",
                             (json_int_t)l.n, "matched", (json_int_t)matched, "ignored",

@@ -61,6 +61,7 @@
 #ifndef BATON_DISPATCH_H
 #define BATON_DISPATCH_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -368,6 +369,14 @@ typedef struct dispatch_feedback {
  * none was (the address is still suppressed), -1 with err. */
 int dispatch_feedback_record(store *s, const dispatch_feedback *f, int64_t now,
                              dispatch_log_row *row, char *err, size_t errlen);
+
+/* The event a hard bounce or a complaint of row enters into journeys,
+ * the same whoever read it (POST /v1/feedback, baton feedback dsn):
+ * {"id": "email_bounced:KEY" or "email_complained:KEY", "type",
+ * "profile", "time" (now), "data": {"channel", "key", "reason",
+ * "provider"}}. NULL for a soft bounce or a row of no profile. */
+json_t *dispatch_feedback_event(dispatch_feedback_type t, const dispatch_log_row *row,
+                                const char *provider, int64_t now);
 
 /* --- Engagement: opens and clicks ---------------------------------------
  * Hits of a message's open pixel and click redirects (delivery/tracking),

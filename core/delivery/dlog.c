@@ -16,6 +16,7 @@
 #include "base/deadline.h"
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/timefmt.h"
 
 /* How long a group transaction stays open at most. */
 #define COMMIT_MS 20
@@ -1049,6 +1050,23 @@ int dispatch_feedback_record(store *s, const dispatch_feedback *f, int64_t now,
     if (out)
         *out = row;
     return rowid ? 1 : 0;
+}
+
+json_t *dispatch_feedback_event(dispatch_feedback_type t, const dispatch_log_row *row,
+                                const char *provider, int64_t now)
+{
+    if (t == FEEDBACK_SOFT_BOUNCE || !row->profile_id[0])
+        return NULL;
+    const char *et = t == FEEDBACK_COMPLAINT ? "email_complained" : "email_bounced";
+    char ts[21];
+    timestamp_format(now, ts);
+    char *id = xasprintf("%s:%s", et, row->key);
+    json_t *data = json_pack("{s:s, s:s, s:s, s:s}", "channel", row->channel, "key", row->key,
+                             "reason", row->reason, "provider", provider);
+    json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", id, "type", et, "profile",
+                           row->profile_id, "time", ts, "data", data);
+    free(id);
+    return ev;
 }
 
 int dispatch_engagement_record(store *s, const dispatch_engagement *e, int64_t now, int *first,

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/log.h"
 #include "base/mem.h"
@@ -298,4 +299,42 @@ fail:
     free(path);
     json_decref(out);
     return NULL;
+}
+
+int jinbox_spool_open(store *st, const char *path, char *err, size_t errlen)
+{
+    static const char *const spool_ddl =
+        "CREATE TABLE IF NOT EXISTS journey_spool (n INTEGER PRIMARY KEY, at INTEGER NOT NULL,"
+        " body TEXT NOT NULL)";
+    if (store_open_path(st, path, err, errlen))
+        return -1;
+    if (store_migrate(st, "journey_spool", 1, spool_ddl, err, errlen)) {
+        store_close(st);
+        return -1;
+    }
+    return 0;
+}
+
+int jinbox_spool_put(const char *data_dir, const char *json, size_t len, char *err, size_t errlen)
+{
+    store st;
+    char *path = xasprintf("%s/inbox.db", data_dir);
+    int rc = jinbox_spool_open(&st, path, err, errlen);
+    free(path);
+    if (rc)
+        return -1;
+    sqlite3_stmt *ins = NULL;
+    rc = sqlite3_prepare_v2(st.db, "INSERT INTO journey_spool (at, body) VALUES (?1, ?2)", -1, &ins,
+                            NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(ins, 1, (int64_t)time(NULL) * 1000);
+        sqlite3_bind_text(ins, 2, json, (int)len, SQLITE_STATIC);
+        rc = sqlite3_step(ins) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+    }
+    if (rc != SQLITE_OK)
+        snprintf(err, errlen, "%s: the event could not be spooled: %s", st.path,
+                 sqlite3_errmsg(st.db));
+    sqlite3_finalize(ins);
+    store_close(&st);
+    return rc == SQLITE_OK ? 0 : -1;
 }

@@ -62,6 +62,17 @@ int64_t jinbox_last(jinbox *b);
 int jinbox_prune(jinbox *b, int64_t upto, int64_t older_than_ms, int max);
 uint64_t jinbox_dead_count(jinbox *b);
 
+/* The spool: events a process other than serve hands in (baton feedback
+ * dsn), the table journey_spool of inbox.db. jinbox_spool_put commits one
+ * there (waiting its turn behind serve's transactions); serve, running or
+ * when it next starts, submits what is spooled like any source's events
+ * (source "cli": deduplicated by id, dead-lettered when bad) and deletes
+ * it once the inbox has committed it (journey/spool.c). 0, or -1 with
+ * err. */
+int jinbox_spool_put(const char *data_dir, const char *json, size_t len, char *err, size_t errlen);
+/* Open path (an inbox.db) with its spool table on st. 0, or -1 with err. */
+int jinbox_spool_open(store *st, const char *path, char *err, size_t errlen);
+
 /* The dead letters of <data_dir>/inbox.db as another process reads them
  * (journey status, while serve runs): {"count": N, "latest": [{"at",
  * "source", "reason", "body", "body_bytes"}]}, newest first, at most

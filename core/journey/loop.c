@@ -321,7 +321,7 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
         return NULL;
     }
     r->ingest_started = 1;
-    if (jr_audience_start(r, err, errlen)) {
+    if (jr_audience_start(r, err, errlen) || jr_spool_start(r, err, errlen)) {
         jrunner_stop(r);
         return NULL;
     }
@@ -372,6 +372,7 @@ void jrunner_stop(jrunner *r)
         pthread_mutex_unlock(&r->imu);
         pthread_join(r->ingest, NULL);
     }
+    jr_spool_stop(r);
     /* calls in flight finish and report; queued ones stay pending */
     pthread_mutex_lock(&r->amu);
     r->astop = 1;

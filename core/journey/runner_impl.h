@@ -161,6 +161,13 @@ struct jrunner {
     pthread_cond_t aucv;
     pthread_t aud;
     int aud_inited, aud_started, aud_stop;
+
+    /* events other processes spooled (spool.c) */
+    pthread_mutex_t spmu;
+    pthread_cond_t spcv;
+    pthread_t spool;
+    int sp_inited, sp_started, sp_stop;
+    long sp_acked;
 };
 
 /* One unit of the engine thread's work, taken from the inbox stage. */
@@ -190,6 +197,11 @@ int jr_submit_from(jrunner *r, const char *source, const char *json, size_t len,
  * no journey has such an entry) */
 int jr_audience_start(jrunner *r, char *err, size_t errlen);
 void jr_audience_stop(jrunner *r);
+/* spool.c: the thread that submits what other processes spooled
+ * (jinbox_spool_put); stopped once the ingest thread is gone, as its
+ * acknowledgements reach it */
+int jr_spool_start(jrunner *r, char *err, size_t errlen);
+void jr_spool_stop(jrunner *r);
 void *jr_ingest_main(void *arg);
 void jr_enqueue(jrunner *r, int64_t seq, jevent *ev);
 

@@ -179,6 +179,8 @@ static long journey_state(const char *j, const char *state, long want)
     "\"events:write\" ]; },\n"                                                                     \
     "             { name = \"ops\"; secret = \"${env:T_OPS}\"; scopes = [ \"read\" ]; } ); };\n"
 
+static int start_serve(void);
+
 static int setup(void **st)
 {
     bin = getenv("BATON_BIN");
@@ -239,6 +241,16 @@ static int setup(void **st)
         "      filter = \"w.link == 'https://shop.example.com/review'\"; timeout = "
         "\"1h\"; on_event = \"yes\"; on_timeout = \"no\"; },\n"
         "    { id = \"yes\"; type = \"end\"; }, { id = \"no\"; type = \"end\"; } ); };\n"));
+    /* a reaction to a bounce that `baton feedback dsn` reads */
+    free(file_write(
+        dir, "journeys/bounce_watch.cfg",
+        "journey: { name = \"bounce_watch\"; entry = { event = \"signup\"; };\n"
+        "  start = \"mail\"; nodes = (\n"
+        "    { id = \"mail\"; type = \"send\"; channel = \"email\"; subject = "
+        "\"Welcome\"; text = \"Welcome\"; next = \"w\"; },\n"
+        "    { id = \"w\"; type = \"wait_event\"; event = \"email_bounced\"; timeout = "
+        "\"1h\"; on_event = \"gone\"; on_timeout = \"kept\"; },\n"
+        "    { id = \"gone\"; type = \"end\"; }, { id = \"kept\"; type = \"end\"; } ); };\n"));
     /* a journey whose name a metrics label must escape (ODD) */
     free(file_write(dir, "journeys/odd.cfg",
                     "journey: { name = \"odd \\\"q\\\" \\\\ b\"; entry = { event = \"order\"; };\n"
@@ -251,6 +263,11 @@ static int setup(void **st)
         abort();
     cfg = file_write(dir, "baton.cfg", text);
     free(text);
+    return start_serve();
+}
+
+static int start_serve(void)
+{
     baton = fork();
     if (baton == 0) {
         char log[1024];
@@ -830,6 +847,148 @@ static void test_feedback_dsn_cli(void **st)
     free(qid);
 }
 
+/* The Message-ID of the latest message the sink holds for rcpt. */
+static char *sent_message_id(const char *rcpt)
+{
+    char *v = sh("/usr/bin/python3 -c \"import email, json\n"
+                 "mid = ''\n"
+                 "for l in open('%s/smtp/log.jsonl'):\n"
+                 "    e = json.loads(l)\n"
+                 "    if e['rcpt_tos'][0] == '%s':\n"
+                 "        mid = email.message_from_bytes(open('%s/smtp/' + e['file'], "
+                 "'rb').read())['Message-ID']\n"
+                 "print(mid)\"",
+                 dir, rcpt, dir);
+    v[strcspn(v, "\n")] = 0;
+    if (v[0] != '<')
+        fail_msg("no message to %s in the sink: '%s'", rcpt, v);
+    return v;
+}
+
+static void post_signup(const char *id, const char *profile)
+{
+    char *out = sh("curl -s -o /dev/null -w '%%{http_code}' -H 'Authorization: Bearer %s' -H "
+                   "'Content-Type: application/json' --data-binary '{\"id\": \"%s\", \"type\": "
+                   "\"signup\", \"profile\": \"%s\"}' 'http://127.0.0.1:%d/v1/events'",
+                   INGEST, id, profile, port);
+    assert_int_equal(atoi(out), 202);
+    free(out);
+}
+
+/* A bounce of rcpt's latest message as a remote Postfix returns it: only
+ * its headers, no X-Baton-Key (the relay strips it), its Message-ID. */
+static char *postfix_dsn(const char *rcpt)
+{
+    char *mid = sent_message_id(rcpt), *report = NULL;
+    if (asprintf(&report,
+                 "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\n"
+                 "Subject: Undelivered Mail Returned to Sender\n"
+                 "Auto-Submitted: auto-replied\n"
+                 "MIME-Version: 1.0\n"
+                 "Content-Type: multipart/report; report-type=delivery-status;\n"
+                 "\tboundary=\"4QZg.1764753200/mx.example.net\"\n"
+                 "\n"
+                 "--4QZg.1764753200/mx.example.net\n"
+                 "Content-Description: Delivery report\n"
+                 "Content-Type: message/delivery-status\n"
+                 "\n"
+                 "Reporting-MTA: dns; mx.example.net\n"
+                 "X-Postfix-Queue-ID: 4QZg7h2kx3z9t\n"
+                 "\n"
+                 "Final-Recipient: rfc822; %s\n"
+                 "Action: failed\n"
+                 "Status: 5.1.1\n"
+                 "Diagnostic-Code: smtp; 550 5.1.1 user unknown\n"
+                 "\n"
+                 "--4QZg.1764753200/mx.example.net\n"
+                 "Content-Type: text/rfc822-headers\n"
+                 "\n"
+                 "From: Shop <news@example.com>\n"
+                 "To: <%s>\n"
+                 "Subject: Welcome\n"
+                 "Message-ID: %s\n"
+                 "\n"
+                 "--4QZg.1764753200/mx.example.net--\n",
+                 rcpt, rcpt, mid) < 0)
+        abort();
+    free(mid);
+    char name[128];
+    snprintf(name, sizeof name, "bounce-%s.eml", rcpt);
+    char *f = file_write(dir, name, report);
+    free(report);
+    return f;
+}
+
+static void feedback_cli(const char *file, const char *want)
+{
+    char *out = NULL, *err = NULL;
+    int rc = run_baton(dir, cfg, &out, &err, "feedback dsn %s", file);
+    if (rc != 0 || !out || !strstr(out, want))
+        fail_msg("feedback dsn: exit %d: %s%s", rc, out ? out : "", err ? err : "");
+    free(out);
+    free(err);
+}
+
+/* `baton feedback dsn` (no HTTP) enters email_bounced into journeys
+ * through the inbox's spool: a running serve routes it (a wait_event
+ * reacts), the same report again is a duplicate, and one read while
+ * serve is down is routed when it starts. */
+static void test_feedback_cli_enters_journeys(void **st)
+{
+    free(sh("sqlite3 %s/var/crm.db \"INSERT INTO profiles (id, email, first_name, consent_email) "
+            "VALUES ('p3', 'cy@example.com', 'Cy', 1), ('p4', 'dan@example.com', 'Dan', 1)\"",
+            dir));
+    long before = sink_count();
+    post_signup("s3", "p3");
+    post_signup("s4", "p4");
+    for (int k = 0; k < 1000 && sink_count() < before + 2; k++)
+        nap_ms(10);
+    assert_int_equal(sink_count(), before + 2);
+    assert_int_equal(journey_state("bounce_watch", "active", 2), 2);
+    char inbox[1024];
+    snprintf(inbox, sizeof inbox, "%s/var/inbox.db", dir);
+    /* serve runs: the bounce reaches cy's wait */
+    char *f = postfix_dsn("cy@example.com");
+    feedback_cli(f, "hard_bounce cy@example.com: suppressed, delivery j:bounce_watch:");
+    assert_int_equal(journey_state("bounce_watch", "completed", 1), 1);
+    json_t *o = cli_json("journey status bounce_watch --json");
+    json_t *nodes = json_object_get(o, "nodes");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(nodes, "w"), "reacted")),
+                     1);
+    json_decref(o);
+    assert_int_equal(db_wait_for(inbox, "SELECT count(*) FROM journey_spool", 0, 10000), 0);
+    /* the same report again: recorded again, its event a duplicate */
+    feedback_cli(f, "hard_bounce cy@example.com: suppressed, delivery j:bounce_watch:");
+    free(f);
+    assert_int_equal(db_wait_for(inbox, "SELECT count(*) FROM journey_spool", 0, 10000), 0);
+    assert_int_equal(db_long(inbox, "SELECT count(*) FROM journey_inbox WHERE type = "
+                                    "'email_bounced' AND source = 'cli' AND profile = 'p3'"),
+                     1);
+    double dup = 0;
+    for (int k = 0; k < 500 && dup != 1; k++) { /* counted just after the spool lets it go */
+        json_t *fams = metrics();
+        dup = sample(fams, "baton_events_total", "baton_events_total", "source", "cli", "outcome",
+                     "duplicate");
+        json_decref(fams);
+        if (dup != 1)
+            nap_ms(20);
+    }
+    assert_true(dup == 1);
+    /* serve is down: the event waits in the spool, routed once it starts */
+    kill(baton, SIGTERM);
+    int ws;
+    waitpid(baton, &ws, 0);
+    baton = 0;
+    f = postfix_dsn("dan@example.com");
+    feedback_cli(f, "hard_bounce dan@example.com: suppressed, delivery j:bounce_watch:");
+    free(f);
+    assert_int_equal(db_long(inbox, "SELECT count(*) FROM journey_spool"), 1);
+    assert_int_equal(start_serve(), 0);
+    assert_int_equal(journey_state("bounce_watch", "completed", 2), 2);
+    assert_int_equal(db_wait_for(inbox, "SELECT count(*) FROM journey_spool", 0, 10000), 0);
+    assert_int_equal(journey_state("bounce_watch", "active", 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -842,6 +1001,7 @@ int main(void)
         cmocka_unit_test(test_feedback_dsn_cli),
         cmocka_unit_test(test_proof_links_record_nothing),
         cmocka_unit_test(test_tracking_needs_public_url),
+        cmocka_unit_test(test_feedback_cli_enters_journeys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
