@@ -1,5 +1,7 @@
 #include "journey/event.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +43,223 @@ static char *string_member(json_t *o, const char *name, int *bad)
     return NULL;
 }
 
+/* ---- the envelope's reader -------------------------------------------
+ * json_loadb cost an event more than the rest of its intake (its lexer
+ * reads through a stream callback byte by byte and saves each token
+ * again): most events are plain objects of plain strings and numbers, so
+ * those are read here in one pass into the same jansson values. Anything
+ * else (an escape, a control character, a number past int64 or double,
+ * a duplicate key, deep nesting, anything that is not JSON) is left to
+ * json_loadb, which decides and gives the reason: this reader accepts
+ * only what jansson accepts, and builds what it builds. */
+
+typedef struct fastrd {
+    const char *p, *end;
+    int depth;
+} fastrd;
+
+#define FAST_DEPTH 32
+
+static void fast_ws(fastrd *r)
+{
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r'))
+        r->p++;
+}
+
+/* A string with no escape and no control character: its bytes (the input
+ * is valid UTF-8, checked before). 0, or -1 to leave it to jansson. */
+static int fast_str(fastrd *r, const char **s, size_t *n)
+{
+    const char *q = ++r->p; /* past the quote */
+    while (q < r->end && *q != '"') {
+        if (*q == '\\' || (unsigned char)*q < 0x20)
+            return -1;
+        q++;
+    }
+    if (q >= r->end)
+        return -1;
+    *s = r->p;
+    *n = (size_t)(q - r->p);
+    r->p = q + 1;
+    return 0;
+}
+
+static json_t *fast_value(fastrd *r);
+
+/* JSON's number grammar exactly, then strtoll or strtod as jansson does;
+ * out of range is jansson's error to give. */
+static json_t *fast_number(fastrd *r)
+{
+    const char *q = r->p;
+    int real = 0;
+    if (q < r->end && *q == '-')
+        q++;
+    if (q >= r->end || *q < '0' || *q > '9')
+        return NULL;
+    if (*q == '0')
+        q++;
+    else
+        while (q < r->end && *q >= '0' && *q <= '9')
+            q++;
+    if (q < r->end && *q == '.') {
+        real = 1;
+        if (++q >= r->end || *q < '0' || *q > '9')
+            return NULL;
+        while (q < r->end && *q >= '0' && *q <= '9')
+            q++;
+    }
+    if (q < r->end && (*q == 'e' || *q == 'E')) {
+        real = 1;
+        if (++q < r->end && (*q == '+' || *q == '-'))
+            q++;
+        if (q >= r->end || *q < '0' || *q > '9')
+            return NULL;
+        while (q < r->end && *q >= '0' && *q <= '9')
+            q++;
+    }
+    size_t n = (size_t)(q - r->p);
+    char tmp[64];
+    if (n >= sizeof tmp)
+        return NULL;
+    memcpy(tmp, r->p, n);
+    tmp[n] = '\0';
+    char *stop;
+    errno = 0;
+    json_t *v;
+    if (real) {
+        double d = strtod(tmp, &stop);
+        if (errno || stop != tmp + n || !isfinite(d))
+            return NULL;
+        v = json_real(d);
+    } else {
+        long long ll = strtoll(tmp, &stop, 10);
+        if (errno || stop != tmp + n)
+            return NULL;
+        v = json_integer(ll);
+    }
+    r->p = q;
+    return v;
+}
+
+static json_t *fast_word(fastrd *r, const char *w, size_t n, json_t *v)
+{
+    if ((size_t)(r->end - r->p) < n || memcmp(r->p, w, n))
+        return NULL;
+    r->p += n;
+    return v;
+}
+
+static json_t *fast_object(fastrd *r)
+{
+    json_t *o = json_object();
+    r->p++; /* '{' */
+    fast_ws(r);
+    if (r->p < r->end && *r->p == '}') {
+        r->p++;
+        return o;
+    }
+    for (;;) {
+        const char *k;
+        size_t kn;
+        if (r->p >= r->end || *r->p != '"' || fast_str(r, &k, &kn) || json_object_getn(o, k, kn))
+            goto fail;
+        fast_ws(r);
+        if (r->p >= r->end || *r->p != ':')
+            goto fail;
+        r->p++;
+        fast_ws(r);
+        json_t *v = fast_value(r);
+        if (!v || json_object_setn_new_nocheck(o, k, kn, v))
+            goto fail;
+        fast_ws(r);
+        if (r->p < r->end && *r->p == ',') {
+            r->p++;
+            fast_ws(r);
+            continue;
+        }
+        if (r->p < r->end && *r->p == '}') {
+            r->p++;
+            return o;
+        }
+        goto fail;
+    }
+fail:
+    json_decref(o);
+    return NULL;
+}
+
+static json_t *fast_array(fastrd *r)
+{
+    json_t *a = json_array();
+    r->p++; /* '[' */
+    fast_ws(r);
+    if (r->p < r->end && *r->p == ']') {
+        r->p++;
+        return a;
+    }
+    for (;;) {
+        json_t *v = fast_value(r);
+        if (!v || json_array_append_new(a, v))
+            goto fail;
+        fast_ws(r);
+        if (r->p < r->end && *r->p == ',') {
+            r->p++;
+            fast_ws(r);
+            continue;
+        }
+        if (r->p < r->end && *r->p == ']') {
+            r->p++;
+            return a;
+        }
+        goto fail;
+    }
+fail:
+    json_decref(a);
+    return NULL;
+}
+
+static json_t *fast_value(fastrd *r)
+{
+    if (r->p >= r->end)
+        return NULL;
+    json_t *v = NULL;
+    switch (*r->p) {
+    case '"': {
+        const char *s;
+        size_t n;
+        return fast_str(r, &s, &n) ? NULL : json_stringn_nocheck(s, n);
+    }
+    case '{':
+    case '[':
+        if (++r->depth > FAST_DEPTH)
+            return NULL;
+        v = *r->p == '{' ? fast_object(r) : fast_array(r);
+        r->depth--;
+        return v;
+    case 't': return fast_word(r, "true", 4, json_true());
+    case 'f': return fast_word(r, "false", 5, json_false());
+    case 'n': return fast_word(r, "null", 4, json_null());
+    default: return fast_number(r);
+    }
+}
+
+/* The event's object read by the reader above, or NULL: then jansson
+ * reads it (and says why it is not JSON, when it is not). */
+static json_t *fast_load(const char *json, size_t len)
+{
+    fastrd r = {json, json + len, 0};
+    fast_ws(&r);
+    if (r.p >= r.end || *r.p != '{')
+        return NULL;
+    json_t *root = fast_value(&r);
+    fast_ws(&r);
+    if (root && r.p != r.end) {
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
 int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev, char *reason,
                  size_t reasonlen)
 {
@@ -62,7 +281,9 @@ int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev, char 
     json_error_t je;
     /* jansson refuses \u0000 and lone surrogates in strings, and nesting
      * deeper than 2048 (JSON_PARSER_MAX_DEPTH): each is a reason here */
-    json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
+    json_t *root = fast_load(json, len);
+    if (!root)
+        root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
         snprintf(reason, reasonlen, "not JSON: %s at position %d", je.text, je.position);
         utf8_trim(reason);

@@ -154,6 +154,124 @@ static void test_event_malformed(void **st)
     free(deep);
 }
 
+/* jevent_parse reads most events without json_loadb: what it makes of
+ * every input, accepted or refused, is what jansson makes of it. The
+ * inputs: JSON's edges (numbers, escapes, whitespace, nesting, duplicate
+ * keys, what follows the object) in the data of an envelope, and the
+ * same envelope cut at every byte. */
+static void expect_as_jansson(const char *json)
+{
+    jevent ev;
+    char why[256] = "";
+    int rc = jevent_parse(json, strlen(json), 0, &ev, why, sizeof why);
+    json_error_t je;
+    json_t *want = json_loadb(json, strlen(json), JSON_REJECT_DUPLICATES, &je);
+    json_t *data = want ? json_object_get(want, "data") : NULL;
+    if (!want) {
+        if (rc != -1 || !strstr(why, "not JSON"))
+            fail_msg("%s: jansson refuses it (%s), jevent_parse: %d '%s'", json, je.text, rc, why);
+    } else if (rc == 0) {
+        if (!(data ? json_equal(data, ev.data) : !ev.data))
+            fail_msg("%s: data differs from jansson's", json);
+        /* an integer stays an integer, a real a real */
+        char *a = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+        char *b = json_dumps(ev.data ? ev.data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+        if (strcmp(a, b))
+            fail_msg("%s: data %s, jansson %s", json, b, a);
+        free(a);
+        free(b);
+    } else if (strstr(why, "not JSON")) {
+        fail_msg("%s: jansson reads it, jevent_parse says %s", json, why);
+    }
+    json_decref(want);
+    jevent_free(&ev);
+}
+
+static void test_event_reader(void **st)
+{
+    const char *values[] = {
+        "0",
+        "-0",
+        "7",
+        "-12",
+        "1.5",
+        "-0.0",
+        "1e5",
+        "1E+2",
+        "2e-3",
+        "1.25e-300",
+        "1e-400",
+        "1e400",
+        "-1e400",
+        "9223372036854775807",
+        "-9223372036854775808",
+        "9223372036854775808",
+        "-9223372036854775809",
+        "01",
+        "1.",
+        ".5",
+        "-",
+        "+1",
+        "1e",
+        "1e+",
+        "0x10",
+        "1.5.2",
+        "00",
+        "-01",
+        "\"\"",
+        "\"a b\"",
+        "\"\\u00e9\"",
+        "\"\\\"\"",
+        "\"a\\nb\"",
+        "\"\t\"",
+        "\"\x7f\"",
+        "\"caf\xc3\xa9\"",
+        "true",
+        "false",
+        "null",
+        "tru",
+        "nul",
+        "truex",
+        "[]",
+        "{}",
+        "[1,2,[3,{\"a\":[]}]]",
+        "[1,]",
+        "[,1]",
+        "{\"a\":1,}",
+        "{\"a\" 1}",
+        "{\"a\":1 \"b\":2}",
+        "{\"a\":1,\"a\":2}",
+        "{\"a\":{\"b\":1},\"c\":{\"b\":2}}",
+        " [ 1 , 2 ] ",
+        "\n{\r\"k\"\t:\n1}",
+        "{1:2}",
+        "[\"\\ud800\"]",
+        "\"\\u0000\"",
+        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]"
+        "]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+    };
+    char buf[512];
+    for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+        snprintf(buf, sizeof buf, "{\"type\": \"t\", \"profile\": \"p\", \"data\": {\"v\": %s}}",
+                 values[i]);
+        expect_as_jansson(buf);
+        snprintf(buf, sizeof buf, "{\"type\":\"t\",\"profile\":\"p\",\"data\":[%s]}", values[i]);
+        expect_as_jansson(buf);
+    }
+    const char *tails[] = {"", " ", "\n", " x", "{}", ",", "]", "}"};
+    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+        snprintf(buf, sizeof buf, "{\"type\": \"t\", \"profile\": \"p\"}%s", tails[i]);
+        expect_as_jansson(buf);
+    }
+    const char *env = "{\"id\": \"e-1\", \"type\": \"cart\", \"profile\": \"p1\", \"time\":"
+                      " \"2026-11-23T10:00:00Z\", \"data\": {\"total\": 12.5, \"n\": [1, true]}}";
+    for (size_t cut = 0; cut <= strlen(env); cut++) {
+        snprintf(buf, sizeof buf, "%.*s", (int)cut, env);
+        expect_as_jansson(buf);
+    }
+    expect_bad("{\"type\": \"t\", \"profile\": \"p\", \"type\": \"u\"}", "duplicate");
+}
+
 /* ---- timers ------------------------------------------------------- */
 
 static void test_timers_order(void **st)
@@ -980,6 +1098,7 @@ int main(void)
         cmocka_unit_test(test_event_defaults),
         cmocka_unit_test(test_event_text),
         cmocka_unit_test(test_event_malformed),
+        cmocka_unit_test(test_event_reader),
         cmocka_unit_test(test_timers_order),
         cmocka_unit_test(test_timers_model),
         cmocka_unit_test(test_file_ok),
