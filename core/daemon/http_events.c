@@ -11,7 +11,7 @@
  * before anything is submitted. When the ingest queue stays full for
  * SUBMIT_WAIT_MS the rest is "rejected" and the answer is 429 with
  * Retry-After (what was submitted is still committed and reported). */
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -28,19 +28,23 @@ typedef struct ev_result {
     char *reason;
 } ev_result;
 
-typedef struct ev_job {
-    http_req *q;
-    pthread_mutex_t mu;
-    size_t n, pending;
-    int submitting; /* the handler still submits: not done even at pending 0 */
-    ev_result *res;
-    int rejected, stopping;
-} ev_job;
+typedef struct ev_job ev_job;
 
 typedef struct ev_slot {
     ev_job *job;
     size_t i;
 } ev_slot;
+
+struct ev_job {
+    http_req *q;
+    size_t n;
+    /* outcomes still to come, plus one while the handler submits: whoever
+     * brings it to 0 answers (no lock per event) */
+    atomic_size_t pending;
+    ev_result *res;
+    ev_slot *slots;
+    int rejected, stopping;
+};
 
 static void job_free(void *p)
 {
@@ -50,7 +54,7 @@ static void job_free(void *p)
         free(j->res[i].reason);
     }
     free(j->res);
-    pthread_mutex_destroy(&j->mu);
+    free(j->slots);
     free(j);
 }
 
@@ -68,9 +72,13 @@ static void answer(ev_job *j)
         dup += r->status == JRUNNER_DUPLICATE;
         dead += r->status == JRUNNER_DEAD_LETTERED;
         rej += r->status < 0;
-        json_t *o = json_pack("{s:s?, s:s}", "id", r->id, "status", st);
+        /* ids came from jansson (or are "h:<hex>"): UTF-8 already */
+        json_t *o = json_object();
+        if (r->id)
+            json_object_set_new_nocheck(o, "id", json_string_nocheck(r->id));
+        json_object_set_new_nocheck(o, "status", json_string_nocheck(st));
         if (r->reason)
-            json_object_set_new(o, "reason", json_string(r->reason));
+            json_object_set_new_nocheck(o, "reason", json_string(r->reason));
         json_array_append_new(results, o);
     }
     atomic_fetch_add(&http_stats.events_accepted, (unsigned long long)acc);
@@ -99,30 +107,33 @@ static void answer(ev_job *j)
     }
 }
 
-static void on_outcome(void *ctx, jrunner_outcome o, const char *id, const char *reason)
+static void job_release(ev_job *j, size_t k)
 {
-    ev_slot *s = ctx;
-    ev_job *j = s->job;
-    pthread_mutex_lock(&j->mu);
-    ev_result *r = &j->res[s->i];
-    r->status = (int)o;
-    if (id && !r->id)
-        r->id = xstrdup(id);
-    if (reason)
-        r->reason = xstrdup(reason);
-    int last = --j->pending == 0 && !j->submitting;
-    pthread_mutex_unlock(&j->mu);
-    free(s);
-    if (last) {
+    if (atomic_fetch_sub(&j->pending, k) == k) {
         answer(j);
         http_async_done(j->q);
     }
 }
 
-/* One parsed value: where it is in the body (for the raw bytes). */
+static void on_outcome(void *ctx, jrunner_outcome o, const char *id, const char *reason)
+{
+    ev_slot *s = ctx;
+    ev_result *r = &s->job->res[s->i];
+    r->status = (int)o;
+    if (id && !r->id)
+        r->id = xstrdup(id);
+    if (reason)
+        r->reason = xstrdup(reason);
+    job_release(s->job, 1);
+}
+
+/* One parsed value: its bytes in the body. dup_key: jansson refused it
+ * for a repeated key only (a dead letter, as from any source). */
 typedef struct ev_item {
     json_t *v;
-    size_t off, len; /* its bytes, when it is a whole top-level value */
+    size_t off, len;
+    json_error_t dup_key;
+    int dup;
 } ev_item;
 
 static int is_space(char c)
@@ -130,20 +141,60 @@ static int is_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-void http_events_post(http_req *q)
+static size_t skip_space(const char *data, size_t off, size_t len)
 {
-    const char *data = q->body.data ? q->body.data : "";
-    size_t len = q->body.len, off = 0, n = 0, cap = 0;
+    while (off < len && is_space(data[off]))
+        off++;
+    return off;
+}
+
+/* The body's values, each parsed once, in place: a JSON array's elements
+ * or the top-level values one after another (one event, NDJSON). Each
+ * value's own bytes are what the inbox keeps. Answers 400/413 and returns
+ * -1 on a body that is not that. */
+static int split_body(http_req *q, const char *data, size_t len, ev_item **out, size_t *nout)
+{
+    size_t off = skip_space(data, 0, len), n = 0, cap = 0;
     ev_item *items = NULL;
-    int array = 0;
-    while (off < len) {
-        while (off < len && is_space(data[off]))
-            off++;
-        if (off == len)
+    int array = off < len && data[off] == '[';
+    if (array)
+        off++;
+    for (;;) {
+        off = skip_space(data, off, len);
+        if (off == len) {
+            if (!array)
+                break;
+            http_error(q, 400, "bad_json", json_pack("{s:I}", "offset", (json_int_t)off),
+                       "malformed JSON at byte %zu: the array is not closed", off);
+            goto fail;
+        }
+        if (array && n == 0 && data[off] == ']') { /* [] */
+            off = skip_space(data, off + 1, len);
+            if (off < len)
+                goto after_array;
             break;
+        }
+        if ((int64_t)n >= q->max_events) {
+            http_error(q, 413, "too_many_events",
+                       json_pack("{s:I}", "max_events", (json_int_t)q->max_events),
+                       "more than %lld events in one request (http.max_events)",
+                       (long long)q->max_events);
+            goto fail;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 128;
+            items = xrealloc(items, cap * sizeof *items);
+        }
+        ev_item *it = &items[n];
+        memset(it, 0, sizeof *it);
         json_error_t je;
-        json_t *v =
-            json_loadb(data + off, len - off, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &je);
+        const size_t flags = JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY;
+        json_t *v = json_loadb(data + off, len - off, flags | JSON_REJECT_DUPLICATES, &je);
+        if (!v && json_error_code(&je) == json_error_duplicate_key) {
+            it->dup_key = je;
+            it->dup = 1;
+            v = json_loadb(data + off, len - off, flags, &je);
+        }
         if (!v) {
             /* jansson's position counts the bytes read, the bad one
              * included: the offset is that byte's (0-based) */
@@ -151,135 +202,139 @@ void http_events_post(http_req *q)
             http_error(q, 400, "bad_json",
                        json_pack("{s:I, s:I}", "offset", (json_int_t)at, "event", (json_int_t)n),
                        "malformed JSON at byte %zu (event %zu): %s", at, n, je.text);
-            goto out;
+            goto fail;
         }
-        size_t used = (size_t)je.position;
-        if (n == 0 && json_is_array(v)) {
-            size_t rest = off + used;
-            while (rest < len && is_space(data[rest]))
-                rest++;
-            if (rest < len) {
-                json_decref(v);
-                http_error(q, 400, "bad_json", json_pack("{s:I}", "offset", (json_int_t)rest),
-                           "malformed JSON at byte %zu: nothing may follow the array", rest);
-                goto out;
-            }
-            array = 1;
-            size_t i;
-            json_t *e;
-            if ((int64_t)json_array_size(v) > q->max_events) {
-                json_decref(v);
-                http_error(q, 413, "too_many_events",
-                           json_pack("{s:I}", "max_events", (json_int_t)q->max_events),
-                           "more than %lld events in one request (http.max_events)",
-                           (long long)q->max_events);
-                goto out;
-            }
-            items = xcalloc(json_array_size(v) + 1, sizeof *items);
-            json_array_foreach(v, i, e) items[n++].v = json_incref(e);
-            json_decref(v);
-            off = len;
-            break;
-        }
-        if (json_is_array(v)) {
+        if (!array && json_is_array(v)) {
             json_decref(v);
             http_error(q, 400, "bad_json", json_pack("{s:I}", "offset", (json_int_t)off),
                        "byte %zu: an array may only be the whole body", off);
-            goto out;
+            goto fail;
         }
-        if ((int64_t)n >= q->max_events) {
-            json_decref(v);
-            http_error(q, 413, "too_many_events",
-                       json_pack("{s:I}", "max_events", (json_int_t)q->max_events),
-                       "more than %lld events in one request (http.max_events)",
-                       (long long)q->max_events);
-            goto out;
-        }
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            items = xrealloc(items, cap * sizeof *items);
-        }
-        items[n].v = v;
-        items[n].off = off;
-        items[n].len = used;
+        it->v = v;
+        it->off = off;
+        it->len = (size_t)je.position;
         n++;
-        off += used;
+        off += it->len;
+        if (!array)
+            continue;
+        off = skip_space(data, off, len);
+        if (off < len && data[off] == ',') {
+            off++;
+            continue;
+        }
+        if (off < len && data[off] == ']') {
+            off = skip_space(data, off + 1, len);
+            if (off == len)
+                break;
+        after_array:
+            http_error(q, 400, "bad_json", json_pack("{s:I}", "offset", (json_int_t)off),
+                       "malformed JSON at byte %zu: nothing may follow the array", off);
+            goto fail;
+        }
+        http_error(q, 400, "bad_json",
+                   json_pack("{s:I, s:I}", "offset", (json_int_t)off, "event", (json_int_t)n),
+                   "malformed JSON at byte %zu: ',' or ']' expected after event %zu", off, n - 1);
+        goto fail;
     }
+    *out = items;
+    *nout = n;
+    return 0;
+fail:
+    for (size_t i = 0; i < n; i++)
+        json_decref(items[i].v);
+    free(items);
+    return -1;
+}
+
+void http_events_post(http_req *q)
+{
+    const char *data = q->body.data ? q->body.data : "";
+    ev_item *items = NULL;
+    size_t n = 0;
+    if (split_body(q, data, q->body.len, &items, &n))
+        return;
     if (n == 0) {
         http_error(q, 400, "bad_request", NULL,
                    "no event in the body (one JSON object, an array of them, or NDJSON)");
-        goto out;
+        return;
     }
     jrunner *r = q->env->r;
     if (!r) {
         http_error(q, 503, "unavailable", NULL, "the journey engine is not running");
-        goto out;
+        for (size_t i = 0; i < n; i++)
+            json_decref(items[i].v);
+        free(items);
+        return;
     }
     ev_job *j = xcalloc(1, sizeof *j);
-    pthread_mutex_init(&j->mu, NULL);
     j->q = q;
     j->n = n;
     j->res = xcalloc(n, sizeof *j->res);
-    j->submitting = 1;
+    j->slots = xcalloc(n, sizeof *j->slots);
+    atomic_init(&j->pending, 1);
+    /* each value becomes its event here, on the pool thread: the ingest
+     * thread only commits */
+    jevent *evs = xcalloc(n, sizeof *evs);
+    char **reasons = xcalloc(n, sizeof *reasons);
+    void **ctx = xcalloc(n, sizeof *ctx);
+    struct timespec ts; /* received: the time of events without one */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    for (size_t i = 0; i < n; i++) {
+        ev_item *it = &items[i];
+        json_t *idv = json_is_object(it->v) ? json_object_get(it->v, "id") : NULL;
+        if (json_is_string(idv))
+            j->res[i].id = xstrndup(json_string_value(idv), json_string_length(idv));
+        char reason[256];
+        int bad;
+        if (it->dup) { /* refused as jevent_parse refuses it */
+            evs[i].raw = xmemdup0(data + it->off, it->len);
+            evs[i].rawlen = it->len;
+            jevent_json_error(&it->dup_key, reason, sizeof reason);
+            bad = 1;
+        } else {
+            bad = jevent_from_json(it->v, data + it->off, it->len, now_ms, &evs[i], reason,
+                                   sizeof reason) != 0;
+        }
+        if (bad)
+            reasons[i] = xstrdup(reason);
+        json_decref(it->v);
+        j->slots[i] = (ev_slot){j, i};
+        ctx[i] = &j->slots[i];
+    }
+    free(items);
     q->job = j;
     q->job_free = job_free;
     http_async_begin(q);
     struct timespec nap = {0, 1000000};
     int waited_ms = 0;
-    for (size_t i = 0; i < n; i++) {
-        ev_result *res = &j->res[i];
-        json_t *idv = json_is_object(items[i].v) ? json_object_get(items[i].v, "id") : NULL;
-        if (json_is_string(idv))
-            res->id = xstrdup(json_string_value(idv));
-        if (j->rejected || j->stopping) {
-            res->status = -1;
-            continue;
+    size_t done = 0;
+    while (done < n) {
+        size_t left = n - done, taken = 0;
+        /* counted before: an outcome may come before the call returns */
+        atomic_fetch_add(&j->pending, left);
+        int rc = jrunner_submit_events(r, "http", evs + done, reasons + done, left, on_outcome,
+                                       ctx + done, &taken);
+        atomic_fetch_sub(&j->pending, left - taken);
+        done += taken;
+        if (rc < 0)
+            j->stopping = 1;
+        if (rc <= 0 || waited_ms >= SUBMIT_WAIT_MS) {
+            j->rejected = rc > 0;
+            break;
         }
-        char *own = NULL;
-        const char *bytes = data + items[i].off;
-        size_t blen = items[i].len;
-        if (array) {
-            own = json_dumps(items[i].v, JSON_COMPACT | JSON_ENCODE_ANY);
-            bytes = own ? own : "null";
-            blen = strlen(bytes);
-        }
-        ev_slot *s = xcalloc(1, sizeof *s);
-        s->job = j;
-        s->i = i;
-        pthread_mutex_lock(&j->mu);
-        j->pending++;
-        pthread_mutex_unlock(&j->mu);
-        int rc;
-        while ((rc = jrunner_submit_outcome(r, "http", bytes, blen, on_outcome, s)) == 1 &&
-               waited_ms < SUBMIT_WAIT_MS) {
-            jrunner_flush(r);
-            nanosleep(&nap, NULL);
-            waited_ms++;
-        }
-        free(own);
-        if (rc != 0) {
-            pthread_mutex_lock(&j->mu);
-            j->pending--;
-            pthread_mutex_unlock(&j->mu);
-            free(s);
-            res->status = -1;
-            if (rc < 0)
-                j->stopping = 1;
-            else
-                j->rejected = 1;
-        }
+        jrunner_flush(r);
+        nanosleep(&nap, NULL);
+        waited_ms++;
     }
+    for (size_t i = done; i < n; i++) {
+        j->res[i].status = -1;
+        jevent_free(&evs[i]);
+        free(reasons[i]);
+    }
+    free(evs);
+    free(reasons);
+    free(ctx);
     jrunner_flush(r);
-    pthread_mutex_lock(&j->mu);
-    j->submitting = 0;
-    int done = j->pending == 0;
-    pthread_mutex_unlock(&j->mu);
-    if (done) {
-        answer(j);
-        http_async_done(q);
-    }
-out:
-    for (size_t i = 0; i < n; i++)
-        json_decref(items[i].v);
-    free(items);
+    job_release(j, 1);
 }

@@ -263,14 +263,14 @@ static json_t *fast_load(const char *json, size_t len)
 int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev, char *reason,
                  size_t reasonlen)
 {
-    memset(ev, 0, sizeof *ev);
-    /* the bytes exactly as they came, NULs included: the dead-letter
-     * table keeps them all (a copy that stopped at a NUL, used with the
-     * full length, read past its end) */
-    ev->raw = xmemdup0(json, len);
-    ev->rawlen = len;
     size_t at;
     if (!utf8_text(json, len, &at)) {
+        memset(ev, 0, sizeof *ev);
+        /* the bytes exactly as they came, NULs included: the dead-letter
+         * table keeps them all (a copy that stopped at a NUL, used with the
+         * full length, read past its end) */
+        ev->raw = xmemdup0(json, len);
+        ev->rawlen = len;
         unsigned char c = (unsigned char)json[at];
         if (c)
             snprintf(reason, reasonlen, "not UTF-8: byte 0x%02x at offset %zu", c, at);
@@ -285,30 +285,42 @@ int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev, char 
     if (!root)
         root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        snprintf(reason, reasonlen, "not JSON: %s at position %d", je.text, je.position);
-        utf8_trim(reason);
+        memset(ev, 0, sizeof *ev);
+        ev->raw = xmemdup0(json, len);
+        ev->rawlen = len;
+        jevent_json_error(&je, reason, reasonlen);
         return -1;
     }
-    int rc = -1, bad;
-    if (!json_is_object(root)) {
-        fail(reason, reasonlen, "not a JSON object");
-        goto out;
-    }
+    int rc = jevent_from_json(root, json, len, now_ms, ev, reason, reasonlen);
+    json_decref(root);
+    return rc;
+}
+
+void jevent_json_error(const json_error_t *je, char *reason, size_t reasonlen)
+{
+    snprintf(reason, reasonlen, "not JSON: %s at position %d", je->text, je->position);
+    utf8_trim(reason);
+}
+
+int jevent_from_json(json_t *root, const char *json, size_t len, int64_t now_ms, jevent *ev,
+                     char *reason, size_t reasonlen)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->raw = xmemdup0(json, len);
+    ev->rawlen = len;
+    int bad;
+    if (!json_is_object(root))
+        return fail(reason, reasonlen, "not a JSON object");
     ev->type = string_member(root, "type", &bad);
-    if (!ev->type) {
-        fail(reason, reasonlen, bad ? "'type' must be a non-empty string" : "no 'type'");
-        goto out;
-    }
+    if (!ev->type)
+        return fail(reason, reasonlen, bad ? "'type' must be a non-empty string" : "no 'type'");
     ev->profile = string_member(root, "profile", &bad);
-    if (!ev->profile) {
-        fail(reason, reasonlen, bad ? "'profile' must be a non-empty string" : "no 'profile'");
-        goto out;
-    }
+    if (!ev->profile)
+        return fail(reason, reasonlen,
+                    bad ? "'profile' must be a non-empty string" : "no 'profile'");
     ev->id = string_member(root, "id", &bad);
-    if (bad) {
-        fail(reason, reasonlen, "'id' must be a non-empty string");
-        goto out;
-    }
+    if (bad)
+        return fail(reason, reasonlen, "'id' must be a non-empty string");
     if (!ev->id)
         ev->id = xasprintf("h:%016llx", (unsigned long long)fnv1a(json, len));
     json_t *t = json_object_get(root, "time");
@@ -316,25 +328,18 @@ int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev, char 
     if (t && !json_is_null(t)) {
         int64_t secs;
         if (!json_is_string(t) ||
-            timestamp_parse(json_string_value(t), json_string_length(t), &secs) != 0) {
-            fail(reason, reasonlen,
-                 "'time' must be an ISO 8601 timestamp such as \"2026-11-23T10:00:00Z\"");
-            goto out;
-        }
+            timestamp_parse(json_string_value(t), json_string_length(t), &secs) != 0)
+            return fail(reason, reasonlen,
+                        "'time' must be an ISO 8601 timestamp such as \"2026-11-23T10:00:00Z\"");
         ev->time_ms = secs * 1000;
     }
     json_t *data = json_object_get(root, "data");
     if (data && !json_is_null(data)) {
-        if (!json_is_object(data)) {
-            fail(reason, reasonlen, "'data' must be a JSON object");
-            goto out;
-        }
+        if (!json_is_object(data))
+            return fail(reason, reasonlen, "'data' must be a JSON object");
         ev->data = json_incref(data);
     }
-    rc = 0;
-out:
-    json_decref(root);
-    return rc;
+    return 0;
 }
 
 int jevent_from_stored(const char *id, const char *type, const char *profile, int64_t time_ms,

@@ -24,6 +24,13 @@ typedef struct jevent {
  * and ev->raw still set so the dead-letter table keeps the bytes. */
 int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev, char *reason,
                  size_t reasonlen);
+/* The same for a source that parsed the bytes itself (the HTTP face,
+ * once per event), with JSON_REJECT_DUPLICATES as jevent_parse does:
+ * root is borrowed, json/len are its bytes (kept as ev->raw). */
+int jevent_from_json(json_t *root, const char *json, size_t len, int64_t now_ms, jevent *ev,
+                     char *reason, size_t reasonlen);
+/* jevent_parse's reason for bytes jansson refused ("not JSON: ..."). */
+void jevent_json_error(const json_error_t *je, char *reason, size_t reasonlen);
 void jevent_free(jevent *ev);
 /* The event as journeys keep it: {id, type, profile, time, data}
  * (new reference), and the same as compact JSON text (malloc'd; the bytes

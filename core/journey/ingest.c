@@ -117,6 +117,55 @@ int jrunner_submit_outcome(jrunner *r, const char *source, const char *json, siz
     return submit(r, source, json, len, NULL, outcome, ctx);
 }
 
+int jrunner_submit_events(jrunner *r, const char *source, jevent *evs, char **reasons, size_t n,
+                          jrunner_outcome_fn outcome, void *const *ctx, size_t *taken)
+{
+    *taken = 0;
+    pthread_mutex_lock(&r->mu);
+    int stopping = r->stopping, full = r->qlen >= r->o.queue;
+    if (full)
+        r->stats.full++;
+    pthread_mutex_unlock(&r->mu);
+    if (stopping)
+        return -1;
+    if (full || !n)
+        return full;
+    /* built before the lock, queued under one */
+    pthread_mutex_lock(&r->imu);
+    size_t room = r->ilen < r->o.queue ? r->o.queue - r->ilen : 0;
+    pthread_mutex_unlock(&r->imu);
+    size_t k = n < room ? n : room;
+    if (!k)
+        return 1;
+    int64_t now = jr_real_ms();
+    initem *head = NULL, **tail = &head, *last = NULL;
+    for (size_t i = 0; i < k; i++) {
+        initem *it = xcalloc(1, sizeof *it);
+        it->ev = evs[i];
+        it->reason = reasons ? reasons[i] : NULL;
+        it->now = now;
+        it->source = source;
+        it->outcome = outcome;
+        it->ack_ctx = ctx[i];
+        *tail = last = it;
+        tail = &it->next;
+    }
+    pthread_mutex_lock(&r->imu);
+    if (r->itail)
+        r->itail->next = head;
+    else
+        r->ihead = head;
+    r->itail = last;
+    if (!r->ilen)
+        r->isince_us = deadline_now_us();
+    r->ilen += k;
+    if (r->iwaiting)
+        pthread_cond_signal(&r->icv);
+    pthread_mutex_unlock(&r->imu);
+    *taken = k;
+    return k < n;
+}
+
 static void count_source(jrunner *r, const char *src, uint64_t acc, uint64_t dup, uint64_t dead)
 {
     pthread_mutex_lock(&r->mu);

@@ -26,6 +26,7 @@
 #include "base/histo.h"
 #include "plugin/app.h"
 #include "delivery/dispatch.h"
+#include "journey/event.h"
 #include "journey/journey.h"
 #include "store/store.h"
 
@@ -82,6 +83,14 @@ typedef void (*jrunner_outcome_fn)(void *ctx, jrunner_outcome o, const char *id,
  * stopping. */
 int jrunner_submit_outcome(jrunner *r, const char *source, const char *json, size_t len,
                            jrunner_outcome_fn outcome, void *ctx);
+
+/* The same for events the source parsed itself (jevent_from_json), n at
+ * once under one lock: evs[i] and reasons[i] (a dead letter's, malloc'd;
+ * reasons may be NULL) are taken for i < *taken, each reported to
+ * outcome with ctx[i]. 0 all queued, 1 the queue filled (*taken of them
+ * queued: retry the rest later), -1 stopping (none). */
+int jrunner_submit_events(jrunner *r, const char *source, jevent *evs, char **reasons, size_t n,
+                          jrunner_outcome_fn outcome, void *const *ctx, size_t *taken);
 
 /* The sink's flush: the events submitted so far are a complete group. */
 void jrunner_flush(void *r);

@@ -358,6 +358,37 @@ static void test_events(void **state)
     assert_int_equal(json_integer_value(json_object_get(det, "offset")), 67);
     assert_int_equal(json_integer_value(json_object_get(det, "event")), 1);
     json_decref(o);
+    /* in an array: the byte where a ',' or ']' was due, or the end */
+    assert_int_equal(curl_json("POST", "/v1/events", INGEST,
+                               "[{\"id\": \"k2\", \"type\": \"order\", \"profile\": \"p\"}"
+                               " {\"id\": \"k3\", \"type\": \"order\", \"profile\": \"p\"}]",
+                               &o),
+                     400);
+    assert_string_equal(err_code(o), "bad_json");
+    det = json_object_get(json_object_get(o, "error"), "details");
+    assert_int_equal(json_integer_value(json_object_get(det, "offset")), 47);
+    json_decref(o);
+    assert_int_equal(curl_json("POST", "/v1/events", INGEST,
+                               "[{\"id\": \"k4\", \"type\": \"order\", \"profile\": \"p\"}", &o),
+                     400);
+    det = json_object_get(json_object_get(o, "error"), "details");
+    assert_int_equal(json_integer_value(json_object_get(det, "offset")), 46);
+    json_decref(o);
+    /* a key twice is a dead letter, as from any source; its neighbour (a
+     * type no journey enters) is taken */
+    assert_int_equal(curl_json("POST", "/v1/events", INGEST,
+                               "[{\"id\": \"k5\", \"type\": \"order\", \"profile\": \"p\","
+                               " \"type\": \"cart\"}, {\"id\": \"k6\", \"type\": \"note\","
+                               " \"profile\": \"p\"}]",
+                               &o),
+                     202);
+    assert_int_equal(json_integer_value(json_object_get(o, "dead_lettered")), 1);
+    assert_int_equal(json_integer_value(json_object_get(o, "accepted")), 1);
+    r = json_object_get(o, "results");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(r, 0), "id")), "k5");
+    assert_non_null(
+        strstr(json_string_value(json_object_get(json_array_get(r, 0), "reason")), "duplicate"));
+    json_decref(o);
     assert_int_equal(curl_json("POST", "/v1/events", INGEST, "", &o), 400);
     json_decref(o);
     /* 415 */
