@@ -48,7 +48,8 @@ static const baton_config_key keys[] = {
      .help = "the body field holding the message text"},
     {.name = "key_field",
      .type = BATON_CFG_STRING,
-     .help = "a body field for the idempotency key (gateways that deduplicate by reference)"},
+     .help = "a body field for the idempotency key (gateways that deduplicate by reference: a "
+             "request left unanswered is then retried, not uncertain)"},
     {.name = "params",
      .type = BATON_CFG_LIST,
      .help = "more body fields: [ \"from=Shop\", \"campaign={{ tier }}\" ]"},
@@ -442,14 +443,38 @@ static void scalar_text(json_t *v, char *out, size_t len)
     }
 }
 
+/* The whole request went (its headers and its body) and no status line
+ * came back: the gateway may have taken it. */
+static int sent_whole(const sms *s, xfer *x)
+{
+    long req = 0, code = 0;
+    curl_off_t up = 0;
+    size_t blen = 0;
+    s->h->buf_data(x->body, &blen);
+    curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &req);
+    curl_easy_getinfo(x->easy, CURLINFO_SIZE_UPLOAD_T, &up);
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+    return req > 0 && code == 0 && (s->method == 2 || up == (curl_off_t)blen);
+}
+
 static void classify(sms *s, xfer *x, CURLcode cc, baton_delivery *d)
 {
     size_t len;
     const char *body = s->h->buf_data(x->resp, &len);
     if (cc != CURLE_OK) {
-        d->status = BATON_RETRY;
-        snprintf(d->reason, sizeof d->reason, "%s",
-                 x->curl_err[0] ? x->curl_err : curl_easy_strerror(cc));
+        /* a timeout or a lost connection once the request had all gone
+         * may have sent the SMS (an HTTP POST is not safe to repeat):
+         * uncertain, not sent twice, unless the gateway drops a repeat of
+         * its key_field; before that, nothing reached it: retried */
+        int whole = sent_whole(s, x);
+        d->status = whole && !s->key_field ? BATON_UNCERTAIN : BATON_RETRY;
+        const char *why = x->curl_err[0] ? x->curl_err : curl_easy_strerror(cc);
+        const char *tail = whole ? " (the request had gone: it may have been delivered)" : "";
+        size_t wl = strlen(why), tl = strlen(tail), room = sizeof d->reason - 1;
+        if (wl > room - tl) /* the tail says what the status means: it stays */
+            wl = room - tl;
+        memcpy(d->reason, why, wl);
+        memcpy(d->reason + wl, tail, tl + 1);
         return;
     }
     long code = 0;

@@ -361,6 +361,42 @@ static void test_deliver_no_server(void **state)
     test_instance_free(inst);
 }
 
+/* The gateway reads a whole request and answers nothing (it closes the
+ * connection, or is silent past `timeout`): it may have sent the SMS, and
+ * a POST is not safe to repeat, so the message is UNCERTAIN; with a
+ * key_field the gateway drops a repeat of its reference, so it is RETRY. */
+static void test_sent_but_unanswered(void **state)
+{
+    sink_start("--match", "+33600000009=0", NULL, NULL);
+    for (int keyed = 0; keyed < 2; keyed++) {
+        char settings[256];
+        snprintf(settings, sizeof settings, "url = \"http://127.0.0.1:%d/sms\"; inflight = 1;%s",
+                 sink.port, keyed ? " key_field = \"ref\";" : "");
+        instance *inst = sms(settings);
+        baton_message m[2] = {msg("u1", "+33600000001", "one"), msg("u9", "+33600000009", "two")};
+        baton_delivery out[2];
+        deliver(inst, m, 2, out);
+        assert_int_equal(out[0].status, BATON_OK);
+        assert_int_equal(out[1].status, keyed ? BATON_RETRY : BATON_UNCERTAIN);
+        assert_non_null(strstr(out[1].reason, "(the request had gone: it may have been "
+                                              "delivered)"));
+        test_instance_free(inst);
+    }
+    server_stop(&sink);
+
+    sink_start("--delay-ms", "3000", NULL, NULL);
+    char settings[256];
+    snprintf(settings, sizeof settings, "url = \"http://127.0.0.1:%d/sms\"; timeout = \"1s\";",
+             sink.port);
+    instance *inst = sms(settings);
+    baton_message m = msg("t1", "+33600000001", "one");
+    baton_delivery out;
+    deliver(inst, &m, 1, &out);
+    assert_int_equal(out.status, BATON_UNCERTAIN);
+    assert_non_null(strstr(out.reason, "imed out"));
+    test_instance_free(inst);
+}
+
 static void test_deliver_error_field_and_match(void **state)
 {
     sink_start("--body", "{\"result\": {\"code\": \"E21\", \"ref\": \"r{seq}\"}}", "--status",
@@ -404,6 +440,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deliver_statuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deliver_many_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deliver_no_server, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sent_but_unanswered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deliver_error_field_and_match, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

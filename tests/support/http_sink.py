@@ -11,7 +11,9 @@ stdin closes (a test holds the other end), or with --forever until SIGTERM.
 
 Answers: the next status of --status (consumed in order, one per
 request), then --default; a request whose body (or path) contains SUBSTR
-of a --match rule gets that STATUS instead, every time. The response body
+of a --match rule gets that STATUS instead, every time. Status 0: the
+request is read and recorded, then the connection closed without a
+reply (a server that took the request and died). The response body
 is --body with {seq} (the request's number, from 1) and {status}
 replaced; by default {"id": "m-{seq}"} for 2xx and
 {"error": "status {status}"} otherwise, as application/json.
@@ -87,6 +89,9 @@ class Handler(BaseHTTPRequestHandler):
                 state["log"].flush()
         if state["delay"]:
             time.sleep(state["delay"] / 1000.0)
+        if status == 0:
+            self.close_connection = True
+            return
         if state["body"] is not None:
             out = state["body"].replace("{seq}", str(seq)).replace("{status}", str(status))
         elif 200 <= status < 300:
