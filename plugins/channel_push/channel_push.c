@@ -142,6 +142,33 @@ static int render(push *p, baton_template *t, const char *text, const baton_reco
     return 0;
 }
 
+/* Whether jansson takes s as a string: UTF-8 (ASCII needs no look). */
+static int json_text(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p >= 0x80) {
+            json_t *j = json_string(s);
+            int ok = j != NULL;
+            json_decref(j);
+            return ok;
+        }
+    return 1;
+}
+
+/* "name":"value" after a { or a comma; a member jansson would leave out
+ * (not UTF-8) is left out */
+static void json_member(const baton_host *h, baton_buf *out, int *first, const char *name,
+                        const char *value)
+{
+    if (!json_text(name) || !json_text(value))
+        return;
+    h->buf_append(out, *first ? "{" : ",", 1);
+    *first = 0;
+    h->json_string(out, name, strlen(name));
+    h->buf_append(out, ":", 1);
+    h->json_string(out, value, strlen(value));
+}
+
 /* topic (mqtt) or url (http), and the payload */
 static int build(push *p, const baton_message *m, baton_buf *where, baton_buf *payload, char *err,
                  size_t errlen)
@@ -164,20 +191,17 @@ static int build(push *p, const baton_message *m, baton_buf *where, baton_buf *p
         rc = render(p, p->payload_t, p->payload_text, ctx, payload, "payload", err, errlen);
         goto out;
     }
-    json_t *o = json_object();
+    /* {"<part>":"...",...,"key":"...","profile":"..."}, written as
+     * jansson would write it, without building its objects */
+    int first = 1;
     for (size_t i = 0; i < m->nparts; i++)
-        json_object_set_new(o, m->part_names[i], json_string(m->part_values[i]));
-    json_object_set_new(o, "key", json_string(m->key));
+        if (strcmp(m->part_names[i], "key") &&
+            (!m->profile_id || strcmp(m->part_names[i], "profile")))
+            json_member(h, payload, &first, m->part_names[i], m->part_values[i]);
+    json_member(h, payload, &first, "key", m->key);
     if (m->profile_id)
-        json_object_set_new(o, "profile", json_string(m->profile_id));
-    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
-    if (!s) {
-        snprintf(err, errlen, "a part is not valid UTF-8");
-        goto out;
-    }
-    h->buf_append(payload, s, strlen(s));
-    free(s);
+        json_member(h, payload, &first, "profile", m->profile_id);
+    h->buf_append(payload, first ? "{}" : "}", first ? 2 : 1);
     rc = 0;
 out:
     if (ctx)

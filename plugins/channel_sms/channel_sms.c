@@ -385,11 +385,28 @@ static void *sms_worker_open(void *state)
     c->nx = (size_t)s->inflight;
     c->x = BATON_CHECKED(calloc(c->nx, sizeof *c->x));
     for (size_t i = 0; i < c->nx; i++) {
-        c->x[i].easy = curl_easy_init();
-        c->x[i].h = s->h;
-        c->x[i].url = s->h->buf_new();
-        c->x[i].body = s->h->buf_new();
-        c->x[i].resp = s->h->buf_new();
+        xfer *x = &c->x[i];
+        x->easy = curl_easy_init();
+        x->h = s->h;
+        x->url = s->h->buf_new();
+        x->body = s->h->buf_new();
+        x->resp = s->h->buf_new();
+        /* what every request of the handle shares, set once: a request
+         * sets its URL and body only (no curl_easy_reset in between) */
+        CURL *e = x->easy;
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers);
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, s->timeout_ms);
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, s->timeout_ms);
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->curl_err);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+        if (s->method == 1)
+            curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
+        else if (s->method == 2)
+            curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     }
     return c;
 }
@@ -537,25 +554,13 @@ static void sms_deliver(void *state, void *cp, const baton_message *const *msgs,
             nfree--;
             x->index = i;
             x->curl_err[0] = '\0';
-            CURL *e = x->easy;
-            curl_easy_reset(e);
+            CURL *e = x->easy; /* the rest was set once (sms_worker_open) */
             curl_easy_setopt(e, CURLOPT_URL, h->buf_data(x->url, NULL));
-            curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers);
-            curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, s->timeout_ms);
-            curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, s->timeout_ms);
-            curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-            curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
-            curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
-            curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->curl_err);
-            curl_easy_setopt(e, CURLOPT_PRIVATE, x);
-            curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
             if (s->method != 2) {
                 size_t blen;
                 const char *b = h->buf_data(x->body, &blen);
                 curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)blen);
                 curl_easy_setopt(e, CURLOPT_POSTFIELDS, b);
-                if (s->method == 1)
-                    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "PUT");
             }
             wire[nready] = msgs[i];
             ready[nready++] = x;
