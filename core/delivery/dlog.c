@@ -45,7 +45,7 @@ struct dlog {
     unsigned sup_dv;
     int sup_known, sup_rows;
     sqlite3_stmt *pump, *due; /* the pump's and flush's */
-    sqlite3_stmt *fl_ins, *fl_del, *fl_wire;
+    sqlite3_stmt *fl_ins, *fl_del, *fl_wire, *wire_set, *wire_del;
     struct dlog *next;
 };
 
@@ -109,6 +109,11 @@ static const char *const ddl_inflight =
  * only those with `sending` set may have gone out */
 static const char *const ddl_inflight_wire =
     "ALTER TABLE dispatch_inflight ADD COLUMN wire INTEGER NOT NULL DEFAULT 0";
+/* what of an in-flight batch went on the wire (dlog_inflight_wire):
+ * ranges [from, to) of positions in its rowids, a JSON array of pairs */
+static const char *const ddl_wire =
+    "CREATE TABLE IF NOT EXISTS dispatch_wire (flight INTEGER PRIMARY KEY,"
+    " ranges TEXT NOT NULL)";
 /* the rows some dispatcher holds: looked up when one dies */
 static const char *const ddl_owned =
     "CREATE INDEX IF NOT EXISTS deliveries_owned ON deliveries(channel, owner)"
@@ -144,7 +149,8 @@ int dispatch_log_init(store *s, char *err, size_t errlen)
            store_migrate(s, "dispatch_owned", 1, ddl_owned, err, errlen) ||
            store_migrate(s, "dispatch_pending", 1, ddl_pending, err, errlen) ||
            store_migrate(s, "dispatch_inflight", 1, ddl_inflight, err, errlen) ||
-           store_migrate(s, "dispatch_inflight_wire", 1, ddl_inflight_wire, err, errlen);
+           store_migrate(s, "dispatch_inflight_wire", 1, ddl_inflight_wire, err, errlen) ||
+           store_migrate(s, "dispatch_wire", 1, ddl_wire, err, errlen);
 }
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -193,6 +199,8 @@ static void dlog_free(dlog *l)
     sqlite3_finalize(l->fl_ins);
     sqlite3_finalize(l->fl_del);
     sqlite3_finalize(l->fl_wire);
+    sqlite3_finalize(l->wire_set);
+    sqlite3_finalize(l->wire_del);
     sqlite3_finalize(l->get);
     sqlite3_finalize(l->cap_all);
     sqlite3_finalize(l->cap_chan);
@@ -253,6 +261,9 @@ dlog *dlog_attach(store *s, char *err, size_t errlen)
         prepare(l, "DELETE FROM dispatch_inflight WHERE id = ?1", &l->fl_del, err, errlen) ||
         prepare(l, "UPDATE dispatch_inflight SET wire = 1 WHERE id = ?1", &l->fl_wire, err,
                 errlen) ||
+        prepare(l, "INSERT OR REPLACE INTO dispatch_wire (flight, ranges) VALUES (?1, ?2)",
+                &l->wire_set, err, errlen) ||
+        prepare(l, "DELETE FROM dispatch_wire WHERE flight = ?1", &l->wire_del, err, errlen) ||
         prepare(l, "SELECT " ROW_COLS " FROM deliveries WHERE key = ?1", &l->get, err, errlen) ||
         prepare(l,
                 "SELECT count(*) FROM deliveries WHERE profile_id = ?1 AND created_at > ?2"
@@ -398,22 +409,49 @@ int64_t dlog_inflight_begin(dlog *l, int64_t owner, const int64_t *rowids, size_
     return id;
 }
 
-void dlog_inflight_end(dlog *l, int64_t id)
+static void step_id(dlog *l, sqlite3_stmt *st, int64_t id)
 {
     store_group_join(l->s);
-    sqlite3_bind_int64(l->fl_del, 1, id);
-    if (sqlite3_step(l->fl_del) != SQLITE_DONE)
+    sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_step(st) != SQLITE_DONE)
         log_error("delivery log: in flight: %s", sqlite3_errmsg(l->db));
-    sqlite3_reset(l->fl_del);
+    sqlite3_reset(st);
 }
 
-void dlog_inflight_wire(dlog *l, int64_t id)
+void dlog_inflight_end(dlog *l, int64_t id, int wired)
 {
+    step_id(l, l->fl_del, id);
+    if (wired)
+        step_id(l, l->wire_del, id);
+}
+
+void dlog_inflight_wire(dlog *l, int64_t id, const unsigned char *on, size_t n, int first)
+{
+    if (first)
+        step_id(l, l->fl_wire, id);
+    buf b;
+    buf_init(&b);
+    buf_addc(&b, '[');
+    for (size_t i = 0; i < n;) {
+        if (!on[i]) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < n && on[j])
+            j++;
+        buf_addf(&b, "%s[%zu,%zu]", b.len > 1 ? "," : "", i, j);
+        i = j;
+    }
+    buf_addc(&b, ']');
     store_group_join(l->s);
-    sqlite3_bind_int64(l->fl_wire, 1, id);
-    if (sqlite3_step(l->fl_wire) != SQLITE_DONE)
-        log_error("delivery log: in flight: %s", sqlite3_errmsg(l->db));
-    sqlite3_reset(l->fl_wire);
+    sqlite3_bind_int64(l->wire_set, 1, id);
+    sqlite3_bind_text(l->wire_set, 2, b.data, (int)b.len, SQLITE_STATIC);
+    if (sqlite3_step(l->wire_set) != SQLITE_DONE)
+        log_error("delivery log: on the wire: %s", sqlite3_errmsg(l->db));
+    sqlite3_reset(l->wire_set);
+    sqlite3_clear_bindings(l->wire_set);
+    buf_free(&b);
 }
 
 void dlog_lock(dlog *l)
@@ -495,13 +533,20 @@ void dlog_heartbeat(dlog *l, const char *channel, int64_t owner, int64_t pid, in
     /* the batches dead owners had in deliver(): their rows become "in
      * flight" (attempts counted), which the pump turns into uncertain —
      * except in a batch whose channel said what went on the wire, where
-     * those rows are `sending` already and the others never went */
+     * only the rows at the positions dispatch_wire lists may have gone
+     * (rows marked `sending` one by one, as before that table, are so
+     * already) and the others never went */
     exec_bound(l,
                "UPDATE deliveries SET sending = 1, attempts = attempts + 1 WHERE rowid IN"
                " (SELECT j.value FROM dispatch_inflight f, json_each(f.rowids) j WHERE"
-               " f.owner != ?2 AND f.wire = 0 AND f.owner NOT IN"
-               " (SELECT owner FROM dispatch_owners))"
+               " f.owner != ?2 AND f.owner NOT IN (SELECT owner FROM dispatch_owners) AND"
+               " (f.wire = 0 OR EXISTS (SELECT 1 FROM dispatch_wire w, json_each(w.ranges) r"
+               " WHERE w.flight = f.id AND j.key >= r.value ->> 0 AND j.key < r.value ->> 1)))"
                " AND status IN ('queued', 'retry', 'deferred')",
+               NULL, owner, 0);
+    exec_bound(l,
+               "DELETE FROM dispatch_wire WHERE flight IN (SELECT id FROM dispatch_inflight"
+               " WHERE owner != ?2 AND owner NOT IN (SELECT owner FROM dispatch_owners))",
                NULL, owner, 0);
     exec_bound(l,
                "DELETE FROM dispatch_inflight WHERE owner != ?2 AND owner NOT IN"
@@ -521,6 +566,10 @@ void dlog_release(dlog *l, int64_t owner)
     store_group_join(l->s);
     exec_bound(l, "UPDATE deliveries SET owner = 0 WHERE owner = ?2", NULL, owner, 0);
     exec_bound(l, "DELETE FROM dispatch_owners WHERE owner = ?2", NULL, owner, 0);
+    exec_bound(l,
+               "DELETE FROM dispatch_wire WHERE flight IN (SELECT id FROM dispatch_inflight"
+               " WHERE owner = ?2)",
+               NULL, owner, 0);
     exec_bound(l, "DELETE FROM dispatch_inflight WHERE owner = ?2", NULL, owner, 0);
 }
 

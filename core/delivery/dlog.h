@@ -52,11 +52,14 @@ void dlog_mark_sending(dlog *l, int64_t rowid, const char *key, unsigned attempt
  * heartbeat), so the pump finds them as before. Returns the record's id, 0
  * on failure (then mark the rows one by one). */
 int64_t dlog_inflight_begin(dlog *l, int64_t owner, const int64_t *rowids, size_t n);
-void dlog_inflight_end(dlog *l, int64_t id);
+/* wired: dlog_inflight_wire was called for it */
+void dlog_inflight_end(dlog *l, int64_t id, int wired);
 /* Under l->mu. The channel of batch id reports what goes on the wire:
- * after a crash only its rows marked `sending` (dlog_mark_sending) are
- * uncertain. */
-void dlog_inflight_wire(dlog *l, int64_t id);
+ * on[k] (n of them) says whether the row at position k of its rowids may
+ * be on the wire now; after a crash only those rows are uncertain, the
+ * others are sent again. One write of a small row (table dispatch_wire)
+ * however many rows the call marks; first: the batch's first report. */
+void dlog_inflight_wire(dlog *l, int64_t id, const unsigned char *on, size_t n, int first);
 dispatch_status dispatch_status_parse(const char *s);
 
 /* Under l->mu. Owner `owner` (pid) of channel beats; owners that stopped

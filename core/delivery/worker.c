@@ -3,6 +3,7 @@
  * flight, calling deliver() and recording what it answered. */
 #include "delivery/dispatch_int.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,9 +47,14 @@ typedef struct wbatch {
     baton_delivery *out;
     dispatch_status *fin;
     int64_t *due;
-    pthread_mutex_t mu; /* wire, marked, done: a channel's threads report */
+    pthread_mutex_t mu; /* wire, marked, done, on: a channel's threads report */
     int wire;           /* the record says "on the wire only" */
     unsigned char *marked, *done;
+    /* a message's position in the in-flight record's rowids (-1: none),
+     * and what the record says of each position: on the wire */
+    ptrdiff_t *pos;
+    unsigned char *on;
+    size_t npos;
     struct wmsg *ws; /* the messages deliver() was handed */
     struct wbatch *next;
 } wbatch;
@@ -85,33 +91,40 @@ void dispatch_deliver_wire(const baton_message *const *msgs, size_t n)
     if (!b)
         return;
     dispatcher *d = b->d;
-    int64_t *ids = xcalloc(n, sizeof *ids);
+    /* without a record the rows are marked one by one */
+    int64_t *ids = b->flight ? NULL : xcalloc(n, sizeof *ids);
     size_t nids = 0;
+    /* the record is written under the log's lock with what every call
+     * so far marked: two threads of a channel never write it out of
+     * order */
+    dlog_lock(d->log);
     pthread_mutex_lock(&b->mu);
-    int flip = b->flight && !b->wire;
-    b->wire = 1;
+    int changed = 0;
     for (size_t k = 0; k < n; k++) {
         wmsg *w = wmsg_of(msgs[k]);
         if (!w || w->b != b || b->marked[w->i] || b->done[w->i])
             continue;
         b->marked[w->i] = 1;
         qmsg *q = b->batch[w->i];
-        if (!(q->flags & DISPATCH_F_PROOF) && q->rowid > 0)
+        if (b->flight && b->pos[w->i] >= 0) {
+            b->on[b->pos[w->i]] = 1;
+            changed = 1;
+        } else if (!b->flight && !(q->flags & DISPATCH_F_PROOF) && q->rowid > 0) {
             ids[nids++] = (int64_t)w->i;
+        }
+    }
+    if (changed) {
+        dlog_inflight_wire(d->log, b->flight, b->on, b->npos, !b->wire);
+        b->wire = 1;
     }
     pthread_mutex_unlock(&b->mu);
-    /* without a record the rows were marked one by one already */
-    if (b->flight && (flip || nids)) {
-        dlog_lock(d->log);
-        if (flip)
-            dlog_inflight_wire(d->log, b->flight);
-        for (size_t k = 0; k < nids; k++) {
-            qmsg *q = b->batch[ids[k]];
-            dlog_mark_sending(d->log, q->rowid, q->key, q->attempts);
-        }
-        dlog_commit_locked(d->log); /* durable before the first byte goes */
-        dlog_unlock(d->log);
+    for (size_t k = 0; k < nids; k++) {
+        qmsg *q = b->batch[ids[k]];
+        dlog_mark_sending(d->log, q->rowid, q->key, q->attempts);
     }
+    if (changed || nids)
+        dlog_commit_locked(d->log); /* durable before the first byte goes */
+    dlog_unlock(d->log);
     free(ids);
 }
 
@@ -144,6 +157,14 @@ void dispatch_deliver_done(const baton_message *msg, const baton_delivery *out)
     dlog_lock(d->log);
     dlog_update(d->log, m->rowid, m->key, fin, o.provider_id, o.reason, m->attempts, o.segments,
                 now, fin == DISPATCH_RETRY ? now + (due + 999) / 1000 : 0, d->owner);
+    /* a transient answer: the row is known not delivered, so no longer
+     * on the wire for the record (in the same transaction) */
+    pthread_mutex_lock(&b->mu);
+    if (fin == DISPATCH_RETRY && b->flight && b->pos[i] >= 0 && b->on[b->pos[i]]) {
+        b->on[b->pos[i]] = 0;
+        dlog_inflight_wire(d->log, b->flight, b->on, b->npos, 0);
+    }
+    pthread_mutex_unlock(&b->mu);
     dlog_unlock(d->log); /* committed by the log's group commit */
 }
 
@@ -168,9 +189,14 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
                 .fin = fin,
                 .due = due,
                 .marked = xcalloc(n, 1),
-                .done = xcalloc(n, 1)};
+                .done = xcalloc(n, 1),
+                .pos = xcalloc(n, sizeof *b.pos),
+                .on = xcalloc(n, 1)};
     pthread_mutex_init(&b.mu, NULL);
     b.ws = ws;
+    for (size_t i = 0; i < n; i++) /* the order mark_locked listed them in */
+        b.pos[i] =
+            !(batch[i]->flags & DISPATCH_F_PROOF) && batch[i]->rowid > 0 ? (ptrdiff_t)b.npos++ : -1;
     for (size_t i = 0; i < n; i++) {
         qmsg_fill(batch[i], &ws[i].bm);
         ws[i].b = &b;
@@ -228,7 +254,7 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
                         fin[i] == DISPATCH_RETRY ? now + (due[i] + 999) / 1000 : 0, d->owner);
         }
         if (flight)
-            dlog_inflight_end(d->log, flight);
+            dlog_inflight_end(d->log, flight, b.wire);
         if (nn)
             *next_flight = mark_locked(d, next, nn);
         dlog_commit_locked(d->log); /* out of flight at once */
@@ -237,6 +263,8 @@ static size_t run_batch(dispatcher *d, void *conn, qmsg **batch, size_t n, int64
     pthread_mutex_destroy(&b.mu);
     free(b.marked);
     free(b.done);
+    free(b.pos);
+    free(b.on);
     for (size_t i = 0; i < n; i++) {
         if (fin[i] == DISPATCH_UNCERTAIN) /* as the pump says of a crash's */
             log_msg(BATON_LOG_WARN, d->inst->who, "%s: uncertain, not sent again: %s",

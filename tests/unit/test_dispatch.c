@@ -569,12 +569,23 @@ static void test_progress_marks_only_the_wire(void **state)
             usleep(10 * 1000);
     }
     assert_int_equal(sent1, 1);
-    assert_int_equal(durable("SELECT count(*) FROM deliveries WHERE key = 'wire/2' AND"
-                             " status = 'queued' AND sending = 1 AND attempts = 1"),
+    /* the batch's record says which of its rows are on the wire: wire/1
+     * (finished) and wire/2; the rows themselves are not written */
+    const char *on_wire =
+        "SELECT count(*) FROM dispatch_inflight f, json_each(f.rowids) j,"
+        " dispatch_wire w, json_each(w.ranges) r, deliveries d WHERE w.flight = f.id"
+        " AND j.key >= r.value ->> 0 AND j.key < r.value ->> 1 AND d.rowid = j.value"
+        " AND d.status = 'queued'";
+    assert_int_equal(durable(on_wire), 1); /* one row only, wire/2: */
+    assert_int_equal(durable("SELECT count(*) FROM dispatch_wire w, json_each(w.ranges) r,"
+                             " dispatch_inflight f, json_each(f.rowids) j, deliveries d"
+                             " WHERE w.flight = f.id AND j.key >= r.value ->> 0"
+                             " AND j.key < r.value ->> 1 AND d.rowid = j.value"
+                             " AND d.key = 'wire/2'"),
                      1);
-    assert_int_equal(durable("SELECT count(*) FROM deliveries WHERE key = 'wire/3' AND"
-                             " status = 'queued' AND sending = 0 AND attempts = 0"),
-                     1);
+    assert_int_equal(durable("SELECT count(*) FROM deliveries WHERE key IN ('wire/2', 'wire/3')"
+                             " AND status = 'queued' AND sending = 0 AND attempts = 0"),
+                     2);
     assert_int_equal(durable("SELECT count(*) FROM dispatch_inflight WHERE wire = 1"), 1);
     fake_channel_set_gate(0);
     assert_int_equal(dispatch_flush(d, 5000), 0);
@@ -582,6 +593,61 @@ static void test_progress_marks_only_the_wire(void **state)
                              " status = 'sent' AND attempts = 1 AND sending = 0"),
                      3);
     assert_int_equal(durable("SELECT count(*) FROM dispatch_inflight"), 0);
+    assert_int_equal(durable("SELECT count(*) FROM dispatch_wire"), 0);
+    dispatch_close(d, 0, 0);
+    fake_channel_free(inst);
+}
+
+/* A transient answer in the middle of such a batch: the row is known
+ * not delivered, so the record no longer counts it on the wire (a crash
+ * then sends it again, as its retry would). Made now: retried, not past
+ * retry_for. */
+static void test_progress_retry_leaves_the_wire(void **state)
+{
+    char err[256];
+    assert_int_equal(dispatch_log_init(&st, err, sizeof err), 0);
+    assert_int_equal(store_exec(&st,
+                                "INSERT INTO dispatch_owners VALUES (4249, 'email', 1, 1000);"
+                                "INSERT INTO deliveries (key, channel, recipient, status, attempts,"
+                                " created_at, updated_at, owner, content) VALUES"
+                                " ('w/1', 'email', 'o@example.com', 'queued', 0, 1000, 1000, 4249,"
+                                " '{\"parts\": [[\"text\", \"hi\"]]}'),"
+                                " ('w/2-retry1', 'email', 'o@example.com', 'queued', 0,"
+                                " unixepoch(), unixepoch(), 4249,"
+                                " '{\"parts\": [[\"text\", \"hi\"]]}'),"
+                                " ('w/3', 'email', 'o@example.com', 'queued', 0, 1000, 1000, 4249,"
+                                " '{\"parts\": [[\"text\", \"hi\"]]}');",
+                                err, sizeof err),
+                     0);
+    fake_channel_set_progress(2);
+    fake_channel_set_gate(1);
+    instance *inst = chan("batch = 10; retry_backoff = \"10ms\";");
+    dispatcher *d = dispatch_open(inst, &st, &(dispatch_opts){0}, err, sizeof err);
+    assert_non_null(d);
+    assert_int_equal(fake_channel_held(10000), 3); /* w/3 on the wire, held */
+    long retried = 0;
+    for (int i = 0; i < 200 && retried != 1; i++) {
+        retried = durable("SELECT count(*) FROM deliveries WHERE key = 'w/2-retry1' AND"
+                          " status = 'retry' AND attempts = 1");
+        if (retried != 1)
+            usleep(10 * 1000);
+    }
+    assert_int_equal(retried, 1);
+    const char *on_wire =
+        "SELECT count(*) FROM dispatch_inflight f, json_each(f.rowids) j,"
+        " dispatch_wire w, json_each(w.ranges) r, deliveries d WHERE w.flight = f.id"
+        " AND j.key >= r.value ->> 0 AND j.key < r.value ->> 1 AND d.rowid = j.value"
+        " AND d.status != 'sent'";
+    assert_int_equal(durable(on_wire), 1);
+    char sql[600];
+    snprintf(sql, sizeof sql, "%s AND d.key = 'w/3'", on_wire);
+    assert_int_equal(durable(sql), 1);
+    fake_channel_set_gate(0);
+    assert_int_equal(dispatch_flush(d, 5000), 0);
+    assert_int_equal(fake_channel_sent("w/2-retry1"), 1);
+    assert_int_equal(durable("SELECT count(*) FROM deliveries WHERE key LIKE 'w/%' AND"
+                             " status = 'sent' AND sending = 0"),
+                     3);
     dispatch_close(d, 0, 0);
     fake_channel_free(inst);
 }
@@ -625,6 +691,46 @@ static void test_crash_after_progress(void **state)
     dispatch_close(d, 0, 0);
     fake_channel_free(inst);
     assert_int_equal(durable("SELECT count(*) FROM dispatch_inflight"), 0);
+}
+
+/* The same batch as its record says it today: the rows untouched, the
+ * positions of its rowids that went on the wire in dispatch_wire (the
+ * finished one among them). */
+static void test_crash_after_progress_ranges(void **state)
+{
+    char err[256];
+    assert_int_equal(dispatch_log_init(&st, err, sizeof err), 0);
+    assert_int_equal(
+        store_exec(&st,
+                   "INSERT INTO dispatch_owners VALUES (4248, 'email', 1, 1000);"
+                   "INSERT INTO deliveries (rowid, key, channel, recipient, status, attempts,"
+                   " created_at, updated_at, owner, sending, content) VALUES"
+                   " (91, 'done/2', 'email', 'o@example.com', 'sent', 1, 1000, 1000, 0, 0, NULL),"
+                   " (92, 'onwire/2', 'email', 'o@example.com', 'queued', 0, 1000, 1000, 4248, 0,"
+                   " '{\"parts\": [[\"text\", \"hi\"]]}'),"
+                   " (93, 'never/2', 'email', 'o@example.com', 'retry', 1, 1000, 1000, 4248, 0,"
+                   " '{\"parts\": [[\"text\", \"hi\"]]}');"
+                   "INSERT INTO dispatch_inflight (id, owner, rowids, wire) VALUES"
+                   " (7, 4248, '[91,92,93]', 1);"
+                   "INSERT INTO dispatch_wire (flight, ranges) VALUES (7, '[[0,2]]');",
+                   err, sizeof err),
+        0);
+    instance *inst = chan("");
+    dispatcher *d = dispatch_open(inst, &st, &(dispatch_opts){0}, err, sizeof err);
+    assert_non_null(d);
+    for (int i = 0; i < 100 && !fake_channel_sent("never/2"); i++)
+        usleep(50 * 1000);
+    assert_int_equal(dispatch_flush(d, 5000), 0);
+    assert_int_equal(fake_channel_sent("never/2"), 1);
+    assert_int_equal(fake_channel_sent("onwire/2"), 0);
+    assert_int_equal(fake_channel_sent("done/2"), 0);
+    assert_int_equal(count_rows("key = 'onwire/2' AND status = 'uncertain' AND attempts = 1"), 1);
+    assert_int_equal(count_rows("key = 'never/2' AND status = 'sent' AND attempts = 2"), 1);
+    assert_int_equal(count_rows("key = 'done/2' AND status = 'sent' AND attempts = 1"), 1);
+    dispatch_close(d, 0, 0);
+    fake_channel_free(inst);
+    assert_int_equal(durable("SELECT count(*) FROM dispatch_inflight"), 0);
+    assert_int_equal(durable("SELECT count(*) FROM dispatch_wire"), 0);
 }
 
 static void test_drain_on_close(void **state)
@@ -1093,7 +1199,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_in_flight_is_durable_before_deliver, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_with_batch_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_progress_marks_only_the_wire, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_progress_retry_leaves_the_wire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_after_progress, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_crash_after_progress_ranges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_on_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frequency_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_caps_under_the_write_lock, setup, teardown),
