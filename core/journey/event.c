@@ -56,6 +56,8 @@ static char *string_member(json_t *o, const char *name, int *bad)
 typedef struct fastrd {
     const char *p, *end;
     int depth;
+    const char *data; /* the top object's "data" value, data_len bytes */
+    size_t data_len;
 } fastrd;
 
 #define FAST_DEPTH 32
@@ -168,9 +170,14 @@ static json_t *fast_object(fastrd *r)
             goto fail;
         r->p++;
         fast_ws(r);
+        const char *at = r->p;
         json_t *v = fast_value(r);
         if (!v || json_object_setn_new_nocheck(o, k, kn, v))
             goto fail;
+        if (r->depth == 1 && kn == 4 && !memcmp(k, "data", 4)) {
+            r->data = at;
+            r->data_len = (size_t)(r->p - at);
+        }
         fast_ws(r);
         if (r->p < r->end && *r->p == ',') {
             r->p++;
@@ -244,10 +251,11 @@ static json_t *fast_value(fastrd *r)
 }
 
 /* The event's object read by the reader above, or NULL: then jansson
- * reads it (and says why it is not JSON, when it is not). */
-static json_t *fast_load(const char *json, size_t len)
+ * reads it (and says why it is not JSON, when it is not). *data_off and
+ * *data_len: where its "data" member's value is (len 0: none). */
+static json_t *fast_load(const char *json, size_t len, size_t *data_off, size_t *data_len)
 {
-    fastrd r = {json, json + len, 0};
+    fastrd r = {json, json + len, 0, NULL, 0};
     fast_ws(&r);
     if (r.p >= r.end || *r.p != '{')
         return NULL;
@@ -257,6 +265,8 @@ static json_t *fast_load(const char *json, size_t len)
         json_decref(root);
         return NULL;
     }
+    *data_off = r.data ? (size_t)(r.data - json) : 0;
+    *data_len = r.data ? r.data_len : 0;
     return root;
 }
 
@@ -281,7 +291,8 @@ int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev, char 
     json_error_t je;
     /* jansson refuses \u0000 and lone surrogates in strings, and nesting
      * deeper than 2048 (JSON_PARSER_MAX_DEPTH): each is a reason here */
-    json_t *root = fast_load(json, len);
+    size_t data_off = 0, data_len = 0;
+    json_t *root = fast_load(json, len, &data_off, &data_len);
     if (!root)
         root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
@@ -338,6 +349,10 @@ int jevent_from_json(json_t *root, const char *json, size_t len, int64_t now_ms,
         if (!json_is_object(data))
             return fail(reason, reasonlen, "'data' must be a JSON object");
         ev->data = json_incref(data);
+        if (data_len) { /* fast_load read it: its bytes stand for it */
+            ev->data_off = data_off;
+            ev->data_len = data_len;
+        }
     }
     return 0;
 }
@@ -356,11 +371,17 @@ int jevent_from_stored(const char *id, const char *type, const char *profile, in
     }
     ev->raw = xmemdup0(raw, rawlen);
     ev->rawlen = rawlen;
-    json_t *root = json_loadb(ev->raw, ev->rawlen, 0, NULL);
+    size_t data_off = 0, data_len = 0;
+    json_t *root = fast_load(ev->raw, ev->rawlen, &data_off, &data_len);
+    if (!root)
+        root = json_loadb(ev->raw, ev->rawlen, 0, NULL);
     if (root) {
         json_t *data = json_object_get(root, "data");
-        if (json_is_object(data))
+        if (json_is_object(data)) {
             ev->data = json_incref(data);
+            ev->data_off = data_off;
+            ev->data_len = data_len;
+        }
         json_decref(root);
     }
     return 0;
@@ -421,9 +442,15 @@ char *jevent_text(const jevent *ev)
     buf_adds(&b, ",\"time\":\"");
     buf_adds(&b, ts);
     buf_adds(&b, "\",\"data\":");
-    char *data = ev->data ? json_dumps(ev->data, JSON_COMPACT) : NULL;
-    buf_adds(&b, data ? data : "{}");
-    free(data);
+    if (ev->data && ev->data_len && ev->data_off + ev->data_len <= ev->rawlen) {
+        /* read from these bytes, with no escape in them: they are JSON
+         * text of the same object (a dump cost more than the rest) */
+        buf_add(&b, ev->raw + ev->data_off, ev->data_len);
+    } else {
+        char *data = ev->data ? json_dumps(ev->data, JSON_COMPACT) : NULL;
+        buf_adds(&b, data ? data : "{}");
+        free(data);
+    }
     buf_addc(&b, '}');
     return b.data;
 }

@@ -17,6 +17,9 @@ typedef struct jevent {
     char *raw;       /* the bytes as received (rawlen of them, NULs included),
                         then a NUL */
     size_t rawlen;
+    /* where data's object is in raw when it reads as it stands (no
+     * escape in it: jevent_text copies it); data_len 0: not known */
+    size_t data_off, data_len;
 } jevent;
 
 /* Parse json (len bytes) received at now_ms into ev. Returns 0, or -1 with
@@ -33,8 +36,9 @@ int jevent_from_json(json_t *root, const char *json, size_t len, int64_t now_ms,
 void jevent_json_error(const json_error_t *je, char *reason, size_t reasonlen);
 void jevent_free(jevent *ev);
 /* The event as journeys keep it: {id, type, profile, time, data}
- * (new reference), and the same as compact JSON text (malloc'd; the bytes
- * json_dumps(jevent_json(ev), JSON_COMPACT) gives). */
+ * (new reference), and the same as JSON text (malloc'd): the envelope
+ * compact, data as it came when its bytes are known (data_len), else as
+ * json_dumps(JSON_COMPACT) writes it. */
 json_t *jevent_json(const jevent *ev);
 char *jevent_text(const jevent *ev);
 
