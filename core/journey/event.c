@@ -304,6 +304,10 @@ int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev, char 
     }
     int rc = jevent_from_json(root, json, len, now_ms, ev, reason, reasonlen);
     json_decref(root);
+    if (rc == 0 && ev->data && data_len) { /* fast_load read it: its bytes stand for it */
+        ev->data_off = data_off;
+        ev->data_len = data_len;
+    }
     return rc;
 }
 
@@ -349,10 +353,6 @@ int jevent_from_json(json_t *root, const char *json, size_t len, int64_t now_ms,
         if (!json_is_object(data))
             return fail(reason, reasonlen, "'data' must be a JSON object");
         ev->data = json_incref(data);
-        if (data_len) { /* fast_load read it: its bytes stand for it */
-            ev->data_off = data_off;
-            ev->data_len = data_len;
-        }
     }
     return 0;
 }
