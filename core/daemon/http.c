@@ -9,8 +9,10 @@
  * body_timeout of its headers (a client that trickles it is cut); then
  * its handler runs. A handler that waits (events until their commit, plans,
  * campaign runs) suspends the connection instead of the thread, so one
- * slow answer never holds the others on that thread. A client that sends
- * nothing for `timeout` is disconnected by libmicrohttpd. */
+ * slow answer never holds the others on that thread; so does a request
+ * that comes while no configuration is attached (starting, reloading):
+ * parked until the attach, at most ATTACH_WAIT_MS, then 503. A client that
+ * sends nothing for `timeout` is disconnected by libmicrohttpd. */
 #include "daemon/http.h"
 
 #include <arpa/inet.h>
@@ -41,6 +43,9 @@ http_counters http_stats;
 #define FAIL_WINDOW_MS 60000
 /* A request waits this long for a reload to attach the new configuration. */
 #define ATTACH_WAIT_MS 30000
+/* The Retry-After of a 503 while there is no configuration. */
+#define UNAVAILABLE_RETRY "5"
+enum { PARK_HEADERS = 1, PARK_HANDLER };
 
 typedef struct fail_slot {
     char ip[INET6_ADDRSTRLEN];
@@ -57,6 +62,12 @@ struct http_server {
     int attached;
     int closing; /* http_stop: nobody waits for an attach any more */
     int users;
+    /* requests waiting for an attach, suspended (not holding a pool
+     * thread: /healthz and others on that thread go on); the parker
+     * resumes them at the attach, or at their deadline for a 503 */
+    http_req *parked;
+    pthread_t parker;
+    int parker_started;
     fail_slot fails[FAIL_SLOTS];
 };
 
@@ -214,22 +225,84 @@ int http_listener_differs(const http_listener *a, const http_listener *b)
 /* The environment                                                     */
 /* ------------------------------------------------------------------ */
 
-/* Wait (up to ATTACH_WAIT_MS) for an environment and hold it. */
-static const http_env *env_acquire(http_server *s)
+/* The environment, held; else, within ATTACH_WAIT_MS of the request's
+ * first wait, q is parked: suspended until the attach (q->parked says
+ * the step to take again when libmicrohttpd calls back). NULL either
+ * way: q->parked, or a 503 to answer. */
+static const http_env *env_or_park(http_req *q, int step)
 {
-    struct timespec until;
-    deadline_in(&until, ATTACH_WAIT_MS);
+    http_server *s = q->srv;
+    int64_t now = mono_us();
     pthread_mutex_lock(&s->mu);
-    while (!s->attached && !s->closing)
-        if (pthread_cond_timedwait(&s->cv, &s->mu, &until) == ETIMEDOUT)
-            break;
     const http_env *e = NULL;
     if (s->attached) {
         s->users++;
         e = &s->env;
+    } else {
+        if (!q->park_until_us)
+            q->park_until_us = now + ATTACH_WAIT_MS * 1000LL;
+        if (!s->closing && now < q->park_until_us) {
+            /* suspended before the parker can see it: its resume always
+             * comes after */
+            q->parked = step;
+            q->park_next = s->parked;
+            s->parked = q;
+            MHD_suspend_connection(q->conn);
+            pthread_cond_broadcast(&s->cv);
+        }
     }
     pthread_mutex_unlock(&s->mu);
     return e;
+}
+
+/* Resume the parked requests whose wait is over (all of them once a
+ * configuration is attached or the server closes). */
+static void *parker_main(void *arg)
+{
+    http_server *s = arg;
+    pthread_setname_np(pthread_self(), "baton-http-park");
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        int64_t now = mono_us(), next = 0;
+        http_req *due = NULL, **pp = &s->parked;
+        while (*pp) {
+            http_req *q = *pp;
+            if (s->attached || s->closing || q->park_until_us <= now) {
+                *pp = q->park_next;
+                q->park_next = due;
+                due = q;
+            } else {
+                if (!next || q->park_until_us < next)
+                    next = q->park_until_us;
+                pp = &q->park_next;
+            }
+        }
+        if (due) {
+            pthread_mutex_unlock(&s->mu);
+            while (due) {
+                http_req *q = due;
+                due = q->park_next;
+                q->park_next = NULL;
+                MHD_resume_connection(q->conn); /* on_request takes q->parked's step again */
+            }
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
+        if (s->closing)
+            break;
+        struct timespec until;
+        deadline_in_us(&until, next ? next - now : 3600 * 1000000LL);
+        pthread_cond_timedwait(&s->cv, &s->mu, &until);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* No configuration came within ATTACH_WAIT_MS (or the server closes). */
+static void unavailable(http_req *q)
+{
+    http_error(q, 503, "unavailable", NULL, "baton is (re)starting; retry shortly");
+    snprintf(q->retry_after, sizeof q->retry_after, UNAVAILABLE_RETRY);
 }
 
 const http_env *http_env_hold(http_server *s)
@@ -756,6 +829,13 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
         http_env_release(q->srv);
         q->env = NULL;
     }
+    pthread_mutex_lock(&q->srv->mu);
+    for (http_req **pp = &q->srv->parked; *pp; pp = &(*pp)->park_next)
+        if (*pp == q) {
+            *pp = q->park_next;
+            break;
+        }
+    pthread_mutex_unlock(&q->srv->mu);
     int64_t ms = (mono_us() - q->started_us) / 1000;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         log_debug("http: %s %s: connection ended early (%d) after %lld ms", q->method, q->path,
@@ -772,40 +852,42 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
  * 0 when it was answered. */
 static int on_headers(http_req *q)
 {
-    if (split_path(q) != 0) {
-        http_error(q, 404, "not_found", NULL, "no such endpoint");
-        return 0;
-    }
-    if (q->nseg >= 1 && !strcmp(q->seg[0], "ui")) {
-        if (q->nseg == 1 && q->path[strlen(q->path) - 1] != '/' && strcmp(q->path, "/ui/")) {
+    int ui = 0;
+    if (!q->routed) { /* not again when a parked request comes back */
+        q->routed = 1;
+        if (split_path(q) != 0) {
+            http_error(q, 404, "not_found", NULL, "no such endpoint");
+            return 0;
+        }
+        ui = q->nseg >= 1 && !strcmp(q->seg[0], "ui");
+        if (ui && q->nseg == 1 && q->path[strlen(q->path) - 1] != '/' && strcmp(q->path, "/ui/")) {
             /* /ui -> /ui/ so relative links resolve */
             http_json(q, 301, json_pack("{s:s}", "location", "/ui/"));
             snprintf(q->location, sizeof q->location, "/ui/");
             return 0;
         }
-        const http_env *env = env_acquire(q->srv);
-        if (!env) {
-            http_error(q, 503, "unavailable", NULL, "baton is (re)starting; retry shortly");
+        if (!ui && !(q->route = route(q)))
             return 0;
-        }
-        serve_static(q, env);
-        http_env_release(q->srv);
+    } else {
+        ui = !q->route;
+    }
+    if (!ui && !q->route->fn) /* healthz, readyz: answered at the handler step */
+        return 1;
+    const http_env *env = env_or_park(q, PARK_HEADERS);
+    if (!env) {
+        if (!q->parked)
+            unavailable(q);
         return 0;
     }
-    q->route = route(q);
-    if (!q->route)
-        return 0;
-    if (!q->route->fn) /* healthz, readyz: answered at the handler step */
-        return 1;
-    const http_env *env = env_acquire(q->srv);
-    if (!env) {
-        http_error(q, 503, "unavailable", NULL, "baton is (re)starting; retry shortly");
+    if (ui) {
+        serve_static(q, env);
+        http_env_release(q->srv);
         return 0;
     }
     int ok = authorise(q, env) == 0;
     q->max_body = env->a->conf.http.max_body;
     q->max_events = env->a->conf.http.max_events;
-    q->body_deadline_us = q->started_us + env->a->conf.http.body_timeout_ms * 1000;
+    q->body_deadline_us = mono_us() + env->a->conf.http.body_timeout_ms * 1000;
     http_env_release(q->srv);
     if (!ok)
         return 0;
@@ -849,14 +931,17 @@ static void run_handler(http_req *q)
         pthread_mutex_unlock(&q->srv->mu);
         if (ready)
             http_json(q, 200, json_pack("{s:b}", "ready", 1));
-        else
+        else {
             http_json(q, 503,
                       json_pack("{s:b, s:s}", "ready", 0, "reason", "reloading or starting"));
+            snprintf(q->retry_after, sizeof q->retry_after, UNAVAILABLE_RETRY);
+        }
         return;
     }
-    q->env = env_acquire(q->srv);
+    q->env = env_or_park(q, PARK_HANDLER);
     if (!q->env) {
-        http_error(q, 503, "unavailable", NULL, "baton is (re)starting; retry shortly");
+        if (!q->parked)
+            unavailable(q);
         return;
     }
     q->route->fn(q);
@@ -884,8 +969,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         buf_init(&q->body);
         *con_cls = q;
         if (!on_headers(q))
-            return send_answer(q);
+            return q->parked ? MHD_YES : send_answer(q);
         return MHD_YES; /* the body comes next (libmicrohttpd answers Expect: 100-continue) */
+    }
+    if (q->parked) { /* resumed: a configuration came, or the wait is over */
+        int step = q->parked;
+        q->parked = 0;
+        if (step == PARK_HEADERS) {
+            /* suspended at its headers, libmicrohttpd calls us as at
+             * the first call again */
+            if (!on_headers(q))
+                return q->parked ? MHD_YES : send_answer(q);
+            return MHD_YES;
+        }
+        *upload_size = 0;
+        goto handler;
     }
     if (q->async) { /* resumed: the answer is ready */
         pthread_mutex_lock(&q->amu);
@@ -934,7 +1032,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *upload_size = 0;
         return MHD_YES;
     }
+handler:
     run_handler(q);
+    if (q->parked)
+        return MHD_YES;
     if (q->async) {
         pthread_mutex_lock(&q->amu);
         int done = q->async_done;
@@ -1018,6 +1119,12 @@ http_server *http_start(http_listener *l, char *err, size_t errlen)
         if (di)
             s->l.port = di->port;
     }
+    if (pthread_create(&s->parker, NULL, parker_main, s) != 0) {
+        snprintf(err, errlen, "http: cannot start a thread");
+        MHD_stop_daemon(s->d);
+        goto fail;
+    }
+    s->parker_started = 1;
     log_info("http: listening on %s%s:%d%s", strchr(s->l.host, ':') ? "[" : "", s->l.host,
              s->l.port, s->l.cert_pem ? " (TLS)" : "");
     return s;
@@ -1042,6 +1149,8 @@ void http_stop(http_server *s)
     s->closing = 1;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
+    if (s->parker_started) /* resumes every parked request: answered 503 */
+        pthread_join(s->parker, NULL);
     http_detach(s);
     MHD_stop_daemon(s->d);
     http_listener_free(&s->l);

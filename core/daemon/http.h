@@ -57,7 +57,8 @@ int http_listener_differs(const http_listener *a, const http_listener *b);
 int http_listener_same_port(const http_listener *a, const http_listener *b);
 
 /* Listen (l is taken over: zeroed on return). NULL with err. Requests
- * wait until http_attach. */
+ * wait until http_attach (suspended, up to 30 s, then 503); /healthz
+ * and /readyz are answered meanwhile. */
 http_server *http_start(http_listener *l, char *err, size_t errlen);
 /* The listener s runs (its port is the one bound, for port 0). */
 const http_listener *http_server_listener(const http_server *s);

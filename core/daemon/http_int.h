@@ -64,6 +64,12 @@ struct http_req {
     int async_done; /* the answer is ready */
     void *job;      /* the resource's own state, freed by job_free */
     void (*job_free)(void *job);
+    /* waiting for a configuration (starting, reloading): suspended, in
+     * the server's parked list until it is attached or park_until_us */
+    int parked; /* the step to take again: PARK_HEADERS, PARK_HANDLER */
+    int routed; /* split and routed already (a parked request comes back) */
+    int64_t park_until_us;
+    http_req *park_next;
 };
 
 /* Answers. http_json takes o over; http_raw takes text (malloc'd) over. */

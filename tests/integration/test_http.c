@@ -35,6 +35,7 @@ static int port;
 static pid_t baton;
 static int tls; /* the next config listens with TLS */
 static const char *extra_http = "";
+static const char *extra_top = ""; /* more top-level settings */
 static const char *ops_secret = "${env:T_OPS}";
 
 static void nap_ms(long ms)
@@ -56,7 +57,7 @@ static void write_config(void)
         "\"%s/conf/schema.cfg\"; }; };\n"
         "profiles = \"crm\";\n"
         "channels: { mail: { plugin = \"channel_directmail\"; dir = \"var/exports\"; rate = 500; "
-        "}; };\n"
+        "}; };\n%s\n"
         "campaigns = [ \"campaigns\" ];\n"
         "journeys = [ \"journeys\" ];\n"
         "http = { listen = \"127.0.0.1:%d\"; web_root = \"web\"; timeout = \"2s\"; body_timeout = "
@@ -67,7 +68,8 @@ static void write_config(void)
         "             { name = \"ops\"; secret = \"%s\"; scopes = [ \"read\", "
         "\"campaigns:run\" ]; },\n"
         "             { name = \"root\"; secret = \"" ADMIN "\"; scopes = [ \"admin\" ]; } ); };\n",
-        getenv("BATON_PLUGINS"), getenv("BATON_SRC"), port, certs, extra_http, ops_secret);
+        getenv("BATON_PLUGINS"), getenv("BATON_SRC"), extra_top, port, certs, extra_http,
+        ops_secret);
     free(file_write(dir, "baton.cfg", text));
 }
 
@@ -1112,6 +1114,127 @@ static void test_sighup(void **state)
     wait_log("reload done", at);
 }
 
+/* The size of the file at path, or -1 when there is none. */
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* A reload that takes long (the old configuration's action call is in
+ * flight: it finishes before the switch, held by the test's server):
+ * its requests wait without holding a thread, so on a pool of one
+ * thread /healthz is answered and /readyz says 503 (Retry-After) while
+ * three requests wait; the three are answered by the new configuration
+ * once it is up. */
+static void test_long_reload_answers(void **state)
+{
+    char script[1024], hooklog[1024];
+    snprintf(script, sizeof script, "%s/tests/support/http_sink.py", getenv("BATON_SRC"));
+    snprintf(hooklog, sizeof hooklog, "%s/hook.jsonl", dir);
+    char *argv[] = {"/usr/bin/python3", script, "--hold", "hold", "--log", hooklog, NULL};
+    test_server hook;
+    assert_int_equal(server_start_ready(&hook, argv, 15000), 0);
+    char top[512];
+    snprintf(top, sizeof top,
+             "actions: { slowhook: { plugin = \"action_http\"; url = \"http://127.0.0.1:%d/h\"; "
+             "timeout = \"120s\"; body = \"{\\\"say\\\": \\\"hold\\\"}\"; }; };",
+             hook.port);
+    extra_top = top;
+    extra_http = "threads = 1;";
+    free(file_write(dir, "journeys/hook.cfg",
+                    "journey: { name = \"hook\"; entry = { event = \"hook\"; };\n"
+                    "  start = \"call\"; nodes = (\n"
+                    "    { id = \"call\"; type = \"action\"; action = \"slowhook\"; next = "
+                    "\"done\"; },\n"
+                    "    { id = \"done\"; type = \"end\"; } ); };\n"));
+    write_config();
+    int at = log_size();
+    kill(baton, SIGHUP);
+    wait_log("reload done", at);
+    json_t *o;
+    char *pid = NULL;
+    char q[1200];
+    snprintf(q, sizeof q, "sqlite3 %s/var/crm.db 'SELECT id FROM profiles LIMIT 1'", dir);
+    assert_int_equal(run_capture(q, &pid, NULL), 0);
+    pid[strcspn(pid, "\n")] = 0;
+    char ev[256];
+    snprintf(ev, sizeof ev, "{\"id\": \"hook-1\", \"type\": \"hook\", \"profile\": \"%s\"}", pid);
+    free(pid);
+    assert_int_equal(curl_json("POST", "/v1/events", INGEST, ev, &o), 202);
+    json_decref(o);
+    /* the call is in flight, held */
+    for (int i = 0; i < 1000 && file_size(hooklog) <= 0; i++)
+        nap_ms(10);
+    assert_true(file_size(hooklog) > 0);
+    at = log_size();
+    kill(baton, SIGHUP); /* waits for the call, which waits for us */
+    wait_log("SIGHUP: re-reading", at);
+    int ready = 0;
+    for (int i = 0; i < 1000 && (ready = curl_json("GET", "/readyz", NULL, NULL, NULL)) != 503; i++)
+        nap_ms(10);
+    assert_int_equal(ready, 503);
+    /* three requests that wait for the new configuration */
+    char cmd[4096];
+    for (int i = 0; i < 3; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "cd %s && (curl -s -o /dev/null -w '%%{http_code}' -H 'Authorization: Bearer "
+                 "%s' 'http://127.0.0.1:%d/v1/journeys' > waited-%d.tmp && mv waited-%d.tmp "
+                 "waited-%d) >/dev/null 2>&1 &",
+                 dir, OPS, port, i, i, i);
+        assert_int_equal(system(cmd), 0);
+    }
+    /* one connection each, parked (curl's own limit: longer than the 30 s
+     * a request waits, so an answer at all says it was not stuck) */
+    char *out = NULL, *hdrs = NULL;
+    snprintf(cmd, sizeof cmd,
+             "curl -s --max-time 60 -o /dev/null -w '%%{http_code}' "
+             "'http://127.0.0.1:%d/healthz'",
+             port);
+    assert_int_equal(run_capture(cmd, &out, NULL), 0);
+    assert_string_equal(out, "200");
+    free(out);
+    snprintf(cmd, sizeof cmd,
+             "curl -s --max-time 60 -D - -o /dev/null 'http://127.0.0.1:%d/readyz'", port);
+    assert_int_equal(run_capture(cmd, &hdrs, NULL), 0);
+    if (!strstr(hdrs, " 503") || !strcasestr(hdrs, "\nRetry-After: "))
+        fail_msg("/readyz during the reload: %s", hdrs);
+    free(hdrs);
+    /* still reloading: the call is held, nobody waiting was answered */
+    char path[1024];
+    snprintf(path, sizeof path, "%s/baton.log", dir);
+    char *logt = file_read(path, NULL);
+    assert_null(strstr(logt + at, "reload done"));
+    free(logt);
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/waited-%d", dir, i);
+        assert_true(file_size(path) < 0);
+    }
+    /* let the call finish: the reload ends, the three are answered */
+    snprintf(cmd, sizeof cmd, "curl -s -o /dev/null -X POST 'http://127.0.0.1:%d/_sink/release'",
+             hook.port);
+    assert_int_equal(run_capture(cmd, NULL, NULL), 0);
+    wait_log("reload done", at);
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/waited-%d", dir, i);
+        for (int k = 0; k < 1000 && file_size(path) <= 0; k++)
+            nap_ms(10);
+        char *st = file_read(path, NULL);
+        assert_non_null(st);
+        assert_string_equal(st, "200");
+        free(st);
+    }
+    /* back to the configuration of the other tests */
+    snprintf(path, sizeof path, "%s/journeys/hook.cfg", dir);
+    unlink(path);
+    extra_top = extra_http = "";
+    write_config();
+    at = log_size();
+    kill(baton, SIGHUP);
+    wait_log("reload done", at);
+    server_stop(&hook);
+}
+
 static void test_tls(void **state)
 {
     char cmd[2048];
@@ -1230,6 +1353,7 @@ int main(void)
         cmocka_unit_test(test_static_files),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_sighup),
+        cmocka_unit_test(test_long_reload_answers),
         cmocka_unit_test(test_tls),
         cmocka_unit_test(test_kill9_keeps_every_answered_event),
     };

@@ -3,7 +3,7 @@ Run it with /usr/bin/python3 (or any python3: standard library only).
 
   http_sink.py [--port N] [--log FILE] [--status 429,429,500]
                [--default 200] [--body TEXT] [--match SUBSTR=STATUS ...]
-               [--delay-ms N] [--forever]
+               [--delay-ms N] [--hold SUBSTR] [--forever]
 
 Prints "PORT <n>" on stdout once it listens (port 0 picks a free one).
 HTTP/1.1 with keep-alive, one thread per connection. It serves until its
@@ -18,6 +18,10 @@ is --body with {seq} (the request's number, from 1) and {status}
 replaced; by default {"id": "m-{seq}"} for 2xx and
 {"error": "status {status}"} otherwise, as application/json.
 
+A request whose body (or path) contains the --hold SUBSTR is recorded,
+then answered only after POST /_sink/release (a call held in flight for
+as long as the test wants).
+
 Records: one JSON object per line in --log (flushed per request):
   {"seq": 1, "method": "POST", "path": "/sms?x=1", "headers": {...},
    "body": "...", "status": 200}
@@ -25,6 +29,7 @@ Control, for tests that change the script while it runs:
   POST /_sink/script   {"status": [429, 200], "default": 200} replaces it
   GET  /_sink/requests the recorded requests, as a JSON array
   POST /_sink/reset    forgets the recorded requests
+  POST /_sink/release  answers the held requests, and holds no more
 (control requests are not recorded.)
 """
 import argparse
@@ -37,7 +42,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 lock = threading.Lock()
 state = {"status": [], "default": 200, "seq": 0, "requests": [], "log": None,
-         "body": None, "match": [], "delay": 0}
+         "body": None, "match": [], "delay": 0, "hold": None}
+released = threading.Event()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -69,6 +75,9 @@ class Handler(BaseHTTPRequestHandler):
                 if self.path == "/_sink/reset":
                     state["requests"] = []
                     return self._reply(200, "{}")
+                if self.path == "/_sink/release":
+                    released.set()
+                    return self._reply(200, "{}")
             return self._reply(404, "{}")
         text = body.decode("utf-8", "replace")
         with lock:
@@ -87,6 +96,8 @@ class Handler(BaseHTTPRequestHandler):
             if state["log"]:
                 state["log"].write(json.dumps(rec) + "\n")
                 state["log"].flush()
+        if state["hold"] and (state["hold"] in text or state["hold"] in self.path):
+            released.wait()
         if state["delay"]:
             time.sleep(state["delay"] / 1000.0)
         if status == 0:
@@ -112,6 +123,7 @@ def main():
     p.add_argument("--body")
     p.add_argument("--match", action="append", default=[])
     p.add_argument("--delay-ms", type=int, default=0)
+    p.add_argument("--hold")
     p.add_argument("--forever", action="store_true")
     a = p.parse_args()
     global args_forever
@@ -122,6 +134,7 @@ def main():
     state["default"] = a.default
     state["body"] = a.body
     state["delay"] = a.delay_ms
+    state["hold"] = a.hold
     for m in a.match:
         sub, st = m.rsplit("=", 1)
         state["match"].append((sub, int(st)))
