@@ -213,6 +213,21 @@ static int has_crlf(const char *s)
     return strchr(s, '\r') || strchr(s, '\n');
 }
 
+/* a, b and c appended: a header line without a printf */
+static void put3(const baton_host *h, baton_buf *out, const char *a, const char *b, const char *c)
+{
+    h->buf_append(out, a, strlen(a));
+    h->buf_append(out, b, strlen(b));
+    h->buf_append(out, c, strlen(c));
+}
+
+/* v in n decimal digits, zero-padded */
+static void digits(char *p, int v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+}
+
 /* "Name <addr>" or "addr": the address, and the display name. */
 static void split_mailbox(const char *s, char *addr, size_t alen, char *name, size_t nlen)
 {
@@ -282,10 +297,10 @@ static int email_format(void *state, const baton_message *m, baton_buf *out, cha
         snprintf(err, errlen, "the message has neither a text nor an html part");
         return -1;
     }
-    h->buf_printf(out, "From: %s\r\n", e->from_header);
-    h->buf_printf(out, "To: <%s>\r\n", m->recipient);
+    put3(h, out, "From: ", e->from_header, "\r\n");
+    put3(h, out, "To: <", m->recipient, ">\r\n");
     if (e->reply_to)
-        h->buf_printf(out, "Reply-To: %s\r\n", e->reply_to);
+        put3(h, out, "Reply-To: ", e->reply_to, "\r\n");
     /* a subject is one line: fold any line break a template put there */
     char *subj = strdup(subject ? subject : "");
     for (char *p = subj; *p; p++)
@@ -301,14 +316,29 @@ static int email_format(void *state, const baton_message *m, baton_buf *out, cha
     static const char *const wd[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char *const mo[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    h->buf_printf(out, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n", wd[tm.tm_wday],
-                  tm.tm_mday, mo[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    /* "Date: Mon, 23 Nov 2026 10:00:00 +0000" (RFC 5322 §3.3) */
+    char date[40] = "Date: ";
+    memcpy(date + 6, wd[tm.tm_wday], 3);
+    memcpy(date + 9, ", ", 2);
+    digits(date + 11, tm.tm_mday, 2);
+    date[13] = ' ';
+    memcpy(date + 14, mo[tm.tm_mon], 3);
+    date[17] = ' ';
+    digits(date + 18, tm.tm_year + 1900, 4);
+    date[22] = ' ';
+    digits(date + 23, tm.tm_hour, 2);
+    date[25] = ':';
+    digits(date + 26, tm.tm_min, 2);
+    date[28] = ':';
+    digits(date + 29, tm.tm_sec, 2);
+    memcpy(date + 31, " +0000\r\n", 8);
+    h->buf_append(out, date, 39);
     /* the id names the delivery, so a bounce quoting it finds it; a key
      * too long for one gets a hash of it */
     uint64_t a = fnv1a(m->key, 0), b = fnv1a(m->key, 0x9e3779b97f4a7c15ULL);
     char mid[900];
     if (baton_message_id(m->key, e->domain, mid, sizeof mid))
-        h->buf_printf(out, "Message-ID: <%s>\r\n", mid);
+        put3(h, out, "Message-ID: <", mid, ">\r\n");
     else
         h->buf_printf(out, "Message-ID: <%016llx.%016llx@%s>\r\n", (unsigned long long)a,
                       (unsigned long long)b, e->domain);
@@ -325,14 +355,14 @@ static int email_format(void *state, const baton_message *m, baton_buf *out, cha
         unsub = e->unsub_text;
     }
     if (unsub && *unsub && !has_crlf(unsub)) {
-        h->buf_printf(out, "List-Unsubscribe: %s\r\n", unsub);
+        put3(h, out, "List-Unsubscribe: ", unsub, "\r\n");
         if (strstr(unsub, "<https:"))
             h->buf_append(out, "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n", 51);
     }
     if (ub)
         h->buf_free(ub);
     if (!has_crlf(m->key))
-        h->buf_printf(out, "X-Baton-Key: %s\r\n", m->key);
+        put3(h, out, "X-Baton-Key: ", m->key, "\r\n");
     const char *qp = "Content-Transfer-Encoding: quoted-printable\r\n";
     if (text && html) {
         char boundary[64];
@@ -348,8 +378,9 @@ static int email_format(void *state, const baton_message *m, baton_buf *out, cha
         put_qp(h, out, html);
         h->buf_printf(out, "--%s--\r\n", boundary);
     } else {
-        h->buf_printf(out, "Content-Type: text/%s; charset=UTF-8\r\n%s\r\n",
-                      text ? "plain" : "html", qp);
+        put3(h, out, text ? "Content-Type: text/plain" : "Content-Type: text/html",
+             "; charset=UTF-8\r\n", qp);
+        h->buf_append(out, "\r\n", 2);
         put_qp(h, out, text ? text : html);
     }
     return 0;

@@ -291,16 +291,25 @@ static void reserve(smtpc *c, size_t more)
 static void cmd(smtpc *c, const char *fmt, ...) BATON_PRINTF(2, 3);
 static void cmd(smtpc *c, const char *fmt, ...)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    reserve(c, (size_t)n + 2);
+    /* formatted once into room for a usual line, again only when longer */
+    reserve(c, 512);
     if (c->oom)
         return;
+    va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->out + c->out_len, (size_t)n + 1, fmt, ap);
+    size_t room = c->out_cap - c->out_len;
+    int n = vsnprintf(c->out + c->out_len, room, fmt, ap);
     va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n + 3 > room) {
+        reserve(c, (size_t)n + 3);
+        if (c->oom)
+            return;
+        va_start(ap, fmt);
+        vsnprintf(c->out + c->out_len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     c->out_len += (size_t)n;
     memcpy(c->out + c->out_len, "\r\n", 2);
     c->out_len += 2;
