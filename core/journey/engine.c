@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "base/buf.h"
+#include "delivery/dispatch.h"
 #include "scope/cond.h"
 #include "base/log.h"
 #include "base/mem.h"
@@ -46,6 +47,29 @@ static const char *const ddl_control =
     " event TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS journey_held_journey ON journey_held(journey, seq)";
 
+/* A send's row takes its message's final status (sent, failed: why,
+ * uncertain, bounced...) in the statement that records it in the delivery
+ * log: the same group commit, on the dispatcher's thread, nothing for the
+ * engine to do; a journey's keys start "j:". Rows a store had before get
+ * theirs once. */
+#define FINAL_STATUS                                                                               \
+    "(d.status = 'sent' OR d.status = 'failed' OR d.status = 'uncertain' OR"                       \
+    " d.status = 'bounced' OR d.status = 'complained' OR d.status = 'capped')"
+#define SEND_STATUS_OF                                                                             \
+    "CASE WHEN d.status = 'failed' AND d.reason IS NOT NULL THEN 'failed: ' || d.reason"           \
+    " ELSE d.status END"
+static const char *const ddl_outcome =
+    "CREATE TRIGGER IF NOT EXISTS journey_sends_outcome AFTER UPDATE OF status ON deliveries"
+    " WHEN new.key GLOB 'j:*' AND"
+    " (new.status = 'sent' OR new.status = 'failed' OR new.status = 'uncertain' OR"
+    " new.status = 'bounced' OR new.status = 'complained' OR new.status = 'capped')"
+    " BEGIN UPDATE journey_sends SET status = CASE WHEN new.status = 'failed' AND new.reason IS"
+    " NOT NULL THEN 'failed: ' || new.reason ELSE new.status END WHERE key = new.key; END;"
+    "UPDATE journey_sends SET status = (SELECT " SEND_STATUS_OF " FROM deliveries d"
+    " WHERE d.key = journey_sends.key) WHERE kind = 'send' AND"
+    " (status = 'queued' OR status = 'deferred' OR status = 'pending') AND EXISTS"
+    " (SELECT 1 FROM deliveries d WHERE d.key = journey_sends.key AND " FINAL_STATUS ")";
+
 /* the latest instance of each journey for a profile, from the index */
 static const char *const ddl_latest = "CREATE INDEX IF NOT EXISTS journey_instances_latest"
                                       " ON journey_instances(profile, journey, id);"
@@ -59,6 +83,7 @@ enum {
     S_UPSERT,
     S_SEND_INS,
     S_SEND_STATUS,
+    S_SEND_MARK,
     S_SEND_GET,
     S_SEND_RESPONSE,
     S_CTL_ALL,
@@ -89,6 +114,11 @@ static const char *const sql[S_NSTMT] = {
     [S_SEND_INS] = "INSERT OR IGNORE INTO journey_sends(key, instance, journey, profile, node,"
                    " kind, target, status, at, step) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [S_SEND_STATUS] = "UPDATE journey_sends SET status = ? WHERE key = ?",
+    /* a handed send's status, unless its message's is final already (the
+     * trigger wrote it, or it was in the log when handed again) */
+    [S_SEND_MARK] = "UPDATE journey_sends SET status = coalesce((SELECT " SEND_STATUS_OF
+                    " FROM deliveries d WHERE d.key = ?2 AND " FINAL_STATUS "), ?1)"
+                    " WHERE key = ?2 AND status = 'pending'",
     [S_SEND_GET] = "SELECT instance, node, status FROM journey_sends WHERE key = ?",
     [S_SEND_RESPONSE] = "UPDATE journey_sends SET status = ?, response = ? WHERE key = ?",
     [S_CTL_ALL] = "SELECT journey, state FROM journey_control",
@@ -294,7 +324,9 @@ int jengine_open(jengine *e, store *st, journey **js, size_t njs, const jengine_
     if (store_migrate(st, "journey", JOURNEY_DDL_VERSION, ddl, err, errlen) ||
         store_migrate(st, "journey_latest", 1, ddl_latest, err, errlen) ||
         store_migrate(st, "journey_control", 1, ddl_control, err, errlen) ||
-        store_migrate(st, "journey_versions", 1, ddl_versions, err, errlen))
+        store_migrate(st, "journey_versions", 1, ddl_versions, err, errlen) ||
+        dispatch_log_init(st, err, errlen) ||
+        store_migrate(st, "journey_sends_outcome", 1, ddl_outcome, err, errlen))
         return -1;
     /* the pages of the profile index are touched at random: keep more of
      * them (bounded: 16 MiB) */
@@ -1348,7 +1380,7 @@ int jengine_action_done(jengine *e, const char *key, int ok, const char *respons
 
 int jengine_send_status(jengine *e, const char *key, const char *status, char *err, size_t errlen)
 {
-    sqlite3_stmt *st = e->stmt[S_SEND_STATUS];
+    sqlite3_stmt *st = e->stmt[S_SEND_MARK];
     sqlite3_reset(st);
     bind_text(st, 1, status);
     bind_text(st, 2, key);

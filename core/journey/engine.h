@@ -13,7 +13,9 @@
  * Sends and actions are written to journey_sends (key = journey instance
  * + node + step: the idempotency key) in the same transaction that moves
  * the instance past the node; ops.send / ops.action hear of them so the
- * caller can hand them on once the transaction is committed. */
+ * caller can hand them on once the transaction is committed. A send's
+ * row ends with its message's final status from the delivery log (sent,
+ * failed: why, uncertain, bounced...), written with it by a trigger. */
 #ifndef BATON_JOURNEY_ENGINE_H
 #define BATON_JOURNEY_ENGINE_H
 
@@ -140,7 +142,9 @@ int jengine_next_due(const jengine *e, int64_t *due_ms);
  * failed with reason. */
 int jengine_action_done(jengine *e, const char *key, int ok, const char *response,
                         const char *reason, int64_t now_ms, char *err, size_t errlen);
-/* Mark a send's outcome ("sent", "failed: ...") in journey_sends. */
+/* A pending send was handed: its status ("queued", "capped", "skipped:
+ * ...", "failed: ...") in journey_sends, unless its message's final
+ * status is there already (the delivery log's trigger wrote it). */
 int jengine_send_status(jengine *e, const char *key, const char *status, char *err, size_t errlen);
 
 /* What was left in flight by a previous run: calls fn for every send

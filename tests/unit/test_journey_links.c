@@ -554,11 +554,11 @@ static void test_live_runner(void **st)
     assert_int_equal(count_of(sto.db, "SELECT count(*) FROM journey_instances WHERE profile = "
                                       "'p9' AND path = 'c small'"),
                      1);
-    const char *queued = "SELECT count(*) FROM journey_sends WHERE profile = 'p1' AND "
-                         "status = 'queued'";
-    for (int i = 0; i < 500 && count_of(sto.db, queued) != 1; i++)
+    const char *sent = "SELECT count(*) FROM journey_sends WHERE profile = 'p1' AND "
+                       "status = 'sent'";
+    for (int i = 0; i < 500 && count_of(sto.db, sent) != 1; i++)
         nanosleep(&(struct timespec){0, 10 * 1000000}, NULL);
-    assert_int_equal(count_of(sto.db, queued), 1);
+    assert_int_equal(count_of(sto.db, sent), 1);
     jrunner_stop(r);
     dispatch_close(dp, 1, 5000);
     assert_int_equal(fake_channel_total(), 1);
