@@ -51,6 +51,11 @@ static const baton_config_key http_keys[] = {
      .type = BATON_CFG_DURATION,
      .default_value = "30s",
      .help = "a connection idle (or a client this slow) for this long is closed"},
+    {.name = "header_timeout",
+     .type = BATON_CFG_DURATION,
+     .default_value = "60s",
+     .help = "a request's headers not whole this long after the connection opened (or its "
+             "previous answer) are cut (a client that trickles them)"},
     {.name = "body_timeout",
      .type = BATON_CFG_DURATION,
      .default_value = "60s",
@@ -430,6 +435,12 @@ void conf_http_load(conf_http *h, const config_setting_t *g, const char *dir, di
         diag_error(d, h->file, keymap_get(&vals, "timeout")->line,
                    "http.timeout must be at least 1s");
         h->timeout_ms = 1000;
+    }
+    h->header_timeout_ms = keymap_get(&vals, "header_timeout")->i;
+    if (h->header_timeout_ms < 1000) {
+        diag_error(d, h->file, keymap_get(&vals, "header_timeout")->line,
+                   "http.header_timeout must be at least 1s");
+        h->header_timeout_ms = 1000;
     }
     h->body_timeout_ms = keymap_get(&vals, "body_timeout")->i;
     if (h->body_timeout_ms < 1000) {

@@ -46,13 +46,15 @@ typedef struct conf_http {
     size_t ntokens;
     conf_feedback *feedback;
     size_t nfeedback;
-    int threads;             /* the server's thread pool */
-    int connections;         /* open connections at most */
-    int connections_per_ip;  /* from one client address at most; 0: no limit */
-    int64_t timeout_ms;      /* idle time allowed on a connection */
-    int64_t body_timeout_ms; /* a body must be whole this long after its headers */
-    int64_t max_body;        /* bytes of a request body at most */
-    int64_t max_events;      /* events in one POST /v1/events at most */
+    int threads;               /* the server's thread pool */
+    int connections;           /* open connections at most */
+    int connections_per_ip;    /* from one client address at most; 0: no limit */
+    int64_t timeout_ms;        /* idle time allowed on a connection */
+    int64_t header_timeout_ms; /* headers must be whole this long after the connection
+                                  opened or its previous answer */
+    int64_t body_timeout_ms;   /* a body must be whole this long after its headers */
+    int64_t max_body;          /* bytes of a request body at most */
+    int64_t max_events;        /* events in one POST /v1/events at most */
     const char *file;
     int line;
 } conf_http;

@@ -53,6 +53,15 @@ typedef struct fail_slot {
     int n;
 } fail_slot;
 
+/* An open connection, until its request's headers are whole: the
+ * parker cuts it (shutdown) at header_until_us. */
+typedef struct http_conn {
+    int fd;
+    int in_request;          /* headers whole: its request is being handled */
+    int64_t header_until_us; /* mono_us */
+    struct http_conn *prev, *next;
+} http_conn;
+
 struct http_server {
     struct MHD_Daemon *d;
     http_listener l;
@@ -68,6 +77,9 @@ struct http_server {
     http_req *parked;
     pthread_t parker;
     int parker_started;
+    /* every open connection (cmu), for header_timeout */
+    pthread_mutex_t cmu;
+    http_conn *conns;
     fail_slot fails[FAIL_SLOTS];
 };
 
@@ -170,6 +182,7 @@ int http_listener_load(http_listener *l, const conf_http *c, char *err, size_t e
     l->connections = c->connections;
     l->connections_per_ip = c->connections_per_ip;
     l->timeout_s = (unsigned)((c->timeout_ms + 999) / 1000);
+    l->header_timeout_ms = c->header_timeout_ms;
     if (c->tls_cert) {
         if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
             snprintf(err, errlen, "http: this libmicrohttpd has no TLS support (tls_cert set)");
@@ -217,8 +230,8 @@ int http_listener_differs(const http_listener *a, const http_listener *b)
 {
     return !http_listener_same_port(a, b) || a->threads != b->threads ||
            a->connections != b->connections || a->connections_per_ip != b->connections_per_ip ||
-           a->timeout_s != b->timeout_s || !streq0(a->cert_pem, b->cert_pem) ||
-           !streq0(a->key_pem, b->key_pem);
+           a->timeout_s != b->timeout_s || a->header_timeout_ms != b->header_timeout_ms ||
+           !streq0(a->cert_pem, b->cert_pem) || !streq0(a->key_pem, b->key_pem);
 }
 
 /* ------------------------------------------------------------------ */
@@ -290,8 +303,32 @@ static void *parker_main(void *arg)
         }
         if (s->closing)
             break;
+        /* headers trickled past header_timeout: cut (libmicrohttpd then
+         * closes the connection); looked at every second while any is
+         * open, as their deadlines move with each request */
+        pthread_mutex_lock(&s->cmu);
+        for (http_conn *k = s->conns; k; k = k->next)
+            if (!k->in_request && k->header_until_us <= now) {
+                k->header_until_us = INT64_MAX;
+                shutdown(k->fd, SHUT_RDWR);
+                char ip[INET6_ADDRSTRLEN] = "?";
+                struct sockaddr_storage ss;
+                socklen_t sl = sizeof ss;
+                if (getpeername(k->fd, (struct sockaddr *)&ss, &sl) == 0)
+                    inet_ntop(ss.ss_family,
+                              ss.ss_family == AF_INET6
+                                  ? (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                                  : (void *)&((struct sockaddr_in *)&ss)->sin_addr,
+                              ip, sizeof ip);
+                log_warn("http: a request from %s was not whole %lld ms after its connection "
+                         "opened or its previous answer (http.header_timeout); connection closed",
+                         ip, (long long)s->l.header_timeout_ms);
+                atomic_fetch_add(&http_stats.requests[4], 1);
+            }
+        int64_t cap = s->conns ? 1000000LL : 3600 * 1000000LL;
+        pthread_mutex_unlock(&s->cmu);
         struct timespec until;
-        deadline_in_us(&until, next ? next - now : 3600 * 1000000LL);
+        deadline_in_us(&until, next && next - now < cap ? next - now : cap);
         pthread_cond_timedwait(&s->cv, &s->mu, &until);
     }
     pthread_mutex_unlock(&s->mu);
@@ -819,12 +856,70 @@ static void req_free(http_req *q)
     free(q);
 }
 
+/* Connections opened and closed: kept for header_timeout. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (!ci)
+            return;
+        http_conn *k = xcalloc(1, sizeof *k);
+        k->fd = ci->connect_fd;
+        k->header_until_us = mono_us() + s->l.header_timeout_ms * 1000;
+        pthread_mutex_lock(&s->cmu);
+        int first = !s->conns;
+        k->next = s->conns;
+        if (s->conns)
+            s->conns->prev = k;
+        s->conns = k;
+        pthread_mutex_unlock(&s->cmu);
+        *socket_context = k;
+        if (first) { /* the parker may sleep long: it has a deadline to keep now */
+            pthread_mutex_lock(&s->mu);
+            pthread_cond_broadcast(&s->cv);
+            pthread_mutex_unlock(&s->mu);
+        }
+    } else if (*socket_context) { /* closed (before libmicrohttpd closes the socket) */
+        http_conn *k = *socket_context;
+        pthread_mutex_lock(&s->cmu);
+        if (k->prev)
+            k->prev->next = k->next;
+        else
+            s->conns = k->next;
+        if (k->next)
+            k->next->prev = k->prev;
+        pthread_mutex_unlock(&s->cmu);
+        free(k);
+        *socket_context = NULL;
+    }
+}
+
+/* The request's headers are whole (in 1), or its answer is done: the
+ * next request's headers have header_timeout from now (in 0). */
+static void conn_in_request(http_server *s, struct MHD_Connection *c, int in)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    http_conn *k = ci ? ci->socket_context : NULL;
+    if (!k)
+        return;
+    pthread_mutex_lock(&s->cmu);
+    k->in_request = in;
+    if (!in && k->header_until_us != INT64_MAX)
+        k->header_until_us = mono_us() + s->l.header_timeout_ms * 1000;
+    pthread_mutex_unlock(&s->cmu);
+}
+
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                       enum MHD_RequestTerminationCode toe)
 {
     http_req *q = *con_cls;
     if (!q)
         return;
+    conn_in_request(q->srv, c, 0);
     if (q->env) { /* a connection closed while its handler ran (async) */
         http_env_release(q->srv);
         q->env = NULL;
@@ -968,6 +1063,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         pthread_mutex_init(&q->amu, NULL);
         buf_init(&q->body);
         *con_cls = q;
+        conn_in_request(s, c, 1);
         if (!on_headers(q))
             return q->parked ? MHD_YES : send_answer(q);
         return MHD_YES; /* the body comes next (libmicrohttpd answers Expect: 100-continue) */
@@ -1068,6 +1164,7 @@ http_server *http_start(http_listener *l, char *err, size_t errlen)
     s->l = *l;
     memset(l, 0, sizeof *l);
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->cmu, NULL);
     deadline_cond_init(&s->cv);
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
@@ -1103,6 +1200,7 @@ http_server *http_start(http_listener *l, char *err, size_t errlen)
         {MHD_OPTION_CONNECTION_TIMEOUT, s->l.timeout_s, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, 64 * 1024, NULL},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, NULL},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s},
         {s->l.cert_pem ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, s->l.cert_pem},
         {s->l.cert_pem ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, s->l.key_pem},
         {MHD_OPTION_END, 0, NULL},
@@ -1131,6 +1229,7 @@ http_server *http_start(http_listener *l, char *err, size_t errlen)
 fail:
     http_listener_free(&s->l);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->cmu);
     pthread_cond_destroy(&s->cv);
     free(s);
     return NULL;
@@ -1155,6 +1254,7 @@ void http_stop(http_server *s)
     MHD_stop_daemon(s->d);
     http_listener_free(&s->l);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->cmu);
     pthread_cond_destroy(&s->cv);
     free(s);
 }

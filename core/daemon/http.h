@@ -45,7 +45,8 @@ typedef struct http_listener {
     int port;
     int threads, connections, connections_per_ip;
     unsigned timeout_s;
-    char *cert_pem, *key_pem; /* NULL: plain HTTP */
+    int64_t header_timeout_ms; /* a request's headers are whole by then, or it is cut */
+    char *cert_pem, *key_pem;  /* NULL: plain HTTP */
 } http_listener;
 
 /* Read c's listener (its TLS files). 0, or -1 with err. */

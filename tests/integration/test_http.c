@@ -61,7 +61,7 @@ static void write_config(void)
         "campaigns = [ \"campaigns\" ];\n"
         "journeys = [ \"journeys\" ];\n"
         "http = { listen = \"127.0.0.1:%d\"; web_root = \"web\"; timeout = \"2s\"; body_timeout = "
-        "\"3s\"; connections_per_ip = 50; max_body = "
+        "\"3s\"; header_timeout = \"10s\"; connections_per_ip = 50; max_body = "
         "1048576; max_events = 500; %s %s\n"
         "  tokens = ( { name = \"ingest\"; secret = \"${env:T_INGEST}\"; scopes = [ "
         "\"events:write\" ]; },\n"
@@ -540,6 +540,27 @@ static void test_trickled_bodies_are_cut(void **state)
     assert_int_equal(cut, 20);
     assert_true(sent < 100000);
     assert_int_equal(inbox_count("trickle-"), 1);
+}
+
+/* Slowloris on the headers, a byte every 0.5 s (never idle for the 2 s
+ * timeout, never whole): the server cuts each connection (its 10 s
+ * header_timeout), answering others all along and after. */
+static void test_trickled_headers_are_cut(void **state)
+{
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/support/http_probe.py headers %d 10",
+             getenv("BATON_SRC"), port);
+    assert_int_equal(run_capture(cmd, &out, NULL), 0);
+    int healthz = 0, cut = -1, sent = -1;
+    if (sscanf(out, "%d %d %d", &healthz, &cut, &sent) != 3)
+        fail_msg("http_probe headers: %s", out);
+    free(out);
+    assert_int_equal(healthz, 200);
+    assert_int_equal(cut, 10);
+    assert_true(sent > 4); /* it trickled past the idle timeout */
+    json_t *o;
+    assert_int_equal(curl_json("GET", "/healthz", NULL, NULL, &o), 200);
+    json_decref(o);
 }
 
 /* Slowloris on the headers (a byte every 0.5 s, never idle, never
@@ -1344,6 +1365,7 @@ int main(void)
         cmocka_unit_test(test_slow_clients),
         cmocka_unit_test(test_ten_thousand_events_and_curl_100mb),
         cmocka_unit_test(test_trickled_bodies_are_cut),
+        cmocka_unit_test(test_trickled_headers_are_cut),
         cmocka_unit_test(test_connections_per_ip),
         cmocka_unit_test(test_reads_match_the_cli),
         cmocka_unit_test(test_journey_control),

@@ -18,6 +18,11 @@ and raw sockets, against a `baton serve` on 127.0.0.1.
                                                  answered: prints "HEALTHZ EVENTS CUT SENT_MAX" (the
                                                  statuses, how many trickles the server cut within
                                                  60 s, the most bytes one of them sent)
+  http_probe.py headers PORT N                   N clients that send a request's headers a byte
+                                                 every 0.5 s (never idle, never whole); meanwhile
+                                                 GET /healthz is answered: prints "HEALTHZ CUT
+                                                 SENT_MAX" (its status, how many the server cut
+                                                 within 60 s, the most bytes one of them sent)
   http_probe.py perip PORT N                     N connections from 127.0.0.1, each answered once
                                                  then trickling its next request's headers (a byte
                                                  every 0.5 s: never idle); then one more from
@@ -152,6 +157,36 @@ def trickle(port, token, n):
     print("%d %d %d %d" % (healthz, events, cut, max(x[1] for x in socks)))
 
 
+def headers(port, n):
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        socks.append([s, 0, False])
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/healthz")
+    r = c.getresponse()
+    r.read()
+    healthz = r.status
+    c.close()
+    deadline = time.time() + 60
+    while time.time() < deadline and not all(x[2] for x in socks):
+        time.sleep(0.5)
+        for x in socks:
+            if x[2]:
+                continue
+            rd, _, _ = select.select([x[0]], [], [], 0)
+            try:
+                if rd and not x[0].recv(4096):
+                    x[2] = True  # closed by the server
+                    continue
+                x[0].sendall(b"a")
+                x[1] += 1
+            except (BrokenPipeError, ConnectionResetError):
+                x[2] = True
+    print("%d %d %d" % (healthz, sum(1 for x in socks if x[2]), max(x[1] for x in socks)))
+
+
 def read_answer(s):
     """The status of one HTTP answer read whole from s, or "refused"."""
     got = b""
@@ -251,6 +286,8 @@ if __name__ == "__main__":
         slow(port, int(sys.argv[3]), float(sys.argv[4]))
     elif cmd == "trickle":
         trickle(port, sys.argv[3], int(sys.argv[4]))
+    elif cmd == "headers":
+        headers(port, int(sys.argv[3]))
     elif cmd == "perip":
         perip(port, int(sys.argv[3]))
     elif cmd == "post":
