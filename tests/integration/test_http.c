@@ -1142,12 +1142,39 @@ static long file_size(const char *path)
     return stat(path, &st) == 0 ? (long)st.st_size : -1;
 }
 
+/* GET /v1/journeys in the background: its status in waited-I, once
+ * answered (headers in waited-I.h, body in waited-I.body). */
+static void wait_in_background(int i)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "cd %s && (curl -s -D waited-%d.h -o waited-%d.body -w '%%{http_code}' -H "
+             "'Authorization: Bearer %s' 'http://127.0.0.1:%d/v1/journeys' > waited-%d.tmp && mv "
+             "waited-%d.tmp waited-%d) >/dev/null 2>&1 &",
+             dir, i, i, OPS, port, i, i, i);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* The status of the background request i, waited for up to ms. */
+static char *waited(int i, int ms)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/waited-%d", dir, i);
+    for (int k = 0; k < ms / 10 && file_size(path) <= 0; k++)
+        nap_ms(10);
+    char *st = file_read(path, NULL);
+    if (!st)
+        fail_msg("background request %d: no answer", i);
+    return st;
+}
+
 /* A reload that takes long (the old configuration's action call is in
  * flight: it finishes before the switch, held by the test's server):
  * its requests wait without holding a thread, so on a pool of one
  * thread /healthz is answered and /readyz says 503 (Retry-After) while
- * three requests wait; the three are answered by the new configuration
- * once it is up. */
+ * three requests wait; their wait ends at 30 s with 503 (Retry-After),
+ * the reload still going; one more waits and is answered by the new
+ * configuration once it is up. */
 static void test_long_reload_answers(void **state)
 {
     char script[1024], hooklog[1024];
@@ -1197,14 +1224,8 @@ static void test_long_reload_answers(void **state)
     assert_int_equal(ready, 503);
     /* three requests that wait for the new configuration */
     char cmd[4096];
-    for (int i = 0; i < 3; i++) {
-        snprintf(cmd, sizeof cmd,
-                 "cd %s && (curl -s -o /dev/null -w '%%{http_code}' -H 'Authorization: Bearer "
-                 "%s' 'http://127.0.0.1:%d/v1/journeys' > waited-%d.tmp && mv waited-%d.tmp "
-                 "waited-%d) >/dev/null 2>&1 &",
-                 dir, OPS, port, i, i, i);
-        assert_int_equal(system(cmd), 0);
-    }
+    for (int i = 0; i < 3; i++)
+        wait_in_background(i);
     /* one connection each, parked (curl's own limit: longer than the 30 s
      * a request waits, so an answer at all says it was not stuck) */
     char *out = NULL, *hdrs = NULL;
@@ -1231,20 +1252,38 @@ static void test_long_reload_answers(void **state)
         snprintf(path, sizeof path, "%s/waited-%d", dir, i);
         assert_true(file_size(path) < 0);
     }
-    /* let the call finish: the reload ends, the three are answered */
+    /* no configuration within 30 s: 503, Retry-After, the reload held */
+    for (int i = 0; i < 3; i++) {
+        char *st = waited(i, 60000);
+        assert_string_equal(st, "503");
+        free(st);
+        snprintf(path, sizeof path, "%s/waited-%d.h", dir, i);
+        char *h = file_read(path, NULL);
+        if (!h || !strcasestr(h, "\nRetry-After: 5\r\n"))
+            fail_msg("the 503 after the wait: %s", h ? h : "");
+        free(h);
+        snprintf(path, sizeof path, "%s/waited-%d.body", dir, i);
+        size_t n;
+        char *b = file_read(path, &n);
+        json_t *e = b ? json_loadb(b, n, 0, NULL) : NULL;
+        assert_string_equal(err_code(e), "unavailable");
+        json_decref(e);
+        free(b);
+    }
+    snprintf(path, sizeof path, "%s/baton.log", dir);
+    logt = file_read(path, NULL);
+    assert_null(strstr(logt + at, "reload done"));
+    free(logt);
+    /* one more waits; the call finishes: the reload ends, it is answered */
+    wait_in_background(3);
+    assert_int_equal(curl_json("GET", "/healthz", NULL, NULL, NULL), 200);
     snprintf(cmd, sizeof cmd, "curl -s -o /dev/null -X POST 'http://127.0.0.1:%d/_sink/release'",
              hook.port);
     assert_int_equal(run_capture(cmd, NULL, NULL), 0);
     wait_log("reload done", at);
-    for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "%s/waited-%d", dir, i);
-        for (int k = 0; k < 1000 && file_size(path) <= 0; k++)
-            nap_ms(10);
-        char *st = file_read(path, NULL);
-        assert_non_null(st);
-        assert_string_equal(st, "200");
-        free(st);
-    }
+    char *st = waited(3, 60000);
+    assert_string_equal(st, "200");
+    free(st);
     /* back to the configuration of the other tests */
     snprintf(path, sizeof path, "%s/journeys/hook.cfg", dir);
     unlink(path);
