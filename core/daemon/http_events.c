@@ -18,6 +18,7 @@
 
 #include "base/log.h"
 #include "base/mem.h"
+#include "base/utf8.h"
 #include "daemon/http_int.h"
 
 #define SUBMIT_WAIT_MS 5000
@@ -157,6 +158,9 @@ static int split_body(http_req *q, const char *data, size_t len, ev_item **out, 
     size_t off = skip_space(data, 0, len), n = 0, cap = 0;
     ev_item *items = NULL;
     int array = off < len && data[off] == '[';
+    /* the events' own reader wants valid UTF-8 (jansson says where not) */
+    size_t bad_at;
+    int utf8 = utf8_text(data, len, &bad_at);
     if (array)
         off++;
     for (;;) {
@@ -189,7 +193,12 @@ static int split_body(http_req *q, const char *data, size_t len, ev_item **out, 
         memset(it, 0, sizeof *it);
         json_error_t je;
         const size_t flags = JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY;
-        json_t *v = json_loadb(data + off, len - off, flags | JSON_REJECT_DUPLICATES, &je);
+        size_t used = 0;
+        json_t *v = utf8 ? jevent_read_object(data + off, len - off, &used) : NULL;
+        if (!v)
+            v = json_loadb(data + off, len - off, flags | JSON_REJECT_DUPLICATES, &je);
+        else
+            je.position = (int)used;
         if (!v && json_error_code(&je) == json_error_duplicate_key) {
             it->dup_key = je;
             it->dup = 1;

@@ -270,6 +270,17 @@ static json_t *fast_load(const char *json, size_t len, size_t *data_off, size_t 
     return root;
 }
 
+json_t *jevent_read_object(const char *json, size_t len, size_t *used)
+{
+    fastrd r = {json, json + len, 0};
+    if (!len || *json != '{')
+        return NULL;
+    json_t *v = fast_value(&r);
+    if (v)
+        *used = (size_t)(r.p - json);
+    return v;
+}
+
 int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev, char *reason,
                  size_t reasonlen)
 {

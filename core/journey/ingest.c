@@ -2,7 +2,9 @@
  * (jrunner_submit) wait in the ingest queue for the ingest thread, which
  * commits what arrived together to the inbox (dedup by id, dead letters)
  * in one transaction, acknowledges each event after that commit, and
- * queues the new ones for the engine thread. */
+ * queues the new ones for the engine thread. A source that hands in a
+ * whole group at once (the HTTP face) commits it on its own thread when
+ * the ingest thread is idle: one writer at a time all the same (ibusy). */
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -117,6 +119,8 @@ int jrunner_submit_outcome(jrunner *r, const char *source, const char *json, siz
     return submit(r, source, json, len, NULL, outcome, ctx);
 }
 
+static void commit_group(jrunner *r, initem *items);
+
 int jrunner_submit_events(jrunner *r, const char *source, jevent *evs, char **reasons, size_t n,
                           jrunner_outcome_fn outcome, void *const *ctx, size_t *taken)
 {
@@ -159,10 +163,26 @@ int jrunner_submit_events(jrunner *r, const char *source, jevent *evs, char **re
     if (!r->ilen)
         r->isince_us = deadline_now_us();
     r->ilen += k;
-    if (r->iwaiting)
-        pthread_cond_signal(&r->icv);
-    pthread_mutex_unlock(&r->imu);
     *taken = k;
+    if (r->iwaiting && !r->ibusy) {
+        /* the ingest thread sleeps: this thread commits the group itself
+         * (everything queued, in order), so the outcomes come without two
+         * wakeups (the ingest thread's, then the source's), each a wait
+         * for a CPU on a busy machine */
+        initem *items = r->ihead;
+        r->ihead = r->itail = NULL;
+        r->ilen = 0;
+        r->ibusy = 1;
+        pthread_mutex_unlock(&r->imu);
+        commit_group(r, items);
+        pthread_mutex_lock(&r->imu);
+        r->ibusy = 0;
+        /* what came meanwhile, and a stop, are the ingest thread's */
+        pthread_cond_signal(&r->icv);
+    } else if (r->iwaiting) {
+        pthread_cond_signal(&r->icv);
+    }
+    pthread_mutex_unlock(&r->imu);
     return k < n;
 }
 
@@ -310,7 +330,9 @@ void *jr_ingest_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&r->imu);
         r->iwaiting = 1;
-        while (!r->ihead && !r->istop)
+        /* ibusy: a source's thread commits a group (jrunner_submit_events);
+         * the next one waits for it, and so does a stop */
+        while (r->ibusy || (!r->ihead && !r->istop))
             pthread_cond_wait(&r->icv, &r->imu);
         r->iwaiting = 0;
         if (!r->ihead && r->istop) {
@@ -324,15 +346,21 @@ void *jr_ingest_main(void *arg)
         r->ilen = 0;
         r->ibusy = 1;
         pthread_mutex_unlock(&r->imu);
-        while (ingest_group(r, items) != 0) {
-            struct timespec ts = {0, 200 * 1000000};
-            nanosleep(&ts, NULL);
-        }
+        commit_group(r, items);
         pthread_mutex_lock(&r->imu);
         r->ibusy = 0;
         pthread_mutex_unlock(&r->imu);
     }
     return NULL;
+}
+
+/* One writer of the inbox at a time: the caller set ibusy. */
+static void commit_group(jrunner *r, initem *items)
+{
+    while (ingest_group(r, items) != 0) {
+        struct timespec ts = {0, 200 * 1000000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 void jr_dead_commit(jrunner *r)

@@ -72,7 +72,8 @@ typedef enum jrunner_outcome {
     JRUNNER_DUPLICATE,     /* its id was in the inbox already */
     JRUNNER_DEAD_LETTERED, /* refused (reason), kept in the dead letters */
 } jrunner_outcome;
-/* Called on the ingest thread after the commit; id (the event's, or
+/* Called after the commit, on the ingest thread or on the thread of a
+ * jrunner_submit_events that committed the group itself; id (the event's, or
  * "h:<hash>" when it had none; NULL when unreadable) and reason are
  * borrowed for the call. Must not block. */
 typedef void (*jrunner_outcome_fn)(void *ctx, jrunner_outcome o, const char *id,
@@ -87,8 +88,11 @@ int jrunner_submit_outcome(jrunner *r, const char *source, const char *json, siz
 /* The same for events the source parsed itself (jevent_from_json), n at
  * once under one lock: evs[i] and reasons[i] (a dead letter's, malloc'd;
  * reasons may be NULL) are taken for i < *taken, each reported to
- * outcome with ctx[i]. 0 all queued, 1 the queue filled (*taken of them
- * queued: retry the rest later), -1 stopping (none). */
+ * outcome with ctx[i]. When the ingest thread is idle, the calling thread
+ * commits the group itself before returning (its own outcomes, and those
+ * of whatever else was queued, come on it). 0 all queued, 1 the queue
+ * filled (*taken of them queued: retry the rest later), -1 stopping
+ * (none). */
 int jrunner_submit_events(jrunner *r, const char *source, jevent *evs, char **reasons, size_t n,
                           jrunner_outcome_fn outcome, void *const *ctx, size_t *taken);
 

@@ -100,22 +100,23 @@ static int http_load(const char *bin, int port, int conns, int reqs, double rate
     return ok ? (int)n : -1;
 }
 
-/* CPU time by thread name (/proc/self/task/<tid>/schedstat, ns), and the
- * reaped children's (the load clients): where a phase's time went. */
+/* CPU time by thread name (/proc/self/task/<tid>/schedstat: ns on a CPU,
+ * ns runnable but waiting for one), and the reaped children's CPU (the
+ * load clients): where a phase's time went. out[T_N + k]: role k's wait. */
 enum { T_HTTP, T_INGEST, T_JOURNEY, T_CKPT, T_OTHER, T_CLIENT, T_N };
 static const char *const tnames[T_N] = {"http",       "ingest", "journey",
                                         "checkpoint", "other",  "client"};
 
 static void cpu_now(double *out)
 {
-    memset(out, 0, T_N * sizeof *out);
+    memset(out, 0, 2 * T_N * sizeof *out);
     DIR *d = opendir("/proc/self/task");
     struct dirent *e;
     while (d && (e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
         char path[300], comm[64] = "";
-        unsigned long long ns = 0;
+        unsigned long long ns = 0, wait = 0;
         snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
         FILE *f = fopen(path, "r");
         if (!f)
@@ -126,8 +127,8 @@ static void cpu_now(double *out)
         snprintf(path, sizeof path, "/proc/self/task/%s/schedstat", e->d_name);
         if (!(f = fopen(path, "r")))
             continue;
-        if (fscanf(f, "%llu", &ns) != 1)
-            ns = 0;
+        if (fscanf(f, "%llu %llu", &ns, &wait) != 2)
+            ns = wait = 0;
         fclose(f);
         int k = !strncmp(comm, "MHD", 3)              ? T_HTTP
                 : !strncmp(comm, "baton-ingest", 12)  ? T_INGEST
@@ -135,6 +136,7 @@ static void cpu_now(double *out)
                 : !strncmp(comm, "baton-ckpt", 10)    ? T_CKPT
                                                       : T_OTHER;
         out[k] += ns / 1e9;
+        out[T_N + k] += wait / 1e9;
     }
     if (d)
         closedir(d);
@@ -144,15 +146,22 @@ static void cpu_now(double *out)
                     ru.ru_stime.tv_usec / 1e6;
 }
 
-/* "cpu per event: http 12.3 us, ingest ..." since `from`. */
+/* "cpu per event: http 12.3 us, ingest ..." since `from`, and the time
+ * the server's threads were runnable but had no CPU (another thread of
+ * baton's or another process held both), per request of 100. */
 static void cpu_print(const double *from, long events)
 {
-    double to[T_N];
+    double to[2 * T_N];
     cpu_now(to);
     printf("  cpu per event:");
     for (int k = 0; k < T_N; k++)
         printf(" %s %.1f us%s", tnames[k], events ? (to[k] - from[k]) * 1e6 / events : 0,
                k + 1 < T_N ? "," : "\n");
+    printf("  waiting for a CPU per 100 events:");
+    for (int k = 0; k < T_CLIENT; k++)
+        printf(" %s %.2f ms%s", tnames[k],
+               events ? (to[T_N + k] - from[T_N + k]) * 1e5 / events : 0,
+               k + 1 < T_CLIENT ? "," : "\n");
 }
 
 static void mqtt_file(const char *file, const char *prefix, long count)
@@ -266,7 +275,7 @@ int main(void)
     char file[1024];
     snprintf(file, sizeof file, "%s/events.jsonl", dir);
     mqtt_file(file, "i", count);
-    double c0[T_N];
+    double c0[2 * T_N];
     cpu_now(c0);
     double mqtt_in = mqtt_run(pub, broker.port, file, ir, count, 0);
     printf("mqtt intake: %ld events committed to the inbox (no journey): %.0f events/s\n", count,
