@@ -89,9 +89,22 @@ void buf_addf(buf *b, const char *fmt, ...)
  * runs of plain bytes are copied at once. */
 void buf_add_json_string(buf *b, const char *s, size_t len)
 {
+    size_t plain = 0;
+    while (plain < len && (unsigned char)s[plain] >= 0x20 && s[plain] != '"' && s[plain] != '\\')
+        plain++;
+    if (plain == len) { /* nothing to escape (the usual case): one copy */
+        reserve(b, len + 2);
+        char *o = b->data + b->len;
+        *o++ = '"';
+        memcpy(o, s, len);
+        o[len] = '"';
+        b->len += len + 2;
+        b->data[b->len] = '\0';
+        return;
+    }
     buf_addc(b, '"');
     size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = plain; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;

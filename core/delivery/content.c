@@ -62,6 +62,20 @@ static int utf8_valid(const char *s, size_t n)
     return 1;
 }
 
+/* An integer in decimal, without a printf: one per integer field of
+ * every message's row. */
+static void add_int(buf *b, int64_t v)
+{
+    char d[24], *p = d + sizeof d;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    buf_add(b, p, (size_t)(d + sizeof d - p));
+}
+
 /* A float as jansson writes one: 17 significant digits, always a point
  * or an exponent so that it reads back as a float, and an exponent with
  * no '+' and no leading zeros. */
@@ -95,7 +109,7 @@ static void add_value(buf *b, const baton_value *v)
 {
     switch (v->type) {
     case BATON_T_BOOL: buf_adds(b, v->v.b ? "true" : "false"); break;
-    case BATON_T_INT: buf_addf(b, "%" PRId64, (int64_t)v->v.i); break;
+    case BATON_T_INT: add_int(b, (int64_t)v->v.i); break;
     case BATON_T_FLOAT:
         if (isfinite(v->v.f))
             add_real(b, v->v.f);
