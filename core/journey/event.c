@@ -272,7 +272,7 @@ static json_t *fast_load(const char *json, size_t len, size_t *data_off, size_t 
 
 json_t *jevent_read_object(const char *json, size_t len, size_t *used)
 {
-    fastrd r = {json, json + len, 0};
+    fastrd r = {json, json + len, 0, NULL, 0};
     if (!len || *json != '{')
         return NULL;
     json_t *v = fast_value(&r);
