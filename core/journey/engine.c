@@ -612,6 +612,7 @@ static void scope_for(jengine *e, jinst *in, json_t *event, int64_t now, jscope 
     s->lookup = e->ops.lookup;
     s->rows = e->ops.rows;
     s->batch = e->ops.batch;
+    s->aggs = e->ops.aggs;
     s->ud = e->ops.ud;
 }
 

@@ -67,6 +67,9 @@ typedef struct jengine_ops {
     /* The profile and its links' rows an expression reads, in one call
      * (journey/cond.h); may be NULL. */
     jbatch_fn batch;
+    /* A condition's aggregates over the profile's links computed by the
+     * source (journey/cond.h); may be NULL. */
+    jaggs_fn aggs;
     /* Versions: parse an earlier version of a journey (its file's path and
      * text, from journey_versions) for the instances that entered it. NULL:
      * those instances go on in the current version. */

@@ -281,6 +281,7 @@ jrunner *jrunner_start(app *a, store *st, journey **js, size_t njs, const jchann
                        .lookup = jr_on_lookup,
                        .rows = jr_on_rows,
                        .batch = jr_on_batch,
+                       .aggs = jr_on_aggs,
                        .load_version = load_version,
                        .profile_exists = jr_on_profile_exists,
                        .not_entered = jr_on_not_entered};

@@ -86,6 +86,12 @@ int jr_on_batch(void *ud, const char *profile_id, json_t **profile, size_t n,
                          rows, err, errlen);
 }
 
+int jr_on_aggs(void *ud, const char *profile_id, json_t **profile, size_t n, jagg_read *reads,
+               int64_t now, char *err, size_t errlen)
+{
+    return jsource_aggs(((jrunner *)ud)->src, profile_id, profile, n, reads, now, err, errlen);
+}
+
 json_t *jr_on_rows(void *ud, const schema_entity *ent, const schema_field *col,
                    const baton_value *v, size_t limit, char *err, size_t errlen)
 {

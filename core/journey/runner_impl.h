@@ -220,6 +220,8 @@ json_t *jr_on_lookup(void *ud, const char *source, const char *profile_id, json_
 int jr_on_batch(void *ud, const char *profile_id, json_t **profile, size_t n,
                 const schema_entity *const *ents, const schema_field *const *cols,
                 const baton_value *vals, size_t limit, json_t **rows, char *err, size_t errlen);
+int jr_on_aggs(void *ud, const char *profile_id, json_t **profile, size_t n, jagg_read *reads,
+               int64_t now, char *err, size_t errlen);
 json_t *jr_on_rows(void *ud, const schema_entity *ent, const schema_field *col,
                    const baton_value *v, size_t limit, char *err, size_t errlen);
 

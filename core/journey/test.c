@@ -119,6 +119,13 @@ static json_t *t_rows(void *ud, const struct schema_entity *ent, const struct sc
     return jsource_rows(t->src, ent, col, v, limit, err, errlen);
 }
 
+static int t_aggs(void *ud, const char *profile_id, json_t **profile, size_t n, jagg_read *reads,
+                  int64_t now, char *err, size_t errlen)
+{
+    jtest *t = ud;
+    return jsource_aggs(t->src, profile_id, profile, n, reads, now, err, errlen);
+}
+
 static int t_batch(void *ud, const char *profile_id, json_t **profile, size_t n,
                    const struct schema_entity *const *ents, const struct schema_field *const *cols,
                    const baton_value *vals, size_t limit, json_t **rows, char *err, size_t errlen)
@@ -245,6 +252,7 @@ int journey_test_run_mocks(app *a, journey *j, const char *events_path, int64_t 
         ops.profile_exists = t_profile_exists;
         ops.rows = t_rows;
         ops.batch = t_batch;
+        ops.aggs = t_aggs;
         ops.channel_enabled = t_enabled;
     }
     int rc = journey_simulate(j, &ops, events_path, until_ms, out, d, err, errlen);

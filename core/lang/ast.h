@@ -77,6 +77,7 @@ typedef struct node {
     int height;      /* of the subtree: 1 for a leaf */
     int ref;         /* N_REF, N_AGG: slot */
     int level;       /* N_AGG: the level of its rows (the where's level) */
+    int agg;         /* N_AGG: its number in the expression (expr_agg_count) */
     baton_value lit; /* N_LIT; strings owned (NUL-terminated) */
     char *name;      /* N_NAME: dotted path; N_CALL: function name */
     int name_line, name_col;
@@ -101,6 +102,9 @@ struct expr {
     const schema *schema;
     const schema_entity *entity; /* the scope's row entity (SQL) */
     int max_level;
+    uint64_t id;  /* unique in the process (expr_id) */
+    size_t naggs; /* N_AGG nodes, numbered in tree order */
+    const node **aggs;
     int owns_refs; /* 0 for the template's expressions sharing a table */
 };
 

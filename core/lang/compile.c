@@ -1,6 +1,7 @@
 /* expr/compile — the public entry points: parse, check, own the result;
  * errors as "file:line: setting: L:C: message". */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,20 @@ void expr_err(expr_errs *E, int line, int col, const char *fmt, ...)
     free(msg);
 }
 
+/* Number the aggregates (expr_agg_count), each node once. */
+static void number_aggs(expr *e, node *n)
+{
+    if (!n)
+        return;
+    if (n->kind == N_AGG) {
+        n->agg = (int)e->naggs;
+        e->aggs = xrealloc(e->aggs, (e->naggs + 1) * sizeof *e->aggs);
+        e->aggs[e->naggs++] = n;
+    }
+    for (size_t i = 0; i < n->nkids; i++)
+        number_aggs(e, n->kids[i]);
+}
+
 expr *expr_compile_frames(const char *text, const expr_scope *sc, const check_frame *frames,
                           int level, unsigned flags, expr_errs *E)
 {
@@ -61,6 +76,9 @@ expr *expr_compile_frames(const char *text, const expr_scope *sc, const check_fr
         expr_free(e);
         return NULL;
     }
+    number_aggs(e, e->root);
+    static _Atomic uint64_t ids;
+    e->id = ++ids;
     return e;
 }
 
@@ -89,6 +107,7 @@ void expr_free(expr *e)
     if (!e)
         return;
     node_free(e->root);
+    free(e->aggs);
     if (e->owns_refs)
         expr_refs_free(e);
     free(e->text);
@@ -103,6 +122,21 @@ const char *expr_text(const expr *e)
 {
     return e->text;
 }
+uint64_t expr_id(const expr *e)
+{
+    return e->id;
+}
+
+size_t expr_agg_count(const expr *e)
+{
+    return e->naggs;
+}
+
+const expr_ref *expr_agg_rows(const expr *e, size_t agg)
+{
+    return agg < e->naggs ? &e->refs[e->aggs[agg]->ref]->pub : NULL;
+}
+
 size_t expr_ref_count(const expr *e)
 {
     return e->nrefs;

@@ -543,6 +543,8 @@ static int eval_agg(ev *c, const node *n, baton_value *o)
     SET_NULL(o);
     if (!c->env->rows)
         return fail(c, "'%s': rows of a one-to-many link are not available here", ref->path);
+    if (ref->level == 0 && c->env->agg && c->env->agg(c->env->ud, c->e, (size_t)n->agg, o) == 0)
+        return 0; /* computed by the source */
     const void *const *rows = NULL;
     size_t nrows = 0;
     if (c->env->rows(c->env->ud, c->rows[ref->level], ref, &rows, &nrows, c->err, c->errlen) < 0)

@@ -138,6 +138,9 @@ void expr_free(expr *e);
 int expr_result_type(const expr *e);
 /* The source text, as compiled. */
 const char *expr_text(const expr *e);
+/* A number no other expression compiled by this process has (a cache
+ * key that outlives e safely, as its address does not). */
+uint64_t expr_id(const expr *e);
 
 /* ------------------------------------------------------------------ */
 /* Refs: the names an expression reads                                 */
@@ -173,6 +176,11 @@ typedef struct expr_ref {
 } expr_ref;
 
 size_t expr_ref_count(const expr *e);
+/* The aggregates of e (count(), sum()...), numbered 0..n-1 in the order
+ * of the text. */
+size_t expr_agg_count(const expr *e);
+/* The ROWS ref aggregate agg ranges over. */
+const expr_ref *expr_agg_rows(const expr *e, size_t agg);
 const expr_ref *expr_ref_at(const expr *e, size_t i);
 
 /* ------------------------------------------------------------------ */
@@ -195,6 +203,11 @@ typedef struct expr_env {
                 char *err, size_t errlen);
     void *ud;
     int64_t now; /* seconds since the epoch: now(), today() */
+    /* Optional: the value of aggregate `agg` of e (see expr_aggs_sql)
+     * over a one-to-many link of the record itself (level 0), computed
+     * ahead. 0 with *out (strings valid until the evaluation returns), or
+     * 1: the evaluator computes it from rows(). */
+    int (*agg)(void *ud, const expr *e, size_t agg, baton_value *out);
 } expr_env;
 
 /* Memory for the strings an evaluation makes (lower(), trim() of a
@@ -357,5 +370,23 @@ int expr_to_sql_grouped(const expr *e, const char *alias, const expr_dialect *d,
  * the caller puts right after the FROM item `alias`. */
 int expr_to_sql_joined(const expr *e, const char *alias, const expr_dialect *d, int64_t now,
                        expr_groups *groups, buf *joins, expr_sql *out, char *err, size_t errlen);
+
+/* The aggregates of e over one one-to-many link of the record itself
+ * (rows: a ROWS ref at level 0 without hops, profile.orders in a
+ * journey), computed by the source for one record at a time: one SELECT
+ * over the linked rows whose via equals its parameter 1 (left NULL in
+ * out->params: the caller binds the record's key there). Column 0 is the
+ * number of those rows (the caller decides whether the evaluator would
+ * have cut them), column k + 1 the aggregate which[k], for each of the *n
+ * aggregates over that link whose value and where read only those rows
+ * and compile to SQL that answers as the evaluator does (dates and
+ * timestamps read in any stored form; on PostgreSQL none that orders or
+ * cases text, which its collation does otherwise). which has room for
+ * expr_agg_count(e). Returns 0, or -1 with err when none can be. */
+int expr_aggs_sql(const expr *e, const expr_ref *rows, const expr_dialect *d, int64_t now,
+                  expr_sql *out, size_t *which, size_t *n, char *err, size_t errlen);
+/* The value the evaluator gives aggregate agg of e, from the column of
+ * expr_aggs_sql the source returned (strings point into col's). */
+int expr_agg_value(const expr *e, size_t agg, const baton_value *col, baton_value *out);
 
 #endif

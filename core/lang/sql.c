@@ -8,6 +8,7 @@
  * text in SQLite, so canonical values compare as text and indexes work),
  * and EPOCH, integer seconds since 1970 for arithmetic. A sub-expression
  * is converted only where an operation needs the other form. */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,8 +107,10 @@ const expr_dialect expr_dialect_sqlite = {
     .ts_date = "date(@1)",
     .str_ts = "strftime('%Y-%m-%dT%H:%M:%SZ', @1)",
     .str_date = "date(@1)",
+    /* unixepoch() (SQLite 3.38) reads text as strftime('%s') does, at
+     * half its cost: no text made and parsed back */
     .any_ts_epoch = "(CASE typeof(@1) WHEN 'integer' THEN @1 WHEN 'real' THEN CAST(@1 AS INTEGER) "
-                    "ELSE CAST(strftime('%s', @1) AS INTEGER) END)",
+                    "ELSE unixepoch(@1) END)",
     .any_date = "(CASE WHEN typeof(@1) IN ('integer', 'real') THEN date(CAST(@1 AS INTEGER), "
                 "'unixepoch') ELSE date(@1) END)",
     .length = "length(@1)",
@@ -328,6 +331,7 @@ typedef struct gen {
     char *err;
     size_t errlen;
     int failed;
+    int any_times; /* read every date and timestamp field in any stored form */
 } gen;
 
 static void gfail(gen *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -594,10 +598,11 @@ static sqlv gen_ref(gen *g, const node *n)
         return v;
     }
     const char *wrap = NULL;
-    if (!s->column && r->sfield->stored_any && r->sfield->type == BATON_T_TIMESTAMP) {
+    int any = !s->column && (r->sfield->stored_any || g->any_times);
+    if (any && r->sfield->type == BATON_T_TIMESTAMP) {
         wrap = g->d->any_ts_epoch; /* instants, whatever the text */
         v.form = EPOCH;
-    } else if (!s->column && r->sfield->stored_any && r->sfield->type == BATON_T_DATE) {
+    } else if (any && r->sfield->type == BATON_T_DATE) {
         wrap = g->d->any_date;
     }
     v.sql = path_sql(g, r->level, r->hops, r->nhops, s->column ? s->column : r->sfield->name, wrap);
@@ -1525,5 +1530,165 @@ int expr_to_sql_joined(const expr *e, const char *alias, const expr_dialect *d, 
         out->sql.data[len] = '\0';
         return -1;
     }
+    return 0;
+}
+
+/* --- aggregates of one record (journeys) ------------------------------------ */
+
+/* PostgreSQL orders and cases text by the database's collation, not
+ * bytewise as the evaluator: a value or where that orders strings or
+ * changes their case stays in memory there. */
+static int collation_free(const node *n)
+{
+    if (!n)
+        return 1;
+    switch (n->kind) {
+    case N_LT:
+    case N_LE:
+    case N_GT:
+    case N_GE:
+        for (size_t i = 0; i < n->nkids; i++)
+            if (n->kids[i]->type == BATON_T_STRING || n->kids[i]->type == EXPR_T_ANY)
+                return 0;
+        break;
+    case N_FN:
+        if (n->fn == F_LOWER || n->fn == F_UPPER)
+            return 0;
+        break;
+    case N_AGG:
+        if ((n->fn == AGG_MIN || n->fn == AGG_MAX) && n->kids[0] &&
+            (n->kids[0]->type == BATON_T_STRING || n->kids[0]->type == EXPR_T_ANY))
+            return 0;
+        break;
+    default: break;
+    }
+    for (size_t i = 0; i < n->nkids; i++)
+        if (!collation_free(n->kids[i]))
+            return 0;
+    return 1;
+}
+
+int expr_aggs_sql(const expr *e, const expr_ref *rows, const expr_dialect *d, int64_t now,
+                  expr_sql *out, size_t *which, size_t *n, char *err, size_t errlen)
+{
+    if (!d)
+        d = &expr_dialect_sqlite;
+    *n = 0;
+    expr_sql_init(out);
+    if (!rows || rows->kind != EXPR_REF_ROWS || rows->level != 0 || rows->nhops || !rows->rows) {
+        snprintf(err, errlen, "'%s' is not a one-to-many link of the record itself",
+                 rows ? rows->path : "");
+        return -1;
+    }
+    const schema_link *link = rows->rows;
+    baton_value key = {.type = BATON_T_NULL};
+    add_param(out, &key); /* the record's key, bound by the caller */
+    buf_adds(&out->sql, "SELECT count(*)");
+    for (size_t i = 0; i < e->naggs; i++) {
+        const node *a = e->aggs[i];
+        if (&e->refs[a->ref]->pub != rows || a->level > EXPR_MAX_LEVEL ||
+            !self_contained(a->kids[0], e, a->level) || !self_contained(a->kids[1], e, a->level))
+            continue;
+        if (d != &expr_dialect_sqlite && !collation_free(a))
+            continue;
+        size_t mark = out->nparams, len = out->sql.len;
+        char why[256];
+        gen g = {
+            .e = e, .d = d, .q = out, .now = now, .any_times = 1, .err = why, .errlen = sizeof why};
+        g.alias[0] = "bg";
+        g.alias[a->level] = "bg";
+        g.entity[a->level] = link->from;
+        expr_arena_init(&g.arena);
+        sqlv val = {0}, where = {0};
+        if (a->kids[0])
+            val = gen_node(&g, a->kids[0], a->level);
+        if (a->kids[1])
+            where = gen_node(&g, a->kids[1], a->level);
+        /* min and max of instants come back in seconds (expr_agg_value
+         * reads either form) */
+        if (val.sql && !(val.form == EPOCH && (a->fn == AGG_MIN || a->fn == AGG_MAX)))
+            to_form(&g, &val, PLAIN);
+        if (!g.failed) {
+            buf_adds(&out->sql, ", ");
+            agg_call(&out->sql, (agg_id)a->fn, val.sql);
+            if (where.sql)
+                buf_addf(&out->sql, " FILTER (WHERE %s)", where.sql);
+            which[(*n)++] = i;
+        } else { /* this one stays in memory */
+            for (size_t k = mark; k < out->nparams; k++)
+                if (out->params[k].type == BATON_T_STRING)
+                    free((char *)out->params[k].v.s.ptr);
+            out->nparams = mark;
+            out->sql.len = len;
+            out->sql.data[len] = '\0';
+        }
+        sv_free(&val);
+        sv_free(&where);
+        for (int k = 0; k <= EXPR_MAX_LEVEL + 1; k++)
+            free(g.owned_alias[k]);
+        free(g.deps);
+        expr_arena_free(&g.arena);
+    }
+    buf_adds(&out->sql, " FROM ");
+    ident(&out->sql, link->from->table);
+    buf_adds(&out->sql, " AS \"bg\" WHERE \"bg\".");
+    ident(&out->sql, link->via->name);
+    buf_adds(&out->sql, " = ");
+    placeholder(&out->sql, d, 1);
+    if (!*n) {
+        snprintf(err, errlen, "no aggregate over '%s' can be computed in SQL", rows->path);
+        return -1;
+    }
+    return 0;
+}
+
+int expr_agg_value(const expr *e, size_t agg, const baton_value *col, baton_value *out)
+{
+    *out = *col;
+    if (agg >= e->naggs)
+        return -1;
+    const node *a = e->aggs[agg];
+    baton_value v = *col;
+    if (v.type == BATON_T_STRING && a->type != BATON_T_STRING && a->type != EXPR_T_ANY &&
+        !is_time_t(a->type))
+        expr_num_of_string(v.v.s.ptr, v.v.s.len, &v); /* PostgreSQL's numeric as text */
+    if (a->fn == AGG_EXISTS || a->fn == AGG_COUNT) {
+        int64_t c = v.type == BATON_T_INT ? v.v.i : v.type == BATON_T_FLOAT ? (int64_t)v.v.f : 0;
+        if (v.type == BATON_T_BOOL)
+            c = v.v.b;
+        if (a->fn == AGG_EXISTS)
+            *out = (baton_value){.type = BATON_T_BOOL, .v.b = c > 0};
+        else
+            *out = (baton_value){.type = BATON_T_INT, .v.i = c};
+        return 0;
+    }
+    if (v.type == BATON_T_NULL) {
+        out->type = BATON_T_NULL;
+        return 0;
+    }
+    switch (a->type) {
+    case BATON_T_TIMESTAMP:
+    case BATON_T_DATE:
+        /* text in any stored form, or seconds (min and max of instants) */
+        if (!expr_value_stored(&v, a->type) && (int)v.type != a->type)
+            v.type = BATON_T_NULL;
+        break;
+    case BATON_T_FLOAT:
+        if (v.type == BATON_T_INT)
+            v = (baton_value){.type = BATON_T_FLOAT, .v.f = (double)v.v.i};
+        break;
+    case BATON_T_DURATION:
+        if (v.type == BATON_T_INT)
+            v = (baton_value){.type = BATON_T_DURATION, .v.dur = v.v.i};
+        break;
+    case BATON_T_BOOL:
+        if (v.type == BATON_T_INT)
+            v = (baton_value){.type = BATON_T_BOOL, .v.b = v.v.i != 0};
+        break;
+    default: break;
+    }
+    if (v.type == BATON_T_FLOAT && isnan(v.v.f))
+        v.type = BATON_T_NULL;
+    *out = v;
     return 0;
 }

@@ -148,17 +148,34 @@ typedef struct jrowset {
     size_t n;
 } jrowset;
 
+/* The aggregates of one expression the source computed this step. */
+typedef struct jpushed {
+    const expr *e;
+    size_t n; /* expr_agg_count(e) */
+    baton_value *vals;
+    unsigned char *have;
+} jpushed;
+
 struct jlinks {
     json_t *index; /* cache key -> index into sets */
     jrowset *sets;
     size_t n, cap;
     size_t total; /* rows read by this step, against JSCOPE_STEP_ROWS */
+    jpushed *pushed;
+    size_t npushed;
 };
 
 static void links_free(struct jlinks *l)
 {
     if (!l)
         return;
+    for (size_t i = 0; i < l->npushed; i++) {
+        for (size_t k = 0; k < l->pushed[i].n; k++)
+            if (l->pushed[i].have[k] && l->pushed[i].vals[k].type == BATON_T_STRING)
+                free((char *)l->pushed[i].vals[k].v.s.ptr);
+        free(l->pushed[i].vals); /* have is in the same block */
+    }
+    free(l->pushed);
     for (size_t i = 0; i < l->n; i++) {
         json_decref(l->sets[i].rows);
         free(l->sets[i].ptrs);
@@ -265,12 +282,11 @@ static void rows_key(buf *key, const schema_entity *ent, const schema_field *col
     expr_value_format(v, key);
 }
 
+/* The step's reads (their index made at the first rows kept). */
 static struct jlinks *links_of(jscope *s)
 {
-    if (!s->links) {
+    if (!s->links)
         s->links = xcalloc(1, sizeof *s->links);
-        s->links->index = json_object();
-    }
     return s->links;
 }
 
@@ -295,6 +311,8 @@ static const jrowset *rows_put(jscope *s, const buf *key, json_t *rows, const sc
     set->ptrs = xcalloc(n + 1, sizeof *set->ptrs);
     for (size_t i = 0; i < n; i++)
         set->ptrs[i] = json_array_get(rows, i);
+    if (!l->index)
+        l->index = json_object();
     json_object_setn_new_nocheck(l->index, key->data, key->len, json_integer((json_int_t)l->n));
     l->n++;
     l->total += n;
@@ -342,6 +360,21 @@ static int fetch(jscope *s, const schema_entity *ent, const schema_field *col, c
     return 0;
 }
 
+/* Whether every aggregate of e over rows was computed by the source. */
+static int all_pushed(const jscope *s, const expr *e, const expr_ref *rows)
+{
+    for (size_t i = 0; s->links && i < s->links->npushed; i++) {
+        const jpushed *p = &s->links->pushed[i];
+        if (p->e != e)
+            continue;
+        for (size_t k = 0; k < p->n; k++)
+            if (expr_agg_rows(e, k) == rows && !p->have[k])
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
 /* Journeys: the profile (when not read yet) and the rows of its own
  * one-to-many links that the expressions read, in one s->batch call (one
  * round trip on PostgreSQL) before they are evaluated. Reads it cannot
@@ -359,6 +392,8 @@ static void prefetch(jscope *s, const expr *const *ex, size_t nex)
         for (size_t i = 0; ex[e] && i < expr_ref_count(ex[e]); i++) {
             const expr_ref *r = expr_ref_at(ex[e], i);
             if (r->level != 0 || !r->prefix || strcmp(r->prefix, "profile") != 0)
+                continue;
+            if (r->kind == EXPR_REF_ROWS && all_pushed(s, ex[e], r))
                 continue;
             want |= !s->profile_loaded;
             if (r->kind != EXPR_REF_ROWS || !r->rows || r->nhops || !r->rows->to->key)
@@ -416,6 +451,100 @@ static void prefetch(jscope *s, const expr *const *ex, size_t nex)
     }
     for (size_t k = 0; k < n; k++)
         buf_free(&keys[k]);
+}
+
+/* The key of the profile as a link to it reads it: its row's when read,
+ * else the id as the row would give it (a text key). 0, or -1 when only
+ * the row can tell (another type of key, not read yet). */
+static int profile_key(jscope *s, const schema_link *link, baton_value *v)
+{
+    if (s->profile_loaded && s->profile_row)
+        from_json(json_object_get(s->profile_row, link->to->key->name), (int)link->to->key->type,
+                  v);
+    else if (link->to->key->type == BATON_T_STRING)
+        *v = (baton_value){.type = BATON_T_STRING, .v.s = {s->profile_id, strlen(s->profile_id)}};
+    else
+        return -1;
+    return 0;
+}
+
+/* Journeys: the aggregates of e over the profile's own one-to-many links,
+ * computed by the source (s->aggs), once per step: one bound statement
+ * per link, the linked rows never read here. The profile's row comes in
+ * the same call when e reads its fields and it is not read yet. An
+ * aggregate the source cannot compute (its where reads the event, a link
+ * holds more rows than JSCOPE_LINK_ROWS: the evaluator cuts it) is
+ * evaluated from the rows as before. */
+#define PUSH_MAX 8 /* as jsource_aggs takes */
+static void push_aggs(jscope *s, const expr *e)
+{
+    size_t na = e ? expr_agg_count(e) : 0;
+    if (!s->aggs || s->record || !s->profile_id || !na)
+        return;
+    struct jlinks *l = links_of(s);
+    for (size_t i = 0; i < l->npushed; i++)
+        if (l->pushed[i].e == e)
+            return;
+    jagg_read reads[PUSH_MAX];
+    size_t n = 0;
+    int want = 0;
+    jpushed p = {.e = e, .n = na};
+    p.vals = xcalloc(na, sizeof *p.vals + 1);
+    p.have = (unsigned char *)(p.vals + na);
+    for (size_t i = 0; i < expr_ref_count(e); i++) {
+        const expr_ref *r = expr_ref_at(e, i);
+        if (r->level != 0 || !r->prefix || strcmp(r->prefix, "profile") != 0)
+            continue;
+        if (r->kind == EXPR_REF_ROWS && r->rows && !r->nhops && r->rows->to->key && n < PUSH_MAX) {
+            baton_value key;
+            if (profile_key(s, r->rows, &key) || key.type == BATON_T_NULL)
+                continue;
+            reads[n] = (jagg_read){.e = e, .rows = r, .key = key, .vals = p.vals, .have = p.have};
+            n++;
+        } else {
+            want |= !s->profile_loaded; /* a field of the profile, or a link of a link */
+        }
+    }
+    char err[512];
+    json_t *prow = NULL;
+    if (n && s->aggs(s->ud, s->profile_id, want ? &prow : NULL, n, reads, s->now_ms / 1000, err,
+                     sizeof err) == 0) {
+        if (want) {
+            s->profile_loaded = 1;
+            s->profile_row = prow;
+        }
+        for (size_t k = 0; k < n; k++) {
+            if (reads[k].nrows <= JSCOPE_LINK_ROWS)
+                continue;
+            /* cut in memory: every aggregate of that link is evaluated so */
+            for (size_t i = 0; i < na; i++)
+                if (p.have[i] && expr_agg_rows(e, i) == reads[k].rows) {
+                    if (p.vals[i].type == BATON_T_STRING)
+                        free((char *)p.vals[i].v.s.ptr);
+                    p.have[i] = 0;
+                }
+        }
+    } else if (n) {
+        log_msg(BATON_LOG_DEBUG, "journey", "profile %s: aggregates read as rows: %s",
+                s->profile_id, err);
+    }
+    size_t k = l->npushed;
+    if (k == 0 || (k >= 4 && (k & (k - 1)) == 0)) /* room for 4, then doubled */
+        l->pushed = xrealloc(l->pushed, (k ? 2 * k : 4) * sizeof *l->pushed);
+    l->pushed[l->npushed++] = p;
+}
+
+static int env_agg(void *ud, const expr *e, size_t agg, baton_value *out)
+{
+    jscope *s = ud;
+    for (size_t i = 0; s->links && i < s->links->npushed; i++) {
+        const jpushed *p = &s->links->pushed[i];
+        if (p->e == e && agg < p->n && p->have[agg]) {
+            *out = p->vals[agg];
+            return 0;
+        }
+    }
+    return 1;
 }
 
 /* Follow many-to-one links from row r (NULL: none): the row reached, or
@@ -602,7 +731,11 @@ static int env_get(void *ud, const void *row, const expr_ref *ref, baton_value *
 
 static expr_env env_of(jscope *s)
 {
-    expr_env env = {.get = env_get, .rows = env_rows, .ud = s, .now = s->now_ms / 1000};
+    expr_env env = {.get = env_get,
+                    .rows = env_rows,
+                    .agg = s->aggs ? env_agg : NULL,
+                    .ud = s,
+                    .now = s->now_ms / 1000};
     return env;
 }
 
@@ -617,6 +750,7 @@ int jcond_truth(const jcond *c, jscope *s, int *truth, char *err, size_t errlen)
         return -1;
     }
     const expr *e = c->compiled;
+    push_aggs(s, e);
     prefetch(s, &e, 1);
     expr_env env = env_of(s);
     expr_arena arena;
@@ -637,6 +771,7 @@ int jcond_eval(const jcond *c, jscope *s, expr_arena *arena, baton_value *out, c
         return -1;
     }
     const expr *e = c->compiled;
+    push_aggs(s, e);
     prefetch(s, &e, 1);
     expr_env env = env_of(s);
     return expr_eval(c->compiled, &env, arena, out, err, errlen);
@@ -649,6 +784,7 @@ int jcond_timestamp(const jcond *c, jscope *s, int64_t *ms, char *err, size_t er
         return -1;
     }
     const expr *e = c->compiled;
+    push_aggs(s, e);
     prefetch(s, &e, 1);
     expr_env env = env_of(s);
     expr_arena arena;

@@ -72,6 +72,31 @@ typedef int (*jbatch_fn)(void *ud, const char *profile_id, json_t **profile, siz
                          const struct schema_field *const *cols, const baton_value *vals,
                          size_t limit, json_t **rows, char *err, size_t errlen);
 
+/* Aggregates a SQL source computes (see jaggs_fn): those of expression
+ * e over rows, a one-to-many link of the profile itself (profile.orders:
+ * a ROWS ref at level 0 without hops), for the profile whose key is key.
+ * The source fills nrows (the link's rows; -1 when it computed nothing)
+ * and, by aggregate number (expr_agg_count), vals and have (1: computed;
+ * strings are the caller's to free). */
+struct expr;
+struct expr_ref;
+typedef struct jagg_read {
+    const struct expr *e;
+    const struct expr_ref *rows;
+    baton_value key;
+    int64_t nrows;
+    baton_value *vals;
+    unsigned char *have;
+} jagg_read;
+
+/* The profile's row (asked when profile is not NULL, as jbatch_fn) and
+ * the aggregates of n reads at now (seconds), in one call: one round trip
+ * to a source that batches, one bound statement per read (expr_aggs_sql,
+ * kept prepared by the source). 0 with every output set, or -1 with err
+ * and nothing set. */
+typedef int (*jaggs_fn)(void *ud, const char *profile_id, json_t **profile, size_t n,
+                        jagg_read *reads, int64_t now, char *err, size_t errlen);
+
 /* What the expressions of one journey file are compiled against: the
  * schema of the profiles source and the names of lookup sources and
  * action nodes. */
@@ -120,6 +145,11 @@ typedef struct jscope {
      * links the expression reads, in one call (see jbatch_fn); what it
      * could not read is read one by one as the evaluation asks. */
     jbatch_fn batch;
+    /* Optional: a condition's aggregates over the profile's own links
+     * computed by the source (see jaggs_fn), one statement per link
+     * instead of its rows read and the aggregate evaluated here; what it
+     * cannot compute is evaluated from the rows. */
+    jaggs_fn aggs;
     void *ud;
     /* Campaign sends: the row being rendered is level 0 instead of the
      * event and profile (NULL in journeys). Names read it by path, with

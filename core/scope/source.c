@@ -22,7 +22,26 @@ struct jsource {
     instance **owned; /* instances this module created (not the app's) */
     size_t nowned;
     pthread_mutex_t lock; /* exec is one call at a time per instance */
+    struct agg_sql *aggc; /* under lock */
+    size_t naggc;
+    unsigned tick;
 };
+
+/* The statements of aggregates computed here (expr_aggs_sql), compiled
+ * once for this source's dialect by expression, link and now (now() is a
+ * bound constant: one compile a second at most), so the text is the
+ * same from profile to profile and the source keeps it prepared. */
+#define AGG_CACHE 64
+#define JAGGS_MAX 8 /* reads in one call: the links of one expression */
+typedef struct agg_sql {
+    uint64_t id; /* expr_id; 0: free */
+    const expr_ref *rows;
+    int64_t now;
+    int ok;
+    expr_sql q;
+    size_t *which, n;
+    unsigned used;
+} agg_sql;
 
 /* The app's instance when it has one (serve), else one of our own. */
 static instance *source_instance(jsource *s, const char *name, diag *d)
@@ -103,6 +122,11 @@ void jsource_close(jsource *s)
     for (size_t i = 0; i < s->nowned; i++)
         instance_destroy(s->owned[i]);
     free(s->owned);
+    for (size_t i = 0; i < s->naggc; i++) {
+        expr_sql_free(&s->aggc[i].q);
+        free(s->aggc[i].which);
+    }
+    free(s->aggc);
     free(s->lookups);
     free(s->table);
     free(s->key);
@@ -303,6 +327,150 @@ int jsource_batch(void *ud, const char *profile_id, json_t **profile, size_t n,
     if (profile)
         *profile = prow;
     return 0;
+}
+
+/* The statement of r's aggregates at now (s->lock held). */
+static const agg_sql *agg_sql_of(jsource *s, const expr_dialect *d, const jagg_read *r, int64_t now)
+{
+    uint64_t id = expr_id(r->e);
+    agg_sql *c = NULL;
+    for (size_t i = 0; i < s->naggc && !c; i++)
+        if (s->aggc[i].id == id && s->aggc[i].rows == r->rows)
+            c = &s->aggc[i];
+    if (c && c->now == now) {
+        c->used = ++s->tick;
+        return c;
+    }
+    if (!c && s->naggc < AGG_CACHE) {
+        s->aggc = xrealloc(s->aggc, (s->naggc + 1) * sizeof *s->aggc);
+        c = &s->aggc[s->naggc++];
+        memset(c, 0, sizeof *c);
+    }
+    if (!c) { /* full: the least recently used goes */
+        c = &s->aggc[0];
+        for (size_t k = 1; k < s->naggc; k++)
+            c = s->aggc[k].used < c->used ? &s->aggc[k] : c;
+    }
+    if (c->id) {
+        expr_sql_free(&c->q);
+        free(c->which);
+    }
+    c->id = id;
+    c->rows = r->rows;
+    c->now = now;
+    c->used = ++s->tick;
+    c->which = xcalloc(expr_agg_count(r->e) + 1, sizeof *c->which);
+    char err[256];
+    c->ok = expr_aggs_sql(r->e, r->rows, d, now, &c->q, c->which, &c->n, err, sizeof err) == 0;
+    return c;
+}
+
+typedef struct agg_acc {
+    jagg_read *r;
+    const agg_sql *c;
+    int got;
+} agg_acc;
+
+static int agg_row(void *ud, size_t ncols, const char *const *names, const baton_value *values)
+{
+    agg_acc *a = ud;
+    if (a->got++ || ncols < a->c->n + 1)
+        return 1;
+    jagg_read *r = a->r;
+    const baton_value *c = &values[0]; /* count(*): an int, or text (PostgreSQL's bigint) */
+    r->nrows = c->type == BATON_T_INT      ? c->v.i
+               : c->type == BATON_T_FLOAT  ? (int64_t)c->v.f
+               : c->type == BATON_T_STRING ? strtoll(c->v.s.ptr, NULL, 10)
+                                           : -1;
+    for (size_t k = 0; k < a->c->n; k++) {
+        size_t i = a->c->which[k];
+        baton_value v;
+        expr_agg_value(r->e, i, &values[k + 1], &v);
+        if (v.type == BATON_T_STRING)
+            v.v.s.ptr = xstrndup(v.v.s.ptr, v.v.s.len);
+        r->vals[i] = v;
+        r->have[i] = 1;
+    }
+    return 1;
+}
+
+int jsource_aggs(void *ud, const char *profile_id, json_t **profile, size_t n, jagg_read *reads,
+                 int64_t now, char *err, size_t errlen)
+{
+    jsource *s = ud;
+    if (!s || !s->profiles) {
+        snprintf(err, errlen, "`profiles` names no SQL source to read from");
+        return -1;
+    }
+    const baton_source_ops *ops = instance_source(s->profiles);
+    const expr_dialect *d = expr_dialect_find(ops->dialect ? ops->dialect : "sqlite");
+    if (!d)
+        d = &expr_dialect_sqlite;
+    if (n > JAGGS_MAX) {
+        snprintf(err, errlen, "more than %d links in one expression", JAGGS_MAX);
+        return -1;
+    }
+    size_t total = profile ? 1 : 0, np = total;
+    /* on the stack: a step's usual few reads allocate nothing here */
+    baton_sql_stmt st[JAGGS_MAX + 1];
+    agg_acc acc[JAGGS_MAX];
+    const agg_sql *cs[JAGGS_MAX];
+    baton_value pbuf[32], *params = pbuf;
+    size_t nparams = 0;
+    expr_sql pq;
+    json_t *prow = NULL;
+    if (profile) {
+        by_key(s, "*", profile_id, &pq);
+        st[0] = (baton_sql_stmt){pq.sql.data, pq.params, pq.nparams, row_to_json, &prow};
+    }
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < n; i++) {
+        reads[i].nrows = -1;
+        cs[i] = agg_sql_of(s, d, &reads[i], now);
+        nparams += cs[i]->ok ? cs[i]->q.nparams : 0;
+    }
+    /* each statement's parameters as compiled, the first the profile's key */
+    if (nparams > sizeof pbuf / sizeof *pbuf)
+        params = xcalloc(nparams, sizeof *params);
+    baton_value *p = params;
+    for (size_t i = 0; i < n; i++) {
+        if (!cs[i]->ok)
+            continue;
+        memcpy(p, cs[i]->q.params, cs[i]->q.nparams * sizeof *p);
+        p[0] = reads[i].key;
+        acc[i] = (agg_acc){&reads[i], cs[i], 0};
+        st[total++] = (baton_sql_stmt){cs[i]->q.sql.data, p, cs[i]->q.nparams, agg_row, &acc[i]};
+        p += cs[i]->q.nparams;
+    }
+    char why[512] = "";
+    int rc = 0;
+    if (total > 1 && ops->size > offsetof(baton_source_ops, exec_batch) && ops->exec_batch) {
+        rc = ops->exec_batch(s->profiles->state, st, total, why, sizeof why);
+    } else { /* one by one: the same answers */
+        for (size_t i = 0; i < total && rc == 0; i++)
+            rc = ops->exec(s->profiles->state, st[i].sql, st[i].params, st[i].nparams, st[i].fn,
+                           st[i].ud, why, sizeof why);
+    }
+    if (rc) /* nothing set (the statements are the cache's: still locked) */
+        for (size_t i = 0; i < n; i++)
+            for (size_t k = 0; cs[i]->ok && acc[i].got && k < cs[i]->n; k++) {
+                size_t a = cs[i]->which[k];
+                if (reads[i].vals[a].type == BATON_T_STRING)
+                    free((char *)reads[i].vals[a].v.s.ptr);
+                reads[i].have[a] = 0;
+            }
+    pthread_mutex_unlock(&s->lock);
+    if (rc) {
+        json_decref(prow);
+        snprintf(err, errlen, "%s: %s", s->profiles->where, why);
+    } else if (profile) {
+        *profile = prow;
+    }
+    if (np)
+        expr_sql_free(&pq);
+    if (params != pbuf)
+        free(params);
+    return rc ? -1 : 0;
 }
 
 json_t *jsource_rows(void *ud, const schema_entity *ent, const schema_field *col,

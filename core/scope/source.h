@@ -14,6 +14,7 @@
 #include "plugin/app.h"
 #include "base/diag.h"
 #include "schema/schema.h"
+#include "scope/cond.h"
 
 typedef struct jsource jsource;
 
@@ -52,6 +53,12 @@ json_t *jsource_lookup(jsource *s, const char *source, const char *profile_id, j
 int jsource_batch(void *ud, const char *profile_id, json_t **profile, size_t n,
                   const schema_entity *const *ents, const schema_field *const *cols,
                   const baton_value *vals, size_t limit, json_t **rows, char *err, size_t errlen);
+/* A step's profile and the aggregates of its conditions computed by the
+ * source (a jaggs_fn; ud: the jsource): one bound statement per link,
+ * compiled once a second at most and kept prepared by the source; one
+ * round trip when the source batches. */
+int jsource_aggs(void *ud, const char *profile_id, json_t **profile, size_t n, jagg_read *reads,
+                 int64_t now, char *err, size_t errlen);
 /* The jrows_fn of journey/cond.h over a jsource (ud): rows of ent's table
  * in the profiles source whose column equals v, in key order, at most
  * limit, as a new JSON array (strings for dates and timestamps, as the

@@ -315,9 +315,16 @@ static int src_exec(void *state, const char *sql, const baton_value *params, siz
                 return -1;
             }
         }
+        /* a row's names and values: on the stack for the usual width */
+        const char *names_buf[32];
+        baton_value vals_buf[32];
         int ncol = sqlite3_column_count(st);
-        const char **names = calloc((size_t)ncol + 1, sizeof *names);
-        baton_value *vals = calloc((size_t)ncol + 1, sizeof *vals);
+        const char **names = names_buf;
+        baton_value *vals = vals_buf;
+        if (ncol > 32) {
+            names = calloc((size_t)ncol + 1, sizeof *names);
+            vals = calloc((size_t)ncol + 1, sizeof *vals);
+        }
         int rc, stop = 0, first = 1;
         while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
             if (!fn)
@@ -328,13 +335,20 @@ static int src_exec(void *state, const char *sql, const baton_value *params, siz
                  * names read before; SELECT * may even change width) */
                 first = 0;
                 int n = sqlite3_column_count(st);
-                if (n != ncol) {
+                if (n != ncol && n > 32) {
+                    if (names != names_buf) {
+                        free(names);
+                        free(vals);
+                    }
+                    names = calloc((size_t)n + 1, sizeof *names);
+                    vals = calloc((size_t)n + 1, sizeof *vals);
+                } else if (n != ncol && names != names_buf) {
                     free(names);
                     free(vals);
-                    ncol = n;
-                    names = calloc((size_t)ncol + 1, sizeof *names);
-                    vals = calloc((size_t)ncol + 1, sizeof *vals);
+                    names = names_buf;
+                    vals = vals_buf;
                 }
+                ncol = n;
                 if (!names || !vals) {
                     free(names);
                     free(vals);
@@ -365,8 +379,10 @@ static int src_exec(void *state, const char *sql, const baton_value *params, siz
             }
             stop = fn(ud, (size_t)ncol, names, vals) != 0;
         }
-        free(names);
-        free(vals);
+        if (names != names_buf) {
+            free(names);
+            free(vals);
+        }
         if (!stop && rc != SQLITE_DONE) {
             snprintf(err, errlen, "%s", sqlite3_errmsg(s->db));
             release(slot, st);
