@@ -51,7 +51,9 @@ void buf_adds(buf *b, const char *s)
 
 void buf_addc(buf *b, char c)
 {
-    buf_add(b, &c, 1);
+    reserve(b, 1);
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
 }
 
 /* Formatted once into the room there is: a second vsnprintf only when it

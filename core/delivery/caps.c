@@ -83,7 +83,11 @@ static int field(const baton_record *row, const char *name, baton_value *v)
     if (record_get(row, name, v) == 0)
         return 0;
     char dotted[256];
-    snprintf(dotted, sizeof dotted, "profile.%s", name);
+    size_t n = strlen(name);
+    if (n + 9 > sizeof dotted)
+        return -1;
+    memcpy(dotted, "profile.", 8);
+    memcpy(dotted + 8, name, n + 1);
     return record_get(row, dotted, v);
 }
 

@@ -133,6 +133,17 @@ char *content_json(size_t nparts, char *const *names, char *const *values, const
 {
     buf b;
     buf_init(&b);
+    /* room for a usual message at once: growing by doubling from 64 bytes
+     * cost a realloc at each step */
+    size_t guess = 64;
+    for (size_t i = 0; i < nparts; i++)
+        guess += strlen(names[i]) + strlen(values[i]) + 8;
+    for (size_t i = 0; row && i < row->n; i++)
+        guess += strlen(row->v[i].name) + 32 +
+                 (row->v[i].value.type == BATON_T_STRING ? row->v[i].value.v.s.len : 0);
+    b.data = xmalloc(guess);
+    b.cap = guess;
+    b.data[0] = '\0';
     buf_adds(&b, "{\"parts\":[");
     int first = 1;
     for (size_t i = 0; i < nparts; i++) {

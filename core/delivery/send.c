@@ -182,8 +182,12 @@ void delivery_outcome_status(send_outcome o, const char *err, char *out, size_t 
     case SEND_CLOSED: s = "pending"; break;
     case SEND_INVALID: break;
     }
-    if (s)
-        snprintf(out, outlen, "%s", s);
-    else
+    if (s && outlen) { /* copied: a snprintf per send for a fixed word */
+        size_t n = strlen(s);
+        if (n >= outlen)
+            n = outlen - 1;
+        memcpy(out, s, n);
+        out[n] = '\0';
+    } else if (!s)
         snprintf(out, outlen, "failed: %s", err && *err ? err : "refused by the channel");
 }

@@ -722,6 +722,36 @@ static int jump(jengine *e, const jinst *from, const char *name, int64_t now, ch
                 size_t errlen);
 
 /* The profile is read once per run (sc caches it), when a node needs it. */
+/* A send's, an action's or an update's idempotency key,
+ * "j:<journey>:<instance>:<node>:<step>", cut at keylen - 1 bytes as
+ * snprintf would cut it (written directly: a snprintf per step). */
+static void step_key(char *key, size_t keylen, const jinst *in, const jnode *n)
+{
+    char num[2][24];
+    int64_t id = in->id;
+    size_t v[2] = {(size_t)(id < 0 ? -(uint64_t)id : (uint64_t)id), in->steps}, nl[2];
+    for (int k = 0; k < 2; k++) {
+        char *p = num[k] + sizeof num[k];
+        uint64_t x = v[k];
+        do
+            *--p = (char)('0' + x % 10);
+        while (x /= 10);
+        if (k == 0 && id < 0)
+            *--p = '-';
+        nl[k] = (size_t)(num[k] + sizeof num[k] - p);
+        memmove(num[k], p, nl[k]);
+    }
+    const char *part[] = {"j:", in->j->name, ":", num[0], ":", n->id, ":", num[1]};
+    size_t plen[] = {2, strlen(in->j->name), 1, nl[0], 1, strlen(n->id), 1, nl[1]};
+    size_t at = 0;
+    for (size_t i = 0; i < sizeof part / sizeof part[0] && at + 1 < keylen; i++) {
+        size_t c = plen[i] < keylen - 1 - at ? plen[i] : keylen - 1 - at;
+        memcpy(key + at, part[i], c);
+        at += c;
+    }
+    key[at] = '\0';
+}
+
 static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, char *err,
                      size_t errlen)
 {
@@ -797,8 +827,7 @@ static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, cha
             break;
         } else if (n->type == JN_SEND || n->type == JN_ACTION) {
             char key[256];
-            snprintf(key, sizeof key, "j:%s:%lld:%s:%zu", in->j->name, (long long)in->id, n->id,
-                     in->steps);
+            step_key(key, sizeof key, in, n);
             jsend_req r = {key, in->id, in->j, n, in->profile, in->event, in->results, NULL, now};
             if (n->type == JN_SEND && n->wall_min >= 0 && !resumed) {
                 int64_t due = next_wall_ms(in, n, sc, now, 1);
@@ -844,8 +873,7 @@ static int run_steps(jengine *e, jinst *in, int at, int64_t now, jscope *sc, cha
             }
         } else if (n->type == JN_UPDATE_PROFILE) {
             char key[256];
-            snprintf(key, sizeof key, "j:%s:%lld:%s:%zu", in->j->name, (long long)in->id, n->id,
-                     in->steps);
+            step_key(key, sizeof key, in, n);
             json_t *set = update_values(e, in, n, sc);
             if (!set)
                 break;
