@@ -1,0 +1,650 @@
+/* channel_email against a real Postfix smtpd: a private instance (its own
+ * config, queue and data folders in a temporary one, master run in the
+ * foreground by the test) listening on 127.0.0.1 only, on three free
+ * ports: ALL offers everything (PIPELINING, SIZE, SMTPUTF8, CHUNKING,
+ * ENHANCEDSTATUSCODES), SERIAL neither PIPELINING nor CHUNKING, NO_SIZE
+ * neither SIZE nor SMTPUTF8. Everything it accepts is discarded
+ * (default_transport = discard), nothing leaves the machine. What Postfix
+ * logs (maillog_file) is read back: a campaign reaches it exactly once,
+ * pipelined or not; a refused recipient keeps Postfix's reply with its
+ * enhanced status code; a message over message_size_limit is failed before
+ * anything of it goes where SIZE says the limit, and keeps Postfix's "552
+ * 5.3.4" where it does not; an internationalised address is taken with
+ * SMTPUTF8. baton's client sends text with DATA, never BDAT, offered
+ * CHUNKING or not: the reply to its final dot is the one to the message.
+ * Skipped, saying why, where Postfix cannot run. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "support/fs.h"
+#include "support/server.h"
+
+#define MESSAGE_LIMIT 20000
+#define PROFILES 20
+
+enum { ALL, SERIAL, NO_SIZE, LISTENERS }; /* the smtpd listeners */
+
+static char *pfdir, *skip_why;
+static int ports[LISTENERS];
+static test_server master;
+
+static char *dir, *cfg;
+
+/* ------------------------------------------------------------------ */
+/* Postfix                                                             */
+/* ------------------------------------------------------------------ */
+
+static char *pf_path(const char *name)
+{
+    char *p;
+    if (asprintf(&p, "%s/%s", pfdir, name) < 0)
+        abort();
+    return p;
+}
+
+static char *postconf_default(const char *name)
+{
+    char *cmd, *out = NULL;
+    if (asprintf(&cmd, "postconf -dh %s", name) < 0)
+        abort();
+    int rc = run_capture(cmd, &out, NULL);
+    free(cmd);
+    if (rc != 0) {
+        free(out);
+        return NULL;
+    }
+    out[strcspn(out, "\n")] = '\0';
+    return out;
+}
+
+static int not_runnable(const char *why)
+{
+    if (asprintf(&skip_why, "Postfix cannot run here: %s", why) < 0)
+        abort();
+    return 0;
+}
+
+static int postfix_start(void **st)
+{
+    if (geteuid() != 0)
+        return not_runnable("not root (master binds and changes to the postfix user)");
+    char *daemons = postconf_default("daemon_directory");
+    char *meta = postconf_default("meta_directory");
+    struct passwd *pw = getpwnam("postfix");
+    if (!daemons || !meta || !pw) {
+        free(daemons);
+        free(meta);
+        return not_runnable("postconf or the postfix user is missing (scripts/deps.sh installs "
+                            "the postfix package)");
+    }
+    pfdir = tmpdir_make("postfix");
+    chmod(pfdir, 0755); /* its daemons, as postfix, reach data/ and queue/ */
+    char *cmd;
+    if (asprintf(&cmd, "mkdir -p %s/etc %s/queue %s/data && chown postfix %s/data", pfdir, pfdir,
+                 pfdir, pfdir) < 0 ||
+        system(cmd) != 0)
+        abort();
+    free(cmd);
+    for (int i = 0; i < LISTENERS; i++)
+        ports[i] = server_free_port();
+    char *text;
+    if (asprintf(&text,
+                 "compatibility_level = 3.6\n"
+                 "queue_directory = %s/queue\n"
+                 "data_directory = %s/data\n"
+                 "meta_directory = %s\n"
+                 "maillog_file = %s/maillog\n"
+                 "maillog_file_prefixes = %s\n"
+                 "myhostname = postfix.baton.test\n"
+                 "mydestination =\n"
+                 "relay_domains =\n"
+                 "inet_interfaces = 127.0.0.1\n"
+                 "inet_protocols = ipv4\n"
+                 "mynetworks = 127.0.0.0/8\n"
+                 "default_transport = discard:baton test\n"
+                 "message_size_limit = %d\n"
+                 "smtputf8_enable = yes\n"
+                 "smtpd_recipient_restrictions = check_recipient_access texthash:%s/etc/access, "
+                 "permit_mynetworks, reject\n"
+                 "smtpd_log_access_permit_actions = static:all\n" /* helo=<..> logged */
+                 "smtpd_error_sleep_time = 0\n"
+                 "in_flow_delay = 0\n"
+                 "alias_maps =\n"
+                 "alias_database =\n"
+                 "biff = no\n",
+                 pfdir, pfdir, meta, pfdir, pfdir, MESSAGE_LIMIT, pfdir) < 0)
+        abort();
+    free(file_write(pfdir, "etc/main.cf", text));
+    free(text);
+    /* by the local part, in any domain */
+    free(file_write(pfdir, "etc/access", "refused@ 550 5.1.1 no such user here\npolicy@ REJECT\n"));
+    if (asprintf(&text,
+                 "127.0.0.1:%d inet n - n - - smtpd\n"
+                 "127.0.0.1:%d inet n - n - - smtpd -o "
+                 "smtpd_discard_ehlo_keywords=pipelining,chunking\n"
+                 "127.0.0.1:%d inet n - n - - smtpd -o "
+                 "smtpd_discard_ehlo_keywords=size,smtputf8\n"
+                 "pickup unix n - n 60 1 pickup\n"
+                 "cleanup unix n - n - 0 cleanup\n"
+                 "qmgr unix n - n 300 1 qmgr\n"
+                 "rewrite unix - - n - - trivial-rewrite\n"
+                 "bounce unix - - n - 0 bounce\n"
+                 "defer unix - - n - 0 bounce\n"
+                 "trace unix - - n - 0 bounce\n"
+                 "verify unix - - n - 1 verify\n"
+                 "flush unix n - n 1000? 0 flush\n"
+                 "proxymap unix - - n - - proxymap\n"
+                 "showq unix n - n - - showq\n"
+                 "error unix - - n - - error\n"
+                 "retry unix - - n - - error\n"
+                 "discard unix - - n - - discard\n"
+                 "anvil unix - - n - 1 anvil\n"
+                 "scache unix - - n - 1 scache\n"
+                 "postlog unix-dgram n - n - 1 postlogd\n",
+                 ports[ALL], ports[SERIAL], ports[NO_SIZE]) < 0)
+        abort();
+    free(file_write(pfdir, "etc/master.cf", text));
+    free(text);
+    /* `postfix check` makes the queue's folders, owned as they must be */
+    char *out = NULL, *err = NULL;
+    if (asprintf(&cmd, "postfix -c %s/etc check", pfdir) < 0)
+        abort();
+    int rc = run_capture(cmd, &out, &err);
+    free(cmd);
+    if (rc != 0) {
+        char why[600];
+        snprintf(why, sizeof why, "postfix check: %s%s", out ? out : "", err ? err : "");
+        free(out);
+        free(err);
+        free(daemons);
+        free(meta);
+        return not_runnable(why);
+    }
+    free(out);
+    free(err);
+    char bin[1100], conf[1100];
+    snprintf(bin, sizeof bin, "%s/master", daemons);
+    snprintf(conf, sizeof conf, "%s/etc", pfdir);
+    free(daemons);
+    free(meta);
+    /* -d: in the foreground, the test's child, stopped by server_stop */
+    char *argv[] = {bin, "-c", conf, "-d", NULL};
+    if (server_start_port(&master, argv, ports[ALL], 20000) != 0) {
+        char *log = pf_path("maillog");
+        char *t = file_read(log, NULL);
+        free(log);
+        char why[800];
+        snprintf(why, sizeof why, "master did not listen: %s", t ? t : "(no log)");
+        free(t);
+        return not_runnable(why);
+    }
+    for (int i = 1; i < LISTENERS; i++)
+        assert_true(server_port_open(ports[i]));
+    return 0;
+}
+
+static int postfix_stop(void **st)
+{
+    server_stop(&master); /* master takes its daemons down with it */
+    if (pfdir && !getenv("BATON_KEEP_TMP"))
+        tmpdir_remove(pfdir);
+    free(pfdir);
+    free(skip_why);
+    return 0;
+}
+
+/* Postfix's log lines after the first `from` holding a and b (b may be
+ * NULL), counted; log_lines() is where the log ends now. */
+static size_t log_count_from(size_t from, const char *a, const char *b)
+{
+    char *path = pf_path("maillog");
+    char *log = file_read(path, NULL);
+    free(path);
+    size_t n = 0, at = 0;
+    for (char *line = log; line && *line; at++) {
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        n += at >= from && strstr(line, a) && (!b || strstr(line, b));
+        line = end ? end + 1 : line + strlen(line);
+    }
+    free(log);
+    return n;
+}
+
+static size_t log_count(const char *a, const char *b)
+{
+    return log_count_from(0, a, b);
+}
+
+static size_t log_lines(void)
+{
+    return log_count("", NULL);
+}
+
+static int queued_files;
+static int count_file(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    queued_files += flag == FTW_F;
+    return 0;
+}
+
+/* The messages Postfix still holds (accepted, not yet discarded). */
+static int queue_size(void)
+{
+    static const char *const parts[] = {"incoming", "active", "deferred", "hold", "maildrop"};
+    queued_files = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "queue/%s", parts[i]);
+        char *p = pf_path(name);
+        nftw(p, count_file, 8, FTW_PHYS);
+        free(p);
+    }
+    return queued_files;
+}
+
+/* Postfix's discards to addresses in domain, once its queue is empty
+ * (all it accepted has been through it; 20 s at most). */
+static size_t discarded(const char *domain)
+{
+    char to[128];
+    snprintf(to, sizeof to, "@%s>, relay=none", domain);
+    for (int i = 0; i < 400 && queue_size() > 0; i++)
+        nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
+    /* postlogd writes what the discard daemon said a moment later */
+    size_t n = 0;
+    for (int i = 0; i < 40; i++) {
+        size_t m = log_count(to, "status=sent");
+        if (m == n && i > 4)
+            break;
+        n = m;
+        nanosleep(&(struct timespec){.tv_nsec = 50 * 1000 * 1000}, NULL);
+    }
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* baton                                                               */
+/* ------------------------------------------------------------------ */
+
+static int baton(char **out, char **err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = run_baton_v(NULL, cfg, out, err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* one value read from var/<db> */
+static char *sql_text(const char *db, const char *sql)
+{
+    char *cmd, *out = NULL;
+    if (asprintf(&cmd, "sqlite3 %s/var/%s \"%s\"", dir, db, sql) < 0)
+        abort();
+    if (run_capture(cmd, &out, NULL) != 0)
+        fail_msg("sqlite3 failed: %s", sql);
+    free(cmd);
+    size_t n = strlen(out);
+    while (n && out[n - 1] == '\n')
+        out[--n] = '\0';
+    return out;
+}
+
+static long long sql_count(const char *sql)
+{
+    char *t = sql_text("state.db", sql);
+    long long n = atoll(t);
+    free(t);
+    return n;
+}
+
+static void crm(const char *sql)
+{
+    free(sql_text("crm.db", sql));
+}
+
+static void write_config(int port)
+{
+    char *text;
+    if (asprintf(&text,
+                 "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = "
+                 "\"warn\"; }; };\n"
+                 "sources: { crm: { plugin = \"source_sqlite\"; path = \"var/crm.db\"; schema = "
+                 "\"%s/conf/schema.cfg\"; }; };\n"
+                 "profiles = \"crm\";\n"
+                 "channels: { email: { plugin = \"channel_email\"; port = %d; from = \"Shop "
+                 "<news@example.com>\";\n"
+                 "  address = \"email\"; consent = \"consent_email\"; connections = 1;\n"
+                 "  timeout = \"20s\"; retries = 0; }; };\n"
+                 "campaigns = [ \"campaigns\" ];\n",
+                 getenv("BATON_PLUGINS"), getenv("BATON_SRC"), port) < 0)
+        abort();
+    free(cfg);
+    cfg = file_write(dir, "baton.cfg", text);
+    free(text);
+}
+
+/* A fresh baton folder sending to the listener *st: PROFILES profiles,
+ * each with consent and the address p<rowid>@<domain>. */
+static int setup(void **st)
+{
+    if (skip_why)
+        return 0;
+    dir = tmpdir_make("email-postfix");
+    char *cd;
+    if (asprintf(&cd, "mkdir -p %s/campaigns", dir) < 0 || system(cd) != 0)
+        abort();
+    free(cd);
+    write_config(ports[*(int *)*st]);
+    char *out, *err;
+    int rc = baton(&out, &err, "sample-data --profiles %d --seed 3", PROFILES);
+    if (rc)
+        print_message("sample-data: %s", err);
+    free(out);
+    free(err);
+    return rc;
+}
+
+static int teardown(void **st)
+{
+    if (dir && !getenv("BATON_KEEP_TMP"))
+        tmpdir_remove(dir);
+    free(dir);
+    free(cfg);
+    dir = cfg = NULL;
+    return 0;
+}
+
+static void skip_unless_postfix(void)
+{
+    if (skip_why) {
+        print_message("skipped: %s\n", skip_why);
+        skip();
+    }
+}
+
+/* Every profile written to at p<rowid>@domain. */
+static void addresses(const char *domain)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "UPDATE profiles SET consent_email = 1, email = 'p' || rowid || '@%s'", domain);
+    crm(sql);
+}
+
+/* campaign c: everyone, this text; its planned messages */
+static long long campaign(const char *text)
+{
+    char *c;
+    if (asprintf(&c,
+                 "campaign: { name = \"c\"; activities = (\n"
+                 "  { id = \"a\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+                 "  { id = \"m\"; type = \"send\"; channel = \"email\"; input = \"a\";\n"
+                 "    subject = \"Hi {{ first_name }}\"; text = \"%s\"; } ); };\n",
+                 text) < 0)
+        abort();
+    free(file_write(dir, "campaigns/c.cfg", c));
+    free(c);
+    char *out, *err;
+    assert_int_equal(baton(&out, &err, "campaign plan c --json"), 0);
+    const char *m = strstr(out, "\"m\": ");
+    assert_non_null(m);
+    long long planned = atoll(m + strlen("\"m\": "));
+    free(out);
+    free(err);
+    return planned;
+}
+
+static int run_campaign(void)
+{
+    char *out, *err;
+    int rc = baton(&out, &err, "campaign run c");
+    print_message("campaign run c: exit %d\n%s", rc, err);
+    free(out);
+    free(err);
+    return rc;
+}
+
+/* Each sent row's recipient discarded by Postfix exactly once, under the
+ * queue id the row holds as its provider id. */
+static void each_sent_once(void)
+{
+    char *rows = sql_text("state.db", "SELECT recipient || ' ' || provider_id FROM deliveries "
+                                      "WHERE status = 'sent' ORDER BY recipient");
+    for (char *line = rows; line && *line;) {
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        char *sp = strchr(line, ' ');
+        assert_non_null(sp);
+        *sp = '\0';
+        char to[300], qid[64];
+        snprintf(to, sizeof to, "to=<%s>, relay=none", line);
+        snprintf(qid, sizeof qid, ": %s: to=<", sp + 1);
+        assert_true(strlen(sp + 1) >= 6); /* Postfix's "queued as ID" */
+        assert_int_equal(log_count(to, "status=sent"), 1);
+        assert_int_equal(log_count(qid, "status=sent"), 1);
+        line = end ? end + 1 : line + strlen(line);
+    }
+    free(rows);
+}
+
+/* ------------------------------------------------------------------ */
+/* tests                                                               */
+/* ------------------------------------------------------------------ */
+
+/* A campaign reaches Postfix, every message exactly once: pipelined
+ * (ALL), or each command waiting for its reply (SERIAL), in one session. */
+static void test_campaign_reaches_postfix_once(void **st)
+{
+    skip_unless_postfix();
+    int l = *(int *)*st;
+    const char *domain = l == ALL ? "once-piped.example" : "once-serial.example";
+    addresses(domain);
+    long long planned = campaign("Hello");
+    assert_int_equal(planned, PROFILES);
+    size_t mark = log_lines();
+    assert_int_equal(run_campaign(), 0);
+    assert_int_equal(sql_count("SELECT count(*) FROM deliveries WHERE status = 'sent'"), planned);
+    assert_int_equal((long long)discarded(domain), planned);
+    each_sent_once();
+    char stats[128];
+    snprintf(stats, sizeof stats, " mail=%d rcpt=%d data=%d ", PROFILES, PROFILES, PROFILES);
+    assert_int_equal(log_count_from(mark, "disconnect from", stats), 1);
+    assert_int_equal(log_count("improper command pipelining", NULL), 0);
+    /* the EHLO name: fully qualified, or the address literal */
+    char *path = pf_path("maillog");
+    char *log = file_read(path, NULL);
+    free(path);
+    char from[300];
+    snprintf(from, sizeof from, "@%s> proto=ESMTP helo=<", domain);
+    const char *h = strstr(log, from);
+    assert_non_null(h);
+    h += strlen(from);
+    size_t n = strcspn(h, ">");
+    print_message("EHLO %.*s\n", (int)n, h);
+    assert_true(memchr(h, '.', n) != NULL || (h[0] == '[' && h[n - 1] == ']'));
+    free(log);
+}
+
+/* Refused recipients, pipelined and not: each row keeps Postfix's whole
+ * reply with its enhanced status code; the rest of the batch goes. */
+static void test_refused_recipient_keeps_postfix_reason(void **st)
+{
+    skip_unless_postfix();
+    int l = *(int *)*st;
+    const char *domain = l == ALL ? "refused-piped.example" : "refused-serial.example";
+    addresses(domain);
+    char sql[256];
+    snprintf(sql, sizeof sql, "UPDATE profiles SET email = 'refused@%s' WHERE rowid = 3", domain);
+    crm(sql);
+    snprintf(sql, sizeof sql, "UPDATE profiles SET email = 'policy@%s' WHERE rowid = 4", domain);
+    crm(sql);
+    long long planned = campaign("Hello");
+    assert_int_equal(planned, PROFILES);
+    size_t mark = log_lines();
+    run_campaign();
+    char q[512], want[512];
+    snprintf(q, sizeof q,
+             "SELECT status || '|' || attempts || '|' || reason FROM deliveries WHERE recipient "
+             "= 'refused@%s'",
+             domain);
+    char *row = sql_text("state.db", q);
+    snprintf(want, sizeof want,
+             "failed|1|RCPT TO: 550 5.1.1 <refused@%s>: Recipient address rejected: no such "
+             "user here",
+             domain);
+    assert_string_equal(row, want);
+    free(row);
+    snprintf(q, sizeof q,
+             "SELECT status || '|' || attempts || '|' || reason FROM deliveries WHERE recipient "
+             "= 'policy@%s'",
+             domain);
+    row = sql_text("state.db", q);
+    snprintf(want, sizeof want,
+             "failed|1|RCPT TO: 554 5.7.1 <policy@%s>: Recipient address rejected: Access "
+             "denied",
+             domain);
+    assert_string_equal(row, want);
+    free(row);
+    assert_int_equal(sql_count("SELECT count(*) FROM deliveries WHERE status = 'sent'"),
+                     planned - 2);
+    assert_int_equal((long long)discarded(domain), planned - 2);
+    each_sent_once();
+    /* Postfix's count of the session's commands (accepted/all): the DATA
+     * that went pipelined behind each refused RCPT was refused too; one
+     * after its RCPT's reply is never sent */
+    char data[32], stats[128];
+    if (l == ALL)
+        snprintf(data, sizeof data, "%d/%d", PROFILES - 2, PROFILES);
+    else
+        snprintf(data, sizeof data, "%d", PROFILES - 2);
+    snprintf(stats, sizeof stats, " mail=%d rcpt=%d/%d data=%s ", PROFILES, PROFILES - 2, PROFILES,
+             data);
+    assert_int_equal(log_count_from(mark, "disconnect from", stats), 1);
+    assert_int_equal(log_count("improper command pipelining", NULL), 0);
+}
+
+/* A text over message_size_limit. Where SIZE is offered (ALL, Postfix
+ * saying its limit in EHLO) the message is failed before MAIL FROM goes,
+ * nothing of it reaches Postfix; where it is not (NO_SIZE) it goes with
+ * DATA and its row keeps Postfix's reply to the final dot, "552 5.3.4". */
+static void test_oversized_message(void **st)
+{
+    skip_unless_postfix();
+    int l = *(int *)*st;
+    const char *domain = l == ALL ? "big-size.example" : "big-nosize.example";
+    addresses(domain);
+    size_t len = MESSAGE_LIMIT + 5000;
+    char *big = malloc(len + 1);
+    for (size_t i = 0; i < len; i++)
+        big[i] = i % 64 == 63 ? ' ' : 'a' + (char)(i % 26);
+    big[len] = '\0';
+    long long planned = campaign(big);
+    free(big);
+    assert_int_equal(planned, PROFILES);
+    const char *too_big = "queue file size limit exceeded";
+    size_t refused_before = log_count("postfix/smtpd[", too_big);
+    assert_int_equal(run_campaign(), 1);
+    assert_int_equal(sql_count("SELECT count(*) FROM deliveries WHERE status = 'failed' AND "
+                               "attempts = 1"),
+                     planned);
+    char q[256];
+    if (l == ALL) {
+        snprintf(q, sizeof q,
+                 "SELECT count(*) FROM deliveries WHERE reason LIKE 'MAIL FROM: the message is "
+                 "%% bytes, over the %d of SMTP 127.0.0.1:%d (SIZE)'",
+                 MESSAGE_LIMIT, ports[ALL]);
+        assert_int_equal(sql_count(q), planned);
+        assert_int_equal(log_count(domain, NULL), 0); /* not even its envelope */
+        assert_int_equal(log_count("postfix/smtpd[", too_big), refused_before);
+    } else {
+        assert_int_equal(sql_count("SELECT count(*) FROM deliveries WHERE reason = 'DATA: 552 "
+                                   "5.3.4 Error: message file too big'"),
+                         planned);
+        /* Postfix read each text to its end and said no to it */
+        assert_int_equal(log_count("postfix/smtpd[", too_big) - refused_before, planned);
+    }
+    assert_int_equal((long long)discarded(domain), 0);
+}
+
+/* An internationalised address (a UTF-8 local part and domain) goes with
+ * SMTPUTF8 and Postfix takes it; where SMTPUTF8 is not offered it is
+ * failed, saying so, before anything of it is sent. */
+static void test_smtputf8_address(void **st)
+{
+    skip_unless_postfix();
+    int l = *(int *)*st;
+    const char *domain = l == ALL ? "utf8.example" : "utf8-no.example";
+    addresses(domain);
+    char sql[256], addr[128];
+    snprintf(addr, sizeof addr,
+             "j\xc3\xb6rg@b\xc3\xbc"
+             "cher-%s",
+             domain);
+    snprintf(sql, sizeof sql, "UPDATE profiles SET email = '%s' WHERE rowid = 2", addr);
+    crm(sql);
+    long long planned = campaign("Hello");
+    assert_int_equal(planned, PROFILES);
+    run_campaign();
+    char q[512];
+    snprintf(q, sizeof q,
+             "SELECT status || '|' || coalesce(reason, '') FROM deliveries WHERE recipient = "
+             "'%s'",
+             addr);
+    char *row = sql_text("state.db", q);
+    char to[300];
+    snprintf(to, sizeof to, "to=<%s>, relay=none", addr);
+    if (l == ALL) {
+        assert_string_equal(row, "sent|");
+        assert_int_equal(sql_count("SELECT count(*) FROM deliveries WHERE status = 'sent'"),
+                         planned);
+        assert_int_equal((long long)discarded(domain), planned - 1);
+        assert_int_equal(log_count(to, "status=sent"), 1);
+        each_sent_once();
+    } else {
+        char want[512];
+        snprintf(want, sizeof want,
+                 "failed|RCPT TO: <%s> is an internationalised address and SMTP 127.0.0.1:%d "
+                 "does not offer SMTPUTF8",
+                 addr, ports[NO_SIZE]);
+        assert_string_equal(row, want);
+        assert_int_equal((long long)discarded(domain), planned - 1);
+        assert_int_equal(log_count(addr, NULL), 0);
+    }
+    free(row);
+}
+
+#define CASE(name, fn, l)                                                                          \
+    {                                                                                              \
+        name, fn, setup, teardown, &listener[l]                                                    \
+    }
+int main(void)
+{
+    static int listener[LISTENERS] = {ALL, SERIAL, NO_SIZE};
+    const struct CMUnitTest tests[] = {
+        CASE("campaign_once_pipelined", test_campaign_reaches_postfix_once, ALL),
+        CASE("campaign_once_serial", test_campaign_reaches_postfix_once, SERIAL),
+        CASE("refused_recipient_pipelined", test_refused_recipient_keeps_postfix_reason, ALL),
+        CASE("refused_recipient_serial", test_refused_recipient_keeps_postfix_reason, SERIAL),
+        CASE("oversized_with_size", test_oversized_message, ALL),
+        CASE("oversized_without_size", test_oversized_message, NO_SIZE),
+        CASE("smtputf8_offered", test_smtputf8_address, ALL),
+        CASE("smtputf8_not_offered", test_smtputf8_address, NO_SIZE),
+    };
+    return cmocka_run_group_tests(tests, postfix_start, postfix_stop);
+}
