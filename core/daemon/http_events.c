@@ -133,6 +133,7 @@ static void on_outcome(void *ctx, jrunner_outcome o, const char *id, const char 
 typedef struct ev_item {
     json_t *v;
     size_t off, len;
+    size_t data_off, data_len; /* its "data" in its bytes (0: not known) */
     json_error_t dup_key;
     int dup;
 } ev_item;
@@ -194,7 +195,9 @@ static int split_body(http_req *q, const char *data, size_t len, ev_item **out, 
         json_error_t je;
         const size_t flags = JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY;
         size_t used = 0;
-        json_t *v = utf8 ? jevent_read_object(data + off, len - off, &used) : NULL;
+        json_t *v =
+            utf8 ? jevent_read_object(data + off, len - off, &used, &it->data_off, &it->data_len)
+                 : NULL;
         if (!v)
             v = json_loadb(data + off, len - off, flags | JSON_REJECT_DUPLICATES, &je);
         else
@@ -304,6 +307,10 @@ void http_events_post(http_req *q)
         } else {
             bad = jevent_from_json(it->v, data + it->off, it->len, now_ms, &evs[i], reason,
                                    sizeof reason) != 0;
+            if (!bad && evs[i].data && it->data_len) { /* as jevent_parse does */
+                evs[i].data_off = it->data_off;
+                evs[i].data_len = it->data_len;
+            }
         }
         if (bad)
             reasons[i] = xstrdup(reason);

@@ -270,14 +270,18 @@ static json_t *fast_load(const char *json, size_t len, size_t *data_off, size_t 
     return root;
 }
 
-json_t *jevent_read_object(const char *json, size_t len, size_t *used)
+json_t *jevent_read_object(const char *json, size_t len, size_t *used, size_t *data_off,
+                           size_t *data_len)
 {
     fastrd r = {json, json + len, 0, NULL, 0};
     if (!len || *json != '{')
         return NULL;
     json_t *v = fast_value(&r);
-    if (v)
+    if (v) {
         *used = (size_t)(r.p - json);
+        *data_off = r.data ? (size_t)(r.data - json) : 0;
+        *data_len = r.data ? r.data_len : 0;
+    }
     return v;
 }
 

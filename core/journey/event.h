@@ -33,11 +33,14 @@ int jevent_parse(const char *json, size_t len, int64_t now_ms, jevent *ev, char 
 int jevent_from_json(json_t *root, const char *json, size_t len, int64_t now_ms, jevent *ev,
                      char *reason, size_t reasonlen);
 /* The object at the very start of json (len bytes, valid UTF-8: the
- * caller checked), read as jevent_parse reads a plain one: the value and
- * in *used the bytes it took; NULL when it is not that plain (an escape,
- * a duplicate key, ...): json_loadb reads it then, and gives the reason.
- * For a source whose body holds several events (the HTTP face). */
-json_t *jevent_read_object(const char *json, size_t len, size_t *used);
+ * caller checked), read as jevent_parse reads a plain one: the value, in
+ * *used the bytes it took, in *data_off and *data_len where its "data" value
+ * is (len 0: none; for ev->data_off/data_len once jevent_from_json took
+ * it); NULL when it is not that plain (an escape, a duplicate key, ...):
+ * json_loadb reads it then, and gives the reason. For a source whose
+ * body holds several events (the HTTP face). */
+json_t *jevent_read_object(const char *json, size_t len, size_t *used, size_t *data_off,
+                           size_t *data_len);
 /* jevent_parse's reason for bytes jansson refused ("not JSON: ..."). */
 void jevent_json_error(const json_error_t *je, char *reason, size_t reasonlen);
 void jevent_free(jevent *ev);
