@@ -323,13 +323,13 @@ int dispatch_flush(dispatcher *d, int64_t timeout_ms)
     pthread_mutex_unlock(&d->mu);
     for (;;) {
         pthread_mutex_lock(&d->mu);
-        while (d->pending > 0) {
+        while (d->pending > 0 || d->pumping) {
             if (end >= 0) {
                 struct timespec ts;
                 int64_t left = end - deadline_now_ms();
                 deadline_in(&ts, left > 0 ? left : 0);
                 if (left <= 0 || pthread_cond_timedwait(&d->idle, &d->mu, &ts) == ETIMEDOUT) {
-                    rc = d->pending ? -1 : 0;
+                    rc = d->pending || d->pumping ? -1 : 0;
                     break;
                 }
             } else {

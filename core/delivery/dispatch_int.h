@@ -72,6 +72,7 @@ struct dispatcher {
     pthread_cond_t pump_cv; /* wakes the pump */
     int pump_starved;       /* the pump found no room: wake it when there is */
     int flushing;           /* dispatch_flush waits: no lingering */
+    int pumping;            /* the pump is taking rows of the log into memory */
     qmsg *head, *tail;
     size_t nqueued; /* in head..tail */
     size_t max;     /* a worker's batch */

@@ -74,6 +74,9 @@ static size_t pump_once(dispatcher *d)
     size_t room = d->cap > d->pending ? d->cap - d->pending : 0;
     int stop = d->stop || d->closing;
     d->pump_starved = !room; /* queue_room_freed wakes it */
+    /* the rows it takes are the log's no more (owned) before they are
+     * pending in memory: dispatch_flush waits through that */
+    d->pumping = room && !stop;
     pthread_mutex_unlock(&d->mu);
     if (!room || stop)
         return 0;
@@ -101,8 +104,6 @@ static size_t pump_once(dispatcher *d)
         pthread_mutex_unlock(&d->mu);
         qmsg_free(q);
     }
-    if (!a.n)
-        return 0;
     pthread_mutex_lock(&d->mu);
     while (a.got) {
         qmsg *q = a.got;
@@ -110,7 +111,8 @@ static size_t pump_once(dispatcher *d)
         queue_push(d, q);
         d->pending++;
     }
-    pthread_cond_broadcast(&d->work);
+    d->pumping = 0;
+    pthread_cond_broadcast(a.n ? &d->work : &d->idle);
     pthread_mutex_unlock(&d->mu);
     return a.n;
 }
