@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,4 +45,17 @@ void lockfile_release(lockfile *l)
     free(l->path);
     l->path = NULL;
     l->fd = -1;
+}
+
+int lockfile_holder_alive(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char pid[32];
+    ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+    close(fd);
+    pid[n > 0 ? n : 0] = '\0';
+    long v = strtol(pid, NULL, 10);
+    return v > 0 && (kill((pid_t)v, 0) == 0 || errno == EPERM);
 }

@@ -17,5 +17,9 @@ typedef struct lockfile {
  * -1 when the file cannot be opened (err). l is always safe to release. */
 int lockfile_take(lockfile *l, const char *path, char holder[32], char *err, size_t errlen);
 void lockfile_release(lockfile *l);
+/* 1 when the process whose pid path holds is alive (it holds the lock, or
+ * did and runs on), 0 when it is gone or path names none: read without
+ * taking the lock, so a process about to take it never finds it busy. */
+int lockfile_holder_alive(const char *path);
 
 #endif

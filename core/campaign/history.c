@@ -7,8 +7,10 @@
 #include <time.h>
 
 #include "base/buf.h"
+#include "base/lockfile.h"
 #include "base/mem.h"
 #include "base/timefmt.h"
+#include "config/keymap.h"
 
 static const char ddl[] =
     "CREATE TABLE IF NOT EXISTS campaign_runs ("
@@ -38,7 +40,55 @@ int history_init(store *s, char *err, size_t errlen)
                          " run INTEGER NOT NULL, activity TEXT NOT NULL, until INTEGER NOT NULL,"
                          " state TEXT NOT NULL DEFAULT 'waiting', params TEXT,"
                          " PRIMARY KEY (run, activity))",
+                         err, errlen) ||
+           store_migrate(s, "campaign_history_sends", 1,
+                         "CREATE TABLE IF NOT EXISTS campaign_run_sends ("
+                         " run INTEGER NOT NULL, activity TEXT NOT NULL, rows INTEGER NOT NULL,"
+                         " started_at INTEGER NOT NULL, PRIMARY KEY (run, activity))",
                          err, errlen);
+}
+
+char *history_lock_path(const char *data_dir, const char *cname)
+{
+    return xasprintf("%s/campaign-%s.lock", data_dir, cname);
+}
+
+int history_run_live(store *s, const char *cname, int64_t run)
+{
+    sqlite3_stmt *st;
+    int latest = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT max(id) FROM campaign_runs WHERE campaign = ?1", -1, &st,
+                           NULL) != SQLITE_OK)
+        return 1; /* cannot tell: as recorded */
+    sqlite3_bind_text(st, 1, cname, -1, SQLITE_TRANSIENT);
+    latest = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int64(st, 0) == run;
+    sqlite3_finalize(st);
+    if (!latest) /* a later run started: this one was left behind */
+        return 0;
+    char *dir = path_dirname(s->path);
+    char *lock = history_lock_path(dir, cname);
+    int live = lockfile_holder_alive(lock);
+    free(lock);
+    free(dir);
+    return live;
+}
+
+void history_send_started(store *s, int64_t run, const char *activity, int64_t rows)
+{
+    sqlite3_stmt *st;
+    store_lock(s);
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO campaign_run_sends (run, activity, rows,"
+                           " started_at) VALUES (?1, ?2, ?3, ?4)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, run);
+        sqlite3_bind_text(st, 2, activity, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 3, rows);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL));
+        sqlite3_step(st);
+        sqlite3_finalize(st);
+    }
+    store_unlock(s);
 }
 
 void history_set_params(store *s, int64_t run, const char *json)
@@ -275,6 +325,20 @@ int history_print(store *s, const char *cname, int json, FILE *out)
         }
         json_array_foreach(json_object_get(r, "activities"), k, o)
         {
+            if (json_object_get(o, "state")) { /* a send that did not finish */
+                fprintf(out,
+                        "    %-16s %-16s %s: %lld rows: sent %lld, failed %lld, uncertain %lld, "
+                        "not yet sent %lld\n",
+                        json_string_value(json_object_get(o, "id")),
+                        json_string_value(json_object_get(o, "type")),
+                        json_string_value(json_object_get(o, "state")),
+                        (long long)json_integer_value(json_object_get(o, "rows")),
+                        (long long)json_integer_value(json_object_get(o, "sent")),
+                        (long long)json_integer_value(json_object_get(o, "failed")),
+                        (long long)json_integer_value(json_object_get(o, "uncertain")),
+                        (long long)json_integer_value(json_object_get(o, "not_yet_sent")));
+                continue;
+            }
             char *cs = json_dumps(json_object_get(o, "counts"), JSON_COMPACT);
             fprintf(out, "    %-16s %-16s %6lld ms  %s",
                     json_string_value(json_object_get(o, "id")),

@@ -62,6 +62,17 @@ void history_hold(store *s, int64_t run, const char *activity, int64_t until, co
  * failed): the reason in err, naming the run. */
 int history_signal(store *s, const campaign *c, int64_t run, const json_t *params, int64_t now,
                    json_t **signaled, char *err, size_t errlen);
+/* A send activity of run starts delivering the rows it would send: what
+ * `campaign runs` counts it against until it finishes (a run killed
+ * mid-send shows its sent, uncertain and not yet sent). */
+void history_send_started(store *s, int64_t run, const char *activity, int64_t rows);
+/* The lock one run of a campaign holds at a time (base/lockfile), in
+ * data_dir. A new string. */
+char *history_lock_path(const char *data_dir, const char *cname);
+/* 1 when run, recorded running, is going on: it is the campaign's latest
+ * and the process holding the campaign's lock is alive; 0 when it was
+ * interrupted (killed, or left behind by a later run). */
+int history_run_live(store *s, const char *cname, int64_t run);
 /* Print the runs of one campaign (NULL: all), newest first. */
 int history_print(store *s, const char *cname, int json, FILE *out);
 

@@ -102,6 +102,53 @@ out_reg:
     return rc;
 }
 
+/* A run recorded running whose process is gone is "interrupted"; its
+ * sends that started and did not finish are listed with what the
+ * delivery log has of them: sent, failed, uncertain (a message a dead
+ * process had on the wire counts so at once), and not yet sent (the rest
+ * of the rows it would send, which --resume sends). */
+static void in_progress(store *s, json_t *r, int64_t id, const char *cname, json_t *acts)
+{
+    const char *status = json_string_value(json_object_get(r, "status"));
+    if (strcmp(status, "running") != 0)
+        return;
+    int live = history_run_live(s, cname, id);
+    if (!live)
+        json_object_set_new(r, "status", json_string("interrupted"));
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT activity, rows FROM campaign_run_sends s WHERE run = ?1 AND NOT"
+                           " EXISTS (SELECT 1 FROM campaign_run_activities a WHERE a.run = s.run"
+                           " AND a.activity = s.activity) ORDER BY started_at, rowid",
+                           -1, &q, NULL) != SQLITE_OK)
+        return;
+    sqlite3_bind_int64(q, 1, id);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        const char *act = (const char *)sqlite3_column_text(q, 0);
+        int64_t rows = sqlite3_column_int64(q, 1);
+        char prefix[600];
+        snprintf(prefix, sizeof prefix, "%s/%lld/%s/", cname, (long long)id, act);
+        uint64_t lc[DISPATCH_NSTATUS];
+        if (dispatch_log_counts(s, prefix, NULL, lc) != 0)
+            continue;
+        int64_t done = 0;
+        static const dispatch_status final[] = {DISPATCH_SENT,    DISPATCH_FAILED,
+                                                DISPATCH_CAPPED,  DISPATCH_UNCERTAIN,
+                                                DISPATCH_BOUNCED, DISPATCH_COMPLAINED};
+        for (size_t k = 0; k < sizeof final / sizeof final[0]; k++)
+            done += (int64_t)lc[final[k]];
+        json_array_append_new(
+            acts,
+            json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "id", act, "type", "send",
+                      "state", live ? "running" : "interrupted", "rows", (json_int_t)rows, "sent",
+                      (json_int_t)lc[DISPATCH_SENT], "failed", (json_int_t)lc[DISPATCH_FAILED],
+                      "uncertain", (json_int_t)lc[DISPATCH_UNCERTAIN], "capped",
+                      (json_int_t)lc[DISPATCH_CAPPED], "not_yet_sent",
+                      (json_int_t)(rows > done ? rows - done : 0)));
+    }
+    sqlite3_finalize(q);
+}
+
 json_t *campaign_runs_json(store *s, const char *cname, int64_t run)
 {
     sqlite3_stmt *st, *sa;
@@ -199,6 +246,7 @@ json_t *campaign_runs_json(store *s, const char *cname, int64_t run)
             }
             json_array_append_new(acts, o);
         }
+        in_progress(s, r, id, (const char *)sqlite3_column_text(st, 1), acts);
         json_object_set_new(r, "activities", acts);
         json_array_append_new(runs, r);
     }

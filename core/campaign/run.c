@@ -102,7 +102,7 @@ int campaign_run_file(app *a, act_registry *reg, const char *file, const camp_ru
     }
     /* one run of a campaign at a time, across processes; the kernel drops
      * the lock of a killed process, so --resume can take over at once */
-    char *lockpath = xasprintf("%s/campaign-%s.lock", a->conf.data_dir, c.name);
+    char *lockpath = history_lock_path(a->conf.data_dir, c.name);
     char holder[32];
     int lrc = lockfile_take(&lock, lockpath, holder, err, sizeof err);
     free(lockpath);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "campaign/engine.h"
+#include "campaign/history.h"
 #include "delivery/dispatch.h"
 #include "delivery/send.h"
 #include "scope/cond.h"
@@ -225,6 +226,8 @@ int camp_send_deliver(camp_env *e, size_t idx)
         return -1;
     }
     c.batch = xasprintf("%s/%lld/%s", e->c->name, (long long)e->run_id, a->id);
+    if (!e->dry_run && !e->nproof)
+        history_send_started(e->st, e->run_id, a->id, s->would_send);
     c.row = record_new();
     expr_arena_init(&c.arena);
     c.parts = xcalloc(p->nparts + 1, sizeof *c.parts);

@@ -300,7 +300,9 @@ int dispatch_log_get(store *s, const char *key, dispatch_log_row *row);
 int dispatch_log_delivered(store *s, const char *key);
 /* Counts by status (indexed by dispatch_status; DRY_RUN and DUPLICATE
  * stay 0) of the rows whose key starts with key_prefix (NULL or "": all)
- * and, when channel is not NULL, on that channel. Returns 0 or -1. */
+ * and, when channel is not NULL, on that channel. A row a dead process
+ * left in deliver() counts as UNCERTAIN at once (the next dispatcher on
+ * its channel records it so). Returns 0 or -1. */
 int dispatch_log_counts(store *s, const char *key_prefix, const char *channel,
                         uint64_t counts[DISPATCH_NSTATUS]);
 /* The reason of one row with this status whose key starts with

@@ -28,6 +28,14 @@
 /* Rows of owners gone without a trace are looked for this often (and at
  * once when a beat finds an owner dead). */
 #define ORPHANS_S 30
+/* The rowids that may have gone out in the batches in deliver() of the
+ * owners `dead` names (a condition on f): every row of a batch whose
+ * channel never said what went on the wire, else those at the positions
+ * dispatch_wire lists. */
+#define ON_THE_WIRE(dead)                                                                          \
+    "SELECT j.value FROM dispatch_inflight f, json_each(f.rowids) j WHERE " dead " AND"            \
+    " (f.wire = 0 OR EXISTS (SELECT 1 FROM dispatch_wire w, json_each(w.ranges) r"                 \
+    " WHERE w.flight = f.id AND j.key >= r.value ->> 0 AND j.key < r.value ->> 1))"
 
 struct dlog {
     store *s;
@@ -536,14 +544,13 @@ void dlog_heartbeat(dlog *l, const char *channel, int64_t owner, int64_t pid, in
      * only the rows at the positions dispatch_wire lists may have gone
      * (rows marked `sending` one by one, as before that table, are so
      * already) and the others never went */
-    exec_bound(l,
-               "UPDATE deliveries SET sending = 1, attempts = attempts + 1 WHERE rowid IN"
-               " (SELECT j.value FROM dispatch_inflight f, json_each(f.rowids) j WHERE"
-               " f.owner != ?2 AND f.owner NOT IN (SELECT owner FROM dispatch_owners) AND"
-               " (f.wire = 0 OR EXISTS (SELECT 1 FROM dispatch_wire w, json_each(w.ranges) r"
-               " WHERE w.flight = f.id AND j.key >= r.value ->> 0 AND j.key < r.value ->> 1)))"
-               " AND status IN ('queued', 'retry', 'deferred')",
-               NULL, owner, 0);
+    exec_bound(
+        l,
+        "UPDATE deliveries SET sending = 1, attempts = attempts + 1 WHERE rowid IN"
+        " (" ON_THE_WIRE("f.owner != ?2 AND f.owner NOT IN (SELECT owner FROM"
+                         " dispatch_owners)") ")"
+                                              " AND status IN ('queued', 'retry', 'deferred')",
+        NULL, owner, 0);
     exec_bound(l,
                "DELETE FROM dispatch_wire WHERE flight IN (SELECT id FROM dispatch_inflight"
                " WHERE owner != ?2 AND owner NOT IN (SELECT owner FROM dispatch_owners))",
@@ -705,24 +712,65 @@ typedef struct count_args {
     uint64_t *counts;
 } count_args;
 
+/* The owners (dispatch_owners) whose process lives and beats, as a JSON
+ * array: the heartbeat's test of who is dead, without forgetting anyone. */
+static void live_owners(sqlite3 *db, buf *out)
+{
+    buf_addc(out, '[');
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db, "SELECT owner, pid, heartbeat FROM dispatch_owners", -1, &st,
+                           NULL) == SQLITE_OK) {
+        int64_t stale = (int64_t)time(NULL) - OWNER_STALE_S;
+        int n = 0;
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            pid_t p = (pid_t)sqlite3_column_int64(st, 1);
+            if (sqlite3_column_int64(st, 2) < stale || (p > 0 && kill(p, 0) != 0 && errno == ESRCH))
+                continue;
+            buf_addf(out, n++ ? ",%lld" : "%lld", (long long)sqlite3_column_int64(st, 0));
+        }
+        sqlite3_finalize(st);
+    }
+    buf_addc(out, ']');
+}
+
 static int count_fn(sqlite3 *db, dlog *l, void *ud)
 {
     count_args *a = ud;
     sqlite3_stmt *st;
-    /* a key range, so the primary key index serves the prefix */
-    if (sqlite3_prepare_v2(db,
+    /* a key range, so the primary key index serves the prefix; a row a
+     * dead process left in deliver() is uncertain already, as the next
+     * dispatcher on its channel records it (dispatch.h: Durability) */
+    buf live;
+    buf_init(&live);
+    live_owners(db, &live);
+    if (sqlite3_prepare_v2(
+            db,
+            "SELECT CASE WHEN " PENDING " AND ((sending = 1 AND owner NOT IN (SELECT value FROM"
+            " json_each(?3))) OR rowid IN (" ON_THE_WIRE(
+                "f.owner NOT IN (SELECT value FROM"
+                " json_each(?3))") "))"
+                                   " THEN 'uncertain' ELSE status END, count(*) FROM deliveries"
+                                   " WHERE (?1 = '' OR (key >= ?1 AND key < ?1 || x'f48fbfbf'))"
+                                   " AND (?2 IS NULL OR channel = ?2) GROUP BY 1",
+            -1, &st, NULL) != SQLITE_OK &&
+        sqlite3_prepare_v2(db, /* a log from before dispatch_wire */
                            "SELECT status, count(*) FROM deliveries WHERE (?1 = '' OR"
                            " (key >= ?1 AND key < ?1 || x'f48fbfbf'))"
                            " AND (?2 IS NULL OR channel = ?2) GROUP BY status",
-                           -1, &st, NULL) != SQLITE_OK)
+                           -1, &st, NULL) != SQLITE_OK) {
+        buf_free(&live);
         return -1;
+    }
     sqlite3_bind_text(st, 1, a->prefix ? a->prefix : "", -1, SQLITE_STATIC);
     bind_text(st, 2, a->channel);
+    if (sqlite3_bind_parameter_count(st) >= 3)
+        sqlite3_bind_text(st, 3, live.data, (int)live.len, SQLITE_STATIC);
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         a->counts[dispatch_status_parse((const char *)sqlite3_column_text(st, 0))] +=
             (uint64_t)sqlite3_column_int64(st, 1);
     sqlite3_finalize(st);
+    buf_free(&live);
     return rc == SQLITE_DONE ? 0 : -1;
 }
 

@@ -4,7 +4,7 @@ receives. Run it with /usr/bin/python3 (Debian's python3-aiosmtpd).
   smtp_sink.py --dir DIR [--port N] [--auth USER:PASS] [--die-after N]
                [--reject SUBSTR=CODE ...] [--forever] [--pipelining]
                [--size N] [--no-smtputf8] [--tls CERT:KEY] [--delay-ms N]
-               [--hang SUBSTR[=N]]
+               [--hang SUBSTR[=N]] [--hold-after N]
 
 Prints "PORT <n>" on stdout once it listens (port 0 picks a free one).
 Every accepted message is DIR/<pid>-<seq>.eml (the exact DATA bytes, CRLF
@@ -28,6 +28,10 @@ line ends, dot-unstuffed; the pid keeps a restarted sink from overwriting) and o
               final dot (a server that took the message and went silent:
               the client's dot_timeout ends the session); later ones are
               answered
+--hold-after N  after N messages are stored, every later one waits at its
+              final dot, never stored nor answered (a server gone silent
+              mid-campaign: each connection has one message on the wire);
+              log.jsonl has {"held": ["..."]} for each
 --tls         offer STARTTLS with this certificate and key (PEM files)
 --reject      answer RCPT TO for recipients containing SUBSTR with CODE
               (550: permanent, 451: transient)
@@ -50,6 +54,7 @@ class Handler:
         self.reply = args.reply
         self.delay = (args.delay_ms or 0) / 1000.0
         self.die_after = args.die_after
+        self.hold_after = args.hold_after
         self.hang, self.hang_left = None, 0
         if args.hang:
             sub, _, n = args.hang.partition("=")
@@ -90,6 +95,9 @@ class Handler:
     async def handle_DATA(self, server, session, envelope):
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.hold_after is not None and self.seq >= self.hold_after:
+            self.log.write(json.dumps({"held": envelope.rcpt_tos}) + "\n")
+            await asyncio.sleep(86400)
         if self.die_after is not None and self.seq >= self.die_after:
             self.log.flush()
             os._exit(0)
@@ -134,6 +142,7 @@ def main():
     p.add_argument("--delay-ms", type=int)
     p.add_argument("--reply", choices=["postfix", "ses", "exim"], default="postfix")
     p.add_argument("--hang")
+    p.add_argument("--hold-after", type=int)
     args = p.parse_args()
     global args_forever
     args_forever = args.forever
