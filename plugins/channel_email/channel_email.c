@@ -163,39 +163,47 @@ static void put_header_text(const baton_host *h, baton_buf *out, const char *s, 
 }
 
 /* Quoted-printable (RFC 2045 §6.7): lines of at most 76 characters, soft
- * breaks "=", CRLF for every line end of the input. */
+ * breaks "=", CRLF for every line end of the input. Encoded into a chunk
+ * on the stack, appended to out a chunk at a time (not a host call per
+ * character: a 5 KB text is 5,000 of them). */
 static void put_qp(const baton_host *h, baton_buf *out, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t col = 0;
+    char chunk[2048];
+    size_t n = 0, col = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (n > sizeof chunk - 8) { /* room for the most one byte makes: "=\r\n=XX" */
+            h->buf_append(out, chunk, n);
+            n = 0;
+        }
         if (*p == '\r' && p[1] == '\n')
             continue;
         if (*p == '\n') {
-            h->buf_append(out, "\r\n", 2);
+            chunk[n++] = '\r';
+            chunk[n++] = '\n';
             col = 0;
             continue;
         }
-        char enc[3];
-        size_t len;
         int at_eol = p[1] == '\0' || p[1] == '\n' || (p[1] == '\r' && p[2] == '\n');
-        if ((*p >= 33 && *p <= 126 && *p != '=') || ((*p == ' ' || *p == '\t') && !at_eol)) {
-            enc[0] = (char)*p;
-            len = 1;
-        } else {
-            enc[0] = '=';
-            enc[1] = hex[*p >> 4];
-            enc[2] = hex[*p & 15];
-            len = 3;
-        }
+        int plain = (*p >= 33 && *p <= 126 && *p != '=') || ((*p == ' ' || *p == '\t') && !at_eol);
+        size_t len = plain ? 1 : 3;
         if (col + len > 75) {
-            h->buf_append(out, "=\r\n", 3);
+            memcpy(chunk + n, "=\r\n", 3);
+            n += 3;
             col = 0;
         }
-        h->buf_append(out, enc, len);
+        if (plain) {
+            chunk[n++] = (char)*p;
+        } else {
+            chunk[n++] = '=';
+            chunk[n++] = hex[*p >> 4];
+            chunk[n++] = hex[*p & 15];
+        }
         col += len;
     }
-    h->buf_append(out, "\r\n", 2);
+    chunk[n++] = '\r';
+    chunk[n++] = '\n';
+    h->buf_append(out, chunk, n);
 }
 
 static uint64_t fnv1a(const char *s, uint64_t seed)

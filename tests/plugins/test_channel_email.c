@@ -160,6 +160,40 @@ static void test_format_multipart(void **state)
     test_instance_free(inst);
 }
 
+/* A text of several kilobytes, all of it encoded (=C3=A9 for each é),
+ * so the quoted-printable lines and their soft breaks run across the
+ * encoder's chunks: 25 encoded bytes a line, then "=" CRLF. */
+static void test_format_long_text(void **state)
+{
+    instance *inst = email("from = \"news@example.com\";");
+    buf text, want;
+    buf_init(&text);
+    buf_init(&want);
+    size_t col = 0;
+    for (int i = 0; i < 3000; i++) {
+        buf_adds(&text, "\xc3\xa9");
+        for (int k = 0; k < 2; k++) {
+            if (col + 3 > 75) {
+                buf_adds(&want, "=\r\n");
+                col = 0;
+            }
+            buf_adds(&want, k ? "=A9" : "=C3");
+            col += 3;
+        }
+    }
+    buf_adds(&text, "\nend\n");
+    buf_adds(&want, "\r\nend\r\n\r\n"); /* the part ends with a line end of its own */
+    baton_message m = msg("long/1", "bob@example.com", "Long", text.data, NULL);
+    char *got = format(inst, &m, 0);
+    const char *body = strstr(got, "quoted-printable\r\n\r\n");
+    assert_non_null(body);
+    assert_string_equal(body + strlen("quoted-printable\r\n\r\n"), want.data);
+    free(got);
+    buf_free(&text);
+    buf_free(&want);
+    test_instance_free(inst);
+}
+
 static void test_format_single_part_and_from(void **state)
 {
     instance *inst =
@@ -849,6 +883,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format_multipart),
         cmocka_unit_test(test_format_single_part_and_from),
+        cmocka_unit_test(test_format_long_text),
         cmocka_unit_test(test_message_id_names_the_key),
         cmocka_unit_test(test_format_unsubscribe_template),
         cmocka_unit_test(test_format_unsubscribe_injection),
