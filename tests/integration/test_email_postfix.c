@@ -3,7 +3,8 @@
  * foreground by the test) listening on 127.0.0.1 only, on three free
  * ports: ALL offers everything (PIPELINING, SIZE, SMTPUTF8, CHUNKING,
  * ENHANCEDSTATUSCODES), SERIAL neither PIPELINING nor CHUNKING, NO_SIZE
- * neither SIZE nor SMTPUTF8. Everything it accepts is discarded
+ * neither SIZE nor SMTPUTF8, STRICT ends a session after 4 errors; all
+ * want a fully qualified EHLO name or an address literal. Everything it accepts is discarded
  * (default_transport = discard), nothing leaves the machine. What Postfix
  * logs (maillog_file) is read back: a campaign reaches it exactly once,
  * pipelined or not; a refused recipient keeps Postfix's reply with its
@@ -34,7 +35,7 @@
 #define MESSAGE_LIMIT 20000
 #define PROFILES 20
 
-enum { ALL, SERIAL, NO_SIZE, LISTENERS }; /* the smtpd listeners */
+enum { ALL, SERIAL, NO_SIZE, STRICT, LISTENERS }; /* the smtpd listeners */
 
 static char *pfdir, *skip_why;
 static int ports[LISTENERS];
@@ -118,6 +119,10 @@ static int postfix_start(void **st)
                  "smtputf8_enable = yes\n"
                  "smtpd_recipient_restrictions = check_recipient_access texthash:%s/etc/access, "
                  "permit_mynetworks, reject\n"
+                 /* a strict MTA's: baton's EHLO name must pass */
+                 "smtpd_helo_required = yes\n"
+                 "smtpd_helo_restrictions = reject_invalid_helo_hostname, "
+                 "reject_non_fqdn_helo_hostname\n"
                  "smtpd_log_access_permit_actions = static:all\n" /* helo=<..> logged */
                  "smtpd_error_sleep_time = 0\n"
                  "in_flow_delay = 0\n"
@@ -136,6 +141,7 @@ static int postfix_start(void **st)
                  "smtpd_discard_ehlo_keywords=pipelining,chunking\n"
                  "127.0.0.1:%d inet n - n - - smtpd -o "
                  "smtpd_discard_ehlo_keywords=size,smtputf8\n"
+                 "127.0.0.1:%d inet n - n - - smtpd -o smtpd_hard_error_limit=4\n"
                  "pickup unix n - n 60 1 pickup\n"
                  "cleanup unix n - n - 0 cleanup\n"
                  "qmgr unix n - n 300 1 qmgr\n"
@@ -153,7 +159,7 @@ static int postfix_start(void **st)
                  "anvil unix - - n - 1 anvil\n"
                  "scache unix - - n - 1 scache\n"
                  "postlog unix-dgram n - n - 1 postlogd\n",
-                 ports[ALL], ports[SERIAL], ports[NO_SIZE]) < 0)
+                 ports[ALL], ports[SERIAL], ports[NO_SIZE], ports[STRICT]) < 0)
         abort();
     free(file_write(pfdir, "etc/master.cf", text));
     free(text);
@@ -329,7 +335,7 @@ static void write_config(int port)
                  "channels: { email: { plugin = \"channel_email\"; port = %d; from = \"Shop "
                  "<news@example.com>\";\n"
                  "  address = \"email\"; consent = \"consent_email\"; connections = 1;\n"
-                 "  timeout = \"20s\"; retries = 0; }; };\n"
+                 "  timeout = \"20s\"; retries = 3; retry_backoff = \"50ms\"; }; };\n"
                  "campaigns = [ \"campaigns\" ];\n",
                  getenv("BATON_PLUGINS"), getenv("BATON_SRC"), port) < 0)
         abort();
@@ -629,13 +635,38 @@ static void test_smtputf8_address(void **st)
     free(row);
 }
 
+/* Postfix ends a session that made too many errors (421 4.7.0 Error: too
+ * many errors, smtpd_hard_error_limit): the refused keep their 5.1.1, the
+ * others are sent, on a new session, once each. */
+static void test_too_many_errors(void **st)
+{
+    skip_unless_postfix();
+    const char *domain = "errors.example";
+    addresses(domain);
+    crm("UPDATE profiles SET email = 'refused@errors.example' WHERE rowid <= 8");
+    long long planned = campaign("Hello");
+    assert_int_equal(planned, PROFILES);
+    size_t mark = log_lines();
+    run_campaign();
+    assert_int_equal(
+        sql_count(
+            "SELECT count(*) FROM deliveries WHERE status = 'failed' AND reason = 'RCPT TO: 550 "
+            "5.1.1 <refused@errors.example>: Recipient address rejected: no such user here'"),
+        8);
+    assert_int_equal(sql_count("SELECT count(*) FROM deliveries WHERE status = 'sent'"),
+                     planned - 8);
+    assert_int_equal((long long)discarded(domain), planned - 8);
+    each_sent_once();
+    assert_true(log_count_from(mark, "too many errors", NULL) > 0);
+}
+
 #define CASE(name, fn, l)                                                                          \
     {                                                                                              \
         name, fn, setup, teardown, &listener[l]                                                    \
     }
 int main(void)
 {
-    static int listener[LISTENERS] = {ALL, SERIAL, NO_SIZE};
+    static int listener[LISTENERS] = {ALL, SERIAL, NO_SIZE, STRICT};
     const struct CMUnitTest tests[] = {
         CASE("campaign_once_pipelined", test_campaign_reaches_postfix_once, ALL),
         CASE("campaign_once_serial", test_campaign_reaches_postfix_once, SERIAL),
@@ -645,6 +676,7 @@ int main(void)
         CASE("oversized_without_size", test_oversized_message, NO_SIZE),
         CASE("smtputf8_offered", test_smtputf8_address, ALL),
         CASE("smtputf8_not_offered", test_smtputf8_address, NO_SIZE),
+        CASE("too_many_errors", test_too_many_errors, STRICT),
     };
     return cmocka_run_group_tests(tests, postfix_start, postfix_stop);
 }
