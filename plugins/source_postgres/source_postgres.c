@@ -1154,20 +1154,55 @@ static run_rc run_batch(src *s, session *se, const baton_sql_stmt *st, const par
             (rc = need_function(s, se, st[i].sql, "baton_tz_local(", tz_sql, &se->has_tz, err,
                                 errlen)))
             return rc;
+    /* reads with parameters run prepared, as run_one's: named before the
+     * pipeline (naming may deallocate one), prepared in it the first time */
+    const char **pname = calloc(n + 1, sizeof *pname);
+    int *fresh = calloc(n + 1, sizeof *fresh);
+    if (!pname || !fresh) {
+        free(pname);
+        free(fresh);
+        put_err(s, err, errlen, "out of memory");
+        return RUN_FAILED;
+    }
+    for (size_t i = 0; n <= PREP_CACHE / 2 && i < n; i++)
+        if (st[i].fn && ps[i].n > 0 && strlen(st[i].sql) < 8192 &&
+            (starts_with_word(st[i].sql, "SELECT") || starts_with_word(st[i].sql, "WITH")))
+            pname[i] = prepared(s, se, st[i].sql, &ps[i], &fresh[i]);
     if (PQenterPipelineMode(pg) != 1) {
+        for (size_t i = 0; i < n; i++)
+            if (fresh[i])
+                forget_prepared(se, pname[i]);
+        free(pname);
+        free(fresh);
         put_err(s, err, errlen, PQerrorMessage(pg));
         return PQstatus(pg) == CONNECTION_OK ? RUN_FAILED : RUN_LOST;
     }
     int sent = 1;
-    for (size_t i = 0; sent && i < n; i++)
-        sent = PQsendQueryParams(pg, st[i].sql, ps[i].n, ps[i].types, ps[i].vals, NULL, NULL, 0);
+    for (size_t i = 0; sent && i < n; i++) {
+        if (pname[i] && fresh[i])
+            sent = PQsendPrepare(pg, pname[i], st[i].sql, ps[i].n, ps[i].types);
+        if (sent && pname[i])
+            sent = PQsendQueryPrepared(pg, pname[i], ps[i].n, ps[i].vals, NULL, NULL, 0);
+        else if (sent)
+            sent =
+                PQsendQueryParams(pg, st[i].sql, ps[i].n, ps[i].types, ps[i].vals, NULL, NULL, 0);
+    }
     sent = sent && PQpipelineSync(pg) == 1;
     s->host->counter_add(s->trips, 1);
     int failed = !sent;
     if (!sent)
         put_err(s, err, errlen, PQerrorMessage(pg));
-    for (size_t i = 0; sent && i < n && PQstatus(pg) == CONNECTION_OK; i++)
+    static const baton_sql_stmt prepare = {0};
+    for (size_t i = 0; sent && i < n && PQstatus(pg) == CONNECTION_OK; i++) {
+        if (pname[i] && fresh[i])
+            failed |= batch_rows(s, pg, &prepare, err, errlen, failed);
         failed |= batch_rows(s, pg, &st[i], err, errlen, failed);
+    }
+    for (size_t i = 0; failed && i < n; i++)
+        if (fresh[i]) /* it may not have been made */
+            forget_prepared(se, pname[i]);
+    free(pname);
+    free(fresh);
     /* the sync's own result closes the pipeline */
     PGresult *r;
     while (sent && PQstatus(pg) == CONNECTION_OK && (r = PQgetResult(pg)) != NULL) {

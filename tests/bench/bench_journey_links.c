@@ -32,12 +32,38 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* baton's reads of its best round, by kind: statements it ran */
+static long n_profile, n_rows, n_aggs, n_evals;
+
 static json_t *scope_profile(void *ud, const char *id)
 {
+    n_profile++;
     return jsource_profile(ud, id);
 }
 
-static double bench_baton(app *a, jsource *src, int64_t now_ms, long *trues)
+static json_t *scope_rows(void *ud, const struct schema_entity *ent, const struct schema_field *col,
+                          const baton_value *v, size_t limit, char *err, size_t errlen)
+{
+    n_rows++;
+    return jsource_rows(ud, ent, col, v, limit, err, errlen);
+}
+
+static int scope_aggs(void *ud, const char *profile_id, json_t **profile, size_t n,
+                      jagg_read *reads, int64_t now, char *err, size_t errlen)
+{
+    n_aggs += (long)n;
+    n_profile += profile != NULL;
+    return jsource_aggs(ud, profile_id, profile, n, reads, now, err, errlen);
+}
+
+static double bench_baton(app *a, jsource *src, int64_t now_ms, long *trues, double *cpu_us)
 {
     diag d;
     diag_init(&d);
@@ -54,7 +80,8 @@ static double bench_baton(app *a, jsource *src, int64_t now_ms, long *trues)
     char id[16], err[256];
     long n = 0;
     *trues = 0;
-    double t0 = now_s(), t;
+    n_profile = n_rows = n_aggs = 0;
+    double t0 = now_s(), c0 = cpu_s(), t;
     do {
         for (int k = 0; k < 256; k++, n++) {
             snprintf(id, sizeof id, "p%ld", 1 + (n * 7919) % PROFILES);
@@ -62,8 +89,8 @@ static double bench_baton(app *a, jsource *src, int64_t now_ms, long *trues)
                         .event = ev,
                         .now_ms = now_ms,
                         .profile = scope_profile,
-                        .rows = jsource_rows,
-                        .aggs = jsource_aggs,
+                        .rows = scope_rows,
+                        .aggs = scope_aggs,
                         .ud = src};
             int truth;
             if (jcond_truth(&c, &s, &truth, err, sizeof err)) {
@@ -76,6 +103,8 @@ static double bench_baton(app *a, jsource *src, int64_t now_ms, long *trues)
         }
         t = now_s() - t0;
     } while (t < SECONDS || n < PROFILES);
+    *cpu_us = (cpu_s() - c0) * 1e6 / (double)n;
+    n_evals = n;
     jcond_release(&c);
     jcompile_free(cc);
     json_decref(ev);
@@ -84,7 +113,7 @@ static double bench_baton(app *a, jsource *src, int64_t now_ms, long *trues)
 }
 
 /* The same reads by hand: the profile's row, its orders, the count. */
-static double bench_ceiling(const char *db_path, int64_t now_s_, long *trues)
+static double bench_ceiling(const char *db_path, int64_t now_s_, long *trues, double *cpu_us)
 {
     sqlite3 *db;
     if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
@@ -99,7 +128,7 @@ static double bench_ceiling(const char *db_path, int64_t now_s_, long *trues)
     strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", gmtime(&st));
     long n = 0;
     *trues = 0;
-    double t0 = now_s(), t;
+    double t0 = now_s(), c0 = cpu_s(), t;
     do {
         for (int k = 0; k < 256; k++, n++) {
             snprintf(id, sizeof id, "p%ld", 1 + (n * 7919) % PROFILES);
@@ -121,6 +150,7 @@ static double bench_ceiling(const char *db_path, int64_t now_s_, long *trues)
         }
         t = now_s() - t0;
     } while (t < SECONDS || n < PROFILES);
+    *cpu_us = (cpu_s() - c0) * 1e6 / (double)n;
     sqlite3_finalize(p);
     sqlite3_finalize(o);
     sqlite3_close(db);
@@ -131,7 +161,8 @@ static double bench_ceiling(const char *db_path, int64_t now_s_, long *trues)
  * SQLite, one prepared statement per profile; any_form: created_at read
  * in any stored form (as baton must: it cannot know that every row holds
  * the canonical text), else compared as text (right for this data only). */
-static double bench_ceiling_sql(const char *db_path, int64_t now_s_, int any_form, long *trues)
+static double bench_ceiling_sql(const char *db_path, int64_t now_s_, int any_form, long *trues,
+                                double *cpu_us)
 {
     sqlite3 *db;
     if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
@@ -155,7 +186,7 @@ static double bench_ceiling_sql(const char *db_path, int64_t now_s_, int any_for
         sqlite3_bind_text(o, 2, since, -1, SQLITE_STATIC);
     long n = 0;
     *trues = 0;
-    double t0 = now_s(), t;
+    double t0 = now_s(), c0 = cpu_s(), t;
     do {
         for (int k = 0; k < 256; k++, n++) {
             snprintf(id, sizeof id, "p%ld", 1 + (n * 7919) % PROFILES);
@@ -167,6 +198,7 @@ static double bench_ceiling_sql(const char *db_path, int64_t now_s_, int any_for
         }
         t = now_s() - t0;
     } while (t < SECONDS || n < PROFILES);
+    *cpu_us = (cpu_s() - c0) * 1e6 / (double)n;
     sqlite3_finalize(o);
     sqlite3_close(db);
     return (double)n / t;
@@ -211,15 +243,26 @@ int main(void)
     snprintf(db, sizeof db, "%s/crm.db", dir);
     /* alternate, keep each one's best: the machine is shared */
     double got = 0, ceil = 0, csql = 0, cany = 0;
+    double ug = 0, uc = 0, uq = 0, uy = 0; /* CPU µs per evaluation, of the best round */
+    long stmts[3] = {0}, evals = 1;
     for (int round = 0; round < 3; round++) {
-        double g = bench_baton(&a, js, now * 1000, &t1);
-        double c = bench_ceiling(db, now, &t2);
-        double q = bench_ceiling_sql(db, now, 0, &t3);
-        double y = bench_ceiling_sql(db, now, 1, &t4);
-        got = g > got ? g : got;
-        ceil = c > ceil ? c : ceil;
-        csql = q > csql ? q : csql;
-        cany = y > cany ? y : cany;
+        double u[4];
+        double g = bench_baton(&a, js, now * 1000, &t1, &u[0]);
+        long np = n_profile, nr = n_rows, na = n_aggs, ne = n_evals;
+        double c = bench_ceiling(db, now, &t2, &u[1]);
+        double q = bench_ceiling_sql(db, now, 0, &t3, &u[2]);
+        double y = bench_ceiling_sql(db, now, 1, &t4, &u[3]);
+        if (g > got) {
+            got = g, ug = u[0];
+            stmts[0] = np, stmts[1] = nr, stmts[2] = na;
+            evals = ne > 0 ? ne : 1;
+        }
+        if (c > ceil)
+            ceil = c, uc = u[1];
+        if (q > csql)
+            csql = q, uq = u[2];
+        if (y > cany)
+            cany = y, uy = u[3];
     }
     printf("journey condition with count(profile.orders where ...), a fresh step each:\n"
            "  baton       %9.0f evaluations/s\n"
@@ -230,10 +273,17 @@ int main(void)
            "  by hand     %9.0f evaluations/s: the same, created_at compared as text (canonical "
            "data only): baton at %.2f of it\n"
            "  target      %9.0f evaluations/s: ratio %.2f\n"
-           "  answers     %ld, %ld, %ld and %ld true of %d profiles%s\n",
+           "  answers     %ld, %ld, %ld and %ld true of %d profiles%s\n"
+           "  CPU         %.1f µs per evaluation (by hand: %.1f in C, %.1f, %.1f): baton at "
+           "%.2f of the statement baton runs by hand\n"
+           "  statements  baton %.2f per evaluation: %.2f profile reads, %.2f linked-row "
+           "reads, %.2f aggregates computed by the source (by hand: 2, 1, 1)\n",
            got, ceil, ceil > 0 ? got / ceil : 0, cany, cany > 0 ? got / cany : 0, csql,
            csql > 0 ? got / csql : 0, TARGET, got / TARGET, t1, t2, t4, t3, PROFILES,
-           t1 == t2 && t2 == t3 && t3 == t4 ? "" : " (DIFFER)");
+           t1 == t2 && t2 == t3 && t3 == t4 ? "" : " (DIFFER)", ug, uc, uy, uq,
+           ug > 0 ? uy / ug : 0, (double)(stmts[0] + stmts[1] + stmts[2]) / (double)evals,
+           (double)stmts[0] / (double)evals, (double)stmts[1] / (double)evals,
+           (double)stmts[2] / (double)evals);
     jsource_close(js);
     app_close(&a);
     diag_free(&d);
