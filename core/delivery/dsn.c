@@ -160,8 +160,6 @@ int dsn_parse(const char *b, size_t len, dsn_report *out, size_t *off, char *err
     /* Postfix names its queue id: the `queued as` id the delivery log
      * holds as provider_id when that MTA took the message from baton */
     header(status_part, g, "X-Postfix-Queue-ID", out->queue_id, sizeof out->queue_id);
-    char envid[512] = "";
-    header(status_part, g, "Original-Envelope-Id", envid, sizeof envid);
     int groups = 0;
     while (g < status_end) {
         while (g < status_end && (*g == '\r' || *g == '\n'))
@@ -206,25 +204,26 @@ int dsn_parse(const char *b, size_t len, dsn_report *out, size_t *off, char *err
                     "the delivery-status part has no per-recipient fields");
     /* no X-Baton-Key (a relay stripped it, no headers came back): the
      * returned Message-ID, the report's In-Reply-To and References (as
-     * Exchange writes them), the Original-Envelope-Id; the first that is
-     * a baton Message-ID names the delivery */
+     * Exchange writes them); the first msg-id that is a baton Message-ID
+     * names the delivery */
     if (!*out->key) {
         char refs[2048] = "", irt[512] = "";
         header(b, he, "In-Reply-To", irt, sizeof irt);
         header(b, he, "References", refs, sizeof refs);
-        const char *cands[] = {out->message_id, irt, refs, envid};
+        const char *cands[] = {out->message_id, irt, refs};
         for (size_t i = 0; i < sizeof cands / sizeof *cands && !*out->key; i++)
-            for (const char *c = cands[i]; *c && !*out->key;) {
-                c += strspn(c, " ,");
-                size_t n = strcspn(c, " ,");
+            for (const char *c = strchr(cands[i], '<'); c && !*out->key; c = strchr(c, '<')) {
+                const char *e = strchr(c, '>');
+                if (!e)
+                    break;
                 char one[512];
-                if (n && n < sizeof one) {
-                    memcpy(one, c, n);
-                    one[n] = 0;
+                if ((size_t)(e - c) < sizeof one - 1) {
+                    memcpy(one, c, (size_t)(e - c + 1));
+                    one[e - c + 1] = 0;
                     if (!baton_message_id_key(one, out->key, sizeof out->key))
                         out->key[0] = 0;
                 }
-                c += n;
+                c = e + 1;
             }
     }
     return 0;

@@ -6,8 +6,8 @@
  * expanded) are counted ignored. The returned message's X-Baton-Key (a
  * message/rfc822 or text/rfc822-headers part) says which delivery it
  * was; else a baton Message-ID (baton_message_id) the report quotes: the
- * returned Message-ID, the report's In-Reply-To or References, its
- * Original-Envelope-Id; else Postfix's X-Postfix-Queue-ID, the id it
+ * returned Message-ID, the report's In-Reply-To or References; else
+ * Postfix's X-Postfix-Queue-ID, the id it
  * answered `queued as` (dsn_provider_id). LF or CRLF line ends, folded
  * header lines. */
 #ifndef BATON_DELIVERY_DSN_H
