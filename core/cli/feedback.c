@@ -132,7 +132,7 @@ int cmd_feedback(const cli_ctx *ctx, int argc, char **argv)
             break;
         }
         matched += found;
-        json_t *ev = found ? dispatch_feedback_event(f.type, &row, "dsn", now) : NULL;
+        json_t *ev = found ? dispatch_feedback_event(&st, f.type, &row) : NULL;
         if (ev) {
             char *s = json_dumps(ev, JSON_COMPACT);
             json_decref(ev);

@@ -401,7 +401,7 @@ void http_feedback_post(http_req *q)
         log_info("http: feedback %s: %s for %s%s%s", prov, type,
                  f->address ? f->address : row.recipient, found ? ", delivery " : "",
                  found ? row.key : "");
-        json_t *ev = found ? dispatch_feedback_event(f->type, &row, prov, now) : NULL;
+        json_t *ev = found ? dispatch_feedback_event(q->env->st, f->type, &row) : NULL;
         if (ev)
             json_array_append_new(evs, ev);
     }

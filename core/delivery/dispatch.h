@@ -375,10 +375,11 @@ int dispatch_feedback_record(store *s, const dispatch_feedback *f, int64_t now,
 /* The event a hard bounce or a complaint of row enters into journeys,
  * the same whoever read it (POST /v1/feedback, baton feedback dsn):
  * {"id": "email_bounced:KEY" or "email_complained:KEY", "type",
- * "profile", "time" (now), "data": {"channel", "key", "reason",
- * "provider"}}. NULL for a soft bounce or a row of no profile. */
-json_t *dispatch_feedback_event(dispatch_feedback_type t, const dispatch_log_row *row,
-                                const char *provider, int64_t now);
+ * "profile", "time", "data": {"channel", "key", "reason", "provider"}},
+ * time, reason and provider those of the delivery's first report of
+ * that kind (dispatch_feedback_record it first), so that every repeat is
+ * the same event. NULL for a soft bounce or a row of no profile. */
+json_t *dispatch_feedback_event(store *s, dispatch_feedback_type t, const dispatch_log_row *row);
 
 /* --- Engagement: opens and clicks ---------------------------------------
  * Hits of a message's open pixel and click redirects (delivery/tracking),

@@ -140,6 +140,10 @@ static const char *const ddl_suppress =
     "CREATE INDEX IF NOT EXISTS deliveries_provider ON deliveries(provider_id)"
     " WHERE provider_id IS NOT NULL";
 
+/* a delivery's first report of a kind (dispatch_feedback_event) */
+static const char *const ddl_feedback_key =
+    "CREATE INDEX IF NOT EXISTS feedback_key ON feedback(key, type)";
+
 /* hits of the open pixel and click redirects (dispatch_engagement_record) */
 static const char *const ddl_engagement =
     "CREATE TABLE IF NOT EXISTS engagement (id INTEGER PRIMARY KEY, at INTEGER NOT NULL,"
@@ -153,6 +157,7 @@ int dispatch_log_init(store *s, char *err, size_t errlen)
     return store_migrate(s, "dispatch", 2, ddl, err, errlen) ||
            store_migrate(s, "engagement", 1, ddl_engagement, err, errlen) ||
            store_migrate(s, "suppressions", 2, ddl_suppress, err, errlen) ||
+           store_migrate(s, "feedback_key", 1, ddl_feedback_key, err, errlen) ||
            store_migrate(s, "dispatch_sending", 1, ddl_sending, err, errlen) ||
            store_migrate(s, "dispatch_owned", 1, ddl_owned, err, errlen) ||
            store_migrate(s, "dispatch_pending", 1, ddl_pending, err, errlen) ||
@@ -1036,6 +1041,17 @@ int dispatch_suppress(store *s, const char *channel, const char *kind, const cha
 
 static const char *const feedback_names[] = {"hard_bounce", "soft_bounce", "complaint"};
 
+/* The delivery's reason after a feedback of type t with the provider's
+ * words why ("bounced: 5.1.1 ..."). */
+static void feedback_reason(dispatch_feedback_type t, const char *why, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s%s%s",
+             t == FEEDBACK_HARD_BOUNCE   ? "bounced"
+             : t == FEEDBACK_SOFT_BOUNCE ? "soft bounce"
+                                         : "complained",
+             why && *why ? ": " : "", why ? why : "");
+}
+
 static int64_t find_delivery(sqlite3 *db, const char *sql, const char *v, dispatch_log_row *row)
 {
     sqlite3_stmt *st;
@@ -1072,11 +1088,7 @@ int dispatch_feedback_record(store *s, const dispatch_feedback *f, int64_t now,
                               f->message_id, &row);
     const char *address = f->address && *f->address ? f->address : rowid ? row.recipient : NULL;
     char reason[sizeof row.reason];
-    snprintf(reason, sizeof reason, "%s%s%s",
-             f->type == FEEDBACK_HARD_BOUNCE   ? "bounced"
-             : f->type == FEEDBACK_SOFT_BOUNCE ? "soft bounce"
-                                               : "complained",
-             f->reason && *f->reason ? ": " : "", f->reason ? f->reason : "");
+    feedback_reason(f->type, f->reason, reason, sizeof reason);
     int rc = store_exec(s, "BEGIN IMMEDIATE", err, errlen);
     sqlite3_stmt *st = NULL;
     if (rc == 0 &&
@@ -1149,17 +1161,42 @@ int dispatch_feedback_record(store *s, const dispatch_feedback *f, int64_t now,
     return rowid ? 1 : 0;
 }
 
-json_t *dispatch_feedback_event(dispatch_feedback_type t, const dispatch_log_row *row,
-                                const char *provider, int64_t now)
+json_t *dispatch_feedback_event(store *s, dispatch_feedback_type t, const dispatch_log_row *row)
 {
     if (t == FEEDBACK_SOFT_BOUNCE || !row->profile_id[0])
         return NULL;
+    /* made from the first report of its kind for the delivery, not this
+     * one: a repeat (a webhook sent again, the same DSN read twice, a
+     * second provider's) is the same event, a duplicate to the inbox */
+    int64_t at = 0;
+    char provider[64] = "", why[sizeof row->reason] = "";
+    int found = 0;
+    store_lock(s);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT at, provider, reason FROM feedback WHERE key = ?1 AND type = ?2"
+                           " ORDER BY id LIMIT 1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, row->key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, feedback_names[t], -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            found = 1;
+            at = sqlite3_column_int64(st, 0);
+            copy_col(provider, sizeof provider, st, 1);
+            copy_col(why, sizeof why, st, 2);
+        }
+    }
+    sqlite3_finalize(st);
+    store_unlock(s);
+    if (!found) /* not recorded (dispatch_feedback_record first) */
+        return NULL;
     const char *et = t == FEEDBACK_COMPLAINT ? "email_complained" : "email_bounced";
-    char ts[21];
-    timestamp_format(now, ts);
+    char ts[21], reason[sizeof row->reason];
+    timestamp_format(at, ts);
+    feedback_reason(t, why, reason, sizeof reason);
     char *id = xasprintf("%s:%s", et, row->key);
     json_t *data = json_pack("{s:s, s:s, s:s, s:s}", "channel", row->channel, "key", row->key,
-                             "reason", row->reason, "provider", provider);
+                             "reason", reason, "provider", provider);
     json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", id, "type", et, "profile",
                            row->profile_id, "time", ts, "data", data);
     free(id);

@@ -846,6 +846,15 @@ static void test_bounces_found_by_message_id(void **st)
     json_t *r = json_array_get(json_object_get(o, "results"), 0);
     assert_string_equal(json_string_value(json_object_get(r, "delivery")), key[0]);
     json_decref(o);
+    /* the MTA posts it again, later: the same event, a duplicate (not
+     * an id reused with other content) */
+    nap_ms(1100);
+    o = feedback("dsn", ingest_bearer, "message/rfc822", body, &status);
+    assert_int_equal(status, 200);
+    json_t *evs = json_object_get(o, "events");
+    assert_int_equal(json_integer_value(json_object_get(evs, "duplicate")), 1);
+    assert_int_equal(json_integer_value(json_object_get(evs, "dead_lettered")), 0);
+    json_decref(o);
     char *v = delivery("status || '|' || reason", "dan@example.com", key[0]);
     assert_string_equal(v, "bounced|bounced: 5.1.1 smtp; 550 5.1.1 <dan@example.com>: Recipient "
                            "address rejected: User unknown in virtual mailbox table");

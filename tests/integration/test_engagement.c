@@ -957,7 +957,9 @@ static void test_feedback_cli_enters_journeys(void **st)
                      1);
     json_decref(o);
     assert_int_equal(db_wait_for(inbox, "SELECT count(*) FROM journey_spool", 0, 10000), 0);
-    /* the same report again: recorded again, its event a duplicate */
+    /* the same report again, a second later (another time of reading):
+     * recorded again, its event the same, a duplicate */
+    nap_ms(1100);
     feedback_cli(f, "hard_bounce cy@example.com: suppressed, delivery j:bounce_watch:");
     free(f);
     assert_int_equal(db_wait_for(inbox, "SELECT count(*) FROM journey_spool", 0, 10000), 0);
