@@ -134,7 +134,9 @@ static int postfix_start(void **st)
     free(file_write(pfdir, "etc/main.cf", text));
     free(text);
     /* by the local part, in any domain */
-    free(file_write(pfdir, "etc/access", "refused@ 550 5.1.1 no such user here\npolicy@ REJECT\n"));
+    free(file_write(pfdir, "etc/access",
+                    "refused@ 550 5.1.1 no such user here\npolicy@ REJECT\n"
+                    "busy@ 450 4.2.1 mailbox busy\n"));
     if (asprintf(&text,
                  "127.0.0.1:%d inet n - n - - smtpd\n"
                  "127.0.0.1:%d inet n - n - - smtpd -o "
@@ -635,6 +637,33 @@ static void test_smtputf8_address(void **st)
     free(row);
 }
 
+/* A 4xx (a greylisting or busy mailbox's) is retried, each time asking
+ * Postfix again, and when the retries run out the row keeps Postfix's
+ * last reply; the others go once. */
+static void test_transient_refusal_retried(void **st)
+{
+    skip_unless_postfix();
+    const char *domain = "busy.example";
+    addresses(domain);
+    crm("UPDATE profiles SET email = 'busy@busy.example' WHERE rowid = 5");
+    long long planned = campaign("Hello");
+    assert_int_equal(planned, PROFILES);
+    size_t mark = log_lines();
+    run_campaign();
+    char *row = sql_text("state.db", "SELECT status || '|' || attempts || '|' || reason FROM "
+                                     "deliveries WHERE recipient = 'busy@busy.example'");
+    assert_string_equal(row, "failed|4|gave up after 4 attempts: RCPT TO: 450 4.2.1 "
+                             "<busy@busy.example>: Recipient address "
+                             "rejected: mailbox busy");
+    free(row);
+    /* the first try and the 3 retries, each an RCPT Postfix refused */
+    assert_int_equal(log_count_from(mark, "NOQUEUE: reject: RCPT", "to=<busy@busy.example>"), 4);
+    assert_int_equal(sql_count("SELECT count(*) FROM deliveries WHERE status = 'sent'"),
+                     planned - 1);
+    assert_int_equal((long long)discarded(domain), planned - 1);
+    each_sent_once();
+}
+
 /* Postfix ends a session that made too many errors (421 4.7.0 Error: too
  * many errors, smtpd_hard_error_limit): the refused keep their 5.1.1, the
  * others are sent, on a new session, once each. */
@@ -676,6 +705,7 @@ int main(void)
         CASE("oversized_without_size", test_oversized_message, NO_SIZE),
         CASE("smtputf8_offered", test_smtputf8_address, ALL),
         CASE("smtputf8_not_offered", test_smtputf8_address, NO_SIZE),
+        CASE("transient_refusal_retried", test_transient_refusal_retried, ALL),
         CASE("too_many_errors", test_too_many_errors, STRICT),
     };
     return cmocka_run_group_tests(tests, postfix_start, postfix_stop);
