@@ -3,7 +3,9 @@
  * foreground by the test) listening on 127.0.0.1 only, on three free
  * ports: ALL offers everything (PIPELINING, SIZE, SMTPUTF8, CHUNKING,
  * ENHANCEDSTATUSCODES), SERIAL neither PIPELINING nor CHUNKING, NO_SIZE
- * neither SIZE nor SMTPUTF8, STRICT ends a session after 4 errors; all
+ * neither SIZE nor SMTPUTF8, STRICT ends a session after 4 errors, TLS
+ * takes mail only after STARTTLS (a certificate for 127.0.0.1 made by the
+ * test); all
  * want a fully qualified EHLO name or an address literal. Everything it accepts is discarded
  * (default_transport = discard), nothing leaves the machine. What Postfix
  * logs (maillog_file) is read back: a campaign reaches it exactly once,
@@ -35,7 +37,7 @@
 #define MESSAGE_LIMIT 20000
 #define PROFILES 20
 
-enum { ALL, SERIAL, NO_SIZE, STRICT, LISTENERS }; /* the smtpd listeners */
+enum { ALL, SERIAL, NO_SIZE, STRICT, TLS, LISTENERS }; /* the smtpd listeners */
 
 static char *pfdir, *skip_why;
 static int ports[LISTENERS];
@@ -100,6 +102,15 @@ static int postfix_start(void **st)
     free(cmd);
     for (int i = 0; i < LISTENERS; i++)
         ports[i] = server_free_port();
+    if (asprintf(&cmd,
+                 "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s/etc/tls.key -out "
+                 "%s/etc/tls.pem -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 "
+                 ">/dev/null 2>&1",
+                 pfdir, pfdir) < 0)
+        abort();
+    if (system(cmd) != 0)
+        fail_msg("openssl could not make a certificate: %s", cmd);
+    free(cmd);
     char *text;
     if (asprintf(&text,
                  "compatibility_level = 3.6\n"
@@ -144,6 +155,10 @@ static int postfix_start(void **st)
                  "127.0.0.1:%d inet n - n - - smtpd -o "
                  "smtpd_discard_ehlo_keywords=size,smtputf8\n"
                  "127.0.0.1:%d inet n - n - - smtpd -o smtpd_hard_error_limit=4\n"
+                 "127.0.0.1:%d inet n - n - - smtpd -o smtpd_tls_security_level=encrypt -o "
+                 "smtpd_tls_cert_file=%s/etc/tls.pem -o smtpd_tls_key_file=%s/etc/tls.key -o "
+                 "smtpd_tls_loglevel=1\n"
+                 "tlsmgr unix - - n 1000? 1 tlsmgr\n"
                  "pickup unix n - n 60 1 pickup\n"
                  "cleanup unix n - n - 0 cleanup\n"
                  "qmgr unix n - n 300 1 qmgr\n"
@@ -161,7 +176,8 @@ static int postfix_start(void **st)
                  "anvil unix - - n - 1 anvil\n"
                  "scache unix - - n - 1 scache\n"
                  "postlog unix-dgram n - n - 1 postlogd\n",
-                 ports[ALL], ports[SERIAL], ports[NO_SIZE], ports[STRICT]) < 0)
+                 ports[ALL], ports[SERIAL], ports[NO_SIZE], ports[STRICT], ports[TLS], pfdir,
+                 pfdir) < 0)
         abort();
     free(file_write(pfdir, "etc/master.cf", text));
     free(text);
@@ -325,7 +341,7 @@ static void crm(const char *sql)
     free(sql_text("crm.db", sql));
 }
 
-static void write_config(int port)
+static void write_config(int port, const char *extra)
 {
     char *text;
     if (asprintf(&text,
@@ -337,9 +353,10 @@ static void write_config(int port)
                  "channels: { email: { plugin = \"channel_email\"; port = %d; from = \"Shop "
                  "<news@example.com>\";\n"
                  "  address = \"email\"; consent = \"consent_email\"; connections = 1;\n"
-                 "  timeout = \"20s\"; retries = 3; retry_backoff = \"50ms\"; }; };\n"
+                 "  timeout = \"20s\"; retries = 3; retry_backoff = \"50ms\";\n"
+                 "  %s }; };\n"
                  "campaigns = [ \"campaigns\" ];\n",
-                 getenv("BATON_PLUGINS"), getenv("BATON_SRC"), port) < 0)
+                 getenv("BATON_PLUGINS"), getenv("BATON_SRC"), port, extra) < 0)
         abort();
     free(cfg);
     cfg = file_write(dir, "baton.cfg", text);
@@ -357,7 +374,7 @@ static int setup(void **st)
     if (asprintf(&cd, "mkdir -p %s/campaigns", dir) < 0 || system(cd) != 0)
         abort();
     free(cd);
-    write_config(ports[*(int *)*st]);
+    write_config(ports[*(int *)*st], "");
     char *out, *err;
     int rc = baton(&out, &err, "sample-data --profiles %d --seed 3", PROFILES);
     if (rc)
@@ -689,13 +706,63 @@ static void test_too_many_errors(void **st)
     assert_true(log_count_from(mark, "too many errors", NULL) > 0);
 }
 
+/* STARTTLS with Postfix, its certificate checked against tls_ca_file:
+ * the campaign goes encrypted, once each; without STARTTLS the rows keep
+ * Postfix's "530 5.7.0 Must issue a STARTTLS command first", and nothing
+ * of them is taken. */
+static void test_starttls(void **st)
+{
+    skip_unless_postfix();
+    const char *domain = "tls.example";
+    addresses(domain);
+    char extra[1200];
+    snprintf(extra, sizeof extra, "starttls = \"required\"; tls_ca_file = \"%s/etc/tls.pem\";",
+             pfdir);
+    write_config(ports[TLS], extra);
+    long long planned = campaign("Hello");
+    assert_int_equal(planned, PROFILES);
+    size_t mark = log_lines();
+    assert_int_equal(run_campaign(), 0);
+    assert_int_equal(sql_count("SELECT count(*) FROM deliveries WHERE status = 'sent'"), planned);
+    assert_int_equal((long long)discarded(domain), planned);
+    each_sent_once();
+    /* one session, encrypted */
+    assert_int_equal(log_count_from(mark, "TLS connection established from", NULL), 1);
+    char stats[128];
+    snprintf(stats, sizeof stats, " ehlo=2 starttls=1 mail=%d rcpt=%d data=%d ", PROFILES, PROFILES,
+             PROFILES);
+    assert_int_equal(log_count_from(mark, "disconnect from", stats), 1);
+
+    /* the same campaign again, in clear: Postfix says no to each */
+    addresses("ctls.example");
+    write_config(ports[TLS], "starttls = \"disabled\";");
+    free(file_write(dir, "campaigns/c.cfg",
+                    "campaign: { name = \"c2\"; activities = (\n"
+                    "  { id = \"a\"; type = \"build_audience\"; dimension = \"profiles\"; },\n"
+                    "  { id = \"m\"; type = \"send\"; channel = \"email\"; input = \"a\";\n"
+                    "    subject = \"Hi\"; text = \"Hello\"; } ); };\n"));
+    char *out, *err;
+    int rc = baton(&out, &err, "campaign run c2");
+    print_message("campaign run c2: exit %d\n%s", rc, err);
+    free(out);
+    free(err);
+    assert_int_equal(rc, 1);
+    /* (Postfix also ends each session after 20 errors with a 421: the
+     * messages it cut are tried again, and refused again) */
+    assert_int_equal(sql_count("SELECT count(*) FROM deliveries WHERE status = 'failed' AND "
+                               "reason = 'MAIL FROM: 530 5.7.0 Must issue a STARTTLS command "
+                               "first'"),
+                     planned);
+    assert_int_equal((long long)discarded("ctls.example"), 0);
+}
+
 #define CASE(name, fn, l)                                                                          \
     {                                                                                              \
         name, fn, setup, teardown, &listener[l]                                                    \
     }
 int main(void)
 {
-    static int listener[LISTENERS] = {ALL, SERIAL, NO_SIZE, STRICT};
+    static int listener[LISTENERS] = {ALL, SERIAL, NO_SIZE, STRICT, TLS};
     const struct CMUnitTest tests[] = {
         CASE("campaign_once_pipelined", test_campaign_reaches_postfix_once, ALL),
         CASE("campaign_once_serial", test_campaign_reaches_postfix_once, SERIAL),
@@ -707,6 +774,7 @@ int main(void)
         CASE("smtputf8_not_offered", test_smtputf8_address, NO_SIZE),
         CASE("transient_refusal_retried", test_transient_refusal_retried, ALL),
         CASE("too_many_errors", test_too_many_errors, STRICT),
+        CASE("starttls", test_starttls, TLS),
     };
     return cmocka_run_group_tests(tests, postfix_start, postfix_stop);
 }
