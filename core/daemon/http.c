@@ -308,7 +308,7 @@ static void *parker_main(void *arg)
          * open, as their deadlines move with each request */
         pthread_mutex_lock(&s->cmu);
         for (http_conn *k = s->conns; k; k = k->next)
-            if (!k->in_request && k->header_until_us <= now) {
+            if (!k->in_request && k->header_until_us <= now && s->l.header_timeout_ms > 0) {
                 k->header_until_us = INT64_MAX;
                 shutdown(k->fd, SHUT_RDWR);
                 char ip[INET6_ADDRSTRLEN] = "?";
