@@ -134,6 +134,9 @@ static int postfix_start(void **st)
                  "smtpd_helo_required = yes\n"
                  "smtpd_helo_restrictions = reject_invalid_helo_hostname, "
                  "reject_non_fqdn_helo_hostname\n"
+                 /* and its: DATA refused to a client whose text comes
+                  * before the 354 */
+                 "smtpd_data_restrictions = reject_unauth_pipelining\n"
                  "smtpd_log_access_permit_actions = static:all\n" /* helo=<..> logged */
                  "smtpd_error_sleep_time = 0\n"
                  "in_flow_delay = 0\n"
