@@ -84,10 +84,13 @@ const cli_command cli_commands[] = {
      "report-type=delivery-status), as an MTA returns it, from FILE or stdin (-),\n"
      "and record it in the state store of data_dir as POST /v1/feedback/dsn does:\n"
      "a failed recipient (hard bounce) is suppressed on every channel and its\n"
-     "delivery (found by the returned X-Baton-Key, else the provider id) becomes\n"
-     "bounced; a delayed one (soft) is noted. Works while serve runs and without\n"
-     "the HTTP server; journeys get email_bounced only through serve's endpoint.\n"
-     "Exit 2 for a report that is not one (FILE: byte N: why).\n"
+     "delivery (found by the returned X-Baton-Key, else the baton Message-ID the\n"
+     "report quotes, else the provider id) becomes bounced; a delayed one (soft)\n"
+     "is noted. Works while serve runs and without the HTTP server; its\n"
+     "email_bounced goes to the inbox's spool, entered into journeys by serve\n"
+     "(running, or when it starts), once per delivery.\n"
+     "Exit 2 for a report that is not one (FILE: byte N: why); 1 when the store\n"
+     "or the spool cannot be written.\n"
      "  --json  {\"provider\", \"recorded\", \"matched\", \"ignored\", \"results\"}\n",
      cmd_feedback},
     {"sample-data",
