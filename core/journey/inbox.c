@@ -43,8 +43,9 @@ int jinbox_open(jinbox *b, const char *path, char *err, size_t errlen)
         {&b->last, "SELECT coalesce(max(seq), 0) FROM journey_inbox"},
         {&b->read, "SELECT seq, id, type, profile, time, source, body FROM journey_inbox"
                    " WHERE seq > ? ORDER BY seq LIMIT ?"},
-        {&b->prune, "DELETE FROM journey_inbox WHERE seq IN (SELECT seq FROM journey_inbox"
-                    " WHERE seq <= ? AND received < ? ORDER BY seq LIMIT ?)"},
+        {&b->prune_scan, "SELECT seq, received FROM journey_inbox WHERE seq <= ? ORDER BY seq"
+                         " LIMIT ?"},
+        {&b->prune, "DELETE FROM journey_inbox WHERE seq <= ?"},
         {&b->count_dead, "SELECT count(*) FROM journey_dead_letters"},
         {&b->body, "SELECT body FROM journey_inbox WHERE id = ?"},
     };
@@ -66,7 +67,8 @@ void jinbox_close(jinbox *b)
 {
     if (!b->st.db)
         return;
-    sqlite3_stmt *all[] = {b->ins, b->dead, b->last, b->read, b->prune, b->count_dead, b->body};
+    sqlite3_stmt *all[] = {b->ins,   b->dead,       b->last,       b->read,
+                           b->prune, b->prune_scan, b->count_dead, b->body};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     if (b->ready)
@@ -216,14 +218,26 @@ int64_t jinbox_last(jinbox *b)
     return v;
 }
 
+/* The oldest rows, in order, up to the first one still young: the work is
+ * what is forgotten. (Selecting every old row among those <= upto read
+ * the whole inbox while nothing was a week old yet, 120 ms for 300,000
+ * rows, each minute, with mu held: the intake's puts waited for it.) */
 int jinbox_prune(jinbox *b, int64_t upto, int64_t older_than_ms, int max)
 {
     pthread_mutex_lock(&b->mu);
-    sqlite3_bind_int64(b->prune, 1, upto);
-    sqlite3_bind_int64(b->prune, 2, older_than_ms);
-    sqlite3_bind_int(b->prune, 3, max);
-    int rc = step_done(b->prune);
-    int n = rc ? -1 : sqlite3_changes(b->st.db);
+    sqlite3_bind_int64(b->prune_scan, 1, upto);
+    sqlite3_bind_int(b->prune_scan, 2, max);
+    int64_t last = 0;
+    int rc;
+    while ((rc = sqlite3_step(b->prune_scan)) == SQLITE_ROW &&
+           sqlite3_column_int64(b->prune_scan, 1) < older_than_ms)
+        last = sqlite3_column_int64(b->prune_scan, 0);
+    sqlite3_reset(b->prune_scan);
+    int n = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+    if (n == 0 && last) {
+        sqlite3_bind_int64(b->prune, 1, last);
+        n = step_done(b->prune) ? -1 : sqlite3_changes(b->st.db);
+    }
     pthread_mutex_unlock(&b->mu);
     return n;
 }

@@ -20,7 +20,7 @@
 
 typedef struct jinbox {
     store st;
-    sqlite3_stmt *ins, *dead, *last, *read, *prune, *count_dead, *body;
+    sqlite3_stmt *ins, *dead, *last, *read, *prune, *prune_scan, *count_dead, *body;
     pthread_mutex_t mu; /* one statement at a time */
     int ready;
     uint64_t dead_letters, duplicates;
@@ -58,7 +58,9 @@ int jinbox_read(jinbox *b, int64_t after, size_t max,
 /* The highest sequence number stored (0 when empty). */
 int64_t jinbox_last(jinbox *b);
 /* Forget processed events (seq <= upto) received before older_than_ms:
- * their ids no longer deduplicate. At most max rows per call. */
+ * their ids no longer deduplicate. The oldest first, up to the first one
+ * received since (its sequence number's order is the order received), at
+ * most max rows per call. Returns how many, or -1. */
 int jinbox_prune(jinbox *b, int64_t upto, int64_t older_than_ms, int max);
 uint64_t jinbox_dead_count(jinbox *b);
 

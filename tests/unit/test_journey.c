@@ -14,6 +14,7 @@
 #include "plugin/app.h"
 #include "base/timefmt.h"
 #include "journey/event.h"
+#include "journey/inbox.h"
 #include "journey/journey.h"
 #include "journey/report.h"
 #include "journey/sim.h"
@@ -141,6 +142,39 @@ static void test_event_read_object(void **st)
         json_decref(v);
     }
     assert_int_equal(read, 3);
+}
+
+static void inbox_put_at(jinbox *b, int i, int64_t received)
+{
+    char json[128], why[256], err[256];
+    snprintf(json, sizeof json, "{\"id\": \"e%d\", \"type\": \"t\", \"profile\": \"p\"}", i);
+    jevent ev;
+    assert_int_equal(jevent_parse(json, strlen(json), received, &ev, why, sizeof why), 0);
+    int64_t seq;
+    int outcome;
+    assert_int_equal(jinbox_put(b, &ev, NULL, "t", received, &seq, &outcome, err, sizeof err), 0);
+    assert_int_equal(outcome, JINBOX_STORED);
+    jevent_free(&ev);
+}
+
+/* The inbox forgets the oldest events up to the first young one, at most
+ * max a call, and only processed ones (seq <= upto); a forgotten id is
+ * new again. */
+static void test_inbox_prune(void **st)
+{
+    jinbox b;
+    char err[256];
+    assert_int_equal(jinbox_open(&b, ":memory:", err, sizeof err), 0);
+    /* e0..e5 a week old, e6..e8 young, e9 old again (a clock set back) */
+    for (int i = 0; i < 10; i++)
+        inbox_put_at(&b, i, i < 6 || i == 9 ? 1000 + i : 9000 + i);
+    assert_int_equal(jinbox_prune(&b, 3, 5000, 100), 3);  /* not past upto */
+    assert_int_equal(jinbox_prune(&b, 10, 5000, 2), 2);   /* at most max */
+    assert_int_equal(jinbox_prune(&b, 10, 5000, 100), 1); /* up to e6 */
+    assert_int_equal(jinbox_prune(&b, 10, 5000, 100), 0);
+    inbox_put_at(&b, 0, 9100); /* forgotten: stored again */
+    assert_int_equal(jinbox_last(&b), 11);
+    jinbox_close(&b);
 }
 
 static void test_event_defaults(void **st)
@@ -1152,6 +1186,7 @@ int main(void)
         cmocka_unit_test(test_event_defaults),
         cmocka_unit_test(test_event_text),
         cmocka_unit_test(test_event_read_object),
+        cmocka_unit_test(test_inbox_prune),
         cmocka_unit_test(test_event_malformed),
         cmocka_unit_test(test_event_reader),
         cmocka_unit_test(test_timers_order),
