@@ -50,7 +50,7 @@
 #include <unistd.h>
 
 #define MAX_SESSIONS 65
-#define PREP_CACHE 32
+#define PREP_CACHE 64 /* per session: a journey step has a statement per condition and link */
 #define MAX_PARAMS 65535
 
 /* PostgreSQL type oids (pg_type.dat: stable across versions) */

@@ -18,14 +18,17 @@
 
 /* Prepared read-only statements kept by their SQL text: journeys read a
  * profile and its linked rows with the same few statements on every step,
- * and a prepare costs as much as the read. Least recently used goes. */
-#define STMT_CACHE 16
+ * and the aggregates of each condition with one of their own; a prepare
+ * costs as much as the read. Least recently used goes. */
+#define STMT_CACHE 64
 
 typedef struct stmt_slot {
     char *sql;
+    size_t len; /* strlen(sql): most texts differ in it */
     sqlite3_stmt *st;
     unsigned long used;
-    int busy; /* stepping now: a row callback's own exec prepares afresh */
+    int busy;     /* stepping now: a row callback's own exec prepares afresh */
+    size_t *pmap; /* the params index of each placeholder, read once */
 } stmt_slot;
 
 typedef struct src {
@@ -160,14 +163,17 @@ static void cache_clear(src *s)
     for (int i = 0; i < STMT_CACHE; i++) {
         sqlite3_finalize(s->cache[i].st);
         free(s->cache[i].sql);
+        free(s->cache[i].pmap);
         s->cache[i] = (stmt_slot){0};
     }
 }
 
 static stmt_slot *cache_find(src *s, const char *sql)
 {
+    size_t len = strlen(sql);
     for (int i = 0; i < STMT_CACHE; i++)
-        if (s->cache[i].sql && !s->cache[i].busy && !strcmp(s->cache[i].sql, sql)) {
+        if (s->cache[i].len == len && s->cache[i].sql && !s->cache[i].busy &&
+            !memcmp(s->cache[i].sql, sql, len)) {
             s->cache[i].used = ++s->tick;
             s->cache[i].busy = 1;
             return &s->cache[i];
@@ -190,16 +196,17 @@ static stmt_slot *cache_put(src *s, const char *sql, sqlite3_stmt *st)
         return NULL;
     sqlite3_finalize(lru->st);
     free(lru->sql);
-    *lru = (stmt_slot){.sql = copy, .st = st, .used = ++s->tick, .busy = 1};
+    free(lru->pmap);
+    *lru = (stmt_slot){.sql = copy, .len = strlen(copy), .st = st, .used = ++s->tick, .busy = 1};
     return lru;
 }
 
-/* Done with st: a kept statement is reset for its next use. */
+/* Done with st: a kept statement is reset for its next use (which binds
+ * every parameter again). */
 static void release(stmt_slot *slot, sqlite3_stmt *st)
 {
     if (slot) {
         sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
         slot->busy = 0;
     } else {
         sqlite3_finalize(st);
@@ -301,9 +308,19 @@ static int src_exec(void *state, const char *sql, const baton_value *params, siz
                 slot = cache_put(s, sql, st);
         }
         int np = sqlite3_bind_parameter_count(st);
+        if (slot && !slot->pmap && np > 0 && (slot->pmap = malloc((size_t)np * sizeof(size_t))))
+            for (int i = 1, k = 0; i <= np; i++) {
+                const char *pn = sqlite3_bind_parameter_name(st, i);
+                slot->pmap[i - 1] = pn && pn[0] == '?' ? (size_t)atol(pn + 1) - 1 : (size_t)k++;
+            }
         for (int i = 1; i <= np; i++) {
-            const char *pn = sqlite3_bind_parameter_name(st, i);
-            size_t pi = pn && pn[0] == '?' ? (size_t)atol(pn + 1) - 1 : next_param++;
+            size_t pi;
+            if (slot && slot->pmap) {
+                pi = slot->pmap[i - 1];
+            } else {
+                const char *pn = sqlite3_bind_parameter_name(st, i);
+                pi = pn && pn[0] == '?' ? (size_t)atol(pn + 1) - 1 : next_param++;
+            }
             if (pi >= nparams) {
                 snprintf(err, errlen, "parameter %d of %zu bound is missing", i, nparams);
                 release(slot, st);
