@@ -313,6 +313,16 @@ dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t
     return DISPATCH_ACCEPTED;
 }
 
+void dispatch_kick(dispatcher *d)
+{
+    pthread_mutex_lock(&d->mu);
+    if (d->head && !d->kicked) {
+        d->kicked = 1;
+        pthread_cond_signal(&d->work);
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
 int dispatch_flush(dispatcher *d, int64_t timeout_ms)
 {
     int64_t end = timeout_ms >= 0 ? deadline_now_ms() + timeout_ms : -1;

@@ -196,6 +196,13 @@ typedef enum dispatch_submit_rc {
 dispatch_submit_rc dispatch_submit(dispatcher *d, const dispatch_msg *m, int64_t timeout_ms,
                                    char *err, size_t errlen);
 
+/* The messages submitted so far are a whole group (the transaction that
+ * submitted them committed, nothing more is coming with them): a worker
+ * lingering for more to join them takes them now. The journey engine
+ * calls it after each batch: its messages cannot be marked in flight
+ * before the batch commits, and the linger after that is waiting only. */
+void dispatch_kick(dispatcher *d);
+
 /* Wait until nothing is queued, in flight or waiting to retry in memory
  * (deferred rows do not count), then commit the delivery log. Returns 0,
  * or -1 when timeout_ms (-1: no limit) ran out first. */

@@ -73,6 +73,8 @@ struct dispatcher {
     int pump_starved;       /* the pump found no room: wake it when there is */
     int flushing;           /* dispatch_flush waits: no lingering */
     int pumping;            /* the pump is taking rows of the log into memory */
+    int kicked;             /* dispatch_kick: what is queued is a whole group,
+                               not lingered on (until the queue empties) */
     qmsg *head, *tail;
     size_t nqueued; /* in head..tail */
     size_t max;     /* a worker's batch */

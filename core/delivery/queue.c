@@ -185,17 +185,19 @@ size_t queue_take(dispatcher *d, qmsg **batch, size_t max)
         d->head = d->head->next;
         d->nqueued--;
     }
-    if (!d->head)
+    if (!d->head) {
         d->tail = NULL;
-    else
+        d->kicked = 0;
+    } else {
         pthread_cond_signal(&d->work);
+    }
     return n;
 }
 
 /* Under d->mu: the queue is short of a batch of max and its oldest has
- * waited less than LINGER_MS, with no flush or close hurrying it. */
+ * waited less than LINGER_MS, with no flush, close or kick hurrying it. */
 int queue_lingering(const dispatcher *d, size_t max, int64_t now)
 {
     return d->head && d->nqueued < max && d->head->enq_ms + LINGER_MS > now && !d->flushing &&
-           !d->closing;
+           !d->closing && !d->kicked;
 }

@@ -169,6 +169,7 @@ static void *engine_main(void *arg)
         jr_actions_commit(r); /* calls to the action workers */
         jr_dead_commit(r);    /* profiles not found, to the inbox's dead letters */
         jr_hand_sends(r);     /* sends to the dispatchers */
+        jr_kick_sends(r);     /* what they hold of this batch goes now */
         inbox_done(r, &w);
     }
     return NULL;

@@ -230,6 +230,7 @@ int jr_on_channel_enabled(void *ud, const char *name);
 int jr_on_send(void *ud, const jsend_req *q, char *status, size_t statuslen);
 void jr_sends_commit(jrunner *r);
 void jr_hand_sends(jrunner *r);
+void jr_kick_sends(jrunner *r);
 void jr_resume_send(jrunner *r, const char *key, const char *profile, const char *jname,
                     const jnode *node, json_t *event, json_t *results);
 void jr_psend_free(psend *p);

@@ -226,6 +226,15 @@ void jr_hand_sends(jrunner *r)
     }
 }
 
+/* After the commit and the hand: the batch's messages are all in their
+ * dispatchers, and committed: no worker need linger for more of them. */
+void jr_kick_sends(jrunner *r)
+{
+    for (size_t i = 0; i < r->nch; i++)
+        if (r->ch[i].d)
+            dispatch_kick(r->ch[i].d);
+}
+
 /* After the commit: what the transaction decided waits behind what was
  * kept before, oldest first. */
 void jr_sends_commit(jrunner *r)
