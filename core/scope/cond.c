@@ -454,17 +454,25 @@ static void prefetch(jscope *s, const expr *const *ex, size_t nex)
 }
 
 /* The key of the profile as a link to it reads it: its row's when read,
- * else the id as the row would give it (a text key). 0, or -1 when only
- * the row can tell (another type of key, not read yet). */
+ * else the id as the row would give it (a text key, or an integer key
+ * written as the integer is). 0, or -1 when only the row can tell. */
 static int profile_key(jscope *s, const schema_link *link, baton_value *v)
 {
-    if (s->profile_loaded && s->profile_row)
-        from_json(json_object_get(s->profile_row, link->to->key->name), (int)link->to->key->type,
-                  v);
-    else if (link->to->key->type == BATON_T_STRING)
+    int type = (int)link->to->key->type;
+    if (s->profile_loaded && s->profile_row) {
+        from_json(json_object_get(s->profile_row, link->to->key->name), type, v);
+    } else if (type == BATON_T_STRING) {
         *v = (baton_value){.type = BATON_T_STRING, .v.s = {s->profile_id, strlen(s->profile_id)}};
-    else
+    } else if (type == BATON_T_INT) {
+        char *end, again[24];
+        long long k = strtoll(s->profile_id, &end, 10);
+        snprintf(again, sizeof again, "%lld", k);
+        if (*end || strcmp(again, s->profile_id)) /* "041", " 41": the row would say */
+            return -1;
+        *v = (baton_value){.type = BATON_T_INT, .v.i = k};
+    } else {
         return -1;
+    }
     return 0;
 }
 

@@ -1,7 +1,9 @@
 /* Journeys under `baton serve` on a PostgreSQL profiles source: an
  * update_profile node writes the row (an integer key, as real tables
- * have, bound as a parameter), the next node reads the new values, and a
- * kill -9 then restart does not write it again (points would be 30). */
+ * have, bound as a parameter), the next nodes read the new values and
+ * count the profile's recent orders (computed by PostgreSQL, keyed by the
+ * event's profile as an integer), and a kill -9 then restart does not
+ * write it again (points would be 30). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -84,12 +86,24 @@ static int setup(void **st)
     dir = tmpdir_make("journey-pg");
     if (pg_server_psql(&pg,
                        "CREATE TABLE profiles (id bigint PRIMARY KEY, tier text, points integer);"
-                       "INSERT INTO profiles VALUES (41, 'bronze', 10), (42, 'bronze', 10)",
+                       "INSERT INTO profiles VALUES (41, 'bronze', 10), (42, 'bronze', 10);"
+                       "CREATE TABLE orders (id text PRIMARY KEY, profile_id bigint, amount "
+                       "double precision, created_at timestamptz);"
+                       /* two each of more than 5 in the last 30 days */
+                       "INSERT INTO orders VALUES ('o1', 41, 10, now() - interval '1 day'),"
+                       " ('o2', 41, 20, now() - interval '2 days'), ('o3', 41, 1, now()),"
+                       " ('o4', 41, 50, now() - interval '90 days'),"
+                       " ('o5', 42, 10, now() - interval '1 day'),"
+                       " ('o6', 42, 30, now() - interval '3 days'), ('o7', NULL, 99, now())",
                        NULL) != 0)
         return -1;
     free(file_write(dir, "schema.cfg",
                     "entities: { profiles: { key = \"id\";\n"
-                    "  fields: { id = \"int\"; tier = \"string\"; points = \"int\"; }; }; };\n"));
+                    "  fields: { id = \"int\"; tier = \"string\"; points = \"int\"; }; };\n"
+                    "  orders: { key = \"id\"; fields: { id = \"string\"; profile_id = \"int\";\n"
+                    "    amount = \"float\"; created_at = \"timestamp\"; };\n"
+                    "    links: { profile = { to = \"profiles\"; via = \"profile_id\"; reverse = "
+                    "\"orders\"; }; }; }; };\n"));
     char text[4096];
     snprintf(text, sizeof text,
              "baton: { data_dir = \"var\"; plugin_path = [ \"%s\" ]; log = { level = \"info\"; "
@@ -111,7 +125,10 @@ static int setup(void **st)
         "  start = \"up\"; nodes = (\n"
         "    { id = \"up\"; type = \"update_profile\"; set = ( { field = \"tier\"; value = "
         "\"'silver'\"; }, { field = \"points\"; value = \"profile.points + 10\"; } ); next = "
-        "\"c\"; },\n"
+        "\"n\"; },\n"
+        "    { id = \"n\"; type = \"condition\"; branches = ( { when = \"count(profile.orders "
+        "where amount > 5 and created_at > now() - 30d) == 2\"; next = \"c\"; } ); otherwise = "
+        "\"bad\"; },\n"
         "    { id = \"c\"; type = \"condition\"; branches = ( { when = \"profile.tier == 'silver' "
         "and profile.points == 20\"; next = \"ok\"; } ); otherwise = \"bad\"; },\n"
         "    { id = \"ok\"; type = \"end\"; }, { id = \"bad\"; type = \"end\"; } ); };\n"));
@@ -148,7 +165,7 @@ static void test_update_profile_on_postgres(void **st)
     snprintf(db, sizeof db, "%s/var/state.db", dir);
     start_serve();
     append_event("u1", "41");
-    if (db_wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up c ok'", 1,
+    if (db_wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up n c ok'", 1,
                     20000) != 1) {
         char path[1100];
         snprintf(path, sizeof path, "%s/baton.log", dir);
@@ -163,9 +180,10 @@ static void test_update_profile_on_postgres(void **st)
     stop_serve(SIGKILL);
     start_serve();
     append_event("u2", "42");
-    assert_int_equal(
-        db_wait_for(db, "SELECT count(*) FROM journey_instances WHERE path = 'up c ok'", 2, 20000),
-        2);
+    assert_int_equal(db_wait_for(db,
+                                 "SELECT count(*) FROM journey_instances WHERE path = 'up n c ok'",
+                                 2, 20000),
+                     2);
     nap_ms(500);
     assert_int_equal(pg_long("SELECT points FROM profiles WHERE id = 41"), 20);
     assert_int_equal(pg_long("SELECT points FROM profiles WHERE id = 42"), 20);
