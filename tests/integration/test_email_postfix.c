@@ -22,6 +22,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <ftw.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -30,6 +31,8 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "support/fs.h"
 #include "support/server.h"
@@ -95,8 +98,8 @@ static int postfix_start(void **st)
     pfdir = tmpdir_make("postfix");
     chmod(pfdir, 0755); /* its daemons, as postfix, reach data/ and queue/ */
     char *cmd;
-    if (asprintf(&cmd, "mkdir -p %s/etc %s/queue %s/data && chown postfix %s/data", pfdir, pfdir,
-                 pfdir, pfdir) < 0 ||
+    if (asprintf(&cmd, "mkdir -p %s/etc %s/queue %s/data %s/mail && chown postfix %s/data %s/mail",
+                 pfdir, pfdir, pfdir, pfdir, pfdir, pfdir) < 0 ||
         system(cmd) != 0)
         abort();
     free(cmd);
@@ -142,8 +145,15 @@ static int postfix_start(void **st)
                  "in_flow_delay = 0\n"
                  "alias_maps =\n"
                  "alias_database =\n"
-                 "biff = no\n",
-                 pfdir, pfdir, meta, pfdir, pfdir, MESSAGE_LIMIT, pfdir) < 0)
+                 "biff = no\n"
+                 /* but mail to @box.example is kept, in the Maildir mail/box */
+                 "virtual_mailbox_domains = box.example\n"
+                 "virtual_mailbox_base = %s/mail\n"
+                 "virtual_mailbox_maps = inline:{ @box.example=box/ }\n"
+                 "virtual_uid_maps = static:%d\n"
+                 "virtual_gid_maps = static:%d\n",
+                 pfdir, pfdir, meta, pfdir, pfdir, MESSAGE_LIMIT, pfdir, pfdir, (int)pw->pw_uid,
+                 (int)pw->pw_gid) < 0)
         abort();
     free(file_write(pfdir, "etc/main.cf", text));
     free(text);
@@ -176,6 +186,7 @@ static int postfix_start(void **st)
                  "error unix - - n - - error\n"
                  "retry unix - - n - - error\n"
                  "discard unix - - n - - discard\n"
+                 "virtual unix - n n - - virtual\n"
                  "anvil unix - - n - 1 anvil\n"
                  "scache unix - - n - 1 scache\n"
                  "postlog unix-dgram n - n - 1 postlogd\n",
@@ -706,6 +717,84 @@ static void test_transient_refusal_retried(void **st)
     each_sent_once();
 }
 
+/* What Postfix keeps (a Maildir, by its virtual delivery agent) is what
+ * baton wrote, read back by Python's email package: a line that is one
+ * dot, lines that begin with dots (doubled on the wire, undone by
+ * Postfix), a line of 1,500 bytes (over SMTP's 998: quoted-printable soft
+ * breaks), UTF-8; each message once. */
+static void test_content_kept_by_postfix(void **st)
+{
+    skip_unless_postfix();
+    addresses("box.example");
+    char longline[1501];
+    for (size_t i = 0; i < sizeof longline - 1; i++)
+        longline[i] = i % 50 == 49 ? '.' : 'a' + (char)(i % 26);
+    longline[sizeof longline - 1] = '\0';
+    char want[2048], cfg_text[2100];
+    snprintf(want, sizeof want,
+             "Hello,\n.\n..two\n.one\n%s\nGr\xc3\xbc\xc3\x9f"
+             "e \xe2\x80\x94 \xf0\x9f\x8e\x81\n.",
+             longline);
+    /* the same, as a libconfig string */
+    size_t k = 0;
+    for (const char *p = want; *p && k < sizeof cfg_text - 3; p++) {
+        if (*p == '\n') {
+            cfg_text[k++] = '\\';
+            cfg_text[k++] = 'n';
+        } else
+            cfg_text[k++] = *p;
+    }
+    cfg_text[k] = '\0';
+    long long planned = campaign(cfg_text);
+    assert_int_equal(planned, PROFILES);
+    size_t mark = log_lines();
+    assert_int_equal(run_campaign(), 0);
+    assert_int_equal(
+        log_wait_from(mark, "@box.example>, relay=virtual", "status=sent", (size_t)planned),
+        planned);
+
+    char *box = pf_path("mail/box/new");
+    DIR *d = opendir(box);
+    assert_non_null(d);
+    json_t *keys = json_object();
+    struct dirent *e;
+    size_t files = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        files++;
+        char *cmd, *out = NULL;
+        if (asprintf(&cmd, "/usr/bin/python3 %s/tests/support/mime_check.py %s/%s",
+                     getenv("BATON_SRC"), box, e->d_name) < 0)
+            abort();
+        assert_int_equal(run_capture(cmd, &out, NULL), 0);
+        free(cmd);
+        json_t *m = json_loads(out, 0, NULL);
+        assert_non_null(m);
+        free(out);
+        assert_int_equal(json_integer_value(json_object_get(m, "defects")), 0);
+        assert_string_equal(json_string_value(json_object_get(m, "content_type")), "text/plain");
+        json_t *parts = json_object_get(m, "parts");
+        assert_int_equal(json_array_size(parts), 1);
+        const char *text = json_string_value(json_object_get(json_array_get(parts, 0), "text"));
+        size_t n = strlen(text);
+        while (n && text[n - 1] == '\n')
+            n--;
+        assert_int_equal(n, strlen(want));
+        assert_memory_equal(text, want, n);
+        const char *key = json_string_value(json_object_get(m, "x_baton_key"));
+        assert_non_null(key);
+        assert_null(json_object_get(keys, key)); /* once each */
+        json_object_set_new(keys, key, json_true());
+        json_decref(m);
+    }
+    closedir(d);
+    free(box);
+    assert_int_equal(files, planned);
+    assert_int_equal(json_object_size(keys), planned);
+    json_decref(keys);
+}
+
 /* Postfix ends a session that made too many errors (421 4.7.0 Error: too
  * many errors, smtpd_hard_error_limit): the refused keep their 5.1.1, the
  * others are sent, on a new session, once each. */
@@ -800,6 +889,7 @@ int main(void)
         CASE("transient_refusal_retried", test_transient_refusal_retried, ALL),
         CASE("too_many_errors", test_too_many_errors, STRICT),
         CASE("starttls", test_starttls, TLS),
+        CASE("content_kept_by_postfix", test_content_kept_by_postfix, ALL),
     };
     return cmocka_run_group_tests(tests, postfix_start, postfix_stop);
 }
