@@ -162,19 +162,44 @@ static void put_header_text(const baton_host *h, baton_buf *out, const char *s, 
     }
 }
 
+/* Whether the byte at q stands for itself in quoted-printable: printable
+ * but '=', or a space or tab that does not end its line. */
+static int qp_plain(const unsigned char *q)
+{
+    if (*q >= 33 && *q <= 126)
+        return *q != '=';
+    if (*q != ' ' && *q != '\t')
+        return 0;
+    return !(q[1] == '\0' || q[1] == '\n' || (q[1] == '\r' && q[2] == '\n'));
+}
+
 /* Quoted-printable (RFC 2045 §6.7): lines of at most 76 characters, soft
  * breaks "=", CRLF for every line end of the input. Encoded into a chunk
- * on the stack, appended to out a chunk at a time (not a host call per
- * character: a 5 KB text is 5,000 of them). */
+ * on the stack, runs of plain bytes copied at once, appended to out a
+ * chunk at a time (not a host call per character: a 5 KB text is 5,000
+ * of them). */
 static void put_qp(const baton_host *h, baton_buf *out, const char *s)
 {
     static const char hex[] = "0123456789ABCDEF";
     char chunk[2048];
     size_t n = 0, col = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (n > sizeof chunk - 8) { /* room for the most one byte makes: "=\r\n=XX" */
+        if (n + 8 >= sizeof chunk) { /* room for "=\r\n=XX" and a run of one byte at least */
             h->buf_append(out, chunk, n);
             n = 0;
+        }
+        int plain = qp_plain(p);
+        if (plain && col < 75) {
+            /* as many as the line and the chunk take */
+            size_t room = 75 - col < sizeof chunk - 8 - n ? 75 - col : sizeof chunk - 8 - n;
+            const unsigned char *q = p + 1;
+            while ((size_t)(q - p) < room && qp_plain(q))
+                q++;
+            memcpy(chunk + n, p, (size_t)(q - p));
+            n += (size_t)(q - p);
+            col += (size_t)(q - p);
+            p = q - 1;
+            continue;
         }
         if (*p == '\r' && p[1] == '\n')
             continue;
@@ -184,8 +209,6 @@ static void put_qp(const baton_host *h, baton_buf *out, const char *s)
             col = 0;
             continue;
         }
-        int at_eol = p[1] == '\0' || p[1] == '\n' || (p[1] == '\r' && p[2] == '\n');
-        int plain = (*p >= 33 && *p <= 126 && *p != '=') || ((*p == ' ' || *p == '\t') && !at_eol);
         size_t len = plain ? 1 : 3;
         if (col + len > 75) {
             memcpy(chunk + n, "=\r\n", 3);

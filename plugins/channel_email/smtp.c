@@ -987,30 +987,35 @@ static void body(smtpc *c, smtpc_msg *m)
 {
     if (!m->wired)
         mark(c, m);
-    reserve(c, m->len + m->len / 16 + 8);
+    /* a line at a time: its bytes copied at once (memchr finds its end) */
+    const char *p = m->data, *end = m->data + m->len;
+    int bol = 1;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = (size_t)((nl ? nl : end) - p);
+        reserve(c, n + 8); /* its dot, CRLF, and the final ".\r\n" */
+        if (c->oom)
+            return;
+        char *o = c->out + c->out_len;
+        if (n && *p == '.')
+            *o++ = '.';
+        memcpy(o, p, n);
+        o += n;
+        if (nl) {
+            if (!n || p[n - 1] != '\r')
+                *o++ = '\r'; /* a bare LF goes as CRLF */
+            *o++ = '\n';
+            p = nl + 1;
+        } else {
+            p = end;
+        }
+        bol = nl != NULL;
+        c->out_len = (size_t)(o - c->out);
+    }
+    reserve(c, 8);
     if (c->oom)
         return;
-    const char *p = m->data, *end = m->data + m->len;
     char *o = c->out + c->out_len;
-    char *lim = c->out + c->out_cap - 6;
-    int bol = 1;
-    for (; p < end; p++) {
-        if (o >= lim) {
-            size_t at = (size_t)(o - c->out);
-            c->out_len = at;
-            reserve(c, (size_t)(end - p) * 2 + 8);
-            if (c->oom)
-                return;
-            o = c->out + at;
-            lim = c->out + c->out_cap - 6;
-        }
-        if (bol && *p == '.')
-            *o++ = '.';
-        if (*p == '\n' && (p == m->data || p[-1] != '\r'))
-            *o++ = '\r'; /* a bare LF goes as CRLF */
-        *o++ = *p;
-        bol = *p == '\n';
-    }
     if (!bol) {
         *o++ = '\r';
         *o++ = '\n';

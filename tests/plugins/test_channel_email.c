@@ -162,7 +162,8 @@ static void test_format_multipart(void **state)
 
 /* A text of several kilobytes, all of it encoded (=C3=A9 for each é),
  * so the quoted-printable lines and their soft breaks run across the
- * encoder's chunks: 25 encoded bytes a line, then "=" CRLF. */
+ * encoder's chunks: 25 encoded bytes a line, then "=" CRLF; one of
+ * letters only, 75 a line; and prose, its spaces at line ends encoded. */
 static void test_format_long_text(void **state)
 {
     instance *inst = email("from = \"news@example.com\";");
@@ -186,6 +187,61 @@ static void test_format_long_text(void **state)
     baton_message m = msg("long/1", "bob@example.com", "Long", text.data, NULL);
     char *got = format(inst, &m, 0);
     const char *body = strstr(got, "quoted-printable\r\n\r\n");
+    assert_non_null(body);
+    assert_string_equal(body + strlen("quoted-printable\r\n\r\n"), want.data);
+    free(got);
+    /* and bytes that stand for themselves: 75 a line */
+    buf_reset(&text);
+    buf_reset(&want);
+    col = 0;
+    for (int i = 0; i < 5000; i++) {
+        buf_addc(&text, (char)('a' + i % 26));
+        if (col + 1 > 75) {
+            buf_adds(&want, "=\r\n");
+            col = 0;
+        }
+        buf_addc(&want, (char)('a' + i % 26));
+        col++;
+    }
+    buf_adds(&want, "\r\n");
+    m = msg("long/2", "bob@example.com", "Long", text.data, NULL);
+    got = format(inst, &m, 0);
+    body = strstr(got, "quoted-printable\r\n\r\n");
+    assert_non_null(body);
+    assert_string_equal(body + strlen("quoted-printable\r\n\r\n"), want.data);
+    free(got);
+    /* prose: spaces stand for themselves but at a line's end (=20) */
+    buf_reset(&text);
+    buf_reset(&want);
+    col = 0;
+    const char *prose = "lorem ipsum dolor sit amet ";
+    for (int i = 0; i < 5000; i++)
+        buf_addc(&text, i % 97 == 96 ? '\n' : prose[i % 27]);
+    buf_adds(&text, " ");
+    for (size_t i = 0; i < text.len; i++) {
+        char ch = text.data[i];
+        if (ch == '\n') {
+            buf_adds(&want, "\r\n");
+            col = 0;
+            continue;
+        }
+        int eol = i + 1 == text.len || text.data[i + 1] == '\n';
+        const char *enc = ch == ' ' && eol ? "=20" : NULL;
+        size_t len = enc ? 3 : 1;
+        if (col + len > 75) {
+            buf_adds(&want, "=\r\n");
+            col = 0;
+        }
+        if (enc)
+            buf_adds(&want, enc);
+        else
+            buf_addc(&want, ch);
+        col += len;
+    }
+    buf_adds(&want, "\r\n");
+    m = msg("long/3", "bob@example.com", "Long", text.data, NULL);
+    got = format(inst, &m, 0);
+    body = strstr(got, "quoted-printable\r\n\r\n");
     assert_non_null(body);
     assert_string_equal(body + strlen("quoted-printable\r\n\r\n"), want.data);
     free(got);
