@@ -1,21 +1,22 @@
 /* channel_email against a real Postfix smtpd: a private instance (its own
  * config, queue and data folders in a temporary one, master run in the
- * foreground by the test) listening on 127.0.0.1 only, on three free
+ * foreground by the test) listening on 127.0.0.1 only, on five free
  * ports: ALL offers everything (PIPELINING, SIZE, SMTPUTF8, CHUNKING,
  * ENHANCEDSTATUSCODES), SERIAL neither PIPELINING nor CHUNKING, NO_SIZE
  * neither SIZE nor SMTPUTF8, STRICT ends a session after 4 errors, TLS
  * takes mail only after STARTTLS (a certificate for 127.0.0.1 made by the
- * test); all
- * want a fully qualified EHLO name or an address literal. Everything it accepts is discarded
- * (default_transport = discard), nothing leaves the machine. What Postfix
- * logs (maillog_file) is read back: a campaign reaches it exactly once,
- * pipelined or not; a refused recipient keeps Postfix's reply with its
- * enhanced status code; a message over message_size_limit is failed before
- * anything of it goes where SIZE says the limit, and keeps Postfix's "552
- * 5.3.4" where it does not; an internationalised address is taken with
- * SMTPUTF8. baton's client sends text with DATA, never BDAT, offered
- * CHUNKING or not: the reply to its final dot is the one to the message.
- * Skipped, saying why, where Postfix cannot run. */
+ * test); all want a fully qualified EHLO name or an address literal.
+ * What it accepts is discarded (default_transport = discard) but for
+ * @box.example, kept in a Maildir; nothing leaves the machine. What
+ * Postfix logs (maillog_file) is read back: a campaign reaches it exactly
+ * once, pipelined or not, in clear or over TLS; a refused recipient keeps
+ * Postfix's reply with its enhanced status code, a deferred one is retried;
+ * a message over message_size_limit is failed before anything of it goes
+ * where SIZE says the limit, and keeps Postfix's "552 5.3.4" where it does
+ * not; an internationalised address is taken with SMTPUTF8; the stored
+ * message is the one written. baton's client sends text with DATA, never
+ * BDAT, offered CHUNKING or not: the reply to its final dot is the one to
+ * the message. Skipped, saying why, where Postfix cannot run. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
