@@ -289,10 +289,24 @@ static int journey_status(const cli_ctx *ctx, int argc, char **argv)
         printf("  %-16s %-11s %10s %10s\n", "node", "type", "at", "through");
         const char *id;
         json_t *n;
-        json_object_foreach(json_object_get(o, "nodes"), id, n) printf(
-            "  %-16s %-11s %10lld %10lld\n", id, json_string_value(json_object_get(n, "type")),
-            (long long)json_integer_value(json_object_get(n, "at")),
-            (long long)json_integer_value(json_object_get(n, "through")));
+        json_object_foreach(json_object_get(o, "nodes"), id, n)
+        {
+            printf("  %-16s %-11s %10lld %10lld", id, json_string_value(json_object_get(n, "type")),
+                   (long long)json_integer_value(json_object_get(n, "at")),
+                   (long long)json_integer_value(json_object_get(n, "through")));
+            /* a send or action node's steps by outcome, those there are */
+            static const char *const outs[] = {"sent",    "failed",  "uncertain",
+                                               "pending", "skipped", "capped"};
+            int first = 1;
+            for (size_t k = 0; json_object_get(n, "sent") && k < sizeof outs / sizeof *outs; k++) {
+                long long v = (long long)json_integer_value(json_object_get(n, outs[k]));
+                if (v || k == 0) {
+                    printf("%s%s %lld", first ? "   " : ", ", outs[k], v);
+                    first = 0;
+                }
+            }
+            printf("\n");
+        }
         if (!dead_err)
             print_dead_letters(o);
     }

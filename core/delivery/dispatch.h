@@ -312,6 +312,12 @@ int dispatch_log_delivered(store *s, const char *key);
  * its channel records it so). Returns 0 or -1. */
 int dispatch_log_counts(store *s, const char *key_prefix, const char *channel,
                         uint64_t counts[DISPATCH_NSTATUS]);
+/* fn for each row whose key starts with key_prefix (NULL or "": all) and,
+ * when profile_id is not NULL, of that profile, that a dead process left
+ * in deliver(): still queued in the log, uncertain already (as
+ * dispatch_log_counts counts it). fn must not write the log. 0 or -1. */
+int dispatch_log_unsure(store *s, const char *key_prefix, const char *profile_id,
+                        void (*fn)(void *ud, const char *key), void *ud);
 /* The reason of one row with this status whose key starts with
  * key_prefix ("" in out when none). Returns 0 or -1. */
 int dispatch_log_reason(store *s, const char *key_prefix, dispatch_status status, char *out,

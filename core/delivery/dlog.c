@@ -738,6 +738,13 @@ static void live_owners(sqlite3 *db, buf *out)
     buf_addc(out, ']');
 }
 
+/* A row a dead process left in deliver() (?3: the live owners, as
+ * live_owners writes them): uncertain, as the next dispatcher on its
+ * channel records it */
+#define IN_DOUBT                                                                                   \
+    "(" PENDING " AND ((sending = 1 AND owner NOT IN (SELECT value FROM json_each(?3))) OR"        \
+    " rowid IN (" ON_THE_WIRE("f.owner NOT IN (SELECT value FROM json_each(?3))") ")))"
+
 static int count_fn(sqlite3 *db, dlog *l, void *ud)
 {
     count_args *a = ud;
@@ -748,16 +755,12 @@ static int count_fn(sqlite3 *db, dlog *l, void *ud)
     buf live;
     buf_init(&live);
     live_owners(db, &live);
-    if (sqlite3_prepare_v2(
-            db,
-            "SELECT CASE WHEN " PENDING " AND ((sending = 1 AND owner NOT IN (SELECT value FROM"
-            " json_each(?3))) OR rowid IN (" ON_THE_WIRE(
-                "f.owner NOT IN (SELECT value FROM"
-                " json_each(?3))") "))"
-                                   " THEN 'uncertain' ELSE status END, count(*) FROM deliveries"
-                                   " WHERE (?1 = '' OR (key >= ?1 AND key < ?1 || x'f48fbfbf'))"
-                                   " AND (?2 IS NULL OR channel = ?2) GROUP BY 1",
-            -1, &st, NULL) != SQLITE_OK &&
+    if (sqlite3_prepare_v2(db,
+                           "SELECT CASE WHEN " IN_DOUBT
+                           " THEN 'uncertain' ELSE status END, count(*) FROM"
+                           " deliveries WHERE (?1 = '' OR (key >= ?1 AND key < ?1 || x'f48fbfbf'))"
+                           " AND (?2 IS NULL OR channel = ?2) GROUP BY 1",
+                           -1, &st, NULL) != SQLITE_OK &&
         sqlite3_prepare_v2(db, /* a log from before dispatch_wire */
                            "SELECT status, count(*) FROM deliveries WHERE (?1 = '' OR"
                            " (key >= ?1 AND key < ?1 || x'f48fbfbf'))"
@@ -777,6 +780,42 @@ static int count_fn(sqlite3 *db, dlog *l, void *ud)
     sqlite3_finalize(st);
     buf_free(&live);
     return rc == SQLITE_DONE ? 0 : -1;
+}
+
+typedef struct unsure_args {
+    const char *prefix, *profile;
+    void (*fn)(void *ud, const char *key);
+    void *ud;
+} unsure_args;
+
+static int unsure_fn(sqlite3 *db, dlog *l, void *ud)
+{
+    unsure_args *a = ud;
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(db,
+                           "SELECT key FROM deliveries WHERE (?1 = '' OR (key >= ?1 AND key < ?1"
+                           " || x'f48fbfbf')) AND (?2 IS NULL OR profile_id = ?2) AND " IN_DOUBT,
+                           -1, &st, NULL) != SQLITE_OK)
+        return 0; /* a log from before dispatch_wire: nothing to tell */
+    buf live;
+    buf_init(&live);
+    live_owners(db, &live);
+    sqlite3_bind_text(st, 1, a->prefix ? a->prefix : "", -1, SQLITE_STATIC);
+    bind_text(st, 2, a->profile);
+    sqlite3_bind_text(st, 3, live.data, (int)live.len, SQLITE_STATIC);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+        a->fn(a->ud, (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    buf_free(&live);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int dispatch_log_unsure(store *s, const char *key_prefix, const char *profile_id,
+                        void (*fn)(void *ud, const char *key), void *ud)
+{
+    unsure_args a = {key_prefix, profile_id, fn, ud};
+    return with_db(s, unsure_fn, &a);
 }
 
 int dispatch_log_counts(store *s, const char *key_prefix, const char *channel,

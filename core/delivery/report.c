@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "base/timefmt.h"
+#include "delivery/dispatch.h"
 
 static int have_log(store *st)
 {
@@ -98,6 +99,11 @@ json_t *delivery_list_json(store *st, const delivery_filter *f)
     return json_pack("{s:o, s:o}", "deliveries", list, "next_cursor", next);
 }
 
+static void add_key(void *ud, const char *key)
+{
+    json_object_set_new(ud, key, json_true());
+}
+
 json_t *delivery_profile_json(store *st, const char *profile)
 {
     json_t *list = json_array();
@@ -110,6 +116,17 @@ json_t *delivery_profile_json(store *st, const char *profile)
         while (sqlite3_step(q) == SQLITE_ROW)
             json_array_append_new(list, row_json(q));
         sqlite3_finalize(q);
+        /* what a killed process had on the wire is uncertain at once */
+        json_t *unsure = json_object();
+        dispatch_log_unsure(st, NULL, profile, add_key, unsure);
+        size_t i;
+        json_t *o;
+        json_array_foreach(list, i, o)
+        {
+            if (json_object_get(unsure, json_string_value(json_object_get(o, "key"))))
+                json_object_set_new(o, "status", json_string("uncertain"));
+        }
+        json_decref(unsure);
     }
     return list;
 }

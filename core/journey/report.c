@@ -100,6 +100,37 @@ static void bump(json_t *n, const char *key)
     json_object_set_new(n, key, json_integer(json_integer_value(json_object_get(n, key)) + 1));
 }
 
+static void add_key(void *ud, const char *key)
+{
+    json_object_set_new(ud, key, json_true());
+}
+
+typedef struct unsure_ctx {
+    json_t *nodes;
+    sqlite3_stmt *q;
+} unsure_ctx;
+
+static void move_one(json_t *n, const char *from, const char *to)
+{
+    json_int_t f = json_integer_value(json_object_get(n, from));
+    if (f <= 0)
+        return;
+    json_object_set_new(n, from, json_integer(f - 1));
+    json_object_set_new(n, to, json_integer(json_integer_value(json_object_get(n, to)) + 1));
+}
+
+static void unsure_node(void *ud, const char *key)
+{
+    unsure_ctx *u = ud;
+    sqlite3_reset(u->q);
+    sqlite3_bind_text(u->q, 1, key, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(u->q) == SQLITE_ROW) {
+        json_t *n = json_object_get(u->nodes, col(u->q, 0));
+        if (n)
+            move_one(n, "pending", "uncertain");
+    }
+}
+
 /* The outcome of each send and action node's steps: the delivery log's
  * status when the message reached it (sent, failed...), else the step's
  * own (skipped: channel disabled, capped, pending...). */
@@ -139,6 +170,16 @@ static void node_outcomes(store *st, const journey *j, json_t *nodes)
             json_integer(json_integer_value(json_object_get(n, key)) + sqlite3_column_int64(q, 2)));
     }
     sqlite3_finalize(q);
+    /* what a killed serve had on the wire is uncertain at once, not
+     * pending until a dispatcher records it so */
+    unsure_ctx u = {.nodes = nodes};
+    if (sqlite3_prepare_v2(st->db, "SELECT node FROM journey_sends WHERE key = ?1", -1, &u.q,
+                           NULL) != SQLITE_OK)
+        return;
+    char prefix[300];
+    snprintf(prefix, sizeof prefix, "j:%s:", j->name);
+    dispatch_log_unsure(st, prefix, NULL, unsure_node, &u);
+    sqlite3_finalize(u.q);
 }
 
 /* Each send node's deliveries opened and clicked (a channel's tracking:
@@ -319,23 +360,28 @@ json_t *jreport_profile(store *st, const char *profile)
          * once the channel has it */
         const char *sql = has_table(st, "deliveries")
                               ? "SELECT s.journey, s.node, s.kind, s.target,"
-                                " coalesce(d.status, s.status), s.at FROM journey_sends s"
+                                " coalesce(d.status, s.status), s.at, s.key FROM journey_sends s"
                                 " LEFT JOIN deliveries d ON d.key = s.key"
                                 " WHERE s.profile = ? ORDER BY s.at, s.instance, s.step"
-                              : "SELECT journey, node, kind, target, status, at FROM journey_sends"
-                                " WHERE profile = ? ORDER BY at, instance, step";
+                              : "SELECT journey, node, kind, target, status, at, key FROM"
+                                " journey_sends WHERE profile = ? ORDER BY at, instance, step";
+        /* and what a killed serve had on the wire is uncertain at once */
+        json_t *unsure = json_object();
+        dispatch_log_unsure(st, "j:", profile, add_key, unsure);
         if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) == SQLITE_OK) {
             sqlite3_bind_text(q, 1, profile, -1, SQLITE_TRANSIENT);
             while (sqlite3_step(q) == SQLITE_ROW) {
                 int is_send = !strcmp(col(q, 2), "send");
-                json_array_append_new(sent, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "journey",
-                                                      col(q, 0), "node", col(q, 1), "kind",
-                                                      col(q, 2), is_send ? "channel" : "action",
-                                                      col(q, 3), "status", col(q, 4), "at",
-                                                      ts_json(sqlite3_column_int64(q, 5))));
+                json_array_append_new(
+                    sent, json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "journey", col(q, 0), "node",
+                                    col(q, 1), "kind", col(q, 2), is_send ? "channel" : "action",
+                                    col(q, 3), "status",
+                                    json_object_get(unsure, col(q, 6)) ? "uncertain" : col(q, 4),
+                                    "at", ts_json(sqlite3_column_int64(q, 5))));
             }
             sqlite3_finalize(q);
         }
+        json_decref(unsure);
     }
     /* every message the delivery log holds for the profile: campaign
      * sends as well as journey ones */
