@@ -61,10 +61,18 @@ static char *pf_path(const char *name)
     return p;
 }
 
+/* Postfix's commands live in /usr/sbin, which a user's PATH may lack */
+static const char *sbin(const char *cmd)
+{
+    static char path[64]; /* one use at a time */
+    snprintf(path, sizeof path, "/usr/sbin/%s", cmd);
+    return access(path, X_OK) == 0 ? path : cmd;
+}
+
 static char *postconf_default(const char *name)
 {
     char *cmd, *out = NULL;
-    if (asprintf(&cmd, "postconf -dh %s", name) < 0)
+    if (asprintf(&cmd, "%s -dh %s", sbin("postconf"), name) < 0)
         abort();
     int rc = run_capture(cmd, &out, NULL);
     free(cmd);
@@ -198,7 +206,7 @@ static int postfix_start(void **st)
     free(text);
     /* `postfix check` makes the queue's folders, owned as they must be */
     char *out = NULL, *err = NULL;
-    if (asprintf(&cmd, "postfix -c %s/etc check", pfdir) < 0)
+    if (asprintf(&cmd, "%s -c %s/etc check", sbin("postfix"), pfdir) < 0)
         abort();
     int rc = run_capture(cmd, &out, &err);
     free(cmd);
