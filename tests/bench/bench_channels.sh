@@ -73,11 +73,11 @@ ticks() {
 }
 us_per() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }'; }
 
-# pairs NAME SINKPID UNIT TARGET N 'CLIENT COMMAND' 'BATON COMMAND' [SUFFIX]:
+# pairs NAME SINKPID UNIT TARGET N 'CLIENT COMMAND' 'BATON COMMAND':
 # REPS pairs in turn, then the medians, the ratio and the breakdown
 pairs() {
     name=$1 sink=$2 unit=$3 target=$4 n=$5 client=$6 through=$7
-    rates="" ceils="" ratios="" ccpus="" csinks="" bsinks=""
+    rates="" ceils="" ratios="" ccpus="" bcpus="" csinks="" bsinks=""
     r=1
     while [ "$r" -le "$REPS" ]; do
         s0=$(ticks "$sink")
@@ -91,6 +91,8 @@ pairs() {
             "$name" "$r" "$rate" "$unit" "$ceil" "$(ratio "$rate" "$ceil")"
         rates="$rates $rate" ceils="$ceils $ceil" ratios="$ratios $(ratio "$rate" "$ceil")"
         ccpus="$ccpus ${c#* }"
+        bcpus="$bcpus $(echo "$out" | sed -n 's/.*by thread: //p' | tr ',' '\n' |
+            awk '{ s += $(NF - 1) } END { printf "%.1f", s }')"
         csinks="$csinks $(us_per $((s1 - s0)) "$n")" bsinks="$bsinks $(us_per $((s2 - s1)) "$n")"
         r=$((r + 1))
     done
@@ -99,8 +101,8 @@ pairs() {
         "$name" "$rate" "$unit" "$(echo "$ceils" | median)" "$REPS" "$(echo "$ratios" | median)" \
         "$target" "$(ratio "$rate" "$target")"
     echo "$out" | sed -n 's/^[a-z]*: \(CPU per message by thread:.*\)/'"$name"': baton \1/p'
-    printf '%s: CPU per message (medians): minimal client %s us; the sink %s us in the client'"'"'s runs, %s us in baton'"'"'s\n' \
-        "$name" "$(echo "$ccpus" | median)" "$(echo "$csinks" | median)" "$(echo "$bsinks" | median)"
+    printf '%s: CPU per message (medians): baton %s us (its threads), minimal client %s us; the sink %s us in baton'"'"'s runs, %s us in the client'"'"'s\n' \
+        "$name" "$(echo "$bcpus" | median)" "$(echo "$ccpus" | median)" "$(echo "$bsinks" | median)" "$(echo "$csinks" | median)"
     echo "$out" | sed -n 's/^[a-z]*: \(SQL statements.*\)/'"$name"': \1/p'
     echo "$out" | grep 'the delivery log holds'
 }
