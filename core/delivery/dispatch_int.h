@@ -35,7 +35,8 @@ typedef struct qmsg {
     size_t nparts;
     char **names, **values;
     record *row;
-    int64_t time; /* accepted, UTC s */
+    int64_t time;  /* accepted, UTC s */
+    int64_t first; /* its first attempt (or accepted), UTC s: retry_for counts from it */
     unsigned attempts;
     unsigned flags;
     int64_t due_ms; /* retry: monotonic ms */
@@ -61,7 +62,8 @@ struct dispatcher {
     int nworkers;
     size_t batch, cap;
     unsigned retries;
-    int64_t retry_for_ms;   /* retried this long after accept at most (0: retries decides) */
+    int64_t
+        retry_for_ms; /* retried this long after the first attempt at most (0: retries decides) */
     int64_t max_backoff_ms; /* the longest wait between attempts */
     int resend_uncertain;   /* rows a dead process left in deliver(), and
                                BATON_UNCERTAIN answers, go again */

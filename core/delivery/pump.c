@@ -65,6 +65,10 @@ static void pump_row(void *ud, const dlog_due_row *r)
     }
     q->attempts = r->attempts;
     q->time = r->created_at;
+    /* one never tried (deferred by quiet hours, left by a dead owner)
+     * has its first attempt now: its retry_for starts here, not at its
+     * acceptance hours ago */
+    q->first = r->attempts ? r->created_at : a->now;
     q->rowid = r->rowid;
 }
 

@@ -81,6 +81,7 @@ qmsg *qmsg_from(const dispatch_msg *m, int64_t t)
     qmsg *q = qmsg_pack(m->key, m->recipient, m->profile_id, m->nparts, m->part_names,
                         m->part_values, m->row);
     q->time = t;
+    q->first = t;
     q->flags = m->flags;
     return q;
 }

@@ -69,10 +69,10 @@ int retry_classify(dispatcher *d, const qmsg *m, baton_delivery *out, dispatch_s
         return 1;
     }
     /* like an MTA: a transient failure is retried until retry_for has
-     * passed since the message was accepted (the last attempt at that
+     * passed since the message's first attempt (the last attempt at that
      * horizon), and at most `retries` times */
     int again = out->status == BATON_RETRY || unsure;
-    int64_t age_ms = (dispatch_now_s(d) - m->time) * 1000;
+    int64_t age_ms = (dispatch_now_s(d) - (m->first ? m->first : m->time)) * 1000;
     int in_time = d->retry_for_ms <= 0 || age_ms < d->retry_for_ms;
     if (again && m->attempts <= d->retries && in_time) {
         *fin = DISPATCH_RETRY;

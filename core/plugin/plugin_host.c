@@ -600,8 +600,8 @@ static const baton_config_key channel_keys[] = {
      .has_range = 1,
      .min = 0,
      .max = 5 * 86400,
-     .help = "how long a message is retried after transient failures, from when it was "
-             "accepted (0: retries alone decides); then it fails with the provider's last words"},
+     .help = "how long a message is retried after transient failures, from its first attempt "
+             "(0: retries alone decides); then it fails with the provider's last words"},
     {.name = "max_backoff",
      .type = BATON_CFG_DURATION,
      .default_value = "15m",

@@ -958,6 +958,44 @@ static void test_quiet_hours_defer(void **state)
     fake_channel_free(inst);
 }
 
+/* retry_for counts from a message's first attempt: one deferred by quiet
+ * hours for longer than retry_for is retried when its first attempt,
+ * once they end, meets a provider that is down (it failed at once when
+ * the horizon counted from its acceptance). */
+static void test_quiet_hours_then_retry_for(void **state)
+{
+    conf caps;
+    memset(&caps, 0, sizeof caps);
+    caps.quiet = 1;
+    caps.quiet_from_min = 21 * 60;
+    caps.quiet_to_min = 8 * 60;
+    caps.quiet_tz = "Europe/Paris";
+    instance *inst = chan("retry_backoff = \"2ms\"; max_backoff = \"20ms\"; retry_for = \"1h\";");
+    fake_now = ts("2026-11-23T21:30:00Z"); /* 22:30 in Paris: deferred 9.5 h */
+    dispatch_opts o = {.caps = &caps, .clock = clock_fn};
+    char err[256];
+    dispatcher *d = dispatch_open(inst, &st, &o, err, sizeof err);
+    assert_non_null(d);
+    assert_int_equal(submit(d, "quiet/late", "p1", -1), DISPATCH_ACCEPTED_DEFERRED);
+    fake_channel_set_down(1);
+    fake_now = ts("2026-11-24T07:00:01Z");
+    dispatch_log_row row;
+    for (int i = 0; i < 200; i++) {
+        if (dispatch_log_get(&st, "quiet/late", &row) == 1 && row.attempts >= 3)
+            break;
+        usleep(20 * 1000);
+    }
+    assert_int_equal(dispatch_log_get(&st, "quiet/late", &row), 1);
+    assert_true(row.attempts >= 3);
+    assert_int_not_equal(row.status, DISPATCH_FAILED);
+    fake_channel_set_down(0);
+    assert_int_equal(dispatch_flush(d, 10000), 0);
+    assert_int_equal(fake_channel_sent("quiet/late"), 1);
+    assert_true(dispatch_log_delivered(&st, "quiet/late"));
+    dispatch_close(d, 0, 0);
+    fake_channel_free(inst);
+}
+
 static void test_quiet_hours_math(void **state)
 {
     conf c;
@@ -1207,6 +1245,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_caps_under_the_write_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiet_hours_defer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_for_outlasts_a_storm, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quiet_hours_then_retry_for, setup, teardown),
         cmocka_unit_test(test_quiet_hours_math),
         cmocka_unit_test(test_zone),
         cmocka_unit_test_setup_teardown(test_dry_run, setup, teardown),
