@@ -347,8 +347,19 @@ int dispatch_flush(dispatcher *d, int64_t timeout_ms)
             }
         }
         pthread_mutex_unlock(&d->mu);
-        if (rc || !d->log || d->stop || dlog_due_count(d->log, d->channel, dispatch_now_s(d)) == 0)
+        if (rc || !d->log || d->stop)
             break;
+        if (dlog_due_count(d->log, d->channel, dispatch_now_s(d)) == 0) {
+            /* none due: unless the pump took them between our look above
+             * and the count (it says it pumps before it takes, under the
+             * log's lock, and they are pending once it is done) */
+            pthread_mutex_lock(&d->mu);
+            int busy = d->pending > 0 || d->pumping;
+            pthread_mutex_unlock(&d->mu);
+            if (!busy)
+                break;
+            continue;
+        }
         /* due rows the pump has not taken yet: wake it, wait for them */
         pthread_mutex_lock(&d->mu);
         pthread_cond_signal(&d->pump_cv);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "delivery/dispatch.h"
+#include "base/buf.h"
 #include "base/zone.h"
 #include "base/record.h"
 #include <sqlite3.h>
@@ -748,6 +749,59 @@ static void test_drain_on_close(void **state)
     fake_channel_free(inst);
 }
 
+/* Rows a dead run left queued, and a flush right after the open: it found
+ * nothing queued and nothing pumping, then waited for the log's lock to
+ * count the due rows, while the pump (its first pass, the lock's holder
+ * before) took them all. The flush must wait for them, not return. */
+static dispatcher *flush_d;
+static int flush_rc;
+static void *flush_main(void *arg)
+{
+    flush_rc = dispatch_flush(flush_d, 10000);
+    return NULL;
+}
+
+static void test_flush_waits_for_the_pumps_take(void **state)
+{
+    char err[256];
+    assert_int_equal(dispatch_log_init(&st, err, sizeof err), 0);
+    instance *inst = chan("");
+    for (int round = 0; round < 5; round++) {
+        buf b;
+        buf_init(&b);
+        buf_adds(&b, "INSERT INTO deliveries (key, channel, recipient, status, attempts,"
+                     " created_at, updated_at, owner, sending, content) VALUES");
+        for (int i = 0; i < 20; i++)
+            buf_addf(&b,
+                     "%s ('left/%d/%d', 'email', 'o@example.com', 'queued', 0, 1000, 1000, 0,"
+                     " 0, '{\"parts\": [[\"text\", \"hi\"]]}')",
+                     i ? "," : "", round, i);
+        assert_int_equal(store_exec(&st, b.data, err, sizeof err), 0);
+        buf_free(&b);
+        flush_d = dispatch_open(inst, &st, &(dispatch_opts){0}, err, sizeof err);
+        assert_non_null(flush_d);
+        /* the pump's first pass waits for the log (its heartbeat), then
+         * the flush does: the pump goes first and on into its take */
+        store_lock(&st);
+        usleep(100 * 1000);
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, flush_main, NULL), 0);
+        usleep(100 * 1000);
+        store_unlock(&st);
+        pthread_join(t, NULL);
+        assert_int_equal(flush_rc, 0);
+        char key[32];
+        for (int i = 0; i < 20; i++) {
+            snprintf(key, sizeof key, "left/%d/%d", round, i);
+            if (fake_channel_sent(key) != 1)
+                fail_msg("round %d: %s sent %d times when the flush returned", round, key,
+                         fake_channel_sent(key));
+        }
+        dispatch_close(flush_d, 0, 0);
+    }
+    fake_channel_free(inst);
+}
+
 static int64_t fake_now;
 static int64_t clock_fn(void *ud)
 {
@@ -1241,6 +1295,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_after_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crash_after_progress_ranges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drain_on_close, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush_waits_for_the_pumps_take, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frequency_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_caps_under_the_write_lock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quiet_hours_defer, setup, teardown),
