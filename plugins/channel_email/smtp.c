@@ -82,6 +82,9 @@ struct smtpc {
     int64_t mark_us, msg_us; /* a mark's time, a message's (averages) */
     int64_t last_done_us;
     char why[400];
+    /* the session's 530 to MAIL FROM (STARTTLS or AUTH required, RFC 3207
+     * 4, RFC 4954 6), given to the call's other messages; "" when none */
+    char must[256];
 };
 
 static int64_t now_ms(void)
@@ -123,6 +126,7 @@ static void drop(smtpc *c)
     c->in_off = c->in_len = 0;
     c->out_len = 0;
     c->dot_end = 0;
+    c->must[0] = '\0';
 }
 
 /* The session is over: why says so in the server's words or ours. */
@@ -916,11 +920,17 @@ static void accepted(smtpc *c, smtpc_msg *m, const reply *r)
     done(c, m);
 }
 
-/* The server's no: "RCPT TO: 550 5.1.1 ...", 5xx for good, else retried. */
+/* The server's no: "RCPT TO: 550 5.1.1 ...", 5xx for good, else retried.
+ * A 530 to MAIL FROM is the session's answer to every transaction: the
+ * others of this call are failed with it, unsent (each would have cost
+ * three refused commands, and Postfix ends a session after 20 errors:
+ * each of its 421s made another session and another try). */
 static void refused(smtpc *c, smtpc_msg *m, const char *what, const reply *r)
 {
     set_reason(c, m, r->code >= 500 ? BATON_ERROR : BATON_RETRY, "%s: %d %s", what, r->code,
                r->text);
+    if (r->code == 530 && !strcmp(what, "MAIL FROM"))
+        snprintf(c->must, sizeof c->must, "%s", m->out->reason);
 }
 
 static int has_8bit(const char *s, size_t n)
@@ -935,6 +945,10 @@ static int has_8bit(const char *s, size_t n)
  * 1 with out filled, or 0. */
 static int cannot_send(smtpc *c, smtpc_msg *m)
 {
+    if (c->must[0]) {
+        set_reason(c, m, BATON_ERROR, "%s", c->must);
+        return 1;
+    }
     if ((has_8bit(m->from, strlen(m->from)) || has_8bit(m->to, strlen(m->to))) &&
         !(c->ext & EXT_SMTPUTF8)) {
         int rcpt = has_8bit(m->to, strlen(m->to));
@@ -1217,6 +1231,7 @@ unsigned smtpc_send(smtpc *c, smtpc_msg *m, size_t n)
     unsigned opened = 0;
     c->batch_end = m + n;
     c->last_done_us = 0;
+    c->must[0] = '\0'; /* each call asks again */
     int reused = 0;
     if (c->fd >= 0) {
         if (stale(c))
