@@ -342,9 +342,9 @@ static const agg_sql *agg_sql_of(jsource *s, const expr_dialect *d, const jagg_r
         return c;
     }
     if (!c && s->naggc < AGG_CACHE) {
-        s->aggc = xrealloc(s->aggc, (s->naggc + 1) * sizeof *s->aggc);
+        if (!s->aggc) /* all at once: a call holds entries while it takes more */
+            s->aggc = xcalloc(AGG_CACHE, sizeof *s->aggc);
         c = &s->aggc[s->naggc++];
-        memset(c, 0, sizeof *c);
     }
     if (!c) { /* full: the least recently used goes */
         c = &s->aggc[0];
