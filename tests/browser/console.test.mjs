@@ -402,7 +402,7 @@ test('profiles: a campaign run from the console, then the profile it reached', a
   await open(`#/campaigns/stores`);
   await page.waitForSelector('#run');
   await page.click('#run');
-  await page.waitForSelector('#run-status [data-status="done"]', { timeout: 20000 });
+  await page.waitForSelector('#run-status [data-status="done"]', { timeout: 90000 });
   const d = await srv.api('GET', '/v1/deliveries?channel=mail');
   const rows = d.json.deliveries;
   assert.ok(rows.length > 0, 'the run delivered');
@@ -546,7 +546,7 @@ test('campaign signal: a run held at a signal activity is signaled from its page
   await open(`#/campaigns/launch`);
   await page.waitForSelector('#run');
   await page.click('#run');
-  await page.waitForSelector('#run-status [data-status="waiting"]', { timeout: 20000 });
+  await page.waitForSelector('#run-status [data-status="waiting"]', { timeout: 90000 });
   await page.waitForSelector('#signal');
   assert.equal(await page.textContent('[data-hold="go"]'), 'waiting');
   const id = (await srv.api('GET', '/v1/campaigns/launch/runs')).json.runs[0].id;
@@ -565,7 +565,7 @@ test('campaign signal: a run held at a signal activity is signaled from its page
   assert.equal((await run()).status, 'waiting');
   // accepted: the run goes on with the signal's discount
   await page.click('#signal');
-  await page.waitForSelector('#run-status [data-status="done"]', { timeout: 20000 });
+  await page.waitForSelector('#run-status [data-status="done"]', { timeout: 90000 });
   const r = await run();
   assert.equal(r.status, 'done');
   assert.equal(r.holds.find((x) => x.activity === 'go').state, 'signaled');
