@@ -745,41 +745,66 @@ static void live_owners(sqlite3 *db, buf *out)
     "(" PENDING " AND ((sending = 1 AND owner NOT IN (SELECT value FROM json_each(?3))) OR"        \
     " rowid IN (" ON_THE_WIRE("f.owner NOT IN (SELECT value FROM json_each(?3))") ")))"
 
+/* " WHERE ..." over the rows whose key starts with ?1 (a key range: the
+ * primary key index serves it, which an "?1 = '' OR" would not), on
+ * channel ?2, of profile ?4: those of them given. */
+static void where_of(buf *q, const char *prefix, const char *channel, const char *profile)
+{
+    buf_adds(q, " WHERE 1");
+    if (prefix && *prefix)
+        buf_adds(q, " AND key >= ?1 AND key < ?1 || x'f48fbfbf'");
+    if (channel)
+        buf_adds(q, " AND channel = ?2");
+    if (profile)
+        buf_adds(q, " AND profile_id = ?4");
+}
+
+static void bind_where(sqlite3_stmt *st, const char *prefix, const char *channel,
+                       const char *profile, const buf *live)
+{
+    if (prefix && *prefix)
+        sqlite3_bind_text(st, 1, prefix, -1, SQLITE_STATIC);
+    if (channel)
+        sqlite3_bind_text(st, 2, channel, -1, SQLITE_STATIC);
+    if (live)
+        sqlite3_bind_text(st, 3, live->data, (int)live->len, SQLITE_STATIC);
+    if (profile)
+        sqlite3_bind_text(st, 4, profile, -1, SQLITE_STATIC);
+}
+
 static int count_fn(sqlite3 *db, dlog *l, void *ud)
 {
     count_args *a = ud;
     sqlite3_stmt *st;
-    /* a key range, so the primary key index serves the prefix; a row a
-     * dead process left in deliver() is uncertain already, as the next
-     * dispatcher on its channel records it (dispatch.h: Durability) */
-    buf live;
+    /* a row a dead process left in deliver() is uncertain already, as
+     * the next dispatcher on its channel records it (dispatch.h:
+     * Durability) */
+    buf live, q, old;
     buf_init(&live);
+    buf_init(&q);
+    buf_init(&old);
     live_owners(db, &live);
-    if (sqlite3_prepare_v2(db,
-                           "SELECT CASE WHEN " IN_DOUBT
-                           " THEN 'uncertain' ELSE status END, count(*) FROM"
-                           " deliveries WHERE (?1 = '' OR (key >= ?1 AND key < ?1 || x'f48fbfbf'))"
-                           " AND (?2 IS NULL OR channel = ?2) GROUP BY 1",
-                           -1, &st, NULL) != SQLITE_OK &&
-        sqlite3_prepare_v2(db, /* a log from before dispatch_wire */
-                           "SELECT status, count(*) FROM deliveries WHERE (?1 = '' OR"
-                           " (key >= ?1 AND key < ?1 || x'f48fbfbf'))"
-                           " AND (?2 IS NULL OR channel = ?2) GROUP BY status",
-                           -1, &st, NULL) != SQLITE_OK) {
-        buf_free(&live);
-        return -1;
-    }
-    sqlite3_bind_text(st, 1, a->prefix ? a->prefix : "", -1, SQLITE_STATIC);
-    bind_text(st, 2, a->channel);
-    if (sqlite3_bind_parameter_count(st) >= 3)
-        sqlite3_bind_text(st, 3, live.data, (int)live.len, SQLITE_STATIC);
-    int rc;
+    buf_adds(&q, "SELECT CASE WHEN " IN_DOUBT " THEN 'uncertain' ELSE status END, count(*) FROM"
+                 " deliveries");
+    where_of(&q, a->prefix, a->channel, NULL);
+    buf_adds(&q, " GROUP BY 1");
+    buf_adds(&old, "SELECT status, count(*) FROM deliveries"); /* a log before dispatch_wire */
+    where_of(&old, a->prefix, a->channel, NULL);
+    buf_adds(&old, " GROUP BY 1");
+    int rc = -1, have = sqlite3_prepare_v2(db, q.data, -1, &st, NULL) == SQLITE_OK;
+    if (!have && sqlite3_prepare_v2(db, old.data, -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    bind_where(st, a->prefix, a->channel, NULL, have ? &live : NULL);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         a->counts[dispatch_status_parse((const char *)sqlite3_column_text(st, 0))] +=
             (uint64_t)sqlite3_column_int64(st, 1);
     sqlite3_finalize(st);
+    rc = rc == SQLITE_DONE ? 0 : -1;
+out:
     buf_free(&live);
-    return rc == SQLITE_DONE ? 0 : -1;
+    buf_free(&q);
+    buf_free(&old);
+    return rc;
 }
 
 typedef struct unsure_args {
@@ -792,23 +817,24 @@ static int unsure_fn(sqlite3 *db, dlog *l, void *ud)
 {
     unsure_args *a = ud;
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db,
-                           "SELECT key FROM deliveries WHERE (?1 = '' OR (key >= ?1 AND key < ?1"
-                           " || x'f48fbfbf')) AND (?2 IS NULL OR profile_id = ?2) AND " IN_DOUBT,
-                           -1, &st, NULL) != SQLITE_OK)
-        return 0; /* a log from before dispatch_wire: nothing to tell */
-    buf live;
+    buf q, live;
+    buf_init(&q);
     buf_init(&live);
-    live_owners(db, &live);
-    sqlite3_bind_text(st, 1, a->prefix ? a->prefix : "", -1, SQLITE_STATIC);
-    bind_text(st, 2, a->profile);
-    sqlite3_bind_text(st, 3, live.data, (int)live.len, SQLITE_STATIC);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-        a->fn(a->ud, (const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
+    buf_adds(&q, "SELECT key FROM deliveries");
+    where_of(&q, a->prefix, NULL, a->profile);
+    buf_adds(&q, " AND " IN_DOUBT);
+    int rc = 0; /* a log from before dispatch_wire: nothing to tell */
+    if (sqlite3_prepare_v2(db, q.data, -1, &st, NULL) == SQLITE_OK) {
+        live_owners(db, &live);
+        bind_where(st, a->prefix, NULL, a->profile, &live);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+            a->fn(a->ud, (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        rc = rc == SQLITE_DONE ? 0 : -1;
+    }
+    buf_free(&q);
     buf_free(&live);
-    return rc == SQLITE_DONE ? 0 : -1;
+    return rc;
 }
 
 int dispatch_log_unsure(store *s, const char *key_prefix, const char *profile_id,

@@ -276,7 +276,7 @@ static void test_kill_mid_campaign(void **st)
     free(out);
     free(err);
     assert_int_equal(tv[0], planned);
-    assert_int_equal(tv[3], 2); /* the message on each connection's wire */
+    assert_true(tv[3] >= 2); /* the message held on each connection's wire */
     assert_int_equal(tv[1] + tv[2] + tv[3] + tv[4], planned);
     assert_true(tv[4] > 0);
     assert_int_equal(baton(&out, &err, "campaign runs c --json"), 0);
