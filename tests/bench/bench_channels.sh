@@ -5,7 +5,7 @@
 #   email  Postfix's smtp-sink            (a minimal SMTP client, 100 messages a session, 2 threads)
 #   sms    nginx answering `return 200`   (libcurl multi, 32 requests in flight)
 #   push   the mosquitto broker           (libmosquitto, QoS 1, 100 in flight)
-# Each channel runs REPS times (default 3), the client and baton in turn;
+# Each channel runs REPS times (default 5), the client and baton in turn;
 # it prints every pair, then the medians and the median of the pairs'
 # ratios (target: >= 0.85 of the client) and the absolute targets (email
 # 8000 msg/s, sms 15000 req/s, push 20000 msg/s), then the breakdown of
@@ -23,7 +23,7 @@ top=$(pwd)
 B="$top/$BUILD"
 export BATON_PLUGINS="${BATON_PLUGINS:-$B/plugins}"
 COUNT=${COUNT:-50000}
-REPS=${REPS:-3}
+REPS=${REPS:-5}
 work=$(mktemp -d /tmp/baton-bench-XXXXXX)
 pids=""
 cleanup() {
