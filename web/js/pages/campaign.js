@@ -71,6 +71,13 @@ function transitionsTable(acts, plan) {
   ], rows, 'Every transition with its exact row count');
 }
 
+// An activity's counts in a run: its transitions', or for a send under way
+// (or interrupted) what the delivery log has of it so far.
+function actCounts(a) {
+  if (a.state) return `${a.state}: ${a.rows} rows: sent ${a.sent}, failed ${a.failed}, uncertain ${a.uncertain}, not yet sent ${a.not_yet_sent}`;
+  return Object.entries(a.counts || {}).map(([k, v]) => `${k}: ${v}`).join(', ');
+}
+
 function nodePanel(name, a, plan, runs) {
   if (!a) return h('p', null, 'No such activity.');
   const settings = {};
@@ -88,7 +95,7 @@ function nodePanel(name, a, plan, runs) {
     last.length ? table([
       { label: 'Run', get: (x) => `#${x.r.id}${x.r.dry_run ? ' (dry)' : ''}` },
       { label: 'Started', get: (x) => x.r.started_at },
-      { label: 'Counts', get: (x) => Object.entries(x.act.counts).map(([k, v]) => `${k}: ${v}`).join(', ') },
+      { label: 'Counts', get: (x) => actCounts(x.act) },
       { label: 'ms', num: true, get: (x) => fmtNum(x.act.ms) },
     ], last, 'Last runs of this activity') : h('p', { class: 'help' }, 'Not run yet.'),
     a.type === 'send' ? h('p', { class: 'help' }, 'To see its messages before sending, run with proof addresses (below): only those addresses receive them.') : null);
@@ -170,15 +177,16 @@ function runControls(name, doc, panel, view, runs) {
     try {
       const r = await api.get(`/v1/campaigns/${api.enc(name)}/runs/${id}`);
       const acts = r.activities;
+      const done = acts.filter((a) => !a.state); // a send under way (or interrupted) has a state
       const total = (doc && doc.campaign && doc.campaign.activities || []).length || 1;
-      view.mark(acts.map((a) => a.id), 'done');
+      view.mark(done.map((a) => a.id), 'done');
       clear(out,
         h('p', { id: 'run-status' }, `Run #${r.id}${r.dry_run ? ' (dry run)' : ''}: `, h('strong', { 'data-status': r.status }, r.status),
-          ' ', h('progress', { max: total, value: Math.min(total, acts.length), 'aria-label': 'activities done' })),
+          ' ', h('progress', { max: total, value: Math.min(total, done.length), 'aria-label': 'activities done' })),
         r.error ? h('p', { class: 'error' }, r.error) : null,
         table([
           { label: 'Activity', get: (a) => a.id },
-          { label: 'Counts', get: (a) => Object.entries(a.counts).map(([k, v]) => `${k}: ${v}`).join(', ') },
+          { label: 'Counts', get: (a) => actCounts(a) },
           { label: 'ms', num: true, get: (a) => fmtNum(a.ms) },
         ], acts, 'Progress of the run'));
       showHolds(r);
