@@ -257,7 +257,12 @@ dlog *dlog_attach(store *s, char *err, size_t errlen)
             " updated_at, next_at, owner, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)"
             " ON CONFLICT(key) DO NOTHING",
             &l->ins, err, errlen) ||
-        prepare(l, "UPDATE deliveries SET " UPD_SET " WHERE rowid = ?1", &l->upd_id, err, errlen) ||
+        /* OR IGNORE: a statement that cannot fail part way needs no
+         * statement journal under the triggers on deliveries (journey's
+         * outcome); it has nothing to ignore (no NULL for a NOT NULL
+         * column, the key unchanged) */
+        prepare(l, "UPDATE OR IGNORE deliveries SET " UPD_SET " WHERE rowid = ?1", &l->upd_id, err,
+                errlen) ||
         prepare(l, "UPDATE deliveries SET sending = 1, attempts = ?2 WHERE rowid = ?1",
                 &l->sending_id, err, errlen) ||
         prepare(l,
