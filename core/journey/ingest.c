@@ -85,6 +85,17 @@ static int submit(jrunner *r, const char *source, const char *json, size_t len, 
     it->outcome = outcome;
     it->ack_ctx = ack_ctx;
     pthread_mutex_lock(&r->imu);
+    if (r->istop) {
+        /* a stop began after the look at stopping: the ingest thread may
+         * have found its queue empty and exited, and nobody would commit
+         * or acknowledge what is queued now. Refused, under imu, where
+         * the ingest thread decides to exit. */
+        pthread_mutex_unlock(&r->imu);
+        jevent_free(&it->ev);
+        free(it->reason);
+        free(it);
+        return -1;
+    }
     if (r->itail)
         r->itail->next = it;
     else
@@ -155,6 +166,15 @@ int jrunner_submit_events(jrunner *r, const char *source, jevent *evs, char **re
         tail = &it->next;
     }
     pthread_mutex_lock(&r->imu);
+    if (r->istop) { /* as in submit; the events stay the caller's */
+        pthread_mutex_unlock(&r->imu);
+        while (head) {
+            initem *it = head;
+            head = it->next;
+            free(it);
+        }
+        return -1;
+    }
     if (r->itail)
         r->itail->next = head;
     else

@@ -20,6 +20,7 @@
 #include "journey/journey.h"
 #include "journey/report.h"
 #include "journey/runner.h"
+#include "journey/runner_impl.h"
 #include "support/fake_channel.h"
 #include "support/fs.h"
 
@@ -529,6 +530,57 @@ static void test_versions(void **state)
     free(v2);
 }
 
+/* A submit that looked at "stopping" just before a stop began: the stop
+ * then told the ingest thread to end, which found its queue empty and
+ * exited. What the submit queues after that is never committed, nor
+ * acknowledged (its waiter, an HTTP request or a source, waited for
+ * ever). The state that submit meets is made here: the ingest thread
+ * told to stop and gone, stopping not seen. It must refuse (-1), every
+ * path, and nothing it was handed stays queued. */
+static _Atomic int outcomes;
+static void on_outcome(void *ctx, jrunner_outcome o, const char *id, const char *reason)
+{
+    outcomes++;
+}
+
+static void test_submit_after_the_ingest_thread_exited(void **state)
+{
+    rig g;
+    rig_up(&g);
+    assert_int_equal(submit(&g, "before", "cart", "p1"), 0);
+    settle(&g);
+    assert_int_equal(acks, 1);
+    jrunner *r = g.r;
+    pthread_mutex_lock(&r->imu);
+    r->istop = 1;
+    pthread_cond_signal(&r->icv);
+    while (!r->iexited) {
+        pthread_mutex_unlock(&r->imu);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&r->imu);
+    }
+    pthread_mutex_unlock(&r->imu);
+    assert_int_equal(submit(&g, "late1", "cart", "p2"), -1);
+    const char *json = "{\"id\": \"late2\", \"type\": \"cart\", \"profile\": \"p3\"}";
+    assert_int_equal(jrunner_submit_outcome(r, "http", json, strlen(json), on_outcome, NULL), -1);
+    jevent ev;
+    char reason[256];
+    assert_int_equal(jevent_parse(json, strlen(json), 0, &ev, reason, sizeof reason), 0);
+    void *ctx[] = {NULL};
+    size_t taken = 7;
+    assert_int_equal(jrunner_submit_events(r, "http", &ev, NULL, 1, on_outcome, ctx, &taken), -1);
+    assert_int_equal(taken, 0);
+    jevent_free(&ev); /* still ours */
+    pthread_mutex_lock(&r->imu);
+    int queued = r->ihead != NULL;
+    pthread_mutex_unlock(&r->imu);
+    assert_false(queued);
+    rig_down(&g);
+    assert_int_equal(acks, 1);
+    assert_int_equal(outcomes, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -540,6 +592,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_restart_sends_nothing_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_send_is_handed_on_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_dispatcher_keeps_sends_for_later, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_submit_after_the_ingest_thread_exited, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
