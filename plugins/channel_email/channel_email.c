@@ -365,11 +365,16 @@ static int email_format(void *state, const baton_message *m, baton_buf *out, cha
     memcpy(date + 31, " +0000\r\n", 8);
     h->buf_append(out, date, 39);
     /* the id names the delivery, so a bounce quoting it finds it; a key
-     * too long for one gets a hash of it */
+     * too long for one gets a hash of it. One longer than a 78-character
+     * line goes on a continuation line (RFC 5322 §2.1.1 SHOULD; folding
+     * whitespace before the msg-id, §3.6.4): a reader unfolds it */
     uint64_t a = fnv1a(m->key, 0), b = fnv1a(m->key, 0x9e3779b97f4a7c15ULL);
     char mid[900];
-    if (baton_message_id(m->key, e->domain, mid, sizeof mid))
-        put3(h, out, "Message-ID: <", mid, ">\r\n");
+    size_t midlen = baton_message_id(m->key, e->domain, mid, sizeof mid);
+    if (midlen)
+        put3(h, out,
+             sizeof "Message-ID: <>" - 1 + midlen > 78 ? "Message-ID:\r\n <" : "Message-ID: <", mid,
+             ">\r\n");
     else
         h->buf_printf(out, "Message-ID: <%016llx.%016llx@%s>\r\n", (unsigned long long)a,
                       (unsigned long long)b, e->domain);

@@ -148,16 +148,24 @@ static void test_email_end_to_end(void **state)
         const char *values[] = {subject, text, html};
         submit(d, key, to, 3, names, values);
     }
+    /* a journey's key, long enough that its Message-ID makes a line over
+     * 78 characters: folded, read back whole */
+    const char *lkey = "j:winback_after_purchase:12:reminder:p7";
+    const char *lvalues[] = {"Hi", "Body", "<p>Body</p>"};
+    submit(d, lkey, "long@example.com", 3, names, lvalues);
     assert_int_equal(dispatch_flush(d, 60000), 0);
     uint64_t c[DISPATCH_NSTATUS];
     dispatch_log_counts(&st, "winback/1/mail/", "email", c);
     assert_int_equal(c[DISPATCH_SENT], N);
+    dispatch_log_row lrow;
+    assert_int_equal(dispatch_log_get(&st, lkey, &lrow), 1);
+    assert_int_equal(lrow.status, DISPATCH_SENT);
     dispatch_close(d, 0, 0);
 
     char logpath[1100];
     snprintf(logpath, sizeof logpath, "%s/log.jsonl", sinkdir);
     json_t *log = read_jsonl(logpath);
-    assert_int_equal(json_array_size(log), N);
+    assert_int_equal(json_array_size(log), N + 1);
     /* (one SMTP session per batch is asserted by the plugin's own test:
      * here batch sizes depend on timing) */
     size_t i;
@@ -171,8 +179,33 @@ static void test_email_end_to_end(void **state)
     /* an independent MIME reader agrees on every header and part */
     json_array_foreach(log, i, e)
     {
-        if (strcmp(json_string_value(json_array_get(json_object_get(e, "rcpt_tos"), 0)),
-                   "p7@example.com"))
+        const char *rcpt = json_string_value(json_array_get(json_object_get(e, "rcpt_tos"), 0));
+        if (!strcmp(rcpt, "long@example.com")) {
+            char path[1100];
+            snprintf(path, sizeof path, "%s/%s", sinkdir,
+                     json_string_value(json_object_get(e, "file")));
+            char *text = file_read(path, NULL);
+            assert_non_null(strstr(text, "\r\nMessage-ID:\r\n <baton.j=3Awinback"));
+            free(text);
+            char cmd[2048];
+            snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s", src("tests/support/mime_check.py"),
+                     path);
+            char *out = NULL;
+            assert_int_equal(run_capture(cmd, &out, NULL), 0);
+            json_t *m = json_loads(out, 0, NULL);
+            assert_non_null(m);
+            /* Python keeps the folding white space (CFWS, RFC 5322 §3.6.4) */
+            const char *lmid = json_string_value(json_object_get(m, "message_id"));
+            assert_string_equal(lmid + strspn(lmid, " "),
+                                "<baton.j=3Awinback_after_purchase=3A12=3Areminder=3Ap7"
+                                "@shop.example>");
+            assert_int_equal(json_integer_value(json_object_get(m, "defects")), 0);
+            assert_true(json_integer_value(json_object_get(m, "max_line")) <= 78);
+            json_decref(m);
+            free(out);
+            continue;
+        }
+        if (strcmp(rcpt, "p7@example.com"))
             continue;
         char cmd[2048];
         snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %s/%s", src("tests/support/mime_check.py"),
