@@ -93,6 +93,16 @@ static const baton_config_key keys[] = {
      .help = "the reply after the message's final dot; a message without one may have been "
              "delivered: it is recorded 'uncertain' and not sent again (unless resend_uncertain "
              "= true)"},
+    {.name = "wire_ahead",
+     .type = BATON_CFG_INT,
+     .default_value = "1",
+     .has_range = 1,
+     .min = 1,
+     .max = 16,
+     .help = "how many messages one progress commit may mark on the wire ahead of their text: "
+             "1 leaves a kill -9 at most one message uncertain per connection; up to 16 lets a "
+             "server that answers faster than a commit take more, each a message a crash can "
+             "leave uncertain though it was never sent"},
     {.name = "idle_timeout",
      .type = BATON_CFG_DURATION,
      .default_value = "60s",
@@ -579,6 +589,7 @@ static int email_init(baton_instance *inst, const baton_host *h, void **state)
                            .block_ms = PHASE("block_timeout"),
                            .dot_ms = PHASE("dot_timeout"),
                            .idle_ms = (long)h->config_duration_ms(inst, "idle_timeout"),
+                           .wire_ahead = (size_t)h->config_int(inst, "wire_ahead"),
                            .wire = on_wire,
                            .done = on_done,
                            .hook_arg = e};

@@ -836,11 +836,12 @@ static int64_t now_us(void)
 }
 
 /* Marks m on the wire (the host commits it before returning). A mark is
- * a commit: against a server that answers in less than ten marks' time,
- * the next messages of the call are marked with it, as many as keep the
- * marks within a tenth of the sending time (16 at most: what a crash can
- * leave uncertain on this session). A slower server (any real MTA over
- * a network) gets one mark per message: one message uncertain at most. */
+ * a commit. By default each message gets its own: a crash leaves one
+ * message uncertain per session at most. With wire_ahead > 1, against a
+ * server that answers in less than ten marks' time, the next messages of
+ * the call are marked with it, as many as keep the marks within a tenth
+ * of the sending time (wire_ahead at most: what a crash can then leave
+ * uncertain on this session, sent or not). */
 static void mark(smtpc *c, smtpc_msg *m)
 {
     if (!c->o.wire) {
@@ -850,6 +851,9 @@ static void mark(smtpc *c, smtpc_msg *m)
     size_t k = 1;
     if (c->msg_us > 0 && c->mark_us > 0) {
         k = (size_t)(10 * c->mark_us / c->msg_us) + 1;
+        size_t cap = c->o.wire_ahead > 1 ? c->o.wire_ahead : 1;
+        if (k > cap)
+            k = cap;
         if (k > 16)
             k = 16;
     }

@@ -23,9 +23,10 @@ typedef struct smtpc_opts {
     /* milliseconds */
     long connect_ms, greeting_ms, mail_ms, rcpt_ms, data_ms, block_ms, dot_ms, idle_ms;
     /* progress, both may be NULL: wire before a message's text and final
-     * dot leave (its envelope alone delivers nothing), with the messages
-     * that follow it when a mark costs more than a tenth of a message's
-     * time (see smtp.c); done once an outcome is final */
+     * dot leave (its envelope alone delivers nothing), with up to
+     * wire_ahead - 1 messages that follow it when a mark costs more than a
+     * tenth of a message's time (see smtp.c); done once an outcome is final */
+    size_t wire_ahead; /* 0 or 1: one message per mark */
     void (*wire)(void *arg, struct smtpc_msg *const *m, size_t n);
     void (*done)(void *arg, struct smtpc_msg *m);
     void *hook_arg;
