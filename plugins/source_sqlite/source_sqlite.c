@@ -202,11 +202,13 @@ static stmt_slot *cache_put(src *s, const char *sql, sqlite3_stmt *st)
 }
 
 /* Done with st: a kept statement is reset for its next use (which binds
- * every parameter again). */
+ * every parameter again) and loses its bindings: text is bound without a
+ * copy (bind), pointing into the caller's parameters. */
 static void release(stmt_slot *slot, sqlite3_stmt *st)
 {
     if (slot) {
         sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
         slot->busy = 0;
     } else {
         sqlite3_finalize(st);
@@ -259,9 +261,9 @@ static int bind(sqlite3_stmt *st, int idx, const baton_value *v)
     case BATON_T_INT: return sqlite3_bind_int64(st, idx, v->v.i);
     case BATON_T_DURATION: return sqlite3_bind_int64(st, idx, v->v.dur);
     case BATON_T_FLOAT: return sqlite3_bind_double(st, idx, v->v.f);
-    case BATON_T_STRING:
+    case BATON_T_STRING: /* not copied: v outlives the statement's run (release) */
         return sqlite3_bind_text(st, idx, v->v.s.ptr ? v->v.s.ptr : "", (int)v->v.s.len,
-                                 SQLITE_TRANSIENT);
+                                 SQLITE_STATIC);
     case BATON_T_DATE:
         civil(v->v.date, &y, &m, &d);
         snprintf(tmp, sizeof tmp, "%04d-%02d-%02d", y, m, d);
