@@ -154,15 +154,25 @@ typedef struct jpushed {
     size_t n; /* expr_agg_count(e) */
     baton_value *vals;
     unsigned char *have;
+    int inline_vals; /* vals and have in the jlinks' own arrays */
 } jpushed;
+
+/* A step's usual expressions and their aggregates fit in the jlinks
+ * itself: pushing them allocates nothing more. */
+#define PUSHED_IN 4
+#define PUSHED_VALS_IN 16
 
 struct jlinks {
     json_t *index; /* cache key -> index into sets */
     jrowset *sets;
     size_t n, cap;
     size_t total; /* rows read by this step, against JSCOPE_STEP_ROWS */
-    jpushed *pushed;
+    jpushed *pushed; /* pushed_in up to PUSHED_IN */
     size_t npushed;
+    jpushed pushed_in[PUSHED_IN];
+    baton_value vals_in[PUSHED_VALS_IN];
+    unsigned char have_in[PUSHED_VALS_IN];
+    size_t nvals_in;
 };
 
 static void links_free(struct jlinks *l)
@@ -173,9 +183,11 @@ static void links_free(struct jlinks *l)
         for (size_t k = 0; k < l->pushed[i].n; k++)
             if (l->pushed[i].have[k] && l->pushed[i].vals[k].type == BATON_T_STRING)
                 free((char *)l->pushed[i].vals[k].v.s.ptr);
-        free(l->pushed[i].vals); /* have is in the same block */
+        if (!l->pushed[i].inline_vals)
+            free(l->pushed[i].vals); /* have is in the same block */
     }
-    free(l->pushed);
+    if (l->pushed != l->pushed_in)
+        free(l->pushed);
     for (size_t i = 0; i < l->n; i++) {
         json_decref(l->sets[i].rows);
         free(l->sets[i].ptrs);
@@ -497,8 +509,15 @@ static void push_aggs(jscope *s, const expr *e)
     size_t n = 0;
     int want = 0;
     jpushed p = {.e = e, .n = na};
-    p.vals = xcalloc(na, sizeof *p.vals + 1);
-    p.have = (unsigned char *)(p.vals + na);
+    if (na <= PUSHED_VALS_IN - l->nvals_in) { /* zeroed with l */
+        p.vals = l->vals_in + l->nvals_in;
+        p.have = l->have_in + l->nvals_in;
+        p.inline_vals = 1;
+        l->nvals_in += na;
+    } else {
+        p.vals = xcalloc(na, sizeof *p.vals + 1);
+        p.have = (unsigned char *)(p.vals + na);
+    }
     for (size_t i = 0; i < expr_ref_count(e); i++) {
         const expr_ref *r = expr_ref_at(e, i);
         if (r->level != 0 || !r->prefix || strcmp(r->prefix, "profile") != 0)
@@ -537,8 +556,14 @@ static void push_aggs(jscope *s, const expr *e)
                 s->profile_id, err);
     }
     size_t k = l->npushed;
-    if (k == 0 || (k >= 4 && (k & (k - 1)) == 0)) /* room for 4, then doubled */
-        l->pushed = xrealloc(l->pushed, (k ? 2 * k : 4) * sizeof *l->pushed);
+    if (k == 0) {
+        l->pushed = l->pushed_in;
+    } else if (k == PUSHED_IN) { /* then doubled */
+        l->pushed = xmalloc(2 * k * sizeof *l->pushed);
+        memcpy(l->pushed, l->pushed_in, k * sizeof *l->pushed);
+    } else if (k > PUSHED_IN && (k & (k - 1)) == 0) {
+        l->pushed = xrealloc(l->pushed, 2 * k * sizeof *l->pushed);
+    }
     l->pushed[l->npushed++] = p;
 }
 
