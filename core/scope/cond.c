@@ -166,7 +166,7 @@ struct jlinks {
     json_t *index; /* cache key -> index into sets */
     jrowset *sets;
     size_t n, cap;
-    size_t total; /* rows read by this step, against JSCOPE_STEP_ROWS */
+    size_t total;    /* rows read by this step, against JSCOPE_STEP_ROWS */
     jpushed *pushed; /* pushed_in up to PUSHED_IN */
     size_t npushed;
     jpushed pushed_in[PUSHED_IN];
