@@ -3,6 +3,7 @@
 #include <libconfig.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -169,10 +170,11 @@ struct jlinks {
     size_t total;    /* rows read by this step, against JSCOPE_STEP_ROWS */
     jpushed *pushed; /* pushed_in up to PUSHED_IN */
     size_t npushed;
+    size_t nvals_in;
+    /* not zeroed (links_of): each part is written as it is taken */
     jpushed pushed_in[PUSHED_IN];
     baton_value vals_in[PUSHED_VALS_IN];
     unsigned char have_in[PUSHED_VALS_IN];
-    size_t nvals_in;
 };
 
 static void links_free(struct jlinks *l)
@@ -297,8 +299,10 @@ static void rows_key(buf *key, const schema_entity *ent, const schema_field *col
 /* The step's reads (their index made at the first rows kept). */
 static struct jlinks *links_of(jscope *s)
 {
-    if (!s->links)
-        s->links = xcalloc(1, sizeof *s->links);
+    if (!s->links) {
+        s->links = xmalloc(sizeof *s->links);
+        memset(s->links, 0, offsetof(struct jlinks, pushed_in));
+    }
     return s->links;
 }
 
@@ -509,9 +513,10 @@ static void push_aggs(jscope *s, const expr *e)
     size_t n = 0;
     int want = 0;
     jpushed p = {.e = e, .n = na};
-    if (na <= PUSHED_VALS_IN - l->nvals_in) { /* zeroed with l */
+    if (na <= PUSHED_VALS_IN - l->nvals_in) {
         p.vals = l->vals_in + l->nvals_in;
         p.have = l->have_in + l->nvals_in;
+        memset(p.have, 0, na); /* vals are read only where have says */
         p.inline_vals = 1;
         l->nvals_in += na;
     } else {

@@ -17,6 +17,7 @@ struct jsource {
     app *a;
     instance *profiles; /* the SQL source holding profiles, or NULL */
     char *table, *key;
+    const expr_dialect *dialect; /* the profiles source's (sqlite without one) */
     instance **lookups;
     size_t nlookups;
     instance **owned; /* instances this module created (not the app's) */
@@ -88,7 +89,10 @@ jsource *jsource_open(app *a, diag *d)
         const baton_source_ops *ops = inst ? instance_source(inst) : NULL;
         if (ops && ops->exec)
             s->profiles = inst;
+        s->dialect = ops && ops->dialect ? expr_dialect_find(ops->dialect) : NULL;
     }
+    if (!s->dialect)
+        s->dialect = &expr_dialect_sqlite;
     for (size_t i = 0; i < a->conf.nuses; i++) {
         conf_use *u = &a->conf.uses[i];
         if (u->kind != BATON_KIND_SOURCE ||
@@ -163,10 +167,7 @@ static int row_to_json(void *ud, size_t ncols, const char *const *names, const b
  * source's dialect (one statement text per jsource: kept prepared). */
 static void by_key(jsource *s, const char *what, const char *profile_id, expr_sql *q)
 {
-    const baton_source_ops *ops = instance_source(s->profiles);
-    const expr_dialect *d = expr_dialect_find(ops->dialect ? ops->dialect : "sqlite");
-    if (!d)
-        d = &expr_dialect_sqlite;
+    const expr_dialect *d = s->dialect;
     expr_sql_init(q);
     buf_addf(&q->sql, "SELECT %s FROM ", what);
     expr_sql_ident(q, d, s->table);
@@ -280,9 +281,7 @@ int jsource_batch(void *ud, const char *profile_id, json_t **profile, size_t n,
         return -1;
     }
     const baton_source_ops *ops = instance_source(s->profiles);
-    const expr_dialect *d = expr_dialect_find(ops->dialect ? ops->dialect : "sqlite");
-    if (!d)
-        d = &expr_dialect_sqlite;
+    const expr_dialect *d = s->dialect;
     size_t np = profile ? 1 : 0, total = np + n;
     batch_read *r = xcalloc(total + 1, sizeof *r);
     baton_sql_stmt *st = xcalloc(total + 1, sizeof *st);
@@ -403,9 +402,7 @@ int jsource_aggs(void *ud, const char *profile_id, json_t **profile, size_t n, j
         return -1;
     }
     const baton_source_ops *ops = instance_source(s->profiles);
-    const expr_dialect *d = expr_dialect_find(ops->dialect ? ops->dialect : "sqlite");
-    if (!d)
-        d = &expr_dialect_sqlite;
+    const expr_dialect *d = s->dialect;
     if (n > JAGGS_MAX) {
         snprintf(err, errlen, "more than %d links in one expression", JAGGS_MAX);
         return -1;
@@ -442,7 +439,8 @@ int jsource_aggs(void *ud, const char *profile_id, json_t **profile, size_t n, j
         st[total++] = (baton_sql_stmt){cs[i]->q.sql.data, p, cs[i]->q.nparams, agg_row, &acc[i]};
         p += cs[i]->q.nparams;
     }
-    char why[512] = "";
+    char why[512]; /* not zeroed: 512 bytes a call */
+    why[0] = '\0';
     int rc = 0;
     if (total > 1 && ops->size > offsetof(baton_source_ops, exec_batch) && ops->exec_batch) {
         rc = ops->exec_batch(s->profiles->state, st, total, why, sizeof why);
@@ -557,9 +555,7 @@ int jsource_update(jsource *s, const char *profile_id, json_t *set, char *err, s
         return -1;
     }
     const baton_source_ops *ops = instance_source(s->profiles);
-    const expr_dialect *d = expr_dialect_find(ops->dialect ? ops->dialect : "sqlite");
-    if (!d)
-        d = &expr_dialect_sqlite;
+    const expr_dialect *d = s->dialect;
     expr_sql q;
     expr_sql_init(&q);
     buf_adds(&q.sql, "UPDATE ");
@@ -651,9 +647,7 @@ long jsource_scan(jsource *s, const char *audience_table, const void *filter, in
         return -1;
     }
     const baton_source_ops *ops = instance_source(s->profiles);
-    const expr_dialect *d = expr_dialect_find(ops->dialect ? ops->dialect : "sqlite");
-    if (!d)
-        d = &expr_dialect_sqlite;
+    const expr_dialect *d = s->dialect;
     expr_sql q;
     expr_sql_init(&q);
     /* a saved audience's columns (an enrich's) come with the profile's */
