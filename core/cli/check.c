@@ -18,6 +18,10 @@ int cmd_check(const cli_ctx *ctx, int argc, char **argv)
     if (d.errors == 0)
         for (const check_hook *h = check_hooks; *h; h++)
             (*h)(&a, &d, stdout);
+    /* what event sources can learn of their far end (a broker's limits);
+     * warnings only, so check still works offline */
+    for (size_t i = 0; i < a.ninst; i++)
+        instance_probe(a.inst[i], &d, stdout);
     diag_print(&d, stderr);
     int rc = d.errors ? EXIT_USAGE : EXIT_OK;
     if (!d.errors) {

@@ -873,6 +873,33 @@ const baton_action_ops *instance_action(const instance *inst)
 {
     return inst->kind == BATON_KIND_ACTION ? inst->plugin->desc.ops : NULL;
 }
+typedef struct probe_ctx {
+    instance *inst;
+    diag *d;
+    FILE *out;
+} probe_ctx;
+
+static void probe_note(void *ud, baton_log_level level, const char *text)
+{
+    probe_ctx *c = ud;
+    if (level <= BATON_LOG_WARN)
+        diag_warn(c->d, c->inst->file, c->inst->line, "%s: %s", c->inst->where, text);
+    else
+        fprintf(c->out, "%s: %s\n", c->inst->where, text);
+}
+
+void instance_probe(instance *inst, diag *d, FILE *out)
+{
+    /* the host's copy of the ops is zero-padded: a plugin built before
+     * 1.5 has no probe */
+    const baton_event_ops *o = &inst->plugin->ops.event;
+    if (inst->kind != BATON_KIND_EVENT || inst->phase != INSTANCE_READY ||
+        o->size <= offsetof(baton_event_ops, probe) || !o->probe)
+        return;
+    probe_ctx c = {inst, d, out};
+    o->probe(inst->state, probe_note, &c);
+}
+
 const baton_source_ops *instance_source(const instance *inst)
 {
     return inst->kind == BATON_KIND_SOURCE ? inst->plugin->desc.ops : NULL;

@@ -143,6 +143,11 @@ int instance_start(instance *inst);
 void instance_stop(instance *inst);
 void instance_destroy(instance *inst);
 
+/* baton check: an initialised event source's probe (SDK 1.5, when its
+ * plugin has one) of its far end; each warning goes to d at the
+ * instance's file:line, other findings to out as "where: text". */
+void instance_probe(instance *inst, diag *d, FILE *out);
+
 /* Kind operations, already checked at load for their mandatory members. */
 const baton_channel_ops *instance_channel(const instance *inst);
 const baton_action_ops *instance_action(const instance *inst);

@@ -38,13 +38,16 @@
 #include <errno.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
+#include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *const protocols[] = {"3.1.1", "5", NULL};
 
@@ -141,14 +144,48 @@ static void on_ack(void *ctx)
     }
 }
 
-/* What the broker's CONNACK says about its limits, where it says it: a
- * session it did not keep (restarted without persistence, expired), a
- * session expiry below "never" (MQTT 5: mosquitto's
- * max_session_expiry_interval), a maximum QoS below ours. Each of them
- * loses events published while baton is away. mosquitto's
- * max_queued_messages is never announced: docs/operations.md says what to
- * set. */
-static void broker_limits(mq *q, int flags, const mosquitto_property *props)
+/* What a v5 CONNACK's properties say about the broker's limits: a
+ * session expiry below "never" (a broker that bounds it, as EMQX's
+ * max_session_expiry_interval; mosquitto 2.0 states none), a maximum QoS
+ * below ours (mosquitto's max_qos). Either loses events published while baton is
+ * away. serve logs them at each connection, check's probe reports them:
+ * one function, each finding to note. mosquitto's max_queued_messages is
+ * never announced: docs/operations.md says what to set. */
+static void broker_limits(const mq *q, const mosquitto_property *props, baton_probe_note_fn note,
+                          void *ud)
+{
+    char text[512];
+    uint32_t expiry;
+    if (q->v5 && !q->clean &&
+        mosquitto_property_read_int32(props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, &expiry, false) &&
+        expiry != UINT32_MAX) {
+        snprintf(text, sizeof text,
+                 "broker %s:%d keeps baton's session %u s at most "
+                 "(max_session_expiry_interval): events published while baton is down longer "
+                 "are dropped",
+                 q->hostname, q->port, (unsigned)expiry);
+        note(ud, BATON_LOG_WARN, text);
+    }
+    uint8_t maxqos;
+    if (mosquitto_property_read_byte(props, MQTT_PROP_MAXIMUM_QOS, &maxqos, false) &&
+        maxqos < q->qos) {
+        snprintf(text, sizeof text,
+                 "broker %s:%d grants QoS %u at most, below qos = %d: events may be lost",
+                 q->hostname, q->port, (unsigned)maxqos, q->qos);
+        note(ud, BATON_LOG_WARN, text);
+    }
+}
+
+/* serve: findings go to the log */
+static void log_note(void *ud, baton_log_level level, const char *text)
+{
+    const mq *q = ud;
+    q->host->log(q->inst, level, "%s", text);
+}
+
+/* A session the broker did not keep (restarted without persistence,
+ * expired): events published while baton was away are lost. */
+static void session_kept(mq *q, int flags)
 {
     int present = flags & 1;
     if (!q->clean && !present && q->connects > 1)
@@ -162,21 +199,6 @@ static void broker_limits(mq *q, int flags, const mosquitto_property *props)
                      "broker %s:%d has no session for client_id '%s' yet: a new one is kept "
                      "from now on",
                      q->hostname, q->port, q->client_id);
-    uint32_t expiry;
-    if (q->v5 && !q->clean &&
-        mosquitto_property_read_int32(props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, &expiry, false) &&
-        expiry != UINT32_MAX)
-        q->host->log(q->inst, BATON_LOG_WARN,
-                     "broker %s:%d keeps baton's session %u s at most "
-                     "(max_session_expiry_interval): events published while baton is down longer "
-                     "are dropped",
-                     q->hostname, q->port, (unsigned)expiry);
-    uint8_t maxqos;
-    if (q->v5 && mosquitto_property_read_byte(props, MQTT_PROP_MAXIMUM_QOS, &maxqos, false) &&
-        maxqos < q->qos)
-        q->host->log(q->inst, BATON_LOG_WARN,
-                     "broker %s:%d grants QoS %u at most, below qos = %d: events may be lost",
-                     q->hostname, q->port, (unsigned)maxqos, q->qos);
 }
 
 static void on_connect(struct mosquitto *m, void *ud, int rc, int flags,
@@ -195,7 +217,8 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags,
     }
     q->host->counter_add(q->c_conn, 1);
     q->connects++;
-    broker_limits(q, flags, props);
+    session_kept(q, flags);
+    broker_limits(q, props, log_note, q);
     size_t n = q->host->config_list_count(q->inst, "topics");
     for (size_t i = 0; i < n; i++) {
         const char *t = q->host->config_list_item(q->inst, "topics", i);
@@ -479,7 +502,145 @@ static void mq_destroy(void *state)
     free(q);
 }
 
-static const baton_event_ops ops = {.size = sizeof(baton_event_ops)};
+/* The CONNACK the probe waits for (its callback's user data). */
+typedef struct probe_run {
+    int done, rc;
+    mosquitto_property *props;
+} probe_run;
+
+static void probe_on_connect(struct mosquitto *m, void *ud, int rc, int flags,
+                             const mosquitto_property *props)
+{
+    probe_run *r = ud;
+    r->done = 1;
+    r->rc = rc;
+    if (rc == 0)
+        mosquitto_property_copy_all(&r->props, props);
+}
+
+/* 0 when host:port accepts a TCP connection within timeout_ms, else -1
+ * with why: libmosquitto's own connect would wait for the kernel's
+ * timeout (minutes) on a host that does not answer. */
+static int reachable(const char *host, int port, int timeout_ms, char *why, size_t whylen)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    char svc[16];
+    snprintf(svc, sizeof svc, "%d", port);
+    int rc = getaddrinfo(host, svc, &hints, &ai);
+    if (rc != 0) {
+        snprintf(why, whylen, "%s", gai_strerror(rc));
+        return -1;
+    }
+    int ok = -1;
+    snprintf(why, whylen, "no address");
+    for (struct addrinfo *a = ai; a && ok != 0; a = a->ai_next) {
+        int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        int err = 0;
+        if (connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+            err = errno;
+            if (err == EINPROGRESS) {
+                struct pollfd p = {fd, POLLOUT, 0};
+                socklen_t len = sizeof err;
+                if (poll(&p, 1, timeout_ms) == 1)
+                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                else
+                    err = ETIMEDOUT;
+            }
+        }
+        if (err == 0)
+            ok = 0;
+        else
+            snprintf(why, whylen, "%s", strerror(err));
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    return ok;
+}
+
+/* baton check: connect under client_id + "-check" (never serve's id,
+ * which would kick a running serve off), clean start, read the CONNACK's
+ * properties, leave. Session expiry "never" is asked for so that the
+ * broker answers with its own bound when it has one (a broker states it
+ * only when it lowers what was asked), and set to 0 in the DISCONNECT,
+ * so no session is left behind. Always MQTT 5: 3.1.1 announces nothing. */
+static void mq_probe(void *state, baton_probe_note_fn note, void *ud)
+{
+    mq *q = state;
+    char text[768], why[256];
+    if (reachable(q->hostname, q->port, 2000, why, sizeof why) != 0) {
+        snprintf(text, sizeof text,
+                 "broker %s:%d not reachable (%s): its limits are not checked (serve keeps "
+                 "retrying)",
+                 q->hostname, q->port, why);
+        note(ud, BATON_LOG_WARN, text);
+        return;
+    }
+    pthread_mutex_lock(&lib_mu);
+    if (lib_refs++ == 0)
+        mosquitto_lib_init();
+    pthread_mutex_unlock(&lib_mu);
+    size_t l = strlen(q->client_id) + 7;
+    char *id = BATON_CHECKED(malloc(l));
+    snprintf(id, l, "%s-check", q->client_id);
+    probe_run r = {0};
+    struct mosquitto *m = mosquitto_new(id, true, &r);
+    mosquitto_property *props = NULL;
+    int rc = m ? MOSQ_ERR_SUCCESS : MOSQ_ERR_NOMEM;
+    if (m) {
+        mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+        const char *user = q->host->config_string(q->inst, "username");
+        if (user)
+            mosquitto_username_pw_set(m, user, q->host->config_string(q->inst, "password"));
+        mosquitto_connect_v5_callback_set(m, probe_on_connect);
+        if (!q->clean)
+            rc =
+                mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, UINT32_MAX);
+        if (rc == MOSQ_ERR_SUCCESS)
+            rc = mosquitto_connect_bind_v5(m, q->hostname, q->port, 10, NULL, props);
+        mosquitto_property_free_all(&props);
+        /* at most ~3 s for the CONNACK */
+        for (int i = 0; rc == MOSQ_ERR_SUCCESS && !r.done && i < 30; i++)
+            rc = mosquitto_loop(m, 100, 1);
+    }
+    if (rc != MOSQ_ERR_SUCCESS || !r.done) {
+        snprintf(text, sizeof text, "broker %s:%d did not answer an MQTT 5 CONNECT (%s)",
+                 q->hostname, q->port,
+                 rc == MOSQ_ERR_SUCCESS ? "no CONNACK within 3 s"
+                 : rc == MOSQ_ERR_ERRNO ? strerror(errno)
+                                        : mosquitto_strerror(rc));
+        note(ud, BATON_LOG_WARN, text);
+    } else if (r.rc != 0) {
+        snprintf(text, sizeof text, "broker %s:%d refused check's MQTT 5 connection: %s",
+                 q->hostname, q->port, mosquitto_reason_string(r.rc));
+        note(ud, BATON_LOG_WARN, text);
+    } else {
+        broker_limits(q, r.props, note, ud);
+        snprintf(text, sizeof text,
+                 "broker %s:%d: its max_queued_messages, persistence and "
+                 "persistent_client_expiration are announced by no MQTT version: set them as "
+                 "docs/operations.md says (\"The MQTT broker\")",
+                 q->hostname, q->port);
+        note(ud, BATON_LOG_INFO, text);
+        mosquitto_property *bye = NULL;
+        if (!q->clean)
+            mosquitto_property_add_int32(&bye, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 0);
+        mosquitto_disconnect_v5(m, 0, bye);
+        mosquitto_property_free_all(&bye);
+        mosquitto_loop_write(m, 1);
+    }
+    mosquitto_property_free_all(&r.props);
+    if (m)
+        mosquitto_destroy(m);
+    free(id);
+    pthread_mutex_lock(&lib_mu);
+    if (--lib_refs == 0)
+        mosquitto_lib_cleanup();
+    pthread_mutex_unlock(&lib_mu);
+}
+
+static const baton_event_ops ops = {.size = sizeof(baton_event_ops), .probe = mq_probe};
 
 BATON_PLUGIN(.name = "event_mqtt", .version = "1.0.0",
              .description = "journey events from an MQTT broker (QoS 1, persistent session)",

@@ -372,9 +372,23 @@ typedef struct baton_source_ops {
 
 /* Event sources push events to the host with host->event_submit from their
  * own threads between start() and stop(). */
+/* How a probe tells what it found: one finding per call, text without a
+ * trailing newline. BATON_LOG_WARN: a limit that can lose events (or a far
+ * end that cannot be reached); BATON_LOG_INFO: what could not be seen. */
+typedef void (*baton_probe_note_fn)(void *ud, baton_log_level level, const char *text);
+
 typedef struct baton_event_ops {
     uint32_t size;
-    void *reserved[8];
+    /* 1.5 — baton check: learn what can be learned about the far end (an
+     * MQTT broker's session limits) without consuming anything and
+     * without disturbing a running baton serve (another client id, no
+     * session left behind), each finding to note(ud, ...). Called after
+     * init, without start, on the engine's thread; may block, for a short
+     * connect timeout of its own. An unreachable far end is a finding
+     * (BATON_LOG_WARN), not a failure: check must work offline. May be
+     * NULL; the host reads it only when size says it is there. */
+    void (*probe)(void *state, baton_probe_note_fn note, void *ud);
+    void *reserved[7];
 } baton_event_ops;
 
 /* --- activity ------------------------------------------------------ */
