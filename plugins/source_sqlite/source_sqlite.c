@@ -201,14 +201,14 @@ static stmt_slot *cache_put(src *s, const char *sql, sqlite3_stmt *st)
     return lru;
 }
 
-/* Done with st: a kept statement is reset for its next use (which binds
- * every parameter again) and loses its bindings: text is bound without a
- * copy (bind), pointing into the caller's parameters. */
+/* Done with st: a kept statement is reset for its next use. Its text
+ * bindings (bind: not copied) point into the last caller's parameters
+ * until then; nothing reads them: a use binds every parameter before it
+ * steps, and finalize does not look at them. */
 static void release(stmt_slot *slot, sqlite3_stmt *st)
 {
     if (slot) {
         sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
         slot->busy = 0;
     } else {
         sqlite3_finalize(st);
