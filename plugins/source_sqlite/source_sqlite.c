@@ -27,8 +27,9 @@ typedef struct stmt_slot {
     size_t len; /* strlen(sql): most texts differ in it */
     sqlite3_stmt *st;
     unsigned long used;
-    int busy;     /* stepping now: a row callback's own exec prepares afresh */
-    size_t *pmap; /* the params index of each placeholder, read once */
+    int busy;           /* stepping now: a row callback's own exec prepares afresh */
+    size_t *pmap;       /* the params index of each placeholder, read once */
+    baton_value *bound; /* in pmap's block: each placeholder's last value (same_bound) */
 } stmt_slot;
 
 typedef struct src {
@@ -279,6 +280,27 @@ static int bind(sqlite3_stmt *st, int idx, const baton_value *v)
     return SQLITE_MISUSE;
 }
 
+/* A kept statement keeps its bindings from one use to the next (reset
+ * does not clear them): a number, a truth, a date, an instant or NULL
+ * equal to the one bound last time is not bound again (a journey's
+ * aggregates bind the same constants for every profile). Text always is
+ * (bind does not copy it). */
+static int same_bound(const baton_value *last, const baton_value *v)
+{
+    if (last->type != v->type)
+        return 0;
+    switch (v->type) {
+    case BATON_T_NULL: return 1;
+    case BATON_T_BOOL: return (last->v.b != 0) == (v->v.b != 0);
+    case BATON_T_FLOAT: return memcmp(&last->v.f, &v->v.f, sizeof v->v.f) == 0; /* -0.0, NaN */
+    case BATON_T_INT: return last->v.i == v->v.i;
+    case BATON_T_DURATION: return last->v.dur == v->v.dur;
+    case BATON_T_DATE: return last->v.date == v->v.date;
+    case BATON_T_TIMESTAMP: return last->v.ts == v->v.ts;
+    default: return 0;
+    }
+}
+
 /* Run every statement of sql in turn (parameters go to the statement that
  * names them: ?NNN numbers are global); rows of each go to fn. */
 static int src_exec(void *state, const char *sql, const baton_value *params, size_t nparams,
@@ -310,11 +332,15 @@ static int src_exec(void *state, const char *sql, const baton_value *params, siz
                 slot = cache_put(s, sql, st);
         }
         int np = sqlite3_bind_parameter_count(st);
-        if (slot && !slot->pmap && np > 0 && (slot->pmap = malloc((size_t)np * sizeof(size_t))))
+        if (slot && !slot->pmap && np > 0 &&
+            (slot->pmap = malloc((size_t)np * (sizeof(size_t) + sizeof(baton_value))))) {
+            slot->bound = (baton_value *)(slot->pmap + np);
             for (int i = 1, k = 0; i <= np; i++) {
                 const char *pn = sqlite3_bind_parameter_name(st, i);
                 slot->pmap[i - 1] = pn && pn[0] == '?' ? (size_t)atol(pn + 1) - 1 : (size_t)k++;
+                slot->bound[i - 1] = (baton_value){.type = BATON_T_STRING}; /* none yet */
             }
+        }
         for (int i = 1; i <= np; i++) {
             size_t pi;
             if (slot && slot->pmap) {
@@ -328,11 +354,18 @@ static int src_exec(void *state, const char *sql, const baton_value *params, siz
                 release(slot, st);
                 return -1;
             }
+            baton_value *last = slot && slot->pmap ? &slot->bound[i - 1] : NULL;
+            if (last && same_bound(last, &params[pi]))
+                continue;
+            if (last)
+                last->type = BATON_T_STRING; /* unknown until bound */
             if (bind(st, i, &params[pi]) != SQLITE_OK) {
                 snprintf(err, errlen, "cannot bind parameter %d: %s", i, sqlite3_errmsg(s->db));
                 release(slot, st);
                 return -1;
             }
+            if (last)
+                *last = params[pi];
         }
         /* a row's names and values: on the stack for the usual width */
         const char *names_buf[32];

@@ -110,6 +110,55 @@ static void test_kept_statements(void **st)
     expect(q, "b", "id=b,n=2;");
 }
 
+static char *run_value(const char *sql, const baton_value *v)
+{
+    const baton_source_ops *ops = instance_source(inst);
+    buf b;
+    buf_init(&b);
+    buf_adds(&b, "");
+    char err[256];
+    if (ops->exec(inst->state, sql, v, 1, collect, &b, err, sizeof err))
+        buf_addf(&b, "error: %s", err);
+    return buf_steal(&b);
+}
+
+/* A kept statement binds a number equal to its last one only once (its
+ * binding stays): every value still reads as a statement prepared for
+ * it alone would (two statements in one text are never kept). */
+static void test_kept_bindings(void **st)
+{
+    const char *kept = "SELECT typeof(?1) AS t, quote(?1) AS q";
+    const char *fresh = "SELECT typeof(?1) AS t, quote(?1) AS q; SELECT 1 WHERE 0";
+    baton_value vs[] = {
+        {.type = BATON_T_INT, .v.i = 1},
+        {.type = BATON_T_INT, .v.i = 1},
+        {.type = BATON_T_INT, .v.i = 2},
+        {.type = BATON_T_FLOAT, .v.f = 2.0},
+        {.type = BATON_T_FLOAT, .v.f = 2.0},
+        {.type = BATON_T_FLOAT, .v.f = 2.5},
+        {.type = BATON_T_NULL},
+        {.type = BATON_T_NULL},
+        {.type = BATON_T_BOOL, .v.b = 1},
+        {.type = BATON_T_BOOL, .v.b = 0},
+        {.type = BATON_T_DURATION, .v.dur = 0},
+        {.type = BATON_T_INT, .v.i = 0},
+        {.type = BATON_T_DATE, .v.date = 0},
+        {.type = BATON_T_DATE, .v.date = 1},
+        {.type = BATON_T_TIMESTAMP, .v.ts = 1},
+        {.type = BATON_T_TIMESTAMP, .v.ts = 1},
+        {.type = BATON_T_STRING, .v.s = {"x", 1}},
+        {.type = BATON_T_STRING, .v.s = {"y", 1}},
+        {.type = BATON_T_INT, .v.i = 2},
+    };
+    for (size_t i = 0; i < sizeof vs / sizeof *vs; i++) {
+        char *want = run_value(fresh, &vs[i]), *got = run_value(kept, &vs[i]);
+        if (strcmp(got, want))
+            fail_msg("value %zu: got '%s', expected '%s'", i, got, want);
+        free(want);
+        free(got);
+    }
+}
+
 /* A row callback that runs the same statement for another id. */
 static int nested(void *ud, size_t ncols, const char *const *names, const baton_value *v)
 {
@@ -176,9 +225,8 @@ static void test_schema_changes(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tz_local),
-        cmocka_unit_test(test_kept_statements),
-        cmocka_unit_test(test_nested_same_sql),
+        cmocka_unit_test(test_tz_local),       cmocka_unit_test(test_kept_statements),
+        cmocka_unit_test(test_kept_bindings),  cmocka_unit_test(test_nested_same_sql),
         cmocka_unit_test(test_schema_changes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
