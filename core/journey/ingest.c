@@ -132,6 +132,20 @@ int jrunner_submit_outcome(jrunner *r, const char *source, const char *json, siz
 
 static void commit_group(jrunner *r, initem *items);
 
+/* Commits everything queued, as one group, on the calling thread: called
+ * and returns with imu held; ibusy keeps the inbox to one writer. */
+static void commit_queued(jrunner *r)
+{
+    initem *items = r->ihead;
+    r->ihead = r->itail = NULL;
+    r->ilen = 0;
+    r->ibusy = 1;
+    pthread_mutex_unlock(&r->imu);
+    commit_group(r, items);
+    pthread_mutex_lock(&r->imu);
+    r->ibusy = 0;
+}
+
 int jrunner_submit_events(jrunner *r, const char *source, jevent *evs, char **reasons, size_t n,
                           jrunner_outcome_fn outcome, void *const *ctx, size_t *taken)
 {
@@ -189,14 +203,7 @@ int jrunner_submit_events(jrunner *r, const char *source, jevent *evs, char **re
          * (everything queued, in order), so the outcomes come without two
          * wakeups (the ingest thread's, then the source's), each a wait
          * for a CPU on a busy machine */
-        initem *items = r->ihead;
-        r->ihead = r->itail = NULL;
-        r->ilen = 0;
-        r->ibusy = 1;
-        pthread_mutex_unlock(&r->imu);
-        commit_group(r, items);
-        pthread_mutex_lock(&r->imu);
-        r->ibusy = 0;
+        commit_queued(r);
         /* what came meanwhile, and a stop, are the ingest thread's */
         pthread_cond_signal(&r->icv);
     } else if (r->iwaiting) {
@@ -361,14 +368,7 @@ void *jr_ingest_main(void *arg)
             break;
         }
         gather(r);
-        initem *items = r->ihead;
-        r->ihead = r->itail = NULL;
-        r->ilen = 0;
-        r->ibusy = 1;
-        pthread_mutex_unlock(&r->imu);
-        commit_group(r, items);
-        pthread_mutex_lock(&r->imu);
-        r->ibusy = 0;
+        commit_queued(r);
         pthread_mutex_unlock(&r->imu);
     }
     return NULL;
