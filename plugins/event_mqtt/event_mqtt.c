@@ -161,7 +161,7 @@ static void broker_limits(const mq *q, const mosquitto_property *props, baton_pr
         expiry != UINT32_MAX) {
         snprintf(text, sizeof text,
                  "broker %s:%d keeps baton's session %u s at most "
-                 "(max_session_expiry_interval): events published while baton is down longer "
+                 "(its session expiry limit): events published while baton is down longer "
                  "are dropped",
                  q->hostname, q->port, (unsigned)expiry);
         note(ud, BATON_LOG_WARN, text);
