@@ -361,15 +361,13 @@ static int baton(char **out, char **err, const char *fmt, ...)
 /* one value read from var/<db> */
 static char *sql_text(const char *db, const char *sql)
 {
-    char *cmd, *out = NULL;
-    if (asprintf(&cmd, "sqlite3 %s/var/%s \"%s\"", dir, db, sql) < 0)
+    char *path;
+    if (asprintf(&path, "%s/var/%s", dir, db) < 0)
         abort();
-    if (run_capture(cmd, &out, NULL) != 0)
+    char *out = db_print(path, sql);
+    free(path);
+    if (!out)
         fail_msg("sqlite3 failed: %s", sql);
-    free(cmd);
-    size_t n = strlen(out);
-    while (n && out[n - 1] == '\n')
-        out[--n] = '\0';
     return out;
 }
 

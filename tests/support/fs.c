@@ -135,6 +135,23 @@ long db_long(const char *db, const char *sql)
     return v;
 }
 
+char *db_print(const char *db, const char *sql)
+{
+    char *cmd, *out = NULL;
+    if (asprintf(&cmd, "sqlite3 %s \"%s\"", db, sql) < 0)
+        abort();
+    int rc = run_capture(cmd, &out, NULL);
+    free(cmd);
+    if (rc != 0) {
+        free(out);
+        return NULL;
+    }
+    size_t n = strlen(out);
+    while (n && out[n - 1] == '\n')
+        out[--n] = '\0';
+    return out;
+}
+
 long db_wait_for(const char *db, const char *sql, long want, int timeout_ms)
 {
     long v = -1;

@@ -29,6 +29,10 @@ int run_baton(const char *cwd, const char *cfg, char **out, char **err, const ch
 /* The first column of the first row of sql on the SQLite file db, opened
  * read-only (5 s busy timeout), or -1. */
 long db_long(const char *db, const char *sql);
+/* What the sqlite3 shell prints for sql on the SQLite file db (rows on
+ * lines, columns joined by '|'), trailing newlines cut; NULL when it
+ * fails. Caller frees. */
+char *db_print(const char *db, const char *sql);
 /* db_long until it equals want or timeout_ms pass (polling every 50 ms);
  * the last value read. */
 long db_wait_for(const char *db, const char *sql, long want, int timeout_ms);
