@@ -258,9 +258,9 @@ dlog *dlog_attach(store *s, char *err, size_t errlen)
             " ON CONFLICT(key) DO NOTHING",
             &l->ins, err, errlen) ||
         /* OR IGNORE: a statement that cannot fail part way needs no
-         * statement journal under the triggers on deliveries (journey's
-         * outcome); it has nothing to ignore (no NULL for a NOT NULL
-         * column, the key unchanged) */
+         * statement journal, whatever trigger a store may have on the
+         * table; it has nothing to ignore (no NULL for a NOT NULL column,
+         * the key unchanged) */
         prepare(l, "UPDATE OR IGNORE deliveries SET " UPD_SET " WHERE rowid = ?1", &l->upd_id, err,
                 errlen) ||
         prepare(l, "UPDATE deliveries SET sending = 1, attempts = ?2 WHERE rowid = ?1",

@@ -47,35 +47,27 @@ static const char *const ddl_control =
     " event TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS journey_held_journey ON journey_held(journey, seq)";
 
-/* A send's row takes its message's final status (sent, failed: why,
- * uncertain, bounced...) in the statement that records it in the delivery
- * log: the same group commit, on the dispatcher's thread, nothing for the
- * engine to do; a journey's keys start "j:". Rows a store had before get
- * theirs once. */
+/* A send's message has one record of its outcome: the delivery log's row
+ * with the same key. journey_sends keeps the step's (queued, skipped:
+ * channel disabled, capped, pending...) and readers join the two, as the
+ * view journey_send_outcomes does for whoever reads the store. Version 2
+ * kept a copy in journey_sends with a trigger on the log: one more row
+ * write for every message (bench_journey: about 18,000 instructions), under
+ * the store's one write lock the engine's batches hold too; version 3
+ * drops it. */
 #define FINAL_STATUS                                                                               \
     "(d.status = 'sent' OR d.status = 'failed' OR d.status = 'uncertain' OR"                       \
     " d.status = 'bounced' OR d.status = 'complained' OR d.status = 'capped')"
 #define SEND_STATUS_OF                                                                             \
     "CASE WHEN d.status = 'failed' AND d.reason IS NOT NULL THEN 'failed: ' || d.reason"           \
     " ELSE d.status END"
-/* No function call in the trigger (a GLOB for the key's "j:" was one): a
- * function may fail, and a statement that may fail part way with a
- * trigger on it gets a statement journal, each page it changes copied
- * first, at every delivery log update (bench_journey: about 17,000
- * instructions a message); the key's prefix is a range of the BINARY
- * order instead ("j:" up to "j;"). Version 2 made it so. */
 static const char *const ddl_outcome =
     "DROP TRIGGER IF EXISTS journey_sends_outcome;"
-    "CREATE TRIGGER journey_sends_outcome AFTER UPDATE OF status ON deliveries"
-    " WHEN new.key >= 'j:' AND new.key < 'j;' AND"
-    " (new.status = 'sent' OR new.status = 'failed' OR new.status = 'uncertain' OR"
-    " new.status = 'bounced' OR new.status = 'complained' OR new.status = 'capped')"
-    " BEGIN UPDATE journey_sends SET status = CASE WHEN new.status = 'failed' AND new.reason IS"
-    " NOT NULL THEN 'failed: ' || new.reason ELSE new.status END WHERE key = new.key; END;"
-    "UPDATE journey_sends SET status = (SELECT " SEND_STATUS_OF " FROM deliveries d"
-    " WHERE d.key = journey_sends.key) WHERE kind = 'send' AND"
-    " (status = 'queued' OR status = 'deferred' OR status = 'pending') AND EXISTS"
-    " (SELECT 1 FROM deliveries d WHERE d.key = journey_sends.key AND " FINAL_STATUS ")";
+    "DROP VIEW IF EXISTS journey_send_outcomes;"
+    "CREATE VIEW journey_send_outcomes AS SELECT s.key, s.instance, s.journey, s.profile,"
+    " s.node, s.kind, s.target, coalesce(" SEND_STATUS_OF
+    ", s.status) AS status, s.at, s.step, s.response"
+    " FROM journey_sends s LEFT JOIN deliveries d ON d.key = s.key";
 
 /* the latest instance of each journey for a profile, from the index */
 static const char *const ddl_latest = "CREATE INDEX IF NOT EXISTS journey_instances_latest"
@@ -121,8 +113,8 @@ static const char *const sql[S_NSTMT] = {
     [S_SEND_INS] = "INSERT OR IGNORE INTO journey_sends(key, instance, journey, profile, node,"
                    " kind, target, status, at, step) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [S_SEND_STATUS] = "UPDATE journey_sends SET status = ? WHERE key = ?",
-    /* a handed send's status, unless its message's is final already (the
-     * trigger wrote it, or it was in the log when handed again) */
+    /* a handed send's status, unless its message's is final already (it
+     * was in the log when handed again) */
     [S_SEND_MARK] = "UPDATE journey_sends SET status = coalesce((SELECT " SEND_STATUS_OF
                     " FROM deliveries d WHERE d.key = ?2 AND " FINAL_STATUS "), ?1)"
                     " WHERE key = ?2 AND status = 'pending'",
@@ -333,7 +325,7 @@ int jengine_open(jengine *e, store *st, journey **js, size_t njs, const jengine_
         store_migrate(st, "journey_control", 1, ddl_control, err, errlen) ||
         store_migrate(st, "journey_versions", 1, ddl_versions, err, errlen) ||
         dispatch_log_init(st, err, errlen) ||
-        store_migrate(st, "journey_sends_outcome", 2, ddl_outcome, err, errlen))
+        store_migrate(st, "journey_sends_outcome", 3, ddl_outcome, err, errlen))
         return -1;
     /* the pages of the profile index are touched at random: keep more of
      * them (bounded: 16 MiB) */

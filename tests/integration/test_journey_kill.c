@@ -266,12 +266,13 @@ static void test_kill_mid_journey(void **st)
                                  0, 30000),
                      0);
     /* the journey's send rows hold their final status */
-    assert_int_equal(db_wait_for(db,
-                                 "SELECT count(*) FROM journey_sends WHERE status = 'uncertain'",
-                                 unsure, 5000),
-                     unsure);
-    assert_int_equal(db_long(db, "SELECT count(*) FROM journey_sends WHERE status = 'sent'"),
-                     eligible - unsure);
+    assert_int_equal(
+        db_wait_for(db, "SELECT count(*) FROM journey_send_outcomes WHERE status = 'uncertain'",
+                    unsure, 5000),
+        unsure);
+    assert_int_equal(
+        db_long(db, "SELECT count(*) FROM journey_send_outcomes WHERE status = 'sent'"),
+        eligible - unsure);
     s = get_json("/v1/journeys/thanks");
     assert_int_equal(node_count(s, "uncertain"), unsure);
     assert_int_equal(node_count(s, "sent"), eligible - unsure);

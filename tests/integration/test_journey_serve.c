@@ -309,11 +309,12 @@ static void test_reload(void **state)
     for (int i = 0; i < 100 && db_long(db, "SELECT count(*) FROM journey_sends") < 2; i++)
         nap_ms(50);
     /* the send's row ends with its message's status */
-    assert_int_equal(db_wait_for(db,
-                                 "SELECT count(*) FROM journey_sends WHERE profile = 'b' AND status"
-                                 " = 'sent'",
-                                 1, 10000),
-                     1);
+    assert_int_equal(
+        db_wait_for(db,
+                    "SELECT count(*) FROM journey_send_outcomes WHERE profile = 'b' AND status"
+                    " = 'sent'",
+                    1, 10000),
+        1);
     kill(baton, SIGTERM);
     assert_int_equal(wait_exit(baton, 30000), 0);
     char log[1024];

@@ -625,7 +625,7 @@ static void test_live_runner(void **st)
     assert_int_equal(count_of(sto.db, "SELECT count(*) FROM journey_instances WHERE profile = "
                                       "'p9' AND path = 'c small'"),
                      1);
-    const char *sent = "SELECT count(*) FROM journey_sends WHERE profile = 'p1' AND "
+    const char *sent = "SELECT count(*) FROM journey_send_outcomes WHERE profile = 'p1' AND "
                        "status = 'sent'";
     for (int i = 0; i < 500 && count_of(sto.db, sent) != 1; i++)
         nanosleep(&(struct timespec){0, 10 * 1000000}, NULL);

@@ -95,7 +95,8 @@ static void rig_up_with(rig *g, const char *email_cfg)
     g->email = fake_channel_new("email", email_cfg, err, sizeof err);
     assert_non_null(g->email);
     g->d = dispatch_open(g->email, &st, &(dispatch_opts){0}, err, sizeof err);
-    assert_non_null(g->d);
+    if (!g->d)
+        fail_msg("dispatcher: %s", err);
     /* sms is configured but turned off: no instance, no dispatcher */
     jchannel ch[] = {{"email", g->email, g->d}, {"sms", NULL, NULL}};
     jrunner_opts o = {.clock_ms = test_clock, .queue = 1000};
@@ -187,7 +188,7 @@ static void test_flow(void **state)
     wait_until("SELECT count(*) FROM journey_instances WHERE node = 'react'", 3);
     settle(&g);
     /* each send's row ends with its message's status */
-    wait_until("SELECT count(*) FROM journey_sends WHERE status = 'sent'", 3);
+    wait_until("SELECT count(*) FROM journey_send_outcomes WHERE status = 'sent'", 3);
     assert_int_equal(fake_channel_total(), 3);
     assert_int_equal(fake_channel_sent("j:flow:1:mail:2"), 1);
 
@@ -200,6 +201,51 @@ static void test_flow(void **state)
     wait_until("SELECT count(*) FROM journey_instances WHERE state = 'exited'", 1);
     wait_until("SELECT count(*) FROM journey_sends WHERE status = 'skipped: channel disabled'", 1);
     assert_int_equal(fake_channel_total(), 3);
+    rig_down(&g);
+}
+
+/* A send's outcome is the delivery log's row, read through the view
+ * journey_send_outcomes; a store that had the version 2 trigger (a copy
+ * of it in journey_sends, one more write a message) loses it on open. */
+static void test_outcomes_from_the_log(void **state)
+{
+    /* an older store: the trigger on deliveries, at version 2 */
+    rig g;
+    rig_up(&g);
+    rig_down(&g);
+    assert_int_equal(sqlite3_exec(st.db,
+                                  "CREATE TRIGGER journey_sends_outcome AFTER UPDATE OF status ON"
+                                  " deliveries BEGIN UPDATE journey_sends SET status ="
+                                  " new.status WHERE key = new.key; END;"
+                                  "UPDATE store_schema SET version = 2"
+                                  " WHERE module = 'journey_sends_outcome'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    rig_up(&g);
+    assert_int_equal(
+        count("SELECT count(*) FROM sqlite_master WHERE name = 'journey_sends_outcome'"), 0);
+    submit_carts(&g, "o", "q", 2);
+    settle(&g);
+    clock_now += 3600 * 1000;
+    wait_until("SELECT count(*) FROM journey_instances WHERE node = 'react'", 2);
+    settle(&g);
+    wait_until("SELECT count(*) FROM journey_send_outcomes WHERE status = 'sent'", 2);
+    /* the step's own record stays as it was handed */
+    assert_int_equal(count("SELECT count(*) FROM journey_sends WHERE status = 'queued'"), 2);
+    /* a failure reads with its reason, a bounce as the log says */
+    assert_int_equal(
+        sqlite3_exec(st.db,
+                     "UPDATE deliveries SET status = 'failed', reason = '550 5.1.1"
+                     " no such user' WHERE profile_id = 'q0';"
+                     "UPDATE deliveries SET status = 'bounced' WHERE profile_id = 'q1'",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
+    assert_int_equal(count("SELECT count(*) FROM journey_send_outcomes WHERE profile = 'q0' AND"
+                           " status = 'failed: 550 5.1.1 no such user'"),
+                     1);
+    assert_int_equal(count("SELECT count(*) FROM journey_send_outcomes WHERE profile = 'q1' AND"
+                           " status = 'bounced'"),
+                     1);
     rig_down(&g);
 }
 
@@ -247,7 +293,7 @@ static void test_pending_send_is_handed_on_start(void **state)
     rig_up(&g);
     settle(&g);
     assert_int_equal(dispatch_flush(g.d, 5000), 0);
-    wait_until("SELECT count(*) FROM journey_sends WHERE status = 'sent'", 1);
+    wait_until("SELECT count(*) FROM journey_send_outcomes WHERE status = 'sent'", 1);
     assert_int_equal(fake_channel_sent("j:flow:1:mail:2"), 1);
     rig_down(&g);
     /* and once more: the log has it, the dispatcher refuses the duplicate */
@@ -256,7 +302,8 @@ static void test_pending_send_is_handed_on_start(void **state)
         SQLITE_OK);
     rig_up(&g);
     settle(&g);
-    wait_until("SELECT count(*) FROM journey_sends WHERE status = 'sent'", 1); /* the log's */
+    wait_until("SELECT count(*) FROM journey_send_outcomes WHERE status = 'sent'",
+               1); /* the log's */
     assert_int_equal(dispatch_flush(g.d, 5000), 0);
     assert_int_equal(fake_channel_sent("j:flow:1:mail:2"), 1);
     rig_down(&g);
@@ -273,7 +320,7 @@ static void test_full_dispatcher_keeps_sends_for_later(void **state)
     settle(&g);
     clock_now += 3600 * 1000; /* the 40 waits end together: one batch of 40 sends */
     assert_int_equal(dispatch_flush(g.d, 5000), 0);
-    wait_until("SELECT count(*) FROM journey_sends WHERE status = 'sent'", 40);
+    wait_until("SELECT count(*) FROM journey_send_outcomes WHERE status = 'sent'", 40);
     assert_int_equal(fake_channel_total(), 40);
     for (int i = 0; i < 40; i++) {
         char key[64];
@@ -589,6 +636,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pause_resume_close, setup, teardown),
         cmocka_unit_test_setup_teardown(test_jump, setup, teardown),
         cmocka_unit_test_setup_teardown(test_versions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outcomes_from_the_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart_sends_nothing_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_send_is_handed_on_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_dispatcher_keeps_sends_for_later, setup,
