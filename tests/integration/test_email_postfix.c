@@ -71,16 +71,11 @@ static const char *sbin(const char *cmd)
 
 static char *postconf_default(const char *name)
 {
-    char *cmd, *out = NULL;
+    char *cmd;
     if (asprintf(&cmd, "%s -dh %s", sbin("postconf"), name) < 0)
         abort();
-    int rc = run_capture(cmd, &out, NULL);
+    char *out = run_output(cmd); /* one line */
     free(cmd);
-    if (rc != 0) {
-        free(out);
-        return NULL;
-    }
-    out[strcspn(out, "\n")] = '\0';
     return out;
 }
 

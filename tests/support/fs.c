@@ -135,20 +135,26 @@ long db_long(const char *db, const char *sql)
     return v;
 }
 
-char *db_print(const char *db, const char *sql)
+char *run_output(const char *cmd)
 {
-    char *cmd, *out = NULL;
-    if (asprintf(&cmd, "sqlite3 %s \"%s\"", db, sql) < 0)
-        abort();
-    int rc = run_capture(cmd, &out, NULL);
-    free(cmd);
-    if (rc != 0) {
+    char *out = NULL;
+    if (run_capture(cmd, &out, NULL) != 0) {
         free(out);
         return NULL;
     }
     size_t n = strlen(out);
     while (n && out[n - 1] == '\n')
         out[--n] = '\0';
+    return out;
+}
+
+char *db_print(const char *db, const char *sql)
+{
+    char *cmd;
+    if (asprintf(&cmd, "sqlite3 %s \"%s\"", db, sql) < 0)
+        abort();
+    char *out = run_output(cmd);
+    free(cmd);
     return out;
 }
 

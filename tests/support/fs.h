@@ -18,6 +18,9 @@ char *file_read(const char *path, size_t *len);
 /* Run a shell command, capturing stdout and stderr (each may be NULL);
  * returns the exit status (or -1). */
 int run_capture(const char *cmd, char **out, char **err);
+/* What a shell command prints on stdout, trailing newlines cut; NULL when
+ * it exits non-zero. Caller frees. */
+char *run_output(const char *cmd);
 /* Run $BATON_BIN with the printf-formatted arguments through the shell, as
  * run_capture: "-c cfg" first when cfg is not NULL, from the folder cwd
  * when it is not NULL. */
